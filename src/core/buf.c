@@ -1,0 +1,163 @@
+#include "core/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int gw_buf_reserve(struct gw_buf *b, size_t n)
+{
+    if (b->cap - b->len > n)
+        return 0;
+    size_t want = b->len + n + 1;
+    if (want < b->len)
+        return -1;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < want) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int gw_buf_append(struct gw_buf *b, const void *p, size_t n)
+{
+    if (gw_buf_reserve(b, n) != 0)
+        return -1;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int gw_buf_append_str(struct gw_buf *b, const char *s)
+{
+    return gw_buf_append(b, s, strlen(s));
+}
+
+int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return -1;
+    if (gw_buf_reserve(b, (size_t)n) != 0)
+        return -1;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int gw_buf_printf(struct gw_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = gw_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (gw_buf_reserve(b, n) != 0)
+        return -1;
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (gw_buf_append(b, s + run, i - run) != 0)
+            return -1;
+        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+        size_t elen = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            elen = 6;
+        }
+        if (gw_buf_append(b, esc, elen) != 0)
+            return -1;
+        run = i + 1;
+    }
+    return gw_buf_append(b, s + run, n - run);
+}
+
+void gw_buf_consume(struct gw_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+    } else {
+        memmove(b->data, b->data + n, b->len - n);
+        b->len -= n;
+    }
+    if (b->data)
+        b->data[b->len] = '\0';
+}
+
+void gw_buf_reset(struct gw_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void gw_buf_free(struct gw_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+char *gw_buf_steal(struct gw_buf *b, size_t *len)
+{
+    char *p = b->data;
+    if (len)
+        *len = b->len;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+int gw_slice_eq(struct gw_slice a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.len == n && (n == 0 || memcmp(a.ptr, lit, n) == 0);
+}
+
+int gw_slice_casecmp_eq(struct gw_slice a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.len == n && (n == 0 || strncasecmp(a.ptr, lit, n) == 0);
+}
+
+char *gw_slice_dup(struct gw_slice s)
+{
+    char *p = malloc(s.len + 1);
+    if (!p)
+        return NULL;
+    if (s.len)
+        memcpy(p, s.ptr, s.len);
+    p[s.len] = '\0';
+    return p;
+}

@@ -1,0 +1,50 @@
+/*
+ * buf: growable byte buffers and (pointer, length) slices.
+ *
+ * Bytes that came off the wire are handled as slices; nothing assumes a NUL terminator
+ * (gw_buf keeps one after its data for convenience of callers that build text, but the
+ * length is the truth). A gw_buf owns its storage; gw_buf_free releases it.
+ */
+#ifndef GW_BUF_H
+#define GW_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+struct gw_slice {
+    const char *ptr;
+    size_t len;
+};
+
+#define GW_SLICE_LIT(s) ((struct gw_slice){(s), sizeof(s) - 1})
+#define GW_SLICE_NULL ((struct gw_slice){NULL, 0})
+
+struct gw_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+/* Appends n bytes; returns 0, or -1 when memory is exhausted. Keeps data NUL-terminated. */
+int gw_buf_append(struct gw_buf *b, const void *p, size_t n);
+int gw_buf_append_str(struct gw_buf *b, const char *s);
+int gw_buf_printf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap);
+/* Appends s as the inside of a JSON string (quotes not included), escaping as RFC 8259 asks. */
+int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n);
+/* Ensures room for n more bytes. */
+int gw_buf_reserve(struct gw_buf *b, size_t n);
+/* Drops the first n bytes. */
+void gw_buf_consume(struct gw_buf *b, size_t n);
+void gw_buf_reset(struct gw_buf *b);
+void gw_buf_free(struct gw_buf *b);
+/* Hands the storage to the caller (who frees it with free()) and empties the buffer. */
+char *gw_buf_steal(struct gw_buf *b, size_t *len);
+
+int gw_slice_eq(struct gw_slice a, const char *lit);
+int gw_slice_casecmp_eq(struct gw_slice a, const char *lit);
+/* Returns a malloc'd NUL-terminated copy, or NULL. */
+char *gw_slice_dup(struct gw_slice s);
+
+#endif

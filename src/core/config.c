@@ -1,0 +1,2 @@
+#include "core/config.h"
+/* Loader for server and routes: written next. */

@@ -1,0 +1,85 @@
+/*
+ * config: the typed configuration (one "generation"), loaded from YAML by gw_config_load.
+ *
+ * A generation is immutable once loaded and shared read-only by every worker thread. Each
+ * section is parsed by its owner: server and routes here, each layer its own section through
+ * its <layer>_config_parse function (called from gw_config_load). Unknown keys are errors.
+ */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/cfg.h"
+
+struct gw_listen {
+    char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
+    char *host;    /* numeric address to bind ("0.0.0.0" for ":8080") */
+    int port;
+    char *tls_cert; /* TLS not yet served: both NULL (a later change adds it) */
+    char *tls_key;
+};
+
+struct gw_server_limits {
+    uint64_t max_body;            /* bytes; 413 beyond it (default 1MiB) */
+    uint64_t max_header;          /* bytes of request line + headers; 431 beyond (16KiB) */
+    uint64_t header_timeout_ms;   /* whole header must arrive within; 408 (10s) */
+    uint64_t body_timeout_ms;     /* whole body must arrive within; 408 (30s) */
+    uint64_t idle_timeout_ms;     /* keep-alive connection idle; closed (60s) */
+    uint64_t max_connections;     /* per process; 503 beyond (10000) */
+    uint64_t shutdown_timeout_ms; /* in-flight requests may finish within (10s) */
+    uint64_t max_json_depth;      /* JSON-RPC nesting bound (64) */
+    uint64_t max_response;        /* bytes of a buffered (non-SSE) upstream answer (16MiB) */
+    uint64_t max_sse_event;       /* bytes of one SSE event from upstream (4MiB) */
+    uint64_t write_buffer;        /* bytes queued to a slow client before upstream pauses (1MiB) */
+};
+
+struct gw_server_config {
+    struct gw_listen *listen;
+    size_t n_listen;
+    char *public_url; /* default: http://<first listen address> */
+    int workers;      /* 0 = one per core */
+    struct gw_server_limits limits;
+    char *log_level; /* debug | info | warn | error */
+};
+
+struct gw_backend {
+    char *name;
+    char *url; /* http(s)://host:port/path */
+    char *prefix;
+};
+
+struct gw_route_timeouts {
+    uint64_t connect_ms;    /* 2s */
+    uint64_t first_byte_ms; /* 30s: response headers must start within */
+    uint64_t idle_ms;       /* 5m: silence on an open (SSE) stream */
+};
+
+struct gw_route {
+    char *name;
+    char *path; /* exact client-facing path, e.g. "/mcp" */
+    struct gw_backend *backends;
+    size_t n_backends;
+    struct gw_route_timeouts timeouts;
+};
+
+struct gw_config {
+    char *path; /* the file it came from */
+    struct gw_server_config server;
+    struct gw_route *routes;
+    size_t n_routes;
+    /* Layer sections are added here by the issues that build each layer. */
+};
+
+/* Loads, validates and returns a generation (caller frees with gw_config_free). */
+struct gw_config *gw_config_load(const char *path, struct cfg_error *err);
+/* Same, from YAML text (tests). `name` labels errors. */
+struct gw_config *gw_config_load_string(const char *yaml, const char *name, struct cfg_error *err);
+void gw_config_free(struct gw_config *cfg);
+
+/* Finds the route whose path equals the request path (without query). NULL when none. */
+const struct gw_route *gw_config_route_for(const struct gw_config *cfg, const char *path,
+                                           size_t len);
+
+#endif

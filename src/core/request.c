@@ -1,0 +1,89 @@
+#include "core/request.h"
+#include "core/timeutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct gw_request *gw_request_new(const struct gw_config *cfg)
+{
+    struct gw_request *req = calloc(1, sizeof *req);
+    if (!req)
+        return NULL;
+    req->cfg = cfg;
+    gw_uuid7(req->id);
+    req->deciding_stage = GW_STAGE_COUNT;
+    req->timing.start_ns = gw_mono_ns();
+    return req;
+}
+
+static void strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+void gw_identity_clear(struct gw_identity *id)
+{
+    free(id->subject);
+    free(id->issuer);
+    free(id->tenant);
+    free(id->client_id);
+    strv_free(id->roles);
+    strv_free(id->scopes);
+    memset(id, 0, sizeof *id);
+}
+
+void gw_request_free(struct gw_request *req)
+{
+    if (!req)
+        return;
+    for (int i = 0; i < GW_STAGE_COUNT; i++)
+        if (req->layer_state[i] && req->layer_state_free[i])
+            req->layer_state_free[i](req->layer_state[i]);
+    gw_identity_clear(&req->identity);
+    mcp_batch_free(&req->rpc);
+    free(req->rewritten_body);
+    free(req->protocol_version);
+    free(req->session_id);
+    free(req);
+}
+
+struct gw_slice gw_request_header(const struct gw_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (gw_slice_casecmp_eq(req->headers[i].name, name))
+            return req->headers[i].value;
+    return GW_SLICE_NULL;
+}
+
+size_t gw_request_header_count(const struct gw_request *req, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (gw_slice_casecmp_eq(req->headers[i].name, name))
+            n++;
+    return n;
+}
+
+struct gw_slice gw_request_upstream_body(const struct gw_request *req)
+{
+    if (req->rewritten_body)
+        return (struct gw_slice){req->rewritten_body, req->rewritten_len};
+    return req->body;
+}
+
+int gw_decision_deny(struct gw_decision *d, int http_status, int jsonrpc_code,
+                     const char *reason_code, const char *reason)
+{
+    d->verdict = GW_DENY;
+    d->http_status = http_status;
+    d->jsonrpc_code = jsonrpc_code;
+    snprintf(d->reason_code, sizeof d->reason_code, "%s", reason_code ? reason_code : "");
+    snprintf(d->reason, sizeof d->reason, "%s", reason ? reason : "");
+    return GW_DENY;
+}

@@ -1,0 +1,128 @@
+/*
+ * request: the request context. One per client request that reached a route; every layer
+ * reads it and records into it what it saw and decided; audit turns it into the record.
+ *
+ * Owned by the connection that received the request and freed with gw_request_free when the
+ * response has ended. Layers own the fields they fill (freed by gw_request_free through the
+ * layers' own free hooks).
+ */
+#ifndef GW_REQUEST_H
+#define GW_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "layers/identity/identity-t.h"
+#include "layers/safety/safety-t.h"
+#include "mcp/jsonrpc.h"
+
+enum gw_stage {
+    GW_STAGE_IDENTITY = 0,
+    GW_STAGE_SAFETY,
+    GW_STAGE_POLICY,
+    GW_STAGE_LIMITS,
+    GW_STAGE_ROUTING,
+    GW_STAGE_AUDIT,
+    GW_STAGE_COUNT
+};
+
+enum gw_verdict {
+    GW_PASS = 0,  /* go on to the next layer */
+    GW_DENY = 1,  /* stop; answer with the decision */
+    GW_ASYNC = 2, /* the layer will call gw_pipeline_resume() later */
+};
+
+enum gw_http_method { GW_HTTP_OTHER = 0, GW_HTTP_GET, GW_HTTP_POST, GW_HTTP_DELETE };
+
+/*
+ * A layer's decision. On deny, `http_status` and `jsonrpc_code` say how to answer:
+ *   - jsonrpc_code == 0 and http_status == 200: a tool result with isError: true (policy,
+ *     limits denials the model can act on);
+ *   - jsonrpc_code != 0: a JSON-RPC error with that code (e.g. -32602 for a hidden tool);
+ *   - http_status 401/403: an OAuth challenge (www_authenticate is set).
+ */
+struct gw_decision {
+    enum gw_verdict verdict;
+    int http_status;
+    int jsonrpc_code;
+    char reason_code[64]; /* stable machine code: "identity.invalid_token", "policy.no_match" */
+    char reason[256];     /* short sentence for the client/model; never echoes secrets */
+    char rule_id[128];    /* determining rule(s), comma-separated; empty when none */
+    char www_authenticate[512];
+    uint64_t retry_after_ms; /* limits: when the client may retry; 0 when not applicable */
+};
+
+struct gw_header {
+    struct gw_slice name;
+    struct gw_slice value;
+};
+
+struct gw_timing {
+    uint64_t start_ns; /* monotonic */
+    uint64_t stage_ns[GW_STAGE_COUNT];
+    uint64_t upstream_first_byte_ns;
+    uint64_t end_ns;
+};
+
+struct gw_request {
+    char id[37]; /* UUIDv7 */
+    const struct gw_config *cfg;
+    const struct gw_route *route;
+    void *worker; /* the worker thread that owns it (struct gw_worker) */
+    void *conn;   /* the client connection (struct gw_conn); NULL in unit tests */
+
+    /* HTTP, as received. Slices point into the connection's header storage. */
+    enum gw_http_method method;
+    struct gw_slice method_name;
+    struct gw_slice path; /* without the query */
+    struct gw_slice query;
+    struct gw_header *headers;
+    size_t n_headers;
+    struct gw_slice body; /* the original bytes, forwarded unchanged unless rewritten */
+    char *rewritten_body; /* malloc'd when a layer rewrote the message (request redaction) */
+    size_t rewritten_len;
+
+    /* MCP. */
+    char *protocol_version; /* MCP-Protocol-Version header, or NULL */
+    char *session_id;       /* Mcp-Session-Id header, or NULL */
+    struct mcp_batch rpc;   /* decoded POST body (empty for GET/DELETE) */
+
+    /* What the layers found and decided. */
+    struct gw_identity identity;
+    struct gw_findings findings;
+    struct gw_decision decision[GW_STAGE_COUNT];
+    enum gw_stage deciding_stage; /* the stage that denied; GW_STAGE_COUNT when allowed */
+    void *layer_state[GW_STAGE_COUNT];
+    void (*layer_state_free[GW_STAGE_COUNT])(void *);
+
+    /* Upstream. */
+    const struct gw_backend *backend;
+    int upstream_status; /* HTTP status from upstream; 0 when none */
+    char upstream_error[64];
+    int response_status; /* what the client got */
+    uint64_t response_bytes;
+
+    struct gw_timing timing;
+};
+
+/* Allocates a request context with a fresh id. Returns NULL when out of memory. */
+struct gw_request *gw_request_new(const struct gw_config *cfg);
+void gw_request_free(struct gw_request *req);
+
+/* Returns the first header with this name (case-insensitive), or a NULL slice. */
+struct gw_slice gw_request_header(const struct gw_request *req, const char *name);
+/* Counts headers with this name. */
+size_t gw_request_header_count(const struct gw_request *req, const char *name);
+
+/* The bytes to forward upstream: the rewritten body when there is one, else the original. */
+struct gw_slice gw_request_upstream_body(const struct gw_request *req);
+
+/* Fills a deny decision; returns GW_DENY. */
+int gw_decision_deny(struct gw_decision *d, int http_status, int jsonrpc_code,
+                     const char *reason_code, const char *reason);
+
+void gw_identity_clear(struct gw_identity *id);
+
+#endif

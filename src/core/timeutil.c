@@ -1,0 +1,166 @@
+#include "core/timeutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+uint64_t gw_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t gw_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t gw_mono_ms(void)
+{
+    return gw_mono_ns() / 1000000ull;
+}
+
+void gw_time_rfc3339(uint64_t ns, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ns / 1000000000ull);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns % 1000000000ull));
+}
+
+static int parse_number_unit(const char *s, uint64_t *num, const char **unit)
+{
+    if (!s || !*s)
+        return -1;
+    const char *p = s;
+    uint64_t v = 0;
+    if (*p < '0' || *p > '9')
+        return -1;
+    while (*p >= '0' && *p <= '9') {
+        if (v > (UINT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+        p++;
+    }
+    while (*p == ' ')
+        p++;
+    *num = v;
+    *unit = p;
+    return 0;
+}
+
+int gw_parse_duration_ns(const char *s, uint64_t *out_ns)
+{
+    uint64_t v;
+    const char *u;
+    if (parse_number_unit(s, &v, &u) != 0)
+        return -1;
+    uint64_t mult;
+    if (*u == '\0')
+        mult = v == 0 ? 1 : 0; /* a bare number is ambiguous unless it is zero */
+    else if (strcmp(u, "ns") == 0)
+        mult = 1;
+    else if (strcmp(u, "us") == 0)
+        mult = 1000ull;
+    else if (strcmp(u, "ms") == 0)
+        mult = 1000000ull;
+    else if (strcmp(u, "s") == 0)
+        mult = 1000000000ull;
+    else if (strcmp(u, "m") == 0)
+        mult = 60ull * 1000000000ull;
+    else if (strcmp(u, "h") == 0)
+        mult = 3600ull * 1000000000ull;
+    else if (strcmp(u, "d") == 0)
+        mult = 86400ull * 1000000000ull;
+    else
+        return -1;
+    if (mult == 0)
+        return -1;
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out_ns = v * mult;
+    return 0;
+}
+
+int gw_parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+    uint64_t ns;
+    if (gw_parse_duration_ns(s, &ns) != 0)
+        return -1;
+    *out_ms = ns / 1000000ull + (ns % 1000000ull ? 1 : 0);
+    return 0;
+}
+
+int gw_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v;
+    const char *u;
+    if (parse_number_unit(s, &v, &u) != 0)
+        return -1;
+    uint64_t mult;
+    if (*u == '\0' || strcasecmp(u, "b") == 0)
+        mult = 1;
+    else if (strcmp(u, "KiB") == 0 || strcasecmp(u, "k") == 0)
+        mult = 1024ull;
+    else if (strcmp(u, "MiB") == 0 || strcasecmp(u, "m") == 0)
+        mult = 1024ull * 1024;
+    else if (strcmp(u, "GiB") == 0 || strcasecmp(u, "g") == 0)
+        mult = 1024ull * 1024 * 1024;
+    else if (strcmp(u, "KB") == 0 || strcmp(u, "kB") == 0)
+        mult = 1000ull;
+    else if (strcmp(u, "MB") == 0)
+        mult = 1000ull * 1000;
+    else if (strcmp(u, "GB") == 0)
+        mult = 1000ull * 1000 * 1000;
+    else
+        return -1;
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+int gw_random_bytes(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+void gw_uuid7(char out[37])
+{
+    unsigned char b[16];
+    uint64_t ms = gw_now_ns() / 1000000ull;
+    if (gw_random_bytes(b + 6, 10) != 0)
+        memset(b + 6, 0, 10);
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    static const char hex[] = "0123456789abcdef";
+    int o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+}

@@ -1,0 +1,31 @@
+/* timeutil: clocks, RFC 3339 formatting, durations and sizes as the config writes them. */
+#ifndef GW_TIMEUTIL_H
+#define GW_TIMEUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall clock, nanoseconds since the Unix epoch. */
+uint64_t gw_now_ns(void);
+/* Monotonic clock in nanoseconds and milliseconds. */
+uint64_t gw_mono_ns(void);
+uint64_t gw_mono_ms(void);
+/* Formats ns-since-epoch as 2026-01-02T03:04:05.123456789Z (UTC); out needs >= 32 bytes. */
+void gw_time_rfc3339(uint64_t ns, char *out, size_t outlen);
+
+/*
+ * Parses a duration such as "250ms", "30s", "5m", "1h", "1d" (also "us", "ns"; a bare "0").
+ * Result in milliseconds (ns/us are rounded up to 1 ms when non-zero). Returns 0, or -1.
+ */
+int gw_parse_duration_ms(const char *s, uint64_t *out_ms);
+/* Same, result in nanoseconds. */
+int gw_parse_duration_ns(const char *s, uint64_t *out_ns);
+/* Parses a size such as "1MiB", "16KiB", "512", "2MB", "1GiB". Returns 0, or -1. */
+int gw_parse_size(const char *s, uint64_t *out);
+
+/* Writes a random UUIDv7 (RFC 9562) as 36 characters plus NUL into out. */
+void gw_uuid7(char out[37]);
+/* Fills buf with n cryptographically random bytes; returns 0 or -1. */
+int gw_random_bytes(void *buf, size_t n);
+
+#endif

@@ -1,0 +1,10 @@
+/*
+ * audit layer: pipeline slot. Until the audit issue fills it, the slot passes every request
+ * through unchanged; the slot exists so the pipeline order is fixed in one place.
+ */
+#include "layers/layer.h"
+
+const struct gw_layer_ops audit_layer = {
+    .name = "audit",
+    .check = NULL,
+};

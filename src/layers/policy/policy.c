@@ -1,0 +1,10 @@
+/*
+ * policy layer: pipeline slot. Until the policy issue fills it, the slot passes every request
+ * through unchanged; the slot exists so the pipeline order is fixed in one place.
+ */
+#include "layers/layer.h"
+
+const struct gw_layer_ops policy_layer = {
+    .name = "policy",
+    .check = NULL,
+};
