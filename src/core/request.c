@@ -87,3 +87,12 @@ int gw_decision_deny(struct gw_decision *d, int http_status, int jsonrpc_code,
     snprintf(d->reason, sizeof d->reason, "%s", reason ? reason : "");
     return GW_DENY;
 }
+
+int gw_request_post(struct gw_request *req, void (*fn)(void *arg), void *arg)
+{
+    if (!req->post) {
+        fn(arg);
+        return 0;
+    }
+    return req->post(req->worker, fn, arg);
+}

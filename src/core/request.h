@@ -105,6 +105,19 @@ struct gw_request {
     uint64_t response_bytes;
 
     struct gw_timing timing;
+
+    /* Pipeline state (layers/pipeline.c). */
+    enum gw_stage next_stage;
+    void (*pipeline_done)(struct gw_request *req, int verdict);
+    int pipeline_running;
+    int pipeline_early_verdict; /* a resume that came before check() returned GW_ASYNC; -1 none */
+
+    /*
+     * Runs fn(arg) on the thread that owns this request, from any thread (e.g. a key-fetch
+     * thread handing back its result). Set by the server; NULL in unit tests, where
+     * gw_request_post calls fn at once.
+     */
+    int (*post)(void *worker, void (*fn)(void *arg), void *arg);
 };
 
 /* Allocates a request context with a fresh id. Returns NULL when out of memory. */
@@ -118,6 +131,9 @@ size_t gw_request_header_count(const struct gw_request *req, const char *name);
 
 /* The bytes to forward upstream: the rewritten body when there is one, else the original. */
 struct gw_slice gw_request_upstream_body(const struct gw_request *req);
+
+/* Runs fn(arg) on the request's own thread (see `post`). Returns 0, or -1 when it cannot. */
+int gw_request_post(struct gw_request *req, void (*fn)(void *arg), void *arg);
 
 /* Fills a deny decision; returns GW_DENY. */
 int gw_decision_deny(struct gw_decision *d, int http_status, int jsonrpc_code,

@@ -39,17 +39,16 @@ extern const struct gw_layer_ops audit_layer;
 /* Called when the pipeline has decided: verdict GW_PASS (forward) or GW_DENY. */
 typedef void (*gw_pipeline_done_cb)(struct gw_request *req, int verdict);
 
-struct gw_pipeline {
-    struct gw_request *req;
-    enum gw_stage next; /* the stage to run next */
-    gw_pipeline_done_cb done;
-    int running; /* inside gw_pipeline_run (so an immediate resume does not recurse) */
-};
-
-/* Runs the layers from the first; calls done (maybe before returning) once decided. */
-void gw_pipeline_start(struct gw_pipeline *p, struct gw_request *req, gw_pipeline_done_cb done);
-/* A layer that returned GW_ASYNC reports its verdict here (decision already in req). */
-void gw_pipeline_resume(struct gw_pipeline *p, int verdict);
+/*
+ * Runs the layers from the first; calls done (possibly before returning) once decided. A
+ * denial by any stage skips the later stages except audit, which sees every request.
+ */
+void gw_pipeline_start(struct gw_request *req, gw_pipeline_done_cb done);
+/*
+ * A layer that returned GW_ASYNC reports its verdict here, on the request's own thread (use
+ * gw_request_post from other threads); its decision is already in req->decision[stage].
+ */
+void gw_pipeline_resume(struct gw_request *req, int verdict);
 /* Response path: runs each layer's on_response in order; returns GW_PASS or GW_DENY. */
 int gw_pipeline_response(struct gw_request *req, json_t *msg, int *modified,
                          struct gw_decision *out);

@@ -13,24 +13,31 @@ static const struct gw_layer_ops *const layers[GW_STAGE_COUNT] = {
  * The audit stage runs even when an earlier stage denied: every request that reached a route
  * leaves a record. Its own verdict can only turn an allow into a deny (queue full -> 503).
  */
-static void run(struct gw_pipeline *p)
+static void run(struct gw_request *req)
 {
-    struct gw_request *req = p->req;
-    p->running = 1;
-    while (p->next < GW_STAGE_COUNT) {
-        enum gw_stage s = p->next;
+    req->pipeline_running = 1;
+    while (req->next_stage < GW_STAGE_COUNT) {
+        enum gw_stage s = req->next_stage;
         if (req->deciding_stage != GW_STAGE_COUNT && s != GW_STAGE_AUDIT) {
-            p->next = GW_STAGE_AUDIT;
+            req->next_stage = GW_STAGE_AUDIT;
             continue;
         }
         const struct gw_layer_ops *ops = layers[s];
         struct gw_decision *d = &req->decision[s];
         uint64_t t0 = gw_mono_ns();
+        req->pipeline_early_verdict = -1;
         int v = ops->check ? ops->check(req, d) : GW_PASS;
         req->timing.stage_ns[s] += gw_mono_ns() - t0;
         if (v == GW_ASYNC) {
-            p->running = 0;
-            return;
+            if (req->pipeline_early_verdict < 0) {
+                req->pipeline_running = 0;
+                return;
+            }
+            /* The layer finished before returning (e.g. posted to its own thread). */
+            v = req->pipeline_early_verdict == GW_PASS ? GW_PASS : GW_DENY;
+            if (v == GW_DENY && d->verdict != GW_DENY)
+                gw_decision_deny(d, 500, JSONRPC_INTERNAL_ERROR, "internal.layer_error",
+                                 "An internal error stopped this request.");
         }
         if (v != GW_PASS && v != GW_DENY) {
             gw_decision_deny(d, 500, JSONRPC_INTERNAL_ERROR, "internal.layer_error",
@@ -40,25 +47,26 @@ static void run(struct gw_pipeline *p)
         d->verdict = (enum gw_verdict)v;
         if (v == GW_DENY && req->deciding_stage == GW_STAGE_COUNT)
             req->deciding_stage = s;
-        p->next = (enum gw_stage)(s + 1);
+        req->next_stage = (enum gw_stage)(s + 1);
     }
-    p->running = 0;
-    p->done(req, req->deciding_stage == GW_STAGE_COUNT ? GW_PASS : GW_DENY);
+    req->pipeline_running = 0;
+    req->pipeline_done(req, req->deciding_stage == GW_STAGE_COUNT ? GW_PASS : GW_DENY);
 }
 
-void gw_pipeline_start(struct gw_pipeline *p, struct gw_request *req, gw_pipeline_done_cb done)
+void gw_pipeline_start(struct gw_request *req, gw_pipeline_done_cb done)
 {
-    memset(p, 0, sizeof *p);
-    p->req = req;
-    p->next = GW_STAGE_IDENTITY;
-    p->done = done;
-    run(p);
+    req->next_stage = GW_STAGE_IDENTITY;
+    req->pipeline_done = done;
+    run(req);
 }
 
-void gw_pipeline_resume(struct gw_pipeline *p, int verdict)
+void gw_pipeline_resume(struct gw_request *req, int verdict)
 {
-    struct gw_request *req = p->req;
-    enum gw_stage s = p->next;
+    if (req->pipeline_running) {
+        req->pipeline_early_verdict = verdict;
+        return;
+    }
+    enum gw_stage s = req->next_stage;
     if (verdict != GW_PASS) {
         if (req->decision[s].verdict != GW_DENY)
             gw_decision_deny(&req->decision[s], 500, JSONRPC_INTERNAL_ERROR,
@@ -68,8 +76,8 @@ void gw_pipeline_resume(struct gw_pipeline *p, int verdict)
     } else {
         req->decision[s].verdict = GW_PASS;
     }
-    p->next = (enum gw_stage)(s + 1);
-    run(p);
+    req->next_stage = (enum gw_stage)(s + 1);
+    run(req);
 }
 
 int gw_pipeline_response(struct gw_request *req, json_t *msg, int *modified,
