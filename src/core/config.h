@@ -65,7 +65,8 @@ struct gw_route {
 };
 
 struct gw_config {
-    char *path; /* the file it came from */
+    char *path;           /* the file it came from */
+    char config_hash[65]; /* hex SHA-256 of the file's bytes: names this generation in audit */
     struct gw_server_config server;
     struct gw_route *routes;
     size_t n_routes;
