@@ -1,12 +1,105 @@
-/* toolgate: command-line entry point. Each subcommand lives in its module. */
+/*
+ * toolgate: command-line entry point. Each subcommand lives in its module; this file only
+ * dispatches and prints the overall help.
+ */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/server.h"
+
+#include <curl/curl.h>
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: toolgate <command> [options]\n"
-                 "  --version    print the version\n"
-                 "  --help       this text\n");
+    fprintf(out,
+            "toolgate %s - a control plane for LLM tool calls (MCP)\n"
+            "\n"
+            "usage: toolgate <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  serve --config FILE     run the gateway (stops gracefully on SIGTERM/SIGINT)\n"
+            "  check --config FILE     validate a configuration file and exit\n"
+            "  --version               print the version\n"
+            "  --help                  this text; `toolgate <command> --help` for a command\n",
+            TOOLGATE_VERSION);
+}
+
+/* Parses `--config FILE` (or `-c FILE`); returns the path or NULL after printing why. */
+static const char *config_arg(int argc, char **argv, const char *cmd)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'h':
+            printf("usage: toolgate %s --config FILE\n", cmd);
+            exit(0);
+        default:
+            fprintf(stderr, "usage: toolgate %s --config FILE\n", cmd);
+            return NULL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "toolgate %s: unexpected argument \"%s\"\n", cmd, argv[optind]);
+        return NULL;
+    }
+    if (!path)
+        fprintf(stderr, "toolgate %s: --config FILE is required\n", cmd);
+    return path;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    const char *path = config_arg(argc, argv, "check");
+    if (!path)
+        return 2;
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg = gw_config_load(path, &err);
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    printf("%s: ok (%zu route%s)\n", path, cfg->n_routes, cfg->n_routes == 1 ? "" : "s");
+    gw_config_free(cfg);
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    const char *path = config_arg(argc, argv, "serve");
+    if (!path)
+        return 2;
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg = gw_config_load(path, &err);
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    enum gw_log_level lvl = GW_LOG_INFO;
+    if (cfg->server.log_level)
+        gw_log_level_parse(cfg->server.log_level, &lvl);
+    gw_log_setup(lvl, 2);
+    if (cfg->n_routes == 0) {
+        fprintf(stderr, "%s: no routes: `serve` needs at least one entry under routes\n", path);
+        gw_config_free(cfg);
+        return 1;
+    }
+    int rc = gw_server_run(cfg);
+    gw_config_free(cfg);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -15,10 +108,26 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "--version") == 0) {
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
         printf("toolgate %s (%s)\n", TOOLGATE_VERSION, TOOLGATE_REV);
         return 0;
     }
-    usage(strcmp(argv[1], "--help") == 0 ? stdout : stderr);
-    return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc;
+    if (strcmp(cmd, "serve") == 0)
+        rc = cmd_serve(argc - 1, argv + 1);
+    else if (strcmp(cmd, "check") == 0)
+        rc = cmd_check(argc - 1, argv + 1);
+    else {
+        fprintf(stderr, "toolgate: unknown command \"%s\"\n\n", cmd);
+        usage(stderr);
+        rc = 2;
+    }
+    curl_global_cleanup();
+    return rc;
 }

@@ -71,7 +71,7 @@ struct gw_request {
     const struct gw_config *cfg;
     const struct gw_route *route;
     void *worker; /* the worker thread that owns it (struct gw_worker) */
-    void *conn;   /* the client connection (struct gw_conn); NULL in unit tests */
+    void *exchange; /* the proxy exchange serving it (proxy.c); NULL in unit tests */
 
     /* HTTP, as received. Slices point into the connection's header storage. */
     enum gw_http_method method;
@@ -88,6 +88,13 @@ struct gw_request {
     char *protocol_version; /* MCP-Protocol-Version header, or NULL */
     char *session_id;       /* Mcp-Session-Id header, or NULL */
     struct mcp_batch rpc;   /* decoded POST body (empty for GET/DELETE) */
+
+    /*
+     * A request that could not be decoded (bad JSON, bad JSON-RPC, bad MCP headers) is
+     * refused before the layers run; audit still records it, with this decision.
+     */
+    int protocol_error;
+    struct gw_decision protocol_decision;
 
     /* What the layers found and decided. */
     struct gw_identity identity;

@@ -18,7 +18,8 @@ static void run(struct gw_request *req)
     req->pipeline_running = 1;
     while (req->next_stage < GW_STAGE_COUNT) {
         enum gw_stage s = req->next_stage;
-        if (req->deciding_stage != GW_STAGE_COUNT && s != GW_STAGE_AUDIT) {
+        if ((req->deciding_stage != GW_STAGE_COUNT || req->protocol_error) &&
+            s != GW_STAGE_AUDIT) {
             req->next_stage = GW_STAGE_AUDIT;
             continue;
         }
@@ -50,7 +51,8 @@ static void run(struct gw_request *req)
         req->next_stage = (enum gw_stage)(s + 1);
     }
     req->pipeline_running = 0;
-    req->pipeline_done(req, req->deciding_stage == GW_STAGE_COUNT ? GW_PASS : GW_DENY);
+    int allowed = req->deciding_stage == GW_STAGE_COUNT && !req->protocol_error;
+    req->pipeline_done(req, allowed ? GW_PASS : GW_DENY);
 }
 
 void gw_pipeline_start(struct gw_request *req, gw_pipeline_done_cb done)

@@ -1,0 +1,770 @@
+/*
+ * proxy: what happens to one client request. The gateway's own paths (/healthz, OAuth
+ * metadata) are answered here; a request on a route is decoded, run through the pipeline of
+ * layers, and, when allowed, relayed to the route's backend with its answer streamed back:
+ * SSE event by event (each event's message through the layers' response hooks), JSON and
+ * other bodies buffered within bounds so the hooks see whole messages.
+ */
+#include "core/proxy.h"
+#include "core/log.h"
+#include "core/server.h"
+#include "core/timeutil.h"
+#include "core/upstream.h"
+#include "layers/layer.h"
+#include "mcp/jsonrpc.h"
+#include "mcp/sse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Bounds on the few header values that are copied into the request context. */
+#define MAX_SESSION_ID 256
+#define MAX_PROTOCOL_VERSION 64
+#define MAX_OUT_HEADERS 12
+
+enum relay_mode { RELAY_NONE = 0, RELAY_SSE, RELAY_BUFFER };
+
+struct exchange {
+    struct gw_conn *conn; /* NULL once the client has gone */
+    struct gw_worker *w;
+    struct gw_request *req;
+    struct upstream_call *up;
+    uv_timer_t timer;
+    enum relay_mode mode;
+    int timed_out;
+    int finished;
+    int in_pipeline_start;
+    struct gw_buf resp;     /* buffered answer body */
+    struct gw_buf resp_hdr; /* storage of relayed header values */
+    struct gw_header out_headers[MAX_OUT_HEADERS];
+    size_t n_out;
+    struct sse_parser sse;
+    char url[2048];
+    uint64_t max_response;
+};
+
+static const struct gw_header *find_header(const struct gw_header *h, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (gw_slice_casecmp_eq(h[i].name, name))
+            return &h[i];
+    return NULL;
+}
+
+/* ---------- building answers ---------- */
+
+static const char *stage_name(enum gw_stage s)
+{
+    static const char *const names[] = {"identity", "safety", "policy", "limits", "routing",
+                                        "audit"};
+    return s < GW_STAGE_COUNT ? names[s] : "protocol";
+}
+
+/* The decision that determined a denial: the deciding stage's, or the protocol error. */
+static const struct gw_decision *deciding(const struct gw_request *req)
+{
+    if (req->protocol_error)
+        return &req->protocol_decision;
+    if (req->deciding_stage < GW_STAGE_COUNT)
+        return &req->decision[req->deciding_stage];
+    return NULL;
+}
+
+static json_t *decision_meta(const struct gw_request *req, const struct gw_decision *d)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "layer", json_string(stage_name(req->protocol_error
+                                                              ? GW_STAGE_COUNT
+                                                              : req->deciding_stage)));
+    json_object_set_new(m, "reason", json_string(d->reason_code));
+    if (d->rule_id[0])
+        json_object_set_new(m, "rule", json_string(d->rule_id));
+    if (d->retry_after_ms)
+        json_object_set_new(m, "retry_after_ms", json_integer((json_int_t)d->retry_after_ms));
+    json_object_set_new(m, "request_id", json_string(req->id));
+    return m;
+}
+
+/*
+ * The answer to one JSON-RPC request that was denied. A tools/call denied by a layer that
+ * wants the model to see why (http 200, no JSON-RPC code) becomes a tool result with
+ * isError; everything else a JSON-RPC error.
+ */
+static json_t *denial_for(const struct gw_request *req, const struct mcp_message *m,
+                          const struct gw_decision *d)
+{
+    json_t *id = m && m->id ? json_incref(m->id) : json_null();
+    json_t *out;
+    if (m && m->method && strcmp(m->method, "tools/call") == 0 && d->http_status == 200 &&
+        d->jsonrpc_code == 0) {
+        json_t *meta = json_object();
+        json_object_set_new(meta, "toolgate/decision", decision_meta(req, d));
+        out = json_pack("{s:s, s:o, s:{s:[{s:s, s:s}], s:b, s:o}}", "jsonrpc", "2.0", "id", id,
+                        "result", "content", "type", "text", "text", d->reason, "isError", 1,
+                        "_meta", meta);
+    } else {
+        int code = d->jsonrpc_code ? d->jsonrpc_code : -32003;
+        json_t *data = json_object();
+        json_object_set_new(data, "toolgate/decision", decision_meta(req, d));
+        out = json_pack("{s:s, s:o, s:{s:i, s:s, s:o}}", "jsonrpc", "2.0", "id", id, "error",
+                        "code", code, "message", d->reason[0] ? d->reason : "Denied", "data",
+                        data);
+    }
+    return out;
+}
+
+/* A JSON body answering every request of the batch (or the single request) with `one`. */
+static char *denial_body(const struct gw_request *req, const struct gw_decision *d, size_t *len)
+{
+    json_t *body;
+    if (req->rpc.is_batch) {
+        body = json_array();
+        for (size_t i = 0; i < req->rpc.n; i++)
+            if (req->rpc.msgs[i].kind == MCP_REQUEST)
+                json_array_append_new(body, denial_for(req, &req->rpc.msgs[i], d));
+        if (json_array_size(body) == 0) {
+            json_decref(body);
+            body = denial_for(req, NULL, d);
+        }
+    } else {
+        body = denial_for(req, req->rpc.n ? &req->rpc.msgs[0] : NULL, d);
+    }
+    char *s = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+/* ---------- the exchange's life ---------- */
+
+static void exchange_closed(uv_handle_t *h)
+{
+    struct exchange *x = h->data;
+    gw_buf_free(&x->resp);
+    gw_buf_free(&x->resp_hdr);
+    sse_parser_free(&x->sse);
+    free(x);
+}
+
+static void log_request(const struct exchange *x)
+{
+    const struct gw_request *req = x->req;
+    char fields[768];
+    const struct gw_decision *d = deciding(req);
+    uint64_t ms = (gw_mono_ns() - req->timing.start_ns) / 1000000ull;
+    const char *method = req->rpc.n ? req->rpc.msgs[0].method : NULL;
+    snprintf(fields, sizeof fields,
+             "\"http_method\":\"%.*s\",\"route\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
+             "\"duration_ms\":%llu,\"bytes\":%llu,\"decision\":\"%s\",\"layer\":\"%s\","
+             "\"reason\":\"%s\",\"rpc_method\":\"%s\",\"messages\":%zu",
+             (int)req->method_name.len, req->method_name.ptr,
+             req->route ? req->route->name : "", req->response_status, req->upstream_status,
+             (unsigned long long)ms, (unsigned long long)req->response_bytes,
+             d ? "deny" : "allow",
+             d ? stage_name(req->protocol_error ? GW_STAGE_COUNT : req->deciding_stage) : "",
+             d ? d->reason_code : "", method && strlen(method) < 64 ? method : "",
+             req->rpc.n);
+    gw_log(GW_LOG_INFO, "request", req->id, fields, "%s", "request done");
+}
+
+/* Ends the exchange: completes the layers (audit last), frees the request. */
+static void exchange_finish(struct exchange *x, int abandon)
+{
+    if (x->finished)
+        return;
+    x->finished = 1;
+    if (x->up) {
+        upstream_cancel(x->up);
+        x->up = NULL;
+    }
+    struct gw_request *req = x->req;
+    req->timing.end_ns = gw_mono_ns();
+    gw_pipeline_complete(req);
+    log_request(x);
+    if (x->conn) {
+        gw_conn_set_hooks(x->conn, NULL, NULL, NULL);
+        gw_conn_end(x->conn, abandon);
+        x->conn = NULL;
+    }
+    gw_request_free(req);
+    x->req = NULL;
+    uv_timer_stop(&x->timer);
+    uv_close((uv_handle_t *)&x->timer, exchange_closed);
+}
+
+static void respond(struct exchange *x, int status, const char *body, size_t len,
+                    const struct gw_header *extra, size_t n_extra)
+{
+    struct gw_request *req = x->req;
+    req->response_status = status;
+    req->response_bytes += len;
+    if (!x->conn)
+        return;
+    struct gw_header hdrs[8];
+    size_t n = 0;
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
+    for (size_t i = 0; i < n_extra && n < 8; i++)
+        hdrs[n++] = extra[i];
+    gw_conn_respond(x->conn, status, "application/json", body, len, hdrs, n);
+}
+
+/* Answers with a JSON-RPC error for each request in the message(s), e.g. 502/504. */
+static void respond_error(struct exchange *x, int status, int code, const char *message,
+                          const char *reason_code)
+{
+    struct gw_decision d = {0};
+    gw_decision_deny(&d, status, code, reason_code, message);
+    size_t len;
+    /* Built like a denial, but the deciding layer is the upstream, not a governance layer. */
+    json_t *body;
+    struct gw_request *req = x->req;
+    json_t *data = json_pack("{s:{s:s, s:s, s:s}}", "toolgate/error", "reason", reason_code,
+                             "message", message, "request_id", req->id);
+    if (req->rpc.is_batch) {
+        body = json_array();
+        for (size_t i = 0; i < req->rpc.n; i++)
+            if (req->rpc.msgs[i].kind == MCP_REQUEST)
+                json_array_append_new(
+                    body, json_pack("{s:s, s:O, s:{s:i, s:s, s:O}}", "jsonrpc", "2.0", "id",
+                                    req->rpc.msgs[i].id, "error", "code", code, "message",
+                                    message, "data", data));
+    } else {
+        json_t *id = req->rpc.n && req->rpc.msgs[0].id ? req->rpc.msgs[0].id : json_null();
+        body = json_pack("{s:s, s:O, s:{s:i, s:s, s:O}}", "jsonrpc", "2.0", "id", id, "error",
+                         "code", code, "message", message, "data", data);
+    }
+    json_decref(data);
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    len = s ? strlen(s) : 0;
+    snprintf(req->upstream_error, sizeof req->upstream_error, "%s", reason_code);
+    respond(x, status, s ? s : "", len, NULL, 0);
+    free(s);
+    exchange_finish(x, 0);
+}
+
+static void respond_denied(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    const struct gw_decision *d = deciding(req);
+    size_t len = 0;
+    char *body = denial_body(req, d, &len);
+    struct gw_header extra[2];
+    size_t n = 0;
+    char retry[32];
+    if (d->www_authenticate[0])
+        extra[n++] = (struct gw_header){GW_SLICE_LIT("WWW-Authenticate"),
+                                        {d->www_authenticate, strlen(d->www_authenticate)}};
+    if (d->retry_after_ms) {
+        snprintf(retry, sizeof retry, "%llu",
+                 (unsigned long long)((d->retry_after_ms + 999) / 1000));
+        extra[n++] = (struct gw_header){GW_SLICE_LIT("Retry-After"), {retry, strlen(retry)}};
+    }
+    int status = d->http_status ? d->http_status : 403;
+    respond(x, status, body ? body : "", len, extra, n);
+    free(body);
+    exchange_finish(x, 0);
+}
+
+/* ---------- relaying the answer ---------- */
+
+static void on_timer(uv_timer_t *t);
+
+static void arm_timer(struct exchange *x, uint64_t ms)
+{
+    if (ms)
+        uv_timer_start(&x->timer, on_timer, ms, 0);
+    else
+        uv_timer_stop(&x->timer);
+}
+
+/* Headers of the backend's answer that reach the client; everything else is dropped. */
+static const char *const relayed_headers[] = {
+    "Content-Type", "Mcp-Session-Id", "MCP-Protocol-Version", "Cache-Control", "Retry-After",
+    "Allow", NULL,
+};
+
+static void on_up_head(void *arg, int status, const struct gw_header *headers, size_t n)
+{
+    struct exchange *x = arg;
+    struct gw_request *req = x->req;
+    req->upstream_status = status;
+    req->timing.upstream_first_byte_ns = gw_mono_ns();
+    x->n_out = 0;
+    gw_buf_reset(&x->resp_hdr);
+    /* Copy the relayed values first (the slices die with the callback). */
+    size_t offs[MAX_OUT_HEADERS], lens[MAX_OUT_HEADERS];
+    const char *names[MAX_OUT_HEADERS];
+    size_t k = 0;
+    for (const char *const *name = relayed_headers; *name && k < MAX_OUT_HEADERS - 1; name++) {
+        const struct gw_header *h = find_header(headers, n, *name);
+        if (!h || h->value.len > 1024)
+            continue;
+        offs[k] = x->resp_hdr.len;
+        lens[k] = h->value.len;
+        names[k] = *name;
+        gw_buf_append(&x->resp_hdr, h->value.ptr, h->value.len);
+        k++;
+    }
+    const char *rid = req->id;
+    for (size_t i = 0; i < k; i++)
+        x->out_headers[x->n_out++] = (struct gw_header){
+            {names[i], strlen(names[i])}, {x->resp_hdr.data + offs[i], lens[i]}};
+    x->out_headers[x->n_out++] =
+        (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {rid, strlen(rid)}};
+
+    const struct gw_header *ct = find_header(headers, n, "Content-Type");
+    int is_sse = ct && ct->value.len >= 17 && strncasecmp(ct->value.ptr, "text/event-stream", 17) == 0;
+    const struct gw_route *route = req->route;
+    if (is_sse && status == 200) {
+        x->mode = RELAY_SSE;
+        req->response_status = status;
+        if (x->conn && gw_conn_write_head(x->conn, status, x->out_headers, x->n_out, -1) != 0) {
+            exchange_finish(x, 1);
+            return;
+        }
+        arm_timer(x, route->timeouts.idle_ms);
+    } else {
+        x->mode = RELAY_BUFFER;
+        arm_timer(x, route->timeouts.idle_ms);
+    }
+}
+
+static void on_drain(void *arg)
+{
+    struct exchange *x = arg;
+    if (x->up)
+        upstream_resume(x->up);
+}
+
+static int write_to_client(struct exchange *x, const char *data, size_t len)
+{
+    x->req->response_bytes += len;
+    if (!x->conn)
+        return -1;
+    return gw_conn_write_body(x->conn, data, len);
+}
+
+/* One SSE event from the backend: its message goes through the response hooks. */
+static int on_sse_event(void *arg, const struct sse_event *ev)
+{
+    struct exchange *x = arg;
+    if (!ev->has_data) {
+        /* Comments and id-only events carry no message: relay as they are. */
+        return write_to_client(x, ev->raw.ptr, ev->raw.len) == 0 ? 0 : 1;
+    }
+    json_t *msg = NULL;
+    size_t depth = x->req->cfg->server.limits.max_json_depth;
+    if (mcp_parse_message(ev->data.ptr, ev->data.len, depth, &msg) != 0) {
+        /* What cannot be inspected does not reach the client. */
+        gw_log(GW_LOG_WARN, "upstream_bad_event", x->req->id, NULL,
+               "dropped an SSE event whose data is not a JSON-RPC message");
+        return 0;
+    }
+    int modified = 0;
+    struct gw_decision d = {0};
+    int rc = 0;
+    if (gw_pipeline_response(x->req, msg, &modified, &d) != GW_PASS) {
+        json_t *id = json_object_get(msg, "id");
+        json_t *err = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id",
+                                id ? id : json_null(), "error", "code",
+                                d.jsonrpc_code ? d.jsonrpc_code : -32003, "message",
+                                d.reason[0] ? d.reason : "Denied");
+        json_decref(msg);
+        msg = err;
+        modified = 1;
+    }
+    if (modified && msg) {
+        char *s = json_dumps(msg, JSON_COMPACT);
+        struct gw_buf out = {0};
+        if (s && sse_encode(&out, ev->event, ev->id, ev->has_id,
+                            (struct gw_slice){s, strlen(s)}) == 0)
+            rc = write_to_client(x, out.data, out.len) == 0 ? 0 : 1;
+        else
+            rc = 1;
+        free(s);
+        gw_buf_free(&out);
+    } else {
+        rc = write_to_client(x, ev->raw.ptr, ev->raw.len) == 0 ? 0 : 1;
+    }
+    json_decref(msg);
+    return rc;
+}
+
+static int on_up_data(void *arg, const char *data, size_t len)
+{
+    struct exchange *x = arg;
+    struct gw_request *req = x->req;
+    if (x->mode == RELAY_SSE) {
+        if (!x->conn)
+            return 0;
+        if (gw_conn_queued(x->conn) > req->cfg->server.limits.write_buffer) {
+            /* The client is slow: stop reading from the backend until it catches up. */
+            gw_conn_on_drain(x->conn, on_drain, x);
+            return 1;
+        }
+        arm_timer(x, req->route->timeouts.idle_ms);
+        int rc = sse_feed(&x->sse, data, len, on_sse_event, x);
+        if (rc == SSE_TOO_LARGE) {
+            gw_log(GW_LOG_WARN, "upstream_event_too_large", req->id, NULL,
+                   "an SSE event from the backend exceeded server.limits.max_sse_event; "
+                   "ending the stream");
+            exchange_finish(x, 0);
+        } else if (rc != 0) {
+            exchange_finish(x, 1);
+        }
+        return 0;
+    }
+    if (x->resp.len + len > x->max_response) {
+        upstream_cancel(x->up);
+        x->up = NULL;
+        respond_error(x, 502, JSONRPC_INTERNAL_ERROR,
+                      "The backend's answer exceeds server.limits.max_response",
+                      "upstream.too_large");
+        return 0;
+    }
+    arm_timer(x, req->route->timeouts.idle_ms);
+    if (gw_buf_append(&x->resp, data, len) != 0) {
+        upstream_cancel(x->up);
+        x->up = NULL;
+        respond_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+    }
+    return 0;
+}
+
+/* A whole JSON answer: every message through the response hooks, then to the client. */
+static void finish_buffered(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    int status = req->upstream_status;
+    const struct gw_header *ct = find_header(x->out_headers, x->n_out, "Content-Type");
+    int is_json = ct && ct->value.len >= 16 &&
+                  strncasecmp(ct->value.ptr, "application/json", 16) == 0;
+    char *rewritten = NULL;
+    if (is_json && x->resp.len > 0) {
+        json_t *body = NULL;
+        if (mcp_parse_message(x->resp.data, x->resp.len, req->cfg->server.limits.max_json_depth,
+                              &body) != 0) {
+            gw_log(GW_LOG_WARN, "upstream_bad_json", req->id, NULL,
+                   "the backend answered with JSON that is not a JSON-RPC message");
+            respond_error(x, 502, JSONRPC_INTERNAL_ERROR,
+                          "The backend's answer is not valid JSON-RPC", "upstream.bad_json");
+            return;
+        }
+        int modified = 0;
+        size_t n = json_is_array(body) ? json_array_size(body) : 1;
+        for (size_t i = 0; i < n; i++) {
+            json_t *msg = json_is_array(body) ? json_array_get(body, i) : body;
+            struct gw_decision d = {0};
+            int mod = 0;
+            if (gw_pipeline_response(req, msg, &mod, &d) != GW_PASS) {
+                json_t *id = json_object_get(msg, "id");
+                json_t *err = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id",
+                                        id ? id : json_null(), "error", "code",
+                                        d.jsonrpc_code ? d.jsonrpc_code : -32003, "message",
+                                        d.reason[0] ? d.reason : "Denied");
+                if (json_is_array(body)) {
+                    json_array_set_new(body, i, err);
+                } else {
+                    json_decref(body);
+                    body = err;
+                }
+                mod = 1;
+            }
+            modified |= mod;
+        }
+        if (modified)
+            rewritten = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        if (modified && !rewritten) {
+            respond_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+            return;
+        }
+    }
+    const char *out = rewritten ? rewritten : x->resp.data;
+    size_t out_len = rewritten ? strlen(rewritten) : x->resp.len;
+    req->response_status = status;
+    req->response_bytes += out_len;
+    if (x->conn) {
+        if (gw_conn_write_head(x->conn, status, x->out_headers, x->n_out, (int64_t)out_len) ==
+            0)
+            gw_conn_write_body(x->conn, out ? out : "", out_len);
+    }
+    free(rewritten);
+    exchange_finish(x, 0);
+}
+
+static void on_up_done(void *arg, int err, const char *detail)
+{
+    struct exchange *x = arg;
+    struct gw_request *req = x->req;
+    x->up = NULL;
+    if (err != UPSTREAM_OK) {
+        const char *backend = req->backend ? req->backend->name : "";
+        char fields[256];
+        snprintf(fields, sizeof fields, "\"backend\":\"%s\",\"error\":%d", backend, err);
+        gw_log(GW_LOG_WARN, "upstream_error", req->id, fields, "backend exchange failed: %s",
+               detail ? detail : "");
+        if (x->mode == RELAY_SSE) {
+            /* Mid-stream: end the client's stream cleanly; the client may resume it. */
+            snprintf(req->upstream_error, sizeof req->upstream_error, "upstream.lost");
+            exchange_finish(x, 0);
+        } else if (err == UPSTREAM_ETIMEOUT) {
+            respond_error(x, 504, JSONRPC_INTERNAL_ERROR, "The backend did not answer in time",
+                          "upstream.timeout");
+        } else if (err == UPSTREAM_ECONNECT) {
+            respond_error(x, 502, JSONRPC_INTERNAL_ERROR, "The backend is unreachable",
+                          "upstream.connect");
+        } else {
+            respond_error(x, 502, JSONRPC_INTERNAL_ERROR,
+                          "The backend's answer was cut short or malformed",
+                          "upstream.protocol");
+        }
+        return;
+    }
+    if (x->mode == RELAY_SSE)
+        exchange_finish(x, 0);
+    else
+        finish_buffered(x);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct exchange *x = t->data;
+    if (x->finished)
+        return;
+    if (x->up) {
+        upstream_cancel(x->up);
+        x->up = NULL;
+    }
+    if (x->mode == RELAY_SSE) {
+        snprintf(x->req->upstream_error, sizeof x->req->upstream_error, "upstream.idle");
+        exchange_finish(x, 0);
+    } else if (x->mode == RELAY_NONE) {
+        respond_error(x, 504, JSONRPC_INTERNAL_ERROR,
+                      "The backend did not start answering in time", "upstream.timeout");
+    } else {
+        respond_error(x, 504, JSONRPC_INTERNAL_ERROR, "The backend stalled while answering",
+                      "upstream.timeout");
+    }
+}
+
+/* Headers of the client's request that go to the backend; Authorization never does. */
+static const char *const forwarded_headers[] = {
+    "Content-Type", "Accept", "Mcp-Session-Id", "MCP-Protocol-Version", "Last-Event-ID", NULL,
+};
+
+static void forward(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    const struct gw_route *route = req->route;
+    const struct gw_backend *be = &route->backends[0];
+    req->backend = be;
+    struct gw_header hdrs[8];
+    size_t n = 0;
+    for (const char *const *name = forwarded_headers; *name; name++) {
+        struct gw_slice v = gw_request_header(req, *name);
+        if (v.ptr)
+            hdrs[n++] = (struct gw_header){{*name, strlen(*name)}, v};
+    }
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
+    struct upstream_request ur = {
+        .url = be->url,
+        .method = req->method,
+        .body = gw_request_upstream_body(req),
+        .headers = hdrs,
+        .n_headers = n,
+        .connect_timeout_ms = route->timeouts.connect_ms,
+    };
+    static const struct upstream_callbacks cbs = {on_up_head, on_up_data, on_up_done};
+    x->up = upstream_start(gw_worker_upstream(x->w), &ur, &cbs, x);
+    if (!x->up) {
+        respond_error(x, 502, JSONRPC_INTERNAL_ERROR, "Cannot start the backend request",
+                      "upstream.start");
+        return;
+    }
+    arm_timer(x, route->timeouts.first_byte_ms);
+}
+
+static void on_decided(struct gw_request *req, int verdict)
+{
+    struct exchange *x = req->exchange;
+    if (!x->conn) {
+        /* The client left while a layer was deciding. */
+        exchange_finish(x, 1);
+        return;
+    }
+    if (verdict == GW_PASS)
+        forward(x);
+    else
+        respond_denied(x);
+}
+
+static void on_client_gone(void *arg)
+{
+    struct exchange *x = arg;
+    x->conn = NULL;
+    if (x->req)
+        x->req->response_status = x->req->response_status ? x->req->response_status : 499;
+    /* A layer still deciding will call on_decided, which finishes the exchange. */
+    if (x->req && !x->up && x->req->next_stage < GW_STAGE_COUNT)
+        return;
+    exchange_finish(x, 1);
+}
+
+static void on_server_shutdown(void *arg)
+{
+    struct exchange *x = arg;
+    /* An open-ended server stream (GET) ends now; POST answers may finish. */
+    if (x->req && x->req->method == GW_HTTP_GET && x->mode == RELAY_SSE)
+        exchange_finish(x, 0);
+}
+
+/* ---------- entry ---------- */
+
+static void simple(struct gw_conn *c, int status, const char *body,
+                   const struct gw_header *extra, size_t n_extra)
+{
+    gw_conn_respond(c, status, "application/json", body, strlen(body), extra, n_extra);
+    gw_conn_end(c, 0);
+}
+
+static int dup_header(struct gw_request *req, const char *name, size_t max, char **out)
+{
+    if (gw_request_header_count(req, name) > 1)
+        return -1;
+    struct gw_slice v = gw_request_header(req, name);
+    if (!v.ptr)
+        return 0;
+    if (v.len == 0 || v.len > max)
+        return -1;
+    for (size_t i = 0; i < v.len; i++)
+        if ((unsigned char)v.ptr[i] < 0x21 || (unsigned char)v.ptr[i] > 0x7e)
+            return -1;
+    *out = gw_slice_dup(v);
+    return *out ? 0 : -1;
+}
+
+static void protocol_error(struct gw_request *req, int http_status, int code, const char *reason_code,
+                           const char *message)
+{
+    req->protocol_error = 1;
+    gw_decision_deny(&req->protocol_decision, http_status, code, reason_code, message);
+}
+
+void gw_handle_request(struct gw_conn *c, struct http1_parser *p)
+{
+    struct gw_worker *w = gw_conn_worker(c);
+    const struct gw_config *cfg = gw_worker_config(w);
+
+    if (gw_slice_eq(p->path, "/healthz")) {
+        if (p->method != GW_HTTP_GET) {
+            static const struct gw_header allow = {GW_SLICE_LIT("Allow"), GW_SLICE_LIT("GET")};
+            simple(c, 405, "{\"error\":\"method not allowed\"}", &allow, 1);
+            return;
+        }
+        simple(c, 200, gw_worker_stopping(w) ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}",
+               NULL, 0);
+        return;
+    }
+    if (proxy_handle_well_known(c, p))
+        return;
+
+    const struct gw_route *route = gw_config_route_for(cfg, p->path.ptr, p->path.len);
+    if (!route) {
+        simple(c, 404,
+               "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32601,\"message\":\"No "
+               "route for this path\"}}",
+               NULL, 0);
+        return;
+    }
+    if (p->method == GW_HTTP_OTHER) {
+        static const struct gw_header allow = {GW_SLICE_LIT("Allow"),
+                                               GW_SLICE_LIT("GET, POST, DELETE")};
+        simple(c, 405,
+               "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,\"message\":\"Method "
+               "not allowed: use POST, GET or DELETE\"}}",
+               &allow, 1);
+        return;
+    }
+
+    struct exchange *x = calloc(1, sizeof *x);
+    struct gw_request *req = x ? gw_request_new(cfg) : NULL;
+    if (!req) {
+        free(x);
+        simple(c, 503, "{\"error\":\"out of memory\"}", NULL, 0);
+        return;
+    }
+    x->conn = c;
+    x->w = w;
+    x->req = req;
+    x->max_response = cfg->server.limits.max_response;
+    sse_parser_init(&x->sse, cfg->server.limits.max_sse_event);
+    uv_timer_init(gw_worker_loop(w), &x->timer);
+    x->timer.data = x;
+    req->exchange = x;
+    req->worker = w;
+    req->post = gw_worker_post;
+    req->route = route;
+    req->method = p->method;
+    req->method_name = p->method_name;
+    req->path = p->path;
+    req->query = p->query;
+    req->headers = p->headers;
+    req->n_headers = p->n_headers;
+    req->body = (struct gw_slice){p->body.data ? p->body.data : "", p->body.len};
+    gw_conn_set_hooks(c, on_client_gone, on_server_shutdown, x);
+
+    if (dup_header(req, "MCP-Protocol-Version", MAX_PROTOCOL_VERSION, &req->protocol_version) !=
+        0)
+        protocol_error(req, 400, JSONRPC_INVALID_REQUEST, "protocol.bad_header",
+                       "Bad MCP-Protocol-Version header");
+    else if (dup_header(req, "Mcp-Session-Id", MAX_SESSION_ID, &req->session_id) != 0)
+        protocol_error(req, 400, JSONRPC_INVALID_REQUEST, "protocol.bad_header",
+                       "Bad Mcp-Session-Id header");
+    else if (p->method == GW_HTTP_POST) {
+        struct gw_slice ct = gw_request_header(req, "Content-Type");
+        if (!ct.ptr || ct.len < 16 || strncasecmp(ct.ptr, "application/json", 16) != 0 ||
+            (ct.len > 16 && ct.ptr[16] != ';' && ct.ptr[16] != ' ')) {
+            protocol_error(req, 415, JSONRPC_INVALID_REQUEST, "protocol.content_type",
+                           "POST bodies must be application/json");
+        } else {
+            struct mcp_limits lim = {.max_bytes = cfg->server.limits.max_body,
+                                     .max_depth = cfg->server.limits.max_json_depth,
+                                     .max_batch = 100};
+            struct mcp_decode_error derr = {0};
+            if (mcp_decode(req->body.ptr, req->body.len, &lim, req->protocol_version, &req->rpc,
+                           &derr) != 0) {
+                int st = derr.code == JSONRPC_INVALID_PARAMS ? 200 : 400;
+                protocol_error(req, st, derr.code,
+                               derr.code == JSONRPC_PARSE_ERROR ? "protocol.parse_error"
+                               : derr.code == JSONRPC_INVALID_PARAMS ? "protocol.invalid_params"
+                                                                     : "protocol.invalid_request",
+                               derr.message);
+                /* Keep the recovered id so the error answers the right request. */
+                if (derr.id) {
+                    req->rpc.msgs = calloc(1, sizeof *req->rpc.msgs);
+                    if (req->rpc.msgs) {
+                        req->rpc.n = 1;
+                        req->rpc.msgs[0].kind = MCP_REQUEST;
+                        req->rpc.msgs[0].json = json_pack("{s:O}", "id", derr.id);
+                        req->rpc.msgs[0].id = json_object_get(req->rpc.msgs[0].json, "id");
+                    }
+                    json_decref(derr.id);
+                }
+            }
+        }
+    }
+    gw_pipeline_start(req, on_decided);
+}
+
+int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p)
+{
+    static const char prefix[] = "/.well-known/";
+    if (p->path.len < sizeof prefix - 1 || memcmp(p->path.ptr, prefix, sizeof prefix - 1) != 0)
+        return 0;
+    simple(c, 404, "{\"error\":\"not found\"}", NULL, 0);
+    return 1;
+}

@@ -1,0 +1,18 @@
+/*
+ * proxy: the request handler (gw_handle_request, declared in server.h) and the gateway's own
+ * well-known documents.
+ */
+#ifndef GW_PROXY_H
+#define GW_PROXY_H
+
+#include "core/http1.h"
+
+struct gw_conn;
+
+/*
+ * Answers GET /.well-known/... documents the gateway serves itself (OAuth protected resource
+ * metadata). Returns 1 when it answered (the connection's response is done), 0 otherwise.
+ */
+int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p);
+
+#endif

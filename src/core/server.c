@@ -1,0 +1,528 @@
+#include "core/server.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/upstream.h"
+#include "mcp/jsonrpc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Bytes of pipelined input held while a request is being answered; reading pauses beyond. */
+#define CONN_MAX_PENDING_INPUT (64u * 1024)
+#define WORKER_READ_BUF (64u * 1024)
+#define MAX_WORKERS 256
+
+enum conn_state {
+    C_IDLE,     /* between requests (or before the first) */
+    C_HEAD,     /* receiving a request head */
+    C_BODY,     /* receiving a request body */
+    C_HANDLING, /* the request is with the handler */
+    C_CLOSING,
+};
+
+struct post_item {
+    void (*fn)(void *);
+    void *arg;
+    struct post_item *next;
+};
+
+struct gw_worker {
+    int index;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    const struct gw_config *cfg;
+    uv_tcp_t *listeners;
+    int *listen_fds;
+    size_t n_listeners;
+    uv_async_t async;
+    pthread_mutex_t post_lock;
+    struct post_item *post_head, *post_tail;
+    atomic_int stop_requested; /* 1 = drain, 2 = drain now */
+    int stopping;
+    int stop_done;
+    atomic_int finished; /* the worker's loop has returned */
+    int loop_ok;
+    uv_timer_t stop_timer;
+    struct upstream_multi *upstream;
+    struct gw_conn *conns; /* doubly linked list of open connections */
+    size_t n_conns;
+    char readbuf[WORKER_READ_BUF];
+    int readbuf_busy;
+    void (*on_stopped)(struct gw_worker *w);
+};
+
+struct gw_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    struct gw_worker *w;
+    struct gw_conn *prev, *next;
+    struct http1_parser parser;
+    struct gw_buf inbuf;
+    enum conn_state state;
+    int handles_open;
+    int in_process;
+    int reading;
+    int keep_alive;   /* for the response being written */
+    int streaming;    /* the response body is chunked or close-delimited */
+    int chunked;
+    int head_sent;
+    int body_started; /* the body phase of the current request began */
+    int close_after;  /* close once the queued bytes are written */
+    int shutting;     /* uv_shutdown issued: no more writes */
+    int closed;       /* uv_close issued: the handles are going away */
+    int first_request;
+    size_t queued;
+    uint64_t requests;
+    void (*abort_cb)(void *);
+    void (*shutdown_cb)(void *);
+    void *hook_arg;
+    void (*drain_cb)(void *);
+    void *drain_arg;
+};
+
+struct write_req {
+    uv_write_t req;
+    struct gw_conn *c;
+    size_t len;
+    char data[];
+};
+
+static atomic_long open_connections;
+static const struct gw_config *server_cfg;
+
+static void conn_process(struct gw_conn *c);
+static void conn_close(struct gw_conn *c)
+{
+    if (c->closed)
+        return;
+    c->closed = 1;
+    int was_handling = c->state == C_HANDLING;
+    c->state = C_CLOSING;
+    void (*abort_cb)(void *) = c->abort_cb;
+    c->abort_cb = NULL;
+    c->shutdown_cb = NULL;
+    c->drain_cb = NULL;
+    if (abort_cb && was_handling)
+        abort_cb(c->hook_arg);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->w->n_conns--;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+}
+
+static void reject_full(uv_stream_t *server)
+{
+    /* Over max_connections: accept, answer 503 and close, so the client learns why. */
+    static const char body[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32000,"
+                               "\"message\":\"Too many connections\"}}";
+    uv_tcp_t *tmp = malloc(sizeof *tmp);
+    if (!tmp)
+        return;
+    uv_tcp_init(server->loop, tmp);
+    if (uv_accept(server, (uv_stream_t *)tmp) == 0) {
+        char resp[512];
+        int n = snprintf(resp, sizeof resp,
+                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s",
+                         sizeof body - 1, body);
+        uv_buf_t b = uv_buf_init(resp, (unsigned)n);
+        uv_try_write((uv_stream_t *)tmp, &b, 1);
+    }
+    uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct gw_worker *w = server->data;
+    if (status < 0 || w->stopping)
+        return;
+    long now = atomic_fetch_add(&open_connections, 1) + 1;
+    if ((uint64_t)now > w->cfg->server.limits.max_connections) {
+        atomic_fetch_sub(&open_connections, 1);
+        reject_full(server);
+        return;
+    }
+    struct gw_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        atomic_fetch_sub(&open_connections, 1);
+        return;
+    }
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    c->first_request = 1;
+    http1_init(&c->parser, w->cfg->server.limits.max_header, w->cfg->server.limits.max_body);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = C_IDLE;
+    /* A new connection must send its first request head within header_timeout. */
+    uv_timer_start(&c->timer, on_header_timeout, w->cfg->server.limits.header_timeout_ms, 0);
+    conn_update_reading(c);
+}
+
+/* ---------- workers ---------- */
+
+int gw_worker_post(void *worker, void (*fn)(void *arg), void *arg)
+{
+    struct gw_worker *w = worker;
+    struct post_item *it = malloc(sizeof *it);
+    if (!it)
+        return -1;
+    it->fn = fn;
+    it->arg = arg;
+    it->next = NULL;
+    pthread_mutex_lock(&w->post_lock);
+    if (w->post_tail)
+        w->post_tail->next = it;
+    else
+        w->post_head = it;
+    w->post_tail = it;
+    pthread_mutex_unlock(&w->post_lock);
+    uv_async_send(&w->async);
+    return 0;
+}
+
+static void on_stop_deadline(uv_timer_t *t)
+{
+    struct gw_worker *w = t->data;
+    gw_log(GW_LOG_WARN, "shutdown", NULL, NULL,
+           "worker %d: %zu connection(s) still open at the shutdown deadline; closing them",
+           w->index, w->n_conns);
+    while (w->conns)
+        conn_close(w->conns);
+    worker_maybe_finish(w);
+}
+
+static void async_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void worker_maybe_finish(struct gw_worker *w)
+{
+    if (!w->stopping || w->stop_done || w->n_conns > 0)
+        return;
+    w->stop_done = 1;
+    uv_timer_stop(&w->stop_timer);
+    uv_close((uv_handle_t *)&w->stop_timer, NULL);
+    upstream_multi_close(w->upstream);
+    w->upstream = NULL;
+    uv_close((uv_handle_t *)&w->async, async_closed);
+}
+
+static void worker_begin_stop(struct gw_worker *w, int now)
+{
+    if (!w->stopping) {
+        w->stopping = 1;
+        for (size_t i = 0; i < w->n_listeners; i++)
+            uv_close((uv_handle_t *)&w->listeners[i], NULL);
+        uv_timer_start(&w->stop_timer, on_stop_deadline,
+                       now ? 0 : w->cfg->server.limits.shutdown_timeout_ms, 0);
+        /* Idle connections go now; requests in flight may finish; open streams end. */
+        struct gw_conn *c = w->conns;
+        while (c) {
+            struct gw_conn *next = c->next;
+            if (c->state == C_IDLE || c->state == C_HEAD) {
+                c->parser.keep_alive = 0;
+                conn_close(c);
+            } else if (c->state == C_HANDLING && c->shutdown_cb) {
+                void (*cb)(void *) = c->shutdown_cb;
+                c->shutdown_cb = NULL;
+                cb(c->hook_arg);
+            }
+            c = next;
+        }
+    } else if (now) {
+        uv_timer_start(&w->stop_timer, on_stop_deadline, 0, 0);
+    }
+    worker_maybe_finish(w);
+}
+
+static void on_async(uv_async_t *a)
+{
+    struct gw_worker *w = a->data;
+    pthread_mutex_lock(&w->post_lock);
+    struct post_item *it = w->post_head;
+    w->post_head = w->post_tail = NULL;
+    pthread_mutex_unlock(&w->post_lock);
+    while (it) {
+        struct post_item *next = it->next;
+        it->fn(it->arg);
+        free(it);
+        it = next;
+    }
+    int stop = atomic_load(&w->stop_requested);
+    if (stop && !w->stop_done)
+        worker_begin_stop(w, stop == 2);
+}
+
+static int bind_listener(const struct gw_listen *l, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    memset(&ss, 0, sizeof ss);
+    if (strchr(l->host, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)l->port);
+        if (inet_pton(AF_INET6, l->host, &a->sin6_addr) != 1) {
+            snprintf(err, errlen, "%s: not an IPv6 address", l->address);
+            return -1;
+        }
+        sslen = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)l->port);
+        if (inet_pton(AF_INET, l->host, &a->sin_addr) != 1) {
+            snprintf(err, errlen, "%s: not an IPv4 address", l->address);
+            return -1;
+        }
+        sslen = sizeof *a;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: socket: %s", l->address, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        snprintf(err, errlen, "%s: SO_REUSEPORT: %s", l->address, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s%s", l->address, strerror(errno),
+                 errno == EADDRINUSE ? " (another process holds the port; stop it or change "
+                                       "server.listen)"
+                                     : "");
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "%s: listen: %s", l->address, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int worker_init(struct gw_worker *w, int index, const struct gw_config *cfg, char *err,
+                       size_t errlen)
+{
+    w->index = index;
+    w->cfg = cfg;
+    if (uv_loop_init(&w->loop) != 0) {
+        snprintf(err, errlen, "cannot create an event loop");
+        return -1;
+    }
+    w->loop_ok = 1;
+    pthread_mutex_init(&w->post_lock, NULL);
+    uv_async_init(&w->loop, &w->async, on_async);
+    w->async.data = w;
+    uv_timer_init(&w->loop, &w->stop_timer);
+    w->stop_timer.data = w;
+    w->upstream = upstream_multi_new(&w->loop);
+    if (!w->upstream) {
+        snprintf(err, errlen, "cannot create the upstream client");
+        return -1;
+    }
+    w->n_listeners = cfg->server.n_listen;
+    w->listeners = calloc(w->n_listeners, sizeof *w->listeners);
+    w->listen_fds = calloc(w->n_listeners, sizeof *w->listen_fds);
+    if (!w->listeners || !w->listen_fds) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        int fd = bind_listener(&cfg->server.listen[i], err, errlen);
+        if (fd < 0)
+            return -1;
+        w->listen_fds[i] = fd;
+        uv_tcp_init(&w->loop, &w->listeners[i]);
+        w->listeners[i].data = w;
+        if (uv_tcp_open(&w->listeners[i], fd) != 0 ||
+            uv_listen((uv_stream_t *)&w->listeners[i], 1024, on_connection) != 0) {
+            snprintf(err, errlen, "cannot listen on %s", cfg->server.listen[i].address);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void close_any(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void worker_destroy(struct gw_worker *w)
+{
+    if (!w->loop_ok)
+        return;
+    if (w->upstream) {
+        upstream_multi_close(w->upstream);
+        w->upstream = NULL;
+    }
+    /* Everything should be closed; close stragglers so uv_loop_close succeeds. */
+    uv_walk(&w->loop, close_any, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w->loop) != 0)
+        gw_log_warn("shutdown", "worker %d: event loop still had handles at exit", w->index);
+    pthread_mutex_destroy(&w->post_lock);
+    struct post_item *it = w->post_head;
+    while (it) {
+        struct post_item *next = it->next;
+        free(it);
+        it = next;
+    }
+    free(w->listeners);
+    free(w->listen_fds);
+}
+
+/* ---------- the process ---------- */
+
+static struct gw_worker *workers;
+static int n_workers;
+static int signals_seen;
+static uv_async_t main_wakeup;
+static uv_signal_t sigterm_handle, sigint_handle;
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    signals_seen++;
+    int now = signals_seen > 1;
+    gw_log(GW_LOG_INFO, "shutdown", NULL, NULL, "%s received: %s",
+           signum == SIGTERM ? "SIGTERM" : "SIGINT",
+           now ? "closing all connections now" : "draining in-flight requests");
+    for (int i = 0; i < n_workers; i++) {
+        if (atomic_load(&workers[i].finished))
+            continue;
+        atomic_store(&workers[i].stop_requested, now ? 2 : 1);
+        uv_async_send(&workers[i].async);
+    }
+}
+
+/* The main loop ends once every worker's loop has returned. */
+static void on_main_wakeup(uv_async_t *a)
+{
+    (void)a;
+    for (int i = 0; i < n_workers; i++)
+        if (!atomic_load(&workers[i].finished))
+            return;
+    uv_close((uv_handle_t *)&sigterm_handle, NULL);
+    uv_close((uv_handle_t *)&sigint_handle, NULL);
+    uv_close((uv_handle_t *)&main_wakeup, NULL);
+}
+
+static void worker_thread(void *arg)
+{
+    struct gw_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    atomic_store(&w->finished, 1);
+    uv_async_send(&main_wakeup);
+}
+
+int gw_server_run(const struct gw_config *cfg)
+{
+    int rc = 1;
+    server_cfg = cfg;
+    signal(SIGPIPE, SIG_IGN);
+    http_parser_set_max_header_size((uint32_t)cfg->server.limits.max_header);
+    n_workers = cfg->server.workers;
+    if (n_workers <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n_workers = cores > 0 ? (int)cores : 1;
+    }
+    if (n_workers > MAX_WORKERS)
+        n_workers = MAX_WORKERS;
+    if (cfg->n_routes == 0)
+        gw_log_warn("startup", "no routes are configured: only /healthz will answer");
+    workers = calloc((size_t)n_workers, sizeof *workers);
+    if (!workers)
+        return 1;
+    char err[512] = "";
+    int inited = 0;
+    uv_loop_t main_loop;
+    uv_loop_init(&main_loop);
+    uv_async_init(&main_loop, &main_wakeup, on_main_wakeup);
+    uv_signal_init(&main_loop, &sigterm_handle);
+    uv_signal_init(&main_loop, &sigint_handle);
+    for (int i = 0; i < n_workers; i++) {
+        inited++;
+        if (worker_init(&workers[i], i, cfg, err, sizeof err) != 0) {
+            gw_log_error("startup", "%s", err);
+            fprintf(stderr, "toolgate: %s\n", err);
+            uv_close((uv_handle_t *)&sigterm_handle, NULL);
+            uv_close((uv_handle_t *)&sigint_handle, NULL);
+            uv_close((uv_handle_t *)&main_wakeup, NULL);
+            uv_run(&main_loop, UV_RUN_DEFAULT);
+            uv_loop_close(&main_loop);
+            goto out;
+        }
+    }
+    uv_signal_start(&sigterm_handle, on_signal, SIGTERM);
+    uv_signal_start(&sigint_handle, on_signal, SIGINT);
+    for (int i = 0; i < n_workers; i++)
+        uv_thread_create(&workers[i].thread, worker_thread, &workers[i]);
+    {
+        char fields[512];
+        struct gw_buf addrs = {0};
+        for (size_t i = 0; i < cfg->server.n_listen; i++) {
+            gw_buf_printf(&addrs, "%s\"", i ? "," : "");
+            gw_buf_append_json_escaped(&addrs, cfg->server.listen[i].address,
+                                       strlen(cfg->server.listen[i].address));
+            gw_buf_append_str(&addrs, "\"");
+        }
+        snprintf(fields, sizeof fields, "\"listen\":[%s],\"workers\":%d,\"routes\":%zu",
+                 addrs.data ? addrs.data : "", n_workers, cfg->n_routes);
+        gw_buf_free(&addrs);
+        gw_log(GW_LOG_INFO, "startup", NULL, fields, "toolgate %s listening", TOOLGATE_VERSION);
+    }
+    uv_run(&main_loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < n_workers; i++)
+        uv_thread_join(&workers[i].thread);
+    uv_loop_close(&main_loop);
+    gw_log_info("shutdown", "all workers stopped");
+    rc = 0;
+out:
+    for (int i = 0; i < inited; i++)
+        worker_destroy(&workers[i]);
+    free(workers);
+    workers = NULL;
+    return rc;
+}

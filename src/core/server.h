@@ -1,0 +1,75 @@
+/*
+ * server: the process (listeners, worker threads, signals, graceful shutdown) and the client
+ * connections of each worker (HTTP/1.1 framing, bounds, timeouts, writes with backpressure).
+ *
+ * One worker thread per core, each with its own libuv loop, its own SO_REUSEPORT listening
+ * sockets and its own upstream client; a connection lives and dies on one worker, so nothing
+ * on the request path is shared between threads except the read-only config generation and
+ * the layers' own thread-safe stores.
+ */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/http1.h"
+
+struct gw_worker;
+struct gw_conn;
+struct upstream_multi;
+
+/* Runs the server until SIGTERM/SIGINT and a graceful drain. Returns the exit code. */
+int gw_server_run(const struct gw_config *cfg);
+
+/* ---- what handlers (the proxy) may do with a connection ---- */
+
+/* The worker's loop and upstream client. */
+uv_loop_t *gw_worker_loop(struct gw_worker *w);
+struct upstream_multi *gw_worker_upstream(struct gw_worker *w);
+const struct gw_config *gw_worker_config(struct gw_worker *w);
+/* Runs fn(arg) on the worker's loop thread; callable from any thread. Returns 0 or -1. */
+int gw_worker_post(void *worker, void (*fn)(void *arg), void *arg);
+
+/*
+ * Starts the response. content_length >= 0 sends a fixed-length body; -1 streams it (chunked
+ * for HTTP/1.1 clients, close-delimited for HTTP/1.0). `headers` are extra header lines
+ * (Content-Type among them); Date, Content-Length/Transfer-Encoding and Connection are added
+ * here. Returns 0, or -1 when the connection is gone.
+ */
+int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_header *headers,
+                       size_t n_headers, int64_t content_length);
+/* Writes body bytes (chunk-framed when streaming). Returns 0 or -1. */
+int gw_conn_write_body(struct gw_conn *c, const char *data, size_t len);
+/*
+ * Ends the response (the terminating chunk when streaming). The connection goes on to the
+ * next request, or closes when keep-alive is off or `abandon` is set (a stream cut short).
+ * The handler must not touch the connection afterwards.
+ */
+void gw_conn_end(struct gw_conn *c, int abandon);
+/* A whole response in one call: status, content type, body. */
+int gw_conn_respond(struct gw_conn *c, int status, const char *content_type, const char *body,
+                    size_t len, const struct gw_header *extra, size_t n_extra);
+/* Bytes written but not yet taken by the kernel. */
+size_t gw_conn_queued(const struct gw_conn *c);
+/* Called once when queued bytes fall below half of server.limits.write_buffer. */
+void gw_conn_on_drain(struct gw_conn *c, void (*cb)(void *arg), void *arg);
+int gw_conn_http_minor(const struct gw_conn *c);
+struct gw_worker *gw_conn_worker(const struct gw_conn *c);
+
+/*
+ * The handler interface. The server calls gw_handle_request (proxy.c) for each complete
+ * request; the handler answers through the gw_conn_* calls above and finally gw_conn_end.
+ * If the client goes away first, the server calls `abort_cb` (the connection must not be
+ * used afterwards). When the server begins a graceful shutdown, it calls `shutdown_cb` for
+ * requests in flight: a handler relaying an open-ended stream ends it there.
+ */
+void gw_conn_set_hooks(struct gw_conn *c, void (*abort_cb)(void *arg),
+                       void (*shutdown_cb)(void *arg), void *arg);
+void gw_handle_request(struct gw_conn *c, struct http1_parser *p);
+/* True once the worker has begun its graceful shutdown. */
+int gw_worker_stopping(const struct gw_worker *w);
+
+#endif
