@@ -263,13 +263,13 @@ static void test_invalid_params(void **state)
         "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{}}",
         "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"\"}}",
         "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":7}}",
-        "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"t\","
-        "\"arguments\":[1]}}",
-        "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"t\","
-        "\"arguments\":null}}",
+        ("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"t\","
+         "\"arguments\":[1]}}"),
+        ("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"t\","
+         "\"arguments\":null}}"),
         "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"prompts/get\",\"params\":{\"arguments\":{}}}",
-        "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"prompts/get\",\"params\":{\"name\":\"p\","
-        "\"arguments\":\"a=b\"}}",
+        ("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"prompts/get\",\"params\":{\"name\":\"p\","
+         "\"arguments\":\"a=b\"}}"),
         "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"resources/read\",\"params\":{}}",
         "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"resources/read\",\"params\":{\"uri\":1}}",
         "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"resources/read\"}",
@@ -294,10 +294,10 @@ static void test_parse_errors(void **state)
         "{\"jsonrpc\":\"2.0\"}{}",
         /* Duplicate keys, at the top and nested. */
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"method\":\"ping\"}",
-        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\","
-        "\"name\":\"b\"}}",
-        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\","
-        "\"arguments\":{\"k\":1,\"k\":2}}}",
+        ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\","
+         "\"name\":\"b\"}}"),
+        ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\","
+         "\"arguments\":{\"k\":1,\"k\":2}}}"),
         /* NUL escapes. */
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pi\\u0000ng\"}",
         "{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000\",\"method\":\"ping\"}",
@@ -313,8 +313,8 @@ static void test_parse_errors(void **state)
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\\ud800\"}",
         /* Huge numbers overflow jansson's integer and double. */
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"n\":1e400}}",
-        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"n\":"
-        "123456789012345678901234567890}}",
+        ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"n\":"
+         "123456789012345678901234567890}}"),
         /* Not JSON at all. */
         "NaN",
         "{'jsonrpc':'2.0'}",
@@ -348,8 +348,8 @@ static void test_error_never_echoes_input(void **state)
         "{\"SECRET_TOKEN_abc\":1,\"SECRET_TOKEN_abc\":2}",
         "{\"jsonrpc\":\"SECRET_TOKEN_abc\",\"id\":1,\"method\":\"ping\"}",
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"SECRET_TOKEN_abc\",\"params\":1}",
-        "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
-        "\"SECRET_TOKEN_abc\",\"arguments\":1}}]",
+        ("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+         "\"SECRET_TOKEN_abc\",\"arguments\":1}}]"),
     };
     for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
         struct mcp_batch b;
@@ -516,10 +516,10 @@ static void test_batch_rules(void **state)
     const char *bad[] = {
         "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"},1]",
         "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"},[]]",
-        "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"},{\"jsonrpc\":\"2.0\",\"id\":2,"
-        "\"method\":\"tools/call\",\"params\":{}}]",
-        "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"},{\"jsonrpc\":\"2.0\",\"id\":true,"
-        "\"method\":\"y\"}]",
+        ("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"},{\"jsonrpc\":\"2.0\",\"id\":2,"
+         "\"method\":\"tools/call\",\"params\":{}}]"),
+        ("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"},{\"jsonrpc\":\"2.0\",\"id\":true,"
+         "\"method\":\"y\"}]"),
         "[[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}]]",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
