@@ -1,9 +1,443 @@
 #include "mcp/jsonrpc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Bounds used when the caller leaves a limit at zero. A zero must not mean "unbounded": the
+ * decoder sees hostile input, so a forgotten limit falls back to the configuration defaults.
+ */
+#define MCP_DEFAULT_MAX_BYTES ((size_t)1 << 20)
+#define MCP_DEFAULT_MAX_DEPTH ((size_t)64)
+#define MCP_DEFAULT_MAX_BATCH ((size_t)100)
+
+/*
+ * jansson flags for every message: duplicate keys are rejected (two parsers picking different
+ * values is a policy bypass), "\u0000" is rejected (JSON_ALLOW_NUL is not given), and jansson
+ * itself rejects invalid UTF-8 and trailing bytes after the value.
+ */
+#define MCP_JSON_FLAGS (JSON_REJECT_DUPLICATES)
+
+int json_depth_ok(const char *buf, size_t len, size_t max_depth)
+{
+    size_t depth = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = buf[i];
+        if (in_string) {
+            /* A backslash escapes the next byte whatever it is, so "\\" and "\"" both end
+             * the escape after one byte and a quote after an even run is the real end. */
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+            continue;
+        }
+        switch (c) {
+        case '"':
+            in_string = 1;
+            break;
+        case '[':
+        case '{':
+            if (++depth > max_depth)
+                return -1;
+            break;
+        case ']':
+        case '}':
+            /* Unbalanced closers are the parser's business; never let depth wrap. */
+            if (depth > 0)
+                depth--;
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Fills err. The message is always text of ours: nothing from the input is echoed. */
+static void set_error(struct mcp_decode_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_error(struct mcp_decode_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    err->code = code;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+static int id_is_valid(const json_t *id)
+{
+    /* MCP request ids are strings or integers; null is explicitly forbidden, and jansson
+     * parses any number with a fraction or exponent ("1.0", "1e2") as a real. */
+    return id && (json_is_string(id) || json_is_integer(id));
+}
+
+static int batch_allowed(const char *protocol_version)
+{
+    /* A missing MCP-Protocol-Version header means 2025-03-26, the only revision with
+     * JSON-RPC batching; later revisions removed it. */
+    return protocol_version == NULL || strcmp(protocol_version, "2025-03-26") == 0;
+}
+
+/* Returns the version when it looks like a revision date (safe to repeat), else NULL. */
+static const char *printable_version(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 10)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= '0' && v[i] <= '9') || v[i] == '-'))
+            return NULL;
+    return v;
+}
+
+static int check_nonempty_string_param(const json_t *params, const char *key, const char *method,
+                                       struct mcp_decode_error *err, const char **out)
+{
+    const json_t *v = json_object_get(params, key);
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        set_error(err, JSONRPC_INVALID_PARAMS,
+                  "Invalid params: %s needs params.%s as a non-empty string", method, key);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* The governed methods carry their target in params; checks their shape. */
+static int check_method_params(struct mcp_message *msg, const json_t *params,
+                               struct mcp_decode_error *err)
+{
+    const char *m = msg->method;
+    int is_named = strcmp(m, "tools/call") == 0 || strcmp(m, "prompts/get") == 0;
+    int is_read = strcmp(m, "resources/read") == 0;
+    if (!is_named && !is_read)
+        return 0;
+    if (msg->kind != MCP_REQUEST) {
+        /* A governed action sent as a notification would reach the backend with no answer
+         * to govern; refuse rather than forward it unchecked. */
+        set_error(err, JSONRPC_INVALID_REQUEST, "Invalid Request: %s must be a request with an id",
+                  m);
+        return -1;
+    }
+    if (!params) {
+        set_error(err, JSONRPC_INVALID_PARAMS, "Invalid params: %s needs params", m);
+        return -1;
+    }
+    if (is_read)
+        return check_nonempty_string_param(params, "uri", m, err, &msg->target);
+    if (check_nonempty_string_param(params, "name", m, err, &msg->target) != 0)
+        return -1;
+    json_t *args = json_object_get(params, "arguments");
+    if (args && !json_is_object(args)) {
+        set_error(err, JSONRPC_INVALID_PARAMS,
+                  "Invalid params: %s params.arguments must be an object", m);
+        return -1;
+    }
+    msg->arguments = args;
+    return 0;
+}
+
+static int check_error_member(const json_t *error, struct mcp_decode_error *err)
+{
+    if (!json_is_object(error) || !json_is_integer(json_object_get(error, "code")) ||
+        !json_is_string(json_object_get(error, "message"))) {
+        set_error(
+            err, JSONRPC_INVALID_REQUEST,
+            "Invalid Request: error must be an object with an integer code and a string message");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Validates one message and fills msg (which borrows from m; the caller sets msg->json).
+ * On failure fills err, including the id when it was a valid one so the answer can name it.
+ */
+static int validate_message(json_t *m, int in_batch, struct mcp_message *msg,
+                            struct mcp_decode_error *err)
+{
+    memset(msg, 0, sizeof *msg);
+    if (!json_is_object(m)) {
+        set_error(err, JSONRPC_INVALID_REQUEST, "Invalid Request: a message must be a JSON object");
+        return -1;
+    }
+    json_t *id = json_object_get(m, "id");
+    json_t *version = json_object_get(m, "jsonrpc");
+    json_t *method = json_object_get(m, "method");
+    json_t *params = json_object_get(m, "params");
+    json_t *result = json_object_get(m, "result");
+    json_t *error = json_object_get(m, "error");
+    int rc = -1;
+
+    if (!json_is_string(version) || strcmp(json_string_value(version), "2.0") != 0) {
+        set_error(err, JSONRPC_INVALID_REQUEST, "Invalid Request: jsonrpc must be \"2.0\"");
+        goto out;
+    }
+    if (id && !id_is_valid(id)) {
+        set_error(err, JSONRPC_INVALID_REQUEST,
+                  "Invalid Request: id must be a string or an integer");
+        goto out;
+    }
+    if (method) {
+        if (!json_is_string(method) || json_string_length(method) == 0) {
+            set_error(err, JSONRPC_INVALID_REQUEST,
+                      "Invalid Request: method must be a non-empty string");
+            goto out;
+        }
+        if (result || error) {
+            set_error(err, JSONRPC_INVALID_REQUEST,
+                      "Invalid Request: a request cannot carry result or error");
+            goto out;
+        }
+        if (params && !json_is_object(params)) {
+            set_error(err, JSONRPC_INVALID_REQUEST,
+                      "Invalid Request: params must be an object (MCP uses named parameters)");
+            goto out;
+        }
+        msg->kind = id ? MCP_REQUEST : MCP_NOTIFICATION;
+        msg->method = json_string_value(method);
+        msg->id = id;
+        if (in_batch && strcmp(msg->method, "initialize") == 0) {
+            set_error(err, JSONRPC_INVALID_REQUEST,
+                      "Invalid Request: initialize must not be part of a batch");
+            goto out;
+        }
+        if (check_method_params(msg, params, err) != 0)
+            goto out;
+    } else if (result || error) {
+        if (result && error) {
+            set_error(err, JSONRPC_INVALID_REQUEST,
+                      "Invalid Request: a response carries result or error, not both");
+            goto out;
+        }
+        if (!id) {
+            set_error(err, JSONRPC_INVALID_REQUEST, "Invalid Request: a response needs an id");
+            goto out;
+        }
+        if (error && check_error_member(error, err) != 0)
+            goto out;
+        msg->kind = result ? MCP_RESPONSE : MCP_ERROR_RESPONSE;
+        msg->id = id;
+    } else {
+        set_error(err, JSONRPC_INVALID_REQUEST,
+                  "Invalid Request: a message needs a method, a result or an error");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0) {
+        json_decref(err->id);
+        err->id = id_is_valid(id) ? json_incref(id) : NULL;
+        memset(msg, 0, sizeof *msg);
+    }
+    return rc;
+}
+
+static int decode_batch(json_t *root, const char *protocol_version, size_t max_batch,
+                        struct mcp_batch *out, struct mcp_decode_error *err)
+{
+    size_t n = json_array_size(root);
+    if (!batch_allowed(protocol_version)) {
+        const char *v = printable_version(protocol_version);
+        if (v)
+            set_error(err, JSONRPC_INVALID_REQUEST,
+                      "Invalid Request: JSON-RPC batching is not supported in protocol version %s",
+                      v);
+        else
+            set_error(
+                err, JSONRPC_INVALID_REQUEST,
+                "Invalid Request: JSON-RPC batching is not supported in this protocol version");
+        return -1;
+    }
+    if (n == 0) {
+        set_error(err, JSONRPC_INVALID_REQUEST, "Invalid Request: empty batch");
+        return -1;
+    }
+    if (n > max_batch) {
+        set_error(err, JSONRPC_INVALID_REQUEST,
+                  "Invalid Request: a batch holds at most %zu messages", max_batch);
+        return -1;
+    }
+    out->msgs = calloc(n, sizeof *out->msgs);
+    if (!out->msgs) {
+        set_error(err, JSONRPC_INTERNAL_ERROR, "Internal error: out of memory");
+        return -1;
+    }
+    out->is_batch = 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *elem = json_array_get(root, i);
+        if (validate_message(elem, 1, &out->msgs[i], err) != 0) {
+            /* The whole batch is refused (fail closed): answering for the valid elements
+             * while dropping one would let a client probe the gateway element by element.
+             * The answer is for the batch, so it carries no element's id. */
+            char detail[sizeof err->message];
+            memcpy(detail, err->message, sizeof detail);
+            set_error(err, err->code, "%.*s (batch element %zu)", 120, detail, i);
+            json_decref(err->id);
+            err->id = NULL;
+            return -1;
+        }
+        out->msgs[i].json = json_incref(elem);
+        out->n = i + 1;
+    }
+    return 0;
+}
+
+int mcp_decode(const char *buf, size_t len, const struct mcp_limits *lim,
+               const char *protocol_version, struct mcp_batch *out, struct mcp_decode_error *err)
+{
+    size_t max_bytes = lim && lim->max_bytes ? lim->max_bytes : MCP_DEFAULT_MAX_BYTES;
+    size_t max_depth = lim && lim->max_depth ? lim->max_depth : MCP_DEFAULT_MAX_DEPTH;
+    size_t max_batch = lim && lim->max_batch ? lim->max_batch : MCP_DEFAULT_MAX_BATCH;
+    json_t *root = NULL;
+    json_error_t jerr;
+    int rc = -1;
+
+    memset(out, 0, sizeof *out);
+    memset(err, 0, sizeof *err);
+
+    if (len > max_bytes) {
+        set_error(err, JSONRPC_INVALID_REQUEST,
+                  "Invalid Request: the message is larger than %zu bytes", max_bytes);
+        goto out;
+    }
+    if (!buf || len == 0) {
+        set_error(err, JSONRPC_PARSE_ERROR, "Parse error: empty body");
+        goto out;
+    }
+    if (json_depth_ok(buf, len, max_depth) != 0) {
+        set_error(err, JSONRPC_PARSE_ERROR, "Parse error: JSON nests deeper than %zu levels",
+                  max_depth);
+        goto out;
+    }
+    /* jansson's error text quotes the offending token; it is never passed on. */
+    root = json_loadb(buf, len, MCP_JSON_FLAGS | JSON_DECODE_ANY, &jerr);
+    if (!root) {
+        set_error(err, JSONRPC_PARSE_ERROR,
+                  "Parse error: not valid JSON (UTF-8 only, no duplicate keys, no NUL escapes)");
+        goto out;
+    }
+    if (json_is_array(root)) {
+        if (decode_batch(root, protocol_version, max_batch, out, err) != 0)
+            goto out;
+    } else {
+        out->msgs = calloc(1, sizeof *out->msgs);
+        if (!out->msgs) {
+            set_error(err, JSONRPC_INTERNAL_ERROR, "Internal error: out of memory");
+            goto out;
+        }
+        if (validate_message(root, 0, &out->msgs[0], err) != 0)
+            goto out;
+        out->msgs[0].json = json_incref(root);
+        out->n = 1;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    if (rc != 0)
+        mcp_batch_free(out);
+    return rc;
+}
+
 void mcp_batch_free(struct mcp_batch *batch)
 {
+    if (!batch)
+        return;
     for (size_t i = 0; i < batch->n; i++)
         json_decref(batch->msgs[i].json);
     free(batch->msgs);
     batch->msgs = NULL;
     batch->n = 0;
+    batch->is_batch = 0;
+}
+
+int mcp_parse_message(const char *buf, size_t len, size_t max_depth, json_t **out)
+{
+    json_error_t jerr;
+    *out = NULL;
+    if (!buf || len == 0)
+        return -1;
+    if (json_depth_ok(buf, len, max_depth ? max_depth : MCP_DEFAULT_MAX_DEPTH) != 0)
+        return -1;
+    /* Without JSON_DECODE_ANY only an object or an array is accepted: a JSON-RPC message or
+     * (2025-03-26) a batch of them. */
+    json_t *root = json_loadb(buf, len, MCP_JSON_FLAGS, &jerr);
+    if (!root)
+        return -1;
+    *out = root;
+    return 0;
+}
+
+/* Appends the compact encoding of a value (any type). */
+static int append_json(struct gw_buf *out, const json_t *value)
+{
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    size_t n = json_dumpb(value, NULL, 0, flags);
+    if (n == 0 || gw_buf_reserve(out, n) != 0)
+        return -1;
+    if (json_dumpb(value, out->data + out->len, n, flags) != n)
+        return -1;
+    out->len += n;
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+static int append_envelope(struct gw_buf *out, const json_t *id)
+{
+    if (gw_buf_append_str(out, "{\"jsonrpc\":\"2.0\",\"id\":") != 0)
+        return -1;
+    if (!id)
+        return gw_buf_append_str(out, "null");
+    return append_json(out, id);
+}
+
+int jsonrpc_error_body(struct gw_buf *out, const json_t *id, int code, const char *message,
+                       const json_t *data)
+{
+    size_t start = out->len;
+    int rc = -1;
+    if (append_envelope(out, id) != 0 || gw_buf_printf(out, ",\"error\":{\"code\":%d,", code) != 0)
+        goto out;
+    if (gw_buf_append_str(out, "\"message\":\"") != 0 ||
+        gw_buf_append_json_escaped(out, message ? message : "", message ? strlen(message) : 0) !=
+            0 ||
+        gw_buf_append_str(out, "\"") != 0)
+        goto out;
+    if (data && (gw_buf_append_str(out, ",\"data\":") != 0 || append_json(out, data) != 0))
+        goto out;
+    if (gw_buf_append_str(out, "}}") != 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0 && out->data) {
+        /* Leave the buffer as it was: half a body must never be sent. */
+        out->len = start;
+        out->data[start] = '\0';
+    }
+    return rc;
+}
+
+int jsonrpc_result_body(struct gw_buf *out, const json_t *id, const json_t *result)
+{
+    size_t start = out->len;
+    int rc = -1;
+    if (append_envelope(out, id) != 0 || gw_buf_append_str(out, ",\"result\":") != 0)
+        goto out;
+    if (result ? append_json(out, result) != 0 : gw_buf_append_str(out, "null") != 0)
+        goto out;
+    if (gw_buf_append_str(out, "}") != 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0 && out->data) {
+        out->len = start;
+        out->data[start] = '\0';
+    }
+    return rc;
 }

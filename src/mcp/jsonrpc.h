@@ -39,6 +39,7 @@ struct mcp_batch {
     int is_batch; /* the body was a JSON array */
 };
 
+/* A zero field means the default (1 MiB, 64 levels, 100 messages), never "unbounded". */
 struct mcp_limits {
     size_t max_bytes; /* body size bound (the server enforces it too) */
     size_t max_depth; /* nesting of arrays/objects */
@@ -46,7 +47,9 @@ struct mcp_limits {
 };
 
 struct mcp_decode_error {
-    int code;          /* JSONRPC_PARSE_ERROR or JSONRPC_INVALID_REQUEST */
+    /* JSONRPC_PARSE_ERROR, JSONRPC_INVALID_REQUEST, JSONRPC_INVALID_PARAMS (a governed
+     * method's params malformed) or JSONRPC_INTERNAL_ERROR (out of memory). */
+    int code;
     char message[160]; /* safe to send to the client: no input echoed */
     json_t *id;        /* the id when it could be recovered (owned reference), else NULL */
 };
@@ -55,11 +58,30 @@ struct mcp_decode_error {
  * Decodes a POST body. `protocol_version` is the client's MCP-Protocol-Version header (NULL
  * when absent); batches (JSON arrays) are accepted only for "2025-03-26". On success returns 0
  * and fills out (free with mcp_batch_free). On failure returns -1 and fills err (free err->id
- * with json_decref).
+ * with json_decref); out is left empty.
+ *
+ * Rules: size and depth are checked before the parser runs (too large -> -32600, too deep or
+ * not JSON -> -32700). Each message is an object with "jsonrpc":"2.0"; "method" (non-empty
+ * string) with an "id" (string or integer) is a request, without one a notification; "result"
+ * or "error" (object with integer code and string message) with an id and no method is a
+ * response. "params", when present, is an object. tools/call and prompts/get need
+ * params.name (non-empty string; `target`) and params.arguments, when present, an object;
+ * resources/read needs params.uri (non-empty string; `target`); these three must be requests.
+ * A batch is refused as a whole when any element is invalid (err->id is then NULL), when it
+ * is empty, longer than max_batch, or holds an initialize request.
  */
 int mcp_decode(const char *buf, size_t len, const struct mcp_limits *lim,
                const char *protocol_version, struct mcp_batch *out, struct mcp_decode_error *err);
 void mcp_batch_free(struct mcp_batch *batch);
+
+/*
+ * Parses one message from upstream (a JSON body, or the data of one SSE event) with the same
+ * strictness as mcp_decode: depth checked first (max_depth 0 means 64), duplicate keys,
+ * invalid UTF-8 and NUL escapes rejected. Only an object or an array is accepted; the
+ * JSON-RPC shape is not checked. The caller bounds the length. Returns 0 and a new reference
+ * in *out (json_decref it), or -1 with *out NULL.
+ */
+int mcp_parse_message(const char *buf, size_t len, size_t max_depth, json_t **out);
 
 /*
  * Checks nesting depth of JSON text without parsing it: returns 0 when no array/object
@@ -69,12 +91,14 @@ int json_depth_ok(const char *buf, size_t len, size_t max_depth);
 
 /*
  * Appends a JSON-RPC error response: {"jsonrpc":"2.0","id":<id|null>,"error":{code,message,
- * data?}}. `data` may be NULL (not stolen).
+ * data?}}, compact. `id` and `data` are borrowed and may be NULL; `message` is text of ours
+ * (UTF-8). Returns 0, or -1 with the buffer unchanged.
  */
 int jsonrpc_error_body(struct gw_buf *out, const json_t *id, int code, const char *message,
                        const json_t *data);
 
-/* Appends a JSON-RPC result response {"jsonrpc":"2.0","id":id,"result":result}. */
+/* Appends a JSON-RPC result response {"jsonrpc":"2.0","id":id,"result":result}, compact; id
+ * (borrowed) NULL writes null. Returns 0, or -1 with the buffer unchanged. */
 int jsonrpc_result_body(struct gw_buf *out, const json_t *id, const json_t *result);
 
 #endif
