@@ -9,9 +9,10 @@ int gw_buf_reserve(struct gw_buf *b, size_t n)
 {
     if (b->cap - b->len > n)
         return 0;
-    size_t want = b->len + n + 1;
-    if (want < b->len)
+    /* Room for n bytes and the NUL; n near SIZE_MAX must fail, not wrap to a small size. */
+    if (n > SIZE_MAX - b->len - 1)
         return -1;
+    size_t want = b->len + n + 1;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < want) {
         if (cap > SIZE_MAX / 2)
@@ -66,6 +67,39 @@ int gw_buf_printf(struct gw_buf *b, const char *fmt, ...)
     return rc;
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0 when the bytes there are not one.
+ */
+static size_t utf8_sequence_len(const unsigned char *p, size_t avail)
+{
+    unsigned char c = p[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* bounds of the second byte */
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else
+        return 0;
+    if (avail < len || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return len;
+}
+
 int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -74,20 +108,49 @@ int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n)
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
             continue;
+        if (c >= 0x80) {
+            /*
+             * JSON text must be UTF-8 (RFC 8259 §8.1): bytes that do not form a character are
+             * written as U+FFFD so that a hostile input cannot make the output unparseable.
+             */
+            size_t seq = utf8_sequence_len((const unsigned char *)s + i, n - i);
+            if (seq > 0) {
+                i += seq - 1;
+                continue;
+            }
+            if (gw_buf_append(b, s + run, i - run) != 0 || gw_buf_append(b, "\\ufffd", 6) != 0)
+                return -1;
+            run = i + 1;
+            continue;
+        }
         if (gw_buf_append(b, s + run, i - run) != 0)
             return -1;
         char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
         size_t elen = 2;
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
         default:
             esc[1] = 'u';
             esc[2] = '0';

@@ -30,8 +30,10 @@ struct gw_buf {
 int gw_buf_append(struct gw_buf *b, const void *p, size_t n);
 int gw_buf_append_str(struct gw_buf *b, const char *s);
 int gw_buf_printf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap);
-/* Appends s as the inside of a JSON string (quotes not included), escaping as RFC 8259 asks. */
+int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+/* Appends s as the inside of a JSON string (quotes not included), escaping as RFC 8259 asks.
+ * Bytes that are not well-formed UTF-8 are written as \ufffd, so the result is always valid. */
 int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n);
 /* Ensures room for n more bytes. */
 int gw_buf_reserve(struct gw_buf *b, size_t n);

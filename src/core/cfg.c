@@ -2,6 +2,7 @@
 #include "core/timeutil.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,26 +35,33 @@ static void node_free(struct cfg_node *n)
         node_free(n->items[i]);
     }
     free(n->keys);
+    free(n->key_marks);
     free(n->items);
     free(n->scalar);
     free(n);
 }
 
-static int node_push(struct cfg_node *parent, char *key, struct cfg_node *child)
+static int node_push(struct cfg_node *parent, char *key, struct cfg_mark key_mark,
+                     struct cfg_node *child)
 {
-    char **keys = parent->keys;
     if (parent->kind == CFG_MAP) {
-        keys = realloc(parent->keys, (parent->n + 1) * sizeof *keys);
+        char **keys = realloc(parent->keys, (parent->n + 1) * sizeof *keys);
         if (!keys)
             return -1;
         parent->keys = keys;
+        struct cfg_mark *marks = realloc(parent->key_marks, (parent->n + 1) * sizeof *marks);
+        if (!marks)
+            return -1;
+        parent->key_marks = marks;
     }
     struct cfg_node **items = realloc(parent->items, (parent->n + 1) * sizeof *items);
     if (!items)
         return -1;
     parent->items = items;
-    if (parent->kind == CFG_MAP)
+    if (parent->kind == CFG_MAP) {
         parent->keys[parent->n] = key;
+        parent->key_marks[parent->n] = key_mark;
+    }
     parent->items[parent->n] = child;
     parent->n++;
     return 0;
@@ -103,8 +111,8 @@ static int build_tree(yaml_parser_t *parser, struct cfg_doc *doc, struct cfg_err
             struct cfg_node at = {.line = (int)parser->problem_mark.line + 1,
                                   .column = (int)parser->problem_mark.column + 1};
             cfg_errorf(err, doc, &at, "", "YAML syntax error: %s%s%s",
-                       parser->problem ? parser->problem : "unknown",
-                       parser->context ? " " : "", parser->context ? parser->context : "");
+                       parser->problem ? parser->problem : "unknown", parser->context ? " " : "",
+                       parser->context ? parser->context : "");
             goto out;
         }
         struct cfg_node *node = NULL;
@@ -126,6 +134,17 @@ static int build_tree(yaml_parser_t *parser, struct cfg_doc *doc, struct cfg_err
             goto out;
         }
         case YAML_SCALAR_EVENT:
+            /*
+             * A double-quoted "\0" yields a NUL inside the value; the C strings built from it
+             * would silently end there ("/mcp\0x" would read as "/mcp"), so refuse it.
+             */
+            if (memchr(ev.data.scalar.value, '\0', ev.data.scalar.length)) {
+                struct cfg_node at = {.line = (int)ev.start_mark.line + 1,
+                                      .column = (int)ev.start_mark.column + 1};
+                cfg_errorf(err, doc, &at, "", "NUL characters are not allowed in values");
+                yaml_event_delete(&ev);
+                goto out;
+            }
             if (ev.data.scalar.anchor) {
                 struct cfg_node at = {.line = (int)ev.start_mark.line + 1,
                                       .column = (int)ev.start_mark.column + 1};
@@ -136,8 +155,8 @@ static int build_tree(yaml_parser_t *parser, struct cfg_doc *doc, struct cfg_err
             if (depth > 0 && stack[depth - 1].node->kind == CFG_MAP &&
                 !stack[depth - 1].pending_key) {
                 /* This scalar is a key. */
-                stack[depth - 1].pending_key = strndup((const char *)ev.data.scalar.value,
-                                                       ev.data.scalar.length);
+                stack[depth - 1].pending_key =
+                    strndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
                 stack[depth - 1].key_line = (int)ev.start_mark.line + 1;
                 stack[depth - 1].key_col = (int)ev.start_mark.column + 1;
                 if (!stack[depth - 1].pending_key) {
@@ -200,8 +219,8 @@ static int build_tree(yaml_parser_t *parser, struct cfg_doc *doc, struct cfg_err
                 yaml_event_delete(&ev);
                 goto out;
             }
-            node = node_new(ev.type == YAML_SEQUENCE_START_EVENT ? CFG_SEQ : CFG_MAP,
-                            &ev.start_mark);
+            node =
+                node_new(ev.type == YAML_SEQUENCE_START_EVENT ? CFG_SEQ : CFG_MAP, &ev.start_mark);
             if (!node) {
                 yaml_event_delete(&ev);
                 goto oom;
@@ -221,8 +240,8 @@ static int build_tree(yaml_parser_t *parser, struct cfg_doc *doc, struct cfg_err
             /* Attach to the parent (or make it the root), then open it if it is a container. */
             if (depth == 0) {
                 if (root) {
-                    node_free(node);
                     struct cfg_node at = {.line = node->line, .column = node->column};
+                    node_free(node);
                     cfg_errorf(err, doc, &at, "", "only one YAML document is allowed");
                     goto out;
                 }
@@ -230,8 +249,9 @@ static int build_tree(yaml_parser_t *parser, struct cfg_doc *doc, struct cfg_err
             } else {
                 struct frame *f = &stack[depth - 1];
                 char *key = f->pending_key;
+                struct cfg_mark key_mark = {f->key_line, f->key_col};
                 f->pending_key = NULL;
-                if (node_push(f->node, key, node) != 0) {
+                if (node_push(f->node, key, key_mark, node) != 0) {
                     free(key);
                     node_free(node);
                     goto oom;
@@ -254,7 +274,7 @@ static int build_tree(yaml_parser_t *parser, struct cfg_doc *doc, struct cfg_err
     rc = 0;
     goto out;
 oom:
-    snprintf(err->msg, sizeof err->msg, "%s: out of memory while parsing", doc->name);
+    cfg_errorf(err, doc, NULL, "", "out of memory while parsing");
 out:
     for (int i = 0; i < depth; i++)
         free(stack[i].pending_key);
@@ -268,21 +288,23 @@ int cfg_load_string(const char *text, size_t len, const char *name, struct cfg_d
     memset(doc, 0, sizeof *doc);
     doc->name = strdup(name ? name : "config");
     if (!doc->name)
-        return -1;
+        return cfg_errorf(err, NULL, NULL, "", "out of memory");
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
-        snprintf(err->msg, sizeof err->msg, "%s: cannot initialise the YAML parser", doc->name);
+        cfg_errorf(err, doc, NULL, "", "cannot initialise the YAML parser");
+        cfg_doc_free(doc);
         return -1;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     int rc = build_tree(&parser, doc, err);
     yaml_parser_delete(&parser);
-    if (rc == 0 && !doc->root) {
-        /* An empty file is an empty map: every section has defaults. */
+    if (rc == 0 && (!doc->root || cfg_is_null(doc->root))) {
+        /* An empty file (or a lone "---") is an empty map: every section has defaults. */
+        node_free(doc->root);
         yaml_mark_t m = {0, 0, 0};
         doc->root = node_new(CFG_MAP, &m);
         if (!doc->root)
-            rc = -1;
+            rc = cfg_errorf(err, doc, NULL, "", "out of memory while parsing");
     }
     if (rc == 0 && doc->root->kind != CFG_MAP)
         rc = cfg_errorf(err, doc, doc->root, "", "the top level must be a map of sections");
@@ -350,8 +372,8 @@ int cfg_is_null(const struct cfg_node *node)
     if (!node || node->kind != CFG_SCALAR || node->quoted)
         return 0;
     const char *s = node->scalar;
-    return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
-           strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+    return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
+           strcmp(s, "NULL") == 0;
 }
 
 const struct cfg_node *cfg_map_get(const struct cfg_node *map, const char *key)
@@ -399,8 +421,9 @@ int cfg_check_keys(const struct cfg_doc *doc, const struct cfg_node *map, const 
                     break;
                 used += (size_t)w;
             }
-            /* Point at the key's value; its line is the key's line for block maps. */
-            return cfg_errorf(err, doc, map->items[i], p, "unknown key (known here: %s)", known);
+            struct cfg_node at = {.line = map->key_marks[i].line,
+                                  .column = map->key_marks[i].column};
+            return cfg_errorf(err, doc, &at, p, "unknown key (known here: %s)", known);
         }
     }
     return 0;
@@ -513,8 +536,9 @@ int cfg_get_double(const struct cfg_doc *doc, const struct cfg_node *map, const 
     char *end = NULL;
     errno = 0;
     double v = strtod(n->scalar, &end);
-    if (errno || end == n->scalar || *end)
-        return cfg_errorf(err, doc, n, p, "\"%s\" is not a number", n->scalar);
+    /* strtod also reads "nan", "inf" and hex floats; none of them is a sensible setting. */
+    if (errno || end == n->scalar || *end || !isfinite(v) || strpbrk(n->scalar, "xX") != NULL)
+        return cfg_errorf(err, doc, n, p, "\"%s\" is not a number (write it like 0.05)", n->scalar);
     *out = v;
     return 0;
 }

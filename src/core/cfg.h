@@ -14,6 +14,11 @@
 
 enum cfg_kind { CFG_SCALAR, CFG_MAP, CFG_SEQ };
 
+struct cfg_mark {
+    int line; /* 1-based */
+    int column;
+};
+
 struct cfg_node {
     enum cfg_kind kind;
     int line; /* 1-based */
@@ -23,6 +28,7 @@ struct cfg_node {
     size_t n;     /* CFG_MAP / CFG_SEQ: number of entries */
     char **keys;  /* CFG_MAP: keys[i] names items[i] */
     struct cfg_node **items;
+    struct cfg_mark *key_marks; /* CFG_MAP: where keys[i] was written (errors point there) */
 };
 
 struct cfg_doc {
@@ -48,7 +54,8 @@ int cfg_errorf(struct cfg_error *err, const struct cfg_doc *doc, const struct cf
 int cfg_is_null(const struct cfg_node *node);
 /* Returns the value under key in a map, or NULL. */
 const struct cfg_node *cfg_map_get(const struct cfg_node *map, const char *key);
-/* Fails on the first key of map not in allowed (a NULL-terminated list). */
+/* Fails on the first key of map not in allowed (a NULL-terminated list); the error points at
+ * the key and lists the allowed ones. */
 int cfg_check_keys(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
                    const char *const *allowed, struct cfg_error *err);
 /* Requires node to be a map (or a sequence); error otherwise. */

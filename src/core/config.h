@@ -17,8 +17,8 @@ struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
     char *host;    /* numeric address to bind ("0.0.0.0" for ":8080") */
     int port;
-    char *tls_cert; /* TLS not yet served: both NULL (a later change adds it) */
-    char *tls_key;
+    char *tls_cert; /* both set when the listener has `tls`, both NULL for plain HTTP; files */
+    char *tls_key;  /* were readable at load (serving TLS is added by a later change) */
 };
 
 struct gw_server_limits {
@@ -38,7 +38,7 @@ struct gw_server_limits {
 struct gw_server_config {
     struct gw_listen *listen;
     size_t n_listen;
-    char *public_url; /* default: http://<first listen address> */
+    char *public_url; /* default: http(s)://<first listen address>; never ends in '/' */
     int workers;      /* 0 = one per core */
     struct gw_server_limits limits;
     char *log_level; /* debug | info | warn | error */
@@ -65,7 +65,7 @@ struct gw_route {
 };
 
 struct gw_config {
-    char *path;           /* the file it came from */
+    char *path;           /* the file it came from; NULL when loaded from a string */
     char config_hash[65]; /* hex SHA-256 of the file's bytes: names this generation in audit */
     struct gw_server_config server;
     struct gw_route *routes;
@@ -73,11 +73,31 @@ struct gw_config {
     /* Layer sections are added here by the issues that build each layer. */
 };
 
-/* Loads, validates and returns a generation (caller frees with gw_config_free). */
+/*
+ * A top-level section parser, one entry in config.c's section table. Called once per load in
+ * table order with the section's node, or NULL when the file does not have the section (set
+ * the defaults then); sections later in the table may read what earlier ones stored in cfg.
+ * Returns 0, or -1 with err filled through cfg_errorf. The matching free function releases what
+ * parse stored and must cope with a partly-parsed section.
+ */
+typedef int gw_config_section_parse_fn(struct gw_config *cfg, const struct cfg_doc *doc,
+                                       const struct cfg_node *node, struct cfg_error *err);
+typedef void gw_config_section_free_fn(struct gw_config *cfg);
+
+/*
+ * Loads, validates and returns a generation (caller frees with gw_config_free); NULL with err
+ * filled ("file:line:col: key.path: what is wrong") on any error.
+ */
 struct gw_config *gw_config_load(const char *path, struct cfg_error *err);
 /* Same, from YAML text (tests). `name` labels errors. */
 struct gw_config *gw_config_load_string(const char *yaml, const char *name, struct cfg_error *err);
 void gw_config_free(struct gw_config *cfg);
+
+/*
+ * What `serve` needs beyond a valid file: at least one route. (`check` accepts a file without
+ * routes so that other sections can be validated on their own.) Returns 0, or -1 with err.
+ */
+int gw_config_check_serve(const struct gw_config *cfg, struct cfg_error *err);
 
 /* Finds the route whose path equals the request path (without query). NULL when none. */
 const struct gw_route *gw_config_route_for(const struct gw_config *cfg, const char *path,

@@ -1,6 +1,7 @@
 #include "core/timeutil.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,10 +145,27 @@ int gw_random_bytes(void *buf, size_t n)
     return 0;
 }
 
+/*
+ * The newest millisecond handed out. Request ids sort by time in the audit log; when the wall
+ * clock steps back (NTP), ids keep the last prefix instead of going back with it (RFC 9562
+ * §6.2 asks for monotonic ids where order matters).
+ */
+static _Atomic uint64_t uuid7_last_ms;
+
 void gw_uuid7(char out[37])
 {
     unsigned char b[16];
     uint64_t ms = gw_now_ns() / 1000000ull;
+    uint64_t last = atomic_load_explicit(&uuid7_last_ms, memory_order_relaxed);
+    for (;;) {
+        if (ms <= last) {
+            ms = last;
+            break;
+        }
+        if (atomic_compare_exchange_weak_explicit(&uuid7_last_ms, &last, ms, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            break;
+    }
     if (gw_random_bytes(b + 6, 10) != 0)
         memset(b + 6, 0, 10);
     for (int i = 0; i < 6; i++)
