@@ -535,10 +535,20 @@ static int parse_public_url(struct gw_config *cfg, const struct cfg_doc *doc,
                           "https://tools.example.com or http://127.0.0.1:8080",
                           shown_quote(s->public_url), shown_url(s->public_url),
                           shown_quote(s->public_url), why);
-    /* Stored without a trailing '/': paths such as "/.well-known/..." are appended to it. */
+    /*
+     * An origin only: route paths and "/.well-known/..." are appended to it, and RFC 9728
+     * places the metadata of https://h/p/mcp at https://h/.well-known/...-resource/p/mcp,
+     * which plain appending would get wrong for a path prefix.
+     */
+    if (strcmp(path, "") != 0 && strcmp(path, "/") != 0)
+        return cfg_errorf(err, doc, cfg_map_get(server, "public_url"), "server.public_url",
+                          "\"%s\" has a path; write the origin only (scheme, host and port, "
+                          "like https://tools.example.com): routes give the paths",
+                          s->public_url);
+    /* Stored without the trailing '/'. */
     size_t len = strlen(s->public_url);
-    while (len > 0 && s->public_url[len - 1] == '/')
-        s->public_url[--len] = '\0';
+    if (len > 0 && s->public_url[len - 1] == '/')
+        s->public_url[len - 1] = '\0';
     return 0;
 }
 

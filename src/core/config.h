@@ -38,7 +38,7 @@ struct gw_server_limits {
 struct gw_server_config {
     struct gw_listen *listen;
     size_t n_listen;
-    char *public_url; /* default: http(s)://<first listen address>; never ends in '/' */
+    char *public_url; /* an origin, no path or trailing '/'; default http(s)://<listen[0]> */
     int workers;      /* 0 = one per core */
     struct gw_server_limits limits;
     char *log_level; /* debug | info | warn | error */
