@@ -92,10 +92,20 @@ static int cmd_serve(int argc, char **argv)
     if (cfg->server.log_level)
         gw_log_level_parse(cfg->server.log_level, &lvl);
     gw_log_setup(lvl, 2);
-    if (cfg->n_routes == 0) {
-        fprintf(stderr, "%s: no routes: `serve` needs at least one entry under routes\n", path);
+    if (gw_config_check_serve(cfg, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
         gw_config_free(cfg);
         return 1;
+    }
+    for (size_t i = 0; i < cfg->server.n_listen; i++) {
+        if (cfg->server.listen[i].tls_cert) {
+            fprintf(stderr,
+                    "%s: server.listen[%zu]: TLS listeners are not served by this version; "
+                    "terminate TLS in front of toolgate or listen on plain HTTP\n",
+                    path, i);
+            gw_config_free(cfg);
+            return 1;
+        }
     }
     int rc = gw_server_run(cfg);
     gw_config_free(cfg);
