@@ -97,16 +97,6 @@ static int cmd_serve(int argc, char **argv)
         gw_config_free(cfg);
         return 1;
     }
-    for (size_t i = 0; i < cfg->server.n_listen; i++) {
-        if (cfg->server.listen[i].tls_cert) {
-            fprintf(stderr,
-                    "%s: server.listen[%zu]: TLS listeners are not served by this version; "
-                    "terminate TLS in front of toolgate or listen on plain HTTP\n",
-                    path, i);
-            gw_config_free(cfg);
-            return 1;
-        }
-    }
     int rc = gw_server_run(cfg);
     gw_config_free(cfg);
     return rc;
