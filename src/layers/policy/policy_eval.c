@@ -608,8 +608,12 @@ enum policy_outcome policy_decide(const struct policy_config *pc, const struct p
             continue;
         }
         if (!required_scopes_held(r, p)) {
-            explainf(explain, "  permit %s (line %d): no match: required_scopes not all held\n",
-                     r->id, r->line);
+            explainf(explain, "  permit %s (line %d): no match: required_scopes missing:", r->id,
+                     r->line);
+            for (size_t k = 0; explain && k < r->required_scopes.n; k++)
+                if (!p || !has(p->scopes, p->n_scopes, r->required_scopes.v[k]))
+                    explainf(explain, " %s", r->required_scopes.v[k]);
+            explainf(explain, "\n");
             if (scope_near < 0)
                 scope_near = (long)cands[c];
             continue;
