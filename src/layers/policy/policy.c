@@ -110,6 +110,17 @@ static size_t target_length(const struct mcp_message *m, enum policy_action acti
     return len;
 }
 
+/* Appends ",ids" (or "ids" to an empty list) when it fits whole; drops it otherwise. */
+static void append_ids(char *list, size_t size, const char *ids)
+{
+    size_t used = strlen(list), add = strlen(ids);
+    if (add == 0 || used + add + 2 > size)
+        return;
+    if (used)
+        list[used++] = ',';
+    memcpy(list + used, ids, add + 1);
+}
+
 static int policy_check(struct gw_request *req, struct gw_decision *out)
 {
     const struct policy_config *pc = config_of(req);
@@ -135,10 +146,7 @@ static int policy_check(struct gw_request *req, struct gw_decision *out)
         struct policy_result res;
         if (policy_decide(pc, &q, &res, NULL) != POLICY_ALLOW)
             return deny_result(req, out, &q, &res);
-        size_t used = strlen(allowed_ids);
-        if (used + strlen(res.rule_id) + 2 < sizeof allowed_ids)
-            snprintf(allowed_ids + used, sizeof allowed_ids - used, "%s%s", used ? "," : "",
-                     res.rule_id);
+        append_ids(allowed_ids, sizeof allowed_ids, res.rule_id);
     }
     out->verdict = GW_PASS;
     snprintf(out->reason_code, sizeof out->reason_code, "%s",
