@@ -13,6 +13,15 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Counts a NULL-terminated vector: the terminator, not n_*, bounds what may be read. */
+static size_t strv_count(char **v)
+{
+    size_t n = 0;
+    while (v && v[n])
+        n++;
+    return n;
+}
+
 static void principal_of(const struct gw_request *req, struct policy_principal *p)
 {
     const struct gw_identity *id = &req->identity;
@@ -20,9 +29,9 @@ static void principal_of(const struct gw_request *req, struct policy_principal *
     p->tenant = id->tenant;
     p->client_id = id->client_id;
     p->roles = (const char *const *)id->roles;
-    p->n_roles = id->roles ? id->n_roles : 0;
+    p->n_roles = strv_count(id->roles);
     p->scopes = (const char *const *)id->scopes;
-    p->n_scopes = id->scopes ? id->n_scopes : 0;
+    p->n_scopes = strv_count(id->scopes);
 }
 
 static const struct policy_config *config_of(const struct gw_request *req)
@@ -152,7 +161,8 @@ static int policy_check(struct gw_request *req, struct gw_decision *out)
     snprintf(out->reason_code, sizeof out->reason_code, "%s",
              governed ? "policy.permit" : "policy.not_governed");
     snprintf(out->rule_id, sizeof out->rule_id, "%s", allowed_ids);
-    out->reason[0] = '\0';
+    snprintf(out->reason, sizeof out->reason, "%s",
+             governed ? "Allowed by policy." : "Not an action the policy governs.");
     return GW_PASS;
 }
 
