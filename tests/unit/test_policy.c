@@ -320,6 +320,10 @@ static void test_pred_eq_in_prefix(void **state)
     assert_true(allows(pc, "{\"v\": \"500\"}"));
     assert_false(allows(pc, "{\"v\": 500}"));
     policy_config_free(pc);
+    pc = one_pred("{arg: /v, eq: 0x10}"); /* not a number: compared as text only */
+    assert_true(allows(pc, "{\"v\": \"0x10\"}"));
+    assert_false(allows(pc, "{\"v\": 16}"));
+    policy_config_free(pc);
     pc = one_pred("{arg: /v, eq: true}");
     assert_true(allows(pc, "{\"v\": true}"));
     assert_false(allows(pc, "{\"v\": false}"));
@@ -617,6 +621,9 @@ static void test_config_errors(void **state)
     expect_err("policy:\n  rules:\n    - id: a\n      effect: permit\n"
                "      when: [{arg: /x, range: {max: big}}]\n",
                "\"big\" is not a number");
+    expect_err("policy:\n  rules:\n    - id: a\n      effect: permit\n"
+               "      when: [{arg: /x, range: {max: inf}}]\n",
+               "\"inf\" is not a number");
     expect_err("policy:\n  rules:\n    - id: a\n      effect: permit\n"
                "      when: [{arg: /x, host_in: ['https://a.org']}]\n",
                "is not a host name");

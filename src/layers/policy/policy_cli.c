@@ -30,6 +30,9 @@ static json_t *scalar_to_json(const struct cfg_node *n)
         return json_true();
     if (strcmp(s, "false") == 0)
         return json_false();
+    /* Only JSON-style numbers: "0x10", "inf" and "nan" stay strings. */
+    if (strspn(s, "0123456789+-.eE") != strlen(s) || strpbrk(s, "0123456789") == NULL)
+        return json_string(s);
     char *end = NULL;
     errno = 0;
     long long iv = strtoll(s, &end, 10);

@@ -127,6 +127,22 @@ static int get_strs(const struct cfg_doc *doc, const struct cfg_node *map, const
     return 0;
 }
 
+/*
+ * Numbers are written the JSON way: strtod alone would also take "0x10", "inf" and "nan",
+ * which no JSON argument can equal and which are surely typos in a policy.
+ */
+static int plain_number(const char *s)
+{
+    int digits = 0;
+    for (const char *c = s; *c; c++) {
+        if (*c >= '0' && *c <= '9')
+            digits = 1;
+        else if (*c != '-' && *c != '+' && *c != '.' && *c != 'e' && *c != 'E')
+            return 0;
+    }
+    return digits;
+}
+
 static int scalar_parse(const struct cfg_doc *doc, const struct cfg_node *n, const char *path,
                         struct policy_scalar *out, struct cfg_error *err)
 {
@@ -140,6 +156,8 @@ static int scalar_parse(const struct cfg_doc *doc, const struct cfg_node *n, con
     out->quoted = n->quoted;
     if (n->quoted || out->len == 0)
         return 0;
+    if (!plain_number(out->text))
+        goto not_number;
     char *end = NULL;
     errno = 0;
     long long iv = strtoll(out->text, &end, 10);
@@ -157,6 +175,7 @@ static int scalar_parse(const struct cfg_doc *doc, const struct cfg_node *n, con
         out->dval = dv;
         return 0;
     }
+not_number:
     if (strcmp(out->text, "true") == 0 || strcmp(out->text, "false") == 0) {
         out->is_bool = 1;
         out->bval = out->text[0] == 't';
@@ -167,8 +186,9 @@ static int scalar_parse(const struct cfg_doc *doc, const struct cfg_node *n, con
 static int number_of(const struct cfg_doc *doc, const struct cfg_node *n, const char *path,
                      double *out, struct cfg_error *err)
 {
-    if (!n || n->kind != CFG_SCALAR || n->quoted)
-        return cfg_errorf(err, doc, n, path, "expected a number");
+    if (!n || n->kind != CFG_SCALAR || n->quoted || !plain_number(n->scalar))
+        return cfg_errorf(err, doc, n, path, "\"%s\" is not a number",
+                          n && n->kind == CFG_SCALAR ? n->scalar : "");
     char *end = NULL;
     errno = 0;
     double d = strtod(n->scalar, &end);
