@@ -166,6 +166,21 @@ static void test_hidden_is_unknown_tool(void **state)
     assert_int_equal(run_check(f), GW_DENY);
     assert_int_equal(f->req->decision[GW_STAGE_POLICY].jsonrpc_code, -32602);
     assert_string_equal(f->req->decision[GW_STAGE_POLICY].reason, "Unknown tool: no_such_tool");
+    /* A long name is cut whole characters at a time: the reason stays valid UTF-8. */
+    gw_request_free(f->req);
+    f->req = gw_request_new(&f->cfg);
+    char call[1024] =
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"x";
+    for (int i = 0; i < 150; i++)
+        strcat(call, "\u00e9");
+    strcat(call, "\"}}");
+    add_msg(f->req, call);
+    assert_int_equal(run_check(f), GW_DENY);
+    const char *reason = f->req->decision[GW_STAGE_POLICY].reason;
+    json_t *js = json_string(reason); /* NULL when not valid UTF-8 */
+    assert_non_null(js);
+    json_decref(js);
+    assert_true(strlen(reason) < 220);
 }
 
 static void test_insufficient_scope_403(void **state)

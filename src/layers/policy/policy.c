@@ -39,6 +39,20 @@ static const struct policy_config *config_of(const struct gw_request *req)
     return req->cfg ? req->cfg->policy : NULL;
 }
 
+/*
+ * How many bytes of s (len bytes) fit in max without splitting a UTF-8 sequence: reasons end
+ * up in JSON, and a cut character would make the answer invalid.
+ */
+static int utf8_fit(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return (int)len;
+    size_t cut = max;
+    while (cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80)
+        cut--;
+    return (int)cut;
+}
+
 /* What the core answers for a hidden target: the same as for one that does not exist. */
 static int deny_hidden(struct gw_decision *out, enum policy_action action, const char *target,
                        const char *rule_id)
@@ -46,17 +60,18 @@ static int deny_hidden(struct gw_decision *out, enum policy_action action, const
     char reason[sizeof out->reason];
     int code = JSONRPC_INVALID_PARAMS;
     const char *t = target ? target : "";
+    int tl = utf8_fit(t, strlen(t), 200);
     switch (action) {
     case POLICY_ACTION_RESOURCE:
         /* MCP's "resource not found" error. */
         code = -32002;
-        snprintf(reason, sizeof reason, "Resource not found: %.200s", t);
+        snprintf(reason, sizeof reason, "Resource not found: %.*s", tl, t);
         break;
     case POLICY_ACTION_PROMPT:
-        snprintf(reason, sizeof reason, "Unknown prompt: %.200s", t);
+        snprintf(reason, sizeof reason, "Unknown prompt: %.*s", tl, t);
         break;
     default:
-        snprintf(reason, sizeof reason, "Unknown tool: %.200s", t);
+        snprintf(reason, sizeof reason, "Unknown tool: %.*s", tl, t);
         break;
     }
     gw_decision_deny(out, 200, code, "policy.hidden", reason);
@@ -75,7 +90,8 @@ static int deny_result(struct gw_request *req, struct gw_decision *out,
         return identity_deny_insufficient_scope(req, out, res->scopes, res->rule_id);
     case POLICY_DENY_FORBIDDEN:
         if (res->message[0])
-            snprintf(reason, sizeof reason, "%s", res->message);
+            snprintf(reason, sizeof reason, "%.*s",
+                     utf8_fit(res->message, strlen(res->message), sizeof reason - 1), res->message);
         else
             snprintf(reason, sizeof reason, "Policy forbids this call (rule %.100s).",
                      res->rule_id);

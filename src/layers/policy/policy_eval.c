@@ -481,6 +481,19 @@ static int required_scopes_held(const struct policy_rule *r, const struct policy
 
 /* ---- decisions ---- */
 
+/* Copies s, truncated if need be at a UTF-8 character boundary. */
+static void copy_utf8(char *dst, size_t size, const char *s)
+{
+    size_t len = strlen(s);
+    if (len >= size) {
+        len = size - 1;
+        while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
+            len--;
+    }
+    memcpy(dst, s, len);
+    dst[len] = '\0';
+}
+
 static const char *const op_names[POLICY_OP_COUNT] = {
     "eq", "in", "prefix", "matches", "range", "exists", "max_len", "cidr", "host_in", "eq_claim",
 };
@@ -630,7 +643,7 @@ enum policy_outcome policy_decide(const struct policy_config *pc, const struct p
         res->outcome = POLICY_DENY_FORBIDDEN;
         snprintf(res->rule_id, sizeof res->rule_id, "%s", forbid_ids);
         if (forbid_msg)
-            snprintf(res->message, sizeof res->message, "%s", forbid_msg);
+            copy_utf8(res->message, sizeof res->message, forbid_msg);
     } else if (permit_hit) {
         res->outcome = POLICY_ALLOW;
         snprintf(res->rule_id, sizeof res->rule_id, "%s", permit_ids);
@@ -644,7 +657,7 @@ enum policy_outcome policy_decide(const struct policy_config *pc, const struct p
                      r->required_scopes.v[i]);
         }
         if (r->message)
-            snprintf(res->message, sizeof res->message, "%s", r->message);
+            copy_utf8(res->message, sizeof res->message, r->message);
     } else {
         res->outcome = POLICY_DENY_NO_MATCH;
     }
