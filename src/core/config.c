@@ -7,6 +7,7 @@
  * person reading it is fixing a file, usually in a hurry.
  */
 #include "core/config.h"
+#include "layers/policy/policy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -968,6 +969,23 @@ static void free_routes(struct gw_config *cfg)
     cfg->n_routes = 0;
 }
 
+/* ---- layer sections ------------------------------------------------------------------------ */
+
+/* No `policy` section leaves cfg->policy NULL, which the policy layer reads as deny-all. */
+static int parse_policy(struct gw_config *cfg, const struct cfg_doc *doc,
+                        const struct cfg_node *node, struct cfg_error *err)
+{
+    if (!node)
+        return 0;
+    return policy_config_parse(doc, node, &cfg->policy, err);
+}
+
+static void free_policy(struct gw_config *cfg)
+{
+    policy_config_free(cfg->policy);
+    cfg->policy = NULL;
+}
+
 /* ---- the section table and loading -------------------------------------------------------- */
 
 /*
@@ -981,6 +999,7 @@ static const struct config_section {
 } config_sections[] = {
     {"server", parse_server, free_server},
     {"routes", parse_routes, free_routes},
+    {"policy", parse_policy, free_policy},
 };
 
 #define N_SECTIONS (sizeof config_sections / sizeof config_sections[0])

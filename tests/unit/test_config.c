@@ -409,7 +409,7 @@ static void test_top_level_errors(void **state)
 {
     (void)state;
     expect_error("server: {}\nidentty: {}\n", "2:1", "identty",
-                 "unknown key (known here: server, routes)");
+                 "unknown key (known here: server, routes");
     expect_error("server:\n  listen: [\":1\"]\n  bogus: 1\n", "3:3", "server.bogus",
                  "unknown key (known here: listen, public_url, workers, log_level, limits)");
     expect_error("server: [1]\n", "1:9", "server", "expected a map");

@@ -579,7 +579,7 @@ static void test_message_and_explain(void **state)
 static void test_config_errors(void **state)
 {
     (void)state;
-    expect_err("policy:\n  rulez: []\n", "t.yaml:2:10: policy.rulez: unknown key");
+    expect_err("policy:\n  rulez: []\n", "t.yaml:2:3: policy.rulez: unknown key");
     expect_err("policy:\n  rules:\n    - {id: a, effect: permit, tool: [x]}\n",
                "policy.rules[0].tool: unknown key");
     expect_err("policy:\n  rules:\n    - {effect: permit}\n", "policy.rules[0].id: required");
