@@ -352,6 +352,63 @@ static void test_refusals(void **state)
     fx_config_free(fx);
 }
 
+static void test_several_issuers(void **state)
+{
+    (void)state;
+    /* Two issuers, each with its own keys, audiences and algorithms. */
+    int a_keys[] = {FX_ED25519, -1}, b_keys[] = {FX_RSA, -1};
+    char *a_text = fx_jwks(a_keys), *b_text = fx_jwks(b_keys);
+    char *a_path = fx_write_file("a.json", a_text), *b_path = fx_write_file("b.json", b_text);
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "identity:\n  issuers:\n"
+             "    - {issuer: \"%s\", audiences: [\"%s\"], jwks_file: \"%s\", algorithms: [EdDSA]}\n"
+             "    - {issuer: \"https://corp.test/\", audiences: [\"urn:corp\"], jwks_file: \"%s\","
+             " algorithms: [RS256]}\n",
+             FX_ISSUER, FX_AUD, a_path, b_path);
+    struct cfg_error err;
+    struct fx_config *fx = fx_config_yaml(yaml, &err);
+    if (!fx)
+        fail_msg("%s", err.msg);
+    assert_int_equal(identity_start(fx->cfg.identity), 0);
+    struct {
+        enum fx_key key;
+        const char *extra;
+        const char *code; /* NULL: pass */
+    } cases[] = {
+        {FX_ED25519, NULL, NULL},
+        {FX_RSA, "{\"iss\":\"https://corp.test/\",\"aud\":\"urn:corp\"}", NULL},
+        /* Right issuer, the other issuer's audience. */
+        {FX_RSA, "{\"iss\":\"https://corp.test/\"}", "identity.bad_audience"},
+        /* A key of one issuer does not vouch for the other. */
+        {FX_RSA, NULL, "identity.bad_alg"},
+        {FX_ED25519, "{\"iss\":\"https://corp.test/\",\"aud\":\"urn:corp\"}", "identity.bad_alg"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *tok = fx_token(cases[i].key, cases[i].extra);
+        char *h = bearer(tok);
+        struct fx_request *r = fx_request(fx, NULL, "Authorization", h, NULL);
+        int v = run_check(r);
+        if (!cases[i].code) {
+            if (v != GW_PASS)
+                fail_msg("case %zu refused: %s", i, decision(r)->reason_code);
+        } else {
+            assert_int_equal(v, GW_DENY);
+            if (strcmp(decision(r)->reason_code, cases[i].code) != 0)
+                fail_msg("case %zu: got %s want %s", i, decision(r)->reason_code, cases[i].code);
+        }
+        fx_request_free(r);
+        free(h);
+        free(tok);
+    }
+    identity_stop();
+    fx_config_free(fx);
+    free(a_text);
+    free(b_text);
+    free(a_path);
+    free(b_path);
+}
+
 static void test_request_level_refusals(void **state)
 {
     (void)state;
@@ -977,6 +1034,7 @@ int main(void)
         cmocka_unit_test(test_missing_token_challenge),
         cmocka_unit_test(test_valid_tokens_every_key_type),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_several_issuers),
         cmocka_unit_test(test_request_level_refusals),
         cmocka_unit_test(test_claim_mapping),
         cmocka_unit_test(test_cache_hit_expiry_eviction),
