@@ -361,6 +361,13 @@ static inline void fx_server_set(struct fx_server *s, int status, const char *bo
     pthread_mutex_unlock(&s->lock);
 }
 
+static inline void fx_server_delay(struct fx_server *s, int delay_ms)
+{
+    pthread_mutex_lock(&s->lock);
+    s->delay_ms = delay_ms;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static inline int fx_server_requests(struct fx_server *s)
 {
     pthread_mutex_lock(&s->lock);

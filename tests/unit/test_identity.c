@@ -871,7 +871,7 @@ static void test_unknown_kid_async_refetch(void **state)
 
     /* The request goes away while it waits: the late callback must not touch it. */
     usleep(150 * 1000);
-    srv->delay_ms = 200;
+    fx_server_delay(srv, 200);
     r = fx_request(fx, NULL, "Authorization", hu, NULL);
     r->req->post = test_post;
     done_calls = 0;
@@ -882,7 +882,7 @@ static void test_unknown_kid_async_refetch(void **state)
     while (run_posted(0))
         ;
     assert_int_equal(done_calls, 0);
-    srv->delay_ms = 0;
+    fx_server_delay(srv, 0);
     free(hu);
     free(unk);
     free(h);

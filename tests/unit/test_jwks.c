@@ -381,7 +381,9 @@ static void test_unknown_kid_refetch_rate_limited(void **state)
     fx_server_set(srv, 200, body, NULL);
     free(body);
     cb_count = 0;
-    /* Now one is; a second caller joins the same fetch instead of starting another. */
+    /* Now one is; a second caller joins the same fetch instead of starting another (the
+     * IdP answers slowly so the fetch is still running when the second caller comes). */
+    fx_server_delay(srv, 300);
     assert_int_equal(keystore_refetch(FX_ISSUER, count_cb, NULL), 1);
     assert_int_equal(keystore_refetch(FX_ISSUER, count_cb, NULL), 1);
     int two = 2;
@@ -427,10 +429,14 @@ static void test_idp_down_keeps_last_good_set(void **state)
     target = fx_server_requests(srv) + 1;
     for (int i = 0; i < 300 && fx_server_requests(srv) < target; i++)
         usleep(10000);
-    usleep(50000);
-    assert_true(has_kid("rsa-1"));
     struct keystore_stats st;
-    keystore_stats(FX_ISSUER, &st);
+    for (int i = 0; i < 300; i++) {
+        keystore_stats(FX_ISSUER, &st);
+        if (st.failures >= 3)
+            break;
+        usleep(10000);
+    }
+    assert_true(has_kid("rsa-1"));
     assert_true(st.failures >= 3);
     assert_true(st.has_keys);
     keystore_stop();
