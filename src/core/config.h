@@ -13,7 +13,8 @@
 
 #include "core/cfg.h"
 
-struct policy_config; /* layers/policy/policy.h */
+struct identity_config; /* layers/identity/identity.h */
+struct policy_config;   /* layers/policy/policy.h */
 
 struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
@@ -73,6 +74,7 @@ struct gw_config {
     struct gw_route *routes;
     size_t n_routes;
     /* Layer sections are added here by the issues that build each layer. */
+    struct identity_config *identity; /* NULL: no identity section (deny everything) */
     struct policy_config *policy; /* NULL when the file has no `policy` section: deny all */
 };
 

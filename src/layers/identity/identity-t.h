@@ -19,7 +19,7 @@ struct gw_identity {
     size_t n_roles;
     char **scopes; /* NULL-terminated */
     size_t n_scopes;
-    int64_t expires_at; /* exp, seconds since epoch */
+    int64_t expires_at;  /* exp, seconds since epoch */
     char token_hash[65]; /* hex SHA-256 of the token: cache key, never logged */
 };
 

@@ -1,10 +1,511 @@
 /*
- * identity layer: pipeline slot. Until the identity issue fills it, the slot passes every request
- * through unchanged; the slot exists so the pipeline order is fixed in one place.
+ * identity layer: verifies the bearer token of every request and fills req->identity.
+ *
+ * Hot path: the token's SHA-256 is looked up in the verified-token cache (no allocation;
+ * the copy into the request allocates). On a miss the token is parsed, its issuer looked
+ * up, the key chosen by kid among that issuer's keys, the signature checked with the
+ * algorithm the key and the issuer allow, then the claims, then the claim mapping. A kid
+ * the keys lack may trigger one early key refetch: check() returns GW_ASYNC and the request
+ * is resumed on its own thread when the fetch has ended.
+ *
+ * Every failure is a denial with one client-facing text; the precise cause goes to
+ * d->reason_code for audit.
  */
+#include "layers/identity/identity.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "layers/identity/challenge.h"
+#include "layers/identity/claims.h"
+#include "layers/identity/jwt.h"
+#include "layers/identity/keystore.h"
+#include "layers/identity/sha256.h"
+#include "layers/identity/token_cache.h"
 #include "layers/layer.h"
+#include "mcp/session.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* What the client reads for every token problem: nothing that tells an attacker which check
+ * failed. */
+#define INVALID_TOKEN_TEXT "The access token is missing, invalid or expired."
+
+/*
+ * The runtime of the process: set by identity_start before requests flow and cleared by
+ * identity_stop after they have stopped, so workers read it without a lock.
+ */
+static struct token_cache *token_cache;
+
+/* ---- denials -------------------------------------------------------------------------- */
+
+static void scope_list(const struct identity_config *ic, char *out, size_t outlen)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (char **s = ic ? ic->scopes_supported : NULL; s && *s; s++) {
+        size_t n = strlen(*s);
+        if (used + n + 2 > outlen)
+            break;
+        if (used)
+            out[used++] = ' ';
+        memcpy(out + used, *s, n);
+        used += n;
+        out[used] = '\0';
+    }
+}
+
+/* No credentials (or not Bearer ones): a bare challenge telling the client where to start. */
+static int deny_missing(struct gw_request *req, struct gw_decision *d, const char *reason_code)
+{
+    char scope[256];
+    gw_decision_deny(d, 401, IDENTITY_JSONRPC_UNAUTHORIZED, reason_code,
+                     "This resource needs an OAuth access token.");
+    scope_list(req->cfg ? req->cfg->identity : NULL, scope, sizeof scope);
+    identity_challenge(req, NULL, NULL, scope, d->www_authenticate, sizeof d->www_authenticate);
+    return GW_DENY;
+}
+
+static int deny_bad_request(struct gw_request *req, struct gw_decision *d, const char *reason_code,
+                            const char *text)
+{
+    gw_decision_deny(d, 400, IDENTITY_JSONRPC_UNAUTHORIZED, reason_code, text);
+    identity_challenge(req, "invalid_request", text, NULL, d->www_authenticate,
+                       sizeof d->www_authenticate);
+    return GW_DENY;
+}
+
+static int deny_token(struct gw_request *req, struct gw_decision *d, int err)
+{
+    if (err == JWT_E_NO_KEYS) {
+        /* Our problem, not the token's: a 401 would only send the client to log in again. */
+        return gw_decision_deny(d, 503, JSONRPC_INTERNAL_ERROR, jwt_error_code(err),
+                                "The identity provider's keys are not available; retry later.");
+    }
+    gw_decision_deny(d, 401, IDENTITY_JSONRPC_UNAUTHORIZED, jwt_error_code(err),
+                     INVALID_TOKEN_TEXT);
+    identity_challenge(req, "invalid_token", INVALID_TOKEN_TEXT, NULL, d->www_authenticate,
+                       sizeof d->www_authenticate);
+    return GW_DENY;
+}
+
+/* ---- the request ---------------------------------------------------------------------- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* True when the query has a parameter named access_token (percent-decoding the name). */
+static int query_has_access_token(struct gw_slice q)
+{
+    static const char want[] = "access_token";
+    size_t i = 0;
+    while (i < q.len) {
+        size_t start = i;
+        while (i < q.len && q.ptr[i] != '&' && q.ptr[i] != ';')
+            i++;
+        size_t end = i++;
+        char name[sizeof want];
+        size_t n = 0;
+        int ok = 1;
+        for (size_t k = start; k < end && q.ptr[k] != '='; k++) {
+            char c = q.ptr[k];
+            if (c == '%' && k + 2 < end && hexval(q.ptr[k + 1]) >= 0 && hexval(q.ptr[k + 2]) >= 0) {
+                c = (char)(hexval(q.ptr[k + 1]) * 16 + hexval(q.ptr[k + 2]));
+                k += 2;
+            }
+            if (n >= sizeof want - 1) {
+                ok = 0;
+                break;
+            }
+            name[n++] = c;
+        }
+        if (ok && n == sizeof want - 1 && memcmp(name, want, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+enum extract { EXTRACT_OK, EXTRACT_NONE, EXTRACT_NOT_BEARER, EXTRACT_EMPTY };
+
+/* Splits "Bearer <token>" (scheme case-insensitive, RFC 7235 §2.1). */
+static enum extract extract_bearer(struct gw_slice v, struct gw_slice *token)
+{
+    const char *p = v.ptr, *end = v.ptr + v.len;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (p == end)
+        return EXTRACT_NONE;
+    const char *scheme_end = p;
+    while (scheme_end < end && *scheme_end != ' ' && *scheme_end != '\t')
+        scheme_end++;
+    if (scheme_end - p != 6 || strncasecmp(p, "bearer", 6) != 0)
+        return EXTRACT_NOT_BEARER;
+    p = scheme_end;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (p == end)
+        return EXTRACT_EMPTY;
+    *token = (struct gw_slice){p, (size_t)(end - p)};
+    return EXTRACT_OK;
+}
+
+static const struct identity_issuer_config *issuer_for(const struct identity_config *ic,
+                                                       const json_t *payload)
+{
+    const json_t *iss = json_object_get(payload, "iss");
+    if (!json_is_string(iss))
+        return NULL;
+    for (size_t i = 0; i < ic->n_issuers; i++)
+        if (strcmp(ic->issuers[i].issuer, json_string_value(iss)) == 0)
+            return &ic->issuers[i];
+    return NULL;
+}
+
+/*
+ * Waiting for a key refetch. Shared by the request (layer_state, released by its free hook)
+ * and the fetch callback; `req` is cleared when the request goes away first.
+ */
+struct refetch_wait {
+    pthread_mutex_t lock;
+    int refs;
+    struct gw_request *req;
+};
+
+static void wait_unref(struct refetch_wait *w)
+{
+    pthread_mutex_lock(&w->lock);
+    int last = --w->refs == 0;
+    pthread_mutex_unlock(&w->lock);
+    if (last) {
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+    }
+}
+
+static void wait_release_from_request(void *state)
+{
+    struct refetch_wait *w = state;
+    pthread_mutex_lock(&w->lock);
+    w->req = NULL;
+    pthread_mutex_unlock(&w->lock);
+    wait_unref(w);
+}
+
+static void refetch_resumed(void *arg);
+
+/* On the fetch thread: hand the wait back to the request's thread. */
+static void refetch_done(void *arg)
+{
+    struct refetch_wait *w = arg;
+    pthread_mutex_lock(&w->lock);
+    struct gw_request *req = w->req;
+    int (*post)(void *, void (*)(void *), void *) = req ? req->post : NULL;
+    void *worker = req ? req->worker : NULL;
+    pthread_mutex_unlock(&w->lock);
+    if (!req) {
+        wait_unref(w);
+        return;
+    }
+    /* Without a post hook (unit tests) the resume runs here, as gw_request_post would. */
+    if (!post)
+        refetch_resumed(w);
+    else if (post(worker, refetch_resumed, w) != 0)
+        wait_unref(w); /* the worker is gone; its requests die with it */
+}
+
+/*
+ * Verifies a token that missed the cache. Returns GW_PASS (identity filled), GW_DENY
+ * (decision filled) or GW_ASYNC (a refetch will resume the request).
+ */
+static int verify_token(struct gw_request *req, struct gw_decision *d, struct gw_slice token,
+                        const uint8_t hash[IDENTITY_SHA256_LEN], int allow_refetch)
+{
+    const struct identity_config *ic = req->cfg->identity;
+    struct jwt_parsed p;
+    struct jwk_set *keys = NULL;
+    struct gw_identity id = {0};
+    int err = jwt_parse(token.ptr, token.len, &p);
+    int verdict = GW_DENY;
+    if (err != JWT_OK)
+        return deny_token(req, d, err);
+
+    const struct identity_issuer_config *iss = issuer_for(ic, p.payload);
+    if (!iss) {
+        err = JWT_E_ISSUER;
+        goto out;
+    }
+    if (!(iss->algorithms & JWT_ALG_BIT(p.alg))) {
+        err = JWT_E_ALG;
+        goto out;
+    }
+    keys = keystore_get(iss->issuer);
+    const struct jwk *key = jwks_find(keys, p.kid, p.kid_len, p.alg);
+    if (!key) {
+        err = keys ? JWT_E_UNKNOWN_KID : JWT_E_NO_KEYS;
+        if (allow_refetch) {
+            struct refetch_wait *w = calloc(1, sizeof *w);
+            if (w) {
+                pthread_mutex_init(&w->lock, NULL);
+                w->refs = 2; /* the request's and the callback's */
+                w->req = req;
+                if (keystore_refetch(iss->issuer, refetch_done, w)) {
+                    req->layer_state[GW_STAGE_IDENTITY] = w;
+                    req->layer_state_free[GW_STAGE_IDENTITY] = wait_release_from_request;
+                    verdict = GW_ASYNC;
+                    goto out;
+                }
+                pthread_mutex_destroy(&w->lock);
+                free(w);
+            }
+        }
+        goto out;
+    }
+    if ((err = jwt_verify_signature(&p, key->pkey)) != JWT_OK)
+        goto out;
+    int64_t now = (int64_t)(gw_now_ns() / 1000000000ull);
+    struct jwt_claim_rules rules = {
+        .issuer = iss->issuer,
+        .audiences = iss->audiences,
+        .leeway_s = (int64_t)(iss->leeway_ms / 1000),
+        .now_s = now,
+    };
+    int64_t exp = 0;
+    if ((err = jwt_check_claims(p.payload, &rules, &exp)) != JWT_OK)
+        goto out;
+    if ((err = claims_map(&ic->claims, p.payload, iss->issuer, exp, &id)) != JWT_OK)
+        goto out;
+    identity_hex(hash, IDENTITY_SHA256_LEN, id.token_hash);
+    if (token_cache_put(token_cache, hash, &id) != 0)
+        gw_log_warn("token_cache", "out of memory while caching a verified token");
+    gw_identity_clear(&req->identity);
+    req->identity = id;
+    memset(&id, 0, sizeof id);
+    verdict = GW_PASS;
+out:
+    if (verdict == GW_DENY)
+        deny_token(req, d, err);
+    gw_identity_clear(&id);
+    jwks_unref(keys);
+    jwt_parsed_free(&p);
+    return verdict;
+}
+
+/* Returns the bearer token or fills a denial. */
+static int request_token(struct gw_request *req, struct gw_decision *d, struct gw_slice *token)
+{
+    if (query_has_access_token(req->query))
+        return deny_bad_request(req, d, "identity.token_in_query",
+                                "Send the access token in the Authorization header, not in "
+                                "the URL.");
+    size_t n = gw_request_header_count(req, "authorization");
+    if (n == 0)
+        return deny_missing(req, d, "identity.missing_token");
+    if (n > 1)
+        return deny_bad_request(req, d, "identity.multiple_authorization",
+                                "Send exactly one Authorization header.");
+    switch (extract_bearer(gw_request_header(req, "authorization"), token)) {
+    case EXTRACT_OK:
+        break;
+    case EXTRACT_NONE:
+        return deny_missing(req, d, "identity.missing_token");
+    case EXTRACT_NOT_BEARER:
+        return deny_missing(req, d, "identity.bad_scheme");
+    case EXTRACT_EMPTY:
+        return deny_token(req, d, JWT_E_MALFORMED);
+    }
+    if (token->len > JWT_MAX_TOKEN)
+        return deny_token(req, d, JWT_E_TOO_LARGE);
+    return GW_PASS;
+}
+
+/* The session the request names must belong to this user (another user's: 404). */
+static int check_session(struct gw_request *req, struct gw_decision *d)
+{
+    if (!req->session_id)
+        return GW_PASS;
+    if (mcp_session_check(req->session_id, req->identity.issuer, req->identity.subject) < 0) {
+        gw_identity_clear(&req->identity);
+        return gw_decision_deny(d, 404, IDENTITY_JSONRPC_UNAUTHORIZED, "identity.session_owner",
+                                "Session not found.");
+    }
+    return GW_PASS;
+}
+
+/* After a refetch, on the request's thread: verify again (no further refetch) and resume. */
+static void refetch_resumed(void *arg)
+{
+    struct refetch_wait *w = arg;
+    pthread_mutex_lock(&w->lock);
+    struct gw_request *req = w->req;
+    pthread_mutex_unlock(&w->lock);
+    if (req) {
+        struct gw_decision *d = &req->decision[GW_STAGE_IDENTITY];
+        struct gw_slice token = GW_SLICE_NULL;
+        int v = request_token(req, d, &token);
+        if (v == GW_PASS) {
+            uint8_t hash[IDENTITY_SHA256_LEN];
+            identity_sha256(token.ptr, token.len, hash);
+            v = verify_token(req, d, token, hash, 0);
+        }
+        if (v == GW_PASS)
+            v = check_session(req, d);
+        if (v != GW_PASS && v != GW_DENY)
+            v = deny_token(req, d, JWT_E_INTERNAL);
+        d->verdict = (enum gw_verdict)v;
+        gw_pipeline_resume(req, v);
+    }
+    wait_unref(w);
+}
+
+static int identity_check(struct gw_request *req, struct gw_decision *d)
+{
+    const struct identity_config *ic = req->cfg ? req->cfg->identity : NULL;
+    if (!ic)
+        return gw_decision_deny(d, 500, JSONRPC_INTERNAL_ERROR, "identity.not_configured",
+                                "Authentication is not configured on this gateway.");
+    if (ic->mode == IDENTITY_MODE_OFF) {
+        /* Explicitly unauthenticated: an unverified, anonymous caller. */
+        gw_identity_clear(&req->identity);
+        req->identity.subject = strdup("anonymous");
+        req->identity.roles = calloc(1, sizeof(char *));
+        req->identity.scopes = calloc(1, sizeof(char *));
+        if (!req->identity.subject || !req->identity.roles || !req->identity.scopes)
+            return gw_decision_deny(d, 500, JSONRPC_INTERNAL_ERROR, "identity.internal",
+                                    "An internal error stopped this request.");
+        return GW_PASS;
+    }
+    struct gw_slice token = GW_SLICE_NULL;
+    if (request_token(req, d, &token) != GW_PASS)
+        return GW_DENY;
+    uint8_t hash[IDENTITY_SHA256_LEN];
+    identity_sha256(token.ptr, token.len, hash);
+    gw_identity_clear(&req->identity);
+    int64_t now = (int64_t)(gw_now_ns() / 1000000000ull);
+    int hit = token_cache_get(token_cache, hash, now, &req->identity);
+    int v;
+    if (hit == 1) {
+        /* A cached identity is valid only for an issuer this configuration still trusts. */
+        v = GW_PASS;
+        int trusted = 0;
+        for (size_t i = 0; i < ic->n_issuers; i++)
+            trusted |= strcmp(ic->issuers[i].issuer, req->identity.issuer) == 0;
+        if (!trusted) {
+            gw_identity_clear(&req->identity);
+            v = verify_token(req, d, token, hash, 1);
+        }
+    } else {
+        v = verify_token(req, d, token, hash, 1);
+    }
+    if (v == GW_PASS)
+        v = check_session(req, d);
+    return v;
+}
 
 const struct gw_layer_ops identity_layer = {
     .name = "identity",
-    .check = NULL,
+    .check = identity_check,
 };
+
+/* ---- runtime -------------------------------------------------------------------------- */
+
+int identity_start(const struct identity_config *cfg)
+{
+    char why[512] = "";
+    identity_stop();
+    if (!cfg) {
+        gw_log_warn("identity_unconfigured", "no identity section: every request is denied");
+        return 0;
+    }
+    if (cfg->mode == IDENTITY_MODE_OFF) {
+        gw_log_warn("identity_off",
+                    "identity is OFF (identity.mode: off): requests are NOT authenticated and "
+                    "run as the anonymous user. Never use this outside local experiments.");
+    }
+    if (mcp_session_configure((size_t)cfg->session_entries, cfg->session_idle_ms) != 0) {
+        gw_log_error("identity_start", "out of memory for the session map");
+        return -1;
+    }
+    if (cfg->token_cache_entries) {
+        token_cache = token_cache_new((size_t)cfg->token_cache_entries);
+        if (!token_cache) {
+            gw_log_error("identity_start", "out of memory for the token cache");
+            return -1;
+        }
+    }
+    if (keystore_start(cfg, why, sizeof why) != 0) {
+        gw_log_error("identity_start", "%s", why);
+        identity_stop();
+        return -1;
+    }
+    return 0;
+}
+
+void identity_stop(void)
+{
+    keystore_stop();
+    token_cache_free(token_cache);
+    token_cache = NULL;
+}
+
+/* ---- RFC 9728 metadata ---------------------------------------------------------------- */
+
+static json_t *string_array(char *const *v)
+{
+    json_t *a = json_array();
+    for (char *const *s = v; a && s && *s; s++) {
+        if (json_array_append_new(a, json_string(*s)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+int identity_metadata_json(const struct gw_config *cfg, const char *route_path, struct gw_buf *out)
+{
+    if (!cfg || !cfg->identity)
+        return -1;
+    const struct identity_config *ic = cfg->identity;
+    const char *base = cfg->server.public_url ? cfg->server.public_url : "";
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/')
+        blen--;
+    struct gw_buf resource = {0};
+    json_t *doc = NULL;
+    char *text = NULL;
+    int rc = -1;
+    if (gw_buf_append(&resource, base, blen) != 0)
+        goto out;
+    if (route_path && *route_path && strcmp(route_path, "/") != 0 &&
+        gw_buf_append_str(&resource, route_path) != 0)
+        goto out;
+    if (!resource.data && gw_buf_append(&resource, "", 0) != 0)
+        goto out;
+    doc = json_object();
+    if (!doc || json_object_set_new(doc, "resource", json_string(resource.data)) != 0 ||
+        json_object_set_new(doc, "authorization_servers",
+                            string_array(ic->authorization_servers)) != 0 ||
+        json_object_set_new(doc, "scopes_supported", string_array(ic->scopes_supported)) != 0 ||
+        json_object_set_new(doc, "bearer_methods_supported", json_pack("[s]", "header")) != 0)
+        goto out;
+    text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!text || gw_buf_append_str(out, text) != 0)
+        goto out;
+    rc = 0;
+out:
+    free(text);
+    json_decref(doc);
+    gw_buf_free(&resource);
+    return rc;
+}

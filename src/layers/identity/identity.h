@@ -1,0 +1,96 @@
+/*
+ * identity: the first governance layer. Verifies the bearer token on every request
+ * (JWS on OpenSSL EVP, keys from configured JWKS files or URIs), maps its claims to
+ * req->identity, binds MCP sessions to the verified user, and describes the protected
+ * resource to OAuth clients (RFC 9728).
+ *
+ * Configuration: the `identity:` section (identity_config_parse). Runtime: identity_start
+ * loads key files and starts the one key-fetch thread of the process; identity_stop ends it.
+ * Without an `identity` section every request is denied, unless `identity: {mode: off}` is
+ * written explicitly.
+ */
+#ifndef GW_IDENTITY_H
+#define GW_IDENTITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/cfg.h"
+#include "core/config.h"
+
+/* JSON-RPC error code toolgate uses for authentication and session-ownership denials. */
+#define IDENTITY_JSONRPC_UNAUTHORIZED -32001
+
+#define IDENTITY_MAX_ISSUERS 16
+#define IDENTITY_MAX_LIST 64 /* audiences, algorithms, claim paths, scopes... */
+
+enum identity_mode { IDENTITY_MODE_ON = 0, IDENTITY_MODE_OFF };
+
+struct identity_issuer_config {
+    char *issuer;     /* exact "iss" */
+    char **audiences; /* NULL-terminated, at least one */
+    char *jwks_uri;   /* exactly one of jwks_uri, jwks_file */
+    char *jwks_file;
+    unsigned algorithms;               /* JWT_ALG_BIT set; default RS256, ES256, EdDSA */
+    uint64_t leeway_ms;                /* 60s */
+    uint64_t jwks_ttl_ms;              /* 10m; Cache-Control max-age wins within bounds */
+    uint64_t jwks_refetch_interval_ms; /* 30s; also the lower bound of a fetched TTL */
+    uint64_t jwks_timeout_ms;          /* 5s */
+};
+
+struct identity_claims_config {
+    /* Claim paths, NULL-terminated; "a.b" walks nested objects when no top-level claim has
+     * that literal name. The first path that yields a value wins (roles/scopes: union). */
+    char **subject; /* [sub] */
+    char **tenant;  /* [org_id] */
+    char **roles;   /* [roles, realm_access.roles] */
+    char **scopes;  /* [scope, scp] */
+    char **client;  /* [azp, client_id] */
+};
+
+struct identity_config {
+    enum identity_mode mode;
+    struct identity_issuer_config *issuers;
+    size_t n_issuers;
+    struct identity_claims_config claims;
+    char **authorization_servers; /* NULL-terminated; default: each issuer */
+    char **scopes_supported;      /* NULL-terminated; may be empty */
+    uint64_t token_cache_entries; /* 10000; 0 disables the cache */
+    uint64_t session_entries;     /* sessions.entries: 100000 */
+    uint64_t session_idle_ms;     /* sessions.idle_timeout: 1h */
+};
+
+/*
+ * Parses the `identity:` section (section may be NULL: then *out stays NULL, which means
+ * "deny everything"). On success *out is a new config (free with identity_config_free).
+ * Returns 0, or -1 with err filled (file:line: path: what is wrong).
+ */
+int identity_config_parse(const struct cfg_doc *doc, const struct cfg_node *section,
+                          struct identity_config **out, struct cfg_error *err);
+void identity_config_free(struct identity_config *cfg);
+
+/*
+ * Starts the runtime for cfg (which must outlive identity_stop): loads jwks_file sets
+ * (an unreadable or empty file is an error), starts the key-fetch thread, and waits until the
+ * first fetch of every jwks_uri has completed or timed out (a failed first fetch is logged;
+ * that issuer's tokens are refused until a fetch succeeds). Configures the token cache and
+ * the session map. cfg may be NULL (deny everything). Returns 0 or -1 (logged).
+ */
+int identity_start(const struct identity_config *cfg);
+/* Stops the fetch thread, resumes waiting requests (denied), frees keys and the cache. */
+void identity_stop(void);
+
+/*
+ * RFC 9728 protected resource metadata for a route (route_path NULL: the root resource):
+ * {"resource": public_url + route_path, "authorization_servers": [...],
+ *  "scopes_supported": [...], "bearer_methods_supported": ["header"]}.
+ * Appends JSON to out. Returns 0, or -1 (no identity config, or memory).
+ */
+int identity_metadata_json(const struct gw_config *cfg, const char *route_path, struct gw_buf *out);
+
+/* Development tools (see docs/identity.md). argv[0] is the subcommand name. Exit status. */
+int identity_cli_keys(int argc, char **argv);
+int identity_cli_token(int argc, char **argv);
+
+#endif
