@@ -7,6 +7,7 @@
  * person reading it is fixing a file, usually in a hurry.
  */
 #include "core/config.h"
+#include "layers/identity/identity.h"
 #include "layers/policy/policy.h"
 
 #include <arpa/inet.h>
@@ -971,6 +972,19 @@ static void free_routes(struct gw_config *cfg)
 
 /* ---- layer sections ------------------------------------------------------------------------ */
 
+/* No `identity` section leaves cfg->identity NULL, which the identity layer reads as deny-all. */
+static int parse_identity(struct gw_config *cfg, const struct cfg_doc *doc,
+                          const struct cfg_node *node, struct cfg_error *err)
+{
+    return identity_config_parse(doc, node, &cfg->identity, err);
+}
+
+static void free_identity(struct gw_config *cfg)
+{
+    identity_config_free(cfg->identity);
+    cfg->identity = NULL;
+}
+
 /* No `policy` section leaves cfg->policy NULL, which the policy layer reads as deny-all. */
 static int parse_policy(struct gw_config *cfg, const struct cfg_doc *doc,
                         const struct cfg_node *node, struct cfg_error *err)
@@ -999,6 +1013,7 @@ static const struct config_section {
 } config_sections[] = {
     {"server", parse_server, free_server},
     {"routes", parse_routes, free_routes},
+    {"identity", parse_identity, free_identity},
     {"policy", parse_policy, free_policy},
 };
 

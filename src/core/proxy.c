@@ -10,7 +10,9 @@
 #include "core/server.h"
 #include "core/timeutil.h"
 #include "core/upstream.h"
+#include "layers/identity/identity.h"
 #include "layers/layer.h"
+#include "mcp/session.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/sse.h"
 
@@ -314,6 +316,24 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
             {names[i], strlen(names[i])}, {x->resp_hdr.data + offs[i], lens[i]}};
     x->out_headers[x->n_out++] =
         (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {rid, strlen(rid)}};
+
+    /*
+     * A new session (the backend answered with an id the client did not send) belongs to
+     * the user who created it; a closed one is forgotten.
+     */
+    const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
+    if (status >= 200 && status < 300 && req->identity.verified && req->identity.subject) {
+        if (sid && sid->value.len <= MAX_SESSION_ID &&
+            (!req->session_id || !gw_slice_eq(sid->value, req->session_id))) {
+            char *id = gw_slice_dup(sid->value);
+            if (id)
+                mcp_session_bind(id, req->identity.issuer ? req->identity.issuer : "",
+                                 req->identity.subject);
+            free(id);
+        }
+        if (req->method == GW_HTTP_DELETE && req->session_id)
+            mcp_session_forget(req->session_id);
+    }
 
     const struct gw_header *ct = find_header(headers, n, "Content-Type");
     int is_sse = ct && ct->value.len >= 17 && strncasecmp(ct->value.ptr, "text/event-stream", 17) == 0;
@@ -760,11 +780,49 @@ void gw_handle_request(struct gw_conn *c, struct http1_parser *p)
     gw_pipeline_start(req, on_decided);
 }
 
+/*
+ * RFC 9728 protected resource metadata: the root document describes public_url itself, the
+ * path-suffixed one each route's resource. Browser-based MCP clients fetch these across
+ * origins, hence the CORS header.
+ */
 int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p)
 {
     static const char prefix[] = "/.well-known/";
+    static const char prm[] = "/.well-known/oauth-protected-resource";
     if (p->path.len < sizeof prefix - 1 || memcmp(p->path.ptr, prefix, sizeof prefix - 1) != 0)
         return 0;
-    simple(c, 404, "{\"error\":\"not found\"}", NULL, 0);
+    const struct gw_config *cfg = gw_worker_config(gw_conn_worker(c));
+    int found = 0;
+    const char *route_path = NULL;
+    if (gw_slice_eq(p->path, prm)) {
+        found = 1;
+    } else if (p->path.len > sizeof prm - 1 && memcmp(p->path.ptr, prm, sizeof prm - 1) == 0) {
+        const char *rest = p->path.ptr + sizeof prm - 1;
+        size_t rest_len = p->path.len - (sizeof prm - 1);
+        const struct gw_route *r = gw_config_route_for(cfg, rest, rest_len);
+        if (r) {
+            found = 1;
+            route_path = r->path;
+        }
+    }
+    struct gw_buf body = {0};
+    if (!found || !cfg->identity || identity_metadata_json(cfg, route_path, &body) != 0) {
+        gw_buf_free(&body);
+        simple(c, 404, "{\"error\":\"not found\"}", NULL, 0);
+        return 1;
+    }
+    if (p->method != GW_HTTP_GET) {
+        static const struct gw_header allow = {GW_SLICE_LIT("Allow"), GW_SLICE_LIT("GET")};
+        gw_buf_free(&body);
+        simple(c, 405, "{\"error\":\"method not allowed\"}", &allow, 1);
+        return 1;
+    }
+    static const struct gw_header extra[] = {
+        {GW_SLICE_LIT("Cache-Control"), GW_SLICE_LIT("max-age=300")},
+        {GW_SLICE_LIT("Access-Control-Allow-Origin"), GW_SLICE_LIT("*")},
+    };
+    gw_conn_respond(c, 200, "application/json", body.data, body.len, extra, 2);
+    gw_conn_end(c, 0);
+    gw_buf_free(&body);
     return 1;
 }
