@@ -152,8 +152,8 @@ static int parse_args(int argc, char **argv, struct ehr_options *opt)
 }
 
 /* Binds one SO_REUSEPORT socket; returns the fd or -1 with a message printed. */
-static int bind_socket(const struct ehr_options *opt, const char *port, char *bound_port,
-                       size_t bplen)
+static int bind_socket(const struct ehr_options *opt, const char *port, int probe,
+                       char *bound_port, size_t bplen)
 {
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -166,6 +166,20 @@ static int bind_socket(const struct ehr_options *opt, const char *port, char *bo
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
+    if (probe && fd >= 0) {
+        /* SO_REUSEPORT would let us share a port another process already listens on (and
+         * split its traffic); bind once without it so that case fails loudly instead. */
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+            bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+            fprintf(stderr, "ehr-backend: cannot listen on %s:%s: %s\n", opt->host, port,
+                    strerror(errno));
+            close(fd);
+            freeaddrinfo(res);
+            return -1;
+        }
+        close(fd);
+        fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    }
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
@@ -255,7 +269,8 @@ int main(int argc, char **argv)
         w->app = &app;
         w->index = i;
         w->listen_fd = -1;
-        w->listen_fd = bind_socket(&app.opt, port, port, sizeof port);
+        w->listen_fd = bind_socket(&app.opt, port, i == 0 && strcmp(port, "0") != 0, port,
+                                   sizeof port);
         if (w->listen_fd < 0)
             goto out;
         if (uv_loop_init(&w->loop) != 0)
