@@ -126,8 +126,9 @@ struct ehr_worker {
     int loop_ready;
     uv_async_t stop;
     pthread_t thread;
-    struct ehr_conn *conns; /* open connections, for shutdown */
-    char date[64];          /* cached "Date: ...\r\n" */
+    struct ehr_conn *conns;          /* open connections, for shutdown */
+    char date[64];                   /* cached "Date: ...\r\n" */
+    struct gw_buf scratch, scratch2; /* reused by tools on this loop */
     int64_t date_sec;
     char readbuf[64 << 10]; /* every read on this loop lands here, then is parsed at once */
 };
@@ -205,6 +206,8 @@ void ehr_mcp_abort(struct ehr_conn *c);
 
 /* Exchange output, for tools.c. `id` is borrowed. `result` is stolen. */
 void ehr_ex_result(struct ehr_conn *c, json_t *id, json_t *result);
+/* Same, with the result already serialized (len bytes of JSON text, borrowed). */
+void ehr_ex_result_raw(struct ehr_conn *c, json_t *id, const char *raw, size_t len);
 void ehr_ex_error(struct ehr_conn *c, json_t *id, int code, const char *message);
 /* Sends a notification now when the answer is SSE; drops it otherwise. Steals `note`. */
 void ehr_ex_notify(struct ehr_conn *c, json_t *note);

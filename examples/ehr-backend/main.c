@@ -152,8 +152,8 @@ static int parse_args(int argc, char **argv, struct ehr_options *opt)
 }
 
 /* Binds one SO_REUSEPORT socket; returns the fd or -1 with a message printed. */
-static int bind_socket(const struct ehr_options *opt, const char *port, int probe,
-                       char *bound_port, size_t bplen)
+static int bind_socket(const struct ehr_options *opt, const char *port, int probe, char *bound_port,
+                       size_t bplen)
 {
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -269,8 +269,8 @@ int main(int argc, char **argv)
         w->app = &app;
         w->index = i;
         w->listen_fd = -1;
-        w->listen_fd = bind_socket(&app.opt, port, i == 0 && strcmp(port, "0") != 0, port,
-                                   sizeof port);
+        w->listen_fd =
+            bind_socket(&app.opt, port, i == 0 && strcmp(port, "0") != 0, port, sizeof port);
         if (w->listen_fd < 0)
             goto out;
         if (uv_loop_init(&w->loop) != 0)
@@ -335,9 +335,11 @@ out:
             }
             uv_run(&w->loop, UV_RUN_DEFAULT);
             uv_loop_close(&w->loop);
-        } else if (w->listen_fd >= 0) {
-            close(w->listen_fd);
         }
+        gw_buf_free(&w->scratch);
+        gw_buf_free(&w->scratch2);
+        if (!w->loop_ready && w->listen_fd >= 0)
+            close(w->listen_fd);
         free(w);
     }
     if (main_loop_ready)

@@ -233,7 +233,7 @@ void ehr_ex_result(struct ehr_conn *c, json_t *id, json_t *result)
     json_decref(result);
 }
 
-static void ex_result_raw(struct ehr_conn *c, json_t *id, const char *raw, size_t len)
+void ehr_ex_result_raw(struct ehr_conn *c, json_t *id, const char *raw, size_t len)
 {
     struct gw_buf *b = &c->ex.body;
     msg_begin(c);
@@ -409,7 +409,7 @@ static void do_tools_list(struct ehr_conn *c, json_t *id, json_t *params)
         }
         page = (unsigned)n;
     }
-    ex_result_raw(c, id, app->tool_pages[page], app->tool_page_lens[page]);
+    ehr_ex_result_raw(c, id, app->tool_pages[page], app->tool_page_lens[page]);
 }
 
 static void do_tools_call(struct ehr_conn *c, const struct ehr_request *req, json_t *id,

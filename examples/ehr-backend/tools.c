@@ -301,27 +301,43 @@ static int arg_int(struct ehr_conn *c, json_t *id, json_t *args, const char *key
     return 0;
 }
 
-static json_t *patient_json(struct ehr_data *d, const struct ehr_patient *p)
+static void append_str_array(struct gw_buf *b, const char *const *items, unsigned n)
 {
-    json_t *allergies = json_array(), *conditions = json_array();
-    for (unsigned i = 0; i < p->n_allergies; i++)
-        json_array_append_new(allergies, json_string(p->allergies[i]));
-    for (unsigned i = 0; i < p->n_conditions; i++)
-        json_array_append_new(conditions, json_string(p->conditions[i]));
-    char name[48];
-    snprintf(name, sizeof name, "%s %s", p->first, p->last);
-    json_t *j = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s}, s:o, "
-        "s:o, s:s}",
-        "patient_id", p->id, "mrn", p->mrn, "name", name, "given_name", p->first, "family_name",
-        p->last, "sex", p->sex, "date_of_birth", p->dob, "ssn", p->ssn, "phone", p->phone, "email",
-        p->email, "address", "street", p->street, "city", p->city, "state", p->state, "postal_code",
-        p->zip, "country", "US", "allergies", allergies, "conditions", conditions,
-        "primary_physician", p->physician);
+    gw_buf_append(b, "[", 1);
+    for (unsigned i = 0; i < n; i++)
+        gw_buf_printf(b, "%s\"%s\"", i ? "," : "", items[i]);
+    gw_buf_append(b, "]", 1);
+}
+
+/*
+ * Writes a patient as JSON text. This is the benchmark's hot tool, so it is printed directly
+ * rather than built as a jansson tree and dumped: every generated field is plain ASCII from
+ * the tables in data.c (no quotes, no backslashes); only the note, which a client wrote, is
+ * escaped.
+ */
+static void patient_write(struct gw_buf *b, struct ehr_data *d, const struct ehr_patient *p)
+{
+    gw_buf_printf(
+        b,
+        "{\"patient_id\":\"%s\",\"mrn\":\"%s\",\"name\":\"%s %s\",\"given_name\":\"%s\","
+        "\"family_name\":\"%s\",\"sex\":\"%s\",\"date_of_birth\":\"%s\",\"ssn\":\"%s\","
+        "\"phone\":\"%s\",\"email\":\"%s\",\"address\":{\"street\":\"%s\",\"city\":\"%s\","
+        "\"state\":\"%s\",\"postal_code\":\"%s\",\"country\":\"US\"},\"allergies\":",
+        p->id, p->mrn, p->first, p->last, p->first, p->last, p->sex, p->dob, p->ssn, p->phone,
+        p->email, p->street, p->city, p->state, p->zip);
+    append_str_array(b, p->allergies, p->n_allergies);
+    gw_buf_append_str(b, ",\"conditions\":");
+    append_str_array(b, p->conditions, p->n_conditions);
+    gw_buf_printf(b, ",\"primary_physician\":\"%s\",\"latest_note\":", p->physician);
     char note[EHR_NOTE_MAX + 1];
     long n = ehr_notes_get(d, ehr_data_index(d, p), note, sizeof note);
-    json_object_set_new(j, "latest_note", n >= 0 ? json_stringn(note, (size_t)n) : json_null());
-    return j;
+    if (n >= 0) {
+        gw_buf_append(b, "\"", 1);
+        gw_buf_append_json_escaped(b, note, (size_t)n);
+        gw_buf_append_str(b, "\"}");
+    } else {
+        gw_buf_append_str(b, "null}");
+    }
 }
 
 /* ---- the synchronous tools ---- */
@@ -329,8 +345,22 @@ static json_t *patient_json(struct ehr_data *d, const struct ehr_patient *p)
 static void tool_get_patient(struct ehr_conn *c, json_t *id, json_t *args)
 {
     const struct ehr_patient *p = arg_patient(c, id, args);
-    if (p)
-        ehr_ex_result(c, id, tool_result(patient_json(&c->w->app->data, p), NULL, 0));
+    if (!p)
+        return;
+    struct gw_buf *s = &c->w->scratch, *r = &c->w->scratch2;
+    gw_buf_reset(s);
+    gw_buf_reset(r);
+    patient_write(s, &c->w->app->data, p);
+    gw_buf_append_str(r, "{\"content\":[{\"type\":\"text\",\"text\":\"");
+    gw_buf_append_json_escaped(r, s->data, s->len);
+    gw_buf_append_str(r, "\"}],\"structuredContent\":");
+    gw_buf_append(r, s->data, s->len);
+    gw_buf_append_str(r, ",\"isError\":false}");
+    if (!r->data) {
+        tool_error(c, id, "out of memory");
+        return;
+    }
+    ehr_ex_result_raw(c, id, r->data, r->len);
 }
 
 static void tool_search_patients(struct ehr_conn *c, json_t *id, json_t *args)
