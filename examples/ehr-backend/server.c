@@ -549,7 +549,10 @@ static void conn_feed(struct ehr_conn *c, const char *data, size_t len, int from
             conn_close(c);
             return;
         }
-        reject(c, c->fail_status ? c->fail_status : 400);
+        int status = c->fail_status ? c->fail_status : 400;
+        if (err == HPE_HEADER_OVERFLOW)
+            status = 431;
+        reject(c, status);
     } else {
         if (from_pending)
             gw_buf_reset(&c->pending);
