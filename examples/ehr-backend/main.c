@@ -248,6 +248,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* fetch_url blocks a pool thread for up to 5 s; give the pool room unless told. */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
+    /* Seed jansson's hash function here, once, rather than racing on it from the workers. */
+    json_object_seed(0);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "ehr-backend: libcurl failed to initialise\n");
         return 1;
