@@ -62,6 +62,7 @@ struct ehr_options {
     unsigned patients;     /* --patients */
     unsigned ping_ms;      /* --sse-ping-ms, GET stream keep-alive comment interval */
     unsigned max_sessions; /* --max-sessions */
+    unsigned idle_ms;      /* --idle-timeout-ms, 0 = none */
 };
 
 struct ehr_session {
@@ -125,6 +126,7 @@ struct ehr_worker {
     uv_os_sock_t listen_fd;
     int loop_ready;
     uv_async_t stop;
+    uv_timer_t sweep; /* closes idle connections */
     pthread_t thread;
     struct ehr_conn *conns;          /* open connections, for shutdown */
     char date[64];                   /* cached "Date: ...\r\n" */
@@ -165,6 +167,7 @@ struct ehr_conn {
     uint32_t hoff[EHR_H_COUNT], hlen[EHR_H_COUNT];
     uint32_t hpresent;
     uint64_t start_ns;
+    uint64_t last_read_ms; /* loop time of the last read, for the idle sweep */
 
     /* Output: `out` collects, `inflight` is what uv_write is sending. */
     struct gw_buf out, inflight;

@@ -3,7 +3,7 @@
  *
  *   ehr-backend --listen 127.0.0.1:9001 [--path /mcp] [--mode json|sse] [--workers N]
  *               [--page-size N] [--seed N] [--patients N] [--sse-ping-ms N]
- *               [--max-sessions N] [--quiet]
+ *               [--max-sessions N] [--idle-timeout-ms N] [--quiet]
  *
  * Each worker owns a loop and its own SO_REUSEPORT socket bound to the same address, so the
  * kernel spreads connections over workers. The sockets are all bound here, before any thread
@@ -41,6 +41,8 @@ static void usage(FILE *out)
             "  --patients N         number of patients, P1..PN (default 1000)\n"
             "  --sse-ping-ms N      keep-alive comment interval on GET streams (default 15000)\n"
             "  --max-sessions N     sessions kept; the least recently used goes (default 10000)\n"
+            "  --idle-timeout-ms N  close connections idle (or mid-request) this long; 0 = never\n"
+            "                       (default 60000)\n"
             "  --quiet              no per-request log lines\n"
             "  --version, --help\n");
 }
@@ -92,6 +94,7 @@ static int parse_args(int argc, char **argv, struct ehr_options *opt)
     opt->patients = 1000;
     opt->ping_ms = 15000;
     opt->max_sessions = 10000;
+    opt->idle_ms = 60000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -141,6 +144,8 @@ static int parse_args(int argc, char **argv, struct ehr_options *opt)
             opt->patients = (unsigned)n;
         } else if (strcmp(a, "--sse-ping-ms") == 0 && parse_uint(v, 3600000, &n) == 0 && n >= 10) {
             opt->ping_ms = (unsigned)n;
+        } else if (strcmp(a, "--idle-timeout-ms") == 0 && parse_uint(v, 86400000, &n) == 0) {
+            opt->idle_ms = (unsigned)n;
         } else if (strcmp(a, "--max-sessions") == 0 && parse_uint(v, 1000000, &n) == 0 && n > 0) {
             opt->max_sessions = (unsigned)n;
         } else {

@@ -586,6 +586,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || c->closing)
         return;
+    c->last_read_ms = uv_now(&c->w->loop);
     if (c->close_after_flush)
         return; /* the connection is ending; ignore what else arrives */
     if (c->busy) {
@@ -643,7 +644,26 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    c->last_read_ms = uv_now(&w->loop);
     conn_update_reading(c);
+}
+
+/*
+ * Connections that sit idle, or dribble a request without finishing it, are closed after
+ * --idle-timeout-ms. Answers still in progress (a job, a GET stream) are exempt: their
+ * client is waiting on us. One sweep per worker is cheaper than a timer per connection.
+ */
+static void on_sweep(uv_timer_t *t)
+{
+    struct ehr_worker *w = t->data;
+    uint64_t now = uv_now(&w->loop), idle = w->app->opt.idle_ms;
+    struct ehr_conn *c = w->conns;
+    while (c) {
+        struct ehr_conn *next = c->next;
+        if (!c->in_request && !c->closing && !c->writing && now - c->last_read_ms > idle)
+            conn_close(c);
+        c = next;
+    }
 }
 
 int ehr_server_start(struct ehr_worker *w)
@@ -652,6 +672,12 @@ int ehr_server_start(struct ehr_worker *w)
     if (rc != 0)
         return rc;
     w->listener.data = w;
+    uv_timer_init(&w->loop, &w->sweep);
+    w->sweep.data = w;
+    if (w->app->opt.idle_ms) {
+        uint64_t every = w->app->opt.idle_ms / 4 + 1;
+        uv_timer_start(&w->sweep, on_sweep, every, every);
+    }
     rc = uv_tcp_open(&w->listener, w->listen_fd);
     if (rc != 0)
         close(w->listen_fd); /* not the handle's yet */
@@ -664,6 +690,8 @@ void ehr_server_stop(struct ehr_worker *w)
 {
     if (!uv_is_closing((uv_handle_t *)&w->listener))
         uv_close((uv_handle_t *)&w->listener, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->sweep))
+        uv_close((uv_handle_t *)&w->sweep, NULL);
     struct ehr_conn *c = w->conns;
     while (c) {
         struct ehr_conn *next = c->next;
