@@ -553,12 +553,19 @@ static void conn_feed(struct ehr_conn *c, const char *data, size_t len, int from
         if (err == HPE_HEADER_OVERFLOW)
             status = 431;
         reject(c, status);
-    } else {
-        if (from_pending)
-            gw_buf_reset(&c->pending);
-        if (c->parser.upgrade && !c->in_request) {
-            reject(c, 400);
+    } else if (c->parser.upgrade && done > 0 && done < len) {
+        /* http_parser stops after a request carrying Upgrade (curl --http2 sends h2c). A
+         * server may ignore Upgrade, and this one does: it answered in HTTP/1.1 and parses
+         * what follows as HTTP/1.1 too. */
+        if (from_pending) {
+            gw_buf_consume(&c->pending, done);
+            conn_feed(c, c->pending.data, c->pending.len, 1);
+        } else {
+            conn_feed(c, data + done, len - done, 0);
         }
+        return;
+    } else if (from_pending) {
+        gw_buf_reset(&c->pending);
     }
     conn_flush(c);
     conn_update_reading(c);
