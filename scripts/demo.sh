@@ -63,7 +63,7 @@ Try it (copy and paste):
   # 3. call a tool
   curl -s http://127.0.0.1:8080/mcp ${AUTH}-H "Mcp-Session-Id: \$SID" \\
     -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\
-    -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_patient","arguments":{"patient_id":"P001"}}}'
+    -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_patient","arguments":{"patient_id":"P123"}}}'
 
   # health
   curl -s http://127.0.0.1:8080/healthz

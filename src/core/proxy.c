@@ -90,6 +90,17 @@ static json_t *decision_meta(const struct gw_request *req, const struct gw_decis
 }
 
 /*
+ * Denials that must look exactly like "there is no such thing": a hidden tool answers as a
+ * nonexistent one, a session owned by someone else as an unknown session. Their answers carry
+ * no decision detail (the audit record has it).
+ */
+static int opaque_denial(const struct gw_decision *d)
+{
+    return strcmp(d->reason_code, "policy.hidden") == 0 ||
+           strcmp(d->reason_code, "identity.session_owner") == 0;
+}
+
+/*
  * The answer to one JSON-RPC request that was denied. A tools/call denied by a layer that
  * wants the model to see why (http 200, no JSON-RPC code) becomes a tool result with
  * isError; everything else a JSON-RPC error.
@@ -106,6 +117,10 @@ static json_t *denial_for(const struct gw_request *req, const struct mcp_message
         out = json_pack("{s:s, s:o, s:{s:[{s:s, s:s}], s:b, s:o}}", "jsonrpc", "2.0", "id", id,
                         "result", "content", "type", "text", "text", d->reason, "isError", 1,
                         "_meta", meta);
+    } else if (opaque_denial(d)) {
+        out = json_pack("{s:s, s:o, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error", "code",
+                        d->jsonrpc_code ? d->jsonrpc_code : -32003, "message",
+                        d->reason[0] ? d->reason : "Not found");
     } else {
         int code = d->jsonrpc_code ? d->jsonrpc_code : -32003;
         json_t *data = json_object();

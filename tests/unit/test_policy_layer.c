@@ -471,12 +471,12 @@ static void test_run_tests_file(void **state)
 static void test_demo_policy(void **state)
 {
     (void)state;
-    if (access("examples/demo/policy.yaml", R_OK) != 0)
-        fail_msg("run from the repository root: examples/demo/policy.yaml not found");
+    if (access("examples/demo/toolgate.yaml", R_OK) != 0)
+        fail_msg("run from the repository root: examples/demo/toolgate.yaml not found");
     struct cfg_doc doc;
     struct cfg_error err = {{0}};
     struct policy_config *pc = NULL;
-    assert_int_equal(cfg_load_file("examples/demo/policy.yaml", &doc, &err), 0);
+    assert_int_equal(cfg_load_file("examples/demo/toolgate.yaml", &doc, &err), 0);
     assert_int_equal(policy_config_parse(&doc, cfg_map_get(doc.root, "policy"), &pc, &err), 0);
     cfg_doc_free(&doc);
     assert_int_equal(policy_config_test_count(pc), 1);

@@ -319,7 +319,7 @@ int policy_run_tests(const struct policy_config *pc, const char *file, FILE *out
             failures++;
         test_case_free(&tc);
     }
-    fprintf(out, "  %zu passed, %d failed\n", passed, failures);
+    fprintf(out, "  %zu policy case(s) passed, %d failed\n", passed, failures);
 out:
     cfg_doc_free(&doc);
     return failures;
