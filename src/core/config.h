@@ -13,6 +13,8 @@
 
 #include "core/cfg.h"
 
+struct audit_config;
+
 struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
     char *host;    /* numeric address to bind ("0.0.0.0" for ":8080") */
@@ -71,6 +73,7 @@ struct gw_config {
     struct gw_route *routes;
     size_t n_routes;
     /* Layer sections are added here by the issues that build each layer. */
+    struct audit_config *audit; /* `audit:` (audit_config_parse); NULL: defaults */
 };
 
 /* Loads, validates and returns a generation (caller frees with gw_config_free). */
