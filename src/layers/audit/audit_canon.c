@@ -116,40 +116,28 @@ static int32_t utf8_next(const unsigned char *s, size_t len, size_t *i)
     return cp;
 }
 
-/* Next UTF-16 code unit of a UTF-8 string; `pending` holds a low surrogate still to give. */
-static int32_t utf16_next(const unsigned char *s, size_t len, size_t *i, int32_t *pending)
-{
-    if (*pending) {
-        int32_t u = *pending;
-        *pending = 0;
-        return u;
-    }
-    int32_t cp = utf8_next(s, len, i);
-    if (cp < 0x10000)
-        return cp;
-    cp -= 0x10000;
-    *pending = 0xdc00 + (cp & 0x3ff);
-    return 0xd800 + (cp >> 10);
-}
-
+/*
+ * UTF-8 byte order is code point order, and UTF-16 code unit order differs from it only
+ * where a supplementary character (4-byte UTF-8, lead byte F0-F4, a surrogate pair in
+ * UTF-16) meets a character in U+E000..U+FFFF (lead byte EE or EF): the surrogate sorts
+ * first. So compare bytes, and fix up that one case at the first difference (which is at
+ * a lead byte whenever the two characters there have different lengths).
+ */
 int audit_canon_keycmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     const unsigned char *ua = (const unsigned char *)a, *ub = (const unsigned char *)b;
-    size_t i = 0, j = 0;
-    int32_t pa = 0, pb = 0;
-    for (;;) {
-        int a_end = i >= alen && !pa, b_end = j >= blen && !pb;
-        if (a_end || b_end)
-            return a_end && b_end ? 0 : (a_end ? -1 : 1);
-        int32_t ca = utf16_next(ua, alen, &i, &pa);
-        int32_t cb = utf16_next(ub, blen, &j, &pb);
-        if (ca < 0 || cb < 0) { /* invalid UTF-8: fall back to bytes, order stays total */
-            int c = memcmp(a, b, alen < blen ? alen : blen);
-            return c ? c : (alen < blen ? -1 : alen > blen);
-        }
-        if (ca != cb)
-            return ca < cb ? -1 : 1;
-    }
+    size_t n = alen < blen ? alen : blen;
+    size_t i = 0;
+    while (i < n && ua[i] == ub[i])
+        i++;
+    if (i == n)
+        return alen == blen ? 0 : (alen < blen ? -1 : 1);
+    unsigned char x = ua[i], y = ub[i];
+    if (x >= 0xf0 && (y == 0xee || y == 0xef))
+        return -1;
+    if (y >= 0xf0 && (x == 0xee || x == 0xef))
+        return 1;
+    return x < y ? -1 : 1;
 }
 
 static int append_string(struct gw_buf *out, const char *s, size_t len)
@@ -168,8 +156,11 @@ static int append_string(struct gw_buf *out, const char *s, size_t len)
             continue;
         }
         if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            i++;
+            size_t j = i + 1;
+            while (j < len && u[j] >= 0x20 && u[j] < 0x80 && u[j] != '"' && u[j] != '\\')
+                j++;
+            run += j - i;
+            i = j;
             continue;
         }
         if (run && gw_buf_append(out, s + i - run, run) != 0)
@@ -300,6 +291,122 @@ static int append_value(struct gw_buf *out, const json_t *v, int depth)
     }
     }
     return -1;
+}
+
+int audit_canon_string(struct gw_buf *out, const char *s, size_t len)
+{
+    return append_string(out, s, len);
+}
+
+static int members_push(struct audit_members *ms, const char *key, size_t key_len)
+{
+    if (ms->n == ms->cap) {
+        size_t cap = ms->cap ? ms->cap * 2 : 32;
+        struct audit_member *m = realloc(ms->m, cap * sizeof *m);
+        if (!m)
+            return -1;
+        ms->m = m;
+        ms->cap = cap;
+    }
+    struct audit_member *x = &ms->m[ms->n];
+    x->key_off = ms->keys.len;
+    x->key_len = key_len;
+    x->off = ms->text.len;
+    if (gw_buf_append(&ms->keys, key, key_len) != 0 ||
+        append_string(&ms->text, key, key_len) != 0 || gw_buf_append(&ms->text, ":", 1) != 0)
+        return -1;
+    return 0;
+}
+
+int audit_members_add_raw(struct audit_members *ms, const char *key, const char *value,
+                          size_t value_len)
+{
+    if (members_push(ms, key, strlen(key)) != 0 || gw_buf_append(&ms->text, value, value_len) != 0)
+        return -1;
+    ms->m[ms->n].len = ms->text.len - ms->m[ms->n].off;
+    ms->n++;
+    return 0;
+}
+
+int audit_members_from_object(struct audit_members *ms, const json_t *obj, const char *const *skip)
+{
+    const char *key;
+    size_t key_len;
+    json_t *v;
+    if (!json_is_object(obj))
+        return -1;
+    json_object_keylen_foreach((json_t *)obj, key, key_len, v)
+    {
+        int skipped = 0;
+        for (size_t i = 0; skip && skip[i] && !skipped; i++)
+            skipped = strlen(skip[i]) == key_len && memcmp(skip[i], key, key_len) == 0;
+        if (skipped)
+            continue;
+        if (members_push(ms, key, key_len) != 0 || append_value(&ms->text, v, 1) != 0)
+            return -1;
+        ms->m[ms->n].len = ms->text.len - ms->m[ms->n].off;
+        ms->n++;
+    }
+    audit_members_sort(ms);
+    return 0;
+}
+
+/* qsort has no context argument in C11: the keys buffer of the sort in progress. */
+static _Thread_local const char *tls_keys;
+
+static int amember_cmp(const void *a, const void *b)
+{
+    const struct audit_member *x = a, *y = b;
+    return audit_canon_keycmp(tls_keys + x->key_off, x->key_len, tls_keys + y->key_off, y->key_len);
+}
+
+void audit_members_sort(struct audit_members *ms)
+{
+    tls_keys = ms->keys.data;
+    if (ms->n > 1)
+        qsort(ms->m, ms->n, sizeof *ms->m, amember_cmp);
+}
+
+int audit_members_write(struct gw_buf *out, const struct audit_members *a,
+                        const struct audit_members *b)
+{
+    size_t i = 0, j = 0, k = 0;
+    if (gw_buf_reserve(out, a->text.len + (b ? b->text.len : 0) + a->n + 2) != 0 ||
+        gw_buf_append(out, "{", 1) != 0)
+        return -1;
+    size_t bn = b ? b->n : 0;
+    while (i < a->n || j < bn) {
+        const struct audit_member *x;
+        const char *text;
+        if (j >= bn ||
+            (i < a->n && audit_canon_keycmp(a->keys.data + a->m[i].key_off, a->m[i].key_len,
+                                            b->keys.data + b->m[j].key_off, b->m[j].key_len) < 0)) {
+            x = &a->m[i++];
+            text = a->text.data;
+        } else {
+            x = &b->m[j++];
+            text = b->text.data;
+        }
+        if ((k++ && gw_buf_append(out, ",", 1) != 0) ||
+            gw_buf_append(out, text + x->off, x->len) != 0)
+            return -1;
+    }
+    return gw_buf_append(out, "}", 1);
+}
+
+void audit_members_reset(struct audit_members *ms)
+{
+    gw_buf_reset(&ms->text);
+    gw_buf_reset(&ms->keys);
+    ms->n = 0;
+}
+
+void audit_members_free(struct audit_members *ms)
+{
+    gw_buf_free(&ms->text);
+    gw_buf_free(&ms->keys);
+    free(ms->m);
+    memset(ms, 0, sizeof *ms);
 }
 
 int audit_canon_append(struct gw_buf *out, const json_t *v)

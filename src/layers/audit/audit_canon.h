@@ -37,6 +37,39 @@ int audit_canon_append(struct gw_buf *out, const json_t *v);
  */
 int audit_canon_number(double d, char *out, size_t outlen);
 
+/* Appends s (UTF-8, validated) as a canonical JSON string, quotes included. 0 or -1. */
+int audit_canon_string(struct gw_buf *out, const char *s, size_t len);
+
+/*
+ * The top-level members of an object, each already in canonical form ("key":value), kept
+ * sorted. The writer thread merges its chain fields into a record prepared this way on the
+ * submitting thread, so the costly part of canonicalization never runs on the writer.
+ */
+struct audit_member {
+    size_t key_off, key_len; /* raw key in `keys` */
+    size_t off, len;         /* "key":value in `text` */
+};
+
+struct audit_members {
+    struct gw_buf text;
+    struct gw_buf keys;
+    struct audit_member *m;
+    size_t n, cap;
+};
+
+/* Adds every member of obj except keys listed in skip (NULL-terminated), sorted. 0 or -1. */
+int audit_members_from_object(struct audit_members *out, const json_t *obj,
+                              const char *const *skip);
+/* Adds one member whose value is already canonical JSON text. Call audit_members_sort after. */
+int audit_members_add_raw(struct audit_members *out, const char *key, const char *value,
+                          size_t value_len);
+void audit_members_sort(struct audit_members *ms);
+/* Appends the object holding the members of a and b (disjoint keys), sorted. 0 or -1. */
+int audit_members_write(struct gw_buf *out, const struct audit_members *a,
+                        const struct audit_members *b);
+void audit_members_reset(struct audit_members *ms);
+void audit_members_free(struct audit_members *ms);
+
 /* Compares two UTF-8 strings by their UTF-16 code units (RFC 8785 §3.2.3). */
 int audit_canon_keycmp(const char *a, size_t alen, const char *b, size_t blen);
 

@@ -13,20 +13,88 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
 #define WRITER_BATCH 4096
 
+/*
+ * A record prepared on the submitting thread: its members already canonical and sorted, and
+ * the values of the indexed columns. The writer only merges in the chain fields.
+ */
+enum {
+    COL_KIND,
+    COL_REQUEST_ID,
+    COL_SUBJECT,
+    COL_TENANT,
+    COL_TOOL,
+    COL_DECISION,
+    COL_LAYER,
+    COL_COUNT
+};
+static const char *const col_keys[COL_COUNT] = {"kind", "request_id", "subject", "tenant",
+                                                "tool", "decision",   "layer"};
+static const char *const chain_keys[] = {"seq",       "instance", "time_ns", "time",
+                                         "prev_hash", "hash",     NULL};
+
+struct audit_item {
+    struct audit_members body;
+    char *cols;                 /* the column values back to back, NUL-terminated */
+    ssize_t col_off[COL_COUNT]; /* -1: absent */
+};
+
+static void item_free(struct audit_item *it)
+{
+    if (!it)
+        return;
+    audit_members_free(&it->body);
+    free(it->cols);
+    free(it);
+}
+
+/* Builds an item from a record (not stolen). NULL when it cannot be encoded. */
+static struct audit_item *item_prepare(const json_t *rec)
+{
+    struct audit_item *it = calloc(1, sizeof *it);
+    struct gw_buf cols = {0};
+    if (!it || audit_members_from_object(&it->body, rec, chain_keys) != 0)
+        goto fail;
+    for (int c = 0; c < COL_COUNT; c++) {
+        const json_t *v = json_object_get(rec, col_keys[c]);
+        it->col_off[c] = -1;
+        if (!json_is_string(v))
+            continue;
+        it->col_off[c] = (ssize_t)cols.len;
+        if (gw_buf_append(&cols, json_string_value(v), json_string_length(v) + 1) != 0)
+            goto fail;
+    }
+    if (it->col_off[COL_KIND] < 0)
+        goto fail;
+    it->cols = cols.data;
+    return it;
+fail:
+    gw_buf_free(&cols);
+    item_free(it);
+    return NULL;
+}
+
+static const char *item_col(const struct audit_item *it, int c)
+{
+    return it->col_off[c] < 0 ? NULL : it->cols + it->col_off[c];
+}
+
 struct writer {
     pthread_mutex_t mu;
     pthread_cond_t work; /* records queued or stop asked */
     pthread_cond_t done; /* a batch committed */
-    json_t **ring;
+    struct audit_item **ring;
     size_t cap, head, count;
-    int running, stopping, failed, inject_failure;
+    int running, stopping, failed, inject_failure, hold;
     struct audit_writer_stats stats;
+    struct audit_writer_stats last_stats; /* of the last run, after audit_stop */
     pthread_t thread;
 
     /* Owned by the writer thread once started. */
@@ -43,7 +111,8 @@ struct writer {
     uint64_t last_checkpoint_mono;
     uint64_t file_records;
     struct gw_buf canon;
-    struct gw_buf mirror_buf; /* lines of the open transaction, written after commit */
+    struct audit_members chain; /* the chain fields of the record being written */
+    struct gw_buf mirror_buf;   /* lines of the open transaction, written after commit */
 };
 
 static struct writer W = {
@@ -61,11 +130,6 @@ static void init_conds(void)
     pthread_condattr_destroy(&a);
 }
 
-static const char *str_field(const json_t *rec, const char *key)
-{
-    return json_string_value(json_object_get(rec, key));
-}
-
 static int64_t next_time(void)
 {
     /* The chain's time never runs backwards, even when the wall clock is stepped back. */
@@ -77,56 +141,82 @@ static int64_t next_time(void)
 }
 
 /*
- * Adds the chain fields to rec, hashes it and appends it to the store (inside the open
- * transaction). On success the chain head advances; the caller rolls back on failure.
+ * Adds the chain fields to a prepared record, hashes it and appends it to the store (inside
+ * the open transaction). On success the chain head advances; the caller rolls back on failure.
  */
-static int append_record(json_t *rec)
+static int append_item(const struct audit_item *it)
 {
-    char tns[24], t3339[40], hash[65];
+    char tns[24], t3339[48], seqs[24], hash[65];
+    struct gw_buf v = {0};
+    int rc = -1;
     int64_t now = next_time();
-    snprintf(tns, sizeof tns, "%lld", (long long)now);
-    gw_time_rfc3339((uint64_t)now, t3339, sizeof t3339);
     uint64_t seq = W.seq + 1;
-    json_object_del(rec, "hash");
-    if (json_object_set_new(rec, "seq", json_integer((json_int_t)seq)) ||
-        json_object_set_new(rec, "instance", json_string(W.ac.instance_id)) ||
-        json_object_set_new(rec, "time_ns", json_string(tns)) ||
-        json_object_set_new(rec, "time", json_string(t3339)) ||
-        json_object_set_new(rec, "prev_hash", json_string(W.prev)))
-        return -1;
+    snprintf(tns, sizeof tns, "\"%lld\"", (long long)now);
+    t3339[0] = '"';
+    gw_time_rfc3339((uint64_t)now, t3339 + 1, sizeof t3339 - 2);
+    strcat(t3339, "\"");
+    int sl = snprintf(seqs, sizeof seqs, "%llu", (unsigned long long)seq);
+    audit_members_reset(&W.chain);
+    if (audit_canon_string(&v, W.ac.instance_id, strlen(W.ac.instance_id)) != 0 ||
+        audit_members_add_raw(&W.chain, "instance", v.data, v.len) != 0)
+        goto out;
+    gw_buf_reset(&v);
+    if (audit_canon_string(&v, W.prev, 64) != 0 ||
+        audit_members_add_raw(&W.chain, "prev_hash", v.data, v.len) != 0 ||
+        audit_members_add_raw(&W.chain, "seq", seqs, (size_t)sl) != 0 ||
+        audit_members_add_raw(&W.chain, "time", t3339, strlen(t3339)) != 0 ||
+        audit_members_add_raw(&W.chain, "time_ns", tns, strlen(tns)) != 0)
+        goto out;
+    audit_members_sort(&W.chain);
     gw_buf_reset(&W.canon);
-    if (audit_canon_append(&W.canon, rec) != 0 ||
+    if (audit_members_write(&W.canon, &it->body, &W.chain) != 0 ||
         audit_chain_hash(W.prev, W.canon.data, W.canon.len, hash) != 0)
-        return -1;
+        goto out;
     struct audit_row row = {
         .instance = W.ac.instance_id,
         .seq = seq,
         .time_ns = now,
-        .kind = str_field(rec, "kind"),
-        .request_id = str_field(rec, "request_id"),
-        .subject = str_field(rec, "subject"),
-        .tenant = str_field(rec, "tenant"),
-        .tool = str_field(rec, "tool"),
-        .decision = str_field(rec, "decision"),
-        .layer = str_field(rec, "layer"),
+        .kind = item_col(it, COL_KIND),
+        .request_id = item_col(it, COL_REQUEST_ID),
+        .subject = item_col(it, COL_SUBJECT),
+        .tenant = item_col(it, COL_TENANT),
+        .tool = item_col(it, COL_TOOL),
+        .decision = item_col(it, COL_DECISION),
+        .layer = item_col(it, COL_LAYER),
         .record = W.canon.data,
         .record_len = W.canon.len,
         .hash = hash,
     };
-    if (!row.kind || W.store->ops->append(W.store, &row) != 0)
-        return -1;
+    if (W.store->ops->append(W.store, &row) != 0)
+        goto out;
     if (W.mirror) {
         /* The mirror carries the whole record, hash included, one line each. */
-        json_object_set_new(rec, "hash", json_string(hash));
+        gw_buf_reset(&v);
         size_t mark = W.mirror_buf.len;
-        if (audit_canon_append(&W.mirror_buf, rec) != 0 ||
+        if (audit_canon_string(&v, hash, 64) != 0 ||
+            audit_members_add_raw(&W.chain, "hash", v.data, v.len) != 0)
+            goto out;
+        audit_members_sort(&W.chain);
+        if (audit_members_write(&W.mirror_buf, &it->body, &W.chain) != 0 ||
             gw_buf_append(&W.mirror_buf, "\n", 1) != 0)
             W.mirror_buf.len = mark;
     }
     W.seq = seq;
     memcpy(W.prev, hash, sizeof W.prev);
     W.file_records++;
-    return 0;
+    rc = 0;
+out:
+    gw_buf_free(&v);
+    return rc;
+}
+
+/* Appends a record built on the writer thread (checkpoint, start, rotation). */
+static int append_record(json_t *rec)
+{
+    struct audit_item *it = item_prepare(rec);
+    int rc = it ? append_item(it) : -1;
+    item_free(it);
+    return rc;
 }
 
 static int append_checkpoint(int closing)
@@ -196,7 +286,7 @@ static int rotate_if_due(void);
  * Writes one batch in one transaction (group commit), with any checkpoint that falls due.
  * Returns 0, or -1 after marking the writer failed.
  */
-static int write_batch(json_t **batch, size_t n, int closing)
+static int write_batch(struct audit_item **batch, size_t n, int closing)
 {
     uint64_t seq0 = W.seq, since0 = W.since_checkpoint, files0 = W.file_records;
     int64_t time0 = W.last_time;
@@ -205,7 +295,7 @@ static int write_batch(json_t **batch, size_t n, int closing)
     if (W.store->ops->begin(W.store) != 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
-        if (append_record(batch[i]) != 0)
+        if (append_item(batch[i]) != 0)
             goto fail_tx;
         W.since_checkpoint++;
         if (W.ac.checkpoint_every && W.since_checkpoint >= W.ac.checkpoint_every &&
@@ -241,10 +331,10 @@ fail:
 
 static void *writer_main(void *arg)
 {
-    json_t **batch = malloc(WRITER_BATCH * sizeof *batch);
+    struct audit_item **batch = malloc(WRITER_BATCH * sizeof *batch);
     for (;;) {
         pthread_mutex_lock(&W.mu);
-        while (!W.stopping && W.count == 0) {
+        while (!W.stopping && (W.count == 0 || W.hold)) {
             if (W.since_checkpoint && !W.failed) {
                 uint64_t due = W.last_checkpoint_mono + interval_ns();
                 uint64_t now = gw_mono_ns();
@@ -262,7 +352,7 @@ static void *writer_main(void *arg)
             }
         }
         size_t n = 0;
-        while (batch && W.count && n < WRITER_BATCH) {
+        while (batch && W.count && n < WRITER_BATCH && (!W.hold || W.stopping)) {
             batch[n++] = W.ring[W.head];
             W.head = (W.head + 1) % W.cap;
             W.count--;
@@ -275,11 +365,12 @@ static void *writer_main(void *arg)
         if (!failed && (n || W.since_checkpoint || stopping))
             ok = write_batch(batch, n, stopping) == 0;
         for (size_t i = 0; i < n; i++)
-            json_decref(batch[i]);
+            item_free(batch[i]);
         pthread_mutex_lock(&W.mu);
-        if (ok)
+        if (ok) {
             W.stats.committed += n;
-        else if (failed)
+            W.stats.batches++;
+        } else if (failed)
             W.stats.lost += n;
         pthread_cond_broadcast(&W.done);
         pthread_mutex_unlock(&W.mu);
@@ -289,6 +380,14 @@ static void *writer_main(void *arg)
             break;
     }
     free(batch);
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+        pthread_mutex_lock(&W.mu);
+        W.stats.writer_cpu_ns =
+            ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
+            ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
+        pthread_mutex_unlock(&W.mu);
+    }
     return NULL;
 }
 
@@ -297,6 +396,11 @@ int audit_submit(json_t *rec)
     int rc = 0;
     if (!rec)
         return -ENOMEM;
+    /* Canonicalization happens here, on the caller's thread, outside the lock. */
+    struct audit_item *it = item_prepare(rec);
+    json_decref(rec);
+    if (!it)
+        return -EINVAL;
     pthread_mutex_lock(&W.mu);
     if (!W.running || W.stopping)
         rc = -ENOTCONN;
@@ -305,7 +409,7 @@ int audit_submit(json_t *rec)
     else if (W.count >= W.cap)
         rc = -EAGAIN;
     if (rc == 0) {
-        W.ring[(W.head + W.count) % W.cap] = rec;
+        W.ring[(W.head + W.count) % W.cap] = it;
         W.count++;
         W.stats.submitted++;
         if (W.count == 1)
@@ -315,7 +419,7 @@ int audit_submit(json_t *rec)
     }
     pthread_mutex_unlock(&W.mu);
     if (rc != 0)
-        json_decref(rec);
+        item_free(it);
     return rc;
 }
 
@@ -333,7 +437,15 @@ int audit_flush(void)
 void audit_writer_stats(struct audit_writer_stats *out)
 {
     pthread_mutex_lock(&W.mu);
-    *out = W.stats;
+    *out = W.running ? W.stats : W.last_stats;
+    pthread_mutex_unlock(&W.mu);
+}
+
+void audit_writer_hold(int on)
+{
+    pthread_mutex_lock(&W.mu);
+    W.hold = on;
+    pthread_cond_broadcast(&W.work);
     pthread_mutex_unlock(&W.mu);
 }
 
@@ -443,6 +555,7 @@ static void close_all(void)
         fflush(W.mirror);
     W.mirror = NULL;
     gw_buf_free(&W.canon);
+    audit_members_free(&W.chain);
     gw_buf_free(&W.mirror_buf);
     free(W.ring);
     W.ring = NULL;
@@ -617,7 +730,7 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         return -EALREADY;
     }
     memset(&W.stats, 0, sizeof W.stats);
-    W.failed = W.stopping = W.inject_failure = 0;
+    W.failed = W.stopping = W.inject_failure = W.hold = 0;
     W.since_checkpoint = W.file_records = 0;
     W.last_time = 0;
     if (copy_config(&W.ac, ac) != 0) {
@@ -702,9 +815,10 @@ void audit_stop(void)
     pthread_mutex_unlock(&W.mu);
     pthread_join(W.thread, NULL);
     pthread_mutex_lock(&W.mu);
+    W.last_stats = W.stats;
     /* Anything left (only when the store had failed) is dropped and counted. */
     while (W.count) {
-        json_decref(W.ring[W.head]);
+        item_free(W.ring[W.head]);
         W.head = (W.head + 1) % W.cap;
         W.count--;
         W.stats.lost++;
