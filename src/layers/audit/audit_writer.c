@@ -144,12 +144,12 @@ static int64_t next_time(void)
  * Adds the chain fields to a prepared record, hashes it and appends it to the store (inside
  * the open transaction). On success the chain head advances; the caller rolls back on failure.
  */
-static int append_item(const struct audit_item *it)
+static int append_item(const struct audit_item *it, int64_t at)
 {
     char tns[24], t3339[48], seqs[24], hash[65];
     struct gw_buf v = {0};
     int rc = -1;
-    int64_t now = next_time();
+    int64_t now = at ? at : next_time();
     uint64_t seq = W.seq + 1;
     snprintf(tns, sizeof tns, "\"%lld\"", (long long)now);
     t3339[0] = '"';
@@ -211,10 +211,10 @@ out:
 }
 
 /* Appends a record built on the writer thread (checkpoint, start, rotation). */
-static int append_record(json_t *rec)
+static int append_record(json_t *rec, int64_t at)
 {
     struct audit_item *it = item_prepare(rec);
-    int rc = it ? append_item(it) : -1;
+    int rc = it ? append_item(it, at) : -1;
     item_free(it);
     return rc;
 }
@@ -237,7 +237,7 @@ static int append_checkpoint(int closing)
         goto out;
     if (closing)
         json_object_set_new(rec, "closing", json_true());
-    rc = append_record(rec);
+    rc = append_record(rec, now);
     json_decref(rec);
     if (rc == 0) {
         W.since_checkpoint = 0;
@@ -295,7 +295,7 @@ static int write_batch(struct audit_item **batch, size_t n, int closing)
     if (W.store->ops->begin(W.store) != 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
-        if (append_item(batch[i]) != 0)
+        if (append_item(batch[i], 0) != 0)
             goto fail_tx;
         W.since_checkpoint++;
         if (W.ac.checkpoint_every && W.since_checkpoint >= W.ac.checkpoint_every &&
@@ -665,7 +665,7 @@ static int rotate_if_due(void)
     json_t *rec = json_pack("{s:s, s:s}", "kind", "rotation", "previous_file", rotated);
     if (!rec)
         return -1;
-    int rc = W.store->ops->begin(W.store) == 0 && append_record(rec) == 0 &&
+    int rc = W.store->ops->begin(W.store) == 0 && append_record(rec, 0) == 0 &&
                      W.store->ops->commit(W.store) == 0
                  ? 0
                  : -1;
@@ -772,7 +772,7 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         json_object_set_new(start, "config_sha256", json_string(W.config_hash));
     if (strcmp(previous, "rotated") == 0)
         json_object_set_new(start, "kind", json_string("rotation"));
-    int ok = W.store->ops->begin(W.store) == 0 && append_record(start) == 0 &&
+    int ok = W.store->ops->begin(W.store) == 0 && append_record(start, 0) == 0 &&
              W.store->ops->commit(W.store) == 0;
     json_decref(start);
     if (ok)
