@@ -1,7 +1,7 @@
 /*
  * `toolgate audit ...`: answers from the audit store.
  *
- *   verify STORE [STORE...] --pubkey F [--live]
+ *   verify STORE [STORE...] --pubkey F [--live] [--instance I]
  *   query  STORE [--user U] [--tenant T] [--tool GLOB] [--decision D] [--since T]
  *                [--until T] [--instance I] [--limit N] [--format table|json|csv]
  *   stats  STORE [--since T] [--until T] [--format table|json]
@@ -36,7 +36,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: toolgate audit <command> STORE [options]\n"
-            "  verify STORE [STORE...] --pubkey FILE [--live]\n"
+            "  verify STORE [STORE...] --pubkey FILE [--live] [--instance I]\n"
             "      check hashes, seq, signatures, time order; files of a rotated chain in order\n"
             "  query STORE [--user U] [--tenant T] [--tool GLOB] [--decision allow|deny|error]\n"
             "              [--since 30d|RFC3339] [--until ...] [--instance I] [--limit N]\n"
@@ -184,6 +184,7 @@ static int cmd_verify(const struct cli_opts *o)
     struct audit_verifier v;
     if (audit_verifier_init(&v, pub, o->live) != 0)
         goto out;
+    v.instance = o->instance;
     for (size_t i = 0; i < o->n_stores; i++) {
         struct audit_store *st = open_store(o->stores[i]);
         if (!st)

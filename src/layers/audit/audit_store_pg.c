@@ -28,6 +28,9 @@ static const char pg_schema[] =
     "CREATE INDEX IF NOT EXISTS audit_by_request ON audit_records (request_id);"
     "COMMIT;";
 
+/* Server notices ("relation already exists, skipping") are not errors; keep them quiet. */
+static void pg_quiet(void *arg, const char *message) {}
+
 static int pg_fail(struct pg_store *s, const char *what, PGresult *res)
 {
     const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn);
@@ -203,6 +206,7 @@ struct audit_store *audit_pg_open(const char *conninfo, int create, char *err, s
         pg_fail(s, "connect", NULL);
         goto fail;
     }
+    PQsetNoticeProcessor(s->conn, pg_quiet, NULL);
     if (pg_cmd(s, "SET synchronous_commit = on"))
         goto fail;
     if (create && pg_cmd(s, pg_schema))

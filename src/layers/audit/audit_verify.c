@@ -217,7 +217,8 @@ int audit_verifier_feed(struct audit_verifier *v, struct audit_store *st)
 {
     if (v->bad)
         return 1;
-    int rc = st->ops->scan(st, NULL, verify_row, v);
+    struct audit_filter f = {.instance = v->instance};
+    int rc = st->ops->scan(st, &f, verify_row, v);
     if (rc < 0)
         return -1;
     return v->bad ? 1 : 0;

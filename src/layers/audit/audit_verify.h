@@ -34,6 +34,7 @@ struct audit_verifier {
     EVP_PKEY *pub; /* borrowed */
     char key_id[65];
     int live;
+    const char *instance; /* verify only this instance's chain; NULL: every instance */
     /* Results. */
     int bad; /* 1 once a problem was found */
     char bad_instance[136];
