@@ -11,9 +11,12 @@
 #include "layers/layer.h"
 
 #include "core/log.h"
+#include "core/timeutil.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
