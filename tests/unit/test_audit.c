@@ -208,6 +208,35 @@ static void test_checkpoint_interval_and_restart(void **state)
     assert_true(audit_writer_start(f->ac, NULL) < 0);
 }
 
+/* A crash (the closing checkpoint never written) is recovered and reported, not hidden. */
+static void test_unclean_restart(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(audit_writer_start(f->ac, NULL), 0);
+    for (int i = 0; i < 70; i++)
+        assert_int_equal(audit_submit(simple_record("a", "t", "allow", i)), 0);
+    audit_stop();
+    /* As if the process died after its last commit: no closing checkpoint, unsigned tail. */
+    exec_sql(f->db, "DELETE FROM audit_records WHERE seq >= (SELECT max(seq) FROM audit_records)");
+    char problem[512];
+    assert_int_equal(verify_one(f, f->db, 0, problem, sizeof problem), 1);
+    assert_int_equal(audit_writer_start(f->ac, NULL), 0);
+    assert_int_equal(audit_submit(simple_record("a", "t", "allow", 99)), 0);
+    audit_stop();
+    assert_int_equal(count_rows(f->db, "WHERE kind = 'start' AND record LIKE "
+                                       "'%\"previous_shutdown\":\"unclean\"%'"),
+                     1);
+    /* The next checkpoints cover the old tail: intact, with a warning naming the restart. */
+    char store[192];
+    snprintf(store, sizeof store, "sqlite:%s", f->db);
+    char *argv[] = {"audit", "verify", store, "--pubkey", f->pub};
+    int rc;
+    char *out = capture_stdout(audit_cli_main, 5, argv, &rc);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "unclean stop"));
+    free(out);
+}
+
 static void test_mirror_jsonl(void **state)
 {
     struct fixture *f = *state;
@@ -909,6 +938,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writer_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_interval_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unclean_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror_jsonl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layer_records, setup, teardown),
         cmocka_unit_test(test_record_deny_and_hash_mode),

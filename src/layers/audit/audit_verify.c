@@ -203,6 +203,13 @@ static int verify_row(const struct audit_row *r, void *arg)
     snprintf(x->last_kind, sizeof x->last_kind, "%s", kind);
     x->closing = is_checkpoint && json_is_true(json_object_get(rec, "closing"));
     x->records++;
+    if (strcmp(kind, "start") == 0) {
+        const char *prev_state = json_string_value(json_object_get(rec, "previous_shutdown"));
+        if (prev_state && strcmp(prev_state, "unclean") == 0) {
+            x->unclean_starts++;
+            x->last_unclean_seq = r->seq;
+        }
+    }
     if (is_checkpoint) {
         x->checkpoints++;
         x->last_checkpoint_seq = r->seq;
@@ -268,6 +275,11 @@ void audit_verifier_report(const struct audit_verifier *v, FILE *out)
         if (x->seq != x->last_checkpoint_seq)
             fprintf(out, ", %llu unsigned records after the last checkpoint",
                     (unsigned long long)(x->seq - x->last_checkpoint_seq));
+        if (x->unclean_starts)
+            fprintf(out,
+                    "; warning: %llu restart(s) after an unclean stop (last at seq %llu): records "
+                    "written just before each were not yet signed when it stopped",
+                    (unsigned long long)x->unclean_starts, (unsigned long long)x->last_unclean_seq);
         fputc('\n', out);
     }
 }

@@ -28,6 +28,8 @@ struct audit_verify_instance {
     int closing;
     uint64_t last_checkpoint_seq;
     uint64_t records, checkpoints;
+    uint64_t unclean_starts; /* start records after a crash: the tail before was unsigned */
+    uint64_t last_unclean_seq;
 };
 
 struct audit_verifier {
