@@ -66,8 +66,10 @@ void audit_stop(void);
 /*
  * Queues one record (steals the reference; the caller must not touch rec afterwards). The
  * writer adds kind-independent chain fields (seq, time, prev_hash, hash, instance).
- * Returns 0; -EAGAIN when the queue is full; -EIO when the store has failed; -ENOTCONN when
- * no writer runs. Callable from any thread; never blocks on disk.
+ * The record is canonicalized here, on the caller's thread. Returns 0; -EAGAIN when the queue
+ * is full; -EIO when the store has failed; -ENOTCONN when no writer runs; -EINVAL when the
+ * record has no "kind" or cannot be canonicalized. Callable from any thread; never blocks on
+ * disk.
  */
 int audit_submit(json_t *rec);
 
