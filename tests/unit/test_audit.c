@@ -423,6 +423,21 @@ static void test_record_deny_and_hash_mode(void **state)
     assert_null(json_object_get(rec, "arguments"));
     assert_null(json_object_get(rec, "arguments_sha256"));
     json_decref(rec);
+    /* Arguments too large to copy redacted: recorded as too large, with their hash. */
+    json_t *big = json_array();
+    for (int i = 0; i < 20000; i++)
+        json_array_append_new(big, json_integer(i));
+    json_t *saved = req->rpc.msgs[0].arguments;
+    req->rpc.msgs[0].arguments = big;
+    ac.arguments = AUDIT_ARGS_REDACTED;
+    rec = audit_record_decision(req, &ac);
+    assert_null(json_object_get(rec, "arguments"));
+    assert_non_null(json_object_get(rec, "arguments_error"));
+    assert_int_equal(strlen(json_string_value(json_object_get(rec, "arguments_sha256"))), 64);
+    json_decref(rec);
+    json_decref(big);
+    req->rpc.msgs[0].arguments = saved;
+    ac.arguments = AUDIT_ARGS_NONE;
     /* An internal failure is an "error", not a "deny". */
     gw_decision_deny(&req->decision[GW_STAGE_POLICY], 500, -32603, "internal.layer_error", "x");
     assert_string_equal(audit_decision_name(req), "error");

@@ -65,10 +65,17 @@ static int is_placeholder(const char *s, size_t len)
     return 1;
 }
 
-static json_t *redact_copy(const json_t *v, int depth)
+/*
+ * Arguments beyond this many values plus key bytes are not copied into the record (the body
+ * limit allows a megabyte; the audit queue holds tens of thousands of records).
+ */
+#define REDACT_BUDGET 16384
+
+static json_t *redact_copy(const json_t *v, int depth, size_t *budget)
 {
-    if (depth > AUDIT_CANON_MAX_DEPTH)
+    if (depth > AUDIT_CANON_MAX_DEPTH || *budget == 0)
         return NULL;
+    (*budget)--;
     switch (json_typeof(v)) {
     case JSON_STRING:
         if (is_placeholder(json_string_value(v), json_string_length(v)))
@@ -80,7 +87,7 @@ static json_t *redact_copy(const json_t *v, int depth)
         const json_t *item;
         json_array_foreach(v, i, item)
         {
-            if (!a || json_array_append_new(a, redact_copy(item, depth + 1)) != 0) {
+            if (!a || json_array_append_new(a, redact_copy(item, depth + 1, budget)) != 0) {
                 json_decref(a);
                 return NULL;
             }
@@ -94,7 +101,9 @@ static json_t *redact_copy(const json_t *v, int depth)
         json_t *item;
         json_object_keylen_foreach((json_t *)v, key, key_len, item)
         {
-            if (!o || json_object_setn_new(o, key, key_len, redact_copy(item, depth + 1)) != 0) {
+            *budget = key_len >= *budget ? 0 : *budget - key_len;
+            if (!o ||
+                json_object_setn_new(o, key, key_len, redact_copy(item, depth + 1, budget)) != 0) {
                 json_decref(o);
                 return NULL;
             }
@@ -108,7 +117,8 @@ static json_t *redact_copy(const json_t *v, int depth)
 
 json_t *audit_redact_copy(const json_t *v)
 {
-    return v ? redact_copy(v, 0) : NULL;
+    size_t budget = REDACT_BUDGET;
+    return v ? redact_copy(v, 0, &budget) : NULL;
 }
 
 /* Adds the arguments of one message to obj as `audit.arguments` says. */
@@ -130,9 +140,18 @@ static int add_arguments(json_t *obj, const struct mcp_message *m, const struct 
         return rc;
     }
     json_t *r = audit_redact_copy(m->arguments);
-    if (!r)
-        return set_str(obj, "arguments_error", "too deep");
-    return json_object_set_new(obj, "arguments", r);
+    if (r)
+        return json_object_set_new(obj, "arguments", r);
+    /* Too large or too deep to copy: record that, and a hash to match it against. */
+    struct gw_buf b = {0};
+    char hex[65];
+    int rc = set_str(obj, "arguments_error", "too large to record redacted");
+    if (rc == 0 && audit_canon_append(&b, m->arguments) == 0) {
+        audit_sha256_hex(b.data, b.len, hex);
+        rc = set_str(obj, "arguments_sha256", hex);
+    }
+    gw_buf_free(&b);
+    return rc;
 }
 
 static int part_request(json_t *rec, const struct gw_request *req, const struct audit_config *ac)

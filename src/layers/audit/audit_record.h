@@ -37,7 +37,8 @@ const char *audit_stage_name(enum gw_stage s);
 
 /*
  * Copy of a JSON value with every string replaced by "[REDACTED]", keeping strings that are
- * already a redaction placeholder ("[REDACTED]" or "[REDACTED:type]"). NULL on OOM/depth.
+ * already a redaction placeholder ("[REDACTED]" or "[REDACTED:type]"). NULL on OOM, beyond
+ * the canonical depth bound, or past 16384 values plus key bytes (too large to record).
  */
 json_t *audit_redact_copy(const json_t *v);
 

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #define WRITER_BATCH 4096
+/* Bytes of prepared records queued at most, whatever `audit.queue` allows in records. */
+#define WRITER_QUEUE_MAX_BYTES (256ull << 20)
 
 /*
  * A record prepared on the submitting thread: its members already canonical and sorted, and
@@ -92,6 +94,7 @@ struct writer {
     pthread_cond_t done; /* a batch committed */
     struct audit_item **ring;
     size_t cap, head, count;
+    uint64_t queued_bytes;
     int running, stopping, failed, inject_failure, hold;
     struct audit_writer_stats stats;
     struct audit_writer_stats last_stats; /* of the last run, after audit_stop */
@@ -353,7 +356,9 @@ static void *writer_main(void *arg)
         }
         size_t n = 0;
         while (batch && W.count && n < WRITER_BATCH && (!W.hold || W.stopping)) {
-            batch[n++] = W.ring[W.head];
+            batch[n] = W.ring[W.head];
+            W.queued_bytes -= batch[n]->body.text.len;
+            n++;
             W.head = (W.head + 1) % W.cap;
             W.count--;
         }
@@ -406,11 +411,12 @@ int audit_submit(json_t *rec)
         rc = -ENOTCONN;
     else if (W.failed)
         rc = -EIO;
-    else if (W.count >= W.cap)
+    else if (W.count >= W.cap || W.queued_bytes + it->body.text.len > WRITER_QUEUE_MAX_BYTES)
         rc = -EAGAIN;
     if (rc == 0) {
         W.ring[(W.head + W.count) % W.cap] = it;
         W.count++;
+        W.queued_bytes += it->body.text.len;
         W.stats.submitted++;
         if (W.count == 1)
             pthread_cond_signal(&W.work);
@@ -740,6 +746,7 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
     W.config_hash = config_hash ? strdup(config_hash) : NULL;
     W.cap = ac->queue ? ac->queue : 65536;
     W.head = W.count = 0;
+    W.queued_bytes = 0;
     W.ring = calloc(W.cap, sizeof *W.ring);
     if (!W.ring) {
         rc = -ENOMEM;
@@ -818,6 +825,7 @@ void audit_stop(void)
     W.last_stats = W.stats;
     /* Anything left (only when the store had failed) is dropped and counted. */
     while (W.count) {
+        W.queued_bytes -= W.ring[W.head]->body.text.len;
         item_free(W.ring[W.head]);
         W.head = (W.head + 1) % W.cap;
         W.count--;
