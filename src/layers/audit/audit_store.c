@@ -154,25 +154,36 @@ static int sq_scan(struct audit_store *st, const struct audit_filter *f, audit_r
     struct sqlite_store *s = (struct sqlite_store *)st;
     sqlite3_stmt *q = NULL;
     int ret = -1;
-    /* Each filter is either unset (NULL/0) or compared: one fixed statement serves all. */
-    const char *sql =
-        "SELECT instance, seq, time_ns, kind, request_id, subject, tenant, tool, decision,"
-        " layer, record, hash FROM audit_records WHERE"
-        " (?1 IS NULL OR instance = ?1) AND (?2 IS NULL OR kind = ?2) AND"
-        " (?3 IS NULL OR subject = ?3) AND (?4 IS NULL OR tenant = ?4) AND"
-        " (?5 IS NULL OR decision = ?5) AND (?6 = 0 OR time_ns >= ?6) AND"
-        " (?7 = 0 OR time_ns < ?7) ORDER BY instance, seq";
+    /*
+     * Only the filters given become conditions, so SQLite can use the index that fits (a
+     * fixed "(? IS NULL OR col = ?)" statement would defeat the planner).
+     */
+    char sql[1024] = "SELECT instance, seq, time_ns, kind, request_id, subject, tenant, tool,"
+                     " decision, layer, record, hash FROM audit_records WHERE 1";
+    static const char *const conds[] = {" AND instance = ?", " AND kind = ?", " AND subject = ?",
+                                        " AND tenant = ?", " AND decision = ?"};
+    const char *vals[5] = {f ? f->instance : NULL, f ? f->kind : NULL, f ? f->subject : NULL,
+                           f ? f->tenant : NULL, f ? f->decision : NULL};
+    for (int i = 0; i < 5; i++)
+        if (vals[i])
+            strcat(sql, conds[i]);
+    if (f && f->since_ns)
+        strcat(sql, " AND time_ns >= ?");
+    if (f && f->until_ns)
+        strcat(sql, " AND time_ns < ?");
+    strcat(sql, " ORDER BY instance, seq");
     if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
         sq_fail(s, "scan");
         goto out;
     }
-    bind_text(q, 1, f ? f->instance : NULL);
-    bind_text(q, 2, f ? f->kind : NULL);
-    bind_text(q, 3, f ? f->subject : NULL);
-    bind_text(q, 4, f ? f->tenant : NULL);
-    bind_text(q, 5, f ? f->decision : NULL);
-    sqlite3_bind_int64(q, 6, f ? f->since_ns : 0);
-    sqlite3_bind_int64(q, 7, f ? f->until_ns : 0);
+    int n = 1;
+    for (int i = 0; i < 5; i++)
+        if (vals[i])
+            sqlite3_bind_text(q, n++, vals[i], -1, SQLITE_STATIC);
+    if (f && f->since_ns)
+        sqlite3_bind_int64(q, n++, f->since_ns);
+    if (f && f->until_ns)
+        sqlite3_bind_int64(q, n++, f->until_ns);
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         struct audit_row r = {
