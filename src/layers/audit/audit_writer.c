@@ -752,14 +752,15 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         rc = -ENOMEM;
         goto fail;
     }
-    if (load_key() != 0)
-        goto fail;
+    /* The store first: a start that cannot reach it leaves no generated key behind. */
     W.store = audit_store_open(W.ac.store, 1, err, sizeof err);
     if (!W.store) {
         gw_log_error("audit_start", "%s", err);
         rc = -EIO;
         goto fail;
     }
+    if (load_key() != 0)
+        goto fail;
     const char *previous = recover_head();
     if (!previous) {
         gw_log_error("audit_start", "%s", W.store->err);
