@@ -15,6 +15,7 @@
 
 struct identity_config; /* layers/identity/identity.h */
 struct policy_config;   /* layers/policy/policy.h */
+struct audit_config;    /* layers/audit/audit.h */
 
 struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
@@ -75,7 +76,8 @@ struct gw_config {
     size_t n_routes;
     /* Layer sections are added here by the issues that build each layer. */
     struct identity_config *identity; /* NULL: no identity section (deny everything) */
-    struct policy_config *policy; /* NULL when the file has no `policy` section: deny all */
+    struct policy_config *policy;     /* NULL when the file has no `policy` section: deny all */
+    struct audit_config *audit;       /* `audit:` (audit_config_parse); never NULL once loaded */
 };
 
 /*

@@ -1,10 +1,147 @@
 /*
- * audit layer: pipeline slot. Until the audit issue fills it, the slot passes every request
- * through unchanged; the slot exists so the pipeline order is fixed in one place.
+ * audit layer: the pipeline slot. check() queues the decision record before the request may
+ * be forwarded, and denies with 503 (audit.unavailable) when it cannot: nothing leaves
+ * unaudited. on_response hashes what goes back to the client; on_complete queues the
+ * completion record, linked to the decision record by request id.
  */
+#include "layers/audit/audit.h"
+#include "layers/audit/audit_canon.h"
+#include "layers/audit/audit_record.h"
+#include "layers/audit/audit_writer.h"
 #include "layers/layer.h"
+
+#include "core/log.h"
+#include "core/timeutil.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct audit_config default_record_config = {.arguments = AUDIT_ARGS_REDACTED};
+
+static const struct audit_config *record_config(const struct gw_request *req)
+{
+    if (req->cfg && req->cfg->audit)
+        return req->cfg->audit;
+    return &default_record_config;
+}
+
+static void state_free(void *p)
+{
+    struct audit_req_state *st = p;
+    if (!st)
+        return;
+    EVP_MD_CTX_free(st->result_md);
+    free(st);
+}
+
+static struct audit_req_state *state_of(struct gw_request *req)
+{
+    if (!req->layer_state[GW_STAGE_AUDIT]) {
+        req->layer_state[GW_STAGE_AUDIT] = calloc(1, sizeof(struct audit_req_state));
+        req->layer_state_free[GW_STAGE_AUDIT] = state_free;
+    }
+    return req->layer_state[GW_STAGE_AUDIT];
+}
+
+static int unavailable(struct gw_decision *out, int why)
+{
+    gw_log(GW_LOG_ERROR, "audit_unavailable", NULL, NULL,
+           "request refused: its audit record could not be queued (%s)",
+           why == -EAGAIN ? "queue full"
+           : why == -EIO  ? "store failed"
+                          : "writer not running");
+    return gw_decision_deny(out, 503, JSONRPC_INTERNAL_ERROR, "audit.unavailable",
+                            "The gateway cannot record this call right now; try again later.");
+}
+
+static int audit_check(struct gw_request *req, struct gw_decision *out)
+{
+    struct audit_req_state *st = state_of(req);
+    if (!st)
+        return unavailable(out, -ENOMEM);
+    json_t *rec = audit_record_decision(req, record_config(req));
+    if (!rec)
+        return unavailable(out, -ENOMEM);
+    int rc = audit_submit(rec);
+    if (rc != 0)
+        return unavailable(out, rc);
+    st->decision_queued = 1;
+    return GW_PASS;
+}
+
+static int audit_on_response(struct gw_request *req, json_t *msg, int *modified,
+                             struct gw_decision *out)
+{
+    struct audit_req_state *st = state_of(req);
+    if (!st || !msg)
+        return GW_PASS;
+    if (!st->result_md) {
+        st->result_md = EVP_MD_CTX_new();
+        if (!st->result_md || EVP_DigestInit_ex(st->result_md, EVP_sha256(), NULL) != 1) {
+            EVP_MD_CTX_free(st->result_md);
+            st->result_md = NULL;
+            return GW_PASS;
+        }
+    }
+    /* Audit runs last on the response path: this is what the client receives. */
+    struct gw_buf b = {0};
+    if (audit_canon_append(&b, msg) == 0) {
+        EVP_DigestUpdate(st->result_md, b.data, b.len);
+        st->messages++;
+    }
+    gw_buf_free(&b);
+    return GW_PASS;
+}
+
+static void audit_on_complete(struct gw_request *req)
+{
+    struct audit_req_state *st = req->layer_state[GW_STAGE_AUDIT];
+    if (!st || !st->decision_queued)
+        return;
+    char hex[65], *result = NULL;
+    if (st->result_md && st->messages) {
+        unsigned char md[32];
+        unsigned int len = 0;
+        if (EVP_DigestFinal_ex(st->result_md, md, &len) == 1 && len == 32) {
+            for (int i = 0; i < 32; i++) {
+                hex[2 * i] = "0123456789abcdef"[md[i] >> 4];
+                hex[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+            }
+            hex[64] = '\0';
+            result = hex;
+        }
+    }
+    json_t *rec = audit_record_completion(req, record_config(req), result);
+    int rc = rec ? audit_submit(rec) : -ENOMEM;
+    if (rc != 0)
+        gw_log(GW_LOG_ERROR, "audit_completion_lost", req->id, NULL,
+               "the completion record of this request could not be queued");
+    st->decision_queued = 0;
+}
 
 const struct gw_layer_ops audit_layer = {
     .name = "audit",
-    .check = NULL,
+    .check = audit_check,
+    .on_response = audit_on_response,
+    .on_complete = audit_on_complete,
 };
+
+int audit_start(const struct gw_config *cfg)
+{
+    struct audit_config defaults;
+    const struct audit_config *ac = cfg ? cfg->audit : NULL;
+    int rc;
+    if (!ac) {
+        if (audit_config_defaults(&defaults) != 0)
+            return -ENOMEM;
+        rc = audit_writer_start(&defaults, cfg ? cfg->config_hash : NULL);
+        free(defaults.store);
+        free(defaults.instance_id);
+        return rc;
+    }
+    return audit_writer_start(ac, cfg->config_hash[0] ? cfg->config_hash : NULL);
+}

@@ -1,0 +1,84 @@
+/*
+ * audit: the tamper-evident record of every call that reached a route.
+ *
+ * Each request leaves two records linked by request id: a decision record queued by the
+ * audit stage's check() before anything is forwarded, and a completion record queued by
+ * on_complete when the response has ended. A dedicated writer thread gives each record the
+ * next sequence number of this instance's chain, hashes it onto the chain
+ * (hash = SHA-256(prev_hash || canonical JSON without "hash")), appends it to the store with
+ * group commit, and every `checkpoint.every` records or `checkpoint.interval` signs the chain
+ * head with Ed25519. See docs/audit.md.
+ *
+ * The writer is one per process (audit_start / audit_stop); the event loop only ever takes
+ * a mutex for a queue push and never waits on disk.
+ */
+#ifndef AUDIT_H
+#define AUDIT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/cfg.h"
+
+struct gw_config;
+
+enum audit_args_mode {
+    AUDIT_ARGS_NONE = 0, /* arguments are not recorded */
+    AUDIT_ARGS_HASH,     /* SHA-256 of the canonical JSON of the arguments */
+    AUDIT_ARGS_REDACTED, /* structure kept, every string value replaced (the default) */
+};
+
+struct audit_config {
+    char *store;                     /* "sqlite:PATH" or "postgres://..." */
+    char *mirror;                    /* NULL, "stdout" or "jsonl:PATH" */
+    char *signing_key;               /* Ed25519 PEM; NULL: generated next to the store */
+    char *instance_id;               /* default: the host name */
+    uint64_t checkpoint_every;       /* records between signed checkpoints (1000) */
+    uint64_t checkpoint_interval_ms; /* time between checkpoints while records flow (1s) */
+    enum audit_args_mode arguments;
+    uint64_t queue;              /* records queued for the writer at most (65536) */
+    uint64_t rotate_max_records; /* SQLite: start a new file after this many; 0 = never */
+    uint64_t rotate_max_bytes;   /* SQLite: start a new file past this size; 0 = never */
+    uint64_t retention_ms;       /* delete rotated files older than this; 0 = keep all */
+};
+
+/* Fills a config with the defaults (instance id from the host name). Returns 0 or -1. */
+int audit_config_defaults(struct audit_config *ac);
+
+/*
+ * Parses the `audit:` section (section may be NULL: defaults). On success *out is a new
+ * config (free with audit_config_free) and 0 is returned; on error err says where and -1.
+ */
+int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section,
+                       struct audit_config **out, struct cfg_error *err);
+void audit_config_free(struct audit_config *ac);
+
+/*
+ * Starts the writer for cfg->audit (defaults when NULL): opens the store, recovers the
+ * chain head, loads or creates the signing key, appends a start record. Returns 0, or a
+ * negative errno-style code after logging what failed. One writer per process.
+ */
+int audit_start(const struct gw_config *cfg);
+/* Flushes every queued record, writes a closing checkpoint, stops the writer. Idempotent. */
+void audit_stop(void);
+
+/*
+ * Queues one record (steals the reference; the caller must not touch rec afterwards). The
+ * writer adds kind-independent chain fields (seq, time, prev_hash, hash, instance).
+ * The record is canonicalized here, on the caller's thread. Returns 0; -EAGAIN when the queue
+ * is full; -EIO when the store has failed; -ENOTCONN when no writer runs; -EINVAL when the
+ * record has no "kind" or cannot be canonicalized. Callable from any thread; never blocks on
+ * disk.
+ */
+int audit_submit(json_t *rec);
+
+/* Blocks until every record queued so far is committed (tests, benchmarks, shutdown). */
+int audit_flush(void);
+
+/* `toolgate audit ...`: verify, query, stats, export (argv[0] = "audit"). */
+int audit_cli_main(int argc, char **argv);
+/* `toolgate bench audit`: sustained records/s into SQLite with checkpoints; one line out. */
+int audit_bench_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,417 @@
+#include "layers/audit/audit_canon.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int audit_canon_number(double d, char *out, size_t outlen)
+{
+    if (isnan(d) || isinf(d) || outlen < 32)
+        return -1;
+    if (d == 0) {
+        /* -0 prints as 0 in ECMAScript. */
+        out[0] = '0';
+        out[1] = '\0';
+        return 1;
+    }
+    size_t o = 0;
+    if (d < 0) {
+        out[o++] = '-';
+        d = -d;
+    }
+    /*
+     * Shortest digit string that parses back to the same double. printf's %e rounds
+     * correctly, so the first precision that round-trips also gives the digits nearest the
+     * value, which is what ECMAScript asks for when several shortest strings exist.
+     */
+    char tmp[40];
+    int prec;
+    for (prec = 0; prec < 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec, d);
+        if (strtod(tmp, NULL) == d)
+            break;
+    }
+    if (prec == 17)
+        snprintf(tmp, sizeof tmp, "%.*e", 16, d);
+    char digits[20];
+    int k = 0;
+    const char *p = tmp;
+    for (; *p && *p != 'e'; p++)
+        if (*p >= '0' && *p <= '9')
+            digits[k++] = *p;
+    int exp10 = atoi(p + 1);
+    while (k > 1 && digits[k - 1] == '0')
+        k--;
+    int n = exp10 + 1; /* value = 0.digits * 10^n */
+    if (k <= n && n <= 21) {
+        memcpy(out + o, digits, (size_t)k);
+        o += (size_t)k;
+        for (int i = 0; i < n - k; i++)
+            out[o++] = '0';
+    } else if (0 < n && n <= 21) {
+        memcpy(out + o, digits, (size_t)n);
+        o += (size_t)n;
+        out[o++] = '.';
+        memcpy(out + o, digits + n, (size_t)(k - n));
+        o += (size_t)(k - n);
+    } else if (-6 < n && n <= 0) {
+        out[o++] = '0';
+        out[o++] = '.';
+        for (int i = 0; i < -n; i++)
+            out[o++] = '0';
+        memcpy(out + o, digits, (size_t)k);
+        o += (size_t)k;
+    } else {
+        out[o++] = digits[0];
+        if (k > 1) {
+            out[o++] = '.';
+            memcpy(out + o, digits + 1, (size_t)(k - 1));
+            o += (size_t)(k - 1);
+        }
+        int e = n - 1;
+        o += (size_t)snprintf(out + o, outlen - o, "e%c%d", e < 0 ? '-' : '+', e < 0 ? -e : e);
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+/*
+ * Decodes one UTF-8 sequence at s[*i] (validated strictly: no overlongs, no surrogates, at
+ * most U+10FFFF). Returns the code point, or -1.
+ */
+static int32_t utf8_next(const unsigned char *s, size_t len, size_t *i)
+{
+    unsigned char c = s[*i];
+    int32_t cp;
+    size_t need;
+    if (c < 0x80) {
+        (*i)++;
+        return c;
+    } else if ((c & 0xe0) == 0xc0) {
+        cp = c & 0x1f;
+        need = 1;
+    } else if ((c & 0xf0) == 0xe0) {
+        cp = c & 0x0f;
+        need = 2;
+    } else if ((c & 0xf8) == 0xf0) {
+        cp = c & 0x07;
+        need = 3;
+    } else {
+        return -1;
+    }
+    if (*i + need >= len)
+        return -1;
+    for (size_t j = 1; j <= need; j++) {
+        unsigned char cc = s[*i + j];
+        if ((cc & 0xc0) != 0x80)
+            return -1;
+        cp = (cp << 6) | (cc & 0x3f);
+    }
+    static const int32_t min_for[4] = {0, 0x80, 0x800, 0x10000};
+    if (cp < min_for[need] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return -1;
+    *i += need + 1;
+    return cp;
+}
+
+/*
+ * UTF-8 byte order is code point order, and UTF-16 code unit order differs from it only
+ * where a supplementary character (4-byte UTF-8, lead byte F0-F4, a surrogate pair in
+ * UTF-16) meets a character in U+E000..U+FFFF (lead byte EE or EF): the surrogate sorts
+ * first. So compare bytes, and fix up that one case at the first difference (which is at
+ * a lead byte whenever the two characters there have different lengths).
+ */
+int audit_canon_keycmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    const unsigned char *ua = (const unsigned char *)a, *ub = (const unsigned char *)b;
+    size_t n = alen < blen ? alen : blen;
+    size_t i = 0;
+    while (i < n && ua[i] == ub[i])
+        i++;
+    if (i == n)
+        return alen == blen ? 0 : (alen < blen ? -1 : 1);
+    unsigned char x = ua[i], y = ub[i];
+    if (x >= 0xf0 && (y == 0xee || y == 0xef))
+        return -1;
+    if (y >= 0xf0 && (x == 0xee || x == 0xef))
+        return 1;
+    return x < y ? -1 : 1;
+}
+
+static int append_string(struct gw_buf *out, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (gw_buf_reserve(out, len + 2) != 0 || gw_buf_append(out, "\"", 1) != 0)
+        return -1;
+    size_t i = 0, run = 0;
+    while (i < len) {
+        unsigned char c = u[i];
+        if (c >= 0x80) {
+            size_t at = i;
+            if (utf8_next(u, len, &i) < 0)
+                return -1;
+            run += i - at;
+            continue;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            size_t j = i + 1;
+            while (j < len && u[j] >= 0x20 && u[j] < 0x80 && u[j] != '"' && u[j] != '\\')
+                j++;
+            run += j - i;
+            i = j;
+            continue;
+        }
+        if (run && gw_buf_append(out, s + i - run, run) != 0)
+            return -1;
+        run = 0;
+        char esc[8];
+        size_t n = 2;
+        esc[0] = '\\';
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c);
+            break;
+        }
+        if (gw_buf_append(out, esc, n) != 0)
+            return -1;
+        i++;
+    }
+    if (run && gw_buf_append(out, s + len - run, run) != 0)
+        return -1;
+    return gw_buf_append(out, "\"", 1);
+}
+
+struct member {
+    const char *key;
+    size_t key_len;
+    const json_t *value;
+};
+
+static int member_cmp(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    return audit_canon_keycmp(x->key, x->key_len, y->key, y->key_len);
+}
+
+static int append_value(struct gw_buf *out, const json_t *v, int depth)
+{
+    char num[40];
+    int n;
+    if (depth > AUDIT_CANON_MAX_DEPTH)
+        return -1;
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        return gw_buf_append(out, "null", 4);
+    case JSON_TRUE:
+        return gw_buf_append(out, "true", 4);
+    case JSON_FALSE:
+        return gw_buf_append(out, "false", 5);
+    case JSON_STRING:
+        return append_string(out, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER: {
+        json_int_t i = json_integer_value(v);
+        /* Integers within the exactly representable range print as themselves. */
+        if (i >= -(1ll << 53) && i <= (1ll << 53))
+            n = snprintf(num, sizeof num, "%lld", (long long)i);
+        else
+            n = audit_canon_number((double)i, num, sizeof num);
+        return n < 0 ? -1 : gw_buf_append(out, num, (size_t)n);
+    }
+    case JSON_REAL:
+        n = audit_canon_number(json_real_value(v), num, sizeof num);
+        return n < 0 ? -1 : gw_buf_append(out, num, (size_t)n);
+    case JSON_ARRAY: {
+        if (gw_buf_append(out, "[", 1) != 0)
+            return -1;
+        size_t idx;
+        const json_t *item;
+        json_array_foreach(v, idx, item)
+        {
+            if ((idx && gw_buf_append(out, ",", 1) != 0) || append_value(out, item, depth + 1))
+                return -1;
+        }
+        return gw_buf_append(out, "]", 1);
+    }
+    case JSON_OBJECT: {
+        size_t count = json_object_size(v);
+        struct member stack_members[16];
+        struct member *m = stack_members;
+        if (count > 16) {
+            m = malloc(count * sizeof *m);
+            if (!m)
+                return -1;
+        }
+        size_t k = 0;
+        void *it = json_object_iter((json_t *)v);
+        for (; it && k < count; it = json_object_iter_next((json_t *)v, it), k++) {
+            m[k].key = json_object_iter_key(it);
+            m[k].key_len = json_object_iter_key_len(it);
+            m[k].value = json_object_iter_value(it);
+        }
+        qsort(m, k, sizeof *m, member_cmp);
+        int rc = gw_buf_append(out, "{", 1);
+        for (size_t i = 0; rc == 0 && i < k; i++) {
+            if (i)
+                rc = gw_buf_append(out, ",", 1);
+            if (rc == 0)
+                rc = append_string(out, m[i].key, m[i].key_len);
+            if (rc == 0)
+                rc = gw_buf_append(out, ":", 1);
+            if (rc == 0)
+                rc = append_value(out, m[i].value, depth + 1);
+        }
+        if (rc == 0)
+            rc = gw_buf_append(out, "}", 1);
+        if (m != stack_members)
+            free(m);
+        return rc;
+    }
+    }
+    return -1;
+}
+
+int audit_canon_string(struct gw_buf *out, const char *s, size_t len)
+{
+    return append_string(out, s, len);
+}
+
+static int members_push(struct audit_members *ms, const char *key, size_t key_len)
+{
+    if (ms->n == ms->cap) {
+        size_t cap = ms->cap ? ms->cap * 2 : 32;
+        struct audit_member *m = realloc(ms->m, cap * sizeof *m);
+        if (!m)
+            return -1;
+        ms->m = m;
+        ms->cap = cap;
+    }
+    struct audit_member *x = &ms->m[ms->n];
+    x->key_off = ms->keys.len;
+    x->key_len = key_len;
+    x->off = ms->text.len;
+    if (gw_buf_append(&ms->keys, key, key_len) != 0 ||
+        append_string(&ms->text, key, key_len) != 0 || gw_buf_append(&ms->text, ":", 1) != 0)
+        return -1;
+    return 0;
+}
+
+int audit_members_add_raw(struct audit_members *ms, const char *key, const char *value,
+                          size_t value_len)
+{
+    if (members_push(ms, key, strlen(key)) != 0 || gw_buf_append(&ms->text, value, value_len) != 0)
+        return -1;
+    ms->m[ms->n].len = ms->text.len - ms->m[ms->n].off;
+    ms->n++;
+    return 0;
+}
+
+int audit_members_from_object(struct audit_members *ms, const json_t *obj, const char *const *skip)
+{
+    const char *key;
+    size_t key_len;
+    json_t *v;
+    if (!json_is_object(obj))
+        return -1;
+    json_object_keylen_foreach((json_t *)obj, key, key_len, v)
+    {
+        int skipped = 0;
+        for (size_t i = 0; skip && skip[i] && !skipped; i++)
+            skipped = strlen(skip[i]) == key_len && memcmp(skip[i], key, key_len) == 0;
+        if (skipped)
+            continue;
+        if (members_push(ms, key, key_len) != 0 || append_value(&ms->text, v, 1) != 0)
+            return -1;
+        ms->m[ms->n].len = ms->text.len - ms->m[ms->n].off;
+        ms->n++;
+    }
+    audit_members_sort(ms);
+    return 0;
+}
+
+/* qsort has no context argument in C11: the keys buffer of the sort in progress. */
+static _Thread_local const char *tls_keys;
+
+static int amember_cmp(const void *a, const void *b)
+{
+    const struct audit_member *x = a, *y = b;
+    return audit_canon_keycmp(tls_keys + x->key_off, x->key_len, tls_keys + y->key_off, y->key_len);
+}
+
+void audit_members_sort(struct audit_members *ms)
+{
+    tls_keys = ms->keys.data;
+    if (ms->n > 1)
+        qsort(ms->m, ms->n, sizeof *ms->m, amember_cmp);
+}
+
+int audit_members_write(struct gw_buf *out, const struct audit_members *a,
+                        const struct audit_members *b)
+{
+    size_t i = 0, j = 0, k = 0;
+    if (gw_buf_reserve(out, a->text.len + (b ? b->text.len : 0) + a->n + 2) != 0 ||
+        gw_buf_append(out, "{", 1) != 0)
+        return -1;
+    size_t bn = b ? b->n : 0;
+    while (i < a->n || j < bn) {
+        const struct audit_member *x;
+        const char *text;
+        if (j >= bn ||
+            (i < a->n && audit_canon_keycmp(a->keys.data + a->m[i].key_off, a->m[i].key_len,
+                                            b->keys.data + b->m[j].key_off, b->m[j].key_len) < 0)) {
+            x = &a->m[i++];
+            text = a->text.data;
+        } else {
+            x = &b->m[j++];
+            text = b->text.data;
+        }
+        if ((k++ && gw_buf_append(out, ",", 1) != 0) ||
+            gw_buf_append(out, text + x->off, x->len) != 0)
+            return -1;
+    }
+    return gw_buf_append(out, "}", 1);
+}
+
+void audit_members_reset(struct audit_members *ms)
+{
+    gw_buf_reset(&ms->text);
+    gw_buf_reset(&ms->keys);
+    ms->n = 0;
+}
+
+void audit_members_free(struct audit_members *ms)
+{
+    gw_buf_free(&ms->text);
+    gw_buf_free(&ms->keys);
+    free(ms->m);
+    memset(ms, 0, sizeof *ms);
+}
+
+int audit_canon_append(struct gw_buf *out, const json_t *v)
+{
+    if (!v)
+        return -1;
+    return append_value(out, v, 0);
+}

@@ -1,0 +1,89 @@
+/*
+ * audit_store: where records live. One interface, two back ends:
+ *   "sqlite:PATH"        one file per chain segment (WAL, synchronous=FULL), rotatable;
+ *   "postgres://..."     shared by many instances, each instance its own chain.
+ *
+ * A row is the record's canonical JSON (without "hash") plus the hash and copies of the
+ * fields that queries filter on. The copies are checked against the JSON by verify, so
+ * editing a column is caught like editing the record.
+ */
+#ifndef AUDIT_STORE_H
+#define AUDIT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct audit_row {
+    const char *instance;
+    uint64_t seq;
+    int64_t time_ns;
+    const char *kind;       /* decision | completion | checkpoint | start | rotation */
+    const char *request_id; /* NULL when the kind has none (also the fields below) */
+    const char *subject;
+    const char *tenant;
+    const char *tool;
+    const char *decision;
+    const char *layer;
+    const char *record; /* canonical JSON without "hash" */
+    size_t record_len;
+    const char *hash; /* 64 hex */
+};
+
+struct audit_filter {
+    const char *instance; /* NULL: every instance */
+    const char *kind;     /* NULL: every kind */
+    const char *subject;
+    const char *tenant;
+    const char *decision;
+    int64_t since_ns; /* 0: open */
+    int64_t until_ns; /* 0: open */
+};
+
+/* The last row of an instance's chain. */
+struct audit_head {
+    uint64_t seq;
+    int64_t time_ns;
+    char hash[65];
+    char kind[16];
+    int closing; /* the last row is a closing checkpoint (clean shutdown) */
+};
+
+/* Row callback for scans: the row's pointers live until it returns. Non-zero stops. */
+typedef int (*audit_row_cb)(const struct audit_row *row, void *arg);
+
+struct audit_store;
+
+struct audit_store_ops {
+    int (*begin)(struct audit_store *st);
+    int (*append)(struct audit_store *st, const struct audit_row *row);
+    int (*commit)(struct audit_store *st);
+    void (*rollback)(struct audit_store *st);
+    /* Returns 1 and fills head, 0 when the instance has no rows, -1 on error. */
+    int (*head)(struct audit_store *st, const char *instance, struct audit_head *head);
+    /* Rows matching f in (instance, seq) order. Returns 0, the callback's value, or -1. */
+    int (*scan)(struct audit_store *st, const struct audit_filter *f, audit_row_cb cb, void *arg);
+    /* Bytes the store occupies (SQLite: file + WAL); 0 when unknown. */
+    uint64_t (*size)(struct audit_store *st);
+    void (*close)(struct audit_store *st);
+};
+
+struct audit_store {
+    const struct audit_store_ops *ops;
+    char err[256]; /* the last error, as a sentence */
+};
+
+/*
+ * Opens the store named by url. `create`: create the file/tables when missing (the writer);
+ * the command-line tools open without it so a typo does not make an empty store.
+ * Returns the store (close with st->ops->close) or NULL with a sentence in err.
+ */
+struct audit_store *audit_store_open(const char *url, int create, char *err, size_t errlen);
+
+/* Back ends. */
+struct audit_store *audit_sqlite_open(const char *path, int create, char *err, size_t errlen);
+struct audit_store *audit_pg_open(const char *conninfo, int create, char *err, size_t errlen);
+
+/* Returns the SQLite path of a "sqlite:PATH" url (pointer into url), or NULL. */
+const char *audit_store_sqlite_path(const char *url);
+
+#endif

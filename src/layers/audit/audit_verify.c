@@ -1,0 +1,285 @@
+#include "layers/audit/audit_verify.h"
+#include "layers/audit/audit_canon.h"
+#include "layers/audit/audit_chain.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int audit_verifier_init(struct audit_verifier *v, EVP_PKEY *pub, int live)
+{
+    memset(v, 0, sizeof *v);
+    v->pub = pub;
+    v->live = live;
+    return audit_key_id(pub, v->key_id);
+}
+
+void audit_verifier_free(struct audit_verifier *v)
+{
+    free(v->inst);
+    v->inst = NULL;
+    v->n_inst = 0;
+}
+
+static int problem(struct audit_verifier *v, const char *instance, uint64_t seq, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
+
+static int problem(struct audit_verifier *v, const char *instance, uint64_t seq, const char *fmt,
+                   ...)
+{
+    if (v->bad)
+        return 1;
+    v->bad = 1;
+    snprintf(v->bad_instance, sizeof v->bad_instance, "%s", instance);
+    v->bad_seq = seq;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->problem, sizeof v->problem, fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+static struct audit_verify_instance *find_instance(struct audit_verifier *v, const char *name,
+                                                   int *is_new)
+{
+    *is_new = 0;
+    for (size_t i = v->n_inst; i > 0; i--)
+        if (strcmp(v->inst[i - 1].name, name) == 0)
+            return &v->inst[i - 1];
+    if (v->n_inst >= AUDIT_VERIFY_MAX_INSTANCES || strlen(name) >= sizeof v->inst->name)
+        return NULL;
+    struct audit_verify_instance *n = realloc(v->inst, (v->n_inst + 1) * sizeof *n);
+    if (!n)
+        return NULL;
+    v->inst = n;
+    struct audit_verify_instance *x = &v->inst[v->n_inst++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->name, sizeof x->name, "%s", name);
+    *is_new = 1;
+    return x;
+}
+
+/* A nullable column must equal the record's string field (both absent counts as equal). */
+static int column_matches(const char *col, const json_t *rec, const char *key)
+{
+    const json_t *f = json_object_get(rec, key);
+    if (!col)
+        return f == NULL;
+    return json_is_string(f) && strcmp(json_string_value(f), col) == 0;
+}
+
+static int check_checkpoint(struct audit_verifier *v, const struct audit_row *r, const json_t *rec,
+                            const struct audit_verify_instance *x)
+{
+    const char *head_hash = json_string_value(json_object_get(rec, "head_hash"));
+    const json_t *hs = json_object_get(rec, "head_seq");
+    const char *tns = json_string_value(json_object_get(rec, "signed_time_ns"));
+    const char *key_id = json_string_value(json_object_get(rec, "key_id"));
+    const json_t *sig = json_object_get(rec, "signature");
+    if (!head_hash || !json_is_integer(hs) || !tns || !key_id || !json_is_string(sig))
+        return problem(v, r->instance, r->seq, "checkpoint lacks a signed field");
+    if ((uint64_t)json_integer_value(hs) != r->seq - 1 || strcmp(head_hash, x->prev) != 0)
+        return problem(v, r->instance, r->seq,
+                       "checkpoint does not name the record before it as the chain head");
+    if (strcmp(key_id, v->key_id) != 0)
+        return problem(v, r->instance, r->seq,
+                       "checkpoint was signed by key %.16s..., not by the given public key",
+                       key_id);
+    const json_t *rt = json_object_get(rec, "time_ns");
+    if (!json_is_string(rt) || strcmp(json_string_value(rt), tns) != 0)
+        return problem(v, r->instance, r->seq, "checkpoint's signed time is not its time");
+    struct gw_buf payload = {0};
+    int ok = audit_checkpoint_payload(&payload, r->instance, (uint64_t)json_integer_value(hs),
+                                      head_hash, tns) == 0 &&
+             audit_sig_ok(v->pub, payload.data, payload.len, json_string_value(sig),
+                          json_string_length(sig));
+    gw_buf_free(&payload);
+    if (!ok)
+        return problem(v, r->instance, r->seq, "checkpoint signature is not valid");
+    return 0;
+}
+
+static int verify_row(const struct audit_row *r, void *arg)
+{
+    struct audit_verifier *v = arg;
+    int is_new;
+    int ret = 0;
+    json_t *rec = NULL;
+    struct gw_buf canon = {0};
+    v->rows++;
+    struct audit_verify_instance *x = find_instance(v, r->instance, &is_new);
+    if (!x)
+        return problem(v, r->instance, r->seq, "too many instances or an overlong instance name");
+    if (!is_new && r->seq != x->seq + 1) {
+        if (r->seq <= x->seq)
+            ret = problem(v, r->instance, r->seq,
+                          "seq %llu follows seq %llu: records are duplicated or out of order",
+                          (unsigned long long)r->seq, (unsigned long long)x->seq);
+        else
+            ret = problem(v, r->instance, r->seq, "records seq %llu to %llu are missing (deleted)",
+                          (unsigned long long)x->seq + 1, (unsigned long long)r->seq - 1);
+        goto out;
+    }
+    if (r->record_len > AUDIT_VERIFY_MAX_RECORD) {
+        ret = problem(v, r->instance, r->seq, "record is larger than any toolgate writes");
+        goto out;
+    }
+    json_error_t jerr;
+    rec = json_loadb(r->record, r->record_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(rec)) {
+        ret = problem(v, r->instance, r->seq, "record is not a JSON object (edited)");
+        goto out;
+    }
+    if (audit_canon_append(&canon, rec) != 0 || canon.len != r->record_len ||
+        memcmp(canon.data, r->record, r->record_len) != 0) {
+        ret = problem(v, r->instance, r->seq, "record is not in canonical form (edited)");
+        goto out;
+    }
+    const char *kind = json_string_value(json_object_get(rec, "kind"));
+    const json_t *jseq = json_object_get(rec, "seq");
+    const char *prev = json_string_value(json_object_get(rec, "prev_hash"));
+    const char *tns = json_string_value(json_object_get(rec, "time_ns"));
+    if (!kind || !json_is_integer(jseq) || !prev || strlen(prev) != 64 || !tns) {
+        ret = problem(v, r->instance, r->seq, "record lacks a chain field");
+        goto out;
+    }
+    if ((uint64_t)json_integer_value(jseq) != r->seq ||
+        !column_matches(r->instance, rec, "instance")) {
+        ret = problem(v, r->instance, r->seq, "record's seq or instance differ from its row");
+        goto out;
+    }
+    if (is_new) {
+        if (r->seq == 1 && strcmp(prev, AUDIT_GENESIS_HASH) != 0) {
+            ret = problem(v, r->instance, r->seq, "first record does not start a chain");
+            goto out;
+        }
+        if (r->seq != 1 && strcmp(kind, "rotation") != 0) {
+            ret = problem(v, r->instance, r->seq,
+                          "chain starts at seq %llu without a rotation record: the records "
+                          "before it are missing",
+                          (unsigned long long)r->seq);
+            goto out;
+        }
+        x->first_seq = r->seq;
+        memcpy(x->prev, prev, 65);
+    } else if (strcmp(prev, x->prev) != 0) {
+        ret = problem(v, r->instance, r->seq,
+                      "prev_hash does not match the hash of seq %llu (inserted or reordered)",
+                      (unsigned long long)x->seq);
+        goto out;
+    }
+    char hash[65];
+    if (audit_chain_hash(x->prev, r->record, r->record_len, hash) != 0 || strlen(r->hash) != 64 ||
+        strcmp(hash, r->hash) != 0) {
+        ret = problem(v, r->instance, r->seq, "hash does not match the record (edited)");
+        goto out;
+    }
+    char *end = NULL;
+    long long t = strtoll(tns, &end, 10);
+    if (!end || *end || t != r->time_ns) {
+        ret = problem(v, r->instance, r->seq, "time_ns differs from its row");
+        goto out;
+    }
+    if (t < x->last_time) {
+        ret = problem(v, r->instance, r->seq, "time goes backwards from seq %llu",
+                      (unsigned long long)x->seq);
+        goto out;
+    }
+    if (!column_matches(r->kind, rec, "kind") ||
+        !column_matches(r->request_id, rec, "request_id") ||
+        !column_matches(r->subject, rec, "subject") || !column_matches(r->tenant, rec, "tenant") ||
+        !column_matches(r->tool, rec, "tool") || !column_matches(r->decision, rec, "decision") ||
+        !column_matches(r->layer, rec, "layer")) {
+        ret = problem(v, r->instance, r->seq, "an indexed column differs from the record (edited)");
+        goto out;
+    }
+    int is_checkpoint = strcmp(kind, "checkpoint") == 0;
+    if (is_checkpoint && (ret = check_checkpoint(v, r, rec, x)) != 0)
+        goto out;
+    x->seq = r->seq;
+    memcpy(x->prev, hash, 65);
+    x->last_time = t;
+    snprintf(x->last_kind, sizeof x->last_kind, "%s", kind);
+    x->closing = is_checkpoint && json_is_true(json_object_get(rec, "closing"));
+    x->records++;
+    if (strcmp(kind, "start") == 0) {
+        const char *prev_state = json_string_value(json_object_get(rec, "previous_shutdown"));
+        if (prev_state && strcmp(prev_state, "unclean") == 0) {
+            x->unclean_starts++;
+            x->last_unclean_seq = r->seq;
+        }
+    }
+    if (is_checkpoint) {
+        x->checkpoints++;
+        x->last_checkpoint_seq = r->seq;
+    }
+out:
+    json_decref(rec);
+    gw_buf_free(&canon);
+    return ret;
+}
+
+int audit_verifier_feed(struct audit_verifier *v, struct audit_store *st)
+{
+    if (v->bad)
+        return 1;
+    struct audit_filter f = {.instance = v->instance};
+    int rc = st->ops->scan(st, &f, verify_row, v);
+    if (rc < 0)
+        return -1;
+    return v->bad ? 1 : 0;
+}
+
+int audit_verifier_finish(struct audit_verifier *v)
+{
+    if (v->bad)
+        return 1;
+    if (v->n_inst == 0)
+        return problem(v, "-", 0, "the store holds no records");
+    for (size_t i = 0; i < v->n_inst; i++) {
+        const struct audit_verify_instance *x = &v->inst[i];
+        if (v->live)
+            continue;
+        if (!x->checkpoints)
+            return problem(v, x->name, x->seq, "no signed checkpoint in the chain");
+        if (x->last_checkpoint_seq != x->seq)
+            return problem(v, x->name, x->seq,
+                           "chain ends %llu records after its last checkpoint (seq %llu): "
+                           "truncated, or the writer did not stop cleanly (--live for a store "
+                           "in use)",
+                           (unsigned long long)(x->seq - x->last_checkpoint_seq),
+                           (unsigned long long)x->last_checkpoint_seq);
+        if (!x->closing)
+            return problem(v, x->name, x->seq,
+                           "chain ends at a checkpoint that is not a closing one: records after "
+                           "it were removed, or the writer is still running (--live)");
+    }
+    return 0;
+}
+
+void audit_verifier_report(const struct audit_verifier *v, FILE *out)
+{
+    if (v->bad) {
+        fprintf(out, "FAIL instance %s seq %llu: %s\n", v->bad_instance,
+                (unsigned long long)v->bad_seq, v->problem);
+        return;
+    }
+    for (size_t i = 0; i < v->n_inst; i++) {
+        const struct audit_verify_instance *x = &v->inst[i];
+        fprintf(out, "ok   instance %s: seq %llu..%llu, %llu records, %llu checkpoints", x->name,
+                (unsigned long long)x->first_seq, (unsigned long long)x->seq,
+                (unsigned long long)x->records, (unsigned long long)x->checkpoints);
+        if (x->first_seq != 1)
+            fprintf(out, ", continues an earlier file");
+        if (x->seq != x->last_checkpoint_seq)
+            fprintf(out, ", %llu unsigned records after the last checkpoint",
+                    (unsigned long long)(x->seq - x->last_checkpoint_seq));
+        if (x->unclean_starts)
+            fprintf(out,
+                    "; warning: %llu restart(s) after an unclean stop (last at seq %llu): records "
+                    "written just before each were not yet signed when it stopped",
+                    (unsigned long long)x->unclean_starts, (unsigned long long)x->last_unclean_seq);
+        fputc('\n', out);
+    }
+}

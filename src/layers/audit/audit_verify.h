@@ -1,0 +1,63 @@
+/*
+ * audit_verify: checks stored chains end to end. For every instance: seq starts at 1 (or at
+ * a rotation record continuing an earlier file) and has no gaps, each record is canonical
+ * JSON whose hash chains onto the one before, the indexed columns match the record, time
+ * never runs backwards, each checkpoint's Ed25519 signature is valid for the given public
+ * key and names the head before it, and the chain ends at a closing checkpoint (unless
+ * `live`, for a store still being written, where the tail after the last checkpoint is
+ * reported as unsigned).
+ */
+#ifndef AUDIT_VERIFY_H
+#define AUDIT_VERIFY_H
+
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "layers/audit/audit_store.h"
+
+#define AUDIT_VERIFY_MAX_RECORD (4u << 20)
+#define AUDIT_VERIFY_MAX_INSTANCES 4096
+
+struct audit_verify_instance {
+    char name[136];
+    uint64_t first_seq, seq; /* first and last seen */
+    char prev[65];
+    int64_t last_time;
+    char last_kind[16];
+    int closing;
+    uint64_t last_checkpoint_seq;
+    uint64_t records, checkpoints;
+    uint64_t unclean_starts; /* start records after a crash: the tail before was unsigned */
+    uint64_t last_unclean_seq;
+};
+
+struct audit_verifier {
+    EVP_PKEY *pub; /* borrowed */
+    char key_id[65];
+    int live;
+    const char *instance; /* verify only this instance's chain; NULL: every instance */
+    /* Results. */
+    int bad; /* 1 once a problem was found */
+    char bad_instance[136];
+    uint64_t bad_seq;
+    char problem[384];
+    struct audit_verify_instance *inst;
+    size_t n_inst;
+    uint64_t rows;
+};
+
+/* Prepares a verifier for key pub (borrowed). Returns 0 or -1. */
+int audit_verifier_init(struct audit_verifier *v, EVP_PKEY *pub, int live);
+/*
+ * Feeds one store (files of a rotated chain in order, one call each). Returns 0 when no
+ * problem so far, 1 when a problem was found (v->problem), -1 when the store cannot be read.
+ */
+int audit_verifier_feed(struct audit_verifier *v, struct audit_store *st);
+/* Ends the run (checks how each chain ends). Returns 0 when intact, 1 otherwise. */
+int audit_verifier_finish(struct audit_verifier *v);
+/* Writes a summary (or the problem) to out. */
+void audit_verifier_report(const struct audit_verifier *v, FILE *out);
+void audit_verifier_free(struct audit_verifier *v);
+
+#endif

@@ -1,0 +1,839 @@
+#include "layers/audit/audit_writer.h"
+#include "layers/audit/audit_canon.h"
+#include "layers/audit/audit_chain.h"
+#include "layers/audit/audit_store.h"
+
+#include "core/log.h"
+#include "core/timeutil.h"
+
+#include <errno.h>
+#include <dirent.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WRITER_BATCH 4096
+/* Bytes of prepared records queued at most, whatever `audit.queue` allows in records. */
+#define WRITER_QUEUE_MAX_BYTES (256ull << 20)
+
+/*
+ * A record prepared on the submitting thread: its members already canonical and sorted, and
+ * the values of the indexed columns. The writer only merges in the chain fields.
+ */
+enum {
+    COL_KIND,
+    COL_REQUEST_ID,
+    COL_SUBJECT,
+    COL_TENANT,
+    COL_TOOL,
+    COL_DECISION,
+    COL_LAYER,
+    COL_COUNT
+};
+static const char *const col_keys[COL_COUNT] = {"kind", "request_id", "subject", "tenant",
+                                                "tool", "decision",   "layer"};
+static const char *const chain_keys[] = {"seq",       "instance", "time_ns", "time",
+                                         "prev_hash", "hash",     NULL};
+
+struct audit_item {
+    struct audit_members body;
+    char *cols;                 /* the column values back to back, NUL-terminated */
+    ssize_t col_off[COL_COUNT]; /* -1: absent */
+};
+
+static void item_free(struct audit_item *it)
+{
+    if (!it)
+        return;
+    audit_members_free(&it->body);
+    free(it->cols);
+    free(it);
+}
+
+/* Builds an item from a record (not stolen). NULL when it cannot be encoded. */
+static struct audit_item *item_prepare(const json_t *rec)
+{
+    struct audit_item *it = calloc(1, sizeof *it);
+    struct gw_buf cols = {0};
+    if (!it || audit_members_from_object(&it->body, rec, chain_keys) != 0)
+        goto fail;
+    for (int c = 0; c < COL_COUNT; c++) {
+        const json_t *v = json_object_get(rec, col_keys[c]);
+        it->col_off[c] = -1;
+        if (!json_is_string(v))
+            continue;
+        it->col_off[c] = (ssize_t)cols.len;
+        if (gw_buf_append(&cols, json_string_value(v), json_string_length(v) + 1) != 0)
+            goto fail;
+    }
+    if (it->col_off[COL_KIND] < 0)
+        goto fail;
+    it->cols = cols.data;
+    return it;
+fail:
+    gw_buf_free(&cols);
+    item_free(it);
+    return NULL;
+}
+
+static const char *item_col(const struct audit_item *it, int c)
+{
+    return it->col_off[c] < 0 ? NULL : it->cols + it->col_off[c];
+}
+
+struct writer {
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* records queued or stop asked */
+    pthread_cond_t done; /* a batch committed */
+    struct audit_item **ring;
+    size_t cap, head, count;
+    uint64_t queued_bytes;
+    int running, stopping, failed, inject_failure, hold;
+    struct audit_writer_stats stats;
+    struct audit_writer_stats last_stats; /* of the last run, after audit_stop */
+    pthread_t thread;
+
+    /* Owned by the writer thread once started. */
+    struct audit_config ac; /* strings owned (copied) */
+    char *config_hash;
+    struct audit_store *store;
+    EVP_PKEY *key;
+    char key_id[65];
+    FILE *mirror;
+    uint64_t seq; /* last seq written */
+    char prev[65];
+    int64_t last_time;
+    uint64_t since_checkpoint;
+    uint64_t last_checkpoint_mono;
+    uint64_t file_records;
+    struct gw_buf canon;
+    struct audit_members chain; /* the chain fields of the record being written */
+    struct gw_buf mirror_buf;   /* lines of the open transaction, written after commit */
+};
+
+static struct writer W = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+};
+static pthread_once_t conds_once = PTHREAD_ONCE_INIT;
+
+static void init_conds(void)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&W.work, &a);
+    pthread_cond_init(&W.done, &a);
+    pthread_condattr_destroy(&a);
+}
+
+static int64_t next_time(void)
+{
+    /* The chain's time never runs backwards, even when the wall clock is stepped back. */
+    int64_t now = (int64_t)gw_now_ns();
+    if (now < W.last_time)
+        now = W.last_time;
+    W.last_time = now;
+    return now;
+}
+
+/*
+ * Adds the chain fields to a prepared record, hashes it and appends it to the store (inside
+ * the open transaction). On success the chain head advances; the caller rolls back on failure.
+ */
+static int append_item(const struct audit_item *it, int64_t at)
+{
+    char tns[24], t3339[48], seqs[24], hash[65];
+    struct gw_buf v = {0};
+    int rc = -1;
+    int64_t now = at ? at : next_time();
+    uint64_t seq = W.seq + 1;
+    snprintf(tns, sizeof tns, "\"%lld\"", (long long)now);
+    t3339[0] = '"';
+    gw_time_rfc3339((uint64_t)now, t3339 + 1, sizeof t3339 - 2);
+    strcat(t3339, "\"");
+    int sl = snprintf(seqs, sizeof seqs, "%llu", (unsigned long long)seq);
+    audit_members_reset(&W.chain);
+    if (audit_canon_string(&v, W.ac.instance_id, strlen(W.ac.instance_id)) != 0 ||
+        audit_members_add_raw(&W.chain, "instance", v.data, v.len) != 0)
+        goto out;
+    gw_buf_reset(&v);
+    if (audit_canon_string(&v, W.prev, 64) != 0 ||
+        audit_members_add_raw(&W.chain, "prev_hash", v.data, v.len) != 0 ||
+        audit_members_add_raw(&W.chain, "seq", seqs, (size_t)sl) != 0 ||
+        audit_members_add_raw(&W.chain, "time", t3339, strlen(t3339)) != 0 ||
+        audit_members_add_raw(&W.chain, "time_ns", tns, strlen(tns)) != 0)
+        goto out;
+    audit_members_sort(&W.chain);
+    gw_buf_reset(&W.canon);
+    if (audit_members_write(&W.canon, &it->body, &W.chain) != 0 ||
+        audit_chain_hash(W.prev, W.canon.data, W.canon.len, hash) != 0)
+        goto out;
+    struct audit_row row = {
+        .instance = W.ac.instance_id,
+        .seq = seq,
+        .time_ns = now,
+        .kind = item_col(it, COL_KIND),
+        .request_id = item_col(it, COL_REQUEST_ID),
+        .subject = item_col(it, COL_SUBJECT),
+        .tenant = item_col(it, COL_TENANT),
+        .tool = item_col(it, COL_TOOL),
+        .decision = item_col(it, COL_DECISION),
+        .layer = item_col(it, COL_LAYER),
+        .record = W.canon.data,
+        .record_len = W.canon.len,
+        .hash = hash,
+    };
+    if (W.store->ops->append(W.store, &row) != 0)
+        goto out;
+    if (W.mirror) {
+        /* The mirror carries the whole record, hash included, one line each. */
+        gw_buf_reset(&v);
+        size_t mark = W.mirror_buf.len;
+        if (audit_canon_string(&v, hash, 64) != 0 ||
+            audit_members_add_raw(&W.chain, "hash", v.data, v.len) != 0)
+            goto out;
+        audit_members_sort(&W.chain);
+        if (audit_members_write(&W.mirror_buf, &it->body, &W.chain) != 0 ||
+            gw_buf_append(&W.mirror_buf, "\n", 1) != 0)
+            W.mirror_buf.len = mark;
+    }
+    W.seq = seq;
+    memcpy(W.prev, hash, sizeof W.prev);
+    W.file_records++;
+    rc = 0;
+out:
+    gw_buf_free(&v);
+    return rc;
+}
+
+/* Appends a record built on the writer thread (checkpoint, start, rotation). */
+static int append_record(json_t *rec, int64_t at)
+{
+    struct audit_item *it = item_prepare(rec);
+    int rc = it ? append_item(it, at) : -1;
+    item_free(it);
+    return rc;
+}
+
+static int append_checkpoint(int closing)
+{
+    char tns[24], sig[129];
+    struct gw_buf payload = {0};
+    int rc = -1;
+    /* The checkpoint's own time is the one signed; it is also the record's time. */
+    int64_t now = next_time();
+    snprintf(tns, sizeof tns, "%lld", (long long)now);
+    if (audit_checkpoint_payload(&payload, W.ac.instance_id, W.seq, W.prev, tns) != 0 ||
+        audit_sign(W.key, payload.data, payload.len, sig) != 0)
+        goto out;
+    json_t *rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:I}", "kind", "checkpoint", "head_seq",
+                            (json_int_t)W.seq, "head_hash", W.prev, "signed_time_ns", tns, "key_id",
+                            W.key_id, "signature", sig, "records", (json_int_t)W.since_checkpoint);
+    if (!rec)
+        goto out;
+    if (closing)
+        json_object_set_new(rec, "closing", json_true());
+    rc = append_record(rec, now);
+    json_decref(rec);
+    if (rc == 0) {
+        W.since_checkpoint = 0;
+        W.last_checkpoint_mono = gw_mono_ns();
+        W.stats.checkpoints++;
+    }
+out:
+    gw_buf_free(&payload);
+    return rc;
+}
+
+/* Called after a commit: the mirror only ever shows committed records. */
+static void mirror_flush(void)
+{
+    if (W.mirror && W.mirror_buf.len) {
+        /* The mirror is a convenience copy: a failed write is logged, never fatal. */
+        if (fwrite(W.mirror_buf.data, 1, W.mirror_buf.len, W.mirror) != W.mirror_buf.len ||
+            fflush(W.mirror) != 0)
+            gw_log_warn("audit_mirror", "writing the audit mirror failed: %s", strerror(errno));
+    }
+    gw_buf_reset(&W.mirror_buf);
+}
+
+static void mark_failed(const char *why, uint64_t lost)
+{
+    pthread_mutex_lock(&W.mu);
+    W.failed = 1;
+    W.stats.failed = 1;
+    W.stats.lost += lost;
+    pthread_cond_broadcast(&W.done);
+    pthread_mutex_unlock(&W.mu);
+    gw_log_error("audit_store_failed",
+                 "audit store failed (%s); %llu queued records were not stored; every request "
+                 "is now refused with 503 until the gateway is restarted",
+                 why, (unsigned long long)lost);
+}
+
+static uint64_t interval_ns(void)
+{
+    return W.ac.checkpoint_interval_ms * 1000000ull;
+}
+
+static int rotate_if_due(void);
+
+/*
+ * Writes one batch in one transaction (group commit), with any checkpoint that falls due.
+ * Returns 0, or -1 after marking the writer failed.
+ */
+static int write_batch(struct audit_item **batch, size_t n, int closing)
+{
+    uint64_t seq0 = W.seq, since0 = W.since_checkpoint, files0 = W.file_records;
+    int64_t time0 = W.last_time;
+    char prev0[65];
+    memcpy(prev0, W.prev, sizeof prev0);
+    if (W.store->ops->begin(W.store) != 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        if (append_item(batch[i], 0) != 0)
+            goto fail_tx;
+        W.since_checkpoint++;
+        if (W.ac.checkpoint_every && W.since_checkpoint >= W.ac.checkpoint_every &&
+            append_checkpoint(0) != 0)
+            goto fail_tx;
+    }
+    if (W.since_checkpoint && gw_mono_ns() - W.last_checkpoint_mono >= interval_ns() &&
+        append_checkpoint(0) != 0)
+        goto fail_tx;
+    if (closing && append_checkpoint(1) != 0)
+        goto fail_tx;
+    if (W.inject_failure) {
+        W.inject_failure = 0;
+        snprintf(W.store->err, sizeof W.store->err, "injected failure");
+        goto fail_tx;
+    }
+    if (W.store->ops->commit(W.store) != 0)
+        goto fail_tx;
+    mirror_flush();
+    return 0;
+fail_tx:
+    W.store->ops->rollback(W.store);
+fail:
+    gw_buf_reset(&W.mirror_buf);
+    W.seq = seq0;
+    W.since_checkpoint = since0;
+    W.file_records = files0;
+    W.last_time = time0;
+    memcpy(W.prev, prev0, sizeof prev0);
+    mark_failed(W.store->err[0] ? W.store->err : "record could not be encoded", n);
+    return -1;
+}
+
+static void *writer_main(void *arg)
+{
+    struct audit_item **batch = malloc(WRITER_BATCH * sizeof *batch);
+    for (;;) {
+        pthread_mutex_lock(&W.mu);
+        while (!W.stopping && (W.count == 0 || W.hold)) {
+            if (W.since_checkpoint && !W.failed) {
+                uint64_t due = W.last_checkpoint_mono + interval_ns();
+                uint64_t now = gw_mono_ns();
+                if (now >= due)
+                    break;
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                uint64_t wake =
+                    (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + (due - now);
+                ts.tv_sec = (time_t)(wake / 1000000000ull);
+                ts.tv_nsec = (long)(wake % 1000000000ull);
+                pthread_cond_timedwait(&W.work, &W.mu, &ts);
+            } else {
+                pthread_cond_wait(&W.work, &W.mu);
+            }
+        }
+        size_t n = 0;
+        while (batch && W.count && n < WRITER_BATCH && (!W.hold || W.stopping)) {
+            batch[n] = W.ring[W.head];
+            W.queued_bytes -= batch[n]->body.text.len;
+            n++;
+            W.head = (W.head + 1) % W.cap;
+            W.count--;
+        }
+        int stopping = W.stopping && W.count == 0;
+        int failed = W.failed;
+        pthread_mutex_unlock(&W.mu);
+
+        int ok = 0;
+        if (!failed && (n || W.since_checkpoint || stopping))
+            ok = write_batch(batch, n, stopping) == 0;
+        for (size_t i = 0; i < n; i++)
+            item_free(batch[i]);
+        pthread_mutex_lock(&W.mu);
+        if (ok) {
+            W.stats.committed += n;
+            W.stats.batches++;
+        } else if (failed)
+            W.stats.lost += n;
+        pthread_cond_broadcast(&W.done);
+        pthread_mutex_unlock(&W.mu);
+        if (ok && !stopping)
+            rotate_if_due();
+        if (stopping || !batch)
+            break;
+    }
+    free(batch);
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+        pthread_mutex_lock(&W.mu);
+        W.stats.writer_cpu_ns =
+            ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
+            ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
+        pthread_mutex_unlock(&W.mu);
+    }
+    return NULL;
+}
+
+int audit_submit(json_t *rec)
+{
+    int rc = 0;
+    if (!rec)
+        return -ENOMEM;
+    /* Canonicalization happens here, on the caller's thread, outside the lock. */
+    struct audit_item *it = item_prepare(rec);
+    json_decref(rec);
+    if (!it)
+        return -EINVAL;
+    pthread_mutex_lock(&W.mu);
+    if (!W.running || W.stopping)
+        rc = -ENOTCONN;
+    else if (W.failed)
+        rc = -EIO;
+    else if (W.count >= W.cap || W.queued_bytes + it->body.text.len > WRITER_QUEUE_MAX_BYTES)
+        rc = -EAGAIN;
+    if (rc == 0) {
+        W.ring[(W.head + W.count) % W.cap] = it;
+        W.count++;
+        W.queued_bytes += it->body.text.len;
+        W.stats.submitted++;
+        if (W.count == 1)
+            pthread_cond_signal(&W.work);
+    } else {
+        W.stats.rejected++;
+    }
+    pthread_mutex_unlock(&W.mu);
+    if (rc != 0)
+        item_free(it);
+    return rc;
+}
+
+int audit_flush(void)
+{
+    pthread_mutex_lock(&W.mu);
+    uint64_t target = W.stats.submitted;
+    while (W.running && !W.failed && W.stats.committed + W.stats.lost < target)
+        pthread_cond_wait(&W.done, &W.mu);
+    int rc = W.failed ? -EIO : 0;
+    pthread_mutex_unlock(&W.mu);
+    return rc;
+}
+
+void audit_writer_stats(struct audit_writer_stats *out)
+{
+    pthread_mutex_lock(&W.mu);
+    *out = W.running ? W.stats : W.last_stats;
+    pthread_mutex_unlock(&W.mu);
+}
+
+void audit_writer_hold(int on)
+{
+    pthread_mutex_lock(&W.mu);
+    W.hold = on;
+    pthread_cond_broadcast(&W.work);
+    pthread_mutex_unlock(&W.mu);
+}
+
+void audit_writer_inject_failure(void)
+{
+    pthread_mutex_lock(&W.mu);
+    W.inject_failure = 1;
+    pthread_mutex_unlock(&W.mu);
+}
+
+char *audit_default_key_path(const char *store_url, const char *instance)
+{
+    const char *path = audit_store_sqlite_path(store_url);
+    char buf[4200];
+    if (path)
+        snprintf(buf, sizeof buf, "%s.ed25519.pem", path);
+    else
+        snprintf(buf, sizeof buf, "toolgate-audit-%s.ed25519.pem", instance);
+    return strdup(buf);
+}
+
+static void free_config_copy(struct audit_config *ac)
+{
+    free(ac->store);
+    free(ac->mirror);
+    free(ac->signing_key);
+    free(ac->instance_id);
+    memset(ac, 0, sizeof *ac);
+}
+
+static int copy_config(struct audit_config *dst, const struct audit_config *src)
+{
+    *dst = *src;
+    dst->store = src->store ? strdup(src->store) : NULL;
+    dst->mirror = src->mirror ? strdup(src->mirror) : NULL;
+    dst->signing_key = src->signing_key ? strdup(src->signing_key) : NULL;
+    dst->instance_id = src->instance_id ? strdup(src->instance_id) : NULL;
+    if (!dst->store || !dst->instance_id || (src->mirror && !dst->mirror) ||
+        (src->signing_key && !dst->signing_key))
+        return -1;
+    return 0;
+}
+
+static int load_key(void)
+{
+    char err[512];
+    if (W.ac.signing_key) {
+        /* A configured key must exist: a missing file is a mistake to report, not paper over. */
+        W.key = audit_key_load_private(W.ac.signing_key, err, sizeof err);
+        if (!W.key) {
+            gw_log_error("audit_key", "audit.signing_key: %s", err);
+            return -1;
+        }
+    } else {
+        char *path = audit_default_key_path(W.ac.store, W.ac.instance_id);
+        if (!path)
+            return -1;
+        if (access(path, F_OK) == 0) {
+            W.key = audit_key_load_private(path, err, sizeof err);
+        } else {
+            W.key = audit_key_generate(path, err, sizeof err);
+            if (W.key)
+                gw_log_warn("audit_key_generated",
+                            "no audit.signing_key configured: generated an Ed25519 key at %s "
+                            "(public key %s.pub; verify with toolgate audit verify --pubkey)",
+                            path, path);
+        }
+        if (!W.key)
+            gw_log_error("audit_key", "audit signing key: %s", err);
+        free(path);
+        if (!W.key)
+            return -1;
+    }
+    return audit_key_id(W.key, W.key_id);
+}
+
+static int open_mirror(void)
+{
+    if (!W.ac.mirror)
+        return 0;
+    if (strcmp(W.ac.mirror, "stdout") == 0) {
+        W.mirror = stdout;
+        return 0;
+    }
+    if (strncmp(W.ac.mirror, "jsonl:", 6) == 0) {
+        W.mirror = fopen(W.ac.mirror + 6, "ae");
+        if (W.mirror)
+            return 0;
+        gw_log_error("audit_mirror", "cannot open audit mirror %s: %s", W.ac.mirror + 6,
+                     strerror(errno));
+        return -1;
+    }
+    gw_log_error("audit_mirror", "audit.mirror \"%s\" is not understood", W.ac.mirror);
+    return -1;
+}
+
+static void close_all(void)
+{
+    if (W.store)
+        W.store->ops->close(W.store);
+    W.store = NULL;
+    EVP_PKEY_free(W.key);
+    W.key = NULL;
+    if (W.mirror && W.mirror != stdout)
+        fclose(W.mirror);
+    else if (W.mirror)
+        fflush(W.mirror);
+    W.mirror = NULL;
+    gw_buf_free(&W.canon);
+    audit_members_free(&W.chain);
+    gw_buf_free(&W.mirror_buf);
+    free(W.ring);
+    W.ring = NULL;
+    free(W.config_hash);
+    W.config_hash = NULL;
+    free_config_copy(&W.ac);
+}
+
+/* Name of the rotated file that ends at seq: PATH.<seq, 20 digits> sorts by position. */
+static void rotated_name(char *out, size_t outlen, const char *path, uint64_t seq)
+{
+    snprintf(out, outlen, "%s.%020llu", path, (unsigned long long)seq);
+}
+
+/* Finds the newest rotated sibling of path (largest suffix). Returns 1 found, 0 none. */
+static int newest_rotated(const char *path, char *out, size_t outlen)
+{
+    char dirbuf[4096], basebuf[4096];
+    snprintf(dirbuf, sizeof dirbuf, "%s", path);
+    snprintf(basebuf, sizeof basebuf, "%s", path);
+    const char *dir = dirname(dirbuf), *base = basename(basebuf);
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    char best[64] = "";
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *s = e->d_name;
+        if (strncmp(s, base, blen) != 0 || s[blen] != '.' || strlen(s + blen + 1) != 20 ||
+            strspn(s + blen + 1, "0123456789") != 20)
+            continue;
+        if (strcmp(s + blen + 1, best) > 0)
+            snprintf(best, sizeof best, "%s", s + blen + 1);
+    }
+    closedir(d);
+    if (!best[0])
+        return 0;
+    snprintf(out, outlen, "%s/%s", dir, base);
+    size_t l = strlen(out);
+    snprintf(out + l, outlen - l, ".%s", best);
+    return 1;
+}
+
+static void apply_retention(const char *path)
+{
+    if (!W.ac.retention_ms)
+        return;
+    char dirbuf[4096], basebuf[4096], full[8400];
+    snprintf(dirbuf, sizeof dirbuf, "%s", path);
+    snprintf(basebuf, sizeof basebuf, "%s", path);
+    const char *dir = dirname(dirbuf), *base = basename(basebuf);
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    time_t cutoff = time(NULL) - (time_t)(W.ac.retention_ms / 1000);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *s = e->d_name;
+        if (strncmp(s, base, blen) != 0 || s[blen] != '.' || strlen(s + blen + 1) != 20 ||
+            strspn(s + blen + 1, "0123456789") != 20)
+            continue;
+        snprintf(full, sizeof full, "%s/%s", dir, s);
+        struct stat sb;
+        if (stat(full, &sb) == 0 && sb.st_mtime < cutoff && unlink(full) == 0)
+            gw_log_info("audit_retention", "deleted rotated audit file %s (older than retention)",
+                        full);
+    }
+    closedir(d);
+}
+
+/*
+ * SQLite rotation: the current file is closed with a closing checkpoint, renamed to
+ * PATH.<last seq>, and a fresh PATH starts with a rotation record whose prev_hash is the old
+ * file's head, so the chain runs on across files.
+ */
+static int rotate_if_due(void)
+{
+    const char *path = audit_store_sqlite_path(W.ac.store);
+    if (!path || (!W.ac.rotate_max_records && !W.ac.rotate_max_bytes))
+        return 0;
+    if (!((W.ac.rotate_max_records && W.file_records >= W.ac.rotate_max_records) ||
+          (W.ac.rotate_max_bytes && W.store->ops->size(W.store) >= W.ac.rotate_max_bytes)))
+        return 0;
+    char err[512], rotated[4200];
+    if (write_batch(NULL, 0, 1) != 0)
+        return -1;
+    W.store->ops->close(W.store);
+    W.store = NULL;
+    rotated_name(rotated, sizeof rotated, path, W.seq);
+    if (rename(path, rotated) != 0) {
+        gw_log_error("audit_rotate", "cannot rename %s to %s: %s", path, rotated, strerror(errno));
+        /* The old file is intact and closed; carry on appending to it. */
+    }
+    W.store = audit_store_open(W.ac.store, 1, err, sizeof err);
+    if (!W.store) {
+        W.store = NULL;
+        pthread_mutex_lock(&W.mu);
+        W.failed = 1;
+        W.stats.failed = 1;
+        pthread_mutex_unlock(&W.mu);
+        gw_log_error("audit_rotate", "cannot open a new audit file after rotation: %s", err);
+        return -1;
+    }
+    W.file_records = 0;
+    json_t *rec = json_pack("{s:s, s:s}", "kind", "rotation", "previous_file", rotated);
+    if (!rec)
+        return -1;
+    int rc = W.store->ops->begin(W.store) == 0 && append_record(rec, 0) == 0 &&
+                     W.store->ops->commit(W.store) == 0
+                 ? 0
+                 : -1;
+    json_decref(rec);
+    if (rc != 0) {
+        W.store->ops->rollback(W.store);
+        mark_failed(W.store->err, 0);
+    }
+    if (rc == 0)
+        mirror_flush();
+    gw_buf_reset(&W.mirror_buf);
+    W.since_checkpoint++;
+    apply_retention(path);
+    return rc;
+}
+
+/*
+ * Recovers the chain head: from the store, or (after a crash between rotation steps) from
+ * the newest rotated file. Returns the previous shutdown state for the start record.
+ */
+static const char *recover_head(void)
+{
+    struct audit_head h;
+    int rc = W.store->ops->head(W.store, W.ac.instance_id, &h);
+    if (rc < 0)
+        return NULL;
+    if (rc == 0) {
+        const char *path = audit_store_sqlite_path(W.ac.store);
+        char rotated[8400], err[256];
+        if (path && newest_rotated(path, rotated, sizeof rotated)) {
+            struct audit_store *old = audit_sqlite_open(rotated, 0, err, sizeof err);
+            if (old && old->ops->head(old, W.ac.instance_id, &h) == 1) {
+                old->ops->close(old);
+                W.seq = h.seq;
+                memcpy(W.prev, h.hash, sizeof W.prev);
+                W.last_time = h.time_ns;
+                return "rotated";
+            }
+            if (old)
+                old->ops->close(old);
+        }
+        W.seq = 0;
+        memcpy(W.prev, AUDIT_GENESIS_HASH, sizeof W.prev);
+        return "none";
+    }
+    W.seq = h.seq;
+    memcpy(W.prev, h.hash, sizeof W.prev);
+    W.last_time = h.time_ns;
+    return h.closing ? "clean" : "unclean";
+}
+
+int audit_writer_start(const struct audit_config *ac, const char *config_hash)
+{
+    char err[512];
+    int rc = -EINVAL;
+    pthread_once(&conds_once, init_conds);
+    pthread_mutex_lock(&W.mu);
+    int running = W.running;
+    pthread_mutex_unlock(&W.mu);
+    if (running) {
+        gw_log_error("audit_start", "the audit writer is already running");
+        return -EALREADY;
+    }
+    memset(&W.stats, 0, sizeof W.stats);
+    W.failed = W.stopping = W.inject_failure = W.hold = 0;
+    W.since_checkpoint = W.file_records = 0;
+    W.last_time = 0;
+    if (copy_config(&W.ac, ac) != 0) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    W.config_hash = config_hash ? strdup(config_hash) : NULL;
+    W.cap = ac->queue ? ac->queue : 65536;
+    W.head = W.count = 0;
+    W.queued_bytes = 0;
+    W.ring = calloc(W.cap, sizeof *W.ring);
+    if (!W.ring) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    /* The store first: a start that cannot reach it leaves no generated key behind. */
+    W.store = audit_store_open(W.ac.store, 1, err, sizeof err);
+    if (!W.store) {
+        gw_log_error("audit_start", "%s", err);
+        rc = -EIO;
+        goto fail;
+    }
+    if (load_key() != 0)
+        goto fail;
+    const char *previous = recover_head();
+    if (!previous) {
+        gw_log_error("audit_start", "%s", W.store->err);
+        rc = -EIO;
+        goto fail;
+    }
+    if (open_mirror() != 0)
+        goto fail;
+    W.last_checkpoint_mono = gw_mono_ns();
+    json_t *start = json_pack("{s:s, s:s, s:s, s:s}", "kind", "start", "version", TOOLGATE_VERSION,
+                              "previous_shutdown", previous, "key_id", W.key_id);
+    if (!start) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (W.config_hash)
+        json_object_set_new(start, "config_sha256", json_string(W.config_hash));
+    if (strcmp(previous, "rotated") == 0)
+        json_object_set_new(start, "kind", json_string("rotation"));
+    int ok = W.store->ops->begin(W.store) == 0 && append_record(start, 0) == 0 &&
+             W.store->ops->commit(W.store) == 0;
+    json_decref(start);
+    if (ok)
+        mirror_flush();
+    gw_buf_reset(&W.mirror_buf);
+    if (!ok) {
+        W.store->ops->rollback(W.store);
+        gw_log_error("audit_start", "cannot write the start record: %s", W.store->err);
+        rc = -EIO;
+        goto fail;
+    }
+    W.since_checkpoint = 1;
+    pthread_mutex_lock(&W.mu);
+    W.running = 1;
+    pthread_mutex_unlock(&W.mu);
+    if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
+        pthread_mutex_lock(&W.mu);
+        W.running = 0;
+        pthread_mutex_unlock(&W.mu);
+        rc = -EAGAIN;
+        goto fail;
+    }
+    gw_log_info("audit_start", "audit writer started: instance %s, chain at seq %llu",
+                W.ac.instance_id, (unsigned long long)W.seq);
+    return 0;
+fail:
+    close_all();
+    return rc;
+}
+
+void audit_stop(void)
+{
+    pthread_mutex_lock(&W.mu);
+    if (!W.running) {
+        pthread_mutex_unlock(&W.mu);
+        return;
+    }
+    W.stopping = 1;
+    pthread_cond_broadcast(&W.work);
+    pthread_mutex_unlock(&W.mu);
+    pthread_join(W.thread, NULL);
+    pthread_mutex_lock(&W.mu);
+    W.last_stats = W.stats;
+    /* Anything left (only when the store had failed) is dropped and counted. */
+    while (W.count) {
+        W.queued_bytes -= W.ring[W.head]->body.text.len;
+        item_free(W.ring[W.head]);
+        W.head = (W.head + 1) % W.cap;
+        W.count--;
+        W.stats.lost++;
+    }
+    W.running = 0;
+    pthread_cond_broadcast(&W.done);
+    pthread_mutex_unlock(&W.mu);
+    close_all();
+}

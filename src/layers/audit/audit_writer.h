@@ -1,0 +1,41 @@
+/*
+ * audit_writer: the one thread that sequences, hashes, stores and signs records.
+ * audit_start()/audit_stop() in audit.h wrap these for the server.
+ */
+#ifndef AUDIT_WRITER_H
+#define AUDIT_WRITER_H
+
+#include <stdint.h>
+
+#include "layers/audit/audit.h"
+
+/*
+ * Starts the writer with this config (copied; the caller may free ac afterwards).
+ * `config_hash` names the configuration generation in the start record (may be NULL).
+ * Returns 0, or a negative errno-style code after logging the reason.
+ */
+int audit_writer_start(const struct audit_config *ac, const char *config_hash);
+
+/* The default signing key path for a store url (caller frees), or NULL. */
+char *audit_default_key_path(const char *store_url, const char *instance);
+
+/* Counters for tests and metrics. */
+struct audit_writer_stats {
+    uint64_t submitted;     /* records accepted by audit_submit */
+    uint64_t committed;     /* records committed to the store (checkpoints not counted) */
+    uint64_t rejected;      /* audit_submit refusals (queue full, failed, stopped) */
+    uint64_t checkpoints;   /* checkpoints written */
+    uint64_t batches;       /* transactions committed (group commits) */
+    uint64_t writer_cpu_ns; /* CPU time the writer thread used (known once it stopped) */
+    uint64_t lost;          /* accepted records lost when the store failed */
+    int failed;             /* the store has failed: every submit is refused */
+};
+void audit_writer_stats(struct audit_writer_stats *out);
+
+/* Tests: while held, the writer takes nothing from the queue (to fill it on purpose). */
+void audit_writer_hold(int on);
+
+/* Tests: makes the next commit fail as a store error would (fail-closed path). */
+void audit_writer_inject_failure(void);
+
+#endif
