@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "layers/audit/audit.h"
 #include "layers/identity/identity.h"
 #include "layers/policy/policy.h"
 
@@ -26,6 +27,8 @@ static void usage(FILE *out)
             "  serve --config FILE     run the gateway (stops gracefully on SIGTERM/SIGINT)\n"
             "  check --config FILE     validate a configuration file (and run its policy tests)\n"
             "  policy test|explain     run policy test files; explain one decision\n"
+            "  audit verify|query|stats|export STORE ...\n"
+            "                          check the audit log's integrity; answer questions from it\n"
             "  keys generate ...       make a signing key pair and its JWKS (development tool)\n"
             "  token ...               mint a signed test JWT (development tool)\n"
             "  --version               print the version\n"
@@ -121,13 +124,21 @@ static int cmd_serve(int argc, char **argv)
         gw_config_free(cfg);
         return 1;
     }
+    if (audit_start(cfg) != 0) {
+        fprintf(stderr, "%s: the audit log could not start (see the log above)\n", path);
+        gw_config_free(cfg);
+        return 1;
+    }
     if (identity_start(cfg->identity) != 0) {
         fprintf(stderr, "%s: the identity layer could not start (see the log above)\n", path);
+        audit_stop();
         gw_config_free(cfg);
         return 1;
     }
     int rc = gw_server_run(cfg);
     identity_stop();
+    /* Last: every request has completed, so its records are queued; flush them. */
+    audit_stop();
     gw_config_free(cfg);
     return rc;
 }
@@ -155,6 +166,8 @@ int main(int argc, char **argv)
         rc = cmd_check(argc - 1, argv + 1);
     else if (strcmp(cmd, "policy") == 0)
         rc = policy_cli_main(argc - 1, argv + 1);
+    else if (strcmp(cmd, "audit") == 0)
+        rc = audit_cli_main(argc - 1, argv + 1);
     else if (strcmp(cmd, "keys") == 0)
         rc = identity_cli_keys(argc - 1, argv + 1);
     else if (strcmp(cmd, "token") == 0)

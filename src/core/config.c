@@ -7,6 +7,7 @@
  * person reading it is fixing a file, usually in a hurry.
  */
 #include "core/config.h"
+#include "layers/audit/audit.h"
 #include "layers/identity/identity.h"
 #include "layers/policy/policy.h"
 
@@ -1000,6 +1001,19 @@ static void free_policy(struct gw_config *cfg)
     cfg->policy = NULL;
 }
 
+/* No `audit` section gives the defaults (an SQLite store next to the working directory). */
+static int parse_audit(struct gw_config *cfg, const struct cfg_doc *doc,
+                       const struct cfg_node *node, struct cfg_error *err)
+{
+    return audit_config_parse(doc, node, &cfg->audit, err);
+}
+
+static void free_audit(struct gw_config *cfg)
+{
+    audit_config_free(cfg->audit);
+    cfg->audit = NULL;
+}
+
 /* ---- the section table and loading -------------------------------------------------------- */
 
 /*
@@ -1015,6 +1029,7 @@ static const struct config_section {
     {"routes", parse_routes, free_routes},
     {"identity", parse_identity, free_identity},
     {"policy", parse_policy, free_policy},
+    {"audit", parse_audit, free_audit},
 };
 
 #define N_SECTIONS (sizeof config_sections / sizeof config_sections[0])
