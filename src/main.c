@@ -84,7 +84,16 @@ static int cmd_check(int argc, char **argv)
     size_t n_tests = cfg->policy ? policy_config_test_count(cfg->policy) : 0;
     for (size_t i = 0; i < n_tests; i++) {
         const char *file = policy_config_test_path(cfg->policy, i);
-        int r = policy_run_tests(cfg->policy, file, stdout);
+        /* The table is printed only when something does not match. */
+        char *table = NULL;
+        size_t table_len = 0;
+        FILE *mem = open_memstream(&table, &table_len);
+        int r = policy_run_tests(cfg->policy, file, mem ? mem : stdout);
+        if (mem)
+            fclose(mem);
+        if (r != 0 && table)
+            fwrite(table, 1, table_len, stdout);
+        free(table);
         if (r != 0) {
             fprintf(stderr, "%s: policy tests in %s: %s\n", path, file,
                     r < 0 ? "cannot be read or parsed" : "mismatches (see the table above)");

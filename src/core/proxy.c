@@ -57,29 +57,10 @@ static const struct gw_header *find_header(const struct gw_header *h, size_t n, 
 
 /* ---------- building answers ---------- */
 
-static const char *stage_name(enum gw_stage s)
-{
-    static const char *const names[] = {"identity", "safety", "policy", "limits", "routing",
-                                        "audit"};
-    return s < GW_STAGE_COUNT ? names[s] : "protocol";
-}
-
-/* The decision that determined a denial: the deciding stage's, or the protocol error. */
-static const struct gw_decision *deciding(const struct gw_request *req)
-{
-    if (req->protocol_error)
-        return &req->protocol_decision;
-    if (req->deciding_stage < GW_STAGE_COUNT)
-        return &req->decision[req->deciding_stage];
-    return NULL;
-}
-
 static json_t *decision_meta(const struct gw_request *req, const struct gw_decision *d)
 {
     json_t *m = json_object();
-    json_object_set_new(m, "layer", json_string(stage_name(req->protocol_error
-                                                              ? GW_STAGE_COUNT
-                                                              : req->deciding_stage)));
+    json_object_set_new(m, "layer", json_string(gw_request_denial_layer(req)));
     json_object_set_new(m, "reason", json_string(d->reason_code));
     if (d->rule_id[0])
         json_object_set_new(m, "rule", json_string(d->rule_id));
@@ -169,7 +150,8 @@ static void log_request(const struct exchange *x)
 {
     const struct gw_request *req = x->req;
     char fields[768];
-    const struct gw_decision *d = deciding(req);
+    const struct gw_decision *d = gw_request_denial(req);
+    const char *layer = gw_request_denial_layer(req);
     uint64_t ms = (gw_mono_ns() - req->timing.start_ns) / 1000000ull;
     const char *method = req->rpc.n ? req->rpc.msgs[0].method : NULL;
     snprintf(fields, sizeof fields,
@@ -180,7 +162,7 @@ static void log_request(const struct exchange *x)
              req->route ? req->route->name : "", req->response_status, req->upstream_status,
              (unsigned long long)ms, (unsigned long long)req->response_bytes,
              d ? "deny" : "allow",
-             d ? stage_name(req->protocol_error ? GW_STAGE_COUNT : req->deciding_stage) : "",
+             layer ? layer : "",
              d ? d->reason_code : "", method && strlen(method) < 64 ? method : "",
              req->rpc.n);
     gw_log(GW_LOG_INFO, "request", req->id, fields, "%s", "request done");
@@ -265,7 +247,7 @@ static void respond_error(struct exchange *x, int status, int code, const char *
 static void respond_denied(struct exchange *x)
 {
     struct gw_request *req = x->req;
-    const struct gw_decision *d = deciding(req);
+    const struct gw_decision *d = gw_request_denial(req);
     size_t len = 0;
     char *body = denial_body(req, d, &len);
     struct gw_header extra[2];

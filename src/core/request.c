@@ -96,3 +96,28 @@ int gw_request_post(struct gw_request *req, void (*fn)(void *arg), void *arg)
     }
     return req->post(req->worker, fn, arg);
 }
+
+const char *gw_stage_name(enum gw_stage stage)
+{
+    static const char *const names[] = {"identity", "safety", "policy", "limits", "routing",
+                                        "audit"};
+    return stage < GW_STAGE_COUNT ? names[stage] : "protocol";
+}
+
+const struct gw_decision *gw_request_denial(const struct gw_request *req)
+{
+    if (req->protocol_error)
+        return &req->protocol_decision;
+    if (req->deciding_stage < GW_STAGE_COUNT)
+        return &req->decision[req->deciding_stage];
+    return NULL;
+}
+
+const char *gw_request_denial_layer(const struct gw_request *req)
+{
+    if (req->protocol_error)
+        return "protocol";
+    if (req->deciding_stage < GW_STAGE_COUNT)
+        return gw_stage_name(req->deciding_stage);
+    return NULL;
+}

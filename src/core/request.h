@@ -142,6 +142,13 @@ struct gw_slice gw_request_upstream_body(const struct gw_request *req);
 /* Runs fn(arg) on the request's own thread (see `post`). Returns 0, or -1 when it cannot. */
 int gw_request_post(struct gw_request *req, void (*fn)(void *arg), void *arg);
 
+/* The decision that denied the request (a protocol error or a stage), or NULL if allowed. */
+const struct gw_decision *gw_request_denial(const struct gw_request *req);
+/* Who denied it: "protocol", "identity", "safety", ... or NULL when it was allowed. */
+const char *gw_request_denial_layer(const struct gw_request *req);
+/* The stage's name ("identity" ... "audit"); "protocol" for GW_STAGE_COUNT. */
+const char *gw_stage_name(enum gw_stage stage);
+
 /* Fills a deny decision; returns GW_DENY. */
 int gw_decision_deny(struct gw_decision *d, int http_status, int jsonrpc_code,
                      const char *reason_code, const char *reason);

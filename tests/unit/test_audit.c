@@ -447,6 +447,16 @@ static void test_record_deny_and_hash_mode(void **state)
     assert_true(json_is_false(json_object_get(rec, "authenticated")));
     assert_null(json_object_get(rec, "subject"));
     json_decref(rec);
+    /* A request refused before the layers (bad JSON-RPC) is a deny by "protocol". */
+    req->deciding_stage = GW_STAGE_COUNT;
+    req->protocol_error = 1;
+    gw_decision_deny(&req->protocol_decision, 400, -32600, "protocol.invalid_request", "bad");
+    rec = audit_record_decision(req, &ac);
+    assert_string_equal(json_string_value(json_object_get(rec, "decision")), "deny");
+    assert_string_equal(json_string_value(json_object_get(rec, "layer")), "protocol");
+    assert_string_equal(json_string_value(json_object_get(rec, "reason_code")),
+                        "protocol.invalid_request");
+    json_decref(rec);
     gw_request_free(req);
 }
 

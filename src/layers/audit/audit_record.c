@@ -8,16 +8,6 @@
 typedef int (*audit_part_fn)(json_t *rec, const struct gw_request *req,
                              const struct audit_config *ac);
 
-static const char *const stage_names[GW_STAGE_COUNT] = {
-    [GW_STAGE_IDENTITY] = "identity", [GW_STAGE_SAFETY] = "safety",   [GW_STAGE_POLICY] = "policy",
-    [GW_STAGE_LIMITS] = "limits",     [GW_STAGE_ROUTING] = "routing", [GW_STAGE_AUDIT] = "audit",
-};
-
-const char *audit_stage_name(enum gw_stage s)
-{
-    return s < GW_STAGE_COUNT ? stage_names[s] : NULL;
-}
-
 /* Sets key to a string copy when s is non-NULL; absent fields are left out, not null. */
 static int set_str(json_t *o, const char *key, const char *s)
 {
@@ -44,9 +34,9 @@ static json_t *strv(char **v, size_t n)
 
 const char *audit_decision_name(const struct gw_request *req)
 {
-    if (req->deciding_stage >= GW_STAGE_COUNT)
+    const struct gw_decision *d = gw_request_denial(req);
+    if (!d)
         return "allow";
-    const struct gw_decision *d = &req->decision[req->deciding_stage];
     /* A layer that failed (rather than refused) denies too, but is told apart in audit. */
     if (d->http_status >= 500 || strncmp(d->reason_code, "internal.", 9) == 0)
         return "error";
@@ -224,10 +214,10 @@ static int part_identity(json_t *rec, const struct gw_request *req, const struct
 static int part_decision(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
 {
     int rc = set_str(rec, "decision", audit_decision_name(req));
-    if (req->deciding_stage >= GW_STAGE_COUNT)
+    const struct gw_decision *d = gw_request_denial(req);
+    if (!d)
         return rc;
-    const struct gw_decision *d = &req->decision[req->deciding_stage];
-    rc |= set_str(rec, "layer", audit_stage_name(req->deciding_stage));
+    rc |= set_str(rec, "layer", gw_request_denial_layer(req));
     rc |= set_str(rec, "reason_code", d->reason_code);
     rc |= set_int(rec, "deny_status", d->http_status);
     if (d->jsonrpc_code)
@@ -292,7 +282,7 @@ static json_t *stage_latency(const struct gw_request *req)
 {
     json_t *o = json_object();
     for (int s = 0; o && s < GW_STAGE_COUNT; s++)
-        if (req->timing.stage_ns[s] && set_int(o, stage_names[s], (int64_t)req->timing.stage_ns[s]))
+        if (req->timing.stage_ns[s] && set_int(o, gw_stage_name((enum gw_stage)s), (int64_t)req->timing.stage_ns[s]))
             return NULL;
     return o;
 }

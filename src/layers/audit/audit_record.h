@@ -32,8 +32,6 @@ json_t *audit_record_completion(const struct gw_request *req, const struct audit
 
 /* "allow", "deny" or "error" for the request as decided so far. */
 const char *audit_decision_name(const struct gw_request *req);
-/* Stage name ("identity", ...). */
-const char *audit_stage_name(enum gw_stage s);
 
 /*
  * Copy of a JSON value with every string replaced by "[REDACTED]", keeping strings that are
