@@ -24,7 +24,7 @@
 /* Bounds on the few header values that are copied into the request context. */
 #define MAX_SESSION_ID 256
 #define MAX_PROTOCOL_VERSION 64
-#define MAX_OUT_HEADERS 12
+#define MAX_OUT_HEADERS (8 + GW_MAX_RESPONSE_HEADERS)
 
 enum relay_mode { RELAY_NONE = 0, RELAY_SSE, RELAY_BUFFER };
 
@@ -201,11 +201,13 @@ static void respond(struct exchange *x, int status, const char *body, size_t len
     req->response_bytes += len;
     if (!x->conn)
         return;
-    struct gw_header hdrs[8];
+    struct gw_header hdrs[4 + GW_MAX_RESPONSE_HEADERS];
     size_t n = 0;
     hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
-    for (size_t i = 0; i < n_extra && n < 8; i++)
+    for (size_t i = 0; i < n_extra && n < 4; i++)
         hdrs[n++] = extra[i];
+    for (size_t i = 0; i < req->n_response_headers; i++)
+        hdrs[n++] = req->response_headers[i];
     gw_conn_respond(x->conn, status, "application/json", body, len, hdrs, n);
 }
 
@@ -313,6 +315,8 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
             {names[i], strlen(names[i])}, {x->resp_hdr.data + offs[i], lens[i]}};
     x->out_headers[x->n_out++] =
         (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {rid, strlen(rid)}};
+    for (size_t i = 0; i < req->n_response_headers; i++)
+        x->out_headers[x->n_out++] = req->response_headers[i];
 
     /*
      * A new session (the backend answered with an id the client did not send) belongs to
@@ -579,14 +583,19 @@ static void forward(struct exchange *x)
     const struct gw_route *route = req->route;
     const struct gw_backend *be = &route->backends[0];
     req->backend = be;
-    struct gw_header hdrs[8];
+    struct gw_header hdrs[8 + GW_MAX_UPSTREAM_HEADERS];
     size_t n = 0;
     for (const char *const *name = forwarded_headers; *name; name++) {
         struct gw_slice v = gw_request_header(req, *name);
-        if (v.ptr)
+        int injected = 0;
+        for (size_t i = 0; i < req->n_upstream_headers; i++)
+            injected |= gw_slice_casecmp_eq(req->upstream_headers[i].name, *name);
+        if (v.ptr && !injected)
             hdrs[n++] = (struct gw_header){{*name, strlen(*name)}, v};
     }
     hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
+    for (size_t i = 0; i < req->n_upstream_headers; i++)
+        hdrs[n++] = req->upstream_headers[i];
     struct upstream_request ur = {
         .url = be->url,
         .method = req->method,

@@ -50,6 +50,8 @@ void gw_request_free(struct gw_request *req)
     free(req->rewritten_body);
     free(req->protocol_version);
     free(req->session_id);
+    gw_buf_free(&req->response_header_storage);
+    gw_buf_free(&req->upstream_header_storage);
     free(req);
 }
 
@@ -120,4 +122,45 @@ const char *gw_request_denial_layer(const struct gw_request *req)
     if (req->deciding_stage < GW_STAGE_COUNT)
         return gw_stage_name(req->deciding_stage);
     return NULL;
+}
+
+/*
+ * Header slices point into `storage`, which may move when it grows: offsets are taken before
+ * growing it and the slices rebuilt after.
+ */
+static int add_header(struct gw_header *table, size_t *n, size_t max, struct gw_buf *storage,
+                      const char *name, const char *value)
+{
+    if (*n >= max)
+        return -1;
+    size_t nl = strlen(name), vl = strlen(value);
+    size_t name_off[GW_MAX_UPSTREAM_HEADERS + GW_MAX_RESPONSE_HEADERS];
+    size_t value_off[GW_MAX_UPSTREAM_HEADERS + GW_MAX_RESPONSE_HEADERS];
+    for (size_t i = 0; i < *n; i++) {
+        name_off[i] = (size_t)(table[i].name.ptr - storage->data);
+        value_off[i] = (size_t)(table[i].value.ptr - storage->data);
+    }
+    size_t off = storage->len;
+    if (gw_buf_append(storage, name, nl) != 0 || gw_buf_append(storage, value, vl) != 0)
+        return -1;
+    for (size_t i = 0; i < *n; i++) {
+        table[i].name.ptr = storage->data + name_off[i];
+        table[i].value.ptr = storage->data + value_off[i];
+    }
+    table[*n].name = (struct gw_slice){storage->data + off, nl};
+    table[*n].value = (struct gw_slice){storage->data + off + nl, vl};
+    (*n)++;
+    return 0;
+}
+
+int gw_request_add_response_header(struct gw_request *req, const char *name, const char *value)
+{
+    return add_header(req->response_headers, &req->n_response_headers, GW_MAX_RESPONSE_HEADERS,
+                      &req->response_header_storage, name, value);
+}
+
+int gw_request_add_upstream_header(struct gw_request *req, const char *name, const char *value)
+{
+    return add_header(req->upstream_headers, &req->n_upstream_headers, GW_MAX_UPSTREAM_HEADERS,
+                      &req->upstream_header_storage, name, value);
 }

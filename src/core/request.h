@@ -59,6 +59,9 @@ struct gw_header {
     struct gw_slice value;
 };
 
+#define GW_MAX_RESPONSE_HEADERS 8
+#define GW_MAX_UPSTREAM_HEADERS 12
+
 struct gw_timing {
     uint64_t start_ns; /* monotonic */
     uint64_t stage_ns[GW_STAGE_COUNT];
@@ -104,6 +107,22 @@ struct gw_request {
     void *layer_state[GW_STAGE_COUNT];
     void (*layer_state_free[GW_STAGE_COUNT])(void *);
 
+    /*
+     * Headers layers add to the client's answer (RateLimit, warnings), whatever it is:
+     * a relayed answer or a denial. Name and value storage is owned by the request.
+     */
+    struct gw_header response_headers[GW_MAX_RESPONSE_HEADERS];
+    size_t n_response_headers;
+    struct gw_buf response_header_storage;
+
+    /*
+     * Headers layers add to the request sent upstream (identity injection). Any header the
+     * client sent with one of these names is not forwarded. Storage owned by the request.
+     */
+    struct gw_header upstream_headers[GW_MAX_UPSTREAM_HEADERS];
+    size_t n_upstream_headers;
+    struct gw_buf upstream_header_storage;
+
     /* Upstream. */
     const struct gw_backend *backend;
     int upstream_status; /* HTTP status from upstream; 0 when none */
@@ -138,6 +157,14 @@ size_t gw_request_header_count(const struct gw_request *req, const char *name);
 
 /* The bytes to forward upstream: the rewritten body when there is one, else the original. */
 struct gw_slice gw_request_upstream_body(const struct gw_request *req);
+
+/*
+ * Adds a header to the client's answer / to the upstream request (copies name and value).
+ * Returns 0, or -1 when the table is full or memory is out (callers that must not proceed
+ * without the header deny the request).
+ */
+int gw_request_add_response_header(struct gw_request *req, const char *name, const char *value);
+int gw_request_add_upstream_header(struct gw_request *req, const char *name, const char *value);
 
 /* Runs fn(arg) on the request's own thread (see `post`). Returns 0, or -1 when it cannot. */
 int gw_request_post(struct gw_request *req, void (*fn)(void *arg), void *arg);
