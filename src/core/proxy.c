@@ -581,7 +581,7 @@ static void forward(struct exchange *x)
 {
     struct gw_request *req = x->req;
     const struct gw_route *route = req->route;
-    const struct gw_backend *be = &route->backends[0];
+    const struct gw_backend *be = req->backend ? req->backend : &route->backends[0];
     req->backend = be;
     struct gw_header hdrs[8 + GW_MAX_UPSTREAM_HEADERS];
     size_t n = 0;
@@ -603,6 +603,7 @@ static void forward(struct exchange *x)
         .headers = hdrs,
         .n_headers = n,
         .connect_timeout_ms = route->timeouts.connect_ms,
+        .pin = req->upstream_pin,
     };
     static const struct upstream_callbacks cbs = {on_up_head, on_up_data, on_up_done};
     x->up = upstream_start(gw_worker_upstream(x->w), &ur, &cbs, x);

@@ -124,7 +124,12 @@ struct gw_request {
     struct gw_buf upstream_header_storage;
 
     /* Upstream. */
-    const struct gw_backend *backend;
+    const struct gw_backend *backend; /* set by routing; the route's first when left NULL */
+    /*
+     * "host:port:address" pinning the backend's name to the address the routing layer
+     * vetted (curl's CURLOPT_RESOLVE format); empty when not pinned.
+     */
+    char upstream_pin[320];
     int upstream_status; /* HTTP status from upstream; 0 when none */
     char upstream_error[64];
     int response_status; /* what the client got */

@@ -33,6 +33,7 @@ struct upstream_call {
     struct upstream_multi *m;
     CURL *easy;
     struct curl_slist *headers;
+    struct curl_slist *resolve;
     struct upstream_callbacks cb;
     void *arg;
     struct gw_buf head; /* raw header lines of the current response */
@@ -60,6 +61,7 @@ static void call_free(struct upstream_call *c)
         }
     }
     curl_slist_free_all(c->headers);
+    curl_slist_free_all(c->resolve);
     gw_buf_free(&c->head);
     free(c);
 }
@@ -404,6 +406,13 @@ struct upstream_call *upstream_start(struct upstream_multi *m, const struct upst
     gw_buf_free(&line);
     c->headers = h;
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    if (r->pin && r->pin[0]) {
+        /* The name keeps its role for Host and TLS SNI; the address is the vetted one. */
+        c->resolve = curl_slist_append(NULL, r->pin);
+        if (!c->resolve)
+            goto fail;
+        curl_easy_setopt(e, CURLOPT_RESOLVE, c->resolve);
+    }
     if (curl_multi_add_handle(m->multi, e) != CURLM_OK)
         goto fail;
     m->active++;

@@ -44,6 +44,8 @@ struct upstream_request {
     const struct gw_header *headers;
     size_t n_headers;
     uint64_t connect_timeout_ms;
+    /* "host:port:address": connect to this vetted address only (NULL or "": resolve). */
+    const char *pin;
 };
 
 struct upstream_multi *upstream_multi_new(uv_loop_t *loop);
