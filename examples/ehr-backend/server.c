@@ -41,6 +41,7 @@ static const char *const header_names[EHR_H_COUNT] = {
 };
 
 static void conn_close(struct ehr_conn *c);
+static void log_request(struct ehr_conn *c, int aborted);
 static void conn_flush(struct ehr_conn *c);
 static void conn_update_reading(struct ehr_conn *c);
 static void conn_feed(struct ehr_conn *c, const char *data, size_t len, int from_pending);
@@ -83,6 +84,8 @@ static void conn_close(struct ehr_conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->in_request)
+        log_request(c, 1); /* a stream or a job the client left before it ended */
     ehr_mcp_abort(c);
     if (c->ping_active) {
         c->ping_active = 0;
@@ -247,7 +250,7 @@ static void put_head(struct ehr_conn *c, int status, const char *ctype, long lon
     c->status = status;
 }
 
-static void log_request(struct ehr_conn *c)
+static void log_request(struct ehr_conn *c, int aborted)
 {
     struct ehr_app *app = c->w->app;
     if (app->opt.quiet || !gw_log_enabled(GW_LOG_INFO))
@@ -264,10 +267,10 @@ static void log_request(struct ehr_conn *c)
     uint64_t us = (gw_now_ns() - c->start_ns) / 1000;
     snprintf(fields, sizeof fields,
              "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"rpc\":\"%s\",\"tool\":\"%s\","
-             "\"duration_us\":%llu,\"worker\":%u",
+             "\"duration_us\":%llu,\"worker\":%u%s",
              http_method_str((enum http_method)c->parser.method), path.data ? path.data : "",
              c->status, c->log_rpc ? c->log_rpc : "", c->log_tool ? c->log_tool : "",
-             (unsigned long long)us, c->w->index);
+             (unsigned long long)us, c->w->index, aborted ? ",\"aborted\":true" : "");
     gw_buf_free(&path);
     /* The request id comes from the gateway; it is an identifier, bounded and escaped. */
     char rid[129] = "";
@@ -283,7 +286,7 @@ static void log_request(struct ehr_conn *c)
 static void request_finished(struct ehr_conn *c)
 {
     c->in_request = 0;
-    log_request(c);
+    log_request(c, 0);
     if (!c->keep_alive)
         c->close_after_flush = 1;
     if (c->in_feed)
