@@ -16,6 +16,7 @@
 #include "mcp/jsonrpc.h"
 #include "mcp/sse.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,21 @@ struct exchange {
     struct gw_header out_headers[MAX_OUT_HEADERS];
     size_t n_out;
     struct sse_parser sse;
-    char url[2048];
     uint64_t max_response;
+
+    /*
+     * The answer held back until its completion record is durable: a whole answer (status,
+     * headers, body), or the tail of an event stream from its final response on.
+     */
+    int held_whole;
+    int held_status;
+    struct gw_header held_headers[MAX_OUT_HEADERS + 4];
+    size_t n_held_headers;
+    struct gw_buf held_hdr_storage;
+    struct gw_buf held_body;
+    int holding_stream;
+    int abandon;
+    _Atomic int durable_ok;
 };
 
 static const struct gw_header *find_header(const struct gw_header *h, size_t n, const char *name)
@@ -140,6 +154,8 @@ static char *denial_body(const struct gw_request *req, const struct gw_decision 
 static void exchange_closed(uv_handle_t *h)
 {
     struct exchange *x = h->data;
+    gw_buf_free(&x->held_hdr_storage);
+    gw_buf_free(&x->held_body);
     gw_buf_free(&x->resp);
     gw_buf_free(&x->resp_hdr);
     sse_parser_free(&x->sse);
@@ -168,29 +184,110 @@ static void log_request(const struct exchange *x)
     gw_log(GW_LOG_INFO, "request", req->id, fields, "%s", "request done");
 }
 
-/* Ends the exchange: completes the layers (audit last), frees the request. */
+/* Keeps a whole answer until the exchange is released (see exchange_finish). */
+static void hold_whole(struct exchange *x, int status, const struct gw_header *h, size_t n,
+                       const char *body, size_t len)
+{
+    size_t off[MAX_OUT_HEADERS + 4][2];
+    if (n > MAX_OUT_HEADERS + 4)
+        n = MAX_OUT_HEADERS + 4;
+    gw_buf_reset(&x->held_hdr_storage);
+    gw_buf_reset(&x->held_body);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        off[i][0] = x->held_hdr_storage.len;
+        rc |= gw_buf_append(&x->held_hdr_storage, h[i].name.ptr, h[i].name.len);
+        off[i][1] = x->held_hdr_storage.len;
+        rc |= gw_buf_append(&x->held_hdr_storage, h[i].value.ptr, h[i].value.len);
+    }
+    rc |= gw_buf_append(&x->held_body, body ? body : "", len);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        x->held_headers[i] = (struct gw_header){
+            {x->held_hdr_storage.data + off[i][0], h[i].name.len},
+            {x->held_hdr_storage.data + off[i][1], h[i].value.len}};
+    x->n_held_headers = rc == 0 ? n : 0;
+    x->held_status = rc == 0 ? status : 503;
+    x->held_whole = 1;
+}
+
+/*
+ * Sends what was held and ends the exchange. `durable` says whether the completion record
+ * made it: when it did not, the client gets no result it could act on without a record (a
+ * whole answer becomes 503, a stream is cut before its final response).
+ */
+static void exchange_release(struct exchange *x, int durable)
+{
+    struct gw_request *req = x->req;
+    if (x->conn) {
+        gw_conn_set_hooks(x->conn, NULL, NULL, NULL);
+        if (!durable) {
+            static const char lost[] =
+                "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,\"message\":\"The "
+                "gateway could not record this call; its result is withheld.\"}}";
+            if (x->held_whole)
+                gw_conn_respond(x->conn, 503, "application/json", lost, sizeof lost - 1, NULL,
+                                0);
+            req->response_status = 503;
+            gw_conn_end(x->conn, !x->held_whole);
+        } else {
+            if (x->held_whole) {
+                if (gw_conn_write_head(x->conn, x->held_status, x->held_headers,
+                                       x->n_held_headers, (int64_t)x->held_body.len) == 0)
+                    gw_conn_write_body(x->conn, x->held_body.data ? x->held_body.data : "",
+                                       x->held_body.len);
+            } else if (x->held_body.len) {
+                gw_conn_write_body(x->conn, x->held_body.data, x->held_body.len);
+            }
+            gw_conn_end(x->conn, x->abandon);
+        }
+        x->conn = NULL;
+    }
+    log_request(x);
+    gw_request_free(req);
+    x->req = NULL;
+    uv_close((uv_handle_t *)&x->timer, exchange_closed);
+}
+
+static void on_durable(void *arg)
+{
+    struct exchange *x = arg;
+    exchange_release(x, atomic_load(&x->durable_ok));
+}
+
+/* Called by the audit writer thread: hand the news to the exchange's own worker. */
+static void on_durable_any_thread(void *arg, int ok)
+{
+    struct exchange *x = arg;
+    atomic_store(&x->durable_ok, ok);
+    if (gw_worker_post(x->w, on_durable, x) != 0)
+        gw_log(GW_LOG_ERROR, "audit_notify_lost", NULL, NULL,
+               "could not hand a durable-record notice to its worker; a connection may hang");
+}
+
+/*
+ * Ends the exchange: completes the layers (audit last, which queues the completion record)
+ * and releases the answer, at once or, when the audit layer holds it, once the record is
+ * durable.
+ */
 static void exchange_finish(struct exchange *x, int abandon)
 {
     if (x->finished)
         return;
     x->finished = 1;
+    x->abandon = abandon;
     if (x->up) {
         upstream_cancel(x->up);
         x->up = NULL;
     }
+    uv_timer_stop(&x->timer);
     struct gw_request *req = x->req;
     req->timing.end_ns = gw_mono_ns();
+    req->completion_durable = on_durable_any_thread;
+    req->completion_arg = x;
     gw_pipeline_complete(req);
-    log_request(x);
-    if (x->conn) {
-        gw_conn_set_hooks(x->conn, NULL, NULL, NULL);
-        gw_conn_end(x->conn, abandon);
-        x->conn = NULL;
-    }
-    gw_request_free(req);
-    x->req = NULL;
-    uv_timer_stop(&x->timer);
-    uv_close((uv_handle_t *)&x->timer, exchange_closed);
+    if (req->completion_pending)
+        return;
+    exchange_release(x, !req->completion_lost);
 }
 
 static void respond(struct exchange *x, int status, const char *body, size_t len,
@@ -199,8 +296,6 @@ static void respond(struct exchange *x, int status, const char *body, size_t len
     struct gw_request *req = x->req;
     req->response_status = status;
     req->response_bytes += len;
-    if (!x->conn)
-        return;
     struct gw_header hdrs[4 + GW_MAX_RESPONSE_HEADERS];
     size_t n = 0;
     hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
@@ -208,7 +303,10 @@ static void respond(struct exchange *x, int status, const char *body, size_t len
         hdrs[n++] = extra[i];
     for (size_t i = 0; i < req->n_response_headers; i++)
         hdrs[n++] = req->response_headers[i];
-    gw_conn_respond(x->conn, status, "application/json", body, len, hdrs, n);
+    struct gw_header all[5 + GW_MAX_RESPONSE_HEADERS];
+    all[0] = (struct gw_header){GW_SLICE_LIT("Content-Type"), GW_SLICE_LIT("application/json")};
+    memcpy(all + 1, hdrs, n * sizeof *hdrs);
+    hold_whole(x, status, all, n + 1, body, len);
 }
 
 /* Answers with a JSON-RPC error for each request in the message(s), e.g. 502/504. */
@@ -360,12 +458,29 @@ static void on_drain(void *arg)
         upstream_resume(x->up);
 }
 
+/*
+ * Streams bytes to the client, or holds them once the stream's final response has come
+ * (it is released when the completion record is durable). What is held is bounded by
+ * server.limits.max_response.
+ */
 static int write_to_client(struct exchange *x, const char *data, size_t len)
 {
     x->req->response_bytes += len;
     if (!x->conn)
         return -1;
+    if (x->holding_stream) {
+        if (x->held_body.len + len > x->max_response)
+            return -1;
+        return gw_buf_append(&x->held_body, data, len);
+    }
     return gw_conn_write_body(x->conn, data, len);
+}
+
+/* A response (not a request or notification): the answer the client is waiting for. */
+static int is_final_response(const json_t *msg)
+{
+    return json_is_object(msg) && json_object_get(msg, "id") && !json_object_get(msg, "method") &&
+           (json_object_get(msg, "result") || json_object_get(msg, "error"));
 }
 
 /* One SSE event from the backend: its message goes through the response hooks. */
@@ -397,6 +512,8 @@ static int on_sse_event(void *arg, const struct sse_event *ev)
         msg = err;
         modified = 1;
     }
+    if (is_final_response(msg))
+        x->holding_stream = 1;
     if (modified && msg) {
         char *s = json_dumps(msg, JSON_COMPACT);
         struct gw_buf out = {0};
@@ -508,11 +625,7 @@ static void finish_buffered(struct exchange *x)
     size_t out_len = rewritten ? strlen(rewritten) : x->resp.len;
     req->response_status = status;
     req->response_bytes += out_len;
-    if (x->conn) {
-        if (gw_conn_write_head(x->conn, status, x->out_headers, x->n_out, (int64_t)out_len) ==
-            0)
-            gw_conn_write_body(x->conn, out ? out : "", out_len);
-    }
+    hold_whole(x, status, x->out_headers, x->n_out, out, out_len);
     free(rewritten);
     exchange_finish(x, 0);
 }

@@ -137,6 +137,17 @@ struct gw_request {
 
     struct gw_timing timing;
 
+    /*
+     * Durable completion. The core sets completion_durable before gw_pipeline_complete; a
+     * layer that records the completion durably (audit) calls it back (from any thread) once
+     * the record is committed (ok = 1) or lost (ok = 0), and sets completion_pending so the
+     * core holds the answer until then. completion_lost: the record could not even be queued.
+     */
+    void (*completion_durable)(void *arg, int ok);
+    void *completion_arg;
+    int completion_pending;
+    int completion_lost;
+
     /* Pipeline state (layers/pipeline.c). */
     enum gw_stage next_stage;
     void (*pipeline_done)(struct gw_request *req, int verdict);

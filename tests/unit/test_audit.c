@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <stdatomic.h>
 
 #include "audit_test_util.h"
 #include "core/log.h"
@@ -519,6 +520,89 @@ static void test_store_failure_fails_closed(void **state)
     assert_int_equal(verify_one(f, f->db, 0, problem, sizeof problem), 1);
 }
 
+/* ---- durable completion: the answer waits for the record ---- */
+
+static _Atomic int notified_ok = -1;
+static void on_notify(void *arg, int ok)
+{
+    *(int *)arg += 1;
+    atomic_store(&notified_ok, ok);
+}
+
+static void test_completion_held_until_durable(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(audit_writer_start(f->ac, NULL), 0);
+    json_t *msg;
+    struct gw_request *req = make_request(&msg);
+    struct gw_decision d = {0};
+    assert_int_equal(audit_layer.check(req, &d), GW_PASS);
+    int calls = 0;
+    req->completion_durable = on_notify;
+    req->completion_arg = &calls;
+    audit_layer.on_complete(req);
+    /* Durability "commit" (the default) holds the answer until the writer says so. */
+    assert_true(req->completion_pending);
+    assert_false(req->completion_lost);
+    assert_int_equal(audit_flush(), 0);
+    assert_int_equal(calls, 1);
+    assert_int_equal(atomic_load(&notified_ok), 1);
+    assert_int_equal(count_rows(f->db, "WHERE kind = 'completion'"), 1);
+    gw_request_free(req);
+
+    /* A store failure reports the record lost (ok = 0), once. */
+    req = make_request(&msg);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(audit_layer.check(req, &d), GW_PASS);
+    assert_int_equal(audit_flush(), 0);
+    calls = 0;
+    req->completion_durable = on_notify;
+    req->completion_arg = &calls;
+    audit_writer_inject_failure();
+    audit_layer.on_complete(req);
+    assert_true(req->completion_pending);
+    assert_int_equal(audit_flush(), -EIO);
+    assert_int_equal(calls, 1);
+    assert_int_equal(atomic_load(&notified_ok), 0);
+    gw_request_free(req);
+
+    /* With the store failed, nothing can be queued: the core learns it at once. */
+    req = make_request(&msg);
+    struct audit_req_state *st = calloc(1, sizeof *st);
+    st->decision_queued = 1;
+    req->layer_state[GW_STAGE_AUDIT] = st;
+    req->layer_state_free[GW_STAGE_AUDIT] = free;
+    calls = 0;
+    req->completion_durable = on_notify;
+    req->completion_arg = &calls;
+    audit_layer.on_complete(req);
+    assert_false(req->completion_pending);
+    assert_true(req->completion_lost);
+    assert_int_equal(calls, 0);
+    gw_request_free(req);
+    audit_stop();
+
+    /* Durability "queued": nothing is held. */
+    f->ac->durability = AUDIT_DURABLE_QUEUED;
+    assert_int_equal(audit_writer_start(f->ac, NULL), 0);
+    struct gw_config cfg = {.audit = f->ac};
+    req = make_request(&msg);
+    req->cfg = &cfg;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(audit_layer.check(req, &d), GW_PASS);
+    calls = 0;
+    req->completion_durable = on_notify;
+    req->completion_arg = &calls;
+    audit_layer.on_complete(req);
+    assert_false(req->completion_pending);
+    assert_false(req->completion_lost);
+    assert_int_equal(audit_flush(), 0);
+    assert_int_equal(calls, 0);
+    gw_request_free(req);
+    audit_stop();
+    f->ac->durability = AUDIT_DURABLE_COMMIT;
+}
+
 /* ---- verification against tampering ---- */
 
 static void build_store(struct fixture *f, int n)
@@ -968,6 +1052,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_layer_records, setup, teardown),
         cmocka_unit_test(test_record_deny_and_hash_mode),
         cmocka_unit_test_setup_teardown(test_queue_full_denies_503, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_completion_held_until_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_catches_tampering, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_catches_rehashed_chain, setup, teardown),

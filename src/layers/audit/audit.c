@@ -116,10 +116,17 @@ static void audit_on_complete(struct gw_request *req)
         }
     }
     json_t *rec = audit_record_completion(req, record_config(req), result);
-    int rc = rec ? audit_submit(rec) : -ENOMEM;
-    if (rc != 0)
+    int hold = req->completion_durable && record_config(req)->durability == AUDIT_DURABLE_COMMIT;
+    int rc = !rec    ? -ENOMEM
+             : hold ? audit_submit_notify(rec, req->completion_durable, req->completion_arg)
+                    : audit_submit(rec);
+    if (rc == 0 && hold)
+        req->completion_pending = 1;
+    if (rc != 0) {
+        req->completion_lost = 1;
         gw_log(GW_LOG_ERROR, "audit_completion_lost", req->id, NULL,
                "the completion record of this request could not be queued");
+    }
     st->decision_queued = 0;
 }
 

@@ -29,6 +29,8 @@ enum audit_args_mode {
     AUDIT_ARGS_REDACTED, /* structure kept, every string value replaced (the default) */
 };
 
+enum audit_durability { AUDIT_DURABLE_COMMIT = 0, AUDIT_DURABLE_QUEUED };
+
 struct audit_config {
     char *store;                     /* "sqlite:PATH" or "postgres://..." */
     char *mirror;                    /* NULL, "stdout" or "jsonl:PATH" */
@@ -37,6 +39,12 @@ struct audit_config {
     uint64_t checkpoint_every;       /* records between signed checkpoints (1000) */
     uint64_t checkpoint_interval_ms; /* time between checkpoints while records flow (1s) */
     enum audit_args_mode arguments;
+    /*
+     * commit (default): an answer reaches the client only after its completion record is
+     * committed; queued: answers go as soon as their records are queued (faster, but a
+     * crash can lose the records of answers already sent).
+     */
+    enum audit_durability durability;
     uint64_t queue;              /* records queued for the writer at most (65536) */
     uint64_t rotate_max_records; /* SQLite: start a new file after this many; 0 = never */
     uint64_t rotate_max_bytes;   /* SQLite: start a new file past this size; 0 = never */
@@ -72,6 +80,13 @@ void audit_stop(void);
  * disk.
  */
 int audit_submit(json_t *rec);
+
+/*
+ * Like audit_submit, and once the record is committed (ok = 1) or lost to a store failure
+ * (ok = 0), calls notify(arg, ok) on the writer thread (so it must only hand the news to its
+ * own thread). Not called when this returns non-zero.
+ */
+int audit_submit_notify(json_t *rec, void (*notify)(void *arg, int ok), void *arg);
 
 /* Blocks until every record queued so far is committed (tests, benchmarks, shutdown). */
 int audit_flush(void);

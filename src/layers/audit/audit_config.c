@@ -46,7 +46,7 @@ int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section
                        struct audit_config **out, struct cfg_error *err)
 {
     static const char *const keys[] = {"store",      "mirror",    "signing_key", "instance_id",
-                                       "checkpoint", "arguments", "queue",       "rotate",
+                                       "checkpoint", "arguments", "durability", "queue",       "rotate",
                                        "retention",  NULL};
     static const char *const cp_keys[] = {"every", "interval", NULL};
     static const char *const rot_keys[] = {"max_records", "max_bytes", NULL};
@@ -102,6 +102,24 @@ int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section
                        "\"%s\" is not one of none, hash, redacted", args);
             goto fail;
         }
+    }
+    char *durability = NULL;
+    if (cfg_get_string(doc, section, P, "durability", 0, &durability, err))
+        goto fail;
+    if (durability) {
+        int bad = 0;
+        if (strcmp(durability, "commit") == 0)
+            ac->durability = AUDIT_DURABLE_COMMIT;
+        else if (strcmp(durability, "queued") == 0)
+            ac->durability = AUDIT_DURABLE_QUEUED;
+        else
+            bad = 1;
+        if (bad)
+            cfg_errorf(err, doc, cfg_map_get(section, "durability"), "audit.durability",
+                       "\"%s\" is not one of commit, queued", durability);
+        free(durability);
+        if (bad)
+            goto fail;
     }
     const struct cfg_node *cp = cfg_map_get(section, "checkpoint");
     if (cp && !cfg_is_null(cp)) {

@@ -46,6 +46,8 @@ struct audit_item {
     struct audit_members body;
     char *cols;                 /* the column values back to back, NUL-terminated */
     ssize_t col_off[COL_COUNT]; /* -1: absent */
+    void (*notify)(void *arg, int ok); /* told once the record is committed or lost */
+    void *notify_arg;
 };
 
 static void item_free(struct audit_item *it)
@@ -369,8 +371,11 @@ static void *writer_main(void *arg)
         int ok = 0;
         if (!failed && (n || W.since_checkpoint || stopping))
             ok = write_batch(batch, n, stopping) == 0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            if (batch[i]->notify)
+                batch[i]->notify(batch[i]->notify_arg, ok);
             item_free(batch[i]);
+        }
         pthread_mutex_lock(&W.mu);
         if (ok) {
             W.stats.committed += n;
@@ -398,6 +403,11 @@ static void *writer_main(void *arg)
 
 int audit_submit(json_t *rec)
 {
+    return audit_submit_notify(rec, NULL, NULL);
+}
+
+int audit_submit_notify(json_t *rec, void (*notify)(void *arg, int ok), void *arg)
+{
     int rc = 0;
     if (!rec)
         return -ENOMEM;
@@ -406,6 +416,8 @@ int audit_submit(json_t *rec)
     json_decref(rec);
     if (!it)
         return -EINVAL;
+    it->notify = notify;
+    it->notify_arg = arg;
     pthread_mutex_lock(&W.mu);
     if (!W.running || W.stopping)
         rc = -ENOTCONN;
