@@ -94,6 +94,11 @@ export class RawConn {
         );
     }
 
+    /* Resolves once pred(bytes received and not yet consumed, as latin1 text) is true. */
+    waitForData(pred, ms = 5000, what = "data") {
+        return this._wait(() => (pred(this.buf.toString("latin1")) ? true : undefined), ms, what);
+    }
+
     /* Resolves true once the peer has closed the connection; bounded. */
     waitClosed(ms = 5000) {
         return this._wait(() => (this.ended ? true : undefined), ms, "the connection to close");
