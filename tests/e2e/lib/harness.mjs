@@ -333,9 +333,25 @@ export class Toolgate {
         return this.child.rss();
     }
 
-    /* SIGTERM; the process must exit 0 within ms. Returns {code, signal, ms}. */
+    /* Sends SIGTERM (once per process) and waits at most ms for the exit. */
+    signalTerm() {
+        if (!this.termSent && this.child.running) {
+            this.termSent = Date.now();
+            this.child.proc.kill("SIGTERM");
+        }
+    }
+
+    /*
+     * SIGTERM (unless already sent through signalTerm), then the process must exit 0 within
+     * ms. Returns {code, signal, ms}; ms counts from the SIGTERM.
+     */
     async stop(ms = 15000) {
-        const r = await this.child.terminate(ms);
+        this.signalTerm();
+        const t0 = this.termSent || Date.now();
+        const r = {
+            ...(await withTimeout(this.child.exited, ms, "toolgate to exit after SIGTERM")),
+        };
+        r.ms = Date.now() - t0;
         if (r.code !== 0)
             throw new Error(
                 `toolgate exited with code ${r.code} signal ${r.signal}\n${this.child.output()}`,
