@@ -227,7 +227,7 @@ export async function waitForPort(port, ms, child) {
 /*
  * Writes a configuration and starts `toolgate serve`. JSON is valid YAML, so the config is
  * written as JSON. opts: routes ([{name, path, url, timeouts}]), limits (server.limits),
- * workers, logLevel, extra (top-level sections merged in).
+ * workers, logLevel, extra (top-level sections merged in), env (added to the environment).
  */
 export async function startToolgate(opts = {}) {
     const port = await freePort();
@@ -252,6 +252,7 @@ export async function startToolgate(opts = {}) {
     writeFileSync(configPath, JSON.stringify(config, null, 2));
     const child = new Child("toolgate", TOOLGATE_BIN, ["serve", "--config", configPath], {
         cwd: dir,
+        env: opts.env,
     });
     const tg = new Toolgate(child, port, configPath, config);
     try {
