@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "layers/policy/policy.h"
 
 #include <curl/curl.h>
 
@@ -22,7 +23,8 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  serve --config FILE     run the gateway (stops gracefully on SIGTERM/SIGINT)\n"
-            "  check --config FILE     validate a configuration file and exit\n"
+            "  check --config FILE     validate a configuration file (and run its policy tests)\n"
+            "  policy test|explain     run policy test files; explain one decision\n"
             "  --version               print the version\n"
             "  --help                  this text; `toolgate <command> --help` for a command\n",
             TOOLGATE_VERSION);
@@ -72,7 +74,26 @@ static int cmd_check(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    printf("%s: ok (%zu route%s)\n", path, cfg->n_routes, cfg->n_routes == 1 ? "" : "s");
+    int failures = 0;
+    size_t n_tests = cfg->policy ? policy_config_test_count(cfg->policy) : 0;
+    for (size_t i = 0; i < n_tests; i++) {
+        const char *file = policy_config_test_path(cfg->policy, i);
+        int r = policy_run_tests(cfg->policy, file, stdout);
+        if (r != 0) {
+            fprintf(stderr, "%s: policy tests in %s: %s\n", path, file,
+                    r < 0 ? "cannot be read or parsed" : "mismatches (see the table above)");
+            failures++;
+        }
+    }
+    if (failures) {
+        gw_config_free(cfg);
+        return 1;
+    }
+    printf("%s: ok (%zu route%s, %zu policy rule%s, %zu policy test file%s passed)\n", path,
+           cfg->n_routes, cfg->n_routes == 1 ? "" : "s",
+           cfg->policy ? policy_config_rule_count(cfg->policy) : 0,
+           cfg->policy && policy_config_rule_count(cfg->policy) == 1 ? "" : "s", n_tests,
+           n_tests == 1 ? "" : "s");
     gw_config_free(cfg);
     return 0;
 }
@@ -92,8 +113,8 @@ static int cmd_serve(int argc, char **argv)
     if (cfg->server.log_level)
         gw_log_level_parse(cfg->server.log_level, &lvl);
     gw_log_setup(lvl, 2);
-    if (cfg->n_routes == 0) {
-        fprintf(stderr, "%s: no routes: `serve` needs at least one entry under routes\n", path);
+    if (gw_config_check_serve(cfg, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
         gw_config_free(cfg);
         return 1;
     }
@@ -123,6 +144,8 @@ int main(int argc, char **argv)
         rc = cmd_serve(argc - 1, argv + 1);
     else if (strcmp(cmd, "check") == 0)
         rc = cmd_check(argc - 1, argv + 1);
+    else if (strcmp(cmd, "policy") == 0)
+        rc = policy_cli_main(argc - 1, argv + 1);
     else {
         fprintf(stderr, "toolgate: unknown command \"%s\"\n\n", cmd);
         usage(stderr);

@@ -7,6 +7,7 @@
  * person reading it is fixing a file, usually in a hurry.
  */
 #include "core/config.h"
+#include "layers/policy/policy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -535,10 +536,20 @@ static int parse_public_url(struct gw_config *cfg, const struct cfg_doc *doc,
                           "https://tools.example.com or http://127.0.0.1:8080",
                           shown_quote(s->public_url), shown_url(s->public_url),
                           shown_quote(s->public_url), why);
-    /* Stored without a trailing '/': paths such as "/.well-known/..." are appended to it. */
+    /*
+     * An origin only: route paths and "/.well-known/..." are appended to it, and RFC 9728
+     * places the metadata of https://h/p/mcp at https://h/.well-known/...-resource/p/mcp,
+     * which plain appending would get wrong for a path prefix.
+     */
+    if (strcmp(path, "") != 0 && strcmp(path, "/") != 0)
+        return cfg_errorf(err, doc, cfg_map_get(server, "public_url"), "server.public_url",
+                          "\"%s\" has a path; write the origin only (scheme, host and port, "
+                          "like https://tools.example.com): routes give the paths",
+                          s->public_url);
+    /* Stored without the trailing '/'. */
     size_t len = strlen(s->public_url);
-    while (len > 0 && s->public_url[len - 1] == '/')
-        s->public_url[--len] = '\0';
+    if (len > 0 && s->public_url[len - 1] == '/')
+        s->public_url[len - 1] = '\0';
     return 0;
 }
 
@@ -958,6 +969,23 @@ static void free_routes(struct gw_config *cfg)
     cfg->n_routes = 0;
 }
 
+/* ---- layer sections ------------------------------------------------------------------------ */
+
+/* No `policy` section leaves cfg->policy NULL, which the policy layer reads as deny-all. */
+static int parse_policy(struct gw_config *cfg, const struct cfg_doc *doc,
+                        const struct cfg_node *node, struct cfg_error *err)
+{
+    if (!node)
+        return 0;
+    return policy_config_parse(doc, node, &cfg->policy, err);
+}
+
+static void free_policy(struct gw_config *cfg)
+{
+    policy_config_free(cfg->policy);
+    cfg->policy = NULL;
+}
+
 /* ---- the section table and loading -------------------------------------------------------- */
 
 /*
@@ -971,6 +999,7 @@ static const struct config_section {
 } config_sections[] = {
     {"server", parse_server, free_server},
     {"routes", parse_routes, free_routes},
+    {"policy", parse_policy, free_policy},
 };
 
 #define N_SECTIONS (sizeof config_sections / sizeof config_sections[0])

@@ -13,6 +13,8 @@
 
 #include "core/cfg.h"
 
+struct policy_config; /* layers/policy/policy.h */
+
 struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
     char *host;    /* numeric address to bind ("0.0.0.0" for ":8080") */
@@ -38,7 +40,7 @@ struct gw_server_limits {
 struct gw_server_config {
     struct gw_listen *listen;
     size_t n_listen;
-    char *public_url; /* default: http(s)://<first listen address>; never ends in '/' */
+    char *public_url; /* an origin, no path or trailing '/'; default http(s)://<listen[0]> */
     int workers;      /* 0 = one per core */
     struct gw_server_limits limits;
     char *log_level; /* debug | info | warn | error */
@@ -71,6 +73,7 @@ struct gw_config {
     struct gw_route *routes;
     size_t n_routes;
     /* Layer sections are added here by the issues that build each layer. */
+    struct policy_config *policy; /* NULL when the file has no `policy` section: deny all */
 };
 
 /*

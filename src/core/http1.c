@@ -230,7 +230,13 @@ size_t http1_feed(struct http1_parser *p, const char *data, size_t len)
     size_t n = http_parser_execute(&p->hp, &settings, data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
     if (p->state == HTTP1_DONE) {
-        /* Paused after a complete message: n counts the bytes of that message. */
+        /*
+         * Paused after a complete message: n counts the bytes of that message. A protocol
+         * upgrade (websocket, h2c) is not offered: the request is answered as plain HTTP and
+         * the connection closed after, since the client may already be sending other bytes.
+         */
+        if (p->hp.upgrade)
+            p->keep_alive = 0;
         return n;
     }
     if (p->state == HTTP1_ERROR)
@@ -243,18 +249,10 @@ size_t http1_feed(struct http1_parser *p, const char *data, size_t len)
         case HPE_INVALID_VERSION:
             fail(p, 505, "HTTP version not supported");
             break;
-        case HPE_INVALID_METHOD:
-            fail(p, 501, "Method not implemented");
-            break;
         default:
             fail(p, 400, "Malformed HTTP request");
             break;
         }
-        return n;
-    }
-    if (p->hp.upgrade) {
-        /* Protocol upgrades (websocket, h2c) are not offered on this endpoint. */
-        fail(p, 400, "Protocol upgrade is not supported");
         return n;
     }
     return n;

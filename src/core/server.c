@@ -1,6 +1,7 @@
 #include "core/server.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "core/tls.h"
 #include "core/upstream.h"
 #include "mcp/jsonrpc.h"
 
@@ -37,12 +38,18 @@ struct post_item {
     struct post_item *next;
 };
 
+struct gw_listener {
+    uv_tcp_t tcp; /* first member: the handle's address is the listener's */
+    struct gw_worker *w;
+    struct gw_tls_ctx *tls; /* NULL for plain HTTP */
+};
+
 struct gw_worker {
     int index;
     uv_loop_t loop;
     uv_thread_t thread;
     const struct gw_config *cfg;
-    uv_tcp_t *listeners;
+    struct gw_listener *listeners;
     int *listen_fds;
     size_t n_listeners;
     uv_async_t async;
@@ -66,6 +73,7 @@ struct gw_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     struct gw_worker *w;
+    struct gw_tls_conn *tls; /* NULL for plain HTTP */
     struct gw_conn *prev, *next;
     struct http1_parser parser;
     struct gw_buf inbuf;
@@ -99,6 +107,8 @@ struct write_req {
 };
 
 static atomic_long open_connections;
+/* One TLS context per server.listen entry (NULL for plain ones), shared by all workers. */
+static struct gw_tls_ctx **tls_contexts;
 static const struct gw_config *server_cfg;
 
 static void conn_process(struct gw_conn *c);
@@ -107,6 +117,7 @@ static void conn_update_reading(struct gw_conn *c);
 static void worker_maybe_finish(struct gw_worker *w);
 static void on_header_timeout(uv_timer_t *t);
 static void on_idle_timeout(uv_timer_t *t);
+static int conn_write_raw(struct gw_conn *c, const char *data, size_t len);
 
 /* ---------- small helpers ---------- */
 
@@ -178,6 +189,12 @@ static void conn_finish_close(struct gw_conn *c)
         c->close_after = 1;
         return;
     }
+    if (c->tls) {
+        struct gw_buf alert = {0};
+        gw_tls_close_notify(c->tls, &alert);
+        conn_write_raw(c, alert.data, alert.len);
+        gw_buf_free(&alert);
+    }
     c->shutting = 1;
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -218,7 +235,7 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-/* Queues the concatenation of n pieces as one write. */
+/* Queues the concatenation of n pieces as one write (encrypted on a TLS connection). */
 static int conn_writev(struct gw_conn *c, const struct gw_slice *pieces, size_t n)
 {
     if (c->closed || c->shutting)
@@ -228,9 +245,25 @@ static int conn_writev(struct gw_conn *c, const struct gw_slice *pieces, size_t 
         total += pieces[i].len;
     if (total == 0)
         return 0;
+    struct gw_buf cipher = {0};
+    struct gw_slice cipher_piece;
+    if (c->tls) {
+        for (size_t i = 0; i < n; i++) {
+            if (gw_tls_encrypt(c->tls, pieces[i].ptr, pieces[i].len, &cipher) != GW_TLS_OK) {
+                gw_buf_free(&cipher);
+                return -1;
+            }
+        }
+        total = cipher.len;
+        cipher_piece = (struct gw_slice){cipher.data, cipher.len};
+        pieces = &cipher_piece;
+        n = 1;
+    }
     struct write_req *wr = malloc(sizeof *wr + total);
-    if (!wr)
+    if (!wr) {
+        gw_buf_free(&cipher);
         return -1;
+    }
     wr->c = c;
     wr->len = total;
     size_t off = 0;
@@ -238,6 +271,7 @@ static int conn_writev(struct gw_conn *c, const struct gw_slice *pieces, size_t 
         memcpy(wr->data + off, pieces[i].ptr, pieces[i].len);
         off += pieces[i].len;
     }
+    gw_buf_free(&cipher);
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)total);
     c->queued += total;
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
@@ -252,6 +286,27 @@ static int conn_write(struct gw_conn *c, const char *data, size_t len)
 {
     struct gw_slice s = {data, len};
     return conn_writev(c, &s, 1);
+}
+
+/* Queues bytes that are already what goes on the wire (TLS records). */
+static int conn_write_raw(struct gw_conn *c, const char *data, size_t len)
+{
+    if (c->closed || len == 0)
+        return c->closed ? -1 : 0;
+    struct write_req *wr = malloc(sizeof *wr + len);
+    if (!wr)
+        return -1;
+    wr->c = c;
+    wr->len = len;
+    memcpy(wr->data, data, len);
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
+    c->queued += len;
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        c->queued -= len;
+        free(wr);
+        return -1;
+    }
+    return 0;
 }
 
 static void http_date(char *out, size_t len)
@@ -463,7 +518,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->closed || c->shutting)
         return;
-    if (gw_buf_append(&c->inbuf, buf->base, (size_t)nread) != 0) {
+    if (c->tls) {
+        struct gw_buf out = {0};
+        int rc = gw_tls_feed(c->tls, buf->base, (size_t)nread, &c->inbuf, &out);
+        if (out.len)
+            conn_write_raw(c, out.data, out.len);
+        gw_buf_free(&out);
+        if (rc != GW_TLS_OK) {
+            conn_close(c);
+            return;
+        }
+    } else if (gw_buf_append(&c->inbuf, buf->base, (size_t)nread) != 0) {
         conn_close(c);
         return;
     }
@@ -497,6 +562,7 @@ static void conn_handle_closed(uv_handle_t *h)
     struct gw_worker *w = c->w;
     http1_free(&c->parser);
     gw_buf_free(&c->inbuf);
+    gw_tls_conn_free(c->tls);
     free(c);
     atomic_fetch_sub(&open_connections, 1);
     worker_maybe_finish(w);
@@ -551,7 +617,8 @@ static void reject_full(uv_stream_t *server)
 
 static void on_connection(uv_stream_t *server, int status)
 {
-    struct gw_worker *w = server->data;
+    struct gw_listener *l = server->data;
+    struct gw_worker *w = l->w;
     if (status < 0 || w->stopping)
         return;
     long now = atomic_fetch_add(&open_connections, 1) + 1;
@@ -566,6 +633,11 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     c->w = w;
+    if (l->tls && !(c->tls = gw_tls_conn_new(l->tls))) {
+        free(c);
+        atomic_fetch_sub(&open_connections, 1);
+        return;
+    }
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c;
@@ -644,7 +716,7 @@ static void worker_begin_stop(struct gw_worker *w, int now)
     if (!w->stopping) {
         w->stopping = 1;
         for (size_t i = 0; i < w->n_listeners; i++)
-            uv_close((uv_handle_t *)&w->listeners[i], NULL);
+            uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
         uv_timer_start(&w->stop_timer, on_stop_deadline,
                        now ? 0 : w->cfg->server.limits.shutdown_timeout_ms, 0);
         /* Idle connections go now; requests in flight may finish; open streams end. */
@@ -771,10 +843,12 @@ static int worker_init(struct gw_worker *w, int index, const struct gw_config *c
         if (fd < 0)
             return -1;
         w->listen_fds[i] = fd;
-        uv_tcp_init(&w->loop, &w->listeners[i]);
-        w->listeners[i].data = w;
-        if (uv_tcp_open(&w->listeners[i], fd) != 0 ||
-            uv_listen((uv_stream_t *)&w->listeners[i], 1024, on_connection) != 0) {
+        uv_tcp_init(&w->loop, &w->listeners[i].tcp);
+        w->listeners[i].tcp.data = &w->listeners[i];
+        w->listeners[i].w = w;
+        w->listeners[i].tls = tls_contexts ? tls_contexts[i] : NULL;
+        if (uv_tcp_open(&w->listeners[i].tcp, fd) != 0 ||
+            uv_listen((uv_stream_t *)&w->listeners[i].tcp, 1024, on_connection) != 0) {
             snprintf(err, errlen, "cannot listen on %s", cfg->server.listen[i].address);
             return -1;
         }
@@ -872,10 +946,24 @@ int gw_server_run(const struct gw_config *cfg)
         n_workers = MAX_WORKERS;
     if (cfg->n_routes == 0)
         gw_log_warn("startup", "no routes are configured: only /healthz will answer");
+    char err[512] = "";
+    tls_contexts = calloc(cfg->server.n_listen ? cfg->server.n_listen : 1, sizeof *tls_contexts);
+    if (!tls_contexts)
+        return 1;
+    for (size_t i = 0; i < cfg->server.n_listen; i++) {
+        const struct gw_listen *l = &cfg->server.listen[i];
+        if (!l->tls_cert)
+            continue;
+        tls_contexts[i] = gw_tls_ctx_new(l->tls_cert, l->tls_key, err, sizeof err);
+        if (!tls_contexts[i]) {
+            gw_log_error("startup", "server.listen[%zu]: %s", i, err);
+            fprintf(stderr, "toolgate: server.listen[%zu]: %s\n", i, err);
+            goto out_tls;
+        }
+    }
     workers = calloc((size_t)n_workers, sizeof *workers);
     if (!workers)
-        return 1;
-    char err[512] = "";
+        goto out_tls;
     int inited = 0;
     uv_loop_t main_loop;
     uv_loop_init(&main_loop);
@@ -924,5 +1012,10 @@ out:
         worker_destroy(&workers[i]);
     free(workers);
     workers = NULL;
+out_tls:
+    for (size_t i = 0; i < cfg->server.n_listen; i++)
+        gw_tls_ctx_free(tls_contexts[i]);
+    free(tls_contexts);
+    tls_contexts = NULL;
     return rc;
 }

@@ -9,6 +9,8 @@
 /* Response head bounds: an answer beyond them is a protocol error (502). */
 #define UPSTREAM_MAX_HEAD 65536
 #define UPSTREAM_MAX_HEADERS 64
+/* Finished easy handles kept for reuse per worker (curl_easy_init is not cheap). */
+#define UPSTREAM_SPARE_EASY 64
 
 struct upstream_multi {
     uv_loop_t *loop;
@@ -17,6 +19,8 @@ struct upstream_multi {
     size_t active;
     int closing;
     int handles_open;
+    CURL *spare[UPSTREAM_SPARE_EASY];
+    size_t n_spare;
 };
 
 struct sock_ctx {
@@ -46,8 +50,15 @@ struct upstream_call {
 
 static void call_free(struct upstream_call *c)
 {
-    if (c->easy)
-        curl_easy_cleanup(c->easy);
+    struct upstream_multi *m = c->m;
+    if (c->easy) {
+        if (!m->closing && m->n_spare < UPSTREAM_SPARE_EASY) {
+            curl_easy_reset(c->easy);
+            m->spare[m->n_spare++] = c->easy;
+        } else {
+            curl_easy_cleanup(c->easy);
+        }
+    }
     curl_slist_free_all(c->headers);
     gw_buf_free(&c->head);
     free(c);
@@ -229,6 +240,8 @@ void upstream_multi_close(struct upstream_multi *m)
     if (!m)
         return;
     m->closing = 1;
+    while (m->n_spare > 0)
+        curl_easy_cleanup(m->spare[--m->n_spare]);
     /* curl_multi_cleanup closes pooled connections, removing their sockets via sock_cb. */
     curl_multi_cleanup(m->multi);
     m->multi = NULL;
@@ -330,7 +343,7 @@ struct upstream_call *upstream_start(struct upstream_multi *m, const struct upst
     c->m = m;
     c->cb = *cb;
     c->arg = arg;
-    c->easy = curl_easy_init();
+    c->easy = m->n_spare > 0 ? m->spare[--m->n_spare] : curl_easy_init();
     if (!c->easy)
         goto fail;
     CURL *e = c->easy;

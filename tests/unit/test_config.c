@@ -72,7 +72,7 @@ static void test_full_config(void **state)
     (void)state;
     struct gw_config *cfg = load_ok("server:\n"
                                     "  listen: [\"127.0.0.1:8080\", \"[::1]:8081\", \":8082\"]\n"
-                                    "  public_url: \"https://tools.example.com/gw/\"\n"
+                                    "  public_url: \"https://tools.example.com:8443/\"\n"
                                     "  workers: 4\n"
                                     "  log_level: debug\n"
                                     "  limits:\n"
@@ -110,7 +110,7 @@ static void test_full_config(void **state)
     assert_int_equal(s->listen[1].port, 8081);
     assert_string_equal(s->listen[2].host, "0.0.0.0");
     assert_int_equal(s->listen[2].port, 8082);
-    assert_string_equal(s->public_url, "https://tools.example.com/gw");
+    assert_string_equal(s->public_url, "https://tools.example.com:8443");
     assert_int_equal(s->workers, 4);
     assert_string_equal(s->log_level, "debug");
     assert_int_equal(s->limits.max_body, 2 * 1024 * 1024);
@@ -328,6 +328,10 @@ static void test_public_url_errors(void **state)
                  "has a query");
     expect_error("server:\n  public_url: \"http://x/#top\"\n", "2:15", "server.public_url",
                  "has a fragment");
+    expect_error("server:\n  public_url: \"https://x.example/gw\"\n", "2:15", "server.public_url",
+                 "has a path; write the origin only");
+    expect_error("server:\n  public_url: \"https://x.example//\"\n", "2:15", "server.public_url",
+                 "has a path");
     expect_error("server:\n  public_url: \"http:///x\"\n", "2:15", "server.public_url",
                  "has no host");
     expect_error("server:\n  public_url: \"HTTP://x\"\n", "2:15", "server.public_url",
@@ -405,7 +409,7 @@ static void test_top_level_errors(void **state)
 {
     (void)state;
     expect_error("server: {}\nidentty: {}\n", "2:1", "identty",
-                 "unknown key (known here: server, routes)");
+                 "unknown key (known here: server, routes");
     expect_error("server:\n  listen: [\":1\"]\n  bogus: 1\n", "3:3", "server.bogus",
                  "unknown key (known here: listen, public_url, workers, log_level, limits)");
     expect_error("server: [1]\n", "1:9", "server", "expected a map");
@@ -621,6 +625,70 @@ static void test_load_file_hash_and_path(void **state)
     assert_non_null(strstr(err.msg, "larger than"));
 }
 
+/* ---- the shipped example and the reference's examples -------------------------------------- */
+
+/* The repository root, from this file's path as the compiler saw it ("tests/unit/..."). */
+static void repo_path(char *out, size_t outlen, const char *rel)
+{
+    const char *self = __FILE__;
+    const char *tail = strstr(self, "tests/unit/test_config.c");
+    int root_len = tail ? (int)(tail - self) : 0;
+    snprintf(out, outlen, "%.*s%s", root_len, self, rel);
+}
+
+static void test_demo_config_loads(void **state)
+{
+    (void)state;
+    char path[512];
+    repo_path(path, sizeof path, "examples/demo/toolgate.yaml");
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg = gw_config_load(path, &err);
+    if (!cfg)
+        fail_msg("%s", err.msg);
+    assert_int_equal(cfg->server.n_listen, 1);
+    assert_string_equal(cfg->server.listen[0].address, "127.0.0.1:8080");
+    assert_int_equal(cfg->n_routes, 1);
+    const struct gw_route *r = gw_config_route_for(cfg, "/mcp", 4);
+    assert_non_null(r);
+    assert_int_equal(r->n_backends, 1);
+    assert_string_equal(r->backends[0].name, "ehr");
+    assert_string_equal(r->backends[0].url, "http://127.0.0.1:9001/mcp");
+    assert_int_equal(gw_config_check_serve(cfg, &err), 0);
+    gw_config_free(cfg);
+}
+
+/* Every ```yaml block in docs/configuration.md is a configuration that loads. */
+static void test_reference_examples_load(void **state)
+{
+    (void)state;
+    char path[512];
+    repo_path(path, sizeof path, "docs/configuration.md");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    static char doc[256 * 1024];
+    size_t len = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[len] = '\0';
+    int blocks = 0;
+    for (char *p = doc; (p = strstr(p, "\n```yaml\n")) != NULL;) {
+        char *start = p + strlen("\n```yaml\n");
+        char *end = strstr(start, "\n```");
+        assert_non_null(end);
+        char saved = end[1];
+        end[1] = '\0';
+        struct cfg_error err = {{0}};
+        struct gw_config *cfg = gw_config_load_string(start, "configuration.md", &err);
+        if (!cfg)
+            fail_msg("example %d does not load: %s\n%s", blocks + 1, err.msg, start);
+        gw_config_free(cfg);
+        end[1] = saved;
+        blocks++;
+        p = end + 1;
+    }
+    assert_true(blocks >= 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -638,6 +706,8 @@ int main(void)
         cmocka_unit_test(test_route_duplicates),
         cmocka_unit_test(test_route_for),
         cmocka_unit_test(test_load_file_hash_and_path),
+        cmocka_unit_test(test_demo_config_loads),
+        cmocka_unit_test(test_reference_examples_load),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

@@ -1,0 +1,156 @@
+/*
+ * policy-int.h: the compiled form of a policy, shared by the policy module's own files
+ * (config compile, evaluation, CLI). Not for other modules: they use policy.h.
+ */
+#ifndef GW_POLICY_INT_H
+#define GW_POLICY_INT_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdint.h>
+
+#include "layers/policy/policy.h"
+
+/* Bounds on a regex match against an argument (PCRE2 match and depth limits). */
+#define POLICY_REGEX_MATCH_LIMIT 100000
+#define POLICY_REGEX_DEPTH_LIMIT 1000
+/* Longest rule id; ids name rules in audit records and decisions. */
+#define POLICY_MAX_ID 64
+
+enum policy_effect { POLICY_PERMIT = 0, POLICY_FORBID = 1 };
+
+enum policy_op {
+    POLICY_OP_EQ = 0,
+    POLICY_OP_IN,
+    POLICY_OP_PREFIX,
+    POLICY_OP_MATCHES,
+    POLICY_OP_RANGE,
+    POLICY_OP_EXISTS,
+    POLICY_OP_MAX_LEN,
+    POLICY_OP_CIDR,
+    POLICY_OP_HOST_IN,
+    POLICY_OP_EQ_CLAIM,
+    POLICY_OP_COUNT
+};
+
+enum policy_claim { POLICY_CLAIM_TENANT = 0, POLICY_CLAIM_SUBJECT, POLICY_CLAIM_CLIENT };
+
+/* A YAML scalar as a comparison value: always its text; its number/bool when unquoted. */
+struct policy_scalar {
+    char *text;
+    size_t len;
+    int quoted;
+    int is_int;
+    long long ival;
+    int is_real;
+    double dval;
+    int is_bool;
+    int bval;
+};
+
+struct policy_cidr {
+    int family; /* 4 or 6 */
+    unsigned char addr[16];
+    int bits;
+};
+
+struct policy_pred {
+    enum policy_op op;
+    int line;
+    char *arg;     /* the JSON Pointer as written */
+    char **tokens; /* its reference tokens, unescaped */
+    size_t n_tokens;
+
+    struct policy_scalar *values; /* eq (1), in (n) */
+    size_t n_values;
+    char *text; /* prefix; the regex source for matches */
+    size_t text_len;
+    pcre2_code *re;
+    int has_min, has_max;
+    double min, max;
+    int exists;
+    long long max_len;
+    struct policy_cidr *cidrs;
+    size_t n_cidrs;
+    char **hosts; /* lowercased; "*.example.org" matches subdomains */
+    size_t n_hosts;
+    enum policy_claim claim;
+};
+
+struct policy_strs {
+    char **v; /* NULL-terminated when non-NULL */
+    size_t n;
+};
+
+struct policy_rule {
+    char *id;
+    int line;
+    enum policy_effect effect;
+    enum policy_action action;
+    struct policy_strs targets; /* empty = every target of the action */
+    struct policy_strs subjects, roles_any, roles_all, scopes_all, scopes_any, tenants, clients;
+    struct policy_strs required_scopes;
+    struct policy_pred *when;
+    size_t n_when;
+    char *message;     /* optional text for the model on denial */
+    char *description; /* optional, for people */
+};
+
+/* One value list in the index maps: rule indexes (exact) or glob indexes (by prefix). */
+struct policy_map_entry {
+    const char *key; /* borrowed from a rule; NULL = empty slot */
+    size_t len;
+    uint64_t hash;
+    uint32_t *vals;
+    size_t n, cap;
+};
+
+struct policy_map {
+    struct policy_map_entry *slots;
+    size_t cap; /* power of two, or 0 */
+    size_t used;
+};
+
+struct policy_glob {
+    const char *pattern; /* borrowed from the rule */
+    size_t len;
+    uint32_t rule;
+};
+
+struct policy_index {
+    struct policy_map exact;    /* target name -> rule indexes, ascending */
+    struct policy_map prefixes; /* literal prefix of a glob -> glob indexes */
+    struct policy_glob *globs;
+    size_t n_globs;
+    size_t *prefix_lens; /* distinct literal-prefix lengths, ascending */
+    size_t n_prefix_lens;
+};
+
+struct policy_config {
+    struct policy_rule *rules;
+    size_t n_rules;
+    struct policy_index index[POLICY_ACTION_COUNT];
+    char **tests; /* resolved paths */
+    size_t n_tests;
+    pcre2_match_context *match_ctx; /* match limits; read-only once built, shared by threads */
+};
+
+/* Index (policy_index.c). */
+int policy_index_build(struct policy_config *pc);
+void policy_index_free(struct policy_index *ix);
+/*
+ * Appends the indexes of the rules of `action` whose targets match target, ascending and
+ * without duplicates, to *out (a malloc'd array grown as needed). Returns the count or -1.
+ */
+long policy_index_lookup(const struct policy_config *pc, enum policy_action action,
+                         const char *target, size_t len, uint32_t **out, size_t *cap);
+int policy_glob_match(const char *pat, size_t plen, const char *s, size_t slen);
+
+/* Pieces of evaluation exposed for the CLI and tests (policy_eval.c). */
+int policy_pointer_parse(const char *text, char ***tokens, size_t *n, char *why, size_t whylen);
+const json_t *policy_pointer_get(const json_t *root, char *const *tokens, size_t n);
+/* Extracts the lowercased host of an absolute URL into out; -1 when there is none. */
+int policy_url_host(const char *url, size_t len, char *out, size_t outlen);
+int policy_cidr_parse(const char *text, struct policy_cidr *out, char *why, size_t whylen);
+
+#endif
