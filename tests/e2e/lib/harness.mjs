@@ -224,10 +224,18 @@ export async function waitForPort(port, ms, child) {
 
 /* ---------- toolgate ---------- */
 
+export const PERMIT_ALL = {
+    rules: [
+        { id: "e2e-all-tools", effect: "permit", tools: "*" },
+        { id: "e2e-all-resources", effect: "permit", resources: "*" },
+        { id: "e2e-all-prompts", effect: "permit", prompts: "*" },
+    ],
+};
+
 /*
  * Writes a configuration and starts `toolgate serve`. JSON is valid YAML, so the config is
  * written as JSON. opts: routes ([{name, path, url, timeouts}]), limits (server.limits),
- * workers, logLevel, extra (top-level sections merged in), env (added to the environment).
+ * workers, logLevel, policy (default PERMIT_ALL; null for none), extra (top-level sections merged in), env (added to the environment).
  */
 export async function startToolgate(opts = {}) {
     const port = await freePort();
@@ -246,6 +254,9 @@ export async function startToolgate(opts = {}) {
             limits: { shutdown_timeout: "5s", ...(opts.limits || {}) },
         },
         routes,
+        // No policy section denies every governed action; these tests of the core proxy
+        // permit everything unless a test brings its own policy (opts.policy, or null).
+        ...(opts.policy === null ? {} : { policy: opts.policy ?? PERMIT_ALL }),
         ...(opts.extra || {}),
     };
     const configPath = path.join(dir, "toolgate.yaml");
