@@ -4,7 +4,7 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { startToolgate, startEhr, killAll, withTimeout } from "./lib/harness.mjs";
+import { startToolgate, startEhr, killAll, withTimeout, withLogs } from "./lib/harness.mjs";
 
 after(killAll);
 
@@ -98,13 +98,17 @@ for (const mode of ["json", "sse"]) {
             test("slow_report over ~10 s: progress arrives at the client step by step", async () => {
                 const seen = [];
                 const t0 = Date.now();
-                const r = await client.callTool(
-                    { name: "slow_report", arguments: { patient_id: "P3", steps: 10, interval_ms: 1000 } },
-                    undefined,
-                    {
-                        timeout: 30000,
-                        onprogress: (p) => seen.push({ at: Date.now() - t0, progress: p.progress }),
-                    },
+                const r = await withLogs(
+                    client.callTool(
+                        { name: "slow_report", arguments: { patient_id: "P3", steps: 10, interval_ms: 1000 } },
+                        undefined,
+                        {
+                            timeout: 30000,
+                            onprogress: (p) => seen.push({ at: Date.now() - t0, progress: p.progress }),
+                        },
+                    ),
+                    tg,
+                    ehr,
                 );
                 const done = Date.now() - t0;
                 assert.equal(r.isError, false);
@@ -123,7 +127,7 @@ for (const mode of ["json", "sse"]) {
         }
 
         test(`the answer reaches the client as ${mode === "sse" ? "an SSE stream" : "JSON"}`, async () => {
-            const res = await fetch(tg.url, {
+            const res = await withLogs(fetch(tg.url, {
                 method: "POST",
                 headers: {
                     "Content-Type": "application/json",
@@ -138,7 +142,7 @@ for (const mode of ["json", "sse"]) {
                     params: { name: "get_patient", arguments: { patient_id: "P4" } },
                 }),
                 signal: AbortSignal.timeout(5000),
-            });
+            }), tg, ehr);
             assert.equal(res.status, 200);
             const text = await res.text();
             if (mode === "sse") {

@@ -31,6 +31,26 @@ export function withTimeout(p, ms, what) {
     return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
+/* Awaits p; on failure adds the last output lines of the given children to the error. */
+export async function withLogs(p, ...children) {
+    try {
+        return await p;
+    } catch (e) {
+        const tail = children
+            .filter(Boolean)
+            .map((c) => {
+                const ch = c.child || c;
+                const state = ch.running
+                    ? "running"
+                    : `exited: code ${ch.exitCode} signal ${ch.signal}${ch.termSent ? "" : " (not stopped by this test)"}`;
+                return `--- ${ch.name} [${state}] (last lines)\n${[...ch.stdoutLines, ...ch.stderrLines].slice(-40).join("\n")}`;
+            })
+            .join("\n");
+        e.message = `${e.message}\n${tail}`;
+        throw e;
+    }
+}
+
 /* Polls fn until it returns a truthy value; throws after ms. */
 export async function waitUntil(fn, ms, what, every = 25) {
     const deadline = Date.now() + ms;
@@ -139,6 +159,7 @@ export class Child {
 
     /* Sends SIGKILL when still running and waits (bounded) for the exit. */
     async kill() {
+        this.termSent = true;
         if (this.running) {
             try {
                 this.proc.kill("SIGKILL");
@@ -152,6 +173,7 @@ export class Child {
     /* Sends SIGTERM and waits at most ms for the exit; returns {code, signal, ms}. */
     async terminate(ms = 15000) {
         const t0 = Date.now();
+        this.termSent = true;
         if (this.running) this.proc.kill("SIGTERM");
         const r = await withTimeout(this.exited, ms, `${this.name} to exit after SIGTERM`);
         return { ...r, ms: Date.now() - t0 };
@@ -349,6 +371,7 @@ export class Toolgate {
     signalTerm() {
         if (!this.termSent && this.child.running) {
             this.termSent = Date.now();
+            this.child.termSent = true;
             this.child.proc.kill("SIGTERM");
         }
     }
@@ -396,7 +419,7 @@ export async function startEhr(mode = "json") {
     const child = new Child(
         `ehr-backend(${mode})`,
         EHR_BACKEND_BIN,
-        ["--listen", `127.0.0.1:${port}`, "--mode", mode, "--quiet"],
+        ["--listen", `127.0.0.1:${port}`, "--mode", mode],
         {},
     );
     try {
