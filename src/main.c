@@ -148,6 +148,7 @@ static int cmd_serve(int argc, char **argv)
     identity_stop();
     /* Last: every request has completed, so its records are queued; flush them. */
     audit_stop();
+    gw_server_release_signals();
     gw_config_free(cfg);
     return rc;
 }

@@ -251,7 +251,9 @@ static void exchange_release(struct exchange *x, int durable)
 static void on_durable(void *arg)
 {
     struct exchange *x = arg;
+    struct gw_worker *w = x->w;
     exchange_release(x, atomic_load(&x->durable_ok));
+    gw_worker_unref(w);
 }
 
 /* Called by the audit writer thread: hand the news to the exchange's own worker. */
@@ -285,8 +287,11 @@ static void exchange_finish(struct exchange *x, int abandon)
     req->completion_durable = on_durable_any_thread;
     req->completion_arg = x;
     gw_pipeline_complete(req);
-    if (req->completion_pending)
+    if (req->completion_pending) {
+        /* The worker stays up (even without this connection) until the news comes. */
+        gw_worker_ref(x->w);
         return;
+    }
     exchange_release(x, !req->completion_lost);
 }
 

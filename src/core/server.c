@@ -64,6 +64,7 @@ struct gw_worker {
     struct upstream_multi *upstream;
     struct gw_conn *conns; /* doubly linked list of open connections */
     size_t n_conns;
+    size_t holds; /* work still owed to this worker outside any connection (gw_worker_ref) */
     char readbuf[WORKER_READ_BUF];
     int readbuf_busy;
     void (*on_stopped)(struct gw_worker *w);
@@ -663,6 +664,18 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---------- workers ---------- */
 
+void gw_worker_ref(struct gw_worker *w)
+{
+    w->holds++;
+}
+
+void gw_worker_unref(struct gw_worker *w)
+{
+    if (w->holds > 0)
+        w->holds--;
+    worker_maybe_finish(w);
+}
+
 int gw_worker_post(void *worker, void (*fn)(void *arg), void *arg)
 {
     struct gw_worker *w = worker;
@@ -701,7 +714,7 @@ static void async_closed(uv_handle_t *h)
 
 static void worker_maybe_finish(struct gw_worker *w)
 {
-    if (!w->stopping || w->stop_done || w->n_conns > 0)
+    if (!w->stopping || w->stop_done || w->n_conns > 0 || w->holds > 0)
         return;
     w->stop_done = 1;
     uv_timer_stop(&w->stop_timer);
@@ -892,6 +905,13 @@ static void worker_destroy(struct gw_worker *w)
 static struct gw_worker *workers;
 static int n_workers;
 static int signals_seen;
+/*
+ * The main thread's loop and signal handles live until the process has finished its
+ * teardown (gw_server_release_signals): a signal arriving while the audit log flushes must
+ * still be caught, not kill the process.
+ */
+static uv_loop_t main_loop;
+static int main_loop_open;
 static uv_async_t main_wakeup;
 static uv_signal_t sigterm_handle, sigint_handle;
 
@@ -918,9 +938,19 @@ static void on_main_wakeup(uv_async_t *a)
     for (int i = 0; i < n_workers; i++)
         if (!atomic_load(&workers[i].finished))
             return;
+    uv_stop(a->loop);
+}
+
+void gw_server_release_signals(void)
+{
+    if (!main_loop_open)
+        return;
+    main_loop_open = 0;
     uv_close((uv_handle_t *)&sigterm_handle, NULL);
     uv_close((uv_handle_t *)&sigint_handle, NULL);
     uv_close((uv_handle_t *)&main_wakeup, NULL);
+    uv_run(&main_loop, UV_RUN_DEFAULT);
+    uv_loop_close(&main_loop);
 }
 
 static void worker_thread(void *arg)
@@ -965,8 +995,8 @@ int gw_server_run(const struct gw_config *cfg)
     if (!workers)
         goto out_tls;
     int inited = 0;
-    uv_loop_t main_loop;
     uv_loop_init(&main_loop);
+    main_loop_open = 1;
     uv_async_init(&main_loop, &main_wakeup, on_main_wakeup);
     uv_signal_init(&main_loop, &sigterm_handle);
     uv_signal_init(&main_loop, &sigint_handle);
@@ -975,11 +1005,7 @@ int gw_server_run(const struct gw_config *cfg)
         if (worker_init(&workers[i], i, cfg, err, sizeof err) != 0) {
             gw_log_error("startup", "%s", err);
             fprintf(stderr, "toolgate: %s\n", err);
-            uv_close((uv_handle_t *)&sigterm_handle, NULL);
-            uv_close((uv_handle_t *)&sigint_handle, NULL);
-            uv_close((uv_handle_t *)&main_wakeup, NULL);
-            uv_run(&main_loop, UV_RUN_DEFAULT);
-            uv_loop_close(&main_loop);
+            gw_server_release_signals();
             goto out;
         }
     }
@@ -1004,7 +1030,6 @@ int gw_server_run(const struct gw_config *cfg)
     uv_run(&main_loop, UV_RUN_DEFAULT);
     for (int i = 0; i < n_workers; i++)
         uv_thread_join(&workers[i].thread);
-    uv_loop_close(&main_loop);
     gw_log_info("shutdown", "all workers stopped");
     rc = 0;
 out:

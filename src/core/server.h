@@ -21,8 +21,13 @@ struct gw_worker;
 struct gw_conn;
 struct upstream_multi;
 
-/* Runs the server until SIGTERM/SIGINT and a graceful drain. Returns the exit code. */
+/*
+ * Runs the server until SIGTERM/SIGINT and a graceful drain. Returns the exit code. Signals
+ * stay caught (a second one is harmless) until gw_server_release_signals(), which the caller
+ * calls once its own teardown is done.
+ */
 int gw_server_run(const struct gw_config *cfg);
+void gw_server_release_signals(void);
 
 /* ---- what handlers (the proxy) may do with a connection ---- */
 
@@ -30,6 +35,13 @@ int gw_server_run(const struct gw_config *cfg);
 uv_loop_t *gw_worker_loop(struct gw_worker *w);
 struct upstream_multi *gw_worker_upstream(struct gw_worker *w);
 const struct gw_config *gw_worker_config(struct gw_worker *w);
+/*
+ * Work owed to the worker outside any connection (an answer waiting for its audit record
+ * after the client left): the worker does not finish its shutdown while references remain.
+ * Both on the worker's own thread.
+ */
+void gw_worker_ref(struct gw_worker *w);
+void gw_worker_unref(struct gw_worker *w);
 /* Runs fn(arg) on the worker's loop thread; callable from any thread. Returns 0 or -1. */
 int gw_worker_post(void *worker, void (*fn)(void *arg), void *arg);
 

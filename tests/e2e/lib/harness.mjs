@@ -257,7 +257,10 @@ export const PERMIT_ALL = {
 /*
  * Writes a configuration and starts `toolgate serve`. JSON is valid YAML, so the config is
  * written as JSON. opts: routes ([{name, path, url, timeouts}]), limits (server.limits),
- * workers, logLevel, policy (default PERMIT_ALL; null for none), extra (top-level sections merged in), env (added to the environment).
+ * workers, logLevel, identity (default {mode: "off"}: these tests of the core proxy run
+ * without tokens; the identity tests bring issuers; null for no section), policy (default
+ * PERMIT_ALL; null for none), extra (top-level sections merged in), env (added to the
+ * environment). The audit log goes to the default SQLite store in the temp dir.
  */
 export async function startToolgate(opts = {}) {
     const port = await freePort();
@@ -276,6 +279,9 @@ export async function startToolgate(opts = {}) {
             limits: { shutdown_timeout: "5s", ...(opts.limits || {}) },
         },
         routes,
+        // No identity section denies every request; mode off lets the core tests run without
+        // tokens (every request acts as "anonymous").
+        ...(opts.identity === null ? {} : { identity: opts.identity ?? { mode: "off" } }),
         // No policy section denies every governed action; these tests of the core proxy
         // permit everything unless a test brings its own policy (opts.policy, or null).
         ...(opts.policy === null ? {} : { policy: opts.policy ?? PERMIT_ALL }),
