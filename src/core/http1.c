@@ -96,9 +96,104 @@ static int value_is_clean(struct gw_slice v)
     return 1;
 }
 
+static int is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Length of the line starting at s (without its CRLF or LF), or -1 when none ends in n. */
+static ssize_t line_len(const char *s, size_t n, size_t *eol_len)
+{
+    const char *nl = memchr(s, '\n', n);
+    if (!nl)
+        return -1;
+    size_t l = (size_t)(nl - s);
+    *eol_len = 1;
+    if (l > 0 && s[l - 1] == '\r') {
+        l--;
+        *eol_len = 2;
+    }
+    return (ssize_t)l;
+}
+
+/*
+ * The request line and header lines checked against RFC 9112 on the bytes as received; the
+ * underlying parser is lenient about some of these, and a gateway must not read a request
+ * differently from what a stricter server behind or beside it would. Returns 0 or fails.
+ */
+static int check_request_line(struct http1_parser *p, const char **sp, size_t *np)
+{
+    const char *s = p->raw_head.data;
+    size_t n = p->raw_head.len, eol;
+    ssize_t l;
+    /* At most a couple of empty lines may precede the request line (RFC 9112 §2.2). */
+    for (int skipped = 0; n > 0 && (s[0] == '\r' || s[0] == '\n'); skipped++) {
+        if (skipped >= 4 || (l = line_len(s, n, &eol)) != 0)
+            return fail(p, 400, "Malformed request line");
+        s += eol;
+        n -= eol;
+    }
+    if ((l = line_len(s, n, &eol)) < 0)
+        return fail(p, 400, "Malformed request line");
+    /* method SP request-target SP HTTP-version */
+    size_t i = 0, len = (size_t)l;
+    while (i < len && is_tchar((unsigned char)s[i]))
+        i++;
+    if (i == 0 || i >= len || s[i] != ' ')
+        return fail(p, 400, "Malformed request line");
+    size_t t0 = ++i;
+    while (i < len && (unsigned char)s[i] > 0x20 && (unsigned char)s[i] < 0x7f)
+        i++;
+    if (i == t0 || i >= len || s[i] != ' ')
+        return fail(p, 400, "Malformed request line");
+    i++;
+    if (len - i != 8 || memcmp(s + i, "HTTP/", 5) != 0 || s[i + 6] != '.' ||
+        s[i + 5] < '0' || s[i + 5] > '9' || s[i + 7] < '0' || s[i + 7] > '9')
+        return fail(p, 400, "Malformed request line");
+    if (s[i + 5] != '1' || s[i + 7] > '1')
+        return fail(p, 505, "HTTP version not supported");
+    *sp = s + len + eol;
+    *np = n - len - eol;
+    return 0;
+}
+
+static int check_head_grammar(struct http1_parser *p)
+{
+    const char *s;
+    size_t n, eol, len, i;
+    ssize_t l;
+    if (check_request_line(p, &s, &n) != 0)
+        return -1;
+    /* field-name ":" OWS field-value OWS, until the empty line. */
+    while ((l = line_len(s, n, &eol)) > 0) {
+        len = (size_t)l;
+        if (s[0] == ' ' || s[0] == '\t')
+            return fail(p, 400, "Obsolete header line folding is not accepted");
+        i = 0;
+        while (i < len && is_tchar((unsigned char)s[i]))
+            i++;
+        if (i == 0 || i >= len || s[i] != ':')
+            return fail(p, 400, "Malformed header");
+        for (i++; i < len; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return fail(p, 400, "Malformed header");
+        }
+        s += len + eol;
+        n -= len + eol;
+    }
+    if (l < 0)
+        return fail(p, 400, "Malformed header");
+    return 0;
+}
+
 static int on_headers_complete(http_parser *hp)
 {
     struct http1_parser *p = self(hp);
+    if (check_head_grammar(p) != 0)
+        return -1;
     const char *base = p->head.data ? p->head.data : "";
     if (hp->http_major != 1)
         return fail(p, 505, "HTTP version not supported");
@@ -136,7 +231,11 @@ static int on_headers_complete(http_parser *hp)
             return fail(p, 400, "Malformed header");
         if (gw_slice_casecmp_eq(h->name, "host"))
             hosts++;
-        else if (gw_slice_casecmp_eq(h->name, "expect")) {
+        else if (gw_slice_casecmp_eq(h->name, "transfer-encoding")) {
+            /* Only "chunked" is understood; anything else must not be guessed at. */
+            if (!gw_slice_casecmp_eq(h->value, "chunked"))
+                return fail(p, 501, "Only Transfer-Encoding: chunked is supported");
+        } else if (gw_slice_casecmp_eq(h->name, "expect")) {
             if (gw_slice_casecmp_eq(h->value, "100-continue"))
                 p->expect_continue = 1;
             else
@@ -204,13 +303,15 @@ void http1_init(struct http1_parser *p, uint64_t max_header, uint64_t max_body)
 
 void http1_reset(struct http1_parser *p)
 {
-    struct gw_buf head = p->head, body = p->body;
+    struct gw_buf head = p->head, body = p->body, raw = p->raw_head;
     uint64_t mh = p->max_header, mb = p->max_body;
     memset(p, 0, sizeof *p);
     p->head = head;
     p->body = body;
+    p->raw_head = raw;
     gw_buf_reset(&p->head);
     gw_buf_reset(&p->body);
+    gw_buf_reset(&p->raw_head);
     p->max_header = mh;
     p->max_body = mb;
     http_parser_init(&p->hp, HTTP_REQUEST);
@@ -221,12 +322,22 @@ void http1_free(struct http1_parser *p)
 {
     gw_buf_free(&p->head);
     gw_buf_free(&p->body);
+    gw_buf_free(&p->raw_head);
 }
 
 size_t http1_feed(struct http1_parser *p, const char *data, size_t len)
 {
     if (p->state == HTTP1_DONE || p->state == HTTP1_ERROR || len == 0)
         return 0;
+    if (p->state == HTTP1_HEAD) {
+        /* Keep the head's raw bytes for the grammar check (bounded like the head itself). */
+        size_t room = p->max_header + 8 > p->raw_head.len ? p->max_header + 8 - p->raw_head.len
+                                                          : 0;
+        if (gw_buf_append(&p->raw_head, data, len < room ? len : room) != 0) {
+            fail(p, 503, "Out of memory");
+            return 0;
+        }
+    }
     size_t n = http_parser_execute(&p->hp, &settings, data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
     if (p->state == HTTP1_DONE) {
@@ -242,6 +353,12 @@ size_t http1_feed(struct http1_parser *p, const char *data, size_t len)
     if (p->state == HTTP1_ERROR)
         return n;
     if (e != HPE_OK) {
+        /* A request line the grammar refuses is a 400 whatever the parser tripped over. */
+        const char *rest;
+        size_t rest_len;
+        if (p->state == HTTP1_HEAD && memchr(p->raw_head.data, '\n', p->raw_head.len) &&
+            check_request_line(p, &rest, &rest_len) != 0)
+            return n;
         switch (e) {
         case HPE_HEADER_OVERFLOW:
             fail(p, 431, "Request header fields too large");

@@ -769,10 +769,25 @@ static void on_server_shutdown(void *arg)
 
 /* ---------- entry ---------- */
 
+/*
+ * An answer the gateway gives itself, outside any route (health, metadata, unknown path,
+ * wrong method): it carries an X-Request-Id and leaves a log line like routed requests.
+ */
 static void simple(struct gw_conn *c, int status, const char *body,
                    const struct gw_header *extra, size_t n_extra)
 {
-    gw_conn_respond(c, status, "application/json", body, strlen(body), extra, n_extra);
+    char id[37];
+    gw_uuid7(id);
+    struct gw_header hdrs[4];
+    size_t n = 0;
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {id, 36}};
+    for (size_t i = 0; i < n_extra && n < 4; i++)
+        hdrs[n++] = extra[i];
+    size_t len = strlen(body);
+    gw_conn_respond(c, status, "application/json", body, len, hdrs, n);
+    char fields[160];
+    snprintf(fields, sizeof fields, "\"status\":%d,\"route\":\"\",\"bytes\":%zu", status, len);
+    gw_log(GW_LOG_INFO, "request", id, fields, "%s", "answered by the gateway");
     gw_conn_end(c, 0);
 }
 

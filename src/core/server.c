@@ -416,14 +416,17 @@ void gw_conn_end(struct gw_conn *c, int abandon)
 
 static void conn_error(struct gw_conn *c, int status, const char *msg)
 {
-    char body[256];
+    char body[256], id[37], fields[96];
     int n = snprintf(body, sizeof body,
                      "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":%d,\"message\":\"%s\"}}",
                      JSONRPC_INVALID_REQUEST, msg);
-    gw_log(GW_LOG_INFO, "http_error", NULL, NULL, "answered %d: %s", status, msg);
+    gw_uuid7(id);
+    snprintf(fields, sizeof fields, "\"status\":%d,\"route\":\"\"", status);
+    gw_log(GW_LOG_INFO, "request", id, fields, "malformed request answered %d: %s", status, msg);
     c->parser.keep_alive = 0;
     c->state = C_HANDLING;
-    if (gw_conn_respond(c, status, "application/json", body, (size_t)n, NULL, 0) != 0) {
+    struct gw_header rid = {GW_SLICE_LIT("X-Request-Id"), {id, 36}};
+    if (gw_conn_respond(c, status, "application/json", body, (size_t)n, &rid, 1) != 0) {
         conn_close(c);
         return;
     }

@@ -105,6 +105,15 @@ static void test_errors(void **state)
                  "Content-Length: 3\r\n\r\n",
                  16 * KB, KB, 400);
     expect_error("GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", 16 * KB, KB, 417);
+    /* The grammar, checked on the bytes as received (RFC 9112 §3, §5). */
+    expect_error("GET /mcp HTTQ/1.1\r\nHost: a\r\n\r\n", 16 * KB, KB, 400);
+    expect_error("GET  /mcp HTTP/1.1\r\nHost: a\r\n\r\n", 16 * KB, KB, 400);
+    expect_error("GET /mcp HTTP/1.1 x\r\nHost: a\r\n\r\n", 16 * KB, KB, 400);
+    expect_error("GET /mcp HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n", 16 * KB, KB, 400);
+    expect_error("GET /mcp HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  c\r\n\r\n", 16 * KB, KB, 400);
+    expect_error("POST /mcp HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                 "0\r\n\r\n",
+                 16 * KB, KB, 501);
 
     /* Header bytes over the configured bound. */
     char big[4096];
