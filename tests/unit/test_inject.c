@@ -162,12 +162,11 @@ static void test_mint_claims(void **state)
     assert_string_equal(json_string_value(json_object_get(p, "aud")), AUD);
     assert_string_equal(json_string_value(json_object_get(p, "sub")), "dr-alice");
     assert_string_equal(json_string_value(json_object_get(p, "tenant")), "acme");
-    assert_string_equal(json_string_value(json_array_get(json_object_get(p, "roles"), 1)),
-                        "admin");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(p, "roles"), 1)), "admin");
     assert_string_equal(json_string_value(json_array_get(json_object_get(p, "scopes"), 0)),
                         "patients.read");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(p, "act"), "sub")), "claude-desktop");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(p, "act"), "sub")),
+                        "claude-desktop");
     assert_int_equal(strlen(json_string_value(json_object_get(p, "jti"))), 36);
     int64_t iat = json_integer_value(json_object_get(p, "iat"));
     int64_t exp = json_integer_value(json_object_get(p, "exp"));

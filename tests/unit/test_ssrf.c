@@ -293,8 +293,12 @@ static const struct url_case corpus[] = {
     {"http://[fe80::1%25lo]/", REFUSE, NULL},
     {"http://[fe80::1%lo]/", REFUSE, NULL},
     {"http://\xef\xbc\x91\xef\xbc\x92\xef\xbc\x97.0.0.1/", REFUSE, NULL},
-    {"http://127\xe3\x80\x82" "0.0.1/", REFUSE, NULL},
-    {"http://b\xc3\xbc" "cher.example/", REFUSE, NULL},
+    {"http://127\xe3\x80\x82"
+     "0.0.1/",
+     REFUSE, NULL},
+    {"http://b\xc3\xbc"
+     "cher.example/",
+     REFUSE, NULL},
     {"http://\xe2\x91\xa0\xe2\x91\xa1\xe2\x91\xa6.0.0.1/", REFUSE, NULL},
     {"http://localhost\xef\xbc\x8e/", REFUSE, NULL},
     /* punycode that is not clean */
@@ -386,16 +390,26 @@ static void test_ipv4_forms(void **state)
         uint32_t v;
         int ok;
     } cases[] = {
-        {"127.0.0.1", 0x7f000001, 1},  {"127.1", 0x7f000001, 1},
-        {"2130706433", 0x7f000001, 1}, {"0x7f000001", 0x7f000001, 1},
-        {"0177.0.0.1", 0x7f000001, 1}, {"0x7f.1", 0x7f000001, 1},
-        {"1.2.3", 0x01020003, 1},      {"1.65535", 0x0100ffff, 1},
-        {"1.16777215", 0x01ffffff, 1}, {"1.16777216", 0, 0},
-        {"1.2.65536", 0, 0},           {"0", 0, 1},
-        {"", 0, 0},                    {"1.", 0, 0},
-        {"1..1", 0, 0},                {"09", 0, 0},
-        {"0x", 0, 0},                  {"4294967295", 0xffffffff, 1},
-        {"4294967296", 0, 0},          {"1.2.3.4.5", 0, 0},
+        {"127.0.0.1", 0x7f000001, 1},
+        {"127.1", 0x7f000001, 1},
+        {"2130706433", 0x7f000001, 1},
+        {"0x7f000001", 0x7f000001, 1},
+        {"0177.0.0.1", 0x7f000001, 1},
+        {"0x7f.1", 0x7f000001, 1},
+        {"1.2.3", 0x01020003, 1},
+        {"1.65535", 0x0100ffff, 1},
+        {"1.16777215", 0x01ffffff, 1},
+        {"1.16777216", 0, 0},
+        {"1.2.65536", 0, 0},
+        {"0", 0, 1},
+        {"", 0, 0},
+        {"1.", 0, 0},
+        {"1..1", 0, 0},
+        {"09", 0, 0},
+        {"0x", 0, 0},
+        {"4294967295", 0xffffffff, 1},
+        {"4294967296", 0, 0},
+        {"1.2.3.4.5", 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint32_t v = 0;
@@ -534,11 +548,16 @@ static void test_allow_list(void **state)
         const char *url;
         enum outcome want;
     } wide[] = {
-        {"http://10.21.0.1/", ALLOW},        {"http://127.0.0.1/", ALLOW},
-        {"http://[fe80::1]/", ALLOW},        {"http://0.0.0.0:9001/", DENY},
-        {"http://0/", DENY},                 {"http://224.0.0.1/", DENY},
-        {"http://255.255.255.255/", DENY},   {"http://[::]/", DENY},
-        {"http://[ff02::1]/", DENY},         {"http://[::ffff:0.0.0.0]/", DENY},
+        {"http://10.21.0.1/", ALLOW},
+        {"http://127.0.0.1/", ALLOW},
+        {"http://[fe80::1]/", ALLOW},
+        {"http://0.0.0.0:9001/", DENY},
+        {"http://0/", DENY},
+        {"http://224.0.0.1/", DENY},
+        {"http://255.255.255.255/", DENY},
+        {"http://[::]/", DENY},
+        {"http://[ff02::1]/", DENY},
+        {"http://[::ffff:0.0.0.0]/", DENY},
     };
     for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
         struct ssrf_url u;
@@ -602,12 +621,9 @@ static void test_looks_like_url(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_corpus),
-        cmocka_unit_test(test_parsed_fields),
-        cmocka_unit_test(test_ipv4_forms),
-        cmocka_unit_test(test_classes_and_canonical),
-        cmocka_unit_test(test_allow_list),
-        cmocka_unit_test(test_allow_parse_errors),
+        cmocka_unit_test(test_corpus),         cmocka_unit_test(test_parsed_fields),
+        cmocka_unit_test(test_ipv4_forms),     cmocka_unit_test(test_classes_and_canonical),
+        cmocka_unit_test(test_allow_list),     cmocka_unit_test(test_allow_parse_errors),
         cmocka_unit_test(test_looks_like_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
