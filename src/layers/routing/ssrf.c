@@ -255,8 +255,7 @@ static int puny_suspicious(uint32_t c)
            (c >= 0xff01 && c <= 0xff5e) || (c >= 0x2070 && c <= 0x209f) || c == 0xb2 || c == 0xb3 ||
            c == 0xb9 || (c >= 0x2460 && c <= 0x24ff) || (c >= 0x1d7ce && c <= 0x1d7ff) ||
            (c >= 0xd800 && c <= 0xdfff) || (c >= 0x80 && c <= 0xa0) || c == 0xad ||
-           (c >= 0x200b && c <= 0x200f) || c == 0x2028 || c == 0x2029 || c == 0x2060 ||
-           c == 0xfeff;
+           (c >= 0x200b && c <= 0x200f) || c == 0x2028 || c == 0x2029 || c == 0x2060 || c == 0xfeff;
 }
 
 static int check_a_label(const char *l, size_t len)
