@@ -10,6 +10,7 @@
 #include "layers/audit/audit.h"
 #include "layers/identity/identity.h"
 #include "layers/policy/policy.h"
+#include "layers/routing/routing.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -847,7 +848,7 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                        const struct cfg_node *node, const char *path, struct gw_route *r,
                        struct cfg_error *err)
 {
-    static const char *const keys[] = {"name", "path", "backends", "timeouts", NULL};
+    static const char *const keys[] = {"name", "path", "backends", "timeouts", "inject", NULL};
     char p[PATH_MAX_LEN];
     if (cfg_check_keys(doc, node, path, keys, err) != 0)
         return -1;
@@ -912,7 +913,9 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                                   b->name, p, j);
             }
     }
-    return parse_route_timeouts(doc, node, path, &r->timeouts, err);
+    if (parse_route_timeouts(doc, node, path, &r->timeouts, err) != 0)
+        return -1;
+    return routing_inject_parse(doc, node, path, &r->inject, err);
 }
 
 static void route_free(struct gw_route *r)
@@ -923,6 +926,7 @@ static void route_free(struct gw_route *r)
         free(r->backends[i].prefix);
     }
     free(r->backends);
+    routing_inject_free(&r->inject);
     free(r->name);
     free(r->path);
 }
@@ -1014,6 +1018,19 @@ static void free_audit(struct gw_config *cfg)
     cfg->audit = NULL;
 }
 
+/* No `egress` section gives the defaults: no private destination is allowed. */
+static int parse_egress(struct gw_config *cfg, const struct cfg_doc *doc,
+                        const struct cfg_node *node, struct cfg_error *err)
+{
+    return egress_config_parse(doc, node, &cfg->egress, err);
+}
+
+static void free_egress(struct gw_config *cfg)
+{
+    egress_config_free(cfg->egress);
+    cfg->egress = NULL;
+}
+
 /* ---- the section table and loading -------------------------------------------------------- */
 
 /*
@@ -1030,6 +1047,7 @@ static const struct config_section {
     {"identity", parse_identity, free_identity},
     {"policy", parse_policy, free_policy},
     {"audit", parse_audit, free_audit},
+    {"egress", parse_egress, free_egress},
 };
 
 #define N_SECTIONS (sizeof config_sections / sizeof config_sections[0])

@@ -16,6 +16,7 @@
 struct identity_config; /* layers/identity/identity.h */
 struct policy_config;   /* layers/policy/policy.h */
 struct audit_config;    /* layers/audit/audit.h */
+struct egress_config;   /* layers/routing/routing.h */
 
 struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
@@ -60,12 +61,38 @@ struct gw_route_timeouts {
     uint64_t idle_ms;       /* 5m: silence on an open (SSE) stream */
 };
 
+/* How the verified identity reaches the backend (routes[].inject; layers/routing). */
+enum gw_inject_mode {
+    GW_INJECT_JWT = 0, /* a short-lived JWT signed by toolgate, in Authorization (default) */
+    GW_INJECT_HEADERS, /* X-Toolgate-Subject etc.: only for backends on a private network */
+    GW_INJECT_NONE,
+};
+
+enum gw_inject_header {
+    GW_INJECT_H_SUBJECT = 0,
+    GW_INJECT_H_TENANT,
+    GW_INJECT_H_ROLES,
+    GW_INJECT_H_SCOPES,
+    GW_INJECT_H_CLIENT,
+    GW_INJECT_H_REQUEST_ID,
+    GW_INJECT_H_COUNT
+};
+
+struct gw_route_inject {
+    enum gw_inject_mode mode;
+    char *audience;  /* jwt: the aud claim; NULL = the URL of the backend called */
+    uint64_t ttl_ms; /* jwt: token lifetime (60s, at most 60s) */
+    /* headers: names, never NULL once parsed (defaults X-Toolgate-Subject, ...) */
+    char *headers[GW_INJECT_H_COUNT];
+};
+
 struct gw_route {
     char *name;
     char *path; /* exact client-facing path, e.g. "/mcp" */
     struct gw_backend *backends;
     size_t n_backends;
     struct gw_route_timeouts timeouts;
+    struct gw_route_inject inject; /* parsed by routing_inject_parse */
 };
 
 struct gw_config {
@@ -78,6 +105,7 @@ struct gw_config {
     struct identity_config *identity; /* NULL: no identity section (deny everything) */
     struct policy_config *policy;     /* NULL when the file has no `policy` section: deny all */
     struct audit_config *audit;       /* `audit:` (audit_config_parse); never NULL once loaded */
+    struct egress_config *egress;     /* `egress:` (egress_config_parse); never NULL once loaded */
 };
 
 /*

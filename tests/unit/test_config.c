@@ -445,7 +445,7 @@ static void test_route_errors(void **state)
     expect_error("routes:\n  - name: Bad Name\n", "2:11", "routes[0].name", "is not a valid name");
     expect_error("routes:\n  - name: \"\"\n", "2:11", "routes[0].name", "is not a valid name");
     expect_route_error("    bogus: 1\n", "3:5", "routes[0].bogus",
-                       "unknown key (known here: name, path, backends, timeouts)");
+                       "unknown key (known here: name, path, backends, timeouts, inject)");
     expect_route_error("    path: mcp\n", "3:11", "routes[0].path", "does not start with '/'");
     expect_route_error("    path: \"/mcp?x=1\"\n", "3:11", "routes[0].path", "has a query");
     expect_route_error("    path: \"/mcp#x\"\n", "3:11", "routes[0].path", "has a fragment");

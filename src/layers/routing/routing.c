@@ -1,10 +1,842 @@
 /*
- * routing layer: pipeline slot. Until the routing issue fills it, the slot passes every request
- * through unchanged; the slot exists so the pipeline order is fixed in one place.
+ * routing layer: the pipeline slot. For each request that policy and limits allowed:
+ *
+ *   1. the backend: req->backend when another part chose it, else the route's first;
+ *   2. URL-valued tool arguments of the tools egress.url_tools names: each URL is parsed
+ *      strictly and its host, and every address the host resolves to now, must be allowed
+ *      (denied as a tool result naming the argument and at most the host);
+ *   3. the backend's address: a literal is vetted as written; a name is resolved (once, then
+ *      from a short-lived cache), every address vetted, and the vetted addresses pinned in
+ *      req->upstream_pin so the upstream client connects to nothing else;
+ *   4. identity injection (routes[].inject).
+ *
+ * Lookups run on the worker's libuv loop (uv_getaddrinfo); check() then returns GW_ASYNC and
+ * the verdict comes through gw_pipeline_resume. A lookup slower than egress.resolve_timeout
+ * denies.
  */
+#include "layers/routing/routing.h"
+#include "core/log.h"
+#include "core/server.h"
+#include "core/timeutil.h"
 #include "layers/layer.h"
+#include "layers/routing/inject.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+/* Distinct host names one request may make toolgate look up (backend included). */
+#define ROUTING_MAX_NAMES 8
+/* How deep the search for URL strings goes into tool arguments. */
+#define ROUTING_MAX_ARG_DEPTH 32
+
+static const struct egress_config default_egress = {
+    .url_args = 1,
+    .max_url_args = 32,
+    .resolve_timeout_ms = 2000,
+    .resolve_cache_ttl_ms = 30000,
+    .resolve_cache_entries = 1024,
+};
+
+/* Test hooks (routing.h). */
+static routing_resolve_fn *hook_resolve;
+static void *hook_ctx;
+static uv_loop_t *test_loop;
+
+void routing_set_resolver(routing_resolve_fn *fn, void *ctx)
+{
+    hook_resolve = fn;
+    hook_ctx = ctx;
+}
+
+void routing_set_test_loop(struct uv_loop_s *loop)
+{
+    test_loop = loop;
+}
+
+/* ---- the backend resolution cache ------------------------------------------------------ */
+
+#define RCACHE_PROBE 8
+
+struct rcache_entry {
+    char host[SSRF_MAX_HOST + 1]; /* "" when empty */
+    struct ssrf_addr addrs[ROUTING_MAX_ADDRS];
+    size_t n;
+    uint64_t expires_ms; /* monotonic */
+};
+
+static struct {
+    pthread_mutex_t mu;
+    struct rcache_entry *e;
+    size_t cap;
+    uint64_t ttl_ms;
+} RC = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t rcache_slot(const char *host)
+{
+    uint64_t h = 1469598103934665603u;
+    for (const char *p = host; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211u;
+    return (size_t)(h % RC.cap);
+}
+
+static int rcache_get(const char *host, struct ssrf_addr *out, size_t *n)
+{
+    int hit = 0;
+    pthread_mutex_lock(&RC.mu);
+    if (RC.cap) {
+        uint64_t now = gw_mono_ms();
+        size_t s = rcache_slot(host);
+        for (size_t i = 0; i < RCACHE_PROBE && i < RC.cap; i++) {
+            struct rcache_entry *e = &RC.e[(s + i) % RC.cap];
+            if (strcmp(e->host, host) != 0)
+                continue;
+            if (now < e->expires_ms) {
+                memcpy(out, e->addrs, e->n * sizeof *out);
+                *n = e->n;
+                hit = 1;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&RC.mu);
+    return hit;
+}
+
+static void rcache_put(const char *host, const struct ssrf_addr *addrs, size_t n)
+{
+    pthread_mutex_lock(&RC.mu);
+    if (RC.cap && RC.ttl_ms) {
+        uint64_t now = gw_mono_ms();
+        size_t s = rcache_slot(host);
+        struct rcache_entry *slot = NULL;
+        for (size_t i = 0; i < RCACHE_PROBE && i < RC.cap && !slot; i++) {
+            struct rcache_entry *e = &RC.e[(s + i) % RC.cap];
+            if (strcmp(e->host, host) == 0 || !e->host[0] || e->expires_ms <= now)
+                slot = e;
+        }
+        /* All probed slots live: replace the one closest to expiry. */
+        for (size_t i = 0; i < RCACHE_PROBE && i < RC.cap && !slot; i++) {
+            struct rcache_entry *e = &RC.e[(s + i) % RC.cap];
+            if (!slot || e->expires_ms < slot->expires_ms)
+                slot = e;
+        }
+        if (slot) {
+            snprintf(slot->host, sizeof slot->host, "%s", host);
+            memcpy(slot->addrs, addrs, n * sizeof *addrs);
+            slot->n = n;
+            slot->expires_ms = now + RC.ttl_ms;
+        }
+    }
+    pthread_mutex_unlock(&RC.mu);
+}
+
+static void rcache_reset(size_t cap, uint64_t ttl_ms)
+{
+    pthread_mutex_lock(&RC.mu);
+    free(RC.e);
+    RC.e = cap ? calloc(cap, sizeof *RC.e) : NULL;
+    RC.cap = RC.e ? cap : 0;
+    RC.ttl_ms = ttl_ms;
+    pthread_mutex_unlock(&RC.mu);
+}
+
+void routing_flush_caches(void)
+{
+    pthread_mutex_lock(&RC.mu);
+    if (RC.e)
+        memset(RC.e, 0, RC.cap * sizeof *RC.e);
+    pthread_mutex_unlock(&RC.mu);
+    inject_cache_flush();
+}
+
+/* ---- start / stop / JWKS ------------------------------------------------------------------- */
+
+static const struct egress_config *egress_of(const struct gw_config *cfg)
+{
+    return cfg && cfg->egress ? cfg->egress : &default_egress;
+}
+
+/* Literal private backends that egress.allow does not list: every request to them fails. */
+static void warn_unlisted_backends(const struct gw_config *cfg)
+{
+    const struct egress_config *ec = egress_of(cfg);
+    for (size_t r = 0; r < cfg->n_routes; r++) {
+        for (size_t b = 0; b < cfg->routes[r].n_backends; b++) {
+            const struct gw_backend *be = &cfg->routes[r].backends[b];
+            struct ssrf_url u;
+            enum ssrf_class cls = SSRF_PUBLIC;
+            if (ssrf_url_parse(be->url, strlen(be->url), &u) != SSRF_OK)
+                continue;
+            int allowed = 1;
+            if (u.host_is_ip)
+                allowed = ssrf_addr_allowed(&ec->allow, u.host, u.port, &u.ip, &cls);
+            if (!allowed)
+                gw_log_warn("egress_backend_denied",
+                            "routes[%zu] (%s): backend %s is at a %s address (%s:%d) that "
+                            "egress.allow does not list: requests to it will be denied; add "
+                            "\"%s%s%s:%d\" to egress.allow if it is meant to be reached",
+                            r, cfg->routes[r].name, be->name, ssrf_class_name(cls), u.host, u.port,
+                            u.ip.family == AF_INET6 ? "[" : "", u.host,
+                            u.ip.family == AF_INET6 ? "]" : "", u.port);
+        }
+    }
+}
+
+int routing_start(const struct gw_config *cfg)
+{
+    const struct egress_config *ec = egress_of(cfg);
+    int need_key = ec->signing_key != NULL;
+    for (size_t r = 0; r < cfg->n_routes; r++)
+        need_key |= cfg->routes[r].inject.mode == GW_INJECT_JWT;
+    if (need_key) {
+        char why[512];
+        if (inject_start(ec->signing_key, why, sizeof why) != 0) {
+            gw_log_error("egress_key", "egress.signing_key: %s", why);
+            return -1;
+        }
+    }
+    rcache_reset(ec->resolve_cache_ttl_ms ? (size_t)ec->resolve_cache_entries : 0,
+                 ec->resolve_cache_ttl_ms);
+    warn_unlisted_backends(cfg);
+    return 0;
+}
+
+void routing_stop(void)
+{
+    inject_stop();
+    rcache_reset(0, 0);
+}
+
+int routing_jwks_json(const struct gw_config *cfg, struct gw_buf *out)
+{
+    (void)cfg;
+    return inject_jwks_json(out);
+}
+
+/* ---- one request's lookups --------------------------------------------------------------- */
+
+struct job;
+
+struct lookup {
+    char host[SSRF_MAX_HOST + 1];
+    int port;
+    int backend; /* the backend's name (else a URL argument) */
+    const struct ssrf_allow *allow;
+    char arg[80]; /* URL argument: the argument shown in a denial */
+    struct ssrf_addr addrs[ROUTING_MAX_ADDRS];
+    size_t n_addrs;
+    int denied_extra; /* an address past ROUTING_MAX_ADDRS was denied */
+    enum ssrf_class extra_class;
+    int status; /* 0 resolved, < 0 failed */
+    int done;   /* the lookup has answered */
+    uv_getaddrinfo_t gai;
+    struct job *job;
+};
+
+struct job {
+    struct gw_request *req; /* NULL once answered (a timeout) */
+    struct gw_decision *out;
+    const struct egress_config *ec;
+    const struct gw_backend *be;
+    struct ssrf_url be_url;
+    char be_host_raw[SSRF_MAX_HOST + 1]; /* the name as the URL writes it (curl matches it) */
+    size_t n;
+    size_t outstanding;
+    struct lookup lk[ROUTING_MAX_NAMES];
+    uv_timer_t timer;
+    int timer_live;
+    int finished;
+};
+
+static int deny_backend(struct gw_decision *out, int status, const char *code, const char *reason)
+{
+    return gw_decision_deny(out, status, JSONRPC_INTERNAL_ERROR, code, reason);
+}
+
+/* A URL argument denial: a tool result the model can act on. */
+static int deny_arg(struct gw_decision *out, const char *arg, const char *what)
+{
+    char reason[sizeof out->reason];
+    snprintf(reason, sizeof reason, "Argument %.60s: %.180s", arg[0] ? arg : "(arguments)", what);
+    gw_decision_deny(out, 200, 0, "routing.ssrf", reason);
+    return GW_DENY;
+}
+
+static int deny_arg_host(struct gw_decision *out, const char *arg, const char *host,
+                         enum ssrf_class cls)
+{
+    char what[224];
+    snprintf(what, sizeof what, "URLs to %.120s are not allowed (%s address).", host,
+             ssrf_class_name(cls));
+    return deny_arg(out, arg, what);
+}
+
+/* Vets every address of one lookup. Returns 1 allowed; 0 denied (*cls set). */
+static int lookup_allowed(const struct lookup *lk, enum ssrf_class *cls)
+{
+    if (lk->denied_extra) {
+        *cls = lk->extra_class;
+        return 0;
+    }
+    for (size_t i = 0; i < lk->n_addrs; i++)
+        if (!ssrf_addr_allowed(lk->allow, lk->host, lk->port, &lk->addrs[i], cls))
+            return 0;
+    return 1;
+}
+
+/* "host:port:a1,a2" in curl's CURLOPT_RESOLVE form, as many addresses as fit. */
+static void set_pin(struct gw_request *req, const char *host, int port,
+                    const struct ssrf_addr *addrs, size_t n)
+{
+    char *p = req->upstream_pin;
+    size_t cap = sizeof req->upstream_pin;
+    int len = snprintf(p, cap, "%s:%d:", host, port);
+    if (len < 0 || (size_t)len >= cap) {
+        p[0] = '\0';
+        return;
+    }
+    size_t used = (size_t)len, written = 0;
+    for (size_t i = 0; i < n; i++) {
+        char a[INET6_ADDRSTRLEN], item[INET6_ADDRSTRLEN + 4];
+        ssrf_addr_format(&addrs[i], a, sizeof a);
+        int il = snprintf(item, sizeof item, "%s%s%s%s", written ? "," : "",
+                          addrs[i].family == AF_INET6 ? "[" : "", a,
+                          addrs[i].family == AF_INET6 ? "]" : "");
+        if (il < 0 || used + (size_t)il >= cap)
+            break;
+        memcpy(p + used, item, (size_t)il + 1);
+        used += (size_t)il;
+        written++;
+    }
+    if (!written)
+        p[0] = '\0';
+}
+
+/* Everything looked up: vet, pin, inject. Returns GW_PASS or GW_DENY (out filled). */
+static int conclude(struct job *job)
+{
+    struct gw_request *req = job->req;
+    struct gw_decision *out = job->out;
+    for (size_t i = 0; i < job->n; i++) {
+        struct lookup *lk = &job->lk[i];
+        enum ssrf_class cls = SSRF_PUBLIC;
+        if (lk->status < 0 || lk->n_addrs == 0) {
+            if (lk->backend)
+                return deny_backend(out, 502, "routing.resolve_failed",
+                                    "The backend's host name could not be resolved.");
+            char what[224];
+            snprintf(what, sizeof what, "the host %.120s could not be resolved.", lk->host);
+            return deny_arg(out, lk->arg, what);
+        }
+        if (!lookup_allowed(lk, &cls)) {
+            if (lk->backend) {
+                char fields[160];
+                snprintf(fields, sizeof fields, "\"backend\":\"%s\",\"class\":\"%s\"",
+                         job->be->name, ssrf_class_name(cls));
+                gw_log(GW_LOG_WARN, "egress_denied", req->id, fields,
+                       "the backend's name resolved to an address egress.allow does not list");
+                return deny_backend(out, 502, "routing.egress_denied",
+                                    "The backend's address is not allowed by the egress policy.");
+            }
+            return deny_arg_host(out, lk->arg, lk->host, cls);
+        }
+        if (lk->backend) {
+            rcache_put(lk->host, lk->addrs, lk->n_addrs);
+            set_pin(req, job->be_host_raw, job->be_url.port, lk->addrs, lk->n_addrs);
+        }
+    }
+    int rc = inject_apply(req, &req->route->inject, job->be);
+    switch (rc) {
+    case INJECT_OK:
+        return GW_PASS;
+    case INJECT_E_NO_KEY:
+        gw_log(GW_LOG_ERROR, "inject_no_key", req->id, NULL,
+               "the route injects a JWT but no signing key is loaded (routing_start not run?)");
+        return deny_backend(out, 500, "routing.no_signing_key",
+                            "An internal error stopped this request.");
+    case INJECT_E_IDENTITY:
+        return deny_backend(out, 500, "routing.no_identity",
+                            "No verified identity to pass to the backend.");
+    case INJECT_E_VALUE:
+        return deny_backend(out, 500, "routing.identity_too_large",
+                            "The identity is too large to pass to the backend.");
+    default:
+        return deny_backend(out, 500, "routing.inject_failed",
+                            "An internal error stopped this request.");
+    }
+}
+
+static void add_result(struct lookup *lk, const struct ssrf_addr *a)
+{
+    for (size_t i = 0; i < lk->n_addrs; i++)
+        if (lk->addrs[i].family == a->family && memcmp(lk->addrs[i].bytes, a->bytes, 16) == 0)
+            return;
+    if (lk->n_addrs < ROUTING_MAX_ADDRS) {
+        lk->addrs[lk->n_addrs++] = *a;
+        return;
+    }
+    enum ssrf_class cls;
+    if (!lk->denied_extra && !ssrf_addr_allowed(lk->allow, lk->host, lk->port, a, &cls)) {
+        lk->denied_extra = 1;
+        lk->extra_class = cls;
+    }
+}
+
+static void take_addrinfo(struct lookup *lk, const struct addrinfo *res)
+{
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        struct ssrf_addr a = {0};
+        if (ai->ai_family == AF_INET && ai->ai_addrlen >= sizeof(struct sockaddr_in)) {
+            a.family = AF_INET;
+            memcpy(a.bytes, &((const struct sockaddr_in *)ai->ai_addr)->sin_addr, 4);
+        } else if (ai->ai_family == AF_INET6 && ai->ai_addrlen >= sizeof(struct sockaddr_in6)) {
+            a.family = AF_INET6;
+            memcpy(a.bytes, &((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, 16);
+        } else {
+            continue;
+        }
+        add_result(lk, &a);
+    }
+}
+
+static const struct addrinfo lookup_hints = {
+    .ai_family = AF_UNSPEC,
+    .ai_socktype = SOCK_STREAM,
+};
+
+static void resolve_sync(struct lookup *lk)
+{
+    if (hook_resolve) {
+        struct ssrf_addr tmp[ROUTING_MAX_ADDRS * 2];
+        size_t n = 0;
+        lk->status = hook_resolve(hook_ctx, lk->host, tmp, ROUTING_MAX_ADDRS * 2, &n);
+        for (size_t i = 0; lk->status == 0 && i < n && i < ROUTING_MAX_ADDRS * 2; i++)
+            add_result(lk, &tmp[i]);
+        return;
+    }
+    struct addrinfo *res = NULL;
+    lk->status = getaddrinfo(lk->host, NULL, &lookup_hints, &res) == 0 ? 0 : -1;
+    if (res) {
+        take_addrinfo(lk, res);
+        freeaddrinfo(res);
+    }
+}
+
+static void job_maybe_free(struct job *job)
+{
+    if (job->outstanding == 0 && !job->timer_live)
+        free(job);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct job *job = h->data;
+    job->timer_live = 0;
+    job_maybe_free(job);
+}
+
+static void finish_async(struct job *job, int verdict)
+{
+    struct gw_request *req = job->req;
+    job->finished = 1;
+    job->req = NULL;
+    if (job->timer_live && !uv_is_closing((uv_handle_t *)&job->timer))
+        uv_close((uv_handle_t *)&job->timer, on_timer_closed);
+    gw_pipeline_resume(req, verdict);
+}
+
+static void on_gai(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+{
+    struct lookup *lk = g->data;
+    struct job *job = lk->job;
+    lk->status = status == 0 ? 0 : -1;
+    lk->done = 1;
+    if (res) {
+        take_addrinfo(lk, res);
+        uv_freeaddrinfo(res);
+    }
+    job->outstanding--;
+    if (job->outstanding == 0 && !job->finished)
+        finish_async(job, conclude(job));
+    job_maybe_free(job);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct job *job = t->data;
+    if (job->finished)
+        return;
+    for (size_t i = 0; i < job->n; i++)
+        uv_cancel((uv_req_t *)&job->lk[i].gai);
+    const struct lookup *slow = NULL;
+    for (size_t i = 0; i < job->n && !slow; i++)
+        if (!job->lk[i].done)
+            slow = &job->lk[i];
+    if (slow && !slow->backend) {
+        char what[224];
+        snprintf(what, sizeof what, "the host %.120s could not be resolved in time.", slow->host);
+        deny_arg(job->out, slow->arg, what);
+    } else {
+        deny_backend(job->out, 504, "routing.resolve_timeout",
+                     "The backend's host name could not be resolved in time.");
+    }
+    finish_async(job, GW_DENY);
+}
+
+/* ---- URL arguments ------------------------------------------------------------------------ */
+
+struct arg_walk {
+    struct job *job;
+    const struct ssrf_allow *allow;
+    size_t vetted;
+    char path[80];
+};
+
+static int tool_matches(const struct egress_url_tool *t, const char *name)
+{
+    for (char **p = t->tools; p && *p; p++) {
+        size_t len = strlen(*p);
+        if (len && (*p)[len - 1] == '*') {
+            if (strncmp(name, *p, len - 1) == 0)
+                return 1;
+        } else if (strcmp(name, *p) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int add_lookup(struct job *job, const struct ssrf_url *u, int backend,
+                      const struct ssrf_allow *allow, const char *arg)
+{
+    for (size_t i = 0; i < job->n; i++) {
+        struct lookup *lk = &job->lk[i];
+        if (lk->backend == backend && lk->allow == allow && lk->port == u->port &&
+            strcmp(lk->host, u->host) == 0)
+            return 0;
+    }
+    if (job->n >= ROUTING_MAX_NAMES)
+        return -1;
+    struct lookup *lk = &job->lk[job->n++];
+    memcpy(lk->host, u->host, sizeof lk->host);
+    lk->port = u->port;
+    lk->backend = backend;
+    lk->allow = allow;
+    lk->job = job;
+    snprintf(lk->arg, sizeof lk->arg, "%s", arg ? arg : "");
+    return 0;
+}
+
+/* Vets one URL string. Returns GW_PASS (perhaps with a lookup queued) or GW_DENY. */
+static int vet_url(struct arg_walk *w, const char *s, size_t len, struct gw_decision *out)
+{
+    struct ssrf_url u;
+    if (++w->vetted > w->job->ec->max_url_args)
+        return deny_arg(out, w->path, "too many URLs in one call (egress.max_url_args).");
+    int rc = ssrf_url_parse(s, len, &u);
+    if (rc != SSRF_OK) {
+        char what[160];
+        snprintf(what, sizeof what, "the URL is not allowed: it %s.", ssrf_error_text(rc));
+        return deny_arg(out, w->path, what);
+    }
+    enum ssrf_class cls;
+    if (u.host_is_ip) {
+        if (!ssrf_addr_allowed(w->allow, u.host, u.port, &u.ip, &cls))
+            return deny_arg_host(out, w->path, u.host, cls);
+        return GW_PASS;
+    }
+    if (ssrf_name_is_localhost(u.host)) {
+        /* RFC 6761: these names are loopback whatever DNS says; judge them as 127.0.0.1/::1. */
+        struct ssrf_addr v4 = {.family = AF_INET, .bytes = {127, 0, 0, 1}};
+        struct ssrf_addr v6 = {.family = AF_INET6, .bytes = {[15] = 1}};
+        if (!ssrf_addr_allowed(w->allow, u.host, u.port, &v4, &cls) ||
+            !ssrf_addr_allowed(w->allow, u.host, u.port, &v6, &cls))
+            return deny_arg_host(out, w->path, u.host, SSRF_LOOPBACK);
+        return GW_PASS;
+    }
+    if (add_lookup(w->job, &u, 0, w->allow, w->path) != 0)
+        return deny_arg(out, w->path, "too many different hosts in one call.");
+    return GW_PASS;
+}
+
+/* Appends a pointer segment for display: plain characters only, bounded. */
+static void path_push(char *path, size_t cap, const char *seg)
+{
+    size_t len = strlen(path);
+    if (len + 2 >= cap)
+        return;
+    path[len++] = '/';
+    for (const char *p = seg; *p && len + 1 < cap; p++) {
+        char c = *p;
+        int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.';
+        path[len++] = plain ? c : '?';
+    }
+    path[len] = '\0';
+}
+
+/*
+ * Every string under v: strict ones must be URLs; others are vetted when they look like one.
+ * Arrays keep strictness for their strings; objects below do not.
+ */
+static int walk(struct arg_walk *w, const json_t *v, int strict, int depth, struct gw_decision *out)
+{
+    if (depth > ROUTING_MAX_ARG_DEPTH)
+        return deny_arg(out, w->path, "the arguments nest too deeply to check.");
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (strict || ssrf_looks_like_url(s, len))
+            return vet_url(w, s, len, out);
+        return GW_PASS;
+    }
+    char saved[sizeof w->path];
+    memcpy(saved, w->path, sizeof saved);
+    int rc = GW_PASS;
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            char idx[24];
+            snprintf(idx, sizeof idx, "%zu", i);
+            path_push(w->path, sizeof w->path, idx);
+            rc = walk(w, item, strict, depth + 1, out);
+            memcpy(w->path, saved, sizeof saved);
+            if (rc != GW_PASS)
+                break;
+        }
+    } else if (json_is_object(v)) {
+        const char *key;
+        const json_t *item;
+        json_object_foreach((json_t *)v, key, item)
+        {
+            path_push(w->path, sizeof w->path, key);
+            rc = walk(w, item, 0, depth + 1, out);
+            memcpy(w->path, saved, sizeof saved);
+            if (rc != GW_PASS)
+                break;
+        }
+    }
+    return rc;
+}
+
+/* RFC 6901 lookup in the arguments object. NULL when absent. */
+static const json_t *pointer_get(const json_t *root, const char *ptr)
+{
+    const json_t *cur = root;
+    const char *p = ptr;
+    while (cur && *p) {
+        char tok[257];
+        size_t n = 0;
+        p++; /* the '/' */
+        while (*p && *p != '/' && n + 1 < sizeof tok) {
+            if (p[0] == '~' && p[1] == '1') {
+                tok[n++] = '/';
+                p += 2;
+            } else if (p[0] == '~' && p[1] == '0') {
+                tok[n++] = '~';
+                p += 2;
+            } else {
+                tok[n++] = *p++;
+            }
+        }
+        tok[n] = '\0';
+        if (json_is_object(cur)) {
+            cur = json_object_get(cur, tok);
+        } else if (json_is_array(cur)) {
+            char *end = NULL;
+            if (!n || (n > 1 && tok[0] == '0') || tok[0] < '0' || tok[0] > '9')
+                return NULL;
+            unsigned long idx = strtoul(tok, &end, 10);
+            if (*end)
+                return NULL;
+            cur = json_array_get(cur, idx);
+        } else {
+            return NULL;
+        }
+    }
+    return cur;
+}
+
+static int vet_arguments(struct job *job, const struct gw_request *req, struct gw_decision *out)
+{
+    const struct egress_config *ec = job->ec;
+    if (!ec->url_args || ec->n_url_tools == 0)
+        return GW_PASS;
+    struct arg_walk w = {.job = job};
+    for (size_t m = 0; m < req->rpc.n; m++) {
+        const struct mcp_message *msg = &req->rpc.msgs[m];
+        if (!msg->method || strcmp(msg->method, "tools/call") != 0 || !msg->target ||
+            !msg->arguments)
+            continue;
+        for (size_t t = 0; t < ec->n_url_tools; t++) {
+            const struct egress_url_tool *ut = &ec->url_tools[t];
+            if (!tool_matches(ut, msg->target))
+                continue;
+            w.allow = &ut->allow;
+            int rc = GW_PASS;
+            if (!ut->args) {
+                w.path[0] = '\0';
+                rc = walk(&w, msg->arguments, 0, 0, out);
+            }
+            for (char **a = ut->args; a && *a && rc == GW_PASS; a++) {
+                const json_t *v = pointer_get(msg->arguments, *a);
+                if (!v || json_is_null(v))
+                    continue;
+                snprintf(w.path, sizeof w.path, "%s", *a);
+                if (!json_is_string(v) && !json_is_array(v) && !json_is_object(v)) {
+                    rc = deny_arg(out, w.path, "expected a URL.");
+                    break;
+                }
+                rc = walk(&w, v, 1, 0, out);
+            }
+            if (rc != GW_PASS)
+                return rc;
+        }
+    }
+    return GW_PASS;
+}
+
+/* ---- the backend -------------------------------------------------------------------------- */
+
+/* The host as the URL writes it (names only): what curl will look up and match the pin to. */
+static void raw_host(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    size_t n = strcspn(p, ":/?#");
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+static int vet_backend(struct job *job, struct gw_request *req, struct gw_decision *out)
+{
+    const struct gw_backend *be = job->be;
+    struct ssrf_url *u = &job->be_url;
+    enum ssrf_class cls = SSRF_PUBLIC;
+    if (ssrf_url_parse(be->url, strlen(be->url), u) != SSRF_OK)
+        return deny_backend(out, 502, "routing.bad_backend_url",
+                            "The backend's URL is not usable.");
+    struct ssrf_addr addrs[ROUTING_MAX_ADDRS];
+    size_t n = 0;
+    if (u->host_is_ip) {
+        addrs[0] = u->ip;
+        n = 1;
+    } else if (ssrf_name_is_localhost(u->host)) {
+        addrs[0] = (struct ssrf_addr){.family = AF_INET, .bytes = {127, 0, 0, 1}};
+        addrs[1] = (struct ssrf_addr){.family = AF_INET6, .bytes = {[15] = 1}};
+        n = 2;
+    } else if (!rcache_get(u->host, addrs, &n)) {
+        raw_host(be->url, job->be_host_raw, sizeof job->be_host_raw);
+        return add_lookup(job, u, 1, &job->ec->allow, NULL) == 0
+                   ? GW_PASS
+                   : deny_backend(out, 500, "routing.internal",
+                                  "An internal error stopped this request.");
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!ssrf_addr_allowed(&job->ec->allow, u->host, u->port, &addrs[i], &cls)) {
+            char fields[160];
+            snprintf(fields, sizeof fields, "\"backend\":\"%s\",\"class\":\"%s\"", be->name,
+                     ssrf_class_name(cls));
+            gw_log(GW_LOG_WARN, "egress_denied", req->id, fields,
+                   "the backend's address is not listed in egress.allow");
+            return deny_backend(out, 502, "routing.egress_denied",
+                                "The backend's address is not allowed by the egress policy.");
+        }
+    if (!u->host_is_ip) {
+        raw_host(be->url, job->be_host_raw, sizeof job->be_host_raw);
+        set_pin(req, job->be_host_raw, u->port, addrs, n);
+    }
+    return GW_PASS;
+}
+
+/* ---- the layer ---------------------------------------------------------------------------- */
+
+static uv_loop_t *loop_of(const struct gw_request *req)
+{
+    if (req->worker)
+        return gw_worker_loop((struct gw_worker *)req->worker);
+    return test_loop;
+}
+
+static int start_async(struct job *job, uv_loop_t *loop)
+{
+    if (uv_timer_init(loop, &job->timer) != 0)
+        return -1;
+    job->timer.data = job;
+    job->timer_live = 1;
+    for (size_t i = 0; i < job->n; i++) {
+        struct lookup *lk = &job->lk[i];
+        lk->gai.data = lk;
+        job->outstanding++;
+        if (uv_getaddrinfo(loop, &lk->gai, on_gai, lk->host, NULL, &lookup_hints) != 0) {
+            job->outstanding--;
+            lk->status = -1;
+        }
+    }
+    if (job->outstanding == 0) {
+        /* Nothing could start: decide now, close the timer, report through resume. */
+        return -1;
+    }
+    uv_timer_start(&job->timer, on_timeout, job->ec->resolve_timeout_ms, 0);
+    return 0;
+}
+
+static int routing_check(struct gw_request *req, struct gw_decision *out)
+{
+    const struct gw_route *route = req->route;
+    if (!route || route->n_backends == 0)
+        return deny_backend(out, 500, "routing.no_backend", "No backend serves this route.");
+    if (!req->backend)
+        req->backend = &route->backends[0];
+    req->upstream_pin[0] = '\0';
+    struct job *job = calloc(1, sizeof *job);
+    if (!job)
+        return deny_backend(out, 500, "routing.internal",
+                            "An internal error stopped this request.");
+    job->req = req;
+    job->out = out;
+    job->ec = egress_of(req->cfg);
+    job->be = req->backend;
+    int rc = vet_arguments(job, req, out);
+    if (rc == GW_PASS)
+        rc = vet_backend(job, req, out);
+    if (rc != GW_PASS || job->n == 0) {
+        if (rc == GW_PASS)
+            rc = conclude(job);
+        free(job);
+        return rc;
+    }
+    uv_loop_t *loop = hook_resolve ? NULL : loop_of(req);
+    if (!loop) {
+        for (size_t i = 0; i < job->n; i++)
+            resolve_sync(&job->lk[i]);
+        rc = conclude(job);
+        free(job);
+        return rc;
+    }
+    if (start_async(job, loop) != 0) {
+        rc = conclude(job);
+        if (job->timer_live) {
+            uv_close((uv_handle_t *)&job->timer, on_timer_closed);
+            return rc; /* freed by on_timer_closed */
+        }
+        free(job);
+        return rc;
+    }
+    return GW_ASYNC;
+}
 
 const struct gw_layer_ops routing_layer = {
     .name = "routing",
-    .check = NULL,
+    .check = routing_check,
 };
