@@ -5,7 +5,7 @@
  * fingerprint (hash of tool and canonical arguments), when it was made, and the hash of the
  * result it got. A new call is flagged when, within the window,
  *   - the same call was made `identical` times (this one included),
- *   - the same call already got the same result `no_progress` times in a row,
+ *   - the same call, made back to back, already got the same result `no_progress` times,
  *   - the calls end in a cycle of period 2..max_cycle repeated `cycle_repeats` times,
  *   - the session (or user, without a session) made more than `max_calls` calls.
  * Flags escalate per user+tool: the first `warnings` flagged calls pass with a warning, later
@@ -216,29 +216,23 @@ static unsigned detect(struct lloop *l, struct node *h, uint64_t fp, int64_t now
     int64_t since = now - (int64_t)cfg->window_ms * 1000000;
     unsigned flags = 0;
     uint32_t identical = 1, same_result = 0;
-    int counting_results = 1;
+    int run = 1; /* still in the run of this same call back to back */
     uint64_t last_result = 0;
-    int have_result = 0;
     struct lcall *c;
     for (uint32_t j = 0; (c = nth_newest(l, h, j, since)); j++) {
-        if (c->fp != fp)
+        if (c->fp != fp) {
+            run = 0;
             continue;
+        }
         identical++;
-        if (!counting_results)
+        if (!run)
             continue;
-        if (!c->has_result) {
-            counting_results = have_result; /* an unanswered call in between ends the run */
+        if (!c->has_result || (same_result && c->result != last_result)) {
+            run = 0;
             continue;
         }
-        if (!have_result) {
-            last_result = c->result;
-            have_result = 1;
-            same_result = 1;
-        } else if (c->result == last_result) {
-            same_result++;
-        } else {
-            counting_results = 0;
-        }
+        last_result = c->result;
+        same_result++;
     }
     if (cfg->identical && identical >= cfg->identical)
         flags |= GW_LOOP_IDENTICAL;
