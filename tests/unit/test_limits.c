@@ -496,8 +496,15 @@ static void test_loop_identical_and_escalation(void **state)
     struct loop_fx f = {.l = lloop_new(&c, 0), .now = 1000000000000LL};
     loop_user(&f, "u", "get");
     /* Canonical arguments: key order does not change the fingerprint. */
-    assert_int_equal(limits_fingerprint("t", 1, json_loads("{\"a\":1,\"b\":[1,2]}", 0, NULL)),
-                     limits_fingerprint("t", 1, json_loads("{\"b\":[1,2],\"a\":1}", 0, NULL)));
+    json_t *j1 = json_loads("{\"a\":1,\"b\":[1,2]}", 0, NULL);
+    json_t *j2 = json_loads("{\"b\":[1,2],\"a\":1}", 0, NULL);
+    json_t *j3 = json_loads("{\"b\":[2,1],\"a\":1}", 0, NULL);
+    assert_int_equal(limits_fingerprint("t", 1, j1), limits_fingerprint("t", 1, j2));
+    assert_int_not_equal(limits_fingerprint("t", 1, j1), limits_fingerprint("t", 1, j3));
+    assert_int_not_equal(limits_fingerprint("t", 1, j1), limits_fingerprint("u", 1, j1));
+    json_decref(j1);
+    json_decref(j2);
+    json_decref(j3);
     for (int i = 0; i < 4; i++)
         assert_int_equal(loop_call(&f, "get", "{\"id\":1}", "r").flags, 0);
     struct lloop_verdict v = loop_call(&f, "get", "{\"id\":1}", "r");

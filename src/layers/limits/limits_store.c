@@ -218,12 +218,9 @@ static int ensure(struct lstore *s, struct shard *sh, const struct limits_key *k
     return 0;
 }
 
-/* Locks the distinct shards of keys in ascending order; returns the lock set as a bitmask. */
-static uint64_t lock_keys(struct lstore *s, const struct limits_key *const *keys, size_t n)
+/* Locks the shards in mask in ascending order (the same order everywhere: no deadlock). */
+static uint64_t lock_mask(struct lstore *s, uint64_t mask)
 {
-    uint64_t mask = 0;
-    for (size_t i = 0; i < n; i++)
-        mask |= 1ULL << shard_of(keys[i]);
     for (int i = 0; i < SHARDS; i++)
         if (mask & (1ULL << i))
             pthread_mutex_lock(&s->shards[i].mu);
@@ -239,12 +236,13 @@ static void unlock_mask(struct lstore *s, uint64_t mask)
 
 int lstore_rate(struct lstore *s, struct lrate_op *ops, size_t n, int64_t now)
 {
-    const struct limits_key *keys[LIMITS_MAX_RATES * LIMITS_MAX_CALLS];
-    if (n > sizeof keys / sizeof keys[0])
+    int64_t tats[LIMITS_MAX_RATES * 4];
+    if (n > sizeof tats / sizeof tats[0])
         return -E2BIG;
+    uint64_t mask = 0;
     for (size_t i = 0; i < n; i++)
-        keys[i] = &ops[i].key;
-    uint64_t locked = lock_keys(s, keys, n);
+        mask |= 1ULL << shard_of(&ops[i].key);
+    uint64_t locked = lock_mask(s, mask);
     int rc = 1;
     for (size_t i = 0; i < n; i++) {
         int e = ensure(s, &s->shards[shard_of(&ops[i].key)], &ops[i].key, now);
@@ -254,7 +252,6 @@ int lstore_rate(struct lstore *s, struct lrate_op *ops, size_t n, int64_t now)
         }
     }
     /* No insertion from here on: entry pointers stay valid. */
-    int64_t tats[LIMITS_MAX_RATES * LIMITS_MAX_CALLS];
     for (size_t i = 0; i < n; i++) {
         struct entry *e = find(&s->shards[shard_of(&ops[i].key)], &ops[i].key);
         tats[i] = e->expires <= now ? 0 : e->value;
@@ -276,12 +273,12 @@ out:
 
 int lstore_budget_reserve(struct lstore *s, struct lbudget_op *ops, size_t n, int64_t now)
 {
-    const struct limits_key *keys[LIMITS_MAX_BUDGETS];
     if (n > LIMITS_MAX_BUDGETS)
         return -E2BIG;
+    uint64_t mask = 0;
     for (size_t i = 0; i < n; i++)
-        keys[i] = &ops[i].key;
-    uint64_t locked = lock_keys(s, keys, n);
+        mask |= 1ULL << shard_of(&ops[i].key);
+    uint64_t locked = lock_mask(s, mask);
     int rc = 1;
     for (size_t i = 0; i < n; i++) {
         int e = ensure(s, &s->shards[shard_of(&ops[i].key)], &ops[i].key, now);
