@@ -82,6 +82,8 @@ static const char check_script[] =
 struct rconn {
     redisAsyncContext *ac;
     uv_loop_t *loop;
+    char host[256]; /* where ac is connected (a new configuration may name another server) */
+    int port;
     int64_t retry_at_ms; /* no reconnect before (monotonic ms) */
 };
 
@@ -150,7 +152,7 @@ void lredis_thread_close(void)
 static redisAsyncContext *conn_get(const struct limits_config *lc, uv_loop_t *loop)
 {
     struct rconn *c = &tls_conn;
-    if (c->ac && c->loop != loop)
+    if (c->ac && (c->loop != loop || c->port != lc->redis_port || strcmp(c->host, lc->redis_host)))
         lredis_thread_close();
     if (c->ac)
         return c->ac;
@@ -173,6 +175,8 @@ static redisAsyncContext *conn_get(const struct limits_config *lc, uv_loop_t *lo
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     c->ac = ac;
     c->loop = loop;
+    snprintf(c->host, sizeof c->host, "%s", lc->redis_host);
+    c->port = lc->redis_port;
     return ac;
 }
 
