@@ -68,7 +68,7 @@ struct lreservation {
 };
 
 struct lreq {
-    struct lcall_state calls[LIMITS_MAX_CALLS];
+    struct lcall_state *calls; /* one per tools/call of the request */
     size_t n_calls;
     struct lreservation res[LIMITS_MAX_BUDGETS];
     size_t n_res;
@@ -76,13 +76,17 @@ struct lreq {
     int redis;    /* reservations live in Redis */
     struct limits_key user, session;
     int have_session;
-    /* Redis: what the check asked, to interpret the answer. */
+    struct lredis_req *rr; /* Redis mode only */
+    struct gw_request *req;
+};
+
+/* Redis: what the check asked, to interpret the answer. */
+struct lredis_req {
     struct lredis_rate rrates[LIMITS_MAX_RATES];
     char *rkeys[LIMITS_MAX_RATES];
     size_t rrate_index[LIMITS_MAX_RATES];
     size_t n_rrates;
     struct lredis_budget rbudgets[LIMITS_MAX_BUDGETS];
-    struct gw_request *req;
 };
 
 static void lreq_free(void *p)
@@ -94,8 +98,10 @@ static void lreq_free(void *p)
         free(s->res[i].ledger_key);
         free(s->res[i].redis_key);
     }
-    for (size_t i = 0; i < s->n_rrates; i++)
-        free(s->rkeys[i]);
+    for (size_t i = 0; s->rr && i < s->rr->n_rrates; i++)
+        free(s->rr->rkeys[i]);
+    free(s->rr);
+    free(s->calls);
     free(s);
 }
 
@@ -252,20 +258,31 @@ static const char *loop_flag_names(unsigned f, char *buf, size_t n)
 
 /* ---- the request path ---- */
 
+static int is_tool_call(const struct mcp_message *m)
+{
+    return m->kind == MCP_REQUEST && m->method && strcmp(m->method, "tools/call") == 0 && m->target;
+}
+
+/* Returns 0, 1 when there are too many calls, -1 when memory is out. */
 static int collect_calls(struct gw_request *req, const struct limits_config *lc, struct lreq *s)
 {
+    size_t n = 0;
+    for (size_t i = 0; i < req->rpc.n; i++)
+        n += is_tool_call(&req->rpc.msgs[i]);
+    if (n > LIMITS_MAX_CALLS)
+        return 1;
+    if (n && !(s->calls = calloc(n, sizeof *s->calls)))
+        return -1;
     for (size_t i = 0; i < req->rpc.n; i++) {
         const struct mcp_message *m = &req->rpc.msgs[i];
-        if (m->kind != MCP_REQUEST || !m->method || strcmp(m->method, "tools/call") != 0 ||
-            !m->target)
+        if (!is_tool_call(m))
             continue;
-        if (s->n_calls >= LIMITS_MAX_CALLS)
-            return -1;
         struct lcall_state *c = &s->calls[s->n_calls++];
         c->m = m;
         c->tool = m->target;
         c->tool_len = strlen(m->target);
-        c->fingerprint = limits_fingerprint(c->tool, c->tool_len, m->arguments);
+        if (lc->loops.enabled)
+            c->fingerprint = limits_fingerprint(c->tool, c->tool_len, m->arguments);
         c->estimate = limits_cost_estimate(lc, c->tool, c->tool_len, m->arguments);
     }
     return 0;
@@ -577,15 +594,15 @@ static void on_redis(void *arg, const struct lredis_result *res)
             v = deny_budget(req, lc, out, &s->res[res->deny_index], res->spent[res->deny_index]);
         } else {
             struct gcra_result r[LIMITS_MAX_RATES];
-            for (size_t i = 0; i < s->n_rrates; i++)
+            for (size_t i = 0; i < s->rr->n_rrates; i++)
                 r[i] = res->rate[i];
-            v = deny_rate(req, lc, out, s->rrate_index, r, s->n_rrates);
+            v = deny_rate(req, lc, out, s->rr->rrate_index, r, s->rr->n_rrates);
         }
     } else {
         struct gcra_result r[LIMITS_MAX_RATES];
-        for (size_t i = 0; i < s->n_rrates; i++)
+        for (size_t i = 0; i < s->rr->n_rrates; i++)
             r[i] = res->rate[i];
-        record_admission(req, lc, s, res->spent, s->rrate_index, r, s->n_rrates);
+        record_admission(req, lc, s, res->spent, s->rr->rrate_index, r, s->rr->n_rrates);
         v = GW_PASS;
     }
     if (v == GW_PASS)
@@ -599,6 +616,8 @@ static int check_redis(struct gw_request *req, const struct limits_config *lc, s
     uv_loop_t *loop = req->worker ? gw_worker_loop((struct gw_worker *)req->worker) : thread_loop;
     if (!loop)
         return deny_unavailable(req, out, "no event loop for Redis on this thread");
+    if (!(s->rr = calloc(1, sizeof *s->rr)))
+        return deny_unavailable(req, out, "out of memory");
     /* One key per (rate limit, principal): the calls of a batch that share a key add up. */
     for (size_t r = 0; r < lc->n_rates; r++) {
         const struct limits_rate *rl = &lc->rates[r];
@@ -611,37 +630,37 @@ static int check_redis(struct gw_request *req, const struct limits_config *lc, s
             if (!key)
                 return deny_unavailable(req, out, "out of memory");
             size_t k;
-            for (k = 0; k < s->n_rrates; k++)
-                if (strcmp(s->rkeys[k], key) == 0)
+            for (k = 0; k < s->rr->n_rrates; k++)
+                if (strcmp(s->rr->rkeys[k], key) == 0)
                     break;
-            if (k < s->n_rrates) {
-                s->rrates[k].n++;
+            if (k < s->rr->n_rrates) {
+                s->rr->rrates[k].n++;
                 free(key);
                 continue;
             }
-            if (s->n_rrates >= LIMITS_MAX_RATES) {
+            if (s->rr->n_rrates >= LIMITS_MAX_RATES) {
                 free(key);
                 return deny_unavailable(req, out, "too many distinct rate-limit keys in one batch");
             }
-            s->rkeys[k] = key;
-            s->rrates[k] = (struct lredis_rate){.key = key,
-                                                .interval_us = rl->interval_ns / 1000,
-                                                .tolerance_us = rl->tolerance_ns / 1000,
-                                                .n = 1};
-            if (s->rrates[k].interval_us == 0)
-                s->rrates[k].interval_us = 1;
-            s->rrate_index[k] = r;
-            s->n_rrates++;
+            s->rr->rkeys[k] = key;
+            s->rr->rrates[k] = (struct lredis_rate){.key = key,
+                                                    .interval_us = rl->interval_ns / 1000,
+                                                    .tolerance_us = rl->tolerance_ns / 1000,
+                                                    .n = 1};
+            if (s->rr->rrates[k].interval_us == 0)
+                s->rr->rrates[k].interval_us = 1;
+            s->rr->rrate_index[k] = r;
+            s->rr->n_rrates++;
         }
     }
     int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
     for (size_t i = 0; i < s->n_res; i++)
-        s->rbudgets[i] = (struct lredis_budget){.key = s->res[i].redis_key,
-                                                .cap = lc->budgets[s->res[i].budget].cap,
-                                                .amount = s->res[i].amount,
-                                                .ttl_s = s->res[i].expires - now_s + 86400};
+        s->rr->rbudgets[i] = (struct lredis_budget){.key = s->res[i].redis_key,
+                                                    .cap = lc->budgets[s->res[i].budget].cap,
+                                                    .amount = s->res[i].amount,
+                                                    .ttl_s = s->res[i].expires - now_s + 86400};
     s->redis = 1;
-    lredis_check(lc, loop, s->rrates, s->n_rrates, s->rbudgets, s->n_res, on_redis, s);
+    lredis_check(lc, loop, s->rr->rrates, s->rr->n_rrates, s->rr->rbudgets, s->n_res, on_redis, s);
     return GW_ASYNC;
 }
 
@@ -665,7 +684,10 @@ static int limits_check(struct gw_request *req, struct gw_decision *out)
     req->layer_state[GW_STAGE_LIMITS] = s;
     req->layer_state_free[GW_STAGE_LIMITS] = lreq_free;
     s->req = req;
-    if (collect_calls(req, lc, s) != 0) {
+    int rc = collect_calls(req, lc, s);
+    if (rc < 0)
+        return deny_unavailable(req, out, "out of memory");
+    if (rc > 0) {
         gw_decision_deny(out, 200, JSONRPC_INVALID_REQUEST, "limits.batch",
                          "Too many tool calls in one batch.");
         return GW_DENY;

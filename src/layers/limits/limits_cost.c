@@ -251,9 +251,11 @@ void limits_key_make(struct limits_key *k, const char *kind, unsigned index, con
                      const char *b, int64_t extra)
 {
     pthread_once(&seed_once, seed_init);
-    char head[64];
-    int hl = snprintf(head, sizeof head, "%s\x1f%u\x1f%lld\x1f", kind, index, (long long)extra);
-    uint64_t h1 = hash_bytes(head, (size_t)hl, seed1), h2 = hash_bytes(head, (size_t)hl, seed2);
+    /* Fixed-size head (kind, index, extra), then each part with its length: unambiguous. */
+    uint64_t head[3] = {0, index, (uint64_t)extra};
+    size_t kl = strlen(kind);
+    memcpy(head, kind, kl < 8 ? kl : 8);
+    uint64_t h1 = hash_bytes(head, sizeof head, seed1), h2 = hash_bytes(head, sizeof head, seed2);
     const char *parts[2] = {a ? a : "", b ? b : ""};
     for (int i = 0; i < 2; i++) {
         size_t n = strlen(parts[i]);
