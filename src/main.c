@@ -12,6 +12,7 @@
 #include "core/server.h"
 #include "layers/audit/audit.h"
 #include "layers/identity/identity.h"
+#include "layers/limits/limits.h"
 #include "layers/policy/policy.h"
 
 #include <curl/curl.h>
@@ -144,7 +145,15 @@ static int cmd_serve(int argc, char **argv)
         gw_config_free(cfg);
         return 1;
     }
+    if (limits_start(cfg) != 0) {
+        fprintf(stderr, "%s: the limits layer could not start (see the log above)\n", path);
+        identity_stop();
+        audit_stop();
+        gw_config_free(cfg);
+        return 1;
+    }
     int rc = gw_server_run(cfg);
+    limits_stop();
     identity_stop();
     /* Last: every request has completed, so its records are queued; flush them. */
     audit_stop();

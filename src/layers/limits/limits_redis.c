@@ -170,6 +170,11 @@ static redisAsyncContext *conn_get(const struct limits_config *lc, uv_loop_t *lo
         redisAsyncFree(ac);
         return NULL;
     }
+    /*
+     * An idle connection must not keep the worker's loop alive at shutdown: only commands in
+     * flight do (through their timers).
+     */
+    uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
     ac->data = c;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
