@@ -56,8 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *result = json_object_get(msg, "result");
     json_t *meta = json_object_get(result, "_meta");
     int64_t cost;
-    if (json_is_object(meta) && limits_money_from_json(json_object_get(meta, "toolgate/cost"),
-                                                       &cost) == 0 &&
+    if (json_is_object(meta) &&
+        limits_money_from_json(json_object_get(meta, "toolgate/cost"), &cost) == 0 &&
         (cost < 0 || cost > LIMITS_MAX_MONEY))
         __builtin_trap();
     limits_json_hash(result);
