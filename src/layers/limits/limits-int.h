@@ -281,5 +281,7 @@ void lredis_thread_close(void);
  * per thread. Requests served by the server use their worker's loop.
  */
 void limits_set_thread_loop(void *loop);
+/* The worker (struct gw_worker) serving this thread's Redis calls; its shutdown closes them. */
+void lredis_set_worker(void *worker);
 
 #endif

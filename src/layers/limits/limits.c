@@ -660,6 +660,7 @@ static int check_redis(struct gw_request *req, const struct limits_config *lc, s
                                                     .amount = s->res[i].amount,
                                                     .ttl_s = s->res[i].expires - now_s + 86400};
     s->redis = 1;
+    lredis_set_worker(req->worker);
     lredis_check(lc, loop, s->rr->rrates, s->rr->n_rrates, s->rr->rbudgets, s->n_res, on_redis, s);
     return GW_ASYNC;
 }
@@ -840,6 +841,7 @@ static void limits_on_complete(struct gw_request *req)
             uv_loop_t *loop =
                 req->worker ? gw_worker_loop((struct gw_worker *)req->worker) : thread_loop;
             const char *k = res->redis_key;
+            lredis_set_worker(req->worker);
             if (loop)
                 lredis_budget_add(lc, loop, &k, 1, delta, res->expires - now_s + 86400);
             continue;

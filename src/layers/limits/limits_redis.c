@@ -16,6 +16,7 @@
  */
 #include "layers/limits/limits-int.h"
 #include "core/log.h"
+#include "core/server.h"
 #include "core/timeutil.h"
 
 #include <hiredis/async.h>
@@ -84,10 +85,20 @@ struct rconn {
     uv_loop_t *loop;
     char host[256]; /* where ac is connected (a new configuration may name another server) */
     int port;
+    /* Served by a worker: its shutdown closes the connection (see on_check). */
+    void *worker;
+    uv_check_t check;
+    int check_open;
     int64_t retry_at_ms; /* no reconnect before (monotonic ms) */
 };
 
 static __thread struct rconn tls_conn;
+static __thread void *tls_worker;
+
+void lredis_set_worker(void *worker)
+{
+    tls_worker = worker;
+}
 static char script_sha[41];
 static uv_once_t sha_once = UV_ONCE_INIT;
 
@@ -137,6 +148,32 @@ static void drop(struct rconn *c)
     }
 }
 
+static void check_closed(uv_handle_t *h)
+{
+    struct rconn *c = h->data;
+    c->check_open = 0;
+}
+
+/*
+ * Runs once per loop iteration of a worker that has a connection: when the worker begins its
+ * shutdown, the connection is closed while the loop still runs, so that nothing of it
+ * outlives the loop (the loop then ends once in-flight commands have answered or timed out).
+ */
+static void on_check(uv_check_t *h)
+{
+    struct rconn *c = h->data;
+    if (!c->worker || !gw_worker_stopping((const struct gw_worker *)c->worker))
+        return;
+    if (c->ac) {
+        redisAsyncContext *ac = c->ac;
+        c->ac = NULL;
+        c->retry_at_ms = INT64_MAX; /* no new connection on a stopping worker */
+        redisAsyncFree(ac);
+    }
+    uv_check_stop(h);
+    uv_close((uv_handle_t *)h, check_closed);
+}
+
 void lredis_thread_close(void)
 {
     struct rconn *c = &tls_conn;
@@ -175,6 +212,13 @@ static redisAsyncContext *conn_get(const struct limits_config *lc, uv_loop_t *lo
      * flight do (through their timers).
      */
     uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
+    if (tls_worker && !c->check_open && uv_check_init(loop, &c->check) == 0) {
+        c->worker = tls_worker;
+        c->check.data = c;
+        c->check_open = 1;
+        uv_unref((uv_handle_t *)&c->check);
+        uv_check_start(&c->check, on_check);
+    }
     ac->data = c;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
