@@ -295,6 +295,43 @@ static void test_redis_budget(void **state)
     gw_config_free(cfg);
 }
 
+/* Fifty checks in flight at once at the edge of a cap: exactly the ones that fit pass. */
+static void test_redis_budget_concurrent(void **state)
+{
+    (void)state;
+    struct gw_config *cfg =
+        load("limits:\n  store: \"redis://127.0.0.1:%d\"\n  costs: {default: 0.10}\n"
+             "  budgets: [{name: d, per: user, cap: 1.00, period: day}]\n",
+             port);
+    assert_int_equal(limits_start(cfg), 0);
+    struct gw_request *reqs[50];
+    for (int i = 0; i < 50; i++) {
+        reqs[i] = call(cfg, "gus", "t");
+        reqs[i]->pipeline_running = 1;
+        reqs[i]->pipeline_early_verdict = -1;
+        reqs[i]->next_stage = GW_STAGE_LIMITS;
+        assert_int_equal(limits_layer.check(reqs[i], &reqs[i]->decision[GW_STAGE_LIMITS]),
+                         GW_ASYNC);
+    }
+    uint64_t end = gw_mono_ms() + 3000;
+    int pending = 50;
+    while (pending && gw_mono_ms() < end) {
+        uv_run(&loop, UV_RUN_ONCE);
+        pending = 0;
+        for (int i = 0; i < 50; i++)
+            pending += reqs[i]->pipeline_early_verdict < 0;
+    }
+    assert_int_equal(pending, 0);
+    int passed = 0;
+    for (int i = 0; i < 50; i++) {
+        passed += reqs[i]->pipeline_early_verdict == GW_PASS;
+        gw_request_free(reqs[i]);
+    }
+    assert_int_equal(passed, 10);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
 /* Nothing listens: fail closed denies with 503, fail local decides in process. */
 static void test_redis_down(void **state)
 {
@@ -364,6 +401,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_redis_rate),
         cmocka_unit_test(test_redis_budget),
+        cmocka_unit_test(test_redis_budget_concurrent),
         cmocka_unit_test(test_redis_down),
         cmocka_unit_test(test_redis_silent),
     };
