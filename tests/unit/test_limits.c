@@ -25,6 +25,7 @@
 #include "core/timeutil.h"
 #include "layers/layer.h"
 #include "layers/limits/limits-int.h"
+#include "layers/audit/audit_record.h"
 
 static char tmpdir[64];
 
@@ -957,6 +958,47 @@ static void test_layer_batch(void **state)
     gw_config_free(cfg);
 }
 
+/* The audit records carry what the layer decided; nothing when it did not look. */
+static void test_audit_part(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load("limits:\n  ledger: none\n  costs: {default: 0.5}\n"
+                                 "  budgets: [{name: d, per: user, cap: 1, period: day}]\n"
+                                 "  rate: [{name: r, per: user, limit: 5, window: 1s}]\n");
+    assert_int_equal(limits_start(cfg), 0);
+    struct audit_config ac;
+    assert_int_equal(audit_config_defaults(&ac), 0);
+    struct gw_request *req = call(cfg, "hal", "t", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[],"
+                 "\"_meta\":{\"toolgate/cost\":\"0.2\"}}}");
+    json_t *rec = audit_record_completion(req, &ac, NULL);
+    json_t *l = json_object_get(rec, "limits");
+    assert_non_null(l);
+    assert_int_equal(json_integer_value(json_object_get(l, "cost_estimated")), 500000);
+    assert_int_equal(json_integer_value(json_object_get(l, "cost_reserved")), 500000);
+    assert_int_equal(json_integer_value(json_object_get(l, "cost_settled")), 200000);
+    assert_true(json_is_true(json_object_get(l, "cost_reported")));
+    assert_string_equal(json_string_value(json_object_get(l, "budget")), "d");
+    assert_int_equal(json_integer_value(json_object_get(l, "budget_remaining")), 500000);
+    assert_string_equal(json_string_value(json_object_get(l, "rate_limit")), "r");
+    assert_int_equal(json_integer_value(json_object_get(l, "rate_remaining")), 4);
+    assert_string_equal(json_string_value(json_object_get(l, "store")), "memory");
+    json_decref(rec);
+    gw_request_free(req);
+    req = mkreq(cfg, "hal", NULL, NULL);
+    add_msg(req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    assert_int_equal(check(req), GW_PASS);
+    rec = audit_record_decision(req, &ac);
+    assert_null(json_object_get(rec, "limits"));
+    json_decref(rec);
+    gw_request_free(req);
+    free(ac.store);
+    free(ac.instance_id);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
 /*
  * kill -9 loses no recorded spend: a child reserves and settles, tells the parent, and is
  * killed before it can stop cleanly; the parent starts over from the same ledger.
@@ -1033,6 +1075,7 @@ int main(void)
         cmocka_unit_test(test_layer_loop_warn_deny),
         cmocka_unit_test(test_layer_no_section_and_not_started),
         cmocka_unit_test(test_layer_batch),
+        cmocka_unit_test(test_audit_part),
         cmocka_unit_test(test_ledger_survives_kill),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
