@@ -12,6 +12,10 @@ mkdir -p "$RUN"
 if [ ! -f "$RUN/keys/jwks.json" ]; then
     "$TG" keys generate --alg EdDSA --out "$RUN/keys" >/dev/null
 fi
+# The gateway's own key for the identities it injects towards the backend.
+if [ ! -f "$RUN/egress/private.pem" ]; then
+    "$TG" keys generate --alg EdDSA --out "$RUN/egress" >/dev/null
+fi
 "$TG" token --key "$RUN/keys/private.pem" --iss "$ISS" --aud "$AUD" --sub alice \
     --roles doctor --scopes "tools.read patients.read" --client demo-cli --ttl 12h >"$RUN/alice.token"
 "$TG" token --key "$RUN/keys/private.pem" --iss "$ISS" --aud "$AUD" --sub bob \

@@ -12,7 +12,9 @@
 #include "core/server.h"
 #include "layers/audit/audit.h"
 #include "layers/identity/identity.h"
+#include "layers/limits/limits.h"
 #include "layers/policy/policy.h"
+#include "layers/routing/routing.h"
 
 #include <curl/curl.h>
 
@@ -113,6 +115,22 @@ static int cmd_check(int argc, char **argv)
     return 0;
 }
 
+static int start_identity(const struct gw_config *cfg)
+{
+    return identity_start(cfg->identity);
+}
+
+static const struct {
+    const char *what;
+    int (*start)(const struct gw_config *cfg);
+    void (*stop)(void);
+} runtimes[] = {
+    {"the audit log", audit_start, audit_stop},
+    {"the identity layer", start_identity, identity_stop},
+    {"the limits layer", limits_start, limits_stop},
+    {"the routing layer", routing_start, routing_stop},
+};
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *path = config_arg(argc, argv, "serve");
@@ -133,21 +151,21 @@ static int cmd_serve(int argc, char **argv)
         gw_config_free(cfg);
         return 1;
     }
-    if (audit_start(cfg) != 0) {
-        fprintf(stderr, "%s: the audit log could not start (see the log above)\n", path);
-        gw_config_free(cfg);
-        return 1;
+    /* The layers' runtimes, started in order and stopped in reverse (audit last). */
+    size_t started = 0;
+    for (; started < sizeof runtimes / sizeof runtimes[0]; started++) {
+        if (runtimes[started].start(cfg) != 0) {
+            fprintf(stderr, "%s: %s could not start (see the log above)\n", path,
+                    runtimes[started].what);
+            break;
+        }
     }
-    if (identity_start(cfg->identity) != 0) {
-        fprintf(stderr, "%s: the identity layer could not start (see the log above)\n", path);
-        audit_stop();
-        gw_config_free(cfg);
-        return 1;
-    }
-    int rc = gw_server_run(cfg);
-    identity_stop();
-    /* Last: every request has completed, so its records are queued; flush them. */
-    audit_stop();
+    int rc = 1;
+    if (started == sizeof runtimes / sizeof runtimes[0])
+        rc = gw_server_run(cfg);
+    /* Every request has completed by now, so the audit log flushes last. */
+    while (started > 0)
+        runtimes[--started].stop();
     gw_server_release_signals();
     gw_config_free(cfg);
     return rc;

@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "layers/audit/audit.h"
 #include "layers/identity/identity.h"
+#include "layers/limits/limits.h"
 #include "layers/policy/policy.h"
 #include "layers/routing/routing.h"
 
@@ -1031,6 +1032,18 @@ static void free_egress(struct gw_config *cfg)
     cfg->egress = NULL;
 }
 
+static int parse_limits_section(struct gw_config *cfg, const struct cfg_doc *doc,
+                                const struct cfg_node *node, struct cfg_error *err)
+{
+    return limits_config_parse(doc, node, &cfg->limits, err);
+}
+
+static void free_limits_section(struct gw_config *cfg)
+{
+    limits_config_free(cfg->limits);
+    cfg->limits = NULL;
+}
+
 /* ---- the section table and loading -------------------------------------------------------- */
 
 /*
@@ -1046,6 +1059,7 @@ static const struct config_section {
     {"routes", parse_routes, free_routes},
     {"identity", parse_identity, free_identity},
     {"policy", parse_policy, free_policy},
+    {"limits", parse_limits_section, free_limits_section},
     {"audit", parse_audit, free_audit},
     {"egress", parse_egress, free_egress},
 };

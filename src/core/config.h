@@ -17,6 +17,7 @@ struct identity_config; /* layers/identity/identity.h */
 struct policy_config;   /* layers/policy/policy.h */
 struct audit_config;    /* layers/audit/audit.h */
 struct egress_config;   /* layers/routing/routing.h */
+struct limits_config;   /* layers/limits/limits.h */
 
 struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
@@ -106,6 +107,7 @@ struct gw_config {
     struct policy_config *policy;     /* NULL when the file has no `policy` section: deny all */
     struct audit_config *audit;       /* `audit:` (audit_config_parse); never NULL once loaded */
     struct egress_config *egress;     /* `egress:` (egress_config_parse); never NULL once loaded */
+    struct limits_config *limits;     /* NULL when the file has no `limits` section: no limits */
 };
 
 /*

@@ -12,6 +12,7 @@
 #include "core/upstream.h"
 #include "layers/identity/identity.h"
 #include "layers/layer.h"
+#include "layers/routing/routing.h"
 #include "mcp/session.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/sse.h"
@@ -773,8 +774,8 @@ static void on_server_shutdown(void *arg)
  * An answer the gateway gives itself, outside any route (health, metadata, unknown path,
  * wrong method): it carries an X-Request-Id and leaves a log line like routed requests.
  */
-static void simple(struct gw_conn *c, int status, const char *body,
-                   const struct gw_header *extra, size_t n_extra)
+static void simple_with(struct gw_conn *c, int status, const char *body, size_t len,
+                        const struct gw_header *extra, size_t n_extra)
 {
     char id[37];
     gw_uuid7(id);
@@ -783,12 +784,17 @@ static void simple(struct gw_conn *c, int status, const char *body,
     hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {id, 36}};
     for (size_t i = 0; i < n_extra && n < 4; i++)
         hdrs[n++] = extra[i];
-    size_t len = strlen(body);
     gw_conn_respond(c, status, "application/json", body, len, hdrs, n);
     char fields[160];
     snprintf(fields, sizeof fields, "\"status\":%d,\"route\":\"\",\"bytes\":%zu", status, len);
     gw_log(GW_LOG_INFO, "request", id, fields, "%s", "answered by the gateway");
     gw_conn_end(c, 0);
+}
+
+static void simple(struct gw_conn *c, int status, const char *body,
+                   const struct gw_header *extra, size_t n_extra)
+{
+    simple_with(c, status, body, strlen(body), extra, n_extra);
 }
 
 static int dup_header(struct gw_request *req, const char *name, size_t max, char **out)
@@ -932,6 +938,23 @@ int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p)
     if (p->path.len < sizeof prefix - 1 || memcmp(p->path.ptr, prefix, sizeof prefix - 1) != 0)
         return 0;
     const struct gw_config *cfg = gw_worker_config(gw_conn_worker(c));
+    static const struct gw_header extra[] = {
+        {GW_SLICE_LIT("Cache-Control"), GW_SLICE_LIT("max-age=300")},
+        {GW_SLICE_LIT("Access-Control-Allow-Origin"), GW_SLICE_LIT("*")},
+    };
+    if (gw_slice_eq(p->path, "/.well-known/jwks.json")) {
+        /* The public keys backends use to verify the identity toolgate injects. */
+        struct gw_buf keys = {0};
+        if (p->method != GW_HTTP_GET || routing_jwks_json(cfg, &keys) != 0) {
+            gw_buf_free(&keys);
+            simple(c, p->method != GW_HTTP_GET ? 405 : 503, "{\"error\":\"unavailable\"}",
+                   NULL, 0);
+            return 1;
+        }
+        simple_with(c, 200, keys.data, keys.len, extra, 2);
+        gw_buf_free(&keys);
+        return 1;
+    }
     int found = 0;
     const char *route_path = NULL;
     if (gw_slice_eq(p->path, prm)) {
@@ -957,12 +980,7 @@ int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p)
         simple(c, 405, "{\"error\":\"method not allowed\"}", &allow, 1);
         return 1;
     }
-    static const struct gw_header extra[] = {
-        {GW_SLICE_LIT("Cache-Control"), GW_SLICE_LIT("max-age=300")},
-        {GW_SLICE_LIT("Access-Control-Allow-Origin"), GW_SLICE_LIT("*")},
-    };
-    gw_conn_respond(c, 200, "application/json", body.data, body.len, extra, 2);
-    gw_conn_end(c, 0);
+    simple_with(c, 200, body.data, body.len, extra, 2);
     gw_buf_free(&body);
     return 1;
 }

@@ -15,6 +15,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "layers/identity/identity-t.h"
+#include "layers/limits/limits-t.h"
 #include "layers/safety/safety-t.h"
 #include "mcp/jsonrpc.h"
 
@@ -102,6 +103,7 @@ struct gw_request {
     /* What the layers found and decided. */
     struct gw_identity identity;
     struct gw_findings findings;
+    struct gw_limits_state limits; /* cost, budget and rate-limit state (limits layer) */
     struct gw_decision decision[GW_STAGE_COUNT];
     enum gw_stage deciding_stage; /* the stage that denied; GW_STAGE_COUNT when allowed */
     void *layer_state[GW_STAGE_COUNT];

@@ -322,15 +322,68 @@ static int part_completion_latency(json_t *rec, const struct gw_request *req,
     return 0;
 }
 
+/*
+ * What the limits layer decided and measured: cost (estimated, reserved, settled; micro-units
+ * of the configured currency), the tightest budget and rate limit, loop flags. Only when the
+ * layer looked at tool calls.
+ */
+static int part_limits(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
+{
+    const struct gw_limits_state *st = &req->limits;
+    if (!st->governed)
+        return 0;
+    json_t *o = json_object();
+    if (!o || json_object_set_new(rec, "limits", o) != 0)
+        return -1;
+    int rc = 0;
+    rc |= set_int(o, "cost_estimated", st->cost_estimated);
+    rc |= set_int(o, "cost_reserved", st->cost_reserved);
+    if (st->settled) {
+        rc |= set_int(o, "cost_settled", st->cost_settled);
+        rc |= json_object_set_new(o, "cost_reported", json_boolean(st->cost_reported));
+        rc |= json_object_set_new(o, "refunded", json_boolean(st->refunded));
+    }
+    if (st->budget_name[0]) {
+        rc |= json_object_set_new(o, "budget",
+                                  json_stringn(st->budget_name, strnlen(st->budget_name, 48)));
+        rc |= set_int(o, "budget_remaining", st->budget_remaining);
+    }
+    if (st->rate_name[0]) {
+        rc |= json_object_set_new(o, "rate_limit",
+                                  json_stringn(st->rate_name, strnlen(st->rate_name, 48)));
+        rc |= set_int(o, "rate_remaining", st->rate_remaining);
+    }
+    if (st->retry_after_ms)
+        rc |= set_int(o, "retry_after_ms", (int64_t)st->retry_after_ms);
+    if (st->loop_flags) {
+        static const char *const flags[] = {"identical", "no_progress", "cycle", "max_calls",
+                                            "cooldown"};
+        json_t *a = json_array();
+        rc |= json_object_set_new(o, "loop_flags", a);
+        for (unsigned i = 0; a && i < sizeof flags / sizeof flags[0]; i++)
+            if (st->loop_flags & (1u << i))
+                rc |= json_array_append_new(a, json_string(flags[i]));
+        rc |= set_str(o, "loop_action",
+                      st->loop_action == 2   ? "deny"
+                      : st->loop_action == 1 ? "warn"
+                                             : "none");
+    }
+    if (st->store[0])
+        rc |= json_object_set_new(o, "store", json_stringn(st->store, strnlen(st->store, 8)));
+    if (st->store_fallback)
+        rc |= json_object_set_new(o, "store_fallback", json_true());
+    return rc ? -1 : 0;
+}
+
 /* The parts of each record, in order. A layer's data is one more entry. */
 static const audit_part_fn decision_parts[] = {
-    part_request,          part_identity, part_decision,
-    part_request_findings, part_calls,    part_decision_latency,
+    part_request, part_identity,         part_decision, part_request_findings,
+    part_calls,   part_decision_latency, part_limits,
 };
 
 static const audit_part_fn completion_parts[] = {
-    part_request,           part_identity, part_decision,
-    part_response_findings, part_upstream, part_completion_latency,
+    part_request,  part_identity,           part_decision, part_response_findings,
+    part_upstream, part_completion_latency, part_limits,
 };
 
 static json_t *build(const char *kind, const audit_part_fn *parts, size_t n,

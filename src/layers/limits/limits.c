@@ -1,10 +1,944 @@
 /*
- * limits layer: pipeline slot. Until the limits issue fills it, the slot passes every request
- * through unchanged; the slot exists so the pipeline order is fixed in one place.
+ * limits layer: the pipeline slot. For each request's tool calls it
+ *   1. runs the loop detector (warn, deny, cool down),
+ *   2. reserves the estimated cost against every budget that covers the call and admits the
+ *      call through every rate limit that covers it, all or nothing (a denial leaves no trace
+ *      in the other limits),
+ *   3. records the reservation in the ledger before the call is forwarded,
+ * and after the response settles each call: the backend's reported cost
+ * (_meta["toolgate/cost"]) replaces the estimate, a call that failed upstream is refunded.
+ *
+ * With the memory store everything above is synchronous; with Redis, step 2 is one script
+ * round trip on the worker's loop (GW_ASYNC), and Redis holds the spend.
  */
 #include "layers/layer.h"
+#include "layers/limits/limits-int.h"
+#include "core/log.h"
+#include "core/server.h"
+#include "core/timeutil.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+struct limits_runtime {
+    struct lstore *rates;
+    struct lstore *budgets;
+    struct lloop *loops;
+    struct limits_ledger *ledger;
+    const struct limits_config *lc;
+};
+
+/* Set by limits_start, cleared by limits_stop; read-only while requests run. */
+static struct limits_runtime *runtime;
+
+static __thread uv_loop_t *thread_loop;
+
+void limits_set_thread_loop(void *loop)
+{
+    thread_loop = loop;
+}
+
+/* One tool call of the request. */
+struct lcall_state {
+    const struct mcp_message *m;
+    const char *tool;
+    size_t tool_len;
+    uint64_t fingerprint;
+    int64_t estimate;
+    int64_t settled; /* reported cost, when reported */
+    int reported;
+    int answered; /* a result came back */
+    int failed;   /* an error came back */
+    int warned;
+    unsigned loop_flags;
+};
+
+/* One budget reservation of the request. */
+struct lreservation {
+    size_t budget; /* index in lc->budgets */
+    struct limits_key key;
+    char *ledger_key; /* the principal value; NULL when no ledger */
+    char *redis_key;  /* Redis mode */
+    int64_t period, expires;
+    int64_t amount; /* reserved */
+};
+
+struct lreq {
+    struct lcall_state *calls; /* one per tools/call of the request */
+    size_t n_calls;
+    struct lreservation res[LIMITS_MAX_BUDGETS];
+    size_t n_res;
+    int reserved; /* reservations are in place (to settle) */
+    int redis;    /* reservations live in Redis */
+    struct limits_key user, session;
+    int have_session;
+    struct lredis_req *rr; /* Redis mode only */
+    struct gw_request *req;
+};
+
+/* Redis: what the check asked, to interpret the answer. */
+struct lredis_req {
+    struct lredis_rate rrates[LIMITS_MAX_RATES];
+    char *rkeys[LIMITS_MAX_RATES];
+    size_t rrate_index[LIMITS_MAX_RATES];
+    size_t n_rrates;
+    struct lredis_budget rbudgets[LIMITS_MAX_BUDGETS];
+};
+
+static void lreq_free(void *p)
+{
+    struct lreq *s = p;
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_res; i++) {
+        free(s->res[i].ledger_key);
+        free(s->res[i].redis_key);
+    }
+    for (size_t i = 0; s->rr && i < s->rr->n_rrates; i++)
+        free(s->rr->rkeys[i]);
+    free(s->rr);
+    free(s->calls);
+    free(s);
+}
+
+/* ---- principal keys ---- */
+
+static const char *or_none(const char *s)
+{
+    /* A limit keyed by a claim the token lacks shares one bucket: it still limits. */
+    return s && *s ? s : "(none)";
+}
+
+static void per_parts(enum limits_per per, const struct gw_identity *id, const char *tool,
+                      const char **a, const char **b)
+{
+    *b = NULL;
+    switch (per) {
+    case LIMITS_PER_TENANT:
+        *a = or_none(id->tenant);
+        break;
+    case LIMITS_PER_TOOL:
+        *a = tool;
+        break;
+    case LIMITS_PER_USER_TOOL:
+        *a = or_none(id->subject);
+        *b = tool;
+        break;
+    case LIMITS_PER_TENANT_TOOL:
+        *a = or_none(id->tenant);
+        *b = tool;
+        break;
+    case LIMITS_PER_CLIENT:
+        *a = or_none(id->client_id);
+        break;
+    default:
+        *a = or_none(id->subject);
+        break;
+    }
+}
+
+/* Stable (process-independent) key names for Redis: no principal value appears in them. */
+static char *redis_key(const struct limits_config *lc, const char *kind, const char *name,
+                       int64_t period, const char *a, const char *b)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, a, strlen(a) + 1) != 1 ||
+        EVP_DigestUpdate(ctx, b ? b : "", b ? strlen(b) + 1 : 1) != 1 ||
+        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return NULL;
+    }
+    EVP_MD_CTX_free(ctx);
+    char hex[33];
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[32] = '\0';
+    char buf[256];
+    if (period >= 0)
+        snprintf(buf, sizeof buf, "%s{limits}:%s:%s:%lld:%s", lc->redis_prefix, kind, name,
+                 (long long)period, hex);
+    else
+        snprintf(buf, sizeof buf, "%s{limits}:%s:%s:%s", lc->redis_prefix, kind, name, hex);
+    return strdup(buf);
+}
+
+/* ---- decisions ---- */
+
+static int deny_unavailable(struct gw_request *req, struct gw_decision *out, const char *why)
+{
+    gw_decision_deny(out, 503, JSONRPC_INTERNAL_ERROR, "limits.unavailable",
+                     "Usage limits cannot be checked right now; try again shortly.");
+    gw_log(GW_LOG_WARN, "limits_unavailable", req->id, NULL, "limits layer denied: %s", why);
+    return GW_DENY;
+}
+
+static uint64_t ns_to_ms_ceil(uint64_t ns)
+{
+    return (ns + 999999) / 1000000;
+}
+
+static uint64_t ns_to_s_ceil(uint64_t ns)
+{
+    return (ns + 999999999ULL) / 1000000000ULL;
+}
+
+static void pass_decision(struct gw_decision *out, const char *code, const char *reason)
+{
+    out->verdict = GW_PASS;
+    snprintf(out->reason_code, sizeof out->reason_code, "%s", code);
+    snprintf(out->reason, sizeof out->reason, "%s", reason);
+}
+
+static void state_name(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src);
+}
+
+/*
+ * RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers): one list member per
+ * rate limit that applied to the call, quota per window and what is left of it.
+ */
+static void add_rate_headers(struct gw_request *req, const struct limits_config *lc,
+                             const size_t *rate_index, const struct gcra_result *r, size_t n)
+{
+    char policy[1024] = "", state[1024] = "";
+    size_t pl = 0, sl = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct limits_rate *rl = &lc->rates[rate_index[i]];
+        uint64_t w = (rl->window_ms + 999) / 1000;
+        int64_t rem = r[i].remaining < 0 ? 0 : r[i].remaining;
+        int a = snprintf(policy + pl, sizeof policy - pl, "%s\"%s\";q=%llu;w=%llu", pl ? ", " : "",
+                         rl->name, (unsigned long long)rl->limit, (unsigned long long)(w ? w : 1));
+        int b = snprintf(
+            state + sl, sizeof state - sl, "%s\"%s\";r=%lld;t=%llu", sl ? ", " : "", rl->name,
+            (long long)rem,
+            (unsigned long long)ns_to_s_ceil(r[i].allowed ? r[i].reset_ns : r[i].retry_ns));
+        if (a < 0 || b < 0 || (size_t)a >= sizeof policy - pl || (size_t)b >= sizeof state - sl)
+            break;
+        pl += (size_t)a;
+        sl += (size_t)b;
+    }
+    if (pl) {
+        gw_request_add_response_header(req, "RateLimit-Policy", policy);
+        gw_request_add_response_header(req, "RateLimit", state);
+    }
+}
+
+static const char *loop_flag_names(unsigned f, char *buf, size_t n)
+{
+    static const struct {
+        unsigned flag;
+        const char *name;
+    } names[] = {{GW_LOOP_IDENTICAL, "identical"},
+                 {GW_LOOP_NO_PROGRESS, "no_progress"},
+                 {GW_LOOP_CYCLE, "cycle"},
+                 {GW_LOOP_SESSION_CAP, "max_calls"},
+                 {GW_LOOP_COOLDOWN, "cooldown"}};
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (f & names[i].flag) {
+            int w = snprintf(buf + used, n - used, "%s%s", used ? "," : "", names[i].name);
+            if (w < 0 || (size_t)w >= n - used)
+                break;
+            used += (size_t)w;
+        }
+    return buf;
+}
+
+/* ---- the request path ---- */
+
+static int is_tool_call(const struct mcp_message *m)
+{
+    return m->kind == MCP_REQUEST && m->method && strcmp(m->method, "tools/call") == 0 && m->target;
+}
+
+/* Returns 0, 1 when there are too many calls, -1 when memory is out. */
+static int collect_calls(struct gw_request *req, const struct limits_config *lc, struct lreq *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < req->rpc.n; i++)
+        n += is_tool_call(&req->rpc.msgs[i]);
+    if (n > LIMITS_MAX_CALLS)
+        return 1;
+    if (n && !(s->calls = calloc(n, sizeof *s->calls)))
+        return -1;
+    for (size_t i = 0; i < req->rpc.n; i++) {
+        const struct mcp_message *m = &req->rpc.msgs[i];
+        if (!is_tool_call(m))
+            continue;
+        struct lcall_state *c = &s->calls[s->n_calls++];
+        c->m = m;
+        c->tool = m->target;
+        c->tool_len = strlen(m->target);
+        if (lc->loops.enabled)
+            c->fingerprint = limits_fingerprint(c->tool, c->tool_len, m->arguments);
+        c->estimate = limits_cost_estimate(lc, c->tool, c->tool_len, m->arguments);
+    }
+    return 0;
+}
+
+static int run_loops(struct gw_request *req, const struct limits_config *lc, struct lreq *s,
+                     struct gw_decision *out)
+{
+    struct gw_limits_state *st = &req->limits;
+    int64_t now = (int64_t)gw_mono_ns();
+    unsigned warn_flags = 0;
+    for (size_t i = 0; i < s->n_calls; i++) {
+        struct lcall_state *c = &s->calls[i];
+        struct limits_key ut;
+        limits_key_make(&ut, "lt", 0, or_none(req->identity.subject), c->tool, 0);
+        struct lloop_verdict v;
+        lloop_call(runtime->loops, &s->user, s->have_session ? &s->session : NULL, &ut,
+                   c->fingerprint, now, &v);
+        c->loop_flags = v.flags;
+        st->loop_flags |= v.flags;
+        if (v.action == 2) {
+            char names[96];
+            char reason[sizeof out->reason];
+            st->loop_action = 2;
+            snprintf(reason, sizeof reason,
+                     "This call repeats a pattern that makes no progress (%s); it was denied. "
+                     "Change the approach instead of retrying.",
+                     loop_flag_names(v.flags, names, sizeof names));
+            gw_decision_deny(out, 200, 0, "limits.loop", reason);
+            snprintf(out->rule_id, sizeof out->rule_id, "loops.%s", names);
+            out->retry_after_ms = v.retry_ms;
+            st->retry_after_ms = v.retry_ms;
+            return GW_DENY;
+        }
+        if (v.action == 1) {
+            c->warned = 1;
+            warn_flags |= v.flags;
+        }
+    }
+    if (warn_flags) {
+        char names[96], value[160];
+        st->loop_action = 1;
+        snprintf(value, sizeof value, "limits.loop; flags=\"%s\"",
+                 loop_flag_names(warn_flags, names, sizeof names));
+        gw_request_add_response_header(req, "Toolgate-Warning", value);
+    }
+    return GW_PASS;
+}
+
+/* Builds the budget reservations: one per budget that covers a call with a cost. */
+static int build_reservations(struct gw_request *req, const struct limits_config *lc,
+                              struct lreq *s, int redis)
+{
+    int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
+    for (size_t b = 0; b < lc->n_budgets; b++) {
+        const struct limits_budget *bg = &lc->budgets[b];
+        int64_t amount = 0;
+        for (size_t i = 0; i < s->n_calls; i++)
+            if (limits_tools_match(bg->tools, bg->n_tools, s->calls[i].tool, s->calls[i].tool_len))
+                amount += s->calls[i].estimate;
+        if (amount <= 0)
+            continue;
+        struct lreservation *r = &s->res[s->n_res++];
+        const char *a, *unused;
+        per_parts(bg->per, &req->identity, "", &a, &unused);
+        r->budget = b;
+        r->amount = amount;
+        limits_period_of(&lc->tz, bg->period, now_s, &r->period, &r->expires);
+        limits_key_make(&r->key, "b", (unsigned)b, a, bg->name, r->period);
+        if (!(r->ledger_key = strdup(a)))
+            return -1;
+        if (redis && !(r->redis_key = redis_key(lc, "b", bg->name, r->period, a, NULL)))
+            return -1;
+    }
+    return 0;
+}
+
+struct rate_plan {
+    struct lrate_op ops[LIMITS_MAX_RATES * 4];
+    size_t rate_index[LIMITS_MAX_RATES * 4];
+    size_t n;
+};
+
+/*
+ * One op per (rate limit, key): the calls of a batch that share a key add up. A batch whose
+ * calls need more distinct keys than the plan holds is refused (batches are rare and short).
+ */
+static int build_rate_plan(struct gw_request *req, const struct limits_config *lc, struct lreq *s,
+                           struct rate_plan *p)
+{
+    p->n = 0;
+    for (size_t r = 0; r < lc->n_rates; r++) {
+        const struct limits_rate *rl = &lc->rates[r];
+        for (size_t i = 0; i < s->n_calls; i++) {
+            const struct lcall_state *c = &s->calls[i];
+            if (!limits_tools_match(rl->tools, rl->n_tools, c->tool, c->tool_len))
+                continue;
+            const char *a, *b;
+            per_parts(rl->per, &req->identity, c->tool, &a, &b);
+            struct limits_key k;
+            limits_key_make(&k, "r", (unsigned)r, a, b, 0);
+            size_t j;
+            for (j = 0; j < p->n; j++)
+                if (p->ops[j].key.h1 == k.h1 && p->ops[j].key.h2 == k.h2)
+                    break;
+            if (j < p->n) {
+                p->ops[j].n++;
+                continue;
+            }
+            if (p->n >= sizeof p->ops / sizeof p->ops[0])
+                return -1;
+            p->ops[p->n] = (struct lrate_op){
+                .key = k, .interval_ns = rl->interval_ns, .tolerance_ns = rl->tolerance_ns, .n = 1};
+            p->rate_index[p->n] = r;
+            p->n++;
+        }
+    }
+    return 0;
+}
+
+static int deny_rate(struct gw_request *req, const struct limits_config *lc,
+                     struct gw_decision *out, const size_t *rate_index, const struct gcra_result *r,
+                     size_t n)
+{
+    struct gw_limits_state *st = &req->limits;
+    uint64_t retry = 0;
+    size_t worst = 0;
+    char ids[sizeof out->rule_id] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].allowed)
+            continue;
+        if (r[i].retry_ns >= retry) {
+            retry = r[i].retry_ns;
+            worst = i;
+        }
+        int w = snprintf(ids + used, sizeof ids - used, "%s%s", used ? "," : "",
+                         lc->rates[rate_index[i]].name);
+        if (w > 0 && (size_t)w < sizeof ids - used)
+            used += (size_t)w;
+    }
+    const struct limits_rate *rl = &lc->rates[rate_index[worst]];
+    char reason[sizeof out->reason];
+    uint64_t ms = ns_to_ms_ceil(retry);
+    snprintf(reason, sizeof reason,
+             "Rate limit \"%s\" reached (%llu calls per %llums); retry in %llu ms.", rl->name,
+             (unsigned long long)rl->limit, (unsigned long long)rl->window_ms,
+             (unsigned long long)ms);
+    gw_decision_deny(out, 200, 0, "limits.rate", reason);
+    snprintf(out->rule_id, sizeof out->rule_id, "%s", ids);
+    out->retry_after_ms = ms ? ms : 1;
+    st->retry_after_ms = out->retry_after_ms;
+    state_name(st->rate_name, sizeof st->rate_name, rl->name);
+    st->rate_remaining = 0;
+    add_rate_headers(req, lc, rate_index, r, n);
+    return GW_DENY;
+}
+
+static int deny_budget(struct gw_request *req, const struct limits_config *lc,
+                       struct gw_decision *out, const struct lreservation *r, int64_t spent)
+{
+    struct gw_limits_state *st = &req->limits;
+    const struct limits_budget *bg = &lc->budgets[r->budget];
+    char cap[32], used[32], cost[32], reason[sizeof out->reason];
+    limits_money_format(bg->cap, cap, sizeof cap);
+    limits_money_format(spent, used, sizeof used);
+    limits_money_format(r->amount, cost, sizeof cost);
+    static const char *const periods[] = {"day", "week", "month"};
+    snprintf(reason, sizeof reason,
+             "Spending budget \"%s\" would be exceeded: %s of %s used this %s, this call "
+             "costs %s.",
+             bg->name, used, cap, periods[bg->period], cost);
+    gw_decision_deny(out, 200, 0, "limits.budget", reason);
+    snprintf(out->rule_id, sizeof out->rule_id, "%s", bg->name);
+    int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
+    out->retry_after_ms = r->expires > now_s ? (uint64_t)(r->expires - now_s) * 1000 : 1000;
+    st->retry_after_ms = out->retry_after_ms;
+    state_name(st->budget_name, sizeof st->budget_name, bg->name);
+    st->budget_remaining = bg->cap - spent > 0 ? bg->cap - spent : 0;
+    return GW_DENY;
+}
+
+/* Fills the audit state after an admission: tightest budget and rate limit. */
+static void record_admission(struct gw_request *req, const struct limits_config *lc, struct lreq *s,
+                             const int64_t *spent, const size_t *rate_index,
+                             const struct gcra_result *r, size_t n_rates)
+{
+    struct gw_limits_state *st = &req->limits;
+    for (size_t i = 0; i < s->n_res; i++) {
+        int64_t rem = lc->budgets[s->res[i].budget].cap - spent[i];
+        if (st->budget_remaining < 0 || rem < st->budget_remaining) {
+            st->budget_remaining = rem < 0 ? 0 : rem;
+            state_name(st->budget_name, sizeof st->budget_name, lc->budgets[s->res[i].budget].name);
+        }
+        st->cost_reserved += s->res[i].amount;
+    }
+    for (size_t i = 0; i < n_rates; i++)
+        if (st->rate_remaining < 0 || r[i].remaining < st->rate_remaining) {
+            st->rate_remaining = r[i].remaining;
+            state_name(st->rate_name, sizeof st->rate_name, lc->rates[rate_index[i]].name);
+        }
+    s->reserved = s->n_res > 0;
+    add_rate_headers(req, lc, rate_index, r, n_rates);
+}
+
+/* Writes the reservations to the ledger; on failure gives them back. Returns 0 or -1. */
+static int ledger_reserve(struct lreq *s, const struct limits_config *lc)
+{
+    if (!runtime->ledger)
+        return 0;
+    for (size_t i = 0; i < s->n_res; i++) {
+        struct lreservation *r = &s->res[i];
+        if (limits_ledger_add(runtime->ledger, lc->budgets[r->budget].name, r->ledger_key,
+                              r->period, r->expires, r->amount) != 0) {
+            for (size_t j = 0; j < i; j++)
+                limits_ledger_add(runtime->ledger, lc->budgets[s->res[j].budget].name,
+                                  s->res[j].ledger_key, s->res[j].period, s->res[j].expires,
+                                  -s->res[j].amount);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void release_memory(struct lreq *s)
+{
+    int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
+    for (size_t i = 0; i < s->n_res; i++)
+        lstore_budget_add(runtime->budgets, &s->res[i].key, -s->res[i].amount, s->res[i].expires,
+                          now_s);
+}
+
+/* The in-process path: budgets, then rates; all or nothing. */
+static int check_memory(struct gw_request *req, const struct limits_config *lc, struct lreq *s,
+                        struct gw_decision *out)
+{
+    struct rate_plan plan;
+    struct lbudget_op bops[LIMITS_MAX_BUDGETS];
+    int64_t spent[LIMITS_MAX_BUDGETS];
+    int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
+    if (build_rate_plan(req, lc, s, &plan) != 0)
+        return deny_unavailable(req, out, "too many distinct rate-limit keys in one batch");
+    for (size_t i = 0; i < s->n_res; i++)
+        bops[i] = (struct lbudget_op){.key = s->res[i].key,
+                                      .cap = lc->budgets[s->res[i].budget].cap,
+                                      .amount = s->res[i].amount,
+                                      .expires = s->res[i].expires};
+    if (s->n_res) {
+        int rc = lstore_budget_reserve(runtime->budgets, bops, s->n_res, now_s);
+        if (rc < 0)
+            return deny_unavailable(req, out, "the budget store is full");
+        if (rc == 0) {
+            for (size_t i = 0; i < s->n_res; i++)
+                if (!bops[i].allowed)
+                    return deny_budget(req, lc, out, &s->res[i], bops[i].spent);
+        }
+    }
+    if (plan.n) {
+        int rc = lstore_rate(runtime->rates, plan.ops, plan.n, (int64_t)gw_mono_ns());
+        if (rc != 1) {
+            release_memory(s);
+            if (rc < 0)
+                return deny_unavailable(req, out, "the rate-limit store is full");
+            struct gcra_result r[LIMITS_MAX_RATES * 4];
+            for (size_t i = 0; i < plan.n; i++)
+                r[i] = plan.ops[i].r;
+            return deny_rate(req, lc, out, plan.rate_index, r, plan.n);
+        }
+    }
+    if (ledger_reserve(s, lc) != 0) {
+        release_memory(s);
+        return deny_unavailable(req, out, "the budget ledger cannot be written");
+    }
+    for (size_t i = 0; i < s->n_res; i++)
+        spent[i] = bops[i].spent;
+    struct gcra_result r[LIMITS_MAX_RATES * 4];
+    for (size_t i = 0; i < plan.n; i++)
+        r[i] = plan.ops[i].r;
+    record_admission(req, lc, s, spent, plan.rate_index, r, plan.n);
+    return GW_PASS;
+}
+
+static void finish_pass(struct gw_request *req, struct gw_decision *out)
+{
+    pass_decision(out, "limits.pass", "Within limits.");
+}
+
+/* ---- Redis path ---- */
+
+static void on_redis(void *arg, const struct lredis_result *res)
+{
+    struct lreq *s = arg;
+    struct gw_request *req = s->req;
+    const struct limits_config *lc = req->cfg->limits;
+    struct gw_decision *out = &req->decision[GW_STAGE_LIMITS];
+    int v;
+    if (!res->ok) {
+        if (lc->fail == LIMITS_FAIL_LOCAL) {
+            req->limits.store_fallback = 1;
+            gw_log(GW_LOG_WARN, "limits_fallback", req->id, NULL,
+                   "Redis is unavailable; deciding with in-process limits (limits.fail: local)");
+            s->redis = 0;
+            v = check_memory(req, lc, s, out);
+        } else {
+            v = deny_unavailable(req, out, "Redis is unavailable (limits.fail: closed)");
+        }
+    } else if (!res->allowed) {
+        if (res->deny_kind == 2 && res->deny_index < s->n_res) {
+            v = deny_budget(req, lc, out, &s->res[res->deny_index], res->spent[res->deny_index]);
+        } else {
+            struct gcra_result r[LIMITS_MAX_RATES];
+            for (size_t i = 0; i < s->rr->n_rrates; i++)
+                r[i] = res->rate[i];
+            v = deny_rate(req, lc, out, s->rr->rrate_index, r, s->rr->n_rrates);
+        }
+    } else {
+        struct gcra_result r[LIMITS_MAX_RATES];
+        for (size_t i = 0; i < s->rr->n_rrates; i++)
+            r[i] = res->rate[i];
+        record_admission(req, lc, s, res->spent, s->rr->rrate_index, r, s->rr->n_rrates);
+        v = GW_PASS;
+    }
+    if (v == GW_PASS)
+        finish_pass(req, out);
+    gw_pipeline_resume(req, v);
+}
+
+static int check_redis(struct gw_request *req, const struct limits_config *lc, struct lreq *s,
+                       struct gw_decision *out)
+{
+    uv_loop_t *loop = req->worker ? gw_worker_loop((struct gw_worker *)req->worker) : thread_loop;
+    if (!loop)
+        return deny_unavailable(req, out, "no event loop for Redis on this thread");
+    if (!(s->rr = calloc(1, sizeof *s->rr)))
+        return deny_unavailable(req, out, "out of memory");
+    /* One key per (rate limit, principal): the calls of a batch that share a key add up. */
+    for (size_t r = 0; r < lc->n_rates; r++) {
+        const struct limits_rate *rl = &lc->rates[r];
+        for (size_t i = 0; i < s->n_calls; i++) {
+            if (!limits_tools_match(rl->tools, rl->n_tools, s->calls[i].tool, s->calls[i].tool_len))
+                continue;
+            const char *a, *b;
+            per_parts(rl->per, &req->identity, s->calls[i].tool, &a, &b);
+            char *key = redis_key(lc, "r", rl->name, -1, a, b);
+            if (!key)
+                return deny_unavailable(req, out, "out of memory");
+            size_t k;
+            for (k = 0; k < s->rr->n_rrates; k++)
+                if (strcmp(s->rr->rkeys[k], key) == 0)
+                    break;
+            if (k < s->rr->n_rrates) {
+                s->rr->rrates[k].n++;
+                free(key);
+                continue;
+            }
+            if (s->rr->n_rrates >= LIMITS_MAX_RATES) {
+                free(key);
+                return deny_unavailable(req, out, "too many distinct rate-limit keys in one batch");
+            }
+            s->rr->rkeys[k] = key;
+            s->rr->rrates[k] = (struct lredis_rate){.key = key,
+                                                    .interval_us = rl->interval_ns / 1000,
+                                                    .tolerance_us = rl->tolerance_ns / 1000,
+                                                    .n = 1};
+            if (s->rr->rrates[k].interval_us == 0)
+                s->rr->rrates[k].interval_us = 1;
+            s->rr->rrate_index[k] = r;
+            s->rr->n_rrates++;
+        }
+    }
+    int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
+    for (size_t i = 0; i < s->n_res; i++)
+        s->rr->rbudgets[i] = (struct lredis_budget){.key = s->res[i].redis_key,
+                                                    .cap = lc->budgets[s->res[i].budget].cap,
+                                                    .amount = s->res[i].amount,
+                                                    .ttl_s = s->res[i].expires - now_s + 86400};
+    s->redis = 1;
+    lredis_set_worker(req->worker);
+    lredis_check(lc, loop, s->rr->rrates, s->rr->n_rrates, s->rr->rbudgets, s->n_res, on_redis, s);
+    return GW_ASYNC;
+}
+
+static int limits_check(struct gw_request *req, struct gw_decision *out)
+{
+    const struct limits_config *lc = req->cfg ? req->cfg->limits : NULL;
+    struct gw_limits_state *st = &req->limits;
+    st->budget_remaining = -1;
+    st->rate_remaining = -1;
+    if (!lc) {
+        pass_decision(out, "limits.none", "No limits are configured.");
+        return GW_PASS;
+    }
+    if (!runtime)
+        return deny_unavailable(req, out, "the limits runtime is not started");
+    int redis = lc->redis_host != NULL;
+    snprintf(st->store, sizeof st->store, "%s", redis ? "redis" : "memory");
+    struct lreq *s = calloc(1, sizeof *s);
+    if (!s)
+        return deny_unavailable(req, out, "out of memory");
+    req->layer_state[GW_STAGE_LIMITS] = s;
+    req->layer_state_free[GW_STAGE_LIMITS] = lreq_free;
+    s->req = req;
+    int rc = collect_calls(req, lc, s);
+    if (rc < 0)
+        return deny_unavailable(req, out, "out of memory");
+    if (rc > 0) {
+        gw_decision_deny(out, 200, JSONRPC_INVALID_REQUEST, "limits.batch",
+                         "Too many tool calls in one batch.");
+        return GW_DENY;
+    }
+    if (s->n_calls == 0) {
+        pass_decision(out, "limits.not_governed", "Not a tool call.");
+        return GW_PASS;
+    }
+    st->governed = 1;
+    for (size_t i = 0; i < s->n_calls; i++)
+        st->cost_estimated += s->calls[i].estimate;
+    limits_key_make(&s->user, "lu", 0, or_none(req->identity.subject), NULL, 0);
+    if (req->session_id) {
+        s->have_session = 1;
+        limits_key_make(&s->session, "ls", 0, or_none(req->identity.subject), req->session_id, 0);
+    }
+    if (lc->loops.enabled && runtime->loops && run_loops(req, lc, s, out) == GW_DENY)
+        return GW_DENY;
+    if (build_reservations(req, lc, s, redis) != 0)
+        return deny_unavailable(req, out, "out of memory");
+    if (redis)
+        return check_redis(req, lc, s, out);
+    int v = check_memory(req, lc, s, out);
+    if (v == GW_PASS)
+        finish_pass(req, out);
+    return v;
+}
+
+/* ---- the response path ---- */
+
+static struct lcall_state *call_for(struct lreq *s, const json_t *id)
+{
+    if (!id)
+        return NULL;
+    for (size_t i = 0; i < s->n_calls; i++)
+        if (s->calls[i].m->id && json_equal(s->calls[i].m->id, id))
+            return &s->calls[i];
+    return NULL;
+}
+
+static void add_warning(json_t *result, const struct lcall_state *c)
+{
+    json_t *meta = json_object_get(result, "_meta");
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        if (!meta || json_object_set_new(result, "_meta", meta) != 0)
+            return;
+    }
+    char names[96];
+    json_object_set_new(
+        meta, "toolgate/warning",
+        json_pack("{s:s, s:s, s:s}", "reason", "limits.loop", "flags",
+                  loop_flag_names(c->loop_flags, names, sizeof names), "message",
+                  "This call repeats earlier calls without progress; repeating it further will "
+                  "be denied."));
+}
+
+static void on_message(struct gw_request *req, struct lreq *s, json_t *msg, int *modified)
+{
+    struct lcall_state *c = call_for(s, json_object_get(msg, "id"));
+    if (!c)
+        return;
+    json_t *result = json_object_get(msg, "result");
+    if (!json_is_object(result)) {
+        if (json_object_get(msg, "error"))
+            c->failed = 1;
+        return;
+    }
+    c->answered = 1;
+    int64_t cost;
+    json_t *meta = json_object_get(result, "_meta");
+    json_t *reported = json_is_object(meta) ? json_object_get(meta, "toolgate/cost") : NULL;
+    if (reported && !c->reported && limits_money_from_json(reported, &cost) == 0) {
+        c->reported = 1;
+        c->settled = cost;
+    }
+    if (runtime && runtime->loops && req->cfg->limits->loops.enabled) {
+        /* The result without _meta: bookkeeping fields must not hide a repeated answer. */
+        json_t *content = json_object_get(result, "content");
+        json_t *structured = json_object_get(result, "structuredContent");
+        uint64_t h = limits_json_hash(content) * 31 + limits_json_hash(structured);
+        lloop_result(runtime->loops, &s->user, s->have_session ? &s->session : NULL, c->fingerprint,
+                     h);
+    }
+    if (c->warned) {
+        add_warning(result, c);
+        *modified = 1;
+    }
+}
+
+static int limits_on_response(struct gw_request *req, json_t *msg, int *modified,
+                              struct gw_decision *out)
+{
+    (void)out;
+    struct lreq *s = req->layer_state[GW_STAGE_LIMITS];
+    if (!s || !req->limits.governed || !req->cfg || !req->cfg->limits)
+        return GW_PASS;
+    if (json_is_array(msg)) {
+        for (size_t i = 0; i < json_array_size(msg); i++)
+            on_message(req, s, json_array_get(msg, i), modified);
+    } else if (json_is_object(msg)) {
+        on_message(req, s, msg, modified);
+    }
+    return GW_PASS;
+}
+
+/*
+ * Settles the reservations: each call is charged its reported cost, or its estimate when it
+ * got a result without one (or when nothing is known: the backend may have done the work),
+ * and nothing when it failed upstream (no answer from the backend, an HTTP error, a JSON-RPC
+ * error) or never left the gateway (a later layer denied it).
+ */
+static void limits_on_complete(struct gw_request *req)
+{
+    struct lreq *s = req->layer_state[GW_STAGE_LIMITS];
+    struct gw_limits_state *st = &req->limits;
+    if (!s || !s->reserved || st->settled || !runtime)
+        return;
+    const struct limits_config *lc = req->cfg->limits;
+    int forwarded = req->deciding_stage == GW_STAGE_COUNT && !req->protocol_error;
+    int upstream_failed = !forwarded || req->upstream_status == 0 || req->upstream_status >= 400;
+    int64_t charged[LIMITS_MAX_CALLS];
+    int64_t total = 0;
+    for (size_t i = 0; i < s->n_calls; i++) {
+        struct lcall_state *c = &s->calls[i];
+        if (upstream_failed || c->failed)
+            charged[i] = 0;
+        else if (c->reported)
+            charged[i] = c->settled;
+        else
+            charged[i] = c->estimate;
+        total += charged[i];
+        st->cost_reported |= c->reported;
+    }
+    st->cost_settled = total;
+    st->refunded = total == 0;
+    st->settled = 1;
+    int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
+    for (size_t r = 0; r < s->n_res; r++) {
+        struct lreservation *res = &s->res[r];
+        const struct limits_budget *bg = &lc->budgets[res->budget];
+        int64_t settled = 0;
+        for (size_t i = 0; i < s->n_calls; i++)
+            if (limits_tools_match(bg->tools, bg->n_tools, s->calls[i].tool, s->calls[i].tool_len))
+                settled += charged[i];
+        int64_t delta = settled - res->amount;
+        if (delta == 0)
+            continue;
+        if (s->redis) {
+            uv_loop_t *loop =
+                req->worker ? gw_worker_loop((struct gw_worker *)req->worker) : thread_loop;
+            const char *k = res->redis_key;
+            lredis_set_worker(req->worker);
+            if (loop)
+                lredis_budget_add(lc, loop, &k, 1, delta, res->expires - now_s + 86400);
+            continue;
+        }
+        lstore_budget_add(runtime->budgets, &res->key, delta, res->expires, now_s);
+        if (runtime->ledger && limits_ledger_add(runtime->ledger, bg->name, res->ledger_key,
+                                                 res->period, res->expires, delta) != 0)
+            gw_log(GW_LOG_ERROR, "limits_ledger", req->id, NULL,
+                   "the settlement of a budget could not be written to the ledger");
+    }
+}
 
 const struct gw_layer_ops limits_layer = {
     .name = "limits",
-    .check = NULL,
+    .check = limits_check,
+    .on_response = limits_on_response,
+    .on_complete = limits_on_complete,
 };
+
+/* ---- runtime ---- */
+
+struct load_ctx {
+    const struct limits_config *lc;
+    int64_t now;
+    size_t rows;
+};
+
+static void load_row(void *arg, const char *budget, const char *key, int64_t period,
+                     int64_t expires, int64_t amount)
+{
+    struct load_ctx *ctx = arg;
+    for (size_t b = 0; b < ctx->lc->n_budgets; b++) {
+        if (strcmp(ctx->lc->budgets[b].name, budget) != 0)
+            continue;
+        struct limits_key k;
+        limits_key_make(&k, "b", (unsigned)b, key, budget, period);
+        lstore_budget_add(runtime->budgets, &k, amount, expires, ctx->now);
+        ctx->rows++;
+    }
+}
+
+static void runtime_free(struct limits_runtime *r)
+{
+    if (!r)
+        return;
+    lstore_free(r->rates);
+    lstore_free(r->budgets);
+    lloop_free(r->loops);
+    limits_ledger_close(r->ledger);
+    free(r);
+}
+
+int limits_start(const struct gw_config *cfg)
+{
+    const struct limits_config *lc = cfg ? cfg->limits : NULL;
+    if (!lc)
+        return 0;
+    if (runtime)
+        return -EALREADY;
+    struct limits_runtime *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->lc = lc;
+    r->rates = lstore_new(lc->max_keys);
+    r->budgets = lstore_new(lc->max_keys);
+    r->loops = lc->loops.enabled ? lloop_new(&lc->loops, lc->max_keys) : NULL;
+    if (!r->rates || !r->budgets || (lc->loops.enabled && !r->loops)) {
+        runtime_free(r);
+        return -ENOMEM;
+    }
+    /* With Redis the spend lives there; the ledger is for the in-process store. */
+    if (lc->n_budgets && !lc->redis_host && strcmp(lc->ledger, "none") != 0) {
+        char why[512];
+        r->ledger = limits_ledger_open(lc->ledger, why, sizeof why);
+        if (!r->ledger) {
+            gw_log(GW_LOG_ERROR, "limits_ledger", NULL, NULL, "%s", why);
+            runtime_free(r);
+            return -EIO;
+        }
+    }
+    runtime = r;
+    if (r->ledger) {
+        struct load_ctx ctx = {lc, (int64_t)(gw_now_ns() / 1000000000ULL), 0};
+        if (limits_ledger_load(r->ledger, ctx.now, load_row, &ctx) != 0) {
+            gw_log(GW_LOG_ERROR, "limits_ledger", NULL, NULL,
+                   "cannot read the spend back from the ledger %s", lc->ledger);
+            runtime = NULL;
+            runtime_free(r);
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+void limits_stop(void)
+{
+    struct limits_runtime *r = runtime;
+    runtime = NULL;
+    runtime_free(r);
+}

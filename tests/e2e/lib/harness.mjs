@@ -270,6 +270,9 @@ export async function startToolgate(opts = {}) {
         path: r.path || "/mcp",
         backends: [{ name: r.backendName || "backend", url: r.url }],
         ...(r.timeouts ? { timeouts: r.timeouts } : {}),
+        // The core tests look at exactly what crosses the proxy: no identity is injected
+        // unless a test asks for it (routing tests do).
+        inject: r.inject ?? { mode: "none" },
     }));
     const config = {
         server: {
@@ -279,6 +282,8 @@ export async function startToolgate(opts = {}) {
             limits: { shutdown_timeout: "5s", ...(opts.limits || {}) },
         },
         routes,
+        // Test backends listen on loopback, a private destination that must be allowed.
+        egress: opts.egress ?? { allow: ["127.0.0.0/8"] },
         // No identity section denies every request; mode off lets the core tests run without
         // tokens (every request acts as "anonymous").
         ...(opts.identity === null ? {} : { identity: opts.identity ?? { mode: "off" } }),

@@ -1,0 +1,44 @@
+/*
+ * limits: rate limits (GCRA), spend budgets with pre-flight reservation, and agent-loop
+ * detection for tool calls.
+ *
+ * The layer sits after policy: it never decides who may call what, only how often and for
+ * how much. No `limits` section in the configuration means no limits at all. Stores: an
+ * in-process sharded memory store (default) with an SQLite ledger that persists spend, or
+ * Redis shared by several instances (scripts evaluated atomically with the server's clock).
+ * docs/limits.md describes every key.
+ */
+#ifndef GW_LIMITS_H
+#define GW_LIMITS_H
+
+#include "core/cfg.h"
+
+struct gw_config;
+struct limits_config;
+
+/*
+ * Parses the `limits:` section (section may be NULL: *out stays NULL, meaning no limits).
+ * Returns 0 and sets *out (free with limits_config_free), or -1 with err naming file:line:col
+ * and the key path.
+ */
+int limits_config_parse(const struct cfg_doc *doc, const struct cfg_node *section,
+                        struct limits_config **out, struct cfg_error *err);
+void limits_config_free(struct limits_config *lc);
+
+/*
+ * Runtime for cfg->limits: creates the memory store, opens the ledger and loads the spend of
+ * current periods from it. Without a limits section it does nothing. Returns 0, or a negative
+ * errno-style code after logging what failed. One runtime per process; limits_stop releases
+ * it (idempotent). Redis connections are opened lazily by each worker thread.
+ */
+int limits_start(const struct gw_config *cfg);
+void limits_stop(void);
+
+/*
+ * `toolgate bench limits`: prints one line per measurement: the in-process check cost
+ * (ns per check) and, when a redis-server binary can be started on a loopback port, the
+ * Redis-backed check cost. Returns 0, or 1 on failure.
+ */
+int limits_bench_main(int argc, char **argv);
+
+#endif

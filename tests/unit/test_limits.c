@@ -1,0 +1,1082 @@
+/*
+ * The limits layer: configuration, money and costs, periods, GCRA (properties over random
+ * arrivals, retry-after to the millisecond), the sharded store (all-or-nothing over several
+ * limits, budgets under concurrency, memory for a million users), the loop detector (each
+ * rule, escalation, cool-down, a benign corpus that must raise nothing), the pipeline slot
+ * (decisions, headers, settlement, refunds) and the ledger surviving kill -9.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/timeutil.h"
+#include "layers/layer.h"
+#include "layers/limits/limits-int.h"
+#include "layers/audit/audit_record.h"
+
+static char tmpdir[64];
+
+static int setup_dir(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/toolgate-test-limits-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct gw_config *load(const char *yaml)
+{
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
+    if (!cfg)
+        fail_msg("config: %s", err.msg);
+    return cfg;
+}
+
+static void expect_error(const char *yaml, const char *needle)
+{
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
+    if (cfg) {
+        gw_config_free(cfg);
+        fail_msg("accepted: %s", yaml);
+    }
+    if (!strstr(err.msg, needle))
+        fail_msg("error \"%s\" does not mention \"%s\"", err.msg, needle);
+}
+
+/* ---- configuration ---- */
+
+static void test_config_full(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load(
+        "limits:\n"
+        "  store: memory\n"
+        "  ledger: \"sqlite:/tmp/x.db\"\n"
+        "  rate: [{per: user, limit: 60, window: 1m, burst: 10},\n"
+        "         {per: user+tool, tools: [\"search_*\"], limit: 5, window: 1s, name: search}]\n"
+        "  costs: {default: 0.001, \"billing.charge_card\": 0.05,\n"
+        "          search_patients: {fixed: 0.01, per_item: 0.002, items: /limit, default_items: "
+        "10}}\n"
+        "  budgets: [{per: user, cap: 5.00, period: day}, {per: tenant, cap: 500, period: month}]\n"
+        "  loops: {identical: 5, window: 60s, no_progress: 3, max_cycle: 4}\n"
+        "  timezone: Europe/Berlin\n");
+    const struct limits_config *lc = cfg->limits;
+    assert_non_null(lc);
+    assert_int_equal(lc->n_rates, 2);
+    assert_string_equal(lc->rates[0].name, "rate0");
+    assert_int_equal(lc->rates[0].burst, 10);
+    assert_int_equal(lc->rates[0].interval_ns, 1000000000ULL);
+    assert_int_equal(lc->rates[0].tolerance_ns, 10000000000ULL);
+    assert_int_equal(lc->rates[1].per, LIMITS_PER_USER_TOOL);
+    assert_int_equal(lc->rates[1].burst, 5);
+    assert_int_equal(lc->default_cost, 1000);
+    assert_int_equal(lc->n_costs, 2);
+    assert_int_equal(lc->n_budgets, 2);
+    assert_int_equal(lc->budgets[0].cap, 5000000);
+    assert_int_equal(lc->budgets[1].cap, 500000000);
+    assert_int_equal(lc->budgets[1].period, LIMITS_PERIOD_MONTH);
+    assert_true(lc->loops.enabled);
+    assert_int_equal(lc->loops.identical, 5);
+    assert_int_equal(lc->loops.cycle_repeats, 3);
+    assert_true(lc->tz.n > 0);
+    gw_config_free(cfg);
+
+    cfg = load("server: {workers: 1}\n");
+    assert_null(cfg->limits); /* no section, no limits */
+    gw_config_free(cfg);
+    cfg = load("limits: {}\n");
+    assert_non_null(cfg->limits);
+    assert_string_equal(cfg->limits->store, "memory");
+    assert_string_equal(cfg->limits->ledger, "sqlite:toolgate.db");
+    assert_false(cfg->limits->loops.enabled);
+    gw_config_free(cfg);
+    cfg = load("limits: {store: \"redis://127.0.0.1:6390\", fail: local}\n");
+    assert_string_equal(cfg->limits->redis_host, "127.0.0.1");
+    assert_int_equal(cfg->limits->redis_port, 6390);
+    assert_int_equal(cfg->limits->fail, LIMITS_FAIL_LOCAL);
+    gw_config_free(cfg);
+}
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    expect_error("limits: {bogus: 1}\n", "bogus");
+    expect_error("limits: {store: postgres://x}\n", "not a store");
+    expect_error("limits: {store: \"redis://u:p@h:1\"}\n", "credentials");
+    expect_error("limits: {store: \"redis://h:99999\"}\n", "port");
+    expect_error("limits: {ledger: \"mysql:x\"}\n", "not a ledger");
+    expect_error("limits: {fail: open}\n", "not a mode");
+    expect_error("limits: {rate: [{per: user, limit: 5}]}\n", "window");
+    expect_error("limits: {rate: [{per: group, limit: 5, window: 1s}]}\n", "not a key");
+    expect_error("limits: {rate: [{per: user, limit: 0, window: 1s}]}\n", "limits.rate[0].limit");
+    expect_error("limits: {rate: [{per: user, limit: 5, window: 0s}]}\n", "window");
+    expect_error("limits: {rate: [{per: user, limit: 5, window: 1s, name: \"a b\"}]}\n", "name");
+    expect_error("limits: {rate: [{per: user, limit: 5, window: 1s, name: a},"
+                 " {per: tool, limit: 5, window: 1s, name: a}]}\n",
+                 "twice");
+    expect_error("limits: {rate: [{per: user, limit: 5, window: 1s, tools: []}]}\n", "empty");
+    expect_error("limits: {costs: {default: -1}}\n", "not an amount");
+    expect_error("limits: {costs: {default: 0.0000001}}\n", "not an amount");
+    expect_error("limits: {costs: {t: {per_item: 0.1}}}\n", "items");
+    expect_error("limits: {costs: {t: {per_item: 0.1, items: limit}}}\n", "JSON Pointer");
+    expect_error("limits: {budgets: [{per: tool, cap: 1}]}\n", "not a budget key");
+    expect_error("limits: {budgets: [{per: user}]}\n", "cap");
+    expect_error("limits: {budgets: [{per: user, cap: 1, period: year}]}\n", "not a period");
+    expect_error("limits: {timezone: Mars/Olympus}\n", "not known");
+    expect_error("limits: {timezone: \"../etc/passwd\"}\n", "not a time zone");
+    expect_error("limits: {timezone: \"+25:00\"}\n", "offset");
+    expect_error("limits: {loops: {window: 0s}}\n", "window");
+    expect_error("limits: {loops: {identical: 100, history: 64}}\n", "history");
+    expect_error("limits: {loops: {cycle_repeats: 1}}\n", "repetitions");
+    expect_error("limits: {redis_prefix: \"a{b\"}\n", "braces");
+}
+
+/* ---- money, globs, costs ---- */
+
+static void test_money_and_costs(void **state)
+{
+    (void)state;
+    int64_t v;
+    assert_int_equal(limits_money_parse("5", &v), 0);
+    assert_int_equal(v, 5000000);
+    assert_int_equal(limits_money_parse("0.05", &v), 0);
+    assert_int_equal(v, 50000);
+    assert_int_equal(limits_money_parse("12.345678", &v), 0);
+    assert_int_equal(v, 12345678);
+    assert_int_equal(limits_money_parse("1.2345678", &v), -1);
+    assert_int_equal(limits_money_parse("1e3", &v), -1);
+    assert_int_equal(limits_money_parse("-1", &v), -1);
+    assert_int_equal(limits_money_parse(".5", &v), -1);
+    assert_int_equal(limits_money_parse("5.", &v), -1);
+    assert_int_equal(limits_money_parse("99999999999999999999", &v), -1);
+    char buf[32];
+    limits_money_format(50000, buf, sizeof buf);
+    assert_string_equal(buf, "0.05");
+    limits_money_format(5000000, buf, sizeof buf);
+    assert_string_equal(buf, "5");
+    json_t *j = json_real(0.015);
+    assert_int_equal(limits_money_from_json(j, &v), 0);
+    assert_int_equal(v, 15000);
+    json_decref(j);
+    j = json_real(-1);
+    assert_int_equal(limits_money_from_json(j, &v), -1);
+    json_decref(j);
+    j = json_string("0.25");
+    assert_int_equal(limits_money_from_json(j, &v), 0);
+    assert_int_equal(v, 250000);
+    json_decref(j);
+
+    assert_true(limits_glob("search_*", "search_patients", 15));
+    assert_false(limits_glob("search_*", "get_patient", 11));
+    assert_true(limits_glob("*", "", 0));
+    assert_true(limits_glob("a?c*", "abcdef", 6));
+    assert_false(
+        limits_glob("a*b*c*d", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", 60));
+
+    struct gw_config *cfg =
+        load("limits:\n  costs: {default: 0.001, charge_card: 0.05, \"billing.*\": 1,\n"
+             "    search: {fixed: 0.01, per_item: 0.002, items: /limit, default_items: 10, "
+             "max_items: 50},\n"
+             "    batch: {per_item: 0.5, items: /ids}}\n");
+    const struct limits_config *lc = cfg->limits;
+    json_t *args = json_pack("{s:i}", "limit", 20);
+    assert_int_equal(limits_cost_estimate(lc, "search", 6, args), 10000 + 20 * 2000);
+    json_decref(args);
+    args = json_pack("{s:i}", "limit", 100000);
+    assert_int_equal(limits_cost_estimate(lc, "search", 6, args), 10000 + 50 * 2000);
+    json_decref(args);
+    assert_int_equal(limits_cost_estimate(lc, "search", 6, NULL), 10000 + 10 * 2000);
+    args = json_pack("{s:[i,i,i]}", "ids", 1, 2, 3);
+    assert_int_equal(limits_cost_estimate(lc, "batch", 5, args), 1500000);
+    json_decref(args);
+    assert_int_equal(limits_cost_estimate(lc, "charge_card", 11, NULL), 50000);
+    assert_int_equal(limits_cost_estimate(lc, "billing.refund", 14, NULL), 1000000);
+    assert_int_equal(limits_cost_estimate(lc, "other", 5, NULL), 1000);
+    gw_config_free(cfg);
+}
+
+/* ---- periods ---- */
+
+static void test_periods(void **state)
+{
+    (void)state;
+    struct limits_tz utc, berlin, plus;
+    char why[160];
+    assert_int_equal(limits_tz_load(&utc, "UTC", why, sizeof why), 0);
+    assert_int_equal(limits_tz_load(&berlin, "Europe/Berlin", why, sizeof why), 0);
+    assert_int_equal(limits_tz_load(&plus, "+05:30", why, sizeof why), 0);
+    int64_t id, end;
+    /* 2026-03-15T12:00:00Z, a Sunday. */
+    int64_t t = 1773576000;
+    limits_period_of(&utc, LIMITS_PERIOD_DAY, t, &id, &end);
+    assert_int_equal(end, 1773619200); /* 2026-03-16T00:00Z */
+    limits_period_of(&utc, LIMITS_PERIOD_WEEK, t, &id, &end);
+    assert_int_equal(end, 1773619200); /* Monday */
+    limits_period_of(&utc, LIMITS_PERIOD_MONTH, t, &id, &end);
+    assert_int_equal(id, 2026 * 12 + 2);
+    assert_int_equal(end, 1775001600); /* 2026-04-01T00:00Z */
+    /* Berlin switches to summer time on 2026-03-29; April starts at 22:00Z on March 31. */
+    limits_period_of(&berlin, LIMITS_PERIOD_MONTH, t, &id, &end);
+    assert_int_equal(end, 1775001600 - 7200);
+    /* 23:30Z on March 15 is already March 16 in Berlin (UTC+1 then). */
+    limits_period_of(&berlin, LIMITS_PERIOD_DAY, 1773617400, &id, &end);
+    assert_int_equal(end, 1773619200 + 86400 - 3600);
+    assert_int_equal(limits_tz_offset(&berlin, 1773576000), 3600);
+    assert_int_equal(limits_tz_offset(&berlin, 1775001600), 7200);
+    limits_period_of(&plus, LIMITS_PERIOD_DAY, t, &id, &end);
+    assert_int_equal(end, 1773619200 - 19800);
+    /* December rolls into the next year. */
+    limits_period_of(&utc, LIMITS_PERIOD_MONTH, 1796083200 /* 2026-12-01 */, &id, &end);
+    assert_int_equal(end, 1798761600); /* 2027-01-01 */
+    limits_tz_free(&utc);
+    limits_tz_free(&berlin);
+    limits_tz_free(&plus);
+}
+
+/* ---- GCRA ---- */
+
+static uint64_t rng_state = 0x1234567;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/*
+ * Over random saturating arrivals (gaps below the emission interval), GCRA admits exactly
+ * burst + elapsed/interval calls, within one; over any arrivals it never admits more.
+ */
+static void test_gcra_properties(void **state)
+{
+    (void)state;
+    for (int trial = 0; trial < 300; trial++) {
+        uint64_t limit = 1 + rnd() % 100, window = 1000000ULL * (1 + rnd() % 60000);
+        uint64_t burst = 1 + rnd() % (limit * 2);
+        uint64_t T = window / limit, tau = burst * T;
+        /* Saturating means no arrival comes later than the tolerance can absorb. */
+        int saturating = trial % 2 == 0 && burst >= 2;
+        int64_t tat = 0, t0 = 1000000000LL + (int64_t)(rnd() % 1000000000ULL), t = t0;
+        uint64_t admitted = 0;
+        for (int i = 0; i < 3000; i++) {
+            t += (int64_t)(saturating ? rnd() % (T / 2 + 1) : rnd() % (3 * T + 1));
+            struct gcra_result r;
+            gcra_step(&tat, t, T, tau, 1, &r);
+            admitted += r.allowed;
+            if (!r.allowed) {
+                /* Retry-after is exact: one nanosecond earlier is still too early. */
+                int64_t probe = tat;
+                struct gcra_result r2;
+                gcra_step(&probe, t + (int64_t)r.retry_ns, T, tau, 1, &r2);
+                assert_true(r2.allowed);
+                probe = tat;
+                gcra_step(&probe, t + (int64_t)r.retry_ns - 1, T, tau, 1, &r2);
+                assert_false(r2.allowed);
+            }
+        }
+        uint64_t bound = burst + (uint64_t)(t - t0) / T;
+        if (admitted > bound + 1 || (saturating && admitted + 1 < bound))
+            fail_msg("admitted %llu, bound %llu (limit %llu burst %llu T %llu)",
+                     (unsigned long long)admitted, (unsigned long long)bound,
+                     (unsigned long long)limit, (unsigned long long)burst, (unsigned long long)T);
+    }
+}
+
+/* Retry-after through the store, to the millisecond as clients see it. */
+static void test_store_retry_after_ms(void **state)
+{
+    (void)state;
+    struct lstore *s = lstore_new(0);
+    struct lrate_op op = {.interval_ns = 200000000ULL, .tolerance_ns = 600000000ULL, .n = 1};
+    limits_key_make(&op.key, "r", 0, "alice", NULL, 0);
+    int64_t now = 5000000000LL;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lstore_rate(s, &op, 1, now), 1);
+    assert_int_equal(lstore_rate(s, &op, 1, now + 1000000), 0);
+    uint64_t ms = (op.r.retry_ns + 999999) / 1000000;
+    assert_int_equal(ms, 199);
+    assert_int_equal(lstore_rate(s, &op, 1, now + 1000000 + (int64_t)(ms - 1) * 1000000), 0);
+    assert_int_equal(lstore_rate(s, &op, 1, now + 1000000 + (int64_t)ms * 1000000), 1);
+    assert_int_equal(op.r.remaining, 0);
+    lstore_free(s);
+}
+
+/* Several limits: a denial by one consumes nothing of the others. */
+static void test_store_all_or_nothing(void **state)
+{
+    (void)state;
+    struct lstore *s = lstore_new(0);
+    struct lrate_op ops[2] = {
+        {.interval_ns = 1000000ULL, .tolerance_ns = 100000000ULL, .n = 1},     /* roomy */
+        {.interval_ns = 1000000000ULL, .tolerance_ns = 2000000000ULL, .n = 1}, /* 2 at once */
+    };
+    limits_key_make(&ops[0].key, "r", 0, "alice", NULL, 0);
+    limits_key_make(&ops[1].key, "r", 1, "alice", "search", 0);
+    int64_t now = 10000000000LL;
+    assert_int_equal(lstore_rate(s, ops, 2, now), 1);
+    assert_int_equal(lstore_rate(s, ops, 2, now), 1);
+    int64_t remaining_before = ops[0].r.remaining;
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(lstore_rate(s, ops, 2, now), 0);
+    assert_true(ops[0].r.allowed);
+    assert_false(ops[1].r.allowed);
+    /* The roomy limit alone still has all of its capacity. */
+    assert_int_equal(lstore_rate(s, ops, 1, now), 1);
+    assert_int_equal(ops[0].r.remaining, remaining_before - 1);
+    lstore_free(s);
+}
+
+struct spend_arg {
+    struct lstore *s;
+    struct limits_key key;
+    int64_t cap;
+    int64_t admitted_sum;
+    unsigned seed;
+};
+
+static void *spender(void *p)
+{
+    struct spend_arg *a = p;
+    for (int i = 0; i < 20000; i++) {
+        struct lbudget_op op = {.key = a->key, .cap = a->cap, .expires = INT64_MAX};
+        a->seed = a->seed * 1103515245 + 12345;
+        op.amount = 1 + (a->seed >> 8) % 5000;
+        int rc = lstore_budget_reserve(a->s, &op, 1, 100);
+        assert_true(rc >= 0);
+        if (rc == 1) {
+            a->admitted_sum += op.amount;
+            /* Half of the calls settle for less than reserved, some are refunded. */
+            if (i % 2) {
+                lstore_budget_add(a->s, &op.key, -op.amount / 2, INT64_MAX, 100);
+                a->admitted_sum -= op.amount / 2;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Parallel reservations at the edge of a cap never overspend it. */
+static void test_budget_concurrency(void **state)
+{
+    (void)state;
+    struct lstore *s = lstore_new(0);
+    struct spend_arg args[8];
+    pthread_t th[8];
+    struct limits_key k;
+    limits_key_make(&k, "b", 0, "alice", "daily", 1);
+    for (int i = 0; i < 8; i++) {
+        args[i] = (struct spend_arg){.s = s, .key = k, .cap = 3000000, .seed = (unsigned)i + 1};
+        pthread_create(&th[i], NULL, spender, &args[i]);
+    }
+    int64_t total = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        total += args[i].admitted_sum;
+    }
+    int64_t spent = lstore_budget_get(s, &k, 100);
+    assert_int_equal(spent, total);
+    assert_true(spent <= 3000000);
+    assert_true(spent > 3000000 - 5000); /* the cap was reached, not avoided */
+    lstore_free(s);
+}
+
+/* A million distinct users' rate-limit state fits in 256 MiB; expired keys are evicted. */
+static void test_store_memory_bound(void **state)
+{
+    (void)state;
+    struct lstore *s = lstore_new(4000000);
+    struct lrate_op op = {.interval_ns = 1000000000ULL, .tolerance_ns = 10000000000ULL, .n = 1};
+    int64_t now = 1000000000000LL;
+    char user[32];
+    for (int i = 0; i < 1000000; i++) {
+        snprintf(user, sizeof user, "user-%d", i);
+        limits_key_make(&op.key, "r", 0, user, NULL, 0);
+        assert_int_equal(lstore_rate(s, &op, 1, now), 1);
+    }
+    assert_int_equal(lstore_count(s), 1000000);
+    size_t bytes = lstore_memory(s);
+    print_message("      1,000,000 users: %zu MiB of rate-limit state\n", bytes >> 20);
+    assert_true(bytes <= 256u << 20);
+    /* Later, when every key has expired, new keys reuse the space instead of growing. */
+    now += 20000000000LL;
+    for (int i = 0; i < 1000000; i++) {
+        snprintf(user, sizeof user, "later-%d", i);
+        limits_key_make(&op.key, "r", 0, user, NULL, 0);
+        assert_int_equal(lstore_rate(s, &op, 1, now), 1);
+    }
+    assert_true(lstore_memory(s) <= bytes);
+    assert_true(lstore_count(s) <= 1500000);
+    lstore_free(s);
+
+    /* A store full of live keys refuses new ones (the layer then fails closed). */
+    s = lstore_new(1000);
+    int full = 0;
+    for (int i = 0; i < 5000 && !full; i++) {
+        snprintf(user, sizeof user, "u%d", i);
+        limits_key_make(&op.key, "r", 0, user, NULL, 0);
+        full = lstore_rate(s, &op, 1, now) < 0;
+    }
+    assert_true(full);
+    lstore_free(s);
+}
+
+/* ---- loop detector ---- */
+
+static struct limits_loops loops_cfg(void)
+{
+    return (struct limits_loops){.enabled = 1,
+                                 .window_ms = 60000,
+                                 .identical = 5,
+                                 .no_progress = 3,
+                                 .max_cycle = 4,
+                                 .cycle_repeats = 3,
+                                 .warnings = 1,
+                                 .history = 64};
+}
+
+struct loop_fx {
+    struct lloop *l;
+    struct limits_key user, session, ut;
+    int64_t now;
+};
+
+static void loop_user(struct loop_fx *f, const char *user, const char *tool)
+{
+    limits_key_make(&f->user, "lu", 0, user, NULL, 0);
+    limits_key_make(&f->session, "ls", 0, user, "s1", 0);
+    limits_key_make(&f->ut, "lt", 0, user, tool, 0);
+}
+
+static struct lloop_verdict loop_call(struct loop_fx *f, const char *tool, const char *args,
+                                      const char *result)
+{
+    json_t *a = json_loads(args, 0, NULL);
+    uint64_t fp = limits_fingerprint(tool, strlen(tool), a);
+    json_decref(a);
+    struct lloop_verdict v;
+    limits_key_make(&f->ut, "lt", 0, "u", tool, 0);
+    f->now += 1000000000LL; /* a second apart */
+    lloop_call(f->l, &f->user, &f->session, &f->ut, fp, f->now, &v);
+    if (result) {
+        json_t *r = json_string(result);
+        lloop_result(f->l, &f->user, &f->session, fp, limits_json_hash(r));
+        json_decref(r);
+    }
+    return v;
+}
+
+static void test_loop_identical_and_escalation(void **state)
+{
+    (void)state;
+    struct limits_loops c = loops_cfg();
+    c.no_progress = 0;
+    c.cooldown_ms = 30000;
+    struct loop_fx f = {.l = lloop_new(&c, 0), .now = 1000000000000LL};
+    loop_user(&f, "u", "get");
+    /* Canonical arguments: key order does not change the fingerprint. */
+    json_t *j1 = json_loads("{\"a\":1,\"b\":[1,2]}", 0, NULL);
+    json_t *j2 = json_loads("{\"b\":[1,2],\"a\":1}", 0, NULL);
+    json_t *j3 = json_loads("{\"b\":[2,1],\"a\":1}", 0, NULL);
+    assert_int_equal(limits_fingerprint("t", 1, j1), limits_fingerprint("t", 1, j2));
+    assert_int_not_equal(limits_fingerprint("t", 1, j1), limits_fingerprint("t", 1, j3));
+    assert_int_not_equal(limits_fingerprint("t", 1, j1), limits_fingerprint("u", 1, j1));
+    json_decref(j1);
+    json_decref(j2);
+    json_decref(j3);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(loop_call(&f, "get", "{\"id\":1}", "r").flags, 0);
+    struct lloop_verdict v = loop_call(&f, "get", "{\"id\":1}", "r");
+    assert_true(v.flags & GW_LOOP_IDENTICAL);
+    assert_int_equal(v.action, 1); /* warned first */
+    v = loop_call(&f, "get", "{\"id\":1}", "r");
+    assert_int_equal(v.action, 2); /* then denied */
+    assert_int_equal(v.retry_ms, 30000);
+    /* Cool-down: even a different call to the same tool waits. */
+    v = loop_call(&f, "get", "{\"id\":2}", "r");
+    assert_int_equal(v.action, 2);
+    assert_true(v.flags & GW_LOOP_COOLDOWN);
+    assert_true(v.retry_ms > 0 && v.retry_ms <= 29000);
+    /* Another tool is not cooling down. */
+    assert_int_equal(loop_call(&f, "other", "{}", "x").action, 0);
+    /* After the window and the cool-down, the slate is clean. */
+    f.now += 120000000000LL;
+    assert_int_equal(loop_call(&f, "get", "{\"id\":1}", "r").action, 0);
+    lloop_free(f.l);
+}
+
+static void test_loop_no_progress_and_cycles(void **state)
+{
+    (void)state;
+    struct limits_loops c = loops_cfg();
+    c.identical = 0;
+    struct loop_fx f = {.l = lloop_new(&c, 0), .now = 1000000000000LL};
+    loop_user(&f, "u", "poll");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(loop_call(&f, "poll", "{}", "same").flags, 0);
+    assert_true(loop_call(&f, "poll", "{}", "same").flags & GW_LOOP_NO_PROGRESS);
+    lloop_free(f.l);
+
+    /* Same call, changing results: progress, no flag. */
+    f.l = lloop_new(&c, 0);
+    char res[16];
+    for (int i = 0; i < 20; i++) {
+        snprintf(res, sizeof res, "r%d", i);
+        assert_int_equal(loop_call(&f, "poll", "{}", res).flags, 0);
+    }
+    lloop_free(f.l);
+
+    /* A,B,A,B,A,B and A,B,C x3 are cycles. */
+    c.no_progress = 0;
+    f.l = lloop_new(&c, 0);
+    unsigned flags = 0;
+    for (int i = 0; i < 6; i++)
+        flags |= loop_call(&f, i % 2 ? "b" : "a", "{}", NULL).flags;
+    assert_true(flags & GW_LOOP_CYCLE);
+    lloop_free(f.l);
+    f.l = lloop_new(&c, 0);
+    flags = 0;
+    for (int i = 0; i < 8; i++)
+        flags |= loop_call(&f, (const char *[]){"a", "b", "c"}[i % 3], "{}", NULL).flags;
+    assert_int_equal(flags, 0);
+    flags |= loop_call(&f, "c", "{}", NULL).flags;
+    assert_true(flags & GW_LOOP_CYCLE);
+    lloop_free(f.l);
+
+    /* Calls per session. */
+    c = loops_cfg();
+    c.identical = c.no_progress = c.max_cycle = 0;
+    c.max_calls = 10;
+    f.l = lloop_new(&c, 0);
+    for (int i = 0; i < 10; i++) {
+        char args[32];
+        snprintf(args, sizeof args, "{\"i\":%d}", i);
+        assert_int_equal(loop_call(&f, "t", args, NULL).flags, 0);
+    }
+    assert_true(loop_call(&f, "t", "{\"i\":99}", NULL).flags & GW_LOOP_SESSION_CAP);
+    lloop_free(f.l);
+}
+
+/*
+ * A benign corpus: many sessions of an assistant working through varied tasks (looking up
+ * records one after another, searching with refined queries, paging, occasionally refreshing
+ * the same record once or twice, interleaving two tools over different items) raise no flag.
+ */
+static void test_loop_benign_corpus(void **state)
+{
+    (void)state;
+    struct limits_loops c = loops_cfg();
+    c.max_calls = 200;
+    struct lloop *l = lloop_new(&c, 0);
+    static const char *const tools[] = {"get_patient", "search_patients", "update_note",
+                                        "list_appointments", "whoami"};
+    int64_t now = 1000000000000LL;
+    unsigned flagged = 0;
+    rng_state = 0xbe9191;
+    for (int session = 0; session < 300; session++) {
+        struct loop_fx f = {.l = l, .now = now};
+        char user[32], sid[32];
+        snprintf(user, sizeof user, "user%d", session % 40);
+        snprintf(sid, sizeof sid, "s%d", session);
+        limits_key_make(&f.user, "lu", 0, user, NULL, 0);
+        limits_key_make(&f.session, "ls", 0, user, sid, 0);
+        int calls = 10 + (int)(rnd() % 60);
+        int patient = (int)(rnd() % 1000), page = 0;
+        for (int i = 0; i < calls; i++) {
+            /* whoami once at the start of a session, then the work. */
+            int kind = i == 0 ? 9 : (int)(rnd() % 9);
+            const char *tool;
+            char args[96], result[64];
+            if (kind < 4) {
+                tool = tools[0];
+                /* Mostly the next record; sometimes the same one again (a refresh). */
+                if (rnd() % 16)
+                    patient++;
+                snprintf(args, sizeof args, "{\"patient_id\":\"P%d\"}", patient);
+                snprintf(result, sizeof result, "record %d v%d", patient, i / 7);
+            } else if (kind < 6) {
+                tool = tools[1];
+                snprintf(args, sizeof args, "{\"query\":\"q%d-%d\",\"page\":%d}", session, i,
+                         page++);
+                snprintf(result, sizeof result, "hits %d %d", session, i);
+            } else if (kind < 8) {
+                tool = tools[2];
+                snprintf(args, sizeof args, "{\"patient_id\":\"P%d\",\"note\":\"n%d\"}", patient,
+                         i);
+                snprintf(result, sizeof result, "ok %d", i);
+            } else if (kind < 9) {
+                tool = tools[3];
+                snprintf(args, sizeof args, "{\"day\":%d}", i);
+                snprintf(result, sizeof result, "appts %d", i);
+            } else {
+                tool = tools[4];
+                snprintf(args, sizeof args, "{}");
+                snprintf(result, sizeof result, "me");
+            }
+            json_t *a = json_loads(args, 0, NULL);
+            uint64_t fp = limits_fingerprint(tool, strlen(tool), a);
+            json_decref(a);
+            limits_key_make(&f.ut, "lt", 0, user, tool, 0);
+            /* Human-paced: a few seconds between calls. */
+            f.now += (int64_t)(1 + rnd() % 5) * 1000000000LL;
+            struct lloop_verdict v;
+            lloop_call(l, &f.user, &f.session, &f.ut, fp, f.now, &v);
+            if (v.flags) {
+                flagged++;
+                print_message("      flagged %s %s: flags %x\n", tool, args, v.flags);
+            }
+            json_t *r = json_string(result);
+            lloop_result(l, &f.user, &f.session, fp, limits_json_hash(r));
+            json_decref(r);
+        }
+        now = f.now + 3600000000000LL; /* the next session an hour later */
+    }
+    assert_int_equal(flagged, 0);
+    lloop_free(l);
+}
+
+/* ---- the pipeline slot ---- */
+
+static struct gw_request *mkreq(const struct gw_config *cfg, const char *sub, const char *tenant,
+                                const char *session)
+{
+    struct gw_request *req = gw_request_new(cfg);
+    req->identity.verified = 1;
+    req->identity.subject = strdup(sub);
+    req->identity.tenant = tenant ? strdup(tenant) : NULL;
+    req->identity.client_id = strdup("runtime");
+    req->session_id = session ? strdup(session) : NULL;
+    return req;
+}
+
+static void add_msg(struct gw_request *req, const char *json)
+{
+    json_error_t je;
+    json_t *j = json_loads(json, JSON_REJECT_DUPLICATES, &je);
+    assert_non_null(j);
+    req->rpc.msgs = realloc(req->rpc.msgs, (req->rpc.n + 1) * sizeof *req->rpc.msgs);
+    struct mcp_message *m = &req->rpc.msgs[req->rpc.n++];
+    memset(m, 0, sizeof *m);
+    m->json = j;
+    m->method = json_string_value(json_object_get(j, "method"));
+    m->id = json_object_get(j, "id");
+    m->kind = !m->method ? MCP_RESPONSE : m->id ? MCP_REQUEST : MCP_NOTIFICATION;
+    json_t *params = json_object_get(j, "params");
+    if (m->method && strcmp(m->method, "tools/call") == 0)
+        m->target = json_string_value(json_object_get(params, "name"));
+    json_t *args = json_object_get(params, "arguments");
+    m->arguments = json_is_object(args) ? args : NULL;
+    req->rpc.is_batch = req->rpc.n > 1;
+}
+
+static struct gw_request *call(const struct gw_config *cfg, const char *sub, const char *tool,
+                               const char *args)
+{
+    struct gw_request *req = mkreq(cfg, sub, "t1", NULL);
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\","
+             "\"arguments\":%s}}",
+             tool, args);
+    add_msg(req, json);
+    return req;
+}
+
+static int check(struct gw_request *req)
+{
+    int v = limits_layer.check(req, &req->decision[GW_STAGE_LIMITS]);
+    if (v == GW_DENY)
+        req->deciding_stage = GW_STAGE_LIMITS;
+    return v;
+}
+
+static const char *header(const struct gw_request *req, const char *name, char *buf, size_t n)
+{
+    for (size_t i = 0; i < req->n_response_headers; i++)
+        if (gw_slice_casecmp_eq(req->response_headers[i].name, name)) {
+            snprintf(buf, n, "%.*s", (int)req->response_headers[i].value.len,
+                     req->response_headers[i].value.ptr);
+            return buf;
+        }
+    return NULL;
+}
+
+/* The backend answered 200 with this message; the exchange ends. */
+static void respond(struct gw_request *req, const char *json)
+{
+    json_t *msg = json_loads(json, 0, NULL);
+    assert_non_null(msg);
+    int modified = 0;
+    struct gw_decision d = {0};
+    req->upstream_status = 200;
+    req->response_status = 200;
+    assert_int_equal(limits_layer.on_response(req, msg, &modified, &d), GW_PASS);
+    json_decref(msg);
+    limits_layer.on_complete(req);
+}
+
+static void test_layer_rate(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load("limits:\n  ledger: none\n  rate:\n"
+                                 "    - {name: per-user, per: user, limit: 100, window: 1m}\n"
+                                 "    - {name: search, per: user+tool, tools: [\"search_*\"],"
+                                 " limit: 2, window: 10s}\n");
+    assert_int_equal(limits_start(cfg), 0);
+    char buf[512];
+    for (int i = 0; i < 2; i++) {
+        struct gw_request *req = call(cfg, "alice", "search_patients", "{\"query\":\"x\"}");
+        assert_int_equal(check(req), GW_PASS);
+        assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.pass");
+        assert_non_null(header(req, "RateLimit-Policy", buf, sizeof buf));
+        assert_string_equal(buf, "\"per-user\";q=100;w=60, \"search\";q=2;w=10");
+        assert_non_null(header(req, "RateLimit", buf, sizeof buf));
+        assert_non_null(strstr(buf, i == 0 ? "\"search\";r=1;" : "\"search\";r=0;"));
+        assert_int_equal(req->limits.rate_remaining, i == 0 ? 1 : 0);
+        gw_request_free(req);
+    }
+    struct gw_request *req = call(cfg, "alice", "search_patients", "{\"query\":\"y\"}");
+    assert_int_equal(check(req), GW_DENY);
+    const struct gw_decision *d = &req->decision[GW_STAGE_LIMITS];
+    assert_string_equal(d->reason_code, "limits.rate");
+    assert_int_equal(d->http_status, 200);
+    assert_int_equal(d->jsonrpc_code, 0);
+    assert_string_equal(d->rule_id, "search");
+    assert_true(d->retry_after_ms > 4000 && d->retry_after_ms <= 5000);
+    assert_non_null(header(req, "RateLimit", buf, sizeof buf));
+    assert_non_null(strstr(buf, "\"search\";r=0;t=5"));
+    gw_request_free(req);
+    /* Bob, and Alice's other tools, are not affected. */
+    req = call(cfg, "bob", "search_patients", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    gw_request_free(req);
+    req = call(cfg, "alice", "get_patient", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    gw_request_free(req);
+    /* Not a tool call: not governed. */
+    req = mkreq(cfg, "alice", NULL, NULL);
+    add_msg(req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+    assert_int_equal(check(req), GW_PASS);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.not_governed");
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+static void test_layer_budget_settle_refund(void **state)
+{
+    (void)state;
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "limits:\n  ledger: \"sqlite:%s/ledger.db\"\n"
+             "  costs: {default: 0.10, charge_card: 1.00}\n"
+             "  budgets: [{name: daily, per: user, cap: 2.00, period: day},\n"
+             "            {name: tenant, per: tenant, cap: 100, period: month}]\n",
+             tmpdir);
+    struct gw_config *cfg = load(yaml);
+    assert_int_equal(limits_start(cfg), 0);
+    /* A charge reports its actual cost: 0.25 instead of the 1.00 estimate. */
+    struct gw_request *req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
+    assert_int_equal(check(req), GW_PASS);
+    assert_int_equal(req->limits.cost_estimated, 1000000);
+    assert_int_equal(req->limits.cost_reserved, 2000000); /* both budgets */
+    assert_string_equal(req->limits.budget_name, "daily");
+    assert_int_equal(req->limits.budget_remaining, 1000000);
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[],"
+                 "\"_meta\":{\"toolgate/cost\":0.25}}}");
+    assert_true(req->limits.settled);
+    assert_true(req->limits.cost_reported);
+    assert_int_equal(req->limits.cost_settled, 250000);
+    gw_request_free(req);
+    /* A call that fails upstream is refunded. */
+    req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
+    assert_int_equal(check(req), GW_PASS);
+    req->upstream_status = 502;
+    limits_layer.on_complete(req);
+    assert_true(req->limits.refunded);
+    gw_request_free(req);
+    /* A JSON-RPC error result is refunded too. */
+    req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
+    assert_int_equal(check(req), GW_PASS);
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32000,\"message\":\"x\"}}");
+    assert_int_equal(req->limits.cost_settled, 0);
+    gw_request_free(req);
+    /* A later layer denied it: it never left, refund. */
+    req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
+    assert_int_equal(check(req), GW_PASS);
+    req->deciding_stage = GW_STAGE_ROUTING;
+    limits_layer.on_complete(req);
+    assert_true(req->limits.refunded);
+    gw_request_free(req);
+    /* Spent 0.25 of 2.00: one more charge (1.00) fits, a second does not. */
+    req = call(cfg, "carol", "charge_card", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[]}}");
+    assert_int_equal(req->limits.cost_settled, 1000000);
+    gw_request_free(req);
+    req = call(cfg, "carol", "charge_card", "{}");
+    assert_int_equal(check(req), GW_DENY);
+    const struct gw_decision *d = &req->decision[GW_STAGE_LIMITS];
+    assert_string_equal(d->reason_code, "limits.budget");
+    assert_string_equal(d->rule_id, "daily");
+    assert_int_equal(d->http_status, 200);
+    assert_true(d->retry_after_ms > 0 && d->retry_after_ms <= 86400000);
+    assert_non_null(strstr(d->reason, "1.25 of 2 used"));
+    assert_int_equal(req->limits.budget_remaining, 750000);
+    limits_layer.on_complete(req); /* a denied call has nothing to settle */
+    assert_false(req->limits.settled);
+    gw_request_free(req);
+    /* Cheaper calls still fit. */
+    req = call(cfg, "carol", "whoami", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    gw_request_free(req); /* never completed: the reservation stays counted */
+    limits_stop();
+    /* Restarting reads the spend back: 1.25 + 0.10 unsettled. */
+    assert_int_equal(limits_start(cfg), 0);
+    req = call(cfg, "carol", "charge_card", "{}");
+    assert_int_equal(check(req), GW_DENY);
+    assert_int_equal(req->limits.budget_remaining, 650000);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+static void test_layer_loop_warn_deny(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load("limits:\n  loops: {identical: 3, no_progress: 0, warnings: 1,"
+                                 " cooldown: 10s}\n");
+    assert_int_equal(limits_start(cfg), 0);
+    char buf[256];
+    for (int i = 0; i < 2; i++) {
+        struct gw_request *req = call(cfg, "dave", "get_patient", "{\"patient_id\":\"P1\"}");
+        assert_int_equal(check(req), GW_PASS);
+        assert_null(header(req, "Toolgate-Warning", buf, sizeof buf));
+        gw_request_free(req);
+    }
+    struct gw_request *req = call(cfg, "dave", "get_patient", "{\"patient_id\":\"P1\"}");
+    assert_int_equal(check(req), GW_PASS);
+    assert_non_null(header(req, "Toolgate-Warning", buf, sizeof buf));
+    assert_string_equal(buf, "limits.loop; flags=\"identical\"");
+    assert_int_equal(req->limits.loop_action, 1);
+    /* The warning reaches the model in the result's _meta. */
+    json_t *msg = json_loads("{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[]}}", 0, NULL);
+    int modified = 0;
+    struct gw_decision d = {0};
+    limits_layer.on_response(req, msg, &modified, &d);
+    assert_true(modified);
+    json_t *w = json_object_get(json_object_get(json_object_get(msg, "result"), "_meta"),
+                                "toolgate/warning");
+    assert_string_equal(json_string_value(json_object_get(w, "reason")), "limits.loop");
+    json_decref(msg);
+    gw_request_free(req);
+    req = call(cfg, "dave", "get_patient", "{\"patient_id\":\"P1\"}");
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.loop");
+    assert_int_equal(req->decision[GW_STAGE_LIMITS].retry_after_ms, 10000);
+    assert_int_equal(req->limits.loop_action, 2);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+static void test_layer_no_section_and_not_started(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load("server: {workers: 1}\n");
+    struct gw_request *req = call(cfg, "erin", "x", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.none");
+    gw_request_free(req);
+    gw_config_free(cfg);
+    /* A limits section without a running runtime fails closed. */
+    cfg = load("limits: {rate: [{per: user, limit: 1, window: 1s}]}\n");
+    req = call(cfg, "erin", "x", "{}");
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.unavailable");
+    assert_int_equal(req->decision[GW_STAGE_LIMITS].http_status, 503);
+    gw_request_free(req);
+    gw_config_free(cfg);
+}
+
+static void test_layer_batch(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load("limits:\n  ledger: none\n"
+                                 "  rate: [{name: u, per: user, limit: 3, window: 1m}]\n");
+    assert_int_equal(limits_start(cfg), 0);
+    struct gw_request *req = mkreq(cfg, "fay", NULL, NULL);
+    for (int i = 0; i < 2; i++) {
+        char j[200];
+        snprintf(j, sizeof j,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":"
+                 "\"t%d\",\"arguments\":{}}}",
+                 i, i);
+        add_msg(req, j);
+    }
+    assert_int_equal(check(req), GW_PASS);
+    assert_int_equal(req->limits.rate_remaining, 1);
+    gw_request_free(req);
+    /* A batch of two no longer fits in the one remaining: denied, and nothing consumed. */
+    req = mkreq(cfg, "fay", NULL, NULL);
+    for (int i = 0; i < 2; i++) {
+        char j[200];
+        snprintf(j, sizeof j,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":"
+                 "\"t\",\"arguments\":{}}}",
+                 i);
+        add_msg(req, j);
+    }
+    assert_int_equal(check(req), GW_DENY);
+    gw_request_free(req);
+    req = call(cfg, "fay", "t", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+/* The audit records carry what the layer decided; nothing when it did not look. */
+static void test_audit_part(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load("limits:\n  ledger: none\n  costs: {default: 0.5}\n"
+                                 "  budgets: [{name: d, per: user, cap: 1, period: day}]\n"
+                                 "  rate: [{name: r, per: user, limit: 5, window: 1s}]\n");
+    assert_int_equal(limits_start(cfg), 0);
+    struct audit_config ac;
+    assert_int_equal(audit_config_defaults(&ac), 0);
+    struct gw_request *req = call(cfg, "hal", "t", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[],"
+                 "\"_meta\":{\"toolgate/cost\":\"0.2\"}}}");
+    json_t *rec = audit_record_completion(req, &ac, NULL);
+    json_t *l = json_object_get(rec, "limits");
+    assert_non_null(l);
+    assert_int_equal(json_integer_value(json_object_get(l, "cost_estimated")), 500000);
+    assert_int_equal(json_integer_value(json_object_get(l, "cost_reserved")), 500000);
+    assert_int_equal(json_integer_value(json_object_get(l, "cost_settled")), 200000);
+    assert_true(json_is_true(json_object_get(l, "cost_reported")));
+    assert_string_equal(json_string_value(json_object_get(l, "budget")), "d");
+    assert_int_equal(json_integer_value(json_object_get(l, "budget_remaining")), 500000);
+    assert_string_equal(json_string_value(json_object_get(l, "rate_limit")), "r");
+    assert_int_equal(json_integer_value(json_object_get(l, "rate_remaining")), 4);
+    assert_string_equal(json_string_value(json_object_get(l, "store")), "memory");
+    json_decref(rec);
+    gw_request_free(req);
+    req = mkreq(cfg, "hal", NULL, NULL);
+    add_msg(req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    assert_int_equal(check(req), GW_PASS);
+    rec = audit_record_decision(req, &ac);
+    assert_null(json_object_get(rec, "limits"));
+    json_decref(rec);
+    gw_request_free(req);
+    free(ac.store);
+    free(ac.instance_id);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+/*
+ * kill -9 loses no recorded spend: a child reserves and settles, tells the parent, and is
+ * killed before it can stop cleanly; the parent starts over from the same ledger.
+ */
+static void test_ledger_survives_kill(void **state)
+{
+    (void)state;
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "limits:\n  ledger: \"sqlite:%s/kill.db\"\n  costs: {default: 0.30}\n"
+             "  budgets: [{name: d, per: user, cap: 1.00, period: day}]\n",
+             tmpdir);
+    struct gw_config *cfg = load(yaml);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        if (limits_start(cfg) != 0)
+            _exit(2);
+        /* One settled call (reported 0.20), one reserved and never settled (0.30). */
+        struct gw_request *req = call(cfg, "gil", "t", "{}");
+        if (check(req) != GW_PASS)
+            _exit(3);
+        respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[],"
+                     "\"_meta\":{\"toolgate/cost\":0.2}}}");
+        req = call(cfg, "gil", "t", "{}");
+        if (check(req) != GW_PASS)
+            _exit(4);
+        if (write(fds[1], "k", 1) != 1)
+            _exit(5);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    char c = 0;
+    assert_int_equal(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(limits_start(cfg), 0);
+    /* 0.50 recorded: one more 0.30 call fits, the next does not. */
+    struct gw_request *req = call(cfg, "gil", "t", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    assert_int_equal(req->limits.budget_remaining, 200000);
+    gw_request_free(req);
+    req = call(cfg, "gil", "t", "{}");
+    assert_int_equal(check(req), GW_DENY);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_full),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_money_and_costs),
+        cmocka_unit_test(test_periods),
+        cmocka_unit_test(test_gcra_properties),
+        cmocka_unit_test(test_store_retry_after_ms),
+        cmocka_unit_test(test_store_all_or_nothing),
+        cmocka_unit_test(test_budget_concurrency),
+        cmocka_unit_test(test_store_memory_bound),
+        cmocka_unit_test(test_loop_identical_and_escalation),
+        cmocka_unit_test(test_loop_no_progress_and_cycles),
+        cmocka_unit_test(test_loop_benign_corpus),
+        cmocka_unit_test(test_layer_rate),
+        cmocka_unit_test(test_layer_budget_settle_refund),
+        cmocka_unit_test(test_layer_loop_warn_deny),
+        cmocka_unit_test(test_layer_no_section_and_not_started),
+        cmocka_unit_test(test_layer_batch),
+        cmocka_unit_test(test_audit_part),
+        cmocka_unit_test(test_ledger_survives_kill),
+    };
+    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}

@@ -1,0 +1,409 @@
+/*
+ * The limits layer on Redis: a real redis-server on a loopback port in a temp dir, started
+ * and stopped by the test. Rate limits and budgets through the script (with the NOSCRIPT
+ * fallback), settlement, spend kept by Redis across a restart of the layer, a dead Redis
+ * (fail closed, fail local) and a silent one (timeout).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/timeutil.h"
+#include "layers/layer.h"
+#include "layers/limits/limits-int.h"
+
+static char tmpdir[64];
+static int port;
+static pid_t redis_pid = -1;
+static uv_loop_t loop;
+
+/* A free loopback port: bind to 0, read it back, close (the server binds it right after). */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static redisContext *sync_conn(void)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int redis_start(void)
+{
+    port = free_port();
+    if (port <= 0)
+        return -1;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    redis_pid = fork();
+    if (redis_pid < 0)
+        return -1;
+    if (redis_pid == 0) {
+        int devnull = open("/dev/null", 1);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--dir",
+               tmpdir, "--save", "", "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    /* Up within five seconds, or the test fails. */
+    for (int i = 0; i < 100; i++) {
+        redisContext *c = sync_conn();
+        if (c) {
+            redisReply *r = redisCommand(c, "PING");
+            int ok = r && r->type == REDIS_REPLY_STATUS;
+            freeReplyObject(r);
+            redisFree(c);
+            if (ok)
+                return 0;
+        }
+        usleep(50000);
+    }
+    return -1;
+}
+
+static void redis_stop(void)
+{
+    if (redis_pid <= 0)
+        return;
+    kill(redis_pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(redis_pid, NULL, WNOHANG) == redis_pid) {
+            redis_pid = -1;
+            return;
+        }
+        usleep(50000);
+    }
+    kill(redis_pid, SIGKILL);
+    waitpid(redis_pid, NULL, 0);
+    redis_pid = -1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/toolgate-test-limits-redis-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    uv_loop_init(&loop);
+    limits_set_thread_loop(&loop);
+    return redis_start();
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    lredis_thread_close();
+    /* Let closing handles finish, bounded. */
+    for (int i = 0; i < 100 && uv_run(&loop, UV_RUN_NOWAIT); i++)
+        ;
+    uv_loop_close(&loop);
+    redis_stop();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct gw_config *load(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static struct gw_config *load(const char *fmt, ...)
+{
+    char yaml[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(yaml, sizeof yaml, fmt, ap);
+    va_end(ap);
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
+    if (!cfg)
+        fail_msg("config: %s", err.msg);
+    return cfg;
+}
+
+static struct gw_request *call(const struct gw_config *cfg, const char *sub, const char *tool)
+{
+    struct gw_request *req = gw_request_new(cfg);
+    req->identity.verified = 1;
+    req->identity.subject = strdup(sub);
+    req->identity.tenant = strdup("t1");
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\","
+             "\"arguments\":{}}}",
+             tool);
+    json_t *j = json_loads(json, 0, NULL);
+    req->rpc.msgs = calloc(1, sizeof *req->rpc.msgs);
+    req->rpc.n = 1;
+    struct mcp_message *m = &req->rpc.msgs[0];
+    m->json = j;
+    m->kind = MCP_REQUEST;
+    m->method = "tools/call";
+    m->id = json_object_get(j, "id");
+    m->target = json_string_value(json_object_get(json_object_get(j, "params"), "name"));
+    m->arguments = json_object_get(json_object_get(j, "params"), "arguments");
+    return req;
+}
+
+/* Runs the check; an asynchronous verdict is awaited on the loop (bounded to 3 s). */
+static int check(struct gw_request *req)
+{
+    req->pipeline_running = 1; /* resume records the verdict instead of running on */
+    req->pipeline_early_verdict = -1;
+    req->next_stage = GW_STAGE_LIMITS;
+    int v = limits_layer.check(req, &req->decision[GW_STAGE_LIMITS]);
+    if (v == GW_ASYNC) {
+        uint64_t end = gw_mono_ms() + 3000;
+        while (req->pipeline_early_verdict < 0 && gw_mono_ms() < end)
+            uv_run(&loop, UV_RUN_ONCE);
+        assert_true(req->pipeline_early_verdict >= 0);
+        v = req->pipeline_early_verdict;
+    }
+    if (v == GW_DENY)
+        req->deciding_stage = GW_STAGE_LIMITS;
+    return v;
+}
+
+/* Gives queued fire-and-forget commands (settlements) time to reach Redis. */
+static void drain(void)
+{
+    uint64_t end = gw_mono_ms() + 200;
+    while (gw_mono_ms() < end)
+        uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void test_redis_rate(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load("limits:\n  store: \"redis://127.0.0.1:%d\"\n"
+                                 "  rate: [{name: u, per: user, limit: 3, window: 10s}]\n",
+                                 port);
+    assert_int_equal(limits_start(cfg), 0);
+    for (int i = 0; i < 3; i++) {
+        struct gw_request *req = call(cfg, "alice", "t");
+        assert_int_equal(check(req), GW_PASS);
+        assert_string_equal(req->limits.store, "redis");
+        assert_int_equal(req->limits.rate_remaining, 2 - i);
+        gw_request_free(req);
+    }
+    struct gw_request *req = call(cfg, "alice", "t");
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.rate");
+    uint64_t retry = req->decision[GW_STAGE_LIMITS].retry_after_ms;
+    assert_true(retry > 2000 && retry <= 3334);
+    gw_request_free(req);
+    req = call(cfg, "bob", "t");
+    assert_int_equal(check(req), GW_PASS);
+    gw_request_free(req);
+
+    /* The script vanished from the server (restart, SCRIPT FLUSH): EVAL takes over. */
+    redisContext *c = sync_conn();
+    assert_non_null(c);
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    req = call(cfg, "carol", "t");
+    assert_int_equal(check(req), GW_PASS);
+    gw_request_free(req);
+    /* Keys are prefixed, hash-tagged, carry a TTL and no principal in clear. */
+    redisReply *r = redisCommand(c, "KEYS *");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 3);
+    for (size_t i = 0; i < r->elements; i++) {
+        assert_non_null(strstr(r->element[i]->str, "toolgate:{limits}:r:u:"));
+        assert_null(strstr(r->element[i]->str, "alice"));
+        redisReply *ttl = redisCommand(c, "PTTL %s", r->element[i]->str);
+        assert_true(ttl->integer > 0 && ttl->integer <= 10001);
+        freeReplyObject(ttl);
+    }
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(c, "FLUSHALL"));
+    redisFree(c);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+static void test_redis_budget(void **state)
+{
+    (void)state;
+    struct gw_config *cfg =
+        load("limits:\n  store: \"redis://127.0.0.1:%d\"\n  costs: {default: 0.40}\n"
+             "  budgets: [{name: d, per: user, cap: 1.00, period: day}]\n",
+             port);
+    assert_int_equal(limits_start(cfg), 0);
+    struct gw_request *req = call(cfg, "dana", "t");
+    assert_int_equal(check(req), GW_PASS);
+    assert_int_equal(req->limits.budget_remaining, 600000);
+    /* Reported 0.10 instead of 0.40. */
+    json_t *msg = json_loads("{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"content\":[],"
+                             "\"_meta\":{\"toolgate/cost\":0.1}}}",
+                             0, NULL);
+    int mod = 0;
+    struct gw_decision d = {0};
+    limits_layer.on_response(req, msg, &mod, &d);
+    json_decref(msg);
+    req->upstream_status = 200;
+    limits_layer.on_complete(req);
+    assert_int_equal(req->limits.cost_settled, 100000);
+    gw_request_free(req);
+    drain();
+    /* The layer restarts; the spend is in Redis: 0.10 + 0.40 + 0.40 fits, then no more. */
+    limits_stop();
+    assert_int_equal(limits_start(cfg), 0);
+    for (int i = 0; i < 2; i++) {
+        req = call(cfg, "dana", "t");
+        assert_int_equal(check(req), GW_PASS);
+        gw_request_free(req);
+    }
+    req = call(cfg, "dana", "t");
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.budget");
+    assert_int_equal(req->limits.budget_remaining, 100000);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+/* Fifty checks in flight at once at the edge of a cap: exactly the ones that fit pass. */
+static void test_redis_budget_concurrent(void **state)
+{
+    (void)state;
+    struct gw_config *cfg =
+        load("limits:\n  store: \"redis://127.0.0.1:%d\"\n  costs: {default: 0.10}\n"
+             "  budgets: [{name: d, per: user, cap: 1.00, period: day}]\n",
+             port);
+    assert_int_equal(limits_start(cfg), 0);
+    struct gw_request *reqs[50];
+    for (int i = 0; i < 50; i++) {
+        reqs[i] = call(cfg, "gus", "t");
+        reqs[i]->pipeline_running = 1;
+        reqs[i]->pipeline_early_verdict = -1;
+        reqs[i]->next_stage = GW_STAGE_LIMITS;
+        assert_int_equal(limits_layer.check(reqs[i], &reqs[i]->decision[GW_STAGE_LIMITS]),
+                         GW_ASYNC);
+    }
+    uint64_t end = gw_mono_ms() + 3000;
+    int pending = 50;
+    while (pending && gw_mono_ms() < end) {
+        uv_run(&loop, UV_RUN_ONCE);
+        pending = 0;
+        for (int i = 0; i < 50; i++)
+            pending += reqs[i]->pipeline_early_verdict < 0;
+    }
+    assert_int_equal(pending, 0);
+    int passed = 0;
+    for (int i = 0; i < 50; i++) {
+        passed += reqs[i]->pipeline_early_verdict == GW_PASS;
+        gw_request_free(reqs[i]);
+    }
+    assert_int_equal(passed, 10);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+/* Nothing listens: fail closed denies with 503, fail local decides in process. */
+static void test_redis_down(void **state)
+{
+    (void)state;
+    int dead = free_port();
+    struct gw_config *cfg = load("limits:\n  store: \"redis://127.0.0.1:%d\"\n"
+                                 "  rate: [{per: user, limit: 1, window: 1m}]\n",
+                                 dead);
+    assert_int_equal(limits_start(cfg), 0);
+    struct gw_request *req = call(cfg, "eve", "t");
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.unavailable");
+    assert_int_equal(req->decision[GW_STAGE_LIMITS].http_status, 503);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+    lredis_thread_close();
+
+    cfg = load("limits:\n  store: \"redis://127.0.0.1:%d\"\n  fail: local\n"
+               "  rate: [{per: user, limit: 1, window: 1m}]\n",
+               dead);
+    assert_int_equal(limits_start(cfg), 0);
+    req = call(cfg, "eve", "t");
+    assert_int_equal(check(req), GW_PASS);
+    assert_true(req->limits.store_fallback);
+    gw_request_free(req);
+    req = call(cfg, "eve", "t");
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.rate");
+    assert_true(req->limits.store_fallback);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+    lredis_thread_close();
+}
+
+/* A server that accepts and never answers: the round trip times out, fail closed. */
+static void test_redis_silent(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    struct gw_config *cfg = load("limits:\n  store: \"redis://127.0.0.1:%d\"\n"
+                                 "  redis_timeout: 100ms\n"
+                                 "  rate: [{per: user, limit: 1, window: 1m}]\n",
+                                 ntohs(a.sin_port));
+    assert_int_equal(limits_start(cfg), 0);
+    uint64_t t0 = gw_mono_ms();
+    struct gw_request *req = call(cfg, "finn", "t");
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.unavailable");
+    uint64_t took = gw_mono_ms() - t0;
+    assert_true(took >= 90 && took < 1000);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+    lredis_thread_close();
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_redis_rate),
+        cmocka_unit_test(test_redis_budget),
+        cmocka_unit_test(test_redis_budget_concurrent),
+        cmocka_unit_test(test_redis_down),
+        cmocka_unit_test(test_redis_silent),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
