@@ -15,6 +15,7 @@
 # Settings (environment):
 #   BENCH_DURATION=10        seconds of each measured wrk run
 #   BENCH_WARMUP=2           seconds of an unmeasured wrk run before each measured one
+#   BENCH_ROUNDS=1           rounds over all targets (interleaved); tables show medians
 #   BENCH_CONNECTIONS=50     wrk connections        BENCH_THREADS=1  wrk threads
 #   BENCH_WORKERS=1          workers of each proxy (nginx processes, h2o and toolgate threads)
 #   BENCH_BACKEND_WORKERS=1  ehr-backend worker threads
@@ -25,6 +26,8 @@
 #   BENCH_TOOLGATE_CONFIG=bench/peers/toolgate.yaml.in   template of toolgate's config
 #   BENCH_AUTHORIZATION="Bearer ..."            sent as Authorization on every MCP request
 #   BENCH_KEEP=1             keep the temp directory (configs, logs) for inspection
+#   BENCH_PERF=1             record a perf profile of toolgate in each pass-through run
+#                            (BUILD_DIR/bench/perf-<section>.toolgate.data)
 #
 # Adding a measurement: write `section_NAME` (it may use the helpers below and writes its part
 # of the report with `report`), and add NAME to SECTIONS. A layer micro-benchmark is one line
@@ -60,6 +63,8 @@ BENCH_AUTHORIZATION=${BENCH_AUTHORIZATION:-}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_ONLY=${BENCH_ONLY:-}
 BENCH_MICRO_TIMEOUT=${BENCH_MICRO_TIMEOUT:-60}
+BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+BENCH_PERF=${BENCH_PERF:-0}
 export BENCH_AUTHORIZATION
 
 MCP_PROTOCOL=2025-06-18
@@ -137,6 +142,16 @@ stop_bg() {
         [[ $p == "$pid" ]] || keep+=("$p")
     done
     PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# stop_bg_wait PID SECONDS: lets it end by itself within SECONDS, then stops it.
+stop_bg_wait() {
+    local pid=$1 i
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop_bg "$pid"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -321,64 +336,113 @@ target_missing() {
 # ---------------------------------------------------------------------------------------------
 # wrk.
 
-# run_wrk NAME URL PID: warm-up run, then the measured run; sets R_<field>[NAME].
-declare -A R_RPS R_P50 R_P99 R_CPU R_ERR
+# run_wrk NAME URL PID: warm-up run, then the measured run; appends this round's numbers to
+# L_<field>[NAME] (space-separated, one per round).
+declare -A L_RPS L_P50 L_P99 L_CPU L_STATUS L_SOCK
 run_wrk() {
-    local name=$1 url=$2 pid=$3 out=$TMP/wrk-$1.out t0 t1 line errs
+    local name=$1 url=$2 pid=$3 out=$TMP/wrk-$1.out t0 t1 line cpu
     local args=(-t "$BENCH_THREADS" -c "$BENCH_CONNECTIONS" --latency -s "$BENCH_DIR/tools-call.lua")
     if ((BENCH_WARMUP > 0)); then
         BENCH_SESSION=$SESSION timeout $((BENCH_WARMUP + 30)) wrk "${args[@]}" -d "${BENCH_WARMUP}s" "$url" \
             >"$TMP/wrk-$name-warmup.out" 2>&1 || die "wrk warm-up against $name failed"
     fi
+    local perf_pid="" perf_out=$BUILD_DIR/bench/perf-$name.data
+    if [[ $BENCH_PERF == 1 && $name == *.toolgate ]] && command -v perf >/dev/null; then
+        # Samples toolgate during the measured run (DWARF unwinding: the build keeps frame
+        # pointers out); `perf report -i FILE` reads it afterwards.
+        mkdir -p "$BUILD_DIR/bench"
+        start_bg perf_pid "$TMP/perf-$name.log" perf record -F 999 --call-graph dwarf,16384 \
+            -p "$pid" -o "$perf_out" -- sleep "$BENCH_DURATION"
+    fi
     t0=$(proc_tree_ticks "$pid")
     BENCH_SESSION=$SESSION timeout $((BENCH_DURATION + 30)) wrk "${args[@]}" -d "${BENCH_DURATION}s" --timeout 10s "$url" \
         >"$out" 2>&1 || die "wrk against $name failed: $(tail -3 "$out")"
     t1=$(proc_tree_ticks "$pid")
+    if [[ -n $perf_pid ]]; then
+        stop_bg_wait "$perf_pid" 30
+        log "profile of $name: perf report -i $perf_out"
+    fi
     line=$(grep '^BENCH_RESULT ' "$out") || die "wrk against $name printed no result: $(tail -3 "$out")"
     local requests rps p50 p99 e_conn e_read e_write e_status e_timeout
-    requests=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$line")
-    rps=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
-    p50=$(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")
-    p99=$(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")
-    e_conn=$(sed -n 's/.* errors_connect=\([0-9]*\).*/\1/p' <<<"$line")
-    e_read=$(sed -n 's/.* errors_read=\([0-9]*\).*/\1/p' <<<"$line")
-    e_write=$(sed -n 's/.* errors_write=\([0-9]*\).*/\1/p' <<<"$line")
-    e_status=$(sed -n 's/.* errors_status=\([0-9]*\).*/\1/p' <<<"$line")
-    e_timeout=$(sed -n 's/.* errors_timeout=\([0-9]*\).*/\1/p' <<<"$line")
-    errs=$((e_conn + e_read + e_write + e_timeout))
-    R_RPS[$name]=$rps
-    R_P50[$name]=$p50
-    R_P99[$name]=$p99
-    R_CPU[$name]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "n/a" }')
-    R_ERR[$name]="$e_status non-2xx, $errs socket"
-    [[ $e_status == 0 && $errs == 0 ]] && R_ERR[$name]=0
-    log "$name: $rps req/s, p50 $(fmt_ms "$p50") ms, p99 $(fmt_ms "$p99") ms, CPU ${R_CPU[$name]} us/req, errors ${R_ERR[$name]}"
+    requests=$(wrk_field "$line" requests)
+    rps=$(wrk_field "$line" rps)
+    p50=$(wrk_field "$line" p50_us)
+    p99=$(wrk_field "$line" p99_us)
+    e_conn=$(wrk_field "$line" errors_connect)
+    e_read=$(wrk_field "$line" errors_read)
+    e_write=$(wrk_field "$line" errors_write)
+    e_status=$(wrk_field "$line" errors_status)
+    e_timeout=$(wrk_field "$line" errors_timeout)
+    cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" \
+        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print 0 }')
+    L_RPS[$name]+=" $rps"
+    L_P50[$name]+=" $p50"
+    L_P99[$name]+=" $p99"
+    L_CPU[$name]+=" $cpu"
+    L_STATUS[$name]=$((${L_STATUS[$name]:-0} + e_status))
+    L_SOCK[$name]=$((${L_SOCK[$name]:-0} + e_conn + e_read + e_write + e_timeout))
+    log "$name: $rps req/s, p50 $(fmt_ms "$p50") ms, p99 $(fmt_ms "$p99") ms, CPU $cpu us/req, errors $e_status non-2xx"
 }
 
-# passthrough_run MODE KEY TITLE: every target in turn against one backend; one table.
+# wrk_field LINE NAME: the value of NAME=... in a BENCH_RESULT line.
+wrk_field() { sed -n "s/.* $2=\([0-9.]*\).*/\1/p" <<<"$1"; }
+
+# The median of a space-separated list of numbers.
+median() {
+    tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2];
+        else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# R_<field>[NAME]: the medians over the rounds, which the tables and ratios use.
+declare -A R_RPS R_P50 R_P99 R_CPU R_ERR
+summarize() {
+    local name=$1
+    R_RPS[$name]=$(median "${L_RPS[$name]}")
+    R_P50[$name]=$(median "${L_P50[$name]}")
+    R_P99[$name]=$(median "${L_P99[$name]}")
+    R_CPU[$name]=$(median "${L_CPU[$name]}")
+    R_ERR[$name]=0
+    if ((L_STATUS[$name] + L_SOCK[$name] > 0)); then
+        R_ERR[$name]="${L_STATUS[$name]} non-2xx, ${L_SOCK[$name]} socket"
+    fi
+}
+
+# passthrough_run MODE KEY TITLE: every target in turn against one backend, BENCH_ROUNDS times
+# (targets interleaved, so a burst of noise from elsewhere hits one round, not one target);
+# one table of medians.
 passthrough_run() {
-    local mode=$1 key=$2 title=$3 target why
+    local mode=$1 key=$2 title=$3 target why round
     start_backend "$mode"
     report ""
     report "### $title"
     report ""
     report "| target | req/s | p50 ms | p99 ms | server CPU µs/req | errors |"
     report "|---|---:|---:|---:|---:|---|"
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for target in $BENCH_TARGETS; do
+            [[ -z $(target_missing "$target") ]] || continue
+            log "$key: $target (round $round of $BENCH_ROUNDS)"
+            "start_$target" "$mode"
+            mcp_session "$TARGET_URL"
+            run_wrk "$key.$target" "$TARGET_URL" "$TARGET_PID"
+            [[ $target == direct ]] || stop_bg "$TARGET_PID"
+        done
+    done
+    stop_bg "$BACKEND_PID"
     for target in $BENCH_TARGETS; do
         why=$(target_missing "$target")
         if [[ -n $why ]]; then
             report "| $target | — | — | — | — | not run: $why |"
             continue
         fi
-        log "$key: $target"
-        "start_$target" "$mode"
-        mcp_session "$TARGET_URL"
-        run_wrk "$key.$target" "$TARGET_URL" "$TARGET_PID"
-        [[ $target == direct ]] || stop_bg "$TARGET_PID"
+        summarize "$key.$target"
         report "| $target | ${R_RPS[$key.$target]} | $(fmt_ms "${R_P50[$key.$target]}") | $(fmt_ms "${R_P99[$key.$target]}") | ${R_CPU[$key.$target]} | ${R_ERR[$key.$target]} |"
     done
-    stop_bg "$BACKEND_PID"
+    if ((BENCH_ROUNDS > 1)); then
+        report ""
+        report "(medians of $BENCH_ROUNDS rounds)"
+    fi
     report ""
     local peer
     if [[ -n ${R_RPS[$key.toolgate]:-} ]]; then
@@ -573,7 +637,7 @@ main() {
     report ""
     report "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, Linux $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
     report "- binaries: $("$TOOLGATE" --version 2>&1 | head -1), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $("$H2O" --version 2>/dev/null | head -1 | sed 's/ version / /'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')"
-    report "- load: wrk $BENCH_THREADS thread(s), $BENCH_CONNECTIONS connections, ${BENCH_DURATION} s measured after ${BENCH_WARMUP} s warm-up, one target at a time; $BENCH_WORKERS worker(s) per proxy, backend $BENCH_BACKEND_WORKERS worker(s)"
+    report "- load: wrk $BENCH_THREADS thread(s), $BENCH_CONNECTIONS connections, ${BENCH_DURATION} s measured after ${BENCH_WARMUP} s warm-up, one target at a time, $BENCH_ROUNDS round(s); $BENCH_WORKERS worker(s) per proxy, backend $BENCH_BACKEND_WORKERS worker(s)"
     report "- sections: ${selected[*]}"
 
     for s in "${selected[@]}"; do
