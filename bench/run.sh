@@ -160,11 +160,20 @@ stop_bg_wait() {
 USED_PORTS=" "
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Listening ports come from below the kernel's ephemeral range: a port in that range may be
+# the local end of one of the benchmark's own client connections, and bind() then fails.
+read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || EPHEMERAL_LOW=32768
+if ((EPHEMERAL_LOW > 12000)); then
+    PORT_BASE=10000 PORT_SPAN=$((EPHEMERAL_LOW - 10000))
+else
+    PORT_BASE=61000 PORT_SPAN=4000
+fi
+
 # pick_port VAR: a loopback port nobody listens on, not handed out before in this run.
 pick_port() {
     local p i
     for ((i = 0; i < 100; i++)); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((PORT_BASE + RANDOM % PORT_SPAN))
         if [[ $USED_PORTS != *" $p "* ]] && ! port_open "$p"; then
             USED_PORTS+="$p "
             printf -v "$1" '%s' "$p"
