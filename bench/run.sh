@@ -360,6 +360,7 @@ run_wrk() {
         # Samples toolgate during the measured run (DWARF unwinding: the build keeps frame
         # pointers out); `perf report -i FILE` reads it afterwards.
         mkdir -p "$BUILD_DIR/bench"
+        rm -f "$perf_out" "$perf_out.old"
         start_bg perf_pid "$TMP/perf-$name.log" perf record -F 999 --call-graph dwarf,16384 \
             -p "$pid" -o "$perf_out" -- sleep "$BENCH_DURATION"
     fi
