@@ -9,7 +9,7 @@
 # Sections (run in this order; BENCH_ONLY=name[,name] runs only those):
 #   passthrough      tools/call get_patient, JSON answers: direct, nginx, h2o, toolgate
 #   passthrough_sse  the same with the backend answering every POST as an SSE stream
-#   idle_rss         toolgate's peak RSS with 1,000 idle keep-alive connections (nginx beside it)
+#   idle_rss         toolgate's peak RSS with 1,000 idle keep-alive connections (peers beside it)
 #   micro            one-command micro-benchmarks of the layers (see section_micro)
 #
 # Settings (environment):
@@ -21,7 +21,7 @@
 #   BENCH_BACKEND_WORKERS=1  ehr-backend worker threads
 #   BENCH_TARGETS="direct nginx h2o toolgate"   the pass-through targets, in run order
 #   BENCH_IDLE_CONNECTIONS=1000                 connections held by idle_rss
-#   BENCH_RSS_TARGETS="toolgate nginx"          servers measured by idle_rss
+#   BENCH_RSS_TARGETS="toolgate nginx h2o"      servers measured by idle_rss
 #   BENCH_RESULTS=bench/RESULTS.md              where the report is appended; "-" = nowhere
 #   BENCH_TOOLGATE_CONFIG=bench/peers/toolgate.yaml.in   template of toolgate's config
 #   BENCH_AUTHORIZATION="Bearer ..."            sent as Authorization on every MCP request
@@ -56,7 +56,7 @@ BENCH_WORKERS=${BENCH_WORKERS:-1}
 BENCH_BACKEND_WORKERS=${BENCH_BACKEND_WORKERS:-1}
 BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate}
 BENCH_IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
-BENCH_RSS_TARGETS=${BENCH_RSS_TARGETS:-toolgate nginx}
+BENCH_RSS_TARGETS=${BENCH_RSS_TARGETS:-toolgate nginx h2o}
 BENCH_RESULTS=${BENCH_RESULTS:-$REPO/bench/RESULTS.md}
 BENCH_TOOLGATE_CONFIG=${BENCH_TOOLGATE_CONFIG:-$BENCH_DIR/peers/toolgate.yaml.in}
 BENCH_AUTHORIZATION=${BENCH_AUTHORIZATION:-}
@@ -134,14 +134,32 @@ start_bg() {
     printf -v "$var" '%s' "$pid"
 }
 
-# stop_bg PID: stops it now (instead of at exit).
-stop_bg() {
-    local pid=$1 keep=() p
-    stop_pid "$pid"
+# run_waiting OUT CMD...: runs CMD (stdout and stderr to OUT) and returns its status. CMD runs
+# in the background while the script waits for it: bash runs a trap only between commands, but
+# it interrupts `wait`, so SIGTERM or Ctrl-C stops the run at once and cleanup stops CMD.
+run_waiting() {
+    local out=$1 pid rc=0
+    shift
+    "$@" >"$out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    return "$rc"
+}
+
+forget_pid() {
+    local keep=() p
     for p in "${PIDS[@]}"; do
-        [[ $p == "$pid" ]] || keep+=("$p")
+        [[ $p == "$1" ]] || keep+=("$p")
     done
     PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# stop_bg PID: stops it now (instead of at exit).
+stop_bg() {
+    stop_pid "$1"
+    forget_pid "$1"
 }
 
 # stop_bg_wait PID SECONDS: lets it end by itself within SECONDS, then stops it.
@@ -352,8 +370,9 @@ run_wrk() {
     local name=$1 url=$2 pid=$3 out=$TMP/wrk-$1.out t0 t1 line cpu
     local args=(-t "$BENCH_THREADS" -c "$BENCH_CONNECTIONS" --latency -s "$BENCH_DIR/tools-call.lua")
     if ((BENCH_WARMUP > 0)); then
-        BENCH_SESSION=$SESSION timeout $((BENCH_WARMUP + 30)) wrk "${args[@]}" -d "${BENCH_WARMUP}s" "$url" \
-            >"$TMP/wrk-$name-warmup.out" 2>&1 || die "wrk warm-up against $name failed"
+        run_waiting "$TMP/wrk-$name-warmup.out" env BENCH_SESSION="$SESSION" \
+            timeout $((BENCH_WARMUP + 30)) wrk "${args[@]}" -d "${BENCH_WARMUP}s" "$url" ||
+            die "wrk warm-up against $name failed: $(tail -3 "$TMP/wrk-$name-warmup.out")"
     fi
     local perf_pid="" perf_out=$BUILD_DIR/bench/perf-$name.data
     if [[ $BENCH_PERF == 1 && $name == *.toolgate ]] && command -v perf >/dev/null; then
@@ -365,8 +384,9 @@ run_wrk() {
             -p "$pid" -o "$perf_out" -- sleep "$BENCH_DURATION"
     fi
     t0=$(proc_tree_ticks "$pid")
-    BENCH_SESSION=$SESSION timeout $((BENCH_DURATION + 30)) wrk "${args[@]}" -d "${BENCH_DURATION}s" --timeout 10s "$url" \
-        >"$out" 2>&1 || die "wrk against $name failed: $(tail -3 "$out")"
+    run_waiting "$out" env BENCH_SESSION="$SESSION" \
+        timeout $((BENCH_DURATION + 30)) wrk "${args[@]}" -d "${BENCH_DURATION}s" --timeout 10s "$url" ||
+        die "wrk against $name failed: $(tail -3 "$out")"
     t1=$(proc_tree_ticks "$pid")
     if [[ -n $perf_pid ]]; then
         stop_bg_wait "$perf_pid" 30
@@ -561,10 +581,14 @@ section_idle_rss() {
 # fails or does not exist yet is reported as "not available", without failing the run.
 
 micro_bench() {
-    local name=$1 rc=0
+    local name=$1 rc=0 pid
     shift
     log "micro: $name"
-    timeout "$BENCH_MICRO_TIMEOUT" "$@" >"$TMP/micro-$name.out" 2>"$TMP/micro-$name.err" || rc=$?
+    timeout "$BENCH_MICRO_TIMEOUT" "$@" >"$TMP/micro-$name.out" 2>"$TMP/micro-$name.err" &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
     if ((rc == 0)) && [[ -s $TMP/micro-$name.out ]]; then
         report ""
         report "#### $name"
