@@ -334,6 +334,9 @@ start_h2o() {
     mkdir -p "$TMP/h2o"
     fill_template "$BENCH_DIR/peers/h2o.conf.in" "$TMP/h2o/h2o.conf" \
         "DIR=$TMP/h2o" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS"
+    # `user:` only matters when started as root (h2o would otherwise switch to nobody, who
+    # cannot reach the temp directory); a non-root h2o refuses to switch users at all.
+    [[ $EUID == 0 ]] || sed -i '/^user:/d' "$TMP/h2o/h2o.conf"
     start_bg TARGET_PID "$TMP/h2o/stderr.log" "$H2O" -m worker -c "$TMP/h2o/h2o.conf"
     wait_port "$port" "$TARGET_PID" "$TMP/h2o/stderr.log"
     TARGET_URL="http://127.0.0.1:$port/mcp"
