@@ -115,8 +115,8 @@ static void idle_fail(struct idle_conn *c, int ep, size_t *pending, size_t *fail
 }
 
 /* Drives one connection forward on an epoll event. */
-static void idle_step(struct idle_conn *c, uint32_t events, const char *req, size_t req_len,
-                      int ep, size_t *pending, size_t *ok, size_t *failed)
+static void idle_step(struct idle_conn *c, uint32_t events, const char *req, size_t req_len, int ep,
+                      size_t *pending, size_t *ok, size_t *failed)
 {
     if (c->state == IDLE_CONNECTING && (events & (EPOLLOUT | EPOLLERR))) {
         while (c->sent < req_len) {
@@ -172,8 +172,9 @@ int main(int argc, char **argv)
     long hold_s = strtol(argv[5], NULL, 10);
     if (inet_pton(AF_INET, argv[1], &addr.sin_addr) != 1 || n_conns <= 0 ||
         n_conns > IDLE_MAX_CONNS || hold_s <= 0 || hold_s > 3600) {
-        fprintf(stderr, "idleconn: bad arguments (numeric IPv4 host, 1..%d connections, "
-                        "1..3600 s hold)\n",
+        fprintf(stderr,
+                "idleconn: bad arguments (numeric IPv4 host, 1..%d connections, "
+                "1..3600 s hold)\n",
                 IDLE_MAX_CONNS);
         return 2;
     }
@@ -213,8 +214,7 @@ int main(int argc, char **argv)
     size_t pending = 0, ok = 0, failed = 0, started = 0;
     struct epoll_event evs[256];
     long long deadline = idle_now_ms() + IDLE_READY_TIMEOUT_MS;
-    while ((started < (size_t)n_conns || pending > 0) && !idle_stop &&
-           idle_now_ms() < deadline) {
+    while ((started < (size_t)n_conns || pending > 0) && !idle_stop && idle_now_ms() < deadline) {
         /* Keep at most one batch in flight so a small listen backlog is not overrun. */
         while (started < (size_t)n_conns && pending < IDLE_BATCH) {
             struct idle_conn *c = &conns[started++];
