@@ -1,0 +1,703 @@
+#!/usr/bin/env bash
+# bench/run.sh BUILD_DIR — toolgate's performance measured against peers in the same run.
+#
+# `make bench` builds BUILD_DIR/toolgate and BUILD_DIR/ehr-backend, then calls this script.
+# Everything runs on loopback; every process started here is stopped on exit, even on failure.
+# The report is printed and appended to bench/RESULTS.md. docs/benchmarks.md explains the
+# numbers.
+#
+# Sections (run in this order; BENCH_ONLY=name[,name] runs only those):
+#   passthrough      tools/call get_patient, JSON answers: direct, nginx, h2o, toolgate
+#   passthrough_sse  the same with the backend answering every POST as an SSE stream
+#   idle_rss         toolgate's peak RSS with 1,000 idle keep-alive connections (peers beside it)
+#   micro            one-command micro-benchmarks of the layers (see section_micro)
+#
+# Settings (environment):
+#   BENCH_DURATION=10        seconds of each measured wrk run
+#   BENCH_WARMUP=2           seconds of an unmeasured wrk run before each measured one
+#   BENCH_ROUNDS=1           rounds over all targets (interleaved); tables show medians
+#   BENCH_CONNECTIONS=50     wrk connections        BENCH_THREADS=1  wrk threads
+#   BENCH_WORKERS=1          workers of each proxy (nginx processes, h2o and toolgate threads)
+#   BENCH_BACKEND_WORKERS=1  ehr-backend worker threads
+#   BENCH_TARGETS="direct nginx h2o toolgate"   the pass-through targets, in run order
+#   BENCH_IDLE_CONNECTIONS=1000                 connections held by idle_rss
+#   BENCH_RSS_TARGETS="toolgate nginx h2o"      servers measured by idle_rss
+#   BENCH_RESULTS=bench/RESULTS.md              where the report is appended; "-" = nowhere
+#   BENCH_TOOLGATE_CONFIG=bench/peers/toolgate.yaml.in   template of toolgate's config
+#   BENCH_AUTHORIZATION="Bearer ..."            sent as Authorization on every MCP request
+#   BENCH_KEEP=1             keep the temp directory (configs, logs) for inspection
+#   BENCH_PERF=1             record a perf profile of toolgate in each pass-through run
+#                            (BUILD_DIR/bench/perf-<section>.toolgate.data)
+#
+# Adding a measurement: write `section_NAME` (it may use the helpers below and writes its part
+# of the report with `report`), and add NAME to SECTIONS. A layer micro-benchmark is one line
+# in section_micro.
+
+set -euo pipefail
+
+SECTIONS=(passthrough passthrough_sse idle_rss micro)
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+BUILD_ARG=${1:-build}
+if [[ ! -d $BUILD_ARG ]]; then
+    echo "bench: build directory \"$BUILD_ARG\" does not exist; run \`make bench\`" >&2
+    exit 2
+fi
+BUILD_DIR=$(cd "$BUILD_ARG" && pwd)
+TOOLGATE=$BUILD_DIR/toolgate
+BACKEND=$BUILD_DIR/ehr-backend
+
+BENCH_DURATION=${BENCH_DURATION:-10}
+BENCH_WARMUP=${BENCH_WARMUP:-2}
+BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-50}
+BENCH_THREADS=${BENCH_THREADS:-1}
+BENCH_WORKERS=${BENCH_WORKERS:-1}
+BENCH_BACKEND_WORKERS=${BENCH_BACKEND_WORKERS:-1}
+BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate}
+BENCH_IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
+BENCH_RSS_TARGETS=${BENCH_RSS_TARGETS:-toolgate nginx h2o}
+BENCH_RESULTS=${BENCH_RESULTS:-$REPO/bench/RESULTS.md}
+BENCH_TOOLGATE_CONFIG=${BENCH_TOOLGATE_CONFIG:-$BENCH_DIR/peers/toolgate.yaml.in}
+BENCH_AUTHORIZATION=${BENCH_AUTHORIZATION:-}
+BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_ONLY=${BENCH_ONLY:-}
+BENCH_MICRO_TIMEOUT=${BENCH_MICRO_TIMEOUT:-60}
+BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+BENCH_PERF=${BENCH_PERF:-0}
+export BENCH_AUTHORIZATION
+
+MCP_PROTOCOL=2025-06-18
+NGINX=${NGINX:-/usr/sbin/nginx}
+H2O=${H2O:-/usr/bin/h2o}
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping: every background process is recorded and stopped by cleanup().
+
+PIDS=()
+TMP=""
+REPORT=""
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# Stops one process we started: SIGTERM, up to 5 s, then SIGKILL.
+stop_pid() {
+    local pid=$1 i
+    [[ -n $pid ]] || return 0
+    kill -0 "$pid" 2>/dev/null || {
+        wait "$pid" 2>/dev/null || true
+        return 0
+    }
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop on SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    if [[ -n $TMP && -d $TMP ]]; then
+        if [[ $BENCH_KEEP == 1 || $rc != 0 ]]; then
+            log "configs and logs kept in $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_bg VAR LOGFILE CMD...: runs CMD in the background, its pid in $VAR.
+start_bg() {
+    local var=$1 logfile=$2
+    shift 2
+    "$@" >"$logfile" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    printf -v "$var" '%s' "$pid"
+}
+
+# run_waiting OUT CMD...: runs CMD (stdout and stderr to OUT) and returns its status. CMD runs
+# in the background while the script waits for it: bash runs a trap only between commands, but
+# it interrupts `wait`, so SIGTERM or Ctrl-C stops the run at once and cleanup stops CMD.
+run_waiting() {
+    local out=$1 pid rc=0
+    shift
+    "$@" >"$out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    return "$rc"
+}
+
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$1" ]] || keep+=("$p")
+    done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# stop_bg PID: stops it now (instead of at exit).
+stop_bg() {
+    stop_pid "$1"
+    forget_pid "$1"
+}
+
+# stop_bg_wait PID SECONDS: lets it end by itself within SECONDS, then stops it.
+stop_bg_wait() {
+    local pid=$1 i
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop_bg "$pid"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Ports, readiness, /proc readings.
+
+USED_PORTS=" "
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Listening ports come from below the kernel's ephemeral range: a port in that range may be
+# the local end of one of the benchmark's own client connections, and bind() then fails.
+read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || EPHEMERAL_LOW=32768
+if ((EPHEMERAL_LOW > 12000)); then
+    PORT_BASE=10000 PORT_SPAN=$((EPHEMERAL_LOW - 10000))
+else
+    PORT_BASE=61000 PORT_SPAN=4000
+fi
+
+# pick_port VAR: a loopback port nobody listens on, not handed out before in this run.
+pick_port() {
+    local p i
+    for ((i = 0; i < 100; i++)); do
+        p=$((PORT_BASE + RANDOM % PORT_SPAN))
+        if [[ $USED_PORTS != *" $p "* ]] && ! port_open "$p"; then
+            USED_PORTS+="$p "
+            printf -v "$1" '%s' "$p"
+            return 0
+        fi
+    done
+    die "no free loopback port found"
+}
+
+# wait_port PORT PID LOGFILE: until something accepts on PORT (10 s), or the process died.
+wait_port() {
+    local port=$1 pid=$2 logfile=$3 i
+    for ((i = 0; i < 100; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            sed 's/^/    /' "$logfile" >&2 || true
+            die "process $pid exited before listening on port $port (log above)"
+        fi
+        port_open "$port" && return 0
+        sleep 0.1
+    done
+    sed 's/^/    /' "$logfile" >&2 || true
+    die "nothing listens on port $port after 10 s (log above)"
+}
+
+# The process and its direct children (nginx's master and workers).
+proc_tree() {
+    local pid=$1
+    echo "$pid"
+    pgrep -P "$pid" 2>/dev/null || true
+}
+
+# CPU time (clock ticks, user + system) used so far by a process tree.
+proc_tree_ticks() {
+    local total=0 p t
+    for p in $(proc_tree "$1"); do
+        # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+        t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# proc_tree_kib PID FIELD: sum of a /proc/PID/status field (VmRSS, VmHWM) over the tree, KiB.
+proc_tree_kib() {
+    local total=0 p v
+    for p in $(proc_tree "$1"); do
+        v=$(awk -v f="$2:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null) || v=0
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+fill_template() { # fill_template IN OUT NAME=VALUE...
+    local in=$1 out=$2 expr=() kv
+    shift 2
+    for kv in "$@"; do
+        expr+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
+    done
+    sed "${expr[@]}" "$in" >"$out"
+    local left
+    left=$(grep -v "^[[:space:]]*#" "$out" | grep -o "@[A-Z_]*@" | sort -u | tr "\n" " ") || true
+    if [[ -n $left ]]; then
+        die "$in: unfilled fields left: $left"
+    fi
+}
+
+fmt_ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+report() { printf '%s\n' "$*" >>"$REPORT"; }
+
+# ---------------------------------------------------------------------------------------------
+# The backend and the MCP session.
+
+# start_backend MODE: ehr-backend in json or sse mode; sets BACKEND_PORT and BACKEND_PID.
+start_backend() {
+    local mode=$1
+    pick_port BACKEND_PORT
+    start_bg BACKEND_PID "$TMP/backend-$mode.log" "$BACKEND" --listen "127.0.0.1:$BACKEND_PORT" \
+        --mode "$mode" --workers "$BENCH_BACKEND_WORKERS" --quiet
+    wait_port "$BACKEND_PORT" "$BACKEND_PID" "$TMP/backend-$mode.log"
+}
+
+MCP_HEADERS=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
+
+mcp_post() { # mcp_post URL BODY OUT_HEADERS OUT_BODY [SESSION]: prints the HTTP status
+    local url=$1 body=$2 hdr=$3 out=$4 session=${5:-} extra=()
+    [[ -n $session ]] && extra+=(-H "Mcp-Session-Id: $session" -H "MCP-Protocol-Version: $MCP_PROTOCOL")
+    [[ -n $BENCH_AUTHORIZATION ]] && extra+=(-H "Authorization: $BENCH_AUTHORIZATION")
+    curl -sS --max-time 5 -X POST "${MCP_HEADERS[@]}" "${extra[@]}" -D "$hdr" -o "$out" \
+        -w '%{http_code}' --data-binary "$body" "$url" || echo 000
+}
+
+TOOLS_CALL_BODY='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_patient","arguments":{"patient_id":"P42"}}}'
+
+# mcp_session URL: initialize + notifications/initialized through URL, then one checked
+# tools/call; sets SESSION. Every target gets its own session, made through that target.
+mcp_session() {
+    local url=$1 code
+    code=$(mcp_post "$url" '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"'$MCP_PROTOCOL'","capabilities":{},"clientInfo":{"name":"toolgate-bench","version":"1"}}}' \
+        "$TMP/init.h" "$TMP/init.b")
+    [[ $code == 200 ]] || die "initialize via $url answered $code: $(head -c 300 "$TMP/init.b" 2>/dev/null)"
+    SESSION=$(tr -d '\r' <"$TMP/init.h" | awk -F': *' 'tolower($1) == "mcp-session-id" {print $2}')
+    [[ -n $SESSION ]] || die "initialize via $url returned no Mcp-Session-Id"
+    code=$(mcp_post "$url" '{"jsonrpc":"2.0","method":"notifications/initialized"}' \
+        "$TMP/notif.h" "$TMP/notif.b" "$SESSION")
+    [[ $code == 202 || $code == 200 ]] || die "notifications/initialized via $url answered $code"
+    code=$(mcp_post "$url" "$TOOLS_CALL_BODY" "$TMP/call.h" "$TMP/call.b" "$SESSION")
+    if [[ $code != 200 ]] || ! grep -q '"result"' "$TMP/call.b" || ! grep -q 'P42' "$TMP/call.b"; then
+        die "tools/call get_patient via $url answered $code: $(head -c 300 "$TMP/call.b")"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Targets: start_<target> sets TARGET_URL and TARGET_PID (the process whose CPU is counted).
+# `direct` is the backend itself.
+
+start_direct() {
+    TARGET_URL="http://127.0.0.1:$BACKEND_PORT/mcp"
+    TARGET_PID=$BACKEND_PID
+}
+
+start_nginx() {
+    local port buffering=on
+    [[ $1 == sse ]] && buffering=off
+    pick_port port
+    mkdir -p "$TMP/nginx"
+    fill_template "$BENCH_DIR/peers/nginx.conf.in" "$TMP/nginx/nginx.conf" \
+        "DIR=$TMP/nginx" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS" \
+        "BUFFERING=$buffering"
+    start_bg TARGET_PID "$TMP/nginx/stderr.log" "$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/nginx-error.log" \
+        -c "$TMP/nginx/nginx.conf"
+    wait_port "$port" "$TARGET_PID" "$TMP/nginx/stderr.log"
+    TARGET_URL="http://127.0.0.1:$port/mcp"
+}
+
+start_h2o() {
+    local port
+    pick_port port
+    mkdir -p "$TMP/h2o"
+    fill_template "$BENCH_DIR/peers/h2o.conf.in" "$TMP/h2o/h2o.conf" \
+        "DIR=$TMP/h2o" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS"
+    # `user:` only matters when started as root (h2o would otherwise switch to nobody, who
+    # cannot reach the temp directory); a non-root h2o refuses to switch users at all.
+    [[ $EUID == 0 ]] || sed -i '/^user:/d' "$TMP/h2o/h2o.conf"
+    start_bg TARGET_PID "$TMP/h2o/stderr.log" "$H2O" -m worker -c "$TMP/h2o/h2o.conf"
+    wait_port "$port" "$TARGET_PID" "$TMP/h2o/stderr.log"
+    TARGET_URL="http://127.0.0.1:$port/mcp"
+}
+
+start_toolgate() {
+    local port
+    pick_port port
+    mkdir -p "$TMP/toolgate"
+    fill_template "$BENCH_TOOLGATE_CONFIG" "$TMP/toolgate/toolgate.yaml" \
+        "DIR=$TMP/toolgate" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS"
+    start_bg TARGET_PID "$TMP/toolgate/toolgate.log" "$TOOLGATE" serve --config "$TMP/toolgate/toolgate.yaml"
+    wait_port "$port" "$TARGET_PID" "$TMP/toolgate/toolgate.log"
+    TARGET_URL="http://127.0.0.1:$port/mcp"
+}
+
+# Why a target cannot run here, or nothing.
+target_missing() {
+    case $1 in
+    direct | toolgate) ;;
+    nginx) [[ -x $NGINX ]] || echo "nginx not installed ($NGINX)" ;;
+    h2o) [[ -x $H2O ]] || echo "h2o not installed ($H2O)" ;;
+    *) echo "unknown target" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# wrk.
+
+# run_wrk NAME URL PID: warm-up run, then the measured run; appends this round's numbers to
+# L_<field>[NAME] (space-separated, one per round).
+declare -A L_RPS L_P50 L_P99 L_CPU L_STATUS L_SOCK
+run_wrk() {
+    local name=$1 url=$2 pid=$3 out=$TMP/wrk-$1.out t0 t1 line cpu
+    local args=(-t "$BENCH_THREADS" -c "$BENCH_CONNECTIONS" --latency -s "$BENCH_DIR/tools-call.lua")
+    if ((BENCH_WARMUP > 0)); then
+        run_waiting "$TMP/wrk-$name-warmup.out" env BENCH_SESSION="$SESSION" \
+            timeout $((BENCH_WARMUP + 30)) wrk "${args[@]}" -d "${BENCH_WARMUP}s" "$url" ||
+            die "wrk warm-up against $name failed: $(tail -3 "$TMP/wrk-$name-warmup.out")"
+    fi
+    local perf_pid="" perf_out=$BUILD_DIR/bench/perf-$name.data
+    if [[ $BENCH_PERF == 1 && $name == *.toolgate ]] && command -v perf >/dev/null; then
+        # Samples toolgate during the measured run (DWARF unwinding: the build keeps frame
+        # pointers out); `perf report -i FILE` reads it afterwards.
+        mkdir -p "$BUILD_DIR/bench"
+        rm -f "$perf_out" "$perf_out.old"
+        start_bg perf_pid "$TMP/perf-$name.log" perf record -F 999 --call-graph dwarf,16384 \
+            -p "$pid" -o "$perf_out" -- sleep "$BENCH_DURATION"
+    fi
+    t0=$(proc_tree_ticks "$pid")
+    run_waiting "$out" env BENCH_SESSION="$SESSION" \
+        timeout $((BENCH_DURATION + 30)) wrk "${args[@]}" -d "${BENCH_DURATION}s" --timeout 10s "$url" ||
+        die "wrk against $name failed: $(tail -3 "$out")"
+    t1=$(proc_tree_ticks "$pid")
+    if [[ -n $perf_pid ]]; then
+        stop_bg_wait "$perf_pid" 30
+        log "profile of $name: perf report -i $perf_out"
+    fi
+    line=$(grep '^BENCH_RESULT ' "$out") || die "wrk against $name printed no result: $(tail -3 "$out")"
+    local requests rps p50 p99 e_conn e_read e_write e_status e_timeout
+    requests=$(wrk_field "$line" requests)
+    rps=$(wrk_field "$line" rps)
+    p50=$(wrk_field "$line" p50_us)
+    p99=$(wrk_field "$line" p99_us)
+    e_conn=$(wrk_field "$line" errors_connect)
+    e_read=$(wrk_field "$line" errors_read)
+    e_write=$(wrk_field "$line" errors_write)
+    e_status=$(wrk_field "$line" errors_status)
+    e_timeout=$(wrk_field "$line" errors_timeout)
+    cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" \
+        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print 0 }')
+    L_RPS[$name]+=" $rps"
+    L_P50[$name]+=" $p50"
+    L_P99[$name]+=" $p99"
+    L_CPU[$name]+=" $cpu"
+    L_STATUS[$name]=$((${L_STATUS[$name]:-0} + e_status))
+    L_SOCK[$name]=$((${L_SOCK[$name]:-0} + e_conn + e_read + e_write + e_timeout))
+    log "$name: $rps req/s, p50 $(fmt_ms "$p50") ms, p99 $(fmt_ms "$p99") ms, CPU $cpu us/req, errors $e_status non-2xx"
+}
+
+# wrk_field LINE NAME: the value of NAME=... in a BENCH_RESULT line.
+wrk_field() { sed -n "s/.* $2=\([0-9.]*\).*/\1/p" <<<"$1"; }
+
+# The median of a space-separated list of numbers.
+median() {
+    tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2];
+        else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# R_<field>[NAME]: the medians over the rounds, which the tables and ratios use.
+declare -A R_RPS R_P50 R_P99 R_CPU R_ERR
+summarize() {
+    local name=$1
+    R_RPS[$name]=$(median "${L_RPS[$name]}")
+    R_P50[$name]=$(median "${L_P50[$name]}")
+    R_P99[$name]=$(median "${L_P99[$name]}")
+    R_CPU[$name]=$(median "${L_CPU[$name]}")
+    R_ERR[$name]=0
+    if ((L_STATUS[$name] + L_SOCK[$name] > 0)); then
+        R_ERR[$name]="${L_STATUS[$name]} non-2xx, ${L_SOCK[$name]} socket"
+    fi
+}
+
+# passthrough_run MODE KEY TITLE: every target in turn against one backend, BENCH_ROUNDS times
+# (targets interleaved, so a burst of noise from elsewhere hits one round, not one target);
+# one table of medians.
+passthrough_run() {
+    local mode=$1 key=$2 title=$3 target why round
+    start_backend "$mode"
+    report ""
+    report "### $title"
+    report ""
+    report "| target | req/s | p50 ms | p99 ms | server CPU µs/req | errors |"
+    report "|---|---:|---:|---:|---:|---|"
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for target in $BENCH_TARGETS; do
+            [[ -z $(target_missing "$target") ]] || continue
+            log "$key: $target (round $round of $BENCH_ROUNDS)"
+            "start_$target" "$mode"
+            mcp_session "$TARGET_URL"
+            run_wrk "$key.$target" "$TARGET_URL" "$TARGET_PID"
+            [[ $target == direct ]] || stop_bg "$TARGET_PID"
+        done
+    done
+    stop_bg "$BACKEND_PID"
+    for target in $BENCH_TARGETS; do
+        why=$(target_missing "$target")
+        if [[ -n $why ]]; then
+            report "| $target | — | — | — | — | not run: $why |"
+            continue
+        fi
+        summarize "$key.$target"
+        report "| $target | ${R_RPS[$key.$target]} | $(fmt_ms "${R_P50[$key.$target]}") | $(fmt_ms "${R_P99[$key.$target]}") | ${R_CPU[$key.$target]} | ${R_ERR[$key.$target]} |"
+    done
+    if ((BENCH_ROUNDS > 1)); then
+        report ""
+        report "(medians of $BENCH_ROUNDS rounds)"
+    fi
+    report ""
+    local peer
+    if [[ -n ${R_RPS[$key.toolgate]:-} ]]; then
+        for peer in nginx h2o direct; do
+            [[ -n ${R_RPS[$key.$peer]:-} ]] || continue
+            report "- toolgate/$peer: throughput $(ratio "${R_RPS[$key.toolgate]}" "${R_RPS[$key.$peer]}")x," \
+                "p50 $(ratio "${R_P50[$key.toolgate]}" "${R_P50[$key.$peer]}")x," \
+                "p99 $(ratio "${R_P99[$key.toolgate]}" "${R_P99[$key.$peer]}")x," \
+                "CPU per request $(ratio "${R_CPU[$key.toolgate]}" "${R_CPU[$key.$peer]}")x"
+        done
+    fi
+}
+
+section_passthrough() {
+    passthrough_run json pt "Pass-through: tools/call get_patient, JSON answers"
+}
+
+section_passthrough_sse() {
+    passthrough_run sse sse "Pass-through: tools/call get_patient, SSE answers"
+}
+
+# ---------------------------------------------------------------------------------------------
+# idle_rss: memory with BENCH_IDLE_CONNECTIONS idle keep-alive connections.
+
+IDLECONN=""
+build_idleconn() {
+    IDLECONN=$BUILD_DIR/bench/idleconn
+    if [[ ! -x $IDLECONN || $BENCH_DIR/idleconn.c -nt $IDLECONN ]]; then
+        mkdir -p "$BUILD_DIR/bench"
+        ${CC:-cc} -std=c11 -O2 -Wall -Wextra -Werror -o "$IDLECONN" "$BENCH_DIR/idleconn.c" ||
+            die "cannot build bench/idleconn.c"
+    fi
+}
+
+declare -A RSS_BASE RSS_NOW RSS_HWM RSS_OK RSS_CLOSED
+idle_rss_one() {
+    local target=$1 port host_path out=$TMP/idle-$1.out client i line
+    "start_$target" json
+    mcp_session "$TARGET_URL"
+    # Baseline after the session's few requests: the server is warm but holds no load.
+    RSS_BASE[$target]=$(proc_tree_kib "$TARGET_PID" VmRSS)
+    port=${TARGET_URL#http://127.0.0.1:}
+    port=${port%%/*}
+    host_path=/${TARGET_URL#http://127.0.0.1:*/}
+    {
+        printf 'POST %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n' "$host_path" "$port"
+        printf 'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n'
+        printf 'Mcp-Session-Id: %s\r\nMCP-Protocol-Version: %s\r\n' "$SESSION" "$MCP_PROTOCOL"
+        [[ -n $BENCH_AUTHORIZATION ]] && printf 'Authorization: %s\r\n' "$BENCH_AUTHORIZATION"
+        printf 'Content-Length: %d\r\n\r\n%s' "${#TOOLS_CALL_BODY}" "$TOOLS_CALL_BODY"
+    } >"$TMP/idle-request.http"
+    start_bg client "$out" "$IDLECONN" 127.0.0.1 "$port" "$BENCH_IDLE_CONNECTIONS" \
+        "$TMP/idle-request.http" 120
+    for ((i = 0; i < 450; i++)); do
+        grep -q '^ready ' "$out" 2>/dev/null && break
+        kill -0 "$client" 2>/dev/null || break
+        sleep 0.1
+    done
+    line=$(grep '^ready ' "$out") || die "idleconn against $target did not get ready: $(tail -3 "$out")"
+    sleep 2 # idle: let any deferred frees and timers run before reading memory
+    RSS_NOW[$target]=$(proc_tree_kib "$TARGET_PID" VmRSS)
+    RSS_HWM[$target]=$(proc_tree_kib "$TARGET_PID" VmHWM)
+    RSS_OK[$target]=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$line")
+    stop_bg "$client"
+    RSS_CLOSED[$target]=$(sed -n 's/.* closed_by_server=\([0-9]*\).*/\1/p' "$out")
+    stop_bg "$TARGET_PID"
+    log "idle_rss $target: ${RSS_OK[$target]} connections answered, RSS ${RSS_NOW[$target]} KiB, peak ${RSS_HWM[$target]} KiB"
+}
+
+section_idle_rss() {
+    local target why n=$BENCH_IDLE_CONNECTIONS
+    build_idleconn
+    start_backend json
+    report ""
+    report "### Memory with $n idle keep-alive connections (one tools/call answered on each)"
+    report ""
+    report "| server | answered | closed while idle | RSS before | RSS idle | peak RSS (VmHWM) | per connection |"
+    report "|---|---:|---:|---:|---:|---:|---:|"
+    for target in $BENCH_RSS_TARGETS; do
+        why=$(target_missing "$target")
+        if [[ -n $why || $target == direct ]]; then
+            report "| $target | — | — | — | — | — | not run: ${why:-the backend is not a proxy} |"
+            continue
+        fi
+        idle_rss_one "$target"
+        report "| $target | ${RSS_OK[$target]}/$n | ${RSS_CLOSED[$target]:-?} |" \
+            "$(awk -v k="${RSS_BASE[$target]}" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
+            "$(awk -v k="${RSS_NOW[$target]}" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
+            "$(awk -v k="${RSS_HWM[$target]}" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
+            "$(awk -v a="${RSS_NOW[$target]}" -v b="${RSS_BASE[$target]}" -v n="${RSS_OK[$target]}" \
+                'BEGIN { if (n > 0) printf "%.1f KiB", (a - b) / n; else print "n/a" }') |"
+    done
+    stop_bg "$BACKEND_PID"
+    [[ $BENCH_RSS_TARGETS == *nginx* ]] && report "" &&
+        report "(nginx: master and worker processes added together.)"
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# micro: layer micro-benchmarks. Each is one line here:
+#
+#     micro_bench NAME COMMAND [ARGS...]
+#
+# The command runs with a timeout (BENCH_MICRO_TIMEOUT s), prints its result on stdout (one
+# line or a small table) and exits 0; its output goes into the report as it is. A command that
+# fails or does not exist yet is reported as "not available", without failing the run.
+
+micro_bench() {
+    local name=$1 rc=0 pid
+    shift
+    log "micro: $name"
+    timeout "$BENCH_MICRO_TIMEOUT" "$@" >"$TMP/micro-$name.out" 2>"$TMP/micro-$name.err" &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    if ((rc == 0)) && [[ -s $TMP/micro-$name.out ]]; then
+        report ""
+        report "#### $name"
+        report ""
+        report '```'
+        head -c 8192 "$TMP/micro-$name.out" >>"$REPORT"
+        report '```'
+    else
+        report ""
+        report "#### $name"
+        report ""
+        report "not available in this build (\`${*##*/}\` exit $rc: $(head -n 1 "$TMP/micro-$name.err" | head -c 200))"
+    fi
+}
+
+section_micro() {
+    report ""
+    report "### Layer micro-benchmarks"
+    micro_bench policy "$TOOLGATE" policy bench
+}
+
+# ---------------------------------------------------------------------------------------------
+# Targets (goals, reported, never asserted).
+
+report_targets() {
+    local v
+    report ""
+    report "### Targets"
+    report ""
+    if [[ -n ${R_RPS[pt.toolgate]:-} && -n ${R_RPS[pt.nginx]:-} ]]; then
+        v=$(ratio "${R_RPS[pt.toolgate]}" "${R_RPS[pt.nginx]}")
+        report "- pass-through throughput >= 0.8x nginx: ${v}x — $(awk -v v="$v" 'BEGIN { print (v >= 0.8) ? "met" : "not met" }')"
+        v=$(ratio "${R_P99[pt.toolgate]}" "${R_P99[pt.nginx]}")
+        report "- pass-through p99 <= 1.5x nginx p99: ${v}x — $(awk -v v="$v" 'BEGIN { print (v <= 1.5) ? "met" : "not met" }')"
+    else
+        report "- pass-through vs nginx: not measured in this run"
+    fi
+    if [[ -n ${RSS_HWM[toolgate]:-} ]]; then
+        v=$(awk -v k="${RSS_HWM[toolgate]}" 'BEGIN { printf "%.1f", k / 1024 }')
+        report "- peak RSS <= 30 MiB with $BENCH_IDLE_CONNECTIONS idle connections: $v MiB — $(awk -v v="$v" -v ok="${RSS_OK[toolgate]}" -v n="$BENCH_IDLE_CONNECTIONS" 'BEGIN { print (v <= 30 && ok == n) ? "met" : "not met" }')"
+    else
+        report "- peak RSS with idle connections: not measured in this run"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+
+main() {
+    local s selected=() name
+
+    [[ -x $TOOLGATE ]] || die "$TOOLGATE is missing; run \`make bench\`"
+    [[ -x $BACKEND ]] || die "$BACKEND is missing; run \`make bench\`"
+    command -v wrk >/dev/null || die "wrk is not installed (scripts/install-deps.sh installs it)"
+    command -v curl >/dev/null || die "curl is not installed"
+
+    if [[ -n $BENCH_ONLY ]]; then
+        IFS=', ' read -r -a selected <<<"$BENCH_ONLY"
+        for name in "${selected[@]}"; do
+            [[ " ${SECTIONS[*]} " == *" $name "* ]] || die "BENCH_ONLY: no section \"$name\" (sections: ${SECTIONS[*]})"
+        done
+    else
+        selected=("${SECTIONS[@]}")
+    fi
+
+    # 1,000 client connections plus as many upstream ones, in one process each.
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/toolgate-bench.XXXXXX")
+    REPORT=$TMP/report.md
+
+    local commit cpu started
+    commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [[ -n $(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+        commit+=" (with uncommitted changes)"
+    fi
+    cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+    started=$(date -u +%s)
+    report ""
+    report "## $(date -u '+%Y-%m-%d %H:%M UTC') — commit $commit"
+    report ""
+    report "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, Linux $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
+    report "- binaries: $("$TOOLGATE" --version 2>&1 | head -1), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $("$H2O" --version 2>/dev/null | head -1 | sed 's/ version / /'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')"
+    report "- load: wrk $BENCH_THREADS thread(s), $BENCH_CONNECTIONS connections, ${BENCH_DURATION} s measured after ${BENCH_WARMUP} s warm-up, one target at a time, $BENCH_ROUNDS round(s); $BENCH_WORKERS worker(s) per proxy, backend $BENCH_BACKEND_WORKERS worker(s)"
+    report "- sections: ${selected[*]}"
+
+    for s in "${selected[@]}"; do
+        log "section $s"
+        "section_$s"
+    done
+    report_targets
+    report ""
+    report "(run took $(($(date -u +%s) - started)) s)"
+
+    cat "$REPORT"
+    if [[ $BENCH_RESULTS != - ]]; then
+        if [[ ! -s $BENCH_RESULTS ]]; then
+            {
+                echo "# Benchmark results"
+                echo
+                echo "Appended by \`make bench\` (bench/run.sh); newest last. How to read them:"
+                echo "docs/benchmarks.md. Compare rows within one run, not across runs or machines."
+            } >"$BENCH_RESULTS"
+        fi
+        cat "$REPORT" >>"$BENCH_RESULTS"
+        log "appended to $BENCH_RESULTS"
+    fi
+}
+
+main "$@"
