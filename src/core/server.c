@@ -88,6 +88,8 @@ struct gw_conn {
     int head_sent;
     int body_started; /* the body phase of the current request began */
     int close_after;  /* close once the queued bytes are written */
+    int head_pending; /* a fixed-length head waits in head_buf to leave with the body */
+    struct gw_buf head_buf;
     int shutting;     /* uv_shutdown issued: no more writes */
     int closed;       /* uv_close issued: the handles are going away */
     int first_request;
@@ -348,11 +350,31 @@ int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_header *he
     else if (c->parser.http_minor == 0)
         rc |= gw_buf_append_str(&h, "Connection: keep-alive\r\n");
     rc |= gw_buf_append(&h, "\r\n", 2);
-    if (rc == 0)
+    if (rc == 0 && c->streaming) {
+        /* A stream's head goes at once: the client may wait long for the first event. */
         rc = conn_write(c, h.data, h.len);
-    gw_buf_free(&h);
+        gw_buf_free(&h);
+    } else if (rc == 0) {
+        /* A fixed-length head leaves with the body, in one write. */
+        gw_buf_free(&c->head_buf);
+        c->head_buf = h;
+        c->head_pending = 1;
+    } else {
+        gw_buf_free(&h);
+    }
     if (rc == 0)
         c->head_sent = 1;
+    return rc;
+}
+
+/* Writes a head still waiting for its body (an empty body, or the end of the answer). */
+static int flush_head(struct gw_conn *c)
+{
+    if (!c->head_pending)
+        return 0;
+    c->head_pending = 0;
+    int rc = conn_write(c, c->head_buf.data, c->head_buf.len);
+    gw_buf_reset(&c->head_buf);
     return rc;
 }
 
@@ -362,6 +384,13 @@ int gw_conn_write_body(struct gw_conn *c, const char *data, size_t len)
         return -1;
     if (len == 0)
         return 0;
+    if (c->head_pending) {
+        struct gw_slice pieces[2] = {{c->head_buf.data, c->head_buf.len}, {data, len}};
+        c->head_pending = 0;
+        int rc = conn_writev(c, pieces, 2);
+        gw_buf_reset(&c->head_buf);
+        return rc;
+    }
     if (!c->chunked)
         return conn_write(c, data, len);
     char size[24];
@@ -389,6 +418,7 @@ void gw_conn_end(struct gw_conn *c, int abandon)
 {
     if (c->closed || c->shutting)
         return;
+    flush_head(c);
     if (c->head_sent && c->chunked && !abandon)
         conn_write(c, "0\r\n\r\n", 5);
     int keep = c->keep_alive && c->head_sent && !abandon && !c->w->stopping;
@@ -566,6 +596,7 @@ static void conn_handle_closed(uv_handle_t *h)
     struct gw_worker *w = c->w;
     http1_free(&c->parser);
     gw_buf_free(&c->inbuf);
+    gw_buf_free(&c->head_buf);
     gw_tls_conn_free(c->tls);
     free(c);
     atomic_fetch_sub(&open_connections, 1);

@@ -152,6 +152,29 @@ int gw_random_bytes(void *buf, size_t n)
  */
 static _Atomic uint64_t uuid7_last_ms;
 
+/*
+ * Random bits for ids come from a small per-thread pool refilled from the kernel, so minting
+ * an id does not cost a system call each time.
+ */
+static void id_random(unsigned char *out, size_t n)
+{
+    static _Thread_local unsigned char pool[512];
+    static _Thread_local size_t avail;
+    if (n > sizeof pool) {
+        if (gw_random_bytes(out, n) != 0)
+            memset(out, 0, n);
+        return;
+    }
+    if (avail < n) {
+        if (gw_random_bytes(pool, sizeof pool) != 0)
+            memset(pool, 0, sizeof pool);
+        avail = sizeof pool;
+    }
+    memcpy(out, pool + sizeof pool - avail, n);
+    memset(pool + sizeof pool - avail, 0, n);
+    avail -= n;
+}
+
 void gw_uuid7(char out[37])
 {
     unsigned char b[16];
@@ -166,8 +189,7 @@ void gw_uuid7(char out[37])
                                                   memory_order_relaxed))
             break;
     }
-    if (gw_random_bytes(b + 6, 10) != 0)
-        memset(b + 6, 0, 10);
+    id_random(b + 6, 10);
     for (int i = 0; i < 6; i++)
         b[i] = (unsigned char)(ms >> (40 - 8 * i));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);

@@ -21,6 +21,14 @@ struct upstream_multi {
     int handles_open;
     CURL *spare[UPSTREAM_SPARE_EASY];
     size_t n_spare;
+    /*
+     * Poll handles by descriptor. curl stops watching a pooled connection between transfers
+     * and watches it again on reuse; keeping the (stopped) handle saves re-creating it each
+     * time. A stopped handle is out of epoll, so a descriptor number curl closed and reused
+     * for a new socket is simply watched anew.
+     */
+    struct sock_ctx **by_fd;
+    size_t n_by_fd;
 };
 
 struct sock_ctx {
@@ -164,15 +172,27 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
     struct upstream_multi *m = userp;
     struct sock_ctx *ctx = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (ctx) {
-            /* Stop watching before curl closes the descriptor (it may be reused at once). */
+        /* Stop watching before curl closes the descriptor (it may be reused at once). */
+        if (ctx)
             uv_poll_stop(&ctx->poll);
-            uv_close((uv_handle_t *)&ctx->poll, ctx_closed);
-            curl_multi_assign(m->multi, s, NULL);
-        }
         return 0;
     }
+    if (!ctx && s >= 0 && (size_t)s < m->n_by_fd)
+        ctx = m->by_fd[s];
     if (!ctx) {
+        if (s < 0 || s > 1 << 22)
+            return -1;
+        if ((size_t)s >= m->n_by_fd) {
+            size_t n = m->n_by_fd ? m->n_by_fd : 64;
+            while (n <= (size_t)s)
+                n *= 2;
+            struct sock_ctx **t = realloc(m->by_fd, n * sizeof *t);
+            if (!t)
+                return -1;
+            memset(t + m->n_by_fd, 0, (n - m->n_by_fd) * sizeof *t);
+            m->by_fd = t;
+            m->n_by_fd = n;
+        }
         ctx = calloc(1, sizeof *ctx);
         if (!ctx)
             return -1;
@@ -184,8 +204,9 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
         }
         ctx->poll.data = ctx;
         m->handles_open++;
-        curl_multi_assign(m->multi, s, ctx);
+        m->by_fd[s] = ctx;
     }
+    curl_multi_assign(m->multi, s, ctx);
     int events = 0;
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
@@ -247,6 +268,15 @@ void upstream_multi_close(struct upstream_multi *m)
     /* curl_multi_cleanup closes pooled connections, removing their sockets via sock_cb. */
     curl_multi_cleanup(m->multi);
     m->multi = NULL;
+    for (size_t i = 0; i < m->n_by_fd; i++) {
+        if (m->by_fd[i]) {
+            uv_poll_stop(&m->by_fd[i]->poll);
+            uv_close((uv_handle_t *)&m->by_fd[i]->poll, ctx_closed);
+        }
+    }
+    free(m->by_fd);
+    m->by_fd = NULL;
+    m->n_by_fd = 0;
     uv_timer_stop(&m->timer);
     uv_close((uv_handle_t *)&m->timer, timer_closed);
 }
