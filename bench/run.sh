@@ -347,7 +347,8 @@ start_toolgate() {
     pick_port port
     mkdir -p "$TMP/toolgate"
     fill_template "$BENCH_TOOLGATE_CONFIG" "$TMP/toolgate/toolgate.yaml" \
-        "DIR=$TMP/toolgate" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS"
+        "DIR=$TMP/toolgate" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS" \
+        "KEYS=$TMP/keys"
     start_bg TARGET_PID "$TMP/toolgate/toolgate.log" "$TOOLGATE" serve --config "$TMP/toolgate/toolgate.yaml"
     wait_port "$port" "$TARGET_PID" "$TMP/toolgate/toolgate.log"
     TARGET_URL="http://127.0.0.1:$port/mcp"
@@ -610,7 +611,11 @@ micro_bench() {
 section_micro() {
     report ""
     report "### Layer micro-benchmarks"
-    micro_bench policy "$TOOLGATE" policy bench
+    micro_bench policy "$TOOLGATE" bench policy
+    micro_bench identity "$TOOLGATE" bench identity
+    micro_bench audit "$TOOLGATE" bench audit --dir "$TMP/audit-bench"
+    micro_bench limits "$TOOLGATE" bench limits
+    micro_bench routing "$TOOLGATE" bench routing
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -638,6 +643,20 @@ report_targets() {
 }
 
 # ---------------------------------------------------------------------------------------------
+
+# Keys for the benchmark's identity provider and for the identity toolgate injects, and a
+# token for the benchmark user (sent to every target; the backend ignores it).
+bench_identity() {
+    mkdir -p "$TMP/keys"
+    "$TOOLGATE" keys generate --alg EdDSA --out "$TMP/keys/idp" >/dev/null
+    "$TOOLGATE" keys generate --alg EdDSA --out "$TMP/keys/egress" >/dev/null
+    if [[ -z $BENCH_AUTHORIZATION ]]; then
+        BENCH_AUTHORIZATION="Bearer $("$TOOLGATE" token --key "$TMP/keys/idp/private.pem" \
+            --iss https://idp.bench.invalid/ --aud http://toolgate.bench.invalid/mcp \
+            --sub bench-user --roles bench --scopes tools.read --client wrk --ttl 2h)"
+        export BENCH_AUTHORIZATION
+    fi
+}
 
 main() {
     local s selected=() name
@@ -677,6 +696,7 @@ main() {
     report "- load: wrk $BENCH_THREADS thread(s), $BENCH_CONNECTIONS connections, ${BENCH_DURATION} s measured after ${BENCH_WARMUP} s warm-up, one target at a time, $BENCH_ROUNDS round(s); $BENCH_WORKERS worker(s) per proxy, backend $BENCH_BACKEND_WORKERS worker(s)"
     report "- sections: ${selected[*]}"
 
+    bench_identity
     for s in "${selected[@]}"; do
         log "section $s"
         "section_$s"

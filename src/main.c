@@ -33,6 +33,7 @@ static void usage(FILE *out)
             "                          check the audit log's integrity; answer questions from it\n"
             "  keys generate ...       make a signing key pair and its JWKS (development tool)\n"
             "  token ...               mint a signed test JWT (development tool)\n"
+            "  bench LAYER             micro-benchmarks of a layer (identity, policy, limits, ...)\n"
             "  --version               print the version\n"
             "  --help                  this text; `toolgate <command> --help` for a command\n",
             TOOLGATE_VERSION);
@@ -115,6 +116,28 @@ static int cmd_check(int argc, char **argv)
     return 0;
 }
 
+/* `toolgate bench NAME ...`: the layers' micro-benchmarks (make bench runs them). */
+static int cmd_bench(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } benches[] = {
+        {"identity", identity_bench_main}, {"policy", policy_bench_main},
+        {"limits", limits_bench_main},     {"routing", routing_bench_main},
+        {"audit", audit_bench_main},
+    };
+    if (argc >= 2) {
+        for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
+            if (strcmp(argv[1], benches[i].name) == 0)
+                return benches[i].run(argc - 1, argv + 1);
+    }
+    fprintf(argc >= 2 && strcmp(argv[1], "--help") != 0 ? stderr : stdout,
+            "usage: toolgate bench identity|policy|limits|routing|audit [options]\n"
+            "Micro-benchmarks of the layers; `make bench` runs them with the peers.\n");
+    return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+}
+
 static int start_identity(const struct gw_config *cfg)
 {
     return identity_start(cfg->identity);
@@ -194,6 +217,8 @@ int main(int argc, char **argv)
         rc = cmd_check(argc - 1, argv + 1);
     else if (strcmp(cmd, "policy") == 0)
         rc = policy_cli_main(argc - 1, argv + 1);
+    else if (strcmp(cmd, "bench") == 0)
+        rc = cmd_bench(argc - 1, argv + 1);
     else if (strcmp(cmd, "audit") == 0)
         rc = audit_cli_main(argc - 1, argv + 1);
     else if (strcmp(cmd, "keys") == 0)

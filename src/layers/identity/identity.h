@@ -92,5 +92,7 @@ int identity_metadata_json(const struct gw_config *cfg, const char *route_path, 
 /* Development tools (see docs/identity.md). argv[0] is the subcommand name. Exit status. */
 int identity_cli_keys(int argc, char **argv);
 int identity_cli_token(int argc, char **argv);
+/* `toolgate bench identity [ITERATIONS]`: verification and cache-hit costs. */
+int identity_bench_main(int argc, char **argv);
 
 #endif
