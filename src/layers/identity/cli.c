@@ -262,9 +262,13 @@ int identity_cli_token(int argc, char **argv)
     json_object_set_new(payload, "aud",
                         json_array_size(aud) == 1 ? json_incref(json_array_get(aud, 0))
                                                   : json_incref(aud));
-    json_object_set_new(payload, "iat", json_integer(now));
-    json_object_set_new(payload, "nbf", json_integer(now));
-    json_object_set_new(payload, "exp", json_integer(now + (int64_t)(ttl_ms / 1000)));
+    /* Times from --claim win, so tests can mint expired or not-yet-valid tokens. */
+    if (!json_object_get(payload, "iat"))
+        json_object_set_new(payload, "iat", json_integer(now));
+    if (!json_object_get(payload, "nbf"))
+        json_object_set_new(payload, "nbf", json_integer(now));
+    if (!json_object_get(payload, "exp"))
+        json_object_set_new(payload, "exp", json_integer(now + (int64_t)(ttl_ms / 1000)));
     if (roles) {
         json_t *r = json_array();
         char *copy = strdup(roles), *save = NULL;

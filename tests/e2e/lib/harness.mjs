@@ -263,7 +263,7 @@ export const PERMIT_ALL = {
  * environment). The audit log goes to the default SQLite store in the temp dir.
  */
 export async function startToolgate(opts = {}) {
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const dir = tempDir();
     const routes = (opts.routes || []).map((r) => ({
         name: r.name || "mcp",
