@@ -613,6 +613,7 @@ section_micro() {
     report "### Layer micro-benchmarks"
     micro_bench policy "$TOOLGATE" bench policy
     micro_bench identity "$TOOLGATE" bench identity
+    mkdir -p "$TMP/audit-bench"
     micro_bench audit "$TOOLGATE" bench audit --dir "$TMP/audit-bench"
     micro_bench limits "$TOOLGATE" bench limits
     micro_bench routing "$TOOLGATE" bench routing

@@ -1,7 +1,8 @@
 -- wrk script: POST one MCP tools/call (get_patient) on an established session.
 --
 -- Environment: BENCH_SESSION (Mcp-Session-Id from an initialize call, required),
--- BENCH_PROTOCOL (MCP-Protocol-Version, default 2025-06-18), BENCH_PATIENT (default P42).
+-- BENCH_PROTOCOL (MCP-Protocol-Version, default 2025-06-18), BENCH_PATIENT (default P42),
+-- BENCH_AUTHORIZATION (sent as Authorization when set).
 -- done() prints one machine-readable line that bench/run.sh parses:
 --   BENCH_RESULT requests=N duration_us=N rps=F p50_us=N p90_us=N p99_us=N max_us=N
 --                errors_connect=N errors_read=N errors_write=N errors_status=N errors_timeout=N
@@ -19,6 +20,10 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["Mcp-Session-Id"] = session
 wrk.headers["MCP-Protocol-Version"] = os.getenv("BENCH_PROTOCOL") or "2025-06-18"
+local authorization = os.getenv("BENCH_AUTHORIZATION")
+if authorization ~= nil and authorization ~= "" then
+   wrk.headers["Authorization"] = authorization
+end
 
 function done(summary, latency, requests)
    local secs = summary.duration / 1e6

@@ -45,6 +45,12 @@ struct audit_config {
      * crash can lose the records of answers already sent).
      */
     enum audit_durability durability;
+    /*
+     * sync: full: a commit is on stable storage before it counts (survives power loss, one
+     * fsync per group commit); normal (default): written to the operating system (survives
+     * any crash of toolgate itself, including kill -9, not of the machine).
+     */
+    int sync_full;
     uint64_t queue;              /* records queued for the writer at most (65536) */
     uint64_t rotate_max_records; /* SQLite: start a new file after this many; 0 = never */
     uint64_t rotate_max_bytes;   /* SQLite: start a new file past this size; 0 = never */

@@ -46,7 +46,7 @@ int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section
                        struct audit_config **out, struct cfg_error *err)
 {
     static const char *const keys[] = {"store",      "mirror",    "signing_key", "instance_id",
-                                       "checkpoint", "arguments", "durability", "queue",       "rotate",
+                                       "checkpoint", "arguments", "durability", "sync", "queue",       "rotate",
                                        "retention",  NULL};
     static const char *const cp_keys[] = {"every", "interval", NULL};
     static const char *const rot_keys[] = {"max_records", "max_bytes", NULL};
@@ -118,6 +118,20 @@ int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section
             cfg_errorf(err, doc, cfg_map_get(section, "durability"), "audit.durability",
                        "\"%s\" is not one of commit, queued", durability);
         free(durability);
+        if (bad)
+            goto fail;
+    }
+    char *sync = NULL;
+    if (cfg_get_string(doc, section, P, "sync", 0, &sync, err))
+        goto fail;
+    if (sync) {
+        int bad = strcmp(sync, "full") != 0 && strcmp(sync, "normal") != 0;
+        if (bad)
+            cfg_errorf(err, doc, cfg_map_get(section, "sync"), "audit.sync",
+                       "\"%s\" is not one of full, normal", sync);
+        else
+            ac->sync_full = strcmp(sync, "full") == 0;
+        free(sync);
         if (bad)
             goto fail;
     }

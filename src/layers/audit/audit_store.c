@@ -249,7 +249,14 @@ static void sq_close(struct audit_store *st)
     free(s);
 }
 
+static int sq_set_sync(struct audit_store *st, int full)
+{
+    struct sqlite_store *s = (struct sqlite_store *)st;
+    return sq_exec(s, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+}
+
 static const struct audit_store_ops sqlite_ops = {
+    .set_sync = sq_set_sync,
     .begin = sq_begin,
     .append = sq_append,
     .commit = sq_commit,
@@ -277,8 +284,9 @@ struct audit_store *audit_sqlite_open(const char *path, int create, char *err, s
     }
     sqlite3_busy_timeout(s->db, 5000);
     /*
-     * WAL with synchronous=FULL: every group commit fsyncs the log, so a committed batch
-     * survives power loss, and the cost is paid once per batch rather than per record.
+     * WAL with synchronous=FULL until the writer says otherwise (audit.sync): every group
+     * commit fsyncs the log, so a committed batch survives power loss, and the cost is paid
+     * once per batch rather than per record. NORMAL still survives a crash of the process.
      */
     /*
      * A whole batch (up to 4096 records) fits the page cache, so pages are written once at

@@ -64,6 +64,11 @@ struct audit_store_ops {
     int (*scan)(struct audit_store *st, const struct audit_filter *f, audit_row_cb cb, void *arg);
     /* Bytes the store occupies (SQLite: file + WAL); 0 when unknown. */
     uint64_t (*size)(struct audit_store *st);
+    /*
+     * Durability of a commit: full = on stable storage (survives power loss; one fsync per
+     * group commit), else written to the operating system (survives a crash of toolgate).
+     */
+    int (*set_sync)(struct audit_store *st, int full);
     void (*close)(struct audit_store *st);
 };
 

@@ -182,7 +182,14 @@ static void pg_close(struct audit_store *st)
     free(s);
 }
 
+static int pg_set_sync(struct audit_store *st, int full)
+{
+    struct pg_store *s = (struct pg_store *)st;
+    return pg_cmd(s, full ? "SET synchronous_commit = on" : "SET synchronous_commit = off");
+}
+
 static const struct audit_store_ops pg_ops = {
+    .set_sync = pg_set_sync,
     .begin = pg_begin,
     .append = pg_append,
     .commit = pg_commit,

@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 #define WRITER_BATCH 4096
+/* Fewer queued records than this wait WRITER_GATHER_NS for company before a commit. */
+#define WRITER_GATHER_BELOW 64
+#define WRITER_GATHER_NS 200000L
 /* Bytes of prepared records queued at most, whatever `audit.queue` allows in records. */
 #define WRITER_QUEUE_MAX_BYTES (256ull << 20)
 
@@ -356,6 +359,17 @@ static void *writer_main(void *arg)
                 pthread_cond_wait(&W.work, &W.mu);
             }
         }
+        /*
+         * Group commit: a commit costs about the same for one record as for hundreds, and
+         * answers wait for it, so when only a few records are queued, let more arrive for a
+         * moment (bounded, far below a request's own latency) before committing.
+         */
+        if (!W.stopping && W.count > 0 && W.count < WRITER_GATHER_BELOW) {
+            pthread_mutex_unlock(&W.mu);
+            struct timespec pause = {0, WRITER_GATHER_NS};
+            nanosleep(&pause, NULL);
+            pthread_mutex_lock(&W.mu);
+        }
         size_t n = 0;
         while (batch && W.count && n < WRITER_BATCH && (!W.hold || W.stopping)) {
             batch[n] = W.ring[W.head];
@@ -670,6 +684,10 @@ static int rotate_if_due(void)
         /* The old file is intact and closed; carry on appending to it. */
     }
     W.store = audit_store_open(W.ac.store, 1, err, sizeof err);
+    if (W.store && W.store->ops->set_sync(W.store, W.ac.sync_full) != 0) {
+        W.store->ops->close(W.store);
+        W.store = NULL;
+    }
     if (!W.store) {
         W.store = NULL;
         pthread_mutex_lock(&W.mu);
@@ -766,6 +784,11 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
     }
     /* The store first: a start that cannot reach it leaves no generated key behind. */
     W.store = audit_store_open(W.ac.store, 1, err, sizeof err);
+    if (W.store && W.store->ops->set_sync(W.store, W.ac.sync_full) != 0) {
+        snprintf(err, sizeof err, "cannot set the audit store's durability (audit.sync)");
+        W.store->ops->close(W.store);
+        W.store = NULL;
+    }
     if (!W.store) {
         gw_log_error("audit_start", "%s", err);
         rc = -EIO;
