@@ -10,6 +10,7 @@
 #include "layers/audit/audit.h"
 #include "layers/identity/identity.h"
 #include "layers/policy/policy.h"
+#include "layers/safety/safety.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1014,6 +1015,19 @@ static void free_audit(struct gw_config *cfg)
     cfg->audit = NULL;
 }
 
+/* No `safety` section gives the built-in detectors with their default actions. */
+static int parse_safety(struct gw_config *cfg, const struct cfg_doc *doc,
+                        const struct cfg_node *node, struct cfg_error *err)
+{
+    return safety_config_parse(doc, node, &cfg->safety, err);
+}
+
+static void free_safety(struct gw_config *cfg)
+{
+    safety_config_free(cfg->safety);
+    cfg->safety = NULL;
+}
+
 /* ---- the section table and loading -------------------------------------------------------- */
 
 /*
@@ -1028,6 +1042,7 @@ static const struct config_section {
     {"server", parse_server, free_server},
     {"routes", parse_routes, free_routes},
     {"identity", parse_identity, free_identity},
+    {"safety", parse_safety, free_safety},
     {"policy", parse_policy, free_policy},
     {"audit", parse_audit, free_audit},
 };

@@ -16,6 +16,7 @@
 struct identity_config; /* layers/identity/identity.h */
 struct policy_config;   /* layers/policy/policy.h */
 struct audit_config;    /* layers/audit/audit.h */
+struct safety_config;   /* layers/safety/safety.h */
 
 struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
@@ -78,6 +79,7 @@ struct gw_config {
     struct identity_config *identity; /* NULL: no identity section (deny everything) */
     struct policy_config *policy;     /* NULL when the file has no `policy` section: deny all */
     struct audit_config *audit;       /* `audit:` (audit_config_parse); never NULL once loaded */
+    struct safety_config *safety;     /* `safety:` (defaults when absent); never NULL once loaded */
 };
 
 /*
