@@ -100,9 +100,25 @@ static int parse_entry(const struct cfg_doc *doc, const struct cfg_node *n, cons
         {"response", &e->response, action_names, action_what},
         {"redact", &e->style, style_names, style_what},
     };
+    const struct cfg_node *am = cfg_map_get(n, "action");
+    if (am && am->kind == CFG_MAP) {
+        /* action: {request: block, response: redact} */
+        static const char *const dir_keys[] = {"request", "response", NULL};
+        cfg_path_key(p, sizeof p, path, "action");
+        if (cfg_check_keys(doc, am, p, dir_keys, err) != 0)
+            return -1;
+        char pp[P_LEN];
+        for (int k = 0; k < 2; k++) {
+            const struct cfg_node *v = cfg_map_get(am, dir_keys[k]);
+            cfg_path_key(pp, sizeof pp, p, dir_keys[k]);
+            if (v && parse_enum(doc, v, pp, action_names, action_what,
+                                k ? &e->response : &e->request, err) != 0)
+                return -1;
+        }
+    }
     for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
         const struct cfg_node *v = cfg_map_get(n, enums[i].key);
-        if (!v)
+        if (!v || (i == 0 && v->kind == CFG_MAP))
             continue;
         cfg_path_key(p, sizeof p, path, enums[i].key);
         if (parse_enum(doc, v, p, enums[i].names, enums[i].what, enums[i].out, err) != 0)

@@ -137,7 +137,7 @@ struct builtin_rule {
 };
 
 static const struct builtin_rule builtin_rules[] = {
-    {SB_PRIVATE_KEY, "-----BEGIN (?:[A-Z0-9]+ )*+PRIVATE KEY(?: BLOCK)?-----", 0, 0,
+    {SB_PRIVATE_KEY, "-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----", 0, 0,
      "-----BEGIN [A-Z0-9 ]*PRIVATE KEY", 0, 1, SC_PEM},
     {SB_AWS_ACCESS_KEY,
      "(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])", 0, 0,
