@@ -92,20 +92,20 @@ static void test_card(void **state)
     const char *brand = NULL;
     assert_int_equal(safety_card_ok("4111111111111111", 16, &brand), 1);
     assert_string_equal(brand, "visa");
-    assert_int_equal(card("5555555555554444"), 1);  /* mastercard 51-55 */
-    assert_int_equal(card("2223003122003222"), 1);  /* mastercard 2221-2720 */
-    assert_int_equal(card("378282246310005"), 1);   /* amex 15 */
-    assert_int_equal(card("6011111111111117"), 1);  /* discover */
-    assert_int_equal(card("3530111333300000"), 1);  /* jcb */
-    assert_int_equal(card("30569309025904"), 1);    /* diners 14 */
-    assert_int_equal(card("6200000000000005"), 1);  /* unionpay */
+    assert_int_equal(card("5555555555554444"), 1); /* mastercard 51-55 */
+    assert_int_equal(card("2223003122003222"), 1); /* mastercard 2221-2720 */
+    assert_int_equal(card("378282246310005"), 1);  /* amex 15 */
+    assert_int_equal(card("6011111111111117"), 1); /* discover */
+    assert_int_equal(card("3530111333300000"), 1); /* jcb */
+    assert_int_equal(card("30569309025904"), 1);   /* diners 14 */
+    assert_int_equal(card("6200000000000005"), 1); /* unionpay */
     assert_int_equal(card("4111 1111 1111 1111"), 1);
     assert_int_equal(card("4111-1111-1111-1111"), 1);
     assert_string_equal((safety_card_ok("378282246310005", 15, &brand), brand), "amex");
     /* Luhn fails, unknown prefix, wrong length for the brand, letters, too short/long. */
     assert_int_equal(card("4111111111111112"), 0);
     assert_int_equal(card("1234567812345670"), 0);
-    assert_int_equal(card("411111111111111"), 0); /* visa 15 */
+    assert_int_equal(card("411111111111111"), 0);  /* visa 15 */
     assert_int_equal(card("3782822463100050"), 0); /* amex 16 */
     assert_int_equal(card("4111x11111111111"), 0);
     assert_int_equal(card("41111111113"), 0);
@@ -291,9 +291,9 @@ static void test_detect_ids(void **state)
     assert_int_equal(count("my ssn is 134-67-7626.", "ssn"), 1);
     assert_int_equal(count("call me: 134-67-7626", "ssn"), 1); /* dashed: no context needed */
     assert_int_equal(count("order 078-05-1120", "ssn"), 0);
-    assert_int_equal(count("ORD-134-67-7626", "ssn"), 0);      /* part of a longer id */
+    assert_int_equal(count("ORD-134-67-7626", "ssn"), 0); /* part of a longer id */
     assert_int_equal(count("134-67-7626-01", "ssn"), 0);
-    assert_int_equal(count("ref 134677626", "ssn"), 0);        /* bare: context needed */
+    assert_int_equal(count("ref 134677626", "ssn"), 0); /* bare: context needed */
     assert_int_equal(count("SSN: 134677626", "ssn"), 1);
     assert_int_equal(count_in(dflt, "134677626", "ssn", "ssn"), 1);
     assert_int_equal(count_in(dflt, "134677626", "socialSecurityNumber", "ssn"), 1);
@@ -381,8 +381,7 @@ static void test_detect_secrets(void **state)
                      1);
     assert_int_equal(count("api_key = 'Zx8Qp2Lm9Rt4Vw7Yk3Nb'", "generic_secret"), 1);
     assert_int_equal(count("password: aaaaaaaaaaaa1", "generic_secret"), 0); /* low entropy */
-    assert_int_equal(count_in(dflt, "Zx8Qp2Lm9Rt4Vw7Yk3Nb", "client_secret", "generic_secret"),
-                     1);
+    assert_int_equal(count_in(dflt, "Zx8Qp2Lm9Rt4Vw7Yk3Nb", "client_secret", "generic_secret"), 1);
     assert_int_equal(count_in(dflt, "Zx8Qp2Lm9Rt4Vw7Yk3Nb", "description", "generic_secret"), 0);
 }
 
@@ -466,21 +465,21 @@ static void test_config_actions(void **state)
 {
     (void)state;
     struct cfg_error err = {{0}};
-    struct safety_config *sc = parse(
-        "safety:\n"
-        "  detectors:\n"
-        "    ssn: log\n"
-        "    secrets: redact\n"
-        "    jwt: {request: block, response: log, redact: hash}\n"
-        "    credit_card: {action: redact, redact: mask, context: [payment]}\n"
-        "    email: off\n"
-        "    mrn: {action: block, patterns: ['PT[0-9]{5}'], context: [patient]}\n"
-        "  responses: {default: block}\n"
-        "  redaction: {style: placeholder}\n"
-        "  limits: {max_scan_bytes: 64KiB, max_depth: 10, on_oversize: pass}\n"
-        "  context_window: 32\n"
-        "  entropy_threshold: 3.0\n",
-        &err);
+    struct safety_config *sc =
+        parse("safety:\n"
+              "  detectors:\n"
+              "    ssn: log\n"
+              "    secrets: redact\n"
+              "    jwt: {request: block, response: log, redact: hash}\n"
+              "    credit_card: {action: redact, redact: mask, context: [payment]}\n"
+              "    email: off\n"
+              "    mrn: {action: block, patterns: ['PT[0-9]{5}'], context: [patient]}\n"
+              "  responses: {default: block}\n"
+              "  redaction: {style: placeholder}\n"
+              "  limits: {max_scan_bytes: 64KiB, max_depth: 10, on_oversize: pass}\n"
+              "  context_window: 32\n"
+              "  entropy_threshold: 3.0\n",
+              &err);
     if (!sc)
         fail_msg("%s", err.msg);
     int d;
@@ -525,7 +524,7 @@ static void test_config_custom(void **state)
     assert_int_equal(count_in(sc, "employee EMP-123456", NULL, "employee_id"), 1);
     assert_int_equal(count_in(sc, "EMP-123456", NULL, "employee_id"), 0);
     assert_int_equal(count_in(sc, "EMP-123456", "employeeRef", "employee_id"), 1);
-    assert_int_equal(count_in(sc, "LY12345674", NULL, "loyalty"), 1);   /* Luhn ok */
+    assert_int_equal(count_in(sc, "LY12345674", NULL, "loyalty"), 1); /* Luhn ok */
     assert_int_equal(count_in(sc, "LY12345675", NULL, "loyalty"), 0);
     /* \K cannot go through vectorscan: that rule runs PCRE2 alone, and still finds it. */
     int t = safety_detector_find(sc, "ticket");
