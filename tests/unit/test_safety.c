@@ -293,6 +293,12 @@ static void test_detect_ids(void **state)
     assert_int_equal(count("order 078-05-1120", "ssn"), 0);
     assert_int_equal(count("ORD-134-67-7626", "ssn"), 0); /* part of a longer id */
     assert_int_equal(count("134-67-7626-01", "ssn"), 0);
+    assert_int_equal(count("order #134-67-7626", "ssn"), 0); /* named as something else */
+    assert_int_equal(count("invoice no. 134-67-7626", "ssn"), 0);
+    assert_int_equal(count("SSN on order 134-67-7626", "ssn"), 1); /* unless the context says */
+    assert_int_equal(count("order status: pending 134-67-7626", "ssn"), 1);
+    assert_int_equal(count("ref 507-483-2364-89", "credit_card"), 0); /* not card grouping */
+    assert_int_equal(count("IE26FAAH64170991161153", "credit_card"), 0);
     assert_int_equal(count("ref 134677626", "ssn"), 0); /* bare: context needed */
     assert_int_equal(count("SSN: 134677626", "ssn"), 1);
     assert_int_equal(count_in(dflt, "134677626", "ssn", "ssn"), 1);

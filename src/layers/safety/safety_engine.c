@@ -11,6 +11,7 @@
  */
 #include "layers/safety/safety-int.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -178,7 +179,7 @@ static const struct builtin_rule builtin_rules[] = {
      SC_ITIN},
     {SB_ITIN, NB "9(?:[0-9]{2} [0-9]{2} [0-9]{4}|[0-9]{8})" NA, 0, 1,
      "itin|taxpayer|tax id|\\btin\\b", CI, 1, SC_ITIN},
-    {SB_CREDIT_CARD, "(?<![0-9])(?<![0-9][ -])[0-9](?:[ -]?[0-9])*+(?![A-Za-z_])", 0, 0,
+    {SB_CREDIT_CARD, "(?<![A-Za-z0-9_])(?<![0-9][ -])[0-9](?:[ -]?[0-9])*+(?![A-Za-z_])", 0, 0,
      "[0-9](?:[ \\-]?[0-9]){11}", 0, 0, SC_CARD},
     {SB_IBAN,
      "(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])", 0,
@@ -191,9 +192,6 @@ static const struct builtin_rule builtin_rules[] = {
      "(?<![A-Za-z0-9+(.-])(?:1[ .-]?)?(?:\\([0-9]{3}\\)[ .-]?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}"
      "(?![A-Za-z0-9]|[.-][0-9])",
      0, 0, "(?:[0-9]{3}[ .\\-]|\\([0-9]{3}\\)[ .\\-]?)[0-9]{3}[ .\\-][0-9]{4}", 0, 0, SC_PHONE},
-    {SB_PHONE, "(?<![A-Za-z0-9])1?[0-9]{10}(?![A-Za-z0-9])", 0, 1,
-     "phone|\\btel\\b|telephone|mobile|\\bcell|\\bfax\\b|contact|\\bcall|\\bsms\\b", CI, 1,
-     SC_PHONE},
     {SB_IP_ADDRESS, "(?<![0-9.])(?:[0-9]{1,3}\\.){3}[0-9]{1,3}(?![0-9]|\\.[0-9])", 0, 0,
      "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}", 0, 0, SC_IPV4},
     {SB_IP_ADDRESS,
@@ -225,6 +223,10 @@ static const struct builtin_rule builtin_rules[] = {
     {SB_MRN, "(?<![A-Za-z0-9-])[A-Z]{0,3}[0-9]{6,10}(?![A-Za-z0-9]|-[0-9])", 0, 1,
      "\\bmrn\\b|medical record|record (number|no)|\\bchart\\b|patient (number|no|id)", CI, 1,
      SC_NONE},
+    /* Last: on equal spans a more specific type wins over a bare ten-digit number. */
+    {SB_PHONE, "(?<![A-Za-z0-9])1?[0-9]{10}(?![A-Za-z0-9])", 0, 1,
+     "phone|\\btel\\b|telephone|mobile|\\bcell|\\bfax\\b|contact|\\bcall|\\bsms\\b", CI, 1,
+     SC_PHONE},
 };
 
 static atomic_uint_fast64_t generation_counter;
@@ -867,9 +869,55 @@ static int has_context(struct scan_ctx *x, int det, size_t start, size_t end)
 
 /* ---- confirmation ------------------------------------------------------------------------- */
 
+/*
+ * Words that, right before a number, say it is something else: "order 275-85-1877",
+ * "ref #275-85-1877", "invoice no. 275-85-1877". They count only when no context word for
+ * the type is near.
+ */
+static const char *const anti_words[] = {"order",    "invoice",      "ref",  "reference", "ticket",
+                                         "tracking", "case",         "po",   "sku",       "part",
+                                         "serial",   "confirmation", "item", "booking",   NULL};
+
+/* The alphanumeric word ending right before `end` after skipping " #:.-"; its start. */
+static size_t word_before(const char *t, size_t end, size_t *wstart)
+{
+    while (end > 0 && strchr(" #:.-", t[end - 1]))
+        end--;
+    size_t b = end;
+    while (b > 0 && alnum((unsigned char)t[b - 1]))
+        b--;
+    *wstart = b;
+    return end - b;
+}
+
+static int word_is(const char *t, size_t start, size_t len, const char *w)
+{
+    if (strlen(w) != len)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (lower((unsigned char)t[start + i]) != w[i])
+            return 0;
+    return 1;
+}
+
+static int anti_context(struct scan_ctx *x, size_t start)
+{
+    size_t ws, wl = word_before(x->t, start, &ws);
+    if (wl && (word_is(x->t, ws, wl, "no") || word_is(x->t, ws, wl, "number") ||
+               word_is(x->t, ws, wl, "nr") || word_is(x->t, ws, wl, "id")))
+        wl = word_before(x->t, ws, &ws);
+    for (size_t i = 0; wl && anti_words[i]; i++)
+        if (word_is(x->t, ws, wl, anti_words[i]))
+            return 1;
+    return 0;
+}
+
 static void emit(struct scan_ctx *x, const struct safety_rule *r, int rule, size_t s, size_t e)
 {
     if (r->need_context && !has_context(x, r->detector, s, e))
+        return;
+    if (!r->need_context && (r->detector == SB_SSN || r->detector == SB_ITIN) &&
+        anti_context(x, s) && !has_context(x, r->detector, s, e))
         return;
     struct tls_state *ts = x->ts;
     if (ts->n_cands == MAX_CANDS) {
@@ -889,10 +937,30 @@ static void emit(struct scan_ctx *x, const struct safety_rule *r, int rule, size
     ts->cands[ts->n_cands++] = (struct cand){r->detector, rule, s, e};
 }
 
+/*
+ * Printed card numbers come in groups of four (the last one shorter), or 4-6-5 and 4-6-4
+ * (American Express, Diners): other groupings are ids, phone numbers, references.
+ */
+static int card_grouping_ok(const size_t *gs, const size_t *ge, size_t a, size_t b)
+{
+    size_t n = b - a + 1;
+    if (n == 1)
+        return 1;
+    if (n == 3 && ge[a] - gs[a] == 4 && ge[a + 1] - gs[a + 1] == 6 &&
+        (ge[b] - gs[b] == 5 || ge[b] - gs[b] == 4))
+        return 1;
+    for (size_t g = a; g < b; g++)
+        if (ge[g] - gs[g] != 4)
+            return 0;
+    return ge[b] - gs[b] >= 1 && ge[b] - gs[b] <= 4;
+}
+
 static int card_group_ok(const char *t, const size_t *gs, const size_t *ge, size_t a, size_t b)
 {
     char d[20];
     size_t n = 0;
+    if (!card_grouping_ok(gs, ge, a, b))
+        return 0;
     for (size_t g = a; g <= b; g++)
         for (size_t i = gs[g]; i < ge[g]; i++) {
             if (n == 19)
@@ -963,7 +1031,11 @@ static int secret_ok(const struct safety_config *sc, const char *s, size_t n, in
         return 0;
     if (!dg || !(up || lo))
         return 0;
-    return safety_entropy(s, n) >= sc->entropy_threshold;
+    /* Short strings cannot reach a high entropy: the bar is at most 80% of the maximum. */
+    double bar = sc->entropy_threshold, max = log2((double)n);
+    if (bar > 0.8 * max)
+        bar = 0.8 * max;
+    return safety_entropy(s, n) >= bar;
 }
 
 static int mod97_generic(const char *s, size_t n)
