@@ -456,6 +456,7 @@ struct key_cache_entry;
 struct cand {
     int detector;
     int rule;
+    int context; /* confirmed by a context word */
     size_t start, end; /* normalized offsets */
 };
 
@@ -934,7 +935,7 @@ static void emit(struct scan_ctx *x, const struct safety_rule *r, int rule, size
         ts->cands = c;
         ts->cand_cap = cap;
     }
-    ts->cands[ts->n_cands++] = (struct cand){r->detector, rule, s, e};
+    ts->cands[ts->n_cands++] = (struct cand){r->detector, rule, r->need_context, s, e};
 }
 
 /*
@@ -1199,6 +1200,9 @@ static int cand_cmp(const void *a, const void *b)
     size_t lx = x->end - x->start, ly = y->end - y->start;
     if (lx != ly)
         return lx > ly ? -1 : 1;
+    /* The same span read two ways: the reading its context words confirm wins. */
+    if (x->context != y->context)
+        return x->context ? -1 : 1;
     return x->rule < y->rule ? -1 : x->rule > y->rule;
 }
 
