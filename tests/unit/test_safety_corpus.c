@@ -807,7 +807,7 @@ static void test_corpus(void **state)
             if (n) {
                 fp[t]++;
                 if (!example_fp[t][0])
-                    snprintf(example_fp[t], sizeof example_fp[t], "%s", text);
+                    snprintf(example_fp[t], sizeof example_fp[t], "%.150s", text);
             }
             json_decref(args);
             neg++;

@@ -445,6 +445,62 @@ static void test_other_methods_and_counters(void **state)
     gw_config_free(cfg);
 }
 
+static void test_tool_overrides(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load("safety:\n"
+                                 "  detectors: {email: off}\n"
+                                 "  tools:\n"
+                                 "    - tools: [\"billing.*\", refund]\n"
+                                 "      detectors: {credit_card: log, ssn: {request: redact},"
+                                 " email: redact}\n");
+#define TOOL_CALL                                                                                  \
+    "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\","         \
+    "\"arguments\":{\"card\":\"4111 1111 1111 1111\",\"who\":\"134-67-7626 a@example.com\"}}}"
+    char body[512];
+    snprintf(body, sizeof body, TOOL_CALL, "billing.charge_card");
+    struct gw_request *req = request(cfg, body, NULL);
+    struct gw_decision d = {0};
+    assert_int_equal(safety_layer.check(req, &d), GW_PASS);
+    assert_non_null(req->rewritten_body);
+    assert_non_null(strstr(req->rewritten_body, "4111 1111 1111 1111")); /* card: logged */
+    assert_non_null(strstr(req->rewritten_body, "[REDACTED:SSN] [REDACTED:EMAIL]"));
+    const struct gw_finding *f = finding(req, "credit_card", GW_DIR_REQUEST);
+    assert_non_null(f);
+    assert_int_equal(f->action, GW_PII_LOG);
+    /* The tool's answer (same id) follows the same table: the card stays. */
+    char *out = NULL;
+    assert_int_equal(respond(req,
+                             "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":"
+                             "\"text\",\"text\":\"charged 4111 1111 1111 1111\"}]}}",
+                             &out, &d),
+                     GW_PASS);
+    assert_null(out);
+    gw_request_free(req);
+    /* Another tool: the section's actions (ssn blocks, e-mail off). */
+    snprintf(body, sizeof body, TOOL_CALL, "ehr.note");
+    req = request(cfg, body, NULL);
+    assert_int_equal(safety_layer.check(req, &d), GW_DENY);
+    assert_string_equal(d.reason_code, "pii.ssn");
+    assert_null(finding(req, "email", GW_DIR_REQUEST));
+    gw_request_free(req);
+    gw_config_free(cfg);
+    struct cfg_error err = {{0}};
+    const char *bad[] = {
+        "safety: {tools: [{detectors: {ssn: log}}]}\n",
+        "safety: {tools: [{tools: [a]}]}\n",
+        "safety: {tools: [{tools: [a], detectors: {nope: log}}]}\n",
+        "safety: {tools: [{tools: [a], detectors: {ssn: {context: [x]}}}]}\n",
+        "safety: {tools: [{tools: [a], detectors: {ssn: log}, extra: 1}]}\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct gw_config *c = gw_config_load_string(bad[i], "t.yaml", &err);
+        if (c)
+            fail_msg("accepted: %s", bad[i]);
+        assert_non_null(strstr(err.msg, "safety.tools"));
+    }
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -465,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_off_and_unconfigured),
         cmocka_unit_test(test_other_methods_and_counters),
+        cmocka_unit_test(test_tool_overrides),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

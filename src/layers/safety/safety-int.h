@@ -82,8 +82,17 @@ struct safety_rule {
     enum safety_check check;
 };
 
+/* `safety.tools`: other actions for the tools whose names match one of the globs. */
+struct safety_tool_override {
+    char **globs; /* NULL-terminated; '*' matches any run of characters */
+    size_t n_globs;
+    enum safety_action (*actions)[2]; /* n_detectors entries */
+};
+
 struct safety_config {
     int enabled;
+    struct safety_tool_override *tools;
+    size_t n_tools;
     int responses_enabled;
     struct safety_detector *detectors;
     size_t n_detectors;

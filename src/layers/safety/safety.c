@@ -112,13 +112,14 @@ static int deny_error(struct gw_decision *out, const struct safety_result *res, 
 /* Scans one node of a message; returns GW_PASS or GW_DENY (out filled). */
 static int scan_node(struct gw_request *req, const struct safety_config *sc, json_t *node,
                      const char *path, enum gw_direction dir, size_t *budget,
-                     struct safety_result *res)
+                     const enum safety_action (*actions)[2], struct safety_result *res)
 {
     struct safety_scan_opts opts = {
         .direction = dir,
         .tenant = req->identity.tenant,
         .redact = 1,
         .budget = budget,
+        .actions = actions,
     };
     safety_scan_json(sc, node, path, &opts, &req->findings, res);
     return res->error || res->block ? GW_DENY : GW_PASS;
@@ -207,8 +208,10 @@ static int safety_check(struct gw_request *req, struct gw_decision *out)
             continue;
         size_t budget = sc->max_scan_bytes;
         struct safety_result res = {0};
-        int v = scan_node(req, sc, node, path, GW_DIR_REQUEST, &budget, &res);
-        (void)v;
+        const enum safety_action(*actions)[2] = m->method && strcmp(m->method, "tools/call") == 0
+                                                    ? safety_tool_actions(sc, m->target)
+                                                    : NULL;
+        scan_node(req, sc, node, path, GW_DIR_REQUEST, &budget, actions, &res);
         if (finish_message(req, &res, res.scanned, 0, out) != GW_PASS)
             return GW_DENY;
         redactions += res.redactions;
@@ -228,7 +231,8 @@ static int safety_check(struct gw_request *req, struct gw_decision *out)
 
 /* The parts of a backend message that carry content for the model. */
 static int scan_response(struct gw_request *req, const struct safety_config *sc, json_t *msg,
-                         size_t *budget, struct safety_result *res)
+                         size_t *budget, const enum safety_action (*actions)[2],
+                         struct safety_result *res)
 {
     json_t *result = json_object_get(msg, "result");
     json_t *error = json_object_get(msg, "error");
@@ -243,7 +247,8 @@ static int scan_response(struct gw_request *req, const struct safety_config *sc,
                 json_t *text = json_object_get(item, "text");
                 if (text) {
                     snprintf(path, sizeof path, "/result/%s/%zu/text", lists[l], i);
-                    if (scan_node(req, sc, text, path, GW_DIR_RESPONSE, budget, res) != GW_PASS)
+                    if (scan_node(req, sc, text, path, GW_DIR_RESPONSE, budget, actions, res) !=
+                        GW_PASS)
                         return GW_DENY;
                 }
                 /* Embedded resources (content[].resource.text) and prompt messages
@@ -254,21 +259,22 @@ static int scan_response(struct gw_request *req, const struct safety_config *sc,
                     if (!t)
                         continue;
                     snprintf(path, sizeof path, "/result/%s/%zu/%s/text", lists[l], i, inner[k]);
-                    if (scan_node(req, sc, t, path, GW_DIR_RESPONSE, budget, res) != GW_PASS)
+                    if (scan_node(req, sc, t, path, GW_DIR_RESPONSE, budget, actions, res) !=
+                        GW_PASS)
                         return GW_DENY;
                 }
             }
         }
         json_t *sc_node = json_object_get(result, "structuredContent");
         if (sc_node && scan_node(req, sc, sc_node, "/result/structuredContent", GW_DIR_RESPONSE,
-                                 budget, res) != GW_PASS)
+                                 budget, actions, res) != GW_PASS)
             return GW_DENY;
     }
     if (json_is_object(error)) {
         if (scan_node(req, sc, json_object_get(error, "message"), "/error/message", GW_DIR_RESPONSE,
-                      budget, res) != GW_PASS ||
+                      budget, actions, res) != GW_PASS ||
             scan_node(req, sc, json_object_get(error, "data"), "/error/data", GW_DIR_RESPONSE,
-                      budget, res) != GW_PASS)
+                      budget, actions, res) != GW_PASS)
             return GW_DENY;
     }
     if (method) {
@@ -282,10 +288,27 @@ static int scan_response(struct gw_request *req, const struct safety_config *sc,
             node = json_object_get(params, "data");
             p = "/params/data";
         }
-        if (node && scan_node(req, sc, node, p, GW_DIR_RESPONSE, budget, res) != GW_PASS)
+        if (node && scan_node(req, sc, node, p, GW_DIR_RESPONSE, budget, actions, res) != GW_PASS)
             return GW_DENY;
     }
     return GW_PASS;
+}
+
+/* The answer to a tools/call gets the same per-tool actions as the call (matched by id). */
+static const enum safety_action (*response_actions(const struct gw_request *req,
+                                                   const struct safety_config *sc,
+                                                   const json_t *msg))[2]
+{
+    const json_t *id = json_object_get(msg, "id");
+    if (!sc->n_tools || !id)
+        return NULL;
+    for (size_t i = 0; i < req->rpc.n; i++) {
+        const struct mcp_message *m = &req->rpc.msgs[i];
+        if (m->kind == MCP_REQUEST && m->id && m->method && strcmp(m->method, "tools/call") == 0 &&
+            json_equal(m->id, id))
+            return safety_tool_actions(sc, m->target);
+    }
+    return NULL;
 }
 
 static int safety_on_response(struct gw_request *req, json_t *msg, int *modified,
@@ -296,7 +319,7 @@ static int safety_on_response(struct gw_request *req, json_t *msg, int *modified
         return GW_PASS;
     size_t budget = sc->max_scan_bytes;
     struct safety_result res = {0};
-    scan_response(req, sc, msg, &budget, &res);
+    scan_response(req, sc, msg, &budget, response_actions(req, sc, msg), &res);
     if (finish_message(req, &res, res.scanned, 1, out) != GW_PASS)
         return GW_DENY;
     if (res.redactions)

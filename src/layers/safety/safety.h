@@ -120,7 +120,15 @@ struct safety_scan_opts {
     const char *tenant;
     int redact;
     size_t *budget;
+    /* Per-detector actions [detector][direction] replacing the configured ones (a tool's
+     * `safety.tools` override, safety_tool_actions); NULL: the detectors' own. */
+    const enum safety_action (*actions)[2];
 };
+
+/* The action table of the first `safety.tools` entry whose globs match the tool name, or
+ * NULL when none does (or name is NULL). Borrowed from sc. */
+const enum safety_action (*safety_tool_actions(const struct safety_config *sc,
+                                               const char *name))[2];
 void safety_scan_json(const struct safety_config *sc, json_t *node, const char *path,
                       const struct safety_scan_opts *opts, struct gw_findings *findings,
                       struct safety_result *res);

@@ -6,6 +6,7 @@
 #include "layers/safety/safety-int.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -26,6 +27,11 @@ void safety_config_free(struct safety_config *sc)
 {
     if (!sc)
         return;
+    for (size_t i = 0; i < sc->n_tools; i++) {
+        cfg_strv_free(sc->tools[i].globs);
+        free(sc->tools[i].actions);
+    }
+    free(sc->tools);
     safety_engine_free(sc);
     free(sc);
 }
@@ -256,6 +262,85 @@ static int parse_detectors(const struct cfg_doc *doc, const struct cfg_node *map
     return 0;
 }
 
+#define SAFETY_MAX_TOOL_RULES 1024
+
+static int parse_tools(const struct cfg_doc *doc, const struct cfg_node *seq,
+                       struct safety_config *sc, int resp_default, struct cfg_error *err)
+{
+    static const char *const keys[] = {"tools", "detectors", NULL};
+    const char *P = "safety.tools";
+    char p[P_LEN], pp[P_LEN];
+    if (cfg_expect_seq(doc, seq, P, err) != 0)
+        return -1;
+    if (seq->n > SAFETY_MAX_TOOL_RULES)
+        return cfg_errorf(err, doc, seq, P, "at most %d entries", SAFETY_MAX_TOOL_RULES);
+    sc->tools = calloc(seq->n ? seq->n : 1, sizeof *sc->tools);
+    if (!sc->tools)
+        return cfg_errorf(err, doc, seq, P, "out of memory");
+    for (size_t i = 0; i < seq->n; i++) {
+        const struct cfg_node *n = seq->items[i];
+        struct safety_tool_override *t = &sc->tools[sc->n_tools++];
+        cfg_path_index(p, sizeof p, P, i);
+        if (cfg_expect_map(doc, n, p, err) != 0 || cfg_check_keys(doc, n, p, keys, err) != 0 ||
+            cfg_get_string_list(doc, n, p, "tools", &t->globs, &t->n_globs, err) != 0)
+            return -1;
+        if (t->n_globs == 0)
+            return cfg_errorf(err, doc, n, p,
+                              "`tools` is required: the tool names (globs) this entry is for, "
+                              "like [\"billing.charge_card\"]");
+        t->actions = calloc(sc->n_detectors, sizeof *t->actions);
+        if (!t->actions)
+            return cfg_errorf(err, doc, n, p, "out of memory");
+        for (size_t d = 0; d < sc->n_detectors; d++)
+            memcpy(t->actions[d], sc->detectors[d].action, sizeof t->actions[d]);
+        const struct cfg_node *dm = cfg_map_get(n, "detectors");
+        cfg_path_key(pp, sizeof pp, p, "detectors");
+        if (!dm || cfg_expect_map(doc, dm, pp, err) != 0)
+            return dm ? -1
+                      : cfg_errorf(err, doc, n, p,
+                                   "`detectors` is required, like {credit_card: log}");
+        for (size_t k = 0; k < dm->n; k++) {
+            char kp[P_LEN];
+            cfg_path_key(kp, sizeof kp, pp, dm->keys[k]);
+            int group = strcmp(dm->keys[k], "secrets") == 0;
+            int det = group ? -1 : safety_detector_find(sc, dm->keys[k]);
+            if (!group && det < 0)
+                return cfg_errorf(err, doc, dm->items[k], kp,
+                                  "unknown detector \"%s\" (a built-in one, secrets, or a name "
+                                  "from safety.custom)",
+                                  dm->keys[k]);
+            struct entry e;
+            int rc = parse_entry(doc, dm->items[k], kp, 0, &e, err);
+            if (rc == 0 && (e.n_context || e.style >= 0))
+                rc = cfg_errorf(err, doc, dm->items[k], kp,
+                                "only actions can differ per tool (action, request, response)");
+            for (size_t d = 0; rc == 0 && d < sc->n_detectors; d++) {
+                if (group ? !sc->detectors[d].secret : (int)d != det)
+                    continue;
+                struct safety_detector tmp = sc->detectors[d];
+                memcpy(tmp.action, t->actions[d], sizeof tmp.action);
+                apply_entry(&tmp, &e, resp_default);
+                memcpy(t->actions[d], tmp.action, sizeof tmp.action);
+            }
+            entry_free(&e);
+            if (rc != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+const enum safety_action (*safety_tool_actions(const struct safety_config *sc, const char *name))[2]
+{
+    if (!sc || !name)
+        return NULL;
+    for (size_t i = 0; i < sc->n_tools; i++)
+        for (size_t g = 0; g < sc->tools[i].n_globs; g++)
+            if (fnmatch(sc->tools[i].globs[g], name, 0) == 0)
+                return (const enum safety_action(*)[2])sc->tools[i].actions;
+    return NULL;
+}
+
 static int name_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -484,9 +569,9 @@ struct safety_config *safety_config_default(void)
 int safety_config_parse(const struct cfg_doc *doc, const struct cfg_node *section,
                         struct safety_config **out, struct cfg_error *err)
 {
-    static const char *const keys[] = {"enabled",        "detectors",         "custom",
-                                       "responses",      "redaction",         "limits",
-                                       "context_window", "entropy_threshold", NULL};
+    static const char *const keys[] = {"enabled",           "detectors", "custom", "tools",
+                                       "responses",         "redaction", "limits", "context_window",
+                                       "entropy_threshold", NULL};
     static const char *const resp_keys[] = {"enabled", "default", NULL};
     static const char *const red_keys[] = {"style", "hash_key_file", NULL};
     static const char *const lim_keys[] = {"max_scan_bytes", "max_depth", "on_oversize",
@@ -598,6 +683,10 @@ int safety_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
         goto fail;
     const struct cfg_node *cus = cfg_map_get(section, "custom");
     if (cus && !cfg_is_null(cus) && parse_custom(doc, cus, sc, resp_default, err) != 0)
+        goto fail;
+    /* After the detectors and custom ones: a tool's entry starts from their final actions. */
+    const struct cfg_node *tools = cfg_map_get(section, "tools");
+    if (tools && !cfg_is_null(tools) && parse_tools(doc, tools, sc, resp_default, err) != 0)
         goto fail;
 compile:
     if (safety_compile(sc, why, sizeof why) != 0) {

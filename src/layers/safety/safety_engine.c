@@ -392,8 +392,13 @@ int safety_compile(struct safety_config *sc, char *why, size_t why_len)
     }
     for (size_t i = 0; i < sc->n_rules; i++) {
         const struct safety_detector *d = &sc->detectors[sc->rules[i].detector];
-        sc->rules[i].disabled =
-            d->action[GW_DIR_REQUEST] == SAFETY_OFF && d->action[GW_DIR_RESPONSE] == SAFETY_OFF;
+        int det = sc->rules[i].detector;
+        int on =
+            d->action[GW_DIR_REQUEST] != SAFETY_OFF || d->action[GW_DIR_RESPONSE] != SAFETY_OFF;
+        for (size_t t = 0; t < sc->n_tools && !on; t++)
+            on = sc->tools[t].actions[det][0] != SAFETY_OFF ||
+                 sc->tools[t].actions[det][1] != SAFETY_OFF;
+        sc->rules[i].disabled = !on;
         if (!sc->rules[i].hs_expr || sc->rules[i].disabled)
             continue;
         exprs[n] = sc->rules[i].hs_expr;
@@ -456,7 +461,7 @@ struct key_cache_entry;
 struct cand {
     int detector;
     int rule;
-    int context; /* confirmed by a context word */
+    int context;       /* confirmed by a context word */
     size_t start, end; /* normalized offsets */
 };
 
@@ -1267,8 +1272,10 @@ int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, 
         if (*flags & SAFETY_SCAN_OVERFLOW)
             break;
     }
-    /* Overlaps: the longer span wins; on equal spans, the rule listed first. */
-    qsort(ts->cands, ts->n_cands, sizeof *ts->cands, cand_cmp);
+    /* Overlaps: the longer span wins; on equal spans, the reading confirmed by context, then
+     * the rule listed first. */
+    if (ts->n_cands > 1)
+        qsort(ts->cands, ts->n_cands, sizeof *ts->cands, cand_cmp);
     size_t kept = 0;
     for (size_t i = 0; i < ts->n_cands; i++) {
         struct cand *c = &ts->cands[i];

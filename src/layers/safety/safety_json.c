@@ -296,7 +296,7 @@ static int scan_string(struct walk *w, const char *s, size_t len, const char *ke
     int redact = 0;
     for (int i = 0; i < n; i++) {
         const struct safety_detector *d = &w->sc->detectors[m[i].detector];
-        enum safety_action a = d->action[dir];
+        enum safety_action a = w->o->actions ? w->o->actions[m[i].detector][dir] : d->action[dir];
         if (a == SAFETY_OFF)
             continue;
         w->res->findings++;
@@ -322,7 +322,9 @@ static int scan_string(struct walk *w, const char *s, size_t len, const char *ke
         size_t pos = 0;
         for (int i = 0; i < n; i++) {
             const struct safety_detector *d = &w->sc->detectors[m[i].detector];
-            if (d->action[dir] != SAFETY_REDACT)
+            enum safety_action a =
+                w->o->actions ? w->o->actions[m[i].detector][dir] : d->action[dir];
+            if (a != SAFETY_REDACT)
                 continue;
             if (gw_buf_append(&b, s + pos, m[i].start - pos) != 0 ||
                 append_replacement(&b, w->sc, d, w->o->tenant, s + m[i].start,
