@@ -446,9 +446,13 @@ static void make(enum ctype t, struct sample *s)
         s->key = "npi";
         break;
     }
-    case T_DEA:
+    case T_DEA: {
+        static const char *const ph[] = {"DEA", "DEA registration", "prescriber DEA #"};
         gen_dea(s->value);
+        s->phrase = PICK(ph);
+        s->key = "dea_number";
         break;
+    }
     case T_DOB: {
         static const char *const ph[] = {"DOB:", "date of birth", "born", "birth date"};
         static const char *const k[] = {"dob", "date_of_birth", "birthDate"};
@@ -608,6 +612,7 @@ enum ntype {
     N_NUMBERS,
     N_DATE_NOCTX,
     N_PROSE,
+    N_WEAK,
     N_COUNT
 };
 
@@ -622,7 +627,8 @@ static const char *const nname[N_COUNT] = {"order numbers",
                                            "hashes",
                                            "plain numbers",
                                            "dates without context",
-                                           "prose"};
+                                           "prose",
+                                           "weak shapes without context"};
 
 static void make_negative(enum ntype t, char *out)
 {
@@ -747,6 +753,34 @@ static void make_negative(enum ntype t, char *out)
     case N_PROSE:
         sprintf(out, "%s; %s", PICK(filler), PICK(filler));
         break;
+    case N_WEAK: {
+        /* Shapes that are PII only with a context word: bare 9 and 10 digit numbers (SSN,
+         * NPI, phone), a letter and 8 digits (passport), DEA-shaped codes with a valid
+         * checksum, 7-digit numbers (MRN, licence), a valid date. */
+        char v[32];
+        switch (in(0, 5)) {
+        case 0:
+            gen_ssn_digits(v);
+            break;
+        case 1:
+            gen_npi(v);
+            break;
+        case 2:
+            sprintf(v, "%c%08d", pickc(UP), in(0, 99999999));
+            break;
+        case 3:
+            gen_dea(v);
+            break;
+        case 4:
+            sprintf(v, "%07d", in(1000000, 9999999));
+            break;
+        default:
+            gen_date(v);
+            break;
+        }
+        sprintf(out, "%s %s", PICK(filler), v);
+        break;
+    }
     case N_COUNT:
         break;
     }

@@ -74,6 +74,8 @@ static const char *const ctx_card[] = {"card",       "credit", "debit", "visa",
 static const char *const ctx_iban[] = {"iban", "account", "bank", NULL};
 static const char *const ctx_phone[] = {"phone", "tel",     "telephone", "mobile", "cell",
                                         "fax",   "contact", "call",      "sms",    NULL};
+static const char *const ctx_dea[] = {"dea", "registration", "prescriber", "controlled substance",
+                                      NULL};
 static const char *const ctx_npi[] = {"npi", "national provider", "provider", "prescriber", NULL};
 static const char *const ctx_dob[] = {"dob",  "d.o.b",    "date of birth", "birth",
                                       "born", "birthday", "birthdate",     NULL};
@@ -104,6 +106,8 @@ static const char *const *builtin_context(int b)
         return ctx_phone;
     case SB_NPI:
         return ctx_npi;
+    case SB_DEA:
+        return ctx_dea;
     case SB_DOB:
         return ctx_dob;
     case SB_PASSPORT:
@@ -201,8 +205,8 @@ static const struct builtin_rule builtin_rules[] = {
      0, 0, "[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}", 0, 0, SC_IPV6},
     {SB_NPI, "(?<![A-Za-z0-9])[12][0-9]{9}(?![A-Za-z0-9])", 0, 1,
      "\\bnpi\\b|national provider|provider|prescriber", CI, 1, SC_NPI},
-    {SB_DEA, "(?<![A-Za-z0-9])[ABCDEFGHJKLMPRSTUX][A-Z9][0-9]{7}(?![A-Za-z0-9])", 0, 0,
-     "[ABCDEFGHJKLMPRSTUX][A-Z9][0-9]{7}", 0, 0, SC_DEA},
+    {SB_DEA, "(?<![A-Za-z0-9])[ABCDEFGHJKLMPRSTUX][A-Z9][0-9]{7}(?![A-Za-z0-9])", 0, 1,
+     "\\bdea\\b|registration|prescriber|controlled substance", CI, 1, SC_DEA},
     {SB_DOB,
      "(?<![A-Za-z0-9])(?:[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}|[0-9]{1,2}([/.-])[0-9]{1,2}\\1[0-9]{4}"
      "|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]{0,6}+\\.? "
