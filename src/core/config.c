@@ -12,6 +12,7 @@
 #include "layers/limits/limits.h"
 #include "layers/policy/policy.h"
 #include "layers/routing/routing.h"
+#include "layers/safety/safety.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1044,6 +1045,19 @@ static void free_limits_section(struct gw_config *cfg)
     cfg->limits = NULL;
 }
 
+/* No `safety` section gives the built-in detectors with their default actions. */
+static int parse_safety(struct gw_config *cfg, const struct cfg_doc *doc,
+                        const struct cfg_node *node, struct cfg_error *err)
+{
+    return safety_config_parse(doc, node, &cfg->safety, err);
+}
+
+static void free_safety(struct gw_config *cfg)
+{
+    safety_config_free(cfg->safety);
+    cfg->safety = NULL;
+}
+
 /* ---- the section table and loading -------------------------------------------------------- */
 
 /*
@@ -1058,6 +1072,7 @@ static const struct config_section {
     {"server", parse_server, free_server},
     {"routes", parse_routes, free_routes},
     {"identity", parse_identity, free_identity},
+    {"safety", parse_safety, free_safety},
     {"policy", parse_policy, free_policy},
     {"limits", parse_limits_section, free_limits_section},
     {"audit", parse_audit, free_audit},

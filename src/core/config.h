@@ -18,6 +18,7 @@ struct policy_config;   /* layers/policy/policy.h */
 struct audit_config;    /* layers/audit/audit.h */
 struct egress_config;   /* layers/routing/routing.h */
 struct limits_config;   /* layers/limits/limits.h */
+struct safety_config;   /* layers/safety/safety.h */
 
 struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
@@ -108,6 +109,7 @@ struct gw_config {
     struct audit_config *audit;       /* `audit:` (audit_config_parse); never NULL once loaded */
     struct egress_config *egress;     /* `egress:` (egress_config_parse); never NULL once loaded */
     struct limits_config *limits;     /* NULL when the file has no `limits` section: no limits */
+    struct safety_config *safety;     /* `safety:` (defaults when absent); never NULL once loaded */
 };
 
 /*

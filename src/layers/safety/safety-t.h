@@ -9,7 +9,7 @@ enum gw_direction { GW_DIR_REQUEST = 0, GW_DIR_RESPONSE };
 
 struct gw_finding {
     char type[32];  /* "ssn", "credit_card", "aws_key", custom detector name ... */
-    char path[160]; /* JSON Pointer to the string that held it, e.g. "/arguments/note" */
+    char path[160]; /* JSON Pointer into the message: "/params/arguments/note" */
     unsigned count;
     enum gw_pii_action action;
     enum gw_direction direction;

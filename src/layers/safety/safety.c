@@ -1,10 +1,334 @@
 /*
- * safety layer: pipeline slot. Until the safety issue fills it, the slot passes every request
- * through unchanged; the slot exists so the pipeline order is fixed in one place.
+ * safety layer: the pipeline slot. Scans the arguments of governed calls on the way in and
+ * the results on the way out, records findings (type, JSON Pointer, count, action, direction;
+ * never values), redacts in place, and blocks when a detector says so.
+ *
+ * Request redaction rewrites the decoded message and re-serializes the whole body into
+ * req->rewritten_body, which the core forwards instead of the original bytes. A request that
+ * needs no redaction goes upstream byte for byte as it came.
  */
+#include "layers/safety/safety-int.h"
 #include "layers/layer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct safety_config *config_of(const struct gw_request *req)
+{
+    return req->cfg ? req->cfg->safety : NULL;
+}
+
+/* What the model reads: a phrase per built-in type (custom ones are named as configured). */
+static const char *type_phrase(const char *type)
+{
+    static const struct {
+        const char *type, *phrase;
+    } phrases[] = {
+        {"ssn", "a US Social Security number"},
+        {"itin", "a US taxpayer identification number"},
+        {"credit_card", "a payment card number"},
+        {"iban", "a bank account number (IBAN)"},
+        {"email", "an e-mail address"},
+        {"phone", "a phone number"},
+        {"ip_address", "an IP address"},
+        {"npi", "a provider identifier (NPI)"},
+        {"dea", "a DEA registration number"},
+        {"dob", "a date of birth"},
+        {"passport", "a passport number"},
+        {"drivers_license", "a driver's licence number"},
+        {"mrn", "a medical record number"},
+        {"private_key", "a private key"},
+        {"aws_access_key", "an AWS access key id"},
+        {"aws_secret_key", "an AWS secret key"},
+        {"github_token", "a GitHub token"},
+        {"gitlab_token", "a GitLab token"},
+        {"slack_token", "a Slack token"},
+        {"stripe_key", "a Stripe key"},
+        {"google_api_key", "a Google API key"},
+        {"jwt", "a JSON Web Token"},
+        {"generic_secret", "a secret (key, token or password)"},
+    };
+    for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++)
+        if (strcmp(phrases[i].type, type) == 0)
+            return phrases[i].phrase;
+    return NULL;
+}
+
+/* At most max bytes of s, cut at a UTF-8 boundary: reasons end up in JSON strings. */
+static void utf8_cut(char *dst, size_t max, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+static int deny_block(struct gw_decision *out, const struct safety_result *res, int response)
+{
+    char code[64], reason[512];
+    const char *phrase = type_phrase(res->block_type);
+    char custom[64];
+    if (!phrase) {
+        snprintf(custom, sizeof custom, "sensitive data (%.31s)", res->block_type);
+        phrase = custom;
+    }
+    char where[128];
+    utf8_cut(where, 100, res->block_path);
+    snprintf(code, sizeof code, "pii.%.40s", res->block_type);
+    if (response)
+        snprintf(reason, sizeof reason, "The tool's answer was withheld: it contains %s at %s.",
+                 phrase, where);
+    else
+        snprintf(reason, sizeof reason,
+                 "This call was blocked: its arguments contain %s at %s. Remove it and try "
+                 "again.",
+                 phrase, where);
+    gw_decision_deny(out, 200, response ? -32003 : 0, code, reason);
+    snprintf(out->rule_id, sizeof out->rule_id, "%.100s", res->block_type);
+    return GW_DENY;
+}
+
+static int deny_error(struct gw_decision *out, const struct safety_result *res, int response)
+{
+    const char *what =
+        strcmp(res->error_code, "safety.too_large") == 0
+            ? "is larger than the safety layer inspects (safety.limits.max_scan_bytes)"
+        : strcmp(res->error_code, "safety.too_deep") == 0
+            ? "is nested deeper than the safety layer inspects (safety.limits.max_depth)"
+            : "could not be inspected";
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s %s, so it was %s.",
+             response ? "The tool's answer" : "This call's input", what,
+             response ? "withheld" : "not forwarded");
+    safety_count_error();
+    return gw_decision_deny(out, 200, response ? -32003 : 0, res->error_code, reason);
+}
+
+/* Scans one node of a message; returns GW_PASS or GW_DENY (out filled). */
+static int scan_node(struct gw_request *req, const struct safety_config *sc, json_t *node,
+                     const char *path, enum gw_direction dir, size_t *budget,
+                     const enum safety_action (*actions)[2], struct safety_result *res)
+{
+    struct safety_scan_opts opts = {
+        .direction = dir,
+        .tenant = req->identity.tenant,
+        .redact = 1,
+        .budget = budget,
+        .actions = actions,
+    };
+    safety_scan_json(sc, node, path, &opts, &req->findings, res);
+    return res->error || res->block ? GW_DENY : GW_PASS;
+}
+
+static int finish_message(struct gw_request *req, const struct safety_result *res, size_t scanned,
+                          int response, struct gw_decision *out)
+{
+    safety_count_message(scanned);
+    if (res->flagged)
+        safety_count_oversize();
+    if (res->error) {
+        if (strcmp(res->error_code, "safety.too_large") == 0 ||
+            strcmp(res->error_code, "safety.too_deep") == 0)
+            safety_count_oversize();
+        return deny_error(out, res, response);
+    }
+    if (res->block) {
+        safety_count_block();
+        return deny_block(out, res, response);
+    }
+    safety_count_redactions(res->redactions);
+    (void)req;
+    return GW_PASS;
+}
+
+static int reserialize(struct gw_request *req)
+{
+    json_t *body;
+    if (req->rpc.is_batch) {
+        body = json_array();
+        for (size_t i = 0; body && i < req->rpc.n; i++)
+            if (json_array_append(body, req->rpc.msgs[i].json) != 0) {
+                json_decref(body);
+                body = NULL;
+            }
+    } else {
+        body = req->rpc.n ? json_incref(req->rpc.msgs[0].json) : NULL;
+    }
+    if (!body)
+        return -1;
+    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(body);
+    if (!s)
+        return -1;
+    free(req->rewritten_body);
+    req->rewritten_body = s;
+    req->rewritten_len = strlen(s);
+    return 0;
+}
+
+static int safety_check(struct gw_request *req, struct gw_decision *out)
+{
+    const struct safety_config *sc = config_of(req);
+    unsigned redactions = 0;
+    if (!sc || !sc->enabled) {
+        out->verdict = GW_PASS;
+        snprintf(out->reason_code, sizeof out->reason_code, "safety.off");
+        return GW_PASS;
+    }
+    for (size_t i = 0; i < req->rpc.n; i++) {
+        struct mcp_message *m = &req->rpc.msgs[i];
+        char prefix[32] = "";
+        char path[64];
+        if (req->rpc.is_batch)
+            snprintf(prefix, sizeof prefix, "/%zu", i);
+        json_t *node = NULL;
+        if ((m->kind == MCP_REQUEST || m->kind == MCP_NOTIFICATION) && m->method) {
+            json_t *params = json_object_get(m->json, "params");
+            if (strcmp(m->method, "tools/call") == 0 || strcmp(m->method, "prompts/get") == 0) {
+                node = json_object_get(params, "arguments");
+                snprintf(path, sizeof path, "%s/params/arguments", prefix);
+            } else if (strcmp(m->method, "resources/read") == 0) {
+                node = json_object_get(params, "uri");
+                snprintf(path, sizeof path, "%s/params/uri", prefix);
+            } else if (strcmp(m->method, "completion/complete") == 0) {
+                node = json_object_get(params, "argument");
+                snprintf(path, sizeof path, "%s/params/argument", prefix);
+            }
+        } else if (m->kind == MCP_RESPONSE) {
+            /* The client answering the server (elicitation, sampling): user data going out. */
+            node = json_object_get(m->json, "result");
+            snprintf(path, sizeof path, "%s/result", prefix);
+        }
+        if (!node)
+            continue;
+        size_t budget = sc->max_scan_bytes;
+        struct safety_result res = {0};
+        const enum safety_action(*actions)[2] = m->method && strcmp(m->method, "tools/call") == 0
+                                                    ? safety_tool_actions(sc, m->target)
+                                                    : NULL;
+        scan_node(req, sc, node, path, GW_DIR_REQUEST, &budget, actions, &res);
+        if (finish_message(req, &res, res.scanned, 0, out) != GW_PASS)
+            return GW_DENY;
+        redactions += res.redactions;
+    }
+    if (redactions && reserialize(req) != 0) {
+        safety_count_error();
+        return gw_decision_deny(out, 500, JSONRPC_INTERNAL_ERROR, "safety.error",
+                                "An internal error stopped this request.");
+    }
+    out->verdict = GW_PASS;
+    snprintf(out->reason_code, sizeof out->reason_code, "%s",
+             redactions        ? "safety.redacted"
+             : req->findings.n ? "safety.logged"
+                               : "safety.clean");
+    return GW_PASS;
+}
+
+/* The parts of a backend message that carry content for the model. */
+static int scan_response(struct gw_request *req, const struct safety_config *sc, json_t *msg,
+                         size_t *budget, const enum safety_action (*actions)[2],
+                         struct safety_result *res)
+{
+    json_t *result = json_object_get(msg, "result");
+    json_t *error = json_object_get(msg, "error");
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    char path[96];
+    if (json_is_object(result)) {
+        static const char *const lists[] = {"content", "contents", "messages"};
+        for (size_t l = 0; l < 3; l++) {
+            json_t *arr = json_object_get(result, lists[l]);
+            for (size_t i = 0; i < json_array_size(arr); i++) {
+                json_t *item = json_array_get(arr, i);
+                json_t *text = json_object_get(item, "text");
+                if (text) {
+                    snprintf(path, sizeof path, "/result/%s/%zu/text", lists[l], i);
+                    if (scan_node(req, sc, text, path, GW_DIR_RESPONSE, budget, actions, res) !=
+                        GW_PASS)
+                        return GW_DENY;
+                }
+                /* Embedded resources (content[].resource.text) and prompt messages
+                 * (messages[].content.text). */
+                static const char *const inner[] = {"resource", "content"};
+                for (size_t k = 0; k < 2; k++) {
+                    json_t *t = json_object_get(json_object_get(item, inner[k]), "text");
+                    if (!t)
+                        continue;
+                    snprintf(path, sizeof path, "/result/%s/%zu/%s/text", lists[l], i, inner[k]);
+                    if (scan_node(req, sc, t, path, GW_DIR_RESPONSE, budget, actions, res) !=
+                        GW_PASS)
+                        return GW_DENY;
+                }
+            }
+        }
+        json_t *sc_node = json_object_get(result, "structuredContent");
+        if (sc_node && scan_node(req, sc, sc_node, "/result/structuredContent", GW_DIR_RESPONSE,
+                                 budget, actions, res) != GW_PASS)
+            return GW_DENY;
+    }
+    if (json_is_object(error)) {
+        if (scan_node(req, sc, json_object_get(error, "message"), "/error/message", GW_DIR_RESPONSE,
+                      budget, actions, res) != GW_PASS ||
+            scan_node(req, sc, json_object_get(error, "data"), "/error/data", GW_DIR_RESPONSE,
+                      budget, actions, res) != GW_PASS)
+            return GW_DENY;
+    }
+    if (method) {
+        json_t *params = json_object_get(msg, "params");
+        json_t *node = params;
+        const char *p = "/params";
+        if (strcmp(method, "notifications/progress") == 0) {
+            node = json_object_get(params, "message");
+            p = "/params/message";
+        } else if (strcmp(method, "notifications/message") == 0) {
+            node = json_object_get(params, "data");
+            p = "/params/data";
+        }
+        if (node && scan_node(req, sc, node, p, GW_DIR_RESPONSE, budget, actions, res) != GW_PASS)
+            return GW_DENY;
+    }
+    return GW_PASS;
+}
+
+/* The answer to a tools/call gets the same per-tool actions as the call (matched by id). */
+static const enum safety_action (*response_actions(const struct gw_request *req,
+                                                   const struct safety_config *sc,
+                                                   const json_t *msg))[2]
+{
+    const json_t *id = json_object_get(msg, "id");
+    if (!sc->n_tools || !id)
+        return NULL;
+    for (size_t i = 0; i < req->rpc.n; i++) {
+        const struct mcp_message *m = &req->rpc.msgs[i];
+        if (m->kind == MCP_REQUEST && m->id && m->method && strcmp(m->method, "tools/call") == 0 &&
+            json_equal(m->id, id))
+            return safety_tool_actions(sc, m->target);
+    }
+    return NULL;
+}
+
+static int safety_on_response(struct gw_request *req, json_t *msg, int *modified,
+                              struct gw_decision *out)
+{
+    const struct safety_config *sc = config_of(req);
+    if (!sc || !sc->enabled || !sc->responses_enabled || !json_is_object(msg))
+        return GW_PASS;
+    size_t budget = sc->max_scan_bytes;
+    struct safety_result res = {0};
+    scan_response(req, sc, msg, &budget, response_actions(req, sc, msg), &res);
+    if (finish_message(req, &res, res.scanned, 1, out) != GW_PASS)
+        return GW_DENY;
+    if (res.redactions)
+        *modified = 1;
+    return GW_PASS;
+}
 
 const struct gw_layer_ops safety_layer = {
     .name = "safety",
-    .check = NULL,
+    .check = safety_check,
+    .on_response = safety_on_response,
 };

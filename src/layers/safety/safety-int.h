@@ -1,0 +1,158 @@
+/* safety-int.h: the compiled configuration, shared by the safety layer's own files only. */
+#ifndef GW_SAFETY_INT_H
+#define GW_SAFETY_INT_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <hs.h>
+#include <pcre2.h>
+
+#include "layers/safety/safety.h"
+
+/* Built-in detector ids, in the order the table in safety_rules.c lists them. */
+enum safety_builtin {
+    SB_PRIVATE_KEY = 0,
+    SB_AWS_ACCESS_KEY,
+    SB_AWS_SECRET_KEY,
+    SB_GITHUB_TOKEN,
+    SB_GITLAB_TOKEN,
+    SB_SLACK_TOKEN,
+    SB_STRIPE_KEY,
+    SB_GOOGLE_API_KEY,
+    SB_JWT,
+    SB_GENERIC_SECRET,
+    SB_SSN,
+    SB_ITIN,
+    SB_CREDIT_CARD,
+    SB_IBAN,
+    SB_EMAIL,
+    SB_PHONE,
+    SB_IP_ADDRESS,
+    SB_NPI,
+    SB_DEA,
+    SB_DOB,
+    SB_PASSPORT,
+    SB_DRIVERS_LICENSE,
+    SB_MRN,
+    SB_COUNT
+};
+
+/* How a confirmed pattern hit is validated (and, for cards and keys, where its span ends). */
+enum safety_check {
+    SC_NONE = 0,
+    SC_SSN,
+    SC_ITIN,
+    SC_CARD, /* a run of digit groups: the card is found among group-aligned windows */
+    SC_IBAN,
+    SC_EMAIL,
+    SC_PHONE,
+    SC_IPV4,
+    SC_IPV6,
+    SC_NPI,
+    SC_DEA,
+    SC_DATE,
+    SC_JWT,
+    SC_PEM,    /* extends the BEGIN line to the matching END line */
+    SC_SECRET, /* entropy threshold and character mix */
+    SC_LUHN,   /* custom: Luhn over the digits */
+    SC_MOD97,  /* custom: ISO 7064 mod 97-10 over the letters and digits */
+};
+
+struct safety_detector {
+    char name[32];
+    char label[32]; /* placeholder label: "SSN", "CREDIT_CARD" */
+    int builtin;    /* enum safety_builtin, or -1 for a custom detector */
+    int secret;
+    enum safety_action action[2]; /* per enum gw_direction */
+    enum safety_style style;
+    int keep_last4; /* mask keeps the last four letters/digits */
+    char **context; /* lower-case context words (NULL-terminated) */
+    size_t n_context;
+};
+
+struct safety_rule {
+    int detector;
+    pcre2_code *re;
+    char *hs_expr; /* vectorscan expression; NULL: PCRE2 runs on every string */
+    unsigned hs_flags;
+    int group;          /* capture group that is the span (0: the whole match) */
+    int need_context;   /* reported only with a context word near it or in the member name */
+    int keyword_filter; /* the expression finds a context word, not the value: scan from 0 */
+    unsigned max_width; /* of the vectorscan expression; 0 when unbounded */
+    int disabled;       /* its detector is off in both directions: never run */
+    enum safety_check check;
+};
+
+/* `safety.tools`: other actions for the tools whose names match one of the globs. */
+struct safety_tool_override {
+    char **globs; /* NULL-terminated; '*' matches any run of characters */
+    size_t n_globs;
+    enum safety_action (*actions)[2]; /* n_detectors entries */
+};
+
+struct safety_config {
+    int enabled;
+    struct safety_tool_override *tools;
+    size_t n_tools;
+    int responses_enabled;
+    struct safety_detector *detectors;
+    size_t n_detectors;
+    struct safety_rule *rules;
+    size_t n_rules;
+    hs_database_t *db;     /* NULL when no rule is prefiltered */
+    hs_scratch_t *scratch; /* prototype; each thread clones it */
+    uint64_t generation;   /* tells thread-local scratch which database it was sized for */
+    pcre2_match_context *match_ctx;
+    size_t max_scan_bytes;
+    size_t max_depth;
+    enum safety_oversize on_oversize;
+    uint32_t match_limit;
+    size_t context_window;
+    double entropy_threshold;
+    unsigned char hash_key[32];
+    int hash_key_set; /* from redaction.hash_key_file; else the per-process key */
+};
+
+/* Compiles every rule's PCRE2 code and the vectorscan database. Returns 0 or -1 with why. */
+int safety_compile(struct safety_config *sc, char *why, size_t why_len);
+/* Adds the built-in detectors and their rules with default actions. Returns 0 or -1. */
+int safety_add_builtins(struct safety_config *sc);
+struct safety_rule_spec {
+    int detector;
+    const char *re; /* PCRE2 confirmer */
+    uint32_t re_flags;
+    int group;
+    int need_context;
+    const char *hs; /* vectorscan prefilter; NULL: none */
+    unsigned hs_flags;
+    int keyword_filter;
+    enum safety_check check;
+};
+
+/* Adds a rule (patterns copied, PCRE2 compiled and JIT-compiled). Returns 0, or -1 with why
+ * (the PCRE2 message and offset). A vectorscan expression that vectorscan cannot compile is
+ * dropped: the rule then runs PCRE2 on every string. */
+int safety_add_rule(struct safety_config *sc, const struct safety_rule_spec *spec, char *why,
+                    size_t why_len);
+/* Adds a detector; returns its index or -1 when out of memory. */
+int safety_add_detector(struct safety_config *sc, const char *name, int builtin);
+/* Appends context words (copied, lower-cased) to a detector. Returns 0 or -1. */
+int safety_detector_add_context(struct safety_config *sc, int detector, char **words);
+/* Frees this thread's scanning state (threads that end free it themselves). */
+void safety_thread_cleanup(void);
+/* Frees rules, detectors and compiled state (used by safety_config_free). */
+void safety_engine_free(struct safety_config *sc);
+
+extern const char *const safety_builtin_names[SB_COUNT];
+
+/* The per-process hash key (generated once). */
+const unsigned char *safety_process_key(void);
+
+/* Counters (safety_counters.c). */
+void safety_count_message(size_t bytes);
+void safety_count_finding(const struct safety_config *sc, int detector);
+void safety_count_redactions(unsigned n);
+void safety_count_block(void);
+void safety_count_oversize(void);
+void safety_count_error(void);
+
+#endif

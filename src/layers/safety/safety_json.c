@@ -1,0 +1,455 @@
+/*
+ * safety_json: scanning a JSON subtree (every string value and object key), recording the
+ * findings and applying redactions in place.
+ *
+ * The walk is bounded by limits.max_depth and by the message's byte budget
+ * (limits.max_scan_bytes); what is beyond a bound is not scanned and the result says so, so
+ * the caller can fail closed (or pass with a flag when configured).
+ */
+#include "layers/safety/safety-int.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+
+/* ---- the per-process hash key ------------------------------------------------------------- */
+
+static unsigned char process_key[32];
+static int process_key_ok;
+static pthread_once_t process_key_once = PTHREAD_ONCE_INIT;
+
+static void process_key_init(void)
+{
+    process_key_ok = RAND_bytes(process_key, sizeof process_key) == 1;
+}
+
+const unsigned char *safety_process_key(void)
+{
+    pthread_once(&process_key_once, process_key_init);
+    return process_key_ok ? process_key : NULL;
+}
+
+/* ---- findings ----------------------------------------------------------------------------- */
+
+static enum gw_pii_action pii_action(enum safety_action a)
+{
+    return a == SAFETY_BLOCK ? GW_PII_BLOCK : a == SAFETY_REDACT ? GW_PII_REDACT : GW_PII_LOG;
+}
+
+/* Copies at most cap-1 bytes of s without cutting a UTF-8 sequence. */
+static void copy_utf8(char *dst, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (n >= cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+static void add_finding(struct gw_findings *f, const char *type, const char *path,
+                        enum gw_pii_action action, enum gw_direction dir)
+{
+    struct gw_finding tmp;
+    if (!f)
+        return;
+    copy_utf8(tmp.type, sizeof tmp.type, type);
+    copy_utf8(tmp.path, sizeof tmp.path, path);
+    for (size_t i = 0; i < f->n && i < GW_MAX_FINDINGS; i++) {
+        struct gw_finding *x = &f->items[i];
+        if (x->direction == dir && strcmp(x->type, tmp.type) == 0 &&
+            strcmp(x->path, tmp.path) == 0) {
+            x->count++;
+            if (action > x->action)
+                x->action = action;
+            return;
+        }
+    }
+    if (f->n >= GW_MAX_FINDINGS) {
+        f->dropped++;
+        return;
+    }
+    tmp.count = 1;
+    tmp.action = action;
+    tmp.direction = dir;
+    f->items[f->n++] = tmp;
+}
+
+/* ---- replacement text --------------------------------------------------------------------- */
+
+static int is_alnum(int c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int append_placeholder(struct gw_buf *b, const struct safety_detector *d)
+{
+    return gw_buf_printf(b, "[REDACTED:%s]", d->label);
+}
+
+/* HMAC-SHA256(key, tenant NUL label NUL value): equal values give equal tokens per tenant. */
+static int append_hash(struct gw_buf *b, const struct safety_config *sc,
+                       const struct safety_detector *d, const char *tenant, const char *s, size_t n)
+{
+    const unsigned char *key = sc->hash_key_set ? sc->hash_key : safety_process_key();
+    char *norm;
+    size_t nlen;
+    uint32_t *map;
+    struct gw_buf in = {0};
+    int rc = -1;
+    if (!key || safety_normalize(s, n, &norm, &nlen, &map) != 0)
+        return -1;
+    const char *t = tenant ? tenant : "";
+    if (gw_buf_append(&in, t, strlen(t) + 1) != 0 ||
+        gw_buf_append(&in, d->label, strlen(d->label) + 1) != 0)
+        goto out;
+    /* The value's letters and digits only (lower case), so formatting does not matter;
+     * secrets are hashed as they are. */
+    for (size_t i = 0; i < nlen; i++) {
+        char c = norm[i];
+        if (!d->secret) {
+            if (!is_alnum((unsigned char)c))
+                continue;
+            if (c >= 'A' && c <= 'Z')
+                c = (char)(c + 32);
+        }
+        if (gw_buf_append(&in, &c, 1) != 0)
+            goto out;
+    }
+    unsigned char md[32];
+    size_t mdlen = 0;
+    if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, 32, (const unsigned char *)in.data,
+                   in.len, md, sizeof md, &mdlen) ||
+        mdlen != 32)
+        goto out;
+    char hex[17];
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 8; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[16] = '\0';
+    rc = gw_buf_printf(b, "[%s:%s]", d->label, hex);
+out:
+    gw_buf_free(&in);
+    if (norm != s)
+        free(norm);
+    free(map);
+    return rc;
+}
+
+static int append_mask(struct gw_buf *b, const struct safety_detector *d, const char *s, size_t n)
+{
+    if (d->builtin == SB_EMAIL) {
+        const char *at = memchr(s, '@', n);
+        if (at && at > s) {
+            if (gw_buf_append(b, s, 1) != 0 || gw_buf_append(b, "***", 3) != 0)
+                return -1;
+            return gw_buf_append(b, at, n - (size_t)(at - s));
+        }
+    }
+    if (!d->keep_last4)
+        return append_placeholder(b, d);
+    size_t alnums = 0;
+    for (size_t i = 0; i < n; i++)
+        alnums += is_alnum((unsigned char)s[i]);
+    /* Fewer than 8 letters/digits: four kept would give away half; mask them all. */
+    size_t keep = alnums >= 8 ? 4 : 0, seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_alnum(c)) {
+            seen++;
+            char o = seen > alnums - keep ? (char)c : '*';
+            if (gw_buf_append(b, &o, 1) != 0)
+                return -1;
+        } else if (c < 0x80) {
+            if (gw_buf_append(b, (const char *)&s[i], 1) != 0)
+                return -1;
+        } else if (gw_buf_append(b, "*", 1) != 0) {
+            /* Non-ASCII (full-width digits): masked too. */
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int append_replacement(struct gw_buf *b, const struct safety_config *sc,
+                              const struct safety_detector *d, const char *tenant, const char *s,
+                              size_t n)
+{
+    switch (d->style) {
+    case SAFETY_STYLE_MASK:
+        return append_mask(b, d, s, n);
+    case SAFETY_STYLE_HASH:
+        return append_hash(b, sc, d, tenant, s, n);
+    default:
+        return append_placeholder(b, d);
+    }
+}
+
+/* ---- the walk ----------------------------------------------------------------------------- */
+
+struct walk {
+    const struct safety_config *sc;
+    const struct safety_scan_opts *o;
+    struct gw_findings *f;
+    struct safety_result *res;
+    char path[1024];
+    size_t plen;
+    int stop; /* a bound was hit or an error happened: scan nothing more */
+};
+
+static void set_error(struct walk *w, const char *code)
+{
+    if (!w->res->error) {
+        w->res->error = 1;
+        snprintf(w->res->error_code, sizeof w->res->error_code, "%s", code);
+    }
+    w->stop = 1;
+}
+
+/* A bound was hit: block (an error) or, with on_oversize: pass, a flag and a log finding. */
+static void over_bound(struct walk *w, const char *code)
+{
+    w->stop = 1;
+    if (w->sc->on_oversize == SAFETY_OVERSIZE_PASS) {
+        w->res->flagged = 1;
+        add_finding(w->f, code + strlen("safety."), w->path, GW_PII_LOG, w->o->direction);
+        return;
+    }
+    set_error(w, code);
+}
+
+static size_t path_push_key(struct walk *w, const char *key, size_t klen)
+{
+    size_t saved = w->plen;
+    if (w->plen + 2 >= sizeof w->path)
+        return saved;
+    w->path[w->plen++] = '/';
+    for (size_t i = 0; i < klen && w->plen + 3 < sizeof w->path; i++) {
+        if (key[i] == '~') {
+            w->path[w->plen++] = '~';
+            w->path[w->plen++] = '0';
+        } else if (key[i] == '/') {
+            w->path[w->plen++] = '~';
+            w->path[w->plen++] = '1';
+        } else {
+            w->path[w->plen++] = key[i];
+        }
+    }
+    w->path[w->plen] = '\0';
+    return saved;
+}
+
+static size_t path_push_index(struct walk *w, size_t i)
+{
+    size_t saved = w->plen;
+    int n = snprintf(w->path + w->plen, sizeof w->path - w->plen, "/%zu", i);
+    if (n > 0 && (size_t)n < sizeof w->path - w->plen)
+        w->plen += (size_t)n;
+    else
+        w->path[w->plen] = '\0';
+    return saved;
+}
+
+static void path_pop(struct walk *w, size_t saved)
+{
+    w->plen = saved;
+    w->path[saved] = '\0';
+}
+
+/*
+ * Scans one string. Returns a malloc'd replacement (in *out, length *out_len) when spans are to
+ * be redacted, NULL otherwise. Findings and the block decision are recorded on the way.
+ */
+static int scan_string(struct walk *w, const char *s, size_t len, const char *key, size_t klen,
+                       char **out, size_t *out_len)
+{
+    struct safety_match m[SAFETY_MAX_MATCHES];
+    unsigned flags = 0;
+    enum gw_direction dir = w->o->direction;
+    *out = NULL;
+    if (len == 0)
+        return 0;
+    if (len > *w->o->budget) {
+        over_bound(w, "safety.too_large");
+        return 0;
+    }
+    *w->o->budget -= len;
+    w->res->scanned += len;
+    int n = safety_scan_text(w->sc, s, len, key, klen, m, SAFETY_MAX_MATCHES, &flags);
+    if (n < 0) {
+        set_error(w, "safety.error");
+        return -1;
+    }
+    if (flags & SAFETY_SCAN_LIMIT) {
+        set_error(w, "safety.scan_limit");
+        return -1;
+    }
+    int redact = 0;
+    for (int i = 0; i < n; i++) {
+        const struct safety_detector *d = &w->sc->detectors[m[i].detector];
+        enum safety_action a = w->o->actions ? w->o->actions[m[i].detector][dir] : d->action[dir];
+        if (a == SAFETY_OFF)
+            continue;
+        w->res->findings++;
+        safety_count_finding(w->sc, m[i].detector);
+        add_finding(w->f, d->name, w->path, pii_action(a), dir);
+        if (a == SAFETY_BLOCK && !w->res->block) {
+            w->res->block = 1;
+            copy_utf8(w->res->block_type, sizeof w->res->block_type, d->name);
+            copy_utf8(w->res->block_path, sizeof w->res->block_path, w->path);
+        }
+        if (a == SAFETY_REDACT)
+            redact = 1;
+    }
+    if (!redact || !w->o->redact)
+        return 0;
+    struct gw_buf b = {0};
+    if (flags & SAFETY_SCAN_OVERFLOW) {
+        /* Too many spans to rewrite one by one: the whole string goes. */
+        if (gw_buf_append(&b, "[REDACTED]", 10) != 0)
+            goto oom;
+        w->res->redactions++;
+    } else {
+        size_t pos = 0;
+        for (int i = 0; i < n; i++) {
+            const struct safety_detector *d = &w->sc->detectors[m[i].detector];
+            enum safety_action a =
+                w->o->actions ? w->o->actions[m[i].detector][dir] : d->action[dir];
+            if (a != SAFETY_REDACT)
+                continue;
+            if (gw_buf_append(&b, s + pos, m[i].start - pos) != 0 ||
+                append_replacement(&b, w->sc, d, w->o->tenant, s + m[i].start,
+                                   m[i].end - m[i].start) != 0)
+                goto oom;
+            pos = m[i].end;
+            w->res->redactions++;
+        }
+        if (gw_buf_append(&b, s + pos, len - pos) != 0)
+            goto oom;
+    }
+    if (gw_buf_append(&b, "", 1) != 0)
+        goto oom;
+    *out_len = b.len - 1;
+    *out = b.data; /* ownership moves to the caller */
+    return 0;
+oom:
+    gw_buf_free(&b);
+    set_error(w, "safety.error");
+    return -1;
+}
+
+static void walk_node(struct walk *w, json_t *node, const char *key, size_t klen, size_t depth);
+
+static void walk_object(struct walk *w, json_t *obj, size_t depth)
+{
+    const char *k;
+    json_t *v;
+    struct rename {
+        char *from, *to;
+    } *renames = NULL;
+    size_t n_ren = 0;
+    void *tmp;
+    json_object_foreach_safe(obj, tmp, k, v)
+    {
+        if (w->stop)
+            break;
+        size_t klen = strlen(k);
+        size_t saved = path_push_key(w, k, klen);
+        char *nk = NULL;
+        size_t nkl = 0;
+        /* The member name itself may hold a value ({"123-45-6789": {...}}). */
+        scan_string(w, k, klen, NULL, 0, &nk, &nkl);
+        walk_node(w, v, k, klen, depth + 1);
+        path_pop(w, saved);
+        if (nk) {
+            struct rename *r = realloc(renames, (n_ren + 1) * sizeof *r);
+            if (r)
+                renames = r;
+            char *from = r ? strdup(k) : NULL;
+            if (!from) {
+                free(nk);
+                set_error(w, "safety.error");
+                break;
+            }
+            renames[n_ren].from = from;
+            renames[n_ren].to = nk;
+            n_ren++;
+        }
+    }
+    for (size_t i = 0; i < n_ren; i++) {
+        json_t *val = json_incref(json_object_get(obj, renames[i].from));
+        json_object_del(obj, renames[i].from);
+        /* Two names redacted alike must stay two members: number the later ones. */
+        char *name = renames[i].to;
+        char alt[600];
+        for (int c = 2; json_object_get(obj, name) && c < 1000; c++) {
+            snprintf(alt, sizeof alt, "%.500s#%d", renames[i].to, c);
+            name = alt;
+        }
+        if (!val || json_object_set_new(obj, name, val) != 0)
+            set_error(w, "safety.error");
+        free(renames[i].from);
+        free(renames[i].to);
+    }
+    free(renames);
+}
+
+static void walk_node(struct walk *w, json_t *node, const char *key, size_t klen, size_t depth)
+{
+    if (w->stop || !node)
+        return;
+    if (depth > w->sc->max_depth) {
+        over_bound(w, "safety.too_deep");
+        return;
+    }
+    switch (json_typeof(node)) {
+    case JSON_STRING: {
+        char *rep = NULL;
+        size_t rl = 0;
+        scan_string(w, json_string_value(node), json_string_length(node), key, klen, &rep, &rl);
+        if (rep) {
+            if (json_string_setn(node, rep, rl) != 0)
+                set_error(w, "safety.error");
+            free(rep);
+        }
+        break;
+    }
+    case JSON_OBJECT:
+        walk_object(w, node, depth);
+        break;
+    case JSON_ARRAY:
+        for (size_t i = 0; i < json_array_size(node) && !w->stop; i++) {
+            size_t saved = path_push_index(w, i);
+            /* Items of an array keep the array's member name as context ("phones": [...]). */
+            walk_node(w, json_array_get(node, i), key, klen, depth + 1);
+            path_pop(w, saved);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void safety_scan_json(const struct safety_config *sc, json_t *node, const char *path,
+                      const struct safety_scan_opts *opts, struct gw_findings *findings,
+                      struct safety_result *res)
+{
+    struct walk w = {.sc = sc, .o = opts, .f = findings, .res = res};
+    copy_utf8(w.path, sizeof w.path, path ? path : "");
+    w.plen = strlen(w.path);
+    if (!sc || !node)
+        return;
+    unsigned before = res->redactions;
+    walk_node(&w, node, NULL, 0, 0);
+    if (findings)
+        findings->redactions += res->redactions - before;
+}
