@@ -617,6 +617,7 @@ section_micro() {
     micro_bench audit "$TOOLGATE" bench audit --dir "$TMP/audit-bench"
     micro_bench limits "$TOOLGATE" bench limits
     micro_bench routing "$TOOLGATE" bench routing
+    micro_bench safety "$TOOLGATE" bench safety
 }
 
 # ---------------------------------------------------------------------------------------------

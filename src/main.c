@@ -15,6 +15,7 @@
 #include "layers/limits/limits.h"
 #include "layers/policy/policy.h"
 #include "layers/routing/routing.h"
+#include "layers/safety/safety.h"
 
 #include <curl/curl.h>
 
@@ -31,6 +32,8 @@ static void usage(FILE *out)
             "  policy test|explain     run policy test files; explain one decision\n"
             "  audit verify|query|stats|export STORE ...\n"
             "                          check the audit log's integrity; answer questions from it\n"
+            "  safety scan|validate|redact ...\n"
+            "                          find PII and secrets in JSON; check single values\n"
             "  keys generate ...       make a signing key pair and its JWKS (development tool)\n"
             "  token ...               mint a signed test JWT (development tool)\n"
             "  bench LAYER             micro-benchmarks of a layer (identity, policy, limits, ...)\n"
@@ -125,7 +128,7 @@ static int cmd_bench(int argc, char **argv)
     } benches[] = {
         {"identity", identity_bench_main}, {"policy", policy_bench_main},
         {"limits", limits_bench_main},     {"routing", routing_bench_main},
-        {"audit", audit_bench_main},
+        {"audit", audit_bench_main},       {"safety", safety_bench_main},
     };
     if (argc >= 2) {
         for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
@@ -133,7 +136,7 @@ static int cmd_bench(int argc, char **argv)
                 return benches[i].run(argc - 1, argv + 1);
     }
     fprintf(argc >= 2 && strcmp(argv[1], "--help") != 0 ? stderr : stdout,
-            "usage: toolgate bench identity|policy|limits|routing|audit [options]\n"
+            "usage: toolgate bench identity|policy|limits|routing|audit|safety [options]\n"
             "Micro-benchmarks of the layers; `make bench` runs them with the peers.\n");
     return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
 }
@@ -221,6 +224,8 @@ int main(int argc, char **argv)
         rc = cmd_bench(argc - 1, argv + 1);
     else if (strcmp(cmd, "audit") == 0)
         rc = audit_cli_main(argc - 1, argv + 1);
+    else if (strcmp(cmd, "safety") == 0)
+        rc = safety_cli_main(argc - 1, argv + 1);
     else if (strcmp(cmd, "keys") == 0)
         rc = identity_cli_keys(argc - 1, argv + 1);
     else if (strcmp(cmd, "token") == 0)

@@ -80,6 +80,9 @@ identity:
 policy:
   rules:
     - {id: everyone, effect: permit, tools: ["*"]}
+safety:
+  # The payment tool needs the card number it is given (cards are redacted by default).
+  tools: [{tools: [charge_card], detectors: {credit_card: log}}]
 limits:
   store: "redis://127.0.0.1:${redisPort}"
   rate:

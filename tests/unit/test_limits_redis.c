@@ -388,7 +388,10 @@ static void test_redis_silent(void **state)
     assert_int_equal(check(req), GW_DENY);
     assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.unavailable");
     uint64_t took = gw_mono_ms() - t0;
-    assert_true(took >= 90 && took < 1000);
+    /* Given up on within a bound (the 100 ms timer may have started at connect, in start). */
+    if (took >= 1000)
+        fail_msg("the silent server was given up on after %llu ms (want about 100)",
+                 (unsigned long long)took);
     gw_request_free(req);
     limits_stop();
     gw_config_free(cfg);
