@@ -149,7 +149,11 @@ describe("identity, policy, injection and audit with real tokens", () => {
                     { id: "nobody-deletes", effect: "forbid", tools: ["delete_patient"] },
                 ],
             },
-            extra: { audit: { store: `sqlite:${path.join(dir, "audit.db")}` } },
+            extra: {
+                audit: { store: `sqlite:${path.join(dir, "audit.db")}` },
+                // The payment tool needs the card number (cards are redacted by default).
+                safety: { tools: [{ tools: ["charge_card"], detectors: { credit_card: "log" } }] },
+            },
         });
         const mint = (key, sub, roles, scopes, aud = audience, ...more) =>
             toolgate("token", "--key", key, "--iss", ISSUER, "--aud", aud, "--sub", sub, "--roles", roles,
