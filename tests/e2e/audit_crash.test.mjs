@@ -1,0 +1,112 @@
+// The audit log survives a crash: toolgate is killed with SIGKILL in the middle of a load of
+// tool calls, started again on the same store, and then
+// - `toolgate audit verify` finds the chain intact (the restart is recorded, not hidden);
+// - every call whose answer reached a client has both its decision and its completion record
+//   (answers are released only once their completion record is committed).
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import path from "node:path";
+import { startToolgate, startEhr, killAll, tempDir, sleep, TOOLGATE_BIN } from "./lib/harness.mjs";
+
+after(killAll);
+
+const HEADERS = { "Content-Type": "application/json", Accept: "application/json, text/event-stream" };
+
+async function post(url, body, session) {
+    const headers = { ...HEADERS };
+    if (session) {
+        headers["Mcp-Session-Id"] = session;
+        headers["MCP-Protocol-Version"] = "2025-06-18";
+    }
+    const res = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+    const text = await res.text(); // the whole answer reached this client
+    return { res, text };
+}
+
+async function openSession(url) {
+    const { res } = await post(url, {
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "crash", version: "1" } },
+    });
+    assert.equal(res.status, 200);
+    const session = res.headers.get("mcp-session-id");
+    await post(url, { jsonrpc: "2.0", method: "notifications/initialized" }, session);
+    return session;
+}
+
+test("kill -9 under load: the chain verifies and every answered call has its records", async () => {
+    const dir = tempDir();
+    const db = path.join(dir, "audit.db");
+    const ehr = await startEhr("json");
+    const opts = {
+        routes: [{ name: "ehr", url: ehr.url }],
+        workers: 2,
+        extra: { audit: { store: `sqlite:${db}`, durability: "commit" } },
+    };
+    let tg = await startToolgate(opts);
+    const session = await openSession(tg.url);
+
+    // Eight clients call tools as fast as they can; each answer that arrives whole is noted.
+    const answered = new Set();
+    let stop = false;
+    const clients = [];
+    for (let c = 0; c < 8; c++) {
+        clients.push((async () => {
+            for (let i = 0; !stop && i < 100000; i++) {
+                try {
+                    const { res } = await post(tg.url, {
+                        jsonrpc: "2.0",
+                        id: i,
+                        method: "tools/call",
+                        params: { name: "get_patient", arguments: { patient_id: `P${(i % 900) + 1}` } },
+                    }, session);
+                    if (res.status === 200) answered.add(res.headers.get("x-request-id"));
+                } catch {
+                    return; // the gateway is gone
+                }
+            }
+        })());
+    }
+    await sleep(1500);
+    assert.ok(answered.size > 50, `load ran (${answered.size} answers)`);
+    await tg.child.kill(); // SIGKILL, in the middle of the load
+    stop = true;
+    await Promise.all(clients);
+
+    // Start again on the same store; it picks up the chain and records the restart.
+    tg = await startToolgate({ ...opts, port: undefined });
+    const s2 = await openSession(tg.url);
+    const { res } = await post(tg.url, {
+        jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "get_patient", arguments: { patient_id: "P7" } },
+    }, s2);
+    assert.equal(res.status, 200);
+    await tg.stop();
+    await ehr.stop();
+
+    const pub = `${db}.ed25519.pem.pub`;
+    const v = spawnSync(TOOLGATE_BIN, ["audit", "verify", `sqlite:${db}`, "--pubkey", pub], { encoding: "utf8", timeout: 60000 });
+    assert.equal(v.status, 0, `audit verify: ${v.stdout}\n${v.stderr}`);
+    assert.match(v.stdout + v.stderr, /unclean/i, "the crash is visible in the log");
+
+    // Every answer that reached a client has its decision and completion records.
+    const rows = execFileSync("sqlite3", [db, "SELECT request_id || ' ' || kind FROM audit_records WHERE request_id IS NOT NULL"], {
+        encoding: "utf8",
+        maxBuffer: 64 * 1024 * 1024,
+    });
+    const kinds = new Map();
+    for (const line of rows.split("\n")) {
+        const [id, kind] = line.split(" ");
+        if (!id) continue;
+        if (!kinds.has(id)) kinds.set(id, new Set());
+        kinds.get(id).add(kind);
+    }
+    let missing = 0;
+    for (const id of answered) {
+        const k = kinds.get(id);
+        if (!k || !k.has("decision") || !k.has("completion")) missing++;
+    }
+    assert.equal(missing, 0, `${missing} of ${answered.size} answered calls lack a record`);
+});
