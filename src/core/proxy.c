@@ -219,34 +219,38 @@ static void hold_whole(struct exchange *x, int status, const struct gw_header *h
 static void exchange_release(struct exchange *x, int durable)
 {
     struct gw_request *req = x->req;
-    if (x->conn) {
-        gw_conn_set_hooks(x->conn, NULL, NULL, NULL);
+    struct gw_conn *conn = x->conn;
+    int abandon = x->abandon;
+    x->conn = NULL;
+    if (conn) {
+        gw_conn_set_hooks(conn, NULL, NULL, NULL);
         if (!durable) {
             static const char lost[] =
                 "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,\"message\":\"The "
                 "gateway could not record this call; its result is withheld.\"}}";
             if (x->held_whole)
-                gw_conn_respond(x->conn, 503, "application/json", lost, sizeof lost - 1, NULL,
-                                0);
+                gw_conn_respond(conn, 503, "application/json", lost, sizeof lost - 1, NULL, 0);
             req->response_status = 503;
-            gw_conn_end(x->conn, !x->held_whole);
-        } else {
-            if (x->held_whole) {
-                if (gw_conn_write_head(x->conn, x->held_status, x->held_headers,
-                                       x->n_held_headers, (int64_t)x->held_body.len) == 0)
-                    gw_conn_write_body(x->conn, x->held_body.data ? x->held_body.data : "",
-                                       x->held_body.len);
-            } else if (x->held_body.len) {
-                gw_conn_write_body(x->conn, x->held_body.data, x->held_body.len);
-            }
-            gw_conn_end(x->conn, x->abandon);
+            abandon = !x->held_whole;
+        } else if (x->held_whole) {
+            if (gw_conn_write_head(conn, x->held_status, x->held_headers, x->n_held_headers,
+                                   (int64_t)x->held_body.len) == 0)
+                gw_conn_write_body(conn, x->held_body.data ? x->held_body.data : "",
+                                   x->held_body.len);
+        } else if (x->held_body.len) {
+            gw_conn_write_body(conn, x->held_body.data, x->held_body.len);
         }
-        x->conn = NULL;
     }
     log_request(x);
     gw_request_free(req);
     x->req = NULL;
     uv_close((uv_handle_t *)&x->timer, exchange_closed);
+    /*
+     * Last: ending the response lets go of the connection's request buffers (the request
+     * context pointed into them) and may start on the next pipelined request at once.
+     */
+    if (conn)
+        gw_conn_end(conn, abandon);
 }
 
 static void on_durable(void *arg)

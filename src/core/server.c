@@ -76,7 +76,11 @@ struct gw_conn {
     struct gw_worker *w;
     struct gw_tls_conn *tls; /* NULL for plain HTTP */
     struct gw_conn *prev, *next;
-    struct http1_parser parser;
+    /*
+     * Parser state exists only while a request is being read or served (it is several
+     * KiB); an idle keep-alive connection holds none.
+     */
+    struct http1_parser *parser;
     struct gw_buf inbuf;
     enum conn_state state;
     int handles_open;
@@ -151,7 +155,7 @@ struct gw_worker *gw_conn_worker(const struct gw_conn *c)
 
 int gw_conn_http_minor(const struct gw_conn *c)
 {
-    return c->parser.http_minor;
+    return c->parser ? c->parser->http_minor : 1;
 }
 
 size_t gw_conn_queued(const struct gw_conn *c)
@@ -328,9 +332,9 @@ int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_header *he
     struct gw_buf h = {0};
     char date[64];
     http_date(date, sizeof date);
-    c->keep_alive = c->parser.keep_alive && !c->w->stopping;
+    c->keep_alive = c->parser->keep_alive && !c->w->stopping;
     c->streaming = content_length < 0;
-    c->chunked = c->streaming && c->parser.http_minor >= 1;
+    c->chunked = c->streaming && c->parser->http_minor >= 1;
     if (c->streaming && !c->chunked)
         c->keep_alive = 0; /* an HTTP/1.0 stream ends when the connection closes */
     int rc = gw_buf_printf(&h, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: toolgate\r\n", status,
@@ -347,7 +351,7 @@ int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_header *he
         rc |= gw_buf_append_str(&h, "Transfer-Encoding: chunked\r\n");
     if (!c->keep_alive)
         rc |= gw_buf_append_str(&h, "Connection: close\r\n");
-    else if (c->parser.http_minor == 0)
+    else if (c->parser->http_minor == 0)
         rc |= gw_buf_append_str(&h, "Connection: keep-alive\r\n");
     rc |= gw_buf_append(&h, "\r\n", 2);
     if (rc == 0 && c->streaming) {
@@ -433,7 +437,16 @@ void gw_conn_end(struct gw_conn *c, int abandon)
         conn_finish_close(c);
         return;
     }
-    http1_reset(&c->parser);
+    if (c->inbuf.len == 0) {
+        /* Nothing pipelined: let go of the request's buffers while the connection idles. */
+        http1_free(c->parser);
+        free(c->parser);
+        c->parser = NULL;
+        gw_buf_free(&c->inbuf);
+        gw_buf_free(&c->head_buf);
+    } else {
+        http1_reset(c->parser);
+    }
     c->state = C_IDLE;
     c->body_started = 0;
     c->first_request = 0;
@@ -453,7 +466,7 @@ static void conn_error(struct gw_conn *c, int status, const char *msg)
     gw_uuid7(id);
     snprintf(fields, sizeof fields, "\"status\":%d,\"route\":\"\"", status);
     gw_log(GW_LOG_INFO, "request", id, fields, "malformed request answered %d: %s", status, msg);
-    c->parser.keep_alive = 0;
+    c->parser->keep_alive = 0;
     c->state = C_HANDLING;
     struct gw_header rid = {GW_SLICE_LIT("X-Request-Id"), {id, 36}};
     if (gw_conn_respond(c, status, "application/json", body, (size_t)n, &rid, 1) != 0) {
@@ -496,7 +509,7 @@ static void conn_dispatch(struct gw_conn *c)
 {
     c->state = C_HANDLING;
     uv_timer_stop(&c->timer);
-    gw_handle_request(c, &c->parser);
+    gw_handle_request(c, c->parser);
 }
 
 /* Parses buffered input until it is used up or a request is with the handler. */
@@ -508,27 +521,36 @@ static void conn_process(struct gw_conn *c)
     while (!c->closed && !c->shutting && c->inbuf.len > 0 &&
            (c->state == C_IDLE || c->state == C_HEAD || c->state == C_BODY)) {
         if (c->state == C_IDLE) {
+            if (!c->parser) {
+                c->parser = malloc(sizeof *c->parser);
+                if (!c->parser) {
+                    conn_close(c);
+                    break;
+                }
+                http1_init(c->parser, c->w->cfg->server.limits.max_header,
+                           c->w->cfg->server.limits.max_body);
+            }
             c->state = C_HEAD;
             uv_timer_start(&c->timer, on_header_timeout,
                            c->w->cfg->server.limits.header_timeout_ms, 0);
         }
-        size_t n = http1_feed(&c->parser, c->inbuf.data, c->inbuf.len);
+        size_t n = http1_feed(c->parser, c->inbuf.data, c->inbuf.len);
         gw_buf_consume(&c->inbuf, n);
-        if (c->parser.state == HTTP1_ERROR) {
-            conn_error(c, c->parser.error_status, c->parser.error_msg);
+        if (c->parser->state == HTTP1_ERROR) {
+            conn_error(c, c->parser->error_status, c->parser->error_msg);
             break;
         }
-        if ((c->parser.state == HTTP1_BODY || c->parser.state == HTTP1_DONE) &&
+        if ((c->parser->state == HTTP1_BODY || c->parser->state == HTTP1_DONE) &&
             !c->body_started) {
             c->body_started = 1;
             c->state = C_BODY;
             uv_timer_start(&c->timer, on_header_timeout, c->w->cfg->server.limits.body_timeout_ms,
                            0);
-            if (c->parser.expect_continue && c->parser.state == HTTP1_BODY &&
-                c->parser.http_minor >= 1)
+            if (c->parser->expect_continue && c->parser->state == HTTP1_BODY &&
+                c->parser->http_minor >= 1)
                 conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         }
-        if (c->parser.state == HTTP1_DONE) {
+        if (c->parser->state == HTTP1_DONE) {
             conn_dispatch(c);
             continue;
         }
@@ -594,7 +616,10 @@ static void conn_handle_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     struct gw_worker *w = c->w;
-    http1_free(&c->parser);
+    if (c->parser) {
+        http1_free(c->parser);
+        free(c->parser);
+    }
     gw_buf_free(&c->inbuf);
     gw_buf_free(&c->head_buf);
     gw_tls_conn_free(c->tls);
@@ -679,7 +704,6 @@ static void on_connection(uv_stream_t *server, int status)
     c->timer.data = c;
     c->handles_open = 2;
     c->first_request = 1;
-    http1_init(&c->parser, w->cfg->server.limits.max_header, w->cfg->server.limits.max_body);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -771,7 +795,6 @@ static void worker_begin_stop(struct gw_worker *w, int now)
         while (c) {
             struct gw_conn *next = c->next;
             if (c->state == C_IDLE || c->state == C_HEAD) {
-                c->parser.keep_alive = 0;
                 conn_close(c);
             } else if (c->state == C_HANDLING && c->shutdown_cb) {
                 void (*cb)(void *) = c->shutdown_cb;
