@@ -23,11 +23,6 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) -fno-strict-aliasing
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  += $(SAN)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm
-# jemalloc copes far better than glibc's allocator with many threads freeing each other's
-# memory (workers build audit records the writer thread frees); sanitizer builds keep their own.
-ifeq ($(SAN),)
-LDLIBS   += -ljemalloc
-endif
 
 LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
