@@ -315,9 +315,11 @@ int cfg_load_string(const char *text, size_t len, const char *name, struct cfg_d
     return 0;
 }
 
-int cfg_load_file(const char *path, struct cfg_doc *doc, struct cfg_error *err)
+int cfg_read_file(const char *path, size_t max, char **out, size_t *out_len,
+                  struct cfg_error *err)
 {
-    memset(doc, 0, sizeof *doc);
+    *out = NULL;
+    *out_len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err->msg, sizeof err->msg, "%s: cannot open: %s", path, strerror(errno));
@@ -338,8 +340,9 @@ int cfg_load_file(const char *path, struct cfg_doc *doc, struct cfg_error *err)
         }
         size_t r = fread(text + len, 1, cap - len, f);
         len += r;
-        if (len > CFG_MAX_FILE) {
-            snprintf(err->msg, sizeof err->msg, "%s: larger than %u bytes", path, CFG_MAX_FILE);
+        if (len > max) {
+            snprintf(err->msg, sizeof err->msg, "%s: larger than %zu bytes; is this the right file?",
+                     path, max);
             goto out;
         }
         if (r == 0) {
@@ -350,10 +353,25 @@ int cfg_load_file(const char *path, struct cfg_doc *doc, struct cfg_error *err)
             break;
         }
     }
-    rc = cfg_load_string(text, len, path, doc, err);
+    *out = text;
+    *out_len = len;
+    text = NULL;
+    rc = 0;
 out:
     free(text);
     fclose(f);
+    return rc;
+}
+
+int cfg_load_file(const char *path, struct cfg_doc *doc, struct cfg_error *err)
+{
+    memset(doc, 0, sizeof *doc);
+    char *text;
+    size_t len;
+    if (cfg_read_file(path, CFG_MAX_FILE, &text, &len, err) != 0)
+        return -1;
+    int rc = cfg_load_string(text, len, path, doc, err);
+    free(text);
     return rc;
 }
 

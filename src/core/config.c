@@ -1164,43 +1164,12 @@ struct gw_config *gw_config_load_string(const char *yaml, const char *name, stru
  */
 struct gw_config *gw_config_load(const char *path, struct cfg_error *err)
 {
-    struct gw_config *cfg = NULL;
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err->msg, sizeof err->msg, "%s: cannot open: %s", path, strerror(errno));
+    char *text;
+    size_t len;
+    if (cfg_read_file(path, CONFIG_MAX_FILE, &text, &len, err) != 0)
         return NULL;
-    }
-    for (;;) {
-        if (cap - len < 65536) {
-            cap = cap ? cap * 2 : 65536;
-            char *p = realloc(text, cap);
-            if (!p) {
-                snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
-                goto out;
-            }
-            text = p;
-        }
-        size_t r = fread(text + len, 1, cap - len, f);
-        len += r;
-        if (len > CONFIG_MAX_FILE) {
-            snprintf(err->msg, sizeof err->msg, "%s: larger than %u bytes; is this the right file?",
-                     path, CONFIG_MAX_FILE);
-            goto out;
-        }
-        if (r == 0) {
-            if (ferror(f)) {
-                snprintf(err->msg, sizeof err->msg, "%s: read error: %s", path, strerror(errno));
-                goto out;
-            }
-            break;
-        }
-    }
-    cfg = load_bytes(text, len, path, path, err);
-out:
+    struct gw_config *cfg = load_bytes(text, len, path, path, err);
     free(text);
-    fclose(f);
     return cfg;
 }
 
