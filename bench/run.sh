@@ -19,7 +19,8 @@
 #   BENCH_CONNECTIONS=50     wrk connections        BENCH_THREADS=1  wrk threads
 #   BENCH_WORKERS=1          workers of each proxy (nginx processes, h2o and toolgate threads)
 #   BENCH_BACKEND_WORKERS=1  ehr-backend worker threads
-#   BENCH_TARGETS="direct nginx h2o toolgate"   the pass-through targets, in run order
+#   BENCH_TARGETS="direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued"
+#                                               the pass-through targets, in run order
 #   BENCH_IDLE_CONNECTIONS=1000                 connections held by idle_rss
 #   BENCH_RSS_TARGETS="toolgate nginx h2o"      servers measured by idle_rss
 #   BENCH_RESULTS=bench/RESULTS.md              where the report is appended; "-" = nowhere
@@ -54,7 +55,7 @@ BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-50}
 BENCH_THREADS=${BENCH_THREADS:-1}
 BENCH_WORKERS=${BENCH_WORKERS:-1}
 BENCH_BACKEND_WORKERS=${BENCH_BACKEND_WORKERS:-1}
-BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate}
+BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued}
 BENCH_IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
 BENCH_RSS_TARGETS=${BENCH_RSS_TARGETS:-toolgate nginx h2o}
 BENCH_RESULTS=${BENCH_RESULTS:-$REPO/bench/RESULTS.md}
@@ -342,22 +343,46 @@ start_h2o() {
     TARGET_URL="http://127.0.0.1:$port/mcp"
 }
 
-start_toolgate() {
-    local port
+# The toolgate configuration's switchable parts, per target: the full pipeline, and one layer
+# changed at a time so its cost shows as a ratio against "toolgate" in the same run.
+IDENTITY_ON='{issuers: [{issuer: "https://idp.bench.invalid/", audiences: ["http://toolgate.bench.invalid/mcp"], jwks_file: "@KEYS@/idp/jwks.json", algorithms: [EdDSA]}]}'
+declare -A VARIANT_NOTE=(
+    [toolgate_noid]="identity off (no token verified; policy without a role condition)"
+    [toolgate_nosafety]="safety off (no PII scanning of arguments or results)"
+    [toolgate_limits]="limits on (a per-user rate limit and a daily budget, memory store)"
+    [toolgate_queued]="audit.durability: queued (answers not held for their record)"
+)
+VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued)
+
+start_toolgate() { # start_toolgate [MODE] [VARIANT]
+    local port variant=${2:-toolgate} identity=$IDENTITY_ON safety='{}' principal=', roles_any: [bench]'
+    local limits='' durability=commit
+    case $variant in
+    toolgate_noid) identity='{mode: "off"}' principal='' ;;
+    toolgate_nosafety) safety='{enabled: false}' ;;
+    toolgate_limits) limits='limits: {ledger: "sqlite:@DIR@/ledger.db", rate: [{per: user, limit: 100000000, window: 1s}], costs: {default: 0.000001}, budgets: [{per: user, cap: 1000000, period: day}]}' ;;
+    toolgate_queued) durability=queued ;;
+    esac
     pick_port port
-    mkdir -p "$TMP/toolgate"
-    fill_template "$BENCH_TOOLGATE_CONFIG" "$TMP/toolgate/toolgate.yaml" \
-        "DIR=$TMP/toolgate" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS" \
+    mkdir -p "$TMP/$variant"
+    fill_template "$BENCH_TOOLGATE_CONFIG" "$TMP/$variant/toolgate.yaml" \
+        "IDENTITY=$identity" "SAFETY=$safety" "POLICY_PRINCIPAL=$principal" \
+        "LIMITS_SECTION=$limits" "DURABILITY=$durability" \
+        "DIR=$TMP/$variant" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS" \
         "KEYS=$TMP/keys"
-    start_bg TARGET_PID "$TMP/toolgate/toolgate.log" "$TOOLGATE" serve --config "$TMP/toolgate/toolgate.yaml"
-    wait_port "$port" "$TARGET_PID" "$TMP/toolgate/toolgate.log"
+    start_bg TARGET_PID "$TMP/$variant/toolgate.log" "$TOOLGATE" serve --config "$TMP/$variant/toolgate.yaml"
+    wait_port "$port" "$TARGET_PID" "$TMP/$variant/toolgate.log"
     TARGET_URL="http://127.0.0.1:$port/mcp"
 }
+start_toolgate_noid() { start_toolgate "${1:-}" toolgate_noid; }
+start_toolgate_nosafety() { start_toolgate "${1:-}" toolgate_nosafety; }
+start_toolgate_limits() { start_toolgate "${1:-}" toolgate_limits; }
+start_toolgate_queued() { start_toolgate "${1:-}" toolgate_queued; }
 
 # Why a target cannot run here, or nothing.
 target_missing() {
     case $1 in
-    direct | toolgate) ;;
+    direct | toolgate | toolgate_noid | toolgate_nosafety | toolgate_limits | toolgate_queued) ;;
     nginx) [[ -x $NGINX ]] || echo "nginx not installed ($NGINX)" ;;
     h2o) [[ -x $H2O ]] || echo "h2o not installed ($H2O)" ;;
     *) echo "unknown target" ;;
@@ -479,6 +504,12 @@ passthrough_run() {
     fi
     report ""
     local peer
+    local v
+    for v in "${VARIANTS[@]}"; do
+        [[ -n ${R_RPS[$key.toolgate]:-} && -n ${R_RPS[$key.$v]:-} ]] || continue
+        report "- $v, ${VARIANT_NOTE[$v]}: throughput $(ratio "${R_RPS[$key.$v]}" "${R_RPS[$key.toolgate]}")x of toolgate's," \
+            "CPU per request $(ratio "${R_CPU[$key.$v]}" "${R_CPU[$key.toolgate]}")x"
+    done
     if [[ -n ${R_RPS[$key.toolgate]:-} ]]; then
         for peer in nginx h2o direct; do
             [[ -n ${R_RPS[$key.$peer]:-} ]] || continue
