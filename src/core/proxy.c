@@ -720,7 +720,7 @@ static void forward(struct exchange *x)
     for (size_t i = 0; i < req->n_upstream_headers; i++)
         hdrs[n++] = req->upstream_headers[i];
     struct upstream_request ur = {
-        .url = be->url,
+        .url = req->upstream_url ? req->upstream_url : be->url,
         .method = req->method,
         .body = gw_request_upstream_body(req),
         .headers = hdrs,

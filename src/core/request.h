@@ -128,6 +128,11 @@ struct gw_request {
     /* Upstream. */
     const struct gw_backend *backend; /* set by routing; the route's first when left NULL */
     /*
+     * The endpoint URL to use for this backend, set by routing when a backend has several
+     * endpoints (points into the config generation); NULL: backend->url.
+     */
+    const char *upstream_url;
+    /*
      * "host:port:address" pinning the backend's name to the address the routing layer
      * vetted (curl's CURLOPT_RESOLVE format); empty when not pinned.
      */
