@@ -90,7 +90,7 @@ fuzz: deps
 	@scripts/fuzz.sh
 
 format:
-	clang-format -i $$(find src tests examples -name '*.[ch]')
+	clang-format -i $$(find src tests examples bench -name '*.[ch]')
 
 check-format:
 	clang-format --dry-run --Werror $$(find src tests examples -name '*.[ch]')

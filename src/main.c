@@ -21,25 +21,26 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "toolgate %s - a control plane for LLM tool calls (MCP)\n"
-            "\n"
-            "usage: toolgate <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  serve --config FILE     run the gateway (stops gracefully on SIGTERM/SIGINT)\n"
-            "  check --config FILE     validate a configuration file (and run its policy tests)\n"
-            "  policy test|explain     run policy test files; explain one decision\n"
-            "  audit verify|query|stats|export STORE ...\n"
-            "                          check the audit log's integrity; answer questions from it\n"
-            "  safety scan|validate|redact ...\n"
-            "                          find PII and secrets in JSON; check single values\n"
-            "  keys generate ...       make a signing key pair and its JWKS (development tool)\n"
-            "  token ...               mint a signed test JWT (development tool)\n"
-            "  bench LAYER             micro-benchmarks of a layer (identity, policy, limits, ...)\n"
-            "  --version               print the version\n"
-            "  --help                  this text; `toolgate <command> --help` for a command\n",
-            TOOLGATE_VERSION);
+    fprintf(
+        out,
+        "toolgate %s - a control plane for LLM tool calls (MCP)\n"
+        "\n"
+        "usage: toolgate <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  serve --config FILE     run the gateway (stops gracefully on SIGTERM/SIGINT)\n"
+        "  check --config FILE     validate a configuration file (and run its policy tests)\n"
+        "  policy test|explain     run policy test files; explain one decision\n"
+        "  audit verify|query|stats|export STORE ...\n"
+        "                          check the audit log's integrity; answer questions from it\n"
+        "  safety scan|validate|redact ...\n"
+        "                          find PII and secrets in JSON; check single values\n"
+        "  keys generate ...       make a signing key pair and its JWKS (development tool)\n"
+        "  token ...               mint a signed test JWT (development tool)\n"
+        "  bench LAYER             micro-benchmarks of a layer (identity, policy, limits, ...)\n"
+        "  --version               print the version\n"
+        "  --help                  this text; `toolgate <command> --help` for a command\n",
+        TOOLGATE_VERSION);
 }
 
 /* Parses `--config FILE` (or `-c FILE`); returns the path or NULL after printing why. */

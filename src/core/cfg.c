@@ -315,8 +315,7 @@ int cfg_load_string(const char *text, size_t len, const char *name, struct cfg_d
     return 0;
 }
 
-int cfg_read_file(const char *path, size_t max, char **out, size_t *out_len,
-                  struct cfg_error *err)
+int cfg_read_file(const char *path, size_t max, char **out, size_t *out_len, struct cfg_error *err)
 {
     *out = NULL;
     *out_len = 0;
@@ -341,8 +340,8 @@ int cfg_read_file(const char *path, size_t max, char **out, size_t *out_len,
         size_t r = fread(text + len, 1, cap - len, f);
         len += r;
         if (len > max) {
-            snprintf(err->msg, sizeof err->msg, "%s: larger than %zu bytes; is this the right file?",
-                     path, max);
+            snprintf(err->msg, sizeof err->msg,
+                     "%s: larger than %zu bytes; is this the right file?", path, max);
             goto out;
         }
         if (r == 0) {

@@ -44,8 +44,7 @@ struct cfg_error {
  * Reads a whole file of at most max bytes into a malloc'd buffer (caller frees). Returns 0, or
  * -1 with a sentence in err.
  */
-int cfg_read_file(const char *path, size_t max, char **out, size_t *out_len,
-                  struct cfg_error *err);
+int cfg_read_file(const char *path, size_t max, char **out, size_t *out_len, struct cfg_error *err);
 /* Loads and parses a YAML file into doc (caller frees with cfg_doc_free). Returns 0 or -1. */
 int cfg_load_file(const char *path, struct cfg_doc *doc, struct cfg_error *err);
 int cfg_load_string(const char *text, size_t len, const char *name, struct cfg_doc *doc,

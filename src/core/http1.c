@@ -149,8 +149,8 @@ static int check_request_line(struct http1_parser *p, const char **sp, size_t *n
     if (i == t0 || i >= len || s[i] != ' ')
         return fail(p, 400, "Malformed request line");
     i++;
-    if (len - i != 8 || memcmp(s + i, "HTTP/", 5) != 0 || s[i + 6] != '.' ||
-        s[i + 5] < '0' || s[i + 5] > '9' || s[i + 7] < '0' || s[i + 7] > '9')
+    if (len - i != 8 || memcmp(s + i, "HTTP/", 5) != 0 || s[i + 6] != '.' || s[i + 5] < '0' ||
+        s[i + 5] > '9' || s[i + 7] < '0' || s[i + 7] > '9')
         return fail(p, 400, "Malformed request line");
     if (s[i + 5] != '1' || s[i + 7] > '1')
         return fail(p, 505, "HTTP version not supported");
@@ -217,8 +217,8 @@ static int on_headers_complete(http_parser *hp)
     for (size_t i = 0; i < p->n_headers; i++) {
         struct gw_header *h = &p->headers[i];
         h->name = (struct gw_slice){base + p->raw_headers[i].name_off, p->raw_headers[i].name_len};
-        h->value = (struct gw_slice){base + p->raw_headers[i].value_off,
-                                     p->raw_headers[i].value_len};
+        h->value =
+            (struct gw_slice){base + p->raw_headers[i].value_off, p->raw_headers[i].value_len};
         /* Trim optional whitespace around the value. */
         while (h->value.len && (h->value.ptr[0] == ' ' || h->value.ptr[0] == '\t')) {
             h->value.ptr++;
@@ -246,13 +246,21 @@ static int on_headers_complete(http_parser *hp)
         return fail(p, 400, "Exactly one Host header is required");
 
     switch (hp->method) {
-    case HTTP_GET: p->method = GW_HTTP_GET; break;
-    case HTTP_POST: p->method = GW_HTTP_POST; break;
-    case HTTP_DELETE: p->method = GW_HTTP_DELETE; break;
-    default: p->method = GW_HTTP_OTHER; break;
+    case HTTP_GET:
+        p->method = GW_HTTP_GET;
+        break;
+    case HTTP_POST:
+        p->method = GW_HTTP_POST;
+        break;
+    case HTTP_DELETE:
+        p->method = GW_HTTP_DELETE;
+        break;
+    default:
+        p->method = GW_HTTP_OTHER;
+        break;
     }
-    p->method_name = (struct gw_slice){http_method_str(hp->method),
-                                       strlen(http_method_str(hp->method))};
+    p->method_name =
+        (struct gw_slice){http_method_str(hp->method), strlen(http_method_str(hp->method))};
     p->keep_alive = http_should_keep_alive(hp);
     p->chunked = (hp->flags & F_CHUNKED) != 0;
     p->has_content_length = (hp->flags & F_CONTENTLENGTH) != 0;
@@ -331,8 +339,7 @@ size_t http1_feed(struct http1_parser *p, const char *data, size_t len)
         return 0;
     if (p->state == HTTP1_HEAD) {
         /* Keep the head's raw bytes for the grammar check (bounded like the head itself). */
-        size_t room = p->max_header + 8 > p->raw_head.len ? p->max_header + 8 - p->raw_head.len
-                                                          : 0;
+        size_t room = p->max_header + 8 > p->raw_head.len ? p->max_header + 8 - p->raw_head.len : 0;
         if (gw_buf_append(&p->raw_head, data, len < room ? len : room) != 0) {
             fail(p, 503, "Out of memory");
             return 0;
@@ -395,29 +402,53 @@ size_t http1_header_count(const struct http1_parser *p, const char *name)
 const char *http1_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }

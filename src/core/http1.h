@@ -61,7 +61,7 @@ struct http1_parser {
 
     struct gw_buf raw_head; /* the head's bytes as received, checked against the grammar */
     struct gw_buf body;
-    int error_status;     /* 400, 413, 431, 505, 501 when state == HTTP1_ERROR */
+    int error_status;      /* 400, 413, 431, 505, 501 when state == HTTP1_ERROR */
     const char *error_msg; /* static text safe to send */
 };
 

@@ -122,8 +122,7 @@ static json_t *denial_for(const struct gw_request *req, const struct mcp_message
         json_t *data = json_object();
         json_object_set_new(data, "toolgate/decision", decision_meta(req, d));
         out = json_pack("{s:s, s:o, s:{s:i, s:s, s:o}}", "jsonrpc", "2.0", "id", id, "error",
-                        "code", code, "message", d->reason[0] ? d->reason : "Denied", "data",
-                        data);
+                        "code", code, "message", d->reason[0] ? d->reason : "Denied", "data", data);
     }
     return out;
 }
@@ -175,13 +174,10 @@ static void log_request(const struct exchange *x)
              "\"http_method\":\"%.*s\",\"route\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
              "\"duration_ms\":%llu,\"bytes\":%llu,\"decision\":\"%s\",\"layer\":\"%s\","
              "\"reason\":\"%s\",\"rpc_method\":\"%s\",\"messages\":%zu",
-             (int)req->method_name.len, req->method_name.ptr,
-             req->route ? req->route->name : "", req->response_status, req->upstream_status,
-             (unsigned long long)ms, (unsigned long long)req->response_bytes,
-             d ? "deny" : "allow",
-             layer ? layer : "",
-             d ? d->reason_code : "", method && strlen(method) < 64 ? method : "",
-             req->rpc.n);
+             (int)req->method_name.len, req->method_name.ptr, req->route ? req->route->name : "",
+             req->response_status, req->upstream_status, (unsigned long long)ms,
+             (unsigned long long)req->response_bytes, d ? "deny" : "allow", layer ? layer : "",
+             d ? d->reason_code : "", method && strlen(method) < 64 ? method : "", req->rpc.n);
     gw_log(GW_LOG_INFO, "request", req->id, fields, "%s", "request done");
 }
 
@@ -203,9 +199,9 @@ static void hold_whole(struct exchange *x, int status, const struct gw_header *h
     }
     rc |= gw_buf_append(&x->held_body, body ? body : "", len);
     for (size_t i = 0; i < n && rc == 0; i++)
-        x->held_headers[i] = (struct gw_header){
-            {x->held_hdr_storage.data + off[i][0], h[i].name.len},
-            {x->held_hdr_storage.data + off[i][1], h[i].value.len}};
+        x->held_headers[i] =
+            (struct gw_header){{x->held_hdr_storage.data + off[i][0], h[i].name.len},
+                               {x->held_hdr_storage.data + off[i][1], h[i].value.len}};
     x->n_held_headers = rc == 0 ? n : 0;
     x->held_status = rc == 0 ? status : 503;
     x->held_whole = 1;
@@ -335,10 +331,10 @@ static void respond_error(struct exchange *x, int status, int code, const char *
         body = json_array();
         for (size_t i = 0; i < req->rpc.n; i++)
             if (req->rpc.msgs[i].kind == MCP_REQUEST)
-                json_array_append_new(
-                    body, json_pack("{s:s, s:O, s:{s:i, s:s, s:O}}", "jsonrpc", "2.0", "id",
-                                    req->rpc.msgs[i].id, "error", "code", code, "message",
-                                    message, "data", data));
+                json_array_append_new(body,
+                                      json_pack("{s:s, s:O, s:{s:i, s:s, s:O}}", "jsonrpc", "2.0",
+                                                "id", req->rpc.msgs[i].id, "error", "code", code,
+                                                "message", message, "data", data));
     } else {
         json_t *id = req->rpc.n && req->rpc.msgs[0].id ? req->rpc.msgs[0].id : json_null();
         body = json_pack("{s:s, s:O, s:{s:i, s:s, s:O}}", "jsonrpc", "2.0", "id", id, "error",
@@ -391,8 +387,13 @@ static void arm_timer(struct exchange *x, uint64_t ms)
 
 /* Headers of the backend's answer that reach the client; everything else is dropped. */
 static const char *const relayed_headers[] = {
-    "Content-Type", "Mcp-Session-Id", "MCP-Protocol-Version", "Cache-Control", "Retry-After",
-    "Allow", NULL,
+    "Content-Type",
+    "Mcp-Session-Id",
+    "MCP-Protocol-Version",
+    "Cache-Control",
+    "Retry-After",
+    "Allow",
+    NULL,
 };
 
 static void on_up_head(void *arg, int status, const struct gw_header *headers, size_t n)
@@ -419,8 +420,8 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
     }
     const char *rid = req->id;
     for (size_t i = 0; i < k; i++)
-        x->out_headers[x->n_out++] = (struct gw_header){
-            {names[i], strlen(names[i])}, {x->resp_hdr.data + offs[i], lens[i]}};
+        x->out_headers[x->n_out++] =
+            (struct gw_header){{names[i], strlen(names[i])}, {x->resp_hdr.data + offs[i], lens[i]}};
     x->out_headers[x->n_out++] =
         (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {rid, strlen(rid)}};
     for (size_t i = 0; i < req->n_response_headers; i++)
@@ -445,7 +446,8 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
     }
 
     const struct gw_header *ct = find_header(headers, n, "Content-Type");
-    int is_sse = ct && ct->value.len >= 17 && strncasecmp(ct->value.ptr, "text/event-stream", 17) == 0;
+    int is_sse =
+        ct && ct->value.len >= 17 && strncasecmp(ct->value.ptr, "text/event-stream", 17) == 0;
     const struct gw_route *route = req->route;
     if (is_sse && status == 200) {
         x->mode = RELAY_SSE;
@@ -514,10 +516,10 @@ static int on_sse_event(void *arg, const struct sse_event *ev)
     int rc = 0;
     if (gw_pipeline_response(x->req, msg, &modified, &d) != GW_PASS) {
         json_t *id = json_object_get(msg, "id");
-        json_t *err = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id",
-                                id ? id : json_null(), "error", "code",
-                                d.jsonrpc_code ? d.jsonrpc_code : -32003, "message",
-                                d.reason[0] ? d.reason : "Denied");
+        json_t *err =
+            json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                      "error", "code", d.jsonrpc_code ? d.jsonrpc_code : -32003, "message",
+                      d.reason[0] ? d.reason : "Denied");
         json_decref(msg);
         msg = err;
         modified = 1;
@@ -527,8 +529,8 @@ static int on_sse_event(void *arg, const struct sse_event *ev)
     if (modified && msg) {
         char *s = json_dumps(msg, JSON_COMPACT);
         struct gw_buf out = {0};
-        if (s && sse_encode(&out, ev->event, ev->id, ev->has_id,
-                            (struct gw_slice){s, strlen(s)}) == 0)
+        if (s &&
+            sse_encode(&out, ev->event, ev->id, ev->has_id, (struct gw_slice){s, strlen(s)}) == 0)
             rc = write_to_client(x, out.data, out.len) == 0 ? 0 : 1;
         else
             rc = 1;
@@ -588,8 +590,8 @@ static void finish_buffered(struct exchange *x)
     struct gw_request *req = x->req;
     int status = req->upstream_status;
     const struct gw_header *ct = find_header(x->out_headers, x->n_out, "Content-Type");
-    int is_json = ct && ct->value.len >= 16 &&
-                  strncasecmp(ct->value.ptr, "application/json", 16) == 0;
+    int is_json =
+        ct && ct->value.len >= 16 && strncasecmp(ct->value.ptr, "application/json", 16) == 0;
     char *rewritten = NULL;
     if (is_json && x->resp.len > 0) {
         json_t *body = NULL;
@@ -663,8 +665,7 @@ static void on_up_done(void *arg, int err, const char *detail)
                           "upstream.connect");
         } else {
             respond_error(x, 502, JSONRPC_INTERNAL_ERROR,
-                          "The backend's answer was cut short or malformed",
-                          "upstream.protocol");
+                          "The backend's answer was cut short or malformed", "upstream.protocol");
         }
         return;
     }
@@ -687,8 +688,8 @@ static void on_timer(uv_timer_t *t)
         snprintf(x->req->upstream_error, sizeof x->req->upstream_error, "upstream.idle");
         exchange_finish(x, 0);
     } else if (x->mode == RELAY_NONE) {
-        respond_error(x, 504, JSONRPC_INTERNAL_ERROR,
-                      "The backend did not start answering in time", "upstream.timeout");
+        respond_error(x, 504, JSONRPC_INTERNAL_ERROR, "The backend did not start answering in time",
+                      "upstream.timeout");
     } else {
         respond_error(x, 504, JSONRPC_INTERNAL_ERROR, "The backend stalled while answering",
                       "upstream.timeout");
@@ -795,8 +796,8 @@ static void simple_with(struct gw_conn *c, int status, const char *body, size_t 
     gw_conn_end(c, 0);
 }
 
-static void simple(struct gw_conn *c, int status, const char *body,
-                   const struct gw_header *extra, size_t n_extra)
+static void simple(struct gw_conn *c, int status, const char *body, const struct gw_header *extra,
+                   size_t n_extra)
 {
     simple_with(c, status, body, strlen(body), extra, n_extra);
 }
@@ -817,8 +818,8 @@ static int dup_header(struct gw_request *req, const char *name, size_t max, char
     return *out ? 0 : -1;
 }
 
-static void protocol_error(struct gw_request *req, int http_status, int code, const char *reason_code,
-                           const char *message)
+static void protocol_error(struct gw_request *req, int http_status, int code,
+                           const char *reason_code, const char *message)
 {
     req->protocol_error = 1;
     gw_decision_deny(&req->protocol_decision, http_status, code, reason_code, message);
@@ -887,8 +888,7 @@ void gw_handle_request(struct gw_conn *c, struct http1_parser *p)
     req->body = (struct gw_slice){p->body.data ? p->body.data : "", p->body.len};
     gw_conn_set_hooks(c, on_client_gone, on_server_shutdown, x);
 
-    if (dup_header(req, "MCP-Protocol-Version", MAX_PROTOCOL_VERSION, &req->protocol_version) !=
-        0)
+    if (dup_header(req, "MCP-Protocol-Version", MAX_PROTOCOL_VERSION, &req->protocol_version) != 0)
         protocol_error(req, 400, JSONRPC_INVALID_REQUEST, "protocol.bad_header",
                        "Bad MCP-Protocol-Version header");
     else if (dup_header(req, "Mcp-Session-Id", MAX_SESSION_ID, &req->session_id) != 0)
@@ -909,7 +909,7 @@ void gw_handle_request(struct gw_conn *c, struct http1_parser *p)
                            &derr) != 0) {
                 int st = derr.code == JSONRPC_INVALID_PARAMS ? 200 : 400;
                 protocol_error(req, st, derr.code,
-                               derr.code == JSONRPC_PARSE_ERROR ? "protocol.parse_error"
+                               derr.code == JSONRPC_PARSE_ERROR      ? "protocol.parse_error"
                                : derr.code == JSONRPC_INVALID_PARAMS ? "protocol.invalid_params"
                                                                      : "protocol.invalid_request",
                                derr.message);
@@ -951,8 +951,7 @@ int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p)
         struct gw_buf keys = {0};
         if (p->method != GW_HTTP_GET || routing_jwks_json(cfg, &keys) != 0) {
             gw_buf_free(&keys);
-            simple(c, p->method != GW_HTTP_GET ? 405 : 503, "{\"error\":\"unavailable\"}",
-                   NULL, 0);
+            simple(c, p->method != GW_HTTP_GET ? 405 : 503, "{\"error\":\"unavailable\"}", NULL, 0);
             return 1;
         }
         simple_with(c, 200, keys.data, keys.len, extra, 2);

@@ -101,8 +101,8 @@ int gw_request_post(struct gw_request *req, void (*fn)(void *arg), void *arg)
 
 const char *gw_stage_name(enum gw_stage stage)
 {
-    static const char *const names[] = {"identity", "safety", "policy", "limits", "routing",
-                                        "audit"};
+    static const char *const names[] = {"identity", "safety",  "policy",
+                                        "limits",   "routing", "audit"};
     return stage < GW_STAGE_COUNT ? names[stage] : "protocol";
 }
 

@@ -74,7 +74,7 @@ struct gw_request {
     char id[37]; /* UUIDv7 */
     const struct gw_config *cfg;
     const struct gw_route *route;
-    void *worker; /* the worker thread that owns it (struct gw_worker) */
+    void *worker;   /* the worker thread that owns it (struct gw_worker) */
     void *exchange; /* the proxy exchange serving it (proxy.c); NULL in unit tests */
 
     /* HTTP, as received. Slices point into the connection's header storage. */

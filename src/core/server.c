@@ -86,16 +86,16 @@ struct gw_conn {
     int handles_open;
     int in_process;
     int reading;
-    int keep_alive;   /* for the response being written */
-    int streaming;    /* the response body is chunked or close-delimited */
+    int keep_alive; /* for the response being written */
+    int streaming;  /* the response body is chunked or close-delimited */
     int chunked;
     int head_sent;
     int body_started; /* the body phase of the current request began */
     int close_after;  /* close once the queued bytes are written */
     int head_pending; /* a fixed-length head waits in head_buf to leave with the body */
     struct gw_buf head_buf;
-    int shutting;     /* uv_shutdown issued: no more writes */
-    int closed;       /* uv_close issued: the handles are going away */
+    int shutting; /* uv_shutdown issued: no more writes */
+    int closed;   /* uv_close issued: the handles are going away */
     int first_request;
     size_t queued;
     uint64_t requests;
@@ -409,8 +409,8 @@ int gw_conn_respond(struct gw_conn *c, int status, const char *content_type, con
     struct gw_header hdrs[16];
     size_t n = 0;
     if (content_type)
-        hdrs[n++] = (struct gw_header){GW_SLICE_LIT("Content-Type"),
-                                       {content_type, strlen(content_type)}};
+        hdrs[n++] =
+            (struct gw_header){GW_SLICE_LIT("Content-Type"), {content_type, strlen(content_type)}};
     for (size_t i = 0; i < n_extra && n < 16; i++)
         hdrs[n++] = extra[i];
     if (gw_conn_write_head(c, status, hdrs, n, (int64_t)len) != 0)
@@ -480,8 +480,9 @@ static void on_header_timeout(uv_timer_t *t)
 {
     struct gw_conn *c = t->data;
     if (c->state == C_HEAD || c->state == C_BODY) {
-        conn_error(c, 408, c->state == C_HEAD ? "Request header not received in time"
-                                              : "Request body not received in time");
+        conn_error(c, 408,
+                   c->state == C_HEAD ? "Request header not received in time"
+                                      : "Request body not received in time");
     } else if (c->state == C_IDLE) {
         conn_close(c);
     }
@@ -531,8 +532,8 @@ static void conn_process(struct gw_conn *c)
                            c->w->cfg->server.limits.max_body);
             }
             c->state = C_HEAD;
-            uv_timer_start(&c->timer, on_header_timeout,
-                           c->w->cfg->server.limits.header_timeout_ms, 0);
+            uv_timer_start(&c->timer, on_header_timeout, c->w->cfg->server.limits.header_timeout_ms,
+                           0);
         }
         size_t n = http1_feed(c->parser, c->inbuf.data, c->inbuf.len);
         gw_buf_consume(&c->inbuf, n);

@@ -18,9 +18,9 @@
 
 enum upstream_error {
     UPSTREAM_OK = 0,
-    UPSTREAM_ECONNECT = -1,  /* refused, unreachable, name not resolved: 502 */
-    UPSTREAM_ETIMEOUT = -2,  /* connect timed out: 504 */
-    UPSTREAM_EPROTO = -3,    /* malformed answer or connection lost mid-answer: 502 */
+    UPSTREAM_ECONNECT = -1, /* refused, unreachable, name not resolved: 502 */
+    UPSTREAM_ETIMEOUT = -2, /* connect timed out: 504 */
+    UPSTREAM_EPROTO = -3,   /* malformed answer or connection lost mid-answer: 502 */
     UPSTREAM_ENOMEM = -4,
     UPSTREAM_ECANCELED = -5, /* never reported: a canceled call gets no callback */
 };

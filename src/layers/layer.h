@@ -23,8 +23,7 @@ struct gw_layer_ops {
      * the data of one SSE event). The layer may change `msg` in place and set *modified.
      * Returns GW_PASS, or GW_DENY to replace the message with an error for the client.
      */
-    int (*on_response)(struct gw_request *req, json_t *msg, int *modified,
-                       struct gw_decision *out);
+    int (*on_response)(struct gw_request *req, json_t *msg, int *modified, struct gw_decision *out);
     /* Optional: the response has ended (or failed); settle, complete records. */
     void (*on_complete)(struct gw_request *req);
 };

@@ -18,8 +18,7 @@ static void run(struct gw_request *req)
     req->pipeline_running = 1;
     while (req->next_stage < GW_STAGE_COUNT) {
         enum gw_stage s = req->next_stage;
-        if ((req->deciding_stage != GW_STAGE_COUNT || req->protocol_error) &&
-            s != GW_STAGE_AUDIT) {
+        if ((req->deciding_stage != GW_STAGE_COUNT || req->protocol_error) && s != GW_STAGE_AUDIT) {
             req->next_stage = GW_STAGE_AUDIT;
             continue;
         }
@@ -71,8 +70,8 @@ void gw_pipeline_resume(struct gw_request *req, int verdict)
     enum gw_stage s = req->next_stage;
     if (verdict != GW_PASS) {
         if (req->decision[s].verdict != GW_DENY)
-            gw_decision_deny(&req->decision[s], 500, JSONRPC_INTERNAL_ERROR,
-                             "internal.layer_error", "An internal error stopped this request.");
+            gw_decision_deny(&req->decision[s], 500, JSONRPC_INTERNAL_ERROR, "internal.layer_error",
+                             "An internal error stopped this request.");
         if (req->deciding_stage == GW_STAGE_COUNT)
             req->deciding_stage = s;
     } else {

@@ -95,7 +95,7 @@ static void test_errors(void **state)
     (void)state;
     expect_error("BLAH\r\n\r\n", 16 * KB, KB, 400);
     expect_error("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 16 * KB, KB, 505);
-    expect_error("GET / HTTP/1.1\r\n\r\n", 16 * KB, KB, 400);                   /* no Host */
+    expect_error("GET / HTTP/1.1\r\n\r\n", 16 * KB, KB, 400);                       /* no Host */
     expect_error("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 16 * KB, KB, 400); /* two */
     expect_error("GET http://x/ HTTP/1.1\r\nHost: a\r\n\r\n", 16 * KB, KB, 400);
     expect_error("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n", 16 * KB, KB, 413);
@@ -146,7 +146,8 @@ static void test_expect_continue_and_http10(void **state)
     (void)state;
     struct http1_parser p;
     http1_init(&p, 16 * KB, KB);
-    feed_all(&p, "POST /mcp HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    feed_all(&p,
+             "POST /mcp HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
     assert_int_equal(p.state, HTTP1_BODY);
     assert_true(p.expect_continue);
     feed_all(&p, "{}");
@@ -178,7 +179,8 @@ static void test_control_chars_in_value(void **state)
     (void)state;
     struct http1_parser p;
     http1_init(&p, 16 * KB, KB);
-    static const char req[] = "GET / HTTP/1.1\r\nHost: a\r\nX: a\x01" "b\r\n\r\n";
+    static const char req[] = "GET / HTTP/1.1\r\nHost: a\r\nX: a\x01"
+                              "b\r\n\r\n";
     http1_feed(&p, req, sizeof req - 1);
     assert_int_equal(p.state, HTTP1_ERROR);
     assert_int_equal(p.error_status, 400);

@@ -58,8 +58,8 @@ static int setup(void **state)
     X509_gmtime_adj(X509_getm_notAfter(x), 3600);
     X509_set_pubkey(x, k);
     X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"toolgate-test",
-                               -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"toolgate-test", -1,
+                               -1, 0);
     X509_set_issuer_name(x, name);
     assert_true(X509_sign(x, k, EVP_sha256()) > 0);
     FILE *f = fopen(fx->cert, "w");

@@ -117,7 +117,7 @@ static void audit_on_complete(struct gw_request *req)
     }
     json_t *rec = audit_record_completion(req, record_config(req), result);
     int hold = req->completion_durable && record_config(req)->durability == AUDIT_DURABLE_COMMIT;
-    int rc = !rec    ? -ENOMEM
+    int rc = !rec   ? -ENOMEM
              : hold ? audit_submit_notify(rec, req->completion_durable, req->completion_arg)
                     : audit_submit(rec);
     if (rc == 0 && hold)

@@ -46,8 +46,8 @@ int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section
                        struct audit_config **out, struct cfg_error *err)
 {
     static const char *const keys[] = {"store",      "mirror",    "signing_key", "instance_id",
-                                       "checkpoint", "arguments", "durability", "sync", "queue",       "rotate",
-                                       "retention",  NULL};
+                                       "checkpoint", "arguments", "durability",  "sync",
+                                       "queue",      "rotate",    "retention",   NULL};
     static const char *const cp_keys[] = {"every", "interval", NULL};
     static const char *const rot_keys[] = {"max_records", "max_bytes", NULL};
     const char *P = "audit";

@@ -282,7 +282,8 @@ static json_t *stage_latency(const struct gw_request *req)
 {
     json_t *o = json_object();
     for (int s = 0; o && s < GW_STAGE_COUNT; s++)
-        if (req->timing.stage_ns[s] && set_int(o, gw_stage_name((enum gw_stage)s), (int64_t)req->timing.stage_ns[s]))
+        if (req->timing.stage_ns[s] &&
+            set_int(o, gw_stage_name((enum gw_stage)s), (int64_t)req->timing.stage_ns[s]))
             return NULL;
     return o;
 }

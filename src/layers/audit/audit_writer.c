@@ -47,8 +47,8 @@ static const char *const chain_keys[] = {"seq",       "instance", "time_ns", "ti
 
 struct audit_item {
     struct audit_members body;
-    char *cols;                 /* the column values back to back, NUL-terminated */
-    ssize_t col_off[COL_COUNT]; /* -1: absent */
+    char *cols;                        /* the column values back to back, NUL-terminated */
+    ssize_t col_off[COL_COUNT];        /* -1: absent */
     void (*notify)(void *arg, int ok); /* told once the record is committed or lost */
     void *notify_arg;
 };

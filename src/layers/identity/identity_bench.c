@@ -38,12 +38,11 @@ static int raw_verify(EVP_PKEY *key, enum jwt_alg alg, const struct jwt_parsed *
                       const unsigned char *der, size_t der_len)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = EVP_DigestVerifyInit(md, NULL, alg == JWT_EDDSA ? NULL : EVP_sha256(), NULL, key) ==
-                 1 &&
-             EVP_DigestVerify(md, alg == JWT_ES256 ? der : p->sig,
-                              alg == JWT_ES256 ? der_len : p->sig_len,
-                              (const unsigned char *)p->signing_input.ptr,
-                              p->signing_input.len) == 1;
+    int ok =
+        EVP_DigestVerifyInit(md, NULL, alg == JWT_EDDSA ? NULL : EVP_sha256(), NULL, key) == 1 &&
+        EVP_DigestVerify(md, alg == JWT_ES256 ? der : p->sig,
+                         alg == JWT_ES256 ? der_len : p->sig_len,
+                         (const unsigned char *)p->signing_input.ptr, p->signing_input.len) == 1;
     EVP_MD_CTX_free(md);
     return ok;
 }
@@ -83,10 +82,8 @@ int identity_bench_main(int argc, char **argv)
              "\"scope\":\"tools.read patients.read\",\"azp\":\"claude\"}",
              (long long)(now + 3600), (long long)now);
     char *const audiences[] = {"https://gw.example.com/mcp", NULL};
-    struct jwt_claim_rules rules = {.issuer = "https://idp.example.com/",
-                                    .audiences = audiences,
-                                    .leeway_s = 60,
-                                    .now_s = now};
+    struct jwt_claim_rules rules = {
+        .issuer = "https://idp.example.com/", .audiences = audiences, .leeway_s = 60, .now_s = now};
     printf("%-8s %14s %14s %8s\n", "alg", "toolgate ns", "openssl ns", "ratio");
     for (size_t a = 0; a < sizeof algs / sizeof algs[0]; a++) {
         enum jwt_alg alg = algs[a];
@@ -96,8 +93,8 @@ int identity_bench_main(int argc, char **argv)
             return 1;
         }
         char header[64];
-        int hl = snprintf(header, sizeof header, "{\"alg\":\"%s\",\"kid\":\"k\"}",
-                          jwt_alg_name(alg));
+        int hl =
+            snprintf(header, sizeof header, "{\"alg\":\"%s\",\"kid\":\"k\"}", jwt_alg_name(alg));
         struct gw_buf tok = {0};
         if (jwt_sign_compact(key, alg, header, (size_t)hl, payload, strlen(payload), &tok) != 0) {
             fprintf(stderr, "bench identity: cannot sign\n");
