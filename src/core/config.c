@@ -915,6 +915,28 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                                   b->name, p, j);
             }
     }
+    /*
+     * Several backends make a federated route: clients see each backend's tools under its
+     * prefix, so every backend needs one, and no prefix may hide another's tools.
+     */
+    for (size_t i = 0; r->n_backends > 1 && i < r->n_backends; i++) {
+        char bp[PATH_MAX_LEN];
+        cfg_path_index(bp, sizeof bp, p, i);
+        const char *pi = r->backends[i].prefix;
+        if (!pi)
+            return cfg_errorf(err, doc, backends->items[i], bp,
+                              "a route with several backends presents each backend's tools "
+                              "under a prefix: give this backend one, e.g. prefix: \"%s.\"",
+                              r->backends[i].name);
+        for (size_t j = 0; j < i; j++) {
+            const char *pj = r->backends[j].prefix;
+            if (strncmp(pi, pj, strlen(pi)) == 0 || strncmp(pi, pj, strlen(pj)) == 0)
+                return cfg_errorf(err, doc, cfg_map_get(backends->items[i], "prefix"), bp,
+                                  "prefix \"%s\" overlaps \"%s\" of %s[%zu]; one must not "
+                                  "start the other",
+                                  pi, pj, p, j);
+        }
+    }
     if (parse_route_timeouts(doc, node, path, &r->timeouts, err) != 0)
         return -1;
     return routing_inject_parse(doc, node, path, &r->inject, err);

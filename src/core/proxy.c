@@ -6,6 +6,7 @@
  * other bodies buffered within bounds so the hooks see whole messages.
  */
 #include "core/proxy.h"
+#include "core/federation.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "core/timeutil.h"
@@ -27,6 +28,8 @@
 #define MAX_SESSION_ID 256
 #define MAX_PROTOCOL_VERSION 64
 #define MAX_OUT_HEADERS (8 + GW_MAX_RESPONSE_HEADERS)
+/* The protocol revision toolgate speaks with the backends of a federated route. */
+#define FED_BACKEND_PROTOCOL "2025-06-18"
 
 enum relay_mode { RELAY_NONE = 0, RELAY_SSE, RELAY_BUFFER };
 
@@ -60,7 +63,19 @@ struct exchange {
     int holding_stream;
     int abandon;
     _Atomic int durable_ok;
+
+    /* Federation (a route with several backends): see core/federation.h. */
+    int fed_list;           /* the answer is a backend's tools/list page to rewrite */
+    size_t fed_index;       /* the backend this exchange talks to */
+    char *fed_cursor;       /* that backend's cursor for tools/list */
+    char *fed_body;         /* the request as the backend gets it */
+    char *fed_backend_sid;  /* the backend's session id */
+    int fed_step;           /* FED_INIT, FED_INITIALIZED, FED_CALL */
+    int fed_status;         /* status of an initialisation step */
+    struct gw_buf fed_scratch;
 };
+
+enum { FED_INIT = 1, FED_INITIALIZED, FED_CALL };
 
 static const struct gw_header *find_header(const struct gw_header *h, size_t n, const char *name)
 {
@@ -156,6 +171,10 @@ static void exchange_closed(uv_handle_t *h)
     struct exchange *x = h->data;
     gw_buf_free(&x->held_hdr_storage);
     gw_buf_free(&x->held_body);
+    gw_buf_free(&x->fed_scratch);
+    free(x->fed_cursor);
+    free(x->fed_body);
+    free(x->fed_backend_sid);
     gw_buf_free(&x->resp);
     gw_buf_free(&x->resp_hdr);
     sse_parser_free(&x->sse);
@@ -408,7 +427,11 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
     size_t offs[MAX_OUT_HEADERS], lens[MAX_OUT_HEADERS];
     const char *names[MAX_OUT_HEADERS];
     size_t k = 0;
+    int federated = fed_route_is_federated(req->route);
     for (const char *const *name = relayed_headers; *name && k < MAX_OUT_HEADERS - 1; name++) {
+        /* A federated route's client session is toolgate's, not the backend's. */
+        if (federated && strcmp(*name, "Mcp-Session-Id") == 0)
+            continue;
         const struct gw_header *h = find_header(headers, n, *name);
         if (!h || h->value.len > 1024)
             continue;
@@ -432,7 +455,8 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
      * the user who created it; a closed one is forgotten.
      */
     const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
-    if (status >= 200 && status < 300 && req->identity.verified && req->identity.subject) {
+    if (!federated && status >= 200 && status < 300 && req->identity.verified &&
+        req->identity.subject) {
         if (sid && sid->value.len <= MAX_SESSION_ID &&
             (!req->session_id || !gw_slice_eq(sid->value, req->session_id))) {
             char *id = gw_slice_dup(sid->value);
@@ -514,6 +538,8 @@ static int on_sse_event(void *arg, const struct sse_event *ev)
     int modified = 0;
     struct gw_decision d = {0};
     int rc = 0;
+    if (x->fed_list && is_final_response(msg) && json_object_get(msg, "result"))
+        modified = fed_rewrite_tools_list(msg, x->req->route, x->fed_index) == 0;
     if (gw_pipeline_response(x->req, msg, &modified, &d) != GW_PASS) {
         json_t *id = json_object_get(msg, "id");
         json_t *err =
@@ -609,6 +635,8 @@ static void finish_buffered(struct exchange *x)
             json_t *msg = json_is_array(body) ? json_array_get(body, i) : body;
             struct gw_decision d = {0};
             int mod = 0;
+            if (x->fed_list && json_object_get(msg, "result"))
+                mod = fed_rewrite_tools_list(msg, req->route, x->fed_index) == 0;
             if (gw_pipeline_response(req, msg, &mod, &d) != GW_PASS) {
                 json_t *id = json_object_get(msg, "id");
                 json_t *err = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id",
@@ -701,10 +729,327 @@ static const char *const forwarded_headers[] = {
     "Content-Type", "Accept", "Mcp-Session-Id", "MCP-Protocol-Version", "Last-Event-ID", NULL,
 };
 
+/* ---------- federation: several backends behind one route ---------- */
+
+/* Answers a JSON-RPC result the gateway makes itself (federated routes). */
+static void respond_result(struct exchange *x, json_t *result, const struct gw_header *extra,
+                           size_t n_extra)
+{
+    struct gw_request *req = x->req;
+    const json_t *id = req->rpc.n ? req->rpc.msgs[0].id : NULL;
+    struct gw_buf body = {0};
+    int rc = jsonrpc_result_body(&body, id, result);
+    json_decref(result);
+    if (rc != 0) {
+        gw_buf_free(&body);
+        respond_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+        return;
+    }
+    /* The hooks see it like any answer (policy, safety, audit's result hash). */
+    json_t *msg = NULL;
+    int modified = 0;
+    struct gw_decision d = {0};
+    char *out = NULL;
+    if (mcp_parse_message(body.data, body.len, 0, &msg) == 0) {
+        if (gw_pipeline_response(req, msg, &modified, &d) == GW_PASS && modified)
+            out = json_dumps(msg, JSON_COMPACT);
+        json_decref(msg);
+    }
+    respond(x, 200, out ? out : body.data, out ? strlen(out) : body.len, extra, n_extra);
+    free(out);
+    gw_buf_free(&body);
+    exchange_finish(x, 0);
+}
+
+static void respond_empty(struct exchange *x, int status)
+{
+    respond(x, status, "", 0, NULL, 0);
+    exchange_finish(x, 0);
+}
+
+/* Upstream headers for a backend call of a federated route. */
+static size_t fed_headers(struct exchange *x, struct gw_header *hdrs, int with_session)
+{
+    struct gw_request *req = x->req;
+    size_t n = 0;
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("Content-Type"), GW_SLICE_LIT("application/json")};
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("Accept"),
+                                   GW_SLICE_LIT("application/json, text/event-stream")};
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("MCP-Protocol-Version"),
+                                   GW_SLICE_LIT(FED_BACKEND_PROTOCOL)};
+    if (with_session && x->fed_backend_sid)
+        hdrs[n++] = (struct gw_header){GW_SLICE_LIT("Mcp-Session-Id"),
+                                       {x->fed_backend_sid, strlen(x->fed_backend_sid)}};
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
+    for (size_t i = 0; i < req->n_upstream_headers; i++)
+        hdrs[n++] = req->upstream_headers[i];
+    return n;
+}
+
+/* Starts a backend call; `body` must stay valid until the call has ended. */
+static int fed_start(struct exchange *x, const char *body, int with_session,
+                     const struct upstream_callbacks *cbs)
+{
+    struct gw_request *req = x->req;
+    const struct gw_backend *be = &req->route->backends[x->fed_index];
+    struct gw_header hdrs[8 + GW_MAX_UPSTREAM_HEADERS];
+    size_t n = fed_headers(x, hdrs, with_session);
+    struct upstream_request ur = {
+        .url = req->upstream_url && be == req->backend ? req->upstream_url : be->url,
+        .method = GW_HTTP_POST,
+        .body = {body, strlen(body)},
+        .headers = hdrs,
+        .n_headers = n,
+        .connect_timeout_ms = req->route->timeouts.connect_ms,
+        .pin = be == req->backend ? req->upstream_pin : NULL,
+    };
+    x->up = upstream_start(gw_worker_upstream(x->w), &ur, cbs, x);
+    if (!x->up)
+        return -1;
+    arm_timer(x, req->route->timeouts.first_byte_ms);
+    return 0;
+}
+
+static void fed_call(struct exchange *x);
+
+/* The steps that open a backend session: initialize, then notifications/initialized. */
+static void fed_init_head(void *arg, int status, const struct gw_header *headers, size_t n)
+{
+    struct exchange *x = arg;
+    x->fed_status = status;
+    const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
+    if (x->fed_step == FED_INIT && sid && sid->value.len > 0 && sid->value.len <= MAX_SESSION_ID) {
+        free(x->fed_backend_sid);
+        x->fed_backend_sid = gw_slice_dup(sid->value);
+    }
+}
+
+static int fed_init_data(void *arg, const char *data, size_t len)
+{
+    (void)arg;
+    (void)data;
+    (void)len;
+    return 0; /* the initialize result itself is not needed */
+}
+
+static void fed_init_done(void *arg, int err, const char *detail)
+{
+    struct exchange *x = arg;
+    struct gw_request *req = x->req;
+    x->up = NULL;
+    if (err != UPSTREAM_OK || x->fed_status < 200 || x->fed_status >= 300) {
+        gw_log(GW_LOG_WARN, "federation_init_failed", req->id, NULL,
+               "opening a session with backend %s failed: %s (HTTP %d)",
+               req->route->backends[x->fed_index].name, err ? detail : "refused", x->fed_status);
+        respond_error(x, 502, JSONRPC_INTERNAL_ERROR, "The backend is unavailable",
+                      "upstream.session");
+        return;
+    }
+    static const struct upstream_callbacks cbs = {fed_init_head, fed_init_data, fed_init_done};
+    if (x->fed_step == FED_INIT) {
+        if (x->fed_backend_sid && req->session_id)
+            fed_session_set_backend(req->session_id, x->fed_index, x->fed_backend_sid);
+        x->fed_step = FED_INITIALIZED;
+        if (fed_start(x, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}", 1,
+                      &cbs) != 0)
+            respond_error(x, 502, JSONRPC_INTERNAL_ERROR, "Cannot start the backend request",
+                          "upstream.start");
+        return;
+    }
+    fed_call(x);
+}
+
+/* The call itself, on the backend's session; its answer is relayed like any other. */
+static void fed_call(struct exchange *x)
+{
+    x->fed_step = FED_CALL;
+    static const struct upstream_callbacks cbs = {on_up_head, on_up_data, on_up_done};
+    if (fed_start(x, x->fed_body, 1, &cbs) != 0)
+        respond_error(x, 502, JSONRPC_INTERNAL_ERROR, "Cannot start the backend request",
+                      "upstream.start");
+}
+
+static void fed_forget_done(void *arg, int err, const char *detail)
+{
+    (void)arg;
+    (void)err;
+    (void)detail;
+}
+static void fed_forget_head(void *arg, int status, const struct gw_header *h, size_t n)
+{
+    (void)arg;
+    (void)status;
+    (void)h;
+    (void)n;
+}
+
+/* Closes the backend sessions of a client session (best effort; nobody waits for them). */
+static void fed_close_backends(struct exchange *x, char **sids, size_t n)
+{
+    struct gw_request *req = x->req;
+    static const struct upstream_callbacks cbs = {fed_forget_head, fed_init_data,
+                                                  fed_forget_done};
+    for (size_t i = 0; i < n && i < req->route->n_backends; i++) {
+        if (!sids[i])
+            continue;
+        struct gw_header hdrs[2 + GW_MAX_UPSTREAM_HEADERS];
+        size_t k = 0;
+        hdrs[k++] = (struct gw_header){GW_SLICE_LIT("Mcp-Session-Id"), {sids[i], strlen(sids[i])}};
+        for (size_t j = 0; j < req->n_upstream_headers; j++)
+            hdrs[k++] = req->upstream_headers[j];
+        const struct gw_backend *be = &req->route->backends[i];
+        struct upstream_request ur = {
+            .url = be->url,
+            .method = GW_HTTP_DELETE,
+            .headers = hdrs,
+            .n_headers = k,
+            .connect_timeout_ms = req->route->timeouts.connect_ms,
+        };
+        upstream_start(gw_worker_upstream(x->w), &ur, &cbs, NULL);
+    }
+}
+
+/* The protocol revisions a federated route speaks with its clients, newest first. */
+static const char *const fed_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
+
+static void fed_initialize(struct exchange *x, const struct mcp_message *m)
+{
+    struct gw_request *req = x->req;
+    const char *asked =
+        json_string_value(json_object_get(json_object_get(m->json, "params"), "protocolVersion"));
+    const char *version = fed_versions[0];
+    for (const char *const *v = fed_versions; asked && *v; v++)
+        if (strcmp(asked, *v) == 0)
+            version = *v;
+    char sid[FED_SESSION_ID_LEN + 1];
+    if (fed_session_create(req->route, sid) != 0) {
+        respond_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+        return;
+    }
+    if (req->identity.verified && req->identity.subject)
+        mcp_session_bind(sid, req->identity.issuer ? req->identity.issuer : "",
+                         req->identity.subject);
+    json_t *result = json_pack(
+        "{s:s, s:{s:{s:b}}, s:{s:s, s:s}, s:s}", "protocolVersion", version, "capabilities",
+        "tools", "listChanged", 0, "serverInfo", "name", "toolgate", "version", TOOLGATE_VERSION,
+        "instructions",
+        "Tools of several services, each named with its service's prefix (service.tool).");
+    /* The header value must outlive respond(): it is copied into the held answer there. */
+    struct gw_header h = {GW_SLICE_LIT("Mcp-Session-Id"), {sid, strlen(sid)}};
+    respond_result(x, result, &h, 1);
+}
+
+/*
+ * A request on a federated route, after the layers allowed it: toolgate answers what is its
+ * own (initialize, ping, notifications, DELETE) and sends tools/list and tools/call to the
+ * backend they concern, opening that backend's session first when needed.
+ */
+static void fed_forward(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    if (req->method == GW_HTTP_DELETE) {
+        char **sids = NULL;
+        size_t n = 0;
+        if (!req->session_id || fed_session_drop(req->session_id, &sids, &n) != 0) {
+            respond_error(x, 404, JSONRPC_INVALID_REQUEST, "Session not found",
+                          "federation.unknown_session");
+            return;
+        }
+        mcp_session_forget(req->session_id);
+        fed_close_backends(x, sids, n);
+        fed_strv_free(sids, n);
+        respond_empty(x, 200);
+        return;
+    }
+    const struct mcp_message *m = req->rpc.n ? &req->rpc.msgs[0] : NULL;
+    if (!m || m->kind != MCP_REQUEST) {
+        respond_empty(x, 202); /* notifications and client answers are toolgate's own */
+        return;
+    }
+    if (strcmp(m->method, "initialize") == 0) {
+        fed_initialize(x, m);
+        return;
+    }
+    if (!req->session_id) {
+        respond_error(x, 400, JSONRPC_INVALID_REQUEST, "Mcp-Session-Id header is required",
+                      "federation.no_session");
+        return;
+    }
+    if (!fed_session_exists(req->session_id)) {
+        respond_error(x, 404, JSONRPC_INVALID_REQUEST, "Session not found",
+                      "federation.unknown_session");
+        return;
+    }
+    if (strcmp(m->method, "ping") == 0) {
+        respond_result(x, json_object(), NULL, 0);
+        return;
+    }
+    json_t *out = NULL;
+    if (strcmp(m->method, "tools/list") == 0) {
+        out = json_pack("{s:s, s:O, s:s}", "jsonrpc", "2.0", "id", m->id, "method", "tools/list");
+        if (out && x->fed_cursor)
+            json_object_set_new(out, "params", json_pack("{s:s}", "cursor", x->fed_cursor));
+        x->fed_list = 1;
+    } else if (strcmp(m->method, "tools/call") == 0) {
+        const char *rest = NULL;
+        const struct gw_backend *be = fed_backend_for_tool(req->route, m->target, &rest);
+        if (!be) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "Unknown tool: %.120s", m->target ? m->target : "");
+            respond_error(x, 200, JSONRPC_INVALID_PARAMS, msg, "federation.unknown_tool");
+            return;
+        }
+        /* The client's message as the layers left it, the prefix taken off the name. */
+        out = json_deep_copy(m->json);
+        json_t *params = json_object_get(out, "params");
+        if (params)
+            json_object_set_new(params, "name", json_string(rest));
+    } else {
+        respond_error(x, 200, JSONRPC_METHOD_NOT_FOUND,
+                      "Method not found: a federated endpoint offers tools (and ping)",
+                      "federation.method");
+        return;
+    }
+    x->fed_body = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    json_decref(out);
+    if (!x->fed_body) {
+        respond_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+        return;
+    }
+    if (fed_session_backend(req->session_id, x->fed_index, &x->fed_backend_sid) != 0) {
+        respond_error(x, 404, JSONRPC_INVALID_REQUEST, "Session not found",
+                      "federation.unknown_session");
+        return;
+    }
+    if (x->fed_backend_sid) {
+        fed_call(x);
+        return;
+    }
+    x->fed_step = FED_INIT;
+    /* The body must live until the call ends (curl sends it from there). */
+    gw_buf_reset(&x->fed_scratch);
+    if (gw_buf_printf(&x->fed_scratch,
+                      "{\"jsonrpc\":\"2.0\",\"id\":\"toolgate-init\",\"method\":\"initialize\","
+                      "\"params\":{\"protocolVersion\":\"%s\",\"capabilities\":{},"
+                      "\"clientInfo\":{\"name\":\"toolgate\",\"version\":\"%s\"}}}",
+                      FED_BACKEND_PROTOCOL, TOOLGATE_VERSION) != 0) {
+        respond_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+        return;
+    }
+    static const struct upstream_callbacks cbs = {fed_init_head, fed_init_data, fed_init_done};
+    if (fed_start(x, x->fed_scratch.data, 0, &cbs) != 0)
+        respond_error(x, 502, JSONRPC_INTERNAL_ERROR, "Cannot start the backend request",
+                      "upstream.start");
+}
+
 static void forward(struct exchange *x)
 {
     struct gw_request *req = x->req;
     const struct gw_route *route = req->route;
+    if (fed_route_is_federated(route)) {
+        fed_forward(x);
+        return;
+    }
     const struct gw_backend *be = req->backend ? req->backend : &route->backends[0];
     req->backend = be;
     struct gw_header hdrs[8 + GW_MAX_UPSTREAM_HEADERS];
@@ -819,6 +1164,50 @@ static int dup_header(struct gw_request *req, const char *name, size_t max, char
 }
 
 static void protocol_error(struct gw_request *req, int http_status, int code,
+                           const char *reason_code, const char *message);
+
+/*
+ * Before the layers run on a federated route: which backend the request concerns (so routing
+ * vets and pins that one and injects the identity for it), and what cannot be federated.
+ */
+static void fed_prepare(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    const struct gw_route *route = req->route;
+    req->backend = &route->backends[0];
+    if (req->method == GW_HTTP_GET) {
+        protocol_error(req, 405, JSONRPC_INVALID_REQUEST, "protocol.no_server_stream",
+                       "This endpoint offers no server stream (GET); use POST");
+        return;
+    }
+    if (req->rpc.is_batch) {
+        protocol_error(req, 400, JSONRPC_INVALID_REQUEST, "protocol.batch",
+                       "Batches are not supported on an endpoint that federates several "
+                       "services");
+        return;
+    }
+    const struct mcp_message *m = req->rpc.n ? &req->rpc.msgs[0] : NULL;
+    if (!m || !m->method)
+        return;
+    if (strcmp(m->method, "tools/call") == 0) {
+        const struct gw_backend *be = fed_backend_for_tool(route, m->target, NULL);
+        if (be)
+            req->backend = be;
+    } else if (strcmp(m->method, "tools/list") == 0) {
+        const char *cursor = json_string_value(
+            json_object_get(json_object_get(m->json, "params"), "cursor"));
+        size_t idx = 0;
+        if (cursor && fed_cursor_decode(cursor, route->n_backends, &idx, &x->fed_cursor) != 0) {
+            protocol_error(req, 200, JSONRPC_INVALID_PARAMS, "protocol.bad_cursor",
+                           "Invalid cursor");
+            return;
+        }
+        req->backend = &route->backends[idx];
+    }
+    x->fed_index = (size_t)fed_backend_index(route, req->backend);
+}
+
+static void protocol_error(struct gw_request *req, int http_status, int code,
                            const char *reason_code, const char *message)
 {
     req->protocol_error = 1;
@@ -927,6 +1316,8 @@ void gw_handle_request(struct gw_conn *c, struct http1_parser *p)
             }
         }
     }
+    if (!req->protocol_error && fed_route_is_federated(route))
+        fed_prepare(x);
     gw_pipeline_start(req, on_decided);
 }
 

@@ -95,6 +95,7 @@ static void test_full_config(void **state)
                                     "prefix: \"ehr.\"}\n"
                                     "      - name: billing\n"
                                     "        url: https://billing.internal:8443/v1/mcp\n"
+                                    "        prefix: billing.\n"
                                     "    timeouts: {connect: 500ms, first_byte: 10s, idle: 1h}\n"
                                     "  - name: search_2\n"
                                     "    path: /search/mcp\n"
@@ -135,7 +136,7 @@ static void test_full_config(void **state)
     assert_string_equal(r->backends[0].prefix, "ehr.");
     assert_string_equal(r->backends[1].name, "billing");
     assert_string_equal(r->backends[1].url, "https://billing.internal:8443/v1/mcp");
-    assert_null(r->backends[1].prefix);
+    assert_string_equal(r->backends[1].prefix, "billing.");
     assert_int_equal(r->timeouts.connect_ms, 500);
     assert_int_equal(r->timeouts.first_byte_ms, 10000);
     assert_int_equal(r->timeouts.idle_ms, 3600000);
@@ -403,6 +404,19 @@ static void test_limits_errors(void **state)
     assert_int_equal(cfg->server.limits.max_header, 1024);
     assert_int_equal(cfg->server.limits.max_connections, 1000000);
     gw_config_free(cfg);
+}
+
+static void test_federation_prefixes(void **state)
+{
+    (void)state;
+    expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
+                 "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: x.}\n"
+                 "      - {name: y, url: \"http://127.0.0.1:2/\"}\n",
+                 "6:9", "routes[0].backends[1]", "give this backend one");
+    expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
+                 "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: ehr.}\n"
+                 "      - {name: y, url: \"http://127.0.0.1:2/\", prefix: ehr.v2.}\n",
+                 "6:55", "routes[0].backends[1]", "overlaps");
 }
 
 static void test_top_level_errors(void **state)
@@ -702,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_workers_and_log_level_errors),
         cmocka_unit_test(test_limits_errors),
         cmocka_unit_test(test_top_level_errors),
+        cmocka_unit_test(test_federation_prefixes),
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_route_duplicates),
         cmocka_unit_test(test_route_for),

@@ -425,12 +425,12 @@ export async function startEverything() {
 }
 
 /* The demo backend (examples/ehr-backend) in json or sse mode. */
-export async function startEhr(mode = "json") {
+export async function startEhr(mode = "json", extraArgs = []) {
     const port = await freePort();
     const child = new Child(
         `ehr-backend(${mode})`,
         EHR_BACKEND_BIN,
-        ["--listen", `127.0.0.1:${port}`, "--mode", mode],
+        ["--listen", `127.0.0.1:${port}`, "--mode", mode, ...extraArgs],
         {},
     );
     try {
