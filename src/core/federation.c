@@ -90,8 +90,8 @@ int fed_cursor_decode(const char *cursor, size_t n_backends, size_t *backend_ind
         for (size_t j = 0; j < k; j++)
             if ((v[j] = b64val(cursor[i + j])) < 0)
                 goto fail;
-        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 |
-                     (unsigned)v[3];
+        unsigned w =
+            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
         raw[o++] = (char)(w >> 16);
         if (k > 2)
             raw[o++] = (char)(w >> 8);
@@ -170,7 +170,7 @@ struct fed_entry {
 static struct {
     pthread_mutex_t mu;
     struct fed_entry *slots;
-    size_t cap;   /* power of two, twice the entries allowed */
+    size_t cap; /* power of two, twice the entries allowed */
     size_t count;
     size_t max;
     uint64_t idle_ms;

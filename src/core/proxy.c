@@ -65,13 +65,13 @@ struct exchange {
     _Atomic int durable_ok;
 
     /* Federation (a route with several backends): see core/federation.h. */
-    int fed_list;           /* the answer is a backend's tools/list page to rewrite */
-    size_t fed_index;       /* the backend this exchange talks to */
-    char *fed_cursor;       /* that backend's cursor for tools/list */
-    char *fed_body;         /* the request as the backend gets it */
-    char *fed_backend_sid;  /* the backend's session id */
-    int fed_step;           /* FED_INIT, FED_INITIALIZED, FED_CALL */
-    int fed_status;         /* status of an initialisation step */
+    int fed_list;          /* the answer is a backend's tools/list page to rewrite */
+    size_t fed_index;      /* the backend this exchange talks to */
+    char *fed_cursor;      /* that backend's cursor for tools/list */
+    char *fed_body;        /* the request as the backend gets it */
+    char *fed_backend_sid; /* the backend's session id */
+    int fed_step;          /* FED_INIT, FED_INITIALIZED, FED_CALL */
+    int fed_status;        /* status of an initialisation step */
     struct gw_buf fed_scratch;
 };
 
@@ -887,8 +887,7 @@ static void fed_forget_head(void *arg, int status, const struct gw_header *h, si
 static void fed_close_backends(struct exchange *x, char **sids, size_t n)
 {
     struct gw_request *req = x->req;
-    static const struct upstream_callbacks cbs = {fed_forget_head, fed_init_data,
-                                                  fed_forget_done};
+    static const struct upstream_callbacks cbs = {fed_forget_head, fed_init_data, fed_forget_done};
     for (size_t i = 0; i < n && i < req->route->n_backends; i++) {
         if (!sids[i])
             continue;
@@ -1194,8 +1193,8 @@ static void fed_prepare(struct exchange *x)
         if (be)
             req->backend = be;
     } else if (strcmp(m->method, "tools/list") == 0) {
-        const char *cursor = json_string_value(
-            json_object_get(json_object_get(m->json, "params"), "cursor"));
+        const char *cursor =
+            json_string_value(json_object_get(json_object_get(m->json, "params"), "cursor"));
         size_t idx = 0;
         if (cursor && fed_cursor_decode(cursor, route->n_backends, &idx, &x->fed_cursor) != 0) {
             protocol_error(req, 200, JSONRPC_INVALID_PARAMS, "protocol.bad_cursor",

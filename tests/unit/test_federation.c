@@ -16,7 +16,8 @@ static struct gw_backend backends[] = {
     {.name = "ehr2", .url = "http://127.0.0.1:2/mcp", .prefix = "ehr.v2."},
     {.name = "billing", .url = "http://127.0.0.1:3/mcp", .prefix = "billing."},
 };
-static struct gw_route route = {.name = "all", .path = "/mcp", .backends = backends, .n_backends = 3};
+static struct gw_route route = {
+    .name = "all", .path = "/mcp", .backends = backends, .n_backends = 3};
 
 static void test_prefixes(void **state)
 {
@@ -88,7 +89,8 @@ static void test_rewrite(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(tools, 1), "name")),
                         "ehr.search");
     /* The backend's next page, inside toolgate's cursor. */
-    const char *next = json_string_value(json_object_get(json_object_get(msg, "result"), "nextCursor"));
+    const char *next =
+        json_string_value(json_object_get(json_object_get(msg, "result"), "nextCursor"));
     size_t idx;
     char *inner = NULL;
     assert_int_equal(fed_cursor_decode(next, 3, &idx, &inner), 0);
