@@ -850,10 +850,25 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                        const struct cfg_node *node, const char *path, struct gw_route *r,
                        struct cfg_error *err)
 {
-    static const char *const keys[] = {"name", "path", "backends", "timeouts", "inject", NULL};
+    static const char *const keys[] = {"name",     "path",   "kind", "backends",
+                                       "timeouts", "inject", NULL};
     char p[PATH_MAX_LEN];
     if (cfg_check_keys(doc, node, path, keys, err) != 0)
         return -1;
+    char *kind = NULL;
+    if (cfg_get_string(doc, node, path, "kind", 0, &kind, err) != 0)
+        return -1;
+    if (kind) {
+        int bad = strcmp(kind, "mcp") != 0 && strcmp(kind, "rest") != 0;
+        r->kind = strcmp(kind, "rest") == 0 ? GW_ROUTE_REST : GW_ROUTE_MCP;
+        free(kind);
+        if (bad) {
+            cfg_path_key(p, sizeof p, path, "kind");
+            return cfg_errorf(err, doc, cfg_map_get(node, "kind"), p,
+                              "write mcp (an MCP endpoint, the default) or rest (POST "
+                              "<path>/<tool> with the arguments as JSON)");
+        }
+    }
 
     if (get_required_string(doc, node, path, "name", "ehr", &r->name, err) != 0)
         return -1;
@@ -915,6 +930,9 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                                   b->name, p, j);
             }
     }
+    if (r->kind == GW_ROUTE_REST && r->n_backends != 1)
+        return cfg_errorf(err, doc, backends, p,
+                          "a REST route forwards to one backend (POST <url>/<tool>); list one");
     /*
      * Several backends make a federated route: clients see each backend's tools under its
      * prefix, so every backend needs one, and no prefix may hide another's tools.
@@ -1221,7 +1239,11 @@ const struct gw_route *gw_config_route_for(const struct gw_config *cfg, const ch
     for (size_t i = 0; i < cfg->n_routes; i++) {
         const struct gw_route *r = &cfg->routes[i];
         size_t rlen = strlen(r->path);
-        if (rlen == len && memcmp(r->path, path, len) == 0)
+        if (r->kind == GW_ROUTE_MCP && rlen == len && memcmp(r->path, path, len) == 0)
+            return r;
+        /* REST: "<path>/<tool>", one segment after the route's path. */
+        if (r->kind == GW_ROUTE_REST && len > rlen + 1 && memcmp(r->path, path, rlen) == 0 &&
+            path[rlen] == '/' && !memchr(path + rlen + 1, '/', len - rlen - 1))
             return r;
     }
     return NULL;

@@ -88,9 +88,15 @@ struct gw_route_inject {
     char *headers[GW_INJECT_H_COUNT];
 };
 
+enum gw_route_kind {
+    GW_ROUTE_MCP = 0, /* an MCP endpoint at exactly `path` */
+    GW_ROUTE_REST,    /* tool calls as plain HTTP: POST <path>/<tool> with the arguments */
+};
+
 struct gw_route {
     char *name;
-    char *path; /* exact client-facing path, e.g. "/mcp" */
+    char *path; /* client-facing path, e.g. "/mcp" (REST: the prefix of "/tools/<name>") */
+    enum gw_route_kind kind;
     struct gw_backend *backends;
     size_t n_backends;
     struct gw_route_timeouts timeouts;
