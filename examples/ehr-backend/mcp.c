@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static const char *const supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26"};
 #define LATEST_VERSION "2025-11-25"
@@ -642,6 +643,20 @@ void ehr_mcp_handle(struct ehr_conn *c, const struct ehr_request *req)
     if (!origin_allowed(req->hdr[EHR_H_ORIGIN])) {
         respond_error(c, 403, NULL, -32000, "Forbidden: Origin not allowed", NULL);
         return;
+    }
+    ehr_principal_clear(&c->principal);
+    c->authenticated = 0;
+    if (app->auth_on) {
+        char why[128];
+        if (ehr_auth_verify(&app->auth, req->hdr[EHR_H_AUTHORIZATION], (int64_t)time(NULL),
+                            &c->principal, why, sizeof why) != 0) {
+            char msg[192];
+            snprintf(msg, sizeof msg, "Unauthorized: %s", why);
+            respond_error(c, 401, NULL, -32001, msg,
+                          "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+            return;
+        }
+        c->authenticated = 1;
     }
     switch (req->method) {
     case HTTP_POST:
