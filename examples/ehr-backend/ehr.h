@@ -64,6 +64,7 @@ struct ehr_options {
     unsigned ping_ms;      /* --sse-ping-ms, GET stream keep-alive comment interval */
     unsigned max_sessions; /* --max-sessions */
     unsigned idle_ms;      /* --idle-timeout-ms, 0 = none */
+    int stateless;         /* --stateless: no sessions (replicas behind one backend) */
     const char *jwks_url;  /* --jwks-url (argv); with --jwks-file, --issuer, --audience: */
     const char *jwks_file; /* every MCP request must carry a valid toolgate-signed JWT */
     const char *issuer;

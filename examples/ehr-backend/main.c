@@ -50,6 +50,8 @@ static void usage(FILE *out)
         "  --jwks-file FILE     same, keys from a JWKS file\n"
         "  --issuer ISS         the iss tokens must carry (toolgate's public URL)\n"
         "  --audience AUD       the aud tokens must carry (the route's inject.audience)\n"
+        "  --stateless          issue no sessions (GET and DELETE are 405): any replica\n"
+        "                       can answer any request\n"
         "  --quiet              no per-request log lines\n"
         "  --version, --help\n");
 }
@@ -108,6 +110,10 @@ static int parse_args(int argc, char **argv, struct ehr_options *opt)
         unsigned long long n;
         if (strcmp(a, "--quiet") == 0) {
             opt->quiet = 1;
+            continue;
+        }
+        if (strcmp(a, "--stateless") == 0) {
+            opt->stateless = 1;
             continue;
         }
         if (strcmp(a, "--help") == 0) {
