@@ -540,20 +540,21 @@ static void test_backend_endpoints(void **state)
 {
     (void)state;
     /* url alone: one endpoint, no health checks, no ejection. */
-    struct gw_config *cfg = load_ok("routes:\n  - name: r\n    path: /x\n    backends:\n"
-                                    "      - {name: a, url: \"http://127.0.0.1:9001/mcp\"}\n"
-                                    "      - name: b\n"
-                                    "        endpoints: [\"http://127.0.0.1:9001/mcp\", "
-                                    "\"http://127.0.0.1:9002/mcp\"]\n"
-                                    "      - name: c\n"
-                                    "        endpoints: [\"http://10.0.0.1/mcp\", \"http://10.0.0.2/mcp\"]\n"
-                                    "        health: {path: /ready, interval: 2s, timeout: 500ms, "
-                                    "unhealthy: 3, healthy: 2}\n"
-                                    "        eject: {failures: 5, base: 10s, max: 1m}\n"
-                                    "      - name: d\n"
-                                    "        url: \"http://127.0.0.1:9003/mcp\"\n"
-                                    "        health: {}\n"
-                                    "        eject: {}\n");
+    struct gw_config *cfg =
+        load_ok("routes:\n  - name: r\n    path: /x\n    backends:\n"
+                "      - {name: a, url: \"http://127.0.0.1:9001/mcp\"}\n"
+                "      - name: b\n"
+                "        endpoints: [\"http://127.0.0.1:9001/mcp\", "
+                "\"http://127.0.0.1:9002/mcp\"]\n"
+                "      - name: c\n"
+                "        endpoints: [\"http://10.0.0.1/mcp\", \"http://10.0.0.2/mcp\"]\n"
+                "        health: {path: /ready, interval: 2s, timeout: 500ms, "
+                "unhealthy: 3, healthy: 2}\n"
+                "        eject: {failures: 5, base: 10s, max: 1m}\n"
+                "      - name: d\n"
+                "        url: \"http://127.0.0.1:9003/mcp\"\n"
+                "        health: {}\n"
+                "        eject: {}\n");
     const struct gw_backend *a = &cfg->routes[0].backends[0], *b = &cfg->routes[0].backends[1],
                             *c = &cfg->routes[0].backends[2], *d = &cfg->routes[0].backends[3];
     assert_int_equal(a->n_endpoints, 1);
