@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Starts the demo: the EHR demo backend on 127.0.0.1:9001 and toolgate on 127.0.0.1:8080 in
-# front of it (examples/demo/toolgate.yaml), prints what to try, and stops both on Ctrl-C.
+# Starts the demo: toolgate on 127.0.0.1:8080 (examples/demo/toolgate.yaml) and the EHR demo
+# backend on 127.0.0.1:9001 behind it, prints what to try, and stops both on Ctrl-C.
+# toolgate starts first: the backend verifies the identity toolgate injects with toolgate's
+# published keys (GET /.well-known/jwks.json), which it fetches when it starts. (toolgate only
+# reaches its backend per request, so it does not mind the backend coming up second.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -24,8 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$BUILD/ehr-backend" --listen 127.0.0.1:9001 --mode sse >"$RUN/ehr-backend.log" 2>&1 &
-pids+=($!)
 [ -x scripts/demo-setup.sh ] && scripts/demo-setup.sh "$BUILD" "$RUN"
 "$BUILD/toolgate" check --config "$CONFIG" >/dev/null
 "$BUILD/toolgate" serve --config "$CONFIG" 2>"$RUN/toolgate.log" &
@@ -41,12 +42,29 @@ if ! curl -fsS http://127.0.0.1:8080/healthz >/dev/null 2>&1; then
     exit 1
 fi
 
+"$BUILD/ehr-backend" --listen 127.0.0.1:9001 --mode sse \
+    --jwks-url http://127.0.0.1:8080/.well-known/jwks.json \
+    --issuer http://127.0.0.1:8080 --audience ehr-backend >"$RUN/ehr-backend.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+    if curl -fsS http://127.0.0.1:9001/healthz >/dev/null 2>&1; then break; fi
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then break; fi
+    sleep 0.1
+done
+if ! curl -fsS http://127.0.0.1:9001/healthz >/dev/null 2>&1; then
+    echo "demo: the EHR backend did not come up; its log:" >&2
+    cat "$RUN/ehr-backend.log" >&2
+    exit 1
+fi
+
 AUTH=""
 [ -f "$RUN/alice.token" ] && AUTH="-H \"Authorization: Bearer \$(cat $RUN/alice.token)\" "
 cat <<TXT
 
 toolgate is running on http://127.0.0.1:8080/mcp in front of the demo EHR backend.
 Logs: $RUN/toolgate.log (one JSON object per line) and $RUN/ehr-backend.log.
+The backend accepts only the identity toolgate signs for it: calling it directly on
+127.0.0.1:9001 without such a token gets 401. The whoami tool shows the verified user.
 
 Try it (copy and paste):
 

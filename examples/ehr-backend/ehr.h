@@ -21,6 +21,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "core/buf.h"
 #include "data.h"
 
@@ -63,6 +64,11 @@ struct ehr_options {
     unsigned ping_ms;      /* --sse-ping-ms, GET stream keep-alive comment interval */
     unsigned max_sessions; /* --max-sessions */
     unsigned idle_ms;      /* --idle-timeout-ms, 0 = none */
+    int stateless;         /* --stateless: no sessions (replicas behind one backend) */
+    const char *jwks_url;  /* --jwks-url (argv); with --jwks-file, --issuer, --audience: */
+    const char *jwks_file; /* every MCP request must carry a valid toolgate-signed JWT */
+    const char *issuer;
+    const char *audience;
 };
 
 struct ehr_session {
@@ -89,6 +95,8 @@ struct ehr_app {
     char **tool_pages; /* tools/list results (JSON text), one per page */
     size_t *tool_page_lens;
     unsigned n_tool_pages;
+    int auth_on;          /* verify injected JWTs (auth.h) */
+    struct ehr_auth auth; /* keys and rules when auth_on */
 };
 
 struct ehr_job;
@@ -178,6 +186,9 @@ struct ehr_conn {
     int status;                                  /* for the log line */
     const char *log_rpc;                         /* static string, for the log line */
     const char *log_tool;
+    /* The verified caller of the current request (auth_on), cleared when the next begins. */
+    struct ehr_principal principal;
+    int authenticated;
 };
 
 /* ---- server.c: answering on a connection ---- */

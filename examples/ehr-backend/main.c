@@ -4,6 +4,7 @@
  *   ehr-backend --listen 127.0.0.1:9001 [--path /mcp] [--mode json|sse] [--workers N]
  *               [--page-size N] [--seed N] [--patients N] [--sse-ping-ms N]
  *               [--max-sessions N] [--idle-timeout-ms N] [--quiet]
+ *               [--jwks-url URL | --jwks-file FILE --issuer ISS --audience AUD]
  *
  * Each worker owns a loop and its own SO_REUSEPORT socket bound to the same address, so the
  * kernel spreads connections over workers. The sockets are all bound here, before any thread
@@ -30,21 +31,29 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ehr-backend [options]\n"
-            "  --listen HOST:PORT   address to listen on (default 127.0.0.1:9001; port 0 = any)\n"
-            "  --path PATH          MCP endpoint path (default /mcp)\n"
-            "  --mode json|sse      answer POSTs with JSON or with an SSE stream (default json)\n"
-            "  --workers N          worker threads, each with its own loop (default 1, max 64)\n"
-            "  --page-size N        tools/list page size; 0 = one page (default 0)\n"
-            "  --seed N             seed of the generated records (default 42)\n"
-            "  --patients N         number of patients, P1..PN (default 1000)\n"
-            "  --sse-ping-ms N      keep-alive comment interval on GET streams (default 15000)\n"
-            "  --max-sessions N     sessions kept; the least recently used goes (default 10000)\n"
-            "  --idle-timeout-ms N  close connections idle (or mid-request) this long; 0 = never\n"
-            "                       (default 60000)\n"
-            "  --quiet              no per-request log lines\n"
-            "  --version, --help\n");
+    fprintf(
+        out,
+        "usage: ehr-backend [options]\n"
+        "  --listen HOST:PORT   address to listen on (default 127.0.0.1:9001; port 0 = any)\n"
+        "  --path PATH          MCP endpoint path (default /mcp)\n"
+        "  --mode json|sse      answer POSTs with JSON or with an SSE stream (default json)\n"
+        "  --workers N          worker threads, each with its own loop (default 1, max 64)\n"
+        "  --page-size N        tools/list page size; 0 = one page (default 0)\n"
+        "  --seed N             seed of the generated records (default 42)\n"
+        "  --patients N         number of patients, P1..PN (default 1000)\n"
+        "  --sse-ping-ms N      keep-alive comment interval on GET streams (default 15000)\n"
+        "  --max-sessions N     sessions kept; the least recently used goes (default 10000)\n"
+        "  --idle-timeout-ms N  close connections idle (or mid-request) this long; 0 = never\n"
+        "                       (default 60000)\n"
+        "  --jwks-url URL       verify the JWT toolgate injects with the keys at URL\n"
+        "                       (fetched at start, again on an unknown kid at most every 10 s)\n"
+        "  --jwks-file FILE     same, keys from a JWKS file\n"
+        "  --issuer ISS         the iss tokens must carry (toolgate's public URL)\n"
+        "  --audience AUD       the aud tokens must carry (the route's inject.audience)\n"
+        "  --stateless          issue no sessions (GET and DELETE are 405): any replica\n"
+        "                       can answer any request\n"
+        "  --quiet              no per-request log lines\n"
+        "  --version, --help\n");
 }
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
@@ -103,6 +112,10 @@ static int parse_args(int argc, char **argv, struct ehr_options *opt)
             opt->quiet = 1;
             continue;
         }
+        if (strcmp(a, "--stateless") == 0) {
+            opt->stateless = 1;
+            continue;
+        }
         if (strcmp(a, "--help") == 0) {
             usage(stdout);
             exit(0);
@@ -146,10 +159,25 @@ static int parse_args(int argc, char **argv, struct ehr_options *opt)
             opt->ping_ms = (unsigned)n;
         } else if (strcmp(a, "--idle-timeout-ms") == 0 && parse_uint(v, 86400000, &n) == 0) {
             opt->idle_ms = (unsigned)n;
+        } else if (strcmp(a, "--jwks-url") == 0) {
+            opt->jwks_url = v;
+        } else if (strcmp(a, "--jwks-file") == 0) {
+            opt->jwks_file = v;
+        } else if (strcmp(a, "--issuer") == 0) {
+            opt->issuer = v;
+        } else if (strcmp(a, "--audience") == 0) {
+            opt->audience = v;
         } else if (strcmp(a, "--max-sessions") == 0 && parse_uint(v, 1000000, &n) == 0 && n > 0) {
             opt->max_sessions = (unsigned)n;
         } else {
             fprintf(stderr, "ehr-backend: bad option or value: %s %s (see --help)\n", a, v);
+            return -1;
+        }
+    }
+    if (opt->jwks_url || opt->jwks_file || opt->issuer || opt->audience) {
+        if ((!opt->jwks_url) == (!opt->jwks_file) || !opt->issuer || !opt->audience) {
+            fprintf(stderr, "ehr-backend: token verification needs one of --jwks-url or "
+                            "--jwks-file, plus --issuer and --audience\n");
             return -1;
         }
     }
@@ -265,6 +293,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "ehr-backend: out of memory while starting\n");
         goto out;
     }
+    if (app.opt.issuer) {
+        /* Keys before the sockets: a backend that cannot verify must not serve. A URL is
+         * retried for a while, so toolgate may be started after the backend. */
+        char why[512];
+        if (ehr_auth_init(&app.auth, app.opt.jwks_url, app.opt.jwks_file, app.opt.issuer,
+                          app.opt.audience, EHR_AUTH_START_RETRY_MS, why, sizeof why) != 0) {
+            fprintf(stderr, "ehr-backend: %s\n", why);
+            ehr_auth_free(&app.auth);
+            goto out;
+        }
+        app.auth_on = 1;
+    }
 
     char port[8];
     snprintf(port, sizeof port, "%s", app.opt.port);
@@ -316,9 +356,11 @@ int main(int argc, char **argv)
         gw_buf_append_json_escaped(&fields, app.opt.host, strlen(app.opt.host));
         gw_buf_printf(&fields, "\",\"port\":%s,\"path\":\"", port);
         gw_buf_append_json_escaped(&fields, app.opt.path, strlen(app.opt.path));
-        gw_buf_printf(&fields, "\",\"mode\":\"%s\",\"workers\":%u,\"patients\":%u,\"seed\":%llu",
+        gw_buf_printf(&fields,
+                      "\",\"mode\":\"%s\",\"workers\":%u,\"patients\":%u,\"seed\":%llu,"
+                      "\"verify_tokens\":%s",
                       app.opt.sse_mode ? "sse" : "json", app.opt.workers, app.opt.patients,
-                      (unsigned long long)app.opt.seed);
+                      (unsigned long long)app.opt.seed, app.auth_on ? "true" : "false");
         gw_log(GW_LOG_INFO, "listening", NULL, fields.data, "ehr-backend listening on port %s",
                port);
         gw_buf_free(&fields);
@@ -351,6 +393,8 @@ out:
     }
     if (main_loop_ready)
         uv_loop_close(&main_loop);
+    if (app.auth_on)
+        ehr_auth_free(&app.auth);
     ehr_tools_free(&app);
     ehr_sessions_free(&app.sessions);
     ehr_data_free(&app.data);

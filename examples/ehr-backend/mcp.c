@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static const char *const supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26"};
 #define LATEST_VERSION "2025-11-25"
@@ -160,6 +161,17 @@ static void respond_error(struct ehr_conn *c, int status, json_t *id, int code, 
 static int session_check(struct ehr_conn *c, const struct ehr_request *req, char *version)
 {
     struct gw_slice sid = req->hdr[EHR_H_SESSION];
+    if (c->w->app->opt.stateless) {
+        /* No sessions: the version is the header's (checked already), else the default. */
+        struct gw_slice v = req->hdr[EHR_H_PROTOCOL];
+        if (v.ptr && v.len <= EHR_VERSION_LEN) {
+            memcpy(version, v.ptr, v.len);
+            version[v.len] = '\0';
+        } else {
+            snprintf(version, EHR_VERSION_LEN + 1, "%s", "2025-06-18");
+        }
+        return 0;
+    }
     if (!sid.ptr) {
         respond_error(c, 400, NULL, -32000, "Bad Request: Mcp-Session-Id header is required", NULL);
         return -1;
@@ -379,11 +391,15 @@ static void do_initialize(struct ehr_conn *c, json_t *id, json_t *params)
     }
     const char *version = negotiate(params);
     char sid[EHR_SESSION_ID_LEN + 1];
-    if (ehr_sessions_create(&c->w->app->sessions, version, sid) != 0) {
+    if (c->w->app->opt.stateless) {
+        sid[0] = '\0'; /* no session: any replica answers any later request */
+    } else if (ehr_sessions_create(&c->w->app->sessions, version, sid) != 0) {
         ehr_ex_error(c, id, -32603, "Internal error: cannot create a session");
         return;
     }
-    snprintf(c->ex.session_header, sizeof c->ex.session_header, "Mcp-Session-Id: %s\r\n", sid);
+    if (sid[0])
+        snprintf(c->ex.session_header, sizeof c->ex.session_header, "Mcp-Session-Id: %s\r\n",
+                 sid);
     json_t *result = json_pack(
         "{s:s, s:{s:{s:b}}, s:{s:s, s:s, s:s}, s:s}", "protocolVersion", version, "capabilities",
         "tools", "listChanged", 0, "serverInfo", "name", "ehr-backend", "title",
@@ -643,15 +659,34 @@ void ehr_mcp_handle(struct ehr_conn *c, const struct ehr_request *req)
         respond_error(c, 403, NULL, -32000, "Forbidden: Origin not allowed", NULL);
         return;
     }
+    ehr_principal_clear(&c->principal);
+    c->authenticated = 0;
+    if (app->auth_on) {
+        char why[128];
+        if (ehr_auth_verify(&app->auth, req->hdr[EHR_H_AUTHORIZATION], (int64_t)time(NULL),
+                            &c->principal, why, sizeof why) != 0) {
+            char msg[192];
+            snprintf(msg, sizeof msg, "Unauthorized: %s", why);
+            respond_error(c, 401, NULL, -32001, msg,
+                          "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+            return;
+        }
+        c->authenticated = 1;
+    }
     switch (req->method) {
     case HTTP_POST:
         handle_post(c, req);
         break;
     case HTTP_GET:
-        handle_get(c, req);
-        break;
     case HTTP_DELETE:
-        handle_delete(c, req);
+        if (app->opt.stateless) {
+            /* Without sessions there is no stream to open or session to end. */
+            respond_error(c, 405, NULL, -32000, "Method Not Allowed", "Allow: POST\r\n");
+        } else if (req->method == HTTP_GET) {
+            handle_get(c, req);
+        } else {
+            handle_delete(c, req);
+        }
         break;
     default:
         respond_error(c, 405, NULL, -32000, "Method Not Allowed", "Allow: GET, POST, DELETE\r\n");

@@ -71,6 +71,7 @@ void ehr_conn_release(struct ehr_conn *c)
     gw_buf_free(&c->inflight);
     gw_buf_free(&c->pending);
     gw_buf_free(&c->ex.body);
+    ehr_principal_clear(&c->principal);
     free(c);
 }
 

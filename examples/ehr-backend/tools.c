@@ -87,8 +87,8 @@ static const struct tool_def tool_defs[] = {
      "\"required\":[\"patient_id\"]}",
      "{\"readOnlyHint\":true,\"openWorldHint\":false}"},
     {"whoami", "Who am I",
-     "Reports the identity headers the gateway injected and whether an Authorization header "
-     "was present (never its value).",
+     "Reports the caller's identity: the verified token's claims when the server verifies "
+     "tokens, else the identity headers the gateway injected; never a token.",
      "{\"type\":\"object\",\"properties\":{}}", "{\"readOnlyHint\":true,\"openWorldHint\":false}"},
 };
 #define N_TOOLS (sizeof tool_defs / sizeof tool_defs[0])
@@ -499,14 +499,35 @@ static json_t *header_json(const struct ehr_request *req, enum ehr_hdr h)
     return j ? j : json_null();
 }
 
+static json_t *string_or_null(const char *s)
+{
+    json_t *j = s ? json_string(s) : NULL;
+    return j ? j : json_null();
+}
+
+/*
+ * With token verification on, the identity is what the verified token says (the X-Toolgate-*
+ * headers are ignored: anyone can send them); without it, the headers as received.
+ */
 static void tool_whoami(struct ehr_conn *c, const struct ehr_request *req, json_t *id)
 {
-    json_t *s = json_pack(
-        "{s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "subject", header_json(req, EHR_H_TG_SUBJECT),
-        "tenant", header_json(req, EHR_H_TG_TENANT), "roles", header_json(req, EHR_H_TG_ROLES),
-        "scopes", header_json(req, EHR_H_TG_SCOPES), "client", header_json(req, EHR_H_TG_CLIENT),
-        "request_id", header_json(req, EHR_H_TG_REQUEST_ID), "authorization_present",
-        req->hdr[EHR_H_AUTHORIZATION].ptr != NULL);
+    json_t *s;
+    if (c->authenticated) {
+        const struct ehr_principal *p = &c->principal;
+        s = json_pack("{s:o, s:o, s:O, s:O, s:o, s:o, s:b, s:b}", "subject",
+                      string_or_null(p->subject), "tenant", string_or_null(p->tenant), "roles",
+                      p->roles, "scopes", p->scopes, "client", string_or_null(p->client),
+                      "request_id", header_json(req, EHR_H_TG_REQUEST_ID), "authorization_present",
+                      1, "verified", 1);
+    } else {
+        s = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:b}", "subject",
+                      header_json(req, EHR_H_TG_SUBJECT), "tenant",
+                      header_json(req, EHR_H_TG_TENANT), "roles", header_json(req, EHR_H_TG_ROLES),
+                      "scopes", header_json(req, EHR_H_TG_SCOPES), "client",
+                      header_json(req, EHR_H_TG_CLIENT), "request_id",
+                      header_json(req, EHR_H_TG_REQUEST_ID), "authorization_present",
+                      req->hdr[EHR_H_AUTHORIZATION].ptr != NULL, "verified", 0);
+    }
     ehr_ex_result(c, id, tool_result(s, NULL, 0));
 }
 

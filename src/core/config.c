@@ -31,6 +31,7 @@
 #define CONFIG_MAX_LISTEN 64
 #define CONFIG_MAX_ROUTES 1024
 #define CONFIG_MAX_BACKENDS 64
+#define CONFIG_MAX_ENDPOINTS 64
 #define CONFIG_MAX_NAME 64
 #define CONFIG_MAX_ROUTE_PATH 256
 #define CONFIG_MAX_URL 2048
@@ -772,10 +773,136 @@ static int check_prefix(const struct cfg_doc *doc, const struct cfg_node *node, 
     return 0;
 }
 
+/* One endpoint URL of a backend; `node` is where an error points. */
+static int check_endpoint_url(const struct cfg_doc *doc, const struct cfg_node *node,
+                              const char *path, const char *url, struct cfg_error *err)
+{
+    int https, port;
+    const char *upath;
+    const char *why = check_http_url(url, &https, &port, &upath);
+    if (why)
+        return cfg_errorf(err, doc, node, path,
+                          "%s%s%s %s; write it like http://127.0.0.1:9001/mcp", shown_quote(url),
+                          shown_url(url), shown_quote(url), why);
+    return 0;
+}
+
+/* A duration under key in [min, max] (the default already in *out). */
+static int get_bounded_duration(const struct cfg_doc *doc, const struct cfg_node *map,
+                                const char *path, const char *key, uint64_t min, uint64_t max,
+                                uint64_t *out, struct cfg_error *err)
+{
+    uint64_t v = *out;
+    if (cfg_get_duration_ms(doc, map, path, key, &v, err) != 0)
+        return -1;
+    if (v < min || v > max) {
+        char p[PATH_MAX_LEN], have[32], lo[32], hi[32];
+        cfg_path_key(p, sizeof p, path, key);
+        format_duration(v, have, sizeof have);
+        format_duration(min, lo, sizeof lo);
+        format_duration(max, hi, sizeof hi);
+        return cfg_errorf(err, doc, at_key(map, key), p,
+                          "%s is out of range; write a duration from %s to %s", have, lo, hi);
+    }
+    *out = v;
+    return 0;
+}
+
+/*
+ * backends[].health: active checks, only when the key is present. {path: /healthz,
+ * interval: 5s, timeout: 1s, unhealthy: 2, healthy: 1}; `health: {}` takes every default.
+ */
+static int parse_backend_health(const struct cfg_doc *doc, const struct cfg_node *backend,
+                                const char *backend_path, struct gw_backend_health *h,
+                                struct cfg_error *err)
+{
+    static const char *const keys[] = {"path", "interval", "timeout", "unhealthy", "healthy", NULL};
+    char path[PATH_MAX_LEN];
+    cfg_path_key(path, sizeof path, backend_path, "health");
+    const struct cfg_node *node = cfg_map_get(backend, "health");
+    if (!node)
+        return 0;
+    if (!cfg_is_null(node) && (cfg_expect_map(doc, node, path, err) != 0 ||
+                               cfg_check_keys(doc, node, path, keys, err) != 0))
+        return -1;
+    if (cfg_is_null(node))
+        node = NULL;
+    h->interval_ms = 5 * SEC;
+    h->timeout_ms = 1 * SEC;
+    int64_t unhealthy = 2, healthy = 1;
+    if (node &&
+        (cfg_get_string(doc, node, path, "path", 0, &h->path, err) != 0 ||
+         get_bounded_duration(doc, node, path, "interval", 100, HOUR, &h->interval_ms, err) != 0 ||
+         get_bounded_duration(doc, node, path, "timeout", 10, MIN, &h->timeout_ms, err) != 0 ||
+         get_count(doc, node, path, "unhealthy", 1, 100,
+                   "(failed checks in a row that mark an endpoint down)", &unhealthy, err) != 0 ||
+         get_count(doc, node, path, "healthy", 1, 100,
+                   "(good checks in a row that mark it up again)", &healthy, err) != 0))
+        return -1;
+    if (!h->path && !(h->path = strdup("/healthz")))
+        return cfg_errorf(err, doc, backend, path, "out of memory");
+    const char *bad = NULL;
+    if (h->path[0] != '/' || strlen(h->path) > CONFIG_MAX_ROUTE_PATH)
+        bad = "must start with '/' and be at most 256 characters";
+    for (const char *c = h->path; !bad && *c; c++)
+        if (*c != '/' && *c != '?' && *c != '=' && *c != '&' && !is_pchar(*c))
+            bad = "has a character that is not allowed in a path";
+    if (bad) {
+        char p[PATH_MAX_LEN];
+        cfg_path_key(p, sizeof p, path, "path");
+        return cfg_errorf(err, doc, at_key(node, "path"), p, "\"%s\" %s (for example /healthz)",
+                          h->path, bad);
+    }
+    h->unhealthy = (unsigned)unhealthy;
+    h->healthy = (unsigned)healthy;
+    return 0;
+}
+
+/*
+ * backends[].eject: passive ejection. Defaults to {failures: 3, base: 30s, max: 5m} when the
+ * backend has several endpoints; with one endpoint it is off unless written (ejecting the
+ * only endpoint turns 502s into 503s and helps no one). `failures: 0` turns it off.
+ */
+static int parse_backend_eject(const struct cfg_doc *doc, const struct cfg_node *backend,
+                               const char *backend_path, size_t n_endpoints,
+                               struct gw_backend_eject *e, struct cfg_error *err)
+{
+    static const char *const keys[] = {"failures", "base", "max", NULL};
+    char path[PATH_MAX_LEN];
+    cfg_path_key(path, sizeof path, backend_path, "eject");
+    const struct cfg_node *node = cfg_map_get(backend, "eject");
+    if (node && cfg_is_null(node))
+        node = NULL;
+    e->failures = node || n_endpoints > 1 ? 3 : 0;
+    e->base_ms = 30 * SEC;
+    e->max_ms = 5 * MIN;
+    if (!node)
+        return 0;
+    int64_t failures = e->failures;
+    if (cfg_expect_map(doc, node, path, err) != 0 ||
+        cfg_check_keys(doc, node, path, keys, err) != 0 ||
+        get_count(doc, node, path, "failures", 0, 1000,
+                  "(failed requests in a row that eject an endpoint; 0 = never)", &failures,
+                  err) != 0 ||
+        get_bounded_duration(doc, node, path, "base", 1, HOUR, &e->base_ms, err) != 0 ||
+        get_bounded_duration(doc, node, path, "max", 1, DAY, &e->max_ms, err) != 0)
+        return -1;
+    if (e->max_ms < e->base_ms) {
+        char p[PATH_MAX_LEN];
+        cfg_path_key(p, sizeof p, path, "max");
+        return cfg_errorf(err, doc, at_key(node, "max"), p,
+                          "is shorter than eject.base; the longest ejection cannot be shorter "
+                          "than the first");
+    }
+    e->failures = (unsigned)failures;
+    return 0;
+}
+
 static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node, const char *path,
                          struct gw_backend *b, struct cfg_error *err)
 {
-    static const char *const keys[] = {"name", "url", "prefix", NULL};
+    static const char *const keys[] = {"name",   "url",   "endpoints", "prefix",
+                                       "health", "eject", NULL};
     char p[PATH_MAX_LEN];
     if (cfg_check_keys(doc, node, path, keys, err) != 0)
         return -1;
@@ -784,23 +911,52 @@ static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node,
     cfg_path_key(p, sizeof p, path, "name");
     if (check_name(doc, cfg_map_get(node, "name"), p, b->name, err) != 0)
         return -1;
-    if (get_required_string(doc, node, path, "url", "\"http://127.0.0.1:9001/mcp\"", &b->url,
-                            err) != 0)
-        return -1;
-    int https, port;
-    const char *upath;
-    const char *why = check_http_url(b->url, &https, &port, &upath);
-    cfg_path_key(p, sizeof p, path, "url");
-    if (why)
-        return cfg_errorf(err, doc, cfg_map_get(node, "url"), p,
-                          "%s%s%s %s; write it like http://127.0.0.1:9001/mcp", shown_quote(b->url),
-                          shown_url(b->url), shown_quote(b->url), why);
+    const struct cfg_node *url = cfg_map_get(node, "url");
+    const struct cfg_node *eps = cfg_map_get(node, "endpoints");
+    if (url && eps)
+        return cfg_errorf(err, doc, eps, path,
+                          "has both `url` and `endpoints`; write one URL as url: or several as "
+                          "endpoints: [...]");
+    if (eps) {
+        cfg_path_key(p, sizeof p, path, "endpoints");
+        if (cfg_get_string_list(doc, node, path, "endpoints", &b->endpoints, &b->n_endpoints,
+                                err) != 0)
+            return -1;
+        if (b->n_endpoints == 0 || b->n_endpoints > CONFIG_MAX_ENDPOINTS)
+            return cfg_errorf(err, doc, eps, p, "write 1 to %d endpoint URLs",
+                              CONFIG_MAX_ENDPOINTS);
+        for (size_t i = 0; i < b->n_endpoints; i++) {
+            char ip[PATH_MAX_LEN];
+            cfg_path_index(ip, sizeof ip, p, i);
+            const struct cfg_node *item = eps->kind == CFG_SEQ ? eps->items[i] : eps;
+            if (check_endpoint_url(doc, item, ip, b->endpoints[i], err) != 0)
+                return -1;
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(b->endpoints[j], b->endpoints[i]) == 0)
+                    return cfg_errorf(err, doc, item, ip, "is listed twice (also %s[%zu])", p, j);
+        }
+        if (!(b->url = strdup(b->endpoints[0])))
+            return cfg_errorf(err, doc, eps, p, "out of memory");
+    } else {
+        if (get_required_string(doc, node, path, "url", "\"http://127.0.0.1:9001/mcp\"", &b->url,
+                                err) != 0)
+            return -1;
+        cfg_path_key(p, sizeof p, path, "url");
+        if (check_endpoint_url(doc, url, p, b->url, err) != 0)
+            return -1;
+        b->endpoints = calloc(2, sizeof *b->endpoints);
+        if (!b->endpoints || !(b->endpoints[0] = strdup(b->url)))
+            return cfg_errorf(err, doc, url, p, "out of memory");
+        b->n_endpoints = 1;
+    }
     if (cfg_get_string(doc, node, path, "prefix", 0, &b->prefix, err) != 0)
         return -1;
     cfg_path_key(p, sizeof p, path, "prefix");
     if (b->prefix && check_prefix(doc, cfg_map_get(node, "prefix"), p, b->prefix, err) != 0)
         return -1;
-    return 0;
+    if (parse_backend_health(doc, node, path, &b->health, err) != 0)
+        return -1;
+    return parse_backend_eject(doc, node, path, b->n_endpoints, &b->eject, err);
 }
 
 static const struct timeout_spec {
@@ -966,6 +1122,8 @@ static void route_free(struct gw_route *r)
         free(r->backends[i].name);
         free(r->backends[i].url);
         free(r->backends[i].prefix);
+        cfg_strv_free(r->backends[i].endpoints);
+        free(r->backends[i].health.path);
     }
     free(r->backends);
     routing_inject_free(&r->inject);

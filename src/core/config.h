@@ -51,10 +51,31 @@ struct gw_server_config {
     char *log_level; /* debug | info | warn | error */
 };
 
+/* Active health checks of a backend's endpoints (backends[].health; routing layer). */
+struct gw_backend_health {
+    char *path;           /* GET <endpoint origin><path>; NULL: no active checks (absent key) */
+    uint64_t interval_ms; /* between checks of one endpoint (5s) */
+    uint64_t timeout_ms;  /* one check, connect included (1s) */
+    unsigned unhealthy;   /* consecutive failed checks that mark an endpoint down (2) */
+    unsigned healthy;     /* consecutive good checks that mark it up again (1) */
+};
+
+/* Passive ejection on failed requests (backends[].eject; routing layer). */
+struct gw_backend_eject {
+    unsigned failures; /* consecutive failed requests that eject an endpoint; 0 = never */
+    uint64_t base_ms;  /* first ejection lasts this long, doubling each time (30s) */
+    uint64_t max_ms;   /* ejections last at most this long (5m) */
+};
+
 struct gw_backend {
     char *name;
-    char *url; /* http(s)://host:port/path */
+    char *url; /* http(s)://host:port/path: the first endpoint */
     char *prefix;
+    /* `url`, or the `endpoints` list: n_endpoints >= 1 URLs, endpoints[0] == url. */
+    char **endpoints;
+    size_t n_endpoints;
+    struct gw_backend_health health;
+    struct gw_backend_eject eject;
 };
 
 struct gw_route_timeouts {

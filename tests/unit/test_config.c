@@ -518,7 +518,7 @@ static void test_route_errors(void **state)
                        "routes[0].backends[0]", "`name` is required");
     expect_route_error("    path: /x\n    backends:\n      - {name: b, url: \"http://h\", x: 1}\n",
                        "5:36", "routes[0].backends[0].x",
-                       "unknown key (known here: name, url, prefix)");
+                       "unknown key (known here: name, url, endpoints, prefix, health, eject)");
     expect_route_error("    path: /x\n    backends:\n      - {name: B!, url: \"http://h\"}\n",
                        "5:16", "routes[0].backends[0].name", "is not a valid name");
     expect_route_error("    path: /x\n    backends:\n"
@@ -548,6 +548,84 @@ static void test_route_errors(void **state)
     snprintf(body, sizeof body, "    path: /x\n%s    timeouts: {read: 1s}\n", be);
     expect_route_error(body, "5:16", "routes[0].timeouts.read",
                        "unknown key (known here: connect, first_byte, idle)");
+}
+
+static void test_backend_endpoints(void **state)
+{
+    (void)state;
+    /* url alone: one endpoint, no health checks, no ejection. */
+    struct gw_config *cfg =
+        load_ok("routes:\n  - name: r\n    path: /x\n    backends:\n"
+                "      - {name: a, url: \"http://127.0.0.1:9001/mcp\"}\n"
+                "      - name: b\n"
+                "        endpoints: [\"http://127.0.0.1:9001/mcp\", "
+                "\"http://127.0.0.1:9002/mcp\"]\n"
+                "      - name: c\n"
+                "        endpoints: [\"http://10.0.0.1/mcp\", \"http://10.0.0.2/mcp\"]\n"
+                "        health: {path: /ready, interval: 2s, timeout: 500ms, "
+                "unhealthy: 3, healthy: 2}\n"
+                "        eject: {failures: 5, base: 10s, max: 1m}\n"
+                "      - name: d\n"
+                "        url: \"http://127.0.0.1:9003/mcp\"\n"
+                "        health: {}\n"
+                "        eject: {}\n");
+    const struct gw_backend *a = &cfg->routes[0].backends[0], *b = &cfg->routes[0].backends[1],
+                            *c = &cfg->routes[0].backends[2], *d = &cfg->routes[0].backends[3];
+    assert_int_equal(a->n_endpoints, 1);
+    assert_string_equal(a->endpoints[0], a->url);
+    assert_null(a->endpoints[1]);
+    assert_null(a->health.path);
+    assert_int_equal(a->eject.failures, 0);
+    assert_int_equal(b->n_endpoints, 2);
+    assert_string_equal(b->url, "http://127.0.0.1:9001/mcp");
+    assert_string_equal(b->endpoints[1], "http://127.0.0.1:9002/mcp");
+    assert_null(b->health.path);
+    assert_int_equal(b->eject.failures, 3);
+    assert_int_equal(b->eject.base_ms, 30000);
+    assert_int_equal(b->eject.max_ms, 300000);
+    assert_string_equal(c->health.path, "/ready");
+    assert_int_equal(c->health.interval_ms, 2000);
+    assert_int_equal(c->health.timeout_ms, 500);
+    assert_int_equal(c->health.unhealthy, 3);
+    assert_int_equal(c->health.healthy, 2);
+    assert_int_equal(c->eject.failures, 5);
+    assert_int_equal(c->eject.base_ms, 10000);
+    assert_int_equal(c->eject.max_ms, 60000);
+    assert_string_equal(d->health.path, "/healthz");
+    assert_int_equal(d->health.interval_ms, 5000);
+    assert_int_equal(d->health.timeout_ms, 1000);
+    assert_int_equal(d->health.unhealthy, 2);
+    assert_int_equal(d->health.healthy, 1);
+    assert_int_equal(d->eject.failures, 3); /* written: on even with one endpoint */
+    gw_config_free(cfg);
+
+    static const char head[] = "    path: /x\n    backends:\n      - name: b\n";
+    char body[512];
+#define BAD(more, where, path, what)                                                               \
+    do {                                                                                           \
+        snprintf(body, sizeof body, "%s%s", head, more);                                           \
+        expect_route_error(body, where, path, what);                                               \
+    } while (0)
+    BAD("        url: \"http://h/\"\n        endpoints: [\"http://g/\"]\n", "7:20",
+        "routes[0].backends[0]", "has both `url` and `endpoints`");
+    BAD("        endpoints: []\n", "6:20", "routes[0].backends[0].endpoints", "1 to 64 endpoint");
+    BAD("        endpoints: [\"http://h/\", \"ftp://g/\"]\n", "6:34",
+        "routes[0].backends[0].endpoints[1]", "does not start with http://");
+    BAD("        endpoints: [\"http://h/\", \"http://h/\"]\n", "6:34",
+        "routes[0].backends[0].endpoints[1]", "is listed twice");
+    BAD("        url: \"http://h/\"\n        health: {path: healthz}\n", "7:24",
+        "routes[0].backends[0].health.path", "must start with '/'");
+    BAD("        url: \"http://h/\"\n        health: {interval: 10ms}\n", "7:28",
+        "routes[0].backends[0].health.interval", "out of range");
+    BAD("        url: \"http://h/\"\n        health: {unhealthy: 0}\n", "7:29",
+        "routes[0].backends[0].health.unhealthy", "out of range");
+    BAD("        url: \"http://h/\"\n        health: {bogus: 1}\n", "7:18",
+        "routes[0].backends[0].health.bogus", "unknown key");
+    BAD("        url: \"http://h/\"\n        eject: {base: 1m, max: 10s}\n", "7:32",
+        "routes[0].backends[0].eject.max", "shorter than eject.base");
+    BAD("        url: \"http://h/\"\n        eject: {failures: -1}\n", "7:27",
+        "routes[0].backends[0].eject.failures", "out of range");
+#undef BAD
 }
 
 static void test_route_duplicates(void **state)
@@ -719,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_federation_prefixes),
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_route_duplicates),
+        cmocka_unit_test(test_backend_endpoints),
         cmocka_unit_test(test_route_for),
         cmocka_unit_test(test_load_file_hash_and_path),
         cmocka_unit_test(test_demo_config_loads),

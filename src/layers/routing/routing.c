@@ -19,6 +19,7 @@
 #include "core/server.h"
 #include "core/timeutil.h"
 #include "layers/layer.h"
+#include "layers/routing/endpoints.h"
 #include "layers/routing/inject.h"
 
 #include <arpa/inet.h>
@@ -169,21 +170,24 @@ static void warn_unlisted_backends(const struct gw_config *cfg)
     for (size_t r = 0; r < cfg->n_routes; r++) {
         for (size_t b = 0; b < cfg->routes[r].n_backends; b++) {
             const struct gw_backend *be = &cfg->routes[r].backends[b];
-            struct ssrf_url u;
-            enum ssrf_class cls = SSRF_PUBLIC;
-            if (ssrf_url_parse(be->url, strlen(be->url), &u) != SSRF_OK)
-                continue;
-            int allowed = 1;
-            if (u.host_is_ip)
-                allowed = ssrf_addr_allowed(&ec->allow, u.host, u.port, &u.ip, &cls);
-            if (!allowed)
-                gw_log_warn("egress_backend_denied",
-                            "routes[%zu] (%s): backend %s is at a %s address (%s:%d) that "
-                            "egress.allow does not list: requests to it will be denied; add "
-                            "\"%s%s%s:%d\" to egress.allow if it is meant to be reached",
-                            r, cfg->routes[r].name, be->name, ssrf_class_name(cls), u.host, u.port,
-                            u.ip.family == AF_INET6 ? "[" : "", u.host,
-                            u.ip.family == AF_INET6 ? "]" : "", u.port);
+            for (size_t e = 0; e < (be->n_endpoints ? be->n_endpoints : 1); e++) {
+                const char *url = be->n_endpoints ? be->endpoints[e] : be->url;
+                struct ssrf_url u;
+                enum ssrf_class cls = SSRF_PUBLIC;
+                if (ssrf_url_parse(url, strlen(url), &u) != SSRF_OK)
+                    continue;
+                int allowed = 1;
+                if (u.host_is_ip)
+                    allowed = ssrf_addr_allowed(&ec->allow, u.host, u.port, &u.ip, &cls);
+                if (!allowed)
+                    gw_log_warn("egress_backend_denied",
+                                "routes[%zu] (%s): backend %s is at a %s address (%s:%d) that "
+                                "egress.allow does not list: requests to it will be denied; add "
+                                "\"%s%s%s:%d\" to egress.allow if it is meant to be reached",
+                                r, cfg->routes[r].name, be->name, ssrf_class_name(cls), u.host,
+                                u.port, u.ip.family == AF_INET6 ? "[" : "", u.host,
+                                u.ip.family == AF_INET6 ? "]" : "", u.port);
+            }
         }
     }
 }
@@ -204,11 +208,16 @@ int routing_start(const struct gw_config *cfg)
     rcache_reset(ec->resolve_cache_ttl_ms ? (size_t)ec->resolve_cache_entries : 0,
                  ec->resolve_cache_ttl_ms);
     warn_unlisted_backends(cfg);
+    if (endpoints_start(cfg, ec) != 0) {
+        gw_log_error("routing_start", "cannot set up the backends' endpoint state");
+        return -1;
+    }
     return 0;
 }
 
 void routing_stop(void)
 {
+    endpoints_stop();
     inject_stop();
     rcache_reset(0, 0);
 }
@@ -244,6 +253,7 @@ struct job {
     struct gw_decision *out;
     const struct egress_config *ec;
     const struct gw_backend *be;
+    const char *url; /* the endpoint of be this request goes to */
     struct ssrf_url be_url;
     char be_host_raw[SSRF_MAX_HOST + 1]; /* the name as the URL writes it (curl matches it) */
     size_t n;
@@ -723,7 +733,7 @@ static int vet_backend(struct job *job, struct gw_request *req, struct gw_decisi
     const struct gw_backend *be = job->be;
     struct ssrf_url *u = &job->be_url;
     enum ssrf_class cls = SSRF_PUBLIC;
-    if (ssrf_url_parse(be->url, strlen(be->url), u) != SSRF_OK)
+    if (ssrf_url_parse(job->url, strlen(job->url), u) != SSRF_OK)
         return deny_backend(out, 502, "routing.bad_backend_url",
                             "The backend's URL is not usable.");
     struct ssrf_addr addrs[ROUTING_MAX_ADDRS];
@@ -736,7 +746,7 @@ static int vet_backend(struct job *job, struct gw_request *req, struct gw_decisi
         addrs[1] = (struct ssrf_addr){.family = AF_INET6, .bytes = {[15] = 1}};
         n = 2;
     } else if (!rcache_get(u->host, addrs, &n)) {
-        raw_host(be->url, job->be_host_raw, sizeof job->be_host_raw);
+        raw_host(job->url, job->be_host_raw, sizeof job->be_host_raw);
         return add_lookup(job, u, 1, &job->ec->allow, NULL) == 0
                    ? GW_PASS
                    : deny_backend(out, 500, "routing.internal",
@@ -753,7 +763,7 @@ static int vet_backend(struct job *job, struct gw_request *req, struct gw_decisi
                                 "The backend's address is not allowed by the egress policy.");
         }
     if (!u->host_is_ip) {
-        raw_host(be->url, job->be_host_raw, sizeof job->be_host_raw);
+        raw_host(job->url, job->be_host_raw, sizeof job->be_host_raw);
         set_pin(req, job->be_host_raw, u->port, addrs, n);
     }
     return GW_PASS;
@@ -799,6 +809,14 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
     if (!req->backend)
         req->backend = &route->backends[0];
     req->upstream_pin[0] = '\0';
+    req->upstream_url = NULL;
+    if (req->backend->n_endpoints > 0) {
+        int idx = endpoints_pick(req->backend);
+        if (idx < 0)
+            return deny_backend(out, 503, "routing.no_healthy_endpoint",
+                                "No endpoint of the backend is available; try again later.");
+        req->upstream_url = req->backend->endpoints[idx];
+    }
     struct job *job = calloc(1, sizeof *job);
     if (!job)
         return deny_backend(out, 500, "routing.internal",
@@ -807,6 +825,7 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
     job->out = out;
     job->ec = egress_of(req->cfg);
     job->be = req->backend;
+    job->url = req->upstream_url ? req->upstream_url : req->backend->url;
     int rc = vet_arguments(job, req, out);
     if (rc == GW_PASS)
         rc = vet_backend(job, req, out);
@@ -836,7 +855,34 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
     return GW_ASYNC;
 }
 
+/* Failures that say the endpoint itself is in trouble (the proxy's reason codes). */
+static const char *const endpoint_failures[] = {"upstream.connect", "upstream.timeout",
+                                                "upstream.protocol", "upstream.lost", NULL};
+
+/*
+ * Passive ejection bookkeeping: what became of a request the routing layer sent to an
+ * endpoint. Requests denied on the way (by routing or audit) never reached it and count for
+ * nothing; an answer of 502/503/504 or a broken exchange is a failure; any other answer is a
+ * success.
+ */
+static void routing_complete(struct gw_request *req)
+{
+    const struct gw_backend *be = req->backend;
+    if (!be || be->n_endpoints == 0 || req->deciding_stage != GW_STAGE_COUNT)
+        return;
+    enum endpoint_outcome outcome = ENDPOINT_NONE;
+    for (const char *const *c = endpoint_failures; *c && outcome == ENDPOINT_NONE; c++)
+        if (strcmp(req->upstream_error, *c) == 0)
+            outcome = ENDPOINT_FAILED;
+    if (outcome == ENDPOINT_NONE && req->upstream_status > 0) {
+        int st = req->upstream_status;
+        outcome = st == 502 || st == 503 || st == 504 ? ENDPOINT_FAILED : ENDPOINT_OK;
+    }
+    endpoints_report(be, endpoints_index_of(be, req->upstream_url), outcome);
+}
+
 const struct gw_layer_ops routing_layer = {
     .name = "routing",
     .check = routing_check,
+    .on_complete = routing_complete,
 };

@@ -268,7 +268,8 @@ export async function startToolgate(opts = {}) {
     const routes = (opts.routes || []).map((r) => ({
         name: r.name || "mcp",
         path: r.path || "/mcp",
-        backends: [{ name: r.backendName || "backend", url: r.url }],
+        // r.backends (a list written as in the config) replaces the one-backend short form.
+        backends: r.backends ?? [{ name: r.backendName || "backend", url: r.url }],
         ...(r.timeouts ? { timeouts: r.timeouts } : {}),
         // The core tests look at exactly what crosses the proxy: no identity is injected
         // unless a test asks for it (routing tests do).
@@ -424,9 +425,12 @@ export async function startEverything() {
     return { child, port, url: `http://127.0.0.1:${port}/mcp`, stop: () => child.kill() };
 }
 
-/* The demo backend (examples/ehr-backend) in json or sse mode. */
-export async function startEhr(mode = "json", extraArgs = []) {
-    const port = await freePort();
+/*
+ * The demo backend (examples/ehr-backend) in json or sse mode; extraArgs are more flags
+ * (--jwks-url ...); port reuses a port (a restarted backend), else a free one is picked.
+ */
+export async function startEhr(mode = "json", extraArgs = [], port = undefined) {
+    port = port ?? (await freePort());
     const child = new Child(
         `ehr-backend(${mode})`,
         EHR_BACKEND_BIN,

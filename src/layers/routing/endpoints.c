@@ -1,0 +1,444 @@
+/*
+ * endpoints: selection, passive ejection and active health checks for backends with several
+ * endpoints (see endpoints.h).
+ *
+ * Request path: endpoints_pick and endpoints_report touch only atomics of one backend's
+ * table, found through a pointer-keyed hash built at start; workers never wait on each other
+ * or on the health thread. The health thread alone writes each endpoint's check streaks and
+ * its `up` flag; ejection is claimed with a compare-and-swap on the failure counter, so of
+ * several workers seeing the threshold at once exactly one ejects.
+ */
+#include "layers/routing/endpoints.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "layers/routing/routing.h"
+#include "layers/routing/ssrf.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* Doubling stops here (base << 20 is far past any sane cap). */
+#define EJECT_MAX_SHIFT 20
+/* The health thread wakes at least this often to look for due checks. */
+#define HEALTH_MAX_SLEEP_MS 1000
+/* An endpoint URL (at most 2048 characters) cut to its origin, plus the health path. */
+#define CHECK_URL_MAX 2600
+
+struct ep_state {
+    const char *url; /* the configuration's */
+    atomic_int up;
+    atomic_uint failures;
+    atomic_uint ejections;
+    _Atomic uint64_t ejected_until_ms;
+    /* Health thread only. */
+    unsigned ok_streak, fail_streak;
+    uint64_t next_check_ms;
+};
+
+struct be_state {
+    const struct gw_backend *be;
+    const char *route;
+    struct ep_state *eps;
+    atomic_uint rr;
+};
+
+static struct {
+    struct be_state *bes;
+    size_t n;
+    size_t *slots; /* open addressing over bes, keyed by backend pointer; index + 1, 0 empty */
+    size_t cap;
+    const struct egress_config *egress;
+    pthread_t thread;
+    int thread_on;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int stopping;
+} E = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static uint64_t (*clock_fn)(void) = gw_mono_ms;
+
+void endpoints_set_clock(uint64_t (*now_ms)(void))
+{
+    clock_fn = now_ms ? now_ms : gw_mono_ms;
+}
+
+static size_t ptr_hash(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static struct be_state *find(const struct gw_backend *be)
+{
+    if (!E.cap)
+        return NULL;
+    for (size_t i = ptr_hash(be) & (E.cap - 1), probes = 0; probes < E.cap;
+         i = (i + 1) & (E.cap - 1), probes++) {
+        size_t v = E.slots[i];
+        if (!v)
+            return NULL;
+        if (E.bes[v - 1].be == be)
+            return &E.bes[v - 1];
+    }
+    return NULL;
+}
+
+static int usable(struct ep_state *ep, uint64_t now)
+{
+    return atomic_load_explicit(&ep->up, memory_order_relaxed) &&
+           atomic_load_explicit(&ep->ejected_until_ms, memory_order_relaxed) <= now;
+}
+
+int endpoints_pick(const struct gw_backend *be)
+{
+    struct be_state *bs = find(be);
+    if (!bs)
+        return 0;
+    size_t n = be->n_endpoints;
+    uint64_t now = clock_fn();
+    /* Each try takes the next turn, so the turns of an unusable endpoint spread evenly over
+     * the others rather than all falling to its successor. */
+    for (size_t i = 0; i < n; i++) {
+        size_t k = atomic_fetch_add_explicit(&bs->rr, 1, memory_order_relaxed) % n;
+        if (usable(&bs->eps[k], now))
+            return (int)k;
+    }
+    return -1;
+}
+
+int endpoints_index_of(const struct gw_backend *be, const char *url)
+{
+    for (size_t i = 0; url && i < be->n_endpoints; i++)
+        if (be->endpoints[i] == url)
+            return (int)i;
+    return 0;
+}
+
+void endpoints_report(const struct gw_backend *be, int index, enum endpoint_outcome outcome)
+{
+    struct be_state *bs = find(be);
+    if (!bs || index < 0 || (size_t)index >= be->n_endpoints || outcome == ENDPOINT_NONE)
+        return;
+    struct ep_state *ep = &bs->eps[index];
+    uint64_t now = clock_fn();
+    if (outcome == ENDPOINT_OK) {
+        atomic_store_explicit(&ep->failures, 0, memory_order_relaxed);
+        /* A success after an ejection ended: the next ejection starts from base again. */
+        if (atomic_load_explicit(&ep->ejected_until_ms, memory_order_relaxed) <= now)
+            atomic_store_explicit(&ep->ejections, 0, memory_order_relaxed);
+        return;
+    }
+    unsigned threshold = be->eject.failures;
+    if (threshold == 0)
+        return;
+    unsigned f = atomic_fetch_add_explicit(&ep->failures, 1, memory_order_relaxed) + 1;
+    if (f < threshold)
+        return;
+    /* Exactly one of the workers that saw the threshold ejects (and resets the count). */
+    if (!atomic_compare_exchange_strong(&ep->failures, &f, 0))
+        return;
+    unsigned k = atomic_fetch_add_explicit(&ep->ejections, 1, memory_order_relaxed) + 1;
+    unsigned shift = k - 1 > EJECT_MAX_SHIFT ? EJECT_MAX_SHIFT : k - 1;
+    uint64_t dur = be->eject.base_ms << shift;
+    if (dur > be->eject.max_ms)
+        dur = be->eject.max_ms;
+    atomic_store_explicit(&ep->ejected_until_ms, now + dur, memory_order_relaxed);
+    char fields[256];
+    snprintf(fields, sizeof fields, "\"route\":\"%s\",\"backend\":\"%s\",\"endpoint\":%d",
+             bs->route, be->name, index);
+    gw_log(GW_LOG_WARN, "endpoint_ejected", NULL, fields,
+           "endpoint %d of backend %s failed %u requests in a row: ejected for %llu ms "
+           "(ejection %u)",
+           index, be->name, threshold, (unsigned long long)dur, k);
+}
+
+int endpoints_status(const struct gw_backend *be, int index, struct endpoint_status *out)
+{
+    struct be_state *bs = find(be);
+    if (!bs || index < 0 || (size_t)index >= be->n_endpoints)
+        return -1;
+    struct ep_state *ep = &bs->eps[index];
+    out->up = atomic_load(&ep->up);
+    out->ejected_until_ms = atomic_load(&ep->ejected_until_ms);
+    out->ejected = out->ejected_until_ms > clock_fn();
+    out->failures = atomic_load(&ep->failures);
+    out->ejections = atomic_load(&ep->ejections);
+    return 0;
+}
+
+/* ---- health checks ------------------------------------------------------------------------ */
+
+static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    (void)ptr;
+    (void)arg;
+    return size * nmemb; /* only the status matters; curl's timeout bounds the time */
+}
+
+/*
+ * The check URL (endpoint origin + path) and, for a host name, a CURLOPT_RESOLVE pin to the
+ * vetted addresses. Returns 0, or -1 when the endpoint's address is not allowed or the name
+ * does not resolve (the check then counts as failed).
+ */
+static int check_target(const char *url, const char *hpath, char *out, size_t cap, char *pin,
+                        size_t pincap)
+{
+    struct ssrf_url u;
+    if (ssrf_url_parse(url, strlen(url), &u) != SSRF_OK)
+        return -1;
+    const char *auth = strstr(url, "://");
+    if (!auth)
+        return -1;
+    auth += 3;
+    size_t origin_len = (size_t)(auth - url) + strcspn(auth, "/?#");
+    if ((size_t)snprintf(out, cap, "%.*s%s", (int)origin_len, url, hpath) >= cap)
+        return -1;
+    pin[0] = '\0';
+    const struct ssrf_allow *allow =
+        E.egress ? &((const struct egress_config *)E.egress)->allow : NULL;
+    static const struct ssrf_allow none = {0};
+    if (!allow)
+        allow = &none;
+    enum ssrf_class cls;
+    if (u.host_is_ip)
+        return ssrf_addr_allowed(allow, u.host, u.port, &u.ip, &cls) ? 0 : -1;
+    if (ssrf_name_is_localhost(u.host)) {
+        struct ssrf_addr v4 = {.family = AF_INET, .bytes = {127, 0, 0, 1}};
+        return ssrf_addr_allowed(allow, u.host, u.port, &v4, &cls) ? 0 : -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(u.host, NULL, &hints, &res) != 0 || !res)
+        return -1;
+    int rc = 0;
+    size_t used =
+        (size_t)snprintf(pin, pincap, "%.*s:%d:", (int)strcspn(auth, ":/?#"), auth, u.port);
+    size_t written = 0;
+    for (const struct addrinfo *ai = res; ai && rc == 0; ai = ai->ai_next) {
+        struct ssrf_addr a = {0};
+        if (ai->ai_family == AF_INET) {
+            a.family = AF_INET;
+            memcpy(a.bytes, &((const struct sockaddr_in *)ai->ai_addr)->sin_addr, 4);
+        } else if (ai->ai_family == AF_INET6) {
+            a.family = AF_INET6;
+            memcpy(a.bytes, &((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, 16);
+        } else {
+            continue;
+        }
+        if (!ssrf_addr_allowed(allow, u.host, u.port, &a, &cls)) {
+            rc = -1;
+            break;
+        }
+        char text[INET6_ADDRSTRLEN];
+        ssrf_addr_format(&a, text, sizeof text);
+        int n = snprintf(pin + used, pincap - used, "%s%s%s%s", written ? "," : "",
+                         a.family == AF_INET6 ? "[" : "", text, a.family == AF_INET6 ? "]" : "");
+        if (n > 0 && used + (size_t)n < pincap) {
+            used += (size_t)n;
+            written++;
+        } else {
+            pin[used] = '\0';
+        }
+    }
+    freeaddrinfo(res);
+    if (rc == 0 && written == 0)
+        rc = -1;
+    return rc;
+}
+
+/* One check: 1 when the endpoint answered 2xx within the timeout, else 0. */
+static int check_once(const struct gw_backend *be, const char *url)
+{
+    char target[CHECK_URL_MAX], pin[512];
+    if (check_target(url, be->health.path, target, sizeof target, pin, sizeof pin) != 0)
+        return 0;
+    CURL *h = curl_easy_init();
+    if (!h)
+        return 0;
+    struct curl_slist *resolve = pin[0] ? curl_slist_append(NULL, pin) : NULL;
+    long status = 0;
+    curl_easy_setopt(h, CURLOPT_URL, target);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)be->health.timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)be->health.timeout_ms);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "toolgate-health");
+    if (resolve)
+        curl_easy_setopt(h, CURLOPT_RESOLVE, resolve);
+    int ok = curl_easy_perform(h) == CURLE_OK &&
+             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 200 &&
+             status < 300;
+    curl_easy_cleanup(h);
+    curl_slist_free_all(resolve);
+    return ok;
+}
+
+static void health_result(struct be_state *bs, int index, int ok)
+{
+    const struct gw_backend *be = bs->be;
+    struct ep_state *ep = &bs->eps[index];
+    char fields[256];
+    snprintf(fields, sizeof fields, "\"route\":\"%s\",\"backend\":\"%s\",\"endpoint\":%d",
+             bs->route, be->name, index);
+    if (ok) {
+        ep->fail_streak = 0;
+        ep->ok_streak++;
+        if (!atomic_load(&ep->up) && ep->ok_streak >= be->health.healthy) {
+            /* Seen healthy again: an ejection from before ends too. */
+            atomic_store(&ep->ejected_until_ms, 0);
+            atomic_store(&ep->failures, 0);
+            atomic_store(&ep->up, 1);
+            gw_log(GW_LOG_INFO, "endpoint_up", NULL, fields,
+                   "endpoint %d of backend %s passes its health check again", index, be->name);
+        }
+    } else {
+        ep->ok_streak = 0;
+        ep->fail_streak++;
+        if (atomic_load(&ep->up) && ep->fail_streak >= be->health.unhealthy) {
+            atomic_store(&ep->up, 0);
+            gw_log(GW_LOG_WARN, "endpoint_down", NULL, fields,
+                   "endpoint %d of backend %s failed %u health checks in a row: marked down", index,
+                   be->name, ep->fail_streak);
+        }
+    }
+}
+
+static void *health_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&E.mu);
+    while (!E.stopping) {
+        pthread_mutex_unlock(&E.mu);
+        uint64_t now = clock_fn();
+        uint64_t next = now + HEALTH_MAX_SLEEP_MS;
+        for (size_t b = 0; b < E.n && !E.stopping; b++) {
+            struct be_state *bs = &E.bes[b];
+            if (!bs->be->health.path)
+                continue;
+            for (size_t i = 0; i < bs->be->n_endpoints && !E.stopping; i++) {
+                struct ep_state *ep = &bs->eps[i];
+                if (ep->next_check_ms <= now) {
+                    health_result(bs, (int)i, check_once(bs->be, ep->url));
+                    now = clock_fn();
+                    ep->next_check_ms = now + bs->be->health.interval_ms;
+                }
+                if (ep->next_check_ms < next)
+                    next = ep->next_check_ms;
+            }
+        }
+        pthread_mutex_lock(&E.mu);
+        if (E.stopping)
+            break;
+        now = clock_fn();
+        if (next > now) {
+            /* Sleep on the wall clock the condition variable uses; a jump of it only makes
+             * one sleep shorter or longer than asked, bounded by HEALTH_MAX_SLEEP_MS. (The
+             * test clock only decides what is due.) */
+            uint64_t wait_ms = next - now;
+            if (wait_ms > HEALTH_MAX_SLEEP_MS)
+                wait_ms = HEALTH_MAX_SLEEP_MS;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += (time_t)(wait_ms / 1000);
+            ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&E.cv, &E.mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&E.mu);
+    return NULL;
+}
+
+/* ---- start / stop ------------------------------------------------------------------------- */
+
+static void table_free(void)
+{
+    for (size_t i = 0; i < E.n; i++)
+        free(E.bes[i].eps);
+    free(E.bes);
+    free(E.slots);
+    E.bes = NULL;
+    E.slots = NULL;
+    E.n = E.cap = 0;
+}
+
+int endpoints_start(const struct gw_config *cfg, const struct egress_config *egress)
+{
+    endpoints_stop();
+    size_t total = 0;
+    int want_health = 0;
+    for (size_t r = 0; r < cfg->n_routes; r++)
+        total += cfg->routes[r].n_backends;
+    if (total == 0)
+        return 0;
+    E.bes = calloc(total, sizeof *E.bes);
+    E.cap = 1;
+    while (E.cap < total * 2)
+        E.cap <<= 1;
+    E.slots = calloc(E.cap, sizeof *E.slots);
+    if (!E.bes || !E.slots)
+        goto fail;
+    for (size_t r = 0; r < cfg->n_routes; r++) {
+        for (size_t b = 0; b < cfg->routes[r].n_backends; b++) {
+            const struct gw_backend *be = &cfg->routes[r].backends[b];
+            struct be_state *bs = &E.bes[E.n];
+            bs->be = be;
+            bs->route = cfg->routes[r].name;
+            bs->eps = calloc(be->n_endpoints ? be->n_endpoints : 1, sizeof *bs->eps);
+            if (!bs->eps)
+                goto fail;
+            E.n++;
+            for (size_t i = 0; i < be->n_endpoints; i++) {
+                bs->eps[i].url = be->endpoints[i];
+                atomic_init(&bs->eps[i].up, 1);
+            }
+            want_health |= be->health.path != NULL;
+            size_t s = ptr_hash(be) & (E.cap - 1);
+            while (E.slots[s])
+                s = (s + 1) & (E.cap - 1);
+            E.slots[s] = E.n;
+        }
+    }
+    E.egress = egress;
+    E.stopping = 0;
+    if (want_health) {
+        if (pthread_create(&E.thread, NULL, health_main, NULL) != 0) {
+            gw_log_error("health_thread", "cannot start the health-check thread");
+            goto fail;
+        }
+        E.thread_on = 1;
+    }
+    return 0;
+fail:
+    table_free();
+    return -1;
+}
+
+void endpoints_stop(void)
+{
+    if (E.thread_on) {
+        pthread_mutex_lock(&E.mu);
+        E.stopping = 1;
+        pthread_cond_signal(&E.cv);
+        pthread_mutex_unlock(&E.mu);
+        pthread_join(E.thread, NULL);
+        E.thread_on = 0;
+    }
+    table_free();
+    E.egress = NULL;
+}
