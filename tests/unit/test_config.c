@@ -459,7 +459,7 @@ static void test_route_errors(void **state)
     expect_error("routes:\n  - name: Bad Name\n", "2:11", "routes[0].name", "is not a valid name");
     expect_error("routes:\n  - name: \"\"\n", "2:11", "routes[0].name", "is not a valid name");
     expect_route_error("    bogus: 1\n", "3:5", "routes[0].bogus",
-                       "unknown key (known here: name, path, backends, timeouts, inject)");
+                       "unknown key (known here: name, path, kind, backends, timeouts, inject)");
     expect_route_error("    path: mcp\n", "3:11", "routes[0].path", "does not start with '/'");
     expect_route_error("    path: \"/mcp?x=1\"\n", "3:11", "routes[0].path", "has a query");
     expect_route_error("    path: \"/mcp#x\"\n", "3:11", "routes[0].path", "has a fragment");
@@ -556,16 +556,19 @@ static void test_backend_endpoints(void **state)
     /* url alone: one endpoint, no health checks, no ejection. */
     struct gw_config *cfg =
         load_ok("routes:\n  - name: r\n    path: /x\n    backends:\n"
-                "      - {name: a, url: \"http://127.0.0.1:9001/mcp\"}\n"
+                "      - {name: a, url: \"http://127.0.0.1:9001/mcp\", prefix: a.}\n"
                 "      - name: b\n"
+                "        prefix: b.\n"
                 "        endpoints: [\"http://127.0.0.1:9001/mcp\", "
                 "\"http://127.0.0.1:9002/mcp\"]\n"
                 "      - name: c\n"
+                "        prefix: c.\n"
                 "        endpoints: [\"http://10.0.0.1/mcp\", \"http://10.0.0.2/mcp\"]\n"
                 "        health: {path: /ready, interval: 2s, timeout: 500ms, "
                 "unhealthy: 3, healthy: 2}\n"
                 "        eject: {failures: 5, base: 10s, max: 1m}\n"
                 "      - name: d\n"
+                "        prefix: d.\n"
                 "        url: \"http://127.0.0.1:9003/mcp\"\n"
                 "        health: {}\n"
                 "        eject: {}\n");
