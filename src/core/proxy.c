@@ -64,6 +64,11 @@ struct exchange {
     int abandon;
     _Atomic int durable_ok;
 
+    /* REST tool route: POST <path>/<tool>; see rest_prepare. */
+    int rest;
+    char *rest_url;  /* <backend url>/<tool> */
+    char *rest_body; /* the arguments as the backend gets them */
+
     /* Federation (a route with several backends): see core/federation.h. */
     int fed_list;          /* the answer is a backend's tools/list page to rewrite */
     size_t fed_index;      /* the backend this exchange talks to */
@@ -175,6 +180,8 @@ static void exchange_closed(uv_handle_t *h)
     free(x->fed_cursor);
     free(x->fed_body);
     free(x->fed_backend_sid);
+    free(x->rest_url);
+    free(x->rest_body);
     gw_buf_free(&x->resp);
     gw_buf_free(&x->resp_hdr);
     sse_parser_free(&x->sse);
@@ -334,6 +341,9 @@ static void respond(struct exchange *x, int status, const char *body, size_t len
     hold_whole(x, status, all, n + 1, body, len);
 }
 
+static char *rest_error_body(const struct gw_request *req, const struct gw_decision *d,
+                             const char *layer, size_t *len);
+
 /* Answers with a JSON-RPC error for each request in the message(s), e.g. 502/504. */
 static void respond_error(struct exchange *x, int status, int code, const char *message,
                           const char *reason_code)
@@ -341,9 +351,17 @@ static void respond_error(struct exchange *x, int status, int code, const char *
     struct gw_decision d = {0};
     gw_decision_deny(&d, status, code, reason_code, message);
     size_t len;
+    struct gw_request *req = x->req;
+    if (x->rest) {
+        char *rb = rest_error_body(req, &d, NULL, &len);
+        snprintf(req->upstream_error, sizeof req->upstream_error, "%s", reason_code);
+        respond(x, status == 200 ? 400 : status, rb ? rb : "", len, NULL, 0);
+        free(rb);
+        exchange_finish(x, 0);
+        return;
+    }
     /* Built like a denial, but the deciding layer is the upstream, not a governance layer. */
     json_t *body;
-    struct gw_request *req = x->req;
     json_t *data = json_pack("{s:{s:s, s:s, s:s}}", "toolgate/error", "reason", reason_code,
                              "message", message, "request_id", req->id);
     if (req->rpc.is_batch) {
@@ -369,12 +387,45 @@ static void respond_error(struct exchange *x, int status, int code, const char *
     exchange_finish(x, 0);
 }
 
+/*
+ * A REST route answers in plain HTTP terms: {"error": {code, message, layer, rule,
+ * request_id}} with a status that says what happened (a tool error the model could read on
+ * MCP is 403 here, a hidden or unknown tool 404).
+ */
+static char *rest_error_body(const struct gw_request *req, const struct gw_decision *d,
+                             const char *layer, size_t *len)
+{
+    json_t *e = json_pack("{s:s, s:s, s:s}", "code", d->reason_code, "message",
+                          d->reason[0] ? d->reason : "Denied", "request_id", req->id);
+    if (e && layer)
+        json_object_set_new(e, "layer", json_string(layer));
+    if (e && d->rule_id[0] && strcmp(d->reason_code, "policy.hidden") != 0)
+        json_object_set_new(e, "rule", json_string(d->rule_id));
+    if (e && d->retry_after_ms)
+        json_object_set_new(e, "retry_after_ms", json_integer((json_int_t)d->retry_after_ms));
+    json_t *body = e ? json_pack("{s:o}", "error", e) : NULL;
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+static int rest_status(const struct gw_decision *d)
+{
+    if (d->jsonrpc_code == JSONRPC_INVALID_PARAMS && strncmp(d->reason_code, "policy.", 7) == 0)
+        return 404;
+    if (d->http_status == 200)
+        return d->jsonrpc_code == JSONRPC_INVALID_PARAMS ? 400 : 403;
+    return d->http_status ? d->http_status : 403;
+}
+
 static void respond_denied(struct exchange *x)
 {
     struct gw_request *req = x->req;
     const struct gw_decision *d = gw_request_denial(req);
     size_t len = 0;
-    char *body = denial_body(req, d, &len);
+    char *body = x->rest ? rest_error_body(req, d, gw_request_denial_layer(req), &len)
+                         : denial_body(req, d, &len);
     struct gw_header extra[2];
     size_t n = 0;
     char retry[32];
@@ -386,7 +437,7 @@ static void respond_denied(struct exchange *x)
                  (unsigned long long)((d->retry_after_ms + 999) / 1000));
         extra[n++] = (struct gw_header){GW_SLICE_LIT("Retry-After"), {retry, strlen(retry)}};
     }
-    int status = d->http_status ? d->http_status : 403;
+    int status = x->rest ? rest_status(d) : d->http_status ? d->http_status : 403;
     respond(x, status, body ? body : "", len, extra, n);
     free(body);
     exchange_finish(x, 0);
@@ -473,7 +524,7 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
     int is_sse =
         ct && ct->value.len >= 17 && strncasecmp(ct->value.ptr, "text/event-stream", 17) == 0;
     const struct gw_route *route = req->route;
-    if (is_sse && status == 200) {
+    if (is_sse && status == 200 && !x->rest) {
         x->mode = RELAY_SSE;
         req->response_status = status;
         if (x->conn && gw_conn_write_head(x->conn, status, x->out_headers, x->n_out, -1) != 0) {
@@ -611,8 +662,14 @@ static int on_up_data(void *arg, const char *data, size_t len)
 }
 
 /* A whole JSON answer: every message through the response hooks, then to the client. */
+static void rest_finish(struct exchange *x);
+
 static void finish_buffered(struct exchange *x)
 {
+    if (x->rest) {
+        rest_finish(x);
+        return;
+    }
     struct gw_request *req = x->req;
     int status = req->upstream_status;
     const struct gw_header *ct = find_header(x->out_headers, x->n_out, "Content-Type");
@@ -728,6 +785,172 @@ static void on_timer(uv_timer_t *t)
 static const char *const forwarded_headers[] = {
     "Content-Type", "Accept", "Mcp-Session-Id", "MCP-Protocol-Version", "Last-Event-ID", NULL,
 };
+
+/* ---------- REST tool routes: POST <path>/<tool> with the arguments ---------- */
+
+static void protocol_error(struct gw_request *req, int http_status, int code,
+                           const char *reason_code, const char *message);
+
+/*
+ * A REST call becomes the tools/call it stands for, so every layer governs it exactly like an
+ * MCP call: the tool is the last path segment, the arguments the JSON object in the body.
+ */
+static void rest_prepare(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    const struct gw_route *route = req->route;
+    req->backend = &route->backends[0];
+    if (req->method != GW_HTTP_POST) {
+        protocol_error(req, 405, JSONRPC_INVALID_REQUEST, "protocol.method",
+                       "Call a tool with POST <path>/<tool>");
+        return;
+    }
+    size_t plen = strlen(route->path);
+    struct gw_slice tool = {req->path.ptr + plen + 1, req->path.len - plen - 1};
+    int ok = tool.len > 0 && tool.len <= 128;
+    for (size_t i = 0; ok && i < tool.len; i++) {
+        char ch = tool.ptr[i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             ch == '_' || ch == '-' || ch == '.';
+    }
+    if (!ok) {
+        protocol_error(req, 404, JSONRPC_INVALID_PARAMS, "protocol.bad_tool",
+                       "No such tool: tool names are 1 to 128 letters, digits, '_', '-', '.'");
+        return;
+    }
+    struct gw_slice ct = gw_request_header(req, "Content-Type");
+    if (req->body.len > 0 &&
+        (!ct.ptr || ct.len < 16 || strncasecmp(ct.ptr, "application/json", 16) != 0)) {
+        protocol_error(req, 415, JSONRPC_INVALID_REQUEST, "protocol.content_type",
+                       "The arguments must be a JSON object (application/json)");
+        return;
+    }
+    json_t *args = NULL;
+    if (req->body.len == 0) {
+        args = json_object();
+    } else if (mcp_parse_message(req->body.ptr, req->body.len,
+                                 req->cfg->server.limits.max_json_depth, &args) != 0 ||
+               !json_is_object(args)) {
+        json_decref(args);
+        protocol_error(req, 400, JSONRPC_PARSE_ERROR, "protocol.parse_error",
+                       "The body must be a JSON object of arguments (UTF-8, no duplicate keys)");
+        return;
+    }
+    json_t *msg =
+        json_pack("{s:s, s:s, s:s, s:{s:s%, s:o}}", "jsonrpc", "2.0", "id", req->id, "method",
+                  "tools/call", "params", "name", tool.ptr, tool.len, "arguments", args);
+    req->rpc.msgs = msg ? calloc(1, sizeof *req->rpc.msgs) : NULL;
+    if (!req->rpc.msgs) {
+        json_decref(msg);
+        protocol_error(req, 503, JSONRPC_INTERNAL_ERROR, "internal.memory", "Out of memory");
+        return;
+    }
+    json_t *params = json_object_get(msg, "params");
+    req->rpc.n = 1;
+    req->rpc.msgs[0] = (struct mcp_message){
+        .kind = MCP_REQUEST,
+        .json = msg,
+        .method = json_string_value(json_object_get(msg, "method")),
+        .id = json_object_get(msg, "id"),
+        .target = json_string_value(json_object_get(params, "name")),
+        .arguments = json_object_get(params, "arguments"),
+    };
+}
+
+/* POST <backend url>/<tool> with the arguments as the layers left them (redactions too). */
+static void rest_forward(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    const struct gw_backend *be = req->backend;
+    const char *base = req->upstream_url ? req->upstream_url : be->url;
+    size_t bl = strlen(base);
+    struct gw_buf url = {0};
+    int rc = gw_buf_printf(&url, "%.*s/%s", (int)(bl && base[bl - 1] == '/' ? bl - 1 : bl), base,
+                           req->rpc.msgs[0].target);
+    x->rest_url = rc == 0 ? gw_buf_steal(&url, NULL) : NULL;
+    gw_buf_free(&url);
+    x->rest_body = x->rest_url ? json_dumps(req->rpc.msgs[0].arguments, JSON_COMPACT) : NULL;
+    if (!x->rest_body) {
+        respond_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+        return;
+    }
+    struct gw_header hdrs[4 + GW_MAX_UPSTREAM_HEADERS];
+    size_t n = 0;
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("Content-Type"), GW_SLICE_LIT("application/json")};
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("Accept"), GW_SLICE_LIT("application/json")};
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
+    for (size_t i = 0; i < req->n_upstream_headers; i++)
+        hdrs[n++] = req->upstream_headers[i];
+    struct upstream_request ur = {
+        .url = x->rest_url,
+        .method = GW_HTTP_POST,
+        .body = {x->rest_body, strlen(x->rest_body)},
+        .headers = hdrs,
+        .n_headers = n,
+        .connect_timeout_ms = req->route->timeouts.connect_ms,
+        .pin = req->upstream_pin,
+    };
+    static const struct upstream_callbacks cbs = {on_up_head, on_up_data, on_up_done};
+    x->up = upstream_start(gw_worker_upstream(x->w), &ur, &cbs, x);
+    if (!x->up) {
+        respond_error(x, 502, JSONRPC_INTERNAL_ERROR, "Cannot start the backend request",
+                      "upstream.start");
+        return;
+    }
+    arm_timer(x, req->route->timeouts.first_byte_ms);
+}
+
+/*
+ * The backend's answer goes through the response hooks as the tools/call result it stands
+ * for (structuredContent when it is a JSON object, else text), and back out in its own shape.
+ */
+static void rest_finish(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    int status = req->upstream_status;
+    json_t *doc = NULL;
+    int is_object = x->resp.len > 0 &&
+                    mcp_parse_message(x->resp.data, x->resp.len,
+                                      req->cfg->server.limits.max_json_depth, &doc) == 0 &&
+                    json_is_object(doc);
+    json_t *result = is_object ? json_pack("{s:[], s:O}", "content", "structuredContent", doc)
+                               : json_pack("{s:[{s:s, s:s%}]}", "content", "type", "text", "text",
+                                           x->resp.data ? x->resp.data : "", x->resp.len);
+    json_decref(doc);
+    json_t *msg =
+        result ? json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "id", req->id, "result", result)
+               : NULL;
+    if (!msg) {
+        respond_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+        return;
+    }
+    int modified = 0;
+    struct gw_decision d = {0};
+    if (gw_pipeline_response(req, msg, &modified, &d) != GW_PASS) {
+        json_decref(msg);
+        size_t len;
+        char *b = rest_error_body(req, &d, NULL, &len);
+        respond(x, 502, b ? b : "", len, NULL, 0);
+        free(b);
+        exchange_finish(x, 0);
+        return;
+    }
+    char *out = NULL;
+    if (modified) {
+        json_t *r = json_object_get(msg, "result");
+        json_t *sc = json_object_get(r, "structuredContent");
+        json_t *text = json_object_get(json_array_get(json_object_get(r, "content"), 0), "text");
+        out = sc ? json_dumps(sc, JSON_COMPACT) : text ? strdup(json_string_value(text)) : NULL;
+    }
+    json_decref(msg);
+    const char *body = out ? out : x->resp.data ? x->resp.data : "";
+    size_t len = out ? strlen(out) : x->resp.len;
+    req->response_status = status;
+    req->response_bytes += len;
+    hold_whole(x, status, x->out_headers, x->n_out, body, len);
+    free(out);
+    exchange_finish(x, 0);
+}
 
 /* ---------- federation: several backends behind one route ---------- */
 
@@ -1045,6 +1268,10 @@ static void forward(struct exchange *x)
 {
     struct gw_request *req = x->req;
     const struct gw_route *route = req->route;
+    if (x->rest) {
+        rest_forward(x);
+        return;
+    }
     if (fed_route_is_federated(route)) {
         fed_forward(x);
         return;
@@ -1275,6 +1502,12 @@ void gw_handle_request(struct gw_conn *c, struct http1_parser *p)
     req->n_headers = p->n_headers;
     req->body = (struct gw_slice){p->body.data ? p->body.data : "", p->body.len};
     gw_conn_set_hooks(c, on_client_gone, on_server_shutdown, x);
+    if (route->kind == GW_ROUTE_REST) {
+        x->rest = 1;
+        rest_prepare(x);
+        gw_pipeline_start(req, on_decided);
+        return;
+    }
 
     if (dup_header(req, "MCP-Protocol-Version", MAX_PROTOCOL_VERSION, &req->protocol_version) != 0)
         protocol_error(req, 400, JSONRPC_INVALID_REQUEST, "protocol.bad_header",
@@ -1355,10 +1588,13 @@ int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p)
     } else if (p->path.len > sizeof prm - 1 && memcmp(p->path.ptr, prm, sizeof prm - 1) == 0) {
         const char *rest = p->path.ptr + sizeof prm - 1;
         size_t rest_len = p->path.len - (sizeof prm - 1);
-        const struct gw_route *r = gw_config_route_for(cfg, rest, rest_len);
-        if (r) {
-            found = 1;
-            route_path = r->path;
+        /* Any kind of route, by its exact path (a REST route's tools live below it). */
+        for (size_t i = 0; i < cfg->n_routes && !found; i++) {
+            if (strlen(cfg->routes[i].path) == rest_len &&
+                memcmp(cfg->routes[i].path, rest, rest_len) == 0) {
+                found = 1;
+                route_path = cfg->routes[i].path;
+            }
         }
     }
     struct gw_buf body = {0};
