@@ -35,13 +35,21 @@ static void free_sets(struct session_set *s, size_t n)
     free(s);
 }
 
+/*
+ * The table is large (100,000 sessions by default) and mostly untouched: calloc'd memory stays
+ * unbacked until used, as long as nothing writes to it. Where a default mutex is all zero
+ * bytes (glibc), the zeroed sets are ready as they are; elsewhere each lock is initialised.
+ */
 static struct session_set *alloc_sets(size_t n)
 {
     struct session_set *s = calloc(n, sizeof *s);
     if (!s)
         return NULL;
-    for (size_t i = 0; i < n; i++)
-        pthread_mutex_init(&s[i].lock, NULL);
+    static const pthread_mutex_t initializer = PTHREAD_MUTEX_INITIALIZER;
+    static const pthread_mutex_t zero;
+    if (memcmp(&initializer, &zero, sizeof zero) != 0)
+        for (size_t i = 0; i < n; i++)
+            pthread_mutex_init(&s[i].lock, NULL);
     return s;
 }
 
