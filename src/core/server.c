@@ -1014,6 +1014,9 @@ void gw_server_release_signals(void)
 static void worker_thread(void *arg)
 {
     struct gw_worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "tg-worker-%d", w->index);
+    pthread_setname_np(pthread_self(), name);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     atomic_store(&w->finished, 1);
     uv_async_send(&main_wakeup);

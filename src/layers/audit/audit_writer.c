@@ -831,7 +831,9 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
     pthread_mutex_lock(&W.mu);
     W.running = 1;
     pthread_mutex_unlock(&W.mu);
-    if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
+    if (pthread_create(&W.thread, NULL, writer_main, NULL) == 0)
+        pthread_setname_np(W.thread, "tg-audit"); /* shows in top -H, perf, gdb */
+    else {
         pthread_mutex_lock(&W.mu);
         W.running = 0;
         pthread_mutex_unlock(&W.mu);

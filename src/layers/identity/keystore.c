@@ -368,7 +368,9 @@ int keystore_start(const struct identity_config *cfg, char *why, size_t whylen)
     ks.n = cfg->n_issuers;
     ks.stop = 0;
     if (any_uri) {
-        if (pthread_create(&ks.thread, NULL, fetch_thread, NULL) != 0) {
+        if (pthread_create(&ks.thread, NULL, fetch_thread, NULL) == 0)
+            pthread_setname_np(ks.thread, "tg-keys");
+        else {
             pthread_mutex_unlock(&ks.lock);
             snprintf(why, whylen, "cannot start the key fetch thread");
             keystore_stop();

@@ -417,7 +417,9 @@ int endpoints_start(const struct gw_config *cfg, const struct egress_config *egr
     E.egress = egress;
     E.stopping = 0;
     if (want_health) {
-        if (pthread_create(&E.thread, NULL, health_main, NULL) != 0) {
+        if (pthread_create(&E.thread, NULL, health_main, NULL) == 0)
+            pthread_setname_np(E.thread, "tg-health");
+        else {
             gw_log_error("health_thread", "cannot start the health-check thread");
             goto fail;
         }
