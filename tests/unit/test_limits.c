@@ -129,6 +129,9 @@ static void test_config_errors(void **state)
     expect_error("limits: {ledger: \"mysql:x\"}\n", "not a ledger");
     expect_error("limits: {fail: open}\n", "not a mode");
     expect_error("limits: {rate: [{per: user, limit: 5}]}\n", "window");
+    /* Found by fuzzing: a null limit once reached a division by zero. */
+    expect_error("limits: {rate: [{per: user, limit: ~, window: 1s}]}\n", "required");
+    expect_error("limits: {rate: [{per: user, limit: 5, window: null}]}\n", "required");
     expect_error("limits: {rate: [{per: group, limit: 5, window: 1s}]}\n", "not a key");
     expect_error("limits: {rate: [{per: user, limit: 0, window: 1s}]}\n", "limits.rate[0].limit");
     expect_error("limits: {rate: [{per: user, limit: 5, window: 0s}]}\n", "window");

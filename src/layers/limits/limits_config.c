@@ -157,7 +157,9 @@ static int rate_parse(const struct cfg_doc *doc, const struct cfg_node *item, co
         tools_parse(doc, item, path, &r->tools, &r->n_tools, err))
         return -1;
     char p[P_LEN];
-    if (!cfg_map_get(item, "limit") || !cfg_map_get(item, "window")) {
+    /* A key written as null (`limit: ~`) is as good as missing. */
+    if (!cfg_map_get(item, "limit") || !cfg_map_get(item, "window") ||
+        cfg_is_null(cfg_map_get(item, "limit")) || cfg_is_null(cfg_map_get(item, "window"))) {
         return cfg_errorf(err, doc, item, path,
                           "`limit` and `window` are required (for example limit: 60, window: 1m)");
     }
