@@ -2,12 +2,15 @@
 # Runs every test against a build directory and ends with one line "N passed, N failed".
 #   unit: each cmocka binary under BUILD/tests/
 #   e2e:  node's test runner over tests/e2e/*.test.mjs (real binary, real MCP SDK client)
-# TOOLGATE_TESTS=unit|e2e limits the run to one kind.
+#   fuzz: every libFuzzer driver built with clang and run briefly over its corpus (FUZZ_SECONDS,
+#         default 2; longer runs: make fuzz); only for the default build, not build/asan
+# TOOLGATE_TESTS="unit e2e" (say) limits the run to some kinds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 export TOOLGATE_BIN="$PWD/$BUILD/toolgate" EHR_BACKEND_BIN="$PWD/$BUILD/ehr-backend"
-kinds=${TOOLGATE_TESTS:-unit e2e}
+kinds=${TOOLGATE_TESTS:-unit e2e fuzz}
+[[ $BUILD == build ]] || kinds=${kinds/fuzz/}
 passed=0
 failed=0
 logdir=$(mktemp -d)
@@ -53,6 +56,23 @@ if [[ " $kinds " == *" e2e "* ]] && compgen -G "tests/e2e/*.test.mjs" >/dev/null
         if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
         passed=$((passed + p))
         failed=$((failed + f))
+    fi
+fi
+
+if [[ " $kinds " == *" fuzz "* ]] && compgen -G "tests/fuzz/fuzz_*.c" >/dev/null; then
+    log="$logdir/fuzz.log"
+    FUZZ_SECONDS=${FUZZ_SECONDS:-2} timeout 900 scripts/fuzz.sh >"$log" 2>&1
+    rc=$?
+    p=$(grep -c '^fuzz.sh: fuzz_.* ok$' "$log")
+    f=$(grep -c '^fuzz.sh: fuzz_.* FAILED' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$f" -ne 0 ]; then
+        echo "FAIL fuzz (exit $rc)"
+        tail -n 60 "$log"
+    else
+        echo "ok   fuzz ($p drivers, ${FUZZ_SECONDS:-2} s each)"
     fi
 fi
 
