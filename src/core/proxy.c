@@ -506,6 +506,10 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
      * the user who created it; a closed one is forgotten.
      */
     const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
+    if (sid && sid->value.len <= MAX_SESSION_ID) {
+        free(req->upstream_session_id);
+        req->upstream_session_id = gw_slice_dup(sid->value);
+    }
     if (!federated && status >= 200 && status < 300 && req->identity.verified &&
         req->identity.subject) {
         if (sid && sid->value.len <= MAX_SESSION_ID &&

@@ -132,6 +132,8 @@ struct gw_request {
      * endpoints (points into the config generation); NULL: backend->url.
      */
     const char *upstream_url;
+    /* The session id the backend's answer carried (malloc'd), or NULL. */
+    char *upstream_session_id;
     /*
      * "host:port:address" pinning the backend's name to the address the routing layer
      * vetted (curl's CURLOPT_RESOLVE format); empty when not pinned.

@@ -14,6 +14,7 @@
  * the verdict comes through gw_pipeline_resume. A lookup slower than egress.resolve_timeout
  * denies.
  */
+#include "layers/routing/affinity.h"
 #include "layers/routing/routing.h"
 #include "core/log.h"
 #include "core/server.h"
@@ -811,7 +812,14 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
     req->upstream_pin[0] = '\0';
     req->upstream_url = NULL;
     if (req->backend->n_endpoints > 0) {
-        int idx = endpoints_pick(req->backend);
+        /* A session lives on the endpoint that issued it; other requests go round-robin. */
+        int idx =
+            req->backend->n_endpoints > 1 ? affinity_lookup(req->backend, req->session_id) : -1;
+        struct endpoint_status st;
+        if (idx >= 0 && (endpoints_status(req->backend, idx, &st) != 0 || !st.up || st.ejected))
+            idx = -1; /* gone: the backend will say the session is unknown */
+        if (idx < 0)
+            idx = endpoints_pick(req->backend);
         if (idx < 0)
             return deny_backend(out, 503, "routing.no_healthy_endpoint",
                                 "No endpoint of the backend is available; try again later.");
@@ -878,7 +886,15 @@ static void routing_complete(struct gw_request *req)
         int st = req->upstream_status;
         outcome = st == 502 || st == 503 || st == 504 ? ENDPOINT_FAILED : ENDPOINT_OK;
     }
-    endpoints_report(be, endpoints_index_of(be, req->upstream_url), outcome);
+    int index = endpoints_index_of(be, req->upstream_url);
+    endpoints_report(be, index, outcome);
+    if (be->n_endpoints > 1 && outcome == ENDPOINT_OK) {
+        if (req->method == GW_HTTP_DELETE && req->session_id)
+            affinity_forget(be, req->session_id);
+        else if (req->upstream_session_id &&
+                 (!req->session_id || strcmp(req->session_id, req->upstream_session_id) != 0))
+            affinity_remember(be, req->upstream_session_id, index);
+    }
 }
 
 const struct gw_layer_ops routing_layer = {
