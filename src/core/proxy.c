@@ -1393,9 +1393,6 @@ static int dup_header(struct gw_request *req, const char *name, size_t max, char
     return *out ? 0 : -1;
 }
 
-static void protocol_error(struct gw_request *req, int http_status, int code,
-                           const char *reason_code, const char *message);
-
 /*
  * Before the layers run on a federated route: which backend the request concerns (so routing
  * vets and pins that one and injects the identity for it), and what cannot be federated.
