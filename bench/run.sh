@@ -36,7 +36,7 @@
 
 set -euo pipefail
 
-SECTIONS=(passthrough passthrough_sse idle_rss micro)
+SECTIONS=(passthrough passthrough_sse federation idle_rss micro)
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
@@ -55,7 +55,7 @@ BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-50}
 BENCH_THREADS=${BENCH_THREADS:-1}
 BENCH_WORKERS=${BENCH_WORKERS:-1}
 BENCH_BACKEND_WORKERS=${BENCH_BACKEND_WORKERS:-1}
-BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued}
+BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject}
 BENCH_IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
 BENCH_RSS_TARGETS=${BENCH_RSS_TARGETS:-toolgate nginx h2o}
 BENCH_RESULTS=${BENCH_RESULTS:-$REPO/bench/RESULTS.md}
@@ -300,7 +300,7 @@ mcp_session() {
     code=$(mcp_post "$url" '{"jsonrpc":"2.0","method":"notifications/initialized"}' \
         "$TMP/notif.h" "$TMP/notif.b" "$SESSION")
     [[ $code == 202 || $code == 200 ]] || die "notifications/initialized via $url answered $code"
-    code=$(mcp_post "$url" "$TOOLS_CALL_BODY" "$TMP/call.h" "$TMP/call.b" "$SESSION")
+    code=$(mcp_post "$url" "${SESSION_CHECK_BODY:-$TOOLS_CALL_BODY}" "$TMP/call.h" "$TMP/call.b" "$SESSION")
     if [[ $code != 200 ]] || ! grep -q '"result"' "$TMP/call.b" || ! grep -q 'P42' "$TMP/call.b"; then
         die "tools/call get_patient via $url answered $code: $(head -c 300 "$TMP/call.b")"
     fi
@@ -351,23 +351,29 @@ declare -A VARIANT_NOTE=(
     [toolgate_nosafety]="safety off (no PII scanning of arguments or results)"
     [toolgate_limits]="limits on (a per-user rate limit and a daily budget, memory store)"
     [toolgate_queued]="audit.durability: queued (answers not held for their record)"
+    [toolgate_noinject]="inject: none (no gateway-signed JWT for the backend)"
 )
-VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued)
+VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject)
 
 start_toolgate() { # start_toolgate [MODE] [VARIANT]
     local port variant=${2:-toolgate} identity=$IDENTITY_ON safety='{}' principal=', roles_any: [bench]'
-    local limits='' durability=commit
+    local limits='' durability=commit inject='{mode: jwt, audience: "ehr-backend"}'
+    local backends="[{name: ehr, url: \"http://127.0.0.1:$BACKEND_PORT/mcp\"}]"
     case $variant in
     toolgate_noid) identity='{mode: "off"}' principal='' ;;
     toolgate_nosafety) safety='{enabled: false}' ;;
     toolgate_limits) limits='limits: {ledger: "sqlite:@DIR@/ledger.db", rate: [{per: user, limit: 100000000, window: 1s}], costs: {default: 0.000001}, budgets: [{per: user, cap: 1000000, period: day}]}' ;;
     toolgate_queued) durability=queued ;;
+    toolgate_noinject) inject='{mode: none}' ;;
+    toolgate_federated)
+        backends="[{name: ehr, url: \"http://127.0.0.1:$BACKEND_PORT/mcp\", prefix: \"ehr.\"}, {name: two, url: \"http://127.0.0.1:$BACKEND2_PORT/mcp\", prefix: \"two.\"}]"
+        ;;
     esac
     pick_port port
     mkdir -p "$TMP/$variant"
     fill_template "$BENCH_TOOLGATE_CONFIG" "$TMP/$variant/toolgate.yaml" \
         "IDENTITY=$identity" "SAFETY=$safety" "POLICY_PRINCIPAL=$principal" \
-        "LIMITS_SECTION=$limits" "DURABILITY=$durability" \
+        "LIMITS_SECTION=$limits" "DURABILITY=$durability" "INJECT=$inject" "BACKENDS=$backends" \
         "DIR=$TMP/$variant" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS" \
         "KEYS=$TMP/keys"
     start_bg TARGET_PID "$TMP/$variant/toolgate.log" "$TOOLGATE" serve --config "$TMP/$variant/toolgate.yaml"
@@ -378,11 +384,14 @@ start_toolgate_noid() { start_toolgate "${1:-}" toolgate_noid; }
 start_toolgate_nosafety() { start_toolgate "${1:-}" toolgate_nosafety; }
 start_toolgate_limits() { start_toolgate "${1:-}" toolgate_limits; }
 start_toolgate_queued() { start_toolgate "${1:-}" toolgate_queued; }
+start_toolgate_noinject() { start_toolgate "${1:-}" toolgate_noinject; }
+start_toolgate_federated() { start_toolgate "${1:-}" toolgate_federated; }
 
 # Why a target cannot run here, or nothing.
 target_missing() {
     case $1 in
-    direct | toolgate | toolgate_noid | toolgate_nosafety | toolgate_limits | toolgate_queued) ;;
+    direct | toolgate | toolgate_noid | toolgate_nosafety | toolgate_limits | toolgate_queued | \
+        toolgate_noinject | toolgate_federated) ;;
     nginx) [[ -x $NGINX ]] || echo "nginx not installed ($NGINX)" ;;
     h2o) [[ -x $H2O ]] || echo "h2o not installed ($H2O)" ;;
     *) echo "unknown target" ;;
@@ -523,6 +532,41 @@ passthrough_run() {
 
 section_passthrough() {
     passthrough_run json pt "Pass-through: tools/call get_patient, JSON answers"
+}
+
+# tools/list through a route with one backend vs one that federates two: the federated list
+# is answered by toolgate from one backend page per request (names prefixed, cursor rewritten).
+section_federation() {
+    local target name
+    start_backend json
+    local first=$BACKEND_PID
+    BACKEND2_PORT=""
+    pick_port BACKEND2_PORT
+    start_bg BACKEND2_PID "$TMP/backend2.log" "$BACKEND" --listen "127.0.0.1:$BACKEND2_PORT" \
+        --mode json --workers "$BENCH_BACKEND_WORKERS" --quiet
+    wait_port "$BACKEND2_PORT" "$BACKEND2_PID" "$TMP/backend2.log"
+    report ""
+    report "### tools/list: one backend vs two federated behind one route"
+    report ""
+    report "| target | req/s | p50 ms | p99 ms | server CPU µs/req | errors |"
+    report "|---|---:|---:|---:|---:|---|"
+    export BENCH_BODY='{"jsonrpc":"2.0","id":7,"method":"tools/list"}'
+    for target in toolgate toolgate_federated; do
+        log "fed: $target"
+        "start_$target" json
+        SESSION_CHECK_BODY=""
+        [[ $target == toolgate_federated ]] && SESSION_CHECK_BODY=${TOOLS_CALL_BODY/get_patient/ehr.get_patient}
+        mcp_session "$TARGET_URL"
+        run_wrk "fed.$target" "$TARGET_URL" "$TARGET_PID"
+        stop_bg "$TARGET_PID"
+        summarize "fed.$target"
+        report "| $target | ${R_RPS[fed.$target]} | $(fmt_ms "${R_P50[fed.$target]}") | $(fmt_ms "${R_P99[fed.$target]}") | ${R_CPU[fed.$target]} | ${R_ERR[fed.$target]} |"
+    done
+    unset BENCH_BODY
+    stop_bg "$BACKEND2_PID"
+    stop_bg "$first"
+    report ""
+    report "- federated/single tools/list: throughput $(ratio "${R_RPS[fed.toolgate_federated]}" "${R_RPS[fed.toolgate]}")x, p50 $(ratio "${R_P50[fed.toolgate_federated]}" "${R_P50[fed.toolgate]}")x, p99 $(ratio "${R_P99[fed.toolgate_federated]}" "${R_P99[fed.toolgate]}")x"
 }
 
 section_passthrough_sse() {

@@ -2,7 +2,8 @@
 --
 -- Environment: BENCH_SESSION (Mcp-Session-Id from an initialize call, required),
 -- BENCH_PROTOCOL (MCP-Protocol-Version, default 2025-06-18), BENCH_PATIENT (default P42),
--- BENCH_AUTHORIZATION (sent as Authorization when set).
+-- BENCH_AUTHORIZATION (sent as Authorization when set), BENCH_BODY (another JSON-RPC body to
+-- POST instead of the tools/call).
 -- done() prints one machine-readable line that bench/run.sh parses:
 --   BENCH_RESULT requests=N duration_us=N rps=F p50_us=N p90_us=N p99_us=N max_us=N
 --                errors_connect=N errors_read=N errors_write=N errors_status=N errors_timeout=N
@@ -14,8 +15,11 @@ if session == nil or session == "" then
 end
 
 wrk.method = "POST"
-wrk.body = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_patient",' ..
-   '"arguments":{"patient_id":"' .. (os.getenv("BENCH_PATIENT") or "P42") .. '"}}}'
+wrk.body = os.getenv("BENCH_BODY")
+if wrk.body == nil or wrk.body == "" then
+   wrk.body = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_patient",' ..
+      '"arguments":{"patient_id":"' .. (os.getenv("BENCH_PATIENT") or "P42") .. '"}}}'
+end
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["Mcp-Session-Id"] = session
