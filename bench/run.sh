@@ -563,6 +563,7 @@ section_federation() {
         report "| $target | ${R_RPS[fed.$target]} | $(fmt_ms "${R_P50[fed.$target]}") | $(fmt_ms "${R_P99[fed.$target]}") | ${R_CPU[fed.$target]} | ${R_ERR[fed.$target]} |"
     done
     unset BENCH_BODY
+    SESSION_CHECK_BODY=""
     stop_bg "$BACKEND2_PID"
     stop_bg "$first"
     report ""
