@@ -314,52 +314,65 @@ static int setup_pss(EVP_PKEY_CTX *pctx, const EVP_MD *md)
            EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) > 0;
 }
 
+/* The group orders n of P-256 and P-384 (SEC 2), big-endian. */
+static const unsigned char p256_order[32] = {
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+static const unsigned char p384_order[48] = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf,
+    0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73};
+
+/* A DER INTEGER for a non-negative big-endian value; returns the bytes written. */
+static size_t der_integer(unsigned char *out, const unsigned char *v, size_t len)
+{
+    while (len > 1 && v[0] == 0) {
+        v++;
+        len--;
+    }
+    size_t pad = (v[0] & 0x80) ? 1 : 0;
+    out[0] = 0x02;
+    out[1] = (unsigned char)(len + pad);
+    if (pad)
+        out[2] = 0;
+    memcpy(out + 2 + pad, v, len);
+    return 2 + pad + len;
+}
+
 /*
  * JWS carries ECDSA signatures as fixed-width r||s (RFC 7518 §3.4); OpenSSL wants DER.
  * r and s must lie in [1, n-1]: a zero or oversized value is refused here rather than
- * trusting every library version to catch it.
+ * trusting every library version to catch it. Written by hand into the caller's buffer
+ * (at most 2 + 2 * (3 + 48) bytes): this runs for every uncached ES token.
  */
-static int ec_raw_to_der(const unsigned char *sig, size_t len, enum jwt_alg alg,
-                         unsigned char **der, size_t *der_len)
+static int ec_raw_to_der(const unsigned char *sig, size_t len, enum jwt_alg alg, unsigned char *der,
+                         size_t *der_len)
 {
     size_t half = ec_coordinate_len(alg);
-    int rc = -1;
-    EC_GROUP *group = NULL;
-    BIGNUM *r = NULL, *s = NULL;
-    ECDSA_SIG *esig = NULL;
     if (half == 0 || len != 2 * half)
         return -1;
-    group = EC_GROUP_new_by_curve_name(alg == JWT_ES256 ? NID_X9_62_prime256v1 : NID_secp384r1);
-    r = BN_bin2bn(sig, (int)half, NULL);
-    s = BN_bin2bn(sig + half, (int)half, NULL);
-    if (!group || !r || !s)
-        goto out;
-    const BIGNUM *order = EC_GROUP_get0_order(group);
-    if (BN_is_zero(r) || BN_is_zero(s) || BN_cmp(r, order) >= 0 || BN_cmp(s, order) >= 0)
-        goto out;
-    esig = ECDSA_SIG_new();
-    if (!esig || !ECDSA_SIG_set0(esig, r, s))
-        goto out;
-    r = s = NULL; /* owned by esig now */
-    *der = NULL;
-    int n = i2d_ECDSA_SIG(esig, der);
-    if (n <= 0)
-        goto out;
-    *der_len = (size_t)n;
-    rc = 0;
-out:
-    ECDSA_SIG_free(esig);
-    BN_free(r);
-    BN_free(s);
-    EC_GROUP_free(group);
-    return rc;
+    const unsigned char *order = half == 32 ? p256_order : p384_order;
+    for (int k = 0; k < 2; k++) {
+        const unsigned char *v = sig + k * half;
+        size_t nz = 0;
+        while (nz < half && v[nz] == 0)
+            nz++;
+        if (nz == half || memcmp(v, order, half) >= 0)
+            return -1;
+    }
+    size_t body = der_integer(der + 2, sig, half);
+    body += der_integer(der + 2 + body, sig + half, half);
+    der[0] = 0x30;
+    der[1] = (unsigned char)body; /* < 128: short form */
+    *der_len = 2 + body;
+    return 0;
 }
 
 int jwt_verify_signature(const struct jwt_parsed *p, EVP_PKEY *key)
 {
     int rc = JWT_E_SIGNATURE;
     EVP_MD_CTX *ctx = NULL;
-    unsigned char *der = NULL;
+    unsigned char der[2 + 2 * (3 + 48)];
     const unsigned char *sig = p->sig;
     size_t sig_len = p->sig_len;
 
@@ -367,7 +380,7 @@ int jwt_verify_signature(const struct jwt_parsed *p, EVP_PKEY *key)
         return JWT_E_ALG;
     if (p->alg == JWT_ES256 || p->alg == JWT_ES384) {
         size_t der_len = 0;
-        if (ec_raw_to_der(p->sig, p->sig_len, p->alg, &der, &der_len) != 0)
+        if (ec_raw_to_der(p->sig, p->sig_len, p->alg, der, &der_len) != 0)
             goto out;
         sig = der;
         sig_len = der_len;
@@ -394,7 +407,6 @@ int jwt_verify_signature(const struct jwt_parsed *p, EVP_PKEY *key)
         rc = JWT_OK;
 out:
     EVP_MD_CTX_free(ctx);
-    OPENSSL_free(der);
     /* A failed verify leaves errors queued; they must not leak into the next caller. */
     ERR_clear_error();
     return rc;
