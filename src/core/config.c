@@ -902,7 +902,7 @@ static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node,
                          struct gw_backend *b, struct cfg_error *err)
 {
     static const char *const keys[] = {"name",   "url",   "endpoints", "prefix",
-                                       "health", "eject", NULL};
+                                       "health", "eject", "timeouts",  NULL};
     char p[PATH_MAX_LEN];
     if (cfg_check_keys(doc, node, path, keys, err) != 0)
         return -1;
@@ -969,9 +969,10 @@ static const struct timeout_spec {
     {"idle", offsetof(struct gw_route_timeouts, idle_ms), 5 * MIN, DAY},
 };
 
+/* `timeouts` of a route, or of a backend (then `defaults` are the route's). */
 static int parse_route_timeouts(const struct cfg_doc *doc, const struct cfg_node *route,
                                 const char *route_path, struct gw_route_timeouts *t,
-                                struct cfg_error *err)
+                                const struct gw_route_timeouts *defaults, struct cfg_error *err)
 {
     static const char *const keys[] = {"connect", "first_byte", "idle", NULL};
     char path[PATH_MAX_LEN];
@@ -984,7 +985,8 @@ static int parse_route_timeouts(const struct cfg_doc *doc, const struct cfg_node
     for (size_t i = 0; i < sizeof route_timeout_specs / sizeof route_timeout_specs[0]; i++) {
         const struct timeout_spec *spec = &route_timeout_specs[i];
         uint64_t *field = (uint64_t *)((char *)t + spec->offset);
-        uint64_t v = spec->def;
+        uint64_t v =
+            defaults ? *(const uint64_t *)((const char *)defaults + spec->offset) : spec->def;
         if (node && cfg_get_duration_ms(doc, node, path, spec->key, &v, err) != 0)
             return -1;
         if (v == 0 || v > spec->max) {
@@ -1111,8 +1113,18 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                                   pi, pj, p, j);
         }
     }
-    if (parse_route_timeouts(doc, node, path, &r->timeouts, err) != 0)
+    if (parse_route_timeouts(doc, node, path, &r->timeouts, NULL, err) != 0)
         return -1;
+    /* A backend's own `timeouts` override the route's, key by key. */
+    for (size_t i = 0; i < r->n_backends; i++) {
+        char bp[PATH_MAX_LEN];
+        cfg_path_index(bp, sizeof bp, p, i);
+        r->backends[i].timeouts = r->timeouts;
+        if (cfg_map_get(backends->items[i], "timeouts") &&
+            parse_route_timeouts(doc, backends->items[i], bp, &r->backends[i].timeouts,
+                                 &r->timeouts, err) != 0)
+            return -1;
+    }
     return routing_inject_parse(doc, node, path, &r->inject, err);
 }
 

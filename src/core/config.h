@@ -67,6 +67,12 @@ struct gw_backend_eject {
     uint64_t max_ms;   /* ejections last at most this long (5m) */
 };
 
+struct gw_route_timeouts {
+    uint64_t connect_ms;    /* 2s */
+    uint64_t first_byte_ms; /* 30s: response headers must start within */
+    uint64_t idle_ms;       /* 5m: silence on an open (SSE) stream */
+};
+
 struct gw_backend {
     char *name;
     char *url; /* http(s)://host:port/path: the first endpoint */
@@ -76,12 +82,7 @@ struct gw_backend {
     size_t n_endpoints;
     struct gw_backend_health health;
     struct gw_backend_eject eject;
-};
-
-struct gw_route_timeouts {
-    uint64_t connect_ms;    /* 2s */
-    uint64_t first_byte_ms; /* 30s: response headers must start within */
-    uint64_t idle_ms;       /* 5m: silence on an open (SSE) stream */
+    struct gw_route_timeouts timeouts; /* the route's, overridden key by key by its own */
 };
 
 /* How the verified identity reaches the backend (routes[].inject; layers/routing). */

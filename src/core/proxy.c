@@ -171,6 +171,16 @@ static char *denial_body(const struct gw_request *req, const struct gw_decision 
 
 /* ---------- the exchange's life ---------- */
 
+/* The timeouts of the backend this exchange talks to (its own, or its route's). */
+static const struct gw_route_timeouts *tmo(const struct exchange *x)
+{
+    const struct gw_request *req = x->req;
+    const struct gw_route *route = req->route;
+    if (fed_route_is_federated(route) && x->fed_index < route->n_backends)
+        return &route->backends[x->fed_index].timeouts;
+    return req->backend ? &req->backend->timeouts : &route->timeouts;
+}
+
 static void exchange_closed(uv_handle_t *h)
 {
     struct exchange *x = h->data;
@@ -527,7 +537,6 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
     const struct gw_header *ct = find_header(headers, n, "Content-Type");
     int is_sse =
         ct && ct->value.len >= 17 && strncasecmp(ct->value.ptr, "text/event-stream", 17) == 0;
-    const struct gw_route *route = req->route;
     if (is_sse && status == 200 && !x->rest) {
         x->mode = RELAY_SSE;
         req->response_status = status;
@@ -535,10 +544,10 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
             exchange_finish(x, 1);
             return;
         }
-        arm_timer(x, route->timeouts.idle_ms);
+        arm_timer(x, tmo(x)->idle_ms);
     } else {
         x->mode = RELAY_BUFFER;
-        arm_timer(x, route->timeouts.idle_ms);
+        arm_timer(x, tmo(x)->idle_ms);
     }
 }
 
@@ -636,7 +645,7 @@ static int on_up_data(void *arg, const char *data, size_t len)
             gw_conn_on_drain(x->conn, on_drain, x);
             return 1;
         }
-        arm_timer(x, req->route->timeouts.idle_ms);
+        arm_timer(x, tmo(x)->idle_ms);
         int rc = sse_feed(&x->sse, data, len, on_sse_event, x);
         if (rc == SSE_TOO_LARGE) {
             gw_log(GW_LOG_WARN, "upstream_event_too_large", req->id, NULL,
@@ -656,7 +665,7 @@ static int on_up_data(void *arg, const char *data, size_t len)
                       "upstream.too_large");
         return 0;
     }
-    arm_timer(x, req->route->timeouts.idle_ms);
+    arm_timer(x, tmo(x)->idle_ms);
     if (gw_buf_append(&x->resp, data, len) != 0) {
         upstream_cancel(x->up);
         x->up = NULL;
@@ -891,7 +900,7 @@ static void rest_forward(struct exchange *x)
         .body = {x->rest_body, strlen(x->rest_body)},
         .headers = hdrs,
         .n_headers = n,
-        .connect_timeout_ms = req->route->timeouts.connect_ms,
+        .connect_timeout_ms = tmo(x)->connect_ms,
         .pin = req->upstream_pin,
     };
     static const struct upstream_callbacks cbs = {on_up_head, on_up_data, on_up_done};
@@ -901,7 +910,7 @@ static void rest_forward(struct exchange *x)
                       "upstream.start");
         return;
     }
-    arm_timer(x, req->route->timeouts.first_byte_ms);
+    arm_timer(x, tmo(x)->first_byte_ms);
 }
 
 /*
@@ -1027,13 +1036,13 @@ static int fed_start(struct exchange *x, const char *body, int with_session,
         .body = {body, strlen(body)},
         .headers = hdrs,
         .n_headers = n,
-        .connect_timeout_ms = req->route->timeouts.connect_ms,
+        .connect_timeout_ms = tmo(x)->connect_ms,
         .pin = be == req->backend ? req->upstream_pin : NULL,
     };
     x->up = upstream_start(gw_worker_upstream(x->w), &ur, cbs, x);
     if (!x->up)
         return -1;
-    arm_timer(x, req->route->timeouts.first_byte_ms);
+    arm_timer(x, tmo(x)->first_byte_ms);
     return 0;
 }
 
@@ -1129,7 +1138,7 @@ static void fed_close_backends(struct exchange *x, char **sids, size_t n)
             .method = GW_HTTP_DELETE,
             .headers = hdrs,
             .n_headers = k,
-            .connect_timeout_ms = req->route->timeouts.connect_ms,
+            .connect_timeout_ms = be->timeouts.connect_ms,
         };
         upstream_start(gw_worker_upstream(x->w), &ur, &cbs, NULL);
     }
@@ -1301,7 +1310,7 @@ static void forward(struct exchange *x)
         .body = gw_request_upstream_body(req),
         .headers = hdrs,
         .n_headers = n,
-        .connect_timeout_ms = route->timeouts.connect_ms,
+        .connect_timeout_ms = tmo(x)->connect_ms,
         .pin = req->upstream_pin,
     };
     static const struct upstream_callbacks cbs = {on_up_head, on_up_data, on_up_done};
@@ -1311,7 +1320,7 @@ static void forward(struct exchange *x)
                       "upstream.start");
         return;
     }
-    arm_timer(x, route->timeouts.first_byte_ms);
+    arm_timer(x, tmo(x)->first_byte_ms);
 }
 
 static void on_decided(struct gw_request *req, int verdict)

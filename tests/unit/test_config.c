@@ -406,6 +406,26 @@ static void test_limits_errors(void **state)
     gw_config_free(cfg);
 }
 
+static void test_backend_timeouts(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load_ok("routes:\n  - name: a\n    path: /mcp\n"
+                                    "    timeouts: {connect: 3s, first_byte: 20s}\n    backends:\n"
+                                    "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: x.}\n"
+                                    "      - {name: y, url: \"http://127.0.0.1:2/\", prefix: y., "
+                                    "timeouts: {first_byte: 2m}}\n");
+    const struct gw_route *r = &cfg->routes[0];
+    /* x takes the route's; y overrides one key and inherits the others. */
+    assert_int_equal(r->backends[0].timeouts.first_byte_ms, 20000);
+    assert_int_equal(r->backends[1].timeouts.first_byte_ms, 120000);
+    assert_int_equal(r->backends[1].timeouts.connect_ms, 3000);
+    assert_int_equal(r->backends[1].timeouts.idle_ms, r->timeouts.idle_ms);
+    gw_config_free(cfg);
+    expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
+                 "      - {name: x, url: \"http://127.0.0.1:1/\", timeouts: {first_byte: 0s}}\n",
+                 "5:70", "routes[0].backends[0].timeouts.first_byte", "not a usable timeout");
+}
+
 static void test_federation_prefixes(void **state)
 {
     (void)state;
@@ -516,9 +536,10 @@ static void test_route_errors(void **state)
                        "routes[0].backends[0]", "`url` is required");
     expect_route_error("    path: /x\n    backends:\n      - {url: \"http://h\"}\n", "5:9",
                        "routes[0].backends[0]", "`name` is required");
-    expect_route_error("    path: /x\n    backends:\n      - {name: b, url: \"http://h\", x: 1}\n",
-                       "5:36", "routes[0].backends[0].x",
-                       "unknown key (known here: name, url, endpoints, prefix, health, eject)");
+    expect_route_error(
+        "    path: /x\n    backends:\n      - {name: b, url: \"http://h\", x: 1}\n", "5:36",
+        "routes[0].backends[0].x",
+        "unknown key (known here: name, url, endpoints, prefix, health, eject, timeouts)");
     expect_route_error("    path: /x\n    backends:\n      - {name: B!, url: \"http://h\"}\n",
                        "5:16", "routes[0].backends[0].name", "is not a valid name");
     expect_route_error("    path: /x\n    backends:\n"
@@ -798,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_limits_errors),
         cmocka_unit_test(test_top_level_errors),
         cmocka_unit_test(test_federation_prefixes),
+        cmocka_unit_test(test_backend_timeouts),
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_route_duplicates),
         cmocka_unit_test(test_backend_endpoints),
