@@ -632,3 +632,18 @@ int cfg_get_string_list(const struct cfg_doc *doc, const struct cfg_node *map, c
         *count = want;
     return 0;
 }
+
+char *cfg_resolve_path(const char *config_name, const char *rel)
+{
+    const char *slash = config_name ? strrchr(config_name, '/') : NULL;
+    if (rel[0] == '/' || !slash)
+        return strdup(rel);
+    size_t dl = (size_t)(slash - config_name) + 1;
+    size_t rl = strlen(rel);
+    char *out = malloc(dl + rl + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, config_name, dl);
+    memcpy(out + dl, rel, rl + 1);
+    return out;
+}

@@ -96,6 +96,12 @@ int cfg_get_string_list(const struct cfg_doc *doc, const struct cfg_node *map, c
                         const char *key, char ***out, size_t *count, struct cfg_error *err);
 void cfg_strv_free(char **v);
 
+/*
+ * A path written in the config, relative to the config file's directory (absolute paths and
+ * configs without a directory part are taken as they are). Returns a malloc'd string or NULL.
+ */
+char *cfg_resolve_path(const char *config_name, const char *rel);
+
 /* Scalar conversions for values not under a map key (e.g. sequence items). */
 int cfg_scalar_string(const struct cfg_doc *doc, const struct cfg_node *node, const char *path,
                       char **out, struct cfg_error *err);

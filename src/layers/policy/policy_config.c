@@ -512,22 +512,6 @@ static int parse_rule(const struct cfg_doc *doc, const struct cfg_node *node, co
     return 0;
 }
 
-/* Resolves a test file path against the directory of the config file. */
-static char *resolve_path(const char *config_name, const char *rel)
-{
-    const char *slash = config_name ? strrchr(config_name, '/') : NULL;
-    if (rel[0] == '/' || !slash)
-        return strdup(rel);
-    size_t dl = (size_t)(slash - config_name) + 1;
-    size_t rl = strlen(rel);
-    char *out = malloc(dl + rl + 1);
-    if (!out)
-        return NULL;
-    memcpy(out, config_name, dl);
-    memcpy(out + dl, rel, rl + 1);
-    return out;
-}
-
 static int cmp_rule_id(const void *a, const void *b)
 {
     const struct policy_rule *x = *(const struct policy_rule *const *)a;
@@ -604,7 +588,7 @@ int policy_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
     if (cfg_get_string_list(doc, section, "policy", "tests", &pc->tests, &pc->n_tests, err) != 0)
         goto out;
     for (size_t i = 0; i < pc->n_tests; i++) {
-        char *abs = resolve_path(doc ? doc->name : NULL, pc->tests[i]);
+        char *abs = cfg_resolve_path(doc ? doc->name : NULL, pc->tests[i]);
         if (!abs) {
             cfg_errorf(err, doc, section, "policy.tests", "out of memory");
             goto out;

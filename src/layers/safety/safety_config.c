@@ -483,27 +483,12 @@ static int parse_custom(const struct cfg_doc *doc, const struct cfg_node *seq,
     return 0;
 }
 
-static char *resolve_path(const char *config_name, const char *rel)
-{
-    const char *slash = config_name ? strrchr(config_name, '/') : NULL;
-    if (rel[0] == '/' || !slash)
-        return strdup(rel);
-    size_t dl = (size_t)(slash - config_name) + 1;
-    size_t rl = strlen(rel);
-    char *out = malloc(dl + rl + 1);
-    if (!out)
-        return NULL;
-    memcpy(out, config_name, dl);
-    memcpy(out + dl, rel, rl + 1);
-    return out;
-}
-
 /* The hash key is the SHA-256 of the file's bytes (at least 32 of them, at most 4 KiB). */
 static int load_hash_key(const struct cfg_doc *doc, const struct cfg_node *n, const char *path,
                          const char *file, struct safety_config *sc, struct cfg_error *err)
 {
     unsigned char buf[4097];
-    char *full = resolve_path(doc ? doc->name : NULL, file);
+    char *full = cfg_resolve_path(doc ? doc->name : NULL, file);
     if (!full)
         return cfg_errorf(err, doc, n, path, "out of memory");
     int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOCTTY);
