@@ -12,6 +12,7 @@
  * when the answer ends. Reading never stops for that, so a client that goes away is noticed
  * at once and its jobs are cancelled.
  */
+#include "core/http1.h" /* http1_reason */
 #include "ehr.h"
 
 #include "core/log.h"
@@ -170,46 +171,6 @@ static void conn_flush(struct ehr_conn *c)
         conn_close_graceful(c);
 }
 
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 406:
-        return "Not Acceptable";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 417:
-        return "Expectation Failed";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
-}
-
 /* RFC 9110 asks origin servers with a clock for Date; format it once a second per worker. */
 static const char *date_header(struct ehr_worker *w)
 {
@@ -228,7 +189,7 @@ static void put_head(struct ehr_conn *c, int status, const char *ctype, long lon
                      const char *extra)
 {
     struct gw_buf *o = &c->out;
-    gw_buf_printf(o, "HTTP/1.1 %d %s\r\n%sServer: ehr-backend\r\n", status, status_text(status),
+    gw_buf_printf(o, "HTTP/1.1 %d %s\r\n%sServer: ehr-backend\r\n", status, http1_reason(status),
                   date_header(c->w));
     if (ctype)
         gw_buf_printf(o, "Content-Type: %s\r\n", ctype);
@@ -516,7 +477,7 @@ static void reject(struct ehr_conn *c, int status)
     int n = snprintf(body, sizeof body,
                      "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,"
                      "\"message\":\"HTTP %d %s\"}}",
-                     status, status_text(status));
+                     status, http1_reason(status));
     c->in_request = 1;
     c->keep_alive = 0;
     ehr_respond(c, status, "application/json", NULL, body, (size_t)n);
