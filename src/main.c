@@ -76,17 +76,29 @@ static const char *config_arg(int argc, char **argv, const char *cmd)
     return path;
 }
 
-static int cmd_check(int argc, char **argv)
+/* `--config FILE` read and loaded: 0, 2 (usage) or 1 (the file is wrong; said on stderr). */
+static int load_config(int argc, char **argv, const char *cmd, const char **path,
+                       struct gw_config **cfg)
 {
-    const char *path = config_arg(argc, argv, "check");
-    if (!path)
+    *path = config_arg(argc, argv, cmd);
+    if (!*path)
         return 2;
     struct cfg_error err = {{0}};
-    struct gw_config *cfg = gw_config_load(path, &err);
-    if (!cfg) {
+    *cfg = gw_config_load(*path, &err);
+    if (!*cfg) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
+    return 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    const char *path;
+    struct gw_config *cfg;
+    int rc = load_config(argc, argv, "check", &path, &cfg);
+    if (rc != 0)
+        return rc;
     int failures = 0;
     size_t n_tests = cfg->policy ? policy_config_test_count(cfg->policy) : 0;
     for (size_t i = 0; i < n_tests; i++) {
@@ -160,15 +172,12 @@ static const struct {
 
 static int cmd_serve(int argc, char **argv)
 {
-    const char *path = config_arg(argc, argv, "serve");
-    if (!path)
-        return 2;
+    const char *path;
+    struct gw_config *cfg;
+    int rc = load_config(argc, argv, "serve", &path, &cfg);
+    if (rc != 0)
+        return rc;
     struct cfg_error err = {{0}};
-    struct gw_config *cfg = gw_config_load(path, &err);
-    if (!cfg) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
     enum gw_log_level lvl = GW_LOG_INFO;
     if (cfg->server.log_level)
         gw_log_level_parse(cfg->server.log_level, &lvl);
@@ -187,7 +196,7 @@ static int cmd_serve(int argc, char **argv)
             break;
         }
     }
-    int rc = 1;
+    rc = 1;
     if (started == sizeof runtimes / sizeof runtimes[0])
         rc = gw_server_run(cfg);
     /* Every request has completed by now, so the audit log flushes last. */
