@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/config.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/server.h"
 #include "layers/audit/audit.h"
 #include "layers/identity/identity.h"

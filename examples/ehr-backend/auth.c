@@ -5,9 +5,9 @@
  */
 #include "auth.h"
 
-#include "core/timeutil.h"
-#include "layers/identity/jwk.h"
-#include "layers/identity/jwt.h"
+#include "lib/timeutil.h"
+#include "lib/jwk.h"
+#include "lib/jwt.h"
 
 #include <curl/curl.h>
 #include <stdio.h>

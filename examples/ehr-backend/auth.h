@@ -3,7 +3,7 @@
  * `Authorization: Bearer <JWT>` signed with toolgate's key, whose public keys toolgate serves
  * at <public_url>/.well-known/jwks.json.
  *
- * Verification uses toolgate's own JWS verifier (src/layers/identity/jwt.h, jwk.h): the
+ * Verification uses toolgate's own JWS verifier (src/lib/jwt.h, jwk.h): the
  * algorithm is the one the selected JWK allows (never "none" or HMAC, which the verifier does
  * not know), `iss` and `aud` must equal the configured values exactly, `exp` is required and
  * checked with EHR_AUTH_LEEWAY_S of leeway, `sub` must be a string.
@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 
 #define EHR_AUTH_LEEWAY_S 5
 #define EHR_AUTH_REFETCH_MS 10000

@@ -22,7 +22,7 @@
 #include <uv.h>
 
 #include "auth.h"
-#include "core/buf.h"
+#include "lib/buf.h"
 #include "data.h"
 
 #define EHR_MAX_BODY (1u << 20)                      /* request body bound; more is 413 */

@@ -14,7 +14,7 @@
  */
 #include "ehr.h"
 
-#include "core/log.h"
+#include "lib/log.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -15,8 +15,8 @@
 #include "core/http1.h" /* http1_reason */
 #include "ehr.h"
 
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>

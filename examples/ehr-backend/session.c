@@ -8,7 +8,7 @@
  */
 #include "ehr.h"
 
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>

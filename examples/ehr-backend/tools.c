@@ -16,7 +16,7 @@
  */
 #include "ehr.h"
 
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <curl/curl.h>
 #include <math.h>

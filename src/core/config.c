@@ -7,6 +7,7 @@
  * person reading it is fixing a file, usually in a hurry.
  */
 #include "core/config.h"
+#include "lib/digest.h"
 #include "layers/audit/audit.h"
 #include "layers/identity/identity.h"
 #include "layers/limits/limits.h"
@@ -18,7 +19,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1301,22 +1301,6 @@ void gw_config_free(struct gw_config *cfg)
     free(cfg);
 }
 
-static void sha256_hex(const char *data, size_t len, char out[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    static const char hex[] = "0123456789abcdef";
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
-        out[0] = '\0';
-        return;
-    }
-    for (unsigned int i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
-}
-
 static struct gw_config *load_bytes(const char *text, size_t len, const char *name,
                                     const char *path, struct cfg_error *err)
 {
@@ -1344,11 +1328,7 @@ static struct gw_config *load_bytes(const char *text, size_t len, const char *na
         if (config_sections[i].parse(cfg, &doc, node, err) != 0)
             goto out;
     }
-    sha256_hex(text, len, cfg->config_hash);
-    if (!cfg->config_hash[0]) {
-        cfg_errorf(err, &doc, NULL, "", "cannot compute the SHA-256 of the configuration");
-        goto out;
-    }
+    gw_sha256_hex(text, len, cfg->config_hash);
     if (path && !(cfg->path = strdup(path))) {
         cfg_errorf(err, &doc, NULL, "", "out of memory");
         goto out;

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/cfg.h"
+#include "lib/cfg.h"
 
 struct identity_config; /* layers/identity/identity.h */
 struct policy_config;   /* layers/policy/policy.h */

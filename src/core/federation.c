@@ -1,5 +1,5 @@
 #include "core/federation.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <pthread.h>
 #include <stdio.h>

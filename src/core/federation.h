@@ -18,7 +18,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 #include "core/config.h"
 
 #define FED_SESSION_ID_LEN 32

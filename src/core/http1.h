@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 #include "core/request.h"
 
 #define HTTP1_MAX_HEADERS 100

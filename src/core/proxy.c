@@ -7,9 +7,9 @@
  */
 #include "core/proxy.h"
 #include "core/federation.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/server.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 #include "core/upstream.h"
 #include "layers/identity/identity.h"
 #include "layers/layer.h"

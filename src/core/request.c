@@ -1,5 +1,5 @@
 #include "core/request.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>

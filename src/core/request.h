@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 #include "core/config.h"
 #include "layers/identity/identity-t.h"
 #include "layers/limits/limits-t.h"

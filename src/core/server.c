@@ -1,6 +1,6 @@
 #include "core/server.h"
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 #include "core/tls.h"
 #include "core/upstream.h"
 #include "mcp/jsonrpc.h"

@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 
 struct gw_tls_ctx;
 struct gw_tls_conn;

@@ -1,5 +1,5 @@
 #include "core/upstream.h"
-#include "core/log.h"
+#include "lib/log.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>

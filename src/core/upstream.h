@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 #include "core/request.h"
 
 enum upstream_error {

@@ -1,5 +1,5 @@
 #include "layers/layer.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <string.h>
 

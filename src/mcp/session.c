@@ -1,6 +1,6 @@
 #include "mcp/session.h"
-#include "core/timeutil.h"
-#include "layers/identity/sha256.h"
+#include "lib/timeutil.h"
+#include "lib/digest.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -9,8 +9,8 @@
 #define SESSION_WAYS 8
 
 struct session_entry {
-    uint8_t id_hash[IDENTITY_SHA256_LEN];
-    uint8_t owner_hash[IDENTITY_SHA256_LEN];
+    uint8_t id_hash[GW_SHA256_LEN];
+    uint8_t owner_hash[GW_SHA256_LEN];
     uint64_t last_use_ms; /* monotonic; 0 = free */
 };
 
@@ -113,13 +113,13 @@ static int id_ok(const char *id, size_t *len)
     return *len > 0 && *len <= MCP_SESSION_MAX_ID;
 }
 
-static void owner_hash(const char *issuer, const char *sub, uint8_t out[IDENTITY_SHA256_LEN])
+static void owner_hash(const char *issuer, const char *sub, uint8_t out[GW_SHA256_LEN])
 {
-    struct identity_sha256_ctx c;
-    identity_sha256_init(&c);
-    identity_sha256_update(&c, issuer, strlen(issuer) + 1); /* the NUL separates the two */
-    identity_sha256_update(&c, sub, strlen(sub));
-    identity_sha256_final(&c, out);
+    struct gw_sha256_ctx c;
+    gw_sha256_init(&c);
+    gw_sha256_update(&c, issuer, strlen(issuer) + 1); /* the NUL separates the two */
+    gw_sha256_update(&c, sub, strlen(sub));
+    gw_sha256_final(&c, out);
 }
 
 static struct session_set *set_for(const uint8_t *id_hash)
@@ -134,7 +134,7 @@ static struct session_entry *find(struct session_set *s, const uint8_t *id_hash,
 {
     for (int w = 0; w < SESSION_WAYS; w++) {
         struct session_entry *e = &s->ways[w];
-        if (!e->last_use_ms || memcmp(e->id_hash, id_hash, IDENTITY_SHA256_LEN) != 0)
+        if (!e->last_use_ms || memcmp(e->id_hash, id_hash, GW_SHA256_LEN) != 0)
             continue;
         if (now - e->last_use_ms >= idle_ms) {
             memset(e, 0, sizeof *e);
@@ -150,8 +150,8 @@ int mcp_session_bind(const char *id, const char *issuer, const char *sub)
     size_t len;
     if (!id_ok(id, &len) || !issuer || !sub)
         return -1;
-    uint8_t idh[IDENTITY_SHA256_LEN], owner[IDENTITY_SHA256_LEN];
-    identity_sha256(id, len, idh);
+    uint8_t idh[GW_SHA256_LEN], owner[GW_SHA256_LEN];
+    gw_sha256(id, len, idh);
     owner_hash(issuer, sub, owner);
     if (map_acquire() != 0)
         return -1;
@@ -181,8 +181,8 @@ int mcp_session_check(const char *id, const char *issuer, const char *sub)
     size_t len;
     if (!id_ok(id, &len) || !issuer || !sub)
         return -1;
-    uint8_t idh[IDENTITY_SHA256_LEN], owner[IDENTITY_SHA256_LEN];
-    identity_sha256(id, len, idh);
+    uint8_t idh[GW_SHA256_LEN], owner[GW_SHA256_LEN];
+    gw_sha256(id, len, idh);
     owner_hash(issuer, sub, owner);
     if (map_acquire() != 0)
         return -1;
@@ -209,8 +209,8 @@ void mcp_session_forget(const char *id)
     size_t len;
     if (!id_ok(id, &len))
         return;
-    uint8_t idh[IDENTITY_SHA256_LEN];
-    identity_sha256(id, len, idh);
+    uint8_t idh[GW_SHA256_LEN];
+    gw_sha256(id, len, idh);
     if (map_acquire() != 0)
         return;
     struct session_set *s = set_for(idh);

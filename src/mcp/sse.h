@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 
 struct sse_event {
     struct gw_slice event; /* "event:" field, empty when absent (means "message") */

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers/identity/jwk.h"
-#include "layers/identity/jwt.h"
+#include "lib/jwk.h"
+#include "lib/jwt.h"
 #include "layers/identity/keystore.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -8,7 +8,7 @@
 
 #include "core/request.h"
 #include "layers/identity/claims.h"
-#include "layers/identity/jwt.h"
+#include "lib/jwt.h"
 
 static EVP_PKEY *fixed_key(void)
 {

@@ -19,14 +19,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/buf.h"
-#include "core/cfg.h"
+#include "lib/buf.h"
+#include "lib/cfg.h"
 #include "core/config.h"
 #include "core/request.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 #include "layers/identity/identity.h"
-#include "layers/identity/jwk.h"
-#include "layers/identity/jwt.h"
+#include "lib/jwk.h"
+#include "lib/jwt.h"
 
 #define FX_ISSUER "https://idp.test/"
 #define FX_AUD "http://127.0.0.1:8080/mcp"

@@ -18,8 +18,9 @@
 #include <stdatomic.h>
 
 #include "audit_test_util.h"
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/digest.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 #include "layers/audit/audit_canon.h"
 #include "layers/audit/audit_record.h"
 #include "layers/layer.h"
@@ -368,7 +369,7 @@ static void test_layer_records(void **state)
     assert_string_equal(json_string_value(json_array_get(json_object_get(jd, "roles"), 0)),
                         "doctor");
     char sh[65];
-    audit_sha256_hex("session-secret-0123456789", 25, sh);
+    gw_sha256_hex("session-secret-0123456789", 25, sh);
     assert_string_equal(json_string_value(json_object_get(jd, "session_sha256")), sh);
     json_t *pii = json_array_get(json_object_get(jd, "pii"), 0);
     assert_string_equal(json_string_value(json_object_get(pii, "type")), "ssn");
@@ -416,7 +417,7 @@ static void test_record_deny_and_hash_mode(void **state)
     char expect[65];
     const char *canon = "{\"limit\":5,\"note\":\"SSN 123-45-6789 call me\",\"patient_id\":"
                         "\"P0012345\"}";
-    audit_sha256_hex(canon, strlen(canon), expect);
+    gw_sha256_hex(canon, strlen(canon), expect);
     assert_string_equal(json_string_value(json_object_get(rec, "arguments_sha256")), expect);
     json_decref(rec);
     ac.arguments = AUDIT_ARGS_NONE;

@@ -16,8 +16,8 @@
 #include <cmocka.h>
 
 #include "audit_test_util.h"
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 

@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 
 static void test_append_and_growth(void **state)
 {

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/cfg.h"
+#include "lib/cfg.h"
 
 static void parse_ok(const char *text, struct cfg_doc *doc)
 {

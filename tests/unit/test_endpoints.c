@@ -21,7 +21,7 @@
 
 #include "core/config.h"
 #include "core/request.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 #include "layers/layer.h"
 #include "layers/routing/endpoints.h"
 #include "layers/routing/routing.h"

@@ -11,7 +11,7 @@
 #include "identity_fixtures.h"
 #include "layers/identity/claims.h"
 #include "layers/identity/keystore.h"
-#include "layers/identity/sha256.h"
+#include "lib/digest.h"
 #include "layers/identity/token_cache.h"
 #include "layers/layer.h"
 #include "mcp/session.h"
@@ -228,8 +228,8 @@ static void test_valid_tokens_every_key_type(void **state)
         /* The token hash is recorded; the token itself appears nowhere in the identity. */
         uint8_t hash[32];
         char hex[65];
-        identity_sha256(tok, strlen(tok), hash);
-        identity_hex(hash, 32, hex);
+        gw_sha256(tok, strlen(tok), hash);
+        gw_hex(hash, 32, hex);
         assert_string_equal(id->token_hash, hex);
         fx_request_free(r);
         free(h);
@@ -562,7 +562,7 @@ static void key_for(int i, uint8_t key[32])
 {
     char s[32];
     snprintf(s, sizeof s, "token-%d", i);
-    identity_sha256(s, strlen(s), key);
+    gw_sha256(s, strlen(s), key);
 }
 
 static void test_cache_hit_expiry_eviction(void **state)

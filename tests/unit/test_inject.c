@@ -19,9 +19,9 @@
 #include <unistd.h>
 
 #include "core/request.h"
-#include "core/timeutil.h"
-#include "layers/identity/jwk.h"
-#include "layers/identity/jwt.h"
+#include "lib/timeutil.h"
+#include "lib/jwk.h"
+#include "lib/jwt.h"
 #include "layers/routing/inject.h"
 #include "layers/routing/routing.h"
 

@@ -12,7 +12,7 @@
 #include <openssl/pem.h>
 
 #include "identity_fixtures.h"
-#include "layers/identity/sha256.h"
+#include "lib/digest.h"
 
 static char *const audiences[] = {FX_AUD, "other-resource", NULL};
 
@@ -60,34 +60,6 @@ static char *good_payload(void)
     snprintf(p, 256, "{\"iss\":\"%s\",\"sub\":\"alice\",\"aud\":\"%s\",\"exp\":%lld}", FX_ISSUER,
              FX_AUD, (long long)fx_now() + 300);
     return p;
-}
-
-static void test_sha256_matches_openssl(void **state)
-{
-    (void)state;
-    unsigned char data[1000];
-    for (size_t i = 0; i < sizeof data; i++)
-        data[i] = (unsigned char)(i * 7 + 3);
-    size_t lens[] = {0, 1, 55, 56, 63, 64, 65, 119, 128, 1000};
-    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
-        uint8_t ours[32], theirs[32];
-        identity_sha256(data, lens[i], ours);
-        SHA256(data, lens[i], theirs);
-        assert_memory_equal(ours, theirs, 32);
-    }
-    /* Incremental updates in odd pieces give the same digest. */
-    struct identity_sha256_ctx c;
-    identity_sha256_init(&c);
-    for (size_t off = 0; off < sizeof data; off += 37)
-        identity_sha256_update(&c, data + off, off + 37 <= sizeof data ? 37 : sizeof data - off);
-    uint8_t inc[32], one[32];
-    identity_sha256_final(&c, inc);
-    identity_sha256(data, sizeof data, one);
-    assert_memory_equal(inc, one, 32);
-    char hex[65];
-    identity_sha256("abc", 3, one);
-    identity_hex(one, 32, hex);
-    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 static void test_b64url_strict(void **state)
@@ -420,7 +392,6 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha256_matches_openssl),
         cmocka_unit_test(test_b64url_strict),
         cmocka_unit_test(test_every_algorithm_verifies),
         cmocka_unit_test(test_alg_none_and_hmac_refused),

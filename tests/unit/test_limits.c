@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 #include "layers/layer.h"
 #include "layers/limits/limits-int.h"
 #include "layers/audit/audit_record.h"

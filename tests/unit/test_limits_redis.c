@@ -25,7 +25,7 @@
 #include <uv.h>
 
 #include "core/config.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 #include "layers/layer.h"
 #include "layers/limits/limits-int.h"
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 static void test_durations(void **state)
 {

@@ -10,8 +10,8 @@
 #include "layers/audit/audit_writer.h"
 #include "layers/layer.h"
 
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 
 #include <errno.h>
 #include <openssl/evp.h>

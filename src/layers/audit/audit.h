@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/cfg.h"
+#include "lib/cfg.h"
 
 struct gw_config;
 

@@ -12,8 +12,8 @@
 #include "layers/audit/audit_record.h"
 #include "layers/audit/audit_writer.h"
 
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 
 #include <errno.h>
 #include <pthread.h>

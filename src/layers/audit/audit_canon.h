@@ -19,7 +19,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 
 /* Deepest nesting audit_canon_append accepts (the request decoder bounds depth lower). */
 #define AUDIT_CANON_MAX_DEPTH 128

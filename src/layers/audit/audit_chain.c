@@ -1,5 +1,6 @@
 #include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_canon.h"
+#include "lib/digest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,40 +13,17 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char hexdig[] = "0123456789abcdef";
-
-static void to_hex(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexdig[in[i] >> 4];
-        out[2 * i + 1] = hexdig[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-void audit_sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(data, len, md);
-    to_hex(md, sizeof md, out);
-}
-
 int audit_chain_hash(const char *prev_hex, const char *canon, size_t len, char out[65])
 {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    int rc = -1;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
+    uint8_t md[GW_SHA256_LEN];
+    struct gw_sha256_ctx ctx;
+    gw_sha256_init(&ctx);
+    gw_sha256_update(&ctx, prev_hex, 64);
+    gw_sha256_update(&ctx, canon, len);
+    if (gw_sha256_final(&ctx, md) != 0)
         return -1;
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-        EVP_DigestUpdate(ctx, prev_hex, 64) == 1 && EVP_DigestUpdate(ctx, canon, len) == 1 &&
-        EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32) {
-        to_hex(md, 32, out);
-        rc = 0;
-    }
-    EVP_MD_CTX_free(ctx);
-    return rc;
+    gw_hex(md, sizeof md, out);
+    return 0;
 }
 
 int audit_checkpoint_payload(struct gw_buf *out, const char *instance, uint64_t head_seq,
@@ -171,7 +149,7 @@ int audit_key_id(EVP_PKEY *key, char out[65])
         ERR_clear_error();
         return -1;
     }
-    audit_sha256_hex(raw, len, out);
+    gw_sha256_hex(raw, len, out);
     return 0;
 }
 
@@ -183,7 +161,7 @@ int audit_sign(EVP_PKEY *key, const void *data, size_t len, char sig_hex[129])
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
         EVP_DigestSign(ctx, sig, &siglen, data, len) == 1 && siglen == 64) {
-        to_hex(sig, 64, sig_hex);
+        gw_hex(sig, 64, sig_hex);
         rc = 0;
     } else {
         ERR_clear_error();

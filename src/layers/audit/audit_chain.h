@@ -14,12 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 
 #define AUDIT_GENESIS_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
-/* Hex SHA-256 of data into out (65 bytes with the NUL). */
-void audit_sha256_hex(const void *data, size_t len, char out[65]);
 /* The chain step above. Returns 0, or -1 when OpenSSL fails. */
 int audit_chain_hash(const char *prev_hex, const char *canon, size_t len, char out[65]);
 

@@ -16,7 +16,7 @@
 #include "layers/audit/audit_store.h"
 #include "layers/audit/audit_verify.h"
 
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <fnmatch.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 #include "layers/audit/audit_record.h"
 #include "layers/audit/audit_canon.h"
 #include "layers/audit/audit_chain.h"
+#include "lib/digest.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -121,7 +122,7 @@ static int add_arguments(json_t *obj, const struct mcp_message *m, const struct 
         char hex[65];
         int rc = audit_canon_append(&b, m->arguments);
         if (rc == 0) {
-            audit_sha256_hex(b.data, b.len, hex);
+            gw_sha256_hex(b.data, b.len, hex);
             rc = set_str(obj, "arguments_sha256", hex);
         } else {
             rc = set_str(obj, "arguments_error", "not canonicalizable");
@@ -137,7 +138,7 @@ static int add_arguments(json_t *obj, const struct mcp_message *m, const struct 
     char hex[65];
     int rc = set_str(obj, "arguments_error", "too large to record redacted");
     if (rc == 0 && audit_canon_append(&b, m->arguments) == 0) {
-        audit_sha256_hex(b.data, b.len, hex);
+        gw_sha256_hex(b.data, b.len, hex);
         rc = set_str(obj, "arguments_sha256", hex);
     }
     gw_buf_free(&b);
@@ -153,7 +154,7 @@ static int part_request(json_t *rec, const struct gw_request *req, const struct 
     rc |= set_str(rec, "protocol_version", req->protocol_version);
     if (req->session_id) {
         char h[65];
-        audit_sha256_hex(req->session_id, strlen(req->session_id), h);
+        gw_sha256_hex(req->session_id, strlen(req->session_id), h);
         rc |= set_str(rec, "session_sha256", h);
     }
     if (req->method_name.ptr && req->method_name.len < 16) {

@@ -3,8 +3,8 @@
 #include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_store.h"
 
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -101,6 +101,7 @@ struct writer {
     size_t cap, head, count;
     uint64_t queued_bytes;
     int running, stopping, failed, inject_failure, hold;
+    uint64_t finished; /* records taken from the queue whose notice has been delivered */
     struct audit_writer_stats stats;
     struct audit_writer_stats last_stats; /* of the last run, after audit_stop */
     pthread_t thread;
@@ -391,6 +392,7 @@ static void *writer_main(void *arg)
             item_free(batch[i]);
         }
         pthread_mutex_lock(&W.mu);
+        W.finished += n;
         if (ok) {
             W.stats.committed += n;
             W.stats.batches++;
@@ -458,8 +460,13 @@ int audit_submit_notify(json_t *rec, void (*notify)(void *arg, int ok), void *ar
 int audit_flush(void)
 {
     pthread_mutex_lock(&W.mu);
+    /*
+     * Waits until every record submitted so far has been handed back (committed or lost, and
+     * its notice delivered), also after a failure: a caller that flushes may rely on every
+     * notice having run.
+     */
     uint64_t target = W.stats.submitted;
-    while (W.running && !W.failed && W.stats.committed + W.stats.lost < target)
+    while (W.running && W.finished < target)
         pthread_cond_wait(&W.done, &W.mu);
     int rc = W.failed ? -EIO : 0;
     pthread_mutex_unlock(&W.mu);
@@ -766,6 +773,7 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         return -EALREADY;
     }
     memset(&W.stats, 0, sizeof W.stats);
+    W.finished = 0;
     W.failed = W.stopping = W.inject_failure = W.hold = 0;
     W.since_checkpoint = W.file_records = 0;
     W.last_time = 0;

@@ -1,6 +1,6 @@
 #include "layers/identity/claims.h"
 #include "core/request.h"
-#include "layers/identity/jwt.h"
+#include "lib/jwt.h"
 
 #include <stdio.h>
 #include <stdlib.h>

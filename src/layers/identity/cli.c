@@ -4,9 +4,9 @@
  * tokens from its identity provider.
  */
 #include "layers/identity/identity.h"
-#include "core/timeutil.h"
-#include "layers/identity/jwk.h"
-#include "layers/identity/jwt.h"
+#include "lib/timeutil.h"
+#include "lib/jwk.h"
+#include "lib/jwt.h"
 
 #include <errno.h>
 #include <fcntl.h>

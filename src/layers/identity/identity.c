@@ -12,13 +12,13 @@
  * d->reason_code for audit.
  */
 #include "layers/identity/identity.h"
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 #include "layers/identity/challenge.h"
 #include "layers/identity/claims.h"
-#include "layers/identity/jwt.h"
+#include "lib/jwt.h"
 #include "layers/identity/keystore.h"
-#include "layers/identity/sha256.h"
+#include "lib/digest.h"
 #include "layers/identity/token_cache.h"
 #include "layers/layer.h"
 #include "mcp/session.h"
@@ -229,7 +229,7 @@ static void refetch_done(void *arg)
  * (decision filled) or GW_ASYNC (a refetch will resume the request).
  */
 static int verify_token(struct gw_request *req, struct gw_decision *d, struct gw_slice token,
-                        const uint8_t hash[IDENTITY_SHA256_LEN], int allow_refetch)
+                        const uint8_t hash[GW_SHA256_LEN], int allow_refetch)
 {
     const struct identity_config *ic = req->cfg->identity;
     struct jwt_parsed p;
@@ -285,7 +285,7 @@ static int verify_token(struct gw_request *req, struct gw_decision *d, struct gw
         goto out;
     if ((err = claims_map(&ic->claims, p.payload, iss->issuer, exp, &id)) != JWT_OK)
         goto out;
-    identity_hex(hash, IDENTITY_SHA256_LEN, id.token_hash);
+    gw_hex(hash, GW_SHA256_LEN, id.token_hash);
     if (token_cache_put(token_cache, hash, &id) != 0)
         gw_log_warn("token_cache", "out of memory while caching a verified token");
     gw_identity_clear(&req->identity);
@@ -354,8 +354,8 @@ static void refetch_resumed(void *arg)
         struct gw_slice token = GW_SLICE_NULL;
         int v = request_token(req, d, &token);
         if (v == GW_PASS) {
-            uint8_t hash[IDENTITY_SHA256_LEN];
-            identity_sha256(token.ptr, token.len, hash);
+            uint8_t hash[GW_SHA256_LEN];
+            gw_sha256(token.ptr, token.len, hash);
             v = verify_token(req, d, token, hash, 0);
         }
         if (v == GW_PASS)
@@ -388,8 +388,8 @@ static int identity_check(struct gw_request *req, struct gw_decision *d)
     struct gw_slice token = GW_SLICE_NULL;
     if (request_token(req, d, &token) != GW_PASS)
         return GW_DENY;
-    uint8_t hash[IDENTITY_SHA256_LEN];
-    identity_sha256(token.ptr, token.len, hash);
+    uint8_t hash[GW_SHA256_LEN];
+    gw_sha256(token.ptr, token.len, hash);
     gw_identity_clear(&req->identity);
     int64_t now = (int64_t)(gw_now_ns() / 1000000000ull);
     int hit = token_cache_get(token_cache, hash, now, &req->identity);

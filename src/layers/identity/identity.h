@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
-#include "core/cfg.h"
+#include "lib/buf.h"
+#include "lib/cfg.h"
 #include "core/config.h"
 
 /* JSON-RPC error code toolgate uses for authentication and session-ownership denials. */

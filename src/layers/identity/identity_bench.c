@@ -7,12 +7,12 @@
  * their ratio; then a verified-token cache hit (hash the token, find and copy the identity).
  */
 #include "layers/identity/identity.h"
-#include "layers/identity/jwt.h"
-#include "layers/identity/sha256.h"
+#include "lib/jwt.h"
+#include "lib/digest.h"
 #include "layers/identity/token_cache.h"
 
 #include "core/request.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -150,18 +150,13 @@ int identity_bench_main(int argc, char **argv)
     id.n_scopes = 2;
     const char *token = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsifQ.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
                         "c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl";
-    uint8_t h[IDENTITY_SHA256_LEN];
-    struct identity_sha256_ctx sc;
-    identity_sha256_init(&sc);
-    identity_sha256_update(&sc, token, strlen(token));
-    identity_sha256_final(&sc, h);
+    uint8_t h[GW_SHA256_LEN];
+    gw_sha256(token, strlen(token), h);
     token_cache_put(cache, h, &id);
     int n = 200000, hits = 0;
     uint64_t t0 = gw_mono_ns();
     for (int i = 0; i < n; i++) {
-        identity_sha256_init(&sc);
-        identity_sha256_update(&sc, token, strlen(token));
-        identity_sha256_final(&sc, h);
+        gw_sha256(token, strlen(token), h);
         struct gw_identity out = {0};
         hits += token_cache_get(cache, h, now, &out) == 1;
         gw_identity_clear(&out);
@@ -169,9 +164,7 @@ int identity_bench_main(int argc, char **argv)
     uint64_t t1 = gw_mono_ns();
     uint64_t t2 = gw_mono_ns();
     for (int i = 0; i < n; i++) {
-        identity_sha256_init(&sc);
-        identity_sha256_update(&sc, token, strlen(token));
-        identity_sha256_final(&sc, h);
+        gw_sha256(token, strlen(token), h);
     }
     uint64_t t3 = gw_mono_ns();
     printf("cache hit (hash + lookup + copy into the request): %.0f ns (of which hashing %.0f ns)"

@@ -1,6 +1,6 @@
 /* identity_config: the `identity:` section of the configuration. */
 #include "layers/identity/identity.h"
-#include "layers/identity/jwt.h"
+#include "lib/jwt.h"
 
 #include <stdio.h>
 #include <stdlib.h>

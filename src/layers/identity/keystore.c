@@ -1,6 +1,6 @@
 #include "layers/identity/keystore.h"
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "layers/identity/identity.h"
-#include "layers/identity/jwk.h"
+#include "lib/jwk.h"
 
 /* Upper bound for a TTL taken from Cache-Control. */
 #define KEYSTORE_MAX_TTL_MS (24ull * 3600 * 1000)

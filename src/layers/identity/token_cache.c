@@ -6,7 +6,7 @@
 #include <string.h>
 
 struct cache_entry {
-    uint8_t key[IDENTITY_SHA256_LEN];
+    uint8_t key[GW_SHA256_LEN];
     int used;
     uint64_t last_use; /* the set's tick at the last hit or store */
     struct gw_identity id;
@@ -107,7 +107,7 @@ int identity_copy(struct gw_identity *dst, const struct gw_identity *src)
     return 0;
 }
 
-int token_cache_get(struct token_cache *c, const uint8_t key[IDENTITY_SHA256_LEN], int64_t now_s,
+int token_cache_get(struct token_cache *c, const uint8_t key[GW_SHA256_LEN], int64_t now_s,
                     struct gw_identity *out)
 {
     if (!c)
@@ -117,7 +117,7 @@ int token_cache_get(struct token_cache *c, const uint8_t key[IDENTITY_SHA256_LEN
     pthread_mutex_lock(&s->lock);
     for (int w = 0; w < TOKEN_CACHE_WAYS; w++) {
         struct cache_entry *e = &s->ways[w];
-        if (!e->used || memcmp(e->key, key, IDENTITY_SHA256_LEN) != 0)
+        if (!e->used || memcmp(e->key, key, GW_SHA256_LEN) != 0)
             continue;
         if (now_s >= e->id.expires_at) {
             /* Expired: drop it now so it cannot be served even by a clock step back. */
@@ -133,7 +133,7 @@ int token_cache_get(struct token_cache *c, const uint8_t key[IDENTITY_SHA256_LEN
     return rc;
 }
 
-int token_cache_put(struct token_cache *c, const uint8_t key[IDENTITY_SHA256_LEN],
+int token_cache_put(struct token_cache *c, const uint8_t key[GW_SHA256_LEN],
                     const struct gw_identity *id)
 {
     if (!c)
@@ -145,7 +145,7 @@ int token_cache_put(struct token_cache *c, const uint8_t key[IDENTITY_SHA256_LEN
     pthread_mutex_lock(&s->lock);
     struct cache_entry *victim = NULL;
     for (int w = 0; w < TOKEN_CACHE_WAYS && !victim; w++)
-        if (s->ways[w].used && memcmp(s->ways[w].key, key, IDENTITY_SHA256_LEN) == 0)
+        if (s->ways[w].used && memcmp(s->ways[w].key, key, GW_SHA256_LEN) == 0)
             victim = &s->ways[w]; /* replace an older copy of the same token */
     for (int w = 0; w < TOKEN_CACHE_WAYS && !victim; w++)
         if (!s->ways[w].used)
@@ -158,7 +158,7 @@ int token_cache_put(struct token_cache *c, const uint8_t key[IDENTITY_SHA256_LEN
     }
     struct gw_identity old = victim->id;
     victim->id = copy;
-    memcpy(victim->key, key, IDENTITY_SHA256_LEN);
+    memcpy(victim->key, key, GW_SHA256_LEN);
     victim->used = 1;
     victim->last_use = ++s->tick;
     pthread_mutex_unlock(&s->lock);

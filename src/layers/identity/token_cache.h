@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "layers/identity/identity-t.h"
-#include "layers/identity/sha256.h"
+#include "lib/digest.h"
 
 #define TOKEN_CACHE_WAYS 8
 
@@ -30,10 +30,10 @@ void token_cache_free(struct token_cache *c);
  * gw_identity_clear) and returns 1; returns 0 on a miss or an expired entry, -1 when the copy
  * ran out of memory (out left empty).
  */
-int token_cache_get(struct token_cache *c, const uint8_t key[IDENTITY_SHA256_LEN], int64_t now_s,
+int token_cache_get(struct token_cache *c, const uint8_t key[GW_SHA256_LEN], int64_t now_s,
                     struct gw_identity *out);
 /* Stores a copy of id under key, valid until id->expires_at. Returns 0 or -1 (memory). */
-int token_cache_put(struct token_cache *c, const uint8_t key[IDENTITY_SHA256_LEN],
+int token_cache_put(struct token_cache *c, const uint8_t key[GW_SHA256_LEN],
                     const struct gw_identity *id);
 /* Entries currently stored (live or not yet evicted); for tests and metrics. */
 size_t token_cache_count(struct token_cache *c);

@@ -13,12 +13,12 @@
  */
 #include "layers/layer.h"
 #include "layers/limits/limits-int.h"
-#include "core/log.h"
+#include "lib/digest.h"
+#include "lib/log.h"
 #include "core/server.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,24 +145,15 @@ static void per_parts(enum limits_per per, const struct gw_identity *id, const c
 static char *redis_key(const struct limits_config *lc, const char *kind, const char *name,
                        int64_t period, const char *a, const char *b)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(ctx, a, strlen(a) + 1) != 1 ||
-        EVP_DigestUpdate(ctx, b ? b : "", b ? strlen(b) + 1 : 1) != 1 ||
-        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
-        EVP_MD_CTX_free(ctx);
+    uint8_t md[GW_SHA256_LEN];
+    struct gw_sha256_ctx ctx;
+    gw_sha256_init(&ctx);
+    gw_sha256_update(&ctx, a, strlen(a) + 1);
+    gw_sha256_update(&ctx, b ? b : "", b ? strlen(b) + 1 : 1);
+    if (gw_sha256_final(&ctx, md) != 0)
         return NULL;
-    }
-    EVP_MD_CTX_free(ctx);
     char hex[33];
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[32] = '\0';
+    gw_hex(md, 16, hex);
     char buf[256];
     if (period >= 0)
         snprintf(buf, sizeof buf, "%s{limits}:%s:%s:%lld:%s", lc->redis_prefix, kind, name,

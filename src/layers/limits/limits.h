@@ -11,7 +11,7 @@
 #ifndef GW_LIMITS_H
 #define GW_LIMITS_H
 
-#include "core/cfg.h"
+#include "lib/cfg.h"
 
 struct gw_config;
 struct limits_config;

@@ -7,7 +7,7 @@
  */
 #include "layers/layer.h"
 #include "layers/limits/limits-int.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -3,7 +3,7 @@
  * the hashes the layer keys its state by.
  */
 #include "layers/limits/limits-int.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -15,9 +15,9 @@
  * half a second, so a dead Redis costs each call no more than a failed connect.
  */
 #include "layers/limits/limits-int.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/server.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>

@@ -25,8 +25,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "core/buf.h"
-#include "core/cfg.h"
+#include "lib/buf.h"
+#include "lib/cfg.h"
 
 struct policy_config;
 

@@ -8,7 +8,7 @@
  * every decision is timed alone and the percentiles come from the sorted samples.
  */
 #include "layers/policy/policy-int.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <stdlib.h>
 #include <string.h>

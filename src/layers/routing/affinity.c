@@ -1,5 +1,5 @@
 #include "layers/routing/affinity.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <pthread.h>
 #include <stdint.h>

@@ -9,8 +9,8 @@
  * several workers seeing the threshold at once exactly one ejects.
  */
 #include "layers/routing/endpoints.h"
-#include "core/log.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
 #include "layers/routing/routing.h"
 #include "layers/routing/ssrf.h"
 

@@ -2,11 +2,11 @@
  * inject: minted identity tokens and identity headers for the backend. See inject.h.
  */
 #include "layers/routing/inject.h"
-#include "core/log.h"
-#include "core/timeutil.h"
-#include "layers/identity/jwk.h"
-#include "layers/identity/jwt.h"
-#include "layers/identity/sha256.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
+#include "lib/jwk.h"
+#include "lib/jwt.h"
+#include "lib/digest.h"
 #include "layers/routing/routing.h"
 
 #include <errno.h>
@@ -26,7 +26,7 @@
 #define INJECT_MAX_HEADER_VALUE 4096
 
 struct mint_entry {
-    uint8_t key[IDENTITY_SHA256_LEN];
+    uint8_t key[GW_SHA256_LEN];
     char *token;       /* owned; NULL when the slot is empty */
     int64_t exp;       /* the token's exp */
     int64_t use_until; /* handed out only before this (exp minus half the lifetime) */
@@ -236,24 +236,24 @@ void inject_cache_flush(void)
 
 /* ---- the token cache ---------------------------------------------------------------------- */
 
-static void hash_field(struct identity_sha256_ctx *c, const char *s)
+static void hash_field(struct gw_sha256_ctx *c, const char *s)
 {
     /* Length-prefixed, so ("ab","c") and ("a","bc") hash differently; NULL differs from "". */
     uint64_t len = s ? (uint64_t)strlen(s) : UINT64_MAX;
-    identity_sha256_update(c, &len, sizeof len);
+    gw_sha256_update(c, &len, sizeof len);
     if (s)
-        identity_sha256_update(c, s, strlen(s));
+        gw_sha256_update(c, s, strlen(s));
 }
 
 static void cache_key(const struct gw_identity *id, const char *issuer, const char *audience,
-                      uint64_t ttl_ms, uint8_t out[IDENTITY_SHA256_LEN])
+                      uint64_t ttl_ms, uint8_t out[GW_SHA256_LEN])
 {
-    struct identity_sha256_ctx c;
-    identity_sha256_init(&c);
+    struct gw_sha256_ctx c;
+    gw_sha256_init(&c);
     hash_field(&c, S.kid);
     hash_field(&c, issuer);
     hash_field(&c, audience);
-    identity_sha256_update(&c, &ttl_ms, sizeof ttl_ms);
+    gw_sha256_update(&c, &ttl_ms, sizeof ttl_ms);
     hash_field(&c, id->issuer);
     hash_field(&c, id->subject);
     hash_field(&c, id->tenant);
@@ -263,10 +263,10 @@ static void cache_key(const struct gw_identity *id, const char *issuer, const ch
     hash_field(&c, NULL);
     for (size_t i = 0; id->scopes && id->scopes[i]; i++)
         hash_field(&c, id->scopes[i]);
-    identity_sha256_final(&c, out);
+    gw_sha256_final(&c, out);
 }
 
-static struct mint_set *set_for(const uint8_t key[IDENTITY_SHA256_LEN])
+static struct mint_set *set_for(const uint8_t key[GW_SHA256_LEN])
 {
     uint64_t h;
     memcpy(&h, key, sizeof h);
@@ -274,7 +274,7 @@ static struct mint_set *set_for(const uint8_t key[IDENTITY_SHA256_LEN])
 }
 
 /* Copies a live token into out. Returns 1 on a hit, 0 on a miss, -1 on memory. */
-static int cache_get(const uint8_t key[IDENTITY_SHA256_LEN], int64_t now_s, int64_t max_exp,
+static int cache_get(const uint8_t key[GW_SHA256_LEN], int64_t now_s, int64_t max_exp,
                      struct gw_buf *out)
 {
     if (!S.n_sets)
@@ -284,7 +284,7 @@ static int cache_get(const uint8_t key[IDENTITY_SHA256_LEN], int64_t now_s, int6
     pthread_mutex_lock(&set->mu);
     for (int w = 0; w < CACHE_WAYS; w++) {
         struct mint_entry *e = &set->e[w];
-        if (!e->token || memcmp(e->key, key, IDENTITY_SHA256_LEN) != 0)
+        if (!e->token || memcmp(e->key, key, GW_SHA256_LEN) != 0)
             continue;
         /* Never past its use-by time, and never outliving the user's own token. */
         if (now_s < e->use_until && (max_exp <= 0 || e->exp <= max_exp)) {
@@ -297,7 +297,7 @@ static int cache_get(const uint8_t key[IDENTITY_SHA256_LEN], int64_t now_s, int6
     return rc;
 }
 
-static void cache_put(const uint8_t key[IDENTITY_SHA256_LEN], const char *token, int64_t exp,
+static void cache_put(const uint8_t key[GW_SHA256_LEN], const char *token, int64_t exp,
                       int64_t use_until, int64_t now_s)
 {
     if (!S.n_sets)
@@ -309,7 +309,7 @@ static void cache_put(const uint8_t key[IDENTITY_SHA256_LEN], const char *token,
     pthread_mutex_lock(&set->mu);
     struct mint_entry *slot = NULL;
     for (int w = 0; w < CACHE_WAYS && !slot; w++)
-        if (set->e[w].token && memcmp(set->e[w].key, key, IDENTITY_SHA256_LEN) == 0)
+        if (set->e[w].token && memcmp(set->e[w].key, key, GW_SHA256_LEN) == 0)
             slot = &set->e[w];
     for (int w = 0; w < CACHE_WAYS && !slot; w++)
         if (!set->e[w].token || set->e[w].use_until <= now_s)
@@ -321,7 +321,7 @@ static void cache_put(const uint8_t key[IDENTITY_SHA256_LEN], const char *token,
                 slot = &set->e[w];
     }
     free(slot->token);
-    memcpy(slot->key, key, IDENTITY_SHA256_LEN);
+    memcpy(slot->key, key, GW_SHA256_LEN);
     slot->token = copy;
     slot->exp = exp;
     slot->use_until = use_until;
@@ -399,7 +399,7 @@ int inject_token(const struct gw_identity *id, const char *issuer, const char *a
         exp = id->expires_at;
     if (exp <= now_s)
         return INJECT_E_IDENTITY;
-    uint8_t key[IDENTITY_SHA256_LEN];
+    uint8_t key[GW_SHA256_LEN];
     cache_key(id, issuer, audience, ttl_ms, key);
     size_t start = out->len;
     int hit = cache_get(key, now_s, id->expires_at, out);

@@ -16,9 +16,9 @@
  */
 #include "layers/routing/affinity.h"
 #include "layers/routing/routing.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/server.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 #include "layers/layer.h"
 #include "layers/routing/endpoints.h"
 #include "layers/routing/inject.h"

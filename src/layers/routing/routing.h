@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
-#include "core/cfg.h"
+#include "lib/buf.h"
+#include "lib/cfg.h"
 #include "core/config.h"
 #include "layers/routing/ssrf.h"
 

@@ -4,7 +4,7 @@
  */
 #include "layers/routing/inject.h"
 #include "layers/routing/routing.h"
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/cfg.h"
+#include "lib/cfg.h"
 #include "layers/safety/safety-t.h"
 
 struct safety_config;

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/buf.h"
-#include "core/timeutil.h"
+#include "lib/buf.h"
+#include "lib/timeutil.h"
 
 static const char *const words[] = {
     "the",     "patient", "reported",  "mild",  "pain",      "after",   "walking", "and",

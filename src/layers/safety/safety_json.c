@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 
 /* ---- the per-process hash key ------------------------------------------------------------- */
 

@@ -14,7 +14,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 
 /* A JWKS document larger than this, or with more keys, is refused. */
 #define JWKS_MAX_BYTES (256u * 1024)

@@ -1,5 +1,5 @@
-#include "core/cfg.h"
-#include "core/timeutil.h"
+#include "lib/cfg.h"
+#include "lib/timeutil.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,6 +1,6 @@
-#include "layers/identity/jwk.h"
-#include "layers/identity/jwt.h"
-#include "layers/identity/sha256.h"
+#include "lib/jwk.h"
+#include "lib/jwt.h"
+#include "lib/digest.h"
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -413,8 +413,8 @@ int jwk_thumbprint(EVP_PKEY *key, char out[44])
     char *text = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
     if (!text)
         goto out;
-    uint8_t digest[IDENTITY_SHA256_LEN];
-    identity_sha256(text, strlen(text), digest);
+    uint8_t digest[GW_SHA256_LEN];
+    gw_sha256(text, strlen(text), digest);
     free(text);
     struct gw_buf b = {0};
     if (jwt_b64url_encode(digest, sizeof digest, &b) == 0 && b.len == 43) {

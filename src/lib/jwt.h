@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
+#include "lib/buf.h"
 
 /* Tokens longer than this are refused before any decoding. */
 #define JWT_MAX_TOKEN 8192

@@ -1,4 +1,4 @@
-#include "layers/identity/jwt.h"
+#include "lib/jwt.h"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>

@@ -1,6 +1,6 @@
-#include "core/log.h"
-#include "core/buf.h"
-#include "core/timeutil.h"
+#include "lib/log.h"
+#include "lib/buf.h"
+#include "lib/timeutil.h"
 
 #include <stdarg.h>
 #include <stdio.h>

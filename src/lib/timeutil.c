@@ -1,4 +1,4 @@
-#include "core/timeutil.h"
+#include "lib/timeutil.h"
 
 #include <errno.h>
 #include <stdatomic.h>

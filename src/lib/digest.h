@@ -1,0 +1,52 @@
+/*
+ * digest: SHA-256 and HMAC-SHA-256 through OpenSSL's one-shot functions, hex encoding, and a
+ * constant-time comparison.
+ *
+ * The request path hashes every bearer token, session id and cache key. OpenSSL's EVP API
+ * allocates a context per call; its one-shot SHA256() and HMAC() do not, and use the
+ * processor's SHA extensions. Hashes built from several parts gather them in a small buffer
+ * on the caller's stack and hash them in one call; only parts that overflow it fall back to
+ * an EVP context.
+ */
+#ifndef GW_DIGEST_H
+#define GW_DIGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_SHA256_LEN 32
+#define GW_SHA256_HEX_LEN 64
+
+/* out = SHA-256(data). */
+void gw_sha256(const void *data, size_t len, uint8_t out[GW_SHA256_LEN]);
+/* Writes the 64 lowercase hex digits of SHA-256(data) and a NUL into hex. */
+void gw_sha256_hex(const void *data, size_t len, char hex[GW_SHA256_HEX_LEN + 1]);
+
+/*
+ * An incremental SHA-256 of a few parts. Parts are buffered (no allocation) until `buf` is
+ * full; beyond it an EVP context takes over. Every _init must be matched by _final, which
+ * releases what was allocated.
+ */
+struct gw_sha256_ctx {
+    unsigned char buf[1024];
+    size_t len;
+    void *evp; /* EVP_MD_CTX once buf overflowed, else NULL */
+    int failed;
+};
+
+void gw_sha256_init(struct gw_sha256_ctx *c);
+void gw_sha256_update(struct gw_sha256_ctx *c, const void *data, size_t len);
+/* Writes the digest. Returns 0, or -1 when OpenSSL failed (out is zeroed then). */
+int gw_sha256_final(struct gw_sha256_ctx *c, uint8_t out[GW_SHA256_LEN]);
+
+/* out = HMAC-SHA-256(key, data). Returns 0 or -1. */
+int gw_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                   uint8_t out[GW_SHA256_LEN]);
+
+/* Writes 2n lowercase hex digits and a NUL into hex (2n + 1 bytes). */
+void gw_hex(const uint8_t *bytes, size_t n, char *hex);
+
+/* 1 when a and b (n bytes each) are equal, in time that depends only on n. */
+int gw_equal_ct(const void *a, const void *b, size_t n);
+
+#endif
