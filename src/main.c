@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "lib/log.h"
+#include "core/proxy.h"
 #include "core/server.h"
 #include "layers/audit/audit.h"
 #include "layers/identity/identity.h"
@@ -198,7 +199,7 @@ static int cmd_serve(int argc, char **argv)
     }
     rc = 1;
     if (started == sizeof runtimes / sizeof runtimes[0])
-        rc = gw_server_run(cfg);
+        rc = gw_server_run(cfg, proxy_handler());
     /* Every request has completed by now, so the audit log flushes last. */
     while (started > 0)
         runtimes[--started].stop();

@@ -2,6 +2,7 @@
 
 #include <string.h>
 #include <strings.h>
+#include <sys/types.h>
 
 static struct http1_parser *self(http_parser *hp)
 {

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "lib/buf.h"
-#include "core/request.h"
+#include "core/request-t.h"
 
 #define HTTP1_MAX_HEADERS 100
 

@@ -1450,8 +1450,9 @@ static void protocol_error(struct gw_request *req, int http_status, int code,
     gw_decision_deny(&req->protocol_decision, http_status, code, reason_code, message);
 }
 
-void gw_handle_request(struct gw_conn *c, struct http1_parser *p)
+static void handle_request(void *ctx, struct gw_conn *c, struct http1_parser *p)
 {
+    (void)ctx;
     struct gw_worker *w = gw_conn_worker(c);
     const struct gw_config *cfg = gw_worker_config(w);
 
@@ -1501,8 +1502,7 @@ void gw_handle_request(struct gw_conn *c, struct http1_parser *p)
     uv_timer_init(gw_worker_loop(w), &x->timer);
     x->timer.data = x;
     req->exchange = x;
-    req->worker = w;
-    req->post = gw_worker_post;
+    req->host = gw_worker_host(w);
     req->route = route;
     req->method = p->method;
     req->method_name = p->method_name;
@@ -1622,4 +1622,10 @@ int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p)
     simple_with(c, 200, body.data, body.len, extra, 2);
     gw_buf_free(&body);
     return 1;
+}
+
+const struct gw_handler *proxy_handler(void)
+{
+    static const struct gw_handler h = {handle_request, NULL};
+    return &h;
 }

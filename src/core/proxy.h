@@ -1,13 +1,15 @@
 /*
- * proxy: the request handler (gw_handle_request, declared in server.h) and the gateway's own
+ * proxy: the request handler the server runs on its listeners, and the gateway's own
  * well-known documents.
  */
 #ifndef GW_PROXY_H
 #define GW_PROXY_H
 
 #include "core/http1.h"
+#include "core/server.h"
 
-struct gw_conn;
+/* The handler for the gateway's listeners: routes, the layers, relaying. Static storage. */
+const struct gw_handler *proxy_handler(void);
 
 /*
  * Answers GET /.well-known/... documents the gateway serves itself (OAuth protected resource

@@ -91,13 +91,28 @@ int gw_decision_deny(struct gw_decision *d, int http_status, int jsonrpc_code,
     return GW_DENY;
 }
 
-int gw_request_post(struct gw_request *req, void (*fn)(void *arg), void *arg)
+int gw_host_post(const struct gw_request_host *host, void (*fn)(void *arg), void *arg)
 {
-    if (!req->post) {
+    if (!host->post) {
         fn(arg);
         return 0;
     }
-    return req->post(req->worker, fn, arg);
+    return host->post(host->ctx, fn, arg);
+}
+
+int gw_host_stopping(const struct gw_request_host *host)
+{
+    return host->stopping && host->stopping(host->ctx);
+}
+
+int gw_request_post(struct gw_request *req, void (*fn)(void *arg), void *arg)
+{
+    return gw_host_post(&req->host, fn, arg);
+}
+
+struct uv_loop_s *gw_request_loop(const struct gw_request *req)
+{
+    return req->host.loop;
 }
 
 const char *gw_stage_name(enum gw_stage stage)

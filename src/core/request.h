@@ -12,11 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/request-t.h"
 #include "lib/buf.h"
 #include "core/config.h"
-#include "layers/identity/identity-t.h"
-#include "layers/limits/limits-t.h"
-#include "layers/safety/safety-t.h"
 #include "mcp/jsonrpc.h"
 
 enum gw_stage {
@@ -29,37 +27,6 @@ enum gw_stage {
     GW_STAGE_COUNT
 };
 
-enum gw_verdict {
-    GW_PASS = 0,  /* go on to the next layer */
-    GW_DENY = 1,  /* stop; answer with the decision */
-    GW_ASYNC = 2, /* the layer will call gw_pipeline_resume() later */
-};
-
-enum gw_http_method { GW_HTTP_OTHER = 0, GW_HTTP_GET, GW_HTTP_POST, GW_HTTP_DELETE };
-
-/*
- * A layer's decision. On deny, `http_status` and `jsonrpc_code` say how to answer:
- *   - jsonrpc_code == 0 and http_status == 200: a tool result with isError: true (policy,
- *     limits denials the model can act on);
- *   - jsonrpc_code != 0: a JSON-RPC error with that code (e.g. -32602 for a hidden tool);
- *   - http_status 401/403: an OAuth challenge (www_authenticate is set).
- */
-struct gw_decision {
-    enum gw_verdict verdict;
-    int http_status;
-    int jsonrpc_code;
-    char reason_code[64]; /* stable machine code: "identity.invalid_token", "policy.no_match" */
-    char reason[256];     /* short sentence for the client/model; never echoes secrets */
-    char rule_id[128];    /* determining rule(s), comma-separated; empty when none */
-    char www_authenticate[512];
-    uint64_t retry_after_ms; /* limits: when the client may retry; 0 when not applicable */
-};
-
-struct gw_header {
-    struct gw_slice name;
-    struct gw_slice value;
-};
-
 #define GW_MAX_RESPONSE_HEADERS 8
 #define GW_MAX_UPSTREAM_HEADERS 12
 
@@ -70,12 +37,30 @@ struct gw_timing {
     uint64_t end_ns;
 };
 
+/*
+ * What a layer may use of the thread that serves a request: its event loop (for asynchronous
+ * lookups and round trips), a way to run work there from other threads, and whether it is
+ * shutting down. Filled by the core from its worker; all NULL in unit tests, where work
+ * posted runs at once and layers fall back to their own loop.
+ */
+struct gw_request_host {
+    struct uv_loop_s *loop;
+    void *ctx; /* the serving thread, opaque; passed back to post and stopping */
+    int (*post)(void *ctx, void (*fn)(void *arg), void *arg);
+    int (*stopping)(const void *ctx);
+};
+
+/* True when the host (a copy kept by a layer) has begun its graceful shutdown. */
+int gw_host_stopping(const struct gw_request_host *host);
+/* Runs fn(arg) on the host's thread, or at once when it has none. Returns 0 or -1. */
+int gw_host_post(const struct gw_request_host *host, void (*fn)(void *arg), void *arg);
+
 struct gw_request {
     char id[37]; /* UUIDv7 */
     const struct gw_config *cfg;
     const struct gw_route *route;
-    void *worker;   /* the worker thread that owns it (struct gw_worker) */
-    void *exchange; /* the proxy exchange serving it (proxy.c); NULL in unit tests */
+    struct gw_request_host host; /* the thread serving it; zeroed in unit tests */
+    void *exchange;              /* the handler's state for it (the proxy's exchange) */
 
     /* HTTP, as received. Slices point into the connection's header storage. */
     enum gw_http_method method;
@@ -162,13 +147,6 @@ struct gw_request {
     void (*pipeline_done)(struct gw_request *req, int verdict);
     int pipeline_running;
     int pipeline_early_verdict; /* a resume that came before check() returned GW_ASYNC; -1 none */
-
-    /*
-     * Runs fn(arg) on the thread that owns this request, from any thread (e.g. a key-fetch
-     * thread handing back its result). Set by the server; NULL in unit tests, where
-     * gw_request_post calls fn at once.
-     */
-    int (*post)(void *worker, void (*fn)(void *arg), void *arg);
 };
 
 /* Allocates a request context with a fresh id. Returns NULL when out of memory. */
@@ -191,8 +169,13 @@ struct gw_slice gw_request_upstream_body(const struct gw_request *req);
 int gw_request_add_response_header(struct gw_request *req, const char *name, const char *value);
 int gw_request_add_upstream_header(struct gw_request *req, const char *name, const char *value);
 
-/* Runs fn(arg) on the request's own thread (see `post`). Returns 0, or -1 when it cannot. */
+/*
+ * Runs fn(arg) on the request's own thread, from any thread (a key-fetch thread handing back
+ * its result); at once in unit tests. Returns 0, or -1 when it cannot.
+ */
 int gw_request_post(struct gw_request *req, void (*fn)(void *arg), void *arg);
+/* The event loop of the request's thread; NULL when it has none (unit tests). */
+struct uv_loop_s *gw_request_loop(const struct gw_request *req);
 
 /* The decision that denied the request (a protocol error or a stage), or NULL if allowed. */
 const struct gw_decision *gw_request_denial(const struct gw_request *req);

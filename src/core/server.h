@@ -16,18 +16,35 @@
 
 #include "core/config.h"
 #include "core/http1.h"
+#include "core/request.h"
 
 struct gw_worker;
 struct gw_conn;
 struct upstream_multi;
 
 /*
- * Runs the server until SIGTERM/SIGINT and a graceful drain. Returns the exit code. Signals
- * stay caught (a second one is harmless) until gw_server_release_signals(), which the caller
- * calls once its own teardown is done.
+ * What the server calls for each complete request, on the worker's thread that read it. The
+ * handler answers through the gw_conn_* calls below and finally gw_conn_end, at once or later
+ * (from the same thread). The parser's slices stay valid until gw_conn_end.
  */
-int gw_server_run(const struct gw_config *cfg);
+struct gw_handler {
+    void (*handle)(void *ctx, struct gw_conn *c, struct http1_parser *p);
+    void *ctx;
+};
+
+/*
+ * Runs the server with `handler` on every listener until SIGTERM/SIGINT (or gw_server_stop)
+ * and a graceful drain. Returns the exit code. Signals stay caught (a second one is harmless)
+ * until gw_server_release_signals(), which the caller calls once its own teardown is done.
+ */
+int gw_server_run(const struct gw_config *cfg, const struct gw_handler *handler);
 void gw_server_release_signals(void);
+/*
+ * Begins the graceful drain as SIGTERM does (now = 0), or closes everything at once as a
+ * second signal does (now = 1). Callable from any thread, also before gw_server_run has
+ * started its workers (the stop then happens as soon as they exist).
+ */
+void gw_server_stop(int now);
 
 /* ---- what handlers (the proxy) may do with a connection ---- */
 
@@ -44,6 +61,8 @@ void gw_worker_ref(struct gw_worker *w);
 void gw_worker_unref(struct gw_worker *w);
 /* Runs fn(arg) on the worker's loop thread; callable from any thread. Returns 0 or -1. */
 int gw_worker_post(void *worker, void (*fn)(void *arg), void *arg);
+/* The worker as a request's host (its loop, posting, whether it stops) for the layers. */
+struct gw_request_host gw_worker_host(struct gw_worker *w);
 
 /*
  * Starts the response. content_length >= 0 sends a fixed-length body; -1 streams it (chunked
@@ -72,15 +91,13 @@ int gw_conn_http_minor(const struct gw_conn *c);
 struct gw_worker *gw_conn_worker(const struct gw_conn *c);
 
 /*
- * The handler interface. The server calls gw_handle_request (proxy.c) for each complete
- * request; the handler answers through the gw_conn_* calls above and finally gw_conn_end.
- * If the client goes away first, the server calls `abort_cb` (the connection must not be
- * used afterwards). When the server begins a graceful shutdown, it calls `shutdown_cb` for
- * requests in flight: a handler relaying an open-ended stream ends it there.
+ * If the client goes away before the handler has ended its answer, the server calls
+ * `abort_cb` (the connection must not be used afterwards). When the server begins a graceful
+ * shutdown, it calls `shutdown_cb` for requests in flight: a handler relaying an open-ended
+ * stream ends it there.
  */
 void gw_conn_set_hooks(struct gw_conn *c, void (*abort_cb)(void *arg),
                        void (*shutdown_cb)(void *arg), void *arg);
-void gw_handle_request(struct gw_conn *c, struct http1_parser *p);
 /* True once the worker has begun its graceful shutdown. */
 int gw_worker_stopping(const struct gw_worker *w);
 

@@ -14,7 +14,7 @@
 #include <uv.h>
 
 #include "lib/buf.h"
-#include "core/request.h"
+#include "core/request-t.h"
 
 enum upstream_error {
     UPSTREAM_OK = 0,

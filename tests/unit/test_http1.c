@@ -1,6 +1,7 @@
 /* Tests of the HTTP/1.1 request parser wrapper (src/core/http1.c). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -834,7 +834,7 @@ static void test_unknown_kid_async_refetch(void **state)
     char *tok = fx_token(FX_RSA_B, NULL);
     char *h = bearer(tok);
     struct fx_request *r = fx_request(fx, NULL, "Authorization", h, NULL);
-    r->req->post = test_post;
+    r->req->host.post = test_post;
     done_calls = 0;
     gw_pipeline_start(r->req, on_done);
     assert_int_equal(done_calls, 0); /* waiting */
@@ -853,7 +853,7 @@ static void test_unknown_kid_async_refetch(void **state)
     char *unk = fx_token_ex(FX_RSA_B, JWT_RS256, "never", NULL);
     char *hu = bearer(unk);
     r = fx_request(fx, NULL, "Authorization", hu, NULL);
-    r->req->post = test_post;
+    r->req->host.post = test_post;
     done_calls = 0;
     gw_pipeline_start(r->req, on_done);
     assert_true(run_posted(3000));
@@ -863,7 +863,7 @@ static void test_unknown_kid_async_refetch(void **state)
     fx_request_free(r);
     int fetched = fx_server_requests(srv);
     r = fx_request(fx, NULL, "Authorization", hu, NULL);
-    r->req->post = test_post;
+    r->req->host.post = test_post;
     done_calls = 0;
     gw_pipeline_start(r->req, on_done);
     assert_int_equal(done_calls, 1); /* decided synchronously */
@@ -875,7 +875,7 @@ static void test_unknown_kid_async_refetch(void **state)
     usleep(150 * 1000);
     fx_server_delay(srv, 200);
     r = fx_request(fx, NULL, "Authorization", hu, NULL);
-    r->req->post = test_post;
+    r->req->host.post = test_post;
     done_calls = 0;
     gw_pipeline_start(r->req, on_done);
     assert_int_equal(done_calls, 0);

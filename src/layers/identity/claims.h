@@ -8,7 +8,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "layers/identity/identity-t.h"
+#include "core/request-t.h"
 #include "layers/identity/identity.h"
 
 /* Bounds on what a token may carry into the request. Beyond them the token is refused

@@ -14,7 +14,7 @@
 #include "layers/identity/identity.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
-#include "layers/identity/challenge.h"
+#include "core/challenge.h"
 #include "layers/identity/claims.h"
 #include "lib/jwt.h"
 #include "layers/identity/keystore.h"
@@ -63,7 +63,7 @@ static int deny_missing(struct gw_request *req, struct gw_decision *d, const cha
     gw_decision_deny(d, 401, IDENTITY_JSONRPC_UNAUTHORIZED, reason_code,
                      "This resource needs an OAuth access token.");
     scope_list(req->cfg ? req->cfg->identity : NULL, scope, sizeof scope);
-    identity_challenge(req, NULL, NULL, scope, d->www_authenticate, sizeof d->www_authenticate);
+    gw_challenge(req, NULL, NULL, scope, d->www_authenticate, sizeof d->www_authenticate);
     return GW_DENY;
 }
 
@@ -71,8 +71,8 @@ static int deny_bad_request(struct gw_request *req, struct gw_decision *d, const
                             const char *text)
 {
     gw_decision_deny(d, 400, IDENTITY_JSONRPC_UNAUTHORIZED, reason_code, text);
-    identity_challenge(req, "invalid_request", text, NULL, d->www_authenticate,
-                       sizeof d->www_authenticate);
+    gw_challenge(req, "invalid_request", text, NULL, d->www_authenticate,
+                 sizeof d->www_authenticate);
     return GW_DENY;
 }
 
@@ -85,8 +85,8 @@ static int deny_token(struct gw_request *req, struct gw_decision *d, int err)
     }
     gw_decision_deny(d, 401, IDENTITY_JSONRPC_UNAUTHORIZED, jwt_error_code(err),
                      INVALID_TOKEN_TEXT);
-    identity_challenge(req, "invalid_token", INVALID_TOKEN_TEXT, NULL, d->www_authenticate,
-                       sizeof d->www_authenticate);
+    gw_challenge(req, "invalid_token", INVALID_TOKEN_TEXT, NULL, d->www_authenticate,
+                 sizeof d->www_authenticate);
     return GW_DENY;
 }
 
@@ -210,17 +210,14 @@ static void refetch_done(void *arg)
     struct refetch_wait *w = arg;
     pthread_mutex_lock(&w->lock);
     struct gw_request *req = w->req;
-    int (*post)(void *, void (*)(void *), void *) = req ? req->post : NULL;
-    void *worker = req ? req->worker : NULL;
+    struct gw_request_host host = req ? req->host : (struct gw_request_host){0};
     pthread_mutex_unlock(&w->lock);
     if (!req) {
         wait_unref(w);
         return;
     }
-    /* Without a post hook (unit tests) the resume runs here, as gw_request_post would. */
-    if (!post)
-        refetch_resumed(w);
-    else if (post(worker, refetch_resumed, w) != 0)
+    /* Without a host (unit tests) the resume runs here. */
+    if (gw_host_post(&host, refetch_resumed, w) != 0)
         wait_unref(w); /* the worker is gone; its requests die with it */
 }
 

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "layers/identity/identity-t.h"
+#include "core/request-t.h"
 #include "lib/digest.h"
 
 #define TOKEN_CACHE_WAYS 8

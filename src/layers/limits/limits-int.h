@@ -282,6 +282,6 @@ void lredis_thread_close(void);
  */
 void limits_set_thread_loop(void *loop);
 /* The worker (struct gw_worker) serving this thread's Redis calls; its shutdown closes them. */
-void lredis_set_worker(void *worker);
+void lredis_set_host(const struct gw_request_host *host);
 
 #endif

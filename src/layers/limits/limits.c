@@ -15,7 +15,6 @@
 #include "layers/limits/limits-int.h"
 #include "lib/digest.h"
 #include "lib/log.h"
-#include "core/server.h"
 #include "lib/timeutil.h"
 
 #include <errno.h>
@@ -604,7 +603,7 @@ static void on_redis(void *arg, const struct lredis_result *res)
 static int check_redis(struct gw_request *req, const struct limits_config *lc, struct lreq *s,
                        struct gw_decision *out)
 {
-    uv_loop_t *loop = req->worker ? gw_worker_loop((struct gw_worker *)req->worker) : thread_loop;
+    uv_loop_t *loop = gw_request_loop(req) ? gw_request_loop(req) : thread_loop;
     if (!loop)
         return deny_unavailable(req, out, "no event loop for Redis on this thread");
     if (!(s->rr = calloc(1, sizeof *s->rr)))
@@ -651,7 +650,7 @@ static int check_redis(struct gw_request *req, const struct limits_config *lc, s
                                                     .amount = s->res[i].amount,
                                                     .ttl_s = s->res[i].expires - now_s + 86400};
     s->redis = 1;
-    lredis_set_worker(req->worker);
+    lredis_set_host(&req->host);
     lredis_check(lc, loop, s->rr->rrates, s->rr->n_rrates, s->rr->rbudgets, s->n_res, on_redis, s);
     return GW_ASYNC;
 }
@@ -829,10 +828,9 @@ static void limits_on_complete(struct gw_request *req)
         if (delta == 0)
             continue;
         if (s->redis) {
-            uv_loop_t *loop =
-                req->worker ? gw_worker_loop((struct gw_worker *)req->worker) : thread_loop;
+            uv_loop_t *loop = gw_request_loop(req) ? gw_request_loop(req) : thread_loop;
             const char *k = res->redis_key;
-            lredis_set_worker(req->worker);
+            lredis_set_host(&req->host);
             if (loop)
                 lredis_budget_add(lc, loop, &k, 1, delta, res->expires - now_s + 86400);
             continue;

@@ -16,7 +16,6 @@
  */
 #include "layers/limits/limits-int.h"
 #include "lib/log.h"
-#include "core/server.h"
 #include "lib/timeutil.h"
 
 #include <hiredis/async.h>
@@ -86,18 +85,18 @@ struct rconn {
     char host[256]; /* where ac is connected (a new configuration may name another server) */
     int port;
     /* Served by a worker: its shutdown closes the connection (see on_check). */
-    void *worker;
+    struct gw_request_host worker;
     uv_check_t check;
     int check_open;
     int64_t retry_at_ms; /* no reconnect before (monotonic ms) */
 };
 
 static __thread struct rconn tls_conn;
-static __thread void *tls_worker;
+static __thread struct gw_request_host tls_host;
 
-void lredis_set_worker(void *worker)
+void lredis_set_host(const struct gw_request_host *host)
 {
-    tls_worker = worker;
+    tls_host = *host;
 }
 static char script_sha[41];
 static uv_once_t sha_once = UV_ONCE_INIT;
@@ -162,7 +161,7 @@ static void check_closed(uv_handle_t *h)
 static void on_check(uv_check_t *h)
 {
     struct rconn *c = h->data;
-    if (!c->worker || !gw_worker_stopping((const struct gw_worker *)c->worker))
+    if (!gw_host_stopping(&c->worker))
         return;
     if (c->ac) {
         redisAsyncContext *ac = c->ac;
@@ -212,8 +211,8 @@ static redisAsyncContext *conn_get(const struct limits_config *lc, uv_loop_t *lo
      * flight do (through their timers).
      */
     uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
-    if (tls_worker && !c->check_open && uv_check_init(loop, &c->check) == 0) {
-        c->worker = tls_worker;
+    if (tls_host.stopping && !c->check_open && uv_check_init(loop, &c->check) == 0) {
+        c->worker = tls_host;
         c->check.data = c;
         c->check_open = 1;
         uv_unref((uv_handle_t *)&c->check);

@@ -7,7 +7,7 @@
  * decision (forwarding the allowed elements alone is a later change).
  */
 #include "layers/policy/policy.h"
-#include "layers/identity/challenge.h"
+#include "core/challenge.h"
 #include "layers/layer.h"
 
 #include <stdio.h>
@@ -87,7 +87,7 @@ static int deny_result(struct gw_request *req, struct gw_decision *out,
     case POLICY_DENY_HIDDEN:
         return deny_hidden(out, q->action, q->target, res->rule_id);
     case POLICY_DENY_SCOPE:
-        return identity_deny_insufficient_scope(req, out, res->scopes, res->rule_id);
+        return gw_deny_insufficient_scope(req, out, res->scopes, res->rule_id);
     case POLICY_DENY_FORBIDDEN:
         if (res->message[0])
             snprintf(reason, sizeof reason, "%.*s",

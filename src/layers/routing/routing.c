@@ -17,7 +17,6 @@
 #include "layers/routing/affinity.h"
 #include "layers/routing/routing.h"
 #include "lib/log.h"
-#include "core/server.h"
 #include "lib/timeutil.h"
 #include "layers/layer.h"
 #include "layers/routing/endpoints.h"
@@ -774,8 +773,8 @@ static int vet_backend(struct job *job, struct gw_request *req, struct gw_decisi
 
 static uv_loop_t *loop_of(const struct gw_request *req)
 {
-    if (req->worker)
-        return gw_worker_loop((struct gw_worker *)req->worker);
+    if (gw_request_loop(req))
+        return gw_request_loop(req);
     return test_loop;
 }
 

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/request-t.h"
 #include "lib/cfg.h"
-#include "layers/safety/safety-t.h"
 
 struct safety_config;
 

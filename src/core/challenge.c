@@ -1,4 +1,4 @@
-#include "layers/identity/challenge.h"
+#include "core/challenge.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -21,8 +21,8 @@ static void append_raw(char *out, size_t outlen, size_t *used, const char *s)
         *used += (size_t)w < outlen - *used ? (size_t)w : outlen - *used - 1;
 }
 
-void identity_challenge(const struct gw_request *req, const char *error, const char *description,
-                        const char *scope, char *out, size_t outlen)
+void gw_challenge(const struct gw_request *req, const char *error, const char *description,
+                  const char *scope, char *out, size_t outlen)
 {
     size_t used = 0;
     if (outlen == 0)
@@ -57,14 +57,14 @@ void identity_challenge(const struct gw_request *req, const char *error, const c
     }
 }
 
-int identity_deny_insufficient_scope(struct gw_request *req, struct gw_decision *d,
-                                     const char *scopes, const char *rule_id)
+int gw_deny_insufficient_scope(struct gw_request *req, struct gw_decision *d, const char *scopes,
+                               const char *rule_id)
 {
     gw_decision_deny(d, 403, 0, "policy.insufficient_scope",
                      "This call needs a token with more scopes.");
     if (rule_id)
         snprintf(d->rule_id, sizeof d->rule_id, "%s", rule_id);
-    identity_challenge(req, "insufficient_scope", "The token lacks a scope this call needs.",
-                       scopes, d->www_authenticate, sizeof d->www_authenticate);
+    gw_challenge(req, "insufficient_scope", "The token lacks a scope this call needs.", scopes,
+                 d->www_authenticate, sizeof d->www_authenticate);
     return GW_DENY;
 }

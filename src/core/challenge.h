@@ -2,8 +2,8 @@
  * challenge: the OAuth 2.0 bearer challenge (RFC 6750 §3) toolgate answers with, pointing
  * MCP clients at the protected resource metadata (RFC 9728 §5.1).
  */
-#ifndef GW_CHALLENGE_H
-#define GW_CHALLENGE_H
+#ifndef GW_CORE_CHALLENGE_H
+#define GW_CORE_CHALLENGE_H
 
 #include <stddef.h>
 
@@ -17,14 +17,14 @@
  * "invalid_request", "invalid_token", "insufficient_scope". The description must be text
  * written by toolgate (it is not escaped beyond dropping quotes and backslashes).
  */
-void identity_challenge(const struct gw_request *req, const char *error, const char *description,
-                        const char *scope, char *out, size_t outlen);
+void gw_challenge(const struct gw_request *req, const char *error, const char *description,
+                  const char *scope, char *out, size_t outlen);
 
 /*
  * Fills d as a 403 insufficient_scope denial naming the scopes that would allow the call
- * (space-separated). For the policy layer; returns GW_DENY.
+ * (space-separated). Any layer that decides on scopes may use it; returns GW_DENY.
  */
-int identity_deny_insufficient_scope(struct gw_request *req, struct gw_decision *d,
-                                     const char *scopes, const char *rule_id);
+int gw_deny_insufficient_scope(struct gw_request *req, struct gw_decision *d, const char *scopes,
+                               const char *rule_id);
 
 #endif
