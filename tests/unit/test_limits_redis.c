@@ -139,6 +139,14 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* A test that failed half way has not stopped the layer: the next one must start it anew. */
+static int test_teardown(void **state)
+{
+    (void)state;
+    limits_stop();
+    return 0;
+}
+
 static struct gw_config *load(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static struct gw_config *load(const char *fmt, ...)
 {
@@ -332,6 +340,34 @@ static void test_redis_budget_concurrent(void **state)
     gw_config_free(cfg);
 }
 
+/*
+ * A check issued late in a long loop iteration gets its whole redis_timeout: the loop's cached
+ * time is made older than the timeout (as by slow callbacks, or a slow start before the loop
+ * first runs), and the round trip must still be awaited rather than timed out at once.
+ */
+static void test_redis_stale_loop_time(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = load("limits:\n  store: \"redis://127.0.0.1:%d\"\n"
+                                 "  redis_timeout: 150ms\n"
+                                 "  rate: [{name: s, per: user, limit: 5, window: 10s}]\n",
+                                 port);
+    assert_int_equal(limits_start(cfg), 0);
+    /* Connected, and the script is on the server: the next check is one round trip. */
+    struct gw_request *req = call(cfg, "hana", "t");
+    assert_int_equal(check(req), GW_PASS);
+    gw_request_free(req);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the cached time is now */
+    usleep(300000);               /* and then twice the timeout old */
+    req = call(cfg, "hana", "t");
+    assert_int_equal(check(req), GW_PASS);
+    assert_string_equal(req->limits.store, "redis");
+    assert_int_equal(req->limits.rate_remaining, 3);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
 /* Nothing listens: fail closed denies with 503, fail local decides in process. */
 static void test_redis_down(void **state)
 {
@@ -402,11 +438,12 @@ static void test_redis_silent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_redis_rate),
-        cmocka_unit_test(test_redis_budget),
-        cmocka_unit_test(test_redis_budget_concurrent),
-        cmocka_unit_test(test_redis_down),
-        cmocka_unit_test(test_redis_silent),
+        cmocka_unit_test_teardown(test_redis_rate, test_teardown),
+        cmocka_unit_test_teardown(test_redis_budget, test_teardown),
+        cmocka_unit_test_teardown(test_redis_budget_concurrent, test_teardown),
+        cmocka_unit_test_teardown(test_redis_stale_loop_time, test_teardown),
+        cmocka_unit_test_teardown(test_redis_down, test_teardown),
+        cmocka_unit_test_teardown(test_redis_silent, test_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

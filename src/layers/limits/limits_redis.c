@@ -434,6 +434,14 @@ void lredis_check(const struct limits_config *lc, void *loop, const struct lredi
     uv_timer_init(loop, &op->timer);
     op->timer.data = op;
     op->timer_open = 1;
+    /*
+     * libuv measures a timer from the loop's cached time, which it refreshes only when the loop
+     * wakes. Whatever ran since (the rest of this iteration's callbacks, or everything since
+     * the loop was initialised if it has not run yet) would otherwise come off redis_timeout;
+     * past it the timer is already due on the next iteration, which runs timers before it
+     * polls for the reply, and a healthy server is reported unavailable. One clock read.
+     */
+    uv_update_time(loop);
     uv_timer_start(&op->timer, on_timeout, lc->redis_timeout_ms, 0);
     return;
 fail_now:
