@@ -1,6 +1,7 @@
 /*
- * toolgate: command-line entry point. Each subcommand lives in its module; this file only
- * dispatches and prints the overall help.
+ * toolgate: command-line entry point. `serve` and `check` are the core's; every other
+ * command belongs to a module (core/module.h) and is found by iterating the module list, so
+ * this file names no module.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -8,40 +9,38 @@
 #include <string.h>
 
 #include "core/config.h"
-#include "lib/log.h"
+#include "core/module.h"
 #include "core/proxy.h"
 #include "core/server.h"
-#include "layers/audit/audit.h"
-#include "layers/identity/identity.h"
-#include "layers/limits/limits.h"
-#include "layers/policy/policy.h"
-#include "layers/routing/routing.h"
-#include "layers/safety/safety.h"
+#include "lib/log.h"
 
 #include <curl/curl.h>
 
 static void usage(FILE *out)
 {
-    fprintf(
-        out,
-        "toolgate %s - a control plane for LLM tool calls (MCP)\n"
-        "\n"
-        "usage: toolgate <command> [options]\n"
-        "\n"
-        "commands:\n"
-        "  serve --config FILE     run the gateway (stops gracefully on SIGTERM/SIGINT)\n"
-        "  check --config FILE     validate a configuration file (and run its policy tests)\n"
-        "  policy test|explain     run policy test files; explain one decision\n"
-        "  audit verify|query|stats|export STORE ...\n"
-        "                          check the audit log's integrity; answer questions from it\n"
-        "  safety scan|validate|redact ...\n"
-        "                          find PII and secrets in JSON; check single values\n"
-        "  keys generate ...       make a signing key pair and its JWKS (development tool)\n"
-        "  token ...               mint a signed test JWT (development tool)\n"
-        "  bench LAYER             micro-benchmarks of a layer (identity, policy, limits, ...)\n"
-        "  --version               print the version\n"
-        "  --help                  this text; `toolgate <command> --help` for a command\n",
-        TOOLGATE_VERSION);
+    fprintf(out,
+            "toolgate %s - a control plane for LLM tool calls (MCP)\n"
+            "\n"
+            "usage: toolgate <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  serve --config FILE     run the gateway (stops gracefully on SIGTERM/SIGINT)\n"
+            "  check --config FILE     validate a configuration file (and run its policy tests)\n",
+            TOOLGATE_VERSION);
+    for (size_t m = 0; m < gw_n_modules; m++)
+        for (const struct gw_command *c = gw_modules[m]->commands; c && c->name; c++)
+            fprintf(out, "  %s %s\n", c->name, c->usage);
+    fprintf(out, "  bench LAYER             micro-benchmarks of a layer (");
+    const char *sep = "";
+    for (size_t m = 0; m < gw_n_modules; m++)
+        if (gw_modules[m]->bench) {
+            fprintf(out, "%s%s", sep, gw_modules[m]->name);
+            sep = ", ";
+        }
+    fprintf(out,
+            ")\n"
+            "  --version               print the version\n"
+            "  --help                  this text; `toolgate <command> --help` for a command\n");
 }
 
 /* Parses `--config FILE` (or `-c FILE`); returns the path or NULL after printing why. */
@@ -93,6 +92,7 @@ static int load_config(int argc, char **argv, const char *cmd, const char **path
     return 0;
 }
 
+/* Validates the file, then lets every module check what it can (policy runs its tests). */
 static int cmd_check(int argc, char **argv)
 {
     const char *path;
@@ -100,76 +100,56 @@ static int cmd_check(int argc, char **argv)
     int rc = load_config(argc, argv, "check", &path, &cfg);
     if (rc != 0)
         return rc;
-    int failures = 0;
-    size_t n_tests = cfg->policy ? policy_config_test_count(cfg->policy) : 0;
-    for (size_t i = 0; i < n_tests; i++) {
-        const char *file = policy_config_test_path(cfg->policy, i);
-        /* The table is printed only when something does not match. */
-        char *table = NULL;
-        size_t table_len = 0;
-        FILE *mem = open_memstream(&table, &table_len);
-        int r = policy_run_tests(cfg->policy, file, mem ? mem : stdout);
-        if (mem)
-            fclose(mem);
-        if (r != 0 && table)
-            fwrite(table, 1, table_len, stdout);
-        free(table);
-        if (r != 0) {
-            fprintf(stderr, "%s: policy tests in %s: %s\n", path, file,
-                    r < 0 ? "cannot be read or parsed" : "mismatches (see the table above)");
-            failures++;
-        }
-    }
-    if (failures) {
-        gw_config_free(cfg);
-        return 1;
-    }
-    printf("%s: ok (%zu route%s, %zu policy rule%s, %zu policy test file%s passed)\n", path,
-           cfg->n_routes, cfg->n_routes == 1 ? "" : "s",
-           cfg->policy ? policy_config_rule_count(cfg->policy) : 0,
-           cfg->policy && policy_config_rule_count(cfg->policy) == 1 ? "" : "s", n_tests,
-           n_tests == 1 ? "" : "s");
+    struct gw_buf summary = {0};
+    gw_buf_printf(&summary, "%zu route%s", cfg->n_routes, cfg->n_routes == 1 ? "" : "s");
+    int failed = 0;
+    for (size_t m = 0; m < gw_n_modules; m++)
+        if (gw_modules[m]->check && gw_modules[m]->check(cfg, path, &summary) != 0)
+            failed = 1;
+    if (!failed)
+        printf("%s: ok (%s)\n", path, summary.data ? summary.data : "");
+    gw_buf_free(&summary);
     gw_config_free(cfg);
-    return 0;
+    return failed;
 }
 
-/* `toolgate bench NAME ...`: the layers' micro-benchmarks (make bench runs them). */
+/* `toolgate bench NAME ...`: the modules' micro-benchmarks (make bench runs them). */
 static int cmd_bench(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        int (*run)(int argc, char **argv);
-    } benches[] = {
-        {"identity", identity_bench_main}, {"policy", policy_bench_main},
-        {"limits", limits_bench_main},     {"routing", routing_bench_main},
-        {"audit", audit_bench_main},       {"safety", safety_bench_main},
-    };
-    if (argc >= 2) {
-        for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
-            if (strcmp(argv[1], benches[i].name) == 0)
-                return benches[i].run(argc - 1, argv + 1);
-    }
-    fprintf(argc >= 2 && strcmp(argv[1], "--help") != 0 ? stderr : stdout,
-            "usage: toolgate bench identity|policy|limits|routing|audit|safety [options]\n"
-            "Micro-benchmarks of the layers; `make bench` runs them with the peers.\n");
-    return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    const struct gw_module *mod = argc >= 2 ? gw_module_find(argv[1]) : NULL;
+    if (mod && mod->bench)
+        return mod->bench(argc - 1, argv + 1);
+    int help = argc >= 2 && strcmp(argv[1], "--help") == 0;
+    FILE *out = help ? stdout : stderr;
+    fprintf(out, "usage: toolgate bench ");
+    const char *sep = "";
+    for (size_t m = 0; m < gw_n_modules; m++)
+        if (gw_modules[m]->bench) {
+            fprintf(out, "%s%s", sep, gw_modules[m]->name);
+            sep = "|";
+        }
+    fprintf(out, " [options]\n"
+                 "Micro-benchmarks of the layers; `make bench` runs them with the peers.\n");
+    return help ? 0 : 2;
 }
 
-static int start_identity(const struct gw_config *cfg)
+/*
+ * The modules' runtimes: the one flagged to come up first (audit, which records what the
+ * others do) starts before the rest and stops after them; the rest in list order, stopped in
+ * reverse.
+ */
+static size_t runtime_order(const struct gw_module **out)
 {
-    return identity_start(cfg->identity);
+    size_t n = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t m = 0; m < gw_n_modules; m++) {
+            const struct gw_module *mod = gw_modules[m];
+            int first = (mod->flags & GW_MODULE_FIRST_UP) != 0;
+            if (mod->start && first == (pass == 0))
+                out[n++] = mod;
+        }
+    return n;
 }
-
-static const struct {
-    const char *what;
-    int (*start)(const struct gw_config *cfg);
-    void (*stop)(void);
-} runtimes[] = {
-    {"the audit log", audit_start, audit_stop},
-    {"the identity layer", start_identity, identity_stop},
-    {"the limits layer", limits_start, limits_stop},
-    {"the routing layer", routing_start, routing_stop},
-};
 
 static int cmd_serve(int argc, char **argv)
 {
@@ -188,24 +168,38 @@ static int cmd_serve(int argc, char **argv)
         gw_config_free(cfg);
         return 1;
     }
-    /* The layers' runtimes, started in order and stopped in reverse (audit last). */
+    const struct gw_module *order[GW_MAX_MODULES];
+    size_t n = runtime_order(order);
     size_t started = 0;
-    for (; started < sizeof runtimes / sizeof runtimes[0]; started++) {
-        if (runtimes[started].start(cfg) != 0) {
-            fprintf(stderr, "%s: %s could not start (see the log above)\n", path,
-                    runtimes[started].what);
+    for (; started < n; started++) {
+        if (order[started]->start(cfg) != 0) {
+            fprintf(stderr, "%s: the %s layer could not start (see the log above)\n", path,
+                    order[started]->name);
             break;
         }
     }
     rc = 1;
-    if (started == sizeof runtimes / sizeof runtimes[0])
+    if (started == n)
         rc = gw_server_run(cfg, proxy_handler());
     /* Every request has completed by now, so the audit log flushes last. */
-    while (started > 0)
-        runtimes[--started].stop();
+    while (started > 0) {
+        const struct gw_module *mod = order[--started];
+        if (mod->stop)
+            mod->stop();
+    }
     gw_server_release_signals();
     gw_config_free(cfg);
     return rc;
+}
+
+/* A module's command, or NULL. */
+static const struct gw_command *find_command(const char *name)
+{
+    for (size_t m = 0; m < gw_n_modules; m++)
+        for (const struct gw_command *c = gw_modules[m]->commands; c && c->name; c++)
+            if (strcmp(c->name, name) == 0)
+                return c;
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -225,22 +219,15 @@ int main(int argc, char **argv)
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc;
+    const struct gw_command *mc;
     if (strcmp(cmd, "serve") == 0)
         rc = cmd_serve(argc - 1, argv + 1);
     else if (strcmp(cmd, "check") == 0)
         rc = cmd_check(argc - 1, argv + 1);
-    else if (strcmp(cmd, "policy") == 0)
-        rc = policy_cli_main(argc - 1, argv + 1);
     else if (strcmp(cmd, "bench") == 0)
         rc = cmd_bench(argc - 1, argv + 1);
-    else if (strcmp(cmd, "audit") == 0)
-        rc = audit_cli_main(argc - 1, argv + 1);
-    else if (strcmp(cmd, "safety") == 0)
-        rc = safety_cli_main(argc - 1, argv + 1);
-    else if (strcmp(cmd, "keys") == 0)
-        rc = identity_cli_keys(argc - 1, argv + 1);
-    else if (strcmp(cmd, "token") == 0)
-        rc = identity_cli_token(argc - 1, argv + 1);
+    else if ((mc = find_command(cmd)))
+        rc = mc->main(argc - 1, argv + 1);
     else {
         fprintf(stderr, "toolgate: unknown command \"%s\"\n\n", cmd);
         usage(stderr);

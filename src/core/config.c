@@ -7,13 +7,8 @@
  * person reading it is fixing a file, usually in a hurry.
  */
 #include "core/config.h"
+#include "core/module.h"
 #include "lib/digest.h"
-#include "layers/audit/audit.h"
-#include "layers/identity/identity.h"
-#include "layers/limits/limits.h"
-#include "layers/policy/policy.h"
-#include "layers/routing/routing.h"
-#include "layers/safety/safety.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1008,9 +1003,16 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                        const struct cfg_node *node, const char *path, struct gw_route *r,
                        struct cfg_error *err)
 {
-    static const char *const keys[] = {"name",     "path",   "kind", "backends",
-                                       "timeouts", "inject", NULL};
+    static const char *const core_keys[] = {"name", "path", "kind", "backends", "timeouts"};
+    const char *keys[64];
+    size_t nk = 0;
     char p[PATH_MAX_LEN];
+    for (size_t i = 0; i < sizeof core_keys / sizeof core_keys[0]; i++)
+        keys[nk++] = core_keys[i];
+    for (size_t m = 0; m < gw_n_modules; m++)
+        for (const char *const *k = gw_modules[m]->route_keys; k && *k && nk < 63; k++)
+            keys[nk++] = *k;
+    keys[nk] = NULL;
     if (cfg_check_keys(doc, node, path, keys, err) != 0)
         return -1;
     char *kind = NULL;
@@ -1125,7 +1127,12 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                                  &r->timeouts, err) != 0)
             return -1;
     }
-    return routing_inject_parse(doc, node, path, &r->inject, err);
+    for (size_t m = 0; m < gw_n_modules; m++) {
+        const struct gw_module *mod = gw_modules[m];
+        if (mod->parse_route && mod->parse_route(doc, node, path, &r->modules[m], err) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 static void route_free(struct gw_route *r)
@@ -1138,7 +1145,11 @@ static void route_free(struct gw_route *r)
         free(r->backends[i].health.path);
     }
     free(r->backends);
-    routing_inject_free(&r->inject);
+    for (size_t m = 0; m < gw_n_modules; m++) {
+        if (r->modules[m] && gw_modules[m]->free_route)
+            gw_modules[m]->free_route(r->modules[m]);
+        r->modules[m] = NULL;
+    }
     free(r->name);
     free(r->path);
 }
@@ -1187,116 +1198,32 @@ static void free_routes(struct gw_config *cfg)
     cfg->n_routes = 0;
 }
 
-/* ---- layer sections ------------------------------------------------------------------------ */
+/* ---- the core's sections; every other top-level key belongs to a module ------------------ */
 
-/* No `identity` section leaves cfg->identity NULL, which the identity layer reads as deny-all. */
-static int parse_identity(struct gw_config *cfg, const struct cfg_doc *doc,
-                          const struct cfg_node *node, struct cfg_error *err)
-{
-    return identity_config_parse(doc, node, &cfg->identity, err);
-}
-
-static void free_identity(struct gw_config *cfg)
-{
-    identity_config_free(cfg->identity);
-    cfg->identity = NULL;
-}
-
-/* No `policy` section leaves cfg->policy NULL, which the policy layer reads as deny-all. */
-static int parse_policy(struct gw_config *cfg, const struct cfg_doc *doc,
-                        const struct cfg_node *node, struct cfg_error *err)
-{
-    if (!node)
-        return 0;
-    return policy_config_parse(doc, node, &cfg->policy, err);
-}
-
-static void free_policy(struct gw_config *cfg)
-{
-    policy_config_free(cfg->policy);
-    cfg->policy = NULL;
-}
-
-/* No `audit` section gives the defaults (an SQLite store next to the working directory). */
-static int parse_audit(struct gw_config *cfg, const struct cfg_doc *doc,
-                       const struct cfg_node *node, struct cfg_error *err)
-{
-    return audit_config_parse(doc, node, &cfg->audit, err);
-}
-
-static void free_audit(struct gw_config *cfg)
-{
-    audit_config_free(cfg->audit);
-    cfg->audit = NULL;
-}
-
-/* No `egress` section gives the defaults: no private destination is allowed. */
-static int parse_egress(struct gw_config *cfg, const struct cfg_doc *doc,
-                        const struct cfg_node *node, struct cfg_error *err)
-{
-    return egress_config_parse(doc, node, &cfg->egress, err);
-}
-
-static void free_egress(struct gw_config *cfg)
-{
-    egress_config_free(cfg->egress);
-    cfg->egress = NULL;
-}
-
-static int parse_limits_section(struct gw_config *cfg, const struct cfg_doc *doc,
-                                const struct cfg_node *node, struct cfg_error *err)
-{
-    return limits_config_parse(doc, node, &cfg->limits, err);
-}
-
-static void free_limits_section(struct gw_config *cfg)
-{
-    limits_config_free(cfg->limits);
-    cfg->limits = NULL;
-}
-
-/* No `safety` section gives the built-in detectors with their default actions. */
-static int parse_safety(struct gw_config *cfg, const struct cfg_doc *doc,
-                        const struct cfg_node *node, struct cfg_error *err)
-{
-    return safety_config_parse(doc, node, &cfg->safety, err);
-}
-
-static void free_safety(struct gw_config *cfg)
-{
-    safety_config_free(cfg->safety);
-    cfg->safety = NULL;
-}
-
-/* ---- the section table and loading -------------------------------------------------------- */
-
-/*
- * Top-level sections, parsed in this order (a section may read what an earlier one stored).
- * Adding a section is one line here plus its fields in struct gw_config.
- */
 static const struct config_section {
     const char *name;
-    gw_config_section_parse_fn *parse;
-    gw_config_section_free_fn *free;
-} config_sections[] = {
+    int (*parse)(struct gw_config *cfg, const struct cfg_doc *doc, const struct cfg_node *node,
+                 struct cfg_error *err);
+    void (*free)(struct gw_config *cfg);
+} core_sections[] = {
     {"server", parse_server, free_server},
     {"routes", parse_routes, free_routes},
-    {"identity", parse_identity, free_identity},
-    {"safety", parse_safety, free_safety},
-    {"policy", parse_policy, free_policy},
-    {"limits", parse_limits_section, free_limits_section},
-    {"audit", parse_audit, free_audit},
-    {"egress", parse_egress, free_egress},
 };
 
-#define N_SECTIONS (sizeof config_sections / sizeof config_sections[0])
+#define N_CORE (sizeof core_sections / sizeof core_sections[0])
 
 void gw_config_free(struct gw_config *cfg)
 {
     if (!cfg)
         return;
-    for (size_t i = N_SECTIONS; i > 0; i--)
-        config_sections[i - 1].free(cfg);
+    for (size_t m = gw_n_modules; m > 0; m--) {
+        const struct gw_module *mod = gw_modules[m - 1];
+        if (cfg->modules[m - 1] && mod->free)
+            mod->free(cfg->modules[m - 1]);
+        cfg->modules[m - 1] = NULL;
+    }
+    for (size_t i = N_CORE; i > 0; i--)
+        core_sections[i - 1].free(cfg);
     free(cfg->path);
     free(cfg);
 }
@@ -1306,7 +1233,8 @@ static struct gw_config *load_bytes(const char *text, size_t len, const char *na
 {
     struct cfg_doc doc;
     struct gw_config *cfg = NULL;
-    const char *known[N_SECTIONS + 1];
+    const char *known[N_CORE + GW_MAX_MODULES + 1];
+    size_t n_known = 0;
     int ok = 0;
 
     if (cfg_load_string(text, len, name, &doc, err) != 0)
@@ -1316,16 +1244,30 @@ static struct gw_config *load_bytes(const char *text, size_t len, const char *na
         cfg_errorf(err, &doc, NULL, "", "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < N_SECTIONS; i++)
-        known[i] = config_sections[i].name;
-    known[N_SECTIONS] = NULL;
+    for (size_t i = 0; i < N_CORE; i++)
+        known[n_known++] = core_sections[i].name;
+    for (size_t m = 0; m < gw_n_modules; m++)
+        if (gw_modules[m]->config_key)
+            known[n_known++] = gw_modules[m]->config_key;
+    known[n_known] = NULL;
     if (cfg_check_keys(&doc, doc.root, "", known, err) != 0)
         goto out;
-    for (size_t i = 0; i < N_SECTIONS; i++) {
-        const struct cfg_node *node = cfg_map_get(doc.root, config_sections[i].name);
+    /* The core's sections first (modules' route keys are parsed with the routes). */
+    for (size_t i = 0; i < N_CORE; i++) {
+        const struct cfg_node *node = cfg_map_get(doc.root, core_sections[i].name);
         if (cfg_is_null(node))
             node = NULL;
-        if (config_sections[i].parse(cfg, &doc, node, err) != 0)
+        if (core_sections[i].parse(cfg, &doc, node, err) != 0)
+            goto out;
+    }
+    for (size_t m = 0; m < gw_n_modules; m++) {
+        const struct gw_module *mod = gw_modules[m];
+        if (!mod->config_key || !mod->parse)
+            continue;
+        const struct cfg_node *node = cfg_map_get(doc.root, mod->config_key);
+        if (cfg_is_null(node))
+            node = NULL;
+        if (mod->parse(&doc, node, &cfg->modules[m], err) != 0)
             goto out;
     }
     gw_sha256_hex(text, len, cfg->config_hash);

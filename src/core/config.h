@@ -2,8 +2,9 @@
  * config: the typed configuration (one "generation"), loaded from YAML by gw_config_load.
  *
  * A generation is immutable once loaded and shared read-only by every worker thread. Each
- * section is parsed by its owner: server and routes here, each layer its own section through
- * its <layer>_config_parse function (called from gw_config_load). Unknown keys are errors.
+ * section is parsed by its owner: `server` (config_server.c) and `routes` (config_routes.c)
+ * by the core, every other key by the module that registered it (core/module.h). Unknown
+ * keys are errors.
  */
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
@@ -13,12 +14,8 @@
 
 #include "lib/cfg.h"
 
-struct identity_config; /* layers/identity/identity.h */
-struct policy_config;   /* layers/policy/policy.h */
-struct audit_config;    /* layers/audit/audit.h */
-struct egress_config;   /* layers/routing/routing.h */
-struct limits_config;   /* layers/limits/limits.h */
-struct safety_config;   /* layers/safety/safety.h */
+/* Slots for the modules' own configuration in a generation and in each route. */
+#define GW_MAX_MODULES 16
 
 struct gw_listen {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
@@ -85,31 +82,6 @@ struct gw_backend {
     struct gw_route_timeouts timeouts; /* the route's, overridden key by key by its own */
 };
 
-/* How the verified identity reaches the backend (routes[].inject; layers/routing). */
-enum gw_inject_mode {
-    GW_INJECT_JWT = 0, /* a short-lived JWT signed by toolgate, in Authorization (default) */
-    GW_INJECT_HEADERS, /* X-Toolgate-Subject etc.: only for backends on a private network */
-    GW_INJECT_NONE,
-};
-
-enum gw_inject_header {
-    GW_INJECT_H_SUBJECT = 0,
-    GW_INJECT_H_TENANT,
-    GW_INJECT_H_ROLES,
-    GW_INJECT_H_SCOPES,
-    GW_INJECT_H_CLIENT,
-    GW_INJECT_H_REQUEST_ID,
-    GW_INJECT_H_COUNT
-};
-
-struct gw_route_inject {
-    enum gw_inject_mode mode;
-    char *audience;  /* jwt: the aud claim; NULL = the URL of the backend called */
-    uint64_t ttl_ms; /* jwt: token lifetime (60s, at most 60s) */
-    /* headers: names, never NULL once parsed (defaults X-Toolgate-Subject, ...) */
-    char *headers[GW_INJECT_H_COUNT];
-};
-
 enum gw_route_kind {
     GW_ROUTE_MCP = 0, /* an MCP endpoint at exactly `path` */
     GW_ROUTE_REST,    /* tool calls as plain HTTP: POST <path>/<tool> with the arguments */
@@ -122,7 +94,8 @@ struct gw_route {
     struct gw_backend *backends;
     size_t n_backends;
     struct gw_route_timeouts timeouts;
-    struct gw_route_inject inject; /* parsed by routing_inject_parse */
+    /* Each module's own keys of this route (module.h: route_keys), by module index. */
+    void *modules[GW_MAX_MODULES];
 };
 
 struct gw_config {
@@ -131,25 +104,12 @@ struct gw_config {
     struct gw_server_config server;
     struct gw_route *routes;
     size_t n_routes;
-    /* Layer sections are added here by the issues that build each layer. */
-    struct identity_config *identity; /* NULL: no identity section (deny everything) */
-    struct policy_config *policy;     /* NULL when the file has no `policy` section: deny all */
-    struct audit_config *audit;       /* `audit:` (audit_config_parse); never NULL once loaded */
-    struct egress_config *egress;     /* `egress:` (egress_config_parse); never NULL once loaded */
-    struct limits_config *limits;     /* NULL when the file has no `limits` section: no limits */
-    struct safety_config *safety;     /* `safety:` (defaults when absent); never NULL once loaded */
+    /*
+     * Each module's section, by module index (core/module.h), as its parse function left
+     * it; each module says what NULL means for it (identity, policy: deny everything).
+     */
+    void *modules[GW_MAX_MODULES];
 };
-
-/*
- * A top-level section parser, one entry in config.c's section table. Called once per load in
- * table order with the section's node, or NULL when the file does not have the section (set
- * the defaults then); sections later in the table may read what earlier ones stored in cfg.
- * Returns 0, or -1 with err filled through cfg_errorf. The matching free function releases what
- * parse stored and must cope with a partly-parsed section.
- */
-typedef int gw_config_section_parse_fn(struct gw_config *cfg, const struct cfg_doc *doc,
-                                       const struct cfg_node *node, struct cfg_error *err);
-typedef void gw_config_section_free_fn(struct gw_config *cfg);
 
 /*
  * Loads, validates and returns a generation (caller frees with gw_config_free); NULL with err

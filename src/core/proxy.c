@@ -11,9 +11,8 @@
 #include "core/server.h"
 #include "lib/timeutil.h"
 #include "core/upstream.h"
-#include "layers/identity/identity.h"
-#include "layers/layer.h"
-#include "layers/routing/routing.h"
+#include "core/module.h"
+#include "core/pipeline.h"
 #include "mcp/session.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/sse.h"
@@ -1344,7 +1343,7 @@ static void on_client_gone(void *arg)
     if (x->req)
         x->req->response_status = x->req->response_status ? x->req->response_status : 499;
     /* A layer still deciding will call on_decided, which finishes the exchange. */
-    if (x->req && !x->up && x->req->next_stage < GW_STAGE_COUNT)
+    if (x->req && !x->up && gw_pipeline_deciding(x->req))
         return;
     exchange_finish(x, 1);
 }
@@ -1564,14 +1563,13 @@ static void handle_request(void *ctx, struct gw_conn *c, struct http1_parser *p)
 }
 
 /*
- * RFC 9728 protected resource metadata: the root document describes public_url itself, the
- * path-suffixed one each route's resource. Browser-based MCP clients fetch these across
- * origins, hence the CORS header.
+ * Documents under /.well-known/ come from the modules that serve them (OAuth protected
+ * resource metadata, the injected tokens' JWKS). Browser-based MCP clients fetch these across
+ * origins, hence the CORS header. Any other path under the prefix is 404.
  */
 int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p)
 {
     static const char prefix[] = "/.well-known/";
-    static const char prm[] = "/.well-known/oauth-protected-resource";
     if (p->path.len < sizeof prefix - 1 || memcmp(p->path.ptr, prefix, sizeof prefix - 1) != 0)
         return 0;
     const struct gw_config *cfg = gw_worker_config(gw_conn_worker(c));
@@ -1579,47 +1577,24 @@ int proxy_handle_well_known(struct gw_conn *c, struct http1_parser *p)
         {GW_SLICE_LIT("Cache-Control"), GW_SLICE_LIT("max-age=300")},
         {GW_SLICE_LIT("Access-Control-Allow-Origin"), GW_SLICE_LIT("*")},
     };
-    if (gw_slice_eq(p->path, "/.well-known/jwks.json")) {
-        /* The public keys backends use to verify the identity toolgate injects. */
-        struct gw_buf keys = {0};
-        if (p->method != GW_HTTP_GET || routing_jwks_json(cfg, &keys) != 0) {
-            gw_buf_free(&keys);
-            simple(c, p->method != GW_HTTP_GET ? 405 : 503, "{\"error\":\"unavailable\"}", NULL, 0);
-            return 1;
-        }
-        simple_with(c, 200, keys.data, keys.len, extra, 2);
-        gw_buf_free(&keys);
-        return 1;
-    }
-    int found = 0;
-    const char *route_path = NULL;
-    if (gw_slice_eq(p->path, prm)) {
-        found = 1;
-    } else if (p->path.len > sizeof prm - 1 && memcmp(p->path.ptr, prm, sizeof prm - 1) == 0) {
-        const char *rest = p->path.ptr + sizeof prm - 1;
-        size_t rest_len = p->path.len - (sizeof prm - 1);
-        /* Any kind of route, by its exact path (a REST route's tools live below it). */
-        for (size_t i = 0; i < cfg->n_routes && !found; i++) {
-            if (strlen(cfg->routes[i].path) == rest_len &&
-                memcmp(cfg->routes[i].path, rest, rest_len) == 0) {
-                found = 1;
-                route_path = cfg->routes[i].path;
-            }
-        }
-    }
     struct gw_buf body = {0};
-    if (!found || !cfg->identity || identity_metadata_json(cfg, route_path, &body) != 0) {
-        gw_buf_free(&body);
-        simple(c, 404, "{\"error\":\"not found\"}", NULL, 0);
-        return 1;
+    int rc = 0;
+    for (size_t m = 0; m < gw_n_modules && rc == 0; m++) {
+        if (!gw_modules[m]->well_known)
+            continue;
+        gw_buf_reset(&body);
+        rc = gw_modules[m]->well_known(cfg, p->path, &body);
     }
-    if (p->method != GW_HTTP_GET) {
+    if (rc == 1 && p->method != GW_HTTP_GET) {
         static const struct gw_header allow = {GW_SLICE_LIT("Allow"), GW_SLICE_LIT("GET")};
-        gw_buf_free(&body);
         simple(c, 405, "{\"error\":\"method not allowed\"}", &allow, 1);
-        return 1;
+    } else if (rc == 1) {
+        simple_with(c, 200, body.data ? body.data : "", body.len, extra, 2);
+    } else if (rc == -1) {
+        simple(c, 503, "{\"error\":\"unavailable\"}", NULL, 0);
+    } else {
+        simple(c, 404, "{\"error\":\"not found\"}", NULL, 0);
     }
-    simple_with(c, 200, body.data, body.len, extra, 2);
     gw_buf_free(&body);
     return 1;
 }

@@ -1,4 +1,5 @@
 #include "core/request.h"
+#include "core/module.h"
 #include "lib/timeutil.h"
 
 #include <stdio.h>
@@ -13,7 +14,7 @@ struct gw_request *gw_request_new(const struct gw_config *cfg)
         return NULL;
     req->cfg = cfg;
     gw_uuid7(req->id);
-    req->deciding_stage = GW_STAGE_COUNT;
+    req->deciding_stage = GW_STAGE_NONE;
     req->timing.start_ns = gw_mono_ns();
     return req;
 }
@@ -42,7 +43,7 @@ void gw_request_free(struct gw_request *req)
 {
     if (!req)
         return;
-    for (int i = 0; i < GW_STAGE_COUNT; i++)
+    for (int i = 0; i < GW_MAX_STAGES; i++)
         if (req->layer_state[i] && req->layer_state_free[i])
             req->layer_state_free[i](req->layer_state[i]);
     gw_identity_clear(&req->identity);
@@ -115,18 +116,21 @@ struct uv_loop_s *gw_request_loop(const struct gw_request *req)
     return req->host.loop;
 }
 
-const char *gw_stage_name(enum gw_stage stage)
+const char *gw_stage_name(int stage)
 {
-    static const char *const names[] = {"identity", "safety",  "policy",
-                                        "limits",   "routing", "audit"};
-    return stage < GW_STAGE_COUNT ? names[stage] : "protocol";
+    return stage >= 0 && (size_t)stage < gw_n_modules ? gw_modules[stage]->name : "protocol";
+}
+
+int gw_request_allowed(const struct gw_request *req)
+{
+    return req->deciding_stage == GW_STAGE_NONE && !req->protocol_error;
 }
 
 const struct gw_decision *gw_request_denial(const struct gw_request *req)
 {
     if (req->protocol_error)
         return &req->protocol_decision;
-    if (req->deciding_stage < GW_STAGE_COUNT)
+    if (req->deciding_stage != GW_STAGE_NONE)
         return &req->decision[req->deciding_stage];
     return NULL;
 }
@@ -135,7 +139,7 @@ const char *gw_request_denial_layer(const struct gw_request *req)
 {
     if (req->protocol_error)
         return "protocol";
-    if (req->deciding_stage < GW_STAGE_COUNT)
+    if (req->deciding_stage != GW_STAGE_NONE)
         return gw_stage_name(req->deciding_stage);
     return NULL;
 }

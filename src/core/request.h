@@ -17,22 +17,19 @@
 #include "core/config.h"
 #include "mcp/jsonrpc.h"
 
-enum gw_stage {
-    GW_STAGE_IDENTITY = 0,
-    GW_STAGE_SAFETY,
-    GW_STAGE_POLICY,
-    GW_STAGE_LIMITS,
-    GW_STAGE_ROUTING,
-    GW_STAGE_AUDIT,
-    GW_STAGE_COUNT
-};
+/*
+ * Stages of the pipeline are the modules of the build (core/module.h), in list order; a
+ * stage's index is its module's index. GW_STAGE_NONE in deciding_stage: nothing denied.
+ */
+#define GW_MAX_STAGES 16
+#define GW_STAGE_NONE (-1)
 
 #define GW_MAX_RESPONSE_HEADERS 8
 #define GW_MAX_UPSTREAM_HEADERS 12
 
 struct gw_timing {
     uint64_t start_ns; /* monotonic */
-    uint64_t stage_ns[GW_STAGE_COUNT];
+    uint64_t stage_ns[GW_MAX_STAGES];
     uint64_t upstream_first_byte_ns;
     uint64_t end_ns;
 };
@@ -89,10 +86,10 @@ struct gw_request {
     struct gw_identity identity;
     struct gw_findings findings;
     struct gw_limits_state limits; /* cost, budget and rate-limit state (limits layer) */
-    struct gw_decision decision[GW_STAGE_COUNT];
-    enum gw_stage deciding_stage; /* the stage that denied; GW_STAGE_COUNT when allowed */
-    void *layer_state[GW_STAGE_COUNT];
-    void (*layer_state_free[GW_STAGE_COUNT])(void *);
+    struct gw_decision decision[GW_MAX_STAGES];
+    int deciding_stage; /* the stage that denied; GW_STAGE_NONE when allowed */
+    void *layer_state[GW_MAX_STAGES];
+    void (*layer_state_free[GW_MAX_STAGES])(void *);
 
     /*
      * Headers layers add to the client's answer (RateLimit, warnings), whatever it is:
@@ -142,8 +139,8 @@ struct gw_request {
     int completion_pending;
     int completion_lost;
 
-    /* Pipeline state (layers/pipeline.c). */
-    enum gw_stage next_stage;
+    /* Pipeline state (core/pipeline.c). */
+    int next_stage; /* the stage to run next; the number of stages once all have run */
     void (*pipeline_done)(struct gw_request *req, int verdict);
     int pipeline_running;
     int pipeline_early_verdict; /* a resume that came before check() returned GW_ASYNC; -1 none */
@@ -181,8 +178,10 @@ struct uv_loop_s *gw_request_loop(const struct gw_request *req);
 const struct gw_decision *gw_request_denial(const struct gw_request *req);
 /* Who denied it: "protocol", "identity", "safety", ... or NULL when it was allowed. */
 const char *gw_request_denial_layer(const struct gw_request *req);
-/* The stage's name ("identity" ... "audit"); "protocol" for GW_STAGE_COUNT. */
-const char *gw_stage_name(enum gw_stage stage);
+/* The stage's module name ("identity" ... "audit"); "protocol" for any other index. */
+const char *gw_stage_name(int stage);
+/* True when no stage denied and the request was not a protocol error. */
+int gw_request_allowed(const struct gw_request *req);
 
 /* Fills a deny decision; returns GW_DENY. */
 int gw_decision_deny(struct gw_decision *d, int http_status, int jsonrpc_code,

@@ -434,6 +434,13 @@ describe("timeouts and connection limits", () => {
             assert.equal(again.status, 200);
         } finally {
             for (const c of held) c.close();
+            // The server counts a connection as gone once it has seen the close; wait for
+            // that (bounded) so the next test does not meet a full server.
+            for (let i = 0; i < 40; i++) {
+                const r = await exchange(tg.port, request("GET", "/healthz")).catch(() => null);
+                if (r && r.status === 200) break;
+                await sleep(50);
+            }
         }
     });
 });

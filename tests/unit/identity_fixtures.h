@@ -201,8 +201,10 @@ static inline struct fx_config *fx_config_yaml(const char *yaml, struct cfg_erro
     fx->cfg.server.public_url = strdup("http://127.0.0.1:8080");
     fx->route.path = strdup("/mcp");
     fx->route.name = strdup("mcp");
-    if (identity_config_parse(&doc, cfg_map_get(doc.root, "identity"), &fx->cfg.identity, err) !=
-        0) {
+    struct identity_config *ic = NULL;
+    int rc = identity_config_parse(&doc, cfg_map_get(doc.root, "identity"), &ic, err);
+    fx->cfg.modules[GW_STAGE_IDENTITY] = ic;
+    if (rc != 0) {
         free(fx->cfg.server.public_url);
         free(fx->route.path);
         free(fx->route.name);
@@ -217,7 +219,7 @@ static inline void fx_config_free(struct fx_config *fx)
 {
     if (!fx)
         return;
-    identity_config_free(fx->cfg.identity);
+    identity_config_free(fx->cfg.modules[GW_STAGE_IDENTITY]);
     free(fx->cfg.server.public_url);
     free(fx->route.path);
     free(fx->route.name);

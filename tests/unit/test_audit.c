@@ -450,7 +450,7 @@ static void test_record_deny_and_hash_mode(void **state)
     assert_null(json_object_get(rec, "subject"));
     json_decref(rec);
     /* A request refused before the layers (bad JSON-RPC) is a deny by "protocol". */
-    req->deciding_stage = GW_STAGE_COUNT;
+    req->deciding_stage = GW_STAGE_NONE;
     req->protocol_error = 1;
     gw_decision_deny(&req->protocol_decision, 400, -32600, "protocol.invalid_request", "bad");
     rec = audit_record_decision(req, &ac);
@@ -586,7 +586,7 @@ static void test_completion_held_until_durable(void **state)
     /* Durability "queued": nothing is held. */
     f->ac->durability = AUDIT_DURABLE_QUEUED;
     assert_int_equal(audit_writer_start(f->ac, NULL), 0);
-    struct gw_config cfg = {.audit = f->ac};
+    struct gw_config cfg = {.modules[GW_STAGE_AUDIT] = f->ac};
     req = make_request(&msg);
     req->cfg = &cfg;
     memset(&d, 0, sizeof d);

@@ -187,7 +187,7 @@ static void complete(struct gw_config *cfg, int idx, int status, const char *err
     req->upstream_url = be->endpoints[idx];
     req->upstream_status = status;
     snprintf(req->upstream_error, sizeof req->upstream_error, "%s", error);
-    req->deciding_stage = (enum gw_stage)stage;
+    req->deciding_stage = stage;
     routing_layer.on_complete(req);
     gw_request_free(req);
 }
@@ -206,24 +206,24 @@ static void test_on_complete_outcomes(void **state)
         int stage;
         unsigned failures_after; /* starting from 1 failure */
     } cases[] = {
-        {0, "upstream.connect", GW_STAGE_COUNT, 2},
-        {504, "upstream.timeout", GW_STAGE_COUNT, 2},
-        {0, "upstream.timeout", GW_STAGE_COUNT, 2},
-        {200, "upstream.protocol", GW_STAGE_COUNT, 2},
-        {200, "upstream.lost", GW_STAGE_COUNT, 2},
-        {502, "", GW_STAGE_COUNT, 2},
-        {503, "", GW_STAGE_COUNT, 2},
-        {200, "", GW_STAGE_COUNT, 0},
-        {404, "", GW_STAGE_COUNT, 0},
-        {500, "", GW_STAGE_COUNT, 0},
-        {200, "upstream.too_large", GW_STAGE_COUNT, 0},
-        {200, "upstream.idle", GW_STAGE_COUNT, 0},
-        {0, "", GW_STAGE_COUNT, 1},                  /* never answered: counts for nothing */
+        {0, "upstream.connect", GW_STAGE_NONE, 2},
+        {504, "upstream.timeout", GW_STAGE_NONE, 2},
+        {0, "upstream.timeout", GW_STAGE_NONE, 2},
+        {200, "upstream.protocol", GW_STAGE_NONE, 2},
+        {200, "upstream.lost", GW_STAGE_NONE, 2},
+        {502, "", GW_STAGE_NONE, 2},
+        {503, "", GW_STAGE_NONE, 2},
+        {200, "", GW_STAGE_NONE, 0},
+        {404, "", GW_STAGE_NONE, 0},
+        {500, "", GW_STAGE_NONE, 0},
+        {200, "upstream.too_large", GW_STAGE_NONE, 0},
+        {200, "upstream.idle", GW_STAGE_NONE, 0},
+        {0, "", GW_STAGE_NONE, 1},                   /* never answered: counts for nothing */
         {0, "upstream.connect", GW_STAGE_POLICY, 1}, /* denied before: not the endpoint's */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        complete(cfg, 2, 200, "", GW_STAGE_COUNT); /* reset */
-        complete(cfg, 2, 0, "upstream.connect", GW_STAGE_COUNT);
+        complete(cfg, 2, 200, "", GW_STAGE_NONE); /* reset */
+        complete(cfg, 2, 0, "upstream.connect", GW_STAGE_NONE);
         complete(cfg, 2, cases[i].status, cases[i].error, cases[i].stage);
         assert_int_equal(endpoints_status(be, 2, &st), 0);
         if (st.failures != cases[i].failures_after)
@@ -231,9 +231,9 @@ static void test_on_complete_outcomes(void **state)
                      cases[i].error, st.failures, cases[i].failures_after);
     }
     /* Through on_complete, three failures in a row eject. */
-    complete(cfg, 2, 200, "", GW_STAGE_COUNT);
+    complete(cfg, 2, 200, "", GW_STAGE_NONE);
     for (int i = 0; i < 3; i++)
-        complete(cfg, 2, 0, "upstream.connect", GW_STAGE_COUNT);
+        complete(cfg, 2, 0, "upstream.connect", GW_STAGE_NONE);
     assert_int_equal(endpoints_status(be, 2, &st), 0);
     assert_true(st.ejected);
     routing_stop();

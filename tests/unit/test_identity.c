@@ -40,7 +40,7 @@ static struct fx_config *start_file_config(void)
     struct fx_config *fx = fx_config_yaml(file_config_yaml(), &err);
     if (!fx)
         fail_msg("config: %s", err.msg);
-    assert_int_equal(identity_start(fx->cfg.identity), 0);
+    assert_int_equal(identity_start(identity_config_of(&fx->cfg)), 0);
     return fx;
 }
 
@@ -73,7 +73,7 @@ static void test_config_defaults(void **state)
                                           "      jwks_uri: https://a/jwks\n",
                                           &err);
     assert_non_null(fx);
-    const struct identity_config *ic = fx->cfg.identity;
+    const struct identity_config *ic = identity_config_of(&fx->cfg);
     assert_int_equal(ic->mode, IDENTITY_MODE_ON);
     assert_int_equal(ic->n_issuers, 1);
     const struct identity_issuer_config *is = &ic->issuers[0];
@@ -96,12 +96,12 @@ static void test_config_defaults(void **state)
     /* No identity section: no config at all (the layer then denies). */
     fx = fx_config_yaml("server: {}\n", &err);
     assert_non_null(fx);
-    assert_null(fx->cfg.identity);
+    assert_null(identity_config_of(&fx->cfg));
     fx_config_free(fx);
     /* mode: off needs no issuers. */
     fx = fx_config_yaml("identity: {mode: off}\n", &err);
     assert_non_null(fx);
-    assert_int_equal(fx->cfg.identity->mode, IDENTITY_MODE_OFF);
+    assert_int_equal(identity_config_of(&fx->cfg)->mode, IDENTITY_MODE_OFF);
     fx_config_free(fx);
 }
 
@@ -370,7 +370,7 @@ static void test_several_issuers(void **state)
     struct fx_config *fx = fx_config_yaml(yaml, &err);
     if (!fx)
         fail_msg("%s", err.msg);
-    assert_int_equal(identity_start(fx->cfg.identity), 0);
+    assert_int_equal(identity_start(identity_config_of(&fx->cfg)), 0);
     struct {
         enum fx_key key;
         const char *extra;
@@ -460,7 +460,7 @@ static void test_claim_mapping(void **state)
     (void)state;
     struct cfg_error err;
     struct fx_config *fx = fx_config_yaml(file_config_yaml(), &err);
-    const struct identity_claims_config *cc = &fx->cfg.identity->claims;
+    const struct identity_claims_config *cc = &identity_config_of(&fx->cfg)->claims;
     json_t *p = json_loads("{\"sub\":\"alice\",\"org_id\":\"acme\",\"azp\":\"claude\","
                            "\"roles\":[\"doctor\"],\"realm_access\":{\"roles\":[\"nurse\","
                            "\"doctor\"]},\"scope\":\"  tools.read  patients.read \","
@@ -528,7 +528,7 @@ static void test_claim_mapping(void **state)
     fx = fx_config_yaml(yaml, &err);
     if (!fx)
         fail_msg("%s", err.msg);
-    cc = &fx->cfg.identity->claims;
+    cc = &identity_config_of(&fx->cfg)->claims;
     p = json_loads("{\"sub\":\"s\",\"email\":\"a@example.com\",\"tenant\":{\"id\":\"t1\"},"
                    "\"https://example.com/roles\":[\"admin\"],\"scope\":\"x\",\"azp\":\"c\"}",
                    0, NULL);
@@ -751,8 +751,8 @@ static void test_metadata(void **state)
                         "https://gw.example.com");
     json_decref(j);
     gw_buf_free(&out);
-    identity_config_free(fx->cfg.identity);
-    fx->cfg.identity = NULL;
+    identity_config_free(fx->cfg.modules[GW_STAGE_IDENTITY]);
+    fx->cfg.modules[GW_STAGE_IDENTITY] = NULL;
     assert_int_equal(identity_metadata_json(&fx->cfg, "/mcp", &out), -1);
     gw_buf_free(&out);
     fx_config_free(fx);
@@ -824,7 +824,7 @@ static void test_unknown_kid_async_refetch(void **state)
     struct cfg_error err;
     struct fx_config *fx = fx_config_yaml(yaml, &err);
     assert_non_null(fx);
-    assert_int_equal(identity_start(fx->cfg.identity), 0);
+    assert_int_equal(identity_start(identity_config_of(&fx->cfg)), 0);
     usleep(150 * 1000);
     /* The IdP rotated in a new key; the first token with its kid waits for a refetch. */
     int both[] = {FX_RSA, FX_RSA_B, -1};
@@ -975,7 +975,7 @@ static void test_cli_keys_and_token(void **state)
         struct cfg_error err;
         struct fx_config *fx = fx_config_yaml(yaml, &err);
         assert_non_null(fx);
-        assert_int_equal(identity_start(fx->cfg.identity), 0);
+        assert_int_equal(identity_start(identity_config_of(&fx->cfg)), 0);
         char *h = bearer(token);
         struct fx_request *r = fx_request(fx, NULL, "Authorization", h, NULL);
         if (run_check(r) != GW_PASS)

@@ -319,7 +319,7 @@ static void test_fetch_and_cache_control(void **state)
     free(body);
     struct fx_config *fx = uri_config(srv->port, "200ms", "10m");
     char why[256];
-    assert_int_equal(keystore_start(fx->cfg.identity, why, sizeof why), 0);
+    assert_int_equal(keystore_start(identity_config_of(&fx->cfg), why, sizeof why), 0);
     /* keystore_start returned only after the first fetch. */
     assert_true(has_kid("rsa-1"));
     struct keystore_stats st;
@@ -371,7 +371,7 @@ static void test_unknown_kid_refetch_rate_limited(void **state)
     free(body);
     struct fx_config *fx = uri_config(srv->port, "500ms", "10m");
     char why[256];
-    assert_int_equal(keystore_start(fx->cfg.identity, why, sizeof why), 0);
+    assert_int_equal(keystore_start(identity_config_of(&fx->cfg), why, sizeof why), 0);
     assert_int_equal(fx_server_requests(srv), 1);
     /* Right after the first fetch, an early refetch is not allowed. */
     assert_int_equal(keystore_refetch(FX_ISSUER, count_cb, NULL), 0);
@@ -412,7 +412,7 @@ static void test_idp_down_keeps_last_good_set(void **state)
     free(body);
     struct fx_config *fx = uri_config(srv->port, "100ms", "10m");
     char why[256];
-    assert_int_equal(keystore_start(fx->cfg.identity, why, sizeof why), 0);
+    assert_int_equal(keystore_start(identity_config_of(&fx->cfg), why, sizeof why), 0);
     assert_true(has_kid("rsa-1"));
     /* The IdP fails: 500, then a connection closed without answer, then garbage. */
     fx_server_set(srv, 500, "oops", NULL);
@@ -453,7 +453,7 @@ static void test_start_with_idp_down_and_files(void **state)
     struct fx_config *fx = uri_config(srv->port, "1s", "10m");
     char why[256];
     uint64_t t0 = gw_mono_ms();
-    assert_int_equal(keystore_start(fx->cfg.identity, why, sizeof why), 0);
+    assert_int_equal(keystore_start(identity_config_of(&fx->cfg), why, sizeof why), 0);
     assert_true(gw_mono_ms() - t0 < 3000);
     assert_null(keystore_get(FX_ISSUER));
     keystore_stop();
@@ -473,7 +473,7 @@ static void test_start_with_idp_down_and_files(void **state)
     struct cfg_error err;
     fx = fx_config_yaml(yaml, &err);
     assert_non_null(fx);
-    assert_int_equal(keystore_start(fx->cfg.identity, why, sizeof why), 0);
+    assert_int_equal(keystore_start(identity_config_of(&fx->cfg), why, sizeof why), 0);
     struct jwk_set *set = keystore_get(FX_ISSUER);
     assert_non_null(set);
     assert_non_null(jwks_find(set, "p256-1", 6, JWT_ES256));
@@ -484,7 +484,7 @@ static void test_start_with_idp_down_and_files(void **state)
              "identity:\n  issuers:\n    - {issuer: \"%s\", audiences: [a], jwks_file: \"%s\"}\n",
              FX_ISSUER, bad);
     fx = fx_config_yaml(yaml, &err);
-    assert_int_equal(keystore_start(fx->cfg.identity, why, sizeof why), -1);
+    assert_int_equal(keystore_start(identity_config_of(&fx->cfg), why, sizeof why), -1);
     assert_non_null(strstr(why, "no usable"));
     fx_config_free(fx);
     free(path);

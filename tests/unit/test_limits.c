@@ -82,7 +82,7 @@ static void test_config_full(void **state)
         "  budgets: [{per: user, cap: 5.00, period: day}, {per: tenant, cap: 500, period: month}]\n"
         "  loops: {identical: 5, window: 60s, no_progress: 3, max_cycle: 4}\n"
         "  timezone: Europe/Berlin\n");
-    const struct limits_config *lc = cfg->limits;
+    const struct limits_config *lc = limits_config_of(cfg);
     assert_non_null(lc);
     assert_int_equal(lc->n_rates, 2);
     assert_string_equal(lc->rates[0].name, "rate0");
@@ -104,18 +104,18 @@ static void test_config_full(void **state)
     gw_config_free(cfg);
 
     cfg = load("server: {workers: 1}\n");
-    assert_null(cfg->limits); /* no section, no limits */
+    assert_null(limits_config_of(cfg)); /* no section, no limits */
     gw_config_free(cfg);
     cfg = load("limits: {}\n");
-    assert_non_null(cfg->limits);
-    assert_string_equal(cfg->limits->store, "memory");
-    assert_string_equal(cfg->limits->ledger, "sqlite:toolgate.db");
-    assert_false(cfg->limits->loops.enabled);
+    assert_non_null(limits_config_of(cfg));
+    assert_string_equal(limits_config_of(cfg)->store, "memory");
+    assert_string_equal(limits_config_of(cfg)->ledger, "sqlite:toolgate.db");
+    assert_false(limits_config_of(cfg)->loops.enabled);
     gw_config_free(cfg);
     cfg = load("limits: {store: \"redis://127.0.0.1:6390\", fail: local}\n");
-    assert_string_equal(cfg->limits->redis_host, "127.0.0.1");
-    assert_int_equal(cfg->limits->redis_port, 6390);
-    assert_int_equal(cfg->limits->fail, LIMITS_FAIL_LOCAL);
+    assert_string_equal(limits_config_of(cfg)->redis_host, "127.0.0.1");
+    assert_int_equal(limits_config_of(cfg)->redis_port, 6390);
+    assert_int_equal(limits_config_of(cfg)->fail, LIMITS_FAIL_LOCAL);
     gw_config_free(cfg);
 }
 
@@ -203,7 +203,7 @@ static void test_money_and_costs(void **state)
              "    search: {fixed: 0.01, per_item: 0.002, items: /limit, default_items: 10, "
              "max_items: 50},\n"
              "    batch: {per_item: 0.5, items: /ids}}\n");
-    const struct limits_config *lc = cfg->limits;
+    const struct limits_config *lc = limits_config_of(cfg);
     json_t *args = json_pack("{s:i}", "limit", 20);
     assert_int_equal(limits_cost_estimate(lc, "search", 6, args), 10000 + 20 * 2000);
     json_decref(args);

@@ -53,8 +53,10 @@ static int setup(void **state)
     struct cfg_doc doc;
     struct cfg_error err = {{0}};
     assert_int_equal(cfg_load_string(demo_yaml, strlen(demo_yaml), "t.yaml", &doc, &err), 0);
-    assert_int_equal(
-        policy_config_parse(&doc, cfg_map_get(doc.root, "policy"), &f->cfg.policy, &err), 0);
+    assert_int_equal(policy_config_parse(&doc, cfg_map_get(doc.root, "policy"),
+                                         (struct policy_config **)&f->cfg.modules[GW_STAGE_POLICY],
+                                         &err),
+                     0);
     cfg_doc_free(&doc);
     f->cfg.server.public_url = "http://127.0.0.1:8080";
     f->route.path = "/mcp";
@@ -76,7 +78,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     gw_request_free(f->req);
-    policy_config_free(f->cfg.policy);
+    policy_config_free(f->cfg.modules[GW_STAGE_POLICY]);
     free(f);
     return 0;
 }
@@ -403,15 +405,15 @@ static void test_run_tests_file(void **state)
     char path[128];
     FILE *out = fopen("/dev/null", "w");
     snprintf(path, sizeof path, "%s/good.yaml", tmpdir);
-    assert_int_equal(policy_run_tests(f->cfg.policy, path, out), 0);
+    assert_int_equal(policy_run_tests(policy_config_of(&f->cfg), path, out), 0);
     snprintf(path, sizeof path, "%s/bad.yaml", tmpdir);
-    assert_int_equal(policy_run_tests(f->cfg.policy, path, out), 2);
+    assert_int_equal(policy_run_tests(policy_config_of(&f->cfg), path, out), 2);
     snprintf(path, sizeof path, "%s/broken.yaml", tmpdir);
-    assert_int_equal(policy_run_tests(f->cfg.policy, path, out), -1);
+    assert_int_equal(policy_run_tests(policy_config_of(&f->cfg), path, out), -1);
     snprintf(path, sizeof path, "%s/unknown.yaml", tmpdir);
-    assert_int_equal(policy_run_tests(f->cfg.policy, path, out), -1);
+    assert_int_equal(policy_run_tests(policy_config_of(&f->cfg), path, out), -1);
     snprintf(path, sizeof path, "%s/missing.yaml", tmpdir);
-    assert_int_equal(policy_run_tests(f->cfg.policy, path, out), -1);
+    assert_int_equal(policy_run_tests(policy_config_of(&f->cfg), path, out), -1);
     fclose(out);
 
     /* The CLI loads the config's policy section alone and runs its tests. */

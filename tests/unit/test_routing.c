@@ -121,10 +121,11 @@ static int group_setup(void **state)
         assert_int_equal(chdir(dir), 0);
         struct gw_config empty = {0};
         struct egress_config ec = {0};
-        empty.egress = &ec;
+        empty.modules[GW_STAGE_ROUTING] = &ec;
         ec.signing_key = NULL;
         struct gw_route r = {0};
-        r.inject.mode = GW_INJECT_JWT;
+        struct gw_route_inject ri = {.mode = GW_INJECT_JWT};
+        r.modules[GW_STAGE_ROUTING] = &ri;
         empty.routes = &r;
         empty.n_routes = 1;
         assert_int_equal(routing_start(&empty), 0);
@@ -199,7 +200,7 @@ static const char *call(const char *tool, const char *args_json)
 static void test_config_parsed(void **state)
 {
     (void)state;
-    const struct egress_config *ec = cfg->egress;
+    const struct egress_config *ec = egress_config_of(cfg);
     assert_non_null(ec);
     assert_int_equal(ec->allow.n, 2);
     assert_int_equal(ec->allow.entries[1].kind, SSRF_ALLOW_NAME_PORT);
@@ -210,26 +211,28 @@ static void test_config_parsed(void **state)
     assert_int_equal(ec->max_url_args, 4);
     assert_int_equal(ec->resolve_timeout_ms, 500);
     assert_int_equal(ec->resolve_cache_entries, 16);
-    assert_int_equal(route("/mcp")->inject.mode, GW_INJECT_NONE);
-    assert_int_equal(route("/private")->inject.mode, GW_INJECT_HEADERS);
-    assert_string_equal(route("/private")->inject.headers[GW_INJECT_H_SUBJECT], "X-User");
-    assert_string_equal(route("/private")->inject.headers[GW_INJECT_H_TENANT], "X-Toolgate-Tenant");
-    assert_int_equal(route("/signed")->inject.ttl_ms, 30000);
-    assert_string_equal(route("/signed")->inject.audience, "ehr-backend");
+    assert_int_equal(routing_inject_of(route("/mcp"))->mode, GW_INJECT_NONE);
+    assert_int_equal(routing_inject_of(route("/private"))->mode, GW_INJECT_HEADERS);
+    assert_string_equal(routing_inject_of(route("/private"))->headers[GW_INJECT_H_SUBJECT],
+                        "X-User");
+    assert_string_equal(routing_inject_of(route("/private"))->headers[GW_INJECT_H_TENANT],
+                        "X-Toolgate-Tenant");
+    assert_int_equal(routing_inject_of(route("/signed"))->ttl_ms, 30000);
+    assert_string_equal(routing_inject_of(route("/signed"))->audience, "ehr-backend");
 
     /* Defaults: no egress section, no inject key. */
     struct cfg_error err = {{0}};
     struct gw_config *d = gw_config_load_string(
         "routes: [{name: a, path: /a, backends: [{name: a, url: \"http://h:1/\"}]}]\n", "d", &err);
     assert_non_null(d);
-    assert_non_null(d->egress);
-    assert_int_equal(d->egress->allow.n, 0);
-    assert_int_equal(d->egress->url_args, 1);
-    assert_int_equal(d->egress->resolve_cache_ttl_ms, 30000);
-    assert_null(d->egress->signing_key);
-    assert_int_equal(d->routes[0].inject.mode, GW_INJECT_JWT);
-    assert_int_equal(d->routes[0].inject.ttl_ms, 60000);
-    assert_null(d->routes[0].inject.audience);
+    assert_non_null(egress_config_of(d));
+    assert_int_equal(egress_config_of(d)->allow.n, 0);
+    assert_int_equal(egress_config_of(d)->url_args, 1);
+    assert_int_equal(egress_config_of(d)->resolve_cache_ttl_ms, 30000);
+    assert_null(egress_config_of(d)->signing_key);
+    assert_int_equal(routing_inject_of(&d->routes[0])->mode, GW_INJECT_JWT);
+    assert_int_equal(routing_inject_of(&d->routes[0])->ttl_ms, 60000);
+    assert_null(routing_inject_of(&d->routes[0])->audience);
     gw_config_free(d);
 }
 

@@ -25,7 +25,7 @@ static struct gw_config *load(const char *yaml)
     struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
     if (!cfg)
         fail_msg("config: %s", err.msg);
-    assert_non_null(cfg->safety);
+    assert_non_null(safety_config_of(cfg));
     return cfg;
 }
 

@@ -24,8 +24,8 @@ static const struct audit_config default_record_config = {.arguments = AUDIT_ARG
 
 static const struct audit_config *record_config(const struct gw_request *req)
 {
-    if (req->cfg && req->cfg->audit)
-        return req->cfg->audit;
+    if (audit_config_of(req->cfg))
+        return audit_config_of(req->cfg);
     return &default_record_config;
 }
 
@@ -131,7 +131,6 @@ static void audit_on_complete(struct gw_request *req)
 }
 
 const struct gw_layer_ops audit_layer = {
-    .name = "audit",
     .check = audit_check,
     .on_response = audit_on_response,
     .on_complete = audit_on_complete,
@@ -140,7 +139,7 @@ const struct gw_layer_ops audit_layer = {
 int audit_start(const struct gw_config *cfg)
 {
     struct audit_config defaults;
-    const struct audit_config *ac = cfg ? cfg->audit : NULL;
+    const struct audit_config *ac = audit_config_of(cfg);
     int rc;
     if (!ac) {
         if (audit_config_defaults(&defaults) != 0)

@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #include "lib/cfg.h"
+#include "core/config.h"
+#include "layers/modules.h"
 
 struct gw_config;
 
@@ -101,5 +103,14 @@ int audit_flush(void);
 int audit_cli_main(int argc, char **argv);
 /* `toolgate bench audit`: sustained records/s into SQLite with checkpoints; one line out. */
 int audit_bench_main(int argc, char **argv);
+
+/* The audit layer's section in a generation (NULL: see audit_config_parse). */
+static inline const struct audit_config *audit_config_of(const struct gw_config *cfg)
+{
+    return cfg ? cfg->modules[GW_STAGE_AUDIT] : NULL;
+}
+
+/* The layer's pipeline stage (its struct gw_module is audit_module, layers/modules.h). */
+extern const struct gw_layer_ops audit_layer;
 
 #endif

@@ -55,7 +55,7 @@ static void fill_request(struct gw_request *req, json_t *msg, char **roles, char
     req->rpc.msgs[0].method = "tools/call";
     req->rpc.msgs[0].target = "ehr.get_patient";
     req->rpc.msgs[0].arguments = json_object_get(json_object_get(msg, "params"), "arguments");
-    req->deciding_stage = GW_STAGE_COUNT;
+    req->deciding_stage = GW_STAGE_NONE;
     req->findings.n = 1;
     snprintf(req->findings.items[0].type, sizeof req->findings.items[0].type, "ssn");
     snprintf(req->findings.items[0].path, sizeof req->findings.items[0].path, "/note");

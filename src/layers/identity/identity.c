@@ -62,7 +62,7 @@ static int deny_missing(struct gw_request *req, struct gw_decision *d, const cha
     char scope[256];
     gw_decision_deny(d, 401, IDENTITY_JSONRPC_UNAUTHORIZED, reason_code,
                      "This resource needs an OAuth access token.");
-    scope_list(req->cfg ? req->cfg->identity : NULL, scope, sizeof scope);
+    scope_list(identity_config_of(req->cfg), scope, sizeof scope);
     gw_challenge(req, NULL, NULL, scope, d->www_authenticate, sizeof d->www_authenticate);
     return GW_DENY;
 }
@@ -228,7 +228,7 @@ static void refetch_done(void *arg)
 static int verify_token(struct gw_request *req, struct gw_decision *d, struct gw_slice token,
                         const uint8_t hash[GW_SHA256_LEN], int allow_refetch)
 {
-    const struct identity_config *ic = req->cfg->identity;
+    const struct identity_config *ic = identity_config_of(req->cfg);
     struct jwt_parsed p;
     struct jwk_set *keys = NULL;
     struct gw_identity id = {0};
@@ -367,7 +367,7 @@ static void refetch_resumed(void *arg)
 
 static int identity_check(struct gw_request *req, struct gw_decision *d)
 {
-    const struct identity_config *ic = req->cfg ? req->cfg->identity : NULL;
+    const struct identity_config *ic = identity_config_of(req->cfg);
     if (!ic)
         return gw_decision_deny(d, 500, JSONRPC_INTERNAL_ERROR, "identity.not_configured",
                                 "Authentication is not configured on this gateway.");
@@ -410,7 +410,6 @@ static int identity_check(struct gw_request *req, struct gw_decision *d)
 }
 
 const struct gw_layer_ops identity_layer = {
-    .name = "identity",
     .check = identity_check,
 };
 
@@ -471,9 +470,9 @@ static json_t *string_array(char *const *v)
 
 int identity_metadata_json(const struct gw_config *cfg, const char *route_path, struct gw_buf *out)
 {
-    if (!cfg || !cfg->identity)
+    if (!cfg || !identity_config_of(cfg))
         return -1;
-    const struct identity_config *ic = cfg->identity;
+    const struct identity_config *ic = identity_config_of(cfg);
     const char *base = cfg->server.public_url ? cfg->server.public_url : "";
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/')

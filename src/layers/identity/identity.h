@@ -18,6 +18,8 @@
 #include "lib/buf.h"
 #include "lib/cfg.h"
 #include "core/config.h"
+#include "core/config.h"
+#include "layers/modules.h"
 
 /* JSON-RPC error code toolgate uses for authentication and session-ownership denials. */
 #define IDENTITY_JSONRPC_UNAUTHORIZED -32001
@@ -94,5 +96,14 @@ int identity_cli_keys(int argc, char **argv);
 int identity_cli_token(int argc, char **argv);
 /* `toolgate bench identity [ITERATIONS]`: verification and cache-hit costs. */
 int identity_bench_main(int argc, char **argv);
+
+/* The identity layer's section in a generation (NULL: see identity_config_parse). */
+static inline const struct identity_config *identity_config_of(const struct gw_config *cfg)
+{
+    return cfg ? cfg->modules[GW_STAGE_IDENTITY] : NULL;
+}
+
+/* The layer's pipeline stage (its struct gw_module is identity_module, layers/modules.h). */
+extern const struct gw_layer_ops identity_layer;
 
 #endif

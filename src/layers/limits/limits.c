@@ -566,7 +566,7 @@ static void on_redis(void *arg, const struct lredis_result *res)
 {
     struct lreq *s = arg;
     struct gw_request *req = s->req;
-    const struct limits_config *lc = req->cfg->limits;
+    const struct limits_config *lc = limits_config_of(req->cfg);
     struct gw_decision *out = &req->decision[GW_STAGE_LIMITS];
     int v;
     if (!res->ok) {
@@ -657,7 +657,7 @@ static int check_redis(struct gw_request *req, const struct limits_config *lc, s
 
 static int limits_check(struct gw_request *req, struct gw_decision *out)
 {
-    const struct limits_config *lc = req->cfg ? req->cfg->limits : NULL;
+    const struct limits_config *lc = req->cfg ? limits_config_of(req->cfg) : NULL;
     struct gw_limits_state *st = &req->limits;
     st->budget_remaining = -1;
     st->rate_remaining = -1;
@@ -755,7 +755,7 @@ static void on_message(struct gw_request *req, struct lreq *s, json_t *msg, int 
         c->reported = 1;
         c->settled = cost;
     }
-    if (runtime && runtime->loops && req->cfg->limits->loops.enabled) {
+    if (runtime && runtime->loops && limits_config_of(req->cfg)->loops.enabled) {
         /* The result without _meta: bookkeeping fields must not hide a repeated answer. */
         json_t *content = json_object_get(result, "content");
         json_t *structured = json_object_get(result, "structuredContent");
@@ -774,7 +774,7 @@ static int limits_on_response(struct gw_request *req, json_t *msg, int *modified
 {
     (void)out;
     struct lreq *s = req->layer_state[GW_STAGE_LIMITS];
-    if (!s || !req->limits.governed || !req->cfg || !req->cfg->limits)
+    if (!s || !req->limits.governed || !req->cfg || !limits_config_of(req->cfg))
         return GW_PASS;
     if (json_is_array(msg)) {
         for (size_t i = 0; i < json_array_size(msg); i++)
@@ -797,8 +797,8 @@ static void limits_on_complete(struct gw_request *req)
     struct gw_limits_state *st = &req->limits;
     if (!s || !s->reserved || st->settled || !runtime)
         return;
-    const struct limits_config *lc = req->cfg->limits;
-    int forwarded = req->deciding_stage == GW_STAGE_COUNT && !req->protocol_error;
+    const struct limits_config *lc = limits_config_of(req->cfg);
+    int forwarded = gw_request_allowed(req);
     int upstream_failed = !forwarded || req->upstream_status == 0 || req->upstream_status >= 400;
     int64_t charged[LIMITS_MAX_CALLS];
     int64_t total = 0;
@@ -844,7 +844,6 @@ static void limits_on_complete(struct gw_request *req)
 }
 
 const struct gw_layer_ops limits_layer = {
-    .name = "limits",
     .check = limits_check,
     .on_response = limits_on_response,
     .on_complete = limits_on_complete,
@@ -885,7 +884,7 @@ static void runtime_free(struct limits_runtime *r)
 
 int limits_start(const struct gw_config *cfg)
 {
-    const struct limits_config *lc = cfg ? cfg->limits : NULL;
+    const struct limits_config *lc = cfg ? limits_config_of(cfg) : NULL;
     if (!lc)
         return 0;
     if (runtime)

@@ -12,6 +12,8 @@
 #define GW_LIMITS_H
 
 #include "lib/cfg.h"
+#include "core/config.h"
+#include "layers/modules.h"
 
 struct gw_config;
 struct limits_config;
@@ -40,5 +42,14 @@ void limits_stop(void);
  * Redis-backed check cost. Returns 0, or 1 on failure.
  */
 int limits_bench_main(int argc, char **argv);
+
+/* The limits layer's section in a generation (NULL: see limits_config_parse). */
+static inline const struct limits_config *limits_config_of(const struct gw_config *cfg)
+{
+    return cfg ? cfg->modules[GW_STAGE_LIMITS] : NULL;
+}
+
+/* The layer's pipeline stage (its struct gw_module is limits_module, layers/modules.h). */
+extern const struct gw_layer_ops limits_layer;
 
 #endif

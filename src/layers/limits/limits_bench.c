@@ -57,7 +57,7 @@ static void bench_reset(struct gw_request *req)
     memset(&req->decision[GW_STAGE_LIMITS], 0, sizeof req->decision[GW_STAGE_LIMITS]);
     req->n_response_headers = 0;
     gw_buf_reset(&req->response_header_storage);
-    req->deciding_stage = GW_STAGE_COUNT;
+    req->deciding_stage = GW_STAGE_NONE;
     req->pipeline_running = 1;
     req->pipeline_early_verdict = -1;
     req->next_stage = GW_STAGE_LIMITS;

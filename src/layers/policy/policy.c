@@ -36,7 +36,7 @@ static void principal_of(const struct gw_request *req, struct policy_principal *
 
 static const struct policy_config *config_of(const struct gw_request *req)
 {
-    return req->cfg ? req->cfg->policy : NULL;
+    return policy_config_of(req->cfg);
 }
 
 /*
@@ -264,7 +264,6 @@ static int policy_on_response(struct gw_request *req, json_t *msg, int *modified
 }
 
 const struct gw_layer_ops policy_layer = {
-    .name = "policy",
     .check = policy_check,
     .on_response = policy_on_response,
 };

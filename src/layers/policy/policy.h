@@ -27,6 +27,8 @@
 
 #include "lib/buf.h"
 #include "lib/cfg.h"
+#include "core/config.h"
+#include "layers/modules.h"
 
 struct policy_config;
 
@@ -131,5 +133,14 @@ int policy_cli_main(int argc, char **argv);
  * arguments); prints p50/p99 nanoseconds per decision. Returns 0, or 1 on failure.
  */
 int policy_bench_main(int argc, char **argv);
+
+/* The policy layer's section in a generation (NULL: see policy_config_parse). */
+static inline const struct policy_config *policy_config_of(const struct gw_config *cfg)
+{
+    return cfg ? cfg->modules[GW_STAGE_POLICY] : NULL;
+}
+
+/* The layer's pipeline stage (its struct gw_module is policy_module, layers/modules.h). */
+extern const struct gw_layer_ops policy_layer;
 
 #endif

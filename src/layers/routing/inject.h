@@ -15,6 +15,7 @@
 #include "lib/buf.h"
 #include "core/config.h"
 #include "core/request.h"
+#include "layers/routing/routing.h"
 
 /* Minted tokens cached at most (set-associative, 8 ways). */
 #define INJECT_CACHE_ENTRIES 4096

@@ -160,7 +160,7 @@ void routing_flush_caches(void)
 
 static const struct egress_config *egress_of(const struct gw_config *cfg)
 {
-    return cfg && cfg->egress ? cfg->egress : &default_egress;
+    return egress_config_of(cfg) ? egress_config_of(cfg) : &default_egress;
 }
 
 /* Literal private backends that egress.allow does not list: every request to them fails. */
@@ -197,7 +197,7 @@ int routing_start(const struct gw_config *cfg)
     const struct egress_config *ec = egress_of(cfg);
     int need_key = ec->signing_key != NULL;
     for (size_t r = 0; r < cfg->n_routes; r++)
-        need_key |= cfg->routes[r].inject.mode == GW_INJECT_JWT;
+        need_key |= routing_inject_of(&cfg->routes[r])->mode == GW_INJECT_JWT;
     if (need_key) {
         char why[512];
         if (inject_start(ec->signing_key, why, sizeof why) != 0) {
@@ -361,7 +361,7 @@ static int conclude(struct job *job)
             set_pin(req, job->be_host_raw, job->be_url.port, lk->addrs, lk->n_addrs);
         }
     }
-    int rc = inject_apply(req, &req->route->inject, job->be);
+    int rc = inject_apply(req, routing_inject_of(req->route), job->be);
     switch (rc) {
     case INJECT_OK:
         return GW_PASS;
@@ -875,7 +875,7 @@ static const char *const endpoint_failures[] = {"upstream.connect", "upstream.ti
 static void routing_complete(struct gw_request *req)
 {
     const struct gw_backend *be = req->backend;
-    if (!be || be->n_endpoints == 0 || req->deciding_stage != GW_STAGE_COUNT)
+    if (!be || be->n_endpoints == 0 || req->deciding_stage != GW_STAGE_NONE)
         return;
     enum endpoint_outcome outcome = ENDPOINT_NONE;
     for (const char *const *c = endpoint_failures; *c && outcome == ENDPOINT_NONE; c++)
@@ -897,7 +897,6 @@ static void routing_complete(struct gw_request *req)
 }
 
 const struct gw_layer_ops routing_layer = {
-    .name = "routing",
     .check = routing_check,
     .on_complete = routing_complete,
 };

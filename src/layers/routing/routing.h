@@ -18,7 +18,33 @@
 #include "lib/buf.h"
 #include "lib/cfg.h"
 #include "core/config.h"
+#include "layers/modules.h"
 #include "layers/routing/ssrf.h"
+
+/* How the verified identity reaches the backend (routes[].inject; layers/routing). */
+enum gw_inject_mode {
+    GW_INJECT_JWT = 0, /* a short-lived JWT signed by toolgate, in Authorization (default) */
+    GW_INJECT_HEADERS, /* X-Toolgate-Subject etc.: only for backends on a private network */
+    GW_INJECT_NONE,
+};
+
+enum gw_inject_header {
+    GW_INJECT_H_SUBJECT = 0,
+    GW_INJECT_H_TENANT,
+    GW_INJECT_H_ROLES,
+    GW_INJECT_H_SCOPES,
+    GW_INJECT_H_CLIENT,
+    GW_INJECT_H_REQUEST_ID,
+    GW_INJECT_H_COUNT
+};
+
+struct gw_route_inject {
+    enum gw_inject_mode mode;
+    char *audience;  /* jwt: the aud claim; NULL = the URL of the backend called */
+    uint64_t ttl_ms; /* jwt: token lifetime (60s, at most 60s) */
+    /* headers: names, never NULL once parsed (defaults X-Toolgate-Subject, ...) */
+    char *headers[GW_INJECT_H_COUNT];
+};
 
 /* Bounds on what the egress section may hold (far above real use). */
 #define EGRESS_MAX_ALLOW 1024
@@ -65,6 +91,16 @@ int routing_inject_parse(const struct cfg_doc *doc, const struct cfg_node *route
                          struct cfg_error *err);
 void routing_inject_free(struct gw_route_inject *ri);
 
+/* The routing layer's configuration in a generation, and a route's injection settings. */
+static inline const struct egress_config *egress_config_of(const struct gw_config *cfg)
+{
+    return cfg ? cfg->modules[GW_STAGE_ROUTING] : NULL;
+}
+static inline const struct gw_route_inject *routing_inject_of(const struct gw_route *route)
+{
+    return route->modules[GW_STAGE_ROUTING];
+}
+
 /*
  * Starts the runtime for cfg: when a route injects JWTs (or egress.signing_key is set),
  * loads the signing key, or generates an Ed25519 key at ROUTING_DEFAULT_KEY_PATH when no key
@@ -108,5 +144,8 @@ struct uv_loop_s;
 void routing_set_test_loop(struct uv_loop_s *loop);
 /* Drops every cached backend lookup and minted token. */
 void routing_flush_caches(void);
+
+/* The layer's pipeline stage (its struct gw_module is routing_module, layers/modules.h). */
+extern const struct gw_layer_ops routing_layer;
 
 #endif

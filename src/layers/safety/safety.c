@@ -16,7 +16,7 @@
 
 static const struct safety_config *config_of(const struct gw_request *req)
 {
-    return req->cfg ? req->cfg->safety : NULL;
+    return safety_config_of(req->cfg);
 }
 
 /* What the model reads: a phrase per built-in type (custom ones are named as configured). */
@@ -328,7 +328,6 @@ static int safety_on_response(struct gw_request *req, json_t *msg, int *modified
 }
 
 const struct gw_layer_ops safety_layer = {
-    .name = "safety",
     .check = safety_check,
     .on_response = safety_on_response,
 };

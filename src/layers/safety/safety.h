@@ -25,6 +25,8 @@
 
 #include "core/request-t.h"
 #include "lib/cfg.h"
+#include "core/config.h"
+#include "layers/modules.h"
 
 struct safety_config;
 
@@ -209,5 +211,14 @@ int safety_cli_main(int argc, char **argv);
 
 /* Throughput and latency benchmark; prints one line per measurement. Returns 0 or 1. */
 int safety_bench_main(int argc, char **argv);
+
+/* The safety layer's section in a generation (NULL: see safety_config_parse). */
+static inline const struct safety_config *safety_config_of(const struct gw_config *cfg)
+{
+    return cfg ? cfg->modules[GW_STAGE_SAFETY] : NULL;
+}
+
+/* The layer's pipeline stage (its struct gw_module is safety_module, layers/modules.h). */
+extern const struct gw_layer_ops safety_layer;
 
 #endif

@@ -137,7 +137,7 @@ static int cmd_scan(int argc, char **argv, int redact)
             fprintf(stderr, "%s\n", err.msg);
             return 2;
         }
-        sc = cfg->safety;
+        sc = safety_config_of(cfg);
     } else {
         sc = own = safety_config_default();
         if (!own) {

@@ -1,28 +1,34 @@
-#include "layers/layer.h"
+#include "core/pipeline.h"
+#include "core/module.h"
 #include "lib/timeutil.h"
 
-#include <string.h>
+static const struct gw_layer_ops *stage_ops(int s)
+{
+    return gw_modules[s]->layer;
+}
 
-static const struct gw_layer_ops *const layers[GW_STAGE_COUNT] = {
-    [GW_STAGE_IDENTITY] = &identity_layer, [GW_STAGE_SAFETY] = &safety_layer,
-    [GW_STAGE_POLICY] = &policy_layer,     [GW_STAGE_LIMITS] = &limits_layer,
-    [GW_STAGE_ROUTING] = &routing_layer,   [GW_STAGE_AUDIT] = &audit_layer,
-};
+static int sees_all(int s)
+{
+    return (gw_modules[s]->flags & GW_MODULE_SEES_ALL) != 0;
+}
 
 /*
- * The audit stage runs even when an earlier stage denied: every request that reached a route
- * leaves a record. Its own verdict can only turn an allow into a deny (queue full -> 503).
+ * Stages that see every request (audit) run even when an earlier stage denied: every
+ * request that reached a route leaves a record. Their own verdict can only turn an allow
+ * into a deny (audit: queue full -> 503).
  */
 static void run(struct gw_request *req)
 {
+    int n = (int)gw_n_modules;
     req->pipeline_running = 1;
-    while (req->next_stage < GW_STAGE_COUNT) {
-        enum gw_stage s = req->next_stage;
-        if ((req->deciding_stage != GW_STAGE_COUNT || req->protocol_error) && s != GW_STAGE_AUDIT) {
-            req->next_stage = GW_STAGE_AUDIT;
+    while (req->next_stage < n) {
+        int s = req->next_stage;
+        const struct gw_layer_ops *ops = stage_ops(s);
+        if (!ops ||
+            ((req->deciding_stage != GW_STAGE_NONE || req->protocol_error) && !sees_all(s))) {
+            req->next_stage = s + 1;
             continue;
         }
-        const struct gw_layer_ops *ops = layers[s];
         struct gw_decision *d = &req->decision[s];
         uint64_t t0 = gw_mono_ns();
         req->pipeline_early_verdict = -1;
@@ -45,18 +51,17 @@ static void run(struct gw_request *req)
             v = GW_DENY;
         }
         d->verdict = (enum gw_verdict)v;
-        if (v == GW_DENY && req->deciding_stage == GW_STAGE_COUNT)
+        if (v == GW_DENY && req->deciding_stage == GW_STAGE_NONE)
             req->deciding_stage = s;
-        req->next_stage = (enum gw_stage)(s + 1);
+        req->next_stage = s + 1;
     }
     req->pipeline_running = 0;
-    int allowed = req->deciding_stage == GW_STAGE_COUNT && !req->protocol_error;
-    req->pipeline_done(req, allowed ? GW_PASS : GW_DENY);
+    req->pipeline_done(req, gw_request_allowed(req) ? GW_PASS : GW_DENY);
 }
 
 void gw_pipeline_start(struct gw_request *req, gw_pipeline_done_cb done)
 {
-    req->next_stage = GW_STAGE_IDENTITY;
+    req->next_stage = 0;
     req->pipeline_done = done;
     run(req);
 }
@@ -67,26 +72,31 @@ void gw_pipeline_resume(struct gw_request *req, int verdict)
         req->pipeline_early_verdict = verdict;
         return;
     }
-    enum gw_stage s = req->next_stage;
+    int s = req->next_stage;
     if (verdict != GW_PASS) {
         if (req->decision[s].verdict != GW_DENY)
             gw_decision_deny(&req->decision[s], 500, JSONRPC_INTERNAL_ERROR, "internal.layer_error",
                              "An internal error stopped this request.");
-        if (req->deciding_stage == GW_STAGE_COUNT)
+        if (req->deciding_stage == GW_STAGE_NONE)
             req->deciding_stage = s;
     } else {
         req->decision[s].verdict = GW_PASS;
     }
-    req->next_stage = (enum gw_stage)(s + 1);
+    req->next_stage = s + 1;
     run(req);
+}
+
+int gw_pipeline_deciding(const struct gw_request *req)
+{
+    return req->pipeline_done && req->next_stage < (int)gw_n_modules;
 }
 
 int gw_pipeline_response(struct gw_request *req, json_t *msg, int *modified,
                          struct gw_decision *out)
 {
-    for (int s = 0; s < GW_STAGE_COUNT; s++) {
-        const struct gw_layer_ops *ops = layers[s];
-        if (!ops->on_response)
+    for (size_t s = 0; s < gw_n_modules; s++) {
+        const struct gw_layer_ops *ops = stage_ops((int)s);
+        if (!ops || !ops->on_response)
             continue;
         int v = ops->on_response(req, msg, modified, out);
         if (v != GW_PASS) {
@@ -101,7 +111,9 @@ int gw_pipeline_response(struct gw_request *req, json_t *msg, int *modified,
 
 void gw_pipeline_complete(struct gw_request *req)
 {
-    for (int s = 0; s < GW_STAGE_COUNT; s++)
-        if (layers[s]->on_complete)
-            layers[s]->on_complete(req);
+    for (size_t s = 0; s < gw_n_modules; s++) {
+        const struct gw_layer_ops *ops = stage_ops((int)s);
+        if (ops && ops->on_complete)
+            ops->on_complete(req);
+    }
 }

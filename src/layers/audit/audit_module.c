@@ -1,0 +1,43 @@
+/* The audit layer as a module: its section, writer, stage and commands. */
+#include "layers/audit/audit.h"
+#include "layers/layer.h"
+
+/* No `audit` section gives the defaults (an SQLite store in the working directory). */
+static int parse(const struct cfg_doc *doc, const struct cfg_node *node, void **out,
+                 struct cfg_error *err)
+{
+    struct audit_config *ac = NULL;
+    int rc = audit_config_parse(doc, node, &ac, err);
+    *out = ac;
+    return rc;
+}
+
+static void conf_free(void *conf)
+{
+    audit_config_free(conf);
+}
+
+static const struct gw_command commands[] = {
+    {"audit",
+     "verify|query|stats|export STORE ...\n"
+     "                          check the audit log's integrity; answer questions from it",
+     audit_cli_main},
+    {NULL, NULL, NULL},
+};
+
+/*
+ * Audit sees every request that reached a route (its stage runs after any denial), and its
+ * writer is up before the other runtimes and down after them, so it records what they did.
+ */
+const struct gw_module audit_module = {
+    .name = "audit",
+    .flags = GW_MODULE_SEES_ALL | GW_MODULE_FIRST_UP,
+    .config_key = "audit",
+    .parse = parse,
+    .free = conf_free,
+    .start = audit_start,
+    .stop = audit_stop,
+    .layer = &audit_layer,
+    .commands = commands,
+    .bench = audit_bench_main,
+};

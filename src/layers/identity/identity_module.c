@@ -1,0 +1,68 @@
+/* The identity layer as a module: its section, runtime, stage, metadata and commands. */
+#include "layers/identity/identity.h"
+#include "layers/layer.h"
+
+#include <string.h>
+
+static int parse(const struct cfg_doc *doc, const struct cfg_node *node, void **out,
+                 struct cfg_error *err)
+{
+    struct identity_config *ic = NULL;
+    int rc = identity_config_parse(doc, node, &ic, err);
+    *out = ic;
+    return rc;
+}
+
+static void conf_free(void *conf)
+{
+    identity_config_free(conf);
+}
+
+static int start(const struct gw_config *cfg)
+{
+    return identity_start(identity_config_of(cfg));
+}
+
+/*
+ * RFC 9728 protected resource metadata: the root document describes public_url itself, the
+ * path-suffixed one each route's resource (any kind of route, by its exact path).
+ */
+static int well_known(const struct gw_config *cfg, struct gw_slice path, struct gw_buf *out)
+{
+    static const char prm[] = "/.well-known/oauth-protected-resource";
+    const size_t plen = sizeof prm - 1;
+    if (path.len < plen || memcmp(path.ptr, prm, plen) != 0)
+        return 0;
+    const char *route_path = NULL;
+    if (path.len > plen) {
+        struct gw_slice rest = {path.ptr + plen, path.len - plen};
+        for (size_t i = 0; i < cfg->n_routes && !route_path; i++)
+            if (gw_slice_eq(rest, cfg->routes[i].path))
+                route_path = cfg->routes[i].path;
+        if (!route_path)
+            return -2;
+    }
+    if (!identity_config_of(cfg))
+        return -2;
+    return identity_metadata_json(cfg, route_path, out) == 0 ? 1 : -1;
+}
+
+static const struct gw_command commands[] = {
+    {"keys", "generate ...       make a signing key pair and its JWKS (development tool)",
+     identity_cli_keys},
+    {"token", "...               mint a signed test JWT (development tool)", identity_cli_token},
+    {NULL, NULL, NULL},
+};
+
+const struct gw_module identity_module = {
+    .name = "identity",
+    .config_key = "identity",
+    .parse = parse,
+    .free = conf_free,
+    .start = start,
+    .stop = identity_stop,
+    .layer = &identity_layer,
+    .well_known = well_known,
+    .commands = commands,
+    .bench = identity_bench_main,
+};

@@ -1,0 +1,68 @@
+/* The policy layer as a module: its section, stage, `check` of its tests and commands. */
+#include "layers/layer.h"
+#include "layers/policy/policy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* No `policy` section leaves the slot NULL, which the policy layer reads as deny-all. */
+static int parse(const struct cfg_doc *doc, const struct cfg_node *node, void **out,
+                 struct cfg_error *err)
+{
+    if (!node)
+        return 0;
+    struct policy_config *pc = NULL;
+    int rc = policy_config_parse(doc, node, &pc, err);
+    *out = pc;
+    return rc;
+}
+
+static void conf_free(void *conf)
+{
+    policy_config_free(conf);
+}
+
+/* Runs the policy test files the configuration names; the table only when one mismatches. */
+static int check(const struct gw_config *cfg, const char *config_path, struct gw_buf *summary)
+{
+    const struct policy_config *pc = policy_config_of(cfg);
+    size_t n_tests = pc ? policy_config_test_count(pc) : 0;
+    size_t n_rules = pc ? policy_config_rule_count(pc) : 0;
+    int failures = 0;
+    for (size_t i = 0; i < n_tests; i++) {
+        const char *file = policy_config_test_path(pc, i);
+        char *table = NULL;
+        size_t table_len = 0;
+        FILE *mem = open_memstream(&table, &table_len);
+        int r = policy_run_tests(pc, file, mem ? mem : stdout);
+        if (mem)
+            fclose(mem);
+        if (r != 0 && table)
+            fwrite(table, 1, table_len, stdout);
+        free(table);
+        if (r != 0) {
+            fprintf(stderr, "%s: policy tests in %s: %s\n", config_path, file,
+                    r < 0 ? "cannot be read or parsed" : "mismatches (see the table above)");
+            failures++;
+        }
+    }
+    gw_buf_printf(summary, ", %zu policy rule%s, %zu policy test file%s passed", n_rules,
+                  n_rules == 1 ? "" : "s", n_tests, n_tests == 1 ? "" : "s");
+    return failures ? 1 : 0;
+}
+
+static const struct gw_command commands[] = {
+    {"policy", "test|explain     run policy test files; explain one decision", policy_cli_main},
+    {NULL, NULL, NULL},
+};
+
+const struct gw_module policy_module = {
+    .name = "policy",
+    .config_key = "policy",
+    .parse = parse,
+    .free = conf_free,
+    .check = check,
+    .layer = &policy_layer,
+    .commands = commands,
+    .bench = policy_bench_main,
+};

@@ -1,0 +1,61 @@
+/* The routing layer as a module: `egress`, routes[].inject, runtime, stage and its JWKS. */
+#include "layers/layer.h"
+#include "layers/routing/routing.h"
+
+#include <stdlib.h>
+
+/* No `egress` section gives the defaults: no private destination is allowed. */
+static int parse(const struct cfg_doc *doc, const struct cfg_node *node, void **out,
+                 struct cfg_error *err)
+{
+    struct egress_config *ec = NULL;
+    int rc = egress_config_parse(doc, node, &ec, err);
+    *out = ec;
+    return rc;
+}
+
+static void conf_free(void *conf)
+{
+    egress_config_free(conf);
+}
+
+static const char *const route_keys[] = {"inject", NULL};
+
+static int parse_route(const struct cfg_doc *doc, const struct cfg_node *route, const char *path,
+                       void **out, struct cfg_error *err)
+{
+    struct gw_route_inject *ri = calloc(1, sizeof *ri);
+    if (!ri)
+        return cfg_errorf(err, doc, route, path, "out of memory");
+    *out = ri;
+    return routing_inject_parse(doc, route, path, ri, err);
+}
+
+static void free_route(void *conf)
+{
+    routing_inject_free(conf);
+    free(conf);
+}
+
+/* The public keys backends use to verify the identity toolgate injects. */
+static int well_known(const struct gw_config *cfg, struct gw_slice path, struct gw_buf *out)
+{
+    if (!gw_slice_eq(path, "/.well-known/jwks.json"))
+        return 0;
+    return routing_jwks_json(cfg, out) == 0 ? 1 : -1;
+}
+
+const struct gw_module routing_module = {
+    .name = "routing",
+    .config_key = "egress",
+    .parse = parse,
+    .free = conf_free,
+    .route_keys = route_keys,
+    .parse_route = parse_route,
+    .free_route = free_route,
+    .start = routing_start,
+    .stop = routing_stop,
+    .layer = &routing_layer,
+    .well_known = well_known,
+    .bench = routing_bench_main,
+};

@@ -1,0 +1,36 @@
+/* The safety layer as a module: its section, stage and commands. */
+#include "layers/layer.h"
+#include "layers/safety/safety.h"
+
+/* No `safety` section gives the built-in detectors with their default actions. */
+static int parse(const struct cfg_doc *doc, const struct cfg_node *node, void **out,
+                 struct cfg_error *err)
+{
+    struct safety_config *sc = NULL;
+    int rc = safety_config_parse(doc, node, &sc, err);
+    *out = sc;
+    return rc;
+}
+
+static void conf_free(void *conf)
+{
+    safety_config_free(conf);
+}
+
+static const struct gw_command commands[] = {
+    {"safety",
+     "scan|validate|redact ...\n"
+     "                          find PII and secrets in JSON; check single values",
+     safety_cli_main},
+    {NULL, NULL, NULL},
+};
+
+const struct gw_module safety_module = {
+    .name = "safety",
+    .config_key = "safety",
+    .parse = parse,
+    .free = conf_free,
+    .layer = &safety_layer,
+    .commands = commands,
+    .bench = safety_bench_main,
+};
