@@ -8,6 +8,7 @@
  */
 #include "core/config.h"
 #include "core/module.h"
+#include "lib/url.h"
 #include "lib/digest.h"
 
 #include <arpa/inet.h>
@@ -165,63 +166,11 @@ static const char *shown_quote(const char *url)
 /* ---- URLs --------------------------------------------------------------------------------- */
 
 /*
- * Checks a host name or IP literal (without port). Names must be LDH labels; a host whose last
- * label starts with a digit must be a dotted-quad IPv4 address, because resolvers read forms
- * like "127.1" or "0x7f.0.0.1" as addresses and the SSRF guard must see what curl will dial.
- */
-static const char *check_host(const char *h, size_t len)
-{
-    char buf[CONFIG_MAX_HOST + 1];
-    if (len == 0)
-        return "has no host";
-    if (h[0] == '[') {
-        if (len < 3 || h[len - 1] != ']')
-            return "has an unterminated IPv6 literal (write it like [::1])";
-        if (len - 2 > 45)
-            return "has an IPv6 literal that is too long";
-        memcpy(buf, h + 1, len - 2);
-        buf[len - 2] = '\0';
-        if (strchr(buf, '%'))
-            return "has an IPv6 zone id, which is not supported";
-        struct in6_addr a6;
-        if (inet_pton(AF_INET6, buf, &a6) != 1)
-            return "has an invalid IPv6 literal";
-        return NULL;
-    }
-    if (len > CONFIG_MAX_HOST)
-        return "has a host name longer than 253 characters";
-    memcpy(buf, h, len);
-    buf[len] = '\0';
-    size_t label = 0, last_start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        char c = buf[i];
-        if (c == '.' || c == '\0') {
-            if (label == 0)
-                return "has an empty label in its host name";
-            if (buf[i - 1] == '-' || buf[i - label] == '-')
-                return "has a host name label that starts or ends with '-'";
-            if (c == '.')
-                last_start = i + 1;
-            label = 0;
-            continue;
-        }
-        if (!is_alnum(c) && c != '-')
-            return "has a character not allowed in a host name (letters, digits, '-' and '.')";
-        if (++label > 63)
-            return "has a host name label longer than 63 characters";
-    }
-    if (is_digit(buf[last_start])) {
-        struct in_addr a4;
-        if (inet_pton(AF_INET, buf, &a4) != 1)
-            return "has a host that is neither a name nor a dotted-quad IPv4 address";
-    }
-    return NULL;
-}
-
-/*
- * Parses an absolute http(s) URL strictly: printable ASCII only, lower-case scheme, a host,
- * an optional port, an optional path of RFC 3986 characters; no credentials, no query, no
- * fragment. On success *https and *port are set and *path_out points at the path ("" when
+ * Checks an absolute http(s) URL with the one URL parser (lib/url), then what a URL in the
+ * configuration must be beyond that: printable ASCII, a lower-case scheme, an IPv4 address
+ * written as a dotted quad (resolvers read "127.1" or "0x7f.0.0.1" as addresses too; the
+ * file should say plainly where it points), no query or fragment, and a path of RFC 3986
+ * characters. On success *https and *port are set and *path_out points at the path ("" when
  * none). On failure returns a phrase saying what is wrong.
  */
 static const char *check_http_url(const char *url, int *https, int *port, const char **path_out)
@@ -238,58 +187,30 @@ static const char *check_http_url(const char *url, int *https, int *port, const 
         if (c >= 0x80)
             return "contains a non-ASCII character (percent-encode it)";
     }
-    const char *p;
-    if (strncmp(url, "http://", 7) == 0) {
-        *https = 0;
-        p = url + 7;
-    } else if (strncmp(url, "https://", 8) == 0) {
-        *https = 1;
-        p = url + 8;
-    } else if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
-        return "has an upper-case scheme (write http:// or https://)";
-    } else {
-        return "does not start with http:// or https://";
-    }
-    size_t alen = strcspn(p, "/?#");
-    if (memchr(p, '@', alen))
+    struct gw_url u;
+    int rc = gw_url_parse(url, len, GW_URL_ANY_SCHEME, &u);
+    if (rc == GW_URL_E_USERINFO)
         return "contains credentials (user@host); credentials do not belong in URLs";
-    if (memchr(p, '\\', alen))
-        return "contains a backslash";
-    /* Split host and port; an IPv6 literal keeps its colons inside the brackets. */
-    size_t hlen = alen;
-    const char *colon = NULL;
-    if (p[0] == '[') {
-        const char *close = memchr(p, ']', alen);
-        if (!close)
-            return "has an unterminated IPv6 literal (write it like [::1])";
-        hlen = (size_t)(close - p) + 1;
-        if (hlen < alen) {
-            if (p[hlen] != ':')
-                return "has characters after the IPv6 literal that are not a port";
-            colon = p + hlen;
-        }
-    } else {
-        colon = memchr(p, ':', alen);
-        if (colon)
-            hlen = (size_t)(colon - p);
+    if (rc == GW_URL_E_SYNTAX && u.why == gw_url_error_text(rc))
+        return "does not start with http:// or https://";
+    if (rc != GW_URL_OK)
+        return u.why;
+    if (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0)
+        return "does not start with http:// or https://";
+    if (!u.scheme_lower)
+        return "has an upper-case scheme (write http:// or https://)";
+    if (u.host_is_ip && u.ip.family == AF_INET) {
+        const char *h = url + strlen(u.scheme) + 3;
+        size_t hl = strlen(u.host);
+        if (strncmp(h, u.host, hl) != 0 || (h[hl] != '\0' && h[hl] != ':' && h[hl] != '/'))
+            return "has an IPv4 address not written as a dotted quad (write it like 127.0.0.1)";
     }
-    const char *why = check_host(p, hlen);
-    if (why)
-        return why;
-    *port = *https ? 443 : 80;
-    if (colon) {
-        size_t plen = alen - (size_t)(colon + 1 - p);
-        int v = parse_port(colon + 1, plen);
-        if (v < 0)
-            return "has a port that is not a number from 1 to 65535";
-        *port = v;
-    }
-    const char *path = p + alen;
-    for (const char *c = path; *c; c++) {
-        if (*c == '?')
-            return "has a query (?...), which is not allowed here";
-        if (*c == '#')
-            return "has a fragment (#...), which is not allowed";
+    if (u.has_query)
+        return "has a query (?...), which is not allowed here";
+    if (u.has_fragment)
+        return "has a fragment (#...), which is not allowed";
+    const char *path = url + u.path_off;
+    for (const char *c = path; c < url + u.path_off + u.path_len; c++) {
         if (*c == '%') {
             if (!is_hex(c[1]) || !is_hex(c[2]))
                 return "has a '%' that is not followed by two hex digits";
@@ -299,6 +220,8 @@ static const char *check_http_url(const char *url, int *https, int *port, const 
         if (*c != '/' && !is_pchar(*c))
             return "has a character in its path that must be percent-encoded";
     }
+    *https = u.https;
+    *port = u.port;
     *path_out = path;
     return NULL;
 }

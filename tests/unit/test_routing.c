@@ -42,7 +42,7 @@ static const struct fake_name fake_names[] = {
 
 static int fake_calls;
 
-static int fake_resolve(void *ctx, const char *host, struct ssrf_addr *out, size_t max, size_t *n)
+static int fake_resolve(void *ctx, const char *host, struct gw_addr *out, size_t max, size_t *n)
 {
     (void)ctx;
     fake_calls++;
@@ -51,7 +51,7 @@ static int fake_resolve(void *ctx, const char *host, struct ssrf_addr *out, size
         if (strcmp(fake_names[i].host, host) != 0)
             continue;
         for (size_t j = 0; j < 3 && fake_names[i].addrs[j] && *n < max; j++) {
-            struct ssrf_addr a = {0};
+            struct gw_addr a = {0};
             if (inet_pton(AF_INET, fake_names[i].addrs[j], a.bytes) == 1)
                 a.family = AF_INET;
             else if (inet_pton(AF_INET6, fake_names[i].addrs[j], a.bytes) == 1)

@@ -31,10 +31,10 @@ struct url_case {
     const char *host; /* canonical host when not NULL */
 };
 
-static int judge(const char *url, const struct ssrf_allow *allow, struct ssrf_url *u)
+static int judge(const char *url, const struct ssrf_allow *allow, struct gw_url *u)
 {
-    int rc = ssrf_url_parse(url, strlen(url), u);
-    if (rc != SSRF_OK)
+    int rc = gw_url_parse(url, strlen(url), 0, u);
+    if (rc != GW_URL_OK)
         return REFUSE;
     if (!u->host_is_ip)
         return ssrf_name_is_localhost(u->host) ? LOCAL : NAME;
@@ -336,7 +336,7 @@ static void test_corpus(void **state)
     assert_true(n >= 200);
     int failures = 0;
     for (size_t i = 0; i < n; i++) {
-        struct ssrf_url u;
+        struct gw_url u;
         int got = judge(corpus[i].url, NULL, &u);
         if (got != (int)corpus[i].want) {
             print_error("case %zu \"%s\": got %d want %d\n", i, corpus[i].url, got,
@@ -357,29 +357,29 @@ static void test_corpus(void **state)
 static void test_parsed_fields(void **state)
 {
     (void)state;
-    struct ssrf_url u;
-    assert_int_equal(ssrf_url_parse("https://Example.COM", 19, &u), SSRF_OK);
+    struct gw_url u;
+    assert_int_equal(gw_url_parse("https://Example.COM", 19, 0, &u), GW_URL_OK);
     assert_int_equal(u.https, 1);
     assert_int_equal(u.port, 443);
     assert_string_equal(u.host, "example.com");
-    assert_int_equal(ssrf_url_parse("http://x.y:8080/p", 17, &u), SSRF_OK);
+    assert_int_equal(gw_url_parse("http://x.y:8080/p", 17, 0, &u), GW_URL_OK);
     assert_int_equal(u.port, 8080);
     assert_int_equal(u.https, 0);
     /* The length bounds the read: a URL cut inside its host is read as that shorter URL. */
-    assert_int_equal(ssrf_url_parse("http://127.0.0.1", 10, &u), SSRF_OK);
+    assert_int_equal(gw_url_parse("http://127.0.0.1", 10, 0, &u), GW_URL_OK);
     assert_string_equal(u.host, "0.0.0.127"); /* "127" alone is one part: 0.0.0.127 */
-    char big[SSRF_MAX_URL + 16];
+    char big[GW_URL_MAX + 16];
     memset(big, 'a', sizeof big);
     memcpy(big, "http://a.com/", 13);
-    assert_int_equal(ssrf_url_parse(big, sizeof big, &u), SSRF_E_TOO_LONG);
-    assert_int_equal(ssrf_url_parse("http://u@h/", 11, &u), SSRF_E_USERINFO);
-    assert_int_equal(ssrf_url_parse("ftp://h/", 8, &u), SSRF_E_SCHEME);
-    assert_int_equal(ssrf_url_parse("http://h:0/", 11, &u), SSRF_E_PORT);
-    assert_int_equal(ssrf_url_parse("http://%31/", 11, &u), SSRF_E_ENCODED);
-    assert_int_equal(ssrf_url_parse("http://xn--abc/", 15, &u), SSRF_E_IDNA);
-    assert_int_equal(ssrf_url_parse("http://[fe80::1%25x]/", 21, &u), SSRF_E_ZONE);
-    for (int e = SSRF_E_ZONE; e <= 0; e++)
-        assert_true(strlen(ssrf_error_text(e)) > 0);
+    assert_int_equal(gw_url_parse(big, sizeof big, 0, &u), GW_URL_E_TOO_LONG);
+    assert_int_equal(gw_url_parse("http://u@h/", 11, 0, &u), GW_URL_E_USERINFO);
+    assert_int_equal(gw_url_parse("ftp://h/", 8, 0, &u), GW_URL_E_SCHEME);
+    assert_int_equal(gw_url_parse("http://h:0/", 11, 0, &u), GW_URL_E_PORT);
+    assert_int_equal(gw_url_parse("http://%31/", 11, 0, &u), GW_URL_E_ENCODED);
+    assert_int_equal(gw_url_parse("http://xn--abc/", 15, 0, &u), GW_URL_E_IDNA);
+    assert_int_equal(gw_url_parse("http://[fe80::1%25x]/", 21, 0, &u), GW_URL_E_ZONE);
+    for (int e = GW_URL_E_ZONE; e <= 0; e++)
+        assert_true(strlen(gw_url_error_text(e)) > 0);
 }
 
 static void test_ipv4_forms(void **state)
@@ -413,16 +413,16 @@ static void test_ipv4_forms(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint32_t v = 0;
-        int rc = ssrf_ipv4_parse(cases[i].s, strlen(cases[i].s), &v);
+        int rc = gw_ipv4_parse(cases[i].s, strlen(cases[i].s), &v);
         assert_int_equal(rc == 0, cases[i].ok);
         if (cases[i].ok)
             assert_int_equal(v, cases[i].v);
     }
 }
 
-static struct ssrf_addr addr(const char *text)
+static struct gw_addr addr(const char *text)
 {
-    struct ssrf_addr a = {0};
+    struct gw_addr a = {0};
     if (inet_pton(AF_INET, text, a.bytes) == 1)
         a.family = AF_INET;
     else if (inet_pton(AF_INET6, text, a.bytes) == 1)
@@ -462,17 +462,17 @@ static void test_classes_and_canonical(void **state)
         {"2606:4700::1", SSRF_PUBLIC},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct ssrf_addr a = addr(cases[i].a);
+        struct gw_addr a = addr(cases[i].a);
         assert_int_not_equal(a.family, 0);
         if (ssrf_classify(&a) != cases[i].c)
             fail_msg("%s: class %s, want %s", cases[i].a, ssrf_class_name(ssrf_classify(&a)),
                      ssrf_class_name(cases[i].c));
     }
-    struct ssrf_addr a = addr("::ffff:192.168.1.1"), c;
+    struct gw_addr a = addr("::ffff:192.168.1.1"), c;
     ssrf_addr_canonical(&a, &c);
     assert_int_equal(c.family, AF_INET);
     char text[46];
-    ssrf_addr_format(&c, text, sizeof text);
+    gw_addr_format(&c, text, sizeof text);
     assert_string_equal(text, "192.168.1.1");
     a = addr("::1");
     ssrf_addr_canonical(&a, &c);
@@ -526,17 +526,17 @@ static void test_allow_list(void **state)
         {"http://[::]/", DENY},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct ssrf_url u;
+        struct gw_url u;
         int got = judge(cases[i].url, &al, &u);
         if (got != (int)cases[i].want)
             fail_msg("%s: got %d want %d", cases[i].url, got, (int)cases[i].want);
     }
     /* Name entries allow what the name resolves to, on that port only. */
-    struct ssrf_addr priv = addr("10.99.0.1");
+    struct gw_addr priv = addr("10.99.0.1");
     assert_true(ssrf_addr_allowed(&al, "backend.internal", 8443, &priv, NULL));
     assert_false(ssrf_addr_allowed(&al, "backend.internal", 443, &priv, NULL));
     assert_false(ssrf_addr_allowed(&al, NULL, 8443, &priv, NULL));
-    struct ssrf_addr loop = addr("127.0.0.2");
+    struct gw_addr loop = addr("127.0.0.2");
     assert_false(ssrf_addr_allowed(&al, "other.internal", 8443, &loop, NULL));
     assert_true(ssrf_addr_allowed(&al, "backend.internal", 8443, &loop, NULL));
     ssrf_allow_free(&al);
@@ -560,7 +560,7 @@ static void test_allow_list(void **state)
         {"http://[::ffff:0.0.0.0]/", DENY},
     };
     for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
-        struct ssrf_url u;
+        struct gw_url u;
         int got = judge(wide[i].url, &al, &u);
         if (got != (int)wide[i].want)
             fail_msg("%s: got %d want %d", wide[i].url, got, (int)wide[i].want);
@@ -569,7 +569,7 @@ static void test_allow_list(void **state)
 
     /* An empty list allows only public addresses. */
     struct ssrf_allow none = {0};
-    struct ssrf_addr pub = addr("8.8.8.8");
+    struct gw_addr pub = addr("8.8.8.8");
     assert_true(ssrf_addr_allowed(&none, "x", 80, &pub, NULL));
     assert_false(ssrf_addr_allowed(&none, "x", 80, &priv, NULL));
     assert_false(ssrf_addr_allowed(NULL, "x", 80, &priv, NULL));
@@ -603,19 +603,19 @@ static void test_allow_parse_errors(void **state)
 static void test_looks_like_url(void **state)
 {
     (void)state;
-    assert_true(ssrf_looks_like_url("http://x", 8));
-    assert_true(ssrf_looks_like_url("HTTPS://x", 9));
-    assert_true(ssrf_looks_like_url("file:///etc/passwd", 18));
-    assert_true(ssrf_looks_like_url("gopher://x", 10));
-    assert_true(ssrf_looks_like_url("  http://x", 10));
-    assert_true(ssrf_looks_like_url("//127.0.0.1/", 12));
-    assert_true(ssrf_looks_like_url("http:\\\\x", 8));
-    assert_false(ssrf_looks_like_url("hello world", 11));
-    assert_false(ssrf_looks_like_url("P12345", 6));
-    assert_false(ssrf_looks_like_url("mailto:a@b.c", 12));
-    assert_false(ssrf_looks_like_url("urn:isbn:123", 12));
-    assert_false(ssrf_looks_like_url("", 0));
-    assert_false(ssrf_looks_like_url("http:", 5));
+    assert_true(gw_url_looks_like("http://x", 8));
+    assert_true(gw_url_looks_like("HTTPS://x", 9));
+    assert_true(gw_url_looks_like("file:///etc/passwd", 18));
+    assert_true(gw_url_looks_like("gopher://x", 10));
+    assert_true(gw_url_looks_like("  http://x", 10));
+    assert_true(gw_url_looks_like("//127.0.0.1/", 12));
+    assert_true(gw_url_looks_like("http:\\\\x", 8));
+    assert_false(gw_url_looks_like("hello world", 11));
+    assert_false(gw_url_looks_like("P12345", 6));
+    assert_false(gw_url_looks_like("mailto:a@b.c", 12));
+    assert_false(gw_url_looks_like("urn:isbn:123", 12));
+    assert_false(gw_url_looks_like("", 0));
+    assert_false(gw_url_looks_like("http:", 5));
 }
 
 int main(void)

@@ -7,6 +7,7 @@
  * forbid and never earns a permit.
  */
 #include "layers/policy/policy-int.h"
+#include "lib/url.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -108,65 +109,20 @@ const json_t *policy_pointer_get(const json_t *root, char *const *tokens, size_t
 /* ---- URL host ---- */
 
 /*
- * The host of an absolute URL "scheme://[userinfo@]host[:port][/...]". The authority ends at
- * the first "/", "?", "#" or "\" (browsers and many HTTP libraries treat "\" as "/"), and the
- * userinfo at the last "@" before that, so "http://a.org@b.org/" names b.org. Hosts with
- * percent-encoding, spaces or other unusual bytes are refused rather than guessed at.
+ * The host of an absolute URL, as the one URL parser (lib/url) reads it, so that policy and
+ * the egress guard agree on where a URL points. Userinfo, backslashes, whitespace and other
+ * forms parsers disagree on are refused (-1): the predicate is then unknown, which a forbid
+ * counts as a match and a permit as no match.
  */
 int policy_url_host(const char *url, size_t len, char *out, size_t outlen)
 {
-    size_t i = 0;
-    if (len == 0 || !isalpha((unsigned char)url[0]))
+    struct gw_url u;
+    if (gw_url_parse(url, len, GW_URL_ANY_SCHEME, &u) != GW_URL_OK)
         return -1;
-    while (i < len &&
-           (isalnum((unsigned char)url[i]) || url[i] == '+' || url[i] == '-' || url[i] == '.'))
-        i++;
-    if (i + 3 > len || url[i] != ':' || url[i + 1] != '/' || url[i + 2] != '/')
-        return -1;
-    size_t a = i + 3, b = a;
-    while (b < len && url[b] != '/' && url[b] != '?' && url[b] != '#' && url[b] != '\\')
-        b++;
-    for (size_t k = a; k < b; k++)
-        if (url[k] == '@')
-            a = k + 1;
-    if (a >= b)
-        return -1;
-    size_t hs = a, he, after;
-    if (url[a] == '[') {
-        const char *close = memchr(url + a, ']', b - a);
-        if (!close)
-            return -1;
-        hs = a + 1;
-        he = (size_t)(close - url);
-        after = he + 1;
-        for (size_t k = hs; k < he; k++)
-            if (!isxdigit((unsigned char)url[k]) && url[k] != ':' && url[k] != '.')
-                return -1;
-    } else {
-        he = hs;
-        while (he < b && url[he] != ':')
-            he++;
-        after = he;
-        for (size_t k = hs; k < he; k++)
-            if (!isalnum((unsigned char)url[k]) && url[k] != '-' && url[k] != '.' && url[k] != '_')
-                return -1;
-    }
-    /* After the host only ":port" may follow, the port all digits. */
-    if (after < b) {
-        if (url[after] != ':')
-            return -1;
-        for (size_t k = after + 1; k < b; k++)
-            if (!isdigit((unsigned char)url[k]))
-                return -1;
-    }
-    size_t hl = he - hs;
-    while (hl > 0 && url[hs + hl - 1] == '.')
-        hl--; /* "example.org." is example.org */
+    size_t hl = strlen(u.host);
     if (hl == 0 || hl + 1 > outlen)
         return -1;
-    for (size_t k = 0; k < hl; k++)
-        out[k] = (char)tolower((unsigned char)url[hs + k]);
-    out[hl] = '\0';
+    memcpy(out, u.host, hl + 1);
     return 0;
 }
 

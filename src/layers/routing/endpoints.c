@@ -194,8 +194,8 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *arg)
 static int check_target(const char *url, const char *hpath, char *out, size_t cap, char *pin,
                         size_t pincap)
 {
-    struct ssrf_url u;
-    if (ssrf_url_parse(url, strlen(url), &u) != SSRF_OK)
+    struct gw_url u;
+    if (gw_url_parse(url, strlen(url), 0, &u) != GW_URL_OK)
         return -1;
     const char *auth = strstr(url, "://");
     if (!auth)
@@ -214,7 +214,7 @@ static int check_target(const char *url, const char *hpath, char *out, size_t ca
     if (u.host_is_ip)
         return ssrf_addr_allowed(allow, u.host, u.port, &u.ip, &cls) ? 0 : -1;
     if (ssrf_name_is_localhost(u.host)) {
-        struct ssrf_addr v4 = {.family = AF_INET, .bytes = {127, 0, 0, 1}};
+        struct gw_addr v4 = {.family = AF_INET, .bytes = {127, 0, 0, 1}};
         return ssrf_addr_allowed(allow, u.host, u.port, &v4, &cls) ? 0 : -1;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
@@ -225,7 +225,7 @@ static int check_target(const char *url, const char *hpath, char *out, size_t ca
         (size_t)snprintf(pin, pincap, "%.*s:%d:", (int)strcspn(auth, ":/?#"), auth, u.port);
     size_t written = 0;
     for (const struct addrinfo *ai = res; ai && rc == 0; ai = ai->ai_next) {
-        struct ssrf_addr a = {0};
+        struct gw_addr a = {0};
         if (ai->ai_family == AF_INET) {
             a.family = AF_INET;
             memcpy(a.bytes, &((const struct sockaddr_in *)ai->ai_addr)->sin_addr, 4);
@@ -240,7 +240,7 @@ static int check_target(const char *url, const char *hpath, char *out, size_t ca
             break;
         }
         char text[INET6_ADDRSTRLEN];
-        ssrf_addr_format(&a, text, sizeof text);
+        gw_addr_format(&a, text, sizeof text);
         int n = snprintf(pin + used, pincap - used, "%s%s%s%s", written ? "," : "",
                          a.family == AF_INET6 ? "[" : "", text, a.family == AF_INET6 ? "]" : "");
         if (n > 0 && used + (size_t)n < pincap) {

@@ -65,8 +65,8 @@ void routing_set_test_loop(struct uv_loop_s *loop)
 #define RCACHE_PROBE 8
 
 struct rcache_entry {
-    char host[SSRF_MAX_HOST + 1]; /* "" when empty */
-    struct ssrf_addr addrs[ROUTING_MAX_ADDRS];
+    char host[GW_URL_MAX_HOST + 1]; /* "" when empty */
+    struct gw_addr addrs[ROUTING_MAX_ADDRS];
     size_t n;
     uint64_t expires_ms; /* monotonic */
 };
@@ -86,7 +86,7 @@ static size_t rcache_slot(const char *host)
     return (size_t)(h % RC.cap);
 }
 
-static int rcache_get(const char *host, struct ssrf_addr *out, size_t *n)
+static int rcache_get(const char *host, struct gw_addr *out, size_t *n)
 {
     int hit = 0;
     pthread_mutex_lock(&RC.mu);
@@ -109,7 +109,7 @@ static int rcache_get(const char *host, struct ssrf_addr *out, size_t *n)
     return hit;
 }
 
-static void rcache_put(const char *host, const struct ssrf_addr *addrs, size_t n)
+static void rcache_put(const char *host, const struct gw_addr *addrs, size_t n)
 {
     pthread_mutex_lock(&RC.mu);
     if (RC.cap && RC.ttl_ms) {
@@ -172,9 +172,9 @@ static void warn_unlisted_backends(const struct gw_config *cfg)
             const struct gw_backend *be = &cfg->routes[r].backends[b];
             for (size_t e = 0; e < (be->n_endpoints ? be->n_endpoints : 1); e++) {
                 const char *url = be->n_endpoints ? be->endpoints[e] : be->url;
-                struct ssrf_url u;
+                struct gw_url u;
                 enum ssrf_class cls = SSRF_PUBLIC;
-                if (ssrf_url_parse(url, strlen(url), &u) != SSRF_OK)
+                if (gw_url_parse(url, strlen(url), 0, &u) != GW_URL_OK)
                     continue;
                 int allowed = 1;
                 if (u.host_is_ip)
@@ -233,12 +233,12 @@ int routing_jwks_json(const struct gw_config *cfg, struct gw_buf *out)
 struct job;
 
 struct lookup {
-    char host[SSRF_MAX_HOST + 1];
+    char host[GW_URL_MAX_HOST + 1];
     int port;
     int backend; /* the backend's name (else a URL argument) */
     const struct ssrf_allow *allow;
     char arg[80]; /* URL argument: the argument shown in a denial */
-    struct ssrf_addr addrs[ROUTING_MAX_ADDRS];
+    struct gw_addr addrs[ROUTING_MAX_ADDRS];
     size_t n_addrs;
     int denied_extra; /* an address past ROUTING_MAX_ADDRS was denied */
     enum ssrf_class extra_class;
@@ -254,8 +254,8 @@ struct job {
     const struct egress_config *ec;
     const struct gw_backend *be;
     const char *url; /* the endpoint of be this request goes to */
-    struct ssrf_url be_url;
-    char be_host_raw[SSRF_MAX_HOST + 1]; /* the name as the URL writes it (curl matches it) */
+    struct gw_url be_url;
+    char be_host_raw[GW_URL_MAX_HOST + 1]; /* the name as the URL writes it (curl matches it) */
     size_t n;
     size_t outstanding;
     struct lookup lk[ROUTING_MAX_NAMES];
@@ -302,7 +302,7 @@ static int lookup_allowed(const struct lookup *lk, enum ssrf_class *cls)
 
 /* "host:port:a1,a2" in curl's CURLOPT_RESOLVE form, as many addresses as fit. */
 static void set_pin(struct gw_request *req, const char *host, int port,
-                    const struct ssrf_addr *addrs, size_t n)
+                    const struct gw_addr *addrs, size_t n)
 {
     char *p = req->upstream_pin;
     size_t cap = sizeof req->upstream_pin;
@@ -314,7 +314,7 @@ static void set_pin(struct gw_request *req, const char *host, int port,
     size_t used = (size_t)len, written = 0;
     for (size_t i = 0; i < n; i++) {
         char a[INET6_ADDRSTRLEN], item[INET6_ADDRSTRLEN + 4];
-        ssrf_addr_format(&addrs[i], a, sizeof a);
+        gw_addr_format(&addrs[i], a, sizeof a);
         int il = snprintf(item, sizeof item, "%s%s%s%s", written ? "," : "",
                           addrs[i].family == AF_INET6 ? "[" : "", a,
                           addrs[i].family == AF_INET6 ? "]" : "");
@@ -382,7 +382,7 @@ static int conclude(struct job *job)
     }
 }
 
-static void add_result(struct lookup *lk, const struct ssrf_addr *a)
+static void add_result(struct lookup *lk, const struct gw_addr *a)
 {
     for (size_t i = 0; i < lk->n_addrs; i++)
         if (lk->addrs[i].family == a->family && memcmp(lk->addrs[i].bytes, a->bytes, 16) == 0)
@@ -401,7 +401,7 @@ static void add_result(struct lookup *lk, const struct ssrf_addr *a)
 static void take_addrinfo(struct lookup *lk, const struct addrinfo *res)
 {
     for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        struct ssrf_addr a = {0};
+        struct gw_addr a = {0};
         if (ai->ai_family == AF_INET && ai->ai_addrlen >= sizeof(struct sockaddr_in)) {
             a.family = AF_INET;
             memcpy(a.bytes, &((const struct sockaddr_in *)ai->ai_addr)->sin_addr, 4);
@@ -423,7 +423,7 @@ static const struct addrinfo lookup_hints = {
 static void resolve_sync(struct lookup *lk)
 {
     if (hook_resolve) {
-        struct ssrf_addr tmp[ROUTING_MAX_ADDRS * 2];
+        struct gw_addr tmp[ROUTING_MAX_ADDRS * 2];
         size_t n = 0;
         lk->status = hook_resolve(hook_ctx, lk->host, tmp, ROUTING_MAX_ADDRS * 2, &n);
         for (size_t i = 0; lk->status == 0 && i < n && i < ROUTING_MAX_ADDRS * 2; i++)
@@ -522,7 +522,7 @@ static int tool_matches(const struct egress_url_tool *t, const char *name)
     return 0;
 }
 
-static int add_lookup(struct job *job, const struct ssrf_url *u, int backend,
+static int add_lookup(struct job *job, const struct gw_url *u, int backend,
                       const struct ssrf_allow *allow, const char *arg)
 {
     for (size_t i = 0; i < job->n; i++) {
@@ -546,13 +546,13 @@ static int add_lookup(struct job *job, const struct ssrf_url *u, int backend,
 /* Vets one URL string. Returns GW_PASS (perhaps with a lookup queued) or GW_DENY. */
 static int vet_url(struct arg_walk *w, const char *s, size_t len, struct gw_decision *out)
 {
-    struct ssrf_url u;
+    struct gw_url u;
     if (++w->vetted > w->job->ec->max_url_args)
         return deny_arg(out, w->path, "too many URLs in one call (egress.max_url_args).");
-    int rc = ssrf_url_parse(s, len, &u);
-    if (rc != SSRF_OK) {
+    int rc = gw_url_parse(s, len, 0, &u);
+    if (rc != GW_URL_OK) {
         char what[160];
-        snprintf(what, sizeof what, "the URL is not allowed: it %s.", ssrf_error_text(rc));
+        snprintf(what, sizeof what, "the URL is not allowed: it %s.", gw_url_error_text(rc));
         return deny_arg(out, w->path, what);
     }
     enum ssrf_class cls;
@@ -563,8 +563,8 @@ static int vet_url(struct arg_walk *w, const char *s, size_t len, struct gw_deci
     }
     if (ssrf_name_is_localhost(u.host)) {
         /* RFC 6761: these names are loopback whatever DNS says; judge them as 127.0.0.1/::1. */
-        struct ssrf_addr v4 = {.family = AF_INET, .bytes = {127, 0, 0, 1}};
-        struct ssrf_addr v6 = {.family = AF_INET6, .bytes = {[15] = 1}};
+        struct gw_addr v4 = {.family = AF_INET, .bytes = {127, 0, 0, 1}};
+        struct gw_addr v6 = {.family = AF_INET6, .bytes = {[15] = 1}};
         if (!ssrf_addr_allowed(w->allow, u.host, u.port, &v4, &cls) ||
             !ssrf_addr_allowed(w->allow, u.host, u.port, &v6, &cls))
             return deny_arg_host(out, w->path, u.host, SSRF_LOOPBACK);
@@ -602,7 +602,7 @@ static int walk(struct arg_walk *w, const json_t *v, int strict, int depth, stru
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t len = json_string_length(v);
-        if (strict || ssrf_looks_like_url(s, len))
+        if (strict || gw_url_looks_like(s, len))
             return vet_url(w, s, len, out);
         return GW_PASS;
     }
@@ -731,19 +731,19 @@ static void raw_host(const char *url, char *out, size_t cap)
 static int vet_backend(struct job *job, struct gw_request *req, struct gw_decision *out)
 {
     const struct gw_backend *be = job->be;
-    struct ssrf_url *u = &job->be_url;
+    struct gw_url *u = &job->be_url;
     enum ssrf_class cls = SSRF_PUBLIC;
-    if (ssrf_url_parse(job->url, strlen(job->url), u) != SSRF_OK)
+    if (gw_url_parse(job->url, strlen(job->url), 0, u) != GW_URL_OK)
         return deny_backend(out, 502, "routing.bad_backend_url",
                             "The backend's URL is not usable.");
-    struct ssrf_addr addrs[ROUTING_MAX_ADDRS];
+    struct gw_addr addrs[ROUTING_MAX_ADDRS];
     size_t n = 0;
     if (u->host_is_ip) {
         addrs[0] = u->ip;
         n = 1;
     } else if (ssrf_name_is_localhost(u->host)) {
-        addrs[0] = (struct ssrf_addr){.family = AF_INET, .bytes = {127, 0, 0, 1}};
-        addrs[1] = (struct ssrf_addr){.family = AF_INET6, .bytes = {[15] = 1}};
+        addrs[0] = (struct gw_addr){.family = AF_INET, .bytes = {127, 0, 0, 1}};
+        addrs[1] = (struct gw_addr){.family = AF_INET6, .bytes = {[15] = 1}};
         n = 2;
     } else if (!rcache_get(u->host, addrs, &n)) {
         raw_host(job->url, job->be_host_raw, sizeof job->be_host_raw);

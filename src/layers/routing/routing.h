@@ -129,7 +129,7 @@ int routing_bench_main(int argc, char **argv);
  * A name lookup: fills out[0..*n) (at most max addresses) for host. Returns 0, or a negative
  * value when the name does not resolve.
  */
-typedef int routing_resolve_fn(void *ctx, const char *host, struct ssrf_addr *out, size_t max,
+typedef int routing_resolve_fn(void *ctx, const char *host, struct gw_addr *out, size_t max,
                                size_t *n);
 /*
  * Replaces the system resolver (NULL restores it). With a replacement, lookups run

@@ -85,8 +85,8 @@ int routing_bench_main(int argc, char **argv)
     t0 = gw_mono_ns();
     for (long i = 0; i < n; i++) {
         const char *u = urls[i % 4];
-        struct ssrf_url pu;
-        if (ssrf_url_parse(u, strlen(u), &pu) == SSRF_OK && pu.host_is_ip)
+        struct gw_url pu;
+        if (gw_url_parse(u, strlen(u), 0, &pu) == GW_URL_OK && pu.host_is_ip)
             sink += ssrf_addr_allowed(&none, pu.host, pu.port, &pu.ip, NULL);
     }
     double vet = per_call_ns(t0, n);

@@ -1,19 +1,7 @@
 /*
- * ssrf: the one strict URL parser of the egress guard, canonical forms of every host
- * spelling, the classification of addresses toolgate refuses to reach by default, and the
- * egress allow list.
+ * ssrf: the classification of addresses toolgate refuses to reach by default, and the egress
+ * allow list. URLs are read by lib/url (the one parser); this module judges where they point.
  *
- * The guard must see what the connecting party will dial. Where parsers disagree (userinfo,
- * backslashes, whitespace, numeric host forms, encodings), the URL is refused rather than
- * guessed at: a refused URL fails closed, a misread one is an SSRF.
- *
- *   - schemes http and https only (case-insensitive), followed by exactly "//";
- *   - no control characters or spaces anywhere; no userinfo ('@' before the path); no '\';
- *   - hosts: an IPv6 literal (zone ids refused), an IPv4 address in any form the C library
- *     or a WHATWG parser accepts (decimal 2130706433, octal 0177.0.0.1, hex 0x7f.1, short
- *     127.1), or an LDH name (one trailing dot dropped, letters lower-cased; "xn--" labels
- *     must be well-formed punycode of non-ASCII text); percent-encoded and non-ASCII hosts
- *     are refused;
  *   - IPv6 forms that carry an IPv4 address (mapped, compatible, SIIT, NAT64 64:ff9b::/96,
  *     6to4) are judged as that IPv4 address; Teredo is refused.
  */
@@ -23,62 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest URL the guard reads; longer ones are refused. */
-#define SSRF_MAX_URL 8192
-#define SSRF_MAX_HOST 253
-
-struct ssrf_addr {
-    int family;        /* AF_INET or AF_INET6 */
-    uint8_t bytes[16]; /* network order; IPv4 uses the first 4 */
-};
-
-enum ssrf_error {
-    SSRF_OK = 0,
-    SSRF_E_TOO_LONG = -1,
-    SSRF_E_SYNTAX = -2,   /* control characters, spaces, missing "//", empty host... */
-    SSRF_E_SCHEME = -3,   /* not http or https */
-    SSRF_E_USERINFO = -4, /* '@' before the path */
-    SSRF_E_HOST = -5,     /* not a name, not an address */
-    SSRF_E_PORT = -6,
-    SSRF_E_ENCODED = -7, /* percent-encoded or non-ASCII host */
-    SSRF_E_IDNA = -8,    /* an "xn--" label that is not clean punycode */
-    SSRF_E_ZONE = -9,    /* IPv6 zone id */
-};
-
-struct ssrf_url {
-    int https;
-    int port; /* explicit or the scheme's default */
-    int host_is_ip;
-    struct ssrf_addr ip; /* host_is_ip: the address as written (not canonicalized) */
-    /*
-     * The canonical host: a lower-case name without trailing dot, or the address in standard
-     * text form (IPv6 without brackets).
-     */
-    char host[SSRF_MAX_HOST + 1];
-};
-
-/*
- * Parses an absolute http(s) URL from s (len bytes, not NUL-terminated). Returns SSRF_OK and
- * fills out, or a negative ssrf_error. Never reads past len.
- */
-int ssrf_url_parse(const char *s, size_t len, struct ssrf_url *out);
-/* A short phrase for an ssrf_error, safe to show ("has a userinfo part (user@host)"). */
-const char *ssrf_error_text(int err);
-
-/*
- * True when s (len bytes) should be treated as a URL in a tool argument: after leading
- * whitespace, a scheme ([A-Za-z][A-Za-z0-9+.-]*) followed by ':' and '/' or '\', or a
- * leading "//". Such a string is then vetted with ssrf_url_parse (and refused unless it is
- * a clean http(s) URL).
- */
-int ssrf_looks_like_url(const char *s, size_t len);
-
-/*
- * Parses an IPv4 host in any form inet_aton and WHATWG accept: 1 to 4 dot-separated parts,
- * each decimal, octal (leading 0) or hex (0x), the last filling the remaining bytes.
- * Returns 0 and the address in host order, or -1.
- */
-int ssrf_ipv4_parse(const char *s, size_t len, uint32_t *out);
+#include "lib/url.h"
 
 enum ssrf_class {
     SSRF_PUBLIC = 0,
@@ -101,13 +34,11 @@ enum ssrf_class {
  * ::ffff:0:0/96, compatible ::/96 other than :: and ::1, SIIT ::ffff:0:0:0/96, NAT64
  * 64:ff9b::/96, 6to4 2002::/16) become that IPv4 address; everything else is unchanged.
  */
-void ssrf_addr_canonical(const struct ssrf_addr *in, struct ssrf_addr *out);
+void ssrf_addr_canonical(const struct gw_addr *in, struct gw_addr *out);
 /* Classifies an address (canonicalizing it first). */
-enum ssrf_class ssrf_classify(const struct ssrf_addr *a);
+enum ssrf_class ssrf_classify(const struct gw_addr *a);
 /* "loopback", "private", ... ("public" for SSRF_PUBLIC). */
 const char *ssrf_class_name(enum ssrf_class c);
-/* Standard text form (IPv6 without brackets); out needs 46 bytes. */
-void ssrf_addr_format(const struct ssrf_addr *a, char *out, size_t outlen);
 /* True for "localhost" and names under ".localhost" (RFC 6761: always loopback). */
 int ssrf_name_is_localhost(const char *host);
 
@@ -121,10 +52,10 @@ enum ssrf_allow_kind {
 
 struct ssrf_allow_entry {
     enum ssrf_allow_kind kind;
-    struct ssrf_addr addr; /* canonical; CIDR and ADDR_PORT */
-    int prefix;            /* CIDR: prefix length in bits of addr's family */
-    int port;              /* ADDR_PORT and NAME_PORT */
-    char name[SSRF_MAX_HOST + 1];
+    struct gw_addr addr; /* canonical; CIDR and ADDR_PORT */
+    int prefix;          /* CIDR: prefix length in bits of addr's family */
+    int port;            /* ADDR_PORT and NAME_PORT */
+    char name[GW_URL_MAX_HOST + 1];
 };
 
 struct ssrf_allow {
@@ -147,6 +78,6 @@ void ssrf_allow_free(struct ssrf_allow *a);
  * Returns 1 allowed, 0 denied.
  */
 int ssrf_addr_allowed(const struct ssrf_allow *allow, const char *host, int port,
-                      const struct ssrf_addr *addr, enum ssrf_class *cls);
+                      const struct gw_addr *addr, enum ssrf_class *cls);
 
 #endif
