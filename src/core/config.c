@@ -8,6 +8,7 @@
  */
 #include "core/config.h"
 #include "core/module.h"
+#include "core/route_kind.h"
 #include "lib/url.h"
 #include "lib/digest.h"
 
@@ -941,16 +942,17 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
     char *kind = NULL;
     if (cfg_get_string(doc, node, path, "kind", 0, &kind, err) != 0)
         return -1;
-    if (kind) {
-        int bad = strcmp(kind, "mcp") != 0 && strcmp(kind, "rest") != 0;
-        r->kind = strcmp(kind, "rest") == 0 ? GW_ROUTE_REST : GW_ROUTE_MCP;
-        free(kind);
-        if (bad) {
-            cfg_path_key(p, sizeof p, path, "kind");
-            return cfg_errorf(err, doc, cfg_map_get(node, "kind"), p,
-                              "write mcp (an MCP endpoint, the default) or rest (POST "
-                              "<path>/<tool> with the arguments as JSON)");
-        }
+    int known_kind = 0;
+    for (size_t k = 0; kind && k < gw_n_route_kinds; k++)
+        known_kind |= strcmp(kind, gw_route_kinds[k]->name) == 0;
+    char kind_name[32];
+    snprintf(kind_name, sizeof kind_name, "%s", kind ? kind : "mcp");
+    free(kind);
+    if (!known_kind && strcmp(kind_name, "mcp") != 0) {
+        cfg_path_key(p, sizeof p, path, "kind");
+        return cfg_errorf(err, doc, cfg_map_get(node, "kind"), p,
+                          "write mcp (an MCP endpoint, the default) or rest (POST "
+                          "<path>/<tool> with the arguments as JSON)");
     }
 
     if (get_required_string(doc, node, path, "name", "ehr", &r->name, err) != 0)
@@ -1013,31 +1015,11 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                                   b->name, p, j);
             }
     }
-    if (r->kind == GW_ROUTE_REST && r->n_backends != 1)
-        return cfg_errorf(err, doc, backends, p,
-                          "a REST route forwards to one backend (POST <url>/<tool>); list one");
-    /*
-     * Several backends make a federated route: clients see each backend's tools under its
-     * prefix, so every backend needs one, and no prefix may hide another's tools.
-     */
-    for (size_t i = 0; r->n_backends > 1 && i < r->n_backends; i++) {
-        char bp[PATH_MAX_LEN];
-        cfg_path_index(bp, sizeof bp, p, i);
-        const char *pi = r->backends[i].prefix;
-        if (!pi)
-            return cfg_errorf(err, doc, backends->items[i], bp,
-                              "a route with several backends presents each backend's tools "
-                              "under a prefix: give this backend one, e.g. prefix: \"%s.\"",
-                              r->backends[i].name);
-        for (size_t j = 0; j < i; j++) {
-            const char *pj = r->backends[j].prefix;
-            if (strncmp(pi, pj, strlen(pi)) == 0 || strncmp(pi, pj, strlen(pj)) == 0)
-                return cfg_errorf(err, doc, cfg_map_get(backends->items[i], "prefix"), bp,
-                                  "prefix \"%s\" overlaps \"%s\" of %s[%zu]; one must not "
-                                  "start the other",
-                                  pi, pj, p, j);
-        }
-    }
+    r->kind_ops = gw_route_kind_for(kind_name, r->n_backends);
+    if (!r->kind_ops)
+        return cfg_errorf(err, doc, node, path, "no route kind serves this route");
+    if (r->kind_ops->check_route && r->kind_ops->check_route(doc, node, path, r, err) != 0)
+        return -1;
     if (parse_route_timeouts(doc, node, path, &r->timeouts, NULL, err) != 0)
         return -1;
     /* A backend's own `timeouts` override the route's, key by key. */
@@ -1254,12 +1236,12 @@ const struct gw_route *gw_config_route_for(const struct gw_config *cfg, const ch
     for (size_t i = 0; i < cfg->n_routes; i++) {
         const struct gw_route *r = &cfg->routes[i];
         size_t rlen = strlen(r->path);
-        if (r->kind == GW_ROUTE_MCP && rlen == len && memcmp(r->path, path, len) == 0)
+        if (r->kind_ops && r->kind_ops->matches) {
+            if (r->kind_ops->matches(r, path, len))
+                return r;
+        } else if (rlen == len && memcmp(r->path, path, len) == 0) {
             return r;
-        /* REST: "<path>/<tool>", one segment after the route's path. */
-        if (r->kind == GW_ROUTE_REST && len > rlen + 1 && memcmp(r->path, path, rlen) == 0 &&
-            path[rlen] == '/' && !memchr(path + rlen + 1, '/', len - rlen - 1))
-            return r;
+        }
     }
     return NULL;
 }

@@ -82,15 +82,13 @@ struct gw_backend {
     struct gw_route_timeouts timeouts; /* the route's, overridden key by key by its own */
 };
 
-enum gw_route_kind {
-    GW_ROUTE_MCP = 0, /* an MCP endpoint at exactly `path` */
-    GW_ROUTE_REST,    /* tool calls as plain HTTP: POST <path>/<tool> with the arguments */
-};
+struct gw_route_kind; /* core/route_kind.h */
 
 struct gw_route {
     char *name;
     char *path; /* client-facing path, e.g. "/mcp" (REST: the prefix of "/tools/<name>") */
-    enum gw_route_kind kind;
+    /* What serves it (core/route_kind.h): relay, federation (several backends), rest. */
+    const struct gw_route_kind *kind_ops;
     struct gw_backend *backends;
     size_t n_backends;
     struct gw_route_timeouts timeouts;

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "core/federation.h"
+#include "routes/federation/federation.h"
 
 static struct gw_backend backends[] = {
     {.name = "ehr", .url = "http://127.0.0.1:1/mcp", .prefix = "ehr."},

@@ -1,4 +1,4 @@
-#include "core/federation.h"
+#include "routes/federation/federation.h"
 #include "lib/timeutil.h"
 
 #include <pthread.h>

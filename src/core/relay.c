@@ -1,0 +1,439 @@
+/*
+ * relay: the way to the backend and back. One builder for every upstream request, one path
+ * through the response hooks for every message of an answer, answers relayed as they come
+ * (SSE event by event, with backpressure) or buffered within bounds so the hooks see whole
+ * messages; and the core's own route kind, an MCP endpoint relayed to its backend.
+ */
+#include "core/exchange.h"
+#include "core/pipeline.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
+#include "mcp/jsonrpc.h"
+#include "mcp/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct gw_header *find_header(const struct gw_header *h, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (gw_slice_casecmp_eq(h[i].name, name))
+            return &h[i];
+    return NULL;
+}
+
+/* ---- one path through the response hooks ---- */
+
+json_t *relay_hooks(struct exchange *x, json_t *msg, int *modified, struct gw_decision *denial)
+{
+    struct gw_decision local = {0};
+    struct gw_decision *dp = denial ? denial : &local;
+    struct gw_decision d = {0};
+    int mod = 0;
+    int denied = x->kind && x->kind->on_message && x->kind->on_message(x, msg, &mod) != 0;
+    if (denied)
+        gw_decision_deny(&d, 502, JSONRPC_INTERNAL_ERROR, "upstream.bad_message",
+                         "The backend's answer could not be read");
+    else if (gw_pipeline_response(x->req, msg, &mod, &d) != GW_PASS)
+        denied = 1;
+    if (denied) {
+        json_t *id = json_object_get(msg, "id");
+        json_t *err =
+            json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                      "error", "code", d.jsonrpc_code ? d.jsonrpc_code : -32003, "message",
+                      d.reason[0] ? d.reason : "Denied");
+        json_decref(msg);
+        *modified = 1;
+        *dp = d;
+        return err;
+    }
+    *modified |= mod;
+    return msg;
+}
+
+/* ---- the answer's head ---- */
+
+/* Headers of the backend's answer that reach the client; everything else is dropped. */
+static const char *const relayed_headers[] = {
+    "Content-Type",
+    "Mcp-Session-Id",
+    "MCP-Protocol-Version",
+    "Cache-Control",
+    "Retry-After",
+    "Allow",
+    NULL,
+};
+
+static void on_up_head(void *arg, int status, const struct gw_header *headers, size_t n)
+{
+    struct exchange *x = arg;
+    struct gw_request *req = x->req;
+    req->upstream_status = status;
+    req->timing.upstream_first_byte_ns = gw_mono_ns();
+    x->n_out = 0;
+    gw_buf_reset(&x->resp_hdr);
+    /* Copy the relayed values first (the slices die with the callback). */
+    size_t offs[EXCHANGE_MAX_OUT_HEADERS], lens[EXCHANGE_MAX_OUT_HEADERS];
+    const char *names[EXCHANGE_MAX_OUT_HEADERS];
+    size_t k = 0;
+    /* A kind that owns the client's session (federation) does not pass the backend's on. */
+    int own_session = x->kind->owns_session;
+    for (const char *const *name = relayed_headers; *name && k < EXCHANGE_MAX_OUT_HEADERS - 1;
+         name++) {
+        if (own_session && strcmp(*name, "Mcp-Session-Id") == 0)
+            continue;
+        const struct gw_header *h = find_header(headers, n, *name);
+        if (!h || h->value.len > 1024)
+            continue;
+        offs[k] = x->resp_hdr.len;
+        lens[k] = h->value.len;
+        names[k] = *name;
+        gw_buf_append(&x->resp_hdr, h->value.ptr, h->value.len);
+        k++;
+    }
+    const char *rid = req->id;
+    for (size_t i = 0; i < k; i++)
+        x->out_headers[x->n_out++] =
+            (struct gw_header){{names[i], strlen(names[i])}, {x->resp_hdr.data + offs[i], lens[i]}};
+    x->out_headers[x->n_out++] =
+        (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {rid, strlen(rid)}};
+    for (size_t i = 0; i < req->n_response_headers; i++)
+        x->out_headers[x->n_out++] = req->response_headers[i];
+
+    const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
+    if (sid && sid->value.len <= EXCHANGE_MAX_SESSION_ID) {
+        free(req->upstream_session_id);
+        req->upstream_session_id = gw_slice_dup(sid->value);
+    }
+    if (x->kind && x->kind->on_head)
+        x->kind->on_head(x, status, headers, n);
+
+    const struct gw_header *ct = find_header(headers, n, "Content-Type");
+    int is_sse =
+        ct && ct->value.len >= 17 && strncasecmp(ct->value.ptr, "text/event-stream", 17) == 0;
+    if (is_sse && status == 200 && x->kind->streams) {
+        x->mode = RELAY_SSE;
+        req->response_status = status;
+        if (x->conn && gw_conn_write_head(x->conn, status, x->out_headers, x->n_out, -1) != 0) {
+            exchange_finish(x, 1);
+            return;
+        }
+    } else {
+        x->mode = RELAY_BUFFER;
+    }
+    exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
+}
+
+/* ---- streams ---- */
+
+static void on_drain(void *arg)
+{
+    struct exchange *x = arg;
+    if (x->up)
+        upstream_resume(x->up);
+}
+
+/*
+ * Streams bytes to the client, or holds them once the stream's final response has come
+ * (it is released when the completion record is durable). What is held is bounded by
+ * server.limits.max_response.
+ */
+static int write_to_client(struct exchange *x, const char *data, size_t len)
+{
+    x->req->response_bytes += len;
+    if (!x->conn)
+        return -1;
+    if (x->holding_stream) {
+        if (x->held_body.len + len > x->max_response)
+            return -1;
+        return gw_buf_append(&x->held_body, data, len);
+    }
+    return gw_conn_write_body(x->conn, data, len);
+}
+
+/* A response (not a request or notification): the answer the client is waiting for. */
+static int is_final_response(const json_t *msg)
+{
+    return json_is_object(msg) && json_object_get(msg, "id") && !json_object_get(msg, "method") &&
+           (json_object_get(msg, "result") || json_object_get(msg, "error"));
+}
+
+/* One SSE event from the backend: its message goes through the response hooks. */
+static int on_sse_event(void *arg, const struct sse_event *ev)
+{
+    struct exchange *x = arg;
+    if (!ev->has_data) {
+        /* Comments and id-only events carry no message: relay as they are. */
+        return write_to_client(x, ev->raw.ptr, ev->raw.len) == 0 ? 0 : 1;
+    }
+    json_t *msg = NULL;
+    size_t depth = x->req->cfg->server.limits.max_json_depth;
+    if (mcp_parse_message(ev->data.ptr, ev->data.len, depth, &msg) != 0) {
+        /* What cannot be inspected does not reach the client. */
+        gw_log(GW_LOG_WARN, "upstream_bad_event", x->req->id, NULL,
+               "dropped an SSE event whose data is not a JSON-RPC message");
+        return 0;
+    }
+    int modified = 0;
+    int rc = 0;
+    msg = relay_hooks(x, msg, &modified, NULL);
+    if (is_final_response(msg))
+        x->holding_stream = 1;
+    if (modified && msg) {
+        char *s = json_dumps(msg, JSON_COMPACT);
+        struct gw_buf out = {0};
+        if (s &&
+            sse_encode(&out, ev->event, ev->id, ev->has_id, (struct gw_slice){s, strlen(s)}) == 0)
+            rc = write_to_client(x, out.data, out.len) == 0 ? 0 : 1;
+        else
+            rc = 1;
+        free(s);
+        gw_buf_free(&out);
+    } else {
+        rc = write_to_client(x, ev->raw.ptr, ev->raw.len) == 0 ? 0 : 1;
+    }
+    json_decref(msg);
+    return rc;
+}
+
+static int on_up_data(void *arg, const char *data, size_t len)
+{
+    struct exchange *x = arg;
+    struct gw_request *req = x->req;
+    if (x->mode == RELAY_SSE) {
+        if (!x->conn)
+            return 0;
+        if (gw_conn_queued(x->conn) > req->cfg->server.limits.write_buffer) {
+            /* The client is slow: stop reading from the backend until it catches up. */
+            gw_conn_on_drain(x->conn, on_drain, x);
+            return 1;
+        }
+        exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
+        int rc = sse_feed(&x->sse, data, len, on_sse_event, x);
+        if (rc == SSE_TOO_LARGE) {
+            gw_log(GW_LOG_WARN, "upstream_event_too_large", req->id, NULL,
+                   "an SSE event from the backend exceeded server.limits.max_sse_event; "
+                   "ending the stream");
+            exchange_finish(x, 0);
+        } else if (rc != 0) {
+            exchange_finish(x, 1);
+        }
+        return 0;
+    }
+    if (x->resp.len + len > x->max_response) {
+        upstream_cancel(x->up);
+        x->up = NULL;
+        answer_error(x, 502, JSONRPC_INTERNAL_ERROR,
+                     "The backend's answer exceeds server.limits.max_response",
+                     "upstream.too_large");
+        return 0;
+    }
+    exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
+    if (gw_buf_append(&x->resp, data, len) != 0) {
+        upstream_cancel(x->up);
+        x->up = NULL;
+        answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+    }
+    return 0;
+}
+
+/* ---- a whole answer ---- */
+
+/* Every message of a JSON answer through the response hooks, then to the client. */
+static void finish_buffered(struct exchange *x)
+{
+    if (x->kind && x->kind->finish) {
+        x->kind->finish(x);
+        return;
+    }
+    struct gw_request *req = x->req;
+    int status = req->upstream_status;
+    const struct gw_header *ct = find_header(x->out_headers, x->n_out, "Content-Type");
+    int is_json =
+        ct && ct->value.len >= 16 && strncasecmp(ct->value.ptr, "application/json", 16) == 0;
+    char *rewritten = NULL;
+    if (is_json && x->resp.len > 0) {
+        json_t *body = NULL;
+        if (mcp_parse_message(x->resp.data, x->resp.len, req->cfg->server.limits.max_json_depth,
+                              &body) != 0) {
+            gw_log(GW_LOG_WARN, "upstream_bad_json", req->id, NULL,
+                   "the backend answered with JSON that is not a JSON-RPC message");
+            answer_error(x, 502, JSONRPC_INTERNAL_ERROR,
+                         "The backend's answer is not valid JSON-RPC", "upstream.bad_json");
+            return;
+        }
+        int modified = 0;
+        if (json_is_array(body)) {
+            for (size_t i = 0; i < json_array_size(body); i++) {
+                json_t *m = relay_hooks(x, json_incref(json_array_get(body, i)), &modified, NULL);
+                json_array_set_new(body, i, m ? m : json_null());
+            }
+        } else {
+            body = relay_hooks(x, body, &modified, NULL);
+        }
+        if (modified)
+            rewritten = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        json_decref(body);
+        if (modified && !rewritten) {
+            answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+            return;
+        }
+    }
+    const char *out = rewritten ? rewritten : x->resp.data;
+    size_t out_len = rewritten ? strlen(rewritten) : x->resp.len;
+    req->response_status = status;
+    req->response_bytes += out_len;
+    exchange_hold_whole(x, status, x->out_headers, x->n_out, out, out_len);
+    free(rewritten);
+    exchange_finish(x, 0);
+}
+
+static void on_up_done(void *arg, int err, const char *detail)
+{
+    struct exchange *x = arg;
+    struct gw_request *req = x->req;
+    x->up = NULL;
+    if (err != UPSTREAM_OK) {
+        const char *backend = req->backend ? req->backend->name : "";
+        char fields[256];
+        snprintf(fields, sizeof fields, "\"backend\":\"%s\",\"error\":%d", backend, err);
+        gw_log(GW_LOG_WARN, "upstream_error", req->id, fields, "backend exchange failed: %s",
+               detail ? detail : "");
+        if (x->mode == RELAY_SSE) {
+            /* Mid-stream: end the client's stream cleanly; the client may resume it. */
+            snprintf(req->upstream_error, sizeof req->upstream_error, "upstream.lost");
+            exchange_finish(x, 0);
+        } else if (err == UPSTREAM_ETIMEOUT) {
+            answer_error(x, 504, JSONRPC_INTERNAL_ERROR, "The backend did not answer in time",
+                         "upstream.timeout");
+        } else if (err == UPSTREAM_ECONNECT) {
+            answer_error(x, 502, JSONRPC_INTERNAL_ERROR, "The backend is unreachable",
+                         "upstream.connect");
+        } else {
+            answer_error(x, 502, JSONRPC_INTERNAL_ERROR,
+                         "The backend's answer was cut short or malformed", "upstream.protocol");
+        }
+        return;
+    }
+    if (x->mode == RELAY_SSE)
+        exchange_finish(x, 0);
+    else
+        finish_buffered(x);
+}
+
+/* ---- one builder for every upstream request ---- */
+
+/* Headers of the client's request that go to the backend; Authorization never does. */
+static const char *const forwarded_headers[] = {
+    "Content-Type", "Accept", "Mcp-Session-Id", "MCP-Protocol-Version", "Last-Event-ID", NULL,
+};
+
+int relay_start(struct exchange *x, const struct relay_request *r)
+{
+    struct gw_request *req = x->req;
+    const struct gw_backend *be = r->backend ? r->backend : req->backend;
+    struct gw_header hdrs[16 + GW_MAX_UPSTREAM_HEADERS];
+    size_t n = 0;
+    for (const char *const *name = forwarded_headers; r->client_headers && *name; name++) {
+        struct gw_slice v = gw_request_header(req, *name);
+        int injected = 0;
+        for (size_t i = 0; i < req->n_upstream_headers; i++)
+            injected |= gw_slice_casecmp_eq(req->upstream_headers[i].name, *name);
+        if (v.ptr && !injected)
+            hdrs[n++] = (struct gw_header){{*name, strlen(*name)}, v};
+    }
+    for (size_t i = 0; i < r->n_extra && n < 16; i++)
+        hdrs[n++] = r->extra[i];
+    hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
+    for (size_t i = 0; i < req->n_upstream_headers; i++)
+        hdrs[n++] = req->upstream_headers[i];
+    int vetted = be == req->backend && !r->no_pin;
+    const char *url = r->url ? r->url : vetted && req->upstream_url ? req->upstream_url : be->url;
+    struct upstream_request ur = {
+        .url = url,
+        .method = r->method,
+        .body = r->body,
+        .headers = hdrs,
+        .n_headers = n,
+        .connect_timeout_ms = be->timeouts.connect_ms,
+        .pin = vetted ? req->upstream_pin : NULL,
+    };
+    static const struct upstream_callbacks relay_cbs = {on_up_head, on_up_data, on_up_done};
+    struct upstream_call *call = upstream_start(
+        gw_worker_upstream(x->w), &ur, r->cbs ? r->cbs : &relay_cbs, r->detached ? NULL : x);
+    if (r->detached)
+        return call ? 0 : -1;
+    if (!call) {
+        answer_error(x, 502, JSONRPC_INTERNAL_ERROR, "Cannot start the backend request",
+                     "upstream.start");
+        return -1;
+    }
+    x->up = call;
+    exchange_arm_timer(x, be->timeouts.first_byte_ms);
+    return 0;
+}
+
+/* ---- the core's kind: an MCP endpoint relayed to its backend ---- */
+
+static int relay_claims(const char *name, size_t n_backends)
+{
+    return strcmp(name, "mcp") == 0 && n_backends == 1;
+}
+
+static void relay_prepare(struct exchange *x)
+{
+    x->req->backend = &x->req->route->backends[0];
+    relay_decode_mcp(x);
+}
+
+static void relay_forward(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    struct relay_request r = {
+        .method = req->method,
+        .body = gw_request_upstream_body(req),
+        .client_headers = 1,
+    };
+    relay_start(x, &r);
+}
+
+/*
+ * A new session (the backend answered with an id the client did not send) belongs to the
+ * user who created it; a closed one is forgotten.
+ */
+static void relay_on_head(struct exchange *x, int status, const struct gw_header *headers, size_t n)
+{
+    struct gw_request *req = x->req;
+    if (status < 200 || status >= 300 || !req->identity.verified || !req->identity.subject)
+        return;
+    const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
+    if (sid && sid->value.len <= EXCHANGE_MAX_SESSION_ID &&
+        (!req->session_id || !gw_slice_eq(sid->value, req->session_id))) {
+        char *id = gw_slice_dup(sid->value);
+        if (id)
+            mcp_session_bind(id, req->identity.issuer ? req->identity.issuer : "",
+                             req->identity.subject);
+        free(id);
+    }
+    if (req->method == GW_HTTP_DELETE && req->session_id)
+        mcp_session_forget(req->session_id);
+}
+
+const struct gw_route_kind gw_relay_kind = {
+    .name = "mcp",
+    .claims = relay_claims,
+    .prepare = relay_prepare,
+    .forward = relay_forward,
+    .on_head = relay_on_head,
+    .streams = 1,
+};
+
+const struct gw_route_kind *gw_route_kind_for(const char *name, size_t n_backends)
+{
+    for (size_t k = 0; k < gw_n_route_kinds; k++)
+        if (gw_route_kinds[k]->claims && gw_route_kinds[k]->claims(name, n_backends))
+            return gw_route_kinds[k];
+    return NULL;
+}
