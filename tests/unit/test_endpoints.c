@@ -83,6 +83,7 @@ static void test_round_robin(void **state)
     for (int i = 0; i < 3; i++) {
         struct gw_request *req = gw_request_new(cfg);
         req->route = &cfg->routes[0];
+        req->backend = &req->route->backends[0]; /* as the route kind chooses */
         struct gw_decision d = {0};
         assert_int_equal(routing_layer.check(req, &d), GW_PASS);
         int idx = endpoints_index_of(be, req->upstream_url);
@@ -163,6 +164,7 @@ static void test_ejection_doubles_caps_and_recovers(void **state)
     assert_int_equal(endpoints_pick(be), -1);
     struct gw_request *req = gw_request_new(cfg);
     req->route = &cfg->routes[0];
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     struct gw_decision d = {0};
     assert_int_equal(routing_layer.check(req, &d), GW_DENY);
     assert_int_equal(d.http_status, 503);

@@ -165,6 +165,7 @@ static struct gw_request *make_req(const char *path, const char *body)
 {
     struct gw_request *req = gw_request_new(cfg);
     req->route = route(path);
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     req->identity.verified = 1;
     req->identity.subject = strdup("dr-alice");
     req->identity.roles = calloc(1, sizeof(char *));
@@ -426,6 +427,7 @@ static void test_url_arguments(void **state)
              "\"fetch_url\",\"arguments\":{\"url\":\"http://10.0.0.1/\"}}}]");
     struct gw_request *req = gw_request_new(cfg);
     req->route = route("/mcp");
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     struct mcp_limits lim = {0};
     struct mcp_decode_error derr = {0};
     assert_int_equal(mcp_decode(body, strlen(body), &lim, "2025-03-26", &req->rpc, &derr), 0);
@@ -444,6 +446,7 @@ static void test_url_args_off(void **state)
     assert_non_null(c);
     struct gw_request *req = gw_request_new(c);
     req->route = &c->routes[0];
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     const char *body = call("fetch_url", "{\"url\":\"http://127.0.0.1/\"}");
     struct mcp_limits lim = {0};
     struct mcp_decode_error derr = {0};
@@ -530,6 +533,7 @@ static void test_async_lookup(void **state)
 
     struct gw_request *req = gw_request_new(c);
     req->route = &c->routes[0];
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     req->next_stage = GW_STAGE_ROUTING;
     req->pipeline_done = on_done;
     done_verdict = -1;
@@ -545,6 +549,7 @@ static void test_async_lookup(void **state)
     /* The same name is now cached: decided at once. */
     req = gw_request_new(c);
     req->route = &c->routes[0];
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     assert_int_equal(check(req), GW_PASS);
     gw_request_free(req);
 
@@ -554,10 +559,23 @@ static void test_async_lookup(void **state)
     gw_config_free(c);
 }
 
+/* The backend is the route kind's choice; a request that reached routing without one is denied. */
+static void test_no_backend_chosen_fails_closed(void **state)
+{
+    (void)state;
+    struct gw_request *req = make_req("/mcp", NULL);
+    req->backend = NULL;
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_ROUTING].reason_code, "routing.no_backend");
+    assert_int_equal(req->n_upstream_headers, 0);
+    gw_request_free(req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_parsed),        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_no_backend_chosen_fails_closed),
         cmocka_unit_test(test_backend_literal),      cmocka_unit_test(test_backend_named),
         cmocka_unit_test(test_url_arguments),        cmocka_unit_test(test_url_args_off),
         cmocka_unit_test(test_inject_through_check), cmocka_unit_test(test_async_lookup),

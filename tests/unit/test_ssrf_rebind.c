@@ -224,6 +224,7 @@ static struct gw_request *fetch_req(const char *url)
              url);
     struct gw_request *req = gw_request_new(cfg);
     req->route = gw_config_route_for(cfg, "/lit", 4);
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     struct mcp_limits lim = {0};
     struct mcp_decode_error derr = {0};
     assert_int_equal(mcp_decode(body, strlen(body), &lim, NULL, &req->rpc, &derr), 0);
@@ -307,11 +308,13 @@ static void test_backend_pin(void **state)
     const struct gw_route *r = gw_config_route_for(cfg, "/dns", 4);
     struct gw_request *req = gw_request_new(cfg);
     req->route = r;
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     assert_int_equal(check(req), GW_PASS);
     assert_string_equal(req->upstream_pin, "rebind.test:8080:93.184.216.34");
     gw_request_free(req);
     req = gw_request_new(cfg);
     req->route = r;
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     assert_int_equal(check(req), GW_PASS);
     assert_string_equal(req->upstream_pin, "rebind.test:8080:93.184.216.34");
     gw_request_free(req);
@@ -319,6 +322,7 @@ static void test_backend_pin(void **state)
     routing_flush_caches();
     req = gw_request_new(cfg);
     req->route = r;
+    req->backend = &req->route->backends[0]; /* as the route kind chooses */
     assert_int_equal(check(req), GW_DENY);
     assert_string_equal(req->decision[GW_STAGE_ROUTING].reason_code, "routing.egress_denied");
     assert_string_equal(req->upstream_pin, "");

@@ -1,7 +1,7 @@
 /*
  * routing layer: the pipeline slot. For each request that policy and limits allowed:
  *
- *   1. the backend: req->backend when another part chose it, else the route's first;
+ *   1. the backend the route kind chose (req->backend): its endpoint, when it has several;
  *   2. URL-valued tool arguments of the tools egress.url_tools names: each URL is parsed
  *      strictly and its host, and every address the host resolves to now, must be allowed
  *      (denied as a tool result naming the argument and at most the host);
@@ -804,10 +804,9 @@ static int start_async(struct job *job, uv_loop_t *loop)
 static int routing_check(struct gw_request *req, struct gw_decision *out)
 {
     const struct gw_route *route = req->route;
-    if (!route || route->n_backends == 0)
+    /* The route kind chose the backend before the layers ran; none chosen fails closed. */
+    if (!route || route->n_backends == 0 || !req->backend)
         return deny_backend(out, 500, "routing.no_backend", "No backend serves this route.");
-    if (!req->backend)
-        req->backend = &route->backends[0];
     req->upstream_pin[0] = '\0';
     req->upstream_url = NULL;
     if (req->backend->n_endpoints > 0) {
