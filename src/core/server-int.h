@@ -105,6 +105,15 @@ struct gw_conn {
 /* conn.c */
 void conn_on_connection(uv_stream_t *server, int status);
 void conn_close(struct gw_conn *c);
+
+/* conn_write.c */
+/* Queues bytes (encrypted on a TLS connection); raw: bytes already as they go on the wire. */
+int conn_write(struct gw_conn *c, const char *data, size_t len);
+int conn_write_raw(struct gw_conn *c, const char *data, size_t len);
+/* Writes a fixed-length head still waiting for its body. */
+int conn_flush_head(struct gw_conn *c);
+/* Closes gracefully once everything queued has reached the kernel. */
+void conn_finish_close(struct gw_conn *c);
 /* The number of client connections open in the process. */
 long conn_open_count(void);
 

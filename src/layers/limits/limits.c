@@ -12,7 +12,7 @@
  * round trip on the worker's loop (GW_ASYNC), and Redis holds the spend.
  */
 #include "layers/layer.h"
-#include "layers/limits/limits-int.h"
+#include "layers/limits/limits_request.h"
 #include "lib/digest.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
@@ -23,16 +23,7 @@
 #include <string.h>
 #include <uv.h>
 
-struct limits_runtime {
-    struct lstore *rates;
-    struct lstore *budgets;
-    struct lloop *loops;
-    struct limits_ledger *ledger;
-    const struct limits_config *lc;
-};
-
-/* Set by limits_start, cleared by limits_stop; read-only while requests run. */
-static struct limits_runtime *runtime;
+struct limits_runtime *limits_rt;
 
 static __thread uv_loop_t *thread_loop;
 
@@ -41,52 +32,10 @@ void limits_set_thread_loop(void *loop)
     thread_loop = loop;
 }
 
-/* One tool call of the request. */
-struct lcall_state {
-    const struct mcp_message *m;
-    const char *tool;
-    size_t tool_len;
-    uint64_t fingerprint;
-    int64_t estimate;
-    int64_t settled; /* reported cost, when reported */
-    int reported;
-    int answered; /* a result came back */
-    int failed;   /* an error came back */
-    int warned;
-    unsigned loop_flags;
-};
-
-/* One budget reservation of the request. */
-struct lreservation {
-    size_t budget; /* index in lc->budgets */
-    struct limits_key key;
-    char *ledger_key; /* the principal value; NULL when no ledger */
-    char *redis_key;  /* Redis mode */
-    int64_t period, expires;
-    int64_t amount; /* reserved */
-};
-
-struct lreq {
-    struct lcall_state *calls; /* one per tools/call of the request */
-    size_t n_calls;
-    struct lreservation res[LIMITS_MAX_BUDGETS];
-    size_t n_res;
-    int reserved; /* reservations are in place (to settle) */
-    int redis;    /* reservations live in Redis */
-    struct limits_key user, session;
-    int have_session;
-    struct lredis_req *rr; /* Redis mode only */
-    struct gw_request *req;
-};
-
-/* Redis: what the check asked, to interpret the answer. */
-struct lredis_req {
-    struct lredis_rate rrates[LIMITS_MAX_RATES];
-    char *rkeys[LIMITS_MAX_RATES];
-    size_t rrate_index[LIMITS_MAX_RATES];
-    size_t n_rrates;
-    struct lredis_budget rbudgets[LIMITS_MAX_BUDGETS];
-};
+uv_loop_t *limits_loop_for(const struct gw_request *req)
+{
+    return gw_request_loop(req) ? gw_request_loop(req) : thread_loop;
+}
 
 static void lreq_free(void *p)
 {
@@ -224,7 +173,7 @@ static void add_rate_headers(struct gw_request *req, const struct limits_config 
     }
 }
 
-static const char *loop_flag_names(unsigned f, char *buf, size_t n)
+const char *limits_loop_flag_names(unsigned f, char *buf, size_t n)
 {
     static const struct {
         unsigned flag;
@@ -289,7 +238,7 @@ static int run_loops(struct gw_request *req, const struct limits_config *lc, str
         struct limits_key ut;
         limits_key_make(&ut, "lt", 0, or_none(req->identity.subject), c->tool, 0);
         struct lloop_verdict v;
-        lloop_call(runtime->loops, &s->user, s->have_session ? &s->session : NULL, &ut,
+        lloop_call(limits_rt->loops, &s->user, s->have_session ? &s->session : NULL, &ut,
                    c->fingerprint, now, &v);
         c->loop_flags = v.flags;
         st->loop_flags |= v.flags;
@@ -300,7 +249,7 @@ static int run_loops(struct gw_request *req, const struct limits_config *lc, str
             snprintf(reason, sizeof reason,
                      "This call repeats a pattern that makes no progress (%s); it was denied. "
                      "Change the approach instead of retrying.",
-                     loop_flag_names(v.flags, names, sizeof names));
+                     limits_loop_flag_names(v.flags, names, sizeof names));
             gw_decision_deny(out, 200, 0, "limits.loop", reason);
             snprintf(out->rule_id, sizeof out->rule_id, "loops.%s", names);
             out->retry_after_ms = v.retry_ms;
@@ -316,7 +265,7 @@ static int run_loops(struct gw_request *req, const struct limits_config *lc, str
         char names[96], value[160];
         st->loop_action = 1;
         snprintf(value, sizeof value, "limits.loop; flags=\"%s\"",
-                 loop_flag_names(warn_flags, names, sizeof names));
+                 limits_loop_flag_names(warn_flags, names, sizeof names));
         gw_request_add_response_header(req, "Toolgate-Warning", value);
     }
     return GW_PASS;
@@ -481,14 +430,14 @@ static void record_admission(struct gw_request *req, const struct limits_config 
 /* Writes the reservations to the ledger; on failure gives them back. Returns 0 or -1. */
 static int ledger_reserve(struct lreq *s, const struct limits_config *lc)
 {
-    if (!runtime->ledger)
+    if (!limits_rt->ledger)
         return 0;
     for (size_t i = 0; i < s->n_res; i++) {
         struct lreservation *r = &s->res[i];
-        if (limits_ledger_add(runtime->ledger, lc->budgets[r->budget].name, r->ledger_key,
+        if (limits_ledger_add(limits_rt->ledger, lc->budgets[r->budget].name, r->ledger_key,
                               r->period, r->expires, r->amount) != 0) {
             for (size_t j = 0; j < i; j++)
-                limits_ledger_add(runtime->ledger, lc->budgets[s->res[j].budget].name,
+                limits_ledger_add(limits_rt->ledger, lc->budgets[s->res[j].budget].name,
                                   s->res[j].ledger_key, s->res[j].period, s->res[j].expires,
                                   -s->res[j].amount);
             return -1;
@@ -501,7 +450,7 @@ static void release_memory(struct lreq *s)
 {
     int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
     for (size_t i = 0; i < s->n_res; i++)
-        lstore_budget_add(runtime->budgets, &s->res[i].key, -s->res[i].amount, s->res[i].expires,
+        lstore_budget_add(limits_rt->budgets, &s->res[i].key, -s->res[i].amount, s->res[i].expires,
                           now_s);
 }
 
@@ -521,7 +470,7 @@ static int check_memory(struct gw_request *req, const struct limits_config *lc, 
                                       .amount = s->res[i].amount,
                                       .expires = s->res[i].expires};
     if (s->n_res) {
-        int rc = lstore_budget_reserve(runtime->budgets, bops, s->n_res, now_s);
+        int rc = lstore_budget_reserve(limits_rt->budgets, bops, s->n_res, now_s);
         if (rc < 0)
             return deny_unavailable(req, out, "the budget store is full");
         if (rc == 0) {
@@ -531,7 +480,7 @@ static int check_memory(struct gw_request *req, const struct limits_config *lc, 
         }
     }
     if (plan.n) {
-        int rc = lstore_rate(runtime->rates, plan.ops, plan.n, (int64_t)gw_mono_ns());
+        int rc = lstore_rate(limits_rt->rates, plan.ops, plan.n, (int64_t)gw_mono_ns());
         if (rc != 1) {
             release_memory(s);
             if (rc < 0)
@@ -603,7 +552,7 @@ static void on_redis(void *arg, const struct lredis_result *res)
 static int check_redis(struct gw_request *req, const struct limits_config *lc, struct lreq *s,
                        struct gw_decision *out)
 {
-    uv_loop_t *loop = gw_request_loop(req) ? gw_request_loop(req) : thread_loop;
+    uv_loop_t *loop = limits_loop_for(req);
     if (!loop)
         return deny_unavailable(req, out, "no event loop for Redis on this thread");
     if (!(s->rr = calloc(1, sizeof *s->rr)))
@@ -665,8 +614,8 @@ static int limits_check(struct gw_request *req, struct gw_decision *out)
         pass_decision(out, "limits.none", "No limits are configured.");
         return GW_PASS;
     }
-    if (!runtime)
-        return deny_unavailable(req, out, "the limits runtime is not started");
+    if (!limits_rt)
+        return deny_unavailable(req, out, "the limits limits_rt is not started");
     int redis = lc->redis_host != NULL;
     snprintf(st->store, sizeof st->store, "%s", redis ? "redis" : "memory");
     struct lreq *s = calloc(1, sizeof *s);
@@ -695,7 +644,7 @@ static int limits_check(struct gw_request *req, struct gw_decision *out)
         s->have_session = 1;
         limits_key_make(&s->session, "ls", 0, or_none(req->identity.subject), req->session_id, 0);
     }
-    if (lc->loops.enabled && runtime->loops && run_loops(req, lc, s, out) == GW_DENY)
+    if (lc->loops.enabled && limits_rt->loops && run_loops(req, lc, s, out) == GW_DENY)
         return GW_DENY;
     if (build_reservations(req, lc, s, redis) != 0)
         return deny_unavailable(req, out, "out of memory");
@@ -707,226 +656,8 @@ static int limits_check(struct gw_request *req, struct gw_decision *out)
     return v;
 }
 
-/* ---- the response path ---- */
-
-static struct lcall_state *call_for(struct lreq *s, const json_t *id)
-{
-    if (!id)
-        return NULL;
-    for (size_t i = 0; i < s->n_calls; i++)
-        if (s->calls[i].m->id && json_equal(s->calls[i].m->id, id))
-            return &s->calls[i];
-    return NULL;
-}
-
-static void add_warning(json_t *result, const struct lcall_state *c)
-{
-    json_t *meta = json_object_get(result, "_meta");
-    if (!json_is_object(meta)) {
-        meta = json_object();
-        if (!meta || json_object_set_new(result, "_meta", meta) != 0)
-            return;
-    }
-    char names[96];
-    json_object_set_new(
-        meta, "toolgate/warning",
-        json_pack("{s:s, s:s, s:s}", "reason", "limits.loop", "flags",
-                  loop_flag_names(c->loop_flags, names, sizeof names), "message",
-                  "This call repeats earlier calls without progress; repeating it further will "
-                  "be denied."));
-}
-
-static void on_message(struct gw_request *req, struct lreq *s, json_t *msg, int *modified)
-{
-    struct lcall_state *c = call_for(s, json_object_get(msg, "id"));
-    if (!c)
-        return;
-    json_t *result = json_object_get(msg, "result");
-    if (!json_is_object(result)) {
-        if (json_object_get(msg, "error"))
-            c->failed = 1;
-        return;
-    }
-    c->answered = 1;
-    int64_t cost;
-    json_t *meta = json_object_get(result, "_meta");
-    json_t *reported = json_is_object(meta) ? json_object_get(meta, "toolgate/cost") : NULL;
-    if (reported && !c->reported && limits_money_from_json(reported, &cost) == 0) {
-        c->reported = 1;
-        c->settled = cost;
-    }
-    if (runtime && runtime->loops && limits_config_of(req->cfg)->loops.enabled) {
-        /* The result without _meta: bookkeeping fields must not hide a repeated answer. */
-        json_t *content = json_object_get(result, "content");
-        json_t *structured = json_object_get(result, "structuredContent");
-        uint64_t h = limits_json_hash(content) * 31 + limits_json_hash(structured);
-        lloop_result(runtime->loops, &s->user, s->have_session ? &s->session : NULL, c->fingerprint,
-                     h);
-    }
-    if (c->warned) {
-        add_warning(result, c);
-        *modified = 1;
-    }
-}
-
-static int limits_on_response(struct gw_request *req, json_t *msg, int *modified,
-                              struct gw_decision *out)
-{
-    (void)out;
-    struct lreq *s = req->layer_state[GW_STAGE_LIMITS];
-    if (!s || !req->limits.governed || !req->cfg || !limits_config_of(req->cfg))
-        return GW_PASS;
-    if (json_is_array(msg)) {
-        for (size_t i = 0; i < json_array_size(msg); i++)
-            on_message(req, s, json_array_get(msg, i), modified);
-    } else if (json_is_object(msg)) {
-        on_message(req, s, msg, modified);
-    }
-    return GW_PASS;
-}
-
-/*
- * Settles the reservations: each call is charged its reported cost, or its estimate when it
- * got a result without one (or when nothing is known: the backend may have done the work),
- * and nothing when it failed upstream (no answer from the backend, an HTTP error, a JSON-RPC
- * error) or never left the gateway (a later layer denied it).
- */
-static void limits_on_complete(struct gw_request *req)
-{
-    struct lreq *s = req->layer_state[GW_STAGE_LIMITS];
-    struct gw_limits_state *st = &req->limits;
-    if (!s || !s->reserved || st->settled || !runtime)
-        return;
-    const struct limits_config *lc = limits_config_of(req->cfg);
-    int forwarded = gw_request_allowed(req);
-    int upstream_failed = !forwarded || req->upstream_status == 0 || req->upstream_status >= 400;
-    int64_t charged[LIMITS_MAX_CALLS];
-    int64_t total = 0;
-    for (size_t i = 0; i < s->n_calls; i++) {
-        struct lcall_state *c = &s->calls[i];
-        if (upstream_failed || c->failed)
-            charged[i] = 0;
-        else if (c->reported)
-            charged[i] = c->settled;
-        else
-            charged[i] = c->estimate;
-        total += charged[i];
-        st->cost_reported |= c->reported;
-    }
-    st->cost_settled = total;
-    st->refunded = total == 0;
-    st->settled = 1;
-    int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
-    for (size_t r = 0; r < s->n_res; r++) {
-        struct lreservation *res = &s->res[r];
-        const struct limits_budget *bg = &lc->budgets[res->budget];
-        int64_t settled = 0;
-        for (size_t i = 0; i < s->n_calls; i++)
-            if (limits_tools_match(bg->tools, bg->n_tools, s->calls[i].tool, s->calls[i].tool_len))
-                settled += charged[i];
-        int64_t delta = settled - res->amount;
-        if (delta == 0)
-            continue;
-        if (s->redis) {
-            uv_loop_t *loop = gw_request_loop(req) ? gw_request_loop(req) : thread_loop;
-            const char *k = res->redis_key;
-            lredis_set_host(&req->host);
-            if (loop)
-                lredis_budget_add(lc, loop, &k, 1, delta, res->expires - now_s + 86400);
-            continue;
-        }
-        lstore_budget_add(runtime->budgets, &res->key, delta, res->expires, now_s);
-        if (runtime->ledger && limits_ledger_add(runtime->ledger, bg->name, res->ledger_key,
-                                                 res->period, res->expires, delta) != 0)
-            gw_log(GW_LOG_ERROR, "limits_ledger", req->id, NULL,
-                   "the settlement of a budget could not be written to the ledger");
-    }
-}
-
 const struct gw_layer_ops limits_layer = {
     .check = limits_check,
     .on_response = limits_on_response,
     .on_complete = limits_on_complete,
 };
-
-/* ---- runtime ---- */
-
-struct load_ctx {
-    const struct limits_config *lc;
-    int64_t now;
-    size_t rows;
-};
-
-static void load_row(void *arg, const char *budget, const char *key, int64_t period,
-                     int64_t expires, int64_t amount)
-{
-    struct load_ctx *ctx = arg;
-    for (size_t b = 0; b < ctx->lc->n_budgets; b++) {
-        if (strcmp(ctx->lc->budgets[b].name, budget) != 0)
-            continue;
-        struct limits_key k;
-        limits_key_make(&k, "b", (unsigned)b, key, budget, period);
-        lstore_budget_add(runtime->budgets, &k, amount, expires, ctx->now);
-        ctx->rows++;
-    }
-}
-
-static void runtime_free(struct limits_runtime *r)
-{
-    if (!r)
-        return;
-    lstore_free(r->rates);
-    lstore_free(r->budgets);
-    lloop_free(r->loops);
-    limits_ledger_close(r->ledger);
-    free(r);
-}
-
-int limits_start(const struct gw_config *cfg)
-{
-    const struct limits_config *lc = cfg ? limits_config_of(cfg) : NULL;
-    if (!lc)
-        return 0;
-    if (runtime)
-        return -EALREADY;
-    struct limits_runtime *r = calloc(1, sizeof *r);
-    if (!r)
-        return -ENOMEM;
-    r->lc = lc;
-    r->rates = lstore_new(lc->max_keys);
-    r->budgets = lstore_new(lc->max_keys);
-    r->loops = lc->loops.enabled ? lloop_new(&lc->loops, lc->max_keys) : NULL;
-    if (!r->rates || !r->budgets || (lc->loops.enabled && !r->loops)) {
-        runtime_free(r);
-        return -ENOMEM;
-    }
-    /* With Redis the spend lives there; the ledger is for the in-process store. */
-    if (lc->n_budgets && !lc->redis_host && strcmp(lc->ledger, "none") != 0) {
-        char why[512];
-        r->ledger = limits_ledger_open(lc->ledger, why, sizeof why);
-        if (!r->ledger) {
-            gw_log(GW_LOG_ERROR, "limits_ledger", NULL, NULL, "%s", why);
-            runtime_free(r);
-            return -EIO;
-        }
-    }
-    runtime = r;
-    if (r->ledger) {
-        struct load_ctx ctx = {lc, (int64_t)(gw_now_ns() / 1000000000ULL), 0};
-        if (limits_ledger_load(r->ledger, ctx.now, load_row, &ctx) != 0) {
-            gw_log(GW_LOG_ERROR, "limits_ledger", NULL, NULL,
-                   "cannot read the spend back from the ledger %s", lc->ledger);
-            runtime = NULL;
-            runtime_free(r);
-            return -EIO;
-        }
-    }
-    return 0;
-}
-
-void limits_stop(void)
-{
-    struct limits_runtime *r = runtime;
-    runtime = NULL;
-    runtime_free(r);
-}

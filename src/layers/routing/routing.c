@@ -15,7 +15,7 @@
  * denies.
  */
 #include "layers/routing/affinity.h"
-#include "layers/routing/routing.h"
+#include "layers/routing/routing-int.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "layers/layer.h"
@@ -30,11 +30,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <uv.h>
-
-/* Distinct host names one request may make toolgate look up (backend included). */
-#define ROUTING_MAX_NAMES 8
-/* How deep the search for URL strings goes into tool arguments. */
-#define ROUTING_MAX_ARG_DEPTH 32
 
 static const struct egress_config default_egress = {
     .url_args = 1,
@@ -230,61 +225,9 @@ int routing_jwks_json(const struct gw_config *cfg, struct gw_buf *out)
 
 /* ---- one request's lookups --------------------------------------------------------------- */
 
-struct job;
-
-struct lookup {
-    char host[GW_URL_MAX_HOST + 1];
-    int port;
-    int backend; /* the backend's name (else a URL argument) */
-    const struct ssrf_allow *allow;
-    char arg[80]; /* URL argument: the argument shown in a denial */
-    struct gw_addr addrs[ROUTING_MAX_ADDRS];
-    size_t n_addrs;
-    int denied_extra; /* an address past ROUTING_MAX_ADDRS was denied */
-    enum ssrf_class extra_class;
-    int status; /* 0 resolved, < 0 failed */
-    int done;   /* the lookup has answered */
-    uv_getaddrinfo_t gai;
-    struct job *job;
-};
-
-struct job {
-    struct gw_request *req; /* NULL once answered (a timeout) */
-    struct gw_decision *out;
-    const struct egress_config *ec;
-    const struct gw_backend *be;
-    const char *url; /* the endpoint of be this request goes to */
-    struct gw_url be_url;
-    char be_host_raw[GW_URL_MAX_HOST + 1]; /* the name as the URL writes it (curl matches it) */
-    size_t n;
-    size_t outstanding;
-    struct lookup lk[ROUTING_MAX_NAMES];
-    uv_timer_t timer;
-    int timer_live;
-    int finished;
-};
-
 static int deny_backend(struct gw_decision *out, int status, const char *code, const char *reason)
 {
     return gw_decision_deny(out, status, JSONRPC_INTERNAL_ERROR, code, reason);
-}
-
-/* A URL argument denial: a tool result the model can act on. */
-static int deny_arg(struct gw_decision *out, const char *arg, const char *what)
-{
-    char reason[sizeof out->reason];
-    snprintf(reason, sizeof reason, "Argument %.60s: %.180s", arg[0] ? arg : "(arguments)", what);
-    gw_decision_deny(out, 200, 0, "routing.ssrf", reason);
-    return GW_DENY;
-}
-
-static int deny_arg_host(struct gw_decision *out, const char *arg, const char *host,
-                         enum ssrf_class cls)
-{
-    char what[224];
-    snprintf(what, sizeof what, "URLs to %.120s are not allowed (%s address).", host,
-             ssrf_class_name(cls));
-    return deny_arg(out, arg, what);
 }
 
 /* Vets every address of one lookup. Returns 1 allowed; 0 denied (*cls set). */
@@ -301,8 +244,8 @@ static int lookup_allowed(const struct lookup *lk, enum ssrf_class *cls)
 }
 
 /* "host:port:a1,a2" in curl's CURLOPT_RESOLVE form, as many addresses as fit. */
-static void set_pin(struct gw_request *req, const char *host, int port,
-                    const struct gw_addr *addrs, size_t n)
+static void set_pin(struct gw_request *req, const char *host, int port, const struct gw_addr *addrs,
+                    size_t n)
 {
     char *p = req->upstream_pin;
     size_t cap = sizeof req->upstream_pin;
@@ -342,7 +285,7 @@ static int conclude(struct job *job)
                                     "The backend's host name could not be resolved.");
             char what[224];
             snprintf(what, sizeof what, "the host %.120s could not be resolved.", lk->host);
-            return deny_arg(out, lk->arg, what);
+            return routing_deny_arg(out, lk->arg, what);
         }
         if (!lookup_allowed(lk, &cls)) {
             if (lk->backend) {
@@ -354,7 +297,7 @@ static int conclude(struct job *job)
                 return deny_backend(out, 502, "routing.egress_denied",
                                     "The backend's address is not allowed by the egress policy.");
             }
-            return deny_arg_host(out, lk->arg, lk->host, cls);
+            return routing_deny_arg_host(out, lk->arg, lk->host, cls);
         }
         if (lk->backend) {
             rcache_put(lk->host, lk->addrs, lk->n_addrs);
@@ -491,7 +434,7 @@ static void on_timeout(uv_timer_t *t)
     if (slow && !slow->backend) {
         char what[224];
         snprintf(what, sizeof what, "the host %.120s could not be resolved in time.", slow->host);
-        deny_arg(job->out, slow->arg, what);
+        routing_deny_arg(job->out, slow->arg, what);
     } else {
         deny_backend(job->out, 504, "routing.resolve_timeout",
                      "The backend's host name could not be resolved in time.");
@@ -499,31 +442,8 @@ static void on_timeout(uv_timer_t *t)
     finish_async(job, GW_DENY);
 }
 
-/* ---- URL arguments ------------------------------------------------------------------------ */
-
-struct arg_walk {
-    struct job *job;
-    const struct ssrf_allow *allow;
-    size_t vetted;
-    char path[80];
-};
-
-static int tool_matches(const struct egress_url_tool *t, const char *name)
-{
-    for (char **p = t->tools; p && *p; p++) {
-        size_t len = strlen(*p);
-        if (len && (*p)[len - 1] == '*') {
-            if (strncmp(name, *p, len - 1) == 0)
-                return 1;
-        } else if (strcmp(name, *p) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int add_lookup(struct job *job, const struct gw_url *u, int backend,
-                      const struct ssrf_allow *allow, const char *arg)
+int routing_add_lookup(struct job *job, const struct gw_url *u, int backend,
+                       const struct ssrf_allow *allow, const char *arg)
 {
     for (size_t i = 0; i < job->n; i++) {
         struct lookup *lk = &job->lk[i];
@@ -544,176 +464,6 @@ static int add_lookup(struct job *job, const struct gw_url *u, int backend,
 }
 
 /* Vets one URL string. Returns GW_PASS (perhaps with a lookup queued) or GW_DENY. */
-static int vet_url(struct arg_walk *w, const char *s, size_t len, struct gw_decision *out)
-{
-    struct gw_url u;
-    if (++w->vetted > w->job->ec->max_url_args)
-        return deny_arg(out, w->path, "too many URLs in one call (egress.max_url_args).");
-    int rc = gw_url_parse(s, len, 0, &u);
-    if (rc != GW_URL_OK) {
-        char what[160];
-        snprintf(what, sizeof what, "the URL is not allowed: it %s.", gw_url_error_text(rc));
-        return deny_arg(out, w->path, what);
-    }
-    enum ssrf_class cls;
-    if (u.host_is_ip) {
-        if (!ssrf_addr_allowed(w->allow, u.host, u.port, &u.ip, &cls))
-            return deny_arg_host(out, w->path, u.host, cls);
-        return GW_PASS;
-    }
-    if (ssrf_name_is_localhost(u.host)) {
-        /* RFC 6761: these names are loopback whatever DNS says; judge them as 127.0.0.1/::1. */
-        struct gw_addr v4 = {.family = AF_INET, .bytes = {127, 0, 0, 1}};
-        struct gw_addr v6 = {.family = AF_INET6, .bytes = {[15] = 1}};
-        if (!ssrf_addr_allowed(w->allow, u.host, u.port, &v4, &cls) ||
-            !ssrf_addr_allowed(w->allow, u.host, u.port, &v6, &cls))
-            return deny_arg_host(out, w->path, u.host, SSRF_LOOPBACK);
-        return GW_PASS;
-    }
-    if (add_lookup(w->job, &u, 0, w->allow, w->path) != 0)
-        return deny_arg(out, w->path, "too many different hosts in one call.");
-    return GW_PASS;
-}
-
-/* Appends a pointer segment for display: plain characters only, bounded. */
-static void path_push(char *path, size_t cap, const char *seg)
-{
-    size_t len = strlen(path);
-    if (len + 2 >= cap)
-        return;
-    path[len++] = '/';
-    for (const char *p = seg; *p && len + 1 < cap; p++) {
-        char c = *p;
-        int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '-' || c == '.';
-        path[len++] = plain ? c : '?';
-    }
-    path[len] = '\0';
-}
-
-/*
- * Every string under v: strict ones must be URLs; others are vetted when they look like one.
- * Arrays keep strictness for their strings; objects below do not.
- */
-static int walk(struct arg_walk *w, const json_t *v, int strict, int depth, struct gw_decision *out)
-{
-    if (depth > ROUTING_MAX_ARG_DEPTH)
-        return deny_arg(out, w->path, "the arguments nest too deeply to check.");
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        size_t len = json_string_length(v);
-        if (strict || gw_url_looks_like(s, len))
-            return vet_url(w, s, len, out);
-        return GW_PASS;
-    }
-    char saved[sizeof w->path];
-    memcpy(saved, w->path, sizeof saved);
-    int rc = GW_PASS;
-    if (json_is_array(v)) {
-        size_t i;
-        const json_t *item;
-        json_array_foreach(v, i, item)
-        {
-            char idx[24];
-            snprintf(idx, sizeof idx, "%zu", i);
-            path_push(w->path, sizeof w->path, idx);
-            rc = walk(w, item, strict, depth + 1, out);
-            memcpy(w->path, saved, sizeof saved);
-            if (rc != GW_PASS)
-                break;
-        }
-    } else if (json_is_object(v)) {
-        const char *key;
-        const json_t *item;
-        json_object_foreach((json_t *)v, key, item)
-        {
-            path_push(w->path, sizeof w->path, key);
-            rc = walk(w, item, 0, depth + 1, out);
-            memcpy(w->path, saved, sizeof saved);
-            if (rc != GW_PASS)
-                break;
-        }
-    }
-    return rc;
-}
-
-/* RFC 6901 lookup in the arguments object. NULL when absent. */
-static const json_t *pointer_get(const json_t *root, const char *ptr)
-{
-    const json_t *cur = root;
-    const char *p = ptr;
-    while (cur && *p) {
-        char tok[257];
-        size_t n = 0;
-        p++; /* the '/' */
-        while (*p && *p != '/' && n + 1 < sizeof tok) {
-            if (p[0] == '~' && p[1] == '1') {
-                tok[n++] = '/';
-                p += 2;
-            } else if (p[0] == '~' && p[1] == '0') {
-                tok[n++] = '~';
-                p += 2;
-            } else {
-                tok[n++] = *p++;
-            }
-        }
-        tok[n] = '\0';
-        if (json_is_object(cur)) {
-            cur = json_object_get(cur, tok);
-        } else if (json_is_array(cur)) {
-            char *end = NULL;
-            if (!n || (n > 1 && tok[0] == '0') || tok[0] < '0' || tok[0] > '9')
-                return NULL;
-            unsigned long idx = strtoul(tok, &end, 10);
-            if (*end)
-                return NULL;
-            cur = json_array_get(cur, idx);
-        } else {
-            return NULL;
-        }
-    }
-    return cur;
-}
-
-static int vet_arguments(struct job *job, const struct gw_request *req, struct gw_decision *out)
-{
-    const struct egress_config *ec = job->ec;
-    if (!ec->url_args || ec->n_url_tools == 0)
-        return GW_PASS;
-    struct arg_walk w = {.job = job};
-    for (size_t m = 0; m < req->rpc.n; m++) {
-        const struct mcp_message *msg = &req->rpc.msgs[m];
-        if (!msg->method || strcmp(msg->method, "tools/call") != 0 || !msg->target ||
-            !msg->arguments)
-            continue;
-        for (size_t t = 0; t < ec->n_url_tools; t++) {
-            const struct egress_url_tool *ut = &ec->url_tools[t];
-            if (!tool_matches(ut, msg->target))
-                continue;
-            w.allow = &ut->allow;
-            int rc = GW_PASS;
-            if (!ut->args) {
-                w.path[0] = '\0';
-                rc = walk(&w, msg->arguments, 0, 0, out);
-            }
-            for (char **a = ut->args; a && *a && rc == GW_PASS; a++) {
-                const json_t *v = pointer_get(msg->arguments, *a);
-                if (!v || json_is_null(v))
-                    continue;
-                snprintf(w.path, sizeof w.path, "%s", *a);
-                if (!json_is_string(v) && !json_is_array(v) && !json_is_object(v)) {
-                    rc = deny_arg(out, w.path, "expected a URL.");
-                    break;
-                }
-                rc = walk(&w, v, 1, 0, out);
-            }
-            if (rc != GW_PASS)
-                return rc;
-        }
-    }
-    return GW_PASS;
-}
-
 /* ---- the backend -------------------------------------------------------------------------- */
 
 /* The host as the URL writes it (names only): what curl will look up and match the pin to. */
@@ -747,7 +497,7 @@ static int vet_backend(struct job *job, struct gw_request *req, struct gw_decisi
         n = 2;
     } else if (!rcache_get(u->host, addrs, &n)) {
         raw_host(job->url, job->be_host_raw, sizeof job->be_host_raw);
-        return add_lookup(job, u, 1, &job->ec->allow, NULL) == 0
+        return routing_add_lookup(job, u, 1, &job->ec->allow, NULL) == 0
                    ? GW_PASS
                    : deny_backend(out, 500, "routing.internal",
                                   "An internal error stopped this request.");
@@ -832,7 +582,7 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
     job->ec = egress_of(req->cfg);
     job->be = req->backend;
     job->url = req->upstream_url ? req->upstream_url : req->backend->url;
-    int rc = vet_arguments(job, req, out);
+    int rc = routing_vet_arguments(job, req, out);
     if (rc == GW_PASS)
         rc = vet_backend(job, req, out);
     if (rc != GW_PASS || job->n == 0) {

@@ -155,4 +155,27 @@ void safety_count_block(void);
 void safety_count_oversize(void);
 void safety_count_error(void);
 
+/* ---- validators' shared helpers (safety_validate.c) ---- */
+
+static inline int safety_is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static inline int safety_digit_value(char c)
+{
+    return c - '0';
+}
+
+static inline int safety_is_upper(char c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+
+/*
+ * Copies the digits of s into out (at most max), skipping the separators in `skip`; fails
+ * (-1) on any other character or when there are more than max digits.
+ */
+int safety_digits_of(const char *s, size_t len, const char *skip, char *out, size_t max);
+
 #endif

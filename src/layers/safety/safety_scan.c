@@ -1,0 +1,875 @@
+/*
+ * safety_scan: the scan of one string with the compiled detectors (safety_engine.c builds
+ * them): per-thread scratch, normalization, context words, confirmation and validators.
+ *
+ * A scan is one vectorscan pass over the (normalized) string with every rule's prefilter
+ * expression (HS_FLAG_SINGLEMATCH: each rule reports its first hit once). Only rules that hit
+ * run their PCRE2 confirmer, from a little before the first hit to the end of the string; the
+ * confirmer's matches go through the rule's validator and, for weak patterns, the context
+ * check.
+ */
+#include "layers/safety/safety-int.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- per-thread state ----------------------------------------------------------------------- */
+
+struct key_cache_entry;
+
+struct cand {
+    int detector;
+    int rule;
+    int context;       /* confirmed by a context word */
+    size_t start, end; /* normalized offsets */
+};
+
+#define MAX_CANDS 4096
+
+struct tls_state {
+    hs_scratch_t *scratch;
+    uint64_t generation;
+    pcre2_match_data *md;
+    size_t *first_end;
+    size_t first_cap;
+    struct cand *cands;
+    size_t n_cands, cand_cap;
+    struct key_cache_entry *key_cache;
+};
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static int tls_key_ok;
+static _Thread_local struct tls_state *tls;
+
+static void tls_destroy(void *p)
+{
+    struct tls_state *t = p;
+    if (!t)
+        return;
+    if (t->scratch)
+        hs_free_scratch(t->scratch);
+    if (t->md)
+        pcre2_match_data_free(t->md);
+    free(t->first_end);
+    free(t->cands);
+    free(t->key_cache);
+    free(t);
+}
+
+static void tls_init_key(void)
+{
+    tls_key_ok = pthread_key_create(&tls_key, tls_destroy) == 0;
+}
+
+static struct tls_state *tls_get(const struct safety_config *sc)
+{
+    if (!tls) {
+        pthread_once(&tls_once, tls_init_key);
+        tls = calloc(1, sizeof *tls);
+        if (!tls)
+            return NULL;
+        if (tls_key_ok)
+            pthread_setspecific(tls_key, tls);
+        tls->md = pcre2_match_data_create(16, NULL);
+        if (!tls->md) {
+            tls_destroy(tls);
+            tls = NULL;
+            return NULL;
+        }
+    }
+    if (sc->db && tls->generation != sc->generation) {
+        hs_error_t e = tls->scratch ? hs_alloc_scratch(sc->db, &tls->scratch)
+                                    : hs_clone_scratch(sc->scratch, &tls->scratch);
+        if (e != HS_SUCCESS)
+            return NULL;
+        tls->generation = sc->generation;
+    }
+    if (tls->first_cap < 2 * sc->n_rules) {
+        size_t *f = realloc(tls->first_end, 2 * sc->n_rules * sizeof *f);
+        if (!f)
+            return NULL;
+        tls->first_end = f;
+        tls->first_cap = 2 * sc->n_rules;
+    }
+    tls->n_cands = 0;
+    return tls;
+}
+
+/* Frees this thread's scanning state (threads that end call it through the key destructor;
+ * the main thread may call it before exiting so leak checkers stay quiet). */
+void safety_thread_cleanup(void)
+{
+    if (tls) {
+        if (tls_key_ok)
+            pthread_setspecific(tls_key, NULL);
+        tls_destroy(tls);
+        tls = NULL;
+    }
+}
+
+/* ---- normalization ------------------------------------------------------------------------ */
+
+/* Decodes one UTF-8 sequence at s[i]; returns its length (1 for an invalid byte). */
+static size_t utf8_next(const unsigned char *s, size_t len, size_t i, uint32_t *cp)
+{
+    unsigned char c = s[i];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t n = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (n == 0 || i + n > len) {
+        *cp = 0xfffd;
+        return 1;
+    }
+    uint32_t v = c & (0x7f >> n);
+    for (size_t k = 1; k < n; k++) {
+        if ((s[i + k] & 0xc0) != 0x80) {
+            *cp = 0xfffd;
+            return 1;
+        }
+        v = (v << 6) | (s[i + k] & 0x3f);
+    }
+    *cp = v;
+    return n;
+}
+
+/* What a code point becomes: -1 unchanged, -2 dropped, else the ASCII byte. */
+static int fold(uint32_t cp)
+{
+    if (cp < 0x80)
+        return -1;
+    if (cp >= 0xff01 && cp <= 0xff5e)
+        return (int)(cp - 0xfee0);
+    switch (cp) {
+    case 0x200b:
+    case 0x200c:
+    case 0x200d:
+    case 0x2060:
+    case 0xfeff:
+    case 0x00ad:
+        return -2;
+    case 0x00a0:
+    case 0x202f:
+    case 0x205f:
+    case 0x3000:
+        return ' ';
+    case 0x2212:
+    case 0xfe58:
+    case 0xfe63:
+        return '-';
+    default:
+        break;
+    }
+    if (cp >= 0x2010 && cp <= 0x2015)
+        return '-';
+    if (cp >= 0x2000 && cp <= 0x200a)
+        return ' ';
+    return -1;
+}
+
+int safety_normalize(const char *s, size_t len, char **out, size_t *out_len, uint32_t **map)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char *o = NULL;
+    uint32_t *m = NULL;
+    size_t k = 0;
+    *out = (char *)s;
+    *out_len = len;
+    *map = NULL;
+    if (len >= UINT32_MAX)
+        return 0;
+    for (size_t i = 0; i < len;) {
+        if (!o) {
+            /* Plain ASCII, eight bytes at a time: nothing to fold there. */
+            while (i + 8 <= len) {
+                uint64_t w;
+                memcpy(&w, u + i, 8);
+                if (w & UINT64_C(0x8080808080808080))
+                    break;
+                i += 8;
+            }
+            while (i < len && u[i] < 0x80)
+                i++;
+            if (i == len)
+                break;
+        }
+        uint32_t cp;
+        size_t n = utf8_next(u, len, i, &cp);
+        int f = fold(cp);
+        if (!o && f == -1) {
+            i += n;
+            continue;
+        }
+        if (!o) {
+            o = malloc(len + 1);
+            m = malloc((len + 1) * sizeof *m);
+            if (!o || !m) {
+                free(o);
+                free(m);
+                return -1;
+            }
+            for (k = 0; k < i; k++) {
+                o[k] = s[k];
+                m[k] = (uint32_t)k;
+            }
+        }
+        if (f == -1) {
+            for (size_t j = 0; j < n; j++) {
+                o[k] = s[i + j];
+                m[k++] = (uint32_t)(i + j);
+            }
+        } else if (f >= 0) {
+            o[k] = (char)f;
+            m[k++] = (uint32_t)i;
+        }
+        i += n;
+    }
+    if (o) {
+        o[k] = '\0';
+        m[k] = (uint32_t)len;
+        *out = o;
+        *out_len = k;
+        *map = m;
+    }
+    return 0;
+}
+
+/* ---- context ------------------------------------------------------------------------------ */
+
+static int lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+static int alnum(int c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Case-insensitive search of word in t[from, to) at word boundaries. */
+static int window_has(const char *t, size_t tlen, size_t from, size_t to, const char *word)
+{
+    size_t wl = strlen(word);
+    if (to > tlen)
+        to = tlen;
+    for (size_t i = from; i + wl <= to; i++) {
+        if (lower((unsigned char)t[i]) != word[0])
+            continue;
+        size_t k = 1;
+        while (k < wl && lower((unsigned char)t[i + k]) == word[k])
+            k++;
+        if (k < wl)
+            continue;
+        if (i > 0 && alnum((unsigned char)t[i - 1]) && alnum((unsigned char)word[0]))
+            continue;
+        if (i + wl < tlen && alnum((unsigned char)t[i + wl]) && alnum((unsigned char)word[wl - 1]))
+            continue;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * The member name as context: split into lower-case tokens at non-alphanumerics and at
+ * lower-to-upper changes ("dateOfBirth" -> date of birth). A short word (under 4 letters:
+ * "dl", "tin") must equal a token; a longer one, spaces removed, must occur in the name with
+ * separators removed ("social security" in "socialSecurityNumber").
+ */
+struct key_view {
+    char joined[128];
+    size_t jl;
+    char tokens[16][32];
+    size_t nt;
+};
+
+static void key_view_init(struct key_view *kv, const char *key, size_t key_len)
+{
+    kv->jl = 0;
+    kv->nt = 0;
+    size_t tl = 0;
+    for (size_t i = 0; i < key_len && i < 256; i++) {
+        int c = (unsigned char)key[i];
+        int boundary =
+            !alnum(c) || (i > 0 && c >= 'A' && c <= 'Z' && key[i - 1] >= 'a' && key[i - 1] <= 'z');
+        if (boundary && tl > 0) {
+            kv->tokens[kv->nt][tl] = '\0';
+            if (kv->nt < 15)
+                kv->nt++;
+            tl = 0;
+        }
+        if (!alnum(c))
+            continue;
+        if (kv->jl < sizeof kv->joined - 1)
+            kv->joined[kv->jl++] = (char)lower(c);
+        if (tl < 31)
+            kv->tokens[kv->nt][tl++] = (char)lower(c);
+    }
+    if (tl > 0) {
+        kv->tokens[kv->nt][tl] = '\0';
+        kv->nt++;
+    }
+    kv->joined[kv->jl] = '\0';
+}
+
+static int key_has(struct key_view *kv, const char *word)
+{
+    char w[64];
+    size_t n = 0;
+    for (const char *p = word; *p && n < sizeof w - 1; p++)
+        if (alnum((unsigned char)*p))
+            w[n++] = *p;
+    w[n] = '\0';
+    if (n == 0)
+        return 0;
+    if (n < 4) {
+        for (size_t i = 0; i < kv->nt; i++)
+            if (strcmp(kv->tokens[i], w) == 0)
+                return 1;
+        return 0;
+    }
+    return strstr(kv->joined, w) != NULL;
+}
+
+struct scan_ctx {
+    const struct safety_config *sc;
+    const char *t;
+    size_t tlen;
+    struct key_view *kv;  /* NULL: no member name; built on first use */
+    signed char *key_ctx; /* per detector: -1 unknown, 0/1 */
+    int key_ctx_filled;
+    const char *key;
+    size_t key_len;
+    unsigned *flags;
+    struct tls_state *ts;
+};
+
+/*
+ * Member names repeat (the same tool schemas, call after call), and matching every context
+ * word against a name costs more than scanning a short value: each thread remembers the
+ * answers for recent names, per configuration generation.
+ */
+#define KEY_CACHE 512
+#define KEY_CACHE_LEN 48
+
+struct key_cache_entry {
+    uint64_t generation;
+    uint64_t mask;
+    uint8_t len;
+    char key[KEY_CACHE_LEN];
+};
+
+static uint32_t key_hash(const char *k, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)k[i]) * 16777619u;
+    return h;
+}
+
+static int key_context_compute(struct scan_ctx *x, int det)
+{
+    if (x->kv->nt == SIZE_MAX)
+        key_view_init(x->kv, x->key, x->key_len);
+    const struct safety_detector *d = &x->sc->detectors[det];
+    for (size_t i = 0; i < d->n_context; i++)
+        if (key_has(x->kv, d->context[i]))
+            return 1;
+    return 0;
+}
+
+/* Fills key_ctx for every detector from the cache (or computes and caches the mask). */
+static void key_context_all(struct scan_ctx *x)
+{
+    const struct safety_config *sc = x->sc;
+    size_t n = x->key_len;
+    if (sc->n_detectors > 64 || n >= KEY_CACHE_LEN)
+        return;
+    struct tls_state *ts = x->ts;
+    if (!ts->key_cache && !(ts->key_cache = calloc(KEY_CACHE, sizeof *ts->key_cache)))
+        return;
+    struct key_cache_entry *e = &ts->key_cache[key_hash(x->key, n) % KEY_CACHE];
+    if (e->generation != sc->generation || e->len != n || memcmp(e->key, x->key, n) != 0) {
+        uint64_t mask = 0;
+        for (size_t d = 0; d < sc->n_detectors; d++)
+            if (sc->detectors[d].n_context && key_context_compute(x, (int)d))
+                mask |= UINT64_C(1) << d;
+        e->generation = sc->generation;
+        e->len = (uint8_t)n;
+        memcpy(e->key, x->key, n);
+        e->mask = mask;
+    }
+    for (size_t d = 0; d < sc->n_detectors; d++)
+        x->key_ctx[d] = (signed char)((e->mask >> d) & 1);
+}
+
+static int key_context(struct scan_ctx *x, int det)
+{
+    if (!x->kv)
+        return 0;
+    if (x->key_ctx[det] < 0 && !x->key_ctx_filled) {
+        x->key_ctx_filled = 1;
+        key_context_all(x);
+    }
+    if (x->key_ctx[det] < 0)
+        x->key_ctx[det] = (signed char)key_context_compute(x, det);
+    return x->key_ctx[det];
+}
+
+static int has_context(struct scan_ctx *x, int det, size_t start, size_t end)
+{
+    if (key_context(x, det))
+        return 1;
+    const struct safety_detector *d = &x->sc->detectors[det];
+    size_t w = x->sc->context_window;
+    size_t from = start > w ? start - w : 0;
+    for (size_t i = 0; i < d->n_context; i++) {
+        if (window_has(x->t, x->tlen, from, start, d->context[i]) ||
+            window_has(x->t, x->tlen, end, end + w, d->context[i]))
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- confirmation ------------------------------------------------------------------------- */
+
+/*
+ * Words that, right before a number, say it is something else: "order 275-85-1877",
+ * "ref #275-85-1877", "invoice no. 275-85-1877". They count only when no context word for
+ * the type is near.
+ */
+static const char *const anti_words[] = {"order",    "invoice",      "ref",  "reference", "ticket",
+                                         "tracking", "case",         "po",   "sku",       "part",
+                                         "serial",   "confirmation", "item", "booking",   NULL};
+
+/* The alphanumeric word ending right before `end` after skipping " #:.-"; its start. */
+static size_t word_before(const char *t, size_t end, size_t *wstart)
+{
+    while (end > 0 && strchr(" #:.-", t[end - 1]))
+        end--;
+    size_t b = end;
+    while (b > 0 && alnum((unsigned char)t[b - 1]))
+        b--;
+    *wstart = b;
+    return end - b;
+}
+
+static int word_is(const char *t, size_t start, size_t len, const char *w)
+{
+    if (strlen(w) != len)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (lower((unsigned char)t[start + i]) != w[i])
+            return 0;
+    return 1;
+}
+
+static int anti_context(struct scan_ctx *x, size_t start)
+{
+    size_t ws, wl = word_before(x->t, start, &ws);
+    if (wl && (word_is(x->t, ws, wl, "no") || word_is(x->t, ws, wl, "number") ||
+               word_is(x->t, ws, wl, "nr") || word_is(x->t, ws, wl, "id")))
+        wl = word_before(x->t, ws, &ws);
+    for (size_t i = 0; wl && anti_words[i]; i++)
+        if (word_is(x->t, ws, wl, anti_words[i]))
+            return 1;
+    return 0;
+}
+
+static void emit(struct scan_ctx *x, const struct safety_rule *r, int rule, size_t s, size_t e)
+{
+    if (r->need_context && !has_context(x, r->detector, s, e))
+        return;
+    if (!r->need_context && (r->detector == SB_SSN || r->detector == SB_ITIN) &&
+        anti_context(x, s) && !has_context(x, r->detector, s, e))
+        return;
+    struct tls_state *ts = x->ts;
+    if (ts->n_cands == MAX_CANDS) {
+        *x->flags |= SAFETY_SCAN_OVERFLOW;
+        return;
+    }
+    if (ts->n_cands == ts->cand_cap) {
+        size_t cap = ts->cand_cap ? ts->cand_cap * 2 : 64;
+        struct cand *c = realloc(ts->cands, cap * sizeof *c);
+        if (!c) {
+            *x->flags |= SAFETY_SCAN_OVERFLOW;
+            return;
+        }
+        ts->cands = c;
+        ts->cand_cap = cap;
+    }
+    ts->cands[ts->n_cands++] = (struct cand){r->detector, rule, r->need_context, s, e};
+}
+
+/*
+ * Printed card numbers come in groups of four (the last one shorter), or 4-6-5 and 4-6-4
+ * (American Express, Diners): other groupings are ids, phone numbers, references.
+ */
+static int card_grouping_ok(const size_t *gs, const size_t *ge, size_t a, size_t b)
+{
+    size_t n = b - a + 1;
+    if (n == 1)
+        return 1;
+    if (n == 3 && ge[a] - gs[a] == 4 && ge[a + 1] - gs[a + 1] == 6 &&
+        (ge[b] - gs[b] == 5 || ge[b] - gs[b] == 4))
+        return 1;
+    for (size_t g = a; g < b; g++)
+        if (ge[g] - gs[g] != 4)
+            return 0;
+    return ge[b] - gs[b] >= 1 && ge[b] - gs[b] <= 4;
+}
+
+static int card_group_ok(const char *t, const size_t *gs, const size_t *ge, size_t a, size_t b)
+{
+    char d[20];
+    size_t n = 0;
+    if (!card_grouping_ok(gs, ge, a, b))
+        return 0;
+    for (size_t g = a; g <= b; g++)
+        for (size_t i = gs[g]; i < ge[g]; i++) {
+            if (n == 19)
+                return 0;
+            d[n++] = t[i];
+        }
+    return n >= 12 && safety_card_ok(d, n, NULL);
+}
+
+/*
+ * A run of digits with single ' ' or '-' between groups. The whole run is tried first; then,
+ * from each group on, the longest group-aligned window of 12..19 digits that validates (a
+ * card followed by an expiry or preceded by a reference number).
+ */
+static void confirm_card(struct scan_ctx *x, const struct safety_rule *r, int rule, size_t s,
+                         size_t e)
+{
+    enum { MAXG = 64 };
+    size_t gs[MAXG], ge[MAXG], ng = 0, digits = 0;
+    const char *t = x->t;
+    for (size_t i = s; i < e;) {
+        if (t[i] == ' ' || t[i] == '-') {
+            i++;
+            continue;
+        }
+        if (ng == MAXG)
+            return;
+        gs[ng] = i;
+        while (i < e && t[i] >= '0' && t[i] <= '9')
+            i++;
+        ge[ng] = i;
+        digits += ge[ng] - gs[ng];
+        ng++;
+    }
+    if (digits >= 12 && digits <= 19) {
+        if (card_group_ok(t, gs, ge, 0, ng - 1))
+            emit(x, r, rule, s, e);
+        return;
+    }
+    if (ng < 2)
+        return;
+    for (size_t a = 0; a < ng; a++) {
+        size_t total = 0, best = SIZE_MAX;
+        for (size_t b = a; b < ng; b++) {
+            total += ge[b] - gs[b];
+            if (total > 19)
+                break;
+            if (total >= 12 && card_group_ok(t, gs, ge, a, b))
+                best = b;
+        }
+        if (best != SIZE_MAX) {
+            emit(x, r, rule, gs[a], ge[best]);
+            a = best;
+        }
+    }
+}
+
+static int secret_ok(const struct safety_config *sc, const char *s, size_t n, int strict)
+{
+    int up = 0, lo = 0, dg = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        up |= c >= 'A' && c <= 'Z';
+        lo |= c >= 'a' && c <= 'z';
+        dg |= c >= '0' && c <= '9';
+    }
+    if (strict && !(up && lo && dg))
+        return 0;
+    if (!dg || !(up || lo))
+        return 0;
+    /* Short strings cannot reach a high entropy: the bar is at most 80% of the maximum. */
+    double bar = sc->entropy_threshold, max = log2((double)n);
+    if (bar > 0.8 * max)
+        bar = 0.8 * max;
+    return safety_entropy(s, n) >= bar;
+}
+
+static int mod97_generic(const char *s, size_t n)
+{
+    unsigned r = 0;
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c >= '0' && c <= '9') {
+            r = (r * 10 + (unsigned)(c - '0')) % 97;
+            any = 1;
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') {
+            r = (r * 100 + (unsigned)((c | 0x20) - 'a' + 10)) % 97;
+            any = 1;
+        }
+    }
+    return any && r == 1;
+}
+
+static void confirm(struct scan_ctx *x, int rule, size_t s, size_t e)
+{
+    const struct safety_rule *r = &x->sc->rules[rule];
+    const char *t = x->t;
+    size_t n = e - s;
+    char buf[64];
+    switch (r->check) {
+    case SC_NONE:
+        break;
+    case SC_SSN:
+        if (!safety_ssn_ok(t + s, n))
+            return;
+        break;
+    case SC_ITIN:
+        if (!safety_itin_ok(t + s, n))
+            return;
+        break;
+    case SC_CARD:
+        confirm_card(x, r, rule, s, e);
+        return;
+    case SC_IBAN: {
+        size_t k = 0;
+        for (size_t i = s; i < e && k < sizeof buf; i++)
+            if (t[i] != ' ')
+                buf[k++] = t[i];
+        if (k >= sizeof buf || !safety_iban_ok(buf, k))
+            return;
+        break;
+    }
+    case SC_EMAIL:
+        while (e > s && (t[e - 1] == '.' || t[e - 1] == '-'))
+            e--;
+        if (!safety_email_ok(t + s, e - s))
+            return;
+        break;
+    case SC_PHONE:
+        if (!safety_phone_ok(t + s, n))
+            return;
+        break;
+    case SC_IPV4:
+        if (!safety_ipv4_ok(t + s, n))
+            return;
+        break;
+    case SC_IPV6:
+        if (!safety_ipv6_ok(t + s, n))
+            return;
+        break;
+    case SC_NPI:
+        if (!safety_npi_ok(t + s, n))
+            return;
+        break;
+    case SC_DEA:
+        if (!safety_dea_ok(t + s, n))
+            return;
+        break;
+    case SC_DATE:
+        if (!safety_date_ok(t + s, n))
+            return;
+        break;
+    case SC_JWT:
+        if (!safety_jwt_ok(t + s, n))
+            return;
+        break;
+    case SC_PEM: {
+        /* Everything up to the END line is key material; without one, the rest of the text. */
+        const char *end = NULL;
+        if (e < x->tlen)
+            end = memmem(t + e, x->tlen - e, "-----END ", 9);
+        if (end) {
+            const char *close = memmem(end + 9, x->tlen - (size_t)(end + 9 - t), "-----", 5);
+            e = close ? (size_t)(close - t) + 5 : x->tlen;
+        } else {
+            e = x->tlen;
+        }
+        break;
+    }
+    case SC_SECRET:
+        if (!secret_ok(x->sc, t + s, n, r->detector == SB_AWS_SECRET_KEY))
+            return;
+        break;
+    case SC_LUHN: {
+        size_t k = 0;
+        for (size_t i = s; i < e && k < sizeof buf; i++)
+            if (t[i] >= '0' && t[i] <= '9')
+                buf[k++] = t[i];
+        if (k < 2 || k >= sizeof buf || !safety_luhn_ok(buf, k))
+            return;
+        break;
+    }
+    case SC_MOD97:
+        if (!mod97_generic(t + s, n))
+            return;
+        break;
+    }
+    emit(x, r, rule, s, e);
+}
+
+/* ---- the scan ------------------------------------------------------------------------------- */
+
+static int on_hs_match(unsigned id, unsigned long long from, unsigned long long to, unsigned fl,
+                       void *arg)
+{
+    (void)from;
+    (void)fl;
+    struct scan_ctx *x = arg;
+    if (x->ts->first_end[id] == SIZE_MAX)
+        x->ts->first_end[id] = (size_t)to;
+    return 0;
+}
+
+static void run_rule(struct scan_ctx *x, int rule, size_t from)
+{
+    const struct safety_rule *r = &x->sc->rules[rule];
+    pcre2_match_data *md = x->ts->md;
+    size_t off = from;
+    while (off <= x->tlen) {
+        int rc = pcre2_match(r->re, (PCRE2_SPTR)x->t, x->tlen, off, 0, md, x->sc->match_ctx);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            return;
+        if (rc < 0) {
+            *x->flags |= SAFETY_SCAN_LIMIT;
+            return;
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t s = ov[2 * r->group], e = ov[2 * r->group + 1];
+        if (s != PCRE2_UNSET && e > s)
+            confirm(x, rule, s, e);
+        size_t next = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+        if (next <= off)
+            next = off + 1;
+        off = next;
+        if (*x->flags & SAFETY_SCAN_OVERFLOW)
+            return;
+    }
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    size_t lx = x->end - x->start, ly = y->end - y->start;
+    if (lx != ly)
+        return lx > ly ? -1 : 1;
+    /* The same span read two ways: the reading its context words confirm wins. */
+    if (x->context != y->context)
+        return x->context ? -1 : 1;
+    return x->rule < y->rule ? -1 : x->rule > y->rule;
+}
+
+int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, const char *key,
+                     size_t key_len, struct safety_match *out, size_t max, unsigned *flags)
+{
+    char *t = NULL;
+    size_t tlen = 0;
+    uint32_t *map = NULL;
+    signed char key_ctx_buf[64];
+    signed char *key_ctx = key_ctx_buf;
+    struct key_view kv;
+    int result = -1;
+
+    if (!sc || len == 0 || sc->n_rules == 0)
+        return 0;
+    struct tls_state *ts = tls_get(sc);
+    if (!ts)
+        return -1;
+    if (safety_normalize(s, len, &t, &tlen, &map) != 0)
+        return -1;
+    if (sc->n_detectors > sizeof key_ctx_buf) {
+        key_ctx = malloc(sc->n_detectors);
+        if (!key_ctx)
+            goto out;
+    }
+    memset(key_ctx, -1, sc->n_detectors);
+    kv.nt = SIZE_MAX; /* built on first use */
+    struct scan_ctx x = {.sc = sc,
+                         .t = t,
+                         .tlen = tlen,
+                         .kv = key && key_len ? &kv : NULL,
+                         .key_ctx = key_ctx,
+                         .key = key,
+                         .key_len = key_len,
+                         .flags = flags,
+                         .ts = ts};
+    for (size_t i = 0; i < 2 * sc->n_rules; i++)
+        ts->first_end[i] = SIZE_MAX;
+    if (sc->db && tlen > 0) {
+        if (hs_scan(sc->db, t, (unsigned)(tlen > UINT32_MAX ? UINT32_MAX : tlen), 0, ts->scratch,
+                    on_hs_match, &x) != HS_SUCCESS)
+            goto out;
+    }
+    for (size_t i = 0; i < sc->n_rules; i++) {
+        const struct safety_rule *r = &sc->rules[i];
+        size_t from = 0;
+        if (r->disabled)
+            continue;
+        if (!r->hs_expr) {
+            from = 0;
+        } else if (ts->first_end[i] != SIZE_MAX) {
+            size_t fe = ts->first_end[i];
+            if (!r->keyword_filter && r->max_width)
+                from = fe > r->max_width + 8 ? fe - r->max_width - 8 : 0;
+        } else if (r->need_context && r->keyword_filter && x.kv && key_context(&x, r->detector)) {
+            from = 0;
+        } else {
+            continue;
+        }
+        run_rule(&x, (int)i, from);
+        if (*flags & SAFETY_SCAN_OVERFLOW)
+            break;
+    }
+    /* Overlaps: the longer span wins; on equal spans, the reading confirmed by context, then
+     * the rule listed first. */
+    if (ts->n_cands > 1)
+        qsort(ts->cands, ts->n_cands, sizeof *ts->cands, cand_cmp);
+    size_t kept = 0;
+    for (size_t i = 0; i < ts->n_cands; i++) {
+        struct cand *c = &ts->cands[i];
+        if (kept > 0) {
+            struct cand *k = &ts->cands[kept - 1];
+            if (c->start < k->end) {
+                if (c->end - c->start > k->end - k->start)
+                    *k = *c;
+                continue;
+            }
+        }
+        ts->cands[kept++] = *c;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < kept; i++) {
+        if (n == max) {
+            *flags |= SAFETY_SCAN_OVERFLOW;
+            break;
+        }
+        const struct cand *c = &ts->cands[i];
+        out[n].detector = c->detector;
+        out[n].start = map ? map[c->start] : c->start;
+        out[n].end = map ? map[c->end] : c->end;
+        n++;
+    }
+    result = (int)n;
+out:
+    if (key_ctx != key_ctx_buf)
+        free(key_ctx);
+    if (t != s)
+        free(t);
+    free(map);
+    return result;
+}
