@@ -26,8 +26,11 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthre
 
 LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
-TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Unit tests mirror src/ (tests/unit/<folder>/test_*.c); the demo backend's live with it.
+TEST_SRC := $(sort $(shell find tests/unit -name 'test_*.c'))
+EHR_TEST_SRC := $(sort $(wildcard examples/ehr-backend/tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%) \
+            $(EHR_TEST_SRC:examples/ehr-backend/tests/%.c=$(BUILD)/tests/ehr-backend/%)
 EHR_SRC  := $(sort $(wildcard examples/ehr-backend/*.c))
 EHR_OBJ  := $(EHR_SRC:%.c=$(BUILD)/obj/%.o)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -52,6 +55,10 @@ $(BUILD)/ehr-backend: $(EHR_OBJ) $(BUILD)/libtoolgate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libtoolgate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/ehr-backend/%: $(BUILD)/obj/examples/ehr-backend/tests/%.o $(BUILD)/libtoolgate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
@@ -99,4 +106,5 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(EHR_OBJ:.o=.d) $(BUILD)/obj/src/main.d \
-         $(TEST_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d)
+         $(TEST_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d) \
+         $(EHR_TEST_SRC:%.c=$(BUILD)/obj/%.d)

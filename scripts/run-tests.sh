@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test against a build directory and ends with one line "N passed, N failed".
-#   unit: each cmocka binary under BUILD/tests/
+#   unit: each cmocka binary under BUILD/tests/ (one per tests/unit/<folder>/test_*.c)
 #   e2e:  node's test runner over tests/e2e/*.test.mjs (real binary, real MCP SDK client)
 #   fuzz: every libFuzzer driver built with clang and run briefly over its corpus (FUZZ_SECONDS,
 #         default 2; longer runs: make fuzz); only for the default build, not build/asan
@@ -17,10 +17,9 @@ logdir=$(mktemp -d)
 trap 'rm -rf "$logdir"' EXIT
 
 if [[ " $kinds " == *" unit "* ]]; then
-    for t in "$BUILD"/tests/test_*; do
-        [ -x "$t" ] || continue
-        name=$(basename "$t")
-        log="$logdir/$name.log"
+    for t in $(find "$BUILD"/tests -type f -name 'test_*' -perm -u+x | sort); do
+        name=${t#"$BUILD"/tests/}
+        log="$logdir/${name//\//_}.log"
         timeout 300 "$t" >"$log" 2>&1
         rc=$?
         p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)

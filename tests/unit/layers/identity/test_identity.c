@@ -8,7 +8,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "identity_fixtures.h"
+#include "fixtures.h"
 #include "layers/identity/claims.h"
 #include "layers/identity/keystore.h"
 #include "lib/digest.h"

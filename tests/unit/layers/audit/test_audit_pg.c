@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "audit_test_util.h"
+#include "layers/audit/audit_fixtures.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 
@@ -46,7 +46,7 @@ static int pg_setup(void **state)
 {
     if (access(PG_BIN "/initdb", X_OK) != 0 || access(PG_BIN "/pg_ctl", X_OK) != 0)
         return 0; /* tests skip with a message */
-    tmp_make(PG.dir, sizeof PG.dir);
+    fx_mkdtemp(PG.dir, sizeof PG.dir);
     if (geteuid() == 0) {
         /* PostgreSQL refuses to run as root: hand the directory to nobody. */
         struct passwd *pw = getpwnam("nobody");
@@ -84,7 +84,7 @@ static int pg_teardown(void **state)
             ">/dev/null 2>&1",
             PG.as_user, PG.dir);
     if (PG.dir[0])
-        tmp_remove(PG.dir);
+        fx_rmtree(PG.dir);
     return 0;
 }
 
@@ -147,7 +147,7 @@ static void test_pg_two_instances(void **state)
 {
     REQUIRE_PG();
     char keydir[64], key[128], pub[160], problem[512];
-    tmp_make(keydir, sizeof keydir);
+    fx_mkdtemp(keydir, sizeof keydir);
     snprintf(key, sizeof key, "%s/shared.pem", keydir);
     snprintf(pub, sizeof pub, "%s.pub", key);
     char err[256];
@@ -169,19 +169,19 @@ static void test_pg_two_instances(void **state)
     /* Answers come from the same table, across instances. */
     int rc;
     char *q[] = {"audit", "query", PG.url, "--user", "alice", "--format", "csv"};
-    char *out = capture_stdout(audit_cli_main, 7, q, &rc);
+    char *out = fx_capture_stdout(audit_cli_main, 7, q, &rc);
     assert_int_equal(rc, 0);
-    assert_int_equal(count_lines(out), 1 + 50 + 30 + 5);
+    assert_int_equal(fx_count_lines(out), 1 + 50 + 30 + 5);
     free(out);
     char *s[] = {"audit", "stats", PG.url, "--format", "json"};
-    out = capture_stdout(audit_cli_main, 5, s, &rc);
+    out = fx_capture_stdout(audit_cli_main, 5, s, &rc);
     assert_int_equal(rc, 0);
     json_t *st = json_loads(out, 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(st, "total")), 170);
     json_decref(st);
     free(out);
     char *v[] = {"audit", "verify", PG.url, "--pubkey", pub};
-    out = capture_stdout(audit_cli_main, 5, v, &rc);
+    out = fx_capture_stdout(audit_cli_main, 5, v, &rc);
     assert_int_equal(rc, 0);
     free(out);
 
@@ -196,21 +196,21 @@ static void test_pg_two_instances(void **state)
     assert_non_null(strstr(problem, "missing"));
 
     audit_config_free(ac);
-    tmp_remove(keydir);
+    fx_rmtree(keydir);
 }
 
 static void test_pg_unreachable_fails_start(void **state)
 {
     REQUIRE_PG();
     char keydir[64];
-    tmp_make(keydir, sizeof keydir);
+    fx_mkdtemp(keydir, sizeof keydir);
     struct audit_config *ac = make_test_config(keydir, "unused.db", 25, 1000, 4096);
     free(ac->store);
     /* Port 1 on loopback: nothing listens; the start fails instead of running unaudited. */
     ac->store = strdup("postgresql://toolgate@127.0.0.1:1/postgres?connect_timeout=2");
     assert_true(audit_writer_start(ac, NULL) < 0);
     audit_config_free(ac);
-    tmp_remove(keydir);
+    fx_rmtree(keydir);
 }
 
 int main(void)

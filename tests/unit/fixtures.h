@@ -1,10 +1,16 @@
 /*
- * Test fixtures for the identity layer: real keys generated per test run, token minting, an
- * in-memory configuration, request contexts, and a tiny loopback HTTP server that plays
- * the identity provider's JWKS endpoint. Header-only so each test binary stays one file.
+ * The unit tests' shared fixtures, header-only so each test binary stays one file:
+ *
+ *   - temporary directories and files, stdout capture;
+ *   - configurations from YAML (loaded whole, or expected to fail with a given message);
+ *   - request contexts as the core builds them (route, backend, decoded messages, identity);
+ *   - real keys generated per test run, token minting, an identity-only configuration;
+ *   - a tiny loopback HTTP server that plays an identity provider's JWKS endpoint.
+ *
+ * Test keys that must stay the same across runs live under tests/keys/ (marked as such).
  */
-#ifndef IDENTITY_FIXTURES_H
-#define IDENTITY_FIXTURES_H
+#ifndef TOOLGATE_TEST_FIXTURES_H
+#define TOOLGATE_TEST_FIXTURES_H
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -16,8 +22,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
 
 #include "lib/buf.h"
 #include "lib/cfg.h"
@@ -27,6 +40,195 @@
 #include "layers/identity/identity.h"
 #include "lib/jwk.h"
 #include "lib/jwt.h"
+#include "mcp/jsonrpc.h"
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+static int fx_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Makes a fresh directory under /tmp into dir (len bytes at least 64); aborts on failure. */
+static inline void fx_mkdtemp(char *dir, size_t len)
+{
+    snprintf(dir, len, "/tmp/toolgate-test-XXXXXX");
+    if (!mkdtemp(dir))
+        abort();
+}
+
+/* Removes a directory made by fx_mkdtemp with everything in it. */
+static inline void fx_rmtree(const char *dir)
+{
+    if (dir && dir[0])
+        nftw(dir, fx_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Runs fn(argc, argv) with stdout captured; returns what it printed (malloc'd), *rc its exit. */
+static inline char *fx_capture_stdout(int (*fn)(int, char **), int argc, char **argv, int *rc)
+{
+    fflush(stdout);
+    char path[] = "/tmp/toolgate-test-out-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        abort();
+    int saved = dup(STDOUT_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    *rc = fn(argc, argv);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    off_t size = lseek(fd, 0, SEEK_END);
+    char *out = calloc(1, (size_t)size + 1);
+    if (size > 0 && pread(fd, out, (size_t)size, 0) != size)
+        abort();
+    close(fd);
+    unlink(path);
+    return out;
+}
+
+static inline size_t fx_count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; s && *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static inline size_t fx_count_substr(const char *s, const char *sub)
+{
+    size_t n = 0;
+    for (const char *p = s; p && (p = strstr(p, sub)); p += strlen(sub))
+        n++;
+    return n;
+}
+
+/* ---- configurations ------------------------------------------------------------------------ */
+
+/* A whole generation from YAML; the test fails with the loader's message when it does not load. */
+static inline struct gw_config *fx_load_ok(const char *yaml)
+{
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
+    if (!cfg)
+        fail_msg("unexpected error: %s", err.msg);
+    return cfg;
+}
+
+/*
+ * Loads yaml expecting failure; the message must start with "t.yaml:<where>: <path>: " (where
+ * NULL: anywhere) and contain `what`.
+ */
+static inline void fx_expect_error(const char *yaml, const char *where, const char *path,
+                                   const char *what)
+{
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
+    if (cfg) {
+        gw_config_free(cfg);
+        fail_msg("expected an error (%s) for:\n%s", what, yaml);
+    }
+    char prefix[256] = "";
+    if (where)
+        snprintf(prefix, sizeof prefix, "t.yaml:%s: %s: ", where, path);
+    if (strncmp(err.msg, prefix, strlen(prefix)) != 0 || !strstr(err.msg, what))
+        fail_msg("error\n  %s\ndoes not start with\n  %s\nor lacks\n  %s", err.msg, prefix, what);
+}
+
+/* ---- requests -------------------------------------------------------------------------------- */
+
+/*
+ * A request context on the route with this path, its backend chosen as the route kind does
+ * (the first), as the proxy builds it before the layers run.
+ */
+static inline struct gw_request *fx_req_on(const struct gw_config *cfg, const char *route_path)
+{
+    struct gw_request *req = gw_request_new(cfg);
+    req->route = gw_config_route_for(cfg, route_path, strlen(route_path));
+    if (!req->route)
+        fail_msg("no route %s in the test configuration", route_path);
+    req->backend = &req->route->backends[0];
+    req->path = (struct gw_slice){req->route->path, strlen(req->route->path)};
+    req->method = GW_HTTP_POST;
+    return req;
+}
+
+/* Appends one message to the request, decoded by the real JSON-RPC decoder (2025-03-26 rules). */
+static inline void fx_req_add_message(struct gw_request *req, const char *json)
+{
+    struct mcp_batch one = {0};
+    struct mcp_limits lim = {0};
+    struct mcp_decode_error derr = {0};
+    if (mcp_decode(json, strlen(json), &lim, NULL, &one, &derr) != 0)
+        fail_msg("test message does not decode: %s", derr.message);
+    req->rpc.msgs = realloc(req->rpc.msgs, (req->rpc.n + one.n) * sizeof *req->rpc.msgs);
+    memcpy(req->rpc.msgs + req->rpc.n, one.msgs, one.n * sizeof *one.msgs);
+    req->rpc.n += one.n;
+    req->rpc.is_batch = req->rpc.n > 1;
+    free(one.msgs);
+}
+
+/*
+ * Appends a message the decoder would refuse (a tools/call notification, one without a name),
+ * its fields filled the way the decoder fills them: for layers' defence in depth.
+ */
+static inline void fx_req_add_raw_message(struct gw_request *req, const char *json)
+{
+    json_error_t je;
+    json_t *j = json_loads(json, JSON_REJECT_DUPLICATES, &je);
+    if (!j)
+        fail_msg("test message is not JSON: %s", je.text);
+    req->rpc.msgs = realloc(req->rpc.msgs, (req->rpc.n + 1) * sizeof *req->rpc.msgs);
+    struct mcp_message *m = &req->rpc.msgs[req->rpc.n++];
+    memset(m, 0, sizeof *m);
+    m->json = j;
+    m->method = json_string_value(json_object_get(j, "method"));
+    m->id = json_object_get(j, "id");
+    m->kind = !m->method ? MCP_RESPONSE : m->id ? MCP_REQUEST : MCP_NOTIFICATION;
+    json_t *params = json_object_get(j, "params");
+    if (m->method && strcmp(m->method, "resources/read") == 0)
+        m->target = json_string_value(json_object_get(params, "uri"));
+    else if (m->method &&
+             (strcmp(m->method, "tools/call") == 0 || strcmp(m->method, "prompts/get") == 0))
+        m->target = json_string_value(json_object_get(params, "name"));
+    json_t *args = json_object_get(params, "arguments");
+    m->arguments = json_is_object(args) ? args : NULL;
+    req->rpc.is_batch = req->rpc.n > 1;
+}
+
+/* A NULL-terminated malloc'd list of up to two strings (NULLs skipped). */
+static inline char **fx_strv(const char *a, const char *b)
+{
+    char **v = calloc(3, sizeof *v);
+    size_t n = 0;
+    if (a)
+        v[n++] = strdup(a);
+    if (b)
+        v[n++] = strdup(b);
+    return v;
+}
+
+/* A verified identity (roles and scopes taken, may be NULL), expiring at exp. */
+static inline void fx_identity(struct gw_identity *id, const char *sub, char **roles, char **scopes,
+                               int64_t exp)
+{
+    memset(id, 0, sizeof *id);
+    id->verified = 1;
+    id->subject = strdup(sub);
+    id->issuer = strdup("https://idp.test/");
+    id->roles = roles ? roles : calloc(1, sizeof(char *));
+    id->scopes = scopes ? scopes : calloc(1, sizeof(char *));
+    for (char **r = id->roles; *r; r++)
+        id->n_roles++;
+    for (char **r = id->scopes; *r; r++)
+        id->n_scopes++;
+    id->expires_at = exp;
+}
+
+/* ---- keys and tokens ------------------------------------------------------------------------ */
 
 #define FX_ISSUER "https://idp.test/"
 #define FX_AUD "http://127.0.0.1:8080/mcp"

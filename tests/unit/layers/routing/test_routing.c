@@ -574,11 +574,15 @@ static void test_no_backend_chosen_fails_closed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_parsed),        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_parsed),
+        cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_no_backend_chosen_fails_closed),
-        cmocka_unit_test(test_backend_literal),      cmocka_unit_test(test_backend_named),
-        cmocka_unit_test(test_url_arguments),        cmocka_unit_test(test_url_args_off),
-        cmocka_unit_test(test_inject_through_check), cmocka_unit_test(test_async_lookup),
+        cmocka_unit_test(test_backend_literal),
+        cmocka_unit_test(test_backend_named),
+        cmocka_unit_test(test_url_arguments),
+        cmocka_unit_test(test_url_args_off),
+        cmocka_unit_test(test_inject_through_check),
+        cmocka_unit_test(test_async_lookup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

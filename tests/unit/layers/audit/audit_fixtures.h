@@ -1,6 +1,6 @@
-/* Helpers shared by the audit tests: temp dirs, stores, verification, stdout capture. */
-#ifndef AUDIT_TEST_UTIL_H
-#define AUDIT_TEST_UTIL_H
+/* Fixtures of the audit tests beyond the shared ones (fixtures.h): stores, verification. */
+#ifndef AUDIT_FIXTURES_H
+#define AUDIT_FIXTURES_H
 
 #include <ftw.h>
 #include <stdio.h>
@@ -9,31 +9,12 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "fixtures.h"
 #include "layers/audit/audit.h"
 #include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_store.h"
 #include "layers/audit/audit_verify.h"
 #include "layers/audit/audit_writer.h"
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static inline void tmp_make(char *dir, size_t len)
-{
-    snprintf(dir, len, "/tmp/toolgate-audit-test-XXXXXX");
-    if (!mkdtemp(dir))
-        abort();
-}
-
-static inline void tmp_remove(const char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* A config for a SQLite store at DIR/NAME; strings owned by the config. */
 static inline struct audit_config *make_test_config(const char *dir, const char *name,
@@ -87,45 +68,6 @@ out_v:
 out:
     EVP_PKEY_free(pub);
     return rc;
-}
-
-/* Runs fn with stdout going to a file; returns the malloc'd output. */
-static inline char *capture_stdout(int (*fn)(int, char **), int argc, char **argv, int *rc)
-{
-    char path[] = "/tmp/toolgate-audit-out-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0)
-        abort();
-    fflush(stdout);
-    int saved = dup(1);
-    dup2(fd, 1);
-    *rc = fn(argc, argv);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    off_t len = lseek(fd, 0, SEEK_END);
-    char *out = calloc(1, (size_t)len + 1);
-    if (pread(fd, out, (size_t)len, 0) != len)
-        abort();
-    close(fd);
-    unlink(path);
-    return out;
-}
-
-static inline size_t count_lines(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
-}
-
-static inline size_t count_substr(const char *s, const char *sub)
-{
-    size_t n = 0;
-    for (const char *p = s; (p = strstr(p, sub)) != NULL; p += strlen(sub))
-        n++;
-    return n;
 }
 
 #endif

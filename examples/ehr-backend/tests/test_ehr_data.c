@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "../../examples/ehr-backend/data.c"
+#include "../data.c"
 
 static int valid_date(const char *s)
 {

@@ -12,22 +12,22 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "fixtures.h"
 
 static char tmpdir[64];
 
 static int setup_dir(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/toolgate-test-config-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    fx_mkdtemp(tmpdir, sizeof tmpdir);
+    return 0;
 }
 
 static int teardown_dir(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    fx_rmtree(tmpdir);
+    return 0;
 }
 
 static void write_file(const char *path, const char *content, size_t len)
@@ -37,69 +37,41 @@ static void write_file(const char *path, const char *content, size_t len)
     assert_int_equal(fwrite(content, 1, len, f), len);
     assert_int_equal(fclose(f), 0);
 }
-
-static struct gw_config *load_ok(const char *yaml)
-{
-    struct cfg_error err = {{0}};
-    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
-    if (!cfg)
-        fail_msg("unexpected error: %s", err.msg);
-    return cfg;
-}
-
-/*
- * Loads yaml expecting failure; the message must start with "t.yaml:<where>: <path>: " and
- * contain `what`.
- */
-static void expect_error(const char *yaml, const char *where, const char *path, const char *what)
-{
-    struct cfg_error err = {{0}};
-    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
-    if (cfg) {
-        gw_config_free(cfg);
-        fail_msg("expected an error at %s %s for:\n%s", where, path, yaml);
-    }
-    char prefix[256];
-    snprintf(prefix, sizeof prefix, "t.yaml:%s: %s: ", where, path);
-    if (strncmp(err.msg, prefix, strlen(prefix)) != 0 || !strstr(err.msg, what))
-        fail_msg("error\n  %s\ndoes not start with\n  %s\nor lacks\n  %s", err.msg, prefix, what);
-}
-
 /* ---- a complete valid file ---------------------------------------------------------------- */
 
 static void test_full_config(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load_ok("server:\n"
-                                    "  listen: [\"127.0.0.1:8080\", \"[::1]:8081\", \":8082\"]\n"
-                                    "  public_url: \"https://tools.example.com:8443/\"\n"
-                                    "  workers: 4\n"
-                                    "  log_level: debug\n"
-                                    "  limits:\n"
-                                    "    max_body: 2MiB\n"
-                                    "    max_header: 32KiB\n"
-                                    "    header_timeout: 5s\n"
-                                    "    body_timeout: 1m\n"
-                                    "    idle_timeout: 2m\n"
-                                    "    max_connections: 500\n"
-                                    "    shutdown_timeout: 0\n"
-                                    "    max_json_depth: 32\n"
-                                    "    max_response: 8MiB\n"
-                                    "    max_sse_event: 64KiB\n"
-                                    "    write_buffer: 256KiB\n"
-                                    "routes:\n"
-                                    "  - name: ehr\n"
-                                    "    path: /mcp\n"
-                                    "    backends:\n"
-                                    "      - {name: ehr, url: \"http://127.0.0.1:9001/mcp\", "
-                                    "prefix: \"ehr.\"}\n"
-                                    "      - name: billing\n"
-                                    "        url: https://billing.internal:8443/v1/mcp\n"
-                                    "        prefix: billing.\n"
-                                    "    timeouts: {connect: 500ms, first_byte: 10s, idle: 1h}\n"
-                                    "  - name: search_2\n"
-                                    "    path: /search/mcp\n"
-                                    "    backends: [{name: s, url: \"http://[::1]/\"}]\n");
+    struct gw_config *cfg = fx_load_ok("server:\n"
+                                       "  listen: [\"127.0.0.1:8080\", \"[::1]:8081\", \":8082\"]\n"
+                                       "  public_url: \"https://tools.example.com:8443/\"\n"
+                                       "  workers: 4\n"
+                                       "  log_level: debug\n"
+                                       "  limits:\n"
+                                       "    max_body: 2MiB\n"
+                                       "    max_header: 32KiB\n"
+                                       "    header_timeout: 5s\n"
+                                       "    body_timeout: 1m\n"
+                                       "    idle_timeout: 2m\n"
+                                       "    max_connections: 500\n"
+                                       "    shutdown_timeout: 0\n"
+                                       "    max_json_depth: 32\n"
+                                       "    max_response: 8MiB\n"
+                                       "    max_sse_event: 64KiB\n"
+                                       "    write_buffer: 256KiB\n"
+                                       "routes:\n"
+                                       "  - name: ehr\n"
+                                       "    path: /mcp\n"
+                                       "    backends:\n"
+                                       "      - {name: ehr, url: \"http://127.0.0.1:9001/mcp\", "
+                                       "prefix: \"ehr.\"}\n"
+                                       "      - name: billing\n"
+                                       "        url: https://billing.internal:8443/v1/mcp\n"
+                                       "        prefix: billing.\n"
+                                       "    timeouts: {connect: 500ms, first_byte: 10s, idle: 1h}\n"
+                                       "  - name: search_2\n"
+                                       "    path: /search/mcp\n"
+                                       "    backends: [{name: s, url: \"http://[::1]/\"}]\n");
     const struct gw_server_config *s = &cfg->server;
     assert_int_equal(s->n_listen, 3);
     assert_string_equal(s->listen[0].address, "127.0.0.1:8080");
@@ -157,7 +129,7 @@ static void test_defaults_empty_file(void **state)
     const char *variants[] = {"", "# only a comment\n", "---\n", "server:\nroutes:\n",
                               "server: {}\nroutes: []\n"};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
-        struct gw_config *cfg = load_ok(variants[i]);
+        struct gw_config *cfg = fx_load_ok(variants[i]);
         const struct gw_server_config *s = &cfg->server;
         assert_int_equal(s->n_listen, 1);
         assert_string_equal(s->listen[0].address, "127.0.0.1:8080");
@@ -189,13 +161,13 @@ static void test_defaults_empty_file(void **state)
 static void test_defaults_partial_limits_and_timeouts(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load_ok("server:\n"
-                                    "  limits: {max_body: 4KiB}\n"
-                                    "routes:\n"
-                                    "  - name: a\n"
-                                    "    path: /a\n"
-                                    "    backends: [{name: a, url: \"http://10.0.0.1:81\"}]\n"
-                                    "    timeouts: {idle: 30s}\n");
+    struct gw_config *cfg = fx_load_ok("server:\n"
+                                       "  limits: {max_body: 4KiB}\n"
+                                       "routes:\n"
+                                       "  - name: a\n"
+                                       "    path: /a\n"
+                                       "    backends: [{name: a, url: \"http://10.0.0.1:81\"}]\n"
+                                       "    timeouts: {idle: 30s}\n");
     assert_int_equal(cfg->server.limits.max_body, 4096);
     assert_int_equal(cfg->server.limits.max_header, 16 * 1024); /* the others keep defaults */
     assert_int_equal(cfg->server.limits.write_buffer, 1024 * 1024);
@@ -204,10 +176,10 @@ static void test_defaults_partial_limits_and_timeouts(void **state)
     assert_int_equal(cfg->routes[0].timeouts.idle_ms, 30000);
     gw_config_free(cfg);
 
-    cfg = load_ok("routes:\n"
-                  "  - name: a\n"
-                  "    path: /a\n"
-                  "    backends: [{name: a, url: \"http://h\"}]\n");
+    cfg = fx_load_ok("routes:\n"
+                     "  - name: a\n"
+                     "    path: /a\n"
+                     "    backends: [{name: a, url: \"http://h\"}]\n");
     assert_int_equal(cfg->routes[0].timeouts.connect_ms, 2000);
     assert_int_equal(cfg->routes[0].timeouts.first_byte_ms, 30000);
     assert_int_equal(cfg->routes[0].timeouts.idle_ms, 300000);
@@ -217,10 +189,10 @@ static void test_defaults_partial_limits_and_timeouts(void **state)
 static void test_public_url_default_follows_first_listener(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load_ok("server: {listen: [\"[::1]:9443\", \"127.0.0.1:1\"]}\n");
+    struct gw_config *cfg = fx_load_ok("server: {listen: [\"[::1]:9443\", \"127.0.0.1:1\"]}\n");
     assert_string_equal(cfg->server.public_url, "http://[::1]:9443");
     gw_config_free(cfg);
-    cfg = load_ok("server: {listen: \":7000\"}\n"); /* one address without the list */
+    cfg = fx_load_ok("server: {listen: \":7000\"}\n"); /* one address without the list */
     assert_int_equal(cfg->server.n_listen, 1);
     assert_string_equal(cfg->server.public_url, "http://0.0.0.0:7000");
     gw_config_free(cfg);
@@ -241,7 +213,7 @@ static void test_listen_tls(void **state)
              "      tls: {cert: \"%s\", key: \"%s\"}\n"
              "    - \"127.0.0.1:8080\"\n",
              cert, key);
-    struct gw_config *cfg = load_ok(yaml);
+    struct gw_config *cfg = fx_load_ok(yaml);
     assert_int_equal(cfg->server.n_listen, 2);
     assert_string_equal(cfg->server.listen[0].tls_cert, cert);
     assert_string_equal(cfg->server.listen[0].tls_key, key);
@@ -258,14 +230,14 @@ static void test_listen_tls(void **state)
              "        cert: \"%s\"\n"
              "        key: \"%s/missing.pem\"\n",
              cert, tmpdir);
-    expect_error(yaml, "6:14", "server.listen[0].tls.key", "No such file or directory");
+    fx_expect_error(yaml, "6:14", "server.listen[0].tls.key", "No such file or directory");
     snprintf(yaml, sizeof yaml,
              "server:\n"
              "  listen:\n"
              "    - address: \"0.0.0.0:8443\"\n"
              "      tls: {cert: \"%s\"}\n",
              cert);
-    expect_error(yaml, "4:12", "server.listen[0].tls", "`key` is required");
+    fx_expect_error(yaml, "4:12", "server.listen[0].tls", "`key` is required");
     snprintf(yaml, sizeof yaml,
              "server:\n"
              "  listen:\n"
@@ -274,9 +246,9 @@ static void test_listen_tls(void **state)
              "        cert: \"%s\"\n"
              "        key: \"%s\"\n",
              tmpdir, key);
-    expect_error(yaml, "5:15", "server.listen[0].tls.cert", "is not a regular file");
-    expect_error("server:\n  listen:\n    - address: \":1\"\n      tls: {crt: a, key: b}\n", "4:13",
-                 "server.listen[0].tls.crt", "unknown key (known here: cert, key)");
+    fx_expect_error(yaml, "5:15", "server.listen[0].tls.cert", "is not a regular file");
+    fx_expect_error("server:\n  listen:\n    - address: \":1\"\n      tls: {crt: a, key: b}\n",
+                    "4:13", "server.listen[0].tls.crt", "unknown key (known here: cert, key)");
 }
 
 /* ---- server errors ------------------------------------------------------------------------ */
@@ -284,78 +256,79 @@ static void test_listen_tls(void **state)
 static void test_listen_errors(void **state)
 {
     (void)state;
-    expect_error("server:\n  listen: [\"localhost:8080\"]\n", "2:12", "server.listen[0]",
-                 "write 127.0.0.1:8080 instead");
-    expect_error("server:\n  listen: [\"example.com:80\"]\n", "2:12", "server.listen[0]",
-                 "is not a numeric IPv4 address");
-    expect_error("server:\n  listen: [\"127.0.0.1\"]\n", "2:12", "server.listen[0]", "has no port");
-    expect_error("server:\n  listen: [\"127.0.0.1:0\"]\n", "2:12", "server.listen[0]",
-                 "from 1 to 65535");
-    expect_error("server:\n  listen: [\"127.0.0.1:65536\"]\n", "2:12", "server.listen[0]",
-                 "from 1 to 65535");
-    expect_error("server:\n  listen: [\"127.0.0.1:80a\"]\n", "2:12", "server.listen[0]",
-                 "from 1 to 65535");
-    expect_error("server:\n  listen: [\"127.0.0.1:\"]\n", "2:12", "server.listen[0]",
-                 "from 1 to 65535");
-    expect_error("server:\n  listen: [\"::1:8080\"]\n", "2:12", "server.listen[0]",
-                 "write IPv6 addresses in brackets");
-    expect_error("server:\n  listen: [\"[::1]\"]\n", "2:12", "server.listen[0]",
-                 "needs a port after the IPv6 address");
-    expect_error("server:\n  listen: [\"[fe80::1%eth0]:80\"]\n", "2:12", "server.listen[0]",
-                 "zone ids are not supported");
-    expect_error("server:\n  listen: [\"[::g]:80\"]\n", "2:12", "server.listen[0]",
-                 "is not an IPv6 address");
-    expect_error("server:\n  listen: [\"256.1.1.1:80\"]\n", "2:12", "server.listen[0]",
-                 "is not a numeric IPv4 address");
-    expect_error("server:\n  listen: [\"127.0.0.1 :80\"]\n", "2:12", "server.listen[0]",
-                 "whitespace");
-    expect_error("server:\n  listen: []\n", "2:11", "server.listen", "the list is empty");
-    expect_error("server:\n  listen: [\":8080\", \"0.0.0.0:8080\"]\n", "2:21", "server.listen[1]",
-                 "is listed twice (also server.listen[0])");
-    expect_error("server:\n  listen: [[\":8080\"]]\n", "2:12", "server.listen[0]",
-                 "expected \"host:port\"");
-    expect_error("server:\n  listen:\n    - {addr: \":1\"}\n", "3:8", "server.listen[0].addr",
-                 "unknown key (known here: address, tls)");
-    expect_error("server:\n  listen:\n    - {tls: ~}\n", "3:7", "server.listen[0]",
-                 "`address` is required");
+    fx_expect_error("server:\n  listen: [\"localhost:8080\"]\n", "2:12", "server.listen[0]",
+                    "write 127.0.0.1:8080 instead");
+    fx_expect_error("server:\n  listen: [\"example.com:80\"]\n", "2:12", "server.listen[0]",
+                    "is not a numeric IPv4 address");
+    fx_expect_error("server:\n  listen: [\"127.0.0.1\"]\n", "2:12", "server.listen[0]",
+                    "has no port");
+    fx_expect_error("server:\n  listen: [\"127.0.0.1:0\"]\n", "2:12", "server.listen[0]",
+                    "from 1 to 65535");
+    fx_expect_error("server:\n  listen: [\"127.0.0.1:65536\"]\n", "2:12", "server.listen[0]",
+                    "from 1 to 65535");
+    fx_expect_error("server:\n  listen: [\"127.0.0.1:80a\"]\n", "2:12", "server.listen[0]",
+                    "from 1 to 65535");
+    fx_expect_error("server:\n  listen: [\"127.0.0.1:\"]\n", "2:12", "server.listen[0]",
+                    "from 1 to 65535");
+    fx_expect_error("server:\n  listen: [\"::1:8080\"]\n", "2:12", "server.listen[0]",
+                    "write IPv6 addresses in brackets");
+    fx_expect_error("server:\n  listen: [\"[::1]\"]\n", "2:12", "server.listen[0]",
+                    "needs a port after the IPv6 address");
+    fx_expect_error("server:\n  listen: [\"[fe80::1%eth0]:80\"]\n", "2:12", "server.listen[0]",
+                    "zone ids are not supported");
+    fx_expect_error("server:\n  listen: [\"[::g]:80\"]\n", "2:12", "server.listen[0]",
+                    "is not an IPv6 address");
+    fx_expect_error("server:\n  listen: [\"256.1.1.1:80\"]\n", "2:12", "server.listen[0]",
+                    "is not a numeric IPv4 address");
+    fx_expect_error("server:\n  listen: [\"127.0.0.1 :80\"]\n", "2:12", "server.listen[0]",
+                    "whitespace");
+    fx_expect_error("server:\n  listen: []\n", "2:11", "server.listen", "the list is empty");
+    fx_expect_error("server:\n  listen: [\":8080\", \"0.0.0.0:8080\"]\n", "2:21",
+                    "server.listen[1]", "is listed twice (also server.listen[0])");
+    fx_expect_error("server:\n  listen: [[\":8080\"]]\n", "2:12", "server.listen[0]",
+                    "expected \"host:port\"");
+    fx_expect_error("server:\n  listen:\n    - {addr: \":1\"}\n", "3:8", "server.listen[0].addr",
+                    "unknown key (known here: address, tls)");
+    fx_expect_error("server:\n  listen:\n    - {tls: ~}\n", "3:7", "server.listen[0]",
+                    "`address` is required");
 }
 
 static void test_public_url_errors(void **state)
 {
     (void)state;
-    expect_error("server:\n  public_url: ftp://x\n", "2:15", "server.public_url",
-                 "does not start with http:// or https://");
-    expect_error("server:\n  public_url: \"http://x/?a=1\"\n", "2:15", "server.public_url",
-                 "has a query");
-    expect_error("server:\n  public_url: \"http://x/#top\"\n", "2:15", "server.public_url",
-                 "has a fragment");
-    expect_error("server:\n  public_url: \"https://x.example/gw\"\n", "2:15", "server.public_url",
-                 "has a path; write the origin only");
-    expect_error("server:\n  public_url: \"https://x.example//\"\n", "2:15", "server.public_url",
-                 "has a path");
-    expect_error("server:\n  public_url: \"http:///x\"\n", "2:15", "server.public_url",
-                 "has no host");
-    expect_error("server:\n  public_url: \"HTTP://x\"\n", "2:15", "server.public_url",
-                 "upper-case scheme");
+    fx_expect_error("server:\n  public_url: ftp://x\n", "2:15", "server.public_url",
+                    "does not start with http:// or https://");
+    fx_expect_error("server:\n  public_url: \"http://x/?a=1\"\n", "2:15", "server.public_url",
+                    "has a query");
+    fx_expect_error("server:\n  public_url: \"http://x/#top\"\n", "2:15", "server.public_url",
+                    "has a fragment");
+    fx_expect_error("server:\n  public_url: \"https://x.example/gw\"\n", "2:15",
+                    "server.public_url", "has a path; write the origin only");
+    fx_expect_error("server:\n  public_url: \"https://x.example//\"\n", "2:15", "server.public_url",
+                    "has a path");
+    fx_expect_error("server:\n  public_url: \"http:///x\"\n", "2:15", "server.public_url",
+                    "has no host");
+    fx_expect_error("server:\n  public_url: \"HTTP://x\"\n", "2:15", "server.public_url",
+                    "upper-case scheme");
     /* Credentials are refused and not repeated in the message. */
     struct cfg_error err = {{0}};
     assert_null(
         gw_config_load_string("server:\n  public_url: \"http://u:hunter2@x\"\n", "t.yaml", &err));
     assert_non_null(strstr(err.msg, "contains credentials"));
     assert_null(strstr(err.msg, "hunter2"));
-    expect_error("server:\n  public_url: [a]\n", "2:15", "server.public_url",
-                 "expected a single value");
+    fx_expect_error("server:\n  public_url: [a]\n", "2:15", "server.public_url",
+                    "expected a single value");
 }
 
 static void test_workers_and_log_level_errors(void **state)
 {
     (void)state;
-    expect_error("server:\n  workers: 257\n", "2:12", "server.workers", "from 0 to 256");
-    expect_error("server:\n  workers: -1\n", "2:12", "server.workers", "from 0 to 256");
-    expect_error("server:\n  workers: many\n", "2:12", "server.workers", "not a whole number");
-    expect_error("server:\n  log_level: verbose\n", "2:14", "server.log_level",
-                 "write one of debug, info, warn, error");
-    struct gw_config *cfg = load_ok("server: {workers: 256, log_level: error}\n");
+    fx_expect_error("server:\n  workers: 257\n", "2:12", "server.workers", "from 0 to 256");
+    fx_expect_error("server:\n  workers: -1\n", "2:12", "server.workers", "from 0 to 256");
+    fx_expect_error("server:\n  workers: many\n", "2:12", "server.workers", "not a whole number");
+    fx_expect_error("server:\n  log_level: verbose\n", "2:14", "server.log_level",
+                    "write one of debug, info, warn, error");
+    struct gw_config *cfg = fx_load_ok("server: {workers: 256, log_level: error}\n");
     assert_int_equal(cfg->server.workers, 256);
     assert_string_equal(cfg->server.log_level, "error");
     gw_config_free(cfg);
@@ -364,41 +337,42 @@ static void test_workers_and_log_level_errors(void **state)
 static void test_limits_errors(void **state)
 {
     (void)state;
-    expect_error("server:\n  limits:\n    max_body: 2GiB\n", "3:15", "server.limits.max_body",
-                 "2GiB is too large; write a value from 1KiB to 1GiB (default 1MiB)");
-    expect_error("server:\n  limits:\n    max_body: 0\n", "3:15", "server.limits.max_body",
-                 "is too small");
-    expect_error("server:\n  limits:\n    max_body: 1 parsec\n", "3:15", "server.limits.max_body",
-                 "is not a size");
-    expect_error("server:\n  limits:\n    max_header: 2MiB\n", "3:17", "server.limits.max_header",
-                 "too large");
-    expect_error("server:\n  limits:\n    header_timeout: 0\n", "3:21",
-                 "server.limits.header_timeout", "0ms is too small");
-    expect_error("server:\n  limits:\n    header_timeout: 30\n", "3:21",
-                 "server.limits.header_timeout", "is not a duration");
-    expect_error("server:\n  limits:\n    body_timeout: 2h\n", "3:19", "server.limits.body_timeout",
-                 "2h is too large; write a value from 100ms to 1h");
-    expect_error("server:\n  limits:\n    idle_timeout: 2d\n", "3:19", "server.limits.idle_timeout",
-                 "too large");
-    expect_error("server:\n  limits:\n    max_connections: 0\n", "3:22",
-                 "server.limits.max_connections", "too small");
-    expect_error("server:\n  limits:\n    max_connections: -5\n", "3:22",
-                 "server.limits.max_connections", "is negative");
-    expect_error("server:\n  limits:\n    shutdown_timeout: 1d\n", "3:23",
-                 "server.limits.shutdown_timeout", "too large");
-    expect_error("server:\n  limits:\n    max_json_depth: 1000\n", "3:21",
-                 "server.limits.max_json_depth", "from 2 to 256");
-    expect_error("server:\n  limits:\n    max_response: 512\n", "3:19",
-                 "server.limits.max_response", "too small");
-    expect_error("server:\n  limits:\n    max_sse_event: 1GiB\n", "3:20",
-                 "server.limits.max_sse_event", "too large");
-    expect_error("server:\n  limits:\n    write_buffer: 1KiB\n", "3:19",
-                 "server.limits.write_buffer", "too small");
-    expect_error("server:\n  limits:\n    max_bodies: 1MiB\n", "3:5", "server.limits.max_bodies",
-                 "unknown key (known here: max_body, max_header, header_timeout");
-    expect_error("server:\n  limits: 5\n", "2:11", "server.limits", "expected a map");
+    fx_expect_error("server:\n  limits:\n    max_body: 2GiB\n", "3:15", "server.limits.max_body",
+                    "2GiB is too large; write a value from 1KiB to 1GiB (default 1MiB)");
+    fx_expect_error("server:\n  limits:\n    max_body: 0\n", "3:15", "server.limits.max_body",
+                    "is too small");
+    fx_expect_error("server:\n  limits:\n    max_body: 1 parsec\n", "3:15",
+                    "server.limits.max_body", "is not a size");
+    fx_expect_error("server:\n  limits:\n    max_header: 2MiB\n", "3:17",
+                    "server.limits.max_header", "too large");
+    fx_expect_error("server:\n  limits:\n    header_timeout: 0\n", "3:21",
+                    "server.limits.header_timeout", "0ms is too small");
+    fx_expect_error("server:\n  limits:\n    header_timeout: 30\n", "3:21",
+                    "server.limits.header_timeout", "is not a duration");
+    fx_expect_error("server:\n  limits:\n    body_timeout: 2h\n", "3:19",
+                    "server.limits.body_timeout",
+                    "2h is too large; write a value from 100ms to 1h");
+    fx_expect_error("server:\n  limits:\n    idle_timeout: 2d\n", "3:19",
+                    "server.limits.idle_timeout", "too large");
+    fx_expect_error("server:\n  limits:\n    max_connections: 0\n", "3:22",
+                    "server.limits.max_connections", "too small");
+    fx_expect_error("server:\n  limits:\n    max_connections: -5\n", "3:22",
+                    "server.limits.max_connections", "is negative");
+    fx_expect_error("server:\n  limits:\n    shutdown_timeout: 1d\n", "3:23",
+                    "server.limits.shutdown_timeout", "too large");
+    fx_expect_error("server:\n  limits:\n    max_json_depth: 1000\n", "3:21",
+                    "server.limits.max_json_depth", "from 2 to 256");
+    fx_expect_error("server:\n  limits:\n    max_response: 512\n", "3:19",
+                    "server.limits.max_response", "too small");
+    fx_expect_error("server:\n  limits:\n    max_sse_event: 1GiB\n", "3:20",
+                    "server.limits.max_sse_event", "too large");
+    fx_expect_error("server:\n  limits:\n    write_buffer: 1KiB\n", "3:19",
+                    "server.limits.write_buffer", "too small");
+    fx_expect_error("server:\n  limits:\n    max_bodies: 1MiB\n", "3:5", "server.limits.max_bodies",
+                    "unknown key (known here: max_body, max_header, header_timeout");
+    fx_expect_error("server:\n  limits: 5\n", "2:11", "server.limits", "expected a map");
     /* At the bounds exactly: accepted. */
-    struct gw_config *cfg = load_ok(
+    struct gw_config *cfg = fx_load_ok(
         "server:\n  limits: {max_body: 1GiB, max_header: 1KiB, max_connections: 1000000}\n");
     assert_int_equal(cfg->server.limits.max_body, 1024ull * 1024 * 1024);
     assert_int_equal(cfg->server.limits.max_header, 1024);
@@ -409,11 +383,12 @@ static void test_limits_errors(void **state)
 static void test_backend_timeouts(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load_ok("routes:\n  - name: a\n    path: /mcp\n"
-                                    "    timeouts: {connect: 3s, first_byte: 20s}\n    backends:\n"
-                                    "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: x.}\n"
-                                    "      - {name: y, url: \"http://127.0.0.1:2/\", prefix: y., "
-                                    "timeouts: {first_byte: 2m}}\n");
+    struct gw_config *cfg =
+        fx_load_ok("routes:\n  - name: a\n    path: /mcp\n"
+                   "    timeouts: {connect: 3s, first_byte: 20s}\n    backends:\n"
+                   "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: x.}\n"
+                   "      - {name: y, url: \"http://127.0.0.1:2/\", prefix: y., "
+                   "timeouts: {first_byte: 2m}}\n");
     const struct gw_route *r = &cfg->routes[0];
     /* x takes the route's; y overrides one key and inherits the others. */
     assert_int_equal(r->backends[0].timeouts.first_byte_ms, 20000);
@@ -421,32 +396,32 @@ static void test_backend_timeouts(void **state)
     assert_int_equal(r->backends[1].timeouts.connect_ms, 3000);
     assert_int_equal(r->backends[1].timeouts.idle_ms, r->timeouts.idle_ms);
     gw_config_free(cfg);
-    expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
-                 "      - {name: x, url: \"http://127.0.0.1:1/\", timeouts: {first_byte: 0s}}\n",
-                 "5:70", "routes[0].backends[0].timeouts.first_byte", "not a usable timeout");
+    fx_expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
+                    "      - {name: x, url: \"http://127.0.0.1:1/\", timeouts: {first_byte: 0s}}\n",
+                    "5:70", "routes[0].backends[0].timeouts.first_byte", "not a usable timeout");
 }
 
 static void test_federation_prefixes(void **state)
 {
     (void)state;
-    expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
-                 "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: x.}\n"
-                 "      - {name: y, url: \"http://127.0.0.1:2/\"}\n",
-                 "6:9", "routes[0].backends[1]", "give this backend one");
-    expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
-                 "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: ehr.}\n"
-                 "      - {name: y, url: \"http://127.0.0.1:2/\", prefix: ehr.v2.}\n",
-                 "6:55", "routes[0].backends[1]", "overlaps");
+    fx_expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
+                    "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: x.}\n"
+                    "      - {name: y, url: \"http://127.0.0.1:2/\"}\n",
+                    "6:9", "routes[0].backends[1]", "give this backend one");
+    fx_expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
+                    "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: ehr.}\n"
+                    "      - {name: y, url: \"http://127.0.0.1:2/\", prefix: ehr.v2.}\n",
+                    "6:55", "routes[0].backends[1]", "overlaps");
 }
 
 static void test_top_level_errors(void **state)
 {
     (void)state;
-    expect_error("server: {}\nidentty: {}\n", "2:1", "identty",
-                 "unknown key (known here: server, routes");
-    expect_error("server:\n  listen: [\":1\"]\n  bogus: 1\n", "3:3", "server.bogus",
-                 "unknown key (known here: listen, public_url, workers, log_level, limits)");
-    expect_error("server: [1]\n", "1:9", "server", "expected a map");
+    fx_expect_error("server: {}\nidentty: {}\n", "2:1", "identty",
+                    "unknown key (known here: server, routes");
+    fx_expect_error("server:\n  listen: [\":1\"]\n  bogus: 1\n", "3:3", "server.bogus",
+                    "unknown key (known here: listen, public_url, workers, log_level, limits)");
+    fx_expect_error("server: [1]\n", "1:9", "server", "expected a map");
     struct cfg_error err = {{0}};
     assert_null(gw_config_load_string("- a\n- b\n", "t.yaml", &err));
     assert_string_equal(err.msg, "t.yaml:1:1: the top level must be a map of sections");
@@ -465,7 +440,7 @@ static void expect_route_error(const char *body, const char *where, const char *
 {
     char yaml[1024];
     snprintf(yaml, sizeof yaml, "routes:\n  - name: r\n%s", body);
-    expect_error(yaml, where, path, what);
+    fx_expect_error(yaml, where, path, what);
 }
 
 static void test_route_errors(void **state)
@@ -474,10 +449,11 @@ static void test_route_errors(void **state)
     static const char be[] = "    backends: [{name: b, url: \"http://127.0.0.1:9001/mcp\"}]\n";
     char body[512];
 
-    expect_error("routes: {name: r}\n", "1:9", "routes", "expected a list of routes");
-    expect_error("routes:\n  - path: /x\n", "2:5", "routes[0]", "`name` is required");
-    expect_error("routes:\n  - name: Bad Name\n", "2:11", "routes[0].name", "is not a valid name");
-    expect_error("routes:\n  - name: \"\"\n", "2:11", "routes[0].name", "is not a valid name");
+    fx_expect_error("routes: {name: r}\n", "1:9", "routes", "expected a list of routes");
+    fx_expect_error("routes:\n  - path: /x\n", "2:5", "routes[0]", "`name` is required");
+    fx_expect_error("routes:\n  - name: Bad Name\n", "2:11", "routes[0].name",
+                    "is not a valid name");
+    fx_expect_error("routes:\n  - name: \"\"\n", "2:11", "routes[0].name", "is not a valid name");
     expect_route_error("    bogus: 1\n", "3:5", "routes[0].bogus",
                        "unknown key (known here: name, path, kind, backends, timeouts, inject)");
     expect_route_error("    path: mcp\n", "3:11", "routes[0].path", "does not start with '/'");
@@ -577,23 +553,23 @@ static void test_backend_endpoints(void **state)
     (void)state;
     /* url alone: one endpoint, no health checks, no ejection. */
     struct gw_config *cfg =
-        load_ok("routes:\n  - name: r\n    path: /x\n    backends:\n"
-                "      - {name: a, url: \"http://127.0.0.1:9001/mcp\", prefix: a.}\n"
-                "      - name: b\n"
-                "        prefix: b.\n"
-                "        endpoints: [\"http://127.0.0.1:9001/mcp\", "
-                "\"http://127.0.0.1:9002/mcp\"]\n"
-                "      - name: c\n"
-                "        prefix: c.\n"
-                "        endpoints: [\"http://10.0.0.1/mcp\", \"http://10.0.0.2/mcp\"]\n"
-                "        health: {path: /ready, interval: 2s, timeout: 500ms, "
-                "unhealthy: 3, healthy: 2}\n"
-                "        eject: {failures: 5, base: 10s, max: 1m}\n"
-                "      - name: d\n"
-                "        prefix: d.\n"
-                "        url: \"http://127.0.0.1:9003/mcp\"\n"
-                "        health: {}\n"
-                "        eject: {}\n");
+        fx_load_ok("routes:\n  - name: r\n    path: /x\n    backends:\n"
+                   "      - {name: a, url: \"http://127.0.0.1:9001/mcp\", prefix: a.}\n"
+                   "      - name: b\n"
+                   "        prefix: b.\n"
+                   "        endpoints: [\"http://127.0.0.1:9001/mcp\", "
+                   "\"http://127.0.0.1:9002/mcp\"]\n"
+                   "      - name: c\n"
+                   "        prefix: c.\n"
+                   "        endpoints: [\"http://10.0.0.1/mcp\", \"http://10.0.0.2/mcp\"]\n"
+                   "        health: {path: /ready, interval: 2s, timeout: 500ms, "
+                   "unhealthy: 3, healthy: 2}\n"
+                   "        eject: {failures: 5, base: 10s, max: 1m}\n"
+                   "      - name: d\n"
+                   "        prefix: d.\n"
+                   "        url: \"http://127.0.0.1:9003/mcp\"\n"
+                   "        health: {}\n"
+                   "        eject: {}\n");
     const struct gw_backend *a = &cfg->routes[0].backends[0], *b = &cfg->routes[0].backends[1],
                             *c = &cfg->routes[0].backends[2], *d = &cfg->routes[0].backends[3];
     assert_int_equal(a->n_endpoints, 1);
@@ -656,29 +632,30 @@ static void test_backend_endpoints(void **state)
 static void test_route_duplicates(void **state)
 {
     (void)state;
-    expect_error("routes:\n"
-                 "  - {name: a, path: /a, backends: [{name: b, url: \"http://h\"}]}\n"
-                 "  - {name: a, path: /b, backends: [{name: b, url: \"http://h\"}]}\n",
-                 "3:12", "routes[1].name", "\"a\" is already the name of routes[0]");
-    expect_error("routes:\n"
-                 "  - {name: a, path: /a, backends: [{name: b, url: \"http://h\"}]}\n"
-                 "  - {name: c, path: /a, backends: [{name: b, url: \"http://h\"}]}\n",
-                 "3:21", "routes[1].path", "\"/a\" is already the path of routes[0] (a)");
+    fx_expect_error("routes:\n"
+                    "  - {name: a, path: /a, backends: [{name: b, url: \"http://h\"}]}\n"
+                    "  - {name: a, path: /b, backends: [{name: b, url: \"http://h\"}]}\n",
+                    "3:12", "routes[1].name", "\"a\" is already the name of routes[0]");
+    fx_expect_error("routes:\n"
+                    "  - {name: a, path: /a, backends: [{name: b, url: \"http://h\"}]}\n"
+                    "  - {name: c, path: /a, backends: [{name: b, url: \"http://h\"}]}\n",
+                    "3:21", "routes[1].path", "\"/a\" is already the path of routes[0] (a)");
     /* A later error does not leak the routes parsed before it (ASan checks). */
-    expect_error("routes:\n"
-                 "  - {name: a, path: /a, backends: [{name: b, url: \"http://h\"}]}\n"
-                 "  - {name: c, path: /c, backends: [{name: b, url: \"http://h\"}, {name: d}]}\n",
-                 "3:64", "routes[1].backends[1]", "`url` is required");
+    fx_expect_error(
+        "routes:\n"
+        "  - {name: a, path: /a, backends: [{name: b, url: \"http://h\"}]}\n"
+        "  - {name: c, path: /c, backends: [{name: b, url: \"http://h\"}, {name: d}]}\n",
+        "3:64", "routes[1].backends[1]", "`url` is required");
 }
 
 static void test_route_for(void **state)
 {
     (void)state;
     struct gw_config *cfg =
-        load_ok("routes:\n"
-                "  - {name: a, path: /mcp, backends: [{name: b, url: \"http://h\"}]}\n"
-                "  - {name: c, path: /mcp/, backends: [{name: b, url: \"http://h\"}]}\n"
-                "  - {name: d, path: /, backends: [{name: b, url: \"http://h\"}]}\n");
+        fx_load_ok("routes:\n"
+                   "  - {name: a, path: /mcp, backends: [{name: b, url: \"http://h\"}]}\n"
+                   "  - {name: c, path: /mcp/, backends: [{name: b, url: \"http://h\"}]}\n"
+                   "  - {name: d, path: /, backends: [{name: b, url: \"http://h\"}]}\n");
     const char buf[] = "/mcp/extra";
     assert_ptr_equal(gw_config_route_for(cfg, "/mcp", 4), &cfg->routes[0]);
     assert_ptr_equal(gw_config_route_for(cfg, buf, 4), &cfg->routes[0]); /* a slice */
@@ -713,7 +690,7 @@ static void test_load_file_hash_and_path(void **state)
     gw_config_free(cfg);
 
     /* The same bytes from a string hash the same. */
-    cfg = load_ok(text);
+    cfg = fx_load_ok(text);
     assert_string_equal(cfg->config_hash,
                         "993f44066dabdc7a7cb8f865982cfce204171efcf1d0c0f5103d7f135a0484e3");
     gw_config_free(cfg);
@@ -748,7 +725,7 @@ static void test_load_file_hash_and_path(void **state)
 static void repo_path(char *out, size_t outlen, const char *rel)
 {
     const char *self = __FILE__;
-    const char *tail = strstr(self, "tests/unit/test_config.c");
+    const char *tail = strstr(self, "tests/unit/core/test_config.c");
     int root_len = tail ? (int)(tail - self) : 0;
     snprintf(out, outlen, "%.*s%s", root_len, self, rel);
 }

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "../../examples/ehr-backend/auth.c"
+#include "../auth.c"
 
 #include <openssl/ec.h>
 #include <unistd.h>

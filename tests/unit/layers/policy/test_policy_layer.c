@@ -16,6 +16,7 @@
 
 #include "layers/layer.h"
 #include "layers/policy/policy.h"
+#include "fixtures.h"
 
 static const char *const demo_yaml =
     "policy:\n  rules:\n"
@@ -36,17 +37,6 @@ struct fixture {
     struct gw_request *req;
 };
 
-static char **strv(const char *a, const char *b)
-{
-    char **v = calloc(3, sizeof *v);
-    size_t n = 0;
-    if (a)
-        v[n++] = strdup(a);
-    if (b)
-        v[n++] = strdup(b);
-    return v;
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
@@ -66,9 +56,9 @@ static int setup(void **state)
     id->verified = 1;
     id->subject = strdup("alice");
     id->tenant = strdup("t1");
-    id->roles = strv("doctor", NULL);
+    id->roles = fx_strv("doctor", NULL);
     id->n_roles = 1;
-    id->scopes = strv("tools.read", NULL);
+    id->scopes = fx_strv("tools.read", NULL);
     id->n_scopes = 1;
     *state = f;
     return 0;
@@ -82,31 +72,6 @@ static int teardown(void **state)
     free(f);
     return 0;
 }
-
-/* Appends a decoded message the way the JSON-RPC decoder fills it. */
-static void add_msg(struct gw_request *req, const char *json)
-{
-    json_error_t je;
-    json_t *j = json_loads(json, JSON_REJECT_DUPLICATES, &je);
-    assert_non_null(j);
-    req->rpc.msgs = realloc(req->rpc.msgs, (req->rpc.n + 1) * sizeof *req->rpc.msgs);
-    struct mcp_message *m = &req->rpc.msgs[req->rpc.n++];
-    memset(m, 0, sizeof *m);
-    m->json = j;
-    m->method = json_string_value(json_object_get(j, "method"));
-    m->id = json_object_get(j, "id");
-    m->kind = !m->method ? MCP_RESPONSE : m->id ? MCP_REQUEST : MCP_NOTIFICATION;
-    json_t *params = json_object_get(j, "params");
-    if (m->method && strcmp(m->method, "resources/read") == 0)
-        m->target = json_string_value(json_object_get(params, "uri"));
-    else if (m->method &&
-             (strcmp(m->method, "tools/call") == 0 || strcmp(m->method, "prompts/get") == 0))
-        m->target = json_string_value(json_object_get(params, "name"));
-    json_t *args = json_object_get(params, "arguments");
-    m->arguments = json_is_object(args) ? args : NULL;
-    req->rpc.is_batch = req->rpc.n > 1;
-}
-
 static int run_check(struct fixture *f)
 {
     memset(&f->req->decision[GW_STAGE_POLICY], 0, sizeof f->req->decision[GW_STAGE_POLICY]);
@@ -120,7 +85,7 @@ static int run_check(struct fixture *f)
 static void test_allow(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, CALL("get_patient", "{\"patient_id\":\"P12\"}"));
+    fx_req_add_message(f->req, CALL("get_patient", "{\"patient_id\":\"P12\"}"));
     assert_int_equal(run_check(f), GW_PASS);
     struct gw_decision *d = &f->req->decision[GW_STAGE_POLICY];
     assert_string_equal(d->reason_code, "policy.permit");
@@ -130,7 +95,7 @@ static void test_allow(void **state)
 static void test_forbidden_is_tool_error(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, CALL("get_patient", "{\"patient_id\":\"P666\"}"));
+    fx_req_add_message(f->req, CALL("get_patient", "{\"patient_id\":\"P666\"}"));
     assert_int_equal(run_check(f), GW_DENY);
     struct gw_decision *d = &f->req->decision[GW_STAGE_POLICY];
     assert_int_equal(d->verdict, GW_DENY);
@@ -143,7 +108,7 @@ static void test_forbidden_is_tool_error(void **state)
 static void test_no_match_is_tool_error(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, CALL("get_patient", "{\"patient_id\":\"x\"}"));
+    fx_req_add_message(f->req, CALL("get_patient", "{\"patient_id\":\"x\"}"));
     assert_int_equal(run_check(f), GW_DENY);
     struct gw_decision *d = &f->req->decision[GW_STAGE_POLICY];
     assert_int_equal(d->http_status, 200);
@@ -154,7 +119,7 @@ static void test_no_match_is_tool_error(void **state)
 static void test_hidden_is_unknown_tool(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, CALL("delete_patient", "{\"patient_id\":\"P1\"}"));
+    fx_req_add_message(f->req, CALL("delete_patient", "{\"patient_id\":\"P1\"}"));
     assert_int_equal(run_check(f), GW_DENY);
     struct gw_decision *d = &f->req->decision[GW_STAGE_POLICY];
     assert_int_equal(d->jsonrpc_code, -32602);
@@ -164,7 +129,7 @@ static void test_hidden_is_unknown_tool(void **state)
     /* A tool no rule names answers the same way. */
     gw_request_free(f->req);
     f->req = gw_request_new(&f->cfg);
-    add_msg(f->req, CALL("no_such_tool", "{}"));
+    fx_req_add_message(f->req, CALL("no_such_tool", "{}"));
     assert_int_equal(run_check(f), GW_DENY);
     assert_int_equal(f->req->decision[GW_STAGE_POLICY].jsonrpc_code, -32602);
     assert_string_equal(f->req->decision[GW_STAGE_POLICY].reason, "Unknown tool: no_such_tool");
@@ -176,7 +141,7 @@ static void test_hidden_is_unknown_tool(void **state)
     for (int i = 0; i < 150; i++)
         strcat(call, "\u00e9");
     strcat(call, "\"}}");
-    add_msg(f->req, call);
+    fx_req_add_message(f->req, call);
     assert_int_equal(run_check(f), GW_DENY);
     const char *reason = f->req->decision[GW_STAGE_POLICY].reason;
     json_t *js = json_string(reason); /* NULL when not valid UTF-8 */
@@ -188,7 +153,7 @@ static void test_hidden_is_unknown_tool(void **state)
 static void test_insufficient_scope_403(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, CALL("update_note", "{\"note\":\"x\"}"));
+    fx_req_add_message(f->req, CALL("update_note", "{\"note\":\"x\"}"));
     assert_int_equal(run_check(f), GW_DENY);
     struct gw_decision *d = &f->req->decision[GW_STAGE_POLICY];
     assert_int_equal(d->http_status, 403);
@@ -203,14 +168,14 @@ static void test_insufficient_scope_403(void **state)
 static void test_batch(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"tools/list\"}");
-    add_msg(f->req, CALL("get_patient", "{\"patient_id\":\"P1\"}"));
-    add_msg(f->req, CALL("search_all", "{\"patient_id\":\"P2\"}"));
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"tools/list\"}");
+    fx_req_add_message(f->req, CALL("get_patient", "{\"patient_id\":\"P1\"}"));
+    fx_req_add_message(f->req, CALL("search_all", "{\"patient_id\":\"P2\"}"));
     assert_int_equal(run_check(f), GW_PASS);
     assert_string_equal(f->req->decision[GW_STAGE_POLICY].rule_id, "read,read");
     /* One denied element denies the batch with its decision. */
-    add_msg(f->req, CALL("get_patient", "{\"patient_id\":\"P666\"}"));
-    add_msg(f->req, CALL("delete_patient", "{}"));
+    fx_req_add_message(f->req, CALL("get_patient", "{\"patient_id\":\"P666\"}"));
+    fx_req_add_message(f->req, CALL("delete_patient", "{}"));
     assert_int_equal(run_check(f), GW_DENY);
     assert_string_equal(f->req->decision[GW_STAGE_POLICY].reason_code, "policy.forbidden");
 }
@@ -218,20 +183,22 @@ static void test_batch(void **state)
 static void test_ungoverned_and_notifications(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{}}");
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}");
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}");
+    fx_req_add_message(f->req,
+                       "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{}}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}");
     assert_int_equal(run_check(f), GW_PASS);
     assert_string_equal(f->req->decision[GW_STAGE_POLICY].reason_code, "policy.not_governed");
     /* A tools/call sent as a notification is still governed. */
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\","
-                    "\"params\":{\"name\":\"delete_patient\"}}");
+    fx_req_add_raw_message(f->req, "{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\","
+                                   "\"params\":{\"name\":\"delete_patient\"}}");
     assert_int_equal(run_check(f), GW_DENY);
     /* So is one without a name. */
     gw_request_free(f->req);
     f->req = gw_request_new(&f->cfg);
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{}}");
+    fx_req_add_raw_message(
+        f->req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{}}");
     assert_int_equal(run_check(f), GW_DENY);
     assert_string_equal(f->req->decision[GW_STAGE_POLICY].reason_code, "policy.invalid_request");
 }
@@ -239,19 +206,19 @@ static void test_ungoverned_and_notifications(void **state)
 static void test_resources_and_prompts(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/read\","
-                    "\"params\":{\"uri\":\"file:///shared/a.txt\"}}");
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"prompts/get\","
-                    "\"params\":{\"name\":\"summary\"}}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/read\","
+                               "\"params\":{\"uri\":\"file:///shared/a.txt\"}}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"prompts/get\","
+                               "\"params\":{\"name\":\"summary\"}}");
     assert_int_equal(run_check(f), GW_PASS);
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"resources/read\","
-                    "\"params\":{\"uri\":\"file:///etc/shadow\"}}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"resources/read\","
+                               "\"params\":{\"uri\":\"file:///etc/shadow\"}}");
     assert_int_equal(run_check(f), GW_DENY);
     assert_int_equal(f->req->decision[GW_STAGE_POLICY].jsonrpc_code, -32002);
     gw_request_free(f->req);
     f->req = gw_request_new(&f->cfg);
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"prompts/get\","
-                    "\"params\":{\"name\":\"secret\"}}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"prompts/get\","
+                               "\"params\":{\"name\":\"secret\"}}");
     assert_int_equal(run_check(f), GW_DENY);
     assert_string_equal(f->req->decision[GW_STAGE_POLICY].reason, "Unknown prompt: secret");
 }
@@ -261,7 +228,7 @@ static void test_no_policy_denies(void **state)
     struct fixture *f = *state;
     struct gw_config bare = {0};
     struct gw_request *req = gw_request_new(&bare);
-    add_msg(req, CALL("get_patient", "{\"patient_id\":\"P12\"}"));
+    fx_req_add_message(req, CALL("get_patient", "{\"patient_id\":\"P12\"}"));
     assert_int_equal(policy_layer.check(req, &req->decision[GW_STAGE_POLICY]), GW_DENY);
     assert_string_equal(req->decision[GW_STAGE_POLICY].reason_code, "policy.hidden");
     gw_request_free(req);
@@ -284,7 +251,7 @@ static json_t *respond(struct fixture *f, const char *json, int *modified)
 static void test_filter_tools_list(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"tools/list\"}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"tools/list\"}");
     int modified;
     json_t *msg = respond(
         f,
@@ -332,8 +299,8 @@ static void test_filter_tools_list(void **state)
 static void test_filter_other_lists(void **state)
 {
     struct fixture *f = *state;
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/list\"}");
-    add_msg(f->req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"prompts/list\"}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/list\"}");
+    fx_req_add_message(f->req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"prompts/list\"}");
     int modified;
     json_t *msg = respond(f,
                           "[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resources\":["

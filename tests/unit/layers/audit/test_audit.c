@@ -17,7 +17,7 @@
 #include <cmocka.h>
 #include <stdatomic.h>
 
-#include "audit_test_util.h"
+#include "layers/audit/audit_fixtures.h"
 #include "lib/digest.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
@@ -35,7 +35,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    tmp_make(f->dir, sizeof f->dir);
+    fx_mkdtemp(f->dir, sizeof f->dir);
     snprintf(f->db, sizeof f->db, "%s/audit.db", f->dir);
     snprintf(f->pub, sizeof f->pub, "%s/audit.db.ed25519.pem.pub", f->dir);
     f->ac = make_test_config(f->dir, "audit.db", 50, 1000, 4096);
@@ -47,7 +47,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     audit_stop();
-    tmp_remove(f->dir);
+    fx_rmtree(f->dir);
     audit_config_free(f->ac);
     free(f);
     return 0;
@@ -233,7 +233,7 @@ static void test_unclean_restart(void **state)
     snprintf(store, sizeof store, "sqlite:%s", f->db);
     char *argv[] = {"audit", "verify", store, "--pubkey", f->pub};
     int rc;
-    char *out = capture_stdout(audit_cli_main, 5, argv, &rc);
+    char *out = fx_capture_stdout(audit_cli_main, 5, argv, &rc);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "unclean stop"));
     free(out);
@@ -874,22 +874,22 @@ static void test_cli_answers(void **state)
     char *out;
 
     char *verify[] = {"audit", "verify", store, "--pubkey", f->pub};
-    out = capture_stdout(audit_cli_main, 5, verify, &rc);
+    out = fx_capture_stdout(audit_cli_main, 5, verify, &rc);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "intact"));
     free(out);
 
     char *q1[] = {"audit", "query", store, "--user", "bob", "--format", "csv"};
-    out = capture_stdout(audit_cli_main, 7, q1, &rc);
+    out = fx_capture_stdout(audit_cli_main, 7, q1, &rc);
     assert_int_equal(rc, 0);
-    assert_int_equal(count_lines(out), 1 + 34);
+    assert_int_equal(fx_count_lines(out), 1 + 34);
     assert_non_null(strstr(out, "\"bob\""));
     assert_null(strstr(out, "\"alice\""));
     free(out);
 
     char *q2[] = {"audit", "query",   store, "--decision", "deny", "--tool",
                   "ehr.*", "--since", "1h",  "--format",   "json"};
-    out = capture_stdout(audit_cli_main, 11, q2, &rc);
+    out = fx_capture_stdout(audit_cli_main, 11, q2, &rc);
     assert_int_equal(rc, 0);
     json_t *arr = json_loads(out, 0, NULL);
     assert_true(json_is_array(arr));
@@ -900,18 +900,18 @@ static void test_cli_answers(void **state)
     free(out);
 
     char *q3[] = {"audit", "query", store, "--tool", "billing.*"};
-    out = capture_stdout(audit_cli_main, 5, q3, &rc);
+    out = fx_capture_stdout(audit_cli_main, 5, q3, &rc);
     assert_int_equal(rc, 0);
-    assert_int_equal(count_lines(out), 1); /* header only */
+    assert_int_equal(fx_count_lines(out), 1); /* header only */
     free(out);
 
     char *q4[] = {"audit", "query", store, "--until", "2000-01-01T00:00:00Z"};
-    out = capture_stdout(audit_cli_main, 5, q4, &rc);
-    assert_int_equal(count_lines(out), 1);
+    out = fx_capture_stdout(audit_cli_main, 5, q4, &rc);
+    assert_int_equal(fx_count_lines(out), 1);
     free(out);
 
     char *s1[] = {"audit", "stats", store, "--since", "1d", "--format", "json"};
-    out = capture_stdout(audit_cli_main, 7, s1, &rc);
+    out = fx_capture_stdout(audit_cli_main, 7, s1, &rc);
     assert_int_equal(rc, 0);
     json_t *st = json_loads(out, 0, NULL);
     assert_non_null(st);
@@ -927,9 +927,9 @@ static void test_cli_answers(void **state)
     free(out);
 
     char *e1[] = {"audit", "export", store, "--format", "ocsf"};
-    out = capture_stdout(audit_cli_main, 5, e1, &rc);
+    out = fx_capture_stdout(audit_cli_main, 5, e1, &rc);
     assert_int_equal(rc, 0);
-    assert_int_equal(count_lines(out), 100);
+    assert_int_equal(fx_count_lines(out), 100);
     json_t *ev = json_loadb(out, strcspn(out, "\n"), 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(ev, "class_uid")), 6003);
     assert_int_equal(json_integer_value(json_object_get(ev, "category_uid")), 6);
@@ -939,14 +939,14 @@ static void test_cli_answers(void **state)
     free(out);
 
     char *e2[] = {"audit", "export", store, "--format", "jsonl"};
-    out = capture_stdout(audit_cli_main, 5, e2, &rc);
+    out = fx_capture_stdout(audit_cli_main, 5, e2, &rc);
     assert_int_equal(rc, 0);
-    assert_int_equal((int64_t)count_lines(out), count_rows(f->db, NULL));
+    assert_int_equal((int64_t)fx_count_lines(out), count_rows(f->db, NULL));
     free(out);
 
     /* Tampered store: verify exits 1 and names the record. */
     exec_sql(f->db, "UPDATE audit_records SET tool = 'x' WHERE seq = 9");
-    out = capture_stdout(audit_cli_main, 5, verify, &rc);
+    out = fx_capture_stdout(audit_cli_main, 5, verify, &rc);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "NOT intact"));
     free(out);

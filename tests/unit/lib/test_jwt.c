@@ -11,7 +11,7 @@
 #include <openssl/ec.h>
 #include <openssl/pem.h>
 
-#include "identity_fixtures.h"
+#include "fixtures.h"
 #include "lib/digest.h"
 
 static char *const audiences[] = {FX_AUD, "other-resource", NULL};

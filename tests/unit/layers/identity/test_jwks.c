@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "identity_fixtures.h"
+#include "fixtures.h"
 #include "layers/identity/keystore.h"
 
 static struct jwk_set *parse_ok(const char *text, size_t *skipped)

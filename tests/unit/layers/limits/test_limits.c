@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "fixtures.h"
 #include "lib/timeutil.h"
 #include "layers/layer.h"
 #include "layers/limits/limits-int.h"
@@ -32,37 +33,15 @@ static char tmpdir[64];
 static int setup_dir(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/toolgate-test-limits-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    fx_mkdtemp(tmpdir, sizeof tmpdir);
+    return 0;
 }
 
 static int teardown_dir(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static struct gw_config *load(const char *yaml)
-{
-    struct cfg_error err = {{0}};
-    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
-    if (!cfg)
-        fail_msg("config: %s", err.msg);
-    return cfg;
-}
-
-static void expect_error(const char *yaml, const char *needle)
-{
-    struct cfg_error err = {{0}};
-    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
-    if (cfg) {
-        gw_config_free(cfg);
-        fail_msg("accepted: %s", yaml);
-    }
-    if (!strstr(err.msg, needle))
-        fail_msg("error \"%s\" does not mention \"%s\"", err.msg, needle);
+    fx_rmtree(tmpdir);
+    return 0;
 }
 
 /* ---- configuration ---- */
@@ -70,7 +49,7 @@ static void expect_error(const char *yaml, const char *needle)
 static void test_config_full(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load(
+    struct gw_config *cfg = fx_load_ok(
         "limits:\n"
         "  store: memory\n"
         "  ledger: \"sqlite:/tmp/x.db\"\n"
@@ -103,16 +82,16 @@ static void test_config_full(void **state)
     assert_true(lc->tz.n > 0);
     gw_config_free(cfg);
 
-    cfg = load("server: {workers: 1}\n");
+    cfg = fx_load_ok("server: {workers: 1}\n");
     assert_null(limits_config_of(cfg)); /* no section, no limits */
     gw_config_free(cfg);
-    cfg = load("limits: {}\n");
+    cfg = fx_load_ok("limits: {}\n");
     assert_non_null(limits_config_of(cfg));
     assert_string_equal(limits_config_of(cfg)->store, "memory");
     assert_string_equal(limits_config_of(cfg)->ledger, "sqlite:toolgate.db");
     assert_false(limits_config_of(cfg)->loops.enabled);
     gw_config_free(cfg);
-    cfg = load("limits: {store: \"redis://127.0.0.1:6390\", fail: local}\n");
+    cfg = fx_load_ok("limits: {store: \"redis://127.0.0.1:6390\", fail: local}\n");
     assert_string_equal(limits_config_of(cfg)->redis_host, "127.0.0.1");
     assert_int_equal(limits_config_of(cfg)->redis_port, 6390);
     assert_int_equal(limits_config_of(cfg)->fail, LIMITS_FAIL_LOCAL);
@@ -122,38 +101,46 @@ static void test_config_full(void **state)
 static void test_config_errors(void **state)
 {
     (void)state;
-    expect_error("limits: {bogus: 1}\n", "bogus");
-    expect_error("limits: {store: postgres://x}\n", "not a store");
-    expect_error("limits: {store: \"redis://u:p@h:1\"}\n", "credentials");
-    expect_error("limits: {store: \"redis://h:99999\"}\n", "port");
-    expect_error("limits: {ledger: \"mysql:x\"}\n", "not a ledger");
-    expect_error("limits: {fail: open}\n", "not a mode");
-    expect_error("limits: {rate: [{per: user, limit: 5}]}\n", "window");
+    fx_expect_error("limits: {bogus: 1}\n", NULL, NULL, "bogus");
+    fx_expect_error("limits: {store: postgres://x}\n", NULL, NULL, "not a store");
+    fx_expect_error("limits: {store: \"redis://u:p@h:1\"}\n", NULL, NULL, "credentials");
+    fx_expect_error("limits: {store: \"redis://h:99999\"}\n", NULL, NULL, "port");
+    fx_expect_error("limits: {ledger: \"mysql:x\"}\n", NULL, NULL, "not a ledger");
+    fx_expect_error("limits: {fail: open}\n", NULL, NULL, "not a mode");
+    fx_expect_error("limits: {rate: [{per: user, limit: 5}]}\n", NULL, NULL, "window");
     /* Found by fuzzing: a null limit once reached a division by zero. */
-    expect_error("limits: {rate: [{per: user, limit: ~, window: 1s}]}\n", "required");
-    expect_error("limits: {rate: [{per: user, limit: 5, window: null}]}\n", "required");
-    expect_error("limits: {rate: [{per: group, limit: 5, window: 1s}]}\n", "not a key");
-    expect_error("limits: {rate: [{per: user, limit: 0, window: 1s}]}\n", "limits.rate[0].limit");
-    expect_error("limits: {rate: [{per: user, limit: 5, window: 0s}]}\n", "window");
-    expect_error("limits: {rate: [{per: user, limit: 5, window: 1s, name: \"a b\"}]}\n", "name");
-    expect_error("limits: {rate: [{per: user, limit: 5, window: 1s, name: a},"
-                 " {per: tool, limit: 5, window: 1s, name: a}]}\n",
-                 "twice");
-    expect_error("limits: {rate: [{per: user, limit: 5, window: 1s, tools: []}]}\n", "empty");
-    expect_error("limits: {costs: {default: -1}}\n", "not an amount");
-    expect_error("limits: {costs: {default: 0.0000001}}\n", "not an amount");
-    expect_error("limits: {costs: {t: {per_item: 0.1}}}\n", "items");
-    expect_error("limits: {costs: {t: {per_item: 0.1, items: limit}}}\n", "JSON Pointer");
-    expect_error("limits: {budgets: [{per: tool, cap: 1}]}\n", "not a budget key");
-    expect_error("limits: {budgets: [{per: user}]}\n", "cap");
-    expect_error("limits: {budgets: [{per: user, cap: 1, period: year}]}\n", "not a period");
-    expect_error("limits: {timezone: Mars/Olympus}\n", "not known");
-    expect_error("limits: {timezone: \"../etc/passwd\"}\n", "not a time zone");
-    expect_error("limits: {timezone: \"+25:00\"}\n", "offset");
-    expect_error("limits: {loops: {window: 0s}}\n", "window");
-    expect_error("limits: {loops: {identical: 100, history: 64}}\n", "history");
-    expect_error("limits: {loops: {cycle_repeats: 1}}\n", "repetitions");
-    expect_error("limits: {redis_prefix: \"a{b\"}\n", "braces");
+    fx_expect_error("limits: {rate: [{per: user, limit: ~, window: 1s}]}\n", NULL, NULL,
+                    "required");
+    fx_expect_error("limits: {rate: [{per: user, limit: 5, window: null}]}\n", NULL, NULL,
+                    "required");
+    fx_expect_error("limits: {rate: [{per: group, limit: 5, window: 1s}]}\n", NULL, NULL,
+                    "not a key");
+    fx_expect_error("limits: {rate: [{per: user, limit: 0, window: 1s}]}\n", NULL, NULL,
+                    "limits.rate[0].limit");
+    fx_expect_error("limits: {rate: [{per: user, limit: 5, window: 0s}]}\n", NULL, NULL, "window");
+    fx_expect_error("limits: {rate: [{per: user, limit: 5, window: 1s, name: \"a b\"}]}\n", NULL,
+                    NULL, "name");
+    fx_expect_error("limits: {rate: [{per: user, limit: 5, window: 1s, name: a},"
+                    " {per: tool, limit: 5, window: 1s, name: a}]}\n",
+                    NULL, NULL, "twice");
+    fx_expect_error("limits: {rate: [{per: user, limit: 5, window: 1s, tools: []}]}\n", NULL, NULL,
+                    "empty");
+    fx_expect_error("limits: {costs: {default: -1}}\n", NULL, NULL, "not an amount");
+    fx_expect_error("limits: {costs: {default: 0.0000001}}\n", NULL, NULL, "not an amount");
+    fx_expect_error("limits: {costs: {t: {per_item: 0.1}}}\n", NULL, NULL, "items");
+    fx_expect_error("limits: {costs: {t: {per_item: 0.1, items: limit}}}\n", NULL, NULL,
+                    "JSON Pointer");
+    fx_expect_error("limits: {budgets: [{per: tool, cap: 1}]}\n", NULL, NULL, "not a budget key");
+    fx_expect_error("limits: {budgets: [{per: user}]}\n", NULL, NULL, "cap");
+    fx_expect_error("limits: {budgets: [{per: user, cap: 1, period: year}]}\n", NULL, NULL,
+                    "not a period");
+    fx_expect_error("limits: {timezone: Mars/Olympus}\n", NULL, NULL, "not known");
+    fx_expect_error("limits: {timezone: \"../etc/passwd\"}\n", NULL, NULL, "not a time zone");
+    fx_expect_error("limits: {timezone: \"+25:00\"}\n", NULL, NULL, "offset");
+    fx_expect_error("limits: {loops: {window: 0s}}\n", NULL, NULL, "window");
+    fx_expect_error("limits: {loops: {identical: 100, history: 64}}\n", NULL, NULL, "history");
+    fx_expect_error("limits: {loops: {cycle_repeats: 1}}\n", NULL, NULL, "repetitions");
+    fx_expect_error("limits: {redis_prefix: \"a{b\"}\n", NULL, NULL, "braces");
 }
 
 /* ---- money, globs, costs ---- */
@@ -199,10 +186,10 @@ static void test_money_and_costs(void **state)
         limits_glob("a*b*c*d", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", 60));
 
     struct gw_config *cfg =
-        load("limits:\n  costs: {default: 0.001, charge_card: 0.05, \"billing.*\": 1,\n"
-             "    search: {fixed: 0.01, per_item: 0.002, items: /limit, default_items: 10, "
-             "max_items: 50},\n"
-             "    batch: {per_item: 0.5, items: /ids}}\n");
+        fx_load_ok("limits:\n  costs: {default: 0.001, charge_card: 0.05, \"billing.*\": 1,\n"
+                   "    search: {fixed: 0.01, per_item: 0.002, items: /limit, default_items: 10, "
+                   "max_items: 50},\n"
+                   "    batch: {per_item: 0.5, items: /ids}}\n");
     const struct limits_config *lc = limits_config_of(cfg);
     json_t *args = json_pack("{s:i}", "limit", 20);
     assert_int_equal(limits_cost_estimate(lc, "search", 6, args), 10000 + 20 * 2000);
@@ -674,26 +661,6 @@ static struct gw_request *mkreq(const struct gw_config *cfg, const char *sub, co
     return req;
 }
 
-static void add_msg(struct gw_request *req, const char *json)
-{
-    json_error_t je;
-    json_t *j = json_loads(json, JSON_REJECT_DUPLICATES, &je);
-    assert_non_null(j);
-    req->rpc.msgs = realloc(req->rpc.msgs, (req->rpc.n + 1) * sizeof *req->rpc.msgs);
-    struct mcp_message *m = &req->rpc.msgs[req->rpc.n++];
-    memset(m, 0, sizeof *m);
-    m->json = j;
-    m->method = json_string_value(json_object_get(j, "method"));
-    m->id = json_object_get(j, "id");
-    m->kind = !m->method ? MCP_RESPONSE : m->id ? MCP_REQUEST : MCP_NOTIFICATION;
-    json_t *params = json_object_get(j, "params");
-    if (m->method && strcmp(m->method, "tools/call") == 0)
-        m->target = json_string_value(json_object_get(params, "name"));
-    json_t *args = json_object_get(params, "arguments");
-    m->arguments = json_is_object(args) ? args : NULL;
-    req->rpc.is_batch = req->rpc.n > 1;
-}
-
 static struct gw_request *call(const struct gw_config *cfg, const char *sub, const char *tool,
                                const char *args)
 {
@@ -703,7 +670,7 @@ static struct gw_request *call(const struct gw_config *cfg, const char *sub, con
              "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\","
              "\"arguments\":%s}}",
              tool, args);
-    add_msg(req, json);
+    fx_req_add_message(req, json);
     return req;
 }
 
@@ -743,10 +710,10 @@ static void respond(struct gw_request *req, const char *json)
 static void test_layer_rate(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load("limits:\n  ledger: none\n  rate:\n"
-                                 "    - {name: per-user, per: user, limit: 100, window: 1m}\n"
-                                 "    - {name: search, per: user+tool, tools: [\"search_*\"],"
-                                 " limit: 2, window: 10s}\n");
+    struct gw_config *cfg = fx_load_ok("limits:\n  ledger: none\n  rate:\n"
+                                       "    - {name: per-user, per: user, limit: 100, window: 1m}\n"
+                                       "    - {name: search, per: user+tool, tools: [\"search_*\"],"
+                                       " limit: 2, window: 10s}\n");
     assert_int_equal(limits_start(cfg), 0);
     char buf[512];
     for (int i = 0; i < 2; i++) {
@@ -780,7 +747,7 @@ static void test_layer_rate(void **state)
     gw_request_free(req);
     /* Not a tool call: not governed. */
     req = mkreq(cfg, "alice", NULL, NULL);
-    add_msg(req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+    fx_req_add_message(req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
     assert_int_equal(check(req), GW_PASS);
     assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.not_governed");
     gw_request_free(req);
@@ -798,7 +765,7 @@ static void test_layer_budget_settle_refund(void **state)
              "  budgets: [{name: daily, per: user, cap: 2.00, period: day},\n"
              "            {name: tenant, per: tenant, cap: 100, period: month}]\n",
              tmpdir);
-    struct gw_config *cfg = load(yaml);
+    struct gw_config *cfg = fx_load_ok(yaml);
     assert_int_equal(limits_start(cfg), 0);
     /* A charge reports its actual cost: 0.25 instead of the 1.00 estimate. */
     struct gw_request *req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
@@ -869,8 +836,9 @@ static void test_layer_budget_settle_refund(void **state)
 static void test_layer_loop_warn_deny(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load("limits:\n  loops: {identical: 3, no_progress: 0, warnings: 1,"
-                                 " cooldown: 10s}\n");
+    struct gw_config *cfg =
+        fx_load_ok("limits:\n  loops: {identical: 3, no_progress: 0, warnings: 1,"
+                   " cooldown: 10s}\n");
     assert_int_equal(limits_start(cfg), 0);
     char buf[256];
     for (int i = 0; i < 2; i++) {
@@ -908,14 +876,14 @@ static void test_layer_loop_warn_deny(void **state)
 static void test_layer_no_section_and_not_started(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load("server: {workers: 1}\n");
+    struct gw_config *cfg = fx_load_ok("server: {workers: 1}\n");
     struct gw_request *req = call(cfg, "erin", "x", "{}");
     assert_int_equal(check(req), GW_PASS);
     assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.none");
     gw_request_free(req);
     gw_config_free(cfg);
     /* A limits section without a running runtime fails closed. */
-    cfg = load("limits: {rate: [{per: user, limit: 1, window: 1s}]}\n");
+    cfg = fx_load_ok("limits: {rate: [{per: user, limit: 1, window: 1s}]}\n");
     req = call(cfg, "erin", "x", "{}");
     assert_int_equal(check(req), GW_DENY);
     assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.unavailable");
@@ -927,8 +895,8 @@ static void test_layer_no_section_and_not_started(void **state)
 static void test_layer_batch(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load("limits:\n  ledger: none\n"
-                                 "  rate: [{name: u, per: user, limit: 3, window: 1m}]\n");
+    struct gw_config *cfg = fx_load_ok("limits:\n  ledger: none\n"
+                                       "  rate: [{name: u, per: user, limit: 3, window: 1m}]\n");
     assert_int_equal(limits_start(cfg), 0);
     struct gw_request *req = mkreq(cfg, "fay", NULL, NULL);
     for (int i = 0; i < 2; i++) {
@@ -937,7 +905,7 @@ static void test_layer_batch(void **state)
                  "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":"
                  "\"t%d\",\"arguments\":{}}}",
                  i, i);
-        add_msg(req, j);
+        fx_req_add_message(req, j);
     }
     assert_int_equal(check(req), GW_PASS);
     assert_int_equal(req->limits.rate_remaining, 1);
@@ -950,7 +918,7 @@ static void test_layer_batch(void **state)
                  "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":"
                  "\"t\",\"arguments\":{}}}",
                  i);
-        add_msg(req, j);
+        fx_req_add_message(req, j);
     }
     assert_int_equal(check(req), GW_DENY);
     gw_request_free(req);
@@ -965,9 +933,9 @@ static void test_layer_batch(void **state)
 static void test_audit_part(void **state)
 {
     (void)state;
-    struct gw_config *cfg = load("limits:\n  ledger: none\n  costs: {default: 0.5}\n"
-                                 "  budgets: [{name: d, per: user, cap: 1, period: day}]\n"
-                                 "  rate: [{name: r, per: user, limit: 5, window: 1s}]\n");
+    struct gw_config *cfg = fx_load_ok("limits:\n  ledger: none\n  costs: {default: 0.5}\n"
+                                       "  budgets: [{name: d, per: user, cap: 1, period: day}]\n"
+                                       "  rate: [{name: r, per: user, limit: 5, window: 1s}]\n");
     assert_int_equal(limits_start(cfg), 0);
     struct audit_config ac;
     assert_int_equal(audit_config_defaults(&ac), 0);
@@ -990,7 +958,7 @@ static void test_audit_part(void **state)
     json_decref(rec);
     gw_request_free(req);
     req = mkreq(cfg, "hal", NULL, NULL);
-    add_msg(req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    fx_req_add_message(req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
     assert_int_equal(check(req), GW_PASS);
     rec = audit_record_decision(req, &ac);
     assert_null(json_object_get(rec, "limits"));
@@ -1014,7 +982,7 @@ static void test_ledger_survives_kill(void **state)
              "limits:\n  ledger: \"sqlite:%s/kill.db\"\n  costs: {default: 0.30}\n"
              "  budgets: [{name: d, per: user, cap: 1.00, period: day}]\n",
              tmpdir);
-    struct gw_config *cfg = load(yaml);
+    struct gw_config *cfg = fx_load_ok(yaml);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();

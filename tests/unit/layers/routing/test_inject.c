@@ -24,6 +24,7 @@
 #include "lib/jwt.h"
 #include "layers/routing/inject.h"
 #include "layers/routing/routing.h"
+#include "fixtures.h"
 
 #define ISS "http://127.0.0.1:8080"
 #define AUD "ehr-backend"
@@ -31,30 +32,11 @@
 static char tmpdir[256];
 static char oldcwd[1024];
 
-static char **strv2(const char *a, const char *b)
-{
-    char **v = calloc(3, sizeof *v);
-    size_t n = 0;
-    if (a)
-        v[n++] = strdup(a);
-    if (b)
-        v[n++] = strdup(b);
-    return v;
-}
-
 static void make_identity(struct gw_identity *id, const char *sub, int64_t exp)
 {
-    memset(id, 0, sizeof *id);
-    id->verified = 1;
-    id->subject = strdup(sub);
-    id->issuer = strdup("https://idp.test/");
+    fx_identity(id, sub, fx_strv("doctor", "admin"), fx_strv("patients.read", NULL), exp);
     id->tenant = strdup("acme");
     id->client_id = strdup("claude-desktop");
-    id->roles = strv2("doctor", "admin");
-    id->n_roles = 2;
-    id->scopes = strv2("patients.read", NULL);
-    id->n_scopes = 1;
-    id->expires_at = exp;
 }
 
 static int64_t now_s(void)
