@@ -26,6 +26,8 @@
 #   BENCH_RESULTS=bench/RESULTS.md              where the report is appended; "-" = nowhere
 #   BENCH_TOOLGATE_CONFIG=bench/peers/toolgate.yaml.in   template of toolgate's config
 #   BENCH_AUTHORIZATION="Bearer ..."            sent as Authorization on every MCP request
+#   BENCH_BASELINE=PATH      another toolgate binary; the target "baseline" runs it with the
+#                            full pipeline beside "toolgate" (before/after a change)
 #   BENCH_KEEP=1             keep the temp directory (configs, logs) for inspection
 #   BENCH_PERF=1             record a perf profile of toolgate in each pass-through run
 #                            (BUILD_DIR/bench/perf-<section>.toolgate.data)
@@ -352,8 +354,9 @@ declare -A VARIANT_NOTE=(
     [toolgate_limits]="limits on (a per-user rate limit and a daily budget, memory store)"
     [toolgate_queued]="audit.durability: queued (answers not held for their record)"
     [toolgate_noinject]="inject: none (no gateway-signed JWT for the backend)"
+    [baseline]="the BENCH_BASELINE build, full pipeline"
 )
-VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject)
+VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject baseline)
 
 start_toolgate() { # start_toolgate [MODE] [VARIANT]
     local port variant=${2:-toolgate} identity=$IDENTITY_ON safety='{}' principal=', roles_any: [bench]'
@@ -386,6 +389,12 @@ start_toolgate_limits() { start_toolgate "${1:-}" toolgate_limits; }
 start_toolgate_queued() { start_toolgate "${1:-}" toolgate_queued; }
 start_toolgate_noinject() { start_toolgate "${1:-}" toolgate_noinject; }
 start_toolgate_federated() { start_toolgate "${1:-}" toolgate_federated; }
+# Another build of toolgate (BENCH_BASELINE=path/to/toolgate) with the full pipeline, so a
+# change is measured against what it changes in the same run.
+start_baseline() {
+    local TOOLGATE=$BENCH_BASELINE
+    start_toolgate "${1:-}" baseline
+}
 
 # Why a target cannot run here, or nothing.
 target_missing() {
@@ -394,6 +403,8 @@ target_missing() {
         toolgate_noinject | toolgate_federated) ;;
     nginx) [[ -x $NGINX ]] || echo "nginx not installed ($NGINX)" ;;
     h2o) [[ -x $H2O ]] || echo "h2o not installed ($H2O)" ;;
+    baseline) [[ -n ${BENCH_BASELINE:-} && -x ${BENCH_BASELINE:-} ]] ||
+        echo "BENCH_BASELINE does not name a toolgate binary" ;;
     *) echo "unknown target" ;;
     esac
 }
