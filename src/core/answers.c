@@ -187,7 +187,8 @@ void answer_result(struct exchange *x, json_t *result, const struct gw_header *e
     }
     /* The hooks see it like any answer (policy, safety, audit's result hash). */
     int modified = 0;
-    msg = relay_hooks(x, msg, &modified, NULL);
+    struct gw_decision d = {0};
+    msg = relay_hooks(x, msg, &modified, &d);
     char *out = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     if (!out) {

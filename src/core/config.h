@@ -92,6 +92,9 @@ struct gw_route {
     struct gw_backend *backends;
     size_t n_backends;
     struct gw_route_timeouts timeouts;
+    /* routes[].allow_methods: methods let through beyond the method table (NULL-terminated
+     * or NULL). */
+    char **allow_methods;
     /* Each module's own keys of this route (module.h: route_keys), by module index. */
     void *modules[GW_MAX_MODULES];
 };

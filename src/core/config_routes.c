@@ -325,7 +325,8 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                        const struct cfg_node *node, const char *path, struct gw_route *r,
                        struct cfg_error *err)
 {
-    static const char *const core_keys[] = {"name", "path", "kind", "backends", "timeouts"};
+    static const char *const core_keys[] = {"name",     "path",     "kind",
+                                            "backends", "timeouts", "allow_methods"};
     const char *keys[64];
     size_t nk = 0;
     char p[PATH_MAX_LEN];
@@ -430,6 +431,28 @@ static int parse_route(struct gw_config *cfg, const struct cfg_doc *doc,
                                  &r->timeouts, err) != 0)
             return -1;
     }
+    /*
+     * Methods beyond the table of each revision that this route lets through, as plumbing:
+     * an operator's explicit choice for a backend's own extensions. Same shape as a method
+     * name, so a list entry cannot be a pattern.
+     */
+    size_t n_allow = 0;
+    if (cfg_get_string_list(doc, node, path, "allow_methods", &r->allow_methods, &n_allow, err) !=
+        0)
+        return -1;
+    for (size_t i = 0; i < n_allow; i++) {
+        const char *mth = r->allow_methods[i];
+        int ok = strlen(mth) > 0 && strlen(mth) <= 128;
+        for (const char *c = mth; ok && *c; c++)
+            ok = is_alnum(*c) || *c == '/' || *c == '_' || *c == '-' || *c == '.';
+        if (!ok) {
+            cfg_path_key(p, sizeof p, path, "allow_methods");
+            return cfg_errorf(err, doc, cfg_map_get(node, "allow_methods"), p,
+                              "\"%s\" is not a method name (1 to 128 letters, digits, '/', '_', "
+                              "'-', '.')",
+                              mth);
+        }
+    }
     for (size_t m = 0; m < gw_n_modules; m++) {
         const struct gw_module *mod = gw_modules[m];
         if (mod->parse_route && mod->parse_route(doc, node, path, &r->modules[m], err) != 0)
@@ -448,6 +471,7 @@ static void route_free(struct gw_route *r)
         free(r->backends[i].health.path);
     }
     free(r->backends);
+    cfg_strv_free(r->allow_methods);
     for (size_t m = 0; m < gw_n_modules; m++) {
         if (r->modules[m] && gw_modules[m]->free_route)
             gw_modules[m]->free_route(r->modules[m]);

@@ -155,7 +155,9 @@ int relay_start(struct exchange *x, const struct relay_request *r);
  * hooks. Returns the message to send on (msg itself, or a JSON-RPC error replacing it; the
  * caller owns the reference it returns and gives up msg) and sets *modified when it must be
  * re-encoded. When it was denied and `denial` is not NULL, the deciding decision is copied
- * there (denial->verdict is GW_DENY then).
+ * there (denial->verdict is GW_DENY then). Returns NULL when nothing of it may reach the
+ * client: a message toolgate does not understand (not in the method table for the server's
+ * direction), or a notification a layer dropped; a batch loses such elements.
  */
 json_t *relay_hooks(struct exchange *x, json_t *msg, int *modified, struct gw_decision *denial);
 

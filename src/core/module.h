@@ -30,7 +30,8 @@ struct gw_layer_ops {
     /*
      * Response path, optional: one decoded JSON-RPC message from upstream (the JSON body, or
      * the data of one SSE event). The layer may change `msg` in place and set *modified.
-     * Returns GW_PASS, or GW_DENY to replace the message with an error for the client.
+     * Returns GW_PASS, GW_DENY to replace the message with an error for the client, or
+     * GW_DROP when the message (a notification) must not reach the client at all.
      */
     int (*on_response)(struct gw_request *req, json_t *msg, int *modified, struct gw_decision *out);
     /* Optional: the response has ended (or failed); settle, complete records. */

@@ -99,6 +99,8 @@ int gw_pipeline_response(struct gw_request *req, json_t *msg, int *modified,
         if (!ops || !ops->on_response)
             continue;
         int v = ops->on_response(req, msg, modified, out);
+        if (v == GW_DROP)
+            return GW_DROP;
         if (v != GW_PASS) {
             if (out->verdict != GW_DENY)
                 gw_decision_deny(out, 502, JSONRPC_INTERNAL_ERROR, "internal.layer_error",

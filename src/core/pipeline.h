@@ -29,7 +29,10 @@ void gw_pipeline_start(struct gw_request *req, gw_pipeline_done_cb done);
 void gw_pipeline_resume(struct gw_request *req, int verdict);
 /* True while stages remain to run (a layer is deciding). */
 int gw_pipeline_deciding(const struct gw_request *req);
-/* Response path: runs each layer's on_response in order; returns GW_PASS or GW_DENY. */
+/*
+ * Response path: runs each layer's on_response in order; returns GW_PASS, GW_DENY (out
+ * filled) or GW_DROP (the message is not to reach the client).
+ */
 int gw_pipeline_response(struct gw_request *req, json_t *msg, int *modified,
                          struct gw_decision *out);
 /* Runs each layer's on_complete in order (audit, the last, completes the record). */

@@ -64,16 +64,27 @@ void relay_decode_mcp(struct exchange *x)
     }
     struct mcp_limits lim = {.max_bytes = cfg->server.limits.max_body,
                              .max_depth = cfg->server.limits.max_json_depth,
-                             .max_batch = 100};
+                             .max_batch = 100,
+                             .allow_methods = req->route->allow_methods};
     struct mcp_decode_error derr = {0};
     if (mcp_decode(req->body.ptr, req->body.len, &lim, req->protocol_version, &req->rpc, &derr) ==
-        0)
+        0) {
+        /* A URI made canonical goes to the backend as the layers will judge it. */
+        for (size_t i = 0; i < req->rpc.n; i++)
+            if (req->rpc.msgs[i].rewritten && gw_request_reserialize(req) != 0) {
+                answer_protocol_error(req, 503, JSONRPC_INTERNAL_ERROR, "internal.memory",
+                                      "Out of memory");
+                break;
+            }
         return;
-    int st = derr.code == JSONRPC_INVALID_PARAMS ? 200 : 400;
+    }
+    int st =
+        derr.code == JSONRPC_INVALID_PARAMS || derr.code == JSONRPC_METHOD_NOT_FOUND ? 200 : 400;
     answer_protocol_error(req, st, derr.code,
-                          derr.code == JSONRPC_PARSE_ERROR      ? "protocol.parse_error"
-                          : derr.code == JSONRPC_INVALID_PARAMS ? "protocol.invalid_params"
-                                                                : "protocol.invalid_request",
+                          derr.code == JSONRPC_PARSE_ERROR        ? "protocol.parse_error"
+                          : derr.code == JSONRPC_INVALID_PARAMS   ? "protocol.invalid_params"
+                          : derr.code == JSONRPC_METHOD_NOT_FOUND ? "protocol.unknown_method"
+                                                                  : "protocol.invalid_request",
                           derr.message);
     /* Keep the recovered id so the error answers the right request. */
     if (derr.id) {

@@ -16,6 +16,11 @@ enum gw_verdict {
     GW_PASS = 0,  /* go on to the next layer */
     GW_DENY = 1,  /* stop; answer with the decision */
     GW_ASYNC = 2, /* the layer will call gw_pipeline_resume() later */
+    /*
+     * Response path only: this message (a notification the user may not see) does not reach
+     * the client at all; the rest of the answer does.
+     */
+    GW_DROP = 3,
 };
 
 enum gw_http_method { GW_HTTP_OTHER = 0, GW_HTTP_GET, GW_HTTP_POST, GW_HTTP_DELETE };

@@ -184,3 +184,28 @@ int gw_request_add_upstream_header(struct gw_request *req, const char *name, con
     return add_header(req->upstream_headers, &req->n_upstream_headers, GW_MAX_UPSTREAM_HEADERS,
                       &req->upstream_header_storage, name, value);
 }
+
+int gw_request_reserialize(struct gw_request *req)
+{
+    json_t *body;
+    if (req->rpc.is_batch) {
+        body = json_array();
+        for (size_t i = 0; body && i < req->rpc.n; i++)
+            if (json_array_append(body, req->rpc.msgs[i].json) != 0) {
+                json_decref(body);
+                body = NULL;
+            }
+    } else {
+        body = req->rpc.n ? json_incref(req->rpc.msgs[0].json) : NULL;
+    }
+    if (!body)
+        return -1;
+    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(body);
+    if (!s)
+        return -1;
+    free(req->rewritten_body);
+    req->rewritten_body = s;
+    req->rewritten_len = strlen(s);
+    return 0;
+}

@@ -155,6 +155,12 @@ struct gw_slice gw_request_header(const struct gw_request *req, const char *name
 /* Counts headers with this name. */
 size_t gw_request_header_count(const struct gw_request *req, const char *name);
 
+/*
+ * Re-encodes the decoded messages (as layers or the decoder changed them) into the body that
+ * goes upstream instead of the original bytes. Returns 0 or -1 (memory).
+ */
+int gw_request_reserialize(struct gw_request *req);
+
 /* The bytes to forward upstream: the rewritten body when there is one, else the original. */
 struct gw_slice gw_request_upstream_body(const struct gw_request *req);
 

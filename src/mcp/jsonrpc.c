@@ -1,4 +1,6 @@
 #include "mcp/jsonrpc.h"
+#include "lib/uri.h"
+#include "mcp/methods.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -96,51 +98,131 @@ static const char *printable_version(const char *v)
     return v;
 }
 
-static int check_nonempty_string_param(const json_t *params, const char *key, const char *method,
-                                       struct mcp_decode_error *err, const char **out)
+/* Decode context: the request's revision and what the operator lets through besides. */
+struct decode_ctx {
+    unsigned version;
+    char *const *allow_methods;
+};
+
+static int operator_allowed(const struct decode_ctx *ctx, const char *method)
 {
-    const json_t *v = json_object_get(params, key);
-    if (!json_is_string(v) || json_string_length(v) == 0) {
+    for (char *const *m = ctx->allow_methods; m && *m; m++)
+        if (strcmp(*m, method) == 0)
+            return 1;
+    return 0;
+}
+
+/* A tool or prompt name: present, and of the characters names are made of. */
+static int check_name_param(const json_t *obj, const char *method, struct mcp_decode_error *err,
+                            const char **out)
+{
+    const json_t *v = json_object_get(obj, "name");
+    if (!json_is_string(v) || !mcp_name_ok(json_string_value(v), json_string_length(v))) {
         set_error(err, JSONRPC_INVALID_PARAMS,
-                  "Invalid params: %s needs params.%s as a non-empty string", method, key);
+                  "Invalid params: %s needs a name of 1 to 128 letters, digits, '_', '-', '.' or "
+                  "'/'",
+                  method);
         return -1;
     }
     *out = json_string_value(v);
     return 0;
 }
 
-/* The governed methods carry their target in params; checks their shape. */
-static int check_method_params(struct mcp_message *msg, const json_t *params,
-                               struct mcp_decode_error *err)
+/*
+ * A resource URI: present, made canonical (lib/uri) and written back in canonical form, so
+ * that the layers judge and the backend receives the same URI. Sets *rewritten when it
+ * changed.
+ */
+static int check_uri_param(json_t *obj, const char *method, struct mcp_decode_error *err,
+                           const char **out, int *rewritten)
 {
-    const char *m = msg->method;
-    int is_named = strcmp(m, "tools/call") == 0 || strcmp(m, "prompts/get") == 0;
-    int is_read = strcmp(m, "resources/read") == 0;
-    if (!is_named && !is_read)
-        return 0;
-    if (msg->kind != MCP_REQUEST) {
-        /* A governed action sent as a notification would reach the backend with no answer
-         * to govern; refuse rather than forward it unchecked. */
-        set_error(err, JSONRPC_INVALID_REQUEST, "Invalid Request: %s must be a request with an id",
-                  m);
+    json_t *v = json_object_get(obj, "uri");
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        set_error(err, JSONRPC_INVALID_PARAMS,
+                  "Invalid params: %s needs params.uri as a non-empty string", method);
         return -1;
     }
+    struct gw_buf c = {0};
+    const char *why = NULL;
+    if (strlen(json_string_value(v)) != json_string_length(v) ||
+        gw_uri_canonical(json_string_value(v), json_string_length(v), &c, &why) != 0) {
+        gw_buf_free(&c);
+        set_error(err, JSONRPC_INVALID_PARAMS, "Invalid params: the resource URI %s",
+                  why ? why : "has a NUL byte");
+        return -1;
+    }
+    if (c.len != json_string_length(v) || memcmp(c.data, json_string_value(v), c.len) != 0) {
+        if (json_object_set_new(obj, "uri", json_stringn(c.data, c.len)) != 0) {
+            gw_buf_free(&c);
+            set_error(err, JSONRPC_INTERNAL_ERROR, "Internal error: out of memory");
+            return -1;
+        }
+        *rewritten = 1;
+        v = json_object_get(obj, "uri");
+    }
+    gw_buf_free(&c);
+    *out = json_string_value(v);
+    return 0;
+}
+
+/*
+ * Classifies a client message by the method table of its revision, and checks the target of
+ * a governed action: a tool or prompt name, a canonical resource URI, a completion's ref.
+ */
+static int check_method(struct mcp_message *msg, json_t *params, const struct decode_ctx *ctx,
+                        struct mcp_decode_error *err)
+{
+    const char *m = msg->method;
+    unsigned dir = msg->kind == MCP_REQUEST ? MCP_DIR_CLIENT_REQUEST : MCP_DIR_CLIENT_NOTIFICATION;
+    msg->spec = mcp_method_lookup(m, ctx->version, dir);
+    if (!msg->spec) {
+        if (operator_allowed(ctx, m))
+            return 0;
+        /* Known in another direction or revision, or not at all: not let through. */
+        set_error(err, JSONRPC_METHOD_NOT_FOUND, "Method not found");
+        return -1;
+    }
+    if (msg->spec->cls != MCP_CLASS_ACTION)
+        return 0;
     if (!params) {
         set_error(err, JSONRPC_INVALID_PARAMS, "Invalid params: %s needs params", m);
         return -1;
     }
-    if (is_read)
-        return check_nonempty_string_param(params, "uri", m, err, &msg->target);
-    if (check_nonempty_string_param(params, "name", m, err, &msg->target) != 0)
-        return -1;
-    json_t *args = json_object_get(params, "arguments");
-    if (args && !json_is_object(args)) {
+    msg->target_kind = msg->spec->target;
+    switch (msg->spec->target) {
+    case MCP_TARGET_TOOL:
+    case MCP_TARGET_PROMPT: {
+        if (check_name_param(params, m, err, &msg->target) != 0)
+            return -1;
+        json_t *args = json_object_get(params, "arguments");
+        if (args && !json_is_object(args)) {
+            set_error(err, JSONRPC_INVALID_PARAMS,
+                      "Invalid params: %s params.arguments must be an object", m);
+            return -1;
+        }
+        msg->arguments = args;
+        return 0;
+    }
+    case MCP_TARGET_RESOURCE:
+        return check_uri_param(params, m, err, &msg->target, &msg->rewritten);
+    case MCP_TARGET_REF: {
+        json_t *ref = json_object_get(params, "ref");
+        const char *type = json_string_value(json_object_get(ref, "type"));
+        if (type && strcmp(type, "ref/prompt") == 0) {
+            msg->target_kind = MCP_TARGET_PROMPT;
+            return check_name_param(ref, m, err, &msg->target);
+        }
+        if (type && strcmp(type, "ref/resource") == 0) {
+            msg->target_kind = MCP_TARGET_RESOURCE;
+            return check_uri_param(ref, m, err, &msg->target, &msg->rewritten);
+        }
         set_error(err, JSONRPC_INVALID_PARAMS,
-                  "Invalid params: %s params.arguments must be an object", m);
+                  "Invalid params: %s needs params.ref of type ref/prompt or ref/resource", m);
         return -1;
     }
-    msg->arguments = args;
-    return 0;
+    default:
+        return 0;
+    }
 }
 
 static int check_error_member(const json_t *error, struct mcp_decode_error *err)
@@ -159,8 +241,8 @@ static int check_error_member(const json_t *error, struct mcp_decode_error *err)
  * Validates one message and fills msg (which borrows from m; the caller sets msg->json).
  * On failure fills err, including the id when it was a valid one so the answer can name it.
  */
-static int validate_message(json_t *m, int in_batch, struct mcp_message *msg,
-                            struct mcp_decode_error *err)
+static int validate_message(json_t *m, int in_batch, const struct decode_ctx *ctx,
+                            struct mcp_message *msg, struct mcp_decode_error *err)
 {
     memset(msg, 0, sizeof *msg);
     if (!json_is_object(m)) {
@@ -208,8 +290,15 @@ static int validate_message(json_t *m, int in_batch, struct mcp_message *msg,
                       "Invalid Request: initialize must not be part of a batch");
             goto out;
         }
-        if (check_method_params(msg, params, err) != 0)
+        if (check_method(msg, params, ctx, err) != 0)
             goto out;
+        if (msg->spec && msg->spec->cls == MCP_CLASS_ACTION && msg->kind != MCP_REQUEST) {
+            /* A governed action sent as a notification would reach the backend with no
+             * answer to govern; the table has none, this guards operator additions too. */
+            set_error(err, JSONRPC_INVALID_REQUEST,
+                      "Invalid Request: %s must be a request with an id", msg->method);
+            goto out;
+        }
     } else if (result || error) {
         if (result && error) {
             set_error(err, JSONRPC_INVALID_REQUEST,
@@ -239,8 +328,17 @@ out:
     return rc;
 }
 
-static int decode_batch(json_t *root, const char *protocol_version, size_t max_batch,
-                        struct mcp_batch *out, struct mcp_decode_error *err)
+/* Two messages of one batch with the same id would make answers match the wrong request. */
+static int duplicate_id(const struct mcp_batch *b, const json_t *id)
+{
+    for (size_t i = 0; id && i < b->n; i++)
+        if (b->msgs[i].id && json_equal(b->msgs[i].id, id))
+            return 1;
+    return 0;
+}
+
+static int decode_batch(json_t *root, const char *protocol_version, const struct decode_ctx *ctx,
+                        size_t max_batch, struct mcp_batch *out, struct mcp_decode_error *err)
 {
     size_t n = json_array_size(root);
     if (!batch_allowed(protocol_version)) {
@@ -272,7 +370,12 @@ static int decode_batch(json_t *root, const char *protocol_version, size_t max_b
     out->is_batch = 1;
     for (size_t i = 0; i < n; i++) {
         json_t *elem = json_array_get(root, i);
-        if (validate_message(elem, 1, &out->msgs[i], err) != 0) {
+        int rc = validate_message(elem, 1, ctx, &out->msgs[i], err);
+        if (rc == 0 && duplicate_id(out, out->msgs[i].id)) {
+            set_error(err, JSONRPC_INVALID_REQUEST, "Invalid Request: the id is used twice");
+            rc = -1;
+        }
+        if (rc != 0) {
             /* The whole batch is refused (fail closed): answering for the valid elements
              * while dropping one would let a client probe the gateway element by element.
              * The answer is for the batch, so it carries no element's id. */
@@ -323,8 +426,16 @@ int mcp_decode(const char *buf, size_t len, const struct mcp_limits *lim,
                   "Parse error: not valid JSON (UTF-8 only, no duplicate keys, no NUL escapes)");
         goto out;
     }
+    struct decode_ctx ctx = {.version = mcp_version_bit(protocol_version),
+                             .allow_methods = lim ? lim->allow_methods : NULL};
+    if (!ctx.version) {
+        set_error(err, JSONRPC_INVALID_REQUEST,
+                  "Invalid Request: unsupported MCP-Protocol-Version (supported: %s)",
+                  mcp_versions_supported());
+        goto out;
+    }
     if (json_is_array(root)) {
-        if (decode_batch(root, protocol_version, max_batch, out, err) != 0)
+        if (decode_batch(root, protocol_version, &ctx, max_batch, out, err) != 0)
             goto out;
     } else {
         out->msgs = calloc(1, sizeof *out->msgs);
@@ -332,7 +443,7 @@ int mcp_decode(const char *buf, size_t len, const struct mcp_limits *lim,
             set_error(err, JSONRPC_INTERNAL_ERROR, "Internal error: out of memory");
             goto out;
         }
-        if (validate_message(root, 0, &out->msgs[0], err) != 0)
+        if (validate_message(root, 0, &ctx, &out->msgs[0], err) != 0)
             goto out;
         out->msgs[0].json = json_incref(root);
         out->n = 1;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "lib/buf.h"
+#include "mcp/methods.h"
 
 #define JSONRPC_PARSE_ERROR -32700
 #define JSONRPC_INVALID_REQUEST -32600
@@ -28,9 +29,18 @@ struct mcp_message {
     json_t *json;       /* the whole message; owned (one reference) */
     const char *method; /* borrowed from json; NULL for responses */
     json_t *id;         /* borrowed; NULL for notifications; string or integer */
-    /* For tools/call and prompts/get: params.name; for resources/read: params.uri. */
+    /* The method's entry in the table of its revision; NULL for responses and for methods
+     * the operator let through (routes[].allow_methods). */
+    const struct mcp_method *spec;
+    /*
+     * A governed action's target: the tool or prompt name, or the resource URI in canonical
+     * form (lib/uri), borrowed from json; target_kind says which (a completion names a prompt
+     * or a resource).
+     */
     const char *target;
+    enum mcp_target target_kind;
     json_t *arguments; /* borrowed params.arguments when it is an object, else NULL */
+    int rewritten;     /* the decoder rewrote json (a URI made canonical): re-encode it */
 };
 
 struct mcp_batch {
@@ -44,6 +54,8 @@ struct mcp_limits {
     size_t max_bytes; /* body size bound (the server enforces it too) */
     size_t max_depth; /* nesting of arrays/objects */
     size_t max_batch; /* messages in one batch */
+    /* Methods the operator lets through besides the table (NULL-terminated; may be NULL). */
+    char *const *allow_methods;
 };
 
 struct mcp_decode_error {
@@ -64,11 +76,17 @@ struct mcp_decode_error {
  * not JSON -> -32700). Each message is an object with "jsonrpc":"2.0"; "method" (non-empty
  * string) with an "id" (string or integer) is a request, without one a notification; "result"
  * or "error" (object with integer code and string message) with an id and no method is a
- * response. "params", when present, is an object. tools/call and prompts/get need
- * params.name (non-empty string; `target`) and params.arguments, when present, an object;
- * resources/read needs params.uri (non-empty string; `target`); these three must be requests.
- * A batch is refused as a whole when any element is invalid (err->id is then NULL), when it
- * is empty, longer than max_batch, or holds an initialize request.
+ * response. "params", when present, is an object.
+ *
+ * Closed world: the protocol version must be one toolgate knows (-32600 otherwise), and every
+ * request and notification's method must be in the method table of that revision for the
+ * client's direction (mcp/methods.h) or listed in lim->allow_methods, else -32601. Governed
+ * actions must be requests with their target: tools/call and prompts/get a name of the
+ * permitted characters (and params.arguments, when present, an object), resources/read,
+ * subscribe and unsubscribe a URI, made canonical in place (`rewritten`), completion/complete
+ * a ref naming a prompt or a resource. A batch is refused as a whole when any element is
+ * invalid (err->id is then NULL), when two elements share an id, when it is empty, longer
+ * than max_batch, or holds an initialize request.
  */
 int mcp_decode(const char *buf, size_t len, const struct mcp_limits *lim,
                const char *protocol_version, struct mcp_batch *out, struct mcp_decode_error *err);

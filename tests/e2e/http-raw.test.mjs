@@ -509,7 +509,7 @@ describe("JSON-RPC checks", () => {
 
     test("batch under protocol 2025-03-26 is forwarded", async () => {
         const mark = backend.received.length;
-        const batch = [ping(1), { jsonrpc: "2.0", method: "notifications/x" }, ping(2)];
+        const batch = [ping(1), { jsonrpc: "2.0", method: "notifications/initialized" }, ping(2)];
         const res = await post(batch, { "MCP-Protocol-Version": "2025-03-26" });
         assert.equal(res.status, 200);
         const b = jsonBody(res);

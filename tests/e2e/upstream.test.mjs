@@ -85,7 +85,7 @@ test("backend port closed -> 502 with a JSON-RPC error carrying the request id",
 });
 
 test("a 2025-03-26 batch to a closed port: one error per request, each with its id", async () => {
-    const batch = [call(1), { jsonrpc: "2.0", method: "notifications/x" }, call("two")];
+    const batch = [call(1), { jsonrpc: "2.0", method: "notifications/initialized" }, call("two")];
     const res = await exchange(tg.port, postJson("/closed", batch, { "MCP-Protocol-Version": "2025-03-26" }));
     assert.equal(res.status, 502);
     const b = jsonBody(res);

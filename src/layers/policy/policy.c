@@ -1,13 +1,17 @@
 /*
- * policy layer: the pipeline slot. Decides every governed message of the request
- * (tools/call, resources/read, prompts/get) and filters list results (tools/list,
- * resources/list, prompts/list) down to what the principal may see.
+ * policy layer: the pipeline slot. Decides every governed action of the request (the method
+ * table's actions: tools/call, prompts/get, resources/read, subscribe and unsubscribe,
+ * completion/complete by what its ref names) and filters every list a result carries (tools,
+ * prompts, resources, resource templates) and resource notifications down to what the
+ * principal may see.
  *
  * Batches: each element is decided; the first denied element denies the whole batch with its
  * decision (forwarding the allowed elements alone is a later change).
  */
 #include "layers/policy/policy.h"
 #include "core/challenge.h"
+#include "lib/uri.h"
+#include "mcp/methods.h"
 #include "layers/layer.h"
 
 #include <stdio.h>
@@ -128,6 +132,8 @@ static size_t target_length(const struct mcp_message *m, enum policy_action acti
     if (!m->target)
         return 0;
     const json_t *params = m->json ? json_object_get(m->json, "params") : NULL;
+    if (m->spec && m->spec->target == MCP_TARGET_REF)
+        params = json_object_get(params, "ref");
     const json_t *t = json_object_get(params, action == POLICY_ACTION_RESOURCE ? "uri" : "name");
     size_t len = strlen(m->target);
     if (json_is_string(t) && json_string_value(t) == m->target && json_string_length(t) != len)
@@ -146,6 +152,29 @@ static void append_ids(char *list, size_t size, const char *ids)
     memcpy(list + used, ids, add + 1);
 }
 
+/*
+ * The policy action a message asks for: from the method table's entry (tools/call, prompts/get,
+ * resources/read, subscribe, unsubscribe, completion/complete by what its ref names), or, for
+ * a message built without one, by name; -1 when it is not a governed action.
+ */
+static int action_of(const struct mcp_message *m)
+{
+    if (!m->spec)
+        return policy_action_for_method(m->method);
+    if (m->spec->cls != MCP_CLASS_ACTION)
+        return -1;
+    switch (m->target_kind) {
+    case MCP_TARGET_TOOL:
+        return POLICY_ACTION_TOOL;
+    case MCP_TARGET_PROMPT:
+        return POLICY_ACTION_PROMPT;
+    case MCP_TARGET_RESOURCE:
+        return POLICY_ACTION_RESOURCE;
+    default:
+        return -2; /* an action whose target the decoder did not settle: fail closed */
+    }
+}
+
 static int policy_check(struct gw_request *req, struct gw_decision *out)
 {
     const struct policy_config *pc = config_of(req);
@@ -157,7 +186,10 @@ static int policy_check(struct gw_request *req, struct gw_decision *out)
         const struct mcp_message *m = &req->rpc.msgs[i];
         if (m->kind != MCP_REQUEST && m->kind != MCP_NOTIFICATION)
             continue;
-        int action = policy_action_for_method(m->method);
+        int action = action_of(m);
+        if (action == -2)
+            return gw_decision_deny(out, 200, JSONRPC_INVALID_PARAMS, "policy.invalid_request",
+                                    "Invalid params: the call's target cannot be read.");
         if (action < 0)
             continue;
         governed++;
@@ -184,32 +216,22 @@ static int policy_check(struct gw_request *req, struct gw_decision *out)
 
 /* ---- list filtering ---- */
 
-static int list_kind(const struct gw_request *req, const json_t *id, enum policy_action *action)
-{
-    if (!id)
-        return 0;
-    for (size_t i = 0; i < req->rpc.n; i++) {
-        const struct mcp_message *m = &req->rpc.msgs[i];
-        if (m->kind != MCP_REQUEST || !m->method || !m->id || !json_equal(m->id, id))
-            continue;
-        if (strcmp(m->method, "tools/list") == 0)
-            *action = POLICY_ACTION_TOOL;
-        else if (strcmp(m->method, "resources/list") == 0)
-            *action = POLICY_ACTION_RESOURCE;
-        else if (strcmp(m->method, "prompts/list") == 0)
-            *action = POLICY_ACTION_PROMPT;
-        else
-            return 0;
-        return 1;
-    }
-    return 0;
-}
+/* The lists a result may carry, whatever the request it answers was. */
+static const struct {
+    const char *key;   /* the result's array */
+    const char *field; /* each entry's name */
+    enum policy_action action;
+} lists[] = {
+    {"tools", "name", POLICY_ACTION_TOOL},
+    {"prompts", "name", POLICY_ACTION_PROMPT},
+    {"resources", "uri", POLICY_ACTION_RESOURCE},
+    {"resourceTemplates", "uriTemplate", POLICY_ACTION_RESOURCE},
+};
 
 /* Removes the entries the principal may not see; entries without a usable name go too. */
 static size_t filter_list(const struct policy_config *pc, const struct policy_principal *pr,
-                          enum policy_action action, json_t *arr)
+                          enum policy_action action, const char *field, json_t *arr)
 {
-    const char *field = action == POLICY_ACTION_RESOURCE ? "uri" : "name";
     size_t removed = 0;
     size_t i = 0;
     while (i < json_array_size(arr)) {
@@ -226,27 +248,61 @@ static size_t filter_list(const struct policy_config *pc, const struct policy_pr
     return removed;
 }
 
+/*
+ * Filters every list a result carries by what the list is, not by which request the answer
+ * claims to answer: an answer whose id matches another request (a batch that repeats ids, a
+ * backend that mixes them up) is filtered all the same.
+ */
 static int filter_message(struct gw_request *req, json_t *msg, int *modified)
 {
-    enum policy_action action;
     json_t *result = json_object_get(msg, "result");
-    if (!json_is_object(result) || !list_kind(req, json_object_get(msg, "id"), &action))
+    if (!json_is_object(result))
         return GW_PASS;
-    static const char *const keys[POLICY_ACTION_COUNT] = {"tools", "resources", "prompts"};
-    json_t *arr = json_object_get(result, keys[action]);
-    if (!arr)
-        return GW_PASS;
-    if (!json_is_array(arr)) {
-        /* Not a list we can filter: drop it rather than pass it unfiltered. */
-        json_object_set_new(result, keys[action], json_array());
-        *modified = 1;
-        return GW_PASS;
-    }
     struct policy_principal pr;
-    principal_of(req, &pr);
-    if (filter_list(config_of(req), &pr, action, arr) > 0)
-        *modified = 1;
+    int principal_made = 0;
+    for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
+        json_t *arr = json_object_get(result, lists[k].key);
+        if (!arr)
+            continue;
+        if (!json_is_array(arr)) {
+            /* Not a list we can filter: drop it rather than pass it unfiltered. */
+            json_object_set_new(result, lists[k].key, json_array());
+            *modified = 1;
+            continue;
+        }
+        if (!principal_made) {
+            principal_of(req, &pr);
+            principal_made = 1;
+        }
+        if (filter_list(config_of(req), &pr, lists[k].action, lists[k].field, arr) > 0)
+            *modified = 1;
+    }
     return GW_PASS;
+}
+
+/* A notification naming a resource (resources/updated) reaches only those who may see it. */
+static int filter_notification(struct gw_request *req, json_t *msg)
+{
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    if (!method || json_object_get(msg, "id"))
+        return GW_PASS;
+    const struct mcp_method *spec =
+        mcp_method_lookup(method, MCP_V_ALL_2025, MCP_DIR_SERVER_NOTIFICATION);
+    if (!spec || spec->target != MCP_TARGET_RESOURCE)
+        return GW_PASS;
+    const json_t *uri = json_object_get(json_object_get(msg, "params"), "uri");
+    struct gw_buf canon = {0};
+    const char *why;
+    int visible = 0;
+    if (json_is_string(uri) &&
+        gw_uri_canonical(json_string_value(uri), json_string_length(uri), &canon, &why) == 0) {
+        struct policy_principal pr;
+        principal_of(req, &pr);
+        visible =
+            policy_visible(config_of(req), POLICY_ACTION_RESOURCE, canon.data, canon.len, &pr);
+    }
+    gw_buf_free(&canon);
+    return visible ? GW_PASS : GW_DROP;
 }
 
 static int policy_on_response(struct gw_request *req, json_t *msg, int *modified,
@@ -258,9 +314,11 @@ static int policy_on_response(struct gw_request *req, json_t *msg, int *modified
             filter_message(req, json_array_get(msg, i), modified);
         return GW_PASS;
     }
-    if (json_is_object(msg))
-        return filter_message(req, msg, modified);
-    return GW_PASS;
+    if (!json_is_object(msg))
+        return GW_PASS;
+    if (json_object_get(msg, "method"))
+        return filter_notification(req, msg);
+    return filter_message(req, msg, modified);
 }
 
 const struct gw_layer_ops policy_layer = {

@@ -146,31 +146,6 @@ static int finish_message(struct gw_request *req, const struct safety_result *re
     return GW_PASS;
 }
 
-static int reserialize(struct gw_request *req)
-{
-    json_t *body;
-    if (req->rpc.is_batch) {
-        body = json_array();
-        for (size_t i = 0; body && i < req->rpc.n; i++)
-            if (json_array_append(body, req->rpc.msgs[i].json) != 0) {
-                json_decref(body);
-                body = NULL;
-            }
-    } else {
-        body = req->rpc.n ? json_incref(req->rpc.msgs[0].json) : NULL;
-    }
-    if (!body)
-        return -1;
-    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    json_decref(body);
-    if (!s)
-        return -1;
-    free(req->rewritten_body);
-    req->rewritten_body = s;
-    req->rewritten_len = strlen(s);
-    return 0;
-}
-
 static int safety_check(struct gw_request *req, struct gw_decision *out)
 {
     const struct safety_config *sc = config_of(req);
@@ -216,7 +191,7 @@ static int safety_check(struct gw_request *req, struct gw_decision *out)
             return GW_DENY;
         redactions += res.redactions;
     }
-    if (redactions && reserialize(req) != 0) {
+    if (redactions && gw_request_reserialize(req) != 0) {
         safety_count_error();
         return gw_decision_deny(out, 500, JSONRPC_INTERNAL_ERROR, "safety.error",
                                 "An internal error stopped this request.");

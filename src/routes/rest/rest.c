@@ -176,6 +176,9 @@ static void rest_finish(struct exchange *x)
     int modified = 0;
     struct gw_decision d = {0};
     msg = relay_hooks(x, msg, &modified, &d);
+    if (!msg && d.verdict != GW_DENY)
+        gw_decision_deny(&d, 502, JSONRPC_INTERNAL_ERROR, "upstream.not_understood",
+                         "The backend's answer could not be read");
     if (d.verdict == GW_DENY) {
         json_decref(msg);
         size_t len = 0;

@@ -455,7 +455,7 @@ static void test_route_errors(void **state)
                     "is not a valid name");
     fx_expect_error("routes:\n  - name: \"\"\n", "2:11", "routes[0].name", "is not a valid name");
     expect_route_error("    bogus: 1\n", "3:5", "routes[0].bogus",
-                       "unknown key (known here: name, path, kind, backends, timeouts, inject)");
+                       "unknown key (known here: name, path, kind, backends, timeouts, allow_methods, inject)");
     expect_route_error("    path: mcp\n", "3:11", "routes[0].path", "does not start with '/'");
     expect_route_error("    path: \"/mcp?x=1\"\n", "3:11", "routes[0].path", "has a query");
     expect_route_error("    path: \"/mcp#x\"\n", "3:11", "routes[0].path", "has a fragment");

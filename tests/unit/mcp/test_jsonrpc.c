@@ -10,8 +10,13 @@
 
 #include "mcp/jsonrpc.h"
 
+/*
+ * The shape tests use short made-up method names ("x", "p"), let through as an operator
+ * would list them; the closed-world tests below use limits without them.
+ */
+static char *const extra_methods[] = {"x", "y", "p", "pi", "notifications/x", NULL};
 static const struct mcp_limits test_limits = {
-    .max_bytes = 1 << 20, .max_depth = 64, .max_batch = 10};
+    .max_bytes = 1 << 20, .max_depth = 64, .max_batch = 10, .allow_methods = extra_methods};
 
 /* Decodes a NUL-terminated text with the test limits. */
 static int decode(const char *text, const char *version, struct mcp_batch *out,
@@ -234,9 +239,6 @@ static void test_invalid_requests_recover_id(void **state)
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":\"boom\"}",
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1.5,\"message\":\"m\"}}",
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1}}",
-        /* Governed actions must be requests. */
-        "{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{\"name\":\"t\"}}",
-        "{\"jsonrpc\":\"2.0\",\"method\":\"resources/read\",\"params\":{\"uri\":\"u\"}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(decode(bad[i], NULL, &b, &err), -1);
@@ -364,7 +366,7 @@ static void test_error_never_echoes_input(void **state)
     assert_int_equal(decode("[{\"jsonrpc\":\"2.0\",\"method\":\"x\"}]", "SECRET<script>", &b, &err),
                      -1);
     assert_null(strstr(err.message, "SECRET"));
-    assert_non_null(strstr(err.message, "batching is not supported"));
+    assert_non_null(strstr(err.message, "unsupported MCP-Protocol-Version"));
 }
 
 static void test_deep_nesting(void **state)
@@ -410,14 +412,15 @@ static void test_deep_nesting(void **state)
     char *brackets = repeat("[", 5000, "]");
     char *t = malloc(strlen(brackets) + 100);
     assert_non_null(t);
-    sprintf(t, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"%s\"}", brackets);
+    sprintf(t, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"s\":\"%s\"}}",
+            brackets);
     assert_int_equal(decode(t, NULL, &b, &err), 0);
     mcp_batch_free(&b);
     free(brackets);
     free(t);
 
     /* Zero limits fall back to the defaults (depth 64), never to "unbounded". */
-    struct mcp_limits zero = {0, 0, 0};
+    struct mcp_limits zero = {0};
     deep = repeat("[", 65, "]");
     assert_int_equal(mcp_decode(deep, strlen(deep), &zero, NULL, &b, &err), -1);
     assert_int_equal(err.code, JSONRPC_PARSE_ERROR);
@@ -427,10 +430,10 @@ static void test_deep_nesting(void **state)
 static void test_max_bytes(void **state)
 {
     (void)state;
-    struct mcp_limits lim = {.max_bytes = 40, .max_depth = 8, .max_batch = 4};
+    struct mcp_limits lim = {.max_bytes = 50, .max_depth = 8, .max_batch = 4};
     struct mcp_batch b;
     struct mcp_decode_error err;
-    const char *t = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}"; /* 33 bytes */
+    const char *t = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}"; /* 40 bytes */
     assert_int_equal(mcp_decode(t, strlen(t), &lim, NULL, &b, &err), 0);
     mcp_batch_free(&b);
     lim.max_bytes = strlen(t);
@@ -465,7 +468,9 @@ static void test_batches_by_version(void **state)
         assert_int_equal(decode(batch, no_versions[i], &b, &err), -1);
         assert_int_equal(err.code, JSONRPC_INVALID_REQUEST);
         assert_null(err.id);
-        assert_non_null(strstr(err.message, "batching is not supported"));
+        /* A revision toolgate does not know is refused before anything else. */
+        assert_non_null(strstr(err.message, i < 2 ? "batching is not supported"
+                                                  : "unsupported MCP-Protocol-Version"));
     }
     assert_int_equal(decode(batch, "2025-06-18", &b, &err), -1);
     assert_non_null(strstr(err.message, "2025-06-18"));
@@ -633,9 +638,167 @@ static void test_parse_message(void **state)
     free(deep);
 }
 
+/* ---- closed world: the method table, names, URIs, ids ---- */
+
+static const struct mcp_limits strict = {.max_bytes = 1 << 20, .max_depth = 64, .max_batch = 10};
+
+static int decode_strict(const char *text, const char *version, struct mcp_batch *b,
+                         struct mcp_decode_error *err)
+{
+    int rc = mcp_decode(text, strlen(text), &strict, version, b, err);
+    if (rc != 0)
+        json_decref(err->id);
+    return rc;
+}
+
+static void test_unknown_methods_refused(void **state)
+{
+    (void)state;
+    struct mcp_batch b;
+    struct mcp_decode_error err;
+    static const char *const refused[] = {
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"Tools/Call\",\"params\":{\"name\":\"a\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call \",\"params\":{\"name\":\"a\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/delete\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}",
+        /* Known, but in the other direction: a client does not send server requests. */
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sampling/createMessage\",\"params\":{}}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}",
+        /* A governed action as a notification. */
+        "{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{\"name\":\"t\"}}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        assert_int_equal(decode_strict(refused[i], NULL, &b, &err), -1);
+        if (err.code != JSONRPC_METHOD_NOT_FOUND)
+            fail_msg("code %d for %s", err.code, refused[i]);
+    }
+    /* Not in this revision: elicitation came in 2025-06-18, tasks in 2025-11-25. */
+    const char *tasks = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/list\"}";
+    assert_int_equal(decode_strict(tasks, "2025-06-18", &b, &err), -1);
+    assert_int_equal(err.code, JSONRPC_METHOD_NOT_FOUND);
+    assert_int_equal(decode_strict(tasks, "2025-11-25", &b, &err), 0);
+    assert_ptr_not_equal(b.msgs[0].spec, NULL);
+    mcp_batch_free(&b);
+    /* An operator may list a method of its own; it is then plumbing, with no spec. */
+    char *const extra[] = {"vendor/hello", NULL};
+    struct mcp_limits lim = strict;
+    lim.allow_methods = extra;
+    const char *hello = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vendor/hello\"}";
+    assert_int_equal(mcp_decode(hello, strlen(hello), &lim, NULL, &b, &err), 0);
+    assert_null(b.msgs[0].spec);
+    mcp_batch_free(&b);
+    assert_int_equal(decode_strict(hello, NULL, &b, &err), -1);
+    /* Unknown revisions are refused whatever the method. */
+    const char *ping = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+    assert_int_equal(decode_strict(ping, "2099-01-01", &b, &err), -1);
+    assert_int_equal(err.code, JSONRPC_INVALID_REQUEST);
+    assert_int_equal(decode_strict(ping, "2025-11-25", &b, &err), 0);
+    mcp_batch_free(&b);
+}
+
+static void test_every_2025_method_classified(void **state)
+{
+    (void)state;
+    size_t n;
+    const struct mcp_method *t = mcp_method_table(&n);
+    assert_true(n >= 30);
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].cls == MCP_CLASS_ACTION)
+            assert_int_not_equal(t[i].target, MCP_TARGET_NONE);
+        if (t[i].cls == MCP_CLASS_LIST)
+            assert_true(t[i].list_key && t[i].item_key);
+    }
+    const struct mcp_method *m =
+        mcp_method_lookup("resources/templates/list", MCP_V_2025_03_26, MCP_DIR_CLIENT_REQUEST);
+    assert_non_null(m);
+    assert_int_equal(m->cls, MCP_CLASS_LIST);
+    assert_string_equal(m->list_key, "resourceTemplates");
+    m = mcp_method_lookup("completion/complete", MCP_V_2025_06_18, MCP_DIR_CLIENT_REQUEST);
+    assert_int_equal(m->cls, MCP_CLASS_ACTION);
+    m = mcp_method_lookup("resources/subscribe", MCP_V_2025_11_25, MCP_DIR_CLIENT_REQUEST);
+    assert_int_equal(m->target, MCP_TARGET_RESOURCE);
+    assert_null(mcp_method_lookup("elicitation/create", MCP_V_2025_03_26, MCP_DIR_SERVER_REQUEST));
+    assert_non_null(
+        mcp_method_lookup("elicitation/create", MCP_V_2025_06_18, MCP_DIR_SERVER_REQUEST));
+}
+
+static void test_names_and_uris_canonical(void **state)
+{
+    (void)state;
+    struct mcp_batch b;
+    struct mcp_decode_error err;
+    static const char *const bad_names[] = {"delete_patient ", " a", "a\\tb",
+                                            "caf\\u00e9",      "",   "a;b"};
+    for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+        char t[256];
+        snprintf(t, sizeof t,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+                 "\"%s\"}}",
+                 bad_names[i]);
+        assert_int_equal(decode_strict(t, NULL, &b, &err), -1);
+        assert_int_equal(err.code, JSONRPC_INVALID_PARAMS);
+    }
+    /* A URI is judged and forwarded in canonical form. */
+    const char *read = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/read\",\"params\":"
+                       "{\"uri\":\"file:///public/%2e%2e/secret\"}}";
+    assert_int_equal(decode_strict(read, NULL, &b, &err), 0);
+    assert_string_equal(b.msgs[0].target, "file:///secret");
+    assert_true(b.msgs[0].rewritten);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(b.msgs[0].json, "params"), "uri")),
+        "file:///secret");
+    mcp_batch_free(&b);
+    const char *sub = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/subscribe\",\"params\":"
+                      "{\"uri\":\"file:///public/..%2fsecret\"}}";
+    assert_int_equal(decode_strict(sub, NULL, &b, &err), -1);
+    assert_int_equal(err.code, JSONRPC_INVALID_PARAMS);
+    /* A completion names a prompt or a resource template. */
+    const char *comp =
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"completion/complete\",\"params\":"
+        "{\"ref\":{\"type\":\"ref/prompt\",\"name\":\"summarise\"},\"argument\":"
+        "{\"name\":\"a\",\"value\":\"b\"}}}";
+    assert_int_equal(decode_strict(comp, NULL, &b, &err), 0);
+    assert_int_equal(b.msgs[0].target_kind, MCP_TARGET_PROMPT);
+    assert_string_equal(b.msgs[0].target, "summarise");
+    mcp_batch_free(&b);
+    const char *comp2 = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"completion/complete\","
+                        "\"params\":{\"ref\":{\"type\":\"ref/resource\",\"uri\":"
+                        "\"FILE:///docs/{name}\"}}}";
+    assert_int_equal(decode_strict(comp2, NULL, &b, &err), 0);
+    assert_int_equal(b.msgs[0].target_kind, MCP_TARGET_RESOURCE);
+    assert_string_equal(b.msgs[0].target, "file:///docs/{name}");
+    mcp_batch_free(&b);
+    const char *comp3 = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"completion/complete\","
+                        "\"params\":{\"ref\":{\"type\":\"ref/tool\",\"name\":\"x\"}}}";
+    assert_int_equal(decode_strict(comp3, NULL, &b, &err), -1);
+    assert_int_equal(err.code, JSONRPC_INVALID_PARAMS);
+}
+
+static void test_batch_duplicate_ids_refused(void **state)
+{
+    (void)state;
+    struct mcp_batch b;
+    struct mcp_decode_error err;
+    const char *dup = "[{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"},"
+                      "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}]";
+    assert_int_equal(decode_strict(dup, NULL, &b, &err), -1);
+    assert_int_equal(err.code, JSONRPC_INVALID_REQUEST);
+    assert_non_null(strstr(err.message, "twice"));
+    /* "7" and 7 are different ids. */
+    const char *two = "[{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"},"
+                      "{\"jsonrpc\":\"2.0\",\"id\":\"7\",\"method\":\"tools/list\"}]";
+    assert_int_equal(decode_strict(two, NULL, &b, &err), 0);
+    mcp_batch_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unknown_methods_refused),
+        cmocka_unit_test(test_every_2025_method_classified),
+        cmocka_unit_test(test_names_and_uris_canonical),
+        cmocka_unit_test(test_batch_duplicate_ids_refused),
         cmocka_unit_test(test_depth_scan),
         cmocka_unit_test(test_request_tools_call),
         cmocka_unit_test(test_request_kinds),

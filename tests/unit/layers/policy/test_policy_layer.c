@@ -141,7 +141,8 @@ static void test_hidden_is_unknown_tool(void **state)
     for (int i = 0; i < 150; i++)
         strcat(call, "\u00e9");
     strcat(call, "\"}}");
-    fx_req_add_message(f->req, call);
+    /* The decoder refuses such a name; the layer must still cope with one. */
+    fx_req_add_raw_message(f->req, call);
     assert_int_equal(run_check(f), GW_DENY);
     const char *reason = f->req->decision[GW_STAGE_POLICY].reason;
     json_t *js = json_string(reason); /* NULL when not valid UTF-8 */
@@ -237,6 +238,47 @@ static void test_no_policy_denies(void **state)
 
 /* ---- list filtering ---- */
 
+/* Subscriptions and completions are governed by the resource or prompt they name. */
+static void test_subscribe_and_complete_governed(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *msg;
+        int verdict;
+    } cases[] = {
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/subscribe\",\"params\":{\"uri\":"
+         "\"file:///shared/a\"}}",
+         GW_PASS},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/subscribe\",\"params\":{\"uri\":"
+         "\"file:///etc/passwd\"}}",
+         GW_DENY},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/unsubscribe\",\"params\":{\"uri\":"
+         "\"file:///shared/../etc/passwd\"}}",
+         GW_DENY},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"completion/complete\",\"params\":{\"ref\":"
+         "{\"type\":\"ref/prompt\",\"name\":\"summary\"},\"argument\":{\"name\":\"a\","
+         "\"value\":\"b\"}}}",
+         GW_PASS},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"completion/complete\",\"params\":{\"ref\":"
+         "{\"type\":\"ref/prompt\",\"name\":\"other\"},\"argument\":{\"name\":\"a\","
+         "\"value\":\"b\"}}}",
+         GW_DENY},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"completion/complete\",\"params\":{\"ref\":"
+         "{\"type\":\"ref/resource\",\"uri\":\"file:///etc/{x}\"},\"argument\":{\"name\":\"x\","
+         "\"value\":\"p\"}}}",
+         GW_DENY},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/templates/list\"}", GW_PASS},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gw_request_free(f->req);
+        f->req = gw_request_new(&f->cfg);
+        fx_identity(&f->req->identity, "dr-alice", fx_strv("doctor", NULL), NULL, 0);
+        fx_req_add_message(f->req, cases[i].msg);
+        if (run_check(f) != cases[i].verdict)
+            fail_msg("case %zu: %s", i, f->req->decision[GW_STAGE_POLICY].reason_code);
+    }
+}
+
 static json_t *respond(struct fixture *f, const char *json, int *modified)
 {
     json_error_t je;
@@ -274,11 +316,14 @@ static void test_filter_tools_list(void **state)
         json_string_value(json_object_get(json_object_get(msg, "result"), "nextCursor")), "c2");
     json_decref(msg);
 
-    /* An answer to some other request id is left alone. */
+    /*
+     * An answer that claims to answer another request (a ping's id, say) is filtered by what
+     * it is all the same: a tools list is a tools list.
+     */
     msg = respond(f, "{\"jsonrpc\":\"2.0\",\"id\":\"b\",\"result\":{\"tools\":[{\"name\":\"x\"}]}}",
                   &modified);
-    assert_false(modified);
-    assert_int_equal(json_array_size(json_object_get(json_object_get(msg, "result"), "tools")), 1);
+    assert_true(modified);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(msg, "result"), "tools")), 0);
     json_decref(msg);
 
     /* A malformed tools member is replaced by an empty list, never passed unfiltered. */
@@ -316,6 +361,41 @@ static void test_filter_other_lists(void **state)
                         "file:///shared/a");
     json_t *pr = json_object_get(json_object_get(json_array_get(msg, 1), "result"), "prompts");
     assert_int_equal(json_array_size(pr), 1);
+    json_decref(msg);
+
+    /* Resource templates are filtered like resources, by their uriTemplate. */
+    msg = respond(f,
+                  "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resourceTemplates\":["
+                  "{\"uriTemplate\":\"file:///shared/{name}\",\"name\":\"s\"},"
+                  "{\"uriTemplate\":\"file:///etc/{name}\",\"name\":\"e\"},{\"name\":\"n\"}]}}",
+                  &modified);
+    assert_true(modified);
+    json_t *tpl = json_object_get(json_object_get(msg, "result"), "resourceTemplates");
+    assert_int_equal(json_array_size(tpl), 1);
+    json_decref(msg);
+
+    /* A resource notification reaches only those who may see the resource. */
+    int dropped = policy_layer.on_response(
+        f->req,
+        (msg = json_loads("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\","
+                          "\"params\":{\"uri\":\"file:///etc/passwd\"}}",
+                          0, NULL)),
+        &modified, &f->req->decision[GW_STAGE_POLICY]);
+    assert_int_equal(dropped, GW_DROP);
+    json_decref(msg);
+    msg = json_loads("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\","
+                     "\"params\":{\"uri\":\"file:///shared/x/../a\"}}",
+                     0, NULL);
+    assert_int_equal(
+        policy_layer.on_response(f->req, msg, &modified, &f->req->decision[GW_STAGE_POLICY]),
+        GW_PASS);
+    json_decref(msg);
+    msg = json_loads("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\","
+                     "\"params\":{\"uri\":\"file:///shared/../etc/passwd\"}}",
+                     0, NULL);
+    assert_int_equal(
+        policy_layer.on_response(f->req, msg, &modified, &f->req->decision[GW_STAGE_POLICY]),
+        GW_DROP);
     json_decref(msg);
 
     /* A principal without the doctor role sees none of them. */
@@ -468,6 +548,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ungoverned_and_notifications, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resources_and_prompts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_policy_denies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscribe_and_complete_governed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filter_tools_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filter_other_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_tests_file, setup, teardown),
