@@ -34,7 +34,7 @@ static json_t *decision_meta(const struct gw_request *req, const struct gw_decis
 static int opaque_denial(const struct gw_decision *d)
 {
     return strcmp(d->reason_code, "policy.hidden") == 0 ||
-           strcmp(d->reason_code, "identity.session_owner") == 0;
+           strcmp(d->reason_code, "identity.unknown_session") == 0;
 }
 
 /*

@@ -136,6 +136,9 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
     struct gw_request *req = x->req;
     req->upstream_status = status;
     req->timing.upstream_first_byte_ns = gw_mono_ns();
+    /* First: the kind may add headers of its own (the client's session id). */
+    if (x->kind && x->kind->on_head)
+        x->kind->on_head(x, status, headers, n);
     x->n_out = 0;
     gw_buf_reset(&x->resp_hdr);
     /* Copy the relayed values first (the slices die with the callback). */
@@ -171,8 +174,6 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
         free(req->upstream_session_id);
         req->upstream_session_id = gw_slice_dup(sid->value);
     }
-    if (x->kind && x->kind->on_head)
-        x->kind->on_head(x, status, headers, n);
 
     const struct gw_header *ct = find_header(headers, n, "Content-Type");
     int is_sse =
@@ -391,9 +392,12 @@ static void on_up_done(void *arg, int err, const char *detail)
 
 /* ---- one builder for every upstream request ---- */
 
-/* Headers of the client's request that go to the backend; Authorization never does. */
+/*
+ * Headers of the client's request that go to the backend; Authorization never does, and
+ * Mcp-Session-Id is toolgate's own (the backend's id goes instead, relay_forward).
+ */
 static const char *const forwarded_headers[] = {
-    "Content-Type", "Accept", "Mcp-Session-Id", "MCP-Protocol-Version", "Last-Event-ID", NULL,
+    "Content-Type", "Accept", "MCP-Protocol-Version", "Last-Event-ID", NULL,
 };
 
 int relay_start(struct exchange *x, const struct relay_request *r)
@@ -457,34 +461,61 @@ static void relay_prepare(struct exchange *x)
 static void relay_forward(struct exchange *x)
 {
     struct gw_request *req = x->req;
+    struct gw_header sid;
     struct relay_request r = {
         .method = req->method,
         .body = gw_request_upstream_body(req),
         .client_headers = 1,
     };
+    if (req->session_valid && req->session.backends[0]) {
+        sid = (struct gw_header){GW_SLICE_LIT("Mcp-Session-Id"),
+                                 {req->session.backends[0], strlen(req->session.backends[0])}};
+        r.extra = &sid;
+        r.n_extra = 1;
+    }
     relay_start(x, &r);
 }
 
 /*
- * A new session (the backend answered with an id the client did not send) belongs to the
- * user who created it; a closed one is forgotten.
+ * The client's session is toolgate's: a backend's new session id becomes a session of
+ * toolgate's, bound to the user and the route, whose id is what the client gets; a session
+ * the backend ended (DELETE answered, or 404: it no longer knows it) is ended here too.
  */
 static void relay_on_head(struct exchange *x, int status, const struct gw_header *headers, size_t n)
 {
     struct gw_request *req = x->req;
-    if (status < 200 || status >= 300 || !req->identity.verified || !req->identity.subject)
+    void *loop = gw_request_loop(req);
+    if (req->session_valid && (status == 404 || (req->method == GW_HTTP_DELETE && status < 300))) {
+        mcp_session_delete(req->session_id, loop);
         return;
-    const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
-    if (sid && sid->value.len <= EXCHANGE_MAX_SESSION_ID &&
-        (!req->session_id || !gw_slice_eq(sid->value, req->session_id))) {
-        char *id = gw_slice_dup(sid->value);
-        if (id)
-            mcp_session_bind(id, req->identity.issuer ? req->identity.issuer : "",
-                             req->identity.subject);
-        free(id);
     }
-    if (req->method == GW_HTTP_DELETE && req->session_id)
-        mcp_session_forget(req->session_id);
+    const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
+    if (status < 200 || status >= 300 || !sid || sid->value.len == 0 ||
+        sid->value.len > MCP_SESSION_MAX_BACKEND_ID || !req->identity.subject)
+        return;
+    char *backend_id = gw_slice_dup(sid->value);
+    if (!backend_id)
+        return;
+    if (req->session_valid) {
+        /* The backend renewed its session under the same client session. */
+        if (!req->session.backends[0] || strcmp(req->session.backends[0], backend_id) != 0) {
+            free(req->session.backends[0]);
+            req->session.backends[0] = backend_id;
+            backend_id = NULL;
+            mcp_session_update(req->session_id, &req->session, loop);
+        }
+    } else {
+        char id[MCP_SESSION_ID_LEN + 1];
+        if (mcp_session_create(req->identity.verified ? req->identity.issuer : "",
+                               req->identity.subject, req->route->name, 1, backend_id, id,
+                               loop) == 0)
+            gw_request_add_response_header(req, "Mcp-Session-Id", id);
+        else
+            gw_log(GW_LOG_ERROR, "session_create_failed", req->id, NULL,
+                   "could not record a new session; the client gets none and must initialize "
+                   "again");
+    }
+    free(backend_id);
 }
 
 const struct gw_route_kind gw_relay_kind = {
@@ -494,6 +525,7 @@ const struct gw_route_kind gw_relay_kind = {
     .forward = relay_forward,
     .on_head = relay_on_head,
     .streams = 1,
+    .owns_session = 1,
 };
 
 const struct gw_route_kind *gw_route_kind_for(const char *name, size_t n_backends)

@@ -51,6 +51,7 @@ void gw_request_free(struct gw_request *req)
     free(req->rewritten_body);
     free(req->protocol_version);
     free(req->session_id);
+    mcp_session_clear(&req->session);
     free(req->upstream_session_id);
     gw_buf_free(&req->response_header_storage);
     gw_buf_free(&req->upstream_header_storage);

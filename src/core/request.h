@@ -16,6 +16,7 @@
 #include "lib/buf.h"
 #include "core/config.h"
 #include "mcp/jsonrpc.h"
+#include "mcp/session.h"
 
 /*
  * Stages of the pipeline are the modules of the build (core/module.h), in list order; a
@@ -72,7 +73,13 @@ struct gw_request {
 
     /* MCP. */
     char *protocol_version; /* MCP-Protocol-Version header, or NULL */
-    char *session_id;       /* Mcp-Session-Id header, or NULL */
+    char *session_id;       /* Mcp-Session-Id header (toolgate's own id), or NULL */
+    /*
+     * The session it names, once the identity layer has found it bound to this user and
+     * route (session_valid); what the backends' own session ids are.
+     */
+    struct mcp_session session;
+    int session_valid;
     struct mcp_batch rpc;   /* decoded POST body (empty for GET/DELETE) */
 
     /*

@@ -1,37 +1,125 @@
 #include "mcp/session.h"
-#include "lib/timeutil.h"
 #include "lib/digest.h"
+#include "lib/jwt.h"
+#include "lib/timeutil.h"
 
+#include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SESSION_WAYS 8
+#define KEY_PREFIX "tg:s:"
+#define KEY_LEN (sizeof KEY_PREFIX - 1 + 64)
 
-struct session_entry {
-    uint8_t id_hash[GW_SHA256_LEN];
-    uint8_t owner_hash[GW_SHA256_LEN];
+/* ---- the encoding ---- */
+
+void mcp_session_clear(struct mcp_session *s)
+{
+    for (size_t i = 0; i < s->n_backends && i < MCP_SESSION_MAX_BACKENDS; i++)
+        free(s->backends[i]);
+    memset(s, 0, sizeof *s);
+}
+
+void mcp_session_owner(const char *issuer, const char *subject, uint8_t out[32])
+{
+    struct gw_sha256_ctx c;
+    gw_sha256_init(&c);
+    gw_sha256_update(&c, issuer ? issuer : "", strlen(issuer ? issuer : "") + 1); /* NUL: sep */
+    gw_sha256_update(&c, subject ? subject : "", strlen(subject ? subject : ""));
+    gw_sha256_final(&c, out);
+}
+
+int mcp_session_encode(const struct mcp_session *s, char **out, size_t *len)
+{
+    char owner[65];
+    gw_hex(s->owner, sizeof s->owner, owner);
+    json_t *b = json_array();
+    for (size_t i = 0; b && i < s->n_backends; i++)
+        if (json_array_append_new(b, s->backends[i] ? json_string(s->backends[i]) : json_null()))
+            goto fail;
+    json_t *o = b ? json_pack("{s:s, s:s, s:o}", "o", owner, "r", s->route, "b", b) : NULL;
+    if (!o)
+        return -1;
+    *out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!*out)
+        return -1;
+    *len = strlen(*out);
+    return 0;
+fail:
+    json_decref(b);
+    return -1;
+}
+
+/* A stored value is ours, but a shared store (Redis) is outside input too: checked whole. */
+int mcp_session_decode(const char *value, size_t len, struct mcp_session *s)
+{
+    memset(s, 0, sizeof *s);
+    json_t *o = json_loadb(value, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *owner = json_string_value(json_object_get(o, "o"));
+    const char *route = json_string_value(json_object_get(o, "r"));
+    json_t *b = json_object_get(o, "b");
+    int rc = -1;
+    if (!owner || strlen(owner) != 64 || !route || strlen(route) >= sizeof s->route ||
+        !json_is_array(b) || json_array_size(b) > MCP_SESSION_MAX_BACKENDS)
+        goto out;
+    for (size_t i = 0; i < 32; i++) {
+        unsigned v;
+        if (sscanf(owner + 2 * i, "%2x", &v) != 1)
+            goto out;
+        s->owner[i] = (uint8_t)v;
+    }
+    snprintf(s->route, sizeof s->route, "%s", route);
+    for (size_t i = 0; i < json_array_size(b); i++) {
+        json_t *e = json_array_get(b, i);
+        s->n_backends = i + 1;
+        if (json_is_null(e))
+            continue;
+        if (!json_is_string(e) || json_string_length(e) > MCP_SESSION_MAX_BACKEND_ID ||
+            !(s->backends[i] = strdup(json_string_value(e))))
+            goto out;
+    }
+    rc = 0;
+out:
+    json_decref(o);
+    if (rc != 0)
+        mcp_session_clear(s);
+    return rc;
+}
+
+/* ---- the memory store ---- */
+
+struct mem_entry {
+    uint8_t key_hash[GW_SHA256_LEN];
+    char *value;
+    size_t len;
     uint64_t last_use_ms; /* monotonic; 0 = free */
+    uint64_t ttl_ms;
 };
 
-struct session_set {
+struct mem_set {
     pthread_mutex_t lock;
-    struct session_entry ways[SESSION_WAYS];
+    struct mem_entry ways[SESSION_WAYS];
 };
 
 /*
- * The map is replaced only by mcp_session_configure/shutdown (at start and stop, not while
+ * The table is replaced only by mcp_session_configure/shutdown (at start and stop, not while
  * requests run); `map_lock` guards the pointer, each set's lock its entries.
  */
 static pthread_rwlock_t map_lock = PTHREAD_RWLOCK_INITIALIZER;
-static struct session_set *sets;
+static struct mem_set *sets;
 static size_t n_sets;
 static uint64_t idle_ms = 3600 * 1000;
 
-static void free_sets(struct session_set *s, size_t n)
+static void free_sets(struct mem_set *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        for (int w = 0; w < SESSION_WAYS; w++)
+            free(s[i].ways[w].value);
         pthread_mutex_destroy(&s[i].lock);
+    }
     free(s);
 }
 
@@ -40,9 +128,9 @@ static void free_sets(struct session_set *s, size_t n)
  * unbacked until used, as long as nothing writes to it. Where a default mutex is all zero
  * bytes (glibc), the zeroed sets are ready as they are; elsewhere each lock is initialised.
  */
-static struct session_set *alloc_sets(size_t n)
+static struct mem_set *alloc_sets(size_t n)
 {
-    struct session_set *s = calloc(n, sizeof *s);
+    struct mem_set *s = calloc(n, sizeof *s);
     if (!s)
         return NULL;
     static const pthread_mutex_t initializer = PTHREAD_MUTEX_INITIALIZER;
@@ -53,37 +141,7 @@ static struct session_set *alloc_sets(size_t n)
     return s;
 }
 
-int mcp_session_configure(size_t max_entries, uint64_t idle)
-{
-    size_t n = (max_entries + SESSION_WAYS - 1) / SESSION_WAYS;
-    if (n == 0)
-        n = 1;
-    struct session_set *fresh = alloc_sets(n);
-    if (!fresh)
-        return -1;
-    pthread_rwlock_wrlock(&map_lock);
-    struct session_set *old = sets;
-    size_t old_n = n_sets;
-    sets = fresh;
-    n_sets = n;
-    idle_ms = idle ? idle : 1;
-    pthread_rwlock_unlock(&map_lock);
-    free_sets(old, old_n);
-    return 0;
-}
-
-void mcp_session_shutdown(void)
-{
-    pthread_rwlock_wrlock(&map_lock);
-    struct session_set *old = sets;
-    size_t old_n = n_sets;
-    sets = NULL;
-    n_sets = 0;
-    pthread_rwlock_unlock(&map_lock);
-    free_sets(old, old_n);
-}
-
-/* Takes the read lock and makes sure a map exists (defaults on first use). */
+/* Takes the read lock and makes sure a table exists (defaults on first use). */
 static int map_acquire(void)
 {
     for (;;) {
@@ -91,7 +149,7 @@ static int map_acquire(void)
         if (sets)
             return 0;
         pthread_rwlock_unlock(&map_lock);
-        struct session_set *fresh = alloc_sets(100000 / SESSION_WAYS);
+        struct mem_set *fresh = alloc_sets(100000 / SESSION_WAYS);
         if (!fresh)
             return -1;
         pthread_rwlock_wrlock(&map_lock);
@@ -105,39 +163,28 @@ static int map_acquire(void)
     }
 }
 
-static int id_ok(const char *id, size_t *len)
+static struct mem_set *set_for(const uint8_t *h)
 {
-    if (!id)
-        return 0;
-    *len = strnlen(id, MCP_SESSION_MAX_ID + 1);
-    return *len > 0 && *len <= MCP_SESSION_MAX_ID;
+    uint64_t v;
+    memcpy(&v, h, sizeof v);
+    return &sets[v % n_sets];
 }
 
-static void owner_hash(const char *issuer, const char *sub, uint8_t out[GW_SHA256_LEN])
+static void entry_clear(struct mem_entry *e)
 {
-    struct gw_sha256_ctx c;
-    gw_sha256_init(&c);
-    gw_sha256_update(&c, issuer, strlen(issuer) + 1); /* the NUL separates the two */
-    gw_sha256_update(&c, sub, strlen(sub));
-    gw_sha256_final(&c, out);
+    free(e->value);
+    memset(e, 0, sizeof *e);
 }
 
-static struct session_set *set_for(const uint8_t *id_hash)
-{
-    uint64_t h;
-    memcpy(&h, id_hash, sizeof h);
-    return &sets[h % n_sets];
-}
-
-/* Finds id in s, expiring it when idle too long. Caller holds s->lock. */
-static struct session_entry *find(struct session_set *s, const uint8_t *id_hash, uint64_t now)
+/* Finds the key in s, expiring it when idle too long. Caller holds s->lock. */
+static struct mem_entry *mem_find(struct mem_set *s, const uint8_t *h, uint64_t now)
 {
     for (int w = 0; w < SESSION_WAYS; w++) {
-        struct session_entry *e = &s->ways[w];
-        if (!e->last_use_ms || memcmp(e->id_hash, id_hash, GW_SHA256_LEN) != 0)
+        struct mem_entry *e = &s->ways[w];
+        if (!e->last_use_ms || memcmp(e->key_hash, h, GW_SHA256_LEN) != 0)
             continue;
-        if (now - e->last_use_ms >= idle_ms) {
-            memset(e, 0, sizeof *e);
+        if (now - e->last_use_ms >= e->ttl_ms) {
+            entry_clear(e);
             return NULL;
         }
         return e;
@@ -145,55 +192,31 @@ static struct session_entry *find(struct session_set *s, const uint8_t *id_hash,
     return NULL;
 }
 
-int mcp_session_bind(const char *id, const char *issuer, const char *sub)
+static void mem_get(void *ctx, const char *key, uint64_t ttl, void *loop, mcp_session_get_cb *cb,
+                    void *arg)
 {
-    size_t len;
-    if (!id_ok(id, &len) || !issuer || !sub)
-        return -1;
-    uint8_t idh[GW_SHA256_LEN], owner[GW_SHA256_LEN];
-    gw_sha256(id, len, idh);
-    owner_hash(issuer, sub, owner);
-    if (map_acquire() != 0)
-        return -1;
-    struct session_set *s = set_for(idh);
-    uint64_t now = gw_mono_ms() + 1; /* never 0: 0 marks a free entry */
-    pthread_mutex_lock(&s->lock);
-    struct session_entry *e = find(s, idh, now);
-    for (int w = 0; w < SESSION_WAYS && !e; w++)
-        if (!s->ways[w].last_use_ms || now - s->ways[w].last_use_ms >= idle_ms)
-            e = &s->ways[w];
-    if (!e) {
-        e = &s->ways[0];
-        for (int w = 1; w < SESSION_WAYS; w++)
-            if (s->ways[w].last_use_ms < e->last_use_ms)
-                e = &s->ways[w];
+    (void)ctx;
+    (void)ttl; /* each entry keeps the lifetime it was stored with */
+    (void)loop;
+    uint8_t h[GW_SHA256_LEN];
+    gw_sha256(key, strlen(key), h);
+    if (map_acquire() != 0) {
+        cb(arg, -1, NULL, 0);
+        return;
     }
-    memcpy(e->id_hash, idh, sizeof idh);
-    memcpy(e->owner_hash, owner, sizeof owner);
-    e->last_use_ms = now;
-    pthread_mutex_unlock(&s->lock);
-    pthread_rwlock_unlock(&map_lock);
-    return 0;
-}
-
-int mcp_session_check(const char *id, const char *issuer, const char *sub)
-{
-    size_t len;
-    if (!id_ok(id, &len) || !issuer || !sub)
-        return -1;
-    uint8_t idh[GW_SHA256_LEN], owner[GW_SHA256_LEN];
-    gw_sha256(id, len, idh);
-    owner_hash(issuer, sub, owner);
-    if (map_acquire() != 0)
-        return -1;
-    struct session_set *s = set_for(idh);
-    uint64_t now = gw_mono_ms() + 1;
+    struct mem_set *s = set_for(h);
+    uint64_t now = gw_mono_ms() + 1; /* never 0: 0 marks a free entry */
+    char *copy = NULL;
+    size_t len = 0;
     int rc = 1;
     pthread_mutex_lock(&s->lock);
-    struct session_entry *e = find(s, idh, now);
+    struct mem_entry *e = mem_find(s, h, now);
     if (e) {
-        if (memcmp(e->owner_hash, owner, sizeof owner) == 0) {
-            e->last_use_ms = now;
+        e->last_use_ms = now;
+        copy = malloc(e->len + 1);
+        if (copy) {
+            memcpy(copy, e->value, e->len + 1);
+            len = e->len;
             rc = 0;
         } else {
             rc = -1;
@@ -201,25 +224,107 @@ int mcp_session_check(const char *id, const char *issuer, const char *sub)
     }
     pthread_mutex_unlock(&s->lock);
     pthread_rwlock_unlock(&map_lock);
-    return rc;
+    cb(arg, rc, copy, len);
+    free(copy);
 }
 
-void mcp_session_forget(const char *id)
+static int mem_put(void *ctx, const char *key, const char *value, size_t len, uint64_t ttl,
+                   void *loop)
 {
-    size_t len;
-    if (!id_ok(id, &len))
-        return;
-    uint8_t idh[GW_SHA256_LEN];
-    gw_sha256(id, len, idh);
-    if (map_acquire() != 0)
-        return;
-    struct session_set *s = set_for(idh);
+    (void)ctx;
+    (void)loop;
+    uint8_t h[GW_SHA256_LEN];
+    gw_sha256(key, strlen(key), h);
+    char *copy = malloc(len + 1);
+    if (!copy || map_acquire() != 0) {
+        free(copy);
+        return -1;
+    }
+    memcpy(copy, value, len);
+    copy[len] = '\0';
+    struct mem_set *s = set_for(h);
+    uint64_t now = gw_mono_ms() + 1;
     pthread_mutex_lock(&s->lock);
-    struct session_entry *e = find(s, idh, gw_mono_ms() + 1);
-    if (e)
-        memset(e, 0, sizeof *e);
+    struct mem_entry *e = mem_find(s, h, now);
+    for (int w = 0; w < SESSION_WAYS && !e; w++)
+        if (!s->ways[w].last_use_ms || now - s->ways[w].last_use_ms >= s->ways[w].ttl_ms)
+            e = &s->ways[w];
+    if (!e) {
+        /* Full: the least recently used session goes (it will get 404: fail closed). */
+        e = &s->ways[0];
+        for (int w = 1; w < SESSION_WAYS; w++)
+            if (s->ways[w].last_use_ms < e->last_use_ms)
+                e = &s->ways[w];
+    }
+    entry_clear(e);
+    memcpy(e->key_hash, h, sizeof h);
+    e->value = copy;
+    e->len = len;
+    e->ttl_ms = ttl ? ttl : 1;
+    e->last_use_ms = now;
     pthread_mutex_unlock(&s->lock);
     pthread_rwlock_unlock(&map_lock);
+    return 0;
+}
+
+static void mem_del(void *ctx, const char *key, void *loop)
+{
+    (void)ctx;
+    (void)loop;
+    uint8_t h[GW_SHA256_LEN];
+    gw_sha256(key, strlen(key), h);
+    if (map_acquire() != 0)
+        return;
+    struct mem_set *s = set_for(h);
+    pthread_mutex_lock(&s->lock);
+    struct mem_entry *e = mem_find(s, h, gw_mono_ms() + 1);
+    if (e)
+        entry_clear(e);
+    pthread_mutex_unlock(&s->lock);
+    pthread_rwlock_unlock(&map_lock);
+}
+
+static const struct mcp_session_store memory_store = {"memory", mem_get, mem_put, mem_del, NULL};
+static const struct mcp_session_store *store = &memory_store;
+
+void mcp_sessions_use(const struct mcp_session_store *s)
+{
+    store = s ? s : &memory_store;
+}
+
+const char *mcp_sessions_store_name(void)
+{
+    return store->name;
+}
+
+int mcp_session_configure(size_t max_entries, uint64_t idle)
+{
+    size_t n = (max_entries + SESSION_WAYS - 1) / SESSION_WAYS;
+    if (n == 0)
+        n = 1;
+    struct mem_set *fresh = alloc_sets(n);
+    if (!fresh)
+        return -1;
+    pthread_rwlock_wrlock(&map_lock);
+    struct mem_set *old = sets;
+    size_t old_n = n_sets;
+    sets = fresh;
+    n_sets = n;
+    idle_ms = idle ? idle : 1;
+    pthread_rwlock_unlock(&map_lock);
+    free_sets(old, old_n);
+    return 0;
+}
+
+void mcp_session_shutdown(void)
+{
+    pthread_rwlock_wrlock(&map_lock);
+    struct mem_set *old = sets;
+    size_t old_n = n_sets;
+    sets = NULL;
+    n_sets = 0;
+    pthread_rwlock_unlock(&map_lock);
+    free_sets(old, old_n);
 }
 
 size_t mcp_session_count(void)
@@ -231,9 +336,121 @@ size_t mcp_session_count(void)
     for (size_t i = 0; i < n_sets; i++) {
         pthread_mutex_lock(&sets[i].lock);
         for (int w = 0; w < SESSION_WAYS; w++)
-            n += sets[i].ways[w].last_use_ms && now - sets[i].ways[w].last_use_ms < idle_ms;
+            n += sets[i].ways[w].last_use_ms &&
+                 now - sets[i].ways[w].last_use_ms < sets[i].ways[w].ttl_ms;
         pthread_mutex_unlock(&sets[i].lock);
     }
     pthread_rwlock_unlock(&map_lock);
     return n;
+}
+
+/* ---- sessions ---- */
+
+/* The store key of a client id: "tg:s:" and the hex SHA-256 of the id (never the id). */
+static int key_of(const char *id, char key[KEY_LEN + 1])
+{
+    size_t len = id ? strnlen(id, MCP_SESSION_MAX_ID + 1) : 0;
+    if (len == 0 || len > MCP_SESSION_MAX_ID)
+        return -1;
+    char hex[65];
+    gw_sha256_hex(id, len, hex);
+    snprintf(key, KEY_LEN + 1, "%s%s", KEY_PREFIX, hex);
+    return 0;
+}
+
+int mcp_session_create(const char *issuer, const char *subject, const char *route,
+                       size_t n_backends, const char *backend0, char *id_out, void *loop)
+{
+    uint8_t raw[32];
+    struct gw_buf b64 = {0};
+    char key[KEY_LEN + 1];
+    struct mcp_session s = {0};
+    char *value = NULL;
+    size_t len = 0;
+    int rc = -1;
+    if (n_backends == 0 || n_backends > MCP_SESSION_MAX_BACKENDS || !route ||
+        strlen(route) >= sizeof s.route ||
+        (backend0 && strlen(backend0) > MCP_SESSION_MAX_BACKEND_ID))
+        return -1;
+    if (gw_random_bytes(raw, sizeof raw) != 0 || jwt_b64url_encode(raw, sizeof raw, &b64) != 0 ||
+        b64.len != MCP_SESSION_ID_LEN)
+        goto out;
+    mcp_session_owner(issuer, subject, s.owner);
+    snprintf(s.route, sizeof s.route, "%s", route);
+    s.n_backends = n_backends;
+    if (backend0 && !(s.backends[0] = strdup(backend0)))
+        goto out;
+    if (mcp_session_encode(&s, &value, &len) != 0 || key_of(b64.data, key) != 0 ||
+        store->put(store->ctx, key, value, len, idle_ms, loop) != 0)
+        goto out;
+    memcpy(id_out, b64.data, MCP_SESSION_ID_LEN + 1);
+    rc = 0;
+out:
+    free(value);
+    mcp_session_clear(&s);
+    gw_buf_free(&b64);
+    return rc;
+}
+
+struct lookup {
+    uint8_t owner[32];
+    char route[72];
+    mcp_session_lookup_cb *cb;
+    void *arg;
+};
+
+static void on_get(void *arg, int rc, const char *value, size_t len)
+{
+    struct lookup *lk = arg;
+    struct mcp_session s = {0};
+    if (rc == 0) {
+        if (mcp_session_decode(value, len, &s) != 0)
+            rc = -1; /* not what toolgate stores: the store cannot be trusted to answer */
+        else if (!gw_equal_ct(s.owner, lk->owner, sizeof s.owner) || strcmp(s.route, lk->route))
+            rc = 1;
+    }
+    lk->cb(lk->arg, rc, rc == 0 ? &s : NULL);
+    mcp_session_clear(&s);
+    free(lk);
+}
+
+void mcp_session_lookup(const char *id, const uint8_t owner[32], const char *route, void *loop,
+                        mcp_session_lookup_cb *cb, void *arg)
+{
+    char key[KEY_LEN + 1];
+    /* An id of another shape than the ones toolgate issues was not issued by it. */
+    if (!id || strlen(id) != MCP_SESSION_ID_LEN || key_of(id, key) != 0 || !route ||
+        strlen(route) >= sizeof((struct lookup *)0)->route) {
+        cb(arg, 1, NULL);
+        return;
+    }
+    struct lookup *lk = malloc(sizeof *lk);
+    if (!lk) {
+        cb(arg, -1, NULL);
+        return;
+    }
+    memcpy(lk->owner, owner, sizeof lk->owner);
+    snprintf(lk->route, sizeof lk->route, "%s", route);
+    lk->cb = cb;
+    lk->arg = arg;
+    store->get(store->ctx, key, idle_ms, loop, on_get, lk);
+}
+
+int mcp_session_update(const char *id, const struct mcp_session *s, void *loop)
+{
+    char key[KEY_LEN + 1];
+    char *value = NULL;
+    size_t len = 0;
+    int rc = -1;
+    if (key_of(id, key) == 0 && mcp_session_encode(s, &value, &len) == 0)
+        rc = store->put(store->ctx, key, value, len, idle_ms, loop);
+    free(value);
+    return rc;
+}
+
+void mcp_session_delete(const char *id, void *loop)
+{
+    char key[KEY_LEN + 1];
+    if (key_of(id, key) == 0)
+        store->del(store->ctx, key, loop);
 }

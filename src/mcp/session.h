@@ -1,12 +1,17 @@
 /*
- * session: which verified user owns each MCP session (Mcp-Session-Id), so a session id that
- * leaks cannot be used by someone else: the identity layer answers 404 to another user.
+ * session: toolgate's own MCP sessions. A client never sees a backend's Mcp-Session-Id:
+ * toolgate issues its own (256 random bits), maps it to the backend session(s) it stands for,
+ * and binds it to the verified user and the route it was made on. An id toolgate did not
+ * issue, or one that expired, was evicted or deleted, or belongs to another user or route, is
+ * unknown: 404, as the specification says for a session the server does not know.
  *
- * Process-wide, thread-safe and bounded. Only hashes are stored: SHA-256 of the session id
- * and SHA-256 of (issuer, NUL, subject); a memory dump yields neither ids nor user names.
- * Set-associative like the token cache: an id picks a set of entries under one mutex; idle
- * entries expire, and a full set drops its least recently used entry (the backend still
- * decides whether that session exists).
+ * Only hashes identify sessions in the store: SHA-256 of the id is the key, SHA-256 of
+ * (issuer, NUL, subject) the owner; a dump of the store yields neither ids nor user names.
+ *
+ * The store is the memory table of this process by default (bounded, idle sessions expire,
+ * the least recently used goes when a set is full). A module may provide another
+ * (mcp_sessions_use): the limits layer does with Redis, so that sessions survive a restart
+ * and every instance behind one load balancer knows them.
  */
 #ifndef GW_MCP_SESSION_H
 #define GW_MCP_SESSION_H
@@ -14,31 +19,92 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longer ids are refused (they are not ids any MCP server issues). */
+/* The ids toolgate issues: 32 random bytes, base64url without padding. */
+#define MCP_SESSION_ID_LEN 43
+/* Longer ids are refused before any lookup (they are not ids any server issues). */
 #define MCP_SESSION_MAX_ID 256
+/* Backend sessions one client session stands for (a federated route's backends). */
+#define MCP_SESSION_MAX_BACKENDS 64
+/* A backend's session id is copied at most this long. */
+#define MCP_SESSION_MAX_BACKEND_ID 256
+
+struct mcp_session {
+    uint8_t owner[32]; /* SHA-256 of issuer NUL subject */
+    char route[72];    /* the route's name */
+    size_t n_backends;
+    char *backends[MCP_SESSION_MAX_BACKENDS]; /* the backends' session ids; NULL: none yet */
+};
+
+/* Frees the backend ids and zeroes s. */
+void mcp_session_clear(struct mcp_session *s);
+/* The owner hash of a user (issuer may be "" for an unverified, anonymous caller). */
+void mcp_session_owner(const char *issuer, const char *subject, uint8_t out[32]);
+
+/* ---- the store a module may provide ---- */
 
 /*
- * Sizes the map (at least max_entries) and sets the idle expiry; drops every binding.
- * Called by identity_start; defaults (100000 entries, 1h) apply until then.
- * Returns 0 or -1 (memory).
+ * A lookup's answer: rc 0 with the encoded session (value, len: valid during the call), 1
+ * when the key is unknown, -1 when the store cannot answer (fail closed). Called on the loop
+ * thread the request runs on, possibly before get returns.
+ */
+typedef void mcp_session_get_cb(void *arg, int rc, const char *value, size_t len);
+
+struct mcp_session_store {
+    const char *name; /* "memory", "redis" */
+    /* Finds the value and renews its lifetime to ttl_ms (idle expiry). */
+    void (*get)(void *ctx, const char *key, uint64_t ttl_ms, void *loop, mcp_session_get_cb *cb,
+                void *arg);
+    /* Stores or replaces, with this lifetime (refreshed by every get). 0, or -1 (fails). */
+    int (*put)(void *ctx, const char *key, const char *value, size_t len, uint64_t ttl_ms,
+               void *loop);
+    void (*del)(void *ctx, const char *key, void *loop);
+    void *ctx;
+};
+
+/* Makes `store` the session store (NULL: the memory store again). Before requests run. */
+void mcp_sessions_use(const struct mcp_session_store *store);
+/* The store in use ("memory", "redis"). */
+const char *mcp_sessions_store_name(void);
+
+/*
+ * Sizes the memory store (at least max_entries) and sets the idle expiry of sessions in any
+ * store; drops every session of the memory store. Defaults (100000 entries, 1h) apply until
+ * then. Returns 0 or -1 (memory).
  */
 int mcp_session_configure(size_t max_entries, uint64_t idle_ms);
-/* Frees the map (bindings are lost). */
 void mcp_session_shutdown(void);
 
+/* ---- sessions ---- */
+
 /*
- * Binds id to (issuer, sub), replacing an earlier binding of the same id. Called by the
- * proxy when an upstream answer carries Mcp-Session-Id. Returns 0, or -1 (bad id, memory).
+ * A new session for a user on a route, standing for n_backends backend sessions (backend0,
+ * may be NULL, the first's id). Writes its id (MCP_SESSION_ID_LEN + 1 bytes) into id_out.
+ * `loop` is the caller's event loop (a store may send commands on it). Returns 0 or -1.
  */
-int mcp_session_bind(const char *id, const char *issuer, const char *sub);
+int mcp_session_create(const char *issuer, const char *subject, const char *route,
+                       size_t n_backends, const char *backend0, char *id_out, void *loop);
+
 /*
- * 0: id is bound to this user (its idle timer restarts); 1: id unknown or expired (let the
- * backend decide); -1: bound to another user, or an id that cannot be valid.
+ * Looks a client's session id up. cb gets rc 0 and the session (valid during the call) when
+ * the id is known, bound to this owner and this route; 1 when it is not (unknown, expired,
+ * evicted, deleted, another user's or another route's: one answer for all, so a guess learns
+ * nothing); -1 when the store cannot answer. The lookup refreshes the idle timer. The callee
+ * may take the backend ids out of s (setting them NULL); the rest is freed after the call.
  */
-int mcp_session_check(const char *id, const char *issuer, const char *sub);
-/* Forgets id (DELETE of the session, or the backend said 404). */
-void mcp_session_forget(const char *id);
-/* Bindings currently held (for tests and metrics). */
+typedef void mcp_session_lookup_cb(void *arg, int rc, struct mcp_session *s);
+void mcp_session_lookup(const char *id, const uint8_t owner[32], const char *route, void *loop,
+                        mcp_session_lookup_cb *cb, void *arg);
+
+/* Replaces what id stands for (a backend's session opened or renewed). 0 or -1. */
+int mcp_session_update(const char *id, const struct mcp_session *s, void *loop);
+/* Ends a session (DELETE, or the backend no longer knows it). */
+void mcp_session_delete(const char *id, void *loop);
+
+/* Sessions the memory store holds now (tests, metrics). */
 size_t mcp_session_count(void);
+
+/* The encoding the stores keep (exposed for tests): JSON. Returns 0 or -1. */
+int mcp_session_encode(const struct mcp_session *s, char **out, size_t *len);
+int mcp_session_decode(const char *value, size_t len, struct mcp_session *s);
 
 #endif

@@ -67,7 +67,7 @@ describe("two backends behind one endpoint", () => {
 
     test("toolgate answers initialize with its own session", async () => {
         assert.equal(client.getServerVersion().name, "toolgate");
-        assert.match(transport.sessionId, /^[0-9a-f]{32}$/);
+        assert.match(transport.sessionId, /^[A-Za-z0-9_-]{43}$/);
         assert.ok(client.getServerCapabilities().tools);
     });
 

@@ -1,16 +1,18 @@
 // Which headers cross the gateway, in each direction. A test backend records exactly what it
 // received; the client side is a raw socket, so every header sent and received is visible.
 //
-// Client -> backend: Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version,
-// Last-Event-ID, plus toolgate's own X-Request-Id (and Host/Content-Length of the new request).
-// Nothing else: not Authorization, hop-by-hop headers, cookies or custom headers.
-// Backend -> client: Content-Type, Mcp-Session-Id, MCP-Protocol-Version, Cache-Control,
-// Retry-After, Allow, plus toolgate's X-Request-Id, Date, Server and framing. Nothing else.
+// Client -> backend: Content-Type, Accept, MCP-Protocol-Version, Last-Event-ID, plus
+// toolgate's own X-Request-Id (and Host/Content-Length of the new request), and the backend's
+// own session id for toolgate's session the client names. Nothing else: not Authorization,
+// hop-by-hop headers, cookies or custom headers, nor the client's Mcp-Session-Id.
+// Backend -> client: Content-Type, MCP-Protocol-Version, Cache-Control, Retry-After, Allow,
+// plus toolgate's X-Request-Id and session id, Date, Server and framing. Nothing else.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startToolgate, killAll } from "./lib/harness.mjs";
 import { startBackend, echoRpc, sseEvent } from "./lib/backend.mjs";
 import { RawConn, request, exchange, jsonBody, parseSse } from "./lib/raw.mjs";
+import { openSession } from "./lib/session.mjs";
 
 let tg;
 let backend;
@@ -32,6 +34,7 @@ after(async () => {
 const names = (rawHeaders) => rawHeaders.map(([n]) => n.toLowerCase()).sort();
 
 test("request headers: relayed allowlist; Authorization and hop-by-hop never forwarded", async () => {
+    const sid = await openSession(tg.port, backend, "session-abc-123");
     const mark = backend.received.length;
     const body = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" });
     const c = await RawConn.open(tg.port);
@@ -42,7 +45,7 @@ test("request headers: relayed allowlist; Authorization and hop-by-hop never for
             ["Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"],
             ["Content-Type", "application/json"],
             ["Accept", "application/json, text/event-stream"],
-            ["Mcp-Session-Id", "session-abc-123"],
+            ["Mcp-Session-Id", sid],
             ["MCP-Protocol-Version", "2025-06-18"],
             ["Last-Event-ID", "event-41"],
             ["Connection", "keep-alive, X-Hop"],
@@ -69,7 +72,7 @@ test("request headers: relayed allowlist; Authorization and hop-by-hop never for
     assert.equal(got[0].body, body);
     assert.equal(h["content-type"], "application/json");
     assert.equal(h.accept, "application/json, text/event-stream");
-    assert.equal(h["mcp-session-id"], "session-abc-123");
+    assert.equal(h["mcp-session-id"], "session-abc-123", "the backend's own id, not toolgate's");
     assert.equal(h["mcp-protocol-version"], "2025-06-18");
     assert.equal(h["last-event-id"], "event-41");
     assert.equal(h["x-request-id"], rid, "toolgate's request id replaces the client's");
@@ -103,12 +106,13 @@ test("GET and DELETE relay the session headers too", async () => {
         } else echoRpc(req, res, body);
     });
     try {
+        const sid = await openSession(tg.port, backend, "s-get");
         const mark = backend.received.length;
         const get = await exchange(
             tg.port,
             request("GET", "/mcp", {
                 Accept: "text/event-stream",
-                "Mcp-Session-Id": "s-get",
+                "Mcp-Session-Id": sid,
                 "MCP-Protocol-Version": "2025-06-18",
                 "Last-Event-ID": "e0",
                 Authorization: "Bearer t",
@@ -119,8 +123,11 @@ test("GET and DELETE relay the session headers too", async () => {
         const events = parseSse(get.body.toString());
         assert.equal(events.length, 1);
         assert.equal(events[0].id, "e1");
-        const del = await exchange(tg.port, request("DELETE", "/mcp", { "Mcp-Session-Id": "s-get" }));
+        const del = await exchange(tg.port, request("DELETE", "/mcp", { "Mcp-Session-Id": sid }));
         assert.equal(del.status, 200);
+        // Deleted: the id is unknown from now on, and never reaches the backend again.
+        const again = await exchange(tg.port, request("GET", "/mcp", { Accept: "text/event-stream", "Mcp-Session-Id": sid }));
+        assert.equal(again.status, 404);
         const [g, d] = backend.received.slice(mark);
         assert.equal(g.method, "GET");
         assert.equal(g.headers["mcp-session-id"], "s-get");
@@ -189,7 +196,9 @@ test("response headers: only the relayed set reaches the client", async () => {
         );
         assert.equal(res.status, 200);
         assert.deepEqual(jsonBody(res), { jsonrpc: "2.0", id: 3, result: {} });
-        assert.equal(res.headers["mcp-session-id"], "backend-session");
+        // The backend's session becomes one of toolgate's; its own id stays inside.
+        assert.match(res.headers["mcp-session-id"], /^[A-Za-z0-9_-]{43}$/);
+        assert.ok(!res.body.toString().includes("backend-session"));
         assert.equal(res.headers["mcp-protocol-version"], "2025-06-18");
         assert.equal(res.headers["cache-control"], "no-store");
         assert.equal(res.headers.server, "toolgate");

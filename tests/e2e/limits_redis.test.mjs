@@ -216,3 +216,37 @@ test('one spending budget is shared by two instances, settled at actual cost', a
   assert.equal(meta.rule, 'daily');
   assert.match(d.json.result.content[0].text, /0\.9 of 1 used/);
 });
+
+// Sessions are toolgate's own and live in Redis with the limits: one opened on one instance
+// is known on the other, only to its user, and ending it on one ends it everywhere.
+test('a session opened on one instance works on the other, and ends on both', async () => {
+  const { res } = await rpc(gw[0], 'alice', {
+    jsonrpc: '2.0', id: nextId++, method: 'initialize',
+    params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'e2e', version: '1' } },
+  });
+  assert.equal(res.status, 200);
+  const sid = res.headers.get('mcp-session-id');
+  assert.match(sid, /^[A-Za-z0-9_-]{43}$/);
+  const list = { jsonrpc: '2.0', id: nextId++, method: 'tools/list' };
+  const other = await rpc(gw[1], 'alice', list, sid);
+  assert.equal(other.res.status, 200, JSON.stringify(other.json));
+  assert.ok(Array.isArray(other.json.result.tools));
+  // Another user presenting it: unknown, on either instance.
+  for (const url of gw) {
+    const stolen = await rpc(url, 'bob', { ...list, id: nextId++ }, sid);
+    assert.equal(stolen.res.status, 404);
+    assert.equal(stolen.json.error.message, 'Session not found.');
+  }
+  // A made-up id: the same answer.
+  const made = await rpc(gw[1], 'alice', { ...list, id: nextId++ }, 'A'.repeat(43));
+  assert.equal(made.res.status, 404);
+  // Ended on the second, gone on the first.
+  const del = await fetch(`${gw[1]}/mcp`, {
+    method: 'DELETE',
+    headers: { Authorization: `Bearer ${tokens.alice}`, 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': '2025-06-18' },
+  });
+  assert.ok(del.status < 300, `DELETE ${del.status}`);
+  await new Promise((r) => setTimeout(r, 100));
+  const after = await rpc(gw[0], 'alice', { ...list, id: nextId++ }, sid);
+  assert.equal(after.res.status, 404);
+});

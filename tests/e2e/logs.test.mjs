@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { startToolgate, killAll, freePort } from "./lib/harness.mjs";
 import { startBackend, echoRpc, sseEvent } from "./lib/backend.mjs";
 import { exchange, postJson, request } from "./lib/raw.mjs";
+import { openSession } from "./lib/session.mjs";
 
 let tg;
 let backend;
@@ -41,6 +42,7 @@ after(async () => {
 const secret = "Bearer log-secret-0123456789";
 
 test("each request on a route: one log line whose request_id is the X-Request-Id, with its status", async () => {
+    const sid = await openSession(tg.port, backend, "backend-s");
     const cases = [
         { name: "allowed POST", bytes: postJson("/mcp", { jsonrpc: "2.0", id: 1, method: "ping" }, { Authorization: secret }), status: 200, method: "POST", route: "main", rpc: "ping" },
         { name: "notification", bytes: postJson("/mcp", { jsonrpc: "2.0", method: "notifications/initialized" }), status: 202, method: "POST", route: "main" },
@@ -48,7 +50,8 @@ test("each request on a route: one log line whose request_id is the X-Request-Id
         { name: "wrong content type", bytes: postJson("/mcp", "{}", { "Content-Type": "text/plain" }), status: 415, method: "POST", route: "main", decision: "deny" },
         { name: "backend down", bytes: postJson("/down", { jsonrpc: "2.0", id: 2, method: "tools/list" }), status: 502, method: "POST", route: "down" },
         { name: "GET stream", bytes: request("GET", "/mcp", { Accept: "text/event-stream" }), status: 200, method: "GET", route: "main" },
-        { name: "DELETE", bytes: request("DELETE", "/mcp", { "Mcp-Session-Id": "s" }), status: 204, method: "DELETE", route: "main" },
+        { name: "unknown session", bytes: request("DELETE", "/mcp", { "Mcp-Session-Id": "made-up" }), status: 404, method: "DELETE", route: "main", decision: "deny" },
+        { name: "DELETE", bytes: request("DELETE", "/mcp", { "Mcp-Session-Id": sid }), status: 204, method: "DELETE", route: "main" },
     ];
     const ids = new Set();
     for (const c of cases) {

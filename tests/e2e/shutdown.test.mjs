@@ -74,8 +74,9 @@ test("SIGTERM ends an open GET SSE stream cleanly and exits without waiting for 
     });
     backends.push(backend);
     const tg = await startToolgate({ routes: [{ url: backend.url }], limits: { shutdown_timeout: "10s" } });
+    // A GET stream without a session (a stateless backend's); sessions are toolgate's own.
     const c = await RawConn.open(tg.port);
-    await c.write(request("GET", "/mcp", { Accept: "text/event-stream", "Mcp-Session-Id": "s1" }));
+    await c.write(request("GET", "/mcp", { Accept: "text/event-stream" }));
     await c.waitForData((s) => s.includes("hello"), 3000, "the first event");
 
     const t0 = Date.now();

@@ -326,17 +326,69 @@ static int request_token(struct gw_request *req, struct gw_decision *d, struct g
     return GW_PASS;
 }
 
-/* The session the request names must belong to this user (another user's: 404). */
+/* A session lookup in flight: answered during the call (memory) or later (Redis). */
+struct session_wait {
+    struct gw_request *req;
+    int in_call;
+    int done;
+    int verdict;
+};
+
+static void session_found(void *arg, int rc, struct mcp_session *s)
+{
+    struct session_wait *w = arg;
+    struct gw_request *req = w->req;
+    struct gw_decision *d = &req->decision[GW_STAGE_IDENTITY];
+    int v = GW_PASS;
+    if (rc == 0) {
+        req->session = *s;
+        memset(s->backends, 0, sizeof s->backends); /* the ids now belong to the request */
+        req->session_valid = 1;
+    } else if (rc == 1) {
+        gw_identity_clear(&req->identity);
+        v = gw_decision_deny(d, 404, IDENTITY_JSONRPC_UNAUTHORIZED, "identity.unknown_session",
+                             "Session not found.");
+    } else {
+        v = gw_decision_deny(d, 503, JSONRPC_INTERNAL_ERROR, "identity.session_store",
+                             "Sessions cannot be checked right now; try again.");
+    }
+    if (w->in_call) {
+        w->done = 1;
+        w->verdict = v;
+        return;
+    }
+    free(w);
+    d->verdict = (enum gw_verdict)v;
+    gw_pipeline_resume(req, v);
+}
+
+/*
+ * The session the request names must be one toolgate issued, live, and bound to this user and
+ * this route; anything else is unknown (404), whoever it belongs to. Returns the verdict, or
+ * GW_ASYNC when the store answers later (Redis): the verdict then comes through
+ * gw_pipeline_resume.
+ */
 static int check_session(struct gw_request *req, struct gw_decision *d)
 {
     if (!req->session_id)
         return GW_PASS;
-    if (mcp_session_check(req->session_id, req->identity.issuer, req->identity.subject) < 0) {
-        gw_identity_clear(&req->identity);
-        return gw_decision_deny(d, 404, IDENTITY_JSONRPC_UNAUTHORIZED, "identity.session_owner",
-                                "Session not found.");
-    }
-    return GW_PASS;
+    struct session_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return gw_decision_deny(d, 503, JSONRPC_INTERNAL_ERROR, "identity.session_store",
+                                "Sessions cannot be checked right now; try again.");
+    w->req = req;
+    w->in_call = 1;
+    uint8_t owner[32];
+    mcp_session_owner(req->identity.verified ? req->identity.issuer : "", req->identity.subject,
+                      owner);
+    mcp_session_lookup(req->session_id, owner, req->route ? req->route->name : "",
+                       gw_request_loop(req), session_found, w);
+    w->in_call = 0;
+    if (!w->done)
+        return GW_ASYNC;
+    int v = w->verdict;
+    free(w);
+    return v;
 }
 
 /* After a refetch, on the request's thread: verify again (no further refetch) and resume. */
@@ -357,10 +409,13 @@ static void refetch_resumed(void *arg)
         }
         if (v == GW_PASS)
             v = check_session(req, d);
-        if (v != GW_PASS && v != GW_DENY)
-            v = deny_token(req, d, JWT_E_INTERNAL);
-        d->verdict = (enum gw_verdict)v;
-        gw_pipeline_resume(req, v);
+        /* A session lookup resumes the pipeline itself (req may be gone by now). */
+        if (v != GW_ASYNC) {
+            if (v != GW_PASS && v != GW_DENY)
+                v = deny_token(req, d, JWT_E_INTERNAL);
+            d->verdict = (enum gw_verdict)v;
+            gw_pipeline_resume(req, v);
+        }
     }
     wait_unref(w);
 }
@@ -380,7 +435,8 @@ static int identity_check(struct gw_request *req, struct gw_decision *d)
         if (!req->identity.subject || !req->identity.roles || !req->identity.scopes)
             return gw_decision_deny(d, 500, JSONRPC_INTERNAL_ERROR, "identity.internal",
                                     "An internal error stopped this request.");
-        return GW_PASS;
+        /* Sessions are still toolgate's own: an id it did not issue is unknown. */
+        return check_session(req, d);
     }
     struct gw_slice token = GW_SLICE_NULL;
     if (request_token(req, d, &token) != GW_PASS)

@@ -276,6 +276,23 @@ void lredis_budget_add(const struct limits_config *lc, void *loop, const char *c
                        size_t n, int64_t delta, int64_t ttl_s);
 /* Closes this thread's connection (tests, shutdown). */
 void lredis_thread_close(void);
+
+/*
+ * This thread's connection to the configured Redis on `loop` (NULL while none can be made),
+ * and dropping it (after a timeout, so a late reply is never matched to a later command).
+ * The connection type is hiredis's redisAsyncContext.
+ */
+struct redisAsyncContext;
+struct uv_loop_s;
+struct redisAsyncContext *lredis_conn(const struct limits_config *lc, struct uv_loop_s *loop);
+void lredis_drop(void);
+
+/*
+ * The session store in Redis (limits_sessions.c): toolgate's MCP sessions shared by every
+ * instance and kept across restarts, used when limits.store is Redis.
+ */
+void limits_sessions_use_redis(const struct limits_config *lc);
+void limits_sessions_stop(void);
 /*
  * The loop Redis calls run on for requests without a worker (unit tests, the benchmark):
  * per thread. Requests served by the server use their worker's loop.

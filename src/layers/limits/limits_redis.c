@@ -185,7 +185,7 @@ void lredis_thread_close(void)
     c->retry_at_ms = 0;
 }
 
-static redisAsyncContext *conn_get(const struct limits_config *lc, uv_loop_t *loop)
+redisAsyncContext *lredis_conn(const struct limits_config *lc, uv_loop_t *loop)
 {
     struct rconn *c = &tls_conn;
     if (c->ac && (c->loop != loop || c->port != lc->redis_port || strcmp(c->host, lc->redis_host)))
@@ -360,6 +360,11 @@ static void on_timeout(uv_timer_t *t)
     drop(&tls_conn);
 }
 
+void lredis_drop(void)
+{
+    drop(&tls_conn);
+}
+
 /* Appends a NUL-terminated argument; offsets are resolved to pointers once storage is final. */
 static int arg_add(struct rop *op, const char *s, size_t len)
 {
@@ -425,7 +430,7 @@ void lredis_check(const struct limits_config *lc, void *loop, const struct lredi
         goto fail_now;
     for (int i = 0; i < op->argc; i++)
         op->argv[i] = op->storage.data + op->offsets[i];
-    ac = conn_get(lc, loop);
+    ac = lredis_conn(lc, loop);
     if (!ac)
         goto fail_now;
     if (redisAsyncCommandArgv(ac, on_reply, op, op->argc, op->argv, op->argvlen) != REDIS_OK)
@@ -460,7 +465,7 @@ static void on_ignored(redisAsyncContext *ac, void *reply, void *privdata)
 void lredis_budget_add(const struct limits_config *lc, void *loop, const char *const *keys,
                        size_t n, int64_t delta, int64_t ttl_s)
 {
-    redisAsyncContext *ac = conn_get(lc, loop);
+    redisAsyncContext *ac = lredis_conn(lc, loop);
     if (!ac) {
         gw_log(GW_LOG_WARN, "limits_redis_settle", NULL, NULL,
                "Redis is unavailable: a budget settlement of %lld micro-units was not applied",

@@ -220,6 +220,9 @@ int limits_start(const struct gw_config *cfg)
             return -EIO;
         }
     }
+    /* Sessions go where the shared limits go, so every instance knows them. */
+    if (lc->redis_host)
+        limits_sessions_use_redis(lc);
     return 0;
 }
 
@@ -227,5 +230,6 @@ void limits_stop(void)
 {
     struct limits_runtime *r = limits_rt;
     limits_rt = NULL;
+    limits_sessions_stop();
     runtime_free(r);
 }

@@ -562,7 +562,7 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
     if (req->backend->n_endpoints > 0) {
         /* A session lives on the endpoint that issued it; other requests go round-robin. */
         int idx =
-            req->backend->n_endpoints > 1 ? affinity_lookup(req->backend, req->session_id) : -1;
+            req->backend->n_endpoints > 1 ? affinity_lookup(req->backend, req->session_valid ? req->session.backends[0] : NULL) : -1;
         struct endpoint_status st;
         if (idx >= 0 && (endpoints_status(req->backend, idx, &st) != 0 || !st.up || st.ejected))
             idx = -1; /* gone: the backend will say the session is unknown */
@@ -637,10 +637,11 @@ static void routing_complete(struct gw_request *req)
     int index = endpoints_index_of(be, req->upstream_url);
     endpoints_report(be, index, outcome);
     if (be->n_endpoints > 1 && outcome == ENDPOINT_OK) {
-        if (req->method == GW_HTTP_DELETE && req->session_id)
-            affinity_forget(be, req->session_id);
-        else if (req->upstream_session_id &&
-                 (!req->session_id || strcmp(req->session_id, req->upstream_session_id) != 0))
+        /* Keyed by the backend's session id: the client's is toolgate's own. */
+        const char *known = req->session_valid ? req->session.backends[0] : NULL;
+        if (req->method == GW_HTTP_DELETE && known)
+            affinity_forget(be, known);
+        else if (req->upstream_session_id && (!known || strcmp(known, req->upstream_session_id)))
             affinity_remember(be, req->upstream_session_id, index);
     }
 }

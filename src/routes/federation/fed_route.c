@@ -216,8 +216,11 @@ static void fed_init_done(void *arg, int err, const char *detail)
     }
     static const struct upstream_callbacks cbs = {fed_init_head, fed_init_data, fed_init_done};
     if (s->step == FED_INIT) {
-        if (s->backend_sid && req->session_id)
-            fed_session_set_backend(req->session_id, s->index, s->backend_sid);
+        if (s->backend_sid && req->session_valid && s->index < req->session.n_backends) {
+            free(req->session.backends[s->index]);
+            req->session.backends[s->index] = strdup(s->backend_sid);
+            mcp_session_update(req->session_id, &req->session, gw_request_loop(req));
+        }
         s->step = FED_INITIALIZED;
         fed_start(x, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}", 1, &cbs);
         return;
@@ -282,14 +285,15 @@ static void fed_initialize(struct exchange *x, const struct mcp_message *m)
     for (const char *const *v = fed_versions; asked && *v; v++)
         if (strcmp(asked, *v) == 0)
             version = *v;
-    char sid[FED_SESSION_ID_LEN + 1];
-    if (fed_session_create(req->route, sid) != 0) {
-        answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+    char sid[MCP_SESSION_ID_LEN + 1];
+    if (!req->identity.subject ||
+        mcp_session_create(req->identity.verified ? req->identity.issuer : "",
+                           req->identity.subject, req->route->name, req->route->n_backends, NULL,
+                           sid, gw_request_loop(req)) != 0) {
+        answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "The session could not be recorded",
+                     "internal.session");
         return;
     }
-    if (req->identity.verified && req->identity.subject)
-        mcp_session_bind(sid, req->identity.issuer ? req->identity.issuer : "",
-                         req->identity.subject);
     json_t *result = json_pack(
         "{s:s, s:{s:{s:b}}, s:{s:s, s:s}, s:s}", "protocolVersion", version, "capabilities",
         "tools", "listChanged", 0, "serverInfo", "name", "toolgate", "version", TOOLGATE_VERSION,
@@ -309,16 +313,13 @@ static void fed_forward(struct exchange *x)
     struct gw_request *req = x->req;
     struct fed_state *s = state(x);
     if (req->method == GW_HTTP_DELETE) {
-        char **sids = NULL;
-        size_t n = 0;
-        if (!req->session_id || fed_session_drop(req->session_id, &sids, &n) != 0) {
-            answer_error(x, 404, JSONRPC_INVALID_REQUEST, "Session not found",
-                         "federation.unknown_session");
+        if (!req->session_valid) {
+            answer_error(x, 400, JSONRPC_INVALID_REQUEST, "Mcp-Session-Id header is required",
+                         "federation.no_session");
             return;
         }
-        mcp_session_forget(req->session_id);
-        fed_close_backends(x, sids, n);
-        fed_strv_free(sids, n);
+        mcp_session_delete(req->session_id, gw_request_loop(req));
+        fed_close_backends(x, req->session.backends, req->session.n_backends);
         answer_empty(x, 200);
         return;
     }
@@ -336,7 +337,8 @@ static void fed_forward(struct exchange *x)
                      "federation.no_session");
         return;
     }
-    if (!fed_session_exists(req->session_id)) {
+    if (!req->session_valid) {
+        /* The identity layer answers unknown ids; this is defence in depth. */
         answer_error(x, 404, JSONRPC_INVALID_REQUEST, "Session not found",
                      "federation.unknown_session");
         return;
@@ -377,9 +379,14 @@ static void fed_forward(struct exchange *x)
         answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
         return;
     }
-    if (fed_session_backend(req->session_id, s->index, &s->backend_sid) != 0) {
+    if (s->index >= req->session.n_backends) {
         answer_error(x, 404, JSONRPC_INVALID_REQUEST, "Session not found",
                      "federation.unknown_session");
+        return;
+    }
+    if (req->session.backends[s->index] &&
+        !(s->backend_sid = strdup(req->session.backends[s->index]))) {
+        answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
         return;
     }
     if (s->backend_sid) {

@@ -71,6 +71,9 @@ export async function startBackend(handler = echoRpc) {
         setHandler(h) {
             state.handler = h;
         },
+        get handler() {
+            return state.handler;
+        },
         async close() {
             for (const s of sockets) s.destroy();
             await withTimeout(new Promise((r) => server.close(r)), 3000, "backend close").catch(

@@ -1,4 +1,9 @@
-/* session: MCP session ids bound to verified users. */
+/*
+ * session: toolgate's own session ids. Issued ids are random and of one shape; a lookup finds
+ * a session only for its owner on its route; expiry, eviction and deletion make it unknown;
+ * the store's encoding is checked whole when read back; a provided store is used instead of
+ * the memory one.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +12,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,97 +20,256 @@
 
 #define ISS "https://idp.test/"
 
-static void test_bind_check_forget(void **state)
+struct seen {
+    int rc;
+    int calls;
+    char backend0[64];
+    size_t n_backends;
+};
+
+static void on_lookup(void *arg, int rc, struct mcp_session *s)
+{
+    struct seen *r = arg;
+    r->rc = rc;
+    r->calls++;
+    r->backend0[0] = '\0';
+    if (rc == 0 && s->backends[0])
+        snprintf(r->backend0, sizeof r->backend0, "%s", s->backends[0]);
+    r->n_backends = rc == 0 ? s->n_backends : 0;
+}
+
+static int lookup(const char *id, const char *iss, const char *sub, const char *route,
+                  struct seen *r)
+{
+    uint8_t owner[32];
+    mcp_session_owner(iss, sub, owner);
+    memset(r, 0, sizeof *r);
+    mcp_session_lookup(id, owner, route, NULL, on_lookup, r);
+    assert_int_equal(r->calls, 1); /* the memory store answers during the call */
+    return r->rc;
+}
+
+static void test_issue_and_find(void **state)
 {
     (void)state;
     assert_int_equal(mcp_session_configure(1000, 60000), 0);
-    assert_int_equal(mcp_session_check("s1", ISS, "alice"), 1); /* unknown */
-    assert_int_equal(mcp_session_bind("s1", ISS, "alice"), 0);
-    assert_int_equal(mcp_session_check("s1", ISS, "alice"), 0);
-    assert_int_equal(mcp_session_check("s1", ISS, "bob"), -1);
-    /* Same subject at another issuer is another user. */
-    assert_int_equal(mcp_session_check("s1", "https://other/", "alice"), -1);
-    /* The separator cannot be forged by moving characters between issuer and subject. */
-    assert_int_equal(mcp_session_bind("s2", "ab", "c"), 0);
-    assert_int_equal(mcp_session_check("s2", "a", "bc"), -1);
-    /* Rebinding replaces the owner. */
-    assert_int_equal(mcp_session_bind("s1", ISS, "bob"), 0);
-    assert_int_equal(mcp_session_check("s1", ISS, "bob"), 0);
-    assert_int_equal(mcp_session_check("s1", ISS, "alice"), -1);
-    mcp_session_forget("s1");
-    assert_int_equal(mcp_session_check("s1", ISS, "alice"), 1);
-    mcp_session_forget("never-bound");
-    assert_int_equal(mcp_session_count(), 1);
+    char a[MCP_SESSION_ID_LEN + 1], b[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create(ISS, "alice", "ehr", 1, "backend-1", a, NULL), 0);
+    assert_int_equal(mcp_session_create(ISS, "alice", "ehr", 1, "backend-1", b, NULL), 0);
+    assert_int_equal(strlen(a), MCP_SESSION_ID_LEN);
+    assert_string_not_equal(a, b); /* random, never reissued */
+    for (const char *c = a; *c; c++)
+        assert_non_null(
+            strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", *c));
+    struct seen r;
+    assert_int_equal(lookup(a, ISS, "alice", "ehr", &r), 0);
+    assert_string_equal(r.backend0, "backend-1");
+    /* Another user, the same subject at another issuer, the separator moved, another route:
+     * each is unknown, not "forbidden". */
+    assert_int_equal(lookup(a, ISS, "bob", "ehr", &r), 1);
+    assert_int_equal(lookup(a, "https://other/", "alice", "ehr", &r), 1);
+    assert_int_equal(lookup(a, "https://idp.test/a", "lice", "ehr", &r), 1);
+    assert_int_equal(lookup(a, ISS, "alice", "billing", &r), 1);
+    /* Ids toolgate did not issue, of any shape. */
+    assert_int_equal(lookup("backend-1", ISS, "alice", "ehr", &r), 1);
+    assert_int_equal(lookup("", ISS, "alice", "ehr", &r), 1);
+    assert_int_equal(lookup(NULL, ISS, "alice", "ehr", &r), 1);
+    char guess[MCP_SESSION_ID_LEN + 1];
+    memcpy(guess, a, sizeof guess);
+    guess[0] = guess[0] == 'A' ? 'B' : 'A';
+    assert_int_equal(lookup(guess, ISS, "alice", "ehr", &r), 1);
+    /* Deleted is unknown; the other session is untouched. */
+    mcp_session_delete(a, NULL);
+    assert_int_equal(lookup(a, ISS, "alice", "ehr", &r), 1);
+    assert_int_equal(lookup(b, ISS, "alice", "ehr", &r), 0);
+    /* Anonymous callers (identity off) own sessions as ("", "anonymous"). */
+    char anon[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create("", "anonymous", "ehr", 1, NULL, anon, NULL), 0);
+    assert_int_equal(lookup(anon, "", "anonymous", "ehr", &r), 0);
+    assert_int_equal(lookup(anon, ISS, "anonymous", "ehr", &r), 1);
 }
 
-static void test_bad_ids(void **state)
+static void test_update_backends(void **state)
 {
     (void)state;
-    assert_int_equal(mcp_session_configure(100, 60000), 0);
-    char long_id[MCP_SESSION_MAX_ID + 2];
-    memset(long_id, 'x', sizeof long_id - 1);
-    long_id[sizeof long_id - 1] = '\0';
-    assert_int_equal(mcp_session_bind(long_id, ISS, "a"), -1);
-    assert_int_equal(mcp_session_check(long_id, ISS, "a"), -1);
-    assert_int_equal(mcp_session_bind("", ISS, "a"), -1);
-    assert_int_equal(mcp_session_bind(NULL, ISS, "a"), -1);
-    assert_int_equal(mcp_session_check("ok", NULL, "a"), -1);
-    long_id[MCP_SESSION_MAX_ID] = '\0'; /* exactly the maximum is fine */
-    assert_int_equal(mcp_session_bind(long_id, ISS, "a"), 0);
-    assert_int_equal(mcp_session_check(long_id, ISS, "a"), 0);
+    assert_int_equal(mcp_session_configure(1000, 60000), 0);
+    char id[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create(ISS, "alice", "fed", 3, NULL, id, NULL), 0);
+    struct seen r;
+    assert_int_equal(lookup(id, ISS, "alice", "fed", &r), 0);
+    assert_int_equal(r.n_backends, 3);
+    assert_string_equal(r.backend0, "");
+    struct mcp_session s = {0};
+    mcp_session_owner(ISS, "alice", s.owner);
+    snprintf(s.route, sizeof s.route, "fed");
+    s.n_backends = 3;
+    s.backends[0] = strdup("first");
+    s.backends[2] = strdup("third");
+    assert_int_equal(mcp_session_update(id, &s, NULL), 0);
+    mcp_session_clear(&s);
+    assert_int_equal(lookup(id, ISS, "alice", "fed", &r), 0);
+    assert_string_equal(r.backend0, "first");
+    /* Bounds of what a session may hold. */
+    char big[MCP_SESSION_MAX_BACKEND_ID + 2];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(mcp_session_create(ISS, "alice", "fed", 1, big, id, NULL), -1);
+    assert_int_equal(mcp_session_create(ISS, "alice", "fed", 0, NULL, id, NULL), -1);
+    assert_int_equal(
+        mcp_session_create(ISS, "alice", "fed", MCP_SESSION_MAX_BACKENDS + 1, NULL, id, NULL), -1);
 }
 
 static void test_idle_expiry(void **state)
 {
     (void)state;
     assert_int_equal(mcp_session_configure(100, 150), 0);
-    assert_int_equal(mcp_session_bind("idle", ISS, "alice"), 0);
-    assert_int_equal(mcp_session_bind("busy", ISS, "alice"), 0);
-    for (int i = 0; i < 4; i++) {
-        usleep(60 * 1000);
-        assert_int_equal(mcp_session_check("busy", ISS, "alice"), 0); /* use keeps it alive */
-    }
-    assert_int_equal(mcp_session_check("idle", ISS, "bob"), 1); /* expired: unknown now */
-    assert_int_equal(mcp_session_check("busy", ISS, "bob"), -1);
+    char id[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create(ISS, "alice", "ehr", 1, NULL, id, NULL), 0);
+    struct seen r;
+    usleep(80 * 1000);
+    assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), 0); /* use refreshes */
+    usleep(100 * 1000);
+    assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), 0);
+    usleep(200 * 1000);
+    assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), 1);
 }
 
+/* A full table evicts the least recently used: that session is then unknown (fail closed). */
 static void test_bounded(void **state)
 {
     (void)state;
-    assert_int_equal(mcp_session_configure(64, 60000), 0);
-    char id[32];
-    for (int i = 0; i < 5000; i++) {
-        snprintf(id, sizeof id, "sess-%d", i);
-        assert_int_equal(mcp_session_bind(id, ISS, "u"), 0);
-    }
-    assert_true(mcp_session_count() <= 64);
-    assert_true(mcp_session_count() >= 32);
-    /* The most recent binding survives. */
-    assert_int_equal(mcp_session_check("sess-4999", ISS, "u"), 0);
+    assert_int_equal(mcp_session_configure(8, 60000), 0); /* one set of 8 */
+    char ids[20][MCP_SESSION_ID_LEN + 1];
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(mcp_session_create(ISS, "alice", "ehr", 1, NULL, ids[i], NULL), 0);
+    assert_true(mcp_session_count() <= 8);
+    struct seen r;
+    int found = 0;
+    for (int i = 0; i < 20; i++)
+        found += lookup(ids[i], ISS, "alice", "ehr", &r) == 0;
+    assert_true(found <= 8);
+    assert_int_equal(lookup(ids[19], ISS, "alice", "ehr", &r), 0); /* the newest is there */
+    assert_int_equal(lookup(ids[0], ISS, "alice", "ehr", &r), 1);  /* the oldest is not */
+}
+
+static void test_encoding_checked(void **state)
+{
+    (void)state;
+    struct mcp_session s = {0}, back;
+    mcp_session_owner(ISS, "alice", s.owner);
+    snprintf(s.route, sizeof s.route, "ehr");
+    s.n_backends = 2;
+    s.backends[1] = strdup("b\"1");
+    char *v;
+    size_t len;
+    assert_int_equal(mcp_session_encode(&s, &v, &len), 0);
+    assert_int_equal(mcp_session_decode(v, len, &back), 0);
+    assert_memory_equal(back.owner, s.owner, 32);
+    assert_null(back.backends[0]);
+    assert_string_equal(back.backends[1], "b\"1");
+    mcp_session_clear(&back);
+    free(v);
+    mcp_session_clear(&s);
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{\"o\":\"00\",\"r\":\"ehr\",\"b\":[]}",
+        "{\"o\":\"zz00000000000000000000000000000000000000000000000000000000000000\",\"r\":\"e\","
+        "\"b\":[]}",
+        "{\"o\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"r\":1,"
+        "\"b\":[]}",
+        "{\"o\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"r\":\"e\","
+        "\"b\":[1]}",
+        "{\"o\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"r\":\"e\","
+        "\"r\":\"f\",\"b\":[]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(mcp_session_decode(bad[i], strlen(bad[i]), &back), -1);
+}
+
+/* A store a module provides: what it answers is what lookups see, failures fail closed. */
+static int fake_rc = 0;
+static char fake_value[512];
+static int fake_puts, fake_dels;
+
+static void fake_get(void *ctx, const char *key, uint64_t ttl, void *loop, mcp_session_get_cb *cb,
+                     void *arg)
+{
+    (void)ctx;
+    (void)loop;
+    assert_true(ttl > 0);
+    assert_int_equal(strncmp(key, "tg:s:", 5), 0);
+    assert_int_equal(strlen(key), 5 + 64); /* a hash, never the id */
+    cb(arg, fake_rc, fake_rc == 0 ? fake_value : NULL, fake_rc == 0 ? strlen(fake_value) : 0);
+}
+
+static int fake_put(void *ctx, const char *key, const char *value, size_t len, uint64_t ttl,
+                    void *loop)
+{
+    (void)ctx;
+    (void)key;
+    (void)loop;
+    assert_true(ttl > 0);
+    assert_true(len < sizeof fake_value);
+    memcpy(fake_value, value, len);
+    fake_value[len] = '\0';
+    fake_puts++;
+    return 0;
+}
+
+static void fake_del(void *ctx, const char *key, void *loop)
+{
+    (void)ctx;
+    (void)key;
+    (void)loop;
+    fake_dels++;
+}
+
+static void test_provided_store(void **state)
+{
+    (void)state;
+    static const struct mcp_session_store fake = {"fake", fake_get, fake_put, fake_del, NULL};
+    mcp_sessions_use(&fake);
+    assert_string_equal(mcp_sessions_store_name(), "fake");
+    char id[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create(ISS, "alice", "ehr", 1, "b", id, NULL), 0);
+    assert_int_equal(fake_puts, 1);
+    assert_null(strstr(fake_value, id)); /* the id is not in what is stored */
+    struct seen r;
+    fake_rc = 0;
+    assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), 0);
+    fake_rc = 1;
+    assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), 1);
+    fake_rc = -1;
+    assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), -1);
+    fake_rc = 0;
+    snprintf(fake_value, sizeof fake_value, "not json");
+    assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), -1); /* a store that lies */
+    mcp_session_delete(id, NULL);
+    assert_int_equal(fake_dels, 1);
+    mcp_sessions_use(NULL);
+    assert_string_equal(mcp_sessions_store_name(), "memory");
 }
 
 struct worker {
-    int base;
     int errors;
 };
 
 static void *session_thread(void *arg)
 {
     struct worker *w = arg;
-    char id[32], sub[32];
-    for (int i = 0; i < 3000; i++) {
-        int n = w->base + i % 50;
-        snprintf(id, sizeof id, "t-%d", n);
-        snprintf(sub, sizeof sub, "user-%d", n);
-        if (mcp_session_bind(id, ISS, sub) != 0)
+    for (int i = 0; i < 500; i++) {
+        char id[MCP_SESSION_ID_LEN + 1];
+        struct seen r;
+        if (mcp_session_create(ISS, "alice", "ehr", 1, "b", id, NULL) != 0)
             w->errors++;
-        int rc = mcp_session_check(id, ISS, sub);
-        if (rc == -1) /* only the owner ever binds this id */
+        uint8_t owner[32];
+        mcp_session_owner(ISS, "alice", owner);
+        memset(&r, 0, sizeof r);
+        mcp_session_lookup(id, owner, "ehr", NULL, on_lookup, &r);
+        if (r.rc != 0)
             w->errors++;
-        if (mcp_session_check(id, ISS, "intruder") == 0)
-            w->errors++;
-        if (i % 7 == 0)
-            mcp_session_forget(id);
+        mcp_session_delete(id, NULL);
     }
     return NULL;
 }
@@ -112,33 +277,25 @@ static void *session_thread(void *arg)
 static void test_concurrent(void **state)
 {
     (void)state;
-    assert_int_equal(mcp_session_configure(4096, 60000), 0);
+    assert_int_equal(mcp_session_configure(100000, 60000), 0);
     pthread_t t[8];
-    struct worker w[8];
-    for (int i = 0; i < 8; i++) {
-        w[i] = (struct worker){.base = i * 1000};
+    struct worker w[8] = {0};
+    for (int i = 0; i < 8; i++)
         pthread_create(&t[i], NULL, session_thread, &w[i]);
-    }
     for (int i = 0; i < 8; i++) {
         pthread_join(t[i], NULL);
         assert_int_equal(w[i].errors, 0);
     }
-    assert_true(mcp_session_count() <= 8 * 50);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
     mcp_session_shutdown();
-    return 0;
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bind_check_forget), cmocka_unit_test(test_bad_ids),
-        cmocka_unit_test(test_idle_expiry),       cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_issue_and_find),   cmocka_unit_test(test_update_backends),
+        cmocka_unit_test(test_idle_expiry),      cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_encoding_checked), cmocka_unit_test(test_provided_store),
         cmocka_unit_test(test_concurrent),
     };
-    return cmocka_run_group_tests(tests, NULL, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

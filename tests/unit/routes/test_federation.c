@@ -118,57 +118,12 @@ static void test_rewrite(void **state)
     json_decref(msg);
 }
 
-static void test_sessions(void **state)
-{
-    (void)state;
-    fed_sessions_configure(4, 3600000);
-    char ids[6][FED_SESSION_ID_LEN + 1];
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(fed_session_create(&route, ids[i]), 0);
-    assert_int_equal(strlen(ids[0]), FED_SESSION_ID_LEN);
-    assert_string_not_equal(ids[0], ids[1]);
-    assert_true(fed_session_exists(ids[0]));
-    assert_false(fed_session_exists("0000"));
-    char *sid = (char *)1;
-    assert_int_equal(fed_session_backend(ids[1], 2, &sid), 0);
-    assert_null(sid);
-    assert_int_equal(fed_session_set_backend(ids[1], 2, "backend-session"), 0);
-    assert_int_equal(fed_session_backend(ids[1], 2, &sid), 0);
-    assert_string_equal(sid, "backend-session");
-    free(sid);
-    assert_int_equal(fed_session_set_backend(ids[1], 3, "x"), -1); /* no such backend */
-    assert_int_equal(fed_session_backend("unknown", 0, &sid), -1);
-    /* Full: a new session evicts the least recently used (ids[0] was touched last... so 2). */
-    assert_true(fed_session_exists(ids[0]));
-    assert_true(fed_session_exists(ids[1]));
-    assert_true(fed_session_exists(ids[3]));
-    assert_int_equal(fed_session_create(&route, ids[4]), 0);
-    assert_false(fed_session_exists(ids[2]));
-    assert_true(fed_session_exists(ids[4]));
-    /* Dropping hands back the backend sessions to close. */
-    char **sids;
-    size_t n;
-    assert_int_equal(fed_session_drop(ids[1], &sids, &n), 0);
-    assert_int_equal(n, 3);
-    assert_null(sids[0]);
-    assert_string_equal(sids[2], "backend-session");
-    fed_strv_free(sids, n);
-    assert_false(fed_session_exists(ids[1]));
-    assert_int_equal(fed_session_drop(ids[1], &sids, &n), -1);
-    /* The rest are still found after the removals moved entries around. */
-    assert_true(fed_session_exists(ids[0]));
-    assert_true(fed_session_exists(ids[3]));
-    assert_true(fed_session_exists(ids[4]));
-    fed_sessions_shutdown();
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefixes),
         cmocka_unit_test(test_cursors),
         cmocka_unit_test(test_rewrite),
-        cmocka_unit_test(test_sessions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -698,31 +698,46 @@ static void test_session_owner(void **state)
 {
     (void)state;
     struct fx_config *fx = start_file_config();
-    assert_int_equal(mcp_session_bind("sess-bob", FX_ISSUER, "bob"), 0);
-    assert_int_equal(mcp_session_bind("sess-alice", FX_ISSUER, "alice"), 0);
+    char bob[MCP_SESSION_ID_LEN + 1], alice[MCP_SESSION_ID_LEN + 1], other[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create(FX_ISSUER, "bob", "mcp", 1, "b-1", bob, NULL), 0);
+    assert_int_equal(mcp_session_create(FX_ISSUER, "alice", "mcp", 1, "b-2", alice, NULL), 0);
+    assert_int_equal(mcp_session_create(FX_ISSUER, "alice", "other", 1, "b-3", other, NULL), 0);
     char *tok = fx_token(FX_ED25519, NULL); /* alice */
     char *h = bearer(tok);
-    struct fx_request *r = fx_request(fx, NULL, "Authorization", h, NULL);
-    r->req->session_id = strdup("sess-bob");
-    assert_int_equal(run_check(r), GW_DENY);
-    assert_int_equal(decision(r)->http_status, 404);
-    assert_int_equal(decision(r)->jsonrpc_code, IDENTITY_JSONRPC_UNAUTHORIZED);
-    assert_string_equal(decision(r)->reason_code, "identity.session_owner");
-    assert_false(r->req->identity.verified);
-    fx_request_free(r);
-    /* Twice: the second comes from the token cache and is refused the same way. */
-    r = fx_request(fx, NULL, "Authorization", h, NULL);
-    r->req->session_id = strdup("sess-bob");
-    assert_int_equal(run_check(r), GW_DENY);
-    assert_int_equal(decision(r)->http_status, 404);
-    fx_request_free(r);
-    const char *ok_ids[] = {"sess-alice", "sess-unknown"};
-    for (int i = 0; i < 2; i++) {
-        r = fx_request(fx, NULL, "Authorization", h, NULL);
-        r->req->session_id = strdup(ok_ids[i]);
-        assert_int_equal(run_check(r), GW_PASS);
-        fx_request_free(r);
+    /* Bob's session, a session of another route, one toolgate never issued, one deleted: all
+     * the same unknown session, whatever the reason. */
+    char deleted[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create(FX_ISSUER, "alice", "mcp", 1, NULL, deleted, NULL), 0);
+    mcp_session_delete(deleted, NULL);
+    const char *unknown[] = {bob, other, "sess-never-issued", deleted,
+                             "0123456789012345678901234567890123456789012"};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        for (int pass = 0; pass < 2; pass++) { /* the second from the token cache */
+            struct fx_request *r = fx_request(fx, NULL, "Authorization", h, NULL);
+            r->req->route = &fx->route;
+            r->req->session_id = strdup(unknown[i]);
+            assert_int_equal(run_check(r), GW_DENY);
+            assert_int_equal(decision(r)->http_status, 404);
+            assert_int_equal(decision(r)->jsonrpc_code, IDENTITY_JSONRPC_UNAUTHORIZED);
+            assert_string_equal(decision(r)->reason_code, "identity.unknown_session");
+            assert_false(r->req->identity.verified);
+            assert_false(r->req->session_valid);
+            fx_request_free(r);
+        }
     }
+    /* Her own session on this route: found, with the backend's id it stands for. */
+    struct fx_request *r = fx_request(fx, NULL, "Authorization", h, NULL);
+    r->req->route = &fx->route;
+    r->req->session_id = strdup(alice);
+    assert_int_equal(run_check(r), GW_PASS);
+    assert_true(r->req->session_valid);
+    assert_string_equal(r->req->session.backends[0], "b-2");
+    fx_request_free(r);
+    /* No session id at all: nothing to check (initialize, stateless backends). */
+    r = fx_request(fx, NULL, "Authorization", h, NULL);
+    assert_int_equal(run_check(r), GW_PASS);
+    assert_false(r->req->session_valid);
+    fx_request_free(r);
     free(h);
     free(tok);
     identity_stop();

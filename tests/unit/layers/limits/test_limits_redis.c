@@ -205,12 +205,26 @@ static int check(struct gw_request *req)
     return v;
 }
 
-/* Gives queued fire-and-forget commands (settlements) time to reach Redis. */
+static void drained(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/*
+ * Gives queued fire-and-forget commands (settlements, session writes) time to reach Redis.
+ * The Redis connection does not keep a loop alive on its own (a worker's listeners do), so a
+ * timer holds this one open while they go out.
+ */
 static void drain(void)
 {
-    uint64_t end = gw_mono_ms() + 200;
-    while (gw_mono_ms() < end)
-        uv_run(&loop, UV_RUN_NOWAIT);
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, drained, 200, 0);
+    uint64_t end = gw_mono_ms() + 1000;
+    while (uv_is_active((uv_handle_t *)&t) && gw_mono_ms() < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
 }
 
 static void test_redis_rate(void **state)
@@ -435,9 +449,119 @@ static void test_redis_silent(void **state)
     close(fd);
 }
 
+/* ---- sessions in Redis ---- */
+
+struct looked {
+    int rc;
+    int calls;
+    char backend0[64];
+};
+
+static void on_looked(void *arg, int rc, struct mcp_session *sess)
+{
+    struct looked *l = arg;
+    l->rc = rc;
+    l->calls++;
+    snprintf(l->backend0, sizeof l->backend0, "%s",
+             rc == 0 && sess->backends[0] ? sess->backends[0] : "");
+}
+
+static int session_lookup(const char *id, const char *sub, const char *route, struct looked *l)
+{
+    uint8_t owner[32];
+    mcp_session_owner("https://idp.test/", sub, owner);
+    memset(l, 0, sizeof *l);
+    mcp_session_lookup(id, owner, route, &loop, on_looked, l);
+    uint64_t end = gw_mono_ms() + 3000;
+    while (!l->calls && gw_mono_ms() < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(l->calls, 1);
+    return l->rc;
+}
+
+/*
+ * With limits.store on Redis, sessions live there: another instance (here: the memory table
+ * emptied and the layer restarted) still knows them, only for their owner and route, and an
+ * ended one is gone for everyone. Nothing in Redis names the id itself.
+ */
+static void test_redis_sessions(void **state)
+{
+    (void)state;
+    struct gw_config *cfg =
+        load("limits:\n  store: \"redis://127.0.0.1:%d\"\n  redis_timeout: 500ms\n", port);
+    assert_int_equal(limits_start(cfg), 0);
+    assert_string_equal(mcp_sessions_store_name(), "redis");
+    char id[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(
+        mcp_session_create("https://idp.test/", "alice", "ehr", 1, "backend-7", id, &loop), 0);
+    drain();
+    struct looked l;
+    assert_int_equal(session_lookup(id, "alice", "ehr", &l), 0);
+    assert_string_equal(l.backend0, "backend-7");
+    /* A restart: the process's own table is empty, Redis still has the session. */
+    limits_stop();
+    mcp_session_configure(1000, 3600000);
+    assert_int_equal(limits_start(cfg), 0);
+    assert_int_equal(session_lookup(id, "alice", "ehr", &l), 0);
+    assert_int_equal(session_lookup(id, "bob", "ehr", &l), 1);
+    assert_int_equal(session_lookup(id, "alice", "billing", &l), 1);
+    redisContext *rc = sync_conn();
+    redisReply *keys = redisCommand(rc, "KEYS *");
+    assert_non_null(keys);
+    int found_key = 0;
+    for (size_t i = 0; i < keys->elements; i++) {
+        assert_null(strstr(keys->element[i]->str, id));
+        found_key |= strstr(keys->element[i]->str, "tg:s:") != NULL;
+    }
+    assert_true(found_key);
+    freeReplyObject(keys);
+    mcp_session_delete(id, &loop);
+    drain();
+    assert_int_equal(session_lookup(id, "alice", "ehr", &l), 1);
+    /* A value that is not a session (someone wrote to the key) is an error, not a pass. */
+    char id2[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create("https://idp.test/", "alice", "ehr", 1, NULL, id2, &loop),
+                     0);
+    drain();
+    /* The write is on its way (fire and forget): wait for it, bounded. */
+    redisReply *k2 = NULL;
+    for (uint64_t end = gw_mono_ms() + 3000; gw_mono_ms() < end;) {
+        freeReplyObject(k2);
+        k2 = redisCommand(rc, "KEYS *tg:s:*");
+        if (k2->elements == 1)
+            break;
+
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    assert_int_equal(k2->elements, 1);
+    redisReply *set = redisCommand(rc, "SET %s garbage", k2->element[0]->str);
+    freeReplyObject(set);
+    freeReplyObject(k2);
+    assert_int_equal(session_lookup(id2, "alice", "ehr", &l), -1);
+    redisFree(rc);
+    limits_stop();
+    /* Redis unreachable: lookups fail closed. */
+    struct gw_config *dead = load("limits:\n  store: \"redis://127.0.0.1:%d\"\n"
+                                  "  redis_timeout: 200ms\n",
+                                  free_port());
+    assert_int_equal(limits_start(dead), 0);
+    assert_int_equal(session_lookup(id2, "alice", "ehr", &l), -1);
+    limits_stop();
+    lredis_thread_close();
+    gw_config_free(dead);
+    /* Leave the server as the other tests expect it: empty. */
+    rc = sync_conn();
+    freeReplyObject(redisCommand(rc, "FLUSHALL"));
+    redisFree(rc);
+    assert_string_equal(mcp_sessions_store_name(), "memory");
+    gw_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_redis_sessions, test_teardown),
         cmocka_unit_test_teardown(test_redis_rate, test_teardown),
         cmocka_unit_test_teardown(test_redis_budget, test_teardown),
         cmocka_unit_test_teardown(test_redis_budget_concurrent, test_teardown),
