@@ -130,6 +130,14 @@ struct policy_config {
     struct policy_rule *rules;
     size_t n_rules;
     struct policy_index index[POLICY_ACTION_COUNT];
+    /*
+     * Forbid rules of tools and prompts again, by their targets folded to lower case: a
+     * forbid holds whatever case a caller writes the name in ("Delete_Patient"), since a
+     * backend may compare names without case. Permits keep exact matching.
+     */
+    struct policy_index folded[POLICY_ACTION_COUNT];
+    char **folded_names; /* the folded copies the folded index points into */
+    size_t n_folded_names;
     char **tests; /* resolved paths */
     size_t n_tests;
     pcre2_match_context *match_ctx; /* match limits; read-only once built, shared by threads */
@@ -144,12 +152,20 @@ void policy_index_free(struct policy_index *ix);
  */
 long policy_index_lookup(const struct policy_config *pc, enum policy_action action,
                          const char *target, size_t len, uint32_t **out, size_t *cap);
+/* The same over one index (the folded forbid index, say). */
+long policy_index_lookup_in(const struct policy_index *ix, const char *target, size_t len,
+                            uint32_t **out, size_t *cap);
 int policy_glob_match(const char *pat, size_t plen, const char *s, size_t slen);
 
 /* Pieces of evaluation exposed for the CLI and tests (policy_eval.c). */
 int policy_pointer_parse(const char *text, char ***tokens, size_t *n, char *why, size_t whylen);
 const json_t *policy_pointer_get(const json_t *root, char *const *tokens, size_t n);
 /* Extracts the lowercased host of an absolute URL into out; -1 when there is none. */
+/*
+ * How a string argument reads as a number (policy_eval.c): 1 (*out set), 0 (not a number in
+ * any reading), -1 (some readings take it for one: the predicate is unknown).
+ */
+int policy_numeric_reading(const char *s, size_t n, double *out);
 int policy_url_host(const char *url, size_t len, char *out, size_t outlen);
 int policy_cidr_parse(const char *text, struct policy_cidr *out, char *why, size_t whylen);
 

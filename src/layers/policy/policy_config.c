@@ -76,8 +76,13 @@ void policy_config_free(struct policy_config *pc)
 {
     if (!pc)
         return;
-    for (int a = 0; a < POLICY_ACTION_COUNT; a++)
+    for (int a = 0; a < POLICY_ACTION_COUNT; a++) {
         policy_index_free(&pc->index[a]);
+        policy_index_free(&pc->folded[a]);
+    }
+    for (size_t i = 0; i < pc->n_folded_names; i++)
+        free(pc->folded_names[i]);
+    free(pc->folded_names);
     for (size_t i = 0; i < pc->n_rules; i++)
         rule_free(&pc->rules[i]);
     free(pc->rules);

@@ -10,11 +10,13 @@
 #include "lib/url.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum tri { TRI_FALSE = 0, TRI_TRUE = 1, TRI_UNKNOWN = 2 };
 
@@ -203,8 +205,133 @@ static int cidr_contains(const struct policy_cidr *c, int family, const unsigned
 
 /* ---- predicates ---- */
 
+static int ascii_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/*
+ * The number a string stands for, read the way backends coerce strings to numbers, so that
+ * `eq: 500` is not missed by "500.0", "0500", " 500", "+5e2" or "0x1f4". Returns 1 with *out
+ * for a string every common reading agrees on (optional surrounding ASCII whitespace, a sign,
+ * decimal digits with an optional fraction and exponent, or 0x/0o/0b digits); 0 for a string
+ * that is not a number in any reading ("P500", "five"); -1 for one that some readings take as
+ * a number and others do not ("1_000", "1,000", "500 apples", "Infinity", digits of other
+ * scripts): such a predicate is unknown, which a forbid counts as a match and a permit as no
+ * match.
+ */
+int policy_numeric_reading(const char *s, size_t n, double *out)
+{
+    size_t a = 0, b = n;
+    while (a < b && ascii_space(s[a]))
+        a++;
+    while (b > a && ascii_space(s[b - 1]))
+        b--;
+    if (a == b)
+        return 0;
+    char buf[128];
+    if (b - a >= sizeof buf)
+        return -1;
+    memcpy(buf, s + a, b - a);
+    buf[b - a] = '\0';
+    const char *p = buf;
+    int neg = 0;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    int base = 0;
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+        base = 16;
+    else if (p[0] == '0' && (p[1] == 'o' || p[1] == 'O'))
+        base = 8;
+    else if (p[0] == '0' && (p[1] == 'b' || p[1] == 'B'))
+        base = 2;
+    if (base) {
+        const char *d = p + 2;
+        if (!*d)
+            return -1;
+        double v = 0;
+        for (; *d; d++) {
+            int x = isdigit((unsigned char)*d)    ? *d - '0'
+                    : isxdigit((unsigned char)*d) ? tolower((unsigned char)*d) - 'a' + 10
+                                                  : 99;
+            if (x >= base)
+                return -1;
+            v = v * base + x;
+        }
+        *out = neg ? -v : v;
+        return 1;
+    }
+    /* Strict decimal: digits [. digits] [e [sign] digits], or . digits. */
+    const char *q = p;
+    size_t int_digits = 0, frac_digits = 0;
+    while (isdigit((unsigned char)*q))
+        q++, int_digits++;
+    if (*q == '.') {
+        q++;
+        while (isdigit((unsigned char)*q))
+            q++, frac_digits++;
+    }
+    int ok = int_digits + frac_digits > 0;
+    if (ok && (*q == 'e' || *q == 'E')) {
+        q++;
+        if (*q == '+' || *q == '-')
+            q++;
+        size_t exp_digits = 0;
+        while (isdigit((unsigned char)*q))
+            q++, exp_digits++;
+        ok = exp_digits > 0;
+    }
+    if (ok && *q == '\0') {
+        *out = strtod(buf, NULL);
+        return isfinite(*out) ? 1 : -1;
+    }
+    /*
+     * Not strictly a number. Any digit, non-ASCII byte or number word left means some reading
+     * may still take it for one; a letter of another kind means none does.
+     */
+    int digit = 0, other = 0;
+    for (const char *c = buf; *c; c++) {
+        unsigned char u = (unsigned char)*c;
+        if (isdigit(u) || u >= 0x80)
+            digit = 1;
+        else if (!strchr("+-._,eE ", *c))
+            other = 1;
+    }
+    if (strcasecmp(p, "inf") == 0 || strcasecmp(p, "infinity") == 0 || strcasecmp(p, "nan") == 0)
+        return -1;
+    /* A leading number is what lenient readers (parseInt, atoi) take: "500 apples" is 500. */
+    if (isdigit((unsigned char)p[0]) || (p[0] == '.' && isdigit((unsigned char)p[1])))
+        return -1;
+    return digit && !other ? -1 : 0;
+}
+
+/* A configured number (unquoted) against an argument: numbers compare by value. */
+static enum tri number_eq(const struct policy_scalar *sv, const json_t *v)
+{
+    double want = sv->is_int ? (double)sv->ival : sv->dval;
+    if (json_is_integer(v)) {
+        if (sv->is_int)
+            return json_integer_value(v) == sv->ival ? TRI_TRUE : TRI_FALSE;
+        return (double)json_integer_value(v) == want ? TRI_TRUE : TRI_FALSE;
+    }
+    if (json_is_real(v))
+        return json_real_value(v) == want ? TRI_TRUE : TRI_FALSE;
+    if (json_is_string(v)) {
+        double d;
+        int r = policy_numeric_reading(json_string_value(v), json_string_length(v), &d);
+        if (r < 0)
+            return TRI_UNKNOWN;
+        return r == 1 && d == want ? TRI_TRUE : TRI_FALSE;
+    }
+    if (json_is_boolean(v))
+        return TRI_FALSE;
+    return TRI_UNKNOWN;
+}
+
 static enum tri scalar_eq(const struct policy_scalar *sv, const json_t *v)
 {
+    if (!sv->quoted && (sv->is_int || sv->is_real))
+        return number_eq(sv, v);
     if (json_is_string(v))
         return json_string_length(v) == sv->len &&
                        memcmp(json_string_value(v), sv->text, sv->len) == 0
@@ -299,9 +426,16 @@ static enum tri pred_eval(struct eval_ctx *ctx, const struct policy_pred *pd, co
         return rc == PCRE2_ERROR_NOMATCH ? TRI_FALSE : TRI_UNKNOWN;
     }
     case POLICY_OP_RANGE: {
-        if (!json_is_number(v))
+        double d;
+        if (json_is_number(v)) {
+            d = json_number_value(v);
+        } else if (json_is_string(v)) {
+            /* A string the backend would read as a number is judged as that number. */
+            if (policy_numeric_reading(json_string_value(v), json_string_length(v), &d) != 1)
+                return TRI_UNKNOWN;
+        } else {
             return TRI_UNKNOWN;
-        double d = json_number_value(v);
+        }
         if (pd->has_min && !(d >= pd->min))
             return TRI_FALSE;
         if (pd->has_max && !(d <= pd->max))
@@ -479,6 +613,49 @@ static const char *effect_name(const struct policy_rule *r)
     return r->effect == POLICY_FORBID ? "forbid" : "permit";
 }
 
+static int cmp_rule(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Adds the forbid rules whose targets match the name in lower case (the folded index) to the
+ * n candidates, keeping them ascending and unique. Returns the new count or -1.
+ */
+static long add_folded_forbids(const struct policy_config *pc, const struct policy_query *q,
+                               uint32_t **cands, size_t *cap, size_t n)
+{
+    char low[POLICY_MAX_TARGET + 1];
+    for (size_t i = 0; i < q->target_len; i++)
+        low[i] = q->target[i] >= 'A' && q->target[i] <= 'Z' ? (char)(q->target[i] - 'A' + 'a')
+                                                            : q->target[i];
+    uint32_t *extra = NULL;
+    size_t ecap = 0;
+    long m = policy_index_lookup_in(&pc->folded[q->action], low, q->target_len, &extra, &ecap);
+    if (m <= 0) {
+        free(extra);
+        return m < 0 ? -1 : (long)n;
+    }
+    if (n + (size_t)m > *cap) {
+        uint32_t *nv = realloc(*cands, (n + (size_t)m) * sizeof *nv);
+        if (!nv) {
+            free(extra);
+            return -1;
+        }
+        *cands = nv;
+        *cap = n + (size_t)m;
+    }
+    memcpy(*cands + n, extra, (size_t)m * sizeof *extra);
+    free(extra);
+    size_t total = n + (size_t)m, k = 0;
+    qsort(*cands, total, sizeof **cands, cmp_rule);
+    for (size_t i = 0; i < total; i++)
+        if (k == 0 || (*cands)[k - 1] != (*cands)[i])
+            (*cands)[k++] = (*cands)[i];
+    return (long)k;
+}
+
 /* Evaluates a rule's `when` list: TRI_TRUE when all true, TRI_FALSE when one is false. */
 static enum tri when_eval(struct eval_ctx *ctx, const struct policy_rule *r, const json_t *args,
                           const struct policy_principal *p, size_t *first_bad, enum tri *bad_val)
@@ -519,6 +696,8 @@ enum policy_outcome policy_decide(const struct policy_config *pc, const struct p
     uint32_t *cands = NULL;
     size_t cap = 0;
     long n = policy_index_lookup(pc, q->action, q->target, q->target_len, &cands, &cap);
+    if (n >= 0 && q->action != POLICY_ACTION_RESOURCE)
+        n = add_folded_forbids(pc, q, &cands, &cap, (size_t)n);
     if (n < 0) {
         res->outcome = POLICY_DENY_INVALID;
         explainf(explain, "  out of memory\n");

@@ -126,49 +126,88 @@ static int cmp_size(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static int add_target(struct policy_index *ix, const char *name, size_t len, uint32_t r,
+                      size_t *gcap)
+{
+    return memchr(name, '*', len) ? add_glob(ix, name, len, r, gcap)
+                                  : map_add(&ix->exact, name, len, r);
+}
+
+/* Buckets an index's globs by literal prefix once all are added. */
+static int finish_globs(struct policy_index *ix)
+{
+    if (ix->n_globs == 0)
+        return 0;
+    ix->prefix_lens = calloc(ix->n_globs, sizeof *ix->prefix_lens);
+    if (!ix->prefix_lens)
+        return -1;
+    for (size_t g = 0; g < ix->n_globs; g++) {
+        const struct policy_glob *gl = &ix->globs[g];
+        size_t plen = (size_t)((const char *)memchr(gl->pattern, '*', gl->len) - gl->pattern);
+        if (map_add(&ix->prefixes, gl->pattern, plen, (uint32_t)g) != 0)
+            return -1;
+        ix->prefix_lens[g] = plen;
+    }
+    qsort(ix->prefix_lens, ix->n_globs, sizeof *ix->prefix_lens, cmp_size);
+    size_t k = 0;
+    for (size_t g = 0; g < ix->n_globs; g++)
+        if (k == 0 || ix->prefix_lens[k - 1] != ix->prefix_lens[g])
+            ix->prefix_lens[k++] = ix->prefix_lens[g];
+    ix->n_prefix_lens = k;
+    return 0;
+}
+
+static char *fold(const char *s, size_t len)
+{
+    char *f = malloc(len + 1);
+    for (size_t i = 0; f && i < len; i++)
+        f[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+    if (f)
+        f[len] = '\0';
+    return f;
+}
+
 int policy_index_build(struct policy_config *pc)
 {
     static const char star[] = "*";
-    size_t gcap[POLICY_ACTION_COUNT] = {0};
+    size_t gcap[POLICY_ACTION_COUNT] = {0}, fcap[POLICY_ACTION_COUNT] = {0};
+    size_t names_cap = 0;
     for (size_t r = 0; r < pc->n_rules; r++) {
         const struct policy_rule *rule = &pc->rules[r];
         struct policy_index *ix = &pc->index[rule->action];
+        int folds = rule->effect == POLICY_FORBID && rule->action != POLICY_ACTION_RESOURCE;
         if (rule->targets.n == 0) {
             if (add_glob(ix, star, 1, (uint32_t)r, &gcap[rule->action]) != 0)
                 return -1;
-            continue;
+            continue; /* "*" matches any case already */
         }
         for (size_t t = 0; t < rule->targets.n; t++) {
             const char *name = rule->targets.v[t];
             size_t len = strlen(name);
-            int rc = memchr(name, '*', len)
-                         ? add_glob(ix, name, len, (uint32_t)r, &gcap[rule->action])
-                         : map_add(&ix->exact, name, len, (uint32_t)r);
-            if (rc != 0)
+            if (add_target(ix, name, len, (uint32_t)r, &gcap[rule->action]) != 0)
+                return -1;
+            if (!folds)
+                continue;
+            if (pc->n_folded_names == names_cap) {
+                size_t nc = names_cap ? names_cap * 2 : 16;
+                char **nv = realloc(pc->folded_names, nc * sizeof *nv);
+                if (!nv)
+                    return -1;
+                pc->folded_names = nv;
+                names_cap = nc;
+            }
+            char *f = fold(name, len);
+            if (!f)
+                return -1;
+            pc->folded_names[pc->n_folded_names++] = f;
+            if (add_target(&pc->folded[rule->action], f, len, (uint32_t)r, &fcap[rule->action]) !=
+                0)
                 return -1;
         }
     }
-    for (int a = 0; a < POLICY_ACTION_COUNT; a++) {
-        struct policy_index *ix = &pc->index[a];
-        if (ix->n_globs == 0)
-            continue;
-        ix->prefix_lens = calloc(ix->n_globs, sizeof *ix->prefix_lens);
-        if (!ix->prefix_lens)
+    for (int a = 0; a < POLICY_ACTION_COUNT; a++)
+        if (finish_globs(&pc->index[a]) != 0 || finish_globs(&pc->folded[a]) != 0)
             return -1;
-        for (size_t g = 0; g < ix->n_globs; g++) {
-            const struct policy_glob *gl = &ix->globs[g];
-            size_t plen = (size_t)((const char *)memchr(gl->pattern, '*', gl->len) - gl->pattern);
-            if (map_add(&ix->prefixes, gl->pattern, plen, (uint32_t)g) != 0)
-                return -1;
-            ix->prefix_lens[g] = plen;
-        }
-        qsort(ix->prefix_lens, ix->n_globs, sizeof *ix->prefix_lens, cmp_size);
-        size_t k = 0;
-        for (size_t g = 0; g < ix->n_globs; g++)
-            if (k == 0 || ix->prefix_lens[k - 1] != ix->prefix_lens[g])
-                ix->prefix_lens[k++] = ix->prefix_lens[g];
-        ix->n_prefix_lens = k;
-    }
     return 0;
 }
 
@@ -222,7 +261,12 @@ static int cmp_u32(const void *a, const void *b)
 long policy_index_lookup(const struct policy_config *pc, enum policy_action action,
                          const char *target, size_t len, uint32_t **out, size_t *cap)
 {
-    const struct policy_index *ix = &pc->index[action];
+    return policy_index_lookup_in(&pc->index[action], target, len, out, cap);
+}
+
+long policy_index_lookup_in(const struct policy_index *ix, const char *target, size_t len,
+                            uint32_t **out, size_t *cap)
+{
     size_t n = 0;
     const struct policy_map_entry *e = map_find(&ix->exact, target, len, hash_bytes(target, len));
     if (e)

@@ -173,7 +173,12 @@ static void test_permit_fail_closed(void **state)
                      POLICY_DENY_NO_MATCH);
     assert_int_equal(decide(pc, "get", "{\"id\": \"P1\"}", &doctor), POLICY_DENY_NO_MATCH);
     assert_int_equal(decide(pc, "get", "{\"id\": 1, \"n\": 3}", &doctor), POLICY_DENY_NO_MATCH);
-    assert_int_equal(decide(pc, "get", "{\"id\": \"P1\", \"n\": \"3\"}", &doctor),
+    /* A numeric string is judged as the number a backend reads it as. */
+    assert_int_equal(decide(pc, "get", "{\"id\": \"P1\", \"n\": \"3\"}", &doctor), POLICY_ALLOW);
+    assert_int_equal(decide(pc, "get", "{\"id\": \"P1\", \"n\": \"30\"}", &doctor),
+                     POLICY_DENY_NO_MATCH);
+    /* One that some readings take for a number and others do not: no permit. */
+    assert_int_equal(decide(pc, "get", "{\"id\": \"P1\", \"n\": \"3_0\"}", &doctor),
                      POLICY_DENY_NO_MATCH);
     assert_int_equal(decide(pc, "get", NULL, &doctor), POLICY_DENY_NO_MATCH);
     /* Visible (arguments ignored) to the doctor, hidden from others. */
@@ -382,7 +387,10 @@ static void test_pred_range_exists_maxlen(void **state)
     assert_true(allows(pc, "{\"amount\": 500}"));
     assert_true(allows(pc, "{\"amount\": -3.5}"));
     assert_false(allows(pc, "{\"amount\": 500.01}"));
-    assert_false(allows(pc, "{\"amount\": \"100\"}"));
+    assert_true(allows(pc, "{\"amount\": \"100\"}"));
+    assert_false(allows(pc, "{\"amount\": \"600\"}"));
+    assert_false(allows(pc, "{\"amount\": \"1e3\"}"));
+    assert_false(allows(pc, "{\"amount\": \"Infinity\"}"));
     assert_false(allows(pc, "{\"amount\": true}"));
     policy_config_free(pc);
     pc = one_pred("{arg: /amount, range: {min: 0.5, max: 1}}");
@@ -698,9 +706,92 @@ static void test_index_many(void **state)
     policy_config_free(pc);
 }
 
+/*
+ * Equality by value, not by spelling: a forbid on a number catches every spelling a backend
+ * would read as that number, and every spelling some backend might, while text that is no
+ * number in any reading stays text.
+ */
+static void test_numeric_forms(void **state)
+{
+    (void)state;
+    struct policy_config *pc =
+        load("policy:\n  rules:\n"
+             "    - {id: any, effect: permit, tools: [pay], roles_any: [doctor]}\n"
+             "    - {id: big, effect: forbid, tools: [pay], when: [{arg: /n, eq: 500}]}\n");
+    static const char *const caught[] = {
+        "500",
+        "500.0",
+        "\"500\"",
+        "\"500.0\"",
+        "\"0500\"",
+        "\" 500\"",
+        "\"500 \"",
+        "\"5e2\"",
+        "\"+500\"",
+        "\"0x1f4\"",
+        "\"0X1F4\"",
+        "\"0o764\"",
+        "\"0b111110100\"",
+        "5e2",
+        "\".5e3\"",
+        "\"5000e-1\"",
+        /* Readings differ: unknown, so the forbid holds. */
+        "\"5_00\"",
+        "\"500,0\"",
+        "\"\\u0665\\u0660\\u0660\"",
+        "\"Infinity\"",
+        "\"0x\"",
+        "\"500 apples\"",
+    };
+    for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++) {
+        char args[128];
+        snprintf(args, sizeof args, "{\"n\": %s}", caught[i]);
+        if (decide(pc, "pay", args, &doctor) != POLICY_DENY_FORBIDDEN)
+            fail_msg("%s slipped past the forbid", caught[i]);
+    }
+    static const char *const passed[] = {"499",  "\"501\"", "\"P500\"",      "\"five hundred\"",
+                                         "true", "\"\"",    "\"apples 500\""};
+    for (size_t i = 0; i < sizeof passed / sizeof passed[0]; i++) {
+        char args[128];
+        snprintf(args, sizeof args, "{\"n\": %s}", passed[i]);
+        if (decide(pc, "pay", args, &doctor) != POLICY_ALLOW)
+            fail_msg("%s was wrongly forbidden", passed[i]);
+    }
+    policy_config_free(pc);
+    double d;
+    assert_int_equal(policy_numeric_reading(" 12.5 ", 6, &d), 1);
+    assert_true(d == 12.5);
+    assert_int_equal(policy_numeric_reading("abc", 3, &d), 0);
+    assert_int_equal(policy_numeric_reading("1e999", 5, &d), -1);
+}
+
+/* A forbid holds whatever case the name is written in; permits stay exact. */
+static void test_forbid_ignores_case(void **state)
+{
+    (void)state;
+    struct policy_config *pc =
+        load("policy:\n  rules:\n"
+             "    - {id: all, effect: permit, tools: ['*'], roles_any: [doctor]}\n"
+             "    - {id: nodel, effect: forbid, tools: [delete_patient, 'Purge_*']}\n"
+             "    - {id: exact, effect: permit, tools: [get_patient], roles_any: [nurse]}\n");
+    static const char *const forbidden[] = {"delete_patient", "Delete_Patient", "DELETE_PATIENT",
+                                            "purge_all",      "PURGE_x",        "Purge_y"};
+    for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++)
+        if (decide(pc, forbidden[i], "{}", &doctor) != POLICY_DENY_FORBIDDEN &&
+            decide(pc, forbidden[i], "{}", &doctor) != POLICY_DENY_HIDDEN)
+            fail_msg("%s slipped past the forbid", forbidden[i]);
+    assert_int_equal(decide(pc, "delete_patients", "{}", &doctor), POLICY_ALLOW);
+    static const struct who nurse = {"nina", "t1", "cursor", {"nurse"}, {"patients.read"}};
+    assert_int_equal(decide(pc, "get_patient", "{}", &nurse), POLICY_ALLOW);
+    assert_int_not_equal(decide(pc, "Get_Patient", "{}", &nurse), POLICY_ALLOW);
+    policy_config_free(pc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_numeric_forms),
+        cmocka_unit_test(test_forbid_ignores_case),
         cmocka_unit_test(test_default_deny),
         cmocka_unit_test(test_forbid_wins),
         cmocka_unit_test(test_permit_fail_closed),

@@ -255,13 +255,20 @@ static int ref_pred(const struct pred *pd, const json_t *args, const struct prin
             return F;
         return U;
     case OP_EQ_INT:
+        /* A configured number compares by value; a numeric string reads as its number. */
+        snprintf(buf, sizeof buf, "%d", pd->v);
+        if (s)
+            return strcmp(s, buf) == 0 ? T : F; /* the generator's strings: "1", "v1", ... */
+        if (json_is_integer(v))
+            return json_integer_value(v) == pd->v ? T : F;
+        if (json_is_boolean(v))
+            return F;
+        return U;
     case OP_EQ_QSTR:
         snprintf(buf, sizeof buf, "%d", pd->v);
         if (s)
             return strcmp(s, buf) == 0 ? T : F;
-        if (json_is_integer(v))
-            return pd->op == OP_EQ_INT && json_integer_value(v) == pd->v ? T : F;
-        if (json_is_boolean(v))
+        if (json_is_boolean(v) || json_is_integer(v))
             return F;
         return U;
     case OP_EQ_BOOL:
@@ -275,14 +282,22 @@ static int ref_pred(const struct pred *pd, const json_t *args, const struct prin
     case OP_PREFIX:
         snprintf(buf, sizeof buf, "v%d", pd->v);
         return !s ? U : strncmp(s, buf, strlen(buf)) == 0 ? T : F;
-    case OP_RANGE:
-        if (!json_is_integer(v))
+    case OP_RANGE: {
+        long n;
+        if (json_is_integer(v))
+            n = (long)json_integer_value(v);
+        else if (s && s[0] >= '0' && s[0] <= '9' && strspn(s, "0123456789") == strlen(s))
+            n = strtol(s, NULL, 10); /* a numeric string is judged as its number */
+        else if (s && s[0] == 'v')
+            return U; /* "v1" and friends: text, which range cannot judge */
+        else
             return U;
-        if (pd->lo >= 0 && json_integer_value(v) < pd->lo)
+        if (pd->lo >= 0 && n < pd->lo)
             return F;
-        if (pd->hi >= 0 && json_integer_value(v) > pd->hi)
+        if (pd->hi >= 0 && n > pd->hi)
             return F;
         return T;
+    }
     case OP_MAXLEN:
         if (s)
             return (int)strlen(s) <= pd->v ? T : F;
