@@ -46,6 +46,13 @@ struct gw_server_config {
     int workers;      /* 0 = one per core */
     struct gw_server_limits limits;
     char *log_level; /* debug | info | warn | error */
+    /*
+     * DNS rebinding: Origin values accepted on routes (lower-case "scheme://host[:port]";
+     * default: public_url's origin), and Host names accepted besides IP literals (default:
+     * public_url's host; "localhost" too when a listener is on loopback). NULL-terminated.
+     */
+    char **allowed_origins;
+    char **allowed_hosts;
 };
 
 /* Active health checks of a backend's endpoints (backends[].health; routing layer). */

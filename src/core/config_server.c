@@ -363,11 +363,93 @@ static int parse_limits(struct gw_config *cfg, const struct cfg_doc *doc,
     return 0;
 }
 
+/* Appends a malloc'd copy to a NULL-terminated vector. */
+static int strv_push(char ***v, size_t *n, const char *s, size_t len)
+{
+    char **nv = realloc(*v, (*n + 2) * sizeof *nv);
+    if (!nv)
+        return -1;
+    *v = nv;
+    if (!(nv[*n] = strndup(s, len)))
+        return -1;
+    nv[++*n] = NULL;
+    return 0;
+}
+
+static void lower_in_place(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}
+
+/*
+ * server.allowed_origins and server.allowed_hosts, with their defaults from public_url (an
+ * origin, checked already) and the listeners. Origins are compared as written by browsers:
+ * "scheme://host[:port]", lower-case, no path.
+ */
+static int parse_rebinding(struct gw_config *cfg, const struct cfg_doc *doc,
+                           const struct cfg_node *node, struct cfg_error *err)
+{
+    struct gw_server_config *s = &cfg->server;
+    size_t n = 0;
+    if (cfg_get_string_list(doc, node, "server", "allowed_origins", &s->allowed_origins, &n, err) !=
+        0)
+        return -1;
+    if (!s->allowed_origins) {
+        if (strv_push(&s->allowed_origins, &n, s->public_url, strlen(s->public_url)) != 0)
+            return cfg_errorf(err, doc, NULL, "server.allowed_origins", "out of memory");
+    }
+    for (size_t i = 0; s->allowed_origins[i]; i++) {
+        char *o = s->allowed_origins[i];
+        lower_in_place(o);
+        int https, port;
+        const char *path;
+        const char *why = config_check_http_url(o, &https, &port, &path);
+        if (!why && path[0])
+            why = "has a path; an origin is scheme://host[:port]";
+        if (why)
+            return cfg_errorf(err, doc, cfg_map_get(node, "allowed_origins"),
+                              "server.allowed_origins", "\"%s\" %s", o, why);
+    }
+    n = 0;
+    if (cfg_get_string_list(doc, node, "server", "allowed_hosts", &s->allowed_hosts, &n, err) != 0)
+        return -1;
+    if (!s->allowed_hosts) {
+        /* public_url's host, and localhost when some listener is on loopback. */
+        const char *h = strstr(s->public_url, "://") + 3;
+        size_t hl = strcspn(h, ":/");
+        if (h[0] == '[')
+            hl = strcspn(h, "]") + 1;
+        if (strv_push(&s->allowed_hosts, &n, h, hl) != 0)
+            return cfg_errorf(err, doc, NULL, "server.allowed_hosts", "out of memory");
+        for (size_t i = 0; i < s->n_listen; i++)
+            if (strncmp(s->listen[i].host, "127.", 4) == 0 ||
+                strcmp(s->listen[i].host, "::1") == 0) {
+                if (strv_push(&s->allowed_hosts, &n, "localhost", 9) != 0)
+                    return cfg_errorf(err, doc, NULL, "server.allowed_hosts", "out of memory");
+                break;
+            }
+    }
+    for (size_t i = 0; s->allowed_hosts[i]; i++) {
+        lower_in_place(s->allowed_hosts[i]);
+        const char *h = s->allowed_hosts[i];
+        if (!h[0] || strchr(h, ':') || strchr(h, '/') || strchr(h, '*'))
+            if (h[0] != '[')
+                return cfg_errorf(err, doc, cfg_map_get(node, "allowed_hosts"),
+                                  "server.allowed_hosts",
+                                  "\"%s\" is not a host name (write it without scheme, port or "
+                                  "pattern, like tools.example.com)",
+                                  h);
+    }
+    return 0;
+}
+
 int config_parse_server(struct gw_config *cfg, const struct cfg_doc *doc,
                         const struct cfg_node *node, struct cfg_error *err)
 {
-    static const char *const keys[] = {"listen",    "public_url", "workers",
-                                       "log_level", "limits",     NULL};
+    static const char *const keys[] = {"listen", "public_url",      "workers",       "log_level",
+                                       "limits", "allowed_origins", "allowed_hosts", NULL};
     static const struct cfg_node empty = {.kind = CFG_MAP};
     struct gw_server_config *s = &cfg->server;
     if (!node)
@@ -395,12 +477,17 @@ int config_parse_server(struct gw_config *cfg, const struct cfg_doc *doc,
                           "\"%s\" is not a log level; write one of debug, info, warn, error",
                           s->log_level);
     }
-    return parse_limits(cfg, doc, node, err);
+    if (parse_limits(cfg, doc, node, err) != 0)
+        return -1;
+    return parse_rebinding(cfg, doc, node, err);
 }
 
 void config_free_server(struct gw_config *cfg)
 {
     struct gw_server_config *s = &cfg->server;
+    cfg_strv_free(s->allowed_origins);
+    cfg_strv_free(s->allowed_hosts);
+    s->allowed_origins = s->allowed_hosts = NULL;
     for (size_t i = 0; i < s->n_listen; i++)
         listen_free(&s->listen[i]);
     free(s->listen);

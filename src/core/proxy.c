@@ -10,6 +10,8 @@
 #include "core/pipeline.h"
 #include "mcp/jsonrpc.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -99,6 +101,68 @@ void relay_decode_mcp(struct exchange *x)
     }
 }
 
+/* ---- DNS rebinding ---- */
+
+static int host_allowed(const struct gw_config *cfg, struct gw_slice host)
+{
+    if (!host.ptr || host.len == 0)
+        return 1; /* HTTP/1.0 without Host: no name to have been rebound */
+    if (host.ptr[0] == '[')
+        return 1; /* an IPv6 literal: no DNS name involved */
+    size_t hl = host.len;
+    for (size_t i = host.len; i > 0; i--)
+        if (host.ptr[i - 1] == ':') {
+            hl = i - 1;
+            break;
+        }
+    char name[256];
+    if (hl == 0 || hl >= sizeof name)
+        return 0;
+    for (size_t i = 0; i < hl; i++)
+        name[i] = (char)tolower((unsigned char)host.ptr[i]);
+    name[hl] = '\0';
+    struct in_addr a4;
+    if (inet_pton(AF_INET, name, &a4) == 1)
+        return 1; /* an IPv4 literal */
+    for (char **h = cfg->server.allowed_hosts; h && *h; h++)
+        if (strcmp(*h, name) == 0)
+            return 1;
+    return 0;
+}
+
+static int origin_allowed(const struct gw_config *cfg, struct gw_slice origin)
+{
+    if (!origin.ptr)
+        return 1; /* not a browser, or a same-origin request that sent none */
+    for (char **o = cfg->server.allowed_origins; o && *o; o++)
+        if (strlen(*o) == origin.len && strncasecmp(*o, origin.ptr, origin.len) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * A page the user visits must not reach toolgate through a browser: an Origin that is not
+ * listed, or a Host naming a DNS name toolgate does not answer to (a rebound name), is 403
+ * before anything else. Returns 1 when the request may go on.
+ */
+static int rebinding_check(struct gw_request *req)
+{
+    const struct gw_config *cfg = req->cfg;
+    if (gw_request_header_count(req, "Origin") > 1 ||
+        !origin_allowed(cfg, gw_request_header(req, "Origin"))) {
+        answer_protocol_error(req, 403, JSONRPC_INVALID_REQUEST, "protocol.origin",
+                              "Forbidden: this Origin is not allowed (server.allowed_origins)");
+        return 0;
+    }
+    if (!host_allowed(cfg, gw_request_header(req, "Host"))) {
+        answer_protocol_error(req, 403, JSONRPC_INVALID_REQUEST, "protocol.host",
+                              "Forbidden: this Host is not one the gateway answers to "
+                              "(server.allowed_hosts)");
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- the request's way ---- */
 
 static void on_decided(struct gw_request *req, int verdict)
@@ -165,7 +229,8 @@ static void handle_request(void *ctx, struct gw_conn *c, struct http1_parser *p)
     req->headers = p->headers;
     req->n_headers = p->n_headers;
     req->body = (struct gw_slice){p->body.data ? p->body.data : "", p->body.len};
-    x->kind->prepare(x);
+    if (rebinding_check(req))
+        x->kind->prepare(x);
     gw_pipeline_start(req, on_decided);
 }
 

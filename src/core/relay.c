@@ -225,42 +225,72 @@ static int is_final_response(const json_t *msg)
            (json_object_get(msg, "result") || json_object_get(msg, "error"));
 }
 
-/* One SSE event from the backend: its message goes through the response hooks. */
+/*
+ * The fields of an event toolgate passes on: an id of printable ASCII within bounds (a
+ * client echoes it in Last-Event-ID), and no event type but the default "message" (MCP uses
+ * no other; a name a client might dispatch differently is not let through).
+ */
+static int sse_fields_ok(const struct sse_event *ev)
+{
+    if (ev->event.len > 0 && !gw_slice_eq(ev->event, "message"))
+        return 0;
+    if (ev->has_id) {
+        if (ev->id.len > EXCHANGE_MAX_SESSION_ID)
+            return 0;
+        for (size_t i = 0; i < ev->id.len; i++)
+            if ((unsigned char)ev->id.ptr[i] < 0x21 || (unsigned char)ev->id.ptr[i] > 0x7e)
+                return 0;
+    }
+    return 1;
+}
+
+/*
+ * One SSE event from the backend. Every event that goes on is encoded anew from the fields
+ * toolgate understood (id, retry, data), so comments and unknown fields never reach the
+ * client. A priming event (an id, maybe retry, and no message: 2025-11-25) is passed on, so
+ * the client can resume; a block of comments alone is dropped; a message goes through the
+ * response hooks; anything else is dropped: what cannot be inspected does not reach the model.
+ */
 static int on_sse_event(void *arg, const struct sse_event *ev)
 {
     struct exchange *x = arg;
-    if (!ev->has_data) {
-        /* Comments and id-only events carry no message: relay as they are. */
-        return write_to_client(x, ev->raw.ptr, ev->raw.len) == 0 ? 0 : 1;
+    if (!sse_fields_ok(ev)) {
+        gw_log(GW_LOG_WARN, "upstream_bad_event", x->req->id, NULL,
+               "dropped an SSE event with an event type or id toolgate does not pass on");
+        return 0;
+    }
+    int rc = 0;
+    struct gw_buf out = {0};
+    if (!ev->has_data || ev->data.len == 0) {
+        if (!ev->has_id && ev->retry < 0)
+            return 0; /* comments only (keep-alives): nothing for the client */
+        rc = sse_encode(&out, ev->event, ev->id, ev->has_id, ev->retry, GW_SLICE_LIT("")) == 0
+                 ? (write_to_client(x, out.data, out.len) == 0 ? 0 : 1)
+                 : 1;
+        gw_buf_free(&out);
+        return rc;
     }
     json_t *msg = NULL;
     size_t depth = x->req->cfg->server.limits.max_json_depth;
     if (mcp_parse_message(ev->data.ptr, ev->data.len, depth, &msg) != 0) {
-        /* What cannot be inspected does not reach the client. */
         gw_log(GW_LOG_WARN, "upstream_bad_event", x->req->id, NULL,
                "dropped an SSE event whose data is not a JSON-RPC message");
         return 0;
     }
     int modified = 0;
-    int rc = 0;
     msg = relay_hooks(x, msg, &modified, NULL);
     if (!msg)
         return 0; /* not for the client: the event is dropped */
     if (is_final_response(msg))
         x->holding_stream = 1;
-    if (modified && msg) {
-        char *s = json_dumps(msg, JSON_COMPACT);
-        struct gw_buf out = {0};
-        if (s &&
-            sse_encode(&out, ev->event, ev->id, ev->has_id, (struct gw_slice){s, strlen(s)}) == 0)
-            rc = write_to_client(x, out.data, out.len) == 0 ? 0 : 1;
-        else
-            rc = 1;
-        free(s);
-        gw_buf_free(&out);
-    } else {
-        rc = write_to_client(x, ev->raw.ptr, ev->raw.len) == 0 ? 0 : 1;
-    }
+    char *s = modified ? json_dumps(msg, JSON_COMPACT) : NULL;
+    struct gw_slice data = s ? (struct gw_slice){s, strlen(s)} : ev->data;
+    if ((!modified || s) && sse_encode(&out, ev->event, ev->id, ev->has_id, ev->retry, data) == 0)
+        rc = write_to_client(x, out.data, out.len) == 0 ? 0 : 1;
+    else
+        rc = 1;
+    free(s);
+    gw_buf_free(&out);
     json_decref(msg);
     return rc;
 }

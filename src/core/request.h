@@ -80,7 +80,7 @@ struct gw_request {
      */
     struct mcp_session session;
     int session_valid;
-    struct mcp_batch rpc;   /* decoded POST body (empty for GET/DELETE) */
+    struct mcp_batch rpc; /* decoded POST body (empty for GET/DELETE) */
 
     /*
      * A request that could not be decoded (bad JSON, bad JSON-RPC, bad MCP headers) is

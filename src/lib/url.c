@@ -551,6 +551,10 @@ int gw_url_parse(const char *s, size_t len, unsigned flags, struct gw_url *out)
 
 int gw_url_looks_like(const char *s, size_t len)
 {
+    /* Schemes a fetcher dials: "http:host" is a URL to WHATWG parsers even without "//". */
+    static const char *const fetched[] = {"http",  "https", "ws",     "wss",  "ftp",
+                                          "ftps",  "file",  "gopher", "dict", "ldap",
+                                          "ldaps", "tftp",  "smb",    NULL};
     size_t i = 0;
     while (i < len && ((unsigned char)s[i] <= 0x20))
         i++;
@@ -562,9 +566,12 @@ int gw_url_looks_like(const char *s, size_t len)
     while (i < len &&
            (is_alpha(s[i]) || is_digit(s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
         i++;
-    if (i - start > 32 || i + 1 >= len || s[i] != ':')
+    if (i - start > 32 || i >= len || s[i] != ':')
         return 0;
-    return s[i + 1] == '/' || s[i + 1] == '\\';
+    for (const char *const *f = fetched; *f; f++)
+        if (strlen(*f) == i - start && strncasecmp(*f, s + start, i - start) == 0)
+            return 1;
+    return i + 1 < len && (s[i + 1] == '/' || s[i + 1] == '\\');
 }
 
 /* ---- addresses ---------------------------------------------------------------------------- */

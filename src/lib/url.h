@@ -88,9 +88,10 @@ const char *gw_url_error_text(int err);
 
 /*
  * True when s (len bytes) should be treated as a URL in a tool argument: after leading
- * whitespace, a scheme ([A-Za-z][A-Za-z0-9+.-]*) followed by ':' and '/' or '\', or a
- * leading "//". Such a string is then vetted with gw_url_parse (and refused unless it is
- * a clean http(s) URL).
+ * whitespace, a scheme ([A-Za-z][A-Za-z0-9+.-]*) followed by ':' and '/' or '\', a scheme
+ * fetchers dial (http, https, ws, ftp, file, gopher...) followed by ':' at all ("http:host"
+ * is a URL to WHATWG parsers), or a leading "//". Such a string is then vetted with gw_url_parse
+ * (and refused unless it is a clean http(s) URL).
  */
 int gw_url_looks_like(const char *s, size_t len);
 

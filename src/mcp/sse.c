@@ -230,7 +230,7 @@ static int has_line_break(struct gw_slice s)
 }
 
 int sse_encode(struct gw_buf *out, struct gw_slice event, struct gw_slice id, int has_id,
-               struct gw_slice data)
+               int64_t retry, struct gw_slice data)
 {
     size_t start = out->len;
     int rc = -1;
@@ -241,6 +241,8 @@ int sse_encode(struct gw_buf *out, struct gw_slice event, struct gw_slice id, in
     if (has_id && encode_field(out, "id", id.ptr ? id.ptr : "", id.len) != 0)
         goto out;
     if (event.len > 0 && encode_field(out, "event", event.ptr, event.len) != 0)
+        goto out;
+    if (retry >= 0 && gw_buf_printf(out, "retry: %lld\n", (long long)retry) != 0)
         goto out;
     size_t pos = 0;
     for (;;) {

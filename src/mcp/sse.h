@@ -69,12 +69,12 @@ int sse_feed(struct sse_parser *p, const char *buf, size_t len, sse_event_cb cb,
 
 /*
  * Appends an event encoded as text/event-stream: "id: .." when has_id, "event: .." when event
- * is non-empty, one "data: " line per line of data ("data: " alone for empty data), then the
- * blank line. Data lines split on LF, CRLF and CR alike, since no SSE line can carry a CR. An
- * id or event holding CR or LF (or an id holding NUL) cannot be encoded: returns -1 with the
- * buffer unchanged. Returns 0 on success.
+ * is non-empty, "retry: N" when retry >= 0, one "data: " line per line of data ("data: "
+ * alone for empty data), then the blank line. Data lines split on LF, CRLF and CR alike, since no
+ * SSE line can carry a CR. An id or event holding CR or LF (or an id holding NUL) cannot be
+ * encoded: returns -1 with the buffer unchanged. Returns 0 on success.
  */
 int sse_encode(struct gw_buf *out, struct gw_slice event, struct gw_slice id, int has_id,
-               struct gw_slice data);
+               int64_t retry, struct gw_slice data);
 
 #endif

@@ -40,7 +40,7 @@ test("request headers: relayed allowlist; Authorization and hop-by-hop never for
     const c = await RawConn.open(tg.port);
     await c.write(
         request("POST", "/mcp?x=1", [
-            ["Host", "gateway.example"],
+            ["Host", `127.0.0.1:${tg.port}`],
             ["Authorization", "Bearer client-secret-token"],
             ["Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"],
             ["Content-Type", "application/json"],

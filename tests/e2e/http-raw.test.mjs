@@ -47,8 +47,8 @@ describe("request framing", () => {
 
     test("malformed request line -> 400", async () => {
         for (const line of [
-            "GET /m cp HTTP/1.1\r\nHost: x\r\n\r\n",
-            "GET /mcp\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /m cp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            "GET /mcp\x7f HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         ]) {
             const c = await RawConn.open(tg.port);
             await c.write(line);
@@ -68,10 +68,10 @@ describe("request framing", () => {
         async () => {
             const got = [];
             for (const line of [
-                "GET /mcp HTTQ/1.1\r\nHost: x\r\n\r\n",
-                "GET  /mcp HTTP/1.1\r\nHost: x\r\n\r\n",
-                "GET /mcp HTTP/1.1 extra\r\nHost: x\r\n\r\n",
-                "GET /mcp HTTP/1.1\x01\r\nHost: x\r\n\r\n",
+                "GET /mcp HTTQ/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                "GET  /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                "GET /mcp HTTP/1.1 extra\r\nHost: 127.0.0.1\r\n\r\n",
+                "GET /mcp HTTP/1.1\x01\r\nHost: 127.0.0.1\r\n\r\n",
             ]) {
                 const mark = backend.received.length;
                 const res = await exchange(tg.port, line);
@@ -86,7 +86,7 @@ describe("request framing", () => {
     );
 
     test("a method the parser does not know -> 400, a known one not served -> 405", async () => {
-        const res = await exchange(tg.port, "BREW /mcp HTTP/1.1\r\nHost: x\r\n\r\n");
+        const res = await exchange(tg.port, "BREW /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         assert.equal(res.status, 400);
         const patch = await exchange(tg.port, request("PATCH", "/mcp", { "Content-Length": 0 }));
         assert.equal(patch.status, 405);
@@ -116,7 +116,7 @@ describe("request framing", () => {
     });
 
     test("request target that is not an absolute path -> 400", async () => {
-        const res = await exchange(tg.port, "GET http://evil.example/mcp HTTP/1.1\r\nHost: x\r\n\r\n");
+        const res = await exchange(tg.port, "GET http://evil.example/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         assert.equal(res.status, 400);
     });
 
@@ -134,7 +134,7 @@ describe("request framing", () => {
     test("Content-Length over max_body -> 413 before the body is sent", async () => {
         const c = await RawConn.open(tg.port);
         await c.write(
-            "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n",
         );
         const res = await c.readResponse();
         assert.equal(res.status, 413);
@@ -146,7 +146,7 @@ describe("request framing", () => {
         const mark = backend.received.length;
         const c = await RawConn.open(tg.port);
         await c.write(
-            "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
         );
         const chunk = "x".repeat(1024);
         let res;
@@ -164,7 +164,7 @@ describe("request framing", () => {
         const body = JSON.stringify(ping("c1"));
         const c = await RawConn.open(tg.port);
         await c.write(
-            `POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`,
+            `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`,
         );
         const interim = await c.readResponse(2000);
         assert.equal(interim.status, 100);
@@ -187,7 +187,7 @@ describe("request framing", () => {
         const b = body.slice(10);
         const c = await RawConn.open(tg.port);
         await c.write(
-            "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
         );
         await c.write(`${a.length.toString(16)}\r\n${a}\r\n`);
         await sleep(50);
@@ -209,7 +209,7 @@ describe("request framing", () => {
         ]) {
             const res = await exchange(
                 tg.port,
-                `POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${a}\r\nContent-Length: ${b}\r\n\r\n{"a":12345}`,
+                `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${a}\r\nContent-Length: ${b}\r\n\r\n{"a":12345}`,
             );
             assert.equal(res.status, 400, `Content-Length ${a} and ${b}`);
         }
@@ -219,7 +219,7 @@ describe("request framing", () => {
         const mark = backend.received.length;
         const res = await exchange(
             tg.port,
-            `POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+            `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
         );
         assert.equal(res.status, 400);
         assert.equal(since(mark).length, 0);
@@ -268,7 +268,7 @@ describe("request framing", () => {
         "header syntax the RFC says to refuse: space before colon, obs-fold, unknown coding",
         async () => {
             const body = JSON.stringify(ping("hs"));
-            const start = "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+            const start = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
             const got = [];
             for (const [name, bytes, want] of [
                 ["space before colon", `${start}X-A : b\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 400],
@@ -290,7 +290,7 @@ describe("request framing", () => {
 
     test("NUL in a header value, bad chunk size, signed or listed Content-Length -> 400", async () => {
         const body = JSON.stringify(ping("x"));
-        const start = "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+        const start = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
         const mark = backend.received.length;
         for (const bytes of [
             `${start}X-A: a\0b\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
@@ -353,7 +353,7 @@ describe("request framing", () => {
     });
 
     test("HTTP/2 preface / unsupported versions are refused", async () => {
-        const res = await exchange(tg.port, "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n");
+        const res = await exchange(tg.port, "GET /healthz HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n");
         assert.ok(res.status === 505 || res.status === 400, `status ${res.status}`);
     });
 });
@@ -362,7 +362,7 @@ describe("timeouts and connection limits", () => {
     test("slow-loris: a head trickled slower than header_timeout -> 408 and closed", async () => {
         const c = await RawConn.open(tg.port);
         const t0 = Date.now();
-        const head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + "y".repeat(40);
+        const head = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + "y".repeat(40);
         let i = 0;
         const timer = setInterval(() => {
             if (i < head.length && !c.ended) c.socket.write(head[i++]);
@@ -382,7 +382,7 @@ describe("timeouts and connection limits", () => {
     test("a body slower than body_timeout -> 408", async () => {
         const c = await RawConn.open(tg.port);
         await c.write(
-            "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
         );
         const res = await c.readResponse(4000);
         assert.equal(res.status, 408);

@@ -38,7 +38,7 @@ static int same(struct gw_slice a, struct gw_slice b)
 static void check_roundtrip(const struct sse_event *ev)
 {
     struct gw_buf enc = {0}, log = {0}, want = {0};
-    if (sse_encode(&enc, ev->event, ev->id, ev->has_id, ev->data) != 0)
+    if (sse_encode(&enc, ev->event, ev->id, ev->has_id, -1, ev->data) != 0)
         abort(); /* nothing the parser delivers is unencodable */
     struct sse_parser p;
     sse_parser_init(&p, enc.len);

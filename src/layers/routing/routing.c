@@ -561,8 +561,10 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
     req->upstream_url = NULL;
     if (req->backend->n_endpoints > 0) {
         /* A session lives on the endpoint that issued it; other requests go round-robin. */
-        int idx =
-            req->backend->n_endpoints > 1 ? affinity_lookup(req->backend, req->session_valid ? req->session.backends[0] : NULL) : -1;
+        int idx = req->backend->n_endpoints > 1
+                      ? affinity_lookup(req->backend,
+                                        req->session_valid ? req->session.backends[0] : NULL)
+                      : -1;
         struct endpoint_status st;
         if (idx >= 0 && (endpoints_status(req->backend, idx, &st) != 0 || !st.up || st.ejected))
             idx = -1; /* gone: the backend will say the session is unknown */

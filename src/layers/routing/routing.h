@@ -64,6 +64,11 @@ struct egress_config {
     int url_args;            /* url_args: check (1, the default) | off (0) */
     struct egress_url_tool *url_tools;
     size_t n_url_tools;
+    /*
+     * Tools whose arguments are not vetted at all (url_exempt; NULL-terminated names, a
+     * trailing '*' a prefix). Every other tool's URL-looking strings are vetted.
+     */
+    char **url_exempt;
     uint64_t max_url_args;          /* URL strings vetted per request at most (32) */
     uint64_t resolve_timeout_ms;    /* a lookup slower than this denies (2s) */
     uint64_t resolve_cache_ttl_ms;  /* backend name lookups kept this long (30s; 0 = off) */

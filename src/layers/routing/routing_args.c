@@ -35,7 +35,26 @@ struct arg_walk {
     const struct ssrf_allow *allow;
     size_t vetted;
     char path[80];
+    char *const *skip; /* pointers a url_tools entry vetted already (NULL-terminated) */
 };
+
+static int skipped(const struct arg_walk *w)
+{
+    for (char *const *p = w->skip; p && *p; p++)
+        if (strcmp(*p, w->path) == 0)
+            return 1;
+    return 0;
+}
+
+static int name_listed(char *const *names, const char *name)
+{
+    for (char *const *p = names; p && *p; p++) {
+        size_t len = strlen(*p);
+        if (len && (*p)[len - 1] == '*' ? strncmp(name, *p, len - 1) == 0 : strcmp(name, *p) == 0)
+            return 1;
+    }
+    return 0;
+}
 
 static int tool_matches(const struct egress_url_tool *t, const char *name)
 {
@@ -106,6 +125,8 @@ static int walk(struct arg_walk *w, const json_t *v, int strict, int depth, stru
 {
     if (depth > ROUTING_MAX_ARG_DEPTH)
         return routing_deny_arg(out, w->path, "the arguments nest too deeply to check.");
+    if (depth > 0 && skipped(w))
+        return GW_PASS;
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t len = json_string_length(v);
@@ -182,28 +203,42 @@ static const json_t *pointer_get(const json_t *root, const char *ptr)
     return cur;
 }
 
+/*
+ * Every tools/call: the url_tools entries that name the tool vet their pointers (strictly,
+ * with their own allow lists) or everything; then every other string of the arguments that
+ * looks like a URL is vetted with no private destination allowed, unless the tool is listed
+ * in egress.url_exempt. Vetting is on for every tool by default: operators opt tools out.
+ */
 int routing_vet_arguments(struct job *job, const struct gw_request *req, struct gw_decision *out)
 {
     const struct egress_config *ec = job->ec;
-    if (!ec->url_args || ec->n_url_tools == 0)
+    static const struct ssrf_allow none = {0};
+    if (!ec->url_args)
         return GW_PASS;
     struct arg_walk w = {.job = job};
     for (size_t m = 0; m < req->rpc.n; m++) {
         const struct mcp_message *msg = &req->rpc.msgs[m];
         if (!msg->method || strcmp(msg->method, "tools/call") != 0 || !msg->target ||
-            !msg->arguments)
+            !msg->arguments || name_listed(ec->url_exempt, msg->target))
             continue;
+        int walked_all = 0;
+        char *skip[EGRESS_MAX_LIST + 1];
+        size_t n_skip = 0;
         for (size_t t = 0; t < ec->n_url_tools; t++) {
             const struct egress_url_tool *ut = &ec->url_tools[t];
             if (!tool_matches(ut, msg->target))
                 continue;
             w.allow = &ut->allow;
+            w.skip = NULL;
             int rc = GW_PASS;
             if (!ut->args) {
                 w.path[0] = '\0';
                 rc = walk(&w, msg->arguments, 0, 0, out);
+                walked_all = 1;
             }
             for (char **a = ut->args; a && *a && rc == GW_PASS; a++) {
+                if (n_skip < EGRESS_MAX_LIST)
+                    skip[n_skip++] = *a;
                 const json_t *v = pointer_get(msg->arguments, *a);
                 if (!v || json_is_null(v))
                     continue;
@@ -217,6 +252,16 @@ int routing_vet_arguments(struct job *job, const struct gw_request *req, struct 
             if (rc != GW_PASS)
                 return rc;
         }
+        if (walked_all)
+            continue;
+        skip[n_skip] = NULL;
+        w.allow = &none;
+        w.skip = skip;
+        w.path[0] = '\0';
+        int rc = walk(&w, msg->arguments, 0, 0, out);
+        w.skip = NULL;
+        if (rc != GW_PASS)
+            return rc;
     }
     return GW_PASS;
 }

@@ -158,6 +158,7 @@ void egress_config_free(struct egress_config *ec)
     free(ec->signing_key);
     for (size_t i = 0; i < ec->n_url_tools; i++)
         url_tool_free(&ec->url_tools[i]);
+    cfg_strv_free(ec->url_exempt);
     free(ec->url_tools);
     free(ec);
 }
@@ -181,9 +182,9 @@ static int get_duration(const struct cfg_doc *doc, const struct cfg_node *map, c
 int egress_config_parse(const struct cfg_doc *doc, const struct cfg_node *section,
                         struct egress_config **out, struct cfg_error *err)
 {
-    static const char *const keys[] = {
-        "allow",        "signing_key",     "url_args",      "url_tools",
-        "max_url_args", "resolve_timeout", "resolve_cache", NULL};
+    static const char *const keys[] = {"allow",         "signing_key",  "url_args",
+                                       "url_tools",     "max_url_args", "resolve_timeout",
+                                       "resolve_cache", "url_exempt",   NULL};
     static const char *const cache_keys[] = {"ttl", "entries", NULL};
     const char *P = "egress";
     char *url_args = NULL;
@@ -215,6 +216,18 @@ int egress_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
         } else {
             cfg_errorf(err, doc, cfg_map_get(section, "url_args"), "egress.url_args",
                        "\"%s\" is not a mode; write check (the default) or off", url_args);
+            goto fail;
+        }
+    }
+    size_t n_exempt = 0;
+    if (cfg_get_string_list(doc, section, P, "url_exempt", &ec->url_exempt, &n_exempt, err) != 0)
+        goto fail;
+    for (size_t i = 0; i < n_exempt; i++) {
+        const char *t = ec->url_exempt[i];
+        const char *star = strchr(t, '*');
+        if (!t[0] || (star && star[1] != '\0')) {
+            cfg_errorf(err, doc, cfg_map_get(section, "url_exempt"), "egress.url_exempt",
+                       "\"%s\": write a tool name, or a prefix ending in '*'", t);
             goto fail;
         }
     }

@@ -420,7 +420,8 @@ static void test_top_level_errors(void **state)
     fx_expect_error("server: {}\nidentty: {}\n", "2:1", "identty",
                     "unknown key (known here: server, routes");
     fx_expect_error("server:\n  listen: [\":1\"]\n  bogus: 1\n", "3:3", "server.bogus",
-                    "unknown key (known here: listen, public_url, workers, log_level, limits)");
+                    "unknown key (known here: listen, public_url, workers, log_level, limits, "
+                    "allowed_origins, allowed_hosts)");
     fx_expect_error("server: [1]\n", "1:9", "server", "expected a map");
     struct cfg_error err = {{0}};
     assert_null(gw_config_load_string("- a\n- b\n", "t.yaml", &err));
@@ -454,8 +455,9 @@ static void test_route_errors(void **state)
     fx_expect_error("routes:\n  - name: Bad Name\n", "2:11", "routes[0].name",
                     "is not a valid name");
     fx_expect_error("routes:\n  - name: \"\"\n", "2:11", "routes[0].name", "is not a valid name");
-    expect_route_error("    bogus: 1\n", "3:5", "routes[0].bogus",
-                       "unknown key (known here: name, path, kind, backends, timeouts, allow_methods, inject)");
+    expect_route_error(
+        "    bogus: 1\n", "3:5", "routes[0].bogus",
+        "unknown key (known here: name, path, kind, backends, timeouts, allow_methods, inject)");
     expect_route_error("    path: mcp\n", "3:11", "routes[0].path", "does not start with '/'");
     expect_route_error("    path: \"/mcp?x=1\"\n", "3:11", "routes[0].path", "has a query");
     expect_route_error("    path: \"/mcp#x\"\n", "3:11", "routes[0].path", "has a fragment");
@@ -783,9 +785,35 @@ static void test_reference_examples_load(void **state)
     assert_true(blocks >= 5);
 }
 
+/* DNS rebinding: the Origins and Host names a route answers to, by default and as written. */
+static void test_rebinding_defaults(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = fx_load_ok(
+        "server:\n  listen: [\"127.0.0.1:7100\"]\n  public_url: https://Tools.Example.com\n");
+    assert_string_equal(cfg->server.allowed_origins[0], "https://tools.example.com");
+    assert_null(cfg->server.allowed_origins[1]);
+    assert_string_equal(cfg->server.allowed_hosts[0], "tools.example.com");
+    assert_string_equal(cfg->server.allowed_hosts[1], "localhost"); /* a loopback listener */
+    assert_null(cfg->server.allowed_hosts[2]);
+    gw_config_free(cfg);
+    cfg = fx_load_ok("server:\n  listen: [\"0.0.0.0:7100\"]\n  public_url: http://h:7100\n"
+                     "  allowed_origins: [\"http://Inspector.local:6274\", \"http://h:7100\"]\n"
+                     "  allowed_hosts: [h, gw.internal]\n");
+    assert_string_equal(cfg->server.allowed_origins[0], "http://inspector.local:6274");
+    assert_string_equal(cfg->server.allowed_hosts[1], "gw.internal");
+    assert_null(cfg->server.allowed_hosts[2]);
+    gw_config_free(cfg);
+    fx_expect_error("server:\n  allowed_origins: [\"http://a/x\"]\n", NULL, NULL, "has a path");
+    fx_expect_error("server:\n  allowed_origins: [\"a.example\"]\n", NULL, NULL, "http://");
+    fx_expect_error("server:\n  allowed_hosts: [\"a:80\"]\n", NULL, NULL, "not a host name");
+    fx_expect_error("server:\n  allowed_hosts: [\"*.a\"]\n", NULL, NULL, "not a host name");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rebinding_defaults),
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_defaults_empty_file),
         cmocka_unit_test(test_defaults_partial_limits_and_timeouts),

@@ -97,7 +97,10 @@ static void test_looks_like_url(void **state)
     assert_false(gw_url_looks_like("mailto:a@b.c", 12));
     assert_false(gw_url_looks_like("urn:isbn:123", 12));
     assert_false(gw_url_looks_like("", 0));
-    assert_false(gw_url_looks_like("http:", 5));
+    assert_true(gw_url_looks_like("http:", 5));
+    assert_true(gw_url_looks_like("http:169.254.169.254", 20));
+    assert_true(gw_url_looks_like("HTTPS:evil", 10));
+    assert_false(gw_url_looks_like("note:hello", 10));
 }
 
 static void test_other_schemes_on_request(void **state)

@@ -506,37 +506,39 @@ static void test_encode(void **state)
 {
     (void)state;
     struct gw_buf out = {0};
-    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, GW_SLICE_NULL, 0, GW_SLICE_LIT("{}")), 0);
+    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, GW_SLICE_NULL, 0, -1, GW_SLICE_LIT("{}")), 0);
     assert_string_equal(out.data, "data: {}\n\n");
     gw_buf_reset(&out);
     assert_int_equal(
-        sse_encode(&out, GW_SLICE_LIT("message"), GW_SLICE_LIT("7"), 1, GW_SLICE_LIT("a\nb\n")), 0);
+        sse_encode(&out, GW_SLICE_LIT("message"), GW_SLICE_LIT("7"), 1, -1, GW_SLICE_LIT("a\nb\n")),
+        0);
     assert_string_equal(out.data, "id: 7\nevent: message\ndata: a\ndata: b\ndata: \n\n");
     gw_buf_reset(&out);
     /* Empty data still gets one data line; an empty id is written when has_id. */
-    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, GW_SLICE_LIT(""), 1, GW_SLICE_NULL), 0);
+    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, GW_SLICE_LIT(""), 1, -1, GW_SLICE_NULL), 0);
     assert_string_equal(out.data, "id: \ndata: \n\n");
     gw_buf_reset(&out);
     /* CR and CRLF in data are line breaks as well (a CR could never be carried). */
     assert_int_equal(
-        sse_encode(&out, GW_SLICE_NULL, GW_SLICE_NULL, 0, GW_SLICE_LIT("a\r\nb\rc\n\rd")), 0);
+        sse_encode(&out, GW_SLICE_NULL, GW_SLICE_NULL, 0, -1, GW_SLICE_LIT("a\r\nb\rc\n\rd")), 0);
     assert_string_equal(out.data, "data: a\ndata: b\ndata: c\ndata: \ndata: d\n\n");
     gw_buf_reset(&out);
 
     /* Fields that would break the framing are refused and leave the buffer as it was. */
     assert_int_equal(gw_buf_append_str(&out, "keep"), 0);
-    assert_int_equal(sse_encode(&out, GW_SLICE_LIT("a\nb"), GW_SLICE_NULL, 0, GW_SLICE_LIT("x")),
-                     -1);
-    assert_int_equal(sse_encode(&out, GW_SLICE_LIT("a\rb"), GW_SLICE_NULL, 0, GW_SLICE_LIT("x")),
-                     -1);
-    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, GW_SLICE_LIT("1\n"), 1, GW_SLICE_LIT("x")),
+    assert_int_equal(
+        sse_encode(&out, GW_SLICE_LIT("a\nb"), GW_SLICE_NULL, 0, -1, GW_SLICE_LIT("x")), -1);
+    assert_int_equal(
+        sse_encode(&out, GW_SLICE_LIT("a\rb"), GW_SLICE_NULL, 0, -1, GW_SLICE_LIT("x")), -1);
+    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, GW_SLICE_LIT("1\n"), 1, -1, GW_SLICE_LIT("x")),
                      -1);
     struct gw_slice nul_id = {"a\0b", 3};
-    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, nul_id, 1, GW_SLICE_LIT("x")), -1);
+    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, nul_id, 1, -1, GW_SLICE_LIT("x")), -1);
     assert_string_equal(out.data, "keep");
     assert_int_equal(out.len, 4);
     /* ...but an id with a line break is irrelevant when has_id is 0. */
-    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, GW_SLICE_LIT("1\n"), 0, GW_SLICE_LIT("x")), 0);
+    assert_int_equal(sse_encode(&out, GW_SLICE_NULL, GW_SLICE_LIT("1\n"), 0, -1, GW_SLICE_LIT("x")),
+                     0);
     assert_string_equal(out.data, "keepdata: x\n\n");
     gw_buf_free(&out);
 }
@@ -548,7 +550,7 @@ static void test_encode_roundtrip(void **state)
     for (size_t i = 0; i < sizeof datas / sizeof *datas; i++) {
         struct gw_buf out = {0};
         struct gw_slice data = {datas[i], strlen(datas[i])};
-        assert_int_equal(sse_encode(&out, GW_SLICE_LIT("ev"), GW_SLICE_LIT(" id"), 1, data), 0);
+        assert_int_equal(sse_encode(&out, GW_SLICE_LIT("ev"), GW_SLICE_LIT(" id"), 1, -1, data), 0);
         struct recorder r = {0};
         assert_int_equal(parse_all(out.data, out.len, 4096, &r), 0);
         assert_int_equal(r.n, 1);

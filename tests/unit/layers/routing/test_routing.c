@@ -99,6 +99,7 @@ static const char *const base_yaml =
     "    - {tools: [fetch_url], args: [/url, /more]}\n"
     "    - {tools: [\"web.*\"]}\n"
     "    - {tools: [wiki_fetch], args: [/url], allow: [\"10.1.0.0/16\"]}\n"
+    "  url_exempt: [\"summar*\"]\n"
     "  max_url_args: 4\n"
     "  resolve_timeout: 500ms\n"
     "  resolve_cache: {ttl: 30s, entries: 16}\n";
@@ -248,6 +249,7 @@ static void test_config_errors(void **state)
         {"egress: {allow: [\"localhost\"]}\n", "needs a port"},
         {"egress: {allowed: []}\n", "allowed"},
         {"egress: {url_args: maybe}\n", "check (the default) or off"},
+        {"egress: {url_exempt: [\"a*b\"]}\n", "prefix ending in '*'"},
         {"egress: {url_tools: [{args: [/url]}]}\n", "`tools` is required"},
         {"egress: {url_tools: [{tools: [a], args: [url]}]}\n", "JSON pointer"},
         {"egress: {url_tools: [{tools: [a], args: []}]}\n", "the list is empty"},
@@ -377,7 +379,9 @@ static void test_url_arguments(void **state)
         {"fetch_url", "{\"url\":\"public.example/page\"}", GW_DENY, "not a well-formed URL"},
         {"fetch_url", "{\"url\":42}", GW_DENY, "expected a URL"},
         {"fetch_url", "{\"url\":null}", GW_PASS, NULL},
-        {"fetch_url", "{\"other\":\"http://127.0.0.1/\"}", GW_PASS, NULL},
+        /* Beyond the listed pointers, every URL-looking string is vetted too. */
+        {"fetch_url", "{\"other\":\"http://127.0.0.1/\"}", GW_DENY, "Argument /other:"},
+        {"fetch_url", "{\"other\":\"http:127.0.0.1\"}", GW_DENY, "Argument /other:"},
         {"fetch_url", "{\"more\":[\"https://public.example/\",\"http://10.1.1.1/\"]}", GW_DENY,
          "Argument /more/1:"},
         {"fetch_url", "{\"more\":{\"a\":{\"b\":\"http://127.1/\"},\"c\":\"GET\"}}", GW_DENY,
@@ -392,7 +396,11 @@ static void test_url_arguments(void **state)
         {"web.fetch", "{\"u\":\"  http://10.0.0.1/\"}", GW_DENY, "Argument /u:"},
         {"web.fetch", "{\"we ird\\n\":\"http://10.0.0.1/\"}", GW_DENY, "Argument /we?ird?:"},
         {"web.search", "{\"u\":\"https://public.example/\"}", GW_PASS, NULL},
-        {"webfetch", "{\"u\":\"http://10.0.0.1/\"}", GW_PASS, NULL},
+        /* On for every tool by default: one nobody listed is vetted all the same. */
+        {"webfetch", "{\"u\":\"http://10.0.0.1/\"}", GW_DENY, "Argument /u:"},
+        {"anything", "{\"a\":[{\"b\":\"HTTP://[::1]:22/\"}]}", GW_DENY, "Argument /a/0/b:"},
+        {"anything", "{\"a\":\"https://public.example/\"}", GW_PASS, NULL},
+        /* ...unless the operator opted it out (egress.url_exempt). */
         {"summarize", "{\"url\":\"http://169.254.169.254/\"}", GW_PASS, NULL},
         {"wiki_fetch", "{\"url\":\"http://10.1.2.3/wiki\"}", GW_PASS, NULL},
         {"wiki_fetch", "{\"url\":\"http://internal.example/wiki\"}", GW_PASS, NULL},
