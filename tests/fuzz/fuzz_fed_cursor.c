@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/federation.h"
+#include "routes/federation/federation.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
