@@ -6,6 +6,7 @@
  */
 #include "core/exchange.h"
 #include "core/pipeline.h"
+#include "core/stream_order.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "mcp/jsonrpc.h"
@@ -281,7 +282,12 @@ static int on_sse_event(void *arg, const struct sse_event *ev)
     msg = relay_hooks(x, msg, &modified, NULL);
     if (!msg)
         return 0; /* not for the client: the event is dropped */
-    if (is_final_response(msg))
+    /*
+     * A POST stream's answer is held until its completion record is durable. A GET stream
+     * never ends with an answer of its own: a response on it is one the backend replays after
+     * the client resumed (Last-Event-ID), and goes on at once.
+     */
+    if (is_final_response(msg) && x->req->method != GW_HTTP_GET)
         x->holding_stream = 1;
     char *s = modified ? json_dumps(msg, JSON_COMPACT) : NULL;
     struct gw_slice data = s ? (struct gw_slice){s, strlen(s)} : ev->data;
@@ -482,13 +488,69 @@ static int relay_claims(const char *name, size_t n_backends)
     return strcmp(name, "mcp") == 0 && n_backends == 1;
 }
 
+/* The relay's own state of an exchange: its place in the session's stream order. */
+struct relay_state {
+    uint64_t order_key;  /* the session's, when the request names one */
+    uint64_t get_handle; /* a GET on its way upstream (stream_order) */
+    uint64_t wait_until_ns;
+};
+
+static void relay_free_state(void *state)
+{
+    struct relay_state *st = state;
+    stream_order_done(st->get_handle);
+    free(st);
+}
+
 static void relay_prepare(struct exchange *x)
 {
-    x->req->backend = &x->req->route->backends[0];
+    struct gw_request *req = x->req;
+    req->backend = &req->route->backends[0];
     relay_decode_mcp(x);
+    struct gw_slice sid = gw_request_header(req, "Mcp-Session-Id");
+    if (!sid.ptr || sid.len == 0 || (req->method != GW_HTTP_GET && req->method != GW_HTTP_POST))
+        return;
+    struct relay_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return;
+    struct gw_slice auth = gw_request_header(req, "Authorization");
+    st->order_key = stream_order_key(sid.ptr, sid.len, auth.ptr ? auth.ptr : "", auth.len);
+    if (req->method == GW_HTTP_GET)
+        st->get_handle = stream_order_get_started(st->order_key, gw_mono_ns());
+    x->kind_state = st;
+}
+
+static void relay_send(struct exchange *x);
+
+/* A POST waiting for its session's GET stream to be connected upstream: polled, bounded. */
+static void on_order_poll(uv_timer_t *t)
+{
+    struct exchange *x = t->data;
+    struct relay_state *st = x->kind_state;
+    uint64_t now = gw_mono_ns();
+    if (x->finished)
+        return;
+    if (now < st->wait_until_ns && stream_order_pending(st->order_key, now, NULL))
+        return;
+    uv_timer_stop(&x->timer);
+    relay_send(x);
 }
 
 static void relay_forward(struct exchange *x)
+{
+    struct relay_state *st = x->kind_state;
+    uint64_t until = 0;
+    if (st && x->req->method == GW_HTTP_POST && x->req->session_valid &&
+        stream_order_pending(st->order_key, gw_mono_ns(), &until)) {
+        st->wait_until_ns = until;
+        uv_update_time(x->timer.loop);
+        uv_timer_start(&x->timer, on_order_poll, 2, 2);
+        return;
+    }
+    relay_send(x);
+}
+
+static void relay_send(struct exchange *x)
 {
     struct gw_request *req = x->req;
     struct gw_header sid;
@@ -515,6 +577,12 @@ static void relay_on_head(struct exchange *x, int status, const struct gw_header
 {
     struct gw_request *req = x->req;
     void *loop = gw_request_loop(req);
+    struct relay_state *st = x->kind_state;
+    if (st && st->get_handle) {
+        /* The backend has the GET stream: the session's POSTs may go. */
+        stream_order_done(st->get_handle);
+        st->get_handle = 0;
+    }
     if (req->session_valid && (status == 404 || (req->method == GW_HTTP_DELETE && status < 300))) {
         mcp_session_delete(req->session_id, loop);
         return;
@@ -556,6 +624,7 @@ const struct gw_route_kind gw_relay_kind = {
     .on_head = relay_on_head,
     .streams = 1,
     .owns_session = 1,
+    .free_state = relay_free_state,
 };
 
 const struct gw_route_kind *gw_route_kind_for(const char *name, size_t n_backends)

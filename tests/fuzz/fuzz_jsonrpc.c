@@ -5,13 +5,15 @@
  * header (absent, 2025-03-26, 2025-06-18, 2025-11-25) and small or default limits, so batch
  * rules and depth bounds are reached. Beyond memory safety it checks the decoder's promises:
  * kinds agree with the fields set, recovered ids are strings or integers, and every error or
- * result body it leads to is valid JSON.
+ * result body it leads to is valid JSON. Methods outside the revision's table are refused with
+ * -32601, so that code is one of the decoder's answers too.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mcp/jsonrpc.h"
+#include "mcp/methods.h"
 
 static void check_body_parses(struct gw_buf *b)
 {
@@ -61,11 +63,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             switch (m->kind) {
             case MCP_REQUEST:
-                if (!m->method || !id_ok(m->id))
+                if (!m->method || !id_ok(m->id) ||
+                    !mcp_method_lookup(m->method, mcp_version_bit(version), MCP_DIR_CLIENT_REQUEST))
                     abort();
                 break;
             case MCP_NOTIFICATION:
-                if (!m->method || m->id)
+                if (!m->method || m->id ||
+                    !mcp_method_lookup(m->method, mcp_version_bit(version),
+                                       MCP_DIR_CLIENT_NOTIFICATION))
                     abort();
                 break;
             case MCP_RESPONSE:
@@ -92,7 +97,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (batch.msgs || batch.n)
             abort();
         if (err.code != JSONRPC_PARSE_ERROR && err.code != JSONRPC_INVALID_REQUEST &&
-            err.code != JSONRPC_INVALID_PARAMS && err.code != JSONRPC_INTERNAL_ERROR)
+            err.code != JSONRPC_METHOD_NOT_FOUND && err.code != JSONRPC_INVALID_PARAMS &&
+            err.code != JSONRPC_INTERNAL_ERROR)
             abort();
         if (err.message[0] == '\0' || !memchr(err.message, '\0', sizeof err.message))
             abort();
