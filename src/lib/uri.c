@@ -186,8 +186,19 @@ int gw_uri_canonical(const char *s, size_t len, struct gw_buf *out, const char *
             gw_buf_free(&host);
             goto fail;
         }
-        for (size_t k = 0; k < host.len; k++)
-            host.data[k] = (char)lower((unsigned char)host.data[k]);
+        /*
+         * What is left must be a plain host[:port]: an encoding still there (of a reserved or
+         * non-ASCII byte) or a raw non-ASCII byte is one a backend may resolve differently.
+         */
+        for (size_t k = 0; k < host.len; k++) {
+            unsigned char c = (unsigned char)host.data[k];
+            if (!is_alpha(c) && !is_digit(c) && !strchr("-._~!$&'()*+,;=:[]", c)) {
+                *why = "has a character in its authority that is not allowed there";
+                gw_buf_free(&host);
+                goto fail;
+            }
+            host.data[k] = (char)lower(c);
+        }
         int ok = gw_buf_append(out, host.data ? host.data : "", host.len) == 0;
         gw_buf_free(&host);
         if (!ok)
@@ -203,12 +214,26 @@ int gw_uri_canonical(const char *s, size_t len, struct gw_buf *out, const char *
         if (remove_dots(path.data, path.len, out, why) != 0)
             goto fail;
     } else if (path.len > 0) {
-        /* An opaque path (urn:, mailto:): no segments to resolve, but no dot tricks either. */
+        /*
+         * A path without a root (urn:, mailto:, mem:notes/1): nothing to resolve, but no dot
+         * tricks either, and no empty segment a backend might fold.
+         */
         for (size_t k = 0; k + 1 < path.len; k++)
             if (path.data[k] == '.' && path.data[k + 1] == '.') {
                 *why = "has '..' in a path that is not hierarchical";
                 goto fail;
             }
+        for (size_t k = 0, seg = 0; k <= path.len; k++) {
+            if (k < path.len && path.data[k] != '/')
+                continue;
+            size_t n = k - seg;
+            if ((n == 0 && k < path.len) || (n == 1 && path.data[seg] == '.')) {
+                *why = n == 0 ? "has an empty path segment (\"//\")"
+                              : "has a '.' segment in a path that is not hierarchical";
+                goto fail;
+            }
+            seg = k + 1;
+        }
         if (gw_buf_append(out, path.data, path.len) != 0)
             goto memory;
     }

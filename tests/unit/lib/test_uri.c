@@ -83,6 +83,17 @@ static void test_refused(void **state)
         {"../a", "absolute"},
         {"", "not a URI"},
         {"urn:a:../b", "not hierarchical"},
+        /* Without a root: no empty or '.' segment either. */
+        {"file:HTTP://Example.ORG//", "empty path segment"},
+        {"mem:notes//1", "empty path segment"},
+        {"mem:notes/./1", "'.' segment"},
+        {"mem:./notes", "'.' segment"},
+        /* The authority is a plain host[:port]. */
+        {"ehr://pns%3f/x", "authority"},
+        {"ehr://p%2fx/y", "encoded"},
+        {"ehr://p%40x/y", "authority"},
+        {"ehr://p\xc3\xa9/y", "authority"},
+        {"ehr://host<x>/y", "authority"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *why;
