@@ -2,16 +2,14 @@
  * relay: the way to the backend and back. One builder for every upstream request, one path
  * through the response hooks for every message of an answer, answers relayed as they come
  * (SSE event by event, with backpressure) or buffered within bounds so the hooks see whole
- * messages; and the core's own route kind, an MCP endpoint relayed to its backend.
+ * messages. The core's own route kind, which relays an MCP endpoint, is in relay_kind.c.
  */
 #include "core/exchange.h"
 #include "core/pipeline.h"
-#include "core/stream_order.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/methods.h"
-#include "mcp/session.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,152 +478,6 @@ int relay_start(struct exchange *x, const struct relay_request *r)
     exchange_arm_timer(x, be->timeouts.first_byte_ms);
     return 0;
 }
-
-/* ---- the core's kind: an MCP endpoint relayed to its backend ---- */
-
-static int relay_claims(const char *name, size_t n_backends)
-{
-    return strcmp(name, "mcp") == 0 && n_backends == 1;
-}
-
-/* The relay's own state of an exchange: its place in the session's stream order. */
-struct relay_state {
-    uint64_t order_key;  /* the session's, when the request names one */
-    uint64_t get_handle; /* a GET on its way upstream (stream_order) */
-    uint64_t wait_until_ns;
-};
-
-static void relay_free_state(void *state)
-{
-    struct relay_state *st = state;
-    stream_order_done(st->get_handle);
-    free(st);
-}
-
-static void relay_prepare(struct exchange *x)
-{
-    struct gw_request *req = x->req;
-    req->backend = &req->route->backends[0];
-    relay_decode_mcp(x);
-    struct gw_slice sid = gw_request_header(req, "Mcp-Session-Id");
-    if (!sid.ptr || sid.len == 0 || (req->method != GW_HTTP_GET && req->method != GW_HTTP_POST))
-        return;
-    struct relay_state *st = calloc(1, sizeof *st);
-    if (!st)
-        return;
-    struct gw_slice auth = gw_request_header(req, "Authorization");
-    st->order_key = stream_order_key(sid.ptr, sid.len, auth.ptr ? auth.ptr : "", auth.len);
-    if (req->method == GW_HTTP_GET)
-        st->get_handle = stream_order_get_started(st->order_key, gw_mono_ns());
-    x->kind_state = st;
-}
-
-static void relay_send(struct exchange *x);
-
-/* A POST waiting for its session's GET stream to be connected upstream: polled, bounded. */
-static void on_order_poll(uv_timer_t *t)
-{
-    struct exchange *x = t->data;
-    struct relay_state *st = x->kind_state;
-    uint64_t now = gw_mono_ns();
-    if (x->finished)
-        return;
-    if (now < st->wait_until_ns && stream_order_pending(st->order_key, now, NULL))
-        return;
-    uv_timer_stop(&x->timer);
-    relay_send(x);
-}
-
-static void relay_forward(struct exchange *x)
-{
-    struct relay_state *st = x->kind_state;
-    uint64_t until = 0;
-    if (st && x->req->method == GW_HTTP_POST && x->req->session_valid &&
-        stream_order_pending(st->order_key, gw_mono_ns(), &until)) {
-        st->wait_until_ns = until;
-        uv_update_time(x->timer.loop);
-        uv_timer_start(&x->timer, on_order_poll, 2, 2);
-        return;
-    }
-    relay_send(x);
-}
-
-static void relay_send(struct exchange *x)
-{
-    struct gw_request *req = x->req;
-    struct gw_header sid;
-    struct relay_request r = {
-        .method = req->method,
-        .body = gw_request_upstream_body(req),
-        .client_headers = 1,
-    };
-    if (req->session_valid && req->session.backends[0]) {
-        sid = (struct gw_header){GW_SLICE_LIT("Mcp-Session-Id"),
-                                 {req->session.backends[0], strlen(req->session.backends[0])}};
-        r.extra = &sid;
-        r.n_extra = 1;
-    }
-    relay_start(x, &r);
-}
-
-/*
- * The client's session is toolgate's: a backend's new session id becomes a session of
- * toolgate's, bound to the user and the route, whose id is what the client gets; a session
- * the backend ended (DELETE answered, or 404: it no longer knows it) is ended here too.
- */
-static void relay_on_head(struct exchange *x, int status, const struct gw_header *headers, size_t n)
-{
-    struct gw_request *req = x->req;
-    void *loop = gw_request_loop(req);
-    struct relay_state *st = x->kind_state;
-    if (st && st->get_handle) {
-        /* The backend has the GET stream: the session's POSTs may go. */
-        stream_order_done(st->get_handle);
-        st->get_handle = 0;
-    }
-    if (req->session_valid && (status == 404 || (req->method == GW_HTTP_DELETE && status < 300))) {
-        mcp_session_delete(req->session_id, loop);
-        return;
-    }
-    const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
-    if (status < 200 || status >= 300 || !sid || sid->value.len == 0 ||
-        sid->value.len > MCP_SESSION_MAX_BACKEND_ID || !req->identity.subject)
-        return;
-    char *backend_id = gw_slice_dup(sid->value);
-    if (!backend_id)
-        return;
-    if (req->session_valid) {
-        /* The backend renewed its session under the same client session. */
-        if (!req->session.backends[0] || strcmp(req->session.backends[0], backend_id) != 0) {
-            free(req->session.backends[0]);
-            req->session.backends[0] = backend_id;
-            backend_id = NULL;
-            mcp_session_update(req->session_id, &req->session, loop);
-        }
-    } else {
-        char id[MCP_SESSION_ID_LEN + 1];
-        if (mcp_session_create(req->identity.verified ? req->identity.issuer : "",
-                               req->identity.subject, req->route->name, 1, backend_id, id,
-                               loop) == 0)
-            gw_request_add_response_header(req, "Mcp-Session-Id", id);
-        else
-            gw_log(GW_LOG_ERROR, "session_create_failed", req->id, NULL,
-                   "could not record a new session; the client gets none and must initialize "
-                   "again");
-    }
-    free(backend_id);
-}
-
-const struct gw_route_kind gw_relay_kind = {
-    .name = "mcp",
-    .claims = relay_claims,
-    .prepare = relay_prepare,
-    .forward = relay_forward,
-    .on_head = relay_on_head,
-    .streams = 1,
-    .owns_session = 1,
-    .free_state = relay_free_state,
-};
 
 const struct gw_route_kind *gw_route_kind_for(const char *name, size_t n_backends)
 {

@@ -1,6 +1,6 @@
 /*
  * route_kind: what a route does with a request, besides running the layers. The core's own
- * kind relays an MCP endpoint to its backend (core/relay.c); other kinds live under
+ * kind relays an MCP endpoint to its backend (core/relay_kind.c); other kinds live under
  * src/routes/ (REST tool routes, federation of several backends) and are listed once in
  * src/routes/kinds.c, as modules are in src/layers/modules.c.
  *
