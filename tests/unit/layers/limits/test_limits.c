@@ -444,13 +444,15 @@ static struct limits_loops loops_cfg(void)
                                  .max_cycle = 4,
                                  .cycle_repeats = 3,
                                  .warnings = 1,
-                                 .history = 64};
+                                 .history = 64,
+                                 .near_identical = 5};
 }
 
 struct loop_fx {
     struct lloop *l;
     struct limits_key user, session, ut;
     int64_t now;
+    const struct limits_config *lc; /* volatile members, when a test declares some */
 };
 
 static void loop_user(struct loop_fx *f, const char *user, const char *tool)
@@ -464,12 +466,14 @@ static struct lloop_verdict loop_call(struct loop_fx *f, const char *tool, const
                                       const char *result)
 {
     json_t *a = json_loads(args, 0, NULL);
-    uint64_t fp = limits_fingerprint(tool, strlen(tool), a);
+    assert_non_null(a);
+    uint64_t fp, near;
+    limits_fingerprints(f->lc, tool, strlen(tool), a, &fp, &near);
     json_decref(a);
     struct lloop_verdict v;
     limits_key_make(&f->ut, "lt", 0, "u", tool, 0);
     f->now += 1000000000LL; /* a second apart */
-    lloop_call(f->l, &f->user, &f->session, &f->ut, fp, f->now, &v);
+    lloop_call(f->l, &f->user, &f->session, &f->ut, fp, near, f->now, &v);
     if (result) {
         json_t *r = json_string(result);
         lloop_result(f->l, &f->user, &f->session, fp, limits_json_hash(r));
@@ -626,13 +630,14 @@ static void test_loop_benign_corpus(void **state)
                 snprintf(result, sizeof result, "me");
             }
             json_t *a = json_loads(args, 0, NULL);
-            uint64_t fp = limits_fingerprint(tool, strlen(tool), a);
+            uint64_t fp, near;
+            limits_fingerprints(NULL, tool, strlen(tool), a, &fp, &near);
             json_decref(a);
             limits_key_make(&f.ut, "lt", 0, user, tool, 0);
             /* Human-paced: a few seconds between calls. */
             f.now += (int64_t)(1 + rnd() % 5) * 1000000000LL;
             struct lloop_verdict v;
-            lloop_call(l, &f.user, &f.session, &f.ut, fp, f.now, &v);
+            lloop_call(l, &f.user, &f.session, &f.ut, fp, near, f.now, &v);
             if (v.flags) {
                 flagged++;
                 print_message("      flagged %s %s: flags %x\n", tool, args, v.flags);
@@ -700,6 +705,7 @@ static void respond(struct gw_request *req, const char *json)
     assert_non_null(msg);
     int modified = 0;
     struct gw_decision d = {0};
+    req->upstream_sent = 1;
     req->upstream_status = 200;
     req->response_status = 200;
     assert_int_equal(limits_layer.on_response(req, msg, &modified, &d), GW_PASS);
@@ -780,18 +786,20 @@ static void test_layer_budget_settle_refund(void **state)
     assert_true(req->limits.cost_reported);
     assert_int_equal(req->limits.cost_settled, 250000);
     gw_request_free(req);
-    /* A call that fails upstream is refunded. */
+    /* The backend could not be reached: nothing was sent, refund. */
     req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
     assert_int_equal(check(req), GW_PASS);
     req->upstream_status = 502;
     limits_layer.on_complete(req);
     assert_true(req->limits.refunded);
     gw_request_free(req);
-    /* A JSON-RPC error result is refunded too. */
+    /* A JSON-RPC error that reports the work cost nothing is charged nothing. */
     req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
     assert_int_equal(check(req), GW_PASS);
-    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32000,\"message\":\"x\"}}");
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32000,\"message\":\"x\","
+                 "\"data\":{\"_meta\":{\"toolgate/cost\":0}}}}");
     assert_int_equal(req->limits.cost_settled, 0);
+    assert_true(req->limits.cost_reported);
     gw_request_free(req);
     /* A later layer denied it: it never left, refund. */
     req = call(cfg, "carol", "charge_card", "{\"amount\":25}");

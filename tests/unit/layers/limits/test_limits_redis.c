@@ -295,6 +295,7 @@ static void test_redis_budget(void **state)
     struct gw_decision d = {0};
     limits_layer.on_response(req, msg, &mod, &d);
     json_decref(msg);
+    req->upstream_sent = 1;
     req->upstream_status = 200;
     limits_layer.on_complete(req);
     assert_int_equal(req->limits.cost_settled, 100000);
