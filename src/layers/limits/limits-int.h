@@ -266,7 +266,10 @@ void limits_fingerprints(const struct limits_config *lc, const char *tool, size_
 uint64_t limits_fingerprint(const char *tool, size_t len, const json_t *arguments);
 /* Hash of the canonical form of v (results, for the no-progress rule). */
 uint64_t limits_json_hash(const json_t *v);
-/* The canonical form of one string, handed to emit piece by piece. */
+/*
+ * The canonical form of one string, handed to emit piece by piece: valid UTF-8 (a byte that
+ * starts no sequence becomes U+FFFD), at most three times as long as the string.
+ */
 void limits_canon_string(const char *s, size_t n,
                          void (*emit)(void *arg, const char *p, size_t len), void *arg);
 /* True when key is a member name or a well-formed JSON Pointer within the bounds. */

@@ -97,9 +97,11 @@ static enum cp_class classify(uint32_t cp)
     return CP_KEEP;
 }
 
+#define CP_INVALID 0x110000u /* not a code point: a byte that starts no sequence */
+
 /*
  * Decodes one UTF-8 sequence at s (n > 0 bytes left); returns its length. A byte that does
- * not start a well-formed sequence stands for itself (jansson only hands over valid UTF-8,
+ * not start a well-formed sequence is one CP_INVALID (jansson only hands over valid UTF-8,
  * but the hash must not depend on that).
  */
 static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
@@ -110,22 +112,23 @@ static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
                  : (b & 0xf0) == 0xe0 ? 3
                  : (b & 0xf8) == 0xf0 ? 4
                                       : 0;
-    if (len == 0 || len > n) {
-        *cp = 0xfffd00u | b; /* not a code point: cannot be taken for whitespace */
+    *cp = CP_INVALID;
+    if (len == 0 || len > n)
         return 1;
-    }
     uint32_t v = len == 1 ? b : len == 2 ? b & 0x1f : len == 3 ? b & 0x0f : b & 0x07;
     for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            *cp = 0xfffd00u | b;
+        if ((s[i] & 0xc0) != 0x80)
             return 1;
-        }
         v = (v << 6) | (s[i] & 0x3f);
     }
     *cp = v;
     return len;
 }
 
+/*
+ * A byte that starts no sequence becomes U+FFFD: the canonical form is valid UTF-8, and
+ * taking characters out can never join the bytes around them into a new character.
+ */
 void limits_canon_string(const char *str, size_t n,
                          void (*emit)(void *arg, const char *p, size_t len), void *arg)
 {
@@ -143,7 +146,10 @@ void limits_canon_string(const char *str, size_t n,
                 emit(arg, " ", 1);
             pending = 0;
             started = 1;
-            emit(arg, str + i, len);
+            if (cp == CP_INVALID)
+                emit(arg, "\xef\xbf\xbd", 3);
+            else
+                emit(arg, str + i, len);
         }
         i += len;
     }
