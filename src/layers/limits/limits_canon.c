@@ -13,8 +13,8 @@
  *
  * Each call has two fingerprints: the exact one, and a near one in which every number is
  * the same placeholder (calls that differ only in counters, timestamps or pages share it).
- * Hashing is one pass over the tree, with no allocation unless volatile members must be
- * taken out (a copy of the arguments without them).
+ * Each fingerprint is one pass over the tree (depth bounded), with no allocation unless
+ * volatile members must be taken out (a copy of the arguments without them).
  */
 #include "layers/limits/limits-int.h"
 

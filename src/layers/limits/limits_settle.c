@@ -1,8 +1,8 @@
 /*
  * limits_settle: the limits layer after the call: warnings and loop results on the answer,
  * settlement of each call's reservation (the backend's reported cost, the estimate once the
- * call was sent, or a refund when it never left), and the process runtime (stores, loop detector,
- * ledger).
+ * call was sent, or a refund when it never left), and the process runtime (stores, loop
+ * detector, ledger).
  */
 #include "layers/layer.h"
 #include "layers/limits/limits_request.h"
