@@ -10,14 +10,15 @@
 //     counter nobody declared while the answer never changes. Each is caught; distinct calls
 //     that merely look alike are not.
 //
-// Everything runs on loopback: toolgate in front of a backend inside this process.
+// Everything runs on loopback: toolgate in front of a backend inside this process; a second
+// toolgate keeps its spend in a redis-server started for the test.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startToolgate, killAll, freePort, waitUntil, withLogs } from "./lib/harness.mjs";
+import { startToolgate, killAll, freePort, waitUntil, waitForPort, withLogs, tempDir, Child } from "./lib/harness.mjs";
 import { startBackend } from "./lib/backend.mjs";
 
-let backend, tg, deadPort;
+let backend, tg, tgRedis, deadPort;
 const held = []; // answers the slow backend never gives
 
 function send(res, status, obj) {
@@ -59,15 +60,32 @@ function handler(req, res, body) {
 
 const callsTo = (tool) => backend.received.filter((r) => r.body.includes(`"name":"${tool}"`)).length;
 
+const routes = () => [
+    { name: "mcp", path: "/mcp", url: backend.url },
+    { name: "dead", path: "/dead", url: `http://127.0.0.1:${deadPort}/mcp` },
+    { name: "stall", path: "/stall", url: backend.url, timeouts: { connect: "2s", first_byte: "300ms", idle: "5m" } },
+];
+
 before(async () => {
     backend = await startBackend(handler);
     deadPort = await freePort(); // nothing listens here: connections are refused
+    const redisPort = await freePort();
+    const redis = new Child("redis-server", "redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--dir", tempDir(), "--save", "", "--appendonly", "no"]);
+    await waitForPort(redisPort, 10000, redis);
+    // One worker: one Redis connection, so a refund is applied before the next call's check.
+    tgRedis = await startToolgate({
+        workers: 1,
+        routes: routes(),
+        extra: {
+            limits: {
+                store: `redis://127.0.0.1:${redisPort}`,
+                costs: { default: 0, slow_charge: 1.0 },
+                budgets: [{ name: "hangups", per: "user", cap: 2.0, period: "day", tools: ["slow_charge"] }],
+            },
+        },
+    });
     tg = await startToolgate({
-        routes: [
-            { name: "mcp", path: "/mcp", url: backend.url },
-            { name: "dead", path: "/dead", url: `http://127.0.0.1:${deadPort}/mcp` },
-            { name: "stall", path: "/stall", url: backend.url, timeouts: { connect: "2s", first_byte: "300ms", idle: "5m" } },
-        ],
+        routes: routes(),
         extra: {
             limits: {
                 ledger: "none",
@@ -94,6 +112,7 @@ after(async () => {
     try {
         for (const res of held) res.destroy();
         if (tg) await tg.stop();
+        if (tgRedis) await tgRedis.stop();
     } finally {
         if (backend) await backend.close();
         await killAll();
@@ -102,9 +121,9 @@ after(async () => {
 
 let nextId = 1;
 // Posts a JSON-RPC body (an object, or raw text to keep 1.0 and key order as written).
-async function post(path, body) {
+async function post(path, body, gw = tg) {
     const text = typeof body === "string" ? body : JSON.stringify(body);
-    const res = await fetch(`${tg.base}${path}`, {
+    const res = await fetch(`${gw.base}${path}`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18" },
         body: text,
@@ -128,25 +147,25 @@ function denial(r) {
 }
 
 // The number of finished tools/call requests that ended with this status (toolgate's log).
-const finished = (status) => tg.requestLogs().filter((l) => l.status === status && l.rpc_method === "tools/call").length;
+const finished = (gw, status) => gw.requestLogs().filter((l) => l.status === status && l.rpc_method === "tools/call").length;
 
 // Sends a call over a raw connection, waits until the backend has it, and hangs up.
-async function hangUpAfterSend(tool) {
+async function hangUpAfterSend(tool, gw = tg) {
     const before = callsTo(tool);
-    const gone = finished(499);
+    const gone = finished(gw, 499);
     const body = JSON.stringify(callBody(tool, { amount: 1, order: `hangup-${nextId}` }));
-    const sock = net.connect(tg.port, "127.0.0.1");
+    const sock = net.connect(gw.port, "127.0.0.1");
     sock.on("error", () => {});
     await new Promise((r) => sock.once("connect", r));
     sock.write(
-        `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${tg.port}\r\nContent-Type: application/json\r\n` +
+        `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${gw.port}\r\nContent-Type: application/json\r\n` +
             `Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n` +
             `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
     await waitUntil(() => callsTo(tool) > before, 5000, `${tool} to reach the backend`);
     sock.destroy();
     // The exchange has ended (and settled) once toolgate logs it as abandoned by the client.
-    await waitUntil(() => finished(499) > gone, 5000, "toolgate to see the client leave");
+    await waitUntil(() => finished(gw, 499) > gone, 5000, "toolgate to see the client leave");
 }
 
 describe("spend refunded by hanging up", () => {
@@ -170,6 +189,23 @@ describe("spend refunded by hanging up", () => {
                 assert.equal(callsTo("slow_charge"), 3, "the refused call never reached the backend");
             })(),
             tg.child,
+        );
+    });
+
+    test("the same with the spend in Redis", async () => {
+        await withLogs(
+            (async () => {
+                const sent = callsTo("slow_charge");
+                for (let i = 0; i < 3; i++) {
+                    const r = await post("/dead", callBody("slow_charge", { amount: 1, order: `redis-dead-${i}` }), tgRedis);
+                    assert.equal(denial(r), null, `call ${i} through the dead route is not a limits denial`);
+                }
+                for (let i = 0; i < 2; i++) await hangUpAfterSend("slow_charge", tgRedis);
+                const r = await post("/mcp", callBody("slow_charge", { amount: 1, order: "redis-last" }), tgRedis);
+                assert.equal(denial(r), "limits.budget", r.text);
+                assert.equal(callsTo("slow_charge"), sent + 2, "the refused call never reached the backend");
+            })(),
+            tgRedis.child,
         );
     });
 
