@@ -396,6 +396,9 @@ static void on_up_done(void *arg, int err, const char *detail)
     struct exchange *x = arg;
     struct gw_request *req = x->req;
     x->up = NULL;
+    /* The connection never opened: nothing of the request reached the backend. */
+    if (err == UPSTREAM_ECONNECT || err == UPSTREAM_ETIMEOUT)
+        req->upstream_sent = 0;
     if (err != UPSTREAM_OK) {
         const char *backend = req->backend ? req->backend->name : "";
         char fields[256];
@@ -475,6 +478,9 @@ int relay_start(struct exchange *x, const struct relay_request *r)
         return -1;
     }
     x->up = call;
+    /* The relay's own callbacks carry the answer to the request's message: it is on its way. */
+    if (!r->cbs)
+        req->upstream_sent = 1;
     exchange_arm_timer(x, be->timeouts.first_byte_ms);
     return 0;
 }

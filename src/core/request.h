@@ -129,6 +129,13 @@ struct gw_request {
      */
     char upstream_pin[320];
     int upstream_status; /* HTTP status from upstream; 0 when none */
+    /*
+     * 1 once the request's own message may have reached the backend: it was handed to the
+     * upstream client and the connection to the backend did not fail to open. It stays 1
+     * whatever happens next (the client hangs up, the backend times out or fails), so a layer
+     * can tell work the backend may have done from a call that never left.
+     */
+    int upstream_sent;
     char upstream_error[64];
     int response_status; /* what the client got */
     uint64_t response_bytes;

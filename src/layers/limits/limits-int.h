@@ -23,6 +23,11 @@
 #define LIMITS_MAX_TOOLS 256
 /* A request (batch) governs at most this many tool calls; more are denied. */
 #define LIMITS_MAX_CALLS 100
+/* Volatile argument members (limits.loops.volatile): tool patterns, keys per pattern, key length.
+ */
+#define LIMITS_MAX_VOLATILE_TOOLS 256
+#define LIMITS_MAX_VOLATILE_KEYS 64
+#define LIMITS_MAX_VOLATILE_KEY 255
 /* Largest money amount anywhere (caps, costs, reported costs): 10^12 units. */
 #define LIMITS_MAX_MONEY (1000000000000LL * MICRO)
 
@@ -72,15 +77,23 @@ struct limits_budget {
 
 struct limits_loops {
     int enabled;
-    uint64_t window_ms;     /* how far back calls count (60s) */
-    uint32_t identical;     /* identical calls within the window that flag (5; 0 off) */
-    uint32_t no_progress;   /* same call with the same result, this many times (3; 0 off) */
-    uint32_t max_cycle;     /* longest cycle period looked for (4; 0 or 1 off) */
-    uint32_t cycle_repeats; /* full repetitions of the cycle that flag (3) */
-    uint32_t max_calls;     /* calls per session (per user without one) per window (0 off) */
-    uint32_t warnings;      /* flagged calls warned before denials start (1) */
-    uint64_t cooldown_ms;   /* after a denial the user+tool waits this long (0 off) */
-    uint32_t history;       /* calls remembered per user/session (64) */
+    uint64_t window_ms;      /* how far back calls count (60s) */
+    uint32_t identical;      /* identical calls within the window that flag (5; 0 off) */
+    uint32_t no_progress;    /* same call with the same result, this many times (3; 0 off) */
+    uint32_t max_cycle;      /* longest cycle period looked for (4; 0 or 1 off) */
+    uint32_t cycle_repeats;  /* full repetitions of the cycle that flag (3) */
+    uint32_t max_calls;      /* calls per session (per user without one) per window (0 off) */
+    uint32_t warnings;       /* flagged calls warned before denials start (1) */
+    uint64_t cooldown_ms;    /* after a denial the user+tool waits this long (0 off) */
+    uint32_t history;        /* calls remembered per user/session (64) */
+    uint32_t near_identical; /* calls equal up to their numbers, all answered alike (5; 0 off) */
+};
+
+/* limits.loops.volatile: argument members left out of a tool's fingerprint. */
+struct limits_volatile {
+    char *tool;  /* exact name or glob */
+    char **keys; /* a top-level member name, or a JSON Pointer ("/options/request_id") */
+    size_t n_keys;
 };
 
 struct limits_tz {
@@ -109,6 +122,8 @@ struct limits_config {
     struct limits_budget *budgets;
     size_t n_budgets;
     struct limits_loops loops;
+    struct limits_volatile *volatiles; /* limits.loops.volatile, in file order */
+    size_t n_volatiles;
     struct limits_tz tz;
 };
 
@@ -225,21 +240,40 @@ struct lloop_verdict {
     uint64_t retry_ms; /* cool-down left when denied by one */
 };
 /*
- * Records one call (fingerprint of tool+arguments) for the user (and session, when not NULL)
- * at now (monotonic ns) and says whether it looks like a loop. `slot` returns where the
- * result hash is to be recorded (lloop_result).
+ * Records one call (its exact and near fingerprints, limits_fingerprints) for the user (and
+ * session, when not NULL) at now (monotonic ns) and says whether it looks like a loop. `slot`
+ * returns where the result hash is to be recorded (lloop_result).
  */
 void lloop_call(struct lloop *l, const struct limits_key *user, const struct limits_key *session,
-                const struct limits_key *user_tool, uint64_t fingerprint, int64_t now,
-                struct lloop_verdict *v);
+                const struct limits_key *user_tool, uint64_t fingerprint, uint64_t near,
+                int64_t now, struct lloop_verdict *v);
 /* Records the result hash of the user's (and session's) latest call with this fingerprint. */
 void lloop_result(struct lloop *l, const struct limits_key *user, const struct limits_key *session,
                   uint64_t fingerprint, uint64_t result_hash);
 size_t lloop_count(struct lloop *l);
 
-/* Hash of canonical JSON (sorted keys) of tool and arguments; stable across processes. */
+/*
+ * The canonical form (limits_canon.c): strings with whitespace trimmed and collapsed (Unicode
+ * whitespace included, invisible format characters dropped), numbers by value, object members
+ * in any order. Hashes are stable across processes.
+ *
+ * limits_fingerprints: the call's exact fingerprint (tool and canonical arguments, without the
+ * members lc declares volatile for the tool) and its near one (the same with every number
+ * alike). lc may be NULL (nothing volatile). limits_fingerprint: the exact one without lc.
+ */
+void limits_fingerprints(const struct limits_config *lc, const char *tool, size_t len,
+                         const json_t *arguments, uint64_t *exact, uint64_t *near);
 uint64_t limits_fingerprint(const char *tool, size_t len, const json_t *arguments);
+/* Hash of the canonical form of v (results, for the no-progress rule). */
 uint64_t limits_json_hash(const json_t *v);
+/*
+ * The canonical form of one string, handed to emit piece by piece: valid UTF-8 (a byte that
+ * starts no sequence becomes U+FFFD), at most three times as long as the string.
+ */
+void limits_canon_string(const char *s, size_t n,
+                         void (*emit)(void *arg, const char *p, size_t len), void *arg);
+/* True when key is a member name or a well-formed JSON Pointer within the bounds. */
+int limits_volatile_key_ok(const char *key);
 
 /* ---- Redis ---- */
 

@@ -6,7 +6,8 @@
  *      in the other limits),
  *   3. records the reservation in the ledger before the call is forwarded,
  * and after the response settles each call: the backend's reported cost
- * (_meta["toolgate/cost"]) replaces the estimate, a call that failed upstream is refunded.
+ * (_meta["toolgate/cost"]) replaces the estimate, a call that was sent is charged its estimate
+ * whatever became of its answer, and a call that never left is refunded.
  *
  * With the memory store everything above is synchronous; with Redis, step 2 is one script
  * round trip on the worker's loop (GW_ASYNC), and Redis holds the spend.
@@ -221,7 +222,7 @@ static int collect_calls(struct gw_request *req, const struct limits_config *lc,
         c->tool = m->target;
         c->tool_len = strlen(m->target);
         if (lc->loops.enabled)
-            c->fingerprint = limits_fingerprint(c->tool, c->tool_len, m->arguments);
+            limits_fingerprints(lc, c->tool, c->tool_len, m->arguments, &c->fingerprint, &c->near);
         c->estimate = limits_cost_estimate(lc, c->tool, c->tool_len, m->arguments);
     }
     return 0;
@@ -239,7 +240,7 @@ static int run_loops(struct gw_request *req, const struct limits_config *lc, str
         limits_key_make(&ut, "lt", 0, or_none(req->identity.subject), c->tool, 0);
         struct lloop_verdict v;
         lloop_call(limits_rt->loops, &s->user, s->have_session ? &s->session : NULL, &ut,
-                   c->fingerprint, now, &v);
+                   c->fingerprint, c->near, now, &v);
         c->loop_flags = v.flags;
         st->loop_flags |= v.flags;
         if (v.action == 2) {

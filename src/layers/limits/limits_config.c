@@ -45,6 +45,11 @@ void limits_config_free(struct limits_config *lc)
         strv_free(lc->budgets[i].tools, lc->budgets[i].n_tools);
     }
     free(lc->budgets);
+    for (size_t i = 0; i < lc->n_volatiles; i++) {
+        free(lc->volatiles[i].tool);
+        strv_free(lc->volatiles[i].keys, lc->volatiles[i].n_keys);
+    }
+    free(lc->volatiles);
     limits_tz_free(&lc->tz);
     free(lc);
 }
@@ -292,13 +297,52 @@ static int costs_parse(const struct cfg_doc *doc, const struct cfg_node *n,
     return 0;
 }
 
-static int loops_parse(const struct cfg_doc *doc, const struct cfg_node *n, struct limits_loops *l,
-                       struct cfg_error *err)
+/* limits.loops.volatile: {tool or glob: [member name or JSON Pointer, ...]} */
+static int volatile_parse(const struct cfg_doc *doc, const struct cfg_node *n,
+                          struct limits_config *lc, struct cfg_error *err)
 {
-    static const char *const keys[] = {"enabled",   "window",        "identical", "no_progress",
-                                       "max_cycle", "cycle_repeats", "max_calls", "warnings",
-                                       "cooldown",  "history",       NULL};
+    const char *P = "limits.loops.volatile";
+    if (cfg_expect_map(doc, n, P, err))
+        return -1;
+    if (n->n > LIMITS_MAX_VOLATILE_TOOLS)
+        return cfg_errorf(err, doc, n, P, "more than %d tool patterns", LIMITS_MAX_VOLATILE_TOOLS);
+    lc->volatiles = calloc(n->n ? n->n : 1, sizeof *lc->volatiles);
+    if (!lc->volatiles)
+        return cfg_errorf(err, doc, n, P, "out of memory");
+    for (size_t i = 0; i < n->n; i++) {
+        char p[P_LEN];
+        cfg_path_key(p, sizeof p, P, n->keys[i]);
+        if (n->keys[i][0] == '\0')
+            return cfg_errorf(err, doc, n->items[i], p, "empty tool pattern");
+        struct limits_volatile *v = &lc->volatiles[lc->n_volatiles++];
+        if (!(v->tool = strdup(n->keys[i])))
+            return cfg_errorf(err, doc, n, p, "out of memory");
+        if (cfg_get_string_list(doc, n, P, n->keys[i], &v->keys, &v->n_keys, err) != 0)
+            return -1;
+        if (v->n_keys == 0 || v->n_keys > LIMITS_MAX_VOLATILE_KEYS)
+            return cfg_errorf(err, doc, n->items[i], p,
+                              "list 1 to %d argument members (names, or JSON Pointers like "
+                              "/options/request_id)",
+                              LIMITS_MAX_VOLATILE_KEYS);
+        for (size_t k = 0; k < v->n_keys; k++)
+            if (!limits_volatile_key_ok(v->keys[k]))
+                return cfg_errorf(err, doc, n->items[i], p,
+                                  "\"%s\" is not an argument member: write a name (request_id) or "
+                                  "a JSON Pointer (/options/request_id), up to %d characters",
+                                  v->keys[k], LIMITS_MAX_VOLATILE_KEY);
+    }
+    return 0;
+}
+
+static int loops_parse(const struct cfg_doc *doc, const struct cfg_node *n,
+                       struct limits_config *lc, struct cfg_error *err)
+{
+    static const char *const keys[] = {
+        "enabled",        "window",    "identical", "no_progress", "max_cycle",
+        "cycle_repeats",  "max_calls", "warnings",  "cooldown",    "history",
+        "near_identical", "volatile",  NULL};
     const char *P = "limits.loops";
+    struct limits_loops *l = &lc->loops;
     if (cfg_expect_map(doc, n, P, err) || cfg_check_keys(doc, n, P, keys, err))
         return -1;
     l->enabled = 1;
@@ -311,7 +355,11 @@ static int loops_parse(const struct cfg_doc *doc, const struct cfg_node *n, stru
         get_u32(doc, n, P, "max_calls", 10000000, &l->max_calls, err) ||
         get_u32(doc, n, P, "warnings", 1000, &l->warnings, err) ||
         cfg_get_duration_ms(doc, n, P, "cooldown", &l->cooldown_ms, err) ||
-        get_u32(doc, n, P, "history", 1024, &l->history, err))
+        get_u32(doc, n, P, "history", 1024, &l->history, err) ||
+        get_u32(doc, n, P, "near_identical", 100000, &l->near_identical, err))
+        return -1;
+    const struct cfg_node *vol = cfg_map_get(n, "volatile");
+    if (vol && !cfg_is_null(vol) && volatile_parse(doc, vol, lc, err))
         return -1;
     if (l->window_ms == 0)
         return cfg_errorf(err, doc, cfg_map_get(n, "window"), "limits.loops.window",
@@ -326,6 +374,8 @@ static int loops_parse(const struct cfg_doc *doc, const struct cfg_node *n, stru
     uint64_t need = l->identical;
     if (l->no_progress + 1 > need)
         need = l->no_progress + 1;
+    if (l->near_identical > need)
+        need = l->near_identical;
     if ((uint64_t)l->max_cycle * l->cycle_repeats > need)
         need = (uint64_t)l->max_cycle * l->cycle_repeats;
     if (need > l->history)
@@ -397,6 +447,7 @@ int limits_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
     lc->loops.cycle_repeats = 3;
     lc->loops.warnings = 1;
     lc->loops.history = 64;
+    lc->loops.near_identical = 5;
     if (!lc->store || !lc->ledger || !lc->redis_prefix) {
         cfg_errorf(err, doc, section, P, "out of memory");
         goto fail;
@@ -500,8 +551,7 @@ int limits_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
                 }
         }
     }
-    if ((n = cfg_map_get(section, "loops")) && !cfg_is_null(n) &&
-        loops_parse(doc, n, &lc->loops, err))
+    if ((n = cfg_map_get(section, "loops")) && !cfg_is_null(n) && loops_parse(doc, n, lc, err))
         goto fail;
     free(fail);
     free(tz);

@@ -2,10 +2,14 @@
  * limits_loop: agent-loop detection.
  *
  * Each user (and each MCP session) has a short history of its recent tool calls: the call's
- * fingerprint (hash of tool and canonical arguments), when it was made, and the hash of the
- * result it got. A new call is flagged when, within the window,
+ * fingerprints (hashes of tool and canonical arguments, exact and with every number alike,
+ * limits_canon.c), when it was made, and the hash of the result it got. A new call is flagged
+ * when, within the window,
  *   - the same call was made `identical` times (this one included),
  *   - the same call, made back to back, already got the same result `no_progress` times,
+ *   - `near_identical` calls (this one included) were the same up to their numbers and the
+ *     earlier ones all got one same result: a counter or a timestamp argument that changes
+ *     while nothing else does (raised as no_progress),
  *   - the calls end in a cycle of period 2..max_cycle repeated `cycle_repeats` times,
  *   - the session (or user, without a session) made more than `max_calls` calls.
  * Flags escalate per user+tool: the first `warnings` flagged calls pass with a warning, later
@@ -28,6 +32,7 @@ enum node_kind { NODE_HISTORY = 0, NODE_STRIKES };
 
 struct lcall {
     uint64_t fp;
+    uint64_t near;
     uint64_t result;
     int64_t at;
     int has_result;
@@ -210,7 +215,29 @@ static struct lcall *nth_newest(struct lloop *l, struct node *h, uint32_t j, int
     return c->at >= since ? c : NULL;
 }
 
-static unsigned detect(struct lloop *l, struct node *h, uint64_t fp, int64_t now)
+/*
+ * Near-identical calls: walking back through the window, the calls with this near
+ * fingerprint, as long as each has a result and it is the one the newest of them got.
+ */
+static uint32_t near_streak(struct lloop *l, struct node *h, uint64_t near, int64_t since)
+{
+    uint32_t n = 1;
+    int have = 0;
+    uint64_t result = 0;
+    struct lcall *c;
+    for (uint32_t j = 0; (c = nth_newest(l, h, j, since)); j++) {
+        if (c->near != near)
+            continue;
+        if (!c->has_result || (have && c->result != result))
+            break;
+        result = c->result;
+        have = 1;
+        n++;
+    }
+    return n;
+}
+
+static unsigned detect(struct lloop *l, struct node *h, uint64_t fp, uint64_t near, int64_t now)
 {
     const struct limits_loops *cfg = &l->cfg;
     int64_t since = now - (int64_t)cfg->window_ms * 1000000;
@@ -237,6 +264,8 @@ static unsigned detect(struct lloop *l, struct node *h, uint64_t fp, int64_t now
     if (cfg->identical && identical >= cfg->identical)
         flags |= GW_LOOP_IDENTICAL;
     if (cfg->no_progress && same_result >= cfg->no_progress)
+        flags |= GW_LOOP_NO_PROGRESS;
+    if (cfg->near_identical && near_streak(l, h, near, since) >= cfg->near_identical)
         flags |= GW_LOOP_NO_PROGRESS;
     /* Cycles: the sequence (history + this call) ends in `repeats` copies of a period p. */
     for (uint32_t p = 2; cfg->max_cycle >= 2 && p <= cfg->max_cycle; p++) {
@@ -266,10 +295,10 @@ static unsigned detect(struct lloop *l, struct node *h, uint64_t fp, int64_t now
     return flags;
 }
 
-static void record(struct lloop *l, struct node *h, uint64_t fp, int64_t now)
+static void record(struct lloop *l, struct node *h, uint64_t fp, uint64_t near, int64_t now)
 {
     uint32_t cap = l->cfg.history;
-    h->ring[h->head] = (struct lcall){fp, 0, now, 0};
+    h->ring[h->head] = (struct lcall){fp, near, 0, now, 0};
     h->head = (h->head + 1) % cap;
     if (h->n < cap)
         h->n++;
@@ -287,7 +316,7 @@ static int over_call_cap(struct lloop *l, struct node *h, int64_t now)
 }
 
 void lloop_call(struct lloop *l, const struct limits_key *user, const struct limits_key *session,
-                const struct limits_key *user_tool, uint64_t fp, int64_t now,
+                const struct limits_key *user_tool, uint64_t fp, uint64_t near, int64_t now,
                 struct lloop_verdict *v)
 {
     memset(v, 0, sizeof *v);
@@ -302,16 +331,16 @@ void lloop_call(struct lloop *l, const struct limits_key *user, const struct lim
         v->retry_ms = (uint64_t)(strikes->cooldown_until - now + 999999) / 1000000;
     }
     if (uh) {
-        v->flags |= detect(l, uh, fp, now);
+        v->flags |= detect(l, uh, fp, near, now);
         if (!session && over_call_cap(l, uh, now))
             v->flags |= GW_LOOP_SESSION_CAP;
-        record(l, uh, fp, now);
+        record(l, uh, fp, near, now);
     }
     if (shist) {
-        v->flags |= detect(l, shist, fp, now);
+        v->flags |= detect(l, shist, fp, near, now);
         if (over_call_cap(l, shist, now))
             v->flags |= GW_LOOP_SESSION_CAP;
-        record(l, shist, fp, now);
+        record(l, shist, fp, near, now);
     }
     if (v->action == 2 || !(v->flags & ~GW_LOOP_COOLDOWN) || !strikes)
         goto out;

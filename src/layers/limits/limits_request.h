@@ -23,6 +23,7 @@ struct lcall_state {
     const char *tool;
     size_t tool_len;
     uint64_t fingerprint;
+    uint64_t near; /* fingerprint with every number alike */
     int64_t estimate;
     int64_t settled; /* reported cost, when reported */
     int reported;

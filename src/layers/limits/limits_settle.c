@@ -1,7 +1,8 @@
 /*
  * limits_settle: the limits layer after the call: warnings and loop results on the answer,
- * settlement of each call's reservation (the backend's reported cost, the estimate, or a
- * refund when it failed upstream), and the process runtime (stores, loop detector, ledger).
+ * settlement of each call's reservation (the backend's reported cost, the estimate once the
+ * call was sent, or a refund when it never left), and the process runtime (stores, loop
+ * detector, ledger).
  */
 #include "layers/layer.h"
 #include "layers/limits/limits_request.h"
@@ -42,6 +43,18 @@ static void add_warning(json_t *result, const struct lcall_state *c)
                   "be denied."));
 }
 
+/* A cost the backend reported with an answer: _meta["toolgate/cost"] of the payload. */
+static void read_reported(struct lcall_state *c, const json_t *payload)
+{
+    int64_t cost;
+    json_t *meta = json_is_object(payload) ? json_object_get(payload, "_meta") : NULL;
+    json_t *reported = json_is_object(meta) ? json_object_get(meta, "toolgate/cost") : NULL;
+    if (reported && !c->reported && limits_money_from_json(reported, &cost) == 0) {
+        c->reported = 1;
+        c->settled = cost;
+    }
+}
+
 static void on_message(struct gw_request *req, struct lreq *s, json_t *msg, int *modified)
 {
     struct lcall_state *c = call_for(s, json_object_get(msg, "id"));
@@ -49,18 +62,25 @@ static void on_message(struct gw_request *req, struct lreq *s, json_t *msg, int 
         return;
     json_t *result = json_object_get(msg, "result");
     if (!json_is_object(result)) {
-        if (json_object_get(msg, "error"))
-            c->failed = 1;
+        json_t *error = json_object_get(msg, "error");
+        if (!error)
+            return;
+        /* An error may still report what the work cost (error.data._meta), even 0. */
+        c->failed = 1;
+        if (json_is_object(error))
+            read_reported(c, json_object_get(error, "data"));
+        /* The same error again and again is no progress either (its code and message). */
+        if (limits_rt && limits_rt->loops && limits_config_of(req->cfg)->loops.enabled) {
+            uint64_t h = (limits_json_hash(json_object_get(error, "code")) * 31 +
+                          limits_json_hash(json_object_get(error, "message"))) ^
+                         0x6572726f72ULL;
+            lloop_result(limits_rt->loops, &s->user, s->have_session ? &s->session : NULL,
+                         c->fingerprint, h);
+        }
         return;
     }
     c->answered = 1;
-    int64_t cost;
-    json_t *meta = json_object_get(result, "_meta");
-    json_t *reported = json_is_object(meta) ? json_object_get(meta, "toolgate/cost") : NULL;
-    if (reported && !c->reported && limits_money_from_json(reported, &cost) == 0) {
-        c->reported = 1;
-        c->settled = cost;
-    }
+    read_reported(c, result);
     if (limits_rt && limits_rt->loops && limits_config_of(req->cfg)->loops.enabled) {
         /* The result without _meta: bookkeeping fields must not hide a repeated answer. */
         json_t *content = json_object_get(result, "content");
@@ -91,10 +111,11 @@ int limits_on_response(struct gw_request *req, json_t *msg, int *modified, struc
 }
 
 /*
- * Settles the reservations: each call is charged its reported cost, or its estimate when it
- * got a result without one (or when nothing is known: the backend may have done the work),
- * and nothing when it failed upstream (no answer from the backend, an HTTP error, a JSON-RPC
- * error) or never left the gateway (a later layer denied it).
+ * Settles the reservations. A call that never left the gateway (a later layer denied it, the
+ * connection to the backend could not be opened) is charged nothing. A call that was sent is
+ * charged its estimate whatever became of the answer (an error, an HTTP failure, a timeout,
+ * a client that hung up): the backend may have done the work, and hanging up must not be a
+ * way to spend without paying. Only the backend can change that, by reporting the cost.
  */
 void limits_on_complete(struct gw_request *req)
 {
@@ -103,20 +124,19 @@ void limits_on_complete(struct gw_request *req)
     if (!s || !s->reserved || st->settled || !limits_rt)
         return;
     const struct limits_config *lc = limits_config_of(req->cfg);
-    int forwarded = gw_request_allowed(req);
-    int upstream_failed = !forwarded || req->upstream_status == 0 || req->upstream_status >= 400;
+    int sent = gw_request_allowed(req) && req->upstream_sent;
     int64_t charged[LIMITS_MAX_CALLS];
     int64_t total = 0;
     for (size_t i = 0; i < s->n_calls; i++) {
         struct lcall_state *c = &s->calls[i];
-        if (upstream_failed || c->failed)
+        if (!sent)
             charged[i] = 0;
         else if (c->reported)
             charged[i] = c->settled;
         else
             charged[i] = c->estimate;
         total += charged[i];
-        st->cost_reported |= c->reported;
+        st->cost_reported |= sent && c->reported;
     }
     st->cost_settled = total;
     st->refunded = total == 0;

@@ -2,8 +2,11 @@
  * The limits layer: configuration, money and costs, periods, GCRA (properties over random
  * arrivals, retry-after to the millisecond), the sharded store (all-or-nothing over several
  * limits, budgets under concurrency, memory for a million users), the loop detector (each
- * rule, escalation, cool-down, a benign corpus that must raise nothing), the pipeline slot
- * (decisions, headers, settlement, refunds) and the ledger surviving kill -9.
+ * rule, escalation, cool-down, a benign corpus that must raise nothing), the canonical form
+ * calls are compared in (evasions by spelling caught, distinct calls kept apart, volatile
+ * members, near-identical calls), the pipeline slot (decisions, headers, settlement: a call
+ * sent is charged whatever became of its answer, one that never left is refunded) and the
+ * ledger surviving kill -9.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -444,13 +447,15 @@ static struct limits_loops loops_cfg(void)
                                  .max_cycle = 4,
                                  .cycle_repeats = 3,
                                  .warnings = 1,
-                                 .history = 64};
+                                 .history = 64,
+                                 .near_identical = 5};
 }
 
 struct loop_fx {
     struct lloop *l;
     struct limits_key user, session, ut;
     int64_t now;
+    const struct limits_config *lc; /* volatile members, when a test declares some */
 };
 
 static void loop_user(struct loop_fx *f, const char *user, const char *tool)
@@ -464,12 +469,14 @@ static struct lloop_verdict loop_call(struct loop_fx *f, const char *tool, const
                                       const char *result)
 {
     json_t *a = json_loads(args, 0, NULL);
-    uint64_t fp = limits_fingerprint(tool, strlen(tool), a);
+    assert_non_null(a);
+    uint64_t fp, near;
+    limits_fingerprints(f->lc, tool, strlen(tool), a, &fp, &near);
     json_decref(a);
     struct lloop_verdict v;
     limits_key_make(&f->ut, "lt", 0, "u", tool, 0);
     f->now += 1000000000LL; /* a second apart */
-    lloop_call(f->l, &f->user, &f->session, &f->ut, fp, f->now, &v);
+    lloop_call(f->l, &f->user, &f->session, &f->ut, fp, near, f->now, &v);
     if (result) {
         json_t *r = json_string(result);
         lloop_result(f->l, &f->user, &f->session, fp, limits_json_hash(r));
@@ -626,13 +633,14 @@ static void test_loop_benign_corpus(void **state)
                 snprintf(result, sizeof result, "me");
             }
             json_t *a = json_loads(args, 0, NULL);
-            uint64_t fp = limits_fingerprint(tool, strlen(tool), a);
+            uint64_t fp, near;
+            limits_fingerprints(NULL, tool, strlen(tool), a, &fp, &near);
             json_decref(a);
             limits_key_make(&f.ut, "lt", 0, user, tool, 0);
             /* Human-paced: a few seconds between calls. */
             f.now += (int64_t)(1 + rnd() % 5) * 1000000000LL;
             struct lloop_verdict v;
-            lloop_call(l, &f.user, &f.session, &f.ut, fp, f.now, &v);
+            lloop_call(l, &f.user, &f.session, &f.ut, fp, near, f.now, &v);
             if (v.flags) {
                 flagged++;
                 print_message("      flagged %s %s: flags %x\n", tool, args, v.flags);
@@ -645,6 +653,271 @@ static void test_loop_benign_corpus(void **state)
     }
     assert_int_equal(flagged, 0);
     lloop_free(l);
+}
+
+/* ---- the canonical form (class: loop detection evaded by spelling a call differently) ---- */
+
+static void collect(void *arg, const char *p, size_t len)
+{
+    strncat(arg, p, len);
+}
+
+static const char *canon(const char *s, char *buf)
+{
+    buf[0] = '\0';
+    limits_canon_string(s, strlen(s), collect, buf);
+    return buf;
+}
+
+static uint64_t fp_of(const struct limits_config *lc, const char *tool, const char *args,
+                      uint64_t *near)
+{
+    json_t *a = json_loads(args, JSON_DECODE_ANY, NULL);
+    assert_non_null(a);
+    uint64_t exact, nr;
+    limits_fingerprints(lc, tool, strlen(tool), a, &exact, &nr);
+    json_decref(a);
+    if (near)
+        *near = nr;
+    return exact;
+}
+
+static void test_canon_strings(void **state)
+{
+    (void)state;
+    char b[128];
+    assert_string_equal(canon("  a \t b  ", b), "a b");
+    assert_string_equal(canon("a\r\n\r\nb", b), "a b");
+    assert_string_equal(canon("\xc2\xa0"
+                              "a\xe3\x80\x80"
+                              "b\xe2\x80\xa8",
+                              b),
+                        "a b"); /* NBSP, U+3000, U+2028 */
+    assert_string_equal(canon("a\xe2\x80\x83\xe2\x80\xaf"
+                              "b",
+                              b),
+                        "a b"); /* em space, U+202F */
+    assert_string_equal(canon("P\xe2\x80\x8b"
+                              "1\xef\xbb\xbf",
+                              b),
+                        "P1");                                /* ZWSP, BOM dropped */
+    assert_string_equal(canon("a \xe2\x81\xa0 b", b), "a b"); /* word joiner */
+    assert_string_equal(canon("", b), "");
+    assert_string_equal(canon(" \t\n", b), "");
+    /* What is not whitespace stays, byte for byte. */
+    assert_string_equal(canon("caf\xc3\xa9 A_b", b), "caf\xc3\xa9 A_b");
+    assert_string_equal(canon("\xe2\x80\x90", b), "\xe2\x80\x90"); /* a hyphen, U+2010 */
+    /* A byte that starts no sequence is U+FFFD, never whitespace, and never joins the bytes
+     * around a dropped character into a new one (found by fuzzing). */
+    assert_string_equal(canon("a\xc2 b", b), "a\xef\xbf\xbd b");
+    assert_string_equal(canon("\xe2\x80\xe2\x80\x8b\x8b $y", b),
+                        "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd $y");
+    char again[128];
+    assert_string_equal(canon(b, again), b);
+}
+
+static void test_canon_fingerprints(void **state)
+{
+    (void)state;
+    /* Evasions: the same call spelled differently fingerprints the same. */
+    static const char *const same[][2] = {
+        {"{\"id\":\"P1\"}", "{\"id\":\"P1 \"}"},
+        {"{\"id\":\"P1\"}", "{\"id\":\"  P1\\t\\n\"}"},
+        {"{\"q\":\"heart rate\"}", "{\"q\":\"heart   rate\"}"},
+        {"{\"q\":\"heart rate\"}", "{\"q\":\"heart\\u00a0rate\"}"},
+        {"{\"q\":\"heart rate\"}", "{\"q\":\"heart\\u200b \\u3000rate\\ufeff\"}"},
+        {"{\"a\":1,\"b\":{\"c\":2,\"d\":3}}", "{\"b\":{\"d\":3,\"c\":2},\"a\":1}"},
+        {"{\"n\":1}", "{\"n\":1.0}"},
+        {"{\"n\":1}", "{\"n\":1e0}"},
+        {"{\"n\":100}", "{\"n\":1.0e2}"},
+        {"{\"n\":0}", "{\"n\":-0.0}"},
+        {"{\"n\":[1,2.0]}", "{\"n\":[1.0,2]}"},
+        {"{\"n\":0.5}", "{\"n\":5e-1}"},
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
+        if (fp_of(NULL, "t", same[i][0], NULL) != fp_of(NULL, "t", same[i][1], NULL))
+            fail_msg("%s and %s should fingerprint the same", same[i][0], same[i][1]);
+    /* Distinct calls stay distinct. */
+    static const char *const differ[][2] = {
+        {"{\"id\":\"P1\"}", "{\"id\":\"P2\"}"},
+        {"{\"q\":\"heart rate\"}", "{\"q\":\"heartrate\"}"}, /* a space between words counts */
+        {"{\"q\":\"Heart\"}", "{\"q\":\"heart\"}"},
+        {"{\"n\":1}", "{\"n\":2}"},
+        {"{\"n\":1}", "{\"n\":\"1\"}"},
+        {"{\"n\":1}", "{\"n\":true}"},
+        {"{\"n\":9007199254740992}", "{\"n\":9007199254740993}"},
+        {"{\"n\":0.1}", "{\"n\":0.10000000000000002}"},
+        {"{\"n\":[1,2]}", "{\"n\":[2,1]}"},
+        {"{\"n\":[1]}", "{\"n\":[1,1]}"},
+        {"{\"a\":null}", "{}"},
+        {"{\"a\":1}", "{\"b\":1}"},
+        {"{\"a\":{}}", "{\"a\":[]}"},
+        {"{\"a\":\"\"}", "{\"a\":null}"},
+    };
+    for (size_t i = 0; i < sizeof differ / sizeof differ[0]; i++)
+        if (fp_of(NULL, "t", differ[i][0], NULL) == fp_of(NULL, "t", differ[i][1], NULL))
+            fail_msg("%s and %s should fingerprint apart", differ[i][0], differ[i][1]);
+    /* The near fingerprint: equal up to numbers, nothing else. */
+    uint64_t n1, n2;
+    assert_int_not_equal(fp_of(NULL, "t", "{\"id\":\"P1\",\"n\":1}", &n1),
+                         fp_of(NULL, "t", "{\"id\":\"P1\",\"n\":2}", &n2));
+    assert_int_equal(n1, n2);
+    fp_of(NULL, "t", "{\"id\":\"P1\",\"n\":1.5,\"ts\":1764800000123}", &n2);
+    assert_int_equal(n1 != n2, 1); /* another member: not near */
+    fp_of(NULL, "t", "{\"id\":\"P2\",\"n\":1}", &n2);
+    assert_int_not_equal(n1, n2);
+    fp_of(NULL, "t", "{\"id\":\"P1\",\"n\":\"1\"}", &n2);
+    assert_int_not_equal(n1, n2);
+    fp_of(NULL, "u", "{\"id\":\"P1\",\"n\":1}", &n2);
+    assert_int_not_equal(n1, n2);
+
+    /* Volatile members: a name at the top, or a JSON Pointer; only for the tools listed. */
+    struct gw_config *cfg = fx_load_ok("limits:\n  loops:\n    volatile:\n"
+                                       "      \"get_*\": [nonce, /options/request_id, \"/a~1b\"]\n"
+                                       "      search: request_id\n");
+    const struct limits_config *lc = limits_config_of(cfg);
+    assert_int_equal(lc->n_volatiles, 2);
+    uint64_t base = fp_of(lc, "get_patient", "{\"id\":\"P1\",\"options\":{\"x\":1}}", NULL);
+    assert_int_equal(
+        base, fp_of(lc, "get_patient", "{\"id\":\"P1\",\"nonce\":1,\"options\":{\"x\":1}}", NULL));
+    assert_int_equal(base, fp_of(lc, "get_patient",
+                                 "{\"nonce\":\"x7\",\"id\":\"P1 \",\"options\":{\"x\":1.0,"
+                                 "\"request_id\":\"r-99\"},\"a/b\":3}",
+                                 NULL));
+    /* A volatile name only goes at the top; the rest of the call still counts. */
+    assert_int_not_equal(
+        base, fp_of(lc, "get_patient", "{\"id\":\"P1\",\"options\":{\"x\":1,\"nonce\":2}}", NULL));
+    assert_int_not_equal(
+        base, fp_of(lc, "get_patient", "{\"id\":\"P2\",\"nonce\":1,\"options\":{\"x\":1}}", NULL));
+    /* Another tool keeps its members. */
+    assert_int_not_equal(fp_of(lc, "list", "{\"nonce\":1}", NULL),
+                         fp_of(lc, "list", "{\"nonce\":2}", NULL));
+    assert_int_equal(fp_of(lc, "search", "{\"q\":\"x\",\"request_id\":1}", NULL),
+                     fp_of(lc, "search", "{\"q\":\"x\",\"request_id\":2}", NULL));
+    /* Arguments that are not an object, or lack the member, are taken as they are. */
+    assert_int_equal(fp_of(lc, "get_x", "[1]", NULL), fp_of(NULL, "get_x", "[1]", NULL));
+    assert_int_equal(fp_of(lc, "get_x", "{\"options\":3}", NULL),
+                     fp_of(NULL, "get_x", "{\"options\":3}", NULL));
+    gw_config_free(cfg);
+
+    fx_expect_error("limits: {loops: {volatile: [a]}}\n", NULL, NULL, "limits.loops.volatile");
+    fx_expect_error("limits: {loops: {volatile: {t: []}}}\n", NULL, NULL, "argument members");
+    fx_expect_error("limits: {loops: {volatile: {t: \"/a~2\"}}}\n", NULL, NULL,
+                    "not an argument member");
+    fx_expect_error("limits: {loops: {volatile: {t: [{a: 1}]}}}\n", NULL, NULL, "string");
+    fx_expect_error("limits: {loops: {volatile: {\"\": [a]}}}\n", NULL, NULL, "empty");
+    fx_expect_error("limits: {loops: {near_identical: 100, history: 64}}\n", NULL, NULL, "history");
+}
+
+/* The detector over spelled-differently calls: every evasion is caught, as identical. */
+static void test_loop_evasions_caught(void **state)
+{
+    (void)state;
+    struct gw_config *cfg =
+        fx_load_ok("limits:\n  loops: {volatile: {get_patient: [nonce, /meta/ts]}}\n");
+    static const char *const variants[][5] = {
+        /* trailing and inner whitespace, Unicode spaces */
+        {"{\"id\":\"P1\"}", "{\"id\":\"P1 \"}", "{\"id\":\" P1\"}", "{\"id\":\"P1\\u00a0\"}",
+         "{\"id\":\"P1\\u200b\"}"},
+        /* key order */
+        {"{\"id\":\"P1\",\"f\":\"a\"}", "{\"f\":\"a\",\"id\":\"P1\"}",
+         "{\"id\":\"P1\",\"f\":\"a\"}", "{\"f\":\"a \",\"id\":\"P1\"}",
+         "{\"f\":\"a\",\"id\":\"P1\"}"},
+        /* numbers by value */
+        {"{\"id\":1}", "{\"id\":1.0}", "{\"id\":1e0}", "{\"id\":10e-1}", "{\"id\":1.00}"},
+        /* a dummy counter and a timestamp, declared volatile */
+        {"{\"id\":\"P1\",\"nonce\":1,\"meta\":{\"ts\":1}}",
+         "{\"id\":\"P1\",\"nonce\":2,\"meta\":{\"ts\":2}}",
+         "{\"id\":\"P1\",\"nonce\":\"three\",\"meta\":{\"ts\":3}}",
+         "{\"meta\":{\"ts\":\"4\"},\"id\":\"P1\"}",
+         "{\"id\":\"P1\",\"nonce\":5,\"meta\":{\"ts\":5}}"},
+    };
+    for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++) {
+        struct limits_loops c = loops_cfg();
+        c.no_progress = 0;
+        c.near_identical = 0;
+        struct loop_fx f = {
+            .l = lloop_new(&c, 0), .now = 1000000000000LL, .lc = limits_config_of(cfg)};
+        loop_user(&f, "u", "get_patient");
+        /* Distinct results: only the identical rule can see these. */
+        char res[16];
+        for (int i = 0; i < 4; i++) {
+            snprintf(res, sizeof res, "r%d", i);
+            assert_int_equal(loop_call(&f, "get_patient", variants[k][i], res).flags, 0);
+        }
+        struct lloop_verdict v = loop_call(&f, "get_patient", variants[k][4], "r4");
+        if (!(v.flags & GW_LOOP_IDENTICAL))
+            fail_msg("variant set %zu was not seen as one call", k);
+        lloop_free(f.l);
+    }
+    gw_config_free(cfg);
+
+    /* A counter nobody declared: near-identical calls that keep getting the same answer. */
+    struct limits_loops c = loops_cfg();
+    c.no_progress = 0;
+    struct loop_fx f = {.l = lloop_new(&c, 0), .now = 1000000000000LL};
+    loop_user(&f, "u", "get_patient");
+    char args[64];
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, "{\"id\":\"P1\",\"attempt\":%d}", i);
+        assert_int_equal(loop_call(&f, "get_patient", args, "same").flags, 0);
+    }
+    struct lloop_verdict v = loop_call(&f, "get_patient", "{\"id\":\"P1\",\"attempt\":4}", "same");
+    assert_true(v.flags & GW_LOOP_NO_PROGRESS);
+    assert_int_equal(v.action, 1);
+    /* ... and even with other calls in between. */
+    lloop_free(f.l);
+    f.l = lloop_new(&c, 0);
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, "{\"id\":\"P1\",\"ts\":%d}", 1000 + i * 7);
+        assert_int_equal(loop_call(&f, "get_patient", args, "same").flags, 0);
+        snprintf(args, sizeof args, "{\"note\":\"n%d\"}", i);
+        assert_int_equal(loop_call(&f, "add_note", args, "ok").flags, 0);
+    }
+    assert_true(loop_call(&f, "get_patient", "{\"id\":\"P1\",\"ts\":2000}", "same").flags &
+                GW_LOOP_NO_PROGRESS);
+    lloop_free(f.l);
+}
+
+/* Legitimate work that looks alike is not a loop. */
+static void test_loop_distinct_not_flagged(void **state)
+{
+    (void)state;
+    struct limits_loops c = loops_cfg();
+    struct loop_fx f = {.l = lloop_new(&c, 0), .now = 1000000000000LL};
+    loop_user(&f, "u", "search");
+    char args[96], res[32];
+    /* Paging through one query: the numbers change, and so do the answers. */
+    for (int page = 0; page < 40; page++) {
+        snprintf(args, sizeof args, "{\"q\":\"cardiology\",\"page\":%d,\"size\":20}", page);
+        snprintf(res, sizeof res, "hits page %d", page);
+        assert_int_equal(loop_call(&f, "search", args, res).flags, 0);
+    }
+    /* Numeric record ids one after the other. */
+    for (int id = 0; id < 40; id++) {
+        snprintf(args, sizeof args, "{\"patient\":%d}", 1000 + id);
+        snprintf(res, sizeof res, "record %d", 1000 + id);
+        assert_int_equal(loop_call(&f, "get_patient", args, res).flags, 0);
+    }
+    /* Words that differ only where whitespace is not: distinct queries. */
+    static const char *const q[] = {"heart rate",  "heartrate",    "Heart rate", "heart-rate",
+                                    "heart rates", "heart  ratex", "hear trate", "heart rat e"};
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        snprintf(args, sizeof args, "{\"q\":\"%s\"}", q[i]);
+        assert_int_equal(loop_call(&f, "lookup", args, "same answer").flags, 0);
+    }
+    /* The same record read four times, each answer new: under every threshold. */
+    for (int i = 0; i < 4; i++) {
+        snprintf(res, sizeof res, "v%d", i);
+        assert_int_equal(loop_call(&f, "get_lab", "{\"id\":\"L1\"}", res).flags, 0);
+    }
+    /* Near-identical calls whose answers change are progress. */
+    for (int i = 0; i < 30; i++) {
+        snprintf(args, sizeof args, "{\"job\":\"j1\",\"poll\":%d}", i);
+        snprintf(res, sizeof res, "progress %d%%", i * 3);
+        assert_int_equal(loop_call(&f, "job_status", args, res).flags, 0);
+    }
+    lloop_free(f.l);
 }
 
 /* ---- the pipeline slot ---- */
@@ -700,6 +973,7 @@ static void respond(struct gw_request *req, const char *json)
     assert_non_null(msg);
     int modified = 0;
     struct gw_decision d = {0};
+    req->upstream_sent = 1;
     req->upstream_status = 200;
     req->response_status = 200;
     assert_int_equal(limits_layer.on_response(req, msg, &modified, &d), GW_PASS);
@@ -780,18 +1054,20 @@ static void test_layer_budget_settle_refund(void **state)
     assert_true(req->limits.cost_reported);
     assert_int_equal(req->limits.cost_settled, 250000);
     gw_request_free(req);
-    /* A call that fails upstream is refunded. */
+    /* The backend could not be reached: nothing was sent, refund. */
     req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
     assert_int_equal(check(req), GW_PASS);
     req->upstream_status = 502;
     limits_layer.on_complete(req);
     assert_true(req->limits.refunded);
     gw_request_free(req);
-    /* A JSON-RPC error result is refunded too. */
+    /* A JSON-RPC error that reports the work cost nothing is charged nothing. */
     req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
     assert_int_equal(check(req), GW_PASS);
-    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32000,\"message\":\"x\"}}");
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32000,\"message\":\"x\","
+                 "\"data\":{\"_meta\":{\"toolgate/cost\":0}}}}");
     assert_int_equal(req->limits.cost_settled, 0);
+    assert_true(req->limits.cost_reported);
     gw_request_free(req);
     /* A later layer denied it: it never left, refund. */
     req = call(cfg, "carol", "charge_card", "{\"amount\":25}");
@@ -829,6 +1105,237 @@ static void test_layer_budget_settle_refund(void **state)
     assert_int_equal(check(req), GW_DENY);
     assert_int_equal(req->limits.budget_remaining, 650000);
     gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+/* Ends the exchange without an answer from the backend: what the core knows is all it has. */
+static void end_unanswered(struct gw_request *req, int sent, int upstream_status,
+                           const char *upstream_error)
+{
+    req->upstream_sent = sent;
+    req->upstream_status = upstream_status;
+    snprintf(req->upstream_error, sizeof req->upstream_error, "%s", upstream_error);
+    limits_layer.on_complete(req);
+}
+
+static int64_t settle_one(const struct gw_config *cfg, const char *sub,
+                          void (*end)(struct gw_request *))
+{
+    struct gw_request *req = call(cfg, sub, "charge_card", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    end(req);
+    assert_true(req->limits.settled);
+    int64_t settled = req->limits.cost_settled;
+    gw_request_free(req);
+    return settled;
+}
+
+static void end_client_gone(struct gw_request *req)
+{
+    req->response_status = 499; /* the client hung up while the backend worked */
+    end_unanswered(req, 1, 0, "");
+}
+
+static void end_timeout(struct gw_request *req)
+{
+    end_unanswered(req, 1, 0, "upstream.timeout");
+}
+
+static void end_5xx(struct gw_request *req)
+{
+    end_unanswered(req, 1, 503, "");
+}
+
+static void end_5xx_reported(struct gw_request *req)
+{
+    /* A 500 whose body is a JSON-RPC error telling what the failed work cost. */
+    json_t *msg = json_loads("{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32603,\"message\":"
+                             "\"boom\",\"data\":{\"_meta\":{\"toolgate/cost\":\"0.05\"}}}}",
+                             0, NULL);
+    int mod = 0;
+    struct gw_decision d = {0};
+    limits_layer.on_response(req, msg, &mod, &d);
+    json_decref(msg);
+    end_unanswered(req, 1, 500, "");
+}
+
+static void end_rpc_error(struct gw_request *req)
+{
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32000,\"message\":\"x\"}}");
+}
+
+static void end_cut_short(struct gw_request *req)
+{
+    end_unanswered(req, 1, 200, "upstream.lost");
+}
+
+static void end_connect_failed(struct gw_request *req)
+{
+    end_unanswered(req, 0, 0, "upstream.connect");
+}
+
+static void end_connect_timeout(struct gw_request *req)
+{
+    end_unanswered(req, 0, 0, "upstream.timeout");
+}
+
+static void end_denied_later(struct gw_request *req)
+{
+    req->deciding_stage = GW_STAGE_ROUTING;
+    end_unanswered(req, 0, 0, "");
+}
+
+static void end_reported_lower(struct gw_request *req)
+{
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[],"
+                 "\"_meta\":{\"toolgate/cost\":0.25}}}");
+}
+
+static void end_reported_other_id(struct gw_request *req)
+{
+    /* A report for another call is not this call's. */
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{\"content\":[],"
+                 "\"_meta\":{\"toolgate/cost\":0}}}");
+}
+
+static void end_report_malformed(struct gw_request *req)
+{
+    respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[],"
+                 "\"_meta\":{\"toolgate/cost\":\"-1\"}}}");
+}
+
+/*
+ * Spend refunded by hanging up: once a call was sent, it is charged its estimate whatever
+ * became of the answer, unless the backend reports the cost; a call that never left is not.
+ */
+static void test_layer_charge_once_sent(void **state)
+{
+    (void)state;
+    char yaml[512];
+    snprintf(
+        yaml, sizeof yaml,
+        "limits:\n  ledger: \"sqlite:%s/sent.db\"\n  costs: {default: 0.01, charge_card: 1.00}\n"
+        "  budgets: [{name: daily, per: user, cap: 3.00, period: day}]\n",
+        tmpdir);
+    struct gw_config *cfg = fx_load_ok(yaml);
+    assert_int_equal(limits_start(cfg), 0);
+    static const struct {
+        void (*end)(struct gw_request *);
+        int64_t charged;
+    } cases[] = {
+        {end_client_gone, 1000000},
+        {end_timeout, 1000000},
+        {end_5xx, 1000000},
+        {end_5xx_reported, 50000},
+        {end_rpc_error, 1000000},
+        {end_cut_short, 1000000},
+        {end_connect_failed, 0},
+        {end_connect_timeout, 0},
+        {end_denied_later, 0},
+        {end_reported_lower, 250000},
+        {end_reported_other_id, 1000000},
+        {end_report_malformed, 1000000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char user[16];
+        snprintf(user, sizeof user, "u%zu", i);
+        int64_t got = settle_one(cfg, user, cases[i].end);
+        if (got != cases[i].charged)
+            fail_msg("case %zu: charged %lld, expected %lld", i, (long long)got,
+                     (long long)cases[i].charged);
+    }
+    /* Three calls hung up on after they were sent exhaust a budget of three: the fourth is
+     * refused before it is sent, and the spend survives a restart. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(settle_one(cfg, "mallory", end_client_gone), 1000000);
+    struct gw_request *req = call(cfg, "mallory", "charge_card", "{}");
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.budget");
+    gw_request_free(req);
+    limits_stop();
+    assert_int_equal(limits_start(cfg), 0);
+    req = call(cfg, "mallory", "charge_card", "{}");
+    assert_int_equal(check(req), GW_DENY);
+    assert_int_equal(req->limits.budget_remaining, 0);
+    gw_request_free(req);
+    /* Connection failures do not: a user whose calls never left keeps the budget. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(settle_one(cfg, "oscar", end_connect_failed), 0);
+    req = call(cfg, "oscar", "charge_card", "{}");
+    assert_int_equal(check(req), GW_PASS);
+    assert_int_equal(req->limits.budget_remaining, 2000000);
+    gw_request_free(req);
+
+    /* A batch sent and cut off: the call answered with a lower report pays that, the one
+     * left without an answer pays its estimate. */
+    req = mkreq(cfg, "batchy", NULL, NULL);
+    for (int i = 0; i < 2; i++) {
+        char j[200];
+        snprintf(j, sizeof j,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":"
+                 "\"charge_card\",\"arguments\":{}}}",
+                 i);
+        fx_req_add_message(req, j);
+    }
+    assert_int_equal(check(req), GW_PASS);
+    json_t *msg = json_loads("[{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"content\":[],"
+                             "\"_meta\":{\"toolgate/cost\":0.1}}}]",
+                             0, NULL);
+    int mod = 0;
+    struct gw_decision d = {0};
+    limits_layer.on_response(req, msg, &mod, &d);
+    json_decref(msg);
+    end_unanswered(req, 1, 200, "upstream.lost");
+    assert_int_equal(req->limits.cost_settled, 1100000);
+    gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+/* The layer with volatile members, and a call that keeps failing the same way. */
+static void test_layer_loop_volatile_and_errors(void **state)
+{
+    (void)state;
+    struct gw_config *cfg =
+        fx_load_ok("limits:\n  loops: {identical: 3, no_progress: 2, near_identical: 0,"
+                   " warnings: 0, volatile: {\"get_*\": [request_id]}}\n");
+    assert_int_equal(limits_start(cfg), 0);
+    static const char *const args[] = {"{\"patient_id\":\"P1\",\"request_id\":\"a\"}",
+                                       "{\"request_id\":\"b\",\"patient_id\":\"P1 \"}",
+                                       "{\"patient_id\":\"P1\",\"request_id\":3}"};
+    for (int i = 0; i < 3; i++) {
+        struct gw_request *req = call(cfg, "vic", "get_patient", args[i]);
+        int v = check(req);
+        if (i < 2) {
+            assert_int_equal(v, GW_PASS);
+            char res[96];
+            snprintf(res, sizeof res,
+                     "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\","
+                     "\"text\":\"r%d\"}]}}",
+                     i);
+            respond(req, res);
+        } else {
+            assert_int_equal(v, GW_DENY);
+            assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.loop");
+            assert_true(req->limits.loop_flags & GW_LOOP_IDENTICAL);
+        }
+        gw_request_free(req);
+    }
+    /* The same error back to back is no progress. */
+    for (int i = 0; i < 3; i++) {
+        struct gw_request *req = call(cfg, "wes", "update", "{\"x\":1}");
+        int v = check(req);
+        if (i < 2) {
+            assert_int_equal(v, GW_PASS);
+            respond(req, "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32000,\"message\":"
+                         "\"locked\"}}");
+        } else {
+            assert_int_equal(v, GW_DENY);
+            assert_true(req->limits.loop_flags & GW_LOOP_NO_PROGRESS);
+        }
+        gw_request_free(req);
+    }
     limits_stop();
     gw_config_free(cfg);
 }
@@ -1041,9 +1548,15 @@ int main(void)
         cmocka_unit_test(test_loop_identical_and_escalation),
         cmocka_unit_test(test_loop_no_progress_and_cycles),
         cmocka_unit_test(test_loop_benign_corpus),
+        cmocka_unit_test(test_canon_strings),
+        cmocka_unit_test(test_canon_fingerprints),
+        cmocka_unit_test(test_loop_evasions_caught),
+        cmocka_unit_test(test_loop_distinct_not_flagged),
         cmocka_unit_test(test_layer_rate),
         cmocka_unit_test(test_layer_budget_settle_refund),
+        cmocka_unit_test(test_layer_charge_once_sent),
         cmocka_unit_test(test_layer_loop_warn_deny),
+        cmocka_unit_test(test_layer_loop_volatile_and_errors),
         cmocka_unit_test(test_layer_no_section_and_not_started),
         cmocka_unit_test(test_layer_batch),
         cmocka_unit_test(test_audit_part),

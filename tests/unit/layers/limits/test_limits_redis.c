@@ -1,8 +1,9 @@
 /*
  * The limits layer on Redis: a real redis-server on a loopback port in a temp dir, started
  * and stopped by the test. Rate limits and budgets through the script (with the NOSCRIPT
- * fallback), settlement, spend kept by Redis across a restart of the layer, a dead Redis
- * (fail closed, fail local) and a silent one (timeout).
+ * fallback), settlement (a call sent is charged even when the client hangs up), spend kept by
+ * Redis across a restart of the layer, a dead Redis (fail closed, fail local) and a silent one
+ * (timeout).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -295,6 +296,7 @@ static void test_redis_budget(void **state)
     struct gw_decision d = {0};
     limits_layer.on_response(req, msg, &mod, &d);
     json_decref(msg);
+    req->upstream_sent = 1;
     req->upstream_status = 200;
     limits_layer.on_complete(req);
     assert_int_equal(req->limits.cost_settled, 100000);
@@ -313,6 +315,80 @@ static void test_redis_budget(void **state)
     assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.budget");
     assert_int_equal(req->limits.budget_remaining, 100000);
     gw_request_free(req);
+    limits_stop();
+    gw_config_free(cfg);
+}
+
+/*
+ * Spend refunded by hanging up, with the spend in Redis: a call sent and then hung up on is
+ * charged its estimate, a 5xx after sending too unless the backend reports less, a call
+ * whose connection never opened is not.
+ */
+static void test_redis_charge_once_sent(void **state)
+{
+    (void)state;
+    struct gw_config *cfg =
+        load("limits:\n  store: \"redis://127.0.0.1:%d\"\n  costs: {default: 0.40}\n"
+             "  budgets: [{name: d, per: user, cap: 1.50, period: day}]\n",
+             port);
+    assert_int_equal(limits_start(cfg), 0);
+    /* Hung up on after it was sent: 0.40. */
+    struct gw_request *req = call(cfg, "hank", "t");
+    assert_int_equal(check(req), GW_PASS);
+    req->upstream_sent = 1;
+    req->response_status = 499;
+    limits_layer.on_complete(req);
+    assert_int_equal(req->limits.cost_settled, 400000);
+    assert_false(req->limits.refunded);
+    gw_request_free(req);
+    /* The connection never opened: refunded. */
+    req = call(cfg, "hank", "t");
+    assert_int_equal(check(req), GW_PASS);
+    req->upstream_sent = 0;
+    snprintf(req->upstream_error, sizeof req->upstream_error, "upstream.connect");
+    limits_layer.on_complete(req);
+    assert_int_equal(req->limits.cost_settled, 0);
+    assert_true(req->limits.refunded);
+    gw_request_free(req);
+    /* A 502 after sending, the backend reporting 0.10 for the failed work: 0.10. */
+    req = call(cfg, "hank", "t");
+    assert_int_equal(check(req), GW_PASS);
+    json_t *msg = json_loads("{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32603,\"message\":"
+                             "\"x\",\"data\":{\"_meta\":{\"toolgate/cost\":0.1}}}}",
+                             0, NULL);
+    int mod = 0;
+    struct gw_decision d = {0};
+    limits_layer.on_response(req, msg, &mod, &d);
+    json_decref(msg);
+    req->upstream_sent = 1;
+    req->upstream_status = 502;
+    limits_layer.on_complete(req);
+    assert_int_equal(req->limits.cost_settled, 100000);
+    gw_request_free(req);
+    /* A timeout after sending, no report: 0.40. */
+    req = call(cfg, "hank", "t");
+    assert_int_equal(check(req), GW_PASS);
+    req->upstream_sent = 1;
+    snprintf(req->upstream_error, sizeof req->upstream_error, "upstream.timeout");
+    limits_layer.on_complete(req);
+    assert_int_equal(req->limits.cost_settled, 400000);
+    gw_request_free(req);
+    drain();
+    /* Redis holds 0.90 of 1.50 across a restart of the layer: one more 0.40 fits, no more. */
+    limits_stop();
+    assert_int_equal(limits_start(cfg), 0);
+    req = call(cfg, "hank", "t");
+    assert_int_equal(check(req), GW_PASS);
+    assert_int_equal(req->limits.budget_remaining, 200000);
+    gw_request_free(req);
+    req = call(cfg, "hank", "t");
+    assert_int_equal(check(req), GW_DENY);
+    assert_string_equal(req->decision[GW_STAGE_LIMITS].reason_code, "limits.budget");
+    gw_request_free(req);
+    redisContext *c = sync_conn();
+    assert_non_null(c);
+    freeReplyObject(redisCommand(c, "FLUSHALL"));
+    redisFree(c);
     limits_stop();
     gw_config_free(cfg);
 }
@@ -564,6 +640,7 @@ int main(void)
         cmocka_unit_test_teardown(test_redis_sessions, test_teardown),
         cmocka_unit_test_teardown(test_redis_rate, test_teardown),
         cmocka_unit_test_teardown(test_redis_budget, test_teardown),
+        cmocka_unit_test_teardown(test_redis_charge_once_sent, test_teardown),
         cmocka_unit_test_teardown(test_redis_budget_concurrent, test_teardown),
         cmocka_unit_test_teardown(test_redis_stale_loop_time, test_teardown),
         cmocka_unit_test_teardown(test_redis_down, test_teardown),
