@@ -90,11 +90,12 @@ struct gw_findings {
 
 /* ---- cost, budget and rate-limit accounting (filled by the limits layer) ---- */
 /* Loop-detector flags (gw_limits_state.loop_flags). */
-#define GW_LOOP_IDENTICAL 0x01   /* the same call repeated within the window */
-#define GW_LOOP_NO_PROGRESS 0x02 /* the same call got the same result again and again */
-#define GW_LOOP_CYCLE 0x04       /* calls repeat with a period (A,B,A,B...) */
-#define GW_LOOP_SESSION_CAP 0x08 /* the session (or user, without one) made too many calls */
-#define GW_LOOP_COOLDOWN 0x10    /* the user+tool is cooling down after a loop denial */
+#define GW_LOOP_IDENTICAL 0x01      /* the same call repeated within the window */
+#define GW_LOOP_NO_PROGRESS 0x02    /* the same call got the same result again and again */
+#define GW_LOOP_CYCLE 0x04          /* calls repeat with a period (A,B,A,B...) */
+#define GW_LOOP_SESSION_CAP 0x08    /* the session (or user, without one) made too many calls */
+#define GW_LOOP_COOLDOWN 0x10       /* the user+tool is cooling down after a loop denial */
+#define GW_LOOP_NEAR_IDENTICAL 0x20 /* calls the same up to their numbers got one same result */
 
 /*
  * Per request, filled by the limits layer (req->limits). Money is in micro-units (1 unit =

@@ -358,8 +358,8 @@ static int part_limits(json_t *rec, const struct gw_request *req, const struct a
     if (st->retry_after_ms)
         rc |= set_int(o, "retry_after_ms", (int64_t)st->retry_after_ms);
     if (st->loop_flags) {
-        static const char *const flags[] = {"identical", "no_progress", "cycle", "max_calls",
-                                            "cooldown"};
+        static const char *const flags[] = {"identical", "no_progress", "cycle",
+                                            "max_calls", "cooldown",    "near_identical"};
         json_t *a = json_array();
         rc |= json_object_set_new(o, "loop_flags", a);
         for (unsigned i = 0; a && i < sizeof flags / sizeof flags[0]; i++)

@@ -179,11 +179,9 @@ const char *limits_loop_flag_names(unsigned f, char *buf, size_t n)
     static const struct {
         unsigned flag;
         const char *name;
-    } names[] = {{GW_LOOP_IDENTICAL, "identical"},
-                 {GW_LOOP_NO_PROGRESS, "no_progress"},
-                 {GW_LOOP_CYCLE, "cycle"},
-                 {GW_LOOP_SESSION_CAP, "max_calls"},
-                 {GW_LOOP_COOLDOWN, "cooldown"}};
+    } names[] = {{GW_LOOP_IDENTICAL, "identical"}, {GW_LOOP_NO_PROGRESS, "no_progress"},
+                 {GW_LOOP_CYCLE, "cycle"},         {GW_LOOP_SESSION_CAP, "max_calls"},
+                 {GW_LOOP_COOLDOWN, "cooldown"},   {GW_LOOP_NEAR_IDENTICAL, "near_identical"}};
     size_t used = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)

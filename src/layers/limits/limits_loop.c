@@ -9,7 +9,7 @@
  *   - the same call, made back to back, already got the same result `no_progress` times,
  *   - `near_identical` calls (this one included) were the same up to their numbers and the
  *     earlier ones all got one same result: a counter or a timestamp argument that changes
- *     while nothing else does (raised as no_progress),
+ *     while nothing else does,
  *   - the calls end in a cycle of period 2..max_cycle repeated `cycle_repeats` times,
  *   - the session (or user, without a session) made more than `max_calls` calls.
  * Flags escalate per user+tool: the first `warnings` flagged calls pass with a warning, later
@@ -266,7 +266,7 @@ static unsigned detect(struct lloop *l, struct node *h, uint64_t fp, uint64_t ne
     if (cfg->no_progress && same_result >= cfg->no_progress)
         flags |= GW_LOOP_NO_PROGRESS;
     if (cfg->near_identical && near_streak(l, h, near, since) >= cfg->near_identical)
-        flags |= GW_LOOP_NO_PROGRESS;
+        flags |= GW_LOOP_NEAR_IDENTICAL;
     /* Cycles: the sequence (history + this call) ends in `repeats` copies of a period p. */
     for (uint32_t p = 2; cfg->max_cycle >= 2 && p <= cfg->max_cycle; p++) {
         uint32_t len = p * cfg->cycle_repeats;
