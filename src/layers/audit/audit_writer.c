@@ -281,8 +281,9 @@ static int tx_begin(void)
 
 /*
  * Ends the open transaction at a signed checkpoint (a closing one when asked) and commits
- * it. Every transaction ends so, so whatever a commit acknowledges is covered by a signature
- * at once, including after a crash. The stats learn the checkpoints only once committed.
+ * it. Every transaction ends this way, so whatever a commit acknowledges is already covered
+ * by a signature, also in the store a crash leaves. The stats count the checkpoints only
+ * once they are committed.
  */
 static int tx_seal_commit(int closing)
 {
