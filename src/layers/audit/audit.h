@@ -6,8 +6,10 @@
  * on_complete when the response has ended. A dedicated writer thread gives each record the
  * next sequence number of this instance's chain, hashes it onto the chain
  * (hash = SHA-256(prev_hash || canonical JSON without "hash")), appends it to the store with
- * group commit, and every `checkpoint.every` records or `checkpoint.interval` signs the chain
- * head with Ed25519. See docs/audit.md.
+ * group commit, and ends every commit with a checkpoint that signs the chain head with
+ * Ed25519, so whatever is committed (and acknowledged) is signed, also after a crash.
+ * `checkpoint.every` records and `checkpoint.interval` of writing only add checkpoints inside
+ * one big or slow commit. See docs/audit.md.
  *
  * The writer is one per process (audit_start / audit_stop); the event loop only ever takes
  * a mutex for a queue push and never waits on disk.
@@ -34,12 +36,17 @@ enum audit_args_mode {
 enum audit_durability { AUDIT_DURABLE_COMMIT = 0, AUDIT_DURABLE_QUEUED };
 
 struct audit_config {
-    char *store;                     /* "sqlite:PATH" or "postgres://..." */
-    char *mirror;                    /* NULL, "stdout" or "jsonl:PATH" */
-    char *signing_key;               /* Ed25519 PEM; NULL: generated next to the store */
-    char *instance_id;               /* default: the host name */
-    uint64_t checkpoint_every;       /* records between signed checkpoints (1000) */
-    uint64_t checkpoint_interval_ms; /* time between checkpoints while records flow (1s) */
+    char *store;       /* "sqlite:PATH" or "postgres://..." */
+    char *mirror;      /* NULL, "stdout" or "jsonl:PATH" */
+    char *signing_key; /* Ed25519 PEM; NULL: generated next to the store */
+    char *instance_id; /* default: the host name */
+    /*
+     * Every commit ends with a signed checkpoint. These bounds add checkpoints inside one
+     * commit: after `every` records in it (1000), or when writing it has taken longer than
+     * `interval` (1s; a slow disk or PostgreSQL).
+     */
+    uint64_t checkpoint_every;
+    uint64_t checkpoint_interval_ms;
     enum audit_args_mode arguments;
     /*
      * commit (default): an answer reaches the client only after its completion record is

@@ -1,12 +1,16 @@
 /*
  * audit_bench: sustained records/s into SQLite with checkpoints on.
  *
- *   toolgate bench audit [--records N] [--threads T] [--dir DIR]
+ *   toolgate bench audit [--records N] [--threads T] [--wait] [--dir DIR]
  *
  * T producer threads build decision records from a realistic request context (identity,
  * findings, redacted arguments) and queue them; the single writer sequences, hashes,
- * signs a checkpoint every 1000 records and group-commits into a fresh SQLite file.
- * Prints one line.
+ * group-commits into a fresh SQLite file and signs a checkpoint at the end of every commit
+ * (and every 1000 records within one). Saturated by default: producers queue as fast as
+ * they can, so commits are as large as the queue allows. With --wait each producer waits for
+ * its record's commit before it builds the next, as an answer waits for its completion
+ * record, so commits hold at most T records and the cost of each commit (its signature
+ * included) shows; it also reports how long each wait took. Prints one line.
  */
 #include "layers/audit/audit.h"
 #include "layers/audit/audit_record.h"
@@ -27,7 +31,23 @@ struct bench_producer {
     pthread_t thread;
     uint64_t n;
     int failed;
+    /* --wait: told by the writer when the record is committed. */
+    int wait;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int acked, ack_ok;
+    uint64_t *waits_ns; /* one per record */
 };
+
+static void on_commit(void *arg, int ok)
+{
+    struct bench_producer *p = arg;
+    pthread_mutex_lock(&p->mu);
+    p->acked = 1;
+    p->ack_ok = ok;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+}
 
 static void fill_request(struct gw_request *req, json_t *msg, char **roles, char **scopes)
 {
@@ -80,22 +100,42 @@ static void *produce(void *arg)
         json_t *rec = audit_record_decision(&req, &rc);
         free(req.rpc.msgs);
         int r;
-        while ((r = audit_submit(json_incref(rec))) == -EAGAIN)
+        uint64_t t0 = gw_mono_ns();
+        p->acked = 0;
+        while ((r = p->wait ? audit_submit_notify(json_incref(rec), on_commit, p)
+                            : audit_submit(json_incref(rec))) == -EAGAIN)
             sched_yield(); /* back-pressure: the benchmark measures the writer */
         json_decref(rec);
         if (r != 0) {
             p->failed = 1;
             break;
         }
+        if (p->wait) {
+            pthread_mutex_lock(&p->mu);
+            while (!p->acked)
+                pthread_cond_wait(&p->cond, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+            p->waits_ns[i] = gw_mono_ns() - t0;
+            if (!p->ack_ok) {
+                p->failed = 1;
+                break;
+            }
+        }
     }
     json_decref(msg);
     return NULL;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 int audit_bench_main(int argc, char **argv)
 {
-    uint64_t records = 200000;
-    int threads = 2, rc = 1;
+    uint64_t records = 0;
+    int threads = 2, rc = 1, wait = 0;
     const char *dir = NULL;
     char tmpl[] = "/tmp/toolgate-audit-bench-XXXXXX", store[4200];
     for (int i = 1; i < argc; i++) {
@@ -105,11 +145,16 @@ int audit_bench_main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
             dir = argv[++i];
+        else if (strcmp(argv[i], "--wait") == 0)
+            wait = 1;
         else {
-            fprintf(stderr, "usage: toolgate bench audit [--records N] [--threads T] [--dir D]\n");
+            fprintf(stderr, "usage: toolgate bench audit [--records N] [--threads T] [--wait] "
+                            "[--dir D]\n");
             return 2;
         }
     }
+    if (!records)
+        records = wait ? 20000 : 200000; /* a waiting producer commits a few thousand a second */
     if (threads < 1 || threads > 64 || records == 0)
         return 2;
     if (!dir && !(dir = mkdtemp(tmpl))) {
@@ -124,19 +169,27 @@ int audit_bench_main(int argc, char **argv)
     ac.store = strdup(store);
     ac.instance_id[0] = ac.instance_id[0] ? ac.instance_id[0] : 'b';
     gw_log_setup(GW_LOG_ERROR, 2);
-    if (audit_writer_start(&ac, NULL) != 0)
+    /* One wait per record, each producer filling its own share. */
+    uint64_t *waits = wait ? calloc(records, sizeof *waits) : NULL;
+    if ((wait && !waits) || audit_writer_start(&ac, NULL) != 0)
         goto out;
     struct bench_producer prod[64];
-    uint64_t t0 = gw_mono_ns();
+    uint64_t t0 = gw_mono_ns(), given = 0;
     for (int i = 0; i < threads; i++) {
+        prod[i] = (struct bench_producer){.wait = wait};
         prod[i].n = records / (uint64_t)threads + (i == 0 ? records % (uint64_t)threads : 0);
-        prod[i].failed = 0;
+        prod[i].waits_ns = waits ? waits + given : NULL;
+        given += prod[i].n;
+        pthread_mutex_init(&prod[i].mu, NULL);
+        pthread_cond_init(&prod[i].cond, NULL);
         pthread_create(&prod[i].thread, NULL, produce, &prod[i]);
     }
     int failed = 0;
     for (int i = 0; i < threads; i++) {
         pthread_join(prod[i].thread, NULL);
         failed |= prod[i].failed;
+        pthread_mutex_destroy(&prod[i].mu);
+        pthread_cond_destroy(&prod[i].cond);
     }
     int frc = audit_flush();
     uint64_t t1 = gw_mono_ns();
@@ -149,14 +202,31 @@ int audit_bench_main(int argc, char **argv)
     }
     double secs = (double)(t1 - t0) / 1e9;
     double us = st.committed ? (double)st.writer_cpu_ns / 1e3 / (double)st.committed : 0;
-    printf("audit: %llu records in %.2f s = %.0f records/s into SQLite (synchronous=FULL, "
-           "checkpoint every %llu: %llu signed, %llu group commits, %d producer threads; "
-           "writer thread %.1f us CPU/record = %.0f records/s per free core)\n",
-           (unsigned long long)st.committed, secs, (double)st.committed / secs,
-           (unsigned long long)ac.checkpoint_every, (unsigned long long)st.checkpoints,
-           (unsigned long long)st.batches, threads, us, us > 0 ? 1e6 / us : 0);
+    const char *sync = ac.sync_full ? "FULL" : "NORMAL";
+    if (wait) {
+        qsort(waits, records, sizeof *waits, cmp_u64);
+        double per_commit = st.batches ? (double)st.writer_cpu_ns / 1e3 / (double)st.batches : 0;
+        printf("audit --wait: %llu records in %.2f s = %.0f records/s into SQLite "
+               "(synchronous=%s), %d producer threads each waiting for its record's commit: "
+               "%llu group commits (%.1f records each), %llu signed; wait for the commit p50 "
+               "%.0f us, p99 %.0f us; writer thread %.1f us CPU/commit, %.1f us CPU/record)\n",
+               (unsigned long long)st.committed, secs, (double)st.committed / secs, sync, threads,
+               (unsigned long long)st.batches,
+               st.batches ? (double)st.committed / (double)st.batches : 0,
+               (unsigned long long)st.checkpoints, (double)waits[records / 2] / 1e3,
+               (double)waits[records - 1 - records / 100] / 1e3, per_commit, us);
+    } else {
+        printf("audit: %llu records in %.2f s = %.0f records/s into SQLite (synchronous=%s, "
+               "checkpoint every %llu: %llu signed, %llu group commits, %d "
+               "producer threads; writer thread %.1f us CPU/record = %.0f records/s per free "
+               "core)\n",
+               (unsigned long long)st.committed, secs, (double)st.committed / secs, sync,
+               (unsigned long long)ac.checkpoint_every, (unsigned long long)st.checkpoints,
+               (unsigned long long)st.batches, threads, us, us > 0 ? 1e6 / us : 0);
+    }
     rc = 0;
 out:
+    free(waits);
     free(ac.store);
     free(ac.instance_id);
     if (dir == tmpl) {

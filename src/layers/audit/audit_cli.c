@@ -1,7 +1,7 @@
 /*
  * `toolgate audit ...`: answers from the audit store.
  *
- *   verify STORE [STORE...] --pubkey F [--live] [--instance I]
+ *   verify STORE [STORE...] --pubkey F [--closed] [--live] [--instance I]
  *   query  STORE [--user U] [--tenant T] [--tool GLOB] [--decision D] [--since T]
  *                [--until T] [--instance I] [--limit N] [--format table|json|csv]
  *   stats  STORE [--since T] [--until T] [--format table|json]
@@ -28,7 +28,7 @@ struct cli_opts {
     const char *stores[64];
     size_t n_stores;
     const char *pubkey, *user, *tenant, *tool, *decision, *since, *until, *instance, *format;
-    int live;
+    int live, closed;
     uint64_t limit;
 };
 
@@ -36,8 +36,10 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: toolgate audit <command> STORE [options]\n"
-            "  verify STORE [STORE...] --pubkey FILE [--live] [--instance I]\n"
-            "      check hashes, seq, signatures, time order; files of a rotated chain in order\n"
+            "  verify STORE [STORE...] --pubkey FILE [--closed] [--live] [--instance I]\n"
+            "      check hashes, seq, signatures, time order; files of a rotated chain in order;\n"
+            "      --closed: the chain must end at the closing checkpoint of a clean stop;\n"
+            "      --live: accept unsigned records at the end (stores of earlier versions)\n"
             "  query STORE [--user U] [--tenant T] [--tool GLOB] [--decision allow|deny|error]\n"
             "              [--since 30d|RFC3339] [--until ...] [--instance I] [--limit N]\n"
             "              [--format table|json|csv]\n"
@@ -107,6 +109,10 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
         const char **slot = NULL;
         if (strcmp(a, "--live") == 0) {
             o->live = 1;
+            continue;
+        }
+        if (strcmp(a, "--closed") == 0) {
+            o->closed = 1;
             continue;
         }
         if (strcmp(a, "--pubkey") == 0)
@@ -185,6 +191,7 @@ static int cmd_verify(const struct cli_opts *o)
     if (audit_verifier_init(&v, pub, o->live) != 0)
         goto out;
     v.instance = o->instance;
+    v.closed = o->closed;
     for (size_t i = 0; i < o->n_stores; i++) {
         struct audit_store *st = open_store(o->stores[i]);
         if (!st)

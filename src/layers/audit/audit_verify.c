@@ -239,21 +239,28 @@ int audit_verifier_finish(struct audit_verifier *v)
         return problem(v, "-", 0, "the store holds no records");
     for (size_t i = 0; i < v->n_inst; i++) {
         const struct audit_verify_instance *x = &v->inst[i];
-        if (v->live)
+        /*
+         * The writer ends every commit at a signed checkpoint, so a chain it wrote ends at one
+         * whether the writer runs, crashed or stopped. Only a clean stop ends it at a closing
+         * one; --closed asks for that. --live is for stores of earlier versions, which could
+         * end in unsigned records while running or after a crash.
+         */
+        if (v->live && !v->closed)
             continue;
         if (!x->checkpoints)
             return problem(v, x->name, x->seq, "no signed checkpoint in the chain");
         if (x->last_checkpoint_seq != x->seq)
             return problem(v, x->name, x->seq,
-                           "chain ends %llu records after its last checkpoint (seq %llu): "
-                           "truncated, or the writer did not stop cleanly (--live for a store "
-                           "in use)",
+                           "chain ends %llu records after its last checkpoint (seq %llu): its "
+                           "last checkpoint was removed, or an earlier version wrote it (--live "
+                           "for such a store)",
                            (unsigned long long)(x->seq - x->last_checkpoint_seq),
                            (unsigned long long)x->last_checkpoint_seq);
-        if (!x->closing)
+        if (v->closed && !x->closing)
             return problem(v, x->name, x->seq,
-                           "chain ends at a checkpoint that is not a closing one: records after "
-                           "it were removed, or the writer is still running (--live)");
+                           "chain ends at a checkpoint that is not a closing one (--closed): "
+                           "records after it were removed, or the writer is running or "
+                           "crashed");
     }
     return 0;
 }
@@ -275,10 +282,15 @@ void audit_verifier_report(const struct audit_verifier *v, FILE *out)
         if (x->seq != x->last_checkpoint_seq)
             fprintf(out, ", %llu unsigned records after the last checkpoint",
                     (unsigned long long)(x->seq - x->last_checkpoint_seq));
+        else if (!x->closing)
+            fprintf(out, ", ends at a signed checkpoint that is not a closing one (writer "
+                         "running or crashed)");
+        else
+            fprintf(out, ", ends at a closing checkpoint");
         if (x->unclean_starts)
             fprintf(out,
-                    "; warning: %llu restart(s) after an unclean stop (last at seq %llu): records "
-                    "written just before each were not yet signed when it stopped",
+                    "; warning: %llu restart(s) after an unclean stop (last at seq %llu): the "
+                    "writer before each did not stop cleanly (killed, crashed or lost power)",
                     (unsigned long long)x->unclean_starts, (unsigned long long)x->last_unclean_seq);
         fputc('\n', out);
     }

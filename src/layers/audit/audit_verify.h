@@ -3,9 +3,10 @@
  * a rotation record continuing an earlier file) and has no gaps, each record is canonical
  * JSON whose hash chains onto the one before, the indexed columns match the record, time
  * never runs backwards, each checkpoint's Ed25519 signature is valid for the given public
- * key and names the head before it, and the chain ends at a closing checkpoint (unless
- * `live`, for a store still being written, where the tail after the last checkpoint is
- * reported as unsigned).
+ * key and names the head before it, and the chain ends at a signed checkpoint (the writer
+ * seals every commit with one). `closed` also requires that checkpoint to be the closing one
+ * of a clean stop. `live` accepts an unsigned tail after the last checkpoint, which only
+ * stores written by earlier versions can have, and reports it.
  */
 #ifndef AUDIT_VERIFY_H
 #define AUDIT_VERIFY_H
@@ -28,14 +29,15 @@ struct audit_verify_instance {
     int closing;
     uint64_t last_checkpoint_seq;
     uint64_t records, checkpoints;
-    uint64_t unclean_starts; /* start records after a crash: the tail before was unsigned */
+    uint64_t unclean_starts; /* start records after an unclean stop (crash, kill, power) */
     uint64_t last_unclean_seq;
 };
 
 struct audit_verifier {
     EVP_PKEY *pub; /* borrowed */
     char key_id[65];
-    int live;
+    int live;   /* an unsigned tail is reported, not refused (stores of earlier versions) */
+    int closed; /* set after init: the chain must end at a closing checkpoint */
     const char *instance; /* verify only this instance's chain; NULL: every instance */
     /* Results. */
     int bad; /* 1 once a problem was found */

@@ -116,8 +116,9 @@ struct writer {
     uint64_t seq; /* last seq written */
     char prev[65];
     int64_t last_time;
-    uint64_t since_checkpoint;
-    uint64_t last_checkpoint_mono;
+    uint64_t since_checkpoint;     /* records appended since the last checkpoint */
+    uint64_t last_checkpoint_mono; /* when the open transaction began or last signed */
+    uint64_t tx_checkpoints;       /* checkpoints in the open transaction */
     uint64_t file_records;
     struct gw_buf canon;
     struct audit_members chain; /* the chain fields of the record being written */
@@ -251,7 +252,7 @@ static int append_checkpoint(int closing)
     if (rc == 0) {
         W.since_checkpoint = 0;
         W.last_checkpoint_mono = gw_mono_ns();
-        W.stats.checkpoints++;
+        W.tx_checkpoints++;
     }
 out:
     gw_buf_free(&payload);
@@ -268,6 +269,50 @@ static void mirror_flush(void)
             gw_log_warn("audit_mirror", "writing the audit mirror failed: %s", strerror(errno));
     }
     gw_buf_reset(&W.mirror_buf);
+}
+
+/* Opens a transaction: what it appends is counted from here. */
+static int tx_begin(void)
+{
+    W.tx_checkpoints = 0;
+    W.last_checkpoint_mono = gw_mono_ns();
+    return W.store->ops->begin(W.store);
+}
+
+/*
+ * Ends the open transaction at a signed checkpoint (a closing one when asked) and commits
+ * it. Every transaction ends this way, so whatever a commit acknowledges is already covered
+ * by a signature, also in the store a crash leaves. The stats count the checkpoints only
+ * once they are committed.
+ */
+static int tx_seal_commit(int closing)
+{
+    if ((closing || W.since_checkpoint) && append_checkpoint(closing) != 0)
+        return -1;
+    pthread_mutex_lock(&W.mu);
+    int inject = W.inject_failure;
+    W.inject_failure = 0;
+    pthread_mutex_unlock(&W.mu);
+    if (inject) {
+        snprintf(W.store->err, sizeof W.store->err, "injected failure");
+        return -1;
+    }
+    if (W.store->ops->commit(W.store) != 0)
+        return -1;
+    pthread_mutex_lock(&W.mu);
+    W.stats.checkpoints += W.tx_checkpoints;
+    pthread_mutex_unlock(&W.mu);
+    W.tx_checkpoints = 0;
+    return 0;
+}
+
+/* One record built here (start, rotation) in a transaction of its own, sealed. */
+static int write_alone(json_t *rec)
+{
+    if (tx_begin() != 0 || append_record(rec, 0) != 0)
+        return -1;
+    W.since_checkpoint = 1;
+    return tx_seal_commit(0);
 }
 
 static void mark_failed(const char *why, uint64_t lost)
@@ -292,8 +337,10 @@ static uint64_t interval_ns(void)
 static int rotate_if_due(void);
 
 /*
- * Writes one batch in one transaction (group commit), with any checkpoint that falls due.
- * Returns 0, or -1 after marking the writer failed.
+ * Writes one batch in one transaction (group commit) that ends at a signed checkpoint.
+ * `checkpoint.every` and `checkpoint.interval` only add checkpoints inside a big or slow
+ * commit, so a reader never finds more than that many records, or that much writing time,
+ * between two signatures. Returns 0, or -1 after marking the writer failed.
  */
 static int write_batch(struct audit_item **batch, size_t n, int closing)
 {
@@ -301,27 +348,20 @@ static int write_batch(struct audit_item **batch, size_t n, int closing)
     int64_t time0 = W.last_time;
     char prev0[65];
     memcpy(prev0, W.prev, sizeof prev0);
-    if (W.store->ops->begin(W.store) != 0)
+    if (tx_begin() != 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         if (append_item(batch[i], 0) != 0)
             goto fail_tx;
         W.since_checkpoint++;
-        if (W.ac.checkpoint_every && W.since_checkpoint >= W.ac.checkpoint_every &&
+        if (i + 1 == n)
+            break; /* the seal below signs the last ones */
+        if (((W.ac.checkpoint_every && W.since_checkpoint >= W.ac.checkpoint_every) ||
+             gw_mono_ns() - W.last_checkpoint_mono >= interval_ns()) &&
             append_checkpoint(0) != 0)
             goto fail_tx;
     }
-    if (W.since_checkpoint && gw_mono_ns() - W.last_checkpoint_mono >= interval_ns() &&
-        append_checkpoint(0) != 0)
-        goto fail_tx;
-    if (closing && append_checkpoint(1) != 0)
-        goto fail_tx;
-    if (W.inject_failure) {
-        W.inject_failure = 0;
-        snprintf(W.store->err, sizeof W.store->err, "injected failure");
-        goto fail_tx;
-    }
-    if (W.store->ops->commit(W.store) != 0)
+    if (tx_seal_commit(closing) != 0)
         goto fail_tx;
     mirror_flush();
     return 0;
@@ -343,23 +383,9 @@ static void *writer_main(void *arg)
     struct audit_item **batch = malloc(WRITER_BATCH * sizeof *batch);
     for (;;) {
         pthread_mutex_lock(&W.mu);
-        while (!W.stopping && (W.count == 0 || W.hold)) {
-            if (W.since_checkpoint && !W.failed) {
-                uint64_t due = W.last_checkpoint_mono + interval_ns();
-                uint64_t now = gw_mono_ns();
-                if (now >= due)
-                    break;
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                uint64_t wake =
-                    (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + (due - now);
-                ts.tv_sec = (time_t)(wake / 1000000000ull);
-                ts.tv_nsec = (long)(wake % 1000000000ull);
-                pthread_cond_timedwait(&W.work, &W.mu, &ts);
-            } else {
-                pthread_cond_wait(&W.work, &W.mu);
-            }
-        }
+        /* No timer: every commit ends signed, so no tail is ever left waiting for one. */
+        while (!W.stopping && (W.count == 0 || W.hold))
+            pthread_cond_wait(&W.work, &W.mu);
         /*
          * Group commit: a commit costs about the same for one record as for hundreds, and
          * answers wait for it, so when only a few records are queued, let more arrive for a
@@ -384,7 +410,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&W.mu);
 
         int ok = 0;
-        if (!failed && (n || W.since_checkpoint || stopping))
+        if (!failed && (n || stopping))
             ok = write_batch(batch, n, stopping) == 0;
         for (size_t i = 0; i < n; i++) {
             if (batch[i]->notify)
@@ -708,10 +734,8 @@ static int rotate_if_due(void)
     json_t *rec = json_pack("{s:s, s:s}", "kind", "rotation", "previous_file", rotated);
     if (!rec)
         return -1;
-    int rc = W.store->ops->begin(W.store) == 0 && append_record(rec, 0) == 0 &&
-                     W.store->ops->commit(W.store) == 0
-                 ? 0
-                 : -1;
+    /* The new file's first commit is sealed like any other. */
+    int rc = write_alone(rec);
     json_decref(rec);
     if (rc != 0) {
         W.store->ops->rollback(W.store);
@@ -720,7 +744,6 @@ static int rotate_if_due(void)
     if (rc == 0)
         mirror_flush();
     gw_buf_reset(&W.mirror_buf);
-    W.since_checkpoint++;
     apply_retention(path);
     return rc;
 }
@@ -812,7 +835,6 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
     }
     if (open_mirror() != 0)
         goto fail;
-    W.last_checkpoint_mono = gw_mono_ns();
     json_t *start = json_pack("{s:s, s:s, s:s, s:s}", "kind", "start", "version", TOOLGATE_VERSION,
                               "previous_shutdown", previous, "key_id", W.key_id);
     if (!start) {
@@ -823,8 +845,8 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         json_object_set_new(start, "config_sha256", json_string(W.config_hash));
     if (strcmp(previous, "rotated") == 0)
         json_object_set_new(start, "kind", json_string("rotation"));
-    int ok = W.store->ops->begin(W.store) == 0 && append_record(start, 0) == 0 &&
-             W.store->ops->commit(W.store) == 0;
+    /* The start record is signed in its own commit, like every record after it. */
+    int ok = write_alone(start) == 0;
     json_decref(start);
     if (ok)
         mirror_flush();
@@ -835,7 +857,6 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         rc = -EIO;
         goto fail;
     }
-    W.since_checkpoint = 1;
     pthread_mutex_lock(&W.mu);
     W.running = 1;
     pthread_mutex_unlock(&W.mu);

@@ -36,8 +36,12 @@ static inline struct audit_config *make_test_config(const char *dir, const char 
     return ac;
 }
 
+/* How verify_paths checks the chain's end: as plain `verify`, or with --live / --closed. */
+#define FX_VERIFY_LIVE 1
+#define FX_VERIFY_CLOSED 2
+
 /* Verifies the given files (paths) with the default key of the first; fills problem. */
-static inline int verify_paths(const char *pub_path, const char *const *paths, size_t n, int live,
+static inline int verify_paths(const char *pub_path, const char *const *paths, size_t n, int flags,
                                char *problem, size_t problem_len)
 {
     char err[512];
@@ -48,8 +52,9 @@ static inline int verify_paths(const char *pub_path, const char *const *paths, s
     }
     struct audit_verifier v;
     int rc = -1;
-    if (audit_verifier_init(&v, pub, live) != 0)
+    if (audit_verifier_init(&v, pub, (flags & FX_VERIFY_LIVE) != 0) != 0)
         goto out;
+    v.closed = (flags & FX_VERIFY_CLOSED) != 0;
     for (size_t i = 0; i < n; i++) {
         struct audit_store *st = audit_sqlite_open(paths[i], 0, err, sizeof err);
         if (!st) {
