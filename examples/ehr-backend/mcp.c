@@ -398,8 +398,7 @@ static void do_initialize(struct ehr_conn *c, json_t *id, json_t *params)
         return;
     }
     if (sid[0])
-        snprintf(c->ex.session_header, sizeof c->ex.session_header, "Mcp-Session-Id: %s\r\n",
-                 sid);
+        snprintf(c->ex.session_header, sizeof c->ex.session_header, "Mcp-Session-Id: %s\r\n", sid);
     json_t *result = json_pack(
         "{s:s, s:{s:{s:b}}, s:{s:s, s:s, s:s}, s:s}", "protocolVersion", version, "capabilities",
         "tools", "listChanged", 0, "serverInfo", "name", "ehr-backend", "title",
