@@ -118,12 +118,163 @@ static void test_rewrite(void **state)
     json_decref(msg);
 }
 
+static const char *str_at(json_t *msg, const char *list, size_t i, const char *field)
+{
+    json_t *arr = json_object_get(json_object_get(msg, "result"), list);
+    return json_string_value(json_object_get(json_array_get(arr, i), field));
+}
+
+/* Prompts, resources and templates page and merge like tools; entries without a name go. */
+static void test_lists(void **state)
+{
+    (void)state;
+    assert_int_equal(fed_list_of("tools/list"), FED_LIST_TOOLS);
+    assert_int_equal(fed_list_of("prompts/list"), FED_LIST_PROMPTS);
+    assert_int_equal(fed_list_of("resources/list"), FED_LIST_RESOURCES);
+    assert_int_equal(fed_list_of("resources/templates/list"), FED_LIST_TEMPLATES);
+    assert_int_equal(fed_list_of("resources/read"), FED_LIST_NONE);
+    assert_int_equal(fed_list_of(NULL), FED_LIST_NONE);
+
+    json_t *msg = json_pack("{s:{s:[{s:s},{s:i},s]}}", "result", "prompts", "name", "summary",
+                            "name", 3, "junk");
+    assert_int_equal(fed_rewrite_list(msg, &route, 2, FED_LIST_PROMPTS), 0);
+    assert_string_equal(str_at(msg, "prompts", 0, "name"), "billing.summary");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(msg, "result"), "prompts")),
+                     1);
+    assert_null(json_object_get(json_object_get(msg, "result"), "nextCursor"));
+    json_decref(msg);
+
+    msg = json_pack("{s:{s:[{s:s, s:s}], s:s}}", "result", "resources", "uri", "file:///a/b",
+                    "name", "b", "nextCursor", "r2");
+    assert_int_equal(fed_rewrite_list(msg, &route, 0, FED_LIST_RESOURCES), 0);
+    assert_string_equal(str_at(msg, "resources", 0, "uri"), "ehr.file:///a/b");
+    assert_string_equal(str_at(msg, "resources", 0, "name"), "b");
+    size_t idx;
+    char *inner = NULL;
+    const char *next =
+        json_string_value(json_object_get(json_object_get(msg, "result"), "nextCursor"));
+    assert_int_equal(fed_cursor_decode(next, 3, &idx, &inner), 0);
+    assert_int_equal(idx, 0);
+    assert_string_equal(inner, "r2");
+    free(inner);
+    json_decref(msg);
+
+    msg = json_pack("{s:{s:[{s:s}]}}", "result", "resourceTemplates", "uriTemplate",
+                    "file:///{path}");
+    assert_int_equal(fed_rewrite_list(msg, &route, 1, FED_LIST_TEMPLATES), 0);
+    assert_string_equal(str_at(msg, "resourceTemplates", 0, "uriTemplate"),
+                        "ehr.v2.file:///{path}");
+    json_decref(msg);
+
+    /* The wrong list, or none: refused. */
+    msg = json_pack("{s:{s:[]}}", "result", "tools");
+    assert_int_equal(fed_rewrite_list(msg, &route, 0, FED_LIST_PROMPTS), -1);
+    assert_int_equal(fed_rewrite_list(msg, &route, 0, FED_LIST_NONE), -1);
+    assert_int_equal(fed_rewrite_list(msg, &route, 3, FED_LIST_TOOLS), -1);
+    json_decref(msg);
+}
+
+/* A backend without the list gives an empty page that leads on to the next backend. */
+static void test_empty_page(void **state)
+{
+    (void)state;
+    json_t *msg = json_pack("{s:s, s:i, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", 7, "error", "code",
+                            -32601, "message", "Method not found");
+    assert_int_equal(fed_empty_page(msg, &route, 0, FED_LIST_PROMPTS), 0);
+    assert_null(json_object_get(msg, "error"));
+    json_t *result = json_object_get(msg, "result");
+    assert_int_equal(json_array_size(json_object_get(result, "prompts")), 0);
+    size_t idx;
+    char *inner = NULL;
+    assert_int_equal(fed_cursor_decode(json_string_value(json_object_get(result, "nextCursor")), 3,
+                                       &idx, &inner),
+                     0);
+    assert_int_equal(idx, 1);
+    assert_null(inner);
+    json_decref(msg);
+    /* Of the last backend: an empty last page. */
+    msg = json_pack("{s:i, s:{s:i, s:s}}", "id", 7, "error", "code", -32601, "message", "x");
+    assert_int_equal(fed_empty_page(msg, &route, 2, FED_LIST_RESOURCES), 0);
+    assert_null(json_object_get(json_object_get(msg, "result"), "nextCursor"));
+    json_decref(msg);
+    /* Other errors reach the client as they are. */
+    msg = json_pack("{s:i, s:{s:i, s:s}}", "id", 7, "error", "code", -32603, "message", "x");
+    assert_int_equal(fed_empty_page(msg, &route, 0, FED_LIST_RESOURCES), -1);
+    assert_non_null(json_object_get(msg, "error"));
+    json_decref(msg);
+}
+
+/* Resource URIs: the prefix before the scheme, taken off again on the way back. */
+static void test_uris(void **state)
+{
+    (void)state;
+    char p[FED_URI_PREFIX_MAX];
+    assert_int_equal(fed_uri_prefix("ehr.", p, sizeof p), 4);
+    assert_string_equal(p, "ehr.");
+    assert_int_equal(fed_uri_prefix("My_Svc-2.", p, sizeof p), 9);
+    assert_string_equal(p, "my-svc-2.");
+    assert_int_equal(fed_uri_prefix("2fa.", p, sizeof p), -1);
+    assert_int_equal(fed_uri_prefix("", p, sizeof p), -1);
+    assert_int_equal(fed_uri_prefix(NULL, p, sizeof p), -1);
+    assert_int_equal(fed_uri_prefix("abcdef", p, 4), -1);
+
+    const char *rest = NULL;
+    assert_ptr_equal(fed_backend_for_uri(&route, "ehr.file:///a", &rest), &backends[0]);
+    assert_string_equal(rest, "file:///a");
+    assert_ptr_equal(fed_backend_for_uri(&route, "ehr.v2.https://x/y", &rest), &backends[1]);
+    assert_string_equal(rest, "https://x/y");
+    assert_ptr_equal(fed_backend_for_uri(&route, "billing.db://t", &rest), &backends[2]);
+    /* A bare URI prefix, the backend's own URI, another scheme: no backend. */
+    assert_null(fed_backend_for_uri(&route, "ehr.", &rest));
+    assert_null(fed_backend_for_uri(&route, "file:///a", &rest));
+    assert_null(fed_backend_for_uri(&route, "ehrfile:///a", &rest));
+    assert_null(fed_backend_for_uri(&route, NULL, &rest));
+
+    char *w = fed_uri_wrap(&route, 2, "db://t/1");
+    assert_string_equal(w, "billing.db://t/1");
+    assert_ptr_equal(fed_backend_for_uri(&route, w, &rest), &backends[2]);
+    assert_string_equal(rest, "db://t/1");
+    free(w);
+    assert_null(fed_uri_wrap(&route, 3, "db://t"));
+    assert_null(fed_uri_wrap(&route, 0, NULL));
+}
+
+/* URIs in results: read contents, resource links and embedded resources. */
+static void test_result_uris(void **state)
+{
+    (void)state;
+    json_t *r = json_pack("{s:[{s:s, s:s}, {s:s}]}", "contents", "uri", "file:///a", "text", "A",
+                          "text", "no uri");
+    assert_int_equal(fed_rewrite_result_uris(r, &route, 0), 1);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(r, "contents"), 0), "uri")),
+                        "ehr.file:///a");
+    json_decref(r);
+    r = json_pack("{s:[{s:s, s:s}, {s:s, s:{s:s}}, {s:s, s:s}]}", "content", "type",
+                  "resource_link", "uri", "file:///l", "type", "resource", "resource", "uri",
+                  "file:///e", "type", "text", "text", "t");
+    assert_int_equal(fed_rewrite_result_uris(r, &route, 2), 2);
+    json_t *c = json_object_get(r, "content");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(c, 0), "uri")),
+                        "billing.file:///l");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(c, 1), "resource"), "uri")),
+                        "billing.file:///e");
+    json_decref(r);
+    r = json_pack("{s:[{s:s, s:{s:s, s:{s:s}}}]}", "messages", "role", "user", "content", "type",
+                  "resource", "resource", "uri", "file:///m");
+    assert_int_equal(fed_rewrite_result_uris(r, &route, 1), 1);
+    json_decref(r);
+    assert_int_equal(fed_rewrite_result_uris(NULL, &route, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_prefixes),
-        cmocka_unit_test(test_cursors),
-        cmocka_unit_test(test_rewrite),
+        cmocka_unit_test(test_prefixes),    cmocka_unit_test(test_cursors),
+        cmocka_unit_test(test_rewrite),     cmocka_unit_test(test_lists),
+        cmocka_unit_test(test_empty_page),  cmocka_unit_test(test_uris),
+        cmocka_unit_test(test_result_uris),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
