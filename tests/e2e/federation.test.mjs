@@ -6,7 +6,11 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { startToolgate, startEhr, startEverything, killAll, withTimeout } from "./lib/harness.mjs";
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { startToolgate, startEhr, startEverything, killAll, withTimeout, freePort, tempDir, TOOLGATE_BIN } from "./lib/harness.mjs";
+
+const cli = (...args) => execFileSync(TOOLGATE_BIN, args, { encoding: "utf8", timeout: 20000 });
 
 after(killAll);
 
@@ -131,5 +135,266 @@ describe("two backends behind one endpoint", () => {
     test("GET (a server stream) is not offered on a federated endpoint", async () => {
         const res = await fetch(tg.url, { headers: { Accept: "text/event-stream" } });
         assert.equal(res.status, 405);
+    });
+});
+
+/* ---------- resources, templates, prompts and completions, two users ---------- */
+
+// An MCP server of the SDK on a free loopback port, one transport per session; `build` adds
+// its tools, resources and prompts. `seen` records the method of every request it received.
+async function startSdkBackend(name, build) {
+    const { McpServer } = await import("@modelcontextprotocol/sdk/server/mcp.js");
+    const { StreamableHTTPServerTransport } = await import("@modelcontextprotocol/sdk/server/streamableHttp.js");
+    const { randomUUID } = await import("node:crypto");
+    const http = await import("node:http");
+    const port = await freePort();
+    const transports = new Map();
+    const seen = [];
+    const servers = [];
+    const server = http.createServer(async (req, res) => {
+        let body = "";
+        for await (const c of req) body += c;
+        const parsed = body ? JSON.parse(body) : undefined;
+        seen.push({ httpMethod: req.method, msg: parsed });
+        const sid = req.headers["mcp-session-id"];
+        let t = sid && transports.get(sid);
+        if (!t) {
+            if (sid) {
+                res.writeHead(404).end();
+                return;
+            }
+            const mcp = new McpServer({ name, version: "1.0.0" }, { capabilities: { logging: {} } });
+            build(mcp);
+            servers.push(mcp);
+            t = new StreamableHTTPServerTransport({
+                sessionIdGenerator: () => randomUUID(),
+                onsessioninitialized: (id) => transports.set(id, t),
+            });
+            await mcp.connect(t);
+        }
+        await t.handleRequest(req, res, parsed);
+    });
+    await new Promise((r) => server.listen(port, "127.0.0.1", r));
+    return {
+        url: `http://127.0.0.1:${port}/mcp`,
+        seen,
+        servers,
+        methods: () => seen.map((s) => s.msg && s.msg.method).filter(Boolean),
+        stop: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+    };
+}
+
+describe("resources, prompts and completions of two backends, two users", () => {
+    let tg, ehr, billing;
+    const tokens = {};
+    const clients = {};
+    const ISSUER = "https://idp.federation.invalid/";
+
+    before(async () => {
+        const { z } = await import("zod");
+        const { ResourceTemplate } = await import("@modelcontextprotocol/sdk/server/mcp.js");
+        const { completable } = await import("@modelcontextprotocol/sdk/server/completable.js");
+        const { SubscribeRequestSchema, UnsubscribeRequestSchema } = await import("@modelcontextprotocol/sdk/types.js");
+        ehr = await startSdkBackend("ehr", (mcp) => {
+            const text = (uri, t) => ({ contents: [{ uri: uri.href, mimeType: "text/plain", text: t }] });
+            mcp.registerResource("public", "file:///records/public.txt", { mimeType: "text/plain" }, (uri) => text(uri, "public record"));
+            mcp.registerResource("secret", "file:///records/secret.txt", { mimeType: "text/plain" }, (uri) => text(uri, "SECRET record"));
+            mcp.registerResource(
+                "record",
+                new ResourceTemplate("file:///records/{name}", {
+                    list: undefined,
+                    complete: { name: (v) => ["daniel.txt", "dana.txt", "public.txt"].filter((n) => n.startsWith(v)) },
+                }),
+                { mimeType: "text/plain" },
+                (uri, { name }) => text(uri, `record ${name}`),
+            );
+            mcp.registerPrompt(
+                "summary",
+                { argsSchema: { patient: completable(z.string(), (v) => ["Daniel", "Dana", "Eve"].filter((n) => n.startsWith(v))) } },
+                ({ patient }) => ({ messages: [{ role: "user", content: { type: "text", text: `Summarise ${patient}` } }] }),
+            );
+            mcp.registerTool("touch", { inputSchema: {} }, async (_args, extra) => {
+                await extra.sendNotification({ method: "notifications/resources/updated", params: { uri: "file:///records/public.txt" } });
+                await extra.sendNotification({ method: "notifications/resources/updated", params: { uri: "file:///records/secret.txt" } });
+                return { content: [{ type: "resource_link", uri: "file:///records/public.txt", name: "public" }] };
+            });
+            mcp.server.registerCapabilities({ resources: { subscribe: true } });
+            mcp.server.setRequestHandler(SubscribeRequestSchema, () => ({}));
+            mcp.server.setRequestHandler(UnsubscribeRequestSchema, () => ({}));
+        });
+        billing = await startSdkBackend("billing", (mcp) => {
+            mcp.registerResource("invoice", "db://invoices/1", { mimeType: "text/plain" }, (uri) => ({
+                contents: [{ uri: uri.href, text: "invoice 1: 12.00" }],
+            }));
+            mcp.registerPrompt("invoice", { argsSchema: { id: z.string() } }, ({ id }) => ({
+                messages: [{ role: "user", content: { type: "text", text: `Explain invoice ${id}` } }],
+            }));
+            mcp.registerTool("total", { inputSchema: {} }, async () => ({ content: [{ type: "text", text: "12.00" }] }));
+        });
+        const dir = tempDir();
+        const keys = path.join(dir, "keys");
+        cli("keys", "generate", "--alg", "EdDSA", "--out", keys);
+        const port = await freePort();
+        const audience = `http://127.0.0.1:${port}/mcp`;
+        tg = await startToolgate({
+            port,
+            routes: [],
+            identity: {
+                issuers: [{ issuer: ISSUER, audiences: [audience], jwks_file: path.join(keys, "jwks.json"), algorithms: ["EdDSA"] }],
+            },
+            extra: {
+                routes: [
+                    {
+                        name: "fed",
+                        path: "/mcp",
+                        backends: [
+                            { name: "ehr", url: ehr.url, prefix: "ehr." },
+                            { name: "billing", url: billing.url, prefix: "billing." },
+                        ],
+                        inject: { mode: "none" },
+                    },
+                ],
+            },
+            policy: {
+                rules: [
+                    { id: "tools", effect: "permit", tools: "*" },
+                    { id: "doctors-records", effect: "permit", resources: ["ehr.file:///records/*"], roles_any: ["doctor"] },
+                    { id: "doctors-prompts", effect: "permit", prompts: ["ehr.*"], roles_any: ["doctor"] },
+                    { id: "clerks-billing", effect: "permit", resources: ["billing.*"], roles_any: ["clerk"] },
+                    { id: "clerks-prompts", effect: "permit", prompts: ["billing.*"], roles_any: ["clerk"] },
+                    { id: "no-secret", effect: "forbid", resources: ["ehr.file:///records/secret.txt"] },
+                ],
+            },
+        });
+        const mint = (sub, roles) =>
+            cli("token", "--key", path.join(keys, "private.pem"), "--iss", ISSUER, "--aud", audience, "--sub", sub,
+                "--roles", roles, "--scopes", "tools.read", "--ttl", "10m").trim();
+        tokens.alice = mint("alice", "doctor");
+        tokens.bob = mint("bob", "clerk");
+        for (const user of ["alice", "bob"]) {
+            const client = new Client({ name: `e2e-${user}`, version: "1.0.0" });
+            const transport = new StreamableHTTPClientTransport(new URL(tg.url), {
+                requestInit: { headers: { Authorization: `Bearer ${tokens[user]}` } },
+            });
+            await withTimeout(client.connect(transport), 10000, `initialize as ${user}`);
+            clients[user] = client;
+        }
+    });
+
+    after(async () => {
+        for (const c of Object.values(clients)) await c.close().catch(() => {});
+        try {
+            if (tg) await tg.stop();
+        } finally {
+            if (ehr) await ehr.stop();
+            if (billing) await billing.stop();
+        }
+    });
+
+    // Every page of a list, through toolgate's cursor.
+    async function all(client, fn, key) {
+        const out = [];
+        let cursor;
+        for (let pages = 0; pages < 20; pages++) {
+            const r = await client[fn](cursor ? { cursor } : {});
+            out.push(...r[key]);
+            if (!r.nextCursor) return out;
+            cursor = r.nextCursor;
+        }
+        throw new Error(`${fn} did not end`);
+    }
+
+    test("initialize merges the backends' capabilities", () => {
+        const caps = clients.alice.getServerCapabilities();
+        assert.ok(caps.tools);
+        assert.equal(caps.resources.subscribe, true, JSON.stringify(caps));
+        assert.ok(caps.prompts);
+        assert.ok(caps.completions, JSON.stringify(caps));
+        assert.ok(caps.logging);
+        assert.equal(caps.experimental, undefined);
+    });
+
+    test("resources, templates and prompts are merged, prefixed and filtered per user", async () => {
+        const aRes = (await all(clients.alice, "listResources", "resources")).map((r) => r.uri);
+        assert.deepEqual(aRes, ["ehr.file:///records/public.txt"]);
+        const bRes = (await all(clients.bob, "listResources", "resources")).map((r) => r.uri);
+        assert.deepEqual(bRes, ["billing.db://invoices/1"]);
+        const aTpl = (await all(clients.alice, "listResourceTemplates", "resourceTemplates")).map((r) => r.uriTemplate);
+        assert.deepEqual(aTpl, ["ehr.file:///records/{name}"]);
+        const bTpl = (await all(clients.bob, "listResourceTemplates", "resourceTemplates")).map((r) => r.uriTemplate);
+        assert.deepEqual(bTpl, []);
+        const aPr = (await all(clients.alice, "listPrompts", "prompts")).map((p) => p.name);
+        assert.deepEqual(aPr, ["ehr.summary"]);
+        const bPr = (await all(clients.bob, "listPrompts", "prompts")).map((p) => p.name);
+        assert.deepEqual(bPr, ["billing.invoice"]);
+    });
+
+    test("reads and prompts go to the backend their prefix names", async () => {
+        const r = await clients.alice.readResource({ uri: "ehr.file:///records/public.txt" });
+        assert.equal(r.contents[0].text, "public record");
+        assert.equal(r.contents[0].uri, "ehr.file:///records/public.txt");
+        const t = await clients.alice.readResource({ uri: "ehr.file:///records/daniel.txt" });
+        assert.equal(t.contents[0].text, "record daniel.txt");
+        const b = await clients.bob.readResource({ uri: "billing.db://invoices/1" });
+        assert.equal(b.contents[0].text, "invoice 1: 12.00");
+        assert.ok(billing.methods().includes("resources/read"));
+        const p = await clients.alice.getPrompt({ name: "ehr.summary", arguments: { patient: "Dana" } });
+        assert.equal(p.messages[0].content.text, "Summarise Dana");
+        const q = await clients.bob.getPrompt({ name: "billing.invoice", arguments: { id: "7" } });
+        assert.equal(q.messages[0].content.text, "Explain invoice 7");
+    });
+
+    test("a hidden backend's resources cannot be read by guessing their URIs", async () => {
+        const before = ehr.methods().filter((m) => m === "resources/read").length;
+        for (const uri of [
+            "ehr.file:///records/public.txt",
+            "EHR.file:///records/public.txt",
+            "ehr.file:///records/./public.txt",
+        ])
+            await assert.rejects(clients.bob.readResource({ uri }), (e) => e.code === -32002, uri);
+        await assert.rejects(clients.alice.readResource({ uri: "ehr.file:///records/secret.txt" }), (e) => e.code === -32002);
+        await assert.rejects(clients.alice.readResource({ uri: "file:///records/secret.txt" }), (e) => e.code === -32002);
+        await assert.rejects(clients.alice.readResource({ uri: "billing.db://invoices/1" }), (e) => e.code === -32002);
+        await assert.rejects(clients.bob.getPrompt({ name: "ehr.summary", arguments: { patient: "x" } }), (e) => e.code === -32602);
+        assert.equal(ehr.methods().filter((m) => m === "resources/read").length, before, "nothing reached the backend");
+    });
+
+    test("subscribe is governed and routed; updates come back under the prefix, filtered", async () => {
+        await clients.alice.subscribeResource({ uri: "ehr.file:///records/public.txt" });
+        const sub = ehr.seen.find((s) => s.msg && s.msg.method === "resources/subscribe");
+        assert.equal(sub.msg.params.uri, "file:///records/public.txt");
+        await assert.rejects(clients.alice.subscribeResource({ uri: "ehr.file:///records/secret.txt" }), (e) => e.code === -32002);
+        await assert.rejects(clients.bob.subscribeResource({ uri: "ehr.file:///records/public.txt" }), (e) => e.code === -32002);
+        assert.equal(ehr.seen.filter((s) => s.msg && s.msg.method === "resources/subscribe").length, 1);
+        await clients.alice.unsubscribeResource({ uri: "ehr.file:///records/public.txt" });
+
+        const { ResourceUpdatedNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js");
+        const updates = [];
+        clients.alice.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => updates.push(n.params.uri));
+        const r = await clients.alice.callTool({ name: "ehr.touch", arguments: {} });
+        assert.equal(r.content[0].uri, "ehr.file:///records/public.txt", "a resource link carries the client's URI");
+        assert.deepEqual(updates, ["ehr.file:///records/public.txt"], "the secret's update is not shown");
+    });
+
+    test("completions go to the backend their ref names", async () => {
+        const p = await clients.alice.complete({ ref: { type: "ref/prompt", name: "ehr.summary" }, argument: { name: "patient", value: "Da" } });
+        assert.deepEqual(p.completion.values, ["Daniel", "Dana"]);
+        const r = await clients.alice.complete({
+            ref: { type: "ref/resource", uri: "ehr.file:///records/{name}" },
+            argument: { name: "name", value: "da" },
+        });
+        assert.deepEqual(r.completion.values, ["daniel.txt", "dana.txt"]);
+        const c = ehr.seen.filter((s) => s.msg && s.msg.method === "completion/complete").map((s) => s.msg.params.ref);
+        assert.deepEqual(c, [{ type: "ref/prompt", name: "summary" }, { type: "ref/resource", uri: "file:///records/{name}" }]);
+        await assert.rejects(
+            clients.bob.complete({ ref: { type: "ref/prompt", name: "ehr.summary" }, argument: { name: "patient", value: "D" } }),
+            (e) => e.code === -32602,
+        );
+    });
+
+    test("logging/setLevel reaches every backend", async () => {
+        await clients.alice.setLoggingLevel("warning");
+        assert.ok(ehr.methods().includes("logging/setLevel"));
+        assert.ok(billing.methods().includes("logging/setLevel"));
     });
 });
