@@ -8,7 +8,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
-import { startToolgate, startEhr, startEverything, killAll, withTimeout, freePort, tempDir, TOOLGATE_BIN } from "./lib/harness.mjs";
+import { startToolgate, startEhr, startEverything, killAll, withTimeout, waitUntil, freePort, tempDir, TOOLGATE_BIN } from "./lib/harness.mjs";
 
 const cli = (...args) => execFileSync(TOOLGATE_BIN, args, { encoding: "utf8", timeout: 20000 });
 
@@ -132,9 +132,9 @@ describe("two backends behind one endpoint", () => {
         await client.close();
     });
 
-    test("GET (a server stream) is not offered on a federated endpoint", async () => {
+    test("GET (the server stream) needs a session", async () => {
         const res = await fetch(tg.url, { headers: { Accept: "text/event-stream" } });
-        assert.equal(res.status, 405);
+        assert.equal(res.status, 400);
     });
 });
 
@@ -188,6 +188,8 @@ describe("resources, prompts and completions of two backends, two users", () => 
     let tg, ehr, billing;
     const tokens = {};
     const clients = {};
+    const transports = {};
+    const elicited = [];
     const ISSUER = "https://idp.federation.invalid/";
 
     before(async () => {
@@ -272,12 +274,26 @@ describe("resources, prompts and completions of two backends, two users", () => 
         tokens.alice = mint("alice", "doctor");
         tokens.bob = mint("bob", "clerk");
         for (const user of ["alice", "bob"]) {
-            const client = new Client({ name: `e2e-${user}`, version: "1.0.0" });
+            const client = new Client(
+                { name: `e2e-${user}`, version: "1.0.0" },
+                { capabilities: { elicitation: {}, sampling: {} } },
+            );
+            const { ElicitRequestSchema, CreateMessageRequestSchema } = await import("@modelcontextprotocol/sdk/types.js");
+            client.setRequestHandler(ElicitRequestSchema, (req, extra) => {
+                elicited.push({ id: extra.requestId, message: req.params.message });
+                return { action: "accept", content: { account: "acme" } };
+            });
+            client.setRequestHandler(CreateMessageRequestSchema, () => ({
+                role: "assistant",
+                content: { type: "text", text: "sampled" },
+                model: "test",
+            }));
             const transport = new StreamableHTTPClientTransport(new URL(tg.url), {
                 requestInit: { headers: { Authorization: `Bearer ${tokens[user]}` } },
             });
             await withTimeout(client.connect(transport), 10000, `initialize as ${user}`);
             clients[user] = client;
+            transports[user] = transport;
         }
     });
 
@@ -390,6 +406,59 @@ describe("resources, prompts and completions of two backends, two users", () => 
             clients.bob.complete({ ref: { type: "ref/prompt", name: "ehr.summary" }, argument: { name: "patient", value: "D" } }),
             (e) => e.code === -32602,
         );
+    });
+
+    test("the server stream merges both backends' notifications", async () => {
+        const { ToolListChangedNotificationSchema, PromptListChangedNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js");
+        // Each backend got a GET in alice's session (she connected first: her sessions are the first).
+        await waitUntil(() => ehr.seen.some((r) => r.httpMethod === "GET") && billing.seen.some((r) => r.httpMethod === "GET"), 5000, "GETs at both backends");
+        const got = [];
+        clients.alice.setNotificationHandler(ToolListChangedNotificationSchema, () => got.push("tools"));
+        clients.alice.setNotificationHandler(PromptListChangedNotificationSchema, () => got.push("prompts"));
+        await billing.servers[0].sendToolListChanged();
+        await ehr.servers[0].sendPromptListChanged();
+        await waitUntil(() => got.length === 2, 5000, "both notifications");
+        assert.deepEqual(got.sort(), ["prompts", "tools"]);
+    });
+
+    test("a backend's elicitation reaches the client; the answer reaches that backend", async () => {
+        const answered = await billing.servers[0].server.elicitInput({
+            message: "Which account?",
+            requestedSchema: { type: "object", properties: { account: { type: "string" } } },
+        });
+        assert.deepEqual(answered, { action: "accept", content: { account: "acme" } });
+        assert.match(elicited[0].id, /^toolgate-[0-9a-f]{32}$/, "under toolgate's id");
+        assert.equal(elicited[0].message, "Which account?");
+        const sampled = await ehr.servers[0].server.createMessage({
+            messages: [{ role: "user", content: { type: "text", text: "hi" } }],
+            maxTokens: 10,
+        });
+        assert.equal(sampled.content.text, "sampled");
+        const answers = (b) => b.seen.filter((r) => r.msg && r.msg.result && r.httpMethod === "POST").length;
+        assert.equal(answers(billing), 1);
+        assert.equal(answers(ehr), 1);
+
+        // An answer under an id toolgate did not issue, or one already answered, reaches no backend.
+        const post = (id) =>
+            fetch(tg.url, {
+                method: "POST",
+                headers: {
+                    "Content-Type": "application/json",
+                    Accept: "application/json, text/event-stream",
+                    Authorization: `Bearer ${tokens.alice}`,
+                    "Mcp-Session-Id": transports.alice.sessionId,
+                    "MCP-Protocol-Version": "2025-06-18",
+                },
+                body: JSON.stringify({ jsonrpc: "2.0", id, result: { action: "accept", content: { account: "evil" } } }),
+            });
+        for (const id of ["toolgate-00000000000000000000000000000000", elicited[0].id, 1, "x"]) {
+            const r = await post(id);
+            assert.equal(r.status, 202, String(id));
+        }
+        // Bob's session cannot answer what was asked in alice's.
+        assert.equal(answers(billing), 1);
+        assert.equal(answers(ehr), 1);
+        assert.ok(!JSON.stringify(billing.seen.concat(ehr.seen).map((r) => r.msg)).includes("evil"));
     });
 
     test("logging/setLevel reaches every backend", async () => {

@@ -9,6 +9,7 @@
  */
 #include "core/exchange.h"
 #include "lib/log.h"
+#include "lib/timeutil.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/session.h"
 #include "routes/federation/federation.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The protocol revision toolgate speaks with the backends of a federated route. */
 #define FED_BACKEND_PROTOCOL "2025-06-18"
@@ -25,6 +27,8 @@ enum { FED_INIT = 1, FED_INITIALIZED, FED_CALL };
 
 /* A backend's initialize answer is read up to this size (its capabilities); beyond: none. */
 #define FED_MAX_INIT_ANSWER (64 * 1024)
+/* The client's capabilities passed on to the backends are at most this long (JSON). */
+#define FED_MAX_CLIENT_CAPS (16 * 1024)
 
 struct fed_state {
     enum fed_list list; /* the answer is a backend's page of this list, to rewrite */
@@ -39,6 +43,7 @@ struct fed_state {
     /* The client's initialize: every backend's session opened in turn, capabilities merged. */
     int opening_all;
     const char *version; /* the revision answered to the client */
+    char *client_caps;   /* what the client offers the backends (roots, sampling, elicitation) */
     struct gw_buf init_answer;
     int init_answer_over; /* the answer exceeded FED_MAX_INIT_ANSWER */
     json_t *caps;         /* merged capabilities */
@@ -46,6 +51,24 @@ struct fed_state {
 
     /* logging/setLevel: sent to every open backend session in turn. */
     int broadcasting;
+
+    /* A GET: one server stream per backend, merged into the client's. */
+    struct fed_stream *streams;
+    size_t n_streams;
+    size_t live_streams;
+    int head_written;
+};
+
+/* One backend's server stream of a client's GET. */
+struct fed_stream {
+    struct exchange *x;
+    size_t index;
+    struct upstream_call *call;
+    struct sse_parser sse;
+    int status;
+    int is_sse;
+    int paused;
+    struct gw_header hdrs[8 + GW_MAX_UPSTREAM_HEADERS];
 };
 
 static void state_free(void *p)
@@ -54,17 +77,28 @@ static void state_free(void *p)
     free(s->cursor);
     free(s->body);
     free(s->backend_sid);
+    free(s->client_caps);
     gw_buf_free(&s->scratch);
     gw_buf_free(&s->init_answer);
     json_decref(s->caps);
     for (size_t i = 0; i < MCP_SESSION_MAX_BACKENDS; i++)
         free(s->sids[i]);
+    for (size_t i = 0; i < s->n_streams; i++) {
+        upstream_cancel(s->streams[i].call);
+        sse_parser_free(&s->streams[i].sse);
+    }
+    free(s->streams);
     free(s);
 }
 
 static struct fed_state *state(struct exchange *x)
 {
     return x->kind_state;
+}
+
+static uint64_t now_ms(void)
+{
+    return gw_mono_ns() / 1000000ull;
 }
 
 static int fed_claims(const char *name, size_t n_backends)
@@ -147,11 +181,6 @@ static void fed_prepare(struct exchange *x)
     relay_decode_mcp(x);
     if (req->protocol_error)
         return;
-    if (req->method == GW_HTTP_GET) {
-        answer_protocol_error(req, 405, JSONRPC_INVALID_REQUEST, "protocol.no_server_stream",
-                              "This endpoint offers no server stream (GET); use POST");
-        return;
-    }
     if (req->rpc.is_batch) {
         answer_protocol_error(req, 400, JSONRPC_INVALID_REQUEST, "protocol.batch",
                               "Batches are not supported on an endpoint that federates several "
@@ -159,6 +188,15 @@ static void fed_prepare(struct exchange *x)
         return;
     }
     const struct mcp_message *m = req->rpc.n ? &req->rpc.msgs[0] : NULL;
+    size_t asked = 0;
+    if (m && (m->kind == MCP_RESPONSE || m->kind == MCP_ERROR_RESPONSE) &&
+        fed_pending_peek(req->session_id, json_string_value(m->id), now_ms(), &asked) == 0 &&
+        asked < route->n_backends) {
+        /* An answer to a backend's request goes to that backend. */
+        req->backend = &route->backends[asked];
+        s->index = asked;
+        return;
+    }
     if (!m || !m->method || m->kind != MCP_REQUEST) {
         s->index = 0;
         return;
@@ -195,6 +233,21 @@ static int fed_on_message(struct exchange *x, json_t *msg, int *modified)
     const char *method = json_string_value(json_object_get(msg, "method"));
     if (s->opening_all)
         return 0; /* toolgate's own initialize result */
+    if (method && json_object_get(msg, "id")) {
+        /* A backend's request to the client: under an id of toolgate's. */
+        char id[FED_PENDING_ID_LEN + 1];
+        if (fed_pending_add(x->req->session_id, s->index, json_object_get(msg, "id"), now_ms(),
+                            id) != 0) {
+            gw_log(GW_LOG_WARN, "federation_request_dropped", x->req->id, NULL,
+                   "a backend's request to the client was not passed on: too many are pending "
+                   "for this session, or its id is not one");
+            json_object_set_new(msg, "id", json_null());
+            return -1;
+        }
+        json_object_set_new(msg, "id", json_string(id));
+        *modified = 1;
+        return 0;
+    }
     if (!method && json_object_get(msg, "id")) {
         json_t *result = json_object_get(msg, "result");
         if (s->list != FED_LIST_NONE) {
@@ -442,9 +495,10 @@ static int start_backend_init(struct exchange *x)
     gw_buf_reset(&s->scratch);
     if (gw_buf_printf(&s->scratch,
                       "{\"jsonrpc\":\"2.0\",\"id\":\"toolgate-init\",\"method\":\"initialize\","
-                      "\"params\":{\"protocolVersion\":\"%s\",\"capabilities\":{},"
+                      "\"params\":{\"protocolVersion\":\"%s\",\"capabilities\":%s,"
                       "\"clientInfo\":{\"name\":\"toolgate\",\"version\":\"%s\"}}}",
-                      FED_BACKEND_PROTOCOL, TOOLGATE_VERSION) != 0) {
+                      FED_BACKEND_PROTOCOL, s->client_caps ? s->client_caps : "{}",
+                      TOOLGATE_VERSION) != 0) {
         answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
         return -1;
     }
@@ -515,8 +569,26 @@ static void fed_initialize(struct exchange *x, const struct mcp_message *m)
     for (const char *const *v = fed_versions; asked && *v; v++)
         if (strcmp(asked, *v) == 0)
             s->version = *v;
+    /*
+     * What the client offers servers, the backends are offered in turn (their requests reach
+     * it through toolgate): roots, sampling and elicitation, as the client declared them.
+     */
+    const json_t *offered = json_object_get(json_object_get(m->json, "params"), "capabilities");
+    json_t *caps = json_object();
+    static const char *const passed[] = {"roots", "sampling", "elicitation"};
+    for (size_t i = 0; caps && i < sizeof passed / sizeof passed[0]; i++) {
+        const json_t *c = json_object_get(offered, passed[i]);
+        if (json_is_object(c))
+            json_object_set_new(caps, passed[i], json_deep_copy(c));
+    }
+    s->client_caps = caps ? json_dumps(caps, JSON_COMPACT) : NULL;
+    json_decref(caps);
+    if (s->client_caps && strlen(s->client_caps) > FED_MAX_CLIENT_CAPS) {
+        free(s->client_caps); /* more than any client declares: offered nothing */
+        s->client_caps = strdup("{}");
+    }
     s->caps = json_pack("{s:{}}", "tools");
-    if (!s->caps) {
+    if (!s->caps || !s->client_caps) {
         answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
         return;
     }
@@ -648,6 +720,295 @@ static json_t *action_for_backend(const struct mcp_message *m, const char *rest)
     return out;
 }
 
+/* ---- the client's answers to backends' requests ---- */
+
+static void answered_done(void *arg, int err, const char *detail)
+{
+    struct exchange *x = arg;
+    x->up = NULL;
+    if (err != UPSTREAM_OK)
+        gw_log(GW_LOG_WARN, "federation_answer_lost", x->req->id, NULL,
+               "the client's answer did not reach backend %s: %s", x->req->backend->name,
+               detail ? detail : "");
+    answer_empty(x, 202);
+}
+
+/*
+ * A client's answer (result or error) to a request a backend sent it: it goes to the backend
+ * that asked, in that backend's session, with the backend's own id. An answer under an id
+ * toolgate did not issue in this session (or already answered) is dropped: the client gets
+ * 202 all the same, and no backend sees it.
+ */
+static void fed_answer_backend(struct exchange *x, const struct mcp_message *m)
+{
+    struct gw_request *req = x->req;
+    struct fed_state *s = state(x);
+    size_t idx = 0;
+    json_t *backend_id = NULL;
+    if (!req->session_valid ||
+        fed_pending_take(req->session_id, json_string_value(m->id), now_ms(), &idx, &backend_id) !=
+            0 ||
+        idx >= req->route->n_backends || idx >= req->session.n_backends ||
+        !req->session.backends[idx]) {
+        json_decref(backend_id);
+        gw_log(GW_LOG_WARN, "federation_unknown_answer", req->id, NULL,
+               "dropped a client's answer to a request toolgate did not send it in this session");
+        answer_empty(x, 202);
+        return;
+    }
+    json_t *out = json_deep_copy(m->json);
+    if (out)
+        json_object_set_new(out, "id", backend_id);
+    else
+        json_decref(backend_id);
+    s->index = idx;
+    s->body = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    json_decref(out);
+    s->backend_sid = s->body ? strdup(req->session.backends[idx]) : NULL;
+    if (!s->backend_sid) {
+        answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+        return;
+    }
+    static const struct upstream_callbacks cbs = {ignore_head, ignore_data, answered_done};
+    fed_start(x, s->body, 1, &cbs);
+}
+
+/* ---- the server stream: a GET merged from every backend's ---- */
+
+static void streams_ended(struct exchange *x)
+{
+    struct fed_state *s = state(x);
+    if (s->live_streams > 0 || x->finished)
+        return;
+    if (s->head_written) {
+        exchange_finish(x, 0);
+        return;
+    }
+    answer_error(x, 405, JSONRPC_INVALID_REQUEST, "No backend offers a server stream (GET)",
+                 "federation.no_server_stream");
+}
+
+static void stream_end(struct fed_stream *st)
+{
+    struct fed_state *s = state(st->x);
+    if (st->call) {
+        upstream_cancel(st->call);
+        st->call = NULL;
+    }
+    if (s->live_streams > 0)
+        s->live_streams--;
+}
+
+/* The client's stream head, once the first backend's stream is open. */
+static int write_client_head(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    struct fed_state *s = state(x);
+    if (s->head_written)
+        return 0;
+    s->head_written = 1;
+    x->n_out = 0;
+    x->out_headers[x->n_out++] =
+        (struct gw_header){GW_SLICE_LIT("Content-Type"), GW_SLICE_LIT("text/event-stream")};
+    x->out_headers[x->n_out++] =
+        (struct gw_header){GW_SLICE_LIT("Cache-Control"), GW_SLICE_LIT("no-cache")};
+    x->out_headers[x->n_out++] =
+        (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
+    for (size_t i = 0; i < req->n_response_headers && x->n_out < EXCHANGE_MAX_OUT_HEADERS; i++)
+        x->out_headers[x->n_out++] = req->response_headers[i];
+    x->mode = RELAY_SSE;
+    req->response_status = 200;
+    req->upstream_status = 200;
+    return x->conn ? gw_conn_write_head(x->conn, 200, x->out_headers, x->n_out, -1) : -1;
+}
+
+static void stream_head(void *arg, int status, const struct gw_header *headers, size_t n)
+{
+    struct fed_stream *st = arg;
+    struct exchange *x = st->x;
+    if (x->finished)
+        return;
+    st->status = status;
+    for (size_t i = 0; i < n; i++)
+        if (gw_slice_casecmp_eq(headers[i].name, "Content-Type"))
+            st->is_sse = headers[i].value.len >= 17 &&
+                         strncasecmp(headers[i].value.ptr, "text/event-stream", 17) == 0;
+    if (status == 200 && st->is_sse && write_client_head(x) != 0)
+        exchange_finish(x, 1);
+    else
+        exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
+}
+
+/*
+ * One event of a backend's stream. Only messages go on, each a request or a notification
+ * (a server stream carries no answers), through the kind's rewriting and the layers' response
+ * hooks like any message of the backend's, re-encoded without an event id: the merged stream
+ * cannot be resumed (Last-Event-ID names one backend's event), and a client that reconnects
+ * gets a new one. Event types other than "message", priming events and comments are dropped.
+ */
+static int stream_event(void *arg, const struct sse_event *ev)
+{
+    struct fed_stream *st = arg;
+    struct exchange *x = st->x;
+    struct fed_state *s = state(x);
+    struct gw_request *req = x->req;
+    if ((ev->event.len > 0 && !gw_slice_eq(ev->event, "message")) || !ev->has_data ||
+        ev->data.len == 0)
+        return 0;
+    json_t *msg = NULL;
+    if (mcp_parse_message(ev->data.ptr, ev->data.len, req->cfg->server.limits.max_json_depth,
+                          &msg) != 0 ||
+        !json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) {
+        gw_log(GW_LOG_WARN, "upstream_bad_event", req->id, NULL,
+               "dropped an event of backend %s's server stream that is not a request or a "
+               "notification",
+               req->route->backends[st->index].name);
+        json_decref(msg);
+        return 0;
+    }
+    int modified = 0;
+    s->index = st->index;
+    s->list = FED_LIST_NONE;
+    msg = relay_hooks(x, msg, &modified, NULL);
+    if (!msg || !json_object_get(msg, "method")) {
+        json_decref(msg); /* dropped, or denied: nothing for the client */
+        return 0;
+    }
+    char *text = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    struct gw_buf out = {0};
+    int rc = 0;
+    if (!text || sse_encode(&out, GW_SLICE_LIT(""), GW_SLICE_LIT(""), 0, -1,
+                            (struct gw_slice){text, strlen(text)}) != 0)
+        rc = 1;
+    else if (!x->conn || gw_conn_write_body(x->conn, out.data, out.len) != 0)
+        rc = 1;
+    else
+        req->response_bytes += out.len;
+    free(text);
+    gw_buf_free(&out);
+    return rc;
+}
+
+static void streams_drained(void *arg)
+{
+    struct exchange *x = arg;
+    struct fed_state *s = state(x);
+    for (size_t i = 0; i < s->n_streams; i++)
+        if (s->streams[i].paused && s->streams[i].call) {
+            s->streams[i].paused = 0;
+            upstream_resume(s->streams[i].call);
+        }
+}
+
+static int stream_data(void *arg, const char *data, size_t len)
+{
+    struct fed_stream *st = arg;
+    struct exchange *x = st->x;
+    if (x->finished || !x->conn || st->status != 200 || !st->is_sse)
+        return 0;
+    if (gw_conn_queued(x->conn) > x->req->cfg->server.limits.write_buffer) {
+        /* The client is slow: this backend waits until it catches up. */
+        st->paused = 1;
+        gw_conn_on_drain(x->conn, streams_drained, x);
+        return 1;
+    }
+    exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
+    int rc = sse_feed(&st->sse, data, len, stream_event, st);
+    if (rc == SSE_TOO_LARGE) {
+        gw_log(GW_LOG_WARN, "upstream_event_too_large", x->req->id, NULL,
+               "an event of backend %s's server stream exceeded server.limits.max_sse_event; "
+               "that backend's stream ends",
+               x->req->route->backends[st->index].name);
+        stream_end(st);
+        streams_ended(x);
+    } else if (rc != 0) {
+        exchange_finish(x, 1);
+    }
+    return 0;
+}
+
+static void stream_done(void *arg, int err, const char *detail)
+{
+    struct fed_stream *st = arg;
+    struct exchange *x = st->x;
+    st->call = NULL;
+    if (x->finished)
+        return;
+    if (err != UPSTREAM_OK || st->status != 200 || !st->is_sse)
+        gw_log(GW_LOG_INFO, "federation_stream_ended", x->req->id, NULL,
+               "backend %s's server stream ended or was not offered: %s (HTTP %d)",
+               x->req->route->backends[st->index].name, err ? detail : "", st->status);
+    stream_end(st);
+    streams_ended(x);
+}
+
+/*
+ * A client's GET: a server stream opened with every backend whose session this client
+ * session has (in that session, with the identity the layers injected), their messages
+ * merged into the client's one stream. The client's stream opens with the first backend's;
+ * it ends when every backend's has, the client leaves, or it stays idle longer than the
+ * backends' idle timeout. When no backend offers one, the answer is 405.
+ */
+static void fed_open_streams(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    struct fed_state *s = state(x);
+    const struct gw_route *route = req->route;
+    if (!req->session_valid) {
+        answer_error(x, req->session_id ? 404 : 400, JSONRPC_INVALID_REQUEST,
+                     req->session_id ? "Session not found" : "Mcp-Session-Id header is required",
+                     "federation.no_session");
+        return;
+    }
+    size_t n =
+        route->n_backends < req->session.n_backends ? route->n_backends : req->session.n_backends;
+    s->streams = calloc(n ? n : 1, sizeof *s->streams);
+    if (!s->streams) {
+        answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+        return;
+    }
+    static const struct upstream_callbacks cbs = {stream_head, stream_data, stream_done};
+    for (size_t i = 0; i < n; i++) {
+        const char *sid = req->session.backends[i];
+        if (!sid)
+            continue; /* never opened (it was unreachable): nothing to listen to */
+        struct fed_stream *st = &s->streams[s->n_streams++];
+        const struct gw_backend *be = &route->backends[i];
+        st->x = x;
+        st->index = i;
+        sse_parser_init(&st->sse, req->cfg->server.limits.max_sse_event);
+        size_t k = 0;
+        st->hdrs[k++] =
+            (struct gw_header){GW_SLICE_LIT("Accept"), GW_SLICE_LIT("text/event-stream")};
+        st->hdrs[k++] = (struct gw_header){GW_SLICE_LIT("MCP-Protocol-Version"),
+                                           GW_SLICE_LIT(FED_BACKEND_PROTOCOL)};
+        st->hdrs[k++] = (struct gw_header){GW_SLICE_LIT("Mcp-Session-Id"), {sid, strlen(sid)}};
+        st->hdrs[k++] =
+            (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
+        for (size_t h = 0; h < req->n_upstream_headers; h++)
+            st->hdrs[k++] = req->upstream_headers[h];
+        int vetted = be == req->backend;
+        struct upstream_request ur = {
+            .url = vetted && req->upstream_url ? req->upstream_url : be->url,
+            .method = GW_HTTP_GET,
+            .headers = st->hdrs,
+            .n_headers = k,
+            .connect_timeout_ms = be->timeouts.connect_ms,
+            .pin = vetted ? req->upstream_pin : NULL,
+        };
+        st->call = upstream_start(gw_worker_upstream(x->w), &ur, &cbs, st);
+        if (st->call)
+            s->live_streams++;
+    }
+    if (s->live_streams == 0) {
+        answer_error(x, 405, JSONRPC_INVALID_REQUEST, "No backend offers a server stream (GET)",
+                     "federation.no_server_stream");
+        return;
+    }
+    exchange_arm_timer(x, exchange_timeouts(x)->first_byte_ms);
+}
+
 /*
  * After the layers allowed it: toolgate answers what is its own (initialize, ping,
  * notifications, DELETE) and sends the lists and the governed actions to the backend they
@@ -668,9 +1029,17 @@ static void fed_forward(struct exchange *x)
         answer_empty(x, 200);
         return;
     }
+    if (req->method == GW_HTTP_GET) {
+        fed_open_streams(x);
+        return;
+    }
     const struct mcp_message *m = req->rpc.n ? &req->rpc.msgs[0] : NULL;
+    if (m && (m->kind == MCP_RESPONSE || m->kind == MCP_ERROR_RESPONSE)) {
+        fed_answer_backend(x, m);
+        return;
+    }
     if (!m || m->kind != MCP_REQUEST) {
-        answer_empty(x, 202); /* notifications and client answers are toolgate's own */
+        answer_empty(x, 202); /* notifications are toolgate's own */
         return;
     }
     if (strcmp(m->method, "initialize") == 0) {

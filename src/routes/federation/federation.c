@@ -1,4 +1,5 @@
 #include "routes/federation/federation.h"
+#include "lib/digest.h"
 #include "lib/timeutil.h"
 
 #include <pthread.h>
@@ -328,4 +329,132 @@ int fed_rewrite_result_uris(json_t *result, const struct gw_route *route, size_t
         COUNT(wrap_content(json_object_get(v, "content"), route, backend_index));
 #undef COUNT
     return failed ? -1 : n;
+}
+
+/* ---- requests a backend sent the client ---- */
+
+struct pending {
+    int used;
+    uint8_t session[GW_SHA256_LEN];
+    char id[FED_PENDING_ID_LEN + 1];
+    size_t backend_index;
+    json_t *backend_id;
+    uint64_t at_ms;
+};
+
+static struct pending pending[FED_PENDING_MAX];
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int pending_live(const struct pending *p, uint64_t now_ms)
+{
+    return p->used && now_ms - p->at_ms < FED_PENDING_TTL_MS;
+}
+
+static void pending_clear(struct pending *p)
+{
+    json_decref(p->backend_id);
+    memset(p, 0, sizeof *p);
+}
+
+static struct pending *pending_find(const uint8_t session[GW_SHA256_LEN], const char *id,
+                                    uint64_t now_ms)
+{
+    if (!id || strlen(id) != FED_PENDING_ID_LEN)
+        return NULL;
+    for (size_t i = 0; i < FED_PENDING_MAX; i++)
+        if (pending_live(&pending[i], now_ms) && strcmp(pending[i].id, id) == 0 &&
+            memcmp(pending[i].session, session, GW_SHA256_LEN) == 0)
+            return &pending[i];
+    return NULL;
+}
+
+static int id_ok(const json_t *id)
+{
+    if (json_is_integer(id))
+        return 1;
+    return json_is_string(id) && json_string_length(id) <= 256;
+}
+
+int fed_pending_add(const char *client_session, size_t backend_index, const json_t *backend_id,
+                    uint64_t now_ms, char id_out[FED_PENDING_ID_LEN + 1])
+{
+    uint8_t raw[16], key[GW_SHA256_LEN];
+    if (!client_session || !id_ok(backend_id) || gw_random_bytes(raw, sizeof raw) != 0)
+        return -1;
+    gw_sha256(client_session, strlen(client_session), key);
+    int rc = -1;
+    pthread_mutex_lock(&pending_lock);
+    struct pending *slot = NULL;
+    size_t mine = 0;
+    for (size_t i = 0; i < FED_PENDING_MAX; i++) {
+        struct pending *p = &pending[i];
+        if (p->used && !pending_live(p, now_ms))
+            pending_clear(p);
+        if (!p->used) {
+            if (!slot)
+                slot = p;
+            continue;
+        }
+        mine += memcmp(p->session, key, GW_SHA256_LEN) == 0;
+    }
+    if (slot && mine < FED_PENDING_PER_SESSION && (slot->backend_id = json_deep_copy(backend_id))) {
+        static const char hex[] = "0123456789abcdef";
+        memcpy(slot->id, "toolgate-", 9);
+        for (size_t i = 0; i < sizeof raw; i++) {
+            slot->id[9 + 2 * i] = hex[raw[i] >> 4];
+            slot->id[10 + 2 * i] = hex[raw[i] & 15];
+        }
+        slot->id[FED_PENDING_ID_LEN] = '\0';
+        memcpy(slot->session, key, sizeof key);
+        slot->backend_index = backend_index;
+        slot->at_ms = now_ms;
+        slot->used = 1;
+        memcpy(id_out, slot->id, FED_PENDING_ID_LEN + 1);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&pending_lock);
+    return rc;
+}
+
+int fed_pending_peek(const char *client_session, const char *id, uint64_t now_ms,
+                     size_t *backend_index)
+{
+    uint8_t key[GW_SHA256_LEN];
+    if (!client_session)
+        return -1;
+    gw_sha256(client_session, strlen(client_session), key);
+    pthread_mutex_lock(&pending_lock);
+    struct pending *p = pending_find(key, id, now_ms);
+    if (p)
+        *backend_index = p->backend_index;
+    pthread_mutex_unlock(&pending_lock);
+    return p ? 0 : -1;
+}
+
+int fed_pending_take(const char *client_session, const char *id, uint64_t now_ms,
+                     size_t *backend_index, json_t **backend_id)
+{
+    uint8_t key[GW_SHA256_LEN];
+    if (!client_session)
+        return -1;
+    gw_sha256(client_session, strlen(client_session), key);
+    pthread_mutex_lock(&pending_lock);
+    struct pending *p = pending_find(key, id, now_ms);
+    if (p) {
+        *backend_index = p->backend_index;
+        *backend_id = p->backend_id;
+        p->backend_id = NULL;
+        pending_clear(p);
+    }
+    pthread_mutex_unlock(&pending_lock);
+    return p ? 0 : -1;
+}
+
+void fed_pending_reset(void)
+{
+    pthread_mutex_lock(&pending_lock);
+    for (size_t i = 0; i < FED_PENDING_MAX; i++)
+        if (pending[i].used)
+            pending_clear(&pending[i]);
+    pthread_mutex_unlock(&pending_lock);
 }

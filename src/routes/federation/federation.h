@@ -110,4 +110,37 @@ char *fed_uri_wrap(const struct gw_route *route, size_t backend_index, const cha
  */
 int fed_rewrite_result_uris(json_t *result, const struct gw_route *route, size_t backend_index);
 
+/*
+ * Requests a backend sends the client (sampling, elicitation, roots, ping) travel under an id
+ * of toolgate's, so that two backends' ids cannot collide and a client's answer goes back to
+ * the backend that asked, with the backend's own id. The table is process-wide and bounded:
+ * FED_PENDING_MAX requests in all, FED_PENDING_PER_SESSION per client session, each kept
+ * FED_PENDING_TTL_MS at most; an answer takes its entry (a second answer finds nothing).
+ * Entries are keyed by a hash of the client's session id, so a session answers only what
+ * was asked in it. An id toolgate did not issue, or one of another session, finds nothing.
+ */
+#define FED_PENDING_MAX 4096
+#define FED_PENDING_PER_SESSION 32
+#define FED_PENDING_TTL_MS (10ull * 60 * 1000)
+/* "toolgate-" and 32 hex digits. */
+#define FED_PENDING_ID_LEN 41
+
+/*
+ * Records a backend's request: writes toolgate's id for it into id_out. backend_id (a string
+ * or an integer, at most 256 bytes as a string) is copied. 0, or -1 (full, or not an id).
+ */
+int fed_pending_add(const char *client_session, size_t backend_index, const json_t *backend_id,
+                    uint64_t now_ms, char id_out[FED_PENDING_ID_LEN + 1]);
+/* Which backend asked the request `id` of this session (the entry stays). 0, or -1. */
+int fed_pending_peek(const char *client_session, const char *id, uint64_t now_ms,
+                     size_t *backend_index);
+/*
+ * Takes the entry of `id` for an answer: the backend that asked and its own id (a new
+ * reference). 0, or -1 when toolgate did not issue it in this session (or it expired).
+ */
+int fed_pending_take(const char *client_session, const char *id, uint64_t now_ms,
+                     size_t *backend_index, json_t **backend_id);
+/* Empties the table (tests). */
+void fed_pending_reset(void);
+
 #endif
