@@ -775,6 +775,16 @@ static void fed_answer_backend(struct exchange *x, const struct mcp_message *m)
 
 /* ---- the server stream: a GET merged from every backend's ---- */
 
+/* The exchange ends: every backend's stream with it. */
+static void fed_on_finish(struct exchange *x)
+{
+    struct fed_state *s = state(x);
+    for (size_t i = 0; s && i < s->n_streams; i++) {
+        upstream_cancel(s->streams[i].call);
+        s->streams[i].call = NULL;
+    }
+}
+
 static void streams_ended(struct exchange *x)
 {
     struct fed_state *s = state(x);
@@ -1122,5 +1132,6 @@ const struct gw_route_kind fed_route_kind = {
     .on_message = fed_on_message,
     .streams = 1,
     .owns_session = 1,
+    .on_finish = fed_on_finish,
     .free_state = state_free,
 };

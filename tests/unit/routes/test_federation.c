@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,13 +269,76 @@ static void test_result_uris(void **state)
     assert_int_equal(fed_rewrite_result_uris(NULL, &route, 0), 0);
 }
 
+/* Backends' requests to the client: toolgate's ids, one answer each, per session, bounded. */
+static void test_pending(void **state)
+{
+    (void)state;
+    fed_pending_reset();
+    char a[FED_PENDING_ID_LEN + 1], b[FED_PENDING_ID_LEN + 1];
+    json_t *five = json_integer(5), *str = json_string("req-1");
+    /* Two backends may use the same id; toolgate's differ. */
+    assert_int_equal(fed_pending_add("S1", 0, five, 1000, a), 0);
+    assert_int_equal(fed_pending_add("S1", 2, five, 1000, b), 0);
+    assert_int_equal(strlen(a), FED_PENDING_ID_LEN);
+    assert_memory_equal(a, "toolgate-", 9);
+    assert_string_not_equal(a, b);
+    size_t idx = 99;
+    assert_int_equal(fed_pending_peek("S1", b, 1001, &idx), 0);
+    assert_int_equal(idx, 2);
+    /* Another session, an id toolgate did not issue: nothing. */
+    json_t *got = NULL;
+    assert_int_equal(fed_pending_take("S2", a, 1001, &idx, &got), -1);
+    assert_int_equal(
+        fed_pending_take("S1", "toolgate-00000000000000000000000000000000", 1001, &idx, &got), -1);
+    assert_int_equal(fed_pending_take("S1", "5", 1001, &idx, &got), -1);
+    assert_int_equal(fed_pending_take("S1", NULL, 1001, &idx, &got), -1);
+    assert_int_equal(fed_pending_take(NULL, a, 1001, &idx, &got), -1);
+    /* The answer takes the entry, once. */
+    assert_int_equal(fed_pending_take("S1", a, 1001, &idx, &got), 0);
+    assert_int_equal(idx, 0);
+    assert_true(json_equal(got, five));
+    json_decref(got);
+    got = NULL;
+    assert_int_equal(fed_pending_take("S1", a, 1001, &idx, &got), -1);
+    /* Entries expire. */
+    assert_int_equal(fed_pending_take("S1", b, 1000 + FED_PENDING_TTL_MS, &idx, &got), -1);
+    /* Ids that are not ids are refused. */
+    json_t *obj = json_object();
+    assert_int_equal(fed_pending_add("S1", 0, obj, 1000, a), -1);
+    assert_int_equal(fed_pending_add("S1", 0, NULL, 1000, a), -1);
+    json_decref(obj);
+    /* A session holds at most FED_PENDING_PER_SESSION; others are not affected. */
+    fed_pending_reset();
+    for (int i = 0; i < FED_PENDING_PER_SESSION; i++)
+        assert_int_equal(fed_pending_add("S3", 1, str, 5000, a), 0);
+    assert_int_equal(fed_pending_add("S3", 1, str, 5000, b), -1);
+    assert_int_equal(fed_pending_add("S4", 1, str, 5000, b), 0);
+    assert_int_equal(fed_pending_take("S3", a, 5000, &idx, &got), 0);
+    assert_string_equal(json_string_value(got), "req-1");
+    json_decref(got);
+    assert_int_equal(fed_pending_add("S3", 1, str, 5000, b), 0);
+    /* The table as a whole is bounded. */
+    fed_pending_reset();
+    char session[32];
+    size_t added = 0;
+    for (int i = 0; i < FED_PENDING_MAX / FED_PENDING_PER_SESSION + 2; i++) {
+        snprintf(session, sizeof session, "T%d", i);
+        for (int j = 0; j < FED_PENDING_PER_SESSION; j++)
+            added += fed_pending_add(session, 0, str, 9000, a) == 0;
+    }
+    assert_int_equal(added, FED_PENDING_MAX);
+    fed_pending_reset();
+    json_decref(five);
+    json_decref(str);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefixes),    cmocka_unit_test(test_cursors),
         cmocka_unit_test(test_rewrite),     cmocka_unit_test(test_lists),
         cmocka_unit_test(test_empty_page),  cmocka_unit_test(test_uris),
-        cmocka_unit_test(test_result_uris),
+        cmocka_unit_test(test_result_uris), cmocka_unit_test(test_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
