@@ -467,3 +467,156 @@ describe("resources, prompts and completions of two backends, two users", () => 
         assert.ok(billing.methods().includes("logging/setLevel"));
     });
 });
+
+/* ---------- a hostile backend's server stream; identity per backend ---------- */
+
+describe("a hostile backend's server stream, and each backend's own identity", () => {
+    let tg, a, b, dir, token, sid;
+    const ISSUER = "https://idp.federation-hostile.invalid/";
+
+    // A backend of the test's: sessions, 202 for notifications, the GET stream given.
+    function handler(name, onGet) {
+        return (req, res, body) => {
+            if (req.method === "GET") return onGet(req, res);
+            if (req.method === "DELETE") return res.writeHead(200).end();
+            const msg = body ? JSON.parse(body) : {};
+            if (msg.id === undefined || msg.method === undefined) return res.writeHead(202).end();
+            const result =
+                msg.method === "initialize"
+                    ? { protocolVersion: "2025-06-18", capabilities: { tools: {} }, serverInfo: { name, version: "1" } }
+                    : { tools: [] };
+            const s = JSON.stringify({ jsonrpc: "2.0", id: msg.id, result });
+            res.writeHead(200, { "Content-Type": "application/json", "Mcp-Session-Id": `${name}-session` });
+            res.end(s);
+        };
+    }
+
+    before(async () => {
+        const { startBackend, sseEvent } = await import("./lib/backend.mjs");
+        a = await startBackend(handler("a", (req, res) => res.writeHead(405).end()));
+        b = await startBackend(
+            handler("b", (req, res) => {
+                res.writeHead(200, { "Content-Type": "text/event-stream" });
+                res.write("id: 5\nretry: 100\ndata:\n\n"); // priming: not for a merged stream
+                res.write(": a comment\n\n");
+                res.write(`event: weird\ndata: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/tools/list_changed" })}\n\n`);
+                res.write(sseEvent({ jsonrpc: "2.0", id: 1, result: { stolen: true } })); // an answer on a server stream
+                res.write(sseEvent({ jsonrpc: "2.0", method: "notifications/evil", params: {} }));
+                res.write("data: {not json\n\n");
+                res.write(sseEvent({ jsonrpc: "2.0", method: "notifications/tools/list_changed" }, "e1"));
+                res.write(sseEvent({ jsonrpc: "2.0", id: 7, method: "roots/list", params: {} }, "e2"));
+            }),
+        );
+        dir = tempDir();
+        cli("keys", "generate", "--alg", "EdDSA", "--out", path.join(dir, "idp"));
+        cli("keys", "generate", "--alg", "EdDSA", "--out", path.join(dir, "egress"));
+        const port = await freePort();
+        const audience = `http://127.0.0.1:${port}/mcp`;
+        tg = await startToolgate({
+            port,
+            routes: [],
+            identity: {
+                issuers: [{ issuer: ISSUER, audiences: [audience], jwks_file: path.join(dir, "idp", "jwks.json"), algorithms: ["EdDSA"] }],
+            },
+            egress: { allow: ["127.0.0.0/8"], signing_key: path.join(dir, "egress", "private.pem") },
+            extra: {
+                routes: [
+                    {
+                        name: "fed",
+                        path: "/mcp",
+                        backends: [
+                            { name: "a", url: a.url, prefix: "a." },
+                            { name: "b", url: b.url, prefix: "b." },
+                        ],
+                        inject: { mode: "jwt" },
+                    },
+                ],
+            },
+        });
+        token = cli("token", "--key", path.join(dir, "idp", "private.pem"), "--iss", ISSUER, "--aud", audience,
+            "--sub", "alice", "--roles", "doctor", "--scopes", "tools.read", "--ttl", "10m").trim();
+        const res = await fetch(tg.url, {
+            method: "POST",
+            headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream", Authorization: `Bearer ${token}` },
+            body: JSON.stringify({
+                jsonrpc: "2.0", id: 1, method: "initialize",
+                params: { protocolVersion: "2025-06-18", capabilities: { roots: {} }, clientInfo: { name: "raw", version: "1" } },
+            }),
+        });
+        assert.equal(res.status, 200);
+        sid = res.headers.get("mcp-session-id");
+        await res.text();
+    });
+
+    after(async () => {
+        try {
+            if (tg) await tg.stop();
+        } finally {
+            if (a) await a.close();
+            if (b) await b.close();
+        }
+    });
+
+    const aud = (rec) => {
+        const h = rec.headers.authorization;
+        if (!h) return null;
+        return JSON.parse(Buffer.from(h.split(" ")[1].split(".")[1], "base64url").toString()).aud;
+    };
+
+    test("a token minted for one backend never reaches another", () => {
+        const ai = a.received.find((r) => r.body.includes('"initialize"'));
+        const bi = b.received.find((r) => r.body.includes('"initialize"'));
+        assert.equal(aud(ai), a.url, "the vetted backend gets its token");
+        assert.equal(bi.headers.authorization, undefined, "the other backend does not get it");
+        assert.match(bi.body, /"roots":\{\}/, "the client's capabilities are offered to the backends");
+        for (const r of b.received) assert.notEqual(aud(r), a.url);
+    });
+
+    test("only understood requests and notifications go on, without event ids; answers are routed", async () => {
+        const ctl = new AbortController();
+        const res = await fetch(tg.url, {
+            headers: { Accept: "text/event-stream", Authorization: `Bearer ${token}`, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18" },
+            signal: ctl.signal,
+        });
+        assert.equal(res.status, 200);
+        assert.match(res.headers.get("content-type"), /text\/event-stream/);
+        const reader = res.body.getReader();
+        let text = "";
+        const events = () => text.split("\n\n").filter((e) => e.includes("data:"));
+        while (events().length < 2) {
+            const { value, done } = await withTimeout(reader.read(), 5000, "events of the merged stream");
+            if (done) break;
+            text += Buffer.from(value).toString();
+        }
+        ctl.abort();
+        const msgs = events().map((e) => JSON.parse(e.slice(e.indexOf("data:") + 5)));
+        assert.equal(msgs.length, 2, text);
+        assert.deepEqual(msgs[0], { jsonrpc: "2.0", method: "notifications/tools/list_changed" });
+        assert.equal(msgs[1].method, "roots/list");
+        assert.match(msgs[1].id, /^toolgate-[0-9a-f]{32}$/);
+        assert.ok(!/^id:/m.test(text), "no event ids: the merged stream is not resumable");
+        assert.ok(!text.includes("stolen") && !text.includes("evil") && !text.includes("retry"));
+
+        const answer = (id, user = token) =>
+            fetch(tg.url, {
+                method: "POST",
+                headers: {
+                    "Content-Type": "application/json", Accept: "application/json, text/event-stream",
+                    Authorization: `Bearer ${user}`, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18",
+                },
+                body: JSON.stringify({ jsonrpc: "2.0", id, result: { roots: [{ uri: "file:///home", name: "home" }] } }),
+            });
+        const mark = b.received.length;
+        const first = await answer(msgs[1].id);
+        assert.equal(first.status, 202);
+        const got = b.received.slice(mark).filter((r) => r.method === "POST");
+        assert.equal(got.length, 1);
+        assert.deepEqual(JSON.parse(got[0].body), { jsonrpc: "2.0", id: 7, result: { roots: [{ uri: "file:///home", name: "home" }] } });
+        assert.equal(got[0].headers["mcp-session-id"], "b-session");
+        // Again, or under ids toolgate never issued: nobody sees it.
+        const marks = [a.received.length, b.received.length];
+        for (const id of [msgs[1].id, 7, "toolgate-ffffffffffffffffffffffffffffffff"]) assert.equal((await answer(id)).status, 202);
+        assert.equal(a.received.length, marks[0]);
+        assert.equal(b.received.length, marks[1]);
+    });
+});

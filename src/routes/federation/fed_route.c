@@ -8,6 +8,7 @@
  * URI prefixes and cursors.
  */
 #include "core/exchange.h"
+#include "lib/jwt.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "mcp/jsonrpc.h"
@@ -68,7 +69,6 @@ struct fed_stream {
     int status;
     int is_sse;
     int paused;
-    struct gw_header hdrs[8 + GW_MAX_UPSTREAM_HEADERS];
 };
 
 static void state_free(void *p)
@@ -295,20 +295,109 @@ static size_t fed_headers(struct exchange *x, struct gw_header *hdrs, int with_s
 }
 
 /*
+ * Whether an identity header the layers injected for the backend routing vetted may go to
+ * backend `be` too. A token minted for the vetted backend's own URL (inject: jwt without an
+ * audience) is that backend's alone: another backend could replay it there, so it is not
+ * sent elsewhere (that backend is then reached without an identity, and is opened by a
+ * request of its own, for which routing mints its token). Headers, and tokens of a
+ * route-wide audience, go to every backend. A token that cannot be read is not sent.
+ */
+static int injected_for(const struct gw_request *req, const struct gw_backend *be,
+                        const struct gw_header *h)
+{
+    if (be == req->backend || !gw_slice_casecmp_eq(h->name, "Authorization"))
+        return 1;
+    const char *v = h->value.ptr;
+    size_t n = h->value.len;
+    if (n < 7 || strncasecmp(v, "Bearer ", 7) != 0)
+        return 0;
+    const char *dot1 = memchr(v + 7, '.', n - 7);
+    const char *dot2 = dot1 ? memchr(dot1 + 1, '.', (size_t)(v + n - dot1 - 1)) : NULL;
+    unsigned char payload[4096];
+    long len =
+        dot2 ? jwt_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), payload, sizeof payload) : -1;
+    json_t *claims = len > 0 ? json_loadb((const char *)payload, (size_t)len, 0, NULL) : NULL;
+    json_t *aud = json_object_get(claims, "aud");
+    const char *own[] = {req->backend->url, req->upstream_url};
+    int ok = json_is_string(aud) || json_is_array(aud);
+    for (size_t k = 0; ok && k < 2; k++) {
+        if (!own[k])
+            continue;
+        size_t i;
+        json_t *a;
+        if (json_is_string(aud) && strcmp(json_string_value(aud), own[k]) == 0)
+            ok = 0;
+        json_array_foreach(json_is_array(aud) ? aud : NULL, i,
+                           a) if (json_is_string(a) && strcmp(json_string_value(a), own[k]) == 0)
+            ok = 0;
+    }
+    json_decref(claims);
+    return ok;
+}
+
+/*
+ * Starts a call to a backend other than the one routing vetted (resolved afresh, with only
+ * the injected identity that may go there): the headers given, X-Request-Id, the identity.
+ * `arg` is the exchange (the call becomes x->up, under the backend's first-byte timeout) or
+ * the caller's own (it keeps the call). NULL when it cannot start.
+ */
+static struct upstream_call *start_other(struct exchange *x, const struct gw_backend *be,
+                                         enum gw_http_method method, const char *body,
+                                         const struct gw_header *extra, size_t n_extra,
+                                         const struct upstream_callbacks *cbs, void *arg)
+{
+    struct gw_request *req = x->req;
+    struct gw_header hdrs[8 + GW_MAX_UPSTREAM_HEADERS];
+    size_t k = 0;
+    for (size_t i = 0; i < n_extra && k < 8; i++)
+        hdrs[k++] = extra[i];
+    hdrs[k++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
+    for (size_t i = 0; i < req->n_upstream_headers; i++)
+        if (injected_for(req, be, &req->upstream_headers[i]))
+            hdrs[k++] = req->upstream_headers[i];
+    int vetted = be == req->backend;
+    struct upstream_request ur = {
+        .url = vetted && req->upstream_url ? req->upstream_url : be->url,
+        .method = method,
+        .body = {body ? body : "", body ? strlen(body) : 0},
+        .headers = hdrs,
+        .n_headers = k,
+        .connect_timeout_ms = be->timeouts.connect_ms,
+        .pin = vetted ? req->upstream_pin : NULL,
+    };
+    struct upstream_call *call = upstream_start(gw_worker_upstream(x->w), &ur, cbs, arg);
+    if (call && arg == x) {
+        x->up = call;
+        exchange_arm_timer(x, be->timeouts.first_byte_ms);
+    }
+    return call;
+}
+
+/*
  * Starts a call to the backend the exchange talks to now (s->index); `body` must stay valid
- * until the call has ended. A backend other than the one routing vetted is resolved afresh.
+ * until the call has ended. The backend routing vetted goes through the core's builder
+ * (pinned to the vetted address); another is resolved afresh (start_other).
  */
 static int fed_start(struct exchange *x, const char *body, int with_session,
                      const struct upstream_callbacks *cbs)
 {
     struct fed_state *s = state(x);
     struct gw_header hdrs[4];
+    const struct gw_backend *be = &x->req->route->backends[s->index];
+    size_t n = fed_headers(x, hdrs, with_session);
+    if (be != x->req->backend && cbs) {
+        if (start_other(x, be, GW_HTTP_POST, body, hdrs, n, cbs, x))
+            return 0;
+        answer_error(x, 502, JSONRPC_INTERNAL_ERROR, "Cannot start the backend request",
+                     "upstream.start");
+        return -1;
+    }
     struct relay_request r = {
         .method = GW_HTTP_POST,
         .body = {body, strlen(body)},
         .extra = hdrs,
-        .n_extra = fed_headers(x, hdrs, with_session),
-        .backend = &x->req->route->backends[s->index],
+        .n_extra = n,
+        .backend = be,
         .cbs = cbs,
     };
     return relay_start(x, &r);
@@ -538,16 +627,22 @@ static void fed_close_backends(struct exchange *x, char **sids, size_t n)
         if (!sids[i])
             continue;
         struct gw_header h = {GW_SLICE_LIT("Mcp-Session-Id"), {sids[i], strlen(sids[i])}};
-        struct relay_request r = {
-            .method = GW_HTTP_DELETE,
-            .backend = &route->backends[i],
-            .no_pin = 1,
-            .extra = &h,
-            .n_extra = 1,
-            .cbs = &cbs,
-            .detached = 1,
-        };
-        relay_start(x, &r);
+        const struct gw_backend *be = &route->backends[i];
+        /* Never the vetted address: a detached call may outlive what routing chose. */
+        if (be == x->req->backend) {
+            struct relay_request r = {
+                .method = GW_HTTP_DELETE,
+                .backend = be,
+                .no_pin = 1,
+                .extra = &h,
+                .n_extra = 1,
+                .cbs = &cbs,
+                .detached = 1,
+            };
+            relay_start(x, &r);
+        } else {
+            start_other(x, be, GW_HTTP_DELETE, NULL, &h, 1, &cbs, NULL);
+        }
     }
 }
 
@@ -988,26 +1083,12 @@ static void fed_open_streams(struct exchange *x)
         st->x = x;
         st->index = i;
         sse_parser_init(&st->sse, req->cfg->server.limits.max_sse_event);
-        size_t k = 0;
-        st->hdrs[k++] =
-            (struct gw_header){GW_SLICE_LIT("Accept"), GW_SLICE_LIT("text/event-stream")};
-        st->hdrs[k++] = (struct gw_header){GW_SLICE_LIT("MCP-Protocol-Version"),
-                                           GW_SLICE_LIT(FED_BACKEND_PROTOCOL)};
-        st->hdrs[k++] = (struct gw_header){GW_SLICE_LIT("Mcp-Session-Id"), {sid, strlen(sid)}};
-        st->hdrs[k++] =
-            (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
-        for (size_t h = 0; h < req->n_upstream_headers; h++)
-            st->hdrs[k++] = req->upstream_headers[h];
-        int vetted = be == req->backend;
-        struct upstream_request ur = {
-            .url = vetted && req->upstream_url ? req->upstream_url : be->url,
-            .method = GW_HTTP_GET,
-            .headers = st->hdrs,
-            .n_headers = k,
-            .connect_timeout_ms = be->timeouts.connect_ms,
-            .pin = vetted ? req->upstream_pin : NULL,
+        struct gw_header h[3] = {
+            {GW_SLICE_LIT("Accept"), GW_SLICE_LIT("text/event-stream")},
+            {GW_SLICE_LIT("MCP-Protocol-Version"), GW_SLICE_LIT(FED_BACKEND_PROTOCOL)},
+            {GW_SLICE_LIT("Mcp-Session-Id"), {sid, strlen(sid)}},
         };
-        st->call = upstream_start(gw_worker_upstream(x->w), &ur, &cbs, st);
+        st->call = start_other(x, be, GW_HTTP_GET, NULL, h, 3, &cbs, st);
         if (st->call)
             s->live_streams++;
     }
