@@ -572,6 +572,23 @@ describe("a hostile backend's server stream, and each backend's own identity", (
         for (const r of b.received) assert.notEqual(aud(r), a.url);
     });
 
+    test("the client's roots change reaches every backend", async () => {
+        const res = await fetch(tg.url, {
+            method: "POST",
+            headers: {
+                "Content-Type": "application/json", Accept: "application/json, text/event-stream",
+                Authorization: `Bearer ${token}`, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18",
+            },
+            body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/roots/list_changed" }),
+        });
+        assert.equal(res.status, 202);
+        for (const be of [a, b]) {
+            const got = be.received.filter((r) => r.body.includes("notifications/roots/list_changed"));
+            assert.equal(got.length, 1);
+            assert.match(got[0].headers["mcp-session-id"], /^[ab]-session$/);
+        }
+    });
+
     test("only understood requests and notifications go on, without event ids; answers are routed", async () => {
         const ctl = new AbortController();
         const res = await fetch(tg.url, {

@@ -742,8 +742,9 @@ static void finish_initialize(struct exchange *x)
 }
 
 /*
- * logging/setLevel: the level goes to every backend whose session is open, in turn (their
- * answers are not needed), then toolgate answers.
+ * logging/setLevel and notifications/roots/list_changed: sent to every backend whose session
+ * is open, in turn (their answers are not needed), then toolgate answers (202 for the
+ * notification).
  */
 static void broadcast_next(struct exchange *x);
 
@@ -767,7 +768,11 @@ static void broadcast_next(struct exchange *x)
            !req->session.backends[s->index])
         s->index++;
     if (s->index >= req->session.n_backends || s->index >= req->route->n_backends) {
-        answer_result(x, json_object(), NULL, 0);
+        const struct mcp_message *m = &req->rpc.msgs[0];
+        if (m->kind == MCP_NOTIFICATION)
+            answer_empty(x, 202);
+        else
+            answer_result(x, json_object(), NULL, 0);
         return;
     }
     free(s->backend_sid);
@@ -1129,8 +1134,20 @@ static void fed_forward(struct exchange *x)
         fed_answer_backend(x, m);
         return;
     }
+    if (m && m->kind == MCP_NOTIFICATION && req->session_valid &&
+        strcmp(m->method, "notifications/roots/list_changed") == 0) {
+        /* The client's roots concern every backend that may ask for them. */
+        if (!(s->body = json_dumps(m->json, JSON_COMPACT))) {
+            answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+            return;
+        }
+        s->broadcasting = 1;
+        s->index = 0;
+        broadcast_next(x);
+        return;
+    }
     if (!m || m->kind != MCP_REQUEST) {
-        answer_empty(x, 202); /* notifications are toolgate's own */
+        answer_empty(x, 202); /* other notifications are toolgate's own */
         return;
     }
     if (strcmp(m->method, "initialize") == 0) {
