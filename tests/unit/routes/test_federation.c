@@ -1,5 +1,6 @@
-/* Tests of federation's pure parts (src/core/federation.c): prefixes, cursors, list rewriting
- * and the session table. The proxying itself is covered end to end (federation.test.mjs). */
+/* Tests of federation's pure parts (src/routes/federation/federation.c): prefixes, URI
+ * prefixes, cursors, list and result rewriting, and the table of backends' requests to the
+ * client. The proxying itself is covered end to end (federation.test.mjs). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
