@@ -179,6 +179,8 @@ void exchange_finish(struct exchange *x, int abandon)
         upstream_cancel(x->up);
         x->up = NULL;
     }
+    if (x->kind && x->kind->on_finish)
+        x->kind->on_finish(x);
     uv_timer_stop(&x->timer);
     struct gw_request *req = x->req;
     req->timing.end_ns = gw_mono_ns();

@@ -59,6 +59,11 @@ struct gw_route_kind {
     int streams;
     /* Whether the client's MCP session is toolgate's own (the backends' ids stay inside). */
     int owns_session;
+    /*
+     * The exchange is ending (answered, the client gone, the server draining, a timeout):
+     * the kind stops the backend calls of its own besides x->up. Optional.
+     */
+    void (*on_finish)(struct exchange *x);
     /* Frees the kind's per-exchange state (x->kind_state). Optional. */
     void (*free_state)(void *state);
 };

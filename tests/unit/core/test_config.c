@@ -412,6 +412,16 @@ static void test_federation_prefixes(void **state)
                     "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: ehr.}\n"
                     "      - {name: y, url: \"http://127.0.0.1:2/\", prefix: ehr.v2.}\n",
                     "6:55", "routes[0].backends[1]", "overlaps");
+    /* A prefix also starts resource URIs (before their scheme): a letter first, and the URI
+     * forms (lower case, '_' as '-') must not overlap either. */
+    fx_expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
+                    "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: x.}\n"
+                    "      - {name: y, url: \"http://127.0.0.1:2/\", prefix: 2fa.}\n",
+                    "6:55", "routes[0].backends[1]", "must start with a letter");
+    fx_expect_error("routes:\n  - name: a\n    path: /mcp\n    backends:\n"
+                    "      - {name: x, url: \"http://127.0.0.1:1/\", prefix: a_b.}\n"
+                    "      - {name: y, url: \"http://127.0.0.1:2/\", prefix: A-b.}\n",
+                    "6:55", "routes[0].backends[1]", "overlaps");
 }
 
 static void test_top_level_errors(void **state)
