@@ -2,13 +2,14 @@
 // server scenarios one process each, bounded in time, results read from its checks.json; a
 // loopback shim that adds a bearer token (the suite sends none); and toolgate configured with
 // real keys in front of a backend for the suite to reach through the shim.
-import { spawn, execFileSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { E2E_DIR, TOOLGATE_BIN, PERMIT_ALL, Child, freePort, waitForPort, startToolgate, tempDir } from "../harness.mjs";
+import { E2E_DIR, PERMIT_ALL, Child, freePort, waitForPort } from "../harness.mjs";
+import { startIdentityGateway } from "../identity-gateway.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(E2E_DIR, "node_modules/@modelcontextprotocol/conformance/dist/index.js");
@@ -250,49 +251,16 @@ export async function startTokenShim({ port, targetPort, token }) {
     };
 }
 
-export const ISSUER = "https://idp.conformance.toolgate.invalid/";
-
 /*
- * toolgate with real identity in front of backendUrl, reached through a token shim: keys from
- * `toolgate keys generate`, a token from `toolgate token` for audience <shim>/mcp, public_url
- * and allowed_origins the shim's origin (the address clients use), a permit-all policy.
- * Resolves {tg, shim, url (the shim's /mcp), token, mint(sub, roles, scopes)}.
+ * toolgate with real identity in front of backendUrl, reached through a token shim: the token
+ * is minted for audience <shim>/mcp, and the shim's origin (the address clients use) is
+ * toolgate's public_url and allowed origin. Resolves {tg, shim, url (the shim's /mcp), token,
+ * mint, auditDb}.
  */
-export async function startGatewayWithShim(backendUrl, { policy = PERMIT_ALL, sub = "conformance-user", roles = "tester", scopes = "tools.read" } = {}) {
-    const dir = tempDir();
-    const keys = path.join(dir, "idp");
-    execFileSync(TOOLGATE_BIN, ["keys", "generate", "--alg", "ES256", "--out", keys], { timeout: 20000 });
+export async function startGatewayWithShim(backendUrl, { policy = PERMIT_ALL } = {}) {
     const shimPort = await freePort();
-    const port = await freePort();
-    const front = `http://127.0.0.1:${shimPort}`;
-    const audience = `${front}/mcp`;
-    const tg = await startToolgate({
-        port,
-        routes: [{ url: backendUrl }],
-        policy,
-        identity: {
-            issuers: [{ issuer: ISSUER, audiences: [audience], jwks_file: path.join(keys, "jwks.json"), algorithms: ["ES256"] }],
-        },
-        extra: {
-            server: {
-                listen: [`127.0.0.1:${port}`],
-                public_url: front,
-                allowed_origins: [front],
-                workers: 2,
-                log_level: "info",
-                limits: { shutdown_timeout: "5s" },
-            },
-            audit: { store: `sqlite:${path.join(dir, "audit.db")}` },
-        },
-    });
-    const mint = (s = sub, r = roles, sc = scopes) =>
-        execFileSync(
-            TOOLGATE_BIN,
-            ["token", "--key", path.join(keys, "private.pem"), "--iss", ISSUER, "--aud", audience, "--sub", s,
-                "--roles", r, "--scopes", sc, "--client", "conformance", "--ttl", "30m"],
-            { encoding: "utf8", timeout: 20000 },
-        ).trim();
-    const token = mint();
-    const shim = await startTokenShim({ port: shimPort, targetPort: port, token });
-    return { tg, shim, url: shim.url, token, mint, auditDb: path.join(dir, "audit.db") };
+    const gw = await startIdentityGateway({ routes: [{ url: backendUrl }], policy, front: `http://127.0.0.1:${shimPort}` });
+    const token = gw.mint({ sub: "conformance-user" });
+    const shim = await startTokenShim({ port: shimPort, targetPort: gw.tg.port, token });
+    return { ...gw, shim, url: shim.url, token };
 }
