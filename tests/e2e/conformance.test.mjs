@@ -9,14 +9,21 @@
 // has directly, except the named known gaps below, which must still fail (so a fix shows up
 // here and the list has to shrink).
 //
-// Beside the suite: its `server-sse-polling` scenario sends its call as protocol 2025-03-26,
-// which has no priming events, so the reference server (on the SDK) primes nothing there; the
-// resumption probe (lib/conformance/resume.mjs) repeats it in the negotiated 2025-11-25.
+// Beside the suite, both ways as well: its `server-sse-polling` scenario sends its call as
+// protocol 2025-03-26, which has no priming events, so the reference server (on the SDK) primes
+// nothing there; the resumption probe (lib/conformance/resume.mjs) repeats it in the negotiated
+// 2025-11-25. Its sampling and elicitation requests ride on the call's own stream; the GET
+// stream probe (lib/conformance/get-stream.mjs) sends them, a list_changed and a resource
+// update on the standalone GET stream. A control run with a policy hiding one tool shows that
+// a difference made by toolgate is caught and reported. Last, the audit log of the run holds
+// every call, for the test user, and verifies intact.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { killAll, withTimeout } from "./lib/harness.mjs";
+import { execFileSync } from "node:child_process";
+import { PERMIT_ALL, TOOLGATE_BIN, killAll, withTimeout } from "./lib/harness.mjs";
 import {
     listServerScenarios,
+    runScenario,
     runSuite,
     score,
     describeFailures,
@@ -24,6 +31,7 @@ import {
     startGatewayWithShim,
 } from "./lib/conformance/suite.mjs";
 import { resumeProbe } from "./lib/conformance/resume.mjs";
+import { getStreamProbe } from "./lib/conformance/get-stream.mjs";
 
 /*
  * Checks that fail through toolgate only: {scenario, check (the suite's check id), why}.
@@ -48,7 +56,7 @@ before(async () => {
 
 after(async () => {
     try {
-        if (gateway) {
+        if (gateway && !gateway.stopped) {
             await gateway.shim.close();
             await gateway.tg.stop();
         }
@@ -142,4 +150,70 @@ describe("SSE priming and resumption at 2025-11-25", () => {
             assert.deepEqual(seen.result, { content: [{ type: "text", text: "Reconnection test completed successfully" }] });
         });
     }
+});
+
+describe("server requests and notifications on the GET stream", () => {
+    for (const [name, url] of [
+        ["directly", () => reference.url],
+        ["through toolgate", () => gateway.url],
+    ]) {
+        test(`${name}: sampling and elicitation answered, list_changed and resources/updated delivered`, async () => {
+            const seen = await withTimeout(getStreamProbe(url()), 60000, `GET stream probe ${name}`);
+            const show = JSON.stringify(seen);
+            assert.equal(seen.sampling, 1, show);
+            assert.equal(seen.elicitation, 1, show);
+            assert.deepEqual(seen.results, {
+                test_sampling_on_get_stream: "LLM response: hi",
+                test_elicitation_on_get_stream: 'User response: action=accept, content={"name":"Ann"}',
+                test_list_changed: "announced",
+            });
+            assert.equal(seen.listChanged, 1, show);
+            assert.deepEqual(seen.updated, ["test://watched-resource"], show);
+        });
+    }
+});
+
+describe("control: a difference made by toolgate is caught", () => {
+    test("with a policy hiding test_image_content, tools-call-image fails through toolgate with the reason", async () => {
+        const hiding = await startGatewayWithShim(reference.url, {
+            policy: { rules: [...PERMIT_ALL.rules, { id: "no-images", effect: "forbid", tools: ["test_image_content"] }] },
+        });
+        try {
+            const r = await runScenario(hiding.url, "tools-call-image", SCENARIO_MS);
+            const failed = r.checks.filter((c) => c.status === "FAILURE");
+            assert.equal(failed.length, 1, JSON.stringify(r.checks));
+            assert.equal(failed[0].id, "tools-call-image");
+            assert.match(describeFailures([r]), /tools-call-image \/ tools-call-image \[FAILURE\]: .*-32602.*test_image_content/);
+        } finally {
+            await hiding.shim.close();
+            await hiding.tg.stop();
+        }
+    });
+});
+
+describe("audit of the run through toolgate", () => {
+    test("every tool call of the suite is recorded for the test user; the log verifies intact", async () => {
+        assert.ok(through, "the run through toolgate happened");
+        await gateway.shim.close();
+        await gateway.tg.stop();
+        gateway.stopped = true;
+        const store = `sqlite:${gateway.auditDb}`;
+        const rows = JSON.parse(
+            execFileSync(TOOLGATE_BIN, ["audit", "query", store, "--format", "json", "--limit", "10000"], { encoding: "utf8", timeout: 30000 }),
+        );
+        const called = new Set(rows.filter((r) => r.decision === "allow" && r.tool).map((r) => r.tool));
+        for (const t of ["test_simple_text", "test_image_content", "test_audio_content", "test_embedded_resource",
+            "test_multiple_content_types", "test_tool_with_logging", "test_error_handling", "test_tool_with_progress",
+            "test_sampling", "test_elicitation", "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums",
+            "test_reconnection"])
+            assert.ok(called.has(t), `${t} in the audit log (${[...called].join(", ")})`);
+        const subjects = new Set(rows.filter((r) => r.subject).map((r) => r.subject));
+        assert.deepEqual([...subjects], ["conformance-user"]);
+        assert.ok(!JSON.stringify(rows).includes(gateway.token), "no token in the audit log");
+        const out = execFileSync(TOOLGATE_BIN, ["audit", "verify", store, "--pubkey", `${gateway.auditDb}.ed25519.pem.pub`], {
+            encoding: "utf8",
+            timeout: 30000,
+        });
+        assert.match(out, /ok|intact/i);
+    });
 });

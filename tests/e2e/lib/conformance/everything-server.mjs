@@ -111,6 +111,23 @@ const TOOLS = [
             additionalProperties: false,
         },
     },
+    // Beyond the suite: server requests and notifications that travel on the standalone GET
+    // stream (not tied to the call's own stream).
+    {
+        name: "test_sampling_on_get_stream",
+        description: "Asks the client's model for a completion over the GET stream",
+        inputSchema: noArgs,
+    },
+    {
+        name: "test_elicitation_on_get_stream",
+        description: "Asks the user for a name over the GET stream",
+        inputSchema: noArgs,
+    },
+    {
+        name: "test_list_changed",
+        description: "Announces a changed tool list over the GET stream",
+        inputSchema: noArgs,
+    },
     {
         name: "test_reconnection",
         description: "Closes its SSE stream before answering, so the client resumes with Last-Event-ID",
@@ -159,7 +176,7 @@ const PROMPTS = [
 
 const text = (t) => ({ content: [{ type: "text", text: t }] });
 
-async function callTool(name, args, extra) {
+async function callTool(server, name, args, extra) {
     switch (name) {
         case "test_simple_text":
             return text("This is a simple text response for testing.");
@@ -324,6 +341,23 @@ async function callTool(name, args, extra) {
             );
             return text(`Elicitation completed: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`);
         }
+        case "test_sampling_on_get_stream": {
+            const r = await server.createMessage({
+                messages: [{ role: "user", content: { type: "text", text: "Say something" } }],
+                maxTokens: 50,
+            });
+            return text(`LLM response: ${r.content?.type === "text" ? r.content.text : ""}`);
+        }
+        case "test_elicitation_on_get_stream": {
+            const r = await server.elicitInput({
+                message: "Your name?",
+                requestedSchema: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
+            });
+            return text(`User response: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`);
+        }
+        case "test_list_changed":
+            await server.sendToolListChanged();
+            return text("announced");
         case "json_schema_2020_12_tool":
             return text(`Received: ${JSON.stringify(args ?? {})}`);
         case "test_reconnection":
@@ -410,7 +444,7 @@ function newServer(subscriptions) {
         { name: "toolgate-conformance-everything", version: "1.0.0" },
         {
             capabilities: {
-                tools: {},
+                tools: { listChanged: true },
                 resources: { subscribe: true },
                 prompts: {},
                 logging: {},
@@ -420,7 +454,7 @@ function newServer(subscriptions) {
     );
     server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: TOOLS }));
     server.setRequestHandler(CallToolRequestSchema, (req, extra) =>
-        callTool(req.params.name, req.params.arguments, extra),
+        callTool(server, req.params.name, req.params.arguments, extra),
     );
     server.setRequestHandler(ListResourcesRequestSchema, async () => ({ resources: RESOURCES }));
     server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
@@ -436,6 +470,10 @@ function newServer(subscriptions) {
     server.setRequestHandler(ReadResourceRequestSchema, async (req) => readResource(req.params.uri));
     server.setRequestHandler(SubscribeRequestSchema, async (req) => {
         subscriptions.add(req.params.uri);
+        // The subscribed resource "changes" at once: the update goes out on the GET stream.
+        setTimeout(() => {
+            if (subscriptions.has(req.params.uri)) server.sendResourceUpdated({ uri: req.params.uri }).catch(() => {});
+        }, 50);
         return {};
     });
     server.setRequestHandler(UnsubscribeRequestSchema, async (req) => {
