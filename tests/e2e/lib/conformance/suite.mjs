@@ -3,7 +3,7 @@
 // loopback shim that adds a bearer token (the suite sends none); and toolgate configured with
 // real keys in front of a backend for the suite to reach through the shim.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -59,7 +59,7 @@ export async function runScenario(url, scenario, ms = 60000) {
     const out = mkdtempSync(path.join(os.tmpdir(), "toolgate-conformance-"));
     try {
         const r = await runCli(["server", "--url", url, "--scenario", scenario, "-o", out], ms);
-        const dirs = readdirSync(out);
+        const dirs = readdirSync(out).filter((d) => existsSync(path.join(out, d, "checks.json")));
         const output = `${r.stdout}\n${r.stderr}`;
         if (dirs.length !== 1)
             return {
@@ -90,7 +90,8 @@ function readResults(out) {
     const byName = new Map();
     for (const d of readdirSync(out)) {
         const m = RESULT_DIR.exec(d);
-        if (m) byName.set(m[1], JSON.parse(readFileSync(path.join(out, d, "checks.json"), "utf8")));
+        // A scenario killed while it ran has its directory but no checks.json.
+        if (m && existsSync(path.join(out, d, "checks.json"))) byName.set(m[1], JSON.parse(readFileSync(path.join(out, d, "checks.json"), "utf8")));
     }
     return byName;
 }
@@ -98,8 +99,8 @@ function readResults(out) {
 /*
  * Every scenario against url: the suite's own run of all of them in one process (quick), with
  * a watchdog per scenario: when one has not finished within ms the process is killed, that
- * scenario fails with "did not finish", and each one left runs in its own process (each
- * bounded by ms too). Results in the order of `scenarios`.
+ * scenario fails with "did not finish", and the ones left run in processes of their own, three
+ * at a time, each bounded by ms too. Results in the order of `scenarios`.
  */
 export async function runSuite(url, scenarios, ms = 60000) {
     const out = mkdtempSync(path.join(os.tmpdir(), "toolgate-conformance-"));
@@ -143,13 +144,22 @@ export async function runSuite(url, scenarios, ms = 60000) {
             });
         });
         const got = readResults(out);
-        const results = [];
-        for (const scenario of scenarios) {
-            if (got.has(scenario)) results.push({ scenario, checks: got.get(scenario) });
-            else if (stuck.has(scenario))
-                results.push({ scenario, checks: [{ id: scenario, name: scenario, status: "FAILURE", errorMessage: stuck.get(scenario) }] });
-            else results.push(await runScenario(url, scenario, ms));
-        }
+        const results = scenarios.map((scenario) =>
+            got.has(scenario)
+                ? { scenario, checks: got.get(scenario) }
+                : stuck.has(scenario)
+                  ? { scenario, checks: [{ id: scenario, name: scenario, status: "FAILURE", errorMessage: stuck.get(scenario) }] }
+                  : undefined,
+        );
+        // Those left after a kill: one process each, a few at a time (a stuck one mostly waits).
+        const left = results.map((r, i) => (r ? -1 : i)).filter((i) => i >= 0);
+        const worker = async () => {
+            while (left.length > 0) {
+                const i = left.shift();
+                results[i] = await runScenario(url, scenarios[i], ms);
+            }
+        };
+        await Promise.all(Array.from({ length: Math.min(3, left.length) }, worker));
         return { results, output };
     } finally {
         rmSync(out, { recursive: true, force: true });
@@ -198,21 +208,34 @@ export async function startReferenceServer() {
 }
 
 /*
- * A loopback HTTP front that adds `Authorization: Bearer <token>` to every request and relays
- * it, streaming both ways, to target (host:port); everything else (Host, Origin, the body,
- * every header) goes on as the client sent it, so toolgate sees the client's own request.
+ * A loopback HTTP front that relays every request, streaming both ways, to targetPort: with
+ * token, `Authorization: Bearer <token>` is added (the suite sends none); everything else
+ * (Host, Origin, the body, every header) goes on as the client sent it, so toolgate sees the
+ * client's own request. Two options make it a different client on the wire:
+ *   initVersion: the protocolVersion an initialize request offers is replaced by this one
+ *     (the suite's client offers 2025-11-25 only; a server that answers with an older revision
+ *     it supports makes the client speak that revision for the session);
+ *   mapHost: Host and Origin naming the shim itself are rewritten to name the target (for a
+ *     target that checks them against its own address); others (a rebinding probe's) stay.
  */
-export async function startTokenShim({ port, targetPort, token }) {
+export async function startTokenShim({ port, targetPort, token, initVersion, mapHost = false }) {
     port = port ?? (await freePort());
+    const self = `127.0.0.1:${port}`;
+    const target = `127.0.0.1:${targetPort}`;
     const sockets = new Set();
-    const server = http.createServer((req, res) => {
+    const relay = (req, res, body) => {
         const headers = {};
         for (let i = 0; i < req.rawHeaders.length; i += 2) {
             const k = req.rawHeaders[i];
-            if (k.toLowerCase() === "authorization") continue;
-            headers[k] = headers[k] === undefined ? req.rawHeaders[i + 1] : `${headers[k]}, ${req.rawHeaders[i + 1]}`;
+            let v = req.rawHeaders[i + 1];
+            const lk = k.toLowerCase();
+            if (lk === "authorization" && token) continue;
+            if (body && lk === "content-length") v = String(body.length);
+            if (mapHost && lk === "host" && v === self) v = target;
+            if (mapHost && lk === "origin" && v === `http://${self}`) v = `http://${target}`;
+            headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
         }
-        headers.Authorization = `Bearer ${token}`;
+        if (token) headers.Authorization = `Bearer ${token}`;
         const up = http.request({ host: "127.0.0.1", port: targetPort, method: req.method, path: req.url, headers, agent: false });
         up.on("response", (ur) => {
             res.writeHead(ur.statusCode, ur.statusMessage, ur.rawHeaders);
@@ -230,7 +253,26 @@ export async function startTokenShim({ port, targetPort, token }) {
         res.on("close", () => {
             if (!res.writableFinished) up.destroy();
         });
-        req.pipe(up);
+        if (body) up.end(body);
+        else req.pipe(up);
+    };
+    const server = http.createServer((req, res) => {
+        if (!initVersion || req.method !== "POST") return relay(req, res);
+        const chunks = [];
+        req.on("data", (c) => chunks.push(c));
+        req.on("end", () => {
+            let body = Buffer.concat(chunks);
+            try {
+                const msg = JSON.parse(body.toString("utf8"));
+                if (msg && msg.method === "initialize" && msg.params) {
+                    msg.params.protocolVersion = initVersion;
+                    body = Buffer.from(JSON.stringify(msg));
+                }
+            } catch {
+                /* not JSON: relayed as it is */
+            }
+            relay(req, res, body);
+        });
     });
     server.on("connection", (s) => {
         sockets.add(s);
@@ -257,10 +299,10 @@ export async function startTokenShim({ port, targetPort, token }) {
  * toolgate's public_url and allowed origin. Resolves {tg, shim, url (the shim's /mcp), token,
  * mint, auditDb}.
  */
-export async function startGatewayWithShim(backendUrl, { policy = PERMIT_ALL } = {}) {
+export async function startGatewayWithShim(backendUrl, { policy = PERMIT_ALL, initVersion } = {}) {
     const shimPort = await freePort();
     const gw = await startIdentityGateway({ routes: [{ url: backendUrl }], policy, front: `http://127.0.0.1:${shimPort}` });
     const token = gw.mint({ sub: "conformance-user" });
-    const shim = await startTokenShim({ port: shimPort, targetPort: gw.tg.port, token });
+    const shim = await startTokenShim({ port: shimPort, targetPort: gw.tg.port, token, initVersion });
     return { ...gw, shim, url: shim.url, token };
 }
