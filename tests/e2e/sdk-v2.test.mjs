@@ -1,0 +1,253 @@
+// The MCP TypeScript SDK v2 client (@modelcontextprotocol/client) through toolgate, with real
+// tokens and a policy, to two backends: the SDK 1.x reference server of the conformance tests
+// (lib/conformance/everything-server.mjs) and a server written on the SDK v2
+// (@modelcontextprotocol/server, lib/v2-server.mjs) in the 2025 era: initialize, tools/list
+// filtered by policy, tools/call, resources, prompts, denied calls.
+//
+// The v2 packages also speak the 2026-07-28 revision (stateless, `server/discover`). toolgate
+// serves the 2025 revisions only today: it answers a 2026-07-28 request 400 (-32600,
+// unsupported MCP-Protocol-Version) before any layer. The last tests pin that down: a v2
+// client in `auto` mode falls back to 2025-11-25 through toolgate (and gets 2026-07-28
+// directly); one pinned to 2026-07-28 cannot connect through toolgate (and can directly).
+// When toolgate serves 2026-07-28 those tests fail and must change with it.
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { Child, E2E_DIR, freePort, killAll, waitForPort, withTimeout } from "./lib/harness.mjs";
+import { startReferenceServer } from "./lib/conformance/suite.mjs";
+import { startIdentityGateway } from "./lib/identity-gateway.mjs";
+
+const POLICY = {
+    rules: [
+        { id: "v2-plain-tools", effect: "permit", tools: ["test_simple_text", "test_error_handling", "echo"] },
+        { id: "v2-small-sums", effect: "permit", tools: ["add"], when: [{ arg: "/a", range: { max: 100 } }] },
+        { id: "v2-resources", effect: "permit", resources: "*" },
+        { id: "v2-prompts", effect: "permit", prompts: "*" },
+    ],
+};
+
+let reference;
+let v2;
+let gw;
+
+async function startV2Backend() {
+    const port = await freePort();
+    const child = new Child("v2-server", process.execPath, [path.join(E2E_DIR, "lib/v2-server.mjs"), String(port)], {
+        cwd: E2E_DIR,
+    });
+    await waitForPort(port, 15000, child);
+    return { child, url: `http://127.0.0.1:${port}/mcp` };
+}
+
+before(async () => {
+    reference = await startReferenceServer();
+    v2 = await startV2Backend();
+    gw = await startIdentityGateway({
+        routes: [
+            { name: "reference", path: "/mcp", url: reference.url },
+            { name: "v2", path: "/v2", url: v2.url },
+        ],
+        policy: POLICY,
+    });
+});
+
+after(async () => {
+    try {
+        if (gw) await gw.tg.stop();
+    } finally {
+        await killAll();
+    }
+});
+
+/* A v2 client connected to url (with a token for route path p unless token is null). */
+async function connect(url, { p, token, versionNegotiation } = {}) {
+    const client = new Client(
+        { name: "toolgate-e2e-v2", version: "1.0.0" },
+        versionNegotiation ? { versionNegotiation } : {},
+    );
+    const headers = token === null ? {} : { Authorization: `Bearer ${token ?? gw.mint({ sub: "v2-user", path: p })}` };
+    const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+    await withTimeout(client.connect(transport), 15000, `v2 client connecting to ${url}`);
+    return { client, transport };
+}
+
+const BACKENDS = [
+    {
+        name: "the SDK 1.x reference server",
+        path: "/mcp",
+        server: "toolgate-conformance-everything",
+        tools: ["test_error_handling", "test_simple_text"],
+        call: { name: "test_simple_text", arguments: {} },
+        result: [{ type: "text", text: "This is a simple text response for testing." }],
+        hidden: "test_sampling",
+        resource: { uri: "test://static-text", text: "This is the content of the static text resource." },
+        prompt: { name: "test_prompt_with_arguments", arguments: { arg1: "a", arg2: "b" }, text: "Prompt with arguments: arg1='a', arg2='b'" },
+    },
+    {
+        name: "a SDK v2 server (2025 era)",
+        path: "/v2",
+        server: "toolgate-e2e-v2",
+        tools: ["add", "echo"],
+        call: { name: "echo", arguments: { message: "hello v2" } },
+        result: [{ type: "text", text: "v2 echo: hello v2" }],
+        hidden: "admin_reset",
+        resource: { uri: "v2://greeting", text: "hello from the v2 server" },
+        prompt: { name: "greet", arguments: { name: "Ann" }, text: "Say hello to Ann" },
+    },
+];
+
+for (const b of BACKENDS) {
+    describe(`SDK v2 client through toolgate to ${b.name}`, () => {
+        let client;
+        let transport;
+        before(async () => {
+            ({ client, transport } = await connect(`${gw.tg.base}${b.path}`, { p: b.path }));
+        });
+        after(async () => {
+            if (client) await client.close().catch(() => {});
+        });
+
+        test("initialize: the server's info, 2025-11-25, toolgate's own session id", () => {
+            assert.equal(client.getServerVersion().name, b.server);
+            assert.equal(transport.protocolVersion, "2025-11-25");
+            assert.match(transport.sessionId, /^[A-Za-z0-9_-]{43}$/, "toolgate's own session id");
+            assert.ok(client.getServerCapabilities().tools);
+        });
+
+        test("tools/list shows only what the policy permits", async () => {
+            const { tools } = await client.listTools();
+            assert.deepEqual(tools.map((t) => t.name).sort(), b.tools);
+            for (const t of tools) assert.equal(typeof t.inputSchema, "object", t.name);
+        });
+
+        test("tools/call", async () => {
+            const r = await client.callTool(b.call);
+            assert.notEqual(r.isError, true, JSON.stringify(r));
+            assert.deepEqual(r.content, b.result);
+        });
+
+        test("resources: list and read", async () => {
+            const { resources } = await client.listResources();
+            assert.ok(resources.some((r) => r.uri === b.resource.uri), JSON.stringify(resources));
+            const read = await client.readResource({ uri: b.resource.uri });
+            assert.equal(read.contents[0].uri, b.resource.uri);
+            assert.equal(read.contents[0].text, b.resource.text);
+        });
+
+        test("prompts: list and get", async () => {
+            const { prompts } = await client.listPrompts();
+            assert.ok(prompts.some((p) => p.name === b.prompt.name), JSON.stringify(prompts));
+            const got = await client.getPrompt({ name: b.prompt.name, arguments: b.prompt.arguments });
+            assert.deepEqual(got.messages, [{ role: "user", content: { type: "text", text: b.prompt.text } }]);
+        });
+
+        test("a tool the policy hides: a clear -32602 error, as for a tool that does not exist; not forwarded", async () => {
+            await assert.rejects(
+                client.callTool({ name: b.hidden, arguments: { prompt: "x" } }),
+                (e) => {
+                    assert.equal(e.code, -32602, String(e));
+                    assert.match(e.message, new RegExp(`Unknown tool: ${b.hidden}`));
+                    return true;
+                },
+            );
+            const line = await gw.tg.waitForLog(
+                (l) => l.event === "request" && l.rpc_method === "tools/call" && l.decision === "deny" && l.route === (b.path === "/v2" ? "v2" : "reference"),
+                3000,
+                "the denied call's log line",
+            );
+            assert.equal(line.layer, "policy");
+            assert.equal(line.upstream_status, 0, "not forwarded");
+        });
+    });
+}
+
+describe("a permitted tool called outside its rule's condition", () => {
+    test("the v2 client gets a tool error with the reason and toolgate's decision; the backend is not called", async () => {
+        const { client } = await connect(`${gw.tg.base}/v2`, { p: "/v2" });
+        try {
+            const ok = await client.callTool({ name: "add", arguments: { a: 2, b: 3 } });
+            assert.deepEqual(ok.structuredContent, { sum: 5 });
+            const r = await client.callTool({ name: "add", arguments: { a: 1000, b: 1 } });
+            assert.equal(r.isError, true, JSON.stringify(r));
+            assert.equal(r.content[0].type, "text");
+            assert.ok(r.content[0].text.length > 0, JSON.stringify(r));
+            assert.doesNotMatch(JSON.stringify(r.content), /1001/, "not computed by the backend");
+            const d = r._meta?.["toolgate/decision"];
+            assert.ok(d, JSON.stringify(r));
+            assert.equal(d.layer, "policy", JSON.stringify(d));
+        } finally {
+            await client.close().catch(() => {});
+        }
+    });
+});
+
+describe("no token", () => {
+    test("the v2 client cannot connect: 401", async () => {
+        await assert.rejects(connect(`${gw.tg.base}/v2`, { token: null }), (e) => {
+            assert.equal(e.constructor.name, "SdkHttpError", String(e));
+            assert.equal(e.status ?? e.data?.status, 401, `${e} ${JSON.stringify(e.data)}`);
+            assert.match(e.message, /identity\.missing_token/, String(e));
+            return true;
+        });
+    });
+});
+
+describe("the 2026-07-28 revision (served by the v2 server, not by toolgate today)", () => {
+    test("auto negotiation: 2026-07-28 directly, a fallback to 2025-11-25 through toolgate", async () => {
+        const direct = await connect(v2.url, { token: null, versionNegotiation: { mode: "auto" } });
+        assert.equal(direct.transport.protocolVersion, "2026-07-28");
+        assert.deepEqual((await direct.client.callTool({ name: "add", arguments: { a: 2, b: 3 } })).structuredContent, { sum: 5 });
+        await direct.client.close();
+
+        const via = await connect(`${gw.tg.base}/v2`, { p: "/v2", versionNegotiation: { mode: "auto" } });
+        try {
+            assert.equal(via.transport.protocolVersion, "2025-11-25");
+            assert.match(via.transport.sessionId, /^[A-Za-z0-9_-]{43}$/);
+            assert.deepEqual((await via.client.callTool({ name: "add", arguments: { a: 2, b: 3 } })).structuredContent, { sum: 5 });
+        } finally {
+            await via.client.close().catch(() => {});
+        }
+        // The probe (server/discover in 2026-07-28) was refused before any layer.
+        const probe = gw.tg.requestLogs().find((l) => l.route === "v2" && l.status === 400 && l.layer === "protocol");
+        assert.ok(probe, "the refused probe's log line");
+        assert.equal(probe.reason, "protocol.invalid_request");
+        assert.equal(probe.upstream_status, 0);
+    });
+
+    test("pinned to 2026-07-28: connects directly, cannot through toolgate", async () => {
+        const direct = await connect(v2.url, { token: null, versionNegotiation: { mode: { pin: "2026-07-28" } } });
+        assert.equal(direct.transport.protocolVersion, "2026-07-28");
+        await direct.client.close();
+        await assert.rejects(
+            connect(`${gw.tg.base}/v2`, { p: "/v2", versionNegotiation: { mode: { pin: "2026-07-28" } } }),
+            (e) => {
+                assert.equal(e.code, "ERA_NEGOTIATION_FAILED", String(e));
+                return true;
+            },
+        );
+    });
+
+    test("a 2026-07-28 request on the wire: 400, -32600 unsupported MCP-Protocol-Version", async () => {
+        const res = await fetch(`${gw.tg.base}/v2`, {
+            method: "POST",
+            headers: {
+                "Content-Type": "application/json",
+                Accept: "application/json, text/event-stream",
+                Authorization: `Bearer ${gw.mint({ path: "/v2" })}`,
+                "MCP-Protocol-Version": "2026-07-28",
+            },
+            body: JSON.stringify({
+                jsonrpc: "2.0",
+                id: 1,
+                method: "server/discover",
+                params: { _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } },
+            }),
+            signal: AbortSignal.timeout(5000),
+        });
+        assert.equal(res.status, 400);
+        const body = await res.json();
+        assert.equal(body.error.code, -32600, JSON.stringify(body));
+        assert.match(body.error.message, /unsupported MCP-Protocol-Version/, JSON.stringify(body));
+    });
+});
