@@ -54,6 +54,10 @@ static json_t *denial_for(const struct gw_request *req, const struct mcp_message
         out = json_pack("{s:s, s:o, s:{s:[{s:s, s:s}], s:b, s:o}}", "jsonrpc", "2.0", "id", id,
                         "result", "content", "type", "text", "text", d->reason, "isError", 1,
                         "_meta", meta);
+        /* 2026-07-28 results say what they are. */
+        if (out && req->modern)
+            json_object_set_new(json_object_get(out, "result"), "resultType",
+                                json_string("complete"));
     } else if (opaque_denial(d)) {
         out = json_pack("{s:s, s:o, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error", "code",
                         d->jsonrpc_code ? d->jsonrpc_code : -32003, "message",
@@ -61,6 +65,8 @@ static json_t *denial_for(const struct gw_request *req, const struct mcp_message
     } else {
         int code = d->jsonrpc_code ? d->jsonrpc_code : -32003;
         json_t *data = json_object();
+        if (req->protocol_error && d == &req->protocol_decision && req->protocol_error_data)
+            json_object_update(data, req->protocol_error_data);
         json_object_set_new(data, "toolgate/decision", decision_meta(req, d));
         out = json_pack("{s:s, s:o, s:{s:i, s:s, s:o}}", "jsonrpc", "2.0", "id", id, "error",
                         "code", code, "message", d->reason[0] ? d->reason : "Denied", "data", data);

@@ -9,6 +9,8 @@
 #include "core/module.h"
 #include "core/pipeline.h"
 #include "mcp/jsonrpc.h"
+#include "mcp/methods.h"
+#include "mcp/modern.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -40,6 +42,81 @@ static int dup_header(struct gw_request *req, const char *name, size_t max, char
     return *out ? 0 : -1;
 }
 
+/* -32022, with the revisions toolgate serves (on this route) and the one asked for. */
+static void unsupported_version(struct gw_request *req, const char *requested, int era_2025_only,
+                                const char *message)
+{
+    answer_protocol_error(req, 400, MCP_UNSUPPORTED_VERSION, "protocol.unsupported_version",
+                          message);
+    json_t *supported = json_array();
+    for (const char *const *v = mcp_version_names(); *v; v++)
+        if (!era_2025_only || mcp_version_bit(*v) != MCP_V_2026_07_28)
+            json_array_append_new(supported, json_string(*v));
+    req->protocol_error_data =
+        json_pack("{s:o, s:s?}", "supported", supported, "requested", requested);
+}
+
+/* The headers a 2026-07-28 request mirrors its body in. */
+static void modern_headers(const struct gw_request *req, struct mcp_modern_headers *h)
+{
+    memset(h, 0, sizeof *h);
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct gw_header *hd = &req->headers[i];
+        if (gw_slice_casecmp_eq(hd->name, "Mcp-Method")) {
+            h->method = hd->value.ptr;
+            h->method_len = hd->value.len;
+            h->method_count++;
+        } else if (gw_slice_casecmp_eq(hd->name, "Mcp-Name")) {
+            h->name = hd->value.ptr;
+            h->name_len = hd->value.len;
+            h->name_count++;
+        } else if (hd->name.len > 10 && strncasecmp(hd->name.ptr, "Mcp-Param-", 10) == 0) {
+            if (h->n_params == MCP_MAX_PARAM_HEADERS) {
+                h->too_many_params = 1;
+                continue;
+            }
+            h->params[h->n_params++] =
+                (struct mcp_header_view){hd->name.ptr, hd->name.len, hd->value.ptr, hd->value.len};
+        }
+    }
+}
+
+/*
+ * After decoding: a 2026-07-28 request is held to its envelope and headers (mcp/modern.h);
+ * a request of the session era must not claim another revision in its body. Returns 0, or
+ * -1 after refusing it.
+ */
+static int check_envelope(struct gw_request *req)
+{
+    for (size_t i = 0; i < req->rpc.n; i++) {
+        const struct mcp_message *m = &req->rpc.msgs[i];
+        if (m->kind != MCP_REQUEST && m->kind != MCP_NOTIFICATION)
+            continue;
+        if (!req->modern) {
+            const char *claim = mcp_meta_version(m);
+            if (claim &&
+                strcmp(claim, req->protocol_version ? req->protocol_version : "2025-03-26") != 0) {
+                answer_protocol_error(req, 400, MCP_HEADER_MISMATCH, "protocol.header_mismatch",
+                                      "Header mismatch: the body's _meta names a protocol "
+                                      "revision the MCP-Protocol-Version header does not");
+                return -1;
+            }
+            continue;
+        }
+        struct mcp_modern_headers h;
+        struct mcp_modern_error e;
+        modern_headers(req, &h);
+        if (mcp_modern_check(m, req->protocol_version, &h, &e) != 0) {
+            answer_protocol_error(req, e.http_status, e.code,
+                                  e.code == MCP_HEADER_MISMATCH ? "protocol.header_mismatch"
+                                                                : "protocol.invalid_params",
+                                  e.message);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void relay_decode_mcp(struct exchange *x)
 {
     struct gw_request *req = x->req;
@@ -50,7 +127,28 @@ void relay_decode_mcp(struct exchange *x)
                               "Bad MCP-Protocol-Version header");
         return;
     }
-    if (dup_header(req, "Mcp-Session-Id", EXCHANGE_MAX_SESSION_ID, &req->session_id) != 0) {
+    if (req->protocol_version && mcp_version_bit(req->protocol_version) == 0) {
+        unsupported_version(req, req->protocol_version, 0,
+                            "Unsupported protocol version (toolgate serves 2026-07-28, "
+                            "2025-11-25, 2025-06-18 and 2025-03-26)");
+        return;
+    }
+    req->modern =
+        req->protocol_version && mcp_version_bit(req->protocol_version) == MCP_V_2026_07_28;
+    if (req->modern) {
+        /* Stateless: POST only, no session (an Mcp-Session-Id is ignored, never forwarded). */
+        if (!x->kind->modern) {
+            unsupported_version(req, req->protocol_version, 1,
+                                "This route serves the 2025 protocol revisions only");
+            return;
+        }
+        if (req->method != GW_HTTP_POST) {
+            gw_request_add_response_header(req, "Allow", "POST");
+            answer_protocol_error(req, 405, JSONRPC_INVALID_REQUEST, "protocol.method",
+                                  "Method not allowed: revision 2026-07-28 is POST only");
+            return;
+        }
+    } else if (dup_header(req, "Mcp-Session-Id", EXCHANGE_MAX_SESSION_ID, &req->session_id) != 0) {
         answer_protocol_error(req, 400, JSONRPC_INVALID_REQUEST, "protocol.bad_header",
                               "Bad Mcp-Session-Id header");
         return;
@@ -71,6 +169,8 @@ void relay_decode_mcp(struct exchange *x)
     struct mcp_decode_error derr = {0};
     if (mcp_decode(req->body.ptr, req->body.len, &lim, req->protocol_version, &req->rpc, &derr) ==
         0) {
+        if (check_envelope(req) != 0)
+            return;
         /* A URI made canonical goes to the backend as the layers will judge it. */
         for (size_t i = 0; i < req->rpc.n; i++)
             if (req->rpc.msgs[i].rewritten && gw_request_reserialize(req) != 0) {
@@ -80,8 +180,10 @@ void relay_decode_mcp(struct exchange *x)
             }
         return;
     }
-    int st =
-        derr.code == JSONRPC_INVALID_PARAMS || derr.code == JSONRPC_METHOD_NOT_FOUND ? 200 : 400;
+    /* In-band in the session era; 2026-07-28 answers an unknown method 404, bad params 400. */
+    int st = req->modern ? (derr.code == JSONRPC_METHOD_NOT_FOUND ? 404 : 400)
+             : derr.code == JSONRPC_INVALID_PARAMS || derr.code == JSONRPC_METHOD_NOT_FOUND ? 200
+                                                                                            : 400;
     answer_protocol_error(req, st, derr.code,
                           derr.code == JSONRPC_PARSE_ERROR        ? "protocol.parse_error"
                           : derr.code == JSONRPC_INVALID_PARAMS   ? "protocol.invalid_params"

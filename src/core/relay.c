@@ -10,6 +10,7 @@
 #include "lib/timeutil.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/methods.h"
+#include "mcp/modern.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -437,13 +438,47 @@ static const char *const forwarded_headers[] = {
     "Content-Type", "Accept", "MCP-Protocol-Version", "Last-Event-ID", NULL,
 };
 
+/*
+ * A 2026-07-28 request's mirrored headers, once the envelope check held them to the body:
+ * Mcp-Method and Mcp-Name made anew from the body as it goes upstream (the URI in canonical
+ * form), the client's Mcp-Param-* as they were checked. `store` keeps the values.
+ */
+static size_t modern_upstream_headers(const struct gw_request *req, struct gw_header *out,
+                                      struct gw_buf *store)
+{
+    const struct mcp_message *m = req->rpc.n == 1 ? &req->rpc.msgs[0] : NULL;
+    if (!m || !m->method)
+        return 0;
+    size_t n = 0;
+    out[n++] = (struct gw_header){GW_SLICE_LIT("Mcp-Method"), {m->method, strlen(m->method)}};
+    if (m->target &&
+        (strcmp(m->method, "tools/call") == 0 || strcmp(m->method, "prompts/get") == 0 ||
+         strcmp(m->method, "resources/read") == 0)) {
+        gw_buf_reset(store);
+        if (mcp_header_value_encode(m->target, strlen(m->target), store) == 0)
+            out[n++] = (struct gw_header){GW_SLICE_LIT("Mcp-Name"), {store->data, store->len}};
+    }
+    size_t params = 0;
+    for (size_t i = 0; i < req->n_headers && params < MCP_MAX_PARAM_HEADERS; i++) {
+        const struct gw_header *h = &req->headers[i];
+        if (h->name.len > 10 && strncasecmp(h->name.ptr, "Mcp-Param-", 10) == 0) {
+            out[n++] = *h;
+            params++;
+        }
+    }
+    return n;
+}
+
 int relay_start(struct exchange *x, const struct relay_request *r)
 {
     struct gw_request *req = x->req;
     const struct gw_backend *be = r->backend ? r->backend : req->backend;
-    struct gw_header hdrs[16 + GW_MAX_UPSTREAM_HEADERS];
+    struct gw_header hdrs[16 + MCP_MAX_PARAM_HEADERS + 2 + GW_MAX_UPSTREAM_HEADERS];
+    struct gw_buf store = {0};
     size_t n = 0;
     for (const char *const *name = forwarded_headers; r->client_headers && *name; name++) {
+        if (req->modern && strcmp(*name, "Last-Event-ID") == 0)
+            continue; /* nothing to resume in a stateless revision */
         struct gw_slice v = gw_request_header(req, *name);
         int injected = 0;
         for (size_t i = 0; i < req->n_upstream_headers; i++)
@@ -453,6 +488,8 @@ int relay_start(struct exchange *x, const struct relay_request *r)
     }
     for (size_t i = 0; i < r->n_extra && n < 16; i++)
         hdrs[n++] = r->extra[i];
+    if (req->modern && r->client_headers)
+        n += modern_upstream_headers(req, hdrs + n, &store);
     hdrs[n++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
     for (size_t i = 0; i < req->n_upstream_headers; i++)
         hdrs[n++] = req->upstream_headers[i];
@@ -470,6 +507,7 @@ int relay_start(struct exchange *x, const struct relay_request *r)
     static const struct upstream_callbacks relay_cbs = {on_up_head, on_up_data, on_up_done};
     struct upstream_call *call = upstream_start(
         gw_worker_upstream(x->w), &ur, r->cbs ? r->cbs : &relay_cbs, r->detached ? NULL : x);
+    gw_buf_free(&store);
     if (r->detached)
         return call ? 0 : -1;
     if (!call) {

@@ -45,7 +45,8 @@ static void relay_prepare(struct exchange *x)
     req->backend = &req->route->backends[0];
     relay_decode_mcp(x);
     struct gw_slice sid = gw_request_header(req, "Mcp-Session-Id");
-    if (!sid.ptr || sid.len == 0 || (req->method != GW_HTTP_GET && req->method != GW_HTTP_POST))
+    if (req->modern || !sid.ptr || sid.len == 0 ||
+        (req->method != GW_HTTP_GET && req->method != GW_HTTP_POST))
         return;
     struct relay_state *st = calloc(1, sizeof *st);
     if (!st)
@@ -120,6 +121,8 @@ static void relay_on_head(struct exchange *x, int status, const struct gw_header
         stream_order_done(st->get_handle);
         st->get_handle = 0;
     }
+    if (req->modern)
+        return; /* stateless: a session id a backend sends anyway is not taken up */
     if (req->session_valid && (status == 404 || (req->method == GW_HTTP_DELETE && status < 300))) {
         mcp_session_delete(req->session_id, loop);
         return;
@@ -161,5 +164,6 @@ const struct gw_route_kind gw_relay_kind = {
     .on_head = relay_on_head,
     .streams = 1,
     .owns_session = 1,
+    .modern = 1,
     .free_state = relay_free_state,
 };

@@ -50,6 +50,7 @@ void gw_request_free(struct gw_request *req)
     mcp_batch_free(&req->rpc);
     free(req->rewritten_body);
     free(req->protocol_version);
+    json_decref(req->protocol_error_data);
     free(req->session_id);
     mcp_session_clear(&req->session);
     free(req->upstream_session_id);

@@ -88,6 +88,9 @@ struct gw_request {
      */
     int protocol_error;
     struct gw_decision protocol_decision;
+    json_t *protocol_error_data; /* members added to that error's data (owned), or NULL */
+    /* Revision 2026-07-28: stateless, its headers held to its body (mcp/modern.h). */
+    int modern;
 
     /* What the layers found and decided. */
     struct gw_identity identity;

@@ -59,6 +59,8 @@ struct gw_route_kind {
     int streams;
     /* Whether the client's MCP session is toolgate's own (the backends' ids stay inside). */
     int owns_session;
+    /* Whether the kind serves revision 2026-07-28 (stateless); others answer it -32022. */
+    int modern;
     /*
      * The exchange is ending (answered, the client gone, the server draining, a timeout):
      * the kind stops the backend calls of its own besides x->up. Optional.

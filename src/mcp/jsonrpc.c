@@ -166,6 +166,47 @@ static int check_uri_param(json_t *obj, const char *method, struct mcp_decode_er
 }
 
 /*
+ * subscriptions/listen (2026-07-28): params.notifications is an object, and the resources it
+ * subscribes to (resourceSubscriptions, at most MCP_MAX_LISTEN_URIS) are URIs made canonical
+ * like any other, since the policy layer decides each as a read of that resource.
+ */
+static int check_listen(json_t *params, struct mcp_decode_error *err, int *rewritten)
+{
+    json_t *n = json_object_get(params, "notifications");
+    if (!json_is_object(n)) {
+        set_error(err, JSONRPC_INVALID_PARAMS,
+                  "Invalid params: subscriptions/listen needs params.notifications as an object");
+        return -1;
+    }
+    json_t *uris = json_object_get(n, "resourceSubscriptions");
+    if (!uris)
+        return 0;
+    if (!json_is_array(uris) || json_array_size(uris) > MCP_MAX_LISTEN_URIS) {
+        set_error(err, JSONRPC_INVALID_PARAMS,
+                  "Invalid params: resourceSubscriptions must be a list of at most %d URIs",
+                  MCP_MAX_LISTEN_URIS);
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(uris); i++) {
+        json_t *wrap = json_pack("{s:O}", "uri", json_array_get(uris, i));
+        const char *canon = NULL;
+        int changed = 0;
+        if (!wrap || check_uri_param(wrap, "subscriptions/listen", err, &canon, &changed) != 0) {
+            if (!wrap)
+                set_error(err, JSONRPC_INTERNAL_ERROR, "Internal error: out of memory");
+            json_decref(wrap);
+            return -1;
+        }
+        if (changed) {
+            json_array_set(uris, i, json_object_get(wrap, "uri"));
+            *rewritten = 1;
+        }
+        json_decref(wrap);
+    }
+    return 0;
+}
+
+/*
  * Classifies a client message by the method table of its revision, and checks the target of
  * a governed action: a tool or prompt name, a canonical resource URI, a completion's ref.
  */
@@ -182,6 +223,8 @@ static int check_method(struct mcp_message *msg, json_t *params, const struct de
         set_error(err, JSONRPC_METHOD_NOT_FOUND, "Method not found");
         return -1;
     }
+    if (strcmp(m, "subscriptions/listen") == 0)
+        return check_listen(params, err, &msg->rewritten);
     if (msg->spec->cls != MCP_CLASS_ACTION)
         return 0;
     if (!params) {
@@ -307,6 +350,12 @@ static int validate_message(json_t *m, int in_batch, const struct decode_ctx *ct
         }
         if (!id) {
             set_error(err, JSONRPC_INVALID_REQUEST, "Invalid Request: a response needs an id");
+            goto out;
+        }
+        if (ctx->version == MCP_V_2026_07_28) {
+            /* No server asks the client anything in this revision: nothing to answer. */
+            set_error(err, JSONRPC_INVALID_REQUEST,
+                      "Invalid Request: clients send no responses in revision 2026-07-28");
             goto out;
         }
         if (error && check_error_member(error, err) != 0)

@@ -21,6 +21,12 @@
 #define JSONRPC_METHOD_NOT_FOUND -32601
 #define JSONRPC_INVALID_PARAMS -32602
 #define JSONRPC_INTERNAL_ERROR -32603
+/* 2026-07-28: headers and body disagree; a revision toolgate does not serve. */
+#define MCP_HEADER_MISMATCH -32020
+#define MCP_MISSING_CAPABILITY -32021
+#define MCP_UNSUPPORTED_VERSION -32022
+/* Resources one subscriptions/listen may name. */
+#define MCP_MAX_LISTEN_URIS 256
 
 enum mcp_kind { MCP_REQUEST, MCP_NOTIFICATION, MCP_RESPONSE, MCP_ERROR_RESPONSE };
 

@@ -6,6 +6,7 @@
 #define V06 MCP_V_2025_06_18
 #define V11 MCP_V_2025_11_25
 #define VALL MCP_V_ALL_2025
+#define V26 MCP_V_2026_07_28
 #define CREQ MCP_DIR_CLIENT_REQUEST
 #define CNOT MCP_DIR_CLIENT_NOTIFICATION
 #define SREQ MCP_DIR_SERVER_REQUEST
@@ -19,17 +20,17 @@ static const struct mcp_method table[] = {
     /* Client requests. */
     {"initialize", VALL, CREQ, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
     {"ping", VALL, CREQ | SREQ, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
-    {"tools/list", VALL, CREQ, MCP_CLASS_LIST, MCP_TARGET_TOOL, "tools", "name"},
-    {"tools/call", VALL, CREQ, MCP_CLASS_ACTION, MCP_TARGET_TOOL, NULL, NULL},
-    {"prompts/list", VALL, CREQ, MCP_CLASS_LIST, MCP_TARGET_PROMPT, "prompts", "name"},
-    {"prompts/get", VALL, CREQ, MCP_CLASS_ACTION, MCP_TARGET_PROMPT, NULL, NULL},
-    {"resources/list", VALL, CREQ, MCP_CLASS_LIST, MCP_TARGET_RESOURCE, "resources", "uri"},
-    {"resources/templates/list", VALL, CREQ, MCP_CLASS_LIST, MCP_TARGET_RESOURCE,
+    {"tools/list", VALL | V26, CREQ, MCP_CLASS_LIST, MCP_TARGET_TOOL, "tools", "name"},
+    {"tools/call", VALL | V26, CREQ, MCP_CLASS_ACTION, MCP_TARGET_TOOL, NULL, NULL},
+    {"prompts/list", VALL | V26, CREQ, MCP_CLASS_LIST, MCP_TARGET_PROMPT, "prompts", "name"},
+    {"prompts/get", VALL | V26, CREQ, MCP_CLASS_ACTION, MCP_TARGET_PROMPT, NULL, NULL},
+    {"resources/list", VALL | V26, CREQ, MCP_CLASS_LIST, MCP_TARGET_RESOURCE, "resources", "uri"},
+    {"resources/templates/list", VALL | V26, CREQ, MCP_CLASS_LIST, MCP_TARGET_RESOURCE,
      "resourceTemplates", "uriTemplate"},
-    {"resources/read", VALL, CREQ, MCP_CLASS_ACTION, MCP_TARGET_RESOURCE, NULL, NULL},
+    {"resources/read", VALL | V26, CREQ, MCP_CLASS_ACTION, MCP_TARGET_RESOURCE, NULL, NULL},
     {"resources/subscribe", VALL, CREQ, MCP_CLASS_ACTION, MCP_TARGET_RESOURCE, NULL, NULL},
     {"resources/unsubscribe", VALL, CREQ, MCP_CLASS_ACTION, MCP_TARGET_RESOURCE, NULL, NULL},
-    {"completion/complete", VALL, CREQ, MCP_CLASS_ACTION, MCP_TARGET_REF, NULL, NULL},
+    {"completion/complete", VALL | V26, CREQ, MCP_CLASS_ACTION, MCP_TARGET_REF, NULL, NULL},
     {"logging/setLevel", VALL, CREQ, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
     /* Tasks (2025-11-25): in both directions, about a task a governed call started. */
     {"tasks/get", V11, CREQ | SREQ, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
@@ -46,20 +47,32 @@ static const struct mcp_method table[] = {
     {"notifications/progress", VALL, CNOT | SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
     {"notifications/roots/list_changed", VALL, CNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL,
      NULL},
-    {"notifications/message", VALL, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
+    {"notifications/message", VALL | V26, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
     /* Names a resource: it reaches only users who may see that resource. */
-    {"notifications/resources/updated", VALL, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_RESOURCE, NULL,
-     NULL},
-    {"notifications/resources/list_changed", VALL, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL,
-     NULL},
-    {"notifications/tools/list_changed", VALL, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL,
-     NULL},
-    {"notifications/prompts/list_changed", VALL, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL,
-     NULL},
+    {"notifications/resources/updated", VALL | V26, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_RESOURCE,
+     NULL, NULL},
+    {"notifications/resources/list_changed", VALL | V26, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE,
+     NULL, NULL},
+    {"notifications/tools/list_changed", VALL | V26, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE,
+     NULL, NULL},
+    {"notifications/prompts/list_changed", VALL | V26, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE,
+     NULL, NULL},
     {"notifications/elicitation/complete", V11, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL,
      NULL},
     {"notifications/tasks/status", V11, CNOT | SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL,
      NULL},
+    /*
+     * 2026-07-28: discovery instead of initialize; one stream of list and resource changes
+     * (its resourceSubscriptions are governed like reads of those resources); progress and
+     * cancellation from the server only (a client cancels by closing its stream). No server
+     * requests remain: elicitation, sampling and roots travel inside results.
+     */
+    {"server/discover", V26, CREQ, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
+    {"subscriptions/listen", V26, CREQ, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
+    {"notifications/subscriptions/acknowledged", V26, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE,
+     NULL, NULL},
+    {"notifications/progress", V26, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
+    {"notifications/cancelled", V26, SNOT, MCP_CLASS_PLUMBING, MCP_TARGET_NONE, NULL, NULL},
 };
 
 static const struct {
@@ -69,6 +82,7 @@ static const struct {
     {"2025-03-26", MCP_V_2025_03_26},
     {"2025-06-18", MCP_V_2025_06_18},
     {"2025-11-25", MCP_V_2025_11_25},
+    {"2026-07-28", MCP_V_2026_07_28},
 };
 
 unsigned mcp_version_bit(const char *version)
@@ -83,12 +97,19 @@ unsigned mcp_version_bit(const char *version)
 
 const char *mcp_version_latest(void)
 {
-    return versions[sizeof versions / sizeof versions[0] - 1].name;
+    return "2025-11-25";
 }
 
 const char *mcp_versions_supported(void)
 {
-    return "2025-03-26, 2025-06-18, 2025-11-25";
+    return "2026-07-28, 2025-11-25, 2025-06-18, 2025-03-26";
+}
+
+const char *const *mcp_version_names(void)
+{
+    static const char *const names[] = {"2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26",
+                                        NULL};
+    return names;
 }
 
 const struct mcp_method *mcp_method_lookup(const char *name, unsigned version, unsigned direction)

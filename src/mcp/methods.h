@@ -7,8 +7,8 @@
  * backend's does not reach the client. Names are compared byte for byte ("Tools/Call" is not
  * tools/call).
  *
- * The revisions are the published ones (2025-03-26, 2025-06-18, 2025-11-25); a request
- * without MCP-Protocol-Version is 2025-03-26, as the specification says.
+ * The revisions are the published ones (2025-03-26, 2025-06-18, 2025-11-25, 2026-07-28); a
+ * request without MCP-Protocol-Version is 2025-03-26, as the specification says.
  */
 #ifndef GW_MCP_METHODS_H
 #define GW_MCP_METHODS_H
@@ -20,6 +20,12 @@
 #define MCP_V_2025_06_18 0x02u
 #define MCP_V_2025_11_25 0x04u
 #define MCP_V_ALL_2025 (MCP_V_2025_03_26 | MCP_V_2025_06_18 | MCP_V_2025_11_25)
+/*
+ * The stateless revision: no sessions, no initialize, POST only, every request carrying its
+ * revision and the client's capabilities in params._meta and mirrored in headers
+ * (mcp/modern.h).
+ */
+#define MCP_V_2026_07_28 0x08u
 
 /* Directions, as bits. */
 #define MCP_DIR_CLIENT_REQUEST 0x01u      /* client -> server, with an id */
@@ -54,9 +60,14 @@ struct mcp_method {
 
 /* The revision's bit for an MCP-Protocol-Version value (NULL: 2025-03-26); 0 when unknown. */
 unsigned mcp_version_bit(const char *version);
-/* The newest revision toolgate understands ("2025-11-25"), and all of them, comma-separated. */
+/*
+ * The newest revision of the session era toolgate understands ("2025-11-25", what initialize
+ * negotiates to), and all revisions, comma-separated.
+ */
 const char *mcp_version_latest(void);
 const char *mcp_versions_supported(void);
+/* Every revision's name, newest first, NULL-terminated. */
+const char *const *mcp_version_names(void);
 
 /* The method `name` in revision `version` travelling in `direction`, or NULL. */
 const struct mcp_method *mcp_method_lookup(const char *name, unsigned version, unsigned direction);

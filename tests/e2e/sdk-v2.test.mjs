@@ -4,12 +4,9 @@
 // (@modelcontextprotocol/server, lib/v2-server.mjs) in the 2025 era: initialize, tools/list
 // filtered by policy, tools/call, resources, prompts, denied calls.
 //
-// The v2 packages also speak the 2026-07-28 revision (stateless, `server/discover`). toolgate
-// serves the 2025 revisions only today: it answers a 2026-07-28 request 400 (-32600,
-// unsupported MCP-Protocol-Version) before any layer. The last tests pin that down: a v2
-// client in `auto` mode falls back to 2025-11-25 through toolgate (and gets 2026-07-28
-// directly); one pinned to 2026-07-28 cannot connect through toolgate (and can directly).
-// When toolgate serves 2026-07-28 those tests fail and must change with it.
+// The v2 packages also speak the 2026-07-28 revision (stateless, `server/discover`), and so
+// does toolgate, on the same endpoint: the last tests connect in that revision (auto and
+// pinned), see it governed the same way, and try headers that disagree with the body.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -193,61 +190,88 @@ describe("no token", () => {
     });
 });
 
-describe("the 2026-07-28 revision (served by the v2 server, not by toolgate today)", () => {
-    test("auto negotiation: 2026-07-28 directly, a fallback to 2025-11-25 through toolgate", async () => {
-        const direct = await connect(v2.url, { token: null, versionNegotiation: { mode: "auto" } });
-        assert.equal(direct.transport.protocolVersion, "2026-07-28");
-        assert.deepEqual((await direct.client.callTool({ name: "add", arguments: { a: 2, b: 3 } })).structuredContent, { sum: 5 });
-        await direct.client.close();
-
-        const via = await connect(`${gw.tg.base}/v2`, { p: "/v2", versionNegotiation: { mode: "auto" } });
-        try {
-            assert.equal(via.transport.protocolVersion, "2025-11-25");
-            assert.match(via.transport.sessionId, /^[A-Za-z0-9_-]{43}$/);
-            assert.deepEqual((await via.client.callTool({ name: "add", arguments: { a: 2, b: 3 } })).structuredContent, { sum: 5 });
-        } finally {
-            await via.client.close().catch(() => {});
-        }
-        // The probe (server/discover in 2026-07-28) was refused before any layer.
-        const probe = gw.tg.requestLogs().find((l) => l.route === "v2" && l.status === 400 && l.layer === "protocol");
-        assert.ok(probe, "the refused probe's log line");
-        assert.equal(probe.reason, "protocol.invalid_request");
-        assert.equal(probe.upstream_status, 0);
-    });
-
-    test("pinned to 2026-07-28: connects directly, cannot through toolgate", async () => {
-        const direct = await connect(v2.url, { token: null, versionNegotiation: { mode: { pin: "2026-07-28" } } });
-        assert.equal(direct.transport.protocolVersion, "2026-07-28");
-        await direct.client.close();
-        await assert.rejects(
-            connect(`${gw.tg.base}/v2`, { p: "/v2", versionNegotiation: { mode: { pin: "2026-07-28" } } }),
-            (e) => {
-                assert.equal(e.code, "ERA_NEGOTIATION_FAILED", String(e));
-                return true;
-            },
-        );
-    });
-
-    test("a 2026-07-28 request on the wire: 400, -32600 unsupported MCP-Protocol-Version", async () => {
-        const res = await fetch(`${gw.tg.base}/v2`, {
+describe("the 2026-07-28 revision through toolgate (a v2 server behind it)", () => {
+    const META = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    };
+    const post = (headers, body) =>
+        fetch(`${gw.tg.base}/v2`, {
             method: "POST",
             headers: {
                 "Content-Type": "application/json",
                 Accept: "application/json, text/event-stream",
                 Authorization: `Bearer ${gw.mint({ path: "/v2" })}`,
                 "MCP-Protocol-Version": "2026-07-28",
+                ...headers,
             },
-            body: JSON.stringify({
-                jsonrpc: "2.0",
-                id: 1,
-                method: "server/discover",
-                params: { _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } },
-            }),
+            body: JSON.stringify(body),
             signal: AbortSignal.timeout(5000),
         });
+
+    test("auto negotiation gets 2026-07-28 through toolgate, as directly", async () => {
+        const direct = await connect(v2.url, { token: null, versionNegotiation: { mode: "auto" } });
+        assert.equal(direct.transport.protocolVersion, "2026-07-28");
+        await direct.client.close();
+
+        const via = await connect(`${gw.tg.base}/v2`, { p: "/v2", versionNegotiation: { mode: "auto" } });
+        try {
+            assert.equal(via.transport.protocolVersion, "2026-07-28");
+            assert.equal(via.transport.sessionId, undefined, "stateless: no session");
+            const tools = (await via.client.listTools()).tools.map((t) => t.name).sort();
+            assert.deepEqual(tools, ["add", "echo"], "admin_reset is hidden by policy in 2026-07-28 too");
+            assert.deepEqual((await via.client.callTool({ name: "add", arguments: { a: 2, b: 3 } })).structuredContent, { sum: 5 });
+        } finally {
+            await via.client.close().catch(() => {});
+        }
+    });
+
+    test("pinned to 2026-07-28: governed like the 2025 era (policy conditions, hidden tools)", async () => {
+        const via = await connect(`${gw.tg.base}/v2`, { p: "/v2", versionNegotiation: { mode: { pin: "2026-07-28" } } });
+        try {
+            assert.equal(via.transport.protocolVersion, "2026-07-28");
+            const big = await via.client.callTool({ name: "add", arguments: { a: 500, b: 1 } });
+            assert.equal(big.isError, true, "the rule's range condition holds in 2026-07-28");
+            await assert.rejects(via.client.callTool({ name: "admin_reset", arguments: {} }), /Unknown tool/);
+            const r = await via.client.readResource({ uri: "v2://greeting" });
+            assert.equal(r.contents[0].text, "hello from the v2 server");
+        } finally {
+            await via.client.close().catch(() => {});
+        }
+        // Nothing hidden reached the backend: the refused call has no upstream status.
+        const refused = gw.tg.requestLogs().filter((l) => l.route === "v2" && l.reason === "policy.hidden");
+        assert.ok(refused.length >= 1 && refused.every((l) => !l.upstream_status), JSON.stringify(refused));
+    });
+
+    test("headers that disagree with the body are refused before any layer: 400, -32020", async () => {
+        const call = (name, args) => ({ jsonrpc: "2.0", id: 9, method: "tools/call", params: { name, arguments: args, _meta: META } });
+        const cases = [
+            [{ "Mcp-Method": "tools/call", "Mcp-Name": "admin_reset" }, call("echo", { message: "x" })],
+            [{ "Mcp-Method": "tools/list", "Mcp-Name": "echo" }, call("echo", { message: "x" })],
+            [{ "Mcp-Method": "tools/call" }, call("echo", { message: "x" })],
+            [{ "Mcp-Method": "tools/call", "Mcp-Name": "echo", "Mcp-Param-Message": "y" }, call("echo", { message: "x" })],
+            [{ "Mcp-Method": "tools/call", "Mcp-Name": "=?base64?ZWNobw?=" }, call("echo", { message: "x" })],
+        ];
+        for (const [headers, body] of cases) {
+            const res = await post(headers, body);
+            const text = await res.text();
+            assert.equal(res.status, 400, `${JSON.stringify(headers)}: ${text}`);
+            assert.equal(JSON.parse(text).error.code, -32020, text);
+        }
+        // The base64 form, decoded, does match.
+        const ok = await post({ "Mcp-Method": "tools/call", "Mcp-Name": "=?base64?ZWNobw==?=" }, call("echo", { message: "x" }));
+        assert.equal(ok.status, 200, await ok.text());
+    });
+
+    test("an unknown revision: 400, -32022 with the revisions toolgate serves", async () => {
+        const res = await post(
+            { "MCP-Protocol-Version": "2027-01-01", "Mcp-Method": "server/discover" },
+            { jsonrpc: "2.0", id: 1, method: "server/discover", params: { _meta: { ...META, "io.modelcontextprotocol/protocolVersion": "2027-01-01" } } },
+        );
         assert.equal(res.status, 400);
         const body = await res.json();
-        assert.equal(body.error.code, -32600, JSON.stringify(body));
-        assert.match(body.error.message, /unsupported MCP-Protocol-Version/, JSON.stringify(body));
+        assert.equal(body.error.code, -32022, JSON.stringify(body));
+        assert.deepEqual(body.error.data.supported, ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"]);
+        assert.equal(body.error.data.requested, "2027-01-01");
     });
 });

@@ -58,8 +58,8 @@ static int utf8_fit(const char *s, size_t len, size_t max)
 }
 
 /* What the core answers for a hidden target: the same as for one that does not exist. */
-static int deny_hidden(struct gw_decision *out, enum policy_action action, const char *target,
-                       const char *rule_id)
+static int deny_hidden(const struct gw_request *req, struct gw_decision *out,
+                       enum policy_action action, const char *target, const char *rule_id)
 {
     char reason[sizeof out->reason];
     int code = JSONRPC_INVALID_PARAMS;
@@ -67,8 +67,8 @@ static int deny_hidden(struct gw_decision *out, enum policy_action action, const
     int tl = utf8_fit(t, strlen(t), 200);
     switch (action) {
     case POLICY_ACTION_RESOURCE:
-        /* MCP's "resource not found" error. */
-        code = -32002;
+        /* MCP's "resource not found" error: -32002 until 2026-07-28 retired it for -32602. */
+        code = req->modern ? JSONRPC_INVALID_PARAMS : -32002;
         snprintf(reason, sizeof reason, "Resource not found: %.*s", tl, t);
         break;
     case POLICY_ACTION_PROMPT:
@@ -89,7 +89,7 @@ static int deny_result(struct gw_request *req, struct gw_decision *out,
     char reason[sizeof out->reason];
     switch (res->outcome) {
     case POLICY_DENY_HIDDEN:
-        return deny_hidden(out, q->action, q->target, res->rule_id);
+        return deny_hidden(req, out, q->action, q->target, res->rule_id);
     case POLICY_DENY_SCOPE:
         return gw_deny_insufficient_scope(req, out, res->scopes, res->rule_id);
     case POLICY_DENY_FORBIDDEN:
@@ -175,6 +175,44 @@ static int action_of(const struct mcp_message *m)
     }
 }
 
+/*
+ * subscriptions/listen (2026-07-28) asks for the changes of the resources it names: each is
+ * decided as a read of that resource, and one the principal may not read refuses the whole
+ * subscription as an unknown resource would be. Returns the verdict.
+ */
+static int check_listen(struct gw_request *req, const struct mcp_message *m,
+                        const struct policy_principal *principal, struct gw_decision *out,
+                        char *allowed_ids, size_t ids_size, size_t *governed)
+{
+    const json_t *uris =
+        json_object_get(json_object_get(json_object_get(m->json, "params"), "notifications"),
+                        "resourceSubscriptions");
+    for (size_t i = 0; i < json_array_size(uris); i++) {
+        const json_t *u = json_array_get(uris, i);
+        json_t *args = json_pack("{s:O}", "uri", u);
+        struct policy_query q = {
+            .action = POLICY_ACTION_RESOURCE,
+            .target = json_string_value(u),
+            .target_len = json_string_length(u),
+            .arguments = args,
+            .principal = principal,
+        };
+        struct policy_result res;
+        int allowed = args && q.target && strlen(q.target) == q.target_len &&
+                      policy_decide(config_of(req), &q, &res, NULL) == POLICY_ALLOW;
+        json_decref(args);
+        (*governed)++;
+        if (!allowed) {
+            if (!args || !q.target)
+                return gw_decision_deny(out, 200, JSONRPC_INVALID_PARAMS, "policy.invalid_request",
+                                        "Invalid params: a subscribed resource cannot be read.");
+            return deny_result(req, out, &q, &res);
+        }
+        append_ids(allowed_ids, ids_size, res.rule_id);
+    }
+    return GW_PASS;
+}
+
 static int policy_check(struct gw_request *req, struct gw_decision *out)
 {
     const struct policy_config *pc = config_of(req);
@@ -186,6 +224,12 @@ static int policy_check(struct gw_request *req, struct gw_decision *out)
         const struct mcp_message *m = &req->rpc.msgs[i];
         if (m->kind != MCP_REQUEST && m->kind != MCP_NOTIFICATION)
             continue;
+        if (m->method && strcmp(m->method, "subscriptions/listen") == 0 && m->spec) {
+            if (check_listen(req, m, &principal, out, allowed_ids, sizeof allowed_ids, &governed) !=
+                GW_PASS)
+                return GW_DENY;
+            continue;
+        }
         int action = action_of(m);
         if (action == -2)
             return gw_decision_deny(out, 200, JSONRPC_INVALID_PARAMS, "policy.invalid_request",
@@ -276,6 +320,15 @@ static int filter_message(struct gw_request *req, json_t *msg, int *modified)
         }
         if (filter_list(config_of(req), &pr, lists[k].action, lists[k].field, arr) > 0)
             *modified = 1;
+        /*
+         * A list filtered for this principal is this principal's: a shared cache must not
+         * hand it to another user (2026-07-28 caching hints).
+         */
+        const char *scope = json_string_value(json_object_get(result, "cacheScope"));
+        if (scope && strcmp(scope, "private") != 0) {
+            json_object_set_new(result, "cacheScope", json_string("private"));
+            *modified = 1;
+        }
     }
     return GW_PASS;
 }
@@ -287,7 +340,7 @@ static int filter_notification(struct gw_request *req, json_t *msg)
     if (!method || json_object_get(msg, "id"))
         return GW_PASS;
     const struct mcp_method *spec =
-        mcp_method_lookup(method, MCP_V_ALL_2025, MCP_DIR_SERVER_NOTIFICATION);
+        mcp_method_lookup(method, MCP_V_ALL_2025 | MCP_V_2026_07_28, MCP_DIR_SERVER_NOTIFICATION);
     if (!spec || spec->target != MCP_TARGET_RESOURCE)
         return GW_PASS;
     const json_t *uri = json_object_get(json_object_get(msg, "params"), "uri");
