@@ -4,10 +4,12 @@
  * Built-in detectors (US SSN and ITIN, payment cards, IBAN, e-mail, phone, IP addresses, NPI,
  * DEA numbers, dates of birth, US passport and driver licence numbers, medical record numbers,
  * cloud and SaaS credentials, private keys, JWTs, generic high-entropy secrets) and custom ones
- * from the configuration. Every string value and object key of the scanned JSON goes through
- * one vectorscan pass over the whole pattern set; hits are confirmed and given exact spans by
- * PCRE2 (JIT) and by validators (Luhn, mod-97, SSA ranges, checksums, entropy). Text is
- * normalized first (zero-width characters dropped, full-width forms folded to ASCII) and spans
+ * from the configuration. Every member name, string and number of every message, in both
+ * directions, goes through one vectorscan pass over the whole pattern set (strings that are
+ * base64 of text, decoded, too); hits are confirmed and given exact spans by PCRE2 (JIT) and by
+ * validators (Luhn, mod-97, SSA ranges, checksums, entropy); overlapping findings take the
+ * strictest action. Text is normalized first (digits of every script folded to ASCII,
+ * default-ignorable code points dropped, full-width forms, dashes and spaces folded) and spans
  * are mapped back to the original bytes.
  *
  * A compiled safety_config is immutable and shared by every worker thread; per-thread scratch

@@ -212,6 +212,43 @@ int safety_base64_encode(struct gw_buf *b, const struct safety_b64 *form, const 
     return 0;
 }
 
+/*
+ * Most reals are written with a few decimals (12.5, 48.8566): the fewest decimals d <= 6 for
+ * which the integer r = v * 10^d, divided by 10^d, gives v back exactly (IEEE division rounds
+ * correctly, as strtod does, so the decimal text reads back as v). Returns the length, or 0
+ * when there is none (then printf decides).
+ */
+static int short_decimal(double v, char *buf, size_t cap)
+{
+    static const double pow10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+    double a = fabs(v);
+    if (!(a < 9e9) || cap < 32)
+        return 0;
+    for (int d = 1; d <= 6; d++) {
+        double r = nearbyint(a * pow10[d]);
+        if (r / pow10[d] != a)
+            continue;
+        uint64_t x = (uint64_t)r;
+        char digits[24];
+        int n = 0;
+        do {
+            digits[n++] = (char)('0' + x % 10);
+            x /= 10;
+        } while (x || n <= d);
+        int k = 0;
+        if (v < 0)
+            buf[k++] = '-';
+        for (int i = n - 1; i >= 0; i--) {
+            buf[k++] = digits[i];
+            if (i == d)
+                buf[k++] = '.';
+        }
+        buf[k] = '\0';
+        return k;
+    }
+    return 0;
+}
+
 size_t safety_number_text(const json_t *n, char *buf, size_t cap)
 {
     int k;
@@ -224,6 +261,8 @@ size_t safety_number_text(const json_t *n, char *buf, size_t cap)
         double v = json_real_value(n);
         if (isfinite(v) && v == floor(v) && fabs(v) < 1e19) {
             k = snprintf(buf, cap, "%.0f", v);
+        } else if ((k = short_decimal(v, buf, cap)) > 0) {
+            /* up to six decimals, without printf */
         } else {
             k = 0;
             for (int p = 15; p <= 17; p++) {

@@ -207,7 +207,7 @@ static int nd_value(uint32_t cp)
 }
 
 /* What a code point becomes: -1 unchanged, -2 dropped, else the ASCII byte. */
-static int fold(uint32_t cp)
+static int fold_slow(uint32_t cp)
 {
     if (cp < 0x80)
         return -1;
@@ -266,6 +266,25 @@ static int fold(uint32_t cp)
     return -1;
 }
 
+/*
+ * fold_slow for the Basic Multilingual Plane, one byte per code point, filled once per process
+ * and read-only after: text in other scripts (Arabic, Devanagari letters) costs a load per
+ * character instead of two binary searches.
+ */
+static signed char bmp_fold[0x10000];
+static pthread_once_t bmp_once = PTHREAD_ONCE_INIT;
+
+static void bmp_init(void)
+{
+    for (uint32_t cp = 0; cp < 0x10000; cp++)
+        bmp_fold[cp] = (signed char)fold_slow(cp);
+}
+
+static int fold(uint32_t cp)
+{
+    return cp < 0x10000 ? bmp_fold[cp] : fold_slow(cp);
+}
+
 int safety_normalize(const char *s, size_t len, char **out, size_t *out_len, uint32_t **map)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -291,6 +310,7 @@ int safety_normalize(const char *s, size_t len, char **out, size_t *out_len, uin
                 i++;
             if (i == len)
                 break;
+            pthread_once(&bmp_once, bmp_init);
         }
         uint32_t cp;
         size_t n = utf8_next(u, len, i, &cp);

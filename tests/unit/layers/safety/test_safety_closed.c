@@ -509,6 +509,12 @@ static void test_number_text(void **state)
         {json_real(0.1), "0.1"},
         {json_real(1e300), "1e+300"},
         {json_real(-0.5), "-0.5"},
+        {json_real(48.8566), "48.8566"},
+        {json_real(0.87), "0.87"},
+        {json_real(-1234.5678), "-1234.5678"},
+        {json_real(123456789.123), "123456789.123"},
+        {json_real(0.000001), "0.000001"},
+        {json_real(1e-7), "1e-07"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[64];
@@ -516,6 +522,22 @@ static void test_number_text(void **state)
         assert_int_equal(n, strlen(buf));
         assert_string_equal(buf, cases[i].text);
         json_decref(cases[i].n);
+    }
+    /* Every real's text reads back as the same value. */
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v = (double)(x % 2000000000) / (double)(1 + x % 100000) - 5000.0;
+        if (i % 3 == 0)
+            v = (double)(int64_t)(x % 100000000) / 1e4;
+        json_t *r = json_real(v);
+        char buf[64];
+        safety_number_text(r, buf, sizeof buf);
+        if (strtod(buf, NULL) != v)
+            fail_msg("%.17g written as %s", v, buf);
+        json_decref(r);
     }
 }
 
