@@ -176,9 +176,14 @@ static int safety_check(struct gw_request *req, struct gw_decision *out)
         char prefix[32] = "";
         if (req->rpc.is_batch)
             snprintf(prefix, sizeof prefix, "/%zu", i);
-        if (!m->json)
-            continue;
         struct safety_result res = {0};
+        if (!m->json) {
+            /* Nothing decoded to look at: not inspected, so not let through. */
+            res.error = 1;
+            snprintf(res.error_code, sizeof res.error_code, "safety.error");
+            finish_message(req, &res, 0, 0, out);
+            return GW_DENY;
+        }
         const enum safety_action(*actions)[2] = m->method && strcmp(m->method, "tools/call") == 0
                                                     ? safety_tool_actions(sc, m->target)
                                                     : NULL;
