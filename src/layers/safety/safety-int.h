@@ -155,6 +155,33 @@ void safety_count_block(void);
 void safety_count_oversize(void);
 void safety_count_error(void);
 
+/* ---- decoded forms (safety_decode.c) ---- */
+
+struct gw_buf;
+
+#define SAFETY_B64_MIN_TEXT 6 /* bytes of decoded text worth a second scan */
+
+/* A string that is base64 of text: the text (malloc'd, NUL-terminated; free it) and the form
+ * to encode it back in. */
+struct safety_b64 {
+    char *text;
+    size_t len;
+    size_t prefix; /* bytes of a "data:...;base64," prefix before the encoded part */
+    int url;       /* URL-safe alphabet */
+    int padded;    /* '=' padding */
+};
+
+/* Returns 1 and fills out when s is base64 (rules in safety_decode.c) of UTF-8 text of at
+ * least SAFETY_B64_MIN_TEXT bytes; 0 when it is not; -1 when out of memory. */
+int safety_base64_text(const char *s, size_t len, struct safety_b64 *out);
+/* Appends the base64 of s[0, len) in the form of `form` (alphabet, padding; no prefix, no
+ * line breaks). Returns 0 or -1. */
+int safety_base64_encode(struct gw_buf *b, const struct safety_b64 *form, const char *s,
+                         size_t len);
+/* The decimal text of a JSON number in buf (NUL-terminated); returns its length (0 when n is
+ * not a number). cap >= 32 holds every number. */
+size_t safety_number_text(const json_t *n, char *buf, size_t cap);
+
 /* ---- validators' shared helpers (safety_validate.c) ---- */
 
 static inline int safety_is_digit(char c)

@@ -1,6 +1,7 @@
 /*
- * safety layer: the pipeline slot. Scans the arguments of governed calls on the way in and
- * the results on the way out, records findings (type, JSON Pointer, count, action, direction;
+ * safety layer: the pipeline slot. Scans every message whole in both directions (the
+ * client's requests, notifications and answers on the way in; every message of the backend's
+ * answer on the way out), records findings (type, JSON Pointer, count, action, direction;
  * never values), redacts in place, and blocks when a detector says so.
  *
  * Request redaction rewrites the decoded message and re-serializes the whole body into
@@ -109,20 +110,31 @@ static int deny_error(struct gw_decision *out, const struct safety_result *res, 
     return gw_decision_deny(out, 200, response ? -32003 : 0, res->error_code, reason);
 }
 
-/* Scans one node of a message; returns GW_PASS or GW_DENY (out filled). */
-static int scan_node(struct gw_request *req, const struct safety_config *sc, json_t *node,
-                     const char *path, enum gw_direction dir, size_t *budget,
-                     const enum safety_action (*actions)[2], struct safety_result *res)
+/*
+ * Values a decoded request borrows (mcp_message.target): the governed action's name or URI.
+ * Rewriting them would change what policy and routing judge behind their back; a finding
+ * there that would be redacted blocks instead.
+ */
+static const char *const target_pointers[] = {"/params/name", "/params/uri", "/params/ref/name",
+                                              "/params/ref/uri", NULL};
+
+/* Scans a whole message (every member name, string and number); fills res. */
+static void scan_message(struct gw_request *req, const struct safety_config *sc, json_t *msg,
+                         const char *path, enum gw_direction dir,
+                         const enum safety_action (*actions)[2], int pinned_targets,
+                         struct safety_result *res)
 {
+    size_t budget = sc->max_scan_bytes;
     struct safety_scan_opts opts = {
         .direction = dir,
         .tenant = req->identity.tenant,
         .redact = 1,
-        .budget = budget,
+        .budget = &budget,
         .actions = actions,
+        .envelope = 1,
+        .pinned = pinned_targets ? target_pointers : NULL,
     };
-    safety_scan_json(sc, node, path, &opts, &req->findings, res);
-    return res->error || res->block ? GW_DENY : GW_PASS;
+    safety_scan_json(sc, msg, path, &opts, &req->findings, res);
 }
 
 static int finish_message(struct gw_request *req, const struct safety_result *res, size_t scanned,
@@ -146,6 +158,10 @@ static int finish_message(struct gw_request *req, const struct safety_result *re
     return GW_PASS;
 }
 
+/*
+ * The closed world on the way in: every message of the body, whole (envelope, params with
+ * _meta, initialize, notifications, the client's answers to server requests), is scanned.
+ */
 static int safety_check(struct gw_request *req, struct gw_decision *out)
 {
     const struct safety_config *sc = config_of(req);
@@ -158,35 +174,20 @@ static int safety_check(struct gw_request *req, struct gw_decision *out)
     for (size_t i = 0; i < req->rpc.n; i++) {
         struct mcp_message *m = &req->rpc.msgs[i];
         char prefix[32] = "";
-        char path[64];
         if (req->rpc.is_batch)
             snprintf(prefix, sizeof prefix, "/%zu", i);
-        json_t *node = NULL;
-        if ((m->kind == MCP_REQUEST || m->kind == MCP_NOTIFICATION) && m->method) {
-            json_t *params = json_object_get(m->json, "params");
-            if (strcmp(m->method, "tools/call") == 0 || strcmp(m->method, "prompts/get") == 0) {
-                node = json_object_get(params, "arguments");
-                snprintf(path, sizeof path, "%s/params/arguments", prefix);
-            } else if (strcmp(m->method, "resources/read") == 0) {
-                node = json_object_get(params, "uri");
-                snprintf(path, sizeof path, "%s/params/uri", prefix);
-            } else if (strcmp(m->method, "completion/complete") == 0) {
-                node = json_object_get(params, "argument");
-                snprintf(path, sizeof path, "%s/params/argument", prefix);
-            }
-        } else if (m->kind == MCP_RESPONSE) {
-            /* The client answering the server (elicitation, sampling): user data going out. */
-            node = json_object_get(m->json, "result");
-            snprintf(path, sizeof path, "%s/result", prefix);
-        }
-        if (!node)
-            continue;
-        size_t budget = sc->max_scan_bytes;
         struct safety_result res = {0};
+        if (!m->json) {
+            /* Nothing decoded to look at: not inspected, so not let through. */
+            res.error = 1;
+            snprintf(res.error_code, sizeof res.error_code, "safety.error");
+            finish_message(req, &res, 0, 0, out);
+            return GW_DENY;
+        }
         const enum safety_action(*actions)[2] = m->method && strcmp(m->method, "tools/call") == 0
                                                     ? safety_tool_actions(sc, m->target)
                                                     : NULL;
-        scan_node(req, sc, node, path, GW_DIR_REQUEST, &budget, actions, &res);
+        scan_message(req, sc, m->json, prefix, GW_DIR_REQUEST, actions, m->target != NULL, &res);
         if (finish_message(req, &res, res.scanned, 0, out) != GW_PASS)
             return GW_DENY;
         redactions += res.redactions;
@@ -201,71 +202,6 @@ static int safety_check(struct gw_request *req, struct gw_decision *out)
              redactions        ? "safety.redacted"
              : req->findings.n ? "safety.logged"
                                : "safety.clean");
-    return GW_PASS;
-}
-
-/* The parts of a backend message that carry content for the model. */
-static int scan_response(struct gw_request *req, const struct safety_config *sc, json_t *msg,
-                         size_t *budget, const enum safety_action (*actions)[2],
-                         struct safety_result *res)
-{
-    json_t *result = json_object_get(msg, "result");
-    json_t *error = json_object_get(msg, "error");
-    const char *method = json_string_value(json_object_get(msg, "method"));
-    char path[96];
-    if (json_is_object(result)) {
-        static const char *const lists[] = {"content", "contents", "messages"};
-        for (size_t l = 0; l < 3; l++) {
-            json_t *arr = json_object_get(result, lists[l]);
-            for (size_t i = 0; i < json_array_size(arr); i++) {
-                json_t *item = json_array_get(arr, i);
-                json_t *text = json_object_get(item, "text");
-                if (text) {
-                    snprintf(path, sizeof path, "/result/%s/%zu/text", lists[l], i);
-                    if (scan_node(req, sc, text, path, GW_DIR_RESPONSE, budget, actions, res) !=
-                        GW_PASS)
-                        return GW_DENY;
-                }
-                /* Embedded resources (content[].resource.text) and prompt messages
-                 * (messages[].content.text). */
-                static const char *const inner[] = {"resource", "content"};
-                for (size_t k = 0; k < 2; k++) {
-                    json_t *t = json_object_get(json_object_get(item, inner[k]), "text");
-                    if (!t)
-                        continue;
-                    snprintf(path, sizeof path, "/result/%s/%zu/%s/text", lists[l], i, inner[k]);
-                    if (scan_node(req, sc, t, path, GW_DIR_RESPONSE, budget, actions, res) !=
-                        GW_PASS)
-                        return GW_DENY;
-                }
-            }
-        }
-        json_t *sc_node = json_object_get(result, "structuredContent");
-        if (sc_node && scan_node(req, sc, sc_node, "/result/structuredContent", GW_DIR_RESPONSE,
-                                 budget, actions, res) != GW_PASS)
-            return GW_DENY;
-    }
-    if (json_is_object(error)) {
-        if (scan_node(req, sc, json_object_get(error, "message"), "/error/message", GW_DIR_RESPONSE,
-                      budget, actions, res) != GW_PASS ||
-            scan_node(req, sc, json_object_get(error, "data"), "/error/data", GW_DIR_RESPONSE,
-                      budget, actions, res) != GW_PASS)
-            return GW_DENY;
-    }
-    if (method) {
-        json_t *params = json_object_get(msg, "params");
-        json_t *node = params;
-        const char *p = "/params";
-        if (strcmp(method, "notifications/progress") == 0) {
-            node = json_object_get(params, "message");
-            p = "/params/message";
-        } else if (strcmp(method, "notifications/message") == 0) {
-            node = json_object_get(params, "data");
-            p = "/params/data";
-        }
-        if (node && scan_node(req, sc, node, p, GW_DIR_RESPONSE, budget, actions, res) != GW_PASS)
-            return GW_DENY;
-    }
     return GW_PASS;
 }
 
@@ -292,11 +228,14 @@ static int safety_on_response(struct gw_request *req, json_t *msg, int *modified
     const struct safety_config *sc = config_of(req);
     if (!sc || !sc->enabled || !sc->responses_enabled || !json_is_object(msg))
         return GW_PASS;
-    size_t budget = sc->max_scan_bytes;
     struct safety_result res = {0};
-    scan_response(req, sc, msg, &budget, response_actions(req, sc, msg), &res);
-    if (finish_message(req, &res, res.scanned, 1, out) != GW_PASS)
+    scan_message(req, sc, msg, "", GW_DIR_RESPONSE, response_actions(req, sc, msg), 0, &res);
+    if (finish_message(req, &res, res.scanned, 1, out) != GW_PASS) {
+        /* The error that replaces the message echoes its id: not one that holds a finding. */
+        if (res.id_finding && json_object_set_new(msg, "id", json_null()) == 0)
+            *modified = 1;
         return GW_DENY;
+    }
     if (res.redactions)
         *modified = 1;
     return GW_PASS;

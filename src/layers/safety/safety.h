@@ -4,10 +4,12 @@
  * Built-in detectors (US SSN and ITIN, payment cards, IBAN, e-mail, phone, IP addresses, NPI,
  * DEA numbers, dates of birth, US passport and driver licence numbers, medical record numbers,
  * cloud and SaaS credentials, private keys, JWTs, generic high-entropy secrets) and custom ones
- * from the configuration. Every string value and object key of the scanned JSON goes through
- * one vectorscan pass over the whole pattern set; hits are confirmed and given exact spans by
- * PCRE2 (JIT) and by validators (Luhn, mod-97, SSA ranges, checksums, entropy). Text is
- * normalized first (zero-width characters dropped, full-width forms folded to ASCII) and spans
+ * from the configuration. Every member name, string and number of every message, in both
+ * directions, goes through one vectorscan pass over the whole pattern set (strings that are
+ * base64 of text, decoded, too); hits are confirmed and given exact spans by PCRE2 (JIT) and by
+ * validators (Luhn, mod-97, SSA ranges, checksums, entropy); overlapping findings take the
+ * strictest action. Text is normalized first (digits of every script folded to ASCII,
+ * default-ignorable code points dropped, full-width forms, dashes and spaces folded) and spans
  * are mapped back to the original bytes.
  *
  * A compiled safety_config is immutable and shared by every worker thread; per-thread scratch
@@ -78,7 +80,18 @@ struct safety_match {
  * name of the object member holding the string: it counts as context for detectors that need
  * context words. Writes up to max matches, sorted by start and not overlapping, into out.
  * Returns the number written (>= 0), or a negative error (-1 out of memory / vectorscan error).
+ *
+ * Actions decide overlaps: `actions` ([detector][direction], a tool's table, or NULL for the
+ * detectors' own) in direction `dir`. A detector that is off there finds nothing; spans that
+ * overlap become one match covering all of them, named by the strictest detector among them
+ * (block > redact > log); when more than max spans are found (SAFETY_SCAN_OVERFLOW) the
+ * strictest are the ones written. safety_scan_text is the same with the detectors' request
+ * actions.
  */
+int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t len, const char *key,
+                        size_t key_len, enum gw_direction dir,
+                        const enum safety_action (*actions)[2], struct safety_match *out,
+                        size_t max, unsigned *flags);
 int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, const char *key,
                      size_t key_len, struct safety_match *out, size_t max, unsigned *flags);
 
@@ -107,15 +120,18 @@ struct safety_result {
     size_t scanned;      /* bytes of strings and keys scanned */
     int error;
     char error_code[40];
-    int flagged; /* oversize or too deep, passed because limits.on_oversize is pass */
+    int flagged;    /* oversize or too deep, passed because limits.on_oversize is pass */
+    int id_finding; /* the message's JSON-RPC id holds what blocks or redacts (envelope) */
 };
 
 /*
- * Scans every string value and object key under `node` (modified in place when redactions
- * apply). `path` is the JSON Pointer of node (its prefix in findings). `budget` carries the
- * bytes left for this message (limits.max_scan_bytes) across several calls. Findings are
- * merged into `findings` (may be NULL). `tenant` keys the hash style (may be NULL). Redaction
- * happens only when `redact` is set (a dry run otherwise: findings and block are reported).
+ * Scans every string, number and object key under `node` (modified in place when redactions
+ * apply; a redacted number becomes a string), and the text of every string that is base64 of
+ * text (re-encoded when redacted). `path` is the JSON Pointer of node (its prefix in findings).
+ * `budget` carries the bytes left for this message (limits.max_scan_bytes) across several calls.
+ * Findings are merged into `findings` (may be NULL). `tenant` keys the hash style (may be NULL).
+ * Redaction happens only when `redact` is set (a dry run otherwise: findings and block are
+ * reported).
  */
 struct safety_scan_opts {
     enum gw_direction direction;
@@ -125,6 +141,14 @@ struct safety_scan_opts {
     /* Per-detector actions [detector][direction] replacing the configured ones (a tool's
      * `safety.tools` override, safety_tool_actions); NULL: the detectors' own. */
     const enum safety_action (*actions)[2];
+    /* `node` is a whole JSON-RPC message: the names of its members and of the members of its
+     * params, result or error (the protocol's own names), and the values of jsonrpc, id and
+     * method cannot be rewritten without changing what the message is; a finding there that
+     * would be redacted blocks instead. */
+    int envelope;
+    /* JSON Pointers, relative to node, of more values that cannot be rewritten (a governed
+     * action's target: the decoded request borrows it); NULL-terminated, may be NULL. */
+    const char *const *pinned;
 };
 
 /* The action table of the first `safety.tools` entry whose globs match the tool name, or
@@ -171,8 +195,12 @@ int safety_date_ok(const char *s, size_t len);
 /* ---- normalization (exposed for tests) ------------------------------------------------------ */
 
 /*
- * Folds full-width ASCII forms (U+FF01..U+FF5E) to ASCII, Unicode dashes and spaces to '-' and
- * ' ', and drops zero-width characters (U+200B..U+200D, U+2060, U+FEFF, U+00AD). On return
+ * Folds full-width ASCII forms (U+FF01..U+FF5E) to ASCII, the decimal digits of every script
+ * (Unicode Nd) to '0'..'9', dash punctuation and the minus sign to '-', space separators to
+ * ' ', the one-dot leader and small full stop to '.', and drops default-ignorable code points
+ * (soft hyphen, zero-width and bidirectional controls, variation selectors, tags, ...) and
+ * the combining marks of the general combining blocks. Pure ASCII is recognised eight bytes at
+ * a time and left alone. On return
  * *out (len *out_len) is the normalized text and map[i] the offset in s of the character that
  * produced out[i]; map[*out_len] == len. When nothing changes, *out == s and *map == NULL.
  * Otherwise *out and *map are malloc'd (caller frees). Returns 0, or -1 when out of memory.

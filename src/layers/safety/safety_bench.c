@@ -2,7 +2,9 @@
  * safety_bench: scan throughput and latency. Prints one line per measurement:
  *   throughput on string-heavy JSON without PII (goal >= 1 GB/s per core),
  *   throughput with realistic PII density (a finding every ~400 bytes, redacted),
- *   p50/p99 time to scan and redact an 8 KiB argument object (goal p99 <= 50 us).
+ *   p50/p99 time to scan and redact an 8 KiB argument object (goal p99 <= 50 us),
+ *   throughput on prose in other scripts (the normalizer's slow path), on a structured answer
+ *   of numbers, and on a binary blob in base64 (decoding gives up on its first bytes).
  */
 #include "layers/safety/safety-int.h"
 
@@ -50,6 +52,26 @@ static void prose(struct gw_buf *b, size_t len, int pii)
         gw_buf_append(b, rng() % 9 == 0 ? ". " : " ", rng() % 9 == 0 ? 2 : 1);
         if (rng() % 23 == 0)
             gw_buf_printf(b, "%u ", (unsigned)(rng() % 1000));
+    }
+}
+
+/* Words of other scripts (Arabic with Arabic-Indic digits, Devanagari, Chinese, Greek). */
+static const char *const words_intl[] = {
+    "\u0627\u0644\u0645\u0631\u064a\u0636",
+    "\u0635\u0641\u062d\u0629 \u0664\u0662",
+    "\u0930\u094b\u0917\u0940",
+    "\u0935\u0930\u094d\u0937 \u0968\u0966\u0968\u096a",
+    "\u75c5\u4eba",
+    "\u62a5\u544a",
+    "\u03b1\u03c3\u03b8\u03b5\u03bd\u03ae\u03c2",
+    "caf\u00e9",
+};
+
+static void prose_intl(struct gw_buf *b, size_t len)
+{
+    while (b->len < len) {
+        gw_buf_append_str(b, words_intl[rng() % (sizeof words_intl / sizeof words_intl[0])]);
+        gw_buf_append(b, " ", 1);
     }
 }
 
@@ -143,6 +165,53 @@ int safety_bench_main(int argc, char **argv)
         rc = 1;
     }
     free(lat);
+
+    /* 1 MiB of prose in other scripts, without PII. */
+    json_t *intl = json_object();
+    for (size_t i = 0; i < 256; i++) {
+        struct gw_buf b = {0};
+        char key[32];
+        prose_intl(&b, 4096);
+        snprintf(key, sizeof key, "field_%zu", i);
+        json_object_set_new(intl, key, json_stringn(b.data, b.len));
+        gw_buf_free(&b);
+    }
+    double intl_bps = throughput(sc, intl, 0, 10, &bytes);
+    printf("safety scan, other scripts: %6.1f MB/s  (Arabic, Devanagari, Chinese, Greek prose)\n",
+           intl_bps / 1e6);
+    json_decref(intl);
+
+    /* A structured answer of 100,000 numbers (integers and reals). */
+    json_t *nums = json_array();
+    for (size_t i = 0; i < 100000; i++)
+        json_array_append_new(nums, i % 2 ? json_integer((json_int_t)(rng() % 1000000))
+                                          : json_real((double)(rng() % 100000000) / 1e4));
+    uint64_t t0 = gw_mono_ns();
+    throughput(sc, nums, 0, 5, &bytes);
+    double per = (double)(gw_mono_ns() - t0) / 5 / 100000;
+    printf("safety scan, numbers:     %8.1f ns/number  (100,000 integers and reals)\n", per);
+    json_decref(nums);
+
+    /* A 1 MiB binary blob, base64. */
+    struct gw_buf raw = {0}, enc = {0};
+    for (size_t i = 0; i < (1u << 20); i++) {
+        unsigned char c = (unsigned char)(rng() >> 24);
+        gw_buf_append(&raw, (const char *)&c, 1);
+    }
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i + 3 <= raw.len; i += 3) {
+        const unsigned char *u = (const unsigned char *)raw.data + i;
+        unsigned v = (unsigned)u[0] << 16 | (unsigned)u[1] << 8 | u[2];
+        char q[4] = {b64[v >> 18], b64[(v >> 12) & 63], b64[(v >> 6) & 63], b64[v & 63]};
+        gw_buf_append(&enc, q, 4);
+    }
+    json_t *blob = json_pack("{s:s%}", "blob", enc.data, enc.len);
+    double blob_bps = throughput(sc, blob, 0, 10, &bytes);
+    printf("safety scan, binary blob: %8.1f MB/s  (1 MiB of base64 in one string)\n",
+           blob_bps / 1e6);
+    json_decref(blob);
+    gw_buf_free(&raw);
+    gw_buf_free(&enc);
     json_decref(small);
     json_decref(clean);
     json_decref(dirty);

@@ -177,15 +177,23 @@ static const struct builtin_rule builtin_rules[] = {
     {SB_GENERIC_SECRET, "^\\s*+([A-Za-z0-9+/=_.~-]{12,256}+)\\s*+$", 1, 1,
      "api[_\\-]?key|secret|token|passw(or)?d|pwd|access[_\\-]?key|credential|auth|bearer", CI, 1,
      SC_SECRET},
-    {SB_SSN, NB "[0-9]{3}-[0-9]{2}-[0-9]{4}" NA, 0, 0, "[0-9]{3}-[0-9]{2}-[0-9]{4}", 0, 0, SC_SSN},
+    /* Dashes or dots (536.22.8411) need no context; one kind in a number. */
+    {SB_SSN, NB "(?<![0-9]\\.)[0-9]{3}([-.])[0-9]{2}\\1[0-9]{4}" NA, 0, 0,
+     "[0-9]{3}[\\-.][0-9]{2}[\\-.][0-9]{4}", 0, 0, SC_SSN},
     {SB_SSN, NB "(?:[0-9]{3} [0-9]{2} [0-9]{4}|[0-9]{9})" NA, 0, 1,
      "ssn|social.?security|soc\\.? ?sec|ss ?#|ss ?no", CI, 1, SC_SSN},
-    {SB_ITIN, NB "9[0-9]{2}-[0-9]{2}-[0-9]{4}" NA, 0, 0, "9[0-9]{2}-[0-9]{2}-[0-9]{4}", 0, 0,
-     SC_ITIN},
+    {SB_ITIN, NB "(?<![0-9]\\.)9[0-9]{2}([-.])[0-9]{2}\\1[0-9]{4}" NA, 0, 0,
+     "9[0-9]{2}[\\-.][0-9]{2}[\\-.][0-9]{4}", 0, 0, SC_ITIN},
     {SB_ITIN, NB "9(?:[0-9]{2} [0-9]{2} [0-9]{4}|[0-9]{8})" NA, 0, 1,
      "itin|taxpayer|tax id|\\btin\\b", CI, 1, SC_ITIN},
     {SB_CREDIT_CARD, "(?<![A-Za-z0-9_])(?<![0-9][ -])[0-9](?:[ -]?[0-9])*+(?![A-Za-z_])", 0, 0,
      "[0-9](?:[ \\-]?[0-9]){11}", 0, 0, SC_CARD},
+    /* Dotted groups (4111.1111.1111.1111, 3782.822463.10005): a rule of its own, so that the
+     * digits after a decimal point never start a card. */
+    {SB_CREDIT_CARD,
+     "(?<![A-Za-z0-9_.])[0-9]{4}\\.(?:[0-9]{4}\\.[0-9]{4}\\.[0-9]{1,4}(?:\\.[0-9]{1,3})?|[0-9]{6}"
+     "\\.[0-9]{4,5})(?![A-Za-z0-9_]|\\.[0-9])",
+     0, 0, "[0-9]{4}\\.[0-9]{4,6}\\.[0-9]{4}", 0, 0, SC_CARD},
     {SB_IBAN,
      "(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])", 0,
      0, "[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}", 0, 0, SC_IBAN},

@@ -203,8 +203,13 @@ struct walk {
     struct safety_result *res;
     char path[1024];
     size_t plen;
-    int stop; /* a bound was hit or an error happened: scan nothing more */
+    size_t base; /* length of the caller's path: pinned pointers are relative to it */
+    int stop;    /* a bound was hit or an error happened: scan nothing more */
 };
+
+/* A value that cannot be rewritten (a redaction there blocks), and whether it is the id. */
+#define FIXED 1
+#define FIXED_ID 2
 
 static void set_error(struct walk *w, const char *code)
 {
@@ -265,12 +270,37 @@ static void path_pop(struct walk *w, size_t saved)
     w->path[saved] = '\0';
 }
 
+/* Whether the value at the current path (depth levels below the walk's root) is fixed. */
+static int value_fixed(const struct walk *w, size_t depth)
+{
+    const char *rel = w->path + w->base;
+    if (w->o->envelope && depth == 1) {
+        if (strcmp(rel, "/id") == 0)
+            return FIXED | FIXED_ID;
+        if (strcmp(rel, "/method") == 0 || strcmp(rel, "/jsonrpc") == 0)
+            return FIXED;
+    }
+    if (w->o->pinned && depth <= 4)
+        for (const char *const *p = w->o->pinned; *p; p++)
+            if (strcmp(rel, *p) == 0)
+                return FIXED;
+    return 0;
+}
+
+static enum safety_action action_for(const struct walk *w, int detector)
+{
+    enum gw_direction dir = w->o->direction;
+    return w->o->actions ? w->o->actions[detector][dir] : w->sc->detectors[detector].action[dir];
+}
+
 /*
- * Scans one string. Returns a malloc'd replacement (in *out, length *out_len) when spans are to
- * be redacted, NULL otherwise. Findings and the block decision are recorded on the way.
+ * Scans one text (a string, a member name, a number's decimal text, or decoded base64).
+ * Returns 0 with a malloc'd replacement in *out (length *out_len) when spans are to be
+ * redacted, *out NULL otherwise; -1 on an error (recorded). Findings and the block decision
+ * are recorded on the way. In a fixed value a redaction cannot be made: it blocks.
  */
-static int scan_string(struct walk *w, const char *s, size_t len, const char *key, size_t klen,
-                       char **out, size_t *out_len)
+static int scan_one(struct walk *w, const char *s, size_t len, const char *key, size_t klen,
+                    int fixed, char **out, size_t *out_len)
 {
     struct safety_match m[SAFETY_MAX_MATCHES];
     unsigned flags = 0;
@@ -284,7 +314,8 @@ static int scan_string(struct walk *w, const char *s, size_t len, const char *ke
     }
     *w->o->budget -= len;
     w->res->scanned += len;
-    int n = safety_scan_text(w->sc, s, len, key, klen, m, SAFETY_MAX_MATCHES, &flags);
+    int n = safety_scan_text_as(w->sc, s, len, key, klen, dir, w->o->actions, m, SAFETY_MAX_MATCHES,
+                                &flags);
     if (n < 0) {
         set_error(w, "safety.error");
         return -1;
@@ -296,9 +327,13 @@ static int scan_string(struct walk *w, const char *s, size_t len, const char *ke
     int redact = 0;
     for (int i = 0; i < n; i++) {
         const struct safety_detector *d = &w->sc->detectors[m[i].detector];
-        enum safety_action a = w->o->actions ? w->o->actions[m[i].detector][dir] : d->action[dir];
+        enum safety_action a = action_for(w, m[i].detector);
         if (a == SAFETY_OFF)
             continue;
+        if (fixed && a == SAFETY_REDACT)
+            a = SAFETY_BLOCK;
+        if ((fixed & FIXED_ID) && a >= SAFETY_REDACT)
+            w->res->id_finding = 1;
         w->res->findings++;
         safety_count_finding(w->sc, m[i].detector);
         add_finding(w->f, d->name, w->path, pii_action(a), dir);
@@ -322,9 +357,7 @@ static int scan_string(struct walk *w, const char *s, size_t len, const char *ke
         size_t pos = 0;
         for (int i = 0; i < n; i++) {
             const struct safety_detector *d = &w->sc->detectors[m[i].detector];
-            enum safety_action a =
-                w->o->actions ? w->o->actions[m[i].detector][dir] : d->action[dir];
-            if (a != SAFETY_REDACT)
+            if (action_for(w, m[i].detector) != SAFETY_REDACT)
                 continue;
             if (gw_buf_append(&b, s + pos, m[i].start - pos) != 0 ||
                 append_replacement(&b, w->sc, d, w->o->tenant, s + m[i].start,
@@ -347,7 +380,57 @@ oom:
     return -1;
 }
 
-static void walk_node(struct walk *w, json_t *node, const char *key, size_t klen, size_t depth);
+/*
+ * Scans a string as it is written and, when it is base64 of text, as that text. A redaction
+ * in the text is encoded back in the same form (alphabet, padding, data: prefix); when both
+ * readings redact, neither rewrite would keep the other's, so the whole value is replaced.
+ */
+static int scan_value(struct walk *w, const char *s, size_t len, const char *key, size_t klen,
+                      int fixed, char **out, size_t *out_len)
+{
+    char *lit = NULL, *dec = NULL;
+    size_t lit_len = 0, dec_len = 0;
+    struct safety_b64 b;
+    *out = NULL;
+    if (scan_one(w, s, len, key, klen, fixed, &lit, &lit_len) != 0)
+        return -1;
+    int d = w->stop ? 0 : safety_base64_text(s, len, &b);
+    if (d < 0) {
+        free(lit);
+        set_error(w, "safety.error");
+        return -1;
+    }
+    if (d > 0) {
+        int rc = scan_one(w, b.text, b.len, key, klen, fixed, &dec, &dec_len);
+        if (rc == 0 && dec) {
+            struct gw_buf e = {0};
+            int bad = lit ? gw_buf_append(&e, "[REDACTED]", 10) != 0
+                          : gw_buf_append(&e, s, b.prefix) != 0 ||
+                                safety_base64_encode(&e, &b, dec, dec_len) != 0;
+            free(lit);
+            lit = NULL;
+            if (bad || gw_buf_append(&e, "", 1) != 0) {
+                gw_buf_free(&e);
+                rc = -1;
+                set_error(w, "safety.error");
+            } else {
+                lit = e.data;
+                lit_len = e.len - 1;
+            }
+        }
+        free(dec);
+        free(b.text);
+        if (rc != 0) {
+            free(lit);
+            return -1;
+        }
+    }
+    *out = lit;
+    *out_len = lit_len;
+    return 0;
+}
+
+static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t klen, size_t depth);
 
 static void walk_object(struct walk *w, json_t *obj, size_t depth)
 {
@@ -358,6 +441,8 @@ static void walk_object(struct walk *w, json_t *obj, size_t depth)
     } *renames = NULL;
     size_t n_ren = 0;
     void *tmp;
+    /* The protocol's own member names (envelope; params, result, error) stay as they are. */
+    int names_fixed = w->o->envelope && depth <= 1 ? FIXED : 0;
     json_object_foreach_safe(obj, tmp, k, v)
     {
         if (w->stop)
@@ -367,8 +452,11 @@ static void walk_object(struct walk *w, json_t *obj, size_t depth)
         char *nk = NULL;
         size_t nkl = 0;
         /* The member name itself may hold a value ({"123-45-6789": {...}}). */
-        scan_string(w, k, klen, NULL, 0, &nk, &nkl);
-        walk_node(w, v, k, klen, depth + 1);
+        scan_value(w, k, klen, NULL, 0, names_fixed, &nk, &nkl);
+        json_t *rep = walk_node(w, v, k, klen, depth + 1);
+        /* Replacing the value of an existing member keeps the member (and k) in place. */
+        if (rep && json_object_set_new(obj, k, rep) != 0)
+            set_error(w, "safety.error");
         path_pop(w, saved);
         if (nk) {
             struct rename *r = realloc(renames, (n_ren + 1) * sizeof *r);
@@ -403,39 +491,59 @@ static void walk_object(struct walk *w, json_t *obj, size_t depth)
     free(renames);
 }
 
-static void walk_node(struct walk *w, json_t *node, const char *key, size_t klen, size_t depth)
+/*
+ * Walks one value. Returns a new value to put in its place (a number that was redacted
+ * becomes the redaction string), or NULL when it stays (strings are rewritten in place).
+ */
+static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t klen, size_t depth)
 {
     if (w->stop || !node)
-        return;
+        return NULL;
     if (depth > w->sc->max_depth) {
         over_bound(w, "safety.too_deep");
-        return;
+        return NULL;
     }
     switch (json_typeof(node)) {
     case JSON_STRING: {
         char *rep = NULL;
         size_t rl = 0;
-        scan_string(w, json_string_value(node), json_string_length(node), key, klen, &rep, &rl);
+        scan_value(w, json_string_value(node), json_string_length(node), key, klen,
+                   value_fixed(w, depth), &rep, &rl);
         if (rep) {
             if (json_string_setn(node, rep, rl) != 0)
                 set_error(w, "safety.error");
             free(rep);
         }
-        break;
+        return NULL;
+    }
+    case JSON_INTEGER:
+    case JSON_REAL: {
+        char num[64], *rep = NULL;
+        size_t rl = 0, nl = safety_number_text(node, num, sizeof num);
+        /* The root cannot be replaced by its parent: it is fixed. */
+        int fixed = depth == 0 ? FIXED : value_fixed(w, depth);
+        json_t *out = NULL;
+        if (scan_one(w, num, nl, key, klen, fixed, &rep, &rl) == 0 && rep &&
+            !(out = json_stringn(rep, rl)))
+            set_error(w, "safety.error");
+        free(rep);
+        return out;
     }
     case JSON_OBJECT:
         walk_object(w, node, depth);
-        break;
+        return NULL;
     case JSON_ARRAY:
         for (size_t i = 0; i < json_array_size(node) && !w->stop; i++) {
             size_t saved = path_push_index(w, i);
             /* Items of an array keep the array's member name as context ("phones": [...]). */
-            walk_node(w, json_array_get(node, i), key, klen, depth + 1);
+            json_t *rep = walk_node(w, json_array_get(node, i), key, klen, depth + 1);
+            if (rep && json_array_set_new(node, i, rep) != 0)
+                set_error(w, "safety.error");
             path_pop(w, saved);
         }
-        break;
+        return NULL;
     default:
-        break;
+        return NULL;
     }
 }
 
@@ -446,10 +554,12 @@ void safety_scan_json(const struct safety_config *sc, json_t *node, const char *
     struct walk w = {.sc = sc, .o = opts, .f = findings, .res = res};
     copy_utf8(w.path, sizeof w.path, path ? path : "");
     w.plen = strlen(w.path);
+    w.base = w.plen;
     if (!sc || !node)
         return;
     unsigned before = res->redactions;
-    walk_node(&w, node, NULL, 0, 0);
+    json_t *rep = walk_node(&w, node, NULL, 0, 0);
+    json_decref(rep); /* never set: a root number is fixed */
     if (findings)
         findings->redactions += res->redactions - before;
 }

@@ -25,6 +25,7 @@ struct cand {
     int detector;
     int rule;
     int context;       /* confirmed by a context word */
+    int action;        /* enum safety_action of its detector in this scan's direction */
     size_t start, end; /* normalized offsets */
 };
 
@@ -38,6 +39,10 @@ struct tls_state {
     size_t first_cap;
     struct cand *cands;
     size_t n_cands, cand_cap;
+    /* The strictest candidate that did not fit (MAX_CANDS): a string with thousands of weak
+     * findings must not hide a strict one behind them. */
+    struct cand spill;
+    int has_spill;
     struct key_cache_entry *key_cache;
 };
 
@@ -97,6 +102,7 @@ static struct tls_state *tls_get(const struct safety_config *sc)
         tls->first_cap = 2 * sc->n_rules;
     }
     tls->n_cands = 0;
+    tls->has_spill = 0;
     return tls;
 }
 
@@ -139,30 +145,117 @@ static size_t utf8_next(const unsigned char *s, size_t len, size_t i, uint32_t *
     return n;
 }
 
+/*
+ * Unicode decimal digits (general category Nd, Unicode 17): the code point of digit zero of
+ * every run of ten, ASCII excepted. Every Nd digit is one of these plus 0..9.
+ */
+static const uint32_t nd_zero[] = {
+    0x0660,  0x06f0,  0x07c0,  0x0966,  0x09e6,  0x0a66,  0x0ae6,  0x0b66,  0x0be6,  0x0c66,
+    0x0ce6,  0x0d66,  0x0de6,  0x0e50,  0x0ed0,  0x0f20,  0x1040,  0x1090,  0x17e0,  0x1810,
+    0x1946,  0x19d0,  0x1a80,  0x1a90,  0x1b50,  0x1bb0,  0x1c40,  0x1c50,  0xa620,  0xa8d0,
+    0xa900,  0xa9d0,  0xa9f0,  0xaa50,  0xabf0,  0xff10,  0x104a0, 0x10d30, 0x10d40, 0x11066,
+    0x110f0, 0x11136, 0x111d0, 0x112f0, 0x11450, 0x114d0, 0x11650, 0x116c0, 0x116d0, 0x116da,
+    0x11730, 0x118e0, 0x11950, 0x11bf0, 0x11c50, 0x11d50, 0x11da0, 0x11de0, 0x11f50, 0x16130,
+    0x16a60, 0x16ac0, 0x16b50, 0x16d70, 0x1ccf0, 0x1d7ce, 0x1d7d8, 0x1d7e2, 0x1d7ec, 0x1d7f6,
+    0x1e140, 0x1e2f0, 0x1e4f0, 0x1e5f1, 0x1e950, 0x1fbf0,
+};
+
+/*
+ * Dropped before matching: the Default_Ignorable_Code_Point set (Unicode 17; soft hyphen,
+ * combining grapheme joiner, zero-width and bidirectional controls, variation selectors,
+ * fillers, tags), and the combining marks of the general combining blocks (a keycap "4" is
+ * 4, U+FE0F, U+20E3). Ranges, sorted.
+ */
+static const uint32_t dropped[][2] = {
+    {0x00ad, 0x00ad},   {0x0300, 0x036f}, {0x061c, 0x061c}, {0x115f, 0x1160},   {0x17b4, 0x17b5},
+    {0x180b, 0x180f},   {0x1ab0, 0x1aff}, {0x1dc0, 0x1dff}, {0x200b, 0x200f},   {0x202a, 0x202e},
+    {0x2060, 0x206f},   {0x20d0, 0x20ff}, {0x3164, 0x3164}, {0xfe00, 0xfe0f},   {0xfe20, 0xfe2f},
+    {0xfeff, 0xfeff},   {0xffa0, 0xffa0}, {0xfff0, 0xfff8}, {0x1bca0, 0x1bca3}, {0x1d173, 0x1d17a},
+    {0xe0000, 0xe0fff},
+};
+
+static int in_ranges(const uint32_t (*r)[2], size_t n, uint32_t cp)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < r[mid][0])
+            hi = mid;
+        else if (cp > r[mid][1])
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+/* The value of a decimal digit of any script, or -1. */
+static int nd_value(uint32_t cp)
+{
+    size_t lo = 0, hi = sizeof nd_zero / sizeof nd_zero[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (nd_zero[mid] <= cp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return -1;
+    uint32_t d = cp - nd_zero[lo - 1];
+    return d < 10 ? (int)d : -1;
+}
+
 /* What a code point becomes: -1 unchanged, -2 dropped, else the ASCII byte. */
-static int fold(uint32_t cp)
+static int fold_slow(uint32_t cp)
 {
     if (cp < 0x80)
         return -1;
+    /* The letters of most non-ASCII text (Latin, CJK, Hangul) fold to nothing: no lookup. */
+    if ((cp >= 0x00c0 && cp < 0x0300) || (cp >= 0x3400 && cp < 0xa620) ||
+        (cp >= 0xac00 && cp < 0xd800))
+        return -1;
     if (cp >= 0xff01 && cp <= 0xff5e)
         return (int)(cp - 0xfee0);
-    switch (cp) {
-    case 0x200b:
-    case 0x200c:
-    case 0x200d:
-    case 0x2060:
-    case 0xfeff:
-    case 0x00ad:
+    if (in_ranges(dropped, sizeof dropped / sizeof dropped[0], cp))
         return -2;
+    int d = nd_value(cp);
+    if (d >= 0)
+        return '0' + d;
+    switch (cp) {
+    /* Space separators (Zs). */
     case 0x00a0:
+    case 0x1680:
     case 0x202f:
     case 0x205f:
     case 0x3000:
         return ' ';
+    /* Dash punctuation (Pd) and the minus sign. */
+    case 0x058a:
+    case 0x05be:
+    case 0x1400:
+    case 0x1806:
     case 0x2212:
+    case 0x2e17:
+    case 0x2e1a:
+    case 0x2e3a:
+    case 0x2e3b:
+    case 0x2e40:
+    case 0x2e5d:
+    case 0x301c:
+    case 0x3030:
+    case 0x30a0:
+    case 0xfe31:
+    case 0xfe32:
     case 0xfe58:
     case 0xfe63:
+    case 0x10d6e:
+    case 0x10ead:
         return '-';
+    /* Full stops that compatibility mapping makes '.' (one dot leader, small full stop). */
+    case 0x2024:
+    case 0xfe52:
+        return '.';
     default:
         break;
     }
@@ -171,6 +264,25 @@ static int fold(uint32_t cp)
     if (cp >= 0x2000 && cp <= 0x200a)
         return ' ';
     return -1;
+}
+
+/*
+ * fold_slow for the Basic Multilingual Plane, one byte per code point, filled once per process
+ * and read-only after: text in other scripts (Arabic, Devanagari letters) costs a load per
+ * character instead of two binary searches.
+ */
+static signed char bmp_fold[0x10000];
+static pthread_once_t bmp_once = PTHREAD_ONCE_INIT;
+
+static void bmp_init(void)
+{
+    for (uint32_t cp = 0; cp < 0x10000; cp++)
+        bmp_fold[cp] = (signed char)fold_slow(cp);
+}
+
+static int fold(uint32_t cp)
+{
+    return cp < 0x10000 ? bmp_fold[cp] : fold_slow(cp);
 }
 
 int safety_normalize(const char *s, size_t len, char **out, size_t *out_len, uint32_t **map)
@@ -198,6 +310,7 @@ int safety_normalize(const char *s, size_t len, char **out, size_t *out_len, uin
                 i++;
             if (i == len)
                 break;
+            pthread_once(&bmp_once, bmp_init);
         }
         uint32_t cp;
         size_t n = utf8_next(u, len, i, &cp);
@@ -338,6 +451,8 @@ static int key_has(struct key_view *kv, const char *word)
 
 struct scan_ctx {
     const struct safety_config *sc;
+    enum gw_direction dir;
+    const enum safety_action (*actions)[2]; /* a tool's table, or NULL: the detectors' own */
     const char *t;
     size_t tlen;
     struct key_view *kv;  /* NULL: no member name; built on first use */
@@ -481,29 +596,43 @@ static int anti_context(struct scan_ctx *x, size_t start)
     return 0;
 }
 
+static int action_of(const struct scan_ctx *x, int detector)
+{
+    return (int)(x->actions ? x->actions[detector][x->dir]
+                            : x->sc->detectors[detector].action[x->dir]);
+}
+
 static void emit(struct scan_ctx *x, const struct safety_rule *r, int rule, size_t s, size_t e)
 {
+    int action = action_of(x, r->detector);
+    /* A detector that is off in this direction finds nothing: it must not take part in
+     * the overlap resolution either, where it could hide what another one found. */
+    if (action == SAFETY_OFF)
+        return;
     if (r->need_context && !has_context(x, r->detector, s, e))
         return;
     if (!r->need_context && (r->detector == SB_SSN || r->detector == SB_ITIN) &&
         anti_context(x, s) && !has_context(x, r->detector, s, e))
         return;
     struct tls_state *ts = x->ts;
-    if (ts->n_cands == MAX_CANDS) {
-        *x->flags |= SAFETY_SCAN_OVERFLOW;
-        return;
+    struct cand c = {r->detector, rule, r->need_context, action, s, e};
+    if (ts->n_cands == ts->cand_cap && ts->cand_cap < MAX_CANDS) {
+        size_t cap = ts->cand_cap ? ts->cand_cap * 2 : 64;
+        struct cand *v = realloc(ts->cands, cap * sizeof *v);
+        if (v) {
+            ts->cands = v;
+            ts->cand_cap = cap;
+        }
     }
     if (ts->n_cands == ts->cand_cap) {
-        size_t cap = ts->cand_cap ? ts->cand_cap * 2 : 64;
-        struct cand *c = realloc(ts->cands, cap * sizeof *c);
-        if (!c) {
-            *x->flags |= SAFETY_SCAN_OVERFLOW;
-            return;
+        *x->flags |= SAFETY_SCAN_OVERFLOW;
+        if (!ts->has_spill || c.action > ts->spill.action) {
+            ts->spill = c;
+            ts->has_spill = 1;
         }
-        ts->cands = c;
-        ts->cand_cap = cap;
+        return;
     }
-    ts->cands[ts->n_cands++] = (struct cand){r->detector, rule, r->need_context, s, e};
+    ts->cands[ts->n_cands++] = c;
 }
 
 /*
@@ -540,9 +669,10 @@ static int card_group_ok(const char *t, const size_t *gs, const size_t *ge, size
 }
 
 /*
- * A run of digits with single ' ' or '-' between groups. The whole run is tried first; then,
- * from each group on, the longest group-aligned window of 12..19 digits that validates (a
- * card followed by an expiry or preceded by a reference number).
+ * A run of digits with single ' ' or '-' (or, from the dotted rule, '.') between groups. The
+ * whole run is tried first; then, from each group on, the longest group-aligned window of
+ * 12..19 digits that validates (a card followed by an expiry or preceded by a reference
+ * number).
  */
 static void confirm_card(struct scan_ctx *x, const struct safety_rule *r, int rule, size_t s,
                          size_t e)
@@ -551,7 +681,7 @@ static void confirm_card(struct scan_ctx *x, const struct safety_rule *r, int ru
     size_t gs[MAXG], ge[MAXG], ng = 0, digits = 0;
     const char *t = x->t;
     for (size_t i = s; i < e;) {
-        if (t[i] == ' ' || t[i] == '-') {
+        if (t[i] == ' ' || t[i] == '-' || t[i] == '.') {
             i++;
             continue;
         }
@@ -564,14 +694,17 @@ static void confirm_card(struct scan_ctx *x, const struct safety_rule *r, int ru
         digits += ge[ng] - gs[ng];
         ng++;
     }
-    if (digits >= 12 && digits <= 19) {
+    /* Digits right after "<digit>." are a fraction (0.5555555555554444, 12.50 4111 ...):
+     * never the start of a card. */
+    size_t first = s >= 2 && t[s - 1] == '.' && t[s - 2] >= '0' && t[s - 2] <= '9';
+    if (!first && digits >= 12 && digits <= 19) {
         if (card_group_ok(t, gs, ge, 0, ng - 1))
             emit(x, r, rule, s, e);
         return;
     }
-    if (ng < 2)
+    if (ng < 2 && !first)
         return;
-    for (size_t a = 0; a < ng; a++) {
+    for (size_t a = first; a < ng; a++) {
         size_t total = 0, best = SIZE_MAX;
         for (size_t b = a; b < ng; b++) {
             total += ge[b] - gs[b];
@@ -755,8 +888,6 @@ static void run_rule(struct scan_ctx *x, int rule, size_t from)
         if (next <= off)
             next = off + 1;
         off = next;
-        if (*x->flags & SAFETY_SCAN_OVERFLOW)
-            return;
     }
 }
 
@@ -774,12 +905,23 @@ static int cand_cmp(const void *a, const void *b)
     return x->rule < y->rule ? -1 : x->rule > y->rule;
 }
 
-int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, const char *key,
-                     size_t key_len, struct safety_match *out, size_t max, unsigned *flags)
+/* Whether candidate a, not b, names the span they share: the stricter action, then the longer
+ * span; on a tie the one cand_cmp put first (b) stays. */
+static int names_cluster(const struct cand *a, const struct cand *b)
 {
-    char *t = NULL;
-    size_t tlen = 0;
-    uint32_t *map = NULL;
+    if (a->action != b->action)
+        return a->action > b->action;
+    return a->end - a->start > b->end - b->start;
+}
+
+int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t len, const char *key,
+                        size_t key_len, enum gw_direction dir,
+                        const enum safety_action (*actions)[2], struct safety_match *out,
+                        size_t max, unsigned *flags)
+{
+    char *t = NULL, *nkey = NULL;
+    size_t tlen = 0, nkey_len = 0;
+    uint32_t *map = NULL, *key_map = NULL;
     signed char key_ctx_buf[64];
     signed char *key_ctx = key_ctx_buf;
     struct key_view kv;
@@ -792,6 +934,10 @@ int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, 
         return -1;
     if (safety_normalize(s, len, &t, &tlen, &map) != 0)
         return -1;
+    /* The member name is context in its normalized form too ("ｓｓｎ", "s\u200bsn"). */
+    if (key && key_len && safety_normalize(key, key_len, &nkey, &nkey_len, &key_map) != 0)
+        goto out;
+    free(key_map);
     if (sc->n_detectors > sizeof key_ctx_buf) {
         key_ctx = malloc(sc->n_detectors);
         if (!key_ctx)
@@ -800,12 +946,14 @@ int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, 
     memset(key_ctx, -1, sc->n_detectors);
     kv.nt = SIZE_MAX; /* built on first use */
     struct scan_ctx x = {.sc = sc,
+                         .dir = dir,
+                         .actions = actions,
                          .t = t,
                          .tlen = tlen,
-                         .kv = key && key_len ? &kv : NULL,
+                         .kv = nkey && nkey_len ? &kv : NULL,
                          .key_ctx = key_ctx,
-                         .key = key,
-                         .key_len = key_len,
+                         .key = nkey,
+                         .key_len = nkey_len,
                          .flags = flags,
                          .ts = ts};
     for (size_t i = 0; i < 2 * sc->n_rules; i++)
@@ -815,6 +963,8 @@ int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, 
                     on_hs_match, &x) != HS_SUCCESS)
             goto out;
     }
+    /* Every rule runs even when the candidates overflowed: a strict finding must not hide
+     * behind many weak ones (each rule is linear in the string). */
     for (size_t i = 0; i < sc->n_rules; i++) {
         const struct safety_rule *r = &sc->rules[i];
         size_t from = 0;
@@ -832,33 +982,66 @@ int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, 
             continue;
         }
         run_rule(&x, (int)i, from);
-        if (*flags & SAFETY_SCAN_OVERFLOW)
-            break;
     }
-    /* Overlaps: the longer span wins; on equal spans, the reading confirmed by context, then
-     * the rule listed first. */
+    /*
+     * Overlapping candidates become one span, the union of theirs (a redaction covers all
+     * that any detector found there), named by the strictest of them (block over redact over
+     * log), then the longest, then the reading its context confirms, then the rule listed
+     * first. A weaker detector never wins over a stricter one.
+     */
     if (ts->n_cands > 1)
         qsort(ts->cands, ts->n_cands, sizeof *ts->cands, cand_cmp);
     size_t kept = 0;
-    for (size_t i = 0; i < ts->n_cands; i++) {
-        struct cand *c = &ts->cands[i];
-        if (kept > 0) {
-            struct cand *k = &ts->cands[kept - 1];
-            if (c->start < k->end) {
-                if (c->end - c->start > k->end - k->start)
-                    *k = *c;
-                continue;
-            }
+    for (size_t i = 0; i < ts->n_cands;) {
+        struct cand win = ts->cands[i];
+        size_t start = win.start, end = win.end, j = i + 1;
+        for (; j < ts->n_cands && ts->cands[j].start < end; j++) {
+            if (names_cluster(&ts->cands[j], &win))
+                win = ts->cands[j];
+            if (ts->cands[j].end > end)
+                end = ts->cands[j].end;
         }
-        ts->cands[kept++] = *c;
+        win.start = start;
+        win.end = end;
+        ts->cands[kept++] = win;
+        i = j;
+    }
+    /* What did not fit still counts: the strictest spilled candidate names the weakest
+     * span kept (the string is replaced as a whole anyway, SAFETY_SCAN_OVERFLOW). */
+    if (ts->has_spill && kept > 0) {
+        size_t weakest = 0;
+        for (size_t i = 1; i < kept; i++)
+            if (ts->cands[i].action < ts->cands[weakest].action)
+                weakest = i;
+        if (ts->spill.action > ts->cands[weakest].action) {
+            ts->cands[weakest].detector = ts->spill.detector;
+            ts->cands[weakest].rule = ts->spill.rule;
+            ts->cands[weakest].action = ts->spill.action;
+        }
+    }
+    /* More spans than fit in out: the strictest are reported, in order of their start. */
+    int level = SAFETY_OFF;
+    size_t level_quota = kept;
+    if (kept > max) {
+        *flags |= SAFETY_SCAN_OVERFLOW;
+        size_t at_least[SAFETY_BLOCK + 2] = {0};
+        for (size_t i = 0; i < kept; i++)
+            at_least[ts->cands[i].action]++;
+        size_t above = 0;
+        for (level = SAFETY_BLOCK; level > SAFETY_OFF && above + at_least[level] < max; level--)
+            above += at_least[level];
+        level_quota = max - above;
     }
     size_t n = 0;
-    for (size_t i = 0; i < kept; i++) {
-        if (n == max) {
-            *flags |= SAFETY_SCAN_OVERFLOW;
-            break;
-        }
+    for (size_t i = 0; i < kept && n < max; i++) {
         const struct cand *c = &ts->cands[i];
+        if (c->action < level)
+            continue;
+        if (c->action == level) {
+            if (level_quota == 0)
+                continue;
+            level_quota--;
+        }
         out[n].detector = c->detector;
         out[n].start = map ? map[c->start] : c->start;
         out[n].end = map ? map[c->end] : c->end;
@@ -870,6 +1053,14 @@ out:
         free(key_ctx);
     if (t != s)
         free(t);
+    if (nkey != key)
+        free(nkey);
     free(map);
     return result;
+}
+
+int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, const char *key,
+                     size_t key_len, struct safety_match *out, size_t max, unsigned *flags)
+{
+    return safety_scan_text_as(sc, s, len, key, key_len, GW_DIR_REQUEST, NULL, out, max, flags);
 }

@@ -50,7 +50,8 @@ int safety_luhn_ok(const char *digits, size_t len)
 
 /* ---- US identifiers ----------------------------------------------------------------------- */
 
-/* Splits "AAA-GG-SSSS", "AAA GG SSSS" or "AAAGGSSSS" (one delimiter kind) into 9 digits. */
+/* Splits "AAA-GG-SSSS", "AAA.GG.SSSS", "AAA GG SSSS" or "AAAGGSSSS" (one delimiter kind)
+ * into 9 digits. */
 static int nine_digits(const char *s, size_t len, char d[9])
 {
     if (len == 9) {
@@ -60,7 +61,7 @@ static int nine_digits(const char *s, size_t len, char d[9])
         memcpy(d, s, 9);
         return 0;
     }
-    if (len != 11 || (s[3] != '-' && s[3] != ' ') || s[6] != s[3])
+    if (len != 11 || (s[3] != '-' && s[3] != ' ' && s[3] != '.') || s[6] != s[3])
         return -1;
     const int pos[9] = {0, 1, 2, 4, 5, 7, 8, 9, 10};
     for (int i = 0; i < 9; i++) {

@@ -149,7 +149,8 @@ static void test_ssn_itin(void **state)
     BAD(safety_ssn_ok, "123-45-6789");
     BAD(safety_ssn_ok, "111-11-1111");
     BAD(safety_ssn_ok, "134-67 7626"); /* mixed delimiters */
-    BAD(safety_ssn_ok, "134.67.7626");
+    OK(safety_ssn_ok, "134.67.7626");
+    BAD(safety_ssn_ok, "134.67-7626");
     BAD(safety_ssn_ok, "13467762");
     OK(safety_itin_ok, "912-70-1234");
     OK(safety_itin_ok, "912 50 1234");
