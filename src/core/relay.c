@@ -462,6 +462,13 @@ static size_t modern_upstream_headers(const struct gw_request *req, struct gw_he
     for (size_t i = 0; i < req->n_headers && params < MCP_MAX_PARAM_HEADERS; i++) {
         const struct gw_header *h = &req->headers[i];
         if (h->name.len > 10 && strncasecmp(h->name.ptr, "Mcp-Param-", 10) == 0) {
+            if (!mcp_param_still_mirrors(m, h->value.ptr, h->value.len)) {
+                /* The layers rewrote what it mirrors (a redaction): the original stays here. */
+                gw_log(GW_LOG_WARN, "param_header_dropped", req->id, NULL,
+                       "an Mcp-Param header no longer matches the arguments the layers let "
+                       "through; it is not forwarded");
+                continue;
+            }
             out[n++] = *h;
             params++;
         }

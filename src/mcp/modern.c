@@ -345,3 +345,16 @@ int mcp_modern_check(const struct mcp_message *m, const char *version,
         return -1;
     return check_params(m, h, err);
 }
+
+int mcp_param_still_mirrors(const struct mcp_message *m, const char *value, size_t len)
+{
+    const json_t *args = m && m->json
+                             ? json_object_get(json_object_get(m->json, "params"), "arguments")
+                             : NULL;
+    if (!json_is_object(args))
+        return 0;
+    struct gw_buf v = {0};
+    int ok = mcp_header_value_decode(value, len, &v) == 0 && argument_has(args, &v, 0);
+    gw_buf_free(&v);
+    return ok;
+}

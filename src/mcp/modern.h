@@ -86,4 +86,11 @@ const char *mcp_meta_version(const struct mcp_message *m);
 int mcp_modern_check(const struct mcp_message *m, const char *version,
                      const struct mcp_modern_headers *h, struct mcp_modern_error *err);
 
+/*
+ * Whether an Mcp-Param value (as sent) still stands for an argument of m as it goes upstream:
+ * a value the safety layer redacted in the body no longer does, and its header must not
+ * carry the original on.
+ */
+int mcp_param_still_mirrors(const struct mcp_message *m, const char *value, size_t len);
+
 #endif
