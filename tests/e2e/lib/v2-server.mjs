@@ -65,7 +65,7 @@ function newServer() {
     return server;
 }
 
-function readBody(req) {
+export function readBody(req) {
     return new Promise((resolve, reject) => {
         const chunks = [];
         req.on("data", (c) => chunks.push(c));
@@ -74,7 +74,7 @@ function readBody(req) {
     });
 }
 
-function toRequest(req, body) {
+export function toRequest(req, body) {
     const headers = new Headers();
     for (const [k, v] of Object.entries(req.headers)) {
         if (Array.isArray(v)) for (const x of v) headers.append(k, x);
@@ -89,7 +89,7 @@ function toRequest(req, body) {
 }
 
 /* Writes a web Response to a node response, streaming its body (SSE) as it comes. */
-async function sendResponse(res, response) {
+export async function sendResponse(res, response) {
     const headers = {};
     response.headers.forEach((v, k) => (headers[k] = v));
     res.writeHead(response.status, headers);

@@ -12,14 +12,18 @@ import { E2E_DIR, PERMIT_ALL, Child, freePort, waitForPort } from "../harness.mj
 import { startIdentityGateway } from "../identity-gateway.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const CLI = path.join(E2E_DIR, "node_modules/@modelcontextprotocol/conformance/dist/index.js");
+// The suite in two releases: 0.1.16 (the 2025 revisions) and 0.2.0-alpha.12, installed as
+// `conformance-2026` (2026-07-28 and its frozen requirement sets). Every function below takes
+// the release as `cli` (default 0.1.16).
+export const CLI = path.join(E2E_DIR, "node_modules/@modelcontextprotocol/conformance/dist/index.js");
+export const CLI_2026 = path.join(E2E_DIR, "node_modules/conformance-2026/dist/index.js");
 // Node 20 lacks fs.globSync, which the suite's build imports: see register.mjs.
-const NODE_ARGS = ["--import", path.join(here, "register.mjs"), CLI];
+const nodeArgs = (cli) => ["--import", path.join(here, "register.mjs"), cli];
 
 /* Runs the suite's CLI with args; resolves {code, signal, stdout, stderr, timedOut}. */
-function runCli(args, ms) {
+function runCli(args, ms, cli = CLI) {
     return new Promise((resolve) => {
-        const p = spawn(process.execPath, [...NODE_ARGS, ...args], {
+        const p = spawn(process.execPath, [...nodeArgs(cli), ...args], {
             cwd: E2E_DIR,
             stdio: ["ignore", "pipe", "pipe"],
             env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" },
@@ -41,8 +45,8 @@ function runCli(args, ms) {
 }
 
 /* Every server scenario the suite has ("all" suite: active and pending), from `list --server`. */
-export async function listServerScenarios() {
-    const r = await runCli(["list", "--server"], 30000);
+export async function listServerScenarios({ cli = CLI, specVersion } = {}) {
+    const r = await runCli(["list", "--server", ...(specVersion ? ["--spec-version", specVersion] : [])], 30000, cli);
     if (r.code !== 0) throw new Error(`conformance list failed (${r.code})\n${r.stdout}\n${r.stderr}`);
     return r.stdout
         .split("\n")
@@ -55,10 +59,13 @@ export async function listServerScenarios() {
  * output}: checks as the suite wrote them (each {id, name, status, errorMessage, ...}); a run
  * that wrote none (crash, timeout) gives one FAILURE check saying so.
  */
-export async function runScenario(url, scenario, ms = 60000) {
+export async function runScenario(url, scenario, ms = 60000, { cli = CLI, specVersion } = {}) {
     const out = mkdtempSync(path.join(os.tmpdir(), "toolgate-conformance-"));
     try {
-        const r = await runCli(["server", "--url", url, "--scenario", scenario, "-o", out], ms);
+        const args = ["server", "--url", url, "--scenario", scenario, "-o", out];
+        // The 2026 release runs a scenario at the wire of the revision named (and its own timeout).
+        if (specVersion) args.push("--spec-version", specVersion, "--timeout", String(ms));
+        const r = await runCli(args, ms + (specVersion ? 5000 : 0), cli);
         const dirs = readdirSync(out).filter((d) => existsSync(path.join(out, d, "checks.json")));
         const output = `${r.stdout}\n${r.stderr}`;
         if (dirs.length !== 1)
@@ -101,14 +108,20 @@ function readResults(out) {
  * a watchdog per scenario: when one has not finished within ms the process is killed, that
  * scenario fails with "did not finish", and the ones left run in processes of their own, three
  * at a time, each bounded by ms too. Results in the order of `scenarios`.
+ *
+ * By default the run is 0.1.16's "all" suite. With {cli: CLI_2026, requirements: revision} it is
+ * the 2026 release's frozen requirement set for that revision (`--requirements`, scored and not
+ * scored scenarios alike, each also bounded by the suite's own `--timeout ms`); the scenarios left
+ * after a kill then run at that revision's wire (`--spec-version`).
  */
-export async function runSuite(url, scenarios, ms = 60000) {
+export async function runSuite(url, scenarios, ms = 60000, { cli = CLI, requirements } = {}) {
     const out = mkdtempSync(path.join(os.tmpdir(), "toolgate-conformance-"));
     const stuck = new Map(); // scenario -> message
     let output = "";
+    const select = requirements ? ["--requirements", requirements, "--timeout", String(ms)] : ["--suite", "all"];
     try {
         await new Promise((resolve) => {
-            const p = spawn(process.execPath, [...NODE_ARGS, "server", "--url", url, "--suite", "all", "-o", out], {
+            const p = spawn(process.execPath, [...nodeArgs(cli), "server", "--url", url, ...select, "-o", out], {
                 cwd: E2E_DIR,
                 stdio: ["ignore", "pipe", "pipe"],
                 env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" },
@@ -156,7 +169,7 @@ export async function runSuite(url, scenarios, ms = 60000) {
         const worker = async () => {
             while (left.length > 0) {
                 const i = left.shift();
-                results[i] = await runScenario(url, scenarios[i], ms);
+                results[i] = await runScenario(url, scenarios[i], ms, requirements ? { cli, specVersion: requirements } : { cli });
             }
         };
         await Promise.all(Array.from({ length: Math.min(3, left.length) }, worker));
@@ -164,6 +177,33 @@ export async function runSuite(url, scenarios, ms = 60000) {
     } finally {
         rmSync(out, { recursive: true, force: true });
     }
+}
+
+/*
+ * A frozen requirement set of the 2026 release (`requirements/<revision>.yaml`), its server leg:
+ * {scored: the scenarios conformance to the revision requires, notScored: [{scenario, reason}]
+ * (run and reported, never counted)}. The file is a plain two-level YAML list; read line by line.
+ */
+export function requirementSet(revision) {
+    const file = path.join(path.dirname(path.dirname(CLI_2026)), "requirements", `${revision}.yaml`);
+    const scored = [];
+    const notScored = [];
+    let section;
+    let entry;
+    for (const line of readFileSync(file, "utf8").split("\n")) {
+        if (/^\S/.test(line) && !line.startsWith("#")) {
+            section = line.replace(/:.*$/, "");
+            continue;
+        }
+        const item = /^ {2}- (.+)$/.exec(line);
+        if (section === "server" && item) scored.push(item[1].trim());
+        if (section !== "not_scored") continue;
+        const start = /^ {2}- scenario: (\S+)/.exec(line);
+        if (start) notScored.push((entry = { scenario: start[1] }));
+        const field = /^ {4}(leg|reason): (\S+)/.exec(line);
+        if (field && entry) entry[field[1]] = field[2];
+    }
+    return { scored, notScored: notScored.filter((e) => e.leg === "server").map(({ scenario, reason }) => ({ scenario, reason })) };
 }
 
 /* Totals as the suite counts them: SUCCESS and FAILURE checks (INFO/WARNING not scored). */
@@ -192,10 +232,14 @@ export function describeFailures(results, { warnings = false } = {}) {
     return lines.join("\n");
 }
 
-/* The reference server (everything-server.mjs) as a child process on a free loopback port. */
-export async function startReferenceServer() {
+/*
+ * The reference server (everything-server.mjs, or with {era: 2026} server-2026.mjs, the SDK v2
+ * backend for the 2026-07-28 scenarios) as a child process on a free loopback port.
+ */
+export async function startReferenceServer({ era } = {}) {
     const port = await freePort();
-    const child = new Child("conformance-everything", process.execPath, [path.join(here, "everything-server.mjs"), String(port)], {
+    const [name, file] = era === 2026 ? ["conformance-2026", "server-2026.mjs"] : ["conformance-everything", "everything-server.mjs"];
+    const child = new Child(name, process.execPath, [path.join(here, file), String(port)], {
         cwd: E2E_DIR,
     });
     try {
