@@ -42,18 +42,58 @@ static int dup_header(struct gw_request *req, const char *name, size_t max, char
     return *out ? 0 : -1;
 }
 
-/* -32022, with the revisions toolgate serves (on this route) and the one asked for. */
-static void unsupported_version(struct gw_request *req, const char *requested, int era_2025_only,
-                                const char *message)
+/*
+ * The id of a request refused before its body was decoded, when the body is a JSON-RPC
+ * request whose id can be read (an error must answer the request it refuses).
+ */
+static void recover_id(struct gw_request *req)
+{
+    json_t *j = NULL;
+    if (req->method != GW_HTTP_POST || req->body.len == 0 ||
+        mcp_parse_message(req->body.ptr, req->body.len, req->cfg->server.limits.max_json_depth,
+                          &j) != 0)
+        return;
+    json_t *id = json_is_object(j) ? json_object_get(j, "id") : NULL;
+    if ((json_is_string(id) || json_is_integer(id)) && !req->rpc.msgs &&
+        (req->rpc.msgs = calloc(1, sizeof *req->rpc.msgs)) != NULL) {
+        req->rpc.n = 1;
+        req->rpc.msgs[0].kind = MCP_REQUEST;
+        req->rpc.msgs[0].json = json_pack("{s:O}", "id", id);
+        req->rpc.msgs[0].id = json_object_get(req->rpc.msgs[0].json, "id");
+    }
+    json_decref(j);
+}
+
+/*
+ * -32022, naming the revision asked for and the ones to use instead: on a route of the
+ * session era only, its revisions; for a request in the stateless envelope (its body claims a
+ * revision in _meta), the stateless revisions (the session era is reached with initialize,
+ * not with the envelope); otherwise every revision toolgate serves.
+ */
+enum version_list { VERSIONS_ALL, VERSIONS_2025, VERSIONS_MODERN };
+
+static void unsupported_version(struct gw_request *req, const char *requested,
+                                enum version_list list, const char *message)
 {
     answer_protocol_error(req, 400, MCP_UNSUPPORTED_VERSION, "protocol.unsupported_version",
                           message);
+    recover_id(req);
     json_t *supported = json_array();
-    for (const char *const *v = mcp_version_names(); *v; v++)
-        if (!era_2025_only || mcp_version_bit(*v) != MCP_V_2026_07_28)
+    for (const char *const *v = mcp_version_names(); *v; v++) {
+        int modern = mcp_version_bit(*v) == MCP_V_2026_07_28;
+        if (list == VERSIONS_ALL || (list == VERSIONS_2025 && !modern) ||
+            (list == VERSIONS_MODERN && modern))
             json_array_append_new(supported, json_string(*v));
+    }
     req->protocol_error_data =
         json_pack("{s:o, s:s?}", "supported", supported, "requested", requested);
+}
+
+static int claims_envelope(const struct gw_request *req)
+{
+    static const char key[] = "io.modelcontextprotocol/protocolVersion";
+    return req->body.len >= sizeof key - 1 &&
+           memmem(req->body.ptr, req->body.len, key, sizeof key - 1) != NULL;
 }
 
 /* The headers a 2026-07-28 request mirrors its body in. */
@@ -128,7 +168,8 @@ void relay_decode_mcp(struct exchange *x)
         return;
     }
     if (req->protocol_version && mcp_version_bit(req->protocol_version) == 0) {
-        unsupported_version(req, req->protocol_version, 0,
+        unsupported_version(req, req->protocol_version,
+                            claims_envelope(req) ? VERSIONS_MODERN : VERSIONS_ALL,
                             "Unsupported protocol version (toolgate serves 2026-07-28, "
                             "2025-11-25, 2025-06-18 and 2025-03-26)");
         return;
@@ -138,7 +179,7 @@ void relay_decode_mcp(struct exchange *x)
     if (req->modern) {
         /* Stateless: POST only, no session (an Mcp-Session-Id is ignored, never forwarded). */
         if (!x->kind->modern) {
-            unsupported_version(req, req->protocol_version, 1,
+            unsupported_version(req, req->protocol_version, VERSIONS_2025,
                                 "This route serves the 2025 protocol revisions only");
             return;
         }

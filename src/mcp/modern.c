@@ -348,9 +348,8 @@ int mcp_modern_check(const struct mcp_message *m, const char *version,
 
 int mcp_param_still_mirrors(const struct mcp_message *m, const char *value, size_t len)
 {
-    const json_t *args = m && m->json
-                             ? json_object_get(json_object_get(m->json, "params"), "arguments")
-                             : NULL;
+    const json_t *args =
+        m && m->json ? json_object_get(json_object_get(m->json, "params"), "arguments") : NULL;
     if (!json_is_object(args))
         return 0;
     struct gw_buf v = {0};

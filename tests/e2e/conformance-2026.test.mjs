@@ -7,9 +7,7 @@
 //     toolgate in front of it (a route to the backend, real identity, a permit-all policy, the
 //     token shim of the 0.1.16 test adding a bearer JWT and relaying everything else): per
 //     scored scenario every check has the status it has directly, but for the named known gaps,
-//     which must still fail (none are named: the gateway is to serve the revision as it is).
-//     Until toolgate serves 2026-07-28 that comparison is marked `todo`: it runs and reports
-//     every difference but does not fail the run.
+//     which must still fail (none are named: the gateway serves the revision as it is).
 //   * 2025-11-25, the same backend (its 2025 path, sessionful): directly, every scored check
 //     passes; through toolgate, every check as directly.
 //
@@ -41,7 +39,6 @@ const KNOWN_GAPS = {
 // Until toolgate serves 2026-07-28 (it answers such a request 400, unsupported
 // MCP-Protocol-Version), the comparison through toolgate at that revision is reported, not
 // enforced. Remove this once it does: the test then holds the gateway to the direct run.
-const TODO_2026 = "toolgate does not serve MCP 2026-07-28 yet: reported, not enforced";
 
 // Every scenario finishes in well under a second here; the bound is for a hang.
 const SCENARIO_MS = 20000;
@@ -167,7 +164,7 @@ for (const revision of ["2026-07-28", "2025-11-25"]) {
 
         test(
             "through toolgate: every scored check as directly but for the known gaps",
-            revision === "2026-07-28" ? { todo: TODO_2026 } : {},
+            {},
             async (t) => {
                 assert.ok(direct, "the direct run happened");
                 const run = await runSet(gateway.url, revision, set, `run through toolgate at ${revision}`);

@@ -44,6 +44,14 @@ before(async () => {
         routes: [
             { name: "reference", path: "/mcp", url: reference.url },
             { name: "v2", path: "/v2", url: v2.url },
+            {
+                name: "fed",
+                path: "/fed",
+                backends: [
+                    { name: "ref", url: reference.url, prefix: "ref." },
+                    { name: "two", url: v2.url, prefix: "two." },
+                ],
+            },
         ],
         policy: POLICY,
     });
@@ -271,7 +279,37 @@ describe("the 2026-07-28 revision through toolgate (a v2 server behind it)", () 
         assert.equal(res.status, 400);
         const body = await res.json();
         assert.equal(body.error.code, -32022, JSON.stringify(body));
-        assert.deepEqual(body.error.data.supported, ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"]);
+        assert.equal(body.id, 1, "the error answers the request it refuses");
+        // In the stateless envelope, the stateless revision is the one to use instead.
+        assert.deepEqual(body.error.data.supported, ["2026-07-28"]);
         assert.equal(body.error.data.requested, "2027-01-01");
+        // Without the envelope, every revision toolgate serves.
+        const legacy = await post(
+            { "MCP-Protocol-Version": "2024-01-01" },
+            { jsonrpc: "2.0", id: "x", method: "tools/list", params: {} },
+        );
+        const lb = await legacy.json();
+        assert.equal(legacy.status, 400);
+        assert.equal(lb.id, "x");
+        assert.deepEqual(lb.error.data.supported, ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"]);
+    });
+
+    test("a federated route serves the session era only: a 2026-07-28 request gets -32022 naming it", async () => {
+        const res = await fetch(`${gw.tg.base}/fed`, {
+            method: "POST",
+            headers: {
+                "Content-Type": "application/json",
+                Accept: "application/json, text/event-stream",
+                Authorization: `Bearer ${gw.mint({ path: "/fed" })}`,
+                "MCP-Protocol-Version": "2026-07-28",
+                "Mcp-Method": "tools/list",
+            },
+            body: JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/list", params: { _meta: META } }),
+            signal: AbortSignal.timeout(5000),
+        });
+        assert.equal(res.status, 400);
+        const body = await res.json();
+        assert.equal(body.error.code, -32022, JSON.stringify(body));
+        assert.deepEqual(body.error.data.supported, ["2025-11-25", "2025-06-18", "2025-03-26"]);
     });
 });

@@ -126,9 +126,21 @@ struct policy_index {
     size_t n_prefix_lens;
 };
 
+/* One scope of policy.scope_implies and every scope pattern it implies (closed over). */
+struct policy_implies {
+    char *scope;
+    char **implied; /* exact scopes, or patterns with '*' */
+    size_t n;
+};
+
+#define POLICY_MAX_IMPLIES 256
+#define POLICY_MAX_IMPLIED 64
+
 struct policy_config {
     struct policy_rule *rules;
     size_t n_rules;
+    struct policy_implies *implies;
+    size_t n_implies;
     struct policy_index index[POLICY_ACTION_COUNT];
     /*
      * Forbid rules of tools and prompts again, by their targets folded to lower case: a

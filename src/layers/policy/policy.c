@@ -36,6 +36,7 @@ static void principal_of(const struct gw_request *req, struct policy_principal *
     p->n_roles = strv_count(id->roles);
     p->scopes = (const char *const *)id->scopes;
     p->n_scopes = strv_count(id->scopes);
+    p->scope_model = policy_config_of(req->cfg);
 }
 
 static const struct policy_config *config_of(const struct gw_request *req)

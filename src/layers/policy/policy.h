@@ -48,6 +48,11 @@ struct policy_principal {
     size_t n_roles;
     const char *const *scopes;
     size_t n_scopes;
+    /*
+     * The scope hierarchy (policy.scope_implies) the scopes are read with: a broader scope the
+     * principal holds implies the narrower ones it names. NULL: scopes are only themselves.
+     */
+    const struct policy_config *scope_model;
 };
 
 struct policy_query {
