@@ -291,6 +291,7 @@ int policy_run_tests(const struct policy_config *pc, const char *file, FILE *out
             failures = -1;
             goto out;
         }
+        tc.principal.p.scope_model = pc;
         struct policy_query q = {
             .action = tc.action,
             .target = tc.target,
@@ -471,6 +472,7 @@ static int cli_explain(int argc, char **argv)
     pr.scopes = (const char *const *)scopev;
     if (load_policy(config, &pc) != 0)
         goto out;
+    pr.scope_model = pc;
     struct policy_query q = {.action = (enum policy_action)action,
                              .target = target,
                              .target_len = strlen(target),

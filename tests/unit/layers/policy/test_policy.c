@@ -81,6 +81,7 @@ static enum policy_outcome decide_full(const struct policy_config *pc, enum poli
         p.n_roles = count(w->roles, 4);
         p.scopes = w->scopes;
         p.n_scopes = count(w->scopes, 6);
+        p.scope_model = pc; /* as the layer reads scopes: with the configured hierarchy */
     }
     json_t *args = NULL;
     if (args_json) {
@@ -522,6 +523,49 @@ static void test_insufficient_scope(void **state)
     policy_config_free(pc);
 }
 
+static void test_scope_hierarchy(void **state)
+{
+    (void)state;
+    struct policy_config *pc =
+        load("policy:\n  scope_implies:\n"
+             "    patients.admin: [patients.write]\n"
+             "    patients.write: [patients.read]\n"
+             "    all: ['*']\n"
+             "    records: ['records.*']\n"
+             "  rules:\n"
+             "    - {id: read, effect: permit, tools: [get], scopes_all: [patients.read]}\n"
+             "    - {id: rec, effect: permit, tools: [rec], scopes_any: [records.view]}\n"
+             "    - id: write\n      effect: permit\n      tools: [note]\n"
+             "      scopes_all: [patients.read]\n      required_scopes: [patients.write]\n");
+    assert_non_null(pc);
+    /* A broader scope implies the narrower ones, through the chain. */
+    struct who admin = {"a", "t1", NULL, {NULL}, {"patients.admin"}};
+    struct who writer = {"w", "t1", NULL, {NULL}, {"patients.write"}};
+    struct who reader = {"r", "t1", NULL, {NULL}, {"patients.read"}};
+    struct who rec = {"x", "t1", NULL, {NULL}, {"records"}};
+    struct who root = {"z", "t1", NULL, {NULL}, {"all"}};
+    struct who other = {"o", "t1", NULL, {NULL}, {"patients"}};
+    assert_int_equal(decide(pc, "get", "{}", &admin), POLICY_ALLOW);
+    assert_int_equal(decide(pc, "get", "{}", &writer), POLICY_ALLOW);
+    assert_int_equal(decide(pc, "get", "{}", &reader), POLICY_ALLOW);
+    assert_int_equal(decide(pc, "note", "{}", &admin), POLICY_ALLOW);
+    assert_int_equal(decide(pc, "rec", "{}", &rec), POLICY_ALLOW);
+    assert_int_equal(decide(pc, "rec", "{}", &root), POLICY_ALLOW);
+    /* Never upwards, and a name that only looks broader implies nothing. */
+    assert_int_equal(decide(pc, "note", "{}", &reader), POLICY_DENY_SCOPE);
+    assert_int_equal(decide(pc, "get", "{}", &other), POLICY_DENY_HIDDEN);
+    assert_int_equal(decide(pc, "rec", "{}", &reader), POLICY_DENY_HIDDEN);
+    /* The step-up names every scope the call needs, held ones included. */
+    struct policy_result res;
+    assert_int_equal(decide_full(pc, POLICY_ACTION_TOOL, "note", "{}", &reader, &res),
+                     POLICY_DENY_SCOPE);
+    assert_string_equal(res.scopes, "patients.read patients.write");
+    policy_config_free(pc);
+    /* Bounds and shapes. */
+    expect_err("policy:\n  scope_implies: [a]\n", "scope_implies");
+    expect_err("policy:\n  scope_implies: {a: ['']}\n", "empty scope");
+}
+
 static void test_actions(void **state)
 {
     (void)state;
@@ -805,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_pred_host_in),
         cmocka_unit_test(test_pointer),
         cmocka_unit_test(test_insufficient_scope),
+        cmocka_unit_test(test_scope_hierarchy),
         cmocka_unit_test(test_actions),
         cmocka_unit_test(test_message_and_explain),
         cmocka_unit_test(test_config_errors),
