@@ -63,6 +63,13 @@ struct exchange {
     int holding_stream;
     int abandon;
     _Atomic int durable_ok;
+    /*
+     * The backend asked the client something this revision does not have (a server request
+     * not in the method table): the client's call is answered with an error and the stream
+     * ends, rather than both sides waiting for an answer that cannot come.
+     */
+    char refused_request[64];
+    int end_stream;
 };
 
 /* ---- exchange.c ---- */

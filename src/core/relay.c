@@ -61,6 +61,9 @@ static json_t *hooks_one(struct exchange *x, json_t *msg, int *modified, struct 
         gw_log(GW_LOG_WARN, "upstream_not_understood", x->req->id, NULL,
                "dropped a message from the backend that is not an MCP message of this "
                "revision");
+        const char *method = json_string_value(json_object_get(msg, "method"));
+        if (method && json_object_get(msg, "id") && !x->refused_request[0])
+            snprintf(x->refused_request, sizeof x->refused_request, "%s", method);
         json_decref(msg);
         *modified = 1;
         return NULL;
@@ -245,6 +248,41 @@ static int sse_fields_ok(const struct sse_event *ev)
 }
 
 /*
+ * The backend sent, on the stream of the client's call, a request the call's revision does not
+ * have (elicitation/create to a 2025-03-26 client, say). It was not let through, so the backend
+ * would wait for an answer the client cannot give, and the client for the call's result: the
+ * call is answered now with an error naming the request, and the stream ends (closing it is
+ * the cancellation the backend sees).
+ */
+static int end_with_refusal(struct exchange *x)
+{
+    struct gw_request *req = x->req;
+    char message[200];
+    snprintf(message, sizeof message,
+             "The backend asked the client for %.60s, which protocol revision %s does not have; "
+             "the call was ended",
+             x->refused_request, req->protocol_version ? req->protocol_version : "2025-03-26");
+    x->holding_stream = 1;
+    int rc = 0;
+    for (size_t i = 0; i < req->rpc.n && rc == 0; i++) {
+        if (req->rpc.msgs[i].kind != MCP_REQUEST)
+            continue;
+        struct gw_buf body = {0}, ev = {0};
+        if (jsonrpc_error_body(&body, req->rpc.msgs[i].id, JSONRPC_INTERNAL_ERROR, message,
+                               NULL) != 0 ||
+            sse_encode(&ev, GW_SLICE_LIT(""), GW_SLICE_NULL, 0, -1,
+                       (struct gw_slice){body.data, body.len}) != 0 ||
+            write_to_client(x, ev.data, ev.len) != 0)
+            rc = 1;
+        gw_buf_free(&body);
+        gw_buf_free(&ev);
+    }
+    snprintf(req->upstream_error, sizeof req->upstream_error, "upstream.refused_request");
+    x->end_stream = 1;
+    return rc;
+}
+
+/*
  * One SSE event from the backend. Every event that goes on is encoded anew from the fields
  * toolgate understood (id, retry, data), so comments and unknown fields never reach the
  * client. A priming event (an id, maybe retry, and no message: 2025-11-25) is passed on, so
@@ -254,6 +292,8 @@ static int sse_fields_ok(const struct sse_event *ev)
 static int on_sse_event(void *arg, const struct sse_event *ev)
 {
     struct exchange *x = arg;
+    if (x->end_stream)
+        return 0; /* the call was answered already; the stream is ending */
     if (!sse_fields_ok(ev)) {
         gw_log(GW_LOG_WARN, "upstream_bad_event", x->req->id, NULL,
                "dropped an SSE event with an event type or id toolgate does not pass on");
@@ -279,8 +319,11 @@ static int on_sse_event(void *arg, const struct sse_event *ev)
     }
     int modified = 0;
     msg = relay_hooks(x, msg, &modified, NULL);
-    if (!msg)
+    if (!msg) {
+        if (x->refused_request[0] && x->req->method == GW_HTTP_POST && !x->end_stream)
+            return end_with_refusal(x);
         return 0; /* not for the client: the event is dropped */
+    }
     /*
      * A POST stream's answer is held until its completion record is durable. A GET stream
      * never ends with an answer of its own: a response on it is one the backend replays after
@@ -314,7 +357,9 @@ static int on_up_data(void *arg, const char *data, size_t len)
         }
         exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
         int rc = sse_feed(&x->sse, data, len, on_sse_event, x);
-        if (rc == SSE_TOO_LARGE) {
+        if (rc == 0 && x->end_stream) {
+            exchange_finish(x, 0);
+        } else if (rc == SSE_TOO_LARGE) {
             gw_log(GW_LOG_WARN, "upstream_event_too_large", req->id, NULL,
                    "an SSE event from the backend exceeded server.limits.max_sse_event; "
                    "ending the stream");

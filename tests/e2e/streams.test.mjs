@@ -213,3 +213,47 @@ describe("order of a session's streams", () => {
         post.close();
     });
 });
+
+describe("a server request the call's revision does not have", () => {
+    test("elicitation/create to a 2025-03-26 call: the call gets an error at once and the backend's stream is closed", async () => {
+        const sid = await openSession(tg.port, backend, "backend-refused");
+        let streamClosed = null;
+        backend.setHandler((req, res, body) => {
+            const msg = JSON.parse(body);
+            if (msg.method !== "tools/call") {
+                res.writeHead(202);
+                return res.end();
+            }
+            res.writeHead(200, { "Content-Type": "text/event-stream" });
+            // elicitation/create exists from 2025-06-18 on; the backend then waits for an answer.
+            res.write(`id: r1\ndata: ${JSON.stringify({ jsonrpc: "2.0", id: "ask-1", method: "elicitation/create", params: { message: "Sure?", requestedSchema: { type: "object", properties: {} } } })}\n\n`);
+            streamClosed = new Promise((resolve) => res.on("close", () => resolve(true)));
+        });
+        const body = call(21, "ask");
+        const conn = await RawConn.open(tg.port);
+        await conn.write(
+            request(
+                "POST",
+                "/mcp",
+                {
+                    "Content-Type": "application/json",
+                    Accept: "application/json, text/event-stream",
+                    "Mcp-Session-Id": sid,
+                    "MCP-Protocol-Version": "2025-03-26",
+                    "Content-Length": Buffer.byteLength(body),
+                },
+                body,
+            ),
+        );
+        const r = await conn.readResponse(10000);
+        conn.close();
+        const text = r.body.toString("utf8");
+        assert.doesNotMatch(text, /elicitation\/create"/, "the request did not reach the client");
+        const events = parseSse(text).map((e) => JSON.parse(e.data));
+        assert.equal(events.length, 1, text);
+        assert.equal(events[0].id, 21);
+        assert.match(events[0].error.message, /elicitation\/create.*2025-03-26/);
+        assert.equal(await withTimeout(streamClosed, 10000, "the backend's stream to close"), true);
+    });
+});
+
