@@ -1,4 +1,5 @@
 #include "lib/jwt.h"
+#include "lib/base64.h"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -72,17 +73,7 @@ const char *jwt_error_code(int err)
 
 static int b64_value(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return c == '-' ? 62 : c == '_' ? 63 : gw_b64_alnum(c);
 }
 
 long jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t outcap)
@@ -116,8 +107,7 @@ long jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t ou
 
 int jwt_b64url_encode(const unsigned char *in, size_t len, struct gw_buf *out)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char alphabet[] = GW_B64_URL_DIGITS;
     if (gw_buf_reserve(out, len / 3 * 4 + 4) != 0)
         return -1;
     size_t i = 0;

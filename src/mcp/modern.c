@@ -1,4 +1,5 @@
 #include "mcp/modern.h"
+#include "lib/base64.h"
 #include "lib/uri.h"
 
 #include <math.h>
@@ -26,17 +27,7 @@ static int set_err(struct mcp_modern_error *err, int code, const char *fmt, ...)
 
 static int b64_value(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
+    return c == '+' ? 62 : c == '/' ? 63 : gw_b64_alnum(c);
 }
 
 /* Standard base64 with padding, strictly: whole quanta, '=' only at the end, zero pad bits. */
@@ -151,7 +142,7 @@ int mcp_header_value_encode(const char *s, size_t len, struct gw_buf *out)
 {
     if (len > 0 && plain_ok(s, len) && !is_wrapped(s, len))
         return gw_buf_append(out, s, len);
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char tab[] = GW_B64_STD_DIGITS;
     if (gw_buf_append(out, "=?base64?", 9) != 0)
         return -1;
     for (size_t i = 0; i < len; i += 3) {

@@ -6,6 +6,7 @@
  *   throughput on prose in other scripts (the normalizer's slow path), on a structured answer
  *   of numbers, and on a binary blob in base64 (decoding gives up on its first bytes).
  */
+#include "lib/base64.h"
 #include "layers/safety/safety-int.h"
 
 #include <stdio.h>
@@ -198,7 +199,7 @@ int safety_bench_main(int argc, char **argv)
         unsigned char c = (unsigned char)(rng() >> 24);
         gw_buf_append(&raw, (const char *)&c, 1);
     }
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char b64[] = GW_B64_STD_DIGITS;
     for (size_t i = 0; i + 3 <= raw.len; i += 3) {
         const unsigned char *u = (const unsigned char *)raw.data + i;
         unsigned v = (unsigned)u[0] << 16 | (unsigned)u[1] << 8 | u[2];

@@ -19,17 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/base64.h"
 #include "lib/buf.h"
 
 /* 0..63, or -1. *alphabet: 0 not known yet, 1 standard, 2 URL-safe; mixing them fails. */
 static int b64_value(unsigned char c, int *alphabet)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
+    int d = gw_b64_alnum(c);
+    if (d >= 0)
+        return d;
     int a, v;
     switch (c) {
     case '+':
@@ -190,9 +188,7 @@ int safety_base64_text(const char *s, size_t len, struct safety_b64 *out)
 
 int safety_base64_encode(struct gw_buf *b, const struct safety_b64 *form, const char *s, size_t len)
 {
-    const char *alphabet = form->url
-                               ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-                               : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *alphabet = form->url ? GW_B64_URL_DIGITS : GW_B64_STD_DIGITS;
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < len; i += 3) {
         unsigned v = (unsigned)u[i] << 16;

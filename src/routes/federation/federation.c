@@ -1,4 +1,5 @@
 #include "routes/federation/federation.h"
+#include "lib/base64.h"
 #include "lib/digest.h"
 #include "lib/timeutil.h"
 
@@ -39,7 +40,7 @@ int fed_backend_index(const struct gw_route *route, const struct gw_backend *b)
 
 /* ---- cursors ---- */
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64url[] = GW_B64_URL_DIGITS;
 
 /* Bound on a backend cursor we carry inside ours. */
 #define FED_MAX_CURSOR 4096
