@@ -61,9 +61,19 @@ static json_t *hooks_one(struct exchange *x, json_t *msg, int *modified, struct 
         gw_log(GW_LOG_WARN, "upstream_not_understood", x->req->id, NULL,
                "dropped a message from the backend that is not an MCP message of this "
                "revision");
+        /*
+         * A server request of another revision (the backend will wait for its answer): the
+         * call is ended (end_with_refusal), naming the method as the table spells it. Anything
+         * unknown is only dropped, and nothing the backend wrote is echoed.
+         */
         const char *method = json_string_value(json_object_get(msg, "method"));
-        if (method && json_object_get(msg, "id") && !x->refused_request[0])
-            snprintf(x->refused_request, sizeof x->refused_request, "%s", method);
+        const struct mcp_method *known =
+            method && json_object_get(msg, "id")
+                ? mcp_method_lookup(method, MCP_V_ALL_2025 | MCP_V_2026_07_28,
+                                    MCP_DIR_SERVER_REQUEST)
+                : NULL;
+        if (known && !x->refused_request[0])
+            snprintf(x->refused_request, sizeof x->refused_request, "%s", known->name);
         json_decref(msg);
         *modified = 1;
         return NULL;
