@@ -87,6 +87,12 @@ struct gw_backend {
     struct gw_backend_health health;
     struct gw_backend_eject eject;
     struct gw_route_timeouts timeouts; /* the route's, overridden key by key by its own */
+    /*
+     * The protocol revision the backend serves (`protocol`), as an MCP_V_* bit, or 0 (`auto`):
+     * requests go in the revision the client speaks. A session-era revision here bridges
+     * 2026-07-28 clients to it (core/bridge.c); 2026-07-28 refuses session-era clients.
+     */
+    unsigned protocol;
 };
 
 struct gw_route_kind; /* core/route_kind.h */

@@ -6,6 +6,7 @@
 #include "core/config-int.h"
 #include "core/module.h"
 #include "core/route_kind.h"
+#include "mcp/methods.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -218,8 +219,8 @@ static int parse_backend_eject(const struct cfg_doc *doc, const struct cfg_node 
 static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node, const char *path,
                          struct gw_backend *b, struct cfg_error *err)
 {
-    static const char *const keys[] = {"name",   "url",   "endpoints", "prefix",
-                                       "health", "eject", "timeouts",  NULL};
+    static const char *const keys[] = {"name",  "url",      "endpoints", "prefix", "health",
+                                       "eject", "timeouts", "protocol",  NULL};
     char p[PATH_MAX_LEN];
     if (cfg_check_keys(doc, node, path, keys, err) != 0)
         return -1;
@@ -271,6 +272,21 @@ static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node,
     cfg_path_key(p, sizeof p, path, "prefix");
     if (b->prefix && check_prefix(doc, cfg_map_get(node, "prefix"), p, b->prefix, err) != 0)
         return -1;
+    char *protocol = NULL;
+    if (cfg_get_string(doc, node, path, "protocol", 0, &protocol, err) != 0)
+        return -1;
+    if (protocol && strcmp(protocol, "auto") != 0) {
+        b->protocol = mcp_version_bit(protocol);
+        if (!b->protocol) {
+            cfg_path_key(p, sizeof p, path, "protocol");
+            cfg_errorf(err, doc, cfg_map_get(node, "protocol"), p,
+                       "\"%s\" is not a protocol revision toolgate serves (auto, %s)", protocol,
+                       mcp_versions_supported());
+            free(protocol);
+            return -1;
+        }
+    }
+    free(protocol);
     if (parse_backend_health(doc, node, path, &b->health, err) != 0)
         return -1;
     return parse_backend_eject(doc, node, path, b->n_endpoints, &b->eject, err);

@@ -157,6 +157,8 @@ struct relay_request {
  * -1 after answering 502 (a detached call: -1 and no answer).
  */
 int relay_start(struct exchange *x, const struct relay_request *r);
+/* The callbacks that relay an answer to the client (for kinds that wrap them). */
+const struct upstream_callbacks *relay_callbacks(void);
 /*
  * Runs one message of the answer through the kind's on_message and the layers' response
  * hooks. Returns the message to send on (msg itself, or a JSON-RPC error replacing it; the

@@ -278,8 +278,8 @@ static int end_with_refusal(struct exchange *x)
         if (req->rpc.msgs[i].kind != MCP_REQUEST)
             continue;
         struct gw_buf body = {0}, ev = {0};
-        if (jsonrpc_error_body(&body, req->rpc.msgs[i].id, JSONRPC_INTERNAL_ERROR, message,
-                               NULL) != 0 ||
+        if (jsonrpc_error_body(&body, req->rpc.msgs[i].id, JSONRPC_INTERNAL_ERROR, message, NULL) !=
+                0 ||
             sse_encode(&ev, GW_SLICE_LIT(""), GW_SLICE_NULL, 0, -1,
                        (struct gw_slice){body.data, body.len}) != 0 ||
             write_to_client(x, ev.data, ev.len) != 0)
@@ -531,6 +531,12 @@ static size_t modern_upstream_headers(const struct gw_request *req, struct gw_he
     return n;
 }
 
+const struct upstream_callbacks *relay_callbacks(void)
+{
+    static const struct upstream_callbacks cbs = {on_up_head, on_up_data, on_up_done};
+    return &cbs;
+}
+
 int relay_start(struct exchange *x, const struct relay_request *r)
 {
     struct gw_request *req = x->req;
@@ -566,9 +572,8 @@ int relay_start(struct exchange *x, const struct relay_request *r)
         .connect_timeout_ms = be->timeouts.connect_ms,
         .pin = vetted ? req->upstream_pin : NULL,
     };
-    static const struct upstream_callbacks relay_cbs = {on_up_head, on_up_data, on_up_done};
     struct upstream_call *call = upstream_start(
-        gw_worker_upstream(x->w), &ur, r->cbs ? r->cbs : &relay_cbs, r->detached ? NULL : x);
+        gw_worker_upstream(x->w), &ur, r->cbs ? r->cbs : relay_callbacks(), r->detached ? NULL : x);
     gw_buf_free(&store);
     if (r->detached)
         return call ? 0 : -1;

@@ -3,6 +3,7 @@
  * client's session is toolgate's (a backend's session id stays inside), and a session's GET
  * stream is connected upstream before the POSTs that follow it (core/stream_order.h).
  */
+#include "core/bridge.h"
 #include "core/exchange.h"
 #include "core/stream_order.h"
 #include "lib/log.h"
@@ -25,8 +26,12 @@ static int relay_claims(const char *name, size_t n_backends)
     return strcmp(name, "mcp") == 0 && n_backends == 1;
 }
 
-/* The relay's own state of an exchange: its place in the session's stream order. */
+/*
+ * The relay's own state of an exchange: a bridged request's state (first: core/bridge.c reads
+ * it there), its place in the session's stream order.
+ */
 struct relay_state {
+    void *bridge;
     uint64_t order_key;  /* the session's, when the request names one */
     uint64_t get_handle; /* a GET on its way upstream (stream_order) */
     uint64_t wait_until_ns;
@@ -36,6 +41,7 @@ static void relay_free_state(void *state)
 {
     struct relay_state *st = state;
     stream_order_done(st->get_handle);
+    bridge_state_free(st->bridge);
     free(st);
 }
 
@@ -77,6 +83,14 @@ static void on_order_poll(uv_timer_t *t)
 static void relay_forward(struct exchange *x)
 {
     struct relay_state *st = x->kind_state;
+    if (bridge_applies(x->req)) {
+        if (!st && !(st = x->kind_state = calloc(1, sizeof *st))) {
+            answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
+            return;
+        }
+        bridge_forward(x, &st->bridge);
+        return;
+    }
     uint64_t until = 0;
     if (st && x->req->method == GW_HTTP_POST && x->req->session_valid &&
         stream_order_pending(st->order_key, gw_mono_ns(), &until)) {
@@ -156,12 +170,18 @@ static void relay_on_head(struct exchange *x, int status, const struct gw_header
     free(backend_id);
 }
 
+static int relay_on_message(struct exchange *x, json_t *msg, int *modified)
+{
+    return bridge_applies(x->req) ? bridge_on_message(x, msg, modified) : 0;
+}
+
 const struct gw_route_kind gw_relay_kind = {
     .name = "mcp",
     .claims = relay_claims,
     .prepare = relay_prepare,
     .forward = relay_forward,
     .on_head = relay_on_head,
+    .on_message = relay_on_message,
     .streams = 1,
     .owns_session = 1,
     .modern = 1,
