@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "mcp/methods.h"
 #include "fixtures.h"
 
 static char tmpdir[64];
@@ -525,10 +526,10 @@ static void test_route_errors(void **state)
                        "routes[0].backends[0]", "`url` is required");
     expect_route_error("    path: /x\n    backends:\n      - {url: \"http://h\"}\n", "5:9",
                        "routes[0].backends[0]", "`name` is required");
-    expect_route_error(
-        "    path: /x\n    backends:\n      - {name: b, url: \"http://h\", x: 1}\n", "5:36",
-        "routes[0].backends[0].x",
-        "unknown key (known here: name, url, endpoints, prefix, health, eject, timeouts)");
+    expect_route_error("    path: /x\n    backends:\n      - {name: b, url: \"http://h\", x: 1}\n",
+                       "5:36", "routes[0].backends[0].x",
+                       "unknown key (known here: name, url, endpoints, prefix, health, eject, "
+                       "timeouts, protocol)");
     expect_route_error("    path: /x\n    backends:\n      - {name: B!, url: \"http://h\"}\n",
                        "5:16", "routes[0].backends[0].name", "is not a valid name");
     expect_route_error("    path: /x\n    backends:\n"
@@ -820,6 +821,29 @@ static void test_rebinding_defaults(void **state)
     fx_expect_error("server:\n  allowed_hosts: [\"*.a\"]\n", NULL, NULL, "not a host name");
 }
 
+static void test_backend_protocol(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = fx_load_ok(
+        "routes:\n  - name: a\n    path: /a\n    backends:\n"
+        "      - {name: old, url: \"http://127.0.0.1:9001/mcp\", protocol: \"2025-11-25\"}\n"
+        "  - name: b\n    path: /b\n    backends:\n"
+        "      - {name: new, url: \"http://127.0.0.1:9002/mcp\", protocol: \"2026-07-28\"}\n"
+        "  - name: c\n    path: /c\n    backends:\n"
+        "      - {name: any, url: \"http://127.0.0.1:9003/mcp\", protocol: auto}\n"
+        "  - name: d\n    path: /d\n    backends:\n"
+        "      - {name: dflt, url: \"http://127.0.0.1:9004/mcp\"}\n");
+    assert_int_equal(cfg->routes[0].backends[0].protocol, MCP_V_2025_11_25);
+    assert_int_equal(cfg->routes[1].backends[0].protocol, MCP_V_2026_07_28);
+    assert_int_equal(cfg->routes[2].backends[0].protocol, 0);
+    assert_int_equal(cfg->routes[3].backends[0].protocol, 0);
+    gw_config_free(cfg);
+    fx_expect_error(
+        "routes:\n  - name: a\n    path: /a\n    backends:\n"
+        "      - {name: old, url: \"http://127.0.0.1:9001/mcp\", protocol: \"2024-01-01\"}\n",
+        "5:65", "routes[0].backends[0].protocol", "not a protocol revision");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -843,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_load_file_hash_and_path),
         cmocka_unit_test(test_demo_config_loads),
         cmocka_unit_test(test_reference_examples_load),
+        cmocka_unit_test(test_backend_protocol),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
