@@ -148,9 +148,11 @@ int audit_bench_main(int argc, char **argv)
         else if (strcmp(argv[i], "--wait") == 0)
             wait = 1;
         else {
-            fprintf(stderr, "usage: toolgate bench audit [--records N] [--threads T] [--wait] "
-                            "[--dir D]\n");
-            return 2;
+            int help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+            fprintf(help ? stdout : stderr,
+                    "usage: toolgate bench audit [--records N] [--threads T] [--wait] "
+                    "[--dir D]\n");
+            return help ? 0 : 2;
         }
     }
     if (!records)

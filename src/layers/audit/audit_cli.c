@@ -140,6 +140,7 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
             continue;
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "toolgate audit: unknown option %s\n", a);
+            usage(stderr);
             return -1;
         } else {
             if (o->n_stores >= sizeof o->stores / sizeof o->stores[0]) {
@@ -625,6 +626,20 @@ int audit_cli_main(int argc, char **argv)
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    static const char *const commands[] = {"verify", "query", "stats", "export", NULL};
+    int known = 0;
+    for (const char *const *c = commands; *c; c++)
+        known |= strcmp(argv[1], *c) == 0;
+    if (!known) {
+        fprintf(stderr, "toolgate audit: unknown command \"%s\"\n", argv[1]);
+        usage(stderr);
+        return 2;
     }
     if (parse_opts(argc, argv, &o) != 0)
         return 2;

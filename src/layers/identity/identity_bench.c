@@ -71,6 +71,11 @@ static double per_op_ns(uint64_t t0, uint64_t t1, int n)
 int identity_bench_main(int argc, char **argv)
 {
     int iterations = 2000;
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: toolgate bench identity [ITERATIONS]\n"
+               "  JWS verification per algorithm against OpenSSL alone (default 2000)\n");
+        return 0;
+    }
     if (argc > 1)
         iterations = atoi(argv[1]) > 0 ? atoi(argv[1]) : iterations;
     static const enum jwt_alg algs[] = {JWT_RS256, JWT_ES256, JWT_EDDSA};

@@ -239,8 +239,14 @@ out:
 
 int limits_bench_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: toolgate bench limits\n"
+                "  the in-process store and layer checks, and Redis when redis-server is "
+                "installed\n");
+        return help ? 0 : 2;
+    }
     if (bench_store() || bench_layer())
         return 1;
     return bench_redis();

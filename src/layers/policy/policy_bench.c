@@ -145,14 +145,22 @@ int policy_bench_main(int argc, char **argv)
 {
     size_t sizes[16] = {10, 1000, 100000};
     size_t count = 3;
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: toolgate bench policy [RULES...]\n"
+               "  decision latency over policies of RULES rules each (default 10 1000 100000)\n");
+        return 0;
+    }
     if (argc > 1) {
         count = 0;
         for (int i = 1; i < argc && count < 16; i++) {
             char *end = NULL;
             unsigned long long v = strtoull(argv[i], &end, 10);
             if (!end || *end || v == 0 || v > 1000000) {
-                fprintf(stderr, "policy bench: rule counts are 1..1000000, not \"%s\"\n", argv[i]);
-                return 1;
+                fprintf(stderr,
+                        "toolgate bench policy: rule counts are 1..1000000, not \"%s\"\n"
+                        "usage: toolgate bench policy [RULES...]\n",
+                        argv[i]);
+                return 2;
             }
             sizes[count++] = (size_t)v;
         }

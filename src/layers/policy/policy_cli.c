@@ -510,6 +510,11 @@ int policy_cli_main(int argc, char **argv)
         cli_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            cli_usage(stdout);
+            return 0;
+        }
     if (strcmp(argv[1], "test") == 0)
         return cli_test(argc - 2, argv + 2);
     if (strcmp(argv[1], "explain") == 0)

@@ -23,8 +23,9 @@ int routing_bench_main(int argc, char **argv)
         if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc)
             n = strtol(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: toolgate bench routing [--iterations N]\n");
-            return 2;
+            int help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+            fprintf(help ? stdout : stderr, "usage: toolgate bench routing [--iterations N]\n");
+            return help ? 0 : 2;
         }
     }
     if (n < 1 || n > 100000000)

@@ -122,8 +122,13 @@ static int cmp_u64(const void *a, const void *b)
 
 int safety_bench_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: toolgate bench safety\n"
+                "  scan throughput (prose, PII, other scripts, numbers, base64) and latency\n");
+        return help ? 0 : 2;
+    }
     struct safety_config *sc = safety_config_default();
     if (!sc) {
         fprintf(stderr, "safety bench: cannot compile the detectors\n");

@@ -1,0 +1,58 @@
+// The command line's conventions: every command and subcommand answers --help on stdout with
+// exit 0; a mistake (an unknown option or command) exits 2 with the usage on stderr.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { TOOLGATE_BIN } from "./lib/harness.mjs";
+
+const run = (...args) => spawnSync(TOOLGATE_BIN, args, { encoding: "utf8", timeout: 20000 });
+
+const COMMANDS = [
+    [],
+    ["serve"],
+    ["check"],
+    ["keys"],
+    ["keys", "generate"],
+    ["token"],
+    ["safety"],
+    ["safety", "scan"],
+    ["safety", "validate"],
+    ["safety", "redact"],
+    ["policy"],
+    ["policy", "test"],
+    ["policy", "explain"],
+    ["audit"],
+    ["audit", "verify"],
+    ["audit", "query"],
+    ["audit", "stats"],
+    ["audit", "export"],
+    ["bench"],
+    ...["identity", "safety", "policy", "limits", "routing", "audit"].map((l) => ["bench", l]),
+];
+
+test("every command and subcommand answers --help on stdout with exit 0", () => {
+    for (const c of COMMANDS) {
+        const r = run(...c, "--help");
+        assert.equal(r.status, 0, `toolgate ${c.join(" ")} --help: exit ${r.status}, stderr: ${r.stderr}`);
+        assert.match(r.stdout, /usage|commands/i, `toolgate ${c.join(" ")} --help prints its usage`);
+    }
+});
+
+test("a mistake exits 2 with the usage on stderr", () => {
+    const cases = [
+        ["no-such-command"],
+        ["audit", "verify", "--no-such-option"],
+        ["audit", "no-such-subcommand"],
+        ["policy", "no-such-subcommand"],
+        ["policy", "test", "--no-such-option"],
+        ["bench", "audit", "--no-such-option"],
+        ["bench", "routing", "--no-such-option"],
+        ["bench", "policy", "not-a-number"],
+    ];
+    for (const c of cases) {
+        const r = run(...c);
+        assert.equal(r.status, 2, `toolgate ${c.join(" ")}: exit ${r.status}`);
+        assert.match(r.stderr, /usage/i, `toolgate ${c.join(" ")} shows the usage on stderr: ${r.stderr}`);
+        assert.equal(r.stdout, "", `toolgate ${c.join(" ")} writes nothing on stdout`);
+    }
+});
