@@ -76,6 +76,9 @@ int config_get_required_string(const struct cfg_doc *doc, const struct cfg_node 
 int config_get_count(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
                      const char *key, int64_t min, int64_t max, const char *hint, int64_t *out,
                      struct cfg_error *err);
+/* The file must exist, be a regular file and be readable by this process now. */
+int config_check_readable_file(const struct cfg_doc *doc, const struct cfg_node *node,
+                               const char *path, const char *file, struct cfg_error *err);
 /* A URL with credentials in it is not repeated in errors: they reach logs and terminals. */
 const char *config_shown_url(const char *url);
 const char *config_shown_quote(const char *url);

@@ -93,6 +93,8 @@ struct gw_backend {
      * 2026-07-28 clients to it (core/bridge.c); 2026-07-28 refuses session-era clients.
      */
     unsigned protocol;
+    /* `tls`: CA bundle to verify the backend with, client certificate and key (files). */
+    char *tls_ca, *tls_cert, *tls_key;
 };
 
 struct gw_route_kind; /* core/route_kind.h */

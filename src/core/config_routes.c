@@ -216,11 +216,46 @@ static int parse_backend_eject(const struct cfg_doc *doc, const struct cfg_node 
     return 0;
 }
 
+/*
+ * `tls` of a backend: `ca_file` (the CA bundle its certificate is verified against; default:
+ * the system's), `cert_file` and `key_file` (a client certificate, both or neither). Each file
+ * must be readable now. Verification itself cannot be turned off.
+ */
+static int parse_backend_tls(const struct cfg_doc *doc, const struct cfg_node *node,
+                             const char *path, struct gw_backend *b, struct cfg_error *err)
+{
+    static const char *const keys[] = {"ca_file", "cert_file", "key_file", NULL};
+    const struct cfg_node *tls = cfg_map_get(node, "tls");
+    char p[PATH_MAX_LEN], fp[PATH_MAX_LEN];
+    if (!tls || cfg_is_null(tls))
+        return 0;
+    cfg_path_key(p, sizeof p, path, "tls");
+    if (cfg_check_keys(doc, tls, p, keys, err) != 0)
+        return -1;
+    char **slots[] = {&b->tls_ca, &b->tls_cert, &b->tls_key};
+    for (size_t i = 0; i < 3; i++) {
+        if (cfg_get_string(doc, tls, p, keys[i], 0, slots[i], err) != 0)
+            return -1;
+        cfg_path_key(fp, sizeof fp, p, keys[i]);
+        if (*slots[i] &&
+            config_check_readable_file(doc, cfg_map_get(tls, keys[i]), fp, *slots[i], err) != 0)
+            return -1;
+    }
+    if (!b->tls_cert != !b->tls_key)
+        return cfg_errorf(err, doc, tls, p,
+                          "a client certificate needs both cert_file and key_file");
+    for (size_t i = 0; i < b->n_endpoints; i++)
+        if (strncmp(b->endpoints[i], "https://", 8) != 0)
+            return cfg_errorf(err, doc, tls, p, "applies to https endpoints only (%s is not)",
+                              config_shown_url(b->endpoints[i]));
+    return 0;
+}
+
 static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node, const char *path,
                          struct gw_backend *b, struct cfg_error *err)
 {
     static const char *const keys[] = {"name",  "url",      "endpoints", "prefix", "health",
-                                       "eject", "timeouts", "protocol",  NULL};
+                                       "eject", "timeouts", "protocol",  "tls",    NULL};
     char p[PATH_MAX_LEN];
     if (cfg_check_keys(doc, node, path, keys, err) != 0)
         return -1;
@@ -287,6 +322,8 @@ static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node,
         }
     }
     free(protocol);
+    if (parse_backend_tls(doc, node, path, b, err) != 0)
+        return -1;
     if (parse_backend_health(doc, node, path, &b->health, err) != 0)
         return -1;
     return parse_backend_eject(doc, node, path, b->n_endpoints, &b->eject, err);
@@ -483,6 +520,9 @@ static void route_free(struct gw_route *r)
         free(r->backends[i].name);
         free(r->backends[i].url);
         free(r->backends[i].prefix);
+        free(r->backends[i].tls_ca);
+        free(r->backends[i].tls_cert);
+        free(r->backends[i].tls_key);
         cfg_strv_free(r->backends[i].endpoints);
         free(r->backends[i].health.path);
     }

@@ -101,24 +101,6 @@ static int parse_listen_address(const struct cfg_doc *doc, const struct cfg_node
     return 0;
 }
 
-/* The file must exist, be a regular file and be readable by this process now. */
-static int check_readable_file(const struct cfg_doc *doc, const struct cfg_node *node,
-                               const char *path, const char *file, struct cfg_error *err)
-{
-    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return cfg_errorf(err, doc, node, path,
-                          "cannot read \"%s\": %s (relative paths are relative to the directory "
-                          "toolgate is started in)",
-                          file, strerror(errno));
-    struct stat st;
-    int rc = 0;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        rc = cfg_errorf(err, doc, node, path, "\"%s\" is not a regular file", file);
-    close(fd);
-    return rc;
-}
-
 static int parse_listen_tls(const struct cfg_doc *doc, const struct cfg_node *tls, const char *path,
                             struct gw_listen *l, struct cfg_error *err)
 {
@@ -132,10 +114,10 @@ static int parse_listen_tls(const struct cfg_doc *doc, const struct cfg_node *tl
             0)
         return -1;
     cfg_path_key(p, sizeof p, path, "cert");
-    if (check_readable_file(doc, cfg_map_get(tls, "cert"), p, l->tls_cert, err) != 0)
+    if (config_check_readable_file(doc, cfg_map_get(tls, "cert"), p, l->tls_cert, err) != 0)
         return -1;
     cfg_path_key(p, sizeof p, path, "key");
-    if (check_readable_file(doc, cfg_map_get(tls, "key"), p, l->tls_key, err) != 0)
+    if (config_check_readable_file(doc, cfg_map_get(tls, "key"), p, l->tls_key, err) != 0)
         return -1;
     return 0;
 }

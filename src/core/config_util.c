@@ -3,10 +3,14 @@
 #include "lib/url.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -162,4 +166,22 @@ const char *config_check_http_url(const char *url, int *https, int *port, const 
     *port = u.port;
     *path_out = path;
     return NULL;
+}
+
+/* The file must exist, be a regular file and be readable by this process now. */
+int config_check_readable_file(const struct cfg_doc *doc, const struct cfg_node *node,
+                               const char *path, const char *file, struct cfg_error *err)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return cfg_errorf(err, doc, node, path,
+                          "cannot read \"%s\": %s (relative paths are relative to the directory "
+                          "toolgate is started in)",
+                          file, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        rc = cfg_errorf(err, doc, node, path, "\"%s\" is not a regular file", file);
+    close(fd);
+    return rc;
 }

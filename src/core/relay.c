@@ -571,6 +571,9 @@ int relay_start(struct exchange *x, const struct relay_request *r)
         .n_headers = n,
         .connect_timeout_ms = be->timeouts.connect_ms,
         .pin = vetted ? req->upstream_pin : NULL,
+        .ca_file = be->tls_ca,
+        .cert_file = be->tls_cert,
+        .key_file = be->tls_key,
     };
     struct upstream_call *call = upstream_start(
         gw_worker_upstream(x->w), &ur, r->cbs ? r->cbs : relay_callbacks(), r->detached ? NULL : x);

@@ -387,6 +387,14 @@ struct upstream_call *upstream_start(struct upstream_multi *m, const struct upst
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (r->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, r->ca_file);
+    if (r->cert_file && r->key_file) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, r->cert_file);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, r->key_file);
+    }
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(r->connect_timeout_ms ? r->connect_timeout_ms : 2000));
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);

@@ -46,6 +46,12 @@ struct upstream_request {
     uint64_t connect_timeout_ms;
     /* "host:port:address": connect to this vetted address only (NULL or "": resolve). */
     const char *pin;
+    /*
+     * https: the CA bundle the backend's certificate is verified against (NULL: the system's)
+     * and a client certificate and key to present (both or neither). Verification of the
+     * peer and its name is always on.
+     */
+    const char *ca_file, *cert_file, *key_file;
 };
 
 struct upstream_multi *upstream_multi_new(uv_loop_t *loop);

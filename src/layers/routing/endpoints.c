@@ -275,6 +275,12 @@ static int check_once(const struct gw_backend *be, const char *url)
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)be->health.timeout_ms);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "toolgate-health");
+    if (be->tls_ca)
+        curl_easy_setopt(h, CURLOPT_CAINFO, be->tls_ca);
+    if (be->tls_cert && be->tls_key) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, be->tls_cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, be->tls_key);
+    }
     if (resolve)
         curl_easy_setopt(h, CURLOPT_RESOLVE, resolve);
     int ok = curl_easy_perform(h) == CURLE_OK &&
