@@ -12,8 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A backend's initialize answer is read up to this size; the client's capabilities too. */
-#define BRIDGE_MAX_INIT_ANSWER (64 * 1024)
+/* The client's capabilities and info passed on to the backend are at most this long. */
 #define BRIDGE_MAX_CLIENT_META (16 * 1024)
 
 /* ---- the table of backend sessions, by user and route ---- */
@@ -201,7 +200,7 @@ static int init_data(void *arg, const char *data, size_t len)
     struct bstate *st = *(struct bstate **)x->kind_state;
     if (st->step != STEP_INIT || st->answer_over)
         return 0;
-    if (st->answer.len + len > BRIDGE_MAX_INIT_ANSWER || gw_buf_append(&st->answer, data, len))
+    if (st->answer.len + len > BRIDGE_MAX_ANSWER || gw_buf_append(&st->answer, data, len))
         st->answer_over = 1;
     return 0;
 }
@@ -220,13 +219,11 @@ static int first_result(void *arg, const struct sse_event *ev)
     return 0;
 }
 
-/* The initialize result of the answer (JSON, or the first result event of a stream). */
-static json_t *init_result(struct bstate *st)
+json_t *bridge_answer_result(const char *p, size_t n)
 {
-    const char *p = st->answer.data;
-    size_t n = st->answer.len, i = 0;
+    size_t i = 0;
     json_t *msg = NULL;
-    if (st->answer_over || n == 0)
+    if (!p || n == 0)
         return NULL;
     while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
         i++;
@@ -235,7 +232,7 @@ static json_t *init_result(struct bstate *st)
             return NULL;
     } else {
         struct sse_parser sp;
-        sse_parser_init(&sp, BRIDGE_MAX_INIT_ANSWER);
+        sse_parser_init(&sp, BRIDGE_MAX_ANSWER);
         sse_feed(&sp, p, n, first_result, &msg);
         sse_parser_free(&sp);
     }
@@ -281,7 +278,9 @@ static void init_done(void *arg, int err, const char *detail)
     struct exchange *x = arg;
     struct bstate *st = *(struct bstate **)x->kind_state;
     x->up = NULL;
-    json_t *result = err == UPSTREAM_OK && st->status == 200 ? init_result(st) : NULL;
+    json_t *result = err == UPSTREAM_OK && st->status == 200 && !st->answer_over
+                         ? bridge_answer_result(st->answer.data, st->answer.len)
+                         : NULL;
     if (!result || !st->sid) {
         json_decref(result);
         fail_open(x, !result ? "initialize was refused" : "the backend issued no session");

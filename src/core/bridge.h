@@ -26,6 +26,8 @@
 #include "core/exchange.h"
 
 #define BRIDGE_MAX_SESSIONS 4096
+/* An answer the bridge reads itself (initialize, server/discover) is read up to this size. */
+#define BRIDGE_MAX_ANSWER (64 * 1024)
 
 /* Whether the request is bridged: 2026-07-28 to a backend that serves a session-era revision. */
 int bridge_applies(const struct gw_request *req);
@@ -36,5 +38,18 @@ int bridge_on_message(struct exchange *x, json_t *msg, int *modified);
 void bridge_state_free(void *state);
 /* Forgets every bridged session (shutdown, tests). */
 void bridge_reset(void);
+/* The result of an answer the bridge reads itself (JSON, or the first result event). */
+json_t *bridge_answer_result(const char *p, size_t n);
+
+/*
+ * The other way (core/bridge_legacy.c): session-era clients in front of a backend that
+ * serves 2026-07-28 only (protocol: 2026-07-28). toolgate answers initialize from the
+ * backend's server/discover and issues the session; each request then goes statelessly with
+ * the client's capabilities in its envelope and the mirrored headers.
+ */
+int bridge_legacy_applies(const struct gw_request *req);
+void bridge_legacy_forward(struct exchange *x, void **state);
+int bridge_legacy_on_message(struct exchange *x, json_t *msg, int *modified);
+void bridge_legacy_state_free(void *state);
 
 #endif

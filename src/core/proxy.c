@@ -189,12 +189,6 @@ void relay_decode_mcp(struct exchange *x)
                                   "Method not allowed: revision 2026-07-28 is POST only");
             return;
         }
-    } else if (req->backend && req->backend->protocol == MCP_V_2026_07_28) {
-        /* A stateless backend has no sessions to serve a session-era client in. */
-        unsupported_version(req, req->protocol_version ? req->protocol_version : "2025-03-26",
-                            VERSIONS_MODERN,
-                            "This route's backend serves protocol revision 2026-07-28 only");
-        return;
     } else if (dup_header(req, "Mcp-Session-Id", EXCHANGE_MAX_SESSION_ID, &req->session_id) != 0) {
         answer_protocol_error(req, 400, JSONRPC_INVALID_REQUEST, "protocol.bad_header",
                               "Bad Mcp-Session-Id header");

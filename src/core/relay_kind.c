@@ -27,11 +27,12 @@ static int relay_claims(const char *name, size_t n_backends)
 }
 
 /*
- * The relay's own state of an exchange: a bridged request's state (first: core/bridge.c reads
- * it there), its place in the session's stream order.
+ * The relay's own state of an exchange: a bridged request's state (first: core/bridge.c and
+ * core/bridge_legacy.c read it there), its place in the session's stream order.
  */
 struct relay_state {
-    void *bridge;
+    void *bridge; /* either way round (core/bridge.h), freed with bridge_free */
+    void (*bridge_free)(void *state);
     uint64_t order_key;  /* the session's, when the request names one */
     uint64_t get_handle; /* a GET on its way upstream (stream_order) */
     uint64_t wait_until_ns;
@@ -41,7 +42,8 @@ static void relay_free_state(void *state)
 {
     struct relay_state *st = state;
     stream_order_done(st->get_handle);
-    bridge_state_free(st->bridge);
+    if (st->bridge_free)
+        st->bridge_free(st->bridge);
     free(st);
 }
 
@@ -83,12 +85,17 @@ static void on_order_poll(uv_timer_t *t)
 static void relay_forward(struct exchange *x)
 {
     struct relay_state *st = x->kind_state;
-    if (bridge_applies(x->req)) {
+    int legacy = bridge_legacy_applies(x->req);
+    if (legacy || bridge_applies(x->req)) {
         if (!st && !(st = x->kind_state = calloc(1, sizeof *st))) {
             answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
             return;
         }
-        bridge_forward(x, &st->bridge);
+        st->bridge_free = legacy ? bridge_legacy_state_free : bridge_state_free;
+        if (legacy)
+            bridge_legacy_forward(x, &st->bridge);
+        else
+            bridge_forward(x, &st->bridge);
         return;
     }
     uint64_t until = 0;
@@ -135,8 +142,8 @@ static void relay_on_head(struct exchange *x, int status, const struct gw_header
         stream_order_done(st->get_handle);
         st->get_handle = 0;
     }
-    if (req->modern)
-        return; /* stateless: a session id a backend sends anyway is not taken up */
+    if (req->modern || bridge_legacy_applies(req))
+        return; /* stateless upstream: a session id a backend sends anyway is not taken up */
     if (req->session_valid && (status == 404 || (req->method == GW_HTTP_DELETE && status < 300))) {
         mcp_session_delete(req->session_id, loop);
         return;
@@ -172,6 +179,8 @@ static void relay_on_head(struct exchange *x, int status, const struct gw_header
 
 static int relay_on_message(struct exchange *x, json_t *msg, int *modified)
 {
+    if (bridge_legacy_applies(x->req))
+        return bridge_legacy_on_message(x, msg, modified);
     return bridge_applies(x->req) ? bridge_on_message(x, msg, modified) : 0;
 }
 

@@ -1,13 +1,17 @@
-// A 2026-07-28 client in front of a session-era backend: the route's backend is declared
-// `protocol: 2025-11-25`, toolgate holds a backend session per user and bridges each stateless
-// request into it. The client is the SDK v2 pinned to 2026-07-28; the backend the SDK 1.x
-// reference server of the conformance tests, which knows nothing of 2026-07-28. What the
-// revisions cannot say to each other is refused with an error naming them.
+// Clients and backends of different eras. A 2026-07-28 client in front of a session-era backend
+// (`protocol: 2025-11-25`): toolgate holds a backend session per user and bridges each
+// stateless request into it (the SDK v2 client pinned to 2026-07-28, the SDK 1.x reference
+// server of the conformance tests). A session-era client in front of a 2026-07-28 backend
+// (`protocol: 2026-07-28`): toolgate answers initialize from the backend's discover and carries
+// each call statelessly (the SDK 1.x client, the 2026 reference server). What the revisions
+// cannot say to each other is refused with an error naming them.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { Client as LegacyClient } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport as LegacyTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { Child, killAll, waitForPort, withTimeout } from "./lib/harness.mjs";
 import { startReferenceServer } from "./lib/conformance/suite.mjs";
 import { startIdentityGateway } from "./lib/identity-gateway.mjs";
@@ -21,20 +25,27 @@ const META = {
 const POLICY = {
     rules: [
         { id: "bridge-tools", effect: "permit", tools: ["test_simple_text", "test_error_handling", "test_elicitation"] },
+        {
+            id: "bridge-legacy-tools",
+            effect: "permit",
+            tools: ["test_custom_headers", "test_input_required_result_elicitation"],
+        },
         { id: "bridge-resources", effect: "permit", resources: "test://*" },
         { id: "bridge-prompts", effect: "permit", prompts: "*" },
     ],
 };
 
 let reference;
+let modern;
 let gw;
 
 before(async () => {
     reference = await startReferenceServer();
+    modern = await startReferenceServer({ era: 2026 });
     gw = await startIdentityGateway({
         routes: [
             { name: "legacy", path: "/legacy", backends: [{ name: "ref", url: reference.url, protocol: "2025-11-25" }] },
-            { name: "modern-only", path: "/modern-only", backends: [{ name: "ref2", url: reference.url, protocol: "2026-07-28" }] },
+            { name: "modern-only", path: "/modern-only", backends: [{ name: "ref2", url: modern.url, protocol: "2026-07-28" }] },
         ],
         policy: POLICY,
     });
@@ -45,6 +56,7 @@ after(async () => {
         if (gw) await gw.tg.stop();
     } finally {
         await reference?.stop();
+        await modern?.stop();
         await killAll();
     }
 });
@@ -148,17 +160,34 @@ describe("a 2026-07-28 client, a 2025-11-25 backend", () => {
         }
     });
 
-    test("a session-era client in front of a 2026-07-28-only backend: -32022 naming the revision to use", async () => {
-        const res = await post("/modern-only", { "MCP-Protocol-Version": "2025-11-25" }, {
-            jsonrpc: "2.0",
-            id: 3,
-            method: "initialize",
-            params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "old", version: "1" } },
+});
+
+describe("a session-era client, a 2026-07-28 backend", () => {
+    test("SDK 1.x connects in 2025-11-25; toolgate answers initialize from discover and carries each call statelessly", async () => {
+        const client = new LegacyClient({ name: "bridge-legacy-e2e", version: "1.0.0" }, { capabilities: { elicitation: {} } });
+        const transport = new LegacyTransport(new URL(`${gw.tg.base}/modern-only`), {
+            requestInit: { headers: { Authorization: `Bearer ${gw.mint({ sub: "legacy-user", path: "/modern-only" })}` } },
         });
-        assert.equal(res.status, 400);
-        const body = await res.json();
-        assert.equal(body.error.code, -32022);
-        assert.equal(body.id, 3);
-        assert.deepEqual(body.error.data.supported, ["2026-07-28"]);
+        await withTimeout(client.connect(transport), 15000, "the 1.x client connecting through the bridge");
+        try {
+            assert.match(transport.sessionId, /^[A-Za-z0-9_-]{43}$/, "the session is toolgate's");
+            assert.equal(client.getServerVersion()?.name !== undefined, true);
+            const tools = (await client.listTools()).tools.map((t) => t.name).sort();
+            assert.deepEqual(tools, ["test_custom_headers", "test_elicitation", "test_error_handling", "test_input_required_result_elicitation", "test_simple_text"]);
+            // x-mcp-header: the backend insists on Mcp-Param-Region matching the body; toolgate
+            // derives it from the schema it saw in tools/list (base64 for the trailing space).
+            const r = await client.callTool({ name: "test_custom_headers", arguments: { region: "Z\u00fcrich " } });
+            assert.equal(r.isError, undefined, JSON.stringify(r));
+            assert.match(JSON.stringify(r.content), /Z\u00fcrich|Zürich/);
+            await client.ping();
+            // A multi-round request cannot reach a session-era client through the bridge.
+            await assert.rejects(
+                client.callTool({ name: "test_input_required_result_elicitation", arguments: {} }),
+                /input_required.*2025-11-25/,
+            );
+            await assert.rejects(client.subscribeResource({ uri: "test://watched-resource" }), /cannot be bridged/);
+        } finally {
+            await client.close().catch(() => {});
+        }
     });
 });
