@@ -10,9 +10,10 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
-import { freePort, killAll, withTimeout } from "./lib/harness.mjs";
+import { freePort, killAll, waitUntil, withTimeout } from "./lib/harness.mjs";
 import { startIdentityGateway } from "./lib/identity-gateway.mjs";
-import { startV2Server, readBody } from "./lib/v2-server.mjs";
+import { McpServer, createMcpHandler, fromJsonSchema } from "@modelcontextprotocol/server";
+import { startV2Server, readBody, toRequest, sendResponse } from "./lib/v2-server.mjs";
 import { startServer2026 } from "./lib/conformance/server-2026.mjs";
 
 const V = "2026-07-28";
@@ -52,12 +53,16 @@ async function startRecorder(target) {
         } catch {
             parsed = undefined;
         }
-        seen.push({ method: req.method, headers: req.headers, body: parsed });
+        const entry = { method: req.method, headers: req.headers, body: parsed, open: true };
+        seen.push(entry);
         const headers = {};
         for (const [k, v] of Object.entries(req.headers))
             if (!["host", "content-length", "connection"].includes(k)) headers[k] = v;
         const ac = new AbortController();
-        res.on("close", () => ac.abort());
+        res.on("close", () => {
+            entry.open = false;
+            ac.abort();
+        });
         try {
             const up = await fetch(target, { method: req.method, headers, body: body.length ? body : undefined, signal: ac.signal });
             const h = {};
@@ -77,6 +82,8 @@ async function startRecorder(target) {
         url: `http://127.0.0.1:${port}/mcp`,
         seen,
         calls: (method) => seen.filter((s) => s.body?.method === method),
+        /* Requests whose connection is still open (a listen stream, say). */
+        open: (method) => seen.filter((s) => s.open && s.body?.method === method).length,
         close: () =>
             new Promise((r) => {
                 server.closeAllConnections();
@@ -85,12 +92,38 @@ async function startRecorder(target) {
     };
 }
 
-let one, two, recOne, recTwo, gw;
+/* A 2026-07-28 backend with one tool and nothing else (no prompts, no resources). */
+async function startToolsOnly() {
+    const handler = createMcpHandler(() => {
+        const server = new McpServer({ name: "tools-only", version: "1.0.0" }, { capabilities: { tools: {} } });
+        server.registerTool("ping_me", { description: "Answers pong", inputSchema: fromJsonSchema({ type: "object", properties: {} }) }, async () => ({
+            content: [{ type: "text", text: "pong" }],
+        }));
+        return server;
+    }, { legacy: "reject" });
+    const port = await freePort();
+    const server = http.createServer(async (req, res) => {
+        const body = await readBody(req);
+        await sendResponse(res, await handler.fetch(toRequest(req, body)));
+    });
+    await new Promise((r) => server.listen(port, "127.0.0.1", r));
+    return {
+        url: `http://127.0.0.1:${port}/mcp`,
+        close: () =>
+            new Promise((r) => {
+                server.closeAllConnections();
+                server.close(() => r());
+            }),
+    };
+}
+
+let one, two, three, recOne, recTwo, gw;
 const tokens = {};
 
 before(async () => {
     one = await startV2Server(await freePort());
     two = await startServer2026(await freePort());
+    three = await startToolsOnly();
     recOne = await startRecorder(one.url);
     recTwo = await startRecorder(two.url);
     gw = await startIdentityGateway({
@@ -103,25 +136,34 @@ before(async () => {
                     { name: "two", url: recTwo.url, prefix: "two." },
                 ],
             },
+            {
+                name: "fed3",
+                path: "/fed3",
+                backends: [
+                    { name: "one", url: one.url, prefix: "one." },
+                    { name: "three", url: three.url, prefix: "three." },
+                ],
+            },
         ],
         policy: POLICY,
     });
     tokens.alice = gw.mint({ sub: "alice", roles: "clinician", path: "/fed" });
     tokens.bob = gw.mint({ sub: "bob", roles: "viewer", path: "/fed" });
+    tokens.carol = gw.mint({ sub: "carol", roles: "viewer", path: "/fed3" });
 });
 
 after(async () => {
     try {
         if (gw) await gw.tg.stop();
     } finally {
-        for (const s of [recOne, recTwo, one, two]) if (s) await s.close().catch(() => {});
+        for (const s of [recOne, recTwo, one, two, three]) if (s) await s.close().catch(() => {});
         await killAll();
     }
 });
 
 /* A 2026-07-28 POST to the federated route; the answer's one JSON-RPC response. */
-async function post(user, body, headers = {}) {
-    const res = await fetch(`${gw.tg.base}/fed`, {
+async function post(user, body, headers = {}, path = user === "carol" ? "/fed3" : "/fed") {
+    const res = await fetch(`${gw.tg.base}${path}`, {
         method: "POST",
         headers: {
             "Content-Type": "application/json",
@@ -260,8 +302,26 @@ describe("lists, merged under prefixes and filtered per user", () => {
         assert.ok(uris.includes("two.test://static-text"), JSON.stringify(uris));
         const bobs = (await allPages("bob", "resources/list", "resources")).items.map((r) => r.uri);
         assert.deepEqual(bobs.sort(), ["two.test://static-binary", "two.test://static-text"]);
+        const templates = await allPages("alice", "resources/templates/list", "resourceTemplates");
+        assert.deepEqual(templates.items.map((t) => t.uriTemplate), ["two.test://template/{id}/data"]);
+        for (const p of templates.pages) assert.equal(p.cacheScope, "private", JSON.stringify(p));
         const prompts = (await allPages("alice", "prompts/list", "prompts")).items.map((p) => p.name);
         assert.ok(prompts.includes("one.greet") && prompts.includes("two.test_simple_prompt"), JSON.stringify(prompts));
+    });
+
+    test("a backend without the list gives an empty page of toolgate's (200), and paging ends", async () => {
+        const first = await post("carol", rpc("p1", "prompts/list"));
+        assert.equal(first.status, 200, first.text);
+        assert.deepEqual(first.msg.result.prompts.map((p) => p.name), ["one.greet"]);
+        const last = await post("carol", rpc("p2", "prompts/list", { cursor: first.msg.result.nextCursor }));
+        assert.equal(last.status, 200, last.text);
+        assert.deepEqual(last.msg.result.prompts, []);
+        assert.equal(last.msg.result.resultType, "complete");
+        assert.equal(last.msg.result.cacheScope, "private");
+        assert.equal(last.msg.result.nextCursor, undefined);
+        // A cursor toolgate did not issue is refused.
+        const bad = await post("carol", rpc("p3", "prompts/list", { cursor: "not-ours" }));
+        assert.equal(bad.msg.error.code, -32602, bad.text);
     });
 
     test("the v2 client lists the same", async () => {
@@ -434,9 +494,13 @@ describe("subscriptions/listen fanned out to both backends", () => {
             const changed = await next(10000, "tools/list_changed on the merged stream");
             assert.equal(changed.method, "notifications/tools/list_changed", JSON.stringify(changed));
             assert.equal(changed.params._meta["io.modelcontextprotocol/subscriptionId"], "listen-7");
+            assert.equal(recTwo.open("subscriptions/listen"), 1, "the second backend's listen is open");
         } finally {
             ac.abort();
         }
+        // The client left: toolgate closes every backend's listen (their cancellation).
+        await waitUntil(() => recOne.open("subscriptions/listen") + recTwo.open("subscriptions/listen") === 0, 10000,
+            "the backends' listen streams to be closed");
     });
 
     test("the v2 client's listen() gets the merged acknowledgement and the change", async () => {
