@@ -117,13 +117,48 @@ async function startToolsOnly() {
     };
 }
 
-let one, two, three, recOne, recTwo, gw;
+/*
+ * A backend whose listen never acknowledges: its stream stays open with keep-alive comments
+ * only. Anything else is 404, -32601.
+ */
+async function startSilentListener() {
+    const state = { open: 0, asked: 0 };
+    const port = await freePort();
+    const server = http.createServer(async (req, res) => {
+        const body = JSON.parse((await readBody(req)).toString("utf8") || "{}");
+        if (body.method !== "subscriptions/listen") {
+            res.writeHead(404, { "Content-Type": "application/json" });
+            return res.end(JSON.stringify({ jsonrpc: "2.0", id: body.id ?? null, error: { code: -32601, message: "Method not found" } }));
+        }
+        res.writeHead(200, { "Content-Type": "text/event-stream" });
+        state.open++;
+        state.asked++;
+        const t = setInterval(() => res.write(": keepalive\n\n"), 100);
+        res.on("close", () => {
+            clearInterval(t);
+            state.open--;
+        });
+    });
+    await new Promise((r) => server.listen(port, "127.0.0.1", r));
+    return {
+        url: `http://127.0.0.1:${port}/mcp`,
+        state,
+        close: () =>
+            new Promise((r) => {
+                server.closeAllConnections();
+                server.close(() => r());
+            }),
+    };
+}
+
+let one, two, three, silent, recOne, recTwo, gw;
 const tokens = {};
 
 before(async () => {
     one = await startV2Server(await freePort());
     two = await startServer2026(await freePort());
     three = await startToolsOnly();
+    silent = await startSilentListener();
     recOne = await startRecorder(one.url);
     recTwo = await startRecorder(two.url);
     gw = await startIdentityGateway({
@@ -144,25 +179,36 @@ before(async () => {
                     { name: "three", url: three.url, prefix: "three." },
                 ],
             },
+            {
+                name: "fed4",
+                path: "/fed4",
+                timeouts: { first_byte: "1s" },
+                backends: [
+                    { name: "one", url: one.url, prefix: "one." },
+                    { name: "silent", url: silent.url, prefix: "silent." },
+                ],
+            },
         ],
         policy: POLICY,
     });
     tokens.alice = gw.mint({ sub: "alice", roles: "clinician", path: "/fed" });
     tokens.bob = gw.mint({ sub: "bob", roles: "viewer", path: "/fed" });
     tokens.carol = gw.mint({ sub: "carol", roles: "viewer", path: "/fed3" });
+    tokens.dave = gw.mint({ sub: "dave", roles: "clinician", path: "/fed4" });
 });
 
 after(async () => {
     try {
         if (gw) await gw.tg.stop();
     } finally {
-        for (const s of [recOne, recTwo, one, two, three]) if (s) await s.close().catch(() => {});
+        for (const s of [recOne, recTwo, one, two, three, silent]) if (s) await s.close().catch(() => {});
         await killAll();
     }
 });
 
 /* A 2026-07-28 POST to the federated route; the answer's one JSON-RPC response. */
-async function post(user, body, headers = {}, path = user === "carol" ? "/fed3" : "/fed") {
+const PATHS = { carol: "/fed3", dave: "/fed4" };
+async function post(user, body, headers = {}, path = PATHS[user] ?? "/fed") {
     const res = await fetch(`${gw.tg.base}${path}`, {
         method: "POST",
         headers: {
@@ -522,6 +568,56 @@ describe("subscriptions/listen fanned out to both backends", () => {
         } finally {
             await client.close().catch(() => {});
         }
+    });
+
+    const listen4 = (id, notifications, signal) =>
+        fetch(`${gw.tg.base}/fed4`, {
+            method: "POST",
+            headers: {
+                "Content-Type": "application/json",
+                Accept: "application/json, text/event-stream",
+                Authorization: `Bearer ${tokens.dave}`,
+                "MCP-Protocol-Version": V,
+                "Mcp-Method": "subscriptions/listen",
+            },
+            body: JSON.stringify(rpc(id, "subscriptions/listen", { notifications })),
+            signal,
+        });
+
+    test("a backend that never acknowledges is left out at its first-byte timeout", async () => {
+        const ac = new AbortController();
+        const res = await listen4(42, { toolsListChanged: true }, ac.signal);
+        try {
+            assert.equal(res.status, 200);
+            const next = eventReader(res);
+            const ack = await next(10000, "the acknowledgement without the silent backend");
+            assert.equal(ack.method, "notifications/subscriptions/acknowledged", JSON.stringify(ack));
+            assert.deepEqual(ack.params.notifications, { toolsListChanged: true }, "the first backend's");
+            assert.equal(ack.params._meta["io.modelcontextprotocol/subscriptionId"], 42);
+            await waitUntil(() => silent.state.open === 0, 10000, "the silent backend's listen to be closed");
+            await gw.tg.waitForLog((l) => l.event === "federation_listen_no_ack", 5000, "the backend left out, logged");
+        } finally {
+            ac.abort();
+        }
+    });
+
+    test("when every backend's listen ends, toolgate answers the listen request and ends the stream", async () => {
+        const asked = silent.state.asked;
+        // The first backend does not offer resource subscriptions: it acknowledges nothing and
+        // ends; the other has no share of the filter and is not asked.
+        const res = await listen4("l-end", { resourceSubscriptions: ["one.v2://greeting"] }, AbortSignal.timeout(15000));
+        assert.equal(res.status, 200);
+        const next = eventReader(res);
+        const ack = await next(10000, "the acknowledgement");
+        assert.equal(ack.method, "notifications/subscriptions/acknowledged", JSON.stringify(ack));
+        assert.deepEqual(ack.params.notifications, {});
+        const end = await next(10000, "toolgate's answer to the listen request");
+        assert.equal(end.id, "l-end", JSON.stringify(end));
+        assert.equal(end.result.resultType, "complete");
+        assert.equal(end.result._meta["io.modelcontextprotocol/subscriptionId"], "l-end");
+        assert.equal(end.result._meta["io.modelcontextprotocol/serverInfo"].name, "toolgate");
+        assert.equal(await next(10000, "the end of the stream"), undefined);
+        assert.equal(silent.state.asked, asked, "the silent backend was not asked");
     });
 
     test("a listen for a resource the user may not read is refused before any backend", async () => {

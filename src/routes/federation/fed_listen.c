@@ -77,6 +77,8 @@ static int maybe_acknowledge(struct exchange *x)
     s->client_acked = 1;
     int rc = ack ? write_event(x, ack) : -1;
     json_decref(ack);
+    /* From now on the stream lives while it is not idle (the acknowledgement deadline ends). */
+    exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
     if (rc == 0 && s->listen_held.len > 0) {
         if (!x->conn || gw_conn_write_body(x->conn, s->listen_held.data, s->listen_held.len) != 0)
             rc = -1;
@@ -137,7 +139,8 @@ static void listen_head(void *arg, int status, const struct gw_header *headers, 
         if (gw_slice_casecmp_eq(headers[i].name, "Content-Type"))
             st->is_sse = headers[i].value.len >= 17 &&
                          strncasecmp(headers[i].value.ptr, "text/event-stream", 17) == 0;
-    exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
+    if (state(x)->client_acked)
+        exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
 }
 
 /* A backend's notification for the client: rewritten, through the hooks, under its id. */
@@ -240,7 +243,8 @@ static int listen_data(void *arg, const char *data, size_t len)
         gw_conn_on_drain(x->conn, listen_drained, x);
         return 1;
     }
-    exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
+    if (state(x)->client_acked)
+        exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
     int rc = sse_feed(&st->sse, data, len, listen_event, st);
     if (x->finished)
         return 0;
@@ -268,6 +272,27 @@ static void listen_done(void *arg, int err, const char *detail)
                "backend %s's listen stream ended or was not offered: %s (HTTP %d)",
                x->req->route->backends[st->index].name, err ? detail : "", st->status);
     stream_finished(st);
+}
+
+/*
+ * The acknowledgement deadline: a backend that has not acknowledged its listen within its
+ * first-byte timeout (keep-alives do not count) is left out, so that one slow backend does not
+ * hold the client's acknowledgement back.
+ */
+static void ack_deadline(uv_timer_t *t)
+{
+    struct exchange *x = t->data;
+    struct fed_state *s = state(x);
+    uv_timer_stop(&x->timer);
+    for (size_t i = 0; !x->finished && !s->client_acked && i < s->n_streams; i++) {
+        struct fed_stream *st = &s->streams[i];
+        if (st->acked || !st->call)
+            continue;
+        gw_log(GW_LOG_WARN, "federation_listen_no_ack", x->req->id, NULL,
+               "backend %s did not acknowledge the listen in time; it is left out",
+               x->req->route->backends[st->index].name);
+        stream_finished(st);
+    }
 }
 
 void fed_listen(struct exchange *x, const struct mcp_message *m)
@@ -318,5 +343,9 @@ void fed_listen(struct exchange *x, const struct mcp_message *m)
         listen_ended(x);
         return;
     }
-    exchange_arm_timer(x, exchange_timeouts(x)->first_byte_ms);
+    uint64_t deadline = exchange_timeouts(x)->first_byte_ms;
+    if (deadline) {
+        uv_update_time(x->timer.loop);
+        uv_timer_start(&x->timer, ack_deadline, deadline, 0);
+    }
 }
