@@ -31,9 +31,9 @@ const POLICY = {
             roles_any: ["clinician"],
             tools: ["one.echo", "one.add", "two.test_simple_text", "two.test_trigger_tool_change", "two.test_custom_headers"],
         },
-        { id: "viewer-tools", effect: "permit", roles_any: ["viewer"], tools: ["one.echo", "two.test_simple_text"] },
+        { id: "viewer-tools", effect: "permit", roles_any: ["viewer"], tools: ["one.echo", "two.test_simple_text", "three.touch"] },
         { id: "clinician-resources", effect: "permit", roles_any: ["clinician"], resources: "*" },
-        { id: "viewer-resources", effect: "permit", roles_any: ["viewer"], resources: ["two.test://static-*"] },
+        { id: "viewer-resources", effect: "permit", roles_any: ["viewer"], resources: ["two.test://static-*", "three.doc://a"] },
         { id: "all-prompts", effect: "permit", prompts: "*" },
     ],
 };
@@ -92,13 +92,23 @@ async function startRecorder(target) {
     };
 }
 
-/* A 2026-07-28 backend with one tool and nothing else (no prompts, no resources). */
-async function startToolsOnly() {
-    const handler = createMcpHandler(() => {
-        const server = new McpServer({ name: "tools-only", version: "1.0.0" }, { capabilities: { tools: {} } });
-        server.registerTool("ping_me", { description: "Answers pong", inputSchema: fromJsonSchema({ type: "object", properties: {} }) }, async () => ({
-            content: [{ type: "text", text: "pong" }],
-        }));
+/*
+ * A 2026-07-28 backend without prompts: a resource clients may subscribe to, and a tool that
+ * tells subscribers the resource it names was updated.
+ */
+async function startTouchServer() {
+    let handler;
+    handler = createMcpHandler(() => {
+        const server = new McpServer({ name: "touch", version: "1.0.0" }, { capabilities: { tools: {}, resources: { subscribe: true } } });
+        server.registerTool(
+            "touch",
+            { description: "Marks doc://<name> updated", inputSchema: fromJsonSchema({ type: "object", properties: { name: { type: "string" } }, required: ["name"] }) },
+            async ({ name }) => {
+                handler.notify.resourceUpdated(`doc://${name}`);
+                return { content: [{ type: "text", text: `touched doc://${name}` }] };
+            },
+        );
+        server.registerResource("a", "doc://a", { mimeType: "text/plain" }, async (uri) => ({ contents: [{ uri: uri.href, text: "a" }] }));
         return server;
     }, { legacy: "reject" });
     const port = await freePort();
@@ -157,7 +167,7 @@ const tokens = {};
 before(async () => {
     one = await startV2Server(await freePort());
     two = await startServer2026(await freePort());
-    three = await startToolsOnly();
+    three = await startTouchServer();
     silent = await startSilentListener();
     recOne = await startRecorder(one.url);
     recTwo = await startRecorder(two.url);
@@ -618,6 +628,36 @@ describe("subscriptions/listen fanned out to both backends", () => {
         assert.equal(end.result._meta["io.modelcontextprotocol/serverInfo"].name, "toolgate");
         assert.equal(await next(10000, "the end of the stream"), undefined);
         assert.equal(silent.state.asked, asked, "the silent backend was not asked");
+    });
+
+    test("resources/updated reaches the client with the backend's URI prefix and the client's id", async () => {
+        const ac = new AbortController();
+        const res = await fetch(`${gw.tg.base}/fed3`, {
+            method: "POST",
+            headers: {
+                "Content-Type": "application/json",
+                Accept: "application/json, text/event-stream",
+                Authorization: `Bearer ${tokens.carol}`,
+                "MCP-Protocol-Version": V,
+                "Mcp-Method": "subscriptions/listen",
+            },
+            body: JSON.stringify(rpc("watch", "subscriptions/listen", { notifications: { resourceSubscriptions: ["three.doc://a"] } })),
+            signal: ac.signal,
+        });
+        try {
+            assert.equal(res.status, 200);
+            const next = eventReader(res);
+            const ack = await next(10000, "the acknowledgement");
+            assert.deepEqual(ack.params.notifications, { resourceSubscriptions: ["three.doc://a"] }, JSON.stringify(ack));
+            const t = await post("carol", rpc("touch-1", "tools/call", { name: "three.touch", arguments: { name: "a" } }), { "Mcp-Name": "three.touch" });
+            assert.deepEqual(t.msg.result.content, [{ type: "text", text: "touched doc://a" }], t.text);
+            const upd = await next(10000, "resources/updated");
+            assert.equal(upd.method, "notifications/resources/updated", JSON.stringify(upd));
+            assert.equal(upd.params.uri, "three.doc://a");
+            assert.equal(upd.params._meta["io.modelcontextprotocol/subscriptionId"], "watch");
+        } finally {
+            ac.abort();
+        }
     });
 
     test("a listen for a resource the user may not read is refused before any backend", async () => {
