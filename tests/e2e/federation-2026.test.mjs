@@ -29,7 +29,10 @@ const POLICY = {
             id: "clinician-tools",
             effect: "permit",
             roles_any: ["clinician"],
-            tools: ["one.echo", "one.add", "two.test_simple_text", "two.test_trigger_tool_change", "two.test_custom_headers"],
+            tools: [
+                "one.echo", "one.add", "two.test_simple_text", "two.test_trigger_tool_change", "two.test_custom_headers",
+                "two.test_input_required_result_elicitation",
+            ],
         },
         { id: "viewer-tools", effect: "permit", roles_any: ["viewer"], tools: ["one.echo", "two.test_simple_text", "three.touch"] },
         { id: "clinician-resources", effect: "permit", roles_any: ["clinician"], resources: "*" },
@@ -327,7 +330,8 @@ describe("lists, merged under prefixes and filtered per user", () => {
     test("tools: each user sees what their policy permits, page by page across the backends", async () => {
         const alice = await allPages("alice", "tools/list", "tools");
         assert.deepEqual(alice.items.map((t) => t.name).sort(), [
-            "one.add", "one.echo", "two.test_custom_headers", "two.test_simple_text", "two.test_trigger_tool_change",
+            "one.add", "one.echo", "two.test_custom_headers", "two.test_input_required_result_elicitation", "two.test_simple_text",
+            "two.test_trigger_tool_change",
         ]);
         assert.ok(alice.pages.length >= 2, "one page per backend at least");
         for (const p of alice.pages) {
@@ -422,6 +426,28 @@ describe("calls, reads and prompts routed by prefix", () => {
         } finally {
             await client.close().catch(() => {});
         }
+    });
+
+    test("a call that needs the user's input: the backend's InputRequiredResult reaches the client, the retry goes back", async () => {
+        const client = new Client(
+            { name: "toolgate-e2e-fed26", version: "1.0.0" },
+            { capabilities: { elicitation: {} }, versionNegotiation: { mode: { pin: V } } },
+        );
+        client.setRequestHandler("elicitation/create", async () => ({ action: "accept", content: { name: "Ann" } }));
+        const transport = new StreamableHTTPClientTransport(new URL(`${gw.tg.base}/fed`), {
+            requestInit: { headers: { Authorization: `Bearer ${tokens.alice}` } },
+        });
+        await withTimeout(client.connect(transport), 15000, "connecting");
+        try {
+            const r = await client.callTool({ name: "two.test_input_required_result_elicitation", arguments: {} });
+            assert.deepEqual(r.content, [{ type: "text", text: "Hello, Ann!" }], JSON.stringify(r));
+        } finally {
+            await client.close().catch(() => {});
+        }
+        const rounds = recTwo.calls("tools/call").filter((c) => c.body.params.name === "test_input_required_result_elicitation");
+        assert.equal(rounds.length, 2, "the first round and the retry");
+        assert.equal(rounds[1].body.params.inputResponses.user_name.content.name, "Ann");
+        assert.equal(rounds[1].headers["mcp-name"], "test_input_required_result_elicitation");
     });
 
     test("a tool hidden by policy is refused as unknown, and no backend sees it", async () => {
