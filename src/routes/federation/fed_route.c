@@ -10,8 +10,10 @@
  * This file is the kind itself: which routes it claims, their checks, which backend a request
  * concerns (prepare), how a backend's message becomes the client's (on_message) and where each
  * request goes (forward). The calls to backends are in fed_upstream.c, the opening and closing
- * of backend sessions in fed_session.c, the server stream (GET) in fed_stream.c and the
- * client's answers to backends' requests in fed_answer.c; fed-int.h is what they share.
+ * of backend sessions in fed_session.c, the server stream (GET) in fed_stream.c, the
+ * client's answers to backends' requests in fed_answer.c, revision 2026-07-28 (stateless: no
+ * sessions) in fed_modern.c and fed_listen.c, and what is merged from several backends'
+ * answers in fed_merge.c; fed-int.h is what they share.
  */
 #include "lib/log.h"
 #include "mcp/jsonrpc.h"

@@ -13,6 +13,10 @@
  *
  * The client's session is one of toolgate's (mcp/session.h), standing for one backend
  * session per backend, opened lazily; the identity layer finds it for each request.
+ *
+ * In revision 2026-07-28 there are no sessions: each request is routed the same way on its
+ * own, server/discover is answered from every backend's (merged) and subscriptions/listen is
+ * fanned out to the backends (fed_merge.c for what is merged).
  */
 #ifndef GW_FEDERATION_H
 #define GW_FEDERATION_H
