@@ -49,6 +49,8 @@ struct exchange {
     size_t n_out;
     struct sse_parser sse;
     uint64_t max_response;
+    int answer_status; /* a buffered answer's status the kind set in on_message (0: the backend's)
+                        */
 
     /*
      * The answer held back until its completion record is durable: a whole answer (status,

@@ -438,6 +438,8 @@ static void finish_buffered(struct exchange *x)
             return;
         }
     }
+    if (x->answer_status)
+        status = x->answer_status; /* the kind made the answer another (an empty list page) */
     const char *out = rewritten ? rewritten : x->resp.data;
     size_t out_len = rewritten ? strlen(rewritten) : x->resp.len;
     req->response_status = status;
@@ -541,7 +543,7 @@ int relay_start(struct exchange *x, const struct relay_request *r)
 {
     struct gw_request *req = x->req;
     const struct gw_backend *be = r->backend ? r->backend : req->backend;
-    struct gw_header hdrs[16 + MCP_MAX_PARAM_HEADERS + 2 + GW_MAX_UPSTREAM_HEADERS];
+    struct gw_header hdrs[2 * (16 + MCP_MAX_PARAM_HEADERS) + 1 + GW_MAX_UPSTREAM_HEADERS];
     struct gw_buf store = {0};
     size_t n = 0;
     for (const char *const *name = forwarded_headers; r->client_headers && *name; name++) {
@@ -554,7 +556,7 @@ int relay_start(struct exchange *x, const struct relay_request *r)
         if (v.ptr && !injected)
             hdrs[n++] = (struct gw_header){{*name, strlen(*name)}, v};
     }
-    for (size_t i = 0; i < r->n_extra && n < 16; i++)
+    for (size_t i = 0; i < r->n_extra && n < 16 + MCP_MAX_PARAM_HEADERS; i++)
         hdrs[n++] = r->extra[i];
     if (req->modern && r->client_headers)
         n += modern_upstream_headers(req, hdrs + n, &store);

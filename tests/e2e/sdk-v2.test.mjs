@@ -294,22 +294,31 @@ describe("the 2026-07-28 revision through toolgate (a v2 server behind it)", () 
         assert.deepEqual(lb.error.data.supported, ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"]);
     });
 
-    test("a federated route serves the session era only: a 2026-07-28 request gets -32022 naming it", async () => {
-        const res = await fetch(`${gw.tg.base}/fed`, {
-            method: "POST",
-            headers: {
-                "Content-Type": "application/json",
-                Accept: "application/json, text/event-stream",
-                Authorization: `Bearer ${gw.mint({ path: "/fed" })}`,
-                "MCP-Protocol-Version": "2026-07-28",
-                "Mcp-Method": "tools/list",
-            },
-            body: JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/list", params: { _meta: META } }),
-            signal: AbortSignal.timeout(5000),
-        });
-        assert.equal(res.status, 400);
-        const body = await res.json();
-        assert.equal(body.error.code, -32022, JSON.stringify(body));
-        assert.deepEqual(body.error.data.supported, ["2025-11-25", "2025-06-18", "2025-03-26"]);
+    test("a federated route serves 2026-07-28 too: a read routed by prefix to its v2 backend; the 1.x backend answers with its own error", async () => {
+        const send = (id, method, params, headers = {}) =>
+            fetch(`${gw.tg.base}/fed`, {
+                method: "POST",
+                headers: {
+                    "Content-Type": "application/json",
+                    Accept: "application/json, text/event-stream",
+                    Authorization: `Bearer ${gw.mint({ path: "/fed" })}`,
+                    "MCP-Protocol-Version": "2026-07-28",
+                    "Mcp-Method": method,
+                    ...headers,
+                },
+                body: JSON.stringify({ jsonrpc: "2.0", id, method, params: { ...params, _meta: META } }),
+                signal: AbortSignal.timeout(5000),
+            });
+        const read = await send(3, "resources/read", { uri: "two.v2://greeting" }, { "Mcp-Name": "two.v2://greeting" });
+        const text = await read.text();
+        assert.equal(read.status, 200, text);
+        const body = JSON.parse(text.startsWith("{") ? text : /data: (.*)/.exec(text)[1]);
+        assert.equal(body.id, 3);
+        assert.equal(body.result.contents[0].uri, "two.v2://greeting");
+        assert.equal(body.result.contents[0].text, "hello from the v2 server");
+        // The SDK 1.x reference server does not serve 2026-07-28: its refusal is relayed.
+        const list = await send(4, "tools/list", {});
+        assert.equal(list.status, 400);
+        assert.ok((await list.json()).error, "the backend's own error");
     });
 });

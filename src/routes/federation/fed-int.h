@@ -30,6 +30,22 @@ struct fed_state {
     int status;         /* status of an initialisation step */
     struct gw_buf scratch;
 
+    /* 2026-07-28: the mirrored headers of what goes to the backend (the backend's own name). */
+    const char *up_method; /* Mcp-Method */
+    struct gw_buf up_name; /* Mcp-Name, encoded; empty when the method has none */
+    int up_params;         /* the client's Mcp-Param-* go on (tools/call) */
+
+    /* server/discover: every backend's asked in turn, the results merged. */
+    int discovering;
+    struct fed_discover discover;
+
+    /* subscriptions/listen: one listen per backend, merged into the client's one stream. */
+    int listening;
+    json_t *listen_ack;        /* the backends' acknowledgements, combined */
+    size_t acks_pending;       /* listens not yet acknowledged (nor ended) */
+    int client_acked;          /* the client's acknowledgement is written */
+    struct gw_buf listen_held; /* events that came before it, bounded */
+
     /* The client's initialize: every backend's session opened in turn, capabilities merged. */
     int opening_all;
     const char *version; /* the revision answered to the client */
@@ -42,7 +58,7 @@ struct fed_state {
     /* logging/setLevel: sent to every open backend session in turn. */
     int broadcasting;
 
-    /* A GET: one server stream per backend, merged into the client's. */
+    /* A GET (or a 2026-07-28 listen): one stream per backend, merged into the client's. */
     struct fed_stream *streams;
     size_t n_streams;
     size_t live_streams;
@@ -58,6 +74,10 @@ struct fed_stream {
     int status;
     int is_sse;
     int paused;
+    /* subscriptions/listen */
+    char *body;   /* the listen request this backend got */
+    int acked;    /* its acknowledgement came */
+    int answered; /* it answered the listen request (ended it, or refused it) */
 };
 
 static inline struct fed_state *state(struct exchange *x)
@@ -69,6 +89,23 @@ static inline uint64_t now_ms(void)
 {
     return gw_mono_ns() / 1000000ull;
 }
+
+/* ---- fed_route.c: the kind ---- */
+
+/*
+ * The backend a governed action names (a tool or prompt by its prefix, a resource or a
+ * completion's resource template by its URI prefix), and the backend's own name or URI in
+ * *rest; NULL when none does.
+ */
+const struct gw_backend *fed_action_backend(const struct gw_route *route,
+                                            const struct mcp_message *m, const char **rest);
+/*
+ * The client's governed action as the layers left it, for the backend (a new reference): the
+ * prefix taken off the name or the URI prefix off the URI, nothing else changed. NULL: memory.
+ */
+json_t *fed_action_for_backend(const struct mcp_message *m, const char *rest);
+/* Answers a target no backend's prefix names as one that does not exist. */
+void fed_answer_unknown(struct exchange *x, const struct mcp_message *m);
 
 /* ---- fed_upstream.c: calls to the backends ---- */
 
@@ -89,6 +126,12 @@ struct upstream_call *fed_start_other(struct exchange *x, const struct gw_backen
  */
 int fed_start(struct exchange *x, const char *body, int with_session,
               const struct upstream_callbacks *cbs);
+/*
+ * The headers of a 2026-07-28 call (after Content-Type, Accept and MCP-Protocol-Version):
+ * Mcp-Method, Mcp-Name (s->up_name) and the client's Mcp-Param-* that still mirror the
+ * arguments (s->up_params). Writes at most `max`; returns how many.
+ */
+size_t fed_modern_headers(struct exchange *x, struct gw_header *hdrs, size_t max);
 /* Callbacks of a call whose answer nobody reads. */
 void fed_ignore_head(void *arg, int status, const struct gw_header *h, size_t n);
 int fed_ignore_data(void *arg, const char *data, size_t len);
@@ -105,6 +148,8 @@ void fed_ignore_done(void *arg, int err, const char *detail);
 void fed_initialize(struct exchange *x, const struct mcp_message *m);
 /* The initialize request toolgate sends a backend (kept in s->scratch while it is sent). */
 int fed_start_backend_init(struct exchange *x);
+/* The result of a backend's answer (JSON, or the first SSE event that is one), or NULL. */
+json_t *fed_answer_result(const char *data, size_t len, size_t max);
 /* The call itself, on the backend's session; its answer is relayed like any other. */
 void fed_call(struct exchange *x);
 /* Closes the backend sessions of a client session (best effort; nobody waits for them). */
@@ -120,8 +165,27 @@ void fed_close_backends(struct exchange *x, char **sids, size_t n);
  * backends' idle timeout. When no backend offers one, the answer is 405.
  */
 void fed_open_streams(struct exchange *x);
+/* The head of the client's merged stream, once (fed_stream.c, fed_listen.c). 0, or -1. */
+int fed_write_stream_head(struct exchange *x);
 /* The exchange ends: every backend's stream with it. */
 void fed_on_finish(struct exchange *x);
+
+/* ---- fed_modern.c, fed_listen.c: revision 2026-07-28 ---- */
+
+/*
+ * A 2026-07-28 request on a federated route, once the layers allowed it: no session, each
+ * request routed as in the session era (lists paged through the backends, actions by prefix)
+ * with the client's envelope and the mirrored headers made for the backend; server/discover
+ * answered from every backend's, merged; subscriptions/listen fanned out (fed_listen).
+ */
+void fed_modern_forward(struct exchange *x, const struct mcp_message *m);
+/*
+ * subscriptions/listen: one listen per backend that can tell something of what the client
+ * asked, their streams merged into the client's one: one acknowledgement (the backends',
+ * combined) once every backend has acknowledged or ended, then their notifications under the
+ * client's subscription id, each through the kind's rewriting and the response hooks.
+ */
+void fed_listen(struct exchange *x, const struct mcp_message *m);
 
 /* ---- fed_answer.c: the client's answers to backends' requests ---- */
 

@@ -10,8 +10,10 @@
  * This file is the kind itself: which routes it claims, their checks, which backend a request
  * concerns (prepare), how a backend's message becomes the client's (on_message) and where each
  * request goes (forward). The calls to backends are in fed_upstream.c, the opening and closing
- * of backend sessions in fed_session.c, the server stream (GET) in fed_stream.c and the
- * client's answers to backends' requests in fed_answer.c; fed-int.h is what they share.
+ * of backend sessions in fed_session.c, the server stream (GET) in fed_stream.c, the
+ * client's answers to backends' requests in fed_answer.c, revision 2026-07-28 (stateless: no
+ * sessions) in fed_modern.c and fed_listen.c, and what is merged from several backends'
+ * answers in fed_merge.c; fed-int.h is what they share.
  */
 #include "lib/log.h"
 #include "mcp/jsonrpc.h"
@@ -31,12 +33,17 @@ static void state_free(void *p)
     free(s->client_caps);
     gw_buf_free(&s->scratch);
     gw_buf_free(&s->init_answer);
+    gw_buf_free(&s->up_name);
+    fed_discover_free(&s->discover);
+    json_decref(s->listen_ack);
+    gw_buf_free(&s->listen_held);
     json_decref(s->caps);
     for (size_t i = 0; i < MCP_SESSION_MAX_BACKENDS; i++)
         free(s->sids[i]);
     for (size_t i = 0; i < s->n_streams; i++) {
         upstream_cancel(s->streams[i].call);
         sse_parser_free(&s->streams[i].sse);
+        free(s->streams[i].body);
     }
     free(s->streams);
     free(s);
@@ -94,8 +101,8 @@ static int fed_check_route(const struct cfg_doc *doc, const struct cfg_node *nod
  * completion's resource template by its URI prefix), and the backend's own name or URI in
  * *rest; NULL when none does.
  */
-static const struct gw_backend *action_backend(const struct gw_route *route,
-                                               const struct mcp_message *m, const char **rest)
+const struct gw_backend *fed_action_backend(const struct gw_route *route,
+                                            const struct mcp_message *m, const char **rest)
 {
     if (!m->target)
         return NULL;
@@ -144,7 +151,7 @@ static void fed_prepare(struct exchange *x)
     }
     s->list = fed_list_of(m->method);
     if (m->spec && m->spec->cls == MCP_CLASS_ACTION) {
-        const struct gw_backend *be = action_backend(route, m, NULL);
+        const struct gw_backend *be = fed_action_backend(route, m, NULL);
         if (be)
             req->backend = be;
     } else if (s->list != FED_LIST_NONE) {
@@ -172,8 +179,8 @@ static int fed_on_message(struct exchange *x, json_t *msg, int *modified)
     struct fed_state *s = state(x);
     const struct gw_route *route = x->req->route;
     const char *method = json_string_value(json_object_get(msg, "method"));
-    if (s->opening_all)
-        return 0; /* toolgate's own initialize result */
+    if (s->opening_all || s->discovering)
+        return 0; /* toolgate's own initialize or discover result */
     if (method && json_object_get(msg, "id")) {
         /* A backend's request to the client: under an id of toolgate's. */
         char id[FED_PENDING_ID_LEN + 1];
@@ -193,10 +200,17 @@ static int fed_on_message(struct exchange *x, json_t *msg, int *modified)
         json_t *result = json_object_get(msg, "result");
         if (s->list != FED_LIST_NONE) {
             if (result ? fed_rewrite_list(msg, route, s->index, s->list) == 0
-                       : fed_empty_page(msg, route, s->index, s->list) == 0)
+                       : fed_empty_page(msg, route, s->index, s->list) == 0) {
                 *modified = 1;
-            else if (result)
+                if (x->req->modern) {
+                    /* A page of toolgate's list; an empty one stands for a 404 -32601. */
+                    fed_mark_modern_page(json_object_get(msg, "result"));
+                    if (!result)
+                        x->answer_status = 200;
+                }
+            } else if (result) {
                 return -1; /* a page that cannot be federated is not passed on unfiltered */
+            }
             return 0;
         }
         int n = fed_rewrite_result_uris(result, route, s->index);
@@ -262,14 +276,15 @@ static void broadcast_next(struct exchange *x)
     fed_start(x, s->body, 1, &cbs);
 }
 
-/* Answers a target no backend's prefix names as one that does not exist. */
-static void answer_unknown(struct exchange *x, const struct mcp_message *m)
+void fed_answer_unknown(struct exchange *x, const struct mcp_message *m)
 {
     char msg[180];
     const char *t = m->target ? m->target : "";
     if (m->target_kind == MCP_TARGET_RESOURCE) {
         snprintf(msg, sizeof msg, "Resource not found: %.120s", t);
-        answer_error(x, 200, -32002, msg, "federation.unknown_resource");
+        /* -32002 until 2026-07-28 retired it for -32602. */
+        answer_error(x, 200, x->req->modern ? JSONRPC_INVALID_PARAMS : -32002, msg,
+                     "federation.unknown_resource");
     } else if (m->target_kind == MCP_TARGET_PROMPT) {
         snprintf(msg, sizeof msg, "Unknown prompt: %.120s", t);
         answer_error(x, 200, JSONRPC_INVALID_PARAMS, msg, "federation.unknown_prompt");
@@ -284,7 +299,7 @@ static void answer_unknown(struct exchange *x, const struct mcp_message *m)
  * the name (tools/call, prompts/get, a completion's ref/prompt) or the URI prefix off the
  * URI (resources/read, subscribe, unsubscribe, a completion's ref/resource). NULL: memory.
  */
-static json_t *action_for_backend(const struct mcp_message *m, const char *rest)
+json_t *fed_action_for_backend(const struct mcp_message *m, const char *rest)
 {
     json_t *out = json_deep_copy(m->json);
     json_t *holder = json_object_get(out, "params");
@@ -323,6 +338,10 @@ static void fed_forward(struct exchange *x)
         return;
     }
     const struct mcp_message *m = req->rpc.n ? &req->rpc.msgs[0] : NULL;
+    if (req->modern) {
+        fed_modern_forward(x, m);
+        return;
+    }
     if (m && (m->kind == MCP_RESPONSE || m->kind == MCP_ERROR_RESPONSE)) {
         fed_answer_backend(x, m);
         return;
@@ -370,11 +389,11 @@ static void fed_forward(struct exchange *x)
             json_object_set_new(out, "params", json_pack("{s:s}", "cursor", s->cursor));
     } else if (m->spec && m->spec->cls == MCP_CLASS_ACTION) {
         const char *rest = NULL;
-        if (!action_backend(req->route, m, &rest)) {
-            answer_unknown(x, m);
+        if (!fed_action_backend(req->route, m, &rest)) {
+            fed_answer_unknown(x, m);
             return;
         }
-        out = action_for_backend(m, rest);
+        out = fed_action_for_backend(m, rest);
     } else if (strcmp(m->method, "logging/setLevel") == 0) {
         out = json_deep_copy(m->json);
         broadcast = 1;
@@ -423,6 +442,7 @@ const struct gw_route_kind fed_route_kind = {
     .on_message = fed_on_message,
     .streams = 1,
     .owns_session = 1,
+    .modern = 1,
     .on_finish = fed_on_finish,
     .free_state = state_free,
 };

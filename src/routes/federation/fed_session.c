@@ -64,13 +64,10 @@ static int first_response(void *arg, const struct sse_event *ev)
     return 0;
 }
 
-/* The backend's initialize result (JSON or one SSE event), or NULL. */
-static json_t *init_result(struct fed_state *s)
+json_t *fed_answer_result(const char *p, size_t n, size_t max)
 {
-    const char *p = s->init_answer.data;
-    size_t n = s->init_answer.len;
     json_t *msg = NULL;
-    if (s->init_answer_over || n == 0)
+    if (n == 0)
         return NULL;
     size_t i = 0;
     while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
@@ -80,7 +77,7 @@ static json_t *init_result(struct fed_state *s)
             return NULL;
     } else {
         struct sse_parser sp;
-        sse_parser_init(&sp, FED_MAX_INIT_ANSWER);
+        sse_parser_init(&sp, max);
         sse_feed(&sp, p, n, first_response, &msg);
         sse_parser_free(&sp);
     }
@@ -89,42 +86,12 @@ static json_t *init_result(struct fed_state *s)
     return result;
 }
 
-static void merge_flag(json_t *into, const json_t *from, const char *flag)
+/* The backend's initialize result, or NULL. */
+static json_t *init_result(struct fed_state *s)
 {
-    if (json_is_true(json_object_get(from, flag)))
-        json_object_set_new(into, flag, json_true());
-    else if (!json_object_get(into, flag))
-        json_object_set_new(into, flag, json_false());
-}
-
-/*
- * Adds a backend's capabilities to the merged ones: a capability any backend offers is
- * offered, and a flag of it (listChanged, subscribe) is true when any backend's is. Only
- * what toolgate federates is merged (tools, resources, prompts, completions, logging);
- * anything else a backend declares is left out.
- */
-static void merge_capabilities(json_t *merged, const json_t *caps)
-{
-    static const struct {
-        const char *name;
-        const char *flags[2];
-    } known[] = {
-        {"tools", {"listChanged", NULL}},   {"resources", {"subscribe", "listChanged"}},
-        {"prompts", {"listChanged", NULL}}, {"completions", {NULL, NULL}},
-        {"logging", {NULL, NULL}},
-    };
-    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
-        const json_t *c = json_object_get(caps, known[k].name);
-        if (!json_is_object(c))
-            continue;
-        json_t *m = json_object_get(merged, known[k].name);
-        if (!m) {
-            m = json_object();
-            json_object_set_new(merged, known[k].name, m);
-        }
-        for (size_t f = 0; m && f < 2 && known[k].flags[f]; f++)
-            merge_flag(m, c, known[k].flags[f]);
-    }
+    if (s->init_answer_over)
+        return NULL;
+    return fed_answer_result(s->init_answer.data, s->init_answer.len, FED_MAX_INIT_ANSWER);
 }
 
 static void fed_init_done(void *arg, int err, const char *detail)
@@ -154,7 +121,7 @@ static void fed_init_done(void *arg, int err, const char *detail)
     if (s->step == FED_INIT) {
         if (s->opening_all) {
             json_t *result = init_result(s);
-            merge_capabilities(s->caps, json_object_get(result, "capabilities"));
+            fed_merge_capabilities(s->caps, json_object_get(result, "capabilities"));
             json_decref(result);
             gw_buf_reset(&s->init_answer);
             s->init_answer_over = 0;
@@ -310,11 +277,9 @@ static void finish_initialize(struct exchange *x)
     if (others && mcp_session_update(sid, &rec, loop) != 0)
         gw_log(GW_LOG_WARN, "federation_session_update_failed", req->id, NULL,
                "could not record the backends' sessions; they are opened again when needed");
-    json_t *result = json_pack(
-        "{s:s, s:O, s:{s:s, s:s}, s:s}", "protocolVersion", s->version, "capabilities", s->caps,
-        "serverInfo", "name", "toolgate", "version", TOOLGATE_VERSION, "instructions",
-        "Tools, prompts and resources of several services, each named with its service's "
-        "prefix (service.tool; resource URIs start with the prefix before their scheme).");
+    json_t *result = json_pack("{s:s, s:O, s:{s:s, s:s}, s:s}", "protocolVersion", s->version,
+                               "capabilities", s->caps, "serverInfo", "name", "toolgate", "version",
+                               TOOLGATE_VERSION, "instructions", FED_INSTRUCTIONS);
     s->opening_all = 0;
     s->list = FED_LIST_NONE;
     /* The header value must outlive answer_result: it is copied into the held answer there. */

@@ -42,8 +42,7 @@ static void stream_end(struct fed_stream *st)
         s->live_streams--;
 }
 
-/* The client's stream head, once the first backend's stream is open. */
-static int write_client_head(struct exchange *x)
+int fed_write_stream_head(struct exchange *x)
 {
     struct gw_request *req = x->req;
     struct fed_state *s = state(x);
@@ -76,7 +75,7 @@ static void stream_head(void *arg, int status, const struct gw_header *headers, 
         if (gw_slice_casecmp_eq(headers[i].name, "Content-Type"))
             st->is_sse = headers[i].value.len >= 17 &&
                          strncasecmp(headers[i].value.ptr, "text/event-stream", 17) == 0;
-    if (status == 200 && st->is_sse && write_client_head(x) != 0)
+    if (status == 200 && st->is_sse && fed_write_stream_head(x) != 0)
         exchange_finish(x, 1);
     else
         exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);

@@ -4,10 +4,43 @@
  * builder and any other resolved afresh, and the callbacks of calls whose answer nobody reads.
  */
 #include "lib/jwt.h"
+#include "lib/log.h"
+#include "mcp/modern.h"
 #include "routes/federation/fed-int.h"
 
 #include <string.h>
 #include <strings.h>
+
+/* The most headers a federated call's own list holds (fed_headers). */
+#define FED_MAX_CALL_HEADERS (6 + MCP_MAX_PARAM_HEADERS)
+
+size_t fed_modern_headers(struct exchange *x, struct gw_header *hdrs, size_t max)
+{
+    struct gw_request *req = x->req;
+    struct fed_state *s = state(x);
+    const struct mcp_message *m = req->rpc.n == 1 ? &req->rpc.msgs[0] : NULL;
+    size_t n = 0;
+    if (!s->up_method || max < 2)
+        return 0;
+    hdrs[n++] =
+        (struct gw_header){GW_SLICE_LIT("Mcp-Method"), {s->up_method, strlen(s->up_method)}};
+    if (s->up_name.len > 0)
+        hdrs[n++] = (struct gw_header){GW_SLICE_LIT("Mcp-Name"), {s->up_name.data, s->up_name.len}};
+    for (size_t i = 0; s->up_params && m && i < req->n_headers && n < max; i++) {
+        const struct gw_header *h = &req->headers[i];
+        if (h->name.len <= 10 || strncasecmp(h->name.ptr, "Mcp-Param-", 10) != 0)
+            continue;
+        if (!mcp_param_still_mirrors(m, h->value.ptr, h->value.len)) {
+            /* The layers rewrote what it mirrors (a redaction): the original stays here. */
+            gw_log(GW_LOG_WARN, "param_header_dropped", req->id, NULL,
+                   "an Mcp-Param header no longer matches the arguments the layers let "
+                   "through; it is not forwarded");
+            continue;
+        }
+        hdrs[n++] = *h;
+    }
+    return n;
+}
 
 /* Headers of a backend call of a federated route. */
 static size_t fed_headers(struct exchange *x, struct gw_header *hdrs, int with_session)
@@ -17,6 +50,12 @@ static size_t fed_headers(struct exchange *x, struct gw_header *hdrs, int with_s
     hdrs[n++] = (struct gw_header){GW_SLICE_LIT("Content-Type"), GW_SLICE_LIT("application/json")};
     hdrs[n++] = (struct gw_header){GW_SLICE_LIT("Accept"),
                                    GW_SLICE_LIT("application/json, text/event-stream")};
+    if (x->req->modern) {
+        /* Stateless: the client's revision, no session, the body mirrored in headers. */
+        hdrs[n++] =
+            (struct gw_header){GW_SLICE_LIT("MCP-Protocol-Version"), GW_SLICE_LIT("2026-07-28")};
+        return n + fed_modern_headers(x, hdrs + n, FED_MAX_CALL_HEADERS - n);
+    }
     hdrs[n++] = (struct gw_header){GW_SLICE_LIT("MCP-Protocol-Version"),
                                    GW_SLICE_LIT(FED_BACKEND_PROTOCOL)};
     if (with_session && s->backend_sid)
@@ -72,9 +111,9 @@ struct upstream_call *fed_start_other(struct exchange *x, const struct gw_backen
                                       const struct upstream_callbacks *cbs, void *arg)
 {
     struct gw_request *req = x->req;
-    struct gw_header hdrs[8 + GW_MAX_UPSTREAM_HEADERS];
+    struct gw_header hdrs[FED_MAX_CALL_HEADERS + 1 + GW_MAX_UPSTREAM_HEADERS];
     size_t k = 0;
-    for (size_t i = 0; i < n_extra && k < 8; i++)
+    for (size_t i = 0; i < n_extra && k < FED_MAX_CALL_HEADERS; i++)
         hdrs[k++] = extra[i];
     hdrs[k++] = (struct gw_header){GW_SLICE_LIT("X-Request-Id"), {req->id, strlen(req->id)}};
     for (size_t i = 0; i < req->n_upstream_headers; i++)
@@ -102,7 +141,7 @@ int fed_start(struct exchange *x, const char *body, int with_session,
               const struct upstream_callbacks *cbs)
 {
     struct fed_state *s = state(x);
-    struct gw_header hdrs[4];
+    struct gw_header hdrs[FED_MAX_CALL_HEADERS];
     const struct gw_backend *be = &x->req->route->backends[s->index];
     size_t n = fed_headers(x, hdrs, with_session);
     if (be != x->req->backend && cbs) {

@@ -13,6 +13,10 @@
  *
  * The client's session is one of toolgate's (mcp/session.h), standing for one backend
  * session per backend, opened lazily; the identity layer finds it for each request.
+ *
+ * In revision 2026-07-28 there are no sessions: each request is routed the same way on its
+ * own, server/discover is answered from every backend's (merged) and subscriptions/listen is
+ * fanned out to the backends (fed_merge.c for what is merged).
  */
 #ifndef GW_FEDERATION_H
 #define GW_FEDERATION_H
@@ -109,6 +113,76 @@ char *fed_uri_wrap(const struct gw_route *route, size_t backend_index, const cha
  * many it rewrote, or -1 (memory).
  */
 int fed_rewrite_result_uris(json_t *result, const struct gw_route *route, size_t backend_index);
+
+/*
+ * Merging backends' answers into toolgate's own (fed_merge.c).
+ *
+ * Capabilities: a capability any backend offers is offered, and a flag of it (listChanged,
+ * subscribe) is true when any backend's is; `tools` always. Only what toolgate federates is
+ * merged (tools, resources, prompts, completions, logging); anything else a backend declares
+ * (experimental, tasks, extensions) is left out. fed_merge_capabilities adds `caps` to
+ * `merged`.
+ */
+void fed_merge_capabilities(json_t *merged, const json_t *caps);
+
+/* What toolgate says of itself to clients of a federated route (initialize, discover). */
+#define FED_INSTRUCTIONS                                                                           \
+    "Tools, prompts and resources of several services, each named with its service's "             \
+    "prefix (service.tool; resource URIs start with the prefix before their scheme)."
+/* The backends' instructions joined into a discover result are at most this long. */
+#define FED_MAX_INSTRUCTIONS (16 * 1024)
+
+/*
+ * server/discover (2026-07-28), answered by toolgate from every backend's discover result:
+ *   supportedVersions  toolgate's stateless revisions that every backend lists;
+ *   capabilities       merged as above;
+ *   instructions       toolgate's own sentence, then each backend's, introduced by its prefix
+ *                      ("[ehr.] ..."), in configuration order; a backend's that would take the
+ *                      whole past FED_MAX_INSTRUCTIONS is left out;
+ *   _meta              toolgate's own serverInfo;
+ *   ttlMs              the smallest of the backends' (one without counts as 0);
+ *   cacheScope         "private" when any backend's is (or says none), else "public";
+ *   resultType         "complete".
+ * A result without a supportedVersions list is not added (-1); the caller leaves that backend
+ * out. fed_discover_result gives the merged result (a new reference), NULL when no backend
+ * was added.
+ */
+struct fed_discover {
+    json_t *versions;
+    json_t *caps;
+    struct gw_buf instructions;
+    size_t instructions_dropped;
+    long long ttl_ms; /* -1: none yet */
+    int private_scope;
+    size_t n; /* backends added */
+};
+void fed_discover_init(struct fed_discover *d);
+int fed_discover_add(struct fed_discover *d, const json_t *result, const char *prefix);
+json_t *fed_discover_result(const struct fed_discover *d, const char *server_version);
+void fed_discover_free(struct fed_discover *d);
+
+/*
+ * A list page for a 2026-07-28 client: resultType "complete" when the backend gave none,
+ * ttlMs 0 when it gave none, and cacheScope "private" (the page is filtered per user).
+ * 0, or -1 when result is not an object.
+ */
+int fed_mark_modern_page(json_t *result);
+
+/*
+ * subscriptions/listen (2026-07-28) fanned out: each backend is asked for the list changes
+ * the client asked for (toolsListChanged, promptsListChanged, resourcesListChanged) and for
+ * its own share of resourceSubscriptions (the client's canonical URIs whose URI prefix is the
+ * backend's, with the prefix taken off). fed_listen_filter_for gives that backend's filter
+ * (a new reference), or NULL when there is nothing it could tell (or memory).
+ *
+ * The client gets one acknowledgement: a list flag any backend acknowledged, and every URI a
+ * backend acknowledged, with its URI prefix. fed_listen_ack_add adds one backend's
+ * acknowledged filter to `combined`; 0, or -1 when they are not objects.
+ */
+json_t *fed_listen_filter_for(const json_t *filter, const struct gw_route *route,
+                              size_t backend_index);
+int fed_listen_ack_add(json_t *combined, const json_t *acked, const struct gw_route *route,
+                       size_t backend_index);
 
 /*
  * Requests a backend sends the client (sampling, elicitation, roots, ping) travel under an id
