@@ -128,6 +128,9 @@ struct upstream_call *fed_start_other(struct exchange *x, const struct gw_backen
         .n_headers = k,
         .connect_timeout_ms = be->timeouts.connect_ms,
         .pin = vetted ? req->upstream_pin : NULL,
+        .ca_file = be->tls_ca,
+        .cert_file = be->tls_cert,
+        .key_file = be->tls_key,
     };
     struct upstream_call *call = upstream_start(gw_worker_upstream(x->w), &ur, cbs, arg);
     if (call && arg == x) {
