@@ -1,4 +1,5 @@
 #include "layers/audit/audit_writer.h"
+#include "layers/audit/audit_item.h"
 #include "layers/audit/audit_canon.h"
 #include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_store.h"
@@ -25,73 +26,6 @@
 #define WRITER_GATHER_NS 200000L
 /* Bytes of prepared records queued at most, whatever `audit.queue` allows in records. */
 #define WRITER_QUEUE_MAX_BYTES (256ull << 20)
-
-/*
- * A record prepared on the submitting thread: its members already canonical and sorted, and
- * the values of the indexed columns. The writer only merges in the chain fields.
- */
-enum {
-    COL_KIND,
-    COL_REQUEST_ID,
-    COL_SUBJECT,
-    COL_TENANT,
-    COL_TOOL,
-    COL_DECISION,
-    COL_LAYER,
-    COL_COUNT
-};
-static const char *const col_keys[COL_COUNT] = {"kind", "request_id", "subject", "tenant",
-                                                "tool", "decision",   "layer"};
-static const char *const chain_keys[] = {"seq",       "instance", "time_ns", "time",
-                                         "prev_hash", "hash",     NULL};
-
-struct audit_item {
-    struct audit_members body;
-    char *cols;                        /* the column values back to back, NUL-terminated */
-    ssize_t col_off[COL_COUNT];        /* -1: absent */
-    void (*notify)(void *arg, int ok); /* told once the record is committed or lost */
-    void *notify_arg;
-};
-
-static void item_free(struct audit_item *it)
-{
-    if (!it)
-        return;
-    audit_members_free(&it->body);
-    free(it->cols);
-    free(it);
-}
-
-/* Builds an item from a record (not stolen). NULL when it cannot be encoded. */
-static struct audit_item *item_prepare(const json_t *rec)
-{
-    struct audit_item *it = calloc(1, sizeof *it);
-    struct gw_buf cols = {0};
-    if (!it || audit_members_from_object(&it->body, rec, chain_keys) != 0)
-        goto fail;
-    for (int c = 0; c < COL_COUNT; c++) {
-        const json_t *v = json_object_get(rec, col_keys[c]);
-        it->col_off[c] = -1;
-        if (!json_is_string(v))
-            continue;
-        it->col_off[c] = (ssize_t)cols.len;
-        if (gw_buf_append(&cols, json_string_value(v), json_string_length(v) + 1) != 0)
-            goto fail;
-    }
-    if (it->col_off[COL_KIND] < 0)
-        goto fail;
-    it->cols = cols.data;
-    return it;
-fail:
-    gw_buf_free(&cols);
-    item_free(it);
-    return NULL;
-}
-
-static const char *item_col(const struct audit_item *it, int c)
-{
-    return it->col_off[c] < 0 ? NULL : it->cols + it->col_off[c];
-}
 
 struct writer {
     pthread_mutex_t mu;
@@ -186,13 +120,13 @@ static int append_item(const struct audit_item *it, int64_t at)
         .instance = W.ac.instance_id,
         .seq = seq,
         .time_ns = now,
-        .kind = item_col(it, COL_KIND),
-        .request_id = item_col(it, COL_REQUEST_ID),
-        .subject = item_col(it, COL_SUBJECT),
-        .tenant = item_col(it, COL_TENANT),
-        .tool = item_col(it, COL_TOOL),
-        .decision = item_col(it, COL_DECISION),
-        .layer = item_col(it, COL_LAYER),
+        .kind = audit_item_col(it, COL_KIND),
+        .request_id = audit_item_col(it, COL_REQUEST_ID),
+        .subject = audit_item_col(it, COL_SUBJECT),
+        .tenant = audit_item_col(it, COL_TENANT),
+        .tool = audit_item_col(it, COL_TOOL),
+        .decision = audit_item_col(it, COL_DECISION),
+        .layer = audit_item_col(it, COL_LAYER),
         .record = W.canon.data,
         .record_len = W.canon.len,
         .hash = hash,
@@ -223,9 +157,9 @@ out:
 /* Appends a record built on the writer thread (checkpoint, start, rotation). */
 static int append_record(json_t *rec, int64_t at)
 {
-    struct audit_item *it = item_prepare(rec);
+    struct audit_item *it = audit_item_prepare(rec);
     int rc = it ? append_item(it, at) : -1;
-    item_free(it);
+    audit_item_free(it);
     return rc;
 }
 
@@ -415,7 +349,7 @@ static void *writer_main(void *arg)
         for (size_t i = 0; i < n; i++) {
             if (batch[i]->notify)
                 batch[i]->notify(batch[i]->notify_arg, ok);
-            item_free(batch[i]);
+            audit_item_free(batch[i]);
         }
         pthread_mutex_lock(&W.mu);
         W.finished += n;
@@ -454,7 +388,7 @@ int audit_submit_notify(json_t *rec, void (*notify)(void *arg, int ok), void *ar
     if (!rec)
         return -ENOMEM;
     /* Canonicalization happens here, on the caller's thread, outside the lock. */
-    struct audit_item *it = item_prepare(rec);
+    struct audit_item *it = audit_item_prepare(rec);
     json_decref(rec);
     if (!it)
         return -EINVAL;
@@ -479,7 +413,7 @@ int audit_submit_notify(json_t *rec, void (*notify)(void *arg, int ok), void *ar
     }
     pthread_mutex_unlock(&W.mu);
     if (rc != 0)
-        item_free(it);
+        audit_item_free(it);
     return rc;
 }
 
@@ -893,7 +827,7 @@ void audit_stop(void)
     /* Anything left (only when the store had failed) is dropped and counted. */
     while (W.count) {
         W.queued_bytes -= W.ring[W.head]->body.text.len;
-        item_free(W.ring[W.head]);
+        audit_item_free(W.ring[W.head]);
         W.head = (W.head + 1) % W.cap;
         W.count--;
         W.stats.lost++;

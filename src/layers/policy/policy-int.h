@@ -155,6 +155,15 @@ struct policy_config {
     pcre2_match_context *match_ctx; /* match limits; read-only once built, shared by threads */
 };
 
+/* The scope hierarchy (policy_scope.c). */
+int policy_parse_implies(const struct cfg_doc *doc, const struct cfg_node *node,
+                         struct policy_config *pc, struct cfg_error *err);
+void policy_implies_free(struct policy_config *pc);
+/* Whether the principal holds scope s, itself or implied; any / all of a list. */
+int policy_has_scope(const struct policy_principal *p, const char *s);
+int policy_any_scope(const struct policy_strs *want, const struct policy_principal *p);
+int policy_all_scopes(const struct policy_strs *want, const struct policy_principal *p);
+
 /* Index (policy_index.c). */
 int policy_index_build(struct policy_config *pc);
 void policy_index_free(struct policy_index *ix);

@@ -517,51 +517,6 @@ static int has(const char *const *set, size_t n, const char *s)
     return 0;
 }
 
-/*
- * Whether the principal holds scope s: itself, or a broader scope that implies it in the
- * configured hierarchy (policy.scope_implies, closed over at load).
- */
-static int has_scope(const struct policy_principal *p, const char *s)
-{
-    if (!s)
-        return 0;
-    if (has(p->scopes, p->n_scopes, s))
-        return 1;
-    const struct policy_config *pc = p->scope_model;
-    if (!pc || pc->n_implies == 0)
-        return 0;
-    size_t sl = strlen(s);
-    for (size_t i = 0; i < p->n_scopes; i++) {
-        if (!p->scopes[i])
-            continue;
-        for (size_t k = 0; k < pc->n_implies; k++) {
-            const struct policy_implies *im = &pc->implies[k];
-            if (strcmp(im->scope, p->scopes[i]) != 0)
-                continue;
-            for (size_t j = 0; j < im->n; j++)
-                if (policy_glob_match(im->implied[j], strlen(im->implied[j]), s, sl))
-                    return 1;
-        }
-    }
-    return 0;
-}
-
-static int any_scope(const struct policy_strs *want, const struct policy_principal *p)
-{
-    for (size_t i = 0; i < want->n; i++)
-        if (has_scope(p, want->v[i]))
-            return 1;
-    return 0;
-}
-
-static int all_scopes(const struct policy_strs *want, const struct policy_principal *p)
-{
-    for (size_t i = 0; i < want->n; i++)
-        if (!has_scope(p, want->v[i]))
-            return 0;
-    return 1;
-}
-
 static int any_of(const struct policy_strs *want, const char *const *set, size_t n)
 {
     for (size_t i = 0; i < want->n; i++)
@@ -602,16 +557,16 @@ static const char *principal_fails(const struct policy_rule *r, const struct pol
         return "roles_any";
     if (r->roles_all.n && !all_of(&r->roles_all, p->roles, p->n_roles))
         return "roles_all";
-    if (r->scopes_any.n && !any_scope(&r->scopes_any, p))
+    if (r->scopes_any.n && !policy_any_scope(&r->scopes_any, p))
         return "scopes_any";
-    if (r->scopes_all.n && !all_scopes(&r->scopes_all, p))
+    if (r->scopes_all.n && !policy_all_scopes(&r->scopes_all, p))
         return "scopes_all";
     return NULL;
 }
 
 static int required_scopes_held(const struct policy_rule *r, const struct policy_principal *p)
 {
-    return r->required_scopes.n == 0 || (p && all_scopes(&r->required_scopes, p));
+    return r->required_scopes.n == 0 || (p && policy_all_scopes(&r->required_scopes, p));
 }
 
 /* ---- decisions ---- */
@@ -804,7 +759,7 @@ enum policy_outcome policy_decide(const struct policy_config *pc, const struct p
             explainf(explain, "  permit %s (line %d): no match: required_scopes missing:", r->id,
                      r->line);
             for (size_t k = 0; explain && k < r->required_scopes.n; k++)
-                if (!p || !has_scope(p, r->required_scopes.v[k]))
+                if (!p || !policy_has_scope(p, r->required_scopes.v[k]))
                     explainf(explain, " %s", r->required_scopes.v[k]);
             explainf(explain, "\n");
             if (scope_near < 0)
