@@ -205,42 +205,6 @@ static int init_data(void *arg, const char *data, size_t len)
     return 0;
 }
 
-static int first_result(void *arg, const struct sse_event *ev)
-{
-    json_t **out = arg;
-    json_t *msg = NULL;
-    if (!ev->has_data || mcp_parse_message(ev->data.ptr, ev->data.len, 64, &msg) != 0)
-        return 0;
-    if (json_is_object(json_object_get(msg, "result"))) {
-        *out = msg;
-        return 1;
-    }
-    json_decref(msg);
-    return 0;
-}
-
-json_t *bridge_answer_result(const char *p, size_t n)
-{
-    size_t i = 0;
-    json_t *msg = NULL;
-    if (!p || n == 0)
-        return NULL;
-    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
-        i++;
-    if (i < n && p[i] == '{') {
-        if (mcp_parse_message(p, n, 64, &msg) != 0)
-            return NULL;
-    } else {
-        struct sse_parser sp;
-        sse_parser_init(&sp, BRIDGE_MAX_ANSWER);
-        sse_feed(&sp, p, n, first_result, &msg);
-        sse_parser_free(&sp);
-    }
-    json_t *r = json_incref(json_object_get(msg, "result"));
-    json_decref(msg);
-    return json_is_object(r) ? r : (json_decref(r), NULL);
-}
-
 static void fail_open(struct exchange *x, const char *why)
 {
     gw_log(GW_LOG_WARN, "bridge_open_failed", x->req->id, NULL,
@@ -279,7 +243,7 @@ static void init_done(void *arg, int err, const char *detail)
     struct bstate *st = *(struct bstate **)x->kind_state;
     x->up = NULL;
     json_t *result = err == UPSTREAM_OK && st->status == 200 && !st->answer_over
-                         ? bridge_answer_result(st->answer.data, st->answer.len)
+                         ? sse_answer_result(st->answer.data, st->answer.len, BRIDGE_MAX_ANSWER)
                          : NULL;
     if (!result || !st->sid) {
         json_decref(result);

@@ -38,8 +38,6 @@ int bridge_on_message(struct exchange *x, json_t *msg, int *modified);
 void bridge_state_free(void *state);
 /* Forgets every bridged session (shutdown, tests). */
 void bridge_reset(void);
-/* The result of an answer the bridge reads itself (JSON, or the first result event). */
-json_t *bridge_answer_result(const char *p, size_t n);
 
 /*
  * The other way (core/bridge_legacy.c): session-era clients in front of a backend that

@@ -19,6 +19,7 @@
 #include "mcp/methods.h"
 #include "mcp/modern.h"
 #include "mcp/session.h"
+#include "mcp/sse.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -323,7 +324,7 @@ static void disc_done(void *arg, int err, const char *detail)
     struct lstate *st = lstate_of(x);
     x->up = NULL;
     json_t *result = err == UPSTREAM_OK && req->upstream_status == 200
-                         ? bridge_answer_result(st->answer.data, st->answer.len)
+                         ? sse_answer_result(st->answer.data, st->answer.len, BRIDGE_MAX_ANSWER)
                          : NULL;
     if (!result) {
         gw_log(GW_LOG_WARN, "bridge_open_failed", req->id, NULL,

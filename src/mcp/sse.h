@@ -9,6 +9,7 @@
 #ifndef GW_SSE_H
 #define GW_SSE_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,5 +77,12 @@ int sse_feed(struct sse_parser *p, const char *buf, size_t len, sse_event_cb cb,
  */
 int sse_encode(struct gw_buf *out, struct gw_slice event, struct gw_slice id, int has_id,
                int64_t retry, struct gw_slice data);
+
+/*
+ * The result of an answer toolgate reads itself (a backend's initialize, server/discover):
+ * one JSON-RPC message, or an event stream whose first response carries it, events bounded by
+ * max. A new reference, or NULL when there is none.
+ */
+json_t *sse_answer_result(const char *data, size_t len, size_t max);
 
 #endif

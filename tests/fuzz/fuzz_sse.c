@@ -82,6 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *s = (const char *)data + 2;
     size_t n = size - 2;
 
+    /* An answer read whole (JSON or a stream): a result, when there is one, is a reference. */
+    json_decref(sse_answer_result(s, n, max_event));
+
     struct run whole = {.max_event = max_event, .roundtrip = 1};
     struct run split = {.max_event = max_event};
     struct sse_parser p;

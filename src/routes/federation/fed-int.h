@@ -148,8 +148,6 @@ void fed_ignore_done(void *arg, int err, const char *detail);
 void fed_initialize(struct exchange *x, const struct mcp_message *m);
 /* The initialize request toolgate sends a backend (kept in s->scratch while it is sent). */
 int fed_start_backend_init(struct exchange *x);
-/* The result of a backend's answer (JSON, or the first SSE event that is one), or NULL. */
-json_t *fed_answer_result(const char *data, size_t len, size_t max);
 /* The call itself, on the backend's session; its answer is relayed like any other. */
 void fed_call(struct exchange *x);
 /* Closes the backend sessions of a client session (best effort; nobody waits for them). */

@@ -49,7 +49,7 @@ static void discover_done(void *arg, int err, const char *detail)
     x->up = NULL;
     json_t *result =
         err == UPSTREAM_OK && s->status >= 200 && s->status < 300 && !s->init_answer_over
-            ? fed_answer_result(s->init_answer.data, s->init_answer.len, FED_MAX_DISCOVER_ANSWER)
+            ? sse_answer_result(s->init_answer.data, s->init_answer.len, FED_MAX_DISCOVER_ANSWER)
             : NULL;
     if (!result || fed_discover_add(&s->discover, result, be->prefix) != 0)
         gw_log(GW_LOG_WARN, "federation_discover_failed", x->req->id, NULL,

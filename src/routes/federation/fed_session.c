@@ -49,49 +49,12 @@ static int fed_init_data(void *arg, const char *data, size_t len)
     return 0;
 }
 
-/* The first SSE event of an answer whose data is a response: its message. */
-static int first_response(void *arg, const struct sse_event *ev)
-{
-    json_t **out = arg;
-    json_t *msg = NULL;
-    if (!ev->has_data || mcp_parse_message(ev->data.ptr, ev->data.len, 64, &msg) != 0)
-        return 0;
-    if (json_object_get(msg, "result") && !json_object_get(msg, "method")) {
-        *out = msg;
-        return 1;
-    }
-    json_decref(msg);
-    return 0;
-}
-
-json_t *fed_answer_result(const char *p, size_t n, size_t max)
-{
-    json_t *msg = NULL;
-    if (n == 0)
-        return NULL;
-    size_t i = 0;
-    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
-        i++;
-    if (i < n && p[i] == '{') {
-        if (mcp_parse_message(p, n, 64, &msg) != 0)
-            return NULL;
-    } else {
-        struct sse_parser sp;
-        sse_parser_init(&sp, max);
-        sse_feed(&sp, p, n, first_response, &msg);
-        sse_parser_free(&sp);
-    }
-    json_t *result = json_incref(json_object_get(msg, "result"));
-    json_decref(msg);
-    return result;
-}
-
 /* The backend's initialize result, or NULL. */
 static json_t *init_result(struct fed_state *s)
 {
     if (s->init_answer_over)
         return NULL;
-    return fed_answer_result(s->init_answer.data, s->init_answer.len, FED_MAX_INIT_ANSWER);
+    return sse_answer_result(s->init_answer.data, s->init_answer.len, FED_MAX_INIT_ANSWER);
 }
 
 static void fed_init_done(void *arg, int err, const char *detail)
