@@ -271,10 +271,11 @@ static void open_session(struct exchange *x, struct bstate *st)
     const json_t *meta = meta_of(req);
     const json_t *caps = json_object_get(meta, MCP_META_CAPABILITIES);
     const json_t *info = json_object_get(meta, "io.modelcontextprotocol/clientInfo");
+    /* References of ours ("o" takes them), whether borrowed from the request or made here. */
     json_t *params = json_pack(
-        "{s:s, s:O, s:O}", "protocolVersion", backend_revision(req), "capabilities",
-        json_is_object(caps) ? caps : json_object(), "clientInfo",
-        json_is_object(info) ? info
+        "{s:s, s:o, s:o}", "protocolVersion", backend_revision(req), "capabilities",
+        json_is_object(caps) ? json_incref((json_t *)caps) : json_object(), "clientInfo",
+        json_is_object(info) ? json_incref((json_t *)info)
                              : json_pack("{s:s, s:s}", "name", "toolgate", "version", "bridge"));
     json_t *msg = params ? json_pack("{s:s, s:s, s:s, s:o}", "jsonrpc", "2.0", "id",
                                      "toolgate-bridge", "method", "initialize", "params", params)

@@ -364,8 +364,8 @@ static void disc_done(void *arg, int err, const char *detail)
     unsigned bit = asked ? mcp_version_bit(asked) : 0;
     const char *version = bit && bit != MCP_V_2026_07_28 ? asked : mcp_version_latest();
     json_t *out = json_pack(
-        "{s:s, s:o, s:O}", "protocolVersion", version, "capabilities", c, "serverInfo",
-        json_is_object(info) ? info
+        "{s:s, s:o, s:o}", "protocolVersion", version, "capabilities", c, "serverInfo",
+        json_is_object(info) ? json_incref((json_t *)info)
                              : json_pack("{s:s, s:s}", "name", "toolgate", "version", "bridge"));
     const json_t *instr = json_object_get(result, "instructions");
     if (out && json_is_string(instr))
@@ -382,7 +382,7 @@ static void open_session(struct exchange *x, struct lstate *st)
 {
     const json_t *params = json_object_get(x->req->rpc.msgs[0].json, "params");
     const json_t *caps = json_object_get(params, "capabilities");
-    st->caps = json_dumps(json_is_object(caps) ? caps : json_object(), JSON_COMPACT);
+    st->caps = json_is_object(caps) ? json_dumps(caps, JSON_COMPACT) : strdup("{}");
     json_t *disc = json_pack("{s:s, s:s, s:s, s:{}}", "jsonrpc", "2.0", "id", "toolgate-bridge",
                              "method", "server/discover", "params");
     json_t *msg =
