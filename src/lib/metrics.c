@@ -111,7 +111,6 @@ void metrics_histogram_observe(struct metrics_histogram *h, uint64_t value)
         i++;
     atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->sum, value, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 }
 
 void metrics_histogram_write(struct gw_metrics_out *o, const char *name,

@@ -49,9 +49,9 @@ struct metrics_histogram {
     const uint64_t *bounds; /* ascending upper bounds, borrowed; at most METRICS_MAX_BUCKETS */
     size_t n_bounds;
     double unit;
-    atomic_uint_fast64_t buckets[METRICS_MAX_BUCKETS + 1]; /* per bucket, not cumulative */
+    /* Per bucket, not cumulative; their total is the count (no third atomic to update). */
+    atomic_uint_fast64_t buckets[METRICS_MAX_BUCKETS + 1];
     atomic_uint_fast64_t sum;
-    atomic_uint_fast64_t count;
 };
 
 void metrics_histogram_init(struct metrics_histogram *h, const uint64_t *bounds, size_t n_bounds,
