@@ -201,6 +201,12 @@ describe("admin listener", () => {
         assert.ok(policy.count >= 2);
         const up = histogramOf(text, "toolgate_upstream_duration_seconds", { route: "ehr", backend: "backend" });
         assert.ok(up.count >= 1);
+        // The layers' own families are there too, with bounded labels only.
+        assert.equal(after.toolgate_pii_findings_total?.type, "COUNTER");
+        for (const m of after.toolgate_pii_findings_total.metrics)
+            assert.deepEqual(Object.keys(m.labels).sort(), ["action", "direction", "type"]);
+        assert.ok(counterValue(after, "toolgate_safety_messages_scanned_total", {}) >= 2);
+        assert.ok(after.toolgate_limits_events_total, "limits events");
     });
 
     test("readiness follows Redis going away and coming back", async () => {

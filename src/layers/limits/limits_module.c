@@ -30,6 +30,7 @@ const struct gw_module limits_module = {
     .stop = limits_stop,
     .reason_codes = reasons,
     .ready = limits_ready,
+    .metrics = limits_metrics,
     .layer = &limits_layer,
     .bench = limits_bench_main,
 };

@@ -62,6 +62,7 @@ const struct gw_module safety_module = {
     .parse = parse,
     .free = conf_free,
     .reason_codes = reasons,
+    .metrics = safety_metrics,
     .layer = &safety_layer,
     .commands = commands,
     .bench = safety_bench_main,
