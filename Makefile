@@ -44,6 +44,15 @@ $(BUILD)/obj/%.o: %.c
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The revision is compiled into the build info (--version, toolgate_build_info): objects that
+# use it are rebuilt when it changes.
+REV_STAMP := $(BUILD)/.rev-$(GIT_REV)
+$(REV_STAMP):
+	@mkdir -p $(BUILD)
+	@rm -f $(BUILD)/.rev-*
+	@touch $@
+$(BUILD)/obj/src/main.o $(BUILD)/obj/src/core/stats.o: $(REV_STAMP)
+
 $(BUILD)/libtoolgate.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/admin.h"
 #include "core/config.h"
 #include "core/module.h"
 #include "core/proxy.h"
 #include "core/server.h"
+#include "core/stats.h"
 #include "lib/log.h"
 
 #include <curl/curl.h>
@@ -151,6 +153,30 @@ static size_t runtime_order(const struct gw_module **out)
     return n;
 }
 
+/*
+ * The gateway's handler on every server.listen address, the admin handler on admin.listen
+ * when the file has an admin section.
+ */
+static int serve_listeners(const struct gw_config *cfg)
+{
+    size_t n = cfg->server.n_listen + (cfg->admin.enabled ? 1 : 0);
+    struct gw_server_listener *ls = calloc(n ? n : 1, sizeof *ls);
+    if (!ls || gw_stats_start(cfg) != 0) {
+        free(ls);
+        fprintf(stderr, "toolgate: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < cfg->server.n_listen; i++)
+        ls[i] = (struct gw_server_listener){&cfg->server.listen[i], NULL, *proxy_handler()};
+    if (cfg->admin.enabled)
+        ls[cfg->server.n_listen] =
+            (struct gw_server_listener){&cfg->admin.listen, "admin", *admin_handler()};
+    int rc = gw_server_run_listeners(cfg, ls, n);
+    gw_stats_stop();
+    free(ls);
+    return rc;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *path;
@@ -180,7 +206,7 @@ static int cmd_serve(int argc, char **argv)
     }
     rc = 1;
     if (started == n)
-        rc = gw_server_run(cfg, proxy_handler());
+        rc = serve_listeners(cfg);
     /* Every request has completed by now, so the audit log flushes last. */
     while (started > 0) {
         const struct gw_module *mod = order[--started];

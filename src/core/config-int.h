@@ -61,6 +61,17 @@ static inline int is_pchar(char c)
     return is_alnum(c) || strchr("-._~!$&'()*+,;=:@", c) != NULL;
 }
 
+/* Parses "host:port", "[v6]:port" or ":port" into l (address, host, port); config_server.c. */
+int config_parse_listen_address(const struct cfg_doc *doc, const struct cfg_node *node,
+                                const char *path, const char *text, struct gw_listen *l,
+                                struct cfg_error *err);
+/* Frees what a listen entry holds and zeroes it. */
+void config_listen_free(struct gw_listen *l);
+/* The `admin` section (config_admin.c). */
+int config_parse_admin(struct gw_config *cfg, const struct cfg_doc *doc,
+                       const struct cfg_node *node, struct cfg_error *err);
+void config_free_admin(struct gw_config *cfg);
+
 /* Parses 1..5 decimal digits as a TCP port 1..65535; -1 otherwise. */
 int config_parse_port(const char *s, size_t len);
 /* A size or a duration the way a person would write it in the file (1MiB, 30s). */

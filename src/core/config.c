@@ -1,6 +1,6 @@
 /*
  * config: loads one generation from YAML: the core's sections (server: config_server.c,
- * routes: config_routes.c), then every module's own key (core/module.h).
+ * routes: config_routes.c, admin: config_admin.c), then every module's own key (core/module.h).
  *
  * Every error names file:line:col, the key path, what is wrong and what to write instead: the
  * person reading it is fixing a file, usually in a hurry.
@@ -24,6 +24,7 @@ static const struct config_section {
 } core_sections[] = {
     {"server", config_parse_server, config_free_server},
     {"routes", config_parse_routes, config_free_routes},
+    {"admin", config_parse_admin, config_free_admin},
 };
 
 #define N_CORE (sizeof core_sections / sizeof core_sections[0])

@@ -55,6 +55,20 @@ struct gw_server_config {
     char **allowed_hosts;
 };
 
+/*
+ * The admin listener (health, readiness, metrics): off unless the file has an `admin`
+ * section. Without a token it is reachable from loopback only (a non-loopback listen address
+ * is refused at load, a non-loopback peer is answered 403); with one, every request must
+ * carry it as a bearer token.
+ */
+struct gw_admin_config {
+    int enabled;
+    struct gw_listen listen; /* default 127.0.0.1:9090; no TLS */
+    char *token_file;        /* as written, or NULL */
+    int has_token;
+    uint8_t token_sha256[32]; /* of the trimmed token; the token itself is not kept */
+};
+
 /* Active health checks of a backend's endpoints (backends[].health; routing layer). */
 struct gw_backend_health {
     char *path;           /* GET <endpoint origin><path>; NULL: no active checks (absent key) */
@@ -120,6 +134,7 @@ struct gw_config {
     struct gw_server_config server;
     struct gw_route *routes;
     size_t n_routes;
+    struct gw_admin_config admin;
     /*
      * Each module's section, by module index (core/module.h), as its parse function left
      * it; each module says what NULL means for it (identity, policy: deny everything).

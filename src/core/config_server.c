@@ -14,7 +14,7 @@
 
 /* ---- server.listen ------------------------------------------------------------------------ */
 
-static void listen_free(struct gw_listen *l)
+void config_listen_free(struct gw_listen *l)
 {
     free(l->address);
     free(l->host);
@@ -23,8 +23,7 @@ static void listen_free(struct gw_listen *l)
     memset(l, 0, sizeof *l);
 }
 
-/* Parses "host:port", "[v6]:port" or ":port" into l (address, host, port). */
-static int parse_listen_address(const struct cfg_doc *doc, const struct cfg_node *node,
+int config_parse_listen_address(const struct cfg_doc *doc, const struct cfg_node *node,
                                 const char *path, const char *text, struct gw_listen *l,
                                 struct cfg_error *err)
 {
@@ -126,7 +125,7 @@ static int parse_listen_item(const struct cfg_doc *doc, const struct cfg_node *i
                              const char *path, struct gw_listen *l, struct cfg_error *err)
 {
     if (item->kind == CFG_SCALAR)
-        return parse_listen_address(doc, item, path, item->scalar, l, err);
+        return config_parse_listen_address(doc, item, path, item->scalar, l, err);
     if (item->kind != CFG_MAP)
         return cfg_errorf(err, doc, item, path,
                           "expected \"host:port\" or {address: \"host:port\", tls: {cert, key}}");
@@ -140,7 +139,7 @@ static int parse_listen_item(const struct cfg_doc *doc, const struct cfg_node *i
         0)
         goto out;
     cfg_path_key(p, sizeof p, path, "address");
-    if (parse_listen_address(doc, cfg_map_get(item, "address"), p, address, l, err) != 0)
+    if (config_parse_listen_address(doc, cfg_map_get(item, "address"), p, address, l, err) != 0)
         goto out;
     const struct cfg_node *tls = cfg_map_get(item, "tls");
     cfg_path_key(p, sizeof p, path, "tls");
@@ -471,7 +470,7 @@ void config_free_server(struct gw_config *cfg)
     cfg_strv_free(s->allowed_hosts);
     s->allowed_origins = s->allowed_hosts = NULL;
     for (size_t i = 0; i < s->n_listen; i++)
-        listen_free(&s->listen[i]);
+        config_listen_free(&s->listen[i]);
     free(s->listen);
     free(s->public_url);
     free(s->log_level);

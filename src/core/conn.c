@@ -36,6 +36,13 @@ int gw_conn_http_minor(const struct gw_conn *c)
     return c->parser ? c->parser->http_minor : 1;
 }
 
+int gw_conn_peer(const struct gw_conn *c, struct sockaddr_storage *out)
+{
+    int len = (int)sizeof *out;
+    memset(out, 0, sizeof *out);
+    return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)out, &len) == 0 ? 0 : -1;
+}
+
 size_t gw_conn_queued(const struct gw_conn *c)
 {
     return c->queued;

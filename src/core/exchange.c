@@ -1,5 +1,6 @@
 #include "core/exchange.h"
 #include "core/pipeline.h"
+#include "core/stats.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "mcp/jsonrpc.h"
@@ -139,6 +140,7 @@ static void exchange_release(struct exchange *x, int durable)
             gw_conn_write_body(conn, x->held_body.data, x->held_body.len);
         }
     }
+    gw_stats_request_done(req);
     log_request(x);
     gw_request_free(req);
     x->req = NULL;

@@ -22,6 +22,7 @@
 
 struct gw_config;
 struct gw_route;
+struct gw_metrics_out; /* lib/metrics.h */
 
 /* What a module does on the request path (its stage of the pipeline). */
 struct gw_layer_ops {
@@ -93,6 +94,19 @@ struct gw_module {
      * module's prefix but names nothing (404).
      */
     int (*well_known)(const struct gw_config *cfg, struct gw_slice path, struct gw_buf *out);
+
+    /*
+     * Operations. `reason_codes`: every stable reason code the module's decisions carry
+     * (NULL-terminated), the label values of toolgate_requests_total{reason}; a code not
+     * listed is counted as "other". `ready` (optional) adds its readiness checks to `checks`
+     * as "name": {"state": "ok" | "failing", "detail": "..."}; it runs on a worker thread for
+     * GET /readyz, so it reads state the runtime keeps and waits at most a short, bounded
+     * time. `metrics` (optional) writes the module's own families (lib/metrics.h) for GET
+     * /metrics; no user ids as labels.
+     */
+    const char *const *reason_codes;
+    void (*ready)(const struct gw_config *cfg, json_t *checks);
+    void (*metrics)(const struct gw_config *cfg, struct gw_metrics_out *out);
 
     const struct gw_command *commands; /* NULL-terminated by a NULL name; may be NULL */
     /* `toolgate bench <name> ...`: the module's micro-benchmarks; NULL when it has none. */

@@ -484,8 +484,10 @@ int relay_start(struct exchange *x, const struct relay_request *r)
     }
     x->up = call;
     /* The relay's own callbacks carry the answer to the request's message: it is on its way. */
-    if (!r->cbs)
+    if (!r->cbs) {
         req->upstream_sent = 1;
+        req->timing.upstream_start_ns = gw_mono_ns();
+    }
     exchange_arm_timer(x, be->timeouts.first_byte_ms);
     return 0;
 }

@@ -26,6 +26,8 @@ struct exchange;
 
 struct gw_route_kind {
     const char *name; /* as written in routes[].kind ("mcp", "rest") */
+    /* Stable reason codes of the kind's own refusals (NULL-terminated; NULL: none). */
+    const char *const *reason_codes;
     /*
      * Whether the kind serves a route written with kind `name` and n_backends backends
      * (federation is "mcp" with several). The first kind in the list that claims a route

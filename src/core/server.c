@@ -20,8 +20,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* One TLS context per server.listen entry (NULL for plain ones), shared by all workers. */
+/* The listeners the server was started with, and one TLS context per listener (NULL for
+ * plain ones), shared by all workers. */
+static const struct gw_server_listener *listener_specs;
+static size_t n_listener_specs;
 static struct gw_tls_ctx **tls_contexts;
+
+long gw_server_open_connections(void)
+{
+    return conn_open_count();
+}
 
 uv_loop_t *gw_worker_loop(struct gw_worker *w)
 {
@@ -215,8 +223,8 @@ static int bind_listener(const struct gw_listen *l, char *err, size_t errlen)
     return fd;
 }
 
-static int worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                       const struct gw_handler *handler, char *err, size_t errlen)
+static int worker_init(struct gw_worker *w, int index, const struct gw_config *cfg, char *err,
+                       size_t errlen)
 {
     w->index = index;
     w->cfg = cfg;
@@ -235,7 +243,7 @@ static int worker_init(struct gw_worker *w, int index, const struct gw_config *c
         snprintf(err, errlen, "cannot create the upstream client");
         return -1;
     }
-    w->n_listeners = cfg->server.n_listen;
+    w->n_listeners = n_listener_specs;
     w->listeners = calloc(w->n_listeners, sizeof *w->listeners);
     w->listen_fds = calloc(w->n_listeners, sizeof *w->listen_fds);
     if (!w->listeners || !w->listen_fds) {
@@ -243,7 +251,8 @@ static int worker_init(struct gw_worker *w, int index, const struct gw_config *c
         return -1;
     }
     for (size_t i = 0; i < w->n_listeners; i++) {
-        int fd = bind_listener(&cfg->server.listen[i], err, errlen);
+        const struct gw_server_listener *spec = &listener_specs[i];
+        int fd = bind_listener(spec->listen, err, errlen);
         if (fd < 0)
             return -1;
         w->listen_fds[i] = fd;
@@ -251,10 +260,10 @@ static int worker_init(struct gw_worker *w, int index, const struct gw_config *c
         w->listeners[i].tcp.data = &w->listeners[i];
         w->listeners[i].w = w;
         w->listeners[i].tls = tls_contexts ? tls_contexts[i] : NULL;
-        w->listeners[i].handler = *handler;
+        w->listeners[i].handler = spec->handler;
         if (uv_tcp_open(&w->listeners[i].tcp, fd) != 0 ||
             uv_listen((uv_stream_t *)&w->listeners[i].tcp, 1024, conn_on_connection) != 0) {
-            snprintf(err, errlen, "cannot listen on %s", cfg->server.listen[i].address);
+            snprintf(err, errlen, "cannot listen on %s", spec->listen->address);
             return -1;
         }
     }
@@ -386,7 +395,35 @@ static void worker_thread(void *arg)
 
 int gw_server_run(const struct gw_config *cfg, const struct gw_handler *handler)
 {
+    struct gw_server_listener *ls =
+        calloc(cfg->server.n_listen ? cfg->server.n_listen : 1, sizeof *ls);
+    if (!ls)
+        return 1;
+    for (size_t i = 0; i < cfg->server.n_listen; i++)
+        ls[i] = (struct gw_server_listener){&cfg->server.listen[i], NULL, *handler};
+    int rc = gw_server_run_listeners(cfg, ls, cfg->server.n_listen);
+    free(ls);
+    return rc;
+}
+
+/* "server.listen[i]" or the role's name, for errors. */
+static void listener_name(size_t i, char *out, size_t outlen)
+{
+    size_t main_index = 0;
+    for (size_t j = 0; j < i; j++)
+        main_index += listener_specs[j].role == NULL;
+    if (listener_specs[i].role)
+        snprintf(out, outlen, "%s.listen", listener_specs[i].role);
+    else
+        snprintf(out, outlen, "server.listen[%zu]", main_index);
+}
+
+int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_listener *ls,
+                            size_t n_ls)
+{
     int rc = 1;
+    listener_specs = ls;
+    n_listener_specs = n_ls;
     signal(SIGPIPE, SIG_IGN);
     http_parser_set_max_header_size((uint32_t)cfg->server.limits.max_header);
     n_workers = cfg->server.workers;
@@ -399,17 +436,19 @@ int gw_server_run(const struct gw_config *cfg, const struct gw_handler *handler)
     if (cfg->n_routes == 0)
         gw_log_warn("startup", "no routes are configured: only /healthz will answer");
     char err[512] = "";
-    tls_contexts = calloc(cfg->server.n_listen ? cfg->server.n_listen : 1, sizeof *tls_contexts);
+    tls_contexts = calloc(n_ls ? n_ls : 1, sizeof *tls_contexts);
     if (!tls_contexts)
         return 1;
-    for (size_t i = 0; i < cfg->server.n_listen; i++) {
-        const struct gw_listen *l = &cfg->server.listen[i];
+    for (size_t i = 0; i < n_ls; i++) {
+        const struct gw_listen *l = ls[i].listen;
         if (!l->tls_cert)
             continue;
         tls_contexts[i] = gw_tls_ctx_new(l->tls_cert, l->tls_key, err, sizeof err);
         if (!tls_contexts[i]) {
-            gw_log_error("startup", "server.listen[%zu]: %s", i, err);
-            fprintf(stderr, "toolgate: server.listen[%zu]: %s\n", i, err);
+            char name[64];
+            listener_name(i, name, sizeof name);
+            gw_log_error("startup", "%s: %s", name, err);
+            fprintf(stderr, "toolgate: %s: %s\n", name, err);
             goto out_tls;
         }
     }
@@ -425,7 +464,7 @@ int gw_server_run(const struct gw_config *cfg, const struct gw_handler *handler)
     uv_signal_init(&main_loop, &sigint_handle);
     for (int i = 0; i < n_workers; i++) {
         inited++;
-        if (worker_init(&workers[i], i, cfg, handler, err, sizeof err) != 0) {
+        if (worker_init(&workers[i], i, cfg, err, sizeof err) != 0) {
             gw_log_error("startup", "%s", err);
             fprintf(stderr, "toolgate: %s\n", err);
             gw_server_release_signals();
@@ -440,17 +479,26 @@ int gw_server_run(const struct gw_config *cfg, const struct gw_handler *handler)
     for (int i = 0; i < n_workers; i++)
         uv_thread_create(&workers[i].thread, worker_thread, &workers[i]);
     {
-        char fields[512];
-        struct gw_buf addrs = {0};
-        for (size_t i = 0; i < cfg->server.n_listen; i++) {
-            gw_buf_printf(&addrs, "%s\"", i ? "," : "");
-            gw_buf_append_json_escaped(&addrs, cfg->server.listen[i].address,
-                                       strlen(cfg->server.listen[i].address));
+        char fields[768];
+        struct gw_buf addrs = {0}, roles = {0};
+        size_t n_main = 0;
+        for (size_t i = 0; i < n_ls; i++) {
+            const char *a = ls[i].listen->address;
+            if (ls[i].role) {
+                gw_buf_printf(&roles, ",\"%s\":\"", ls[i].role);
+                gw_buf_append_json_escaped(&roles, a, strlen(a));
+                gw_buf_append_str(&roles, "\"");
+                continue;
+            }
+            gw_buf_printf(&addrs, "%s\"", n_main++ ? "," : "");
+            gw_buf_append_json_escaped(&addrs, a, strlen(a));
             gw_buf_append_str(&addrs, "\"");
         }
-        snprintf(fields, sizeof fields, "\"listen\":[%s],\"workers\":%d,\"routes\":%zu",
-                 addrs.data ? addrs.data : "", n_workers, cfg->n_routes);
+        snprintf(fields, sizeof fields, "\"listen\":[%s],\"workers\":%d,\"routes\":%zu%s",
+                 addrs.data ? addrs.data : "", n_workers, cfg->n_routes,
+                 roles.data ? roles.data : "");
         gw_buf_free(&addrs);
+        gw_buf_free(&roles);
         gw_log(GW_LOG_INFO, "startup", NULL, fields, "toolgate %s listening", TOOLGATE_VERSION);
     }
     uv_run(&main_loop, UV_RUN_DEFAULT);
@@ -464,9 +512,11 @@ out:
     free(workers);
     workers = NULL;
 out_tls:
-    for (size_t i = 0; i < cfg->server.n_listen; i++)
+    for (size_t i = 0; i < n_ls; i++)
         gw_tls_ctx_free(tls_contexts[i]);
     free(tls_contexts);
     tls_contexts = NULL;
+    listener_specs = NULL;
+    n_listener_specs = 0;
     return rc;
 }

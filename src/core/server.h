@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "core/config.h"
@@ -33,11 +34,28 @@ struct gw_handler {
 };
 
 /*
- * Runs the server with `handler` on every listener until SIGTERM/SIGINT (or gw_server_stop)
- * and a graceful drain. Returns the exit code. Signals stay caught (a second one is harmless)
- * until gw_server_release_signals(), which the caller calls once its own teardown is done.
+ * One listening address and the handler of the requests it receives. Listeners of one
+ * server may carry different handlers (the gateway's, the admin's); `role` only labels a
+ * listener in the startup log and in errors ("admin"; NULL for the gateway's own).
  */
+struct gw_server_listener {
+    const struct gw_listen *listen; /* borrowed from the generation */
+    const char *role;
+    struct gw_handler handler;
+};
+
+/*
+ * Runs the server until SIGTERM/SIGINT (or gw_server_stop) and a graceful drain, with the
+ * `n` listeners given (every worker binds each). Returns the exit code. Signals stay caught
+ * (a second one is harmless) until gw_server_release_signals(), which the caller calls once
+ * its own teardown is done.
+ */
+int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_listener *ls,
+                            size_t n);
+/* The same with `handler` on every server.listen address. */
 int gw_server_run(const struct gw_config *cfg, const struct gw_handler *handler);
+/* Client connections open in the process, on every listener. */
+long gw_server_open_connections(void);
 void gw_server_release_signals(void);
 /*
  * Begins the graceful drain as SIGTERM does (now = 0), or closes everything at once as a
@@ -88,6 +106,8 @@ size_t gw_conn_queued(const struct gw_conn *c);
 /* Called once when queued bytes fall below half of server.limits.write_buffer. */
 void gw_conn_on_drain(struct gw_conn *c, void (*cb)(void *arg), void *arg);
 int gw_conn_http_minor(const struct gw_conn *c);
+/* The client's address. Returns 0, or -1 when it cannot be read. */
+int gw_conn_peer(const struct gw_conn *c, struct sockaddr_storage *out);
 struct gw_worker *gw_conn_worker(const struct gw_conn *c);
 
 /*

@@ -115,6 +115,8 @@ static uint64_t idle_ms = 3600 * 1000;
 
 static void free_sets(struct mem_set *s, size_t n)
 {
+    if (!s)
+        return; /* the table another thread (or this one) installed first */
     for (size_t i = 0; i < n; i++) {
         for (int w = 0; w < SESSION_WAYS; w++)
             free(s[i].ways[w].value);

@@ -111,6 +111,10 @@ int audit_cli_main(int argc, char **argv);
 /* `toolgate bench audit`: sustained records/s into SQLite with checkpoints; one line out. */
 int audit_bench_main(int argc, char **argv);
 
+/* GET /readyz and /metrics (audit_ops.c). */
+void audit_ready(const struct gw_config *cfg, json_t *checks);
+void audit_metrics(const struct gw_config *cfg, struct gw_metrics_out *out);
+
 /* The audit layer's section in a generation (NULL: see audit_config_parse). */
 static inline const struct audit_config *audit_config_of(const struct gw_config *cfg)
 {

@@ -25,6 +25,8 @@ static const struct gw_command commands[] = {
     {NULL, NULL, NULL},
 };
 
+static const char *const reasons[] = {"audit.unavailable", NULL};
+
 /*
  * Audit sees every request that reached a route (its stage runs after any denial), and its
  * writer is up before the other runtimes and down after them, so it records what they did.
@@ -38,6 +40,9 @@ const struct gw_module audit_module = {
     .start = audit_start,
     .stop = audit_stop,
     .layer = &audit_layer,
+    .reason_codes = reasons,
+    .ready = audit_ready,
+    .metrics = audit_metrics,
     .commands = commands,
     .bench = audit_bench_main,
 };

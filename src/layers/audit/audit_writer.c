@@ -62,6 +62,17 @@ struct writer {
 static struct writer W = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
 };
+
+/* Commits: 100us to 10s. Updated by the writer thread alone, read by GET /metrics. */
+static const uint64_t commit_bounds_ns[] = {100000,    250000,     500000,     1000000,  2500000,
+                                            5000000,   10000000,   25000000,   50000000, 100000000,
+                                            250000000, 1000000000, 10000000000};
+static struct metrics_histogram commit_latency;
+
+const struct metrics_histogram *audit_writer_commit_histogram(void)
+{
+    return &commit_latency;
+}
 static pthread_once_t conds_once = PTHREAD_ONCE_INIT;
 
 static void init_conds(void)
@@ -231,10 +242,14 @@ static int tx_seal_commit(int closing)
         snprintf(W.store->err, sizeof W.store->err, "injected failure");
         return -1;
     }
+    uint64_t t0 = gw_mono_ns();
     if (W.store->ops->commit(W.store) != 0)
         return -1;
+    metrics_histogram_observe(&commit_latency, gw_mono_ns() - t0);
     pthread_mutex_lock(&W.mu);
     W.stats.checkpoints += W.tx_checkpoints;
+    if (W.tx_checkpoints)
+        W.stats.last_checkpoint_seq = W.seq;
     pthread_mutex_unlock(&W.mu);
     W.tx_checkpoints = 0;
     return 0;
@@ -437,6 +452,9 @@ void audit_writer_stats(struct audit_writer_stats *out)
 {
     pthread_mutex_lock(&W.mu);
     *out = W.running ? W.stats : W.last_stats;
+    out->running = W.running && !W.stopping;
+    out->queued = W.count;
+    out->capacity = W.cap;
     pthread_mutex_unlock(&W.mu);
 }
 
@@ -730,6 +748,8 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         return -EALREADY;
     }
     memset(&W.stats, 0, sizeof W.stats);
+    metrics_histogram_init(&commit_latency, commit_bounds_ns,
+                           sizeof commit_bounds_ns / sizeof commit_bounds_ns[0], 1e-9);
     W.finished = 0;
     W.failed = W.stopping = W.inject_failure = W.hold = 0;
     W.since_checkpoint = W.file_records = 0;

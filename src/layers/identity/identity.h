@@ -106,4 +106,8 @@ static inline const struct identity_config *identity_config_of(const struct gw_c
 /* The layer's pipeline stage (its struct gw_module is identity_module, layers/modules.h). */
 extern const struct gw_layer_ops identity_layer;
 
+/* GET /readyz and /metrics (identity_ops.c). */
+void identity_ready(const struct gw_config *cfg, json_t *checks);
+void identity_metrics(const struct gw_config *cfg, struct gw_metrics_out *out);
+
 #endif

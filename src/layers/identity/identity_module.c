@@ -54,6 +54,34 @@ static const struct gw_command commands[] = {
     {NULL, NULL, NULL},
 };
 
+static const char *const reasons[] = {
+    "identity.bad_alg",
+    "identity.bad_audience",
+    "identity.bad_claims",
+    "identity.bad_iat",
+    "identity.bad_issuer",
+    "identity.bad_scheme",
+    "identity.bad_signature",
+    "identity.bad_typ",
+    "identity.crit",
+    "identity.expired",
+    "identity.internal",
+    "identity.invalid_token",
+    "identity.malformed",
+    "identity.missing_exp",
+    "identity.missing_token",
+    "identity.multiple_authorization",
+    "identity.no_keys",
+    "identity.not_configured",
+    "identity.not_yet_valid",
+    "identity.session_store",
+    "identity.token_in_query",
+    "identity.token_too_large",
+    "identity.unknown_kid",
+    "identity.unknown_session",
+    NULL,
+};
+
 const struct gw_module identity_module = {
     .name = "identity",
     .config_key = "identity",
@@ -63,6 +91,9 @@ const struct gw_module identity_module = {
     .stop = identity_stop,
     .layer = &identity_layer,
     .well_known = well_known,
+    .reason_codes = reasons,
+    .ready = identity_ready,
+    .metrics = identity_metrics,
     .commands = commands,
     .bench = identity_bench_main,
 };

@@ -26,6 +26,7 @@ struct issuer_state {
     int fetching;
     int wanted; /* an early refetch was asked for */
     uint64_t fetches, failures, last_ttl_ms;
+    uint64_t keys_at_ms; /* monotonic: when the current set was fetched or loaded */
     struct waiter_node *waiters;
 };
 
@@ -252,6 +253,7 @@ static void *fetch_thread(void *unused)
         if (set) {
             old = due->keys;
             due->keys = set;
+            due->keys_at_ms = now;
             due->failures = 0;
             due->last_ttl_ms = ttl;
             due->next_fetch_ms = now + ttl;
@@ -354,6 +356,7 @@ int keystore_start(const struct identity_config *cfg, char *why, size_t whylen)
                 return -1;
             }
             issuers[i].attempted = 1;
+            issuers[i].keys_at_ms = gw_mono_ms();
         } else {
             any_uri = 1;
             wait_budget += cfg->issuers[i].jwks_timeout_ms + 500;
@@ -473,6 +476,7 @@ int keystore_stats(const char *issuer, struct keystore_stats *out)
         out->failures = s->failures;
         out->last_ttl_ms = s->last_ttl_ms;
         out->next_fetch_ms = s->next_fetch_ms;
+        out->age_ms = s->keys ? gw_mono_ms() - s->keys_at_ms : 0;
     }
     pthread_mutex_unlock(&ks.lock);
     return s ? 0 : -1;

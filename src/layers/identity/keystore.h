@@ -48,6 +48,7 @@ struct keystore_stats {
     uint64_t failures;      /* consecutive failures so far */
     uint64_t last_ttl_ms;   /* TTL chosen by the last successful fetch */
     uint64_t next_fetch_ms; /* monotonic time of the next scheduled fetch */
+    uint64_t age_ms;        /* since the current set was fetched (or loaded from its file) */
 };
 /* Copies the issuer's counters; returns 0, or -1 when the issuer is not known. */
 int keystore_stats(const char *issuer, struct keystore_stats *out);

@@ -43,6 +43,12 @@ void limits_stop(void);
  */
 int limits_bench_main(int argc, char **argv);
 
+/* GET /readyz: with a Redis store, whether it answers (limits_ops.c). */
+void limits_ready(const struct gw_config *cfg, json_t *checks);
+/* GET /metrics: events, loops and spend (limits_ops.c); counted when a request completes. */
+void limits_metrics(const struct gw_config *cfg, struct gw_metrics_out *out);
+void limits_count_complete(const struct gw_request *req);
+
 /* The limits layer's section in a generation (NULL: see limits_config_parse). */
 static inline const struct limits_config *limits_config_of(const struct gw_config *cfg)
 {

@@ -17,6 +17,10 @@ static void conf_free(void *conf)
     limits_config_free(conf);
 }
 
+static const char *const reasons[] = {
+    "limits.batch", "limits.budget", "limits.loop", "limits.rate", "limits.unavailable", NULL,
+};
+
 const struct gw_module limits_module = {
     .name = "limits",
     .config_key = "limits",
@@ -24,6 +28,9 @@ const struct gw_module limits_module = {
     .free = conf_free,
     .start = limits_start,
     .stop = limits_stop,
+    .reason_codes = reasons,
+    .ready = limits_ready,
+    .metrics = limits_metrics,
     .layer = &limits_layer,
     .bench = limits_bench_main,
 };

@@ -121,8 +121,10 @@ void limits_on_complete(struct gw_request *req)
 {
     struct lreq *s = req->layer_state[GW_STAGE_LIMITS];
     struct gw_limits_state *st = &req->limits;
-    if (!s || !s->reserved || st->settled || !limits_rt)
+    if (!s || !s->reserved || st->settled || !limits_rt) {
+        limits_count_complete(req);
         return;
+    }
     const struct limits_config *lc = limits_config_of(req->cfg);
     int sent = gw_request_allowed(req) && req->upstream_sent;
     int64_t charged[LIMITS_MAX_CALLS];
@@ -166,6 +168,7 @@ void limits_on_complete(struct gw_request *req)
             gw_log(GW_LOG_ERROR, "limits_ledger", req->id, NULL,
                    "the settlement of a budget could not be written to the ledger");
     }
+    limits_count_complete(req);
 }
 
 /* ---- limits_rt ---- */

@@ -56,12 +56,18 @@ static const struct gw_command commands[] = {
     {NULL, NULL, NULL},
 };
 
+static const char *const reasons[] = {
+    "policy.forbidden",       "policy.hidden",   "policy.insufficient_scope",
+    "policy.invalid_request", "policy.no_match", NULL,
+};
+
 const struct gw_module policy_module = {
     .name = "policy",
     .config_key = "policy",
     .parse = parse,
     .free = conf_free,
     .check = check,
+    .reason_codes = reasons,
     .layer = &policy_layer,
     .commands = commands,
     .bench = policy_bench_main,

@@ -45,6 +45,22 @@ static int well_known(const struct gw_config *cfg, struct gw_slice path, struct 
     return routing_jwks_json(cfg, out) == 0 ? 1 : -1;
 }
 
+static const char *const reasons[] = {
+    "routing.bad_backend_url",
+    "routing.egress_denied",
+    "routing.identity_too_large",
+    "routing.inject_failed",
+    "routing.internal",
+    "routing.no_backend",
+    "routing.no_healthy_endpoint",
+    "routing.no_identity",
+    "routing.no_signing_key",
+    "routing.resolve_failed",
+    "routing.resolve_timeout",
+    "routing.ssrf",
+    NULL,
+};
+
 const struct gw_module routing_module = {
     .name = "routing",
     .config_key = "egress",
@@ -55,6 +71,7 @@ const struct gw_module routing_module = {
     .free_route = free_route,
     .start = routing_start,
     .stop = routing_stop,
+    .reason_codes = reasons,
     .layer = &routing_layer,
     .well_known = well_known,
     .bench = routing_bench_main,

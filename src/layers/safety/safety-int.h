@@ -149,7 +149,8 @@ const unsigned char *safety_process_key(void);
 
 /* Counters (safety_counters.c). */
 void safety_count_message(size_t bytes);
-void safety_count_finding(const struct safety_config *sc, int detector);
+void safety_count_finding(const struct safety_config *sc, int detector, enum safety_action action,
+                          int response);
 void safety_count_redactions(unsigned n);
 void safety_count_block(void);
 void safety_count_oversize(void);

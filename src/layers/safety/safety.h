@@ -221,6 +221,8 @@ struct safety_counters {
 void safety_counters_get(struct safety_counters *out);
 /* Findings per built-in type name (custom detectors count under "custom"); 0 when unknown. */
 uint64_t safety_counter_type(const char *type);
+/* GET /metrics: findings by type, action and direction, and the totals above. */
+void safety_metrics(const struct gw_config *cfg, struct gw_metrics_out *out);
 
 /* ---- command line ---------------------------------------------------------------------------- */
 

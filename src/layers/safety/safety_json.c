@@ -335,7 +335,7 @@ static int scan_one(struct walk *w, const char *s, size_t len, const char *key, 
         if ((fixed & FIXED_ID) && a >= SAFETY_REDACT)
             w->res->id_finding = 1;
         w->res->findings++;
-        safety_count_finding(w->sc, m[i].detector);
+        safety_count_finding(w->sc, m[i].detector, a, dir == GW_DIR_RESPONSE);
         add_finding(w->f, d->name, w->path, pii_action(a), dir);
         if (a == SAFETY_BLOCK && !w->res->block) {
             w->res->block = 1;

@@ -433,8 +433,16 @@ static void fed_forward(struct exchange *x)
     fed_start_backend_init(x);
 }
 
+static const char *const fed_reasons[] = {
+    "federation.method",           "federation.no_server_stream",
+    "federation.no_session",       "federation.unknown_prompt",
+    "federation.unknown_resource", "federation.unknown_session",
+    "federation.unknown_tool",     NULL,
+};
+
 const struct gw_route_kind fed_route_kind = {
     .name = "mcp",
+    .reason_codes = fed_reasons,
     .claims = fed_claims,
     .check_route = fed_check_route,
     .prepare = fed_prepare,

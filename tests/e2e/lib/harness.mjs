@@ -260,7 +260,9 @@ export const PERMIT_ALL = {
  * workers, logLevel, identity (default {mode: "off"}: these tests of the core proxy run
  * without tokens; the identity tests bring issuers; null for no section), policy (default
  * PERMIT_ALL; null for none), extra (top-level sections merged in), env (added to the
- * environment). The audit log goes to the default SQLite store in the temp dir.
+ * environment), admin (true, or the admin section's keys: an admin listener on a free loopback
+ * port unless `listen` is given; tg.adminBase is its origin). The audit log goes to the
+ * default SQLite store in the temp dir.
  */
 export async function startToolgate(opts = {}) {
     const port = opts.port ?? (await freePort());
@@ -275,7 +277,13 @@ export async function startToolgate(opts = {}) {
         // unless a test asks for it (routing tests do).
         inject: r.inject ?? { mode: "none" },
     }));
+    let admin = null;
+    if (opts.admin) {
+        admin = { ...(opts.admin === true ? {} : opts.admin) };
+        if (!admin.listen) admin.listen = `127.0.0.1:${await freePort()}`;
+    }
     const config = {
+        ...(admin ? { admin } : {}),
         server: {
             listen: [`127.0.0.1:${port}`],
             workers: opts.workers ?? 2,
@@ -330,6 +338,8 @@ export class Toolgate {
         this.config = config;
         this.base = `http://127.0.0.1:${port}`;
         this.url = `${this.base}/mcp`;
+        // The admin listener's origin, when the configuration has one.
+        this.adminBase = config.admin ? `http://${config.admin.listen}` : null;
     }
 
     get pid() {

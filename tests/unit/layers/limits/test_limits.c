@@ -29,6 +29,7 @@
 #include "lib/timeutil.h"
 #include "layers/layer.h"
 #include "layers/limits/limits-int.h"
+#include "lib/metrics.h"
 #include "layers/audit/audit_record.h"
 
 static char tmpdir[64];
@@ -981,6 +982,20 @@ static void respond(struct gw_request *req, const char *json)
     limits_layer.on_complete(req);
 }
 
+/* toolgate_limits_events_total{event="rate_denied"} as GET /metrics would show it. */
+static uint64_t rate_denied_metric(const struct gw_config *cfg)
+{
+    struct gw_metrics_out out = {{0}};
+    limits_metrics(cfg, &out);
+    static const char series[] = "\ntoolgate_limits_events_total{event=\"rate_denied\"} ";
+    const char *at = out.buf.data ? strstr(out.buf.data, series) : NULL;
+    assert_non_null(at);
+    uint64_t v = strtoull(at + sizeof series - 1, NULL, 10);
+    assert_null(strstr(out.buf.data, "alice"));
+    gw_buf_free(&out.buf);
+    return v;
+}
+
 static void test_layer_rate(void **state)
 {
     (void)state;
@@ -1011,6 +1026,11 @@ static void test_layer_rate(void **state)
     assert_true(d->retry_after_ms > 4000 && d->retry_after_ms <= 5000);
     assert_non_null(header(req, "RateLimit", buf, sizeof buf));
     assert_non_null(strstr(buf, "\"search\";r=0;t=5"));
+    /* Counted for metrics when the request completes, under a label that names no one. */
+    uint64_t denied = rate_denied_metric(cfg);
+    req->deciding_stage = GW_STAGE_LIMITS;
+    limits_layer.on_complete(req);
+    assert_int_equal(rate_denied_metric(cfg), denied + 1);
     gw_request_free(req);
     /* Bob, and Alice's other tools, are not affected. */
     req = call(cfg, "bob", "search_patients", "{}");

@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "layers/layer.h"
 #include "layers/safety/safety-int.h"
+#include "lib/metrics.h"
 
 static struct gw_config *load(const char *yaml)
 {
@@ -443,6 +444,16 @@ static void test_other_methods_and_counters(void **state)
     assert_true(after.redactions >= before.redactions + 1);
     assert_true(safety_counter_type("custom") >= custom_before + 1);
     assert_true(safety_counter_type("ssn") >= 1);
+    /* The same, as metrics: by type, action and direction; custom detectors as "custom". */
+    struct gw_metrics_out out = {{0}};
+    safety_metrics(cfg, &out);
+    assert_non_null(strstr(out.buf.data, "\ntoolgate_pii_findings_total{type=\"ssn\","
+                                         "action=\"block\",direction=\"request\"} "));
+    assert_non_null(strstr(out.buf.data, "\ntoolgate_pii_findings_total{type=\"custom\","
+                                         "action=\"redact\",direction=\"request\"} "));
+    assert_null(strstr(out.buf.data, "badge"));
+    assert_non_null(strstr(out.buf.data, "\ntoolgate_safety_blocks_total "));
+    gw_buf_free(&out.buf);
     gw_config_free(cfg);
 }
 
