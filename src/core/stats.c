@@ -16,6 +16,7 @@ static const char *const core_reasons[] = {
     "protocol.bad_header",
     "protocol.bad_tool",
     "protocol.batch",
+    "protocol.bridge",
     "protocol.content_type",
     "protocol.header_mismatch",
     "protocol.host",
@@ -34,8 +35,8 @@ static const char *const core_reasons[] = {
 
 /* Backend failures, as the relay names them in req->upstream_error ("upstream.<kind>"). */
 static const char *const upstream_kinds[] = {
-    "bad_json", "bad_message", "connect", "idle",    "lost",      "not_understood",
-    "protocol", "session",     "start",   "timeout", "too_large", "other",
+    "bad_json", "bad_message",     "bridge",  "connect", "idle",    "lost",      "not_understood",
+    "protocol", "refused_request", "session", "start",   "timeout", "too_large", "other",
 };
 #define N_UPSTREAM_KINDS (sizeof upstream_kinds / sizeof upstream_kinds[0])
 
