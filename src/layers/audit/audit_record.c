@@ -145,6 +145,40 @@ static int add_arguments(json_t *obj, const struct mcp_message *m, const struct 
     return rc;
 }
 
+/*
+ * Whether the safety layer found PII or a secret in a call's target (a tool or prompt name, a
+ * resource URI): then the record keeps a hash of the target, not the target, since what the
+ * audit log holds must not carry what the safety layer found.
+ */
+static int target_has_finding(const struct gw_request *req)
+{
+    static const char *const ends[] = {"/params/name", "/params/uri", "/params/ref/name",
+                                       "/params/ref/uri", NULL};
+    for (size_t i = 0; i < req->findings.n; i++) {
+        const struct gw_finding *f = &req->findings.items[i];
+        size_t pl = strnlen(f->path, sizeof f->path);
+        if (f->direction != GW_DIR_REQUEST)
+            continue;
+        for (const char *const *e = ends; *e; e++) {
+            size_t el = strlen(*e);
+            if (pl >= el && memcmp(f->path + pl - el, *e, el) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int set_target(json_t *o, const struct gw_request *req, const char *target)
+{
+    if (!target)
+        return 0;
+    if (!target_has_finding(req))
+        return set_str(o, "tool", target);
+    char hex[65];
+    gw_sha256_hex(target, strlen(target), hex);
+    return set_str(o, "tool", "[REDACTED]") || set_str(o, "tool_sha256", hex);
+}
+
 static int part_request(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
 {
     int rc = 0;
@@ -170,7 +204,7 @@ static int part_request(json_t *rec, const struct gw_request *req, const struct 
     if (req->rpc.n >= 1) {
         const struct mcp_message *m = &req->rpc.msgs[0];
         rc |= set_str(rec, "method", m->method);
-        rc |= set_str(rec, "tool", m->target);
+        rc |= set_target(rec, req, m->target);
     }
     return rc ? -1 : 0;
 }
@@ -190,7 +224,7 @@ static int part_calls(json_t *rec, const struct gw_request *req, const struct au
         json_t *c = json_object();
         if (!c || json_array_append_new(calls, c) != 0)
             return -1;
-        if (set_str(c, "method", m->method) || set_str(c, "tool", m->target) ||
+        if (set_str(c, "method", m->method) || set_target(c, req, m->target) ||
             add_arguments(c, m, ac))
             return -1;
     }

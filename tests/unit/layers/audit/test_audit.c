@@ -411,6 +411,41 @@ static void test_layer_records(void **state)
     free(comp);
 }
 
+/* PII the safety layer found in a call's target does not reach the record: its hash does. */
+static void test_record_target_with_pii(void **state)
+{
+    (void)state;
+    json_t *msg;
+    struct gw_request *req = make_request(&msg);
+    struct audit_config ac = {.arguments = AUDIT_ARGS_NONE};
+    json_t *rec = audit_record_decision(req, &ac);
+    assert_string_equal(json_string_value(json_object_get(rec, "tool")), "ehr.get_patient");
+    assert_null(json_object_get(rec, "tool_sha256"));
+    json_decref(rec);
+    req->rpc.msgs[0].target = "ehr://patients/123-45-6789";
+    struct gw_finding *fd = &req->findings.items[req->findings.n++];
+    snprintf(fd->type, sizeof fd->type, "ssn");
+    snprintf(fd->path, sizeof fd->path, "/params/uri");
+    fd->direction = GW_DIR_REQUEST;
+    fd->action = GW_PII_BLOCK;
+    rec = audit_record_decision(req, &ac);
+    assert_string_equal(json_string_value(json_object_get(rec, "tool")), "[REDACTED]");
+    char expect[65];
+    gw_sha256_hex("ehr://patients/123-45-6789", strlen("ehr://patients/123-45-6789"), expect);
+    assert_string_equal(json_string_value(json_object_get(rec, "tool_sha256")), expect);
+    char *text = json_dumps(rec, 0);
+    assert_null(strstr(text, "123-45-6789"));
+    free(text);
+    json_decref(rec);
+    /* A finding in the answer names nothing of the request's target. */
+    fd->direction = GW_DIR_RESPONSE;
+    rec = audit_record_decision(req, &ac);
+    assert_string_equal(json_string_value(json_object_get(rec, "tool")),
+                        "ehr://patients/123-45-6789");
+    json_decref(rec);
+    gw_request_free(req);
+}
+
 static void test_record_deny_and_hash_mode(void **state)
 {
     json_t *msg;
@@ -1082,6 +1117,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mirror_jsonl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layer_records, setup, teardown),
         cmocka_unit_test(test_record_deny_and_hash_mode),
+        cmocka_unit_test(test_record_target_with_pii),
         cmocka_unit_test_setup_teardown(test_queue_full_denies_503, setup, teardown),
         cmocka_unit_test_setup_teardown(test_completion_held_until_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_fails_closed, setup, teardown),
