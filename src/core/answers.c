@@ -62,6 +62,10 @@ static json_t *denial_for(const struct gw_request *req, const struct mcp_message
         out = json_pack("{s:s, s:o, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error", "code",
                         d->jsonrpc_code ? d->jsonrpc_code : -32003, "message",
                         d->reason[0] ? d->reason : "Not found");
+        /* 2026-07-28: a resource not found names the URI asked for (the client's own). */
+        if (out && req->modern && m && m->target && m->target_kind == MCP_TARGET_RESOURCE)
+            json_object_set_new(json_object_get(out, "error"), "data",
+                                json_pack("{s:s}", "uri", m->target));
     } else {
         int code = d->jsonrpc_code ? d->jsonrpc_code : -32003;
         json_t *data = json_object();

@@ -104,6 +104,18 @@ describe("a 2026-07-28 client, a 2025-11-25 backend", () => {
         }
     });
 
+    test("a resource the policy hides is not found, naming the URI (-32602, data.uri)", async () => {
+        const res = await post("/legacy", { "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "resources/read", "Mcp-Name": "secret://x" }, {
+            jsonrpc: "2.0",
+            id: 9,
+            method: "resources/read",
+            params: { uri: "secret://x", _meta: META },
+        });
+        const body = await res.json();
+        assert.equal(body.error.code, -32602, JSON.stringify(body));
+        assert.deepEqual(body.error.data, { uri: "secret://x" });
+    });
+
     test("server/discover is answered from the backend session's initialize", async () => {
         const res = await post("/legacy", { "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "server/discover" }, {
             jsonrpc: "2.0",
