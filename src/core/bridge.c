@@ -175,6 +175,7 @@ static int send_up(struct exchange *x, struct bstate *st, const struct upstream_
         .extra = h,
         .n_extra = n,
         .cbs = cbs,
+        .carries_request = st->step == STEP_CALL,
     };
     return relay_start(x, &r);
 }
@@ -198,6 +199,7 @@ static int init_data(void *arg, const char *data, size_t len)
 {
     struct exchange *x = arg;
     struct bstate *st = *(struct bstate **)x->kind_state;
+    exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
     if (st->step != STEP_INIT || st->answer_over)
         return 0;
     if (st->answer.len + len > BRIDGE_MAX_ANSWER || gw_buf_append(&st->answer, data, len))
@@ -464,9 +466,17 @@ int bridge_on_message(struct exchange *x, json_t *msg, int *modified)
         *modified = 1;
     }
     json_t *error = json_object_get(msg, "error");
-    if (json_is_object(error) && json_integer_value(json_object_get(error, "code")) == -32002) {
+    json_int_t code = json_integer_value(json_object_get(error, "code"));
+    if (json_is_object(error) && code == -32002) {
         /* Resource not found: -32002 was retired for -32602 in 2026-07-28. */
         json_object_set_new(error, "code", json_integer(JSONRPC_INVALID_PARAMS));
+        *modified = 1;
+    } else if (json_is_object(error) && code <= -32020 && code >= -32099) {
+        /*
+         * The range 2026-07-28 reserves for its own codes: a session-era backend's code there
+         * (-32042, URL elicitation, say) means something else, or nothing, to this client.
+         */
+        json_object_set_new(error, "code", json_integer(JSONRPC_INTERNAL_ERROR));
         *modified = 1;
     }
     return 0;

@@ -14,6 +14,7 @@
  * stream (405, which the session era allows).
  */
 #include "core/bridge.h"
+#include "core/param_marks.h"
 #include "lib/log.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/methods.h"
@@ -25,119 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The client's capabilities are kept in the session when they fit (backend id field). */
 #define CAPS_PREFIX "caps:"
-
-/* ---- x-mcp-header marks, learnt from tools/list ---- */
-
-#define MARK_TOOLS 4096
-#define MARKS_PER_TOOL 8
-
-struct mark {
-    char header[72];   /* the x-mcp-header name */
-    char pointer[192]; /* the JSON Pointer of the argument, through properties only */
-};
-
-struct tool_marks {
-    char route[72];
-    char tool[129];
-    size_t n;
-    struct mark marks[MARKS_PER_TOOL];
-    uint64_t seq;
-};
-
-static pthread_mutex_t marks_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct tool_marks marks[MARK_TOOLS];
-static uint64_t marks_seq;
-
-/* Appends a property name to a JSON Pointer (escaping '~' and '/'); -1 when it does not fit. */
-static int pointer_push(char *ptr, size_t size, const char *name)
-{
-    size_t used = strlen(ptr);
-    if (used + 1 >= size)
-        return -1;
-    ptr[used++] = '/';
-    for (const char *p = name; *p; p++) {
-        const char *rep = *p == '~' ? "~0" : *p == '/' ? "~1" : NULL;
-        size_t k = rep ? 2 : 1;
-        if (used + k >= size)
-            return -1;
-        memcpy(ptr + used, rep ? rep : p, k);
-        used += k;
-    }
-    ptr[used] = '\0';
-    return 0;
-}
-
-/* The marked properties of a schema, reached through `properties` only (the revision's rule). */
-static void collect(const json_t *schema, char *pointer, size_t size, struct tool_marks *tm,
-                    int depth)
-{
-    const json_t *props = json_object_get(schema, "properties");
-    const char *name;
-    const json_t *sub;
-    if (depth > 8 || !json_is_object(props))
-        return;
-    json_object_foreach((json_t *)props, name, sub)
-    {
-        size_t keep = strlen(pointer);
-        if (pointer_push(pointer, size, name) != 0)
-            continue;
-        const char *h = json_string_value(json_object_get(sub, "x-mcp-header"));
-        const char *type = json_string_value(json_object_get(sub, "type"));
-        if (h && type &&
-            (!strcmp(type, "string") || !strcmp(type, "integer") || !strcmp(type, "boolean")) &&
-            strlen(h) < sizeof tm->marks[0].header && tm->n < MARKS_PER_TOOL) {
-            snprintf(tm->marks[tm->n].header, sizeof tm->marks[0].header, "%s", h);
-            snprintf(tm->marks[tm->n].pointer, sizeof tm->marks[0].pointer, "%s", pointer);
-            tm->n++;
-        }
-        collect(sub, pointer, size, tm, depth + 1);
-        pointer[keep] = '\0';
-    }
-}
-
-static void learn_marks(const char *route, const json_t *tools)
-{
-    for (size_t i = 0; i < json_array_size(tools); i++) {
-        const json_t *t = json_array_get(tools, i);
-        const char *name = json_string_value(json_object_get(t, "name"));
-        if (!name || strlen(name) > 128)
-            continue;
-        struct tool_marks tm = {0};
-        char pointer[192] = "";
-        snprintf(tm.route, sizeof tm.route, "%s", route);
-        snprintf(tm.tool, sizeof tm.tool, "%s", name);
-        collect(json_object_get(t, "inputSchema"), pointer, sizeof pointer, &tm, 0);
-        pthread_mutex_lock(&marks_lock);
-        struct tool_marks *slot = NULL, *oldest = &marks[0];
-        for (size_t k = 0; k < MARK_TOOLS && !slot; k++) {
-            if (!strcmp(marks[k].route, route) && !strcmp(marks[k].tool, name))
-                slot = &marks[k];
-            else if (marks[k].seq < oldest->seq)
-                oldest = &marks[k];
-        }
-        if (!slot)
-            slot = oldest;
-        *slot = tm;
-        slot->seq = ++marks_seq;
-        pthread_mutex_unlock(&marks_lock);
-    }
-}
-
-static int marks_of(const char *route, const char *tool, struct tool_marks *out)
-{
-    int found = 0;
-    pthread_mutex_lock(&marks_lock);
-    for (size_t k = 0; k < MARK_TOOLS && !found; k++)
-        if (marks[k].seq && !strcmp(marks[k].route, route) && !strcmp(marks[k].tool, tool)) {
-            *out = marks[k];
-            found = 1;
-        }
-    pthread_mutex_unlock(&marks_lock);
-    return found;
-}
 
 /* ---- one bridged exchange ---- */
 
@@ -226,27 +118,9 @@ static void send_modern(struct exchange *x, struct lstate *st, const json_t *msg
     }
     struct tool_marks tm;
     if (!strcmp(method, "tools/call") && m->target && m->arguments &&
-        marks_of(req->route->name, m->target, &tm)) {
+        param_marks_of(req->route->name, m->target, &tm)) {
         for (size_t i = 0; i < tm.n; i++) {
-            /* Walk the pointer through objects. */
-            const json_t *cur = m->arguments;
-            char seg[192];
-            const char *p = tm.marks[i].pointer;
-            while (cur && *p == '/') {
-                size_t k = 0;
-                p++;
-                while (*p && *p != '/' && k + 1 < sizeof seg) {
-                    if (p[0] == '~' && (p[1] == '0' || p[1] == '1')) {
-                        seg[k++] = p[1] == '0' ? '~' : '/';
-                        p += 2;
-                    } else {
-                        seg[k++] = *p++;
-                    }
-                }
-                seg[k] = '\0';
-                cur = json_object_get(cur, seg);
-            }
-            const json_t *v = cur;
+            const json_t *v = param_marks_value(m->arguments, tm.marks[i].pointer);
             char text[64];
             const char *val = NULL;
             size_t vlen = 0;
@@ -311,6 +185,7 @@ static int disc_data(void *arg, const char *data, size_t len)
 {
     struct exchange *x = arg;
     struct lstate *st = lstate_of(x);
+    exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
     if (st->answer.len + len <= BRIDGE_MAX_ANSWER)
         gw_buf_append(&st->answer, data, len);
     return 0;
@@ -453,7 +328,14 @@ void bridge_legacy_forward(struct exchange *x, void **state)
         refuse(x, method);
         return;
     }
-    const char *bid = req->session_valid ? req->session.backends[0] : NULL;
+    if (!req->session_valid) {
+        /* The session era starts with initialize: no session, nothing to carry for. */
+        answer_error(x, 400, JSONRPC_INVALID_REQUEST,
+                     "Bad Request: no session; initialize first (Mcp-Session-Id)",
+                     "protocol.bridge");
+        return;
+    }
+    const char *bid = req->session.backends[0];
     st->caps = strdup(bid && !strncmp(bid, CAPS_PREFIX, 5) ? bid + 5 : "{}");
     json_t *msg = st->caps ? with_envelope(m->json, st->caps, NULL) : NULL;
     if (!msg) {
@@ -485,7 +367,8 @@ int bridge_legacy_on_message(struct exchange *x, json_t *msg, int *modified)
         return 0;
     }
     const char *method = x->req->rpc.n ? x->req->rpc.msgs[0].method : NULL;
-    if (method && !strcmp(method, "tools/list"))
-        learn_marks(x->req->route->name, json_object_get(result, "tools"));
+    if (method && !strcmp(method, "tools/list") &&
+        param_marks_learn(x->req->route->name, json_object_get(result, "tools")) > 0)
+        *modified = 1;
     return 0;
 }

@@ -150,6 +150,8 @@ struct relay_request {
      * argument, and it is not the exchange's call (no timer, not cancelled with it).
      */
     int detached;
+    /* 1: cbs wrap the relay's own and this call carries the request's message (a bridge). */
+    int carries_request;
 };
 
 /*

@@ -5,6 +5,7 @@
  * decides, and the kind forwards it or the decision is answered.
  */
 #include "core/proxy.h"
+#include "core/param_marks.h"
 #include "core/exchange.h"
 #include "core/module.h"
 #include "core/pipeline.h"
@@ -122,6 +123,52 @@ static void modern_headers(const struct gw_request *req, struct mcp_modern_heade
 }
 
 /*
+ * A tools/call whose tool's marks are known (core/param_marks.h): every Mcp-Param header names
+ * a marked argument and carries its value, and every marked argument with a value comes with
+ * its header, as a server that processes the body checks. Returns 0, or -1 after refusing.
+ */
+static int check_param_marks(struct gw_request *req, const struct mcp_message *m,
+                             const struct mcp_modern_headers *h)
+{
+    struct tool_marks tm;
+    if (strcmp(m->method, "tools/call") != 0 || !m->target ||
+        !param_marks_of(req->route->name, m->target, &tm))
+        return 0;
+    const char *why = NULL;
+    for (size_t i = 0; i < h->n_params && !why; i++) {
+        const char *name = h->params[i].name + 10;
+        size_t nl = h->params[i].name_len - 10;
+        const struct mark *mk = NULL;
+        for (size_t k = 0; k < tm.n && !mk; k++)
+            if (strlen(tm.marks[k].header) == nl && strncasecmp(tm.marks[k].header, name, nl) == 0)
+                mk = &tm.marks[k];
+        if (!mk)
+            why = "an Mcp-Param header names no argument the tool mirrors";
+        else if (!mcp_param_value_matches(param_marks_value(m->arguments, mk->pointer),
+                                          h->params[i].value, h->params[i].value_len))
+            why = "an Mcp-Param header does not match the argument it mirrors";
+    }
+    for (size_t k = 0; k < tm.n && !why; k++) {
+        const json_t *v = param_marks_value(m->arguments, tm.marks[k].pointer);
+        if (!json_is_string(v) && !json_is_integer(v) && !json_is_boolean(v))
+            continue;
+        int sent = 0;
+        for (size_t i = 0; i < h->n_params && !sent; i++)
+            sent = h->params[i].name_len - 10 == strlen(tm.marks[k].header) &&
+                   strncasecmp(h->params[i].name + 10, tm.marks[k].header,
+                               h->params[i].name_len - 10) == 0;
+        if (!sent)
+            why = "a mirrored argument came without its Mcp-Param header";
+    }
+    if (!why)
+        return 0;
+    char msg[160];
+    snprintf(msg, sizeof msg, "Header mismatch: %s", why);
+    answer_protocol_error(req, 400, MCP_HEADER_MISMATCH, "protocol.header_mismatch", msg);
+    return -1;
+}
+
+/*
  * After decoding: a 2026-07-28 request is held to its envelope and headers (mcp/modern.h);
  * a request of the session era must not claim another revision in its body. Returns 0, or
  * -1 after refusing it.
@@ -153,6 +200,8 @@ static int check_envelope(struct gw_request *req)
                                   e.message);
             return -1;
         }
+        if (check_param_marks(req, m, &h) != 0)
+            return -1;
     }
     return 0;
 }

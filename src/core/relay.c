@@ -162,6 +162,12 @@ static int sse_fields_ok(const struct sse_event *ev)
 static int end_with_refusal(struct exchange *x)
 {
     struct gw_request *req = x->req;
+    if (x->holding_stream) {
+        /* The call was answered already: nothing more to say to the client, the stream ends. */
+        snprintf(req->upstream_error, sizeof req->upstream_error, "upstream.refused_request");
+        x->end_stream = 1;
+        return 0;
+    }
     char message[200];
     snprintf(message, sizeof message,
              "The backend asked the client for %.60s, which protocol revision %s does not have; "
@@ -483,8 +489,11 @@ int relay_start(struct exchange *x, const struct relay_request *r)
         return -1;
     }
     x->up = call;
-    /* The relay's own callbacks carry the answer to the request's message: it is on its way. */
-    if (!r->cbs) {
+    /*
+     * The request's own message is on its way (the relay's callbacks, or a kind's that wrap
+     * them and say so): what limits charge and the upstream timing start here.
+     */
+    if (!r->cbs || r->carries_request) {
         req->upstream_sent = 1;
         req->timing.upstream_start_ns = gw_mono_ns();
     }

@@ -5,6 +5,7 @@
  */
 #include "core/bridge.h"
 #include "core/exchange.h"
+#include "core/param_marks.h"
 #include "core/stream_order.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
@@ -179,9 +180,18 @@ static void relay_on_head(struct exchange *x, int status, const struct gw_header
 
 static int relay_on_message(struct exchange *x, json_t *msg, int *modified)
 {
-    if (bridge_legacy_applies(x->req))
+    struct gw_request *req = x->req;
+    if (bridge_legacy_applies(req))
         return bridge_legacy_on_message(x, msg, modified);
-    return bridge_applies(x->req) ? bridge_on_message(x, msg, modified) : 0;
+    if (bridge_applies(req))
+        return bridge_on_message(x, msg, modified);
+    /* 2026-07-28: the tools' x-mcp-header marks, so calls' headers are held to them. */
+    const char *method = req->rpc.n ? req->rpc.msgs[0].method : NULL;
+    json_t *tools = json_object_get(json_object_get(msg, "result"), "tools");
+    if (req->modern && method && strcmp(method, "tools/list") == 0 && json_is_array(tools) &&
+        param_marks_learn(req->route->name, tools) > 0)
+        *modified = 1;
+    return 0;
 }
 
 const struct gw_route_kind gw_relay_kind = {

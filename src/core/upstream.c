@@ -425,6 +425,17 @@ struct upstream_call *upstream_start(struct upstream_multi *m, const struct upst
     }
     struct gw_buf line = {0};
     for (size_t i = 0; i < r->n_headers; i++) {
+        /* A header line is one line: a CR, LF or NUL anywhere would start another. */
+        const struct gw_header *hd = &r->headers[i];
+        if (memchr(hd->name.ptr, '\r', hd->name.len) || memchr(hd->name.ptr, '\n', hd->name.len) ||
+            memchr(hd->name.ptr, '\0', hd->name.len) ||
+            memchr(hd->value.ptr, '\r', hd->value.len) ||
+            memchr(hd->value.ptr, '\n', hd->value.len) ||
+            memchr(hd->value.ptr, '\0', hd->value.len)) {
+            gw_buf_free(&line);
+            curl_slist_free_all(h);
+            goto fail;
+        }
         gw_buf_reset(&line);
         if (gw_buf_append(&line, r->headers[i].name.ptr, r->headers[i].name.len) != 0 ||
             gw_buf_append(&line, ": ", 2) != 0 ||

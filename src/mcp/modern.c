@@ -2,6 +2,7 @@
 #include "lib/base64.h"
 #include "lib/uri.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -251,8 +252,9 @@ static int value_matches(const json_t *v, const struct gw_buf *b)
             if (num[i] < '0' || num[i] > '9')
                 return 0;
         char *end = NULL;
+        errno = 0;
         long long n = strtoll(num, &end, 10);
-        if (!end || *end)
+        if (!end || *end || errno == ERANGE)
             return 0;
         if (json_is_integer(v))
             return json_integer_value(v) == n;
@@ -346,5 +348,19 @@ int mcp_param_still_mirrors(const struct mcp_message *m, const char *value, size
     struct gw_buf v = {0};
     int ok = mcp_header_value_decode(value, len, &v) == 0 && argument_has(args, &v, 0);
     gw_buf_free(&v);
+    return ok;
+}
+
+int mcp_header_name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    return n > 0 && n <= 64 && token_ok(name, n);
+}
+
+int mcp_param_value_matches(const json_t *v, const char *value, size_t len)
+{
+    struct gw_buf b = {0};
+    int ok = v && mcp_header_value_decode(value, len, &b) == 0 && value_matches(v, &b);
+    gw_buf_free(&b);
     return ok;
 }

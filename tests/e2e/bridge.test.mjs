@@ -46,6 +46,7 @@ before(async () => {
         routes: [
             { name: "legacy", path: "/legacy", backends: [{ name: "ref", url: reference.url, protocol: "2025-11-25" }] },
             { name: "modern-only", path: "/modern-only", backends: [{ name: "ref2", url: modern.url, protocol: "2026-07-28" }] },
+            { name: "m26", path: "/m26", backends: [{ name: "ref3", url: modern.url }] },
         ],
         policy: POLICY,
     });
@@ -203,3 +204,27 @@ describe("a session-era client, a 2026-07-28 backend", () => {
         }
     });
 });
+
+describe("2026-07-28 on a plain route: Mcp-Param headers held to the arguments they mirror", () => {
+    const H = { "MCP-Protocol-Version": "2026-07-28" };
+    const call = (args) => ({ jsonrpc: "2.0", id: 11, method: "tools/call", params: { name: "test_custom_headers", arguments: args, _meta: META } });
+    test("once tools/list showed the tool's x-mcp-header marks, the headers must be exactly those values", async () => {
+        // Before any tools/list, toolgate holds the header to some argument only.
+        const list = await post("/m26", { ...H, "Mcp-Method": "tools/list" }, { jsonrpc: "2.0", id: 10, method: "tools/list", params: { _meta: META } });
+        assert.equal(list.status, 200);
+        const cases = [
+            [{ "Mcp-Param-Region": "eu" }, { region: "eu" }, 200],
+            [{ "Mcp-Param-Region": "=?base64?ZXU=?=" }, { region: "eu" }, 200],
+            [{}, { region: "eu" }, 400], // the mirrored argument without its header
+            [{ "Mcp-Param-Region": "evil" }, { region: "eu", note: "evil" }, 400], // another argument's value
+            [{ "Mcp-Param-Region": "eu", "Mcp-Param-Other": "eu" }, { region: "eu" }, 400], // names no mark
+        ];
+        for (const [headers, args, status] of cases) {
+            const res = await post("/m26", { ...H, "Mcp-Method": "tools/call", "Mcp-Name": "test_custom_headers", ...headers }, call(args));
+            const body = await res.json();
+            assert.equal(res.status, status, `${JSON.stringify(headers)} ${JSON.stringify(args)}: ${JSON.stringify(body)}`);
+            if (status === 400) assert.equal(body.error.code, -32020);
+        }
+    });
+});
+

@@ -147,13 +147,16 @@ static int add_arguments(json_t *obj, const struct mcp_message *m, const struct 
 
 /*
  * Whether the safety layer found PII or a secret in a call's target (a tool or prompt name, a
- * resource URI): then the record keeps a hash of the target, not the target, since what the
- * audit log holds must not carry what the safety layer found.
+ * resource URI), or may have (more findings than it itemises): then the record does not keep
+ * the target, since what the audit log holds must not carry what the safety layer found. Not
+ * even a hash: an SSN has few enough values to be found again from one.
  */
 static int target_has_finding(const struct gw_request *req)
 {
     static const char *const ends[] = {"/params/name", "/params/uri", "/params/ref/name",
                                        "/params/ref/uri", NULL};
+    if (req->findings.dropped > 0)
+        return 1;
     for (size_t i = 0; i < req->findings.n; i++) {
         const struct gw_finding *f = &req->findings.items[i];
         size_t pl = strnlen(f->path, sizeof f->path);
@@ -172,11 +175,7 @@ static int set_target(json_t *o, const struct gw_request *req, const char *targe
 {
     if (!target)
         return 0;
-    if (!target_has_finding(req))
-        return set_str(o, "tool", target);
-    char hex[65];
-    gw_sha256_hex(target, strlen(target), hex);
-    return set_str(o, "tool", "[REDACTED]") || set_str(o, "tool_sha256", hex);
+    return set_str(o, "tool", target_has_finding(req) ? "[REDACTED]" : target);
 }
 
 static int part_request(json_t *rec, const struct gw_request *req, const struct audit_config *ac)

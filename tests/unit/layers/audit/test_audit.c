@@ -430,9 +430,7 @@ static void test_record_target_with_pii(void **state)
     fd->action = GW_PII_BLOCK;
     rec = audit_record_decision(req, &ac);
     assert_string_equal(json_string_value(json_object_get(rec, "tool")), "[REDACTED]");
-    char expect[65];
-    gw_sha256_hex("ehr://patients/123-45-6789", strlen("ehr://patients/123-45-6789"), expect);
-    assert_string_equal(json_string_value(json_object_get(rec, "tool_sha256")), expect);
+    assert_null(json_object_get(rec, "tool_sha256"));
     char *text = json_dumps(rec, 0);
     assert_null(strstr(text, "123-45-6789"));
     free(text);
@@ -442,6 +440,11 @@ static void test_record_target_with_pii(void **state)
     rec = audit_record_decision(req, &ac);
     assert_string_equal(json_string_value(json_object_get(rec, "tool")),
                         "ehr://patients/123-45-6789");
+    json_decref(rec);
+    /* More findings than were itemised: one of them may be in the target. */
+    req->findings.dropped = 1;
+    rec = audit_record_decision(req, &ac);
+    assert_string_equal(json_string_value(json_object_get(rec, "tool")), "[REDACTED]");
     json_decref(rec);
     gw_request_free(req);
 }
