@@ -27,7 +27,8 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  serve --config FILE     run the gateway (stops gracefully on SIGTERM/SIGINT)\n"
-            "  check --config FILE     validate a configuration file (and run its policy tests)\n",
+            "  check --config FILE     validate a configuration file (and run its policy tests)\n"
+            "  status --admin URL      what a running gateway is doing (its admin listener)\n",
             TOOLGATE_VERSION);
     for (size_t m = 0; m < gw_n_modules; m++)
         for (const struct gw_command *c = gw_modules[m]->commands; c && c->name; c++)
@@ -252,6 +253,8 @@ int main(int argc, char **argv)
         rc = cmd_check(argc - 1, argv + 1);
     else if (strcmp(cmd, "bench") == 0)
         rc = cmd_bench(argc - 1, argv + 1);
+    else if (strcmp(cmd, "status") == 0)
+        rc = admin_status_main(argc - 1, argv + 1);
     else if ((mc = find_command(cmd)))
         rc = mc->main(argc - 1, argv + 1);
     else {

@@ -5,6 +5,9 @@
 #include "lib/digest.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/timeutil.h"
+#include "core/route_kind.h"
+#include "mcp/methods.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -13,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* When the admin handler was first asked for (the process's start, near enough). */
+static uint64_t started_ns;
 
 int admin_peer_is_loopback(const struct sockaddr_storage *peer)
 {
@@ -92,20 +98,12 @@ static int check_failing(json_t *check)
     return !state || strcmp(state, "ok") != 0;
 }
 
-/*
- * Ready when the configuration is loaded, the server is not draining, and every module's
- * checks are "ok". The body names each check and its state either way.
- */
-static void serve_readyz(struct gw_conn *c, const struct gw_config *cfg, int draining)
+/* Every readiness check and its state; *failing set when one is not "ok". NULL: memory. */
+static json_t *ready_checks(const struct gw_config *cfg, int draining, int *failing)
 {
     json_t *checks = json_object();
-    json_t *body = json_object();
-    if (!checks || !body) {
-        json_decref(checks);
-        json_decref(body);
-        respond_json(c, 503, "{\"error\":\"out of memory\"}", NULL, 0);
-        return;
-    }
+    if (!checks)
+        return NULL;
     json_object_set_new(checks, "config", json_pack("{s:s}", "state", "ok"));
     json_object_set_new(checks, "server",
                         draining ? json_pack("{s:s, s:s}", "state", "failing", "detail",
@@ -114,14 +112,76 @@ static void serve_readyz(struct gw_conn *c, const struct gw_config *cfg, int dra
     for (size_t m = 0; m < gw_n_modules; m++)
         if (gw_modules[m]->ready)
             gw_modules[m]->ready(cfg, checks);
-    int failing = 0;
+    *failing = 0;
     const char *name;
     json_t *check;
-    json_object_foreach(checks, name, check) failing |= check_failing(check);
-    json_object_set_new(body, "status", json_string(failing ? "not_ready" : "ready"));
-    json_object_set(body, "checks", checks);
-    json_decref(checks);
+    json_object_foreach(checks, name, check) *failing |= check_failing(check);
+    return checks;
+}
+
+/*
+ * Ready when the configuration is loaded, the server is not draining, and every module's
+ * checks are "ok". The body names each check and its state either way.
+ */
+static void serve_readyz(struct gw_conn *c, const struct gw_config *cfg, int draining)
+{
+    int failing = 0;
+    json_t *checks = ready_checks(cfg, draining, &failing);
+    json_t *body = checks ? json_pack("{s:s, s:o}", "status", failing ? "not_ready" : "ready",
+                                      "checks", checks)
+                          : NULL;
+    if (!body) {
+        respond_json(c, 503, "{\"error\":\"out of memory\"}", NULL, 0);
+        return;
+    }
     respond_tree(c, failing ? 503 : 200, body);
+    json_decref(body);
+}
+
+/*
+ * What `toolgate status` shows: the build, how long the process has run, the configuration
+ * generation (its file and hash, and each route's kind and backends; no secret of it), and
+ * the readiness checks. Always 200: the state is in the body.
+ */
+static void serve_status(struct gw_conn *c, const struct gw_config *cfg, int draining)
+{
+    int failing = 0;
+    json_t *checks = ready_checks(cfg, draining, &failing);
+    json_t *routes = json_array();
+    for (size_t i = 0; routes && i < cfg->n_routes; i++) {
+        const struct gw_route *r = &cfg->routes[i];
+        json_t *bes = json_array();
+        for (size_t b = 0; bes && b < r->n_backends; b++) {
+            const struct gw_backend *be = &r->backends[b];
+            const char *protocol = "auto";
+            for (const char *const *v = mcp_version_names(); *v; v++)
+                if (be->protocol && mcp_version_bit(*v) == be->protocol)
+                    protocol = *v;
+            json_array_append_new(bes, json_pack("{s:s, s:i, s:s}", "name", be->name, "endpoints",
+                                                 (int)be->n_endpoints, "protocol", protocol));
+        }
+        json_array_append_new(routes,
+                              json_pack("{s:s, s:s, s:s, s:o}", "name", r->name, "path", r->path,
+                                        "kind", r->kind_ops ? r->kind_ops->name : "mcp", "backends",
+                                        bes ? bes : json_array()));
+    }
+    uint64_t now = gw_mono_ns();
+    json_t *body =
+        checks && routes
+            ? json_pack("{s:s, s:s, s:s, s:I, s:{s:s?, s:s, s:o}, s:s, s:o}", "version",
+                        TOOLGATE_VERSION, "revision", TOOLGATE_REV, "status",
+                        draining  ? "draining"
+                        : failing ? "not_ready"
+                                  : "ready",
+                        "uptime_s", (json_int_t)((now - started_ns) / 1000000000u), "config",
+                        "path", cfg->path, "sha256", cfg->config_hash, "routes", routes, "ready",
+                        failing ? "no" : "yes", "checks", checks)
+            : NULL;
+    if (!body) {
+        respond_json(c, 503, "{\"error\":\"out of memory\"}", NULL, 0);
+        return;
+    }
+    respond_tree(c, 200, body);
     json_decref(body);
 }
 
@@ -173,7 +233,7 @@ static void handle_admin(void *ctx, struct gw_conn *c, struct http1_parser *p)
         return;
     }
     int known = gw_slice_eq(p->path, "/healthz") || gw_slice_eq(p->path, "/readyz") ||
-                gw_slice_eq(p->path, "/metrics");
+                gw_slice_eq(p->path, "/metrics") || gw_slice_eq(p->path, "/admin/status");
     if (!known) {
         respond_json(c, 404, "{\"error\":\"not found\"}", NULL, 0);
         return;
@@ -189,6 +249,8 @@ static void handle_admin(void *ctx, struct gw_conn *c, struct http1_parser *p)
                      0);
     else if (gw_slice_eq(p->path, "/readyz"))
         serve_readyz(c, cfg, draining);
+    else if (gw_slice_eq(p->path, "/admin/status"))
+        serve_status(c, cfg, draining);
     else
         serve_metrics(c, cfg);
 }
@@ -196,5 +258,7 @@ static void handle_admin(void *ctx, struct gw_conn *c, struct http1_parser *p)
 const struct gw_handler *admin_handler(void)
 {
     static const struct gw_handler h = {handle_admin, NULL};
+    if (!started_ns)
+        started_ns = gw_mono_ns();
     return &h;
 }

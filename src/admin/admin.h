@@ -32,4 +32,11 @@ int admin_peer_is_loopback(const struct sockaddr_storage *peer);
 int admin_authorize(const struct gw_admin_config *ac, const struct sockaddr_storage *peer,
                     struct gw_slice authorization, size_t n_authorization);
 
+/*
+ * `toolgate status --admin URL [--token-file FILE]`: a terminal summary of GET /admin/status.
+ * Exit 0 when the gateway is ready, 1 when it is not (or draining), 2 on a usage error or
+ * when the admin listener cannot be reached.
+ */
+int admin_status_main(int argc, char **argv);
+
 #endif

@@ -11,6 +11,7 @@ const COMMANDS = [
     [],
     ["serve"],
     ["check"],
+    ["status"],
     ["keys"],
     ["keys", "generate"],
     ["token"],
@@ -48,6 +49,8 @@ test("a mistake exits 2 with the usage on stderr", () => {
         ["bench", "audit", "--no-such-option"],
         ["bench", "routing", "--no-such-option"],
         ["bench", "policy", "not-a-number"],
+        ["status"],
+        ["status", "--no-such-option"],
     ];
     for (const c of cases) {
         const r = run(...c);
