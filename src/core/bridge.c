@@ -153,6 +153,12 @@ static const json_t *meta_of(const struct gw_request *req)
     return m ? json_object_get(json_object_get(m->json, "params"), "_meta") : NULL;
 }
 
+/* The bridge's state: the first member of the relay kind's state (core/relay_kind.c). */
+static struct bstate *bstate_of(struct exchange *x)
+{
+    return *(struct bstate **)x->kind_state;
+}
+
 static void start_call(struct exchange *x, struct bstate *st);
 static void open_session(struct exchange *x, struct bstate *st);
 
@@ -185,7 +191,7 @@ static int send_up(struct exchange *x, struct bstate *st, const struct upstream_
 static void init_head(void *arg, int status, const struct gw_header *headers, size_t n)
 {
     struct exchange *x = arg;
-    struct bstate *st = x->kind_state ? *(struct bstate **)x->kind_state : NULL;
+    struct bstate *st = bstate_of(x);
     st->status = status;
     for (size_t i = 0; st->step == STEP_INIT && i < n; i++)
         if (gw_slice_casecmp_eq(headers[i].name, "Mcp-Session-Id") && headers[i].value.len > 0 &&
@@ -198,7 +204,7 @@ static void init_head(void *arg, int status, const struct gw_header *headers, si
 static int init_data(void *arg, const char *data, size_t len)
 {
     struct exchange *x = arg;
-    struct bstate *st = *(struct bstate **)x->kind_state;
+    struct bstate *st = bstate_of(x);
     exchange_arm_timer(x, exchange_timeouts(x)->idle_ms);
     if (st->step != STEP_INIT || st->answer_over)
         return 0;
@@ -220,7 +226,7 @@ static void initialized_done(void *arg, int err, const char *detail)
 {
     (void)detail;
     struct exchange *x = arg;
-    struct bstate *st = *(struct bstate **)x->kind_state;
+    struct bstate *st = bstate_of(x);
     x->up = NULL;
     if (err != UPSTREAM_OK || st->status < 200 || st->status >= 300) {
         fail_open(x, "notifications/initialized was refused");
@@ -242,7 +248,7 @@ static void init_done(void *arg, int err, const char *detail)
 {
     (void)detail;
     struct exchange *x = arg;
-    struct bstate *st = *(struct bstate **)x->kind_state;
+    struct bstate *st = bstate_of(x);
     x->up = NULL;
     json_t *result = err == UPSTREAM_OK && st->status == 200 && !st->answer_over
                          ? sse_answer_result(st->answer.data, st->answer.len, BRIDGE_MAX_ANSWER)
@@ -363,7 +369,7 @@ static int session_era_body(const struct gw_request *req, struct gw_buf *out)
 static void call_head(void *arg, int status, const struct gw_header *h, size_t n)
 {
     struct exchange *x = arg;
-    struct bstate *st = *(struct bstate **)x->kind_state;
+    struct bstate *st = bstate_of(x);
     if (status == 404 && !st->retried) {
         /* The backend no longer knows the session: a new one, and the request once more. */
         st->retry_pending = 1;
@@ -376,14 +382,14 @@ static void call_head(void *arg, int status, const struct gw_header *h, size_t n
 static int call_data(void *arg, const char *data, size_t len)
 {
     struct exchange *x = arg;
-    struct bstate *st = *(struct bstate **)x->kind_state;
+    struct bstate *st = bstate_of(x);
     return st->retry_pending ? 0 : relay_callbacks()->on_data(arg, data, len);
 }
 
 static void call_done(void *arg, int err, const char *detail)
 {
     struct exchange *x = arg;
-    struct bstate *st = *(struct bstate **)x->kind_state;
+    struct bstate *st = bstate_of(x);
     if (st->retry_pending) {
         x->up = NULL;
         st->retry_pending = 0;

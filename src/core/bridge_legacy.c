@@ -110,8 +110,7 @@ static void send_modern(struct exchange *x, struct lstate *st, const json_t *msg
     char names[MARKS_PER_TOOL][96];
     size_t n_params = 0, name_off = 0, name_len = 0;
     int has_name = 0;
-    if (m->target && (!strcmp(method, "tools/call") || !strcmp(method, "prompts/get") ||
-                      !strcmp(method, "resources/read"))) {
+    if (m->target && mcp_method_has_name(method)) {
         name_off = st->headers.len;
         has_name = mcp_header_value_encode(m->target, strlen(m->target), &st->headers) == 0;
         name_len = st->headers.len - name_off;
@@ -168,6 +167,7 @@ static void send_modern(struct exchange *x, struct lstate *st, const json_t *msg
 
 /* ---- initialize, from server/discover ---- */
 
+/* The bridge's state: the first member of the relay kind's state (core/relay_kind.c). */
 static struct lstate *lstate_of(struct exchange *x)
 {
     return *(struct lstate **)x->kind_state;

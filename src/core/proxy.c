@@ -127,6 +127,17 @@ static void modern_headers(const struct gw_request *req, struct mcp_modern_heade
  * a marked argument and carries its value, and every marked argument with a value comes with
  * its header, as a server that processes the body checks. Returns 0, or -1 after refusing.
  */
+/* The mark an Mcp-Param header (its name after the prefix) stands for, or NULL. */
+static const struct mark *mark_named(const struct tool_marks *tm, const struct mcp_header_view *h)
+{
+    const char *name = h->name + 10;
+    size_t len = h->name_len - 10;
+    for (size_t k = 0; k < tm->n; k++)
+        if (strlen(tm->marks[k].header) == len && strncasecmp(tm->marks[k].header, name, len) == 0)
+            return &tm->marks[k];
+    return NULL;
+}
+
 static int check_param_marks(struct gw_request *req, const struct mcp_message *m,
                              const struct mcp_modern_headers *h)
 {
@@ -135,29 +146,20 @@ static int check_param_marks(struct gw_request *req, const struct mcp_message *m
         !param_marks_of(req->route->name, m->target, &tm))
         return 0;
     const char *why = NULL;
+    int sent[MARKS_PER_TOOL] = {0};
     for (size_t i = 0; i < h->n_params && !why; i++) {
-        const char *name = h->params[i].name + 10;
-        size_t nl = h->params[i].name_len - 10;
-        const struct mark *mk = NULL;
-        for (size_t k = 0; k < tm.n && !mk; k++)
-            if (strlen(tm.marks[k].header) == nl && strncasecmp(tm.marks[k].header, name, nl) == 0)
-                mk = &tm.marks[k];
+        const struct mark *mk = mark_named(&tm, &h->params[i]);
         if (!mk)
             why = "an Mcp-Param header names no argument the tool mirrors";
         else if (!mcp_param_value_matches(param_marks_value(m->arguments, mk->pointer),
                                           h->params[i].value, h->params[i].value_len))
             why = "an Mcp-Param header does not match the argument it mirrors";
+        else
+            sent[mk - tm.marks] = 1;
     }
     for (size_t k = 0; k < tm.n && !why; k++) {
         const json_t *v = param_marks_value(m->arguments, tm.marks[k].pointer);
-        if (!json_is_string(v) && !json_is_integer(v) && !json_is_boolean(v))
-            continue;
-        int sent = 0;
-        for (size_t i = 0; i < h->n_params && !sent; i++)
-            sent = h->params[i].name_len - 10 == strlen(tm.marks[k].header) &&
-                   strncasecmp(h->params[i].name + 10, tm.marks[k].header,
-                               h->params[i].name_len - 10) == 0;
-        if (!sent)
+        if (!sent[k] && (json_is_string(v) || json_is_integer(v) || json_is_boolean(v)))
             why = "a mirrored argument came without its Mcp-Param header";
     }
     if (!why)

@@ -17,14 +17,6 @@
 #include <string.h>
 #include <strings.h>
 
-static const struct gw_header *find_header(const struct gw_header *h, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (gw_slice_casecmp_eq(h[i].name, name))
-            return &h[i];
-    return NULL;
-}
-
 /* ---- the answer's head ---- */
 
 /* Headers of the backend's answer that reach the client; everything else is dropped. */
@@ -59,7 +51,7 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
          name++) {
         if (own_session && strcmp(*name, "Mcp-Session-Id") == 0)
             continue;
-        const struct gw_header *h = find_header(headers, n, *name);
+        const struct gw_header *h = gw_header_find(headers, n, *name);
         if (!h || h->value.len > 1024)
             continue;
         offs[k] = x->resp_hdr.len;
@@ -77,13 +69,13 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
     for (size_t i = 0; i < req->n_response_headers; i++)
         x->out_headers[x->n_out++] = req->response_headers[i];
 
-    const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
+    const struct gw_header *sid = gw_header_find(headers, n, "Mcp-Session-Id");
     if (sid && sid->value.len <= EXCHANGE_MAX_SESSION_ID) {
         free(req->upstream_session_id);
         req->upstream_session_id = gw_slice_dup(sid->value);
     }
 
-    const struct gw_header *ct = find_header(headers, n, "Content-Type");
+    const struct gw_header *ct = gw_header_find(headers, n, "Content-Type");
     int is_sse =
         ct && ct->value.len >= 17 && strncasecmp(ct->value.ptr, "text/event-stream", 17) == 0;
     if (is_sse && status == 200 && x->kind->streams) {
@@ -308,7 +300,7 @@ static void finish_buffered(struct exchange *x)
     }
     struct gw_request *req = x->req;
     int status = req->upstream_status;
-    const struct gw_header *ct = find_header(x->out_headers, x->n_out, "Content-Type");
+    const struct gw_header *ct = gw_header_find(x->out_headers, x->n_out, "Content-Type");
     int is_json =
         ct && ct->value.len >= 16 && strncasecmp(ct->value.ptr, "application/json", 16) == 0;
     char *rewritten = NULL;
@@ -409,9 +401,7 @@ static size_t modern_upstream_headers(const struct gw_request *req, struct gw_he
         return 0;
     size_t n = 0;
     out[n++] = (struct gw_header){GW_SLICE_LIT("Mcp-Method"), {m->method, strlen(m->method)}};
-    if (m->target &&
-        (strcmp(m->method, "tools/call") == 0 || strcmp(m->method, "prompts/get") == 0 ||
-         strcmp(m->method, "resources/read") == 0)) {
+    if (m->target && mcp_method_has_name(m->method)) {
         gw_buf_reset(store);
         if (mcp_header_value_encode(m->target, strlen(m->target), store) == 0)
             out[n++] = (struct gw_header){GW_SLICE_LIT("Mcp-Name"), {store->data, store->len}};

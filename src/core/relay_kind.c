@@ -14,14 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct gw_header *find_header(const struct gw_header *h, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (gw_slice_casecmp_eq(h[i].name, name))
-            return &h[i];
-    return NULL;
-}
-
 static int relay_claims(const char *name, size_t n_backends)
 {
     return strcmp(name, "mcp") == 0 && n_backends == 1;
@@ -149,7 +141,7 @@ static void relay_on_head(struct exchange *x, int status, const struct gw_header
         mcp_session_delete(req->session_id, loop);
         return;
     }
-    const struct gw_header *sid = find_header(headers, n, "Mcp-Session-Id");
+    const struct gw_header *sid = gw_header_find(headers, n, "Mcp-Session-Id");
     if (status < 200 || status >= 300 || !sid || sid->value.len == 0 ||
         sid->value.len > MCP_SESSION_MAX_BACKEND_ID || !req->identity.subject)
         return;
@@ -187,9 +179,10 @@ static int relay_on_message(struct exchange *x, json_t *msg, int *modified)
         return bridge_on_message(x, msg, modified);
     /* 2026-07-28: the tools' x-mcp-header marks, so calls' headers are held to them. */
     const char *method = req->rpc.n ? req->rpc.msgs[0].method : NULL;
+    if (!req->modern || !method || strcmp(method, "tools/list") != 0)
+        return 0;
     json_t *tools = json_object_get(json_object_get(msg, "result"), "tools");
-    if (req->modern && method && strcmp(method, "tools/list") == 0 && json_is_array(tools) &&
-        param_marks_learn(req->route->name, tools) > 0)
+    if (json_is_array(tools) && param_marks_learn(req->route->name, tools) > 0)
         *modified = 1;
     return 0;
 }

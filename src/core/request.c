@@ -59,12 +59,18 @@ void gw_request_free(struct gw_request *req)
     free(req);
 }
 
+const struct gw_header *gw_header_find(const struct gw_header *h, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (gw_slice_casecmp_eq(h[i].name, name))
+            return &h[i];
+    return NULL;
+}
+
 struct gw_slice gw_request_header(const struct gw_request *req, const char *name)
 {
-    for (size_t i = 0; i < req->n_headers; i++)
-        if (gw_slice_casecmp_eq(req->headers[i].name, name))
-            return req->headers[i].value;
-    return GW_SLICE_NULL;
+    const struct gw_header *h = gw_header_find(req->headers, req->n_headers, name);
+    return h ? h->value : GW_SLICE_NULL;
 }
 
 size_t gw_request_header_count(const struct gw_request *req, const char *name)

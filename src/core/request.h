@@ -168,6 +168,8 @@ struct gw_request {
 struct gw_request *gw_request_new(const struct gw_config *cfg);
 void gw_request_free(struct gw_request *req);
 
+/* The first header named `name` (any case) of h[0..n), or NULL. */
+const struct gw_header *gw_header_find(const struct gw_header *h, size_t n, const char *name);
 /* Returns the first header with this name (case-insensitive), or a NULL slice. */
 struct gw_slice gw_request_header(const struct gw_request *req, const char *name);
 /* Counts headers with this name. */

@@ -321,23 +321,22 @@ void gw_stats_write(const struct gw_config *cfg, struct gw_metrics_out *out)
     struct metrics_label build[] = {{"version", TOOLGATE_VERSION}, {"revision", TOOLGATE_REV}};
     metrics_family(out, "toolgate_build_info", "gauge", "The running build; always 1.");
     metrics_sample(out, "toolgate_build_info", build, 2, 1);
-    metrics_family(out, "toolgate_config_generation", "gauge",
-                   "The configuration generation being served (1 for the first loaded).");
-    metrics_sample_u64(out, "toolgate_config_generation", NULL, 0, S.generation);
+    metrics_single_u64(out, "toolgate_config_generation", "gauge",
+                       "The configuration generation being served (1 for the first loaded).",
+                       S.generation);
     metrics_family(out, "toolgate_open_connections", "gauge",
                    "Client connections open, on every listener.");
     metrics_sample(out, "toolgate_open_connections", NULL, 0, (double)gw_server_open_connections());
-    metrics_family(out, "toolgate_sessions", "gauge", "MCP sessions toolgate keeps.");
-    metrics_sample_u64(out, "toolgate_sessions", NULL, 0, mcp_session_count());
+    metrics_single_u64(out, "toolgate_sessions", "gauge", "MCP sessions toolgate keeps.",
+                       mcp_session_count());
     if (!S.started || cfg != S.cfg)
         return;
     metrics_family(out, "toolgate_requests_total", "counter",
                    "Requests on routes that ended, by route, MCP method, decision, deciding "
                    "layer and reason code.");
     metrics_table_each(&S.requests, write_request_series, out);
-    metrics_family(out, "toolgate_metrics_series_dropped_total", "counter",
-                   "Request counts not kept because the series table was full.");
-    metrics_sample_u64(out, "toolgate_metrics_series_dropped_total", NULL, 0,
+    metrics_single_u64(out, "toolgate_metrics_series_dropped_total", "counter",
+                       "Request counts not kept because the series table was full.",
                        atomic_load_explicit(&S.requests.dropped, memory_order_relaxed));
     metrics_family(out, "toolgate_request_duration_seconds", "histogram",
                    "Requests on a route, from the first byte read to the end of the answer.");

@@ -212,3 +212,10 @@ void metrics_table_each(const struct metrics_table *t,
             fn(arg, k, atomic_load_explicit(&t->counts[i], memory_order_relaxed));
     }
 }
+
+void metrics_single_u64(struct gw_metrics_out *o, const char *name, const char *type,
+                        const char *help, uint64_t value)
+{
+    metrics_family(o, name, type, help);
+    metrics_sample_u64(o, name, NULL, 0, value);
+}

@@ -38,6 +38,9 @@ void metrics_sample(struct gw_metrics_out *o, const char *name, const struct met
                     size_t n_labels, double value);
 void metrics_sample_u64(struct gw_metrics_out *o, const char *name,
                         const struct metrics_label *labels, size_t n_labels, uint64_t value);
+/* A family of one unlabelled sample: its HELP and TYPE lines, then name value. */
+void metrics_single_u64(struct gw_metrics_out *o, const char *name, const char *type,
+                        const char *help, uint64_t value);
 /* Appends a label value with \\, \" and \n escaped, as the format asks. */
 void metrics_escape_label(struct gw_buf *b, const char *value);
 

@@ -180,8 +180,7 @@ static int check_name(const struct mcp_message *m, const struct mcp_modern_heade
                       struct mcp_modern_error *err)
 {
     const char *method = m->method;
-    int wants = strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0 ||
-                strcmp(method, "resources/read") == 0;
+    int wants = mcp_method_has_name(method);
     if (!wants) {
         if (h->name_count)
             return set_err(err, MCP_HEADER_MISMATCH,
@@ -363,4 +362,10 @@ int mcp_param_value_matches(const json_t *v, const char *value, size_t len)
     int ok = v && mcp_header_value_decode(value, len, &b) == 0 && value_matches(v, &b);
     gw_buf_free(&b);
     return ok;
+}
+
+int mcp_method_has_name(const char *method)
+{
+    return method && (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0 ||
+                      strcmp(method, "resources/read") == 0);
 }

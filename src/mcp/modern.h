@@ -96,6 +96,9 @@ int mcp_param_still_mirrors(const struct mcp_message *m, const char *value, size
 /* Whether a header value (as sent, either form) stands for the argument v (NULL: none). */
 int mcp_param_value_matches(const json_t *v, const char *value, size_t len);
 
+/* Whether a method's requests carry Mcp-Name: tools/call, prompts/get, resources/read. */
+int mcp_method_has_name(const char *method);
+
 /* Whether an x-mcp-header name is one a header can carry (an RFC 9110 token, 1..64 bytes). */
 int mcp_header_name_ok(const char *name);
 

@@ -63,24 +63,23 @@ void audit_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
     (void)cfg;
     struct audit_writer_stats st;
     audit_writer_stats(&st);
-    metrics_family(out, "toolgate_audit_queue_depth", "gauge",
-                   "Audit records waiting for the writer.");
-    metrics_sample_u64(out, "toolgate_audit_queue_depth", NULL, 0, st.queued);
-    metrics_family(out, "toolgate_audit_queue_capacity", "gauge",
-                   "Audit records the queue holds (audit.queue); full refuses requests.");
-    metrics_sample_u64(out, "toolgate_audit_queue_capacity", NULL, 0, st.capacity);
-    metrics_family(out, "toolgate_audit_last_checkpoint_seq", "gauge",
-                   "Sequence number of the last signed checkpoint committed.");
-    metrics_sample_u64(out, "toolgate_audit_last_checkpoint_seq", NULL, 0, st.last_checkpoint_seq);
-    metrics_family(out, "toolgate_audit_records_committed_total", "counter",
-                   "Audit records committed to the store (checkpoints not counted).");
-    metrics_sample_u64(out, "toolgate_audit_records_committed_total", NULL, 0, st.committed);
-    metrics_family(out, "toolgate_audit_records_rejected_total", "counter",
-                   "Audit records refused (queue full, store failed or stopping).");
-    metrics_sample_u64(out, "toolgate_audit_records_rejected_total", NULL, 0, st.rejected);
-    metrics_family(out, "toolgate_audit_store_failed", "gauge",
-                   "1 once the audit store has failed (every request is refused).");
-    metrics_sample_u64(out, "toolgate_audit_store_failed", NULL, 0, st.failed ? 1 : 0);
+    metrics_single_u64(out, "toolgate_audit_queue_depth", "gauge",
+                       "Audit records waiting for the writer.", st.queued);
+    metrics_single_u64(out, "toolgate_audit_queue_capacity", "gauge",
+                       "Audit records the queue holds (audit.queue); full refuses requests.",
+                       st.capacity);
+    metrics_single_u64(out, "toolgate_audit_last_checkpoint_seq", "gauge",
+                       "Sequence number of the last signed checkpoint committed.",
+                       st.last_checkpoint_seq);
+    metrics_single_u64(out, "toolgate_audit_records_committed_total", "counter",
+                       "Audit records committed to the store (checkpoints not counted).",
+                       st.committed);
+    metrics_single_u64(out, "toolgate_audit_records_rejected_total", "counter",
+                       "Audit records refused (queue full, store failed or stopping).",
+                       st.rejected);
+    metrics_single_u64(out, "toolgate_audit_store_failed", "gauge",
+                       "1 once the audit store has failed (every request is refused).",
+                       st.failed ? 1 : 0);
     metrics_family(out, "toolgate_audit_commit_duration_seconds", "histogram",
                    "Time one group commit of the audit writer took.");
     metrics_histogram_write(out, "toolgate_audit_commit_duration_seconds", NULL, 0,

@@ -148,8 +148,7 @@ void fed_modern_forward(struct exchange *x, const struct mcp_message *m)
         }
         out = fed_action_for_backend(m, rest);
         /* Mcp-Name says what the body says: the backend's own name or URI. */
-        int named = strcmp(m->method, "tools/call") == 0 || strcmp(m->method, "prompts/get") == 0 ||
-                    strcmp(m->method, "resources/read") == 0;
+        int named = mcp_method_has_name(m->method);
         if (named && mcp_header_value_encode(rest, strlen(rest), &s->up_name) != 0) {
             json_decref(out);
             out = NULL;
