@@ -29,7 +29,7 @@ function ok(cmd, args, opts) {
 const have = (cmd) => run("sh", ["-c", `command -v ${cmd}`]).status === 0;
 // make against the binary under test: -o keeps make from rebuilding it (with other flags).
 const make = (...args) =>
-    ok("make", ["--no-print-directory", "-C", REPO_DIR, `BUILD=${BUILD}`, "-o", TOOLGATE_BIN, ...args]);
+    ok("make", ["--no-print-directory", "-C", REPO_DIR, `BUILD=${BUILD}`, "-o", `${BUILD}/toolgate`, ...args]);
 
 // The commands `toolgate --help` lists: lines "  NAME ..." in its "commands:" block.
 function helpCommands(helpText) {
@@ -159,6 +159,11 @@ test("make deb: contents as documented, lintian without errors, the binary runs 
         assert.ok(documented.some((g) => globRe(g).test(f)), `${f} is in docs/operations.md`);
     for (const g of documented)
         assert.ok(files.some((f) => globRe(g).test(f)), `${g} (docs/operations.md) is in the package`);
+
+    // apt can install it here, on Debian 12: every Depends resolves (a simulation; no lock).
+    const apt = run("apt-get", ["install", "-s", "-o", "Debug::NoLocking=1", deb]);
+    assert.equal(apt.status, 0, apt.stdout + apt.stderr);
+    assert.match(apt.stdout, /^Inst toolgate \(/m);
 
     // Debian's own checker: no errors.
     const lintian = run("lintian", ["--fail-on", "error", deb]);
