@@ -1,8 +1,9 @@
 // Packaging: the manual page made from the --help texts covers every command; `make install`
 // and `make uninstall` put files where the FHS says and leave the operator's; `make deb` makes
 // a package whose contents are what docs/operations.md says, that Debian's lintian passes
-// without errors, and whose binary runs from a scratch root and accepts the shipped example
-// configuration; the systemd unit verifies.
+// without errors, that dpkg installs (into overlays, as root), and whose binary runs from a
+// scratch root and accepts the shipped example configuration; the systemd unit verifies; the
+// container recipe is consistent with the tree.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -191,6 +192,47 @@ test("make deb: contents as documented, lintian without errors, the binary runs 
     assert.deepEqual(readdirSync(path.join(root, "usr/share/doc/toolgate")).filter((f) => f === "copyright"), ["copyright"]);
     assert.match(readFileSync(path.join(root, "usr/share/doc/toolgate/copyright"), "utf8"),
         /^Format: https:\/\/www\.debian\.org\/doc\/packaging-manuals\/copyright-format\/1\.0\/$/m);
+});
+
+// A real installation: dpkg -i into overlays of /etc, /usr and /var in a mount namespace of
+// its own, so the host's files and package database stay as they were.
+test("dpkg installs the package (user, state directory, conffile), the user can run check, purge", (t) => {
+    if (process.getuid() !== 0 || run("unshare", ["-m", "true"]).status !== 0) {
+        t.skip("needs root and mount namespaces (unshare -m)");
+        return;
+    }
+    const arch = ok("dpkg", ["--print-architecture"]).trim();
+    const deb = path.join(REPO_DIR, BUILD, `toolgate_${VERSION}-1_${arch}.deb`);
+    const ov = path.join(scratch, "overlay");
+    const script = `set -e
+for d in etc usr var; do
+    mkdir -p "${ov}/$d.up" "${ov}/$d.work"
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=${ov}/$d.up,workdir=${ov}/$d.work" "/$d"
+done
+dpkg -i "${deb}" >/dev/null
+echo "status: $(dpkg-query -W -f='\${Status}' toolgate)"
+echo "user: $(getent passwd toolgate | cut -d: -f1,6,7)"
+echo "state: $(stat -c '%U:%G %a' /var/lib/toolgate)"
+cd /var/lib/toolgate
+setpriv --reuid=toolgate --regid=toolgate --init-groups /usr/bin/toolgate check --config /etc/toolgate/toolgate.yaml
+echo "man: $(man -w toolgate)"
+dpkg --purge toolgate >/dev/null
+echo "purged: $(dpkg-query -W -f='\${Status}' toolgate 2>/dev/null || echo gone) $(test -e /usr/bin/toolgate && echo binary-left || echo binary-gone) $(test -d /var/lib/toolgate && echo state-kept)"
+`;
+    const r = run("unshare", ["-m", "--propagation", "private", "sh", "-c", script]);
+    if (r.status !== 0 && /overlay|mount/.test(r.stderr) && !/dpkg/.test(r.stderr)) {
+        t.skip(`overlay mounts are not available here: ${r.stderr.trim()}`);
+        return;
+    }
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^status: install ok installed$/m);
+    assert.match(r.stdout, /^user: toolgate:\/var\/lib\/toolgate:\/usr\/sbin\/nologin$/m);
+    assert.match(r.stdout, /^state: toolgate:toolgate 750$/m);
+    assert.match(r.stdout, /^\/etc\/toolgate\/toolgate\.yaml: ok \(/m);
+    assert.match(r.stdout, /^man: \/usr\/share\/man\/man1\/toolgate\.1\.gz$/m);
+    assert.match(r.stdout, /^purged: .*binary-gone state-kept$/m);
+    assert.ok(!existsSync("/usr/bin/toolgate") || run("dpkg-query", ["-W", "toolgate"]).status !== 0,
+        "the host has no toolgate package afterwards");
 });
 
 test("the packaged systemd unit is hardened and systemd-analyze verify finds nothing wrong", (t) => {
