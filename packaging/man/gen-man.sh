@@ -47,6 +47,17 @@ summary_of() { # the description text of one command in the list
         found { exit }'
 }
 
+verbatim() { # a help text as a literal, indented block
+    printf '.PP\n.nf\n.RS 4\n'
+    printf '%s\n' "$1" | roff_escape
+    printf '.RE\n.fi\n'
+}
+
+subcommands_of() { # the words of "toolgate CMD a|b|c" in a command's help
+    printf '%s\n' "$2" | grep -o "toolgate $1 [a-z][a-z|-]*" | cut -d' ' -f3 | tr '|' '\n' |
+        awk 'NF && !seen[$0]++'
+}
+
 tagline=$(printf '%s\n' "$help" | sed -n '1s/^toolgate [^ ]* - //p')
 
 cat <<HEAD
@@ -87,10 +98,16 @@ for cmd in $commands; do
     desc=$(printf '%s\n' "$info" | sed -n 's/^D\t//p')
     printf '.SS "toolgate %s"\n' "$cmd"
     [ -n "$desc" ] && printf '%s\n' "$desc" | roff_escape
-    printf '.PP\n.nf\n.RS 4\n'
     # A command's own help, verbatim (as the terminal shows it).
-    "$bin" "$cmd" --help | roff_escape
-    printf '.RE\n.fi\n'
+    own=$("$bin" "$cmd" --help)
+    verbatim "$own"
+    # Subcommands its usage names ("toolgate CMD a|b|c"), where their help says more.
+    for sub in $(subcommands_of "$cmd" "$own"); do
+        text=$(timeout 10 "$bin" "$cmd" "$sub" --help 2>/dev/null) || continue
+        [ "$text" != "$own" ] || continue
+        printf '.PP\n.B "toolgate %s %s"\n' "$cmd" "$sub"
+        verbatim "$text"
+    done
 done
 
 cat <<'TAIL'

@@ -60,12 +60,23 @@ test("the manual page has a section for every command of toolgate --help, with i
     // The check itself notices a command without a section.
     const without = page.replace(/^\.SS "toolgate audit"$/m, "");
     assert.deepEqual(missingFrom(without, commands), ["audit"]);
+    const roff = (t) => t.replace(/\\/g, "\\e").replace(/-/g, "\\-").replace(/'/g, "\\(aq").replace(/`/g, "\\(ga");
+    let subsections = 0;
     for (const c of commands) {
         // Each section carries the command's own usage line, as roff (hyphens escaped).
-        const first = ok(TOOLGATE_BIN, [c, "--help"]).split("\n")[0];
-        const roff = first.replace(/\\/g, "\\e").replace(/-/g, "\\-").replace(/'/g, "\\(aq").replace(/`/g, "\\(ga");
-        assert.ok(page.includes(roff), `the section of ${c} has its usage "${first}"`);
+        const own = ok(TOOLGATE_BIN, [c, "--help"]);
+        assert.ok(page.includes(roff(own.split("\n")[0])), `the section of ${c} has its usage "${own.split("\n")[0]}"`);
+        // And the help of each subcommand its usage names (toolgate c a|b), where that says more.
+        const subs = new Set([...own.matchAll(new RegExp(`toolgate ${c} ([a-z][a-z|-]*)`, "g"))].flatMap((m) => m[1].split("|")));
+        for (const sub of subs) {
+            const r = run(TOOLGATE_BIN, [c, sub, "--help"]);
+            if (r.status !== 0 || r.stdout.trimEnd() === own.trimEnd()) continue;
+            assert.ok(page.includes(`.B "toolgate ${c} ${sub}"\n`), `the page has toolgate ${c} ${sub}`);
+            assert.ok(page.includes(roff(r.stdout.split("\n")[0])), `toolgate ${c} ${sub}: its usage`);
+            subsections++;
+        }
     }
+    assert.ok(subsections >= 6, `the bench layers have their own help (${subsections} subsections)`);
     assert.match(page, /^\.TH TOOLGATE 1 "\d{4}-\d\d-\d\d" "toolgate [0-9.]+" "User Commands"$/m);
 });
 
