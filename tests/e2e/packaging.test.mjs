@@ -140,10 +140,23 @@ function documentedFiles() {
 }
 const globRe = (g) => new RegExp("^" + g.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, "[^/]*") + "$");
 
-test("make deb: contents as documented, lintian without errors, the binary runs from a scratch root", () => {
+// The package, made once by `make deb` and unpacked (files and control area) into scratch.
+let made;
+function pkg() {
+    if (made) return made;
     const out = make("deb").trim().split("\n").pop();
     const arch = ok("dpkg", ["--print-architecture"]).trim();
     const deb = path.join(REPO_DIR, BUILD, `toolgate_${VERSION}-1_${arch}.deb`);
+    const root = path.join(scratch, "root");
+    const control = path.join(scratch, "DEBIAN");
+    ok("dpkg-deb", ["-x", deb, root]);
+    ok("dpkg-deb", ["-e", deb, control]);
+    made = { out, arch, deb, root, control };
+    return made;
+}
+
+test("make deb: contents as documented, lintian without errors, the binary runs from a scratch root", () => {
+    const { out, arch, deb, root, control } = pkg();
     assert.equal(path.resolve(out), deb, "make deb names the package it made");
 
     // Control: name, version, computed Depends, conffiles, maintainer scripts, md5sums.
@@ -157,8 +170,6 @@ test("make deb: contents as documented, lintian without errors, the binary runs 
     const info = ok("dpkg-deb", ["-I", deb]);
     for (const member of ["control", "conffiles", "md5sums", "postinst", "prerm", "postrm"])
         assert.match(info, new RegExp(`\\s${member}\\s`), `control archive has ${member}`);
-    const control = path.join(scratch, "DEBIAN");
-    ok("dpkg-deb", ["-e", deb, control]);
     assert.equal(readFileSync(path.join(control, "conffiles"), "utf8"), "/etc/toolgate/toolgate.yaml\n");
     assert.match(readFileSync(path.join(control, "postinst"), "utf8"), /adduser --system --group/);
 
@@ -183,8 +194,6 @@ test("make deb: contents as documented, lintian without errors, the binary runs 
     assert.equal(lintian.status, 0, `lintian: exit ${lintian.status}\n${lintian.stdout}${lintian.stderr}`);
 
     // Unpacked into a scratch root: sums match, binary stripped, it runs, the example checks.
-    const root = path.join(scratch, "root");
-    ok("dpkg-deb", ["-x", deb, root]);
     ok("md5sum", ["--quiet", "-c", path.join(control, "md5sums")], { cwd: root });
     const bin = path.join(root, "usr/bin/toolgate");
     const sections = ok("readelf", ["-S", "-W", bin]);
@@ -212,8 +221,7 @@ test("dpkg installs the package (user, state directory, conffile), the user can 
         t.skip("needs root and mount namespaces (unshare -m)");
         return;
     }
-    const arch = ok("dpkg", ["--print-architecture"]).trim();
-    const deb = path.join(REPO_DIR, BUILD, `toolgate_${VERSION}-1_${arch}.deb`);
+    const { deb } = pkg();
     const ov = path.join(scratch, "overlay");
     const script = `set -e
 for d in etc usr var; do
@@ -247,8 +255,8 @@ echo "purged: $(dpkg-query -W -f='\${Status}' toolgate 2>/dev/null || echo gone)
 });
 
 test("the packaged systemd unit is hardened and systemd-analyze verify finds nothing wrong", (t) => {
-    const unitFile = path.join(scratch, "root/lib/systemd/system/toolgate.service");
-    assert.ok(existsSync(unitFile), "the package test unpacked the unit");
+    const { root } = pkg();
+    const unitFile = path.join(root, "lib/systemd/system/toolgate.service");
     const unit = readFileSync(unitFile, "utf8");
     for (const line of [
         "User=toolgate", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
@@ -263,7 +271,6 @@ test("the packaged systemd unit is hardened and systemd-analyze verify finds not
     }
     // Verified with its commands pointing into the scratch root (which has no /usr/bin here),
     // and the manual page of Documentation= found there.
-    const root = path.join(scratch, "root");
     const copy = path.join(scratch, "toolgate.service");
     writeFileSync(copy, unit.replaceAll("/usr/bin/toolgate", `${root}/usr/bin/toolgate`));
     const r = run("systemd-analyze", ["verify", copy], {
@@ -271,6 +278,19 @@ test("the packaged systemd unit is hardened and systemd-analyze verify finds not
     });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.equal(r.stderr, "", "systemd-analyze verify says nothing");
+    // The same check notices a setting systemd does not understand.
+    writeFileSync(copy, readFileSync(copy, "utf8").replace("ProtectSystem=strict", "ProtectSystem=bogus"));
+    const bad = run("systemd-analyze", ["verify", copy], {
+        env: { ...process.env, MANPATH: path.join(root, "usr/share/man") },
+    });
+    assert.match(bad.stderr, /ProtectSystem|protect system/i, "a bad value is reported");
+    // The exposure rating is the one docs/operations.md gives, and 2.0 or better (0 is best).
+    const sec = run("systemd-analyze", ["security", "--offline=yes", "--threshold=20", `--root=${root}`, unitFile]);
+    assert.equal(sec.status, 0, sec.stdout + sec.stderr);
+    const rated = /Overall exposure level for toolgate\.service: ([0-9.]+) /.exec(sec.stdout);
+    const documented = /rates it\s+\*\*([0-9.]+) OK\*\*/.exec(readFileSync(path.join(REPO_DIR, "docs/operations.md"), "utf8"));
+    assert.ok(rated && documented, "a rating, and the rating in docs/operations.md");
+    assert.equal(rated[1], documented[1], "docs/operations.md gives the unit's rating");
 });
 
 test("the container recipe copies what exists, runs as the package's user and checks /healthz", () => {
