@@ -59,8 +59,8 @@ for script in postinst prerm postrm; do
     install -m 0755 "$here/$script" "$root/DEBIAN/$script"
 done
 # md5sums of every file but the conffiles (dpkg keeps those itself), as dh_md5sums does.
-(cd "$root" && find . -type f ! -path ./DEBIAN/\* ! -path ./etc/\* -printf '%P\n' | LC_ALL=C sort |
-    xargs -d '\n' md5sum) > "$root/DEBIAN/md5sums"
+(cd "$root" && find . -type f ! -path ./DEBIAN/\* -printf '/%P\n' | LC_ALL=C sort |
+    grep -vxF -f "$here/conffiles" | sed 's|^/||' | xargs -d '\n' md5sum) > "$root/DEBIAN/md5sums"
 chmod 0644 "$root/DEBIAN/md5sums"
 
 # Directories 0755, files 0644 unless executable; everything owned by root.
