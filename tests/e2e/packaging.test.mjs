@@ -202,8 +202,13 @@ test("make deb: contents as documented, lintian without errors, the binary runs 
     assert.match(ok(bin, ["--version"]), new RegExp(`^toolgate ${VERSION.replace(/\./g, "\\.")} `));
     const conf = path.join(root, "etc/toolgate/toolgate.yaml");
     assert.match(ok(bin, ["check", "--config", conf]), /: ok \(/);
-    // The container's configuration, which the image installs over it.
-    assert.match(ok(bin, ["check", "--config", path.join(REPO_DIR, "examples/container/toolgate.yaml")]), /: ok \(/);
+    // The container's configuration: the same, listening on every interface (as the image's
+    // Dockerfile rewrites it).
+    const inContainer = path.join(scratch, "container.yaml");
+    const example = readFileSync(conf, "utf8");
+    assert.match(example, /^ {2}listen: \["127\.0\.0\.1:8080"\]$/m, "the line the Dockerfile rewrites");
+    writeFileSync(inContainer, example.replace(/^ {2}listen: \["127\.0\.0\.1:8080"\]$/m, '  listen: ["0.0.0.0:8080"]'));
+    assert.match(ok(bin, ["check", "--config", inContainer]), /: ok \(/);
     const man = run("man", ["-l", path.join(root, "usr/share/man/man1/toolgate.1.gz")], {
         env: { ...process.env, LC_ALL: "C.UTF-8" },
     });
@@ -305,9 +310,11 @@ test("the container recipe copies what exists, runs as the package's user and ch
             assert.ok(existsSync(path.join(REPO_DIR, src)), `COPY ${src}: exists in the tree`);
     assert.match(stages[1], /^RUN apt-get update[\s\S]*\/tmp\/toolgate_\*\.deb/m, "the runtime installs the package");
     assert.match(stages[1], /^USER toolgate:toolgate$/m);
+    assert.ok(stages[1].includes(`sed -i 's|^  listen: \\["127.0.0.1:8080"\\]$|  listen: ["0.0.0.0:8080"]|' /etc/toolgate/toolgate.yaml`),
+        "the image listens on every interface");
     const admin = /^admin:\n {2}listen: "([^"]+)"$/m.exec(
-        readFileSync(path.join(REPO_DIR, "examples/container/toolgate.yaml"), "utf8"));
-    assert.ok(admin, "the container configuration has an admin listener");
+        readFileSync(path.join(REPO_DIR, "examples/production/toolgate.yaml"), "utf8"));
+    assert.ok(admin, "the example configuration has an admin listener");
     assert.match(stages[1], new RegExp(`^HEALTHCHECK [\\s\\S]*"http://${admin[1].replace(/\./g, "\\.")}/healthz"`, "m"));
     // The build stage installs the libraries the build needs: those of scripts/install-deps.sh.
     const deps = readFileSync(path.join(REPO_DIR, "scripts/install-deps.sh"), "utf8");
