@@ -40,10 +40,10 @@ summary_of() { # the description text of one command in the list
             line = substr($0, 3)
             # The description starts after a run of two or more spaces.
             desc = match(line, /   *[^ ]/) ? substr(line, RSTART + RLENGTH - 1) : ""
-            if (desc != "") print "D\t" desc
+            if (desc != "") print desc
             next
         }
-        found && /^      +[^ ]/ { sub(/^ +/, ""); print "D\t" $0; next }
+        found && /^      +[^ ]/ { sub(/^ +/, ""); print; next }
         found { exit }'
 }
 
@@ -94,8 +94,7 @@ HEAD
 
 for cmd in $commands; do
     case $cmd in -*) continue ;; esac
-    info=$(summary_of "$cmd")
-    desc=$(printf '%s\n' "$info" | sed -n 's/^D\t//p')
+    desc=$(summary_of "$cmd")
     printf '.SS "toolgate %s"\n' "$cmd"
     [ -n "$desc" ] && printf '%s\n' "$desc" | roff_escape
     # A command's own help, verbatim (as the terminal shows it).
