@@ -63,7 +63,7 @@ done
     grep -vxF -f "$here/conffiles" | sed 's|^/||' | xargs -d '\n' md5sum) > "$root/DEBIAN/md5sums"
 chmod 0644 "$root/DEBIAN/md5sums"
 
-# Directories 0755, files 0644 unless executable; everything owned by root.
+# Directories 0755 (make install gave the files their modes); everything owned by root.
 find "$root" -type d -exec chmod 0755 {} +
 deb="$outdir/toolgate_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
