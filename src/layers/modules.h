@@ -1,7 +1,8 @@
 /*
  * modules: the one list of the build's modules, in pipeline order (telemetry, last, is no
- * stage: it has no layer, only observer hooks). Adding a layer is its folder plus one line here: X(name, NAME) declares `name_module` (struct gw_module, defined
- * in the layer's folder) and its stage GW_STAGE_NAME.
+ * stage: it has no layer, only observer hooks). Adding a layer is its folder plus one line here:
+ * X(name, NAME) declares `name_module` (struct gw_module, defined in the layer's folder) and its
+ * stage GW_STAGE_NAME.
  */
 #ifndef GW_LAYERS_MODULES_H
 #define GW_LAYERS_MODULES_H

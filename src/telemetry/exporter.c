@@ -30,7 +30,7 @@ struct exporter {
     struct entry *ring;
     size_t cap, head, count;
     size_t queued_spans;
-    int stopping;
+    atomic_int stopping;
 
     char *url;
     struct curl_slist *headers;
@@ -41,7 +41,8 @@ struct exporter {
     size_t batch;
     uint64_t interval_ms, timeout_ms, shutdown_ms;
     unsigned retries;
-    uint64_t shutdown_deadline_ms; /* set by stop: the monotonic ms the flush must end by */
+    /* Set by stop: the monotonic ms the flush must end by (an attempt in flight included). */
+    atomic_uint_fast64_t shutdown_deadline_ms;
 
     atomic_uint_fast64_t exported, dropped, failed, requests;
     int warned; /* one log line per run of failures */
@@ -100,6 +101,14 @@ static size_t discard(char *ptr, size_t size, size_t nmemb, void *arg)
     return *seen > MAX_RESPONSE ? 0 : size * nmemb;
 }
 
+/* Ends an attempt still running when the shutdown bound has passed. */
+static int progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                    curl_off_t ulnow)
+{
+    struct exporter *e = arg;
+    return atomic_load(&e->stopping) && gw_mono_ms() >= atomic_load(&e->shutdown_deadline_ms);
+}
+
 /* One POST. Returns the HTTP status, or 0 when the collector could not be reached in time. */
 static long post(struct exporter *e, CURL *h, const struct gw_buf *body, uint64_t timeout_ms)
 {
@@ -116,6 +125,9 @@ static long post(struct exporter *e, CURL *h, const struct gw_buf *body, uint64_
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &seen);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, e);
     atomic_fetch_add_explicit(&e->requests, 1, memory_order_relaxed);
     if (curl_easy_perform(h) != CURLE_OK)
         return 0;
@@ -144,8 +156,8 @@ static void send_batch(struct exporter *e, CURL *h, struct entry *batch, size_t 
         spans += batch[i].n_spans;
     struct gw_buf body = {0};
     if (!chunks || otlp_request(&body, (const char *const *)e->resource_keys,
-                                (const char *const *)e->resource_values, e->n_resource,
-                                e->version, chunks, n) != 0) {
+                                (const char *const *)e->resource_values, e->n_resource, e->version,
+                                chunks, n) != 0) {
         atomic_fetch_add_explicit(&e->dropped, spans, memory_order_relaxed);
         gw_buf_free(&body);
         free(chunks);
@@ -156,11 +168,8 @@ static void send_batch(struct exporter *e, CURL *h, struct entry *batch, size_t 
     uint64_t backoff = BACKOFF_FIRST_MS;
     for (unsigned attempt = 0;; attempt++) {
         uint64_t timeout = e->timeout_ms;
-        pthread_mutex_lock(&e->mu);
-        int stopping = e->stopping;
-        uint64_t deadline = e->shutdown_deadline_ms;
-        pthread_mutex_unlock(&e->mu);
-        if (stopping) {
+        if (atomic_load(&e->stopping)) {
+            uint64_t deadline = atomic_load(&e->shutdown_deadline_ms);
             uint64_t now = gw_mono_ms();
             if (now >= deadline || attempt > 0)
                 break; /* at shutdown: one attempt per batch, within the bound */
@@ -204,7 +213,7 @@ static void *run(void *arg)
     for (;;) {
         while (!e->stopping && e->count < e->batch && gw_mono_ms() < next_flush)
             wait_until(e, next_flush);
-        if (e->stopping && (e->count == 0 || gw_mono_ms() >= e->shutdown_deadline_ms))
+        if (e->stopping && (e->count == 0 || gw_mono_ms() >= atomic_load(&e->shutdown_deadline_ms)))
             break;
         size_t n = 0;
         while (n < e->batch && e->count > 0) {
@@ -288,6 +297,8 @@ struct exporter *exporter_start(const struct telemetry_config *tc, const char *v
     atomic_init(&e->dropped, 0);
     atomic_init(&e->failed, 0);
     atomic_init(&e->requests, 0);
+    atomic_init(&e->stopping, 0);
+    atomic_init(&e->shutdown_deadline_ms, 0);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -344,8 +355,8 @@ void exporter_stop(struct exporter *e)
     if (!e)
         return;
     pthread_mutex_lock(&e->mu);
-    e->stopping = 1;
-    e->shutdown_deadline_ms = deadline_in(e->shutdown_ms);
+    atomic_store(&e->shutdown_deadline_ms, deadline_in(e->shutdown_ms));
+    atomic_store(&e->stopping, 1);
     pthread_mutex_unlock(&e->mu);
     pthread_cond_broadcast(&e->cv);
     pthread_join(e->thread, NULL);

@@ -208,9 +208,9 @@ int otlp_request(struct gw_buf *out, const char *const *keys, const char *const 
                  size_t n_chunks)
 {
     size_t rs, res, ss, scope;
-    if (open_len(out, 1, &rs) != 0)            /* ExportTraceServiceRequest.resource_spans */
+    if (open_len(out, 1, &rs) != 0) /* ExportTraceServiceRequest.resource_spans */
         return -1;
-    if (open_len(out, 1, &res) != 0)           /* ResourceSpans.resource */
+    if (open_len(out, 1, &res) != 0) /* ResourceSpans.resource */
         return -1;
     for (size_t i = 0; i < n_attrs; i++)
         if (kv_str(out, 1, keys[i], values[i], strlen(values[i])) != 0) /* Resource.attributes */

@@ -82,16 +82,16 @@ static int traces_parse(const struct cfg_doc *doc, const struct cfg_node *t,
                         struct telemetry_config *tc, struct cfg_error *err)
 {
     static const char *const keys[] = {
-        "endpoint", "protocol", "service_name", "sample",   "queue",      "batch",
-        "interval", "timeout",  "retries",      "shutdown", "headers",    "resource",
-        "baggage",  "enduser_id", NULL,
+        "endpoint", "protocol", "service_name", "sample",     "queue",
+        "batch",    "interval", "timeout",      "retries",    "shutdown",
+        "headers",  "resource", "baggage",      "enduser_id", NULL,
     };
     const char *path = "telemetry.traces";
     if (cfg_expect_map(doc, t, path, err) != 0 || cfg_check_keys(doc, t, path, keys, err) != 0)
         return -1;
     if (cfg_get_string(doc, t, path, "endpoint", 1, &tc->endpoint, err) != 0 ||
-        endpoint_parse(doc, cfg_map_get(t, "endpoint"), "telemetry.traces.endpoint",
-                       &tc->endpoint, err) != 0)
+        endpoint_parse(doc, cfg_map_get(t, "endpoint"), "telemetry.traces.endpoint", &tc->endpoint,
+                       err) != 0)
         return -1;
     char *protocol = NULL;
     if (cfg_get_string(doc, t, path, "protocol", 0, &protocol, err) != 0)

@@ -105,9 +105,9 @@ static void begin(struct gw_request *req)
     req->layer_state_free[SLOT] = free;
 
     json_t *meta = first_meta(req);
-    st->meta_carrier = meta && (json_object_get(meta, "traceparent") ||
-                                json_object_get(meta, "tracestate") ||
-                                json_object_get(meta, "baggage"));
+    st->meta_carrier =
+        meta && (json_object_get(meta, "traceparent") || json_object_get(meta, "tracestate") ||
+                 json_object_get(meta, "baggage"));
     struct tc_parent parent;
     struct gw_slice tp = meta_string(meta, "traceparent");
     if (tp.ptr && tc_traceparent_parse(tp.ptr, tp.len, &parent) == 0) {
@@ -144,8 +144,7 @@ static int rewrite_meta(struct gw_request *req, const struct trace_state *st, co
 {
     int changed = 0;
     for (size_t i = 0; i < req->rpc.n; i++) {
-        json_t *meta =
-            json_object_get(json_object_get(req->rpc.msgs[i].json, "params"), "_meta");
+        json_t *meta = json_object_get(json_object_get(req->rpc.msgs[i].json, "params"), "_meta");
         if (!json_is_object(meta) ||
             !(json_object_get(meta, "traceparent") || json_object_get(meta, "tracestate") ||
               json_object_get(meta, "baggage")))
@@ -251,8 +250,8 @@ static const char *error_type(const struct gw_request *req, char *buf, size_t ca
     return NULL;
 }
 
-static int server_span(struct gw_buf *b, const struct gw_request *req,
-                       const struct trace_state *st, const char *name, int64_t offset)
+static int server_span(struct gw_buf *b, const struct gw_request *req, const struct trace_state *st,
+                       const char *name, int64_t offset)
 {
     const struct telemetry_config *tc = conf_of(req);
     const struct mcp_message *m = first_call(req);
@@ -346,8 +345,8 @@ static int layer_span(struct gw_buf *b, const struct gw_request *req, const stru
     return rc | otlp_span_end(b, mark);
 }
 
-static int client_span(struct gw_buf *b, const struct gw_request *req,
-                       const struct trace_state *st, const char *name, int64_t offset)
+static int client_span(struct gw_buf *b, const struct gw_request *req, const struct trace_state *st,
+                       const char *name, int64_t offset)
 {
     struct otlp_span sp = {
         .trace_id = st->trace_id,
@@ -389,7 +388,8 @@ static void span_name(const struct gw_request *req, char *out, size_t cap)
         snprintf(out, cap, "%s", m->method);
     else
         snprintf(out, cap, "%.*s %s", (int)(req->method_name.len > 16 ? 16 : req->method_name.len),
-                 req->method_name.ptr ? req->method_name.ptr : "", req->route ? req->route->path : "");
+                 req->method_name.ptr ? req->method_name.ptr : "",
+                 req->route ? req->route->path : "");
 }
 
 static void end(struct gw_request *req)
@@ -473,8 +473,7 @@ static void metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
                        "collector) or shutdown ran out of time.",
                        c.dropped);
     metrics_single_u64(out, "toolgate_trace_spans_failed_total", "counter",
-                       "Spans sent but not accepted by the collector after every retry.",
-                       c.failed);
+                       "Spans sent but not accepted by the collector after every retry.", c.failed);
     metrics_single_u64(out, "toolgate_trace_export_requests_total", "counter",
                        "Export attempts made to the trace collector.", c.requests);
     metrics_single_u64(out, "toolgate_trace_queue_spans", "gauge",

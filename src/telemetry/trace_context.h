@@ -11,13 +11,13 @@
 #include <stdint.h>
 
 /* Bounds on what toolgate reads and forwards. */
-#define TC_MAX_TRACEPARENT 256     /* longer values (a future version's) are not read */
-#define TC_TRACEPARENT_LEN 55      /* version 00: "00-" 32 hex "-" 16 hex "-" 2 hex */
-#define TC_MAX_TRACESTATE 512      /* bytes; W3C asks to propagate at least this much */
+#define TC_MAX_TRACEPARENT 256 /* longer values (a future version's) are not read */
+#define TC_TRACEPARENT_LEN 55  /* version 00: "00-" 32 hex "-" 16 hex "-" 2 hex */
+#define TC_MAX_TRACESTATE 512  /* bytes; W3C asks to propagate at least this much */
 #define TC_MAX_TRACESTATE_MEMBERS 32
-#define TC_MAX_BAGGAGE_IN 8192     /* bytes read; a longer baggage is dropped whole */
-#define TC_MAX_BAGGAGE_MEMBERS 64  /* members read; more and the baggage is dropped whole */
-#define TC_MAX_BAGGAGE_OUT 1024    /* bytes forwarded; allowed members past it are dropped */
+#define TC_MAX_BAGGAGE_IN 8192    /* bytes read; a longer baggage is dropped whole */
+#define TC_MAX_BAGGAGE_MEMBERS 64 /* members read; more and the baggage is dropped whole */
+#define TC_MAX_BAGGAGE_OUT 1024   /* bytes forwarded; allowed members past it are dropped */
 
 #define TC_FLAG_SAMPLED 0x01
 
