@@ -311,6 +311,7 @@ struct exporter *exporter_start(const struct telemetry_config *tc, const char *v
         exporter_free(e);
         return NULL;
     }
+    pthread_setname_np(e->thread, "tg-traces"); /* shows in top -H, perf, gdb */
     return e;
 }
 
