@@ -395,13 +395,12 @@ start_toolgate_queued() { start_toolgate "${1:-}" toolgate_queued; }
 start_toolgate_noinject() { start_toolgate "${1:-}" toolgate_noinject; }
 start_toolgate_traces() { start_toolgate "${1:-}" toolgate_traces; }
 # The trace collector stand-in of toolgate_traces (bench/peers/otlp-sink.mjs), started once.
-SINK_PORT=""
+SINK_PORT="" SINK_PID=""
 start_otlp_sink() {
     [[ -n $SINK_PORT ]] && return 0
-    local pid
     pick_port SINK_PORT
-    start_bg pid "$TMP/otlp-sink.log" node "$BENCH_DIR/peers/otlp-sink.mjs" "$SINK_PORT"
-    wait_port "$SINK_PORT" "$pid" "$TMP/otlp-sink.log"
+    start_bg SINK_PID "$TMP/otlp-sink.log" node "$BENCH_DIR/peers/otlp-sink.mjs" "$SINK_PORT"
+    wait_port "$SINK_PORT" "$SINK_PID" "$TMP/otlp-sink.log"
 }
 start_toolgate_federated() { start_toolgate "${1:-}" toolgate_federated; }
 # Another build of toolgate (BENCH_BASELINE=path/to/toolgate) with the full pipeline, so a
@@ -721,6 +720,7 @@ section_micro() {
     micro_bench limits "$TOOLGATE" bench limits
     micro_bench routing "$TOOLGATE" bench routing
     micro_bench safety "$TOOLGATE" bench safety
+    micro_bench telemetry "$TOOLGATE" bench telemetry
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,18 @@
 
 #define LEN_ROOM 5 /* a 32-bit length as a varint takes at most 5 bytes */
 
+/* gw_buf_append without the call when there is room (spans are many small writes). */
+static inline int put_raw(struct gw_buf *b, const void *p, size_t n)
+{
+    if (b->cap - b->len > n) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return gw_buf_append(b, p, n);
+}
+
 static size_t varint_size(uint64_t v)
 {
     size_t n = 1;
@@ -54,7 +66,7 @@ static int put_varint(struct gw_buf *b, uint64_t v)
         v >>= 7;
     }
     tmp[n++] = (uint8_t)v;
-    return gw_buf_append(b, tmp, n);
+    return put_raw(b, tmp, n);
 }
 
 static int put_tag(struct gw_buf *b, unsigned field, unsigned wire)
@@ -66,7 +78,7 @@ static int put_bytes(struct gw_buf *b, unsigned field, const void *p, size_t n)
 {
     if (put_tag(b, field, WT_LEN) != 0 || put_varint(b, n) != 0)
         return -1;
-    return gw_buf_append(b, p, n);
+    return put_raw(b, p, n);
 }
 
 static int put_fixed(struct gw_buf *b, unsigned field, uint64_t v, int bytes)
@@ -76,7 +88,7 @@ static int put_fixed(struct gw_buf *b, unsigned field, uint64_t v, int bytes)
         tmp[i] = (uint8_t)(v >> (8 * i));
     if (put_tag(b, field, bytes == 8 ? WT_I64 : WT_I32) != 0)
         return -1;
-    return gw_buf_append(b, tmp, (size_t)bytes);
+    return put_raw(b, tmp, (size_t)bytes);
 }
 
 /* Starts a length-delimited field whose length is not known yet. */
