@@ -29,6 +29,12 @@ struct trace_state {
     enum carrier from;
     int sampled;
     int meta_carrier; /* the client put trace context in params._meta: answer in kind */
+    /*
+     * tracestate / baggage came from _meta (which the safety layer scanned): only then do
+     * they go back into _meta. Header values go upstream as headers only, never into a body.
+     */
+    int tracestate_from_meta;
+    int baggage_from_meta;
     int forwarded;
     char tracestate[TC_MAX_TRACESTATE + 1];
     char baggage[TC_MAX_BAGGAGE_OUT + 1];
@@ -113,6 +119,7 @@ static void begin(struct gw_request *req)
     if (tp.ptr && tc_traceparent_parse(tp.ptr, tp.len, &parent) == 0) {
         st->from = FROM_META;
         keep_tracestate(st, meta_string(meta, "tracestate"));
+        st->tracestate_from_meta = 1;
     } else {
         tp = single_header(req, "traceparent");
         if (tp.ptr && tc_traceparent_parse(tp.ptr, tp.len, &parent) == 0) {
@@ -132,6 +139,7 @@ static void begin(struct gw_request *req)
     random_id(st->client_id, 8);
 
     struct gw_slice bg = meta_string(meta, "baggage");
+    st->baggage_from_meta = bg.ptr != NULL;
     if (!bg.ptr)
         bg = single_header(req, "baggage");
     if (bg.ptr && tc->n_baggage > 0)
@@ -150,11 +158,11 @@ static int rewrite_meta(struct gw_request *req, const struct trace_state *st, co
               json_object_get(meta, "baggage")))
             continue;
         json_object_set_new(meta, "traceparent", json_string(tp));
-        if (st->tracestate[0])
+        if (st->tracestate[0] && st->tracestate_from_meta)
             json_object_set_new(meta, "tracestate", json_string(st->tracestate));
         else
             json_object_del(meta, "tracestate");
-        if (st->baggage[0])
+        if (st->baggage[0] && st->baggage_from_meta)
             json_object_set_new(meta, "baggage", json_string(st->baggage));
         else
             json_object_del(meta, "baggage");

@@ -195,6 +195,19 @@ describe("a collector that answers", () => {
         assert.equal(got.headers.baggage, undefined);
         assert.equal(JSON.parse(got.body).params._meta.baggage, undefined);
 
+        // Header values never go into the body: _meta gets only what came in _meta.
+        mark = backend.received.length;
+        res = await call(tg, sid, "echo", {
+            headers: { baggage: "tenant.tier=gold", tracestate: "h=1", traceparent: `00-${T1}-${P1}-01` },
+            meta: { traceparent: `00-${T2}-${P2}-01` },
+        });
+        got = backend.received.slice(mark)[0];
+        assert.equal(got.headers.baggage, "tenant.tier=gold");
+        const m2 = JSON.parse(got.body).params._meta;
+        assert.equal(m2.baggage, undefined);
+        assert.equal(m2.tracestate, undefined);
+        assert.equal(got.headers.tracestate, undefined, "tracestate goes with its own traceparent");
+
         // Malformed baggage is dropped whole, even its allowed members.
         mark = backend.received.length;
         res = await call(tg, sid, "echo", { headers: { baggage: "tenant.tier=gold,,=broken" } });
@@ -367,6 +380,39 @@ describe("a collector that is down", () => {
         const m = await metricsOf(tg);
         assert.ok(m.toolgate_trace_export_requests_total >= 2, "retried");
         assert.equal(m.toolgate_trace_spans_exported_total, 0);
+    });
+});
+
+describe("sample: 0", () => {
+    let tg, backend, rcv, sid;
+    before(async () => {
+        rcv = await startOtlpReceiver();
+        backend = await startBackend();
+        tg = await startToolgate({
+            routes: [{ url: backend.url }],
+            policy: POLICY,
+            extra: traces(rcv.url, { sample: 0 }),
+        });
+        sid = await openSession(tg.port, backend, "backend-session-5");
+    });
+    after(async () => {
+        if (tg) await tg.stop();
+        if (backend) await backend.close();
+        if (rcv) await rcv.close();
+    });
+
+    test("new traces are not exported, still propagated unsampled; a sampled parent is exported", async () => {
+        const mark = backend.received.length;
+        const unsampled = await call(tg, sid, "echo");
+        assert.equal(unsampled.status, 200);
+        assert.match(backend.received[mark].headers.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+        const sampled = await call(tg, sid, "echo", { headers: { traceparent: `00-${T1}-${P1}-01` } });
+        const { server } = await rcv.traceOf(sampled.headers["x-request-id"]);
+        assert.equal(server.traceId, T1);
+        assert.ok(
+            !rcv.spans.some((s) => s.attributes["toolgate.request.id"] === unsampled.headers["x-request-id"]),
+            "the unsampled request left no span",
+        );
     });
 });
 
