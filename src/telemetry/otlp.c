@@ -180,11 +180,21 @@ static int kv_varint(struct gw_buf *b, unsigned field, const char *key, unsigned
     return put_tag(b, any_field, WT_VARINT) == 0 && put_varint(b, v) == 0 ? 0 : -1;
 }
 
+size_t otlp_utf8_prefix(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    size_t k = max;
+    while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
+        k--;
+    return k;
+}
+
 int otlp_attr_str(struct gw_buf *b, const char *key, const char *v, size_t n)
 {
     if (!v || n == 0)
         return 0;
-    return kv_str(b, F_SPAN_ATTRIBUTES, key, v, n);
+    return kv_str(b, F_SPAN_ATTRIBUTES, key, v, otlp_utf8_prefix(v, n, OTLP_MAX_VALUE));
 }
 
 int otlp_attr_cstr(struct gw_buf *b, const char *key, const char *v)

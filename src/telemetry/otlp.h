@@ -35,7 +35,18 @@ struct otlp_span {
 
 /* Starts a span; *mark remembers where, for otlp_span_end. */
 int otlp_span_begin(struct gw_buf *b, const struct otlp_span *s, size_t *mark);
-/* Span attributes. Strings are (pointer, length); a NULL or empty string is not written. */
+/*
+ * The length of the longest prefix of valid UTF-8 s[0, n) that is at most max bytes and does
+ * not end inside a character (protobuf strings must be valid UTF-8).
+ */
+size_t otlp_utf8_prefix(const char *s, size_t n, size_t max);
+
+#define OTLP_MAX_VALUE 256 /* bytes of a string attribute; longer ones are cut (UTF-8 safe) */
+
+/*
+ * Span attributes. Strings are (pointer, length) of valid UTF-8, cut to OTLP_MAX_VALUE; a NULL
+ * or empty string is not written.
+ */
 int otlp_attr_str(struct gw_buf *b, const char *key, const char *v, size_t n);
 int otlp_attr_cstr(struct gw_buf *b, const char *key, const char *v);
 int otlp_attr_int(struct gw_buf *b, const char *key, int64_t v);

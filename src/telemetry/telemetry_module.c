@@ -234,7 +234,8 @@ static int call_attrs(struct gw_buf *b, const struct gw_request *req, const stru
     }
     if (json_is_string(m->id)) {
         size_t n = json_string_length(m->id);
-        rc |= otlp_attr_str(b, "jsonrpc.request.id", json_string_value(m->id), n > 64 ? 64 : n);
+        const char *id = json_string_value(m->id);
+        rc |= otlp_attr_str(b, "jsonrpc.request.id", id, otlp_utf8_prefix(id, n, 64));
     } else if (json_is_integer(m->id)) {
         char id[24];
         snprintf(id, sizeof id, "%lld", (long long)json_integer_value(m->id));
@@ -386,18 +387,36 @@ static int client_span(struct gw_buf *b, const struct gw_request *req, const str
 }
 
 /* "{mcp.method.name} {target}", or "{HTTP method} {route}" for a request without a message. */
+static void name_append(char *out, size_t cap, size_t *len, const char *s, size_t n)
+{
+    n = otlp_utf8_prefix(s, n, cap - 1 - *len);
+    memcpy(out + *len, s, n);
+    *len += n;
+    out[*len] = '\0';
+}
+
 static void span_name(const struct gw_request *req, char *out, size_t cap)
 {
     const struct mcp_message *m = first_call(req);
     const char *target = span_target(m);
-    if (m && target)
-        snprintf(out, cap, "%s %s", m->method, target);
-    else if (m)
-        snprintf(out, cap, "%s", m->method);
-    else
-        snprintf(out, cap, "%.*s %s", (int)(req->method_name.len > 16 ? 16 : req->method_name.len),
-                 req->method_name.ptr ? req->method_name.ptr : "",
-                 req->route ? req->route->path : "");
+    size_t len = 0;
+    out[0] = '\0';
+    if (m) {
+        /* Method names are the client's text (allow_methods): bounded like any other. */
+        name_append(out, cap, &len, m->method, otlp_utf8_prefix(m->method, strlen(m->method), 64));
+        if (target) {
+            name_append(out, cap, &len, " ", 1);
+            name_append(out, cap, &len, target, strlen(target));
+        }
+        return;
+    }
+    if (req->method_name.ptr)
+        name_append(out, cap, &len, req->method_name.ptr,
+                    req->method_name.len > 16 ? 16 : req->method_name.len);
+    if (req->route) {
+        name_append(out, cap, &len, " ", 1);
+        name_append(out, cap, &len, req->route->path, strlen(req->route->path));
+    }
 }
 
 static void end(struct gw_request *req)

@@ -203,32 +203,59 @@ static void test_long_lengths(void **state)
 {
     (void)state;
     static const size_t sizes[] = {0, 1, 100, 127, 128, 300, 16383, 16384, 70000};
-    char *big = malloc(70001);
-    assert_non_null(big);
-    memset(big, 'x', 70000);
-    big[70000] = '\0';
+    char value[101];
+    memset(value, 'x', 100);
+    value[100] = '\0';
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         struct gw_buf b = {0};
         struct otlp_span s = {
             .trace_id = trace_id, .span_id = span_id, .name = "n", .kind = OTLP_KIND_INTERNAL};
-        size_t mark;
+        size_t mark, n_attrs = sizes[i] / 100 + (sizes[i] % 100 != 0);
         assert_int_equal(otlp_span_begin(&b, &s, &mark), 0);
-        assert_int_equal(otlp_attr_str(&b, "k", big, sizes[i]), 0);
+        for (size_t k = 0; k < n_attrs; k++) {
+            size_t len = k + 1 < n_attrs || sizes[i] % 100 == 0 ? 100 : sizes[i] % 100;
+            assert_int_equal(otlp_attr_str(&b, "k", value, len), 0);
+        }
         assert_int_equal(otlp_span_end(&b, mark), 0);
         size_t pos = 0;
         struct field outer;
         assert_int_equal(next_field((const uint8_t *)b.data, b.len, &pos, &outer), 0);
         assert_int_equal(pos, b.len);
         assert_int_equal(count(outer.p, outer.n, 4), 0); /* a root span has no parent */
-        if (sizes[i]) {
-            struct field a = attr(outer.p, outer.n, "k");
-            assert_int_equal(get(a.p, a.n, 1).n, sizes[i]);
-        }
+        assert_int_equal(count(outer.p, outer.n, 9), n_attrs);
         struct field fl = get(outer.p, outer.n, 16);
         assert_int_equal(fl.v, 0x100);
         gw_buf_free(&b);
     }
-    free(big);
+}
+
+/* Long strings are cut to OTLP_MAX_VALUE without splitting a UTF-8 character. */
+static void test_utf8_cut(void **state)
+{
+    (void)state;
+    assert_int_equal(otlp_utf8_prefix("abc", 3, 10), 3);
+    assert_int_equal(otlp_utf8_prefix("abcdef", 6, 4), 4);
+    assert_int_equal(otlp_utf8_prefix("\xc3\xa9\xc3\xa9", 4, 3), 2);         /* é é */
+    assert_int_equal(otlp_utf8_prefix("\xe2\x82\xac\xe2\x82\xac", 6, 5), 3); /* € € */
+    assert_int_equal(otlp_utf8_prefix("\xf0\x9f\x98\x80", 4, 3), 0);         /* one emoji */
+    char euro[301];
+    for (int i = 0; i < 100; i++)
+        memcpy(euro + 3 * i, "\xe2\x82\xac", 3);
+    euro[300] = '\0';
+    struct gw_buf b = {0};
+    struct otlp_span s = {.trace_id = trace_id, .span_id = span_id, .name = "n", .kind = 1};
+    size_t mark;
+    assert_int_equal(otlp_span_begin(&b, &s, &mark), 0);
+    assert_int_equal(otlp_attr_cstr(&b, "k", euro), 0);
+    assert_int_equal(otlp_span_end(&b, mark), 0);
+    size_t pos = 0;
+    struct field outer;
+    assert_int_equal(next_field((const uint8_t *)b.data, b.len, &pos, &outer), 0);
+    struct field a = attr(outer.p, outer.n, "k");
+    struct field v = get(a.p, a.n, 1);
+    assert_int_equal(v.n, 255); /* 85 whole characters */
+    assert_memory_equal(v.p, euro, 255);
+    gw_buf_free(&b);
 }
 
 static void test_request(void **state)
@@ -270,6 +297,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_span_fields),
         cmocka_unit_test(test_long_lengths),
+        cmocka_unit_test(test_utf8_cut),
         cmocka_unit_test(test_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
