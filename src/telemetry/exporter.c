@@ -180,9 +180,11 @@ static void send_batch(struct exporter *e, CURL *h, struct entry *batch, size_t 
             break;
         if (!retryable(status) || attempt >= e->retries)
             break;
+        /* The whole backoff, whatever wakes the thread before it, unless stopping. */
         pthread_mutex_lock(&e->mu);
-        if (!e->stopping)
-            wait_until(e, gw_mono_ms() + backoff);
+        uint64_t until = gw_mono_ms() + backoff;
+        while (!atomic_load(&e->stopping) && gw_mono_ms() < until)
+            wait_until(e, until);
         pthread_mutex_unlock(&e->mu);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
