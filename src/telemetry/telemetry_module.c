@@ -11,6 +11,7 @@
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/timeutil.h"
+#include "lib/url.h"
 #include "telemetry/exporter.h"
 #include "telemetry/otlp.h"
 #include "telemetry/telemetry.h"
@@ -293,6 +294,7 @@ static int server_span(struct gw_buf *b, const struct gw_request *req, const str
     if (req->response_status)
         rc |= otlp_attr_int(b, "http.response.status_code", req->response_status);
     rc |= otlp_attr_cstr(b, "network.protocol.name", "http");
+    rc |= otlp_attr_cstr(b, "network.protocol.version", "1.1");
     rc |= otlp_attr_cstr(b, "network.transport", "tcp");
     rc |= otlp_attr_cstr(b, "toolgate.request.id", req->id);
     if (req->route)
@@ -370,8 +372,16 @@ static int client_span(struct gw_buf *b, const struct gw_request *req, const str
     size_t mark;
     int rc = otlp_span_begin(b, &sp, &mark);
     rc |= call_attrs(b, req, first_call(req));
-    if (req->backend)
+    if (req->backend) {
         rc |= otlp_attr_cstr(b, "toolgate.backend", req->backend->name);
+        /* The endpoint as configured (routing may have chosen another of the backend's). */
+        const char *url = req->upstream_url ? req->upstream_url : req->backend->url;
+        struct gw_url u;
+        if (url && gw_url_parse(url, strlen(url), 0, &u) == 0) {
+            rc |= otlp_attr_cstr(b, "server.address", u.host);
+            rc |= otlp_attr_int(b, "server.port", u.port);
+        }
+    }
     if (req->upstream_status)
         rc |= otlp_attr_int(b, "http.response.status_code", req->upstream_status);
     if (req->upstream_error[0]) {

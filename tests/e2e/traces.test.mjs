@@ -133,6 +133,8 @@ describe("a collector that answers", () => {
         const client = children.find((c) => c.kind === 3);
         assert.ok(client, "a CLIENT span for the upstream call");
         assert.equal(client.attributes["toolgate.backend"], "backend");
+        assert.equal(client.attributes["server.address"], "127.0.0.1");
+        assert.equal(client.attributes["server.port"], backend.port);
         assert.equal(client.attributes["http.response.status_code"], 200);
 
         // The backend continues toolgate's trace, under the client span.
