@@ -358,6 +358,35 @@ describe("a collector that stalls", () => {
     });
 });
 
+describe("shutdown flush", () => {
+    let backend, rcv;
+    before(async () => {
+        rcv = await startOtlpReceiver();
+        backend = await startBackend();
+    });
+    after(async () => {
+        if (backend) await backend.close();
+        if (rcv) await rcv.close();
+    });
+
+    test("spans still queued at shutdown reach the collector", async () => {
+        // A batch that never fills and an interval that never passes: only the flush sends.
+        const tg = await startToolgate({
+            routes: [{ url: backend.url }],
+            policy: POLICY,
+            extra: traces(rcv.url, { interval: "60s", batch: 1000, shutdown: "5s" }),
+        });
+        const sid = await openSession(tg.port, backend, "backend-session-6");
+        const res = await call(tg, sid, "echo");
+        assert.equal(res.status, 200);
+        assert.equal(rcv.state.requests.length, 0, "nothing sent before shutdown");
+        await tg.stop();
+        const { server, children } = await rcv.traceOf(res.headers["x-request-id"], 1000, { count: 8 });
+        assert.equal(server.name, "tools/call echo");
+        assert.equal(children.length, 7);
+    });
+});
+
 describe("a collector that is down", () => {
     let tg, backend, sid;
     before(async () => {
