@@ -4,7 +4,8 @@
 // What is proved: an incoming traceparent (header or params._meta, _meta first) is continued
 // and the backend gets toolgate's upstream span as its parent (header, and _meta where the
 // client put it); invalid context starts a new trace and never fails the call; baggage keys
-// outside the allow-list never reach the backend; one span per layer with its decision; a
+// outside the allow-list never reach the backend (and a backend's trace headers never reach
+// the client); one span per layer with its decision; a
 // denied call's span has error status and names the deciding layer; sampling follows the
 // parent; a stalled or dead collector never fails calls, the queue stays bounded and the
 // dropped / failed counters rise; shutdown with a stalled collector ends within its bound.
@@ -209,6 +210,29 @@ describe("a collector that answers", () => {
         assert.equal(m2.baggage, undefined);
         assert.equal(m2.tracestate, undefined);
         assert.equal(got.headers.tracestate, undefined, "tracestate goes with its own traceparent");
+
+        // The other way: a backend's trace headers never reach the client.
+        const previous = backend.handler;
+        backend.setHandler((req, r, body) => {
+            const out = JSON.stringify({ jsonrpc: "2.0", id: JSON.parse(body).id, result: { content: [] } });
+            r.writeHead(200, {
+                "Content-Type": "application/json",
+                "Content-Length": Buffer.byteLength(out),
+                baggage: "tenant.tier=gold,backend.secret=s3",
+                traceparent: `00-${T2}-${P2}-01`,
+                tracestate: "b=1",
+            });
+            r.end(out);
+        });
+        try {
+            res = await call(tg, sid, "echo", { headers: { baggage: "tenant.tier=gold" } });
+            assert.equal(res.status, 200);
+            assert.equal(res.headers.baggage, undefined);
+            assert.equal(res.headers.traceparent, undefined);
+            assert.equal(res.headers.tracestate, undefined);
+        } finally {
+            backend.setHandler(previous);
+        }
 
         // Malformed baggage is dropped whole, even its allowed members.
         mark = backend.received.length;
