@@ -5,10 +5,10 @@
 // and the backend gets toolgate's upstream span as its parent (header, and _meta where the
 // client put it); invalid context starts a new trace and never fails the call; baggage keys
 // outside the allow-list never reach the backend (and a backend's trace headers never reach
-// the client); one span per layer with its decision; a
-// denied call's span has error status and names the deciding layer; sampling follows the
-// parent; a stalled or dead collector never fails calls, the queue stays bounded and the
-// dropped / failed counters rise; shutdown with a stalled collector ends within its bound.
+// the client); one span per layer with its decision; a denied call's span has error status
+// and names the deciding layer; sampling follows the parent; a stalled or dead collector
+// never fails calls, the queue stays bounded and the dropped / failed counters rise; queued
+// spans are flushed at shutdown, and shutdown with a stalled collector ends within its bound.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
