@@ -40,6 +40,16 @@ struct telemetry_config {
     int enduser_id; /* put the verified subject in enduser.id */
 };
 
+struct gw_request;
+struct gw_buf;
+
+/*
+ * Appends the request's spans (ScopeSpans.spans fields, otlp.h) to b once its answer has
+ * ended; *n_spans says how many (0: the request is not sampled or not traced). Returns 0, or
+ * -1 when memory ran out (b then holds a partial encoding to discard).
+ */
+int telemetry_spans_encode(struct gw_request *req, struct gw_buf *b, unsigned *n_spans);
+
 int telemetry_config_parse(const struct cfg_doc *doc, const struct cfg_node *node,
                            struct telemetry_config **out, struct cfg_error *err);
 void telemetry_config_free(struct telemetry_config *tc);

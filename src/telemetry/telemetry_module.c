@@ -429,32 +429,44 @@ static void span_name(const struct gw_request *req, char *out, size_t cap)
     }
 }
 
-static void end(struct gw_request *req)
+int telemetry_spans_encode(struct gw_request *req, struct gw_buf *b, unsigned *n_spans)
 {
     struct trace_state *st = req->layer_state[SLOT];
-    if (!st || !st->sampled || !exporter || !conf_of(req))
-        return;
+    *n_spans = 0;
+    if (!st || !st->sampled || !conf_of(req))
+        return 0;
     char name[192];
     span_name(req, name, sizeof name);
     int64_t offset = (int64_t)gw_now_ns() - (int64_t)gw_mono_ns();
     if (!req->timing.end_ns)
         req->timing.end_ns = gw_mono_ns();
-    struct gw_buf b = {0};
     unsigned n = 1;
-    int rc = gw_buf_reserve(&b, 4096); /* a tools/call's spans fit: no growing on the way */
-    rc |= server_span(&b, req, st, name, offset);
+    int rc = gw_buf_reserve(b, 4096); /* a tools/call's spans fit: no growing on the way */
+    rc |= server_span(b, req, st, name, offset);
     for (int s = 0; s < (int)gw_n_modules; s++)
         if (gw_modules[s]->layer && req->timing.stage_begin_ns[s]) {
-            rc |= layer_span(&b, req, st, s, offset);
+            rc |= layer_span(b, req, st, s, offset);
             n++;
         }
     if (st->forwarded && req->upstream_sent && req->timing.upstream_start_ns) {
-        rc |= client_span(&b, req, st, name, offset);
+        rc |= client_span(b, req, st, name, offset);
         n++;
     }
-    if (rc != 0) {
+    *n_spans = n;
+    return rc ? -1 : 0;
+}
+
+static void end(struct gw_request *req)
+{
+    if (!exporter)
+        return;
+    struct gw_buf b = {0};
+    unsigned n;
+    int rc = telemetry_spans_encode(req, &b, &n);
+    if (rc != 0 || n == 0) {
         gw_buf_free(&b);
-        exporter_count_dropped(exporter, n);
+        if (rc != 0)
+            exporter_count_dropped(exporter, n);
         return;
     }
     size_t len;

@@ -193,12 +193,68 @@ static void test_new_trace(void **state)
     gw_config_free(cfg);
 }
 
+static int has(const struct gw_buf *b, const char *s)
+{
+    return b->len && memmem(b->data, b->len, s, strlen(s)) != NULL;
+}
+
+/* What the spans hold: no user id unless enabled, no argument values, the deciding layer. */
+static void test_span_contents(void **state)
+{
+    (void)state;
+    static const char *const yamls[] = {
+        "routes: [{name: r, path: /mcp, backends: [{name: b, url: \"http://127.0.0.1:9/mcp\"}]}]\n"
+        "telemetry: {traces: {endpoint: \"http://127.0.0.1:4318\"}}\n",
+        "routes: [{name: r, path: /mcp, backends: [{name: b, url: \"http://127.0.0.1:9/mcp\"}]}]\n"
+        "telemetry: {traces: {endpoint: \"http://127.0.0.1:4318\", enduser_id: true}}\n",
+    };
+    for (int enabled = 0; enabled < 2; enabled++) {
+        struct gw_config *cfg = fx_load_ok(yamls[enabled]);
+        struct gw_request *req = request(cfg,
+                                         "{\"jsonrpc\":\"2.0\",\"id\":\"req-9\",\"method\":\"tools/"
+                                         "call\",\"params\":{\"name\":\"ehr.get\",\"arguments\":"
+                                         "{\"ssn\":\"078-05-1120\"}}}",
+                                         NULL, NULL);
+        fx_identity(&req->identity, "dr-alice@example.com", NULL, NULL, fx_now() + 60);
+        telemetry_module.observer->begin(req);
+        /* Identity and safety passed; policy denied; audit recorded it. */
+        uint64_t t = gw_mono_ns();
+        int stages[] = {GW_STAGE_IDENTITY, GW_STAGE_SAFETY, GW_STAGE_POLICY, GW_STAGE_AUDIT};
+        for (size_t i = 0; i < 4; i++) {
+            req->timing.stage_begin_ns[stages[i]] = t + i * 10;
+            req->timing.stage_end_ns[stages[i]] = t + i * 10 + 5;
+        }
+        gw_decision_deny(&req->decision[GW_STAGE_POLICY], 200, 0, "policy.no_match",
+                         "No rule permits this call.");
+        snprintf(req->decision[GW_STAGE_POLICY].rule_id, 128, "doctors-read");
+        req->deciding_stage = GW_STAGE_POLICY;
+        req->response_status = 200;
+        req->timing.end_ns = t + 100;
+        struct gw_buf b = {0};
+        unsigned n = 0;
+        assert_int_equal(telemetry_spans_encode(req, &b, &n), 0);
+        assert_int_equal(n, 5); /* server + the four layers that ran; no upstream span */
+        assert_true(has(&b, "tools/call ehr.get"));
+        assert_true(has(&b, "toolgate.deciding_layer"));
+        assert_true(has(&b, "policy.no_match"));
+        assert_true(has(&b, "doctors-read"));
+        assert_true(has(&b, "req-9"));
+        assert_false(has(&b, "078-05-1120"));
+        assert_false(has(&b, "No rule permits")); /* reasons for the model stay out */
+        assert_int_equal(has(&b, "enduser.id"), enabled);
+        assert_int_equal(has(&b, "dr-alice@example.com"), enabled);
+        gw_buf_free(&b);
+        gw_request_free(req);
+        gw_config_free(cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_defaults),  cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_header_continued), cmocka_unit_test(test_meta_first),
-        cmocka_unit_test(test_new_trace),
+        cmocka_unit_test(test_new_trace),        cmocka_unit_test(test_span_contents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
