@@ -322,6 +322,29 @@ describe("a collector that answers", () => {
         assert.ok(!children.some((c) => c.kind === 3), "no client span");
     });
 
+    test("a request refused before the layers (bad JSON) still has its span, from 'protocol'", async () => {
+        const res = await exchange(
+            tg.port,
+            postJson("/mcp", '{"jsonrpc":"2.0","id":1,"method":', {
+                "Mcp-Session-Id": sid,
+                "MCP-Protocol-Version": "2025-06-18",
+                traceparent: `00-${T1}-${P1}-01`,
+            }),
+        );
+        assert.equal(res.status, 400);
+        const { server, children } = await rcv.traceOf(res.headers["x-request-id"], 5000, { count: 2 });
+        assert.equal(server.traceId, T1);
+        assert.equal(server.status.code, 2);
+        assert.equal(server.attributes["toolgate.deciding_layer"], "protocol");
+        assert.equal(server.attributes["error.type"], "protocol.parse_error");
+        assert.equal(server.name, "POST /mcp");
+        assert.deepEqual(
+            children.map((c) => c.name),
+            ["toolgate.audit"],
+            "only audit, which sees every request, ran",
+        );
+    });
+
     test("parent-based sampling: an unsampled parent exports nothing but propagates", async () => {
         const mark = backend.received.length;
         const before = rcv.spans.length;
