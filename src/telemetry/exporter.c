@@ -266,7 +266,10 @@ struct exporter *exporter_start(const struct telemetry_config *tc, const char *v
     e->ring = calloc(e->cap, sizeof *e->ring);
     e->url = dup_or_null(tc->endpoint, &fail);
     e->version = dup_or_null(version, &fail);
-    e->n_resource = 1 + tc->n_resource;
+    int own_version = 1; /* service.version is the build's unless the configuration says */
+    for (size_t i = 0; i < tc->n_resource; i++)
+        own_version &= strcmp(tc->resource_keys[i], "service.version") != 0;
+    e->n_resource = 1 + (size_t)own_version + tc->n_resource;
     e->resource_keys = calloc(e->n_resource, sizeof *e->resource_keys);
     e->resource_values = calloc(e->n_resource, sizeof *e->resource_values);
     if (!e->ring || !e->resource_keys || !e->resource_values || fail) {
@@ -276,9 +279,14 @@ struct exporter *exporter_start(const struct telemetry_config *tc, const char *v
     }
     e->resource_keys[0] = dup_or_null("service.name", &fail);
     e->resource_values[0] = dup_or_null(tc->service_name, &fail);
-    for (size_t i = 0; i < tc->n_resource; i++) {
-        e->resource_keys[1 + i] = dup_or_null(tc->resource_keys[i], &fail);
-        e->resource_values[1 + i] = dup_or_null(tc->resource_values[i], &fail);
+    size_t k = 1;
+    if (own_version) {
+        e->resource_keys[k] = dup_or_null("service.version", &fail);
+        e->resource_values[k++] = dup_or_null(version, &fail);
+    }
+    for (size_t i = 0; i < tc->n_resource; i++, k++) {
+        e->resource_keys[k] = dup_or_null(tc->resource_keys[i], &fail);
+        e->resource_values[k] = dup_or_null(tc->resource_values[i], &fail);
     }
     struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: " OTLP_CONTENT_TYPE);
     e->headers = hl;

@@ -49,6 +49,9 @@ static int string_map(const struct cfg_doc *doc, const struct cfg_node *map, con
                               "a header name or value holds a character HTTP does not allow");
         if (!headers && !*(*values)[i])
             return cfg_errorf(err, doc, m->items[i], ip, "must not be empty");
+        if (!headers && strcmp((*keys)[i], "service.name") == 0)
+            return cfg_errorf(err, doc, m->items[i], ip,
+                              "set it with telemetry.traces.service_name");
     }
     return 0;
 }

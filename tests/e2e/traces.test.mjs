@@ -117,6 +117,8 @@ describe("a collector that answers", () => {
         assert.equal(a["enduser.id"], undefined, "no user id unless the operator enables it");
         assert.equal(server.resource["service.name"], "toolgate");
         assert.equal(server.resource["deployment.environment.name"], "e2e");
+        assert.match(server.resource["service.version"], /^\d+\.\d+\.\d+/);
+        assert.equal(server.scope.name, "toolgate");
         const text = JSON.stringify(server.attributes) + JSON.stringify(children.map((c) => c.attributes));
         assert.ok(!text.includes("alice@example.com"), "argument values never reach spans");
 

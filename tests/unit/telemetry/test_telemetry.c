@@ -70,6 +70,9 @@ static void test_config_errors(void **state)
                     "telemetry.traces.headers", "character HTTP does not allow");
     fx_expect_error("telemetry: {traces: {endpoint: \"http://x\", baggage: [\"a=b\"]}}\n", NULL,
                     "telemetry.traces.baggage", "not a baggage key");
+    fx_expect_error(
+        "telemetry: {traces: {endpoint: \"http://x\", resource: {service.name: other}}}\n", NULL,
+        "telemetry.traces.resource.service.name", "service_name");
     fx_expect_error("telemetry: {traces: {endpoint: \"http://x\", colour: red}}\n", NULL,
                     "telemetry.traces", "colour");
 }
