@@ -1,5 +1,6 @@
 /* admin: the admin listener's handler (admin.h). */
 #include "admin/admin.h"
+#include "core/reload.h"
 #include "core/module.h"
 #include "core/stats.h"
 #include "lib/digest.h"
@@ -177,6 +178,8 @@ static void serve_status(struct gw_conn *c, const struct gw_config *cfg, int dra
                         "path", cfg->path, "sha256", cfg->config_hash, "routes", routes, "ready",
                         failing ? "no" : "yes", "checks", checks)
             : NULL;
+    if (body)
+        json_object_set_new(body, "reload", gw_reload_status_json());
     if (!body) {
         respond_json(c, 503, "{\"error\":\"out of memory\"}", NULL, 0);
         return;
@@ -230,6 +233,10 @@ static void handle_admin(void *ctx, struct gw_conn *c, struct http1_parser *p)
         gw_log(GW_LOG_WARN, "admin_refused", NULL, NULL, "admin request refused (%s)",
                cfg->admin.has_token ? "wrong token" : "peer is not loopback");
         respond_json(c, 403, "{\"error\":\"forbidden\"}", NULL, 0);
+        return;
+    }
+    if (gw_slice_eq(p->path, "/admin/reload")) {
+        admin_reload_post(c, p);
         return;
     }
     int known = gw_slice_eq(p->path, "/healthz") || gw_slice_eq(p->path, "/readyz") ||

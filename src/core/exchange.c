@@ -1,4 +1,5 @@
 #include "core/exchange.h"
+#include "core/generation.h"
 #include "core/pipeline.h"
 #include "core/stats.h"
 #include "lib/log.h"
@@ -24,6 +25,8 @@ struct exchange *exchange_new(struct gw_conn *c, const struct gw_route *route)
     x->conn = c;
     x->w = w;
     x->req = req;
+    x->cfg = cfg;
+    gw_generation_hold(cfg);
     x->kind = route->kind_ops;
     x->max_response = cfg->server.limits.max_response;
     sse_parser_init(&x->sse, cfg->server.limits.max_sse_event);
@@ -63,6 +66,7 @@ static void exchange_closed(uv_handle_t *h)
     gw_buf_free(&x->resp);
     gw_buf_free(&x->resp_hdr);
     sse_parser_free(&x->sse);
+    gw_generation_release(x->cfg);
     free(x);
 }
 

@@ -37,6 +37,8 @@ struct exchange {
     struct gw_conn *conn; /* NULL once the client has gone */
     struct gw_worker *w;
     struct gw_request *req;
+    /* The generation the request started on: held until the exchange is freed. */
+    const struct gw_config *cfg;
     const struct gw_route_kind *kind;
     void *kind_state; /* the kind's own, freed with kind->free_state */
     struct upstream_call *up;

@@ -83,6 +83,20 @@ struct gw_module {
     /* Runtime: started in list order before the workers, stopped in reverse after them. */
     int (*start)(const struct gw_config *cfg);
     void (*stop)(void);
+    /*
+     * Reload (optional; core/reload.c). prepare runs on the reload thread, never on a worker,
+     * once the next generation has loaded: it builds what the module's runtime needs for
+     * `next` without touching what requests in flight use, or says why `next` cannot be
+     * served: returns 0, or -1 with a sentence in err (a key the runtime cannot follow
+     * without a restart names the key and says a restart is needed). Any failure abandons
+     * the reload, and abort is called for every module whose prepare succeeded. commit runs
+     * when the reload is certain, just before `next` becomes current for new requests; it
+     * cannot fail. A module without prepare follows a new generation through req->cfg.
+     */
+    int (*prepare)(const struct gw_config *running, const struct gw_config *next,
+                   struct cfg_error *err);
+    void (*commit)(const struct gw_config *next);
+    void (*abort)(const struct gw_config *next);
 
     /* The pipeline stage; NULL for a module that is not a layer. */
     const struct gw_layer_ops *layer;

@@ -1,0 +1,271 @@
+// Reloading the configuration (SIGHUP, POST /admin/reload) with real MCP SDK clients through
+// toolgate to the demo backend: a policy change takes effect for new calls, broken files are
+// refused with the running generation still serving and the error visible in the answer,
+// /admin/status and /metrics, a call started before a reload finishes on its generation, and
+// many reloads under load fail no request. Everything listens on loopback and is stopped.
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync, renameSync, existsSync } from "node:fs";
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { startToolgate, startEhr, killAll, withTimeout, waitUntil } from "./lib/harness.mjs";
+
+const permit = (id, tools) => ({ rules: [{ id, effect: "permit", tools }] });
+const BASE = permit("base", ["get_patient", "slow_report"]);
+const WIDER = permit("wider", ["get_patient", "slow_report", "search_patients"]);
+
+async function connect(url) {
+    const client = new Client({ name: "toolgate-e2e-reload", version: "1.0.0" });
+    await withTimeout(client.connect(new StreamableHTTPClientTransport(new URL(url))), 10000, "initialize");
+    return client;
+}
+
+function metricsOf(text) {
+    return Object.fromEntries(parsePrometheusTextFormat(text).map((f) => [f.name, f]));
+}
+
+function sample(families, name, labels = {}) {
+    const f = families[name];
+    if (!f) return undefined;
+    const m = f.metrics.find((s) => Object.entries(labels).every(([k, v]) => (s.labels || {})[k] === v));
+    return m ? Number(m.value) : undefined;
+}
+
+describe("configuration reload", () => {
+    let ehr, tg;
+
+    /* Writes the file with `policy` (and `patch` applied to a copy of the running config). */
+    function writeConfig(policy, patch = (c) => c) {
+        const cfg = patch(structuredClone({ ...tg.config, policy }));
+        writeFileSync(tg.configPath, JSON.stringify(cfg, null, 2));
+    }
+
+    async function reload() {
+        const r = await fetch(`${tg.adminBase}/admin/reload`, { method: "POST" });
+        return { status: r.status, body: await r.json() };
+    }
+
+    async function status() {
+        return (await (await fetch(`${tg.adminBase}/admin/status`)).json()).reload;
+    }
+
+    async function metrics() {
+        return metricsOf(await (await fetch(`${tg.adminBase}/metrics`)).text());
+    }
+
+    before(async () => {
+        ehr = await startEhr("json");
+        tg = await startToolgate({ routes: [{ url: ehr.url, name: "ehr" }], policy: BASE, admin: true });
+    });
+
+    after(async () => {
+        if (tg) await tg.stop().catch(() => {});
+        await killAll();
+    });
+
+    test("a policy change deny -> permit takes effect for new calls after SIGHUP", async () => {
+        const client = await connect(tg.url);
+        try {
+            await assert.rejects(client.callTool({ name: "search_patients", arguments: { query: "a" } }), /-32602/);
+        } finally {
+            await client.close();
+        }
+        const gen = (await status()).generation;
+        writeConfig(WIDER);
+        process.kill(tg.pid, "SIGHUP");
+        await waitUntil(async () => (await status()).generation > gen, 10000, "the SIGHUP reload");
+        const last = (await status()).last;
+        assert.equal(last.ok, true, JSON.stringify(last));
+        const again = await connect(tg.url);
+        try {
+            const r = await again.callTool({ name: "search_patients", arguments: { query: "a" } });
+            assert.ok(!r.isError, JSON.stringify(r));
+        } finally {
+            await again.close();
+        }
+        const m = await metrics();
+        assert.equal(sample(m, "toolgate_config_generation"), gen + 1);
+    });
+
+    test("POST /admin/reload answers with the new generation; permit -> deny and back", async () => {
+        writeConfig(BASE);
+        const r = await reload();
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        assert.equal(r.body.ok, true);
+        const client = await connect(tg.url);
+        try {
+            await assert.rejects(client.callTool({ name: "search_patients", arguments: { query: "a" } }), /-32602/);
+            writeConfig(WIDER);
+            const r2 = await reload();
+            assert.equal(r2.status, 200, JSON.stringify(r2.body));
+            assert.equal(r2.body.generation, r.body.generation + 1);
+            // The same session, a new call: it starts on the new generation.
+            const ok = await client.callTool({ name: "search_patients", arguments: { query: "a" } });
+            assert.ok(!ok.isError, JSON.stringify(ok));
+        } finally {
+            await client.close();
+        }
+        const wrong = await fetch(`${tg.adminBase}/admin/reload`);
+        assert.equal(wrong.status, 405);
+    });
+
+    for (const [what, write, pattern] of [
+        ["bad YAML", () => writeFileSync(tg.configPath, "server: {listen: [\n  routes: ]]\n"), /toolgate\.yaml:\d+/],
+        ["an unknown key", () => writeConfig(WIDER, (c) => ({ ...c, polcy: {} })), /polcy/],
+        [
+            "a policy that fails to compile",
+            () =>
+                writeConfig({
+                    rules: [{ id: "bad", effect: "permit", tools: ["get_patient"], when: [{ arg: "/patient_id", matches: "([" }] }],
+                }),
+            /matches|regular expression|pattern/i,
+        ],
+        ["a key that needs a restart", () => writeConfig(WIDER, (c) => ({ ...c, server: { ...c.server, workers: 3 } })), /server\.workers.*restart/],
+        [
+            "a section whose runtime cannot follow",
+            () => writeConfig(WIDER, (c) => ({ ...c, limits: { rate: [{ per: "user", limit: 5, window: "1s" }] } })),
+            /limits changed.*restart/,
+        ],
+        ["a file that has disappeared", () => renameSync(tg.configPath, `${tg.configPath}.gone`), /toolgate\.yaml/],
+    ]) {
+        test(`a reload with ${what} is refused and the running generation keeps serving`, async () => {
+            const m0 = await metrics();
+            const failed0 = sample(m0, "toolgate_config_reloads_total", { outcome: "failure" }) ?? 0;
+            const gen0 = sample(m0, "toolgate_config_generation");
+            write();
+            try {
+                const r = await reload();
+                assert.ok(r.status === 422 || r.status === 409, `${r.status} ${JSON.stringify(r.body)}`);
+                assert.equal(r.body.ok, false);
+                assert.match(r.body.message, pattern);
+                assert.equal(r.body.generation, gen0);
+                const s = await status();
+                assert.equal(s.last.ok, false);
+                assert.equal(s.last.message, r.body.message);
+                if (r.body.line) assert.equal(s.last.line, r.body.line);
+                const m = await metrics();
+                assert.equal(sample(m, "toolgate_config_reloads_total", { outcome: "failure" }), failed0 + 1);
+                assert.equal(sample(m, "toolgate_config_last_reload_success"), 0);
+                assert.equal(sample(m, "toolgate_config_generation"), gen0);
+                // The previous generation (WIDER) still serves.
+                const client = await connect(tg.url);
+                try {
+                    const ok = await client.callTool({ name: "search_patients", arguments: { query: "a" } });
+                    assert.ok(!ok.isError, JSON.stringify(ok));
+                } finally {
+                    await client.close();
+                }
+            } finally {
+                if (existsSync(`${tg.configPath}.gone`)) renameSync(`${tg.configPath}.gone`, tg.configPath);
+                writeConfig(WIDER);
+            }
+        });
+    }
+
+    test("the bad-YAML answer names the line", async () => {
+        writeFileSync(tg.configPath, '{"server": {"listen": ["127.0.0.1:1"]},\n "routes": [\n  ]]\n');
+        try {
+            const r = await reload();
+            assert.equal(r.status, 422);
+            assert.ok(r.body.line >= 1, JSON.stringify(r.body));
+        } finally {
+            writeConfig(WIDER);
+        }
+    });
+
+    test("a slow call started before a reload completes on its old generation", async () => {
+        writeConfig(BASE);
+        assert.equal((await reload()).status, 200);
+        const client = await connect(tg.url);
+        try {
+            const slow = client.callTool(
+                { name: "slow_report", arguments: { patient_id: "P1", steps: 3, interval_ms: 300 } },
+                undefined,
+                { timeout: 20000 },
+            );
+            // Let the call leave toolgate, then take slow_report away.
+            await new Promise((r) => setTimeout(r, 200));
+            writeConfig(permit("no-slow", ["get_patient", "search_patients"]));
+            const r = await reload();
+            assert.equal(r.status, 200, JSON.stringify(r.body));
+            const done = await slow;
+            assert.ok(!done.isError, JSON.stringify(done));
+            await assert.rejects(
+                client.callTool({ name: "slow_report", arguments: { patient_id: "P1", steps: 1, interval_ms: 0 } }),
+                /-32602/,
+            );
+        } finally {
+            await client.close();
+        }
+        writeConfig(WIDER);
+        assert.equal((await reload()).status, 200);
+    });
+
+    test("50 reloads under load fail no request", async () => {
+        const clients = await Promise.all([1, 2, 3, 4].map(() => connect(tg.url)));
+        let stop = false;
+        let calls = 0;
+        const failures = [];
+        const load = clients.map(async (c) => {
+            while (!stop) {
+                try {
+                    const r = await c.callTool({ name: "get_patient", arguments: { patient_id: "P1" } });
+                    if (r.isError) failures.push(JSON.stringify(r));
+                } catch (e) {
+                    failures.push(String(e));
+                }
+                calls++;
+            }
+        });
+        const outcomes = [];
+        try {
+            for (let i = 0; i < 50; i++) {
+                writeConfig(i % 2 ? WIDER : permit(`base-${i}`, ["get_patient", "slow_report", "search_patients"]));
+                outcomes.push((await reload()).status);
+            }
+        } finally {
+            stop = true;
+            await withTimeout(Promise.all(load), 20000, "the load to stop");
+            await Promise.all(clients.map((c) => c.close()));
+        }
+        assert.deepEqual(failures, []);
+        assert.ok(calls > 50, `calls ${calls}`);
+        assert.deepEqual(outcomes, Array(50).fill(200));
+        // Old generations go once their last request has ended.
+        await waitUntil(async () => (await status()).generations_alive <= 2, 5000, "old generations to be freed");
+    });
+
+    test("a storm of SIGHUPs and concurrent POSTs is answered, never queued without bound", async () => {
+        writeConfig(WIDER);
+        const gen0 = (await status()).generation;
+        for (let i = 0; i < 30; i++) process.kill(tg.pid, "SIGHUP");
+        const answers = await Promise.all(Array.from({ length: 8 }, () => reload()));
+        for (const a of answers) {
+            assert.ok(a.status === 200 || (a.status === 409 && a.body.outcome === "busy"), JSON.stringify(a));
+        }
+        await waitUntil(async () => !(await status()).running, 10000, "the reloads to end");
+        const s = await status();
+        // 30 signals fold into at most two runs besides the POSTs that were not busy.
+        const accepted = answers.filter((a) => a.status === 200).length;
+        assert.ok(s.generation - gen0 <= accepted + 2, `generation moved by ${s.generation - gen0}`);
+        const client = await connect(tg.url);
+        try {
+            const ok = await client.callTool({ name: "get_patient", arguments: { patient_id: "P1" } });
+            assert.ok(!ok.isError);
+        } finally {
+            await client.close();
+        }
+    });
+
+    test("a reload asked for during shutdown is refused or finishes; the process exits 0", async () => {
+        writeConfig(WIDER);
+        const pending = reload().catch((e) => ({ status: 0, error: String(e) }));
+        tg.signalTerm();
+        const r = await pending;
+        assert.ok([0, 200, 503].includes(r.status), JSON.stringify(r));
+        const exit = await tg.stop(15000);
+        assert.equal(exit.code, 0);
+        tg = null;
+    });
+});
