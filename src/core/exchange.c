@@ -66,6 +66,7 @@ static void exchange_closed(uv_handle_t *h)
     gw_buf_free(&x->resp);
     gw_buf_free(&x->resp_hdr);
     sse_parser_free(&x->sse);
+    reload_notify_stream_close(x);
     gw_generation_release(x->cfg);
     free(x);
 }

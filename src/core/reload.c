@@ -167,6 +167,7 @@ static void build_and_swap(const char *path, struct gw_reload_outcome *o, char *
         gw_log_setup(lvl, 2);
     gw_generation_swap(next);
     o->generation = next->generation;
+    reload_notify_all();
     next = NULL;
     snprintf(msg, len, "configuration reloaded");
     set_outcome(o, 200, "ok", msg);

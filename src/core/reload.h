@@ -45,6 +45,8 @@ enum { GW_RELOAD_STARTED = 0, GW_RELOAD_BUSY = 1, GW_RELOAD_REFUSED = -1 };
  */
 int gw_reload_request(const char *source,
                       void (*done)(void *arg, const struct gw_reload_outcome *o), void *arg);
+/* After a swap: every worker tells its open streams when their lists may have changed. */
+void reload_notify_all(void);
 /* SIGHUP: a reload without an answer to give. */
 void gw_reload_on_signal(void);
 /* Refuses further reloads and waits for a running one to end (before the workers go). */

@@ -50,6 +50,7 @@ struct gw_worker {
     const struct gw_config *cfg;
     uint64_t cfg_number;
     int owns_cfg;
+    int async_closed; /* under the server's post_each lock: no more posts from outside */
     struct gw_listener *listeners;
     int *listen_fds;
     size_t n_listeners;

@@ -123,10 +123,16 @@ static void async_closed(uv_handle_t *h)
     (void)h;
 }
 
+/* Held by gw_server_post_each while it posts, and while a worker closes its async handle. */
+static pthread_mutex_t post_each_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void worker_maybe_finish(struct gw_worker *w)
 {
     if (!w->stopping || w->stop_done || w->n_conns > 0 || w->holds > 0)
         return;
+    pthread_mutex_lock(&post_each_lock);
+    w->async_closed = 1;
+    pthread_mutex_unlock(&post_each_lock);
     w->stop_done = 1;
     uv_timer_stop(&w->stop_timer);
     uv_close((uv_handle_t *)&w->stop_timer, NULL);
@@ -374,6 +380,15 @@ static void on_signal(uv_signal_t *s, int signum)
     stop_workers(now);
 }
 
+void gw_server_post_each(void (*fn)(void *worker))
+{
+    pthread_mutex_lock(&post_each_lock);
+    for (int i = 0; workers && i < n_workers; i++)
+        if (!workers[i].async_closed && !atomic_load(&workers[i].finished))
+            gw_worker_post(&workers[i], fn, &workers[i]);
+    pthread_mutex_unlock(&post_each_lock);
+}
+
 /* A stop asked for by the program (tests, the admin API), on the main loop's thread. */
 static atomic_int stop_asked;
 
@@ -522,11 +537,16 @@ int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_
         uv_thread_join(&workers[i].thread);
     gw_log_info("shutdown", "all workers stopped");
     rc = 0;
-out:
-    for (int i = 0; i < inited; i++)
-        worker_destroy(&workers[i]);
-    free(workers);
+out : {
+    /* No post reaches a worker from here on (gw_server_post_each). */
+    pthread_mutex_lock(&post_each_lock);
+    struct gw_worker *ws = workers;
     workers = NULL;
+    pthread_mutex_unlock(&post_each_lock);
+    for (int i = 0; i < inited; i++)
+        worker_destroy(&ws[i]);
+    free(ws);
+}
 out_tls:
     server_tls_close();
     listener_specs = NULL;

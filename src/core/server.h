@@ -73,6 +73,11 @@ void gw_server_stop(int now);
 int gw_server_tls_prepare(const struct gw_config *next, void **prepared, char *err, size_t errlen);
 void gw_server_tls_commit(void *prepared);
 void gw_server_tls_abort(void *prepared);
+/*
+ * Runs fn(worker) on every worker that has not finished, each on its own thread (reload
+ * notifications). Callable from any thread; a worker that is closing is skipped.
+ */
+void gw_server_post_each(void (*fn)(void *worker));
 /* Called on SIGHUP, on the main thread (set before gw_server_run*; NULL: ignored). */
 void gw_server_on_hangup(void (*fn)(void));
 

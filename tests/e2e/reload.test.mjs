@@ -9,6 +9,7 @@ import { writeFileSync, renameSync, existsSync } from "node:fs";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import { startToolgate, startEhr, killAll, withTimeout, waitUntil } from "./lib/harness.mjs";
 
 const permit = (id, tools) => ({ rules: [{ id, effect: "permit", tools }] });
@@ -195,6 +196,40 @@ describe("configuration reload", () => {
                 client.callTool({ name: "slow_report", arguments: { patient_id: "P1", steps: 1, interval_ms: 0 } }),
                 /-32602/,
             );
+        } finally {
+            await client.close();
+        }
+        writeConfig(WIDER);
+        assert.equal((await reload()).status, 200);
+    });
+
+    test("a client listening on its stream gets tools/list_changed when its tools change", async () => {
+        writeConfig(BASE);
+        assert.equal((await reload()).status, 200);
+        const client = await connect(tg.url);
+        let changed = 0;
+        client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+            changed++;
+        });
+        try {
+            const before = (await client.listTools()).tools.map((t) => t.name).sort();
+            assert.deepEqual(before, ["get_patient", "slow_report"]);
+            const limits = (c) => ({ ...c, server: { ...c.server, limits: { ...c.server.limits, idle_timeout: "61s" } } });
+            // The SDK opens its GET stream after initialize; toolgate has relayed it once the
+            // backend's answer head came back (its request log line is written when it ends,
+            // so wait on the open connection count instead: the POSTs are done by now).
+            await waitUntil(async () => sample(await metrics(), "toolgate_open_connections") >= 2, 5000, "the GET stream");
+            // A reload that leaves the policy alone says nothing; the next one, which widens
+            // it, does (notifications arrive in order on the one stream: no waiting on absence).
+            writeConfig(BASE, limits);
+            assert.equal((await reload()).status, 200);
+            writeConfig(WIDER, limits);
+            assert.equal((await reload()).status, 200);
+            await waitUntil(() => changed > 0, 5000, "notifications/tools/list_changed");
+            assert.equal(changed, 1);
+            assert.ok(changed >= 1, "notifications/tools/list_changed arrived");
+            const now = (await client.listTools()).tools.map((t) => t.name);
+            assert.ok(now.includes("get_patient"));
         } finally {
             await client.close();
         }
