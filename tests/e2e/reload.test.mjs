@@ -2,15 +2,19 @@
 // toolgate to the demo backend: a policy change takes effect for new calls, broken files are
 // refused with the running generation still serving and the error visible in the answer,
 // /admin/status and /metrics, a call started before a reload finishes on its generation, and
-// many reloads under load fail no request. Everything listens on loopback and is stopped.
+// many reloads under load fail no request, open streams hear of list changes, and a TLS
+// listener's new certificate is served to new handshakes. Everything listens on loopback and is stopped.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync, renameSync, existsSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import tls from "node:tls";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
-import { startToolgate, startEhr, killAll, withTimeout, waitUntil } from "./lib/harness.mjs";
+import { startToolgate, startEhr, killAll, withTimeout, waitUntil, tempDir, freePort } from "./lib/harness.mjs";
 
 const permit = (id, tools) => ({ rules: [{ id, effect: "permit", tools }] });
 const BASE = permit("base", ["get_patient", "slow_report"]);
@@ -302,5 +306,106 @@ describe("configuration reload", () => {
         const exit = await tg.stop(15000);
         assert.equal(exit.code, 0);
         tg = null;
+    });
+});
+
+describe("listener certificate reload", () => {
+    let ehr, tg, dir;
+
+    function openssl(...args) {
+        execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"], timeout: 20000 });
+    }
+
+    /* A fresh self-signed certificate (made for this run only) written as listener.pem/.key. */
+    function makeCert(cn) {
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "listener.key",
+            "-out", "listener.pem", "-days", "1", "-subj", `/CN=${cn}`);
+    }
+
+    /* Opens a TLS connection and returns it with the certificate's fingerprint. */
+    function handshake(port) {
+        return new Promise((resolve, reject) => {
+            const s = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () =>
+                resolve({ socket: s, fingerprint: s.getPeerCertificate().fingerprint256, cn: s.getPeerCertificate().subject.CN }),
+            );
+            s.once("error", reject);
+        });
+    }
+
+    /* One keep-alive GET /healthz on an open socket; resolves with the status line. */
+    function healthz(socket) {
+        return new Promise((resolve, reject) => {
+            let buf = "";
+            const onData = (d) => {
+                buf += d;
+                const end = buf.indexOf("\r\n\r\n");
+                const m = /Content-Length: (\d+)/i.exec(buf);
+                if (end >= 0 && m && buf.length >= end + 4 + Number(m[1])) {
+                    socket.off("data", onData);
+                    resolve(buf.split("\r\n")[0]);
+                }
+            };
+            socket.on("data", onData);
+            socket.once("error", reject);
+            socket.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        });
+    }
+
+    before(async () => {
+        dir = tempDir();
+        makeCert("first.toolgate.test");
+        ehr = await startEhr("json");
+        const port = await freePort();
+        const tlsPort = await freePort();
+        tg = await startToolgate({
+            port,
+            routes: [{ url: ehr.url, name: "ehr" }],
+            admin: true,
+            extra: {
+                server: {
+                    listen: [
+                        `127.0.0.1:${port}`,
+                        { address: `127.0.0.1:${tlsPort}`, tls: { cert: path.join(dir, "listener.pem"), key: path.join(dir, "listener.key") } },
+                    ],
+                    workers: 2,
+                    limits: { shutdown_timeout: "5s" },
+                },
+            },
+        });
+        tg.tlsPort = tlsPort;
+    });
+
+    after(async () => {
+        if (tg) await tg.stop().catch(() => {});
+        await killAll();
+    });
+
+    test("a new handshake gets the new certificate; an open connection goes on", async () => {
+        const first = await handshake(tg.tlsPort);
+        assert.equal(first.cn, "first.toolgate.test");
+        assert.match(await healthz(first.socket), / 200 /);
+        makeCert("second.toolgate.test");
+        const r = await fetch(`${tg.adminBase}/admin/reload`, { method: "POST" });
+        assert.equal(r.status, 200, await r.text());
+        const second = await handshake(tg.tlsPort);
+        assert.equal(second.cn, "second.toolgate.test");
+        assert.notEqual(second.fingerprint, first.fingerprint);
+        // The connection made before the reload still serves requests.
+        assert.match(await healthz(first.socket), / 200 /);
+        first.socket.destroy();
+        second.socket.destroy();
+    });
+
+    test("a certificate that does not load is refused and the old one keeps serving", async () => {
+        const before = await handshake(tg.tlsPort);
+        writeFileSync(path.join(dir, "listener.pem"), "not a certificate\n");
+        const r = await fetch(`${tg.adminBase}/admin/reload`, { method: "POST" });
+        const body = await r.json();
+        assert.equal(r.status, 422, JSON.stringify(body));
+        assert.match(body.message, /server\.listen\[1\]\.tls/);
+        const after = await handshake(tg.tlsPort);
+        assert.equal(after.fingerprint, before.fingerprint);
+        before.socket.destroy();
+        after.socket.destroy();
     });
 });
