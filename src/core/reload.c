@@ -232,6 +232,12 @@ static void *reload_thread(void *unused)
             R.succeeded++;
         else
             R.failed++;
+        /* Done before the answers go out, so that a request made on reading one is taken. */
+        int again = R.again && !R.stopping;
+        if (!again)
+            R.running = 0;
+        else
+            R.source = "signal";
         pthread_mutex_unlock(&R.lock);
         while (waiters) {
             struct waiter *next = waiters->next;
@@ -239,14 +245,10 @@ static void *reload_thread(void *unused)
             free(waiters);
             waiters = next;
         }
+        if (!again)
+            return NULL;
         pthread_mutex_lock(&R.lock);
-        if (!R.again || R.stopping)
-            break;
-        R.source = "signal";
     }
-    R.running = 0;
-    pthread_mutex_unlock(&R.lock);
-    return NULL;
 }
 
 int gw_reload_request(const char *source,
@@ -293,7 +295,7 @@ int gw_reload_request(const char *source,
         }
     }
     pthread_mutex_unlock(&R.lock);
-    /* The previous thread has ended (it cleared `running` last); joining reaps it at once. */
+    /* The previous thread has no more work (it cleared `running`); joining reaps it. */
     if (join)
         pthread_join(joinable, NULL);
     free(w);

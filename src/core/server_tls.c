@@ -16,6 +16,8 @@
 static const struct gw_server_listener *specs;
 static size_t n_specs;
 static _Atomic(struct gw_tls_ctx *) *contexts;
+/* Serializes a reload's prepare and commit with the server's open and close (the reload
+ * thread may still run while the server tears down). Never taken on the request path. */
 static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gw_tls_ctx **retired;
 static size_t n_retired, cap_retired;
@@ -42,10 +44,16 @@ static const struct gw_listen *listen_of(const struct gw_config *cfg, size_t i)
     return main_index < cfg->server.n_listen ? &cfg->server.listen[main_index] : NULL;
 }
 
-static void free_set(struct gw_tls_ctx **set)
+/* What a reload prepared: one context per listener (NULL for plain ones). */
+struct tls_set {
+    size_t n;
+    struct gw_tls_ctx *ctx[];
+};
+
+static void free_set(struct tls_set *set)
 {
-    for (size_t i = 0; set && i < n_specs; i++)
-        gw_tls_ctx_free(set[i]);
+    for (size_t i = 0; set && i < set->n; i++)
+        gw_tls_ctx_free(set->ctx[i]);
     free(set);
 }
 
@@ -81,11 +89,11 @@ struct gw_tls_ctx *server_tls_get(size_t i)
 
 void server_tls_close(void)
 {
+    pthread_mutex_lock(&retired_lock);
     for (size_t i = 0; contexts && i < n_specs; i++)
         gw_tls_ctx_free(atomic_load(&contexts[i]));
     free((void *)contexts);
     contexts = NULL;
-    pthread_mutex_lock(&retired_lock);
     for (size_t i = 0; i < n_retired; i++)
         gw_tls_ctx_free(retired[i]);
     free(retired);
@@ -99,54 +107,66 @@ void server_tls_close(void)
 int gw_server_tls_prepare(const struct gw_config *next, void **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (!contexts)
+    pthread_mutex_lock(&retired_lock);
+    if (!contexts) {
+        pthread_mutex_unlock(&retired_lock);
         return 0;
-    struct gw_tls_ctx **set = calloc(n_specs ? n_specs : 1, sizeof *set);
+    }
+    struct tls_set *set = calloc(1, sizeof *set + n_specs * sizeof set->ctx[0]);
     if (!set) {
+        pthread_mutex_unlock(&retired_lock);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    set->n = n_specs;
     for (size_t i = 0; i < n_specs; i++) {
         const struct gw_listen *l = listen_of(next, i);
         if (!l || !l->tls_cert)
             continue;
         char why[400] = "", name[64];
-        set[i] = gw_tls_ctx_new(l->tls_cert, l->tls_key, why, sizeof why);
-        if (!set[i]) {
+        set->ctx[i] = gw_tls_ctx_new(l->tls_cert, l->tls_key, why, sizeof why);
+        if (!set->ctx[i]) {
             server_tls_name(i, name, sizeof name);
             snprintf(err, errlen, "%s.tls: %s", name, why);
             free_set(set);
+            pthread_mutex_unlock(&retired_lock);
             return -1;
         }
     }
+    pthread_mutex_unlock(&retired_lock);
     *out = set;
     return 0;
 }
 
 void gw_server_tls_commit(void *prepared)
 {
-    struct gw_tls_ctx **set = prepared;
+    struct tls_set *set = prepared;
     if (!set)
         return;
     pthread_mutex_lock(&retired_lock);
+    if (!contexts || set->n != n_specs) {
+        /* The server has stopped since prepare: nothing serves any more. */
+        pthread_mutex_unlock(&retired_lock);
+        gw_server_tls_abort(set);
+        return;
+    }
     for (size_t i = 0; i < n_specs; i++) {
-        if (!set[i])
+        if (!set->ctx[i])
             continue;
-        struct gw_tls_ctx *old = atomic_exchange(&contexts[i], set[i]);
-        if (!old)
-            continue;
+        /* Room to retire the old one first: a context a worker may be using is never freed. */
         if (n_retired == cap_retired) {
             size_t cap = cap_retired ? cap_retired * 2 : 8;
             struct gw_tls_ctx **grown = realloc(retired, cap * sizeof *grown);
             if (!grown) {
-                /* Keep the old one serving rather than free what a worker may be using. */
-                atomic_store(&contexts[i], old);
-                gw_tls_ctx_free(set[i]);
+                gw_tls_ctx_free(set->ctx[i]);
                 continue;
             }
             retired = grown;
             cap_retired = cap;
         }
+        struct gw_tls_ctx *old = atomic_exchange(&contexts[i], set->ctx[i]);
+        if (!old)
+            continue;
         retired[n_retired++] = old;
     }
     pthread_mutex_unlock(&retired_lock);
