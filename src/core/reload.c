@@ -313,6 +313,13 @@ void gw_reload_on_signal(void)
         gw_log_info("reload", "SIGHUP received: reloading the configuration");
 }
 
+void gw_reload_refuse(void)
+{
+    pthread_mutex_lock(&R.lock);
+    R.stopping = 1;
+    pthread_mutex_unlock(&R.lock);
+}
+
 void gw_reload_shutdown(void)
 {
     pthread_mutex_lock(&R.lock);

@@ -49,6 +49,8 @@ int gw_reload_request(const char *source,
 void reload_notify_all(void);
 /* SIGHUP: a reload without an answer to give. */
 void gw_reload_on_signal(void);
+/* Refuses further reloads from now on (the drain has begun); does not wait. Any thread. */
+void gw_reload_refuse(void);
 /* Refuses further reloads and waits for a running one to end (before the workers go). */
 void gw_reload_shutdown(void);
 

@@ -5,6 +5,7 @@
  * the server knows nothing of what the handler does.
  */
 #include "core/generation.h"
+#include "core/reload.h"
 #include "core/server-int.h"
 #include "core/upstream.h"
 #include "lib/log.h"
@@ -361,6 +362,7 @@ static void on_hangup(uv_signal_t *s, int signum)
 /* Asks every worker to stop (on its own thread, through its async handle). */
 static void stop_workers(int now)
 {
+    gw_reload_refuse(); /* a drain serves what it has; a reload asked for now is refused */
     for (int i = 0; i < n_workers; i++) {
         if (atomic_load(&workers[i].finished))
             continue;
@@ -424,6 +426,8 @@ void gw_server_release_signals(void)
 {
     if (!main_loop_open)
         return;
+    /* A SIGHUP after this point (the process is about to exit) must not kill it. */
+    signal(SIGHUP, SIG_IGN);
     main_loop_open = 0;
     uv_close((uv_handle_t *)&sigterm_handle, NULL);
     uv_close((uv_handle_t *)&sigint_handle, NULL);
