@@ -39,6 +39,20 @@ struct gw_layer_ops {
     void (*on_complete)(struct gw_request *req);
 };
 
+/*
+ * What a module that watches requests without deciding anything does (telemetry). None of
+ * these can fail or hold up the request. `begin` runs once the request is decoded (also when
+ * it was refused as a protocol error), before the first stage; `forward` once the pipeline
+ * allowed it, before the upstream request is built: it may add upstream headers and change
+ * the decoded messages (then it re-encodes the body); `end` once the response has ended,
+ * after the layers' on_complete hooks.
+ */
+struct gw_observer_ops {
+    void (*begin)(struct gw_request *req);
+    void (*forward)(struct gw_request *req);
+    void (*end)(struct gw_request *req);
+};
+
 /* A subcommand of the command line: `toolgate <name> ...`. argv[0] is the name. */
 struct gw_command {
     const char *name;
@@ -125,6 +139,9 @@ struct gw_module {
     const struct gw_command *commands; /* NULL-terminated by a NULL name; may be NULL */
     /* `toolgate bench <name> ...`: the module's micro-benchmarks; NULL when it has none. */
     int (*bench)(int argc, char **argv);
+
+    /* Watches every request without being a stage (above); NULL for most modules. */
+    const struct gw_observer_ops *observer;
 };
 
 /* The modules, in pipeline order (src/layers/modules.c). */
