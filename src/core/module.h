@@ -148,6 +148,13 @@ struct gw_module {
 extern const struct gw_module *const gw_modules[];
 extern const size_t gw_n_modules;
 
+/*
+ * The index of `m` in the list: its stage and the slot of its configuration and request state
+ * (gw_n_modules when it is not listed). For modules outside the layers' folder, which do not
+ * include the list's stage numbers.
+ */
+size_t gw_module_slot(const struct gw_module *m);
+
 /* The module named `name`, or NULL. */
 const struct gw_module *gw_module_find(const char *name);
 
