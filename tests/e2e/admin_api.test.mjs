@@ -272,6 +272,24 @@ describe("admin API without a token (loopback only)", () => {
         for (const f of ["app.js", "app.css"]) assert.equal((await fetch(`${tg.adminBase}/ui/${f}`)).status, 200, f);
         assert.equal((await fetch(`${tg.adminBase}/ui/nope.js`)).status, 404);
     });
+
+    test("a gateway with live feed subscribers still stops cleanly on SIGTERM", async () => {
+        const streams = [];
+        for (let i = 0; i < 3; i++) {
+            const r = await fetch(`${api}/events`);
+            assert.equal(r.status, 200);
+            streams.push(r.body.getReader());
+        }
+        const ended = Promise.all(streams.map(async (reader) => {
+            for (;;) {
+                const { done } = await reader.read().catch(() => ({ done: true }));
+                if (done) return;
+            }
+        }));
+        const r = await tg.stop(15000);
+        assert.equal(r.code, 0);
+        await withTimeout(ended, 5000, "the streams to end");
+    });
 });
 
 describe("admin API with a token, over TLS", () => {

@@ -490,7 +490,7 @@ static struct {
     int ran, intact;
     int64_t at_ms;
     uint64_t rows, last_seq;
-    char problem[384];
+    char problem[512];
 } last_verify;
 
 static EVP_PKEY *verify_key(const struct audit_config *ac, char *err, size_t errlen)
