@@ -118,9 +118,10 @@ static void test_request_event_has_no_values(void **state)
 static void test_secret_key_names(void **state)
 {
     (void)state;
-    const char *secret[] = {"token_file", "signing_key", "key", "client_secret", "password",
-                            "hmac_key", "api_key", "Authorization", "cookie", "private_key_file",
-                            "salt", "credentials", "TOKEN"};
+    const char *secret[] = {"token_file", "signing_key",      "key",     "client_secret",
+                            "password",   "hmac_key",         "api_key", "Authorization",
+                            "cookie",     "private_key_file", "salt",    "credentials",
+                            "TOKEN"};
     const char *plain[] = {"listen", "url", "name", "path", "store", "cert", "tools", "roles"};
     for (size_t i = 0; i < sizeof secret / sizeof *secret; i++)
         assert_true(admin_elide_key_is_secret(secret[i]));
@@ -227,8 +228,8 @@ static void test_query_strings(void **state)
     expect_query_error("a=%4");
     expect_query_error("a=%00");
     expect_query_error("a=%0a");
-    expect_query_error("a=%ff");  /* not UTF-8 */
-    expect_query_error("A=1");    /* names are lower case */
+    expect_query_error("a=%ff"); /* not UTF-8 */
+    expect_query_error("A=1");   /* names are lower case */
     expect_query_error("=1");
     expect_query_error("a=1&a=2");
     char big[600];

@@ -18,10 +18,10 @@ struct fx {
 
 static json_t *record(const char *subject, const char *tool, const char *decision)
 {
-    json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[{s:s, s:i, s:s, s:s}]}", "kind",
-                          "decision", "subject", subject, "tool", tool, "decision", decision,
-                          "tenant", "clinic-7", "pii", "type", "ssn", "count", 2, "path",
-                          "/params/arguments/x", "action", "log");
+    json_t *r =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:[{s:s, s:i, s:s, s:s}]}", "kind", "decision",
+                  "subject", subject, "tool", tool, "decision", decision, "tenant", "clinic-7",
+                  "pii", "type", "ssn", "count", 2, "path", "/params/arguments/x", "action", "log");
     char rid[37];
     gw_uuid7(rid);
     json_object_set_new(r, "request_id", json_string(rid));
@@ -125,12 +125,11 @@ static void test_summary_counts(void **state)
     json_t *totals = json_object_get(out, "totals");
     assert_int_equal(json_integer_value(json_object_get(totals, "calls")), 8);
     assert_int_equal(json_integer_value(json_object_get(totals, "denied")), 3);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(out, "denials_by_layer"),
-                                                        "limits")),
-                     3);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(out, "limits_events"),
-                                                        "rate_limited")),
-                     3);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(out, "denials_by_layer"), "limits")), 3);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(out, "limits_events"), "rate_limited")),
+        3);
     json_t *pii = json_array_get(json_object_get(out, "pii_by_type"), 0);
     assert_string_equal(json_string_value(json_object_get(pii, "type")), "ssn");
     assert_int_equal(json_integer_value(json_object_get(pii, "count")), 16);
