@@ -455,10 +455,10 @@ static int topic_summary(const struct audit_config *ac, const json_t *params, js
         json_t *bucket = json_array_get(s.series, (size_t)b);
         json_t *denied = json_object_get(bucket, "denied");
         json_array_append_new(
-            series, json_pack("{s:I, s:I, s:O}", "start_ms",
+            series, json_pack("{s:I, s:I, s:o}", "start_ms",
                               (json_int_t)((s.since + b * s.bucket_ns) / 1000000), "allowed",
                               json_integer_value(json_object_get(bucket, "allowed")), "denied",
-                              denied ? denied : json_object()));
+                              denied ? json_incref(denied) : json_object()));
     }
     result = json_pack(
         "{s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:O, s:o, s:O, s:{s:I, s:o}}",

@@ -28,7 +28,7 @@ static void test_ring_order_and_after(void **state)
     assert_int_equal(admin_feed_read(0, out, 8, &skipped), 0);
     assert_int_equal(skipped, 0);
     for (int i = 0; i < 5; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "t%d", i);
         struct admin_feed_event ev = event(name);
         admin_feed_push(&ev);
@@ -171,7 +171,7 @@ static void test_elide_document(void **state)
     json_t *j = admin_elide_node(doc.root);
     char *text = json_dumps(j, JSON_SORT_KEYS);
     for (int i = 2; i <= 6; i++) {
-        char secret[16];
+        char secret[32];
         snprintf(secret, sizeof secret, "hunter%d", i);
         if (strstr(text, secret))
             fail_msg("%s survived: %s", secret, text);
@@ -239,7 +239,7 @@ static void test_query_strings(void **state)
     expect_query_error(big);
     char many[400] = "";
     for (int i = 0; i <= ADMIN_API_MAX_PARAMS; i++) {
-        char part[16];
+        char part[32];
         snprintf(part, sizeof part, "%sp%c=1", i ? "&" : "", 'a' + i);
         strcat(many, part);
     }

@@ -88,7 +88,7 @@ static void test_tenant_metric_is_bounded(void **state)
     (void)state;
     limits_admin_reset();
     for (int i = 0; i < 25; i++) {
-        char tenant[16];
+        char tenant[32];
         snprintf(tenant, sizeof tenant, "t%02d", i);
         settle("user-secret-id", tenant, (int64_t)(i + 1) * 1000000);
     }
