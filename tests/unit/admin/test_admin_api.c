@@ -246,6 +246,37 @@ static void test_query_strings(void **state)
     expect_query_error(many);
 }
 
+/* ---- admin.tls ---- */
+
+static void test_admin_tls_config(void **state)
+{
+    (void)state;
+    char dir[256], yaml[1024], cert[300], key[300];
+    fx_mkdtemp(dir, sizeof dir);
+    snprintf(cert, sizeof cert, "%s/c.pem", dir);
+    snprintf(key, sizeof key, "%s/k.pem", dir);
+    FILE *fp = fopen(cert, "w");
+    fputs("test certificate placeholder\n", fp);
+    fclose(fp);
+    fp = fopen(key, "w");
+    fputs("test key placeholder\n", fp);
+    fclose(fp);
+    snprintf(yaml, sizeof yaml, "admin: {tls: {cert: \"%s\", key: \"%s\"}}\n", cert, key);
+    struct gw_config *cfg = fx_load_ok(yaml);
+    assert_string_equal(cfg->admin.listen.tls_cert, cert);
+    assert_string_equal(cfg->admin.listen.tls_key, key);
+    gw_config_free(cfg);
+    cfg = fx_load_ok("admin: {}\n");
+    assert_null(cfg->admin.listen.tls_cert);
+    gw_config_free(cfg);
+    snprintf(yaml, sizeof yaml, "admin: {tls: {cert: \"%s\"}}\n", cert);
+    fx_expect_error(yaml, NULL, NULL, "admin.tls");
+    snprintf(yaml, sizeof yaml, "admin: {tls: {cert: \"%s\", key: \"%s/missing\"}}\n", cert, dir);
+    fx_expect_error(yaml, NULL, NULL, "admin.tls.key");
+    fx_expect_error("admin: {tls: {cert: a, key: b, extra: c}}\n", NULL, NULL, "extra");
+    fx_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_secret_strings),
         cmocka_unit_test(test_elide_document),
         cmocka_unit_test(test_query_strings),
+        cmocka_unit_test(test_admin_tls_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
