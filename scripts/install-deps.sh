@@ -13,6 +13,7 @@ PACKAGES=(
     nodejs npm
     wrk nginx-light h2o
     chromium
+    dpkg-dev lintian man-db
 )
 
 missing=()

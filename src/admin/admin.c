@@ -2,6 +2,7 @@
 #include "admin/admin.h"
 #include "admin/admin_api.h"
 #include "core/module.h"
+#include "core/reload.h"
 #include "core/stats.h"
 #include "lib/digest.h"
 #include "lib/log.h"
@@ -178,6 +179,8 @@ static void serve_status(struct gw_conn *c, const struct gw_config *cfg, int dra
                         "path", cfg->path, "sha256", cfg->config_hash, "routes", routes, "ready",
                         failing ? "no" : "yes", "checks", checks)
             : NULL;
+    if (body)
+        json_object_set_new(body, "reload", gw_reload_status_json());
     if (!body) {
         respond_json(c, 503, "{\"error\":\"out of memory\"}", NULL, 0);
         return;
@@ -233,6 +236,10 @@ static void handle_admin(void *ctx, struct gw_conn *c, struct http1_parser *p)
         gw_log(GW_LOG_WARN, "admin_refused", NULL, NULL, "admin request refused (%s)",
                cfg->admin.has_token ? "wrong token" : "peer is not loopback");
         respond_json(c, 403, "{\"error\":\"forbidden\"}", NULL, 0);
+        return;
+    }
+    if (gw_slice_eq(p->path, "/admin/reload")) {
+        admin_reload_post(c, p);
         return;
     }
     if (admin_api_serve(c, p, cfg))

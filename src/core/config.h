@@ -9,6 +9,7 @@
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -140,6 +141,22 @@ struct gw_config {
      * it; each module says what NULL means for it (identity, policy: deny everything).
      */
     void *modules[GW_MAX_MODULES];
+    /*
+     * SHA-256 of each top-level section's tree as written (all zero when absent), by the
+     * section's key: a reload compares them to tell which sections changed.
+     */
+    struct gw_config_section_digest {
+        const char *key; /* static: the core's section name or a module's config_key */
+        uint8_t digest[32];
+    } sections[3 + GW_MAX_MODULES];
+    size_t n_sections;
+    /*
+     * The generation's life (core/generation.c): references held by the current pointer, the
+     * workers and every request in flight; the last one frees it. `generation` numbers it
+     * (1 at start, +1 per successful reload).
+     */
+    atomic_long refs;
+    uint64_t generation;
 };
 
 /*
@@ -150,6 +167,13 @@ struct gw_config *gw_config_load(const char *path, struct cfg_error *err);
 /* Same, from YAML text (tests). `name` labels errors. */
 struct gw_config *gw_config_load_string(const char *yaml, const char *name, struct cfg_error *err);
 void gw_config_free(struct gw_config *cfg);
+
+/*
+ * True when the top-level section `key` is the same in both generations (same tree as
+ * written; both absent counts as the same). Relative paths inside are compared as text, so a
+ * file they name may still have changed.
+ */
+int gw_config_section_same(const struct gw_config *a, const struct gw_config *b, const char *key);
 
 /*
  * What `serve` needs beyond a valid file: at least one route. (`check` accepts a file without

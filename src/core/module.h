@@ -39,6 +39,20 @@ struct gw_layer_ops {
     void (*on_complete)(struct gw_request *req);
 };
 
+/*
+ * What a module that watches requests without deciding anything does (telemetry). None of
+ * these can fail or hold up the request. `begin` runs once the request is decoded (also when
+ * it was refused as a protocol error), before the first stage; `forward` once the pipeline
+ * allowed it, before the upstream request is built: it may add upstream headers and change
+ * the decoded messages (then it re-encodes the body); `end` once the response has ended,
+ * after the layers' on_complete hooks.
+ */
+struct gw_observer_ops {
+    void (*begin)(struct gw_request *req);
+    void (*forward)(struct gw_request *req);
+    void (*end)(struct gw_request *req);
+};
+
 /* A subcommand of the command line: `toolgate <name> ...`. argv[0] is the name. */
 struct gw_command {
     const char *name;
@@ -83,6 +97,20 @@ struct gw_module {
     /* Runtime: started in list order before the workers, stopped in reverse after them. */
     int (*start)(const struct gw_config *cfg);
     void (*stop)(void);
+    /*
+     * Reload (optional; core/reload.c). prepare runs on the reload thread, never on a worker,
+     * once the next generation has loaded: it builds what the module's runtime needs for
+     * `next` without touching what requests in flight use, or says why `next` cannot be
+     * served: returns 0, or -1 with a sentence in err (a key the runtime cannot follow
+     * without a restart names the key and says a restart is needed). Any failure abandons
+     * the reload, and abort is called for every module whose prepare succeeded. commit runs
+     * when the reload is certain, just before `next` becomes current for new requests; it
+     * cannot fail. A module without prepare follows a new generation through req->cfg.
+     */
+    int (*prepare)(const struct gw_config *running, const struct gw_config *next,
+                   struct cfg_error *err);
+    void (*commit)(const struct gw_config *next);
+    void (*abort)(const struct gw_config *next);
 
     /* The pipeline stage; NULL for a module that is not a layer. */
     const struct gw_layer_ops *layer;
@@ -123,6 +151,9 @@ struct gw_module {
     const struct gw_command *commands; /* NULL-terminated by a NULL name; may be NULL */
     /* `toolgate bench <name> ...`: the module's micro-benchmarks; NULL when it has none. */
     int (*bench)(int argc, char **argv);
+
+    /* Watches every request without being a stage (above); NULL for most modules. */
+    const struct gw_observer_ops *observer;
 };
 
 /* The modules, in pipeline order (src/layers/modules.c). */

@@ -85,6 +85,8 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
             exchange_finish(x, 1);
             return;
         }
+        if (req->method == GW_HTTP_GET)
+            reload_notify_stream_open(x);
     } else {
         x->mode = RELAY_BUFFER;
     }
