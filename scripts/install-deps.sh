@@ -12,6 +12,7 @@ PACKAGES=(
     redis-server postgresql sqlite3 openssl curl ca-certificates iproute2
     nodejs npm
     wrk nginx-light h2o
+    chromium
     dpkg-dev lintian man-db
 )
 

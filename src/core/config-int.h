@@ -65,6 +65,9 @@ static inline int is_pchar(char c)
 int config_parse_listen_address(const struct cfg_doc *doc, const struct cfg_node *node,
                                 const char *path, const char *text, struct gw_listen *l,
                                 struct cfg_error *err);
+/* Parses a listener's `tls: {cert, key}` into l (both files must be readable). */
+int config_parse_listen_tls(const struct cfg_doc *doc, const struct cfg_node *tls, const char *path,
+                            struct gw_listen *l, struct cfg_error *err);
 /* Frees what a listen entry holds and zeroes it. */
 void config_listen_free(struct gw_listen *l);
 /* The `admin` section (config_admin.c). */

@@ -64,7 +64,7 @@ struct gw_server_config {
  */
 struct gw_admin_config {
     int enabled;
-    struct gw_listen listen; /* default 127.0.0.1:9090; no TLS */
+    struct gw_listen listen; /* default 127.0.0.1:9090; TLS when admin.tls is set */
     char *token_file;        /* as written, or NULL */
     int has_token;
     uint8_t token_sha256[32]; /* of the trimmed token; the token itself is not kept */

@@ -135,6 +135,18 @@ struct gw_module {
     const char *const *reason_codes;
     void (*ready)(const struct gw_config *cfg, json_t *checks);
     void (*metrics)(const struct gw_config *cfg, struct gw_metrics_out *out);
+    /*
+     * Admin API (optional): answers GET /admin/api/<topic> for the topics the module serves
+     * (src/admin/admin_api.c asks each module in list order). `params` is an object of the
+     * query's parameters, each a string (bounded in count and length). It runs on a thread of
+     * libuv's pool, never on a worker's loop, so it may read its store, within a bounded time;
+     * several may run at once. Returns 0 when the topic is not the module's; else an HTTP
+     * status with *out set: 200 and the answer, 400 and {"error": "..."} for a bad parameter
+     * (a sentence that names it), 503 and {"error": "..."} when the answer is unavailable now.
+     * No secret, token or argument value in an answer.
+     */
+    int (*admin_api)(const struct gw_config *cfg, const char *topic, const json_t *params,
+                     json_t **out);
 
     const struct gw_command *commands; /* NULL-terminated by a NULL name; may be NULL */
     /* `toolgate bench <name> ...`: the module's micro-benchmarks; NULL when it has none. */
