@@ -14,7 +14,8 @@
     X(policy, POLICY)                                                                              \
     X(limits, LIMITS)                                                                              \
     X(routing, ROUTING)                                                                            \
-    X(audit, AUDIT)
+    X(audit, AUDIT)                                                                                \
+    X(stdio, STDIO)
 
 #define GW_MODULE_STAGE_(name, NAME) GW_STAGE_##NAME,
 enum gw_stage { GW_MODULE_LIST(GW_MODULE_STAGE_) GW_STAGE_COUNT };
