@@ -533,10 +533,16 @@ void inst_start(struct stdio_instance *in)
     uv_read_start((uv_stream_t *)&in->out, on_alloc, on_stdout);
     uv_read_start((uv_stream_t *)&in->err, on_alloc, on_stderr);
     in->state = I_STARTING;
+    /*
+     * A shared process starts before any client, so it is told what toolgate can relay (a
+     * client without the capability answers such a request with an error); a per-user one
+     * is initialized with its first session's own initialize.
+     */
     if (!in->init_params)
         in->init_params =
-            json_pack("{s:s, s:{}, s:{s:s, s:s}}", "protocolVersion", "2025-06-18", "capabilities",
-                      "clientInfo", "name", "toolgate", "version", "1");
+            json_pack("{s:s, s:{s:{}, s:{}, s:{s:b}}, s:{s:s, s:s}}", "protocolVersion",
+                      "2025-06-18", "capabilities", "sampling", "elicitation", "roots",
+                      "listChanged", 0, "clientInfo", "name", "toolgate", "version", "1");
     in->init_id = ++in->next_id;
     json_t *req = json_pack("{s:s, s:I, s:s, s:O}", "jsonrpc", "2.0", "id", (json_int_t)in->init_id,
                             "method", "initialize", "params", in->init_params);

@@ -308,3 +308,41 @@ describe("sandbox: bwrap", () => {
         assert.notEqual(readlinkSync(`/proc/${inner[0].pid}/ns/net`), readlinkSync("/proc/self/ns/net"));
     });
 });
+
+describe("server-to-client requests and progress from a stdio server", () => {
+    let tg, client;
+    before(async () => {
+        tg = await startToolgate({ routes: [{ backends: [{ name: "ev", command: [NODE, EVERYTHING, "stdio"] }] }] });
+        client = await connect(tg.url, {}, { sampling: {} });
+        const { CreateMessageRequestSchema } = await import("@modelcontextprotocol/sdk/types.js");
+        client.setRequestHandler(CreateMessageRequestSchema, async () => ({
+            model: "e2e-model",
+            role: "assistant",
+            content: { type: "text", text: "sampled through toolgate" },
+        }));
+    });
+    after(async () => {
+        if (client) await client.close().catch(() => {});
+        if (tg) await tg.stop();
+    });
+
+    test("sampling/createMessage reaches the client and its answer the server", async () => {
+        const r = await withTimeout(
+            client.callTool({ name: "trigger-sampling-request", arguments: { prompt: "hi", maxTokens: 5 } }),
+            15000,
+            "the sampling round trip",
+        );
+        assert.match(JSON.stringify(r), /sampled through toolgate/);
+    });
+
+    test("progress notifications reach the caller under its own token", async () => {
+        const seen = [];
+        const r = await client.callTool(
+            { name: "trigger-long-running-operation", arguments: { duration: 1, steps: 3 } },
+            undefined,
+            { onprogress: (p) => seen.push(p.progress) },
+        );
+        assert.ok(!r.isError, JSON.stringify(r));
+        assert.ok(seen.length >= 1, "progress seen");
+    });
+});
