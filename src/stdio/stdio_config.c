@@ -59,8 +59,8 @@ static int parse_env(const struct cfg_doc *doc, const struct cfg_node *node, con
     }
     rc = 0;
 out:
-    for (size_t i = 0; i < n; i++)
-        free(values[i]);
+    for (size_t i = 0; i <= STDIO_MAX_ENV; i++)
+        free(values[i]); /* the zeroed rest too: a failed entry's value is freed as well */
     return rc;
 }
 

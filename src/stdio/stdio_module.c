@@ -95,7 +95,9 @@ static int start(const struct gw_config *cfg)
         dir[0] = '\0';
         return -1;
     }
-    snprintf(sock_path, sizeof sock_path, "%s/s", dir);
+    size_t dl = strlen(dir); /* checked above to leave room for "/s" */
+    memcpy(sock_path, dir, dl);
+    memcpy(sock_path + dl, "/s", 3);
     stdio_rt.backends = calloc(n, sizeof *stdio_rt.backends);
     if (!stdio_rt.backends)
         return -1;
