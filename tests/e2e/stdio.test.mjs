@@ -346,3 +346,47 @@ describe("server-to-client requests and progress from a stdio server", () => {
         assert.ok(seen.length >= 1, "progress seen");
     });
 });
+
+describe("a stdout line over max_line", () => {
+    let tg, client, dir;
+    before(async () => {
+        dir = tempDir();
+        writeFileSync(path.join(dir, "small.txt"), "small\n");
+        writeFileSync(path.join(dir, "big.txt"), "x".repeat(64 * 1024));
+        tg = await startToolgate({
+            admin: true,
+            routes: [
+                {
+                    backends: [
+                        { name: "fs", command: [NODE, FILESYSTEM, dir], max_line: "8KiB", restart: { base: "100ms", max: "200ms" } },
+                    ],
+                },
+            ],
+        });
+        client = await connect(tg.url);
+    });
+    after(async () => {
+        if (client) await client.close().catch(() => {});
+        if (tg) await tg.stop();
+    });
+
+    test("the call gets a clear error, the process is restarted, small answers work again", async () => {
+        const [before] = childrenOf(tg.child.pid);
+        const r = await client
+            .callTool({ name: "read_text_file", arguments: { path: path.join(dir, "big.txt") } })
+            .then((v) => ({ result: v }), (e) => ({ error: e }));
+        assert.match(String(r.error?.message ?? JSON.stringify(r.result)), /max_line/);
+        await waitUntil(
+            async () =>
+                client
+                    .callTool({ name: "read_text_file", arguments: { path: path.join(dir, "small.txt") } })
+                    .then((v) => JSON.stringify(v).includes("small"), () => false),
+            10000,
+            "the restarted process answering",
+            200,
+        );
+        const [after_] = childrenOf(tg.child.pid);
+        assert.notEqual(after_.pid, before.pid);
+        assert.equal(await metric(tg, 'toolgate_stdio_line_overflows_total{backend="fs"}'), 1);
+    });
+});
