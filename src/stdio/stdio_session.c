@@ -6,6 +6,7 @@
 #include "stdio/stdio_mux.h"
 #include "lib/timeutil.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,6 +319,11 @@ void stdio_mux_start(void)
 void stdio_mux_stop_all(void)
 {
     stdio_rt.stopping = 1;
+    /* Every group is asked first, so that they wind down together, not one after another. */
+    for (size_t b = 0; b < stdio_rt.n_backends; b++)
+        for (struct stdio_instance *in = stdio_rt.backends[b].instances; in; in = in->next)
+            if (in->alive)
+                stdio_kill_group(in->ch.pid, SIGTERM);
     for (size_t b = 0; b < stdio_rt.n_backends; b++)
         while (stdio_rt.backends[b].instances)
             inst_free(stdio_rt.backends[b].instances);

@@ -220,6 +220,16 @@ describe("per_user instances", () => {
         assert.equal(kids.length, 2, JSON.stringify(kids));
         assert.notEqual(kids[0].pgrp, kids[1].pgrp);
     });
+
+    test("shutdown leaves nothing of either process group", async () => {
+        const groups = childrenOf(gw.tg.child.pid).map((k) => k.pgrp);
+        assert.equal(groups.length, 2);
+        for (const c of [a, b]) await c.close().catch(() => {});
+        a = b = null;
+        await gw.tg.stop();
+        gw = null;
+        await waitUntil(async () => groups.every((g) => inGroup(g).length === 0), 5000, "both groups gone");
+    });
 });
 
 describe("federation of a stdio backend with an HTTP backend", () => {
