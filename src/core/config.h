@@ -110,9 +110,19 @@ struct gw_backend {
     unsigned protocol;
     /* `tls`: CA bundle to verify the backend with, client certificate and key (files). */
     char *tls_ca, *tls_cert, *tls_key;
+    /*
+     * A local backend (a module's backend_keys claimed it, e.g. `command`): `local_owner` is
+     * that module, `local` its definition, and `local_socket` the unix socket of the private
+     * endpoint the module serves it on (allocated at parse, filled by the module's start,
+     * "" before). The relay reaches it there and nowhere else. All NULL for a network backend.
+     */
+    const struct gw_module *local_owner;
+    void *local;
+    char *local_socket;
 };
 
 struct gw_route_kind; /* core/route_kind.h */
+struct gw_module;     /* core/module.h */
 
 struct gw_route {
     char *name;

@@ -22,6 +22,7 @@
 
 struct gw_config;
 struct gw_route;
+struct gw_backend;
 struct gw_metrics_out; /* lib/metrics.h */
 
 /* What a module does on the request path (its stage of the pipeline). */
@@ -87,6 +88,16 @@ struct gw_module {
     int (*parse_route)(const struct cfg_doc *doc, const struct cfg_node *route, const char *path,
                        void **out, struct cfg_error *err);
     void (*free_route)(void *conf);
+    /*
+     * Keys the module owns in each backend's map (NULL-terminated; NULL: none). parse_backend
+     * returns 1 when the module serves this backend itself (a local backend: it must set
+     * b->url, b->local_socket and *out, and the backend may have no `url` or `endpoints`), 0
+     * when the map has none of its keys, -1 with err filled. free_backend releases *out.
+     */
+    const char *const *backend_keys;
+    int (*parse_backend)(const struct cfg_doc *doc, const struct cfg_node *backend,
+                         const char *path, struct gw_backend *b, void **out, struct cfg_error *err);
+    void (*free_backend)(void *conf);
     /*
      * Called by `toolgate check` on a loaded file: runs what the module can verify beyond
      * parsing (policy tests). Returns 0, or 1 after saying on stderr what failed. May append
