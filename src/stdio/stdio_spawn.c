@@ -204,12 +204,13 @@ void stdio_kill_group(pid_t pgid, int sig)
         kill(-pgid, sig);
 }
 
-static void set_limit(int res, uint64_t v)
+/* A limit that cannot be set stops the launch (never a process without its limits). */
+static int set_limit(int res, uint64_t v, int always)
 {
-    if (v) {
-        struct rlimit rl = {(rlim_t)v, (rlim_t)v};
-        setrlimit(res, &rl);
-    }
+    if (!v && !always)
+        return 0;
+    struct rlimit rl = {(rlim_t)v, (rlim_t)v};
+    return setrlimit(res, &rl);
 }
 
 /* In the child, between fork and exec: async-signal-safe calls only. */
@@ -243,11 +244,10 @@ static void child(const struct stdio_spec *s, int in, int out, int err, int sfd,
     report = sfd >= 0 ? 4 : 3;
     fcntl(report, F_SETFD, FD_CLOEXEC);
     syscall(SYS_close_range, (unsigned)report + 1, ~0U, 0);
-    set_limit(RLIMIT_AS, s->rl_as);
-    set_limit(RLIMIT_CPU, s->rl_cpu_s);
-    set_limit(RLIMIT_NOFILE, s->rl_files);
-    set_limit(RLIMIT_NPROC, s->rl_procs);
-    set_limit(RLIMIT_CORE, 0);
+    if (set_limit(RLIMIT_AS, s->rl_as, 0) != 0 || set_limit(RLIMIT_CPU, s->rl_cpu_s, 0) != 0 ||
+        set_limit(RLIMIT_NOFILE, s->rl_files, 0) != 0 ||
+        set_limit(RLIMIT_NPROC, s->rl_procs, 0) != 0 || set_limit(RLIMIT_CORE, 0, 1) != 0)
+        goto fail;
     if (chdir(s->bwrap ? "/" : (s->cwd ? s->cwd : "/")) != 0)
         goto fail;
     if (!s->bwrap) {
