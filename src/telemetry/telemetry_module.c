@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers/layer.h"
+#include "core/reload.h"
+#include "core/module.h"
+#include "core/request.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/timeutil.h"
@@ -17,7 +19,8 @@
 #include "telemetry/telemetry.h"
 #include "telemetry/trace_context.h"
 
-#define SLOT GW_STAGE_TELEMETRY
+/* The module's slot, found in the module list (a loop over a handful of pointers). */
+#define SLOT gw_module_slot(&telemetry_module)
 
 /* Where a request's trace context came from. */
 enum carrier { FROM_NONE = 0, FROM_HEADER, FROM_META };
@@ -540,6 +543,14 @@ static const struct gw_observer_ops observer = {begin, forward, end};
 
 int telemetry_bench_main(int argc, char **argv); /* telemetry_bench.c */
 
+/* The exporter is started from the section (core/reload.h). */
+static int telemetry_prepare(const struct gw_config *running, const struct gw_config *next,
+                             struct cfg_error *err)
+{
+    return gw_reload_require_same(running, next, "telemetry",
+                                  "the trace exporter and its queue are started from it", err);
+}
+
 const struct gw_module telemetry_module = {
     .name = "telemetry",
     .config_key = "telemetry",
@@ -547,6 +558,7 @@ const struct gw_module telemetry_module = {
     .free = conf_free,
     .start = start,
     .stop = stop,
+    .prepare = telemetry_prepare,
     .metrics = metrics,
     .observer = &observer,
     .bench = telemetry_bench_main,
