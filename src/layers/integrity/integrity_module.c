@@ -1,21 +1,31 @@
 /*
- * The integrity layer as a module: its section, its stage (between safety and policy: on the
- * way back it must see a backend's whole list before policy filters it per principal, and on
- * the way in a quarantined tool is refused before policy or limits spend anything on it) and
- * the `toolgate tools` command.
+ * The integrity layer as a module: its section, its runtime (the pin store, a manifest pinned
+ * at start, the thread that puts the store's events on the audit chain), its reload rule,
+ * its admin API topic and the `toolgate tools` command. Its stage (integrity_layer.c) runs
+ * between safety and policy: on the way back it must see a backend's whole list before policy
+ * filters it per principal, and on the way in a quarantined tool is refused before policy or
+ * limits spend anything on it.
  */
 #include "layers/integrity/integrity.h"
-#include "layers/audit/audit.h"
+#include "core/reload.h"
 #include "layers/layer.h"
+#include "lib/events.h"
 #include "lib/log.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct integrity_store *g_store;
-static char *g_store_path;
+static _Atomic(struct integrity_store *) g_store;
+static pthread_t g_drain;
+static atomic_int g_draining;
+
+struct integrity_store *integrity_running_store(void)
+{
+    return atomic_load(&g_store);
+}
 
 /* ---- configuration ---- */
 
@@ -44,7 +54,9 @@ void integrity_config_free(struct integrity_config *ic)
 {
     if (!ic)
         return;
-    free(ic->store_path);
+    free(ic->store_url);
+    free(ic->manifest);
+    free(ic->manifest_key);
     for (size_t i = 0; i < ic->n_backends; i++)
         free(ic->backends[i].backend);
     free(ic->backends);
@@ -89,6 +101,74 @@ static int parse_rules(const struct cfg_doc *doc, const struct cfg_node *node,
     return 0;
 }
 
+static int parse_backends(const struct cfg_doc *doc, const struct cfg_node *node,
+                          struct integrity_config *ic, struct cfg_error *err)
+{
+    const struct cfg_node *be = cfg_map_get(node, "backends");
+    if (!be)
+        return 0;
+    if (cfg_expect_map(doc, be, "integrity.backends", err) != 0)
+        return -1;
+    ic->backends = calloc(be->n ? be->n : 1, sizeof *ic->backends);
+    if (!ic->backends)
+        return cfg_errorf(err, doc, be, "integrity.backends", "out of memory");
+    static const char *const bkeys[] = {"mode", NULL};
+    for (size_t i = 0; i < be->n; i++) {
+        char path[160];
+        cfg_path_key(path, sizeof path, "integrity.backends", be->keys[i]);
+        struct integrity_backend_mode *m = &ic->backends[ic->n_backends];
+        m->mode = ic->mode;
+        if (cfg_expect_map(doc, be->items[i], path, err) != 0 ||
+            cfg_check_keys(doc, be->items[i], path, bkeys, err) != 0 ||
+            parse_mode(doc, be->items[i], path, &m->mode, err) != 0)
+            return -1;
+        if (!(m->backend = strdup(be->keys[i])))
+            return cfg_errorf(err, doc, be->items[i], path, "out of memory");
+        ic->n_backends++;
+    }
+    return 0;
+}
+
+static int parse_store(const struct cfg_doc *doc, const struct cfg_node *node,
+                       struct integrity_config *ic, struct cfg_error *err)
+{
+    char *store = NULL;
+    if (cfg_get_string(doc, node, "integrity", "store", 0, &store, err) != 0)
+        return -1;
+    if (!store)
+        return 0;
+    int rc = 0;
+    if (strcmp(store, "memory") == 0) {
+        free(ic->store_url);
+        ic->store_url = NULL;
+    } else if (idb_is_postgres_url(store) || (strncmp(store, "sqlite:", 7) == 0 && store[7])) {
+        free(ic->store_url);
+        ic->store_url = store;
+        store = NULL;
+    } else {
+        rc = cfg_errorf(err, doc, cfg_map_get(node, "store"), "integrity.store",
+                        "memory, \"sqlite:PATH\" or \"postgres://...\"");
+    }
+    free(store);
+    return rc;
+}
+
+/* A file the configuration names, relative to the configuration file. */
+static int parse_file(const struct cfg_doc *doc, const struct cfg_node *node, const char *key,
+                      const char *config_name, char **out, struct cfg_error *err)
+{
+    char *v = NULL;
+    char path[64];
+    cfg_path_key(path, sizeof path, "integrity", key);
+    if (cfg_get_string(doc, node, "integrity", key, 0, &v, err) != 0)
+        return -1;
+    if (!v)
+        return 0;
+    *out = v[0] ? cfg_resolve_path(config_name, v) : NULL;
+    free(v);
+    return *out ? 0 : cfg_errorf(err, doc, cfg_map_get(node, key), path, "a file name");
+}
+
 int integrity_config_parse(const struct cfg_doc *doc, const struct cfg_node *node,
                            const char *config_name, struct integrity_config **out,
                            struct cfg_error *err)
@@ -100,32 +180,40 @@ int integrity_config_parse(const struct cfg_doc *doc, const struct cfg_node *nod
     ic->mode = INTEGRITY_ENFORCE;
     ic->scan = SCAN_QUARANTINE;
     ic->max_description = 4096;
+    ic->first_window_ms = 60000;
+    ic->store_url = strdup("sqlite:toolgate-pins.db");
     char msg[256];
+    if (!ic->store_url)
+        return cfg_errorf(err, doc, node, "integrity", "out of memory");
     if (integrity_rules_add(&ic->rules, integrity_builtin_rules, "built-in rules", msg,
                             sizeof msg) != 0)
         return cfg_errorf(err, doc, node, "integrity", "%s", msg);
     if (!node)
         return 0;
-    static const char *const keys[] = {"store",    "mode",  "scan", "max_description",
-                                       "backends", "rules", NULL};
+    static const char *const keys[] = {
+        "store",    "mode",       "scan",     "max_description", "first_listing_window",
+        "manifest", "public_key", "backends", "rules",           NULL};
     if (cfg_expect_map(doc, node, "integrity", err) != 0 ||
         cfg_check_keys(doc, node, "integrity", keys, err) != 0 ||
-        parse_mode(doc, node, "integrity", &ic->mode, err) != 0)
+        parse_mode(doc, node, "integrity", &ic->mode, err) != 0 ||
+        parse_store(doc, node, ic, err) != 0 ||
+        parse_file(doc, node, "manifest", config_name, &ic->manifest, err) != 0 ||
+        parse_file(doc, node, "public_key", config_name, &ic->manifest_key, err) != 0 ||
+        cfg_get_duration_ms(doc, node, "integrity", "first_listing_window", &ic->first_window_ms,
+                            err) != 0)
         return -1;
-    char *store = NULL, *scan = NULL;
+    if (!ic->manifest != !ic->manifest_key)
+        return cfg_errorf(err, doc, node, "integrity",
+                          "manifest and public_key go together: a manifest is pinned only once "
+                          "its signature verifies with the public key");
+    char *scan = NULL;
     int64_t maxd = (int64_t)ic->max_description;
-    if (cfg_get_string(doc, node, "integrity", "store", 0, &store, err) != 0 ||
-        cfg_get_string(doc, node, "integrity", "scan", 0, &scan, err) != 0 ||
+    if (cfg_get_string(doc, node, "integrity", "scan", 0, &scan, err) != 0 ||
         cfg_get_int(doc, node, "integrity", "max_description", 0, 1 << 20, &maxd, err) != 0) {
-        free(store);
         free(scan);
         return -1;
     }
     ic->max_description = (size_t)maxd;
-    if (store) {
-        ic->store_path = cfg_resolve_path(config_name, store);
-        free(store);
-    }
     int rc = 0;
     if (scan) {
         if (strcmp(scan, "quarantine") == 0)
@@ -139,240 +227,236 @@ int integrity_config_parse(const struct cfg_doc *doc, const struct cfg_node *nod
                             "quarantine, log or off");
         free(scan);
     }
-    if (rc != 0 || parse_rules(doc, node, ic, err) != 0)
+    if (rc != 0 || parse_rules(doc, node, ic, err) != 0 || parse_backends(doc, node, ic, err) != 0)
         return -1;
-    const struct cfg_node *be = cfg_map_get(node, "backends");
-    if (be) {
-        if (cfg_expect_map(doc, be, "integrity.backends", err) != 0)
+    return 0;
+}
+
+enum integrity_mode integrity_mode_for(const struct integrity_config *ic, const char *route,
+                                       const char *backend)
+{
+    size_t rl = strlen(route);
+    for (size_t i = 0; i < ic->n_backends; i++) {
+        const char *k = ic->backends[i].backend;
+        if (strncmp(k, route, rl) == 0 && k[rl] == '/' && strcmp(k + rl + 1, backend) == 0)
+            return ic->backends[i].mode;
+    }
+    for (size_t i = 0; i < ic->n_backends; i++)
+        if (strcmp(ic->backends[i].backend, backend) == 0)
+            return ic->backends[i].mode;
+    return ic->mode;
+}
+
+/* Every key of integrity.backends names a backend of a route: a typo protects nothing. */
+static int backends_known(const struct gw_config *cfg, const struct integrity_config *ic, char *err,
+                          size_t errlen)
+{
+    for (size_t i = 0; i < ic->n_backends; i++) {
+        const char *k = ic->backends[i].backend;
+        int found = 0;
+        for (size_t r = 0; !found && r < cfg->n_routes; r++) {
+            const struct gw_route *route = &cfg->routes[r];
+            size_t rl = strlen(route->name);
+            for (size_t b = 0; !found && b < route->n_backends; b++) {
+                const char *name = route->backends[b].name;
+                found = strcmp(k, name) == 0 || (strncmp(k, route->name, rl) == 0 && k[rl] == '/' &&
+                                                 strcmp(k + rl + 1, name) == 0);
+            }
+        }
+        if (!found) {
+            snprintf(err, errlen,
+                     "integrity.backends.%s names no backend of any route (write a backend's "
+                     "name, or route/backend)",
+                     k);
             return -1;
-        ic->backends = calloc(be->n ? be->n : 1, sizeof *ic->backends);
-        if (!ic->backends)
-            return cfg_errorf(err, doc, be, "integrity.backends", "out of memory");
-        static const char *const bkeys[] = {"mode", NULL};
-        for (size_t i = 0; i < be->n; i++) {
-            char path[160];
-            cfg_path_key(path, sizeof path, "integrity.backends", be->keys[i]);
-            struct integrity_backend_mode *m = &ic->backends[ic->n_backends];
-            m->mode = ic->mode;
-            if (cfg_expect_map(doc, be->items[i], path, err) != 0 ||
-                cfg_check_keys(doc, be->items[i], path, bkeys, err) != 0 ||
-                parse_mode(doc, be->items[i], path, &m->mode, err) != 0 ||
-                !(m->backend = strdup(be->keys[i])))
-                return -1;
-            ic->n_backends++;
         }
     }
     return 0;
 }
 
-/* ---- the stage ---- */
+/* ---- runtime ---- */
 
-/* What names the pinned list: route/backend for a relay, the route for a merged one. */
-static void list_key(const struct gw_request *req, char *out, size_t len)
+static int64_t wall_ms(void)
 {
-    const struct gw_route *r = req->route;
-    if (r && r->n_backends == 1)
-        snprintf(out, len, "%s/%s", r->name, r->backends[0].name);
-    else
-        snprintf(out, len, "%s", r ? r->name : "");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static enum integrity_mode mode_for(const struct integrity_config *ic, const struct gw_route *r)
+/* Puts the store's events (the server's and the command line's) on the audit chain. */
+static void *drain_main(void *arg)
 {
-    for (size_t i = 0; r && i < ic->n_backends; i++)
-        for (size_t b = 0; b < r->n_backends; b++)
-            if (strcmp(ic->backends[i].backend, r->backends[b].name) == 0)
-                return ic->backends[i].mode;
-    return ic->mode;
-}
-
-static struct integrity_store *store_get(void)
-{
-    pthread_mutex_lock(&g_mu);
-    struct integrity_store *s = g_store;
-    pthread_mutex_unlock(&g_mu);
-    return s;
-}
-
-static void audit_event(const char *event, const char *key, const char *kind, const char *name,
-                        const char *hash, const char *detail)
-{
-    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kind", "integrity", "event",
-                            event, "backend", key, "list", kind, "name", name, "hash", hash,
-                            "detail", detail ? detail : "");
-    if (rec)
-        audit_submit(rec); /* -ENOTCONN without a writer (tests, the command line) */
-}
-
-static const char *target_kind(const struct mcp_message *m)
-{
-    if (!m->spec || !m->target)
-        return NULL;
-    switch (m->target_kind) {
-    case MCP_TARGET_TOOL:
-        return "tool";
-    case MCP_TARGET_PROMPT:
-        return "prompt";
-    case MCP_TARGET_RESOURCE:
-        return "resource";
-    default:
-        return NULL;
+    struct integrity_store *s = arg;
+    while (atomic_load(&g_draining)) {
+        if (integrity_store_drain(s, gw_event_submit) < 0)
+            gw_log(GW_LOG_WARN, "integrity_drain", NULL, NULL,
+                   "the pin store's events could not be read (%s); retrying",
+                   integrity_store_error(s));
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
     }
+    /* Whatever is left goes before audit stops (it stops after every other module). */
+    for (int i = 0; i < 64 && integrity_store_drain(s, gw_event_submit) > 0; i++)
+        ;
+    return NULL;
 }
 
-static int integrity_check(struct gw_request *req, struct gw_decision *out)
+static int start(const struct gw_config *cfg)
 {
-    const struct integrity_config *ic = integrity_config_of(req->cfg);
-    if (!ic || mode_for(ic, req->route) != INTEGRITY_ENFORCE)
-        return GW_PASS;
-    struct integrity_store *s = store_get();
-    char key[256];
-    list_key(req, key, sizeof key);
-    for (size_t i = 0; i < req->rpc.n; i++) {
-        const struct mcp_message *m = &req->rpc.msgs[i];
-        const char *kind = target_kind(m);
-        if (!kind || (m->kind != MCP_REQUEST && m->kind != MCP_NOTIFICATION))
-            continue;
-        if (!s)
-            return gw_decision_deny(out, 503, JSONRPC_INTERNAL_ERROR, "integrity.unavailable",
-                                    "The tool-integrity store is unavailable.");
-        struct integrity_pin pin;
-        int found = integrity_store_get(s, key, kind, m->target, &pin);
-        if (found < 0)
-            return gw_decision_deny(out, 503, JSONRPC_INTERNAL_ERROR, "integrity.unavailable",
-                                    "The tool-integrity store is unavailable.");
-        if (found && strcmp(pin.state, "approved") != 0) {
-            char why[400];
-            snprintf(why, sizeof why,
-                     "The %s '%.60s' is quarantined (%.40s): its definition changed or failed "
-                     "the integrity scan; an operator must approve it. Do not retry.",
-                     kind, m->target, pin.reason);
-            gw_decision_deny(out, 200, -32003, "integrity.quarantined", "");
-            memcpy(out->reason, why, sizeof out->reason - 1);
-            out->reason[sizeof out->reason - 1] = 0;
-            return GW_DENY;
-        }
-    }
-    return GW_PASS;
-}
-
-static int filter_list(const struct integrity_config *ic, enum integrity_mode mode,
-                       struct integrity_store *s, const char *key, const struct integrity_kind *k,
-                       json_t *arr, const char *req_id)
-{
-    size_t n = json_array_size(arr);
-    struct integrity_seen *seen = calloc(n ? n : 1, sizeof *seen);
-    if (!seen)
+    const struct integrity_config *ic = integrity_config_of(cfg);
+    if (!ic)
+        return 0;
+    char err[512];
+    if (backends_known(cfg, ic, err, sizeof err) != 0) {
+        gw_log_error("integrity_config", "%s", err);
         return -1;
-    int rc = 0;
-    struct gw_sha256_ctx set;
-    gw_sha256_init(&set);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        json_t *def = json_array_get(arr, i);
-        seen[i].name = json_string_value(json_object_get(def, k->field));
-        struct gw_buf b = {0};
-        if (!seen[i].name ||
-            strlen(seen[i].name) != json_string_length(json_object_get(def, k->field)) ||
-            integrity_hash_def(def, k->field, seen[i].hash, seen[i].body) != 0 ||
-            integrity_canonical(def, &b, 64) != 0 || gw_buf_append(&b, "", 1) != 0) {
-            rc = -1;
-            gw_buf_free(&b);
-            break;
-        }
-        seen[i].def = b.data;
-        gw_sha256_update(&set, seen[i].hash, GW_SHA256_HEX_LEN);
-        if (ic->scan != SCAN_OFF &&
-            integrity_scan(ic->rules, def, ic->max_description, seen[i].finding,
-                           sizeof seen[i].finding) > 0 &&
-            ic->scan == SCAN_LOG) {
-            gw_log(GW_LOG_WARN, "integrity_finding", req_id, NULL, "%s %s: rule %s", k->kind,
-                   seen[i].name, seen[i].finding);
-            seen[i].finding[0] = 0;
-        }
     }
-    char set_hex[65];
-    uint8_t d[GW_SHA256_LEN];
-    gw_sha256_final(&set, d);
-    for (int i = 0; i < GW_SHA256_LEN; i++)
-        snprintf(set_hex + 2 * i, 3, "%02x", d[i]);
-    if (rc == 0)
-        rc = integrity_store_compare(s, key, k->kind, seen, n, set_hex);
-    /* Hide what is not approved as it is now (enforce); say so either way. */
-    size_t i = 0, w = 0;
-    while (rc == 0 && w < n) {
-        struct integrity_seen *e = &seen[w++];
-        if (e->event[0]) {
-            audit_event(e->event, key, k->kind, e->name, e->hash, e->detail);
-            if (strcmp(e->event, "pinned") != 0)
-                gw_log(GW_LOG_WARN, "integrity_quarantine", req_id, NULL,
-                       "%s %s on %s: %s%s%s (%s)", k->kind, e->name, key, e->event,
-                       e->detail[0] ? " " : "", e->detail,
-                       mode == INTEGRITY_ENFORCE ? "hidden" : "warn mode: passed");
-        }
-        if (!e->visible && mode == INTEGRITY_ENFORCE)
-            json_array_remove(arr, i);
-        else
-            i++;
+    const char *url = ic->store_url ? ic->store_url : ":memory:";
+    struct integrity_store *s = integrity_store_open(url, err, sizeof err);
+    if (!s) {
+        gw_log_error("integrity_store", "%s", err);
+        return -1;
     }
-    for (size_t j = 0; j < n; j++)
-        free(seen[j].def);
-    free(seen);
-    return rc;
+    if (ic->manifest) {
+        char digest[GW_SHA256_HEX_LEN + 1];
+        json_t *m =
+            integrity_manifest_load(ic->manifest, ic->manifest_key, digest, err, sizeof err);
+        int n = m ? integrity_store_apply_manifest(s, m, digest, wall_ms()) : -1;
+        json_decref(m);
+        if (n < 0) {
+            gw_log_error("integrity_manifest", "the pin manifest is refused: %s",
+                         m ? integrity_store_error(s) : err);
+            integrity_store_close(s);
+            return -1;
+        }
+        gw_log(GW_LOG_INFO, "integrity_manifest", NULL, NULL, "%s: %d pins applied%s", ic->manifest,
+               n, n == 0 ? " (the same manifest as before: decisions kept)" : "");
+    }
+    atomic_store(&g_draining, 1);
+    if (pthread_create(&g_drain, NULL, drain_main, s) != 0) {
+        atomic_store(&g_draining, 0);
+        integrity_store_close(s);
+        gw_log_error("integrity_store", "cannot start the audit drain thread");
+        return -1;
+    }
+    atomic_store(&g_store, s);
+    return 0;
 }
 
-static int filter_message(struct gw_request *req, json_t *msg, int *modified,
-                          struct gw_decision *out)
+static void stop(void)
 {
-    const struct integrity_config *ic = integrity_config_of(req->cfg);
-    json_t *result = json_object_get(msg, "result");
-    if (!ic || !json_is_object(result))
-        return GW_PASS;
-    enum integrity_mode mode = mode_for(ic, req->route);
-    if (mode == INTEGRITY_OFF)
-        return GW_PASS;
-    char key[256];
-    list_key(req, key, sizeof key);
-    for (size_t k = 0; k < 4; k++) {
-        json_t *arr = json_object_get(result, integrity_kinds[k].list);
-        if (!arr)
-            continue;
-        struct integrity_store *s = store_get();
-        size_t before = json_array_size(arr);
-        if (!json_is_array(arr) || !s ||
-            filter_list(ic, mode, s, key, &integrity_kinds[k], arr, req->id) != 0) {
-            if (mode != INTEGRITY_ENFORCE)
-                continue;
-            gw_log(GW_LOG_ERROR, "integrity_error", req->id, NULL,
-                   "a %s list could not be checked against the pins; nothing of it is shown",
-                   integrity_kinds[k].kind);
-            json_object_set_new(result, integrity_kinds[k].list, json_array());
-            *modified = 1;
-            continue;
-        }
-        if (json_array_size(arr) != before)
-            *modified = 1;
-    }
-    (void)out;
-    return GW_PASS;
+    struct integrity_store *s = atomic_exchange(&g_store, NULL);
+    if (!s)
+        return;
+    atomic_store(&g_draining, 0);
+    pthread_join(g_drain, NULL);
+    integrity_store_close(s);
 }
 
-static int integrity_on_response(struct gw_request *req, json_t *msg, int *modified,
-                                 struct gw_decision *out)
+/*
+ * Modes, scan settings and rules follow a reload (every request reads its own generation);
+ * the store and the manifest are opened and applied at start.
+ */
+static int prepare(const struct gw_config *running, const struct gw_config *next,
+                   struct cfg_error *err)
 {
-    if (json_is_array(msg)) {
-        for (size_t i = 0; i < json_array_size(msg); i++)
-            filter_message(req, json_array_get(msg, i), modified, out);
-        return GW_PASS;
+    const struct integrity_config *a = integrity_config_of(running), *b = integrity_config_of(next);
+    char why[512];
+    if (b && backends_known(next, b, why, sizeof why) != 0) {
+        snprintf(err->msg, sizeof err->msg, "%s", why);
+        return -1;
     }
-    if (!json_is_object(msg) || json_object_get(msg, "method"))
-        return GW_PASS;
-    return filter_message(req, msg, modified, out);
+    const char *fields[][2] = {
+        {a ? a->store_url : NULL, b ? b->store_url : NULL},
+        {a ? a->manifest : NULL, b ? b->manifest : NULL},
+        {a ? a->manifest_key : NULL, b ? b->manifest_key : NULL},
+    };
+    static const char *const names[] = {"integrity.store", "integrity.manifest",
+                                        "integrity.public_key"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *x = fields[i][0], *y = fields[i][1];
+        if ((!x != !y) || (x && strcmp(x, y) != 0)) {
+            snprintf(err->msg, sizeof err->msg,
+                     "%s changed: the pin store is opened and the manifest applied at start; a "
+                     "restart is needed",
+                     names[i]);
+            return -1;
+        }
+    }
+    return 0;
 }
 
-const struct gw_layer_ops integrity_layer = {
-    .check = integrity_check,
-    .on_response = integrity_on_response,
+static int check(const struct gw_config *cfg, const char *config_path, struct gw_buf *summary)
+{
+    (void)config_path;
+    const struct integrity_config *ic = integrity_config_of(cfg);
+    char err[512];
+    if (!ic)
+        return 0;
+    if (backends_known(cfg, ic, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (ic->manifest) {
+        char digest[GW_SHA256_HEX_LEN + 1];
+        json_t *m =
+            integrity_manifest_load(ic->manifest, ic->manifest_key, digest, err, sizeof err);
+        if (!m) {
+            fprintf(stderr, "integrity.manifest: %s\n", err);
+            return 1;
+        }
+        gw_buf_printf(summary, ", pin manifest verified (%zu pins)",
+                      json_array_size(json_object_get(m, "pins")));
+        json_decref(m);
+    }
+    return 0;
+}
+
+/* ---- admin API: GET /admin/api/integrity[?state=pending&backend=route/backend] ---- */
+
+struct api_rows {
+    json_t *pins;
+    size_t n;
 };
+
+static void api_row(void *arg, const struct integrity_row *r)
+{
+    struct api_rows *a = arg;
+    if (a->n++ >= 1000)
+        return;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "backend", r->backend, "kind", r->kind,
+                          "name", r->name, "state", r->state, "reason", r->reason);
+    if (o && r->approved_hash)
+        json_object_set_new(o, "approved_hash", json_string(r->approved_hash));
+    if (o && r->seen_hash)
+        json_object_set_new(o, "seen_hash", json_string(r->seen_hash));
+    json_array_append_new(a->pins, o);
+}
+
+int integrity_admin_api(const struct gw_config *cfg, const char *topic, const json_t *params,
+                        json_t **out)
+{
+    if (strcmp(topic, "integrity") != 0)
+        return 0;
+    (void)cfg;
+    const char *state = json_string_value(json_object_get(params, "state"));
+    const char *backend = json_string_value(json_object_get(params, "backend"));
+    if (state && strcmp(state, "approved") && strcmp(state, "pending") &&
+        strcmp(state, "rejected")) {
+        *out = json_pack("{s:s}", "error", "state: approved, pending or rejected");
+        return 400;
+    }
+    struct integrity_store *s = integrity_running_store();
+    struct api_rows a = {json_array(), 0};
+    if (!s || !a.pins || integrity_store_rows(s, backend, state, api_row, &a) != 0) {
+        json_decref(a.pins);
+        *out = json_pack("{s:s}", "error", "the pin store is unavailable");
+        return 503;
+    }
+    *out = json_pack("{s:o, s:I, s:b}", "pins", a.pins, "total", (json_int_t)a.n, "truncated",
+                     a.n > 1000);
+    return *out ? 200 : 503;
+}
 
 /* ---- module ---- */
 
@@ -390,55 +474,27 @@ static void conf_free(void *conf)
     integrity_config_free(conf);
 }
 
-static int start(const struct gw_config *cfg)
-{
-    const struct integrity_config *ic = integrity_config_of(cfg);
-    const char *path = ic && ic->store_path ? ic->store_path : ":memory:";
-    pthread_mutex_lock(&g_mu);
-    int rc = 0;
-    if (!g_store || !g_store_path || strcmp(g_store_path, path) != 0) {
-        char err[256];
-        struct integrity_store *s = integrity_store_open(path, err, sizeof err);
-        if (!s) {
-            gw_log_error("integrity_store", "%s", err);
-            rc = -1;
-        } else {
-            integrity_store_close(g_store);
-            free(g_store_path);
-            g_store = s;
-            g_store_path = strdup(path);
-        }
-    }
-    pthread_mutex_unlock(&g_mu);
-    return rc;
-}
-
-static void stop(void)
-{
-    pthread_mutex_lock(&g_mu);
-    integrity_store_close(g_store);
-    g_store = NULL;
-    free(g_store_path);
-    g_store_path = NULL;
-    pthread_mutex_unlock(&g_mu);
-}
-
 static const struct gw_command commands[] = {
-    {"tools", "list|diff|approve|reject   pinned definitions and their quarantine",
+    {"tools", "list|diff|approve|reject|pin   pinned definitions, quarantine, signed manifests",
      integrity_cli_main},
     {NULL, NULL, NULL},
 };
 
-static const char *const reasons[] = {"integrity.quarantined", "integrity.unavailable", NULL};
+static const char *const reasons[] = {"integrity.quarantined", "integrity.unlisted",
+                                      "integrity.unavailable", NULL};
 
 const struct gw_module integrity_module = {
     .name = "integrity",
     .config_key = "integrity",
     .parse = parse,
     .free = conf_free,
+    .check = check,
     .start = start,
     .stop = stop,
+    .prepare = prepare,
     .layer = &integrity_layer,
     .reason_codes = reasons,
+    .metrics = integrity_metrics,
+    .admin_api = integrity_admin_api,
     .commands = commands,
 };

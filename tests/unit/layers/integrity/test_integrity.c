@@ -1,4 +1,4 @@
-/* Tool integrity: canonical form, hashes, drift and rename detection, the store, the scan. */
+/* Tool integrity: canonical form, hashes, the poisoning scan and its corpus. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,159 +79,6 @@ static void test_hashes(void **state)
     assert_int_equal(integrity_hash_def(obj, "name", h1, b1), -1);
     json_decref(obj);
     assert_int_equal(integrity_hash_def(json_string("x"), "name", h1, b1), -1);
-}
-
-/* ---- store ---- */
-
-struct list {
-    struct integrity_seen e[8];
-    size_t n;
-};
-
-static void add(struct list *l, const char *name, const char *desc, const char *finding)
-{
-    char text[256];
-    snprintf(text, sizeof text, "{\"name\":\"%s\",\"description\":\"%s\"}", name, desc);
-    json_t *v = json_loads(text, 0, NULL);
-    struct integrity_seen *e = &l->e[l->n++];
-    memset(e, 0, sizeof *e);
-    e->name = name;
-    assert_int_equal(integrity_hash_def(v, "name", e->hash, e->body), 0);
-    e->def = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-    snprintf(e->finding, sizeof e->finding, "%s", finding ? finding : "");
-    json_decref(v);
-}
-
-static void list_free(struct list *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->e[i].def);
-    l->n = 0;
-}
-
-static int compare(struct integrity_store *s, struct list *l)
-{
-    char set[65] = "set";
-    snprintf(set, sizeof set, "%zu", l->n);
-    return integrity_store_compare(s, "r/b", "tool", l->e, l->n, set);
-}
-
-static void test_store_flow(void **state)
-{
-    (void)state;
-    char path[] = "/tmp/tg-pins-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    char err[256];
-    struct integrity_store *s = integrity_store_open(path, err, sizeof err);
-    assert_non_null(s);
-    struct list l = {0};
-    add(&l, "read", "Reads.", NULL);
-    add(&l, "write", "Writes.", NULL);
-    add(&l, "evil", "<IMPORTANT>", "hidden_tag");
-    assert_int_equal(compare(s, &l), 0);
-    assert_true(l.e[0].visible && l.e[1].visible);
-    assert_string_equal(l.e[0].event, "pinned");
-    assert_false(l.e[2].visible); /* poisoned on first sight */
-    assert_string_equal(l.e[2].event, "poison");
-    list_free(&l);
-
-    /* The same list again: nothing happens. */
-    add(&l, "write", "Writes.", NULL);
-    add(&l, "read", "Reads.", NULL);
-    assert_int_equal(compare(s, &l), 0);
-    assert_true(l.e[0].visible && l.e[1].visible);
-    assert_string_equal(l.e[0].event, "");
-    list_free(&l);
-
-    /* Drift, an addition, a rename. */
-    add(&l, "read", "Reads. Also do more.", NULL);
-    add(&l, "fetch", "Fetches.", NULL);
-    add(&l, "put", "Writes.", NULL);
-    assert_int_equal(compare(s, &l), 0);
-    assert_false(l.e[0].visible);
-    assert_string_equal(l.e[0].event, "drift");
-    assert_false(l.e[1].visible);
-    assert_string_equal(l.e[1].event, "new");
-    assert_false(l.e[2].visible);
-    assert_string_equal(l.e[2].event, "rename");
-    assert_string_equal(l.e[2].detail, "write");
-
-    struct integrity_pin pin;
-    assert_int_equal(integrity_store_get(s, "r/b", "tool", "read", &pin), 1);
-    assert_string_equal(pin.state, "pending");
-    assert_int_equal(integrity_store_get(s, "r/b", "tool", "nothing", &pin), 0);
-
-    /* Approve one, reject another; a second decision finds nothing pending. */
-    assert_int_equal(integrity_store_decide(s, "r/b", "tool", "read", 1), 1);
-    assert_int_equal(integrity_store_decide(s, "r/b", "tool", "fetch", 0), 1);
-    assert_int_equal(integrity_store_decide(s, "r/b", "tool", "fetch", 0), 0);
-    assert_int_equal(integrity_store_decide(s, "r/b", "tool", "nothing", 1), 0);
-    assert_int_equal(compare(s, &l), 0);
-    assert_true(l.e[0].visible);
-    assert_false(l.e[1].visible);
-    assert_false(l.e[2].visible);
-    assert_int_equal(integrity_store_get(s, "r/b", "tool", "fetch", &pin), 1);
-    assert_string_equal(pin.state, "rejected");
-
-    /* The diff names what changed. */
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    assert_int_equal(integrity_store_list(s, mem, 1), 0);
-    fclose(mem);
-    assert_non_null(strstr(text, "\"fetch\""));
-    assert_null(strstr(text, "\"read\""));
-    free(text);
-    list_free(&l);
-    add(&l, "write", "Writes more.", NULL);
-    assert_int_equal(compare(s, &l), 0);
-    mem = open_memstream(&text, &len);
-    assert_int_equal(integrity_store_diff(s, mem, "r/b", "tool", "write"), 0);
-    fclose(mem);
-    assert_non_null(strstr(text, "- description: \"Writes.\""));
-    assert_non_null(strstr(text, "+ description: \"Writes more.\""));
-    free(text);
-    list_free(&l);
-    integrity_store_close(s);
-
-    /* Pins survive a reopen (another instance on the same file). */
-    s = integrity_store_open(path, err, sizeof err);
-    assert_non_null(s);
-    assert_int_equal(integrity_store_get(s, "r/b", "tool", "read", &pin), 1);
-    assert_string_equal(pin.state, "approved");
-    integrity_store_close(s);
-    unlink(path);
-}
-
-/* Two handles on one file (two instances): the first list pinned wins; the other drifts. */
-static void test_store_first_writer(void **state)
-{
-    (void)state;
-    char path[] = "/tmp/tg-pins-XXXXXX";
-    int fd = mkstemp(path);
-    close(fd);
-    char err[256];
-    struct integrity_store *a = integrity_store_open(path, err, sizeof err);
-    struct integrity_store *b = integrity_store_open(path, err, sizeof err);
-    assert_non_null(a);
-    assert_non_null(b);
-    struct list la = {0}, lb = {0};
-    add(&la, "t", "One.", NULL);
-    add(&lb, "t", "Two.", NULL);
-    add(&lb, "u", "Extra.", NULL);
-    assert_int_equal(compare(a, &la), 0);
-    assert_int_equal(compare(b, &lb), 0);
-    assert_true(la.e[0].visible);
-    assert_false(lb.e[0].visible); /* not a second first pin */
-    assert_false(lb.e[1].visible);
-    list_free(&la);
-    list_free(&lb);
-    integrity_store_close(a);
-    integrity_store_close(b);
-    unlink(path);
-    assert_null(integrity_store_open("/nonexistent-dir/x/pins.db", err, sizeof err));
 }
 
 /* ---- scan ---- */
@@ -337,7 +184,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_canonical),     cmocka_unit_test(test_hashes),
-        cmocka_unit_test(test_store_flow),    cmocka_unit_test(test_store_first_writer),
         cmocka_unit_test(test_scan_poisoned), cmocka_unit_test(test_scan_benign),
         cmocka_unit_test(test_rules_errors),
     };
