@@ -155,11 +155,16 @@ static const char *kind_of_target(const struct mcp_message *m)
     }
 }
 
+/*
+ * A quarantined definition is refused with a tool result (or error) the model can read; an
+ * unlisted one as nonexistent (-32602), which it is as far as the list goes.
+ */
 static int refuse(struct gw_decision *out, const char *code, const char *kind, const char *name,
                   const char *why)
 {
     atomic_fetch_add(&n_refused, 1);
-    gw_decision_deny(out, 200, 0, code, "");
+    gw_decision_deny(out, 200, strcmp(code, "integrity.unlisted") == 0 ? JSONRPC_INVALID_PARAMS : 0,
+                     code, "");
     snprintf(out->reason, sizeof out->reason, "The %s '%.60s' %s Do not retry it.", kind, name,
              why);
     return GW_DENY;
@@ -358,7 +363,7 @@ static int check_group(struct gw_request *req, const struct integrity_config *ic
         }
         char fields[600];
         snprintf(fields, sizeof fields,
-                 "\"backend\":\"%.100s\",\"kind\":\"%s\",\"name\":\"%.128s\",\"event\":\"%s\","
+                 "\"backend\":\"%.100s\",\"kind\":\"%s\",\"name\":\"%.128s\",\"change\":\"%s\","
                  "\"detail\":\"%.100s\"",
                  key, k->kind, e->name, e->event[0] ? e->event : "unapproved", e->detail);
         if (mode == INTEGRITY_WARN) {
