@@ -114,7 +114,11 @@ static int put_real(struct gw_buf *out, double d)
         return -1;
     if (d == 0)
         return gw_buf_append_str(out, "0");
-    if (d == floor(d) && fabs(d) < 1e21)
+    /*
+     * An integral real within 2^53 is written as an integer; beyond, in exponent form, so
+     * that the text parses back (jansson refuses integers past 64 bits).
+     */
+    if (d == floor(d) && fabs(d) <= 9007199254740992.0)
         return gw_buf_printf(out, "%.0f", d);
     char tmp[40];
     for (int prec = 1; prec <= 17; prec++) {
@@ -138,7 +142,8 @@ static int canon(const json_t *v, struct gw_buf *out, int depth)
         const char *k;
         json_t *m;
         json_object_foreach((json_t *)v, k, m) keys[i++] = k;
-        qsort(keys, n, sizeof *keys, key_cmp);
+        if (n)
+            qsort(keys, n, sizeof *keys, key_cmp);
         int rc = gw_buf_append(out, "{", 1);
         for (i = 0; i < n && rc == 0; i++) {
             if (i)
