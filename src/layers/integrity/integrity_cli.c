@@ -239,6 +239,11 @@ int integrity_cli_main(int argc, char **argv)
 {
     struct opts o = {0};
     const char *cmd = argc > 1 ? argv[1] : NULL;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
     if (!cmd || parse_opts(argc, argv, &o) != 0 || !o.config)
         return usage();
     if (!o.kind)

@@ -163,8 +163,12 @@ static int refuse(struct gw_decision *out, const char *code, const char *kind, c
                   const char *why)
 {
     atomic_fetch_add(&n_refused, 1);
-    gw_decision_deny(out, 200, strcmp(code, "integrity.unlisted") == 0 ? JSONRPC_INVALID_PARAMS : 0,
-                     code, "");
+    if (strcmp(code, "integrity.unlisted") == 0) {
+        gw_decision_deny(out, 200, JSONRPC_INVALID_PARAMS, code, "");
+        snprintf(out->reason, sizeof out->reason, "Unknown %s: %.200s", kind, name);
+        return GW_DENY;
+    }
+    gw_decision_deny(out, 200, 0, code, "");
     snprintf(out->reason, sizeof out->reason, "The %s '%.60s' %s Do not retry it.", kind, name,
              why);
     return GW_DENY;

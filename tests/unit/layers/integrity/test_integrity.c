@@ -85,7 +85,9 @@ static void test_hashes(void **state)
     json_t *obj = json_pack("{s:s, s:o}", "name", "x", "deep", deep);
     assert_int_equal(integrity_hash_def(obj, "name", h1, b1), -1);
     json_decref(obj);
-    assert_int_equal(integrity_hash_def(json_string("x"), "name", h1, b1), -1);
+    json_t *str = json_string("x");
+    assert_int_equal(integrity_hash_def(str, "name", h1, b1), -1);
+    json_decref(str);
 }
 
 /* ---- scan ---- */
