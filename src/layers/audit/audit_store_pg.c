@@ -4,6 +4,7 @@
  */
 #include "layers/audit/audit_store.h"
 
+#include <fnmatch.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,7 +159,8 @@ static int pg_scan(struct audit_store *st, const struct audit_filter *f, audit_r
                 .record_len = (size_t)PQgetlength(res, 0, 10),
                 .hash = PQgetvalue(res, 0, 11),
             };
-            ret = cb(&r, arg);
+            if (!f || !f->tool_glob || (r.tool && fnmatch(f->tool_glob, r.tool, 0) == 0))
+                ret = cb(&r, arg);
         } else if (status != PGRES_SINGLE_TUPLE && status != PGRES_TUPLES_OK && ret == 0) {
             pg_fail(s, "scan", NULL);
             ret = -1;
@@ -202,12 +204,19 @@ static const struct audit_store_ops pg_ops = {
 
 struct audit_store *audit_pg_open(const char *conninfo, int create, char *err, size_t errlen)
 {
+    return audit_pg_open_format(conninfo, create, AUDIT_FORMAT_LEGACY, err, errlen);
+}
+
+struct audit_store *audit_pg_open_format(const char *conninfo, int create,
+                                         enum audit_store_format format, char *err, size_t errlen)
+{
     struct pg_store *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory opening the audit store");
         return NULL;
     }
     s->base.ops = &pg_ops;
+    s->base.format = AUDIT_FORMAT_LEGACY;
     s->conn = PQconnectdb(conninfo);
     if (PQstatus(s->conn) != CONNECTION_OK) {
         pg_fail(s, "connect", NULL);

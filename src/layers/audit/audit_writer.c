@@ -85,10 +85,17 @@ static void init_conds(void)
     pthread_condattr_destroy(&a);
 }
 
+static int64_t (*clock_fn)(void); /* audit_writer_set_clock: generated stores */
+
+void audit_writer_set_clock(int64_t (*now_ns)(void))
+{
+    clock_fn = now_ns;
+}
+
 static int64_t next_time(void)
 {
     /* The chain's time never runs backwards, even when the wall clock is stepped back. */
-    int64_t now = (int64_t)gw_now_ns();
+    int64_t now = clock_fn ? clock_fn() : (int64_t)gw_now_ns();
     if (now < W.last_time)
         now = W.last_time;
     W.last_time = now;
@@ -668,7 +675,7 @@ static int rotate_if_due(void)
         gw_log_error("audit_rotate", "cannot rename %s to %s: %s", path, rotated, strerror(errno));
         /* The old file is intact and closed; carry on appending to it. */
     }
-    W.store = audit_store_open(W.ac.store, 1, err, sizeof err);
+    W.store = audit_store_open_format(W.ac.store, 1, W.ac.store_format, err, sizeof err);
     if (W.store && W.store->ops->set_sync(W.store, W.ac.sync_full) != 0) {
         W.store->ops->close(W.store);
         W.store = NULL;
@@ -768,7 +775,7 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         goto fail;
     }
     /* The store first: a start that cannot reach it leaves no generated key behind. */
-    W.store = audit_store_open(W.ac.store, 1, err, sizeof err);
+    W.store = audit_store_open_format(W.ac.store, 1, W.ac.store_format, err, sizeof err);
     if (W.store && W.store->ops->set_sync(W.store, W.ac.sync_full) != 0) {
         snprintf(err, sizeof err, "cannot set the audit store's durability (audit.sync)");
         W.store->ops->close(W.store);
