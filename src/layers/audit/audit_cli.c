@@ -23,12 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct cli_opts {
     const char *stores[64];
     size_t n_stores;
     const char *pubkey, *user, *tenant, *tool, *decision, *since, *until, *instance, *format;
-    int live, closed;
+    int live, closed, all_signatures, progress;
     uint64_t limit;
 };
 
@@ -37,14 +38,18 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: toolgate audit <command> STORE [options]\n"
             "  verify STORE [STORE...] --pubkey FILE [--closed] [--live] [--instance I]\n"
+            "              [--all-signatures] [--progress]\n"
             "      check hashes, seq, signatures, time order; files of a rotated chain in order;\n"
             "      --closed: the chain must end at the closing checkpoint of a clean stop;\n"
-            "      --live: accept unsigned records at the end (stores of earlier versions)\n"
+            "      --live: accept unsigned records at the end (stores of earlier versions);\n"
+            "      --all-signatures: check every checkpoint's signature, not only the last\n"
+            "      (which covers the others); --progress: report on stderr (default on a tty)\n"
             "  query STORE [--user U] [--tenant T] [--tool GLOB] [--decision allow|deny|error]\n"
             "              [--since 30d|RFC3339] [--until ...] [--instance I] [--limit N]\n"
             "              [--format table|json|csv]\n"
             "  stats STORE [--since 1d] [--until ...] [--format table|json]\n"
             "  export STORE --format jsonl|ocsf [--since ...] [--until ...]\n"
+            "  migrate FROM TO: copy every record into a new store in the compact format\n"
             "STORE: sqlite:PATH, PATH, or postgres://...\n");
 }
 
@@ -115,6 +120,14 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
             o->closed = 1;
             continue;
         }
+        if (strcmp(a, "--all-signatures") == 0) {
+            o->all_signatures = 1;
+            continue;
+        }
+        if (strcmp(a, "--progress") == 0) {
+            o->progress = 1;
+            continue;
+        }
         if (strcmp(a, "--pubkey") == 0)
             slot = &o->pubkey;
         else if (strcmp(a, "--user") == 0)
@@ -174,8 +187,22 @@ static struct audit_store *open_store(const char *arg)
     return st;
 }
 
+struct verify_progress {
+    uint64_t t0;
+};
+
+static void show_progress(const struct audit_verifier *v, void *arg)
+{
+    struct verify_progress *p = arg;
+    double secs = (double)(gw_mono_ns() - p->t0) / 1e9;
+    fprintf(stderr, "\rverified %llu records (%.0f/s)", (unsigned long long)v->rows,
+            secs > 0 ? (double)v->rows / secs : 0);
+    fflush(stderr);
+}
+
 static int cmd_verify(const struct cli_opts *o)
 {
+    struct verify_progress prog = {gw_mono_ns()};
     char err[512];
     int rc = 2;
     if (!o->pubkey) {
@@ -193,6 +220,11 @@ static int cmd_verify(const struct cli_opts *o)
         goto out;
     v.instance = o->instance;
     v.closed = o->closed;
+    v.all_signatures = o->all_signatures;
+    if (o->progress || isatty(STDERR_FILENO)) {
+        v.progress = show_progress;
+        v.progress_arg = &prog;
+    }
     for (size_t i = 0; i < o->n_stores; i++) {
         struct audit_store *st = open_store(o->stores[i]);
         if (!st)
@@ -206,6 +238,8 @@ static int cmd_verify(const struct cli_opts *o)
         if (f > 0)
             break;
     }
+    if (v.progress && v.rows >= 65536)
+        fputc('\n', stderr);
     rc = audit_verifier_finish(&v) == 0 ? 0 : 1;
     audit_verifier_report(&v, rc == 0 ? stdout : stderr);
     if (rc != 0)
@@ -354,6 +388,7 @@ static int setup_filter(const struct cli_opts *o, struct audit_filter *f, const 
     f->subject = o->user;
     f->tenant = o->tenant;
     f->decision = o->decision;
+    f->tool_glob = o->tool;
     if (o->decision && strcmp(o->decision, "allow") && strcmp(o->decision, "deny") &&
         strcmp(o->decision, "error")) {
         fprintf(stderr, "toolgate audit: --decision is allow, deny or error\n");
@@ -388,6 +423,8 @@ static int cmd_query(const struct cli_opts *o)
         fprintf(stderr, "toolgate audit query: --format is table, json or csv\n");
         return 2;
     }
+    /* Time order: the store answers from its decision indexes without sorting. */
+    f.flags = AUDIT_SCAN_ANY_ORDER;
     struct audit_store *st = open_store(o->stores[0]);
     if (!st)
         return 2;
@@ -406,27 +443,48 @@ static int cmd_query(const struct cli_opts *o)
     return rc < 0 ? 2 : 0;
 }
 
+static uint64_t key_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Counts key in dimension dim: an open-addressing table, grown at half full. */
 static int count(struct scan_ctx *c, int dim, const char *key)
 {
     if (!key)
         key = "-";
-    for (size_t i = 0; i < c->n_by[dim]; i++)
-        if (strcmp(c->by[dim][i].key, key) == 0) {
-            c->by[dim][i].n++;
-            return 0;
-        }
-    if (c->n_by[dim] == c->cap_by[dim]) {
-        size_t cap = c->cap_by[dim] ? c->cap_by[dim] * 2 : 16;
-        struct counter *n = realloc(c->by[dim], cap * sizeof *n);
+    if ((c->n_by[dim] + 1) * 2 > c->cap_by[dim]) {
+        size_t cap = c->cap_by[dim] ? c->cap_by[dim] * 2 : 64;
+        struct counter *n = calloc(cap, sizeof *n);
         if (!n)
             return -1;
+        for (size_t i = 0; i < c->cap_by[dim]; i++) {
+            struct counter *old = &c->by[dim][i];
+            if (!old->key)
+                continue;
+            size_t j = key_hash(old->key) & (cap - 1);
+            while (n[j].key)
+                j = (j + 1) & (cap - 1);
+            n[j] = *old;
+        }
+        free(c->by[dim]);
         c->by[dim] = n;
         c->cap_by[dim] = cap;
     }
+    size_t mask = c->cap_by[dim] - 1, j = key_hash(key) & mask;
+    for (; c->by[dim][j].key; j = (j + 1) & mask)
+        if (strcmp(c->by[dim][j].key, key) == 0) {
+            c->by[dim][j].n++;
+            return 0;
+        }
     char *k = strdup(key);
     if (!k)
         return -1;
-    c->by[dim][c->n_by[dim]++] = (struct counter){k, 1};
+    c->by[dim][j] = (struct counter){k, 1};
+    c->n_by[dim]++;
     return 0;
 }
 
@@ -462,6 +520,8 @@ static int cmd_stats(const struct cli_opts *o)
     }
     if (setup_filter(o, &f, "decision") != 0)
         return 2;
+    /* Counting needs the columns only, in any order: the store answers from an index. */
+    f.flags = AUDIT_SCAN_NO_RECORD | AUDIT_SCAN_ANY_ORDER;
     struct audit_store *st = open_store(o->stores[0]);
     if (!st)
         return 2;
@@ -473,11 +533,17 @@ static int cmd_stats(const struct cli_opts *o)
     if (!json)
         printf("total %llu\n", (unsigned long long)c.n);
     for (int d = 0; d < 4; d++) {
-        qsort(c.by[d], c.n_by[d], sizeof *c.by[d], counter_cmp);
+        /* Pack the table's entries to the front, then sort them by count. */
+        size_t used = 0;
+        for (size_t i = 0; i < c.cap_by[d]; i++)
+            if (c.by[d][i].key)
+                c.by[d][used++] = c.by[d][i];
+        if (used)
+            qsort(c.by[d], used, sizeof *c.by[d], counter_cmp);
         json_t *obj = json ? json_object() : NULL;
         if (!json)
             printf("\nby %s:\n", dims[d]);
-        for (size_t i = 0; i < c.n_by[d]; i++) {
+        for (size_t i = 0; i < used; i++) {
             if (json)
                 json_object_set_new(obj, c.by[d][i].key, json_integer((json_int_t)c.by[d][i].n));
             else {
@@ -620,6 +686,77 @@ static int cmd_export(const struct cli_opts *o)
     return rc != 0 ? 2 : 0;
 }
 
+struct migrate_ctx {
+    struct audit_store *to;
+    uint64_t n;
+};
+
+static int migrate_row(const struct audit_row *r, void *arg)
+{
+    struct migrate_ctx *m = arg;
+    if (r->problem) {
+        fprintf(stderr,
+                "toolgate audit migrate: instance %s seq %llu: %s; nothing was "
+                "migrated past it (verify the source first)\n",
+                r->instance, (unsigned long long)r->seq, r->problem);
+        return 1;
+    }
+    /* Large transactions: the copy is one pass, rows in (instance, seq) order. */
+    if (m->n % 20000 == 0 && m->n && (m->to->ops->commit(m->to) || m->to->ops->begin(m->to)))
+        return -1;
+    if (m->to->ops->append(m->to, r) != 0)
+        return -1;
+    m->n++;
+    return 0;
+}
+
+/*
+ * `migrate FROM TO`: copies every row, canonical bytes and hashes as they are, into a new
+ * store in the compact format; verify accepts the copy with the same key.
+ */
+static int cmd_migrate(int argc, char **argv)
+{
+    char buf[2][4200], err[512];
+    if (argc != 4) {
+        fprintf(stderr, "usage: toolgate audit migrate FROM TO (TO must not exist yet)\n");
+        return 2;
+    }
+    const char *to_url = store_url(argv[3], buf[1], sizeof buf[1]);
+    const char *to_path = audit_store_sqlite_path(to_url);
+    if (to_path && access(to_path, F_OK) == 0) {
+        fprintf(stderr, "toolgate audit migrate: %s exists; name a new file\n", to_path);
+        return 2;
+    }
+    struct audit_store *from =
+        audit_store_open(store_url(argv[2], buf[0], sizeof buf[0]), 0, err, sizeof err);
+    if (!from) {
+        fprintf(stderr, "toolgate audit migrate: %s\n", err);
+        return 2;
+    }
+    struct audit_store *to =
+        audit_store_open_format(to_url, 1, AUDIT_FORMAT_COMPACT, err, sizeof err);
+    if (!to) {
+        fprintf(stderr, "toolgate audit migrate: %s\n", err);
+        from->ops->close(from);
+        return 2;
+    }
+    struct migrate_ctx m = {.to = to};
+    int rc = to->ops->set_sync(to, 0) || to->ops->begin(to) ? -1 : 0;
+    if (rc == 0)
+        rc = from->ops->scan(from, NULL, migrate_row, &m);
+    if (rc == 0 && to->ops->commit(to) != 0)
+        rc = -1;
+    if (rc != 0) {
+        to->ops->rollback(to);
+        if (rc < 0)
+            fprintf(stderr, "toolgate audit migrate: %s\n", to->err[0] ? to->err : from->err);
+    } else
+        printf("migrated %llu records into %s\n", (unsigned long long)m.n, argv[3]);
+    to->ops->close(to);
+    from->ops->close(from);
+    return rc == 0 ? 0 : rc < 0 ? 2 : 1;
+}
+
 int audit_cli_main(int argc, char **argv)
 {
     struct cli_opts o;
@@ -632,6 +769,8 @@ int audit_cli_main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+    if (strcmp(argv[1], "migrate") == 0)
+        return cmd_migrate(argc, argv);
     static const char *const commands[] = {"verify", "query", "stats", "export", NULL};
     int known = 0;
     for (const char *const *c = commands; *c; c++)

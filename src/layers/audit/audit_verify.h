@@ -31,14 +31,21 @@ struct audit_verify_instance {
     uint64_t records, checkpoints;
     uint64_t unclean_starts; /* start records after an unclean stop (crash, kill, power) */
     uint64_t last_unclean_seq;
+    /* The last checkpoint, its signature checked at the end (unless all_signatures). */
+    uint64_t last_sig_seq, last_sig_head_seq;
+    char last_sig_head[65], last_sig_time[24], last_sig[129];
 };
 
 struct audit_verifier {
     EVP_PKEY *pub; /* borrowed */
     char key_id[65];
-    int live;   /* an unsigned tail is reported, not refused (stores of earlier versions) */
-    int closed; /* set after init: the chain must end at a closing checkpoint */
+    int live;           /* an unsigned tail is reported, not refused (stores of earlier versions) */
+    int closed;         /* set after init: the chain must end at a closing checkpoint */
+    int all_signatures; /* check every checkpoint's signature as it is read */
     const char *instance; /* verify only this instance's chain; NULL: every instance */
+    /* Called every 65536 records (progress on a terminal); NULL: none. */
+    void (*progress)(const struct audit_verifier *v, void *arg);
+    void *progress_arg;
     /* Results. */
     int bad; /* 1 once a problem was found */
     char bad_instance[136];
