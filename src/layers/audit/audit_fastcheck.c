@@ -77,7 +77,8 @@ static int scan_integer(struct cursor *c, int64_t *out)
     const char *d = c->p;
     int64_t v = 0;
     while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-        v = v * 10 + (*c->p - '0');
+        if (c->p - d < 15)
+            v = v * 10 + (*c->p - '0');
         c->p++;
     }
     size_t n = (size_t)(c->p - d);
