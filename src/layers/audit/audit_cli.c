@@ -29,7 +29,8 @@ struct cli_opts {
     const char *stores[64];
     size_t n_stores;
     const char *pubkey, *user, *tenant, *tool, *decision, *since, *until, *instance, *format;
-    int live, closed, all_signatures, progress;
+    const char *state;
+    int live, closed, all_signatures, progress, since_checkpoint;
     uint64_t limit;
 };
 
@@ -38,12 +39,14 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: toolgate audit <command> STORE [options]\n"
             "  verify STORE [STORE...] --pubkey FILE [--closed] [--live] [--instance I]\n"
-            "              [--all-signatures] [--progress]\n"
+            "              [--all-signatures] [--progress] [--since-checkpoint [--state F]]\n"
             "      check hashes, seq, signatures, time order; files of a rotated chain in order;\n"
             "      --closed: the chain must end at the closing checkpoint of a clean stop;\n"
             "      --live: accept unsigned records at the end (stores of earlier versions);\n"
             "      --all-signatures: check every checkpoint's signature, not only the last\n"
-            "      (which covers the others); --progress: report on stderr (default on a tty)\n"
+            "      (which covers the others); --progress: report on stderr (default on a tty);\n"
+            "      --since-checkpoint: read only what follows the checkpoint verified last\n"
+            "      time, kept in F (default PATH.verified next to a SQLite store)\n"
             "  query STORE [--user U] [--tenant T] [--tool GLOB] [--decision allow|deny|error]\n"
             "              [--since 30d|RFC3339] [--until ...] [--instance I] [--limit N]\n"
             "              [--format table|json|csv]\n"
@@ -128,6 +131,10 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
             o->progress = 1;
             continue;
         }
+        if (strcmp(a, "--since-checkpoint") == 0) {
+            o->since_checkpoint = 1;
+            continue;
+        }
         if (strcmp(a, "--pubkey") == 0)
             slot = &o->pubkey;
         else if (strcmp(a, "--user") == 0)
@@ -146,6 +153,8 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
             slot = &o->instance;
         else if (strcmp(a, "--format") == 0)
             slot = &o->format;
+        else if (strcmp(a, "--state") == 0)
+            slot = &o->state;
         else if (strcmp(a, "--limit") == 0) {
             if (i + 1 >= argc)
                 goto missing;
@@ -200,6 +209,77 @@ static void show_progress(const struct audit_verifier *v, void *arg)
     fflush(stderr);
 }
 
+#define STATE_HEADER "toolgate-audit-verified 1\n"
+
+/* The state file of --since-checkpoint: where, and the checkpoint it holds (if any). */
+static const char *state_path(const struct cli_opts *o, char *buf, size_t len)
+{
+    if (o->state)
+        return o->state;
+    char url[4200];
+    const char *path = audit_store_sqlite_path(store_url(o->stores[0], url, sizeof url));
+    if (!path)
+        return NULL;
+    snprintf(buf, len, "%s.verified", path);
+    return buf;
+}
+
+/* Loads the saved checkpoint into v. 1 loaded, 0 no state yet, -1 refused (printed). */
+static int load_state(struct audit_verifier *v, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL, err[300];
+    size_t cap = 0;
+    int rc = -1;
+    ssize_t n;
+    if ((n = getline(&line, &cap, f)) < 0 || strcmp(line, STATE_HEADER) != 0 ||
+        (n = getline(&line, &cap, f)) < 2 || line[n - 1] != '\n') {
+        fprintf(stderr, "toolgate audit verify: %s is not a verification state file\n", path);
+        goto out;
+    }
+    line[--n] = '\0';
+    char *tab = strchr(line, '\t');
+    if (!tab) {
+        fprintf(stderr, "toolgate audit verify: %s is not a verification state file\n", path);
+        goto out;
+    }
+    *tab = '\0';
+    if (audit_verifier_trust(v, line, tab + 1, (size_t)(line + n - tab - 1), err, sizeof err)) {
+        fprintf(stderr, "toolgate audit verify: %s: %s\n", path, err);
+        goto out;
+    }
+    rc = 1;
+out:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* Saves the last checkpoint verified (one instance only), replacing the file atomically. */
+static void save_state(const struct audit_verifier *v, const char *path)
+{
+    if (v->n_inst != 1 || !v->inst[0].last_cp_len) {
+        fprintf(stderr, "toolgate audit verify: no state saved (one instance's chain is kept; "
+                        "name it with --instance)\n");
+        return;
+    }
+    char tmp[4400];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return;
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(STATE_HEADER, f) >= 0 &&
+             fprintf(f, "%s\t%.*s\n", v->inst[0].name, (int)v->inst[0].last_cp_len,
+                     v->inst[0].last_cp) > 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "toolgate audit verify: cannot save the state to %s\n", path);
+        unlink(tmp);
+    }
+}
+
 static int cmd_verify(const struct cli_opts *o)
 {
     struct verify_progress prog = {gw_mono_ns()};
@@ -221,6 +301,26 @@ static int cmd_verify(const struct cli_opts *o)
     v.instance = o->instance;
     v.closed = o->closed;
     v.all_signatures = o->all_signatures;
+    char statebuf[4300];
+    const char *state = o->since_checkpoint ? state_path(o, statebuf, sizeof statebuf) : NULL;
+    if (o->since_checkpoint) {
+        if (!state) {
+            fprintf(stderr, "toolgate audit verify: --since-checkpoint needs --state FILE here\n");
+            goto out_v;
+        }
+        if (o->n_stores != 1) {
+            fprintf(stderr, "toolgate audit verify: --since-checkpoint reads one store\n");
+            goto out_v;
+        }
+        int l = load_state(&v, state);
+        if (l < 0) {
+            rc = 1;
+            goto out_v;
+        }
+        if (l == 0)
+            fprintf(stderr, "toolgate audit verify: no state in %s yet: verifying everything\n",
+                    state);
+    }
     if (o->progress || isatty(STDERR_FILENO)) {
         v.progress = show_progress;
         v.progress_arg = &prog;
@@ -245,7 +345,10 @@ static int cmd_verify(const struct cli_opts *o)
     if (rc != 0)
         fprintf(stdout, "audit log NOT intact\n");
     else
-        fprintf(stdout, "audit log intact\n");
+        fprintf(stdout, "audit log intact%s\n",
+                v.trusted.record ? " after the checkpoint verified last time" : "");
+    if (rc == 0 && state)
+        save_state(&v, state);
 out_v:
     audit_verifier_free(&v);
 out:

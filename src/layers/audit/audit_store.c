@@ -175,6 +175,8 @@ static int sq_scan(struct audit_store *st, const struct audit_filter *f, audit_r
     for (int i = 0; i < 5; i++)
         if (vals[i])
             strcat(sql, conds[i]);
+    if (f && f->from_seq)
+        strcat(sql, " AND seq >= ?");
     if (f && f->since_ns)
         strcat(sql, " AND time_ns >= ?");
     if (f && f->until_ns)
@@ -188,6 +190,8 @@ static int sq_scan(struct audit_store *st, const struct audit_filter *f, audit_r
     for (int i = 0; i < 5; i++)
         if (vals[i])
             sqlite3_bind_text(q, n++, vals[i], -1, SQLITE_STATIC);
+    if (f && f->from_seq)
+        sqlite3_bind_int64(q, n++, (sqlite3_int64)f->from_seq);
     if (f && f->since_ns)
         sqlite3_bind_int64(q, n++, f->since_ns);
     if (f && f->until_ns)

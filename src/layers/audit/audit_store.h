@@ -52,6 +52,7 @@ struct audit_filter {
     int64_t since_ns;      /* 0: open */
     int64_t until_ns;      /* 0: open */
     const char *tool_glob; /* fnmatch(3) pattern the tool must match; NULL: any */
+    uint64_t from_seq;     /* rows with seq >= this (0: all) */
     unsigned flags;        /* AUDIT_SCAN_* */
 };
 

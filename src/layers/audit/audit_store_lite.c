@@ -538,6 +538,11 @@ static int lite_scan(struct audit_store *st, const struct audit_filter *f, audit
         return -1;
     int filtered = f->kind || f->subject || f->tenant || f->decision || f->since_ns ||
                    f->until_ns || f->tool_glob;
+    if (f->from_seq && !f->instance) {
+        snprintf(s->base.err, sizeof s->base.err,
+                 "audit store %s: a scan from a seq needs an instance", s->path);
+        return -1;
+    }
     int with_record = !(f->flags & AUDIT_SCAN_NO_RECORD);
     /* Stats read only what the time index holds, so it answers without the table. */
     snprintf(sql, cap, "SELECT %s FROM audit_log WHERE 1",
@@ -552,7 +557,8 @@ static int lite_scan(struct audit_store *st, const struct audit_filter *f, audit
         size_t used = strlen(sql);
         any = inst != 0;
         snprintf(sql + used, cap - used, " AND id >= %llu AND id <= %llu",
-                 (unsigned long long)((uint64_t)inst << AUDIT_SEQ_BITS),
+                 (unsigned long long)((uint64_t)inst << AUDIT_SEQ_BITS |
+                                      (f->from_seq <= AUDIT_SEQ_MAX ? f->from_seq : AUDIT_SEQ_MAX)),
                  (unsigned long long)((uint64_t)inst << AUDIT_SEQ_BITS | AUDIT_SEQ_MAX));
     }
     if (any && f->tool_glob) {

@@ -18,6 +18,8 @@ int audit_verifier_init(struct audit_verifier *v, EVP_PKEY *pub, int live)
 
 void audit_verifier_free(struct audit_verifier *v)
 {
+    free(v->trusted.record);
+    v->trusted.record = NULL;
     free(v->inst);
     v->inst = NULL;
     v->n_inst = 0;
@@ -196,6 +198,29 @@ static int verify_row(const struct audit_row *r, void *arg)
         ret = problem(v, r->instance, r->seq, "%s", r->problem);
         goto out;
     }
+    if (is_new && v->trusted.record && strcmp(r->instance, v->trusted.instance) == 0) {
+        /* Incremental: the chain resumes at the checkpoint verified last time, unchanged. */
+        if (r->seq != v->trusted.seq || r->record_len != v->trusted.len ||
+            memcmp(r->record, v->trusted.record, r->record_len) != 0 ||
+            strcmp(r->hash, v->trusted.hash) != 0) {
+            ret = problem(v, r->instance, r->seq,
+                          "the checkpoint verified last time (seq %llu) is not in the store as "
+                          "it was: records up to it were changed or removed",
+                          (unsigned long long)v->trusted.seq);
+            goto out;
+        }
+        x->first_seq = x->seq = x->last_checkpoint_seq = r->seq;
+        memcpy(x->prev, v->trusted.hash, 65);
+        x->last_time = v->trusted.time_ns;
+        snprintf(x->last_kind, sizeof x->last_kind, "checkpoint");
+        x->closing = v->trusted.closing;
+        x->records = x->checkpoints = 1;
+        if (r->record_len < sizeof x->last_cp) {
+            memcpy(x->last_cp, r->record, r->record_len);
+            x->last_cp_len = r->record_len;
+        }
+        goto out;
+    }
     if (r->record_len > AUDIT_VERIFY_MAX_RECORD) {
         ret = problem(v, r->instance, r->seq, "record is larger than any toolgate writes");
         goto out;
@@ -279,6 +304,11 @@ static int verify_row(const struct audit_row *r, void *arg)
     if (is_checkpoint) {
         x->checkpoints++;
         x->last_checkpoint_seq = r->seq;
+        x->last_cp_len = 0;
+        if (r->record_len < sizeof x->last_cp) {
+            memcpy(x->last_cp, r->record, r->record_len);
+            x->last_cp_len = r->record_len;
+        }
     }
 out:
     json_decref(tree);
@@ -290,6 +320,10 @@ int audit_verifier_feed(struct audit_verifier *v, struct audit_store *st)
     if (v->bad)
         return 1;
     struct audit_filter f = {.instance = v->instance};
+    if (v->trusted.record) {
+        f.instance = v->trusted.instance;
+        f.from_seq = v->trusted.seq;
+    }
     int rc = st->ops->scan(st, &f, verify_row, v);
     if (rc < 0)
         return -1;
@@ -312,6 +346,72 @@ static int check_last_signature(struct audit_verifier *v, struct audit_verify_in
                        "or it was forged (--all-signatures finds the first bad checkpoint)");
     x->last_sig_seq = 0;
     return 0;
+}
+
+int audit_verifier_trust(struct audit_verifier *v, const char *instance, const char *record,
+                         size_t len, char *err, size_t errlen)
+{
+    struct audit_fields fs;
+    json_t *tree = NULL;
+    int rc = -1;
+    if (len >= 2048 || strlen(instance) >= sizeof v->trusted.instance) {
+        snprintf(err, errlen, "the saved checkpoint is too large");
+        return -1;
+    }
+    struct audit_row r = {.instance = instance, .record = record, .record_len = len};
+    /* Its fields, through the same checks as a stored record (canonical, complete). */
+    int fast = audit_fastcheck(record, len, &fs);
+    for (int i = 0; fast && i < AF_COUNT; i++)
+        fast = !fs.f[i].escaped;
+    struct audit_verifier probe = *v;
+    probe.bad = 0;
+    if (!fast && slow_fields(&probe, &r, &tree, &fs) != 0) {
+        snprintf(err, errlen, "the saved checkpoint is not canonical JSON");
+        goto out;
+    }
+    char prev[72], tns[32], head[72], sig[136];
+    if (!field_is(&fs.f[AF_KIND], "checkpoint") || !column_matches(instance, &fs.f[AF_INSTANCE]) ||
+        fs.f[AF_SEQ].type != AFT_INTEGER || fs.f[AF_SEQ].num < 1 ||
+        fs.f[AF_HEAD_SEQ].type != AFT_INTEGER ||
+        !field_str(&fs.f[AF_PREV_HASH], prev, sizeof prev) ||
+        !field_str(&fs.f[AF_HEAD_HASH], head, sizeof head) || strcmp(prev, head) != 0 ||
+        !field_str(&fs.f[AF_TIME_NS], tns, sizeof tns) ||
+        !field_is(&fs.f[AF_SIGNED_TIME_NS], tns) ||
+        !field_str(&fs.f[AF_SIGNATURE], sig, sizeof sig) ||
+        !field_is(&fs.f[AF_KEY_ID], v->key_id)) {
+        snprintf(err, errlen,
+                 "the saved checkpoint is not a checkpoint of instance %s signed by "
+                 "the given key",
+                 instance);
+        goto out;
+    }
+    struct gw_buf payload = {0};
+    int ok = audit_checkpoint_payload(&payload, instance, (uint64_t)fs.f[AF_HEAD_SEQ].num, head,
+                                      tns) == 0 &&
+             audit_sig_ok(v->pub, payload.data, payload.len, sig, strlen(sig));
+    gw_buf_free(&payload);
+    if (!ok || !(v->trusted.record = malloc(len ? len : 1))) {
+        snprintf(err, errlen,
+                 "the saved checkpoint's signature is not valid under the given key "
+                 "(forged, or another key)");
+        goto out;
+    }
+    memcpy(v->trusted.record, record, len);
+    v->trusted.len = len;
+    v->trusted.seq = (uint64_t)fs.f[AF_SEQ].num;
+    v->trusted.time_ns = strtoll(tns, NULL, 10);
+    v->trusted.closing = fs.f[AF_CLOSING].type == AFT_TRUE;
+    snprintf(v->trusted.instance, sizeof v->trusted.instance, "%s", instance);
+    if (audit_chain_hash(prev, record, len, v->trusted.hash) != 0) {
+        free(v->trusted.record);
+        v->trusted.record = NULL;
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(tree);
+    return rc;
 }
 
 int audit_verifier_finish(struct audit_verifier *v)
@@ -363,7 +463,9 @@ void audit_verifier_report(const struct audit_verifier *v, FILE *out)
         fprintf(out, "ok   instance %s: seq %llu..%llu, %llu records, %llu checkpoints", x->name,
                 (unsigned long long)x->first_seq, (unsigned long long)x->seq,
                 (unsigned long long)x->records, (unsigned long long)x->checkpoints);
-        if (x->first_seq != 1)
+        if (v->trusted.record && strcmp(x->name, v->trusted.instance) == 0)
+            fprintf(out, ", from the checkpoint verified last time");
+        else if (x->first_seq != 1)
             fprintf(out, ", continues an earlier file");
         if (x->seq != x->last_checkpoint_seq)
             fprintf(out, ", %llu unsigned records after the last checkpoint",
