@@ -4,11 +4,29 @@
 
 /* Sorted, as the fields of a canonical record come. */
 static const char *const keys[AF_COUNT] = {
-    "closing",    "decision", "head_hash", "head_seq",       "instance",
-    "key_id",     "kind",     "layer",     "prev_hash",      "previous_shutdown",
-    "request_id", "seq",      "signature", "signed_time_ns", "subject",
-    "tenant",     "time_ns",  "tool",
+    [AF_CLOSING] = "closing",
+    [AF_DECISION] = "decision",
+    [AF_HEAD_HASH] = "head_hash",
+    [AF_HEAD_SEQ] = "head_seq",
+    [AF_INSTANCE] = "instance",
+    [AF_KEY_ID] = "key_id",
+    [AF_KIND] = "kind",
+    [AF_LAST_HASH] = "last_hash",
+    [AF_LAYER] = "layer",
+    [AF_PREV_HASH] = "prev_hash",
+    [AF_PREVIOUS_SHUTDOWN] = "previous_shutdown",
+    [AF_REQUEST_ID] = "request_id",
+    [AF_SEQ] = "seq",
+    [AF_SIGNATURE] = "signature",
+    [AF_SIGNED_TIME_NS] = "signed_time_ns",
+    [AF_SUBJECT] = "subject",
+    [AF_TENANT] = "tenant",
+    [AF_THROUGH_SEQ] = "through_seq",
+    [AF_TIME_NS] = "time_ns",
+    [AF_TOOL] = "tool",
 };
+/* Every entry set, in key order (the scan below walks them alongside the record's keys). */
+_Static_assert(sizeof keys / sizeof keys[0] == AF_COUNT, "one key per field");
 
 const char *audit_field_key(enum audit_field_id id)
 {

@@ -20,6 +20,7 @@ enum audit_field_id {
     AF_INSTANCE,
     AF_KEY_ID,
     AF_KIND,
+    AF_LAST_HASH,
     AF_LAYER,
     AF_PREV_HASH,
     AF_PREVIOUS_SHUTDOWN,
@@ -29,6 +30,7 @@ enum audit_field_id {
     AF_SIGNED_TIME_NS,
     AF_SUBJECT,
     AF_TENANT,
+    AF_THROUGH_SEQ,
     AF_TIME_NS,
     AF_TOOL,
     AF_COUNT

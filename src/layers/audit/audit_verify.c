@@ -256,6 +256,7 @@ static int verify_row(const struct audit_row *r, void *arg)
         }
         x->first_seq = r->seq;
         memcpy(x->prev, prev, 65);
+        memcpy(x->first_prev, prev, 65);
     } else if (strcmp(prev, x->prev) != 0) {
         ret = problem(v, r->instance, r->seq,
                       "prev_hash does not match the hash of seq %llu (inserted or reordered)",
@@ -297,6 +298,13 @@ static int verify_row(const struct audit_row *r, void *arg)
     snprintf(x->last_kind, sizeof x->last_kind, "%s", kind);
     x->closing = is_checkpoint && fs.f[AF_CLOSING].type == AFT_TRUE;
     x->records++;
+    char last_hash[72];
+    if (strcmp(kind, "retention") == 0 && fs.f[AF_THROUGH_SEQ].type == AFT_INTEGER &&
+        field_str(&fs.f[AF_LAST_HASH], last_hash, sizeof last_hash)) {
+        x->retention_seq = r->seq;
+        x->retention_through = (uint64_t)fs.f[AF_THROUGH_SEQ].num;
+        snprintf(x->retention_hash, sizeof x->retention_hash, "%.64s", last_hash);
+    }
     if (strcmp(kind, "start") == 0 && field_is(&fs.f[AF_PREVIOUS_SHUTDOWN], "unclean")) {
         x->unclean_starts++;
         x->last_unclean_seq = r->seq;
@@ -463,10 +471,20 @@ void audit_verifier_report(const struct audit_verifier *v, FILE *out)
         fprintf(out, "ok   instance %s: seq %llu..%llu, %llu records, %llu checkpoints", x->name,
                 (unsigned long long)x->first_seq, (unsigned long long)x->seq,
                 (unsigned long long)x->records, (unsigned long long)x->checkpoints);
+        int retained = x->retention_seq && x->retention_through + 1 == x->first_seq &&
+                       strcmp(x->retention_hash, x->first_prev) == 0;
         if (v->trusted.record && strcmp(x->name, v->trusted.instance) == 0)
             fprintf(out, ", from the checkpoint verified last time");
+        else if (retained)
+            fprintf(out,
+                    ", continues after seq %llu, which the retention record at seq %llu "
+                    "says was dropped (its last hash matches)",
+                    (unsigned long long)x->retention_through, (unsigned long long)x->retention_seq);
         else if (x->first_seq != 1)
-            fprintf(out, ", continues an earlier file");
+            fprintf(out,
+                    ", continues an earlier file (give the earlier files first; no "
+                    "retention record names what is before seq %llu)",
+                    (unsigned long long)x->first_seq);
         if (x->seq != x->last_checkpoint_seq)
             fprintf(out, ", %llu unsigned records after the last checkpoint",
                     (unsigned long long)(x->seq - x->last_checkpoint_seq));

@@ -31,6 +31,10 @@ struct audit_verify_instance {
     uint64_t records, checkpoints;
     uint64_t unclean_starts; /* start records after an unclean stop (crash, kill, power) */
     uint64_t last_unclean_seq;
+    char first_prev[65];    /* prev_hash of the first record read */
+    uint64_t retention_seq; /* the last retention record: where, and what it drops */
+    uint64_t retention_through;
+    char retention_hash[65];
     /* The canonical text of the last checkpoint (for --since-checkpoint's state). */
     char last_cp[2048];
     size_t last_cp_len;
