@@ -40,7 +40,7 @@ struct audit_verify_instance {
     size_t last_cp_len;
     /* The last checkpoint, its signature checked at the end (unless all_signatures). */
     uint64_t last_sig_seq, last_sig_head_seq;
-    char last_sig_head[65], last_sig_time[24], last_sig[129];
+    char last_sig_head[65], last_sig_time[32], last_sig[129];
 };
 
 struct audit_verifier {
