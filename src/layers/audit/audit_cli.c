@@ -388,6 +388,7 @@ struct scan_ctx {
     uint64_t n;
     int first;
     int format; /* 0 table, 1 json, 2 csv, 3 jsonl, 4 ocsf */
+    int failed;
     /* stats */
     struct counter *by[4];
     size_t n_by[4], cap_by[4];
@@ -603,6 +604,29 @@ static int stats_row(const struct audit_row *r, void *arg)
     return 0;
 }
 
+/* Adds n to key's count (count() adds one). */
+static int count_n(struct scan_ctx *c, int dim, const char *key, uint64_t n)
+{
+    if (count(c, dim, key) != 0)
+        return -1;
+    size_t mask = c->cap_by[dim] - 1, j = key_hash(key) & mask;
+    for (; c->by[dim][j].key; j = (j + 1) & mask)
+        if (strcmp(c->by[dim][j].key, key) == 0) {
+            c->by[dim][j].n += n - 1;
+            break;
+        }
+    return 0;
+}
+
+static void tally_cb(void *arg, int dim, const char *name, uint64_t n)
+{
+    struct scan_ctx *c = arg;
+    if (dim == 0)
+        c->n += n;
+    if (count_n(c, dim, name, n) != 0)
+        c->failed = 1;
+}
+
 static int counter_cmp(const void *a, const void *b)
 {
     const struct counter *x = a, *y = b;
@@ -628,7 +652,11 @@ static int cmd_stats(const struct cli_opts *o)
     struct audit_store *st = open_store(o->stores[0]);
     if (!st)
         return 2;
-    int rc = st->ops->scan(st, &f, stats_row, &c);
+    int rc = st->ops->tally ? st->ops->tally(st, &f, tally_cb, &c) : 1;
+    if (rc == 1)
+        rc = st->ops->scan(st, &f, stats_row, &c);
+    if (rc == 0 && c.failed)
+        rc = 1;
     if (rc != 0)
         fprintf(stderr, "toolgate audit stats: %s\n", rc < 0 ? st->err : "out of memory");
     st->ops->close(st);

@@ -87,6 +87,13 @@ struct audit_store_ops {
      */
     int (*set_sync)(struct audit_store *st, int full);
     void (*close)(struct audit_store *st);
+    /*
+     * Optional (NULL, or returns 1: not for this filter; use scan): counts the decision
+     * records matching f by decision, layer, tool and subject (dim 0..3), calling
+     * cb(arg, dim, name, n) for each name counted (name "-" for none). 0, or -1 on error.
+     */
+    int (*tally)(struct audit_store *st, const struct audit_filter *f,
+                 void (*cb)(void *arg, int dim, const char *name, uint64_t n), void *arg);
 };
 
 struct audit_store {
