@@ -12,6 +12,7 @@
  */
 #include "layers/audit/audit.h"
 #include "layers/audit/audit_canon.h"
+#include "layers/audit/audit_cli.h"
 #include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_store.h"
 #include "layers/audit/audit_verify.h"
@@ -100,7 +101,7 @@ static int parse_when(const char *s, int64_t *out)
     return 0;
 }
 
-static const char *store_url(const char *arg, char *buf, size_t len)
+const char *audit_cli_store_url(const char *arg, char *buf, size_t len)
 {
     if (strncmp(arg, "sqlite:", 7) == 0 || strncmp(arg, "postgres://", 11) == 0 ||
         strncmp(arg, "postgresql://", 13) == 0)
@@ -190,7 +191,8 @@ missing:
 static struct audit_store *open_store(const char *arg)
 {
     char buf[4200], err[512];
-    struct audit_store *st = audit_store_open(store_url(arg, buf, sizeof buf), 0, err, sizeof err);
+    struct audit_store *st =
+        audit_store_open(audit_cli_store_url(arg, buf, sizeof buf), 0, err, sizeof err);
     if (!st)
         fprintf(stderr, "toolgate audit: %s\n", err);
     return st;
@@ -217,7 +219,7 @@ static const char *state_path(const struct cli_opts *o, char *buf, size_t len)
     if (o->state)
         return o->state;
     char url[4200];
-    const char *path = audit_store_sqlite_path(store_url(o->stores[0], url, sizeof url));
+    const char *path = audit_store_sqlite_path(audit_cli_store_url(o->stores[0], url, sizeof url));
     if (!path)
         return NULL;
     snprintf(buf, len, "%s.verified", path);
@@ -401,6 +403,12 @@ struct counter {
 
 static json_t *full_record(const struct audit_row *r)
 {
+    if (r->problem) {
+        /* Answers go on; the damage is said, and verify says more. */
+        fprintf(stderr, "toolgate audit: instance %s seq %llu skipped: %s (run verify)\n",
+                r->instance, (unsigned long long)r->seq, r->problem);
+        return NULL;
+    }
     json_t *rec = json_loadb(r->record, r->record_len, JSON_REJECT_DUPLICATES, NULL);
     if (rec)
         json_object_set_new(rec, "hash", json_string(r->hash));
@@ -817,77 +825,6 @@ static int cmd_export(const struct cli_opts *o)
     return rc != 0 ? 2 : 0;
 }
 
-struct migrate_ctx {
-    struct audit_store *to;
-    uint64_t n;
-};
-
-static int migrate_row(const struct audit_row *r, void *arg)
-{
-    struct migrate_ctx *m = arg;
-    if (r->problem) {
-        fprintf(stderr,
-                "toolgate audit migrate: instance %s seq %llu: %s; nothing was "
-                "migrated past it (verify the source first)\n",
-                r->instance, (unsigned long long)r->seq, r->problem);
-        return 1;
-    }
-    /* Large transactions: the copy is one pass, rows in (instance, seq) order. */
-    if (m->n % 20000 == 0 && m->n && (m->to->ops->commit(m->to) || m->to->ops->begin(m->to)))
-        return -1;
-    if (m->to->ops->append(m->to, r) != 0)
-        return -1;
-    m->n++;
-    return 0;
-}
-
-/*
- * `migrate FROM TO`: copies every row, canonical bytes and hashes as they are, into a new
- * store in the compact format; verify accepts the copy with the same key.
- */
-static int cmd_migrate(int argc, char **argv)
-{
-    char buf[2][4200], err[512];
-    if (argc != 4) {
-        fprintf(stderr, "usage: toolgate audit migrate FROM TO (TO must not exist yet)\n");
-        return 2;
-    }
-    const char *to_url = store_url(argv[3], buf[1], sizeof buf[1]);
-    const char *to_path = audit_store_sqlite_path(to_url);
-    if (to_path && access(to_path, F_OK) == 0) {
-        fprintf(stderr, "toolgate audit migrate: %s exists; name a new file\n", to_path);
-        return 2;
-    }
-    struct audit_store *from =
-        audit_store_open(store_url(argv[2], buf[0], sizeof buf[0]), 0, err, sizeof err);
-    if (!from) {
-        fprintf(stderr, "toolgate audit migrate: %s\n", err);
-        return 2;
-    }
-    struct audit_store *to =
-        audit_store_open_format(to_url, 1, AUDIT_FORMAT_COMPACT, err, sizeof err);
-    if (!to) {
-        fprintf(stderr, "toolgate audit migrate: %s\n", err);
-        from->ops->close(from);
-        return 2;
-    }
-    struct migrate_ctx m = {.to = to};
-    int rc = to->ops->set_sync(to, 0) || to->ops->begin(to) ? -1 : 0;
-    if (rc == 0)
-        rc = from->ops->scan(from, NULL, migrate_row, &m);
-    if (rc == 0 && to->ops->commit(to) != 0)
-        rc = -1;
-    if (rc != 0) {
-        to->ops->rollback(to);
-        if (rc < 0)
-            fprintf(stderr, "toolgate audit migrate: %s\n", to->err[0] ? to->err : from->err);
-    } else
-        printf("migrated %llu records into %s\n", (unsigned long long)m.n, argv[3]);
-    to->ops->close(to);
-    from->ops->close(from);
-    return rc == 0 ? 0 : rc < 0 ? 2 : 1;
-}
-
 int audit_cli_main(int argc, char **argv)
 {
     struct cli_opts o;
@@ -901,7 +838,7 @@ int audit_cli_main(int argc, char **argv)
             return 0;
         }
     if (strcmp(argv[1], "migrate") == 0)
-        return cmd_migrate(argc, argv);
+        return audit_cli_migrate(argc, argv);
     static const char *const commands[] = {"verify", "query", "stats", "export", NULL};
     int known = 0;
     for (const char *const *c = commands; *c; c++)
