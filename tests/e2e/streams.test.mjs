@@ -152,7 +152,10 @@ describe("order of a session's streams", () => {
         await get.write(getRequest(sid));
         // Two connections have no order between them: the POST goes once toolgate has passed
         // the GET on (its head is still 400 ms away), which is the window under test.
-        await getReached;
+        await Promise.race([
+            getReached,
+            new Promise((_, no) => setTimeout(() => no(new Error("the GET never reached the backend")), 10000).unref()),
+        ]);
         await post.write(postRequest(sid, call(7, "ask")));
         const r = await post.readResponse(10000);
         assert.equal(r.status, 200);
