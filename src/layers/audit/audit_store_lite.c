@@ -70,7 +70,8 @@ static const char lite_schema[] =
 
 static int lite_fail(struct lite_store *s, const char *what)
 {
-    snprintf(s->base.err, sizeof s->base.err, "audit store %s: %s failed: %s", s->path, what,
+    /* `what` may be a whole statement: its start is enough to say which one. */
+    snprintf(s->base.err, sizeof s->base.err, "audit store %s: %.60s failed: %s", s->path, what,
              sqlite3_errmsg(s->db));
     return -1;
 }
