@@ -153,20 +153,20 @@ static int parse_store(const struct cfg_doc *doc, const struct cfg_node *node,
     return rc;
 }
 
-/* A file the configuration names, relative to the configuration file. */
+/* A file the configuration names (relative to the working directory, as every path). */
 static int parse_file(const struct cfg_doc *doc, const struct cfg_node *node, const char *key,
-                      const char *config_name, char **out, struct cfg_error *err)
+                      char **out, struct cfg_error *err)
 {
-    char *v = NULL;
     char path[64];
     cfg_path_key(path, sizeof path, "integrity", key);
-    if (cfg_get_string(doc, node, "integrity", key, 0, &v, err) != 0)
+    if (cfg_get_string(doc, node, "integrity", key, 0, out, err) != 0)
         return -1;
-    if (!v)
-        return 0;
-    *out = v[0] ? cfg_resolve_path(config_name, v) : NULL;
-    free(v);
-    return *out ? 0 : cfg_errorf(err, doc, cfg_map_get(node, key), path, "a file name");
+    if (*out && !(*out)[0]) {
+        free(*out);
+        *out = NULL;
+        return cfg_errorf(err, doc, cfg_map_get(node, key), path, "a file name");
+    }
+    return 0;
 }
 
 int integrity_config_parse(const struct cfg_doc *doc, const struct cfg_node *node,
@@ -197,8 +197,8 @@ int integrity_config_parse(const struct cfg_doc *doc, const struct cfg_node *nod
         cfg_check_keys(doc, node, "integrity", keys, err) != 0 ||
         parse_mode(doc, node, "integrity", &ic->mode, err) != 0 ||
         parse_store(doc, node, ic, err) != 0 ||
-        parse_file(doc, node, "manifest", config_name, &ic->manifest, err) != 0 ||
-        parse_file(doc, node, "public_key", config_name, &ic->manifest_key, err) != 0 ||
+        parse_file(doc, node, "manifest", &ic->manifest, err) != 0 ||
+        parse_file(doc, node, "public_key", &ic->manifest_key, err) != 0 ||
         cfg_get_duration_ms(doc, node, "integrity", "first_listing_window", &ic->first_window_ms,
                             err) != 0)
         return -1;
