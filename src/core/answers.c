@@ -28,12 +28,13 @@ static json_t *decision_meta(const struct gw_request *req, const struct gw_decis
 
 /*
  * Denials that must look exactly like "there is no such thing": a hidden tool answers as a
- * nonexistent one, a session owned by someone else as an unknown session. Their answers carry
- * no decision detail (the audit record has it).
+ * nonexistent one, a session owned by someone else as an unknown session, a tool the backend
+ * never listed as what it is. Their answers carry no decision detail (the audit record has it).
  */
 static int opaque_denial(const struct gw_decision *d)
 {
     return strcmp(d->reason_code, "policy.hidden") == 0 ||
+           strcmp(d->reason_code, "integrity.unlisted") == 0 ||
            strcmp(d->reason_code, "identity.unknown_session") == 0;
 }
 

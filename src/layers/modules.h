@@ -12,6 +12,7 @@
 #define GW_MODULE_LIST(X)                                                                          \
     X(identity, IDENTITY)                                                                          \
     X(safety, SAFETY)                                                                              \
+    X(integrity, INTEGRITY)                                                                        \
     X(policy, POLICY)                                                                              \
     X(limits, LIMITS)                                                                              \
     X(routing, ROUTING)                                                                            \

@@ -48,7 +48,10 @@ let gateway;
 
 before(async () => {
     backend = await startReferenceServer({ era: 2026 });
-    gateway = await startGatewayWithShim(backend.url);
+    // The reference server rewrites its definitions on every list change (a counter in the
+    // descriptions), which tool pinning quarantines as it should; the conformance comparison
+    // needs the lists as the backend gives them, so pinning only warns here.
+    gateway = await startGatewayWithShim(backend.url, { integrity: { mode: "warn" } });
 });
 
 after(async () => {

@@ -22,7 +22,7 @@ const T1 = "4bf92f3577b34da6a3ce929d0e0e4736";
 const P1 = "00f067aa0ba902b7";
 const T2 = "0af7651916cd43dd8448eb211c80319c";
 const P2 = "b7ad6b7169203331";
-const LAYERS = ["identity", "safety", "policy", "limits", "routing", "audit"];
+const LAYERS = ["identity", "safety", "integrity", "policy", "limits", "routing", "audit"];
 
 const POLICY = {
     rules: [
@@ -96,7 +96,7 @@ describe("a collector that answers", () => {
         });
         assert.equal(res.status, 200);
         const rid = res.headers["x-request-id"];
-        const { server, children } = await rcv.traceOf(rid, 5000, { count: 8 });
+        const { server, children } = await rcv.traceOf(rid, 5000, { count: 9 });
 
         assert.equal(server.traceId, T1, "same trace id");
         assert.equal(server.parentSpanId, P1, "parent = the caller's span");
@@ -155,7 +155,7 @@ describe("a collector that answers", () => {
             meta: { traceparent: `00-${T2}-${P2}-01`, tracestate: "m=1", "io.example/other": "kept" },
         });
         assert.equal(res.status, 200);
-        const { server, children } = await rcv.traceOf(res.headers["x-request-id"], 5000, { count: 8 });
+        const { server, children } = await rcv.traceOf(res.headers["x-request-id"], 5000, { count: 9 });
         assert.equal(server.traceId, T2);
         assert.equal(server.parentSpanId, P2);
         const client = children.find((c) => c.kind === 3);
@@ -308,7 +308,7 @@ describe("a collector that answers", () => {
         const body = jsonBody(res);
         assert.ok(body.error || body.result.isError, JSON.stringify(body));
         assert.equal(backend.received.length, mark, "never forwarded");
-        const { server, children } = await rcv.traceOf(res.headers["x-request-id"], 5000, { count: 5 });
+        const { server, children } = await rcv.traceOf(res.headers["x-request-id"], 5000, { count: 6 });
         await sleep(100); // let every span of the request arrive (they come in one export)
         assert.equal(server.status.code, 2, "ERROR");
         assert.equal(server.attributes["toolgate.decision"], "deny");
@@ -316,7 +316,7 @@ describe("a collector that answers", () => {
         assert.match(server.attributes["error.type"], /^policy\./);
         assert.equal(server.attributes["toolgate.rule_id"], "no-delete");
         const names = children.map((c) => c.name).sort();
-        assert.deepEqual(names, ["toolgate.audit", "toolgate.identity", "toolgate.policy", "toolgate.safety"]);
+        assert.deepEqual(names, ["toolgate.audit", "toolgate.identity", "toolgate.integrity", "toolgate.policy", "toolgate.safety"]);
         const policy = children.find((c) => c.name === "toolgate.policy");
         assert.equal(policy.status.code, 2);
         assert.equal(policy.attributes["toolgate.decision"], "deny");
@@ -430,9 +430,9 @@ describe("shutdown flush", () => {
         assert.equal(res.status, 200);
         assert.equal(rcv.state.requests.length, 0, "nothing sent before shutdown");
         await tg.stop();
-        const { server, children } = await rcv.traceOf(res.headers["x-request-id"], 1000, { count: 8 });
+        const { server, children } = await rcv.traceOf(res.headers["x-request-id"], 1000, { count: 9 });
         assert.equal(server.name, "tools/call echo");
-        assert.equal(children.length, 7);
+        assert.equal(children.length, 8);
     });
 });
 

@@ -2,6 +2,7 @@
 #include "layers/audit/audit.h"
 #include "core/reload.h"
 #include "layers/layer.h"
+#include "lib/events.h"
 
 /* No `audit` section gives the defaults (an SQLite store in the working directory). */
 static int parse(const struct cfg_doc *doc, const struct cfg_node *node, void **out,
@@ -16,6 +17,21 @@ static int parse(const struct cfg_doc *doc, const struct cfg_node *node, void **
 static void conf_free(void *conf)
 {
     audit_config_free(conf);
+}
+
+/* While the writer runs, other modules' records (lib/events.h) go to its queue. */
+static int start(const struct gw_config *cfg)
+{
+    int rc = audit_start(cfg);
+    if (rc == 0)
+        gw_event_sink_set(audit_submit);
+    return rc;
+}
+
+static void stop(void)
+{
+    gw_event_sink_set(NULL);
+    audit_stop();
 }
 
 static const struct gw_command commands[] = {
@@ -47,8 +63,8 @@ const struct gw_module audit_module = {
     .config_key = "audit",
     .parse = parse,
     .free = conf_free,
-    .start = audit_start,
-    .stop = audit_stop,
+    .start = start,
+    .stop = stop,
     .prepare = audit_prepare,
     .layer = &audit_layer,
     .reason_codes = reasons,

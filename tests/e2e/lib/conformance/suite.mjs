@@ -343,9 +343,9 @@ export async function startTokenShim({ port, targetPort, token, initVersion, map
  * toolgate's public_url and allowed origin. Resolves {tg, shim, url (the shim's /mcp), token,
  * mint, auditDb}.
  */
-export async function startGatewayWithShim(backendUrl, { policy = PERMIT_ALL, initVersion } = {}) {
+export async function startGatewayWithShim(backendUrl, { policy = PERMIT_ALL, initVersion, integrity } = {}) {
     const shimPort = await freePort();
-    const gw = await startIdentityGateway({ routes: [{ url: backendUrl }], policy, front: `http://127.0.0.1:${shimPort}` });
+    const gw = await startIdentityGateway({ routes: [{ url: backendUrl }], policy, front: `http://127.0.0.1:${shimPort}`, integrity });
     const token = gw.mint({ sub: "conformance-user" });
     const shim = await startTokenShim({ port: shimPort, targetPort: gw.tg.port, token, initVersion });
     return { ...gw, shim, url: shim.url, token };
