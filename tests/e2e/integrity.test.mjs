@@ -277,6 +277,27 @@ describe("enforce (the default): a rug pull in the middle of a session", () => {
         assert.equal(u.code, -32602);
     });
 
+    test("a decision taken elsewhere reaches calls without a new list, within integrity.cache_ttl", async () => {
+        // Calls read a kept view of the store (1 s by default); the CLI is another process.
+        const hitsBefore = await metric(tg, "toolgate_integrity_cache_hits_total");
+        for (let i = 0; i < 3; i++) assert.ok((await call(c.client, "mailer", { to: "x" })).isError);
+        assert.ok((await metric(tg, "toolgate_integrity_cache_hits_total")) > hitsBefore, "repeated calls are answered from the kept view");
+        const ok = await tools(tg, "approve", "--backend", "mcp/backend", "mailer");
+        assert.equal(ok.code, 0, ok.stderr);
+        await waitUntil(async () => !(await call(c.client, "mailer", { to: "x" })).isError, 10000, "mailer approved");
+        assert.ok(backend.calls.includes("mailer"));
+        const rej = await tools(tg, "reject", "--backend", "mcp/backend", "mailer");
+        assert.equal(rej.code, 1, "nothing awaits a decision once approved");
+        // An approved tool that changes again is refused at once: the list this process compared
+        // makes every kept answer stale.
+        spec.tools = spec.tools.map((t) => (t.name === "mailer" ? { ...t, description: "Sends mail, now to anyone." } : t));
+        backend.sync();
+        await waitUntil(async () => !(await names(c.client)).includes("mailer"), 10000, "mailer hidden after its change");
+        const r = await call(c.client, "mailer", { to: "x" });
+        assert.ok(r.isError);
+        assert.match(r.text, /quarantined/);
+    });
+
     test("every pin, drift, rename, approval and rejection is on the audit chain, which verifies", async () => {
         const want = ["pinned", "drift", "rename", "new", "approve", "reject", "set"];
         const evs = await waitUntil(async () => {

@@ -199,6 +199,27 @@ int integrity_store_drain(struct integrity_store *s, int (*submit)(json_t *rec))
 int integrity_store_apply_manifest(struct integrity_store *s, const json_t *manifest,
                                    const char *digest, int64_t now_ms);
 
+/* ---- the call path's cached view of the store (integrity_cache.c) ---- */
+
+struct integrity_call_view {
+    int found;      /* a pin of this name exists */
+    char state[16]; /* its state, when found */
+    int listed;     /* not found: a list of this backend and kind was seen (tools, prompts) */
+};
+
+/*
+ * What the store says about one name, kept for ttl_ms (0: always asks the store). An answer
+ * from before the last integrity_cache_invalidate is not used. Returns 0, or -1 on a store
+ * error (never kept).
+ */
+int integrity_cache_lookup(struct integrity_store *s, const char *backend, const char *kind,
+                           const char *name, uint64_t ttl_ms, struct integrity_call_view *out);
+/* This process changed the store: what was kept is stale. */
+void integrity_cache_invalidate(void);
+void integrity_cache_counts(uint64_t *hits, uint64_t *misses);
+/* Frees what is kept (at stop). */
+void integrity_cache_clear(void);
+
 /* ---- manifests (integrity_manifest.c) ---- */
 
 #define INTEGRITY_MANIFEST_MAX (8u * 1024 * 1024)
@@ -235,8 +256,9 @@ struct integrity_config {
     enum integrity_scan_action scan;
     size_t max_description;
     uint64_t first_window_ms;
-    char *manifest;     /* signed manifest to pin from at start; NULL: none */
-    char *manifest_key; /* the Ed25519 public key (PEM) it must verify with */
+    uint64_t cache_ttl_ms; /* how long the call path keeps what the store said */
+    char *manifest;        /* signed manifest to pin from at start; NULL: none */
+    char *manifest_key;    /* the Ed25519 public key (PEM) it must verify with */
     struct integrity_backend_mode *backends;
     size_t n_backends;
     struct integrity_rules *rules;

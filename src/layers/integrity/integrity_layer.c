@@ -56,6 +56,13 @@ void integrity_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
     metrics_single_u64(out, "toolgate_integrity_refused_total", "counter",
                        "Calls refused: quarantined, rejected or unlisted definitions.",
                        atomic_load(&n_refused));
+    uint64_t hits, misses;
+    integrity_cache_counts(&hits, &misses);
+    metrics_single_u64(out, "toolgate_integrity_cache_hits_total", "counter",
+                       "Calls answered from the kept view of the pin store (integrity.cache_ttl).",
+                       hits);
+    metrics_single_u64(out, "toolgate_integrity_cache_misses_total", "counter",
+                       "Calls that read the pin store.", misses);
     metrics_single_u64(out, "toolgate_integrity_store_errors_total", "counter",
                        "Pin store failures (lists withheld, calls refused).",
                        atomic_load(&n_store_errors));
@@ -191,11 +198,8 @@ static int integrity_check(struct gw_request *req, struct gw_decision *out)
             continue;
         char key[300];
         key_of(req, be, key, sizeof key);
-        struct integrity_pin pin;
-        int found = s ? integrity_store_get(s, key, kind, m->target, &pin) : -1;
-        int listed =
-            found == 0 && strcmp(kind, "resource") != 0 ? integrity_store_has_set(s, key, kind) : 0;
-        if (found < 0 || listed < 0) {
+        struct integrity_call_view v;
+        if (!s || integrity_cache_lookup(s, key, kind, m->target, ic->cache_ttl_ms, &v) != 0) {
             atomic_fetch_add(&n_store_errors, 1);
             if (mode == INTEGRITY_WARN)
                 continue;
@@ -203,14 +207,13 @@ static int integrity_check(struct gw_request *req, struct gw_decision *out)
                                     "The tool-integrity store is unavailable; try again later.");
         }
         const char *code = NULL, *why = NULL;
-        if (found && strcmp(pin.state, "approved") != 0) {
+        if (v.found && strcmp(v.state, "approved") != 0) {
             code = "integrity.quarantined";
-            why = strcmp(pin.state, "rejected") == 0
+            why = strcmp(v.state, "rejected") == 0
                       ? "is quarantined: an operator rejected its current definition."
                       : "is quarantined: its definition changed, is new or failed the "
                         "integrity scan, and an operator has not approved it yet.";
-        } else if (!found && listed) {
-            /* Resources from templates are never listed one by one; tools and prompts are. */
+        } else if (!v.found && v.listed) {
             code = "integrity.unlisted";
             why = "is not in the list this server gave, so it cannot be used.";
         }
@@ -348,6 +351,7 @@ static int check_group(struct gw_request *req, const struct integrity_config *ic
                                    {0}, {0}};
         set_hashes(seen, n, &l);
         rc = integrity_store_compare(s, &l, seen, n);
+        integrity_cache_invalidate(); /* even a failed compare: what is kept may be stale */
     } else if (rc == 0) {
         for (size_t j = 0; rc == 0 && j < n; j++) {
             struct integrity_pin pin;

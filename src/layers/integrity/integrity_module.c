@@ -181,6 +181,7 @@ int integrity_config_parse(const struct cfg_doc *doc, const struct cfg_node *nod
     ic->scan = SCAN_QUARANTINE;
     ic->max_description = 4096;
     ic->first_window_ms = 60000;
+    ic->cache_ttl_ms = 1000;
     ic->store_url = strdup("sqlite:toolgate-pins.db");
     char msg[256];
     if (!ic->store_url)
@@ -192,7 +193,8 @@ int integrity_config_parse(const struct cfg_doc *doc, const struct cfg_node *nod
         return 0;
     static const char *const keys[] = {
         "store",    "mode",       "scan",     "max_description", "first_listing_window",
-        "manifest", "public_key", "backends", "rules",           NULL};
+        "manifest", "public_key", "backends", "rules",           "cache_ttl",
+        NULL};
     if (cfg_expect_map(doc, node, "integrity", err) != 0 ||
         cfg_check_keys(doc, node, "integrity", keys, err) != 0 ||
         parse_mode(doc, node, "integrity", &ic->mode, err) != 0 ||
@@ -200,8 +202,12 @@ int integrity_config_parse(const struct cfg_doc *doc, const struct cfg_node *nod
         parse_file(doc, node, "manifest", &ic->manifest, err) != 0 ||
         parse_file(doc, node, "public_key", &ic->manifest_key, err) != 0 ||
         cfg_get_duration_ms(doc, node, "integrity", "first_listing_window", &ic->first_window_ms,
-                            err) != 0)
+                            err) != 0 ||
+        cfg_get_duration_ms(doc, node, "integrity", "cache_ttl", &ic->cache_ttl_ms, err) != 0)
         return -1;
+    if (ic->cache_ttl_ms > 60000)
+        return cfg_errorf(err, doc, cfg_map_get(node, "cache_ttl"), "integrity.cache_ttl",
+                          "at most 1m: a decision taken elsewhere reaches calls within it");
     if (!ic->manifest != !ic->manifest_key)
         return cfg_errorf(err, doc, node, "integrity",
                           "manifest and public_key go together: a manifest is pinned only once "
@@ -350,6 +356,7 @@ static void stop(void)
         return;
     atomic_store(&g_draining, 0);
     pthread_join(g_drain, NULL);
+    integrity_cache_clear();
     integrity_store_close(s);
 }
 

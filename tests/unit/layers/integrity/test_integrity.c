@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "core/config.h"
 #include "layers/integrity/integrity.h"
 
 static char *canon_of(const char *text)
@@ -189,12 +190,73 @@ static void test_rules_errors(void **state)
     integrity_rules_free(r);
 }
 
+/* The section's keys: defaults, each value, and clear errors for what is wrong. */
+static void test_config(void **state)
+{
+    (void)state;
+    struct cfg_error err;
+    static const char routes[] = "routes:\n  - {name: r, path: /mcp, backends: [{name: b, url: "
+                                 "\"http://127.0.0.1:9\"}]}\n";
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml, "%s", routes);
+    struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
+    assert_non_null(cfg);
+    const struct integrity_config *ic = integrity_config_of(cfg);
+    assert_non_null(ic);
+    assert_int_equal(ic->mode, INTEGRITY_ENFORCE);
+    assert_string_equal(ic->store_url, "sqlite:toolgate-pins.db");
+    assert_int_equal(ic->cache_ttl_ms, 1000);
+    assert_int_equal(ic->first_window_ms, 60000);
+    assert_int_equal(ic->max_description, 4096);
+    gw_config_free(cfg);
+
+    snprintf(yaml, sizeof yaml,
+             "%sintegrity: {mode: warn, store: memory, scan: log, cache_ttl: 0s, "
+             "max_description: 100, backends: {r/b: {mode: enforce}}}\n",
+             routes);
+    cfg = gw_config_load_string(yaml, "t.yaml", &err);
+    assert_non_null(cfg);
+    ic = integrity_config_of(cfg);
+    assert_int_equal(ic->mode, INTEGRITY_WARN);
+    assert_null(ic->store_url);
+    assert_int_equal(ic->scan, SCAN_LOG);
+    assert_int_equal(ic->cache_ttl_ms, 0);
+    assert_int_equal(integrity_mode_for(ic, "r", "b"), INTEGRITY_ENFORCE);
+    assert_int_equal(integrity_mode_for(ic, "other", "c"), INTEGRITY_WARN);
+    gw_config_free(cfg);
+
+    static const struct {
+        const char *section, *says;
+    } bad[] = {
+        {"{cache_ttl: 2m}", "integrity.cache_ttl"},
+        {"{mode: strict}", "enforce, warn or off"},
+        {"{store: redis://x}", "integrity.store"},
+        {"{scan: maybe}", "quarantine, log or off"},
+        {"{manifest: pins.json}", "go together"},
+        {"{colour: red}", "colour"},
+        {"{backends: {nobody: {mode: warn}}}", "nobody"},
+        {"{rules: [{id: 'two words', pattern: x}]}", "one word"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(yaml, sizeof yaml, "%sintegrity: %s\n", routes, bad[i].section);
+        cfg = gw_config_load_string(yaml, "t.yaml", &err);
+        if (cfg) {
+            /* A key naming no backend is a load-time check of the module, not of the parse. */
+            assert_string_equal(bad[i].says, "nobody");
+            gw_config_free(cfg);
+            continue;
+        }
+        if (!strstr(err.msg, bad[i].says))
+            fail_msg("%s: %s", bad[i].section, err.msg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_canonical),     cmocka_unit_test(test_hashes),
         cmocka_unit_test(test_scan_poisoned), cmocka_unit_test(test_scan_benign),
-        cmocka_unit_test(test_rules_errors),
+        cmocka_unit_test(test_rules_errors),  cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
