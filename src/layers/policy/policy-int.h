@@ -92,8 +92,12 @@ struct policy_rule {
     struct policy_strs required_scopes;
     struct policy_pred *when;
     size_t n_when;
-    char *message;     /* optional text for the model on denial */
-    char *description; /* optional, for people */
+    /* `annotations`: per hint, 0 no condition, 1 the hint must read false, 2 true. */
+    unsigned char hints[POLICY_HINT_COUNT];
+    int n_hints;
+    struct policy_approval approval; /* `approval` (permit rules only); by NONE when absent */
+    char *message;                   /* optional text for the model on denial */
+    char *description;               /* optional, for people */
 };
 
 /* One value list in the index maps: rule indexes (exact) or glob indexes (by prefix). */
@@ -163,6 +167,12 @@ void policy_implies_free(struct policy_config *pc);
 int policy_has_scope(const struct policy_principal *p, const char *s);
 int policy_any_scope(const struct policy_strs *want, const struct policy_principal *p);
 int policy_all_scopes(const struct policy_strs *want, const struct policy_principal *p);
+
+/* Rule keys `annotations` and `approval` (policy_hints.c). */
+int policy_parse_hints(const struct cfg_doc *doc, const struct cfg_node *rule, const char *path,
+                       struct policy_rule *r, struct cfg_error *err);
+/* True when the rule's annotation conditions hold for a (NULL: unknown). */
+int policy_hints_match(const struct policy_rule *r, const struct policy_annotations *a);
 
 /* Index (policy_index.c). */
 int policy_index_build(struct policy_config *pc);

@@ -16,9 +16,10 @@
 #define POLICY_MAX_PATTERN 4096
 
 static const char *const rule_keys[] = {
-    "id",       "effect",    "action",    "tools",       "resources",       "prompts",
-    "subjects", "roles_any", "roles_all", "scopes_all",  "scopes_any",      "tenants",
-    "clients",  "when",      "message",   "description", "required_scopes", NULL,
+    "id",          "effect",          "action",      "tools",     "resources",
+    "prompts",     "subjects",        "roles_any",   "roles_all", "scopes_all",
+    "scopes_any",  "tenants",         "clients",     "when",      "message",
+    "description", "required_scopes", "annotations", "approval",  NULL,
 };
 
 static const char *const op_keys[POLICY_OP_COUNT] = {
@@ -495,6 +496,9 @@ static int parse_rule(const struct cfg_doc *doc, const struct cfg_node *node, co
     }
     if (cfg_get_string(doc, node, path, "message", 0, &r->message, err) != 0 ||
         cfg_get_string(doc, node, path, "description", 0, &r->description, err) != 0)
+        return -1;
+
+    if (policy_parse_hints(doc, node, path, r, err) != 0)
         return -1;
 
     const struct cfg_node *when = cfg_map_get(node, "when");

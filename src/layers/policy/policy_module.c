@@ -57,8 +57,13 @@ static const struct gw_command commands[] = {
 };
 
 static const char *const reasons[] = {
-    "policy.forbidden",       "policy.hidden",   "policy.insufficient_scope",
-    "policy.invalid_request", "policy.no_match", NULL,
+    "policy.approval_unavailable",
+    "policy.forbidden",
+    "policy.hidden",
+    "policy.insufficient_scope",
+    "policy.invalid_request",
+    "policy.no_match",
+    NULL,
 };
 
 const struct gw_module policy_module = {

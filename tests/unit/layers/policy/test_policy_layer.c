@@ -29,7 +29,10 @@ static const char *const demo_yaml =
     "    - {id: no-delete, effect: forbid, tools: [delete_patient]}\n"
     "    - {id: del, effect: permit, tools: [delete_patient]}\n"
     "    - {id: files, effect: permit, resources: ['file:///shared/*'], roles_any: [doctor]}\n"
-    "    - {id: prompt, effect: permit, prompts: [summary], roles_any: [doctor]}\n";
+    "    - {id: prompt, effect: permit, prompts: [summary], roles_any: [doctor]}\n"
+    "    - {id: wipe, effect: permit, tools: [wipe_chart], roles_any: [doctor],\n"
+    "       approval: {by: \"role:chief\"}}\n"
+    "    - {id: wipe-mine, effect: permit, tools: [wipe_chart], subjects: [alice]}\n";
 
 struct fixture {
     struct gw_config cfg;
@@ -103,6 +106,23 @@ static void test_forbidden_is_tool_error(void **state)
     assert_int_equal(d->jsonrpc_code, 0);
     assert_string_equal(d->reason_code, "policy.forbidden");
     assert_string_equal(d->rule_id, "cap");
+}
+
+/*
+ * A permit that asks for approval fails closed while nobody can be asked: a second, plain
+ * permit for the same call does not lift the approval (approval only narrows).
+ */
+static void test_approval_fails_closed(void **state)
+{
+    struct fixture *f = *state;
+    fx_req_add_message(f->req, CALL("wipe_chart", "{}"));
+    assert_int_equal(run_check(f), GW_DENY);
+    struct gw_decision *d = &f->req->decision[GW_STAGE_POLICY];
+    assert_int_equal(d->http_status, 200);
+    assert_int_equal(d->jsonrpc_code, 0);
+    assert_string_equal(d->reason_code, "policy.approval_unavailable");
+    assert_string_equal(d->rule_id, "wipe");
+    assert_non_null(strstr(d->reason, "role chief"));
 }
 
 static void test_no_match_is_tool_error(void **state)
@@ -541,6 +561,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_allow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forbidden_is_tool_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_approval_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_match_is_tool_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hidden_is_unknown_tool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_insufficient_scope_403, setup, teardown),
