@@ -157,6 +157,7 @@ struct policy_config {
     char **tests; /* resolved paths */
     size_t n_tests;
     pcre2_match_context *match_ctx; /* match limits; read-only once built, shared by threads */
+    struct policy_annot_cache *annotations; /* the one mutable part: has its own lock */
 };
 
 /* The scope hierarchy (policy_scope.c). */
@@ -173,6 +174,20 @@ int policy_parse_hints(const struct cfg_doc *doc, const struct cfg_node *rule, c
                        struct policy_rule *r, struct cfg_error *err);
 /* True when the rule's annotation conditions hold for a (NULL: unknown). */
 int policy_hints_match(const struct policy_rule *r, const struct policy_annotations *a);
+
+/*
+ * The annotations learned from tools/list answers (policy_annotations.c): bounded, locked, one
+ * per generation. learn copies a; lookup returns 1 and fills *out when the tool is known, else
+ * 0 with out->known = 0.
+ */
+#define POLICY_ANNOTATION_CACHE 4096
+struct policy_annot_cache;
+struct policy_annot_cache *policy_annot_cache_new(void);
+void policy_annot_cache_free(struct policy_annot_cache *c);
+void policy_annot_learn(struct policy_annot_cache *c, const char *route, const char *tool,
+                        size_t tool_len, const struct policy_annotations *a);
+int policy_annot_lookup(struct policy_annot_cache *c, const char *route, const char *tool,
+                        size_t tool_len, struct policy_annotations *out);
 
 /* Index (policy_index.c). */
 int policy_index_build(struct policy_config *pc);

@@ -89,6 +89,7 @@ void policy_config_free(struct policy_config *pc)
     free(pc->rules);
     cfg_strv_free(pc->tests);
     policy_implies_free(pc);
+    policy_annot_cache_free(pc->annotations);
     if (pc->match_ctx)
         pcre2_match_context_free(pc->match_ctx);
     free(pc);
@@ -608,7 +609,8 @@ int policy_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
         free(pc->tests[i]);
         pc->tests[i] = abs;
     }
-    if (policy_index_build(pc) != 0) {
+    pc->annotations = policy_annot_cache_new();
+    if (!pc->annotations || policy_index_build(pc) != 0) {
         cfg_errorf(err, doc, section, "policy", "out of memory while indexing rules");
         goto out;
     }
