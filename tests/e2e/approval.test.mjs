@@ -1,0 +1,86 @@
+// Rule conditions on tool annotations and the approval key, end to end: the MCP SDK client
+// against server-everything (whose tools carry annotations) behind toolgate. toolgate learns
+// the annotations from the tools/list answer it relays; before that every tool reads as
+// unknown (not read-only), and a permit that asks for approval is denied, since this build
+// cannot ask anyone (it fails closed).
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { startToolgate, startEverything, killAll, withTimeout } from "./lib/harness.mjs";
+
+const POLICY = {
+    rules: [
+        { id: "reads", effect: "permit", tools: "*", annotations: { readOnlyHint: true } },
+        {
+            id: "writes-need-approval",
+            effect: "permit",
+            tools: "*",
+            annotations: { readOnlyHint: false },
+            approval: { by: "role:oncall", ttl: "5m" },
+        },
+        { id: "no-open-world", effect: "forbid", tools: "get-*", annotations: { openWorldHint: true } },
+    ],
+};
+
+let everything;
+before(async () => {
+    everything = await startEverything();
+});
+after(killAll);
+
+function decisionOf(r) {
+    return r._meta?.["toolgate/decision"] ?? {};
+}
+
+describe("annotations learned from the backend's tools/list", () => {
+    let tg;
+    let client;
+    before(async () => {
+        tg = await startToolgate({ routes: [{ url: everything.url }], policy: POLICY });
+        client = new Client({ name: "toolgate-e2e-approval", version: "1.0.0" });
+        await withTimeout(client.connect(new StreamableHTTPClientTransport(new URL(tg.url))), 10000, "initialize");
+    });
+    after(async () => {
+        if (client) await client.close().catch(() => {});
+        if (tg) await tg.stop();
+    });
+
+    test("before any listing, a read-only tool is unknown: the approval rule decides, and it fails closed", async () => {
+        const r = await client.callTool({ name: "echo", arguments: { message: "early" } });
+        assert.equal(r.isError, true, JSON.stringify(r));
+        assert.equal(decisionOf(r).reason, "policy.approval_unavailable");
+        assert.equal(decisionOf(r).rule, "writes-need-approval");
+        assert.match(r.content[0].text, /role oncall/);
+        assert.ok(!JSON.stringify(r).includes("Echo: early"));
+    });
+
+    test("once listed, the backend's readOnlyHint lets the read through", async () => {
+        const { tools } = await client.listTools();
+        assert.ok(tools.some((t) => t.name === "echo"));
+        const r = await client.callTool({ name: "echo", arguments: { message: "later" } });
+        assert.notEqual(r.isError, true, JSON.stringify(r));
+        assert.match(r.content[0].text, /Echo: later/);
+    });
+
+    test("a tool the backend says is not read-only still needs approval, and is denied", async () => {
+        await client.listTools();
+        const r = await client.callTool({ name: "toggle-simulated-logging", arguments: {} });
+        assert.equal(r.isError, true, JSON.stringify(r));
+        assert.equal(decisionOf(r).reason, "policy.approval_unavailable");
+        const line = await tg.waitForLog(
+            (l) => l.event === "request" && l.rpc_method === "tools/call" && l.reason === "policy.approval_unavailable",
+            3000,
+            "the denied call's log line",
+        );
+        assert.equal(line.layer, "policy");
+        assert.equal(line.upstream_status, 0, "not forwarded");
+    });
+
+    test("a forbid on a risky hint does not fire for a tool declared closed-world", async () => {
+        await client.listTools();
+        const r = await client.callTool({ name: "get-sum", arguments: { a: 2, b: 3 } });
+        assert.notEqual(r.isError, true, JSON.stringify(r));
+        assert.match(JSON.stringify(r.content), /5/);
+    });
+});
