@@ -31,6 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     (enum policy_action)a, targets[t], strlen(targets[t]), args, &pr, NULL};
                 struct policy_result res;
                 policy_decide(pc, &q, &res, NULL);
+                /* Again with annotations known: half the hints given, one of them true. */
+                struct policy_annotations an = {.known = 1, .hint = {1, -1, 0, -1}};
+                q.annotations = &an;
+                policy_decide(pc, &q, &res, NULL);
             }
         }
         json_decref(args);
