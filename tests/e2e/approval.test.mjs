@@ -7,7 +7,11 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { startToolgate, startEverything, killAll, withTimeout } from "./lib/harness.mjs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { startToolgate, startEverything, killAll, withTimeout, TOOLGATE_BIN } from "./lib/harness.mjs";
 
 const POLICY = {
     rules: [
@@ -82,5 +86,32 @@ describe("annotations learned from the backend's tools/list", () => {
         const r = await client.callTool({ name: "get-sum", arguments: { a: 2, b: 3 } });
         assert.notEqual(r.isError, true, JSON.stringify(r));
         assert.match(JSON.stringify(r.content), /5/);
+    });
+});
+
+describe("toolgate policy explain and policy tests", () => {
+    test("explain reads --annotations and shows an approval call as the gateway answers it", () => {
+        const dir = mkdtempSync(path.join(os.tmpdir(), "toolgate-approval-"));
+        try {
+            const cfg = path.join(dir, "policy.yaml");
+            writeFileSync(cfg, `policy: ${JSON.stringify(POLICY)}\n`);
+            const run = (...args) => spawnSync(TOOLGATE_BIN, ["policy", "explain", "--config", cfg, "--sub", "ann", ...args], { encoding: "utf8", timeout: 10000 });
+            const unknown = run("--tool", "echo");
+            assert.equal(unknown.status, 1, unknown.stdout + unknown.stderr);
+            assert.match(unknown.stdout, /decision: deny \(policy\.approval_unavailable\)/);
+            assert.match(unknown.stdout, /approval: needed from role oncall \(rule writes-need-approval, ttl 300s\)/);
+            const ro = run("--tool", "echo", "--annotations", '{"readOnlyHint":true,"openWorldHint":false}');
+            assert.equal(ro.status, 0, ro.stdout + ro.stderr);
+            assert.match(ro.stdout, /decision: allow \(policy\.permit\)/);
+            const bad = run("--tool", "echo", "--annotations", "[true]");
+            assert.equal(bad.status, 2);
+            assert.match(bad.stderr, /--annotations: expected a JSON object/);
+            writeFileSync(cfg, "policy: {rules: [{id: a, effect: forbid, tools: x, approval: {by: user}}]}\n");
+            const invalid = spawnSync(TOOLGATE_BIN, ["policy", "explain", "--config", cfg, "--tool", "x"], { encoding: "utf8", timeout: 10000 });
+            assert.equal(invalid.status, 2);
+            assert.match(invalid.stderr, /policy\.rules\[0\]\.approval: approval belongs on permit rules/);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
     });
 });
