@@ -15,7 +15,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libuv jansson libcurl yaml-0.1 openssl libpcre2-8 libhs sqlite3 hiredis libpq
+PKGS     := libuv jansson libcurl yaml-0.1 openssl libpcre2-8 libhs sqlite3 hiredis libpq libseccomp libzstd
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 GIT_REV  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
@@ -33,6 +33,10 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthre
 
 LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# The dashboard's files (src/admin/ui/) become a generated C file compiled into the library.
+UI_ASSETS := $(sort $(wildcard src/admin/ui/*.html src/admin/ui/*.css src/admin/ui/*.js))
+UI_GEN   := $(BUILD)/gen/admin_ui_assets.c
+LIB_OBJ  += $(UI_GEN:%.c=$(BUILD)/obj/%.o)
 # Unit tests mirror src/ (tests/unit/<folder>/test_*.c); the demo backend's live with it.
 TEST_SRC := $(sort $(shell find tests/unit -name 'test_*.c' 2>/dev/null))
 EHR_TEST_SRC := $(sort $(wildcard examples/ehr-backend/tests/test_*.c))
@@ -60,6 +64,9 @@ $(REV_STAMP):
 	@rm -f $(BUILD)/.rev-*
 	@touch $@
 $(BUILD)/obj/src/main.o $(BUILD)/obj/src/core/stats.o: $(REV_STAMP)
+
+$(UI_GEN): $(UI_ASSETS) scripts/embed-assets.sh
+	@scripts/embed-assets.sh $@ $(UI_ASSETS)
 
 $(BUILD)/libtoolgate.a: $(LIB_OBJ)
 	@rm -f $@

@@ -1,7 +1,8 @@
 /* admin: the admin listener's handler (admin.h). */
 #include "admin/admin.h"
-#include "core/reload.h"
+#include "admin/admin_api.h"
 #include "core/module.h"
+#include "core/reload.h"
 #include "core/stats.h"
 #include "lib/digest.h"
 #include "lib/log.h"
@@ -217,6 +218,8 @@ static void handle_admin(void *ctx, struct gw_conn *c, struct http1_parser *p)
     (void)ctx;
     struct gw_worker *w = gw_conn_worker(c);
     const struct gw_config *cfg = gw_worker_config(w);
+    if (admin_ui_serve(c, p, cfg))
+        return;
     struct sockaddr_storage peer;
     size_t n_auth = 0;
     struct gw_slice auth = find_header(p, "Authorization", &n_auth);
@@ -239,6 +242,8 @@ static void handle_admin(void *ctx, struct gw_conn *c, struct http1_parser *p)
         admin_reload_post(c, p);
         return;
     }
+    if (admin_api_serve(c, p, cfg))
+        return;
     int known = gw_slice_eq(p->path, "/healthz") || gw_slice_eq(p->path, "/readyz") ||
                 gw_slice_eq(p->path, "/metrics") || gw_slice_eq(p->path, "/admin/status");
     if (!known) {

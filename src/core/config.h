@@ -64,7 +64,7 @@ struct gw_server_config {
  */
 struct gw_admin_config {
     int enabled;
-    struct gw_listen listen; /* default 127.0.0.1:9090; no TLS */
+    struct gw_listen listen; /* default 127.0.0.1:9090; TLS when admin.tls is set */
     char *token_file;        /* as written, or NULL */
     int has_token;
     uint8_t token_sha256[32]; /* of the trimmed token; the token itself is not kept */
@@ -110,9 +110,19 @@ struct gw_backend {
     unsigned protocol;
     /* `tls`: CA bundle to verify the backend with, client certificate and key (files). */
     char *tls_ca, *tls_cert, *tls_key;
+    /*
+     * A local backend (a module's backend_keys claimed it, e.g. `command`): `local_owner` is
+     * that module, `local` its definition, and `local_socket` the unix socket of the private
+     * endpoint the module serves it on (allocated at parse, filled by the module's start,
+     * "" before). The relay reaches it there and nowhere else. All NULL for a network backend.
+     */
+    const struct gw_module *local_owner;
+    void *local;
+    char *local_socket;
 };
 
 struct gw_route_kind; /* core/route_kind.h */
+struct gw_module;     /* core/module.h */
 
 struct gw_route {
     char *name;

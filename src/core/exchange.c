@@ -1,4 +1,5 @@
 #include "core/exchange.h"
+#include "admin/admin_api.h"
 #include "core/generation.h"
 #include "core/pipeline.h"
 #include "core/stats.h"
@@ -146,6 +147,7 @@ static void exchange_release(struct exchange *x, int durable)
         }
     }
     gw_stats_request_done(req);
+    admin_feed_request_done(req);
     log_request(x);
     gw_request_free(req);
     x->req = NULL;

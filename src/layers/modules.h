@@ -1,8 +1,8 @@
 /*
- * modules: the one list of the build's modules, in pipeline order (telemetry, last, is no
- * stage: it has no layer, only observer hooks). Adding a layer is its folder plus one line here:
- * X(name, NAME) declares `name_module` (struct gw_module, defined in the layer's folder) and its
- * stage GW_STAGE_NAME.
+ * modules: the one list of the build's modules, in pipeline order (stdio and telemetry, last,
+ * have no layer: stdio runs local backends, telemetry has only observer hooks). Adding a layer
+ * is its folder plus one line here: X(name, NAME) declares `name_module` (struct gw_module,
+ * defined in the layer's folder) and its stage GW_STAGE_NAME.
  */
 #ifndef GW_LAYERS_MODULES_H
 #define GW_LAYERS_MODULES_H
@@ -16,6 +16,7 @@
     X(limits, LIMITS)                                                                              \
     X(routing, ROUTING)                                                                            \
     X(audit, AUDIT)                                                                                \
+    X(stdio, STDIO)                                                                                \
     X(telemetry, TELEMETRY)
 
 #define GW_MODULE_STAGE_(name, NAME) GW_STAGE_##NAME,

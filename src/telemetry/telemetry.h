@@ -54,4 +54,8 @@ int telemetry_config_parse(const struct cfg_doc *doc, const struct cfg_node *nod
                            struct telemetry_config **out, struct cfg_error *err);
 void telemetry_config_free(struct telemetry_config *tc);
 
+/* The module (also declared by the module list, layers/modules.h). */
+struct gw_module;
+extern const struct gw_module telemetry_module;
+
 #endif

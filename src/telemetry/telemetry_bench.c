@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers/layer.h"
+#include "core/module.h"
+#include "core/request.h"
 #include "lib/timeutil.h"
 #include "telemetry/telemetry.h"
 
@@ -44,7 +45,7 @@ static struct gw_request *make(const struct gw_config *cfg)
     struct mcp_decode_error derr = {0};
     mcp_decode(msg, sizeof msg - 1, &lim, NULL, &req->rpc, &derr);
     uint64_t t = gw_mono_ns();
-    for (int s = 0; s < GW_STAGE_TELEMETRY; s++) {
+    for (size_t s = 0; s < gw_module_slot(&telemetry_module); s++) {
         req->timing.stage_begin_ns[s] = t + (uint64_t)s * 1000;
         req->timing.stage_end_ns[s] = t + (uint64_t)s * 1000 + 900;
         snprintf(req->decision[s].reason_code, sizeof req->decision[s].reason_code, "%s.pass",

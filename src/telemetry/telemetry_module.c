@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "core/reload.h"
-#include "layers/layer.h"
+#include "core/module.h"
+#include "core/request.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/timeutil.h"
@@ -18,7 +19,8 @@
 #include "telemetry/telemetry.h"
 #include "telemetry/trace_context.h"
 
-#define SLOT GW_STAGE_TELEMETRY
+/* The module's slot, found in the module list (a loop over a handful of pointers). */
+#define SLOT gw_module_slot(&telemetry_module)
 
 /* Where a request's trace context came from. */
 enum carrier { FROM_NONE = 0, FROM_HEADER, FROM_META };

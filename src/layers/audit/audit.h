@@ -64,6 +64,8 @@ struct audit_config {
     uint64_t rotate_max_records; /* SQLite: start a new file after this many; 0 = never */
     uint64_t rotate_max_bytes;   /* SQLite: start a new file past this size; 0 = never */
     uint64_t retention_ms;       /* delete rotated files older than this; 0 = keep all */
+    /* A store created by the writer: compact (default) or the first format (tests). */
+    int store_format; /* enum audit_store_format */
 };
 
 /* Fills a config with the defaults (instance id from the host name). Returns 0 or -1. */
@@ -114,6 +116,9 @@ int audit_bench_main(int argc, char **argv);
 /* GET /readyz and /metrics (audit_ops.c). */
 void audit_ready(const struct gw_config *cfg, json_t *checks);
 void audit_metrics(const struct gw_config *cfg, struct gw_metrics_out *out);
+/* The admin API's topics decisions, summary and audit (audit_admin.c; core/module.h). */
+int audit_admin_api(const struct gw_config *cfg, const char *topic, const json_t *params,
+                    json_t **out);
 
 /* The audit layer's section in a generation (NULL: see audit_config_parse). */
 static inline const struct audit_config *audit_config_of(const struct gw_config *cfg)

@@ -54,6 +54,7 @@ const struct gw_module audit_module = {
     .reason_codes = reasons,
     .ready = audit_ready,
     .metrics = audit_metrics,
+    .admin_api = audit_admin_api,
     .commands = commands,
     .bench = audit_bench_main,
 };

@@ -42,6 +42,7 @@ const struct gw_module limits_module = {
     .reason_codes = reasons,
     .ready = limits_ready,
     .metrics = limits_metrics,
+    .admin_api = limits_admin_api,
     .layer = &limits_layer,
     .bench = limits_bench_main,
 };
