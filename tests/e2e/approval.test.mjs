@@ -1,8 +1,9 @@
 // Rule conditions on tool annotations and the approval key, end to end: the MCP SDK client
 // against server-everything (whose tools carry annotations) behind toolgate. toolgate learns
 // the annotations from the tools/list answer it relays; before that every tool reads as
-// unknown (not read-only), and a permit that asks for approval is denied, since this build
-// cannot ask anyone (it fails closed).
+// unknown (not read-only), and a permit that asks for an approver's approval is denied with a
+// reference (these tests give approvers no time: role_timeout 0). The prompts to the user are
+// in approval_user.test.mjs, the approvers' queue in approval_role.test.mjs.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -25,6 +26,7 @@ const POLICY = {
         },
         { id: "no-open-world", effect: "forbid", tools: "get-*", annotations: { openWorldHint: true } },
     ],
+    approvals: { role_timeout: "0s" },
 };
 
 let everything;
@@ -53,9 +55,10 @@ describe("annotations learned from the backend's tools/list", () => {
     test("before any listing, a read-only tool is unknown: the approval rule decides, and it fails closed", async () => {
         const r = await client.callTool({ name: "echo", arguments: { message: "early" } });
         assert.equal(r.isError, true, JSON.stringify(r));
-        assert.equal(decisionOf(r).reason, "policy.approval_unavailable");
+        assert.equal(decisionOf(r).reason, "policy.approval_pending");
         assert.equal(decisionOf(r).rule, "writes-need-approval");
         assert.match(r.content[0].text, /role oncall/);
+        assert.match(r.content[0].text, /reference apr-[0-9a-f]{16}/);
         assert.ok(!JSON.stringify(r).includes("Echo: early"));
     });
 
@@ -71,9 +74,9 @@ describe("annotations learned from the backend's tools/list", () => {
         await client.listTools();
         const r = await client.callTool({ name: "toggle-simulated-logging", arguments: {} });
         assert.equal(r.isError, true, JSON.stringify(r));
-        assert.equal(decisionOf(r).reason, "policy.approval_unavailable");
+        assert.equal(decisionOf(r).reason, "policy.approval_pending");
         const line = await tg.waitForLog(
-            (l) => l.event === "request" && l.rpc_method === "tools/call" && l.reason === "policy.approval_unavailable",
+            (l) => l.event === "request" && l.rpc_method === "tools/call" && l.reason === "policy.approval_pending",
             3000,
             "the denied call's log line",
         );

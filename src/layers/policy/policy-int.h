@@ -11,6 +11,10 @@
 
 #include "layers/policy/policy.h"
 
+struct gw_request;
+struct gw_decision;
+struct mcp_message;
+
 /* Bounds on a regex match against an argument (PCRE2 match and depth limits). */
 #define POLICY_REGEX_MATCH_LIMIT 100000
 #define POLICY_REGEX_DEPTH_LIMIT 1000
@@ -140,7 +144,18 @@ struct policy_implies {
 #define POLICY_MAX_IMPLIES 256
 #define POLICY_MAX_IMPLIED 64
 
+/* policy.approvals: how approval is asked for (policy_approval.c). */
+struct policy_approvals {
+    uint64_t prompt_timeout_ms; /* session era: how long a prompt to the user waits */
+    uint64_t role_timeout_ms;   /* how long a call waits for an approver (0: not at all) */
+    uint64_t reference_ttl_ms;  /* how long an approver may still act on a reference */
+    uint64_t state_ttl_ms;      /* 2026-07-28: how long a sealed requestState is good */
+    char *state_key_file;       /* the sealing key's file; NULL: a key of this process */
+    uint8_t state_key[32];
+};
+
 struct policy_config {
+    struct policy_approvals approvals;
     struct policy_rule *rules;
     size_t n_rules;
     struct policy_implies *implies;
@@ -168,6 +183,17 @@ void policy_implies_free(struct policy_config *pc);
 int policy_has_scope(const struct policy_principal *p, const char *s);
 int policy_any_scope(const struct policy_strs *want, const struct policy_principal *p);
 int policy_all_scopes(const struct policy_strs *want, const struct policy_principal *p);
+
+/* policy.approvals (policy_approval.c); node may be NULL (the defaults). */
+int policy_parse_approvals(const struct cfg_doc *doc, const struct cfg_node *node,
+                           struct policy_config *pc, struct cfg_error *err);
+/*
+ * A permitted call whose rule asks for approval (res->approval): passes it when approved
+ * before (within the rule's ttl), else asks (the user through MCP, an approver through the
+ * admin API) and returns GW_ASYNC, or denies saying why. Fills req->approval.
+ */
+int policy_approval_check(struct gw_request *req, struct mcp_message *m,
+                          const struct policy_approval *ap, struct gw_decision *out);
 
 /* Rule keys `annotations` and `approval` (policy_hints.c). */
 int policy_parse_hints(const struct cfg_doc *doc, const struct cfg_node *rule, const char *path,

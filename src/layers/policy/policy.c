@@ -116,29 +116,6 @@ static int deny_result(struct gw_request *req, struct gw_decision *out,
     return GW_DENY;
 }
 
-/*
- * A permit that asks for approval. Until this build can ask anyone (the user through MCP, an
- * approver through the admin API), a call that needs approval is denied: approval only ever
- * narrows what a permit allows, so failing closed here never lets more through.
- */
-static int deny_approval(struct gw_decision *out, const struct policy_approval *ap)
-{
-    char reason[sizeof out->reason];
-    if (ap->by == POLICY_APPROVAL_ROLE)
-        snprintf(reason, sizeof reason,
-                 "This call needs the approval of someone with the role %.64s (rule %.64s), "
-                 "and this gateway cannot ask for it: it is denied.",
-                 ap->role, ap->rule_id);
-    else
-        snprintf(reason, sizeof reason,
-                 "This call needs your approval (rule %.64s), and this gateway cannot ask for "
-                 "it: it is denied.",
-                 ap->rule_id);
-    gw_decision_deny(out, 200, 0, "policy.approval_unavailable", reason);
-    snprintf(out->rule_id, sizeof out->rule_id, "%s", ap->rule_id);
-    return GW_DENY;
-}
-
 static const json_t *query_arguments(const struct mcp_message *m, enum policy_action action)
 {
     /* resources/read has no arguments: its conditions address params (e.g. /uri). */
@@ -277,7 +254,8 @@ static int policy_check(struct gw_request *req, struct gw_decision *out)
         if (policy_decide(pc, &q, &res, NULL) != POLICY_ALLOW)
             return deny_result(req, out, &q, &res);
         if (res.approval.by != POLICY_APPROVAL_NONE)
-            return deny_approval(out, &res.approval);
+            /* Approval only narrows what the permit allows: anything but a yes denies. */
+            return policy_approval_check(req, (struct mcp_message *)m, &res.approval, out);
         append_ids(allowed_ids, sizeof allowed_ids, res.rule_id);
     }
     out->verdict = GW_PASS;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,8 @@ void policy_config_free(struct policy_config *pc)
         rule_free(&pc->rules[i]);
     free(pc->rules);
     cfg_strv_free(pc->tests);
+    free(pc->approvals.state_key_file);
+    OPENSSL_cleanse(pc->approvals.state_key, sizeof pc->approvals.state_key);
     policy_implies_free(pc);
     policy_annot_cache_free(pc->annotations);
     if (pc->match_ctx)
@@ -534,7 +537,7 @@ static int cmp_rule_id(const void *a, const void *b)
 int policy_config_parse(const struct cfg_doc *doc, const struct cfg_node *section,
                         struct policy_config **out, struct cfg_error *err)
 {
-    static const char *const keys[] = {"rules", "tests", "scope_implies", NULL};
+    static const char *const keys[] = {"rules", "tests", "scope_implies", "approvals", NULL};
     struct policy_config *pc = NULL;
     const struct policy_rule **sorted = NULL;
     int rc = -1;
@@ -597,6 +600,8 @@ int policy_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
         }
     }
     if (policy_parse_implies(doc, cfg_map_get(section, "scope_implies"), pc, err) != 0)
+        goto out;
+    if (policy_parse_approvals(doc, cfg_map_get(section, "approvals"), pc, err) != 0)
         goto out;
     if (cfg_get_string_list(doc, section, "policy", "tests", &pc->tests, &pc->n_tests, err) != 0)
         goto out;

@@ -10,9 +10,10 @@ export const ISSUER = "https://idp.e2e-sdk.toolgate.invalid/";
  * routes: [{name, path, url}] as for startToolgate. front: the origin clients use (default
  * toolgate's own; a front such as a shim gives its own origin, which becomes public_url and the
  * allowed origin). Every route path is an audience. Resolves {tg, front, audience(path),
- * mint({sub, roles, scopes, path}), auditDb}.
+ * mint({sub, roles, scopes, path}), auditDb}. admin (as for startToolgate) adds an admin
+ * listener; extra adds top-level sections (safety, say).
  */
-export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front, port } = {}) {
+export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front, port, admin, extra = {} } = {}) {
     const dir = tempDir();
     const keys = path.join(dir, "idp");
     execFileSync(TOOLGATE_BIN, ["keys", "generate", "--alg", "ES256", "--out", keys], { timeout: 20000 });
@@ -24,6 +25,7 @@ export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front,
         port,
         routes,
         policy,
+        admin,
         identity: {
             issuers: [
                 {
@@ -44,6 +46,7 @@ export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front,
                 limits: { shutdown_timeout: "5s" },
             },
             audit: { store: `sqlite:${auditDb}` },
+            ...extra,
         },
     });
     const mint = ({ sub = "e2e-user", roles = "tester", scopes = "tools.read", path: p = paths[0] } = {}) =>

@@ -121,9 +121,14 @@ static void test_approval_fails_closed(void **state)
     struct gw_decision *d = &f->req->decision[GW_STAGE_POLICY];
     assert_int_equal(d->http_status, 200);
     assert_int_equal(d->jsonrpc_code, 0);
-    assert_string_equal(d->reason_code, "policy.approval_unavailable");
+    /* No loop to wait on (a unit test): denied at once, with the reference to quote. */
+    assert_string_equal(d->reason_code, "policy.approval_pending");
     assert_string_equal(d->rule_id, "wipe");
     assert_non_null(strstr(d->reason, "role chief"));
+    assert_non_null(strstr(d->reason, "reference apr-"));
+    assert_int_equal(f->req->approval.asked, 1);
+    assert_string_equal(f->req->approval.by, "role:chief");
+    assert_string_equal(f->req->approval.decision, "pending");
 }
 
 static void test_no_match_is_tool_error(void **state)
