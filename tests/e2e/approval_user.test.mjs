@@ -230,3 +230,129 @@ describe("session era: toolgate prompts the user with elicitation/create", () =>
         assert.ok(!JSON.stringify(rows).includes("ann@example.com"), "no PII value in the audit log");
     });
 });
+
+describe("2026-07-28: input_required with a sealed requestState", () => {
+    const V = "2026-07-28";
+
+    async function connect2(sub, { caps = { elicitation: {} }, onElicit } = {}) {
+        const client = new Client2(
+            { name: "toolgate-e2e-approval-2026", version: "1.0.0" },
+            { capabilities: caps, versionNegotiation: { mode: { pin: V } } },
+        );
+        const prompts = [];
+        if (caps.elicitation)
+            client.setRequestHandler("elicitation/create", async (req) => {
+                prompts.push(req.params);
+                return onElicit ? onElicit(req.params) : { action: "accept", content: { approve: true } };
+            });
+        const transport = new Transport2(new URL(`${gw.tg.base}/v2`), {
+            requestInit: { headers: { Authorization: `Bearer ${gw.mint({ sub, path: "/v2" })}` } },
+        });
+        await withTimeout(client.connect(transport), 15000, `connecting as ${sub}`);
+        return { client, prompts };
+    }
+
+    test("the SDK client's elicitation handler answers and its retry goes through", async () => {
+        const { client, prompts } = await connect2("gina");
+        try {
+            const r = await withTimeout(client.callTool({ name: "echo", arguments: { message: "modern yes" } }), 15000, "call");
+            assert.notEqual(r.isError, true, JSON.stringify(r));
+            assert.deepEqual(r.content, [{ type: "text", text: "v2 echo: modern yes" }]);
+            assert.equal(prompts.length, 1);
+            assert.match(prompts[0].message, /tool "echo"/);
+        } finally {
+            await client.close().catch(() => {});
+        }
+    });
+
+    test("decline denies; a client without the capability is told it cannot be asked", async () => {
+        const no = await connect2("hank", { onElicit: () => ({ action: "decline" }) });
+        try {
+            const r = await no.client.callTool({ name: "echo", arguments: { message: "modern no" } });
+            assert.equal(r.isError, true, JSON.stringify(r));
+            assert.equal(decisionOf(r).reason, "policy.approval_declined");
+        } finally {
+            await no.client.close().catch(() => {});
+        }
+        const blind = await connect2("ivy", { caps: {} });
+        try {
+            const r = await blind.client.callTool({ name: "echo", arguments: { message: "modern blind" } });
+            assert.equal(r.isError, true, JSON.stringify(r));
+            assert.equal(decisionOf(r).reason, "policy.approval_unavailable");
+            assert.match(r.content[0].text, /cannot show prompts/);
+        } finally {
+            await blind.client.close().catch(() => {});
+        }
+    });
+
+    describe("the sealed state, raw", () => {
+        const META = {
+            "io.modelcontextprotocol/protocolVersion": V,
+            "io.modelcontextprotocol/clientCapabilities": { elicitation: {} },
+        };
+        const post = (sub, params) =>
+            fetch(`${gw.tg.base}/v2`, {
+                method: "POST",
+                headers: {
+                    "Content-Type": "application/json",
+                    Accept: "application/json, text/event-stream",
+                    Authorization: `Bearer ${gw.mint({ sub, path: "/v2" })}`,
+                    "MCP-Protocol-Version": V,
+                    "Mcp-Method": "tools/call",
+                    "Mcp-Name": "echo",
+                },
+                body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "echo", _meta: META, ...params } }),
+                signal: AbortSignal.timeout(5000),
+            }).then(async (res) => ({ status: res.status, body: await res.json() }));
+        const YES = { "toolgate.approval": { action: "accept", content: { approve: true } } };
+        const ask = async (sub, message) => {
+            const r = await post(sub, { arguments: { message } });
+            assert.equal(r.status, 200);
+            assert.equal(r.body.result.resultType, "input_required", JSON.stringify(r.body));
+            const req = r.body.result.inputRequests["toolgate.approval"];
+            assert.equal(req.method, "elicitation/create");
+            assert.match(r.body.result.requestState, /^tgs1\./);
+            return r.body.result.requestState;
+        };
+
+        test("the retry with the state and a yes goes through, once; a replay is refused", async () => {
+            const state = await ask("jack", "raw one");
+            const ok = await post("jack", { arguments: { message: "raw one" }, requestState: state, inputResponses: YES });
+            assert.deepEqual(ok.body.result.content, [{ type: "text", text: "v2 echo: raw one" }], JSON.stringify(ok.body));
+            const replay = await post("jack", { arguments: { message: "raw one" }, requestState: state, inputResponses: YES });
+            assert.equal(replay.body.result.isError, true);
+            assert.equal(replay.body.result._meta["toolgate/decision"].reason, "policy.approval_invalid");
+            assert.match(replay.body.result.content[0].text, /used already/);
+        });
+
+        test("a state is refused for another user, for other arguments, and when altered", async () => {
+            const state = await ask("kate", "raw two");
+            const other = await post("leo", { arguments: { message: "raw two" }, requestState: state, inputResponses: YES });
+            assert.equal(other.body.result._meta["toolgate/decision"].reason, "policy.approval_invalid");
+            assert.match(other.body.result.content[0].text, /another user/);
+            const args = await post("kate", { arguments: { message: "raw two, changed" }, requestState: state, inputResponses: YES });
+            assert.match(args.body.result.content[0].text, /another call/);
+            const flip = state.slice(0, -2) + (state.at(-2) === "A" ? "B" : "A") + state.at(-1);
+            const altered = await post("kate", { arguments: { message: "raw two" }, requestState: flip, inputResponses: YES });
+            assert.match(altered.body.result.content[0].text, /altered|malformed/);
+            const junk = await post("kate", { arguments: { message: "raw two" }, requestState: "tgs1.!!!", inputResponses: YES });
+            assert.match(junk.body.result.content[0].text, /malformed/);
+            // None of these used the state up: kate's own retry still works.
+            const ok = await post("kate", { arguments: { message: "raw two" }, requestState: state, inputResponses: YES });
+            assert.deepEqual(ok.body.result.content, [{ type: "text", text: "v2 echo: raw two" }], JSON.stringify(ok.body));
+        });
+
+        test("a state with no answer, or a no, does not let the call through", async () => {
+            const state = await ask("mia", "raw three");
+            const none = await post("mia", { arguments: { message: "raw three" }, requestState: state });
+            assert.equal(none.body.result.isError, true);
+            const state2 = await ask("mia", "raw three");
+            const no = await post("mia", {
+                arguments: { message: "raw three" },
+                requestState: state2,
+                inputResponses: { "toolgate.approval": { action: "decline" } },
+            });
+            assert.equal(no.body.result._meta["toolgate/decision"].reason, "policy.approval_declined");
+        });
+    });
+});
