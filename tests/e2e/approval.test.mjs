@@ -101,7 +101,7 @@ describe("toolgate policy explain and policy tests", () => {
             const run = (...args) => spawnSync(TOOLGATE_BIN, ["policy", "explain", "--config", cfg, "--sub", "ann", ...args], { encoding: "utf8", timeout: 10000 });
             const unknown = run("--tool", "echo");
             assert.equal(unknown.status, 1, unknown.stdout + unknown.stderr);
-            assert.match(unknown.stdout, /decision: deny \(policy\.approval_unavailable\)/);
+            assert.match(unknown.stdout, /decision: deny \(policy\.approval_required\)/);
             assert.match(unknown.stdout, /approval: needed from role oncall \(rule writes-need-approval, ttl 300s\)/);
             const ro = run("--tool", "echo", "--annotations", '{"readOnlyHint":true,"openWorldHint":false}');
             assert.equal(ro.status, 0, ro.stdout + ro.stderr);

@@ -301,10 +301,10 @@ int policy_run_tests(const struct policy_config *pc, const char *file, FILE *out
         };
         struct policy_result res;
         enum policy_outcome o = policy_decide(pc, &q, &res, NULL);
-        /* As the gateway decides: a call that needs approval is denied (no approver yet). */
+        /* Statically: a call that needs approval does not go through until someone approves it. */
         int needs_approval = o == POLICY_ALLOW && res.approval.by != POLICY_APPROVAL_NONE;
         int allowed = o == POLICY_ALLOW && !needs_approval;
-        const char *code = needs_approval ? "policy.approval_unavailable" : policy_outcome_code(o);
+        const char *code = needs_approval ? "policy.approval_required" : policy_outcome_code(o);
         int ok = allowed == tc.expect_allow;
         if (ok && tc.rule && !id_in_list(res.rule_id, tc.rule))
             ok = 0;
@@ -498,10 +498,10 @@ static int cli_explain(int argc, char **argv)
                              .annotations = annotations ? &hints : NULL};
     struct policy_result res;
     enum policy_outcome o = policy_decide(pc, &q, &res, &why);
-    /* What the gateway does: a call that needs approval is denied while none can be asked. */
+    /* A call that needs approval is denied until it is approved (explain cannot ask). */
     int needs_approval = o == POLICY_ALLOW && res.approval.by != POLICY_APPROVAL_NONE;
     if (needs_approval)
-        printf("decision: deny (policy.approval_unavailable)\n");
+        printf("decision: deny (policy.approval_required)\n");
     else
         printf("decision: %s (%s)\n", o == POLICY_ALLOW ? "allow" : "deny", policy_outcome_code(o));
     printf("action:   %s %s\n", policy_action_name(q.action), target);
