@@ -366,7 +366,8 @@ int admin_api_serve(struct gw_conn *c, struct http1_parser *p, const struct gw_c
         for (size_t i = 0; ok && i < id.len; i++)
             ok = (id.ptr[i] >= 'a' && id.ptr[i] <= 'z') || (id.ptr[i] >= '0' && id.ptr[i] <= '9') ||
                  id.ptr[i] == '-';
-        if (!ok) {
+        /* A GET of an action's path names no endpoint (what it acts on is listed by topic). */
+        if (!ok || p->method == GW_HTTP_GET) {
             send_error(c, 404, "no such admin API endpoint; see docs/operations.md, \"Admin API\"");
         } else if (p->method != GW_HTTP_POST) {
             static const struct gw_header allow = {GW_SLICE_LIT("Allow"), GW_SLICE_LIT("POST")};

@@ -9,7 +9,8 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
+import { chromium } from "playwright-core";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { killAll, startEverything, tempDir, waitUntil, withTimeout, TOOLGATE_BIN } from "./lib/harness.mjs";
@@ -163,7 +164,8 @@ describe("approval by role through the admin API", () => {
         });
         assert.equal(plain.status, 403);
         assert.equal((await decide(id, "approve", { Origin: "http://evil.example" })).status, 403);
-        assert.equal((await fetch(`${api}/approvals/${id}`, { headers: auth })).status, 405);
+        assert.equal((await fetch(`${api}/approvals/${id}`, { headers: auth })).status, 404);
+        assert.equal((await fetch(`${api}/approvals/${id}`, { method: "PUT", headers: auth })).status, 405);
         assert.equal((await decide(id, "approve")).status, 404);
         assert.equal((await decide(id, "maybe")).status, 400);
         assert.equal((await decide("APR-../x", "approve")).status, 404);
@@ -171,6 +173,38 @@ describe("approval by role through the admin API", () => {
         const all = await (await fetch(`${api}/approvals?state=all`, { headers: auth })).json();
         assert.ok(all.approvals.some((a) => a.state === "approved"));
         assert.ok(all.approvals.some((a) => a.state === "denied"));
+    });
+
+    const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+    test("the dashboard lists the waiting call and approves it", { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed` }, async () => {
+        const browser = await withTimeout(
+            chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu"] }),
+            30000,
+            "chromium to start",
+        );
+        const client = await connect("sam");
+        try {
+            const page = await browser.newPage();
+            await page.goto(`${gw.tg.adminBase}/ui`);
+            await page.waitForSelector("#login:not(.hidden)", { timeout: 10000 });
+            await page.fill("#token", ADMIN_TOKEN);
+            await page.click("#login-form button");
+            await page.waitForSelector("#panels:not(.hidden)", { timeout: 10000 });
+            const call = client.callTool({ name: "echo", arguments: { message: "from the dashboard" } });
+            const p = await pending("sam");
+            // The page refreshes every 5 s; a reload shows the row at once (the token is kept).
+            await page.reload();
+            const row = `#approvals tr[data-id="${p.id}"]`;
+            await page.waitForSelector(row, { timeout: 15000 });
+            assert.match(await page.textContent(row), /sam.*echo.*from the dashboard/s);
+            await page.click(`${row} button.decide-approve`);
+            const r = await withTimeout(call, 15000, "the call approved in the dashboard");
+            assert.notEqual(r.isError, true, JSON.stringify(r));
+            assert.match(r.content[0].text, /Echo: from the dashboard/);
+        } finally {
+            await client.close().catch(() => {});
+            await browser.close().catch(() => {});
+        }
     });
 
     test("the audit record names the approver, the reference and the time", () => {

@@ -23,6 +23,7 @@ const POLICY = {
     rules: [
         { id: "echo-asks-user", effect: "permit", tools: ["echo"], approval: { by: "user", ttl: "10m" } },
         { id: "sum-free", effect: "permit", tools: ["get-sum", "add"] },
+        { id: "fed-echo-asks-user", effect: "permit", tools: ["ev.echo"], approval: { by: "user", ttl: "10m" } },
     ],
     approvals: { prompt_timeout: "1s" },
 };
@@ -41,6 +42,14 @@ before(async () => {
         routes: [
             { name: "everything", path: "/mcp", url: everything.url },
             { name: "v2", path: "/v2", url: v2.url },
+            {
+                name: "fed",
+                path: "/fed",
+                backends: [
+                    { name: "ev", url: everything.url, prefix: "ev." },
+                    { name: "two", url: v2.url, prefix: "two." },
+                ],
+            },
         ],
         policy: POLICY,
         extra: { safety: { detectors: { email: "log" } } },
@@ -58,7 +67,7 @@ after(async () => {
 const decisionOf = (r) => r._meta?.["toolgate/decision"] ?? {};
 
 /* A 1.x client as `sub`, with the elicitation capability unless caps says otherwise. */
-async function connect(sub, { caps = { elicitation: {} }, onElicit } = {}) {
+async function connect(sub, { caps = { elicitation: {} }, onElicit, route = "/mcp" } = {}) {
     const client = new Client({ name: "toolgate-e2e-approval-user", version: "1.0.0" }, { capabilities: caps });
     const prompts = [];
     if (caps.elicitation)
@@ -66,8 +75,8 @@ async function connect(sub, { caps = { elicitation: {} }, onElicit } = {}) {
             prompts.push(req.params);
             return onElicit ? onElicit(req.params) : { action: "accept", content: { approve: true } };
         });
-    const transport = new StreamableHTTPClientTransport(new URL(`${gw.tg.base}/mcp`), {
-        requestInit: { headers: { Authorization: `Bearer ${gw.mint({ sub, path: "/mcp" })}` } },
+    const transport = new StreamableHTTPClientTransport(new URL(`${gw.tg.base}${route}`), {
+        requestInit: { headers: { Authorization: `Bearer ${gw.mint({ sub, path: route })}` } },
     });
     await withTimeout(client.connect(transport), 15000, `initialize as ${sub}`);
     return { client, prompts };
@@ -121,6 +130,26 @@ describe("session era: toolgate prompts the user with elicitation/create", () =>
             assert.equal(bob.prompts.length, 1);
         } finally {
             await bob.client.close().catch(() => {});
+        }
+    });
+
+    test("a federated endpoint prompts the same way (its own session, the backend's tool behind a prefix)", async () => {
+        const yes = await connect("fiona", { route: "/fed" });
+        try {
+            const r = await withTimeout(yes.client.callTool({ name: "ev.echo", arguments: { message: "fed" } }), 15000, "fed call");
+            assert.notEqual(r.isError, true, JSON.stringify(r));
+            assert.match(r.content[0].text, /Echo: fed/);
+            assert.equal(yes.prompts.length, 1);
+            assert.match(yes.prompts[0].message, /tool "ev.echo"/);
+        } finally {
+            await yes.client.close().catch(() => {});
+        }
+        const no = await connect("fiona-no", { route: "/fed", onElicit: () => ({ action: "decline" }) });
+        try {
+            const r = await no.client.callTool({ name: "ev.echo", arguments: { message: "fed" } });
+            assert.equal(decisionOf(r).reason, "policy.approval_declined");
+        } finally {
+            await no.client.close().catch(() => {});
         }
     });
 

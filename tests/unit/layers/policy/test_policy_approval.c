@@ -96,9 +96,10 @@ static void test_seal_refusals(void **state)
 static void test_key_from_file_is_shared(void **state)
 {
     (void)state;
-    const char *key = fx_write_file("seal.key", "0123456789abcdef0123456789abcdef-shared\n");
+    char *key = fx_write_file("seal.key", "0123456789abcdef0123456789abcdef-shared\n");
     char yaml[512];
     snprintf(yaml, sizeof yaml, "policy:\n  approvals: {state_key: \"%s\", state_ttl: 2m}\n", key);
+    free(key);
     struct cfg_doc doc;
     struct cfg_error err = {{0}};
     struct policy_config *one = NULL, *two = NULL;
@@ -152,9 +153,10 @@ static void test_approvals_config_errors(void **state)
     expect_config_error("policy: {approvals: {wait: 1s}}\n", "wait");
     expect_config_error("policy: {approvals: {state_key: /nonexistent/key}}\n",
                         "cannot read the sealing key file");
-    const char *shortkey = fx_write_file("short.key", "too short");
+    char *shortkey = fx_write_file("short.key", "too short");
     char yaml[512];
     snprintf(yaml, sizeof yaml, "policy: {approvals: {state_key: \"%s\"}}\n", shortkey);
+    free(shortkey);
     expect_config_error(yaml, "fewer than 32 bytes");
 }
 
