@@ -9,8 +9,10 @@
 #include "lib/cfg.h"
 #include "lib/digest.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #define API_PREFIX "/admin/api/"
@@ -259,12 +261,124 @@ static void job_done(uv_work_t *work, int status)
     free(job);
 }
 
+/* ---- actions (POST /admin/api/<topic>/<id>) ---- */
+
+#define MAX_ACTION_ID 64
+#define MAX_ACTION_BODY 4096
+
+/* Who acts: the admin credential, by a prefix of its hash (never the token itself). */
+static void approver_of(const struct http1_parser *p, const struct gw_config *cfg, char *out,
+                        size_t size)
+{
+    struct gw_slice auth = http1_header(p, "Authorization");
+    if (!cfg->admin.has_token || !auth.ptr || auth.len <= 7) {
+        snprintf(out, size, "admin:loopback");
+        return;
+    }
+    struct gw_slice tok = {auth.ptr + 7, auth.len - 7};
+    while (tok.len && tok.ptr[0] == ' ') {
+        tok.ptr++;
+        tok.len--;
+    }
+    while (tok.len && (tok.ptr[tok.len - 1] == ' ' || tok.ptr[tok.len - 1] == '\t'))
+        tok.len--;
+    uint8_t h[GW_SHA256_LEN];
+    char hex[2 * GW_SHA256_LEN + 1];
+    gw_sha256(tok.ptr, tok.len, h);
+    gw_hex(h, 6, hex);
+    snprintf(out, size, "admin-token:%s", hex);
+}
+
+/*
+ * A page in a browser must not act through the admin listener (a loopback listener without a
+ * token trusts its peer): the body must be JSON (a cross-origin page cannot send that without
+ * a preflight the listener never answers), and an Origin, when sent, must be the listener's.
+ */
+static int action_origin_ok(const struct http1_parser *p)
+{
+    struct gw_slice ct = http1_header(p, "Content-Type");
+    if (!ct.ptr || ct.len < 16 || strncasecmp(ct.ptr, "application/json", 16) != 0)
+        return 0;
+    struct gw_slice origin = http1_header(p, "Origin"), host = http1_header(p, "Host");
+    if (!origin.ptr)
+        return 1;
+    const char *sep = memchr(origin.ptr, ':', origin.len);
+    if (!sep || (size_t)(sep - origin.ptr) + 3 > origin.len || sep[1] != '/' || sep[2] != '/')
+        return 0;
+    struct gw_slice oh = {sep + 3, origin.len - (size_t)(sep + 3 - origin.ptr)};
+    return host.ptr && oh.len == host.len && strncasecmp(oh.ptr, host.ptr, host.len) == 0;
+}
+
+static void serve_action(struct gw_conn *c, struct http1_parser *p, const struct gw_config *cfg,
+                         struct gw_slice topic, struct gw_slice id)
+{
+    char t[MAX_TOPIC + 1], i[MAX_ACTION_ID + 1], approver[80];
+    if (!action_origin_ok(p)) {
+        send_error(c, 403,
+                   "admin actions take a JSON body (Content-Type: application/json) "
+                   "and no foreign Origin");
+        return;
+    }
+    if (p->body.len > MAX_ACTION_BODY) {
+        send_error(c, 413, "the body is larger than 4 KiB");
+        return;
+    }
+    json_t *body =
+        json_loadb(p->body.data ? p->body.data : "", p->body.len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        send_error(c, 400, "the body is not a JSON object");
+        return;
+    }
+    memcpy(t, topic.ptr, topic.len);
+    t[topic.len] = '\0';
+    memcpy(i, id.ptr, id.len);
+    i[id.len] = '\0';
+    approver_of(p, cfg, approver, sizeof approver);
+    json_t *out = NULL;
+    int status = 0;
+    for (size_t m = 0; m < gw_n_modules && status == 0; m++)
+        if (gw_modules[m]->admin_action)
+            status = gw_modules[m]->admin_action(cfg, t, i, body, approver, &out);
+    json_decref(body);
+    if (status == 0)
+        send_error(c, 404, "no such admin API action; see docs/operations.md, \"Admin API\"");
+    else if (!out)
+        send_error(c, 503, "the answer is unavailable now");
+    else
+        send_json(c, status, out);
+    json_decref(out);
+}
+
 int admin_api_serve(struct gw_conn *c, struct http1_parser *p, const struct gw_config *cfg)
 {
     static const size_t prefix_len = sizeof API_PREFIX - 1;
     if (p->path.len < prefix_len || memcmp(p->path.ptr, API_PREFIX, prefix_len) != 0)
         return 0;
     struct gw_slice topic = {p->path.ptr + prefix_len, p->path.len - prefix_len};
+    const char *slash = memchr(topic.ptr, '/', topic.len);
+    if (slash) {
+        struct gw_slice t = {topic.ptr, (size_t)(slash - topic.ptr)};
+        struct gw_slice id = {slash + 1, topic.len - t.len - 1};
+        int ok = t.len > 0 && t.len <= MAX_TOPIC && id.len > 0 && id.len <= MAX_ACTION_ID;
+        for (size_t i = 0; ok && i < t.len; i++)
+            ok = (t.ptr[i] >= 'a' && t.ptr[i] <= 'z') || t.ptr[i] == '_';
+        for (size_t i = 0; ok && i < id.len; i++)
+            ok = (id.ptr[i] >= 'a' && id.ptr[i] <= 'z') || (id.ptr[i] >= '0' && id.ptr[i] <= '9') ||
+                 id.ptr[i] == '-';
+        /* A GET of an action's path names no endpoint (what it acts on is listed by topic). */
+        if (!ok || p->method == GW_HTTP_GET) {
+            send_error(c, 404, "no such admin API endpoint; see docs/operations.md, \"Admin API\"");
+        } else if (p->method != GW_HTTP_POST) {
+            static const struct gw_header allow = {GW_SLICE_LIT("Allow"), GW_SLICE_LIT("POST")};
+            static const char body[] = "{\"error\":\"method not allowed: use POST\"}";
+            gw_conn_respond(c, 405, "application/json", body, sizeof body - 1, &allow, 1);
+            gw_conn_end(c, 0);
+        } else {
+            serve_action(c, p, cfg, t, id);
+        }
+        return 1;
+    }
     if (p->method != GW_HTTP_GET) {
         static const struct gw_header allow = {GW_SLICE_LIT("Allow"), GW_SLICE_LIT("GET")};
         static const char body[] = "{\"error\":\"method not allowed: the admin API is GET only\"}";

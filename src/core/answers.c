@@ -49,7 +49,19 @@ static json_t *denial_for(const struct gw_request *req, const struct mcp_message
     json_t *id = m && m->id ? json_incref(m->id) : json_null();
     json_t *out;
     if (m && m->method && strcmp(m->method, "tools/call") == 0 && d->http_status == 200 &&
-        d->jsonrpc_code == 0) {
+        d->jsonrpc_code == 0 && req->denial_result && !req->rpc.is_batch) {
+        /* The layer's own result (input_required): the call is not made, the client asked. */
+        json_t *result = json_deep_copy(req->denial_result);
+        json_t *meta = json_object();
+        json_object_set_new(meta, "toolgate/decision", decision_meta(req, d));
+        if (result)
+            json_object_set_new(result, "_meta", meta);
+        else
+            json_decref(meta);
+        out = json_pack("{s:s, s:o, s:o}", "jsonrpc", "2.0", "id", id, "result",
+                        result ? result : json_object());
+    } else if (m && m->method && strcmp(m->method, "tools/call") == 0 && d->http_status == 200 &&
+               d->jsonrpc_code == 0) {
         json_t *meta = json_object();
         json_object_set_new(meta, "toolgate/decision", decision_meta(req, d));
         out = json_pack("{s:s, s:o, s:{s:[{s:s, s:s}], s:b, s:o}}", "jsonrpc", "2.0", "id", id,

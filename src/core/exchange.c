@@ -95,6 +95,19 @@ void exchange_hold_whole(struct exchange *x, int status, const struct gw_header 
                          const char *body, size_t len)
 {
     size_t off[EXCHANGE_MAX_OUT_HEADERS + 4][2];
+    if (x->client_streaming) {
+        /*
+         * The client's answer is an event stream already (toolgate asked it something first):
+         * the whole answer becomes the stream's last event, and the stream ends after it.
+         */
+        gw_buf_reset(&x->held_body);
+        if (len > 0 && sse_encode(&x->held_body, GW_SLICE_LIT(""), GW_SLICE_NULL, 0, -1,
+                                  (struct gw_slice){body, len}) != 0)
+            gw_buf_reset(&x->held_body);
+        x->req->response_status = 200;
+        x->held_whole = 0;
+        return;
+    }
     if (n > EXCHANGE_MAX_OUT_HEADERS + 4)
         n = EXCHANGE_MAX_OUT_HEADERS + 4;
     gw_buf_reset(&x->held_hdr_storage);
@@ -184,6 +197,7 @@ void exchange_finish(struct exchange *x, int abandon)
         return;
     x->finished = 1;
     x->abandon = abandon;
+    ask_forget(x);
     if (x->up) {
         upstream_cancel(x->up);
         x->up = NULL;
@@ -232,8 +246,10 @@ void exchange_on_client_gone(void *arg)
     if (x->req)
         x->req->response_status = x->req->response_status ? x->req->response_status : 499;
     /* A layer still deciding will call the pipeline's done callback, which finishes. */
-    if (x->req && !x->up && gw_pipeline_deciding(x->req))
+    if (x->req && !x->up && gw_pipeline_deciding(x->req)) {
+        ask_client_gone(x); /* a prompt's wait ends now: the layer decides without it */
         return;
+    }
     exchange_finish(x, 1);
 }
 

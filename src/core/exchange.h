@@ -81,7 +81,25 @@ struct exchange {
     int stream_listed;
     struct exchange *stream_next, *stream_prev;
     uint8_t lists_seen[32];
+    /*
+     * toolgate asked the client something before the call went on (core/ask.h): the client's
+     * answer is an event stream from then on (its head is sent), and `ask` is the wait.
+     */
+    int client_streaming;
+    void *ask;
 };
+
+/* ---- ask.c ---- */
+
+/*
+ * When the request is a client's answer to a prompt of toolgate's (its id is one toolgate
+ * issued), hands it to the call that waits, answers 202 and returns 1; else 0.
+ */
+int ask_take_answer(struct exchange *x);
+/* The client left while a call waited for its answer: ends the wait (1), or 0 when none. */
+int ask_client_gone(struct exchange *x);
+/* Takes the exchange's wait out of the table without calling back (the exchange ends). */
+void ask_forget(struct exchange *x);
 
 /* ---- reload_notify.c ---- */
 

@@ -367,6 +367,8 @@ static void on_decided(struct gw_request *req, int verdict)
         exchange_finish(x, 1);
         return;
     }
+    if (verdict == GW_PASS && ask_take_answer(x))
+        return; /* a client's answer to a prompt of toolgate's (core/ask.h) */
     if (verdict == GW_PASS)
         x->kind->forward(x);
     else

@@ -81,7 +81,9 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
     if (is_sse && status == 200 && x->kind->streams) {
         x->mode = RELAY_SSE;
         req->response_status = status;
-        if (x->conn && gw_conn_write_head(x->conn, status, x->out_headers, x->n_out, -1) != 0) {
+        /* A stream begun already (toolgate asked the client first) goes on as it is. */
+        if (x->conn && !x->client_streaming &&
+            gw_conn_write_head(x->conn, status, x->out_headers, x->n_out, -1) != 0) {
             exchange_finish(x, 1);
             return;
         }

@@ -158,9 +158,15 @@ static void relay_on_head(struct exchange *x, int status, const struct gw_header
         }
     } else {
         char id[MCP_SESSION_ID_LEN + 1];
-        if (mcp_session_create(req->identity.verified ? req->identity.issuer : "",
-                               req->identity.subject, req->route->name, 1, backend_id, id,
-                               loop) == 0)
+        /* What the client can do (prompts toolgate may show it) is kept with the session. */
+        const struct mcp_message *init = req->rpc.n == 1 ? &req->rpc.msgs[0] : NULL;
+        unsigned caps = init && init->method && strcmp(init->method, "initialize") == 0
+                            ? mcp_client_caps_of(json_object_get(
+                                  json_object_get(init->json, "params"), "capabilities"))
+                            : 0;
+        if (mcp_session_create_caps(req->identity.verified ? req->identity.issuer : "",
+                                    req->identity.subject, req->route->name, 1, backend_id, caps,
+                                    id, loop) == 0)
             gw_request_add_response_header(req, "Mcp-Session-Id", id);
         else
             gw_log(GW_LOG_ERROR, "session_create_failed", req->id, NULL,

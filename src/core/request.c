@@ -51,6 +51,7 @@ void gw_request_free(struct gw_request *req)
     free(req->rewritten_body);
     free(req->protocol_version);
     json_decref(req->protocol_error_data);
+    json_decref(req->denial_result);
     free(req->session_id);
     mcp_session_clear(&req->session);
     free(req->upstream_session_id);

@@ -99,7 +99,13 @@ struct gw_request {
     /* What the layers found and decided. */
     struct gw_identity identity;
     struct gw_findings findings;
-    struct gw_limits_state limits; /* cost, budget and rate-limit state (limits layer) */
+    struct gw_limits_state limits;      /* cost, budget and rate-limit state (limits layer) */
+    struct gw_approval_record approval; /* human approval of the call (policy layer) */
+    /*
+     * A result a denying layer gives a tools/call instead of the isError result (2026-07-28:
+     * input_required, asking the user); owned, freed with the request.
+     */
+    json_t *denial_result;
     struct gw_decision decision[GW_MAX_STAGES];
     int deciding_stage; /* the stage that denied; GW_STAGE_NONE when allowed */
     void *layer_state[GW_MAX_STAGES];

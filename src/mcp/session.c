@@ -42,6 +42,10 @@ int mcp_session_encode(const struct mcp_session *s, char **out, size_t *len)
     json_t *o = b ? json_pack("{s:s, s:s, s:o}", "o", owner, "r", s->route, "b", b) : NULL;
     if (!o)
         return -1;
+    if (s->client_caps && json_object_set_new(o, "c", json_integer(s->client_caps)) != 0) {
+        json_decref(o);
+        return -1;
+    }
     *out = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!*out)
@@ -61,10 +65,14 @@ int mcp_session_decode(const char *value, size_t len, struct mcp_session *s)
     const char *owner = json_string_value(json_object_get(o, "o"));
     const char *route = json_string_value(json_object_get(o, "r"));
     json_t *b = json_object_get(o, "b");
+    json_t *caps = json_object_get(o, "c");
     int rc = -1;
     if (!owner || strlen(owner) != 64 || !route || strlen(route) >= sizeof s->route ||
-        !json_is_array(b) || json_array_size(b) > MCP_SESSION_MAX_BACKENDS)
+        !json_is_array(b) || json_array_size(b) > MCP_SESSION_MAX_BACKENDS ||
+        (caps && (!json_is_integer(caps) || json_integer_value(caps) < 0 ||
+                  json_integer_value(caps) > 0xff)))
         goto out;
+    s->client_caps = caps ? (unsigned)json_integer_value(caps) : 0;
     for (size_t i = 0; i < 32; i++) {
         unsigned v;
         if (sscanf(owner + 2 * i, "%2x", &v) != 1)
@@ -360,8 +368,30 @@ static int key_of(const char *id, char key[KEY_LEN + 1])
     return 0;
 }
 
+unsigned mcp_client_caps_of(const json_t *capabilities)
+{
+    const json_t *e = json_object_get(capabilities, "elicitation");
+    if (!json_is_object(e))
+        return 0;
+    /* 2025-06-18 declares {} (form); 2025-11-25 may name the modes, {} still meaning form. */
+    const json_t *form = json_object_get(e, "form"), *url = json_object_get(e, "url");
+    unsigned caps = 0;
+    if (json_object_size(e) == 0 || json_is_object(form) || (!form && !url))
+        caps |= MCP_CLIENT_ELICIT_FORM;
+    if (json_is_object(url))
+        caps |= MCP_CLIENT_ELICIT_URL;
+    return caps;
+}
+
 int mcp_session_create(const char *issuer, const char *subject, const char *route,
                        size_t n_backends, const char *backend0, char *id_out, void *loop)
+{
+    return mcp_session_create_caps(issuer, subject, route, n_backends, backend0, 0, id_out, loop);
+}
+
+int mcp_session_create_caps(const char *issuer, const char *subject, const char *route,
+                            size_t n_backends, const char *backend0, unsigned client_caps,
+                            char *id_out, void *loop)
 {
     uint8_t raw[32];
     struct gw_buf b64 = {0};
@@ -380,6 +410,7 @@ int mcp_session_create(const char *issuer, const char *subject, const char *rout
     mcp_session_owner(issuer, subject, s.owner);
     snprintf(s.route, sizeof s.route, "%s", route);
     s.n_backends = n_backends;
+    s.client_caps = client_caps;
     if (backend0 && !(s.backends[0] = strdup(backend0)))
         goto out;
     if (mcp_session_encode(&s, &value, &len) != 0 || key_of(b64.data, key) != 0 ||

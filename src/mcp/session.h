@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 /* The ids toolgate issues: 32 random bytes, base64url without padding. */
 #define MCP_SESSION_ID_LEN 43
 /* Longer ids are refused before any lookup (they are not ids any server issues). */
@@ -28,9 +30,14 @@
 /* A backend's session id is copied at most this long. */
 #define MCP_SESSION_MAX_BACKEND_ID 256
 
+/* What the client declared it can do at initialize (mcp_session.client_caps). */
+#define MCP_CLIENT_ELICIT_FORM 0x01 /* elicitation (form mode): toolgate may prompt the user */
+#define MCP_CLIENT_ELICIT_URL 0x02  /* elicitation in URL mode (2025-11-25) */
+
 struct mcp_session {
-    uint8_t owner[32]; /* SHA-256 of issuer NUL subject */
-    char route[72];    /* the route's name */
+    uint8_t owner[32];    /* SHA-256 of issuer NUL subject */
+    unsigned client_caps; /* MCP_CLIENT_*: from the initialize that opened the session */
+    char route[72];       /* the route's name */
     size_t n_backends;
     char *backends[MCP_SESSION_MAX_BACKENDS]; /* the backends' session ids; NULL: none yet */
 };
@@ -83,6 +90,12 @@ void mcp_session_shutdown(void);
  */
 int mcp_session_create(const char *issuer, const char *subject, const char *route,
                        size_t n_backends, const char *backend0, char *id_out, void *loop);
+/* The same, remembering what the client declared it can do (MCP_CLIENT_*). */
+int mcp_session_create_caps(const char *issuer, const char *subject, const char *route,
+                            size_t n_backends, const char *backend0, unsigned client_caps,
+                            char *id_out, void *loop);
+/* The MCP_CLIENT_* flags of an initialize request's params.capabilities (NULL: none). */
+unsigned mcp_client_caps_of(const json_t *capabilities);
 
 /*
  * Looks a client's session id up. cb gets rc 0 and the session (valid during the call) when

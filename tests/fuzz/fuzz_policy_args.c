@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *tool = tools[data[0] % 6];
     json_t *args = json_loadb((const char *)data + 1, size - 1,
                               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
-    struct policy_query q = {POLICY_ACTION_TOOL, tool, strlen(tool), args, &pr};
+    struct policy_query q = {POLICY_ACTION_TOOL, tool, strlen(tool), args, &pr, NULL};
     struct policy_result res;
     struct gw_buf why = {0};
     enum policy_outcome a = policy_decide(pc, &q, &res, NULL);

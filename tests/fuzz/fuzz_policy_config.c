@@ -27,9 +27,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                  "list", "x", "o", "k", 1);
         for (int a = 0; a < POLICY_ACTION_COUNT; a++) {
             for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
-                struct policy_query q = {(enum policy_action)a, targets[t], strlen(targets[t]),
-                                         args, &pr};
+                struct policy_query q = {
+                    (enum policy_action)a, targets[t], strlen(targets[t]), args, &pr, NULL};
                 struct policy_result res;
+                policy_decide(pc, &q, &res, NULL);
+                /* Again with annotations known: half the hints given, one of them true. */
+                struct policy_annotations an = {.known = 1, .hint = {1, -1, 0, -1}};
+                q.annotations = &an;
                 policy_decide(pc, &q, &res, NULL);
             }
         }

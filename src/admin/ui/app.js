@@ -240,10 +240,43 @@ function drawAudit(a) {
   box.appendChild(kv);
 }
 
+// ---- approvals ----
+
+async function decideApproval(id, decision) {
+  const r = await fetch('/admin/api/approvals/' + encodeURIComponent(id), {
+    method: 'POST', headers: { ...headers(), 'Content-Type': 'application/json' },
+    body: JSON.stringify({ decision }), cache: 'no-store' });
+  const body = await r.json().catch(() => ({}));
+  setStatus(r.ok ? `${id}: ${decision === 'approve' ? 'approved' : 'denied'}` : `${id}: ${body.error || r.status}`, r.ok ? 'ok' : 'bad');
+  drawApprovals(await api('/admin/api/approvals'));
+}
+
+function drawApprovals(a) {
+  const body = document.querySelector('#approvals tbody');
+  clear(body);
+  const list = (a && a.approvals) || [];
+  document.getElementById('approvals-empty').classList.toggle('hidden', list.length > 0);
+  for (const p of list) {
+    const tr = el('tr', { 'data-id': p.id });
+    for (const v of [p.id, p.user, p.tool, p.arguments, p.role, p.rule, p.waiting ? 'yes' : 'no'])
+      tr.appendChild(el('td', {}, v));
+    const td = el('td');
+    for (const [label, decision] of [['Approve', 'approve'], ['Deny', 'deny']]) {
+      const b = el('button', { type: 'button', class: 'decide-' + decision }, label);
+      b.addEventListener('click', () => decideApproval(p.id, decision).catch((e) => setStatus(e.message, 'bad')));
+      td.appendChild(b);
+    }
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+}
+
 async function refresh() {
   try {
-    const [status, summary, spend, audit] = await Promise.all([
-      api('/admin/status'), api('/admin/api/summary'), api('/admin/api/spend'), api('/admin/api/audit')]);
+    const [status, summary, spend, audit, approvals] = await Promise.all([
+      api('/admin/status'), api('/admin/api/summary'), api('/admin/api/spend'), api('/admin/api/audit'),
+      api('/admin/api/approvals')]);
+    drawApprovals(approvals);
     setStatus(`${status.status} · v${status.version} · up ${status.uptime_s}s`, status.status === 'ready' ? 'ok' : 'bad');
     drawSummary(summary);
     drawSpend(spend);

@@ -389,15 +389,45 @@ static int part_limits(json_t *rec, const struct gw_request *req, const struct a
     return rc ? -1 : 0;
 }
 
+/*
+ * Human approval of the call (policy's `approval`): who was to approve, what was decided, by
+ * whom, how and when; never an argument value (the call is named by a digest).
+ */
+static int part_approval(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
+{
+    (void)ac;
+    const struct gw_approval_record *a = &req->approval;
+    if (!a->asked)
+        return 0;
+    json_t *o = json_object();
+    if (!o || json_object_set_new(rec, "approval", o) != 0)
+        return -1;
+    int rc = 0;
+    rc |= set_str(o, "by", a->by);
+    rc |= set_str(o, "rule", a->rule_id);
+    rc |= set_str(o, "decision", a->decision[0] ? a->decision : "pending");
+    if (a->via[0])
+        rc |= set_str(o, "via", a->via);
+    if (a->approver[0])
+        rc |= set_str(o, "approver", a->approver);
+    if (a->decided_at_ms)
+        rc |= set_int(o, "at", a->decided_at_ms);
+    if (a->reference[0])
+        rc |= set_str(o, "reference", a->reference);
+    if (a->digest[0])
+        rc |= set_str(o, "digest", a->digest);
+    return rc ? -1 : 0;
+}
+
 /* The parts of each record, in order. A layer's data is one more entry. */
 static const audit_part_fn decision_parts[] = {
     part_request, part_identity,         part_decision, part_request_findings,
-    part_calls,   part_decision_latency, part_limits,
+    part_calls,   part_decision_latency, part_limits,   part_approval,
 };
 
 static const audit_part_fn completion_parts[] = {
     part_request,  part_identity,           part_decision, part_response_findings,
-    part_upstream, part_completion_latency, part_limits,
+    part_upstream, part_completion_latency, part_limits,   part_approval,
 };
 
 static json_t *build(const char *kind, const audit_part_fn *parts, size_t n,

@@ -11,6 +11,10 @@
 
 #include "layers/policy/policy.h"
 
+struct gw_request;
+struct gw_decision;
+struct mcp_message;
+
 /* Bounds on a regex match against an argument (PCRE2 match and depth limits). */
 #define POLICY_REGEX_MATCH_LIMIT 100000
 #define POLICY_REGEX_DEPTH_LIMIT 1000
@@ -92,8 +96,12 @@ struct policy_rule {
     struct policy_strs required_scopes;
     struct policy_pred *when;
     size_t n_when;
-    char *message;     /* optional text for the model on denial */
-    char *description; /* optional, for people */
+    /* `annotations`: per hint, 0 no condition, 1 the hint must read false, 2 true. */
+    unsigned char hints[POLICY_HINT_COUNT];
+    int n_hints;
+    struct policy_approval approval; /* `approval` (permit rules only); by NONE when absent */
+    char *message;                   /* optional text for the model on denial */
+    char *description;               /* optional, for people */
 };
 
 /* One value list in the index maps: rule indexes (exact) or glob indexes (by prefix). */
@@ -136,7 +144,18 @@ struct policy_implies {
 #define POLICY_MAX_IMPLIES 256
 #define POLICY_MAX_IMPLIED 64
 
+/* policy.approvals: how approval is asked for (policy_approval.c). */
+struct policy_approvals {
+    uint64_t prompt_timeout_ms; /* session era: how long a prompt to the user waits */
+    uint64_t role_timeout_ms;   /* how long a call waits for an approver (0: not at all) */
+    uint64_t reference_ttl_ms;  /* how long an approver may still act on a reference */
+    uint64_t state_ttl_ms;      /* 2026-07-28: how long a sealed requestState is good */
+    char *state_key_file;       /* the sealing key's file; NULL: a key of this process */
+    uint8_t state_key[32];
+};
+
 struct policy_config {
+    struct policy_approvals approvals;
     struct policy_rule *rules;
     size_t n_rules;
     struct policy_implies *implies;
@@ -153,6 +172,7 @@ struct policy_config {
     char **tests; /* resolved paths */
     size_t n_tests;
     pcre2_match_context *match_ctx; /* match limits; read-only once built, shared by threads */
+    struct policy_annot_cache *annotations; /* the one mutable part: has its own lock */
 };
 
 /* The scope hierarchy (policy_scope.c). */
@@ -163,6 +183,37 @@ void policy_implies_free(struct policy_config *pc);
 int policy_has_scope(const struct policy_principal *p, const char *s);
 int policy_any_scope(const struct policy_strs *want, const struct policy_principal *p);
 int policy_all_scopes(const struct policy_strs *want, const struct policy_principal *p);
+
+/* policy.approvals (policy_approval.c); node may be NULL (the defaults). */
+int policy_parse_approvals(const struct cfg_doc *doc, const struct cfg_node *node,
+                           struct policy_config *pc, struct cfg_error *err);
+/*
+ * A permitted call whose rule asks for approval (res->approval): passes it when approved
+ * before (within the rule's ttl), else asks (the user through MCP, an approver through the
+ * admin API) and returns GW_ASYNC, or denies saying why. Fills req->approval.
+ */
+int policy_approval_check(struct gw_request *req, struct mcp_message *m,
+                          const struct policy_approval *ap, struct gw_decision *out);
+
+/* Rule keys `annotations` and `approval` (policy_hints.c). */
+int policy_parse_hints(const struct cfg_doc *doc, const struct cfg_node *rule, const char *path,
+                       struct policy_rule *r, struct cfg_error *err);
+/* True when the rule's annotation conditions hold for a (NULL: unknown). */
+int policy_hints_match(const struct policy_rule *r, const struct policy_annotations *a);
+
+/*
+ * The annotations learned from tools/list answers (policy_annotations.c): bounded, locked, one
+ * per generation. learn copies a; lookup returns 1 and fills *out when the tool is known, else
+ * 0 with out->known = 0.
+ */
+#define POLICY_ANNOTATION_CACHE 4096
+struct policy_annot_cache;
+struct policy_annot_cache *policy_annot_cache_new(void);
+void policy_annot_cache_free(struct policy_annot_cache *c);
+void policy_annot_learn(struct policy_annot_cache *c, const char *route, const char *tool,
+                        size_t tool_len, const struct policy_annotations *a);
+int policy_annot_lookup(struct policy_annot_cache *c, const char *route, const char *tool,
+                        size_t tool_len, struct policy_annotations *out);
 
 /* Index (policy_index.c). */
 int policy_index_build(struct policy_config *pc);

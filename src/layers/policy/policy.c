@@ -8,7 +8,7 @@
  * Batches: each element is decided; the first denied element denies the whole batch with its
  * decision (forwarding the allowed elements alone is a later change).
  */
-#include "layers/policy/policy.h"
+#include "layers/policy/policy-int.h"
 #include "core/challenge.h"
 #include "lib/uri.h"
 #include "mcp/methods.h"
@@ -245,9 +245,17 @@ static int policy_check(struct gw_request *req, struct gw_decision *out)
             .arguments = query_arguments(m, (enum policy_action)action),
             .principal = &principal,
         };
+        struct policy_annotations hints;
+        if (q.action == POLICY_ACTION_TOOL && pc && q.target &&
+            policy_annot_lookup(pc->annotations, req->route ? req->route->path : NULL, q.target,
+                                q.target_len, &hints))
+            q.annotations = &hints;
         struct policy_result res;
         if (policy_decide(pc, &q, &res, NULL) != POLICY_ALLOW)
             return deny_result(req, out, &q, &res);
+        if (res.approval.by != POLICY_APPROVAL_NONE)
+            /* Approval only narrows what the permit allows: anything but a yes denies. */
+            return policy_approval_check(req, (struct mcp_message *)m, &res.approval, out);
         append_ids(allowed_ids, sizeof allowed_ids, res.rule_id);
     }
     out->verdict = GW_PASS;
@@ -272,6 +280,28 @@ static const struct {
     {"resources", "uri", POLICY_ACTION_RESOURCE},
     {"resourceTemplates", "uriTemplate", POLICY_ACTION_RESOURCE},
 };
+
+/*
+ * Keeps each listed tool's annotations for rule conditions on them, before the list is
+ * filtered (what one user may not see, another's call may still be about).
+ */
+static void learn_annotations(const struct gw_request *req, const json_t *tools)
+{
+    const struct policy_config *pc = config_of(req);
+    if (!pc)
+        return;
+    for (size_t i = 0; i < json_array_size(tools); i++) {
+        const json_t *tool = json_array_get(tools, i);
+        const json_t *name = json_object_get(tool, "name");
+        const char *s = json_string_value(name);
+        if (!s || strlen(s) != json_string_length(name))
+            continue;
+        struct policy_annotations a;
+        policy_annotations_from_json(json_object_get(tool, "annotations"), &a);
+        policy_annot_learn(pc->annotations, req->route ? req->route->path : NULL, s,
+                           json_string_length(name), &a);
+    }
+}
 
 /* Removes the entries the principal may not see; entries without a usable name go too. */
 static size_t filter_list(const struct policy_config *pc, const struct policy_principal *pr,
@@ -319,6 +349,8 @@ static int filter_message(struct gw_request *req, json_t *msg, int *modified)
             principal_of(req, &pr);
             principal_made = 1;
         }
+        if (lists[k].action == POLICY_ACTION_TOOL)
+            learn_annotations(req, arr);
         if (filter_list(config_of(req), &pr, lists[k].action, lists[k].field, arr) > 0)
             *modified = 1;
         /*

@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "lib/buf.h"
@@ -55,12 +56,56 @@ struct policy_principal {
     const struct policy_config *scope_model;
 };
 
+/*
+ * MCP tool annotations (hints a backend gives in its tools/list answer), as rule conditions.
+ * A hint the backend did not give, and every hint of a tool whose annotations toolgate has
+ * not learned, reads as the protocol's default, which is also the riskiest reading:
+ * readOnlyHint false, destructiveHint true, idempotentHint false, openWorldHint true.
+ */
+enum policy_hint {
+    POLICY_HINT_READ_ONLY = 0,
+    POLICY_HINT_DESTRUCTIVE,
+    POLICY_HINT_IDEMPOTENT,
+    POLICY_HINT_OPEN_WORLD,
+    POLICY_HINT_COUNT
+};
+
+/* A tool's annotations as learned: hint[i] is -1 (not given), 0 (false) or 1 (true). */
+struct policy_annotations {
+    int known; /* 0: the tool's annotations are unknown (every hint reads as its default) */
+    signed char hint[POLICY_HINT_COUNT];
+};
+
+/* The value a rule condition on hint h compares with (above). */
+int policy_hint_value(const struct policy_annotations *a, enum policy_hint h);
+const char *policy_hint_name(enum policy_hint h);
+/* Reads the hints of an MCP `annotations` object (NULL or not an object: none given). */
+void policy_annotations_from_json(const json_t *annotations, struct policy_annotations *out);
+
+/* Who must approve a call a permit rule allows (its `approval`). */
+enum policy_approver {
+    POLICY_APPROVAL_NONE = 0,
+    POLICY_APPROVAL_USER, /* the user the call acts for, asked through MCP */
+    POLICY_APPROVAL_ROLE, /* someone holding `role`, through the admin API */
+};
+
+#define POLICY_MAX_ROLE 64
+
+struct policy_approval {
+    enum policy_approver by;
+    char role[POLICY_MAX_ROLE + 1]; /* POLICY_APPROVAL_ROLE */
+    uint64_t ttl_ms;                /* how long an approval lets the same call through */
+    char rule_id[65];               /* the permit rule that asks for it */
+};
+
 struct policy_query {
     enum policy_action action;
     const char *target;      /* borrowed; NUL-terminated; NULL is denied */
     size_t target_len;       /* length of target (no strlen on wire data) */
     const json_t *arguments; /* borrowed; the object `when` predicates address; may be NULL */
     const struct policy_principal *principal;
+    /* The tool's annotations; NULL: unknown (each hint reads as its default). */
+    const struct policy_annotations *annotations;
 };
 
 enum policy_outcome {
@@ -78,6 +123,11 @@ struct policy_result {
     char rule_id[128]; /* determining rule ids, comma-separated (truncated at an id) */
     char scopes[256];  /* POLICY_DENY_SCOPE: space-separated scopes that would allow it */
     char message[256]; /* the rule's `message`, when the determining rule has one */
+    /*
+     * POLICY_ALLOW: the approval the call still needs (by NONE: none). When several matching
+     * permits ask for one, the first in file order is the one asked for.
+     */
+    struct policy_approval approval;
 };
 
 /* Longest target (tool name, URI) a decision looks at; longer ones are denied. */

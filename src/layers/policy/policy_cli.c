@@ -301,16 +301,18 @@ int policy_run_tests(const struct policy_config *pc, const char *file, FILE *out
         };
         struct policy_result res;
         enum policy_outcome o = policy_decide(pc, &q, &res, NULL);
-        int allowed = o == POLICY_ALLOW;
+        /* Statically: a call that needs approval does not go through until someone approves it. */
+        int needs_approval = o == POLICY_ALLOW && res.approval.by != POLICY_APPROVAL_NONE;
+        int allowed = o == POLICY_ALLOW && !needs_approval;
+        const char *code = needs_approval ? "policy.approval_required" : policy_outcome_code(o);
         int ok = allowed == tc.expect_allow;
         if (ok && tc.rule && !id_in_list(res.rule_id, tc.rule))
             ok = 0;
-        if (ok && tc.code && strcmp(tc.code, policy_outcome_code(o)) != 0)
+        if (ok && tc.code && strcmp(tc.code, code) != 0)
             ok = 0;
         fprintf(out, "  %-4zu %-6s %-6s %-6s %-27s %-24s %s\n", i + 1, ok ? "ok" : "FAIL",
-                tc.expect_allow ? "allow" : "deny", allowed ? "allow" : "deny",
-                policy_outcome_code(o), res.rule_id[0] ? res.rule_id : "-",
-                tc.name ? tc.name : tc.target);
+                tc.expect_allow ? "allow" : "deny", allowed ? "allow" : "deny", code,
+                res.rule_id[0] ? res.rule_id : "-", tc.name ? tc.name : tc.target);
         if (!ok && (tc.rule || tc.code))
             fprintf(out, "       expected%s%s%s%s\n", tc.code ? " code " : "",
                     tc.code ? tc.code : "", tc.rule ? " rule " : "", tc.rule ? tc.rule : "");
@@ -334,7 +336,7 @@ static void cli_usage(FILE *out)
             "usage: toolgate policy test --config FILE [TESTFILE...]\n"
             "       toolgate policy explain --config FILE [--sub S] [--roles R] [--scopes S]\n"
             "               [--tenant T] [--client C] (--tool N | --resource URI | --prompt N)\n"
-            "               [--args JSON]\n"
+            "               [--args JSON] [--annotations JSON]\n"
             "  test     runs policy test files (default: the config's policy.tests); exit 1 on\n"
             "           any mismatch\n"
             "  explain  prints the decision for one call and why; exit 0 allow, 1 deny\n"
@@ -407,7 +409,7 @@ static int cli_test(int argc, char **argv)
 static int cli_explain(int argc, char **argv)
 {
     const char *config = NULL, *sub = NULL, *roles = "", *scopes = "", *tenant = NULL,
-               *client = NULL, *args = NULL, *target = NULL;
+               *client = NULL, *args = NULL, *target = NULL, *annotations = NULL;
     int action = -1;
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i];
@@ -430,6 +432,8 @@ static int cli_explain(int argc, char **argv)
             client = v;
         else if (strcmp(o, "--args") == 0)
             args = v;
+        else if (strcmp(o, "--annotations") == 0)
+            annotations = v;
         else if (strcmp(o, "--tool") == 0 || strcmp(o, "--resource") == 0 ||
                  strcmp(o, "--prompt") == 0) {
             if (target) {
@@ -470,6 +474,19 @@ static int cli_explain(int argc, char **argv)
         goto out;
     pr.roles = (const char *const *)rolev;
     pr.scopes = (const char *const *)scopev;
+    struct policy_annotations hints;
+    if (annotations) {
+        json_error_t je;
+        json_t *aj = json_loads(annotations, JSON_REJECT_DUPLICATES, &je);
+        if (!json_is_object(aj)) {
+            fprintf(stderr, "--annotations: expected a JSON object (%s)\n",
+                    aj ? "got another type" : je.text);
+            json_decref(aj);
+            goto out;
+        }
+        policy_annotations_from_json(aj, &hints);
+        json_decref(aj);
+    }
     if (load_policy(config, &pc) != 0)
         goto out;
     pr.scope_model = pc;
@@ -477,10 +494,16 @@ static int cli_explain(int argc, char **argv)
                              .target = target,
                              .target_len = strlen(target),
                              .arguments = arguments,
-                             .principal = &pr};
+                             .principal = &pr,
+                             .annotations = annotations ? &hints : NULL};
     struct policy_result res;
     enum policy_outcome o = policy_decide(pc, &q, &res, &why);
-    printf("decision: %s (%s)\n", o == POLICY_ALLOW ? "allow" : "deny", policy_outcome_code(o));
+    /* A call that needs approval is denied until it is approved (explain cannot ask). */
+    int needs_approval = o == POLICY_ALLOW && res.approval.by != POLICY_APPROVAL_NONE;
+    if (needs_approval)
+        printf("decision: deny (policy.approval_required)\n");
+    else
+        printf("decision: %s (%s)\n", o == POLICY_ALLOW ? "allow" : "deny", policy_outcome_code(o));
     printf("action:   %s %s\n", policy_action_name(q.action), target);
     printf("rules:    %s\n", res.rule_id[0] ? res.rule_id : "-");
     printf("visible:  %s\n", res.visible ? "yes" : "no (answered as if it did not exist)");
@@ -488,8 +511,12 @@ static int cli_explain(int argc, char **argv)
         printf("step-up:  403 insufficient_scope, scope=\"%s\"\n", res.scopes);
     if (res.message[0])
         printf("message:  %s\n", res.message);
+    if (needs_approval)
+        printf("approval: needed from %s%s (rule %s, ttl %llus)\n",
+               res.approval.by == POLICY_APPROVAL_USER ? "the user" : "role ", res.approval.role,
+               res.approval.rule_id, (unsigned long long)(res.approval.ttl_ms / 1000));
     printf("rules considered:\n%s", why.data ? why.data : "  (none)\n");
-    rc = o == POLICY_ALLOW ? 0 : 1;
+    rc = o == POLICY_ALLOW && !needs_approval ? 0 : 1;
 out:
     gw_buf_free(&why);
     cfg_strv_free(rolev);

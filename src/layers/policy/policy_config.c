@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,9 +17,10 @@
 #define POLICY_MAX_PATTERN 4096
 
 static const char *const rule_keys[] = {
-    "id",       "effect",    "action",    "tools",       "resources",       "prompts",
-    "subjects", "roles_any", "roles_all", "scopes_all",  "scopes_any",      "tenants",
-    "clients",  "when",      "message",   "description", "required_scopes", NULL,
+    "id",          "effect",          "action",      "tools",     "resources",
+    "prompts",     "subjects",        "roles_any",   "roles_all", "scopes_all",
+    "scopes_any",  "tenants",         "clients",     "when",      "message",
+    "description", "required_scopes", "annotations", "approval",  NULL,
 };
 
 static const char *const op_keys[POLICY_OP_COUNT] = {
@@ -87,7 +89,10 @@ void policy_config_free(struct policy_config *pc)
         rule_free(&pc->rules[i]);
     free(pc->rules);
     cfg_strv_free(pc->tests);
+    free(pc->approvals.state_key_file);
+    OPENSSL_cleanse(pc->approvals.state_key, sizeof pc->approvals.state_key);
     policy_implies_free(pc);
+    policy_annot_cache_free(pc->annotations);
     if (pc->match_ctx)
         pcre2_match_context_free(pc->match_ctx);
     free(pc);
@@ -497,6 +502,9 @@ static int parse_rule(const struct cfg_doc *doc, const struct cfg_node *node, co
         cfg_get_string(doc, node, path, "description", 0, &r->description, err) != 0)
         return -1;
 
+    if (policy_parse_hints(doc, node, path, r, err) != 0)
+        return -1;
+
     const struct cfg_node *when = cfg_map_get(node, "when");
     if (when && !cfg_is_null(when)) {
         cfg_path_key(p, sizeof p, path, "when");
@@ -529,7 +537,7 @@ static int cmp_rule_id(const void *a, const void *b)
 int policy_config_parse(const struct cfg_doc *doc, const struct cfg_node *section,
                         struct policy_config **out, struct cfg_error *err)
 {
-    static const char *const keys[] = {"rules", "tests", "scope_implies", NULL};
+    static const char *const keys[] = {"rules", "tests", "scope_implies", "approvals", NULL};
     struct policy_config *pc = NULL;
     const struct policy_rule **sorted = NULL;
     int rc = -1;
@@ -593,6 +601,8 @@ int policy_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
     }
     if (policy_parse_implies(doc, cfg_map_get(section, "scope_implies"), pc, err) != 0)
         goto out;
+    if (policy_parse_approvals(doc, cfg_map_get(section, "approvals"), pc, err) != 0)
+        goto out;
     if (cfg_get_string_list(doc, section, "policy", "tests", &pc->tests, &pc->n_tests, err) != 0)
         goto out;
     for (size_t i = 0; i < pc->n_tests; i++) {
@@ -604,7 +614,8 @@ int policy_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
         free(pc->tests[i]);
         pc->tests[i] = abs;
     }
-    if (policy_index_build(pc) != 0) {
+    pc->annotations = policy_annot_cache_new();
+    if (!pc->annotations || policy_index_build(pc) != 0) {
         cfg_errorf(err, doc, section, "policy", "out of memory while indexing rules");
         goto out;
     }

@@ -726,8 +726,17 @@ enum policy_outcome policy_decide(const struct policy_config *pc, const struct p
         size_t bad = 0;
         enum tri badv = TRI_TRUE;
         enum tri w = when_eval(&ctx, r, q->arguments, p, &bad, &badv);
+        /* Annotation conditions read unknown hints as their riskiest value: never unknown. */
+        if (r->n_hints && !policy_hints_match(r, q->annotations)) {
+            explainf(explain,
+                     "  %s %s (line %d): no match: its annotations conditions do not hold\n",
+                     effect_name(r), r->id, r->line);
+            if (r->effect == POLICY_PERMIT)
+                visible_permit = 1;
+            continue;
+        }
         if (r->effect == POLICY_FORBID) {
-            if (r->n_when == 0)
+            if (r->n_when == 0 && r->n_hints == 0)
                 unconditional_forbid = 1;
             if (w == TRI_FALSE) {
                 explainf(explain, "  forbid %s (line %d): no match: when[%zu] %s %s is false\n",
@@ -767,6 +776,8 @@ enum policy_outcome policy_decide(const struct policy_config *pc, const struct p
             continue;
         }
         permit_hit = 1;
+        if (r->approval.by != POLICY_APPROVAL_NONE && res->approval.by == POLICY_APPROVAL_NONE)
+            res->approval = r->approval;
         append_id(permit_ids, sizeof permit_ids, r->id);
         explainf(explain, "  permit %s (line %d): MATCH\n", r->id, r->line);
     }
@@ -827,7 +838,7 @@ int policy_visible(const struct policy_config *pc, enum policy_action action, co
         if (principal_fails(r, principal))
             continue;
         if (r->effect == POLICY_FORBID)
-            forbid = r->n_when == 0;
+            forbid = r->n_when == 0 && r->n_hints == 0;
         else
             permit = 1;
     }

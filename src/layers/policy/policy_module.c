@@ -1,6 +1,7 @@
 /* The policy layer as a module: its section, stage, `check` of its tests and commands. */
 #include "layers/layer.h"
 #include "layers/policy/policy.h"
+#include "layers/policy/policy_approval.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +58,10 @@ static const struct gw_command commands[] = {
 };
 
 static const char *const reasons[] = {
-    "policy.forbidden",       "policy.hidden",   "policy.insufficient_scope",
-    "policy.invalid_request", "policy.no_match", NULL,
+    "policy.approval_declined", "policy.approval_invalid", "policy.approval_pending",
+    "policy.approval_required", "policy.approval_timeout", "policy.approval_unavailable",
+    "policy.forbidden",         "policy.hidden",           "policy.insufficient_scope",
+    "policy.invalid_request",   "policy.no_match",         NULL,
 };
 
 const struct gw_module policy_module = {
@@ -69,6 +72,8 @@ const struct gw_module policy_module = {
     .check = check,
     .reason_codes = reasons,
     .layer = &policy_layer,
+    .admin_api = policy_admin_api,
+    .admin_action = policy_admin_action,
     .commands = commands,
     .bench = policy_bench_main,
 };

@@ -221,15 +221,19 @@ static void finish_initialize(struct exchange *x)
     char sid[MCP_SESSION_ID_LEN + 1];
     const char *issuer = req->identity.verified ? req->identity.issuer : "";
     void *loop = gw_request_loop(req);
+    const struct mcp_message *init = req->rpc.n == 1 ? &req->rpc.msgs[0] : NULL;
+    unsigned caps = init ? mcp_client_caps_of(json_object_get(json_object_get(init->json, "params"),
+                                                              "capabilities"))
+                         : 0;
     if (!req->identity.subject ||
-        mcp_session_create(issuer, req->identity.subject, req->route->name, n, s->sids[0], sid,
-                           loop) != 0) {
+        mcp_session_create_caps(issuer, req->identity.subject, req->route->name, n, s->sids[0],
+                                caps, sid, loop) != 0) {
         fed_close_backends(x, s->sids, n);
         answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "The session could not be recorded",
                      "internal.session");
         return;
     }
-    struct mcp_session rec = {.n_backends = n};
+    struct mcp_session rec = {.n_backends = n, .client_caps = caps};
     int others = 0;
     mcp_session_owner(issuer, req->identity.subject, rec.owner);
     snprintf(rec.route, sizeof rec.route, "%s", req->route->name);

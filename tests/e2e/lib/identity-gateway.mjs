@@ -11,9 +11,10 @@ export const ISSUER = "https://idp.e2e-sdk.toolgate.invalid/";
  * toolgate's own; a front such as a shim gives its own origin, which becomes public_url and the
  * allowed origin). Every route path is an audience. Resolves {tg, front, audience(path),
  * mint({sub, roles, scopes, path}), auditDb}. integrity: the integrity section (default: none, so
- * the defaults: pinning enforced).
+ * the defaults: pinning enforced). admin (as for startToolgate) adds an admin listener; extra
+ * adds top-level sections (safety, say).
  */
-export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front, port, integrity } = {}) {
+export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front, port, integrity, admin, extra = {} } = {}) {
     const dir = tempDir();
     const keys = path.join(dir, "idp");
     execFileSync(TOOLGATE_BIN, ["keys", "generate", "--alg", "ES256", "--out", keys], { timeout: 20000 });
@@ -25,6 +26,7 @@ export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front,
         port,
         routes,
         policy,
+        admin,
         identity: {
             issuers: [
                 {
@@ -46,6 +48,7 @@ export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front,
             },
             audit: { store: `sqlite:${auditDb}` },
             ...(integrity ? { integrity } : {}),
+            ...extra,
         },
     });
     const mint = ({ sub = "e2e-user", roles = "tester", scopes = "tools.read", path: p = paths[0] } = {}) =>

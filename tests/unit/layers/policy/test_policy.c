@@ -90,7 +90,7 @@ static enum policy_outcome decide_full(const struct policy_config *pc, enum poli
         if (!args)
             fail_msg("bad test JSON: %s", je.text);
     }
-    struct policy_query q = {action, target, target ? strlen(target) : 0, args, &p};
+    struct policy_query q = {action, target, target ? strlen(target) : 0, args, &p, NULL};
     struct gw_buf explain = {0};
     enum policy_outcome o = policy_decide(pc, &q, res, &explain);
     /* The explained run must decide exactly like the fast one. */
@@ -611,7 +611,7 @@ static void test_message_and_explain(void **state)
     struct who bob = {"bob", NULL, NULL, {"billing"}, {NULL}};
     struct policy_principal p = {.subject = "bob", .roles = bob.roles, .n_roles = 1};
     json_t *args = json_pack("{s:i}", "amount", 900);
-    struct policy_query q = {POLICY_ACTION_TOOL, "pay", 3, args, &p};
+    struct policy_query q = {POLICY_ACTION_TOOL, "pay", 3, args, &p, NULL};
     struct policy_result res;
     struct gw_buf why = {0};
     assert_int_equal(policy_decide(pc, &q, &res, &why), POLICY_DENY_FORBIDDEN);

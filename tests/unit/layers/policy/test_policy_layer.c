@@ -29,7 +29,11 @@ static const char *const demo_yaml =
     "    - {id: no-delete, effect: forbid, tools: [delete_patient]}\n"
     "    - {id: del, effect: permit, tools: [delete_patient]}\n"
     "    - {id: files, effect: permit, resources: ['file:///shared/*'], roles_any: [doctor]}\n"
-    "    - {id: prompt, effect: permit, prompts: [summary], roles_any: [doctor]}\n";
+    "    - {id: prompt, effect: permit, prompts: [summary], roles_any: [doctor]}\n"
+    "    - {id: wipe, effect: permit, tools: [wipe_chart], roles_any: [doctor],\n"
+    "       approval: {by: \"role:chief\"}}\n"
+    "    - {id: wipe-mine, effect: permit, tools: [wipe_chart], subjects: [alice]}\n"
+    "    - {id: peek-ro, effect: permit, tools: [peek], annotations: {readOnlyHint: true}}\n";
 
 struct fixture {
     struct gw_config cfg;
@@ -103,6 +107,28 @@ static void test_forbidden_is_tool_error(void **state)
     assert_int_equal(d->jsonrpc_code, 0);
     assert_string_equal(d->reason_code, "policy.forbidden");
     assert_string_equal(d->rule_id, "cap");
+}
+
+/*
+ * A permit that asks for approval fails closed while nobody can be asked: a second, plain
+ * permit for the same call does not lift the approval (approval only narrows).
+ */
+static void test_approval_fails_closed(void **state)
+{
+    struct fixture *f = *state;
+    fx_req_add_message(f->req, CALL("wipe_chart", "{}"));
+    assert_int_equal(run_check(f), GW_DENY);
+    struct gw_decision *d = &f->req->decision[GW_STAGE_POLICY];
+    assert_int_equal(d->http_status, 200);
+    assert_int_equal(d->jsonrpc_code, 0);
+    /* No loop to wait on (a unit test): denied at once, with the reference to quote. */
+    assert_string_equal(d->reason_code, "policy.approval_pending");
+    assert_string_equal(d->rule_id, "wipe");
+    assert_non_null(strstr(d->reason, "role chief"));
+    assert_non_null(strstr(d->reason, "reference apr-"));
+    assert_int_equal(f->req->approval.asked, 1);
+    assert_string_equal(f->req->approval.by, "role:chief");
+    assert_string_equal(f->req->approval.decision, "pending");
 }
 
 static void test_no_match_is_tool_error(void **state)
@@ -341,6 +367,39 @@ static void test_filter_tools_list(void **state)
     json_decref(msg);
 }
 
+/*
+ * Annotations are learned from the tools/list answers relayed on the route: before any, the
+ * tool is unknown and a condition on a safe reading does not hold; a backend that later says
+ * otherwise is believed again (the hints are the backend's word, see docs/policy.md).
+ */
+static void test_annotations_learned(void **state)
+{
+    struct fixture *f = *state;
+    fx_req_add_message(f->req, CALL("peek", "{}"));
+    assert_int_equal(run_check(f), GW_DENY);
+    assert_string_equal(f->req->decision[GW_STAGE_POLICY].reason_code, "policy.no_match");
+    int modified = 0;
+    json_decref(respond(f,
+                        "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[{\"name\":"
+                        "\"peek\",\"annotations\":{\"readOnlyHint\":true}}]}}",
+                        &modified));
+    assert_int_equal(run_check(f), GW_PASS);
+    json_decref(respond(f,
+                        "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"tools\":[{\"name\":"
+                        "\"peek\",\"annotations\":{\"readOnlyHint\":\"yes\"}}]}}",
+                        &modified));
+    assert_int_equal(run_check(f), GW_DENY);
+    /* Another route's list says nothing about this route's tool. */
+    struct gw_route other = {.path = "/other"};
+    f->req->route = &other;
+    json_decref(respond(f,
+                        "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"tools\":[{\"name\":"
+                        "\"peek\",\"annotations\":{\"readOnlyHint\":true}}]}}",
+                        &modified));
+    f->req->route = &f->route;
+    assert_int_equal(run_check(f), GW_DENY);
+}
+
 static void test_filter_other_lists(void **state)
 {
     struct fixture *f = *state;
@@ -541,6 +600,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_allow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forbidden_is_tool_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_approval_fails_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_annotations_learned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_match_is_tool_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hidden_is_unknown_tool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_insufficient_scope_403, setup, teardown),

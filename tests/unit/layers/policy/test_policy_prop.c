@@ -513,7 +513,7 @@ static void test_random_rule_sets(void **state)
                 .n_scopes = ns,
             };
             enum policy_action action = resource ? POLICY_ACTION_RESOURCE : POLICY_ACTION_TOOL;
-            struct policy_query q = {action, target, strlen(target), args, &pp};
+            struct policy_query q = {action, target, strlen(target), args, &pp, NULL};
             struct policy_result res;
             struct ref_result ref;
             policy_decide(pc, &q, &res, NULL);
