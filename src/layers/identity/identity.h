@@ -32,13 +32,15 @@ enum identity_mode { IDENTITY_MODE_ON = 0, IDENTITY_MODE_OFF };
 struct identity_issuer_config {
     char *issuer;     /* exact "iss" */
     char **audiences; /* NULL-terminated, at least one */
-    char *jwks_uri;   /* exactly one of jwks_uri, jwks_file */
-    char *jwks_file;
+    char *jwks_uri;   /* at most one of jwks_uri, jwks_file; */
+    char *jwks_file;  /* neither: discover = 1 (layers/identity/discovery.h) */
+    int discover;
     unsigned algorithms;               /* JWT_ALG_BIT set; default RS256, ES256, EdDSA */
     uint64_t leeway_ms;                /* 60s */
     uint64_t jwks_ttl_ms;              /* 10m; Cache-Control max-age wins within bounds */
     uint64_t jwks_refetch_interval_ms; /* 30s; also the lower bound of a fetched TTL */
-    uint64_t jwks_timeout_ms;          /* 5s */
+    uint64_t jwks_timeout_ms;          /* 5s; also each metadata fetch */
+    uint64_t discovery_ttl_ms;         /* 1h: metadata is read again after this */
 };
 
 struct identity_claims_config {
