@@ -96,6 +96,25 @@ describe("discovery from the issuer alone", () => {
         }
     });
 
+    test("an issuer with a path: the well-known URLs in order, the metadata found at the last", async () => {
+        const idp = await startIdp({ prefix: "/tenant1" });
+        try {
+            const { tg, audience } = await gateway(idp.issuer);
+            assert.equal((await readyz(tg)).status, 200);
+            const wk = idp.seen.filter((u) => u.includes("/.well-known/"));
+            assert.deepEqual(wk.slice(0, 3), [
+                "/.well-known/oauth-authorization-server/tenant1",
+                "/.well-known/openid-configuration/tenant1",
+                "/tenant1/.well-known/openid-configuration",
+            ]);
+            const r = await call(tg, await idp.token({ resource: audience }));
+            assert.equal(r.status, 200, JSON.stringify(r.body));
+            await tg.stop();
+        } finally {
+            await idp.stop();
+        }
+    });
+
     test("key rotation at the provider is picked up", async () => {
         const idp = await startIdp({ keys: ["test-idp-rsa-1"] });
         try {

@@ -20,13 +20,15 @@ export function testKey(name) {
 }
 
 /*
- * Starts oidc-provider. issuer: default http://127.0.0.1:<port> (port: default a free one).
+ * Starts oidc-provider. issuer: default http://127.0.0.1:<port> (port: default a free one);
+ * prefix (e.g. "/tenant1") mounts the provider under a path, which becomes part of the issuer.
  * keys: test key names, the first signs. Resolves {issuer, port, token({resource, scope}),
  * stop(), restart({keys})}: restart keeps the port, as an IdP rotating its keys does.
  */
-export async function startIdp({ port, issuer, keys = ["test-idp-rsa-1"] } = {}) {
+export async function startIdp({ port, issuer, prefix = "", keys = ["test-idp-rsa-1"] } = {}) {
     port = port ?? (await freePort());
-    issuer = issuer ?? `http://127.0.0.1:${port}`;
+    issuer = issuer ?? `http://127.0.0.1:${port}${prefix}`;
+    const seen = []; // request paths, for tests of what toolgate asked for
     let server = null;
     const sockets = new Set();
 
@@ -63,7 +65,20 @@ export async function startIdp({ port, issuer, keys = ["test-idp-rsa-1"] } = {})
             extraTokenClaims: () => ({ roles: ["tester"] }),
         });
         provider.on("server_error", (_ctx, err) => console.error("oidc-provider:", err));
-        server = http.createServer(provider.callback());
+        const handle = provider.callback();
+        server = http.createServer((req, res) => {
+            seen.push(req.url);
+            if (prefix) {
+                // Mounted under a path: the provider sees the rest, as behind a path router.
+                if (!req.url.startsWith(`${prefix}/`)) {
+                    res.writeHead(404, { "Content-Type": "application/json" });
+                    return res.end('{"error":"not_found"}');
+                }
+                req.originalUrl = req.url;
+                req.url = req.url.slice(prefix.length);
+            }
+            return handle(req, res);
+        });
         server.on("connection", (s) => {
             sockets.add(s);
             s.on("close", () => sockets.delete(s));
@@ -88,7 +103,7 @@ export async function startIdp({ port, issuer, keys = ["test-idp-rsa-1"] } = {})
         // A fresh connection each time: the provider may have been restarted in between.
         const r = await new Promise((resolve, reject) => {
             const req = http.request(
-                `http://127.0.0.1:${port}/token`,
+                `http://127.0.0.1:${port}${prefix}/token`,
                 {
                     method: "POST",
                     agent: false,
@@ -117,6 +132,7 @@ export async function startIdp({ port, issuer, keys = ["test-idp-rsa-1"] } = {})
     return {
         issuer,
         port,
+        seen,
         token,
         stop,
         restart: async ({ keys: k }) => {
