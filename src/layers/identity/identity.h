@@ -1,11 +1,12 @@
 /*
  * identity: the first governance layer. Verifies the bearer token on every request
- * (JWS on OpenSSL EVP, keys from configured JWKS files or URIs), maps its claims to
- * req->identity, binds MCP sessions to the verified user, and describes the protected
- * resource to OAuth clients (RFC 9728).
+ * (JWS on OpenSSL EVP, keys from configured JWKS files or URIs, or from the jwks_uri of the
+ * issuer's discovered metadata), maps its claims to req->identity, binds MCP sessions to the
+ * verified user, and describes the protected resource to OAuth clients (RFC 9728).
  *
  * Configuration: the `identity:` section (identity_config_parse). Runtime: identity_start
- * loads key files and starts the one key-fetch thread of the process; identity_stop ends it.
+ * loads key files and starts the one key-fetch thread of the process (which also reads the
+ * metadata of discovered issuers); identity_stop ends it.
  * Without an `identity` section every request is denied, unless `identity: {mode: off}` is
  * written explicitly.
  */

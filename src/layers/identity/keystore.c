@@ -33,7 +33,7 @@ struct issuer_state {
     struct discovery_meta meta;
     uint64_t meta_next_ms; /* monotonic: read the metadata again from here on */
     uint64_t discovery_failures;
-    char last_error[240]; /* why the last fetch (metadata or keys) failed; "" after a good one */
+    char last_error[512]; /* why the last fetch (metadata or keys) failed; "" after a good one */
 };
 
 /*

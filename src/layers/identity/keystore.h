@@ -55,7 +55,7 @@ struct keystore_stats {
     uint64_t next_fetch_ms;      /* monotonic time of the next scheduled fetch */
     uint64_t age_ms;             /* since the current set was fetched (or loaded from its file) */
     uint64_t discovery_failures; /* consecutive failed metadata reads (discovery) */
-    char last_error[240];        /* why the last fetch failed; "" after a good one */
+    char last_error[512];        /* why the last fetch failed; "" after a good one */
 };
 /* Copies the issuer's counters; returns 0, or -1 when the issuer is not known. */
 int keystore_stats(const char *issuer, struct keystore_stats *out);
