@@ -57,7 +57,7 @@ BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-50}
 BENCH_THREADS=${BENCH_THREADS:-1}
 BENCH_WORKERS=${BENCH_WORKERS:-1}
 BENCH_BACKEND_WORKERS=${BENCH_BACKEND_WORKERS:-1}
-BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject}
+BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject toolgate_traces toolgate_traces_stalled}
 BENCH_IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
 BENCH_RSS_TARGETS=${BENCH_RSS_TARGETS:-toolgate nginx h2o}
 BENCH_RESULTS=${BENCH_RESULTS:-$REPO/bench/RESULTS.md}
@@ -354,13 +354,15 @@ declare -A VARIANT_NOTE=(
     [toolgate_limits]="limits on (a per-user rate limit and a daily budget, memory store)"
     [toolgate_queued]="audit.durability: queued (answers not held for their record)"
     [toolgate_noinject]="inject: none (no gateway-signed JWT for the backend)"
+    [toolgate_traces]="traces on (every request's 8 spans exported over OTLP/HTTP to a loopback sink)"
+    [toolgate_traces_stalled]="traces on, the collector accepts connections and never answers (spans dropped)"
     [baseline]="the BENCH_BASELINE build, full pipeline"
 )
-VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject baseline)
+VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject toolgate_traces toolgate_traces_stalled baseline)
 
 start_toolgate() { # start_toolgate [MODE] [VARIANT]
     local port variant=${2:-toolgate} identity=$IDENTITY_ON safety='{}' principal=', roles_any: [bench]'
-    local limits='' durability=commit inject='{mode: jwt, audience: "ehr-backend"}'
+    local limits='' durability=commit inject='{mode: jwt, audience: "ehr-backend"}' telemetry=''
     local backends="[{name: ehr, url: \"http://127.0.0.1:$BACKEND_PORT/mcp\"}]"
     case $variant in
     toolgate_noid) identity='{mode: "off"}' principal='' ;;
@@ -368,6 +370,14 @@ start_toolgate() { # start_toolgate [MODE] [VARIANT]
     toolgate_limits) limits='limits: {ledger: "sqlite:@DIR@/ledger.db", rate: [{per: user, limit: 100000000, window: 1s}], costs: {default: 0.000001}, budgets: [{per: user, cap: 1000000, period: day}]}' ;;
     toolgate_queued) durability=queued ;;
     toolgate_noinject) inject='{mode: none}' ;;
+    toolgate_traces)
+        start_otlp_sink
+        telemetry="telemetry: {traces: {endpoint: \"http://127.0.0.1:$SINK_PORT\", sample: 1.0}}"
+        ;;
+    toolgate_traces_stalled)
+        start_otlp_sink stall
+        telemetry="telemetry: {traces: {endpoint: \"http://127.0.0.1:$STALL_PORT\", sample: 1.0, timeout: 30s, shutdown: 1s}}"
+        ;;
     toolgate_federated)
         backends="[{name: ehr, url: \"http://127.0.0.1:$BACKEND_PORT/mcp\", prefix: \"ehr.\"}, {name: two, url: \"http://127.0.0.1:$BACKEND2_PORT/mcp\", prefix: \"two.\"}]"
         ;;
@@ -376,7 +386,7 @@ start_toolgate() { # start_toolgate [MODE] [VARIANT]
     mkdir -p "$TMP/$variant"
     fill_template "$BENCH_TOOLGATE_CONFIG" "$TMP/$variant/toolgate.yaml" \
         "IDENTITY=$identity" "SAFETY=$safety" "POLICY_PRINCIPAL=$principal" \
-        "LIMITS_SECTION=$limits" "DURABILITY=$durability" "INJECT=$inject" "BACKENDS=$backends" \
+        "LIMITS_SECTION=$limits" "TELEMETRY_SECTION=$telemetry" "DURABILITY=$durability" "INJECT=$inject" "BACKENDS=$backends" \
         "DIR=$TMP/$variant" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS" \
         "KEYS=$TMP/keys"
     start_bg TARGET_PID "$TMP/$variant/toolgate.log" "$TOOLGATE" serve --config "$TMP/$variant/toolgate.yaml"
@@ -388,6 +398,24 @@ start_toolgate_nosafety() { start_toolgate "${1:-}" toolgate_nosafety; }
 start_toolgate_limits() { start_toolgate "${1:-}" toolgate_limits; }
 start_toolgate_queued() { start_toolgate "${1:-}" toolgate_queued; }
 start_toolgate_noinject() { start_toolgate "${1:-}" toolgate_noinject; }
+start_toolgate_traces() { start_toolgate "${1:-}" toolgate_traces; }
+start_toolgate_traces_stalled() { start_toolgate "${1:-}" toolgate_traces_stalled; }
+# The trace collector stand-in of toolgate_traces (bench/peers/otlp-sink.mjs), started once.
+# start_otlp_sink [stall]: the answering sink on SINK_PORT, or the stalling one on STALL_PORT.
+SINK_PORT="" SINK_PID="" STALL_PORT="" STALL_PID=""
+start_otlp_sink() {
+    if [[ ${1:-} == stall ]]; then
+        [[ -n $STALL_PORT ]] && return 0
+        pick_port STALL_PORT
+        start_bg STALL_PID "$TMP/otlp-stall.log" node "$BENCH_DIR/peers/otlp-sink.mjs" "$STALL_PORT" stall
+        wait_port "$STALL_PORT" "$STALL_PID" "$TMP/otlp-stall.log"
+        return 0
+    fi
+    [[ -n $SINK_PORT ]] && return 0
+    pick_port SINK_PORT
+    start_bg SINK_PID "$TMP/otlp-sink.log" node "$BENCH_DIR/peers/otlp-sink.mjs" "$SINK_PORT"
+    wait_port "$SINK_PORT" "$SINK_PID" "$TMP/otlp-sink.log"
+}
 start_toolgate_federated() { start_toolgate "${1:-}" toolgate_federated; }
 # Another build of toolgate (BENCH_BASELINE=path/to/toolgate) with the full pipeline, so a
 # change is measured against what it changes in the same run.
@@ -401,6 +429,7 @@ target_missing() {
     case $1 in
     direct | toolgate | toolgate_noid | toolgate_nosafety | toolgate_limits | toolgate_queued | \
         toolgate_noinject | toolgate_federated) ;;
+    toolgate_traces | toolgate_traces_stalled) command -v node >/dev/null || echo "node not installed (the trace sink)" ;;
     nginx) [[ -x $NGINX ]] || echo "nginx not installed ($NGINX)" ;;
     h2o) [[ -x $H2O ]] || echo "h2o not installed ($H2O)" ;;
     baseline) [[ -n ${BENCH_BASELINE:-} && -x ${BENCH_BASELINE:-} ]] ||
@@ -705,6 +734,7 @@ section_micro() {
     micro_bench limits "$TOOLGATE" bench limits
     micro_bench routing "$TOOLGATE" bench routing
     micro_bench safety "$TOOLGATE" bench safety
+    micro_bench telemetry "$TOOLGATE" bench telemetry
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -87,6 +87,12 @@ printf '%s\n' "${srcs[@]}" | xargs -P "$jobs" -I{} sh -c '
     if [ ! -e "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find src -name "*.h" -newer "$obj" | head -n1)" ]; then
         $3 $4 -fsanitize=fuzzer-no-link -c "$src" -o "$obj" || exit 255
     fi' _ {} "$out" "$cc" "$cflags"
+# The dashboard's files, generated into C as the Makefile does.
+scripts/embed-assets.sh "$out/gen/admin_ui_assets.c" src/admin/ui/*.html src/admin/ui/*.css \
+    src/admin/ui/*.js
+# shellcheck disable=SC2086
+$cc $cflags -fsanitize=fuzzer-no-link -c "$out/gen/admin_ui_assets.c" -o "$out/obj/admin_ui_assets.o"
+objs+=("$out/obj/admin_ui_assets.o")
 
 for n in "${names[@]}"; do
     echo "fuzz.sh: linking $out/fuzz_$n"

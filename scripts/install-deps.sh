@@ -10,8 +10,11 @@ PACKAGES=(
     libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev
     libpcre2-dev libvectorscan-dev libsqlite3-dev libhiredis-dev libpq-dev libcmocka-dev
     redis-server postgresql sqlite3 openssl curl ca-certificates iproute2
+    libseccomp-dev bubblewrap
     nodejs npm
     wrk nginx-light h2o
+    chromium
+    dpkg-dev lintian man-db
 )
 
 missing=()

@@ -10,8 +10,10 @@
 
 #include "admin/admin.h"
 #include "core/config.h"
+#include "core/generation.h"
 #include "core/module.h"
 #include "core/proxy.h"
+#include "core/reload.h"
 #include "core/server.h"
 #include "core/stats.h"
 #include "lib/log.h"
@@ -206,8 +208,17 @@ static int cmd_serve(int argc, char **argv)
         }
     }
     rc = 1;
+    /*
+     * The first generation stays alive to the end (this function's reference): the listeners
+     * and the modules' runtimes started from it point into it. Reloads make later ones
+     * current (SIGHUP, POST /admin/reload).
+     */
+    gw_generation_init(cfg);
+    gw_reload_setup(path);
+    gw_server_on_hangup(gw_reload_on_signal);
     if (started == n)
         rc = serve_listeners(cfg);
+    gw_reload_shutdown();
     /* Every request has completed by now, so the audit log flushes last. */
     while (started > 0) {
         const struct gw_module *mod = order[--started];
@@ -215,7 +226,8 @@ static int cmd_serve(int argc, char **argv)
             mod->stop();
     }
     gw_server_release_signals();
-    gw_config_free(cfg);
+    gw_generation_shutdown();
+    gw_generation_release(cfg);
     return rc;
 }
 

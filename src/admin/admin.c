@@ -1,6 +1,8 @@
 /* admin: the admin listener's handler (admin.h). */
 #include "admin/admin.h"
+#include "admin/admin_api.h"
 #include "core/module.h"
+#include "core/reload.h"
 #include "core/stats.h"
 #include "lib/digest.h"
 #include "lib/log.h"
@@ -177,6 +179,8 @@ static void serve_status(struct gw_conn *c, const struct gw_config *cfg, int dra
                         "path", cfg->path, "sha256", cfg->config_hash, "routes", routes, "ready",
                         failing ? "no" : "yes", "checks", checks)
             : NULL;
+    if (body)
+        json_object_set_new(body, "reload", gw_reload_status_json());
     if (!body) {
         respond_json(c, 503, "{\"error\":\"out of memory\"}", NULL, 0);
         return;
@@ -214,6 +218,8 @@ static void handle_admin(void *ctx, struct gw_conn *c, struct http1_parser *p)
     (void)ctx;
     struct gw_worker *w = gw_conn_worker(c);
     const struct gw_config *cfg = gw_worker_config(w);
+    if (admin_ui_serve(c, p, cfg))
+        return;
     struct sockaddr_storage peer;
     size_t n_auth = 0;
     struct gw_slice auth = find_header(p, "Authorization", &n_auth);
@@ -232,6 +238,12 @@ static void handle_admin(void *ctx, struct gw_conn *c, struct http1_parser *p)
         respond_json(c, 403, "{\"error\":\"forbidden\"}", NULL, 0);
         return;
     }
+    if (gw_slice_eq(p->path, "/admin/reload")) {
+        admin_reload_post(c, p);
+        return;
+    }
+    if (admin_api_serve(c, p, cfg))
+        return;
     int known = gw_slice_eq(p->path, "/healthz") || gw_slice_eq(p->path, "/readyz") ||
                 gw_slice_eq(p->path, "/metrics") || gw_slice_eq(p->path, "/admin/status");
     if (!known) {

@@ -37,6 +37,12 @@ int admin_authorize(const struct gw_admin_config *ac, const struct sockaddr_stor
  * Exit 0 when the gateway is ready, 1 when it is not (or draining), 2 on a usage error or
  * when the admin listener cannot be reached.
  */
+/*
+ * POST /admin/reload (admin_reload.c): reloads the configuration and answers with the
+ * outcome once it has ended. Called for that path after authorization.
+ */
+void admin_reload_post(struct gw_conn *c, const struct http1_parser *p);
+
 int admin_status_main(int argc, char **argv);
 
 #endif

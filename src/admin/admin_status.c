@@ -75,6 +75,18 @@ static void print_status(const json_t *st)
     const char *path = json_string_value(json_object_get(cfg, "path"));
     const char *sha = json_string_value(json_object_get(cfg, "sha256"));
     printf("config:  %s (sha256 %.12s)\n", path ? path : "(not from a file)", sha ? sha : "");
+    const json_t *rl = json_object_get(st, "reload");
+    if (json_is_object(rl)) {
+        const json_t *last = json_object_get(rl, "last");
+        printf("reload:  generation %lld",
+               (long long)json_integer_value(json_object_get(rl, "generation")));
+        if (json_is_object(last)) {
+            const char *msg = json_string_value(json_object_get(last, "message"));
+            printf(", last %s: %s", json_is_true(json_object_get(last, "ok")) ? "ok" : "FAILED",
+                   msg ? msg : "");
+        }
+        printf("%s\n", json_is_true(json_object_get(rl, "running")) ? " (one running)" : "");
+    }
     printf("routes:\n");
     size_t i;
     const json_t *r;

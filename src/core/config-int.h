@@ -65,6 +65,9 @@ static inline int is_pchar(char c)
 int config_parse_listen_address(const struct cfg_doc *doc, const struct cfg_node *node,
                                 const char *path, const char *text, struct gw_listen *l,
                                 struct cfg_error *err);
+/* Parses a listener's `tls: {cert, key}` into l (both files must be readable). */
+int config_parse_listen_tls(const struct cfg_doc *doc, const struct cfg_node *tls, const char *path,
+                            struct gw_listen *l, struct cfg_error *err);
 /* Frees what a listen entry holds and zeroes it. */
 void config_listen_free(struct gw_listen *l);
 /* The `admin` section (config_admin.c). */
@@ -103,6 +106,13 @@ const char *config_check_http_url(const char *url, int *https, int *port, const 
 int config_parse_server(struct gw_config *cfg, const struct cfg_doc *doc,
                         const struct cfg_node *node, struct cfg_error *err);
 void config_free_server(struct gw_config *cfg);
+/*
+ * Checks a backend's keys (`core_keys` plus every module's backend_keys) and offers the map to
+ * each module's parse_backend. Returns 1 when a module serves it locally (b->local_owner set;
+ * `url`, `endpoints`, `tls` and `health` are then refused), 0 for a network backend, -1.
+ */
+int config_local_backend(const struct cfg_doc *doc, const struct cfg_node *node, const char *path,
+                         const char *const *core_keys, struct gw_backend *b, struct cfg_error *err);
 int config_parse_routes(struct gw_config *cfg, const struct cfg_doc *doc,
                         const struct cfg_node *node, struct cfg_error *err);
 void config_free_routes(struct gw_config *cfg);

@@ -45,6 +45,50 @@ void gw_config_free(struct gw_config *cfg)
     free(cfg);
 }
 
+/* Feeds a node's tree into the digest: kinds, scalars, quoting and keys, in order. */
+static void digest_node(struct gw_sha256_ctx *c, const struct cfg_node *n)
+{
+    uint8_t tag[2] = {(uint8_t)n->kind, (uint8_t)n->quoted};
+    gw_sha256_update(c, tag, sizeof tag);
+    if (n->kind == CFG_SCALAR) {
+        gw_sha256_update(c, n->scalar, strlen(n->scalar) + 1);
+        return;
+    }
+    uint64_t count = n->n;
+    gw_sha256_update(c, &count, sizeof count);
+    for (size_t i = 0; i < n->n; i++) {
+        if (n->kind == CFG_MAP)
+            gw_sha256_update(c, n->keys[i], strlen(n->keys[i]) + 1);
+        digest_node(c, n->items[i]);
+    }
+}
+
+static void digest_section(struct gw_config *cfg, const struct cfg_doc *doc, const char *key)
+{
+    struct gw_config_section_digest *d = &cfg->sections[cfg->n_sections++];
+    const struct cfg_node *node = cfg_map_get(doc->root, key);
+    d->key = key;
+    memset(d->digest, 0, sizeof d->digest);
+    if (node && !cfg_is_null(node)) {
+        struct gw_sha256_ctx c;
+        gw_sha256_init(&c);
+        digest_node(&c, node);
+        gw_sha256_final(&c, d->digest);
+    }
+}
+
+int gw_config_section_same(const struct gw_config *a, const struct gw_config *b, const char *key)
+{
+    const uint8_t *da = NULL, *db = NULL;
+    for (size_t i = 0; i < a->n_sections; i++)
+        if (strcmp(a->sections[i].key, key) == 0)
+            da = a->sections[i].digest;
+    for (size_t i = 0; i < b->n_sections; i++)
+        if (strcmp(b->sections[i].key, key) == 0)
+            db = b->sections[i].digest;
+    return da && db && memcmp(da, db, 32) == 0;
+}
+
 static struct gw_config *load_bytes(const char *text, size_t len, const char *name,
                                     const char *path, struct cfg_error *err)
 {
@@ -88,6 +132,10 @@ static struct gw_config *load_bytes(const char *text, size_t len, const char *na
             goto out;
     }
     gw_sha256_hex(text, len, cfg->config_hash);
+    for (size_t i = 0; i < n_known; i++)
+        digest_section(cfg, &doc, known[i]);
+    atomic_init(&cfg->refs, 1);
+    cfg->generation = 1;
     if (path && !(cfg->path = strdup(path))) {
         cfg_errorf(err, &doc, NULL, "", "out of memory");
         goto out;

@@ -9,6 +9,7 @@
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,7 +64,7 @@ struct gw_server_config {
  */
 struct gw_admin_config {
     int enabled;
-    struct gw_listen listen; /* default 127.0.0.1:9090; no TLS */
+    struct gw_listen listen; /* default 127.0.0.1:9090; TLS when admin.tls is set */
     char *token_file;        /* as written, or NULL */
     int has_token;
     uint8_t token_sha256[32]; /* of the trimmed token; the token itself is not kept */
@@ -109,9 +110,19 @@ struct gw_backend {
     unsigned protocol;
     /* `tls`: CA bundle to verify the backend with, client certificate and key (files). */
     char *tls_ca, *tls_cert, *tls_key;
+    /*
+     * A local backend (a module's backend_keys claimed it, e.g. `command`): `local_owner` is
+     * that module, `local` its definition, and `local_socket` the unix socket of the private
+     * endpoint the module serves it on (allocated at parse, filled by the module's start,
+     * "" before). The relay reaches it there and nowhere else. All NULL for a network backend.
+     */
+    const struct gw_module *local_owner;
+    void *local;
+    char *local_socket;
 };
 
 struct gw_route_kind; /* core/route_kind.h */
+struct gw_module;     /* core/module.h */
 
 struct gw_route {
     char *name;
@@ -140,6 +151,22 @@ struct gw_config {
      * it; each module says what NULL means for it (identity, policy: deny everything).
      */
     void *modules[GW_MAX_MODULES];
+    /*
+     * SHA-256 of each top-level section's tree as written (all zero when absent), by the
+     * section's key: a reload compares them to tell which sections changed.
+     */
+    struct gw_config_section_digest {
+        const char *key; /* static: the core's section name or a module's config_key */
+        uint8_t digest[32];
+    } sections[3 + GW_MAX_MODULES];
+    size_t n_sections;
+    /*
+     * The generation's life (core/generation.c): references held by the current pointer, the
+     * workers and every request in flight; the last one frees it. `generation` numbers it
+     * (1 at start, +1 per successful reload).
+     */
+    atomic_long refs;
+    uint64_t generation;
 };
 
 /*
@@ -150,6 +177,13 @@ struct gw_config *gw_config_load(const char *path, struct cfg_error *err);
 /* Same, from YAML text (tests). `name` labels errors. */
 struct gw_config *gw_config_load_string(const char *yaml, const char *name, struct cfg_error *err);
 void gw_config_free(struct gw_config *cfg);
+
+/*
+ * True when the top-level section `key` is the same in both generations (same tree as
+ * written; both absent counts as the same). Relative paths inside are compared as text, so a
+ * file they name may still have changed.
+ */
+int gw_config_section_same(const struct gw_config *a, const struct gw_config *b, const char *key);
 
 /*
  * What `serve` needs beyond a valid file: at least one route. (`check` accepts a file without

@@ -97,7 +97,7 @@ out:
 int config_parse_admin(struct gw_config *cfg, const struct cfg_doc *doc,
                        const struct cfg_node *node, struct cfg_error *err)
 {
-    static const char *const keys[] = {"listen", "token_file", NULL};
+    static const char *const keys[] = {"listen", "token_file", "tls", NULL};
     struct gw_admin_config *ac = &cfg->admin;
     if (!node)
         return 0; /* no admin listener */
@@ -115,6 +115,11 @@ int config_parse_admin(struct gw_config *cfg, const struct cfg_doc *doc,
                                          listen ? listen : ADMIN_DEFAULT_LISTEN, &ac->listen, err);
     free(listen);
     if (rc != 0)
+        return -1;
+    /* TLS as on server.listen: the same context code serves it (core/tls.c). */
+    const struct cfg_node *tls = cfg_map_get(node, "tls");
+    if (tls && !cfg_is_null(tls) &&
+        config_parse_listen_tls(doc, tls, "admin.tls", &ac->listen, err) != 0)
         return -1;
     if (cfg_get_string(doc, node, "admin", "token_file", 0, &ac->token_file, err) != 0)
         return -1;

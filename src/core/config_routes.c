@@ -257,7 +257,8 @@ static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node,
     static const char *const keys[] = {"name",  "url",      "endpoints", "prefix", "health",
                                        "eject", "timeouts", "protocol",  "tls",    NULL};
     char p[PATH_MAX_LEN];
-    if (cfg_check_keys(doc, node, path, keys, err) != 0)
+    int local = config_local_backend(doc, node, path, keys, b, err); /* its keys checked too */
+    if (local < 0)
         return -1;
     if (config_get_required_string(doc, node, path, "name", "ehr", &b->name, err) != 0)
         return -1;
@@ -270,7 +271,7 @@ static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node,
         return cfg_errorf(err, doc, eps, path,
                           "has both `url` and `endpoints`; write one URL as url: or several as "
                           "endpoints: [...]");
-    if (eps) {
+    if (eps && !local) {
         cfg_path_key(p, sizeof p, path, "endpoints");
         if (cfg_get_string_list(doc, node, path, "endpoints", &b->endpoints, &b->n_endpoints,
                                 err) != 0)
@@ -290,7 +291,7 @@ static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node,
         }
         if (!(b->url = strdup(b->endpoints[0])))
             return cfg_errorf(err, doc, eps, p, "out of memory");
-    } else {
+    } else if (!local) {
         if (config_get_required_string(doc, node, path, "url", "\"http://127.0.0.1:9001/mcp\"",
                                        &b->url, err) != 0)
             return -1;
@@ -525,6 +526,9 @@ static void route_free(struct gw_route *r)
         free(r->backends[i].tls_key);
         cfg_strv_free(r->backends[i].endpoints);
         free(r->backends[i].health.path);
+        if (r->backends[i].local_owner && r->backends[i].local_owner->free_backend)
+            r->backends[i].local_owner->free_backend(r->backends[i].local);
+        free(r->backends[i].local_socket);
     }
     free(r->backends);
     cfg_strv_free(r->allow_methods);

@@ -100,7 +100,7 @@ int config_parse_listen_address(const struct cfg_doc *doc, const struct cfg_node
     return 0;
 }
 
-static int parse_listen_tls(const struct cfg_doc *doc, const struct cfg_node *tls, const char *path,
+int config_parse_listen_tls(const struct cfg_doc *doc, const struct cfg_node *tls, const char *path,
                             struct gw_listen *l, struct cfg_error *err)
 {
     static const char *const keys[] = {"cert", "key", NULL};
@@ -143,7 +143,7 @@ static int parse_listen_item(const struct cfg_doc *doc, const struct cfg_node *i
         goto out;
     const struct cfg_node *tls = cfg_map_get(item, "tls");
     cfg_path_key(p, sizeof p, path, "tls");
-    if (tls && !cfg_is_null(tls) && parse_listen_tls(doc, tls, p, l, err) != 0)
+    if (tls && !cfg_is_null(tls) && config_parse_listen_tls(doc, tls, p, l, err) != 0)
         goto out;
     rc = 0;
 out:

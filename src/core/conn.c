@@ -154,6 +154,7 @@ static void conn_dispatch(struct gw_conn *c)
 {
     c->state = C_HANDLING;
     uv_timer_stop(&c->timer);
+    worker_refresh_config(c->w);
     c->handler.handle(c->handler.ctx, c, c->parser);
 }
 
@@ -339,7 +340,8 @@ void conn_on_connection(uv_stream_t *server, int status)
     }
     c->w = w;
     c->handler = l->handler;
-    if (l->tls && !(c->tls = gw_tls_conn_new(l->tls))) {
+    struct gw_tls_ctx *tls = server_tls_get(l->spec_index);
+    if (tls && !(c->tls = gw_tls_conn_new(tls))) {
         free(c);
         atomic_fetch_sub(&open_connections, 1);
         return;

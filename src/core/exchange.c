@@ -1,4 +1,6 @@
 #include "core/exchange.h"
+#include "admin/admin_api.h"
+#include "core/generation.h"
 #include "core/pipeline.h"
 #include "core/stats.h"
 #include "lib/log.h"
@@ -24,6 +26,8 @@ struct exchange *exchange_new(struct gw_conn *c, const struct gw_route *route)
     x->conn = c;
     x->w = w;
     x->req = req;
+    x->cfg = cfg;
+    gw_generation_hold(cfg);
     x->kind = route->kind_ops;
     x->max_response = cfg->server.limits.max_response;
     sse_parser_init(&x->sse, cfg->server.limits.max_sse_event);
@@ -63,6 +67,8 @@ static void exchange_closed(uv_handle_t *h)
     gw_buf_free(&x->resp);
     gw_buf_free(&x->resp_hdr);
     sse_parser_free(&x->sse);
+    reload_notify_stream_close(x);
+    gw_generation_release(x->cfg);
     free(x);
 }
 
@@ -141,6 +147,7 @@ static void exchange_release(struct exchange *x, int durable)
         }
     }
     gw_stats_request_done(req);
+    admin_feed_request_done(req);
     log_request(x);
     gw_request_free(req);
     x->req = NULL;

@@ -37,6 +37,8 @@ struct exchange {
     struct gw_conn *conn; /* NULL once the client has gone */
     struct gw_worker *w;
     struct gw_request *req;
+    /* The generation the request started on: held until the exchange is freed. */
+    const struct gw_config *cfg;
     const struct gw_route_kind *kind;
     void *kind_state; /* the kind's own, freed with kind->free_state */
     struct upstream_call *up;
@@ -72,7 +74,20 @@ struct exchange {
      */
     char refused_request[64];
     int end_stream;
+    /*
+     * A client server stream (GET) on the worker's list for list_changed notifications after
+     * a reload (reload_notify.c), with the policy digest it was last told about.
+     */
+    int stream_listed;
+    struct exchange *stream_next, *stream_prev;
+    uint8_t lists_seen[32];
 };
+
+/* ---- reload_notify.c ---- */
+
+/* Puts an open GET stream on (or takes it off) its worker's list; the worker's thread. */
+void reload_notify_stream_open(struct exchange *x);
+void reload_notify_stream_close(struct exchange *x);
 
 /* ---- exchange.c ---- */
 

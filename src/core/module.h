@@ -22,6 +22,7 @@
 
 struct gw_config;
 struct gw_route;
+struct gw_backend;
 struct gw_metrics_out; /* lib/metrics.h */
 
 /* What a module does on the request path (its stage of the pipeline). */
@@ -37,6 +38,20 @@ struct gw_layer_ops {
     int (*on_response)(struct gw_request *req, json_t *msg, int *modified, struct gw_decision *out);
     /* Optional: the response has ended (or failed); settle, complete records. */
     void (*on_complete)(struct gw_request *req);
+};
+
+/*
+ * What a module that watches requests without deciding anything does (telemetry). None of
+ * these can fail or hold up the request. `begin` runs once the request is decoded (also when
+ * it was refused as a protocol error), before the first stage; `forward` once the pipeline
+ * allowed it, before the upstream request is built: it may add upstream headers and change
+ * the decoded messages (then it re-encodes the body); `end` once the response has ended,
+ * after the layers' on_complete hooks.
+ */
+struct gw_observer_ops {
+    void (*begin)(struct gw_request *req);
+    void (*forward)(struct gw_request *req);
+    void (*end)(struct gw_request *req);
 };
 
 /* A subcommand of the command line: `toolgate <name> ...`. argv[0] is the name. */
@@ -74,6 +89,16 @@ struct gw_module {
                        void **out, struct cfg_error *err);
     void (*free_route)(void *conf);
     /*
+     * Keys the module owns in each backend's map (NULL-terminated; NULL: none). parse_backend
+     * returns 1 when the module serves this backend itself (a local backend: it must set
+     * b->url, b->local_socket and *out, and the backend may have no `url` or `endpoints`), 0
+     * when the map has none of its keys, -1 with err filled. free_backend releases *out.
+     */
+    const char *const *backend_keys;
+    int (*parse_backend)(const struct cfg_doc *doc, const struct cfg_node *backend,
+                         const char *path, struct gw_backend *b, void **out, struct cfg_error *err);
+    void (*free_backend)(void *conf);
+    /*
      * Called by `toolgate check` on a loaded file: runs what the module can verify beyond
      * parsing (policy tests). Returns 0, or 1 after saying on stderr what failed. May append
      * ", <what was checked>" to summary for the success line.
@@ -83,6 +108,20 @@ struct gw_module {
     /* Runtime: started in list order before the workers, stopped in reverse after them. */
     int (*start)(const struct gw_config *cfg);
     void (*stop)(void);
+    /*
+     * Reload (optional; core/reload.c). prepare runs on the reload thread, never on a worker,
+     * once the next generation has loaded: it builds what the module's runtime needs for
+     * `next` without touching what requests in flight use, or says why `next` cannot be
+     * served: returns 0, or -1 with a sentence in err (a key the runtime cannot follow
+     * without a restart names the key and says a restart is needed). Any failure abandons
+     * the reload, and abort is called for every module whose prepare succeeded. commit runs
+     * when the reload is certain, just before `next` becomes current for new requests; it
+     * cannot fail. A module without prepare follows a new generation through req->cfg.
+     */
+    int (*prepare)(const struct gw_config *running, const struct gw_config *next,
+                   struct cfg_error *err);
+    void (*commit)(const struct gw_config *next);
+    void (*abort)(const struct gw_config *next);
 
     /* The pipeline stage; NULL for a module that is not a layer. */
     const struct gw_layer_ops *layer;
@@ -107,15 +146,37 @@ struct gw_module {
     const char *const *reason_codes;
     void (*ready)(const struct gw_config *cfg, json_t *checks);
     void (*metrics)(const struct gw_config *cfg, struct gw_metrics_out *out);
+    /*
+     * Admin API (optional): answers GET /admin/api/<topic> for the topics the module serves
+     * (src/admin/admin_api.c asks each module in list order). `params` is an object of the
+     * query's parameters, each a string (bounded in count and length). It runs on a thread of
+     * libuv's pool, never on a worker's loop, so it may read its store, within a bounded time;
+     * several may run at once. Returns 0 when the topic is not the module's; else an HTTP
+     * status with *out set: 200 and the answer, 400 and {"error": "..."} for a bad parameter
+     * (a sentence that names it), 503 and {"error": "..."} when the answer is unavailable now.
+     * No secret, token or argument value in an answer.
+     */
+    int (*admin_api)(const struct gw_config *cfg, const char *topic, const json_t *params,
+                     json_t **out);
 
     const struct gw_command *commands; /* NULL-terminated by a NULL name; may be NULL */
     /* `toolgate bench <name> ...`: the module's micro-benchmarks; NULL when it has none. */
     int (*bench)(int argc, char **argv);
+
+    /* Watches every request without being a stage (above); NULL for most modules. */
+    const struct gw_observer_ops *observer;
 };
 
 /* The modules, in pipeline order (src/layers/modules.c). */
 extern const struct gw_module *const gw_modules[];
 extern const size_t gw_n_modules;
+
+/*
+ * The index of `m` in the list: its stage and the slot of its configuration and request state
+ * (gw_n_modules when it is not listed). For modules outside the layers' folder, which do not
+ * include the list's stage numbers.
+ */
+size_t gw_module_slot(const struct gw_module *m);
 
 /* The module named `name`, or NULL. */
 const struct gw_module *gw_module_find(const char *name);

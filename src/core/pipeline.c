@@ -31,9 +31,12 @@ static void run(struct gw_request *req)
         }
         struct gw_decision *d = &req->decision[s];
         uint64_t t0 = gw_mono_ns();
+        if (!req->timing.stage_begin_ns[s])
+            req->timing.stage_begin_ns[s] = t0;
         req->pipeline_early_verdict = -1;
         int v = ops->check ? ops->check(req, d) : GW_PASS;
-        req->timing.stage_ns[s] += gw_mono_ns() - t0;
+        req->timing.stage_end_ns[s] = gw_mono_ns();
+        req->timing.stage_ns[s] += req->timing.stage_end_ns[s] - t0;
         if (v == GW_ASYNC) {
             if (req->pipeline_early_verdict < 0) {
                 req->pipeline_running = 0;
@@ -56,13 +59,20 @@ static void run(struct gw_request *req)
         req->next_stage = s + 1;
     }
     req->pipeline_running = 0;
-    req->pipeline_done(req, gw_request_allowed(req) ? GW_PASS : GW_DENY);
+    int allowed = gw_request_allowed(req);
+    for (size_t m = 0; allowed && m < gw_n_modules; m++)
+        if (gw_modules[m]->observer && gw_modules[m]->observer->forward)
+            gw_modules[m]->observer->forward(req);
+    req->pipeline_done(req, allowed ? GW_PASS : GW_DENY);
 }
 
 void gw_pipeline_start(struct gw_request *req, gw_pipeline_done_cb done)
 {
     req->next_stage = 0;
     req->pipeline_done = done;
+    for (size_t m = 0; m < gw_n_modules; m++)
+        if (gw_modules[m]->observer && gw_modules[m]->observer->begin)
+            gw_modules[m]->observer->begin(req);
     run(req);
 }
 
@@ -73,6 +83,7 @@ void gw_pipeline_resume(struct gw_request *req, int verdict)
         return;
     }
     int s = req->next_stage;
+    req->timing.stage_end_ns[s] = gw_mono_ns();
     if (verdict != GW_PASS) {
         if (req->decision[s].verdict != GW_DENY)
             gw_decision_deny(&req->decision[s], 500, JSONRPC_INTERNAL_ERROR, "internal.layer_error",
@@ -118,4 +129,7 @@ void gw_pipeline_complete(struct gw_request *req)
         if (ops && ops->on_complete)
             ops->on_complete(req);
     }
+    for (size_t m = 0; m < gw_n_modules; m++)
+        if (gw_modules[m]->observer && gw_modules[m]->observer->end)
+            gw_modules[m]->observer->end(req);
 }

@@ -85,6 +85,8 @@ static void on_up_head(void *arg, int status, const struct gw_header *headers, s
             exchange_finish(x, 1);
             return;
         }
+        if (req->method == GW_HTTP_GET)
+            reload_notify_stream_open(x);
     } else {
         x->mode = RELAY_BUFFER;
     }
@@ -467,6 +469,7 @@ int relay_start(struct exchange *x, const struct relay_request *r)
         .ca_file = be->tls_ca,
         .cert_file = be->tls_cert,
         .key_file = be->tls_key,
+        .unix_socket = be->local_socket,
     };
     struct upstream_call *call = upstream_start(
         gw_worker_upstream(x->w), &ur, r->cbs ? r->cbs : relay_callbacks(), r->detached ? NULL : x);

@@ -31,6 +31,9 @@
 struct gw_timing {
     uint64_t start_ns; /* monotonic */
     uint64_t stage_ns[GW_MAX_STAGES];
+    /* When each stage began and gave its verdict (an asynchronous wait included); 0: never. */
+    uint64_t stage_begin_ns[GW_MAX_STAGES];
+    uint64_t stage_end_ns[GW_MAX_STAGES];
     uint64_t upstream_start_ns; /* the request's own message was handed to the upstream client */
     uint64_t upstream_first_byte_ns;
     uint64_t end_ns;

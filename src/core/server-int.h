@@ -35,7 +35,7 @@ struct post_item {
 struct gw_listener {
     uv_tcp_t tcp; /* first member: the handle's address is the listener's */
     struct gw_worker *w;
-    struct gw_tls_ctx *tls; /* NULL for plain HTTP */
+    size_t spec_index; /* its TLS context (server_tls.c) is found by the listener's index */
     struct gw_handler handler;
 };
 
@@ -43,7 +43,14 @@ struct gw_worker {
     int index;
     uv_loop_t loop;
     uv_thread_t thread;
+    /*
+     * The generation new requests start on: a reference of the worker's own when generations
+     * are in use (owns_cfg), refreshed before each request once the current number moved.
+     */
     const struct gw_config *cfg;
+    uint64_t cfg_number;
+    int owns_cfg;
+    int async_closed; /* under the server's post_each lock: no more posts from outside */
     struct gw_listener *listeners;
     int *listen_fds;
     size_t n_listeners;
@@ -119,5 +126,14 @@ long conn_open_count(void);
 
 /* server.c */
 void worker_maybe_finish(struct gw_worker *w);
+/* Moves the worker to the current generation when it changed (worker's thread). */
+void worker_refresh_config(struct gw_worker *w);
+
+/* server_tls.c: the listeners' TLS contexts (NULL for plain ones), swapped by a reload. */
+int server_tls_open(const struct gw_server_listener *ls, size_t n, char *err, size_t errlen);
+struct gw_tls_ctx *server_tls_get(size_t i);
+void server_tls_close(void);
+/* "server.listen[i]" or "<role>.listen" for listener i, for errors. */
+void server_tls_name(size_t i, char *out, size_t outlen);
 
 #endif

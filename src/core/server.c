@@ -4,6 +4,8 @@
  * drain. Connections (conn.c) hand each request to the handler the server was started with;
  * the server knows nothing of what the handler does.
  */
+#include "core/generation.h"
+#include "core/reload.h"
 #include "core/server-int.h"
 #include "core/upstream.h"
 #include "lib/log.h"
@@ -20,11 +22,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* The listeners the server was started with, and one TLS context per listener (NULL for
- * plain ones), shared by all workers. */
+/* The listeners the server was started with (their TLS contexts: server_tls.c). */
 static const struct gw_server_listener *listener_specs;
 static size_t n_listener_specs;
-static struct gw_tls_ctx **tls_contexts;
 
 long gw_server_open_connections(void)
 {
@@ -63,6 +63,18 @@ struct gw_request_host gw_worker_host(struct gw_worker *w)
 }
 
 /* ---------- workers ---------- */
+
+void worker_refresh_config(struct gw_worker *w)
+{
+    if (!w->owns_cfg || gw_generation_current_number() == w->cfg_number)
+        return;
+    struct gw_config *cur = gw_generation_acquire();
+    if (!cur)
+        return;
+    gw_generation_release(w->cfg);
+    w->cfg = cur;
+    w->cfg_number = cur->generation;
+}
 
 void gw_worker_ref(struct gw_worker *w)
 {
@@ -112,10 +124,16 @@ static void async_closed(uv_handle_t *h)
     (void)h;
 }
 
+/* Held by gw_server_post_each while it posts, and while a worker closes its async handle. */
+static pthread_mutex_t post_each_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void worker_maybe_finish(struct gw_worker *w)
 {
     if (!w->stopping || w->stop_done || w->n_conns > 0 || w->holds > 0)
         return;
+    pthread_mutex_lock(&post_each_lock);
+    w->async_closed = 1;
+    pthread_mutex_unlock(&post_each_lock);
     w->stop_done = 1;
     uv_timer_stop(&w->stop_timer);
     uv_close((uv_handle_t *)&w->stop_timer, NULL);
@@ -228,6 +246,12 @@ static int worker_init(struct gw_worker *w, int index, const struct gw_config *c
 {
     w->index = index;
     w->cfg = cfg;
+    struct gw_config *cur = gw_generation_acquire();
+    if (cur) {
+        w->cfg = cur;
+        w->cfg_number = cur->generation;
+        w->owns_cfg = 1;
+    }
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "cannot create an event loop");
         return -1;
@@ -259,7 +283,7 @@ static int worker_init(struct gw_worker *w, int index, const struct gw_config *c
         uv_tcp_init(&w->loop, &w->listeners[i].tcp);
         w->listeners[i].tcp.data = &w->listeners[i];
         w->listeners[i].w = w;
-        w->listeners[i].tls = tls_contexts ? tls_contexts[i] : NULL;
+        w->listeners[i].spec_index = i;
         w->listeners[i].handler = spec->handler;
         if (uv_tcp_open(&w->listeners[i].tcp, fd) != 0 ||
             uv_listen((uv_stream_t *)&w->listeners[i].tcp, 1024, conn_on_connection) != 0) {
@@ -299,6 +323,9 @@ static void worker_destroy(struct gw_worker *w)
     }
     free(w->listeners);
     free(w->listen_fds);
+    if (w->owns_cfg)
+        gw_generation_release(w->cfg);
+    w->owns_cfg = 0;
 }
 
 /* ---------- the process ---------- */
@@ -314,11 +341,28 @@ static int signals_seen;
 static uv_loop_t main_loop;
 static int main_loop_open;
 static uv_async_t main_wakeup, main_stop;
-static uv_signal_t sigterm_handle, sigint_handle;
+static uv_signal_t sigterm_handle, sigint_handle, sighup_handle;
+static void (*hangup_fn)(void);
+
+void gw_server_on_hangup(void (*fn)(void))
+{
+    hangup_fn = fn;
+}
+
+static void on_hangup(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    if (hangup_fn)
+        hangup_fn();
+    else
+        gw_log_info("reload", "SIGHUP received: nothing to reload");
+}
 
 /* Asks every worker to stop (on its own thread, through its async handle). */
 static void stop_workers(int now)
 {
+    gw_reload_refuse(); /* a drain serves what it has; a reload asked for now is refused */
     for (int i = 0; i < n_workers; i++) {
         if (atomic_load(&workers[i].finished))
             continue;
@@ -336,6 +380,15 @@ static void on_signal(uv_signal_t *s, int signum)
            signum == SIGTERM ? "SIGTERM" : "SIGINT",
            now ? "closing all connections now" : "draining in-flight requests");
     stop_workers(now);
+}
+
+void gw_server_post_each(void (*fn)(void *worker))
+{
+    pthread_mutex_lock(&post_each_lock);
+    for (int i = 0; workers && i < n_workers; i++)
+        if (!workers[i].async_closed && !atomic_load(&workers[i].finished))
+            gw_worker_post(&workers[i], fn, &workers[i]);
+    pthread_mutex_unlock(&post_each_lock);
 }
 
 /* A stop asked for by the program (tests, the admin API), on the main loop's thread. */
@@ -373,9 +426,12 @@ void gw_server_release_signals(void)
 {
     if (!main_loop_open)
         return;
+    /* A SIGHUP after this point (the process is about to exit) must not kill it. */
+    signal(SIGHUP, SIG_IGN);
     main_loop_open = 0;
     uv_close((uv_handle_t *)&sigterm_handle, NULL);
     uv_close((uv_handle_t *)&sigint_handle, NULL);
+    uv_close((uv_handle_t *)&sighup_handle, NULL);
     uv_close((uv_handle_t *)&main_wakeup, NULL);
     uv_close((uv_handle_t *)&main_stop, NULL);
     uv_run(&main_loop, UV_RUN_DEFAULT);
@@ -406,18 +462,6 @@ int gw_server_run(const struct gw_config *cfg, const struct gw_handler *handler)
     return rc;
 }
 
-/* "server.listen[i]" or the role's name, for errors. */
-static void listener_name(size_t i, char *out, size_t outlen)
-{
-    size_t main_index = 0;
-    for (size_t j = 0; j < i; j++)
-        main_index += listener_specs[j].role == NULL;
-    if (listener_specs[i].role)
-        snprintf(out, outlen, "%s.listen", listener_specs[i].role);
-    else
-        snprintf(out, outlen, "server.listen[%zu]", main_index);
-}
-
 int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_listener *ls,
                             size_t n_ls)
 {
@@ -436,21 +480,10 @@ int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_
     if (cfg->n_routes == 0)
         gw_log_warn("startup", "no routes are configured: only /healthz will answer");
     char err[512] = "";
-    tls_contexts = calloc(n_ls ? n_ls : 1, sizeof *tls_contexts);
-    if (!tls_contexts)
-        return 1;
-    for (size_t i = 0; i < n_ls; i++) {
-        const struct gw_listen *l = ls[i].listen;
-        if (!l->tls_cert)
-            continue;
-        tls_contexts[i] = gw_tls_ctx_new(l->tls_cert, l->tls_key, err, sizeof err);
-        if (!tls_contexts[i]) {
-            char name[64];
-            listener_name(i, name, sizeof name);
-            gw_log_error("startup", "%s: %s", name, err);
-            fprintf(stderr, "toolgate: %s: %s\n", name, err);
-            goto out_tls;
-        }
+    if (server_tls_open(ls, n_ls, err, sizeof err) != 0) {
+        gw_log_error("startup", "%s", err);
+        fprintf(stderr, "toolgate: %s\n", err);
+        goto out_tls;
     }
     workers = calloc((size_t)n_workers, sizeof *workers);
     if (!workers)
@@ -462,6 +495,7 @@ int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_
     uv_async_init(&main_loop, &main_stop, on_stop_asked);
     uv_signal_init(&main_loop, &sigterm_handle);
     uv_signal_init(&main_loop, &sigint_handle);
+    uv_signal_init(&main_loop, &sighup_handle);
     for (int i = 0; i < n_workers; i++) {
         inited++;
         if (worker_init(&workers[i], i, cfg, err, sizeof err) != 0) {
@@ -473,6 +507,7 @@ int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_
     }
     uv_signal_start(&sigterm_handle, on_signal, SIGTERM);
     uv_signal_start(&sigint_handle, on_signal, SIGINT);
+    uv_signal_start(&sighup_handle, on_hangup, SIGHUP);
     /* A stop asked for before the workers existed is carried out now. */
     if (atomic_load(&stop_asked))
         uv_async_send(&main_stop);
@@ -506,16 +541,18 @@ int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_
         uv_thread_join(&workers[i].thread);
     gw_log_info("shutdown", "all workers stopped");
     rc = 0;
-out:
-    for (int i = 0; i < inited; i++)
-        worker_destroy(&workers[i]);
-    free(workers);
+out : {
+    /* No post reaches a worker from here on (gw_server_post_each). */
+    pthread_mutex_lock(&post_each_lock);
+    struct gw_worker *ws = workers;
     workers = NULL;
+    pthread_mutex_unlock(&post_each_lock);
+    for (int i = 0; i < inited; i++)
+        worker_destroy(&ws[i]);
+    free(ws);
+}
 out_tls:
-    for (size_t i = 0; i < n_ls; i++)
-        gw_tls_ctx_free(tls_contexts[i]);
-    free(tls_contexts);
-    tls_contexts = NULL;
+    server_tls_close();
     listener_specs = NULL;
     n_listener_specs = 0;
     return rc;

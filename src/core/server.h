@@ -64,6 +64,23 @@ void gw_server_release_signals(void);
  */
 void gw_server_stop(int now);
 
+/*
+ * Reload of the listeners' TLS certificates (core/reload.c): prepare loads every TLS
+ * listener's certificate and key as `next` names them into *prepared (off the event loop;
+ * returns 0, or -1 with a sentence in err); commit makes them serve new handshakes; abort
+ * frees them unused. Without running listeners prepare leaves *prepared NULL.
+ */
+int gw_server_tls_prepare(const struct gw_config *next, void **prepared, char *err, size_t errlen);
+void gw_server_tls_commit(void *prepared);
+void gw_server_tls_abort(void *prepared);
+/*
+ * Runs fn(worker) on every worker that has not finished, each on its own thread (reload
+ * notifications). Callable from any thread; a worker that is closing is skipped.
+ */
+void gw_server_post_each(void (*fn)(void *worker));
+/* Called on SIGHUP, on the main thread (set before gw_server_run*; NULL: ignored). */
+void gw_server_on_hangup(void (*fn)(void));
+
 /* ---- what handlers (the proxy) may do with a connection ---- */
 
 /* The worker's loop and upstream client. */

@@ -1,5 +1,6 @@
 /* stats: the core's counters and their exposition (stats.h). */
 #include "core/stats.h"
+#include "core/reload.h"
 #include "core/module.h"
 #include "core/route_kind.h"
 #include "core/server.h"
@@ -214,12 +215,22 @@ static size_t upstream_kind(const char *error)
     return N_UPSTREAM_KINDS - 1;
 }
 
+/*
+ * The counters are laid out by the first generation's routes; a later generation shares them
+ * while its routes section is the same (changing routes needs a restart, core/reload.c).
+ */
+static int same_routes(const struct gw_config *a, const struct gw_config *b)
+{
+    return a == b ||
+           (a && b && a->n_routes == b->n_routes && gw_config_section_same(a, b, "routes"));
+}
+
 void gw_stats_request_done(const struct gw_request *req)
 {
     const struct gw_config *cfg = S.cfg;
-    if (!S.started || !req->route || req->cfg != cfg)
+    if (!S.started || !req->route || !same_routes(req->cfg, cfg))
         return;
-    size_t route = (size_t)(req->route - cfg->routes);
+    size_t route = (size_t)(req->route - req->cfg->routes);
     if (route >= cfg->n_routes)
         return;
     size_t method = 0; /* "other": no message, or a method let through by allow_methods */
@@ -323,13 +334,14 @@ void gw_stats_write(const struct gw_config *cfg, struct gw_metrics_out *out)
     metrics_sample(out, "toolgate_build_info", build, 2, 1);
     metrics_single_u64(out, "toolgate_config_generation", "gauge",
                        "The configuration generation being served (1 for the first loaded).",
-                       S.generation);
+                       cfg ? cfg->generation : S.generation);
     metrics_family(out, "toolgate_open_connections", "gauge",
                    "Client connections open, on every listener.");
     metrics_sample(out, "toolgate_open_connections", NULL, 0, (double)gw_server_open_connections());
     metrics_single_u64(out, "toolgate_sessions", "gauge", "MCP sessions toolgate keeps.",
                        mcp_session_count());
-    if (!S.started || cfg != S.cfg)
+    gw_reload_metrics(out);
+    if (!S.started || !same_routes(cfg, S.cfg))
         return;
     metrics_family(out, "toolgate_requests_total", "counter",
                    "Requests on routes that ended, by route, MCP method, decision, deciding "

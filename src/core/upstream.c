@@ -427,6 +427,8 @@ struct upstream_call *upstream_start(struct upstream_multi *m, const struct upst
     for (size_t i = 0; i < r->n_headers; i++) {
         /* A header line is one line: a CR, LF or NUL anywhere would start another. */
         const struct gw_header *hd = &r->headers[i];
+        if (!r->unix_socket && gw_slice_casecmp_eq(hd->name, GW_LOCAL_PRINCIPAL_HEADER))
+            continue; /* a local backend's key: never to a network backend */
         if (memchr(hd->name.ptr, '\r', hd->name.len) || memchr(hd->name.ptr, '\n', hd->name.len) ||
             memchr(hd->name.ptr, '\0', hd->name.len) ||
             memchr(hd->value.ptr, '\r', hd->value.len) ||
@@ -455,6 +457,10 @@ struct upstream_call *upstream_start(struct upstream_multi *m, const struct upst
     gw_buf_free(&line);
     c->headers = h;
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    /* A reused handle keeps its options: the socket is set (or cleared) every time. */
+    if (r->unix_socket && !r->unix_socket[0])
+        goto fail; /* its endpoint is not up: refuse rather than reach the URL's host */
+    curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, r->unix_socket);
     if (r->pin && r->pin[0]) {
         /* The name keeps its role for Host and TLS SNI; the address is the vetted one. */
         c->resolve = curl_slist_append(NULL, r->pin);

@@ -52,7 +52,15 @@ struct upstream_request {
      * peer and its name is always on.
      */
     const char *ca_file, *cert_file, *key_file;
+    /*
+     * A local backend's private endpoint (gw_backend.local_socket): connect to this unix
+     * socket instead of the URL's host. Only then does GW_LOCAL_PRINCIPAL_HEADER go out.
+     */
+    const char *unix_socket;
 };
+
+/* The pseudonymous user a local backend keys per-user instances on (set by routing). */
+#define GW_LOCAL_PRINCIPAL_HEADER "X-Toolgate-Local-Principal"
 
 struct upstream_multi *upstream_multi_new(uv_loop_t *loop);
 /* Cancels what is still running and closes the loop handles; frees itself once closed. */

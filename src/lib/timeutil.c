@@ -204,3 +204,8 @@ void gw_uuid7(char out[37])
     }
     out[o] = '\0';
 }
+
+void gw_random_id_bytes(void *out, size_t n)
+{
+    id_random(out, n);
+}

@@ -27,5 +27,7 @@ int gw_parse_size(const char *s, uint64_t *out);
 void gw_uuid7(char out[37]);
 /* Fills buf with n cryptographically random bytes; returns 0 or -1. */
 int gw_random_bytes(void *buf, size_t n);
+/* Random bytes for ids (trace and span ids), from a per-thread pool; never fails. */
+void gw_random_id_bytes(void *out, size_t n);
 
 #endif

@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char *const targets[] = {"a", "ehr.get_patient", "file:///x", "*"};
         const char *roles[] = {"doctor", "admin"};
         const char *scopes[] = {"tools.read"};
-        struct policy_principal pr = {"alice", "t1", "c1", roles, 2, scopes, 1};
+        struct policy_principal pr = {"alice", "t1", "c1", roles, 2, scopes, 1, pc};
         json_t *args = json_pack("{s:s, s:i, s:[s], s:{s:b}}", "patient_id", "P1", "amount", 10,
                                  "list", "x", "o", "k", 1);
         for (int a = 0; a < POLICY_ACTION_COUNT; a++) {

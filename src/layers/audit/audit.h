@@ -114,6 +114,9 @@ int audit_bench_main(int argc, char **argv);
 /* GET /readyz and /metrics (audit_ops.c). */
 void audit_ready(const struct gw_config *cfg, json_t *checks);
 void audit_metrics(const struct gw_config *cfg, struct gw_metrics_out *out);
+/* The admin API's topics decisions, summary and audit (audit_admin.c; core/module.h). */
+int audit_admin_api(const struct gw_config *cfg, const char *topic, const json_t *params,
+                    json_t **out);
 
 /* The audit layer's section in a generation (NULL: see audit_config_parse). */
 static inline const struct audit_config *audit_config_of(const struct gw_config *cfg)

@@ -1,5 +1,6 @@
 /* The audit layer as a module: its section, writer, stage and commands. */
 #include "layers/audit/audit.h"
+#include "core/reload.h"
 #include "layers/layer.h"
 
 /* No `audit` section gives the defaults (an SQLite store in the working directory). */
@@ -31,6 +32,15 @@ static const char *const reasons[] = {"audit.unavailable", NULL};
  * Audit sees every request that reached a route (its stage runs after any denial), and its
  * writer is up before the other runtimes and down after them, so it records what they did.
  */
+/* What the runtime was started with cannot follow a changed section (core/reload.h). */
+static int audit_prepare(const struct gw_config *running, const struct gw_config *next,
+                         struct cfg_error *err)
+{
+    return gw_reload_require_same(
+        running, next, "audit",
+        "the audit writer's store, mirror and signing key are opened at start", err);
+}
+
 const struct gw_module audit_module = {
     .name = "audit",
     .flags = GW_MODULE_SEES_ALL | GW_MODULE_FIRST_UP,
@@ -39,10 +49,12 @@ const struct gw_module audit_module = {
     .free = conf_free,
     .start = audit_start,
     .stop = audit_stop,
+    .prepare = audit_prepare,
     .layer = &audit_layer,
     .reason_codes = reasons,
     .ready = audit_ready,
     .metrics = audit_metrics,
+    .admin_api = audit_admin_api,
     .commands = commands,
     .bench = audit_bench_main,
 };

@@ -1,5 +1,6 @@
 /* The identity layer as a module: its section, runtime, stage, metadata and commands. */
 #include "layers/identity/identity.h"
+#include "core/reload.h"
 #include "layers/layer.h"
 
 #include <string.h>
@@ -82,6 +83,15 @@ static const char *const reasons[] = {
     NULL,
 };
 
+/* What the runtime was started with cannot follow a changed section (core/reload.h). */
+static int identity_prepare(const struct gw_config *running, const struct gw_config *next,
+                            struct cfg_error *err)
+{
+    return gw_reload_require_same(
+        running, next, "identity",
+        "the key store, JWKS fetcher, token cache and session map are built from it at start", err);
+}
+
 const struct gw_module identity_module = {
     .name = "identity",
     .config_key = "identity",
@@ -89,6 +99,7 @@ const struct gw_module identity_module = {
     .free = conf_free,
     .start = start,
     .stop = identity_stop,
+    .prepare = identity_prepare,
     .layer = &identity_layer,
     .well_known = well_known,
     .reason_codes = reasons,

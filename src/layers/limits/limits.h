@@ -48,6 +48,15 @@ void limits_ready(const struct gw_config *cfg, json_t *checks);
 /* GET /metrics: events, loops and spend (limits_ops.c); counted when a request completes. */
 void limits_metrics(const struct gw_config *cfg, struct gw_metrics_out *out);
 void limits_count_complete(const struct gw_request *req);
+/*
+ * The admin API's topic "spend" and the per-tenant spend metric (limits_admin.c);
+ * limits_admin_note remembers who settled a cost (called from limits_count_complete).
+ */
+int limits_admin_api(const struct gw_config *cfg, const char *topic, const json_t *params,
+                     json_t **out);
+void limits_admin_note(const struct gw_request *req);
+void limits_admin_metrics(struct gw_metrics_out *out);
+void limits_admin_reset(void); /* tests */
 
 /* The limits layer's section in a generation (NULL: see limits_config_parse). */
 static inline const struct limits_config *limits_config_of(const struct gw_config *cfg)

@@ -115,6 +115,7 @@ void limits_count_complete(const struct gw_request *req)
         ADD(events[EV_STORE_FALLBACK], 1);
     if (st->settled && st->cost_settled > 0)
         ADD(spend_micro, (uint64_t)st->cost_settled);
+    limits_admin_note(req);
 }
 
 void limits_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
@@ -137,4 +138,5 @@ void limits_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
     metrics_family(out, "toolgate_limits_spend_total", "counter",
                    "Cost settled against budgets, in the configuration's money units.");
     metrics_sample(out, "toolgate_limits_spend_total", NULL, 0, (double)GET(spend_micro) / 1e6);
+    limits_admin_metrics(out);
 }

@@ -9,8 +9,8 @@
 #define AFFINITY_WINDOW 8    /* slots probed per key */
 
 struct slot {
-    uint64_t key; /* 0 = empty */
-    const struct gw_backend *be;
+    uint64_t key;    /* 0 = empty */
+    uint64_t be_key; /* backend_key(): the same for a backend in every generation */
     int index;
     uint64_t used;
 };
@@ -19,10 +19,25 @@ static struct slot slots[AFFINITY_SLOTS];
 static uint64_t uses;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* FNV-1a over the backend's address and the id; 0 is reserved for empty slots. */
+/*
+ * FNV-1a over the backend's name and URL: a backend keeps its sessions' endpoints across a
+ * configuration reload (core/reload.c), where the backend's struct is a new one.
+ */
+static uint64_t backend_key(const struct gw_backend *be)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = be->name; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (const char *p = be->url; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+/* FNV-1a over the backend's key and the id; 0 is reserved for empty slots. */
 static uint64_t key_of(const struct gw_backend *be, const char *id)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)be;
+    uint64_t h = 1469598103934665603ull ^ backend_key(be);
     for (; *id; id++)
         h = (h ^ (unsigned char)*id) * 1099511628211ull;
     return h ? h : 1;
@@ -37,7 +52,7 @@ int affinity_lookup(const struct gw_backend *be, const char *session_id)
     pthread_mutex_lock(&mu);
     for (size_t i = 0; i < AFFINITY_WINDOW; i++) {
         struct slot *s = &slots[(k + i) & (AFFINITY_SLOTS - 1)];
-        if (s->key == k && s->be == be) {
+        if (s->key == k && s->be_key == backend_key(be)) {
             s->used = ++uses;
             found = s->index;
             break;
@@ -56,7 +71,7 @@ void affinity_remember(const struct gw_backend *be, const char *session_id, int 
     struct slot *victim = NULL;
     for (size_t i = 0; i < AFFINITY_WINDOW; i++) {
         struct slot *s = &slots[(k + i) & (AFFINITY_SLOTS - 1)];
-        if (s->key == k && s->be == be) {
+        if (s->key == k && s->be_key == backend_key(be)) {
             victim = s;
             break;
         }
@@ -64,7 +79,7 @@ void affinity_remember(const struct gw_backend *be, const char *session_id, int 
             victim = s;
     }
     victim->key = k;
-    victim->be = be;
+    victim->be_key = backend_key(be);
     victim->index = index;
     victim->used = ++uses;
     pthread_mutex_unlock(&mu);
@@ -78,7 +93,7 @@ void affinity_forget(const struct gw_backend *be, const char *session_id)
     pthread_mutex_lock(&mu);
     for (size_t i = 0; i < AFFINITY_WINDOW; i++) {
         struct slot *s = &slots[(k + i) & (AFFINITY_SLOTS - 1)];
-        if (s->key == k && s->be == be)
+        if (s->key == k && s->be_key == backend_key(be))
             memset(s, 0, sizeof *s);
     }
     pthread_mutex_unlock(&mu);

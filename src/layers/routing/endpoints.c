@@ -79,6 +79,26 @@ static size_t ptr_hash(const void *p)
     return (size_t)x;
 }
 
+/*
+ * A backend of a later configuration generation (core/reload.c: routes are the same in every
+ * generation of a process) is the started one with the same name and endpoints.
+ */
+static struct be_state *find_same(const struct gw_backend *be)
+{
+    for (size_t b = 0; b < E.n; b++) {
+        const struct gw_backend *s = E.bes[b].be;
+        if (s->n_endpoints != be->n_endpoints || strcmp(s->name, be->name) != 0 ||
+            strcmp(s->url, be->url) != 0)
+            continue;
+        size_t i = 0;
+        while (i < be->n_endpoints && strcmp(s->endpoints[i], be->endpoints[i]) == 0)
+            i++;
+        if (i == be->n_endpoints)
+            return &E.bes[b];
+    }
+    return NULL;
+}
+
 static struct be_state *find(const struct gw_backend *be)
 {
     if (!E.cap)
@@ -87,11 +107,11 @@ static struct be_state *find(const struct gw_backend *be)
          i = (i + 1) & (E.cap - 1), probes++) {
         size_t v = E.slots[i];
         if (!v)
-            return NULL;
+            break;
         if (E.bes[v - 1].be == be)
             return &E.bes[v - 1];
     }
-    return NULL;
+    return find_same(be);
 }
 
 static int usable(struct ep_state *ep, uint64_t now)

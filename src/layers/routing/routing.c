@@ -16,7 +16,9 @@
  */
 #include "layers/routing/affinity.h"
 #include "layers/routing/routing-int.h"
+#include "lib/digest.h"
 #include "lib/log.h"
+#include "core/upstream.h"
 #include "lib/timeutil.h"
 #include "layers/layer.h"
 #include "layers/routing/endpoints.h"
@@ -478,11 +480,42 @@ static void raw_host(const char *url, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/*
+ * A route with local backends (a command toolgate runs): each is reached only on the unix
+ * socket its module created, never through the URL's host, so there is no address to vet.
+ * A per-user instance is keyed on the user: a pseudonym (SHA-256 of issuer and subject) goes
+ * in a header the upstream client sends to local endpoints only. No verified user: none.
+ */
+static int add_local_principal(struct gw_request *req)
+{
+    int any = 0;
+    for (size_t i = 0; i < req->route->n_backends; i++)
+        any |= req->route->backends[i].local_socket != NULL;
+    if (!any || !req->identity.subject)
+        return 0;
+    struct gw_sha256_ctx c;
+    uint8_t d[GW_SHA256_LEN];
+    char hex[GW_SHA256_HEX_LEN + 1];
+    const char *iss = req->identity.issuer ? req->identity.issuer : "";
+    gw_sha256_init(&c);
+    gw_sha256_update(&c, iss, strlen(iss) + 1);
+    gw_sha256_update(&c, req->identity.subject, strlen(req->identity.subject));
+    if (gw_sha256_final(&c, d) != 0)
+        return -1;
+    gw_hex(d, sizeof d, hex);
+    return gw_request_add_upstream_header(req, GW_LOCAL_PRINCIPAL_HEADER, hex);
+}
+
 static int vet_backend(struct job *job, struct gw_request *req, struct gw_decision *out)
 {
     const struct gw_backend *be = job->be;
     struct gw_url *u = &job->be_url;
     enum ssrf_class cls = SSRF_PUBLIC;
+    if (add_local_principal(req) != 0)
+        return deny_backend(out, 500, "routing.internal",
+                            "An internal error stopped this request.");
+    if (be->local_socket)
+        return GW_PASS; /* the module's own endpoint: the unix socket, nothing else */
     if (gw_url_parse(job->url, strlen(job->url), 0, u) != GW_URL_OK)
         return deny_backend(out, 502, "routing.bad_backend_url",
                             "The backend's URL is not usable.");

@@ -1,4 +1,5 @@
 /* The routing layer as a module: `egress`, routes[].inject, runtime, stage and its JWKS. */
+#include "core/reload.h"
 #include "layers/layer.h"
 #include "layers/routing/routing.h"
 
@@ -61,6 +62,24 @@ static const char *const reasons[] = {
     NULL,
 };
 
+/*
+ * The endpoints' health and ejection state, the resolve cache and the injection key are
+ * built from `egress` and the routes' backends at start (core/reload.h).
+ */
+static int routing_prepare(const struct gw_config *running, const struct gw_config *next,
+                           struct cfg_error *err)
+{
+    if (gw_reload_require_same(running, next, "egress",
+                               "the signing key, resolve cache and egress checks are set up "
+                               "from it at start",
+                               err) != 0)
+        return -1;
+    return gw_reload_require_same(running, next, "routes",
+                                  "the backends' endpoint, health-check and ejection state is "
+                                  "built from the routes at start",
+                                  err);
+}
+
 const struct gw_module routing_module = {
     .name = "routing",
     .config_key = "egress",
@@ -71,6 +90,7 @@ const struct gw_module routing_module = {
     .free_route = free_route,
     .start = routing_start,
     .stop = routing_stop,
+    .prepare = routing_prepare,
     .reason_codes = reasons,
     .layer = &routing_layer,
     .well_known = well_known,

@@ -131,6 +131,7 @@ struct upstream_call *fed_start_other(struct exchange *x, const struct gw_backen
         .ca_file = be->tls_ca,
         .cert_file = be->tls_cert,
         .key_file = be->tls_key,
+        .unix_socket = be->local_socket,
     };
     struct upstream_call *call = upstream_start(gw_worker_upstream(x->w), &ur, cbs, arg);
     if (call && arg == x) {

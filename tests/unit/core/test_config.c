@@ -529,7 +529,7 @@ static void test_route_errors(void **state)
     expect_route_error("    path: /x\n    backends:\n      - {name: b, url: \"http://h\", x: 1}\n",
                        "5:36", "routes[0].backends[0].x",
                        "unknown key (known here: name, url, endpoints, prefix, health, eject, "
-                       "timeouts, protocol, tls)");
+                       "timeouts, protocol, tls, command, env");
     expect_route_error("    path: /x\n    backends:\n      - {name: B!, url: \"http://h\"}\n",
                        "5:16", "routes[0].backends[0].name", "is not a valid name");
     expect_route_error("    path: /x\n    backends:\n"

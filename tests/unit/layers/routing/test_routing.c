@@ -292,6 +292,52 @@ static void test_config_errors(void **state)
 
 /* ---- backends ------------------------------------------------------------------------------ */
 
+/*
+ * A local backend (`command`) is reached on its module's unix socket only: it passes the
+ * SSRF guard without vetting and gets the user pseudonym header. A network backend with the
+ * very same URL is vetted as always (loopback is not listed here: denied).
+ */
+static void test_local_backend_passes_only_when_local(void **state)
+{
+    (void)state;
+    struct cfg_error err = {{0}};
+    struct gw_config *c = gw_config_load_string(
+        "identity: {mode: off}\n"
+        "routes:\n"
+        "  - {name: l, path: /l, backends: [{name: fs, command: [node, s.js]}]}\n"
+        "  - {name: n, path: /n, backends: [{name: fs, url: \"http://localhost/stdio/"
+        "routes-0-backends-0\"}]}\n",
+        "local.yaml", &err);
+    if (!c)
+        fail_msg("%s", err.msg);
+    for (int i = 0; i < 2; i++) {
+        const char *p = i == 0 ? "/l" : "/n";
+        struct gw_request *req = gw_request_new(c);
+        req->route = gw_config_route_for(c, p, 2);
+        req->backend = &req->route->backends[0];
+        req->identity.verified = 1;
+        req->identity.subject = strdup("alice");
+        req->next_stage = GW_STAGE_ROUTING;
+        if (i == 0) {
+            assert_non_null(req->backend->local_socket);
+            assert_int_equal(check(req), GW_PASS);
+            assert_string_equal(req->upstream_pin, "");
+            int has = 0;
+            for (size_t h = 0; h < req->n_upstream_headers; h++)
+                has |= gw_slice_casecmp_eq(req->upstream_headers[h].name,
+                                           "X-Toolgate-Local-Principal");
+            assert_true(has);
+        } else {
+            assert_null(req->backend->local_socket);
+            assert_int_equal(check(req), GW_DENY);
+            assert_string_equal(req->decision[GW_STAGE_ROUTING].reason_code,
+                                "routing.egress_denied");
+        }
+        gw_request_free(req);
+    }
+    gw_config_free(c);
+}
+
 static void test_backend_literal(void **state)
 {
     (void)state;
@@ -591,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_url_args_off),
         cmocka_unit_test(test_inject_through_check),
         cmocka_unit_test(test_async_lookup),
+        cmocka_unit_test(test_local_backend_passes_only_when_local),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -552,8 +552,8 @@ static const char *const ssn_scripts[] = {
     "\u09e7\u09e9\u09ea-\u09ec\u09ed-\u09ed\u09ec\u09e8\u09ec",
     "\u0e51\u0e53\u0e54-\u0e56\u0e57-\u0e57\u0e56\u0e52\u0e56",
     "\uff11\uff13\uff14-\uff16\uff17-\uff17\uff16\uff12\uff16",
-    "\U0001d7cf\U0001d7d1\U0001d7d2-\U0001d7d4\U0001d7d5-\U0001d7d5\U0001d7d4\U0001d7d0"
-    "\U0001d7d4",
+    ("\U0001d7cf\U0001d7d1\U0001d7d2-\U0001d7d4\U0001d7d5-\U0001d7d5\U0001d7d4\U0001d7d0"
+     "\U0001d7d4"),
     "1\u0663\u096a-\u0e567-7\uff16\u09e8\U0001d7d4",
     "\u0661\u0663\u0664\u2013\u0666\u0667\u2212\u0667\u0666\u0662\u0666", /* en dash, minus */
 };
