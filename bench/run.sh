@@ -11,6 +11,9 @@
 #   passthrough_sse  the same with the backend answering every POST as an SSE stream
 #   idle_rss         toolgate's peak RSS with 1,000 idle keep-alive connections (peers beside it)
 #   micro            one-command micro-benchmarks of the layers (see section_micro)
+#   audit_scale      only when named in BENCH_ONLY (it takes minutes): a generated audit store
+#                    of BENCH_AUDIT_CALLS calls (default 10,000,000; or BENCH_AUDIT_STORE, an
+#                    existing generated SQLite file): bytes per call, verify, query, stats
 #
 # Settings (environment):
 #   BENCH_DURATION=10        seconds of each measured wrk run
@@ -39,6 +42,8 @@
 set -euo pipefail
 
 SECTIONS=(passthrough passthrough_sse federation idle_rss micro)
+# Sections run only when BENCH_ONLY names them.
+EXTRA_SECTIONS=(audit_scale)
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
@@ -737,6 +742,48 @@ section_micro() {
     micro_bench telemetry "$TOOLGATE" bench telemetry
 }
 
+# The audit log at scale: one generated store, the answers people ask of it, timed (wall
+# clock and CPU of the command; other load on the machine shows in the wall clock only).
+timed() { # timed LABEL CMD...: runs CMD (stdout counted, not kept), reports a table row
+    local label=$1 t0 t1 lines u0 u1
+    shift
+    read -r u0 < <(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
+    t0=$(date +%s.%N)
+    lines=$("$@" 2>/dev/null | wc -l)
+    t1=$(date +%s.%N)
+    read -r u1 < <(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
+    report "| $label | $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') | $(awk -v a="$u0" -v b="$u1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }') | $lines |"
+}
+
+section_audit_scale() {
+    local calls=${BENCH_AUDIT_CALLS:-10000000} store=${BENCH_AUDIT_STORE:-} gen_s=-
+    if [[ -z $store ]]; then
+        store=$TMP/audit-scale.db
+        local t0
+        t0=$(date +%s)
+        "$TOOLGATE" bench audit gen --calls "$calls" --out "$store" >/dev/null || die "audit gen failed"
+        gen_s=$(($(date +%s) - t0))
+    fi
+    local bytes records pub=$store.ed25519.pem.pub
+    bytes=$(stat -c %s "$store")
+    records=$(sqlite3 -readonly "$store" "SELECT count(*) FROM audit_log")
+    calls=$(sqlite3 -readonly "$store" "SELECT count(*) FROM audit_log WHERE kind = 1")
+    report ""
+    report "### Audit log at scale (SQLite, compact format)"
+    report ""
+    report "- store: $calls calls, $records records ($(awk -v r="$records" -v c="$calls" 'BEGIN { printf "%.2f", r / c }') a call), $bytes bytes = **$((bytes / calls)) bytes per call**; generated in ${gen_s} s"
+    report ""
+    report "| command | wall s | CPU s | lines out |"
+    report "|---|---:|---:|---:|"
+    timed "verify" "$TOOLGATE" audit verify "$store" --pubkey "$pub"
+    timed "query --tool 'ehr.get_*' --since 30d --limit 1000" "$TOOLGATE" audit query "$store" --tool 'ehr.get_*' --since 30d --limit 1000
+    timed "query --tool 'ehr.get_*' --since 30d (all rows)" "$TOOLGATE" audit query "$store" --tool 'ehr.get_*' --since 30d --format csv
+    timed "query --user user00042@clinic-42.example --since 30d" "$TOOLGATE" audit query "$store" --user user00042@clinic-42.example --since 30d
+    timed "stats --since 30d" "$TOOLGATE" audit stats "$store" --since 30d
+    report ""
+    report "(verify: $records records; records/s = records / CPU s of its row.)"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Targets (goals, reported, never asserted).
 
@@ -788,7 +835,7 @@ main() {
     if [[ -n $BENCH_ONLY ]]; then
         IFS=', ' read -r -a selected <<<"$BENCH_ONLY"
         for name in "${selected[@]}"; do
-            [[ " ${SECTIONS[*]} " == *" $name "* ]] || die "BENCH_ONLY: no section \"$name\" (sections: ${SECTIONS[*]})"
+            [[ " ${SECTIONS[*]} ${EXTRA_SECTIONS[*]} " == *" $name "* ]] || die "BENCH_ONLY: no section \"$name\" (sections: ${SECTIONS[*]} ${EXTRA_SECTIONS[*]})"
         done
     else
         selected=("${SECTIONS[@]}")

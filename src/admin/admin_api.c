@@ -4,6 +4,7 @@
  * admin code answers itself (the configuration); the modules answer the rest.
  */
 #include "admin/admin_api.h"
+#include "core/generation.h"
 #include "core/module.h"
 #include "lib/cfg.h"
 #include "lib/digest.h"
@@ -253,6 +254,7 @@ static void job_done(uv_work_t *work, int status)
     }
     json_decref(job->out);
     json_decref(job->params);
+    gw_generation_release(job->cfg);
     gw_worker_unref(job->worker);
     free(job);
 }
@@ -296,6 +298,8 @@ int admin_api_serve(struct gw_conn *c, struct http1_parser *p, const struct gw_c
     }
     job->conn = c;
     job->worker = gw_conn_worker(c);
+    /* The job runs on a pool thread: a reload may retire the worker's generation meanwhile. */
+    gw_generation_hold(cfg);
     job->cfg = cfg;
     memcpy(job->topic, topic.ptr, topic.len);
     job->params = params;
@@ -304,6 +308,7 @@ int admin_api_serve(struct gw_conn *c, struct http1_parser *p, const struct gw_c
     gw_worker_ref(job->worker);
     if (uv_queue_work(gw_worker_loop(job->worker), &job->work, job_run, job_done) != 0) {
         gw_conn_set_hooks(c, NULL, NULL, NULL);
+        gw_generation_release(cfg);
         gw_worker_unref(job->worker);
         json_decref(params);
         free(job);

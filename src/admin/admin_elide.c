@@ -32,7 +32,9 @@ static int key_hides_values(const char *key)
 char *admin_elide_string(const char *s)
 {
     size_t n = strlen(s);
-    char *out = malloc(n + sizeof ELIDED * 4 + 1);
+    /* Worst case: the userinfo becomes ELIDED, and every "password=" (9 bytes) becomes
+     * "password=" ELIDED (17 bytes), so the output is under twice the input plus one ELIDED. */
+    char *out = malloc(n * 2 + sizeof ELIDED * 2 + 1);
     if (!out)
         return NULL;
     size_t o = 0, i = 0;

@@ -85,26 +85,6 @@ static void put(char *dst, size_t cap, const char *s)
 }
 
 /* The same rule as the audit record: a target the safety layer found PII in is not shown. */
-static int target_has_finding(const struct gw_request *req)
-{
-    static const char *const ends[] = {"/params/name", "/params/uri", "/params/ref/name",
-                                       "/params/ref/uri", NULL};
-    if (req->findings.dropped > 0)
-        return 1;
-    for (size_t i = 0; i < req->findings.n && i < GW_MAX_FINDINGS; i++) {
-        const struct gw_finding *f = &req->findings.items[i];
-        size_t pl = strnlen(f->path, sizeof f->path);
-        if (f->direction != GW_DIR_REQUEST)
-            continue;
-        for (const char *const *e = ends; *e; e++) {
-            size_t el = strlen(*e);
-            if (pl >= el && memcmp(f->path + pl - el, *e, el) == 0)
-                return 1;
-        }
-    }
-    return 0;
-}
-
 void admin_feed_request_done(const struct gw_request *req)
 {
     if (!req->route)
@@ -117,7 +97,8 @@ void admin_feed_request_done(const struct gw_request *req)
         const struct mcp_message *m = &req->rpc.msgs[0];
         put(ev.method, sizeof ev.method, m->method);
         if (m->target)
-            put(ev.tool, sizeof ev.tool, target_has_finding(req) ? "[redacted]" : m->target);
+            put(ev.tool, sizeof ev.tool,
+                gw_request_target_has_finding(req) ? "[redacted]" : m->target);
     }
     if (req->identity.verified) {
         put(ev.user, sizeof ev.user, req->identity.subject);

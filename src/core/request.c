@@ -217,3 +217,23 @@ int gw_request_reserialize(struct gw_request *req)
     req->rewritten_len = strlen(s);
     return 0;
 }
+
+int gw_request_target_has_finding(const struct gw_request *req)
+{
+    static const char *const ends[] = {"/params/name", "/params/uri", "/params/ref/name",
+                                       "/params/ref/uri", NULL};
+    if (req->findings.dropped > 0)
+        return 1;
+    for (size_t i = 0; i < req->findings.n && i < GW_MAX_FINDINGS; i++) {
+        const struct gw_finding *f = &req->findings.items[i];
+        size_t pl = strnlen(f->path, sizeof f->path);
+        if (f->direction != GW_DIR_REQUEST)
+            continue;
+        for (const char *const *e = ends; *e; e++) {
+            size_t el = strlen(*e);
+            if (pl >= el && memcmp(f->path + pl - el, *e, el) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}

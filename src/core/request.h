@@ -205,6 +205,13 @@ struct uv_loop_s *gw_request_loop(const struct gw_request *req);
 
 /* The decision that denied the request (a protocol error or a stage), or NULL if allowed. */
 const struct gw_decision *gw_request_denial(const struct gw_request *req);
+
+/*
+ * 1 when the safety layer found something in the call's target (tool or prompt name, resource
+ * URI) or may have (more findings than it itemised): then neither the audit record nor the
+ * admin feed keeps the target.
+ */
+int gw_request_target_has_finding(const struct gw_request *req);
 /* Who denied it: "protocol", "identity", "safety", ... or NULL when it was allowed. */
 const char *gw_request_denial_layer(const struct gw_request *req);
 /* The stage's module name ("identity" ... "audit"); "protocol" for any other index. */

@@ -72,4 +72,7 @@ void stdio_mux_start(void);
 /* Stops every process (SIGTERM to each group, then SIGKILL) and frees the instances. */
 void stdio_mux_stop_all(void);
 
+struct gw_module;
+extern const struct gw_module stdio_module;
+
 #endif

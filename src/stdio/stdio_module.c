@@ -7,7 +7,6 @@
  */
 #include "core/config.h"
 #include "core/module.h"
-#include "layers/modules.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "stdio/stdio-int.h"

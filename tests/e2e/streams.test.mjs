@@ -117,9 +117,12 @@ describe("order of a session's streams", () => {
         const sid = await openSession(tg.port, backend, "backend-order");
         let getStream = null;
         let headSent = false;
+        let getArrived = null;
+        const getReached = new Promise((r) => (getArrived = r));
         const seenAtPost = [];
         backend.setHandler(async (req, res, body) => {
             if (req.method === "GET") {
+                getArrived();
                 // A backend slow to open the stream: the head comes 400 ms after the request.
                 await new Promise((r) => setTimeout(r, 400));
                 res.writeHead(200, { "Content-Type": "text/event-stream" });
@@ -147,6 +150,12 @@ describe("order of a session's streams", () => {
         const get = await RawConn.open(tg.port);
         const post = await RawConn.open(tg.port);
         await get.write(getRequest(sid));
+        // Two connections have no order between them: the POST goes once toolgate has passed
+        // the GET on (its head is still 400 ms away), which is the window under test.
+        await Promise.race([
+            getReached,
+            new Promise((_, no) => setTimeout(() => no(new Error("the GET never reached the backend")), 10000).unref()),
+        ]);
         await post.write(postRequest(sid, call(7, "ask")));
         const r = await post.readResponse(10000);
         assert.equal(r.status, 200);

@@ -64,6 +64,8 @@ struct audit_config {
     uint64_t rotate_max_records; /* SQLite: start a new file after this many; 0 = never */
     uint64_t rotate_max_bytes;   /* SQLite: start a new file past this size; 0 = never */
     uint64_t retention_ms;       /* delete rotated files older than this; 0 = keep all */
+    /* A store created by the writer: compact (default) or the first format (tests). */
+    int store_format; /* enum audit_store_format */
 };
 
 /* Fills a config with the defaults (instance id from the host name). Returns 0 or -1. */

@@ -13,6 +13,7 @@
  * included) shows; it also reports how long each wait took. Prints one line.
  */
 #include "layers/audit/audit.h"
+#include "layers/audit/audit_gen.h"
 #include "layers/audit/audit_record.h"
 #include "layers/audit/audit_writer.h"
 
@@ -137,6 +138,8 @@ int audit_bench_main(int argc, char **argv)
     uint64_t records = 0;
     int threads = 2, rc = 1, wait = 0;
     const char *dir = NULL;
+    if (argc >= 2 && strcmp(argv[1], "gen") == 0)
+        return audit_gen_main(argc - 1, argv + 1);
     char tmpl[] = "/tmp/toolgate-audit-bench-XXXXXX", store[4200];
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--records") == 0 && i + 1 < argc)

@@ -12,6 +12,7 @@
  */
 #include "layers/audit/audit.h"
 #include "layers/audit/audit_canon.h"
+#include "layers/audit/audit_cli.h"
 #include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_store.h"
 #include "layers/audit/audit_verify.h"
@@ -23,12 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct cli_opts {
     const char *stores[64];
     size_t n_stores;
     const char *pubkey, *user, *tenant, *tool, *decision, *since, *until, *instance, *format;
-    int live, closed;
+    const char *state;
+    int live, closed, all_signatures, progress, since_checkpoint;
     uint64_t limit;
 };
 
@@ -37,14 +40,20 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: toolgate audit <command> STORE [options]\n"
             "  verify STORE [STORE...] --pubkey FILE [--closed] [--live] [--instance I]\n"
+            "              [--all-signatures] [--progress] [--since-checkpoint [--state F]]\n"
             "      check hashes, seq, signatures, time order; files of a rotated chain in order;\n"
             "      --closed: the chain must end at the closing checkpoint of a clean stop;\n"
-            "      --live: accept unsigned records at the end (stores of earlier versions)\n"
+            "      --live: accept unsigned records at the end (stores of earlier versions);\n"
+            "      --all-signatures: check every checkpoint's signature, not only the last\n"
+            "      (which covers the others); --progress: report on stderr (default on a tty);\n"
+            "      --since-checkpoint: read only what follows the checkpoint verified last\n"
+            "      time, kept in F (default PATH.verified next to a SQLite store)\n"
             "  query STORE [--user U] [--tenant T] [--tool GLOB] [--decision allow|deny|error]\n"
             "              [--since 30d|RFC3339] [--until ...] [--instance I] [--limit N]\n"
             "              [--format table|json|csv]\n"
             "  stats STORE [--since 1d] [--until ...] [--format table|json]\n"
             "  export STORE --format jsonl|ocsf [--since ...] [--until ...]\n"
+            "  migrate FROM TO: copy every record into a new store in the compact format\n"
             "STORE: sqlite:PATH, PATH, or postgres://...\n");
 }
 
@@ -92,7 +101,7 @@ static int parse_when(const char *s, int64_t *out)
     return 0;
 }
 
-static const char *store_url(const char *arg, char *buf, size_t len)
+const char *audit_cli_store_url(const char *arg, char *buf, size_t len)
 {
     if (strncmp(arg, "sqlite:", 7) == 0 || strncmp(arg, "postgres://", 11) == 0 ||
         strncmp(arg, "postgresql://", 13) == 0)
@@ -115,6 +124,18 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
             o->closed = 1;
             continue;
         }
+        if (strcmp(a, "--all-signatures") == 0) {
+            o->all_signatures = 1;
+            continue;
+        }
+        if (strcmp(a, "--progress") == 0) {
+            o->progress = 1;
+            continue;
+        }
+        if (strcmp(a, "--since-checkpoint") == 0) {
+            o->since_checkpoint = 1;
+            continue;
+        }
         if (strcmp(a, "--pubkey") == 0)
             slot = &o->pubkey;
         else if (strcmp(a, "--user") == 0)
@@ -133,6 +154,8 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
             slot = &o->instance;
         else if (strcmp(a, "--format") == 0)
             slot = &o->format;
+        else if (strcmp(a, "--state") == 0)
+            slot = &o->state;
         else if (strcmp(a, "--limit") == 0) {
             if (i + 1 >= argc)
                 goto missing;
@@ -168,14 +191,100 @@ missing:
 static struct audit_store *open_store(const char *arg)
 {
     char buf[4200], err[512];
-    struct audit_store *st = audit_store_open(store_url(arg, buf, sizeof buf), 0, err, sizeof err);
+    struct audit_store *st =
+        audit_store_open(audit_cli_store_url(arg, buf, sizeof buf), 0, err, sizeof err);
     if (!st)
         fprintf(stderr, "toolgate audit: %s\n", err);
     return st;
 }
 
+struct verify_progress {
+    uint64_t t0;
+};
+
+static void show_progress(const struct audit_verifier *v, void *arg)
+{
+    struct verify_progress *p = arg;
+    double secs = (double)(gw_mono_ns() - p->t0) / 1e9;
+    fprintf(stderr, "\rverified %llu records (%.0f/s)", (unsigned long long)v->rows,
+            secs > 0 ? (double)v->rows / secs : 0);
+    fflush(stderr);
+}
+
+#define STATE_HEADER "toolgate-audit-verified 1\n"
+
+/* The state file of --since-checkpoint: where, and the checkpoint it holds (if any). */
+static const char *state_path(const struct cli_opts *o, char *buf, size_t len)
+{
+    if (o->state)
+        return o->state;
+    char url[4200];
+    const char *path = audit_store_sqlite_path(audit_cli_store_url(o->stores[0], url, sizeof url));
+    if (!path)
+        return NULL;
+    snprintf(buf, len, "%s.verified", path);
+    return buf;
+}
+
+/* Loads the saved checkpoint into v. 1 loaded, 0 no state yet, -1 refused (printed). */
+static int load_state(struct audit_verifier *v, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL, err[300];
+    size_t cap = 0;
+    int rc = -1;
+    ssize_t n;
+    if ((n = getline(&line, &cap, f)) < 0 || strcmp(line, STATE_HEADER) != 0 ||
+        (n = getline(&line, &cap, f)) < 2 || line[n - 1] != '\n') {
+        fprintf(stderr, "toolgate audit verify: %s is not a verification state file\n", path);
+        goto out;
+    }
+    line[--n] = '\0';
+    char *tab = strchr(line, '\t');
+    if (!tab) {
+        fprintf(stderr, "toolgate audit verify: %s is not a verification state file\n", path);
+        goto out;
+    }
+    *tab = '\0';
+    if (audit_verifier_trust(v, line, tab + 1, (size_t)(line + n - tab - 1), err, sizeof err)) {
+        fprintf(stderr, "toolgate audit verify: %s: %s\n", path, err);
+        goto out;
+    }
+    rc = 1;
+out:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* Saves the last checkpoint verified (one instance only), replacing the file atomically. */
+static void save_state(const struct audit_verifier *v, const char *path)
+{
+    if (v->n_inst != 1 || !v->inst[0].last_cp_len) {
+        fprintf(stderr, "toolgate audit verify: no state saved (one instance's chain is kept; "
+                        "name it with --instance)\n");
+        return;
+    }
+    char tmp[4400];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return;
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(STATE_HEADER, f) >= 0 &&
+             fprintf(f, "%s\t%.*s\n", v->inst[0].name, (int)v->inst[0].last_cp_len,
+                     v->inst[0].last_cp) > 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "toolgate audit verify: cannot save the state to %s\n", path);
+        unlink(tmp);
+    }
+}
+
 static int cmd_verify(const struct cli_opts *o)
 {
+    struct verify_progress prog = {gw_mono_ns()};
     char err[512];
     int rc = 2;
     if (!o->pubkey) {
@@ -193,6 +302,31 @@ static int cmd_verify(const struct cli_opts *o)
         goto out;
     v.instance = o->instance;
     v.closed = o->closed;
+    v.all_signatures = o->all_signatures;
+    char statebuf[4300];
+    const char *state = o->since_checkpoint ? state_path(o, statebuf, sizeof statebuf) : NULL;
+    if (o->since_checkpoint) {
+        if (!state) {
+            fprintf(stderr, "toolgate audit verify: --since-checkpoint needs --state FILE here\n");
+            goto out_v;
+        }
+        if (o->n_stores != 1) {
+            fprintf(stderr, "toolgate audit verify: --since-checkpoint reads one store\n");
+            goto out_v;
+        }
+        int l = load_state(&v, state);
+        if (l < 0) {
+            rc = 1;
+            goto out_v;
+        }
+        if (l == 0)
+            fprintf(stderr, "toolgate audit verify: no state in %s yet: verifying everything\n",
+                    state);
+    }
+    if (o->progress || isatty(STDERR_FILENO)) {
+        v.progress = show_progress;
+        v.progress_arg = &prog;
+    }
     for (size_t i = 0; i < o->n_stores; i++) {
         struct audit_store *st = open_store(o->stores[i]);
         if (!st)
@@ -206,12 +340,17 @@ static int cmd_verify(const struct cli_opts *o)
         if (f > 0)
             break;
     }
+    if (v.progress && v.rows >= 65536)
+        fputc('\n', stderr);
     rc = audit_verifier_finish(&v) == 0 ? 0 : 1;
     audit_verifier_report(&v, rc == 0 ? stdout : stderr);
     if (rc != 0)
         fprintf(stdout, "audit log NOT intact\n");
     else
-        fprintf(stdout, "audit log intact\n");
+        fprintf(stdout, "audit log intact%s\n",
+                v.trusted.record ? " after the checkpoint verified last time" : "");
+    if (rc == 0 && state)
+        save_state(&v, state);
 out_v:
     audit_verifier_free(&v);
 out:
@@ -251,6 +390,7 @@ struct scan_ctx {
     uint64_t n;
     int first;
     int format; /* 0 table, 1 json, 2 csv, 3 jsonl, 4 ocsf */
+    int failed;
     /* stats */
     struct counter *by[4];
     size_t n_by[4], cap_by[4];
@@ -263,6 +403,12 @@ struct counter {
 
 static json_t *full_record(const struct audit_row *r)
 {
+    if (r->problem) {
+        /* Answers go on; the damage is said, and verify says more. */
+        fprintf(stderr, "toolgate audit: instance %s seq %llu skipped: %s (run verify)\n",
+                r->instance, (unsigned long long)r->seq, r->problem);
+        return NULL;
+    }
     json_t *rec = json_loadb(r->record, r->record_len, JSON_REJECT_DUPLICATES, NULL);
     if (rec)
         json_object_set_new(rec, "hash", json_string(r->hash));
@@ -354,6 +500,7 @@ static int setup_filter(const struct cli_opts *o, struct audit_filter *f, const 
     f->subject = o->user;
     f->tenant = o->tenant;
     f->decision = o->decision;
+    f->tool_glob = o->tool;
     if (o->decision && strcmp(o->decision, "allow") && strcmp(o->decision, "deny") &&
         strcmp(o->decision, "error")) {
         fprintf(stderr, "toolgate audit: --decision is allow, deny or error\n");
@@ -388,6 +535,8 @@ static int cmd_query(const struct cli_opts *o)
         fprintf(stderr, "toolgate audit query: --format is table, json or csv\n");
         return 2;
     }
+    /* Time order: the store answers from its decision indexes without sorting. */
+    f.flags = AUDIT_SCAN_ANY_ORDER;
     struct audit_store *st = open_store(o->stores[0]);
     if (!st)
         return 2;
@@ -406,27 +555,48 @@ static int cmd_query(const struct cli_opts *o)
     return rc < 0 ? 2 : 0;
 }
 
+static uint64_t key_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Counts key in dimension dim: an open-addressing table, grown at half full. */
 static int count(struct scan_ctx *c, int dim, const char *key)
 {
     if (!key)
         key = "-";
-    for (size_t i = 0; i < c->n_by[dim]; i++)
-        if (strcmp(c->by[dim][i].key, key) == 0) {
-            c->by[dim][i].n++;
-            return 0;
-        }
-    if (c->n_by[dim] == c->cap_by[dim]) {
-        size_t cap = c->cap_by[dim] ? c->cap_by[dim] * 2 : 16;
-        struct counter *n = realloc(c->by[dim], cap * sizeof *n);
+    if ((c->n_by[dim] + 1) * 2 > c->cap_by[dim]) {
+        size_t cap = c->cap_by[dim] ? c->cap_by[dim] * 2 : 64;
+        struct counter *n = calloc(cap, sizeof *n);
         if (!n)
             return -1;
+        for (size_t i = 0; i < c->cap_by[dim]; i++) {
+            struct counter *old = &c->by[dim][i];
+            if (!old->key)
+                continue;
+            size_t j = key_hash(old->key) & (cap - 1);
+            while (n[j].key)
+                j = (j + 1) & (cap - 1);
+            n[j] = *old;
+        }
+        free(c->by[dim]);
         c->by[dim] = n;
         c->cap_by[dim] = cap;
     }
+    size_t mask = c->cap_by[dim] - 1, j = key_hash(key) & mask;
+    for (; c->by[dim][j].key; j = (j + 1) & mask)
+        if (strcmp(c->by[dim][j].key, key) == 0) {
+            c->by[dim][j].n++;
+            return 0;
+        }
     char *k = strdup(key);
     if (!k)
         return -1;
-    c->by[dim][c->n_by[dim]++] = (struct counter){k, 1};
+    c->by[dim][j] = (struct counter){k, 1};
+    c->n_by[dim]++;
     return 0;
 }
 
@@ -440,6 +610,29 @@ static int stats_row(const struct audit_row *r, void *arg)
         count(c, 3, r->subject))
         return -1;
     return 0;
+}
+
+/* Adds n to key's count (count() adds one). */
+static int count_n(struct scan_ctx *c, int dim, const char *key, uint64_t n)
+{
+    if (count(c, dim, key) != 0)
+        return -1;
+    size_t mask = c->cap_by[dim] - 1, j = key_hash(key) & mask;
+    for (; c->by[dim][j].key; j = (j + 1) & mask)
+        if (strcmp(c->by[dim][j].key, key) == 0) {
+            c->by[dim][j].n += n - 1;
+            break;
+        }
+    return 0;
+}
+
+static void tally_cb(void *arg, int dim, const char *name, uint64_t n)
+{
+    struct scan_ctx *c = arg;
+    if (dim == 0)
+        c->n += n;
+    if (count_n(c, dim, name, n) != 0)
+        c->failed = 1;
 }
 
 static int counter_cmp(const void *a, const void *b)
@@ -462,10 +655,16 @@ static int cmd_stats(const struct cli_opts *o)
     }
     if (setup_filter(o, &f, "decision") != 0)
         return 2;
+    /* Counting needs the columns only, in any order: the store answers from an index. */
+    f.flags = AUDIT_SCAN_NO_RECORD | AUDIT_SCAN_ANY_ORDER;
     struct audit_store *st = open_store(o->stores[0]);
     if (!st)
         return 2;
-    int rc = st->ops->scan(st, &f, stats_row, &c);
+    int rc = st->ops->tally ? st->ops->tally(st, &f, tally_cb, &c) : 1;
+    if (rc == 1)
+        rc = st->ops->scan(st, &f, stats_row, &c);
+    if (rc == 0 && c.failed)
+        rc = 1;
     if (rc != 0)
         fprintf(stderr, "toolgate audit stats: %s\n", rc < 0 ? st->err : "out of memory");
     st->ops->close(st);
@@ -473,11 +672,17 @@ static int cmd_stats(const struct cli_opts *o)
     if (!json)
         printf("total %llu\n", (unsigned long long)c.n);
     for (int d = 0; d < 4; d++) {
-        qsort(c.by[d], c.n_by[d], sizeof *c.by[d], counter_cmp);
+        /* Pack the table's entries to the front, then sort them by count. */
+        size_t used = 0;
+        for (size_t i = 0; i < c.cap_by[d]; i++)
+            if (c.by[d][i].key)
+                c.by[d][used++] = c.by[d][i];
+        if (used)
+            qsort(c.by[d], used, sizeof *c.by[d], counter_cmp);
         json_t *obj = json ? json_object() : NULL;
         if (!json)
             printf("\nby %s:\n", dims[d]);
-        for (size_t i = 0; i < c.n_by[d]; i++) {
+        for (size_t i = 0; i < used; i++) {
             if (json)
                 json_object_set_new(obj, c.by[d][i].key, json_integer((json_int_t)c.by[d][i].n));
             else {
@@ -632,6 +837,8 @@ int audit_cli_main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+    if (strcmp(argv[1], "migrate") == 0)
+        return audit_cli_migrate(argc, argv);
     static const char *const commands[] = {"verify", "query", "stats", "export", NULL};
     int known = 0;
     for (const char *const *c = commands; *c; c++)

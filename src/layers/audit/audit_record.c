@@ -146,36 +146,15 @@ static int add_arguments(json_t *obj, const struct mcp_message *m, const struct 
 }
 
 /*
- * Whether the safety layer found PII or a secret in a call's target (a tool or prompt name, a
- * resource URI), or may have (more findings than it itemises): then the record does not keep
- * the target, since what the audit log holds must not carry what the safety layer found. Not
- * even a hash: an SSN has few enough values to be found again from one.
+ * A target the safety layer found PII or a secret in (or may have) is not kept: what the audit
+ * log holds must not carry what the safety layer found. Not even a hash: an SSN has few enough
+ * values to be found again from one.
  */
-static int target_has_finding(const struct gw_request *req)
-{
-    static const char *const ends[] = {"/params/name", "/params/uri", "/params/ref/name",
-                                       "/params/ref/uri", NULL};
-    if (req->findings.dropped > 0)
-        return 1;
-    for (size_t i = 0; i < req->findings.n; i++) {
-        const struct gw_finding *f = &req->findings.items[i];
-        size_t pl = strnlen(f->path, sizeof f->path);
-        if (f->direction != GW_DIR_REQUEST)
-            continue;
-        for (const char *const *e = ends; *e; e++) {
-            size_t el = strlen(*e);
-            if (pl >= el && memcmp(f->path + pl - el, *e, el) == 0)
-                return 1;
-        }
-    }
-    return 0;
-}
-
 static int set_target(json_t *o, const struct gw_request *req, const char *target)
 {
     if (!target)
         return 0;
-    return set_str(o, "tool", target_has_finding(req) ? "[REDACTED]" : target);
+    return set_str(o, "tool", gw_request_target_has_finding(req) ? "[REDACTED]" : target);
 }
 
 static int part_request(json_t *rec, const struct gw_request *req, const struct audit_config *ac)

@@ -1,6 +1,7 @@
 #include "layers/audit/audit_store.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,18 @@ const char *audit_store_sqlite_path(const char *url)
 
 struct audit_store *audit_store_open(const char *url, int create, char *err, size_t errlen)
 {
+    return audit_store_open_format(url, create, AUDIT_FORMAT_COMPACT, err, errlen);
+}
+
+struct audit_store *audit_store_open_format(const char *url, int create,
+                                            enum audit_store_format format, char *err,
+                                            size_t errlen)
+{
     const char *path = audit_store_sqlite_path(url);
     if (path)
-        return audit_sqlite_open(path, create, err, errlen);
+        return audit_sqlite_open_format(path, create, format, err, errlen);
     if (url && (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0))
-        return audit_pg_open(url, create, err, errlen);
+        return audit_pg_open_format(url, create, format, err, errlen);
     snprintf(err, errlen,
              "audit store \"%s\" is not understood: write \"sqlite:PATH\" or \"postgres://...\"",
              url ? url : "");
@@ -167,6 +175,8 @@ static int sq_scan(struct audit_store *st, const struct audit_filter *f, audit_r
     for (int i = 0; i < 5; i++)
         if (vals[i])
             strcat(sql, conds[i]);
+    if (f && f->from_seq)
+        strcat(sql, " AND seq >= ?");
     if (f && f->since_ns)
         strcat(sql, " AND time_ns >= ?");
     if (f && f->until_ns)
@@ -180,6 +190,8 @@ static int sq_scan(struct audit_store *st, const struct audit_filter *f, audit_r
     for (int i = 0; i < 5; i++)
         if (vals[i])
             sqlite3_bind_text(q, n++, vals[i], -1, SQLITE_STATIC);
+    if (f && f->from_seq)
+        sqlite3_bind_int64(q, n++, (sqlite3_int64)f->from_seq);
     if (f && f->since_ns)
         sqlite3_bind_int64(q, n++, f->since_ns);
     if (f && f->until_ns)
@@ -208,6 +220,8 @@ static int sq_scan(struct audit_store *st, const struct audit_filter *f, audit_r
             r.record = r.record ? r.record : "";
             r.hash = r.hash ? r.hash : "";
         }
+        if (f && f->tool_glob && (!r.tool || fnmatch(f->tool_glob, r.tool, 0) != 0))
+            continue;
         int c = cb(&r, arg);
         if (c) {
             ret = c;
@@ -267,7 +281,35 @@ static const struct audit_store_ops sqlite_ops = {
     .close = sq_close,
 };
 
+struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, char *err,
+                                     size_t errlen);
+
+/* Which format an opened file holds: 1 the first (audit_records), 0 compact, -1 neither. */
+static int sqlite_format_of(sqlite3 *db)
+{
+    sqlite3_stmt *q = NULL;
+    int found = -1;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN"
+                           " ('audit_records', 'audit_log')",
+                           -1, &q, NULL) != SQLITE_OK)
+        return -1;
+    while (sqlite3_step(q) == SQLITE_ROW)
+        found = strcmp((const char *)sqlite3_column_text(q, 0), "audit_records") == 0
+                    ? AUDIT_FORMAT_LEGACY
+                    : AUDIT_FORMAT_COMPACT;
+    sqlite3_finalize(q);
+    return found;
+}
+
 struct audit_store *audit_sqlite_open(const char *path, int create, char *err, size_t errlen)
+{
+    return audit_sqlite_open_format(path, create, AUDIT_FORMAT_COMPACT, err, errlen);
+}
+
+struct audit_store *audit_sqlite_open_format(const char *path, int create,
+                                             enum audit_store_format format, char *err,
+                                             size_t errlen)
 {
     struct sqlite_store *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(path))) {
@@ -295,8 +337,26 @@ struct audit_store *audit_sqlite_open(const char *path, int create, char *err, s
      * the answers' tail latency (they wait for their records).
      */
     if (sq_exec(s, "PRAGMA journal_mode=WAL") || sq_exec(s, "PRAGMA synchronous=FULL") ||
-        sq_exec(s, "PRAGMA cache_size=-65536") || sq_exec(s, "PRAGMA wal_autocheckpoint=1000"))
+        sq_exec(s, "PRAGMA cache_size=-65536") || sq_exec(s, "PRAGMA wal_autocheckpoint=1000") ||
+        /* Reads map the file instead of copying each page (verify and export read it all). */
+        sq_exec(s, "PRAGMA mmap_size=17179869184"))
         goto fail_msg;
+    /* An existing file keeps its format; a new one gets the one asked for. */
+    int existing = sqlite_format_of(s->db);
+    if (existing == AUDIT_FORMAT_COMPACT || (existing < 0 && format == AUDIT_FORMAT_COMPACT)) {
+        if (existing < 0 && !create) {
+            snprintf(err, errlen,
+                     "audit store %s holds no audit records (not a toolgate audit "
+                     "store?)",
+                     path);
+            goto fail;
+        }
+        sqlite3 *db = s->db;
+        s->db = NULL;
+        sq_close(&s->base);
+        return audit_lite_adopt(db, path, existing < 0, err, errlen);
+    }
+    s->base.format = AUDIT_FORMAT_LEGACY;
     if (create && sq_exec(s, schema_sql))
         goto fail_msg;
     if (sqlite3_prepare_v2(s->db,

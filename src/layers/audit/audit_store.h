@@ -6,6 +6,12 @@
  * A row is the record's canonical JSON (without "hash") plus the hash and copies of the
  * fields that queries filter on. The copies are checked against the JSON by verify, so
  * editing a column is caught like editing the record.
+ *
+ * Two formats on disk, one interface: the compact format (new stores; audit_store_lite.c,
+ * and the compact tables in PostgreSQL) keeps the indexed fields as small integers of a
+ * name dictionary and the record compressed with the values its row holds cut out
+ * (audit_codec.h); the first format ("audit_records", one text row per record) is still
+ * read and appended to, and `toolgate audit migrate` copies it into the compact format.
  */
 #ifndef AUDIT_STORE_H
 #define AUDIT_STORE_H
@@ -27,7 +33,15 @@ struct audit_row {
     const char *record; /* canonical JSON without "hash" */
     size_t record_len;
     const char *hash; /* 64 hex */
+    /* Scans: non-NULL when the store could not rebuild the record (damaged or edited). */
+    const char *problem;
 };
+
+/* Scan flags (hints: a store may return more than asked). */
+#define AUDIT_SCAN_NO_RECORD 1u /* record/hash/request_id may be left NULL (stats) */
+#define AUDIT_SCAN_ANY_ORDER 2u /* time order is enough (not (instance, seq)) */
+
+enum audit_store_format { AUDIT_FORMAT_COMPACT = 0, AUDIT_FORMAT_LEGACY = 1 };
 
 struct audit_filter {
     const char *instance; /* NULL: every instance */
@@ -35,8 +49,11 @@ struct audit_filter {
     const char *subject;
     const char *tenant;
     const char *decision;
-    int64_t since_ns; /* 0: open */
-    int64_t until_ns; /* 0: open */
+    int64_t since_ns;      /* 0: open */
+    int64_t until_ns;      /* 0: open */
+    const char *tool_glob; /* fnmatch(3) pattern the tool must match; NULL: any */
+    uint64_t from_seq;     /* rows with seq >= this (0: all) */
+    unsigned flags;        /* AUDIT_SCAN_* */
 };
 
 /* The last row of an instance's chain. */
@@ -70,11 +87,19 @@ struct audit_store_ops {
      */
     int (*set_sync)(struct audit_store *st, int full);
     void (*close)(struct audit_store *st);
+    /*
+     * Optional (NULL, or returns 1: not for this filter; use scan): counts the decision
+     * records matching f by decision, layer, tool and subject (dim 0..3), calling
+     * cb(arg, dim, name, n) for each name counted (name "-" for none). 0, or -1 on error.
+     */
+    int (*tally)(struct audit_store *st, const struct audit_filter *f,
+                 void (*cb)(void *arg, int dim, const char *name, uint64_t n), void *arg);
 };
 
 struct audit_store {
     const struct audit_store_ops *ops;
     char err[256]; /* the last error, as a sentence */
+    enum audit_store_format format;
 };
 
 /*
@@ -83,10 +108,19 @@ struct audit_store {
  * Returns the store (close with st->ops->close) or NULL with a sentence in err.
  */
 struct audit_store *audit_store_open(const char *url, int create, char *err, size_t errlen);
+/* The same; a store created here gets `format` (an existing one keeps its own). */
+struct audit_store *audit_store_open_format(const char *url, int create,
+                                            enum audit_store_format format, char *err,
+                                            size_t errlen);
 
 /* Back ends. */
 struct audit_store *audit_sqlite_open(const char *path, int create, char *err, size_t errlen);
 struct audit_store *audit_pg_open(const char *conninfo, int create, char *err, size_t errlen);
+struct audit_store *audit_sqlite_open_format(const char *path, int create,
+                                             enum audit_store_format format, char *err,
+                                             size_t errlen);
+struct audit_store *audit_pg_open_format(const char *conninfo, int create,
+                                         enum audit_store_format format, char *err, size_t errlen);
 
 /* Returns the SQLite path of a "sqlite:PATH" url (pointer into url), or NULL. */
 const char *audit_store_sqlite_path(const char *url);

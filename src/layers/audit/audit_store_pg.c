@@ -4,6 +4,7 @@
  */
 #include "layers/audit/audit_store.h"
 
+#include <fnmatch.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,24 +120,27 @@ static const char *val(PGresult *res, int col)
 static int pg_scan(struct audit_store *st, const struct audit_filter *f, audit_row_cb cb, void *arg)
 {
     struct pg_store *s = (struct pg_store *)st;
-    char since[24], until[24];
+    char since[24], until[24], from[24];
+    snprintf(from, sizeof from, "%llu", (unsigned long long)(f ? f->from_seq : 0));
     snprintf(since, sizeof since, "%lld", (long long)(f ? f->since_ns : 0));
     snprintf(until, sizeof until, "%lld", (long long)(f ? f->until_ns : 0));
-    const char *v[7] = {f ? f->instance : NULL,
+    const char *v[8] = {f ? f->instance : NULL,
                         f ? f->kind : NULL,
                         f ? f->subject : NULL,
                         f ? f->tenant : NULL,
                         f ? f->decision : NULL,
                         since,
-                        until};
+                        until,
+                        from};
     const char *sql =
         "SELECT instance, seq, time_ns, kind, request_id, subject, tenant, tool, decision,"
         " layer, record, hash FROM audit_records WHERE"
         " ($1::text IS NULL OR instance = $1) AND ($2::text IS NULL OR kind = $2) AND"
         " ($3::text IS NULL OR subject = $3) AND ($4::text IS NULL OR tenant = $4) AND"
         " ($5::text IS NULL OR decision = $5) AND ($6::bigint = 0 OR time_ns >= $6) AND"
-        " ($7::bigint = 0 OR time_ns < $7) ORDER BY instance, seq";
-    if (!PQsendQueryParams(s->conn, sql, 7, NULL, v, NULL, NULL, 0) || !PQsetSingleRowMode(s->conn))
+        " ($7::bigint = 0 OR time_ns < $7) AND ($8::bigint = 0 OR seq >= $8)"
+        " ORDER BY instance, seq";
+    if (!PQsendQueryParams(s->conn, sql, 8, NULL, v, NULL, NULL, 0) || !PQsetSingleRowMode(s->conn))
         return pg_fail(s, "scan", NULL);
     int ret = 0;
     PGresult *res;
@@ -158,7 +162,8 @@ static int pg_scan(struct audit_store *st, const struct audit_filter *f, audit_r
                 .record_len = (size_t)PQgetlength(res, 0, 10),
                 .hash = PQgetvalue(res, 0, 11),
             };
-            ret = cb(&r, arg);
+            if (!f || !f->tool_glob || (r.tool && fnmatch(f->tool_glob, r.tool, 0) == 0))
+                ret = cb(&r, arg);
         } else if (status != PGRES_SINGLE_TUPLE && status != PGRES_TUPLES_OK && ret == 0) {
             pg_fail(s, "scan", NULL);
             ret = -1;
@@ -202,12 +207,19 @@ static const struct audit_store_ops pg_ops = {
 
 struct audit_store *audit_pg_open(const char *conninfo, int create, char *err, size_t errlen)
 {
+    return audit_pg_open_format(conninfo, create, AUDIT_FORMAT_LEGACY, err, errlen);
+}
+
+struct audit_store *audit_pg_open_format(const char *conninfo, int create,
+                                         enum audit_store_format format, char *err, size_t errlen)
+{
     struct pg_store *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory opening the audit store");
         return NULL;
     }
     s->base.ops = &pg_ops;
+    s->base.format = AUDIT_FORMAT_LEGACY;
     s->conn = PQconnectdb(conninfo);
     if (PQstatus(s->conn) != CONNECTION_OK) {
         pg_fail(s, "connect", NULL);

@@ -1,6 +1,7 @@
 #include "layers/audit/audit_verify.h"
 #include "layers/audit/audit_canon.h"
 #include "layers/audit/audit_chain.h"
+#include "layers/audit/audit_fastcheck.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -17,6 +18,8 @@ int audit_verifier_init(struct audit_verifier *v, EVP_PKEY *pub, int live)
 
 void audit_verifier_free(struct audit_verifier *v)
 {
+    free(v->trusted.record);
+    v->trusted.record = NULL;
     free(v->inst);
     v->inst = NULL;
     v->n_inst = 0;
@@ -61,39 +64,107 @@ static struct audit_verify_instance *find_instance(struct audit_verifier *v, con
 }
 
 /* A nullable column must equal the record's string field (both absent counts as equal). */
-static int column_matches(const char *col, const json_t *rec, const char *key)
+static int column_matches(const char *col, const struct audit_field *f)
 {
-    const json_t *f = json_object_get(rec, key);
     if (!col)
-        return f == NULL;
-    return json_is_string(f) && strcmp(json_string_value(f), col) == 0;
+        return f->type == AFT_ABSENT;
+    return f->type == AFT_STRING && strlen(col) == f->len && memcmp(col, f->str, f->len) == 0;
 }
 
-static int check_checkpoint(struct audit_verifier *v, const struct audit_row *r, const json_t *rec,
-                            const struct audit_verify_instance *x)
+/* The field as a C string in buf (NULL when it is not a string or does not fit). */
+static const char *field_str(const struct audit_field *f, char *buf, size_t len)
 {
-    const char *head_hash = json_string_value(json_object_get(rec, "head_hash"));
-    const json_t *hs = json_object_get(rec, "head_seq");
-    const char *tns = json_string_value(json_object_get(rec, "signed_time_ns"));
-    const char *key_id = json_string_value(json_object_get(rec, "key_id"));
-    const json_t *sig = json_object_get(rec, "signature");
-    if (!head_hash || !json_is_integer(hs) || !tns || !key_id || !json_is_string(sig))
+    if (f->type != AFT_STRING || f->len >= len)
+        return NULL;
+    memcpy(buf, f->str, f->len);
+    buf[f->len] = '\0';
+    return buf;
+}
+
+static int field_is(const struct audit_field *f, const char *s)
+{
+    return f->type == AFT_STRING && strlen(s) == f->len && memcmp(s, f->str, f->len) == 0;
+}
+
+/*
+ * The full path: parse with jansson, check the text is what audit_canon makes of it, and
+ * take the fields from the tree. `tree` keeps the strings alive. 0 ok, 1 problem reported.
+ */
+static int slow_fields(struct audit_verifier *v, const struct audit_row *r, json_t **tree,
+                       struct audit_fields *out)
+{
+    json_error_t jerr;
+    struct gw_buf canon = {0};
+    int ret = 0;
+    *tree = json_loadb(r->record, r->record_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(*tree))
+        return problem(v, r->instance, r->seq, "record is not a JSON object (edited)");
+    if (audit_canon_append(&canon, *tree) != 0 || canon.len != r->record_len ||
+        memcmp(canon.data, r->record, r->record_len) != 0) {
+        ret = problem(v, r->instance, r->seq, "record is not in canonical form (edited)");
+        goto out;
+    }
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < AF_COUNT; i++) {
+        const json_t *x = json_object_get(*tree, audit_field_key((enum audit_field_id)i));
+        struct audit_field *f = &out->f[i];
+        if (!x)
+            continue;
+        if (json_is_string(x)) {
+            f->type = AFT_STRING;
+            f->str = json_string_value(x);
+            f->len = json_string_length(x);
+        } else if (json_is_integer(x)) {
+            f->type = AFT_INTEGER;
+            f->num = (int64_t)json_integer_value(x);
+        } else
+            f->type = json_is_true(x) ? AFT_TRUE : AFT_OTHER;
+    }
+out:
+    gw_buf_free(&canon);
+    return ret;
+}
+
+static int check_checkpoint(struct audit_verifier *v, const struct audit_row *r,
+                            const struct audit_fields *fs, const struct audit_verify_instance *x)
+{
+    char head_hash[72], tns[32], key_id[72], sig[136];
+    const struct audit_field *hs = &fs->f[AF_HEAD_SEQ];
+    if (!field_str(&fs->f[AF_HEAD_HASH], head_hash, sizeof head_hash) || hs->type != AFT_INTEGER ||
+        !field_str(&fs->f[AF_SIGNED_TIME_NS], tns, sizeof tns) ||
+        !field_str(&fs->f[AF_KEY_ID], key_id, sizeof key_id) ||
+        !field_str(&fs->f[AF_SIGNATURE], sig, sizeof sig))
         return problem(v, r->instance, r->seq, "checkpoint lacks a signed field");
-    if ((uint64_t)json_integer_value(hs) != r->seq - 1 || strcmp(head_hash, x->prev) != 0)
+    if ((uint64_t)hs->num != r->seq - 1 || strcmp(head_hash, x->prev) != 0)
         return problem(v, r->instance, r->seq,
                        "checkpoint does not name the record before it as the chain head");
     if (strcmp(key_id, v->key_id) != 0)
         return problem(v, r->instance, r->seq,
                        "checkpoint was signed by key %.16s..., not by the given public key",
                        key_id);
-    const json_t *rt = json_object_get(rec, "time_ns");
-    if (!json_is_string(rt) || strcmp(json_string_value(rt), tns) != 0)
+    if (!field_is(&fs->f[AF_TIME_NS], tns))
         return problem(v, r->instance, r->seq, "checkpoint's signed time is not its time");
+    if (strlen(sig) != 128)
+        return problem(v, r->instance, r->seq, "checkpoint signature is not valid");
+    if (!v->all_signatures) {
+        /*
+         * Each checkpoint is a chained record, so the last one's signature covers every
+         * record and checkpoint before it: changing any of them changes the head it signs.
+         * The others are checked in full only with --all-signatures (which also finds the
+         * first rewritten record when the last signature fails).
+         */
+        struct audit_verify_instance *w = (struct audit_verify_instance *)x;
+        w->last_sig_seq = r->seq;
+        w->last_sig_head_seq = (uint64_t)hs->num;
+        memcpy(w->last_sig_head, head_hash, 65);
+        snprintf(w->last_sig_time, sizeof w->last_sig_time, "%s", tns);
+        memcpy(w->last_sig, sig, 129);
+        return 0;
+    }
     struct gw_buf payload = {0};
-    int ok = audit_checkpoint_payload(&payload, r->instance, (uint64_t)json_integer_value(hs),
-                                      head_hash, tns) == 0 &&
-             audit_sig_ok(v->pub, payload.data, payload.len, json_string_value(sig),
-                          json_string_length(sig));
+    int ok =
+        audit_checkpoint_payload(&payload, r->instance, (uint64_t)hs->num, head_hash, tns) == 0 &&
+        audit_sig_ok(v->pub, payload.data, payload.len, sig, strlen(sig));
     gw_buf_free(&payload);
     if (!ok)
         return problem(v, r->instance, r->seq, "checkpoint signature is not valid");
@@ -105,9 +176,11 @@ static int verify_row(const struct audit_row *r, void *arg)
     struct audit_verifier *v = arg;
     int is_new;
     int ret = 0;
-    json_t *rec = NULL;
-    struct gw_buf canon = {0};
+    json_t *tree = NULL;
+    struct audit_fields fs;
     v->rows++;
+    if (v->progress && (v->rows & 0xffff) == 0)
+        v->progress(v, v->progress_arg);
     struct audit_verify_instance *x = find_instance(v, r->instance, &is_new);
     if (!x)
         return problem(v, r->instance, r->seq, "too many instances or an overlong instance name");
@@ -121,31 +194,51 @@ static int verify_row(const struct audit_row *r, void *arg)
                           (unsigned long long)x->seq + 1, (unsigned long long)r->seq - 1);
         goto out;
     }
+    if (r->problem) {
+        ret = problem(v, r->instance, r->seq, "%s", r->problem);
+        goto out;
+    }
+    if (is_new && v->trusted.record && strcmp(r->instance, v->trusted.instance) == 0) {
+        /* Incremental: the chain resumes at the checkpoint verified last time, unchanged. */
+        if (r->seq != v->trusted.seq || r->record_len != v->trusted.len ||
+            memcmp(r->record, v->trusted.record, r->record_len) != 0 ||
+            strcmp(r->hash, v->trusted.hash) != 0) {
+            ret = problem(v, r->instance, r->seq,
+                          "the checkpoint verified last time (seq %llu) is not in the store as "
+                          "it was: records up to it were changed or removed",
+                          (unsigned long long)v->trusted.seq);
+            goto out;
+        }
+        x->first_seq = x->seq = x->last_checkpoint_seq = r->seq;
+        memcpy(x->prev, v->trusted.hash, 65);
+        x->last_time = v->trusted.time_ns;
+        snprintf(x->last_kind, sizeof x->last_kind, "checkpoint");
+        x->closing = v->trusted.closing;
+        x->records = x->checkpoints = 1;
+        if (r->record_len < sizeof x->last_cp) {
+            memcpy(x->last_cp, r->record, r->record_len);
+            x->last_cp_len = r->record_len;
+        }
+        goto out;
+    }
     if (r->record_len > AUDIT_VERIFY_MAX_RECORD) {
         ret = problem(v, r->instance, r->seq, "record is larger than any toolgate writes");
         goto out;
     }
-    json_error_t jerr;
-    rec = json_loadb(r->record, r->record_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(rec)) {
-        ret = problem(v, r->instance, r->seq, "record is not a JSON object (edited)");
+    int fast = audit_fastcheck(r->record, r->record_len, &fs);
+    for (int i = 0; fast && i < AF_COUNT; i++)
+        fast = !fs.f[i].escaped;
+    if (!fast && (ret = slow_fields(v, r, &tree, &fs)) != 0)
         goto out;
-    }
-    if (audit_canon_append(&canon, rec) != 0 || canon.len != r->record_len ||
-        memcmp(canon.data, r->record, r->record_len) != 0) {
-        ret = problem(v, r->instance, r->seq, "record is not in canonical form (edited)");
-        goto out;
-    }
-    const char *kind = json_string_value(json_object_get(rec, "kind"));
-    const json_t *jseq = json_object_get(rec, "seq");
-    const char *prev = json_string_value(json_object_get(rec, "prev_hash"));
-    const char *tns = json_string_value(json_object_get(rec, "time_ns"));
-    if (!kind || !json_is_integer(jseq) || !prev || strlen(prev) != 64 || !tns) {
+    char kind[16], prev[72], tns[32];
+    const struct audit_field *jseq = &fs.f[AF_SEQ];
+    if (!field_str(&fs.f[AF_KIND], kind, sizeof kind) || jseq->type != AFT_INTEGER ||
+        !field_str(&fs.f[AF_PREV_HASH], prev, sizeof prev) || strlen(prev) != 64 ||
+        !field_str(&fs.f[AF_TIME_NS], tns, sizeof tns)) {
         ret = problem(v, r->instance, r->seq, "record lacks a chain field");
         goto out;
     }
-    if ((uint64_t)json_integer_value(jseq) != r->seq ||
-        !column_matches(r->instance, rec, "instance")) {
+    if ((uint64_t)jseq->num != r->seq || !column_matches(r->instance, &fs.f[AF_INSTANCE])) {
         ret = problem(v, r->instance, r->seq, "record's seq or instance differ from its row");
         goto out;
     }
@@ -163,6 +256,7 @@ static int verify_row(const struct audit_row *r, void *arg)
         }
         x->first_seq = r->seq;
         memcpy(x->prev, prev, 65);
+        memcpy(x->first_prev, prev, 65);
     } else if (strcmp(prev, x->prev) != 0) {
         ret = problem(v, r->instance, r->seq,
                       "prev_hash does not match the hash of seq %llu (inserted or reordered)",
@@ -186,37 +280,46 @@ static int verify_row(const struct audit_row *r, void *arg)
                       (unsigned long long)x->seq);
         goto out;
     }
-    if (!column_matches(r->kind, rec, "kind") ||
-        !column_matches(r->request_id, rec, "request_id") ||
-        !column_matches(r->subject, rec, "subject") || !column_matches(r->tenant, rec, "tenant") ||
-        !column_matches(r->tool, rec, "tool") || !column_matches(r->decision, rec, "decision") ||
-        !column_matches(r->layer, rec, "layer")) {
+    if (!column_matches(r->kind, &fs.f[AF_KIND]) ||
+        !column_matches(r->request_id, &fs.f[AF_REQUEST_ID]) ||
+        !column_matches(r->subject, &fs.f[AF_SUBJECT]) ||
+        !column_matches(r->tenant, &fs.f[AF_TENANT]) || !column_matches(r->tool, &fs.f[AF_TOOL]) ||
+        !column_matches(r->decision, &fs.f[AF_DECISION]) ||
+        !column_matches(r->layer, &fs.f[AF_LAYER])) {
         ret = problem(v, r->instance, r->seq, "an indexed column differs from the record (edited)");
         goto out;
     }
     int is_checkpoint = strcmp(kind, "checkpoint") == 0;
-    if (is_checkpoint && (ret = check_checkpoint(v, r, rec, x)) != 0)
+    if (is_checkpoint && (ret = check_checkpoint(v, r, &fs, x)) != 0)
         goto out;
     x->seq = r->seq;
     memcpy(x->prev, hash, 65);
     x->last_time = t;
     snprintf(x->last_kind, sizeof x->last_kind, "%s", kind);
-    x->closing = is_checkpoint && json_is_true(json_object_get(rec, "closing"));
+    x->closing = is_checkpoint && fs.f[AF_CLOSING].type == AFT_TRUE;
     x->records++;
-    if (strcmp(kind, "start") == 0) {
-        const char *prev_state = json_string_value(json_object_get(rec, "previous_shutdown"));
-        if (prev_state && strcmp(prev_state, "unclean") == 0) {
-            x->unclean_starts++;
-            x->last_unclean_seq = r->seq;
-        }
+    char last_hash[72];
+    if (strcmp(kind, "retention") == 0 && fs.f[AF_THROUGH_SEQ].type == AFT_INTEGER &&
+        field_str(&fs.f[AF_LAST_HASH], last_hash, sizeof last_hash)) {
+        x->retention_seq = r->seq;
+        x->retention_through = (uint64_t)fs.f[AF_THROUGH_SEQ].num;
+        snprintf(x->retention_hash, sizeof x->retention_hash, "%.64s", last_hash);
+    }
+    if (strcmp(kind, "start") == 0 && field_is(&fs.f[AF_PREVIOUS_SHUTDOWN], "unclean")) {
+        x->unclean_starts++;
+        x->last_unclean_seq = r->seq;
     }
     if (is_checkpoint) {
         x->checkpoints++;
         x->last_checkpoint_seq = r->seq;
+        x->last_cp_len = 0;
+        if (r->record_len < sizeof x->last_cp) {
+            memcpy(x->last_cp, r->record, r->record_len);
+            x->last_cp_len = r->record_len;
+        }
     }
 out:
-    json_decref(rec);
-    gw_buf_free(&canon);
+    json_decref(tree);
     return ret;
 }
 
@@ -225,10 +328,98 @@ int audit_verifier_feed(struct audit_verifier *v, struct audit_store *st)
     if (v->bad)
         return 1;
     struct audit_filter f = {.instance = v->instance};
+    if (v->trusted.record) {
+        f.instance = v->trusted.instance;
+        f.from_seq = v->trusted.seq;
+    }
     int rc = st->ops->scan(st, &f, verify_row, v);
     if (rc < 0)
         return -1;
     return v->bad ? 1 : 0;
+}
+
+/* The signature of the last checkpoint seen in a chain (when not checked as it was read). */
+static int check_last_signature(struct audit_verifier *v, struct audit_verify_instance *x)
+{
+    if (!x->last_sig_seq)
+        return 0;
+    struct gw_buf payload = {0};
+    int ok = audit_checkpoint_payload(&payload, x->name, x->last_sig_head_seq, x->last_sig_head,
+                                      x->last_sig_time) == 0 &&
+             audit_sig_ok(v->pub, payload.data, payload.len, x->last_sig, 128);
+    gw_buf_free(&payload);
+    if (!ok)
+        return problem(v, x->name, x->last_sig_seq,
+                       "checkpoint signature is not valid: the records it covers were rewritten "
+                       "or it was forged (--all-signatures finds the first bad checkpoint)");
+    x->last_sig_seq = 0;
+    return 0;
+}
+
+int audit_verifier_trust(struct audit_verifier *v, const char *instance, const char *record,
+                         size_t len, char *err, size_t errlen)
+{
+    struct audit_fields fs;
+    json_t *tree = NULL;
+    int rc = -1;
+    if (len >= 2048 || strlen(instance) >= sizeof v->trusted.instance) {
+        snprintf(err, errlen, "the saved checkpoint is too large");
+        return -1;
+    }
+    struct audit_row r = {.instance = instance, .record = record, .record_len = len};
+    /* Its fields, through the same checks as a stored record (canonical, complete). */
+    int fast = audit_fastcheck(record, len, &fs);
+    for (int i = 0; fast && i < AF_COUNT; i++)
+        fast = !fs.f[i].escaped;
+    struct audit_verifier probe = *v;
+    probe.bad = 0;
+    if (!fast && slow_fields(&probe, &r, &tree, &fs) != 0) {
+        snprintf(err, errlen, "the saved checkpoint is not canonical JSON");
+        goto out;
+    }
+    char prev[72], tns[32], head[72], sig[136];
+    if (!field_is(&fs.f[AF_KIND], "checkpoint") || !column_matches(instance, &fs.f[AF_INSTANCE]) ||
+        fs.f[AF_SEQ].type != AFT_INTEGER || fs.f[AF_SEQ].num < 1 ||
+        fs.f[AF_HEAD_SEQ].type != AFT_INTEGER ||
+        !field_str(&fs.f[AF_PREV_HASH], prev, sizeof prev) ||
+        !field_str(&fs.f[AF_HEAD_HASH], head, sizeof head) || strcmp(prev, head) != 0 ||
+        !field_str(&fs.f[AF_TIME_NS], tns, sizeof tns) ||
+        !field_is(&fs.f[AF_SIGNED_TIME_NS], tns) ||
+        !field_str(&fs.f[AF_SIGNATURE], sig, sizeof sig) ||
+        !field_is(&fs.f[AF_KEY_ID], v->key_id)) {
+        snprintf(err, errlen,
+                 "the saved checkpoint is not a checkpoint of instance %s signed by "
+                 "the given key",
+                 instance);
+        goto out;
+    }
+    struct gw_buf payload = {0};
+    int ok = audit_checkpoint_payload(&payload, instance, (uint64_t)fs.f[AF_HEAD_SEQ].num, head,
+                                      tns) == 0 &&
+             audit_sig_ok(v->pub, payload.data, payload.len, sig, strlen(sig));
+    gw_buf_free(&payload);
+    if (!ok || !(v->trusted.record = malloc(len ? len : 1))) {
+        snprintf(err, errlen,
+                 "the saved checkpoint's signature is not valid under the given key "
+                 "(forged, or another key)");
+        goto out;
+    }
+    memcpy(v->trusted.record, record, len);
+    v->trusted.len = len;
+    v->trusted.seq = (uint64_t)fs.f[AF_SEQ].num;
+    v->trusted.time_ns = strtoll(tns, NULL, 10);
+    v->trusted.closing = fs.f[AF_CLOSING].type == AFT_TRUE;
+    snprintf(v->trusted.instance, sizeof v->trusted.instance, "%s", instance);
+    if (audit_chain_hash(prev, record, len, v->trusted.hash) != 0) {
+        free(v->trusted.record);
+        v->trusted.record = NULL;
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(tree);
+    return rc;
 }
 
 int audit_verifier_finish(struct audit_verifier *v)
@@ -237,6 +428,9 @@ int audit_verifier_finish(struct audit_verifier *v)
         return 1;
     if (v->n_inst == 0)
         return problem(v, "-", 0, "the store holds no records");
+    for (size_t i = 0; i < v->n_inst; i++)
+        if (check_last_signature(v, &v->inst[i]) != 0)
+            return 1;
     for (size_t i = 0; i < v->n_inst; i++) {
         const struct audit_verify_instance *x = &v->inst[i];
         /*
@@ -277,8 +471,20 @@ void audit_verifier_report(const struct audit_verifier *v, FILE *out)
         fprintf(out, "ok   instance %s: seq %llu..%llu, %llu records, %llu checkpoints", x->name,
                 (unsigned long long)x->first_seq, (unsigned long long)x->seq,
                 (unsigned long long)x->records, (unsigned long long)x->checkpoints);
-        if (x->first_seq != 1)
-            fprintf(out, ", continues an earlier file");
+        int retained = x->retention_seq && x->retention_through + 1 == x->first_seq &&
+                       strcmp(x->retention_hash, x->first_prev) == 0;
+        if (v->trusted.record && strcmp(x->name, v->trusted.instance) == 0)
+            fprintf(out, ", from the checkpoint verified last time");
+        else if (retained)
+            fprintf(out,
+                    ", continues after seq %llu, which the retention record at seq %llu "
+                    "says was dropped (its last hash matches)",
+                    (unsigned long long)x->retention_through, (unsigned long long)x->retention_seq);
+        else if (x->first_seq != 1)
+            fprintf(out,
+                    ", continues an earlier file (give the earlier files first; no "
+                    "retention record names what is before seq %llu)",
+                    (unsigned long long)x->first_seq);
         if (x->seq != x->last_checkpoint_seq)
             fprintf(out, ", %llu unsigned records after the last checkpoint",
                     (unsigned long long)(x->seq - x->last_checkpoint_seq));

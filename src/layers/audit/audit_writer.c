@@ -3,6 +3,7 @@
 #include "layers/audit/audit_canon.h"
 #include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_store.h"
+#include "layers/audit/audit_rotate.h"
 
 #include "lib/log.h"
 #include "lib/timeutil.h"
@@ -85,10 +86,17 @@ static void init_conds(void)
     pthread_condattr_destroy(&a);
 }
 
+static int64_t (*clock_fn)(void); /* audit_writer_set_clock: generated stores */
+
+void audit_writer_set_clock(int64_t (*now_ns)(void))
+{
+    clock_fn = now_ns;
+}
+
 static int64_t next_time(void)
 {
     /* The chain's time never runs backwards, even when the wall clock is stepped back. */
-    int64_t now = (int64_t)gw_now_ns();
+    int64_t now = clock_fn ? clock_fn() : (int64_t)gw_now_ns();
     if (now < W.last_time)
         now = W.last_time;
     W.last_time = now;
@@ -587,62 +595,19 @@ static void rotated_name(char *out, size_t outlen, const char *path, uint64_t se
     snprintf(out, outlen, "%s.%020llu", path, (unsigned long long)seq);
 }
 
-/* Finds the newest rotated sibling of path (largest suffix). Returns 1 found, 0 none. */
-static int newest_rotated(const char *path, char *out, size_t outlen)
-{
-    char dirbuf[4096], basebuf[4096];
-    snprintf(dirbuf, sizeof dirbuf, "%s", path);
-    snprintf(basebuf, sizeof basebuf, "%s", path);
-    const char *dir = dirname(dirbuf), *base = basename(basebuf);
-    size_t blen = strlen(base);
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    char best[64] = "";
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        const char *s = e->d_name;
-        if (strncmp(s, base, blen) != 0 || s[blen] != '.' || strlen(s + blen + 1) != 20 ||
-            strspn(s + blen + 1, "0123456789") != 20)
-            continue;
-        if (strcmp(s + blen + 1, best) > 0)
-            snprintf(best, sizeof best, "%s", s + blen + 1);
-    }
-    closedir(d);
-    if (!best[0])
-        return 0;
-    snprintf(out, outlen, "%s/%s", dir, base);
-    size_t l = strlen(out);
-    snprintf(out + l, outlen - l, ".%s", best);
-    return 1;
-}
-
+/* audit.retention: drops old rotated files and records what went (audit_rotate.c). */
 static void apply_retention(const char *path)
 {
-    if (!W.ac.retention_ms)
+    json_t *rec = audit_retention_sweep(path, W.ac.instance_id, W.ac.retention_ms);
+    if (!rec)
         return;
-    char dirbuf[4096], basebuf[4096], full[8400];
-    snprintf(dirbuf, sizeof dirbuf, "%s", path);
-    snprintf(basebuf, sizeof basebuf, "%s", path);
-    const char *dir = dirname(dirbuf), *base = basename(basebuf);
-    size_t blen = strlen(base);
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    time_t cutoff = time(NULL) - (time_t)(W.ac.retention_ms / 1000);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        const char *s = e->d_name;
-        if (strncmp(s, base, blen) != 0 || s[blen] != '.' || strlen(s + blen + 1) != 20 ||
-            strspn(s + blen + 1, "0123456789") != 20)
-            continue;
-        snprintf(full, sizeof full, "%s/%s", dir, s);
-        struct stat sb;
-        if (stat(full, &sb) == 0 && sb.st_mtime < cutoff && unlink(full) == 0)
-            gw_log_info("audit_retention", "deleted rotated audit file %s (older than retention)",
-                        full);
-    }
-    closedir(d);
+    if (write_alone(rec) != 0) {
+        W.store->ops->rollback(W.store);
+        mark_failed(W.store->err, 0);
+    } else
+        mirror_flush();
+    gw_buf_reset(&W.mirror_buf);
+    json_decref(rec);
 }
 
 /*
@@ -668,7 +633,7 @@ static int rotate_if_due(void)
         gw_log_error("audit_rotate", "cannot rename %s to %s: %s", path, rotated, strerror(errno));
         /* The old file is intact and closed; carry on appending to it. */
     }
-    W.store = audit_store_open(W.ac.store, 1, err, sizeof err);
+    W.store = audit_store_open_format(W.ac.store, 1, W.ac.store_format, err, sizeof err);
     if (W.store && W.store->ops->set_sync(W.store, W.ac.sync_full) != 0) {
         W.store->ops->close(W.store);
         W.store = NULL;
@@ -713,7 +678,7 @@ static const char *recover_head(void)
     if (rc == 0) {
         const char *path = audit_store_sqlite_path(W.ac.store);
         char rotated[8400], err[256];
-        if (path && newest_rotated(path, rotated, sizeof rotated)) {
+        if (path && audit_newest_rotated(path, rotated, sizeof rotated)) {
             struct audit_store *old = audit_sqlite_open(rotated, 0, err, sizeof err);
             if (old && old->ops->head(old, W.ac.instance_id, &h) == 1) {
                 old->ops->close(old);
@@ -768,7 +733,7 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         goto fail;
     }
     /* The store first: a start that cannot reach it leaves no generated key behind. */
-    W.store = audit_store_open(W.ac.store, 1, err, sizeof err);
+    W.store = audit_store_open_format(W.ac.store, 1, W.ac.store_format, err, sizeof err);
     if (W.store && W.store->ops->set_sync(W.store, W.ac.sync_full) != 0) {
         snprintf(err, sizeof err, "cannot set the audit store's durability (audit.sync)");
         W.store->ops->close(W.store);

@@ -42,6 +42,12 @@ void audit_writer_stats(struct audit_writer_stats *out);
 /* Tests: while held, the writer takes nothing from the queue (to fill it on purpose). */
 void audit_writer_hold(int on);
 
+/*
+ * Generated stores and tests: the writer takes record times from now_ns instead of the
+ * wall clock (NULL: the wall clock again). Set before audit_writer_start.
+ */
+void audit_writer_set_clock(int64_t (*now_ns)(void));
+
 /* Tests: makes the next commit fail as a store error would (fail-closed path). */
 void audit_writer_inject_failure(void);
 

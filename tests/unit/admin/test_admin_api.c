@@ -8,6 +8,8 @@
 #include "admin/admin_api.h"
 #include "lib/cfg.h"
 
+#include <string.h>
+
 /* ---- the feed ring ---- */
 
 static struct admin_feed_event event(const char *tool)
@@ -151,6 +153,13 @@ static void test_secret_strings(void **state)
     expect_elided("http://127.0.0.1:8080/mcp", "http://127.0.0.1:8080/mcp");
     expect_elided("sqlite:audit.db", "sqlite:audit.db");
     expect_elided("", "");
+    /* Every "password=" grows by the marker: the output must have room for all of them. */
+    char many[64 * 10 + 1] = "", want[64 * 18 + 1] = "";
+    for (int i = 0; i < 64; i++) {
+        strcat(many, i ? "&password=" : "password=");
+        strcat(want, i ? "&password=[elided]" : "password=[elided]");
+    }
+    expect_elided(many, want);
 }
 
 static void test_elide_document(void **state)

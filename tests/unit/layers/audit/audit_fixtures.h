@@ -33,6 +33,11 @@ static inline struct audit_config *make_test_config(const char *dir, const char 
     ac->checkpoint_every = every;
     ac->checkpoint_interval_ms = interval_ms;
     ac->queue = queue;
+    /*
+     * These tests edit the rows with SQL to show what verify catches, so their stores are in
+     * the first format, one text row per record; test_audit_compact.c covers the compact one.
+     */
+    ac->store_format = AUDIT_FORMAT_LEGACY;
     return ac;
 }
 

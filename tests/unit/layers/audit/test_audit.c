@@ -926,6 +926,28 @@ static void test_rotation_carries_chain(void **state)
     for (size_t i = 0; i + 1 < n; i++)
         assert_int_equal(access(paths[i], F_OK), -1);
     assert_int_equal(verify_one(f, f->db, 0, problem, sizeof problem), 0);
+    /*
+     * What went is recorded in the chain, signed: a retention record naming the last seq
+     * dropped and its hash, which is what the oldest file kept chains onto.
+     */
+    assert_true(count_rows(f->db, "WHERE kind = 'retention'") >= 1);
+    snprintf(cmd, sizeof cmd, "ls %s/audit.db.0* > %s/list.txt 2>/dev/null; echo %s >> %s/list.txt",
+             f->dir, f->dir, f->db, f->dir);
+    assert_int_equal(system(cmd), 0);
+    char *kept[10] = {"audit", "verify", "--pubkey", f->pub};
+    int argc = 4;
+    l = fopen(list, "r");
+    while (argc < 9 && fgets(line, sizeof line, l)) {
+        line[strcspn(line, "\n")] = '\0';
+        kept[argc++] = strdup(line);
+    }
+    fclose(l);
+    char *out = fx_capture_stdout(audit_cli_main, argc, kept, &rc);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "which the retention record at seq"));
+    free(out);
+    for (int i = 4; i < argc; i++)
+        free(kept[i]);
     for (size_t i = 0; i < n; i++)
         free(paths[i]);
 }

@@ -1,0 +1,229 @@
+#include "layers/audit/audit_fastcheck.h"
+
+#include <string.h>
+
+/* Sorted, as the fields of a canonical record come. */
+static const char *const keys[AF_COUNT] = {
+    [AF_CLOSING] = "closing",
+    [AF_DECISION] = "decision",
+    [AF_HEAD_HASH] = "head_hash",
+    [AF_HEAD_SEQ] = "head_seq",
+    [AF_INSTANCE] = "instance",
+    [AF_KEY_ID] = "key_id",
+    [AF_KIND] = "kind",
+    [AF_LAST_HASH] = "last_hash",
+    [AF_LAYER] = "layer",
+    [AF_PREV_HASH] = "prev_hash",
+    [AF_PREVIOUS_SHUTDOWN] = "previous_shutdown",
+    [AF_REQUEST_ID] = "request_id",
+    [AF_SEQ] = "seq",
+    [AF_SIGNATURE] = "signature",
+    [AF_SIGNED_TIME_NS] = "signed_time_ns",
+    [AF_SUBJECT] = "subject",
+    [AF_TENANT] = "tenant",
+    [AF_THROUGH_SEQ] = "through_seq",
+    [AF_TIME_NS] = "time_ns",
+    [AF_TOOL] = "tool",
+};
+/* Every entry set, in key order (the scan below walks them alongside the record's keys). */
+_Static_assert(sizeof keys / sizeof keys[0] == AF_COUNT, "one key per field");
+
+const char *audit_field_key(enum audit_field_id id)
+{
+    return keys[id];
+}
+
+struct cursor {
+    const char *p, *end;
+};
+
+/* A canonical string of ASCII; *escaped set when it holds an escape. 1 ok, 0 undecided. */
+static int scan_string(struct cursor *c, const char **s, size_t *len, int *escaped)
+{
+    if (c->p >= c->end || *c->p != '"')
+        return 0;
+    const char *start = ++c->p;
+    *escaped = 0;
+    while (c->p < c->end) {
+        unsigned char ch = (unsigned char)*c->p;
+        if (ch == '"') {
+            *s = start;
+            *len = (size_t)(c->p - start);
+            c->p++;
+            return 1;
+        }
+        if (ch < 0x20 || ch >= 0x7f)
+            return 0; /* raw controls are not canonical; non-ASCII goes the full way */
+        if (ch == '\\') {
+            *escaped = 1;
+            if (c->end - c->p < 2)
+                return 0;
+            char e = c->p[1];
+            if (e == '"' || e == '\\' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+                c->p += 2;
+                continue;
+            }
+            /* \u00xx only for the controls without a short form, lower-case, never NUL. */
+            if (e != 'u' || c->end - c->p < 6 || c->p[2] != '0' || c->p[3] != '0')
+                return 0;
+            const char *h = c->p + 4;
+            int hi = h[0] == '0' || h[0] == '1' ? h[0] - '0' : -1;
+            int lo = h[1] >= '0' && h[1] <= '9'   ? h[1] - '0'
+                     : h[1] >= 'a' && h[1] <= 'f' ? h[1] - 'a' + 10
+                                                  : -1;
+            if (hi < 0 || lo < 0)
+                return 0;
+            int v = hi * 16 + lo;
+            if (v == 0 || v == '\b' || v == '\f' || v == '\n' || v == '\r' || v == '\t')
+                return 0;
+            c->p += 6;
+            continue;
+        }
+        c->p++;
+    }
+    return 0;
+}
+
+/* An integer of at most 15 digits in canonical form. 1 ok, 0 undecided. */
+static int scan_integer(struct cursor *c, int64_t *out)
+{
+    int neg = 0;
+    if (c->p < c->end && *c->p == '-') {
+        neg = 1;
+        c->p++;
+    }
+    const char *d = c->p;
+    int64_t v = 0;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+        if (c->p - d < 15)
+            v = v * 10 + (*c->p - '0');
+        c->p++;
+    }
+    size_t n = (size_t)(c->p - d);
+    if (n == 0 || n > 15 || (n > 1 && d[0] == '0') || (neg && v == 0))
+        return 0;
+    if (c->p < c->end && (*c->p == '.' || *c->p == 'e' || *c->p == 'E'))
+        return 0;
+    *out = neg ? -v : v;
+    return 1;
+}
+
+static int scan_value(struct cursor *c, int depth, struct audit_field *f);
+
+static int scan_object(struct cursor *c, int depth, struct audit_fields *top)
+{
+    if (depth > 100 || c->p >= c->end || *c->p != '{')
+        return 0;
+    c->p++;
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return 1;
+    }
+    const char *prev = NULL;
+    size_t prev_len = 0;
+    int next_field = 0;
+    for (;;) {
+        const char *k;
+        size_t klen;
+        int esc;
+        if (!scan_string(c, &k, &klen, &esc) || esc)
+            return 0;
+        if (prev) {
+            /* ASCII keys: UTF-16 order is byte order; strictly increasing (no duplicates). */
+            size_t m = klen < prev_len ? klen : prev_len;
+            int cmp = memcmp(prev, k, m);
+            if (cmp > 0 || (cmp == 0 && prev_len >= klen))
+                return 0;
+        }
+        prev = k;
+        prev_len = klen;
+        if (c->p >= c->end || *c->p != ':')
+            return 0;
+        c->p++;
+        struct audit_field *slot = NULL;
+        if (top) {
+            while (next_field < AF_COUNT) {
+                int cmp = strncmp(keys[next_field], k, klen);
+                if (cmp == 0 && keys[next_field][klen] == '\0') {
+                    slot = &top->f[next_field++];
+                    break;
+                }
+                if (cmp > 0 || (cmp == 0 && keys[next_field][klen] != '\0'))
+                    break;
+                next_field++;
+            }
+        }
+        struct audit_field ignored;
+        if (!scan_value(c, depth + 1, slot ? slot : &ignored))
+            return 0;
+        if (c->p >= c->end)
+            return 0;
+        if (*c->p == '}') {
+            c->p++;
+            return 1;
+        }
+        if (*c->p != ',')
+            return 0;
+        c->p++;
+    }
+}
+
+static int scan_value(struct cursor *c, int depth, struct audit_field *f)
+{
+    memset(f, 0, sizeof *f);
+    if (c->p >= c->end)
+        return 0;
+    char ch = *c->p;
+    if (ch == '"') {
+        f->type = AFT_STRING;
+        return scan_string(c, &f->str, &f->len, &f->escaped);
+    }
+    if (ch == '{') {
+        f->type = AFT_OTHER;
+        return scan_object(c, depth, NULL);
+    }
+    if (ch == '[') {
+        f->type = AFT_OTHER;
+        if (depth > 100)
+            return 0;
+        c->p++;
+        if (c->p < c->end && *c->p == ']') {
+            c->p++;
+            return 1;
+        }
+        for (;;) {
+            struct audit_field x;
+            if (!scan_value(c, depth + 1, &x) || c->p >= c->end)
+                return 0;
+            if (*c->p == ']') {
+                c->p++;
+                return 1;
+            }
+            if (*c->p != ',')
+                return 0;
+            c->p++;
+        }
+    }
+    static const struct {
+        const char *lit;
+        size_t len;
+        enum audit_field_type type;
+    } lits[] = {{"true", 4, AFT_TRUE}, {"false", 5, AFT_OTHER}, {"null", 4, AFT_OTHER}};
+    for (size_t i = 0; i < 3; i++)
+        if ((size_t)(c->end - c->p) >= lits[i].len && memcmp(c->p, lits[i].lit, lits[i].len) == 0) {
+            c->p += lits[i].len;
+            f->type = lits[i].type;
+            return 1;
+        }
+    f->type = AFT_INTEGER;
+    return scan_integer(c, &f->num);
+}
+
+int audit_fastcheck(const char *text, size_t len, struct audit_fields *out)
+{
+    struct cursor c = {text, text + len};
+    memset(out, 0, sizeof *out);
+    if (!scan_object(&c, 0, out) || c.p != c.end)
+        return 0;
+    return 1;
+}

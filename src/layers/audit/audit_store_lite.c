@@ -1,0 +1,799 @@
+/*
+ * The compact SQLite format. One row per record in audit_log, keyed by
+ * id = instance name id << 40 | seq (so the table's own order is (instance, seq) and no
+ * separate unique index is needed); the indexed fields are ids of audit_names; the record
+ * is stored by audit_codec (cut, compressed against a dictionary of audit_dicts) and the
+ * hash as 32 bytes. Partial indexes cover only decision records, which is what queries and
+ * stats read (one per call).
+ */
+#include "layers/audit/audit_compact.h"
+#include "layers/audit/audit_store.h"
+
+#include <fnmatch.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Decoded decision texts by row id, direct-mapped: completions refer to them. */
+#define PREFIX_SLOTS 4096
+struct prefix_slot {
+    uint64_t id; /* 0: empty */
+    char reqid[48];
+    struct gw_buf text;
+};
+
+struct lite_store {
+    struct audit_store base;
+    struct prefix_slot readers[PREFIX_SLOTS]; /* decoded, by row id */
+    struct prefix_slot writers[PREFIX_SLOTS]; /* appended, by request id */
+    sqlite3_stmt *by_id;
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *insert, *insert_name, *prev_hash;
+    struct audit_names names;
+    struct audit_codec *codec;
+    int loaded;
+    /* Writer side: the row appended last, and samples for the first dictionary. */
+    uint64_t last_id;
+    char last_hash[65];
+    struct audit_dict_trainer trainer;
+    struct gw_buf blob, cutbuf, text;
+    char reqid[160];
+    char hashhex[65];
+};
+
+static const char lite_schema[] =
+    "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS audit_names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE IF NOT EXISTS audit_dicts (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS audit_log (id INTEGER PRIMARY KEY, t INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL, req BLOB, subj INTEGER, tenant INTEGER, tool INTEGER,"
+    " decision INTEGER, layer INTEGER, rec BLOB NOT NULL, hash BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subj, t) WHERE kind = 1;"
+    /* kind is in the columns too: SQLite counts only those as covered, not the WHERE. */
+    "CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (t, decision, layer, tool, subj,"
+    " tenant, kind) WHERE kind = 1;"
+    /* For reading with the sqlite3 shell: the rows with their names (records stay packed). */
+    "CREATE VIEW IF NOT EXISTS audit_records AS SELECT i.name AS instance,"
+    " l.id & 1099511627775 AS seq, l.t AS time_ns, k.name AS kind,"
+    " CASE WHEN length(l.req) = 16 THEN lower(substr(hex(l.req),1,8)||'-'||"
+    "substr(hex(l.req),9,4)||'-'||substr(hex(l.req),13,4)||'-'||substr(hex(l.req),17,4)||'-'||"
+    "substr(hex(l.req),21,12)) ELSE substr(l.req, 2) END AS request_id,"
+    " s.name AS subject, te.name AS tenant, tl.name AS tool, d.name AS decision,"
+    " la.name AS layer, lower(hex(l.hash)) AS hash FROM audit_log l"
+    " LEFT JOIN audit_names i ON i.id = l.id >> 40 LEFT JOIN audit_names k ON k.id = l.kind"
+    " LEFT JOIN audit_names s ON s.id = l.subj LEFT JOIN audit_names te ON te.id = l.tenant"
+    " LEFT JOIN audit_names tl ON tl.id = l.tool LEFT JOIN audit_names d ON d.id = l.decision"
+    " LEFT JOIN audit_names la ON la.id = l.layer;";
+
+static int lite_fail(struct lite_store *s, const char *what)
+{
+    /* `what` may be a whole statement: its start is enough to say which one. */
+    snprintf(s->base.err, sizeof s->base.err, "audit store %s: %.60s failed: %s", s->path, what,
+             sqlite3_errmsg(s->db));
+    return -1;
+}
+
+static int lite_exec(struct lite_store *s, const char *sql)
+{
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : lite_fail(s, sql);
+}
+
+/* (Re)reads the names and dictionaries: at open, after a rollback, on an unknown id. */
+static int lite_load(struct lite_store *s)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = -1;
+    audit_names_free(&s->names);
+    audit_codec_clear(s->codec);
+    if (sqlite3_prepare_v2(s->db, "SELECT id, name FROM audit_names", -1, &q, NULL) != SQLITE_OK)
+        return lite_fail(s, "reading names");
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(q, 1);
+        if (!name || audit_names_put(&s->names, (uint32_t)sqlite3_column_int64(q, 0), name)) {
+            snprintf(s->base.err, sizeof s->base.err,
+                     "audit store %s: the name dictionary is damaged", s->path);
+            goto out;
+        }
+    }
+    sqlite3_finalize(q);
+    if (sqlite3_prepare_v2(s->db, "SELECT id, bytes FROM audit_dicts ORDER BY id", -1, &q, NULL) !=
+        SQLITE_OK)
+        return lite_fail(s, "reading dictionaries");
+    uint32_t last = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        last = (uint32_t)sqlite3_column_int64(q, 0);
+        if (audit_codec_add_dict(s->codec, last, sqlite3_column_blob(q, 1),
+                                 (size_t)sqlite3_column_bytes(q, 1)) != 0) {
+            snprintf(s->base.err, sizeof s->base.err,
+                     "audit store %s: a compression dictionary is damaged", s->path);
+            goto out;
+        }
+    }
+    audit_codec_use_dict(s->codec, last);
+    s->loaded = 1;
+    rc = 0;
+out:
+    sqlite3_finalize(q);
+    return rc;
+}
+
+static int lite_begin(struct audit_store *st)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    if (!s->loaded && lite_load(s) != 0)
+        return -1;
+    return lite_exec(s, "BEGIN IMMEDIATE");
+}
+
+static int lite_commit(struct audit_store *st)
+{
+    return lite_exec((struct lite_store *)st, "COMMIT");
+}
+
+static void lite_rollback(struct audit_store *st)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    s->loaded = 0; /* names and dictionaries of the transaction are gone */
+    s->last_id = 0;
+    for (size_t i = 0; i < PREFIX_SLOTS; i++)
+        s->writers[i].id = s->readers[i].id = 0;
+}
+
+static uint64_t name_hash_of(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The id of a name, adding it (inside the open transaction) when new. 0 on error. */
+static uint32_t name_id(struct lite_store *s, const char *name)
+{
+    uint32_t id = audit_names_id(&s->names, name);
+    if (id || !name)
+        return id;
+    id = s->names.max_id + 1;
+    sqlite3_stmt *q = s->insert_name;
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_DONE || audit_names_put(&s->names, id, name) != 0) {
+        lite_fail(s, "adding a name");
+        return 0;
+    }
+    return id;
+}
+
+static int bind_name(struct lite_store *s, sqlite3_stmt *q, int i, const char *name)
+{
+    if (!name)
+        return sqlite3_bind_null(q, i) == SQLITE_OK ? 0 : -1;
+    uint32_t id = name_id(s, name);
+    return id ? (sqlite3_bind_int64(q, i, id) == SQLITE_OK ? 0 : -1) : -1;
+}
+
+/* Once the first records give enough text, a dictionary trained on them serves the rest. */
+static int maybe_train(struct lite_store *s)
+{
+    if (audit_codec_dict_in_use(s->codec) || s->trainer.done)
+        return 0;
+    struct gw_buf dict = {0};
+    int ready = audit_dict_trainer_add(&s->trainer, audit_codec_last_reduced(s->codec), &dict);
+    if (ready <= 0) {
+        gw_buf_free(&dict);
+        return ready;
+    }
+    sqlite3_stmt *q = NULL;
+    int rc = -1;
+    uint32_t id = 1;
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO audit_dicts (id, bytes) VALUES (?1, ?2)", -1, &q,
+                           NULL) != SQLITE_OK) {
+        gw_buf_free(&dict);
+        return lite_fail(s, "adding a dictionary");
+    }
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_blob(q, 2, dict.data, (int)dict.len, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_DONE)
+        lite_fail(s, "adding a dictionary");
+    else if (audit_codec_add_dict(s->codec, id, dict.data, dict.len) == 0 &&
+             audit_codec_use_dict(s->codec, id) == 0)
+        rc = 0;
+    sqlite3_finalize(q);
+    gw_buf_free(&dict);
+    return rc;
+}
+
+static int lite_append(struct audit_store *st, const struct audit_row *r)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    sqlite3_stmt *q = s->insert;
+    unsigned char hash[32], req[160];
+    uint32_t inst = name_id(s, r->instance);
+    if (!inst || r->seq == 0 || r->seq > AUDIT_SEQ_MAX || strlen(r->hash) != 64 ||
+        audit_unhex(r->hash, 32, hash) != 0) {
+        snprintf(s->base.err, sizeof s->base.err, "audit store %s: row cannot be stored", s->path);
+        return -1;
+    }
+    uint64_t id = (uint64_t)inst << AUDIT_SEQ_BITS | r->seq;
+    struct audit_cut_values cv;
+    const char *prev = s->last_id && s->last_id + 1 == id ? s->last_hash : NULL;
+    int is_decision = r->request_id && strcmp(r->kind, "decision") == 0;
+    struct prefix_slot *slot =
+        r->request_id ? &s->writers[name_hash_of(r->request_id) % PREFIX_SLOTS] : NULL;
+    int rc0 = audit_compact_cut_values(&cv, &s->cutbuf, r, prev);
+    if (rc0 == 0 && slot && !is_decision && strcmp(r->kind, "completion") == 0 && slot->id &&
+        slot->id < id && strcmp(slot->reqid, r->request_id) == 0) {
+        cv.prefix = slot->text.data;
+        cv.prefix_len = slot->text.len;
+        cv.prefix_delta = id - slot->id;
+    }
+    if (rc0 != 0 || audit_codec_encode(s->codec, r->record, r->record_len, &cv, &s->blob) != 0) {
+        snprintf(s->base.err, sizeof s->base.err, "audit store %s: record cannot be encoded",
+                 s->path);
+        return -1;
+    }
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(q, 2, r->time_ns);
+    if (bind_name(s, q, 3, r->kind) || bind_name(s, q, 5, r->subject) ||
+        bind_name(s, q, 6, r->tenant) || bind_name(s, q, 7, r->tool) ||
+        bind_name(s, q, 8, r->decision) || bind_name(s, q, 9, r->layer))
+        goto fail;
+    if (r->request_id) {
+        size_t n = audit_reqid_pack(r->request_id, req, sizeof req);
+        if (!n)
+            goto fail;
+        sqlite3_bind_blob(q, 4, req, (int)n, SQLITE_TRANSIENT);
+    } else
+        sqlite3_bind_null(q, 4);
+    sqlite3_bind_blob(q, 10, s->blob.data, (int)s->blob.len, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 11, hash, 32, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_clear_bindings(q);
+    if (rc != SQLITE_DONE)
+        return lite_fail(s, "insert");
+    s->last_id = id;
+    memcpy(s->last_hash, r->hash, 65);
+    if (is_decision && strlen(r->request_id) < sizeof slot->reqid) {
+        gw_buf_reset(&slot->text);
+        slot->id = gw_buf_append(&slot->text, r->record, r->record_len) == 0 ? id : 0;
+        snprintf(slot->reqid, sizeof slot->reqid, "%s", r->request_id);
+    }
+    return maybe_train(s);
+fail:
+    sqlite3_clear_bindings(q);
+    if (!s->base.err[0])
+        snprintf(s->base.err, sizeof s->base.err, "audit store %s: row cannot be stored", s->path);
+    return -1;
+}
+
+/* Columns of every row query, in this order. */
+#define ROW_COLS "id, t, kind, req, subj, tenant, tool, decision, layer, rec, hash"
+
+static const char *lite_name(struct lite_store *s, sqlite3_stmt *q, int col)
+{
+    if (sqlite3_column_type(q, col) == SQLITE_NULL)
+        return NULL;
+    const char *n = audit_names_name(&s->names, (uint32_t)sqlite3_column_int64(q, col));
+    return n ? n : "\x01unknown name";
+}
+
+/* Names or a dictionary written since this reader loaded them: load again, once a row. */
+static void reload_if_unknown(struct lite_store *s, sqlite3_stmt *q, int with_record)
+{
+    static const int cols[] = {2, 4, 5, 6, 7, 8};
+    int unknown = 0;
+    uint64_t id = (uint64_t)sqlite3_column_int64(q, 0);
+    unknown |= !audit_names_name(&s->names, (uint32_t)(id >> AUDIT_SEQ_BITS));
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+        unknown |= sqlite3_column_type(q, cols[i]) != SQLITE_NULL &&
+                   !audit_names_name(&s->names, (uint32_t)sqlite3_column_int64(q, cols[i]));
+    if (with_record) {
+        int64_t d =
+            audit_codec_blob_dict(sqlite3_column_blob(q, 9), (size_t)sqlite3_column_bytes(q, 9));
+        unknown |= d > 0 && !audit_codec_has_dict(s->codec, (uint32_t)d);
+    }
+    if (unknown)
+        lite_load(s);
+}
+
+static int lookup_prev(struct lite_store *s, uint64_t id, char out[65])
+{
+    sqlite3_stmt *q = s->prev_hash;
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)(id - 1));
+    int ok = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) == 32;
+    if (ok)
+        audit_hex(sqlite3_column_blob(q, 0), 32, out);
+    sqlite3_reset(q);
+    return ok ? 0 : -1;
+}
+
+/* Fills the row's columns (not the record) from a row of ROW_COLS; reqid holds its id. */
+static void lite_columns(struct lite_store *s, sqlite3_stmt *q, int with_record,
+                         struct audit_row *r, char *reqid, size_t reqid_len)
+{
+    uint64_t id = (uint64_t)sqlite3_column_int64(q, 0);
+    reload_if_unknown(s, q, with_record);
+    memset(r, 0, sizeof *r);
+    r->seq = id & AUDIT_SEQ_MAX;
+    r->time_ns = sqlite3_column_int64(q, 1);
+    r->kind = lite_name(s, q, 2);
+    r->instance = audit_names_name(&s->names, (uint32_t)(id >> AUDIT_SEQ_BITS));
+    r->subject = lite_name(s, q, 4);
+    r->tenant = lite_name(s, q, 5);
+    r->tool = lite_name(s, q, 6);
+    r->decision = lite_name(s, q, 7);
+    r->layer = lite_name(s, q, 8);
+    if (!r->instance)
+        r->instance = "\x01unknown instance";
+    if (!r->kind)
+        r->kind = "";
+    if (sqlite3_column_type(q, 3) != SQLITE_NULL) {
+        if (audit_reqid_unpack(sqlite3_column_blob(q, 3), (size_t)sqlite3_column_bytes(q, 3), reqid,
+                               reqid_len) == 0)
+            r->request_id = reqid;
+        else
+            r->problem = "its request id column is damaged";
+    }
+}
+
+static int decode_record(struct lite_store *s, sqlite3_stmt *q, struct audit_row *r,
+                         const char *prev, struct gw_buf *cutbuf, struct gw_buf *text, int depth);
+
+/* Remembers a decoded decision: completions are compressed against it. */
+static void remember(struct prefix_slot *cache, uint64_t id, const struct gw_buf *text)
+{
+    struct prefix_slot *slot = &cache[id % PREFIX_SLOTS];
+    gw_buf_reset(&slot->text);
+    if (gw_buf_append(&slot->text, text->data, text->len) == 0)
+        slot->id = id;
+    else
+        slot->id = 0;
+}
+
+/* The decoded text of the decision at id (from the cache, else read and decoded). */
+static const struct gw_buf *prefix_text(struct lite_store *s, uint64_t id)
+{
+    struct prefix_slot *slot = &s->readers[id % PREFIX_SLOTS];
+    if (slot->id == id)
+        return &slot->text;
+    sqlite3_stmt *q = s->by_id;
+    const struct gw_buf *ret = NULL;
+    struct gw_buf cutbuf = {0}, text = {0};
+    char reqid[160];
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)id);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        struct audit_row r;
+        lite_columns(s, q, 1, &r, reqid, sizeof reqid);
+        if (!r.problem && strcmp(r.kind, "decision") == 0 &&
+            decode_record(s, q, &r, NULL, &cutbuf, &text, 1) == 0 && !r.problem) {
+            remember(s->readers, id, &text);
+            ret = slot->id == id ? &slot->text : NULL;
+        }
+    }
+    sqlite3_reset(q);
+    gw_buf_free(&cutbuf);
+    gw_buf_free(&text);
+    return ret;
+}
+
+/*
+ * Rebuilds the record of a row of ROW_COLS into text. `prev` is the hash of the row before
+ * when the caller knows it (a scan in order), else NULL and it is looked up when needed. A
+ * record that cannot be rebuilt sets r->problem. Returns 0, or -1 when out of memory.
+ */
+static int decode_record(struct lite_store *s, sqlite3_stmt *q, struct audit_row *r,
+                         const char *prev, struct gw_buf *cutbuf, struct gw_buf *text, int depth)
+{
+    uint64_t id = (uint64_t)sqlite3_column_int64(q, 0);
+    struct audit_cut_values cv;
+    char prevbuf[65], err[160];
+    int needs = 0;
+    const void *blob = sqlite3_column_blob(q, 9);
+    size_t blen = (size_t)sqlite3_column_bytes(q, 9);
+    const struct gw_buf *prefix = NULL;
+    uint64_t delta = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        if (audit_compact_cut_values(&cv, cutbuf, r, prev) != 0)
+            return -1;
+        if (prefix) {
+            cv.prefix = prefix->data;
+            cv.prefix_len = prefix->len;
+            cv.prefix_delta = delta;
+        }
+        if (audit_codec_decode(s->codec, blob, blen, &cv, text, &needs, err, sizeof err) != 0) {
+            r->problem = "its stored record is damaged (edited)";
+            return 0;
+        }
+        if (!needs)
+            return 0;
+        if (needs == AUDIT_NEED_PREV) {
+            if (prev || lookup_prev(s, id, prevbuf) != 0)
+                break;
+            prev = prevbuf;
+            continue;
+        }
+        int64_t d = audit_codec_blob_prefix(blob, blen);
+        if (prefix || depth > 0 || d <= 0 || (uint64_t)d >= id)
+            break;
+        delta = (uint64_t)d;
+        if (!(prefix = prefix_text(s, id - delta)))
+            break;
+        /* prefix_text may have stepped another statement: take this row's blob again. */
+        blob = sqlite3_column_blob(q, 9);
+        blen = (size_t)sqlite3_column_bytes(q, 9);
+    }
+    r->problem = needs == AUDIT_NEED_PREV
+                     ? "its stored record needs the hash of a row that is missing"
+                     : "its stored record was compressed against a decision record that is "
+                       "missing or damaged";
+    return 0;
+}
+
+/*
+ * Fills r from a row of ROW_COLS: the columns, and with_record the record rebuilt.
+ * Returns 0 (r->problem set when the record cannot be rebuilt), or -1 when out of memory.
+ */
+static int lite_row(struct lite_store *s, sqlite3_stmt *q, const char *prev, int with_record,
+                    struct audit_row *r)
+{
+    lite_columns(s, q, with_record, r, s->reqid, sizeof s->reqid);
+    if (!with_record)
+        return 0;
+    if (sqlite3_column_bytes(q, 10) == 32)
+        audit_hex(sqlite3_column_blob(q, 10), 32, s->hashhex);
+    else
+        snprintf(s->hashhex, sizeof s->hashhex, "damaged");
+    r->hash = s->hashhex;
+    r->record = "";
+    if (decode_record(s, q, r, prev, &s->cutbuf, &s->text, 0) != 0)
+        return -1;
+    if (r->problem)
+        return 0;
+    if (strcmp(r->kind, "decision") == 0)
+        remember(s->readers, (uint64_t)sqlite3_column_int64(q, 0), &s->text);
+    r->record = s->text.data ? s->text.data : "";
+    r->record_len = s->text.len;
+    return 0;
+}
+
+static int lite_head(struct audit_store *st, const char *instance, struct audit_head *h)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    sqlite3_stmt *q = NULL;
+    int ret = -1;
+    if (!s->loaded && lite_load(s) != 0)
+        return -1;
+    uint32_t inst = audit_names_id(&s->names, instance);
+    if (!inst)
+        return 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT " ROW_COLS " FROM audit_log WHERE id >= ?1 AND id <= ?2"
+                           " ORDER BY id DESC LIMIT 1",
+                           -1, &q, NULL) != SQLITE_OK)
+        return lite_fail(s, "head query");
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)((uint64_t)inst << AUDIT_SEQ_BITS));
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)((uint64_t)inst << AUDIT_SEQ_BITS | AUDIT_SEQ_MAX));
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        ret = 0;
+        goto out;
+    }
+    struct audit_row r;
+    if (rc != SQLITE_ROW || lite_row(s, q, NULL, 1, &r) != 0) {
+        lite_fail(s, "head query");
+        goto out;
+    }
+    memset(h, 0, sizeof *h);
+    h->seq = r.seq;
+    h->time_ns = r.time_ns;
+    snprintf(h->hash, sizeof h->hash, "%s", r.hash);
+    snprintf(h->kind, sizeof h->kind, "%s", r.kind);
+    h->closing = strcmp(h->kind, "checkpoint") == 0 && !r.problem &&
+                 strstr(r.record, "\"closing\":true") != NULL;
+    s->last_id = (uint64_t)sqlite3_column_int64(q, 0);
+    memcpy(s->last_hash, h->hash, 65);
+    ret = 1;
+out:
+    sqlite3_finalize(q);
+    return ret;
+}
+
+/* Appends " AND col = id" for a name filter; 0 when the name is unknown (no row matches). */
+static int add_name_cond(struct lite_store *s, char *sql, size_t len, const char *col,
+                         const char *name)
+{
+    if (!name)
+        return 1;
+    uint32_t id = audit_names_id(&s->names, name);
+    if (!id)
+        return 0;
+    size_t used = strlen(sql);
+    snprintf(sql + used, len - used, " AND %s = %u", col, id);
+    return 1;
+}
+
+static int lite_scan(struct audit_store *st, const struct audit_filter *f, audit_row_cb cb,
+                     void *arg)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    static const struct audit_filter none = {0};
+    sqlite3_stmt *q = NULL;
+    uint32_t *tools = NULL;
+    int ret = -1;
+    if (!f)
+        f = &none;
+    if (!s->loaded && lite_load(s) != 0)
+        return -1;
+    /* Names become integer literals, so SQLite can match the partial indexes (kind = 1). */
+    size_t cap = 8192;
+    char *sql = malloc(cap);
+    if (!sql)
+        return -1;
+    int filtered = f->kind || f->subject || f->tenant || f->decision || f->since_ns ||
+                   f->until_ns || f->tool_glob;
+    if (f->from_seq && !f->instance) {
+        snprintf(s->base.err, sizeof s->base.err,
+                 "audit store %s: a scan from a seq needs an instance", s->path);
+        return -1;
+    }
+    int with_record = !(f->flags & AUDIT_SCAN_NO_RECORD);
+    /* Stats read only what the time index holds, so it answers without the table. */
+    snprintf(sql, cap, "SELECT %s FROM audit_log WHERE 1",
+             with_record ? ROW_COLS
+                         : "id, t, kind, NULL, subj, tenant, tool, decision, layer, NULL, NULL");
+    int any = add_name_cond(s, sql, cap, "kind", f->kind) &&
+              add_name_cond(s, sql, cap, "subj", f->subject) &&
+              add_name_cond(s, sql, cap, "tenant", f->tenant) &&
+              add_name_cond(s, sql, cap, "decision", f->decision);
+    if (any && f->instance) {
+        uint32_t inst = audit_names_id(&s->names, f->instance);
+        size_t used = strlen(sql);
+        any = inst != 0;
+        snprintf(sql + used, cap - used, " AND id >= %llu AND id <= %llu",
+                 (unsigned long long)((uint64_t)inst << AUDIT_SEQ_BITS |
+                                      (f->from_seq <= AUDIT_SEQ_MAX ? f->from_seq : AUDIT_SEQ_MAX)),
+                 (unsigned long long)((uint64_t)inst << AUDIT_SEQ_BITS | AUDIT_SEQ_MAX));
+    }
+    if (any && f->tool_glob) {
+        long n = audit_names_glob(&s->names, f->tool_glob, &tools);
+        if (n < 0)
+            goto out;
+        any = n > 0;
+        /* Up to a few hundred names go to the index as a list; more are filtered below. */
+        if (n > 0 && n <= 500) {
+            size_t used = strlen(sql);
+            used += (size_t)snprintf(sql + used, cap - used, " AND tool IN (");
+            for (long i = 0; i < n && used + 16 < cap; i++)
+                used += (size_t)snprintf(sql + used, cap - used, "%s%u", i ? "," : "", tools[i]);
+            snprintf(sql + used, cap - used, ")");
+        }
+    }
+    if (!any) {
+        ret = 0;
+        goto out;
+    }
+    size_t used = strlen(sql);
+    if (f->since_ns)
+        used += (size_t)snprintf(sql + used, cap - used, " AND t >= %lld", (long long)f->since_ns);
+    if (f->until_ns)
+        used += (size_t)snprintf(sql + used, cap - used, " AND t < %lld", (long long)f->until_ns);
+    /*
+     * In (instance, seq) order, or else in time order, which the decision indexes give
+     * without sorting (and which is the same order within one instance).
+     */
+    snprintf(sql + used, cap - used, "%s",
+             !(f->flags & AUDIT_SCAN_ANY_ORDER)                                     ? " ORDER BY id"
+             : f->kind && audit_names_id(&s->names, f->kind) == AUDIT_NAME_DECISION ? " ORDER BY t"
+                                                                                    : "");
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
+        lite_fail(s, "scan");
+        goto out;
+    }
+    int rc;
+    uint64_t prev_id = 0;
+    char prev_hash[65] = "";
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        uint64_t id = (uint64_t)sqlite3_column_int64(q, 0);
+        struct audit_row r;
+        const char *known = !filtered && prev_id && prev_id + 1 == id ? prev_hash : NULL;
+        if (lite_row(s, q, known, with_record, &r) != 0) {
+            lite_fail(s, "scan");
+            goto out;
+        }
+        if (with_record) {
+            prev_id = id;
+            memcpy(prev_hash, s->hashhex, 65);
+        }
+        if (f->tool_glob && (!r.tool || fnmatch(f->tool_glob, r.tool, 0) != 0))
+            continue;
+        int c = cb(&r, arg);
+        if (c) {
+            ret = c;
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        lite_fail(s, "scan");
+        goto out;
+    }
+    ret = 0;
+out:
+    sqlite3_finalize(q);
+    free(tools);
+    free(sql);
+    return ret;
+}
+
+static uint64_t lite_size(struct audit_store *st)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    char wal[4200];
+    struct stat sb;
+    uint64_t total = 0;
+    if (stat(s->path, &sb) == 0)
+        total += (uint64_t)sb.st_size;
+    snprintf(wal, sizeof wal, "%s-wal", s->path);
+    if (stat(wal, &sb) == 0)
+        total += (uint64_t)sb.st_size;
+    return total;
+}
+
+static int lite_set_sync(struct audit_store *st, int full)
+{
+    return lite_exec((struct lite_store *)st,
+                     full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+}
+
+static void lite_close(struct audit_store *st)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    if (!s)
+        return;
+    sqlite3_finalize(s->insert);
+    sqlite3_finalize(s->insert_name);
+    sqlite3_finalize(s->prev_hash);
+    sqlite3_finalize(s->by_id);
+    for (size_t i = 0; i < PREFIX_SLOTS; i++) {
+        gw_buf_free(&s->readers[i].text);
+        gw_buf_free(&s->writers[i].text);
+    }
+    sqlite3_close(s->db);
+    audit_names_free(&s->names);
+    audit_codec_free(s->codec);
+    audit_dict_trainer_free(&s->trainer);
+    gw_buf_free(&s->blob);
+    gw_buf_free(&s->cutbuf);
+    gw_buf_free(&s->text);
+    free(s->path);
+    free(s);
+}
+
+/*
+ * Stats over a time range: the covering time index read once, counted by id into arrays (no
+ * names looked up per row). Other filters go through scan.
+ */
+static int lite_tally(struct audit_store *st, const struct audit_filter *f,
+                      void (*cb)(void *arg, int dim, const char *name, uint64_t n), void *arg)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    if (!f || !f->kind || strcmp(f->kind, "decision") != 0 || f->instance || f->subject ||
+        f->tenant || f->decision || f->tool_glob || f->from_seq)
+        return 1;
+    if (!s->loaded && lite_load(s) != 0)
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT decision, layer, tool, subj FROM audit_log WHERE kind = %d AND t >= %lld"
+             " AND t < %lld",
+             AUDIT_NAME_DECISION, (long long)f->since_ns,
+             (long long)(f->until_ns ? f->until_ns : INT64_MAX));
+    sqlite3_stmt *q = NULL;
+    size_t n = (size_t)s->names.max_id + 1;
+    uint64_t *counts = calloc(4 * n, sizeof *counts);
+    int ret = -1;
+    if (!counts)
+        return -1;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
+        lite_fail(s, "stats");
+        goto out;
+    }
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        for (int d = 0; d < 4; d++) {
+            sqlite3_int64 id = sqlite3_column_int64(q, d); /* NULL reads as 0: "-" */
+            counts[(size_t)d * n + ((uint64_t)id < n ? (size_t)id : 0)]++;
+        }
+    if (rc != SQLITE_DONE) {
+        lite_fail(s, "stats");
+        goto out;
+    }
+    for (int d = 0; d < 4; d++)
+        for (size_t id = 0; id < n; id++) {
+            uint64_t c = counts[(size_t)d * n + id];
+            const char *name = id ? audit_names_name(&s->names, (uint32_t)id) : "-";
+            if (c)
+                cb(arg, d, name ? name : "\x01unknown name", c);
+        }
+    ret = 0;
+out:
+    sqlite3_finalize(q);
+    free(counts);
+    return ret;
+}
+
+static const struct audit_store_ops lite_ops = {
+    .tally = lite_tally,
+    .set_sync = lite_set_sync,
+    .begin = lite_begin,
+    .append = lite_append,
+    .commit = lite_commit,
+    .rollback = lite_rollback,
+    .head = lite_head,
+    .scan = lite_scan,
+    .size = lite_size,
+    .close = lite_close,
+};
+
+/* Takes over db (already opened and set up by audit_sqlite_open_format). */
+struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, char *err,
+                                     size_t errlen);
+
+struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, char *err,
+                                     size_t errlen)
+{
+    struct lite_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->path = strdup(path)) || !(s->codec = audit_codec_new(6))) {
+        if (s)
+            free(s->path);
+        free(s);
+        sqlite3_close(db);
+        snprintf(err, errlen, "out of memory opening the audit store");
+        return NULL;
+    }
+    s->db = db;
+    s->base.ops = &lite_ops;
+    s->base.format = AUDIT_FORMAT_COMPACT;
+    if (create) {
+        if (lite_exec(s, "BEGIN IMMEDIATE") || lite_exec(s, lite_schema))
+            goto fail;
+        for (uint32_t i = 1; i <= AUDIT_NAME_FIXED; i++) {
+            char sql[160];
+            snprintf(sql, sizeof sql,
+                     "INSERT OR IGNORE INTO audit_names (id, name) VALUES (%u, '%s')", i,
+                     audit_fixed_names[i]);
+            if (lite_exec(s, sql))
+                goto fail;
+        }
+        if (lite_exec(s, "INSERT OR IGNORE INTO audit_meta VALUES ('format', 'compact-1');"
+                         "COMMIT"))
+            goto fail;
+    }
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO audit_log (" ROW_COLS ") VALUES"
+                           " (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                           -1, &s->insert, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT INTO audit_names (id, name) VALUES (?1, ?2)", -1,
+                           &s->insert_name, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT hash FROM audit_log WHERE id = ?1", -1, &s->prev_hash,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT " ROW_COLS " FROM audit_log WHERE id = ?1", -1, &s->by_id,
+                           NULL) != SQLITE_OK) {
+        lite_fail(s, "prepare (is this a toolgate audit store?)");
+        goto fail;
+    }
+    if (lite_load(s) != 0)
+        goto fail;
+    return &s->base;
+fail:
+    snprintf(err, errlen, "%s", s->base.err);
+    lite_close(&s->base);
+    return NULL;
+}
