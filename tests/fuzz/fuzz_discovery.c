@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers/identity/discovery.h"
+#include "lib/discovery.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

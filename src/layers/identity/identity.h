@@ -34,7 +34,7 @@ struct identity_issuer_config {
     char *issuer;     /* exact "iss" */
     char **audiences; /* NULL-terminated, at least one */
     char *jwks_uri;   /* at most one of jwks_uri, jwks_file; */
-    char *jwks_file;  /* neither: discover = 1 (layers/identity/discovery.h) */
+    char *jwks_file;  /* neither: discover = 1 (lib/discovery.h) */
     int discover;
     unsigned algorithms;               /* JWT_ALG_BIT set; default RS256, ES256, EdDSA */
     uint64_t leeway_ms;                /* 60s */

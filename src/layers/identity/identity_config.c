@@ -1,6 +1,6 @@
 /* identity_config: the `identity:` section of the configuration. */
 #include "layers/identity/identity.h"
-#include "layers/identity/discovery.h"
+#include "lib/discovery.h"
 #include "lib/jwt.h"
 
 #include <stdio.h>

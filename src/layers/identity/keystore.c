@@ -1,5 +1,5 @@
 #include "layers/identity/keystore.h"
-#include "layers/identity/discovery.h"
+#include "lib/discovery.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "layers/identity/identity.h"
-#include "layers/identity/discovery.h"
+#include "lib/discovery.h"
 #include "lib/jwk.h"
 
 /* Upper bound for a TTL taken from Cache-Control. */

@@ -1,5 +1,7 @@
 /*
- * discovery: where an issuer's metadata lives and what toolgate takes from it.
+ * discovery: where an issuer's metadata lives and what toolgate takes from it. Shared by the
+ * identity layer (the issuer's jwks_uri) and the routing layer (the token_endpoint a token
+ * exchange posts to).
  *
  * With only `issuer` configured, toolgate reads the issuer's authorization server metadata
  * (RFC 8414) or OpenID Provider metadata (OpenID Connect Discovery 1.0) for its jwks_uri and

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers/identity/discovery.h"
+#include "lib/discovery.h"
 
 static size_t urls_of(const char *issuer, char urls[DISCOVERY_MAX_URLS][DISCOVERY_MAX_URL])
 {

@@ -1,4 +1,4 @@
-#include "layers/identity/discovery.h"
+#include "lib/discovery.h"
 
 #include <jansson.h>
 #include <stdio.h>
