@@ -104,7 +104,7 @@ describe("token exchange (RFC 8693) at oidc-provider", () => {
         ({ tg, backend, audience } = await gateway(idp));
     });
     after(async () => {
-        await tg?.stop().catch(() => {});
+        await tg?.stop();
         await backend?.close();
         await idp?.stop();
     });
