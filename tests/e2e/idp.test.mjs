@@ -8,7 +8,11 @@ import { startToolgate, killAll, freePort, httpGet, waitUntil } from "./lib/harn
 import { startBackend } from "./lib/backend.mjs";
 import { startIdp } from "./lib/oidc-idp.mjs";
 
-after(killAll);
+const backends = [];
+after(async () => {
+    await killAll();
+    await Promise.all(backends.map((b) => b.close()));
+});
 
 const INIT = {
     jsonrpc: "2.0",
@@ -47,6 +51,7 @@ async function reason(tg, r) {
 /* toolgate with one discovered issuer; every route path of it is an audience. */
 async function gateway(issuer, extraIssuer = {}) {
     const backend = await startBackend();
+    backends.push(backend);
     const port = await freePort();
     const audience = `http://127.0.0.1:${port}/mcp`;
     const tg = await startToolgate({
@@ -124,7 +129,11 @@ describe("discovery from the issuer alone", () => {
             await idp.restart({ keys: ["test-idp-rsa-2"] });
             const rotated = await idp.token({ resource: audience });
             assert.equal(JSON.parse(Buffer.from(rotated.split(".")[0], "base64url")).kid, "test-idp-rsa-2");
-            const r = await call(tg, rotated);
+            // An unknown kid refetches the keys, at most once per jwks_refetch_interval
+            // (50 ms here): a call that lands inside the interval of the last fetch is
+            // refused as unknown_kid, one after it passes.
+            let r;
+            await waitUntil(async () => (r = await call(tg, rotated)).status === 200, 5000, "the rotated key");
             assert.equal(r.status, 200, JSON.stringify(r.body));
             await tg.stop();
         } finally {
