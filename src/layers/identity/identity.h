@@ -1,11 +1,12 @@
 /*
  * identity: the first governance layer. Verifies the bearer token on every request
- * (JWS on OpenSSL EVP, keys from configured JWKS files or URIs), maps its claims to
- * req->identity, binds MCP sessions to the verified user, and describes the protected
- * resource to OAuth clients (RFC 9728).
+ * (JWS on OpenSSL EVP, keys from configured JWKS files or URIs, or from the jwks_uri of the
+ * issuer's discovered metadata), maps its claims to req->identity, binds MCP sessions to the
+ * verified user, and describes the protected resource to OAuth clients (RFC 9728).
  *
  * Configuration: the `identity:` section (identity_config_parse). Runtime: identity_start
- * loads key files and starts the one key-fetch thread of the process; identity_stop ends it.
+ * loads key files and starts the one key-fetch thread of the process (which also reads the
+ * metadata of discovered issuers); identity_stop ends it.
  * Without an `identity` section every request is denied, unless `identity: {mode: off}` is
  * written explicitly.
  */
@@ -32,13 +33,15 @@ enum identity_mode { IDENTITY_MODE_ON = 0, IDENTITY_MODE_OFF };
 struct identity_issuer_config {
     char *issuer;     /* exact "iss" */
     char **audiences; /* NULL-terminated, at least one */
-    char *jwks_uri;   /* exactly one of jwks_uri, jwks_file */
-    char *jwks_file;
+    char *jwks_uri;   /* at most one of jwks_uri, jwks_file; */
+    char *jwks_file;  /* neither: discover = 1 (lib/discovery.h) */
+    int discover;
     unsigned algorithms;               /* JWT_ALG_BIT set; default RS256, ES256, EdDSA */
     uint64_t leeway_ms;                /* 60s */
     uint64_t jwks_ttl_ms;              /* 10m; Cache-Control max-age wins within bounds */
     uint64_t jwks_refetch_interval_ms; /* 30s; also the lower bound of a fetched TTL */
-    uint64_t jwks_timeout_ms;          /* 5s */
+    uint64_t jwks_timeout_ms;          /* 5s; also each metadata fetch */
+    uint64_t discovery_ttl_ms;         /* 1h: metadata is read again after this */
 };
 
 struct identity_claims_config {

@@ -1,5 +1,6 @@
 /* identity_config: the `identity:` section of the configuration. */
 #include "layers/identity/identity.h"
+#include "lib/discovery.h"
 #include "lib/jwt.h"
 
 #include <stdio.h>
@@ -56,23 +57,6 @@ static int get_list(const struct cfg_doc *doc, const struct cfg_node *map, const
     return 0;
 }
 
-/* Plain http is allowed only to loopback hosts (tests, a local IdP); anything else is https. */
-static int jwks_uri_ok(const char *uri)
-{
-    if (strncasecmp(uri, "https://", 8) == 0)
-        return uri[8] != '\0';
-    if (strncasecmp(uri, "http://", 7) != 0)
-        return 0;
-    const char *host = uri + 7;
-    static const char *const loopback[] = {"127.0.0.1", "localhost", "[::1]", NULL};
-    for (const char *const *l = loopback; *l; l++) {
-        size_t n = strlen(*l);
-        if (strncasecmp(host, *l, n) == 0 && (host[n] == ':' || host[n] == '/' || !host[n]))
-            return 1;
-    }
-    return 0;
-}
-
 static int duration_in(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
                        const char *key, uint64_t min_ms, uint64_t max_ms, uint64_t *out,
                        struct cfg_error *err)
@@ -92,9 +76,9 @@ static int parse_issuer(const struct cfg_doc *doc, const struct cfg_node *node, 
                         struct identity_issuer_config *ic, struct cfg_error *err)
 {
     static const char *const keys[] = {
-        "issuer",       "audiences", "jwks_uri", "jwks_file",
-        "algorithms",   "leeway",    "jwks_ttl", "jwks_refetch_interval",
-        "jwks_timeout", NULL};
+        "issuer",       "audiences",     "jwks_uri", "jwks_file",
+        "algorithms",   "leeway",        "jwks_ttl", "jwks_refetch_interval",
+        "jwks_timeout", "discovery_ttl", NULL};
     static const char *const default_algs[] = {"RS256", "ES256", "EdDSA", NULL};
     char **algs = NULL;
     int rc = -1;
@@ -103,6 +87,7 @@ static int parse_issuer(const struct cfg_doc *doc, const struct cfg_node *node, 
     ic->jwks_ttl_ms = 10 * 60 * 1000;
     ic->jwks_refetch_interval_ms = 30 * 1000;
     ic->jwks_timeout_ms = 5 * 1000;
+    ic->discovery_ttl_ms = 3600 * 1000;
     if (cfg_check_keys(doc, node, path, keys, err) != 0 ||
         cfg_get_string(doc, node, path, "issuer", 1, &ic->issuer, err) != 0 ||
         get_list(doc, node, path, "audiences", 0, &ic->audiences, err) != 0 ||
@@ -113,7 +98,10 @@ static int parse_issuer(const struct cfg_doc *doc, const struct cfg_node *node, 
             0 ||
         duration_in(doc, node, path, "jwks_refetch_interval", 1, 24 * 3600 * 1000,
                     &ic->jwks_refetch_interval_ms, err) != 0 ||
-        duration_in(doc, node, path, "jwks_timeout", 10, 60 * 1000, &ic->jwks_timeout_ms, err) != 0)
+        duration_in(doc, node, path, "jwks_timeout", 10, 60 * 1000, &ic->jwks_timeout_ms, err) !=
+            0 ||
+        duration_in(doc, node, path, "discovery_ttl", 60 * 1000, 24 * 3600 * 1000,
+                    &ic->discovery_ttl_ms, err) != 0)
         goto out;
     if (!ic->issuer[0]) {
         cfg_path_key(p, sizeof p, path, "issuer");
@@ -126,11 +114,23 @@ static int parse_issuer(const struct cfg_doc *doc, const struct cfg_node *node, 
                    "required: the resource identifiers tokens must be issued for (RFC 8707)");
         goto out;
     }
-    if (!ic->jwks_uri == !ic->jwks_file) {
-        cfg_errorf(err, doc, node, path, "give exactly one of jwks_uri and jwks_file");
+    if (ic->jwks_uri && ic->jwks_file) {
+        cfg_errorf(err, doc, node, path, "give at most one of jwks_uri and jwks_file");
         goto out;
     }
-    if (ic->jwks_uri && !jwks_uri_ok(ic->jwks_uri)) {
+    if (!ic->jwks_uri && !ic->jwks_file) {
+        /* Neither: the keys' location comes from the issuer's own metadata. */
+        char urls[DISCOVERY_MAX_URLS][DISCOVERY_MAX_URL], why[200];
+        size_t n;
+        if (discovery_urls(ic->issuer, urls, &n, why, sizeof why) != 0) {
+            cfg_path_key(p, sizeof p, path, "issuer");
+            cfg_errorf(err, doc, cfg_map_get(node, "issuer"), p,
+                       "%s (or give jwks_uri or jwks_file)", why);
+            goto out;
+        }
+        ic->discover = 1;
+    }
+    if (ic->jwks_uri && !discovery_url_ok(ic->jwks_uri)) {
         cfg_path_key(p, sizeof p, path, "jwks_uri");
         cfg_errorf(err, doc, cfg_map_get(node, "jwks_uri"), p,
                    "must be an https:// URL (http:// only to 127.0.0.1, localhost or [::1])");

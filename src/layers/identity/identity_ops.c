@@ -1,6 +1,7 @@
 /*
- * identity_ops: what the identity layer tells operators: readiness (every issuer with a
- * jwks_uri has keys) and metrics (per issuer: keys held, their age, fetches and failures).
+ * identity_ops: what the identity layer tells operators: readiness (every issuer whose keys
+ * are fetched, from a jwks_uri or through discovery, has keys; the detail says why not) and
+ * metrics (per issuer: keys held, their age, fetches and failures, metadata failures).
  * Issuers come from the configuration (at most IDENTITY_MAX_ISSUERS), so the label is bounded.
  */
 #include "layers/identity/identity.h"
@@ -15,15 +16,15 @@ void identity_ready(const struct gw_config *cfg, json_t *checks)
     if (!ic || ic->mode == IDENTITY_MODE_OFF)
         return;
     int fetched = 1;
-    char detail[320] = "";
+    char detail[600] = "";
     for (size_t i = 0; i < ic->n_issuers; i++) {
         struct keystore_stats st;
-        if (!ic->issuers[i].jwks_uri)
+        if (ic->issuers[i].jwks_file)
             continue;
         if (keystore_stats(ic->issuers[i].issuer, &st) != 0 || !st.has_keys) {
             if (fetched)
-                snprintf(detail, sizeof detail, "no keys fetched yet for issuer %.200s",
-                         ic->issuers[i].issuer);
+                snprintf(detail, sizeof detail, "no keys fetched yet for issuer %.200s%s%.300s",
+                         ic->issuers[i].issuer, st.last_error[0] ? ": " : "", st.last_error);
             fetched = 0;
         }
     }
@@ -51,6 +52,8 @@ void identity_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
         {"toolgate_jwks_fetches_total", "counter", "JWKS fetch attempts per issuer."},
         {"toolgate_jwks_fetch_failures", "gauge",
          "Failed JWKS fetches in a row per issuer (0 after a good one)."},
+        {"toolgate_idp_discovery_failures", "gauge",
+         "Failed issuer metadata reads in a row per discovered issuer (0 after a good one)."},
     };
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
         metrics_family(out, families[f].name, families[f].type, families[f].help);
@@ -59,7 +62,8 @@ void identity_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
             double v = f == 0   ? (double)st[i].n_keys
                        : f == 1 ? (double)st[i].age_ms / 1000.0
                        : f == 2 ? (double)st[i].fetches
-                                : (double)st[i].failures;
+                       : f == 3 ? (double)st[i].failures
+                                : (double)st[i].discovery_failures;
             metrics_sample(out, families[f].name, l, 1, v);
         }
     }

@@ -1,4 +1,5 @@
 #include "layers/identity/keystore.h"
+#include "lib/discovery.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 
@@ -28,6 +29,11 @@ struct issuer_state {
     uint64_t fetches, failures, last_ttl_ms;
     uint64_t keys_at_ms; /* monotonic: when the current set was fetched or loaded */
     struct waiter_node *waiters;
+    /* Discovery (ic->discover): the metadata's URLs, owned; replaced only under the lock. */
+    struct discovery_meta meta;
+    uint64_t meta_next_ms; /* monotonic: read the metadata again from here on */
+    uint64_t discovery_failures;
+    char last_error[512]; /* why the last fetch (metadata or keys) failed; "" after a good one */
 };
 
 /*
@@ -102,6 +108,7 @@ int keystore_cache_control_ttl(const char *value, size_t len, uint64_t min_ms, u
 
 struct fetch {
     struct gw_buf body;
+    size_t max_bytes;
     int too_big;
     uint64_t min_ms;
     uint64_t ttl_ms;
@@ -112,7 +119,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct fetch *f = ud;
     size_t total = size * n;
-    if (f->body.len + total > JWKS_MAX_BYTES) {
+    if (f->body.len + total > f->max_bytes) {
         f->too_big = 1;
         return 0; /* makes curl stop with a write error */
     }
@@ -137,55 +144,105 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return total;
 }
 
-/* Fetches and parses one issuer's JWKS. Runs on the fetch thread without the lock. */
-static struct jwk_set *fetch_keys(const struct identity_issuer_config *ic, uint64_t *ttl_ms,
-                                  char *why, size_t whylen)
+/*
+ * GETs url into f->body (at most f->max_bytes). Returns 0 on a 200 answer, -1 with why.
+ * Redirects are not followed: a metadata or key URL is exactly what was configured or pinned.
+ */
+static int http_get(const char *url, uint64_t timeout_ms, struct fetch *f, char *why, size_t whylen)
 {
-    struct fetch f = {.min_ms = ic->jwks_refetch_interval_ms};
-    struct jwk_set *set = NULL;
     CURL *curl = curl_easy_init();
     if (!curl) {
         snprintf(why, whylen, "cannot create an HTTP client");
-        return NULL;
+        return -1;
     }
-    curl_easy_setopt(curl, CURLOPT_URL, ic->jwks_uri);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)ic->jwks_timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)ic->jwks_timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)JWKS_MAX_BYTES);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->max_bytes);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &f);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &f);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, f);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "toolgate/" TOOLGATE_VERSION);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
     struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
     CURLcode res = curl_easy_perform(curl);
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    if (f.too_big) {
-        snprintf(why, whylen, "answer larger than %u bytes", JWKS_MAX_BYTES);
-    } else if (res != CURLE_OK) {
+    int rc = -1;
+    if (f->too_big)
+        snprintf(why, whylen, "answer larger than %zu bytes", f->max_bytes);
+    else if (res != CURLE_OK)
         snprintf(why, whylen, "%s", curl_easy_strerror(res));
-    } else if (status != 200) {
+    else if (status != 200)
         snprintf(why, whylen, "HTTP status %ld", status);
+    else
+        rc = 0;
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(curl);
+    return rc;
+}
+
+/* Fetches and parses one issuer's JWKS from url. Runs on the fetch thread without the lock. */
+static struct jwk_set *fetch_keys(const struct identity_issuer_config *ic, const char *url,
+                                  uint64_t *ttl_ms, char *why, size_t whylen)
+{
+    struct fetch f = {.min_ms = ic->jwks_refetch_interval_ms, .max_bytes = JWKS_MAX_BYTES};
+    struct jwk_set *set = NULL;
+    char detail[200];
+    if (http_get(url, ic->jwks_timeout_ms, &f, detail, sizeof detail) != 0) {
+        snprintf(why, whylen, "keys from %.300s: %.190s", url, detail);
     } else {
         size_t skipped = 0;
-        if (jwks_parse(f.body.data ? f.body.data : "", f.body.len, &set, &skipped, why, whylen) ==
-            0) {
+        if (jwks_parse(f.body.data ? f.body.data : "", f.body.len, &set, &skipped, detail,
+                       sizeof detail) == 0) {
             *ttl_ms = f.ttl_set ? f.ttl_ms : ic->jwks_ttl_ms;
             if (skipped)
                 gw_log_info("jwks_keys_skipped", "issuer %s: %zu unusable keys ignored", ic->issuer,
                             skipped);
+        } else {
+            snprintf(why, whylen, "keys from %.300s: %.190s", url, detail);
         }
     }
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(curl);
     gw_buf_free(&f.body);
     return set;
+}
+
+/*
+ * Reads the issuer's metadata from the first of its well-known URLs that answers with a
+ * document for this issuer (discovery.h gives the order). An answer naming another issuer is
+ * never used, and its reason wins over "not found" elsewhere so the operator learns of it.
+ */
+static int discover(const struct identity_issuer_config *ic, struct discovery_meta *meta, char *why,
+                    size_t whylen)
+{
+    char urls[DISCOVERY_MAX_URLS][DISCOVERY_MAX_URL];
+    size_t n = 0;
+    int mismatch = 0;
+    if (discovery_urls(ic->issuer, urls, &n, why, whylen) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        struct fetch f = {.min_ms = 0, .max_bytes = DISCOVERY_MAX_BYTES};
+        char detail[200];
+        int rc = http_get(urls[i], ic->jwks_timeout_ms, &f, detail, sizeof detail);
+        if (rc == 0)
+            rc = discovery_parse(f.body.data ? f.body.data : "", f.body.len, ic->issuer, meta,
+                                 detail, sizeof detail);
+        gw_buf_free(&f.body);
+        if (rc == 0)
+            return 0;
+        if (!mismatch || rc == -2)
+            snprintf(why, whylen, "metadata from %.300s: %.190s", urls[i], detail);
+        if (rc == -2) {
+            mismatch = 1;
+            gw_log_warn("idp_issuer_mismatch", "issuer %s: refusing metadata from %s: %s",
+                        ic->issuer, urls[i], detail);
+        }
+    }
+    return -1;
 }
 
 /* ---- the fetch thread ----------------------------------------------------------------- */
@@ -221,7 +278,7 @@ static void *fetch_thread(void *unused)
         uint64_t wait_ms = 60 * 1000;
         for (size_t i = 0; i < ks.n; i++) {
             struct issuer_state *s = &ks.issuers[i];
-            if (!s->ic->jwks_uri || s->fetching)
+            if ((!s->ic->jwks_uri && !s->ic->discover) || s->fetching)
                 continue;
             if (s->wanted || now >= s->next_fetch_ms) {
                 due = s;
@@ -241,15 +298,42 @@ static void *fetch_thread(void *unused)
         due->last_attempt_ms = now;
         due->fetches++;
         const struct identity_issuer_config *ic = due->ic;
+        /* Only this thread writes meta, so reading it here without the lock is safe. */
+        int want_meta = ic->discover && (!due->meta.jwks_uri || now >= due->meta_next_ms);
         pthread_mutex_unlock(&ks.lock);
 
-        char why[256] = "";
+        char why[512] = "";
         uint64_t ttl = 0;
-        struct jwk_set *set = fetch_keys(ic, &ttl, why, sizeof why);
+        struct jwk_set *set = NULL;
+        struct discovery_meta fresh = {0};
+        int meta_failed = 0;
+        if (want_meta && discover(ic, &fresh, why, sizeof why) != 0)
+            meta_failed = 1;
+        const char *url =
+            ic->discover ? (fresh.jwks_uri ? fresh.jwks_uri : due->meta.jwks_uri) : ic->jwks_uri;
+        if (url)
+            set = fetch_keys(ic, url, &ttl, why, sizeof why);
 
         pthread_mutex_lock(&ks.lock);
         struct jwk_set *old = NULL;
+        struct discovery_meta old_meta = {0};
         now = gw_mono_ms();
+        if (fresh.jwks_uri) {
+            if (due->meta.jwks_uri && strcmp(due->meta.jwks_uri, fresh.jwks_uri) != 0)
+                gw_log_info("idp_metadata_changed", "issuer %s: jwks_uri is now %s", ic->issuer,
+                            fresh.jwks_uri);
+            old_meta = due->meta;
+            due->meta = fresh;
+            due->meta_next_ms = now + ic->discovery_ttl_ms;
+            due->discovery_failures = 0;
+        } else if (meta_failed) {
+            /* Keep the last good metadata; ask again no sooner than the key backoff. */
+            due->discovery_failures++;
+        }
+        if (set && !meta_failed)
+            due->last_error[0] = '\0';
+        else
+            snprintf(due->last_error, sizeof due->last_error, "%s", why);
         if (set) {
             old = due->keys;
             due->keys = set;
@@ -273,10 +357,10 @@ static void *fetch_thread(void *unused)
         pthread_cond_broadcast(&ks.done);
         pthread_mutex_unlock(&ks.lock);
 
-        if (!set)
-            gw_log_warn("jwks_fetch_failed",
-                        "cannot fetch the keys of issuer %s: %s (keeping the last good set)",
-                        ic->issuer, why);
+        if (!set || meta_failed)
+            gw_log_warn("jwks_fetch_failed", "issuer %s: %s (keeping the last good %s)", ic->issuer,
+                        why, set ? "metadata" : "keys");
+        discovery_meta_clear(&old_meta);
         jwks_unref(old);
         run_waiters(waiters);
         pthread_mutex_lock(&ks.lock);
@@ -359,7 +443,9 @@ int keystore_start(const struct identity_config *cfg, char *why, size_t whylen)
             issuers[i].keys_at_ms = gw_mono_ms();
         } else {
             any_uri = 1;
-            wait_budget += cfg->issuers[i].jwks_timeout_ms + 500;
+            /* Discovery may try every metadata URL before the key fetch. */
+            uint64_t fetches = cfg->issuers[i].discover ? DISCOVERY_MAX_URLS + 1 : 1;
+            wait_budget += fetches * cfg->issuers[i].jwks_timeout_ms + 500;
         }
     }
     static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -391,11 +477,13 @@ int keystore_start(const struct identity_config *cfg, char *why, size_t whylen)
                 break;
         }
         for (size_t i = 0; i < ks.n; i++)
-            if (ks.issuers[i].ic->jwks_uri && !ks.issuers[i].keys)
+            if (!ks.issuers[i].ic->jwks_file && !ks.issuers[i].keys)
                 gw_log_warn("jwks_unavailable",
-                            "issuer %s: no keys yet from %s; its tokens are refused until a "
+                            "issuer %s: no keys yet (%s); its tokens are refused until a "
                             "fetch succeeds",
-                            ks.issuers[i].ic->issuer, ks.issuers[i].ic->jwks_uri);
+                            ks.issuers[i].ic->issuer,
+                            ks.issuers[i].last_error[0] ? ks.issuers[i].last_error
+                                                        : "first fetch still running");
     }
     pthread_mutex_unlock(&ks.lock);
     return 0;
@@ -423,6 +511,7 @@ void keystore_stop(void)
     for (size_t i = 0; i < n; i++) {
         run_waiters(issuers[i].waiters);
         jwks_unref(issuers[i].keys);
+        discovery_meta_clear(&issuers[i].meta);
     }
     free(issuers);
 }
@@ -446,7 +535,7 @@ int keystore_refetch(const char *issuer, void (*cb)(void *arg), void *arg)
     w->arg = arg;
     pthread_mutex_lock(&ks.lock);
     struct issuer_state *s = find_locked(issuer);
-    if (s && s->ic->jwks_uri && ks.have_thread && !ks.stop) {
+    if (s && !s->ic->jwks_file && ks.have_thread && !ks.stop) {
         uint64_t now = gw_mono_ms();
         int allowed =
             s->fetching || s->wanted || now - s->last_attempt_ms >= s->ic->jwks_refetch_interval_ms;
@@ -477,6 +566,8 @@ int keystore_stats(const char *issuer, struct keystore_stats *out)
         out->last_ttl_ms = s->last_ttl_ms;
         out->next_fetch_ms = s->next_fetch_ms;
         out->age_ms = s->keys ? gw_mono_ms() - s->keys_at_ms : 0;
+        out->discovery_failures = s->discovery_failures;
+        snprintf(out->last_error, sizeof out->last_error, "%s", s->last_error);
     }
     pthread_mutex_unlock(&ks.lock);
     return s ? 0 : -1;

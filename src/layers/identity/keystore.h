@@ -8,6 +8,10 @@
  * lives for Cache-Control max-age (bounded below by jwks_refetch_interval and above by 24h)
  * or jwks_ttl; a failed fetch keeps the last good set and retries with backoff. A token
  * naming an unknown kid may trigger one early refetch per jwks_refetch_interval.
+ *
+ * An issuer with neither jwks_uri nor jwks_file is discovered: before its keys the thread
+ * reads the issuer's metadata (discovery.h) and fetches keys from its jwks_uri; the metadata
+ * is read again after discovery_ttl, and a failed read keeps the last good metadata.
  */
 #ifndef GW_KEYSTORE_H
 #define GW_KEYSTORE_H
@@ -16,6 +20,7 @@
 #include <stdint.h>
 
 #include "layers/identity/identity.h"
+#include "lib/discovery.h"
 #include "lib/jwk.h"
 
 /* Upper bound for a TTL taken from Cache-Control. */
@@ -44,11 +49,13 @@ int keystore_refetch(const char *issuer, void (*cb)(void *arg), void *arg);
 struct keystore_stats {
     int has_keys;
     size_t n_keys;
-    uint64_t fetches;       /* attempts, successful or not */
-    uint64_t failures;      /* consecutive failures so far */
-    uint64_t last_ttl_ms;   /* TTL chosen by the last successful fetch */
-    uint64_t next_fetch_ms; /* monotonic time of the next scheduled fetch */
-    uint64_t age_ms;        /* since the current set was fetched (or loaded from its file) */
+    uint64_t fetches;            /* attempts, successful or not */
+    uint64_t failures;           /* consecutive failures so far */
+    uint64_t last_ttl_ms;        /* TTL chosen by the last successful fetch */
+    uint64_t next_fetch_ms;      /* monotonic time of the next scheduled fetch */
+    uint64_t age_ms;             /* since the current set was fetched (or loaded from its file) */
+    uint64_t discovery_failures; /* consecutive failed metadata reads (discovery) */
+    char last_error[512];        /* why the last fetch failed; "" after a good one */
 };
 /* Copies the issuer's counters; returns 0, or -1 when the issuer is not known. */
 int keystore_stats(const char *issuer, struct keystore_stats *out);

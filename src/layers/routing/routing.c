@@ -23,6 +23,7 @@
 #include "layers/layer.h"
 #include "layers/routing/endpoints.h"
 #include "layers/routing/inject.h"
+#include "layers/routing/tokex.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -151,6 +152,7 @@ void routing_flush_caches(void)
         memset(RC.e, 0, RC.cap * sizeof *RC.e);
     pthread_mutex_unlock(&RC.mu);
     inject_cache_flush();
+    tokex_cache_flush();
 }
 
 /* ---- start / stop / JWKS ------------------------------------------------------------------- */
@@ -215,6 +217,7 @@ int routing_start(const struct gw_config *cfg)
 void routing_stop(void)
 {
     endpoints_stop();
+    tokex_stop();
     inject_stop();
     rcache_reset(0, 0);
 }
@@ -306,7 +309,10 @@ static int conclude(struct job *job)
             set_pin(req, job->be_host_raw, job->be_url.port, lk->addrs, lk->n_addrs);
         }
     }
-    int rc = inject_apply(req, routing_inject_of(req->route), job->be);
+    const struct gw_route_inject *ri = routing_inject_of(req->route);
+    if (ri->mode == GW_INJECT_TOKEN_EXCHANGE)
+        return tokex_apply(req, ri, job->be, job->out); /* GW_ASYNC while it exchanges */
+    int rc = inject_apply(req, ri, job->be);
     switch (rc) {
     case INJECT_OK:
         return GW_PASS;
@@ -403,7 +409,8 @@ static void finish_async(struct job *job, int verdict)
     job->req = NULL;
     if (job->timer_live && !uv_is_closing((uv_handle_t *)&job->timer))
         uv_close((uv_handle_t *)&job->timer, on_timer_closed);
-    gw_pipeline_resume(req, verdict);
+    if (verdict != GW_ASYNC) /* a token exchange resumes the request itself */
+        gw_pipeline_resume(req, verdict);
 }
 
 static void on_gai(uv_getaddrinfo_t *g, int status, struct addrinfo *res)

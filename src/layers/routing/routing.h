@@ -26,6 +26,7 @@ enum gw_inject_mode {
     GW_INJECT_JWT = 0, /* a short-lived JWT signed by toolgate, in Authorization (default) */
     GW_INJECT_HEADERS, /* X-Toolgate-Subject etc.: only for backends on a private network */
     GW_INJECT_NONE,
+    GW_INJECT_TOKEN_EXCHANGE, /* RFC 8693: a token the IdP issued for the backend (tokex.h) */
 };
 
 enum gw_inject_header {
@@ -38,12 +39,20 @@ enum gw_inject_header {
     GW_INJECT_H_COUNT
 };
 
+struct tokex_config;
+
 struct gw_route_inject {
     enum gw_inject_mode mode;
-    char *audience;  /* jwt: the aud claim; NULL = the URL of the backend called */
+    /*
+     * jwt: the aud claim; NULL = the URL of the backend called. token_exchange: the audience
+     * asked for (RFC 8693 §2.1); with neither it nor exchange->resource, the resource asked
+     * for is the backend's URL.
+     */
+    char *audience;
     uint64_t ttl_ms; /* jwt: token lifetime (60s, at most 60s) */
     /* headers: names, never NULL once parsed (defaults X-Toolgate-Subject, ...) */
     char *headers[GW_INJECT_H_COUNT];
+    struct tokex_config *exchange; /* token_exchange: its settings (owned); else NULL */
 };
 
 /* Bounds on what the egress section may hold (far above real use). */

@@ -1,5 +1,6 @@
 /* The `egress:` configuration section and the routes[].inject key. */
 #include "layers/routing/routing.h"
+#include "layers/routing/tokex.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -289,6 +290,8 @@ void routing_inject_free(struct gw_route_inject *ri)
 {
     free(ri->audience);
     ri->audience = NULL;
+    tokex_config_free(ri->exchange);
+    ri->exchange = NULL;
     for (int i = 0; i < GW_INJECT_H_COUNT; i++) {
         free(ri->headers[i]);
         ri->headers[i] = NULL;
@@ -338,7 +341,11 @@ static const char *check_header_name(const char *s)
 int routing_inject_parse(const struct cfg_doc *doc, const struct cfg_node *route,
                          const char *route_path, struct gw_route_inject *out, struct cfg_error *err)
 {
-    static const char *const keys[] = {"mode", "audience", "ttl", "headers", NULL};
+    static const char *const keys[] = {
+        "mode",           "audience",       "ttl",           "headers",
+        "token_endpoint", "issuer",         "client_id",     "client_secret_file",
+        "auth_method",    "resource",       "scope",         "requested_token_type",
+        "timeout",        "refresh_before", "discovery_ttl", NULL};
     char path[256], p[256];
     char *mode = NULL;
     int rc = -1;
@@ -374,11 +381,13 @@ int routing_inject_parse(const struct cfg_doc *doc, const struct cfg_node *route
             out->mode = GW_INJECT_HEADERS;
         else if (strcmp(mode, "none") == 0)
             out->mode = GW_INJECT_NONE;
+        else if (strcmp(mode, "token_exchange") == 0)
+            out->mode = GW_INJECT_TOKEN_EXCHANGE;
         else {
             cfg_path_key(p, sizeof p, path, "mode");
             cfg_errorf(err, doc, node->kind == CFG_MAP ? cfg_map_get(node, "mode") : node, p,
-                       "\"%s\" is not an injection mode; write jwt (the default), headers or "
-                       "none",
+                       "\"%s\" is not an injection mode; write jwt (the default), headers, "
+                       "token_exchange or none",
                        mode);
             goto out;
         }
@@ -388,6 +397,22 @@ int routing_inject_parse(const struct cfg_doc *doc, const struct cfg_node *route
         cfg_errorf(err, doc, cfg_map_get(node, "audience"), p,
                    "must be 1 to 512 characters (the aud claim the backend expects)");
         goto out;
+    }
+    if (out->mode == GW_INJECT_TOKEN_EXCHANGE) {
+        if (tokex_config_parse(doc, node, path, &out->exchange, err) != 0)
+            goto out;
+    } else if (node->kind == CFG_MAP) {
+        /* Settings of the exchange on another mode would silently do nothing. */
+        for (const char *const *k = tokex_keys; *k; k++)
+            if (cfg_map_get(node, *k)) {
+                cfg_path_key(p, sizeof p, path, *k);
+                cfg_errorf(err, doc, cfg_map_get(node, *k), p,
+                           "is a setting of mode token_exchange, not of mode %s",
+                           out->mode == GW_INJECT_JWT       ? "jwt"
+                           : out->mode == GW_INJECT_HEADERS ? "headers"
+                                                            : "none");
+                goto out;
+            }
     }
     const struct cfg_node *headers = node->kind == CFG_MAP ? cfg_map_get(node, "headers") : NULL;
     if (headers && !cfg_is_null(headers)) {

@@ -2,6 +2,7 @@
 #include "core/reload.h"
 #include "layers/layer.h"
 #include "layers/routing/routing.h"
+#include "layers/routing/tokex.h"
 
 #include <stdlib.h>
 
@@ -59,6 +60,7 @@ static const char *const reasons[] = {
     "routing.resolve_failed",
     "routing.resolve_timeout",
     "routing.ssrf",
+    "routing.token_exchange_failed",
     NULL,
 };
 
@@ -80,6 +82,13 @@ static int routing_prepare(const struct gw_config *running, const struct gw_conf
                                   err);
 }
 
+/* The token exchanges' counters (the other routing state has no families of its own yet). */
+static void routing_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
+{
+    (void)cfg;
+    tokex_metrics(out);
+}
+
 const struct gw_module routing_module = {
     .name = "routing",
     .config_key = "egress",
@@ -92,6 +101,7 @@ const struct gw_module routing_module = {
     .stop = routing_stop,
     .prepare = routing_prepare,
     .reason_codes = reasons,
+    .metrics = routing_metrics,
     .layer = &routing_layer,
     .well_known = well_known,
     .bench = routing_bench_main,

@@ -116,7 +116,11 @@ static void test_config_errors(void **state)
         "https://a/j, algorithms: [HS256]}\n",
         "identity:\n  issuers:\n    - {issuer: https://a/, audiences: [x], jwks_uri: "
         "https://a/j, algorithms: [none]}\n",
-        "identity:\n  issuers:\n    - {issuer: https://a/, audiences: [x]}\n",
+        /* Neither jwks_uri nor jwks_file: discovery, which needs an https issuer. */
+        "identity:\n  issuers:\n    - {issuer: http://a/, audiences: [x]}\n",
+        "identity:\n  issuers:\n    - {issuer: \"https://a/?tenant=1\", audiences: [x]}\n",
+        "identity:\n  issuers:\n    - {issuer: not-a-url, audiences: [x]}\n",
+        "identity:\n  issuers:\n    - {issuer: https://a/, audiences: [x], discovery_ttl: 1s}\n",
         "identity:\n  issuers:\n    - {issuer: https://a/, audiences: [x], jwks_uri: "
         "https://a/j, jwks_file: /k}\n",
         "identity:\n  issuers:\n    - {issuer: https://a/, jwks_uri: https://a/j}\n",
@@ -142,8 +146,19 @@ static void test_config_errors(void **state)
             fail_msg("config %zu accepted:\n%s", i, bad[i]);
         assert_non_null(strstr(err.msg, "test.yaml:"));
     }
-    /* Unknown key errors name the path. */
+    /* Only the issuer: its keys are discovered, and jwks_uri/jwks_file stay unset. */
     struct cfg_error err;
+    struct fx_config *disc = fx_config_yaml(
+        "identity:\n  issuers:\n    - {issuer: https://a/realm, audiences: [x]}\n", &err);
+    if (!disc)
+        fail_msg("discovery config refused: %s", err.msg);
+    const struct identity_issuer_config *dic = &identity_config_of(&disc->cfg)->issuers[0];
+    assert_int_equal(dic->discover, 1);
+    assert_null(dic->jwks_uri);
+    assert_null(dic->jwks_file);
+    assert_int_equal(dic->discovery_ttl_ms, 3600 * 1000);
+    fx_config_free(disc);
+    /* Unknown key errors name the path. */
     assert_null(fx_config_yaml("identity:\n  issuers:\n    - {issuer: https://a/, audiences: [x], "
                                "jwks_uri: https://a/j, color: red}\n",
                                &err));
