@@ -50,18 +50,30 @@ function token(key, claims) {
     return `${head}.${body}.${sig}`;
 }
 
-/* A loopback JWKS server; `requests` counts GETs. */
+/*
+ * A loopback JWKS server, which is also an issuer of its own (srv.issuer) with RFC 8414
+ * metadata naming its jwks_uri; `requests` counts key GETs, `metadataRequests` metadata GETs.
+ */
 async function jwksServer(keys) {
-    const srv = { requests: 0 };
+    const srv = { requests: 0, metadataRequests: 0 };
+    const port = await freePort();
+    srv.url = `http://127.0.0.1:${port}/jwks`;
+    srv.issuer = `http://127.0.0.1:${port}/`;
     srv.server = http.createServer((req, res) => {
-        srv.requests++;
         res.setHeader("Content-Type", "application/json");
+        if (req.url === "/.well-known/oauth-authorization-server") {
+            srv.metadataRequests++;
+            return res.end(JSON.stringify({ issuer: srv.issuer, jwks_uri: srv.url }));
+        }
+        if (req.url !== "/jwks") {
+            res.statusCode = 404;
+            return res.end("{}");
+        }
+        srv.requests++;
         res.setHeader("Cache-Control", "max-age=600");
         res.end(JSON.stringify({ keys: keys.map((k) => k.jwk) }));
     });
-    const port = await freePort();
     await new Promise((r) => srv.server.listen(port, "127.0.0.1", r));
-    srv.url = `http://127.0.0.1:${port}/jwks`;
     return srv;
 }
 
@@ -83,9 +95,10 @@ async function connect(url, tok) {
 }
 
 describe("identity reload", () => {
-    let ehr, tg, idpA, idpB, audience;
+    let ehr, tg, idpA, idpB, idpD, audience;
     const keyA = keyPair("test-rsa");
     const keyB = keyPair("test-idp-rsa-1");
+    const keyD = keyPair("test-idp-rsa-2");
 
     const issuerA = () => ({ issuer: ISSUER_A, audiences: [audience], jwks_uri: idpA.url, algorithms: ["RS256"] });
     const issuerB = (aud = audience) => ({ issuer: ISSUER_B, audiences: [aud], jwks_uri: idpB.url, algorithms: ["RS256"] });
@@ -131,6 +144,7 @@ describe("identity reload", () => {
         ehr = await startEhr("json");
         idpA = await jwksServer([keyA]);
         idpB = await jwksServer([keyB]);
+        idpD = await jwksServer([keyD]);
         const port = await freePort();
         audience = `http://127.0.0.1:${port}/mcp`;
         tg = await startToolgate({
@@ -144,7 +158,7 @@ describe("identity reload", () => {
     after(async () => {
         if (tg) await tg.stop().catch(() => {});
         await killAll();
-        for (const s of [idpA, idpB]) if (s) await new Promise((r) => s.server.close(r));
+        for (const s of [idpA, idpB, idpD]) if (s) await new Promise((r) => s.server.close(r));
     });
 
     test("a new issuer: refused before, fetched during the reload, accepted after", async () => {
@@ -243,6 +257,27 @@ describe("identity reload", () => {
         }
         const r = await reloadWith({ issuers: [issuerB()] });
         assert.equal(r.status, 200, JSON.stringify(r.body));
+    });
+
+    test("a discovered issuer is discovered by the reload that adds it, then carried over", async () => {
+        const tokD = token(keyD, { iss: idpD.issuer, aud: audience });
+        await assertRefused(tokD, "the discovered issuer before the reload");
+        const discovered = { issuer: idpD.issuer, audiences: [audience], algorithms: ["RS256"] };
+        const r = await reloadWith({ issuers: [issuerB(), discovered] });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        assert.equal(idpD.metadataRequests, 1);
+        assert.equal(idpD.requests, 1);
+        assert.equal((await initialize(tokD)).status, 200);
+        const again = await reloadWith({ issuers: [issuerB(), discovered], scopes_supported: ["x"] });
+        assert.equal(again.status, 200, JSON.stringify(again.body));
+        assert.equal(idpD.metadataRequests, 1, "the metadata carries over");
+        assert.equal(idpD.requests, 1, "the keys carry over");
+        assert.equal((await initialize(tokD)).status, 200);
+        const m = await metrics();
+        assert.equal(m.toolgate_idp_discovery_failures.metrics.find((x) => x.labels.issuer === idpD.issuer).value, "0");
+        const back = await reloadWith({ issuers: [issuerB()] });
+        assert.equal(back.status, 200, JSON.stringify(back.body));
+        await assertRefused(tokD, "the discovered issuer once removed");
     });
 
     test("reloads under load fail no call whose token is valid in both generations", { timeout: 120000 }, async () => {

@@ -271,13 +271,23 @@ static void test_fetched_issuers(void **state)
     assert_null(strstr(err.msg, "restart"));
     fx_config_free(down);
     assert_int_equal(check_token(a, t1, NULL, 0), GW_PASS);
-
-    /* A reachable one is fetched in prepare; the unchanged one is not fetched again. */
+    /* So does one that answers, but not with keys: hostile or broken, it is not served. */
     char url2[128];
     snprintf(url2, sizeof url2, "http://127.0.0.1:%d/jwks", idp2->port);
+    for (int i = 0; i < 2; i++) {
+        fx_server_set(idp2, i ? 500 : 200, i ? "{}" : "{\"keys\": \"not a list\"}", NULL);
+        struct fx_config *broken = uri_config(idp->port, url2);
+        assert_int_equal(prepare(a, broken, &err), -1);
+        assert_non_null(strstr(err.msg, ISSUER2));
+        fx_config_free(broken);
+    }
+    fx_server_set(idp2, 200, body2, "max-age=600");
+    int before = fx_server_requests(idp2);
+
+    /* A reachable one is fetched in prepare; the unchanged one is not fetched again. */
     struct fx_config *b = uri_config(idp->port, url2);
     assert_int_equal(prepare(a, b, &err), 0);
-    assert_int_equal(fx_server_requests(idp2), 1);
+    assert_int_equal(fx_server_requests(idp2), before + 1);
     assert_int_equal(fx_server_requests(idp), 1);
     struct keystore_stats st;
     assert_int_equal(keystore_stats(identity_keys_of(ic_of(b)), FX_ISSUER, &st), 0);
@@ -298,7 +308,7 @@ static void test_fetched_issuers(void **state)
     for (int i = 0; i < 300 && __atomic_load_n(&cb_calls, __ATOMIC_SEQ_CST) == 0; i++)
         usleep(10 * 1000);
     assert_int_equal(cb_calls, 1);
-    assert_int_equal(fx_server_requests(idp2), 2);
+    assert_int_equal(fx_server_requests(idp2), before + 2);
     identity_stop();
     fx_config_free(b);
     fx_server_stop(idp);
