@@ -21,7 +21,7 @@ import path from "node:path";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { startToolgate, startEhr, killAll, withTimeout, freePort, REPO_DIR } from "./lib/harness.mjs";
+import { startToolgate, startEhr, killAll, withTimeout, waitUntil, freePort, REPO_DIR } from "./lib/harness.mjs";
 
 const KEYS = path.join(REPO_DIR, "tests", "keys");
 const ISSUER_A = "https://a.idp.e2e.toolgate.invalid/";
@@ -319,5 +319,12 @@ describe("identity reload", () => {
         assert.deepEqual(outcomes, Array(20).fill(200));
         // Issuer A came and went; its keys were fetched at most once per time it was added.
         assert.ok(idpA.requests <= 1 + 7, `issuer A fetched ${idpA.requests} times`);
+        // The old generations, and the key stores and caches they held, are freed once their
+        // last request has ended.
+        await waitUntil(
+            async () => (await (await fetch(`${tg.adminBase}/admin/status`)).json()).reload.generations_alive <= 2,
+            5000,
+            "old generations to be freed",
+        );
     });
 });

@@ -319,6 +319,52 @@ static void test_fetched_issuers(void **state)
     free(t2);
 }
 
+/* A refetch under way when another store becomes active still answers its waiter. */
+static void test_refetch_waiter_across_commit(void **state)
+{
+    (void)state;
+    struct fx_server *idp = fx_server_start();
+    int rsa_only[] = {FX_RSA, -1};
+    char *body = fx_jwks(rsa_only);
+    fx_server_set(idp, 200, body, "max-age=600");
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "identity:\n"
+             "  issuers:\n"
+             "    - issuer: \"%s\"\n"
+             "      audiences: [\"%s\"]\n"
+             "      jwks_uri: \"http://127.0.0.1:%d/jwks\"\n"
+             "      jwks_refetch_interval: 100ms\n"
+             "      jwks_timeout: 2s\n",
+             FX_ISSUER, FX_AUD, idp->port);
+    struct cfg_error err;
+    struct fx_config *a = fx_config_yaml(yaml, &err), *b = fx_config_yaml(yaml, &err);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(identity_start(ic_of(a)), 0);
+    usleep(150 * 1000);
+    fx_server_delay(idp, 600);
+    cb_calls = 0;
+    assert_int_equal(keystore_refetch(identity_keys_of(ic_of(a)), FX_ISSUER, count_cb, NULL), 1);
+    /* Once the server has the request, the fetch thread is waiting for the slow answer. */
+    for (int i = 0; i < 200 && fx_server_requests(idp) < 2; i++)
+        usleep(5 * 1000);
+    assert_int_equal(prepare(a, b, &err), 0);
+    assert_int_equal(fx_server_requests(idp), 2); /* carried over, not fetched again */
+    identity_reload_commit(ic_of(b));
+    fx_config_free(a); /* the fetch thread still holds a's store */
+    for (int i = 0; i < 300 && __atomic_load_n(&cb_calls, __ATOMIC_SEQ_CST) == 0; i++)
+        usleep(10 * 1000);
+    assert_int_equal(cb_calls, 1);
+    struct jwk_set *set = keystore_get(identity_keys_of(ic_of(b)), FX_ISSUER);
+    assert_non_null(set);
+    jwks_unref(set);
+    identity_stop();
+    fx_config_free(b);
+    fx_server_stop(idp);
+    free(body);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -351,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_cache_shared_only_when_verification_is_the_same),
         cmocka_unit_test(test_refused_changes),
         cmocka_unit_test(test_fetched_issuers),
+        cmocka_unit_test(test_refetch_waiter_across_commit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
