@@ -33,10 +33,19 @@
 #define INVALID_TOKEN_TEXT "The access token is missing, invalid or expired."
 
 /*
- * The runtime of the process: set by identity_start before requests flow and cleared by
- * identity_stop after they have stopped, so workers read it without a lock.
+ * What one generation verifies with. Attached to its section before the generation serves and
+ * never changed afterwards, so workers read it without a lock; the key store and the cache
+ * are shared with other generations only through their own reference counts.
  */
-static struct token_cache *token_cache;
+struct identity_runtime {
+    struct keystore *keys;
+    struct token_cache *cache; /* NULL: no caching (token_cache_entries: 0) */
+};
+
+static struct identity_runtime *runtime_of(const struct identity_config *ic)
+{
+    return ic ? ic->runtime : NULL;
+}
 
 /* ---- denials -------------------------------------------------------------------------- */
 
@@ -246,7 +255,12 @@ static int verify_token(struct gw_request *req, struct gw_decision *d, struct gw
         err = JWT_E_ALG;
         goto out;
     }
-    keys = keystore_get(iss->issuer);
+    struct identity_runtime *rt = runtime_of(ic);
+    if (!rt) {
+        err = JWT_E_INTERNAL;
+        goto out;
+    }
+    keys = keystore_get(rt->keys, iss->issuer);
     const struct jwk *key = jwks_find(keys, p.kid, p.kid_len, p.alg);
     if (!key) {
         err = keys ? JWT_E_UNKNOWN_KID : JWT_E_NO_KEYS;
@@ -256,7 +270,7 @@ static int verify_token(struct gw_request *req, struct gw_decision *d, struct gw
                 pthread_mutex_init(&w->lock, NULL);
                 w->refs = 2; /* the request's and the callback's */
                 w->req = req;
-                if (keystore_refetch(iss->issuer, refetch_done, w)) {
+                if (keystore_refetch(rt->keys, iss->issuer, refetch_done, w)) {
                     req->layer_state[GW_STAGE_IDENTITY] = w;
                     req->layer_state_free[GW_STAGE_IDENTITY] = wait_release_from_request;
                     verdict = GW_ASYNC;
@@ -283,7 +297,7 @@ static int verify_token(struct gw_request *req, struct gw_decision *d, struct gw
     if ((err = claims_map(&ic->claims, p.payload, iss->issuer, exp, &id)) != JWT_OK)
         goto out;
     gw_hex(hash, GW_SHA256_LEN, id.token_hash);
-    if (token_cache_put(token_cache, hash, &id) != 0)
+    if (rt->cache && token_cache_put(rt->cache, hash, &id) != 0)
         gw_log_warn("token_cache", "out of memory while caching a verified token");
     gw_identity_clear(&req->identity);
     req->identity = id;
@@ -445,7 +459,8 @@ static int identity_check(struct gw_request *req, struct gw_decision *d)
     gw_sha256(token.ptr, token.len, hash);
     gw_identity_clear(&req->identity);
     int64_t now = (int64_t)(gw_now_ns() / 1000000000ull);
-    int hit = token_cache_get(token_cache, hash, now, &req->identity);
+    struct identity_runtime *rt = runtime_of(ic);
+    int hit = rt && rt->cache ? token_cache_get(rt->cache, hash, now, &req->identity) : 0;
     int v;
     if (hit == 1) {
         /* A cached identity is valid only for an issuer this configuration still trusts. */
@@ -471,6 +486,99 @@ const struct gw_layer_ops identity_layer = {
 
 /* ---- runtime -------------------------------------------------------------------------- */
 
+struct keystore *identity_keys_of(const struct identity_config *ic)
+{
+    return ic && ic->runtime ? ic->runtime->keys : NULL;
+}
+
+struct token_cache *identity_cache_of(const struct identity_config *ic)
+{
+    return ic && ic->runtime ? ic->runtime->cache : NULL;
+}
+
+void identity_runtime_free(struct identity_runtime *rt)
+{
+    if (!rt)
+        return;
+    keystore_release(rt->keys);
+    token_cache_free(rt->cache);
+    free(rt);
+}
+
+static int strv_same(char *const *a, char *const *b)
+{
+    for (; a && b && *a && *b; a++, b++)
+        if (strcmp(*a, *b) != 0)
+            return 0;
+    return (!a || !*a) && (!b || !*b);
+}
+
+static int str_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+int identity_verification_same(const struct identity_config *a, const struct identity_config *b)
+{
+    if (!a || !b || a->mode != b->mode || a->n_issuers != b->n_issuers ||
+        a->token_cache_entries != b->token_cache_entries)
+        return 0;
+    for (size_t i = 0; i < a->n_issuers; i++) {
+        const struct identity_issuer_config *x = &a->issuers[i], *y = &b->issuers[i];
+        if (strcmp(x->issuer, y->issuer) != 0 || !strv_same(x->audiences, y->audiences) ||
+            x->algorithms != y->algorithms || x->leeway_ms != y->leeway_ms ||
+            x->discover != y->discover || !str_same(x->jwks_uri, y->jwks_uri) ||
+            !str_same(x->jwks_file, y->jwks_file))
+            return 0;
+    }
+    const struct identity_claims_config *p = &a->claims, *q = &b->claims;
+    return strv_same(p->subject, q->subject) && strv_same(p->tenant, q->tenant) &&
+           strv_same(p->roles, q->roles) && strv_same(p->scopes, q->scopes) &&
+           strv_same(p->client, q->client);
+}
+
+/*
+ * Builds cfg's runtime. `running` (may be NULL) is the section being served: its keys carry
+ * over where their source is unchanged, and its token cache is shared when verification
+ * cannot come out differently (identity_verification_same and every key set carried).
+ */
+static struct identity_runtime *runtime_build(const struct identity_config *cfg,
+                                              const struct identity_config *running, int strict,
+                                              char *why, size_t whylen)
+{
+    struct identity_runtime *rt = calloc(1, sizeof *rt);
+    struct identity_runtime *was = runtime_of(running);
+    int carried_all = 0;
+    if (!rt) {
+        snprintf(why, whylen, "out of memory for the identity layer");
+        return NULL;
+    }
+    rt->keys = keystore_build(cfg, was ? was->keys : NULL, strict, &carried_all, why, whylen);
+    if (!rt->keys)
+        goto fail;
+    if (was && was->cache && carried_all && identity_verification_same(running, cfg)) {
+        rt->cache = token_cache_hold(was->cache);
+    } else if (cfg->token_cache_entries) {
+        rt->cache = token_cache_new((size_t)cfg->token_cache_entries);
+        if (!rt->cache) {
+            snprintf(why, whylen, "out of memory for the token cache");
+            goto fail;
+        }
+    }
+    return rt;
+fail:
+    identity_runtime_free(rt);
+    return NULL;
+}
+
+/* The runtime belongs to the section of its generation, the one field set after parsing. */
+static void runtime_attach(const struct identity_config *cfg, struct identity_runtime *rt)
+{
+    struct identity_config *mut = (struct identity_config *)cfg;
+    identity_runtime_free(mut->runtime);
+    mut->runtime = rt;
+}
+
 int identity_start(const struct identity_config *cfg)
 {
     char why[512] = "";
@@ -488,26 +596,63 @@ int identity_start(const struct identity_config *cfg)
         gw_log_error("identity_start", "out of memory for the session map");
         return -1;
     }
-    if (cfg->token_cache_entries) {
-        token_cache = token_cache_new((size_t)cfg->token_cache_entries);
-        if (!token_cache) {
-            gw_log_error("identity_start", "out of memory for the token cache");
-            return -1;
-        }
-    }
-    if (keystore_start(cfg, why, sizeof why) != 0) {
+    struct identity_runtime *rt = runtime_build(cfg, NULL, 0, why, sizeof why);
+    if (!rt) {
         gw_log_error("identity_start", "%s", why);
         identity_stop();
         return -1;
     }
+    runtime_attach(cfg, rt);
+    keystore_activate(rt->keys);
     return 0;
 }
 
 void identity_stop(void)
 {
     keystore_stop();
-    token_cache_free(token_cache);
-    token_cache = NULL;
+}
+
+/* The session map's defaults (mcp/session.c uses them until identity_start configures it). */
+#define SESSION_DEFAULT_ENTRIES 100000
+#define SESSION_DEFAULT_IDLE_MS (3600ull * 1000)
+
+int identity_reload_prepare(const struct identity_config *running,
+                            const struct identity_config *next, struct cfg_error *err)
+{
+    if (!next)
+        return 0; /* no section: every request is denied, nothing to build */
+    uint64_t entries = running ? running->session_entries : SESSION_DEFAULT_ENTRIES;
+    uint64_t idle = running ? running->session_idle_ms : SESSION_DEFAULT_IDLE_MS;
+    if (next->session_entries != entries || next->session_idle_ms != idle) {
+        snprintf(err->msg, sizeof err->msg,
+                 "identity.sessions changed: the session map is sized and timed when toolgate "
+                 "starts and keeps the sessions of every user, so a restart is needed to change "
+                 "it (the running configuration keeps serving)");
+        return -1;
+    }
+    if (next->mode == IDENTITY_MODE_OFF && (!running || running->mode != IDENTITY_MODE_OFF))
+        gw_log_warn("identity_off", "the reloaded configuration turns identity OFF: requests "
+                                    "are NOT authenticated and run as the anonymous user");
+    char why[sizeof err->msg] = "";
+    struct identity_runtime *rt = runtime_build(next, running, 1, why, sizeof why);
+    if (!rt) {
+        snprintf(err->msg, sizeof err->msg, "%s", why);
+        return -1;
+    }
+    runtime_attach(next, rt);
+    return 0;
+}
+
+void identity_reload_commit(const struct identity_config *next)
+{
+    struct identity_runtime *rt = runtime_of(next);
+    keystore_activate(rt ? rt->keys : NULL);
+}
+
+void identity_reload_abort(const struct identity_config *next)
+{
+    if (next)
+        runtime_attach(next, NULL);
 }
 
 /* ---- RFC 9728 metadata ---------------------------------------------------------------- */

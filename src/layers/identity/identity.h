@@ -64,6 +64,12 @@ struct identity_config {
     uint64_t token_cache_entries; /* 10000; 0 disables the cache */
     uint64_t session_entries;     /* sessions.entries: 100000 */
     uint64_t session_idle_ms;     /* sessions.idle_timeout: 1h */
+    /*
+     * What this generation verifies with (its key store and token cache), attached by
+     * identity_start or identity_reload_prepare before the generation serves, and released
+     * with the section (identity_config_free). Not parsed; NULL until then.
+     */
+    struct identity_runtime *runtime;
 };
 
 /*
@@ -76,15 +82,44 @@ int identity_config_parse(const struct cfg_doc *doc, const struct cfg_node *sect
 void identity_config_free(struct identity_config *cfg);
 
 /*
- * Starts the runtime for cfg (which must outlive identity_stop): loads jwks_file sets
- * (an unreadable or empty file is an error), starts the key-fetch thread, and waits until the
- * first fetch of every jwks_uri has completed or timed out (a failed first fetch is logged;
- * that issuer's tokens are refused until a fetch succeeds). Configures the token cache and
- * the session map. cfg may be NULL (deny everything). Returns 0 or -1 (logged).
+ * Starts the runtime for cfg: loads jwks_file sets (an unreadable or empty file is an error),
+ * fetches every issuer's keys once (a failed first fetch is logged; that issuer's tokens are
+ * refused until a fetch succeeds), starts the key-fetch thread, and attaches the key store
+ * and token cache to cfg (cfg->runtime). Configures the session map. cfg may be NULL (deny
+ * everything). Returns 0 or -1 (logged).
  */
 int identity_start(const struct identity_config *cfg);
-/* Stops the fetch thread, resumes waiting requests (denied), frees keys and the cache. */
+/* Stops the fetch thread and resumes waiting requests (denied). A generation's keys and
+ * cache are freed with its section. */
 void identity_stop(void);
+
+/*
+ * Reload (the module's prepare/commit/abort, core/module.h). prepare builds next's runtime
+ * beside the running one, off the event loop: keys of issuers whose source is unchanged carry
+ * over, a new issuer is fetched now and one that cannot be fetched refuses the reload (the
+ * sentence names it); the token cache is shared only when nothing that decides a
+ * verification changed (identity_verification_same), else next starts with an empty one. The
+ * session map cannot change size or idle time without a restart. commit hands the fetch
+ * thread next's store; abort frees what prepare built. Returns 0, or -1 with err filled.
+ */
+int identity_reload_prepare(const struct identity_config *running,
+                            const struct identity_config *next, struct cfg_error *err);
+void identity_reload_commit(const struct identity_config *next);
+void identity_reload_abort(const struct identity_config *next);
+/*
+ * 1 when a token verified under `a` verifies the same way under `b`, key sets aside: the same
+ * issuers in the same order with the same audiences, algorithms, leeway and key sources, the
+ * same claim mapping, and the same token cache size. 0 otherwise (either may be NULL).
+ */
+int identity_verification_same(const struct identity_config *a, const struct identity_config *b);
+/* The generation's key store (keystore.h), or NULL before its runtime is attached. */
+struct keystore;
+struct keystore *identity_keys_of(const struct identity_config *ic);
+/* The generation's token cache (token_cache.h), or NULL: for tests and the benchmark. */
+struct token_cache;
+struct token_cache *identity_cache_of(const struct identity_config *ic);
+/* Releases a runtime (identity_config_free does it). */
+void identity_runtime_free(struct identity_runtime *rt);
 
 /*
  * RFC 9728 protected resource metadata for a route (route_path NULL: the root resource):

@@ -194,6 +194,7 @@ void identity_config_free(struct identity_config *cfg)
 {
     if (!cfg)
         return;
+    identity_runtime_free(cfg->runtime);
     for (size_t i = 0; i < cfg->n_issuers; i++) {
         struct identity_issuer_config *ic = &cfg->issuers[i];
         free(ic->issuer);

@@ -1,6 +1,5 @@
 /* The identity layer as a module: its section, runtime, stage, metadata and commands. */
 #include "layers/identity/identity.h"
-#include "core/reload.h"
 #include "layers/layer.h"
 
 #include <string.h>
@@ -83,13 +82,24 @@ static const char *const reasons[] = {
     NULL,
 };
 
-/* What the runtime was started with cannot follow a changed section (core/reload.h). */
-static int identity_prepare(const struct gw_config *running, const struct gw_config *next,
-                            struct cfg_error *err)
+/*
+ * A reload builds the next generation's key store and token cache beside the running ones
+ * (identity.h); requests keep verifying with the generation they started on.
+ */
+static int prepare(const struct gw_config *running, const struct gw_config *next,
+                   struct cfg_error *err)
 {
-    return gw_reload_require_same(
-        running, next, "identity",
-        "the key store, JWKS fetcher, token cache and session map are built from it at start", err);
+    return identity_reload_prepare(identity_config_of(running), identity_config_of(next), err);
+}
+
+static void commit(const struct gw_config *next)
+{
+    identity_reload_commit(identity_config_of(next));
+}
+
+static void abort_reload(const struct gw_config *next)
+{
+    identity_reload_abort(identity_config_of(next));
 }
 
 const struct gw_module identity_module = {
@@ -99,7 +109,9 @@ const struct gw_module identity_module = {
     .free = conf_free,
     .start = start,
     .stop = identity_stop,
-    .prepare = identity_prepare,
+    .prepare = prepare,
+    .commit = commit,
+    .abort = abort_reload,
     .layer = &identity_layer,
     .well_known = well_known,
     .reason_codes = reasons,

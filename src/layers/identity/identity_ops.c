@@ -21,7 +21,7 @@ void identity_ready(const struct gw_config *cfg, json_t *checks)
         struct keystore_stats st;
         if (ic->issuers[i].jwks_file)
             continue;
-        if (keystore_stats(ic->issuers[i].issuer, &st) != 0 || !st.has_keys) {
+        if (keystore_stats(identity_keys_of(ic), ic->issuers[i].issuer, &st) != 0 || !st.has_keys) {
             if (fetched)
                 snprintf(detail, sizeof detail, "no keys fetched yet for issuer %.200s%s%.300s",
                          ic->issuers[i].issuer, st.last_error[0] ? ": " : "", st.last_error);
@@ -42,7 +42,7 @@ void identity_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
     struct keystore_stats st[IDENTITY_MAX_ISSUERS];
     size_t n = ic->n_issuers < IDENTITY_MAX_ISSUERS ? ic->n_issuers : IDENTITY_MAX_ISSUERS;
     for (size_t i = 0; i < n; i++)
-        keystore_stats(ic->issuers[i].issuer, &st[i]);
+        keystore_stats(identity_keys_of(ic), ic->issuers[i].issuer, &st[i]);
     static const struct {
         const char *name, *type, *help;
     } families[] = {

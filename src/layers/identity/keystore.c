@@ -1,4 +1,5 @@
 #include "layers/identity/keystore.h"
+#include "lib/digest.h"
 #include "lib/discovery.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
@@ -33,31 +34,45 @@ struct issuer_state {
     struct discovery_meta meta;
     uint64_t meta_next_ms; /* monotonic: read the metadata again from here on */
     uint64_t discovery_failures;
+    uint8_t file_digest[GW_SHA256_LEN]; /* jwks_file: the bytes the set was parsed from */
     char last_error[512]; /* why the last fetch (metadata or keys) failed; "" after a good one */
 };
 
+/* One generation's keys: built by keystore_build, refreshed once it is the active one. */
+struct keystore {
+    int refs; /* under ks.lock */
+    struct issuer_state *issuers;
+    size_t n;
+};
+
 /*
- * The process's keystore. Mutable state shared by workers and the fetch thread, so all of it
- * is under `lock`; the lock is never held across a fetch or a signature check.
+ * The process's fetch thread and the store it refreshes. Mutable state shared by workers, the
+ * reload thread and the fetch thread, so all of it (and every store's issuer states and
+ * reference counts) is under `lock`; the lock is never held across a fetch or a signature
+ * check.
  */
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake; /* fetch thread: work or stop */
-    pthread_cond_t done; /* keystore_start: a fetch ended */
     int conds_ready;
     int stop;
     int have_thread;
     pthread_t thread;
-    struct issuer_state *issuers;
-    size_t n;
+    struct keystore *active; /* holds a reference; NULL: nothing to refresh */
 } ks = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static struct issuer_state *find_locked(const char *issuer)
+static struct issuer_state *find_in(const struct keystore *k, const char *issuer)
 {
-    for (size_t i = 0; i < ks.n; i++)
-        if (strcmp(ks.issuers[i].ic->issuer, issuer) == 0)
-            return &ks.issuers[i];
+    for (size_t i = 0; k && i < k->n; i++)
+        if (strcmp(k->issuers[i].ic->issuer, issuer) == 0)
+            return &k->issuers[i];
     return NULL;
+}
+
+/* The store a caller means: its own, or the active one for NULL. Under the lock. */
+static struct keystore *store_locked(struct keystore *k)
+{
+    return k ? k : ks.active;
 }
 
 int keystore_cache_control_ttl(const char *value, size_t len, uint64_t min_ms, uint64_t *ttl_ms)
@@ -268,16 +283,128 @@ static void run_waiters(struct waiter_node *w)
     }
 }
 
+/* What one fetch of an issuer's metadata and keys brought, before it is applied. */
+struct fetch_result {
+    struct jwk_set *set;
+    uint64_t ttl;
+    struct discovery_meta fresh;
+    int meta_failed;
+    char why[512];
+};
+
+/*
+ * Reads the metadata (when want_meta) and the keys of one issuer; known_jwks_uri is the
+ * jwks_uri of the metadata read before (discovery). Runs without the lock.
+ */
+static void fetch_issuer(const struct identity_issuer_config *ic, const char *known_jwks_uri,
+                         int want_meta, struct fetch_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if (want_meta && discover(ic, &r->fresh, r->why, sizeof r->why) != 0)
+        r->meta_failed = 1;
+    const char *url =
+        ic->discover ? (r->fresh.jwks_uri ? r->fresh.jwks_uri : known_jwks_uri) : ic->jwks_uri;
+    if (url)
+        r->set = fetch_keys(ic, url, &r->ttl, r->why, sizeof r->why);
+    else if (!r->why[0])
+        snprintf(r->why, sizeof r->why, "no jwks_uri is known for this issuer");
+}
+
+/*
+ * Applies a fetch's result to s (under the lock when s belongs to a shared store). What it
+ * replaces is handed back in *old and *old_meta, to be freed without the lock.
+ */
+static void apply_fetch(struct issuer_state *s, struct fetch_result *r, struct jwk_set **old,
+                        struct discovery_meta *old_meta)
+{
+    const struct identity_issuer_config *ic = s->ic;
+    uint64_t now = gw_mono_ms();
+    memset(old_meta, 0, sizeof *old_meta);
+    *old = NULL;
+    if (r->fresh.jwks_uri) {
+        if (s->meta.jwks_uri && strcmp(s->meta.jwks_uri, r->fresh.jwks_uri) != 0)
+            gw_log_info("idp_metadata_changed", "issuer %s: jwks_uri is now %s", ic->issuer,
+                        r->fresh.jwks_uri);
+        *old_meta = s->meta;
+        s->meta = r->fresh;
+        memset(&r->fresh, 0, sizeof r->fresh);
+        s->meta_next_ms = now + ic->discovery_ttl_ms;
+        s->discovery_failures = 0;
+    } else if (r->meta_failed) {
+        /* Keep the last good metadata; ask again no sooner than the key backoff. */
+        s->discovery_failures++;
+    }
+    if (r->set && !r->meta_failed)
+        s->last_error[0] = '\0';
+    else
+        snprintf(s->last_error, sizeof s->last_error, "%s", r->why);
+    if (r->set) {
+        *old = s->keys;
+        s->keys = r->set;
+        r->set = NULL;
+        s->keys_at_ms = now;
+        s->failures = 0;
+        s->last_ttl_ms = r->ttl;
+        s->next_fetch_ms = now + r->ttl;
+    } else {
+        /* Keep the last good set; back off, but come back well before it goes stale. */
+        s->failures++;
+        unsigned shift = s->failures < 8 ? (unsigned)s->failures - 1 : 7;
+        uint64_t backoff = ic->jwks_refetch_interval_ms << shift;
+        if (backoff > ic->jwks_ttl_ms)
+            backoff = ic->jwks_ttl_ms;
+        s->next_fetch_ms = now + backoff;
+    }
+    s->attempted = 1;
+}
+
+static void free_store(struct keystore *k)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        struct issuer_state *s = &k->issuers[i];
+        run_waiters(s->waiters);
+        jwks_unref(s->keys);
+        discovery_meta_clear(&s->meta);
+        if (s->ic) {
+            free(s->ic->issuer);
+            free(s->ic->jwks_uri);
+            free(s->ic->jwks_file);
+            free((void *)s->ic);
+        }
+    }
+    free(k->issuers);
+    free(k);
+}
+
+void keystore_release(struct keystore *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&ks.lock);
+    int last = --k->refs == 0;
+    pthread_mutex_unlock(&ks.lock);
+    if (last)
+        free_store(k);
+}
+
+/*
+ * Refreshes the active store's issuers when their keys are due (or asked for early). The store
+ * it works on is held for the length of a fetch, so a reload that makes another store active
+ * meanwhile frees the previous one only once that fetch has ended; what it fetched for a store
+ * no longer active is applied there (requests of its generation still read it) and its
+ * waiters are run.
+ */
 static void *fetch_thread(void *unused)
 {
     (void)unused;
     pthread_mutex_lock(&ks.lock);
     while (!ks.stop) {
+        struct keystore *k = ks.active;
         uint64_t now = gw_mono_ms();
         struct issuer_state *due = NULL;
         uint64_t wait_ms = 60 * 1000;
-        for (size_t i = 0; i < ks.n; i++) {
-            struct issuer_state *s = &ks.issuers[i];
+        for (size_t i = 0; k && i < k->n; i++) {
+            struct issuer_state *s = &k->issuers[i];
             if ((!s->ic->jwks_uri && !s->ic->discover) || s->fetching)
                 continue;
             if (s->wanted || now >= s->next_fetch_ms) {
@@ -297,106 +424,95 @@ static void *fetch_thread(void *unused)
         due->wanted = 0;
         due->last_attempt_ms = now;
         due->fetches++;
+        k->refs++;
         const struct identity_issuer_config *ic = due->ic;
-        /* Only this thread writes meta, so reading it here without the lock is safe. */
-        int want_meta = ic->discover && (!due->meta.jwks_uri || now >= due->meta_next_ms);
+        /* Only this thread replaces an active store's metadata, so the pointer stays valid. */
+        const char *known = due->meta.jwks_uri;
+        int want_meta = ic->discover && (!known || now >= due->meta_next_ms);
         pthread_mutex_unlock(&ks.lock);
 
-        char why[512] = "";
-        uint64_t ttl = 0;
-        struct jwk_set *set = NULL;
-        struct discovery_meta fresh = {0};
-        int meta_failed = 0;
-        if (want_meta && discover(ic, &fresh, why, sizeof why) != 0)
-            meta_failed = 1;
-        const char *url =
-            ic->discover ? (fresh.jwks_uri ? fresh.jwks_uri : due->meta.jwks_uri) : ic->jwks_uri;
-        if (url)
-            set = fetch_keys(ic, url, &ttl, why, sizeof why);
+        struct fetch_result r;
+        fetch_issuer(ic, known, want_meta, &r);
 
-        pthread_mutex_lock(&ks.lock);
         struct jwk_set *old = NULL;
-        struct discovery_meta old_meta = {0};
-        now = gw_mono_ms();
-        if (fresh.jwks_uri) {
-            if (due->meta.jwks_uri && strcmp(due->meta.jwks_uri, fresh.jwks_uri) != 0)
-                gw_log_info("idp_metadata_changed", "issuer %s: jwks_uri is now %s", ic->issuer,
-                            fresh.jwks_uri);
-            old_meta = due->meta;
-            due->meta = fresh;
-            due->meta_next_ms = now + ic->discovery_ttl_ms;
-            due->discovery_failures = 0;
-        } else if (meta_failed) {
-            /* Keep the last good metadata; ask again no sooner than the key backoff. */
-            due->discovery_failures++;
-        }
-        if (set && !meta_failed)
-            due->last_error[0] = '\0';
-        else
-            snprintf(due->last_error, sizeof due->last_error, "%s", why);
-        if (set) {
-            old = due->keys;
-            due->keys = set;
-            due->keys_at_ms = now;
-            due->failures = 0;
-            due->last_ttl_ms = ttl;
-            due->next_fetch_ms = now + ttl;
-        } else {
-            /* Keep the last good set; back off, but come back well before it goes stale. */
-            due->failures++;
-            unsigned shift = due->failures < 8 ? (unsigned)due->failures - 1 : 7;
-            uint64_t backoff = ic->jwks_refetch_interval_ms << shift;
-            if (backoff > ic->jwks_ttl_ms)
-                backoff = ic->jwks_ttl_ms;
-            due->next_fetch_ms = now + backoff;
-        }
+        struct discovery_meta old_meta;
+        pthread_mutex_lock(&ks.lock);
+        int got_keys = r.set != NULL, meta_failed = r.meta_failed;
+        apply_fetch(due, &r, &old, &old_meta);
         due->fetching = 0;
-        due->attempted = 1;
         struct waiter_node *waiters = due->waiters;
         due->waiters = NULL;
-        pthread_cond_broadcast(&ks.done);
         pthread_mutex_unlock(&ks.lock);
 
-        if (!set || meta_failed)
+        if (!got_keys || meta_failed)
             gw_log_warn("jwks_fetch_failed", "issuer %s: %s (keeping the last good %s)", ic->issuer,
-                        why, set ? "metadata" : "keys");
+                        r.why, got_keys ? "metadata" : "keys");
         discovery_meta_clear(&old_meta);
+        discovery_meta_clear(&r.fresh);
         jwks_unref(old);
         run_waiters(waiters);
+        keystore_release(k);
         pthread_mutex_lock(&ks.lock);
     }
     pthread_mutex_unlock(&ks.lock);
     return NULL;
 }
 
-/* ---- public --------------------------------------------------------------------------- */
+/* ---- building a store ----------------------------------------------------------------- */
 
-static int load_file(const struct identity_issuer_config *ic, struct jwk_set **out, char *why,
+/* Reads a JWKS file (at most JWKS_MAX_BYTES + 1 bytes, so that a larger one fails to parse). */
+static int read_file(const struct identity_issuer_config *ic, char **buf, size_t *n, char *why,
                      size_t whylen)
 {
-    char detail[200];
-    int rc = -1;
     FILE *f = fopen(ic->jwks_file, "rb");
-    char *buf = malloc(JWKS_MAX_BYTES + 1);
-    if (!f || !buf) {
+    *buf = malloc(JWKS_MAX_BYTES + 1);
+    if (!f || !*buf) {
         snprintf(why, whylen, "issuer %s: cannot read jwks_file %s: %s", ic->issuer, ic->jwks_file,
                  f ? "out of memory" : strerror(errno));
+        free(*buf);
+        *buf = NULL;
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    *n = fread(*buf, 1, JWKS_MAX_BYTES + 1, f);
+    fclose(f);
+    return 0;
+}
+
+static int load_file(struct issuer_state *s, const struct issuer_state *before, int *carried,
+                     char *why, size_t whylen)
+{
+    const struct identity_issuer_config *ic = s->ic;
+    char detail[200];
+    char *buf = NULL;
+    size_t n = 0;
+    if (read_file(ic, &buf, &n, why, whylen) != 0)
+        return -1;
+    gw_sha256(buf, n, s->file_digest);
+    int rc = -1;
+    if (before && before->keys &&
+        memcmp(before->file_digest, s->file_digest, sizeof s->file_digest) == 0) {
+        /* The same bytes: the same set, so tokens verified with it stay verified. */
+        s->keys = jwks_ref(before->keys);
+        s->keys_at_ms = before->keys_at_ms;
+        *carried = 1;
+        rc = 0;
         goto out;
     }
-    size_t n = fread(buf, 1, JWKS_MAX_BYTES + 1, f);
     size_t skipped = 0;
-    if (jwks_parse(buf, n, out, &skipped, detail, sizeof detail) != 0) {
+    if (jwks_parse(buf, n, &s->keys, &skipped, detail, sizeof detail) != 0) {
         snprintf(why, whylen, "issuer %s: jwks_file %s: %s", ic->issuer, ic->jwks_file, detail);
         goto out;
     }
     if (skipped)
         gw_log_warn("jwks_keys_skipped", "issuer %s: %zu unusable keys in %s ignored", ic->issuer,
                     skipped, ic->jwks_file);
+    s->keys_at_ms = gw_mono_ms();
     rc = 0;
 out:
     free(buf);
-    if (f)
-        fclose(f);
+    s->attempted = 1;
     return rc;
 }
 
@@ -413,79 +529,217 @@ static void init_conds(void)
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&ks.wake, &attr);
-    pthread_cond_init(&ks.done, &attr);
     pthread_condattr_destroy(&attr);
     ks.conds_ready = 1;
 }
 
+/* Starts the process's fetch thread unless it runs. Returns 0 or -1 with why. */
+static int thread_start(char *why, size_t whylen)
+{
+    pthread_mutex_lock(&ks.lock);
+    init_conds();
+    int rc = 0;
+    if (!ks.have_thread) {
+        ks.stop = 0;
+        if (pthread_create(&ks.thread, NULL, fetch_thread, NULL) == 0) {
+            pthread_setname_np(ks.thread, "tg-keys");
+            ks.have_thread = 1;
+        } else {
+            snprintf(why, whylen, "cannot start the key fetch thread");
+            rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&ks.lock);
+    return rc;
+}
+
+/* A copy of what the store needs of an issuer's configuration (it may outlive the config). */
+static struct identity_issuer_config *issuer_copy(const struct identity_issuer_config *from)
+{
+    struct identity_issuer_config *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    *c = *from;
+    c->audiences = NULL;
+    c->issuer = strdup(from->issuer);
+    c->jwks_uri = from->jwks_uri ? strdup(from->jwks_uri) : NULL;
+    c->jwks_file = from->jwks_file ? strdup(from->jwks_file) : NULL;
+    if (!c->issuer || (from->jwks_uri && !c->jwks_uri) || (from->jwks_file && !c->jwks_file)) {
+        free(c->issuer);
+        free(c->jwks_uri);
+        free(c->jwks_file);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Whether `before` fetched its keys from where `ic` says to. */
+static int same_source(const struct identity_issuer_config *a,
+                       const struct identity_issuer_config *b)
+{
+    if (a->discover || b->discover)
+        return a->discover && b->discover;
+    if (a->jwks_file || b->jwks_file)
+        return a->jwks_file && b->jwks_file && strcmp(a->jwks_file, b->jwks_file) == 0;
+    return a->jwks_uri && b->jwks_uri && strcmp(a->jwks_uri, b->jwks_uri) == 0;
+}
+
+/* Copies a fetched issuer's state (its keys, metadata, schedule and counters). Under the lock. */
+static int carry_fetched(struct issuer_state *s, const struct issuer_state *before)
+{
+    if (before->meta.jwks_uri) {
+        s->meta.jwks_uri = strdup(before->meta.jwks_uri);
+        s->meta.token_endpoint =
+            before->meta.token_endpoint ? strdup(before->meta.token_endpoint) : NULL;
+        if (!s->meta.jwks_uri || (before->meta.token_endpoint && !s->meta.token_endpoint)) {
+            discovery_meta_clear(&s->meta);
+            return -1;
+        }
+    }
+    s->keys = jwks_ref(before->keys);
+    s->next_fetch_ms = before->next_fetch_ms;
+    s->last_attempt_ms = before->last_attempt_ms;
+    s->attempted = before->attempted;
+    s->fetches = before->fetches;
+    s->failures = before->failures;
+    s->last_ttl_ms = before->last_ttl_ms;
+    s->keys_at_ms = before->keys_at_ms;
+    s->meta_next_ms = before->meta_next_ms;
+    s->discovery_failures = before->discovery_failures;
+    memcpy(s->last_error, before->last_error, sizeof s->last_error);
+    return 0;
+}
+
+struct keystore *keystore_build(const struct identity_config *cfg, struct keystore *carry,
+                                int strict, int *carried_all, char *why, size_t whylen)
+{
+    static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+    struct keystore *k = calloc(1, sizeof *k);
+    size_t n = cfg ? cfg->n_issuers : 0;
+    int all = 1;
+    if (!k || (n && !(k->issuers = calloc(n, sizeof *k->issuers)))) {
+        snprintf(why, whylen, "out of memory for the key store");
+        free(k);
+        return NULL;
+    }
+    k->refs = 1;
+    int fetches = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct issuer_state *s = &k->issuers[i];
+        k->n = i + 1; /* so that free_store sees what was built */
+        if (!(s->ic = issuer_copy(&cfg->issuers[i]))) {
+            snprintf(why, whylen, "out of memory for the key store");
+            goto fail;
+        }
+        const struct identity_issuer_config *ic = s->ic;
+        /* The running store's state for the same issuer and key source, copied under the lock
+         * (its fetch thread may be updating it). */
+        struct issuer_state before = {0};
+        int have_before = 0, copy_failed = 0;
+        pthread_mutex_lock(&ks.lock);
+        const struct issuer_state *b = find_in(carry, ic->issuer);
+        if (b && same_source(b->ic, ic)) {
+            have_before = 1;
+            if (ic->jwks_file) {
+                before.keys = jwks_ref(b->keys);
+                before.keys_at_ms = b->keys_at_ms;
+                memcpy(before.file_digest, b->file_digest, sizeof before.file_digest);
+            } else {
+                copy_failed = carry_fetched(s, b) != 0;
+            }
+        }
+        pthread_mutex_unlock(&ks.lock);
+        if (copy_failed) {
+            snprintf(why, whylen, "out of memory for the key store");
+            goto fail;
+        }
+        if (ic->jwks_file) {
+            int carried = 0;
+            int rc = load_file(s, have_before ? &before : NULL, &carried, why, whylen);
+            jwks_unref(before.keys);
+            all &= carried;
+            if (rc != 0)
+                goto fail;
+            continue;
+        }
+        fetches = 1;
+        if (have_before)
+            continue;
+        /* A new issuer, or one whose keys now come from elsewhere: its first fetch, here. */
+        all = 0;
+        pthread_once(&curl_once, curl_init_once);
+        struct fetch_result r;
+        struct jwk_set *old = NULL;
+        struct discovery_meta old_meta;
+        s->fetches = 1;
+        s->last_attempt_ms = gw_mono_ms();
+        fetch_issuer(ic, NULL, ic->discover, &r);
+        apply_fetch(s, &r, &old, &old_meta);
+        discovery_meta_clear(&r.fresh);
+        if (!s->keys && strict) {
+            snprintf(why, whylen,
+                     "identity.issuers: the keys of issuer %.200s cannot be fetched (%.260s); "
+                     "the new configuration is not served",
+                     ic->issuer, s->last_error);
+            goto fail;
+        }
+        if (!s->keys)
+            gw_log_warn("jwks_unavailable",
+                        "issuer %s: no keys yet (%s); its tokens are refused until a fetch "
+                        "succeeds",
+                        ic->issuer, s->last_error);
+    }
+    if (fetches)
+        pthread_once(&curl_once, curl_init_once);
+    if (fetches && thread_start(why, whylen) != 0)
+        goto fail;
+    if (carried_all)
+        *carried_all = all && carry != NULL;
+    return k;
+fail:
+    free_store(k);
+    return NULL;
+}
+
+void keystore_activate(struct keystore *k)
+{
+    struct waiter_node *orphans = NULL;
+    pthread_mutex_lock(&ks.lock);
+    struct keystore *old = ks.active;
+    if (k)
+        k->refs++;
+    ks.active = k;
+    /* Waiters on the store that is no longer refreshed, unless a fetch for them runs now. */
+    for (size_t i = 0; old && old != k && i < old->n; i++) {
+        struct issuer_state *s = &old->issuers[i];
+        if (s->fetching)
+            continue;
+        struct waiter_node **tail = &s->waiters;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = orphans;
+        orphans = s->waiters;
+        s->waiters = NULL;
+        s->wanted = 0;
+    }
+    if (ks.conds_ready)
+        pthread_cond_broadcast(&ks.wake);
+    pthread_mutex_unlock(&ks.lock);
+    run_waiters(orphans);
+    keystore_release(old);
+}
+
+/* ---- public --------------------------------------------------------------------------- */
+
 int keystore_start(const struct identity_config *cfg, char *why, size_t whylen)
 {
     keystore_stop();
-    if (!cfg || cfg->n_issuers == 0)
-        return 0;
-    struct issuer_state *issuers = calloc(cfg->n_issuers, sizeof *issuers);
-    if (!issuers) {
-        snprintf(why, whylen, "out of memory");
+    struct keystore *k = keystore_build(cfg, NULL, 0, NULL, why, whylen);
+    if (!k)
         return -1;
-    }
-    int any_uri = 0;
-    uint64_t wait_budget = 1000;
-    for (size_t i = 0; i < cfg->n_issuers; i++) {
-        issuers[i].ic = &cfg->issuers[i];
-        if (cfg->issuers[i].jwks_file) {
-            if (load_file(&cfg->issuers[i], &issuers[i].keys, why, whylen) != 0) {
-                for (size_t j = 0; j < i; j++)
-                    jwks_unref(issuers[j].keys);
-                free(issuers);
-                return -1;
-            }
-            issuers[i].attempted = 1;
-            issuers[i].keys_at_ms = gw_mono_ms();
-        } else {
-            any_uri = 1;
-            /* Discovery may try every metadata URL before the key fetch. */
-            uint64_t fetches = cfg->issuers[i].discover ? DISCOVERY_MAX_URLS + 1 : 1;
-            wait_budget += fetches * cfg->issuers[i].jwks_timeout_ms + 500;
-        }
-    }
-    static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-    if (any_uri)
-        pthread_once(&curl_once, curl_init_once);
-    pthread_mutex_lock(&ks.lock);
-    init_conds();
-    ks.issuers = issuers;
-    ks.n = cfg->n_issuers;
-    ks.stop = 0;
-    if (any_uri) {
-        if (pthread_create(&ks.thread, NULL, fetch_thread, NULL) == 0)
-            pthread_setname_np(ks.thread, "tg-keys");
-        else {
-            pthread_mutex_unlock(&ks.lock);
-            snprintf(why, whylen, "cannot start the key fetch thread");
-            keystore_stop();
-            return -1;
-        }
-        ks.have_thread = 1;
-        /* Serve only once every issuer has had its first chance to deliver keys. */
-        struct timespec ts;
-        deadline_in(&ts, wait_budget);
-        for (;;) {
-            int pending = 0;
-            for (size_t i = 0; i < ks.n; i++)
-                pending |= !ks.issuers[i].attempted;
-            if (!pending || pthread_cond_timedwait(&ks.done, &ks.lock, &ts) == ETIMEDOUT)
-                break;
-        }
-        for (size_t i = 0; i < ks.n; i++)
-            if (!ks.issuers[i].ic->jwks_file && !ks.issuers[i].keys)
-                gw_log_warn("jwks_unavailable",
-                            "issuer %s: no keys yet (%s); its tokens are refused until a "
-                            "fetch succeeds",
-                            ks.issuers[i].ic->issuer,
-                            ks.issuers[i].last_error[0] ? ks.issuers[i].last_error
-                                                        : "first fetch still running");
-    }
-    pthread_mutex_unlock(&ks.lock);
+    keystore_activate(k);
+    keystore_release(k);
     return 0;
 }
 
@@ -502,30 +756,35 @@ void keystore_stop(void)
     if (had_thread)
         pthread_join(thread, NULL);
 
+    /* No fetch runs any more: every waiter of the active store is answered now. */
+    struct waiter_node *orphans = NULL;
     pthread_mutex_lock(&ks.lock);
-    struct issuer_state *issuers = ks.issuers;
-    size_t n = ks.n;
-    ks.issuers = NULL;
-    ks.n = 0;
-    pthread_mutex_unlock(&ks.lock);
-    for (size_t i = 0; i < n; i++) {
-        run_waiters(issuers[i].waiters);
-        jwks_unref(issuers[i].keys);
-        discovery_meta_clear(&issuers[i].meta);
+    struct keystore *old = ks.active;
+    ks.active = NULL;
+    for (size_t i = 0; old && i < old->n; i++) {
+        struct issuer_state *s = &old->issuers[i];
+        struct waiter_node **tail = &s->waiters;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = orphans;
+        orphans = s->waiters;
+        s->waiters = NULL;
     }
-    free(issuers);
+    pthread_mutex_unlock(&ks.lock);
+    run_waiters(orphans);
+    keystore_release(old);
 }
 
-struct jwk_set *keystore_get(const char *issuer)
+struct jwk_set *keystore_get(struct keystore *k, const char *issuer)
 {
     pthread_mutex_lock(&ks.lock);
-    struct issuer_state *s = find_locked(issuer);
+    struct issuer_state *s = find_in(store_locked(k), issuer);
     struct jwk_set *set = s ? jwks_ref(s->keys) : NULL;
     pthread_mutex_unlock(&ks.lock);
     return set;
 }
 
-int keystore_refetch(const char *issuer, void (*cb)(void *arg), void *arg)
+int keystore_refetch(struct keystore *k, const char *issuer, void (*cb)(void *arg), void *arg)
 {
     int rc = 0;
     struct waiter_node *w = malloc(sizeof *w);
@@ -534,7 +793,8 @@ int keystore_refetch(const char *issuer, void (*cb)(void *arg), void *arg)
     w->cb = cb;
     w->arg = arg;
     pthread_mutex_lock(&ks.lock);
-    struct issuer_state *s = find_locked(issuer);
+    struct keystore *store = store_locked(k);
+    struct issuer_state *s = store == ks.active ? find_in(store, issuer) : NULL;
     if (s && !s->ic->jwks_file && ks.have_thread && !ks.stop) {
         uint64_t now = gw_mono_ms();
         int allowed =
@@ -553,11 +813,11 @@ int keystore_refetch(const char *issuer, void (*cb)(void *arg), void *arg)
     return rc;
 }
 
-int keystore_stats(const char *issuer, struct keystore_stats *out)
+int keystore_stats(struct keystore *k, const char *issuer, struct keystore_stats *out)
 {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&ks.lock);
-    struct issuer_state *s = find_locked(issuer);
+    struct issuer_state *s = find_in(store_locked(k), issuer);
     if (s) {
         out->has_keys = s->keys != NULL;
         out->n_keys = s->keys ? s->keys->n : 0;

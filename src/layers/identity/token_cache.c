@@ -2,6 +2,7 @@
 #include "core/request.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,7 @@ struct cache_set {
 };
 
 struct token_cache {
+    atomic_long refs; /* generations sharing it (token_cache_hold) */
     size_t n_sets;
     struct cache_set *sets;
 };
@@ -30,6 +32,7 @@ struct token_cache *token_cache_new(size_t entries)
     struct token_cache *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    atomic_init(&c->refs, 1);
     c->n_sets = (entries + TOKEN_CACHE_WAYS - 1) / TOKEN_CACHE_WAYS;
     c->sets = calloc(c->n_sets, sizeof *c->sets);
     if (!c->sets) {
@@ -41,9 +44,16 @@ struct token_cache *token_cache_new(size_t entries)
     return c;
 }
 
+struct token_cache *token_cache_hold(struct token_cache *c)
+{
+    if (c)
+        atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
 void token_cache_free(struct token_cache *c)
 {
-    if (!c)
+    if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
         return;
     for (size_t i = 0; i < c->n_sets; i++) {
         for (int w = 0; w < TOKEN_CACHE_WAYS; w++)

@@ -21,8 +21,14 @@
 
 struct token_cache;
 
-/* Room for at least `entries` tokens (rounded up to whole sets). NULL when entries is 0. */
+/*
+ * Room for at least `entries` tokens (rounded up to whole sets). NULL when entries is 0.
+ * The cache is reference-counted so that configuration generations whose verification rules
+ * are the same can share it: token_cache_hold adds a reference (and returns c), and
+ * token_cache_free drops one; the last frees the cache. NULL is ignored by both.
+ */
 struct token_cache *token_cache_new(size_t entries);
+struct token_cache *token_cache_hold(struct token_cache *c);
 void token_cache_free(struct token_cache *c);
 
 /*

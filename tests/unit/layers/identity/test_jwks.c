@@ -287,7 +287,7 @@ static struct fx_config *uri_config(int port, const char *refetch, const char *t
 
 static int has_kid(const char *kid)
 {
-    struct jwk_set *set = keystore_get(FX_ISSUER);
+    struct jwk_set *set = keystore_get(NULL, FX_ISSUER);
     int found = set && jwks_find(set, kid, strlen(kid), JWT_RS256) != NULL;
     found |= set && jwks_find(set, kid, strlen(kid), JWT_EDDSA) != NULL;
     jwks_unref(set);
@@ -323,7 +323,7 @@ static void test_fetch_and_cache_control(void **state)
     /* keystore_start returned only after the first fetch. */
     assert_true(has_kid("rsa-1"));
     struct keystore_stats st;
-    assert_int_equal(keystore_stats(FX_ISSUER, &st), 0);
+    assert_int_equal(keystore_stats(NULL, FX_ISSUER, &st), 0);
     assert_int_equal(st.fetches, 1);
     assert_int_equal(st.last_ttl_ms, 1000); /* max-age won over the 10m jwks_ttl */
 
@@ -334,7 +334,7 @@ static void test_fetch_and_cache_control(void **state)
     free(body);
     assert_true(wait_until(kid_present, "ed-1", 3000));
     assert_false(has_kid("rsa-1"));
-    assert_int_equal(keystore_stats(FX_ISSUER, &st), 0);
+    assert_int_equal(keystore_stats(NULL, FX_ISSUER, &st), 0);
     assert_int_equal(st.last_ttl_ms, 600000);
     int requests = fx_server_requests(srv);
     usleep(300 * 1000);
@@ -374,7 +374,7 @@ static void test_unknown_kid_refetch_rate_limited(void **state)
     assert_int_equal(keystore_start(identity_config_of(&fx->cfg), why, sizeof why), 0);
     assert_int_equal(fx_server_requests(srv), 1);
     /* Right after the first fetch, an early refetch is not allowed. */
-    assert_int_equal(keystore_refetch(FX_ISSUER, count_cb, NULL), 0);
+    assert_int_equal(keystore_refetch(NULL, FX_ISSUER, count_cb, NULL), 0);
     usleep(550 * 1000);
     int both[] = {FX_RSA, FX_RSA_B, -1};
     body = fx_jwks(both);
@@ -384,19 +384,19 @@ static void test_unknown_kid_refetch_rate_limited(void **state)
     /* Now one is; a second caller joins the same fetch instead of starting another (the
      * IdP answers slowly so the fetch is still running when the second caller comes). */
     fx_server_delay(srv, 300);
-    assert_int_equal(keystore_refetch(FX_ISSUER, count_cb, NULL), 1);
-    assert_int_equal(keystore_refetch(FX_ISSUER, count_cb, NULL), 1);
+    assert_int_equal(keystore_refetch(NULL, FX_ISSUER, count_cb, NULL), 1);
+    assert_int_equal(keystore_refetch(NULL, FX_ISSUER, count_cb, NULL), 1);
     int two = 2;
     assert_true(wait_until(cb_reached, &two, 3000));
     assert_true(has_kid("rsa-2"));
     assert_int_equal(fx_server_requests(srv), 2);
     /* And the next is refused until the interval has passed again. */
-    assert_int_equal(keystore_refetch(FX_ISSUER, count_cb, NULL), 0);
+    assert_int_equal(keystore_refetch(NULL, FX_ISSUER, count_cb, NULL), 0);
     for (int i = 0; i < 20; i++)
-        assert_int_equal(keystore_refetch(FX_ISSUER, count_cb, NULL), 0);
+        assert_int_equal(keystore_refetch(NULL, FX_ISSUER, count_cb, NULL), 0);
     assert_int_equal(fx_server_requests(srv), 2);
     /* An unknown issuer never fetches. */
-    assert_int_equal(keystore_refetch("https://nobody/", count_cb, NULL), 0);
+    assert_int_equal(keystore_refetch(NULL, "https://nobody/", count_cb, NULL), 0);
     keystore_stop();
     fx_config_free(fx);
     fx_server_stop(srv);
@@ -431,7 +431,7 @@ static void test_idp_down_keeps_last_good_set(void **state)
         usleep(10000);
     struct keystore_stats st;
     for (int i = 0; i < 300; i++) {
-        keystore_stats(FX_ISSUER, &st);
+        keystore_stats(NULL, FX_ISSUER, &st);
         if (st.failures >= 3)
             break;
         usleep(10000);
@@ -455,7 +455,7 @@ static void test_start_with_idp_down_and_files(void **state)
     uint64_t t0 = gw_mono_ms();
     assert_int_equal(keystore_start(identity_config_of(&fx->cfg), why, sizeof why), 0);
     assert_true(gw_mono_ms() - t0 < 3000);
-    assert_null(keystore_get(FX_ISSUER));
+    assert_null(keystore_get(NULL, FX_ISSUER));
     keystore_stop();
     fx_config_free(fx);
     fx_server_stop(srv);
@@ -474,7 +474,7 @@ static void test_start_with_idp_down_and_files(void **state)
     fx = fx_config_yaml(yaml, &err);
     assert_non_null(fx);
     assert_int_equal(keystore_start(identity_config_of(&fx->cfg), why, sizeof why), 0);
-    struct jwk_set *set = keystore_get(FX_ISSUER);
+    struct jwk_set *set = keystore_get(NULL, FX_ISSUER);
     assert_non_null(set);
     assert_non_null(jwks_find(set, "p256-1", 6, JWT_ES256));
     jwks_unref(set);
