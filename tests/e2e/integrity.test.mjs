@@ -460,6 +460,42 @@ describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () 
         assert.equal(rows.clock.state, "pending");
     });
 
+    const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+    test("the dashboard lists what awaits review and approves it", { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed` }, async () => {
+        const { chromium } = await import("playwright-core");
+        const browser = await withTimeout(chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu"] }), 30000, "chromium to start");
+        try {
+            const page = await browser.newPage();
+            const errors = [];
+            page.on("pageerror", (e) => errors.push(String(e)));
+            await page.goto(`${tg.adminBase}/ui`);
+            await page.waitForSelector("#login:not(.hidden)", { timeout: 10000 });
+            await page.fill("#token", TOKEN);
+            await page.click("#login-form button");
+            await page.waitForSelector("#panels:not(.hidden)", { timeout: 10000 });
+            const row = '#integrity tr[data-name="clock"]';
+            await page.waitForSelector(row, { timeout: 15000 });
+            const p = (await pins()).clock;
+            const text = await page.textContent(row);
+            assert.match(text, /tool.*clock.*mcp\/backend.*drift.*pending/s);
+            assert.ok(text.includes(p.seen_hash.slice(0, 12)), "the row shows the hash awaiting the decision");
+            // Decided elsewhere already: not listed.
+            assert.equal(await page.$('#integrity tr[data-name="weather"]'), null);
+            assert.equal(await page.$('#integrity tr[data-name="mailer"]'), null);
+            await page.click(`${row} button.decide-approve`);
+            await page.waitForSelector(row, { state: "detached", timeout: 10000 });
+            assert.match(await page.textContent("#status"), /clock: approved/);
+            assert.ok(await page.isVisible("#integrity-empty"));
+            assert.deepEqual(errors, []);
+        } finally {
+            await browser.close().catch(() => {});
+        }
+        assert.equal((await pins()).clock.state, "approved");
+        assert.ok((await names(c.client)).includes("clock"));
+        const r = await call(c.client, "clock");
+        assert.equal(r.isError, false, r.text);
+    });
+
     test("the decisions are on the audit chain with the admin token's digest, and the chain verifies", async () => {
         const evs = await waitUntil(async () => {
             const e = await auditEvents(tg);
@@ -470,7 +506,9 @@ describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () 
         assert.ok(!JSON.stringify(evs).includes(TOKEN), "the token itself is never recorded");
         assert.equal(approve.backend, "mcp/backend");
         assert.match(approve.hash, /^[0-9a-f]{64}$/);
-        assert.equal(evs.filter((r) => r.event === "approve" || r.event === "reject").length, 2, "refused requests decided nothing");
+        const decided = evs.filter((r) => r.event === "approve" || r.event === "reject");
+        assert.equal(decided.filter((r) => r.name !== "clock").length, 2, "refused requests decided nothing");
+        for (const r of decided) assert.match(r.by, /^admin-token:[0-9a-f]{12}$/);
         await c.client.close();
         c = null;
         await tg.stop();
