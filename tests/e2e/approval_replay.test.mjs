@@ -134,6 +134,9 @@ describe("replay_store: Redis shared by two instances", () => {
         passed(await redeem(gws.a, "one", state), "one");
         refused(await redeem(gws.b, "one", state), "policy.approval_invalid", /used already/);
         refused(await redeem(gws.a, "one", state), "policy.approval_invalid", /used already/);
+        const ready = JSON.parse((await httpGet(`${gws.a.adminBase}/readyz`)).body);
+        assert.equal(ready.checks.approval_replay_redis.state, "ok");
+        assert.equal(JSON.parse((await httpGet(`${gws.memA.adminBase}/readyz`)).body).checks.approval_replay_redis, undefined);
         assert.ok((await metric(gws.a, "first")) >= 1);
         assert.ok((await metric(gws.a, "replay")) >= 1);
         assert.ok((await metric(gws.b, "replay")) >= 1);
@@ -166,7 +169,15 @@ describe("replay_store: Redis shared by two instances", () => {
         }
         await gws.a.waitForLog((l) => l.event === "approval_replay_unavailable", 5000, "the denial's log line");
         assert.ok((await metric(gws.a, "unavailable")) > before);
+        // Readiness says so (probed at most once a second); the memory instances are not concerned.
+        let ready;
+        await waitUntil(async () => (ready = await httpGet(`${gws.a.adminBase}/readyz`)).status === 503, 5000, "/readyz failing with Redis stopped", 100);
+        const checks = JSON.parse(ready.body).checks;
+        assert.equal(checks.approval_replay_redis.state, "failing");
+        assert.match(checks.approval_replay_redis.detail, /Redis at 127\.0\.0\.1:\d+/);
+        assert.equal((await httpGet(`${gws.memA.adminBase}/readyz`)).status, 200);
         await startRedis();
+        await waitUntil(async () => (await httpGet(`${gws.a.adminBase}/readyz`)).status === 200, 5000, "/readyz ok with Redis back", 100);
         // Past the half-second pause before a reconnect.
         await waitUntil(async () => !(await redeem(gws.b, "three", state)).body.result?.isError, 5000, "the state redeemed once Redis is back");
         refused(await redeem(gws.a, "three", state), "policy.approval_invalid", /used already/);

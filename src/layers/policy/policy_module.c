@@ -84,6 +84,20 @@ static void metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
     }
 }
 
+/* With replay_store on Redis: whether it answers (a retry is denied while it does not). */
+static void ready(const struct gw_config *cfg, json_t *checks)
+{
+    const struct policy_config *pc = policy_config_of(cfg);
+    if (!pc || !pc->approvals.replay_host)
+        return;
+    char detail[160];
+    int ok = policy_replay_ready(&pc->approvals, detail, sizeof detail);
+    json_t *c = json_pack("{s:s}", "state", ok ? "ok" : "failing");
+    if (c && !ok)
+        json_object_set_new(c, "detail", json_string(detail));
+    json_object_set_new(checks, "approval_replay_redis", c);
+}
+
 const struct gw_module policy_module = {
     .name = "policy",
     .config_key = "policy",
@@ -91,6 +105,7 @@ const struct gw_module policy_module = {
     .free = conf_free,
     .check = check,
     .reason_codes = reasons,
+    .ready = ready,
     .metrics = metrics,
     .layer = &policy_layer,
     .admin_api = policy_admin_api,

@@ -15,6 +15,7 @@
 #include "layers/policy/policy_replay.h"
 #include "lib/digest.h"
 #include "lib/log.h"
+#include "lib/probe.h"
 #include "lib/timeutil.h"
 
 #include <hiredis/adapters/libuv.h>
@@ -273,4 +274,39 @@ void policy_replay_claim(const struct policy_approvals *a, struct uv_loop_s *loo
     /* The loop's cached time may be old (see limits_redis.c): one clock read. */
     uv_update_time(loop);
     uv_timer_start(&cl->timer, on_timeout, a->replay_timeout_ms, 0);
+}
+
+/* ---- readiness ---- */
+
+static struct gw_probe ready_probe = GW_PROBE_INIT;
+
+static int ping(void *arg, char *detail, size_t len)
+{
+    const struct policy_approvals *a = arg;
+    struct timeval tv = {(time_t)(a->replay_timeout_ms / 1000),
+                         (suseconds_t)(a->replay_timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(a->replay_host, a->replay_port, tv);
+    int ok = 0;
+    if (!c || c->err) {
+        snprintf(detail, len, "cannot connect to Redis at %s:%d%s%s", a->replay_host,
+                 a->replay_port, c ? ": " : "", c ? c->errstr : "");
+        goto out;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *r = redisCommand(c, "PING");
+    ok = r && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING) &&
+         strcmp(r->str, "PONG") == 0;
+    if (!ok)
+        snprintf(detail, len, "Redis at %s:%d did not answer PING", a->replay_host, a->replay_port);
+    if (r)
+        freeReplyObject(r);
+out:
+    if (c)
+        redisFree(c);
+    return ok;
+}
+
+int policy_replay_ready(const struct policy_approvals *a, char *detail, size_t len)
+{
+    return gw_probe_run(&ready_probe, 1000, ping, (void *)a, detail, len);
 }

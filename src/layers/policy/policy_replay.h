@@ -32,6 +32,11 @@ void policy_replay_claim(const struct policy_approvals *a, struct uv_loop_s *loo
                          uint64_t ttl_ms, policy_replay_cb cb, void *arg);
 /* Closes this thread's connection (tests). */
 void policy_replay_thread_close(void);
+/*
+ * Readiness: 1 when Redis answers PING within replay_timeout on a connection of its own, else
+ * 0 with a sentence in detail. At most one probe a second (lib/probe.h); blocks that long.
+ */
+int policy_replay_ready(const struct policy_approvals *a, char *detail, size_t len);
 /* Claims that succeeded, replays refused, claims that failed (the store unavailable). */
 void policy_replay_counts(uint64_t *claims, uint64_t *replays, uint64_t *errors);
 
