@@ -67,12 +67,11 @@ before(async () => {
     backendUrl = `http://127.0.0.1:${bport}/mcp`;
     const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
     const shared = `redis://127.0.0.1:${redisPort}`;
-    [gws.a, gws.b, gws.memA, gws.memB] = await Promise.all([
-        startInstance(ports[0], ports, shared),
-        startInstance(ports[1], ports, shared),
-        startInstance(ports[2], ports, "memory"),
-        startInstance(ports[3], ports, "memory"),
-    ]);
+    // One after the other: four at once may miss the start bound on a loaded machine.
+    gws.a = await startInstance(ports[0], ports, shared);
+    gws.b = await startInstance(ports[1], ports, shared);
+    gws.memA = await startInstance(ports[2], ports, "memory");
+    gws.memB = await startInstance(ports[3], ports, "memory");
     const args = ["token", "--key", path.join(keys, "private.pem"), "--iss", ISSUER, "--sub", "ann", "--roles", "tester", "--scopes", "tools.read", "--client", "e2e-replay", "--ttl", "30m"];
     for (const p of ports) args.push("--aud", `http://127.0.0.1:${p}/v2`);
     gws.token = execFileSync(TOOLGATE_BIN, args, { encoding: "utf8", timeout: 20000 }).trim();
