@@ -325,7 +325,7 @@ describe("enforce (the default): a rug pull in the middle of a session", () => {
 describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () => {
     const TOKEN = "e2e-test-admin-token-integrity-0123456789abcdef"; // a test token
     const auth = { Authorization: `Bearer ${TOKEN}` };
-    let z, spec, backend, tg, c, api;
+    let z, spec, backend, tg, c, api, store, other, oc;
     const decide = (id, body, headers = {}) =>
         fetch(`${api}/integrity/${id}`, {
             method: "POST",
@@ -346,8 +346,10 @@ describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () 
         const dir = tempDir();
         const tokenFile = path.join(dir, "admin-token");
         writeFileSync(tokenFile, TOKEN + "\n");
-        // A long kept view: what the admin API decides must be seen at once all the same.
-        tg = await startToolgate({ routes: [{ url: backend.url }], admin: { token_file: tokenFile }, extra: { integrity: { cache_ttl: "60s" } } });
+        // A long kept view: what the admin API decides must be seen at once all the same. The pin
+        // store is a file another instance shares (with the default kept view of 1 s).
+        store = path.join(dir, "shared-pins.db");
+        tg = await startToolgate({ routes: [{ url: backend.url }], admin: { token_file: tokenFile }, extra: { integrity: { store: `sqlite:${store}`, cache_ttl: "60s" } } });
         api = `${tg.adminBase}/admin/api`;
         c = await connect(tg);
         assert.deepEqual(await names(c.client), ["add", "clock", "notes", "weather"]);
@@ -361,8 +363,15 @@ describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () 
         assert.deepEqual(await names(c.client), ["add", "notes"]);
         // Calls of the quarantined tools are answered from the kept view from now on.
         for (const n of ["weather", "mailer"]) assert.match((await call(c.client, n, n === "weather" ? { city: "Oslo" } : { to: "x" })).text, /quarantined/);
+        // A second instance on the same pin store sees the same quarantine.
+        other = await startToolgate({ routes: [{ url: backend.url }], extra: { integrity: { store: `sqlite:${store}` } } });
+        oc = await connect(other);
+        assert.deepEqual(await names(oc.client), ["add", "notes"]);
+        assert.match((await call(oc.client, "weather", { city: "Oslo" })).text, /quarantined/);
     });
     after(async () => {
+        if (oc) await oc.client.close().catch(() => {});
+        if (other) await other.stop().catch(() => {});
         if (c) await c.client.close().catch(() => {});
         if (tg) await tg.stop().catch(() => {});
         if (backend) await backend.stop();
@@ -434,6 +443,10 @@ describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () 
         assert.equal(r.isError, false, r.text);
         assert.match(r.text, /called weather/);
         assert.deepEqual(await names(c.client), ["add", "notes", "weather"]);
+        // The other instance, through the shared store: on its next list, and on calls within
+        // its kept view (1 s).
+        assert.deepEqual(await names(oc.client), ["add", "notes", "weather"]);
+        await waitUntil(async () => !(await call(oc.client, "weather", { city: "Bergen" })).isError, 10000, "weather allowed on the other instance");
         // Decided already.
         const again = await decide(p.weather.id, { decision: "approve", hash: p.weather.seen_hash.slice(0, 12) });
         assert.equal(again.status, 409);
@@ -450,6 +463,8 @@ describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () 
         assert.ok(m.isError);
         assert.match(m.text, /rejected/);
         assert.ok(!backend.calls.includes("mailer"));
+        assert.ok(!(await names(oc.client)).includes("mailer"));
+        await waitUntil(async () => /rejected/.test((await call(oc.client, "mailer", { to: "x" })).text), 10000, "mailer rejected on the other instance");
         assert.equal((await decide(p.mailer.id, { decision: "reject", hash: p.mailer.seen_hash.slice(0, 8) })).status, 409);
         // The CLI agrees on what the store holds.
         const list = await tools(tg, "list", "--format", "json");
@@ -497,8 +512,9 @@ describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () 
     });
 
     test("the decisions are on the audit chain with the admin token's digest, and the chain verifies", async () => {
+        // The store's events go on the chain of whichever instance sharing it drains them first.
         const evs = await waitUntil(async () => {
-            const e = await auditEvents(tg);
+            const e = [...(await auditEvents(tg)), ...(await auditEvents(other))];
             return e.some((r) => r.event === "approve" && r.name === "weather") && e.some((r) => r.event === "reject" && r.name === "mailer") && e;
         }, 10000, "the admin decisions on the audit chain");
         const approve = evs.find((r) => r.event === "approve" && r.name === "weather");
@@ -511,12 +527,18 @@ describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () 
         for (const r of decided) assert.match(r.by, /^admin-token:[0-9a-f]{12}$/);
         await c.client.close();
         c = null;
+        await oc.client.close();
+        oc = null;
         await tg.stop();
-        const dir = path.dirname(tg.configPath);
-        const db = path.join(dir, "toolgate-audit.db");
-        const v = await toolgateCmd(dir, "audit", "verify", `sqlite:${db}`, "--pubkey", `${db}.ed25519.pem.pub`, "--closed");
-        assert.equal(v.code, 0, `${v.stdout}\n${v.stderr}`);
+        await other.stop();
+        for (const t of [tg, other]) {
+            const dir = path.dirname(t.configPath);
+            const db = path.join(dir, "toolgate-audit.db");
+            const v = await toolgateCmd(dir, "audit", "verify", `sqlite:${db}`, "--pubkey", `${db}.ed25519.pem.pub`, "--closed");
+            assert.equal(v.code, 0, `${v.stdout}\n${v.stderr}`);
+        }
         tg = null;
+        other = null;
     });
 });
 
