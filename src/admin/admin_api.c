@@ -215,15 +215,22 @@ static int answer_topic(const struct gw_config *cfg, const char *topic, const js
 
 /* ---- pool jobs ---- */
 
+#define MAX_ACTION_ID 64
+#define MAX_ACTION_BODY 4096
+
+/* One answer computed on a pool thread: a topic (GET), or an action when `action` is set. */
 struct api_job {
     uv_work_t work;
     struct gw_conn *conn; /* NULL once the client has gone */
     struct gw_worker *worker;
     const struct gw_config *cfg;
     char topic[MAX_TOPIC + 1];
-    json_t *params;
+    json_t *params; /* the query's parameters, or the action's body */
     json_t *out;
     int status;
+    int action;
+    char id[MAX_ACTION_ID + 1];
+    char approver[80];
 };
 
 static void job_client_gone(void *arg)
@@ -235,7 +242,15 @@ static void job_client_gone(void *arg)
 static void job_run(uv_work_t *work)
 {
     struct api_job *job = work->data;
-    job->status = answer_topic(job->cfg, job->topic, job->params, &job->out);
+    if (!job->action) {
+        job->status = answer_topic(job->cfg, job->topic, job->params, &job->out);
+        return;
+    }
+    job->status = 0;
+    for (size_t m = 0; m < gw_n_modules && job->status == 0; m++)
+        if (gw_modules[m]->admin_action)
+            job->status = gw_modules[m]->admin_action(job->cfg, job->topic, job->id, job->params,
+                                                      job->approver, &job->out);
 }
 
 static void job_done(uv_work_t *work, int status)
@@ -247,7 +262,9 @@ static void job_done(uv_work_t *work, int status)
             send_error(job->conn, 503, "the request was cancelled");
         else if (job->status == 0)
             send_error(job->conn, 404,
-                       "no such admin API endpoint; see docs/operations.md, \"Admin API\"");
+                       job->action
+                           ? "no such admin API action; see docs/operations.md, \"Admin API\""
+                           : "no such admin API endpoint; see docs/operations.md, \"Admin API\"");
         else if (!job->out)
             send_error(job->conn, job->status >= 400 ? job->status : 503,
                        "the answer is unavailable now");
@@ -261,10 +278,33 @@ static void job_done(uv_work_t *work, int status)
     free(job);
 }
 
-/* ---- actions (POST /admin/api/<topic>/<id>) ---- */
+/*
+ * Queues a job on the worker's pool; the connection is answered when it is done (or not at
+ * all when the client has gone). Takes the job's params. Returns 0, or -1 after answering.
+ */
+static int queue_job(struct gw_conn *c, const struct gw_config *cfg, struct api_job *job)
+{
+    job->conn = c;
+    job->worker = gw_conn_worker(c);
+    /* The job runs on a pool thread: a reload may retire the worker's generation meanwhile. */
+    gw_generation_hold(cfg);
+    job->cfg = cfg;
+    job->work.data = job;
+    gw_conn_set_hooks(c, job_client_gone, NULL, job);
+    gw_worker_ref(job->worker);
+    if (uv_queue_work(gw_worker_loop(job->worker), &job->work, job_run, job_done) != 0) {
+        gw_conn_set_hooks(c, NULL, NULL, NULL);
+        gw_generation_release(cfg);
+        gw_worker_unref(job->worker);
+        json_decref(job->params);
+        free(job);
+        send_error(c, 503, "the admin API cannot take more work now");
+        return -1;
+    }
+    return 0;
+}
 
-#define MAX_ACTION_ID 64
-#define MAX_ACTION_BODY 4096
+/* ---- actions (POST /admin/api/<topic>/<id>) ---- */
 
 /* Who acts: the admin credential, by a prefix of its hash (never the token itself). */
 static void approver_of(const struct http1_parser *p, const struct gw_config *cfg, char *out,
@@ -312,7 +352,6 @@ static int action_origin_ok(const struct http1_parser *p)
 static void serve_action(struct gw_conn *c, struct http1_parser *p, const struct gw_config *cfg,
                          struct gw_slice topic, struct gw_slice id)
 {
-    char t[MAX_TOPIC + 1], i[MAX_ACTION_ID + 1], approver[80];
     if (!action_origin_ok(p)) {
         send_error(c, 403,
                    "admin actions take a JSON body (Content-Type: application/json) "
@@ -330,24 +369,19 @@ static void serve_action(struct gw_conn *c, struct http1_parser *p, const struct
         send_error(c, 400, "the body is not a JSON object");
         return;
     }
-    memcpy(t, topic.ptr, topic.len);
-    t[topic.len] = '\0';
-    memcpy(i, id.ptr, id.len);
-    i[id.len] = '\0';
-    approver_of(p, cfg, approver, sizeof approver);
-    json_t *out = NULL;
-    int status = 0;
-    for (size_t m = 0; m < gw_n_modules && status == 0; m++)
-        if (gw_modules[m]->admin_action)
-            status = gw_modules[m]->admin_action(cfg, t, i, body, approver, &out);
-    json_decref(body);
-    if (status == 0)
-        send_error(c, 404, "no such admin API action; see docs/operations.md, \"Admin API\"");
-    else if (!out)
-        send_error(c, 503, "the answer is unavailable now");
-    else
-        send_json(c, status, out);
-    json_decref(out);
+    struct api_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        json_decref(body);
+        send_error(c, 503, "out of memory");
+        return;
+    }
+    /* An action may write a store (a transaction, a round trip): never on the loop. */
+    job->action = 1;
+    memcpy(job->topic, topic.ptr, topic.len);
+    memcpy(job->id, id.ptr, id.len);
+    approver_of(p, cfg, job->approver, sizeof job->approver);
+    job->params = body;
+    queue_job(c, cfg, job);
 }
 
 int admin_api_serve(struct gw_conn *c, struct http1_parser *p, const struct gw_config *cfg)
@@ -410,23 +444,8 @@ int admin_api_serve(struct gw_conn *c, struct http1_parser *p, const struct gw_c
         send_error(c, 503, "out of memory");
         return 1;
     }
-    job->conn = c;
-    job->worker = gw_conn_worker(c);
-    /* The job runs on a pool thread: a reload may retire the worker's generation meanwhile. */
-    gw_generation_hold(cfg);
-    job->cfg = cfg;
     memcpy(job->topic, topic.ptr, topic.len);
     job->params = params;
-    job->work.data = job;
-    gw_conn_set_hooks(c, job_client_gone, NULL, job);
-    gw_worker_ref(job->worker);
-    if (uv_queue_work(gw_worker_loop(job->worker), &job->work, job_run, job_done) != 0) {
-        gw_conn_set_hooks(c, NULL, NULL, NULL);
-        gw_generation_release(cfg);
-        gw_worker_unref(job->worker);
-        json_decref(params);
-        free(job);
-        send_error(c, 503, "the admin API cannot take more work now");
-    }
+    queue_job(c, cfg, job);
     return 1;
 }

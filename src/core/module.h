@@ -161,9 +161,10 @@ struct gw_module {
     /*
      * Admin API actions (optional): POST /admin/api/<topic>/<id> with a JSON object body.
      * `approver` names the admin credential that asked ("admin-token:<12 hex>", or
-     * "admin:loopback" without a token). Runs on the admin worker's loop: it must not block.
-     * Returns 0 when the topic is not the module's, else an HTTP status with *out set (as
-     * admin_api: 200, 400, 404, 409 or 503 with {"error": "..."}).
+     * "admin:loopback" without a token). Runs on a thread of libuv's pool, as admin_api does,
+     * so it may write its store within a bounded time; several may run at once. Returns 0 when the
+     * topic is not the module's, else an HTTP status with *out set (as admin_api: 200, 400, 404,
+     * 409 or 503 with {"error": "..."}).
      */
     int (*admin_action)(const struct gw_config *cfg, const char *topic, const char *id,
                         const json_t *body, const char *approver, json_t **out);

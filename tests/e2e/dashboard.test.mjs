@@ -89,6 +89,9 @@ describe("dashboard in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHR
         // The EHR backend answers with patient data: the safety layer finds PII in its responses.
         assert.match(await page.textContent("#pii"), /ssn\s*\d+ found/);
         assert.match(await page.textContent("#audit"), /records committed/);
+        // Every definition was pinned on first sight: nothing awaits review.
+        assert.match(await page.textContent("#integrity-empty"), /No definition awaits a decision/);
+        assert.ok(await page.isVisible("#integrity-empty"));
         await page.waitForFunction(() => document.querySelector('[data-budget="user-daily"] .row'), null, { timeout: 15000 });
         assert.match(await page.textContent("#spend"), /user-daily/);
         await page.click("#verify");

@@ -320,6 +320,228 @@ describe("enforce (the default): a rug pull in the middle of a session", () => {
     });
 });
 
+/* ---------- decisions through the admin API ---------- */
+
+describe("decisions through the admin API (POST /admin/api/integrity/<id>)", () => {
+    const TOKEN = "e2e-test-admin-token-integrity-0123456789abcdef"; // a test token
+    const auth = { Authorization: `Bearer ${TOKEN}` };
+    let z, spec, backend, tg, c, api, store, other, oc;
+    const decide = (id, body, headers = {}) =>
+        fetch(`${api}/integrity/${id}`, {
+            method: "POST",
+            headers: { ...auth, "Content-Type": "application/json", ...headers },
+            body: typeof body === "string" ? body : JSON.stringify(body),
+            signal: AbortSignal.timeout(5000),
+        });
+    const pins = async (query = "") => {
+        const r = await fetch(`${api}/integrity${query}`, { headers: auth, signal: AbortSignal.timeout(5000) });
+        assert.equal(r.status, 200);
+        return Object.fromEntries((await r.json()).pins.map((p) => [p.name, p]));
+    };
+
+    before(async () => {
+        ({ z } = await import("zod"));
+        spec = { tools: baseTools(z) };
+        backend = await startDrifter(spec);
+        const dir = tempDir();
+        const tokenFile = path.join(dir, "admin-token");
+        writeFileSync(tokenFile, TOKEN + "\n");
+        // A long kept view: what the admin API decides must be seen at once all the same. The pin
+        // store is a file another instance shares (with the default kept view of 1 s).
+        store = path.join(dir, "shared-pins.db");
+        tg = await startToolgate({ routes: [{ url: backend.url }], admin: { token_file: tokenFile }, extra: { integrity: { store: `sqlite:${store}`, cache_ttl: "60s" } } });
+        api = `${tg.adminBase}/admin/api`;
+        c = await connect(tg);
+        assert.deepEqual(await names(c.client), ["add", "clock", "notes", "weather"]);
+        const before = c.changed.n;
+        spec.tools = baseTools(z);
+        spec.tools[1].shape = () => ({ city: z.string(), units: z.string().optional() });
+        spec.tools[3].description = "The current time, in UTC.";
+        spec.tools.push({ name: "mailer", description: "Sends mail.", shape: () => ({ to: z.string() }) });
+        backend.sync();
+        await withLogs(waitUntil(() => c.changed.n > before, 10000, "notifications/tools/list_changed"), tg.child);
+        assert.deepEqual(await names(c.client), ["add", "notes"]);
+        // Calls of the quarantined tools are answered from the kept view from now on.
+        for (const n of ["weather", "mailer"]) assert.match((await call(c.client, n, n === "weather" ? { city: "Oslo" } : { to: "x" })).text, /quarantined/);
+        // A second instance on the same pin store sees the same quarantine.
+        other = await startToolgate({ routes: [{ url: backend.url }], extra: { integrity: { store: `sqlite:${store}` } } });
+        oc = await connect(other);
+        assert.deepEqual(await names(oc.client), ["add", "notes"]);
+        assert.match((await call(oc.client, "weather", { city: "Oslo" })).text, /quarantined/);
+    });
+    after(async () => {
+        if (oc) await oc.client.close().catch(() => {});
+        if (other) await other.stop().catch(() => {});
+        if (c) await c.client.close().catch(() => {});
+        if (tg) await tg.stop().catch(() => {});
+        if (backend) await backend.stop();
+    });
+
+    test("the guards: the token, a JSON body, no foreign Origin, POST only", async () => {
+        const p = await pins("?state=pending");
+        const { id, seen_hash } = p.weather;
+        assert.match(id, /^pin-[0-9a-f]{16}$/);
+        const body = JSON.stringify({ decision: "approve", hash: seen_hash.slice(0, 12) });
+        const noToken = await fetch(`${api}/integrity/${id}`, { method: "POST", headers: { "Content-Type": "application/json" }, body });
+        assert.equal(noToken.status, 401);
+        const wrongToken = await decide(id, body, { Authorization: "Bearer not-the-token" });
+        assert.equal(wrongToken.status, 403, "a wrong token is forbidden");
+        assert.equal((await decide(id, body, { "Content-Type": "text/plain" })).status, 403);
+        const foreign = await decide(id, body, { Origin: "http://evil.example" });
+        assert.equal(foreign.status, 403);
+        assert.match((await foreign.json()).error, /Origin/);
+        assert.equal((await fetch(`${api}/integrity/${id}`, { headers: auth })).status, 404);
+        assert.equal((await fetch(`${api}/integrity/${id}`, { method: "PUT", headers: auth })).status, 405);
+        // Nothing of that was decided.
+        assert.equal((await pins()).weather.state, "pending");
+        assert.ok(!(await names(c.client)).includes("weather"));
+    });
+
+    test("bad bodies are 400, unknown ids 404, with JSON errors", async () => {
+        const { id, seen_hash } = (await pins()).weather;
+        for (const bad of [
+            "{",
+            "[]",
+            { decision: "approve" },
+            { decision: "maybe", hash: seen_hash.slice(0, 12) },
+            { decision: "approve", hash: seen_hash.slice(0, 7) },
+            { decision: "approve", hash: "zz" + seen_hash.slice(2, 12) },
+            { decision: "approve", hash: seen_hash + "0" },
+            { decision: "approve", hash: seen_hash.slice(0, 12), name: "weather" },
+        ]) {
+            const r = await decide(id, bad);
+            assert.equal(r.status, 400, JSON.stringify(bad));
+            assert.equal(typeof (await r.json()).error, "string");
+        }
+        const body = { decision: "approve", hash: seen_hash.slice(0, 12) };
+        for (const unknown of ["pin-0000000000000000", "pin-00", "weather"]) {
+            const r = await decide(unknown, body);
+            assert.equal(r.status, 404, unknown);
+            assert.equal(typeof (await r.json()).error, "string");
+        }
+        assert.equal((await decide("PIN-../x", body)).status, 404);
+        assert.equal((await pins()).weather.state, "pending");
+    });
+
+    test("a hash that is not the pending definition's is 409; the right one shows and allows the tool at once", async () => {
+        const p = await pins();
+        const wrong = await decide(p.weather.id, { decision: "approve", hash: p.clock.seen_hash.slice(0, 12) });
+        assert.equal(wrong.status, 409);
+        const w = await wrong.json();
+        assert.match(w.error, /not the hash/);
+        assert.equal(w.pin.state, "pending");
+        assert.ok(!(await names(c.client)).includes("weather"));
+        assert.ok((await call(c.client, "weather", { city: "Oslo" })).isError);
+
+        const ok = await decide(p.weather.id, { decision: "approve", hash: p.weather.seen_hash.slice(0, 12).toUpperCase() });
+        assert.equal(ok.status, 200);
+        const body = await ok.json();
+        assert.equal(body.pin.state, "approved");
+        assert.equal(body.pin.approved_hash, p.weather.seen_hash);
+        // Within the 60 s kept view: this process sees its own decision without waiting.
+        const r = await call(c.client, "weather", { city: "Oslo", units: "metric" });
+        assert.equal(r.isError, false, r.text);
+        assert.match(r.text, /called weather/);
+        assert.deepEqual(await names(c.client), ["add", "notes", "weather"]);
+        // The other instance, through the shared store: on its next list, and on calls within
+        // its kept view (1 s).
+        assert.deepEqual(await names(oc.client), ["add", "notes", "weather"]);
+        await waitUntil(async () => !(await call(oc.client, "weather", { city: "Bergen" })).isError, 10000, "weather allowed on the other instance");
+        // Decided already.
+        const again = await decide(p.weather.id, { decision: "approve", hash: p.weather.seen_hash.slice(0, 12) });
+        assert.equal(again.status, 409);
+        assert.match((await again.json()).error, /decided already/);
+    });
+
+    test("reject keeps a tool hidden and refused; a second decision is 409", async () => {
+        const p = await pins();
+        const r = await decide(p.mailer.id, { decision: "reject", hash: p.mailer.seen_hash.slice(0, 8) });
+        assert.equal(r.status, 200);
+        assert.equal((await r.json()).pin.state, "rejected");
+        assert.ok(!(await names(c.client)).includes("mailer"));
+        const m = await call(c.client, "mailer", { to: "x" });
+        assert.ok(m.isError);
+        assert.match(m.text, /rejected/);
+        assert.ok(!backend.calls.includes("mailer"));
+        assert.ok(!(await names(oc.client)).includes("mailer"));
+        await waitUntil(async () => /rejected/.test((await call(oc.client, "mailer", { to: "x" })).text), 10000, "mailer rejected on the other instance");
+        assert.equal((await decide(p.mailer.id, { decision: "reject", hash: p.mailer.seen_hash.slice(0, 8) })).status, 409);
+        // The CLI agrees on what the store holds.
+        const list = await tools(tg, "list", "--format", "json");
+        assert.equal(list.code, 0, list.stderr);
+        const rows = Object.fromEntries(list.stdout.trim().split("\n").map((l) => JSON.parse(l)).map((x) => [x.name, x]));
+        assert.equal(rows.mailer.state, "rejected");
+        assert.equal(rows.weather.state, "approved");
+        assert.equal(rows.clock.state, "pending");
+    });
+
+    const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+    test("the dashboard lists what awaits review and approves it", { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed` }, async () => {
+        const { chromium } = await import("playwright-core");
+        const browser = await withTimeout(chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu"] }), 30000, "chromium to start");
+        try {
+            const page = await browser.newPage();
+            const errors = [];
+            page.on("pageerror", (e) => errors.push(String(e)));
+            await page.goto(`${tg.adminBase}/ui`);
+            await page.waitForSelector("#login:not(.hidden)", { timeout: 10000 });
+            await page.fill("#token", TOKEN);
+            await page.click("#login-form button");
+            await page.waitForSelector("#panels:not(.hidden)", { timeout: 10000 });
+            const row = '#integrity tr[data-name="clock"]';
+            await page.waitForSelector(row, { timeout: 15000 });
+            const p = (await pins()).clock;
+            const text = await page.textContent(row);
+            assert.match(text, /tool.*clock.*mcp\/backend.*drift.*pending/s);
+            assert.ok(text.includes(p.seen_hash.slice(0, 12)), "the row shows the hash awaiting the decision");
+            // Decided elsewhere already: not listed.
+            assert.equal(await page.$('#integrity tr[data-name="weather"]'), null);
+            assert.equal(await page.$('#integrity tr[data-name="mailer"]'), null);
+            await page.click(`${row} button.decide-approve`);
+            await page.waitForSelector(row, { state: "detached", timeout: 10000 });
+            assert.match(await page.textContent("#status"), /clock: approved/);
+            assert.ok(await page.isVisible("#integrity-empty"));
+            assert.deepEqual(errors, []);
+        } finally {
+            await browser.close().catch(() => {});
+        }
+        assert.equal((await pins()).clock.state, "approved");
+        assert.ok((await names(c.client)).includes("clock"));
+        const r = await call(c.client, "clock");
+        assert.equal(r.isError, false, r.text);
+    });
+
+    test("the decisions are on the audit chain with the admin token's digest, and the chain verifies", async () => {
+        // The store's events go on the chain of whichever instance sharing it drains them first.
+        const evs = await waitUntil(async () => {
+            const e = [...(await auditEvents(tg)), ...(await auditEvents(other))];
+            return e.some((r) => r.event === "approve" && r.name === "weather") && e.some((r) => r.event === "reject" && r.name === "mailer") && e;
+        }, 10000, "the admin decisions on the audit chain");
+        const approve = evs.find((r) => r.event === "approve" && r.name === "weather");
+        assert.match(approve.by, /^admin-token:[0-9a-f]{12}$/);
+        assert.ok(!JSON.stringify(evs).includes(TOKEN), "the token itself is never recorded");
+        assert.equal(approve.backend, "mcp/backend");
+        assert.match(approve.hash, /^[0-9a-f]{64}$/);
+        const decided = evs.filter((r) => r.event === "approve" || r.event === "reject");
+        assert.equal(decided.filter((r) => r.name !== "clock").length, 2, "refused requests decided nothing");
+        for (const r of decided) assert.match(r.by, /^admin-token:[0-9a-f]{12}$/);
+        await c.client.close();
+        c = null;
+        await oc.client.close();
+        oc = null;
+        await tg.stop();
+        await other.stop();
+        for (const t of [tg, other]) {
+            const dir = path.dirname(t.configPath);
+            const db = path.join(dir, "toolgate-audit.db");
+            const v = await toolgateCmd(dir, "audit", "verify", `sqlite:${db}`, "--pubkey", `${db}.ed25519.pem.pub`, "--closed");
+            assert.equal(v.code, 0, `${v.stdout}\n${v.stderr}`);
+        }
+        tg = null;
+        other = null;
+    });
+});
+
 /* ---------- prompts and resources ---------- */
 
 describe("prompts and resources are pinned like tools", () => {

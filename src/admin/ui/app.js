@@ -271,12 +271,49 @@ function drawApprovals(a) {
   }
 }
 
+// ---- tool integrity ----
+
+async function decidePin(p, decision) {
+  // The hash listed is the one shown: a definition changed since is refused (409).
+  const r = await fetch('/admin/api/integrity/' + encodeURIComponent(p.id), {
+    method: 'POST', headers: { ...headers(), 'Content-Type': 'application/json' },
+    body: JSON.stringify({ decision, hash: p.seen_hash }), cache: 'no-store' });
+  const body = await r.json().catch(() => ({}));
+  setStatus(r.ok ? `${p.kind} ${p.name}: ${decision === 'approve' ? 'approved' : 'rejected'}` : `${p.kind} ${p.name}: ${body.error || r.status}`, r.ok ? 'ok' : 'bad');
+  drawIntegrity(await api('/admin/api/integrity?state=pending'));
+}
+
+function drawIntegrity(a) {
+  const body = document.querySelector('#integrity tbody');
+  clear(body);
+  const list = (a && a.pins) || [];
+  document.getElementById('integrity-empty').classList.toggle('hidden', list.length > 0);
+  document.getElementById('integrity-empty').textContent =
+    a === null ? 'The pin store cannot be read now.' : 'No definition awaits a decision.';
+  for (const p of list) {
+    const tr = el('tr', { 'data-id': p.id, 'data-name': p.name });
+    for (const v of [p.kind, p.name, p.backend, p.reason, p.state, (p.seen_hash || '').slice(0, 12),
+      (p.approved_hash || '—').slice(0, 12)])
+      tr.appendChild(el('td', {}, v));
+    const td = el('td');
+    for (const [label, decision] of [['Approve', 'approve'], ['Reject', 'reject']]) {
+      const b = el('button', { type: 'button', class: 'decide-' + decision }, label);
+      b.addEventListener('click', () => decidePin(p, decision).catch((e) => setStatus(e.message, 'bad')));
+      td.appendChild(b);
+    }
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+}
+
 async function refresh() {
   try {
-    const [status, summary, spend, audit, approvals] = await Promise.all([
+    const [status, summary, spend, audit, approvals, pins] = await Promise.all([
       api('/admin/status'), api('/admin/api/summary'), api('/admin/api/spend'), api('/admin/api/audit'),
-      api('/admin/api/approvals')]);
+      api('/admin/api/approvals'),
+      api('/admin/api/integrity?state=pending').catch((e) => { if (e instanceof Unauthorized) throw e; return null; })]);
     drawApprovals(approvals);
+    drawIntegrity(pins);
     setStatus(`${status.status} · v${status.version} · up ${status.uptime_s}s`, status.status === 'ready' ? 'ok' : 'bad');
     drawSummary(summary);
     drawSpend(spend);

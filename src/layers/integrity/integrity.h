@@ -285,4 +285,18 @@ void integrity_metrics(const struct gw_config *cfg, struct gw_metrics_out *out);
 int integrity_admin_api(const struct gw_config *cfg, const char *topic, const json_t *params,
                         json_t **out);
 
+/* A pin's id in the admin API: "pin-" and 16 hex digits of a digest of backend, kind, name. */
+#define INTEGRITY_PIN_ID_LEN 20
+void integrity_pin_id(const char *backend, const char *kind, const char *name,
+                      char id[INTEGRITY_PIN_ID_LEN + 1]);
+/*
+ * POST /admin/api/integrity/<id>: body {"decision": "approve" | "reject", "hash": "<8 to 64
+ * leading hex digits of the hash awaiting the decision>"}. Decides in the store's
+ * transaction with an event naming `approver` (it reaches the audit chain through the
+ * drain) and makes this process's kept view stale. Returns 200 {"pin"}, 400 (the body), 404
+ * (no such pin), 409 {"error", "pin"} (another hash awaits, or nothing does), 503 (store).
+ */
+int integrity_admin_decide(struct integrity_store *s, const char *id, const json_t *body,
+                           const char *approver, int64_t now_ms, json_t **out);
+
 #endif

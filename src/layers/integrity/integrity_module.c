@@ -426,18 +426,39 @@ struct api_rows {
     size_t n;
 };
 
+void integrity_pin_id(const char *backend, const char *kind, const char *name,
+                      char id[INTEGRITY_PIN_ID_LEN + 1])
+{
+    struct gw_sha256_ctx c;
+    uint8_t h[GW_SHA256_LEN];
+    gw_sha256_init(&c);
+    gw_sha256_update(&c, backend, strlen(backend) + 1);
+    gw_sha256_update(&c, kind, strlen(kind) + 1);
+    gw_sha256_update(&c, name, strlen(name));
+    gw_sha256_final(&c, h);
+    memcpy(id, "pin-", 4);
+    gw_hex(h, (INTEGRITY_PIN_ID_LEN - 4) / 2, id + 4);
+}
+
+static json_t *describe_row(const struct integrity_row *r)
+{
+    char id[INTEGRITY_PIN_ID_LEN + 1];
+    integrity_pin_id(r->backend, r->kind, r->name, id);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "backend", r->backend, "kind",
+                          r->kind, "name", r->name, "state", r->state, "reason", r->reason);
+    if (o && r->approved_hash)
+        json_object_set_new(o, "approved_hash", json_string(r->approved_hash));
+    if (o && r->seen_hash)
+        json_object_set_new(o, "seen_hash", json_string(r->seen_hash));
+    return o;
+}
+
 static void api_row(void *arg, const struct integrity_row *r)
 {
     struct api_rows *a = arg;
     if (a->n++ >= 1000)
         return;
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "backend", r->backend, "kind", r->kind,
-                          "name", r->name, "state", r->state, "reason", r->reason);
-    if (o && r->approved_hash)
-        json_object_set_new(o, "approved_hash", json_string(r->approved_hash));
-    if (o && r->seen_hash)
-        json_object_set_new(o, "seen_hash", json_string(r->seen_hash));
-    json_array_append_new(a->pins, o);
+    json_array_append_new(a->pins, describe_row(r));
 }
 
 int integrity_admin_api(const struct gw_config *cfg, const char *topic, const json_t *params,
@@ -463,6 +484,165 @@ int integrity_admin_api(const struct gw_config *cfg, const char *topic, const js
     *out = json_pack("{s:o, s:I, s:b}", "pins", a.pins, "total", (json_int_t)a.n, "truncated",
                      a.n > 1000);
     return *out ? 200 : 503;
+}
+
+/* ---- admin API: POST /admin/api/integrity/<id> {"decision", "hash"} ---- */
+
+/* The pin an id names, found by a walk of the pins (the listing is bounded the same way). */
+struct find_pin {
+    const char *id;
+    char *backend, *kind, *name;
+    json_t *pin;
+};
+
+static void find_row(void *arg, const struct integrity_row *r)
+{
+    struct find_pin *f = arg;
+    char id[INTEGRITY_PIN_ID_LEN + 1];
+    if (f->pin)
+        return;
+    integrity_pin_id(r->backend, r->kind, r->name, id);
+    if (strcmp(id, f->id) != 0)
+        return;
+    f->backend = strdup(r->backend);
+    f->kind = strdup(r->kind);
+    f->name = strdup(r->name);
+    f->pin = describe_row(r);
+}
+
+static void find_free(struct find_pin *f)
+{
+    free(f->backend);
+    free(f->kind);
+    free(f->name);
+    json_decref(f->pin);
+    memset(f, 0, sizeof *f);
+}
+
+static int action_error(json_t **out, int status, const char *message, json_t *pin)
+{
+    *out = pin ? json_pack("{s:s, s:O}", "error", message, "pin", pin)
+               : json_pack("{s:s}", "error", message);
+    return status;
+}
+
+/* Reads and checks the body: 0 with the decision and the lower-cased prefix, or -1. */
+static int action_body(const json_t *body, int *approve, char hash[GW_SHA256_HEX_LEN + 1],
+                       const char **why)
+{
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        if (strcmp(key, "decision") != 0 && strcmp(key, "hash") != 0) {
+            *why = "the body has a member other than \"decision\" and \"hash\"";
+            return -1;
+        }
+    }
+    const char *d = json_string_value(json_object_get(body, "decision"));
+    if (!d || (strcmp(d, "approve") != 0 && strcmp(d, "reject") != 0)) {
+        *why = "the body is {\"decision\": \"approve\" | \"reject\", \"hash\": \"<at least 8 "
+               "leading hex digits of the reviewed hash>\"}";
+        return -1;
+    }
+    *approve = strcmp(d, "approve") == 0;
+    const json_t *h = json_object_get(body, "hash");
+    size_t n = json_string_length(h);
+    const char *t = json_string_value(h);
+    if (!t || n < 8 || n > GW_SHA256_HEX_LEN) {
+        *why = "\"hash\" is required: 8 to 64 leading hex digits of the hash awaiting the "
+               "decision (seen_hash in GET /admin/api/integrity), so what is decided is what "
+               "was reviewed";
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            *why = "\"hash\" has a character that is not a hex digit";
+            return -1;
+        }
+        hash[i] = c;
+    }
+    hash[n] = '\0';
+    return 0;
+}
+
+int integrity_admin_decide(struct integrity_store *s, const char *id, const json_t *body,
+                           const char *approver, int64_t now_ms, json_t **out)
+{
+    int approve = 0, status;
+    char hash[GW_SHA256_HEX_LEN + 1];
+    const char *why = NULL;
+    struct find_pin f = {.id = id};
+    if (action_body(body, &approve, hash, &why) != 0)
+        return action_error(out, 400, why, NULL);
+    if (!s)
+        return action_error(out, 503, "the pin store is unavailable", NULL);
+    if (strlen(id) != INTEGRITY_PIN_ID_LEN || strncmp(id, "pin-", 4) != 0)
+        return action_error(out, 404,
+                            "no pin has this id (ids are \"pin-\" and 16 hex digits, as GET "
+                            "/admin/api/integrity lists them)",
+                            NULL);
+    if (integrity_store_rows(s, NULL, NULL, find_row, &f) != 0) {
+        status = action_error(out, 503, "the pin store is unavailable", NULL);
+        goto end;
+    }
+    if (!f.pin) {
+        status = action_error(out, 404, "no pin has this id", NULL);
+        goto end;
+    }
+    if (!f.backend || !f.kind || !f.name) {
+        status = action_error(out, 503, "out of memory", NULL);
+        goto end;
+    }
+    int r = integrity_store_decide(s, f.backend, f.kind, f.name, hash, approve, approver, now_ms);
+    if (r < 0) {
+        gw_log(GW_LOG_ERROR, "integrity_store", NULL, NULL,
+               "an operator's decision could not be written to the pin store (%s)",
+               integrity_store_error(s));
+        status = action_error(out, 503, "the pin store failed; nothing was decided", NULL);
+        goto end;
+    }
+    /* This process sees its own decision at once; other instances within cache_ttl. */
+    integrity_cache_invalidate();
+    json_t *old = f.pin;
+    f.pin = NULL;
+    struct find_pin now = {.id = id};
+    if (integrity_store_rows(s, NULL, NULL, find_row, &now) == 0 && now.pin) {
+        json_decref(old);
+        old = json_incref(now.pin);
+    }
+    find_free(&now);
+    if (r == INTEGRITY_DECIDE_STALE)
+        status = action_error(out, 409,
+                              "what awaits a decision is not the hash given (the backend changed "
+                              "it again?): review seen_hash and decide again",
+                              old);
+    else if (r == INTEGRITY_DECIDE_NOTHING)
+        status = action_error(out, 409,
+                              approve ? "nothing of this pin awaits approval (decided already)"
+                                      : "nothing of this pin awaits a decision (decided already)",
+                              old);
+    else if ((*out = json_pack("{s:O}", "pin", old)) != NULL)
+        status = 200;
+    else
+        status = 503;
+    json_decref(old);
+end:
+    find_free(&f);
+    return status;
+}
+
+static int admin_action(const struct gw_config *cfg, const char *topic, const char *id,
+                        const json_t *body, const char *approver, json_t **out)
+{
+    (void)cfg;
+    if (strcmp(topic, "integrity") != 0)
+        return 0;
+    return integrity_admin_decide(integrity_running_store(), id, body,
+                                  approver ? approver : "admin", wall_ms(), out);
 }
 
 /* ---- module ---- */
@@ -503,5 +683,6 @@ const struct gw_module integrity_module = {
     .reason_codes = reasons,
     .metrics = integrity_metrics,
     .admin_api = integrity_admin_api,
+    .admin_action = admin_action,
     .commands = commands,
 };

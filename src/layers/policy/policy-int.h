@@ -152,6 +152,11 @@ struct policy_approvals {
     uint64_t state_ttl_ms;      /* 2026-07-28: how long a sealed requestState is good */
     char *state_key_file;       /* the sealing key's file; NULL: a key of this process */
     uint8_t state_key[32];
+    /* Where the states' single-use ids are claimed: NULL host is this process's memory. */
+    char *replay_host;
+    int replay_port;
+    char *replay_prefix;
+    uint64_t replay_timeout_ms;
 };
 
 struct policy_config {

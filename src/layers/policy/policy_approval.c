@@ -17,12 +17,14 @@
 #include "layers/policy/policy_approval.h"
 #include "core/ask.h"
 #include "core/pipeline.h"
+#include "layers/policy/policy_replay.h"
 #include "layers/policy/policy_seal.h"
 #include "lib/digest.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "mcp/session.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -35,26 +37,80 @@
 
 /* ---- configuration ---- */
 
+/* replay_store: memory, or "redis://HOST:PORT" (no credentials, path or query). */
+static int parse_replay_store(const struct cfg_doc *doc, const struct cfg_node *node,
+                              const char *store, struct policy_approvals *a, struct cfg_error *err)
+{
+    static const char key[] = "policy.approvals.replay_store";
+    const struct cfg_node *n = cfg_map_get(node, "replay_store");
+    if (strcmp(store, "memory") == 0)
+        return 0;
+    if (strncmp(store, "redis://", 8) != 0)
+        return cfg_errorf(err, doc, n, key,
+                          "\"%s\" is not a replay store: write memory or \"redis://HOST:PORT\"",
+                          strchr(store, '@') ? "the value" : store);
+    const char *h = store + 8;
+    if (strchr(h, '@') || strchr(h, '/') || strchr(h, '?'))
+        return cfg_errorf(err, doc, n, key,
+                          "write redis://HOST:PORT without credentials, path or query");
+    const char *colon = strrchr(h, ':');
+    size_t hl = colon ? (size_t)(colon - h) : strlen(h);
+    long port = 6379;
+    if (colon) {
+        char *end = NULL;
+        errno = 0;
+        port = strtol(colon + 1, &end, 10);
+        if (errno || !colon[1] || *end || port < 1 || port > 65535)
+            return cfg_errorf(err, doc, n, key, "the port is not a number from 1 to 65535");
+    }
+    if (hl == 0 || hl > 253)
+        return cfg_errorf(err, doc, n, key, "the Redis host is missing");
+    a->replay_host = strndup(h, hl);
+    a->replay_port = (int)port;
+    return a->replay_host ? 0 : cfg_errorf(err, doc, n, key, "out of memory");
+}
+
 int policy_parse_approvals(const struct cfg_doc *doc, const struct cfg_node *node,
                            struct policy_config *pc, struct cfg_error *err)
 {
-    static const char *const keys[] = {"prompt_timeout", "role_timeout", "reference_ttl",
-                                       "state_ttl",      "state_key",    NULL};
+    static const char *const keys[] = {"prompt_timeout", "role_timeout",  "reference_ttl",
+                                       "state_ttl",      "state_key",     "replay_store",
+                                       "replay_timeout", "replay_prefix", NULL};
     static const char path[] = "policy.approvals";
     struct policy_approvals *a = &pc->approvals;
     a->prompt_timeout_ms = 60000;
     a->role_timeout_ms = 30000;
     a->reference_ttl_ms = 3600000;
     a->state_ttl_ms = 600000;
+    a->replay_timeout_ms = 250;
+    if (!(a->replay_prefix = strdup("toolgate:")))
+        return cfg_errorf(err, doc, node, path, "out of memory");
     if (node && !cfg_is_null(node)) {
+        char *store = NULL;
         if (cfg_expect_map(doc, node, path, err) != 0 ||
             cfg_check_keys(doc, node, path, keys, err) != 0 ||
             cfg_get_duration_ms(doc, node, path, "prompt_timeout", &a->prompt_timeout_ms, err) ||
             cfg_get_duration_ms(doc, node, path, "role_timeout", &a->role_timeout_ms, err) ||
             cfg_get_duration_ms(doc, node, path, "reference_ttl", &a->reference_ttl_ms, err) ||
             cfg_get_duration_ms(doc, node, path, "state_ttl", &a->state_ttl_ms, err) ||
-            cfg_get_string(doc, node, path, "state_key", 0, &a->state_key_file, err))
+            cfg_get_string(doc, node, path, "state_key", 0, &a->state_key_file, err) ||
+            cfg_get_duration_ms(doc, node, path, "replay_timeout", &a->replay_timeout_ms, err) ||
+            cfg_get_string(doc, node, path, "replay_prefix", 0, &a->replay_prefix, err) ||
+            cfg_get_string(doc, node, path, "replay_store", 0, &store, err))
             return -1;
+        int bad = store && parse_replay_store(doc, node, store, a, err) != 0;
+        free(store);
+        if (bad)
+            return -1;
+        if (a->replay_timeout_ms == 0 || a->replay_timeout_ms > 10000)
+            return cfg_errorf(err, doc, cfg_map_get(node, "replay_timeout"),
+                              "policy.approvals.replay_timeout",
+                              "replay_timeout is more than 0 and at most 10s");
+        if (!a->replay_prefix || strlen(a->replay_prefix) > 64 ||
+            strpbrk(a->replay_prefix, "{} \t\r\n"))
+            return cfg_errorf(err, doc, cfg_map_get(node, "replay_prefix"),
+                              "policy.approvals.replay_prefix",
+                              "replay_prefix is at most 64 bytes, without braces or whitespace");
         if (a->prompt_timeout_ms < 1000 || a->prompt_timeout_ms > 600000)
             return cfg_errorf(err, doc, node, "policy.approvals.prompt_timeout",
                               "prompt_timeout is between 1s and 10m");
@@ -559,6 +615,22 @@ static int strip_retry(struct gw_request *req, json_t *params)
     return gw_request_reserialize(req);
 }
 
+static int refuse_state(struct gw_request *req, const struct policy_approval *ap, const char *why,
+                        struct gw_decision *out)
+{
+    record(req, "refused", "request_state", NULL);
+    return deny(out, ap, "policy.approval_invalid",
+                "The approval state of this call was refused: %s (rule %s). Call the tool "
+                "again, without it, to be asked anew.",
+                why, ap->rule_id);
+}
+
+static int claim_shared(struct gw_request *req, const struct approval_call *c,
+                        const struct policy_approval *ap, struct mcp_message *m,
+                        const struct policy_sealed *st, struct gw_decision *out);
+static int redeem(struct gw_request *req, const struct approval_call *c,
+                  const struct policy_approval *ap, struct mcp_message *m, struct gw_decision *out);
+
 static int check_modern_retry(struct gw_request *req, const struct approval_call *c,
                               const struct policy_approval *ap, struct mcp_message *m,
                               const json_t *state, struct gw_decision *out)
@@ -576,15 +648,79 @@ static int check_modern_retry(struct gw_request *req, const struct approval_call
         why = "it was issued to another user";
     else if (!gw_equal_ct(st.call, c->digest, 32) || strcmp(st.rule, ap->rule_id) != 0)
         why = "it was issued for another call (the tool or its arguments differ)";
-    else if (state_used(st.once, st.expires_ms))
+    else if (!pc->approvals.replay_host && state_used(st.once, st.expires_ms))
         why = "it was used already (a state is good for one retry)";
-    if (why) {
-        record(req, "refused", "request_state", NULL);
-        return deny(out, ap, "policy.approval_invalid",
-                    "The approval state of this call was refused: %s (rule %s). Call the tool "
-                    "again, without it, to be asked anew.",
-                    why, ap->rule_id);
+    if (why)
+        return refuse_state(req, ap, why, out);
+    if (pc->approvals.replay_host)
+        return claim_shared(req, c, ap, m, &st, out);
+    return redeem(req, c, ap, m, out);
+}
+
+/*
+ * replay_store: Redis. The id is claimed there, shared by every instance; the call waits for
+ * the answer (bounded by replay_timeout) and is denied when none comes.
+ */
+struct replay_wait {
+    struct gw_request *req;
+    struct approval_call call;
+    struct policy_approval ap;
+    size_t msg;
+};
+
+static void on_claimed(void *arg, int outcome)
+{
+    struct replay_wait *w = arg;
+    struct gw_request *req = w->req;
+    struct gw_decision *out = &req->decision[GW_STAGE_POLICY];
+    int v;
+    if (outcome == POLICY_REPLAY_USED) {
+        v = refuse_state(req, &w->ap, "it was used already (a state is good for one retry)", out);
+    } else if (outcome != POLICY_REPLAY_FIRST) {
+        gw_log(GW_LOG_WARN, "approval_replay_unavailable", req->id, NULL,
+               "the replay store did not confirm a sealed state's first use; the call is denied");
+        record(req, "unavailable", "request_state", NULL);
+        v = deny(out, &w->ap, "policy.approval_unavailable",
+                 "The approval of this call cannot be checked now: the store of used approval "
+                 "states did not answer%s, and a state that might be a replay is not accepted "
+                 "(rule %s). Try again shortly.",
+                 "", w->ap.rule_id);
+    } else {
+        v = redeem(req, &w->call, &w->ap, &req->rpc.msgs[w->msg], out);
     }
+    free(w);
+    gw_pipeline_resume(req, v);
+}
+
+static int claim_shared(struct gw_request *req, const struct approval_call *c,
+                        const struct policy_approval *ap, struct mcp_message *m,
+                        const struct policy_sealed *st, struct gw_decision *out)
+{
+    const struct policy_config *pc = policy_config_of(req->cfg);
+    struct uv_loop_s *loop = gw_request_loop(req);
+    struct replay_wait *w = loop ? calloc(1, sizeof *w) : NULL;
+    if (!w) {
+        record(req, "unavailable", "request_state", NULL);
+        return deny(out, ap, "policy.approval_unavailable",
+                    "The approval of this call cannot be checked now%s (rule %s): it is denied.",
+                    "", ap->rule_id);
+    }
+    w->req = req;
+    w->call = *c;
+    w->ap = *ap;
+    w->msg = (size_t)(m - req->rpc.msgs);
+    uint64_t now = approval_now_ms();
+    /* Filled now for a pass; whatever the claim says overwrites it. */
+    pass_decision(ap, out);
+    /* The callback may run before this returns (nothing sent): the verdict is then early. */
+    policy_replay_claim(&pc->approvals, loop, &req->host, st->once,
+                        st->expires_ms > now ? st->expires_ms - now : 1, on_claimed, w);
+    return GW_ASYNC;
+}
+
+static int redeem(struct gw_request *req, const struct approval_call *c,
+                  const struct policy_approval *ap, struct mcp_message *m, struct gw_decision *out)
+{
     json_t *params = json_object_get(m->json, "params");
     const json_t *answer = json_object_get(json_object_get(params, "inputResponses"), INPUT_KEY);
     int v = answer ? elicit_verdict(answer) : -2;

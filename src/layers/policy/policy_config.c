@@ -90,6 +90,8 @@ void policy_config_free(struct policy_config *pc)
     free(pc->rules);
     cfg_strv_free(pc->tests);
     free(pc->approvals.state_key_file);
+    free(pc->approvals.replay_host);
+    free(pc->approvals.replay_prefix);
     OPENSSL_cleanse(pc->approvals.state_key, sizeof pc->approvals.state_key);
     policy_implies_free(pc);
     policy_annot_cache_free(pc->annotations);

@@ -2,6 +2,8 @@
 #include "layers/layer.h"
 #include "layers/policy/policy.h"
 #include "layers/policy/policy_approval.h"
+#include "layers/policy/policy_replay.h"
+#include "lib/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +66,38 @@ static const char *const reasons[] = {
     "policy.invalid_request",   "policy.no_match",         NULL,
 };
 
+/* The shared replay store of sealed approval states (policy.approvals.replay_store). */
+static void metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
+{
+    (void)cfg;
+    uint64_t claims, replays, errors;
+    policy_replay_counts(&claims, &replays, &errors);
+    metrics_family(out, "toolgate_approval_replay_claims_total", "counter",
+                   "Sealed approval states claimed in the shared replay store (Redis), by outcome: "
+                   "first (claimed now), replay (used before, here or on another instance), "
+                   "unavailable (no answer or an error: the call was denied).");
+    static const char *const names[] = {"first", "replay", "unavailable"};
+    const uint64_t values[] = {claims, replays, errors};
+    for (size_t i = 0; i < 3; i++) {
+        struct metrics_label l = {"outcome", names[i]};
+        metrics_sample_u64(out, "toolgate_approval_replay_claims_total", &l, 1, values[i]);
+    }
+}
+
+/* With replay_store on Redis: whether it answers (a retry is denied while it does not). */
+static void ready(const struct gw_config *cfg, json_t *checks)
+{
+    const struct policy_config *pc = policy_config_of(cfg);
+    if (!pc || !pc->approvals.replay_host)
+        return;
+    char detail[160];
+    int ok = policy_replay_ready(&pc->approvals, detail, sizeof detail);
+    json_t *c = json_pack("{s:s}", "state", ok ? "ok" : "failing");
+    if (c && !ok)
+        json_object_set_new(c, "detail", json_string(detail));
+    json_object_set_new(checks, "approval_replay_redis", c);
+}
+
 const struct gw_module policy_module = {
     .name = "policy",
     .config_key = "policy",
@@ -71,6 +105,8 @@ const struct gw_module policy_module = {
     .free = conf_free,
     .check = check,
     .reason_codes = reasons,
+    .ready = ready,
+    .metrics = metrics,
     .layer = &policy_layer,
     .admin_api = policy_admin_api,
     .admin_action = policy_admin_action,

@@ -473,6 +473,128 @@ static void test_postgres_flow(void **state)
     assert_non_null(strstr(err, "PostgreSQL"));
 }
 
+/* The status of one admin decision, and its answer's "error" (or the pin's state). */
+static int decide_api(struct integrity_store *s, const char *id, const char *body_text, char *what,
+                      size_t len)
+{
+    json_t *body = json_loads(body_text, 0, NULL), *out = NULL;
+    assert_non_null(body);
+    int status = integrity_admin_decide(s, id, body, "admin-token:0123456789ab", now_ms, &out);
+    assert_non_null(out);
+    const char *e = json_string_value(json_object_get(out, "error"));
+    const char *st = json_string_value(json_object_get(json_object_get(out, "pin"), "state"));
+    snprintf(what, len, "%s", e ? e : st ? st : "");
+    json_decref(out);
+    json_decref(body);
+    return status;
+}
+
+/*
+ * POST /admin/api/integrity/<id>: the body is checked before anything is read, the id names
+ * one pin, the hash must begin what awaits the decision, and a decision taken already is a
+ * conflict; the event names the admin credential, and the call path sees it at once.
+ */
+static void test_admin_decide(void **state)
+{
+    (void)state;
+    char err[256], what[512], id[INTEGRITY_PIN_ID_LEN + 1], body[256];
+    struct integrity_store *s = integrity_store_open(":memory:", err, sizeof err);
+    assert_non_null(s);
+    integrity_cache_clear();
+    struct list l = {0};
+    add(&l, "read", "Reads.", NULL);
+    add(&l, "write", "Writes.", NULL);
+    assert_int_equal(compare(s, &l), 0);
+    list_free(&l);
+    add(&l, "read", "Reads. Also mails it out.", NULL);
+    add(&l, "write", "Writes anywhere.", NULL);
+    assert_int_equal(compare(s, &l), 0);
+    json_decref(drain(s));
+
+    integrity_pin_id("r/b", "tool", "read", id);
+    assert_int_equal(strlen(id), INTEGRITY_PIN_ID_LEN);
+    assert_memory_equal(id, "pin-", 4);
+    char other[INTEGRITY_PIN_ID_LEN + 1];
+    integrity_pin_id("r/b", "prompt", "read", other);
+    assert_string_not_equal(id, other); /* the kind is part of the id */
+    integrity_pin_id("r/b", "tool", "reaD", other);
+    assert_string_not_equal(id, other);
+
+    struct integrity_call_view v;
+    assert_int_equal(integrity_cache_lookup(s, "r/b", "tool", "read", 60000, &v), 0);
+    assert_string_equal(v.state, "pending");
+
+    /* Bad bodies: 400, before the id is even looked at. */
+    static const char *const bad[] = {
+        "{}",
+        "{\"decision\": \"approve\"}",
+        "{\"decision\": \"allow\", \"hash\": \"0123456789\"}",
+        "{\"decision\": \"approve\", \"hash\": \"0123456\"}",
+        "{\"decision\": \"approve\", \"hash\": \"0123456z\"}",
+        "{\"decision\": \"approve\", \"hash\": 12345678}",
+        "{\"decision\": \"approve\", \"hash\": \"01234567\", \"name\": \"read\"}",
+        "{\"decision\": \"approve\", \"hash\": "
+        "\"00000000000000000000000000000000000000000000000000000000000000000\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(decide_api(s, id, bad[i], what, sizeof what), 400);
+
+    /* Unknown ids: 404. */
+    snprintf(body, sizeof body, "{\"decision\": \"approve\", \"hash\": \"%.12s\"}", l.e[0].hash);
+    assert_int_equal(decide_api(s, "pin-0000000000000000", body, what, sizeof what), 404);
+    assert_int_equal(decide_api(s, "apr-0000000000000000", body, what, sizeof what), 404);
+    assert_int_equal(decide_api(s, "pin-1", body, what, sizeof what), 404);
+
+    /* Another definition's hash: 409, nothing decided. */
+    char wrong[256];
+    snprintf(wrong, sizeof wrong, "{\"decision\": \"approve\", \"hash\": \"%.12s\"}", l.e[1].hash);
+    assert_int_equal(decide_api(s, id, wrong, what, sizeof what), 409);
+    assert_non_null(strstr(what, "not the hash"));
+    struct integrity_pin pin;
+    assert_int_equal(integrity_store_get(s, "r/b", "tool", "read", &pin), 1);
+    assert_string_equal(pin.state, "pending");
+
+    /* The right one, in capitals: approved, seen by the call path at once. */
+    char upper[256];
+    snprintf(upper, sizeof upper, "{\"decision\": \"approve\", \"hash\": \"%.64s\"}", l.e[0].hash);
+    for (char *c = upper + 30; *c; c++)
+        if (*c >= 'a' && *c <= 'f')
+            *c = (char)(*c - 'a' + 'A');
+    assert_int_equal(decide_api(s, id, upper, what, sizeof what), 200);
+    assert_string_equal(what, "approved");
+    assert_int_equal(integrity_cache_lookup(s, "r/b", "tool", "read", 60000, &v), 0);
+    assert_string_equal(v.state, "approved");
+    /* Decided already: 409. */
+    assert_int_equal(decide_api(s, id, body, what, sizeof what), 409);
+    assert_non_null(strstr(what, "decided already"));
+
+    /* Reject; a second reject is a conflict; approving a rejected pin after all is allowed. */
+    integrity_pin_id("r/b", "tool", "write", id);
+    snprintf(body, sizeof body, "{\"decision\": \"reject\", \"hash\": \"%.8s\"}", l.e[1].hash);
+    assert_int_equal(decide_api(s, id, body, what, sizeof what), 200);
+    assert_string_equal(what, "rejected");
+    assert_int_equal(decide_api(s, id, body, what, sizeof what), 409);
+    json_t *ev = drain(s);
+    assert_true(has_event(ev, "approve", "read") && has_event(ev, "reject", "write"));
+    size_t i;
+    json_t *r;
+    json_array_foreach(ev, i, r)
+    {
+        assert_string_equal(json_string_value(json_object_get(r, "by")),
+                            "admin-token:0123456789ab");
+    }
+    json_decref(ev);
+    snprintf(body, sizeof body, "{\"decision\": \"approve\", \"hash\": \"%.8s\"}", l.e[1].hash);
+    assert_int_equal(decide_api(s, id, body, what, sizeof what), 200);
+    assert_string_equal(what, "approved");
+
+    /* No store: 503. */
+    assert_int_equal(decide_api(NULL, id, body, what, sizeof what), 503);
+    list_free(&l);
+    integrity_cache_clear();
+    integrity_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_call_cache),
         cmocka_unit_test(test_store_first_writer),
         cmocka_unit_test(test_manifest_apply),
+        cmocka_unit_test(test_admin_decide),
         cmocka_unit_test_setup_teardown(test_postgres_flow, pg_fixture_setup, pg_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
