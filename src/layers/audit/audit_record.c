@@ -179,6 +179,11 @@ static int part_request(json_t *rec, const struct gw_request *req, const struct 
         rc |= set_str(rec, "config_sha256", req->cfg->config_hash);
     if (req->backend)
         rc |= set_str(rec, "backend", req->backend->name);
+    rc |= set_str(rec, "inject", req->inject_mode);
+    if (req->trace_id[0]) {
+        rc |= set_str(rec, "trace_id", req->trace_id);
+        rc |= set_str(rec, "span_id", req->span_id);
+    }
     if (req->rpc.n >= 1) {
         const struct mcp_message *m = &req->rpc.msgs[0];
         rc |= set_str(rec, "method", m->method);
