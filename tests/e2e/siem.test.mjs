@@ -311,7 +311,7 @@ describe("every sink, every record once", () => {
         ehr = await startEhr("json");
         const port = await freePort();
         tgBase = `http://127.0.0.1:${port}`;
-        const fast = { batch: { max_records: 50, max_wait: "50ms" }, retry: { initial: "50ms", max: "400ms" }, timeout: "2s" };
+        const fast = { batch: { max_records: 50, max_wait: "50ms" }, retry: { initial: "50ms", max: "400ms" }, timeout: "5s" };
         tg = await startToolgate({
             port,
             admin: true,
@@ -566,7 +566,7 @@ describe("a receiver down, then up", () => {
         ehr = await startEhr("json");
         const port = await freePort();
         tgBase = `http://127.0.0.1:${port}`;
-        const fast = { batch: { max_records: 20, max_wait: "20ms" }, retry: { initial: "50ms", max: "200ms" }, timeout: "1s" };
+        const fast = { batch: { max_records: 20, max_wait: "20ms" }, retry: { initial: "50ms", max: "200ms" }, timeout: "5s" };
         tg = await startToolgate({
             port,
             admin: true,

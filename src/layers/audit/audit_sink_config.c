@@ -313,6 +313,11 @@ static int parse_http(const struct cfg_doc *doc, const struct cfg_node *map, con
         return cfg_errorf(err, doc, cfg_map_get(map, "sourcetype"), where,
                           "1-128 characters, no quotes, backslashes or line breaks");
     }
+    if (s->index && s->format != AUDIT_SINK_HEC && s->format != AUDIT_SINK_BULK) {
+        cfg_path_key(where, sizeof where, path, "index");
+        return cfg_errorf(err, doc, cfg_map_get(map, "index"), where,
+                          "applies to format: hec or bulk only");
+    }
     if (s->sourcetype && s->format != AUDIT_SINK_HEC) {
         cfg_path_key(where, sizeof where, path, "sourcetype");
         return cfg_errorf(err, doc, cfg_map_get(map, "sourcetype"), where,
