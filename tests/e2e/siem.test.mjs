@@ -137,8 +137,9 @@ function parse5424(bytes) {
 }
 
 function startTcpReceiver(port, useTls) {
-    const r = { port, messages: [], sockets: new Set(), server: null, clientCerts: [] };
+    const r = { port, messages: [], sockets: new Set(), server: null, clientCerts: [], connections: 0 };
     const onConn = (sock) => {
+        r.connections++;
         r.sockets.add(sock);
         if (useTls) r.clientCerts.push(sock.getPeerCertificate()?.subject?.CN);
         sock.on("data", frameParser((m) => r.messages.push(parse5424(m))));
@@ -416,6 +417,7 @@ describe("every sink, every record once", () => {
         await waitUntil(() => tcp.messages.length >= decisions.length, 10000, "every decision over TCP");
         await sleep(300); // nothing more arrives: each once
         assert.equal(tcp.messages.length, decisions.length, "decision records only, each once (ocsf)");
+        assert.equal(tcp.connections, 1, "one connection carries every batch");
         const byRid = new Map(tcp.messages.map((m) => [m.sd.request_id, m]));
         assert.equal(byRid.size, decisions.length, "no duplicates");
 
@@ -496,7 +498,8 @@ describe("every sink, every record once", () => {
             assert.deepEqual(JSON.parse(m.msg), r, "the record exactly as stored, hash included");
             assert.equal(m.pri >> 3, 20, "facility local4");
         }
-        assert.ok(tlsRcv.clientCerts.includes("gateway-client"), "the client certificate was presented");
+        assert.deepEqual(tlsRcv.clientCerts, ["gateway-client"], "the client certificate was presented");
+        assert.equal(tlsRcv.connections, 1, "one TLS connection carries every batch");
     });
 
     test("a receiver whose certificate the CA file does not vouch for gets nothing", async () => {

@@ -213,13 +213,33 @@ static int stream_open(struct sink *k)
 }
 
 /*
- * A syslog receiver never writes to us: anything readable on the connection is its close
- * (or TLS close_notify), so the connection is replaced before a write that would be lost.
+ * Whether the receiver has closed the connection (or it broke), checked before each batch so
+ * a batch is not written into a connection that is gone. A syslog receiver sends nothing
+ * else: bytes it does send (TLS 1.3 session tickets, which OpenSSL consumes here) are read and
+ * dropped without a wait.
  */
 static int stream_stale(struct sink *k)
 {
     struct pollfd p = {.fd = k->fd, .events = POLLIN};
-    return poll(&p, 1, 0) != 0;
+    if (poll(&p, 1, 0) == 0)
+        return 0;
+    if (p.revents & (POLLERR | POLLHUP | POLLNVAL))
+        return 1;
+    char scratch[4096];
+    int flags = fcntl(k->fd, F_GETFL), stale;
+    fcntl(k->fd, F_SETFL, flags | O_NONBLOCK);
+    if (k->ssl) {
+        size_t got = 0;
+        int r = SSL_read_ex(k->ssl, scratch, sizeof scratch, &got);
+        int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(k->ssl, r);
+        stale = !(e == SSL_ERROR_NONE || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE);
+        ERR_clear_error();
+    } else {
+        ssize_t r = recv(k->fd, scratch, sizeof scratch, 0);
+        stale = r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    }
+    fcntl(k->fd, F_SETFL, flags);
+    return stale;
 }
 
 static int stream_write(struct sink *k, const char *data, size_t len)
