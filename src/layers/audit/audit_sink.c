@@ -35,6 +35,8 @@
 /* An answer larger than this is cut off (a bulk answer for 10000 items fits). */
 #define SINK_MAX_RESPONSE (4u << 20)
 #define SINK_TOKEN_MAX 4096
+/* Bytes of records one sink's queue holds at most, whatever `queue` allows in records. */
+#define SINK_QUEUE_MAX_BYTES (64ull << 20)
 /* While a sink keeps failing, its warning is repeated at most this often. */
 #define SINK_WARN_EVERY_MS 60000
 
@@ -63,6 +65,7 @@ struct sink {
     pthread_cond_t cv;
     struct audit_line **ring;
     size_t cap, head, count;
+    uint64_t queued_bytes;
     int stopping;
     uint64_t stop_deadline_ms;
     atomic_uint_fast64_t sent, dropped, failed, retries, truncated;
@@ -675,6 +678,7 @@ static void *sink_main(void *arg)
         size_t n = 0;
         while (batch && k->count && n < k->c.batch_max) {
             batch[n++] = (struct item){.line = k->ring[k->head]};
+            k->queued_bytes -= k->ring[k->head]->len;
             k->head = (k->head + 1) % k->cap;
             k->count--;
         }
@@ -928,12 +932,14 @@ void audit_sinks_offer(const char *line, size_t len, int decision)
         if (k->c.payload == AUDIT_SINK_OCSF && !decision)
             continue;
         pthread_mutex_lock(&k->mu);
-        if (!l || k->count >= k->cap || k->stopping) {
+        if (!l || k->count >= k->cap || k->queued_bytes + len > SINK_QUEUE_MAX_BYTES ||
+            k->stopping) {
             atomic_fetch_add(&k->dropped, 1);
         } else {
             atomic_fetch_add(&l->refs, 1);
             k->ring[(k->head + k->count) % k->cap] = l;
             k->count++;
+            k->queued_bytes += len;
             if (k->count == 1 || k->count >= k->c.batch_max)
                 pthread_cond_signal(&k->cv);
         }
