@@ -902,6 +902,12 @@ void audit_sinks_stop(void)
             pthread_join(k->thread, NULL);
         /* What no thread sent any more is counted as dropped before it goes. */
         atomic_fetch_add(&k->dropped, k->count);
+        uint64_t dropped = atomic_load(&k->dropped);
+        if (dropped)
+            gw_log_warn("audit_sink_stopped",
+                        "audit sink %s stopped; %llu records were never sent to it (the store "
+                        "has them: toolgate audit export --since)",
+                        k->c.name, (unsigned long long)dropped);
         sink_free(k);
     }
     free(S.s);
@@ -940,7 +946,7 @@ void audit_sinks_offer(const char *line, size_t len, int decision)
             k->ring[(k->head + k->count) % k->cap] = l;
             k->count++;
             k->queued_bytes += len;
-            if (k->count == 1 || k->count >= k->c.batch_max)
+            if (k->count == 1 || k->count == k->c.batch_max)
                 pthread_cond_signal(&k->cv);
         }
         pthread_mutex_unlock(&k->mu);
