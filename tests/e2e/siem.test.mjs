@@ -41,6 +41,7 @@ const ISSUER = "https://idp.siem.toolgate.invalid/";
 const HEC_TOKEN = "5f1e0c2a-hec-token-never-logged";
 const BULK_TOKEN = "bulk-api-key-never-logged";
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
+const HOSTILE_SUB = 'bob"] [evil@1 a="b\\';
 const POLICY = {
     rules: [
         { id: "doctors-read", effect: "permit", tools: ["get_patient", "whoami"], roles_any: ["doctor"] },
@@ -296,6 +297,7 @@ before(async () => {
     toolgate("keys", "generate", "--alg", "ES256", "--out", path.join(dir, "idp"));
     writeFileSync(path.join(dir, "hec.token"), `${HEC_TOKEN}\n`);
     writeFileSync(path.join(dir, "bulk.token"), BULK_TOKEN);
+    writeFileSync(path.join(dir, "wrong.token"), "not-the-hec-token\n");
 });
 
 describe("every sink, every record once", () => {
@@ -369,12 +371,21 @@ describe("every sink, every record once", () => {
                             ...fast,
                         },
                         { name: "json", type: "http", format: "json", url: `http://127.0.0.1:${web.port}/ingest`, ...fast },
+                        {
+                            name: "hec-wrong-token",
+                            type: "http",
+                            format: "hec",
+                            url: `http://127.0.0.1:${web.port}/services/collector/event`,
+                            token_file: path.join(dir, "wrong.token"),
+                            ...fast,
+                        },
                     ],
                 },
             },
         });
         alice = mint(tgBase, "alice", "doctor,nurse");
-        bob = mint(tgBase, "bob", "nurse");
+        // A subject (the IdP's to choose) written to break out of the syslog structured data.
+        bob = mint(tgBase, HOSTILE_SUB, "nurse");
         client = await connect(`${tgBase}/mcp`, {
             Authorization: `Bearer ${alice}`,
             traceparent: `00-${TRACE}-00f067aa0ba902b7-01`,
@@ -413,7 +424,7 @@ describe("every sink, every record once", () => {
         assert.equal(calls.length, 3);
         rids.allowed = calls.find((r) => r.tool === "get_patient" && r.subject === "alice").request_id;
         rids.forbidden = calls.find((r) => r.tool === "delete_patient").request_id;
-        rids.nopermit = calls.find((r) => r.subject === "bob").request_id;
+        rids.nopermit = calls.find((r) => r.subject === HOSTILE_SUB).request_id;
         await waitUntil(() => tcp.messages.length >= decisions.length, 10000, "every decision over TCP");
         await sleep(300); // nothing more arrives: each once
         assert.equal(tcp.messages.length, decisions.length, "decision records only, each once (ocsf)");
@@ -480,8 +491,14 @@ describe("every sink, every record once", () => {
         assert.deepEqual(f.unmapped.rule_ids, ["no-delete"]);
         assert.deepEqual(f.actor.authorizations, [{ decision: "denied", policy: { uid: "no-delete", name: "no-delete" } }]);
         assert.equal(f.api.response.error, f.status_code);
-        const n = JSON.parse(byRid.get(rids.nopermit).msg);
-        assert.equal(n.actor.user.uid, "bob");
+        // The hostile subject arrives intact inside its SD-PARAM (parse5424 refuses an
+        // unescaped ']'), and the element is the only one.
+        const hm = byRid.get(rids.nopermit);
+        assert.equal(hm.sd.subject, HOSTILE_SUB);
+        assert.equal(hm.sdId, "toolgate@32473");
+        assert.equal(hm.sd.a, undefined, "no parameter smuggled in");
+        const n = JSON.parse(hm.msg);
+        assert.equal(n.actor.user.uid, HOSTILE_SUB);
         assert.equal(n.status, "Failure");
     });
 
@@ -525,7 +542,6 @@ describe("every sink, every record once", () => {
         assert.deepEqual(new Set(udp.messages.map((m) => m.sd.request_id)), new Set(decisions.map((r) => r.request_id)));
 
         assert.equal(web.hec.length, decisions.length);
-        assert.equal(web.unauthorized, 0);
         const h = web.hec.find((e) => e.event.api.request.uid === rids.allowed);
         assert.equal(h.host, "gw-siem-1");
         assert.equal(h.source, "toolgate");
@@ -548,6 +564,17 @@ describe("every sink, every record once", () => {
         assert.equal(m["toolgate_audit_sink_up{hec}"], 1);
     });
 
+    test("a receiver that refuses the token: counted as failed, not retried", async () => {
+        const decisions = storeDecisions().filter((r) => r.kind === "decision");
+        await waitUntil(async () => (await metricsOf(tg))["toolgate_audit_sink_failed_total{hec-wrong-token}"] >= decisions.length,
+            10000, "the refusals counted");
+        const m = await metricsOf(tg);
+        assert.equal(m["toolgate_audit_sink_sent_total{hec-wrong-token}"], 0);
+        assert.equal(m["toolgate_audit_sink_retries_total{hec-wrong-token}"], 0, "a 401 is not retried");
+        assert.ok(web.unauthorized >= 1);
+        assert.match(tg.child.output(), /audit sink hec-wrong-token: the receiver refused records \(HTTP 401\); \d+ records are not sent again/);
+    });
+
     test("tokens stay out of the log and the admin configuration view", async () => {
         const out = tg.child.output();
         assert.ok(!out.includes(HEC_TOKEN) && !out.includes(BULK_TOKEN), "no token in the log");
@@ -558,6 +585,23 @@ describe("every sink, every record once", () => {
         assert.ok(!text.includes(HEC_TOKEN));
         assert.ok(text.includes("tls-unknown-ca"), "the rest of the sinks is shown");
     });
+});
+
+test("a token file that cannot be read stops the start and says which", async () => {
+    const port = await freePort();
+    await assert.rejects(
+        startToolgate({
+            port,
+            routes: [{ url: "http://127.0.0.1:9/mcp" }],
+            extra: {
+                audit: {
+                    store: `sqlite:${path.join(dir, "audit-notoken.db")}`,
+                    sinks: [{ name: "hec", type: "http", format: "hec", url: "http://127.0.0.1:9/x", token_file: path.join(dir, "missing.token") }],
+                },
+            },
+        }),
+        /audit sink hec: cannot read token_file .*missing\.token: No such file or directory/,
+    );
 });
 
 describe("a receiver down, then up", () => {

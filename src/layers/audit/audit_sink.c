@@ -573,6 +573,23 @@ static void note_success(struct sink *k)
     k->failing = 0;
 }
 
+/* Records the receiver refused for good: said once a minute at most, never retried. */
+static void note_refused(struct sink *k, uint64_t n)
+{
+    uint64_t now = mono_ms();
+    atomic_store(&k->up, 0);
+    if (!k->failing || now - k->last_warn_ms >= SINK_WARN_EVERY_MS) {
+        char fields[128];
+        snprintf(fields, sizeof fields, "\"sink\":\"%s\"", k->c.name);
+        gw_log(GW_LOG_WARN, "audit_sink_refused", NULL, fields,
+               "audit sink %s: %s; %llu records are not sent again (see "
+               "toolgate_audit_sink_failed_total; check the sink's token, index and url)",
+               k->c.name, k->why, (unsigned long long)n);
+        k->last_warn_ms = now;
+    }
+    k->failing = 1;
+}
+
 /* Delivers one batch: retries with capped backoff until sent, refused, or out of time. */
 static void deliver(struct sink *k, struct item *it, size_t n)
 {
@@ -615,10 +632,15 @@ static void deliver(struct sink *k, struct item *it, size_t n)
     }
     uint64_t backoff = k->c.retry_initial_ms;
     for (unsigned attempt = 0;; attempt++) {
+        uint64_t failed0 = atomic_load(&k->failed);
         int again = k->c.kind == AUDIT_SINK_SYSLOG ? send_syslog(k, it, n, &msgs, off)
                                                    : send_http(k, it, n);
+        uint64_t refused = atomic_load(&k->failed) - failed0;
+        if (refused)
+            note_refused(k, refused);
         if (!again) {
-            note_success(k);
+            if (!refused)
+                note_success(k);
             break;
         }
         atomic_fetch_add(&k->retries, 1);
