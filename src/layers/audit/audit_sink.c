@@ -22,6 +22,7 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -673,6 +674,15 @@ out:
 static void *sink_main(void *arg)
 {
     struct sink *k = arg;
+    /*
+     * OpenSSL writes with write(2): a receiver that closes under a TLS write would raise
+     * SIGPIPE, whatever the process's disposition is at that moment. Blocked on this thread,
+     * the write fails with EPIPE instead and the batch is retried.
+     */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     struct item *batch = calloc(k->c.batch_max, sizeof *batch);
     for (;;) {
         pthread_mutex_lock(&k->mu);
