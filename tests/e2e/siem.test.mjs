@@ -540,6 +540,7 @@ describe("every sink, every record once", () => {
         await sleep(300);
         assert.equal(udp.messages.length, decisions.length);
         assert.deepEqual(new Set(udp.messages.map((m) => m.sd.request_id)), new Set(decisions.map((r) => r.request_id)));
+        for (const u of udp.messages) assert.equal(JSON.parse(u.msg).class_uid, 6003, "whole OCSF events, not cut");
 
         assert.equal(web.hec.length, decisions.length);
         const h = web.hec.find((e) => e.event.api.request.uid === rids.allowed);
@@ -562,6 +563,8 @@ describe("every sink, every record once", () => {
         assert.equal(m["toolgate_audit_sink_sent_total{hec}"], decisions.length);
         assert.equal(m["toolgate_audit_sink_dropped_total{hec}"], 0);
         assert.equal(m["toolgate_audit_sink_up{hec}"], 1);
+        assert.equal(m["toolgate_audit_sink_truncated_total{udp}"], 0);
+        assert.equal(m["toolgate_audit_sink_truncated_total{tcp}"], 0);
     });
 
     test("a receiver that refuses the token: counted as failed, not retried", async () => {

@@ -374,7 +374,7 @@ static void test_config(void **state)
     assert_int_equal(s[0].max_length, 8192);
     assert_int_equal(s[0].payload, AUDIT_SINK_OCSF);
     assert_string_equal(s[1].host, "::1");
-    assert_int_equal(s[1].max_length, 2048);
+    assert_int_equal(s[1].max_length, 8192);
     assert_int_equal(s[1].facility, 13);
     assert_int_equal(s[1].queue, 10000);
     assert_int_equal(s[1].batch_max, 100);
