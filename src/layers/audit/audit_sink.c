@@ -651,7 +651,8 @@ static void deliver(struct sink *k, struct item *it, size_t n)
         int give_up = k->stopping && mono_ms() + backoff >= k->stop_deadline_ms;
         uint64_t until = mono_ms() + backoff;
         while (!give_up && mono_ms() < until) {
-            wait_ms(k, until);
+            /* A stop during the backoff ends the wait by the shutdown bound at the latest. */
+            wait_ms(k, k->stopping && k->stop_deadline_ms < until ? k->stop_deadline_ms : until);
             if (k->stopping && mono_ms() >= k->stop_deadline_ms)
                 give_up = 1;
         }

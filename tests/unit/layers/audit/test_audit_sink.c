@@ -586,6 +586,8 @@ static void test_sink_queue_bound(void **state)
     int port, lfd = listen_loopback(&port);
     close(lfd);
     struct audit_sink_config c = syslog_sink("down", port);
+    /* A long backoff: the stop below must not wait for it. */
+    c.retry_initial_ms = c.retry_max_ms = 10000;
     assert_int_equal(audit_sinks_start(&c, 1, "gw-unit"), 0);
     for (int i = 0; i < 100; i++)
         audit_sinks_offer("{\"kind\":\"decision\"}", 19, 1);
@@ -596,6 +598,11 @@ static void test_sink_queue_bound(void **state)
     assert_true(st.queued <= 16);
     assert_true(st.dropped >= 101 - 16 - 4);
     assert_int_equal(st.sent, 0);
+    /* Let the first attempt fail, so the thread is in its backoff when the stop comes. */
+    uint64_t until = gw_mono_ns() + 2000000000ull;
+    while (audit_sinks_stats(&st, 1) && st.retries == 0 && gw_mono_ns() < until)
+        usleep(1000);
+    assert_int_equal(st.retries, 1);
     uint64_t t0 = gw_mono_ns();
     audit_sinks_stop();
     /* Bounded: the timeout plus one batch wait, and a little scheduling. */
