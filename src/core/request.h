@@ -150,6 +150,14 @@ struct gw_request {
      */
     int upstream_sent;
     char upstream_error[64];
+    /*
+     * Recorded for audit by the modules that know them: the W3C trace and toolgate's span for
+     * this request as lower-case hex (telemetry; "" when not traced), and how the identity
+     * reached the backend ("jwt", "headers", "token_exchange", "none"; routing; NULL before).
+     */
+    char trace_id[33];
+    char span_id[17];
+    const char *inject_mode;
     int response_status; /* what the client got */
     uint64_t response_bytes;
 

@@ -141,6 +141,16 @@ static void begin(struct gw_request *req)
     }
     random_id(st->server_id, 8);
     random_id(st->client_id, 8);
+    for (int i = 0; i < 16; i++) {
+        req->trace_id[2 * i] = "0123456789abcdef"[st->trace_id[i] >> 4];
+        req->trace_id[2 * i + 1] = "0123456789abcdef"[st->trace_id[i] & 15];
+    }
+    req->trace_id[32] = '\0';
+    for (int i = 0; i < 8; i++) {
+        req->span_id[2 * i] = "0123456789abcdef"[st->server_id[i] >> 4];
+        req->span_id[2 * i + 1] = "0123456789abcdef"[st->server_id[i] & 15];
+    }
+    req->span_id[16] = '\0';
 
     struct gw_slice bg = meta_string(meta, "baggage");
     st->baggage_from_meta = bg.ptr != NULL;

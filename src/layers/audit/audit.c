@@ -7,6 +7,7 @@
 #include "layers/audit/audit.h"
 #include "layers/audit/audit_canon.h"
 #include "layers/audit/audit_record.h"
+#include "layers/audit/audit_sink.h"
 #include "layers/audit/audit_writer.h"
 #include "layers/layer.h"
 
@@ -149,5 +150,11 @@ int audit_start(const struct gw_config *cfg)
         free(defaults.instance_id);
         return rc;
     }
-    return audit_writer_start(ac, cfg->config_hash[0] ? cfg->config_hash : NULL);
+    /* The sinks first, so the start record reaches them; a writer that fails stops them. */
+    if (audit_sinks_start(ac->sinks, ac->n_sinks, ac->instance_id) != 0)
+        return -EINVAL;
+    rc = audit_writer_start(ac, cfg->config_hash[0] ? cfg->config_hash : NULL);
+    if (rc != 0)
+        audit_sinks_stop();
+    return rc;
 }

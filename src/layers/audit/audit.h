@@ -26,6 +26,7 @@
 #include "layers/modules.h"
 
 struct gw_config;
+struct audit_sink_config;
 
 enum audit_args_mode {
     AUDIT_ARGS_NONE = 0, /* arguments are not recorded */
@@ -66,6 +67,9 @@ struct audit_config {
     uint64_t retention_ms;       /* delete rotated files older than this; 0 = keep all */
     /* A store created by the writer: compact (default) or the first format (tests). */
     int store_format; /* enum audit_store_format */
+    /* audit.sinks: streaming copies to a SIEM (audit_sink.h). */
+    struct audit_sink_config *sinks;
+    size_t n_sinks;
 };
 
 /* Fills a config with the defaults (instance id from the host name). Returns 0 or -1. */

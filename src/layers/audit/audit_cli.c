@@ -14,6 +14,7 @@
 #include "layers/audit/audit_canon.h"
 #include "layers/audit/audit_cli.h"
 #include "layers/audit/audit_chain.h"
+#include "layers/audit/audit_ocsf.h"
 #include "layers/audit/audit_store.h"
 #include "layers/audit/audit_verify.h"
 
@@ -706,79 +707,6 @@ static int cmd_stats(const struct cli_opts *o)
     return rc != 0 ? 2 : 0;
 }
 
-/*
- * OCSF API Activity (class 6003, category 6 Application Activity). A tool call is not a
- * CRUD verb, so activity_id is 99 (Other) with the MCP method as activity_name.
- */
-static json_t *ocsf_event(const json_t *rec, const char *hash)
-{
-    const char *decision = json_string_value(json_object_get(rec, "decision"));
-    int allowed = decision && strcmp(decision, "allow") == 0;
-    int error = decision && strcmp(decision, "error") == 0;
-    const char *tns = json_string_value(json_object_get(rec, "time_ns"));
-    long long ms = tns ? strtoll(tns, NULL, 10) / 1000000 : 0;
-    const char *method = json_string_value(json_object_get(rec, "method"));
-    json_t *ev =
-        json_pack("{s:i, s:s, s:i, s:s, s:i, s:i, s:s, s:I, s:i, s:s, s:i, s:s}", "class_uid", 6003,
-                  "class_name", "API Activity", "category_uid", 6, "category_name",
-                  "Application Activity", "activity_id", 99, "type_uid", 600399, "activity_name",
-                  method ? method : "request", "time", (json_int_t)ms, "severity_id",
-                  allowed ? 1
-                  : error ? 4
-                          : 3,
-                  "severity",
-                  allowed ? "Informational"
-                  : error ? "High"
-                          : "Medium",
-                  "status_id", allowed ? 1 : 2, "status", allowed ? "Success" : "Failure");
-    if (!ev)
-        return NULL;
-    json_t *user = json_object();
-    const char *v;
-    if ((v = json_string_value(json_object_get(rec, "subject"))))
-        json_object_set_new(user, "uid", json_string(v));
-    if ((v = json_string_value(json_object_get(rec, "tenant"))))
-        json_object_set_new(user, "org", json_pack("{s:s}", "uid", v));
-    json_t *groups = json_array();
-    size_t i;
-    json_t *role;
-    json_array_foreach(json_object_get(rec, "roles"), i, role)
-        json_array_append_new(groups, json_pack("{s:O}", "name", role));
-    json_object_set_new(user, "groups", groups);
-    json_t *actor = json_pack("{s:o}", "user", user);
-    if ((v = json_string_value(json_object_get(rec, "client_id"))))
-        json_object_set_new(actor, "app_name", json_string(v));
-    json_object_set_new(ev, "actor", actor);
-    json_t *api = json_pack("{s:s}", "operation", method ? method : "request");
-    if ((v = json_string_value(json_object_get(rec, "backend"))))
-        json_object_set_new(api, "service", json_pack("{s:s}", "name", v));
-    if ((v = json_string_value(json_object_get(rec, "request_id"))))
-        json_object_set_new(api, "request", json_pack("{s:s}", "uid", v));
-    json_object_set_new(ev, "api", api);
-    json_object_set_new(ev, "src_endpoint", json_object());
-    if ((v = json_string_value(json_object_get(rec, "tool"))))
-        json_object_set_new(ev, "resources", json_pack("[{s:s, s:s}]", "name", v, "type", "tool"));
-    if ((v = json_string_value(json_object_get(rec, "reason_code"))))
-        json_object_set_new(ev, "status_code", json_string(v));
-    json_object_set_new(ev, "metadata",
-                        json_pack("{s:s, s:{s:s, s:s, s:s}, s:s, s:s}", "version", "1.1.0",
-                                  "product", "name", "toolgate", "vendor_name", "toolgate",
-                                  "version", TOOLGATE_VERSION, "uid", hash, "log_name", "audit"));
-    if ((v = json_string_value(json_object_get(rec, "request_id"))))
-        json_object_set_new(json_object_get(ev, "metadata"), "correlation_uid", json_string(v));
-    json_t *unmapped = json_object();
-    static const char *const keep[] = {"decision",       "layer",         "rule_ids", "pii",
-                                       "redactions",     "instance",      "seq",      "route",
-                                       "session_sha256", "config_sha256", NULL};
-    for (int k = 0; keep[k]; k++) {
-        json_t *x = json_object_get(rec, keep[k]);
-        if (x)
-            json_object_set(unmapped, keep[k], x);
-    }
-    json_object_set_new(ev, "unmapped", unmapped);
-    return ev;
-}
-
 static int export_row(const struct audit_row *r, void *arg)
 {
     struct scan_ctx *c = arg;
@@ -789,7 +717,7 @@ static int export_row(const struct audit_row *r, void *arg)
         return 0;
     json_t *ev = rec;
     if (c->format == 4) {
-        ev = ocsf_event(rec, r->hash);
+        ev = audit_ocsf_event(rec);
         json_decref(rec);
         if (!ev)
             return -1;

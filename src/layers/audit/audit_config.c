@@ -1,5 +1,6 @@
 /* The `audit:` configuration section. */
 #include "layers/audit/audit.h"
+#include "layers/audit/audit_sink.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ void audit_config_free(struct audit_config *ac)
     free(ac->mirror);
     free(ac->signing_key);
     free(ac->instance_id);
+    audit_sinks_config_free(ac->sinks, ac->n_sinks);
     free(ac);
 }
 
@@ -45,9 +47,9 @@ static int instance_ok(const char *s)
 int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section,
                        struct audit_config **out, struct cfg_error *err)
 {
-    static const char *const keys[] = {"store",      "mirror",    "signing_key", "instance_id",
-                                       "checkpoint", "arguments", "durability",  "sync",
-                                       "queue",      "rotate",    "retention",   NULL};
+    static const char *const keys[] = {
+        "store", "mirror", "signing_key", "instance_id", "checkpoint", "arguments", "durability",
+        "sync",  "queue",  "rotate",      "retention",   "sinks",      NULL};
     static const char *const cp_keys[] = {"every", "interval", NULL};
     static const char *const rot_keys[] = {"max_records", "max_bytes", NULL};
     const char *P = "audit";
@@ -181,6 +183,8 @@ int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section
                    "retention deletes rotated files: set audit.rotate as well");
         goto fail;
     }
+    if (audit_sinks_config_parse(doc, cfg_map_get(section, "sinks"), &ac->sinks, &ac->n_sinks, err))
+        goto fail;
     free(args);
     *out = ac;
     return 0;

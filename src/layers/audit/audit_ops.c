@@ -4,6 +4,7 @@
  * last checkpoint's seq, records committed and refused).
  */
 #include "layers/audit/audit.h"
+#include "layers/audit/audit_sink.h"
 #include "layers/audit/audit_writer.h"
 #include "lib/metrics.h"
 #include "lib/probe.h"
@@ -84,4 +85,5 @@ void audit_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
                    "Time one group commit of the audit writer took.");
     metrics_histogram_write(out, "toolgate_audit_commit_duration_seconds", NULL, 0,
                             audit_writer_commit_histogram());
+    audit_sinks_metrics(out);
 }

@@ -179,6 +179,11 @@ static int part_request(json_t *rec, const struct gw_request *req, const struct 
         rc |= set_str(rec, "config_sha256", req->cfg->config_hash);
     if (req->backend)
         rc |= set_str(rec, "backend", req->backend->name);
+    rc |= set_str(rec, "inject", req->inject_mode);
+    if (req->trace_id[0]) {
+        rc |= set_str(rec, "trace_id", req->trace_id);
+        rc |= set_str(rec, "span_id", req->span_id);
+    }
     if (req->rpc.n >= 1) {
         const struct mcp_message *m = &req->rpc.msgs[0];
         rc |= set_str(rec, "method", m->method);
@@ -224,12 +229,42 @@ static int part_identity(json_t *rec, const struct gw_request *req, const struct
     return rc ? -1 : 0;
 }
 
+/* Appends the comma-separated rule ids of a decision to the array. */
+static int append_rules(json_t *rules, const char *p)
+{
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n && json_array_append_new(rules, json_stringn(p, n)) != 0)
+            return -1;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+/* An allowed call: the rules that let it through (policy's permits), when a layer named any. */
+static int allow_rules(json_t *rec, const struct gw_request *req)
+{
+    json_t *rules = NULL;
+    for (int s = 0; s < GW_STAGE_COUNT; s++) {
+        const char *ids = req->decision[s].rule_id;
+        if (!ids[0])
+            continue;
+        if (!rules && (!(rules = json_array()) || json_object_set_new(rec, "rule_ids", rules)))
+            return -1;
+        if (append_rules(rules, ids) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int part_decision(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
 {
     int rc = set_str(rec, "decision", audit_decision_name(req));
     const struct gw_decision *d = gw_request_denial(req);
     if (!d)
-        return rc;
+        return rc | allow_rules(rec, req);
     rc |= set_str(rec, "layer", gw_request_denial_layer(req));
     rc |= set_str(rec, "reason_code", d->reason_code);
     rc |= set_int(rec, "deny_status", d->http_status);
@@ -238,15 +273,8 @@ static int part_decision(json_t *rec, const struct gw_request *req, const struct
     json_t *rules = json_array();
     rc |= json_object_set_new(rec, "rule_ids", rules);
     /* rule_id is comma-separated by the layer; each id becomes one array element. */
-    const char *p = d->rule_id;
-    while (rules && *p) {
-        size_t n = strcspn(p, ",");
-        if (n && json_array_append_new(rules, json_stringn(p, n)) != 0)
-            return -1;
-        p += n;
-        if (*p == ',')
-            p++;
-    }
+    if (!rules || append_rules(rules, d->rule_id) != 0)
+        return -1;
     return rc ? -1 : 0;
 }
 

@@ -4,6 +4,7 @@
 #include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_store.h"
 #include "layers/audit/audit_rotate.h"
+#include "layers/audit/audit_sink.h"
 
 #include "lib/log.h"
 #include "lib/timeutil.h"
@@ -58,6 +59,13 @@ struct writer {
     struct gw_buf canon;
     struct audit_members chain; /* the chain fields of the record being written */
     struct gw_buf mirror_buf;   /* lines of the open transaction, written after commit */
+    /* Where each line of mirror_buf is, for the sinks (audit_sink.h); built when they run. */
+    struct writer_line {
+        size_t off, len;
+        int decision;
+    } * lines;
+    size_t n_lines, cap_lines;
+    int sinks; /* audit.sinks run: lines are built for them too */
 };
 
 static struct writer W = {
@@ -101,6 +109,20 @@ static int64_t next_time(void)
         now = W.last_time;
     W.last_time = now;
     return now;
+}
+
+/* Remembers a line of mirror_buf for the sinks; a line not noted is one they miss (memory). */
+static void note_line(size_t off, size_t len, const char *kind)
+{
+    if (W.n_lines == W.cap_lines) {
+        size_t cap = W.cap_lines ? W.cap_lines * 2 : 256;
+        struct writer_line *l = realloc(W.lines, cap * sizeof *l);
+        if (!l)
+            return;
+        W.lines = l;
+        W.cap_lines = cap;
+    }
+    W.lines[W.n_lines++] = (struct writer_line){off, len, kind && strcmp(kind, "decision") == 0};
 }
 
 /*
@@ -152,8 +174,8 @@ static int append_item(const struct audit_item *it, int64_t at)
     };
     if (W.store->ops->append(W.store, &row) != 0)
         goto out;
-    if (W.mirror) {
-        /* The mirror carries the whole record, hash included, one line each. */
+    if (W.mirror || W.sinks) {
+        /* The mirror and the sinks carry the whole record, hash included, one line each. */
         gw_buf_reset(&v);
         size_t mark = W.mirror_buf.len;
         if (audit_canon_string(&v, hash, 64) != 0 ||
@@ -163,6 +185,8 @@ static int append_item(const struct audit_item *it, int64_t at)
         if (audit_members_write(&W.mirror_buf, &it->body, &W.chain) != 0 ||
             gw_buf_append(&W.mirror_buf, "\n", 1) != 0)
             W.mirror_buf.len = mark;
+        else if (W.sinks)
+            note_line(mark, W.mirror_buf.len - mark - 1, audit_item_col(it, COL_KIND));
     }
     W.seq = seq;
     memcpy(W.prev, hash, sizeof W.prev);
@@ -221,6 +245,10 @@ static void mirror_flush(void)
             fflush(W.mirror) != 0)
             gw_log_warn("audit_mirror", "writing the audit mirror failed: %s", strerror(errno));
     }
+    /* The sinks only ever get committed records, after the mirror, never waiting on them. */
+    for (size_t i = 0; i < W.n_lines; i++)
+        audit_sinks_offer(W.mirror_buf.data + W.lines[i].off, W.lines[i].len, W.lines[i].decision);
+    W.n_lines = 0;
     gw_buf_reset(&W.mirror_buf);
 }
 
@@ -326,6 +354,7 @@ fail_tx:
     W.store->ops->rollback(W.store);
 fail:
     gw_buf_reset(&W.mirror_buf);
+    W.n_lines = 0;
     W.seq = seq0;
     W.since_checkpoint = since0;
     W.file_records = files0;
@@ -504,6 +533,8 @@ static void free_config_copy(struct audit_config *ac)
 static int copy_config(struct audit_config *dst, const struct audit_config *src)
 {
     *dst = *src;
+    dst->sinks = NULL; /* the sinks keep their own copy (audit_sinks_start) */
+    dst->n_sinks = 0;
     dst->store = src->store ? strdup(src->store) : NULL;
     dst->mirror = src->mirror ? strdup(src->mirror) : NULL;
     dst->signing_key = src->signing_key ? strdup(src->signing_key) : NULL;
@@ -582,6 +613,9 @@ static void close_all(void)
     gw_buf_free(&W.canon);
     audit_members_free(&W.chain);
     gw_buf_free(&W.mirror_buf);
+    free(W.lines);
+    W.lines = NULL;
+    W.n_lines = W.cap_lines = 0;
     free(W.ring);
     W.ring = NULL;
     free(W.config_hash);
@@ -607,6 +641,7 @@ static void apply_retention(const char *path)
     } else
         mirror_flush();
     gw_buf_reset(&W.mirror_buf);
+    W.n_lines = 0;
     json_decref(rec);
 }
 
@@ -661,6 +696,7 @@ static int rotate_if_due(void)
     if (rc == 0)
         mirror_flush();
     gw_buf_reset(&W.mirror_buf);
+    W.n_lines = 0;
     apply_retention(path);
     return rc;
 }
@@ -754,6 +790,7 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
     }
     if (open_mirror() != 0)
         goto fail;
+    W.sinks = audit_sinks_active();
     json_t *start = json_pack("{s:s, s:s, s:s, s:s}", "kind", "start", "version", TOOLGATE_VERSION,
                               "previous_shutdown", previous, "key_id", W.key_id);
     if (!start) {
@@ -770,6 +807,7 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
     if (ok)
         mirror_flush();
     gw_buf_reset(&W.mirror_buf);
+    W.n_lines = 0;
     if (!ok) {
         W.store->ops->rollback(W.store);
         gw_log_error("audit_start", "cannot write the start record: %s", W.store->err);
@@ -801,6 +839,7 @@ void audit_stop(void)
     pthread_mutex_lock(&W.mu);
     if (!W.running) {
         pthread_mutex_unlock(&W.mu);
+        audit_sinks_stop();
         return;
     }
     W.stopping = 1;
@@ -821,4 +860,6 @@ void audit_stop(void)
     pthread_cond_broadcast(&W.done);
     pthread_mutex_unlock(&W.mu);
     close_all();
+    /* After the writer: the closing records reach the sinks before they flush and stop. */
+    audit_sinks_stop();
 }

@@ -310,6 +310,10 @@ static int conclude(struct job *job)
         }
     }
     const struct gw_route_inject *ri = routing_inject_of(req->route);
+    req->inject_mode = ri->mode == GW_INJECT_TOKEN_EXCHANGE ? "token_exchange"
+                       : ri->mode == GW_INJECT_HEADERS      ? "headers"
+                       : ri->mode == GW_INJECT_NONE         ? "none"
+                                                            : "jwt";
     if (ri->mode == GW_INJECT_TOKEN_EXCHANGE)
         return tokex_apply(req, ri, job->be, job->out); /* GW_ASYNC while it exchanges */
     int rc = inject_apply(req, ri, job->be);
