@@ -1,5 +1,4 @@
 /* The routing layer as a module: `egress`, routes[].inject, runtime, stage and its JWKS. */
-#include "core/reload.h"
 #include "layers/layer.h"
 #include "layers/routing/routing.h"
 #include "layers/routing/tokex.h"
@@ -64,24 +63,6 @@ static const char *const reasons[] = {
     NULL,
 };
 
-/*
- * The endpoints' health and ejection state, the resolve cache and the injection key are
- * built from `egress` and the routes' backends at start (core/reload.h).
- */
-static int routing_prepare(const struct gw_config *running, const struct gw_config *next,
-                           struct cfg_error *err)
-{
-    if (gw_reload_require_same(running, next, "egress",
-                               "the signing key, resolve cache and egress checks are set up "
-                               "from it at start",
-                               err) != 0)
-        return -1;
-    return gw_reload_require_same(running, next, "routes",
-                                  "the backends' endpoint, health-check and ejection state is "
-                                  "built from the routes at start",
-                                  err);
-}
-
 /* The token exchanges' counters (the other routing state has no families of its own yet). */
 static void routing_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
 {
@@ -100,6 +81,7 @@ const struct gw_module routing_module = {
     .start = routing_start,
     .stop = routing_stop,
     .prepare = routing_prepare,
+    .commit = routing_commit,
     .reason_codes = reasons,
     .metrics = routing_metrics,
     .layer = &routing_layer,

@@ -26,6 +26,9 @@
 #include "layers/routing/endpoints.h"
 #include "layers/routing/routing.h"
 
+/* The started configuration's endpoint table. */
+static const struct endpoint_table *table;
+
 static uint64_t fake_now = 1000000;
 static uint64_t fake_clock(void)
 {
@@ -58,7 +61,7 @@ static int count_picks(const struct gw_backend *be, int rounds, int *hits, size_
     memset(hits, 0, n * sizeof *hits);
     int none = 0;
     for (int i = 0; i < rounds; i++) {
-        int k = endpoints_pick(be);
+        int k = endpoints_pick(table, be);
         if (k < 0)
             none++;
         else
@@ -72,6 +75,7 @@ static void test_round_robin(void **state)
     (void)state;
     struct gw_config *cfg = load(yaml_three);
     assert_int_equal(routing_start(cfg), 0);
+    table = routing_endpoints_of(cfg);
     const struct gw_backend *be = &cfg->routes[0].backends[0];
     int hits[3];
     assert_int_equal(count_picks(be, 300, hits, 3), 0);
@@ -95,7 +99,7 @@ static void test_round_robin(void **state)
     assert_true(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
     /* A backend the table does not know (never started) gets its first endpoint. */
     struct gw_backend stranger = *be;
-    assert_int_equal(endpoints_pick(&stranger), 0);
+    assert_int_equal(endpoints_pick(table, &stranger), 0);
     routing_stop();
     gw_config_free(cfg);
 }
@@ -106,24 +110,25 @@ static void test_ejection_doubles_caps_and_recovers(void **state)
     struct gw_config *cfg = load(yaml_three);
     endpoints_set_clock(fake_clock);
     assert_int_equal(routing_start(cfg), 0);
+    table = routing_endpoints_of(cfg);
     const struct gw_backend *be = &cfg->routes[0].backends[0];
     struct endpoint_status st;
     int hits[3];
 
     /* Two failures and a success: the count starts over. */
-    endpoints_report(be, 1, ENDPOINT_FAILED);
-    endpoints_report(be, 1, ENDPOINT_FAILED);
-    endpoints_report(be, 1, ENDPOINT_OK);
-    endpoints_report(be, 1, ENDPOINT_FAILED);
-    endpoints_report(be, 1, ENDPOINT_FAILED);
-    endpoints_report(be, 1, ENDPOINT_NONE);
-    assert_int_equal(endpoints_status(be, 1, &st), 0);
+    endpoints_report(table, be, 1, ENDPOINT_FAILED);
+    endpoints_report(table, be, 1, ENDPOINT_FAILED);
+    endpoints_report(table, be, 1, ENDPOINT_OK);
+    endpoints_report(table, be, 1, ENDPOINT_FAILED);
+    endpoints_report(table, be, 1, ENDPOINT_FAILED);
+    endpoints_report(table, be, 1, ENDPOINT_NONE);
+    assert_int_equal(endpoints_status(table, be, 1, &st), 0);
     assert_int_equal(st.failures, 2);
     assert_false(st.ejected);
 
     /* The third in a row ejects for base (1 s). */
-    endpoints_report(be, 1, ENDPOINT_FAILED);
-    assert_int_equal(endpoints_status(be, 1, &st), 0);
+    endpoints_report(table, be, 1, ENDPOINT_FAILED);
+    assert_int_equal(endpoints_status(table, be, 1, &st), 0);
     assert_true(st.ejected);
     assert_int_equal(st.ejections, 1);
     assert_int_equal(st.ejected_until_ms, fake_now + 1000);
@@ -136,32 +141,32 @@ static void test_ejection_doubles_caps_and_recovers(void **state)
     assert_int_equal(count_picks(be, 30, hits, 3), 0);
     assert_int_equal(hits[1], 10);
     for (int i = 0; i < 3; i++)
-        endpoints_report(be, 1, ENDPOINT_FAILED);
-    assert_int_equal(endpoints_status(be, 1, &st), 0);
+        endpoints_report(table, be, 1, ENDPOINT_FAILED);
+    assert_int_equal(endpoints_status(table, be, 1, &st), 0);
     assert_int_equal(st.ejected_until_ms, fake_now + 2000);
     fake_now += 2000;
     for (int i = 0; i < 3; i++)
-        endpoints_report(be, 1, ENDPOINT_FAILED);
-    assert_int_equal(endpoints_status(be, 1, &st), 0);
+        endpoints_report(table, be, 1, ENDPOINT_FAILED);
+    assert_int_equal(endpoints_status(table, be, 1, &st), 0);
     assert_int_equal(st.ejections, 3);
     assert_int_equal(st.ejected_until_ms, fake_now + 3000);
 
     /* A success while still ejected (a request in flight) does not reset the doubling ... */
-    endpoints_report(be, 1, ENDPOINT_OK);
-    assert_int_equal(endpoints_status(be, 1, &st), 0);
+    endpoints_report(table, be, 1, ENDPOINT_OK);
+    assert_int_equal(endpoints_status(table, be, 1, &st), 0);
     assert_int_equal(st.ejections, 3);
     /* ... one after the ejection ended does. */
     fake_now += 3000;
-    endpoints_report(be, 1, ENDPOINT_OK);
-    assert_int_equal(endpoints_status(be, 1, &st), 0);
+    endpoints_report(table, be, 1, ENDPOINT_OK);
+    assert_int_equal(endpoints_status(table, be, 1, &st), 0);
     assert_int_equal(st.ejections, 0);
     assert_false(st.ejected);
 
     /* Every endpoint ejected: nothing to pick, and the layer answers 503. */
     for (int e = 0; e < 3; e++)
         for (int i = 0; i < 3; i++)
-            endpoints_report(be, e, ENDPOINT_FAILED);
-    assert_int_equal(endpoints_pick(be), -1);
+            endpoints_report(table, be, e, ENDPOINT_FAILED);
+    assert_int_equal(endpoints_pick(table, be), -1);
     struct gw_request *req = gw_request_new(cfg);
     req->route = &cfg->routes[0];
     req->backend = &req->route->backends[0]; /* as the route kind chooses */
@@ -172,7 +177,7 @@ static void test_ejection_doubles_caps_and_recovers(void **state)
     assert_string_equal(d.reason_code, "routing.no_healthy_endpoint");
     gw_request_free(req);
     fake_now += 1000;
-    assert_int_not_equal(endpoints_pick(be), -1);
+    assert_int_not_equal(endpoints_pick(table, be), -1);
 
     routing_stop();
     endpoints_set_clock(NULL);
@@ -200,6 +205,7 @@ static void test_on_complete_outcomes(void **state)
     struct gw_config *cfg = load(yaml_three);
     endpoints_set_clock(fake_clock);
     assert_int_equal(routing_start(cfg), 0);
+    table = routing_endpoints_of(cfg);
     const struct gw_backend *be = &cfg->routes[0].backends[0];
     struct endpoint_status st;
     static const struct {
@@ -227,7 +233,7 @@ static void test_on_complete_outcomes(void **state)
         complete(cfg, 2, 200, "", GW_STAGE_NONE); /* reset */
         complete(cfg, 2, 0, "upstream.connect", GW_STAGE_NONE);
         complete(cfg, 2, cases[i].status, cases[i].error, cases[i].stage);
-        assert_int_equal(endpoints_status(be, 2, &st), 0);
+        assert_int_equal(endpoints_status(table, be, 2, &st), 0);
         if (st.failures != cases[i].failures_after)
             fail_msg("case %zu (%d, %s): %u failures, expected %u", i, cases[i].status,
                      cases[i].error, st.failures, cases[i].failures_after);
@@ -236,7 +242,7 @@ static void test_on_complete_outcomes(void **state)
     complete(cfg, 2, 200, "", GW_STAGE_NONE);
     for (int i = 0; i < 3; i++)
         complete(cfg, 2, 0, "upstream.connect", GW_STAGE_NONE);
-    assert_int_equal(endpoints_status(be, 2, &st), 0);
+    assert_int_equal(endpoints_status(table, be, 2, &st), 0);
     assert_true(st.ejected);
     routing_stop();
     endpoints_set_clock(NULL);
@@ -319,7 +325,7 @@ static int wait_for(const struct gw_backend *be, int idx, int up, int ms)
 {
     struct endpoint_status st;
     for (int waited = 0; waited < ms; waited += 20) {
-        if (endpoints_status(be, idx, &st) == 0 && st.up == up)
+        if (endpoints_status(table, be, idx, &st) == 0 && st.up == up)
             return 1;
         usleep(20 * 1000);
     }
@@ -352,6 +358,7 @@ static void test_health_checks(void **state)
              srv.port, dead_port(), srv.port);
     struct gw_config *cfg = load(yaml);
     assert_int_equal(routing_start(cfg), 0);
+    table = routing_endpoints_of(cfg);
     const struct gw_backend *be = &cfg->routes[0].backends[0];
     const struct gw_backend *priv = &cfg->routes[1].backends[0];
 
@@ -368,17 +375,17 @@ static void test_health_checks(void **state)
     /* The live one starts failing its checks: down; nothing usable. */
     atomic_store(&srv.status, 503);
     assert_true(wait_for(be, 0, 0, 3000));
-    assert_int_equal(endpoints_pick(be), -1);
+    assert_int_equal(endpoints_pick(table, be), -1);
     /* It recovers after one good check, and an ejection from before ends with it. */
-    endpoints_report(be, 0, ENDPOINT_FAILED);
-    endpoints_report(be, 0, ENDPOINT_FAILED);
-    endpoints_report(be, 0, ENDPOINT_FAILED);
+    endpoints_report(table, be, 0, ENDPOINT_FAILED);
+    endpoints_report(table, be, 0, ENDPOINT_FAILED);
+    endpoints_report(table, be, 0, ENDPOINT_FAILED);
     atomic_store(&srv.status, 200);
     assert_true(wait_for(be, 0, 1, 3000));
     struct endpoint_status st;
-    assert_int_equal(endpoints_status(be, 0, &st), 0);
+    assert_int_equal(endpoints_status(table, be, 0, &st), 0);
     assert_false(st.ejected);
-    assert_int_equal(endpoints_pick(be), 0);
+    assert_int_equal(endpoints_pick(table, be), 0);
 
     /* Stopping joins the thread promptly. */
     uint64_t t0 = gw_mono_ms();
