@@ -1,8 +1,10 @@
 /* The routing layer as a module: `egress`, routes[].inject, runtime, stage and its JWKS. */
 #include "layers/layer.h"
+#include "layers/routing/endpoints.h"
 #include "layers/routing/routing.h"
 #include "layers/routing/tokex.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /* No `egress` section gives the defaults: no private destination is allowed. */
@@ -63,6 +65,36 @@ static const char *const reasons[] = {
     NULL,
 };
 
+/*
+ * One check per route of the generation being served, "route:<name>", with how many of each
+ * backend's endpoints are usable now. Informational: always "ok", since one route whose
+ * backends are down must not take the gateway out of a load balancer for every other route.
+ */
+static void routing_ready(const struct gw_config *cfg, json_t *checks)
+{
+    const struct endpoint_table *t = routing_endpoints_of(cfg);
+    for (size_t r = 0; r < cfg->n_routes; r++) {
+        const struct gw_route *route = &cfg->routes[r];
+        struct gw_buf detail = {0};
+        for (size_t b = 0; b < route->n_backends; b++) {
+            const struct gw_backend *be = &route->backends[b];
+            size_t usable = 0;
+            for (size_t e = 0; e < be->n_endpoints; e++) {
+                struct endpoint_status st;
+                usable += endpoints_status(t, be, (int)e, &st) != 0 || (st.up && !st.ejected);
+            }
+            gw_buf_printf(&detail, "%s%s: %zu of %zu endpoints usable", b ? ", " : "", be->name,
+                          usable, be->n_endpoints);
+        }
+        char name[96];
+        snprintf(name, sizeof name, "route:%s", route->name);
+        json_object_set_new(checks, name,
+                            json_pack("{s:s, s:s}", "state", "ok", "detail",
+                                      detail.data ? detail.data : "no backends"));
+        gw_buf_free(&detail);
+    }
+}
+
 /* The token exchanges' counters (the other routing state has no families of its own yet). */
 static void routing_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
 {
@@ -83,6 +115,7 @@ const struct gw_module routing_module = {
     .prepare = routing_prepare,
     .commit = routing_commit,
     .reason_codes = reasons,
+    .ready = routing_ready,
     .metrics = routing_metrics,
     .layer = &routing_layer,
     .well_known = well_known,

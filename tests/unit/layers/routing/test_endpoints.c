@@ -20,9 +20,11 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/module.h"
 #include "core/request.h"
 #include "lib/timeutil.h"
 #include "layers/layer.h"
+#include "layers/routing/affinity.h"
 #include "layers/routing/endpoints.h"
 #include "layers/routing/routing.h"
 
@@ -395,6 +397,228 @@ static void test_health_checks(void **state)
     srv_stop();
 }
 
+/* ---- a reload's table ------------------------------------------------------------------- */
+
+static const char *const yaml_reloaded =
+    "routes:\n"
+    "  - name: r\n"
+    "    path: /mcp\n"
+    "    inject: none\n"
+    "    backends:\n"
+    "      - name: b\n"
+    "        endpoints: [\"http://127.0.0.1:9103/mcp\", \"http://127.0.0.1:9102/mcp\",\n"
+    "                    \"http://127.0.0.1:9104/mcp\"]\n"
+    "        eject: {failures: 3, base: 1s, max: 3s}\n"
+    "  - name: added\n"
+    "    path: /added\n"
+    "    inject: none\n"
+    "    backends:\n"
+    "      - name: b\n"
+    "        endpoints: [\"http://127.0.0.1:9102/mcp\", \"http://127.0.0.1:9105/mcp\"]\n"
+    "egress: {allow: [\"127.0.0.0/8\"]}\n";
+
+static void eject(const struct endpoint_table *t, const struct gw_backend *be, int idx)
+{
+    for (int i = 0; i < 3; i++)
+        endpoints_report(t, be, idx, ENDPOINT_FAILED);
+}
+
+/*
+ * A reload's generation gets its own table: endpoints kept (same route name and URL, in any
+ * position) share their state with the running table both ways, a new URL and a new route
+ * start afresh, and the running generation's table can go first without the new one noticing.
+ */
+static void test_reload_carries_state(void **state)
+{
+    (void)state;
+    endpoints_set_clock(fake_clock);
+    struct gw_config *a = load(yaml_three);
+    assert_int_equal(routing_start(a), 0);
+    const struct endpoint_table *ta = routing_endpoints_of(a);
+    const struct gw_backend *ba = &a->routes[0].backends[0];
+    eject(ta, ba, 2);                             /* :9103, ejected for 1s */
+    endpoints_report(ta, ba, 1, ENDPOINT_FAILED); /* :9102, one failure */
+
+    struct gw_config *b = load(yaml_reloaded);
+    struct cfg_error err = {{0}};
+    assert_int_equal(routing_prepare(a, b, &err), 0);
+    const struct endpoint_table *tb = routing_endpoints_of(b);
+    assert_non_null(tb);
+    assert_ptr_not_equal(ta, tb);
+    const struct gw_backend *bb = &b->routes[0].backends[0];
+    const struct gw_backend *added = &b->routes[1].backends[0];
+    struct endpoint_status st;
+    /* :9103 is now first and still ejected; :9102 keeps its failure; :9104 is new. */
+    assert_int_equal(endpoints_status(tb, bb, 0, &st), 0);
+    assert_true(st.ejected);
+    assert_int_equal(st.ejections, 1);
+    assert_int_equal(endpoints_status(tb, bb, 1, &st), 0);
+    assert_int_equal(st.failures, 1);
+    assert_int_equal(endpoints_status(tb, bb, 2, &st), 0);
+    assert_false(st.ejected);
+    assert_int_equal(st.failures, 0);
+    /* The same URL on another route is another endpoint. */
+    assert_int_equal(endpoints_status(tb, added, 0, &st), 0);
+    assert_int_equal(st.failures, 0);
+    /* A request still on the running generation reports into the shared state. */
+    endpoints_report(ta, ba, 1, ENDPOINT_FAILED);
+    endpoints_report(ta, ba, 1, ENDPOINT_FAILED);
+    assert_int_equal(endpoints_status(tb, bb, 1, &st), 0);
+    assert_true(st.ejected);
+    /* Nothing usable in b's first route but :9104; the new route's two are. */
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(endpoints_pick(tb, bb), 2);
+    assert_int_not_equal(endpoints_pick(tb, added), -1);
+    /* The running generation goes first (its last request ended): b's table lives on. */
+    routing_commit(b);
+    routing_stop();
+    gw_config_free(a);
+    fake_now += 1001;
+    assert_int_equal(endpoints_status(tb, bb, 0, &st), 0);
+    assert_false(st.ejected);
+    endpoints_report(tb, bb, 0, ENDPOINT_OK);
+    assert_int_equal(endpoints_status(tb, bb, 0, &st), 0);
+    assert_int_equal(st.ejections, 0);
+    gw_config_free(b);
+    fake_now += 10000;
+    endpoints_set_clock(NULL);
+}
+
+/* A backend that gains health checks copies the ejection but starts up, unshared. */
+static void test_reload_health_change_copies(void **state)
+{
+    (void)state;
+    endpoints_set_clock(fake_clock);
+    struct gw_config *a = load(yaml_three);
+    assert_int_equal(routing_start(a), 0);
+    const struct gw_backend *ba = &a->routes[0].backends[0];
+    eject(routing_endpoints_of(a), ba, 0);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "%s",
+             "routes:\n"
+             "  - name: r\n"
+             "    path: /mcp\n"
+             "    inject: none\n"
+             "    backends:\n"
+             "      - name: b\n"
+             "        endpoints: [\"http://127.0.0.1:9101/mcp\"]\n"
+             "        eject: {failures: 3, base: 1s, max: 3s}\n"
+             "        health: {path: /health, interval: 1h}\n"
+             "egress: {allow: [\"127.0.0.0/8\"]}\n");
+    struct gw_config *b = load(yaml);
+    struct cfg_error err = {{0}};
+    assert_int_equal(routing_prepare(a, b, &err), 0);
+    const struct gw_backend *bb = &b->routes[0].backends[0];
+    struct endpoint_status st;
+    assert_int_equal(endpoints_status(routing_endpoints_of(b), bb, 0, &st), 0);
+    assert_true(st.ejected);
+    assert_int_equal(st.up, 1);
+    /* Unshared: a success on b's copy leaves a's state alone. */
+    fake_now += 1001;
+    endpoints_report(routing_endpoints_of(b), bb, 0, ENDPOINT_OK);
+    assert_int_equal(endpoints_status(routing_endpoints_of(a), ba, 0, &st), 0);
+    assert_int_equal(st.ejections, 1);
+    routing_stop();
+    gw_config_free(b);
+    gw_config_free(a);
+    fake_now += 10000;
+    endpoints_set_clock(NULL);
+}
+
+/* A session's endpoint is found through the reloaded backend while its URL is kept. */
+static void test_reload_keeps_affinity(void **state)
+{
+    (void)state;
+    affinity_clear();
+    struct gw_config *a = load(yaml_three);
+    struct gw_config *b = load(yaml_reloaded);
+    const struct gw_backend *ba = &a->routes[0].backends[0];
+    affinity_remember(ba, "sess-1", 1); /* :9102 */
+    affinity_remember(ba, "sess-2", 2); /* :9103 */
+    /* b's backend has another first URL: another backend, its sessions are not a's. */
+    assert_int_equal(affinity_lookup(&b->routes[0].backends[0], "sess-1"), -1);
+    struct gw_config *c = load(yaml_three);
+    assert_int_equal(affinity_lookup(&c->routes[0].backends[0], "sess-1"), 1);
+    assert_int_equal(affinity_lookup(&c->routes[0].backends[0], "sess-2"), 2);
+    /* The same first URL but the list changed under the remembered index: not trusted. */
+    gw_config_free(c);
+    c = load("routes:\n"
+             "  - name: r\n"
+             "    path: /mcp\n"
+             "    inject: none\n"
+             "    backends:\n"
+             "      - name: b\n"
+             "        endpoints: [\"http://127.0.0.1:9101/mcp\", \"http://127.0.0.1:9103/mcp\",\n"
+             "                    \"http://127.0.0.1:9102/mcp\"]\n"
+             "egress: {allow: [\"127.0.0.0/8\"]}\n");
+    assert_int_equal(affinity_lookup(&c->routes[0].backends[0], "sess-1"), -1);
+    gw_config_free(c);
+    gw_config_free(b);
+    gw_config_free(a);
+    affinity_clear();
+}
+
+/* Local backends: kept as they run, or the reload is refused naming the one that changed. */
+static void test_reload_local_backends(void **state)
+{
+    (void)state;
+    const char *run = "identity: {mode: off}\n"
+                      "routes:\n"
+                      "  - {name: fs, path: /fs, inject: none, backends: [{name: files, command: "
+                      "[node, s.js]}]}\n";
+    const char *moved = "identity: {mode: off}\n"
+                        "routes:\n"
+                        "  - {name: web, path: /web, inject: none, backends: [{name: w, url: "
+                        "\"http://127.0.0.1:9101/mcp\"}]}\n"
+                        "  - {name: fs, path: /fs, inject: none, backends: [{name: files, command: "
+                        "[node, s.js]}]}\n"
+                        "egress: {allow: [\"127.0.0.0/8\"]}\n";
+    const char *changed = "identity: {mode: off}\n"
+                          "routes:\n"
+                          "  - {name: fs, path: /fs, inject: none, backends: [{name: files, "
+                          "command: [node, t.js]}]}\n";
+    const char *added =
+        "identity: {mode: off}\n"
+        "routes:\n"
+        "  - {name: fs, path: /fs, inject: none, backends: [{name: files, command: [node, "
+        "s.js]}]}\n"
+        "  - {name: more, path: /more, inject: none, backends: [{name: m, command: [node, "
+        "m.js]}]}\n";
+    const char *removed = "identity: {mode: off}\n"
+                          "routes:\n"
+                          "  - {name: web, path: /web, inject: none, backends: [{name: w, url: "
+                          "\"http://127.0.0.1:9101/mcp\"}]}\n"
+                          "egress: {allow: [\"127.0.0.0/8\"]}\n";
+    const struct gw_module *stdio = gw_module_find("stdio");
+    assert_non_null(stdio);
+    assert_non_null(stdio->prepare);
+    struct gw_config *a = load(run);
+    struct gw_backend *local = &a->routes[0].backends[0];
+    snprintf(local->local_socket, 32, "/tmp/toolgate-stdio-x/s"); /* as start fills it */
+    struct gw_config *b = load(moved);
+    struct cfg_error err = {{0}};
+    assert_int_equal(stdio->prepare(a, b, &err), 0);
+    const struct gw_backend *kept = &b->routes[1].backends[0];
+    assert_string_equal(kept->local_socket, "/tmp/toolgate-stdio-x/s");
+    assert_string_equal(kept->url, local->url); /* the running process's id, not its new place */
+    assert_string_equal(kept->endpoints[0], local->url);
+    gw_config_free(b);
+    const char *refused[][2] = {
+        {changed, "routes[0] (fs): the local backend files has a changed definition"},
+        {added, "routes[1] (more): the local backend m is new"},
+        {removed, "routes[0] (fs): the local backend files was removed"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        b = load(refused[i][0]);
+        memset(&err, 0, sizeof err);
+        assert_int_equal(stdio->prepare(a, b, &err), -1);
+        if (!strstr(err.msg, refused[i][1]) || !strstr(err.msg, "restart"))
+            fail_msg("%zu: %s", i, err.msg);
+        gw_config_free(b);
+    }
+    gw_config_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +626,10 @@ int main(void)
         cmocka_unit_test(test_ejection_doubles_caps_and_recovers),
         cmocka_unit_test(test_on_complete_outcomes),
         cmocka_unit_test(test_health_checks),
+        cmocka_unit_test(test_reload_carries_state),
+        cmocka_unit_test(test_reload_health_change_copies),
+        cmocka_unit_test(test_reload_keeps_affinity),
+        cmocka_unit_test(test_reload_local_backends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
