@@ -612,6 +612,10 @@ describe("routes and egress follow a reload", () => {
         assert.equal(second.length, 2);
         assert.notEqual(second[0], first[0]);
         assert.equal(second[1], first[0]);
+        // A reload that keeps the key keeps publishing the one it replaced (for 65 s).
+        writeRoutes([main(b.url), extra(a.url)], (c) => ({ ...c, egress: { ...c.egress, signing_key: k2 } }));
+        assert.equal((await reload()).status, 200);
+        assert.deepEqual(await jwks(), second);
         // A key that does not load is refused; the running one keeps signing.
         writeRoutes([main(b.url)], (c) => ({ ...c, egress: { ...c.egress, signing_key: path.join(path.dirname(tg.configPath), "missing.pem") } }));
         const bad = await reload();

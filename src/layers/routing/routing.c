@@ -77,16 +77,20 @@ struct rcache {
     uint64_t ttl_ms;
 };
 
+/* How long a replaced signing key stays published: an injected token's longest life, and some. */
+#define PREVIOUS_KEY_MS (65 * 1000)
+
 /* One generation's runtime (routing.h: egress_config.rt). */
 struct routing_runtime {
     struct endpoint_table *endpoints;
     struct inject_signer *signer; /* NULL when no route injects a JWT and no key is set */
     /*
-     * The key the previous generation signed with, when a reload changed it: still published
-     * in the JWKS, since tokens it signed (cached for up to half their lifetime, at most 60s)
-     * may be on their way to backends. NULL otherwise.
+     * The key signing before the last reload that changed it: still published in the JWKS
+     * until previous_until_ms (monotonic), since tokens it signed live up to 60s and may be
+     * on their way to backends; later reloads that keep the key carry it on. NULL otherwise.
      */
     struct inject_signer *previous_signer;
+    uint64_t previous_until_ms;
     struct rcache rc;
 };
 
@@ -272,6 +276,11 @@ static struct routing_runtime *runtime_build(const struct gw_config *cfg,
             inject_signer_release(rt->signer);
             rt->signer = (struct inject_signer *)was;
             inject_signer_hold(rt->signer);
+            if (previous->previous_signer && gw_mono_ms() < previous->previous_until_ms) {
+                rt->previous_signer = previous->previous_signer;
+                rt->previous_until_ms = previous->previous_until_ms;
+                inject_signer_hold(rt->previous_signer);
+            }
         } else {
             gw_log_info("egress_key",
                         "identity tokens for backends are signed with %s (%s, kid %s)",
@@ -279,6 +288,7 @@ static struct routing_runtime *runtime_build(const struct gw_config *cfg,
                         inject_signer_alg(rt->signer), inject_signer_kid(rt->signer));
             if (was) {
                 rt->previous_signer = (struct inject_signer *)was;
+                rt->previous_until_ms = gw_mono_ms() + PREVIOUS_KEY_MS;
                 inject_signer_hold(rt->previous_signer);
             }
         }
@@ -410,7 +420,9 @@ const char *routing_signing_kid(const struct gw_config *cfg)
 int routing_jwks_json(const struct gw_config *cfg, struct gw_buf *out)
 {
     const struct routing_runtime *rt = rt_of(cfg);
-    const struct inject_signer *keys[2] = {rt ? rt->signer : NULL, rt ? rt->previous_signer : NULL};
+    int previous = rt && rt->previous_signer && gw_mono_ms() < rt->previous_until_ms;
+    const struct inject_signer *keys[2] = {rt ? rt->signer : NULL,
+                                           previous ? rt->previous_signer : NULL};
     return inject_signers_jwks_json(keys, 2, out);
 }
 
