@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/generation.h"
 #include "core/module.h"
 #include "core/request.h"
 #include "lib/timeutil.h"
@@ -619,6 +620,70 @@ static void test_reload_local_backends(void **state)
     gw_config_free(a);
 }
 
+/*
+ * The health thread follows the current generation: a reload that brings the first health
+ * checks starts it, it checks the new table once the generation is swapped in, and an old
+ * generation held by a request in flight keeps its table until that request lets go.
+ */
+static void test_reload_health_follows_generation(void **state)
+{
+    (void)state;
+    srv_start();
+    int dead = dead_port();
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "routes:\n"
+             "  - name: r\n"
+             "    path: /mcp\n"
+             "    inject: none\n"
+             "    backends:\n"
+             "      - name: b\n"
+             "        endpoints: [\"http://127.0.0.1:%d/mcp\", \"http://127.0.0.1:%d/mcp\"]\n"
+             "egress: {allow: [\"127.0.0.0/8\"]}\n",
+             srv.port, dead);
+    struct gw_config *a = load(yaml);
+    assert_int_equal(routing_start(a), 0);
+    gw_generation_init(a); /* a: the loader's reference (this test's) and the current one */
+    snprintf(yaml, sizeof yaml,
+             "routes:\n"
+             "  - name: r\n"
+             "    path: /mcp\n"
+             "    inject: none\n"
+             "    backends:\n"
+             "      - name: b\n"
+             "        endpoints: [\"http://127.0.0.1:%d/mcp\", \"http://127.0.0.1:%d/mcp\"]\n"
+             "        health: {path: /healthz, interval: 100ms, timeout: 300ms, unhealthy: 1, "
+             "healthy: 1}\n"
+             "egress: {allow: [\"127.0.0.0/8\"]}\n",
+             srv.port, dead);
+    struct gw_config *b = load(yaml);
+    struct cfg_error err = {{0}};
+    /* A request that started on a holds it across the swap. */
+    struct gw_config *held = gw_generation_acquire();
+    assert_ptr_equal(held, a);
+    gw_generation_release(a); /* the loader's reference: the current pointer and `held` remain */
+    assert_int_equal(routing_prepare(a, b, &err), 0);
+    routing_commit(b);
+    gw_generation_swap(b); /* the current pointer takes over the loader's reference to b */
+    table = routing_endpoints_of(b);
+    const struct gw_backend *bb = &b->routes[0].backends[0];
+    assert_true(wait_for(bb, 1, 0, 3000));
+    assert_true(wait_for(bb, 0, 1, 100));
+    assert_true(atomic_load(&srv.hits) >= 1);
+    /* a's table saw the same state (shared) until its last holder lets go, freeing it. */
+    struct endpoint_status st;
+    assert_int_equal(
+        endpoints_status(routing_endpoints_of(held), &held->routes[0].backends[0], 1, &st), 0);
+    assert_int_equal(st.up, 1); /* a has no health checks: its endpoints are not shared */
+    long alive = gw_generation_alive();
+    gw_generation_release(held);
+    assert_int_equal(gw_generation_alive(), alive - 1);
+    assert_true(wait_for(bb, 1, 0, 100));
+    routing_stop();
+    gw_generation_shutdown();
+    srv_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -630,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_reload_health_change_copies),
         cmocka_unit_test(test_reload_keeps_affinity),
         cmocka_unit_test(test_reload_local_backends),
+        cmocka_unit_test(test_reload_health_follows_generation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
