@@ -91,6 +91,7 @@ struct routing_runtime {
      */
     struct inject_signer *previous_signer;
     uint64_t previous_until_ms;
+    int new_key; /* the signer is not the previous generation's (logged when it serves) */
     struct rcache rc;
 };
 
@@ -245,6 +246,18 @@ void routing_runtime_free(struct routing_runtime *rt)
     free(rt);
 }
 
+/* What a generation about to serve says about itself in the log. */
+static void log_serving(const struct gw_config *cfg)
+{
+    const struct routing_runtime *rt = rt_of(cfg);
+    const struct egress_config *ec = egress_of(cfg);
+    if (rt && rt->new_key)
+        gw_log_info("egress_key", "identity tokens for backends are signed with %s (%s, kid %s)",
+                    ec->signing_key ? ec->signing_key : ROUTING_DEFAULT_KEY_PATH,
+                    inject_signer_alg(rt->signer), inject_signer_kid(rt->signer));
+    warn_unlisted_backends(cfg);
+}
+
 /*
  * Builds cfg's runtime, off the event loop; `previous` is the running generation's (NULL at
  * start). Returns NULL with a sentence in why.
@@ -282,10 +295,7 @@ static struct routing_runtime *runtime_build(const struct gw_config *cfg,
                 inject_signer_hold(rt->previous_signer);
             }
         } else {
-            gw_log_info("egress_key",
-                        "identity tokens for backends are signed with %s (%s, kid %s)",
-                        ec->signing_key ? ec->signing_key : ROUTING_DEFAULT_KEY_PATH,
-                        inject_signer_alg(rt->signer), inject_signer_kid(rt->signer));
+            rt->new_key = 1;
             if (was) {
                 rt->previous_signer = (struct inject_signer *)was;
                 rt->previous_until_ms = gw_mono_ms() + PREVIOUS_KEY_MS;
@@ -355,7 +365,7 @@ int routing_start(const struct gw_config *cfg)
         return -1;
     }
     attach(cfg, rt);
-    warn_unlisted_backends(cfg);
+    log_serving(cfg);
     pthread_mutex_lock(&M.mu);
     M.followed = cfg;
     pthread_mutex_unlock(&M.mu);
@@ -401,7 +411,7 @@ int routing_prepare(const struct gw_config *running, const struct gw_config *nex
 
 void routing_commit(const struct gw_config *next)
 {
-    warn_unlisted_backends(next);
+    log_serving(next);
     pthread_mutex_lock(&M.mu);
     M.followed = next;
     pthread_mutex_unlock(&M.mu);
