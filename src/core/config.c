@@ -63,6 +63,14 @@ static void digest_node(struct gw_sha256_ctx *c, const struct cfg_node *n)
     }
 }
 
+void gw_config_node_digest(const struct cfg_node *node, uint8_t out[32])
+{
+    struct gw_sha256_ctx c;
+    gw_sha256_init(&c);
+    digest_node(&c, node);
+    gw_sha256_final(&c, out);
+}
+
 static void digest_section(struct gw_config *cfg, const struct cfg_doc *doc, const char *key)
 {
     struct gw_config_section_digest *d = &cfg->sections[cfg->n_sections++];

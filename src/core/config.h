@@ -119,6 +119,8 @@ struct gw_backend {
     const struct gw_module *local_owner;
     void *local;
     char *local_socket;
+    /* The core's series of this backend (core/stats.c): slot + 1, 0 for none. */
+    unsigned stats_id;
 };
 
 struct gw_route_kind; /* core/route_kind.h */
@@ -137,6 +139,8 @@ struct gw_route {
     char **allow_methods;
     /* Each module's own keys of this route (module.h: route_keys), by module index. */
     void *modules[GW_MAX_MODULES];
+    /* The core's series of this route (core/stats.c): slot + 1, 0 for none. */
+    unsigned stats_id;
 };
 
 struct gw_config {
@@ -184,6 +188,8 @@ void gw_config_free(struct gw_config *cfg);
  * file they name may still have changed.
  */
 int gw_config_section_same(const struct gw_config *a, const struct gw_config *b, const char *key);
+/* SHA-256 of a node's tree as written (kinds, scalars, quoting, keys, in order). */
+void gw_config_node_digest(const struct cfg_node *node, uint8_t out[32]);
 
 /*
  * What `serve` needs beyond a valid file: at least one route. (`check` accepts a file without

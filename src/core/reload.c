@@ -7,6 +7,7 @@
 #include "core/generation.h"
 #include "core/module.h"
 #include "core/server.h"
+#include "core/stats.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/timeutil.h"
@@ -159,6 +160,7 @@ static void build_and_swap(const char *path, struct gw_reload_outcome *o, char *
             order[i]->commit(next);
     gw_server_tls_commit(tls);
     tls = NULL;
+    gw_stats_follow(next);
     prepared = 0;
     const char *was = running->server.log_level ? running->server.log_level : "info";
     const char *now = next->server.log_level ? next->server.log_level : "info";

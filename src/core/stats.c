@@ -8,6 +8,7 @@
 #include "mcp/methods.h"
 #include "mcp/session.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,22 +54,46 @@ static const uint64_t stage_bounds_ns[] = {
 };
 #define N_BOUNDS(a) (sizeof a / sizeof a[0])
 
-/* Packed key of toolgate_requests_total: route+1, method, layer, reason (0 = none). */
+/* Packed key of toolgate_requests_total: route slot+1, method, layer, reason (0 = none). */
 #define KEY(route, method, layer, reason)                                                          \
     (((uint64_t)(route) << 40) | ((uint64_t)(method) << 24) | ((uint64_t)(layer) << 16) |          \
      (uint64_t)(reason))
 #define REQUEST_SERIES 8192
 
+/*
+ * Per route and per backend series are kept by name, in slots claimed when a generation
+ * with the name is loaded (at start, and by each reload before its generation serves): a
+ * route a reload keeps keeps its counts, a new one gets a slot, a removed one keeps its last
+ * counts. Slots are never given back, so the count is bounded here; a route or backend past
+ * the bound is counted in toolgate_metrics_route_series_dropped_total only.
+ */
+#define STATS_MAX_ROUTES 256
+#define STATS_MAX_BACKENDS 1024
+
+struct route_slot {
+    char *name;
+    struct metrics_histogram duration;
+};
+
+struct backend_slot {
+    char *route, *name;
+    struct metrics_histogram duration;
+    atomic_uint_fast64_t errors[N_UPSTREAM_KINDS];
+};
+
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static struct {
     int started;
-    const struct gw_config *cfg;
     struct metrics_table requests;
-    struct metrics_histogram *route_duration; /* per route */
     struct metrics_histogram stage_duration[GW_MAX_STAGES];
-    size_t *backend_base; /* per route: index of its first backend */
-    size_t n_backends;
-    struct metrics_histogram *upstream_duration; /* per backend */
-    atomic_uint_fast64_t *upstream_errors;       /* per backend x kind */
+    /* Written by gw_stats_follow under names_lock (start, the reload thread); read by any
+     * thread up to the published counts. */
+    struct route_slot *routes;
+    atomic_size_t n_routes;
+    struct backend_slot *backends;
+    atomic_size_t n_backends;
+    atomic_uint_fast64_t unslotted; /* requests on a route or backend without a slot */
     /* Method table index -> index in `methods` (names deduplicated, sorted). */
     unsigned short *method_of_spec;
     const char **methods;
@@ -139,36 +164,76 @@ static int collect_methods(void)
     return 0;
 }
 
+/* The slot of route `name` (claimed when new), as an id (slot + 1), or 0 when full. */
+static unsigned route_id(const char *name)
+{
+    size_t n = atomic_load_explicit(&S.n_routes, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(S.routes[i].name, name) == 0)
+            return (unsigned)i + 1;
+    if (n >= STATS_MAX_ROUTES || !(S.routes[n].name = strdup(name)))
+        return 0;
+    metrics_histogram_init(&S.routes[n].duration, request_bounds_ns, N_BOUNDS(request_bounds_ns),
+                           1e-9);
+    atomic_store_explicit(&S.n_routes, n + 1, memory_order_release);
+    return (unsigned)n + 1;
+}
+
+static unsigned backend_id(const char *route, const char *name)
+{
+    size_t n = atomic_load_explicit(&S.n_backends, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(S.backends[i].route, route) == 0 && strcmp(S.backends[i].name, name) == 0)
+            return (unsigned)i + 1;
+    if (n >= STATS_MAX_BACKENDS)
+        return 0;
+    struct backend_slot *b = &S.backends[n];
+    b->route = strdup(route);
+    b->name = strdup(name);
+    if (!b->route || !b->name) {
+        free(b->route);
+        free(b->name);
+        b->route = b->name = NULL;
+        return 0;
+    }
+    metrics_histogram_init(&b->duration, request_bounds_ns, N_BOUNDS(request_bounds_ns), 1e-9);
+    for (size_t k = 0; k < N_UPSTREAM_KINDS; k++)
+        atomic_store_explicit(&b->errors[k], 0, memory_order_relaxed);
+    atomic_store_explicit(&S.n_backends, n + 1, memory_order_release);
+    return (unsigned)n + 1;
+}
+
+void gw_stats_follow(const struct gw_config *cfg)
+{
+    if (!S.started || !cfg)
+        return;
+    pthread_mutex_lock(&names_lock);
+    for (size_t r = 0; r < cfg->n_routes; r++) {
+        /* The core's slot of a generation not yet serving (see gw_route.stats_id). */
+        struct gw_route *route = (struct gw_route *)&cfg->routes[r];
+        route->stats_id = route_id(route->name);
+        for (size_t b = 0; b < route->n_backends; b++)
+            route->backends[b].stats_id = backend_id(route->name, route->backends[b].name);
+    }
+    pthread_mutex_unlock(&names_lock);
+}
+
 int gw_stats_start(const struct gw_config *cfg)
 {
     gw_stats_stop();
-    S.cfg = cfg;
     if (metrics_table_init(&S.requests, REQUEST_SERIES) != 0 || collect_reasons() != 0 ||
         collect_methods() != 0)
         goto fail;
-    S.route_duration = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *S.route_duration);
-    S.backend_base = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *S.backend_base);
-    if (!S.route_duration || !S.backend_base)
+    S.routes = calloc(STATS_MAX_ROUTES, sizeof *S.routes);
+    S.backends = calloc(STATS_MAX_BACKENDS, sizeof *S.backends);
+    if (!S.routes || !S.backends)
         goto fail;
-    for (size_t r = 0; r < cfg->n_routes; r++) {
-        metrics_histogram_init(&S.route_duration[r], request_bounds_ns, N_BOUNDS(request_bounds_ns),
-                               1e-9);
-        S.backend_base[r] = S.n_backends;
-        S.n_backends += cfg->routes[r].n_backends;
-    }
     for (size_t s = 0; s < GW_MAX_STAGES; s++)
         metrics_histogram_init(&S.stage_duration[s], stage_bounds_ns, N_BOUNDS(stage_bounds_ns),
                                1e-9);
-    size_t nb = S.n_backends ? S.n_backends : 1;
-    S.upstream_duration = calloc(nb, sizeof *S.upstream_duration);
-    S.upstream_errors = calloc(nb * N_UPSTREAM_KINDS, sizeof *S.upstream_errors);
-    if (!S.upstream_duration || !S.upstream_errors)
-        goto fail;
-    for (size_t b = 0; b < S.n_backends; b++)
-        metrics_histogram_init(&S.upstream_duration[b], request_bounds_ns,
-                               N_BOUNDS(request_bounds_ns), 1e-9);
     S.generation++;
     S.started = 1;
+    gw_stats_follow(cfg);
     return 0;
 fail:
     gw_stats_stop();
@@ -179,10 +244,14 @@ void gw_stats_stop(void)
 {
     uint64_t generation = S.generation;
     metrics_table_free(&S.requests);
-    free(S.route_duration);
-    free(S.backend_base);
-    free(S.upstream_duration);
-    free((void *)S.upstream_errors);
+    for (size_t i = 0; S.routes && i < atomic_load(&S.n_routes); i++)
+        free(S.routes[i].name);
+    for (size_t i = 0; S.backends && i < atomic_load(&S.n_backends); i++) {
+        free(S.backends[i].route);
+        free(S.backends[i].name);
+    }
+    free(S.routes);
+    free(S.backends);
     free(S.method_of_spec);
     free(S.methods);
     free(S.reasons);
@@ -215,24 +284,15 @@ static size_t upstream_kind(const char *error)
     return N_UPSTREAM_KINDS - 1;
 }
 
-/*
- * The counters are laid out by the first generation's routes; a later generation shares them
- * while its routes section is the same (changing routes needs a restart, core/reload.c).
- */
-static int same_routes(const struct gw_config *a, const struct gw_config *b)
-{
-    return a == b ||
-           (a && b && a->n_routes == b->n_routes && gw_config_section_same(a, b, "routes"));
-}
-
 void gw_stats_request_done(const struct gw_request *req)
 {
-    const struct gw_config *cfg = S.cfg;
-    if (!S.started || !req->route || !same_routes(req->cfg, cfg))
+    if (!S.started || !req->route)
         return;
-    size_t route = (size_t)(req->route - req->cfg->routes);
-    if (route >= cfg->n_routes)
+    size_t route = req->route->stats_id; /* slot + 1 */
+    if (route == 0 || route > atomic_load_explicit(&S.n_routes, memory_order_acquire)) {
+        atomic_fetch_add_explicit(&S.unslotted, 1, memory_order_relaxed);
         return;
+    }
     size_t method = 0; /* "other": no message, or a method let through by allow_methods */
     if (req->rpc.n && req->rpc.msgs[0].spec) {
         size_t n_table = 0;
@@ -250,11 +310,11 @@ void gw_stats_request_done(const struct gw_request *req)
     const struct gw_decision *d = gw_request_denial(req);
     if (d)
         reason = reason_index(d->reason_code[0] ? d->reason_code : "other");
-    metrics_table_add(&S.requests, KEY(route + 1, method, layer, reason), 1);
+    metrics_table_add(&S.requests, KEY(route, method, layer, reason), 1);
 
     uint64_t end = req->timing.end_ns ? req->timing.end_ns : gw_mono_ns();
     if (end > req->timing.start_ns)
-        metrics_histogram_observe(&S.route_duration[route], end - req->timing.start_ns);
+        metrics_histogram_observe(&S.routes[route - 1].duration, end - req->timing.start_ns);
     for (size_t s = 0; s < gw_n_modules && s < GW_MAX_STAGES; s++)
         if (req->timing.stage_ns[s])
             metrics_histogram_observe(&S.stage_duration[s], req->timing.stage_ns[s]);
@@ -263,13 +323,17 @@ void gw_stats_request_done(const struct gw_request *req)
     size_t bi = (size_t)(be - req->route->backends);
     if (!be || bi >= req->route->n_backends)
         return;
-    bi += S.backend_base[route];
+    size_t id = be->stats_id;
+    if (id == 0 || id > atomic_load_explicit(&S.n_backends, memory_order_acquire)) {
+        atomic_fetch_add_explicit(&S.unslotted, 1, memory_order_relaxed);
+        return;
+    }
+    struct backend_slot *slot = &S.backends[id - 1];
     if (req->upstream_sent && req->timing.upstream_start_ns && end > req->timing.upstream_start_ns)
-        metrics_histogram_observe(&S.upstream_duration[bi], end - req->timing.upstream_start_ns);
+        metrics_histogram_observe(&slot->duration, end - req->timing.upstream_start_ns);
     if (req->upstream_error[0])
-        atomic_fetch_add_explicit(
-            &S.upstream_errors[bi * N_UPSTREAM_KINDS + upstream_kind(req->upstream_error)], 1,
-            memory_order_relaxed);
+        atomic_fetch_add_explicit(&slot->errors[upstream_kind(req->upstream_error)], 1,
+                                  memory_order_relaxed);
 }
 
 /* ---- exposition ---- */
@@ -284,10 +348,10 @@ static void write_request_series(void *arg, uint64_t key, uint64_t count)
     struct gw_metrics_out *out = arg;
     size_t route = (size_t)(key >> 40), method = (size_t)(key >> 24) & 0xffff;
     size_t layer = (size_t)(key >> 16) & 0xff, reason = (size_t)key & 0xffff;
-    if (route == 0 || route > S.cfg->n_routes)
+    if (route == 0 || route > atomic_load_explicit(&S.n_routes, memory_order_acquire))
         return;
     struct metrics_label l[] = {
-        {"route", S.cfg->routes[route - 1].name},
+        {"route", S.routes[route - 1].name},
         {"method", method && method <= S.n_methods ? S.methods[method - 1] : "other"},
         {"decision", layer ? "deny" : "allow"},
         {"layer", layer_label(layer)},
@@ -300,31 +364,27 @@ static void write_request_series(void *arg, uint64_t key, uint64_t count)
 
 static void write_backends(struct gw_metrics_out *out)
 {
-    const struct gw_config *cfg = S.cfg;
+    size_t n = atomic_load_explicit(&S.n_backends, memory_order_acquire);
     metrics_family(out, "toolgate_upstream_duration_seconds", "histogram",
                    "From sending a request to a backend until its answer ended.");
-    for (size_t r = 0; r < cfg->n_routes; r++)
-        for (size_t b = 0; b < cfg->routes[r].n_backends; b++) {
-            struct metrics_label l[] = {{"route", cfg->routes[r].name},
-                                        {"backend", cfg->routes[r].backends[b].name}};
-            metrics_histogram_write(out, "toolgate_upstream_duration_seconds", l, 2,
-                                    &S.upstream_duration[S.backend_base[r] + b]);
-        }
+    for (size_t b = 0; b < n; b++) {
+        struct metrics_label l[] = {{"route", S.backends[b].route},
+                                    {"backend", S.backends[b].name}};
+        metrics_histogram_write(out, "toolgate_upstream_duration_seconds", l, 2,
+                                &S.backends[b].duration);
+    }
     metrics_family(out, "toolgate_upstream_errors_total", "counter",
                    "Backend exchanges that failed, by kind (connect, timeout, lost, ...).");
-    for (size_t r = 0; r < cfg->n_routes; r++)
-        for (size_t b = 0; b < cfg->routes[r].n_backends; b++)
-            for (size_t k = 0; k < N_UPSTREAM_KINDS; k++) {
-                uint64_t v = atomic_load_explicit(
-                    &S.upstream_errors[(S.backend_base[r] + b) * N_UPSTREAM_KINDS + k],
-                    memory_order_relaxed);
-                if (!v)
-                    continue;
-                struct metrics_label l[] = {{"route", cfg->routes[r].name},
-                                            {"backend", cfg->routes[r].backends[b].name},
-                                            {"kind", upstream_kinds[k]}};
-                metrics_sample_u64(out, "toolgate_upstream_errors_total", l, 3, v);
-            }
+    for (size_t b = 0; b < n; b++)
+        for (size_t k = 0; k < N_UPSTREAM_KINDS; k++) {
+            uint64_t v = atomic_load_explicit(&S.backends[b].errors[k], memory_order_relaxed);
+            if (!v)
+                continue;
+            struct metrics_label l[] = {{"route", S.backends[b].route},
+                                        {"backend", S.backends[b].name},
+                                        {"kind", upstream_kinds[k]}};
+            metrics_sample_u64(out, "toolgate_upstream_errors_total", l, 3, v);
+        }
 }
 
 void gw_stats_write(const struct gw_config *cfg, struct gw_metrics_out *out)
@@ -341,7 +401,7 @@ void gw_stats_write(const struct gw_config *cfg, struct gw_metrics_out *out)
     metrics_single_u64(out, "toolgate_sessions", "gauge", "MCP sessions toolgate keeps.",
                        mcp_session_count());
     gw_reload_metrics(out);
-    if (!S.started || !same_routes(cfg, S.cfg))
+    if (!S.started)
         return;
     metrics_family(out, "toolgate_requests_total", "counter",
                    "Requests on routes that ended, by route, MCP method, decision, deciding "
@@ -350,12 +410,17 @@ void gw_stats_write(const struct gw_config *cfg, struct gw_metrics_out *out)
     metrics_single_u64(out, "toolgate_metrics_series_dropped_total", "counter",
                        "Request counts not kept because the series table was full.",
                        atomic_load_explicit(&S.requests.dropped, memory_order_relaxed));
+    metrics_single_u64(out, "toolgate_metrics_route_series_dropped_total", "counter",
+                       "Requests not counted by route or backend because the series kept by "
+                       "name were full (256 routes, 1024 backends since start).",
+                       atomic_load_explicit(&S.unslotted, memory_order_relaxed));
     metrics_family(out, "toolgate_request_duration_seconds", "histogram",
                    "Requests on a route, from the first byte read to the end of the answer.");
-    for (size_t r = 0; r < cfg->n_routes; r++) {
-        struct metrics_label l[] = {{"route", cfg->routes[r].name}};
+    size_t n_routes = atomic_load_explicit(&S.n_routes, memory_order_acquire);
+    for (size_t r = 0; r < n_routes; r++) {
+        struct metrics_label l[] = {{"route", S.routes[r].name}};
         metrics_histogram_write(out, "toolgate_request_duration_seconds", l, 1,
-                                &S.route_duration[r]);
+                                &S.routes[r].duration);
     }
     metrics_family(out, "toolgate_stage_duration_seconds", "histogram",
                    "Time a pipeline stage worked on a request on its worker thread (waits for "

@@ -35,6 +35,7 @@ static int parse_backend(const struct cfg_doc *doc, const struct cfg_node *node,
     *out = s;
     if (rc <= 0)
         return rc;
+    gw_config_node_digest(node, s->digest);
     size_t n = strlen(s->id) + 32;
     b->url = malloc(n);
     if (b->url)
@@ -207,6 +208,96 @@ static void metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
     }
 }
 
+/* ---- reload ------------------------------------------------------------------------------ */
+
+/* The local backend named `backend` on the route named `route` in cfg, or NULL. */
+static const struct gw_backend *find_local(const struct gw_config *cfg, const char *route,
+                                           const char *backend, size_t *route_index)
+{
+    for (size_t r = 0; r < cfg->n_routes; r++) {
+        if (strcmp(cfg->routes[r].name, route) != 0)
+            continue;
+        for (size_t b = 0; b < cfg->routes[r].n_backends; b++) {
+            const struct gw_backend *be = &cfg->routes[r].backends[b];
+            if (be->local_owner == &stdio_module && strcmp(be->name, backend) == 0) {
+                if (route_index)
+                    *route_index = r;
+                return be;
+            }
+        }
+    }
+    return NULL;
+}
+
+static int refuse(struct cfg_error *err, size_t r, const char *route, const char *backend,
+                  const char *what)
+{
+    snprintf(err->msg, sizeof err->msg,
+             "routes[%zu] (%s): the local backend %s %s: local processes (`command`) are "
+             "started when toolgate starts, so a restart is needed to add, change or remove "
+             "one (the running configuration keeps serving)",
+             r, route, backend, what);
+    return -1;
+}
+
+/* Replaces an owned string with a copy of `text`. 0, or -1 when out of memory. */
+static int set_string(char **slot, const char *text)
+{
+    char *copy = strdup(text);
+    if (!copy)
+        return -1;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+/*
+ * A reload keeps every local backend as it runs: next must have each of the running ones,
+ * on the route of the same name, with the same definition, and no other. The processes
+ * stay as they are (they were started for the first generation, which lives to the end);
+ * next's backends are pointed at them: the same socket and the same URL (the URL names the
+ * process by its position in the first generation's file, which next may have moved).
+ */
+static int prepare(const struct gw_config *running, const struct gw_config *next,
+                   struct cfg_error *err)
+{
+    for (size_t r = 0; r < next->n_routes; r++)
+        for (size_t b = 0; b < next->routes[r].n_backends; b++) {
+            const struct gw_backend *be = &next->routes[r].backends[b];
+            if (be->local_owner != &stdio_module)
+                continue;
+            const struct gw_backend *was =
+                find_local(running, next->routes[r].name, be->name, NULL);
+            if (!was)
+                return refuse(err, r, next->routes[r].name, be->name, "is new");
+            const struct stdio_spec *a = was->local, *s = be->local;
+            if (memcmp(a->digest, s->digest, sizeof a->digest) != 0)
+                return refuse(err, r, next->routes[r].name, be->name, "has a changed definition");
+        }
+    for (size_t r = 0; r < running->n_routes; r++)
+        for (size_t b = 0; b < running->routes[r].n_backends; b++) {
+            const struct gw_backend *be = &running->routes[r].backends[b];
+            if (be->local_owner == &stdio_module &&
+                !find_local(next, running->routes[r].name, be->name, NULL))
+                return refuse(err, r, running->routes[r].name, be->name, "was removed");
+        }
+    for (size_t r = 0; r < next->n_routes; r++)
+        for (size_t b = 0; b < next->routes[r].n_backends; b++) {
+            struct gw_backend *be = (struct gw_backend *)&next->routes[r].backends[b];
+            if (be->local_owner != &stdio_module)
+                continue;
+            const struct gw_backend *was =
+                find_local(running, next->routes[r].name, be->name, NULL);
+            if (set_string(&be->url, was->url) != 0 ||
+                set_string(&be->endpoints[0], was->url) != 0) {
+                snprintf(err->msg, sizeof err->msg, "out of memory");
+                return -1;
+            }
+            snprintf(be->local_socket, sizeof sock_path, "%s", was->local_socket);
+        }
+    return 0;
+}
+
 const struct gw_module stdio_module = {
     .name = "stdio",
     .backend_keys = stdio_backend_keys,
@@ -214,6 +305,7 @@ const struct gw_module stdio_module = {
     .free_backend = free_backend,
     .start = start,
     .stop = stop,
+    .prepare = prepare,
     .ready = ready,
     .metrics = metrics,
 };

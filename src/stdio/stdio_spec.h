@@ -40,6 +40,9 @@ struct stdio_spec {
     uint64_t restart_max_ms;   /* at most (30s) */
     unsigned restart_attempts; /* consecutive failed starts before giving up (10) */
     uint64_t init_timeout_ms;  /* initialize must be answered within (30s) */
+    /* SHA-256 of the backend's map as written: a reload keeps the process only when the
+     * definition is the same (stdio_module.c). */
+    uint8_t digest[32];
 };
 
 /*

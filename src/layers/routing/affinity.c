@@ -11,6 +11,7 @@
 struct slot {
     uint64_t key;    /* 0 = empty */
     uint64_t be_key; /* backend_key(): the same for a backend in every generation */
+    uint64_t ep_key; /* url_key() of the endpoint: a reload may reorder the endpoints */
     int index;
     uint64_t used;
 };
@@ -18,6 +19,14 @@ struct slot {
 static struct slot slots[AFFINITY_SLOTS];
 static uint64_t uses;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t url_key(const char *url)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = url; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
 
 /*
  * FNV-1a over the backend's name and URL: a backend keeps its sessions' endpoints across a
@@ -53,8 +62,13 @@ int affinity_lookup(const struct gw_backend *be, const char *session_id)
     for (size_t i = 0; i < AFFINITY_WINDOW; i++) {
         struct slot *s = &slots[(k + i) & (AFFINITY_SLOTS - 1)];
         if (s->key == k && s->be_key == backend_key(be)) {
-            s->used = ++uses;
-            found = s->index;
+            /* The endpoint must still be the one at that index (a reload kept the backend's
+             * name and first URL but may have changed its list). */
+            if (s->index >= 0 && (size_t)s->index < be->n_endpoints &&
+                url_key(be->endpoints[s->index]) == s->ep_key) {
+                s->used = ++uses;
+                found = s->index;
+            }
             break;
         }
     }
@@ -64,7 +78,7 @@ int affinity_lookup(const struct gw_backend *be, const char *session_id)
 
 void affinity_remember(const struct gw_backend *be, const char *session_id, int index)
 {
-    if (!be || !session_id || index < 0)
+    if (!be || !session_id || index < 0 || (size_t)index >= be->n_endpoints)
         return;
     uint64_t k = key_of(be, session_id);
     pthread_mutex_lock(&mu);
@@ -80,6 +94,7 @@ void affinity_remember(const struct gw_backend *be, const char *session_id, int 
     }
     victim->key = k;
     victim->be_key = backend_key(be);
+    victim->ep_key = url_key(be->endpoints[index]);
     victim->index = index;
     victim->used = ++uses;
     pthread_mutex_unlock(&mu);

@@ -3,10 +3,11 @@
  * endpoints (see endpoints.h).
  *
  * Request path: endpoints_pick and endpoints_report touch only atomics of one backend's
- * table, found through a pointer-keyed hash built at start; workers never wait on each other
- * or on the health thread. The health thread alone writes each endpoint's check streaks and
- * its `up` flag; ejection is claimed with a compare-and-swap on the failure counter, so of
- * several workers seeing the threshold at once exactly one ejects.
+ * state in the request's generation's table, found through a pointer-keyed hash built with
+ * the table; workers never wait on each other, on the health thread or on a reload. The health
+ * thread alone writes each endpoint's check streaks and its `up` flag; ejection is claimed with a
+ * compare-and-swap on the failure counter, so of several workers seeing the threshold at once
+ * exactly one ejects.
  */
 #include "layers/routing/endpoints.h"
 #include "lib/log.h"
@@ -32,8 +33,12 @@
 /* An endpoint URL (at most 2048 characters) cut to its origin, plus the health path. */
 #define CHECK_URL_MAX 2600
 
+/*
+ * One endpoint's state. Shared by the tables of every generation that keeps the endpoint
+ * (same route name and URL), so it is reference-counted; the last table freed frees it.
+ */
 struct ep_state {
-    const char *url; /* the configuration's */
+    atomic_int refs;
     atomic_int up;
     atomic_uint failures;
     atomic_uint ejections;
@@ -44,23 +49,30 @@ struct ep_state {
 };
 
 struct be_state {
-    const struct gw_backend *be;
+    const struct gw_backend *be; /* the generation's */
     const char *route;
-    struct ep_state *eps;
+    struct ep_state **eps; /* be->n_endpoints of them */
     atomic_uint rr;
 };
 
-static struct {
+struct endpoint_table {
     struct be_state *bes;
     size_t n;
     size_t *slots; /* open addressing over bes, keyed by backend pointer; index + 1, 0 empty */
     size_t cap;
-    const struct egress_config *egress;
+    const struct ssrf_allow *allow;
+    int has_health;
+};
+
+/* The health thread. */
+static struct {
     pthread_t thread;
     int thread_on;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     atomic_int stopping;
+    const struct endpoint_table *(*acquire)(void **hold);
+    void (*release)(void *hold);
 } E = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static uint64_t (*clock_fn)(void) = gw_mono_ms;
@@ -80,13 +92,13 @@ static size_t ptr_hash(const void *p)
 }
 
 /*
- * A backend of a later configuration generation (core/reload.c: routes are the same in every
- * generation of a process) is the started one with the same name and endpoints.
+ * A backend of another generation than the table's (a request asking with a struct the
+ * table was not built from): the table's backend with the same name and endpoints.
  */
-static struct be_state *find_same(const struct gw_backend *be)
+static struct be_state *find_same(const struct endpoint_table *t, const struct gw_backend *be)
 {
-    for (size_t b = 0; b < E.n; b++) {
-        const struct gw_backend *s = E.bes[b].be;
+    for (size_t b = 0; b < t->n; b++) {
+        const struct gw_backend *s = t->bes[b].be;
         if (s->n_endpoints != be->n_endpoints || strcmp(s->name, be->name) != 0 ||
             strcmp(s->url, be->url) != 0)
             continue;
@@ -94,24 +106,24 @@ static struct be_state *find_same(const struct gw_backend *be)
         while (i < be->n_endpoints && strcmp(s->endpoints[i], be->endpoints[i]) == 0)
             i++;
         if (i == be->n_endpoints)
-            return &E.bes[b];
+            return &t->bes[b];
     }
     return NULL;
 }
 
-static struct be_state *find(const struct gw_backend *be)
+static struct be_state *find(const struct endpoint_table *t, const struct gw_backend *be)
 {
-    if (!E.cap)
+    if (!t || !t->cap || !be)
         return NULL;
-    for (size_t i = ptr_hash(be) & (E.cap - 1), probes = 0; probes < E.cap;
-         i = (i + 1) & (E.cap - 1), probes++) {
-        size_t v = E.slots[i];
+    for (size_t i = ptr_hash(be) & (t->cap - 1), probes = 0; probes < t->cap;
+         i = (i + 1) & (t->cap - 1), probes++) {
+        size_t v = t->slots[i];
         if (!v)
             break;
-        if (E.bes[v - 1].be == be)
-            return &E.bes[v - 1];
+        if (t->bes[v - 1].be == be)
+            return &t->bes[v - 1];
     }
-    return find_same(be);
+    return find_same(t, be);
 }
 
 static int usable(struct ep_state *ep, uint64_t now)
@@ -120,9 +132,9 @@ static int usable(struct ep_state *ep, uint64_t now)
            atomic_load_explicit(&ep->ejected_until_ms, memory_order_relaxed) <= now;
 }
 
-int endpoints_pick(const struct gw_backend *be)
+int endpoints_pick(const struct endpoint_table *t, const struct gw_backend *be)
 {
-    struct be_state *bs = find(be);
+    struct be_state *bs = find(t, be);
     if (!bs)
         return 0;
     size_t n = be->n_endpoints;
@@ -131,7 +143,7 @@ int endpoints_pick(const struct gw_backend *be)
      * the others rather than all falling to its successor. */
     for (size_t i = 0; i < n; i++) {
         size_t k = atomic_fetch_add_explicit(&bs->rr, 1, memory_order_relaxed) % n;
-        if (usable(&bs->eps[k], now))
+        if (usable(bs->eps[k], now))
             return (int)k;
     }
     return -1;
@@ -145,12 +157,13 @@ int endpoints_index_of(const struct gw_backend *be, const char *url)
     return 0;
 }
 
-void endpoints_report(const struct gw_backend *be, int index, enum endpoint_outcome outcome)
+void endpoints_report(const struct endpoint_table *t, const struct gw_backend *be, int index,
+                      enum endpoint_outcome outcome)
 {
-    struct be_state *bs = find(be);
+    struct be_state *bs = find(t, be);
     if (!bs || index < 0 || (size_t)index >= be->n_endpoints || outcome == ENDPOINT_NONE)
         return;
-    struct ep_state *ep = &bs->eps[index];
+    struct ep_state *ep = bs->eps[index];
     uint64_t now = clock_fn();
     if (outcome == ENDPOINT_OK) {
         atomic_store_explicit(&ep->failures, 0, memory_order_relaxed);
@@ -183,12 +196,13 @@ void endpoints_report(const struct gw_backend *be, int index, enum endpoint_outc
            index, be->name, threshold, (unsigned long long)dur, k);
 }
 
-int endpoints_status(const struct gw_backend *be, int index, struct endpoint_status *out)
+int endpoints_status(const struct endpoint_table *t, const struct gw_backend *be, int index,
+                     struct endpoint_status *out)
 {
-    struct be_state *bs = find(be);
+    struct be_state *bs = find(t, be);
     if (!bs || index < 0 || (size_t)index >= be->n_endpoints)
         return -1;
-    struct ep_state *ep = &bs->eps[index];
+    struct ep_state *ep = bs->eps[index];
     out->up = atomic_load(&ep->up);
     out->ejected_until_ms = atomic_load(&ep->ejected_until_ms);
     out->ejected = out->ejected_until_ms > clock_fn();
@@ -211,8 +225,8 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *arg)
  * vetted addresses. Returns 0, or -1 when the endpoint's address is not allowed or the name
  * does not resolve (the check then counts as failed).
  */
-static int check_target(const char *url, const char *hpath, char *out, size_t cap, char *pin,
-                        size_t pincap)
+static int check_target(const struct ssrf_allow *allow, const char *url, const char *hpath,
+                        char *out, size_t cap, char *pin, size_t pincap)
 {
     struct gw_url u;
     if (gw_url_parse(url, strlen(url), 0, &u) != GW_URL_OK)
@@ -225,8 +239,6 @@ static int check_target(const char *url, const char *hpath, char *out, size_t ca
     if ((size_t)snprintf(out, cap, "%.*s%s", (int)origin_len, url, hpath) >= cap)
         return -1;
     pin[0] = '\0';
-    const struct ssrf_allow *allow =
-        E.egress ? &((const struct egress_config *)E.egress)->allow : NULL;
     static const struct ssrf_allow none = {0};
     if (!allow)
         allow = &none;
@@ -277,10 +289,10 @@ static int check_target(const char *url, const char *hpath, char *out, size_t ca
 }
 
 /* One check: 1 when the endpoint answered 2xx within the timeout, else 0. */
-static int check_once(const struct gw_backend *be, const char *url)
+static int check_once(const struct ssrf_allow *allow, const struct gw_backend *be, const char *url)
 {
     char target[CHECK_URL_MAX], pin[512];
-    if (check_target(url, be->health.path, target, sizeof target, pin, sizeof pin) != 0)
+    if (check_target(allow, url, be->health.path, target, sizeof target, pin, sizeof pin) != 0)
         return 0;
     CURL *h = curl_easy_init();
     if (!h)
@@ -314,7 +326,7 @@ static int check_once(const struct gw_backend *be, const char *url)
 static void health_result(struct be_state *bs, int index, int ok)
 {
     const struct gw_backend *be = bs->be;
-    struct ep_state *ep = &bs->eps[index];
+    struct ep_state *ep = bs->eps[index];
     char fields[256];
     snprintf(fields, sizeof fields, "\"route\":\"%s\",\"backend\":\"%s\",\"endpoint\":%d",
              bs->route, be->name, index);
@@ -341,33 +353,42 @@ static void health_result(struct be_state *bs, int index, int ok)
     }
 }
 
+/* One pass over the table: runs the checks that are due; returns when the next one is. */
+static uint64_t health_pass(const struct endpoint_table *t, uint64_t now)
+{
+    uint64_t next = now + HEALTH_MAX_SLEEP_MS;
+    for (size_t b = 0; t && b < t->n && !E.stopping; b++) {
+        struct be_state *bs = &t->bes[b];
+        if (!bs->be->health.path)
+            continue;
+        for (size_t i = 0; i < bs->be->n_endpoints && !E.stopping; i++) {
+            struct ep_state *ep = bs->eps[i];
+            if (ep->next_check_ms <= now) {
+                health_result(bs, (int)i, check_once(t->allow, bs->be, bs->be->endpoints[i]));
+                now = clock_fn();
+                ep->next_check_ms = now + bs->be->health.interval_ms;
+            }
+            if (ep->next_check_ms < next)
+                next = ep->next_check_ms;
+        }
+    }
+    return next;
+}
+
 static void *health_main(void *arg)
 {
     (void)arg;
     pthread_mutex_lock(&E.mu);
     while (!E.stopping) {
         pthread_mutex_unlock(&E.mu);
-        uint64_t now = clock_fn();
-        uint64_t next = now + HEALTH_MAX_SLEEP_MS;
-        for (size_t b = 0; b < E.n && !E.stopping; b++) {
-            struct be_state *bs = &E.bes[b];
-            if (!bs->be->health.path)
-                continue;
-            for (size_t i = 0; i < bs->be->n_endpoints && !E.stopping; i++) {
-                struct ep_state *ep = &bs->eps[i];
-                if (ep->next_check_ms <= now) {
-                    health_result(bs, (int)i, check_once(bs->be, ep->url));
-                    now = clock_fn();
-                    ep->next_check_ms = now + bs->be->health.interval_ms;
-                }
-                if (ep->next_check_ms < next)
-                    next = ep->next_check_ms;
-            }
-        }
+        void *hold = NULL;
+        const struct endpoint_table *t = E.acquire(&hold);
+        uint64_t next = health_pass(t, clock_fn());
+        E.release(hold);
         pthread_mutex_lock(&E.mu);
         if (E.stopping)
             break;
-        now = clock_fn();
+        uint64_t now = clock_fn();
         if (next > now) {
             /* Sleep on the wall clock the condition variable uses; a jump of it only makes
              * one sleep shorter or longer than asked, bounded by HEALTH_MAX_SLEEP_MS. (The
@@ -390,83 +411,147 @@ static void *health_main(void *arg)
     return NULL;
 }
 
-/* ---- start / stop ------------------------------------------------------------------------- */
-
-static void table_free(void)
+int endpoints_health_start(const struct endpoint_table *(*acquire)(void **hold),
+                           void (*release)(void *hold))
 {
-    for (size_t i = 0; i < E.n; i++)
-        free(E.bes[i].eps);
-    free(E.bes);
-    free(E.slots);
-    E.bes = NULL;
-    E.slots = NULL;
-    E.n = E.cap = 0;
+    if (E.thread_on)
+        return 0;
+    E.acquire = acquire;
+    E.release = release;
+    E.stopping = 0;
+    if (pthread_create(&E.thread, NULL, health_main, NULL) != 0) {
+        gw_log_error("health_thread", "cannot start the health-check thread");
+        return -1;
+    }
+    pthread_setname_np(E.thread, "tg-health");
+    E.thread_on = 1;
+    return 0;
 }
 
-int endpoints_start(const struct gw_config *cfg, const struct egress_config *egress)
+void endpoints_health_stop(void)
 {
-    endpoints_stop();
+    if (!E.thread_on)
+        return;
+    pthread_mutex_lock(&E.mu);
+    E.stopping = 1;
+    pthread_cond_signal(&E.cv);
+    pthread_mutex_unlock(&E.mu);
+    pthread_join(E.thread, NULL);
+    E.thread_on = 0;
+}
+
+/* ---- tables ------------------------------------------------------------------------------- */
+
+static void ep_release(struct ep_state *ep)
+{
+    if (ep && atomic_fetch_sub(&ep->refs, 1) == 1)
+        free(ep);
+}
+
+void endpoint_table_free(struct endpoint_table *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        for (size_t e = 0; t->bes[i].eps && e < t->bes[i].be->n_endpoints; e++)
+            ep_release(t->bes[i].eps[e]);
+        free(t->bes[i].eps);
+    }
+    free(t->bes);
+    free(t->slots);
+    free(t);
+}
+
+int endpoint_table_has_health(const struct endpoint_table *t)
+{
+    return t && t->has_health;
+}
+
+/* The previous table's state of endpoint `url` of backend `name` on route `route`, or NULL. */
+static const struct ep_state *previous_state(const struct endpoint_table *prev, const char *route,
+                                             const char *name, const char *url, int *had_health)
+{
+    for (size_t b = 0; prev && b < prev->n; b++) {
+        const struct be_state *bs = &prev->bes[b];
+        if (strcmp(bs->route, route) != 0 || strcmp(bs->be->name, name) != 0)
+            continue;
+        for (size_t e = 0; e < bs->be->n_endpoints; e++)
+            if (strcmp(bs->be->endpoints[e], url) == 0) {
+                *had_health = bs->be->health.path != NULL;
+                return bs->eps[e];
+            }
+    }
+    return NULL;
+}
+
+/* The state of one endpoint of a new table: shared with the previous one, copied, or new. */
+static struct ep_state *ep_for(const struct endpoint_table *prev, const char *route,
+                               const struct gw_backend *be, const char *url)
+{
+    int had_health = 0;
+    const struct ep_state *old = previous_state(prev, route, be->name, url, &had_health);
+    if (old && had_health == (be->health.path != NULL)) {
+        struct ep_state *shared = (struct ep_state *)old;
+        atomic_fetch_add(&shared->refs, 1);
+        return shared;
+    }
+    struct ep_state *ep = calloc(1, sizeof *ep);
+    if (!ep)
+        return NULL;
+    atomic_init(&ep->refs, 1);
+    atomic_init(&ep->up, 1);
+    if (old) {
+        /* Health checks came or went: the ejection carries over, the health view starts
+         * afresh (up, checked at once when there are checks now). */
+        atomic_init(&ep->failures, atomic_load(&old->failures));
+        atomic_init(&ep->ejections, atomic_load(&old->ejections));
+        atomic_init(&ep->ejected_until_ms, atomic_load(&old->ejected_until_ms));
+    }
+    return ep;
+}
+
+struct endpoint_table *endpoint_table_build(const struct gw_config *cfg,
+                                            const struct ssrf_allow *allow,
+                                            const struct endpoint_table *previous)
+{
+    struct endpoint_table *t = calloc(1, sizeof *t);
     size_t total = 0;
-    int want_health = 0;
+    if (!t)
+        return NULL;
+    t->allow = allow;
     for (size_t r = 0; r < cfg->n_routes; r++)
         total += cfg->routes[r].n_backends;
     if (total == 0)
-        return 0;
-    E.bes = calloc(total, sizeof *E.bes);
-    E.cap = 1;
-    while (E.cap < total * 2)
-        E.cap <<= 1;
-    E.slots = calloc(E.cap, sizeof *E.slots);
-    if (!E.bes || !E.slots)
+        return t;
+    t->bes = calloc(total, sizeof *t->bes);
+    t->cap = 1;
+    while (t->cap < total * 2)
+        t->cap <<= 1;
+    t->slots = calloc(t->cap, sizeof *t->slots);
+    if (!t->bes || !t->slots)
         goto fail;
     for (size_t r = 0; r < cfg->n_routes; r++) {
         for (size_t b = 0; b < cfg->routes[r].n_backends; b++) {
             const struct gw_backend *be = &cfg->routes[r].backends[b];
-            struct be_state *bs = &E.bes[E.n];
+            struct be_state *bs = &t->bes[t->n];
             bs->be = be;
             bs->route = cfg->routes[r].name;
             bs->eps = calloc(be->n_endpoints ? be->n_endpoints : 1, sizeof *bs->eps);
             if (!bs->eps)
                 goto fail;
-            E.n++;
-            for (size_t i = 0; i < be->n_endpoints; i++) {
-                bs->eps[i].url = be->endpoints[i];
-                atomic_init(&bs->eps[i].up, 1);
-            }
-            want_health |= be->health.path != NULL;
-            size_t s = ptr_hash(be) & (E.cap - 1);
-            while (E.slots[s])
-                s = (s + 1) & (E.cap - 1);
-            E.slots[s] = E.n;
+            t->n++;
+            for (size_t i = 0; i < be->n_endpoints; i++)
+                if (!(bs->eps[i] = ep_for(previous, bs->route, be, be->endpoints[i])))
+                    goto fail;
+            t->has_health |= be->health.path != NULL;
+            size_t s = ptr_hash(be) & (t->cap - 1);
+            while (t->slots[s])
+                s = (s + 1) & (t->cap - 1);
+            t->slots[s] = t->n;
         }
     }
-    E.egress = egress;
-    E.stopping = 0;
-    if (want_health) {
-        if (pthread_create(&E.thread, NULL, health_main, NULL) == 0)
-            pthread_setname_np(E.thread, "tg-health");
-        else {
-            gw_log_error("health_thread", "cannot start the health-check thread");
-            goto fail;
-        }
-        E.thread_on = 1;
-    }
-    return 0;
+    return t;
 fail:
-    table_free();
-    return -1;
-}
-
-void endpoints_stop(void)
-{
-    if (E.thread_on) {
-        pthread_mutex_lock(&E.mu);
-        E.stopping = 1;
-        pthread_cond_signal(&E.cv);
-        pthread_mutex_unlock(&E.mu);
-        pthread_join(E.thread, NULL);
-        E.thread_on = 0;
-    }
-    table_free();
-    E.egress = NULL;
+    endpoint_table_free(t);
+    return NULL;
 }

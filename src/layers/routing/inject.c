@@ -15,6 +15,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +40,18 @@ struct mint_set {
     struct mint_entry e[CACHE_WAYS];
 };
 
-/* Process state: written by inject_start/stop only, read by any thread in between. */
-static struct {
+/* A key and its token cache: immutable once open but for the cache (under its locks). */
+struct inject_signer {
+    atomic_int refs;
     EVP_PKEY *key;
     enum jwt_alg alg;
     char kid[64];
     struct mint_set *sets;
     size_t n_sets;
-} S;
+};
+
+/* The process's signer of inject_start (tests, the benchmark). */
+static struct inject_signer *process_signer;
 
 /* ---- the key ------------------------------------------------------------------------------ */
 
@@ -124,91 +129,139 @@ fail:
     return NULL;
 }
 
-static void cache_free(void)
+static void signer_destroy(struct inject_signer *S)
 {
-    for (size_t i = 0; i < S.n_sets; i++) {
+    for (size_t i = 0; i < S->n_sets; i++) {
         for (int w = 0; w < CACHE_WAYS; w++)
-            free(S.sets[i].e[w].token);
-        pthread_mutex_destroy(&S.sets[i].mu);
+            free(S->sets[i].e[w].token);
+        pthread_mutex_destroy(&S->sets[i].mu);
     }
-    free(S.sets);
-    S.sets = NULL;
-    S.n_sets = 0;
+    free(S->sets);
+    EVP_PKEY_free(S->key);
+    free(S);
 }
 
-int inject_start(const char *key_path, char *why, size_t whylen)
+struct inject_signer *inject_signer_open(const char *key_path, char *why, size_t whylen)
 {
-    inject_stop();
+    struct inject_signer *S = calloc(1, sizeof *S);
+    if (!S) {
+        snprintf(why, whylen, "out of memory for the signing key");
+        return NULL;
+    }
+    atomic_init(&S->refs, 1);
     const char *path = key_path ? key_path : ROUTING_DEFAULT_KEY_PATH;
     int generated = 0;
     if (key_path || access(path, F_OK) == 0) {
-        S.key = load_key(path, why, whylen);
+        S->key = load_key(path, why, whylen);
     } else {
-        S.key = generate_key(path, why, whylen);
-        generated = S.key != NULL;
+        S->key = generate_key(path, why, whylen);
+        generated = S->key != NULL;
     }
-    if (!S.key)
+    if (!S->key)
         goto fail;
-    if (choose_alg(S.key, &S.alg) != 0) {
+    if (choose_alg(S->key, &S->alg) != 0) {
         snprintf(why, whylen,
                  "the signing key %s is not Ed25519, RSA of 2048 bits or more, or EC P-256", path);
         goto fail;
     }
-    if (jwk_thumbprint(S.key, S.kid) != 0) {
+    if (jwk_thumbprint(S->key, S->kid) != 0) {
         snprintf(why, whylen, "cannot compute the thumbprint of the signing key %s", path);
         goto fail;
     }
-    S.n_sets = INJECT_CACHE_ENTRIES / CACHE_WAYS;
-    S.sets = calloc(S.n_sets, sizeof *S.sets);
-    if (!S.sets) {
-        S.n_sets = 0;
+    S->n_sets = INJECT_CACHE_ENTRIES / CACHE_WAYS;
+    S->sets = calloc(S->n_sets, sizeof *S->sets);
+    if (!S->sets) {
+        S->n_sets = 0;
         snprintf(why, whylen, "out of memory for the token cache");
         goto fail;
     }
-    for (size_t i = 0; i < S.n_sets; i++)
-        pthread_mutex_init(&S.sets[i].mu, NULL);
+    for (size_t i = 0; i < S->n_sets; i++)
+        pthread_mutex_init(&S->sets[i].mu, NULL);
     if (generated)
         gw_log_warn("egress_key_generated",
                     "no egress.signing_key configured: generated an Ed25519 key at %s (kid %s) "
                     "for the identity tokens toolgate injects; backends verify them with "
                     "/.well-known/jwks.json. Configure egress.signing_key to keep one key "
                     "across instances.",
-                    path, S.kid);
-    else
-        gw_log_info("egress_key", "identity tokens for backends are signed with %s (%s, kid %s)",
-                    path, jwt_alg_name(S.alg), S.kid);
-    return 0;
+                    path, S->kid);
+    return S;
 fail:
+    signer_destroy(S);
+    return NULL;
+}
+
+void inject_signer_hold(struct inject_signer *s)
+{
+    if (s)
+        atomic_fetch_add(&s->refs, 1);
+}
+
+void inject_signer_release(struct inject_signer *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+        signer_destroy(s);
+}
+
+const char *inject_signer_kid(const struct inject_signer *s)
+{
+    return s ? s->kid : "";
+}
+
+const char *inject_signer_alg(const struct inject_signer *s)
+{
+    return s ? jwt_alg_name(s->alg) : "";
+}
+
+json_t *inject_signer_jwk(const struct inject_signer *s)
+{
+    return s ? jwk_public_json(s->key, s->kid, jwt_alg_name(s->alg)) : NULL;
+}
+
+int inject_start(const char *key_path, char *why, size_t whylen)
+{
     inject_stop();
-    return -1;
+    process_signer = inject_signer_open(key_path, why, whylen);
+    return process_signer ? 0 : -1;
 }
 
 void inject_stop(void)
 {
-    cache_free();
-    EVP_PKEY_free(S.key);
-    S.key = NULL;
-    S.kid[0] = '\0';
+    inject_signer_release(process_signer);
+    process_signer = NULL;
+}
+
+struct inject_signer *inject_process_signer(void)
+{
+    return process_signer;
 }
 
 int inject_has_key(void)
 {
-    return S.key != NULL;
+    return process_signer != NULL;
 }
 
 const char *inject_kid(void)
 {
-    return S.kid;
+    return inject_signer_kid(process_signer);
 }
 
 int inject_jwks_json(struct gw_buf *out)
+{
+    const struct inject_signer *one[1] = {process_signer};
+    return inject_signers_jwks_json(one, 1, out);
+}
+
+int inject_signers_jwks_json(const struct inject_signer *const *signers, size_t n,
+                             struct gw_buf *out)
 {
     json_t *set = json_pack("{s:[]}", "keys");
     int rc = -1;
     if (!set)
         return -1;
-    if (S.key) {
-        json_t *jwk = jwk_public_json(S.key, S.kid, jwt_alg_name(S.alg));
+    for (size_t i = 0; i < n; i++) {
+        if (!signers[i])
+            continue;
+        json_t *jwk = inject_signer_jwk(signers[i]);
         if (!jwk || json_array_append_new(json_object_get(set, "keys"), jwk) != 0)
             goto out;
     }
@@ -222,16 +275,21 @@ out:
     return rc;
 }
 
+void inject_signer_flush(struct inject_signer *S)
+{
+    for (size_t i = 0; S && i < S->n_sets; i++) {
+        pthread_mutex_lock(&S->sets[i].mu);
+        for (int w = 0; w < CACHE_WAYS; w++) {
+            free(S->sets[i].e[w].token);
+            memset(&S->sets[i].e[w], 0, sizeof S->sets[i].e[w]);
+        }
+        pthread_mutex_unlock(&S->sets[i].mu);
+    }
+}
+
 void inject_cache_flush(void)
 {
-    for (size_t i = 0; i < S.n_sets; i++) {
-        pthread_mutex_lock(&S.sets[i].mu);
-        for (int w = 0; w < CACHE_WAYS; w++) {
-            free(S.sets[i].e[w].token);
-            memset(&S.sets[i].e[w], 0, sizeof S.sets[i].e[w]);
-        }
-        pthread_mutex_unlock(&S.sets[i].mu);
-    }
+    inject_signer_flush(process_signer);
 }
 
 /* ---- the token cache ---------------------------------------------------------------------- */
@@ -245,12 +303,13 @@ static void hash_field(struct gw_sha256_ctx *c, const char *s)
         gw_sha256_update(c, s, strlen(s));
 }
 
-static void cache_key(const struct gw_identity *id, const char *issuer, const char *audience,
-                      uint64_t ttl_ms, uint8_t out[GW_SHA256_LEN])
+static void cache_key(const struct inject_signer *S, const struct gw_identity *id,
+                      const char *issuer, const char *audience, uint64_t ttl_ms,
+                      uint8_t out[GW_SHA256_LEN])
 {
     struct gw_sha256_ctx c;
     gw_sha256_init(&c);
-    hash_field(&c, S.kid);
+    hash_field(&c, S->kid);
     hash_field(&c, issuer);
     hash_field(&c, audience);
     gw_sha256_update(&c, &ttl_ms, sizeof ttl_ms);
@@ -266,20 +325,20 @@ static void cache_key(const struct gw_identity *id, const char *issuer, const ch
     gw_sha256_final(&c, out);
 }
 
-static struct mint_set *set_for(const uint8_t key[GW_SHA256_LEN])
+static struct mint_set *set_for(struct inject_signer *S, const uint8_t key[GW_SHA256_LEN])
 {
     uint64_t h;
     memcpy(&h, key, sizeof h);
-    return &S.sets[h % S.n_sets];
+    return &S->sets[h % S->n_sets];
 }
 
 /* Copies a live token into out. Returns 1 on a hit, 0 on a miss, -1 on memory. */
-static int cache_get(const uint8_t key[GW_SHA256_LEN], int64_t now_s, int64_t max_exp,
-                     struct gw_buf *out)
+static int cache_get(struct inject_signer *S, const uint8_t key[GW_SHA256_LEN], int64_t now_s,
+                     int64_t max_exp, struct gw_buf *out)
 {
-    if (!S.n_sets)
+    if (!S->n_sets)
         return 0;
-    struct mint_set *set = set_for(key);
+    struct mint_set *set = set_for(S, key);
     int rc = 0;
     pthread_mutex_lock(&set->mu);
     for (int w = 0; w < CACHE_WAYS; w++) {
@@ -297,15 +356,15 @@ static int cache_get(const uint8_t key[GW_SHA256_LEN], int64_t now_s, int64_t ma
     return rc;
 }
 
-static void cache_put(const uint8_t key[GW_SHA256_LEN], const char *token, int64_t exp,
-                      int64_t use_until, int64_t now_s)
+static void cache_put(struct inject_signer *S, const uint8_t key[GW_SHA256_LEN], const char *token,
+                      int64_t exp, int64_t use_until, int64_t now_s)
 {
-    if (!S.n_sets)
+    if (!S->n_sets)
         return;
     char *copy = strdup(token);
     if (!copy)
         return; /* a token not cached is only slower */
-    struct mint_set *set = set_for(key);
+    struct mint_set *set = set_for(S, key);
     pthread_mutex_lock(&set->mu);
     struct mint_entry *slot = NULL;
     for (int w = 0; w < CACHE_WAYS && !slot; w++)
@@ -342,15 +401,15 @@ static json_t *strv_json(char **v)
     return a;
 }
 
-static int mint(const struct gw_identity *id, const char *issuer, const char *audience,
-                int64_t now_s, int64_t exp, struct gw_buf *out)
+static int mint(const struct inject_signer *S, const struct gw_identity *id, const char *issuer,
+                const char *audience, int64_t now_s, int64_t exp, struct gw_buf *out)
 {
     int rc = INJECT_E_INTERNAL;
     char jti[37];
     char *htext = NULL, *ptext = NULL;
     json_t *header = NULL, *payload = NULL;
     gw_uuid7(jti);
-    header = json_pack("{s:s, s:s, s:s}", "alg", jwt_alg_name(S.alg), "typ", "JWT", "kid", S.kid);
+    header = json_pack("{s:s, s:s, s:s}", "alg", jwt_alg_name(S->alg), "typ", "JWT", "kid", S->kid);
     payload = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "iss", issuer, "aud", audience, "sub",
                         id->subject, "jti", jti, "iat", (json_int_t)now_s, "exp", (json_int_t)exp);
     if (!header || !payload)
@@ -369,7 +428,7 @@ static int mint(const struct gw_identity *id, const char *issuer, const char *au
     ptext = json_dumps(payload, JSON_COMPACT);
     if (!htext || !ptext)
         goto out;
-    if (jwt_sign_compact(S.key, S.alg, htext, strlen(htext), ptext, strlen(ptext), out) != 0)
+    if (jwt_sign_compact(S->key, S->alg, htext, strlen(htext), ptext, strlen(ptext), out) != 0)
         goto out;
     rc = INJECT_OK;
 out:
@@ -384,9 +443,17 @@ out:
 int inject_token(const struct gw_identity *id, const char *issuer, const char *audience,
                  uint64_t ttl_ms, int64_t now_s, struct gw_buf *out, int *from_cache)
 {
+    return inject_signer_token(process_signer, id, issuer, audience, ttl_ms, now_s, out,
+                               from_cache);
+}
+
+int inject_signer_token(struct inject_signer *S, const struct gw_identity *id, const char *issuer,
+                        const char *audience, uint64_t ttl_ms, int64_t now_s, struct gw_buf *out,
+                        int *from_cache)
+{
     if (from_cache)
         *from_cache = 0;
-    if (!S.key)
+    if (!S)
         return INJECT_E_NO_KEY;
     if (!id || !id->subject || !issuer || !audience)
         return INJECT_E_IDENTITY;
@@ -400,9 +467,9 @@ int inject_token(const struct gw_identity *id, const char *issuer, const char *a
     if (exp <= now_s)
         return INJECT_E_IDENTITY;
     uint8_t key[GW_SHA256_LEN];
-    cache_key(id, issuer, audience, ttl_ms, key);
+    cache_key(S, id, issuer, audience, ttl_ms, key);
     size_t start = out->len;
-    int hit = cache_get(key, now_s, id->expires_at, out);
+    int hit = cache_get(S, key, now_s, id->expires_at, out);
     if (hit < 0)
         return INJECT_E_INTERNAL;
     if (hit) {
@@ -410,7 +477,7 @@ int inject_token(const struct gw_identity *id, const char *issuer, const char *a
             *from_cache = 1;
         return INJECT_OK;
     }
-    int rc = mint(id, issuer, audience, now_s, exp, out);
+    int rc = mint(S, id, issuer, audience, now_s, exp, out);
     if (rc != INJECT_OK) {
         out->len = start;
         if (out->data)
@@ -424,7 +491,7 @@ int inject_token(const struct gw_identity *id, const char *issuer, const char *a
      */
     int64_t use_until = exp - (ttl_s + 1) / 2;
     if (use_until > now_s)
-        cache_put(key, out->data + start, exp, use_until, now_s);
+        cache_put(S, key, out->data + start, exp, use_until, now_s);
     return INJECT_OK;
 }
 
@@ -500,7 +567,7 @@ out:
 }
 
 int inject_apply(struct gw_request *req, const struct gw_route_inject *ri,
-                 const struct gw_backend *be)
+                 const struct gw_backend *be, struct inject_signer *signer)
 {
     if (ri->mode == GW_INJECT_NONE)
         return INJECT_OK;
@@ -511,8 +578,8 @@ int inject_apply(struct gw_request *req, const struct gw_route_inject *ri,
     struct gw_buf b = {0};
     int rc = gw_buf_append_str(&b, "Bearer ") == 0 ? INJECT_OK : INJECT_E_INTERNAL;
     if (rc == INJECT_OK)
-        rc = inject_token(&req->identity, issuer, audience, ri->ttl_ms,
-                          (int64_t)(gw_now_ns() / 1000000000u), &b, NULL);
+        rc = inject_signer_token(signer, &req->identity, issuer, audience, ri->ttl_ms,
+                                 (int64_t)(gw_now_ns() / 1000000000u), &b, NULL);
     if (rc == INJECT_OK && gw_request_add_upstream_header(req, "Authorization", b.data) != 0)
         rc = INJECT_E_INTERNAL;
     gw_buf_free(&b);

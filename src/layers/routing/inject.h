@@ -3,14 +3,18 @@
  * with toolgate's own key (never the user's token), cached per user and backend until near
  * its expiry, or plain headers for backends on a private network.
  *
- * The key and the cache are process state made by inject_start (from routing_start) and
- * freed by inject_stop; minting and the cache are safe from any number of threads.
+ * A signer (a key and its token cache) belongs to a configuration generation's routing
+ * runtime (routing.c): opened off the event loop when the generation is built, released with
+ * it; minting and the cache are safe from any number of threads. inject_start/inject_stop
+ * keep one signer for the process (unit tests, the benchmark).
  */
 #ifndef GW_ROUTING_INJECT_H
 #define GW_ROUTING_INJECT_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "lib/buf.h"
 #include "core/config.h"
@@ -20,8 +24,37 @@
 /* Minted tokens cached at most (set-associative, 8 ways). */
 #define INJECT_CACHE_ENTRIES 4096
 
+struct inject_signer;
+
 /*
- * Loads the signing key from key_path, or, when key_path is NULL, from
+ * Opens a signer: loads the signing key from key_path, or, when key_path is NULL, from
+ * ROUTING_DEFAULT_KEY_PATH, generating an Ed25519 key there when the file does not exist
+ * (logged with the path), and makes its token cache. Returns the signer (one reference: the
+ * caller's), or NULL with a sentence in why (no key material).
+ */
+struct inject_signer *inject_signer_open(const char *key_path, char *why, size_t whylen);
+/* One more reference; the last release frees the key and the cache. NULL is ignored. */
+void inject_signer_hold(struct inject_signer *s);
+void inject_signer_release(struct inject_signer *s);
+/* The key's kid and JWS algorithm name ("" for NULL). */
+const char *inject_signer_kid(const struct inject_signer *s);
+const char *inject_signer_alg(const struct inject_signer *s);
+/* The public JWK (new reference), NULL for NULL or out of memory. */
+json_t *inject_signer_jwk(const struct inject_signer *s);
+/* Drops every cached token of s. */
+void inject_signer_flush(struct inject_signer *s);
+/* Appends {"keys":[...]} with the public keys of the non-NULL signers. 0 or -1. */
+int inject_signers_jwks_json(const struct inject_signer *const *signers, size_t n,
+                             struct gw_buf *out);
+/*
+ * inject_token with signer s (NULL: INJECT_E_NO_KEY).
+ */
+int inject_signer_token(struct inject_signer *s, const struct gw_identity *id, const char *issuer,
+                        const char *audience, uint64_t ttl_ms, int64_t now_s, struct gw_buf *out,
+                        int *from_cache);
+
+/*
+ * The process's signer: loads the signing key from key_path, or, when key_path is NULL, from
  * ROUTING_DEFAULT_KEY_PATH, generating an Ed25519 key there when the file does not exist
  * (logged with the path). RSA (>= 2048 bits) signs RS256, Ed25519 EdDSA, P-256 ES256.
  * Makes the token cache. Returns 0, or -1 with a sentence in why (no key material).
@@ -29,6 +62,8 @@
 int inject_start(const char *key_path, char *why, size_t whylen);
 void inject_stop(void);
 int inject_has_key(void);
+/* The process's signer (NULL before inject_start), borrowed. */
+struct inject_signer *inject_process_signer(void);
 /* The kid of the loaded key ("" when none). */
 const char *inject_kid(void);
 /* Appends {"keys":[<public JWK>]} ({"keys":[]} without a key). Returns 0 or -1. */
@@ -55,10 +90,10 @@ int inject_token(const struct gw_identity *id, const char *issuer, const char *a
 
 /*
  * Adds the route's injection to the upstream request: Authorization: Bearer <token> (jwt,
- * audience = ri->audience or the backend's URL) or the identity headers (headers). Returns
- * an inject_result.
+ * audience = ri->audience or the backend's URL, signed by `signer`, the request's
+ * generation's) or the identity headers (headers). Returns an inject_result.
  */
 int inject_apply(struct gw_request *req, const struct gw_route_inject *ri,
-                 const struct gw_backend *be);
+                 const struct gw_backend *be, struct inject_signer *signer);
 
 #endif

@@ -36,6 +36,7 @@ struct job {
     struct gw_request *req; /* NULL once answered (a timeout) */
     struct gw_decision *out;
     const struct egress_config *ec;
+    struct routing_runtime *rt; /* the request's generation's (NULL: not started) */
     const struct gw_backend *be;
     const char *url; /* the endpoint of be this request goes to */
     struct gw_url be_url;

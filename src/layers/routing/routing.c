@@ -24,6 +24,7 @@
 #include "layers/routing/endpoints.h"
 #include "layers/routing/inject.h"
 #include "layers/routing/tokex.h"
+#include "core/generation.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -69,30 +70,51 @@ struct rcache_entry {
     uint64_t expires_ms; /* monotonic */
 };
 
-static struct {
+struct rcache {
     pthread_mutex_t mu;
     struct rcache_entry *e;
     size_t cap;
     uint64_t ttl_ms;
-} RC = {.mu = PTHREAD_MUTEX_INITIALIZER};
+};
 
-static size_t rcache_slot(const char *host)
+/* How long a replaced signing key stays published: an injected token's longest life, and some. */
+#define PREVIOUS_KEY_MS (65 * 1000)
+
+/* One generation's runtime (routing.h: egress_config.rt). */
+struct routing_runtime {
+    struct endpoint_table *endpoints;
+    struct inject_signer *signer; /* NULL when no route injects a JWT and no key is set */
+    /*
+     * The key signing before the last reload that changed it: still published in the JWKS
+     * until previous_until_ms (monotonic), since tokens it signed live up to 60s and may be
+     * on their way to backends; later reloads that keep the key carry it on. NULL otherwise.
+     */
+    struct inject_signer *previous_signer;
+    uint64_t previous_until_ms;
+    int new_key; /* the signer is not the previous generation's (logged when it serves) */
+    struct rcache rc;
+};
+
+static size_t rcache_slot(const struct rcache *rc, const char *host)
 {
     uint64_t h = 1469598103934665603u;
     for (const char *p = host; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211u;
-    return (size_t)(h % RC.cap);
+    return (size_t)(h % rc->cap);
 }
 
-static int rcache_get(const char *host, struct gw_addr *out, size_t *n)
+static int rcache_get(struct routing_runtime *rt, const char *host, struct gw_addr *out, size_t *n)
 {
+    if (!rt)
+        return 0;
+    struct rcache *rc = &rt->rc;
     int hit = 0;
-    pthread_mutex_lock(&RC.mu);
-    if (RC.cap) {
+    pthread_mutex_lock(&rc->mu);
+    if (rc->cap) {
         uint64_t now = gw_mono_ms();
-        size_t s = rcache_slot(host);
-        for (size_t i = 0; i < RCACHE_PROBE && i < RC.cap; i++) {
-            struct rcache_entry *e = &RC.e[(s + i) % RC.cap];
+        size_t s = rcache_slot(rc, host);
+        for (size_t i = 0; i < RCACHE_PROBE && i < rc->cap; i++) {
+            struct rcache_entry *e = &rc->e[(s + i) % rc->cap];
             if (strcmp(e->host, host) != 0)
                 continue;
             if (now < e->expires_ms) {
@@ -103,25 +125,29 @@ static int rcache_get(const char *host, struct gw_addr *out, size_t *n)
             break;
         }
     }
-    pthread_mutex_unlock(&RC.mu);
+    pthread_mutex_unlock(&rc->mu);
     return hit;
 }
 
-static void rcache_put(const char *host, const struct gw_addr *addrs, size_t n)
+static void rcache_put(struct routing_runtime *rt, const char *host, const struct gw_addr *addrs,
+                       size_t n)
 {
-    pthread_mutex_lock(&RC.mu);
-    if (RC.cap && RC.ttl_ms) {
+    if (!rt)
+        return;
+    struct rcache *rc = &rt->rc;
+    pthread_mutex_lock(&rc->mu);
+    if (rc->cap && rc->ttl_ms) {
         uint64_t now = gw_mono_ms();
-        size_t s = rcache_slot(host);
+        size_t s = rcache_slot(rc, host);
         struct rcache_entry *slot = NULL;
-        for (size_t i = 0; i < RCACHE_PROBE && i < RC.cap && !slot; i++) {
-            struct rcache_entry *e = &RC.e[(s + i) % RC.cap];
+        for (size_t i = 0; i < RCACHE_PROBE && i < rc->cap && !slot; i++) {
+            struct rcache_entry *e = &rc->e[(s + i) % rc->cap];
             if (strcmp(e->host, host) == 0 || !e->host[0] || e->expires_ms <= now)
                 slot = e;
         }
         /* All probed slots live: replace the one closest to expiry. */
-        for (size_t i = 0; i < RCACHE_PROBE && i < RC.cap && !slot; i++) {
-            struct rcache_entry *e = &RC.e[(s + i) % RC.cap];
+        for (size_t i = 0; i < RCACHE_PROBE && i < rc->cap && !slot; i++) {
+            struct rcache_entry *e = &rc->e[(s + i) % rc->cap];
             if (!slot || e->expires_ms < slot->expires_ms)
                 slot = e;
         }
@@ -129,28 +155,45 @@ static void rcache_put(const char *host, const struct gw_addr *addrs, size_t n)
             snprintf(slot->host, sizeof slot->host, "%s", host);
             memcpy(slot->addrs, addrs, n * sizeof *addrs);
             slot->n = n;
-            slot->expires_ms = now + RC.ttl_ms;
+            slot->expires_ms = now + rc->ttl_ms;
         }
     }
-    pthread_mutex_unlock(&RC.mu);
+    pthread_mutex_unlock(&rc->mu);
 }
 
-static void rcache_reset(size_t cap, uint64_t ttl_ms)
+static void rcache_flush(struct rcache *rc)
 {
-    pthread_mutex_lock(&RC.mu);
-    free(RC.e);
-    RC.e = cap ? calloc(cap, sizeof *RC.e) : NULL;
-    RC.cap = RC.e ? cap : 0;
-    RC.ttl_ms = ttl_ms;
-    pthread_mutex_unlock(&RC.mu);
+    pthread_mutex_lock(&rc->mu);
+    if (rc->e)
+        memset(rc->e, 0, rc->cap * sizeof *rc->e);
+    pthread_mutex_unlock(&rc->mu);
+}
+
+/*
+ * The module's own state (beside each generation's runtime): the generation the health
+ * checks follow when there is no current generation yet (between routing_start and the first
+ * swap, and in unit tests, which have none), under `mu`.
+ */
+static struct {
+    pthread_mutex_t mu;
+    const struct gw_config *followed;
+} M = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static struct routing_runtime *rt_of(const struct gw_config *cfg)
+{
+    const struct egress_config *ec = egress_config_of(cfg);
+    return ec ? ec->rt : NULL;
 }
 
 void routing_flush_caches(void)
 {
-    pthread_mutex_lock(&RC.mu);
-    if (RC.e)
-        memset(RC.e, 0, RC.cap * sizeof *RC.e);
-    pthread_mutex_unlock(&RC.mu);
+    pthread_mutex_lock(&M.mu);
+    struct routing_runtime *rt = rt_of(M.followed);
+    if (rt) {
+        rcache_flush(&rt->rc);
+        inject_signer_flush(rt->signer);
+    }
+    pthread_mutex_unlock(&M.mu);
     inject_cache_flush();
     tokex_cache_flush();
 }
@@ -191,24 +234,144 @@ static void warn_unlisted_backends(const struct gw_config *cfg)
     }
 }
 
-int routing_start(const struct gw_config *cfg)
+void routing_runtime_free(struct routing_runtime *rt)
+{
+    if (!rt)
+        return;
+    endpoint_table_free(rt->endpoints);
+    inject_signer_release(rt->signer);
+    inject_signer_release(rt->previous_signer);
+    free(rt->rc.e);
+    pthread_mutex_destroy(&rt->rc.mu);
+    free(rt);
+}
+
+/* What a generation about to serve says about itself in the log. */
+static void log_serving(const struct gw_config *cfg)
+{
+    const struct routing_runtime *rt = rt_of(cfg);
+    const struct egress_config *ec = egress_of(cfg);
+    if (rt && rt->new_key)
+        gw_log_info("egress_key", "identity tokens for backends are signed with %s (%s, kid %s)",
+                    ec->signing_key ? ec->signing_key : ROUTING_DEFAULT_KEY_PATH,
+                    inject_signer_alg(rt->signer), inject_signer_kid(rt->signer));
+    warn_unlisted_backends(cfg);
+}
+
+/*
+ * Builds cfg's runtime, off the event loop; `previous` is the running generation's (NULL at
+ * start). Returns NULL with a sentence in why.
+ */
+static struct routing_runtime *runtime_build(const struct gw_config *cfg,
+                                             const struct routing_runtime *previous, char *why,
+                                             size_t whylen)
 {
     const struct egress_config *ec = egress_of(cfg);
+    struct routing_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        snprintf(why, whylen, "out of memory for the routing layer");
+        return NULL;
+    }
+    pthread_mutex_init(&rt->rc.mu, NULL);
     int need_key = ec->signing_key != NULL;
     for (size_t r = 0; r < cfg->n_routes; r++)
         need_key |= routing_inject_of(&cfg->routes[r])->mode == GW_INJECT_JWT;
     if (need_key) {
-        char why[512];
-        if (inject_start(ec->signing_key, why, sizeof why) != 0) {
-            gw_log_error("egress_key", "egress.signing_key: %s", why);
-            return -1;
+        char reason[400];
+        rt->signer = inject_signer_open(ec->signing_key, reason, sizeof reason);
+        if (!rt->signer) {
+            snprintf(why, whylen, "egress.signing_key: %s", reason);
+            goto fail;
+        }
+        const struct inject_signer *was = previous ? previous->signer : NULL;
+        if (was && strcmp(inject_signer_kid(was), inject_signer_kid(rt->signer)) == 0) {
+            /* The same key: keep the running signer and its cached tokens. */
+            inject_signer_release(rt->signer);
+            rt->signer = (struct inject_signer *)was;
+            inject_signer_hold(rt->signer);
+            if (previous->previous_signer && gw_mono_ms() < previous->previous_until_ms) {
+                rt->previous_signer = previous->previous_signer;
+                rt->previous_until_ms = previous->previous_until_ms;
+                inject_signer_hold(rt->previous_signer);
+            }
+        } else {
+            rt->new_key = 1;
+            if (was) {
+                rt->previous_signer = (struct inject_signer *)was;
+                rt->previous_until_ms = gw_mono_ms() + PREVIOUS_KEY_MS;
+                inject_signer_hold(rt->previous_signer);
+            }
         }
     }
-    rcache_reset(ec->resolve_cache_ttl_ms ? (size_t)ec->resolve_cache_entries : 0,
-                 ec->resolve_cache_ttl_ms);
-    warn_unlisted_backends(cfg);
-    if (endpoints_start(cfg, ec) != 0) {
-        gw_log_error("routing_start", "cannot set up the backends' endpoint state");
+    size_t cap = ec->resolve_cache_ttl_ms ? (size_t)ec->resolve_cache_entries : 0;
+    if (cap && !(rt->rc.e = calloc(cap, sizeof *rt->rc.e))) {
+        snprintf(why, whylen, "out of memory for the resolve cache");
+        goto fail;
+    }
+    rt->rc.cap = cap;
+    rt->rc.ttl_ms = ec->resolve_cache_ttl_ms;
+    rt->endpoints = endpoint_table_build(cfg, &ec->allow, previous ? previous->endpoints : NULL);
+    if (!rt->endpoints) {
+        snprintf(why, whylen, "out of memory for the backends' endpoint state");
+        goto fail;
+    }
+    return rt;
+fail:
+    routing_runtime_free(rt);
+    return NULL;
+}
+
+/*
+ * The table the health thread checks on this pass: the current generation's (held for the
+ * pass), or before there is one the generation routing_start or the last commit made.
+ */
+static const struct endpoint_table *health_acquire(void **hold)
+{
+    struct gw_config *cfg = gw_generation_acquire();
+    if (cfg) {
+        *hold = cfg;
+        return rt_of(cfg) ? rt_of(cfg)->endpoints : NULL;
+    }
+    *hold = NULL;
+    pthread_mutex_lock(&M.mu);
+    const struct endpoint_table *t = rt_of(M.followed) ? rt_of(M.followed)->endpoints : NULL;
+    pthread_mutex_unlock(&M.mu);
+    return t;
+}
+
+static void health_release(void *hold)
+{
+    gw_generation_release(hold);
+}
+
+/* Sets cfg's runtime: the module owns its slot of the generation, filled before it serves. */
+static void attach(const struct gw_config *cfg, struct routing_runtime *rt)
+{
+    struct egress_config *ec = (struct egress_config *)egress_config_of(cfg);
+    routing_runtime_free(ec->rt);
+    ec->rt = rt;
+}
+
+int routing_start(const struct gw_config *cfg)
+{
+    char why[512];
+    if (!egress_config_of(cfg)) {
+        gw_log_error("routing_start", "the configuration has no egress settings");
+        return -1;
+    }
+    struct routing_runtime *rt = runtime_build(cfg, NULL, why, sizeof why);
+    if (!rt) {
+        gw_log_error("egress_key", "%s", why);
+        return -1;
+    }
+    attach(cfg, rt);
+    log_serving(cfg);
+    pthread_mutex_lock(&M.mu);
+    M.followed = cfg;
+    pthread_mutex_unlock(&M.mu);
+    if (endpoint_table_has_health(rt->endpoints) &&
+        endpoints_health_start(health_acquire, health_release) != 0) {
+        gw_log_error("routing_start", "cannot set up the backends' health checks");
         return -1;
     }
     return 0;
@@ -216,16 +379,61 @@ int routing_start(const struct gw_config *cfg)
 
 void routing_stop(void)
 {
-    endpoints_stop();
+    endpoints_health_stop();
     tokex_stop();
     inject_stop();
-    rcache_reset(0, 0);
+    pthread_mutex_lock(&M.mu);
+    M.followed = NULL;
+    pthread_mutex_unlock(&M.mu);
+}
+
+int routing_prepare(const struct gw_config *running, const struct gw_config *next,
+                    struct cfg_error *err)
+{
+    if (!egress_config_of(next)) {
+        snprintf(err->msg, sizeof err->msg, "the new configuration has no egress settings");
+        return -1;
+    }
+    struct routing_runtime *rt = runtime_build(next, rt_of(running), err->msg, sizeof err->msg);
+    if (!rt)
+        return -1;
+    /* Started now when the new routes are the first with health checks; it follows the
+     * current generation, so it checks them once next is swapped in. */
+    if (endpoint_table_has_health(rt->endpoints) &&
+        endpoints_health_start(health_acquire, health_release) != 0) {
+        routing_runtime_free(rt);
+        snprintf(err->msg, sizeof err->msg, "cannot start the health-check thread");
+        return -1;
+    }
+    attach(next, rt); /* freed with next if the reload is abandoned */
+    return 0;
+}
+
+void routing_commit(const struct gw_config *next)
+{
+    log_serving(next);
+    pthread_mutex_lock(&M.mu);
+    M.followed = next;
+    pthread_mutex_unlock(&M.mu);
+}
+
+const struct endpoint_table *routing_endpoints_of(const struct gw_config *cfg)
+{
+    return rt_of(cfg) ? rt_of(cfg)->endpoints : NULL;
+}
+
+const char *routing_signing_kid(const struct gw_config *cfg)
+{
+    return rt_of(cfg) ? inject_signer_kid(rt_of(cfg)->signer) : "";
 }
 
 int routing_jwks_json(const struct gw_config *cfg, struct gw_buf *out)
 {
-    (void)cfg;
-    return inject_jwks_json(out);
+    const struct routing_runtime *rt = rt_of(cfg);
+    int previous = rt && rt->previous_signer && gw_mono_ms() < rt->previous_until_ms;
+    const struct inject_signer *keys[2] = {rt ? rt->signer : NULL,
+                                           previous ? rt->previous_signer : NULL};
+    return inject_signers_jwks_json(keys, 2, out);
 }
 
 /* ---- one request's lookups --------------------------------------------------------------- */
@@ -305,7 +513,7 @@ static int conclude(struct job *job)
             return routing_deny_arg_host(out, lk->arg, lk->host, cls);
         }
         if (lk->backend) {
-            rcache_put(lk->host, lk->addrs, lk->n_addrs);
+            rcache_put(job->rt, lk->host, lk->addrs, lk->n_addrs);
             set_pin(req, job->be_host_raw, job->be_url.port, lk->addrs, lk->n_addrs);
         }
     }
@@ -316,7 +524,7 @@ static int conclude(struct job *job)
                                                             : "jwt";
     if (ri->mode == GW_INJECT_TOKEN_EXCHANGE)
         return tokex_apply(req, ri, job->be, job->out); /* GW_ASYNC while it exchanges */
-    int rc = inject_apply(req, ri, job->be);
+    int rc = inject_apply(req, ri, job->be, job->rt ? job->rt->signer : NULL);
     switch (rc) {
     case INJECT_OK:
         return GW_PASS;
@@ -539,7 +747,7 @@ static int vet_backend(struct job *job, struct gw_request *req, struct gw_decisi
         addrs[0] = (struct gw_addr){.family = AF_INET, .bytes = {127, 0, 0, 1}};
         addrs[1] = (struct gw_addr){.family = AF_INET6, .bytes = {[15] = 1}};
         n = 2;
-    } else if (!rcache_get(u->host, addrs, &n)) {
+    } else if (!rcache_get(job->rt, u->host, addrs, &n)) {
         raw_host(job->url, job->be_host_raw, sizeof job->be_host_raw);
         return routing_add_lookup(job, u, 1, &job->ec->allow, NULL) == 0
                    ? GW_PASS
@@ -603,6 +811,9 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
         return deny_backend(out, 500, "routing.no_backend", "No backend serves this route.");
     req->upstream_pin[0] = '\0';
     req->upstream_url = NULL;
+    /* The request's own generation's runtime: a reload since it started changes nothing. */
+    struct routing_runtime *rt = rt_of(req->cfg);
+    const struct endpoint_table *table = rt ? rt->endpoints : NULL;
     if (req->backend->n_endpoints > 0) {
         /* A session lives on the endpoint that issued it; other requests go round-robin. */
         int idx = req->backend->n_endpoints > 1
@@ -610,10 +821,11 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
                                         req->session_valid ? req->session.backends[0] : NULL)
                       : -1;
         struct endpoint_status st;
-        if (idx >= 0 && (endpoints_status(req->backend, idx, &st) != 0 || !st.up || st.ejected))
+        if (idx >= 0 &&
+            (endpoints_status(table, req->backend, idx, &st) != 0 || !st.up || st.ejected))
             idx = -1; /* gone: the backend will say the session is unknown */
         if (idx < 0)
-            idx = endpoints_pick(req->backend);
+            idx = endpoints_pick(table, req->backend);
         if (idx < 0)
             return deny_backend(out, 503, "routing.no_healthy_endpoint",
                                 "No endpoint of the backend is available; try again later.");
@@ -625,6 +837,7 @@ static int routing_check(struct gw_request *req, struct gw_decision *out)
                             "An internal error stopped this request.");
     job->req = req;
     job->out = out;
+    job->rt = rt;
     job->ec = egress_of(req->cfg);
     job->be = req->backend;
     job->url = req->upstream_url ? req->upstream_url : req->backend->url;
@@ -681,7 +894,7 @@ static void routing_complete(struct gw_request *req)
         outcome = st == 502 || st == 503 || st == 504 ? ENDPOINT_FAILED : ENDPOINT_OK;
     }
     int index = endpoints_index_of(be, req->upstream_url);
-    endpoints_report(be, index, outcome);
+    endpoints_report(routing_endpoints_of(req->cfg), be, index, outcome);
     if (be->n_endpoints > 1 && outcome == ENDPOINT_OK) {
         /* Keyed by the backend's session id: the client's is toolgate's own. */
         const char *known = req->session_valid ? req->session.backends[0] : NULL;

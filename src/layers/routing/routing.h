@@ -6,8 +6,10 @@
  * signed by toolgate, or headers); the user's own token never leaves toolgate.
  *
  * Configuration: routes[].inject (routing_inject_parse) and the top-level `egress:` section
- * (egress_config_parse). Runtime: routing_start loads or generates the signing key and makes
- * the caches; routing_stop frees them. See docs/routing.md.
+ * (egress_config_parse). Runtime: one per configuration generation (struct routing_runtime:
+ * endpoint table, signing key, resolve cache), made by routing_start for the first and by
+ * routing_prepare on a reload, freed with its generation; routing_stop ends the health
+ * thread. See docs/routing.md.
  */
 #ifndef GW_ROUTING_H
 #define GW_ROUTING_H
@@ -67,6 +69,8 @@ struct egress_url_tool {
     struct ssrf_allow allow; /* private destinations these arguments may name (default none) */
 };
 
+struct routing_runtime;
+
 struct egress_config {
     struct ssrf_allow allow; /* private backend destinations (default none) */
     char *signing_key;       /* PEM private key for injected JWTs; NULL: generated */
@@ -82,6 +86,14 @@ struct egress_config {
     uint64_t resolve_timeout_ms;    /* a lookup slower than this denies (2s) */
     uint64_t resolve_cache_ttl_ms;  /* backend name lookups kept this long (30s; 0 = off) */
     uint64_t resolve_cache_entries; /* at most this many names (1024) */
+    /*
+     * What the layer runs with for this generation (endpoint table, signing key, resolve
+     * cache): built off the event loop by routing_start for the first generation and by the
+     * module's prepare for a reloaded one, before the generation serves; owned, and freed
+     * with the generation (egress_config_free), by whichever thread drops its last
+     * reference. NULL for a generation the layer has not started (unit tests).
+     */
+    struct routing_runtime *rt;
 };
 
 /* File the signing key is generated at when egress.signing_key is not set. */
@@ -125,6 +137,22 @@ static inline const struct gw_route_inject *routing_inject_of(const struct gw_ro
  */
 int routing_start(const struct gw_config *cfg);
 void routing_stop(void);
+
+/*
+ * A reload (core/module.h): routing_prepare builds next's runtime on the reload thread (its
+ * endpoints share the state of the running ones they keep; its signing key is read again);
+ * 0, or -1 with a sentence in err. routing_commit makes it the one the health checks follow.
+ */
+int routing_prepare(const struct gw_config *running, const struct gw_config *next,
+                    struct cfg_error *err);
+void routing_commit(const struct gw_config *next);
+/* Frees a runtime (egress_config_free; tests that built a configuration by hand). */
+void routing_runtime_free(struct routing_runtime *rt);
+/* The endpoint table of cfg's runtime, or NULL (endpoints.h). */
+struct endpoint_table;
+const struct endpoint_table *routing_endpoints_of(const struct gw_config *cfg);
+/* The kid cfg's identity tokens are signed with ("" when none). */
+const char *routing_signing_kid(const struct gw_config *cfg);
 
 /*
  * The public keys injected JWTs are signed with, as a JWKS ({"keys":[...]}; empty when no

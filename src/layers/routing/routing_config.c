@@ -155,6 +155,7 @@ void egress_config_free(struct egress_config *ec)
 {
     if (!ec)
         return;
+    routing_runtime_free(ec->rt);
     ssrf_allow_free(&ec->allow);
     free(ec->signing_key);
     for (size_t i = 0; i < ec->n_url_tools; i++)

@@ -1,9 +1,10 @@
 /* The routing layer as a module: `egress`, routes[].inject, runtime, stage and its JWKS. */
-#include "core/reload.h"
 #include "layers/layer.h"
+#include "layers/routing/endpoints.h"
 #include "layers/routing/routing.h"
 #include "layers/routing/tokex.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /* No `egress` section gives the defaults: no private destination is allowed. */
@@ -65,21 +66,33 @@ static const char *const reasons[] = {
 };
 
 /*
- * The endpoints' health and ejection state, the resolve cache and the injection key are
- * built from `egress` and the routes' backends at start (core/reload.h).
+ * One check per route of the generation being served, "route:<name>", with how many of each
+ * backend's endpoints are usable now. Informational: always "ok", since one route whose
+ * backends are down must not take the gateway out of a load balancer for every other route.
  */
-static int routing_prepare(const struct gw_config *running, const struct gw_config *next,
-                           struct cfg_error *err)
+static void routing_ready(const struct gw_config *cfg, json_t *checks)
 {
-    if (gw_reload_require_same(running, next, "egress",
-                               "the signing key, resolve cache and egress checks are set up "
-                               "from it at start",
-                               err) != 0)
-        return -1;
-    return gw_reload_require_same(running, next, "routes",
-                                  "the backends' endpoint, health-check and ejection state is "
-                                  "built from the routes at start",
-                                  err);
+    const struct endpoint_table *t = routing_endpoints_of(cfg);
+    for (size_t r = 0; r < cfg->n_routes; r++) {
+        const struct gw_route *route = &cfg->routes[r];
+        struct gw_buf detail = {0};
+        for (size_t b = 0; b < route->n_backends; b++) {
+            const struct gw_backend *be = &route->backends[b];
+            size_t usable = 0;
+            for (size_t e = 0; e < be->n_endpoints; e++) {
+                struct endpoint_status st;
+                usable += endpoints_status(t, be, (int)e, &st) != 0 || (st.up && !st.ejected);
+            }
+            gw_buf_printf(&detail, "%s%s: %zu of %zu endpoints usable", b ? ", " : "", be->name,
+                          usable, be->n_endpoints);
+        }
+        char name[96];
+        snprintf(name, sizeof name, "route:%s", route->name);
+        json_object_set_new(checks, name,
+                            json_pack("{s:s, s:s}", "state", "ok", "detail",
+                                      detail.data ? detail.data : "no backends"));
+        gw_buf_free(&detail);
+    }
 }
 
 /* The token exchanges' counters (the other routing state has no families of its own yet). */
@@ -100,7 +113,9 @@ const struct gw_module routing_module = {
     .start = routing_start,
     .stop = routing_stop,
     .prepare = routing_prepare,
+    .commit = routing_commit,
     .reason_codes = reasons,
+    .ready = routing_ready,
     .metrics = routing_metrics,
     .layer = &routing_layer,
     .well_known = well_known,

@@ -9,7 +9,10 @@
 
 #include "layers/routing/affinity.h"
 
-static struct gw_backend a = {.name = "a"}, b = {.name = "b"};
+static char *eps[] = {"http://127.0.0.1:9001/mcp", "http://127.0.0.1:9002/mcp"};
+static struct gw_backend
+    a = {.name = "a", .url = "http://127.0.0.1:9001/mcp", .endpoints = eps, .n_endpoints = 2},
+    b = {.name = "b", .url = "http://127.0.0.1:9001/mcp", .endpoints = eps, .n_endpoints = 2};
 
 static void test_remember_lookup_forget(void **state)
 {

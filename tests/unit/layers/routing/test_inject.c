@@ -379,7 +379,7 @@ static void test_apply_modes(void **state)
     /* jwt: Authorization with the backend's URL as audience by default. */
     struct gw_request *req = gw_request_new(&cfg);
     make_identity(&req->identity, "dr-alice", now_s() + 3600);
-    assert_int_equal(inject_apply(req, &ri, &be), INJECT_OK);
+    assert_int_equal(inject_apply(req, &ri, &be, inject_process_signer()), INJECT_OK);
     struct gw_slice auth = header_of(req, "Authorization");
     assert_non_null(auth.ptr);
     assert_true(auth.len > 7 && memcmp(auth.ptr, "Bearer ", 7) == 0);
@@ -399,7 +399,7 @@ static void test_apply_modes(void **state)
     req->identity.roles[0] = strdup("a,b");
     free(req->identity.tenant);
     req->identity.tenant = NULL;
-    assert_int_equal(inject_apply(req, &ri, &be), INJECT_OK);
+    assert_int_equal(inject_apply(req, &ri, &be, inject_process_signer()), INJECT_OK);
     char *v = gw_slice_dup(header_of(req, "X-Toolgate-Subject"));
     assert_string_equal(v, "dr%20alice%0D%0AX-Evil:%201");
     free(v);
@@ -426,14 +426,14 @@ static void test_apply_modes(void **state)
     req->identity.subject = malloc(5000);
     memset(req->identity.subject, 'a', 4999);
     req->identity.subject[4999] = '\0';
-    assert_int_equal(inject_apply(req, &ri, &be), INJECT_E_VALUE);
+    assert_int_equal(inject_apply(req, &ri, &be, inject_process_signer()), INJECT_E_VALUE);
     gw_request_free(req);
 
     /* none: nothing added. */
     ri.mode = GW_INJECT_NONE;
     req = gw_request_new(&cfg);
     make_identity(&req->identity, "dr-alice", now_s() + 3600);
-    assert_int_equal(inject_apply(req, &ri, &be), INJECT_OK);
+    assert_int_equal(inject_apply(req, &ri, &be, inject_process_signer()), INJECT_OK);
     assert_int_equal(req->n_upstream_headers, 0);
     gw_request_free(req);
 }

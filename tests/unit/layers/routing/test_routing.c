@@ -131,6 +131,7 @@ static int group_setup(void **state)
         empty.n_routes = 1;
         assert_int_equal(routing_start(&empty), 0);
         routing_stop();
+        routing_runtime_free(ec.rt);
         assert_int_equal(rename(ROUTING_DEFAULT_KEY_PATH, keypath), 0);
         assert_int_equal(chdir(cwd), 0);
         rmdir(dir);
@@ -310,6 +311,7 @@ static void test_local_backend_passes_only_when_local(void **state)
         "local.yaml", &err);
     if (!c)
         fail_msg("%s", err.msg);
+    assert_int_equal(routing_prepare(cfg, c, &err), 0);
     for (int i = 0; i < 2; i++) {
         const char *p = i == 0 ? "/l" : "/n";
         struct gw_request *req = gw_request_new(c);
@@ -579,6 +581,8 @@ static void test_async_lookup(void **state)
     struct cfg_error err = {{0}};
     struct gw_config *c = gw_config_load_string(yaml, "async.yaml", &err);
     assert_non_null(c);
+    /* Its runtime (resolve cache) as a reload builds it beside the running one. */
+    assert_int_equal(routing_prepare(cfg, c, &err), 0);
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     routing_set_resolver(NULL, NULL);
