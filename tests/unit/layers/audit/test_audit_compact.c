@@ -385,6 +385,41 @@ static void test_fastcheck_agrees(void **state)
         assert_int_equal(audit_fastcheck(undecided[i], strlen(undecided[i]), &fs), 0);
 }
 
+/*
+ * Strings are scanned several bytes at a time: a byte the quick path must not take (a raw
+ * control, a raw quote, 0x7f, non-ASCII) is found at every position of strings of every
+ * length around the step, and a plain string of each length is still decided.
+ */
+static void test_fastcheck_every_position(void **state)
+{
+    static const unsigned char bad[] = {0x00, 0x01, 0x1f, '"', 0x7f, 0x80, 0xc3, 0xff};
+    char text[64];
+    struct audit_fields fs;
+    for (size_t len = 0; len <= 20; len++) {
+        int n = snprintf(text, sizeof text, "{\"a\":\"%.*s\"}", (int)len, "abcdefghijklmnopqrstu");
+        assert_int_equal(audit_fastcheck(text, (size_t)n, &fs), 1);
+        for (size_t at = 0; at < len; at++)
+            for (size_t b = 0; b < sizeof bad; b++) {
+                char copy[64];
+                memcpy(copy, text, (size_t)n);
+                copy[6 + at] = (char)bad[b];
+                /* A raw quote may end the string early: then the object is not well formed. */
+                assert_int_equal(audit_fastcheck(copy, (size_t)n, &fs), 0);
+            }
+        /* An escape at each position is decided (canonical \n) and flagged. */
+        for (size_t at = 0; at + 1 < len; at++) {
+            char copy[64];
+            memcpy(copy, text, (size_t)n);
+            copy[6 + at] = '\\';
+            copy[7 + at] = 'n';
+            assert_int_equal(audit_fastcheck(copy, (size_t)n, &fs), 1);
+        }
+        /* Cut short anywhere inside the string: never decided. */
+        for (int cut = 6; cut < n; cut++)
+            assert_int_equal(audit_fastcheck(text, (size_t)cut, &fs), 0);
+    }
+}
+
 static int cli(const char **args, char **out);
 
 /* stats counts through the index by id; the same totals as counting the rows by hand. */
@@ -481,6 +516,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_round_trip),
         cmocka_unit_test(test_fastcheck_agrees),
+        cmocka_unit_test(test_fastcheck_every_position),
         cmocka_unit_test(test_size_per_call),
         cmocka_unit_test(test_big_store_verifies),
         cmocka_unit_test(test_answers_match_brute_force),
