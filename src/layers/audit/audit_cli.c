@@ -4,7 +4,7 @@
  *   verify STORE [STORE...] --pubkey F [--closed] [--live] [--instance I]
  *   query  STORE [--user U] [--tenant T] [--tool GLOB] [--decision D] [--since T]
  *                [--until T] [--instance I] [--limit N] [--format table|json|csv]
- *   stats  STORE [--since T] [--until T] [--format table|json]
+ *   stats  STORE [--since T] [--until T] [--format table|json] [--from-rows]
  *   export STORE --format jsonl|ocsf [--since T] [--until T]
  *
  * T is a duration back from now ("30d", "12h") or an RFC 3339 time/date. The store is
@@ -32,6 +32,7 @@ struct cli_opts {
     const char *pubkey, *user, *tenant, *tool, *decision, *since, *until, *instance, *format;
     const char *state;
     int live, closed, all_signatures, progress, since_checkpoint;
+    int from_rows; /* stats: count the rows, not the day counters */
     uint64_t limit;
 };
 
@@ -51,7 +52,9 @@ static void usage(FILE *out)
             "  query STORE [--user U] [--tenant T] [--tool GLOB] [--decision allow|deny|error]\n"
             "              [--since 30d|RFC3339] [--until ...] [--instance I] [--limit N]\n"
             "              [--format table|json|csv]\n"
-            "  stats STORE [--since 1d] [--until ...] [--format table|json]\n"
+            "  stats STORE [--since 1d] [--until ...] [--format table|json] [--from-rows]\n"
+            "      --from-rows: count the records themselves, not the day counters the store\n"
+            "      keeps for stats (derived data, not covered by verify)\n"
             "  export STORE --format jsonl|ocsf [--since ...] [--until ...]\n"
             "  migrate FROM TO: copy every record into a new store in the compact format\n"
             "STORE: sqlite:PATH, PATH, or postgres://...\n");
@@ -122,6 +125,10 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
         }
         if (strcmp(a, "--closed") == 0) {
             o->closed = 1;
+            continue;
+        }
+        if (strcmp(a, "--from-rows") == 0) {
+            o->from_rows = 1;
             continue;
         }
         if (strcmp(a, "--all-signatures") == 0) {
@@ -656,7 +663,8 @@ static int cmd_stats(const struct cli_opts *o)
     if (setup_filter(o, &f, "decision") != 0)
         return 2;
     /* Counting needs the columns only, in any order: the store answers from an index. */
-    f.flags = AUDIT_SCAN_NO_RECORD | AUDIT_SCAN_ANY_ORDER;
+    f.flags =
+        AUDIT_SCAN_NO_RECORD | AUDIT_SCAN_ANY_ORDER | (o->from_rows ? AUDIT_SCAN_ROWS_ONLY : 0);
     struct audit_store *st = open_store(o->stores[0]);
     if (!st)
         return 2;

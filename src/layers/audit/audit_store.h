@@ -40,6 +40,7 @@ struct audit_row {
 /* Scan flags (hints: a store may return more than asked). */
 #define AUDIT_SCAN_NO_RECORD 1u /* record/hash/request_id may be left NULL (stats) */
 #define AUDIT_SCAN_ANY_ORDER 2u /* time order is enough (not (instance, seq)) */
+#define AUDIT_SCAN_ROWS_ONLY 4u /* tally: count the rows, not derived counters */
 
 enum audit_store_format { AUDIT_FORMAT_COMPACT = 0, AUDIT_FORMAT_LEGACY = 1 };
 
