@@ -7,11 +7,12 @@
  * from the counters and only the partial days at its ends from the time index, instead of
  * every decision of the range.
  *
- * The counters are derived data: nothing signs them and verification judges the records,
- * not them. The store uses them only while they account for every row it holds (the last
- * row id of each instance is kept with them, and compared with the table's), and only for
- * the days from which they are complete (a store that had records before it had counters
- * starts them at the next day); anything else is counted from the rows, as before.
+ * The counters are derived data: nothing signs them and the chain does not cover them;
+ * `audit verify` counts the records again and compares (a separate finding from the chain's). The
+ * store uses them only while they account for every row it holds (the last row id of each instance
+ * is kept with them, and compared with the table's), and only for the days from which they are
+ * complete (a store that had records before it had counters starts them at the next day); anything
+ * else is counted from the rows, as before.
  *
  * This module is the pure part: the counters of an open transaction, and the split of a
  * time range into whole days and the ends.

@@ -95,6 +95,12 @@ struct audit_store_ops {
      */
     int (*tally)(struct audit_store *st, const struct audit_filter *f,
                  void (*cb)(void *arg, int dim, const char *name, uint64_t n), void *arg);
+    /*
+     * Optional (NULL: the store keeps none): compares the derived counters the store keeps
+     * for tally with its records. 0 when they agree or are not in use, 1 when they differ
+     * (a sentence in problem, naming no value), -1 on error (st->err).
+     */
+    int (*check_counters)(struct audit_store *st, char *problem, size_t len);
 };
 
 struct audit_store {

@@ -1004,7 +1004,130 @@ out:
     return ret;
 }
 
+static const char *const dim_names[AUDIT_ROLLUP_DIMS] = {"decision", "layer", "tool", "user"};
+
+/*
+ * Compares one day's counters with what its rows gave: counted[dim * n + id], `used` of them
+ * non-zero. Adds the counters compared to *compared.
+ */
+static int check_day(struct lite_store *s, sqlite3_stmt *q, int64_t day, const uint64_t *counted,
+                     size_t n, size_t used, int64_t *compared, char *problem, size_t len)
+{
+    size_t rows = 0;
+    int rc;
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, day);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        sqlite3_int64 d = sqlite3_column_int64(q, 0), id = sqlite3_column_int64(q, 1);
+        sqlite3_int64 c = sqlite3_column_int64(q, 2);
+        int known = d >= 0 && d < AUDIT_ROLLUP_DIMS && id >= 0 && (uint64_t)id < n;
+        if (!known || c <= 0 || counted[(size_t)d * n + (size_t)id] != (uint64_t)c) {
+            snprintf(problem, len,
+                     "the stats counter of day %lld (%s, name id %lld) does not match the "
+                     "records (edited)",
+                     (long long)day, d >= 0 && d < AUDIT_ROLLUP_DIMS ? dim_names[d] : "?",
+                     (long long)id);
+            return 1;
+        }
+        rows++;
+    }
+    if (rc != SQLITE_DONE)
+        return lite_fail(s, "reading the stats counters");
+    if (rows != used) {
+        snprintf(problem, len,
+                 "day %lld: the records give %zu stats counters, the store keeps %zu (edited)",
+                 (long long)day, used, rows);
+        return 1;
+    }
+    *compared += (int64_t)rows;
+    return 0;
+}
+
+/*
+ * verify: counts the decisions from rollup_from on again, day by day in time order (the
+ * covering time index, into arrays by name id), and compares each day with its counters;
+ * then that no counter is left for a day without records. Counters that are not current
+ * are not used by stats and are not judged.
+ */
+static int lite_check_counters(struct audit_store *st, char *problem, size_t len)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    sqlite3_stmt *rows = NULL, *day_q = NULL;
+    uint64_t *counted = NULL;
+    int ret = -1;
+    if (!s->loaded && lite_load(s) != 0)
+        return -1;
+    if (lite_exec(s, "BEGIN"))
+        return -1;
+    if (query_int64(s, "SELECT max(id) FROM audit_names", 0) > (int64_t)s->names.max_id &&
+        lite_load(s) != 0)
+        goto out;
+    int64_t from = query_int64(s, "SELECT value FROM audit_meta WHERE key = 'rollup_from'", -1);
+    int current = from >= 0 ? rollup_heads_current(s) : 0;
+    if (current <= 0) {
+        ret = current < 0 ? -1 : 0;
+        goto out;
+    }
+    size_t n = (size_t)s->names.max_id + 1, used = 0;
+    if (!(counted = calloc(AUDIT_ROLLUP_DIMS * n, sizeof *counted))) {
+        snprintf(s->base.err, sizeof s->base.err, "out of memory");
+        goto out;
+    }
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT t, decision, layer, tool, subj FROM audit_log WHERE kind = %d AND t >= %lld"
+             " ORDER BY t",
+             AUDIT_NAME_DECISION, (long long)from);
+    if (sqlite3_prepare_v2(s->db, sql, -1, &rows, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "SELECT dim, name, n FROM audit_rollup WHERE day = ?1", -1,
+                           &day_q, NULL) != SQLITE_OK) {
+        lite_fail(s, "checking the stats counters");
+        goto out;
+    }
+    int64_t day = -1, compared = 0;
+    int rc;
+    while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
+        int64_t d = sqlite3_column_int64(rows, 0) / AUDIT_ROLLUP_DAY_NS;
+        if (d != day && used) {
+            if ((ret = check_day(s, day_q, day, counted, n, used, &compared, problem, len)) != 0)
+                goto out;
+            ret = -1;
+            memset(counted, 0, AUDIT_ROLLUP_DIMS * n * sizeof *counted);
+            used = 0;
+        }
+        day = d;
+        for (int k = 0; k < AUDIT_ROLLUP_DIMS; k++) {
+            uint64_t id = (uint64_t)sqlite3_column_int64(rows, k + 1); /* NULL: 0, as written */
+            uint64_t *c = &counted[(size_t)k * n + (id < n ? (size_t)id : 0)];
+            used += *c == 0;
+            (*c)++;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        lite_fail(s, "checking the stats counters");
+        goto out;
+    }
+    if (used && (ret = check_day(s, day_q, day, counted, n, used, &compared, problem, len)) != 0)
+        goto out;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM audit_rollup WHERE day >= %lld",
+             (long long)(from / AUDIT_ROLLUP_DAY_NS));
+    if (query_int64(s, sql, -1) != compared) {
+        snprintf(problem, len,
+                 "the store keeps stats counters for days without those records (edited)");
+        ret = 1;
+        goto out;
+    }
+    ret = 0;
+out:
+    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_finalize(rows);
+    sqlite3_finalize(day_q);
+    free(counted);
+    return ret;
+}
+
 static const struct audit_store_ops lite_ops = {
+    .check_counters = lite_check_counters,
     .tally = lite_tally,
     .set_sync = lite_set_sync,
     .begin = lite_begin,

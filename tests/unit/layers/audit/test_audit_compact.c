@@ -579,7 +579,13 @@ static void test_rollup_is_derived(void **state)
     char *edited = stats_of(copy, NULL, NULL, 0), *still = stats_of(copy, NULL, NULL, 1);
     assert_string_not_equal(edited, rows);
     assert_string_equal(still, rows);
+    /* The chain is intact; `audit verify` counts the records again and finds the counters. */
     assert_int_equal(verify_one(copy, small_pub, problem, sizeof problem), 0);
+    const char *verify[] = {"audit", "verify", copy, "--pubkey", small_pub, NULL};
+    char *said = NULL;
+    assert_int_equal(cli(verify, &said), 1);
+    assert_non_null(strstr(said, "audit log intact, its stats counters NOT"));
+    free(said);
     free(edited);
     free(still);
     /* A row the counters did not count (its instance's last row is not the one they know). */
@@ -603,11 +609,39 @@ static void test_rollup_is_derived(void **state)
     expect_counters_agree(copy, NULL, NULL);
     expect_counters_agree(copy, "30d", NULL);
     assert_int_equal(verify_one(copy, small_pub, problem, sizeof problem), 0);
+    assert_int_equal(cli(verify, NULL), 0);
     /* A decision's column edited: stats may count it either way; verify catches it. */
     exec_sql(copy, "UPDATE audit_log SET decision = 7 WHERE id = (SELECT id FROM audit_log"
                    " WHERE kind = 1 AND decision != 7 LIMIT 1 OFFSET 30)");
     assert_int_equal(verify_one(copy, small_pub, problem, sizeof problem), 1);
     unlink(copy);
+}
+
+/* Every kind of edit to the counters is found by `audit verify` (the records are intact). */
+static void test_rollup_edits_found(void **state)
+{
+    static const char *const edits[] = {
+        "UPDATE audit_rollup SET n = n + 1 WHERE (day, dim, name) = (SELECT day, dim, name"
+        " FROM audit_rollup LIMIT 1 OFFSET 40)",
+        "DELETE FROM audit_rollup WHERE day = (SELECT max(day) FROM audit_rollup) AND dim = 3",
+        "INSERT INTO audit_rollup VALUES (5, 2, 3, 1)",
+        "INSERT INTO audit_rollup SELECT day, dim, name + 100000, n FROM audit_rollup LIMIT 1",
+        "UPDATE OR IGNORE audit_rollup SET name = (SELECT id FROM audit_names WHERE name ="
+        " 'user00004@clinic-4.example') WHERE dim = 3 AND name = (SELECT id FROM audit_names"
+        " WHERE name = 'user00003@clinic-3.example')",
+    };
+    char copy[200], cmd[600];
+    snprintf(copy, sizeof copy, "%s/counters.db", dir);
+    const char *verify[] = {"audit", "verify", copy, "--pubkey", small_pub, NULL};
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", small, copy);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(cli(verify, NULL), 0);
+        exec_sql(copy, edits[i]);
+        if (cli(verify, NULL) != 1)
+            fail_msg("not found by verify: %s", edits[i]);
+        unlink(copy);
+    }
 }
 
 static void test_since_checkpoint(void **state)
@@ -674,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_rollup_split),
         cmocka_unit_test(test_rollup_matches_rows),
         cmocka_unit_test(test_rollup_is_derived),
+        cmocka_unit_test(test_rollup_edits_found),
         cmocka_unit_test(test_tampering_caught),
         cmocka_unit_test(test_migrate_from_first_format),
     };
