@@ -172,10 +172,13 @@ static int scan_object(struct cursor *c, int depth, struct audit_fields *top)
             /* Both lists are sorted: walk the fields until one is not before this key. */
             while (next_field < AF_COUNT) {
                 size_t flen = keys[next_field].len, m = flen < klen ? flen : klen;
-                /* The first byte decides most comparisons; memcmp only when it ties. */
-                int cmp = (unsigned char)keys[next_field].name[0] - (unsigned char)k[0];
-                if (cmp == 0 && m)
-                    cmp = memcmp(keys[next_field].name, k, m);
+                /* Keys are short: compared in line, byte by byte, up to the first difference. */
+                const unsigned char *a = (const unsigned char *)keys[next_field].name,
+                                    *b = (const unsigned char *)k;
+                size_t i = 0;
+                while (i < m && a[i] == b[i])
+                    i++;
+                int cmp = i < m ? a[i] - b[i] : 0;
                 if (cmp == 0 && flen == klen) {
                     slot = &top->f[next_field++];
                     break;
