@@ -43,6 +43,7 @@ static void usage(FILE *out)
             "  verify STORE [STORE...] --pubkey FILE [--closed] [--live] [--instance I]\n"
             "              [--all-signatures] [--progress] [--since-checkpoint [--state F]]\n"
             "      check hashes, seq, signatures, time order; files of a rotated chain in order;\n"
+            "      in a whole run also that the stats day counters match the records;\n"
             "      --closed: the chain must end at the closing checkpoint of a clean stop;\n"
             "      --live: accept unsigned records at the end (stores of earlier versions);\n"
             "      --all-signatures: check every checkpoint's signature, not only the last\n"
