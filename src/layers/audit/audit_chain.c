@@ -26,6 +26,34 @@ int audit_chain_hash(const char *prev_hex, const char *canon, size_t len, char o
     return 0;
 }
 
+int audit_chain_hasher_init(struct audit_chain_hasher *h)
+{
+    h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    h->ctx = EVP_MD_CTX_new();
+    return h->md && h->ctx ? 0 : -1;
+}
+
+void audit_chain_hasher_free(struct audit_chain_hasher *h)
+{
+    EVP_MD_CTX_free(h->ctx);
+    EVP_MD_free(h->md);
+    h->ctx = NULL;
+    h->md = NULL;
+}
+
+int audit_chain_hash_with(struct audit_chain_hasher *h, const char *prev_hex, const char *canon,
+                          size_t len, char out[65])
+{
+    uint8_t md[GW_SHA256_LEN];
+    unsigned int n = 0;
+    if (!h->ctx || EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 ||
+        EVP_DigestUpdate(h->ctx, prev_hex, 64) != 1 || EVP_DigestUpdate(h->ctx, canon, len) != 1 ||
+        EVP_DigestFinal_ex(h->ctx, md, &n) != 1 || n != GW_SHA256_LEN)
+        return -1;
+    gw_hex(md, sizeof md, out);
+    return 0;
+}
+
 int audit_checkpoint_payload(struct gw_buf *out, const char *instance, uint64_t head_seq,
                              const char *head_hash, const char *time_ns)
 {

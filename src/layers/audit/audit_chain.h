@@ -21,6 +21,21 @@
 /* The chain step above. Returns 0, or -1 when OpenSSL fails. */
 int audit_chain_hash(const char *prev_hex, const char *canon, size_t len, char out[65]);
 
+/*
+ * The same step for a reader of many records (verify): one digest context, fetched and
+ * allocated once and reset per record, instead of a context set up for every record.
+ */
+struct audit_chain_hasher {
+    EVP_MD *md;
+    EVP_MD_CTX *ctx;
+};
+/* Returns 0, or -1 when OpenSSL fails. Free with audit_chain_hasher_free either way. */
+int audit_chain_hasher_init(struct audit_chain_hasher *h);
+void audit_chain_hasher_free(struct audit_chain_hasher *h);
+/* The chain step with h: 0, or -1 when OpenSSL fails. */
+int audit_chain_hash_with(struct audit_chain_hasher *h, const char *prev_hex, const char *canon,
+                          size_t len, char out[65]);
+
 /* Bytes a checkpoint signs (appended to out). Returns 0 or -1. */
 int audit_checkpoint_payload(struct gw_buf *out, const char *instance, uint64_t head_seq,
                              const char *head_hash, const char *time_ns);

@@ -93,10 +93,16 @@ size_t audit_reqid_pack(const char *id, unsigned char *out, size_t outlen)
 int audit_reqid_unpack(const unsigned char *in, size_t len, char *out, size_t outlen)
 {
     if (len == 16 && outlen >= 37) {
-        char hex[33];
-        audit_hex(in, 16, hex);
-        snprintf(out, outlen, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16,
-                 hex + 20);
+        /* 8-4-4-4-12: the bytes as hex, a dash before bytes 4, 6, 8 and 10 (every row). */
+        static const char digits[] = "0123456789abcdef";
+        char *o = out;
+        for (size_t i = 0; i < 16; i++) {
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                *o++ = '-';
+            *o++ = digits[in[i] >> 4];
+            *o++ = digits[in[i] & 15];
+        }
+        *o = '\0';
         return 0;
     }
     if (len >= 1 && in[0] == 0 && len <= outlen && !memchr(in + 1, 0, len - 1)) {
@@ -166,6 +172,37 @@ static void format_rfc3339(uint64_t ns, char out[32])
     out[30] = '\0';
 }
 
+/*
+ * A value as a canonical JSON string: names and ids are plain ASCII nearly always, and are
+ * then the text in quotes; anything else goes through audit_canon. This runs for every row.
+ */
+static int append_canon_string(struct gw_buf *buf, const char *s, size_t len)
+{
+    /* 1: a byte canonical JSON writes otherwise (controls, quote, backslash, non-ASCII). */
+    static const unsigned char special[256] = {
+        [0x00 ... 0x1f] = 1,
+        ['"'] = 1,
+        ['\\'] = 1,
+        [0x7f ... 0xff] = 1,
+    };
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4)
+        if (special[u[i]] | special[u[i + 1]] | special[u[i + 2]] | special[u[i + 3]])
+            return audit_canon_string(buf, s, len);
+    for (; i < len; i++)
+        if (special[u[i]])
+            return audit_canon_string(buf, s, len);
+    if (gw_buf_reserve(buf, len + 2) != 0)
+        return -1;
+    buf->data[buf->len] = '"';
+    memcpy(buf->data + buf->len + 1, s, len);
+    buf->data[buf->len + 1 + len] = '"';
+    buf->len += len + 2;
+    buf->data[buf->len] = '\0';
+    return 0;
+}
+
 int audit_cut_values_fill(struct audit_cut_values *cv, struct gw_buf *buf, const char *prev_hex,
                           int64_t time_ns, uint64_t seq, const char *request_id,
                           const char *subject, const char *tenant, const char *tool)
@@ -203,7 +240,7 @@ int audit_cut_values_fill(struct audit_cut_values *cv, struct gw_buf *buf, const
             if (gw_buf_append(buf, "\"", 1) || gw_buf_append(buf, strs[c], strlen(strs[c])) ||
                 gw_buf_append(buf, "\"", 1))
                 return -1;
-        } else if (audit_canon_string(buf, strs[c], strlen(strs[c])) != 0)
+        } else if (append_canon_string(buf, strs[c], strlen(strs[c])) != 0)
             return -1;
         cv->len[c] = buf->len - off[c];
         have[c] = 1;

@@ -2,39 +2,58 @@
 
 #include <string.h>
 
-/* Sorted, as the fields of a canonical record come. */
-static const char *const keys[AF_COUNT] = {
-    [AF_CLOSING] = "closing",
-    [AF_DECISION] = "decision",
-    [AF_HEAD_HASH] = "head_hash",
-    [AF_HEAD_SEQ] = "head_seq",
-    [AF_INSTANCE] = "instance",
-    [AF_KEY_ID] = "key_id",
-    [AF_KIND] = "kind",
-    [AF_LAST_HASH] = "last_hash",
-    [AF_LAYER] = "layer",
-    [AF_PREV_HASH] = "prev_hash",
-    [AF_PREVIOUS_SHUTDOWN] = "previous_shutdown",
-    [AF_REQUEST_ID] = "request_id",
-    [AF_SEQ] = "seq",
-    [AF_SIGNATURE] = "signature",
-    [AF_SIGNED_TIME_NS] = "signed_time_ns",
-    [AF_SUBJECT] = "subject",
-    [AF_TENANT] = "tenant",
-    [AF_THROUGH_SEQ] = "through_seq",
-    [AF_TIME_NS] = "time_ns",
-    [AF_TOOL] = "tool",
+/* Sorted, as the fields of a canonical record come; with their lengths (no strlen per row). */
+#define KEY(s)                                                                                     \
+    {                                                                                              \
+        s, sizeof s - 1                                                                            \
+    }
+static const struct {
+    const char *name;
+    size_t len;
+} keys[AF_COUNT] = {
+    [AF_CLOSING] = KEY("closing"),
+    [AF_DECISION] = KEY("decision"),
+    [AF_HEAD_HASH] = KEY("head_hash"),
+    [AF_HEAD_SEQ] = KEY("head_seq"),
+    [AF_INSTANCE] = KEY("instance"),
+    [AF_KEY_ID] = KEY("key_id"),
+    [AF_KIND] = KEY("kind"),
+    [AF_LAST_HASH] = KEY("last_hash"),
+    [AF_LAYER] = KEY("layer"),
+    [AF_PREV_HASH] = KEY("prev_hash"),
+    [AF_PREVIOUS_SHUTDOWN] = KEY("previous_shutdown"),
+    [AF_REQUEST_ID] = KEY("request_id"),
+    [AF_SEQ] = KEY("seq"),
+    [AF_SIGNATURE] = KEY("signature"),
+    [AF_SIGNED_TIME_NS] = KEY("signed_time_ns"),
+    [AF_SUBJECT] = KEY("subject"),
+    [AF_TENANT] = KEY("tenant"),
+    [AF_THROUGH_SEQ] = KEY("through_seq"),
+    [AF_TIME_NS] = KEY("time_ns"),
+    [AF_TOOL] = KEY("tool"),
 };
+#undef KEY
 /* Every entry set, in key order (the scan below walks them alongside the record's keys). */
 _Static_assert(sizeof keys / sizeof keys[0] == AF_COUNT, "one key per field");
 
 const char *audit_field_key(enum audit_field_id id)
 {
-    return keys[id];
+    return keys[id].name;
 }
 
 struct cursor {
     const char *p, *end;
+};
+
+/*
+ * Byte classes for strings: 0 plain ASCII (taken as it is), 1 the closing quote, 2 a
+ * backslash, 3 undecided here (raw controls are not canonical; non-ASCII goes the full way).
+ */
+static const unsigned char string_class[256] = {
+    [0x00 ... 0x1f] = 3,
+    ['"'] = 1,
+    ['\\'] = 2,
+    [0x7f ... 0xff] = 3,
 };
 
 /* A canonical string of ASCII; *escaped set when it holds an escape. 1 ok, 0 undecided. */
@@ -45,41 +64,49 @@ static int scan_string(struct cursor *c, const char **s, size_t *len, int *escap
     const char *start = ++c->p;
     *escaped = 0;
     while (c->p < c->end) {
-        unsigned char ch = (unsigned char)*c->p;
-        if (ch == '"') {
+        /* Four plain bytes at a time while none of them needs a look. */
+        const unsigned char *u = (const unsigned char *)c->p;
+        while (c->end - (const char *)u >= 4 && (string_class[u[0]] | string_class[u[1]] |
+                                                 string_class[u[2]] | string_class[u[3]]) == 0)
+            u += 4;
+        c->p = (const char *)u;
+        if (c->p >= c->end)
+            break;
+        unsigned char cls = string_class[(unsigned char)*c->p];
+        if (cls == 0) {
+            c->p++;
+            continue;
+        }
+        if (cls == 1) {
             *s = start;
             *len = (size_t)(c->p - start);
             c->p++;
             return 1;
         }
-        if (ch < 0x20 || ch >= 0x7f)
-            return 0; /* raw controls are not canonical; non-ASCII goes the full way */
-        if (ch == '\\') {
-            *escaped = 1;
-            if (c->end - c->p < 2)
-                return 0;
-            char e = c->p[1];
-            if (e == '"' || e == '\\' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
-                c->p += 2;
-                continue;
-            }
-            /* \u00xx only for the controls without a short form, lower-case, never NUL. */
-            if (e != 'u' || c->end - c->p < 6 || c->p[2] != '0' || c->p[3] != '0')
-                return 0;
-            const char *h = c->p + 4;
-            int hi = h[0] == '0' || h[0] == '1' ? h[0] - '0' : -1;
-            int lo = h[1] >= '0' && h[1] <= '9'   ? h[1] - '0'
-                     : h[1] >= 'a' && h[1] <= 'f' ? h[1] - 'a' + 10
-                                                  : -1;
-            if (hi < 0 || lo < 0)
-                return 0;
-            int v = hi * 16 + lo;
-            if (v == 0 || v == '\b' || v == '\f' || v == '\n' || v == '\r' || v == '\t')
-                return 0;
-            c->p += 6;
+        if (cls == 3)
+            return 0;
+        *escaped = 1;
+        if (c->end - c->p < 2)
+            return 0;
+        char e = c->p[1];
+        if (e == '"' || e == '\\' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+            c->p += 2;
             continue;
         }
-        c->p++;
+        /* \u00xx only for the controls without a short form, lower-case, never NUL. */
+        if (e != 'u' || c->end - c->p < 6 || c->p[2] != '0' || c->p[3] != '0')
+            return 0;
+        const char *h = c->p + 4;
+        int hi = h[0] == '0' || h[0] == '1' ? h[0] - '0' : -1;
+        int lo = h[1] >= '0' && h[1] <= '9'   ? h[1] - '0'
+                 : h[1] >= 'a' && h[1] <= 'f' ? h[1] - 'a' + 10
+                                              : -1;
+        if (hi < 0 || lo < 0)
+            return 0;
+        int v = hi * 16 + lo;
+        if (v == 0 || v == '\b' || v == '\f' || v == '\n' || v == '\r' || v == '\t')
+            return 0;
+        c->p += 6;
     }
     return 0;
 }
@@ -142,13 +169,21 @@ static int scan_object(struct cursor *c, int depth, struct audit_fields *top)
         c->p++;
         struct audit_field *slot = NULL;
         if (top) {
+            /* Both lists are sorted: walk the fields until one is not before this key. */
             while (next_field < AF_COUNT) {
-                int cmp = strncmp(keys[next_field], k, klen);
-                if (cmp == 0 && keys[next_field][klen] == '\0') {
+                size_t flen = keys[next_field].len, m = flen < klen ? flen : klen;
+                /* Keys are short: compared in line, byte by byte, up to the first difference. */
+                const unsigned char *a = (const unsigned char *)keys[next_field].name,
+                                    *b = (const unsigned char *)k;
+                size_t i = 0;
+                while (i < m && a[i] == b[i])
+                    i++;
+                int cmp = i < m ? a[i] - b[i] : 0;
+                if (cmp == 0 && flen == klen) {
                     slot = &top->f[next_field++];
                     break;
                 }
-                if (cmp > 0 || (cmp == 0 && keys[next_field][klen] != '\0'))
+                if (cmp > 0 || (cmp == 0 && flen > klen))
                     break;
                 next_field++;
             }
@@ -204,17 +239,16 @@ static int scan_value(struct cursor *c, int depth, struct audit_field *f)
             c->p++;
         }
     }
-    static const struct {
-        const char *lit;
-        size_t len;
-        enum audit_field_type type;
-    } lits[] = {{"true", 4, AFT_TRUE}, {"false", 5, AFT_OTHER}, {"null", 4, AFT_OTHER}};
-    for (size_t i = 0; i < 3; i++)
-        if ((size_t)(c->end - c->p) >= lits[i].len && memcmp(c->p, lits[i].lit, lits[i].len) == 0) {
-            c->p += lits[i].len;
-            f->type = lits[i].type;
-            return 1;
-        }
+    /* The first byte names the literal that may follow; anything else is a number. */
+    const char *lit = ch == 't' ? "true" : ch == 'f' ? "false" : ch == 'n' ? "null" : NULL;
+    if (lit) {
+        size_t len = ch == 'f' ? 5 : 4;
+        if ((size_t)(c->end - c->p) < len || memcmp(c->p, lit, len) != 0)
+            return 0;
+        c->p += len;
+        f->type = ch == 't' ? AFT_TRUE : AFT_OTHER;
+        return 1;
+    }
     f->type = AFT_INTEGER;
     return scan_integer(c, &f->num);
 }

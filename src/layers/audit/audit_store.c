@@ -281,8 +281,8 @@ static const struct audit_store_ops sqlite_ops = {
     .close = sq_close,
 };
 
-struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, char *err,
-                                     size_t errlen);
+struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, int writer,
+                                     char *err, size_t errlen);
 
 /* Which format an opened file holds: 1 the first (audit_records), 0 compact, -1 neither. */
 static int sqlite_format_of(sqlite3 *db)
@@ -354,7 +354,7 @@ struct audit_store *audit_sqlite_open_format(const char *path, int create,
         sqlite3 *db = s->db;
         s->db = NULL;
         sq_close(&s->base);
-        return audit_lite_adopt(db, path, existing < 0, err, errlen);
+        return audit_lite_adopt(db, path, existing < 0, create, err, errlen);
     }
     s->base.format = AUDIT_FORMAT_LEGACY;
     if (create && sq_exec(s, schema_sql))

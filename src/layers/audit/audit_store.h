@@ -40,6 +40,7 @@ struct audit_row {
 /* Scan flags (hints: a store may return more than asked). */
 #define AUDIT_SCAN_NO_RECORD 1u /* record/hash/request_id may be left NULL (stats) */
 #define AUDIT_SCAN_ANY_ORDER 2u /* time order is enough (not (instance, seq)) */
+#define AUDIT_SCAN_ROWS_ONLY 4u /* tally: count the rows, not derived counters */
 
 enum audit_store_format { AUDIT_FORMAT_COMPACT = 0, AUDIT_FORMAT_LEGACY = 1 };
 
@@ -94,6 +95,12 @@ struct audit_store_ops {
      */
     int (*tally)(struct audit_store *st, const struct audit_filter *f,
                  void (*cb)(void *arg, int dim, const char *name, uint64_t n), void *arg);
+    /*
+     * Optional (NULL: the store keeps none): compares the derived counters the store keeps
+     * for tally with its records. 0 when they agree or are not in use, 1 when they differ
+     * (a sentence in problem, naming no value), -1 on error (st->err).
+     */
+    int (*check_counters)(struct audit_store *st, char *problem, size_t len);
 };
 
 struct audit_store {

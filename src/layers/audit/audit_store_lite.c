@@ -7,6 +7,7 @@
  * stats read (one per call).
  */
 #include "layers/audit/audit_compact.h"
+#include "layers/audit/audit_rollup.h"
 #include "layers/audit/audit_store.h"
 
 #include <fnmatch.h>
@@ -42,6 +43,17 @@ struct lite_store {
     struct gw_buf blob, cutbuf, text;
     char reqid[160];
     char hashhex[65];
+    /* Writer side: the day counters of stats (audit_rollup.h), kept when `rollups`. */
+    int rollups;
+    struct audit_rollup_pending pending;
+    struct rollup_head *heads; /* the last row appended per instance in this transaction */
+    size_t n_heads, cap_heads;
+    sqlite3_stmt *rollup_add, *rollup_head;
+};
+
+struct rollup_head {
+    uint32_t inst;
+    uint64_t last_id;
 };
 
 static const char lite_schema[] =
@@ -67,6 +79,17 @@ static const char lite_schema[] =
     " LEFT JOIN audit_names s ON s.id = l.subj LEFT JOIN audit_names te ON te.id = l.tenant"
     " LEFT JOIN audit_names tl ON tl.id = l.tool LEFT JOIN audit_names d ON d.id = l.decision"
     " LEFT JOIN audit_names la ON la.id = l.layer;";
+
+/*
+ * The day counters of stats (audit_rollup.h): n decision records of that day had that name
+ * in that dimension; the last row id of each instance they account for; audit_meta's
+ * rollup_from: the first day (ns) from which they count every record.
+ */
+static const char rollup_schema[] =
+    "CREATE TABLE IF NOT EXISTS audit_rollup (day INTEGER NOT NULL, dim INTEGER NOT NULL,"
+    " name INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (day, dim, name)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS audit_rollup_heads (inst INTEGER PRIMARY KEY,"
+    " last_id INTEGER NOT NULL);";
 
 static int lite_fail(struct lite_store *s, const char *what)
 {
@@ -128,15 +151,49 @@ static int lite_begin(struct audit_store *st)
     return lite_exec(s, "BEGIN IMMEDIATE");
 }
 
+/* Writes the counters and heads of the open transaction into it (before its COMMIT). */
+static int rollup_flush(struct lite_store *s)
+{
+    for (size_t i = 0; i < s->pending.cap && s->pending.used; i++) {
+        const struct audit_rollup_entry *e = &s->pending.slots[i];
+        if (e->dim == AUDIT_ROLLUP_DIMS)
+            continue;
+        sqlite3_stmt *q = s->rollup_add;
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, e->day);
+        sqlite3_bind_int64(q, 2, e->dim);
+        sqlite3_bind_int64(q, 3, e->name);
+        sqlite3_bind_int64(q, 4, (sqlite3_int64)e->n);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            return lite_fail(s, "adding to the stats counters");
+    }
+    for (size_t i = 0; i < s->n_heads; i++) {
+        sqlite3_stmt *q = s->rollup_head;
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, s->heads[i].inst);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)s->heads[i].last_id);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            return lite_fail(s, "updating the stats counters' heads");
+    }
+    audit_rollup_clear(&s->pending);
+    s->n_heads = 0;
+    return 0;
+}
+
 static int lite_commit(struct audit_store *st)
 {
-    return lite_exec((struct lite_store *)st, "COMMIT");
+    struct lite_store *s = (struct lite_store *)st;
+    if (s->rollups && rollup_flush(s) != 0)
+        return -1;
+    return lite_exec(s, "COMMIT");
 }
 
 static void lite_rollback(struct audit_store *st)
 {
     struct lite_store *s = (struct lite_store *)st;
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    audit_rollup_clear(&s->pending);
+    s->n_heads = 0;
     s->loaded = 0; /* names and dictionaries of the transaction are gone */
     s->last_id = 0;
     for (size_t i = 0; i < PREFIX_SLOTS; i++)
@@ -208,6 +265,36 @@ static int maybe_train(struct lite_store *s)
     return rc;
 }
 
+/* Counts an appended row for the day counters (decisions) and its instance's head. */
+static int rollup_count(struct lite_store *s, const struct audit_row *r, uint32_t inst, uint64_t id)
+{
+    size_t i = 0;
+    while (i < s->n_heads && s->heads[i].inst != inst)
+        i++;
+    if (i == s->n_heads) {
+        if (s->n_heads == s->cap_heads) {
+            size_t cap = s->cap_heads ? s->cap_heads * 2 : 4;
+            struct rollup_head *n = realloc(s->heads, cap * sizeof *n);
+            if (!n)
+                return -1;
+            s->heads = n;
+            s->cap_heads = cap;
+        }
+        s->heads[s->n_heads++].inst = inst;
+    }
+    s->heads[i].last_id = id;
+    if (audit_names_id(&s->names, r->kind) != AUDIT_NAME_DECISION)
+        return 0;
+    /* The ids bind_name gave the row's columns (0 for none, as the time index reads). */
+    const char *names[AUDIT_ROLLUP_DIMS] = {r->decision, r->layer, r->tool, r->subject};
+    int64_t day = r->time_ns / AUDIT_ROLLUP_DAY_NS;
+    for (uint32_t d = 0; d < AUDIT_ROLLUP_DIMS; d++)
+        if (audit_rollup_add(&s->pending, day, d,
+                             names[d] ? audit_names_id(&s->names, names[d]) : 0, 1) != 0)
+            return -1;
+    return 0;
+}
+
 static int lite_append(struct audit_store *st, const struct audit_row *r)
 {
     struct lite_store *s = (struct lite_store *)st;
@@ -259,6 +346,11 @@ static int lite_append(struct audit_store *st, const struct audit_row *r)
         return lite_fail(s, "insert");
     s->last_id = id;
     memcpy(s->last_hash, r->hash, 65);
+    if (s->rollups && rollup_count(s, r, inst, id) != 0) {
+        snprintf(s->base.err, sizeof s->base.err,
+                 "audit store %s: out of memory counting for stats", s->path);
+        return -1;
+    }
     if (is_decision && strlen(r->request_id) < sizeof slot->reqid) {
         gw_buf_reset(&slot->text);
         slot->id = gw_buf_append(&slot->text, r->record, r->record_len) == 0 ? id : 0;
@@ -661,6 +753,10 @@ static void lite_close(struct audit_store *st)
     sqlite3_finalize(s->insert_name);
     sqlite3_finalize(s->prev_hash);
     sqlite3_finalize(s->by_id);
+    sqlite3_finalize(s->rollup_add);
+    sqlite3_finalize(s->rollup_head);
+    audit_rollup_free(&s->pending);
+    free(s->heads);
     for (size_t i = 0; i < PREFIX_SLOTS; i++) {
         gw_buf_free(&s->readers[i].text);
         gw_buf_free(&s->writers[i].text);
@@ -676,9 +772,188 @@ static void lite_close(struct audit_store *st)
     free(s);
 }
 
+/* One integer a query gives (its first column), or `none` when it gives no row or NULL. */
+static int64_t query_int64(struct lite_store *s, const char *sql, int64_t none)
+{
+    sqlite3_stmt *q = NULL;
+    int64_t v = none;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
 /*
- * Stats over a time range: the covering time index read once, counted by id into arrays (no
- * names looked up per row). Other filters go through scan.
+ * Calls cb with the last row id of each instance in the table, stepping down the ids (one
+ * index lookup per instance, not a scan). 0, cb's non-zero value, or -1 on error.
+ */
+static int each_instance_head(struct lite_store *s,
+                              int (*cb)(struct lite_store *s, uint64_t last, void *arg), void *arg)
+{
+    sqlite3_stmt *down = NULL;
+    int ret = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT max(id) FROM audit_log WHERE id < ?1", -1, &down, NULL) !=
+        SQLITE_OK)
+        return lite_fail(s, "finding the instances");
+    int64_t below = INT64_MAX;
+    while (below > 0) {
+        sqlite3_reset(down);
+        sqlite3_bind_int64(down, 1, below);
+        if (sqlite3_step(down) != SQLITE_ROW) {
+            ret = lite_fail(s, "finding the instances");
+            break;
+        }
+        if (sqlite3_column_type(down, 0) == SQLITE_NULL)
+            break;
+        uint64_t last = (uint64_t)sqlite3_column_int64(down, 0);
+        if ((ret = cb(s, last, arg)) != 0)
+            break;
+        below = (int64_t)((last >> AUDIT_SEQ_BITS) << AUDIT_SEQ_BITS);
+    }
+    sqlite3_finalize(down);
+    return ret;
+}
+
+struct heads_check {
+    sqlite3_stmt *q;
+    int64_t seen;
+};
+
+static int head_matches(struct lite_store *s, uint64_t last, void *arg)
+{
+    struct heads_check *c = arg;
+    c->seen++;
+    sqlite3_reset(c->q);
+    sqlite3_bind_int64(c->q, 1, (sqlite3_int64)(last >> AUDIT_SEQ_BITS));
+    int ok = sqlite3_step(c->q) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(c->q, 0) == last;
+    return ok ? 0 : 1;
+}
+
+static int head_insert(struct lite_store *s, uint64_t last, void *arg)
+{
+    sqlite3_stmt *q = arg;
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)(last >> AUDIT_SEQ_BITS));
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)last);
+    return sqlite3_step(q) == SQLITE_DONE ? 0 : lite_fail(s, "starting the stats counters");
+}
+
+/*
+ * Whether the day counters account for every row: the last row of each instance in the
+ * table (found by stepping down the ids, one lookup per instance) is the one the counters
+ * last counted, and no instance is missing either way. 1 yes, 0 no, -1 on error.
+ */
+static int rollup_heads_current(struct lite_store *s)
+{
+    struct heads_check c = {0};
+    int64_t kept = query_int64(s, "SELECT count(*) FROM audit_rollup_heads", -1);
+    if (kept < 0)
+        return 0; /* no counters (a store of an earlier version) */
+    if (sqlite3_prepare_v2(s->db, "SELECT last_id FROM audit_rollup_heads WHERE inst = ?1", -1,
+                           &c.q, NULL) != SQLITE_OK)
+        return lite_fail(s, "reading the stats counters' heads");
+    int rc = each_instance_head(s, head_matches, &c);
+    sqlite3_finalize(c.q);
+    if (rc < 0)
+        return -1;
+    return rc == 0 && c.seen == kept;
+}
+
+/*
+ * Writer, at open: starts the day counters in a store without them (from the day after its
+ * last decision, when it has any), or restarts them there when rows were appended that they
+ * did not count (a version without counters wrote to the store). In one transaction.
+ */
+static int rollup_start(struct lite_store *s)
+{
+    char sql[256];
+    if (lite_exec(s, "BEGIN IMMEDIATE"))
+        return -1;
+    int64_t from = query_int64(s, "SELECT value FROM audit_meta WHERE key = 'rollup_from'", -1);
+    int current = from >= 0 ? rollup_heads_current(s) : 0;
+    if (current < 0)
+        goto fail;
+    if (!current) {
+        int64_t last = query_int64(s, "SELECT max(t) FROM audit_log WHERE kind = 1", -1);
+        from = last < 0 ? 0 : (last / AUDIT_ROLLUP_DAY_NS + 1) * AUDIT_ROLLUP_DAY_NS;
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM audit_rollup; DELETE FROM audit_rollup_heads;"
+                 " INSERT OR REPLACE INTO audit_meta VALUES ('rollup_from', '%lld');",
+                 (long long)from);
+        if (lite_exec(s, rollup_schema) || lite_exec(s, sql))
+            goto fail;
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(s->db,
+                               "INSERT INTO audit_rollup_heads (inst, last_id) VALUES (?1, ?2)", -1,
+                               &q, NULL) != SQLITE_OK) {
+            lite_fail(s, "starting the stats counters");
+            goto fail;
+        }
+        int rc = each_instance_head(s, head_insert, q);
+        sqlite3_finalize(q);
+        if (rc != 0)
+            goto fail;
+    }
+    if (lite_exec(s, "COMMIT"))
+        goto fail;
+    s->rollups = 1;
+    return 0;
+fail:
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+/* Counts the decisions of [lo, hi) from the covering time index into counts. */
+static int tally_rows(struct lite_store *s, int64_t lo, int64_t hi, uint64_t *counts, size_t n)
+{
+    char sql[256];
+    sqlite3_stmt *q = NULL;
+    if (lo >= hi)
+        return 0;
+    snprintf(sql, sizeof sql,
+             "SELECT decision, layer, tool, subj FROM audit_log WHERE kind = %d AND t >= %lld"
+             " AND t < %lld",
+             AUDIT_NAME_DECISION, (long long)lo, (long long)hi);
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
+        return lite_fail(s, "stats");
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        for (int d = 0; d < 4; d++) {
+            sqlite3_int64 id = sqlite3_column_int64(q, d); /* NULL reads as 0: "-" */
+            counts[(size_t)d * n + ((uint64_t)id < n ? (size_t)id : 0)]++;
+        }
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : lite_fail(s, "stats");
+}
+
+/* Adds the day counters of days [first, end) into counts. */
+static int tally_days(struct lite_store *s, int64_t first, int64_t end, uint64_t *counts, size_t n)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT dim, name, n FROM audit_rollup WHERE day >= ?1 AND day < ?2", -1,
+                           &q, NULL) != SQLITE_OK)
+        return lite_fail(s, "stats counters");
+    sqlite3_bind_int64(q, 1, first);
+    sqlite3_bind_int64(q, 2, end);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        sqlite3_int64 d = sqlite3_column_int64(q, 0), id = sqlite3_column_int64(q, 1);
+        sqlite3_int64 c = sqlite3_column_int64(q, 2);
+        if (d < 0 || d >= AUDIT_ROLLUP_DIMS || c < 0)
+            continue; /* not a counter toolgate writes; the totals then differ from a scan */
+        counts[(size_t)d * n + ((uint64_t)id < n ? (size_t)id : 0)] += (uint64_t)c;
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : lite_fail(s, "stats counters");
+}
+
+/*
+ * Stats over a time range, counted by id into arrays (no names looked up per row): the
+ * whole days from the day counters when they are current, the rest (or everything, in a
+ * store without them) from the covering time index. In one read transaction, so the parts
+ * see the same rows. Other filters go through scan.
  */
 static int lite_tally(struct audit_store *st, const struct audit_filter *f,
                       void (*cb)(void *arg, int dim, const char *name, uint64_t n), void *arg)
@@ -689,32 +964,32 @@ static int lite_tally(struct audit_store *st, const struct audit_filter *f,
         return 1;
     if (!s->loaded && lite_load(s) != 0)
         return -1;
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "SELECT decision, layer, tool, subj FROM audit_log WHERE kind = %d AND t >= %lld"
-             " AND t < %lld",
-             AUDIT_NAME_DECISION, (long long)f->since_ns,
-             (long long)(f->until_ns ? f->until_ns : INT64_MAX));
-    sqlite3_stmt *q = NULL;
-    size_t n = (size_t)s->names.max_id + 1;
-    uint64_t *counts = calloc(4 * n, sizeof *counts);
-    int ret = -1;
-    if (!counts)
+    if (lite_exec(s, "BEGIN"))
         return -1;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
-        lite_fail(s, "stats");
+    /* Names added since they were loaded: load them again inside this snapshot. */
+    int ret = -1;
+    uint64_t *counts = NULL;
+    if (query_int64(s, "SELECT max(id) FROM audit_names", 0) > (int64_t)s->names.max_id &&
+        lite_load(s) != 0)
         goto out;
-    }
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
-        for (int d = 0; d < 4; d++) {
-            sqlite3_int64 id = sqlite3_column_int64(q, d); /* NULL reads as 0: "-" */
-            counts[(size_t)d * n + ((uint64_t)id < n ? (size_t)id : 0)]++;
-        }
-    if (rc != SQLITE_DONE) {
-        lite_fail(s, "stats");
+    size_t n = (size_t)s->names.max_id + 1;
+    if (!(counts = calloc(4 * n, sizeof *counts)))
         goto out;
-    }
+    int64_t lo = f->since_ns, hi = f->until_ns ? f->until_ns : INT64_MAX, first = 0, end = 0;
+    int64_t from =
+        f->flags & AUDIT_SCAN_ROWS_ONLY
+            ? -1
+            : query_int64(s, "SELECT value FROM audit_meta WHERE key = 'rollup_from'", -1);
+    int usable = from >= 0 ? rollup_heads_current(s) : 0;
+    if (usable < 0)
+        goto out;
+    if (usable && audit_rollup_split(lo, f->until_ns, from, &first, &end)) {
+        if (tally_rows(s, lo, first * AUDIT_ROLLUP_DAY_NS, counts, n) != 0 ||
+            tally_days(s, first, end, counts, n) != 0 ||
+            tally_rows(s, end * AUDIT_ROLLUP_DAY_NS, hi, counts, n) != 0)
+            goto out;
+    } else if (tally_rows(s, lo, hi, counts, n) != 0)
+        goto out;
     for (int d = 0; d < 4; d++)
         for (size_t id = 0; id < n; id++) {
             uint64_t c = counts[(size_t)d * n + id];
@@ -724,12 +999,135 @@ static int lite_tally(struct audit_store *st, const struct audit_filter *f,
         }
     ret = 0;
 out:
-    sqlite3_finalize(q);
+    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     free(counts);
     return ret;
 }
 
+static const char *const dim_names[AUDIT_ROLLUP_DIMS] = {"decision", "layer", "tool", "user"};
+
+/*
+ * Compares one day's counters with what its rows gave: counted[dim * n + id], `used` of them
+ * non-zero. Adds the counters compared to *compared.
+ */
+static int check_day(struct lite_store *s, sqlite3_stmt *q, int64_t day, const uint64_t *counted,
+                     size_t n, size_t used, int64_t *compared, char *problem, size_t len)
+{
+    size_t rows = 0;
+    int rc;
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, day);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        sqlite3_int64 d = sqlite3_column_int64(q, 0), id = sqlite3_column_int64(q, 1);
+        sqlite3_int64 c = sqlite3_column_int64(q, 2);
+        int known = d >= 0 && d < AUDIT_ROLLUP_DIMS && id >= 0 && (uint64_t)id < n;
+        if (!known || c <= 0 || counted[(size_t)d * n + (size_t)id] != (uint64_t)c) {
+            snprintf(problem, len,
+                     "the stats counter of day %lld (%s, name id %lld) does not match the "
+                     "records (edited)",
+                     (long long)day, d >= 0 && d < AUDIT_ROLLUP_DIMS ? dim_names[d] : "?",
+                     (long long)id);
+            return 1;
+        }
+        rows++;
+    }
+    if (rc != SQLITE_DONE)
+        return lite_fail(s, "reading the stats counters");
+    if (rows != used) {
+        snprintf(problem, len,
+                 "day %lld: the records give %zu stats counters, the store keeps %zu (edited)",
+                 (long long)day, used, rows);
+        return 1;
+    }
+    *compared += (int64_t)rows;
+    return 0;
+}
+
+/*
+ * verify: counts the decisions from rollup_from on again, day by day in time order (the
+ * covering time index, into arrays by name id), and compares each day with its counters;
+ * then that no counter is left for a day without records. Counters that are not current
+ * are not used by stats and are not judged.
+ */
+static int lite_check_counters(struct audit_store *st, char *problem, size_t len)
+{
+    struct lite_store *s = (struct lite_store *)st;
+    sqlite3_stmt *rows = NULL, *day_q = NULL;
+    uint64_t *counted = NULL;
+    int ret = -1;
+    if (!s->loaded && lite_load(s) != 0)
+        return -1;
+    if (lite_exec(s, "BEGIN"))
+        return -1;
+    if (query_int64(s, "SELECT max(id) FROM audit_names", 0) > (int64_t)s->names.max_id &&
+        lite_load(s) != 0)
+        goto out;
+    int64_t from = query_int64(s, "SELECT value FROM audit_meta WHERE key = 'rollup_from'", -1);
+    int current = from >= 0 ? rollup_heads_current(s) : 0;
+    if (current <= 0) {
+        ret = current < 0 ? -1 : 0;
+        goto out;
+    }
+    size_t n = (size_t)s->names.max_id + 1, used = 0;
+    if (!(counted = calloc(AUDIT_ROLLUP_DIMS * n, sizeof *counted))) {
+        snprintf(s->base.err, sizeof s->base.err, "out of memory");
+        goto out;
+    }
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT t, decision, layer, tool, subj FROM audit_log WHERE kind = %d AND t >= %lld"
+             " ORDER BY t",
+             AUDIT_NAME_DECISION, (long long)from);
+    if (sqlite3_prepare_v2(s->db, sql, -1, &rows, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "SELECT dim, name, n FROM audit_rollup WHERE day = ?1", -1,
+                           &day_q, NULL) != SQLITE_OK) {
+        lite_fail(s, "checking the stats counters");
+        goto out;
+    }
+    int64_t day = -1, compared = 0;
+    int rc;
+    while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
+        int64_t d = sqlite3_column_int64(rows, 0) / AUDIT_ROLLUP_DAY_NS;
+        if (d != day && used) {
+            if ((ret = check_day(s, day_q, day, counted, n, used, &compared, problem, len)) != 0)
+                goto out;
+            ret = -1;
+            memset(counted, 0, AUDIT_ROLLUP_DIMS * n * sizeof *counted);
+            used = 0;
+        }
+        day = d;
+        for (int k = 0; k < AUDIT_ROLLUP_DIMS; k++) {
+            uint64_t id = (uint64_t)sqlite3_column_int64(rows, k + 1); /* NULL: 0, as written */
+            uint64_t *c = &counted[(size_t)k * n + (id < n ? (size_t)id : 0)];
+            used += *c == 0;
+            (*c)++;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        lite_fail(s, "checking the stats counters");
+        goto out;
+    }
+    if (used && (ret = check_day(s, day_q, day, counted, n, used, &compared, problem, len)) != 0)
+        goto out;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM audit_rollup WHERE day >= %lld",
+             (long long)(from / AUDIT_ROLLUP_DAY_NS));
+    if (query_int64(s, sql, -1) != compared) {
+        snprintf(problem, len,
+                 "the store keeps stats counters for days without those records (edited)");
+        ret = 1;
+        goto out;
+    }
+    ret = 0;
+out:
+    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_finalize(rows);
+    sqlite3_finalize(day_q);
+    free(counted);
+    return ret;
+}
+
 static const struct audit_store_ops lite_ops = {
+    .check_counters = lite_check_counters,
     .tally = lite_tally,
     .set_sync = lite_set_sync,
     .begin = lite_begin,
@@ -743,8 +1141,8 @@ static const struct audit_store_ops lite_ops = {
 };
 
 /* Takes over db (already opened and set up by audit_sqlite_open_format). */
-struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, char *err,
-                                     size_t errlen);
+struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, int writer,
+                                     char *err, size_t errlen);
 
 /*
  * zstd level of the record column. Records are small (a few hundred bytes) and compressed
@@ -755,8 +1153,9 @@ struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, 
  */
 #define LITE_ZSTD_LEVEL 1
 
-struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, char *err,
-                                     size_t errlen)
+/* `create`: a new file (the schema is written); `writer`: opened to append (counters kept). */
+struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, int writer,
+                                     char *err, size_t errlen)
 {
     struct lite_store *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(path)) || !(s->codec = audit_codec_new(LITE_ZSTD_LEVEL))) {
@@ -800,6 +1199,20 @@ struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, 
     }
     if (lite_load(s) != 0)
         goto fail;
+    if (writer &&
+        (rollup_start(s) != 0 ||
+         sqlite3_prepare_v2(db,
+                            "INSERT INTO audit_rollup (day, dim, name, n) VALUES (?1, ?2, ?3, ?4)"
+                            " ON CONFLICT (day, dim, name) DO UPDATE SET n = n + excluded.n",
+                            -1, &s->rollup_add, NULL) != SQLITE_OK ||
+         sqlite3_prepare_v2(db,
+                            "INSERT INTO audit_rollup_heads (inst, last_id) VALUES (?1, ?2)"
+                            " ON CONFLICT (inst) DO UPDATE SET last_id = excluded.last_id",
+                            -1, &s->rollup_head, NULL) != SQLITE_OK)) {
+        if (!s->base.err[0])
+            lite_fail(s, "preparing the stats counters");
+        goto fail;
+    }
     return &s->base;
 fail:
     snprintf(err, errlen, "%s", s->base.err);

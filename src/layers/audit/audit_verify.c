@@ -13,11 +13,16 @@ int audit_verifier_init(struct audit_verifier *v, EVP_PKEY *pub, int live)
     memset(v, 0, sizeof *v);
     v->pub = pub;
     v->live = live;
-    return audit_key_id(pub, v->key_id);
+    if (audit_chain_hasher_init(&v->hasher) != 0 || audit_key_id(pub, v->key_id) != 0) {
+        audit_chain_hasher_free(&v->hasher);
+        return -1;
+    }
+    return 0;
 }
 
 void audit_verifier_free(struct audit_verifier *v)
 {
+    audit_chain_hasher_free(&v->hasher);
     free(v->trusted.record);
     v->trusted.record = NULL;
     free(v->inst);
@@ -84,6 +89,25 @@ static const char *field_str(const struct audit_field *f, char *buf, size_t len)
 static int field_is(const struct audit_field *f, const char *s)
 {
     return f->type == AFT_STRING && strlen(s) == f->len && memcmp(s, f->str, f->len) == 0;
+}
+
+/*
+ * A record's time_ns: decimal digits only, as toolgate writes them (no sign, space or
+ * leading zero), within int64. 0, or -1 for anything else.
+ */
+static int parse_time_ns(const char *s, int64_t *out)
+{
+    uint64_t v = 0;
+    size_t n = 0;
+    for (; s[n] >= '0' && s[n] <= '9'; n++) {
+        if (n >= 19)
+            return -1;
+        v = v * 10 + (uint64_t)(s[n] - '0');
+    }
+    if (n == 0 || s[n] || (n > 1 && s[0] == '0') || v > INT64_MAX)
+        return -1;
+    *out = (int64_t)v;
+    return 0;
 }
 
 /*
@@ -264,14 +288,13 @@ static int verify_row(const struct audit_row *r, void *arg)
         goto out;
     }
     char hash[65];
-    if (audit_chain_hash(x->prev, r->record, r->record_len, hash) != 0 || strlen(r->hash) != 64 ||
-        strcmp(hash, r->hash) != 0) {
+    if (audit_chain_hash_with(&v->hasher, x->prev, r->record, r->record_len, hash) != 0 ||
+        strlen(r->hash) != 64 || strcmp(hash, r->hash) != 0) {
         ret = problem(v, r->instance, r->seq, "hash does not match the record (edited)");
         goto out;
     }
-    char *end = NULL;
-    long long t = strtoll(tns, &end, 10);
-    if (!end || *end || t != r->time_ns) {
+    int64_t t;
+    if (parse_time_ns(tns, &t) != 0 || t != r->time_ns) {
         ret = problem(v, r->instance, r->seq, "time_ns differs from its row");
         goto out;
     }
@@ -295,7 +318,7 @@ static int verify_row(const struct audit_row *r, void *arg)
     x->seq = r->seq;
     memcpy(x->prev, hash, 65);
     x->last_time = t;
-    snprintf(x->last_kind, sizeof x->last_kind, "%s", kind);
+    memcpy(x->last_kind, kind, strlen(kind) + 1); /* both 16 bytes: field_str bounded it */
     x->closing = is_checkpoint && fs.f[AF_CLOSING].type == AFT_TRUE;
     x->records++;
     char last_hash[72];

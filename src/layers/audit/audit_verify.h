@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_store.h"
 
 #define AUDIT_VERIFY_MAX_RECORD (4u << 20)
@@ -46,6 +47,7 @@ struct audit_verify_instance {
 struct audit_verifier {
     EVP_PKEY *pub; /* borrowed */
     char key_id[65];
+    struct audit_chain_hasher hasher; /* one digest context for every record */
     int live;           /* an unsigned tail is reported, not refused (stores of earlier versions) */
     int closed;         /* set after init: the chain must end at a closing checkpoint */
     int all_signatures; /* check every checkpoint's signature as it is read */

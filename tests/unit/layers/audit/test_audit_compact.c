@@ -19,6 +19,7 @@
 #include "layers/audit/audit_fastcheck.h"
 #include "layers/audit/audit_fixtures.h"
 #include "layers/audit/audit_gen.h"
+#include "layers/audit/audit_rollup.h"
 #include "lib/timeutil.h"
 
 static char dir[64], big[160], pub[200], small[160], small_pub[200];
@@ -385,6 +386,41 @@ static void test_fastcheck_agrees(void **state)
         assert_int_equal(audit_fastcheck(undecided[i], strlen(undecided[i]), &fs), 0);
 }
 
+/*
+ * Strings are scanned several bytes at a time: a byte the quick path must not take (a raw
+ * control, a raw quote, 0x7f, non-ASCII) is found at every position of strings of every
+ * length around the step, and a plain string of each length is still decided.
+ */
+static void test_fastcheck_every_position(void **state)
+{
+    static const unsigned char bad[] = {0x00, 0x01, 0x1f, '"', 0x7f, 0x80, 0xc3, 0xff};
+    char text[64];
+    struct audit_fields fs;
+    for (size_t len = 0; len <= 20; len++) {
+        int n = snprintf(text, sizeof text, "{\"a\":\"%.*s\"}", (int)len, "abcdefghijklmnopqrstu");
+        assert_int_equal(audit_fastcheck(text, (size_t)n, &fs), 1);
+        for (size_t at = 0; at < len; at++)
+            for (size_t b = 0; b < sizeof bad; b++) {
+                char copy[64];
+                memcpy(copy, text, (size_t)n);
+                copy[6 + at] = (char)bad[b];
+                /* A raw quote may end the string early: then the object is not well formed. */
+                assert_int_equal(audit_fastcheck(copy, (size_t)n, &fs), 0);
+            }
+        /* An escape at each position is decided (canonical \n) and flagged. */
+        for (size_t at = 0; at + 1 < len; at++) {
+            char copy[64];
+            memcpy(copy, text, (size_t)n);
+            copy[6 + at] = '\\';
+            copy[7 + at] = 'n';
+            assert_int_equal(audit_fastcheck(copy, (size_t)n, &fs), 1);
+        }
+        /* Cut short anywhere inside the string: never decided. */
+        for (int cut = 6; cut < n; cut++)
+            assert_int_equal(audit_fastcheck(text, (size_t)cut, &fs), 0);
+    }
+}
+
 static int cli(const char **args, char **out);
 
 /* stats counts through the index by id; the same totals as counting the rows by hand. */
@@ -424,6 +460,188 @@ static int cli(const char **args, char **out)
     else
         free(o);
     return rc;
+}
+
+/* `audit stats PATH ARGS... --format json` (with --from-rows when asked), its output. */
+static char *stats_of(const char *path, const char *since, const char *until, int from_rows)
+{
+    const char *args[12] = {"audit", "stats", path, "--format", "json"};
+    int n = 5;
+    if (since) {
+        args[n++] = "--since";
+        args[n++] = since;
+    }
+    if (until) {
+        args[n++] = "--until";
+        args[n++] = until;
+    }
+    if (from_rows)
+        args[n++] = "--from-rows";
+    char *out = NULL;
+    assert_int_equal(cli(args, &out), 0);
+    assert_non_null(out);
+    return out;
+}
+
+/* The day counters answer what counting the rows answers, byte for byte, for any range. */
+static void expect_counters_agree(const char *path, const char *since, const char *until)
+{
+    char *a = stats_of(path, since, until, 0), *b = stats_of(path, since, until, 1);
+    if (strcmp(a, b) != 0)
+        fail_msg("%s --since %s --until %s: counters say %s, rows say %s", path,
+                 since ? since : "-", until ? until : "-", a, b);
+    free(a);
+    free(b);
+}
+
+static void rfc3339_of(int64_t ns, char *out, size_t len)
+{
+    time_t secs = (time_t)(ns / 1000000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void test_rollup_split(void **state)
+{
+    const int64_t D = AUDIT_ROLLUP_DAY_NS;
+    int64_t first, end;
+    /* Whole days inside the range only; the ends are left to the rows. */
+    assert_int_equal(audit_rollup_split(10 * D + 5, 13 * D - 1, 0, &first, &end), 1);
+    assert_true(first == 11 && end == 12);
+    assert_int_equal(audit_rollup_split(10 * D, 13 * D, 0, &first, &end), 1);
+    assert_true(first == 10 && end == 13);
+    /* Less than a whole day: rows alone. */
+    assert_int_equal(audit_rollup_split(10 * D + 1, 11 * D + 5, 0, &first, &end), 0);
+    /* Counters complete only from day 12: days before are rows. */
+    assert_int_equal(audit_rollup_split(10 * D, 20 * D, 12 * D, &first, &end), 1);
+    assert_true(first == 12 && end == 20);
+    /* Open end, open start. */
+    assert_int_equal(audit_rollup_split(0, 0, 0, &first, &end), 1);
+    assert_true(first == 0 && end == INT64_MAX / D);
+    assert_int_equal(audit_rollup_split(INT64_MAX - 5, 0, 0, &first, &end), 0);
+}
+
+/*
+ * The counters the writer keeps answer as the rows do (ranges on and off day boundaries,
+ * open ends, before and past the data); they count every decision.
+ */
+static void test_rollup_matches_rows(void **state)
+{
+    char since[40], until[40];
+    assert_int_equal(query_int(small, "SELECT value FROM audit_meta WHERE key = 'rollup_from'"), 0);
+    assert_int_equal(query_int(small, "SELECT sum(n) FROM audit_rollup WHERE dim = 0"),
+                     query_int(small, "SELECT count(*) FROM audit_log WHERE kind = 1"));
+    assert_int_equal(query_int(small, "SELECT sum(n) FROM audit_rollup WHERE dim = 3"),
+                     query_int(small, "SELECT count(*) FROM audit_log WHERE kind = 1"));
+    expect_counters_agree(small, NULL, NULL);
+    expect_counters_agree(small, "30d", NULL);
+    expect_counters_agree(small, "1d", NULL);
+    expect_counters_agree(big, "30d", NULL);
+    int64_t lo = query_int(small, "SELECT min(t) FROM audit_log WHERE kind = 1");
+    int64_t hi = query_int(small, "SELECT max(t) FROM audit_log WHERE kind = 1");
+    const int64_t D = AUDIT_ROLLUP_DAY_NS;
+    /* Day boundaries exactly, a second either side, an hour into a day, past the ends. */
+    int64_t at[] = {(lo / D + 2) * D,
+                    (lo / D + 2) * D + 1000000000,
+                    (lo / D + 2) * D - 1000000000,
+                    (lo / D + 3) * D + 3600ll * 1000000000,
+                    lo - D,
+                    hi + D};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
+        for (size_t j = 0; j < sizeof at / sizeof at[0]; j++) {
+            if (at[i] >= at[j])
+                continue;
+            rfc3339_of(at[i], since, sizeof since);
+            rfc3339_of(at[j] + 20 * D, until, sizeof until);
+            expect_counters_agree(small, since, until);
+            rfc3339_of(at[j], until, sizeof until);
+            expect_counters_agree(small, since, until);
+        }
+}
+
+/*
+ * The counters are derived data: edited, stats from them is wrong (verify judges the
+ * records, which are intact), and --from-rows is not; rows appended without them (an
+ * earlier version writing) make stats count the rows; a store without counters is counted
+ * from its rows and gets counters from the next day when a writer opens it; an edited row
+ * is still caught by verify.
+ */
+static void test_rollup_is_derived(void **state)
+{
+    char copy[200], cmd[1200], url[220], err[256], problem[400];
+    snprintf(copy, sizeof copy, "%s/rollup.db", dir);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && cp '%s.ed25519.pem' '%s.ed25519.pem'", small, copy,
+             small, copy);
+    assert_int_equal(system(cmd), 0);
+    char *rows = stats_of(copy, NULL, NULL, 1);
+    exec_sql(copy, "UPDATE audit_rollup SET n = n + 1000 WHERE dim = 0");
+    char *edited = stats_of(copy, NULL, NULL, 0), *still = stats_of(copy, NULL, NULL, 1);
+    assert_string_not_equal(edited, rows);
+    assert_string_equal(still, rows);
+    /* The chain is intact; `audit verify` counts the records again and finds the counters. */
+    assert_int_equal(verify_one(copy, small_pub, problem, sizeof problem), 0);
+    const char *verify[] = {"audit", "verify", copy, "--pubkey", small_pub, NULL};
+    char *said = NULL;
+    assert_int_equal(cli(verify, &said), 1);
+    assert_non_null(strstr(said, "audit log intact, its stats counters NOT"));
+    free(said);
+    free(edited);
+    free(still);
+    /* A row the counters did not count (its instance's last row is not the one they know). */
+    exec_sql(copy, "UPDATE audit_rollup_heads SET last_id = last_id - 1");
+    char *fallback = stats_of(copy, NULL, NULL, 0);
+    assert_string_equal(fallback, rows);
+    free(fallback);
+    /* Without counters at all (a store of an earlier version): the rows, then a writer. */
+    exec_sql(copy, "DROP TABLE audit_rollup; DROP TABLE audit_rollup_heads;"
+                   " DELETE FROM audit_meta WHERE key = 'rollup_from'");
+    char *old = stats_of(copy, NULL, NULL, 0);
+    assert_string_equal(old, rows);
+    free(old);
+    free(rows);
+    int64_t last = query_int(copy, "SELECT max(t) FROM audit_log WHERE kind = 1");
+    snprintf(url, sizeof url, "sqlite:%s", copy);
+    struct audit_gen_opts o = {.store = url, .calls = 50, .users = 40, .days = 1};
+    assert_int_equal(audit_gen_run(&o, err, sizeof err), 0);
+    int64_t from = query_int(copy, "SELECT value FROM audit_meta WHERE key = 'rollup_from'");
+    assert_int_equal(from, (last / AUDIT_ROLLUP_DAY_NS + 1) * AUDIT_ROLLUP_DAY_NS);
+    expect_counters_agree(copy, NULL, NULL);
+    expect_counters_agree(copy, "30d", NULL);
+    assert_int_equal(verify_one(copy, small_pub, problem, sizeof problem), 0);
+    assert_int_equal(cli(verify, NULL), 0);
+    /* A decision's column edited: stats may count it either way; verify catches it. */
+    exec_sql(copy, "UPDATE audit_log SET decision = 7 WHERE id = (SELECT id FROM audit_log"
+                   " WHERE kind = 1 AND decision != 7 LIMIT 1 OFFSET 30)");
+    assert_int_equal(verify_one(copy, small_pub, problem, sizeof problem), 1);
+    unlink(copy);
+}
+
+/* Every kind of edit to the counters is found by `audit verify` (the records are intact). */
+static void test_rollup_edits_found(void **state)
+{
+    static const char *const edits[] = {
+        "UPDATE audit_rollup SET n = n + 1 WHERE (day, dim, name) = (SELECT day, dim, name"
+        " FROM audit_rollup LIMIT 1 OFFSET 40)",
+        "DELETE FROM audit_rollup WHERE day = (SELECT max(day) FROM audit_rollup) AND dim = 3",
+        "INSERT INTO audit_rollup VALUES (5, 2, 3, 1)",
+        "INSERT INTO audit_rollup SELECT day, dim, name + 100000, n FROM audit_rollup LIMIT 1",
+        "UPDATE OR IGNORE audit_rollup SET name = (SELECT id FROM audit_names WHERE name ="
+        " 'user00004@clinic-4.example') WHERE dim = 3 AND name = (SELECT id FROM audit_names"
+        " WHERE name = 'user00003@clinic-3.example')",
+    };
+    char copy[200], cmd[600];
+    snprintf(copy, sizeof copy, "%s/counters.db", dir);
+    const char *verify[] = {"audit", "verify", copy, "--pubkey", small_pub, NULL};
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", small, copy);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(cli(verify, NULL), 0);
+        exec_sql(copy, edits[i]);
+        if (cli(verify, NULL) != 1)
+            fail_msg("not found by verify: %s", edits[i]);
+        unlink(copy);
+    }
 }
 
 static void test_since_checkpoint(void **state)
@@ -481,11 +699,16 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_round_trip),
         cmocka_unit_test(test_fastcheck_agrees),
+        cmocka_unit_test(test_fastcheck_every_position),
         cmocka_unit_test(test_size_per_call),
         cmocka_unit_test(test_big_store_verifies),
         cmocka_unit_test(test_answers_match_brute_force),
         cmocka_unit_test(test_since_checkpoint),
         cmocka_unit_test(test_stats_match_rows),
+        cmocka_unit_test(test_rollup_split),
+        cmocka_unit_test(test_rollup_matches_rows),
+        cmocka_unit_test(test_rollup_is_derived),
+        cmocka_unit_test(test_rollup_edits_found),
         cmocka_unit_test(test_tampering_caught),
         cmocka_unit_test(test_migrate_from_first_format),
     };
