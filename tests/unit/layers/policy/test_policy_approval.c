@@ -358,17 +358,16 @@ static void test_role_reference_and_admin_decision(void **state)
     /* A bad body, an unknown id, then the approval; a second decision conflicts. */
     json_t *yes = json_pack("{s:s}", "decision", "approve");
     json_t *bad = json_pack("{s:s}", "decision", "maybe");
-    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, bad, "admin-token:x", &out),
-                     400);
+    const struct gw_admin_actor admin = {.credential = "admin-token:x"};
+    const struct gw_admin_actor other = {.credential = "t"};
+    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, bad, &admin, &out), 400);
     json_decref(out);
     assert_int_equal(
-        policy_admin_action(&f->cfg, "approvals", "apr-0000000000000000", yes, "t", &out), 404);
+        policy_admin_action(&f->cfg, "approvals", "apr-0000000000000000", yes, &other, &out), 404);
     json_decref(out);
-    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, yes, "admin-token:x", &out),
-                     200);
+    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, yes, &admin, &out), 200);
     json_decref(out);
-    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, yes, "admin-token:x", &out),
-                     409);
+    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, yes, &admin, &out), 409);
     json_decref(out);
     json_decref(yes);
     json_decref(bad);
