@@ -9,6 +9,7 @@
 #include "lib/cfg.h"
 #include "lib/digest.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,7 +244,7 @@ struct api_job {
 static void job_forget_token(struct api_job *job)
 {
     if (job->person_token) {
-        memset(job->person_token, 0, job->person_len);
+        OPENSSL_cleanse(job->person_token, job->person_len);
         free(job->person_token);
     }
     job->person_token = NULL;
