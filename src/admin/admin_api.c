@@ -9,6 +9,7 @@
 #include "lib/cfg.h"
 #include "lib/digest.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,8 @@ static int answer_topic(const struct gw_config *cfg, const char *topic, const js
 
 #define MAX_ACTION_ID 64
 #define MAX_ACTION_BODY 4096
+/* An approver's token is at most this long (as long as the identity layer takes one). */
+#define ADMIN_API_MAX_PERSON_TOKEN 8192
 
 /* One answer computed on a pool thread: a topic (GET), or an action when `action` is set. */
 struct api_job {
@@ -231,7 +234,22 @@ struct api_job {
     int action;
     char id[MAX_ACTION_ID + 1];
     char approver[80];
+    /* The action's X-Approver-Token (owned, wiped when the job ends), or NULL. */
+    char *person_token;
+    size_t person_len;
+    int person_malformed;
 };
+
+/* Wipes and frees the job's copy of an approver's token. */
+static void job_forget_token(struct api_job *job)
+{
+    if (job->person_token) {
+        OPENSSL_cleanse(job->person_token, job->person_len);
+        free(job->person_token);
+    }
+    job->person_token = NULL;
+    job->person_len = 0;
+}
 
 static void job_client_gone(void *arg)
 {
@@ -246,11 +264,33 @@ static void job_run(uv_work_t *work)
         job->status = answer_topic(job->cfg, job->topic, job->params, &job->out);
         return;
     }
+    /* A person's own token is verified here, off the loop, by the module that verifies. */
+    struct gw_identity person = {0};
+    struct gw_admin_actor actor = {.credential = job->approver};
+    if (job->person_malformed) {
+        actor.person = GW_PERSON_MALFORMED;
+    } else if (job->person_token) {
+        actor.person = GW_PERSON_REFUSED;
+        for (size_t m = 0; m < gw_n_modules; m++) {
+            if (!gw_modules[m]->verify_person)
+                continue;
+            struct gw_slice token = {job->person_token, job->person_len};
+            int rc = gw_modules[m]->verify_person(job->cfg, token, &person);
+            actor.person = rc == 0    ? GW_PERSON_VERIFIED
+                           : rc == -2 ? GW_PERSON_UNAVAILABLE
+                                      : GW_PERSON_REFUSED;
+            break;
+        }
+        if (actor.person == GW_PERSON_VERIFIED)
+            actor.identity = &person;
+        job_forget_token(job);
+    }
     job->status = 0;
     for (size_t m = 0; m < gw_n_modules && job->status == 0; m++)
         if (gw_modules[m]->admin_action)
             job->status = gw_modules[m]->admin_action(job->cfg, job->topic, job->id, job->params,
-                                                      job->approver, &job->out);
+                                                      &actor, &job->out);
+    gw_identity_clear(&person);
 }
 
 static void job_done(uv_work_t *work, int status)
@@ -273,6 +313,7 @@ static void job_done(uv_work_t *work, int status)
     }
     json_decref(job->out);
     json_decref(job->params);
+    job_forget_token(job);
     gw_generation_release(job->cfg);
     gw_worker_unref(job->worker);
     free(job);
@@ -297,6 +338,7 @@ static int queue_job(struct gw_conn *c, const struct gw_config *cfg, struct api_
         gw_generation_release(cfg);
         gw_worker_unref(job->worker);
         json_decref(job->params);
+        job_forget_token(job);
         free(job);
         send_error(c, 503, "the admin API cannot take more work now");
         return -1;
@@ -327,6 +369,34 @@ static void approver_of(const struct http1_parser *p, const struct gw_config *cf
     gw_sha256(tok.ptr, tok.len, h);
     gw_hex(h, 6, hex);
     snprintf(out, size, "admin-token:%s", hex);
+}
+
+/*
+ * An approver's own token (X-Approver-Token: <JWT>), copied for the job: the module that asks
+ * for one decides what its absence means. Sent twice, empty, or longer than a token may be
+ * is malformed. Returns 0, or -1 (memory).
+ */
+static int person_token_of(const struct http1_parser *p, struct api_job *job)
+{
+    size_t count = http1_header_count(p, "X-Approver-Token");
+    if (count == 0)
+        return 0;
+    struct gw_slice v = http1_header(p, "X-Approver-Token");
+    while (v.len && (v.ptr[0] == ' ' || v.ptr[0] == '\t')) {
+        v.ptr++;
+        v.len--;
+    }
+    while (v.len && (v.ptr[v.len - 1] == ' ' || v.ptr[v.len - 1] == '\t'))
+        v.len--;
+    if (count > 1 || v.len == 0 || v.len > ADMIN_API_MAX_PERSON_TOKEN) {
+        job->person_malformed = 1;
+        return 0;
+    }
+    if (!(job->person_token = malloc(v.len)))
+        return -1;
+    memcpy(job->person_token, v.ptr, v.len);
+    job->person_len = v.len;
+    return 0;
 }
 
 /*
@@ -380,6 +450,12 @@ static void serve_action(struct gw_conn *c, struct http1_parser *p, const struct
     memcpy(job->topic, topic.ptr, topic.len);
     memcpy(job->id, id.ptr, id.len);
     approver_of(p, cfg, job->approver, sizeof job->approver);
+    if (person_token_of(p, job) != 0) {
+        json_decref(body);
+        free(job);
+        send_error(c, 503, "out of memory");
+        return;
+    }
     job->params = body;
     queue_job(c, cfg, job);
 }

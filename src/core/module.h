@@ -61,6 +61,26 @@ struct gw_command {
     int (*main)(int argc, char **argv);
 };
 
+/*
+ * Who acts through an admin API action. `credential` names the admin credential that asked
+ * ("admin-token:<12 hex>" of its hash, or "admin:loopback" without a token). A person's own
+ * token may come with it (the header X-Approver-Token): `person` says whether it was sent and
+ * how its verification ended, and `identity` is the verified person (GW_PERSON_VERIFIED only).
+ */
+enum gw_person_state {
+    GW_PERSON_NONE = 0,    /* no X-Approver-Token */
+    GW_PERSON_VERIFIED,    /* verified: identity is set */
+    GW_PERSON_REFUSED,     /* invalid, expired, or not this configuration's */
+    GW_PERSON_UNAVAILABLE, /* cannot be verified now (keys unavailable) */
+    GW_PERSON_MALFORMED,   /* sent twice, empty, or too long */
+};
+
+struct gw_admin_actor {
+    const char *credential;
+    enum gw_person_state person;
+    const struct gw_identity *identity;
+};
+
 /* Module flags. */
 #define GW_MODULE_SEES_ALL 0x01 /* its stage runs even after an earlier stage denied (audit) */
 #define GW_MODULE_FIRST_UP 0x02 /* started before the others and stopped after them (audit) */
@@ -160,14 +180,22 @@ struct gw_module {
                      json_t **out);
     /*
      * Admin API actions (optional): POST /admin/api/<topic>/<id> with a JSON object body.
-     * `approver` names the admin credential that asked ("admin-token:<12 hex>", or
-     * "admin:loopback" without a token). Runs on a thread of libuv's pool, as admin_api does,
-     * so it may write its store within a bounded time; several may run at once. Returns 0 when the
-     * topic is not the module's, else an HTTP status with *out set (as admin_api: 200, 400, 404,
-     * 409 or 503 with {"error": "..."}).
+     * `actor` says who asked (struct gw_admin_actor, above). Runs on a thread of libuv's
+     * pool, as admin_api does, so it may write its store within a bounded time; several may
+     * run at once. Returns 0 when the topic is not the module's, else an HTTP status with *out
+     * set (as admin_api: 200, 400, 401, 403, 404, 409 or 503 with {"error": "..."}).
      */
     int (*admin_action)(const struct gw_config *cfg, const char *topic, const char *id,
-                        const json_t *body, const char *approver, json_t **out);
+                        const json_t *body, const struct gw_admin_actor *actor, json_t **out);
+    /*
+     * Verifies a person's bearer token outside any request (optional; the identity module):
+     * the admin API calls it on a pool thread for an action's X-Approver-Token. It must not
+     * wait on the network. Returns 0 with *out filled (the caller clears it), -1 when the
+     * token is refused (missing, malformed, expired, not this configuration's), -2 when it
+     * cannot be verified now (the issuer's keys are unavailable).
+     */
+    int (*verify_person)(const struct gw_config *cfg, struct gw_slice token,
+                         struct gw_identity *out);
 
     const struct gw_command *commands; /* NULL-terminated by a NULL name; may be NULL */
     /* `toolgate bench <name> ...`: the module's micro-benchmarks; NULL when it has none. */

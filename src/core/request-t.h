@@ -125,13 +125,17 @@ struct gw_limits_state {
  * A permit rule asked for approval (approval.md). Everything is empty when none was asked.
  * Never an argument value: the call is named by its tool and a digest of its arguments.
  */
+/* Room for an approver's name, "user:" + subject + "@" + issuer, with its NUL. */
+#define GW_APPROVER_MAX 400
+
 struct gw_approval_record {
     int asked;         /* 1 when a rule asked for approval of this call */
     char by[72];       /* "user" or "role:<role>" */
     char rule_id[65];  /* the rule that asked */
     char decision[16]; /* approved, declined, cancelled, timeout, unavailable, refused, pending */
     char via[16];      /* elicitation, request_state, admin, cached (an earlier approval) */
-    char approver[72]; /* "user" (the user the call acts for), or the admin token's name */
+    /* "user" (the user the call acts for), the admin token's name, or "user:<sub>@<iss>" */
+    char approver[GW_APPROVER_MAX];
     int64_t decided_at_ms; /* Unix time of the decision in ms (the earlier one, when cached) */
     char reference[40];    /* the id an approver or the user quotes (role approvals) */
     char digest[20];       /* "sha256:" and 12 hex digits of the call's digest */

@@ -242,9 +242,22 @@ function drawAudit(a) {
 
 // ---- approvals ----
 
+// With approvers: token a decision also carries the approver's own access token. It lives only in
+// the field of this page (never in storage) and is sent only with a decision.
+let approversByToken = false;
+
 async function decideApproval(id, decision) {
+  const extra = {};
+  if (approversByToken) {
+    const own = document.getElementById('approver-token').value.trim();
+    if (!own) {
+      setStatus(`${id}: enter your own access token to decide`, 'bad');
+      return;
+    }
+    extra['X-Approver-Token'] = own;
+  }
   const r = await fetch('/admin/api/approvals/' + encodeURIComponent(id), {
-    method: 'POST', headers: { ...headers(), 'Content-Type': 'application/json' },
+    method: 'POST', headers: { ...headers(), ...extra, 'Content-Type': 'application/json' },
     body: JSON.stringify({ decision }), cache: 'no-store' });
   const body = await r.json().catch(() => ({}));
   setStatus(r.ok ? `${id}: ${decision === 'approve' ? 'approved' : 'denied'}` : `${id}: ${body.error || r.status}`, r.ok ? 'ok' : 'bad');
@@ -255,6 +268,11 @@ function drawApprovals(a) {
   const body = document.querySelector('#approvals tbody');
   clear(body);
   const list = (a && a.approvals) || [];
+  approversByToken = !!a && a.approvers === 'token';
+  document.getElementById('approver').classList.toggle('hidden', !approversByToken);
+  document.getElementById('approvals-hint').textContent = approversByToken
+    ? 'rules with approval by a role; a person holding the role decides with their own token'
+    : 'rules with approval by a role; the holder of this token approves';
   document.getElementById('approvals-empty').classList.toggle('hidden', list.length > 0);
   for (const p of list) {
     const tr = el('tr', { 'data-id': p.id });

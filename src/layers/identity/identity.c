@@ -231,6 +231,30 @@ static void refetch_done(void *arg)
 }
 
 /*
+ * What is left of a verification once the issuer is known and its key found: the signature,
+ * the registered claims, the claim mapping. Returns JWT_OK with *id filled, or the error (*id
+ * left empty).
+ */
+static int verify_with_key(const struct identity_config *ic,
+                           const struct identity_issuer_config *iss, const struct jwt_parsed *p,
+                           const struct jwk *key, struct gw_identity *id)
+{
+    int err = jwt_verify_signature(p, key->pkey);
+    if (err != JWT_OK)
+        return err;
+    struct jwt_claim_rules rules = {
+        .issuer = iss->issuer,
+        .audiences = iss->audiences,
+        .leeway_s = (int64_t)(iss->leeway_ms / 1000),
+        .now_s = (int64_t)(gw_now_ns() / 1000000000ull),
+    };
+    int64_t exp = 0;
+    if ((err = jwt_check_claims(p->payload, &rules, &exp)) != JWT_OK)
+        return err;
+    return claims_map(&ic->claims, p->payload, iss->issuer, exp, id);
+}
+
+/*
  * Verifies a token that missed the cache. Returns GW_PASS (identity filled), GW_DENY
  * (decision filled) or GW_ASYNC (a refetch will resume the request).
  */
@@ -282,19 +306,7 @@ static int verify_token(struct gw_request *req, struct gw_decision *d, struct gw
         }
         goto out;
     }
-    if ((err = jwt_verify_signature(&p, key->pkey)) != JWT_OK)
-        goto out;
-    int64_t now = (int64_t)(gw_now_ns() / 1000000000ull);
-    struct jwt_claim_rules rules = {
-        .issuer = iss->issuer,
-        .audiences = iss->audiences,
-        .leeway_s = (int64_t)(iss->leeway_ms / 1000),
-        .now_s = now,
-    };
-    int64_t exp = 0;
-    if ((err = jwt_check_claims(p.payload, &rules, &exp)) != JWT_OK)
-        goto out;
-    if ((err = claims_map(&ic->claims, p.payload, iss->issuer, exp, &id)) != JWT_OK)
+    if ((err = verify_with_key(ic, iss, &p, key, &id)) != JWT_OK)
         goto out;
     gw_hex(hash, GW_SHA256_LEN, id.token_hash);
     if (rt->cache && token_cache_put(rt->cache, hash, &id) != 0)
@@ -483,6 +495,54 @@ static int identity_check(struct gw_request *req, struct gw_decision *d)
 const struct gw_layer_ops identity_layer = {
     .check = identity_check,
 };
+
+/*
+ * A person's token outside a request (the admin API's approvers): the same issuers,
+ * audiences, algorithms and claim mapping as a call, with the keys the store holds now. It
+ * neither fetches keys nor reads or fills the token cache, so it never waits on the network.
+ */
+int identity_verify_person(const struct identity_config *ic, struct gw_slice token,
+                           struct gw_identity *out)
+{
+    struct jwt_parsed p;
+    struct jwk_set *keys = NULL;
+    memset(out, 0, sizeof *out);
+    if (!ic || ic->mode != IDENTITY_MODE_ON || !runtime_of(ic))
+        return JWT_E_INTERNAL;
+    if (!token.ptr || token.len == 0)
+        return JWT_E_MALFORMED;
+    if (token.len > JWT_MAX_TOKEN)
+        return JWT_E_TOO_LARGE;
+    int err = jwt_parse(token.ptr, token.len, &p);
+    if (err != JWT_OK)
+        return err;
+    const struct identity_issuer_config *iss = issuer_for(ic, p.payload);
+    if (!iss) {
+        err = JWT_E_ISSUER;
+        goto out;
+    }
+    if (!(iss->algorithms & JWT_ALG_BIT(p.alg))) {
+        err = JWT_E_ALG;
+        goto out;
+    }
+    keys = keystore_get(runtime_of(ic)->keys, iss->issuer);
+    const struct jwk *key = jwks_find(keys, p.kid, p.kid_len, p.alg);
+    if (!key) {
+        err = keys ? JWT_E_UNKNOWN_KID : JWT_E_NO_KEYS;
+        goto out;
+    }
+    if ((err = verify_with_key(ic, iss, &p, key, out)) != JWT_OK)
+        goto out;
+    uint8_t hash[GW_SHA256_LEN];
+    gw_sha256(token.ptr, token.len, hash);
+    gw_hex(hash, GW_SHA256_LEN, out->token_hash);
+out:
+    if (err != JWT_OK)
+        gw_identity_clear(out);
+    jwks_unref(keys);
+    jwt_parsed_free(&p);
+    return err;
+}
 
 /* ---- runtime -------------------------------------------------------------------------- */
 

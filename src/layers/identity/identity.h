@@ -112,6 +112,16 @@ void identity_reload_abort(const struct identity_config *next);
  * same claim mapping, and the same token cache size. 0 otherwise (either may be NULL).
  */
 int identity_verification_same(const struct identity_config *a, const struct identity_config *b);
+/*
+ * Verifies a person's bearer token synchronously, outside any request (the admin API's
+ * approvers): ic's issuers, audiences, algorithms, leeway and claim mapping, with the keys its
+ * store holds now (no fetch, no token cache). Returns JWT_OK with *out filled (the caller
+ * clears it with gw_identity_clear), JWT_E_NO_KEYS when the issuer's keys are not available,
+ * JWT_E_INTERNAL when ic verifies nothing (absent, mode off, no runtime), or another negative
+ * jwt_error for a refused token; *out is empty on error. The token is not kept.
+ */
+int identity_verify_person(const struct identity_config *ic, struct gw_slice token,
+                           struct gw_identity *out);
 /* The generation's key store (keystore.h), or NULL before its runtime is attached. */
 struct keystore;
 struct keystore *identity_keys_of(const struct identity_config *ic);

@@ -1,5 +1,6 @@
 /* The identity layer as a module: its section, runtime, stage, metadata and commands. */
 #include "layers/identity/identity.h"
+#include "lib/jwt.h"
 #include "layers/layer.h"
 
 #include <string.h>
@@ -102,6 +103,14 @@ static void abort_reload(const struct gw_config *next)
     identity_reload_abort(identity_config_of(next));
 }
 
+/* An approver's token for the admin API (identity_verify_person): refused or unavailable. */
+static int verify_person(const struct gw_config *cfg, struct gw_slice token,
+                         struct gw_identity *out)
+{
+    int err = identity_verify_person(identity_config_of(cfg), token, out);
+    return err == JWT_OK ? 0 : err == JWT_E_NO_KEYS ? -2 : -1;
+}
+
 const struct gw_module identity_module = {
     .name = "identity",
     .config_key = "identity",
@@ -119,4 +128,5 @@ const struct gw_module identity_module = {
     .metrics = identity_metrics,
     .commands = commands,
     .bench = identity_bench_main,
+    .verify_person = verify_person,
 };

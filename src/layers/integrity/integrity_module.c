@@ -636,13 +636,14 @@ end:
 }
 
 static int admin_action(const struct gw_config *cfg, const char *topic, const char *id,
-                        const json_t *body, const char *approver, json_t **out)
+                        const json_t *body, const struct gw_admin_actor *actor, json_t **out)
 {
     (void)cfg;
     if (strcmp(topic, "integrity") != 0)
         return 0;
     return integrity_admin_decide(integrity_running_store(), id, body,
-                                  approver ? approver : "admin", wall_ms(), out);
+                                  actor && actor->credential ? actor->credential : "admin",
+                                  wall_ms(), out);
 }
 
 /* ---- module ---- */

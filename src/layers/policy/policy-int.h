@@ -157,6 +157,8 @@ struct policy_approvals {
     int replay_port;
     char *replay_prefix;
     uint64_t replay_timeout_ms;
+    /* Who decides a role approval: the admin credential alone, or a person with the role. */
+    enum { POLICY_APPROVERS_ADMIN = 0, POLICY_APPROVERS_TOKEN } approvers;
 };
 
 struct policy_config {

@@ -73,9 +73,9 @@ static int parse_replay_store(const struct cfg_doc *doc, const struct cfg_node *
 int policy_parse_approvals(const struct cfg_doc *doc, const struct cfg_node *node,
                            struct policy_config *pc, struct cfg_error *err)
 {
-    static const char *const keys[] = {"prompt_timeout", "role_timeout",  "reference_ttl",
-                                       "state_ttl",      "state_key",     "replay_store",
-                                       "replay_timeout", "replay_prefix", NULL};
+    static const char *const keys[] = {
+        "prompt_timeout", "role_timeout",   "reference_ttl", "state_ttl", "state_key",
+        "replay_store",   "replay_timeout", "replay_prefix", "approvers", NULL};
     static const char path[] = "policy.approvals";
     struct policy_approvals *a = &pc->approvals;
     a->prompt_timeout_ms = 60000;
@@ -102,6 +102,18 @@ int policy_parse_approvals(const struct cfg_doc *doc, const struct cfg_node *nod
         free(store);
         if (bad)
             return -1;
+        char *approvers = NULL;
+        if (cfg_get_string(doc, node, path, "approvers", 0, &approvers, err))
+            return -1;
+        bad = approvers && strcmp(approvers, "admin") != 0 && strcmp(approvers, "token") != 0;
+        if (approvers && strcmp(approvers, "token") == 0)
+            a->approvers = POLICY_APPROVERS_TOKEN;
+        free(approvers);
+        if (bad)
+            return cfg_errorf(err, doc, cfg_map_get(node, "approvers"),
+                              "policy.approvals.approvers",
+                              "approvers is admin (the admin credential approves for every "
+                              "role) or token (an approver's own token with the role)");
         if (a->replay_timeout_ms == 0 || a->replay_timeout_ms > 10000)
             return cfg_errorf(err, doc, cfg_map_get(node, "replay_timeout"),
                               "policy.approvals.replay_timeout",

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "core/module.h"
 #include "core/request.h"
 #include "layers/policy/policy-int.h"
 
@@ -50,6 +51,6 @@ int approval_role_check(struct gw_request *req, const struct approval_call *c,
 int policy_admin_api(const struct gw_config *cfg, const char *topic, const json_t *params,
                      json_t **out);
 int policy_admin_action(const struct gw_config *cfg, const char *topic, const char *id,
-                        const json_t *body, const char *approver, json_t **out);
+                        const json_t *body, const struct gw_admin_actor *actor, json_t **out);
 
 #endif

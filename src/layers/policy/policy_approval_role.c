@@ -11,13 +11,18 @@
  * approved the same call goes through on its next try (the approval is kept for the rule's
  * ttl). The same call filed again finds its open request rather than filing another.
  *
- * Approvers are the holders of the admin token: the admin API has one credential, so it
- * stands for every role; the role says whom to ask (the listing shows it).
+ * Who approves is policy.approvals.approvers. With `admin` (the default) the holder of the
+ * admin credential decides: the admin API has one credential, so it stands for every role and
+ * the role only says whom to ask. With `token` the decision also carries the approver's own
+ * OAuth token (X-Approver-Token), verified by the identity layer of the generation the admin
+ * API answers from; the verified person must hold the request's role and must not be the user
+ * who asked, and is the approver recorded.
  */
 #include "layers/policy/policy_approval.h"
 #include "core/pipeline.h"
 #include "lib/digest.h"
 #include "lib/timeutil.h"
+#include "mcp/session.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -47,7 +52,7 @@ struct pending {
     uint64_t ttl_ms;
     uint64_t created_ms, expires_ms;
     enum pending_state state;
-    char approver[72];
+    char approver[GW_APPROVER_MAX];
     uint64_t decided_ms;
     struct waiter *waiter; /* the call waiting now, or NULL */
 };
@@ -271,7 +276,6 @@ static json_t *describe(const struct pending *p)
 int policy_admin_api(const struct gw_config *cfg, const char *topic, const json_t *params,
                      json_t **out)
 {
-    (void)cfg;
     if (strcmp(topic, "approvals") != 0)
         return 0;
     const char *state = json_string_value(json_object_get(params, "state"));
@@ -296,20 +300,94 @@ int policy_admin_api(const struct gw_config *cfg, const char *topic, const json_
         json_array_append_new(list, describe(p));
     }
     pthread_mutex_unlock(&table_lock);
-    *out = list ? json_pack("{s:o}", "approvals", list) : NULL;
+    const struct policy_config *pc = policy_config_of(cfg);
+    const char *approvers =
+        pc && pc->approvals.approvers == POLICY_APPROVERS_TOKEN ? "token" : "admin";
+    *out = list ? json_pack("{s:o, s:s}", "approvals", list, "approvers", approvers) : NULL;
     return *out ? 200 : 503;
 }
 
-int policy_admin_action(const struct gw_config *cfg, const char *topic, const char *id,
-                        const json_t *body, const char *approver, json_t **out)
+static int holds_role(const struct gw_identity *id, const char *role)
 {
-    (void)cfg;
+    for (char **r = id->roles; r && *r; r++)
+        if (strcmp(*r, role) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * With approvers: token, the person behind the decision: a verified token is required (401
+ * otherwise, with why). Fills name with "user:<sub>@<iss>" and owner with the hash the calls
+ * of that user are filed under. Returns 0, or the status with *out set.
+ */
+static int approver_person(const struct gw_admin_actor *actor, char *name, size_t size,
+                           uint8_t owner[32], json_t **out)
+{
+    const char *why = NULL;
+    int status = 401;
+    switch (actor ? actor->person : GW_PERSON_NONE) {
+    case GW_PERSON_VERIFIED:
+        break;
+    case GW_PERSON_NONE:
+        why = "approvers decide with their own OAuth access token: send it in the header "
+              "X-Approver-Token";
+        break;
+    case GW_PERSON_MALFORMED:
+        why = "send exactly one X-Approver-Token header with the approver's access token "
+              "(at most 8 KiB)";
+        break;
+    case GW_PERSON_UNAVAILABLE:
+        why = "the identity provider's keys are not available to verify the approver's token; "
+              "retry later";
+        status = 503;
+        break;
+    case GW_PERSON_REFUSED:
+    default:
+        why = "the approver's access token is invalid or expired";
+        break;
+    }
+    const struct gw_identity *id = actor ? actor->identity : NULL;
+    if (!why && (!id || !id->subject || !id->issuer))
+        why = "the approver's access token is invalid or expired";
+    if (why) {
+        *out = json_pack("{s:s}", "error", why);
+        return status;
+    }
+    int n = snprintf(name, size, "user:%s@%s", id->subject, id->issuer);
+    if (n < 0 || (size_t)n >= size) {
+        *out = json_pack("{s:s}", "error",
+                         "the approver's subject and issuer are too long to be recorded");
+        return 403;
+    }
+    mcp_session_owner(id->issuer, id->subject, owner);
+    return 0;
+}
+
+int policy_admin_action(const struct gw_config *cfg, const char *topic, const char *id,
+                        const json_t *body, const struct gw_admin_actor *actor, json_t **out)
+{
     if (strcmp(topic, "approvals") != 0)
         return 0;
+    const struct policy_config *pc = policy_config_of(cfg);
     const char *decision = json_string_value(json_object_get(body, "decision"));
     if (!decision || (strcmp(decision, "approve") != 0 && strcmp(decision, "deny") != 0)) {
         *out = json_pack("{s:s}", "error", "the body is {\"decision\": \"approve\" | \"deny\"}");
         return 400;
+    }
+    if (!pc) {
+        *out = json_pack("{s:s}", "error", "no policy section: nothing awaits approval");
+        return 404;
+    }
+    char approver[GW_APPROVER_MAX];
+    uint8_t owner[32] = {0};
+    int by_person = pc->approvals.approvers == POLICY_APPROVERS_TOKEN;
+    if (by_person) {
+        int rc = approver_person(actor, approver, sizeof approver, owner, out);
+        if (rc != 0)
+            return *out ? rc : 503;
+    } else {
+        snprintf(approver, sizeof approver, "%s",
+                 actor && actor->credential ? actor->credential : "admin");
     }
     uint64_t now = approval_now_ms();
     int status = 200;
@@ -324,9 +402,16 @@ int policy_admin_action(const struct gw_config *cfg, const char *topic, const ch
         status = 409;
         *out = json_pack("{s:s, s:o}", "error", "this request was decided already", "approval",
                          describe(p));
+    } else if (by_person && !holds_role(actor->identity, p->role)) {
+        status = 403;
+        *out = json_pack("{s:s, s:s}", "error",
+                         "the approver does not hold the role this request needs", "role", p->role);
+    } else if (by_person && memcmp(owner, p->call.user, sizeof owner) == 0) {
+        status = 403;
+        *out = json_pack("{s:s}", "error", "the user who made the call cannot decide its approval");
     } else {
         p->state = strcmp(decision, "approve") == 0 ? PENDING_APPROVED : PENDING_DENIED;
-        snprintf(p->approver, sizeof p->approver, "%s", approver ? approver : "admin");
+        snprintf(p->approver, sizeof p->approver, "%s", approver);
         p->decided_ms = now;
         if (p->state == PENDING_APPROVED) {
             struct gw_approval_record rec = {.asked = 1, .decided_at_ms = (int64_t)now};

@@ -10,9 +10,9 @@ export const ISSUER = "https://idp.e2e-sdk.toolgate.invalid/";
  * routes: [{name, path, url}] as for startToolgate. front: the origin clients use (default
  * toolgate's own; a front such as a shim gives its own origin, which becomes public_url and the
  * allowed origin). Every route path is an audience. Resolves {tg, front, audience(path),
- * mint({sub, roles, scopes, path}), auditDb}. integrity: the integrity section (default: none, so
- * the defaults: pinning enforced). admin (as for startToolgate) adds an admin listener; extra
- * adds top-level sections (safety, say).
+ * mint({sub, roles, scopes, path}), mintExpired({sub, roles, path}), auditDb}. integrity: the
+ * integrity section (default: none, so the defaults: pinning enforced). admin (as for
+ * startToolgate) adds an admin listener; extra adds top-level sections (safety, say).
  */
 export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front, port, integrity, admin, extra = {} } = {}) {
     const dir = tempDir();
@@ -58,5 +58,13 @@ export async function startIdentityGateway({ routes, policy = PERMIT_ALL, front,
                 "--roles", roles, "--scopes", scopes, "--client", "e2e-sdk", "--ttl", "30m"],
             { encoding: "utf8", timeout: 20000 },
         ).trim();
-    return { tg, front, audience: (p) => `${front}${p}`, mint, auditDb };
+    // The same, with its issuer's key, but expired since 1970 (exp = 1000).
+    const mintExpired = ({ sub = "e2e-user", roles = "tester", path: p = paths[0] } = {}) =>
+        execFileSync(
+            TOOLGATE_BIN,
+            ["token", "--key", path.join(keys, "private.pem"), "--iss", ISSUER, "--aud", `${front}${p}`, "--sub", sub,
+                "--roles", roles, "--claim", "exp=1000"],
+            { encoding: "utf8", timeout: 20000 },
+        ).trim();
+    return { tg, front, audience: (p) => `${front}${p}`, mint, mintExpired, auditDb };
 }

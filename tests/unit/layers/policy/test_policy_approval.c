@@ -151,6 +151,7 @@ static void test_approvals_config_errors(void **state)
     expect_config_error("policy: {approvals: {reference_ttl: 10s}}\n", "between 1m and 7d");
     expect_config_error("policy: {approvals: {state_ttl: 2h}}\n", "between 10s and 1h");
     expect_config_error("policy: {approvals: {wait: 1s}}\n", "wait");
+    expect_config_error("policy: {approvals: {approvers: chief}}\n", "admin (the admin credential");
     expect_config_error("policy: {approvals: {state_key: /nonexistent/key}}\n",
                         "cannot read the sealing key file");
     char *shortkey = fx_write_file("short.key", "too short");
@@ -358,17 +359,16 @@ static void test_role_reference_and_admin_decision(void **state)
     /* A bad body, an unknown id, then the approval; a second decision conflicts. */
     json_t *yes = json_pack("{s:s}", "decision", "approve");
     json_t *bad = json_pack("{s:s}", "decision", "maybe");
-    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, bad, "admin-token:x", &out),
-                     400);
+    const struct gw_admin_actor admin = {.credential = "admin-token:x"};
+    const struct gw_admin_actor other = {.credential = "t"};
+    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, bad, &admin, &out), 400);
     json_decref(out);
     assert_int_equal(
-        policy_admin_action(&f->cfg, "approvals", "apr-0000000000000000", yes, "t", &out), 404);
+        policy_admin_action(&f->cfg, "approvals", "apr-0000000000000000", yes, &other, &out), 404);
     json_decref(out);
-    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, yes, "admin-token:x", &out),
-                     200);
+    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, yes, &admin, &out), 200);
     json_decref(out);
-    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, yes, "admin-token:x", &out),
-                     409);
+    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, yes, &admin, &out), 409);
     json_decref(out);
     json_decref(yes);
     json_decref(bad);
@@ -388,6 +388,90 @@ static void test_role_reference_and_admin_decision(void **state)
     assert_string_not_equal(f->req->approval.reference, ref);
 }
 
+/* A verified person as the admin API hands one to the action (identity_verify_person). */
+static struct gw_identity person(const char *sub, char **roles)
+{
+    struct gw_identity id = {.verified = 1, .roles = roles};
+    id.subject = (char *)sub;
+    id.issuer = (char *)"https://idp.test/";
+    return id;
+}
+
+static void expect_decision_refused(struct fixture *f, const char *ref, const json_t *body,
+                                    const struct gw_admin_actor *actor, int status,
+                                    const char *text)
+{
+    json_t *out = NULL;
+    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, body, actor, &out), status);
+    const char *error = json_string_value(json_object_get(out, "error"));
+    assert_non_null(error);
+    if (!strstr(error, text))
+        fail_msg("want \"%s\" in \"%s\"", text, error);
+    json_decref(out);
+}
+
+static void test_role_decided_by_a_person(void **state)
+{
+    struct fixture *f = *state;
+    ((struct policy_config *)f->cfg.modules[GW_STAGE_POLICY])->approvals.approvers =
+        POLICY_APPROVERS_TOKEN;
+    f->req = new_req(f, "ann");
+    f->req->modern = 0;
+    assert_int_equal(check(f->req, "\"name\":\"purge\",\"arguments\":{\"db\":\"y\"}"), GW_DENY);
+    char ref[40];
+    snprintf(ref, sizeof ref, "%s", f->req->approval.reference);
+    json_t *out = NULL;
+    assert_int_equal(policy_admin_api(&f->cfg, "approvals", NULL, &out), 200);
+    assert_string_equal(json_string_value(json_object_get(out, "approvers")), "token");
+    json_decref(out);
+    json_t *yes = json_pack("{s:s}", "decision", "approve");
+    char *chief[] = {"staff", "chief", NULL}, *staff[] = {"staff", NULL}, *none[] = {NULL};
+    char *near[] = {"Chief", "chief ", "chiefs", NULL};
+    struct gw_identity carol = person("carol", chief), dave = person("dave", staff);
+    struct gw_identity ann = person("ann", chief), eve = person("eve", near);
+    struct gw_identity nobody = person("nobody", none);
+    /* The admin credential alone, and every way a person's token may fail. */
+    struct gw_admin_actor a = {.credential = "admin-token:x"};
+    expect_decision_refused(f, ref, yes, &a, 401, "X-Approver-Token");
+    expect_decision_refused(f, ref, yes, NULL, 401, "X-Approver-Token");
+    a.person = GW_PERSON_REFUSED;
+    expect_decision_refused(f, ref, yes, &a, 401, "invalid or expired");
+    a.person = GW_PERSON_MALFORMED;
+    expect_decision_refused(f, ref, yes, &a, 401, "exactly one");
+    a.person = GW_PERSON_UNAVAILABLE;
+    expect_decision_refused(f, ref, yes, &a, 503, "keys");
+    /* Verified, but no identity handed over: refused, never taken for the admin. */
+    a.person = GW_PERSON_VERIFIED;
+    expect_decision_refused(f, ref, yes, &a, 401, "invalid or expired");
+    /* Verified without the role (also one that only looks like it), and the asking user. */
+    a.identity = &dave;
+    expect_decision_refused(f, ref, yes, &a, 403, "does not hold the role");
+    a.identity = &eve;
+    expect_decision_refused(f, ref, yes, &a, 403, "does not hold the role");
+    a.identity = &nobody;
+    expect_decision_refused(f, ref, yes, &a, 403, "does not hold the role");
+    a.identity = &ann;
+    expect_decision_refused(f, ref, yes, &a, 403, "made the call");
+    /* A person's check comes after the id's: an unknown id is still 404. */
+    a.identity = &carol;
+    assert_int_equal(
+        policy_admin_action(&f->cfg, "approvals", "apr-0000000000000000", yes, &a, &out), 404);
+    json_decref(out);
+    /* Still open; carol holds the role and decides, and is the approver recorded. */
+    assert_int_equal(policy_admin_action(&f->cfg, "approvals", ref, yes, &a, &out), 200);
+    json_t *ap = json_object_get(out, "approval");
+    assert_string_equal(json_string_value(json_object_get(ap, "state")), "approved");
+    assert_string_equal(json_string_value(json_object_get(ap, "approver")),
+                        "user:carol@https://idp.test/");
+    json_decref(out);
+    json_decref(yes);
+    gw_request_free(f->req);
+    f->req = new_req(f, "ann");
+    f->req->modern = 0;
+    assert_int_equal(check(f->req, "\"name\":\"purge\",\"arguments\":{\"db\":\"y\"}"), GW_PASS);
+    assert_string_equal(f->req->approval.approver, "user:carol@https://idp.test/");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +485,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_era_cannot_ask_without_a_session, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_role_reference_and_admin_decision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_role_decided_by_a_person, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     fx_rm_tmpdir();
