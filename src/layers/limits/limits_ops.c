@@ -5,13 +5,13 @@
  * settled). Counters are process-wide relaxed atomics, like the core's: a reload must not
  * reset them. No label names a user, tenant or tool.
  */
+#include "core/redis_conn.h"
 #include "layers/limits/limits-int.h"
 #include "lib/metrics.h"
 #include "lib/probe.h"
 
 #include <stdatomic.h>
 
-#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,27 +22,8 @@ static struct gw_probe redis_probe = GW_PROBE_INIT;
 static int ping_redis(void *arg, char *detail, size_t len)
 {
     const struct limits_config *lc = arg;
-    struct timeval tv = {(time_t)(lc->redis_timeout_ms / 1000),
-                         (suseconds_t)(lc->redis_timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(lc->redis_host, lc->redis_port, tv);
-    int ok = 0;
-    if (!c || c->err) {
-        snprintf(detail, len, "cannot connect to Redis at %s:%d%s%s", lc->redis_host,
-                 lc->redis_port, c ? ": " : "", c ? c->errstr : "");
-        goto out;
-    }
-    redisSetTimeout(c, tv);
-    redisReply *r = redisCommand(c, "PING");
-    ok = r && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING) &&
-         strcmp(r->str, "PONG") == 0;
-    if (!ok)
-        snprintf(detail, len, "Redis at %s:%d did not answer PING", lc->redis_host, lc->redis_port);
-    if (r)
-        freeReplyObject(r);
-out:
-    if (c)
-        redisFree(c);
-    return ok;
+    return gw_redis_ping(lc->redis_host, lc->redis_port, (int64_t)lc->redis_timeout_ms, detail,
+                         len);
 }
 
 void limits_ready(const struct gw_config *cfg, json_t *checks)

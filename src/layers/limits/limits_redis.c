@@ -14,13 +14,13 @@
  * closed or falls back to local limits); the connection is then dropped and not retried for
  * half a second, so a dead Redis costs each call no more than a failed connect.
  */
+#include "core/redis_conn.h"
 #include "layers/limits/limits-int.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/adapters/libuv.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,19 +79,7 @@ static const char check_script[] =
     "for j = 1, nb do out[#out + 1] = spent[j] end\n"
     "return out\n";
 
-struct rconn {
-    redisAsyncContext *ac;
-    uv_loop_t *loop;
-    char host[256]; /* where ac is connected (a new configuration may name another server) */
-    int port;
-    /* Served by a worker: its shutdown closes the connection (see on_check). */
-    struct gw_request_host worker;
-    uv_check_t check;
-    int check_open;
-    int64_t retry_at_ms; /* no reconnect before (monotonic ms) */
-};
-
-static __thread struct rconn tls_conn;
+static __thread struct gw_redis_conn tls_conn;
 static __thread struct gw_request_host tls_host;
 
 void lredis_set_host(const struct gw_request_host *host)
@@ -116,116 +104,14 @@ static void sha_init(void)
     script_sha[40] = '\0';
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct rconn *c = ac->data;
-    if (c && c->ac == ac) {
-        c->ac = NULL;
-        if (status != REDIS_OK)
-            c->retry_at_ms = (int64_t)gw_mono_ms() + 500;
-    }
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    struct rconn *c = ac->data;
-    if (status != REDIS_OK && c && c->ac == ac) {
-        /* hiredis frees the context after this callback; pending replies get NULL. */
-        c->ac = NULL;
-        c->retry_at_ms = (int64_t)gw_mono_ms() + 500;
-    }
-}
-
-static void drop(struct rconn *c)
-{
-    if (c->ac) {
-        redisAsyncContext *ac = c->ac;
-        c->ac = NULL;
-        c->retry_at_ms = (int64_t)gw_mono_ms() + 500;
-        /* Free rather than disconnect: a hung server would never let a disconnect finish. */
-        redisAsyncFree(ac);
-    }
-}
-
-static void check_closed(uv_handle_t *h)
-{
-    struct rconn *c = h->data;
-    c->check_open = 0;
-}
-
-/*
- * Runs once per loop iteration of a worker that has a connection: when the worker begins its
- * shutdown, the connection is closed while the loop still runs, so that nothing of it
- * outlives the loop (the loop then ends once in-flight commands have answered or timed out).
- */
-static void on_check(uv_check_t *h)
-{
-    struct rconn *c = h->data;
-    if (!gw_host_stopping(&c->worker))
-        return;
-    if (c->ac) {
-        redisAsyncContext *ac = c->ac;
-        c->ac = NULL;
-        c->retry_at_ms = INT64_MAX; /* no new connection on a stopping worker */
-        redisAsyncFree(ac);
-    }
-    uv_check_stop(h);
-    uv_close((uv_handle_t *)h, check_closed);
-}
-
 void lredis_thread_close(void)
 {
-    struct rconn *c = &tls_conn;
-    if (c->ac) {
-        redisAsyncContext *ac = c->ac;
-        c->ac = NULL;
-        redisAsyncFree(ac);
-    }
-    c->loop = NULL;
-    c->retry_at_ms = 0;
+    gw_redis_conn_close(&tls_conn);
 }
 
 redisAsyncContext *lredis_conn(const struct limits_config *lc, uv_loop_t *loop)
 {
-    struct rconn *c = &tls_conn;
-    if (c->ac && (c->loop != loop || c->port != lc->redis_port || strcmp(c->host, lc->redis_host)))
-        lredis_thread_close();
-    if (c->ac)
-        return c->ac;
-    if ((int64_t)gw_mono_ms() < c->retry_at_ms)
-        return NULL;
-    redisAsyncContext *ac = redisAsyncConnect(lc->redis_host, lc->redis_port);
-    if (!ac)
-        return NULL;
-    if (ac->err) {
-        redisAsyncFree(ac);
-        c->retry_at_ms = (int64_t)gw_mono_ms() + 500;
-        return NULL;
-    }
-    if (redisLibuvAttach(ac, loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    /*
-     * An idle connection must not keep the worker's loop alive at shutdown: only commands in
-     * flight do (through their timers).
-     */
-    uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
-    if (tls_host.stopping && !c->check_open && uv_check_init(loop, &c->check) == 0) {
-        c->worker = tls_host;
-        c->check.data = c;
-        c->check_open = 1;
-        uv_unref((uv_handle_t *)&c->check);
-        uv_check_start(&c->check, on_check);
-    }
-    ac->data = c;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    c->ac = ac;
-    c->loop = loop;
-    snprintf(c->host, sizeof c->host, "%s", lc->redis_host);
-    c->port = lc->redis_port;
-    return ac;
+    return gw_redis_conn_get(&tls_conn, lc->redis_host, lc->redis_port, loop, &tls_host);
 }
 
 /* ---- one check ---- */
@@ -357,12 +243,12 @@ static void on_timeout(uv_timer_t *t)
            "Redis did not answer within limits.redis_timeout; dropping the connection");
     fail(op);
     /* The late reply must not be matched to a later command: start a new connection. */
-    drop(&tls_conn);
+    gw_redis_conn_drop(&tls_conn);
 }
 
 void lredis_drop(void)
 {
-    drop(&tls_conn);
+    gw_redis_conn_drop(&tls_conn);
 }
 
 /* Appends a NUL-terminated argument; offsets are resolved to pointers once storage is final. */

@@ -13,12 +13,12 @@
  * call no more than a failed connect.
  */
 #include "layers/policy/policy_replay.h"
+#include "core/redis_conn.h"
 #include "lib/digest.h"
 #include "lib/log.h"
 #include "lib/probe.h"
 #include "lib/timeutil.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdatomic.h>
@@ -27,18 +27,7 @@
 #include <string.h>
 #include <uv.h>
 
-struct rconn {
-    redisAsyncContext *ac;
-    uv_loop_t *loop;
-    char host[256]; /* where ac is connected (a reload may name another server) */
-    int port;
-    struct gw_request_host worker; /* its shutdown closes the connection (on_check) */
-    uv_check_t check;
-    int check_open;
-    int64_t retry_at_ms; /* no reconnect before (monotonic ms) */
-};
-
-static __thread struct rconn tls_conn;
+static __thread struct gw_redis_conn tls_conn;
 
 static atomic_uint_fast64_t n_claims, n_replays, n_errors;
 
@@ -49,110 +38,15 @@ void policy_replay_counts(uint64_t *claims, uint64_t *replays, uint64_t *errors)
     *errors = atomic_load(&n_errors);
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct rconn *c = ac->data;
-    if (c && c->ac == ac) {
-        c->ac = NULL;
-        if (status != REDIS_OK)
-            c->retry_at_ms = (int64_t)gw_mono_ms() + 500;
-    }
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    struct rconn *c = ac->data;
-    if (status != REDIS_OK && c && c->ac == ac) {
-        /* hiredis frees the context after this callback; pending replies get NULL. */
-        c->ac = NULL;
-        c->retry_at_ms = (int64_t)gw_mono_ms() + 500;
-    }
-}
-
-static void drop(struct rconn *c)
-{
-    if (c->ac) {
-        redisAsyncContext *ac = c->ac;
-        c->ac = NULL;
-        c->retry_at_ms = (int64_t)gw_mono_ms() + 500;
-        /* Free rather than disconnect: a hung server would never let a disconnect finish. */
-        redisAsyncFree(ac);
-    }
-}
-
-static void check_closed(uv_handle_t *h)
-{
-    struct rconn *c = h->data;
-    c->check_open = 0;
-}
-
-/* Once per loop iteration: a worker that begins its shutdown closes the connection first. */
-static void on_check(uv_check_t *h)
-{
-    struct rconn *c = h->data;
-    if (!gw_host_stopping(&c->worker))
-        return;
-    if (c->ac) {
-        redisAsyncContext *ac = c->ac;
-        c->ac = NULL;
-        c->retry_at_ms = INT64_MAX; /* no new connection on a stopping worker */
-        redisAsyncFree(ac);
-    }
-    uv_check_stop(h);
-    uv_close((uv_handle_t *)h, check_closed);
-}
-
 void policy_replay_thread_close(void)
 {
-    struct rconn *c = &tls_conn;
-    if (c->ac) {
-        redisAsyncContext *ac = c->ac;
-        c->ac = NULL;
-        redisAsyncFree(ac);
-    }
-    c->loop = NULL;
-    c->retry_at_ms = 0;
+    gw_redis_conn_close(&tls_conn);
 }
 
 static redisAsyncContext *conn(const struct policy_approvals *a, uv_loop_t *loop,
                                const struct gw_request_host *host)
 {
-    struct rconn *c = &tls_conn;
-    if (c->ac && (c->loop != loop || c->port != a->replay_port || strcmp(c->host, a->replay_host)))
-        policy_replay_thread_close();
-    if (c->ac)
-        return c->ac;
-    if ((int64_t)gw_mono_ms() < c->retry_at_ms)
-        return NULL;
-    redisAsyncContext *ac = redisAsyncConnect(a->replay_host, a->replay_port);
-    if (!ac)
-        return NULL;
-    if (ac->err) {
-        redisAsyncFree(ac);
-        c->retry_at_ms = (int64_t)gw_mono_ms() + 500;
-        return NULL;
-    }
-    if (redisLibuvAttach(ac, loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    /* An idle connection must not keep the worker's loop alive: only claims in flight do. */
-    uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
-    if (host && host->stopping && !c->check_open && uv_check_init(loop, &c->check) == 0) {
-        c->worker = *host;
-        c->check.data = c;
-        c->check_open = 1;
-        uv_unref((uv_handle_t *)&c->check);
-        uv_check_start(&c->check, on_check);
-    }
-    ac->data = c;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    c->ac = ac;
-    c->loop = loop;
-    snprintf(c->host, sizeof c->host, "%s", a->replay_host);
-    c->port = a->replay_port;
-    return ac;
+    return gw_redis_conn_get(&tls_conn, a->replay_host, a->replay_port, loop, host);
 }
 
 /* ---- one claim ---- */
@@ -229,7 +123,7 @@ static void on_timeout(uv_timer_t *t)
            "call is denied and the connection dropped");
     finish(cl, POLICY_REPLAY_UNAVAILABLE);
     /* The late reply must not be matched to a later claim: start a new connection. */
-    drop(&tls_conn);
+    gw_redis_conn_drop(&tls_conn);
 }
 
 void policy_replay_key(const char *prefix, const uint8_t once[16], char *out, size_t size)
@@ -283,27 +177,8 @@ static struct gw_probe ready_probe = GW_PROBE_INIT;
 static int ping(void *arg, char *detail, size_t len)
 {
     const struct policy_approvals *a = arg;
-    struct timeval tv = {(time_t)(a->replay_timeout_ms / 1000),
-                         (suseconds_t)(a->replay_timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(a->replay_host, a->replay_port, tv);
-    int ok = 0;
-    if (!c || c->err) {
-        snprintf(detail, len, "cannot connect to Redis at %s:%d%s%s", a->replay_host,
-                 a->replay_port, c ? ": " : "", c ? c->errstr : "");
-        goto out;
-    }
-    redisSetTimeout(c, tv);
-    redisReply *r = redisCommand(c, "PING");
-    ok = r && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING) &&
-         strcmp(r->str, "PONG") == 0;
-    if (!ok)
-        snprintf(detail, len, "Redis at %s:%d did not answer PING", a->replay_host, a->replay_port);
-    if (r)
-        freeReplyObject(r);
-out:
-    if (c)
-        redisFree(c);
-    return ok;
+    return gw_redis_ping(a->replay_host, a->replay_port, (int64_t)a->replay_timeout_ms, detail,
+                         len);
 }
 
 int policy_replay_ready(const struct policy_approvals *a, char *detail, size_t len)
