@@ -29,91 +29,9 @@
 #include "lib/timeutil.h"
 #include "layers/layer.h"
 #include "layers/limits/limits-int.h"
+#include "../../redis_fixture.h"
 
-static char tmpdir[64];
-static int port;
-static pid_t redis_pid = -1;
 static uv_loop_t loop;
-
-/* A free loopback port: bind to 0, read it back, close (the server binds it right after). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static redisContext *sync_conn(void)
-{
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
-
-static int redis_start(void)
-{
-    port = free_port();
-    if (port <= 0)
-        return -1;
-    char portstr[16];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    redis_pid = fork();
-    if (redis_pid < 0)
-        return -1;
-    if (redis_pid == 0) {
-        int devnull = open("/dev/null", 1);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--dir",
-               tmpdir, "--save", "", "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
-    /* Up within five seconds, or the test fails. */
-    for (int i = 0; i < 100; i++) {
-        redisContext *c = sync_conn();
-        if (c) {
-            redisReply *r = redisCommand(c, "PING");
-            int ok = r && r->type == REDIS_REPLY_STATUS;
-            freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return 0;
-        }
-        usleep(50000);
-    }
-    return -1;
-}
-
-static void redis_stop(void)
-{
-    if (redis_pid <= 0)
-        return;
-    kill(redis_pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(redis_pid, NULL, WNOHANG) == redis_pid) {
-            redis_pid = -1;
-            return;
-        }
-        usleep(50000);
-    }
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, NULL, 0);
-    redis_pid = -1;
-}
 
 static int setup(void **state)
 {
@@ -123,6 +41,7 @@ static int setup(void **state)
         return -1;
     uv_loop_init(&loop);
     limits_set_thread_loop(&loop);
+    port = 0; /* a port of its own for each test's server */
     return redis_start();
 }
 
