@@ -173,8 +173,10 @@ describe("discovery from the issuer alone", () => {
         const metrics = (await httpGet(`${tg.adminBase}/metrics`)).body;
         assert.match(metrics, /toolgate_idp_discovery_failures\{issuer="[^"]+"\} [1-9]/);
 
-        // A token the provider signed while it was up, with keys toolgate has never seen.
-        const up = await startIdp({ port });
+        // A token the provider signs, with keys toolgate has never seen. It is minted by the same
+        // issuer served on another port, which toolgate never asks: were it the configured port,
+        // a discovery retry could fetch the keys in the moment the provider is up.
+        const up = await startIdp({ issuer });
         const tok = await up.token({ resource: audience });
         await up.stop();
         const denied = await call(tg, tok);
