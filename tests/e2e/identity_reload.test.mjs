@@ -22,6 +22,7 @@ import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { startToolgate, startEhr, killAll, withTimeout, waitUntil, freePort, REPO_DIR } from "./lib/harness.mjs";
+import { underLoad } from "./lib/reload.mjs";
 
 const KEYS = path.join(REPO_DIR, "tests", "keys");
 const ISSUER_A = "https://a.idp.e2e.toolgate.invalid/";
@@ -283,35 +284,23 @@ describe("identity reload", () => {
     test("reloads under load fail no call whose token is valid in both generations", { timeout: 120000 }, async () => {
         const tok = token(keyB, { iss: ISSUER_B, aud: audience });
         const clients = await Promise.all([1, 2, 3].map(() => connect(tg.url, tok)));
-        let stop = false;
-        let calls = 0;
-        const failures = [];
-        const load = clients.map(async (c) => {
-            while (!stop) {
-                try {
-                    const r = await c.callTool({ name: "get_patient", arguments: { patient_id: "P1" } });
-                    if (r.isError) failures.push(JSON.stringify(r));
-                } catch (e) {
-                    failures.push(String(e));
-                }
-                calls++;
-            }
-        });
-        const outcomes = [];
+        let outcomes, calls, failures;
         try {
-            for (let i = 0; i < 20; i++) {
-                // Alternate what changes: another issuer, another extra audience, the metadata.
-                const identity =
-                    i % 3 === 0
-                        ? { issuers: [issuerB(), issuerA()] }
-                        : i % 3 === 1
-                          ? { issuers: [{ ...issuerB(), audiences: [audience, `${tg.base}/extra-${i}`] }] }
-                          : { issuers: [issuerB()], scopes_supported: [`s${i}`] };
-                outcomes.push((await reloadWith(identity)).status);
-            }
+            ({ result: outcomes, calls, failures } = await underLoad(clients, async () => {
+                const outcomes = [];
+                for (let i = 0; i < 20; i++) {
+                    // Alternate what changes: another issuer, another extra audience, the metadata.
+                    const identity =
+                        i % 3 === 0
+                            ? { issuers: [issuerB(), issuerA()] }
+                            : i % 3 === 1
+                              ? { issuers: [{ ...issuerB(), audiences: [audience, `${tg.base}/extra-${i}`] }] }
+                              : { issuers: [issuerB()], scopes_supported: [`s${i}`] };
+                    outcomes.push((await reloadWith(identity)).status);
+                }
+                return outcomes;
+            }));
         } finally {
-            stop = true;
-            await withTimeout(Promise.all(load), 20000, "the load to stop");
             await Promise.all(clients.map((c) => c.close()));
         }
         assert.deepEqual(failures, []);

@@ -12,8 +12,8 @@ import { execFileSync } from "node:child_process";
 import path from "node:path";
 import tls from "node:tls";
 import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
-import { startToolgate, startEhr, killAll, withTimeout, waitUntil, tempDir, freePort } from "./lib/harness.mjs";
-import { connect, metricsOf, sample } from "./lib/reload.mjs";
+import { startToolgate, startEhr, killAll, waitUntil, tempDir, freePort } from "./lib/harness.mjs";
+import { connect, metricsOf, sample, underLoad } from "./lib/reload.mjs";
 
 const permit = (id, tools) => ({ rules: [{ id, effect: "permit", tools }] });
 const BASE = permit("base", ["get_patient", "slow_report"]);
@@ -228,29 +228,17 @@ describe("configuration reload", () => {
     // builds on a loaded one are much slower).
     test("50 reloads under load fail no request", { timeout: 300000 }, async () => {
         const clients = await Promise.all([1, 2, 3, 4].map(() => connect(tg.url)));
-        let stop = false;
-        let calls = 0;
-        const failures = [];
-        const load = clients.map(async (c) => {
-            while (!stop) {
-                try {
-                    const r = await c.callTool({ name: "get_patient", arguments: { patient_id: "P1" } });
-                    if (r.isError) failures.push(JSON.stringify(r));
-                } catch (e) {
-                    failures.push(String(e));
-                }
-                calls++;
-            }
-        });
-        const outcomes = [];
+        let outcomes, calls, failures;
         try {
-            for (let i = 0; i < 50; i++) {
-                writeConfig(i % 2 ? WIDER : permit(`base-${i}`, ["get_patient", "slow_report", "search_patients"]));
-                outcomes.push((await reload()).status);
-            }
+            ({ result: outcomes, calls, failures } = await underLoad(clients, async () => {
+                const outcomes = [];
+                for (let i = 0; i < 50; i++) {
+                    writeConfig(i % 2 ? WIDER : permit(`base-${i}`, ["get_patient", "slow_report", "search_patients"]));
+                    outcomes.push((await reload()).status);
+                }
+                return outcomes;
+            }));
         } finally {
-            stop = true;
-            await withTimeout(Promise.all(load), 20000, "the load to stop");
             await Promise.all(clients.map((c) => c.close()));
         }
         assert.deepEqual(failures, []);

@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
 import path from "node:path";
-import { startToolgate, startEhr, withTimeout, waitUntil, E2E_DIR } from "./lib/harness.mjs";
-import { connect, metricsOf, sample } from "./lib/reload.mjs";
+import { startToolgate, startEhr, waitUntil, E2E_DIR } from "./lib/harness.mjs";
+import { connect, metricsOf, sample, underLoad } from "./lib/reload.mjs";
 
 describe("routes and egress follow a reload", () => {
     let a, b, replicas, tg;
@@ -101,22 +101,8 @@ describe("routes and egress follow a reload", () => {
     // Bounded: 50 reloads, at most 5 minutes.
     test("50 reloads moving the backend URL and adding and removing a route under load fail no call", { timeout: 300000 }, async () => {
         const clients = await Promise.all([1, 2, 3, 4].map(() => connect(tg.url)));
-        let stop = false;
-        let calls = 0;
-        const failures = [];
-        const load = clients.map(async (c) => {
-            while (!stop) {
-                try {
-                    const r = await c.callTool({ name: "get_patient", arguments: { patient_id: "P1" } });
-                    if (r.isError) failures.push(JSON.stringify(r));
-                } catch (e) {
-                    failures.push(String(e));
-                }
-                calls++;
-            }
-        });
-        const outcomes = [];
-        try {
+        const { result: outcomes, calls, failures } = await underLoad(clients, async () => {
+            const outcomes = [];
             for (let i = 0; i < 50; i++) {
                 const url = i % 2 ? a.url : b.url;
                 writeRoutes(i % 3 ? [main(url)] : [main(url), extra(a.url)]);
@@ -126,10 +112,8 @@ describe("routes and egress follow a reload", () => {
             // The last one sends to b: a can go, and calls go on.
             writeRoutes([main(b.url)]);
             outcomes.push((await reload()).status);
-        } finally {
-            stop = true;
-            await withTimeout(Promise.all(load), 20000, "the load to stop");
-        }
+            return outcomes;
+        });
         try {
             assert.deepEqual(failures, []);
             assert.ok(calls > 50, `calls ${calls}`);

@@ -546,20 +546,26 @@ static int prepare(struct sink *k, struct item *it)
     return 0;
 }
 
-static void note_failure(struct sink *k)
+/* Marks the sink down and warns, once a minute at most while it stays down: EVENT and a
+ * message made of the sink's name, its last error and TAIL. */
+static void note_down(struct sink *k, const char *event, const char *tail)
 {
     uint64_t now = mono_ms();
     atomic_store(&k->up, 0);
     if (!k->failing || now - k->last_warn_ms >= SINK_WARN_EVERY_MS) {
         char fields[128];
         snprintf(fields, sizeof fields, "\"sink\":\"%s\"", k->c.name);
-        gw_log(GW_LOG_WARN, "audit_sink_failed", NULL, fields,
-               "audit sink %s: %s; retrying with backoff (records wait in its queue; see "
-               "toolgate_audit_sink_dropped_total)",
-               k->c.name, k->why);
+        gw_log(GW_LOG_WARN, event, NULL, fields, "audit sink %s: %s; %s", k->c.name, k->why, tail);
         k->last_warn_ms = now;
     }
     k->failing = 1;
+}
+
+static void note_failure(struct sink *k)
+{
+    note_down(k, "audit_sink_failed",
+              "retrying with backoff (records wait in its queue; see "
+              "toolgate_audit_sink_dropped_total)");
 }
 
 static void note_success(struct sink *k)
@@ -577,18 +583,12 @@ static void note_success(struct sink *k)
 /* Records the receiver refused for good: said once a minute at most, never retried. */
 static void note_refused(struct sink *k, uint64_t n)
 {
-    uint64_t now = mono_ms();
-    atomic_store(&k->up, 0);
-    if (!k->failing || now - k->last_warn_ms >= SINK_WARN_EVERY_MS) {
-        char fields[128];
-        snprintf(fields, sizeof fields, "\"sink\":\"%s\"", k->c.name);
-        gw_log(GW_LOG_WARN, "audit_sink_refused", NULL, fields,
-               "audit sink %s: %s; %llu records are not sent again (see "
-               "toolgate_audit_sink_failed_total; check the sink's token, index and url)",
-               k->c.name, k->why, (unsigned long long)n);
-        k->last_warn_ms = now;
-    }
-    k->failing = 1;
+    char tail[192];
+    snprintf(tail, sizeof tail,
+             "%llu records are not sent again (see toolgate_audit_sink_failed_total; check the "
+             "sink's token, index and url)",
+             (unsigned long long)n);
+    note_down(k, "audit_sink_refused", tail);
 }
 
 /* Delivers one batch: retries with capped backoff until sent, refused, or out of time. */

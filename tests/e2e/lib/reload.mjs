@@ -22,3 +22,29 @@ export function sample(families, name, labels = {}) {
     const m = f.metrics.find((s) => Object.entries(labels).every(([k, v]) => (s.labels || {})[k] === v));
     return m ? Number(m.value) : undefined;
 }
+
+/* Runs `work` while every client calls get_patient in a loop, then stops the load (bounded in
+ * time) and returns what `work` returned with the number of calls and the failed ones. */
+export async function underLoad(clients, work) {
+    let stop = false;
+    let calls = 0;
+    const failures = [];
+    const load = clients.map(async (c) => {
+        while (!stop) {
+            try {
+                const r = await c.callTool({ name: "get_patient", arguments: { patient_id: "P1" } });
+                if (r.isError) failures.push(JSON.stringify(r));
+            } catch (e) {
+                failures.push(String(e));
+            }
+            calls++;
+        }
+    });
+    try {
+        const result = await work();
+        return { result, calls, failures };
+    } finally {
+        stop = true;
+        await withTimeout(Promise.all(load), 20000, "the load to stop");
+    }
+}
