@@ -139,6 +139,9 @@ static struct gw_config *load_bytes(const char *text, size_t len, const char *na
         if (mod->parse(&doc, node, &cfg->modules[m], err) != 0)
             goto out;
     }
+    for (size_t m = 0; m < gw_n_modules; m++)
+        if (gw_modules[m]->validate && gw_modules[m]->validate(cfg, &doc, err) != 0)
+            goto out;
     gw_sha256_hex(text, len, cfg->config_hash);
     for (size_t i = 0; i < n_known; i++)
         digest_section(cfg, &doc, known[i]);

@@ -124,6 +124,11 @@ struct gw_module {
      * ", <what was checked>" to summary for the success line.
      */
     int (*check)(const struct gw_config *cfg, const char *config_path, struct gw_buf *summary);
+    /*
+     * Called once every section is parsed (optional), for what one section needs of another:
+     * returns 0, or -1 with err set (cfg_errorf on doc, pointing at the module's own key).
+     */
+    int (*validate)(const struct gw_config *cfg, const struct cfg_doc *doc, struct cfg_error *err);
 
     /* Runtime: started in list order before the workers, stopped in reverse after them. */
     int (*start)(const struct gw_config *cfg);
@@ -196,6 +201,8 @@ struct gw_module {
      */
     int (*verify_person)(const struct gw_config *cfg, struct gw_slice token,
                          struct gw_identity *out);
+    /* Whether verify_person can accept anyone under cfg (mode on, an issuer configured). */
+    int (*verifies_people)(const struct gw_config *cfg);
 
     const struct gw_command *commands; /* NULL-terminated by a NULL name; may be NULL */
     /* `toolgate bench <name> ...`: the module's micro-benchmarks; NULL when it has none. */

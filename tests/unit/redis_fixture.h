@@ -4,7 +4,9 @@
  * fails, stopped (SIGTERM, then SIGKILL after five seconds) at teardown. A test may pause the
  * server (SIGSTOP) to play a hung Redis; stopping resumes it first.
  *
- * The including test owns `tmpdir` (made before redis_start) and reads `port`.
+ * redis_setup makes the temp dir, a libuv loop for the layer's Redis thread and the server;
+ * redis_teardown runs the loop's closing handles out (bounded), closes it, stops the server
+ * and removes the dir. The including test reads `port` and `tmpdir`.
  */
 #ifndef TG_TEST_REDIS_FIXTURE_H
 #define TG_TEST_REDIS_FIXTURE_H
@@ -18,7 +20,9 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <stdlib.h>
 #include <unistd.h>
+#include <uv.h>
 
 static char tmpdir[64];
 static int port;
@@ -103,6 +107,28 @@ static void redis_stop(void)
     kill(redis_pid, SIGKILL);
     waitpid(redis_pid, NULL, 0);
     redis_pid = -1;
+}
+
+/* The temp dir named after PREFIX, LOOP initialised, and a server on `port` (0: a free one). */
+static int redis_setup(const char *prefix, uv_loop_t *loop)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/toolgate-test-%s-XXXXXX", prefix);
+    if (!mkdtemp(tmpdir))
+        return -1;
+    uv_loop_init(loop);
+    return redis_start();
+}
+
+/* After the layer closed its connections on LOOP: the handles closed, the server and dir gone. */
+static int redis_teardown(uv_loop_t *loop)
+{
+    for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT); i++)
+        ;
+    uv_loop_close(loop);
+    redis_stop();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 #endif

@@ -111,6 +111,12 @@ static int verify_person(const struct gw_config *cfg, struct gw_slice token,
     return err == JWT_OK ? 0 : err == JWT_E_NO_KEYS ? -2 : -1;
 }
 
+static int verifies_people(const struct gw_config *cfg)
+{
+    const struct identity_config *ic = identity_config_of(cfg);
+    return ic && ic->mode == IDENTITY_MODE_ON && ic->n_issuers > 0;
+}
+
 const struct gw_module identity_module = {
     .name = "identity",
     .config_key = "identity",
@@ -129,4 +135,5 @@ const struct gw_module identity_module = {
     .commands = commands,
     .bench = identity_bench_main,
     .verify_person = verify_person,
+    .verifies_people = verifies_people,
 };

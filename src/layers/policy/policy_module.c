@@ -1,5 +1,6 @@
 /* The policy layer as a module: its section, stage, `check` of its tests and commands. */
 #include "layers/layer.h"
+#include "layers/policy/policy-int.h"
 #include "layers/policy/policy.h"
 #include "layers/policy/policy_approval.h"
 #include "layers/policy/policy_replay.h"
@@ -23,6 +24,24 @@ static int parse(const struct cfg_doc *doc, const struct cfg_node *node, void **
 static void conf_free(void *conf)
 {
     policy_config_free(conf);
+}
+
+/* approvers: token needs a section that verifies people's tokens; without one no decision
+ * could ever be taken, so the file is refused rather than every decision at run time. */
+static int validate(const struct gw_config *cfg, const struct cfg_doc *doc, struct cfg_error *err)
+{
+    const struct policy_config *pc = policy_config_of(cfg);
+    if (!pc || pc->approvals.approvers != POLICY_APPROVERS_TOKEN)
+        return 0;
+    for (size_t m = 0; m < gw_n_modules; m++)
+        if (gw_modules[m]->verifies_people && gw_modules[m]->verifies_people(cfg))
+            return 0;
+    const struct cfg_node *n =
+        cfg_map_get(cfg_map_get(cfg_map_get(doc->root, "policy"), "approvals"), "approvers");
+    return cfg_errorf(err, doc, n, "policy.approvals.approvers",
+                      "approvers: token has approvers decide with their own access token, but "
+                      "no issuer verifies tokens here (identity is off or has no issuers); "
+                      "configure identity.issuers, or use approvers: admin");
 }
 
 /* Runs the policy test files the configuration names; the table only when one mismatches. */
@@ -102,6 +121,7 @@ const struct gw_module policy_module = {
     .name = "policy",
     .config_key = "policy",
     .parse = parse,
+    .validate = validate,
     .free = conf_free,
     .check = check,
     .reason_codes = reasons,

@@ -217,6 +217,45 @@ static void test_nothing_to_verify_with(void **state)
     free(tok);
 }
 
+/* approvers: token with nothing to verify an approver's token is refused when the file loads. */
+static void test_token_approvers_need_an_issuer(void **state)
+{
+    (void)state;
+    char jwks[512], yaml[2048];
+    repo_path(jwks, sizeof jwks, "tests/keys/test-jwks.json");
+    const char *routes = "routes:\n  - {name: r, path: /mcp, backends: [{name: b, url: "
+                         "\"http://127.0.0.1:9/mcp\"}]}\n";
+    const char *refused[] = {
+        "identity: {mode: \"off\"}\npolicy: {approvals: {approvers: token}}\n",
+        "policy: {approvals: {approvers: token}}\n", /* no identity section */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        snprintf(yaml, sizeof yaml, "%s%s", refused[i], routes);
+        struct cfg_error err = {{0}};
+        struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
+        assert_null(cfg);
+        assert_non_null(strstr(err.msg, "policy.approvals.approvers"));
+        assert_non_null(strstr(err.msg, "no issuer verifies tokens"));
+    }
+    const char *accepted[] = {
+        "identity: {mode: \"off\"}\npolicy: {approvals: {approvers: admin}}\n",
+        "identity: {mode: \"off\"}\npolicy: {rules: []}\n", NULL};
+    for (size_t i = 0; i < 3; i++) {
+        if (accepted[i])
+            snprintf(yaml, sizeof yaml, "%s%s", accepted[i], routes);
+        else
+            snprintf(yaml, sizeof yaml,
+                     "identity:\n  issuers:\n    - {issuer: \"%s\", audiences: [\"%s\"], "
+                     "jwks_file: \"%s\"}\npolicy: {approvals: {approvers: token}}\n%s",
+                     FX_ISSUER, PERSON_AUD, jwks, routes);
+        struct cfg_error err = {{0}};
+        struct gw_config *cfg = gw_config_load_string(yaml, "t.yaml", &err);
+        if (!cfg)
+            fail_msg("%s: %s", yaml, err.msg);
+        gw_config_free(cfg);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -245,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_good_token_with_and_without_role),
         cmocka_unit_test(test_refused_tokens),
         cmocka_unit_test(test_nothing_to_verify_with),
+        cmocka_unit_test(test_token_approvers_need_an_issuer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

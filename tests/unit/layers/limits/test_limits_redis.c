@@ -36,27 +36,18 @@ static uv_loop_t loop;
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/toolgate-test-limits-redis-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    uv_loop_init(&loop);
-    limits_set_thread_loop(&loop);
     port = 0; /* a port of its own for each test's server */
-    return redis_start();
+    if (redis_setup("limits-redis", &loop) != 0)
+        return -1;
+    limits_set_thread_loop(&loop);
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
     lredis_thread_close();
-    /* Let closing handles finish, bounded. */
-    for (int i = 0; i < 100 && uv_run(&loop, UV_RUN_NOWAIT); i++)
-        ;
-    uv_loop_close(&loop);
-    redis_stop();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return redis_teardown(&loop);
 }
 
 /* A test that failed half way has not stopped the layer: the next one must start it anew. */

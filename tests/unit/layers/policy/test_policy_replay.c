@@ -35,26 +35,16 @@ static uv_loop_t loop;
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/toolgate-test-replay-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    uv_loop_init(&loop);
     port = free_port();
-    return port > 0 ? redis_start() : -1;
+    return port > 0 ? redis_setup("replay", &loop) : -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
     policy_replay_thread_close();
-    for (int i = 0; i < 100 && uv_run(&loop, UV_RUN_NOWAIT); i++)
-        ;
-    uv_loop_close(&loop);
-    redis_stop();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     fx_rm_tmpdir();
-    return system(cmd) == 0 ? 0 : -1;
+    return redis_teardown(&loop);
 }
 
 static struct policy_config *parse(const char *yaml, struct cfg_error *err)
