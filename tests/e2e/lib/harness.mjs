@@ -193,7 +193,7 @@ export async function killAll() {
     for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
-process.on("exit", () => {
+function killChildrenNow() {
     for (const c of children) {
         try {
             c.proc.kill("SIGKILL");
@@ -201,7 +201,28 @@ process.on("exit", () => {
             /* gone */
         }
     }
-});
+    for (const d of tempDirs.splice(0)) {
+        try {
+            rmSync(d, { recursive: true, force: true });
+        } catch {
+            /* best effort at exit */
+        }
+    }
+}
+
+process.on("exit", killChildrenNow);
+/* The test runner ends a file that outlives its time bound with SIGTERM, which skips the
+ * `after` hooks and the exit hook: the servers it started must not outlive it. */
+for (const [sig, n] of [
+    ["SIGTERM", 15],
+    ["SIGINT", 2],
+    ["SIGHUP", 1],
+]) {
+    process.once(sig, () => {
+        killChildrenNow();
+        process.exit(128 + n);
+    });
+}
 
 /* GET url with a bounded time; resolves {status, headers, body} or rejects. */
 export function httpGet(url, ms = 2000) {
