@@ -410,27 +410,29 @@ describe("every sink, every record once", () => {
         await web?.close();
     });
 
-    /* The decision records of the calls, from the store (the truth the sinks must match). */
+    /* The records of the calls, from the store (the truth the sinks must match). */
     function storeDecisions() {
         const out = toolgate("audit", "export", `sqlite:${path.join(dir, "audit-all.db")}`, "--format", "jsonl");
         return out.split("\n").filter(Boolean).map((l) => JSON.parse(l));
     }
 
-    test("OCSF over TCP syslog: each decision once, header and structured data per RFC 5424", async () => {
+    test("OCSF over TCP syslog: each decision and completion once, header and structured data per RFC 5424", async () => {
         const all = storeDecisions();
         const decisions = all.filter((r) => r.kind === "decision");
+        const events = all.filter((r) => r.kind === "decision" || r.kind === "completion");
         assert.ok(decisions.length >= 4, "initialize, calls allowed and denied");
         const calls = decisions.filter((r) => r.method === "tools/call");
         assert.equal(calls.length, 3);
         rids.allowed = calls.find((r) => r.tool === "get_patient" && r.subject === "alice").request_id;
         rids.forbidden = calls.find((r) => r.tool === "delete_patient").request_id;
         rids.nopermit = calls.find((r) => r.subject === HOSTILE_SUB).request_id;
-        await waitUntil(() => tcp.messages.length >= decisions.length, 10000, "every decision over TCP");
+        await waitUntil(() => tcp.messages.length >= events.length, 10000, "every call record over TCP");
         await sleep(300); // nothing more arrives: each once
-        assert.equal(tcp.messages.length, decisions.length, "decision records only, each once (ocsf)");
+        assert.equal(tcp.messages.length, events.length, "decision and completion records only, each once (ocsf)");
         assert.equal(tcp.connections, 1, "one connection carries every batch");
-        const byRid = new Map(tcp.messages.map((m) => [m.sd.request_id, m]));
-        assert.equal(byRid.size, decisions.length, "no duplicates");
+        const byKey = new Map(tcp.messages.map((m) => [`${m.sd.request_id}/${m.msgid}`, m]));
+        assert.equal(byKey.size, events.length, "no duplicates");
+        const byRid = { get: (rid) => byKey.get(`${rid}/decision`) };
 
         const a = byRid.get(rids.allowed);
         assert.equal(a.pri, 13 * 8 + 6, "facility log audit (13), informational for an allowed call");
@@ -479,6 +481,28 @@ describe("every sink, every record once", () => {
             { role: "backend", name: "ehr", route: "ehr", identity: "headers" },
         ]);
         assert.ok(!a.msg.includes("\"P1\""), "argument values are not in the event");
+
+        // The same call's completion: its outcome, correlated by the request id.
+        const ac = byKey.get(`${rids.allowed}/completion`);
+        assert.ok(ac, "the allowed call's completion arrived");
+        const done = events.find((r) => r.kind === "completion" && r.request_id === rids.allowed);
+        const ce = JSON.parse(ac.msg);
+        assert.equal(ce.class_uid, 6003);
+        assert.equal(ce.metadata.event_code, "completion");
+        assert.equal(ce.metadata.correlation_uid, rids.allowed);
+        assert.equal(ce.metadata.uid, done.hash);
+        assert.equal(ce.status, "Success");
+        assert.equal(ce.action, "Allowed");
+        assert.equal(ce.api.response.code, done.response_status);
+        assert.equal(ce.unmapped.upstream_status, done.upstream_status);
+        assert.equal(ce.unmapped.result_sha256, done.result_sha256);
+        assert.equal(ce.duration, Math.floor(done.latency_ns.total / 1e6));
+        assert.equal(ce.end_time - ce.start_time, ce.duration);
+        assert.equal(ce.actor.user.uid, "alice");
+        assert.ok(!ac.msg.includes("\"P1\""), "argument values are not in the completion either");
+        const fc = JSON.parse(byKey.get(`${rids.forbidden}/completion`).msg);
+        assert.equal(fc.action, "Denied");
+        assert.equal(fc.status_detail, "denied by the policy layer");
 
         const f = JSON.parse(byRid.get(rids.forbidden).msg);
         assert.equal(byRid.get(rids.forbidden).pri, 13 * 8 + 4, "warning for a denial");
@@ -529,7 +553,7 @@ describe("every sink, every record once", () => {
     });
 
     test("UDP datagrams, HEC events with the token, bulk documents by id, a JSON array", async () => {
-        const decisions = storeDecisions().filter((r) => r.kind === "decision");
+        const decisions = storeDecisions().filter((r) => r.kind === "decision" || r.kind === "completion");
         const all = storeDecisions();
         await waitUntil(
             () => udp.messages.length >= decisions.length && web.hec.length >= decisions.length &&
@@ -568,7 +592,7 @@ describe("every sink, every record once", () => {
     });
 
     test("a receiver that refuses the token: counted as failed, not retried", async () => {
-        const decisions = storeDecisions().filter((r) => r.kind === "decision");
+        const decisions = storeDecisions().filter((r) => r.kind === "decision" || r.kind === "completion");
         await waitUntil(async () => (await metricsOf(tg))["toolgate_audit_sink_failed_total{hec-wrong-token}"] >= decisions.length,
             10000, "the refusals counted");
         const m = await metricsOf(tg);
@@ -674,7 +698,11 @@ describe("a receiver down, then up", () => {
         await tcp.open();
         web.hecDown = false;
         const out = toolgate("audit", "export", `sqlite:${path.join(dir, "audit-down.db")}`, "--format", "jsonl");
-        const decisions = out.split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.kind === "decision");
+        const decisions = out
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => JSON.parse(l))
+            .filter((r) => r.kind === "decision" || r.kind === "completion");
         for (const r of decisions) rids.push(r.request_id);
         await waitUntil(() => tcp.messages.length >= rids.length && web.hec.length >= rids.length, 10000,
             "delivery after the receivers came back");

@@ -744,6 +744,9 @@ static int export_row(const struct audit_row *r, void *arg)
     struct scan_ctx *c = arg;
     if (!row_matches(c, r))
         return 0;
+    if (c->format == 4 &&
+        (!r->kind || (strcmp(r->kind, "decision") != 0 && strcmp(r->kind, "completion") != 0)))
+        return 0;
     json_t *rec = full_record(r);
     if (!rec)
         return 0;
@@ -772,8 +775,9 @@ static int cmd_export(const struct cli_opts *o)
         return 2;
     }
     c.format = strcmp(o->format, "ocsf") == 0 ? 4 : 3;
-    /* OCSF events describe calls: decision records. jsonl exports every record. */
-    if (setup_filter(o, &f, c.format == 4 ? "decision" : NULL) != 0)
+    /* OCSF events describe calls (decision and completion records; export_row skips the
+     * others). jsonl exports every record. */
+    if (setup_filter(o, &f, NULL) != 0)
         return 2;
     struct audit_store *st = open_store(o->stores[0]);
     if (!st)

@@ -1,8 +1,11 @@
 /*
- * The OCSF mapping of decision records (audit_ocsf.h). API Activity (6003, category 6
- * Application Activity) with the security_control profile, whose action and disposition carry
- * toolgate's allow or deny. What OCSF has no attribute for goes to `unmapped` under the
- * record's own names, so nothing a SIEM rule may need is lost on the way.
+ * The OCSF mapping of decision and completion records (audit_ocsf.h). API Activity (6003,
+ * category 6 Application Activity) with the security_control profile, whose action and
+ * disposition carry toolgate's allow or deny. A completion is the same call's outcome: the
+ * answer's status, what the backend did, how long it took and what was found in the result;
+ * both events share the request id as metadata.correlation_uid. What OCSF has no attribute for
+ * goes to `unmapped` under the record's own names, so nothing a SIEM rule may need is lost on
+ * the way.
  */
 #include "layers/audit/audit_ocsf.h"
 
@@ -140,12 +143,13 @@ static json_t *delegation_of(const json_t *rec)
 
 static json_t *unmapped_of(const json_t *rec)
 {
-    static const char *const keep[] = {"kind",          "decision", "layer",       "reason_code",
-                                       "rule_ids",      "pii",      "pii_dropped", "redactions",
-                                       "instance",      "seq",      "route",       "backend",
-                                       "inject",        "trace_id", "span_id",     "session_sha256",
-                                       "config_sha256", "limits",   "approval",    "authenticated",
-                                       "jsonrpc_code",  "hash",     "prev_hash",   NULL};
+    static const char *const keep[] = {
+        "kind", "decision", "layer", "reason_code", "rule_ids", "pii", "pii_dropped", "redactions",
+        "instance", "seq", "route", "backend", "inject", "trace_id", "span_id", "session_sha256",
+        "config_sha256", "limits", "approval", "authenticated", "jsonrpc_code", "hash", "prev_hash",
+        /* completion records */
+        "upstream_status", "upstream_error", "response_status", "response_bytes", "result_sha256",
+        "redactions_total", "latency_ns", NULL};
     json_t *u = json_object();
     int rc = !u;
     for (int k = 0; u && keep[k]; k++)
@@ -174,14 +178,37 @@ static json_t *unmapped_of(const json_t *rec)
     return u;
 }
 
+/* An allowed call whose answer went wrong: the backend failed or the client got an error. */
+static const char *failed_upstream(const json_t *rec, char *buf, size_t len)
+{
+    const char *e = str(rec, "upstream_error");
+    json_int_t up = json_integer_value(json_object_get(rec, "upstream_status"));
+    json_int_t resp = json_integer_value(json_object_get(rec, "response_status"));
+    if (e)
+        snprintf(buf, len, "the backend call failed (%s)", e);
+    else if (up >= 400)
+        snprintf(buf, len, "the backend answered HTTP %lld", (long long)up);
+    else if (resp >= 400)
+        snprintf(buf, len, "the client was answered HTTP %lld", (long long)resp);
+    else
+        return NULL;
+    return buf;
+}
+
 json_t *audit_ocsf_event(const json_t *rec)
 {
     const char *kind = str(rec, "kind");
-    if (!kind || strcmp(kind, "decision") != 0)
+    if (!kind || (strcmp(kind, "decision") != 0 && strcmp(kind, "completion") != 0))
         return NULL;
+    int completion = kind[0] == 'c';
     const char *decision = str(rec, "decision");
     int allowed = decision && strcmp(decision, "allow") == 0;
     int error = decision && strcmp(decision, "error") == 0;
+    char why[96];
+    /* A completion of an allowed call fails when its answer did: still Allowed, not Success. */
+    const char *upstream_failure =
+        completion && allowed ? failed_upstream(rec, why, sizeof why) : NULL;
+    int success = allowed && !upstream_failure;
     const char *tns = str(rec, "time_ns");
     long long ms = tns ? strtoll(tns, NULL, 10) / 1000000 : 0;
     const char *method = str(rec, "method");
@@ -193,14 +220,16 @@ json_t *audit_ocsf_event(const json_t *rec)
         "Application Activity", "activity_id", activity, "activity_name",
         activity == 2 ? "Read" : (method ? method : "Other"), "type_uid", 600300 + activity, "time",
         (json_int_t)ms, "severity_id",
-        allowed ? 1
-        : error ? 4
-                : 3,
+        success            ? 1
+        : upstream_failure ? 2
+        : error            ? 4
+                           : 3,
         "severity",
-        allowed ? "Informational"
-        : error ? "High"
-                : "Medium",
-        "status_id", allowed ? 1 : 2, "status", allowed ? "Success" : "Failure", "action_id",
+        success            ? "Informational"
+        : upstream_failure ? "Low"
+        : error            ? "High"
+                           : "Medium",
+        "status_id", success ? 1 : 2, "status", success ? "Success" : "Failure", "action_id",
         allowed ? 1 : 2, "action", allowed ? "Allowed" : "Denied", "disposition_id",
         allowed ? 1 : 2, "disposition", allowed ? "Allowed" : "Blocked");
     if (!ev)
@@ -214,6 +243,17 @@ json_t *audit_ocsf_event(const json_t *rec)
             snprintf(detail, sizeof detail, "%s by the %s layer", error ? "failed" : "denied", v);
             rc |= put_str(ev, "status_detail", detail);
         }
+    } else if (upstream_failure) {
+        rc |= put_str(ev, "status_code", str(rec, "upstream_error"));
+        rc |= put_str(ev, "status_detail", upstream_failure);
+    }
+    /* How long the call took, from its start to the answer's end (milliseconds). */
+    json_t *total = json_object_get(json_object_get(rec, "latency_ns"), "total");
+    if (completion && json_is_integer(total) && json_integer_value(total) >= 0) {
+        json_int_t d = json_integer_value(total) / 1000000;
+        rc |= json_object_set_new(ev, "duration", json_integer(d));
+        rc |= json_object_set_new(ev, "start_time", json_integer((json_int_t)ms - d));
+        rc |= json_object_set_new(ev, "end_time", json_integer((json_int_t)ms));
     }
     rc |= json_object_set_new(ev, "actor", actor_of(rec, allowed ? "allowed" : "denied"));
 
@@ -224,10 +264,14 @@ json_t *audit_ocsf_event(const json_t *rec)
         rc |= json_object_set_new(api, "request", json_pack("{s:s}", "uid", v));
     if (api)
         rc |= put_str(api, "version", str(rec, "protocol_version"));
-    json_t *status = json_object_get(rec, "deny_status");
+    /* The answer the client got: a completion's status, or a decision's denial. */
+    json_t *status = json_object_get(rec, completion ? "response_status" : "deny_status");
+    if (!status && completion)
+        status = json_object_get(rec, "deny_status");
     if (api && status) {
         json_t *resp = json_pack("{s:O}", "code", status);
-        rc |= put_str(resp, "error", str(rec, "reason_code"));
+        rc |=
+            put_str(resp, "error", allowed ? str(rec, "upstream_error") : str(rec, "reason_code"));
         rc |= json_object_set_new(api, "response", resp);
     }
     rc |= json_object_set_new(ev, "api", api);

@@ -955,7 +955,7 @@ int audit_sinks_active(void)
     return atomic_load(&S.active);
 }
 
-void audit_sinks_offer(const char *line, size_t len, int decision)
+void audit_sinks_offer(const char *line, size_t len, int call)
 {
     if (!atomic_load(&S.active))
         return;
@@ -968,7 +968,7 @@ void audit_sinks_offer(const char *line, size_t len, int decision)
     }
     for (size_t i = 0; i < S.n; i++) {
         struct sink *k = &S.s[i];
-        if (k->c.payload == AUDIT_SINK_OCSF && !decision)
+        if (k->c.payload == AUDIT_SINK_OCSF && !call)
             continue;
         pthread_mutex_lock(&k->mu);
         if (!l || k->count >= k->cap || k->queued_bytes + len > SINK_QUEUE_MAX_BYTES ||

@@ -12,7 +12,8 @@
  * Transports: syslog (RFC 5424) over TCP with octet counting (RFC 6587), over TLS (RFC 5425;
  * the receiver verified with a CA file, optional client certificate) and over UDP (RFC 5426);
  * HTTP(S) as Splunk HEC, Elastic _bulk, or generic JSON (an array or NDJSON). Payload: the OCSF
- * event of each decision record (audit_ocsf.h, the default) or every record as its jsonl line.
+ * event of each decision and completion record (audit_ocsf.h, the default) or every record as
+ * its jsonl line.
  */
 #ifndef AUDIT_SINK_H
 #define AUDIT_SINK_H
@@ -80,10 +81,11 @@ void audit_sinks_stop(void);
 
 /*
  * A committed record, its whole line (canonical JSON with "hash", no newline) and whether it
- * is a decision record: queued for every sink that takes it. Copies the bytes once; never
+ * is a record of a call (decision or completion, which have OCSF events): queued for every
+ * sink that takes it. Copies the bytes once; never
  * blocks on a sink, never fails visibly (a full queue or no memory is a counted drop).
  */
-void audit_sinks_offer(const char *line, size_t len, int decision);
+void audit_sinks_offer(const char *line, size_t len, int call);
 
 /* Whether any sink runs (the writer builds the lines only then). */
 int audit_sinks_active(void);

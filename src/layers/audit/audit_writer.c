@@ -122,7 +122,9 @@ static void note_line(size_t off, size_t len, const char *kind)
         W.lines = l;
         W.cap_lines = cap;
     }
-    W.lines[W.n_lines++] = (struct writer_line){off, len, kind && strcmp(kind, "decision") == 0};
+    /* `decision` marks the records of a call (decision, completion): those with an OCSF event. */
+    int call = kind && (strcmp(kind, "decision") == 0 || strcmp(kind, "completion") == 0);
+    W.lines[W.n_lines++] = (struct writer_line){off, len, call};
 }
 
 /*

@@ -312,10 +312,19 @@ static void test_ocsf_mapping(void **state)
                         "resource");
     json_decref(ev);
 
-    /* Only decision records are events; an anonymous one has no user and no delegation uid. */
-    json_t *cp = load("{\"kind\":\"checkpoint\",\"seq\":3}");
-    assert_null(audit_ocsf_event(cp));
-    json_decref(cp);
+    /* Only the records of a call are events; an anonymous one has no user and no delegation
+     * uid. */
+    static const char *const none[] = {"checkpoint", "start", "rotation", "retention", "other"};
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+        char text[96];
+        snprintf(text, sizeof text, "{\"kind\":\"%s\",\"seq\":3}", none[i]);
+        json_t *cp = load(text);
+        assert_null(audit_ocsf_event(cp));
+        json_decref(cp);
+    }
+    json_t *nokind = load("{\"decision\":\"allow\",\"seq\":3}");
+    assert_null(audit_ocsf_event(nokind));
+    json_decref(nokind);
     json_t *anon = load("{\"kind\":\"decision\",\"decision\":\"error\",\"layer\":\"identity\"}");
     ev = audit_ocsf_event(anon);
     assert_non_null(ev);
@@ -324,6 +333,106 @@ static void test_ocsf_mapping(void **state)
     assert_null(json_object_get(json_object_get(json_object_get(ev, "actor"), "user"), "uid"));
     json_decref(ev);
     json_decref(anon);
+    json_decref(rec);
+}
+
+/* A completion: the call's outcome, correlated with its decision by the request id. */
+static void test_ocsf_completion(void **state)
+{
+    (void)state;
+    json_t *rec = load(DECISION);
+    json_object_set_new(rec, "kind", json_string("completion"));
+    json_object_set_new(rec, "decision", json_string("allow"));
+    json_object_del(rec, "deny_status");
+    json_object_del(rec, "layer");
+    json_object_del(rec, "reason_code");
+    json_object_set_new(rec, "upstream_status", json_integer(200));
+    json_object_set_new(rec, "response_status", json_integer(200));
+    json_object_set_new(rec, "response_bytes", json_integer(1452));
+    json_object_set_new(rec, "redactions_total", json_integer(3));
+    json_object_set_new(rec, "result_sha256", json_string("dddd"));
+    json_object_set_new(rec, "latency_ns",
+                        json_pack("{s:I, s:I}", "total", (json_int_t)9547903, "upstream_first_byte",
+                                  (json_int_t)5123763));
+    json_object_set_new(rec, "pii",
+                        json_pack("[{s:s, s:i, s:s, s:s}]", "action", "redact", "count", 1, "path",
+                                  "/result/content/0/text", "type", "mrn"));
+    json_t *ev = audit_ocsf_event(rec);
+    assert_non_null(ev);
+    assert_int_equal(at_int(ev, "class_uid"), 6003);
+    assert_string_equal(at(ev, "metadata.event_code"), "completion");
+    assert_string_equal(at(ev, "metadata.correlation_uid"), "0190-req");
+    assert_string_equal(at(ev, "api.request.uid"), "0190-req");
+    assert_int_equal(at_int(ev, "status_id"), 1);
+    assert_int_equal(at_int(ev, "action_id"), 1);
+    assert_int_equal(at_int(ev, "severity_id"), 1);
+    assert_null(json_object_get(ev, "status_code"));
+    assert_int_equal(at_int(ev, "api.response.code"), 200);
+    assert_null(json_object_get(json_object_get(json_object_get(ev, "api"), "response"), "error"));
+    /* 9.5 ms, ending at the record's time. */
+    assert_int_equal(at_int(ev, "duration"), 9);
+    assert_int_equal(at_int(ev, "end_time"), 1796403600123);
+    assert_int_equal(at_int(ev, "start_time"), 1796403600114);
+    assert_int_equal(at_int(ev, "unmapped.response_bytes"), 1452);
+    assert_int_equal(at_int(ev, "unmapped.upstream_status"), 200);
+    assert_int_equal(at_int(ev, "unmapped.latency_ns.upstream_first_byte"), 5123763);
+    assert_string_equal(at(ev, "unmapped.result_sha256"), "dddd");
+    /* What the result held, by type only. */
+    json_t *types = json_object_get(json_object_get(ev, "unmapped"), "pii_types");
+    assert_int_equal(json_array_size(types), 1);
+    assert_string_equal(json_string_value(json_array_get(types, 0)), "mrn");
+    json_decref(ev);
+
+    /* Allowed, but the backend failed: still Allowed, yet a Failure (Low), saying why. */
+    json_object_set_new(rec, "upstream_status", json_integer(502));
+    json_object_set_new(rec, "response_status", json_integer(502));
+    ev = audit_ocsf_event(rec);
+    assert_int_equal(at_int(ev, "status_id"), 2);
+    assert_int_equal(at_int(ev, "action_id"), 1);
+    assert_int_equal(at_int(ev, "disposition_id"), 1);
+    assert_int_equal(at_int(ev, "severity_id"), 2);
+    assert_string_equal(at(ev, "status_detail"), "the backend answered HTTP 502");
+    assert_int_equal(at_int(ev, "api.response.code"), 502);
+    json_decref(ev);
+    json_object_del(rec, "upstream_status");
+    json_object_set_new(rec, "upstream_error", json_string("timeout"));
+    json_object_set_new(rec, "response_status", json_integer(504));
+    ev = audit_ocsf_event(rec);
+    assert_int_equal(at_int(ev, "status_id"), 2);
+    assert_string_equal(at(ev, "status_code"), "timeout");
+    assert_string_equal(at(ev, "status_detail"), "the backend call failed (timeout)");
+    assert_string_equal(at(ev, "api.response.error"), "timeout");
+    json_decref(ev);
+    /* The backend was fine, but the client got an error (a response blocked, say). */
+    json_object_del(rec, "upstream_error");
+    json_object_set_new(rec, "upstream_status", json_integer(200));
+    json_object_set_new(rec, "response_status", json_integer(403));
+    ev = audit_ocsf_event(rec);
+    assert_int_equal(at_int(ev, "status_id"), 2);
+    assert_string_equal(at(ev, "status_detail"), "the client was answered HTTP 403");
+    json_decref(ev);
+
+    /* A denied call's completion says the denial, as its decision does. */
+    json_object_set_new(rec, "decision", json_string("deny"));
+    json_object_set_new(rec, "layer", json_string("limits"));
+    json_object_set_new(rec, "reason_code", json_string("limits.rate"));
+    json_object_set_new(rec, "deny_status", json_integer(429));
+    json_object_del(rec, "upstream_status");
+    json_object_set_new(rec, "response_status", json_integer(429));
+    ev = audit_ocsf_event(rec);
+    assert_int_equal(at_int(ev, "status_id"), 2);
+    assert_int_equal(at_int(ev, "action_id"), 2);
+    assert_int_equal(at_int(ev, "severity_id"), 3);
+    assert_string_equal(at(ev, "status_code"), "limits.rate");
+    assert_string_equal(at(ev, "status_detail"), "denied by the limits layer");
+    assert_int_equal(at_int(ev, "api.response.code"), 429);
+    assert_string_equal(at(ev, "api.response.error"), "limits.rate");
+    json_decref(ev);
+    /* A hostile latency is not a duration. */
+    json_object_set_new(rec, "latency_ns", json_pack("{s:s}", "total", "soon"));
+    ev = audit_ocsf_event(rec);
+    assert_null(json_object_get(ev, "duration"));
+    json_decref(ev);
     json_decref(rec);
 }
 
@@ -615,10 +724,15 @@ static void test_sink_queue_bound(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_syslog_header),     cmocka_unit_test(test_syslog_fields_and_escaping),
-        cmocka_unit_test(test_syslog_max_length), cmocka_unit_test(test_framing),
-        cmocka_unit_test(test_ocsf_mapping),      cmocka_unit_test(test_config),
-        cmocka_unit_test(test_bulk_result),       cmocka_unit_test(test_sink_delivers_frames),
+        cmocka_unit_test(test_syslog_header),
+        cmocka_unit_test(test_syslog_fields_and_escaping),
+        cmocka_unit_test(test_syslog_max_length),
+        cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_ocsf_mapping),
+        cmocka_unit_test(test_ocsf_completion),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_bulk_result),
+        cmocka_unit_test(test_sink_delivers_frames),
         cmocka_unit_test(test_sink_queue_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
