@@ -1,6 +1,7 @@
 #include "layers/audit/audit_chain.h"
 #include "layers/audit/audit_canon.h"
 #include "lib/digest.h"
+#include "lib/timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,15 +55,120 @@ int audit_chain_hash_with(struct audit_chain_hasher *h, const char *prev_hex, co
     return 0;
 }
 
+/* Appends an integer as audit_canon_append writes a JSON integer of that value. 0 or -1. */
+static int canon_integer(struct gw_buf *out, json_int_t i)
+{
+    char num[40];
+    int n;
+    if (i >= -(1ll << 53) && i <= (1ll << 53))
+        n = snprintf(num, sizeof num, "%lld", (long long)i);
+    else
+        n = audit_canon_number((double)i, num, sizeof num);
+    return n < 0 ? -1 : gw_buf_append(out, num, (size_t)n);
+}
+
+/*
+ * Written directly in canonical form (the four keys in their sorted order) instead of
+ * through a JSON tree: the same bytes, a few thousand instructions fewer on every commit.
+ * The strings may come from a stored record (verify), so they are escaped and checked as
+ * any canonical string is.
+ */
 int audit_checkpoint_payload(struct gw_buf *out, const char *instance, uint64_t head_seq,
                              const char *head_hash, const char *time_ns)
 {
-    json_t *o = json_pack("{s:s, s:I, s:s, s:s}", "head_hash", head_hash, "head_seq",
-                          (json_int_t)head_seq, "instance", instance, "time_ns", time_ns);
-    if (!o)
+    if (!instance || !head_hash || !time_ns)
         return -1;
-    int rc = audit_canon_append(out, o);
-    json_decref(o);
+    size_t mark = out->len;
+    if (gw_buf_append(out, "{\"head_hash\":", 13) != 0 ||
+        audit_canon_string(out, head_hash, strlen(head_hash)) != 0 ||
+        gw_buf_append(out, ",\"head_seq\":", 12) != 0 ||
+        canon_integer(out, (json_int_t)head_seq) != 0 ||
+        gw_buf_append(out, ",\"instance\":", 12) != 0 ||
+        audit_canon_string(out, instance, strlen(instance)) != 0 ||
+        gw_buf_append(out, ",\"time_ns\":", 11) != 0 ||
+        audit_canon_string(out, time_ns, strlen(time_ns)) != 0 || gw_buf_append(out, "}", 1) != 0) {
+        out->len = mark;
+        return -1;
+    }
+    return 0;
+}
+
+int audit_time_text(struct audit_time_text *c, int64_t ns, char *out, size_t outlen)
+{
+    if (ns < 0 || outlen < 48) {
+        if (outlen)
+            out[0] = '\0';
+        return -1;
+    }
+    int64_t secs = ns / 1000000000;
+    uint32_t frac = (uint32_t)(ns % 1000000000);
+    if (!c->day[0] || secs != c->secs) {
+        char full[48];
+        gw_time_rfc3339((uint64_t)ns, full, sizeof full);
+        const char *dot = strchr(full, '.');
+        if (!dot || (size_t)(dot - full) >= sizeof c->day) {
+            out[0] = '\0';
+            return -1;
+        }
+        memcpy(c->day, full, (size_t)(dot - full));
+        c->day[dot - full] = '\0';
+        c->secs = secs;
+    }
+    size_t dl = strlen(c->day);
+    char *p = out;
+    *p++ = '"';
+    memcpy(p, c->day, dl);
+    p += dl;
+    *p++ = '.';
+    for (int i = 8; i >= 0; i--, frac /= 10)
+        p[i] = (char)('0' + frac % 10);
+    p += 9;
+    *p++ = 'Z';
+    *p++ = '"';
+    *p = '\0';
+    return (int)(p - out);
+}
+
+/* Adds one member whose value is a canonical string. */
+static int add_string_member(struct audit_members *ms, const char *key, const char *value,
+                             struct gw_buf *tmp)
+{
+    gw_buf_reset(tmp);
+    return audit_canon_string(tmp, value, strlen(value)) != 0 ||
+                   audit_members_add_raw(ms, key, tmp->data, tmp->len) != 0
+               ? -1
+               : 0;
+}
+
+static int add_integer_member(struct audit_members *ms, const char *key, uint64_t value,
+                              struct gw_buf *tmp)
+{
+    gw_buf_reset(tmp);
+    return canon_integer(tmp, (json_int_t)value) != 0 ||
+                   audit_members_add_raw(ms, key, tmp->data, tmp->len) != 0
+               ? -1
+               : 0;
+}
+
+int audit_checkpoint_members(struct audit_members *out, const struct audit_checkpoint_fields *f)
+{
+    struct gw_buf tmp = {0};
+    int rc = -1;
+    audit_members_reset(out);
+    /* Added in their sorted order; the sort below costs nothing then and keeps it so. */
+    if ((f->closing && audit_members_add_raw(out, "closing", "true", 4) != 0) ||
+        add_string_member(out, "head_hash", f->head_hash, &tmp) != 0 ||
+        add_integer_member(out, "head_seq", f->head_seq, &tmp) != 0 ||
+        add_string_member(out, "key_id", f->key_id, &tmp) != 0 ||
+        audit_members_add_raw(out, "kind", "\"checkpoint\"", 12) != 0 ||
+        add_integer_member(out, "records", f->records, &tmp) != 0 ||
+        add_string_member(out, "signature", f->signature, &tmp) != 0 ||
+        add_string_member(out, "signed_time_ns", f->signed_time_ns, &tmp) != 0)
+        goto out;
+    audit_members_sort(out);
+    rc = 0;
+out:
+    gw_buf_free(&tmp);
     return rc;
 }
 
@@ -196,6 +302,46 @@ int audit_sign(EVP_PKEY *key, const void *data, size_t len, char sig_hex[129])
     }
     EVP_MD_CTX_free(ctx);
     return rc;
+}
+
+int audit_signer_init(struct audit_signer *s, EVP_PKEY *key)
+{
+    s->key = key;
+    s->ready = EVP_MD_CTX_new();
+    s->work = EVP_MD_CTX_new();
+    s->copy = 0;
+    if (!s->ready || !s->work || EVP_DigestSignInit(s->ready, NULL, NULL, NULL, key) != 1) {
+        ERR_clear_error();
+        return -1;
+    }
+    /* Copying a set-up context is what saves the work; where it fails, set up each time. */
+    s->copy = EVP_MD_CTX_copy_ex(s->work, s->ready) == 1;
+    ERR_clear_error();
+    return 0;
+}
+
+void audit_signer_free(struct audit_signer *s)
+{
+    EVP_MD_CTX_free(s->ready);
+    EVP_MD_CTX_free(s->work);
+    memset(s, 0, sizeof *s);
+}
+
+int audit_sign_with(struct audit_signer *s, const void *data, size_t len, char sig_hex[129])
+{
+    unsigned char sig[64];
+    size_t siglen = sizeof sig;
+    if (!s->work)
+        return -1;
+    int set = s->copy ? EVP_MD_CTX_copy_ex(s->work, s->ready)
+                      : EVP_MD_CTX_reset(s->work) == 1 &&
+                            EVP_DigestSignInit(s->work, NULL, NULL, NULL, s->key);
+    if (set != 1 || EVP_DigestSign(s->work, sig, &siglen, data, len) != 1 || siglen != 64) {
+        ERR_clear_error();
+        return -1;
+    }
+    gw_hex(sig, 64, sig_hex);
+    return 0;
 }
 
 static int unhex(char c)

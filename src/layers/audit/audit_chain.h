@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "layers/audit/audit_canon.h"
 #include "lib/buf.h"
 
 #define AUDIT_GENESIS_HASH "0000000000000000000000000000000000000000000000000000000000000000"
@@ -36,9 +37,22 @@ void audit_chain_hasher_free(struct audit_chain_hasher *h);
 int audit_chain_hash_with(struct audit_chain_hasher *h, const char *prev_hex, const char *canon,
                           size_t len, char out[65]);
 
-/* Bytes a checkpoint signs (appended to out). Returns 0 or -1. */
+/* Bytes a checkpoint signs (appended to out). Returns 0 or -1 (out then as it was). */
 int audit_checkpoint_payload(struct gw_buf *out, const char *instance, uint64_t head_seq,
                              const char *head_hash, const char *time_ns);
+
+/* What a checkpoint record holds besides the chain fields (audit_writer.c). */
+struct audit_checkpoint_fields {
+    uint64_t head_seq, records;
+    const char *head_hash, *signed_time_ns, *key_id, *signature;
+    int closing;
+};
+/*
+ * The members of a checkpoint record, canonical and sorted, into out (reset first): the same
+ * members audit_members_from_object makes of the record as a JSON object, built without one.
+ * Returns 0 or -1.
+ */
+int audit_checkpoint_members(struct audit_members *out, const struct audit_checkpoint_fields *f);
 
 /*
  * Loads an Ed25519 private key from a PEM file. Returns the key (caller frees with
@@ -57,6 +71,35 @@ int audit_key_id(EVP_PKEY *key, char out[65]);
 
 /* Signs data; writes the 64-byte signature as 128 hex chars + NUL into sig_hex. 0 or -1. */
 int audit_sign(EVP_PKEY *key, const void *data, size_t len, char sig_hex[129]);
+/*
+ * A record's "time" member value: gw_time_rfc3339 of ns as a canonical string, quotes
+ * included. The date and time of day are formatted once per second and kept in c (zeroed
+ * before the first call), the nanoseconds every time. out needs 48 bytes. Returns the
+ * length, or -1 (ns negative, out too small).
+ */
+struct audit_time_text {
+    int64_t secs;
+    char day[32]; /* "YYYY-MM-DDTHH:MM:SS" of secs; empty: none yet */
+};
+int audit_time_text(struct audit_time_text *c, int64_t ns, char *out, size_t outlen);
+
+/*
+ * Signing many times with one key (the writer: a checkpoint every commit): the signing
+ * context is set up once and copied for each signature instead of set up again (key and
+ * algorithm looked up, provider context made) every time. The key is borrowed: it must
+ * outlive the signer.
+ */
+struct audit_signer {
+    EVP_PKEY *key;
+    EVP_MD_CTX *ready; /* set up for key, never used to sign */
+    EVP_MD_CTX *work;
+    int copy; /* this OpenSSL copies a signing context */
+};
+/* Returns 0, or -1 when OpenSSL fails. Free with audit_signer_free either way. */
+int audit_signer_init(struct audit_signer *s, EVP_PKEY *key);
+void audit_signer_free(struct audit_signer *s);
+/* As audit_sign, with s. 0 or -1. */
+int audit_sign_with(struct audit_signer *s, const void *data, size_t len, char sig_hex[129]);
 /* Returns 1 when sig_hex is a valid signature of data under key, else 0. */
 int audit_sig_ok(EVP_PKEY *key, const void *data, size_t len, const char *sig_hex, size_t sig_len);
 

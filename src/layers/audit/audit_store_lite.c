@@ -49,6 +49,8 @@ struct lite_store {
     struct rollup_head *heads; /* the last row appended per instance in this transaction */
     size_t n_heads, cap_heads;
     sqlite3_stmt *rollup_add, *rollup_head;
+    /* BEGIN IMMEDIATE and COMMIT, prepared once instead of parsed again every transaction. */
+    sqlite3_stmt *tx_begin, *tx_commit;
 };
 
 struct rollup_head {
@@ -104,6 +106,18 @@ static int lite_exec(struct lite_store *s, const char *sql)
     return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : lite_fail(s, sql);
 }
 
+/* Runs one statement that returns no rows, prepared on first use and kept in *q. */
+static int lite_run(struct lite_store *s, sqlite3_stmt **q, const char *sql)
+{
+    if (!*q && sqlite3_prepare_v2(s->db, sql, -1, q, NULL) != SQLITE_OK)
+        return lite_fail(s, sql);
+    int rc = sqlite3_step(*q);
+    if (rc != SQLITE_DONE)
+        lite_fail(s, sql);
+    sqlite3_reset(*q);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* (Re)reads the names and dictionaries: at open, after a rollback, on an unknown id. */
 static int lite_load(struct lite_store *s)
 {
@@ -148,7 +162,7 @@ static int lite_begin(struct audit_store *st)
     struct lite_store *s = (struct lite_store *)st;
     if (!s->loaded && lite_load(s) != 0)
         return -1;
-    return lite_exec(s, "BEGIN IMMEDIATE");
+    return lite_run(s, &s->tx_begin, "BEGIN IMMEDIATE");
 }
 
 /* Writes the counters and heads of the open transaction into it (before its COMMIT). */
@@ -185,7 +199,7 @@ static int lite_commit(struct audit_store *st)
     struct lite_store *s = (struct lite_store *)st;
     if (s->rollups && rollup_flush(s) != 0)
         return -1;
-    return lite_exec(s, "COMMIT");
+    return lite_run(s, &s->tx_commit, "COMMIT");
 }
 
 static void lite_rollback(struct audit_store *st)
@@ -755,6 +769,8 @@ static void lite_close(struct audit_store *st)
     sqlite3_finalize(s->by_id);
     sqlite3_finalize(s->rollup_add);
     sqlite3_finalize(s->rollup_head);
+    sqlite3_finalize(s->tx_begin);
+    sqlite3_finalize(s->tx_commit);
     audit_rollup_free(&s->pending);
     free(s->heads);
     for (size_t i = 0; i < PREFIX_SLOTS; i++) {

@@ -47,6 +47,8 @@ struct writer {
     char *config_hash;
     struct audit_store *store;
     EVP_PKEY *key;
+    struct audit_signer signer;       /* one signing context for every checkpoint */
+    struct audit_chain_hasher hasher; /* one digest context for every record */
     char key_id[65];
     FILE *mirror;
     uint64_t seq; /* last seq written */
@@ -57,8 +59,12 @@ struct writer {
     uint64_t tx_checkpoints;       /* checkpoints in the open transaction */
     uint64_t file_records;
     struct gw_buf canon;
-    struct audit_members chain; /* the chain fields of the record being written */
-    struct gw_buf mirror_buf;   /* lines of the open transaction, written after commit */
+    struct audit_members chain;       /* the chain fields of the record being written */
+    struct gw_buf instance;           /* audit.instance_id as a canonical string, made once */
+    struct audit_time_text time_text; /* the date and time of day of the last second */
+    struct audit_item checkpoint;     /* the checkpoint being written, its buffers kept */
+    char checkpoint_kind[11];         /* its one column: "checkpoint" */
+    struct gw_buf mirror_buf;         /* lines of the open transaction, written after commit */
     /* Where each line of mirror_buf is, for the sinks (audit_sink.h); built when they run. */
     struct writer_line {
         size_t off, len;
@@ -133,31 +139,29 @@ static void note_line(size_t off, size_t len, const char *kind)
  */
 static int append_item(const struct audit_item *it, int64_t at)
 {
-    char tns[24], t3339[48], seqs[24], hash[65];
-    struct gw_buf v = {0};
+    char tns[24], t3339[48], seqs[24], prev[67], hash[65];
     int rc = -1;
     int64_t now = at ? at : next_time();
     uint64_t seq = W.seq + 1;
-    snprintf(tns, sizeof tns, "\"%lld\"", (long long)now);
-    t3339[0] = '"';
-    gw_time_rfc3339((uint64_t)now, t3339 + 1, sizeof t3339 - 2);
-    strcat(t3339, "\"");
+    int tl = snprintf(tns, sizeof tns, "\"%lld\"", (long long)now);
+    int rl = audit_time_text(&W.time_text, now, t3339, sizeof t3339);
     int sl = snprintf(seqs, sizeof seqs, "%llu", (unsigned long long)seq);
+    /* The chain's strings need no escaping: hex, digits, the time, the instance made once. */
+    prev[0] = prev[65] = '"';
+    memcpy(prev + 1, W.prev, 64);
+    prev[66] = '\0';
     audit_members_reset(&W.chain);
-    if (audit_canon_string(&v, W.ac.instance_id, strlen(W.ac.instance_id)) != 0 ||
-        audit_members_add_raw(&W.chain, "instance", v.data, v.len) != 0)
-        goto out;
-    gw_buf_reset(&v);
-    if (audit_canon_string(&v, W.prev, 64) != 0 ||
-        audit_members_add_raw(&W.chain, "prev_hash", v.data, v.len) != 0 ||
+    if (rl < 0 ||
+        audit_members_add_raw(&W.chain, "instance", W.instance.data, W.instance.len) != 0 ||
+        audit_members_add_raw(&W.chain, "prev_hash", prev, 66) != 0 ||
         audit_members_add_raw(&W.chain, "seq", seqs, (size_t)sl) != 0 ||
-        audit_members_add_raw(&W.chain, "time", t3339, strlen(t3339)) != 0 ||
-        audit_members_add_raw(&W.chain, "time_ns", tns, strlen(tns)) != 0)
+        audit_members_add_raw(&W.chain, "time", t3339, (size_t)rl) != 0 ||
+        audit_members_add_raw(&W.chain, "time_ns", tns, (size_t)tl) != 0)
         goto out;
     audit_members_sort(&W.chain);
     gw_buf_reset(&W.canon);
     if (audit_members_write(&W.canon, &it->body, &W.chain) != 0 ||
-        audit_chain_hash(W.prev, W.canon.data, W.canon.len, hash) != 0)
+        audit_chain_hash_with(&W.hasher, W.prev, W.canon.data, W.canon.len, hash) != 0)
         goto out;
     struct audit_row row = {
         .instance = W.ac.instance_id,
@@ -178,10 +182,11 @@ static int append_item(const struct audit_item *it, int64_t at)
         goto out;
     if (W.mirror || W.sinks) {
         /* The mirror and the sinks carry the whole record, hash included, one line each. */
-        gw_buf_reset(&v);
+        char qhash[67] = {'"'};
+        memcpy(qhash + 1, hash, 64);
+        qhash[65] = '"';
         size_t mark = W.mirror_buf.len;
-        if (audit_canon_string(&v, hash, 64) != 0 ||
-            audit_members_add_raw(&W.chain, "hash", v.data, v.len) != 0)
+        if (audit_members_add_raw(&W.chain, "hash", qhash, 66) != 0)
             goto out;
         audit_members_sort(&W.chain);
         if (audit_members_write(&W.mirror_buf, &it->body, &W.chain) != 0 ||
@@ -195,7 +200,6 @@ static int append_item(const struct audit_item *it, int64_t at)
     W.file_records++;
     rc = 0;
 out:
-    gw_buf_free(&v);
     return rc;
 }
 
@@ -217,17 +221,21 @@ static int append_checkpoint(int closing)
     int64_t now = next_time();
     snprintf(tns, sizeof tns, "%lld", (long long)now);
     if (audit_checkpoint_payload(&payload, W.ac.instance_id, W.seq, W.prev, tns) != 0 ||
-        audit_sign(W.key, payload.data, payload.len, sig) != 0)
+        audit_sign_with(&W.signer, payload.data, payload.len, sig) != 0)
         goto out;
-    json_t *rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:I}", "kind", "checkpoint", "head_seq",
-                            (json_int_t)W.seq, "head_hash", W.prev, "signed_time_ns", tns, "key_id",
-                            W.key_id, "signature", sig, "records", (json_int_t)W.since_checkpoint);
-    if (!rec)
+    /* Built as its members directly: the record a JSON object of these fields would give. */
+    const struct audit_checkpoint_fields f = {
+        .head_seq = W.seq,
+        .records = W.since_checkpoint,
+        .head_hash = W.prev,
+        .signed_time_ns = tns,
+        .key_id = W.key_id,
+        .signature = sig,
+        .closing = closing,
+    };
+    if (audit_checkpoint_members(&W.checkpoint.body, &f) != 0)
         goto out;
-    if (closing)
-        json_object_set_new(rec, "closing", json_true());
-    rc = append_record(rec, now);
-    json_decref(rec);
+    rc = append_item(&W.checkpoint, now);
     if (rc == 0) {
         W.since_checkpoint = 0;
         W.last_checkpoint_mono = gw_mono_ns();
@@ -577,6 +585,10 @@ static int load_key(void)
         if (!W.key)
             return -1;
     }
+    if (audit_signer_init(&W.signer, W.key) != 0 || audit_chain_hasher_init(&W.hasher) != 0) {
+        gw_log_error("audit_key", "cannot set up signing and hashing for the audit chain");
+        return -1;
+    }
     return audit_key_id(W.key, W.key_id);
 }
 
@@ -605,6 +617,8 @@ static void close_all(void)
     if (W.store)
         W.store->ops->close(W.store);
     W.store = NULL;
+    audit_signer_free(&W.signer);
+    audit_chain_hasher_free(&W.hasher);
     EVP_PKEY_free(W.key);
     W.key = NULL;
     if (W.mirror && W.mirror != stdout)
@@ -614,6 +628,9 @@ static void close_all(void)
     W.mirror = NULL;
     gw_buf_free(&W.canon);
     audit_members_free(&W.chain);
+    audit_members_free(&W.checkpoint.body);
+    gw_buf_free(&W.instance);
+    W.time_text.day[0] = '\0';
     gw_buf_free(&W.mirror_buf);
     free(W.lines);
     W.lines = NULL;
@@ -761,6 +778,14 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
         rc = -ENOMEM;
         goto fail;
     }
+    if (audit_canon_string(&W.instance, W.ac.instance_id, strlen(W.ac.instance_id)) != 0) {
+        gw_log_error("audit_start", "audit.instance_id cannot be written into a record");
+        goto fail;
+    }
+    snprintf(W.checkpoint_kind, sizeof W.checkpoint_kind, "checkpoint");
+    W.checkpoint.cols = W.checkpoint_kind;
+    for (int c = 0; c < COL_COUNT; c++)
+        W.checkpoint.col_off[c] = c == COL_KIND ? 0 : -1;
     W.config_hash = config_hash ? strdup(config_hash) : NULL;
     W.cap = ac->queue ? ac->queue : 65536;
     W.head = W.count = 0;

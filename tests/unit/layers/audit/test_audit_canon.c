@@ -10,6 +10,8 @@
 #include <cmocka.h>
 
 #include "layers/audit/audit_canon.h"
+#include "layers/audit/audit_chain.h"
+#include "lib/timeutil.h"
 #include "layers/audit/audit_record.h"
 
 static char *canon_of(const json_t *v)
@@ -219,13 +221,186 @@ static void test_redact_copy(void **state)
     json_decref(args);
 }
 
+/* The payload as the JSON tree it was once built from gives it; NULL where that fails. */
+static char *payload_reference(const char *instance, uint64_t seq, const char *head,
+                               const char *tns)
+{
+    json_t *o = json_pack("{s:s, s:I, s:s, s:s}", "head_hash", head, "head_seq", (json_int_t)seq,
+                          "instance", instance, "time_ns", tns);
+    char *c = o ? canon_of(o) : NULL;
+    json_decref(o);
+    return c;
+}
+
+static void test_checkpoint_payload_direct(void **state)
+{
+    (void)state;
+    const char *instances[] = {"gw-1",       "a\"b\\c", "tab\there\nnl", "\x01\x1f ctl",
+                               "zürich-€-😀", "",        "\xef\xbf\xbf"};
+    const uint64_t seqs[] = {
+        0, 1, (1ull << 40) - 1, 1ull << 53, (1ull << 53) + 1, UINT64_MAX / 2 + 7, UINT64_MAX};
+    const char *heads[] = {AUDIT_GENESIS_HASH,
+                           "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                           "not\"hex"};
+    const char *times[] = {"1733270400123456789", "", "9\u00e9"};
+    for (size_t i = 0; i < sizeof instances / sizeof *instances; i++)
+        for (size_t j = 0; j < sizeof seqs / sizeof *seqs; j++)
+            for (size_t h = 0; h < sizeof heads / sizeof *heads; h++)
+                for (size_t t = 0; t < sizeof times / sizeof *times; t++) {
+                    char *want = payload_reference(instances[i], seqs[j], heads[h], times[t]);
+                    assert_non_null(want);
+                    struct gw_buf got = {0};
+                    assert_int_equal(gw_buf_append(&got, "x", 1), 0);
+                    assert_int_equal(
+                        audit_checkpoint_payload(&got, instances[i], seqs[j], heads[h], times[t]),
+                        0);
+                    assert_int_equal(got.len, strlen(want) + 1);
+                    assert_memory_equal(got.data + 1, want, got.len - 1);
+                    gw_buf_free(&got);
+                    free(want);
+                }
+    /* Invalid UTF-8 and a missing string are refused, and the buffer is left as it was. */
+    const char *bad[] = {"\xc3", "\xed\xa0\x80", "\xff", "a\xc0\xafz"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_null(payload_reference(bad[i], 1, AUDIT_GENESIS_HASH, "1"));
+        struct gw_buf got = {0};
+        assert_int_equal(gw_buf_append(&got, "keep", 4), 0);
+        assert_int_equal(audit_checkpoint_payload(&got, bad[i], 1, AUDIT_GENESIS_HASH, "1"), -1);
+        assert_int_equal(audit_checkpoint_payload(&got, "gw", 1, bad[i], "1"), -1);
+        assert_int_equal(audit_checkpoint_payload(&got, "gw", 1, AUDIT_GENESIS_HASH, bad[i]), -1);
+        assert_int_equal(got.len, 4);
+        gw_buf_free(&got);
+    }
+    struct gw_buf got = {0};
+    assert_int_equal(audit_checkpoint_payload(&got, NULL, 1, AUDIT_GENESIS_HASH, "1"), -1);
+    assert_int_equal(audit_checkpoint_payload(&got, "gw", 1, AUDIT_GENESIS_HASH, NULL), -1);
+    gw_buf_free(&got);
+}
+
+static char *members_text(const struct audit_members *ms)
+{
+    struct gw_buf b = {0};
+    assert_int_equal(audit_members_write(&b, ms, NULL), 0);
+    assert_int_equal(gw_buf_append(&b, "", 1), 0);
+    return b.data;
+}
+
+/* The checkpoint's members equal those audit_members_from_object makes of it as JSON. */
+static void test_checkpoint_members_direct(void **state)
+{
+    (void)state;
+    static const char *const chain_keys[] = {"seq",       "instance", "time_ns", "time",
+                                             "prev_hash", "hash",     NULL};
+    struct audit_members got = {0};
+    const uint64_t nums[] = {0, 1, 999, (1ull << 53) + 3};
+    for (int closing = 0; closing < 2; closing++)
+        for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
+            const struct audit_checkpoint_fields f = {
+                .head_seq = nums[i],
+                .records = nums[(i + 1) % 4],
+                .head_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                .signed_time_ns = "1733270400123456789",
+                .key_id = "ab\"cd",
+                .signature = "00ff",
+                .closing = closing,
+            };
+            json_t *rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:I}", "kind", "checkpoint",
+                                    "head_seq", (json_int_t)f.head_seq, "head_hash", f.head_hash,
+                                    "signed_time_ns", f.signed_time_ns, "key_id", f.key_id,
+                                    "signature", f.signature, "records", (json_int_t)f.records);
+            assert_non_null(rec);
+            if (closing)
+                json_object_set_new(rec, "closing", json_true());
+            struct audit_members want = {0};
+            assert_int_equal(audit_members_from_object(&want, rec, chain_keys), 0);
+            /* Twice into the same members: the second call starts from empty. */
+            assert_int_equal(audit_checkpoint_members(&got, &f), 0);
+            assert_int_equal(audit_checkpoint_members(&got, &f), 0);
+            char *a = members_text(&want), *b = members_text(&got);
+            assert_string_equal(b, a);
+            assert_int_equal(got.n, want.n);
+            free(a);
+            free(b);
+            audit_members_free(&want);
+            json_decref(rec);
+        }
+    const struct audit_checkpoint_fields bad = {
+        .head_hash = "\xc3", .signed_time_ns = "1", .key_id = "k", .signature = "s"};
+    assert_int_equal(audit_checkpoint_members(&got, &bad), -1);
+    audit_members_free(&got);
+}
+
+/* The cached date and time of day give what gw_time_rfc3339 writes, across seconds. */
+static void test_time_text(void **state)
+{
+    (void)state;
+    struct audit_time_text c = {0};
+    /* 1970, a second before 2024-12-04, 2000-02-28 23:59:59 (a leap day next), 2099-12-31. */
+    const int64_t base[] = {0, 1733270399999999999ll, 951782399000000000ll, 4102444799000000000ll};
+    for (size_t b = 0; b < sizeof base / sizeof *base; b++)
+        for (int64_t d = 0; d < 3000000000ll; d += 99999989) {
+            int64_t ns = base[b] + d;
+            char want[64], got[48];
+            want[0] = '"';
+            gw_time_rfc3339((uint64_t)ns, want + 1, sizeof want - 2);
+            strcat(want, "\"");
+            int n = audit_time_text(&c, ns, got, sizeof got);
+            assert_int_equal(n, (int)strlen(want));
+            assert_string_equal(got, want);
+        }
+    char small[16];
+    assert_int_equal(audit_time_text(&c, 1, small, sizeof small), -1);
+    char out[48];
+    assert_int_equal(audit_time_text(&c, -1, out, sizeof out), -1);
+}
+
+/* One signing context copied per signature signs as a context set up each time does. */
+static void test_signer(void **state)
+{
+    (void)state;
+    char err[256];
+    EVP_PKEY *key = audit_key_load_private("tests/keys/test-ed25519.pem", err, sizeof err);
+    assert_non_null(key);
+    struct audit_signer s;
+    assert_int_equal(audit_signer_init(&s, key), 0);
+    char msg[64];
+    for (int i = 0; i < 50; i++) {
+        int n = snprintf(msg, sizeof msg, "{\"head_seq\":%d}", i);
+        char a[129], b[129];
+        assert_int_equal(audit_sign_with(&s, msg, (size_t)n, a), 0);
+        assert_int_equal(audit_sign(key, msg, (size_t)n, b), 0);
+        assert_string_equal(a, b); /* Ed25519 is deterministic */
+        assert_int_equal(audit_sig_ok(key, msg, (size_t)n, a, 128), 1);
+        msg[n - 2] ^= 1;
+        assert_int_equal(audit_sig_ok(key, msg, (size_t)n, a, 128), 0);
+    }
+    /* Set up again per signature, where copying is not available: the same signatures. */
+    s.copy = 0;
+    char a[129], b[129];
+    assert_int_equal(audit_sign_with(&s, "abc", 3, a), 0);
+    assert_int_equal(audit_sign(key, "abc", 3, b), 0);
+    assert_string_equal(a, b);
+    audit_signer_free(&s);
+    char c[129];
+    assert_int_equal(audit_sign_with(&s, "abc", 3, c), -1); /* freed: refuses */
+    EVP_PKEY_free(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc8785_numbers),      cmocka_unit_test(test_numbers_round_trip),
-        cmocka_unit_test(test_rfc8785_example),      cmocka_unit_test(test_rfc8785_sorting),
-        cmocka_unit_test(test_escapes_and_integers), cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_members_merge),        cmocka_unit_test(test_redact_copy),
+        cmocka_unit_test(test_rfc8785_numbers),
+        cmocka_unit_test(test_numbers_round_trip),
+        cmocka_unit_test(test_rfc8785_example),
+        cmocka_unit_test(test_rfc8785_sorting),
+        cmocka_unit_test(test_escapes_and_integers),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_members_merge),
+        cmocka_unit_test(test_redact_copy),
+        cmocka_unit_test(test_checkpoint_payload_direct),
+        cmocka_unit_test(test_checkpoint_members_direct),
+        cmocka_unit_test(test_time_text),
+        cmocka_unit_test(test_signer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
