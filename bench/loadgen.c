@@ -31,7 +31,9 @@
  * arguments. Everything is bounded: rate, connections, duration, request size, response head,
  * per-request timeout, and the drain after the last request is due.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -804,6 +806,7 @@ static int parse_url(const char *url, struct sockaddr_in *addr, const char **pat
     return 0;
 }
 
+#ifndef LOADGEN_NO_MAIN /* tests/fuzz/fuzz_loadgen.c includes this file for its parser */
 int main(int argc, char **argv)
 {
     static struct loadgen g;
@@ -969,3 +972,4 @@ out:
         close(g.timer);
     return rc;
 }
+#endif
