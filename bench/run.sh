@@ -794,8 +794,10 @@ proc_audit_ticks() {
 }
 
 # run_loadgen NAME URL PID RATE: BENCH_WARMUP s unmeasured, then BENCH_DURATION s measured, at
-# RATE requests/s on BENCH_CONNECTIONS keep-alive connections; sets O_<field>[NAME].
+# RATE requests/s on BENCH_CONNECTIONS keep-alive connections; appends this round's numbers to
+# LO_<field>[NAME]; summarize_loadgen NAME then sets O_<field>[NAME] to the medians.
 declare -A O_RATE O_RPS O_P50 O_P99 O_P999 O_MAX O_CPU O_AUDIT O_LAG O_ERR
+declare -A LO_RPS LO_P50 LO_P99 LO_P999 LO_MAX LO_CPU LO_AUDIT LO_LAG LO_STATUS LO_SOCK LO_UNSENT
 run_loadgen() {
     local name=$1 url=$2 pid=$3 rate=$4 out=$TMP/loadgen-$1.out t0 t1 a0 a1 line all
     local args=(-u "$url" -r "$rate" -c "$BENCH_CONNECTIONS" -d "$BENCH_DURATION" -w "$BENCH_WARMUP"
@@ -810,27 +812,51 @@ run_loadgen() {
     a1=$(proc_audit_ticks "$pid")
     line=$(grep '^BENCH_RESULT ' "$out") || die "loadgen against $name printed no result: $(tail -3 "$out")"
     all=$(wrk_field "$line" sent_all)
+    local rps p50 p99 p999 cpu e_status e_sock e_unsent
     O_RATE[$name]=$rate
-    O_RPS[$name]=$(wrk_field "$line" achieved_rps)
-    O_P50[$name]=$(wrk_field "$line" p50_us)
-    O_P99[$name]=$(wrk_field "$line" p99_us)
-    O_P999[$name]=$(wrk_field "$line" p999_us)
-    O_MAX[$name]=$(wrk_field "$line" max_us)
-    O_LAG[$name]=$(wrk_field "$line" send_lag_p99_us)
-    O_CPU[$name]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$all" \
+    rps=$(wrk_field "$line" achieved_rps)
+    p50=$(wrk_field "$line" p50_us)
+    p99=$(wrk_field "$line" p99_us)
+    p999=$(wrk_field "$line" p999_us)
+    cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$all" \
         'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print 0 }')
-    O_AUDIT[$name]=$(awk -v t=$((a1 - a0)) -v hz="$CLK_TCK" -v n="$all" \
-        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print 0 }')
-    local e_status e_sock e_unsent
+    LO_RPS[$name]+=" $rps"
+    LO_P50[$name]+=" $p50"
+    LO_P99[$name]+=" $p99"
+    LO_P999[$name]+=" $p999"
+    LO_MAX[$name]+=" $(wrk_field "$line" max_us)"
+    LO_LAG[$name]+=" $(wrk_field "$line" send_lag_p99_us)"
+    LO_CPU[$name]+=" $cpu"
+    LO_AUDIT[$name]+=" $(awk -v t=$((a1 - a0)) -v hz="$CLK_TCK" -v n="$all" \
+        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print 0 }')"
     e_status=$(wrk_field "$line" errors_status)
     e_sock=$(($(wrk_field "$line" errors_connect) + $(wrk_field "$line" errors_read) + $(wrk_field "$line" errors_timeout)))
     e_unsent=$(wrk_field "$line" errors_unsent)
-    O_ERR[$name]=0
-    if ((e_status + e_sock + e_unsent > 0)); then
-        O_ERR[$name]="$e_status non-2xx, $e_sock socket/timeout, $e_unsent never sent"
-    fi
-    log "$name: ${O_RPS[$name]} of $rate req/s answered, p50 $(fmt_ms "${O_P50[$name]}") ms, p99 $(fmt_ms "${O_P99[$name]}") ms, p99.9 $(fmt_ms "${O_P999[$name]}") ms, CPU ${O_CPU[$name]} us/req, errors ${O_ERR[$name]}"
+    LO_STATUS[$name]=$((${LO_STATUS[$name]:-0} + e_status))
+    LO_SOCK[$name]=$((${LO_SOCK[$name]:-0} + e_sock))
+    LO_UNSENT[$name]=$((${LO_UNSENT[$name]:-0} + e_unsent))
+    log "$name: $rps of $rate req/s answered, p50 $(fmt_ms "$p50") ms, p99 $(fmt_ms "$p99") ms, p99.9 $(fmt_ms "$p999") ms, CPU $cpu us/req, errors $e_status non-2xx, $e_sock socket, $e_unsent never sent"
 }
+
+# The medians over the rounds of run_loadgen NAME (errors added up), into O_<field>[NAME].
+summarize_loadgen() {
+    local name=$1
+    O_RPS[$name]=$(median "${LO_RPS[$name]}")
+    O_P50[$name]=$(median "${LO_P50[$name]}")
+    O_P99[$name]=$(median "${LO_P99[$name]}")
+    O_P999[$name]=$(median "${LO_P999[$name]}")
+    O_MAX[$name]=$(median "${LO_MAX[$name]}")
+    O_LAG[$name]=$(median "${LO_LAG[$name]}")
+    O_CPU[$name]=$(median "${LO_CPU[$name]}")
+    O_AUDIT[$name]=$(median "${LO_AUDIT[$name]}")
+    O_ERR[$name]=0
+    if ((LO_STATUS[$name] + LO_SOCK[$name] + LO_UNSENT[$name] > 0)); then
+        O_ERR[$name]="${LO_STATUS[$name]} non-2xx, ${LO_SOCK[$name]} socket/timeout, ${LO_UNSENT[$name]} never sent"
+    fi
+}
+
+# ratio3 A B: A / B with three significant digits (latency ratios span orders of magnitude).
+ratio3() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3g", a / b; else print "n/a" }'; }
 
 openloop_header() {
     report "| target | req/s offered | answered/s | p50 ms | p99 ms | p99.9 ms | max ms | server CPU µs/req | send lag p99 ms | errors |"
@@ -877,10 +903,10 @@ openloop_ratios() {
     [[ -n ${O_P99[$key.$a]:-} ]] || return 0
     for b in "$@"; do
         [[ -n ${O_P99[$key.$b]:-} ]] || continue
-        report "- $a/$b at the same rate: p50 $(ratio "${O_P50[$key.$a]}" "${O_P50[$key.$b]}")x," \
-            "p99 $(ratio "${O_P99[$key.$a]}" "${O_P99[$key.$b]}")x," \
-            "p99.9 $(ratio "${O_P999[$key.$a]}" "${O_P999[$key.$b]}")x," \
-            "CPU per request $(ratio "${O_CPU[$key.$a]}" "${O_CPU[$key.$b]}")x"
+        report "- $a/$b at the same rate: p50 $(ratio3 "${O_P50[$key.$a]}" "${O_P50[$key.$b]}")x," \
+            "p99 $(ratio3 "${O_P99[$key.$a]}" "${O_P99[$key.$b]}")x," \
+            "p99.9 $(ratio3 "${O_P999[$key.$a]}" "${O_P999[$key.$b]}")x," \
+            "CPU per request $(ratio3 "${O_CPU[$key.$a]}" "${O_CPU[$key.$b]}")x"
     done
 }
 
@@ -895,21 +921,32 @@ section_openloop() {
     report "Rate: $OPENLOOP_FROM. $BENCH_CONNECTIONS connections, ${BENCH_DURATION} s measured after ${BENCH_WARMUP} s; latency from each request's due time."
     report ""
     openloop_header
+    local round
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for target in $BENCH_OPENLOOP_TARGETS; do
+            [[ -z $(target_missing "$target") ]] || continue
+            log "openloop: $target at $OPENLOOP_RATE req/s (round $round of $BENCH_ROUNDS)"
+            "start_$target" json
+            mcp_session "$TARGET_URL"
+            run_loadgen "ol.$target" "$TARGET_URL" "$TARGET_PID" "$OPENLOOP_RATE"
+            [[ $target == direct ]] || stop_bg "$TARGET_PID"
+        done
+    done
+    stop_bg "$BACKEND_PID"
     for target in $BENCH_OPENLOOP_TARGETS; do
         why=$(target_missing "$target")
         if [[ -n $why ]]; then
             report "| $target | — | — | — | — | — | — | — | — | not run: $why |"
             continue
         fi
-        log "openloop: $target at $OPENLOOP_RATE req/s"
-        "start_$target" json
-        mcp_session "$TARGET_URL"
-        run_loadgen "ol.$target" "$TARGET_URL" "$TARGET_PID" "$OPENLOOP_RATE"
-        [[ $target == direct ]] || stop_bg "$TARGET_PID"
+        summarize_loadgen "ol.$target"
         openloop_row "ol.$target" "$target"
     done
-    stop_bg "$BACKEND_PID"
     report ""
+    if ((BENCH_ROUNDS > 1)); then
+        report "(medians of $BENCH_ROUNDS interleaved rounds; errors added up)"
+        report ""
+    fi
     openloop_ratios ol toolgate nginx h2o direct
 }
 
@@ -943,17 +980,21 @@ section_layers() {
     report "| target | switched off | server CPU µs/req | layer's cost µs/req | audit writer thread µs/req | p50 ms | p99 ms | p99.9 ms | errors |"
     report "|---|---|---:|---:|---:|---:|---:|---:|---|"
     TOOLGATE_ALL_LAYERS=1
-    for target in toolgate "${LAYER_OFF[@]}"; do
-        why=$(target_missing "$target")
-        [[ -z $why ]] || die "layers: $target cannot run: $why"
-        log "layers: $target at $OPENLOOP_RATE req/s"
-        "start_$target" json
-        mcp_session "$TARGET_URL"
-        run_loadgen "ly.$target" "$TARGET_URL" "$TARGET_PID" "$OPENLOOP_RATE"
-        stop_bg "$TARGET_PID"
+    local round
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for target in toolgate "${LAYER_OFF[@]}"; do
+            log "layers: $target at $OPENLOOP_RATE req/s (round $round of $BENCH_ROUNDS)"
+            "start_$target" json
+            mcp_session "$TARGET_URL"
+            run_loadgen "ly.$target" "$TARGET_URL" "$TARGET_PID" "$OPENLOOP_RATE"
+            stop_bg "$TARGET_PID"
+        done
     done
     TOOLGATE_ALL_LAYERS=0
     stop_bg "$BACKEND_PID"
+    for target in toolgate "${LAYER_OFF[@]}"; do
+        summarize_loadgen "ly.$target"
+    done
     report "| toolgate (all layers) | nothing | ${O_CPU[$full]} | — | ${O_AUDIT[$full]} | $(fmt_ms "${O_P50[$full]}") | $(fmt_ms "${O_P99[$full]}") | $(fmt_ms "${O_P999[$full]}") | ${O_ERR[$full]} |"
     for target in "${LAYER_OFF[@]}"; do
         local k=ly.$target
@@ -964,7 +1005,7 @@ section_layers() {
     report "| — | policy | cannot be switched off | see micro: policy | | | | | |"
     report "| — | audit | cannot be switched off | ≥ ${O_AUDIT[$full]} (writer thread) | | | | | |"
     report ""
-    report "(layer's cost = CPU of the whole pipeline − CPU with that layer off, per request, at the same rate; the audit writer column is the tg-audit thread alone, a lower bound of audit's cost: the records are built on the worker.)"
+    report "(layer's cost = CPU of the whole pipeline − CPU with that layer off, per request, at the same rate; the audit writer column is the tg-audit thread alone, a lower bound of audit's cost: the records are built on the worker.$( ((BENCH_ROUNDS > 1)) && echo " Medians of $BENCH_ROUNDS interleaved rounds."))"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1086,6 +1127,7 @@ section_mcp_peer() {
         mcp_session "$TARGET_URL"
         run_loadgen "mp.$target" "$TARGET_URL" "$TARGET_PID" "$OPENLOOP_RATE"
         stop_bg "$TARGET_PID"
+        summarize_loadgen "mp.$target"
         openloop_row "mp.$target" "$target"
     done
     stop_bg "$BACKEND_PID"
