@@ -11,6 +11,14 @@
 #   passthrough_sse  the same with the backend answering every POST as an SSE stream
 #   idle_rss         toolgate's peak RSS with 1,000 idle keep-alive connections (peers beside it)
 #   micro            one-command micro-benchmarks of the layers (see section_micro)
+#   openloop         fixed-rate load (bench/loadgen.c, no coordinated omission): p50, p99, p99.9
+#                    of direct, nginx, h2o and toolgate at one rate, BENCH_OPENLOOP_LOAD of
+#                    toolgate's saturation throughput
+#   layers           the whole pipeline (limits included) with one layer off in turn, at that
+#                    rate: each layer's CPU µs/req (policy and audit have no off switch)
+#   workers          toolgate and nginx with 1 and with 2 workers (wrk)
+#   mcp_peer         an MCP proxy from npm (bench/mcp-peer, installed by npm ci into
+#                    BUILD_DIR/bench/mcp-peer) beside toolgate, wrk and fixed rate
 #   audit_scale      only when named in BENCH_ONLY (it takes minutes): a generated audit store
 #                    of BENCH_AUDIT_CALLS calls (default 10,000,000; or BENCH_AUDIT_STORE, an
 #                    existing generated SQLite file): bytes per call, verify, query, stats
@@ -31,6 +39,10 @@
 #   BENCH_AUTHORIZATION="Bearer ..."            sent as Authorization on every MCP request
 #   BENCH_BASELINE=PATH      another toolgate binary; the target "baseline" runs it with the
 #                            full pipeline beside "toolgate" (before/after a change)
+#   BENCH_OPENLOOP_LOAD=0.5  the fixed rate as a fraction of toolgate's saturation req/s
+#   BENCH_OPENLOOP_RATE=N    the fixed rate in req/s instead (no saturation run)
+#   BENCH_OPENLOOP_TARGETS="direct nginx h2o toolgate"   targets of openloop
+#   BENCH_WORKERS_TARGETS="nginx toolgate"               targets of workers
 #   BENCH_KEEP=1             keep the temp directory (configs, logs) for inspection
 #   BENCH_PERF=1             record a perf profile of toolgate in each pass-through run
 #                            (BUILD_DIR/bench/perf-<section>.toolgate.data)
@@ -41,7 +53,7 @@
 
 set -euo pipefail
 
-SECTIONS=(passthrough passthrough_sse federation idle_rss micro)
+SECTIONS=(passthrough passthrough_sse federation idle_rss micro openloop layers workers mcp_peer)
 # Sections run only when BENCH_ONLY names them.
 EXTRA_SECTIONS=(audit_scale)
 
@@ -73,6 +85,10 @@ BENCH_ONLY=${BENCH_ONLY:-}
 BENCH_MICRO_TIMEOUT=${BENCH_MICRO_TIMEOUT:-60}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 BENCH_PERF=${BENCH_PERF:-0}
+BENCH_OPENLOOP_LOAD=${BENCH_OPENLOOP_LOAD:-0.5}
+BENCH_OPENLOOP_RATE=${BENCH_OPENLOOP_RATE:-}
+BENCH_OPENLOOP_TARGETS=${BENCH_OPENLOOP_TARGETS:-direct nginx h2o toolgate}
+BENCH_WORKERS_TARGETS=${BENCH_WORKERS_TARGETS:-nginx toolgate}
 export BENCH_AUTHORIZATION
 
 MCP_PROTOCOL=2025-06-18
@@ -352,11 +368,14 @@ start_h2o() {
 
 # The toolgate configuration's switchable parts, per target: the full pipeline, and one layer
 # changed at a time so its cost shows as a ratio against "toolgate" in the same run.
+LIMITS_ON='limits: {ledger: "sqlite:@DIR@/ledger.db", rate: [{per: user, limit: 100000000, window: 1s}], costs: {default: 0.000001}, budgets: [{per: user, cap: 1000000, period: day}]}'
+TOOLGATE_ALL_LAYERS=0
 IDENTITY_ON='{issuers: [{issuer: "https://idp.bench.invalid/", audiences: ["http://toolgate.bench.invalid/mcp"], jwks_file: "@KEYS@/idp/jwks.json", algorithms: [EdDSA]}]}'
 declare -A VARIANT_NOTE=(
     [toolgate_noid]="identity off (no token verified; policy without a role condition)"
     [toolgate_nosafety]="safety off (no PII scanning of arguments or results)"
     [toolgate_limits]="limits on (a per-user rate limit and a daily budget, memory store)"
+    [toolgate_nolimits]="limits off (no limits section)"
     [toolgate_queued]="audit.durability: queued (answers not held for their record)"
     [toolgate_noinject]="inject: none (no gateway-signed JWT for the backend)"
     [toolgate_traces]="traces on (every request's 8 spans exported over OTLP/HTTP to a loopback sink)"
@@ -368,11 +387,14 @@ VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolga
 start_toolgate() { # start_toolgate [MODE] [VARIANT]
     local port variant=${2:-toolgate} identity=$IDENTITY_ON safety='{}' principal=', roles_any: [bench]'
     local limits='' durability=commit inject='{mode: jwt, audience: "ehr-backend"}' telemetry=''
+    # The layers section runs every variant with limits on too (all six layers configured).
+    if [[ $TOOLGATE_ALL_LAYERS == 1 ]]; then limits=$LIMITS_ON; fi
     local backends="[{name: ehr, url: \"http://127.0.0.1:$BACKEND_PORT/mcp\"}]"
     case $variant in
     toolgate_noid) identity='{mode: "off"}' principal='' ;;
     toolgate_nosafety) safety='{enabled: false}' ;;
-    toolgate_limits) limits='limits: {ledger: "sqlite:@DIR@/ledger.db", rate: [{per: user, limit: 100000000, window: 1s}], costs: {default: 0.000001}, budgets: [{per: user, cap: 1000000, period: day}]}' ;;
+    toolgate_limits) limits=$LIMITS_ON ;;
+    toolgate_nolimits) limits='' ;;
     toolgate_queued) durability=queued ;;
     toolgate_noinject) inject='{mode: none}' ;;
     toolgate_traces)
@@ -401,6 +423,7 @@ start_toolgate() { # start_toolgate [MODE] [VARIANT]
 start_toolgate_noid() { start_toolgate "${1:-}" toolgate_noid; }
 start_toolgate_nosafety() { start_toolgate "${1:-}" toolgate_nosafety; }
 start_toolgate_limits() { start_toolgate "${1:-}" toolgate_limits; }
+start_toolgate_nolimits() { start_toolgate "${1:-}" toolgate_nolimits; }
 start_toolgate_queued() { start_toolgate "${1:-}" toolgate_queued; }
 start_toolgate_noinject() { start_toolgate "${1:-}" toolgate_noinject; }
 start_toolgate_traces() { start_toolgate "${1:-}" toolgate_traces; }
@@ -432,8 +455,9 @@ start_baseline() {
 # Why a target cannot run here, or nothing.
 target_missing() {
     case $1 in
-    direct | toolgate | toolgate_noid | toolgate_nosafety | toolgate_limits | toolgate_queued | \
-        toolgate_noinject | toolgate_federated) ;;
+    direct | toolgate | toolgate_noid | toolgate_nosafety | toolgate_limits | toolgate_nolimits | \
+        toolgate_queued | toolgate_noinject | toolgate_federated) ;;
+    mcp_passthrough) mcp_peer_missing ;;
     toolgate_traces | toolgate_traces_stalled) command -v node >/dev/null || echo "node not installed (the trace sink)" ;;
     nginx) [[ -x $NGINX ]] || echo "nginx not installed ($NGINX)" ;;
     h2o) [[ -x $H2O ]] || echo "h2o not installed ($H2O)" ;;
@@ -742,6 +766,379 @@ section_micro() {
     micro_bench telemetry "$TOOLGATE" bench telemetry
 }
 
+# ---------------------------------------------------------------------------------------------
+# Fixed-rate (open-loop) load: bench/loadgen.c sends every request at its due time, whatever
+# the answers before it did, and measures each latency from that due time. The rate is
+# BENCH_OPENLOOP_LOAD of toolgate's saturation throughput (the full pipeline, closed-loop wrk),
+# so every target is loaded with the same requests per second.
+
+LOADGEN=""
+build_loadgen() {
+    LOADGEN=$BUILD_DIR/bench/loadgen
+    if [[ ! -x $LOADGEN || $BENCH_DIR/loadgen.c -nt $LOADGEN ]]; then
+        mkdir -p "$BUILD_DIR/bench"
+        ${CC:-cc} -std=c11 -O2 -Wall -Wextra -Werror -o "$LOADGEN" "$BENCH_DIR/loadgen.c" ||
+            die "cannot build bench/loadgen.c"
+    fi
+}
+
+# CPU ticks of toolgate's audit writer thread (named tg-audit) so far.
+proc_audit_ticks() {
+    local total=0 t d
+    for d in /proc/"$1"/task/*; do
+        [[ $(cat "$d/comm" 2>/dev/null) == tg-audit ]] || continue
+        t=$(sed 's/.*) //' "$d/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# run_loadgen NAME URL PID RATE: BENCH_WARMUP s unmeasured, then BENCH_DURATION s measured, at
+# RATE requests/s on BENCH_CONNECTIONS keep-alive connections; appends this round's numbers to
+# LO_<field>[NAME]; summarize_loadgen NAME then sets O_<field>[NAME] to the medians.
+declare -A O_RATE O_RPS O_P50 O_P99 O_P999 O_MAX O_CPU O_AUDIT O_LAG O_ERR
+declare -A LO_RPS LO_P50 LO_P99 LO_P999 LO_MAX LO_CPU LO_AUDIT LO_LAG LO_STATUS LO_SOCK LO_UNSENT
+run_loadgen() {
+    local name=$1 url=$2 pid=$3 rate=$4 out=$TMP/loadgen-$1.out t0 t1 a0 a1 line all
+    local args=(-u "$url" -r "$rate" -c "$BENCH_CONNECTIONS" -d "$BENCH_DURATION" -w "$BENCH_WARMUP"
+        -t 10 -H "Accept: application/json, text/event-stream" -H "Mcp-Session-Id: $SESSION"
+        -H "MCP-Protocol-Version: $MCP_PROTOCOL" -b "${BENCH_BODY:-$TOOLS_CALL_BODY}")
+    [[ -n $BENCH_AUTHORIZATION ]] && args+=(-H "Authorization: $BENCH_AUTHORIZATION")
+    t0=$(proc_tree_ticks "$pid")
+    a0=$(proc_audit_ticks "$pid")
+    run_waiting "$out" timeout $((BENCH_WARMUP + BENCH_DURATION + 60)) "$LOADGEN" "${args[@]}" ||
+        die "loadgen against $name failed: $(tail -3 "$out")"
+    t1=$(proc_tree_ticks "$pid")
+    a1=$(proc_audit_ticks "$pid")
+    line=$(grep '^BENCH_RESULT ' "$out") || die "loadgen against $name printed no result: $(tail -3 "$out")"
+    all=$(wrk_field "$line" sent_all)
+    local rps p50 p99 p999 cpu e_status e_sock e_unsent
+    O_RATE[$name]=$rate
+    rps=$(wrk_field "$line" achieved_rps)
+    p50=$(wrk_field "$line" p50_us)
+    p99=$(wrk_field "$line" p99_us)
+    p999=$(wrk_field "$line" p999_us)
+    cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$all" \
+        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print 0 }')
+    LO_RPS[$name]+=" $rps"
+    LO_P50[$name]+=" $p50"
+    LO_P99[$name]+=" $p99"
+    LO_P999[$name]+=" $p999"
+    LO_MAX[$name]+=" $(wrk_field "$line" max_us)"
+    LO_LAG[$name]+=" $(wrk_field "$line" send_lag_p99_us)"
+    LO_CPU[$name]+=" $cpu"
+    LO_AUDIT[$name]+=" $(awk -v t=$((a1 - a0)) -v hz="$CLK_TCK" -v n="$all" \
+        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print 0 }')"
+    e_status=$(wrk_field "$line" errors_status)
+    e_sock=$(($(wrk_field "$line" errors_connect) + $(wrk_field "$line" errors_read) + $(wrk_field "$line" errors_timeout)))
+    e_unsent=$(wrk_field "$line" errors_unsent)
+    LO_STATUS[$name]=$((${LO_STATUS[$name]:-0} + e_status))
+    LO_SOCK[$name]=$((${LO_SOCK[$name]:-0} + e_sock))
+    LO_UNSENT[$name]=$((${LO_UNSENT[$name]:-0} + e_unsent))
+    log "$name: $rps of $rate req/s answered, p50 $(fmt_ms "$p50") ms, p99 $(fmt_ms "$p99") ms, p99.9 $(fmt_ms "$p999") ms, CPU $cpu us/req, errors $e_status non-2xx, $e_sock socket, $e_unsent never sent"
+}
+
+# The medians over the rounds of run_loadgen NAME (errors added up), into O_<field>[NAME].
+summarize_loadgen() {
+    local name=$1
+    O_RPS[$name]=$(median "${LO_RPS[$name]}")
+    O_P50[$name]=$(median "${LO_P50[$name]}")
+    O_P99[$name]=$(median "${LO_P99[$name]}")
+    O_P999[$name]=$(median "${LO_P999[$name]}")
+    O_MAX[$name]=$(median "${LO_MAX[$name]}")
+    O_LAG[$name]=$(median "${LO_LAG[$name]}")
+    O_CPU[$name]=$(median "${LO_CPU[$name]}")
+    O_AUDIT[$name]=$(median "${LO_AUDIT[$name]}")
+    O_ERR[$name]=0
+    if ((LO_STATUS[$name] + LO_SOCK[$name] + LO_UNSENT[$name] > 0)); then
+        O_ERR[$name]="${LO_STATUS[$name]} non-2xx, ${LO_SOCK[$name]} socket/timeout, ${LO_UNSENT[$name]} never sent"
+    fi
+}
+
+# ratio3 A B: A / B with three significant digits (latency ratios span orders of magnitude).
+ratio3() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3g", a / b; else print "n/a" }'; }
+
+openloop_header() {
+    report "| target | req/s offered | answered/s | p50 ms | p99 ms | p99.9 ms | max ms | server CPU µs/req | send lag p99 ms | errors |"
+    report "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+}
+
+openloop_row() { # openloop_row KEY LABEL
+    report "| $2 | ${O_RATE[$1]} | ${O_RPS[$1]} | $(fmt_ms "${O_P50[$1]}") | $(fmt_ms "${O_P99[$1]}") |" \
+        "$(fmt_ms "${O_P999[$1]}") | $(fmt_ms "${O_MAX[$1]}") | ${O_CPU[$1]} | $(fmt_ms "${O_LAG[$1]}") | ${O_ERR[$1]} |"
+}
+
+# The fixed rate of this run (set once): BENCH_OPENLOOP_RATE, or BENCH_OPENLOOP_LOAD times
+# toolgate's saturation throughput, taken from the passthrough section when it ran, else
+# measured here with wrk. Needs the JSON backend running.
+OPENLOOP_RATE="" OPENLOOP_SAT="" OPENLOOP_FROM=""
+openloop_rate() {
+    [[ -z $OPENLOOP_RATE ]] || return 0
+    if [[ -n $BENCH_OPENLOOP_RATE ]]; then
+        OPENLOOP_RATE=$BENCH_OPENLOOP_RATE
+        OPENLOOP_FROM="set by BENCH_OPENLOOP_RATE"
+        return 0
+    fi
+    OPENLOOP_SAT=${R_RPS[pt.toolgate]:-}
+    OPENLOOP_FROM="the passthrough section's wrk run"
+    if [[ -z $OPENLOOP_SAT ]]; then
+        log "openloop: toolgate's saturation throughput (wrk)"
+        start_toolgate json
+        mcp_session "$TARGET_URL"
+        run_wrk "sat.toolgate" "$TARGET_URL" "$TARGET_PID"
+        stop_bg "$TARGET_PID"
+        summarize sat.toolgate
+        OPENLOOP_SAT=${R_RPS[sat.toolgate]}
+        OPENLOOP_FROM="wrk with $BENCH_CONNECTIONS connections"
+    fi
+    OPENLOOP_RATE=$(awk -v s="$OPENLOOP_SAT" -v f="$BENCH_OPENLOOP_LOAD" \
+        'BEGIN { r = int(s * f); print (r < 1) ? 1 : r }')
+    OPENLOOP_FROM="$BENCH_OPENLOOP_LOAD x toolgate's saturation, $OPENLOOP_SAT req/s from $OPENLOOP_FROM"
+}
+
+# openloop_ratios KEY A B...: A's latency percentiles as ratios of each of B's.
+openloop_ratios() {
+    local key=$1 a=$2 b
+    shift 2
+    [[ -n ${O_P99[$key.$a]:-} ]] || return 0
+    for b in "$@"; do
+        [[ -n ${O_P99[$key.$b]:-} ]] || continue
+        report "- $a/$b at the same rate: p50 $(ratio3 "${O_P50[$key.$a]}" "${O_P50[$key.$b]}")x," \
+            "p99 $(ratio3 "${O_P99[$key.$a]}" "${O_P99[$key.$b]}")x," \
+            "p99.9 $(ratio3 "${O_P999[$key.$a]}" "${O_P999[$key.$b]}")x," \
+            "CPU per request $(ratio3 "${O_CPU[$key.$a]}" "${O_CPU[$key.$b]}")x"
+    done
+}
+
+section_openloop() {
+    local target why
+    build_loadgen
+    start_backend json
+    openloop_rate
+    report ""
+    report "### Fixed rate (open loop): tools/call get_patient at $OPENLOOP_RATE req/s, JSON answers"
+    report ""
+    report "Rate: $OPENLOOP_FROM. $BENCH_CONNECTIONS connections, ${BENCH_DURATION} s measured after ${BENCH_WARMUP} s; latency from each request's due time."
+    report ""
+    openloop_header
+    local round
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for target in $BENCH_OPENLOOP_TARGETS; do
+            [[ -z $(target_missing "$target") ]] || continue
+            log "openloop: $target at $OPENLOOP_RATE req/s (round $round of $BENCH_ROUNDS)"
+            "start_$target" json
+            mcp_session "$TARGET_URL"
+            run_loadgen "ol.$target" "$TARGET_URL" "$TARGET_PID" "$OPENLOOP_RATE"
+            [[ $target == direct ]] || stop_bg "$TARGET_PID"
+        done
+    done
+    stop_bg "$BACKEND_PID"
+    for target in $BENCH_OPENLOOP_TARGETS; do
+        why=$(target_missing "$target")
+        if [[ -n $why ]]; then
+            report "| $target | — | — | — | — | — | — | — | — | not run: $why |"
+            continue
+        fi
+        summarize_loadgen "ol.$target"
+        openloop_row "ol.$target" "$target"
+    done
+    report ""
+    if ((BENCH_ROUNDS > 1)); then
+        report "(medians of $BENCH_ROUNDS interleaved rounds; errors added up)"
+        report ""
+    fi
+    openloop_ratios ol toolgate nginx h2o direct
+}
+
+# ---------------------------------------------------------------------------------------------
+# layers: the whole pipeline (all six layers configured, limits included) and the same with one
+# layer switched off in turn, each at the fixed rate of this run; the CPU a request costs with
+# and without the layer, in the same run. Policy and audit cannot be switched off: without a
+# policy every call is denied, and the audit log has no off switch (closed world). For audit
+# the writer thread's own CPU is shown instead, and durability: queued; for policy the micro
+# section's in-process decision cost.
+
+LAYER_OFF=(toolgate_noid toolgate_nosafety toolgate_nolimits toolgate_noinject toolgate_queued)
+declare -A LAYER_NAME=(
+    [toolgate_noid]="identity"
+    [toolgate_nosafety]="safety"
+    [toolgate_nolimits]="limits"
+    [toolgate_noinject]="routing injection"
+    [toolgate_queued]="audit: answers not held for their record"
+)
+
+section_layers() {
+    local target why full=ly.toolgate
+    build_loadgen
+    start_backend json
+    openloop_rate
+    report ""
+    report "### Cost of each layer: the whole pipeline with one layer off, at $OPENLOOP_RATE req/s"
+    report ""
+    report "Every toolgate here has identity, safety, policy, limits (rate and budget, memory store), routing with an injected JWT and audit (commit) configured, and one of them switched off per row. Rate: $OPENLOOP_FROM."
+    report ""
+    report "| target | switched off | server CPU µs/req | layer's cost µs/req | audit writer thread µs/req | p50 ms | p99 ms | p99.9 ms | errors |"
+    report "|---|---|---:|---:|---:|---:|---:|---:|---|"
+    TOOLGATE_ALL_LAYERS=1
+    local round
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for target in toolgate "${LAYER_OFF[@]}"; do
+            log "layers: $target at $OPENLOOP_RATE req/s (round $round of $BENCH_ROUNDS)"
+            "start_$target" json
+            mcp_session "$TARGET_URL"
+            run_loadgen "ly.$target" "$TARGET_URL" "$TARGET_PID" "$OPENLOOP_RATE"
+            stop_bg "$TARGET_PID"
+        done
+    done
+    TOOLGATE_ALL_LAYERS=0
+    stop_bg "$BACKEND_PID"
+    for target in toolgate "${LAYER_OFF[@]}"; do
+        summarize_loadgen "ly.$target"
+    done
+    report "| toolgate (all layers) | nothing | ${O_CPU[$full]} | — | ${O_AUDIT[$full]} | $(fmt_ms "${O_P50[$full]}") | $(fmt_ms "${O_P99[$full]}") | $(fmt_ms "${O_P999[$full]}") | ${O_ERR[$full]} |"
+    for target in "${LAYER_OFF[@]}"; do
+        local k=ly.$target
+        report "| $target | ${LAYER_NAME[$target]} | ${O_CPU[$k]} |" \
+            "$(awk -v a="${O_CPU[$full]}" -v b="${O_CPU[$k]}" 'BEGIN { printf "%+.1f", a - b }') |" \
+            "${O_AUDIT[$k]} | $(fmt_ms "${O_P50[$k]}") | $(fmt_ms "${O_P99[$k]}") | $(fmt_ms "${O_P999[$k]}") | ${O_ERR[$k]} |"
+    done
+    report "| — | policy | cannot be switched off | see micro: policy | | | | | |"
+    report "| — | audit | cannot be switched off | ≥ ${O_AUDIT[$full]} (writer thread) | | | | | |"
+    report ""
+    report "(layer's cost = CPU of the whole pipeline − CPU with that layer off, per request, at the same rate; the audit writer column is the tg-audit thread alone, a lower bound of audit's cost: the records are built on the worker.$( ((BENCH_ROUNDS > 1)) && echo " Medians of $BENCH_ROUNDS interleaved rounds."))"
+}
+
+# ---------------------------------------------------------------------------------------------
+# workers: toolgate and nginx with 1 and with 2 workers, closed-loop wrk, in the same run.
+
+section_workers() {
+    local target w why
+    start_backend json
+    report ""
+    report "### 1 vs 2 workers: tools/call get_patient, JSON answers (wrk, $BENCH_CONNECTIONS connections)"
+    report ""
+    report "| target | workers | req/s | p50 ms | p99 ms | server CPU µs/req | errors |"
+    report "|---|---:|---:|---:|---:|---:|---|"
+    for target in $BENCH_WORKERS_TARGETS; do
+        why=$(target_missing "$target")
+        if [[ -n $why ]]; then
+            report "| $target | — | — | — | — | — | not run: $why |"
+            continue
+        fi
+        for w in 1 2; do
+            log "workers: $target with $w worker(s)"
+            BENCH_WORKERS=$w "start_$target" json
+            mcp_session "$TARGET_URL"
+            run_wrk "wk.$target.$w" "$TARGET_URL" "$TARGET_PID"
+            stop_bg "$TARGET_PID"
+            summarize "wk.$target.$w"
+            local k=wk.$target.$w
+            report "| $target | $w | ${R_RPS[$k]} | $(fmt_ms "${R_P50[$k]}") | $(fmt_ms "${R_P99[$k]}") | ${R_CPU[$k]} | ${R_ERR[$k]} |"
+        done
+    done
+    stop_bg "$BACKEND_PID"
+    report ""
+    for target in $BENCH_WORKERS_TARGETS; do
+        [[ -n ${R_RPS[wk.$target.2]:-} ]] || continue
+        report "- $target 2 workers/1 worker: throughput $(ratio "${R_RPS[wk.$target.2]}" "${R_RPS[wk.$target.1]}")x," \
+            "CPU per request $(ratio "${R_CPU[wk.$target.2]}" "${R_CPU[wk.$target.1]}")x"
+    done
+    report "- the machine has $(nproc) CPUs, shared by wrk (${BENCH_THREADS} thread), the backend ($BENCH_BACKEND_WORKERS worker) and the proxy: a second worker can only use what the others leave."
+}
+
+# ---------------------------------------------------------------------------------------------
+# mcp_peer: an MCP proxy from npm that relays streamable HTTP (bench/mcp-peer: pinned by its
+# lockfile, installed by this script into BUILD_DIR/bench/mcp-peer with npm ci, never by
+# `make test`), beside toolgate: closed loop, then both at the fixed rate of this run.
+
+MCP_PEER_CLI=node_modules/@civic/passthrough-mcp-server/dist/cli.js
+
+# Installs the peer when its lockfile changed; prints nothing and returns 0 when it is ready.
+install_mcp_peer() {
+    local dir=$BUILD_DIR/bench/mcp-peer
+    if [[ -f $dir/$MCP_PEER_CLI && -f $dir/.bench-lock ]] &&
+        cmp -s "$dir/.bench-lock" "$BENCH_DIR/mcp-peer/package-lock.json"; then
+        return 0
+    fi
+    mkdir -p "$dir"
+    cp "$BENCH_DIR/mcp-peer/package.json" "$BENCH_DIR/mcp-peer/package-lock.json" "$dir/"
+    log "installing the MCP peer: npm ci in $dir"
+    timeout 600 npm ci --prefix "$dir" --no-audit --no-fund --ignore-scripts \
+        >"$dir/npm-ci.log" 2>&1 || return 1
+    cp "$BENCH_DIR/mcp-peer/package-lock.json" "$dir/.bench-lock"
+}
+
+mcp_peer_missing() {
+    command -v node >/dev/null || {
+        echo "node not installed"
+        return 0
+    }
+    command -v npm >/dev/null || {
+        echo "npm not installed"
+        return 0
+    }
+    install_mcp_peer || echo "npm ci of bench/mcp-peer failed (see $BUILD_DIR/bench/mcp-peer/npm-ci.log)"
+}
+
+# @civic/passthrough-mcp-server with no hooks: an MCP session towards the client and one
+# towards the backend, every message relayed through the MCP SDK on both sides.
+start_mcp_passthrough() {
+    local port
+    pick_port port
+    mkdir -p "$TMP/mcp-peer"
+    start_bg TARGET_PID "$TMP/mcp-peer/stderr.log" env PORT="$port" \
+        TARGET_SERVER_URL="http://127.0.0.1:$BACKEND_PORT" TARGET_SERVER_MCP_PATH=/mcp \
+        node "$BUILD_DIR/bench/mcp-peer/$MCP_PEER_CLI"
+    wait_port "$port" "$TARGET_PID" "$TMP/mcp-peer/stderr.log"
+    TARGET_URL="http://127.0.0.1:$port/mcp"
+}
+
+section_mcp_peer() {
+    local target why peer=mcp_passthrough
+    build_loadgen
+    why=$(target_missing "$peer")
+    report ""
+    report "### Beside an MCP proxy from npm (@civic/passthrough-mcp-server, no hooks), JSON answers from the backend"
+    report ""
+    if [[ -n $why ]]; then
+        report "not run: $why"
+        return 0
+    fi
+    start_backend json
+    openloop_rate
+    report "| target | req/s (wrk, $BENCH_CONNECTIONS connections) | p50 ms | p99 ms | server CPU µs/req | errors |"
+    report "|---|---:|---:|---:|---:|---|"
+    for target in toolgate $peer; do
+        log "mcp_peer: $target (wrk)"
+        "start_$target" json
+        mcp_session "$TARGET_URL"
+        run_wrk "mp.$target" "$TARGET_URL" "$TARGET_PID"
+        stop_bg "$TARGET_PID"
+        summarize "mp.$target"
+        report "| $target | ${R_RPS[mp.$target]} | $(fmt_ms "${R_P50[mp.$target]}") | $(fmt_ms "${R_P99[mp.$target]}") | ${R_CPU[mp.$target]} | ${R_ERR[mp.$target]} |"
+    done
+    report ""
+    report "At the fixed rate of this run ($OPENLOOP_FROM):"
+    report ""
+    openloop_header
+    for target in toolgate $peer; do
+        log "mcp_peer: $target at $OPENLOOP_RATE req/s"
+        "start_$target" json
+        mcp_session "$TARGET_URL"
+        run_loadgen "mp.$target" "$TARGET_URL" "$TARGET_PID" "$OPENLOOP_RATE"
+        stop_bg "$TARGET_PID"
+        summarize_loadgen "mp.$target"
+        openloop_row "mp.$target" "$target"
+    done
+    stop_bg "$BACKEND_PID"
+    report ""
+    report "- toolgate/$peer (wrk): throughput $(ratio "${R_RPS[mp.toolgate]}" "${R_RPS[mp.$peer]}")x," \
+        "p99 $(ratio "${R_P99[mp.toolgate]}" "${R_P99[mp.$peer]}")x," \
+        "CPU per request $(ratio "${R_CPU[mp.toolgate]}" "${R_CPU[mp.$peer]}")x"
+    openloop_ratios mp toolgate "$peer"
+    report "- what each governs: toolgate as configured here verifies a token, scans arguments and results for PII, decides by policy, injects a signed identity and commits two audit records per call; the peer without hooks checks nothing (it relays every message through the MCP SDK, with a session of its own on each side); its hooks are remote tRPC services, not measured here."
+}
+
 # The audit log at scale: one generated store, the answers people ask of it, timed (wall
 # clock and CPU of the command; other load on the machine shows in the wall clock only).
 timed() { # timed LABEL CMD...: runs CMD (stdout counted, not kept), reports a table row
@@ -800,6 +1197,10 @@ report_targets() {
         report "- pass-through p99 <= 1.5x nginx p99: ${v}x — $(awk -v v="$v" 'BEGIN { print (v <= 1.5) ? "met" : "not met" }')"
     else
         report "- pass-through vs nginx: not measured in this run"
+    fi
+    if [[ -n ${O_P99[ol.toolgate]:-} && -n ${O_P99[ol.nginx]:-} ]]; then
+        v=$(ratio "${O_P99[ol.toolgate]}" "${O_P99[ol.nginx]}")
+        report "- p99 <= 1.5x nginx p99 at the same fixed rate ($OPENLOOP_RATE req/s, open loop): ${v}x — $(awk -v v="$v" 'BEGIN { print (v <= 1.5) ? "met" : "not met" }') (p99.9 $(ratio "${O_P999[ol.toolgate]}" "${O_P999[ol.nginx]}")x)"
     fi
     if [[ -n ${RSS_HWM[toolgate]:-} ]]; then
         v=$(awk -v k="${RSS_HWM[toolgate]}" 'BEGIN { printf "%.1f", k / 1024 }')
