@@ -311,8 +311,8 @@ mcp_post() { # mcp_post URL BODY OUT_HEADERS OUT_BODY [SESSION]: prints the HTTP
 
 TOOLS_CALL_BODY='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_patient","arguments":{"patient_id":"P42"}}}'
 
-# mcp_session URL: initialize + notifications/initialized through URL, then one checked
-# tools/call; sets SESSION. Every target gets its own session, made through that target.
+# mcp_session URL: initialize + notifications/initialized + tools/list through URL, then one
+# checked tools/call; sets SESSION. Every target gets its own session, made through that target.
 mcp_session() {
     local url=$1 code
     code=$(mcp_post "$url" '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"'$MCP_PROTOCOL'","capabilities":{},"clientInfo":{"name":"toolgate-bench","version":"1"}}}' \
@@ -323,6 +323,10 @@ mcp_session() {
     code=$(mcp_post "$url" '{"jsonrpc":"2.0","method":"notifications/initialized"}' \
         "$TMP/notif.h" "$TMP/notif.b" "$SESSION")
     [[ $code == 202 || $code == 200 ]] || die "notifications/initialized via $url answered $code"
+    # As clients do: list the tools before calling one (toolgate refuses a call to a tool the
+    # session was never shown, integrity.unlisted).
+    code=$(mcp_post "$url" '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' "$TMP/list.h" "$TMP/list.b" "$SESSION")
+    [[ $code == 200 ]] || die "tools/list via $url answered $code: $(head -c 300 "$TMP/list.b" 2>/dev/null)"
     code=$(mcp_post "$url" "${SESSION_CHECK_BODY:-$TOOLS_CALL_BODY}" "$TMP/call.h" "$TMP/call.b" "$SESSION")
     if [[ $code != 200 ]] || ! grep -q '"result"' "$TMP/call.b" || ! grep -q 'P42' "$TMP/call.b"; then
         die "tools/call get_patient via $url answered $code: $(head -c 300 "$TMP/call.b")"
