@@ -175,6 +175,9 @@ struct lstore *lstore_new(uint64_t max_keys);
 void lstore_free(struct lstore *s);
 size_t lstore_count(struct lstore *s);
 size_t lstore_memory(struct lstore *s); /* bytes held by the tables */
+/* Expired entries swept so far; new keys refused because the store was full of live ones. */
+uint64_t lstore_evicted(struct lstore *s);
+uint64_t lstore_refused(struct lstore *s);
 
 struct lrate_op {
     struct limits_key key;

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -435,6 +436,88 @@ static void test_store_memory_bound(void **state)
     }
     assert_true(full);
     lstore_free(s);
+}
+
+/*
+ * max_keys bounds the whole store, exactly: as many distinct keys as it says fit however they
+ * spread over the shards, and the next is refused. Room is made only from expired keys: a
+ * user inside its window keeps its state however many new principals arrive, so a flood of
+ * new names cannot buy anyone a fresh allowance; it is refused (the layer answers 503).
+ */
+static void test_store_bound_never_evicts_live(void **state)
+{
+    (void)state;
+    enum { MAX = 1000 };
+    struct lstore *s = lstore_new(MAX);
+    /* Everyone: 2 calls at once, then one a second; a key lives until its TAT (1 s here). */
+    struct lrate_op op = {.interval_ns = 1000000000ULL, .tolerance_ns = 2000000000ULL, .n = 1};
+    /* alice: a burst of 10; after 10 calls her TAT is 10 s ahead. */
+    struct lrate_op alice = {.interval_ns = 1000000000ULL, .tolerance_ns = 10000000000ULL, .n = 1};
+    limits_key_make(&alice.key, "r", 0, "alice", NULL, 0);
+    int64_t now = 1000000000000LL;
+    char user[32];
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(lstore_rate(s, &alice, 1, now), 1);
+    assert_int_equal(lstore_rate(s, &alice, 1, now), 0);
+    for (int i = 1; i < MAX; i++) {
+        snprintf(user, sizeof user, "user-%d", i);
+        limits_key_make(&op.key, "r", 0, user, NULL, 0);
+        assert_int_equal(lstore_rate(s, &op, 1, now), 1);
+    }
+    assert_int_equal(lstore_count(s), MAX);
+    /* A flood of new principals while every key is live: all refused, none admitted. */
+    for (int i = 0; i < 5000; i++) {
+        snprintf(user, sizeof user, "flood-%d", i);
+        limits_key_make(&op.key, "r", 0, user, NULL, 0);
+        assert_int_equal(lstore_rate(s, &op, 1, now + i), -ENOSPC);
+    }
+    assert_int_equal(lstore_refused(s), 5000);
+    assert_int_equal(lstore_evicted(s), 0);
+    assert_int_equal(lstore_count(s), MAX);
+    /* alice is still held to her limit: the flood evicted nothing. */
+    assert_int_equal(lstore_rate(s, &alice, 1, now + 100000000LL), 0);
+    /*
+     * 5 s later the others' windows are over and they make room; alice's is not (her TAT is
+     * 10 s ahead), so her state stays: her next call leaves 4 calls of burst, not the 9 a
+     * forgotten key would.
+     */
+    int64_t later = now + 5000000000LL;
+    for (int i = 0; i < MAX / 2; i++) {
+        snprintf(user, sizeof user, "later-%d", i);
+        limits_key_make(&op.key, "r", 0, user, NULL, 0);
+        assert_int_equal(lstore_rate(s, &op, 1, later), 1);
+    }
+    assert_true(lstore_evicted(s) >= MAX / 2);
+    assert_true(lstore_count(s) <= MAX);
+    assert_int_equal(lstore_rate(s, &alice, 1, later), 1);
+    assert_int_equal(alice.r.remaining, 4);
+    lstore_free(s);
+
+    /* Budgets the same: a principal at its cap stays at it through a flood of new ones. */
+    struct lstore *b = lstore_new(MAX);
+    struct lbudget_op bop = {.cap = 100, .amount = 100, .expires = 5000};
+    for (int i = 0; i < MAX; i++) {
+        snprintf(user, sizeof user, "spender-%d", i);
+        limits_key_make(&bop.key, "b", 0, user, "day", 1);
+        assert_int_equal(lstore_budget_reserve(b, &bop, 1, 1000), 1);
+    }
+    limits_key_make(&bop.key, "b", 0, "spender-3", "day", 1);
+    assert_int_equal(lstore_budget_reserve(b, &bop, 1, 1000), 0);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(user, sizeof user, "newcomer-%d", i);
+        limits_key_make(&bop.key, "b", 0, user, "day", 1);
+        assert_int_equal(lstore_budget_reserve(b, &bop, 1, 1000 + i % 100), -ENOSPC);
+        assert_int_equal(lstore_budget_add(b, &bop.key, 1, 5000, 1000), -ENOSPC);
+    }
+    limits_key_make(&bop.key, "b", 0, "spender-3", "day", 1);
+    assert_int_equal(lstore_budget_reserve(b, &bop, 1, 1999), 0);
+    assert_int_equal(lstore_budget_get(b, &bop.key, 1999), 100);
+    /* The period is over: the newcomer gets in, spender-3 starts its new period afresh. */
+    limits_key_make(&bop.key, "b", 0, "newcomer-0", "day", 1);
+    bop.expires = 9000;
+    assert_int_equal(lstore_budget_reserve(b, &bop, 1, 5000), 1);
+    assert_true(lstore_evicted(b) > 0);
+    lstore_free(b);
 }
 
 /* ---- loop detector ---- */
@@ -1563,6 +1646,7 @@ int main(void)
         cmocka_unit_test(test_gcra_properties),
         cmocka_unit_test(test_store_retry_after_ms),
         cmocka_unit_test(test_store_all_or_nothing),
+        cmocka_unit_test(test_store_bound_never_evicts_live),
         cmocka_unit_test(test_budget_concurrency),
         cmocka_unit_test(test_store_memory_bound),
         cmocka_unit_test(test_loop_identical_and_escalation),
