@@ -10,6 +10,8 @@
 #   passthrough      tools/call get_patient, JSON answers: direct, nginx, h2o, toolgate
 #   passthrough_sse  the same with the backend answering every POST as an SSE stream
 #   idle_rss         toolgate's peak RSS with 1,000 idle keep-alive connections (peers beside it)
+#   idle_sessions    toolgate's peak RSS with 10,000 idle connections, each with its own MCP
+#                    session (initialize + notifications/initialized on it)
 #   micro            one-command micro-benchmarks of the layers (see section_micro)
 #   audit_scale      only when named in BENCH_ONLY (it takes minutes): a generated audit store
 #                    of BENCH_AUDIT_CALLS calls (default 10,000,000; or BENCH_AUDIT_STORE, an
@@ -25,6 +27,7 @@
 #   BENCH_TARGETS="direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued"
 #                                               the pass-through targets, in run order
 #   BENCH_IDLE_CONNECTIONS=1000                 connections held by idle_rss
+#   BENCH_IDLE_SESSIONS=10000                   connections (each with a session) of idle_sessions
 #   BENCH_RSS_TARGETS="toolgate nginx h2o"      servers measured by idle_rss
 #   BENCH_RESULTS=bench/RESULTS.md              where the report is appended; "-" = nowhere
 #   BENCH_TOOLGATE_CONFIG=bench/peers/toolgate.yaml.in   template of toolgate's config
@@ -41,7 +44,7 @@
 
 set -euo pipefail
 
-SECTIONS=(passthrough passthrough_sse federation idle_rss micro)
+SECTIONS=(passthrough passthrough_sse federation idle_rss idle_sessions micro)
 # Sections run only when BENCH_ONLY names them.
 EXTRA_SECTIONS=(audit_scale)
 
@@ -693,6 +696,76 @@ section_idle_rss() {
     stop_bg "$BACKEND_PID"
     [[ $BENCH_RSS_TARGETS == *nginx* ]] && report "" &&
         report "(nginx: master and worker processes added together.)"
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# idle_sessions: toolgate's memory with BENCH_IDLE_SESSIONS idle keep-alive connections, each
+# with an MCP session of its own (initialize and notifications/initialized sent on it, the
+# session kept). server.limits raises the connection bound and the idle timeout over what the
+# run needs, so neither closes a connection before memory is read.
+
+BENCH_IDLE_SESSIONS=${BENCH_IDLE_SESSIONS:-10000}
+IDLE_SESSIONS_TARGET_MIB=64
+
+section_idle_sessions() {
+    local n=$BENCH_IDLE_SESSIONS out=$TMP/idle-sessions.out client i line port init notify
+    local base now hwm ok closed
+    build_idleconn
+    start_backend json
+    # The bench's configuration with room for the connections (one more: the session check).
+    sed 's/^server:$/server:\n  limits: {max_connections: '$((n + 100))', idle_timeout: 10m}/' \
+        "$BENCH_TOOLGATE_CONFIG" >"$TMP/toolgate-idle-sessions.yaml.in"
+    BENCH_TOOLGATE_CONFIG=$TMP/toolgate-idle-sessions.yaml.in start_toolgate json
+    mcp_session "$TARGET_URL"
+    base=$(proc_tree_kib "$TARGET_PID" VmRSS)
+    port=${TARGET_URL#http://127.0.0.1:}
+    port=${port%%/*}
+    init='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"'$MCP_PROTOCOL'","capabilities":{},"clientInfo":{"name":"toolgate-bench-idle","version":"1"}}}'
+    notify='{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    {
+        printf 'POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n' "$port"
+        printf 'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n'
+        [[ -n $BENCH_AUTHORIZATION ]] && printf 'Authorization: %s\r\n' "$BENCH_AUTHORIZATION"
+        printf 'Content-Length: %d\r\n\r\n%s' "${#init}" "$init"
+    } >"$TMP/idle-init.http"
+    {
+        printf 'POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n' "$port"
+        printf 'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n'
+        printf 'Mcp-Session-Id: @SESSION@\r\nMCP-Protocol-Version: %s\r\n' "$MCP_PROTOCOL"
+        [[ -n $BENCH_AUTHORIZATION ]] && printf 'Authorization: %s\r\n' "$BENCH_AUTHORIZATION"
+        printf 'Content-Length: %d\r\n\r\n%s' "${#notify}" "$notify"
+    } >"$TMP/idle-notify.http"
+    start_bg client "$out" "$IDLECONN" 127.0.0.1 "$port" "$n" "$TMP/idle-init.http" 300 \
+        "$TMP/idle-notify.http"
+    for ((i = 0; i < 3000; i++)); do
+        grep -q '^ready ' "$out" 2>/dev/null && break
+        kill -0 "$client" 2>/dev/null || break
+        sleep 0.1
+    done
+    line=$(grep '^ready ' "$out") || die "idleconn (sessions) did not get ready: $(tail -3 "$out")"
+    sleep 2 # idle: let any deferred frees and timers run before reading memory
+    now=$(proc_tree_kib "$TARGET_PID" VmRSS)
+    hwm=$(proc_tree_kib "$TARGET_PID" VmHWM)
+    ok=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$line")
+    stop_bg "$client"
+    closed=$(sed -n 's/.* closed_by_server=\([0-9]*\).*/\1/p' "$out")
+    stop_bg "$TARGET_PID"
+    stop_bg "$BACKEND_PID"
+    log "idle_sessions: $ok connections with sessions, RSS $now KiB, peak $hwm KiB"
+    IDLE_SESSIONS_HWM=$hwm IDLE_SESSIONS_OK=$ok
+    report ""
+    report "### toolgate with $n idle keep-alive connections, each with its own MCP session"
+    report ""
+    report "(initialize and notifications/initialized on each connection; the sessions kept)"
+    report ""
+    report "| server | sessions opened | closed while idle | RSS before | RSS idle | peak RSS (VmHWM) | per connection + session |"
+    report "|---|---:|---:|---:|---:|---:|---:|"
+    report "| toolgate | $ok/$n | ${closed:-?} |" \
+        "$(awk -v k="$base" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
+        "$(awk -v k="$now" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
+        "$(awk -v k="$hwm" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
+        "$(awk -v a="$now" -v b="$base" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f KiB", (a - b) / n; else print "n/a" }') |"
     return 0
 }
 
