@@ -134,9 +134,8 @@ static int idle_session_id(const char *resp, size_t len, char *id, size_t cap)
 static char *idle_second_request(const char *id, size_t *len)
 {
     size_t idlen = strlen(id), cap = idle_tmpl_len + 1, n = 0;
-    for (const char *p = idle_tmpl; (p = memmem(p, idle_tmpl_len - (size_t)(p - idle_tmpl),
-                                                "@SESSION@", 9));
-         p += 9)
+    for (const char *p = idle_tmpl;
+         (p = memmem(p, idle_tmpl_len - (size_t)(p - idle_tmpl), "@SESSION@", 9)); p += 9)
         cap += idlen;
     char *out = malloc(cap);
     if (!out)

@@ -12,6 +12,7 @@
 #   idle_rss         toolgate's peak RSS with 1,000 idle keep-alive connections (peers beside it)
 #   idle_sessions    toolgate's peak RSS with 10,000 idle connections, each with its own MCP
 #                    session (initialize + notifications/initialized on it)
+#   cold_start       exec to /readyz 200 with 1,000 policy rules and every safety detector
 #   micro            one-command micro-benchmarks of the layers (see section_micro)
 #   audit_scale      only when named in BENCH_ONLY (it takes minutes): a generated audit store
 #                    of BENCH_AUDIT_CALLS calls (default 10,000,000; or BENCH_AUDIT_STORE, an
@@ -28,6 +29,7 @@
 #                                               the pass-through targets, in run order
 #   BENCH_IDLE_CONNECTIONS=1000                 connections held by idle_rss
 #   BENCH_IDLE_SESSIONS=10000                   connections (each with a session) of idle_sessions
+#   BENCH_COLD_RULES=1000 BENCH_COLD_RUNS=5     policy rules and runs of cold_start
 #   BENCH_RSS_TARGETS="toolgate nginx h2o"      servers measured by idle_rss
 #   BENCH_RESULTS=bench/RESULTS.md              where the report is appended; "-" = nowhere
 #   BENCH_TOOLGATE_CONFIG=bench/peers/toolgate.yaml.in   template of toolgate's config
@@ -44,7 +46,7 @@
 
 set -euo pipefail
 
-SECTIONS=(passthrough passthrough_sse federation idle_rss idle_sessions micro)
+SECTIONS=(passthrough passthrough_sse federation idle_rss idle_sessions cold_start micro)
 # Sections run only when BENCH_ONLY names them.
 EXTRA_SECTIONS=(audit_scale)
 
@@ -766,6 +768,99 @@ section_idle_sessions() {
         "$(awk -v k="$now" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
         "$(awk -v k="$hwm" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
         "$(awk -v a="$now" -v b="$base" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f KiB", (a - b) / n; else print "n/a" }') |"
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# cold_start: exec to ready (/readyz 200 on the admin listener) with BENCH_COLD_RULES policy
+# rules and every built-in safety detector, BENCH_COLD_RUNS times (the table shows each run
+# and the median). Readiness is polled with curl as fast as it runs (a few ms a poll: the
+# resolution of the numbers). Each run starts with a fresh working directory (no pins, no
+# audit store from the run before).
+
+BENCH_COLD_RULES=${BENCH_COLD_RULES:-1000}
+BENCH_COLD_RUNS=${BENCH_COLD_RUNS:-5}
+COLD_START_TARGET_MS=300
+
+# cold_rules N: N policy rules in the mix of `toolgate bench policy` (exact tool names with
+# roles and scopes, every tenth a forbid on an argument range, every third with a regex
+# condition, min(N/100, 100) glob rules), then the permit the benchmark's calls need.
+cold_rules() {
+    awk -v n="$1" 'BEGIN {
+        globs = int(n / 100); if (globs > 100) globs = 100
+        for (i = 0; i < n; i++) {
+            if (i < globs)
+                printf "    - {id: g%d, effect: permit, tools: [\"ns%d.*\"], roles_any: [role%d]}\n", i, i, i % 20
+            else if (i % 10 == 9)
+                printf "    - {id: r%d, effect: forbid, tools: [t%d], when: [{arg: /amount, range: {min: 10000}}]}\n", i, int(i / 2)
+            else if (i % 3 == 1)
+                printf "    - {id: r%d, effect: permit, tools: [t%d], roles_any: [role%d, admin], scopes_all: [s%d], when: [{arg: /id, matches: \"P[0-9]+\"}]}\n", i, int(i / 2), i % 20, i % 5
+            else
+                printf "    - {id: r%d, effect: permit, tools: [t%d], roles_any: [role%d], scopes_any: [s%d, s%d]}\n", i, int(i / 2), i % 20, i % 5, (i + 1) % 5
+        }
+        print "    - {id: bench, effect: permit, tools: [\"*\"], roles_any: [bench]}"
+    }'
+}
+
+section_cold_start() {
+    local n=$BENCH_COLD_RULES runs=$BENCH_COLD_RUNS dir port admin cold_pid t0 t1 ms code i r
+    local results=() listen_ms=() cpu_ms=() ticks
+    start_backend json
+    report ""
+    report "### Cold start: exec to /readyz 200 with $n policy rules and every safety detector"
+    report ""
+    report "| run | exec to listening (ms) | exec to ready (ms) | CPU to ready (ms) |"
+    report "|---:|---:|---:|---:|"
+    for ((r = 1; r <= runs; r++)); do
+        dir=$TMP/cold-$r
+        mkdir -p "$dir"
+        pick_port port
+        pick_port admin
+        {
+            echo "server: {listen: [\"127.0.0.1:$port\"], public_url: \"http://toolgate.bench.invalid\", workers: $BENCH_WORKERS, log_level: warn}"
+            echo "admin: {listen: \"127.0.0.1:$admin\"}"
+            echo "routes: [{name: ehr, path: /mcp, backends: [{name: ehr, url: \"http://127.0.0.1:$BACKEND_PORT/mcp\"}], inject: {mode: jwt, audience: ehr-backend}}]"
+            echo "identity: ${IDENTITY_ON//@KEYS@/$TMP/keys}"
+            echo "safety: {}"
+            echo "integrity: {store: \"sqlite:$dir/pins.db\"}"
+            echo "egress: {allow: [\"127.0.0.1/32\"], signing_key: \"$TMP/keys/egress/private.pem\"}"
+            echo "audit: {store: \"sqlite:$dir/audit.db\"}"
+            echo "policy:"
+            echo "  rules:"
+            cold_rules "$n"
+        } >"$dir/toolgate.yaml"
+        t0=$(date +%s%N)
+        start_bg cold_pid "$dir/toolgate.log" "$TOOLGATE" serve --config "$dir/toolgate.yaml"
+        ms=""
+        for ((i = 0; i < 2000; i++)); do
+            if [[ -z $ms ]] && port_open "$port"; then
+                ms=$((($(date +%s%N) - t0) / 1000000))
+            fi
+            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$admin/readyz" 2>/dev/null) || true
+            if [[ $code == 200 ]]; then
+                [[ -n $ms ]] || ms=$((($(date +%s%N) - t0) / 1000000))
+                break
+            fi
+            kill -0 "$cold_pid" 2>/dev/null || die "toolgate exited during cold start: $(tail -3 "$dir/toolgate.log")"
+        done
+        t1=$(date +%s%N)
+        ticks=$(proc_tree_ticks "$cold_pid")
+        [[ $code == 200 ]] || die "toolgate was not ready after $i polls: $(tail -3 "$dir/toolgate.log")"
+        stop_bg "$cold_pid"
+        results+=($(((t1 - t0) / 1000000)))
+        listen_ms+=("${ms:-?}")
+        cpu_ms+=($((ticks * 1000 / CLK_TCK)))
+        report "| $r | ${ms:-?} | $(((t1 - t0) / 1000000)) | $((ticks * 1000 / CLK_TCK)) |"
+    done
+    stop_bg "$BACKEND_PID"
+    COLD_START_MS=$(median "${results[*]}")
+    COLD_START_CPU_MS=$(median "${cpu_ms[*]}")
+    report "| median | $(median "${listen_ms[*]}") | **$COLD_START_MS** | **$COLD_START_CPU_MS** |"
+    report ""
+    report "(CPU: user + system time of the process when /readyz first answered 200, in clock"
+    report "ticks of $((1000 / CLK_TCK)) ms; on a loaded machine the wall clock is mostly waiting for a CPU."
+    report "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs.)"
+    log "cold_start: median $COLD_START_MS ms to ready"
     return 0
 }
 
