@@ -211,9 +211,9 @@ static int bench_memory(unsigned long users, int loops)
     long rss3 = bench_rss_kib();
     size_t sessions = mcp_session_count();
     printf("limits: %lu distinct users, one call each (rate + budget%s): %.1f MiB RSS growth, "
-           "%zu keys in tables of %.1f MiB%s; %.0f ns/user\n",
+           "%zu keys in tables of %.1f MiB; %.0f ns/user\n",
            users, loops ? " + loops" : "", (double)(rss1 - rss0) / 1024, keys,
-           (double)tables / 1048576, loops ? "" : "", (double)(t1 - t0) / (double)users);
+           (double)tables / 1048576, (double)(t1 - t0) / (double)users);
     if (loops)
         printf("limits: loop detection tracks %zu users\n", loop_nodes);
     printf("sessions: %zu sessions (memory table sized for %lu): %.1f MiB RSS growth "
@@ -222,8 +222,11 @@ static int bench_memory(unsigned long users, int loops)
            (double)(rss3 - rss2) / 1024);
     printf("total: %.1f MiB of limiter and session state for %lu users\n",
            (double)(rss3 - rss0) / 1024, users);
-    rc = sessions == users ? 0 : 1;
-    (void)t2;
+    printf("sessions: %zu of %lu held (%.2f%% evicted early by a full set); %.0f ns/session\n",
+           sessions, users, 100.0 * (double)(users - sessions) / (double)users,
+           (double)(t2 - t1) / (double)users);
+    /* The table holds what it is sized for, up to the 1% its two-choice sets lose. */
+    rc = sessions + users / 100 >= users ? 0 : 1;
 out:
     gw_request_free(req);
     mcp_session_shutdown();
