@@ -522,6 +522,53 @@ static void test_store_bound_never_evicts_live(void **state)
 
 /* ---- loop detector ---- */
 
+/*
+ * limits.loops.max_tracked bounds the histories held at once: a flood of new users (or of
+ * sessions of one user) stays under it while their histories are live, and once they fall
+ * silent past the window new ones are tracked again.
+ */
+static void test_loop_tracked_bound(void **state)
+{
+    (void)state;
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg =
+        gw_config_load_string("limits:\n  ledger: none\n  loops: {max_tracked: 1000}\n", "t", &err);
+    assert_non_null(cfg);
+    const struct limits_config *lc = limits_config_of(cfg);
+    assert_int_equal(lc->loops.max_tracked, 1000);
+    struct lloop *l = lloop_new(&lc->loops, lc->loops.max_tracked);
+    assert_non_null(l);
+    int64_t now = 1000000000000LL;
+    char user[32];
+    struct lloop_verdict v;
+    for (int i = 0; i < 20000; i++) {
+        struct limits_key u, s, ut;
+        snprintf(user, sizeof user, "flood-%d", i);
+        limits_key_make(&u, "lu", 0, "one-user", NULL, 0);
+        limits_key_make(&s, "ls", 0, "one-user", user, 0);
+        limits_key_make(&ut, "lt", 0, "one-user", "search", 0);
+        lloop_call(l, &u, &s, &ut, 42, 43, now + i, &v);
+    }
+    /* Each shard holds its share (1000 / 64 + 1): never more than that in all. */
+    assert_true(lloop_count(l) <= 1000 + 64);
+    /* Past the window the old histories mean nothing: new sessions are tracked again. */
+    now += (int64_t)(lc->loops.window_ms + 1000) * 1000000;
+    for (int i = 0; i < 500; i++) {
+        struct limits_key u, s, ut;
+        snprintf(user, sizeof user, "later-%d", i);
+        limits_key_make(&u, "lu", 0, user, NULL, 0);
+        limits_key_make(&s, "ls", 0, user, "s1", 0);
+        limits_key_make(&ut, "lt", 0, user, "search", 0);
+        lloop_call(l, &u, &s, &ut, 42, 43, now + i, &v);
+    }
+    assert_true(lloop_count(l) <= 1000 + 64);
+    assert_true(lloop_count(l) >= 500);
+    lloop_free(l);
+    gw_config_free(cfg);
+    /* Out of bounds. */
+    assert_null(gw_config_load_string("limits:\n  loops: {max_tracked: 10}\n", "t", &err));
+}
+
 static struct limits_loops loops_cfg(void)
 {
     return (struct limits_loops){.enabled = 1,
@@ -1647,6 +1694,7 @@ int main(void)
         cmocka_unit_test(test_store_retry_after_ms),
         cmocka_unit_test(test_store_all_or_nothing),
         cmocka_unit_test(test_store_bound_never_evicts_live),
+        cmocka_unit_test(test_loop_tracked_bound),
         cmocka_unit_test(test_budget_concurrency),
         cmocka_unit_test(test_store_memory_bound),
         cmocka_unit_test(test_loop_identical_and_escalation),
