@@ -3,10 +3,15 @@
  * each, reads the whole response, then keeps every connection open and idle so that the
  * server's memory with N idle connections can be read from /proc.
  *
- *   idleconn HOST PORT N REQUEST_FILE HOLD_SECONDS
+ *   idleconn HOST PORT N REQUEST_FILE HOLD_SECONDS [SESSION_REQUEST_FILE]
  *
  * REQUEST_FILE holds the exact bytes of one HTTP/1.1 request (keep-alive, with
- * Content-Length). When every response is in (or after 30 s) it prints one line
+ * Content-Length). With SESSION_REQUEST_FILE, each connection opens its own MCP session:
+ * REQUEST_FILE is an initialize, its answer must carry an Mcp-Session-Id, and then the second
+ * request (notifications/initialized) is sent on the same connection with every "@SESSION@"
+ * in it replaced by that connection's id; a connection counts as ok when both are answered
+ * 2xx. When every response is in (or after the ready timeout, 30 s plus 10 ms a connection)
+ * it prints one line
  *
  *   ready connections=N ok=N failed=N
  *
@@ -36,16 +41,25 @@
 #define IDLE_RESP_MAX 65536 /* bytes of one response kept; larger answers are a failure */
 #define IDLE_BATCH 100      /* connections started per step, so the listen queue keeps up */
 #define IDLE_READY_TIMEOUT_MS 30000
+#define IDLE_SESSION_MAX 256 /* bytes of an Mcp-Session-Id taken from a response */
 
 enum idle_state { IDLE_CONNECTING, IDLE_READING, IDLE_DONE, IDLE_FAILED };
 
 struct idle_conn {
     int fd;
     enum idle_state state;
+    int step;        /* 0: the first request; 1: the session's second */
+    const char *out; /* the request being sent */
+    size_t out_len;
+    char *second; /* the second request, made from the first answer's session id */
     size_t sent;
     size_t got;
     char *resp;
 };
+
+/* The second request's template (NULL: one request a connection). */
+static const char *idle_tmpl;
+static size_t idle_tmpl_len;
 
 static volatile sig_atomic_t idle_stop;
 
@@ -89,6 +103,56 @@ static int idle_response_complete(const char *resp, size_t len)
     return -1; /* a keep-alive response without a length cannot be delimited */
 }
 
+/* Copies the Mcp-Session-Id header's value of a complete response head into id; 0 or -1. */
+static int idle_session_id(const char *resp, size_t len, char *id, size_t cap)
+{
+    const char *end = memmem(resp, len, "\r\n\r\n", 4);
+    if (!end)
+        return -1;
+    for (const char *p = resp; p < end;) {
+        const char *eol = memmem(p, (size_t)(end - p) + 2, "\r\n", 2);
+        if (!eol)
+            break;
+        size_t n = (size_t)(eol - p);
+        if (n > 15 && strncasecmp(p, "mcp-session-id:", 15) == 0) {
+            const char *v = p + 15;
+            while (v < eol && *v == ' ')
+                v++;
+            size_t vlen = (size_t)(eol - v);
+            if (vlen == 0 || vlen >= cap)
+                return -1;
+            memcpy(id, v, vlen);
+            id[vlen] = '\0';
+            return 0;
+        }
+        p = eol + 2;
+    }
+    return -1;
+}
+
+/* The second request: the template with every @SESSION@ replaced by id. NULL on failure. */
+static char *idle_second_request(const char *id, size_t *len)
+{
+    size_t idlen = strlen(id), cap = idle_tmpl_len + 1, n = 0;
+    for (const char *p = idle_tmpl;
+         (p = memmem(p, idle_tmpl_len - (size_t)(p - idle_tmpl), "@SESSION@", 9)); p += 9)
+        cap += idlen;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < idle_tmpl_len;) {
+        if (i + 9 <= idle_tmpl_len && memcmp(idle_tmpl + i, "@SESSION@", 9) == 0) {
+            memcpy(out + n, id, idlen);
+            n += idlen;
+            i += 9;
+        } else {
+            out[n++] = idle_tmpl[i++];
+        }
+    }
+    *len = n;
+    return out;
+}
+
 static int idle_start(struct idle_conn *c, const struct sockaddr_in *addr, int ep)
 {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -104,6 +168,8 @@ static int idle_start(struct idle_conn *c, const struct sockaddr_in *addr, int e
 
 static void idle_fail(struct idle_conn *c, int ep, size_t *pending, size_t *failed)
 {
+    free(c->second);
+    c->second = NULL;
     if (c->fd >= 0) {
         epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -115,12 +181,12 @@ static void idle_fail(struct idle_conn *c, int ep, size_t *pending, size_t *fail
 }
 
 /* Drives one connection forward on an epoll event. */
-static void idle_step(struct idle_conn *c, uint32_t events, const char *req, size_t req_len, int ep,
-                      size_t *pending, size_t *ok, size_t *failed)
+static void idle_step(struct idle_conn *c, uint32_t events, int ep, size_t *pending, size_t *ok,
+                      size_t *failed)
 {
     if (c->state == IDLE_CONNECTING && (events & (EPOLLOUT | EPOLLERR))) {
-        while (c->sent < req_len) {
-            ssize_t n = write(c->fd, req + c->sent, req_len - c->sent);
+        while (c->sent < c->out_len) {
+            ssize_t n = write(c->fd, c->out + c->sent, c->out_len - c->sent);
             if (n < 0 && errno == EAGAIN)
                 return;
             if (n <= 0) {
@@ -151,8 +217,25 @@ static void idle_step(struct idle_conn *c, uint32_t events, const char *req, siz
         int done = idle_response_complete(c->resp, c->got);
         if (done < 0 || (done == 1 && strncmp(c->resp, "HTTP/1.1 2", 10) != 0)) {
             idle_fail(c, ep, pending, failed);
+        } else if (done == 1 && idle_tmpl && c->step == 0) {
+            /* The session's answer: the second request goes out on the same connection. */
+            char id[IDLE_SESSION_MAX];
+            if (idle_session_id(c->resp, c->got, id, sizeof id) != 0 ||
+                !(c->second = idle_second_request(id, &c->out_len))) {
+                idle_fail(c, ep, pending, failed);
+                return;
+            }
+            c->out = c->second;
+            c->step = 1;
+            c->sent = 0;
+            c->got = 0;
+            c->state = IDLE_CONNECTING;
+            struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+            epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
         } else if (done == 1) {
             c->state = IDLE_DONE;
+            free(c->second);
+            c->second = NULL;
             free(c->resp);
             c->resp = NULL;
             (*pending)--;
@@ -163,8 +246,9 @@ static void idle_step(struct idle_conn *c, uint32_t events, const char *req, siz
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: idleconn HOST PORT N REQUEST_FILE HOLD_SECONDS\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr,
+                "usage: idleconn HOST PORT N REQUEST_FILE HOLD_SECONDS [SESSION_REQUEST_FILE]\n");
         return 2;
     }
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
@@ -195,6 +279,23 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    static char tmpl[16384];
+    if (argc == 7) {
+        f = fopen(argv[6], "rb");
+        if (!f) {
+            fprintf(stderr, "idleconn: cannot read %s: %s\n", argv[6], strerror(errno));
+            return 2;
+        }
+        idle_tmpl_len = fread(tmpl, 1, sizeof tmpl, f);
+        fclose(f);
+        if (idle_tmpl_len == 0 || idle_tmpl_len == sizeof tmpl) {
+            fprintf(stderr, "idleconn: %s must hold one request under %zu bytes\n", argv[6],
+                    sizeof tmpl);
+            return 2;
+        }
+        idle_tmpl = tmpl;
+    }
+
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)n_conns + 64) {
         rl.rlim_cur = rl.rlim_max < (rlim_t)n_conns + 64 ? rl.rlim_max : (rlim_t)n_conns + 64;
@@ -213,19 +314,21 @@ int main(int argc, char **argv)
 
     size_t pending = 0, ok = 0, failed = 0, started = 0;
     struct epoll_event evs[256];
-    long long deadline = idle_now_ms() + IDLE_READY_TIMEOUT_MS;
+    long long deadline = idle_now_ms() + IDLE_READY_TIMEOUT_MS + 10 * n_conns;
     while ((started < (size_t)n_conns || pending > 0) && !idle_stop && idle_now_ms() < deadline) {
         /* Keep at most one batch in flight so a small listen backlog is not overrun. */
         while (started < (size_t)n_conns && pending < IDLE_BATCH) {
             struct idle_conn *c = &conns[started++];
             c->resp = malloc(IDLE_RESP_MAX);
+            c->out = req;
+            c->out_len = req_len;
             pending++;
             if (!c->resp || idle_start(c, &addr, ep) != 0)
                 idle_fail(c, ep, &pending, &failed);
         }
         int n = epoll_wait(ep, evs, 256, 100);
         for (int i = 0; i < n; i++)
-            idle_step(evs[i].data.ptr, evs[i].events, req, req_len, ep, &pending, &ok, &failed);
+            idle_step(evs[i].data.ptr, evs[i].events, ep, &pending, &ok, &failed);
     }
     for (long i = 0; i < n_conns; i++) {
         if (conns[i].state == IDLE_CONNECTING || conns[i].state == IDLE_READING) {
@@ -263,6 +366,7 @@ out:
             if (conns[i].fd >= 0)
                 close(conns[i].fd);
             free(conns[i].resp);
+            free(conns[i].second);
         }
         free(conns);
     }

@@ -10,6 +10,9 @@
 #   passthrough      tools/call get_patient, JSON answers: direct, nginx, h2o, toolgate
 #   passthrough_sse  the same with the backend answering every POST as an SSE stream
 #   idle_rss         toolgate's peak RSS with 1,000 idle keep-alive connections (peers beside it)
+#   idle_sessions    toolgate's peak RSS with 10,000 idle connections, each with its own MCP
+#                    session (initialize + notifications/initialized on it)
+#   cold_start       exec to /readyz 200 with 1,000 policy rules and every safety detector
 #   micro            one-command micro-benchmarks of the layers (see section_micro)
 #   openloop         fixed-rate load (bench/loadgen.c, no coordinated omission): p50, p99, p99.9
 #                    of direct, nginx, h2o and toolgate at one rate, BENCH_OPENLOOP_LOAD of
@@ -33,6 +36,8 @@
 #   BENCH_TARGETS="direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued"
 #                                               the pass-through targets, in run order
 #   BENCH_IDLE_CONNECTIONS=1000                 connections held by idle_rss
+#   BENCH_IDLE_SESSIONS=10000                   connections (each with a session) of idle_sessions
+#   BENCH_COLD_RULES=1000 BENCH_COLD_RUNS=5     policy rules and runs of cold_start
 #   BENCH_RSS_TARGETS="toolgate nginx h2o"      servers measured by idle_rss
 #   BENCH_RESULTS=bench/RESULTS.md              where the report is appended; "-" = nowhere
 #   BENCH_TOOLGATE_CONFIG=bench/peers/toolgate.yaml.in   template of toolgate's config
@@ -53,7 +58,7 @@
 
 set -euo pipefail
 
-SECTIONS=(passthrough passthrough_sse federation idle_rss micro openloop layers workers mcp_peer)
+SECTIONS=(passthrough passthrough_sse federation idle_rss idle_sessions cold_start micro openloop layers workers mcp_peer)
 # Sections run only when BENCH_ONLY names them.
 EXTRA_SECTIONS=(audit_scale)
 
@@ -721,6 +726,198 @@ section_idle_rss() {
     stop_bg "$BACKEND_PID"
     [[ $BENCH_RSS_TARGETS == *nginx* ]] && report "" &&
         report "(nginx: master and worker processes added together.)"
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# idle_sessions: toolgate's memory with BENCH_IDLE_SESSIONS idle keep-alive connections, each
+# with an MCP session of its own (initialize and notifications/initialized sent on it, the
+# session kept). server.limits raises the connection bound and the idle timeout over what the
+# run needs, so neither closes a connection before memory is read.
+
+BENCH_IDLE_SESSIONS=${BENCH_IDLE_SESSIONS:-10000}
+IDLE_SESSIONS_TARGET_MIB=64
+
+section_idle_sessions() {
+    local n=$BENCH_IDLE_SESSIONS out=$TMP/idle-sessions.out client i line port init notify
+    local base now hwm ok closed
+    build_idleconn
+    start_backend json
+    # The bench's configuration with room for the connections (one more: the session check).
+    sed 's/^server:$/server:\n  limits: {max_connections: '$((n + 100))', idle_timeout: 10m}/' \
+        "$BENCH_TOOLGATE_CONFIG" >"$TMP/toolgate-idle-sessions.yaml.in"
+    BENCH_TOOLGATE_CONFIG=$TMP/toolgate-idle-sessions.yaml.in start_toolgate json
+    mcp_session "$TARGET_URL"
+    base=$(proc_tree_kib "$TARGET_PID" VmRSS)
+    port=${TARGET_URL#http://127.0.0.1:}
+    port=${port%%/*}
+    init='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"'$MCP_PROTOCOL'","capabilities":{},"clientInfo":{"name":"toolgate-bench-idle","version":"1"}}}'
+    notify='{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    {
+        printf 'POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n' "$port"
+        printf 'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n'
+        [[ -n $BENCH_AUTHORIZATION ]] && printf 'Authorization: %s\r\n' "$BENCH_AUTHORIZATION"
+        printf 'Content-Length: %d\r\n\r\n%s' "${#init}" "$init"
+    } >"$TMP/idle-init.http"
+    {
+        printf 'POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n' "$port"
+        printf 'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n'
+        printf 'Mcp-Session-Id: @SESSION@\r\nMCP-Protocol-Version: %s\r\n' "$MCP_PROTOCOL"
+        [[ -n $BENCH_AUTHORIZATION ]] && printf 'Authorization: %s\r\n' "$BENCH_AUTHORIZATION"
+        printf 'Content-Length: %d\r\n\r\n%s' "${#notify}" "$notify"
+    } >"$TMP/idle-notify.http"
+    start_bg client "$out" "$IDLECONN" 127.0.0.1 "$port" "$n" "$TMP/idle-init.http" 300 \
+        "$TMP/idle-notify.http"
+    for ((i = 0; i < 3000; i++)); do
+        grep -q '^ready ' "$out" 2>/dev/null && break
+        kill -0 "$client" 2>/dev/null || break
+        sleep 0.1
+    done
+    line=$(grep '^ready ' "$out") || die "idleconn (sessions) did not get ready: $(tail -3 "$out")"
+    sleep 2 # idle: let any deferred frees and timers run before reading memory
+    now=$(proc_tree_kib "$TARGET_PID" VmRSS)
+    hwm=$(proc_tree_kib "$TARGET_PID" VmHWM)
+    ok=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$line")
+    stop_bg "$client"
+    closed=$(sed -n 's/.* closed_by_server=\([0-9]*\).*/\1/p' "$out")
+    stop_bg "$TARGET_PID"
+    stop_bg "$BACKEND_PID"
+    log "idle_sessions: $ok connections with sessions, RSS $now KiB, peak $hwm KiB"
+    IDLE_SESSIONS_HWM=$hwm IDLE_SESSIONS_OK=$ok
+    report ""
+    report "### toolgate with $n idle keep-alive connections, each with its own MCP session"
+    report ""
+    report "(initialize and notifications/initialized on each connection; the sessions kept)"
+    report ""
+    report "| server | sessions opened | closed while idle | RSS before | RSS idle | peak RSS (VmHWM) | per connection + session |"
+    report "|---|---:|---:|---:|---:|---:|---:|"
+    report "| toolgate | $ok/$n | ${closed:-?} |" \
+        "$(awk -v k="$base" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
+        "$(awk -v k="$now" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
+        "$(awk -v k="$hwm" 'BEGIN { printf "%.1f MiB", k / 1024 }') |" \
+        "$(awk -v a="$now" -v b="$base" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f KiB", (a - b) / n; else print "n/a" }') |"
+    report ""
+    report "- target: peak RSS <= $IDLE_SESSIONS_TARGET_MIB MiB with $n idle connections with sessions:" \
+        "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }') MiB — $(awk -v k="$hwm" -v t="$IDLE_SESSIONS_TARGET_MIB" -v ok="$ok" -v n="$n" 'BEGIN { print (k / 1024 <= t && ok == n) ? "met" : "not met" }')"
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# cold_start: exec to ready (/readyz 200 on the admin listener) with BENCH_COLD_RULES policy
+# rules and every built-in safety detector, BENCH_COLD_RUNS times (the table shows each run
+# and the median). Readiness is polled with curl as fast as it runs (a few ms a poll: the
+# resolution of the numbers). Each run starts with a fresh working directory (no pins, no
+# audit store from the run before).
+
+BENCH_COLD_RULES=${BENCH_COLD_RULES:-1000}
+BENCH_COLD_RUNS=${BENCH_COLD_RUNS:-5}
+COLD_START_TARGET_MS=300
+
+# cold_rules N: N policy rules in the mix of `toolgate bench policy` (exact tool names with
+# roles and scopes, every tenth a forbid on an argument range, every third with a regex
+# condition, min(N/100, 100) glob rules), then the permit the benchmark's calls need.
+cold_rules() {
+    awk -v n="$1" 'BEGIN {
+        globs = int(n / 100); if (globs > 100) globs = 100
+        for (i = 0; i < n; i++) {
+            if (i < globs)
+                printf "    - {id: g%d, effect: permit, tools: [\"ns%d.*\"], roles_any: [role%d]}\n", i, i, i % 20
+            else if (i % 10 == 9)
+                printf "    - {id: r%d, effect: forbid, tools: [t%d], when: [{arg: /amount, range: {min: 10000}}]}\n", i, int(i / 2)
+            else if (i % 3 == 1)
+                printf "    - {id: r%d, effect: permit, tools: [t%d], roles_any: [role%d, admin], scopes_all: [s%d], when: [{arg: /id, matches: \"P[0-9]+\"}]}\n", i, int(i / 2), i % 20, i % 5
+            else
+                printf "    - {id: r%d, effect: permit, tools: [t%d], roles_any: [role%d], scopes_any: [s%d, s%d]}\n", i, int(i / 2), i % 20, i % 5, (i + 1) % 5
+        }
+        print "    - {id: bench, effect: permit, tools: [\"*\"], roles_any: [bench]}"
+    }'
+}
+
+# cold_start_run DIR CACHE: one start with a fresh working directory; appends to COLD_WALL,
+# COLD_LISTEN and COLD_CPU and reports the row. CACHE: safety.compile_cache, or "" (none).
+COLD_WALL=() COLD_LISTEN=() COLD_CPU=()
+cold_start_run() {
+    local dir=$1 cache=$2 port admin cold_pid t0 t1 ms="" code="" i ticks safety='{}'
+    mkdir -p "$dir"
+    pick_port port
+    pick_port admin
+    [[ -n $cache ]] && safety="{compile_cache: \"$cache\"}"
+    {
+        echo "server: {listen: [\"127.0.0.1:$port\"], public_url: \"http://toolgate.bench.invalid\", workers: $BENCH_WORKERS, log_level: warn}"
+        echo "admin: {listen: \"127.0.0.1:$admin\"}"
+        echo "routes: [{name: ehr, path: /mcp, backends: [{name: ehr, url: \"http://127.0.0.1:$BACKEND_PORT/mcp\"}], inject: {mode: jwt, audience: ehr-backend}}]"
+        echo "identity: ${IDENTITY_ON//@KEYS@/$TMP/keys}"
+        echo "safety: $safety"
+        echo "integrity: {store: \"sqlite:$dir/pins.db\"}"
+        echo "egress: {allow: [\"127.0.0.1/32\"], signing_key: \"$TMP/keys/egress/private.pem\"}"
+        echo "audit: {store: \"sqlite:$dir/audit.db\"}"
+        echo "policy:"
+        echo "  rules:"
+        cold_rules "$BENCH_COLD_RULES"
+    } >"$dir/toolgate.yaml"
+    t0=$(date +%s%N)
+    start_bg cold_pid "$dir/toolgate.log" "$TOOLGATE" serve --config "$dir/toolgate.yaml"
+    for ((i = 0; i < 2000; i++)); do
+        if [[ -z $ms ]] && port_open "$port"; then
+            ms=$((($(date +%s%N) - t0) / 1000000))
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$admin/readyz" 2>/dev/null) || true
+        if [[ $code == 200 ]]; then
+            [[ -n $ms ]] || ms=$((($(date +%s%N) - t0) / 1000000))
+            break
+        fi
+        kill -0 "$cold_pid" 2>/dev/null || die "toolgate exited during cold start: $(tail -3 "$dir/toolgate.log")"
+    done
+    t1=$(date +%s%N)
+    ticks=$(proc_tree_ticks "$cold_pid")
+    [[ $code == 200 ]] || die "toolgate was not ready after $i polls: $(tail -3 "$dir/toolgate.log")"
+    stop_bg "$cold_pid"
+    COLD_WALL+=($(((t1 - t0) / 1000000)))
+    COLD_LISTEN+=("$ms")
+    COLD_CPU+=($((ticks * 1000 / CLK_TCK)))
+}
+
+section_cold_start() {
+    local n=$BENCH_COLD_RULES runs=$BENCH_COLD_RUNS r mode cache
+    start_backend json
+    report ""
+    report "### Cold start: exec to /readyz 200 with $n policy rules and every safety detector"
+    report ""
+    report "| safety patterns | run | exec to listening (ms) | exec to ready (ms) | CPU to ready (ms) |"
+    report "|---|---:|---:|---:|---:|"
+    for mode in compiled cached; do
+        COLD_WALL=() COLD_LISTEN=() COLD_CPU=()
+        cache=""
+        if [[ $mode == cached ]]; then
+            # safety.compile_cache, filled by one start before the measured ones.
+            cache=$TMP/cold-cache
+            mkdir -p "$cache"
+            chmod 700 "$cache"
+            cold_start_run "$TMP/cold-warm" "$cache"
+            COLD_WALL=() COLD_LISTEN=() COLD_CPU=()
+        fi
+        for ((r = 1; r <= runs; r++)); do
+            cold_start_run "$TMP/cold-$mode-$r" "$cache"
+            report "| $mode | $r | ${COLD_LISTEN[-1]} | ${COLD_WALL[-1]} | ${COLD_CPU[-1]} |"
+        done
+        report "| $mode | median | $(median "${COLD_LISTEN[*]}") | **$(median "${COLD_WALL[*]}")** | **$(median "${COLD_CPU[*]}")** |"
+        log "cold_start ($mode): median $(median "${COLD_WALL[*]}") ms to ready, $(median "${COLD_CPU[*]}") ms CPU"
+        if [[ $mode == compiled ]]; then
+            COLD_START_MS=$(median "${COLD_WALL[*]}") COLD_START_CPU_MS=$(median "${COLD_CPU[*]}")
+        else
+            COLD_CACHED_MS=$(median "${COLD_WALL[*]}") COLD_CACHED_CPU_MS=$(median "${COLD_CPU[*]}")
+        fi
+    done
+    stop_bg "$BACKEND_PID"
+    report ""
+    report "- target: exec to ready <= $COLD_START_TARGET_MS ms: compiled $COLD_START_MS ms wall, $COLD_START_CPU_MS ms CPU;" \
+        "cached $COLD_CACHED_MS ms wall, $COLD_CACHED_CPU_MS ms CPU — wall $(awk -v v="$COLD_CACHED_MS" -v t="$COLD_START_TARGET_MS" 'BEGIN { print (v <= t) ? "met" : "not met" }')," \
+        "CPU $(awk -v v="$COLD_CACHED_CPU_MS" -v t="$COLD_START_TARGET_MS" 'BEGIN { print (v <= t) ? "met" : "not met" }') (cached)"
+    report ""
+    report "(compiled: every start compiles the pattern database; cached: \`safety.compile_cache\`"
+    report "holds it from an earlier start. CPU: user + system time of the process when /readyz first"
+    report "answered 200, in clock ticks of $((1000 / CLK_TCK)) ms; on a loaded machine the wall clock is"
+    report "mostly waiting for a CPU. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs.)"
     return 0
 }
 

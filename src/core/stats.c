@@ -400,6 +400,10 @@ void gw_stats_write(const struct gw_config *cfg, struct gw_metrics_out *out)
     metrics_sample(out, "toolgate_open_connections", NULL, 0, (double)gw_server_open_connections());
     metrics_single_u64(out, "toolgate_sessions", "gauge", "MCP sessions toolgate keeps.",
                        mcp_session_count());
+    metrics_single_u64(out, "toolgate_sessions_evicted_total", "counter",
+                       "Live MCP sessions the memory store dropped to make room for new ones "
+                       "(identity.sessions.entries too small; the dropped ones get 404).",
+                       mcp_session_evictions());
     gw_reload_metrics(out);
     if (!S.started)
         return;

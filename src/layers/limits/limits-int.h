@@ -87,6 +87,7 @@ struct limits_loops {
     uint64_t cooldown_ms;    /* after a denial the user+tool waits this long (0 off) */
     uint32_t history;        /* calls remembered per user/session (64) */
     uint32_t near_identical; /* calls equal up to their numbers, all answered alike (5; 0 off) */
+    uint64_t max_tracked;    /* users and sessions with a history at once (100000) */
 };
 
 /* limits.loops.volatile: argument members left out of a tool's fingerprint. */
@@ -175,6 +176,9 @@ struct lstore *lstore_new(uint64_t max_keys);
 void lstore_free(struct lstore *s);
 size_t lstore_count(struct lstore *s);
 size_t lstore_memory(struct lstore *s); /* bytes held by the tables */
+/* Expired entries swept so far; new keys refused because the store was full of live ones. */
+uint64_t lstore_evicted(struct lstore *s);
+uint64_t lstore_refused(struct lstore *s);
 
 struct lrate_op {
     struct limits_key key;

@@ -7,9 +7,12 @@
  */
 #include "layers/layer.h"
 #include "layers/limits/limits-int.h"
+#include "layers/limits/limits_request.h"
 #include "lib/timeutil.h"
+#include "mcp/session.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -128,6 +131,111 @@ out:
     return rc;
 }
 
+/* This process's resident memory now, in KiB (VmRSS), or 0 when /proc cannot say. */
+static long bench_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/*
+ * State for many distinct users: `users` principals each make one tool call through the whole
+ * layer check (a rate limit, a daily budget and, with loops, agent-loop detection), then each
+ * gets an MCP session in the memory session table sized for all of them. Prints what the
+ * process holds for it (RSS growth, which counts allocator overhead and the tables' unused
+ * slots) beside what the stores say they hold.
+ */
+static int bench_memory(unsigned long users, int loops)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "limits:\n  ledger: none\n  max_keys: %lu\n"
+             "  rate: [{per: user, limit: 1000, window: 1m}]\n"
+             "  costs: {default: 0.01}\n"
+             "  budgets: [{per: user, cap: 100, period: day}]\n%s",
+             users < 1000 ? 1000 : users, loops ? "  loops: {}\n" : "");
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg = gw_config_load_string(yaml, "bench", &err);
+    struct gw_request *req = NULL;
+    int rc = 1, started = 0;
+    if (!cfg || limits_start(cfg) != 0) {
+        fprintf(stderr, "limits bench: %s\n", err.msg);
+        goto out;
+    }
+    started = 1;
+    req = bench_request(cfg, "u");
+    if (!req)
+        goto out;
+    malloc_trim(0);
+    long rss0 = bench_rss_kib();
+    uint64_t t0 = gw_mono_ns();
+    for (unsigned long i = 0; i < users; i++) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "user%08lu", i);
+        free(req->identity.subject);
+        req->identity.subject = strdup(sub);
+        bench_reset(req);
+        if (!req->identity.subject ||
+            limits_layer.check(req, &req->decision[GW_STAGE_LIMITS]) != GW_PASS) {
+            fprintf(stderr, "limits bench: user %lu was not admitted\n", i);
+            goto out;
+        }
+    }
+    uint64_t t1 = gw_mono_ns();
+    long rss1 = bench_rss_kib();
+    size_t keys = lstore_count(limits_rt->rates) + lstore_count(limits_rt->budgets);
+    size_t tables = lstore_memory(limits_rt->rates) + lstore_memory(limits_rt->budgets);
+    size_t loop_nodes = limits_rt->loops ? lloop_count(limits_rt->loops) : 0;
+
+    if (mcp_session_configure(users, 3600 * 1000) != 0)
+        goto out;
+    long rss2 = bench_rss_kib();
+    for (unsigned long i = 0; i < users; i++) {
+        char sub[32], id[MCP_SESSION_ID_LEN + 1];
+        snprintf(sub, sizeof sub, "user%08lu", i);
+        if (mcp_session_create("https://idp.bench.invalid/", sub, "default", 1,
+                               "0123456789abcdef0123456789abcdef", id, NULL) != 0) {
+            fprintf(stderr, "limits bench: session %lu could not be created\n", i);
+            goto out;
+        }
+    }
+    uint64_t t2 = gw_mono_ns();
+    long rss3 = bench_rss_kib();
+    size_t sessions = mcp_session_count();
+    printf("limits: %lu distinct users, one call each (rate + budget%s): %.1f MiB RSS growth, "
+           "%zu keys in tables of %.1f MiB; %.0f ns/user\n",
+           users, loops ? " + loops" : "", (double)(rss1 - rss0) / 1024, keys,
+           (double)tables / 1048576, (double)(t1 - t0) / (double)users);
+    if (loops)
+        printf("limits: loop detection tracks %zu users\n", loop_nodes);
+    printf("sessions: %zu sessions (memory table sized for %lu): %.1f MiB RSS growth "
+           "(table %.1f MiB, entries %.1f MiB)\n",
+           sessions, users, (double)(rss3 - rss1) / 1024, (double)(rss2 - rss1) / 1024,
+           (double)(rss3 - rss2) / 1024);
+    printf("total: %.1f MiB of limiter and session state for %lu users\n",
+           (double)(rss3 - rss0) / 1024, users);
+    printf("sessions: %zu of %lu held (%.2f%% evicted early by a full set); %.0f ns/session\n",
+           sessions, users, 100.0 * (double)(users - sessions) / (double)users,
+           (double)(t2 - t1) / (double)users);
+    /* The table holds what it is sized for, up to the 1% its two-choice sets lose. */
+    rc = sessions + users / 100 >= users ? 0 : 1;
+out:
+    gw_request_free(req);
+    mcp_session_shutdown();
+    if (started)
+        limits_stop();
+    gw_config_free(cfg);
+    return rc;
+}
+
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -239,12 +347,35 @@ out:
 
 int limits_bench_main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "memory") == 0) {
+        unsigned long users = 1000000;
+        int loops = 0;
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--users") == 0 && i + 1 < argc) {
+                char *end;
+                users = strtoul(argv[++i], &end, 10);
+                if (*end || users == 0 || users > 100000000) {
+                    fprintf(stderr, "limits bench: --users is 1 to 100000000\n");
+                    return 2;
+                }
+            } else if (strcmp(argv[i], "--loops") == 0) {
+                loops = 1;
+            } else {
+                fprintf(stderr, "usage: toolgate bench limits memory [--users N] [--loops]\n");
+                return 2;
+            }
+        }
+        return bench_memory(users, loops);
+    }
     if (argc > 1) {
         int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
         fprintf(help ? stdout : stderr,
                 "usage: toolgate bench limits\n"
                 "  the in-process store and layer checks, and Redis when redis-server is "
-                "installed\n");
+                "installed\n"
+                "       toolgate bench limits memory [--users N] [--loops]\n"
+                "  the limiter's and the session table's memory for N distinct users "
+                "(1000000)\n");
         return help ? 0 : 2;
     }
     if (bench_store() || bench_layer())

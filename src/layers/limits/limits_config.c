@@ -338,9 +338,9 @@ static int loops_parse(const struct cfg_doc *doc, const struct cfg_node *n,
                        struct limits_config *lc, struct cfg_error *err)
 {
     static const char *const keys[] = {
-        "enabled",        "window",    "identical", "no_progress", "max_cycle",
-        "cycle_repeats",  "max_calls", "warnings",  "cooldown",    "history",
-        "near_identical", "volatile",  NULL};
+        "enabled",        "window",    "identical",   "no_progress", "max_cycle",
+        "cycle_repeats",  "max_calls", "warnings",    "cooldown",    "history",
+        "near_identical", "volatile",  "max_tracked", NULL};
     const char *P = "limits.loops";
     struct limits_loops *l = &lc->loops;
     if (cfg_expect_map(doc, n, P, err) || cfg_check_keys(doc, n, P, keys, err))
@@ -356,7 +356,8 @@ static int loops_parse(const struct cfg_doc *doc, const struct cfg_node *n,
         get_u32(doc, n, P, "warnings", 1000, &l->warnings, err) ||
         cfg_get_duration_ms(doc, n, P, "cooldown", &l->cooldown_ms, err) ||
         get_u32(doc, n, P, "history", 1024, &l->history, err) ||
-        get_u32(doc, n, P, "near_identical", 100000, &l->near_identical, err))
+        get_u32(doc, n, P, "near_identical", 100000, &l->near_identical, err) ||
+        get_u64(doc, n, P, "max_tracked", 1000, 1000000000, &l->max_tracked, err))
         return -1;
     const struct cfg_node *vol = cfg_map_get(n, "volatile");
     if (vol && !cfg_is_null(vol) && volatile_parse(doc, vol, lc, err))
@@ -447,6 +448,7 @@ int limits_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
     lc->loops.cycle_repeats = 3;
     lc->loops.warnings = 1;
     lc->loops.history = 64;
+    lc->loops.max_tracked = 100000;
     lc->loops.near_identical = 5;
     if (!lc->store || !lc->ledger || !lc->redis_prefix) {
         cfg_errorf(err, doc, section, P, "out of memory");

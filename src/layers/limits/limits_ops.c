@@ -7,6 +7,7 @@
  */
 #include "core/redis_conn.h"
 #include "layers/limits/limits-int.h"
+#include "layers/limits/limits_request.h"
 #include "lib/metrics.h"
 #include "lib/probe.h"
 
@@ -119,5 +120,31 @@ void limits_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
     metrics_family(out, "toolgate_limits_spend_total", "counter",
                    "Cost settled against budgets, in the configuration's money units.");
     metrics_sample(out, "toolgate_limits_spend_total", NULL, 0, (double)GET(spend_micro) / 1e6);
+    /* The in-process stores (limits.max_keys each; with Redis, the local fallback's). */
+    if (limits_rt && limits_rt->rates && limits_rt->budgets) {
+        struct lstore *stores[2] = {limits_rt->rates, limits_rt->budgets};
+        static const char *const store_names[2] = {"rate", "budget"};
+        metrics_family(out, "toolgate_limits_store_keys", "gauge",
+                       "Keys the in-process limit stores hold (bound: limits.max_keys each).");
+        for (int i = 0; i < 2; i++) {
+            struct metrics_label l[] = {{"store", store_names[i]}};
+            metrics_sample_u64(out, "toolgate_limits_store_keys", l, 1, lstore_count(stores[i]));
+        }
+        metrics_family(out, "toolgate_limits_store_evicted_total", "counter",
+                       "Expired keys swept from the in-process limit stores to make room.");
+        for (int i = 0; i < 2; i++) {
+            struct metrics_label l[] = {{"store", store_names[i]}};
+            metrics_sample_u64(out, "toolgate_limits_store_evicted_total", l, 1,
+                               lstore_evicted(stores[i]));
+        }
+        metrics_family(out, "toolgate_limits_store_refused_total", "counter",
+                       "New keys refused because a store was full of live keys (the call "
+                       "got 503).");
+        for (int i = 0; i < 2; i++) {
+            struct metrics_label l[] = {{"store", store_names[i]}};
+            metrics_sample_u64(out, "toolgate_limits_store_refused_total", l, 1,
+                               lstore_refused(stores[i]));
+        }
+    }
     limits_admin_metrics(out);
 }

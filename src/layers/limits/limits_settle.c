@@ -217,7 +217,9 @@ int limits_start(const struct gw_config *cfg)
     r->lc = lc;
     r->rates = lstore_new(lc->max_keys);
     r->budgets = lstore_new(lc->max_keys);
-    r->loops = lc->loops.enabled ? lloop_new(&lc->loops, lc->max_keys) : NULL;
+    /* Histories are KiB each: their own bound, under the tables' (limits.loops.max_tracked). */
+    uint64_t tracked = lc->loops.max_tracked < lc->max_keys ? lc->loops.max_tracked : lc->max_keys;
+    r->loops = lc->loops.enabled ? lloop_new(&lc->loops, tracked) : NULL;
     if (!r->rates || !r->budgets || (lc->loops.enabled && !r->loops)) {
         runtime_free(r);
         return -ENOMEM;

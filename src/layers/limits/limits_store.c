@@ -9,14 +9,18 @@
  *
  * Memory stays bounded: an entry whose expiry has passed means the same as no entry (a GCRA
  * key whose theoretical arrival time is in the past is a fresh key; a budget of a finished
- * period is over), so a shard that would grow first sweeps its expired entries, and a shard
- * that is full of live entries refuses new keys (the layer then fails closed). An entry is
- * 32 bytes; tables stay at most 3/4 full, so a million keys take 32 to 64 MiB.
+ * period is over), so a shard that would grow first sweeps its expired entries, and a store
+ * at max_keys sweeps before it takes a new key. Only expired entries are ever evicted: a key
+ * still inside its window or period is never dropped to make room (that would hand its user
+ * a fresh allowance). A store full of live keys refuses new keys instead, and the layer fails
+ * closed (503) for a principal it has no room for. An entry is 32 bytes; tables stay at most
+ * 3/4 full, so a million keys take 32 to 64 MiB.
  */
 #include "layers/limits/limits-int.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +55,14 @@ struct entry {
     int64_t expires;
 };
 
+/*
+ * The expiry of a key inserted by an operation that has not written it yet: it reads as
+ * absent, but no sweep removes it (the operation holds a pointer's worth of intent on it, and
+ * finds it again after its other keys are inserted). Every operation drops the fresh keys it
+ * did not write before it unlocks (drop_fresh), so no fresh key outlives its operation.
+ */
+#define FRESH INT64_MIN
+
 struct shard {
     pthread_mutex_t mu;
     struct entry *tab;
@@ -59,9 +71,18 @@ struct shard {
     char pad[64];
 };
 
+/*
+ * The bound is on the whole store, not per shard: keys do not spread evenly over the shards,
+ * and a per-shard share of max_keys would refuse new keys in one shard while the store as a
+ * whole is below its bound. `total` is changed only under the lock of the shard the key is in.
+ */
 struct lstore {
     struct shard shards[SHARDS];
-    size_t shard_max; /* live keys per shard at most */
+    size_t max_keys;
+    atomic_size_t total;                 /* live and expired-but-unswept keys, all shards */
+    atomic_int_fast64_t last_wide_sweep; /* `now` of the last sweep over other shards */
+    atomic_uint_fast64_t evicted;        /* expired entries swept */
+    atomic_uint_fast64_t refused;        /* new keys refused: the store full of live keys */
 };
 
 struct lstore *lstore_new(uint64_t max_keys)
@@ -71,7 +92,11 @@ struct lstore *lstore_new(uint64_t max_keys)
         return NULL;
     if (max_keys == 0)
         max_keys = 4000000;
-    s->shard_max = (size_t)(max_keys / SHARDS) + 1;
+    s->max_keys = (size_t)max_keys;
+    atomic_init(&s->total, 0);
+    atomic_init(&s->last_wide_sweep, 0);
+    atomic_init(&s->evicted, 0);
+    atomic_init(&s->refused, 0);
     for (int i = 0; i < SHARDS; i++) {
         pthread_mutex_init(&s->shards[i].mu, NULL);
         s->shards[i].cap = MIN_CAP;
@@ -106,6 +131,16 @@ size_t lstore_count(struct lstore *s)
     return n;
 }
 
+uint64_t lstore_evicted(struct lstore *s)
+{
+    return atomic_load_explicit(&s->evicted, memory_order_relaxed);
+}
+
+uint64_t lstore_refused(struct lstore *s)
+{
+    return atomic_load_explicit(&s->refused, memory_order_relaxed);
+}
+
 size_t lstore_memory(struct lstore *s)
 {
     size_t n = sizeof *s;
@@ -135,7 +170,7 @@ static struct entry *find(struct shard *sh, const struct limits_key *k)
 }
 
 /* Removes slot i, shifting later members of its probe run back (no tombstones). */
-static void remove_at(struct shard *sh, size_t i)
+static void remove_at(struct lstore *s, struct shard *sh, size_t i)
 {
     size_t mask = sh->cap - 1;
     size_t j = i;
@@ -145,6 +180,7 @@ static void remove_at(struct shard *sh, size_t i)
             j = (j + 1) & mask;
             if (sh->tab[j].h1 == 0) {
                 sh->count--;
+                atomic_fetch_sub_explicit(&s->total, 1, memory_order_relaxed);
                 return;
             }
             size_t home = (size_t)sh->tab[j].h1 & mask;
@@ -157,17 +193,61 @@ static void remove_at(struct shard *sh, size_t i)
     }
 }
 
-static void sweep(struct shard *sh, int64_t now)
+/* Drops the shard's expired entries (each means the same as no entry); returns how many. */
+static size_t sweep(struct lstore *s, struct shard *sh, int64_t now)
 {
+    size_t swept = 0;
     size_t i = 0;
     while (i < sh->cap) {
         struct entry *e = &sh->tab[i];
-        if (e->h1 != 0 && e->expires <= now) {
-            remove_at(sh, i);
+        if (e->h1 != 0 && e->expires <= now && e->expires != FRESH) {
+            remove_at(s, sh, i);
+            swept++;
             continue; /* another entry may have moved into slot i */
         }
         i++;
     }
+    if (swept)
+        atomic_fetch_add_explicit(&s->evicted, swept, memory_order_relaxed);
+    return swept;
+}
+
+/*
+ * The store is at max_keys and the key's own shard had nothing expired: the other shards may.
+ * They are swept when their lock is free (try-lock: the caller holds the shards in `held`, and
+ * waiting on others out of order could deadlock); held shards are left alone, since they hold
+ * this operation's freshly inserted keys, which look expired until the operation writes them.
+ * A full pass over the store costs time in proportion to max_keys, so it runs at most once
+ * per `gap` of the store's clock: a stream of new principals against a store full of live
+ * keys is refused without a pass each.
+ */
+static void sweep_wide(struct lstore *s, uint64_t held, int64_t now, int64_t gap)
+{
+    int64_t last = atomic_load_explicit(&s->last_wide_sweep, memory_order_relaxed);
+    if (last != 0 && now - last < gap && now >= last)
+        return;
+    if (!atomic_compare_exchange_strong(&s->last_wide_sweep, &last, now))
+        return; /* another thread sweeps now */
+    for (int i = 0; i < SHARDS; i++) {
+        if (held & (1ULL << i))
+            continue;
+        if (pthread_mutex_trylock(&s->shards[i].mu) != 0)
+            continue;
+        sweep(s, &s->shards[i], now);
+        pthread_mutex_unlock(&s->shards[i].mu);
+    }
+}
+
+/* Room for one more key in the whole store (sweeping what has expired when there is none). */
+static int room(struct lstore *s, struct shard *sh, uint64_t held, int64_t now, int64_t gap)
+{
+    if (atomic_load_explicit(&s->total, memory_order_relaxed) < s->max_keys)
+        return 1;
+    sweep(s, sh, now);
+    if (atomic_load_explicit(&s->total, memory_order_relaxed) < s->max_keys)
+        return 1;
+    sweep_wide(s, held, now, gap);
+    return atomic_load_explicit(&s->total, memory_order_relaxed) < s->max_keys;
 }
 
 static int grow(struct shard *sh)
@@ -192,30 +272,37 @@ static int grow(struct shard *sh)
 }
 
 /* Finds or inserts (value 0, already expired: equivalent to absent). */
-static int ensure(struct lstore *s, struct shard *sh, const struct limits_key *k, int64_t now)
+static int ensure(struct lstore *s, struct shard *sh, const struct limits_key *k, uint64_t held,
+                  int64_t now, int64_t gap)
 {
     if (find(sh, k))
         return 0;
+    if (!room(s, sh, held, now, gap)) {
+        atomic_fetch_add_explicit(&s->refused, 1, memory_order_relaxed);
+        return -ENOSPC;
+    }
     if ((sh->count + 1) * 4 > sh->cap * 3) {
-        sweep(sh, now);
-        if ((sh->count + 1) * 4 > sh->cap * 3) {
-            if (sh->count + 1 > s->shard_max)
-                return -ENOSPC;
-            if (grow(sh) != 0)
-                return -ENOMEM;
-        }
-    } else if (sh->count + 1 > s->shard_max) {
-        sweep(sh, now);
-        if (sh->count + 1 > s->shard_max)
-            return -ENOSPC;
+        sweep(s, sh, now);
+        if ((sh->count + 1) * 4 > sh->cap * 3 && grow(sh) != 0)
+            return -ENOMEM;
     }
     size_t mask = sh->cap - 1;
     size_t i = (size_t)k->h1 & mask;
     while (sh->tab[i].h1)
         i = (i + 1) & mask;
-    sh->tab[i] = (struct entry){k->h1, k->h2, 0, INT64_MIN};
+    sh->tab[i] = (struct entry){k->h1, k->h2, 0, FRESH};
     sh->count++;
+    atomic_fetch_add_explicit(&s->total, 1, memory_order_relaxed);
     return 0;
+}
+
+/* Removes k when the operation that inserted it did not write it (denied, or failed). */
+static void drop_fresh(struct lstore *s, const struct limits_key *k)
+{
+    struct shard *sh = &s->shards[shard_of(k)];
+    struct entry *e = find(sh, k);
+    if (e && e->expires == FRESH)
+        remove_at(s, sh, (size_t)(e - sh->tab));
 }
 
 /* Locks the shards in mask in ascending order (the same order everywhere: no deadlock). */
@@ -245,7 +332,7 @@ int lstore_rate(struct lstore *s, struct lrate_op *ops, size_t n, int64_t now)
     uint64_t locked = lock_mask(s, mask);
     int rc = 1;
     for (size_t i = 0; i < n; i++) {
-        int e = ensure(s, &s->shards[shard_of(&ops[i].key)], &ops[i].key, now);
+        int e = ensure(s, &s->shards[shard_of(&ops[i].key)], &ops[i].key, mask, now, 1000000000LL);
         if (e != 0) {
             rc = e;
             goto out;
@@ -267,6 +354,8 @@ int lstore_rate(struct lstore *s, struct lrate_op *ops, size_t n, int64_t now)
         }
     }
 out:
+    for (size_t i = 0; i < n; i++)
+        drop_fresh(s, &ops[i].key);
     unlock_mask(s, locked);
     return rc;
 }
@@ -281,7 +370,7 @@ int lstore_budget_reserve(struct lstore *s, struct lbudget_op *ops, size_t n, in
     uint64_t locked = lock_mask(s, mask);
     int rc = 1;
     for (size_t i = 0; i < n; i++) {
-        int e = ensure(s, &s->shards[shard_of(&ops[i].key)], &ops[i].key, now);
+        int e = ensure(s, &s->shards[shard_of(&ops[i].key)], &ops[i].key, mask, now, 1);
         if (e != 0) {
             rc = e;
             goto out;
@@ -305,6 +394,8 @@ int lstore_budget_reserve(struct lstore *s, struct lbudget_op *ops, size_t n, in
         }
     }
 out:
+    for (size_t i = 0; i < n; i++)
+        drop_fresh(s, &ops[i].key);
     unlock_mask(s, locked);
     return rc;
 }
@@ -314,7 +405,7 @@ int lstore_budget_add(struct lstore *s, const struct limits_key *k, int64_t delt
 {
     struct shard *sh = &s->shards[shard_of(k)];
     pthread_mutex_lock(&sh->mu);
-    int rc = ensure(s, sh, k, now);
+    int rc = ensure(s, sh, k, 1ULL << shard_of(k), now, 1);
     if (rc == 0) {
         struct entry *e = find(sh, k);
         int64_t v = (e->expires <= now ? 0 : e->value) + delta;
@@ -322,6 +413,7 @@ int lstore_budget_add(struct lstore *s, const struct limits_key *k, int64_t delt
         if (e->expires < expires)
             e->expires = expires;
     }
+    drop_fresh(s, k);
     pthread_mutex_unlock(&sh->mu);
     return rc;
 }

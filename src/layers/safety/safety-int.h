@@ -109,11 +109,22 @@ struct safety_config {
     size_t context_window;
     double entropy_threshold;
     unsigned char hash_key[32];
-    int hash_key_set; /* from redaction.hash_key_file; else the per-process key */
+    int hash_key_set;    /* from redaction.hash_key_file; else the per-process key */
+    char *compile_cache; /* safety.compile_cache: the directory, or NULL (no cache) */
+    int db_from_cache;   /* the database came from the cache, not a compile */
 };
 
 /* Compiles every rule's PCRE2 code and the vectorscan database. Returns 0 or -1 with why. */
 int safety_compile(struct safety_config *sc, char *why, size_t why_len);
+
+/*
+ * hs_compile_multi through the cache in dir (NULL: no cache; safety_dbcache.c): the database
+ * of exactly these patterns from dir when it is there and sound, else compiled (and written
+ * there). *from_cache says which. 0, or -1 with why (the patterns do not compile).
+ */
+int safety_dbcache_compile(const char *dir, const char *const *exprs, const unsigned *flags,
+                           const unsigned *ids, unsigned n, hs_database_t **db, int *from_cache,
+                           char *why, size_t why_len);
 /* Adds the built-in detectors and their rules with default actions. Returns 0 or -1. */
 int safety_add_builtins(struct safety_config *sc);
 struct safety_rule_spec {

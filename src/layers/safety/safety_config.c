@@ -33,6 +33,7 @@ void safety_config_free(struct safety_config *sc)
     }
     free(sc->tools);
     safety_engine_free(sc);
+    free(sc->compile_cache);
     free(sc);
 }
 
@@ -554,9 +555,10 @@ struct safety_config *safety_config_default(void)
 int safety_config_parse(const struct cfg_doc *doc, const struct cfg_node *section,
                         struct safety_config **out, struct cfg_error *err)
 {
-    static const char *const keys[] = {"enabled",           "detectors", "custom", "tools",
-                                       "responses",         "redaction", "limits", "context_window",
-                                       "entropy_threshold", NULL};
+    static const char *const keys[] = {
+        "enabled",           "detectors",     "custom", "tools",
+        "responses",         "redaction",     "limits", "context_window",
+        "entropy_threshold", "compile_cache", NULL};
     static const char *const resp_keys[] = {"enabled", "default", NULL};
     static const char *const red_keys[] = {"style", "hash_key_file", NULL};
     static const char *const lim_keys[] = {"max_scan_bytes", "max_depth", "on_oversize",
@@ -575,8 +577,14 @@ int safety_config_parse(const struct cfg_doc *doc, const struct cfg_node *sectio
         goto compile;
     if (cfg_expect_map(doc, section, P, err) != 0 || cfg_check_keys(doc, section, P, keys, err))
         goto fail;
-    if (cfg_get_bool(doc, section, P, "enabled", &sc->enabled, err) != 0)
+    if (cfg_get_bool(doc, section, P, "enabled", &sc->enabled, err) != 0 ||
+        cfg_get_string(doc, section, P, "compile_cache", 0, &sc->compile_cache, err) != 0)
         goto fail;
+    if (sc->compile_cache && (sc->compile_cache[0] == '\0' || strlen(sc->compile_cache) > 4000)) {
+        cfg_errorf(err, doc, cfg_map_get(section, "compile_cache"), "safety.compile_cache",
+                   "write the path of a directory (at most 4000 bytes) or leave the key out");
+        goto fail;
+    }
     const struct cfg_node *resp = cfg_map_get(section, "responses");
     if (resp && !cfg_is_null(resp)) {
         if (cfg_expect_map(doc, resp, "safety.responses", err) != 0 ||

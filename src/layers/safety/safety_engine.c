@@ -427,14 +427,9 @@ int safety_compile(struct safety_config *sc, char *why, size_t why_len)
     pcre2_set_match_limit(sc->match_ctx, sc->match_limit);
     pcre2_set_depth_limit(sc->match_ctx, 1000);
     if (n > 0) {
-        hs_compile_error_t *cerr = NULL;
-        if (hs_compile_multi(exprs, flags, ids, n, HS_MODE_BLOCK, NULL, &sc->db, &cerr) !=
-            HS_SUCCESS) {
-            snprintf(why, why_len, "vectorscan cannot compile the pattern set: %s",
-                     cerr ? cerr->message : "unknown error");
-            hs_free_compile_error(cerr);
+        if (safety_dbcache_compile(sc->compile_cache, exprs, flags, ids, n, &sc->db,
+                                   &sc->db_from_cache, why, why_len) != 0)
             goto out;
-        }
         if (hs_alloc_scratch(sc->db, &sc->scratch) != HS_SUCCESS) {
             snprintf(why, why_len, "vectorscan cannot allocate scratch space");
             goto out;

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -437,7 +438,136 @@ static void test_store_memory_bound(void **state)
     lstore_free(s);
 }
 
+/*
+ * max_keys bounds the whole store, exactly: as many distinct keys as it says fit however they
+ * spread over the shards, and the next is refused. Room is made only from expired keys: a
+ * user inside its window keeps its state however many new principals arrive, so a flood of
+ * new names cannot buy anyone a fresh allowance; it is refused (the layer answers 503).
+ */
+static void test_store_bound_never_evicts_live(void **state)
+{
+    (void)state;
+    enum { MAX = 1000 };
+    struct lstore *s = lstore_new(MAX);
+    /* Everyone: 2 calls at once, then one a second; a key lives until its TAT (1 s here). */
+    struct lrate_op op = {.interval_ns = 1000000000ULL, .tolerance_ns = 2000000000ULL, .n = 1};
+    /* alice: a burst of 10; after 10 calls her TAT is 10 s ahead. */
+    struct lrate_op alice = {.interval_ns = 1000000000ULL, .tolerance_ns = 10000000000ULL, .n = 1};
+    limits_key_make(&alice.key, "r", 0, "alice", NULL, 0);
+    int64_t now = 1000000000000LL;
+    char user[32];
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(lstore_rate(s, &alice, 1, now), 1);
+    assert_int_equal(lstore_rate(s, &alice, 1, now), 0);
+    for (int i = 1; i < MAX; i++) {
+        snprintf(user, sizeof user, "user-%d", i);
+        limits_key_make(&op.key, "r", 0, user, NULL, 0);
+        assert_int_equal(lstore_rate(s, &op, 1, now), 1);
+    }
+    assert_int_equal(lstore_count(s), MAX);
+    /* A flood of new principals while every key is live: all refused, none admitted. */
+    for (int i = 0; i < 5000; i++) {
+        snprintf(user, sizeof user, "flood-%d", i);
+        limits_key_make(&op.key, "r", 0, user, NULL, 0);
+        assert_int_equal(lstore_rate(s, &op, 1, now + i), -ENOSPC);
+    }
+    assert_int_equal(lstore_refused(s), 5000);
+    assert_int_equal(lstore_evicted(s), 0);
+    assert_int_equal(lstore_count(s), MAX);
+    /* alice is still held to her limit: the flood evicted nothing. */
+    assert_int_equal(lstore_rate(s, &alice, 1, now + 100000000LL), 0);
+    /*
+     * 5 s later the others' windows are over and they make room; alice's is not (her TAT is
+     * 10 s ahead), so her state stays: her next call leaves 4 calls of burst, not the 9 a
+     * forgotten key would.
+     */
+    int64_t later = now + 5000000000LL;
+    for (int i = 0; i < MAX / 2; i++) {
+        snprintf(user, sizeof user, "later-%d", i);
+        limits_key_make(&op.key, "r", 0, user, NULL, 0);
+        assert_int_equal(lstore_rate(s, &op, 1, later), 1);
+    }
+    assert_true(lstore_evicted(s) >= MAX / 2);
+    assert_true(lstore_count(s) <= MAX);
+    assert_int_equal(lstore_rate(s, &alice, 1, later), 1);
+    assert_int_equal(alice.r.remaining, 4);
+    lstore_free(s);
+
+    /* Budgets the same: a principal at its cap stays at it through a flood of new ones. */
+    struct lstore *b = lstore_new(MAX);
+    struct lbudget_op bop = {.cap = 100, .amount = 100, .expires = 5000};
+    for (int i = 0; i < MAX; i++) {
+        snprintf(user, sizeof user, "spender-%d", i);
+        limits_key_make(&bop.key, "b", 0, user, "day", 1);
+        assert_int_equal(lstore_budget_reserve(b, &bop, 1, 1000), 1);
+    }
+    limits_key_make(&bop.key, "b", 0, "spender-3", "day", 1);
+    assert_int_equal(lstore_budget_reserve(b, &bop, 1, 1000), 0);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(user, sizeof user, "newcomer-%d", i);
+        limits_key_make(&bop.key, "b", 0, user, "day", 1);
+        assert_int_equal(lstore_budget_reserve(b, &bop, 1, 1000 + i % 100), -ENOSPC);
+        assert_int_equal(lstore_budget_add(b, &bop.key, 1, 5000, 1000), -ENOSPC);
+    }
+    limits_key_make(&bop.key, "b", 0, "spender-3", "day", 1);
+    assert_int_equal(lstore_budget_reserve(b, &bop, 1, 1999), 0);
+    assert_int_equal(lstore_budget_get(b, &bop.key, 1999), 100);
+    /* The period is over: the newcomer gets in, spender-3 starts its new period afresh. */
+    limits_key_make(&bop.key, "b", 0, "newcomer-0", "day", 1);
+    bop.expires = 9000;
+    assert_int_equal(lstore_budget_reserve(b, &bop, 1, 5000), 1);
+    assert_true(lstore_evicted(b) > 0);
+    lstore_free(b);
+}
+
 /* ---- loop detector ---- */
+
+/*
+ * limits.loops.max_tracked bounds the histories held at once: a flood of new users (or of
+ * sessions of one user) stays under it while their histories are live, and once they fall
+ * silent past the window new ones are tracked again.
+ */
+static void test_loop_tracked_bound(void **state)
+{
+    (void)state;
+    struct cfg_error err = {{0}};
+    struct gw_config *cfg =
+        gw_config_load_string("limits:\n  ledger: none\n  loops: {max_tracked: 1000}\n", "t", &err);
+    assert_non_null(cfg);
+    const struct limits_config *lc = limits_config_of(cfg);
+    assert_int_equal(lc->loops.max_tracked, 1000);
+    struct lloop *l = lloop_new(&lc->loops, lc->loops.max_tracked);
+    assert_non_null(l);
+    int64_t now = 1000000000000LL;
+    char user[32];
+    struct lloop_verdict v;
+    for (int i = 0; i < 20000; i++) {
+        struct limits_key u, s, ut;
+        snprintf(user, sizeof user, "flood-%d", i);
+        limits_key_make(&u, "lu", 0, "one-user", NULL, 0);
+        limits_key_make(&s, "ls", 0, "one-user", user, 0);
+        limits_key_make(&ut, "lt", 0, "one-user", "search", 0);
+        lloop_call(l, &u, &s, &ut, 42, 43, now + i, &v);
+    }
+    /* Each shard holds its share (1000 / 64 + 1): never more than that in all. */
+    assert_true(lloop_count(l) <= 1000 + 64);
+    /* Past the window the old histories mean nothing: new sessions are tracked again. */
+    now += (int64_t)(lc->loops.window_ms + 1000) * 1000000;
+    for (int i = 0; i < 500; i++) {
+        struct limits_key u, s, ut;
+        snprintf(user, sizeof user, "later-%d", i);
+        limits_key_make(&u, "lu", 0, user, NULL, 0);
+        limits_key_make(&s, "ls", 0, user, "s1", 0);
+        limits_key_make(&ut, "lt", 0, user, "search", 0);
+        lloop_call(l, &u, &s, &ut, 42, 43, now + i, &v);
+    }
+    assert_true(lloop_count(l) <= 1000 + 64);
+    assert_true(lloop_count(l) >= 500);
+    lloop_free(l);
+    gw_config_free(cfg);
+    /* Out of bounds. */
+    assert_null(gw_config_load_string("limits:\n  loops: {max_tracked: 10}\n", "t", &err));
+}
 
 static struct limits_loops loops_cfg(void)
 {
@@ -1563,6 +1693,8 @@ int main(void)
         cmocka_unit_test(test_gcra_properties),
         cmocka_unit_test(test_store_retry_after_ms),
         cmocka_unit_test(test_store_all_or_nothing),
+        cmocka_unit_test(test_store_bound_never_evicts_live),
+        cmocka_unit_test(test_loop_tracked_bound),
         cmocka_unit_test(test_budget_concurrency),
         cmocka_unit_test(test_store_memory_bound),
         cmocka_unit_test(test_loop_identical_and_escalation),
