@@ -91,6 +91,8 @@ static struct tls_state *tls_get(const struct safety_config *sc)
     if (sc->db && tls->generation != sc->generation) {
         hs_error_t e = tls->scratch ? hs_alloc_scratch(sc->db, &tls->scratch)
                                     : hs_clone_scratch(sc->scratch, &tls->scratch);
+        if (e == HS_SUCCESS && sc->db_joined)
+            e = hs_alloc_scratch(sc->db_joined, &tls->scratch);
         if (e != HS_SUCCESS)
             return NULL;
         tls->generation = sc->generation;
@@ -105,6 +107,12 @@ static struct tls_state *tls_get(const struct safety_config *sc)
     tls->n_cands = 0;
     tls->has_spill = 0;
     return tls;
+}
+
+hs_scratch_t *safety_thread_scratch(const struct safety_config *sc)
+{
+    struct tls_state *ts = tls_get(sc);
+    return ts ? ts->scratch : NULL;
 }
 
 /* Frees this thread's scanning state (threads that end call it through the key destructor;
@@ -680,10 +688,11 @@ static int names_cluster(const struct cand *a, const struct cand *b)
     return a->end - a->start > b->end - b->start;
 }
 
-int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t len, const char *key,
-                        size_t key_len, enum gw_direction dir,
-                        const enum safety_action (*actions)[2], struct safety_match *out,
-                        size_t max, unsigned *flags)
+int safety_scan_text_pre(const struct safety_config *sc, const struct safety_prescan *p,
+                         const struct safety_prescan_entry *pe, const char *s, size_t len,
+                         const char *key, size_t key_len, enum gw_direction dir,
+                         const enum safety_action (*actions)[2], struct safety_match *out,
+                         size_t max, unsigned *flags)
 {
     char *t = NULL, *nkey = NULL;
     size_t tlen = 0, nkey_len = 0;
@@ -698,8 +707,16 @@ int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t le
     struct tls_state *ts = tls_get(sc);
     if (!ts)
         return -1;
-    if (safety_normalize(s, len, &t, &tlen, &map) != 0)
-        return -1;
+    if (pe && p && p->ready && pe->len == len) {
+        /* The joined pass normalized it already (the buffer and map stay with the prescan). */
+        t = p->joined + pe->off;
+        tlen = pe->tlen;
+        map = pe->map;
+    } else {
+        pe = NULL;
+        if (safety_normalize(s, len, &t, &tlen, &map) != 0)
+            return -1;
+    }
     /* The member name is context in its normalized form too ("ｓｓｎ", "s\u200bsn"). */
     if (key && key_len && safety_normalize(key, key_len, &nkey, &nkey_len, &key_map) != 0)
         goto out;
@@ -724,7 +741,12 @@ int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t le
                          .ts = ts};
     for (size_t i = 0; i < 2 * sc->n_rules; i++)
         ts->first_end[i] = SIZE_MAX;
-    if (sc->db && tlen > 0) {
+    if (pe) {
+        for (size_t i = 0; i < pe->n_hits; i++) {
+            const struct safety_prescan_hit *h = &p->hits[pe->hit_first + i];
+            ts->first_end[h->rule] = h->end;
+        }
+    } else if (sc->db && tlen > 0) {
         if (hs_scan(sc->db, t, (unsigned)(tlen > UINT32_MAX ? UINT32_MAX : tlen), 0, ts->scratch,
                     on_hs_match, &x) != HS_SUCCESS)
             goto out;
@@ -817,12 +839,23 @@ int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t le
 out:
     if (key_ctx != key_ctx_buf)
         free(key_ctx);
-    if (t != s)
-        free(t);
+    if (!pe) {
+        if (t != s)
+            free(t);
+        free(map);
+    }
     if (nkey != key)
         free(nkey);
-    free(map);
     return result;
+}
+
+int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t len, const char *key,
+                        size_t key_len, enum gw_direction dir,
+                        const enum safety_action (*actions)[2], struct safety_match *out,
+                        size_t max, unsigned *flags)
+{
+    return safety_scan_text_pre(sc, NULL, NULL, s, len, key, key_len, dir, actions, out, max,
+                                flags);
 }
 
 int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, const char *key,
