@@ -104,7 +104,12 @@ struct safety_config {
      * not proven unable to match across the separator (safety_expr_joinable). */
     hs_database_t *db_joined;
     hs_scratch_t *scratch; /* prototype, sized for both databases; each thread clones it */
-    uint64_t generation;   /* tells thread-local scratch which database it was sized for */
+    /* With at most 64 rules and 64 detectors a scan picks the rules to confirm from bit
+     * masks: rules without a prefilter, and prefiltered rules that a context word in the
+     * member name runs without a hit (none of them disabled). */
+    int rule_masks;
+    uint64_t rules_always, rules_keyctx;
+    uint64_t generation; /* tells thread-local scratch which database it was sized for */
     pcre2_match_context *match_ctx;
     size_t max_scan_bytes;
     size_t max_depth;

@@ -485,6 +485,11 @@ int safety_compile(struct safety_config *sc, char *why, size_t why_len)
             on = sc->tools[t].actions[det][0] != SAFETY_OFF ||
                  sc->tools[t].actions[det][1] != SAFETY_OFF;
         sc->rules[i].disabled = !on;
+        if (i < 64 && on && !sc->rules[i].hs_expr)
+            sc->rules_always |= UINT64_C(1) << i;
+        if (i < 64 && on && sc->rules[i].hs_expr && sc->rules[i].need_context &&
+            sc->rules[i].keyword_filter)
+            sc->rules_keyctx |= UINT64_C(1) << i;
         if (!sc->rules[i].hs_expr || sc->rules[i].disabled)
             continue;
         exprs[n] = sc->rules[i].hs_expr;
@@ -493,6 +498,7 @@ int safety_compile(struct safety_config *sc, char *why, size_t why_len)
         ids[n] = (unsigned)i;
         n++;
     }
+    sc->rule_masks = sc->n_rules <= 64 && sc->n_detectors <= 64;
     sc->match_ctx = pcre2_match_context_create(NULL);
     if (!sc->match_ctx) {
         snprintf(why, why_len, "out of memory");

@@ -236,6 +236,7 @@ struct scan_ctx {
     size_t key_len;
     unsigned *flags;
     struct tls_state *ts;
+    uint64_t hit; /* rules the prefilter hit (with sc->rule_masks) */
 };
 
 /*
@@ -272,16 +273,17 @@ static int key_context_compute(struct scan_ctx *x, int det)
     return 0;
 }
 
-/* Fills key_ctx for every detector from the cache (or computes and caches the mask). */
-static void key_context_all(struct scan_ctx *x)
+/* Fills key_ctx for every detector from the cache (or computes and caches the mask) and
+ * returns 0 with the mask; -1 when the name is not cached (too long, out of memory). */
+static int key_context_all(struct scan_ctx *x, uint64_t *out)
 {
     const struct safety_config *sc = x->sc;
     size_t n = x->key_len;
     if (sc->n_detectors > 64 || n >= KEY_CACHE_LEN)
-        return;
+        return -1;
     struct tls_state *ts = x->ts;
     if (!ts->key_cache && !(ts->key_cache = calloc(KEY_CACHE, sizeof *ts->key_cache)))
-        return;
+        return -1;
     struct key_cache_entry *e = &ts->key_cache[key_hash(x->key, n) % KEY_CACHE];
     if (e->generation != sc->generation || e->len != n || memcmp(e->key, x->key, n) != 0) {
         uint64_t mask = 0;
@@ -295,6 +297,8 @@ static void key_context_all(struct scan_ctx *x)
     }
     for (size_t d = 0; d < sc->n_detectors; d++)
         x->key_ctx[d] = (signed char)((e->mask >> d) & 1);
+    *out = e->mask;
+    return 0;
 }
 
 static int key_context(struct scan_ctx *x, int det)
@@ -302,8 +306,9 @@ static int key_context(struct scan_ctx *x, int det)
     if (!x->kv)
         return 0;
     if (x->key_ctx[det] < 0 && !x->key_ctx_filled) {
+        uint64_t mask;
         x->key_ctx_filled = 1;
-        key_context_all(x);
+        (void)key_context_all(x, &mask);
     }
     if (x->key_ctx[det] < 0)
         x->key_ctx[det] = (signed char)key_context_compute(x, det);
@@ -636,8 +641,14 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
     (void)from;
     (void)fl;
     struct scan_ctx *x = arg;
-    if (x->ts->first_end[id] == SIZE_MAX)
+    if (x->sc->rule_masks) {
+        if (!((x->hit >> id) & 1)) {
+            x->hit |= UINT64_C(1) << id;
+            x->ts->first_end[id] = (size_t)to;
+        }
+    } else if (x->ts->first_end[id] == SIZE_MAX) {
         x->ts->first_end[id] = (size_t)to;
+    }
     return 0;
 }
 
@@ -739,12 +750,16 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
                          .key_len = nkey_len,
                          .flags = flags,
                          .ts = ts};
-    for (size_t i = 0; i < 2 * sc->n_rules; i++)
-        ts->first_end[i] = SIZE_MAX;
+    /* With rule masks, first_end[i] is read only for the rules in x.hit. */
+    if (!sc->rule_masks)
+        for (size_t i = 0; i < 2 * sc->n_rules; i++)
+            ts->first_end[i] = SIZE_MAX;
     if (pe) {
         for (size_t i = 0; i < pe->n_hits; i++) {
             const struct safety_prescan_hit *h = &p->hits[pe->hit_first + i];
             ts->first_end[h->rule] = h->end;
+            if (sc->rule_masks)
+                x.hit |= UINT64_C(1) << h->rule;
         }
     } else if (sc->db && tlen > 0) {
         if (hs_scan(sc->db, t, (unsigned)(tlen > UINT32_MAX ? UINT32_MAX : tlen), 0, ts->scratch,
@@ -752,7 +767,33 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
             goto out;
     }
     /* Every rule runs even when the candidates overflowed: a strict finding must not hide
-     * behind many weak ones (each rule is linear in the string). */
+     * behind many weak ones (each rule is linear in the string). In the order of the rules,
+     * as the loop below: the rules hit, those without a prefilter, and those the member
+     * name's context words run. */
+    if (sc->rule_masks) {
+        uint64_t todo = x.hit | sc->rules_always, pending = sc->rules_keyctx & ~x.hit, mask = 0;
+        if (pending && x.kv) {
+            int cached = !x.key_ctx_filled && key_context_all(&x, &mask) == 0;
+            x.key_ctx_filled = 1;
+            for (; pending; pending &= pending - 1) {
+                int i = __builtin_ctzll(pending);
+                int det = sc->rules[i].detector;
+                if (cached ? (int)((mask >> det) & 1) : key_context(&x, det))
+                    todo |= UINT64_C(1) << i;
+            }
+        }
+        for (; todo; todo &= todo - 1) {
+            int i = __builtin_ctzll(todo);
+            const struct safety_rule *r = &sc->rules[i];
+            size_t from = 0;
+            if (((x.hit >> i) & 1) && !r->keyword_filter && r->max_width) {
+                size_t fe = ts->first_end[i];
+                from = fe > r->max_width + 8 ? fe - r->max_width - 8 : 0;
+            }
+            run_rule(&x, i, from);
+        }
+        goto resolve;
+    }
     for (size_t i = 0; i < sc->n_rules; i++) {
         const struct safety_rule *r = &sc->rules[i];
         size_t from = 0;
@@ -771,6 +812,7 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
         }
         run_rule(&x, (int)i, from);
     }
+resolve:
     /*
      * Overlapping candidates become one span, the union of theirs (a redaction covers all
      * that any detector found there), named by the strictest of them (block over redact over
