@@ -166,6 +166,13 @@ int safety_expr_joinable(const char *expr, unsigned flags);
  * prefilter hits come from the joined pass instead of a pass of their own; the findings are
  * the same). Texts not added, or any failure of the joined pass, take the ordinary path.
  */
+/*
+ * Longer texts are scanned on their own: the set-up cost of a pass is small beside theirs,
+ * and without HS_FLAG_SINGLEMATCH a long text costs more per byte (every hit is reported,
+ * and the database cannot drop a pattern after its first hit).
+ */
+#define SAFETY_JOIN_MAX_TEXT 256
+
 struct safety_prescan_hit {
     unsigned rule;
     unsigned entry;
@@ -173,7 +180,8 @@ struct safety_prescan_hit {
 };
 
 struct safety_prescan_entry {
-    const char *orig; /* the text as added (borrowed; or into `copies`) */
+    const char *orig; /* the text as added (borrowed; or, for a number, in the buffer) */
+    const void *node; /* the number it is the decimal text of; NULL for other texts */
     size_t len;
     size_t off;    /* of its normalized text in the joined buffer */
     size_t tlen;   /* normalized length */
@@ -197,9 +205,14 @@ struct safety_prescan {
 
 /* Starts a prescan of at most budget bytes of text; safety_prescan_free releases it. */
 void safety_prescan_init(struct safety_prescan *p, const struct safety_config *sc, size_t budget);
-/* Adds a text (borrowed until safety_prescan_free when copy is 0). A text over the budget,
- * and every one after it, is left to the ordinary path. */
-void safety_prescan_add(struct safety_prescan *p, const char *s, size_t len, int copy);
+/* Adds a text (borrowed until safety_prescan_free; with number, the JSON number whose
+ * decimal text s is, copied). A text over the budget, and every one after it, is left to the
+ * ordinary path. */
+void safety_prescan_add(struct safety_prescan *p, const char *s, size_t len, const void *number);
+/* The next entry when it is the text of that JSON number (its text need not be made again:
+ * entry->orig), else NULL. Does not hand it out (safety_prescan_take does). */
+const struct safety_prescan_entry *safety_prescan_peek_number(const struct safety_prescan *p,
+                                                              const void *number);
 /* Runs the joined pass. On any failure p->failed is set (every text takes the ordinary path). */
 void safety_prescan_run(struct safety_prescan *p);
 /* The entry for the text s[0, len) when it is the next one added (same bytes), else NULL. */

@@ -521,11 +521,21 @@ static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t k
     case JSON_INTEGER:
     case JSON_REAL: {
         char num[64], *rep = NULL;
-        size_t rl = 0, nl = safety_number_text(node, num, sizeof num);
+        const char *text = num;
+        size_t rl = 0, nl;
+        /* The joined pass made the decimal text already (formatting a real costs more than
+         * scanning it). */
+        const struct safety_prescan_entry *pe = safety_prescan_peek_number(w->pre, node);
+        if (pe) {
+            text = pe->orig;
+            nl = pe->len;
+        } else {
+            nl = safety_number_text(node, num, sizeof num);
+        }
         /* The root cannot be replaced by its parent: it is fixed. */
         int fixed = depth == 0 ? FIXED : value_fixed(w, depth);
         json_t *out = NULL;
-        if (scan_one(w, num, nl, key, klen, fixed, &rep, &rl) == 0 && rep &&
+        if (scan_one(w, text, nl, key, klen, fixed, &rep, &rl) == 0 && rep &&
             !(out = json_stringn(rep, rl)))
             set_error(w, "safety.error");
         free(rep);
@@ -562,13 +572,13 @@ static void collect(struct safety_prescan *p, const struct safety_config *sc, js
         return;
     switch (json_typeof(node)) {
     case JSON_STRING:
-        safety_prescan_add(p, json_string_value(node), json_string_length(node), 0);
+        safety_prescan_add(p, json_string_value(node), json_string_length(node), NULL);
         return;
     case JSON_INTEGER:
     case JSON_REAL: {
         char num[64];
         size_t nl = safety_number_text(node, num, sizeof num);
-        safety_prescan_add(p, num, nl, 1);
+        safety_prescan_add(p, num, nl, node);
         return;
     }
     case JSON_OBJECT: {
@@ -576,7 +586,7 @@ static void collect(struct safety_prescan *p, const struct safety_config *sc, js
         json_t *v;
         json_object_foreach(node, k, v)
         {
-            safety_prescan_add(p, k, strlen(k), 0);
+            safety_prescan_add(p, k, strlen(k), NULL);
             collect(p, sc, v, depth + 1);
         }
         return;

@@ -50,7 +50,7 @@ static int joined_reserve(struct safety_prescan *p, size_t more)
     return 0;
 }
 
-void safety_prescan_add(struct safety_prescan *p, const char *s, size_t len, int copy)
+void safety_prescan_add(struct safety_prescan *p, const char *s, size_t len, const void *number)
 {
     char *t = NULL;
     size_t tlen = 0;
@@ -60,6 +60,10 @@ void safety_prescan_add(struct safety_prescan *p, const char *s, size_t len, int
     /* Past the budget the ordinary path runs (and reports the bound). */
     if (len > p->budget) {
         p->budget = 0;
+        return;
+    }
+    if (len > SAFETY_JOIN_MAX_TEXT) {
+        p->budget -= len; /* the walk counts it too */
         return;
     }
     if (p->n == p->cap) {
@@ -74,7 +78,7 @@ void safety_prescan_add(struct safety_prescan *p, const char *s, size_t len, int
         goto fail;
     /* A copied text (a number's decimal form, in a buffer of the caller's) is kept as its
      * normalized text, which must then be the text itself. */
-    if (copy && t != s) {
+    if (number && t != s) {
         free(t);
         free(map);
         return; /* left to the ordinary path */
@@ -89,7 +93,8 @@ void safety_prescan_add(struct safety_prescan *p, const char *s, size_t len, int
     e->hit_first = 0;
     e->n_hits = 0;
     /* While the buffer may still move, a copy is found by its offset (orig is set by run). */
-    e->orig = copy ? NULL : s;
+    e->orig = number ? NULL : s;
+    e->node = number;
     memcpy(p->joined + p->jlen, t, tlen);
     p->jlen += tlen;
     p->joined[p->jlen++] = SAFETY_JOIN_SEP;
@@ -242,6 +247,14 @@ const struct safety_prescan_entry *safety_prescan_take(struct safety_prescan *p,
         return NULL;
     p->cursor++;
     return e;
+}
+
+const struct safety_prescan_entry *safety_prescan_peek_number(const struct safety_prescan *p,
+                                                              const void *number)
+{
+    if (!p || !p->ready || p->cursor >= p->n || p->entries[p->cursor].node != number)
+        return NULL;
+    return &p->entries[p->cursor];
 }
 
 void safety_prescan_free(struct safety_prescan *p)

@@ -385,9 +385,9 @@ static void test_prescan_entries(void **state)
     struct safety_prescan p;
     static const char a[] = "call 415-555-2671", b[] = "nothing here", c[] = "134-67-7626";
     safety_prescan_init(&p, dflt, 1 << 20);
-    safety_prescan_add(&p, a, strlen(a), 0);
-    safety_prescan_add(&p, b, strlen(b), 0);
-    safety_prescan_add(&p, c, strlen(c), 1);
+    safety_prescan_add(&p, a, strlen(a), NULL);
+    safety_prescan_add(&p, b, strlen(b), NULL);
+    safety_prescan_add(&p, c, strlen(c), c);
     safety_prescan_run(&p);
     assert_true(p.ready);
     assert_false(p.failed);
@@ -398,6 +398,12 @@ static void test_prescan_entries(void **state)
     const struct safety_prescan_entry *e = safety_prescan_take(&p, b, strlen(b));
     assert_non_null(e);
     assert_int_equal(e->n_hits, 0);
+    /* A number's text is found by the number and kept by the prescan. */
+    assert_null(safety_prescan_peek_number(&p, a));
+    e = safety_prescan_peek_number(&p, c);
+    assert_non_null(e);
+    assert_true(e->orig != c);
+    assert_memory_equal(e->orig, c, strlen(c));
     char copy[sizeof c];
     memcpy(copy, c, sizeof c);
     e = safety_prescan_take(&p, copy, strlen(copy));
@@ -408,9 +414,9 @@ static void test_prescan_entries(void **state)
 
     /* Over the budget: that text and those after it are left out. */
     safety_prescan_init(&p, dflt, 20);
-    safety_prescan_add(&p, a, strlen(a), 0);
-    safety_prescan_add(&p, c, strlen(c), 0);
-    safety_prescan_add(&p, "ab", 2, 0);
+    safety_prescan_add(&p, a, strlen(a), NULL);
+    safety_prescan_add(&p, c, strlen(c), NULL);
+    safety_prescan_add(&p, "ab", 2, NULL);
     assert_int_equal(p.n, 1);
     safety_prescan_free(&p);
 }
@@ -442,11 +448,11 @@ static void compare_hits(struct safety_config *sc, const char *const *texts, con
     struct safety_prescan p;
     safety_prescan_init(&p, sc, SIZE_MAX);
     for (size_t i = 0; i < n; i++)
-        safety_prescan_add(&p, texts[i], lens[i], 0);
+        safety_prescan_add(&p, texts[i], lens[i], NULL);
     safety_prescan_run(&p);
     size_t nonempty = 0;
     for (size_t i = 0; i < n; i++)
-        nonempty += lens[i] > 0;
+        nonempty += lens[i] > 0 && lens[i] <= SAFETY_JOIN_MAX_TEXT;
     if (nonempty < 2) {
         safety_prescan_free(&p);
         return;
@@ -455,7 +461,7 @@ static void compare_hits(struct safety_config *sc, const char *const *texts, con
     size_t *first = malloc(sc->n_rules * sizeof *first);
     assert_non_null(first);
     for (size_t i = 0; i < n; i++) {
-        if (lens[i] == 0)
+        if (lens[i] == 0 || lens[i] > SAFETY_JOIN_MAX_TEXT)
             continue;
         const struct safety_prescan_entry *e = safety_prescan_take(&p, texts[i], lens[i]);
         assert_non_null(e);
