@@ -98,9 +98,18 @@ struct safety_config {
     size_t n_detectors;
     struct safety_rule *rules;
     size_t n_rules;
-    hs_database_t *db;     /* NULL when no rule is prefiltered */
-    hs_scratch_t *scratch; /* prototype; each thread clones it */
-    uint64_t generation;   /* tells thread-local scratch which database it was sized for */
+    hs_database_t *db; /* NULL when no rule is prefiltered */
+    /* The same expressions without HS_FLAG_SINGLEMATCH, for one pass over all the strings of
+     * a message joined by SAFETY_JOIN_SEP (safety_prescan_run); NULL when some expression is
+     * not proven unable to match across the separator (safety_expr_joinable). */
+    hs_database_t *db_joined;
+    hs_scratch_t *scratch; /* prototype, sized for both databases; each thread clones it */
+    /* With at most 64 rules and 64 detectors a scan picks the rules to confirm from bit
+     * masks: rules without a prefilter, and prefiltered rules that a context word in the
+     * member name runs without a hit (none of them disabled). */
+    int rule_masks;
+    uint64_t rules_always, rules_keyctx;
+    uint64_t generation; /* tells thread-local scratch which database it was sized for */
     pcre2_match_context *match_ctx;
     size_t max_scan_bytes;
     size_t max_depth;
@@ -148,6 +157,89 @@ int safety_add_rule(struct safety_config *sc, const struct safety_rule_spec *spe
 int safety_add_detector(struct safety_config *sc, const char *name, int builtin);
 /* Appends context words (copied, lower-cased) to a detector. Returns 0 or -1. */
 int safety_detector_add_context(struct safety_config *sc, int detector, char **words);
+/*
+ * The byte between two strings in a joined pass. No expression that safety_expr_joinable
+ * accepts can match it (nor a text containing it), and to \b it is a non-word byte like the
+ * ends of a buffer, so a match in the joined buffer lies within one string and every string's
+ * matches are those of a pass over it alone.
+ */
+#define SAFETY_JOIN_SEP '\n'
+
+/* Whether the vectorscan expression (compiled with flags) provably cannot match a text that
+ * holds SAFETY_JOIN_SEP and has no anchor that depends on where the buffer starts or ends:
+ * a conservative reading of its syntax (anything it does not know makes it say no). */
+int safety_expr_joinable(const char *expr, unsigned flags);
+
+/*
+ * One vectorscan pass over many strings (a message's strings, member names and numbers):
+ * safety_prescan_add each text in the order the scan will ask for them, safety_prescan_run
+ * once, then safety_scan_text_pre with the entry safety_prescan_take returns for a text (the
+ * prefilter hits come from the joined pass instead of a pass of their own; the findings are
+ * the same). Texts not added, or any failure of the joined pass, take the ordinary path.
+ */
+/*
+ * Longer texts are scanned on their own: the set-up cost of a pass is small beside theirs,
+ * and without HS_FLAG_SINGLEMATCH a long text costs more per byte (every hit is reported,
+ * and the database cannot drop a pattern after its first hit).
+ */
+#define SAFETY_JOIN_MAX_TEXT 256
+
+struct safety_prescan_hit {
+    unsigned rule;
+    unsigned entry;
+    size_t end; /* the first (smallest) end offset of the rule's hits, relative to the entry */
+};
+
+struct safety_prescan_entry {
+    const char *orig; /* the text as added (borrowed; or, for a number, in the buffer) */
+    const void *node; /* the number it is the decimal text of; NULL for other texts */
+    size_t len;
+    size_t off;    /* of its normalized text in the joined buffer */
+    size_t tlen;   /* normalized length */
+    uint32_t *map; /* normalized -> original offsets; NULL when the text did not change */
+    size_t hit_first, n_hits;
+};
+
+struct safety_prescan {
+    const struct safety_config *sc;
+    struct safety_prescan_entry *entries;
+    size_t n, cap;
+    size_t cursor; /* the next entry safety_prescan_take may hand out */
+    char *joined;
+    size_t jlen, jcap;
+    struct safety_prescan_hit *hits;
+    size_t n_hits, hit_cap;
+    size_t budget; /* bytes of original text it still takes */
+    int ready;     /* the joined pass ran and its hits are sorted per entry */
+    int failed;    /* out of memory, too many hits, or a vectorscan error: no entries */
+};
+
+/* Starts a prescan of at most budget bytes of text; safety_prescan_free releases it. */
+void safety_prescan_init(struct safety_prescan *p, const struct safety_config *sc, size_t budget);
+/* Adds a text (borrowed until safety_prescan_free; with number, the JSON number whose
+ * decimal text s is, copied). A text over the budget, and every one after it, is left to the
+ * ordinary path. */
+void safety_prescan_add(struct safety_prescan *p, const char *s, size_t len, const void *number);
+/* The next entry when it is the text of that JSON number (its text need not be made again:
+ * entry->orig), else NULL. Does not hand it out (safety_prescan_take does). */
+const struct safety_prescan_entry *safety_prescan_peek_number(const struct safety_prescan *p,
+                                                              const void *number);
+/* Runs the joined pass. On any failure p->failed is set (every text takes the ordinary path). */
+void safety_prescan_run(struct safety_prescan *p);
+/* The entry for the text s[0, len) when it is the next one added (same bytes), else NULL. */
+const struct safety_prescan_entry *safety_prescan_take(struct safety_prescan *p, const char *s,
+                                                       size_t len);
+void safety_prescan_free(struct safety_prescan *p);
+/* This thread's vectorscan scratch for sc's databases; NULL when out of memory. */
+hs_scratch_t *safety_thread_scratch(const struct safety_config *sc);
+/* safety_scan_text_as with the prefilter hits and normalized text of a prescan entry (e may
+ * be NULL: the ordinary path). */
+int safety_scan_text_pre(const struct safety_config *sc, const struct safety_prescan *p,
+                         const struct safety_prescan_entry *e, const char *s, size_t len,
+                         const char *key, size_t key_len, enum gw_direction dir,
+                         const enum safety_action (*actions)[2], struct safety_match *out,
+                         size_t max, unsigned *flags);
+
 /* Frees this thread's scanning state (threads that end free it themselves). */
 void safety_thread_cleanup(void);
 /* Frees rules, detectors and compiled state (used by safety_config_free). */

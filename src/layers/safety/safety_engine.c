@@ -392,8 +392,81 @@ int safety_detector_add_context(struct safety_config *sc, int detector, char **w
     return add_context_words(&sc->detectors[detector], (const char *const *)words);
 }
 
+/* An escaped character: an assertion or class that cannot match the separator, or a literal
+ * punctuation character. */
+static int escape_joinable(char c, int in_class)
+{
+    if (c == 'd' || c == 'w')
+        return 1;
+    if (!in_class && (c == 'b' || c == 'B'))
+        return 1;
+    return c > 0x20 && c < 0x7f &&
+           !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'));
+}
+
+int safety_expr_joinable(const char *expr, unsigned flags)
+{
+    const unsigned known =
+        HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH | HS_FLAG_PREFILTER | HS_FLAG_UTF8 | HS_FLAG_UCP;
+    if (!expr || (flags & ~known))
+        return 0;
+    int in_class = 0;
+    for (const char *p = expr; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        /* A control character is a literal that may be the separator itself. */
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+        if (c == '\\') {
+            if (!escape_joinable(p[1], in_class))
+                return 0;
+            p++;
+            continue;
+        }
+        if (in_class) {
+            /* Ranges need no check: both ends are printable (above the separator). */
+            if (c == '[' && p[1] == ':')
+                return 0;
+            if (c == ']')
+                in_class = 0;
+            continue;
+        }
+        switch (c) {
+        case '[':
+            /* A negated class matches the separator. */
+            if (p[1] == '^')
+                return 0;
+            in_class = 1;
+            if (p[1] == ']')
+                p++; /* a leading ']' is a literal */
+            break;
+        case '^':
+        case '$':
+            /* Anchors see the joined buffer's ends, not the string's. */
+            return 0;
+        case '(':
+            if (p[1] != '?')
+                break;
+            if (p[2] == ':') {
+                p += 2;
+                break;
+            }
+            if (p[2] == 'i' && (p[3] == ')' || p[3] == ':')) {
+                p += 3;
+                break;
+            }
+            /* Other options (s: dot matches the separator, m, x), lookarounds, comments. */
+            return 0;
+        default:
+            /* '.' without HS_FLAG_DOTALL or (?s) does not match the separator. */
+            break;
+        }
+    }
+    return !in_class;
+}
+
 int safety_compile(struct safety_config *sc, char *why, size_t why_len)
 {
+    int joinable = 1;
     const char **exprs = calloc(2 * sc->n_rules + 1, sizeof *exprs);
     unsigned *flags = calloc(2 * sc->n_rules + 1, sizeof *flags);
     unsigned *ids = calloc(2 * sc->n_rules + 1, sizeof *ids);
@@ -412,13 +485,20 @@ int safety_compile(struct safety_config *sc, char *why, size_t why_len)
             on = sc->tools[t].actions[det][0] != SAFETY_OFF ||
                  sc->tools[t].actions[det][1] != SAFETY_OFF;
         sc->rules[i].disabled = !on;
+        if (i < 64 && on && !sc->rules[i].hs_expr)
+            sc->rules_always |= UINT64_C(1) << i;
+        if (i < 64 && on && sc->rules[i].hs_expr && sc->rules[i].need_context &&
+            sc->rules[i].keyword_filter)
+            sc->rules_keyctx |= UINT64_C(1) << i;
         if (!sc->rules[i].hs_expr || sc->rules[i].disabled)
             continue;
         exprs[n] = sc->rules[i].hs_expr;
+        joinable = joinable && safety_expr_joinable(exprs[n], sc->rules[i].hs_flags);
         flags[n] = sc->rules[i].hs_flags | HS_FLAG_SINGLEMATCH;
         ids[n] = (unsigned)i;
         n++;
     }
+    sc->rule_masks = sc->n_rules <= 64 && sc->n_detectors <= 64;
     sc->match_ctx = pcre2_match_context_create(NULL);
     if (!sc->match_ctx) {
         snprintf(why, why_len, "out of memory");
@@ -433,6 +513,21 @@ int safety_compile(struct safety_config *sc, char *why, size_t why_len)
         if (hs_alloc_scratch(sc->db, &sc->scratch) != HS_SUCCESS) {
             snprintf(why, why_len, "vectorscan cannot allocate scratch space");
             goto out;
+        }
+        /* The joined pass is an optimisation: without its database every string is scanned
+         * on its own. */
+        if (joinable) {
+            for (unsigned k = 0; k < n; k++)
+                flags[k] &= ~(unsigned)HS_FLAG_SINGLEMATCH;
+            cerr = NULL;
+            if (hs_compile_multi(exprs, flags, ids, n, HS_MODE_BLOCK, NULL, &sc->db_joined,
+                                 &cerr) != HS_SUCCESS) {
+                hs_free_compile_error(cerr);
+                sc->db_joined = NULL;
+            } else if (hs_alloc_scratch(sc->db_joined, &sc->scratch) != HS_SUCCESS) {
+                snprintf(why, why_len, "vectorscan cannot allocate scratch space");
+                goto out;
+            }
         }
     }
     sc->generation = atomic_fetch_add(&generation_counter, 1) + 1;
@@ -458,6 +553,8 @@ void safety_engine_free(struct safety_config *sc)
         hs_free_scratch(sc->scratch);
     if (sc->db)
         hs_free_database(sc->db);
+    if (sc->db_joined)
+        hs_free_database(sc->db_joined);
     if (sc->match_ctx)
         pcre2_match_context_free(sc->match_ctx);
 }

@@ -205,6 +205,7 @@ struct walk {
     size_t plen;
     size_t base; /* length of the caller's path: pinned pointers are relative to it */
     int stop;    /* a bound was hit or an error happened: scan nothing more */
+    struct safety_prescan *pre; /* the joined prefilter pass over the texts below */
 };
 
 /* A value that cannot be rewritten (a redaction there blocks), and whether it is the id. */
@@ -314,8 +315,9 @@ static int scan_one(struct walk *w, const char *s, size_t len, const char *key, 
     }
     *w->o->budget -= len;
     w->res->scanned += len;
-    int n = safety_scan_text_as(w->sc, s, len, key, klen, dir, w->o->actions, m, SAFETY_MAX_MATCHES,
-                                &flags);
+    const struct safety_prescan_entry *pe = safety_prescan_take(w->pre, s, len);
+    int n = safety_scan_text_pre(w->sc, w->pre, pe, s, len, key, klen, dir, w->o->actions, m,
+                                 SAFETY_MAX_MATCHES, &flags);
     if (n < 0) {
         set_error(w, "safety.error");
         return -1;
@@ -519,11 +521,21 @@ static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t k
     case JSON_INTEGER:
     case JSON_REAL: {
         char num[64], *rep = NULL;
-        size_t rl = 0, nl = safety_number_text(node, num, sizeof num);
+        const char *text = num;
+        size_t rl = 0, nl;
+        /* The joined pass made the decimal text already (formatting a real costs more than
+         * scanning it). */
+        const struct safety_prescan_entry *pe = safety_prescan_peek_number(w->pre, node);
+        if (pe) {
+            text = pe->orig;
+            nl = pe->len;
+        } else {
+            nl = safety_number_text(node, num, sizeof num);
+        }
         /* The root cannot be replaced by its parent: it is fixed. */
         int fixed = depth == 0 ? FIXED : value_fixed(w, depth);
         json_t *out = NULL;
-        if (scan_one(w, num, nl, key, klen, fixed, &rep, &rl) == 0 && rep &&
+        if (scan_one(w, text, nl, key, klen, fixed, &rep, &rl) == 0 && rep &&
             !(out = json_stringn(rep, rl)))
             set_error(w, "safety.error");
         free(rep);
@@ -547,6 +559,47 @@ static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t k
     }
 }
 
+/*
+ * Adds the texts the walk will scan, in the order it scans them (a member's name, then its
+ * value; array items in order), to the joined prefilter pass. What is past a bound is left
+ * out: the walk reports the bound itself. Decoded base64 is not known yet and is scanned on
+ * its own.
+ */
+static void collect(struct safety_prescan *p, const struct safety_config *sc, json_t *node,
+                    size_t depth)
+{
+    if (!node || p->failed || depth > sc->max_depth)
+        return;
+    switch (json_typeof(node)) {
+    case JSON_STRING:
+        safety_prescan_add(p, json_string_value(node), json_string_length(node), NULL);
+        return;
+    case JSON_INTEGER:
+    case JSON_REAL: {
+        char num[64];
+        size_t nl = safety_number_text(node, num, sizeof num);
+        safety_prescan_add(p, num, nl, node);
+        return;
+    }
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *v;
+        json_object_foreach(node, k, v)
+        {
+            safety_prescan_add(p, k, strlen(k), NULL);
+            collect(p, sc, v, depth + 1);
+        }
+        return;
+    }
+    case JSON_ARRAY:
+        for (size_t i = 0; i < json_array_size(node); i++)
+            collect(p, sc, json_array_get(node, i), depth + 1);
+        return;
+    default:
+        return;
+    }
+}
+
 void safety_scan_json(const struct safety_config *sc, json_t *node, const char *path,
                       const struct safety_scan_opts *opts, struct gw_findings *findings,
                       struct safety_result *res)
@@ -558,8 +611,14 @@ void safety_scan_json(const struct safety_config *sc, json_t *node, const char *
     if (!sc || !node)
         return;
     unsigned before = res->redactions;
+    struct safety_prescan pre;
+    safety_prescan_init(&pre, sc, *opts->budget);
+    collect(&pre, sc, node, 0);
+    safety_prescan_run(&pre);
+    w.pre = &pre;
     json_t *rep = walk_node(&w, node, NULL, 0, 0);
     json_decref(rep); /* never set: a root number is fixed */
+    safety_prescan_free(&pre);
     if (findings)
         findings->redactions += res->redactions - before;
 }

@@ -91,6 +91,8 @@ static struct tls_state *tls_get(const struct safety_config *sc)
     if (sc->db && tls->generation != sc->generation) {
         hs_error_t e = tls->scratch ? hs_alloc_scratch(sc->db, &tls->scratch)
                                     : hs_clone_scratch(sc->scratch, &tls->scratch);
+        if (e == HS_SUCCESS && sc->db_joined)
+            e = hs_alloc_scratch(sc->db_joined, &tls->scratch);
         if (e != HS_SUCCESS)
             return NULL;
         tls->generation = sc->generation;
@@ -105,6 +107,12 @@ static struct tls_state *tls_get(const struct safety_config *sc)
     tls->n_cands = 0;
     tls->has_spill = 0;
     return tls;
+}
+
+hs_scratch_t *safety_thread_scratch(const struct safety_config *sc)
+{
+    struct tls_state *ts = tls_get(sc);
+    return ts ? ts->scratch : NULL;
 }
 
 /* Frees this thread's scanning state (threads that end call it through the key destructor;
@@ -228,6 +236,7 @@ struct scan_ctx {
     size_t key_len;
     unsigned *flags;
     struct tls_state *ts;
+    uint64_t hit; /* rules the prefilter hit (with sc->rule_masks) */
 };
 
 /*
@@ -264,18 +273,32 @@ static int key_context_compute(struct scan_ctx *x, int det)
     return 0;
 }
 
-/* Fills key_ctx for every detector from the cache (or computes and caches the mask). */
-static void key_context_all(struct scan_ctx *x)
+/* Fills key_ctx for every detector from the cache (or computes and caches the mask) and
+ * returns 0 with the mask; -1 when the name is not cached (too long, out of memory). */
+static int key_context_all(struct scan_ctx *x, uint64_t *out)
 {
     const struct safety_config *sc = x->sc;
     size_t n = x->key_len;
     if (sc->n_detectors > 64 || n >= KEY_CACHE_LEN)
-        return;
+        return -1;
     struct tls_state *ts = x->ts;
     if (!ts->key_cache && !(ts->key_cache = calloc(KEY_CACHE, sizeof *ts->key_cache)))
-        return;
-    struct key_cache_entry *e = &ts->key_cache[key_hash(x->key, n) % KEY_CACHE];
-    if (e->generation != sc->generation || e->len != n || memcmp(e->key, x->key, n) != 0) {
+        return -1;
+    /* Two places per name (two hashes' worth of bits): two names of one message that share
+     * a place would otherwise evict each other on every call. A miss takes a place that is
+     * free or stale, else the second one. */
+    uint32_t h = key_hash(x->key, n);
+    struct key_cache_entry *e = &ts->key_cache[h % KEY_CACHE],
+                           *alt = &ts->key_cache[(h >> 16) % KEY_CACHE];
+    int hit = e->generation == sc->generation && e->len == n && memcmp(e->key, x->key, n) == 0;
+    if (!hit && alt->generation == sc->generation && alt->len == n &&
+        memcmp(alt->key, x->key, n) == 0) {
+        e = alt;
+        hit = 1;
+    }
+    if (!hit && e->generation == sc->generation)
+        e = alt;
+    if (!hit) {
         uint64_t mask = 0;
         for (size_t d = 0; d < sc->n_detectors; d++)
             if (sc->detectors[d].n_context && key_context_compute(x, (int)d))
@@ -287,6 +310,8 @@ static void key_context_all(struct scan_ctx *x)
     }
     for (size_t d = 0; d < sc->n_detectors; d++)
         x->key_ctx[d] = (signed char)((e->mask >> d) & 1);
+    *out = e->mask;
+    return 0;
 }
 
 static int key_context(struct scan_ctx *x, int det)
@@ -294,8 +319,9 @@ static int key_context(struct scan_ctx *x, int det)
     if (!x->kv)
         return 0;
     if (x->key_ctx[det] < 0 && !x->key_ctx_filled) {
+        uint64_t mask;
         x->key_ctx_filled = 1;
-        key_context_all(x);
+        (void)key_context_all(x, &mask);
     }
     if (x->key_ctx[det] < 0)
         x->key_ctx[det] = (signed char)key_context_compute(x, det);
@@ -628,8 +654,14 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
     (void)from;
     (void)fl;
     struct scan_ctx *x = arg;
-    if (x->ts->first_end[id] == SIZE_MAX)
+    if (x->sc->rule_masks) {
+        if (!((x->hit >> id) & 1)) {
+            x->hit |= UINT64_C(1) << id;
+            x->ts->first_end[id] = (size_t)to;
+        }
+    } else if (x->ts->first_end[id] == SIZE_MAX) {
         x->ts->first_end[id] = (size_t)to;
+    }
     return 0;
 }
 
@@ -680,10 +712,11 @@ static int names_cluster(const struct cand *a, const struct cand *b)
     return a->end - a->start > b->end - b->start;
 }
 
-int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t len, const char *key,
-                        size_t key_len, enum gw_direction dir,
-                        const enum safety_action (*actions)[2], struct safety_match *out,
-                        size_t max, unsigned *flags)
+int safety_scan_text_pre(const struct safety_config *sc, const struct safety_prescan *p,
+                         const struct safety_prescan_entry *pe, const char *s, size_t len,
+                         const char *key, size_t key_len, enum gw_direction dir,
+                         const enum safety_action (*actions)[2], struct safety_match *out,
+                         size_t max, unsigned *flags)
 {
     char *t = NULL, *nkey = NULL;
     size_t tlen = 0, nkey_len = 0;
@@ -698,8 +731,16 @@ int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t le
     struct tls_state *ts = tls_get(sc);
     if (!ts)
         return -1;
-    if (safety_normalize(s, len, &t, &tlen, &map) != 0)
-        return -1;
+    if (pe && p && p->ready && pe->len == len) {
+        /* The joined pass normalized it already (the buffer and map stay with the prescan). */
+        t = p->joined + pe->off;
+        tlen = pe->tlen;
+        map = pe->map;
+    } else {
+        pe = NULL;
+        if (safety_normalize(s, len, &t, &tlen, &map) != 0)
+            return -1;
+    }
     /* The member name is context in its normalized form too ("ｓｓｎ", "s\u200bsn"). */
     if (key && key_len && safety_normalize(key, key_len, &nkey, &nkey_len, &key_map) != 0)
         goto out;
@@ -722,15 +763,50 @@ int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t le
                          .key_len = nkey_len,
                          .flags = flags,
                          .ts = ts};
-    for (size_t i = 0; i < 2 * sc->n_rules; i++)
-        ts->first_end[i] = SIZE_MAX;
-    if (sc->db && tlen > 0) {
+    /* With rule masks, first_end[i] is read only for the rules in x.hit. */
+    if (!sc->rule_masks)
+        for (size_t i = 0; i < 2 * sc->n_rules; i++)
+            ts->first_end[i] = SIZE_MAX;
+    if (pe) {
+        for (size_t i = 0; i < pe->n_hits; i++) {
+            const struct safety_prescan_hit *h = &p->hits[pe->hit_first + i];
+            ts->first_end[h->rule] = h->end;
+            if (sc->rule_masks)
+                x.hit |= UINT64_C(1) << h->rule;
+        }
+    } else if (sc->db && tlen > 0) {
         if (hs_scan(sc->db, t, (unsigned)(tlen > UINT32_MAX ? UINT32_MAX : tlen), 0, ts->scratch,
                     on_hs_match, &x) != HS_SUCCESS)
             goto out;
     }
     /* Every rule runs even when the candidates overflowed: a strict finding must not hide
-     * behind many weak ones (each rule is linear in the string). */
+     * behind many weak ones (each rule is linear in the string). In the order of the rules,
+     * as the loop below: the rules hit, those without a prefilter, and those the member
+     * name's context words run. */
+    if (sc->rule_masks) {
+        uint64_t todo = x.hit | sc->rules_always, pending = sc->rules_keyctx & ~x.hit, mask = 0;
+        if (pending && x.kv) {
+            int cached = !x.key_ctx_filled && key_context_all(&x, &mask) == 0;
+            x.key_ctx_filled = 1;
+            for (; pending; pending &= pending - 1) {
+                int i = __builtin_ctzll(pending);
+                int det = sc->rules[i].detector;
+                if (cached ? (int)((mask >> det) & 1) : key_context(&x, det))
+                    todo |= UINT64_C(1) << i;
+            }
+        }
+        for (; todo; todo &= todo - 1) {
+            int i = __builtin_ctzll(todo);
+            const struct safety_rule *r = &sc->rules[i];
+            size_t from = 0;
+            if (((x.hit >> i) & 1) && !r->keyword_filter && r->max_width) {
+                size_t fe = ts->first_end[i];
+                from = fe > r->max_width + 8 ? fe - r->max_width - 8 : 0;
+            }
+            run_rule(&x, i, from);
+        }
+        goto resolve;
+    }
     for (size_t i = 0; i < sc->n_rules; i++) {
         const struct safety_rule *r = &sc->rules[i];
         size_t from = 0;
@@ -749,6 +825,7 @@ int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t le
         }
         run_rule(&x, (int)i, from);
     }
+resolve:
     /*
      * Overlapping candidates become one span, the union of theirs (a redaction covers all
      * that any detector found there), named by the strictest of them (block over redact over
@@ -817,12 +894,23 @@ int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t le
 out:
     if (key_ctx != key_ctx_buf)
         free(key_ctx);
-    if (t != s)
-        free(t);
+    if (!pe) {
+        if (t != s)
+            free(t);
+        free(map);
+    }
     if (nkey != key)
         free(nkey);
-    free(map);
     return result;
+}
+
+int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t len, const char *key,
+                        size_t key_len, enum gw_direction dir,
+                        const enum safety_action (*actions)[2], struct safety_match *out,
+                        size_t max, unsigned *flags)
+{
+    return safety_scan_text_pre(sc, NULL, NULL, s, len, key, key_len, dir, actions, out, max,
+                                flags);
 }
 
 int safety_scan_text(const struct safety_config *sc, const char *s, size_t len, const char *key,
