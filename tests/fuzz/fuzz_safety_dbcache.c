@@ -46,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     hs_scratch_t *scratch = NULL;
     int from_cache = 0;
     char why[256];
-    if (safety_dbcache_compile(dir, exprs, flags, ids, 2, &db, &from_cache, why, sizeof why) != 0)
+    if (safety_dbcache_compile(dir, "safety.hsdb", exprs, flags, ids, 2, &db, &from_cache, why,
+                               sizeof why) != 0)
         abort();
     if (hs_alloc_scratch(db, &scratch) != HS_SUCCESS)
         abort();

@@ -127,13 +127,13 @@ struct safety_config {
 int safety_compile(struct safety_config *sc, char *why, size_t why_len);
 
 /*
- * hs_compile_multi through the cache in dir (NULL: no cache; safety_dbcache.c): the database
- * of exactly these patterns from dir when it is there and sound, else compiled (and written
- * there). *from_cache says which. 0, or -1 with why (the patterns do not compile).
+ * hs_compile_multi through the cache file dir/name (dir NULL: no cache; safety_dbcache.c):
+ * the database of exactly these patterns from the file when it is there and sound, else compiled
+ * (and written there). *from_cache says which. 0, or -1 with why (the patterns do not compile).
  */
-int safety_dbcache_compile(const char *dir, const char *const *exprs, const unsigned *flags,
-                           const unsigned *ids, unsigned n, hs_database_t **db, int *from_cache,
-                           char *why, size_t why_len);
+int safety_dbcache_compile(const char *dir, const char *name, const char *const *exprs,
+                           const unsigned *flags, const unsigned *ids, unsigned n,
+                           hs_database_t **db, int *from_cache, char *why, size_t why_len);
 /* Adds the built-in detectors and their rules with default actions. Returns 0 or -1. */
 int safety_add_builtins(struct safety_config *sc);
 struct safety_rule_spec {

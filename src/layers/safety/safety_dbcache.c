@@ -4,7 +4,9 @@
  * Compiling every built-in detector takes most of toolgate's start-up CPU; deserializing the
  * same database takes a small fraction of it.
  *
- * The file is `safety.hsdb` in the configured directory (safety.compile_cache). It holds
+ * The file is `safety.hsdb` in the configured directory (safety.compile_cache), and
+ * `safety-joined.hsdb` for the database of the joined pass (the same patterns without
+ * single-match). Each holds
  *
  *   "TGHSDB1\n" | key (32 bytes) | length (8 bytes, little-endian) | database | check (32)
  *
@@ -37,7 +39,6 @@
 #define DBCACHE_MAGIC_LEN 8
 #define DBCACHE_HEAD (DBCACHE_MAGIC_LEN + GW_SHA256_LEN + 8)
 #define DBCACHE_MAX (256u << 20) /* a serialized database larger than this is not cached */
-#define DBCACHE_NAME "safety.hsdb"
 
 static void dbcache_key(const char *const *exprs, const unsigned *flags, const unsigned *ids,
                         unsigned n, uint8_t key[GW_SHA256_LEN])
@@ -140,8 +141,9 @@ out:
 }
 
 /* Writes db for key (a temporary file renamed over the old one). 0, or -1 with why. */
-static int dbcache_write(const char *dir, const char *path, const uint8_t key[GW_SHA256_LEN],
-                         const hs_database_t *db, char *why, size_t why_len)
+static int dbcache_write(const char *dir, const char *name, const char *path,
+                         const uint8_t key[GW_SHA256_LEN], const hs_database_t *db, char *why,
+                         size_t why_len)
 {
     char *bytes = NULL, tmp[4200];
     size_t len = 0;
@@ -163,8 +165,7 @@ static int dbcache_write(const char *dir, const char *path, const uint8_t key[GW
         buf[DBCACHE_MAGIC_LEN + GW_SHA256_LEN + b] = (uint8_t)((uint64_t)len >> (8 * b));
     memcpy(buf + DBCACHE_HEAD, bytes, len);
     gw_sha256(buf, size - GW_SHA256_LEN, buf + size - GW_SHA256_LEN);
-    if (snprintf(tmp, sizeof tmp, "%s/.%s.%ld", dir, DBCACHE_NAME, (long)getpid()) >=
-        (int)sizeof tmp) {
+    if (snprintf(tmp, sizeof tmp, "%s/.%s.%ld", dir, name, (long)getpid()) >= (int)sizeof tmp) {
         snprintf(why, why_len, "the directory name is too long");
         goto out;
     }
@@ -203,9 +204,9 @@ out:
     return rc;
 }
 
-int safety_dbcache_compile(const char *dir, const char *const *exprs, const unsigned *flags,
-                           const unsigned *ids, unsigned n, hs_database_t **db, int *from_cache,
-                           char *why, size_t why_len)
+int safety_dbcache_compile(const char *dir, const char *name, const char *const *exprs,
+                           const unsigned *flags, const unsigned *ids, unsigned n,
+                           hs_database_t **db, int *from_cache, char *why, size_t why_len)
 {
     char path[4200], warn[4400] = "";
     uint8_t key[GW_SHA256_LEN];
@@ -213,7 +214,7 @@ int safety_dbcache_compile(const char *dir, const char *const *exprs, const unsi
     *from_cache = 0;
     if (dir) {
         usable = dbcache_dir_ok(dir, warn, sizeof warn) == 0 &&
-                 snprintf(path, sizeof path, "%s/%s", dir, DBCACHE_NAME) < (int)sizeof path;
+                 snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path;
         if (usable) {
             dbcache_key(exprs, flags, ids, n, key);
             *db = dbcache_read(path, key, warn, sizeof warn);
@@ -234,7 +235,7 @@ int safety_dbcache_compile(const char *dir, const char *const *exprs, const unsi
         *db = NULL;
         return -1;
     }
-    if (usable && dbcache_write(dir, path, key, *db, warn, sizeof warn) != 0)
+    if (usable && dbcache_write(dir, name, path, key, *db, warn, sizeof warn) != 0)
         gw_log(GW_LOG_WARN, "safety_compile_cache", NULL, NULL,
                "the compiled pattern cache could not be written: %s", warn);
     return 0;

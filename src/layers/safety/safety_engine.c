@@ -507,7 +507,7 @@ int safety_compile(struct safety_config *sc, char *why, size_t why_len)
     pcre2_set_match_limit(sc->match_ctx, sc->match_limit);
     pcre2_set_depth_limit(sc->match_ctx, 1000);
     if (n > 0) {
-        if (safety_dbcache_compile(sc->compile_cache, exprs, flags, ids, n, &sc->db,
+        if (safety_dbcache_compile(sc->compile_cache, "safety.hsdb", exprs, flags, ids, n, &sc->db,
                                    &sc->db_from_cache, why, why_len) != 0)
             goto out;
         if (hs_alloc_scratch(sc->db, &sc->scratch) != HS_SUCCESS) {
@@ -519,10 +519,10 @@ int safety_compile(struct safety_config *sc, char *why, size_t why_len)
         if (joinable) {
             for (unsigned k = 0; k < n; k++)
                 flags[k] &= ~(unsigned)HS_FLAG_SINGLEMATCH;
-            cerr = NULL;
-            if (hs_compile_multi(exprs, flags, ids, n, HS_MODE_BLOCK, NULL, &sc->db_joined,
-                                 &cerr) != HS_SUCCESS) {
-                hs_free_compile_error(cerr);
+            char jwhy[256];
+            int from_cache = 0;
+            if (safety_dbcache_compile(sc->compile_cache, "safety-joined.hsdb", exprs, flags, ids,
+                                       n, &sc->db_joined, &from_cache, jwhy, sizeof jwhy) != 0) {
                 sc->db_joined = NULL;
             } else if (hs_alloc_scratch(sc->db_joined, &sc->scratch) != HS_SUCCESS) {
                 snprintf(why, why_len, "vectorscan cannot allocate scratch space");
