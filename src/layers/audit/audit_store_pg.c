@@ -990,9 +990,9 @@ static int pgc_scan(struct audit_store *st, const struct audit_filter *f, audit_
                    f->until_ns || f->tool_glob;
     /*
      * Completions that share their decision's columns hold NULL there: name filters over
-     * every kind keep them and are decided per row below.
+     * every kind (or over completions) keep them and are decided per row below.
      */
-    int names_in_sql = f->kind != NULL;
+    int names_in_sql = f->kind && strcmp(f->kind, "completion") != 0;
     if (gw_buf_printf(&sql, "SELECT %s%s FROM audit_log WHERE true",
                       with_record ? PG_ROW_COLS
                                   : "id, t, kind, NULL, subj, tenant, tool, decision, layer,"
