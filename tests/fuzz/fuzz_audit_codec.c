@@ -2,7 +2,8 @@
  * Fuzzes what the compact store reads back from a file someone else may have written:
  *   byte 0 even: the input (after it) is a stored record blob, decoded with cut values taken
  *                from a fixed row, with and without a dictionary and a decision to refer to;
- *                it must be refused or rebuilt, never crash or read out of bounds;
+ *                it must be refused or rebuilt, never crash or read out of bounds (either
+ *                version: 1 as SQLite files hold, 2 as PostgreSQL's compact tables do);
  *   byte 0 odd:  the input is a record for the quick verification path, which must never call
  *                canonical what the full path (jansson + audit_canon) does not.
  */
@@ -17,7 +18,7 @@
 
 static void fuzz_decode(const uint8_t *data, size_t size)
 {
-    static struct audit_codec *c;
+    static struct audit_codec *c, *marked;
     static const char dict[] =
         "{\"kind\":\"decision\",\"subject\":\"dr.alice\",\"tool\":\"ehr.get\"}"
         "{\"kind\":\"completion\",\"response_status\":200}";
@@ -25,6 +26,11 @@ static void fuzz_decode(const uint8_t *data, size_t size)
     if (!c) {
         c = audit_codec_new(3);
         if (!c || audit_codec_add_dict(c, 1, dict, sizeof dict - 1) != 0)
+            abort();
+        marked = audit_codec_new(3);
+        if (!marked || audit_codec_use_markers(marked) != 0 ||
+            audit_codec_add_dict(marked, 1, dict, sizeof dict - 1) != 0 ||
+            audit_codec_use_dict(marked, 1) != 0)
             abort();
     }
     struct gw_buf cut = {0}, out = {0};
@@ -43,12 +49,12 @@ static void fuzz_decode(const uint8_t *data, size_t size)
     cv.prefix_delta = delta > 0 ? (uint64_t)delta : 1;
     audit_codec_decode(c, data, size, &cv, &out, &needs, err, sizeof err);
     audit_codec_blob_dict(data, size);
-    /* What encodes must decode to itself. */
-    if (size < 4096) {
+    /* What encodes must decode to itself, in either version, read by either codec. */
+    for (int v = 0; v < 2 && size < 4096; v++) {
         struct gw_buf blob = {0};
-        if (audit_codec_encode(c, (const char *)data, size, &cv, &blob) == 0) {
-            if (audit_codec_decode(c, blob.data, blob.len, &cv, &out, &needs, err, sizeof err) !=
-                    0 ||
+        if (audit_codec_encode(v ? marked : c, (const char *)data, size, &cv, &blob) == 0) {
+            if (audit_codec_decode(v ? c : marked, blob.data, blob.len, &cv, &out, &needs, err,
+                                   sizeof err) != 0 ||
                 needs || out.len != size || (size && memcmp(out.data, data, size) != 0))
                 abort();
         }

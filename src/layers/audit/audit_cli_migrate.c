@@ -46,6 +46,18 @@ int audit_cli_migrate(int argc, char **argv)
         fprintf(stderr, "toolgate audit migrate: %s exists; name a new file\n", to_path);
         return 2;
     }
+    if (!to_path) {
+        /* A database (PostgreSQL) that already holds an audit store is not written into. */
+        struct audit_store *there = audit_store_open(to_url, 0, err, sizeof err);
+        if (there) {
+            there->ops->close(there);
+            fprintf(stderr,
+                    "toolgate audit migrate: %s already holds an audit store; name an "
+                    "empty database\n",
+                    argv[3][0] == 'p' ? "the target database" : argv[3]);
+            return 2;
+        }
+    }
     struct audit_store *from =
         audit_store_open(audit_cli_store_url(argv[2], buf[0], sizeof buf[0]), 0, err, sizeof err);
     if (!from) {

@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zdict.h>
+#define ZSTD_STATIC_LINKING_ONLY /* the magicless frame format of version 2 */
 #include <zstd.h>
 
 #define CODEC_VERSION 1
+#define CODEC_VERSION_MARKERS 2
 
 struct codec_dict {
     uint32_t id;
@@ -26,6 +28,8 @@ struct audit_codec {
     uint32_t in_use;
     struct gw_buf scratch;  /* the reduced text of the last record encoded */
     struct gw_buf frame[2]; /* compressed with the dictionary, with the decision */
+    int markers;            /* encode version 2 */
+    int dctx_magicless;     /* the decompression context is set for version 2 frames */
 };
 
 static const char *const cut_keys[AUDIT_CUT_MAX] = {
@@ -270,6 +274,15 @@ struct audit_codec *audit_codec_new(int level)
     return c;
 }
 
+int audit_codec_use_markers(struct audit_codec *c)
+{
+    size_t z = ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_format, ZSTD_f_zstd1_magicless);
+    if (ZSTD_isError(z))
+        return -1;
+    c->markers = 1;
+    return 0;
+}
+
 void audit_codec_clear(struct audit_codec *c)
 {
     for (size_t i = 0; i < c->n_dicts; i++) {
@@ -427,6 +440,16 @@ static int put_header(struct gw_buf *out, int flags, const struct cut *cuts, int
     return 0;
 }
 
+/* Version 2's header: version, flags, dictionary id, the prefix reference when set. */
+static int put_marker_header(struct gw_buf *out, int flags, uint32_t dict, uint64_t prefix_delta)
+{
+    unsigned char head[2] = {CODEC_VERSION_MARKERS, (unsigned char)flags};
+    if (gw_buf_append(out, head, 2) != 0 || put_varint(out, dict) != 0 ||
+        ((flags & 2) && put_varint(out, prefix_delta) != 0))
+        return -1;
+    return 0;
+}
+
 int audit_codec_encode(struct audit_codec *c, const char *canon, size_t len,
                        const struct audit_cut_values *cv, struct gw_buf *out)
 {
@@ -445,6 +468,10 @@ int audit_codec_encode(struct audit_codec *c, const char *canon, size_t len,
     for (int i = 1; i < n; i++)
         if (cuts[i].pos < cuts[i - 1].pos + cuts[i - 1].len)
             return -1; /* cannot happen for distinct keys; refuse rather than guess */
+    /* Version 2 marks each cut by its code: only where no byte of the text can be taken for one. */
+    int markers = c->markers;
+    for (size_t i = 0; markers && i < len; i++)
+        markers = (unsigned char)canon[i] >= 0x20;
     struct gw_buf *reduced = &c->scratch;
     gw_buf_reset(reduced);
     size_t from = 0;
@@ -452,10 +479,24 @@ int audit_codec_encode(struct audit_codec *c, const char *canon, size_t len,
         if (gw_buf_append(reduced, canon + from, cuts[i].pos - from) != 0)
             return -1;
         at[i] = reduced->len;
+        unsigned char code = (unsigned char)cuts[i].code;
+        if (markers && gw_buf_append(reduced, &code, 1) != 0)
+            return -1;
         from = cuts[i].pos + cuts[i].len;
     }
     if (gw_buf_append(reduced, canon + from, len - from) != 0)
         return -1;
+    if (c->markers && !markers) {
+        /* Version 1's frames carry the magic number. */
+        size_t z = ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_format, ZSTD_f_zstd1);
+        int rc = ZSTD_isError(z) ? -1 : 0;
+        c->markers = 0;
+        if (rc == 0)
+            rc = audit_codec_encode(c, canon, len, cv, out);
+        if (audit_codec_use_markers(c) != 0)
+            rc = -1;
+        return rc;
+    }
     /*
      * A completion may be compressed against its decision record instead of the store's
      * dictionary: each way is tried, the smaller kept.
@@ -483,14 +524,16 @@ int audit_codec_encode(struct audit_codec *c, const char *canon, size_t len,
     }
     if (best && c->frame[best - 1].len < reduced->len) {
         int prefixed = best == 2;
-        if (put_header(out, 1 | (prefixed ? 2 : 0), cuts, n, at, d && !prefixed ? d->id : 0,
-                       prefixed ? cv->prefix_delta : 0) != 0)
+        if (markers ? put_marker_header(out, 1 | (prefixed ? 2 : 0), d && !prefixed ? d->id : 0,
+                                        prefixed ? cv->prefix_delta : 0)
+                    : put_header(out, 1 | (prefixed ? 2 : 0), cuts, n, at,
+                                 d && !prefixed ? d->id : 0, prefixed ? cv->prefix_delta : 0))
             return -1;
         return gw_buf_append(out, c->frame[best - 1].data, c->frame[best - 1].len);
     }
     /* Compression did not help: the reduced text as it is, referring to nothing. */
     gw_buf_reset(out);
-    if (put_header(out, 0, cuts, n, at, 0, 0) != 0)
+    if (markers ? put_marker_header(out, 0, 0, 0) : put_header(out, 0, cuts, n, at, 0, 0))
         return -1;
     return gw_buf_append(out, reduced->data, reduced->len);
 }
@@ -499,6 +542,13 @@ int audit_codec_encode(struct audit_codec *c, const char *canon, size_t len,
 static const unsigned char *header_dict(const unsigned char *p, const unsigned char *end,
                                         int *flags, uint64_t *dict)
 {
+    if (end - p >= 2 && p[0] == CODEC_VERSION_MARKERS) {
+        *flags = p[1];
+        p += 2;
+        if (get_varint(&p, end, dict) != 0 || *dict > UINT32_MAX)
+            return NULL;
+        return p;
+    }
     if (end - p < 3 || p[0] != CODEC_VERSION)
         return NULL;
     *flags = p[1];
@@ -541,6 +591,124 @@ static int bad(char *err, size_t errlen, const char *what)
     return -1;
 }
 
+/*
+ * The payload of a blob into c->scratch (when compressed) or in place: *text, *tlen. The
+ * frame format is version 2's (no magic number) when magicless. 0, or -1 with err.
+ */
+static int payload_text(struct audit_codec *c, const unsigned char *p, size_t rlen, int compressed,
+                        int prefixed, uint64_t dict, int magicless,
+                        const struct audit_cut_values *cv, const char **text, size_t *tlen,
+                        char *err, size_t errlen)
+{
+    *text = (const char *)p;
+    *tlen = rlen;
+    if (!compressed)
+        return 0;
+    if (magicless != c->dctx_magicless) {
+        size_t z = ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_format,
+                                          magicless ? ZSTD_f_zstd1_magicless : ZSTD_f_zstd1);
+        if (ZSTD_isError(z))
+            return bad(err, errlen, "bad compressed frame");
+        c->dctx_magicless = magicless;
+    }
+    unsigned long long size;
+    if (magicless) {
+        ZSTD_frameHeader fh;
+        size = ZSTD_getFrameHeader_advanced(&fh, p, rlen, ZSTD_f_zstd1_magicless) == 0 &&
+                       fh.frameType == ZSTD_frame
+                   ? fh.frameContentSize
+                   : ZSTD_CONTENTSIZE_ERROR;
+    } else
+        size = ZSTD_getFrameContentSize(p, rlen);
+    if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR ||
+        size > AUDIT_CODEC_MAX_RECORD)
+        return bad(err, errlen, "bad compressed frame");
+    struct codec_dict *d = dict ? find_dict(c, (uint32_t)dict) : NULL;
+    if (dict && !d)
+        return bad(err, errlen, "names a dictionary the store does not hold");
+    gw_buf_reset(&c->scratch);
+    if (gw_buf_reserve(&c->scratch, (size_t)size + 1) != 0)
+        return bad(err, errlen, "out of memory");
+    size_t z;
+    if (prefixed) {
+        z = ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
+        if (!ZSTD_isError(z))
+            z = ZSTD_DCtx_refPrefix(c->dctx, cv->prefix, cv->prefix_len);
+        if (!ZSTD_isError(z))
+            z = ZSTD_decompressDCtx(c->dctx, c->scratch.data, (size_t)size, p, rlen);
+    } else if (d)
+        z = ZSTD_decompress_usingDDict(c->dctx, c->scratch.data, (size_t)size, p, rlen, d->ddict);
+    else
+        z = ZSTD_decompressDCtx(c->dctx, c->scratch.data, (size_t)size, p, rlen);
+    if (ZSTD_isError(z) || z != size)
+        return bad(err, errlen, "compressed frame does not decode");
+    c->scratch.len = z;
+    *text = c->scratch.data;
+    *tlen = z;
+    return 0;
+}
+
+/* Version 2: the reduced text with each marker byte replaced by its value. */
+static int decode_markers(struct audit_codec *c, const unsigned char *p, const unsigned char *end,
+                          const struct audit_cut_values *cv, struct gw_buf *out, int *needs,
+                          char *err, size_t errlen)
+{
+    int flags = p[1];
+    uint64_t dict, delta = 0;
+    p += 2;
+    if (flags > 3 || get_varint(&p, end, &dict) != 0 || dict > UINT32_MAX ||
+        ((flags & 2) && get_varint(&p, end, &delta) != 0) ||
+        ((flags & 2) && (!(flags & 1) || dict || !delta)))
+        return bad(err, errlen, "bad header");
+    if ((flags & 2) && (!cv || !cv->prefix || cv->prefix_delta != delta)) {
+        *needs = AUDIT_NEED_PREFIX;
+        return 0;
+    }
+    const char *text;
+    size_t tlen;
+    if (payload_text(c, p, (size_t)(end - p), flags & 1, flags & 2, dict, 1, cv, &text, &tlen, err,
+                     errlen) != 0)
+        return -1;
+    /* One pass for the size (and whether every value is at hand), one to write. */
+    size_t total = 0;
+    for (size_t i = 0; i < tlen; i++) {
+        unsigned char b = (unsigned char)text[i];
+        if (b >= 0x20) {
+            total++;
+            continue;
+        }
+        if (b < 1 || b >= AUDIT_CUT_MAX)
+            return bad(err, errlen, "unknown value marker");
+        if (!cv || !cv->v[b]) {
+            if (b == AUDIT_CUT_PREV_HASH || b == AUDIT_CUT_HEAD_HASH) {
+                *needs = AUDIT_NEED_PREV;
+                return 0;
+            }
+            return bad(err, errlen, "a value it leaves to its row is missing");
+        }
+        total += cv->len[b];
+    }
+    if (total > AUDIT_CODEC_MAX_RECORD || gw_buf_reserve(out, total + 1) != 0)
+        return bad(err, errlen, "too large");
+    char *o = out->data;
+    size_t from = 0;
+    for (size_t i = 0; i < tlen; i++) {
+        unsigned char b = (unsigned char)text[i];
+        if (b >= 0x20)
+            continue;
+        memcpy(o, text + from, i - from);
+        o += i - from;
+        memcpy(o, cv->v[b], cv->len[b]);
+        o += cv->len[b];
+        from = i + 1;
+    }
+    memcpy(o, text + from, tlen - from);
+    o += tlen - from;
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = '\0';
+    return 0;
+}
+
 int audit_codec_decode(struct audit_codec *c, const void *blob, size_t len,
                        const struct audit_cut_values *cv, struct gw_buf *out, int *needs, char *err,
                        size_t errlen)
@@ -549,6 +717,8 @@ int audit_codec_decode(struct audit_codec *c, const void *blob, size_t len,
     struct cut cuts[AUDIT_CUT_MAX];
     *needs = 0;
     gw_buf_reset(out);
+    if (len >= 2 && p[0] == CODEC_VERSION_MARKERS)
+        return decode_markers(c, p, end, cv, out, needs, err, errlen);
     if (len < 3 || p[0] != CODEC_VERSION || p[1] > 3 || p[2] >= AUDIT_CUT_MAX)
         return bad(err, errlen, "unknown encoding");
     int compressed = p[1] & 1, prefixed = p[1] & 2, n = p[2];
@@ -580,37 +750,11 @@ int audit_codec_decode(struct audit_codec *c, const void *blob, size_t len,
         *needs = AUDIT_NEED_PREFIX;
         return 0;
     }
-    const char *reduced = (const char *)p;
-    size_t rlen = (size_t)(end - p);
-    if (compressed) {
-        unsigned long long size = ZSTD_getFrameContentSize(p, rlen);
-        if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR ||
-            size > AUDIT_CODEC_MAX_RECORD)
-            return bad(err, errlen, "bad compressed frame");
-        struct codec_dict *d = dict ? find_dict(c, (uint32_t)dict) : NULL;
-        if (dict && !d)
-            return bad(err, errlen, "names a dictionary the store does not hold");
-        gw_buf_reset(&c->scratch);
-        if (gw_buf_reserve(&c->scratch, (size_t)size + 1) != 0)
-            return bad(err, errlen, "out of memory");
-        size_t z;
-        if (prefixed) {
-            z = ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
-            if (!ZSTD_isError(z))
-                z = ZSTD_DCtx_refPrefix(c->dctx, cv->prefix, cv->prefix_len);
-            if (!ZSTD_isError(z))
-                z = ZSTD_decompressDCtx(c->dctx, c->scratch.data, (size_t)size, p, rlen);
-        } else if (d)
-            z = ZSTD_decompress_usingDDict(c->dctx, c->scratch.data, (size_t)size, p, rlen,
-                                           d->ddict);
-        else
-            z = ZSTD_decompressDCtx(c->dctx, c->scratch.data, (size_t)size, p, rlen);
-        if (ZSTD_isError(z) || z != size)
-            return bad(err, errlen, "compressed frame does not decode");
-        c->scratch.len = z;
-        reduced = c->scratch.data;
-        rlen = z;
-    }
+    const char *reduced;
+    size_t rlen;
+    if (payload_text(c, p, (size_t)(end - p), compressed, prefixed, dict, 0, cv, &reduced, &rlen,
+                     err, errlen) != 0)
+        return -1;
     size_t from = 0, total = rlen;
     for (int i = 0; i < n; i++)
         total += cv->len[cuts[i].code];

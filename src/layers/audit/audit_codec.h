@@ -16,6 +16,15 @@
  *                 whose canonical text the frame was compressed against (no dictionary)
  *
  * Offsets are positions in the reduced text, non-decreasing, where the value is inserted.
+ *
+ * Version 2 (the compact PostgreSQL tables; SQLite files keep version 1) leaves the offsets
+ * out: each cut value is replaced in the reduced text by one byte, its code (1..10), which
+ * canonical JSON never holds raw (it escapes every byte below 0x20), and the frame is zstd's
+ * without its 4-byte magic number:
+ *
+ *   blob   = version(1)=2 flags(1) varint(dict id) [varint(rows back), flags bit 1] payload
+ *
+ * A record with a raw byte below 0x20 (never one toolgate writes) is kept in version 1.
  */
 #ifndef AUDIT_CODEC_H
 #define AUDIT_CODEC_H
@@ -66,6 +75,8 @@ int audit_cut_values_fill(struct audit_cut_values *cv, struct gw_buf *buf, const
 struct audit_codec;
 
 struct audit_codec *audit_codec_new(int level);
+/* Encodes in version 2 from now on (decoding reads both versions in any codec). 0 or -1. */
+int audit_codec_use_markers(struct audit_codec *c);
 void audit_codec_free(struct audit_codec *c);
 /* Adds a dictionary the store holds (id >= 1). Returns 0, or -1 (bad, too many, OOM). */
 int audit_codec_add_dict(struct audit_codec *c, uint32_t id, const void *bytes, size_t len);

@@ -180,6 +180,77 @@ static void test_verify_finds_tampering(void **state)
     json_decref(out);
 }
 
+/*
+ * A compact store keeps stats day counters beside the records; the verification compares
+ * them as `toolgate audit verify` does: intact at first, then a counter edited in the store
+ * leaves the chain intact and the outcome not intact, naming the counters.
+ */
+static void test_verify_compares_day_counters(void **state)
+{
+    struct fx *f = *state;
+    audit_stop();
+    free(f->ac->store);
+    char url[600], db[512];
+    snprintf(db, sizeof db, "%s/compact.db", f->dir);
+    snprintf(url, sizeof url, "sqlite:%s", db);
+    f->ac->store = strdup(url);
+    f->ac->store_format = AUDIT_FORMAT_COMPACT;
+    assert_int_equal(audit_writer_start(f->ac, NULL), 0);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(
+            audit_submit(record(i % 2 ? "alice" : "bob", "get_patient", i % 3 ? "allow" : "deny")),
+            0);
+    assert_int_equal(audit_flush(), 0);
+    json_t *out = ask(f, "audit", params("verify", "1", NULL, NULL), 200);
+    json_t *v = json_object_get(out, "verify");
+    assert_string_equal(json_string_value(json_object_get(v, "state")), "intact");
+    assert_string_equal(json_string_value(json_object_get(v, "chain")), "intact");
+    assert_string_equal(json_string_value(json_object_get(v, "counters")), "intact");
+    json_decref(out);
+
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(h, "UPDATE audit_rollup SET n = n + 1 WHERE dim = 3", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_changes(h), 2);
+    sqlite3_close(h);
+    out = ask(f, "audit", params("verify", "1", NULL, NULL), 200);
+    v = json_object_get(out, "verify");
+    assert_string_equal(json_string_value(json_object_get(v, "state")), "not_intact");
+    assert_string_equal(json_string_value(json_object_get(v, "chain")), "intact");
+    assert_string_equal(json_string_value(json_object_get(v, "counters")), "not_intact");
+    assert_non_null(strstr(json_string_value(json_object_get(v, "problem")), "stats counter"));
+    json_decref(out);
+
+    /* A counter the records do not give at all (a day without records) is found too. */
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h,
+                                  "UPDATE audit_rollup SET n = n - 1 WHERE dim = 3;"
+                                  "INSERT INTO audit_rollup VALUES (3, 0, 6, 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    out = ask(f, "audit", params("verify", "1", NULL, NULL), 200);
+    v = json_object_get(out, "verify");
+    assert_string_equal(json_string_value(json_object_get(v, "state")), "not_intact");
+    assert_string_equal(json_string_value(json_object_get(v, "counters")), "not_intact");
+    json_decref(out);
+
+    /* The first format keeps no counters: said as such, and the chain alone decides. */
+    audit_stop();
+    free(f->ac->store);
+    snprintf(url, sizeof url, "sqlite:%s/a.db", f->dir);
+    f->ac->store = strdup(url);
+    f->ac->store_format = AUDIT_FORMAT_LEGACY;
+    assert_int_equal(audit_writer_start(f->ac, NULL), 0);
+    out = ask(f, "audit", params("verify", "1", NULL, NULL), 200);
+    v = json_object_get(out, "verify");
+    assert_string_equal(json_string_value(json_object_get(v, "state")), "intact");
+    assert_string_equal(json_string_value(json_object_get(v, "counters")), "not_kept");
+    json_decref(out);
+}
+
 static void test_bad_parameters(void **state)
 {
     struct fx *f = *state;
@@ -210,6 +281,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_summary_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_status_and_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_finds_tampering, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_compares_day_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_parameters, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,9 @@
  * Audit store on PostgreSQL: a real server started by the test on loopback in a temp dir
  * (initdb + pg_ctl from /usr/lib/postgresql/15/bin), as `nobody` when the test runs as root,
  * stopped at the end. Two instances append their own chains to one table; both verify,
- * queries answer across them, and tampering through SQL is caught.
+ * queries answer across them, and tampering through SQL is caught: in the first format
+ * (one text row per record) and in the compact one, whose records are packed (codec
+ * version 2) and whose completions share their decision's columns.
  */
 #include <errno.h>
 #include <libpq-fe.h>
@@ -16,6 +18,8 @@
 #include <cmocka.h>
 
 #include "layers/audit/audit_fixtures.h"
+#include "layers/audit/audit_cli.h"
+#include "layers/audit/audit_gen.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 
@@ -122,7 +126,17 @@ static void write_chain(struct audit_config *ac, const char *instance, int n)
     audit_stop();
 }
 
+static int verify_pg_url(const char *pub, const char *url, const char *instance, char *problem,
+                         size_t len);
+
 static int verify_pg(const char *pub, const char *instance, char *problem, size_t len)
+{
+    return verify_pg_url(pub, PG.url, instance, problem, len);
+}
+
+/* Verifies the store at url: the number of chains when intact, -1 with the problem. */
+static int verify_pg_url(const char *pub, const char *url, const char *instance, char *problem,
+                         size_t len)
 {
     char err[512];
     EVP_PKEY *key = audit_key_load_public(pub, err, sizeof err);
@@ -130,7 +144,7 @@ static int verify_pg(const char *pub, const char *instance, char *problem, size_
     struct audit_verifier v;
     assert_int_equal(audit_verifier_init(&v, key, 0), 0);
     v.instance = instance;
-    struct audit_store *st = audit_store_open(PG.url, 0, err, sizeof err);
+    struct audit_store *st = audit_store_open(url, 0, err, sizeof err);
     assert_non_null(st);
     int rc = audit_verifier_feed(&v, st);
     st->ops->close(st);
@@ -200,6 +214,225 @@ static void test_pg_two_instances(void **state)
     fx_rmtree(keydir);
 }
 
+/* The URL of database `name` on the test server. */
+static void db_url(const char *name, char *out, size_t len)
+{
+    const char *slash = strrchr(PG.url, '/');
+    const char *query = strchr(slash, '?');
+    snprintf(out, len, "%.*s/%s%s", (int)(slash - PG.url), PG.url, name, query ? query : "");
+}
+
+/* One integer a query on database url gives. */
+static long long db_int(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+static void db_exec(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* What a command of `toolgate audit` prints, with its exit status in *rc. */
+static char *cli(int *rc, const char *a0, const char *a1, const char *a2, const char *a3,
+                 const char *a4, const char *a5)
+{
+    char *argv[8] = {"audit",    (char *)a0, (char *)a1, (char *)a2,
+                     (char *)a3, (char *)a4, (char *)a5};
+    int argc = 1;
+    while (argc < 7 && argv[argc])
+        argc++;
+    return fx_capture_stdout(audit_cli_main, argc, argv, rc);
+}
+
+/* The same command over two stores prints the same bytes. */
+static void same_answer(const char *a, const char *b, const char *cmd, const char *o1,
+                        const char *v1, const char *o2, const char *v2)
+{
+    int rc1, rc2;
+    char *x = cli(&rc1, cmd, a, o1, v1, o2, v2), *y = cli(&rc2, cmd, b, o1, v1, o2, v2);
+    assert_int_equal(rc1, 0);
+    assert_int_equal(rc2, 0);
+    assert_true(strlen(x) > 10);
+    if (strcmp(x, y) != 0)
+        fail_msg("audit %s %s %s: the stores answer differently", cmd, o1 ? o1 : "", v1 ? v1 : "");
+    free(x);
+    free(y);
+}
+
+/*
+ * Realistic calls (the generator, through the real writer) into a SQLite file, copied into a
+ * compact PostgreSQL database by migrate: every record comes back byte for byte (export),
+ * query and stats answer the same bytes, the copy verifies; the rows are in the compact
+ * format (version 2 records, completions sharing their decision's columns). Then a writer
+ * appends to the PostgreSQL store directly, and that verifies too.
+ */
+static void test_pg_compact_round_trip(void **state)
+{
+    REQUIRE_PG();
+    char dir[64], db[128], sqlite_url[160], key[128], pub[160], url[256], problem[512], err[512];
+    fx_mkdtemp(dir, sizeof dir);
+    snprintf(db, sizeof db, "%s/gen.db", dir);
+    snprintf(sqlite_url, sizeof sqlite_url, "sqlite:%s", db);
+    snprintf(key, sizeof key, "%s/k.pem", dir);
+    snprintf(pub, sizeof pub, "%s.pub", key);
+    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
+    assert_non_null(k);
+    EVP_PKEY_free(k);
+    struct audit_gen_opts o = {.store = sqlite_url, .key = key, .calls = 1500, .days = 3};
+    assert_int_equal(audit_gen_run(&o, err, sizeof err), 0);
+    pg_exec("CREATE DATABASE compact_rt");
+    db_url("compact_rt", url, sizeof url);
+    int rc;
+    char *out = cli(&rc, "migrate", db, url, NULL, NULL, NULL);
+    assert_int_equal(rc, 0);
+    free(out);
+    /* Migrate writes only into a database without an audit store. */
+    out = cli(&rc, "migrate", db, url, NULL, NULL, NULL);
+    assert_int_equal(rc, 2);
+    free(out);
+
+    assert_int_equal(db_int(url, "SELECT count(*) FROM audit_meta WHERE value = 'compact-1'"), 1);
+    assert_int_equal(db_int(url, "SELECT count(*) FROM audit_log WHERE get_byte(rec, 0) <> 2"), 0);
+    long long completions = db_int(url, "SELECT count(*) FROM audit_log WHERE kind = 2");
+    assert_int_equal(completions, 1500);
+    assert_true(db_int(url, "SELECT count(*) FROM audit_log WHERE kind = 2 AND subj IS NULL AND"
+                            " get_byte(req, 0) = 1") > completions * 9 / 10);
+    assert_int_equal(db_int(url, "SELECT count(*) FROM audit_log WHERE kind = 1 AND subj IS NULL"),
+                     0);
+    assert_true(db_int(url, "SELECT count(*) FROM audit_dicts") == 1);
+
+    same_answer(sqlite_url, url, "export", "--format", "jsonl", NULL, NULL);
+    same_answer(sqlite_url, url, "export", "--format", "ocsf", "--since", "2d");
+    same_answer(sqlite_url, url, "query", "--format", "csv", NULL, NULL);
+    same_answer(sqlite_url, url, "query", "--tool", "ehr.get_*", "--format", "json");
+    same_answer(sqlite_url, url, "query", "--user", "user00001@clinic-1.example", NULL, NULL);
+    same_answer(sqlite_url, url, "query", "--tenant", "clinic-3", "--decision", "deny");
+    same_answer(sqlite_url, url, "stats", "--format", "json", NULL, NULL);
+    same_answer(sqlite_url, url, "stats", "--since", "1d", NULL, NULL);
+    same_answer(sqlite_url, url, "stats", "--until", "1d", "--format", "json");
+    /* A filter over every kind keeps the completions that share their decision's columns. */
+    same_answer(sqlite_url, url, "export", "--format", "jsonl", "--user",
+                "user00001@clinic-1.example");
+    out = cli(&rc, "verify", url, "--pubkey", pub, NULL, NULL);
+    assert_int_equal(rc, 0);
+    free(out);
+
+    /* The writer appends to it (new names, the dictionary of the store) and it verifies. */
+    struct audit_gen_opts more = {.store = url, .key = key, .calls = 200, .seed = 7};
+    assert_int_equal(audit_gen_run(&more, err, sizeof err), 0);
+    struct audit_config *ac = make_test_config(dir, "unused.db", 25, 1000, 4096);
+    free(ac->store);
+    ac->store = strdup(url);
+    ac->signing_key = strdup(key);
+    ac->store_format = AUDIT_FORMAT_COMPACT;
+    write_chain(ac, "gw-other", 40);
+    assert_int_equal(verify_pg_url(pub, url, NULL, problem, sizeof problem), 2);
+    out = cli(&rc, "query", url, "--user", "alice", "--format", "csv");
+    assert_int_equal(rc, 0);
+    assert_int_equal(fx_count_lines(out), 1 + 20);
+    free(out);
+    audit_config_free(ac);
+    fx_rmtree(dir);
+}
+
+/* Copies database `from` into a new one and returns its URL in out. */
+static void db_copy(const char *from, const char *name, char *out, size_t len)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE %s", name, from);
+    pg_exec(sql);
+    db_url(name, out, len);
+}
+
+/*
+ * Tampering with compact rows through SQL, each on a fresh copy of one store: verify refuses
+ * every one and says what it found.
+ */
+static void test_pg_compact_tampering(void **state)
+{
+    REQUIRE_PG();
+    char dir[64], key[128], pub[160], url[256], copy[256], problem[512], err[512];
+    fx_mkdtemp(dir, sizeof dir);
+    snprintf(key, sizeof key, "%s/k.pem", dir);
+    snprintf(pub, sizeof pub, "%s.pub", key);
+    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
+    assert_non_null(k);
+    EVP_PKEY_free(k);
+    pg_exec("CREATE DATABASE compact_base");
+    db_url("compact_base", url, sizeof url);
+    struct audit_gen_opts o = {.store = url, .key = key, .calls = 1200, .days = 2};
+    assert_int_equal(audit_gen_run(&o, err, sizeof err), 0);
+    assert_int_equal(verify_pg_url(pub, url, NULL, problem, sizeof problem), 1);
+    static const struct {
+        const char *sql, *finds;
+    } cases[] = {
+        /* Another decision's packed record in place of one. */
+        {"UPDATE audit_log SET rec = (SELECT rec FROM audit_log WHERE kind = 1 ORDER BY id"
+         " OFFSET 700 LIMIT 1) WHERE id = (SELECT id FROM audit_log WHERE kind = 1 ORDER BY id"
+         " OFFSET 600 LIMIT 1)",
+         NULL},
+        /* A decision's user column set to another user. */
+        {"UPDATE audit_log SET subj = (SELECT subj FROM audit_log WHERE kind = 1 AND subj > 14"
+         " ORDER BY subj DESC LIMIT 1) WHERE id = (SELECT id FROM audit_log WHERE kind = 1 AND"
+         " subj > 14 ORDER BY subj LIMIT 1 OFFSET 3)",
+         NULL},
+        /* A completion made to share the columns of another decision. */
+        {"UPDATE audit_log SET req = '\\x0103' WHERE id = (SELECT id FROM audit_log WHERE"
+         " kind = 2 AND get_byte(req, 0) = 1 ORDER BY id OFFSET 500 LIMIT 1)",
+         NULL},
+        /* Its shared columns pointed past the start of the chain. */
+        {"UPDATE audit_log SET req = '\\x01ffffff7f' WHERE id = (SELECT id FROM audit_log WHERE"
+         " kind = 2 AND get_byte(req, 0) = 1 ORDER BY id OFFSET 10 LIMIT 1)",
+         "missing or damaged"},
+        /* A name in the dictionary renamed: every row of that user reads another name. */
+        {"UPDATE audit_names SET name = 'eve@evil.example' WHERE id = (SELECT max(subj) FROM"
+         " audit_log)",
+         NULL},
+        /* The compression dictionary edited where records refer to it (its last bytes). */
+        {"UPDATE audit_dicts SET bytes = overlay(bytes placing decode(repeat('20', 4000), 'hex')"
+         " from length(bytes) - 3999 for 4000)",
+         NULL},
+        /* A checkpoint's request column given a value. */
+        {"UPDATE audit_log SET req = '\\x00616263' WHERE kind = 3 AND id = (SELECT max(id) FROM"
+         " audit_log WHERE kind = 3)",
+         NULL},
+        /* A row deleted, and one moved in time. */
+        {"DELETE FROM audit_log WHERE id = (SELECT id FROM audit_log ORDER BY id OFFSET 900"
+         " LIMIT 1)",
+         "missing"},
+        {"UPDATE audit_log SET t = t + 1 WHERE id = (SELECT id FROM audit_log WHERE kind = 2"
+         " ORDER BY id OFFSET 300 LIMIT 1)",
+         NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "compact_t%zu", i);
+        db_copy("compact_base", name, copy, sizeof copy);
+        db_exec(copy, cases[i].sql);
+        problem[0] = '\0';
+        if (verify_pg_url(pub, copy, NULL, problem, sizeof problem) != -1)
+            fail_msg("tampering %zu was not caught: %s", i, cases[i].sql);
+        if (cases[i].finds && !strstr(problem, cases[i].finds))
+            fail_msg("tampering %zu: \"%s\" does not say \"%s\"", i, problem, cases[i].finds);
+    }
+    fx_rmtree(dir);
+}
+
 static void test_pg_unreachable_fails_start(void **state)
 {
     REQUIRE_PG();
@@ -219,6 +452,8 @@ int main(void)
     gw_log_setup(GW_LOG_ERROR + 1, 2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pg_two_instances),
+        cmocka_unit_test(test_pg_compact_round_trip),
+        cmocka_unit_test(test_pg_compact_tampering),
         cmocka_unit_test(test_pg_unreachable_fails_start),
     };
     return cmocka_run_group_tests(tests, pg_setup, pg_teardown);
