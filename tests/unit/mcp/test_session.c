@@ -122,15 +122,18 @@ static void test_update_backends(void **state)
 static void test_idle_expiry(void **state)
 {
     (void)state;
-    assert_int_equal(mcp_session_configure(100, 150), 0);
+    /* Idle 600 ms: each sleep before a use leaves 250 ms for a loaded machine to oversleep,
+     * and the second use, 700 ms after the start, finds the session only because the first
+     * refreshed it. */
+    assert_int_equal(mcp_session_configure(100, 600), 0);
     char id[MCP_SESSION_ID_LEN + 1];
     assert_int_equal(mcp_session_create(ISS, "alice", "ehr", 1, NULL, id, NULL), 0);
     struct seen r;
-    usleep(80 * 1000);
+    usleep(350 * 1000);
     assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), 0); /* use refreshes */
-    usleep(100 * 1000);
+    usleep(350 * 1000);
     assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), 0);
-    usleep(200 * 1000);
+    usleep(900 * 1000);
     assert_int_equal(lookup(id, ISS, "alice", "ehr", &r), 1);
 }
 
