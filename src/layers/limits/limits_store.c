@@ -275,8 +275,17 @@ static int grow(struct shard *sh)
 static int ensure(struct lstore *s, struct shard *sh, const struct limits_key *k, uint64_t held,
                   int64_t now, int64_t gap)
 {
-    if (find(sh, k))
+    struct entry *found = find(sh, k);
+    if (found) {
+        /* An expired entry means no entry: it becomes one this operation inserted, so that
+         * a sweep made room for the operation's next key cannot remove it under the
+         * operation (which finds it again), and it goes at the end unless written. */
+        if (found->expires <= now && found->expires != FRESH) {
+            found->value = 0;
+            found->expires = FRESH;
+        }
         return 0;
+    }
     if (!room(s, sh, held, now, gap)) {
         atomic_fetch_add_explicit(&s->refused, 1, memory_order_relaxed);
         return -ENOSPC;

@@ -439,6 +439,45 @@ static void test_store_memory_bound(void **state)
 }
 
 /*
+ * One operation over an expired key and a new one of the same shard, the store full: the
+ * sweep that looks for room for the new key must not remove the expired one the operation
+ * holds (it did, and the operation then read a NULL entry and crashed).
+ */
+static void test_store_sweep_spares_the_operations_keys(void **state)
+{
+    (void)state;
+    enum { MAX = 64 };
+    struct lstore *s = lstore_new(MAX);
+    struct lrate_op op = {.interval_ns = 1000000000ULL, .tolerance_ns = 1000000000ULL, .n = 1};
+    int64_t now = 1000000000000LL;
+    /* Keys of one shard (the top 6 bits of h2) and of others, made by hand. */
+    struct limits_key mine[2];
+    for (int i = 0; i < 2; i++)
+        mine[i] = (struct limits_key){.h1 = 0x1000u + (uint64_t)i, .h2 = 5ULL << 58 | (uint64_t)i};
+    op.key = mine[0];
+    assert_int_equal(lstore_rate(s, &op, 1, now), 1); /* lives until now + 1 s */
+    for (int i = 0; i < MAX - 1; i++) {
+        op.key = (struct limits_key){.h1 = 0x9000u + (uint64_t)i,
+                                     .h2 = (uint64_t)(6 + i % 50) << 58 | (uint64_t)i};
+        assert_int_equal(lstore_rate(s, &op, 1, now + 10000000000LL), 1); /* live long */
+    }
+    assert_int_equal(lstore_count(s), MAX);
+    /* 2 s on: mine[0] has expired, the store is full; one call over it and a new key. The
+     * new key has no room (the live keys stay): refused, and the expired key, not written,
+     * is gone, which is what it meant. */
+    struct lrate_op two[2] = {op, op};
+    two[0].key = mine[0];
+    two[1].key = mine[1];
+    assert_int_equal(lstore_rate(s, two, 2, now + 2000000000LL), -ENOSPC);
+    assert_int_equal(lstore_count(s), MAX - 1);
+    /* Now there is room for one: mine[1] alone is admitted, then limited. */
+    assert_int_equal(lstore_rate(s, &two[1], 1, now + 2000000000LL), 1);
+    assert_int_equal(lstore_rate(s, &two[1], 1, now + 2000000001LL), 0);
+    assert_int_equal(lstore_count(s), MAX);
+    lstore_free(s);
+}
+
+/*
  * max_keys bounds the whole store, exactly: as many distinct keys as it says fit however they
  * spread over the shards, and the next is refused. Room is made only from expired keys: a
  * user inside its window keeps its state however many new principals arrive, so a flood of
@@ -1694,6 +1733,7 @@ int main(void)
         cmocka_unit_test(test_store_retry_after_ms),
         cmocka_unit_test(test_store_all_or_nothing),
         cmocka_unit_test(test_store_bound_never_evicts_live),
+        cmocka_unit_test(test_store_sweep_spares_the_operations_keys),
         cmocka_unit_test(test_loop_tracked_bound),
         cmocka_unit_test(test_budget_concurrency),
         cmocka_unit_test(test_store_memory_bound),
