@@ -240,7 +240,7 @@ struct lloop *lloop_new(const struct limits_loops *cfg, uint64_t max_keys);
 void lloop_free(struct lloop *l);
 struct lloop_verdict {
     unsigned flags;    /* GW_LOOP_* */
-    int action;        /* 0 pass, 1 warn, 2 deny */
+    int action;        /* 0 pass, 1 warn, 2 deny, 3 untracked (the tracker is full: deny) */
     uint64_t retry_ms; /* cool-down left when denied by one */
 };
 /*

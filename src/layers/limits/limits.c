@@ -255,6 +255,11 @@ static int run_loops(struct gw_request *req, const struct limits_config *lc, str
             st->retry_after_ms = v.retry_ms;
             return GW_DENY;
         }
+        if (v.action == 3)
+            return gw_decision_deny(out, 503, JSONRPC_INTERNAL_ERROR, "limits.unavailable",
+                                    "Loop detection cannot keep this call's history right now "
+                                    "(too many users and sessions are tracked); try again "
+                                    "later.");
         if (v.action == 1) {
             c->warned = 1;
             warn_flags |= v.flags;

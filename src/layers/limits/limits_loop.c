@@ -325,6 +325,12 @@ void lloop_call(struct lloop *l, const struct limits_key *user, const struct lim
     struct node *strikes = get(l, sh, user_tool, NODE_STRIKES, now);
     struct node *uh = get(l, sh, user, NODE_HISTORY, now);
     struct node *shist = session ? get(l, sh, session, NODE_HISTORY, now) : NULL;
+    if (!strikes || !uh || (session && !shist)) {
+        /* No room to remember this call (max_tracked live, or no memory): a call nobody
+         * watches for loops is not let through. */
+        v->action = 3;
+        goto out;
+    }
     if (strikes && strikes->cooldown_until > now) {
         v->flags = GW_LOOP_COOLDOWN;
         v->action = 2;

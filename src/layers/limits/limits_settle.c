@@ -177,6 +177,7 @@ struct load_ctx {
     const struct limits_config *lc;
     int64_t now;
     size_t rows;
+    size_t refused; /* rows the budget table had no room for */
 };
 
 static void load_row(void *arg, const char *budget, const char *key, int64_t period,
@@ -188,7 +189,8 @@ static void load_row(void *arg, const char *budget, const char *key, int64_t per
             continue;
         struct limits_key k;
         limits_key_make(&k, "b", (unsigned)b, key, budget, period);
-        lstore_budget_add(limits_rt->budgets, &k, amount, expires, ctx->now);
+        if (lstore_budget_add(limits_rt->budgets, &k, amount, expires, ctx->now) != 0)
+            ctx->refused++;
         ctx->rows++;
     }
 }
@@ -236,8 +238,19 @@ int limits_start(const struct gw_config *cfg)
     }
     limits_rt = r;
     if (r->ledger) {
-        struct load_ctx ctx = {lc, (int64_t)(gw_now_ns() / 1000000000ULL), 0};
-        if (limits_ledger_load(r->ledger, ctx.now, load_row, &ctx) != 0) {
+        struct load_ctx ctx = {lc, (int64_t)(gw_now_ns() / 1000000000ULL), 0, 0};
+        int lrc = limits_ledger_load(r->ledger, ctx.now, load_row, &ctx);
+        if (lrc == 0 && ctx.refused) {
+            /* Spend that is not held would be a fresh budget for those principals. */
+            gw_log(GW_LOG_ERROR, "limits_ledger", NULL, NULL,
+                   "the ledger %s holds the spend of more principals than limits.max_keys "
+                   "leaves room for (%zu rows did not fit); raise limits.max_keys",
+                   lc->ledger, ctx.refused);
+            limits_rt = NULL;
+            runtime_free(r);
+            return -ENOSPC;
+        }
+        if (lrc != 0) {
             gw_log(GW_LOG_ERROR, "limits_ledger", NULL, NULL,
                    "cannot read the spend back from the ledger %s", lc->ledger);
             limits_rt = NULL;

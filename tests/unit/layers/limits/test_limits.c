@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -580,6 +581,7 @@ static void test_loop_tracked_bound(void **state)
     int64_t now = 1000000000000LL;
     char user[32];
     struct lloop_verdict v;
+    int untracked = 0, tracked = 0;
     for (int i = 0; i < 20000; i++) {
         struct limits_key u, s, ut;
         snprintf(user, sizeof user, "flood-%d", i);
@@ -587,9 +589,14 @@ static void test_loop_tracked_bound(void **state)
         limits_key_make(&s, "ls", 0, "one-user", user, 0);
         limits_key_make(&ut, "lt", 0, "one-user", "search", 0);
         lloop_call(l, &u, &s, &ut, 42, 43, now + i, &v);
+        untracked += v.action == 3;
+        tracked += v.action != 3;
     }
-    /* Each shard holds its share (1000 / 64 + 1): never more than that in all. */
+    /* Each shard holds its share (1000 / 64 + 1): never more than that in all. Sessions past
+     * it cannot be watched, so their calls are refused (action 3), never passed unwatched. */
     assert_true(lloop_count(l) <= 1000 + 64);
+    assert_true(tracked > 0 && tracked <= 1000 / 64 + 1);
+    assert_int_equal(untracked, 20000 - tracked);
     /* Past the window the old histories mean nothing: new sessions are tracked again. */
     now += (int64_t)(lc->loops.window_ms + 1000) * 1000000;
     for (int i = 0; i < 500; i++) {
@@ -1218,6 +1225,42 @@ static void test_layer_rate(void **state)
     gw_config_free(cfg);
 }
 
+/*
+ * A ledger holding the spend of more principals than the budget table has room for does not
+ * start: the rows that did not fit would be fresh budgets.
+ */
+static void test_ledger_larger_than_max_keys(void **state)
+{
+    (void)state;
+    char path[128], yaml[512];
+    snprintf(path, sizeof path, "%s/big-ledger.db", tmpdir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE limits_spend(budget TEXT NOT NULL, key TEXT NOT "
+                                  "NULL, period INTEGER NOT NULL, expires INTEGER NOT NULL, "
+                                  "amount INTEGER NOT NULL, PRIMARY KEY(budget, key, period)) "
+                                  "WITHOUT ROWID;"
+                                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                                  "WHERE i < 1500) INSERT INTO limits_spend SELECT 'daily', "
+                                  "'user:u' || i, 1, 4102444800, 500000 FROM n;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    for (int big = 0; big < 2; big++) {
+        snprintf(yaml, sizeof yaml,
+                 "limits:\n  ledger: \"sqlite:%s\"\n  max_keys: %d\n"
+                 "  costs: {default: 0.10}\n"
+                 "  budgets: [{name: daily, per: user, cap: 2.00, period: day}]\n",
+                 path, big ? 4000 : 1000);
+        struct gw_config *cfg = fx_load_ok(yaml);
+        assert_int_equal(limits_start(cfg), big ? 0 : -ENOSPC);
+        if (big)
+            limits_stop();
+        gw_config_free(cfg);
+    }
+}
+
 static void test_layer_budget_settle_refund(void **state)
 {
     (void)state;
@@ -1753,6 +1796,7 @@ int main(void)
         cmocka_unit_test(test_layer_batch),
         cmocka_unit_test(test_audit_part),
         cmocka_unit_test(test_ledger_survives_kill),
+        cmocka_unit_test(test_ledger_larger_than_max_keys),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
