@@ -595,7 +595,7 @@ static void test_sizes(void **state)
     (void)state;
     json_t *tiny = json_array();
     for (int i = 0; i < 5000; i++) {
-        char v[4];
+        char v[12];
         snprintf(v, sizeof v, "%d", i % 1000);
         json_array_append_new(tiny, json_string(i % 7 ? v : "\n"));
     }
