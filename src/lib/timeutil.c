@@ -28,6 +28,32 @@ uint64_t gw_mono_ms(void)
     return gw_mono_ns() / 1000000ull;
 }
 
+int gw_cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    int rc = pthread_condattr_init(&a);
+    if (rc != 0)
+        return rc;
+    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+    return rc;
+}
+
+void gw_cond_wait_until_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t until_ms)
+{
+    uint64_t now = gw_mono_ms();
+    if (until_ms <= now)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (until_ms - now) * 1000000ull;
+    ts.tv_sec += (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 void gw_time_rfc3339(uint64_t ns, char *out, size_t outlen)
 {
     time_t secs = (time_t)(ns / 1000000000ull);

@@ -2,6 +2,7 @@
 #ifndef GW_TIMEUTIL_H
 #define GW_TIMEUTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,6 +11,12 @@ uint64_t gw_now_ns(void);
 /* Monotonic clock in nanoseconds and milliseconds. */
 uint64_t gw_mono_ns(void);
 uint64_t gw_mono_ms(void);
+/* Initialises cv so that its timed waits follow the monotonic clock (wall-clock steps do not
+ * move them). 0, or an errno value. */
+int gw_cond_init_monotonic(pthread_cond_t *cv);
+/* Waits on cv (made by gw_cond_init_monotonic, mu held) until the gw_mono_ms() time until_ms,
+ * a signal or a spurious wake-up; returns at once when until_ms has passed. */
+void gw_cond_wait_until_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t until_ms);
 /* Formats ns-since-epoch as 2026-01-02T03:04:05.123456789Z (UTC); out needs >= 32 bytes. */
 void gw_time_rfc3339(uint64_t ns, char *out, size_t outlen);
 

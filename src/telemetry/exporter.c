@@ -83,15 +83,7 @@ static uint64_t deadline_in(uint64_t ms)
 /* Waits on the condition until the monotonic ms `until` (or a signal). Lock held. */
 static void wait_until(struct exporter *e, uint64_t until)
 {
-    uint64_t now = gw_mono_ms();
-    if (until <= now)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (until - now) * 1000000ull;
-    ts.tv_sec += (time_t)(ns / 1000000000ull);
-    ts.tv_nsec = (long)(ns % 1000000000ull);
-    pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+    gw_cond_wait_until_ms(&e->cv, &e->mu, until);
 }
 
 static size_t discard(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -309,12 +301,8 @@ struct exporter *exporter_start(const struct telemetry_config *tc, const char *v
     atomic_init(&e->requests, 0);
     atomic_init(&e->stopping, 0);
     atomic_init(&e->shutdown_deadline_ms, 0);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    gw_cond_init_monotonic(&e->cv);
     if (pthread_create(&e->thread, NULL, run, e) != 0) {
         pthread_mutex_destroy(&e->mu);
         pthread_cond_destroy(&e->cv);

@@ -99,22 +99,9 @@ static void line_release(struct audit_line *l)
         free(l);
 }
 
-static uint64_t mono_ms(void)
-{
-    return gw_mono_ns() / 1000000u;
-}
-
 static void wait_ms(struct sink *k, uint64_t until)
 {
-    uint64_t now = mono_ms();
-    if (until <= now)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (until - now) * 1000000ull;
-    ts.tv_sec += (time_t)(ns / 1000000000ull);
-    ts.tv_nsec = (long)(ns % 1000000000ull);
-    pthread_cond_timedwait(&k->cv, &k->mu, &ts);
+    gw_cond_wait_until_ms(&k->cv, &k->mu, until);
 }
 
 /* ---- syslog transports ---- */
@@ -332,7 +319,7 @@ static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_of
     (void)a, (void)b, (void)c, (void)d;
     struct sink *k = arg;
     pthread_mutex_lock(&k->mu);
-    int late = k->stopping && mono_ms() >= k->stop_deadline_ms;
+    int late = k->stopping && gw_mono_ms() >= k->stop_deadline_ms;
     pthread_mutex_unlock(&k->mu);
     return late;
 }
@@ -550,7 +537,7 @@ static int prepare(struct sink *k, struct item *it)
  * message made of the sink's name, its last error and TAIL. */
 static void note_down(struct sink *k, const char *event, const char *tail)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = gw_mono_ms();
     atomic_store(&k->up, 0);
     if (!k->failing || now - k->last_warn_ms >= SINK_WARN_EVERY_MS) {
         char fields[128];
@@ -648,12 +635,12 @@ static void deliver(struct sink *k, struct item *it, size_t n)
         note_failure(k);
         pthread_mutex_lock(&k->mu);
         /* At shutdown, what the bound leaves no time for is dropped and counted. */
-        int give_up = k->stopping && mono_ms() + backoff >= k->stop_deadline_ms;
-        uint64_t until = mono_ms() + backoff;
-        while (!give_up && mono_ms() < until) {
+        int give_up = k->stopping && gw_mono_ms() + backoff >= k->stop_deadline_ms;
+        uint64_t until = gw_mono_ms() + backoff;
+        while (!give_up && gw_mono_ms() < until) {
             /* A stop during the backoff ends the wait by the shutdown bound at the latest. */
             wait_ms(k, k->stopping && k->stop_deadline_ms < until ? k->stop_deadline_ms : until);
-            if (k->stopping && mono_ms() >= k->stop_deadline_ms)
+            if (k->stopping && gw_mono_ms() >= k->stop_deadline_ms)
                 give_up = 1;
         }
         pthread_mutex_unlock(&k->mu);
@@ -694,10 +681,10 @@ static void *sink_main(void *arg)
             break;
         }
         /* A batch waits for company at most batch.max_wait after its first record. */
-        uint64_t until = mono_ms() + k->c.batch_wait_ms;
-        while (!k->stopping && k->count < k->c.batch_max && mono_ms() < until)
+        uint64_t until = gw_mono_ms() + k->c.batch_wait_ms;
+        while (!k->stopping && k->count < k->c.batch_max && gw_mono_ms() < until)
             wait_ms(k, until);
-        if (k->stopping && mono_ms() >= k->stop_deadline_ms) {
+        if (k->stopping && gw_mono_ms() >= k->stop_deadline_ms) {
             /* Past the shutdown bound: what is left is dropped and counted. */
             while (k->count) {
                 line_release(k->ring[k->head]);
@@ -877,12 +864,8 @@ int audit_sinks_start(const struct audit_sink_config *s, size_t n, const char *i
         goto fail;
     for (size_t i = 0; i < n; i++) {
         struct sink *k = &S.s[i];
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_mutex_init(&k->mu, NULL);
-        pthread_cond_init(&k->cv, &ca);
-        pthread_condattr_destroy(&ca);
+        gw_cond_init_monotonic(&k->cv);
         k->fd = -1;
         S.n = i + 1;
         if (copy_config(&k->c, &s[i]) != 0)
@@ -925,7 +908,7 @@ void audit_sinks_stop(void)
         struct sink *k = &S.s[i];
         pthread_mutex_lock(&k->mu);
         k->stopping = 1;
-        k->stop_deadline_ms = mono_ms() + k->c.timeout_ms + k->c.batch_wait_ms;
+        k->stop_deadline_ms = gw_mono_ms() + k->c.timeout_ms + k->c.batch_wait_ms;
         pthread_cond_broadcast(&k->cv);
         pthread_mutex_unlock(&k->mu);
     }

@@ -92,12 +92,8 @@ static pthread_once_t conds_once = PTHREAD_ONCE_INIT;
 
 static void init_conds(void)
 {
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&W.work, &a);
-    pthread_cond_init(&W.done, &a);
-    pthread_condattr_destroy(&a);
+    gw_cond_init_monotonic(&W.work);
+    gw_cond_init_monotonic(&W.done);
 }
 
 static int64_t (*clock_fn)(void); /* audit_writer_set_clock: generated stores */

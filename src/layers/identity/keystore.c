@@ -262,17 +262,6 @@ static int discover(const struct identity_issuer_config *ic, struct discovery_me
 
 /* ---- the fetch thread ----------------------------------------------------------------- */
 
-static void deadline_in(struct timespec *ts, uint64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void run_waiters(struct waiter_node *w)
 {
     while (w) {
@@ -415,9 +404,7 @@ static void *fetch_thread(void *unused)
                 wait_ms = s->next_fetch_ms - now;
         }
         if (!due) {
-            struct timespec ts;
-            deadline_in(&ts, wait_ms);
-            pthread_cond_timedwait(&ks.wake, &ks.lock, &ts);
+            gw_cond_wait_until_ms(&ks.wake, &ks.lock, gw_mono_ms() + wait_ms);
             continue;
         }
         due->fetching = 1;
@@ -525,11 +512,7 @@ static void init_conds(void)
 {
     if (ks.conds_ready)
         return;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&ks.wake, &attr);
-    pthread_condattr_destroy(&attr);
+    gw_cond_init_monotonic(&ks.wake);
     ks.conds_ready = 1;
 }
 
