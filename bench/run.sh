@@ -33,7 +33,7 @@
 #   BENCH_CONNECTIONS=50     wrk connections        BENCH_THREADS=1  wrk threads
 #   BENCH_WORKERS=1          workers of each proxy (nginx processes, h2o and toolgate threads)
 #   BENCH_BACKEND_WORKERS=1  ehr-backend worker threads
-#   BENCH_TARGETS="direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued"
+#   BENCH_TARGETS="direct nginx toolgate toolgate_bare"
 #                                               the pass-through targets, in run order
 #   BENCH_IDLE_CONNECTIONS=1000                 connections held by idle_rss
 #   BENCH_IDLE_SESSIONS=10000                   connections (each with a session) of idle_sessions
@@ -79,7 +79,7 @@ BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-50}
 BENCH_THREADS=${BENCH_THREADS:-1}
 BENCH_WORKERS=${BENCH_WORKERS:-1}
 BENCH_BACKEND_WORKERS=${BENCH_BACKEND_WORKERS:-1}
-BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject toolgate_traces toolgate_traces_stalled}
+BENCH_TARGETS=${BENCH_TARGETS:-direct nginx h2o toolgate toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject toolgate_traces toolgate_traces_stalled toolgate_bare}
 BENCH_IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
 BENCH_RSS_TARGETS=${BENCH_RSS_TARGETS:-toolgate nginx h2o}
 BENCH_RESULTS=${BENCH_RESULTS:-$REPO/bench/RESULTS.md}
@@ -389,13 +389,14 @@ declare -A VARIANT_NOTE=(
     [toolgate_noinject]="inject: none (no gateway-signed JWT for the backend)"
     [toolgate_traces]="traces on (every request's 8 spans exported over OTLP/HTTP to a loopback sink)"
     [toolgate_traces_stalled]="traces on, the collector accepts connections and never answers (spans dropped)"
+    [toolgate_bare]="every layer off that can be (no identity, safety, integrity or injection; a permit-all policy; audit queued)"
     [baseline]="the BENCH_BASELINE build, full pipeline"
 )
-VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject toolgate_traces toolgate_traces_stalled baseline)
+VARIANTS=(toolgate_noid toolgate_nosafety toolgate_limits toolgate_queued toolgate_noinject toolgate_traces toolgate_traces_stalled toolgate_bare baseline)
 
 start_toolgate() { # start_toolgate [MODE] [VARIANT]
     local port variant=${2:-toolgate} identity=$IDENTITY_ON safety='{}' principal=', roles_any: [bench]'
-    local limits='' durability=commit inject='{mode: jwt, audience: "ehr-backend"}' telemetry=''
+    local limits='' durability=commit inject='{mode: jwt, audience: "ehr-backend"}' telemetry='' integrity=enforce
     # The layers section runs every variant with limits on too (all six layers configured).
     if [[ $TOOLGATE_ALL_LAYERS == 1 ]]; then limits=$LIMITS_ON; fi
     local backends="[{name: ehr, url: \"http://127.0.0.1:$BACKEND_PORT/mcp\"}]"
@@ -406,6 +407,12 @@ start_toolgate() { # start_toolgate [MODE] [VARIANT]
     toolgate_nolimits) limits='' ;;
     toolgate_queued) durability=queued ;;
     toolgate_noinject) inject='{mode: none}' ;;
+    toolgate_bare)
+        # What cannot be switched off stays at its cheapest: a policy that permits every call
+        # (without one every call is denied) and the audit log, queued (it has no off switch).
+        identity='{mode: "off"}' principal='' safety='{enabled: false}' inject='{mode: none}'
+        durability=queued integrity='"off"'
+        ;;
     toolgate_traces)
         start_otlp_sink
         telemetry="telemetry: {traces: {endpoint: \"http://127.0.0.1:$SINK_PORT\", sample: 1.0}}"
@@ -422,7 +429,7 @@ start_toolgate() { # start_toolgate [MODE] [VARIANT]
     mkdir -p "$TMP/$variant"
     fill_template "$BENCH_TOOLGATE_CONFIG" "$TMP/$variant/toolgate.yaml" \
         "IDENTITY=$identity" "SAFETY=$safety" "POLICY_PRINCIPAL=$principal" \
-        "LIMITS_SECTION=$limits" "TELEMETRY_SECTION=$telemetry" "DURABILITY=$durability" "INJECT=$inject" "BACKENDS=$backends" \
+        "LIMITS_SECTION=$limits" "TELEMETRY_SECTION=$telemetry" "DURABILITY=$durability" "INJECT=$inject" "INTEGRITY_MODE=$integrity" "BACKENDS=$backends" \
         "DIR=$TMP/$variant" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS" \
         "KEYS=$TMP/keys"
     start_bg TARGET_PID "$TMP/$variant/toolgate.log" "$TOOLGATE" serve --config "$TMP/$variant/toolgate.yaml"
@@ -435,6 +442,7 @@ start_toolgate_limits() { start_toolgate "${1:-}" toolgate_limits; }
 start_toolgate_nolimits() { start_toolgate "${1:-}" toolgate_nolimits; }
 start_toolgate_queued() { start_toolgate "${1:-}" toolgate_queued; }
 start_toolgate_noinject() { start_toolgate "${1:-}" toolgate_noinject; }
+start_toolgate_bare() { start_toolgate "${1:-}" toolgate_bare; }
 start_toolgate_traces() { start_toolgate "${1:-}" toolgate_traces; }
 start_toolgate_traces_stalled() { start_toolgate "${1:-}" toolgate_traces_stalled; }
 # The trace collector stand-in of toolgate_traces (bench/peers/otlp-sink.mjs), started once.
@@ -465,7 +473,7 @@ start_baseline() {
 target_missing() {
     case $1 in
     direct | toolgate | toolgate_noid | toolgate_nosafety | toolgate_limits | toolgate_nolimits | \
-        toolgate_queued | toolgate_noinject | toolgate_federated) ;;
+        toolgate_queued | toolgate_noinject | toolgate_bare | toolgate_federated) ;;
     mcp_passthrough) mcp_peer_missing ;;
     toolgate_traces | toolgate_traces_stalled) command -v node >/dev/null || echo "node not installed (the trace sink)" ;;
     nginx) [[ -x $NGINX ]] || echo "nginx not installed ($NGINX)" ;;
@@ -1393,15 +1401,19 @@ report_targets() {
     report ""
     if [[ -n ${R_RPS[pt.toolgate]:-} && -n ${R_RPS[pt.nginx]:-} ]]; then
         v=$(ratio "${R_RPS[pt.toolgate]}" "${R_RPS[pt.nginx]}")
-        report "- pass-through throughput >= 0.8x nginx: ${v}x — $(awk -v v="$v" 'BEGIN { print (v >= 0.8) ? "met" : "not met" }')"
-        v=$(ratio "${R_P99[pt.toolgate]}" "${R_P99[pt.nginx]}")
-        report "- pass-through p99 <= 1.5x nginx p99: ${v}x — $(awk -v v="$v" 'BEGIN { print (v <= 1.5) ? "met" : "not met" }')"
+        report "- full governance throughput >= 0.6x nginx: ${v}x — $(awk -v v="$v" 'BEGIN { print (v >= 0.6) ? "met" : "not met" }')"
+        v=$(ratio "${R_CPU[pt.toolgate]}" "${R_CPU[pt.nginx]}")
+        report "- full governance CPU per call <= 3x nginx's per relayed request: ${v}x — $(awk -v v="$v" 'BEGIN { print (v <= 3) ? "met" : "not met" }')"
+        if [[ -n ${R_RPS[pt.toolgate_bare]:-} ]]; then
+            v=$(ratio "${R_RPS[pt.toolgate_bare]}" "${R_RPS[pt.nginx]}")
+            report "- toolgate_bare (every layer off that can be) throughput >= 0.9x nginx: ${v}x — $(awk -v v="$v" 'BEGIN { print (v >= 0.9) ? "met" : "not met" }')"
+        fi
     else
         report "- pass-through vs nginx: not measured in this run"
     fi
     if [[ -n ${O_P99[ol.toolgate]:-} && -n ${O_P99[ol.nginx]:-} ]]; then
         v=$(ratio "${O_P99[ol.toolgate]}" "${O_P99[ol.nginx]}")
-        report "- p99 <= 1.5x nginx p99 at the same fixed rate ($OPENLOOP_RATE req/s, open loop): ${v}x — $(awk -v v="$v" 'BEGIN { print (v <= 1.5) ? "met" : "not met" }') (p99.9 $(ratio "${O_P999[ol.toolgate]}" "${O_P999[ol.nginx]}")x)"
+        report "- p99 <= 2x nginx p99 at the same fixed rate ($OPENLOOP_RATE req/s, open loop): ${v}x — $(awk -v v="$v" 'BEGIN { print (v <= 2) ? "met" : "not met" }') (p99.9 $(ratio "${O_P999[ol.toolgate]}" "${O_P999[ol.nginx]}")x)"
     fi
     if [[ -n ${RSS_HWM[toolgate]:-} ]]; then
         v=$(awk -v k="${RSS_HWM[toolgate]}" 'BEGIN { printf "%.1f", k / 1024 }')
