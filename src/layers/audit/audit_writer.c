@@ -26,6 +26,14 @@
 /* Fewer queued records than this wait WRITER_GATHER_NS for company before a commit. */
 #define WRITER_GATHER_BELOW 64
 #define WRITER_GATHER_NS 200000L
+/*
+ * When no queued record holds an answer (durability: queued, the usual records of denials
+ * and of events), nobody waits for the commit: gather for up to this long or this many
+ * records, so each commit's fixed cost (the checkpoint's signature, the transaction, the
+ * WAL write) is shared by many records.
+ */
+#define WRITER_QUEUED_GATHER_MS 2
+#define WRITER_QUEUED_GATHER_RECORDS 512
 /* Bytes of prepared records queued at most, whatever `audit.queue` allows in records. */
 #define WRITER_QUEUE_MAX_BYTES (256ull << 20)
 
@@ -36,6 +44,8 @@ struct writer {
     struct audit_item **ring;
     size_t cap, head, count;
     uint64_t queued_bytes;
+    size_t waited; /* queued records whose submitter waits for their commit (notify) */
+    int gathering; /* the writer waits for more records before committing */
     int running, stopping, failed, inject_failure, hold;
     uint64_t finished; /* records taken from the queue whose notice has been delivered */
     struct audit_writer_stats stats;
@@ -383,6 +393,16 @@ static void *writer_main(void *arg)
          * answers wait for it, so when only a few records are queued, let more arrive for a
          * moment (bounded, far below a request's own latency) before committing.
          */
+        if (!W.stopping && !W.hold && W.count > 0 && W.waited == 0 &&
+            W.count < WRITER_QUEUED_GATHER_RECORDS) {
+            /* Nobody waits: gather longer, until a waiting record, enough records or stop. */
+            uint64_t until = gw_mono_ms() + WRITER_QUEUED_GATHER_MS;
+            W.gathering = 1;
+            while (!W.stopping && !W.hold && W.waited == 0 &&
+                   W.count < WRITER_QUEUED_GATHER_RECORDS && gw_mono_ms() < until)
+                gw_cond_wait_until_ms(&W.work, &W.mu, until);
+            W.gathering = 0;
+        }
         if (!W.stopping && W.count > 0 && W.count < WRITER_GATHER_BELOW) {
             pthread_mutex_unlock(&W.mu);
             struct timespec pause = {0, WRITER_GATHER_NS};
@@ -393,6 +413,8 @@ static void *writer_main(void *arg)
         while (batch && W.count && n < WRITER_BATCH && (!W.hold || W.stopping)) {
             batch[n] = W.ring[W.head];
             W.queued_bytes -= batch[n]->body.text.len;
+            if (batch[n]->notify)
+                W.waited--;
             n++;
             W.head = (W.head + 1) % W.cap;
             W.count--;
@@ -464,7 +486,9 @@ int audit_submit_notify(json_t *rec, void (*notify)(void *arg, int ok), void *ar
         W.count++;
         W.queued_bytes += it->body.text.len;
         W.stats.submitted++;
-        if (W.count == 1)
+        if (notify)
+            W.waited++;
+        if (W.count == 1 || (W.gathering && (notify || W.count == WRITER_QUEUED_GATHER_RECORDS)))
             pthread_cond_signal(&W.work);
     } else {
         W.stats.rejected++;
@@ -786,6 +810,7 @@ int audit_writer_start(const struct audit_config *ac, const char *config_hash)
     W.cap = ac->queue ? ac->queue : 65536;
     W.head = W.count = 0;
     W.queued_bytes = 0;
+    W.waited = 0;
     W.ring = calloc(W.cap, sizeof *W.ring);
     if (!W.ring) {
         rc = -ENOMEM;
@@ -874,6 +899,8 @@ void audit_stop(void)
     /* Anything left (only when the store had failed) is dropped and counted. */
     while (W.count) {
         W.queued_bytes -= W.ring[W.head]->body.text.len;
+        if (W.ring[W.head]->notify)
+            W.waited--;
         audit_item_free(W.ring[W.head]);
         W.head = (W.head + 1) % W.cap;
         W.count--;
