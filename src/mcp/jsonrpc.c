@@ -1,4 +1,5 @@
 #include "mcp/jsonrpc.h"
+#include "mcp/json_parse.h"
 #include "lib/uri.h"
 #include "mcp/methods.h"
 
@@ -16,11 +17,10 @@
 #define MCP_DEFAULT_MAX_BATCH ((size_t)100)
 
 /*
- * jansson flags for every message: duplicate keys are rejected (two parsers picking different
- * values is a policy bypass), "\u0000" is rejected (JSON_ALLOW_NUL is not given), and jansson
- * itself rejects invalid UTF-8 and trailing bytes after the value.
+ * Every message is read by mcp_json_parse (json_parse.h): duplicate keys are rejected (two
+ * parsers picking different values is a policy bypass), so are "\u0000", invalid UTF-8 and
+ * trailing bytes after the value.
  */
-#define MCP_JSON_FLAGS (JSON_REJECT_DUPLICATES)
 
 int json_depth_ok(const char *buf, size_t len, size_t max_depth)
 {
@@ -448,7 +448,6 @@ int mcp_decode(const char *buf, size_t len, const struct mcp_limits *lim,
     size_t max_depth = lim && lim->max_depth ? lim->max_depth : MCP_DEFAULT_MAX_DEPTH;
     size_t max_batch = lim && lim->max_batch ? lim->max_batch : MCP_DEFAULT_MAX_BATCH;
     json_t *root = NULL;
-    json_error_t jerr;
     int rc = -1;
 
     memset(out, 0, sizeof *out);
@@ -463,13 +462,12 @@ int mcp_decode(const char *buf, size_t len, const struct mcp_limits *lim,
         set_error(err, JSONRPC_PARSE_ERROR, "Parse error: empty body");
         goto out;
     }
-    if (json_depth_ok(buf, len, max_depth) != 0) {
+    root = mcp_json_parse(buf, len, max_depth, MCP_JSON_ANY);
+    if (!root && json_depth_ok(buf, len, max_depth) != 0) {
         set_error(err, JSONRPC_PARSE_ERROR, "Parse error: JSON nests deeper than %zu levels",
                   max_depth);
         goto out;
     }
-    /* jansson's error text quotes the offending token; it is never passed on. */
-    root = json_loadb(buf, len, MCP_JSON_FLAGS | JSON_DECODE_ANY, &jerr);
     if (!root) {
         set_error(err, JSONRPC_PARSE_ERROR,
                   "Parse error: not valid JSON (UTF-8 only, no duplicate keys, no NUL escapes)");
@@ -519,15 +517,11 @@ void mcp_batch_free(struct mcp_batch *batch)
 
 int mcp_parse_message(const char *buf, size_t len, size_t max_depth, json_t **out)
 {
-    json_error_t jerr;
     *out = NULL;
     if (!buf || len == 0)
         return -1;
-    if (json_depth_ok(buf, len, max_depth ? max_depth : MCP_DEFAULT_MAX_DEPTH) != 0)
-        return -1;
-    /* Without JSON_DECODE_ANY only an object or an array is accepted: a JSON-RPC message or
-     * (2025-03-26) a batch of them. */
-    json_t *root = json_loadb(buf, len, MCP_JSON_FLAGS, &jerr);
+    /* Only an object or an array is accepted: a JSON-RPC message or (2025-03-26) a batch. */
+    json_t *root = mcp_json_parse(buf, len, max_depth ? max_depth : MCP_DEFAULT_MAX_DEPTH, 0);
     if (!root)
         return -1;
     *out = root;
