@@ -24,7 +24,9 @@
 #                    BUILD_DIR/bench/mcp-peer) beside toolgate, wrk and fixed rate
 #   audit_scale      only when named in BENCH_ONLY (it takes minutes): a generated audit store
 #                    of BENCH_AUDIT_CALLS calls (default 10,000,000; or BENCH_AUDIT_STORE, an
-#                    existing generated SQLite file): bytes per call, verify, query, stats
+#                    existing generated store): bytes per call, verify, query, stats;
+#                    BENCH_AUDIT_BACKEND=postgres generates it in a throwaway loopback
+#                    PostgreSQL cluster instead of SQLite
 #
 # Settings (environment):
 #   BENCH_DURATION=10        seconds of each measured wrk run
@@ -1361,21 +1363,63 @@ timed() { # timed LABEL CMD...: runs CMD (stdout counted, not kept), reports a t
     report "| $label | $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') | $(awk -v a="$u0" -v b="$u1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }') | $lines |"
 }
 
+# A throwaway PostgreSQL cluster on loopback for audit_scale (its own directory under TMP,
+# fsync off: the generation's speed is not what is measured); sets PG_URL_BASE and PG_PID.
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+start_bench_postgres() {
+    local dir=$TMP/pg port as=()
+    [[ -x $PG_BIN/initdb ]] || die "PostgreSQL not installed ($PG_BIN); scripts/install-deps.sh installs it"
+    pick_port port
+    mkdir -p "$dir"
+    # PostgreSQL refuses to run as root: the cluster belongs to the postgres user then.
+    if [[ $EUID == 0 ]]; then
+        chmod o+x "$TMP" # to reach its own directory, and nothing else of TMP
+        chown postgres "$dir"
+        as=(runuser -u postgres --)
+    fi
+    (cd / && "${as[@]}" "$PG_BIN/initdb" -D "$dir/data" -A trust -U toolgate -E UTF8 --no-sync \
+        >"$TMP/pg-initdb.log" 2>&1) || die "initdb failed: $(tail -3 "$TMP/pg-initdb.log")"
+    start_bg PG_PID "$TMP/pg.log" "${as[@]}" "$PG_BIN/postgres" -D "$dir/data" -p "$port" -k "$dir" \
+        -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c shared_buffers=512MB
+    wait_port "$port" "$PG_PID" "$TMP/pg.log"
+    PG_URL_BASE="postgres://toolgate@127.0.0.1:$port"
+    PG_STOP=("${as[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop)
+}
+
 section_audit_scale() {
     local calls=${BENCH_AUDIT_CALLS:-10000000} store=${BENCH_AUDIT_STORE:-} gen_s=-
-    if [[ -z $store ]]; then
-        store=$TMP/audit-scale.db
+    local backend=${BENCH_AUDIT_BACKEND:-sqlite} title="SQLite, compact format"
+    local bytes records pub
+    if [[ $backend == postgres ]]; then
+        start_bench_postgres
+        psql "$PG_URL_BASE/postgres" -qc "CREATE DATABASE audit_scale" >/dev/null || die "createdb failed"
+        store=$PG_URL_BASE/audit_scale
+        title="PostgreSQL, compact format"
+    elif [[ $backend != sqlite ]]; then
+        die "BENCH_AUDIT_BACKEND: sqlite or postgres, not \"$backend\""
+    fi
+    if [[ -z ${BENCH_AUDIT_STORE:-} ]]; then
+        [[ $backend == sqlite ]] && store=$TMP/audit-scale.db
         local t0
         t0=$(date +%s)
-        "$TOOLGATE" bench audit gen --calls "$calls" --out "$store" >/dev/null || die "audit gen failed"
+        (cd "$TMP" && "$TOOLGATE" bench audit gen --calls "$calls" --out "$store" >/dev/null) ||
+            die "audit gen failed"
         gen_s=$(($(date +%s) - t0))
     fi
-    local bytes records pub=$store.ed25519.pem.pub
-    bytes=$(stat -c %s "$store")
-    records=$(sqlite3 -readonly "$store" "SELECT count(*) FROM audit_log")
-    calls=$(sqlite3 -readonly "$store" "SELECT count(*) FROM audit_log WHERE kind = 1")
+    if [[ $backend == postgres ]]; then
+        psql "$store" -qc "VACUUM ANALYZE" >/dev/null
+        pub=$(ls "$TMP"/toolgate-audit-gen-*.ed25519.pem.pub 2>/dev/null | head -1)
+        bytes=$(psql "$store" -tAc "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')")
+        records=$(psql "$store" -tAc "SELECT count(*) FROM audit_log")
+        calls=$(psql "$store" -tAc "SELECT count(*) FROM audit_log WHERE kind = 1")
+    else
+        pub=$store.ed25519.pem.pub
+        bytes=$(stat -c %s "$store")
+        records=$(sqlite3 -readonly "$store" "SELECT count(*) FROM audit_log")
+        calls=$(sqlite3 -readonly "$store" "SELECT count(*) FROM audit_log WHERE kind = 1")
+    fi
     report ""
-    report "### Audit log at scale (SQLite, compact format)"
+    report "### Audit log at scale ($title)"
     report ""
     report "- store: $calls calls, $records records ($(awk -v r="$records" -v c="$calls" 'BEGIN { printf "%.2f", r / c }') a call), $bytes bytes = **$((bytes / calls)) bytes per call**; generated in ${gen_s} s"
     report ""
@@ -1386,9 +1430,14 @@ section_audit_scale() {
     timed "query --tool 'ehr.get_*' --since 30d (all rows)" "$TOOLGATE" audit query "$store" --tool 'ehr.get_*' --since 30d --format csv
     timed "query --user user00042@clinic-42.example --since 30d" "$TOOLGATE" audit query "$store" --user user00042@clinic-42.example --since 30d
     timed "stats --since 30d" "$TOOLGATE" audit stats "$store" --since 30d
-    timed "stats --since 30d --from-rows" "$TOOLGATE" audit stats "$store" --since 30d --from-rows
+    [[ $backend == sqlite ]] &&
+        timed "stats --since 30d --from-rows" "$TOOLGATE" audit stats "$store" --since 30d --from-rows
     report ""
-    report "(verify: $records records; records/s = records / CPU s of its row.)"
+    report "(verify: $records records; records/s = records / CPU s of its row.$([[ $backend == postgres ]] && echo " CPU s is toolgate's alone; the server's work shows in the wall clock."))"
+    if [[ $backend == postgres ]]; then
+        "${PG_STOP[@]}" >/dev/null 2>&1 || true
+        stop_bg "$PG_PID"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -967,6 +967,22 @@ static int pgc_matches(const struct audit_filter *f, const struct audit_row *r)
     return !f->tool_glob || (r->tool && fnmatch(f->tool_glob, r->tool, 0) == 0);
 }
 
+/*
+ * A scan the caller stopped (a query's --limit reached, an error) asks the server to cancel
+ * the statement, instead of receiving every remaining row of the range only to drop it: with
+ * months of records, a first page would otherwise cost as much as the whole answer. PQcancel
+ * returns once the server has the request, so it cannot reach a later statement.
+ */
+static void pgc_cancel(struct pg_store *s)
+{
+    PGcancel *c = PQgetCancel(s->conn);
+    if (!c)
+        return;
+    char err[256];
+    (void)PQcancel(c, err, sizeof err); /* best effort: the rows are drained either way */
+    PQfreeCancel(c);
+}
+
 static int pgc_scan(struct audit_store *st, const struct audit_filter *f, audit_row_cb cb,
                     void *arg)
 {
@@ -1082,11 +1098,15 @@ static int pgc_scan(struct audit_store *st, const struct audit_filter *f, audit_
                 if (pgc_matches(f, &r))
                     ret = cb(&r, arg);
             }
+            if (ret != 0)
+                pgc_cancel(s);
         } else if (status != PGRES_SINGLE_TUPLE && status != PGRES_TUPLES_OK && ret == 0) {
             pg_fail(s, "scan", NULL);
             ret = -1;
         }
-        PQclear(res); /* drain every result so the connection stays usable */
+        /* Drain every result so the connection stays usable (after a cancel: the rows already
+         * on their way and the cancellation's error, which is ours and not reported). */
+        PQclear(res);
     }
 out:
     gw_buf_free(&sql);

@@ -281,6 +281,41 @@ static void same_answer(const char *a, const char *b, const char *cmd, const cha
  * format (version 2 records, completions sharing their decision's columns). Then a writer
  * appends to the PostgreSQL store directly, and that verifies too.
  */
+struct stop_ctx {
+    int stop_after, seen;
+};
+
+static int stop_cb(const struct audit_row *r, void *arg)
+{
+    (void)r;
+    struct stop_ctx *c = arg;
+    return ++c->seen >= c->stop_after;
+}
+
+/*
+ * A scan stopped by its callback (a query's --limit) is cancelled on the server, not drained
+ * row by row; the connection then answers the next scans whole, and again after a stop.
+ */
+static void scan_stopped_then_whole(const char *url, int records)
+{
+    char err[256];
+    struct audit_store *st = audit_store_open(url, 0, err, sizeof err);
+    assert_non_null(st);
+    for (int round = 0; round < 2; round++) {
+        struct stop_ctx stop = {.stop_after = 3};
+        assert_int_equal(st->ops->scan(st, NULL, stop_cb, &stop), 1);
+        assert_int_equal(stop.seen, 3);
+        struct audit_filter f = {.since_ns = 1};
+        stop = (struct stop_ctx){.stop_after = 2};
+        assert_int_equal(st->ops->scan(st, &f, stop_cb, &stop), 1);
+        assert_int_equal(stop.seen, 2);
+        struct stop_ctx all = {.stop_after = 1 << 30};
+        assert_int_equal(st->ops->scan(st, NULL, stop_cb, &all), 0);
+        assert_int_equal(all.seen, records);
+    }
+    st->ops->close(st);
+}
+
 static void test_pg_compact_round_trip(void **state)
 {
     REQUIRE_PG();
@@ -331,6 +366,7 @@ static void test_pg_compact_round_trip(void **state)
     out = cli(&rc, "verify", url, "--pubkey", pub, NULL, NULL);
     assert_int_equal(rc, 0);
     free(out);
+    scan_stopped_then_whole(url, (int)db_int(url, "SELECT count(*) FROM audit_log"));
 
     /* The writer appends to it (new names, the dictionary of the store) and it verifies. */
     struct audit_gen_opts more = {.store = url, .key = key, .calls = 200, .seed = 7};
