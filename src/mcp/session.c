@@ -60,6 +60,17 @@ fail:
     return -1;
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* A stored value is ours, but a shared store (Redis) is outside input too: checked whole. */
 int mcp_session_decode(const char *value, size_t len, struct mcp_session *s)
 {
@@ -77,10 +88,10 @@ int mcp_session_decode(const char *value, size_t len, struct mcp_session *s)
         goto out;
     s->client_caps = caps ? (unsigned)json_integer_value(caps) : 0;
     for (size_t i = 0; i < 32; i++) {
-        unsigned v;
-        if (sscanf(owner + 2 * i, "%2x", &v) != 1)
+        int hi = hex_digit(owner[2 * i]), lo = hex_digit(owner[2 * i + 1]);
+        if (hi < 0 || lo < 0)
             goto out;
-        s->owner[i] = (uint8_t)v;
+        s->owner[i] = (uint8_t)(hi << 4 | lo);
     }
     snprintf(s->route, sizeof s->route, "%s", route);
     for (size_t i = 0; i < json_array_size(b); i++) {
@@ -167,37 +178,49 @@ out:
     return rc;
 }
 
-/* The encoding of a packed session (malloc'd, NUL-terminated), or NULL. */
-static char *mem_unpack(const uint8_t *p, size_t n, size_t *len)
+/* A packed session into s (zeroed first; cleared again on failure). 0, or -1. */
+static int mem_unpack_session(const uint8_t *p, size_t n, struct mcp_session *s)
 {
-    struct mcp_session s = {0};
-    char *value = NULL;
     size_t at = 34;
-    if (n < 35 || p[33] >= sizeof s.route || at + p[33] + 1 > n)
-        return NULL;
-    memcpy(s.owner, p, 32);
-    s.client_caps = p[32];
-    memcpy(s.route, p + at, p[33]);
+    memset(s, 0, sizeof *s);
+    if (n < 35 || p[33] >= sizeof s->route || at + p[33] + 1 > n)
+        return -1;
+    memcpy(s->owner, p, 32);
+    s->client_caps = p[32];
+    memcpy(s->route, p + at, p[33]);
     at += p[33];
-    s.n_backends = p[at++];
-    if (s.n_backends > MCP_SESSION_MAX_BACKENDS)
-        goto out;
-    for (size_t i = 0; i < s.n_backends; i++) {
+    s->n_backends = p[at++];
+    if (s->n_backends > MCP_SESSION_MAX_BACKENDS)
+        goto fail;
+    for (size_t i = 0; i < s->n_backends; i++) {
         if (at + 2 > n)
-            goto out;
+            goto fail;
         uint16_t l = (uint16_t)(p[at] << 8 | p[at + 1]);
         at += 2;
         if (l == MEM_NO_BACKEND)
             continue;
-        if (l > MCP_SESSION_MAX_BACKEND_ID || at + l > n || !(s.backends[i] = malloc(l + 1u)))
-            goto out;
-        memcpy(s.backends[i], p + at, l);
-        s.backends[i][l] = '\0';
+        if (l > MCP_SESSION_MAX_BACKEND_ID || at + l > n || !(s->backends[i] = malloc(l + 1u)))
+            goto fail;
+        memcpy(s->backends[i], p + at, l);
+        s->backends[i][l] = '\0';
         at += l;
     }
-    if (at == n && mcp_session_encode(&s, &value, len) != 0)
+    if (at == n)
+        return 0;
+fail:
+    mcp_session_clear(s);
+    return -1;
+}
+
+/* The encoding of a packed session (malloc'd, NUL-terminated), or NULL. */
+static char *mem_unpack(const uint8_t *p, size_t n, size_t *len)
+{
+    struct mcp_session s;
+    char *value = NULL;
+    if (mem_unpack_session(p, n, &s) != 0)
+        return NULL;
+    if (mcp_session_encode(&s, &value, len) != 0)
         value = NULL;
-out:
     mcp_session_clear(&s);
     return value;
 }
@@ -370,6 +393,30 @@ static void mem_get(void *ctx, const char *key, uint64_t ttl, void *loop, mcp_se
     pthread_rwlock_unlock(&map_lock);
     cb(arg, rc, copy, len);
     free(copy);
+}
+
+/*
+ * mem_get without the encoding: the memory store's session unpacked straight into s, for
+ * mcp_session_lookup (the store's own bytes, so no JSON between them). rc as mem_get's.
+ */
+static int mem_get_session(const char *key, struct mcp_session *s)
+{
+    uint8_t h[GW_SHA256_LEN];
+    gw_sha256(key, strlen(key), h);
+    memset(s, 0, sizeof *s);
+    if (map_acquire() != 0)
+        return -1;
+    uint64_t now = gw_mono_ms() + 1; /* never 0: 0 marks a free entry */
+    int rc = 1;
+    struct mem_pair p = pair_lock(h);
+    struct mem_entry *e = pair_find(p, h, now);
+    if (e) {
+        e->last_use_ms = now;
+        rc = mem_unpack_session(e->value, e->len, s) == 0 ? 0 : -1;
+    }
+    pair_unlock(p);
+    pthread_rwlock_unlock(&map_lock);
+    return rc;
 }
 
 static int mem_put(void *ctx, const char *key, const char *value, size_t len, uint64_t ttl,
@@ -582,16 +629,22 @@ struct lookup {
     void *arg;
 };
 
+/* The answer of a lookup that found s (rc 0): refused (1) unless its owner and route match. */
+static int lookup_check(int rc, const struct mcp_session *s, const uint8_t owner[32],
+                        const char *route)
+{
+    if (rc == 0 && (!gw_equal_ct(s->owner, owner, sizeof s->owner) || strcmp(s->route, route)))
+        return 1;
+    return rc;
+}
+
 static void on_get(void *arg, int rc, const char *value, size_t len)
 {
     struct lookup *lk = arg;
     struct mcp_session s = {0};
-    if (rc == 0) {
-        if (mcp_session_decode(value, len, &s) != 0)
-            rc = -1; /* not what toolgate stores: the store cannot be trusted to answer */
-        else if (!gw_equal_ct(s.owner, lk->owner, sizeof s.owner) || strcmp(s.route, lk->route))
-            rc = 1;
-    }
+    if (rc == 0 && mcp_session_decode(value, len, &s) != 0)
+        rc = -1; /* not what toolgate stores: the store cannot be trusted to answer */
+    rc = lookup_check(rc, &s, lk->owner, lk->route);
     lk->cb(lk->arg, rc, rc == 0 ? &s : NULL);
     mcp_session_clear(&s);
     free(lk);
@@ -605,6 +658,14 @@ void mcp_session_lookup(const char *id, const uint8_t owner[32], const char *rou
     if (!id || strlen(id) != MCP_SESSION_ID_LEN || key_of(id, key) != 0 || !route ||
         strlen(route) >= sizeof((struct lookup *)0)->route) {
         cb(arg, 1, NULL);
+        return;
+    }
+    if (store == &memory_store) {
+        /* In process: no encoding to go through, and the answer is given here, as mem_get's. */
+        struct mcp_session s;
+        int rc = lookup_check(mem_get_session(key, &s), &s, owner, route);
+        cb(arg, rc, rc == 0 ? &s : NULL);
+        mcp_session_clear(&s);
         return;
     }
     struct lookup *lk = malloc(sizeof *lk);

@@ -224,6 +224,31 @@ static void test_encoding_checked(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(mcp_session_decode(bad[i], strlen(bad[i]), &back), -1);
+    /* The owner is 64 hex digits and nothing else: no sign, space or prefix a number reader
+     * would skip, in any of its places; either case of digit reads the same owner. */
+    static const char *const owners[] = {"+f", " f", "f ", "0x", "-1", "g0", "0G", "\t1"};
+    for (size_t i = 0; i < sizeof owners / sizeof owners[0]; i++)
+        for (size_t at = 0; at < 64; at += 2) {
+            char o[65], doc[160];
+            memset(o, '0', 64);
+            o[64] = '\0';
+            memcpy(o + at, owners[i], 2);
+            snprintf(doc, sizeof doc, "{\"o\":\"%s\",\"r\":\"e\",\"b\":[null]}", o);
+            assert_int_equal(mcp_session_decode(doc, strlen(doc), &back), -1);
+        }
+    char lower[160], upper[160];
+    snprintf(lower, sizeof lower, "{\"o\":\"%s\",\"r\":\"e\",\"b\":[null]}",
+             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    snprintf(upper, sizeof upper, "{\"o\":\"%s\",\"r\":\"e\",\"b\":[null]}",
+             "0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF");
+    struct mcp_session up;
+    assert_int_equal(mcp_session_decode(lower, strlen(lower), &back), 0);
+    assert_int_equal(mcp_session_decode(upper, strlen(upper), &up), 0);
+    assert_memory_equal(back.owner, up.owner, 32);
+    assert_int_equal(back.owner[0], 0x01);
+    assert_int_equal(back.owner[7], 0xef);
+    mcp_session_clear(&back);
+    mcp_session_clear(&up);
 }
 
 /* A store a module provides: what it answers is what lookups see, failures fail closed. */
@@ -290,6 +315,100 @@ static void test_provided_store(void **state)
     assert_string_equal(mcp_sessions_store_name(), "memory");
 }
 
+/* All of a session a lookup answered, to compare the memory store's answers with a provided
+ * store's (the memory store reads its own bytes, a provided one goes through the encoding). */
+struct whole {
+    int rc;
+    unsigned caps;
+    char route[sizeof((struct mcp_session *)0)->route];
+    size_t n_backends;
+    char backends[MCP_SESSION_MAX_BACKENDS][MCP_SESSION_MAX_BACKEND_ID + 2];
+    int present[MCP_SESSION_MAX_BACKENDS];
+};
+
+static void on_whole(void *arg, int rc, struct mcp_session *s)
+{
+    struct whole *w = arg;
+    memset(w, 0, sizeof *w);
+    w->rc = rc;
+    if (rc != 0)
+        return;
+    w->caps = s->client_caps;
+    snprintf(w->route, sizeof w->route, "%s", s->route);
+    w->n_backends = s->n_backends;
+    for (size_t i = 0; i < s->n_backends && i < MCP_SESSION_MAX_BACKENDS; i++)
+        if (s->backends[i]) {
+            w->present[i] = 1;
+            snprintf(w->backends[i], sizeof w->backends[i], "%s", s->backends[i]);
+        }
+}
+
+/* Creates the session described, updates its backends, then answers lookups for the owner and
+ * for strangers: into out[0] (owner, route), out[1] (another subject), out[2] (another route). */
+static void session_round(const char *sub, const char *route, size_t n, char *const *backends,
+                          struct whole out[3])
+{
+    char id[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create(ISS, sub, route, n, backends[0], id, NULL), 0);
+    struct mcp_session s = {0};
+    mcp_session_owner(ISS, sub, s.owner);
+    snprintf(s.route, sizeof s.route, "%s", route);
+    s.client_caps = 5;
+    s.n_backends = n;
+    for (size_t i = 0; i < n; i++)
+        s.backends[i] = backends[i] ? strdup(backends[i]) : NULL;
+    assert_int_equal(mcp_session_update(id, &s, NULL), 0);
+    mcp_session_clear(&s);
+    uint8_t owner[32], other[32];
+    mcp_session_owner(ISS, sub, owner);
+    mcp_session_owner(ISS, "mallory", other);
+    mcp_session_lookup(id, owner, route, NULL, on_whole, &out[0]);
+    mcp_session_lookup(id, other, route, NULL, on_whole, &out[1]);
+    mcp_session_lookup(id, owner, "elsewhere", NULL, on_whole, &out[2]);
+}
+
+static void test_memory_matches_encoding(void **state)
+{
+    (void)state;
+    static char longest[MCP_SESSION_MAX_BACKEND_ID + 1];
+    memset(longest, 'L', MCP_SESSION_MAX_BACKEND_ID);
+    static char *const one[] = {"backend-1"};
+    static char *const gaps[] = {NULL, "b\"q\\", NULL, "\xc3\xa9t\xc3\xa9"};
+    static char *const full[] = {"a", longest, "", "d"};
+    static char *const none[] = {NULL, NULL};
+    struct {
+        const char *sub, *route;
+        size_t n;
+        char *const *b;
+    } cases[] = {{"alice", "ehr", 1, one},
+                 {"bob", "fed", 4, gaps},
+                 {"carol", "r", 4, full},
+                 {"d\xc3\xa4n", "ehr", 2, none}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct whole mem[3], enc[3];
+        assert_int_equal(mcp_session_configure(1000, 60000), 0);
+        session_round(cases[c].sub, cases[c].route, cases[c].n, cases[c].b, mem);
+        static const struct mcp_session_store fake = {"fake", fake_get, fake_put, fake_del, NULL};
+        mcp_sessions_use(&fake);
+        fake_rc = 0;
+        session_round(cases[c].sub, cases[c].route, cases[c].n, cases[c].b, enc);
+        mcp_sessions_use(NULL);
+        assert_int_equal(mem[0].rc, 0);
+        assert_int_equal(mem[1].rc, 1);
+        assert_int_equal(mem[2].rc, 1);
+        assert_int_equal(mem[0].n_backends, cases[c].n);
+        assert_int_equal(mem[0].caps, 5);
+        assert_string_equal(mem[0].route, cases[c].route);
+        for (size_t i = 0; i < cases[c].n; i++) {
+            assert_int_equal(mem[0].present[i], cases[c].b[i] != NULL);
+            if (cases[c].b[i])
+                assert_string_equal(mem[0].backends[i], cases[c].b[i]);
+        }
+        for (int k = 0; k < 3; k++)
+            assert_memory_equal(&mem[k], &enc[k], sizeof mem[k]);
+    }
+}
+
 struct worker {
     int errors;
 };
@@ -331,10 +450,15 @@ static void test_concurrent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_issue_and_find),   cmocka_unit_test(test_update_backends),
-        cmocka_unit_test(test_idle_expiry),      cmocka_unit_test(test_bounded),
-        cmocka_unit_test(test_encoding_checked), cmocka_unit_test(test_provided_store),
-        cmocka_unit_test(test_concurrent),       cmocka_unit_test(test_sized_holds_entries),
+        cmocka_unit_test(test_issue_and_find),
+        cmocka_unit_test(test_update_backends),
+        cmocka_unit_test(test_idle_expiry),
+        cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_encoding_checked),
+        cmocka_unit_test(test_provided_store),
+        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_sized_holds_entries),
+        cmocka_unit_test(test_memory_matches_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
