@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-int gw_buf_reserve(struct gw_buf *b, size_t n)
+int gw_buf_grow(struct gw_buf *b, size_t n)
 {
     if (b->cap - b->len > n)
         return 0;
@@ -24,17 +24,6 @@ int gw_buf_reserve(struct gw_buf *b, size_t n)
         return -1;
     b->data = p;
     b->cap = cap;
-    return 0;
-}
-
-int gw_buf_append(struct gw_buf *b, const void *p, size_t n)
-{
-    if (gw_buf_reserve(b, n) != 0)
-        return -1;
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <string.h>
 
 struct gw_slice {
     const char *ptr;
@@ -26,8 +27,29 @@ struct gw_buf {
     size_t cap;
 };
 
-/* Appends n bytes; returns 0, or -1 when memory is exhausted. Keeps data NUL-terminated. */
-int gw_buf_append(struct gw_buf *b, const void *p, size_t n);
+/* gw_buf_reserve's slow path: grows the storage. 0, or -1 when memory is exhausted. */
+int gw_buf_grow(struct gw_buf *b, size_t n);
+
+/* Ensures room for n more bytes (and the NUL). 0, or -1 when memory is exhausted. */
+static inline int gw_buf_reserve(struct gw_buf *b, size_t n)
+{
+    return b->cap - b->len > n ? 0 : gw_buf_grow(b, n);
+}
+
+/*
+ * Appends n bytes; returns 0, or -1 when memory is exhausted. Keeps data NUL-terminated.
+ * Inline: it is called for every piece of every record and message built.
+ */
+static inline int gw_buf_append(struct gw_buf *b, const void *p, size_t n)
+{
+    if (gw_buf_reserve(b, n) != 0)
+        return -1;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
 int gw_buf_append_str(struct gw_buf *b, const char *s);
 int gw_buf_printf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap)
@@ -35,8 +57,6 @@ int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap)
 /* Appends s as the inside of a JSON string (quotes not included), escaping as RFC 8259 asks.
  * Bytes that are not well-formed UTF-8 are written as \ufffd, so the result is always valid. */
 int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n);
-/* Ensures room for n more bytes. */
-int gw_buf_reserve(struct gw_buf *b, size_t n);
 /* Drops the first n bytes. */
 void gw_buf_consume(struct gw_buf *b, size_t n);
 void gw_buf_reset(struct gw_buf *b);

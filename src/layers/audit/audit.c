@@ -64,10 +64,10 @@ static int audit_check(struct gw_request *req, struct gw_decision *out)
     struct audit_req_state *st = state_of(req);
     if (!st)
         return unavailable(out, -ENOMEM);
-    json_t *rec = audit_record_decision(req, record_config(req));
-    if (!rec)
+    struct audit_item *it = audit_record_decision_item(req, record_config(req));
+    if (!it)
         return unavailable(out, -ENOMEM);
-    int rc = audit_submit(rec);
+    int rc = audit_submit_item(it, NULL, NULL);
     if (rc != 0)
         return unavailable(out, rc);
     st->decision_queued = 1;
@@ -116,11 +116,11 @@ static void audit_on_complete(struct gw_request *req)
             result = hex;
         }
     }
-    json_t *rec = audit_record_completion(req, record_config(req), result);
+    struct audit_item *it = audit_record_completion_item(req, record_config(req), result);
     int hold = req->completion_durable && record_config(req)->durability == AUDIT_DURABLE_COMMIT;
-    int rc = !rec   ? -ENOMEM
-             : hold ? audit_submit_notify(rec, req->completion_durable, req->completion_arg)
-                    : audit_submit(rec);
+    int rc = !it ? -ENOMEM
+                 : audit_submit_item(it, hold ? req->completion_durable : NULL,
+                                     hold ? req->completion_arg : NULL);
     if (rc == 0 && hold)
         req->completion_pending = 1;
     if (rc != 0) {

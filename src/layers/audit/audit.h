@@ -109,6 +109,13 @@ int audit_submit(json_t *rec);
  */
 int audit_submit_notify(json_t *rec, void (*notify)(void *arg, int ok), void *arg);
 
+/*
+ * audit_submit_notify for a record already prepared as an item (audit_item.h; taken whatever
+ * this returns; notify may be NULL): what the layer submits, built straight from the request.
+ */
+struct audit_item;
+int audit_submit_item(struct audit_item *it, void (*notify)(void *arg, int ok), void *arg);
+
 /* Blocks until every record queued so far is committed (tests, benchmarks, shutdown). */
 int audit_flush(void);
 

@@ -204,6 +204,24 @@ static int append_string(struct gw_buf *out, const char *s, size_t len)
     return gw_buf_append(out, "\"", 1);
 }
 
+int audit_canon_int(struct gw_buf *out, int64_t v)
+{
+    /* Integers within the exactly representable range print as themselves. */
+    if (v >= -(1ll << 53) && v <= (1ll << 53)) {
+        char num[24], *p = num + sizeof num;
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        do
+            *--p = (char)('0' + u % 10);
+        while (u /= 10);
+        if (v < 0)
+            *--p = '-';
+        return gw_buf_append(out, p, (size_t)(num + sizeof num - p));
+    }
+    char num[40];
+    int n = audit_canon_number((double)v, num, sizeof num);
+    return n < 0 ? -1 : gw_buf_append(out, num, (size_t)n);
+}
+
 struct member {
     const char *key;
     size_t key_len;
@@ -231,15 +249,8 @@ static int append_value(struct gw_buf *out, const json_t *v, int depth)
         return gw_buf_append(out, "false", 5);
     case JSON_STRING:
         return append_string(out, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER: {
-        json_int_t i = json_integer_value(v);
-        /* Integers within the exactly representable range print as themselves. */
-        if (i >= -(1ll << 53) && i <= (1ll << 53))
-            n = snprintf(num, sizeof num, "%lld", (long long)i);
-        else
-            n = audit_canon_number((double)i, num, sizeof num);
-        return n < 0 ? -1 : gw_buf_append(out, num, (size_t)n);
-    }
+    case JSON_INTEGER:
+        return audit_canon_int(out, (int64_t)json_integer_value(v));
     case JSON_REAL:
         n = audit_canon_number(json_real_value(v), num, sizeof num);
         return n < 0 ? -1 : gw_buf_append(out, num, (size_t)n);
@@ -312,10 +323,33 @@ static int members_push(struct audit_members *ms, const char *key, size_t key_le
     x->key_off = ms->keys.len;
     x->key_len = key_len;
     x->off = ms->text.len;
-    if (gw_buf_append(&ms->keys, key, key_len) != 0 ||
-        append_string(&ms->text, key, key_len) != 0 || gw_buf_append(&ms->text, ":", 1) != 0)
+    if (gw_buf_append(&ms->keys, key, key_len) != 0)
         return -1;
+    /* The record's own keys are plain ASCII: written as they are, without the escaper. */
+    size_t i = 0;
+    while (i < key_len && key[i] >= 0x20 && key[i] < 0x7f && key[i] != '"' && key[i] != '\\')
+        i++;
+    if (i < key_len)
+        return append_string(&ms->text, key, key_len) != 0 || gw_buf_append(&ms->text, ":", 1) != 0
+                   ? -1
+                   : 0;
+    if (gw_buf_reserve(&ms->text, key_len + 3) != 0)
+        return -1;
+    char *p = ms->text.data + ms->text.len;
+    p[0] = '"';
+    memcpy(p + 1, key, key_len);
+    p[key_len + 1] = '"';
+    p[key_len + 2] = ':';
+    ms->text.len += key_len + 3;
+    ms->text.data[ms->text.len] = '\0';
     return 0;
+}
+
+/* Ends the member members_push began: its text is what was appended since. */
+static void members_close(struct audit_members *ms)
+{
+    ms->m[ms->n].len = ms->text.len - ms->m[ms->n].off;
+    ms->n++;
 }
 
 int audit_members_add_raw(struct audit_members *ms, const char *key, const char *value,
@@ -323,8 +357,40 @@ int audit_members_add_raw(struct audit_members *ms, const char *key, const char 
 {
     if (members_push(ms, key, strlen(key)) != 0 || gw_buf_append(&ms->text, value, value_len) != 0)
         return -1;
-    ms->m[ms->n].len = ms->text.len - ms->m[ms->n].off;
-    ms->n++;
+    members_close(ms);
+    return 0;
+}
+
+int audit_members_add_string(struct audit_members *ms, const char *key, const char *s, size_t len)
+{
+    if (members_push(ms, key, strlen(key)) != 0 || append_string(&ms->text, s, len) != 0)
+        return -1;
+    members_close(ms);
+    return 0;
+}
+
+int audit_members_add_int(struct audit_members *ms, const char *key, int64_t v)
+{
+    if (members_push(ms, key, strlen(key)) != 0 || audit_canon_int(&ms->text, v) != 0)
+        return -1;
+    members_close(ms);
+    return 0;
+}
+
+int audit_members_add_value(struct audit_members *ms, const char *key, const json_t *v)
+{
+    if (!v || members_push(ms, key, strlen(key)) != 0 || append_value(&ms->text, v, 1) != 0)
+        return -1;
+    members_close(ms);
+    return 0;
+}
+
+int audit_members_add_object(struct audit_members *ms, const char *key, struct audit_members *sub)
+{
+    audit_members_sort(sub);
+    if (members_push(ms, key, strlen(key)) != 0 || audit_members_write(&ms->text, sub, NULL) != 0)
+        return -1;
+    members_close(ms);
     return 0;
 }
 
@@ -344,8 +410,7 @@ int audit_members_from_object(struct audit_members *ms, const json_t *obj, const
             continue;
         if (members_push(ms, key, key_len) != 0 || append_value(&ms->text, v, 1) != 0)
             return -1;
-        ms->m[ms->n].len = ms->text.len - ms->m[ms->n].off;
-        ms->n++;
+        members_close(ms);
     }
     audit_members_sort(ms);
     return 0;
@@ -362,9 +427,23 @@ static int amember_cmp(const void *a, const void *b)
 
 void audit_members_sort(struct audit_members *ms)
 {
-    tls_keys = ms->keys.data;
-    if (ms->n > 1)
+    if (ms->n > 32) {
+        tls_keys = ms->keys.data;
         qsort(ms->m, ms->n, sizeof *ms->m, amember_cmp);
+        return;
+    }
+    /* A record's few dozen members: insertion sort, no call per comparison. */
+    const char *keys = ms->keys.data;
+    for (size_t i = 1; i < ms->n; i++) {
+        struct audit_member x = ms->m[i];
+        size_t j = i;
+        while (j > 0 && audit_canon_keycmp(keys + ms->m[j - 1].key_off, ms->m[j - 1].key_len,
+                                           keys + x.key_off, x.key_len) > 0) {
+            ms->m[j] = ms->m[j - 1];
+            j--;
+        }
+        ms->m[j] = x;
+    }
 }
 
 int audit_members_write(struct gw_buf *out, const struct audit_members *a,

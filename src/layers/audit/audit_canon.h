@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lib/buf.h"
 
@@ -36,6 +37,9 @@ int audit_canon_append(struct gw_buf *out, const json_t *v);
  * length, or -1 for NaN and infinities (which JSON cannot carry).
  */
 int audit_canon_number(double d, char *out, size_t outlen);
+
+/* Appends an integer as canonical JSON does (beyond 2^53 as a double). 0 or -1. */
+int audit_canon_int(struct gw_buf *out, int64_t v);
 
 /* Appends s (UTF-8, validated) as a canonical JSON string, quotes included. 0 or -1. */
 int audit_canon_string(struct gw_buf *out, const char *s, size_t len);
@@ -64,6 +68,16 @@ int audit_members_from_object(struct audit_members *out, const json_t *obj,
 int audit_members_add_raw(struct audit_members *out, const char *key, const char *value,
                           size_t value_len);
 void audit_members_sort(struct audit_members *ms);
+/*
+ * Adds one member whose value is written canonically here: a string (UTF-8, validated), an
+ * integer, a JSON value, or the object of sub's members (sorted first). 0, or -1 on invalid
+ * UTF-8 or memory exhaustion (the members are then only fit to be freed). Call
+ * audit_members_sort after the last one.
+ */
+int audit_members_add_string(struct audit_members *ms, const char *key, const char *s, size_t len);
+int audit_members_add_int(struct audit_members *ms, const char *key, int64_t v);
+int audit_members_add_value(struct audit_members *ms, const char *key, const json_t *v);
+int audit_members_add_object(struct audit_members *ms, const char *key, struct audit_members *sub);
 /* Appends the object holding the members of a and b (disjoint keys), sorted. 0 or -1. */
 int audit_members_write(struct gw_buf *out, const struct audit_members *a,
                         const struct audit_members *b);

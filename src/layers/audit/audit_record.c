@@ -1,36 +1,104 @@
 #include "layers/audit/audit_record.h"
 #include "layers/audit/audit_canon.h"
 #include "layers/audit/audit_chain.h"
+#include "layers/audit/audit_item.h"
 #include "lib/digest.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-typedef int (*audit_part_fn)(json_t *rec, const struct gw_request *req,
+/*
+ * The object a part writes into: its members (canonical text, sorted at the end) and, at the
+ * top level of a record, the values of the indexed columns as they are set (cols NULL in a
+ * nested object).
+ */
+struct obj {
+    struct audit_members *ms;
+    struct gw_buf *cols;
+    ssize_t *col_off;
+};
+
+typedef int (*audit_part_fn)(struct obj *o, const struct gw_request *req,
                              const struct audit_config *ac);
 
-/* Sets key to a string copy when s is non-NULL; absent fields are left out, not null. */
-static int set_str(json_t *o, const char *key, const char *s)
+static const char *const col_keys[COL_COUNT] = {"kind", "request_id", "subject", "tenant",
+                                                "tool", "decision",   "layer"};
+
+/* A string member; at the top level also the column of that name. */
+static int put_strn(struct obj *o, const char *key, const char *s, size_t len)
 {
-    if (!s)
+    if (audit_members_add_string(o->ms, key, s, len) != 0)
+        return -1;
+    if (!o->cols)
         return 0;
-    return json_object_set_new(o, key, json_string(s));
-}
-
-static int set_int(json_t *o, const char *key, int64_t v)
-{
-    return json_object_set_new(o, key, json_integer((json_int_t)v));
-}
-
-static json_t *strv(char **v, size_t n)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && v && i < n && v[i]; i++)
-        if (json_array_append_new(a, json_string(v[i])) != 0) {
-            json_decref(a);
-            return NULL;
+    for (int c = 0; c < COL_COUNT; c++)
+        if (strcmp(key, col_keys[c]) == 0) {
+            o->col_off[c] = (ssize_t)o->cols->len;
+            if (gw_buf_append(o->cols, s, len) != 0 || gw_buf_append(o->cols, "", 1) != 0)
+                return -1;
+            break;
         }
-    return a;
+    return 0;
+}
+
+/* Sets key when s is non-NULL; absent fields are left out, not null. */
+static int put_str(struct obj *o, const char *key, const char *s)
+{
+    return s ? put_strn(o, key, s, strlen(s)) : 0;
+}
+
+static int put_int(struct obj *o, const char *key, int64_t v)
+{
+    return audit_members_add_int(o->ms, key, v);
+}
+
+static int put_bool(struct obj *o, const char *key, int v)
+{
+    return v ? audit_members_add_raw(o->ms, key, "true", 4)
+             : audit_members_add_raw(o->ms, key, "false", 5);
+}
+
+/* An array being written: "[", elements, "]" (arr_end). */
+static int arr_next(struct gw_buf *a)
+{
+    return gw_buf_append(a, a->len ? "," : "[", 1);
+}
+
+static int arr_str(struct gw_buf *a, const char *s, size_t len)
+{
+    return arr_next(a) != 0 || audit_canon_string(a, s, len) != 0 ? -1 : 0;
+}
+
+/* Adds the array a holds as key's value, and frees a. */
+static int put_arr(struct obj *o, const char *key, struct gw_buf *a)
+{
+    int rc = (a->len == 0 ? gw_buf_append(a, "[", 1) : 0) | gw_buf_append(a, "]", 1);
+    if (rc == 0)
+        rc = audit_members_add_raw(o->ms, key, a->data, a->len);
+    gw_buf_free(a);
+    return rc ? -1 : 0;
+}
+
+/* Adds the object of sub's members as key's value, and frees sub. */
+static int put_obj(struct obj *o, const char *key, struct audit_members *sub)
+{
+    int rc = audit_members_add_object(o->ms, key, sub);
+    audit_members_free(sub);
+    return rc;
+}
+
+static int put_strv(struct obj *o, const char *key, char **v, size_t n)
+{
+    struct gw_buf a = {0};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && v && i < n && v[i]; i++)
+        rc = arr_str(&a, v[i], strlen(v[i]));
+    if (rc != 0) {
+        gw_buf_free(&a);
+        return -1;
+    }
+    return put_arr(o, key, &a);
 }
 
 const char *audit_decision_name(const struct gw_request *req)
@@ -112,8 +180,8 @@ json_t *audit_redact_copy(const json_t *v)
     return v ? redact_copy(v, 0, &budget) : NULL;
 }
 
-/* Adds the arguments of one message to obj as `audit.arguments` says. */
-static int add_arguments(json_t *obj, const struct mcp_message *m, const struct audit_config *ac)
+/* Adds the arguments of one message to o as `audit.arguments` says. */
+static int add_arguments(struct obj *o, const struct mcp_message *m, const struct audit_config *ac)
 {
     if (!m->arguments || ac->arguments == AUDIT_ARGS_NONE)
         return 0;
@@ -123,23 +191,26 @@ static int add_arguments(json_t *obj, const struct mcp_message *m, const struct 
         int rc = audit_canon_append(&b, m->arguments);
         if (rc == 0) {
             gw_sha256_hex(b.data, b.len, hex);
-            rc = set_str(obj, "arguments_sha256", hex);
+            rc = put_str(o, "arguments_sha256", hex);
         } else {
-            rc = set_str(obj, "arguments_error", "not canonicalizable");
+            rc = put_str(o, "arguments_error", "not canonicalizable");
         }
         gw_buf_free(&b);
         return rc;
     }
     json_t *r = audit_redact_copy(m->arguments);
-    if (r)
-        return json_object_set_new(obj, "arguments", r);
+    if (r) {
+        int rc = audit_members_add_value(o->ms, "arguments", r);
+        json_decref(r);
+        return rc;
+    }
     /* Too large or too deep to copy: record that, and a hash to match it against. */
     struct gw_buf b = {0};
     char hex[65];
-    int rc = set_str(obj, "arguments_error", "too large to record redacted");
+    int rc = put_str(o, "arguments_error", "too large to record redacted");
     if (rc == 0 && audit_canon_append(&b, m->arguments) == 0) {
         gw_sha256_hex(b.data, b.len, hex);
-        rc = set_str(obj, "arguments_sha256", hex);
+        rc = put_str(o, "arguments_sha256", hex);
     }
     gw_buf_free(&b);
     return rc;
@@ -150,91 +221,95 @@ static int add_arguments(json_t *obj, const struct mcp_message *m, const struct 
  * log holds must not carry what the safety layer found. Not even a hash: an SSN has few enough
  * values to be found again from one.
  */
-static int set_target(json_t *o, const struct gw_request *req, const char *target)
+static int set_target(struct obj *o, const struct gw_request *req, const char *target)
 {
     if (!target)
         return 0;
-    return set_str(o, "tool", gw_request_target_has_finding(req) ? "[REDACTED]" : target);
+    return put_str(o, "tool", gw_request_target_has_finding(req) ? "[REDACTED]" : target);
 }
 
-static int part_request(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
+static int part_request(struct obj *o, const struct gw_request *req, const struct audit_config *ac)
 {
+    (void)ac;
     int rc = 0;
-    rc |= set_str(rec, "request_id", req->id);
+    rc |= put_str(o, "request_id", req->id);
     if (req->route)
-        rc |= set_str(rec, "route", req->route->name);
-    rc |= set_str(rec, "protocol_version", req->protocol_version);
+        rc |= put_str(o, "route", req->route->name);
+    rc |= put_str(o, "protocol_version", req->protocol_version);
     if (req->session_id) {
         char h[65];
         gw_sha256_hex(req->session_id, strlen(req->session_id), h);
-        rc |= set_str(rec, "session_sha256", h);
+        rc |= put_str(o, "session_sha256", h);
     }
-    if (req->method_name.ptr && req->method_name.len < 16) {
-        char m[16];
-        memcpy(m, req->method_name.ptr, req->method_name.len);
-        m[req->method_name.len] = '\0';
-        rc |= set_str(rec, "http_method", m);
-    }
+    if (req->method_name.ptr && req->method_name.len < 16)
+        rc |= put_strn(o, "http_method", req->method_name.ptr, req->method_name.len);
     if (req->cfg && req->cfg->config_hash[0])
-        rc |= set_str(rec, "config_sha256", req->cfg->config_hash);
+        rc |= put_str(o, "config_sha256", req->cfg->config_hash);
     if (req->backend)
-        rc |= set_str(rec, "backend", req->backend->name);
-    rc |= set_str(rec, "inject", req->inject_mode);
+        rc |= put_str(o, "backend", req->backend->name);
+    rc |= put_str(o, "inject", req->inject_mode);
     if (req->trace_id[0]) {
-        rc |= set_str(rec, "trace_id", req->trace_id);
-        rc |= set_str(rec, "span_id", req->span_id);
+        rc |= put_str(o, "trace_id", req->trace_id);
+        rc |= put_str(o, "span_id", req->span_id);
     }
     if (req->rpc.n >= 1) {
         const struct mcp_message *m = &req->rpc.msgs[0];
-        rc |= set_str(rec, "method", m->method);
-        rc |= set_target(rec, req, m->target);
+        rc |= put_str(o, "method", m->method);
+        rc |= set_target(o, req, m->target);
     }
     return rc ? -1 : 0;
 }
 
 /* Decision record only: the arguments (batches list each call). */
-static int part_calls(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
+static int part_calls(struct obj *o, const struct gw_request *req, const struct audit_config *ac)
 {
     if (req->rpc.n == 1)
-        return add_arguments(rec, &req->rpc.msgs[0], ac);
+        return add_arguments(o, &req->rpc.msgs[0], ac);
     if (req->rpc.n == 0)
         return 0;
-    json_t *calls = json_array();
-    if (!calls || json_object_set_new(rec, "calls", calls) != 0)
-        return -1;
+    struct gw_buf calls = {0};
+    struct audit_members c = {0};
+    struct obj co = {&c, NULL, NULL};
     for (size_t i = 0; i < req->rpc.n; i++) {
         const struct mcp_message *m = &req->rpc.msgs[i];
-        json_t *c = json_object();
-        if (!c || json_array_append_new(calls, c) != 0)
-            return -1;
-        if (set_str(c, "method", m->method) || set_target(c, req, m->target) ||
-            add_arguments(c, m, ac))
-            return -1;
+        audit_members_reset(&c);
+        if (put_str(&co, "method", m->method) || set_target(&co, req, m->target) ||
+            add_arguments(&co, m, ac))
+            goto fail;
+        audit_members_sort(&c);
+        if (arr_next(&calls) != 0 || audit_members_write(&calls, &c, NULL) != 0)
+            goto fail;
     }
-    return 0;
+    audit_members_free(&c);
+    return put_arr(o, "calls", &calls);
+fail:
+    audit_members_free(&c);
+    gw_buf_free(&calls);
+    return -1;
 }
 
-static int part_identity(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
+static int part_identity(struct obj *o, const struct gw_request *req, const struct audit_config *ac)
 {
+    (void)ac;
     const struct gw_identity *id = &req->identity;
     if (!id->verified)
-        return json_object_set_new(rec, "authenticated", json_false());
-    int rc = json_object_set_new(rec, "authenticated", json_true());
-    rc |= set_str(rec, "subject", id->subject);
-    rc |= set_str(rec, "issuer", id->issuer);
-    rc |= set_str(rec, "tenant", id->tenant);
-    rc |= set_str(rec, "client_id", id->client_id);
-    rc |= json_object_set_new(rec, "roles", strv(id->roles, id->n_roles));
-    rc |= json_object_set_new(rec, "scopes", strv(id->scopes, id->n_scopes));
+        return put_bool(o, "authenticated", 0);
+    int rc = put_bool(o, "authenticated", 1);
+    rc |= put_str(o, "subject", id->subject);
+    rc |= put_str(o, "issuer", id->issuer);
+    rc |= put_str(o, "tenant", id->tenant);
+    rc |= put_str(o, "client_id", id->client_id);
+    rc |= put_strv(o, "roles", id->roles, id->n_roles);
+    rc |= put_strv(o, "scopes", id->scopes, id->n_scopes);
     return rc ? -1 : 0;
 }
 
-/* Appends the comma-separated rule ids of a decision to the array. */
-static int append_rules(json_t *rules, const char *p)
+/* Appends the comma-separated rule ids of a decision to the array (each id one element). */
+static int append_rules(struct gw_buf *rules, const char *p)
 {
     while (*p) {
         size_t n = strcspn(p, ",");
-        if (n && json_array_append_new(rules, json_stringn(p, n)) != 0)
+        if (n && arr_str(rules, p, n) != 0)
             return -1;
         p += n;
         if (*p == ',')
@@ -244,124 +319,153 @@ static int append_rules(json_t *rules, const char *p)
 }
 
 /* An allowed call: the rules that let it through (policy's permits), when a layer named any. */
-static int allow_rules(json_t *rec, const struct gw_request *req)
+static int allow_rules(struct obj *o, const struct gw_request *req)
 {
-    json_t *rules = NULL;
+    struct gw_buf rules = {0};
+    int any = 0;
     for (int s = 0; s < GW_STAGE_COUNT; s++) {
         const char *ids = req->decision[s].rule_id;
         if (!ids[0])
             continue;
-        if (!rules && (!(rules = json_array()) || json_object_set_new(rec, "rule_ids", rules)))
+        any = 1;
+        if (append_rules(&rules, ids) != 0) {
+            gw_buf_free(&rules);
             return -1;
-        if (append_rules(rules, ids) != 0)
-            return -1;
+        }
     }
-    return 0;
+    return any ? put_arr(o, "rule_ids", &rules) : 0;
 }
 
-static int part_decision(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
+static int part_decision(struct obj *o, const struct gw_request *req, const struct audit_config *ac)
 {
-    int rc = set_str(rec, "decision", audit_decision_name(req));
+    (void)ac;
+    int rc = put_str(o, "decision", audit_decision_name(req));
     const struct gw_decision *d = gw_request_denial(req);
     if (!d)
-        return rc | allow_rules(rec, req);
-    rc |= set_str(rec, "layer", gw_request_denial_layer(req));
-    rc |= set_str(rec, "reason_code", d->reason_code);
-    rc |= set_int(rec, "deny_status", d->http_status);
+        return rc | allow_rules(o, req);
+    rc |= put_str(o, "layer", gw_request_denial_layer(req));
+    rc |= put_str(o, "reason_code", d->reason_code);
+    rc |= put_int(o, "deny_status", d->http_status);
     if (d->jsonrpc_code)
-        rc |= set_int(rec, "jsonrpc_code", d->jsonrpc_code);
-    json_t *rules = json_array();
-    rc |= json_object_set_new(rec, "rule_ids", rules);
-    /* rule_id is comma-separated by the layer; each id becomes one array element. */
-    if (!rules || append_rules(rules, d->rule_id) != 0)
+        rc |= put_int(o, "jsonrpc_code", d->jsonrpc_code);
+    struct gw_buf rules = {0};
+    if (append_rules(&rules, d->rule_id) != 0) {
+        gw_buf_free(&rules);
         return -1;
+    }
+    rc |= put_arr(o, "rule_ids", &rules);
     return rc ? -1 : 0;
 }
 
 static const char *const action_names[] = {"log", "redact", "block"};
 
-static int add_findings(json_t *rec, const struct gw_request *req, enum gw_direction dir)
+static int add_findings(struct obj *o, const struct gw_request *req, enum gw_direction dir)
 {
     const struct gw_findings *f = &req->findings;
-    json_t *a = json_array();
-    if (!a || json_object_set_new(rec, "pii", a) != 0)
-        return -1;
-    for (size_t i = 0; i < f->n && i < GW_MAX_FINDINGS; i++) {
+    struct gw_buf a = {0};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < f->n && i < GW_MAX_FINDINGS; i++) {
         const struct gw_finding *x = &f->items[i];
         if (x->direction != dir)
             continue;
-        json_t *o = json_pack("{s:s%, s:s%, s:I, s:s}", "type", x->type,
-                              strnlen(x->type, sizeof x->type), "path", x->path,
-                              strnlen(x->path, sizeof x->path), "count", (json_int_t)x->count,
-                              "action", action_names[x->action <= GW_PII_BLOCK ? x->action : 2]);
-        if (!o || json_array_append_new(a, o) != 0)
-            return -1;
+        /* The keys in canonical order: action, count, path, type. */
+        const char *action = action_names[x->action <= GW_PII_BLOCK ? x->action : 2];
+        rc |= arr_next(&a);
+        rc |= gw_buf_append(&a, "{\"action\":", 10);
+        rc |= audit_canon_string(&a, action, strlen(action));
+        rc |= gw_buf_append(&a, ",\"count\":", 9);
+        rc |= audit_canon_int(&a, (int64_t)x->count);
+        rc |= gw_buf_append(&a, ",\"path\":", 8);
+        rc |= audit_canon_string(&a, x->path, strnlen(x->path, sizeof x->path));
+        rc |= gw_buf_append(&a, ",\"type\":", 8);
+        rc |= audit_canon_string(&a, x->type, strnlen(x->type, sizeof x->type));
+        rc |= gw_buf_append(&a, "}", 1);
     }
+    if (rc != 0) {
+        gw_buf_free(&a);
+        return -1;
+    }
+    if (put_arr(o, "pii", &a) != 0)
+        return -1;
     if (f->dropped)
-        return set_int(rec, "pii_dropped", (int64_t)f->dropped);
+        return put_int(o, "pii_dropped", (int64_t)f->dropped);
     return 0;
 }
 
-static int part_request_findings(json_t *rec, const struct gw_request *req,
+static int part_request_findings(struct obj *o, const struct gw_request *req,
                                  const struct audit_config *ac)
 {
-    if (add_findings(rec, req, GW_DIR_REQUEST))
+    (void)ac;
+    if (add_findings(o, req, GW_DIR_REQUEST))
         return -1;
     /* Before the response, every redaction so far was applied to the request. */
-    return set_int(rec, "redactions", req->findings.redactions);
+    return put_int(o, "redactions", req->findings.redactions);
 }
 
-static int part_response_findings(json_t *rec, const struct gw_request *req,
+static int part_response_findings(struct obj *o, const struct gw_request *req,
                                   const struct audit_config *ac)
 {
-    if (add_findings(rec, req, GW_DIR_RESPONSE))
+    (void)ac;
+    if (add_findings(o, req, GW_DIR_RESPONSE))
         return -1;
-    return set_int(rec, "redactions_total", req->findings.redactions);
+    return put_int(o, "redactions_total", req->findings.redactions);
 }
 
-static json_t *stage_latency(const struct gw_request *req)
+/* The time each stage took, into lat (a nested object). */
+static int stage_latency(struct obj *lat, const struct gw_request *req)
 {
-    json_t *o = json_object();
-    for (int s = 0; o && s < GW_STAGE_COUNT; s++)
+    for (int s = 0; s < GW_STAGE_COUNT; s++)
         if (req->timing.stage_ns[s] &&
-            set_int(o, gw_stage_name((enum gw_stage)s), (int64_t)req->timing.stage_ns[s]))
-            return NULL;
-    return o;
+            put_int(lat, gw_stage_name((enum gw_stage)s), (int64_t)req->timing.stage_ns[s]))
+            return -1;
+    return 0;
 }
 
-static int part_decision_latency(json_t *rec, const struct gw_request *req,
+static int part_decision_latency(struct obj *o, const struct gw_request *req,
                                  const struct audit_config *ac)
 {
-    return json_object_set_new(rec, "latency_ns", stage_latency(req));
+    (void)ac;
+    struct audit_members l = {0};
+    struct obj lo = {&l, NULL, NULL};
+    if (stage_latency(&lo, req) != 0) {
+        audit_members_free(&l);
+        return -1;
+    }
+    return put_obj(o, "latency_ns", &l);
 }
 
-static int part_upstream(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
+static int part_upstream(struct obj *o, const struct gw_request *req, const struct audit_config *ac)
 {
+    (void)ac;
     int rc = 0;
     if (req->upstream_status)
-        rc |= set_int(rec, "upstream_status", req->upstream_status);
+        rc |= put_int(o, "upstream_status", req->upstream_status);
     if (req->upstream_error[0])
-        rc |= json_object_set_new(
-            rec, "upstream_error",
-            json_stringn(req->upstream_error, strnlen(req->upstream_error, 64)));
-    rc |= set_int(rec, "response_status", req->response_status);
-    rc |= set_int(rec, "response_bytes", (int64_t)req->response_bytes);
+        rc |= put_strn(o, "upstream_error", req->upstream_error,
+                       strnlen(req->upstream_error, sizeof req->upstream_error));
+    rc |= put_int(o, "response_status", req->response_status);
+    rc |= put_int(o, "response_bytes", (int64_t)req->response_bytes);
     return rc ? -1 : 0;
 }
 
-static int part_completion_latency(json_t *rec, const struct gw_request *req,
+static int part_completion_latency(struct obj *o, const struct gw_request *req,
                                    const struct audit_config *ac)
 {
-    json_t *o = stage_latency(req);
-    if (!o || json_object_set_new(rec, "latency_ns", o) != 0)
-        return -1;
+    (void)ac;
+    struct audit_members l = {0};
+    struct obj lo = {&l, NULL, NULL};
     const struct gw_timing *t = &req->timing;
-    if (t->upstream_first_byte_ns > t->start_ns &&
-        set_int(o, "upstream_first_byte", (int64_t)(t->upstream_first_byte_ns - t->start_ns)))
+    int rc = stage_latency(&lo, req);
+    if (rc == 0 && t->upstream_first_byte_ns > t->start_ns)
+        rc =
+            put_int(&lo, "upstream_first_byte", (int64_t)(t->upstream_first_byte_ns - t->start_ns));
+    if (rc == 0 && t->end_ns > t->start_ns)
+        rc = put_int(&lo, "total", (int64_t)(t->end_ns - t->start_ns));
+    if (rc != 0) {
+        audit_members_free(&l);
         return -1;
-    if (t->end_ns > t->start_ns && set_int(o, "total", (int64_t)(t->end_ns - t->start_ns)))
-        return -1;
-    return 0;
+    }
+    return put_obj(o, "latency_ns", &l);
 }
 
 /*
@@ -369,82 +473,87 @@ static int part_completion_latency(json_t *rec, const struct gw_request *req,
  * of the configured currency), the tightest budget and rate limit, loop flags. Only when the
  * layer looked at tool calls.
  */
-static int part_limits(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
+static int part_limits(struct obj *o, const struct gw_request *req, const struct audit_config *ac)
 {
+    (void)ac;
     const struct gw_limits_state *st = &req->limits;
     if (!st->governed)
         return 0;
-    json_t *o = json_object();
-    if (!o || json_object_set_new(rec, "limits", o) != 0)
-        return -1;
+    struct audit_members l = {0};
+    struct obj lo = {&l, NULL, NULL};
     int rc = 0;
-    rc |= set_int(o, "cost_estimated", st->cost_estimated);
-    rc |= set_int(o, "cost_reserved", st->cost_reserved);
+    rc |= put_int(&lo, "cost_estimated", st->cost_estimated);
+    rc |= put_int(&lo, "cost_reserved", st->cost_reserved);
     if (st->settled) {
-        rc |= set_int(o, "cost_settled", st->cost_settled);
-        rc |= json_object_set_new(o, "cost_reported", json_boolean(st->cost_reported));
-        rc |= json_object_set_new(o, "refunded", json_boolean(st->refunded));
+        rc |= put_int(&lo, "cost_settled", st->cost_settled);
+        rc |= put_bool(&lo, "cost_reported", st->cost_reported);
+        rc |= put_bool(&lo, "refunded", st->refunded);
     }
     if (st->budget_name[0]) {
-        rc |= json_object_set_new(o, "budget",
-                                  json_stringn(st->budget_name, strnlen(st->budget_name, 48)));
-        rc |= set_int(o, "budget_remaining", st->budget_remaining);
+        rc |= put_strn(&lo, "budget", st->budget_name, strnlen(st->budget_name, 48));
+        rc |= put_int(&lo, "budget_remaining", st->budget_remaining);
     }
     if (st->rate_name[0]) {
-        rc |= json_object_set_new(o, "rate_limit",
-                                  json_stringn(st->rate_name, strnlen(st->rate_name, 48)));
-        rc |= set_int(o, "rate_remaining", st->rate_remaining);
+        rc |= put_strn(&lo, "rate_limit", st->rate_name, strnlen(st->rate_name, 48));
+        rc |= put_int(&lo, "rate_remaining", st->rate_remaining);
     }
     if (st->retry_after_ms)
-        rc |= set_int(o, "retry_after_ms", (int64_t)st->retry_after_ms);
+        rc |= put_int(&lo, "retry_after_ms", (int64_t)st->retry_after_ms);
     if (st->loop_flags) {
         static const char *const flags[] = {"identical", "no_progress", "cycle",
                                             "max_calls", "cooldown",    "near_identical"};
-        json_t *a = json_array();
-        rc |= json_object_set_new(o, "loop_flags", a);
-        for (unsigned i = 0; a && i < sizeof flags / sizeof flags[0]; i++)
+        struct gw_buf a = {0};
+        for (unsigned i = 0; i < sizeof flags / sizeof flags[0]; i++)
             if (st->loop_flags & (1u << i))
-                rc |= json_array_append_new(a, json_string(flags[i]));
-        rc |= set_str(o, "loop_action",
+                rc |= arr_str(&a, flags[i], strlen(flags[i]));
+        rc |= put_arr(&lo, "loop_flags", &a);
+        rc |= put_str(&lo, "loop_action",
                       st->loop_action == 2   ? "deny"
                       : st->loop_action == 1 ? "warn"
                                              : "none");
     }
     if (st->store[0])
-        rc |= json_object_set_new(o, "store", json_stringn(st->store, strnlen(st->store, 8)));
+        rc |= put_strn(&lo, "store", st->store, strnlen(st->store, 8));
     if (st->store_fallback)
-        rc |= json_object_set_new(o, "store_fallback", json_true());
-    return rc ? -1 : 0;
+        rc |= put_bool(&lo, "store_fallback", 1);
+    if (rc != 0) {
+        audit_members_free(&l);
+        return -1;
+    }
+    return put_obj(o, "limits", &l);
 }
 
 /*
  * Human approval of the call (policy's `approval`): who was to approve, what was decided, by
  * whom, how and when; never an argument value (the call is named by a digest).
  */
-static int part_approval(json_t *rec, const struct gw_request *req, const struct audit_config *ac)
+static int part_approval(struct obj *o, const struct gw_request *req, const struct audit_config *ac)
 {
     (void)ac;
     const struct gw_approval_record *a = &req->approval;
     if (!a->asked)
         return 0;
-    json_t *o = json_object();
-    if (!o || json_object_set_new(rec, "approval", o) != 0)
-        return -1;
+    struct audit_members m = {0};
+    struct obj ao = {&m, NULL, NULL};
     int rc = 0;
-    rc |= set_str(o, "by", a->by);
-    rc |= set_str(o, "rule", a->rule_id);
-    rc |= set_str(o, "decision", a->decision[0] ? a->decision : "pending");
+    rc |= put_str(&ao, "by", a->by);
+    rc |= put_str(&ao, "rule", a->rule_id);
+    rc |= put_str(&ao, "decision", a->decision[0] ? a->decision : "pending");
     if (a->via[0])
-        rc |= set_str(o, "via", a->via);
+        rc |= put_str(&ao, "via", a->via);
     if (a->approver[0])
-        rc |= set_str(o, "approver", a->approver);
+        rc |= put_str(&ao, "approver", a->approver);
     if (a->decided_at_ms)
-        rc |= set_int(o, "at", a->decided_at_ms);
+        rc |= put_int(&ao, "at", a->decided_at_ms);
     if (a->reference[0])
-        rc |= set_str(o, "reference", a->reference);
+        rc |= put_str(&ao, "reference", a->reference);
     if (a->digest[0])
-        rc |= set_str(o, "digest", a->digest);
-    return rc ? -1 : 0;
+        rc |= put_str(&ao, "digest", a->digest);
+    if (rc != 0) {
+        audit_members_free(&m);
+        return -1;
+    }
+    return put_obj(o, "approval", &m);
 }
 
 /* The parts of each record, in order. A layer's data is one more entry. */
@@ -458,35 +567,67 @@ static const audit_part_fn completion_parts[] = {
     part_upstream, part_completion_latency, part_limits,   part_approval,
 };
 
-static json_t *build(const char *kind, const audit_part_fn *parts, size_t n,
-                     const struct gw_request *req, const struct audit_config *ac)
+static struct audit_item *build(const char *kind, const audit_part_fn *parts, size_t n,
+                                const struct gw_request *req, const struct audit_config *ac,
+                                const char *result_hash)
 {
-    json_t *rec = json_object();
-    if (!rec || set_str(rec, "kind", kind))
+    struct audit_item *it = calloc(1, sizeof *it);
+    struct gw_buf cols = {0};
+    if (!it)
+        return NULL;
+    for (int c = 0; c < COL_COUNT; c++)
+        it->col_off[c] = -1;
+    struct obj o = {&it->body, &cols, it->col_off};
+    if (gw_buf_reserve(&it->body.text, 1024) != 0 || put_str(&o, "kind", kind) != 0)
         goto fail;
     for (size_t i = 0; i < n; i++)
-        if (parts[i](rec, req, ac) != 0)
+        if (parts[i](&o, req, ac) != 0)
             goto fail;
-    return rec;
+    if (result_hash && put_str(&o, "result_sha256", result_hash) != 0)
+        goto fail;
+    audit_members_sort(&it->body);
+    it->cols = cols.data;
+    return it;
 fail:
-    json_decref(rec);
+    gw_buf_free(&cols);
+    audit_item_free(it);
     return NULL;
+}
+
+struct audit_item *audit_record_decision_item(const struct gw_request *req,
+                                              const struct audit_config *ac)
+{
+    return build("decision", decision_parts, sizeof decision_parts / sizeof decision_parts[0], req,
+                 ac, NULL);
+}
+
+struct audit_item *audit_record_completion_item(const struct gw_request *req,
+                                                const struct audit_config *ac,
+                                                const char *result_hash)
+{
+    return build("completion", completion_parts,
+                 sizeof completion_parts / sizeof completion_parts[0], req, ac, result_hash);
+}
+
+/* The record an item holds, as a JSON object. */
+static json_t *item_json(struct audit_item *it)
+{
+    struct gw_buf b = {0};
+    json_t *rec = NULL;
+    if (it && audit_members_write(&b, &it->body, NULL) == 0)
+        rec = json_loadb(b.data, b.len, 0, NULL);
+    gw_buf_free(&b);
+    audit_item_free(it);
+    return rec;
 }
 
 json_t *audit_record_decision(const struct gw_request *req, const struct audit_config *ac)
 {
-    return build("decision", decision_parts, sizeof decision_parts / sizeof decision_parts[0], req,
-                 ac);
+    return item_json(audit_record_decision_item(req, ac));
 }
 
 json_t *audit_record_completion(const struct gw_request *req, const struct audit_config *ac,
                                 const char *result_hash)
 {
-    json_t *rec = build("completion", completion_parts,
-                        sizeof completion_parts / sizeof completion_parts[0], req, ac);
-    if (rec && result_hash && set_str(rec, "result_sha256", result_hash)) {
-        json_decref(rec);
-        return NULL;
-    }
-    return rec;
+    return item_json(audit_record_completion_item(req, ac, result_hash));
 }

@@ -8,6 +8,10 @@
  * session id is hashed, arguments follow `audit.arguments`, findings carry type/path/count.
  *
  * Chain fields (seq, time, time_ns, instance, prev_hash, hash) are added by the writer.
+ *
+ * The parts write canonical text (RFC 8785) straight into the item the writer takes, member by
+ * member, with no JSON tree between the request and the record; the JSON forms below are that
+ * text parsed back, for the tools and the tests that read a record as an object.
  */
 #ifndef AUDIT_RECORD_H
 #define AUDIT_RECORD_H
@@ -23,6 +27,20 @@ struct audit_req_state {
     unsigned messages; /* response messages hashed */
     int decision_queued;
 };
+
+struct audit_item;
+
+/*
+ * The decision record as the item audit_submit_item takes (canonical members, the indexed
+ * columns): who asked for what, and what the layers decided. NULL on OOM or on a value that
+ * is not UTF-8 (nothing is recorded broken).
+ */
+struct audit_item *audit_record_decision_item(const struct gw_request *req,
+                                              const struct audit_config *ac);
+/* The completion record as an item: what came back, how long each stage took. */
+struct audit_item *audit_record_completion_item(const struct gw_request *req,
+                                                const struct audit_config *ac,
+                                                const char *result_hash);
 
 /* The decision record: who asked for what, and what the layers decided. NULL on OOM. */
 json_t *audit_record_decision(const struct gw_request *req, const struct audit_config *ac);

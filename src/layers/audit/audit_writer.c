@@ -464,7 +464,6 @@ int audit_submit(json_t *rec)
 
 int audit_submit_notify(json_t *rec, void (*notify)(void *arg, int ok), void *arg)
 {
-    int rc = 0;
     if (!rec)
         return -ENOMEM;
     /* Canonicalization happens here, on the caller's thread, outside the lock. */
@@ -472,6 +471,14 @@ int audit_submit_notify(json_t *rec, void (*notify)(void *arg, int ok), void *ar
     json_decref(rec);
     if (!it)
         return -EINVAL;
+    return audit_submit_item(it, notify, arg);
+}
+
+int audit_submit_item(struct audit_item *it, void (*notify)(void *arg, int ok), void *arg)
+{
+    int rc = 0;
+    if (!it)
+        return -ENOMEM;
     it->notify = notify;
     it->notify_arg = arg;
     pthread_mutex_lock(&W.mu);
