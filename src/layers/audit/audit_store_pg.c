@@ -9,7 +9,9 @@
  * decision, whose columns it then shares).
  */
 #include "layers/audit/audit_compact.h"
+#include "layers/audit/audit_rollup.h"
 #include "layers/audit/audit_store.h"
+#include "lib/log.h"
 
 #include <arpa/inet.h>
 #include <fnmatch.h>
@@ -44,6 +46,16 @@ struct pg_store {
     char reqid[160];
     char hashhex[65];
     struct pg_prefix_slot *readers, *writers;
+    /*
+     * Writer side: the day counters of stats (audit_rollup.h), kept when `rollups`: those of
+     * the open transaction's rows of instance pending_inst, whose last row is pending_last
+     * (0: none yet). A row of another instance writes them first.
+     */
+    int rollups;
+    struct audit_rollup_pending pending;
+    uint32_t pending_inst;
+    uint64_t pending_last;
+    struct gw_buf rollup_sql;
 };
 
 static const char pg_schema[] =
@@ -234,6 +246,8 @@ static void pg_close(struct audit_store *st)
     gw_buf_free(&s->blob);
     gw_buf_free(&s->cutbuf);
     gw_buf_free(&s->text);
+    audit_rollup_free(&s->pending);
+    gw_buf_free(&s->rollup_sql);
     free(s);
 }
 
@@ -278,7 +292,7 @@ static int pg_format_of(struct pg_store *s)
     return found;
 }
 
-static int pg_compact_setup(struct pg_store *s, int create);
+static int pg_compact_setup(struct pg_store *s, int create, int writer);
 
 struct audit_store *audit_pg_open_format(const char *conninfo, int create,
                                          enum audit_store_format format, char *err, size_t errlen)
@@ -312,7 +326,7 @@ struct audit_store *audit_pg_open_format(const char *conninfo, int create,
             snprintf(s->base.err, sizeof s->base.err, "out of memory opening the audit store");
             goto fail;
         }
-        if (pg_compact_setup(s, existing < 0) != 0)
+        if (pg_compact_setup(s, existing < 0, create) != 0)
             goto fail;
         return &s->base;
     }
@@ -462,6 +476,8 @@ static int pgc_begin(struct audit_store *st)
     struct pg_store *s = (struct pg_store *)st;
     if (!s->loaded && pgc_load(s) != 0)
         return -1;
+    audit_rollup_clear(&s->pending); /* a failed commit's, when no rollback followed it */
+    s->pending_last = 0;
     return pg_cmd(s, "BEGIN");
 }
 
@@ -469,6 +485,8 @@ static void pgc_rollback(struct audit_store *st)
 {
     struct pg_store *s = (struct pg_store *)st;
     PQclear(PQexec(s->conn, "ROLLBACK"));
+    audit_rollup_clear(&s->pending);
+    s->pending_last = 0;
     s->last_id = 0;
     for (size_t i = 0; i < PG_PREFIX_SLOTS; i++)
         s->writers[i].id = s->readers[i].id = 0;
@@ -566,6 +584,9 @@ static int pgc_maybe_train(struct pg_store *s)
     return rc;
 }
 
+static int pgc_rollup_count(struct pg_store *s, uint32_t inst, uint64_t id, int64_t t,
+                            uint32_t kind, const uint32_t *names);
+
 static uint64_t slot_hash(const char *v)
 {
     uint64_t h = 1469598103934665603ull;
@@ -659,6 +680,8 @@ static int pgc_append(struct audit_store *st, const struct audit_row *r)
     PQclear(res);
     s->last_id = id;
     memcpy(s->last_hash, r->hash, 65);
+    if (s->rollups && pgc_rollup_count(s, inst, id, r->time_ns, kind, names) != 0)
+        return -1;
     if (is_decision && strlen(r->request_id) < sizeof slot->reqid) {
         gw_buf_reset(&slot->text);
         slot->id = gw_buf_append(&slot->text, r->record, r->record_len) == 0 ? id : 0;
@@ -1117,10 +1140,13 @@ out:
 static uint64_t pgc_size(struct audit_store *st)
 {
     struct pg_store *s = (struct pg_store *)st;
-    PGresult *res = PQexec(s->conn, "SELECT pg_total_relation_size('audit_log') +"
-                                    " pg_total_relation_size('audit_names') +"
-                                    " pg_total_relation_size('audit_dicts') +"
-                                    " pg_total_relation_size('audit_meta')");
+    PGresult *res =
+        PQexec(s->conn, "SELECT pg_total_relation_size('audit_log') +"
+                        " pg_total_relation_size('audit_names') +"
+                        " pg_total_relation_size('audit_dicts') +"
+                        " pg_total_relation_size('audit_meta') +"
+                        " coalesce(pg_total_relation_size(to_regclass('audit_rollup')), 0) +"
+                        " coalesce(pg_total_relation_size(to_regclass('audit_rollup_heads')), 0)");
     uint64_t n = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
                      ? strtoull(PQgetvalue(res, 0, 0), NULL, 10)
                      : 0;
@@ -1128,11 +1154,433 @@ static uint64_t pgc_size(struct audit_store *st)
     return n;
 }
 
+/* ---- The day counters of stats (audit_rollup.h) ---- */
+
+/*
+ * n decision records of instance inst on that day had that name (id in audit_names, 0 for none)
+ * in that dimension; the last row id of each instance they account for; audit_meta's rollup_from:
+ * the first day (ns) from which they count every record. Kept per instance, as the chains are, so
+ * that the writers of several instances never wait for each other's counters. Created by the
+ * first writer that opens the store (a store of an earlier version has none).
+ */
+static const char pgc_rollup_schema[] =
+    "CREATE TABLE IF NOT EXISTS audit_rollup (day BIGINT NOT NULL, inst INTEGER NOT NULL,"
+    " dim INTEGER NOT NULL, name INTEGER NOT NULL, n BIGINT NOT NULL,"
+    " PRIMARY KEY (day, inst, dim, name));"
+    "CREATE TABLE IF NOT EXISTS audit_rollup_heads (inst INTEGER PRIMARY KEY,"
+    " last_id BIGINT NOT NULL);";
+
+_Static_assert(AUDIT_SEQ_BITS == 40, "the statements below shift ids by 40");
+_Static_assert(AUDIT_ROLLUP_DAY_NS == 86400000000000ll, "the statements below divide by a day");
+
+/* The last row id of each instance (NULL ends it): one index lookup per instance, not a scan. */
+#define PGC_TOP_IDS                                                                                \
+    "WITH RECURSIVE top(id) AS (SELECT max(id) FROM audit_log UNION ALL"                           \
+    " SELECT (SELECT max(l.id) FROM audit_log l WHERE l.id < (top.id >> 40) << 40) FROM top"       \
+    " WHERE top.id IS NOT NULL)"
+
+/* How many instances the counters' heads and the table disagree on (either way). */
+static const char pgc_heads_stale[] = PGC_TOP_IDS
+    " SELECT count(*) FROM (SELECT id >> 40 AS inst, id FROM top WHERE id IS NOT NULL) t"
+    " FULL JOIN (SELECT inst::bigint AS inst, last_id FROM audit_rollup_heads) h"
+    " USING (inst) WHERE t.id IS DISTINCT FROM h.last_id";
+
+/* One integer of a one-row result; `none` when NULL or not a whole number. */
+static int64_t pgc_int_value(const PGresult *res, int col, int64_t none)
+{
+    if (PQgetisnull(res, 0, col))
+        return none;
+    const char *v = PQgetvalue(res, 0, col);
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    return end != v && *end == '\0' ? (int64_t)n : none;
+}
+
+/*
+ * The state of the day counters, inside the caller's transaction: *from is rollup_from (-1 when
+ * the store keeps none: a store of an earlier version), *max_name the largest name id. With
+ * `heads`, whether they account for every row: the last row of each instance in the table is
+ * the one they last counted, and no instance is missing either way. 1 yes, 0 no (or not asked),
+ * -1 on error.
+ */
+static int pgc_rollup_state(struct pg_store *s, int heads, int64_t *from, int64_t *max_name)
+{
+    PGresult *res = PQexec(s->conn, "SELECT to_regclass('audit_rollup') IS NOT NULL AND"
+                                    " to_regclass('audit_rollup_heads') IS NOT NULL,"
+                                    " (SELECT value FROM audit_meta WHERE key = 'rollup_from'),"
+                                    " (SELECT max(id) FROM audit_names)");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        return pg_fail(s, "reading the stats counters", res);
+    int kept = PQgetvalue(res, 0, 0)[0] == 't';
+    *from = kept ? pgc_int_value(res, 1, -1) : -1;
+    if (*from < 0)
+        *from = -1;
+    if (max_name)
+        *max_name = pgc_int_value(res, 2, 0);
+    PQclear(res);
+    if (!heads || *from < 0)
+        return 0;
+    res = PQexec(s->conn, pgc_heads_stale);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        return pg_fail(s, "reading the stats counters' heads", res);
+    int current = pgc_int_value(res, 0, -1) == 0;
+    PQclear(res);
+    return current;
+}
+
+/*
+ * Writer, at open: starts the day counters in a store without them (from the day after its last
+ * decision, when it has any), or restarts them there when rows were appended that they did not
+ * count (a version without counters wrote to the store). In one transaction that holds the
+ * counters' tables: a writer of another instance finishing a commit is waited for, and one that
+ * commits after it counts its rows into what it started.
+ */
+static int pgc_rollup_start(struct pg_store *s)
+{
+    char sql[512];
+    int64_t from;
+    if (pg_cmd(s, "BEGIN") != 0)
+        return -1;
+    if (pg_cmd(s, "SELECT pg_advisory_xact_lock(7302916)") != 0 ||
+        pg_cmd(s, pgc_rollup_schema) != 0 ||
+        pg_cmd(s, "LOCK TABLE audit_rollup, audit_rollup_heads IN EXCLUSIVE MODE") != 0)
+        goto fail;
+    int current = pgc_rollup_state(s, 1, &from, NULL);
+    if (current < 0)
+        goto fail;
+    if (!current) {
+        PGresult *res = PQexec(s->conn, "SELECT max(t) FROM audit_log WHERE kind = 1");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+            pg_fail(s, "starting the stats counters", res);
+            goto fail;
+        }
+        int64_t last = pgc_int_value(res, 0, -1);
+        PQclear(res);
+        from = last < 0 ? 0 : (last / AUDIT_ROLLUP_DAY_NS + 1) * AUDIT_ROLLUP_DAY_NS;
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM audit_rollup; DELETE FROM audit_rollup_heads;"
+                 " INSERT INTO audit_meta VALUES ('rollup_from', '%lld')"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value;" PGC_TOP_IDS
+                 " INSERT INTO audit_rollup_heads (inst, last_id)"
+                 " SELECT id >> 40, id FROM top WHERE id IS NOT NULL",
+                 (long long)from);
+        if (pg_cmd(s, sql) != 0)
+            goto fail;
+    }
+    if (pg_cmd(s, "COMMIT") != 0)
+        goto fail;
+    s->rollups = 1;
+    return 0;
+fail:
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    return -1;
+}
+
+/* Appends one of the pending counters' columns as an array literal (numbers only). */
+static int pgc_rollup_array(struct pg_store *s, int col, const char *type)
+{
+    struct gw_buf *b = &s->rollup_sql;
+    int rc = gw_buf_append_str(b, col ? ", '{" : "'{");
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < s->pending.cap; i++) {
+        const struct audit_rollup_entry *e = &s->pending.slots[i];
+        if (e->dim == AUDIT_ROLLUP_DIMS)
+            continue;
+        unsigned long long v = col == 0   ? (unsigned long long)e->day
+                               : col == 1 ? e->dim
+                               : col == 2 ? e->name
+                                          : (unsigned long long)e->n;
+        rc = col == 0 ? gw_buf_printf(b, "%s%lld", k ? "," : "", (long long)e->day)
+                      : gw_buf_printf(b, "%s%llu", k ? "," : "", v);
+        k++;
+    }
+    return rc == 0 ? gw_buf_printf(b, "}'::%s[]", type) : -1;
+}
+
+/*
+ * Writes the pending counters and their instance's head into the open transaction, in one
+ * statement (the counters as arrays), and with `commit` the COMMIT in the same round trip.
+ */
+static int pgc_rollup_flush(struct pg_store *s, int commit)
+{
+    struct gw_buf *b = &s->rollup_sql;
+    if (!s->pending_last)
+        return commit ? pg_cmd(s, "COMMIT") : 0;
+    gw_buf_reset(b);
+    int rc =
+        gw_buf_printf(b,
+                      "WITH h AS (INSERT INTO audit_rollup_heads (inst, last_id) VALUES"
+                      " (%u, %llu) ON CONFLICT (inst) DO UPDATE SET last_id = excluded.last_id)"
+                      " INSERT INTO audit_rollup (day, inst, dim, name, n) SELECT d, %u, m, k, c"
+                      " FROM unnest(",
+                      s->pending_inst, (unsigned long long)s->pending_last, s->pending_inst);
+    if (rc == 0)
+        rc = pgc_rollup_array(s, 0, "bigint") || pgc_rollup_array(s, 1, "int") ||
+             pgc_rollup_array(s, 2, "int") || pgc_rollup_array(s, 3, "bigint");
+    if (rc == 0)
+        rc = gw_buf_printf(b,
+                           ") AS u(d, m, k, c) ON CONFLICT (day, inst, dim, name) DO UPDATE"
+                           " SET n = audit_rollup.n + excluded.n%s",
+                           commit ? "; COMMIT" : "");
+    if (rc != 0) {
+        snprintf(s->base.err, sizeof s->base.err,
+                 "audit store (postgres): out of memory writing the stats counters");
+        return -1;
+    }
+    PGresult *res = PQexec(s->conn, b->data);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return pg_fail(
+            s, commit ? "adding to the stats counters and COMMIT" : "adding to the stats counters",
+            res);
+    PQclear(res);
+    audit_rollup_clear(&s->pending);
+    s->pending_last = 0;
+    return 0;
+}
+
+/* Counts an appended row for the day counters (decisions) and its instance's head. */
+static int pgc_rollup_count(struct pg_store *s, uint32_t inst, uint64_t id, int64_t t,
+                            uint32_t kind, const uint32_t *names)
+{
+    if (s->pending_last && s->pending_inst != inst && pgc_rollup_flush(s, 0) != 0)
+        return -1;
+    s->pending_inst = inst;
+    s->pending_last = id;
+    if (kind != AUDIT_NAME_DECISION)
+        return 0;
+    /* names are subj, tenant, tool, decision, layer; the dimensions decision, layer, tool, user. */
+    const uint32_t dims[AUDIT_ROLLUP_DIMS] = {names[3], names[4], names[2], names[0]};
+    for (uint32_t d = 0; d < AUDIT_ROLLUP_DIMS; d++)
+        if (audit_rollup_add(&s->pending, t / AUDIT_ROLLUP_DAY_NS, d, dims[d], 1) != 0) {
+            snprintf(s->base.err, sizeof s->base.err,
+                     "audit store (postgres): out of memory counting for stats");
+            return -1;
+        }
+    return 0;
+}
+
+static int pgc_commit(struct audit_store *st)
+{
+    struct pg_store *s = (struct pg_store *)st;
+    return s->rollups ? pgc_rollup_flush(s, 1) : pg_cmd(s, "COMMIT");
+}
+
+/*
+ * The dimension a row of a GROUPING SETS ((decision), (layer), (tool), (subj)) count is of, from
+ * GROUPING(decision, layer, tool, subj): the bits of the columns not grouped by. -1: none.
+ */
+static int pgc_grouping_dim(const char *g)
+{
+    int v = atoi(g);
+    return v == 7 ? 0 : v == 11 ? 1 : v == 13 ? 2 : v == 14 ? 3 : -1;
+}
+
+/* The decisions' columns, none as 0 (as the writer stores them and the scan reads NULL). */
+#define PGC_DIM_COLS                                                                               \
+    "coalesce(decision, 0) AS decision, coalesce(layer, 0) AS layer, coalesce(tool, 0) AS tool,"   \
+    " coalesce(subj, 0) AS subj"
+
+/*
+ * Adds c to counts of (dim, id): n slots a dimension, the last for an id the names do not have
+ * (reported as an unknown name, as a scan reads it).
+ */
+static void pgc_count_add(uint64_t *counts, size_t n, int dim, long long id, uint64_t c)
+{
+    size_t slot = id >= 0 && (unsigned long long)id < n - 1 ? (size_t)id : n - 1;
+    counts[(size_t)dim * n + slot] += c;
+}
+
+/*
+ * Counts the decisions of [lo, hi) (INT64_MIN, INT64_MAX: open) into counts, on the server:
+ * one pass over the range grouped four ways, a few hundred rows back instead of every decision.
+ */
+static int pgc_tally_rows(struct pg_store *s, int64_t lo, int64_t hi, uint64_t *counts, size_t n)
+{
+    char sql[600], range[80] = "";
+    if (lo >= hi)
+        return 0;
+    if (lo != INT64_MIN)
+        snprintf(range, sizeof range, " AND t >= %lld", (long long)lo);
+    if (hi != INT64_MAX)
+        snprintf(range + strlen(range), sizeof range - strlen(range), " AND t < %lld",
+                 (long long)hi);
+    snprintf(sql, sizeof sql,
+             "SELECT GROUPING(decision, layer, tool, subj), decision, layer, tool, subj, count(*)"
+             " FROM (SELECT " PGC_DIM_COLS " FROM audit_log WHERE kind = %d%s) x"
+             " GROUP BY GROUPING SETS ((decision), (layer), (tool), (subj))",
+             AUDIT_NAME_DECISION, range);
+    PGresult *res = PQexec(s->conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(s, "stats", res);
+    for (int i = 0; i < PQntuples(res); i++) {
+        int d = pgc_grouping_dim(PQgetvalue(res, i, 0));
+        if (d >= 0)
+            pgc_count_add(counts, n, d, strtoll(PQgetvalue(res, i, 1 + d), NULL, 10),
+                          strtoull(PQgetvalue(res, i, 5), NULL, 10));
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Adds the day counters of days [first, end) into counts (summed over the instances). */
+static int pgc_tally_days(struct pg_store *s, int64_t first, int64_t end, uint64_t *counts,
+                          size_t n)
+{
+    char sql[300];
+    /* Counters toolgate does not write (a dimension out of range, no count) are left out: the
+     * totals then differ from a scan, which verify reports. */
+    snprintf(sql, sizeof sql,
+             "SELECT dim, name, sum(n) FROM audit_rollup WHERE day >= %lld AND day < %lld"
+             " AND dim >= 0 AND dim < %d AND n > 0 GROUP BY dim, name",
+             (long long)first, (long long)end, AUDIT_ROLLUP_DIMS);
+    PGresult *res = PQexec(s->conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(s, "stats counters", res);
+    for (int i = 0; i < PQntuples(res); i++)
+        pgc_count_add(counts, n, atoi(PQgetvalue(res, i, 0)),
+                      strtoll(PQgetvalue(res, i, 1), NULL, 10),
+                      strtoull(PQgetvalue(res, i, 2), NULL, 10));
+    PQclear(res);
+    return 0;
+}
+
+/*
+ * Stats over a time range, counted by id on the server: the whole days from the day counters
+ * when they are current, the rest (or everything, in a store without them, or --from-rows) from
+ * the rows. In one snapshot, so the parts see the same rows. Other filters go through scan.
+ */
+static int pgc_tally(struct audit_store *st, const struct audit_filter *f,
+                     void (*cb)(void *arg, int dim, const char *name, uint64_t n), void *arg)
+{
+    struct pg_store *s = (struct pg_store *)st;
+    if (!f || !f->kind || strcmp(f->kind, "decision") != 0 || f->instance || f->subject ||
+        f->tenant || f->decision || f->tool_glob || f->from_seq)
+        return 1;
+    if (!s->loaded && pgc_load(s) != 0)
+        return -1;
+    if (pg_cmd(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0)
+        return -1;
+    int ret = -1;
+    uint64_t *counts = NULL;
+    int64_t from, max_name, first = 0, end = 0;
+    int usable = pgc_rollup_state(s, !(f->flags & AUDIT_SCAN_ROWS_ONLY), &from, &max_name);
+    if (usable < 0)
+        goto out;
+    /* Names added since they were loaded (every name a row of this snapshot holds was committed
+     * before it): load them again. */
+    if (max_name > (int64_t)s->names.max_id && pgc_load(s) != 0)
+        goto out;
+    size_t n = (size_t)s->names.max_id + 2;
+    if (!(counts = calloc(AUDIT_ROLLUP_DIMS * n, sizeof *counts))) {
+        snprintf(s->base.err, sizeof s->base.err, "audit store (postgres): out of memory");
+        goto out;
+    }
+    int64_t lo = f->since_ns ? f->since_ns : INT64_MIN, hi = f->until_ns ? f->until_ns : INT64_MAX;
+    if (usable && audit_rollup_split(f->since_ns, f->until_ns, from, &first, &end)) {
+        if (pgc_tally_rows(s, lo, first * AUDIT_ROLLUP_DAY_NS, counts, n) != 0 ||
+            pgc_tally_days(s, first, end, counts, n) != 0 ||
+            pgc_tally_rows(s, end * AUDIT_ROLLUP_DAY_NS, hi, counts, n) != 0)
+            goto out;
+    } else if (pgc_tally_rows(s, lo, hi, counts, n) != 0)
+        goto out;
+    for (int d = 0; d < AUDIT_ROLLUP_DIMS; d++)
+        for (size_t id = 0; id < n; id++) {
+            uint64_t c = counts[(size_t)d * n + id];
+            const char *name = id == 0       ? "-"
+                               : id == n - 1 ? NULL
+                                             : audit_names_name(&s->names, (uint32_t)id);
+            if (c)
+                cb(arg, d, name ? name : "\x01unknown name", c);
+        }
+    ret = 0;
+out:
+    PQclear(PQexec(s->conn, "COMMIT"));
+    free(counts);
+    return ret;
+}
+
+static const char *const pgc_dim_names[AUDIT_ROLLUP_DIMS] = {"decision", "layer", "tool", "user"};
+
+/*
+ * verify: counts the decisions from rollup_from on again on the server (by day, instance and
+ * name, the four ways stats reads them) and compares with the counters, every one either way:
+ * the first that differs is reported (edited, deleted, or kept for a day without those
+ * records). Counters that are not current are not used by stats and are not judged.
+ */
+static int pgc_check_counters(struct audit_store *st, char *problem, size_t len)
+{
+    struct pg_store *s = (struct pg_store *)st;
+    char sql[2000];
+    int ret = -1;
+    int64_t from;
+    if (pg_cmd(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0)
+        return -1;
+    int current = pgc_rollup_state(s, 1, &from, NULL);
+    if (current <= 0) {
+        ret = current < 0 ? -1 : 0;
+        goto out;
+    }
+    snprintf(sql, sizeof sql,
+             "WITH counted AS (SELECT day, inst,"
+             " CASE GROUPING(decision, layer, tool, subj) WHEN 7 THEN 0 WHEN 11 THEN 1"
+             " WHEN 13 THEN 2 ELSE 3 END AS dim,"
+             " CASE GROUPING(decision, layer, tool, subj) WHEN 7 THEN decision WHEN 11 THEN layer"
+             " WHEN 13 THEN tool ELSE subj END AS name, count(*) AS n"
+             " FROM (SELECT t / %lld AS day, id >> 40 AS inst, " PGC_DIM_COLS
+             " FROM audit_log WHERE kind = %d AND t >= %lld) x"
+             " GROUP BY GROUPING SETS ((day, inst, decision), (day, inst, layer),"
+             " (day, inst, tool), (day, inst, subj))),"
+             " kept AS (SELECT day, inst::bigint AS inst, dim, name, n FROM audit_rollup"
+             " WHERE day >= %lld),"
+             " diff AS (SELECT day, inst, dim, name, c.n AS counted, k.n AS kept FROM counted c"
+             " FULL JOIN kept k USING (day, inst, dim, name) WHERE c.n IS DISTINCT FROM k.n"
+             " ORDER BY day, inst, dim, name LIMIT 1)"
+             " SELECT day, inst, dim, name, counted IS NOT NULL, kept IS NOT NULL,"
+             " EXISTS (SELECT 1 FROM counted c WHERE c.day = diff.day) FROM diff",
+             (long long)AUDIT_ROLLUP_DAY_NS, AUDIT_NAME_DECISION, (long long)from,
+             (long long)(from / AUDIT_ROLLUP_DAY_NS));
+    PGresult *res = PQexec(s->conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_fail(s, "checking the stats counters", res);
+        goto out;
+    }
+    if (PQntuples(res) == 1) {
+        long long day = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        long long inst = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        long long dim = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+        long long name = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+        int counted = PQgetvalue(res, 0, 4)[0] == 't', kept = PQgetvalue(res, 0, 5)[0] == 't';
+        int day_has_records = PQgetvalue(res, 0, 6)[0] == 't';
+        const char *dim_name = dim >= 0 && dim < AUDIT_ROLLUP_DIMS ? pgc_dim_names[dim] : "?";
+        if (!counted && !day_has_records)
+            snprintf(problem, len,
+                     "the store keeps stats counters for days without those records (edited)");
+        else if (!kept)
+            snprintf(problem, len,
+                     "day %lld: the records give a stats counter (instance id %lld, %s, name id"
+                     " %lld) the store does not keep (deleted)",
+                     day, inst, dim_name, name);
+        else
+            snprintf(problem, len,
+                     "the stats counter of day %lld (instance id %lld, %s, name id %lld) does not"
+                     " match the records (edited)",
+                     day, inst, dim_name, name);
+        ret = 1;
+    } else
+        ret = 0;
+    PQclear(res);
+out:
+    PQclear(PQexec(s->conn, "COMMIT"));
+    return ret;
+}
+
 static const struct audit_store_ops pgc_ops = {
+    .check_counters = pgc_check_counters,
+    .tally = pgc_tally,
     .set_sync = pg_set_sync,
     .begin = pgc_begin,
     .append = pgc_append,
-    .commit = pg_commit,
+    .commit = pgc_commit,
     .rollback = pgc_rollback,
     .head = pgc_head,
     .scan = pgc_scan,
@@ -1143,7 +1591,8 @@ static const struct audit_store_ops pgc_ops = {
 /* zstd level of the records: as in SQLite (the level is not part of the format). */
 #define PG_ZSTD_LEVEL 1
 
-static int pg_compact_setup(struct pg_store *s, int create)
+/* `create`: a new database (the schema is written); `writer`: opened to append (counters kept). */
+static int pg_compact_setup(struct pg_store *s, int create, int writer)
 {
     s->base.ops = &pgc_ops;
     s->base.format = AUDIT_FORMAT_COMPACT;
@@ -1173,5 +1622,15 @@ static int pg_compact_setup(struct pg_store *s, int create)
         }
         gw_buf_free(&sql);
     }
-    return pgc_load(s);
+    if (pgc_load(s) != 0)
+        return -1;
+    /*
+     * Counters that cannot be started (a role that may append but not create tables) are not
+     * kept: the writer goes on, stats counts the rows (the heads no longer match them).
+     */
+    if (writer && pgc_rollup_start(s) != 0) {
+        gw_log_warn("audit_stats_counters", "%s; stats will count the rows", s->base.err);
+        s->base.err[0] = '\0';
+    }
+    return 0;
 }

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -33,6 +34,9 @@ struct pg_fixture {
 };
 
 static struct pg_fixture PG;
+
+/* The store the counter tests copy: generated calls over three days, and a second instance. */
+static char rollup_dir[64], rollup_key[128], rollup_pub[160], rollup_url[256];
 
 static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
@@ -89,6 +93,8 @@ static int pg_teardown(void **state)
             PG.as_user, PG.dir);
     if (PG.dir[0])
         fx_rmtree(PG.dir);
+    if (rollup_dir[0])
+        fx_rmtree(rollup_dir);
     return 0;
 }
 
@@ -469,6 +475,363 @@ static void test_pg_compact_tampering(void **state)
     fx_rmtree(dir);
 }
 
+/* ---- The day counters of stats ---- */
+
+#define DAY_NS (86400ll * 1000000000ll)
+
+/* Counts by dimension and name, as "dim name" -> n in a JSON object. */
+static void put_count(json_t *o, int dim, const char *name, uint64_t n)
+{
+    char key[600];
+    snprintf(key, sizeof key, "%d %s", dim, name ? name : "-");
+    json_t *v = json_object_get(o, key);
+    json_object_set_new(o, key, json_integer((v ? json_integer_value(v) : 0) + (json_int_t)n));
+}
+
+static void tally_put(void *arg, int dim, const char *name, uint64_t n)
+{
+    put_count(arg, dim, name, n);
+}
+
+static int scan_put(const struct audit_row *r, void *arg)
+{
+    put_count(arg, 0, r->decision, 1);
+    put_count(arg, 1, r->layer, 1);
+    put_count(arg, 2, r->tool, 1);
+    put_count(arg, 3, r->subject, 1);
+    return 0;
+}
+
+enum count_by { BY_COUNTERS, BY_TALLIED_ROWS, BY_SCAN };
+
+/* What the store counts for the decisions of [since, until) (0: open), counted `how`. */
+static char *counts_of(const char *url, int64_t since, int64_t until, enum count_by how)
+{
+    char err[256];
+    struct audit_store *st = audit_store_open(url, 0, err, sizeof err);
+    assert_non_null(st);
+    assert_non_null(st->ops->tally);
+    json_t *o = json_object();
+    struct audit_filter f = {.kind = "decision",
+                             .since_ns = since,
+                             .until_ns = until,
+                             .flags = AUDIT_SCAN_NO_RECORD | AUDIT_SCAN_ANY_ORDER |
+                                      (how == BY_TALLIED_ROWS ? AUDIT_SCAN_ROWS_ONLY : 0)};
+    int rc =
+        how == BY_SCAN ? st->ops->scan(st, &f, scan_put, o) : st->ops->tally(st, &f, tally_put, o);
+    if (rc != 0)
+        fail_msg("counting: %s", st->err);
+    st->ops->close(st);
+    char *text = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+/* `audit stats URL [--since S] [--until U] --format json [--from-rows]`, its output. */
+static char *stats_json(const char *url, const char *since, const char *until, int from_rows)
+{
+    char *argv[10] = {"audit", "stats", (char *)url, "--format", "json"};
+    int argc = 5, rc;
+    if (since) {
+        argv[argc++] = "--since";
+        argv[argc++] = (char *)since;
+    }
+    if (until) {
+        argv[argc++] = "--until";
+        argv[argc++] = (char *)until;
+    }
+    if (from_rows)
+        argv[argc++] = "--from-rows";
+    char *out = fx_capture_stdout(audit_cli_main, argc, argv, &rc);
+    assert_int_equal(rc, 0);
+    assert_non_null(out);
+    return out;
+}
+
+/* The day counters answer what the rows answer, byte for byte: stats itself, and the counts. */
+static void expect_counters_agree(const char *url, const char *since, const char *until)
+{
+    char *a = stats_json(url, since, until, 0), *b = stats_json(url, since, until, 1);
+    if (strcmp(a, b) != 0)
+        fail_msg("stats --since %s --until %s: counters say %s, rows say %s", since ? since : "-",
+                 until ? until : "-", a, b);
+    free(a);
+    free(b);
+}
+
+static void expect_counts_agree(const char *url, int64_t since, int64_t until)
+{
+    char *a = counts_of(url, since, until, BY_COUNTERS);
+    char *b = counts_of(url, since, until, BY_TALLIED_ROWS);
+    char *c = counts_of(url, since, until, BY_SCAN);
+    if (strcmp(a, b) != 0 || strcmp(b, c) != 0)
+        fail_msg("[%lld, %lld): counters say %s, the rows counted on the server %s, a scan %s",
+                 (long long)since, (long long)until, a, b, c);
+    free(a);
+    free(b);
+    free(c);
+}
+
+static void rfc3339_of(int64_t ns, char *out, size_t len)
+{
+    time_t secs = (time_t)(ns / 1000000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* `audit verify URL --pubkey PUB`: its exit status, what it printed on stdout in *out. */
+static int verify_cli(const char *url, const char *pub, char **out)
+{
+    int rc;
+    char *o = cli(&rc, "verify", url, "--pubkey", pub, NULL, NULL);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    return rc;
+}
+
+/* What the store's comparison of its counters with its records gives (problem: its sentence). */
+static int counters_problem(const char *url, char *problem, size_t len)
+{
+    char err[256];
+    struct audit_store *st = audit_store_open(url, 0, err, sizeof err);
+    assert_non_null(st);
+    assert_non_null(st->ops->check_counters);
+    int rc = st->ops->check_counters(st, problem, len);
+    if (rc < 0)
+        fail_msg("checking the counters: %s", st->err);
+    st->ops->close(st);
+    return rc;
+}
+
+static void rollup_base(void)
+{
+    char err[512];
+    if (rollup_url[0])
+        return;
+    fx_mkdtemp(rollup_dir, sizeof rollup_dir);
+    snprintf(rollup_key, sizeof rollup_key, "%s/k.pem", rollup_dir);
+    snprintf(rollup_pub, sizeof rollup_pub, "%s.pub", rollup_key);
+    EVP_PKEY *k = audit_key_generate(rollup_key, err, sizeof err);
+    assert_non_null(k);
+    EVP_PKEY_free(k);
+    pg_exec("CREATE DATABASE rollup_base");
+    db_url("rollup_base", rollup_url, sizeof rollup_url);
+    struct audit_gen_opts o = {
+        .store = rollup_url, .key = rollup_key, .calls = 1500, .days = 3, .users = 40};
+    assert_int_equal(audit_gen_run(&o, err, sizeof err), 0);
+    struct audit_config *ac = make_test_config(rollup_dir, "unused.db", 25, 1000, 4096);
+    free(ac->store);
+    ac->store = strdup(rollup_url);
+    ac->signing_key = strdup(rollup_key);
+    ac->store_format = AUDIT_FORMAT_COMPACT;
+    write_chain(ac, "gw-other", 40);
+    audit_config_free(ac);
+}
+
+/*
+ * The counters the writer keeps (in the transaction of the records, per instance) answer as the
+ * rows do: ranges on and off day boundaries, open ends, before and past the data; the counts
+ * from the counters, from the rows counted on the server and from a scan are the same.
+ */
+static void test_pg_rollup_matches_rows(void **state)
+{
+    REQUIRE_PG();
+    rollup_base();
+    const char *url = rollup_url;
+    char since[40], until[40];
+    assert_int_equal(db_int(url, "SELECT value::bigint FROM audit_meta WHERE key = 'rollup_from'"),
+                     0);
+    long long decisions = db_int(url, "SELECT count(*) FROM audit_log WHERE kind = 1");
+    assert_int_equal(decisions, 1540);
+    for (int d = 0; d < 4; d++) {
+        char sql[120];
+        snprintf(sql, sizeof sql, "SELECT sum(n) FROM audit_rollup WHERE dim = %d", d);
+        assert_int_equal(db_int(url, sql), decisions);
+    }
+    assert_int_equal(db_int(url, "SELECT count(DISTINCT inst) FROM audit_rollup"), 2);
+    assert_int_equal(db_int(url, "SELECT count(*) FROM audit_rollup_heads"), 2);
+    assert_int_equal(verify_cli(url, rollup_pub, NULL), 0);
+    expect_counters_agree(url, NULL, NULL);
+    expect_counters_agree(url, "30d", NULL);
+    expect_counters_agree(url, "1d", NULL);
+    expect_counters_agree(url, "2d", "1d");
+    expect_counts_agree(url, 0, 0);
+    int64_t lo = db_int(url, "SELECT min(t) FROM audit_log WHERE kind = 1");
+    int64_t hi = db_int(url, "SELECT max(t) FROM audit_log WHERE kind = 1");
+    const int64_t D = DAY_NS;
+    /* Day boundaries exactly, a second either side, an hour into a day, past the ends. */
+    int64_t at[] = {(lo / D + 1) * D,
+                    (lo / D + 1) * D + 1000000000,
+                    (lo / D + 1) * D - 1000000000,
+                    (lo / D + 2) * D + 3600ll * 1000000000,
+                    lo - D,
+                    hi + D};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        expect_counts_agree(url, at[i], 0);
+        expect_counts_agree(url, 0, at[i]);
+        for (size_t j = 0; j < sizeof at / sizeof at[0]; j++) {
+            if (at[i] >= at[j])
+                continue;
+            expect_counts_agree(url, at[i], at[j]);
+            rfc3339_of(at[i], since, sizeof since);
+            rfc3339_of(at[j], until, sizeof until);
+            expect_counters_agree(url, since, until);
+        }
+    }
+}
+
+/*
+ * The counters are derived data: edited, stats from them is wrong and verify says so while the
+ * chain is intact, and --from-rows is not; rows appended without them (an earlier version
+ * writing) make stats count the rows; a store without counters (an earlier version's) is counted
+ * from its rows, a reader does not add them, and a writer starts them from the next day.
+ */
+static void test_pg_rollup_is_derived(void **state)
+{
+    REQUIRE_PG();
+    rollup_base();
+    char copy[256], err[512], *said = NULL;
+    db_copy("rollup_base", "rollup_derived", copy, sizeof copy);
+    char *rows = stats_json(copy, NULL, NULL, 1);
+    db_exec(copy, "UPDATE audit_rollup SET n = n + 1000 WHERE dim = 0");
+    char *edited = stats_json(copy, NULL, NULL, 0), *still = stats_json(copy, NULL, NULL, 1);
+    assert_string_not_equal(edited, rows);
+    assert_string_equal(still, rows);
+    free(edited);
+    free(still);
+    assert_int_equal(verify_cli(copy, rollup_pub, &said), 1);
+    assert_non_null(strstr(said, "audit log intact, its stats counters NOT"));
+    free(said);
+
+    /* A row the counters did not count (its instance's last row is not the one they know). */
+    db_exec(copy, "UPDATE audit_rollup_heads SET last_id = last_id - 1 WHERE inst = (SELECT"
+                  " min(inst) FROM audit_rollup_heads)");
+    char *fallback = stats_json(copy, NULL, NULL, 0);
+    assert_string_equal(fallback, rows);
+    free(fallback);
+    /* An instance they do not know of at all. */
+    db_exec(copy, "UPDATE audit_rollup_heads SET last_id = last_id + 1 WHERE inst = (SELECT"
+                  " min(inst) FROM audit_rollup_heads);"
+                  " DELETE FROM audit_rollup_heads WHERE inst = (SELECT max(inst) FROM"
+                  " audit_rollup_heads)");
+    fallback = stats_json(copy, NULL, NULL, 0);
+    assert_string_equal(fallback, rows);
+    free(fallback);
+
+    /* Without counters at all (a store of an earlier version): the rows, and a reader adds
+     * nothing; then a writer starts them from the day after the last decision. */
+    db_exec(copy, "DROP TABLE audit_rollup; DROP TABLE audit_rollup_heads;"
+                  " DELETE FROM audit_meta WHERE key = 'rollup_from'");
+    char *old = stats_json(copy, NULL, NULL, 0);
+    assert_string_equal(old, rows);
+    free(old);
+    free(rows);
+    expect_counters_agree(copy, "2d", NULL);
+    assert_int_equal(verify_cli(copy, rollup_pub, NULL), 0);
+    assert_int_equal(
+        db_int(copy, "SELECT count(*) FROM pg_class WHERE relname LIKE 'audit_rollup%'"), 0);
+    long long last = db_int(copy, "SELECT max(t) FROM audit_log WHERE kind = 1");
+    struct audit_gen_opts o = {
+        .store = copy, .key = rollup_key, .calls = 50, .users = 40, .days = 1, .seed = 3};
+    assert_int_equal(audit_gen_run(&o, err, sizeof err), 0);
+    long long from = db_int(copy, "SELECT value::bigint FROM audit_meta WHERE key = 'rollup_from'");
+    assert_int_equal(from, (last / DAY_NS + 1) * DAY_NS);
+    assert_int_equal(db_int(copy, "SELECT count(*) FROM audit_rollup_heads"), 2);
+    expect_counters_agree(copy, NULL, NULL);
+    expect_counters_agree(copy, "30d", NULL);
+    expect_counts_agree(copy, 0, 0);
+    expect_counts_agree(copy, from - DAY_NS, from + DAY_NS);
+    assert_int_equal(verify_cli(copy, rollup_pub, NULL), 0);
+    /* The writer, opened again, keeps them where they are. */
+    assert_int_equal(audit_gen_run(&o, err, sizeof err), 0);
+    assert_int_equal(db_int(copy, "SELECT value::bigint FROM audit_meta WHERE key = 'rollup_from'"),
+                     from);
+    assert_int_equal(verify_cli(copy, rollup_pub, NULL), 0);
+    /* Counters said complete from a day before they started: the days without them are found. */
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE audit_meta SET value = '%lld' WHERE key = 'rollup_from'",
+             from - DAY_NS);
+    db_exec(copy, sql);
+    assert_int_equal(verify_cli(copy, rollup_pub, NULL), 1);
+    char problem[400];
+    assert_int_equal(counters_problem(copy, problem, sizeof problem), 1);
+    assert_non_null(strstr(problem, "stats counter"));
+    /* A decision's column edited: verify catches it in the chain. */
+    snprintf(sql, sizeof sql, "UPDATE audit_meta SET value = '%lld' WHERE key = 'rollup_from'",
+             from);
+    db_exec(copy, sql);
+    assert_int_equal(verify_cli(copy, rollup_pub, NULL), 0);
+    db_exec(copy, "UPDATE audit_log SET decision = 7 WHERE id = (SELECT id FROM audit_log"
+                  " WHERE kind = 1 AND decision <> 7 ORDER BY id LIMIT 1 OFFSET 30)");
+    assert_int_equal(verify_cli(copy, rollup_pub, NULL), 1);
+}
+
+/* Every kind of edit to the counters is found by `audit verify` (the records are intact). */
+static void test_pg_rollup_edits_found(void **state)
+{
+    REQUIRE_PG();
+    rollup_base();
+    static const struct {
+        const char *sql, *finds;
+    } edits[] = {
+        {"UPDATE audit_rollup SET n = n + 1 WHERE (day, inst, dim, name) = (SELECT day, inst,"
+         " dim, name FROM audit_rollup ORDER BY day, inst, dim, name LIMIT 1 OFFSET 40)",
+         "does not match the records"},
+        {"UPDATE audit_rollup SET n = 0 WHERE (day, inst, dim, name) = (SELECT day, inst,"
+         " dim, name FROM audit_rollup WHERE dim = 2 ORDER BY day, name LIMIT 1)",
+         "does not match the records"},
+        {"DELETE FROM audit_rollup WHERE day = (SELECT max(day) FROM audit_rollup) AND dim = 3",
+         "does not keep (deleted)"},
+        {"DELETE FROM audit_rollup WHERE (day, inst, dim, name) = (SELECT day, inst, dim, name"
+         " FROM audit_rollup ORDER BY day DESC, n LIMIT 1)",
+         "does not keep (deleted)"},
+        {"INSERT INTO audit_rollup SELECT 5, inst, 2, 3, 1 FROM audit_rollup_heads LIMIT 1",
+         "days without those records"},
+        {"INSERT INTO audit_rollup SELECT (SELECT max(day) FROM audit_rollup) + 1, inst, 0, 2, 1"
+         " FROM audit_rollup_heads LIMIT 1",
+         "days without those records"},
+        {"INSERT INTO audit_rollup SELECT day, inst, dim, name + 100000, n FROM audit_rollup"
+         " ORDER BY day LIMIT 1",
+         "does not match the records"},
+        {"INSERT INTO audit_rollup SELECT day, inst, 9, name, n FROM audit_rollup"
+         " ORDER BY day LIMIT 1",
+         "does not match the records"},
+        /* One user's counts moved to another's: the totals stay, the names do not. */
+        {"WITH x AS (DELETE FROM audit_rollup WHERE (day, inst, dim, name) = (SELECT day, inst,"
+         " dim, name FROM audit_rollup WHERE dim = 3 ORDER BY day, inst, name LIMIT 1)"
+         " RETURNING day, inst, n) UPDATE audit_rollup r SET n = r.n + x.n FROM x WHERE"
+         " r.day = x.day AND r.inst = x.inst AND r.dim = 3 AND r.name = (SELECT max(name) FROM"
+         " audit_rollup WHERE dim = 3 AND day = x.day AND inst = x.inst)",
+         NULL},
+        /* An instance's counters given to the other instance. */
+        {"UPDATE audit_rollup SET inst = (SELECT max(inst) FROM audit_rollup_heads) WHERE"
+         " inst = (SELECT min(inst) FROM audit_rollup_heads) AND day = (SELECT max(day) FROM"
+         " audit_rollup) AND NOT EXISTS (SELECT 1 FROM audit_rollup o WHERE o.day = "
+         "audit_rollup.day"
+         " AND o.dim = audit_rollup.dim AND o.name = audit_rollup.name AND o.inst <> "
+         "audit_rollup.inst)",
+         NULL},
+    };
+    char copy[256];
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        char name[32], *said = NULL;
+        snprintf(name, sizeof name, "rollup_e%zu", i);
+        db_copy("rollup_base", name, copy, sizeof copy);
+        assert_int_equal(verify_cli(copy, rollup_pub, NULL), 0);
+        db_exec(copy, edits[i].sql);
+        if (verify_cli(copy, rollup_pub, &said) != 1 || !strstr(said, "its stats counters NOT"))
+            fail_msg("not found by verify: %s", edits[i].sql);
+        free(said);
+        char problem[400] = "";
+        assert_int_equal(counters_problem(copy, problem, sizeof problem), 1);
+        if (edits[i].finds && !strstr(problem, edits[i].finds))
+            fail_msg("edit %zu: \"%s\" does not say \"%s\"", i, problem, edits[i].finds);
+    }
+}
+
 static void test_pg_unreachable_fails_start(void **state)
 {
     REQUIRE_PG();
@@ -490,6 +853,9 @@ int main(void)
         cmocka_unit_test(test_pg_two_instances),
         cmocka_unit_test(test_pg_compact_round_trip),
         cmocka_unit_test(test_pg_compact_tampering),
+        cmocka_unit_test(test_pg_rollup_matches_rows),
+        cmocka_unit_test(test_pg_rollup_is_derived),
+        cmocka_unit_test(test_pg_rollup_edits_found),
         cmocka_unit_test(test_pg_unreachable_fails_start),
     };
     return cmocka_run_group_tests(tests, pg_setup, pg_teardown);
