@@ -176,7 +176,41 @@ const PROMPTS = [
 
 const text = (t) => ({ content: [{ type: "text", text: t }] });
 
-async function callTool(server, name, args, extra) {
+/*
+ * The session's standalone GET stream: the SDK's server transport drops what it sends there
+ * while no GET is open, and a client opens its GET only after initialize, racing its first
+ * call. The tools that speak on that stream wait for it first (bounded: past the bound they
+ * send anyway, and the probe sees what was lost).
+ */
+class StandaloneStream {
+    constructor() {
+        this.open = false;
+        this.waiters = [];
+    }
+    opened() {
+        this.open = true;
+        for (const w of this.waiters.splice(0)) w();
+    }
+    closed() {
+        this.open = false;
+    }
+    ready(ms = 5000) {
+        if (this.open) return Promise.resolve();
+        return new Promise((resolve) => {
+            const done = () => {
+                clearTimeout(timer);
+                resolve();
+            };
+            const timer = setTimeout(() => {
+                this.waiters = this.waiters.filter((w) => w !== done);
+                resolve();
+            }, ms);
+            this.waiters.push(done);
+        });
+    }
+}
+
+async function callTool(server, name, args, extra, standalone) {
     switch (name) {
         case "test_simple_text":
             return text("This is a simple text response for testing.");
@@ -342,6 +376,7 @@ async function callTool(server, name, args, extra) {
             return text(`Elicitation completed: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`);
         }
         case "test_sampling_on_get_stream": {
+            await standalone.ready();
             const r = await server.createMessage({
                 messages: [{ role: "user", content: { type: "text", text: "Say something" } }],
                 maxTokens: 50,
@@ -349,6 +384,7 @@ async function callTool(server, name, args, extra) {
             return text(`LLM response: ${r.content?.type === "text" ? r.content.text : ""}`);
         }
         case "test_elicitation_on_get_stream": {
+            await standalone.ready();
             const r = await server.elicitInput({
                 message: "Your name?",
                 requestedSchema: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
@@ -356,6 +392,7 @@ async function callTool(server, name, args, extra) {
             return text(`User response: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`);
         }
         case "test_list_changed":
+            await standalone.ready();
             await server.sendToolListChanged();
             return text("announced");
         case "json_schema_2020_12_tool":
@@ -439,7 +476,7 @@ function complete(ref, argument) {
     return { completion: { values, total: values.length, hasMore: false } };
 }
 
-function newServer(subscriptions) {
+function newServer(subscriptions, standalone) {
     const server = new Server(
         { name: "toolgate-conformance-everything", version: "1.0.0" },
         {
@@ -454,7 +491,7 @@ function newServer(subscriptions) {
     );
     server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: TOOLS }));
     server.setRequestHandler(CallToolRequestSchema, (req, extra) =>
-        callTool(server, req.params.name, req.params.arguments, extra),
+        callTool(server, req.params.name, req.params.arguments, extra, standalone),
     );
     server.setRequestHandler(ListResourcesRequestSchema, async () => ({ resources: RESOURCES }));
     server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
@@ -471,7 +508,8 @@ function newServer(subscriptions) {
     server.setRequestHandler(SubscribeRequestSchema, async (req) => {
         subscriptions.add(req.params.uri);
         // The subscribed resource "changes" at once: the update goes out on the GET stream.
-        setTimeout(() => {
+        setTimeout(async () => {
+            await standalone.ready();
             if (subscriptions.has(req.params.uri)) server.sendResourceUpdated({ uri: req.params.uri }).catch(() => {});
         }, 50);
         return {};
@@ -535,7 +573,7 @@ function readBody(req) {
 }
 
 export function startEverythingServer(port, host = "127.0.0.1") {
-    const sessions = new Map(); // session id -> {transport, server}
+    const sessions = new Map(); // session id -> {transport, server, standalone}
     const httpServer = http.createServer(async (req, res) => {
         try {
             const url = new URL(req.url, "http://x");
@@ -557,12 +595,13 @@ export function startEverythingServer(port, host = "127.0.0.1") {
                 }
                 if (!isInitializeRequest(body)) return jsonError(res, 400, -32000, "Missing session id");
                 const subscriptions = new Set();
-                const server = newServer(subscriptions);
+                const standalone = new StandaloneStream();
+                const server = newServer(subscriptions, standalone);
                 const transport = new StreamableHTTPServerTransport({
                     sessionIdGenerator: () => randomUUID(),
                     eventStore: new MemoryEventStore(),
                     retryInterval: 500,
-                    onsessioninitialized: (id) => sessions.set(id, { transport, server }),
+                    onsessioninitialized: (id) => sessions.set(id, { transport, server, standalone }),
                     onsessionclosed: (id) => sessions.delete(id),
                 });
                 transport.onclose = () => {
@@ -574,6 +613,20 @@ export function startEverythingServer(port, host = "127.0.0.1") {
             if (req.method === "GET" || req.method === "DELETE") {
                 const s = sid !== undefined ? sessions.get(sid) : undefined;
                 if (!s) return jsonError(res, sid === undefined ? 400 : 404, -32001, "Session not found");
+                // A GET without Last-Event-ID answered 200 is the session's standalone stream; the
+                // transport has taken it by the time it writes the head (and holds the request
+                // until the stream ends).
+                if (req.method === "GET" && req.headers["last-event-id"] === undefined) {
+                    const writeHead = res.writeHead;
+                    res.writeHead = function (...a) {
+                        const r = writeHead.apply(this, a);
+                        if (this.statusCode === 200) {
+                            s.standalone.opened();
+                            this.on("close", () => s.standalone.closed());
+                        }
+                        return r;
+                    };
+                }
                 return await s.transport.handleRequest(req, res);
             }
             res.writeHead(405, { Allow: "GET, POST, DELETE" });
