@@ -86,6 +86,18 @@ int gw_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len
     return 0;
 }
 
+int gw_unhex(const char *hex, size_t n, uint8_t *out, int lower_only)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = gw_hex_digit(hex[2 * i], lower_only);
+        int lo = hi < 0 ? -1 : gw_hex_digit(hex[2 * i + 1], lower_only);
+        if (lo < 0)
+            return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
 void gw_hex(const uint8_t *bytes, size_t n, char *hex)
 {
     static const char digits[] = "0123456789abcdef";

@@ -46,6 +46,23 @@ int gw_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len
 /* Writes 2n lowercase hex digits and a NUL into hex (2n + 1 bytes). */
 void gw_hex(const uint8_t *bytes, size_t n, char *hex);
 
+/* The value (0 to 15) of the hex digit c, or -1 when c is not one; with lower_only, the
+ * uppercase digits A-F are not one either (our own encodings write lowercase only). */
+static inline int gw_hex_digit(char c, int lower_only)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (!lower_only && c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads the 2n hex digits at hex into n bytes, digit by digit (no sign, space or prefix
+ * passes); lower_only as for gw_hex_digit. Returns 0, or -1 at the first non-digit. */
+int gw_unhex(const char *hex, size_t n, uint8_t *out, int lower_only);
+
 /* 1 when a and b (n bytes each) are equal, in time that depends only on n. */
 int gw_equal_ct(const void *a, const void *b, size_t n);
 

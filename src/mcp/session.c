@@ -60,17 +60,6 @@ fail:
     return -1;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* A stored value is ours, but a shared store (Redis) is outside input too: checked whole. */
 int mcp_session_decode(const char *value, size_t len, struct mcp_session *s)
 {
@@ -87,12 +76,8 @@ int mcp_session_decode(const char *value, size_t len, struct mcp_session *s)
                   json_integer_value(caps) > 0xff)))
         goto out;
     s->client_caps = caps ? (unsigned)json_integer_value(caps) : 0;
-    for (size_t i = 0; i < 32; i++) {
-        int hi = hex_digit(owner[2 * i]), lo = hex_digit(owner[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            goto out;
-        s->owner[i] = (uint8_t)(hi << 4 | lo);
-    }
+    if (gw_unhex(owner, 32, s->owner, 0) != 0)
+        goto out;
     snprintf(s->route, sizeof s->route, "%s", route);
     for (size_t i = 0; i < json_array_size(b); i++) {
         json_t *e = json_array_get(b, i);

@@ -1,6 +1,7 @@
 #include "layers/audit/audit_codec.h"
 #include "layers/audit/audit_canon.h"
 
+#include "lib/digest.h"
 #include "lib/timeutil.h"
 
 #include <stdio.h>
@@ -40,36 +41,6 @@ static const char *const cut_keys[AUDIT_CUT_MAX] = {
     [AUDIT_CUT_HEAD_HASH] = "\"head_hash\":", [AUDIT_CUT_SIGNED_TIME] = "\"signed_time_ns\":",
 };
 
-void audit_hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-int audit_unhex(const char *in, size_t n, unsigned char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
-}
-
 size_t audit_reqid_pack(const char *id, unsigned char *out, size_t outlen)
 {
     size_t len = strlen(id);
@@ -84,7 +55,7 @@ size_t audit_reqid_pack(const char *id, unsigned char *out, size_t outlen)
         for (size_t i = 0; i < 36; i++)
             if (id[i] != '-')
                 hex[h++] = id[i];
-        if (h == 32 && audit_unhex(hex, 16, out) == 0)
+        if (h == 32 && gw_unhex(hex, 16, out, 1) == 0)
             return 16;
     }
     if (len + 1 > outlen)

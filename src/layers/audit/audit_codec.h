@@ -111,11 +111,6 @@ int64_t audit_codec_blob_prefix(const void *blob, size_t len);
 /* The dictionary a blob names (0 none), or -1 when it is damaged. */
 int64_t audit_codec_blob_dict(const void *blob, size_t len);
 
-/* Lower-case hex of n bytes into out (2n + 1 bytes). */
-void audit_hex(const unsigned char *in, size_t n, char *out);
-/* Parses 2n hex characters into n bytes. Returns 0 or -1. */
-int audit_unhex(const char *in, size_t n, unsigned char *out);
-
 /* Request ids as the row keeps them: 16 bytes for a lower-case UUID, else 0x00 + the text. */
 size_t audit_reqid_pack(const char *id, unsigned char *out, size_t outlen);
 /* Back to text (out >= 40 bytes, or the text length + 1). Returns 0 or -1. */

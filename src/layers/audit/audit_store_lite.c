@@ -9,6 +9,7 @@
 #include "layers/audit/audit_compact.h"
 #include "layers/audit/audit_rollup.h"
 #include "layers/audit/audit_store.h"
+#include "lib/digest.h"
 
 #include <fnmatch.h>
 #include <sqlite3.h>
@@ -316,7 +317,7 @@ static int lite_append(struct audit_store *st, const struct audit_row *r)
     unsigned char hash[32], req[160];
     uint32_t inst = name_id(s, r->instance);
     if (!inst || r->seq == 0 || r->seq > AUDIT_SEQ_MAX || strlen(r->hash) != 64 ||
-        audit_unhex(r->hash, 32, hash) != 0) {
+        gw_unhex(r->hash, 32, hash, 1) != 0) {
         snprintf(s->base.err, sizeof s->base.err, "audit store %s: row cannot be stored", s->path);
         return -1;
     }
@@ -415,7 +416,7 @@ static int lookup_prev(struct lite_store *s, uint64_t id, char out[65])
     sqlite3_bind_int64(q, 1, (sqlite3_int64)(id - 1));
     int ok = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) == 32;
     if (ok)
-        audit_hex(sqlite3_column_blob(q, 0), 32, out);
+        gw_hex(sqlite3_column_blob(q, 0), 32, out);
     sqlite3_reset(q);
     return ok ? 0 : -1;
 }
@@ -554,7 +555,7 @@ static int lite_row(struct lite_store *s, sqlite3_stmt *q, const char *prev, int
     if (!with_record)
         return 0;
     if (sqlite3_column_bytes(q, 10) == 32)
-        audit_hex(sqlite3_column_blob(q, 10), 32, s->hashhex);
+        gw_hex(sqlite3_column_blob(q, 10), 32, s->hashhex);
     else
         snprintf(s->hashhex, sizeof s->hashhex, "damaged");
     r->hash = s->hashhex;

@@ -11,6 +11,7 @@
 #include "layers/audit/audit_compact.h"
 #include "layers/audit/audit_rollup.h"
 #include "layers/audit/audit_store.h"
+#include "lib/digest.h"
 #include "lib/log.h"
 
 #include <arpa/inet.h>
@@ -601,7 +602,7 @@ static int pgc_append(struct audit_store *st, const struct audit_row *r)
     unsigned char hash[32], req[160];
     uint32_t inst = pgc_name_id(s, r->instance);
     if (!inst || r->seq == 0 || r->seq > AUDIT_SEQ_MAX || strlen(r->hash) != 64 ||
-        audit_unhex(r->hash, 32, hash) != 0) {
+        gw_unhex(r->hash, 32, hash, 1) != 0) {
         if (!s->base.err[0])
             snprintf(s->base.err, sizeof s->base.err,
                      "audit store (postgres): row cannot be stored");
@@ -823,7 +824,7 @@ static int pgc_row_fill(struct pg_store *s, const struct pgc_row *w, const char 
     if (!with_record || r->problem)
         return 0;
     if (w->hash_len == 32)
-        audit_hex(w->hash, 32, s->hashhex);
+        gw_hex(w->hash, 32, s->hashhex);
     else
         snprintf(s->hashhex, sizeof s->hashhex, "damaged");
     r->hash = s->hashhex;
@@ -857,7 +858,7 @@ static int pgc_row_fill(struct pg_store *s, const struct pgc_row *w, const char 
         int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
                  PQgetlength(res, 0, 0) == 32;
         if (ok)
-            audit_hex((const unsigned char *)PQgetvalue(res, 0, 0), 32, prevbuf);
+            gw_hex((const unsigned char *)PQgetvalue(res, 0, 0), 32, prevbuf);
         PQclear(res);
         if (!ok)
             break;
@@ -1104,7 +1105,7 @@ static int pgc_scan(struct audit_store *st, const struct audit_filter *f, audit_
             char given[65];
             if (with_record && (filtered || f->from_seq) && !PQgetisnull(res, 0, 11) &&
                 PQgetlength(res, 0, 11) == 32) {
-                audit_hex((const unsigned char *)PQgetvalue(res, 0, 11), 32, given);
+                gw_hex((const unsigned char *)PQgetvalue(res, 0, 11), 32, given);
                 known = given;
             }
             if (pgc_row_fill(s, &w, known, with_record, &r, s->reqid, sizeof s->reqid, &s->cutbuf,

@@ -101,17 +101,6 @@ static int deny_token(struct gw_request *req, struct gw_decision *d, int err)
 
 /* ---- the request ---------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* True when the query has a parameter named access_token (percent-decoding the name). */
 static int query_has_access_token(struct gw_slice q)
 {
@@ -127,8 +116,9 @@ static int query_has_access_token(struct gw_slice q)
         int ok = 1;
         for (size_t k = start; k < end && q.ptr[k] != '='; k++) {
             char c = q.ptr[k];
-            if (c == '%' && k + 2 < end && hexval(q.ptr[k + 1]) >= 0 && hexval(q.ptr[k + 2]) >= 0) {
-                c = (char)(hexval(q.ptr[k + 1]) * 16 + hexval(q.ptr[k + 2]));
+            uint8_t decoded;
+            if (c == '%' && k + 2 < end && gw_unhex(q.ptr + k + 1, 1, &decoded, 0) == 0) {
+                c = (char)decoded;
                 k += 2;
             }
             if (n >= sizeof want - 1) {

@@ -84,13 +84,45 @@ static void test_equal_ct(void **state)
     assert_true(gw_equal_ct("", "", 0));
 }
 
+/* Every byte value both ways; each case, and every non-digit, at each position of a pair. */
+static void test_unhex(void **state)
+{
+    (void)state;
+    uint8_t all[256], back[256];
+    char hex[513];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    gw_hex(all, sizeof all, hex);
+    assert_int_equal(gw_unhex(hex, sizeof all, back, 1), 0);
+    assert_memory_equal(back, all, sizeof all);
+
+    uint8_t b[2];
+    assert_int_equal(gw_unhex("aBcD", 2, b, 0), 0);
+    assert_int_equal(b[0], 0xab);
+    assert_int_equal(b[1], 0xcd);
+    assert_int_equal(gw_unhex("aBcD", 2, b, 1), -1);
+    assert_int_equal(gw_unhex("abcd", 2, b, 1), 0);
+    for (int c = 0; c < 256; c++) {
+        int digit = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        char first[3] = {(char)c, '0', 0}, second[3] = {'0', (char)c, 0};
+        assert_int_equal(gw_unhex(first, 1, b, 0) == 0, digit);
+        assert_int_equal(gw_unhex(second, 1, b, 0) == 0, digit);
+        assert_int_equal(gw_hex_digit((char)c, 1) >= 0, digit && !(c >= 'A' && c <= 'F'));
+    }
+    /* What a number reader lets through is not hex here. */
+    assert_int_equal(gw_unhex("+1", 1, b, 0), -1);
+    assert_int_equal(gw_unhex(" 1", 1, b, 0), -1);
+    assert_int_equal(gw_unhex("0x", 1, b, 0), -1);
+    /* The first pair is read before a bad second one is refused. */
+    assert_int_equal(gw_unhex("7fzz", 2, b, 0), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_known_vectors),
-        cmocka_unit_test(test_parts_equal_whole),
-        cmocka_unit_test(test_hmac_rfc4231),
-        cmocka_unit_test(test_equal_ct),
+        cmocka_unit_test(test_known_vectors), cmocka_unit_test(test_parts_equal_whole),
+        cmocka_unit_test(test_hmac_rfc4231),  cmocka_unit_test(test_equal_ct),
+        cmocka_unit_test(test_unhex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
