@@ -3,8 +3,8 @@
 
 #include <stdlib.h>
 
-static const char *const col_keys[COL_COUNT] = {"kind", "request_id", "subject", "tenant",
-                                                "tool", "decision",   "layer"};
+const char *const audit_col_keys[COL_COUNT] = {"kind", "request_id", "subject", "tenant",
+                                               "tool", "decision",   "layer"};
 /* The chain's own fields, which the writer adds. */
 static const char *const chain_keys[] = {"seq",       "instance", "time_ns", "time",
                                          "prev_hash", "hash",     NULL};
@@ -25,7 +25,7 @@ struct audit_item *audit_item_prepare(const json_t *rec)
     if (!it || audit_members_from_object(&it->body, rec, chain_keys) != 0)
         goto fail;
     for (int c = 0; c < COL_COUNT; c++) {
-        const json_t *v = json_object_get(rec, col_keys[c]);
+        const json_t *v = json_object_get(rec, audit_col_keys[c]);
         it->col_off[c] = -1;
         if (!json_is_string(v))
             continue;

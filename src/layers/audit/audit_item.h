@@ -22,6 +22,9 @@ enum {
     COL_COUNT
 };
 
+/* The record member each indexed column holds, by COL_*. */
+extern const char *const audit_col_keys[COL_COUNT];
+
 struct audit_item {
     struct audit_members body;
     char *cols;                        /* the column values back to back, NUL-terminated */

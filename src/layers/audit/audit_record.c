@@ -22,9 +22,6 @@ struct obj {
 typedef int (*audit_part_fn)(struct obj *o, const struct gw_request *req,
                              const struct audit_config *ac);
 
-static const char *const col_keys[COL_COUNT] = {"kind", "request_id", "subject", "tenant",
-                                                "tool", "decision",   "layer"};
-
 /* A string member; at the top level also the column of that name. */
 static int put_strn(struct obj *o, const char *key, const char *s, size_t len)
 {
@@ -33,7 +30,7 @@ static int put_strn(struct obj *o, const char *key, const char *s, size_t len)
     if (!o->cols)
         return 0;
     for (int c = 0; c < COL_COUNT; c++)
-        if (strcmp(key, col_keys[c]) == 0) {
+        if (strcmp(key, audit_col_keys[c]) == 0) {
             o->col_off[c] = (ssize_t)o->cols->len;
             if (gw_buf_append(o->cols, s, len) != 0 || gw_buf_append(o->cols, "", 1) != 0)
                 return -1;
