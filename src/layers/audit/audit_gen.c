@@ -177,7 +177,11 @@ int audit_gen_run(const struct audit_gen_opts *o, char *err, size_t errlen)
         }
         for (int s = 0; s < GW_STAGE_AUDIT; s++)
             req.timing.stage_ns[s] = 800 + rnd(&seed) % 20000;
-        json_t *dec = audit_record_decision(&req, &rc);
+        /* A refused item is freed: each try builds the record afresh from the request. */
+        int r;
+        while ((r = audit_submit_item(audit_record_decision_item(&req, &rc), NULL, NULL)) ==
+               -EAGAIN)
+            sched_yield();
         if (stage < 0) {
             req.upstream_status = 200;
             req.response_status = 200;
@@ -193,22 +197,15 @@ int audit_gen_run(const struct audit_gen_opts *o, char *err, size_t errlen)
         snprintf(result, sizeof result, "%016llx%016llx%016llx%016llx",
                  (unsigned long long)rnd(&seed), (unsigned long long)rnd(&seed),
                  (unsigned long long)rnd(&seed), (unsigned long long)rnd(&seed));
-        json_t *comp = audit_record_completion(&req, &rc, stage < 0 ? result : NULL);
+        while (r == 0 && (r = audit_submit_item(
+                              audit_record_completion_item(&req, &rc, stage < 0 ? result : NULL),
+                              NULL, NULL)) == -EAGAIN)
+            sched_yield();
         json_decref(args);
-        if (!dec || !comp) {
-            json_decref(dec);
-            json_decref(comp);
+        if (r == -ENOMEM) {
             snprintf(err, errlen, "out of memory building records");
             goto stop;
         }
-        /* audit_submit takes a reference whatever it answers: one each try. */
-        int r;
-        while ((r = audit_submit(json_incref(dec))) == -EAGAIN)
-            sched_yield();
-        while (r == 0 && (r = audit_submit(json_incref(comp))) == -EAGAIN)
-            sched_yield();
-        json_decref(dec);
-        json_decref(comp);
         if (r != 0) {
             snprintf(err, errlen, "the writer refused a record (%d)", r);
             goto stop;
