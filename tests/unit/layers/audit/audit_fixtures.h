@@ -80,4 +80,49 @@ out:
     return rc;
 }
 
+/*
+ * A request as the audit layer sees it once the layers ran: one tools/call of ehr.get_patient
+ * carrying msg (owned by the request), on route "ehr" to "ehr-backend", by dr.alice of clinic-7
+ * through claude-desktop with the given roles (NULL-terminated) and scope patients.read, with
+ * secrets that must never reach a record (session id, token hash). Room for a second message.
+ */
+static inline struct gw_request *fx_audit_request(json_t *msg, const char *const *roles)
+{
+    static struct gw_route route = {.name = "ehr", .path = "/mcp"};
+    static struct gw_backend backend = {.name = "ehr-backend"};
+    struct gw_request *req = gw_request_new(NULL);
+    if (!req || !msg)
+        abort();
+    req->route = &route;
+    req->backend = &backend;
+    req->method_name = GW_SLICE_LIT("POST");
+    req->protocol_version = strdup("2025-06-18");
+    req->session_id = strdup("session-secret-0123456789");
+    req->rpc.msgs = calloc(2, sizeof *req->rpc.msgs);
+    req->rpc.n = 1;
+    req->rpc.msgs[0].json = msg;
+    req->rpc.msgs[0].kind = MCP_REQUEST;
+    req->rpc.msgs[0].method = "tools/call";
+    req->rpc.msgs[0].target = "ehr.get_patient";
+    req->rpc.msgs[0].arguments = json_object_get(json_object_get(msg, "params"), "arguments");
+    struct gw_identity *id = &req->identity;
+    id->verified = 1;
+    id->subject = strdup("dr.alice");
+    id->issuer = strdup("https://idp.example.com/");
+    id->tenant = strdup("clinic-7");
+    id->client_id = strdup("claude-desktop");
+    size_t n = 0;
+    while (roles[n])
+        n++;
+    id->roles = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        id->roles[i] = strdup(roles[i]);
+    id->n_roles = n;
+    id->scopes = calloc(2, sizeof(char *));
+    id->scopes[0] = strdup("patients.read");
+    id->n_scopes = 1;
+    snprintf(id->token_hash, sizeof id->token_hash, "%s", "tokenhash-must-not-appear");
+    return req;
+}
+
 #endif

@@ -287,38 +287,12 @@ static void test_mirror_jsonl(void **state)
 
 static struct gw_request *make_request(json_t **msg_out)
 {
-    static struct gw_route route = {.name = "ehr", .path = "/mcp"};
-    static struct gw_backend backend = {.name = "ehr-backend"};
-    struct gw_request *req = gw_request_new(NULL);
+    static const char *const roles[] = {"doctor", NULL};
     json_t *msg =
         json_pack("{s:s, s:i, s:s, s:{s:s, s:{s:s, s:s, s:i}}}", "jsonrpc", "2.0", "id", 7,
                   "method", "tools/call", "params", "name", "ehr.get_patient", "arguments",
                   "patient_id", "P0012345", "note", "SSN 123-45-6789 call me", "limit", 5);
-    req->route = &route;
-    req->backend = &backend;
-    req->method_name = GW_SLICE_LIT("POST");
-    req->protocol_version = strdup("2025-06-18");
-    req->session_id = strdup("session-secret-0123456789");
-    req->rpc.msgs = calloc(1, sizeof *req->rpc.msgs);
-    req->rpc.n = 1;
-    req->rpc.msgs[0].json = msg;
-    req->rpc.msgs[0].kind = MCP_REQUEST;
-    req->rpc.msgs[0].method = "tools/call";
-    req->rpc.msgs[0].target = "ehr.get_patient";
-    req->rpc.msgs[0].arguments = json_object_get(json_object_get(msg, "params"), "arguments");
-    struct gw_identity *id = &req->identity;
-    id->verified = 1;
-    id->subject = strdup("dr.alice");
-    id->issuer = strdup("https://idp.example.com/");
-    id->tenant = strdup("clinic-7");
-    id->client_id = strdup("claude-desktop");
-    id->roles = calloc(3, sizeof(char *));
-    id->roles[0] = strdup("doctor");
-    id->n_roles = 1;
-    id->scopes = calloc(2, sizeof(char *));
-    id->scopes[0] = strdup("patients.read");
-    id->n_scopes = 1;
-    snprintf(id->token_hash, sizeof id->token_hash, "%s", "tokenhash-must-not-appear");
+    struct gw_request *req = fx_audit_request(msg, roles);
     struct gw_finding *fd = &req->findings.items[req->findings.n++];
     snprintf(fd->type, sizeof fd->type, "ssn");
     snprintf(fd->path, sizeof fd->path, "/params/arguments/note");

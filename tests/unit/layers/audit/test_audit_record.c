@@ -17,49 +17,23 @@
 #include <cmocka.h>
 
 #include "layers/audit/audit_canon.h"
+#include "layers/audit/audit_fixtures.h"
 #include "layers/audit/audit_item.h"
 #include "layers/audit/audit_record.h"
 #include "layers/layer.h"
 
 #define SHAPES_FILE "tests/unit/layers/audit/record_shapes.txt"
 
-static struct gw_route route = {.name = "ehr", .path = "/mcp"};
-static struct gw_backend backend = {.name = "ehr-backend"};
-
 static struct gw_request *base_request(json_t **msg_out)
 {
-    struct gw_request *req = gw_request_new(NULL);
+    static const char *const roles[] = {"doctor", "on-call", NULL};
     json_t *msg =
         json_pack("{s:s, s:i, s:s, s:{s:s, s:{s:s, s:s, s:i, s:[b, n, f, {s:s}]}}}", "jsonrpc",
                   "2.0", "id", 7, "method", "tools/call", "params", "name", "ehr.get_patient",
                   "arguments", "patient_id", "P0012345", "note", "SSN 123-45-6789 call me", "limit",
                   5, "flags", 1, 2.5, "z", "[REDACTED:ssn]");
+    struct gw_request *req = fx_audit_request(msg, roles);
     snprintf(req->id, sizeof req->id, "%s", "01890a5d-ac96-774b-bcce-b302099a8057");
-    req->route = &route;
-    req->backend = &backend;
-    req->method_name = GW_SLICE_LIT("POST");
-    req->protocol_version = strdup("2025-06-18");
-    req->session_id = strdup("session-secret-0123456789");
-    req->rpc.msgs = calloc(2, sizeof *req->rpc.msgs);
-    req->rpc.n = 1;
-    req->rpc.msgs[0].json = msg;
-    req->rpc.msgs[0].kind = MCP_REQUEST;
-    req->rpc.msgs[0].method = "tools/call";
-    req->rpc.msgs[0].target = "ehr.get_patient";
-    req->rpc.msgs[0].arguments = json_object_get(json_object_get(msg, "params"), "arguments");
-    struct gw_identity *id = &req->identity;
-    id->verified = 1;
-    id->subject = strdup("dr.alice");
-    id->issuer = strdup("https://idp.example.com/");
-    id->tenant = strdup("clinic-7");
-    id->client_id = strdup("claude-desktop");
-    id->roles = calloc(3, sizeof(char *));
-    id->roles[0] = strdup("doctor");
-    id->roles[1] = strdup("on-call");
-    id->n_roles = 2;
-    id->scopes = calloc(2, sizeof(char *));
-    id->scopes[0] = strdup("patients.read");
-    id->n_scopes = 1;
     req->inject_mode = "jwt";
     req->timing.start_ns = 1000;
     req->timing.stage_ns[0] = 1500;
@@ -391,6 +365,8 @@ static void test_shapes_carry_no_secret(void **state)
         assert_null(strstr(d, "123-45-6789"));
         assert_null(strstr(c, "123-45-6789"));
         assert_null(strstr(d, "P0012345"));
+        assert_null(strstr(d, "tokenhash-must-not-appear"));
+        assert_null(strstr(c, "tokenhash-must-not-appear"));
         free(d);
         free(c);
     }
