@@ -1,6 +1,7 @@
 #include "layers/audit/audit_codec.h"
 #include "layers/audit/audit_canon.h"
 
+#include "lib/bytescan.h"
 #include "lib/digest.h"
 #include "lib/timeutil.h"
 
@@ -619,6 +620,19 @@ static int payload_text(struct audit_codec *c, const unsigned char *p, size_t rl
     return 0;
 }
 
+/* The offset of the next marker byte (below 0x20) in text from i on; n when none is left. */
+static size_t next_marker(const char *text, size_t i, size_t n)
+{
+    for (; i + 8 <= n; i += 8) {
+        uint64_t m = gw_word_below(gw_word_load(text + i), 0x20);
+        if (m)
+            return i + gw_word_first(m);
+    }
+    while (i < n && (unsigned char)text[i] >= 0x20)
+        i++;
+    return i;
+}
+
 /* Version 2: the reduced text with each marker byte replaced by its value. */
 static int decode_markers(struct audit_codec *c, const unsigned char *p, const unsigned char *end,
                           const struct audit_cut_values *cv, struct gw_buf *out, int *needs,
@@ -641,13 +655,10 @@ static int decode_markers(struct audit_codec *c, const unsigned char *p, const u
                      errlen) != 0)
         return -1;
     /* One pass for the size (and whether every value is at hand), one to write. */
-    size_t total = 0;
-    for (size_t i = 0; i < tlen; i++) {
+    size_t total = tlen;
+    for (size_t i = next_marker(text, 0, tlen); i < tlen; i = next_marker(text, i + 1, tlen)) {
         unsigned char b = (unsigned char)text[i];
-        if (b >= 0x20) {
-            total++;
-            continue;
-        }
+        total--;
         if (b < 1 || b >= AUDIT_CUT_MAX)
             return bad(err, errlen, "unknown value marker");
         if (!cv || !cv->v[b]) {
@@ -663,10 +674,8 @@ static int decode_markers(struct audit_codec *c, const unsigned char *p, const u
         return bad(err, errlen, "too large");
     char *o = out->data;
     size_t from = 0;
-    for (size_t i = 0; i < tlen; i++) {
+    for (size_t i = next_marker(text, 0, tlen); i < tlen; i = next_marker(text, i + 1, tlen)) {
         unsigned char b = (unsigned char)text[i];
-        if (b >= 0x20)
-            continue;
         memcpy(o, text + from, i - from);
         o += i - from;
         memcpy(o, cv->v[b], cv->len[b]);
