@@ -57,6 +57,12 @@ struct pg_store {
     uint32_t pending_inst;
     uint64_t pending_last;
     struct gw_buf rollup_sql;
+    /*
+     * Writer side: the open transaction's rows not yet sent, as the body of a binary COPY
+     * (rows_n of them); sent in one round trip before the commit, or sooner when large.
+     */
+    struct gw_buf rows;
+    size_t rows_n;
 };
 
 static const char pg_schema[] =
@@ -249,6 +255,7 @@ static void pg_close(struct audit_store *st)
     gw_buf_free(&s->text);
     audit_rollup_free(&s->pending);
     gw_buf_free(&s->rollup_sql);
+    gw_buf_free(&s->rows);
     free(s);
 }
 
@@ -479,6 +486,8 @@ static int pgc_begin(struct audit_store *st)
         return -1;
     audit_rollup_clear(&s->pending); /* a failed commit's, when no rollback followed it */
     s->pending_last = 0;
+    gw_buf_reset(&s->rows);
+    s->rows_n = 0;
     return pg_cmd(s, "BEGIN");
 }
 
@@ -488,6 +497,8 @@ static void pgc_rollback(struct audit_store *st)
     PQclear(PQexec(s->conn, "ROLLBACK"));
     audit_rollup_clear(&s->pending);
     s->pending_last = 0;
+    gw_buf_reset(&s->rows);
+    s->rows_n = 0;
     s->last_id = 0;
     for (size_t i = 0; i < PG_PREFIX_SLOTS; i++)
         s->writers[i].id = s->readers[i].id = 0;
@@ -588,6 +599,82 @@ static int pgc_maybe_train(struct pg_store *s)
 static int pgc_rollup_count(struct pg_store *s, uint32_t inst, uint64_t id, int64_t t,
                             uint32_t kind, const uint32_t *names);
 
+/*
+ * The rows of a transaction go to the server as one binary COPY (two round trips a commit,
+ * not one a row): a header, per row its field count and fields (a length, -1 for NULL, then
+ * the value in network order), a trailer.
+ */
+#define PG_COPY_FIELDS 11
+#define PG_COPY_FLUSH_BYTES (4u << 20)
+static const char pg_copy_sql[] = "COPY audit_log (id, t, kind, subj, tenant, tool, decision,"
+                                  " layer, hash, req, rec) FROM STDIN (FORMAT binary)";
+static const unsigned char pg_copy_header[19] = {
+    'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static const unsigned char pg_copy_trailer[2] = {0xff, 0xff};
+
+static int copy_be(struct gw_buf *b, uint64_t v, int bytes)
+{
+    unsigned char o[8];
+    for (int i = 0; i < bytes; i++)
+        o[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+    return gw_buf_append(b, o, (size_t)bytes);
+}
+
+static int copy_u16(struct gw_buf *b, unsigned v)
+{
+    return copy_be(b, v, 2);
+}
+
+static int copy_i64(struct gw_buf *b, int64_t v)
+{
+    return copy_be(b, 8, 4) || copy_be(b, (uint64_t)v, 8);
+}
+
+static int copy_i32(struct gw_buf *b, uint32_t v)
+{
+    return copy_be(b, 4, 4) || copy_be(b, v, 4);
+}
+
+static int copy_null(struct gw_buf *b)
+{
+    return copy_be(b, 0xffffffffu, 4);
+}
+
+static int copy_bytes(struct gw_buf *b, const void *p, size_t len)
+{
+    return len > INT32_MAX || copy_be(b, len, 4) || gw_buf_append(b, p, len);
+}
+
+/* Sends the rows not yet sent; 0, or -1 with err (the transaction then fails as a whole). */
+static int pgc_send_rows(struct pg_store *s)
+{
+    if (!s->rows_n)
+        return 0;
+    PGresult *res = PQexec(s->conn, pg_copy_sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN)
+        return pg_fail(s, "insert", res);
+    PQclear(res);
+    int ok = PQputCopyData(s->conn, (const char *)pg_copy_header, sizeof pg_copy_header) == 1 &&
+             PQputCopyData(s->conn, s->rows.data, (int)s->rows.len) == 1 &&
+             PQputCopyData(s->conn, (const char *)pg_copy_trailer, sizeof pg_copy_trailer) == 1;
+    /* Ended either way: an error ends the COPY as failed, and the server drops its rows. */
+    if (PQputCopyEnd(s->conn, ok ? NULL : "the audit writer could not send its rows") != 1)
+        ok = 0;
+    int failed = 0;
+    while ((res = PQgetResult(s->conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && !failed) {
+            failed = 1;
+            pg_fail(s, "insert", res);
+        } else
+            PQclear(res);
+    }
+    gw_buf_reset(&s->rows);
+    s->rows_n = 0;
+    if (!ok && !failed)
+        return pg_fail(s, "insert", NULL);
+    return failed || !ok ? -1 : 0;
+}
+
 static uint64_t slot_hash(const char *v)
 {
     uint64_t h = 1469598103934665603ull;
@@ -599,7 +686,7 @@ static uint64_t slot_hash(const char *v)
 static int pgc_append(struct audit_store *st, const struct audit_row *r)
 {
     struct pg_store *s = (struct pg_store *)st;
-    unsigned char hash[32], req[160];
+    unsigned char hash[32];
     uint32_t inst = pgc_name_id(s, r->instance);
     if (!inst || r->seq == 0 || r->seq > AUDIT_SEQ_MAX || strlen(r->hash) != 64 ||
         gw_unhex(r->hash, 32, hash, 1) != 0) {
@@ -638,22 +725,8 @@ static int pgc_append(struct audit_store *st, const struct audit_row *r)
     }
     if (audit_codec_encode(s->codec, r->record, r->record_len, &cv, &s->blob) != 0)
         goto bad;
-    char ids[8][24];
-    const char *v[11];
-    int lens[11] = {0}, fmts[11] = {0};
-    snprintf(ids[0], sizeof ids[0], "%llu", (unsigned long long)id);
-    snprintf(ids[1], sizeof ids[1], "%lld", (long long)r->time_ns);
-    snprintf(ids[2], sizeof ids[2], "%u", kind);
-    v[0] = ids[0];
-    v[1] = ids[1];
-    v[2] = ids[2];
-    for (int i = 0; i < 5; i++) {
-        snprintf(ids[3 + i], sizeof ids[3 + i], "%u", names[i]);
-        v[3 + i] = shares ? NULL : ids[3 + i];
-    }
-    v[8] = (const char *)hash;
-    lens[8] = 32;
-    fmts[8] = 1;
+    /* The row in COPY's binary form: the field count, then each field's length and bytes. */
+    unsigned char req[160];
     size_t n = 0;
     if (shares) {
         /* 0x01 (which no packed request id starts with) and how many rows back it is. */
@@ -665,20 +738,22 @@ static int pgc_append(struct audit_store *st, const struct audit_row *r)
         } while (delta);
     } else if (r->request_id && !(n = audit_reqid_pack(r->request_id, req, sizeof req)))
         goto bad;
-    v[9] = (const char *)req;
-    lens[9] = (int)n;
-    fmts[9] = 1;
-    v[10] = s->blob.data;
-    lens[10] = (int)s->blob.len;
-    fmts[10] = 1;
-    PGresult *res = PQexecParams(s->conn,
-                                 "INSERT INTO audit_log (id, t, kind, subj, tenant, tool, decision,"
-                                 " layer, hash, req, rec) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,"
-                                 "$11)",
-                                 11, NULL, v, lens, fmts, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        return pg_fail(s, "insert", res);
-    PQclear(res);
+    size_t mark = s->rows.len;
+    int rc = copy_u16(&s->rows, PG_COPY_FIELDS) || copy_i64(&s->rows, (int64_t)id) ||
+             copy_i64(&s->rows, r->time_ns) || copy_i32(&s->rows, kind);
+    for (int i = 0; i < 5 && rc == 0; i++)
+        rc = shares ? copy_null(&s->rows) : copy_i32(&s->rows, names[i]);
+    if (rc == 0)
+        rc = copy_bytes(&s->rows, hash, 32) || copy_bytes(&s->rows, req, n) ||
+             copy_bytes(&s->rows, s->blob.data, s->blob.len);
+    if (rc != 0) {
+        s->rows.len = mark;
+        snprintf(s->base.err, sizeof s->base.err, "audit store (postgres): out of memory");
+        return -1;
+    }
+    s->rows_n++;
+    if (s->rows.len >= PG_COPY_FLUSH_BYTES && pgc_send_rows(s) != 0)
+        return -1;
     s->last_id = id;
     memcpy(s->last_hash, r->hash, 65);
     if (s->rollups && pgc_rollup_count(s, inst, id, r->time_ns, kind, names) != 0)
@@ -929,6 +1004,8 @@ static int pgc_head(struct audit_store *st, const char *instance, struct audit_h
 {
     struct pg_store *s = (struct pg_store *)st;
     if (!s->loaded && pgc_load(s) != 0)
+        return -1;
+    if (pgc_send_rows(s) != 0) /* the open transaction's rows are part of the head */
         return -1;
     uint32_t inst = audit_names_id(&s->names, instance);
     if (!inst)
@@ -1363,6 +1440,8 @@ static int pgc_rollup_count(struct pg_store *s, uint32_t inst, uint64_t id, int6
 static int pgc_commit(struct audit_store *st)
 {
     struct pg_store *s = (struct pg_store *)st;
+    if (pgc_send_rows(s) != 0)
+        return -1;
     return s->rollups ? pgc_rollup_flush(s, 1) : pg_cmd(s, "COMMIT");
 }
 

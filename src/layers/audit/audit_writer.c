@@ -44,8 +44,9 @@ struct writer {
     struct audit_item **ring;
     size_t cap, head, count;
     uint64_t queued_bytes;
-    size_t waited; /* queued records whose submitter waits for their commit (notify) */
-    int gathering; /* the writer waits for more records before committing */
+    size_t waited;   /* queued records whose submitter waits for their commit (notify) */
+    int gathering;   /* the writer waits for more records before committing */
+    size_t flushers; /* callers of audit_flush waiting: nothing is gathered for them */
     int running, stopping, failed, inject_failure, hold;
     uint64_t finished; /* records taken from the queue whose notice has been delivered */
     struct audit_writer_stats stats;
@@ -393,17 +394,17 @@ static void *writer_main(void *arg)
          * answers wait for it, so when only a few records are queued, let more arrive for a
          * moment (bounded, far below a request's own latency) before committing.
          */
-        if (!W.stopping && !W.hold && W.count > 0 && W.waited == 0 &&
+        if (!W.stopping && !W.hold && W.count > 0 && W.waited == 0 && W.flushers == 0 &&
             W.count < WRITER_QUEUED_GATHER_RECORDS) {
             /* Nobody waits: gather longer, until a waiting record, enough records or stop. */
             uint64_t until = gw_mono_ms() + WRITER_QUEUED_GATHER_MS;
             W.gathering = 1;
-            while (!W.stopping && !W.hold && W.waited == 0 &&
+            while (!W.stopping && !W.hold && W.waited == 0 && W.flushers == 0 &&
                    W.count < WRITER_QUEUED_GATHER_RECORDS && gw_mono_ms() < until)
                 gw_cond_wait_until_ms(&W.work, &W.mu, until);
             W.gathering = 0;
         }
-        if (!W.stopping && W.count > 0 && W.count < WRITER_GATHER_BELOW) {
+        if (!W.stopping && W.count > 0 && W.count < WRITER_GATHER_BELOW && W.flushers == 0) {
             pthread_mutex_unlock(&W.mu);
             struct timespec pause = {0, WRITER_GATHER_NS};
             nanosleep(&pause, NULL);
@@ -515,8 +516,13 @@ int audit_flush(void)
      * notice having run.
      */
     uint64_t target = W.stats.submitted;
+    /* Someone now waits for what is queued: the writer stops gathering and commits it. */
+    W.flushers++;
+    if (W.gathering)
+        pthread_cond_signal(&W.work);
     while (W.running && W.finished < target)
         pthread_cond_wait(&W.done, &W.mu);
+    W.flushers--;
     int rc = W.failed ? -EIO : 0;
     pthread_mutex_unlock(&W.mu);
     return rc;

@@ -832,6 +832,89 @@ static void test_pg_rollup_edits_found(void **state)
     }
 }
 
+/* A decision record with `bytes` of arguments that do not compress (hex of random bytes). */
+static json_t *bulky_decision(int i, size_t bytes)
+{
+    char *hex = malloc(bytes + 1);
+    assert_non_null(hex);
+    unsigned char raw[64];
+    for (size_t o = 0; o < bytes; o += 2 * sizeof raw) {
+        gw_random_bytes(raw, sizeof raw);
+        for (size_t k = 0; k < sizeof raw && o + 2 * k + 1 < bytes; k++) {
+            hex[o + 2 * k] = "0123456789abcdef"[raw[k] >> 4];
+            hex[o + 2 * k + 1] = "0123456789abcdef"[raw[k] & 15];
+        }
+    }
+    hex[bytes] = '\0';
+    json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s}}", "kind", "decision", "subject",
+                          i % 2 ? "alice" : "bob", "tool", "ehr.get_patient", "decision", "allow",
+                          "tenant", "clinic-7", "arguments", "note", hex);
+    free(hex);
+    return r;
+}
+
+/*
+ * The rows of a commit go to the server as one COPY, sent early once they pass 4 MB: a held
+ * batch of 3,000 records of 6,000 hex digits (about 9 MB compressed) lands whole in one commit
+ * and verifies. A commit whose COPY the server refuses (a row already holds one of its ids)
+ * fails: none of its rows are kept, the writer reports it, and the chain before it verifies.
+ */
+static void test_pg_copy_batches(void **state)
+{
+    REQUIRE_PG();
+    char keydir[64], key[128], pub[160], problem[512], err[256], url[256];
+    fx_mkdtemp(keydir, sizeof keydir);
+    snprintf(key, sizeof key, "%s/k.pem", keydir);
+    snprintf(pub, sizeof pub, "%s.pub", key);
+    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
+    assert_non_null(k);
+    EVP_PKEY_free(k);
+    pg_exec("CREATE DATABASE copy_batches");
+    db_url("copy_batches", url, sizeof url);
+    struct audit_config *ac = make_test_config(keydir, "unused.db", 0, 600000, 8192);
+    free(ac->store);
+    ac->store = strdup(url);
+    ac->signing_key = strdup(key);
+    ac->store_format = AUDIT_FORMAT_COMPACT;
+    free(ac->instance_id);
+    ac->instance_id = strdup("gw-copy");
+    assert_int_equal(audit_writer_start(ac, NULL), 0);
+    audit_writer_hold(1);
+    for (int i = 0; i < 3000; i++)
+        assert_int_equal(audit_submit(bulky_decision(i, 6000)), 0);
+    audit_writer_hold(0);
+    assert_int_equal(audit_flush(), 0);
+    struct audit_writer_stats ws;
+    audit_writer_stats(&ws);
+    assert_true(ws.committed >= 3000);
+    audit_stop();
+    assert_true(db_int(url, "SELECT sum(length(rec)) FROM audit_log") > 8 * 1000 * 1000);
+    assert_int_equal(db_int(url, "SELECT count(*) FROM audit_log WHERE kind = 1"), 3000);
+    assert_int_equal(verify_pg_url(pub, url, NULL, problem, sizeof problem), 1);
+    long long before = db_int(url, "SELECT count(*) FROM audit_log");
+
+    /*
+     * The server now refuses new decisions (a constraint the rows already there are not held
+     * to): a restart commits its start record and that one's checkpoint, then the calls'
+     * COPY fails, and all of their commit with it.
+     */
+    db_exec(url, "ALTER TABLE audit_log ADD CONSTRAINT no_decisions CHECK (kind <> 1) NOT VALID");
+    assert_int_equal(audit_writer_start(ac, NULL), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(audit_submit(bulky_decision(i, 100)), 0);
+    assert_int_equal(audit_flush(), -EIO);
+    audit_writer_stats(&ws);
+    assert_true(ws.failed);
+    audit_stop();
+    assert_int_equal(db_int(url, "SELECT count(*) FROM audit_log"), before + 2);
+    assert_int_equal(db_int(url, "SELECT count(*) FROM audit_log WHERE kind = 1"), 3000);
+    db_exec(url, "ALTER TABLE audit_log DROP CONSTRAINT no_decisions");
+    assert_int_equal(verify_pg_url(pub, url, NULL, problem, sizeof problem), 1);
+
+    audit_config_free(ac);
+    fx_rmtree(keydir);
+}
+
 static void test_pg_unreachable_fails_start(void **state)
 {
     REQUIRE_PG();
@@ -856,6 +939,7 @@ int main(void)
         cmocka_unit_test(test_pg_rollup_matches_rows),
         cmocka_unit_test(test_pg_rollup_is_derived),
         cmocka_unit_test(test_pg_rollup_edits_found),
+        cmocka_unit_test(test_pg_copy_batches),
         cmocka_unit_test(test_pg_unreachable_fails_start),
     };
     return cmocka_run_group_tests(tests, pg_setup, pg_teardown);
