@@ -26,7 +26,9 @@
 #                    of BENCH_AUDIT_CALLS calls (default 10,000,000; or BENCH_AUDIT_STORE, an
 #                    existing generated store): bytes per call, verify, query, stats;
 #                    BENCH_AUDIT_BACKEND=postgres generates it in a throwaway loopback
-#                    PostgreSQL cluster instead of SQLite
+#                    PostgreSQL cluster instead of SQLite; a postgres:// BENCH_AUDIT_STORE is
+#                    measured where it is; BENCH_AUDIT_PUBKEY: its checkpoints' public key
+#                    (BENCH_AUDIT_GEN_S: the seconds its generation took, for the report)
 #
 # Settings (environment):
 #   BENCH_DURATION=10        seconds of each measured wrk run
@@ -1387,10 +1389,15 @@ start_bench_postgres() {
 }
 
 section_audit_scale() {
-    local calls=${BENCH_AUDIT_CALLS:-10000000} store=${BENCH_AUDIT_STORE:-} gen_s=-
+    local calls=${BENCH_AUDIT_CALLS:-10000000} store=${BENCH_AUDIT_STORE:-} gen_s=${BENCH_AUDIT_GEN_S:--}
     local backend=${BENCH_AUDIT_BACKEND:-sqlite} title="SQLite, compact format"
-    local bytes records pub
-    if [[ $backend == postgres ]]; then
+    local bytes records pub own_pg=0
+    # An existing PostgreSQL store given by URL: measured where it is, no cluster started.
+    [[ $store == postgres://* || $store == postgresql://* ]] && backend=postgres
+    if [[ $backend == postgres && -n $store ]]; then
+        title="PostgreSQL, compact format"
+    elif [[ $backend == postgres ]]; then
+        own_pg=1
         start_bench_postgres
         psql "$PG_URL_BASE/postgres" -qc "CREATE DATABASE audit_scale" >/dev/null || die "createdb failed"
         store=$PG_URL_BASE/audit_scale
@@ -1408,12 +1415,12 @@ section_audit_scale() {
     fi
     if [[ $backend == postgres ]]; then
         psql "$store" -qc "VACUUM ANALYZE" >/dev/null
-        pub=$(ls "$TMP"/toolgate-audit-gen-*.ed25519.pem.pub 2>/dev/null | head -1)
+        pub=${BENCH_AUDIT_PUBKEY:-$(ls "$TMP"/toolgate-audit-gen-*.ed25519.pem.pub 2>/dev/null | head -1)}
         bytes=$(psql "$store" -tAc "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')")
         records=$(psql "$store" -tAc "SELECT count(*) FROM audit_log")
         calls=$(psql "$store" -tAc "SELECT count(*) FROM audit_log WHERE kind = 1")
     else
-        pub=$store.ed25519.pem.pub
+        pub=${BENCH_AUDIT_PUBKEY:-$store.ed25519.pem.pub}
         bytes=$(stat -c %s "$store")
         records=$(sqlite3 -readonly "$store" "SELECT count(*) FROM audit_log")
         calls=$(sqlite3 -readonly "$store" "SELECT count(*) FROM audit_log WHERE kind = 1")
@@ -1433,7 +1440,7 @@ section_audit_scale() {
     timed "stats --since 30d --from-rows" "$TOOLGATE" audit stats "$store" --since 30d --from-rows
     report ""
     report "(verify: $records records; records/s = records / CPU s of its row.$([[ $backend == postgres ]] && echo " CPU s is toolgate's alone; the server's work shows in the wall clock."))"
-    if [[ $backend == postgres ]]; then
+    if ((own_pg)); then
         "${PG_STOP[@]}" >/dev/null 2>&1 || true
         stop_bg "$PG_PID"
     fi

@@ -85,22 +85,38 @@ static void pg_quiet(void *arg, const char *message) {}
 static int pg_fail(struct pg_store *s, const char *what, PGresult *res)
 {
     const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn);
-    char clean[200];
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    char clean[160];
     snprintf(clean, sizeof clean, "%s", msg && *msg ? msg : "unknown error");
     clean[strcspn(clean, "\n")] = '\0';
+    /* insufficient_privilege: say where the privileges a role needs are listed. */
     snprintf(s->base.err, sizeof s->base.err, "audit store (postgres): %s failed: %s", what, clean);
+    if (state && strcmp(state, "42501") == 0) {
+        static const char hint[] =
+            " (the role lacks a privilege: docs/audit.md lists those a writer needs)";
+        size_t len = strlen(s->base.err), room = sizeof s->base.err - 1 - len;
+        size_t k = sizeof hint - 1 < room ? sizeof hint - 1 : room;
+        memcpy(s->base.err + len, hint, k);
+        s->base.err[len + k] = '\0';
+    }
     if (res)
         PQclear(res);
     return -1;
 }
 
-static int pg_cmd(struct pg_store *s, const char *sql)
+/* Runs sql; a failure is reported as `what` failed (the statement itself when NULL). */
+static int pg_cmd_as(struct pg_store *s, const char *sql, const char *what)
 {
     PGresult *res = PQexec(s->conn, sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
-        return pg_fail(s, sql, res);
+        return pg_fail(s, what ? what : sql, res);
     PQclear(res);
     return 0;
+}
+
+static int pg_cmd(struct pg_store *s, const char *sql)
+{
+    return pg_cmd_as(s, sql, NULL);
 }
 
 static int pg_begin(struct audit_store *st)
@@ -338,7 +354,7 @@ struct audit_store *audit_pg_open_format(const char *conninfo, int create,
             goto fail;
         return &s->base;
     }
-    if (create && pg_cmd(s, pg_schema))
+    if (create && pg_cmd_as(s, pg_schema, "creating the store's tables"))
         goto fail;
     return &s->base;
 fail:
@@ -1319,9 +1335,17 @@ static int pgc_rollup_start(struct pg_store *s)
     int64_t from;
     if (pg_cmd(s, "BEGIN") != 0)
         return -1;
-    if (pg_cmd(s, "SELECT pg_advisory_xact_lock(7302916)") != 0 ||
-        pg_cmd(s, pgc_rollup_schema) != 0 ||
-        pg_cmd(s, "LOCK TABLE audit_rollup, audit_rollup_heads IN EXCLUSIVE MODE") != 0)
+    if (pg_cmd(s, "SELECT pg_advisory_xact_lock(7302916)") != 0)
+        goto fail;
+    /* Created only when missing: a writer's role may append without CREATE on the schema. */
+    PGresult *have = PQexec(s->conn, "SELECT to_regclass('audit_rollup') IS NOT NULL AND"
+                                     " to_regclass('audit_rollup_heads') IS NOT NULL");
+    int exist = PQresultStatus(have) == PGRES_TUPLES_OK && PQntuples(have) == 1 &&
+                PQgetvalue(have, 0, 0)[0] == 't';
+    PQclear(have);
+    if ((!exist && pg_cmd_as(s, pgc_rollup_schema, "creating the stats counters' tables") != 0) ||
+        pg_cmd_as(s, "LOCK TABLE audit_rollup, audit_rollup_heads IN EXCLUSIVE MODE",
+                  "locking the stats counters") != 0)
         goto fail;
     int current = pgc_rollup_state(s, 1, &from, NULL);
     if (current < 0)
@@ -1693,7 +1717,7 @@ static int pg_compact_setup(struct pg_store *s, int create, int writer)
                                i, audit_fixed_names[i]);
         if (rc == 0)
             rc = gw_buf_append_str(&sql, "COMMIT;");
-        if (rc != 0 || pg_cmd(s, sql.data) != 0) {
+        if (rc != 0 || pg_cmd_as(s, sql.data, "creating the store's tables") != 0) {
             if (rc != 0)
                 snprintf(s->base.err, sizeof s->base.err, "out of memory opening the audit store");
             gw_buf_free(&sql);

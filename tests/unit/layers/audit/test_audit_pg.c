@@ -915,6 +915,84 @@ static void test_pg_copy_batches(void **state)
     fx_rmtree(keydir);
 }
 
+/* url with its user replaced by `user`. */
+static void url_as(const char *url, const char *user, char *out, size_t len)
+{
+    const char *at = strchr(url, '@'), *scheme = strstr(url, "://");
+    assert_non_null(at);
+    assert_non_null(scheme);
+    snprintf(out, len, "%.*s%s%s", (int)(scheme + 3 - url), url, user, at);
+}
+
+/*
+ * A writer whose role may not create anything in the schema: on a store an owner created, the
+ * privileges docs/audit.md lists are enough to append, keep the day counters current and
+ * restart them; on an empty database it fails to start, saying the role lacks a privilege.
+ */
+static void test_pg_least_privilege_writer(void **state)
+{
+    REQUIRE_PG();
+    char keydir[64], key[128], pub[160], problem[512], err[256], url[256], as_writer[256];
+    fx_mkdtemp(keydir, sizeof keydir);
+    snprintf(key, sizeof key, "%s/k.pem", keydir);
+    snprintf(pub, sizeof pub, "%s.pub", key);
+    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
+    assert_non_null(k);
+    EVP_PKEY_free(k);
+    pg_exec("CREATE DATABASE least_priv");
+    pg_exec("CREATE DATABASE least_priv_empty");
+    pg_exec("CREATE ROLE audit_appender LOGIN");
+    db_url("least_priv", url, sizeof url);
+    struct audit_config *ac = make_test_config(keydir, "unused.db", 25, 1000, 4096);
+    free(ac->store);
+    ac->store = strdup(url);
+    ac->signing_key = strdup(key);
+    ac->store_format = AUDIT_FORMAT_COMPACT;
+    write_chain(ac, "gw-owner", 30); /* the owner creates the store */
+    db_exec(url, "GRANT SELECT, INSERT ON audit_log, audit_names, audit_dicts TO audit_appender;"
+                 "GRANT SELECT, INSERT, UPDATE ON audit_meta TO audit_appender;"
+                 "GRANT SELECT, INSERT, UPDATE, DELETE ON audit_rollup, audit_rollup_heads"
+                 " TO audit_appender;"
+                 "GRANT USAGE ON SEQUENCE audit_names_id TO audit_appender");
+    assert_int_equal(db_int(url, "SELECT has_schema_privilege('audit_appender', 'public',"
+                                 " 'CREATE')::int"),
+                     0);
+    url_as(url, "audit_appender", as_writer, sizeof as_writer);
+    free(ac->store);
+    ac->store = strdup(as_writer);
+    write_chain(ac, "gw-appender", 40); /* new names, its own counters */
+    write_chain(ac, "gw-appender", 10); /* a restart */
+    assert_int_equal(db_int(url, "SELECT count(*) FROM audit_rollup_heads h WHERE h.last_id ="
+                                 " (SELECT max(id) FROM audit_log WHERE id >> 40 = h.inst)"),
+                     2);
+    assert_int_equal(counters_problem(url, problem, sizeof problem), 0);
+    assert_int_equal(verify_pg_url(pub, url, NULL, problem, sizeof problem), 2);
+
+    /* Counters stale (rows an older writer appended): the appender restarts them. */
+    db_exec(url, "UPDATE audit_rollup_heads SET last_id = last_id - 1");
+    assert_int_equal(db_int(url, "SELECT value::bigint FROM audit_meta WHERE key = 'rollup_from'"),
+                     0);
+    write_chain(ac, "gw-appender", 5);
+    assert_int_equal(db_int(url, "SELECT count(*) FROM audit_rollup_heads h WHERE h.last_id ="
+                                 " (SELECT max(id) FROM audit_log WHERE id >> 40 = h.inst)"),
+                     2);
+    assert_true(db_int(url, "SELECT value::bigint FROM audit_meta WHERE key = 'rollup_from'") > 0);
+    assert_int_equal(verify_pg_url(pub, url, NULL, problem, sizeof problem), 2);
+
+    /* Nothing to append to, and no right to create it: the writer does not start. */
+    char empty[256];
+    db_url("least_priv_empty", empty, sizeof empty);
+    url_as(empty, "audit_appender", as_writer, sizeof as_writer);
+    free(ac->store);
+    ac->store = strdup(as_writer);
+    assert_int_not_equal(audit_writer_start(ac, NULL), 0);
+    assert_int_equal(db_int(empty, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+                     0);
+
+    audit_config_free(ac);
+    fx_rmtree(keydir);
+}
+
 static void test_pg_unreachable_fails_start(void **state)
 {
     REQUIRE_PG();
@@ -940,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_pg_rollup_is_derived),
         cmocka_unit_test(test_pg_rollup_edits_found),
         cmocka_unit_test(test_pg_copy_batches),
+        cmocka_unit_test(test_pg_least_privilege_writer),
         cmocka_unit_test(test_pg_unreachable_fails_start),
     };
     return cmocka_run_group_tests(tests, pg_setup, pg_teardown);
