@@ -567,8 +567,11 @@ static int cmd_query(const struct cli_opts *o)
         fprintf(stderr, "toolgate audit query: --format is table, json or csv\n");
         return 2;
     }
-    /* Time order: the store answers from its decision indexes without sorting. */
-    f.flags = AUDIT_SCAN_ANY_ORDER;
+    /*
+     * Time order: the store answers from its decision indexes without sorting. The table and
+     * CSV show no chain links (json prints whole records, prev_hash included).
+     */
+    f.flags = AUDIT_SCAN_ANY_ORDER | (c.format != 1 ? AUDIT_SCAN_NO_CHAIN : 0);
     struct audit_store *st = open_store(o->stores[0]);
     if (!st)
         return 2;

@@ -41,6 +41,11 @@ struct audit_row {
 #define AUDIT_SCAN_NO_RECORD 1u /* record/hash/request_id may be left NULL (stats) */
 #define AUDIT_SCAN_ANY_ORDER 2u /* time order is enough (not (instance, seq)) */
 #define AUDIT_SCAN_ROWS_ONLY 4u /* tally: count the rows, not derived counters */
+/*
+ * The record's prev_hash may come back as 64 zeros (a reader that shows neither the chain
+ * links nor checks them: no lookup of each row's predecessor in a filtered scan).
+ */
+#define AUDIT_SCAN_NO_CHAIN 8u
 
 enum audit_store_format { AUDIT_FORMAT_COMPACT = 0, AUDIT_FORMAT_LEGACY = 1 };
 
