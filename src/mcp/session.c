@@ -310,6 +310,28 @@ static void entry_clear(struct mem_entry *e)
     memset(e, 0, sizeof *e);
 }
 
+/*
+ * Whether an entry last used at `last` has been idle for `ttl` at `now`. Each caller reads
+ * `now` before it takes the set's lock, so another worker may have recorded a later use
+ * while it waited: that entry is fresh, not idle (now - last would wrap around).
+ */
+static int entry_idle(uint64_t last, uint32_t ttl, uint64_t now)
+{
+    return now > last && now - last >= ttl;
+}
+
+static int entry_live(const struct mem_entry *e, uint64_t now)
+{
+    return e->last_use_ms && !entry_idle(e->last_use_ms, e->ttl_ms, now);
+}
+
+/* Records a use at `now`, never moving the last use back. */
+static void entry_touch(struct mem_entry *e, uint64_t now)
+{
+    if (now > e->last_use_ms)
+        e->last_use_ms = now;
+}
+
 /* Finds the key in s, expiring it when idle too long. Caller holds s->lock. */
 static struct mem_entry *mem_find(struct mem_set *s, const uint8_t *h, uint64_t now)
 {
@@ -317,7 +339,7 @@ static struct mem_entry *mem_find(struct mem_set *s, const uint8_t *h, uint64_t 
         struct mem_entry *e = &s->ways[w];
         if (!e->last_use_ms || memcmp(e->key_hash, h, MEM_KEY_BYTES) != 0)
             continue;
-        if (now - e->last_use_ms >= e->ttl_ms) {
+        if (entry_idle(e->last_use_ms, e->ttl_ms, now)) {
             entry_clear(e);
             return NULL;
         }
@@ -338,7 +360,7 @@ static int set_live(const struct mem_set *s, uint64_t now)
 {
     int n = 0;
     for (int w = 0; w < SESSION_WAYS; w++)
-        n += s->ways[w].last_use_ms && now - s->ways[w].last_use_ms < s->ways[w].ttl_ms;
+        n += entry_live(&s->ways[w], now);
     return n;
 }
 
@@ -346,7 +368,7 @@ static int set_live(const struct mem_set *s, uint64_t now)
 static struct mem_entry *set_room(struct mem_set *s, uint64_t now)
 {
     for (int w = 0; w < SESSION_WAYS; w++)
-        if (!s->ways[w].last_use_ms || now - s->ways[w].last_use_ms >= s->ways[w].ttl_ms)
+        if (!entry_live(&s->ways[w], now))
             return &s->ways[w];
     return NULL;
 }
@@ -370,7 +392,7 @@ static void mem_get(void *ctx, const char *key, uint64_t ttl, void *loop, mcp_se
     struct mem_pair p = pair_lock(h);
     struct mem_entry *e = pair_find(p, h, now);
     if (e) {
-        e->last_use_ms = now;
+        entry_touch(e, now);
         copy = mem_unpack(e->value, e->len, &len);
         rc = copy ? 0 : -1;
     }
@@ -396,7 +418,7 @@ static int mem_get_session(const char *key, struct mcp_session *s)
     struct mem_pair p = pair_lock(h);
     struct mem_entry *e = pair_find(p, h, now);
     if (e) {
-        e->last_use_ms = now;
+        entry_touch(e, now);
         rc = mem_unpack_session(e->value, e->len, s) == 0 ? 0 : -1;
     }
     pair_unlock(p);
@@ -447,7 +469,7 @@ static int mem_put(void *ctx, const char *key, const char *value, size_t len, ui
     e->value = copy;
     e->len = packed_len;
     e->ttl_ms = ttl == 0 ? 1 : ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)ttl;
-    e->last_use_ms = now;
+    entry_touch(e, now);
     pair_unlock(p);
     pthread_rwlock_unlock(&map_lock);
     return 0;
@@ -528,8 +550,7 @@ size_t mcp_session_count(void)
     for (size_t i = 0; i < n_sets; i++) {
         pthread_mutex_lock(&sets[i].lock);
         for (int w = 0; w < SESSION_WAYS; w++)
-            n += sets[i].ways[w].last_use_ms &&
-                 now - sets[i].ways[w].last_use_ms < sets[i].ways[w].ttl_ms;
+            n += entry_live(&sets[i].ways[w], now);
         pthread_mutex_unlock(&sets[i].lock);
     }
     pthread_rwlock_unlock(&map_lock);

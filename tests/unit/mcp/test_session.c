@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,6 +448,60 @@ static void test_concurrent(void **state)
     mcp_session_shutdown();
 }
 
+/* Looks one session up until told to stop; counts the lookups that did not find it. */
+struct shared_user {
+    const char *id;
+    atomic_int *stop;
+    long lookups, lost;
+};
+
+static void *shared_session_thread(void *arg)
+{
+    struct shared_user *u = arg;
+    uint8_t owner[32];
+    mcp_session_owner(ISS, "alice", owner);
+    while (!atomic_load(u->stop)) {
+        struct seen r = {0};
+        mcp_session_lookup(u->id, owner, "ehr", NULL, on_lookup, &r);
+        u->lookups++;
+        u->lost += r.rc != 0;
+    }
+    return NULL;
+}
+
+/*
+ * One session used by several workers at once, as one client's connections land on
+ * different workers: each reads the clock before it takes the session's lock, so one may
+ * find a later use recorded by another while it waited. That session is fresh and is never
+ * dropped (it was, when the clock difference wrapped around and read as idle for ages).
+ */
+static void test_shared_session_never_dropped(void **state)
+{
+    (void)state;
+    assert_int_equal(mcp_session_configure(1000, 60000), 0);
+    char id[MCP_SESSION_ID_LEN + 1];
+    assert_int_equal(mcp_session_create(ISS, "alice", "ehr", 1, NULL, id, NULL), 0);
+    atomic_int stop = 0;
+    pthread_t t[4];
+    struct shared_user u[4];
+    for (int i = 0; i < 4; i++) {
+        u[i] = (struct shared_user){.id = id, .stop = &stop};
+        pthread_create(&t[i], NULL, shared_session_thread, &u[i]);
+    }
+    usleep(1500 * 1000);
+    atomic_store(&stop, 1);
+    long lookups = 0, lost = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        lookups += u[i].lookups;
+        lost += u[i].lost;
+    }
+    fprintf(stderr, "shared session: %ld lookups from 4 threads, %ld lost\n", lookups, lost);
+    assert_true(lookups > 1000);
+    assert_int_equal(lost, 0);
+    mcp_session_shutdown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_encoding_checked),
         cmocka_unit_test(test_provided_store),
         cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_shared_session_never_dropped),
         cmocka_unit_test(test_sized_holds_entries),
         cmocka_unit_test(test_memory_matches_encoding),
     };
