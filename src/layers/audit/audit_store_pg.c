@@ -688,11 +688,15 @@ static int pgc_send_rows(struct pg_store *s)
         ok = 0;
     int failed = 0;
     while ((res = PQgetResult(s->conn)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && !failed) {
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_COMMAND_OK && !failed) {
             failed = 1;
             pg_fail(s, "insert", res);
         } else
             PQclear(res);
+        /* Still copying (the end could not be sent): no further result comes. */
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT)
+            break;
     }
     gw_buf_reset(&s->rows);
     s->rows_n = 0;
@@ -1234,7 +1238,8 @@ static int pgc_scan(struct audit_store *st, const struct audit_filter *f, audit_
                 if (with_record) {
                     prev_id = w.id;
                     memcpy(prev_hash, s->hashhex, 65);
-                    if (!r.problem && w.kind == AUDIT_NAME_DECISION)
+                    /* A text rebuilt without its prev_hash is no prefix for others. */
+                    if (!r.problem && w.kind == AUDIT_NAME_DECISION && !no_chain)
                         pgc_remember(s, w.id, &r, w.names);
                 }
                 if (pgc_matches(f, &r))
