@@ -21,6 +21,7 @@
 #include "layers/audit/audit_fixtures.h"
 #include "layers/audit/audit_cli.h"
 #include "layers/audit/audit_gen.h"
+#include "lib/digest.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 
@@ -117,6 +118,31 @@ static void pg_exec(const char *sql)
     PQfinish(c);
 }
 
+/* A new checkpoint key in dir: key is its file, pub the public key beside it. */
+static void new_key(const char *dir, const char *name, char *key, size_t klen, char *pub,
+                    size_t plen)
+{
+    char err[256];
+    snprintf(key, klen, "%s/%s", dir, name);
+    snprintf(pub, plen, "%s.pub", key);
+    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
+    if (!k)
+        fail_msg("generating %s: %s", key, err);
+    EVP_PKEY_free(k);
+}
+
+/* A writer's configuration for the compact store at url, signing with key. */
+static struct audit_config *pg_writer_config(const char *dir, const char *url, const char *key,
+                                             uint64_t every, uint64_t interval_ms, uint64_t queue)
+{
+    struct audit_config *ac = make_test_config(dir, "unused.db", every, interval_ms, queue);
+    free(ac->store);
+    ac->store = strdup(url);
+    ac->signing_key = strdup(key);
+    ac->store_format = AUDIT_FORMAT_COMPACT;
+    return ac;
+}
+
 static void write_chain(struct audit_config *ac, const char *instance, int n)
 {
     free(ac->instance_id);
@@ -168,12 +194,7 @@ static void test_pg_two_instances(void **state)
     REQUIRE_PG();
     char keydir[64], key[128], pub[160], problem[512];
     fx_mkdtemp(keydir, sizeof keydir);
-    snprintf(key, sizeof key, "%s/shared.pem", keydir);
-    snprintf(pub, sizeof pub, "%s.pub", key);
-    char err[256];
-    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
-    assert_non_null(k);
-    EVP_PKEY_free(k);
+    new_key(keydir, "shared.pem", key, sizeof key, pub, sizeof pub);
     struct audit_config *ac = make_test_config(keydir, "unused.db", 25, 1000, 4096);
     free(ac->store);
     ac->store = strdup(PG.url);
@@ -376,11 +397,7 @@ static void test_pg_compact_round_trip(void **state)
     fx_mkdtemp(dir, sizeof dir);
     snprintf(db, sizeof db, "%s/gen.db", dir);
     snprintf(sqlite_url, sizeof sqlite_url, "sqlite:%s", db);
-    snprintf(key, sizeof key, "%s/k.pem", dir);
-    snprintf(pub, sizeof pub, "%s.pub", key);
-    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
-    assert_non_null(k);
-    EVP_PKEY_free(k);
+    new_key(dir, "k.pem", key, sizeof key, pub, sizeof pub);
     struct audit_gen_opts o = {.store = sqlite_url, .key = key, .calls = 1500, .days = 3};
     assert_int_equal(audit_gen_run(&o, err, sizeof err), 0);
     pg_exec("CREATE DATABASE compact_rt");
@@ -425,11 +442,7 @@ static void test_pg_compact_round_trip(void **state)
     /* The writer appends to it (new names, the dictionary of the store) and it verifies. */
     struct audit_gen_opts more = {.store = url, .key = key, .calls = 200, .seed = 7};
     assert_int_equal(audit_gen_run(&more, err, sizeof err), 0);
-    struct audit_config *ac = make_test_config(dir, "unused.db", 25, 1000, 4096);
-    free(ac->store);
-    ac->store = strdup(url);
-    ac->signing_key = strdup(key);
-    ac->store_format = AUDIT_FORMAT_COMPACT;
+    struct audit_config *ac = pg_writer_config(dir, url, key, 25, 1000, 4096);
     write_chain(ac, "gw-other", 40);
     assert_int_equal(verify_pg_url(pub, url, NULL, problem, sizeof problem), 2);
     out = cli(&rc, "query", url, "--user", "alice", "--format", "csv");
@@ -458,11 +471,7 @@ static void test_pg_compact_tampering(void **state)
     REQUIRE_PG();
     char dir[64], key[128], pub[160], url[256], copy[256], problem[512], err[512];
     fx_mkdtemp(dir, sizeof dir);
-    snprintf(key, sizeof key, "%s/k.pem", dir);
-    snprintf(pub, sizeof pub, "%s.pub", key);
-    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
-    assert_non_null(k);
-    EVP_PKEY_free(k);
+    new_key(dir, "k.pem", key, sizeof key, pub, sizeof pub);
     pg_exec("CREATE DATABASE compact_base");
     db_url("compact_base", url, sizeof url);
     struct audit_gen_opts o = {.store = url, .key = key, .calls = 1200, .days = 2};
@@ -660,21 +669,13 @@ static void rollup_base(void)
     if (rollup_url[0])
         return;
     fx_mkdtemp(rollup_dir, sizeof rollup_dir);
-    snprintf(rollup_key, sizeof rollup_key, "%s/k.pem", rollup_dir);
-    snprintf(rollup_pub, sizeof rollup_pub, "%s.pub", rollup_key);
-    EVP_PKEY *k = audit_key_generate(rollup_key, err, sizeof err);
-    assert_non_null(k);
-    EVP_PKEY_free(k);
+    new_key(rollup_dir, "k.pem", rollup_key, sizeof rollup_key, rollup_pub, sizeof rollup_pub);
     pg_exec("CREATE DATABASE rollup_base");
     db_url("rollup_base", rollup_url, sizeof rollup_url);
     struct audit_gen_opts o = {
         .store = rollup_url, .key = rollup_key, .calls = 1500, .days = 3, .users = 40};
     assert_int_equal(audit_gen_run(&o, err, sizeof err), 0);
-    struct audit_config *ac = make_test_config(rollup_dir, "unused.db", 25, 1000, 4096);
-    free(ac->store);
-    ac->store = strdup(rollup_url);
-    ac->signing_key = strdup(rollup_key);
-    ac->store_format = AUDIT_FORMAT_COMPACT;
+    struct audit_config *ac = pg_writer_config(rollup_dir, rollup_url, rollup_key, 25, 1000, 4096);
     write_chain(ac, "gw-other", 40);
     audit_config_free(ac);
 }
@@ -880,20 +881,16 @@ static void test_pg_rollup_edits_found(void **state)
     }
 }
 
-/* A decision record with `bytes` of arguments that do not compress (hex of random bytes). */
+/* A decision record with `bytes` (even) of arguments that do not compress: random bytes' hex. */
 static json_t *bulky_decision(int i, size_t bytes)
 {
+    unsigned char *raw = malloc(bytes / 2);
     char *hex = malloc(bytes + 1);
+    assert_non_null(raw);
     assert_non_null(hex);
-    unsigned char raw[64];
-    for (size_t o = 0; o < bytes; o += 2 * sizeof raw) {
-        gw_random_bytes(raw, sizeof raw);
-        for (size_t k = 0; k < sizeof raw && o + 2 * k + 1 < bytes; k++) {
-            hex[o + 2 * k] = "0123456789abcdef"[raw[k] >> 4];
-            hex[o + 2 * k + 1] = "0123456789abcdef"[raw[k] & 15];
-        }
-    }
-    hex[bytes] = '\0';
+    gw_random_bytes(raw, bytes / 2);
+    gw_hex(raw, bytes / 2, hex);
+    free(raw);
     json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s}}", "kind", "decision", "subject",
                           i % 2 ? "alice" : "bob", "tool", "ehr.get_patient", "decision", "allow",
                           "tenant", "clinic-7", "arguments", "note", hex);
@@ -910,20 +907,12 @@ static json_t *bulky_decision(int i, size_t bytes)
 static void test_pg_copy_batches(void **state)
 {
     REQUIRE_PG();
-    char keydir[64], key[128], pub[160], problem[512], err[256], url[256];
+    char keydir[64], key[128], pub[160], problem[512], url[256];
     fx_mkdtemp(keydir, sizeof keydir);
-    snprintf(key, sizeof key, "%s/k.pem", keydir);
-    snprintf(pub, sizeof pub, "%s.pub", key);
-    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
-    assert_non_null(k);
-    EVP_PKEY_free(k);
+    new_key(keydir, "k.pem", key, sizeof key, pub, sizeof pub);
     pg_exec("CREATE DATABASE copy_batches");
     db_url("copy_batches", url, sizeof url);
-    struct audit_config *ac = make_test_config(keydir, "unused.db", 0, 600000, 8192);
-    free(ac->store);
-    ac->store = strdup(url);
-    ac->signing_key = strdup(key);
-    ac->store_format = AUDIT_FORMAT_COMPACT;
+    struct audit_config *ac = pg_writer_config(keydir, url, key, 0, 600000, 8192);
     free(ac->instance_id);
     ac->instance_id = strdup("gw-copy");
     assert_int_equal(audit_writer_start(ac, NULL), 0);
@@ -980,22 +969,14 @@ static void url_as(const char *url, const char *user, char *out, size_t len)
 static void test_pg_least_privilege_writer(void **state)
 {
     REQUIRE_PG();
-    char keydir[64], key[128], pub[160], problem[512], err[256], url[256], as_writer[256];
+    char keydir[64], key[128], pub[160], problem[512], url[256], as_writer[256];
     fx_mkdtemp(keydir, sizeof keydir);
-    snprintf(key, sizeof key, "%s/k.pem", keydir);
-    snprintf(pub, sizeof pub, "%s.pub", key);
-    EVP_PKEY *k = audit_key_generate(key, err, sizeof err);
-    assert_non_null(k);
-    EVP_PKEY_free(k);
+    new_key(keydir, "k.pem", key, sizeof key, pub, sizeof pub);
     pg_exec("CREATE DATABASE least_priv");
     pg_exec("CREATE DATABASE least_priv_empty");
     pg_exec("CREATE ROLE audit_appender LOGIN");
     db_url("least_priv", url, sizeof url);
-    struct audit_config *ac = make_test_config(keydir, "unused.db", 25, 1000, 4096);
-    free(ac->store);
-    ac->store = strdup(url);
-    ac->signing_key = strdup(key);
-    ac->store_format = AUDIT_FORMAT_COMPACT;
+    struct audit_config *ac = pg_writer_config(keydir, url, key, 25, 1000, 4096);
     write_chain(ac, "gw-owner", 30); /* the owner creates the store */
     db_exec(url, "GRANT SELECT, INSERT ON audit_log, audit_names, audit_dicts TO audit_appender;"
                  "GRANT SELECT, INSERT, UPDATE ON audit_meta TO audit_appender;"
