@@ -227,6 +227,21 @@ void limits_ledger_close(struct limits_ledger *l);
 /* Adds delta to (budget, key, period); durable against a process crash when it returns 0. */
 int limits_ledger_add(struct limits_ledger *l, const char *budget, const char *key, int64_t period,
                       int64_t expires, int64_t delta);
+/* A change to one row: delta added to (budget, key, period), expires raised to at least this. */
+struct limits_ledger_op {
+    const char *budget, *key;
+    int64_t period, expires, delta;
+};
+/* Writes ops in one transaction, changes to one row added together: all durable, or none. */
+int limits_ledger_add_all(struct limits_ledger *l, const struct limits_ledger_op *ops, size_t n);
+/*
+ * Queues ops (copied) on this thread's batch for loop, written as one transaction when the
+ * loop next turns; then done(arg, ok) runs on the loop, ok = 1 when they are durable (done may
+ * be NULL: nobody waits). Returns 0, or -1 when nothing was queued (no loop, out of memory):
+ * the caller writes them itself.
+ */
+int limits_ledger_queue(struct limits_ledger *l, void *loop, const struct limits_ledger_op *ops,
+                        size_t n, void (*done)(void *arg, int ok), void *arg);
 /* Calls fn for each row whose period has not ended at `now`. */
 int limits_ledger_load(struct limits_ledger *l, int64_t now,
                        void (*fn)(void *arg, const char *budget, const char *key, int64_t period,

@@ -9,7 +9,8 @@
  * (_meta["toolgate/cost"]) replaces the estimate, a call that was sent is charged its estimate
  * whatever became of its answer, and a call that never left is refunded.
  *
- * With the memory store everything above is synchronous; with Redis, step 2 is one script
+ * With the memory store steps 1 and 2 are synchronous, and on a worker step 3 waits (GW_ASYNC)
+ * for the ledger's batch of this loop turn to be committed; with Redis, step 2 is one script
  * round trip on the worker's loop (GW_ASYNC), and Redis holds the spend.
  */
 #include "layers/layer.h"
@@ -49,6 +50,7 @@ static void lreq_free(void *p)
     }
     for (size_t i = 0; s->rr && i < s->rr->n_rrates; i++)
         free(s->rr->rkeys[i]);
+    free(s->admission);
     free(s->rr);
     free(s->calls);
     free(s);
@@ -431,24 +433,34 @@ static void record_admission(struct gw_request *req, const struct limits_config 
     add_rate_headers(req, lc, rate_index, r, n_rates);
 }
 
-/* Writes the reservations to the ledger; on failure gives them back. Returns 0 or -1. */
+/* The reservations as ledger changes. Returns how many. */
+static size_t reservation_ops(const struct lreq *s, const struct limits_config *lc,
+                              struct limits_ledger_op *ops)
+{
+    for (size_t i = 0; i < s->n_res; i++) {
+        const struct lreservation *r = &s->res[i];
+        ops[i] = (struct limits_ledger_op){lc->budgets[r->budget].name, r->ledger_key, r->period,
+                                           r->expires, r->amount};
+    }
+    return s->n_res;
+}
+
+/* Writes the reservations to the ledger now, all or none. Returns 0 or -1. */
 static int ledger_reserve(struct lreq *s, const struct limits_config *lc)
 {
-    if (!limits_rt->ledger)
+    if (!limits_rt->ledger || s->n_res == 0)
         return 0;
-    for (size_t i = 0; i < s->n_res; i++) {
-        struct lreservation *r = &s->res[i];
-        if (limits_ledger_add(limits_rt->ledger, lc->budgets[r->budget].name, r->ledger_key,
-                              r->period, r->expires, r->amount) != 0) {
-            for (size_t j = 0; j < i; j++)
-                limits_ledger_add(limits_rt->ledger, lc->budgets[s->res[j].budget].name,
-                                  s->res[j].ledger_key, s->res[j].period, s->res[j].expires,
-                                  -s->res[j].amount);
-            return -1;
-        }
-    }
-    return 0;
+    struct limits_ledger_op ops[LIMITS_MAX_BUDGETS];
+    return limits_ledger_add_all(limits_rt->ledger, ops, reservation_ops(s, lc, ops));
 }
+
+/* An admission waiting for the ledger: what record_admission needs afterwards. */
+struct ladmission {
+    int64_t spent[LIMITS_MAX_BUDGETS];
+    size_t rate_index[LIMITS_MAX_RATES * 4];
+    struct gcra_result r[LIMITS_MAX_RATES * 4];
+    size_t n_rates;
+};
 
 static void release_memory(struct lreq *s)
 {
@@ -456,6 +468,31 @@ static void release_memory(struct lreq *s)
     for (size_t i = 0; i < s->n_res; i++)
         lstore_budget_add(limits_rt->budgets, &s->res[i].key, -s->res[i].amount, s->res[i].expires,
                           now_s);
+}
+
+static void finish_pass(struct gw_request *req, struct gw_decision *out);
+
+/* The ledger's batch holding the reservations was written (ok) or not: the call goes on. */
+static void on_ledger(void *arg, int ok)
+{
+    struct lreq *s = arg;
+    struct gw_request *req = s->req;
+    const struct limits_config *lc = limits_config_of(req->cfg);
+    struct gw_decision *out = &req->decision[GW_STAGE_LIMITS];
+    struct ladmission *a = s->admission;
+    int v;
+    if (!ok || !a || !limits_rt) {
+        if (limits_rt)
+            release_memory(s);
+        v = deny_unavailable(req, out, "the budget ledger cannot be written");
+    } else {
+        record_admission(req, lc, s, a->spent, a->rate_index, a->r, a->n_rates);
+        finish_pass(req, out);
+        v = GW_PASS;
+    }
+    free(s->admission);
+    s->admission = NULL;
+    gw_pipeline_resume(req, v);
 }
 
 /* The in-process path: budgets, then rates; all or nothing. */
@@ -495,15 +532,30 @@ static int check_memory(struct gw_request *req, const struct limits_config *lc, 
             return deny_rate(req, lc, out, plan.rate_index, r, plan.n);
         }
     }
-    if (ledger_reserve(s, lc) != 0) {
-        release_memory(s);
-        return deny_unavailable(req, out, "the budget ledger cannot be written");
-    }
     for (size_t i = 0; i < s->n_res; i++)
         spent[i] = bops[i].spent;
     struct gcra_result r[LIMITS_MAX_RATES * 4];
     for (size_t i = 0; i < plan.n; i++)
         r[i] = plan.ops[i].r;
+    /* On a worker the reservations go with this loop turn's batch; the call waits for it. */
+    uv_loop_t *loop = limits_rt->ledger && s->n_res ? limits_loop_for(req) : NULL;
+    if (loop && (s->admission = malloc(sizeof *s->admission))) {
+        struct ladmission *a = s->admission;
+        memcpy(a->spent, spent, s->n_res * sizeof *spent);
+        memcpy(a->rate_index, plan.rate_index, plan.n * sizeof *plan.rate_index);
+        memcpy(a->r, r, plan.n * sizeof *r);
+        a->n_rates = plan.n;
+        struct limits_ledger_op ops[LIMITS_MAX_BUDGETS];
+        size_t n = reservation_ops(s, lc, ops);
+        if (limits_ledger_queue(limits_rt->ledger, loop, ops, n, on_ledger, s) == 0)
+            return GW_ASYNC;
+        free(s->admission);
+        s->admission = NULL;
+    }
+    if (ledger_reserve(s, lc) != 0) {
+        release_memory(s);
+        return deny_unavailable(req, out, "the budget ledger cannot be written");
+    }
     record_admission(req, lc, s, spent, plan.rate_index, r, plan.n);
     return GW_PASS;
 }
@@ -529,6 +581,8 @@ static void on_redis(void *arg, const struct lredis_result *res)
                    "Redis is unavailable; deciding with in-process limits (limits.fail: local)");
             s->redis = 0;
             v = check_memory(req, lc, s, out);
+            if (v == GW_ASYNC)
+                return; /* the ledger's callback goes on */
         } else {
             v = deny_unavailable(req, out, "Redis is unavailable (limits.fail: closed)");
         }

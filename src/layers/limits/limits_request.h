@@ -52,7 +52,8 @@ struct lreq {
     int redis;    /* reservations live in Redis */
     struct limits_key user, session;
     int have_session;
-    struct lredis_req *rr; /* Redis mode only */
+    struct lredis_req *rr;        /* Redis mode only */
+    struct ladmission *admission; /* waiting for the ledger (limits.c) */
     struct gw_request *req;
 };
 

@@ -144,6 +144,8 @@ void limits_on_complete(struct gw_request *req)
     st->refunded = total == 0;
     st->settled = 1;
     int64_t now_s = (int64_t)(gw_now_ns() / 1000000000ULL);
+    struct limits_ledger_op ops[LIMITS_MAX_BUDGETS];
+    size_t n_ops = 0;
     for (size_t r = 0; r < s->n_res; r++) {
         struct lreservation *res = &s->res[r];
         const struct limits_budget *bg = &lc->budgets[res->budget];
@@ -163,11 +165,16 @@ void limits_on_complete(struct gw_request *req)
             continue;
         }
         lstore_budget_add(limits_rt->budgets, &res->key, delta, res->expires, now_s);
-        if (limits_rt->ledger && limits_ledger_add(limits_rt->ledger, bg->name, res->ledger_key,
-                                                   res->period, res->expires, delta) != 0)
-            gw_log(GW_LOG_ERROR, "limits_ledger", req->id, NULL,
-                   "the settlement of a budget could not be written to the ledger");
+        if (limits_rt->ledger)
+            ops[n_ops++] = (struct limits_ledger_op){bg->name, res->ledger_key, res->period,
+                                                     res->expires, delta};
     }
+    /* On a worker the settlement goes with this loop turn's batch; nothing waits for it. */
+    if (n_ops &&
+        limits_ledger_queue(limits_rt->ledger, limits_loop_for(req), ops, n_ops, NULL, NULL) != 0 &&
+        limits_ledger_add_all(limits_rt->ledger, ops, n_ops) != 0)
+        gw_log(GW_LOG_ERROR, "limits_ledger", req->id, NULL,
+               "the settlement of a budget could not be written to the ledger");
     limits_count_complete(req);
 }
 
