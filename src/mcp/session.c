@@ -11,8 +11,10 @@
 #include <string.h>
 
 #define SESSION_WAYS 8
-/* The table before mcp_session_configure: 100,000 entries and an eighth more slots. */
+/* The table's bound before mcp_session_configure: 100,000 entries and an eighth more slots. */
 #define DEFAULT_SETS ((100000 + 100000 / 8 + SESSION_WAYS - 1) / SESSION_WAYS)
+/* The table starts this small (4,096 entries, 180 KiB) and doubles up to its bound. */
+#define INITIAL_SETS 512
 #define KEY_PREFIX "tg:s:"
 #define KEY_LEN (sizeof KEY_PREFIX - 1 + 64)
 
@@ -211,14 +213,22 @@ static char *mem_unpack(const uint8_t *p, size_t n, size_t *len)
 }
 
 /*
- * The table is replaced only by mcp_session_configure/shutdown (at start and stop, not while
- * requests run); `map_lock` guards the pointer, each set's lock its entries.
+ * The table is replaced by mcp_session_configure/shutdown and when it grows; `map_lock`
+ * guards the pointer (every operation holds it shared, a replacement exclusively), each set's
+ * lock its entries.
+ *
+ * It starts at INITIAL_SETS and doubles, up to `max_sets` (the configured bound), when three
+ * quarters of its entries are taken or when a new session finds both its sets full: a table
+ * sized for the bound from the start would be touched all over by a few thousand sessions
+ * (their keys are random), 5 MiB of memory for the default 100,000 whatever the load. No
+ * session is dropped to make room before the table has reached its bound.
  */
 static pthread_rwlock_t map_lock = PTHREAD_RWLOCK_INITIALIZER;
 /* Live sessions dropped to make room for a new one (both its sets full). */
 static atomic_uint_fast64_t session_evictions;
 static struct mem_set *sets;
-static size_t n_sets;
+static size_t n_sets, max_sets = DEFAULT_SETS;
+static atomic_size_t n_used; /* entries holding a session (live or expired, not yet reused) */
 static uint64_t idle_ms = 3600 * 1000;
 
 static void free_sets(struct mem_set *s, size_t n)
@@ -234,9 +244,9 @@ static void free_sets(struct mem_set *s, size_t n)
 }
 
 /*
- * The table is large (100,000 sessions by default) and mostly untouched: calloc'd memory stays
- * unbacked until used, as long as nothing writes to it. Where a default mutex is all zero
- * bytes (glibc), the zeroed sets are ready as they are; elsewhere each lock is initialised.
+ * calloc'd memory stays unbacked until used, as long as nothing writes to it. Where a default
+ * mutex is all zero bytes (glibc), the zeroed sets are ready as they are; elsewhere each lock
+ * is initialised.
  */
 static struct mem_set *alloc_sets(size_t n)
 {
@@ -251,6 +261,11 @@ static struct mem_set *alloc_sets(size_t n)
     return s;
 }
 
+static size_t first_size(size_t bound)
+{
+    return bound < INITIAL_SETS ? bound : INITIAL_SETS;
+}
+
 /* Takes the read lock and makes sure a table exists (defaults on first use). */
 static int map_acquire(void)
 {
@@ -259,17 +274,20 @@ static int map_acquire(void)
         if (sets)
             return 0;
         pthread_rwlock_unlock(&map_lock);
-        struct mem_set *fresh = alloc_sets(DEFAULT_SETS);
+        size_t n = first_size(DEFAULT_SETS);
+        struct mem_set *fresh = alloc_sets(n);
         if (!fresh)
             return -1;
         pthread_rwlock_wrlock(&map_lock);
         if (!sets) {
             sets = fresh;
-            n_sets = DEFAULT_SETS;
+            n_sets = n;
+            max_sets = DEFAULT_SETS;
+            atomic_store(&n_used, 0);
             fresh = NULL;
         }
         pthread_rwlock_unlock(&map_lock);
-        free_sets(fresh, DEFAULT_SETS);
+        free_sets(fresh, n);
     }
 }
 
@@ -284,12 +302,21 @@ struct mem_pair {
     struct mem_set *a, *b; /* a <= b; b == a when both choices are one set */
 };
 
-static struct mem_pair pair_lock(const uint8_t *h)
+/* The two sets of a key in a table of n sets (from the first 16 bytes of its hash). */
+static void key_sets(const uint8_t *h, size_t n, size_t *i, size_t *j)
 {
     uint64_t v1, v2;
     memcpy(&v1, h, sizeof v1);
     memcpy(&v2, h + 8, sizeof v2);
-    struct mem_set *x = &sets[v1 % n_sets], *y = &sets[v2 % n_sets];
+    *i = (size_t)(v1 % n);
+    *j = (size_t)(v2 % n);
+}
+
+static struct mem_pair pair_lock(const uint8_t *h)
+{
+    size_t i, j;
+    key_sets(h, n_sets, &i, &j);
+    struct mem_set *x = &sets[i], *y = &sets[j];
     struct mem_pair p = {x < y ? x : y, x < y ? y : x};
     pthread_mutex_lock(&p.a->lock);
     if (p.b != p.a)
@@ -306,6 +333,8 @@ static void pair_unlock(struct mem_pair p)
 
 static void entry_clear(struct mem_entry *e)
 {
+    if (e->last_use_ms)
+        atomic_fetch_sub_explicit(&n_used, 1, memory_order_relaxed);
     free(e->value);
     memset(e, 0, sizeof *e);
 }
@@ -426,6 +455,56 @@ static int mem_get_session(const char *key, struct mcp_session *s)
     return rc;
 }
 
+/*
+ * Doubles the table (up to max_sets) if it still has `seen` sets, moving every live session
+ * to its place in the new one. One that finds no room there (both of its new sets full, which
+ * doubling makes most unlikely) is dropped and counted as an eviction.
+ */
+static void map_grow(size_t seen)
+{
+    pthread_rwlock_wrlock(&map_lock);
+    struct mem_set *fresh = NULL;
+    size_t n = n_sets * 2 < max_sets ? n_sets * 2 : max_sets;
+    if (!sets || n_sets != seen || n <= n_sets || !(fresh = alloc_sets(n))) {
+        pthread_rwlock_unlock(&map_lock);
+        return;
+    }
+    uint64_t now = gw_mono_ms() + 1;
+    size_t used = 0;
+    for (size_t k = 0; k < n_sets; k++) {
+        for (int w = 0; w < SESSION_WAYS; w++) {
+            struct mem_entry *e = &sets[k].ways[w];
+            if (!entry_live(e, now)) {
+                free(e->value);
+                continue;
+            }
+            size_t i, j;
+            key_sets(e->key_hash, n, &i, &j);
+            struct mem_set *a = &fresh[i], *b = &fresh[j];
+            if (set_live(b, now) < set_live(a, now)) {
+                a = &fresh[j];
+                b = &fresh[i];
+            }
+            struct mem_entry *d = set_room(a, now);
+            if (!d)
+                d = set_room(b, now);
+            if (!d) {
+                free(e->value);
+                atomic_fetch_add_explicit(&session_evictions, 1, memory_order_relaxed);
+                continue;
+            }
+            *d = *e;
+            used++;
+        }
+        pthread_mutex_destroy(&sets[k].lock);
+    }
+    free(sets);
+    sets = fresh;
+    n_sets = n;
+    atomic_store(&n_used, used);
+    pthread_rwlock_unlock(&map_lock);
+}
+
 static int mem_put(void *ctx, const char *key, const char *value, size_t len, uint64_t ttl,
                    void *loop)
 {
@@ -435,7 +514,13 @@ static int mem_put(void *ctx, const char *key, const char *value, size_t len, ui
     gw_sha256(key, strlen(key), h);
     uint8_t *copy = NULL;
     uint32_t packed_len = 0;
-    if (mem_pack(value, len, &copy, &packed_len) != 0 || map_acquire() != 0) {
+    if (mem_pack(value, len, &copy, &packed_len) != 0) {
+        free(copy);
+        return -1;
+    }
+    int grew = 0;
+retry:
+    if (map_acquire() != 0) {
         free(copy);
         return -1;
     }
@@ -452,6 +537,15 @@ static int mem_put(void *ctx, const char *key, const char *value, size_t len, ui
         e = set_room(first, now);
         if (!e && second != first)
             e = set_room(second, now);
+    }
+    if (!e && !grew && n_sets < max_sets) {
+        /* Both full while the table may grow: it grows, and nobody is dropped. */
+        size_t seen = n_sets;
+        pair_unlock(p);
+        pthread_rwlock_unlock(&map_lock);
+        map_grow(seen);
+        grew = 1;
+        goto retry;
     }
     if (!e) {
         /* Both full: the least recently used session of the two goes (it will get 404). */
@@ -470,8 +564,13 @@ static int mem_put(void *ctx, const char *key, const char *value, size_t len, ui
     e->len = packed_len;
     e->ttl_ms = ttl == 0 ? 1 : ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)ttl;
     entry_touch(e, now);
+    size_t used = atomic_fetch_add_explicit(&n_used, 1, memory_order_relaxed) + 1;
+    size_t seen = n_sets;
+    int crowded = n_sets < max_sets && used * 4 > n_sets * SESSION_WAYS * 3;
     pair_unlock(p);
     pthread_rwlock_unlock(&map_lock);
+    if (crowded)
+        map_grow(seen);
     return 0;
 }
 
@@ -508,9 +607,10 @@ int mcp_session_configure(size_t max_entries, uint64_t idle)
 {
     /* An eighth more slots than entries: at `max_entries` live sessions, under 1% go early. */
     size_t slots = max_entries + max_entries / 8;
-    size_t n = (slots + SESSION_WAYS - 1) / SESSION_WAYS;
-    if (n == 0)
-        n = 1;
+    size_t bound = (slots + SESSION_WAYS - 1) / SESSION_WAYS;
+    if (bound == 0)
+        bound = 1;
+    size_t n = first_size(bound);
     struct mem_set *fresh = alloc_sets(n);
     if (!fresh)
         return -1;
@@ -519,6 +619,8 @@ int mcp_session_configure(size_t max_entries, uint64_t idle)
     size_t old_n = n_sets;
     sets = fresh;
     n_sets = n;
+    max_sets = bound;
+    atomic_store(&n_used, 0);
     idle_ms = idle ? idle : 1;
     pthread_rwlock_unlock(&map_lock);
     free_sets(old, old_n);

@@ -502,6 +502,110 @@ static void test_shared_session_never_dropped(void **state)
     mcp_session_shutdown();
 }
 
+static long resident_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/*
+ * The table grows with its sessions instead of being allocated for its bound: 4,000 sessions
+ * in a table bounded at 100,000 take well under the 5 MiB a table of the bound would be
+ * (session keys are random, so a few thousand touch every page of it).
+ */
+static void test_table_grows_with_sessions(void **state)
+{
+    (void)state;
+    assert_int_equal(mcp_session_configure(100000, 600000), 0);
+    uint64_t evicted = mcp_session_evictions();
+    long before = resident_kib();
+    enum { N = 4000 };
+    static char ids[N][MCP_SESSION_ID_LEN + 1];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(mcp_session_create(ISS, "alice", "ehr", 1, NULL, ids[i], NULL), 0);
+    long grew = resident_kib() - before;
+    print_message("      %d sessions: resident memory grew by %ld KiB\n", N, grew);
+#ifndef __SANITIZE_ADDRESS__ /* its shadow memory and quarantine grow with every allocation */
+    assert_true(before > 0 && grew < 2048);
+#endif
+    assert_int_equal(mcp_session_count(), N);
+    assert_int_equal(mcp_session_evictions(), evicted);
+    struct seen r;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(lookup(ids[i], ISS, "alice", "ehr", &r), 0);
+    mcp_session_shutdown();
+}
+
+/* Creates sessions while looking up earlier ones, from several threads as the table grows. */
+struct grower {
+    int index;
+    long lost, created;
+};
+
+static void *grow_thread(void *arg)
+{
+    struct grower *g = arg;
+    enum { PER = 6000 };
+    char(*ids)[MCP_SESSION_ID_LEN + 1] = calloc(PER, sizeof *ids);
+    char sub[32];
+    uint8_t owner[32];
+    snprintf(sub, sizeof sub, "grower%d", g->index);
+    mcp_session_owner(ISS, sub, owner);
+    for (int i = 0; ids && i < PER; i++) {
+        if (mcp_session_create(ISS, sub, "ehr", 1, NULL, ids[i], NULL) != 0) {
+            g->lost++;
+            continue;
+        }
+        g->created++;
+        int j = (int)(((unsigned)i * 2654435761u) % (unsigned)(i + 1));
+        struct seen r = {0};
+        mcp_session_lookup(ids[j], owner, "ehr", NULL, on_lookup, &r);
+        g->lost += r.rc != 0;
+    }
+    for (int i = 0; ids && i < PER; i++) {
+        struct seen r = {0};
+        mcp_session_lookup(ids[i], owner, "ehr", NULL, on_lookup, &r);
+        g->lost += r.rc != 0;
+    }
+    free(ids);
+    return NULL;
+}
+
+/*
+ * Four threads create 24,000 sessions between them, each looking up its own earlier ones as
+ * it goes, while the table doubles six times under them: every session is found, during the
+ * growth and after it, and none is dropped to make room.
+ */
+static void test_growth_under_concurrency(void **state)
+{
+    (void)state;
+    assert_int_equal(mcp_session_configure(100000, 600000), 0);
+    uint64_t evicted = mcp_session_evictions();
+    pthread_t t[4];
+    struct grower g[4] = {{0}};
+    for (int i = 0; i < 4; i++) {
+        g[i].index = i;
+        pthread_create(&t[i], NULL, grow_thread, &g[i]);
+    }
+    long lost = 0, created = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        lost += g[i].lost;
+        created += g[i].created;
+    }
+    assert_int_equal(created, 24000);
+    assert_int_equal(lost, 0);
+    assert_int_equal(mcp_session_count(), 24000);
+    assert_int_equal(mcp_session_evictions(), evicted);
+    mcp_session_shutdown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -515,6 +619,8 @@ int main(void)
         cmocka_unit_test(test_shared_session_never_dropped),
         cmocka_unit_test(test_sized_holds_entries),
         cmocka_unit_test(test_memory_matches_encoding),
+        cmocka_unit_test(test_table_grows_with_sessions),
+        cmocka_unit_test(test_growth_under_concurrency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
