@@ -6,6 +6,7 @@
  */
 #include "core/exchange.h"
 #include "core/pipeline.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "mcp/jsonrpc.h"
@@ -295,6 +296,11 @@ static int on_up_data(void *arg, const char *data, size_t len)
 
 /* ---- a whole answer ---- */
 
+static int dump_append(const char *buf, size_t size, void *data)
+{
+    return gw_buf_append(data, buf, size) == 0 ? 0 : -1;
+}
+
 /* Every message of a JSON answer through the response hooks, then to the client. */
 static void finish_buffered(struct exchange *x)
 {
@@ -307,7 +313,7 @@ static void finish_buffered(struct exchange *x)
     const struct gw_header *ct = gw_header_find(x->out_headers, x->n_out, "Content-Type");
     int is_json =
         ct && ct->value.len >= 16 && strncasecmp(ct->value.ptr, "application/json", 16) == 0;
-    char *rewritten = NULL;
+    struct gw_buf rewritten = {0};
     if (is_json && x->resp.len > 0) {
         json_t *body = NULL;
         if (mcp_parse_message(x->resp.data, x->resp.len, req->cfg->server.limits.max_json_depth,
@@ -327,22 +333,24 @@ static void finish_buffered(struct exchange *x)
                          "upstream.not_understood");
             return;
         }
-        if (modified)
-            rewritten = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        /* Written into room for about the answer it replaces: no growth by doubling. */
+        if (modified && (gw_buf_reserve(&rewritten, x->resp.len + 256) != 0 ||
+                         json_dump_callback(body, dump_append, &rewritten, JSON_COMPACT) != 0))
+            gw_buf_free(&rewritten);
         json_decref(body);
-        if (modified && !rewritten) {
+        if (modified && !rewritten.data) {
             answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");
             return;
         }
     }
     if (x->answer_status)
         status = x->answer_status; /* the kind made the answer another (an empty list page) */
-    const char *out = rewritten ? rewritten : x->resp.data;
-    size_t out_len = rewritten ? strlen(rewritten) : x->resp.len;
+    const char *out = rewritten.data ? rewritten.data : x->resp.data;
+    size_t out_len = rewritten.data ? rewritten.len : x->resp.len;
     req->response_status = status;
     req->response_bytes += out_len;
     exchange_hold_whole(x, status, x->out_headers, x->n_out, out, out_len);
-    free(rewritten);
+    gw_buf_free(&rewritten);
     exchange_finish(x, 0);
 }
 

@@ -19,6 +19,8 @@
 
 /* out = SHA-256(data). */
 void gw_sha256(const void *data, size_t len, uint8_t out[GW_SHA256_LEN]);
+/* The SHA-256 implementation (an EVP_MD), fetched from the provider once per process. */
+const struct evp_md_st *gw_sha256_md(void);
 /* Writes the 64 lowercase hex digits of SHA-256(data) and a NUL into hex. */
 void gw_sha256_hex(const void *data, size_t len, char hex[GW_SHA256_HEX_LEN + 1]);
 

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +25,37 @@
 
 /* Bytes reserved for the canonical text of one answer before it is written. */
 #define AUDIT_RESULT_CANON_HINT 8192
+/* A thread's buffer for that text is kept between answers up to this size. */
+#define AUDIT_RESULT_CANON_KEEP (256 * 1024)
+
+/* One buffer per thread for the canonical text of an answer: no allocation per answer. */
+static pthread_key_t canon_key;
+static pthread_once_t canon_once = PTHREAD_ONCE_INIT;
+static int canon_key_ok;
+
+static void canon_buf_free(void *p)
+{
+    gw_buf_free(p);
+    free(p);
+}
+
+static void canon_key_make(void)
+{
+    canon_key_ok = pthread_key_create(&canon_key, canon_buf_free) == 0;
+}
+
+static struct gw_buf *canon_buf(void)
+{
+    pthread_once(&canon_once, canon_key_make);
+    if (!canon_key_ok)
+        return NULL;
+    struct gw_buf *b = pthread_getspecific(canon_key);
+    if (!b && (b = calloc(1, sizeof *b)) && pthread_setspecific(canon_key, b) != 0) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
 
 static const struct audit_config default_record_config = {.arguments = AUDIT_ARGS_REDACTED};
 
@@ -86,7 +118,7 @@ static int audit_on_response(struct gw_request *req, json_t *msg, int *modified,
         return GW_PASS;
     if (!st->result_md) {
         st->result_md = EVP_MD_CTX_new();
-        if (!st->result_md || EVP_DigestInit_ex(st->result_md, EVP_sha256(), NULL) != 1) {
+        if (!st->result_md || EVP_DigestInit_ex(st->result_md, gw_sha256_md(), NULL) != 1) {
             EVP_MD_CTX_free(st->result_md);
             st->result_md = NULL;
             return GW_PASS;
@@ -96,12 +128,16 @@ static int audit_on_response(struct gw_request *req, json_t *msg, int *modified,
      * Audit runs last on the response path: this is what the client receives. Room for a
      * typical answer up front: growing from empty by doubling cost more than the walk itself.
      */
-    struct gw_buf b = {0};
-    if (gw_buf_reserve(&b, AUDIT_RESULT_CANON_HINT) == 0 && audit_canon_append(&b, msg) == 0) {
-        EVP_DigestUpdate(st->result_md, b.data, b.len);
+    struct gw_buf own = {0}, *b = canon_buf();
+    if (!b)
+        b = &own;
+    gw_buf_reset(b);
+    if (gw_buf_reserve(b, AUDIT_RESULT_CANON_HINT) == 0 && audit_canon_append(b, msg) == 0) {
+        EVP_DigestUpdate(st->result_md, b->data, b->len);
         st->messages++;
     }
-    gw_buf_free(&b);
+    if (b == &own || b->cap > AUDIT_RESULT_CANON_KEEP)
+        gw_buf_free(b);
     return GW_PASS;
 }
 

@@ -9,6 +9,10 @@
 
 #include "lib/digest.h"
 
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+
 static void hex_of(const uint8_t *md, char *out)
 {
     gw_hex(md, GW_SHA256_LEN, out);
@@ -117,12 +121,58 @@ static void test_unhex(void **state)
     assert_int_equal(gw_unhex("7fzz", 2, b, 0), -1);
 }
 
+/* Each thread keeps a digest context of its own: threads hashing at once get their own sums. */
+struct hasher {
+    int index;
+    int wrong;
+};
+
+static void *hash_thread(void *arg)
+{
+    struct hasher *h = arg;
+    char text[96];
+    for (int i = 0; i < 20000; i++) {
+        int n = snprintf(text, sizeof text, "thread %d message %d %.*s", h->index, i, i % 40,
+                         "0123456789012345678901234567890123456789");
+        uint8_t got[GW_SHA256_LEN], want[GW_SHA256_LEN];
+        unsigned int len = 0;
+        gw_sha256(text, (size_t)n, got);
+        EVP_Digest(text, (size_t)n, want, &len, EVP_sha256(), NULL);
+        h->wrong += len != GW_SHA256_LEN || memcmp(got, want, sizeof got) != 0;
+    }
+    return NULL;
+}
+
+static void test_threads_hash_apart(void **state)
+{
+    (void)state;
+    pthread_t t[4];
+    struct hasher h[4];
+    for (int i = 0; i < 4; i++) {
+        h[i] = (struct hasher){.index = i};
+        assert_int_equal(pthread_create(&t[i], NULL, hash_thread, &h[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(h[i].wrong, 0);
+    }
+    /* Empty input, and the context reused after it. */
+    uint8_t a[GW_SHA256_LEN], b[GW_SHA256_LEN];
+    char hex[GW_SHA256_HEX_LEN + 1];
+    gw_sha256("", 0, a);
+    gw_hex(a, sizeof a, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    gw_sha256("abc", 3, b);
+    gw_hex(b, sizeof b, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_vectors), cmocka_unit_test(test_parts_equal_whole),
         cmocka_unit_test(test_hmac_rfc4231),  cmocka_unit_test(test_equal_ct),
-        cmocka_unit_test(test_unhex),
+        cmocka_unit_test(test_unhex),         cmocka_unit_test(test_threads_hash_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
