@@ -112,7 +112,17 @@ static void test_unhex(void **state)
         assert_int_equal(gw_unhex(first, 1, b, 0) == 0, digit);
         assert_int_equal(gw_unhex(second, 1, b, 0) == 0, digit);
         assert_int_equal(gw_hex_digit((char)c, 1) >= 0, digit && !(c >= 'A' && c <= 'F'));
+        assert_int_equal(gw_unhex(first, 1, b, 1) == 0, digit && !(c >= 'A' && c <= 'F'));
+        assert_int_equal(gw_unhex(second, 1, b, 1) == 0, digit && !(c >= 'A' && c <= 'F'));
+        if (digit)
+            assert_int_equal(b[0], gw_hex_digit((char)c, 0));
     }
+    /* Upper case reads as lower case does, byte for byte. */
+    for (int i = 0; i < 512; i++)
+        hex[i] = (char)(hex[i] >= 'a' ? hex[i] - 'a' + 'A' : hex[i]);
+    assert_int_equal(gw_unhex(hex, sizeof all, back, 1), -1);
+    assert_int_equal(gw_unhex(hex, sizeof all, back, 0), 0);
+    assert_memory_equal(back, all, sizeof all);
     /* What a number reader lets through is not hex here. */
     assert_int_equal(gw_unhex("+1", 1, b, 0), -1);
     assert_int_equal(gw_unhex(" 1", 1, b, 0), -1);
