@@ -263,8 +263,7 @@ static struct mem_set *alloc_sets(size_t n)
     return s;
 }
 
-/* The start size for a bound of `bound` sets; *max gets the bound used: the start times a power of
- * two. */
+/* The start size for a bound of `bound` sets; *max gets the bound used (the start × 2^k). */
 static size_t first_size(size_t bound, size_t *max)
 {
     size_t first = bound, shift = 0;
