@@ -654,6 +654,14 @@ void mcp_session_shutdown(void)
     free_sets(old, old_n);
 }
 
+size_t mcp_session_table_bytes(void)
+{
+    pthread_rwlock_rdlock(&map_lock);
+    size_t n = n_sets * sizeof(struct mem_set);
+    pthread_rwlock_unlock(&map_lock);
+    return n;
+}
+
 uint64_t mcp_session_evictions(void)
 {
     return atomic_load_explicit(&session_evictions, memory_order_relaxed);

@@ -117,6 +117,8 @@ void mcp_session_delete(const char *id, void *loop);
 size_t mcp_session_count(void);
 /* Live sessions the memory store dropped to make room for new ones (the table was full). */
 uint64_t mcp_session_evictions(void);
+/* The bytes of the memory store's table as it has grown so far (its sets, not the values). */
+size_t mcp_session_table_bytes(void);
 
 /* The encoding the stores keep (exposed for tests): JSON. Returns 0 or -1. */
 int mcp_session_encode(const struct mcp_session *s, char **out, size_t *len);

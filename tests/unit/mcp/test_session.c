@@ -536,6 +536,9 @@ static void test_table_grows_with_sessions(void **state)
 #endif
     assert_int_equal(mcp_session_count(), N);
     assert_int_equal(mcp_session_evictions(), evicted);
+    /* Doubled once past three quarters of its first 3,520 entries: 880 sets, not 14,080. */
+    print_message("      table: %zu bytes\n", mcp_session_table_bytes());
+    assert_true(mcp_session_table_bytes() < 512 * 1024);
     struct seen r;
     for (int i = 0; i < N; i++)
         assert_int_equal(lookup(ids[i], ISS, "alice", "ehr", &r), 0);
@@ -603,6 +606,8 @@ static void test_growth_under_concurrency(void **state)
     assert_int_equal(lost, 0);
     assert_int_equal(mcp_session_count(), 24000);
     assert_int_equal(mcp_session_evictions(), evicted);
+    /* 24,000 sessions are held in at least 24,000 / 0.75 slots of 40 bytes and their locks. */
+    assert_true(mcp_session_table_bytes() >= 32000 * 40);
     mcp_session_shutdown();
 }
 
