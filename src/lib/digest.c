@@ -34,17 +34,16 @@ static void sha256_ctx_free(void *p)
     EVP_MD_CTX_free(p);
 }
 
-static void sha256_fetch_all(void)
+static void sha256_key_make(void)
 {
-    sha256_fetch();
     sha256_key_ok = pthread_key_create(&sha256_key, sha256_ctx_free) == 0;
 }
 
-static pthread_once_t sha256_ctx_once = PTHREAD_ONCE_INIT;
+static pthread_once_t sha256_key_once = PTHREAD_ONCE_INIT;
 
 static EVP_MD_CTX *sha256_ctx(void)
 {
-    pthread_once(&sha256_ctx_once, sha256_fetch_all);
+    pthread_once(&sha256_key_once, sha256_key_make);
     if (!sha256_key_ok)
         return NULL;
     EVP_MD_CTX *c = pthread_getspecific(sha256_key);
