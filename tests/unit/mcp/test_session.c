@@ -582,7 +582,7 @@ static void *grow_thread(void *arg)
 
 /*
  * Four threads create 24,000 sessions between them, each looking up its own earlier ones as
- * it goes, while the table doubles six times under them: every session is found, during the
+ * it goes, while the table doubles four times under them: every session is found, during the
  * growth and after it, and none is dropped to make room.
  */
 static void test_growth_under_concurrency(void **state)
