@@ -224,9 +224,6 @@ struct limits_ledger;
 /* Opens "sqlite:PATH" (WAL). Returns NULL with why filled. */
 struct limits_ledger *limits_ledger_open(const char *spec, char *why, size_t why_len);
 void limits_ledger_close(struct limits_ledger *l);
-/* Adds delta to (budget, key, period); durable against a process crash when it returns 0. */
-int limits_ledger_add(struct limits_ledger *l, const char *budget, const char *key, int64_t period,
-                      int64_t expires, int64_t delta);
 /* A change to one row: delta added to (budget, key, period), expires raised to at least this. */
 struct limits_ledger_op {
     const char *budget, *key;

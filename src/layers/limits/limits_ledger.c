@@ -233,16 +233,6 @@ static int write_ops(struct limits_ledger *l, const struct limits_ledger_op *ops
     return rc;
 }
 
-int limits_ledger_add(struct limits_ledger *l, const char *budget, const char *key, int64_t period,
-                      int64_t expires, int64_t delta)
-{
-    struct limits_ledger_op op = {budget, key, period, expires, delta};
-    pthread_mutex_lock(&l->mu);
-    int rc = step_add(l, &op);
-    pthread_mutex_unlock(&l->mu);
-    return rc;
-}
-
 int limits_ledger_add_all(struct limits_ledger *l, const struct limits_ledger_op *ops, size_t n)
 {
     pthread_mutex_lock(&l->mu);
