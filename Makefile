@@ -29,6 +29,16 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) $(HARDEN) -fno-stric
             -Isrc -DTOOLGATE_VERSION='"$(VERSION)"' -DTOOLGATE_REV='"$(GIT_REV)"' \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  += $(SAN) -Wl,-z,relro -Wl,-z,now
+# The allocator: mimalloc replaces libc's malloc in the whole process (every library's
+# allocations too) unless MALLOC=libc or a sanitizer build, whose own allocator must stay. A
+# governed call makes about 300 allocations; with glibc's they were 15% of the CPU.
+MALLOC   ?= $(if $(SAN),libc,mimalloc)
+ifeq ($(MALLOC),mimalloc)
+CFLAGS   += -DTOOLGATE_MIMALLOC=1
+LDLIBS   += -lmimalloc
+else ifneq ($(MALLOC),libc)
+$(error MALLOC must be mimalloc or libc, not "$(MALLOC)")
+endif
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm
 
 LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c | sort)

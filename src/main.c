@@ -16,6 +16,7 @@
 #include "core/reload.h"
 #include "core/server.h"
 #include "core/stats.h"
+#include "lib/alloc.h"
 #include "lib/log.h"
 
 #include <curl/curl.h>
@@ -184,6 +185,9 @@ static int cmd_serve(int argc, char **argv)
 {
     const char *path;
     struct gw_config *cfg;
+    /* Start-up's peak (configuration, compiled patterns) is given back as it is freed; the
+     * server keeps freed memory for reuse again once it listens (gw_server_run_listeners). */
+    gw_allocator_lean(true);
     int rc = load_config(argc, argv, "serve", &path, &cfg);
     if (rc != 0)
         return rc;
@@ -249,7 +253,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("toolgate %s (%s)\n", TOOLGATE_VERSION, TOOLGATE_REV);
+        printf("toolgate %s (%s, %s)\n", TOOLGATE_VERSION, TOOLGATE_REV, gw_allocator());
         return 0;
     }
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {

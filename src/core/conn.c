@@ -153,6 +153,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void conn_dispatch(struct gw_conn *c)
 {
     c->state = C_HANDLING;
+    c->w->dispatched++;
     uv_timer_stop(&c->timer);
     worker_refresh_config(c->w);
     c->handler.handle(c->handler.ctx, c, c->parser);

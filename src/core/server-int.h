@@ -63,6 +63,13 @@ struct gw_worker {
     atomic_int finished; /* the worker's loop has returned */
     int loop_ok;
     uv_timer_t stop_timer;
+    /*
+     * Once a second: when no request was dispatched for a whole second, the memory this
+     * thread's allocator holds free goes back to the system, once per quiet spell.
+     */
+    uv_timer_t collect_timer;
+    uint64_t dispatched, dispatched_seen;
+    int collected;
     struct upstream_multi *upstream;
     struct gw_conn *conns; /* doubly linked list of open connections */
     size_t n_conns;

@@ -8,6 +8,7 @@
 #include "core/reload.h"
 #include "core/server-int.h"
 #include "core/upstream.h"
+#include "lib/alloc.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 
@@ -241,6 +242,23 @@ static int bind_listener(const struct gw_listen *l, char *err, size_t errlen)
     return fd;
 }
 
+/* The worker's quiet-spell check (gw_worker.collect_timer). */
+#define WORKER_COLLECT_MS 1000
+
+static void on_collect_tick(uv_timer_t *t)
+{
+    struct gw_worker *w = t->data;
+    if (w->dispatched != w->dispatched_seen) {
+        w->dispatched_seen = w->dispatched;
+        w->collected = 0;
+        return;
+    }
+    if (!w->collected) {
+        gw_allocator_collect();
+        w->collected = 1;
+    }
+}
+
 static int worker_init(struct gw_worker *w, int index, const struct gw_config *cfg, char *err,
                        size_t errlen)
 {
@@ -262,6 +280,11 @@ static int worker_init(struct gw_worker *w, int index, const struct gw_config *c
     w->async.data = w;
     uv_timer_init(&w->loop, &w->stop_timer);
     w->stop_timer.data = w;
+    uv_timer_init(&w->loop, &w->collect_timer);
+    w->collect_timer.data = w;
+    w->collected = 1; /* nothing served yet: start-up's memory was collected on the main thread */
+    uv_timer_start(&w->collect_timer, on_collect_tick, WORKER_COLLECT_MS, WORKER_COLLECT_MS);
+    uv_unref((uv_handle_t *)&w->collect_timer); /* it never keeps the loop running */
     w->upstream = upstream_multi_new(&w->loop);
     if (!w->upstream) {
         snprintf(err, errlen, "cannot create the upstream client");
@@ -536,6 +559,10 @@ int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_
         gw_buf_free(&roles);
         gw_log(GW_LOG_INFO, "startup", NULL, fields, "toolgate %s listening", TOOLGATE_VERSION);
     }
+    /* What start-up allocated and freed goes back to the system; from here freed memory is
+     * kept for reuse (gw_allocator_lean). */
+    gw_allocator_lean(false);
+    gw_allocator_collect();
     uv_run(&main_loop, UV_RUN_DEFAULT);
     for (int i = 0; i < n_workers; i++)
         uv_thread_join(&workers[i].thread);

@@ -4,6 +4,7 @@
 #include "core/module.h"
 #include "core/route_kind.h"
 #include "core/server.h"
+#include "lib/alloc.h"
 #include "lib/timeutil.h"
 #include "mcp/methods.h"
 #include "mcp/session.h"
@@ -389,9 +390,10 @@ static void write_backends(struct gw_metrics_out *out)
 
 void gw_stats_write(const struct gw_config *cfg, struct gw_metrics_out *out)
 {
-    struct metrics_label build[] = {{"version", TOOLGATE_VERSION}, {"revision", TOOLGATE_REV}};
+    struct metrics_label build[] = {
+        {"version", TOOLGATE_VERSION}, {"revision", TOOLGATE_REV}, {"allocator", gw_allocator()}};
     metrics_family(out, "toolgate_build_info", "gauge", "The running build; always 1.");
-    metrics_sample(out, "toolgate_build_info", build, 2, 1);
+    metrics_sample(out, "toolgate_build_info", build, 3, 1);
     metrics_single_u64(out, "toolgate_config_generation", "gauge",
                        "The configuration generation being served (1 for the first loaded).",
                        cfg ? cfg->generation : S.generation);

@@ -130,6 +130,8 @@ describe("admin listener", () => {
         ])
             assert.ok(families[name], `${name} is exposed`);
         assert.equal(families.toolgate_build_info.type, "GAUGE");
+        /* The allocator serving malloc is the one the default build links (mimalloc). */
+        assert.match(families.toolgate_build_info.metrics[0].labels.allocator, /^mimalloc \d+\.\d+\.\d+$/);
         assert.equal(families.toolgate_request_duration_seconds.type, "HISTOGRAM");
         assert.ok(families.toolgate_open_connections.metrics[0].value >= 1);
     });

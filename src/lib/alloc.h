@@ -1,0 +1,24 @@
+/* The process's memory allocator, as built and as found running. */
+#ifndef GW_ALLOC_H
+#define GW_ALLOC_H
+
+#include <stdbool.h>
+
+/* "mimalloc 2.0.9" when mimalloc serves malloc in this process, "libc" for glibc's. A build
+ * linked with mimalloc in which malloc still reaches libc (a preloaded allocator, a sanitizer)
+ * says "libc (mimalloc linked, not in use)". The text is static. */
+const char *gw_allocator(void);
+
+/* Whether P, from malloc, was allocated by mimalloc (false in a build without it). */
+bool gw_allocator_owns(const void *p);
+
+/* Gives the memory this thread's allocator holds free back to the system (mimalloc's
+ * mi_collect; glibc's malloc_trim). For a thread that has gone idle: it costs a pass over the
+ * thread's pages (mimalloc) or every arena (glibc). */
+void gw_allocator_collect(void);
+
+/* While LEAN is set, memory freed is returned to the system at once instead of kept for reuse
+ * (mimalloc's decommit delay at 0): for start-up, whose peak is freed before serving. */
+void gw_allocator_lean(bool lean);
+
+#endif
