@@ -184,9 +184,9 @@ void answer_denied(struct exchange *x)
     struct gw_header extra[2];
     size_t n = 0;
     char retry[32];
-    if (d->www_authenticate[0])
+    if (req->www_authenticate[0])
         extra[n++] = (struct gw_header){GW_SLICE_LIT("WWW-Authenticate"),
-                                        {d->www_authenticate, strlen(d->www_authenticate)}};
+                                        {req->www_authenticate, strlen(req->www_authenticate)}};
     if (d->retry_after_ms) {
         snprintf(retry, sizeof retry, "%llu",
                  (unsigned long long)((d->retry_after_ms + 999) / 1000));

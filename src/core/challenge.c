@@ -65,6 +65,6 @@ int gw_deny_insufficient_scope(struct gw_request *req, struct gw_decision *d, co
     if (rule_id)
         snprintf(d->rule_id, sizeof d->rule_id, "%s", rule_id);
     gw_challenge(req, "insufficient_scope", "The token lacks a scope this call needs.", scopes,
-                 d->www_authenticate, sizeof d->www_authenticate);
+                 req->www_authenticate, sizeof req->www_authenticate);
     return GW_DENY;
 }

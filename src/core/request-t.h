@@ -30,16 +30,16 @@ enum gw_http_method { GW_HTTP_OTHER = 0, GW_HTTP_GET, GW_HTTP_POST, GW_HTTP_DELE
  *   - jsonrpc_code == 0 and http_status == 200: a tool result with isError: true (policy,
  *     limits denials the model can act on);
  *   - jsonrpc_code != 0: a JSON-RPC error with that code (e.g. -32602 for a hidden tool);
- *   - http_status 401/403: an OAuth challenge (www_authenticate is set).
+ *   - http_status 401/403: an OAuth challenge (the request's www_authenticate is set; one
+ *     per request, since only the stage that denies writes it).
  */
 struct gw_decision {
     enum gw_verdict verdict;
     int http_status;
     int jsonrpc_code;
-    char reason_code[64]; /* stable machine code: "identity.invalid_token", "policy.no_match" */
-    char reason[256];     /* short sentence for the client/model; never echoes secrets */
-    char rule_id[128];    /* determining rule(s), comma-separated; empty when none */
-    char www_authenticate[512];
+    char reason_code[64];    /* stable machine code: "identity.invalid_token", "policy.no_match" */
+    char reason[256];        /* short sentence for the client/model; never echoes secrets */
+    char rule_id[128];       /* determining rule(s), comma-separated; empty when none */
     uint64_t retry_after_ms; /* limits: when the client may retry; 0 when not applicable */
 };
 
@@ -81,12 +81,23 @@ struct gw_finding {
 
 #define GW_MAX_FINDINGS 64
 
+/*
+ * A message's findings. The items are allocated as they come (most calls have none, and a
+ * request in flight should not carry 13 KiB of empty ones): n items at items, room for cap.
+ * All zero is the empty set; gw_findings_free releases the items.
+ */
 struct gw_findings {
-    struct gw_finding items[GW_MAX_FINDINGS];
-    size_t n;
-    size_t dropped; /* findings beyond GW_MAX_FINDINGS, counted but not itemised */
+    struct gw_finding *items;
+    size_t n, cap;
+    size_t dropped; /* findings beyond GW_MAX_FINDINGS (or memory), counted but not itemised */
     unsigned redactions;
 };
+
+/* Room for one more item (n grows by one, the item zeroed); NULL, with dropped counted, when
+ * GW_MAX_FINDINGS are held or memory ran out. */
+struct gw_finding *gw_findings_push(struct gw_findings *f);
+/* Releases the items; the set is empty again. */
+void gw_findings_free(struct gw_findings *f);
 
 /* ---- cost, budget and rate-limit accounting (filled by the limits layer) ---- */
 /* Loop-detector flags (gw_limits_state.loop_flags). */

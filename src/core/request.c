@@ -39,6 +39,35 @@ void gw_identity_clear(struct gw_identity *id)
     memset(id, 0, sizeof *id);
 }
 
+struct gw_finding *gw_findings_push(struct gw_findings *f)
+{
+    if (f->n >= GW_MAX_FINDINGS) {
+        f->dropped++;
+        return NULL;
+    }
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 4;
+        if (cap > GW_MAX_FINDINGS)
+            cap = GW_MAX_FINDINGS;
+        struct gw_finding *items = realloc(f->items, cap * sizeof *items);
+        if (!items) {
+            f->dropped++;
+            return NULL;
+        }
+        f->items = items;
+        f->cap = cap;
+    }
+    struct gw_finding *it = &f->items[f->n++];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
+void gw_findings_free(struct gw_findings *f)
+{
+    free(f->items);
+    memset(f, 0, sizeof *f);
+}
+
 void gw_request_free(struct gw_request *req)
 {
     if (!req)
@@ -47,6 +76,7 @@ void gw_request_free(struct gw_request *req)
         if (req->layer_state[i] && req->layer_state_free[i])
             req->layer_state_free[i](req->layer_state[i]);
     gw_identity_clear(&req->identity);
+    gw_findings_free(&req->findings);
     mcp_batch_free(&req->rpc);
     free(req->rewritten_body);
     free(req->protocol_version);

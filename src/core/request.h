@@ -22,7 +22,7 @@
  * Stages of the pipeline are the modules of the build (core/module.h), in list order; a
  * stage's index is its module's index. GW_STAGE_NONE in deciding_stage: nothing denied.
  */
-#define GW_MAX_STAGES 16
+#define GW_MAX_STAGES 10
 #define GW_STAGE_NONE (-1)
 
 #define GW_MAX_RESPONSE_HEADERS 8
@@ -107,6 +107,9 @@ struct gw_request {
      */
     json_t *denial_result;
     struct gw_decision decision[GW_MAX_STAGES];
+    /* The WWW-Authenticate challenge of a 401/403 denial, written by the stage that denies
+     * (identity, or policy for a missing scope); empty otherwise. */
+    char www_authenticate[512];
     int deciding_stage; /* the stage that denied; GW_STAGE_NONE when allowed */
     void *layer_state[GW_MAX_STAGES];
     void (*layer_state_free[GW_MAX_STAGES])(void *);

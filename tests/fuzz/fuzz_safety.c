@@ -199,6 +199,7 @@ static void scan_message(const struct safety_config *sc, const char *s, size_t n
         abort();
     json_decref(again);
     free(out);
+    gw_findings_free(&f);
     json_decref(before);
     json_decref(doc);
 }
@@ -253,9 +254,11 @@ static void scan_json(struct safety_config *sc, const char *s, size_t n, int dir
             strcmp(res.error_code, res2.error_code) != 0 || f.n != f2.n)
             abort();
         free(out2);
+        gw_findings_free(&f2);
         json_decref(twin);
     }
     free(out);
+    gw_findings_free(&f);
     json_decref(doc);
 }
 

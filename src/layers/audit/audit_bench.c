@@ -50,7 +50,8 @@ static void on_commit(void *arg, int ok)
     pthread_mutex_unlock(&p->mu);
 }
 
-static void fill_request(struct gw_request *req, json_t *msg, char **roles, char **scopes)
+static void fill_request(struct gw_request *req, json_t *msg, char **roles, char **scopes,
+                         struct gw_finding *finding)
 {
     static struct gw_route route = {.name = "ehr", .path = "/mcp"};
     static struct gw_backend backend = {.name = "ehr", .url = "http://127.0.0.1:9001/mcp"};
@@ -77,11 +78,14 @@ static void fill_request(struct gw_request *req, json_t *msg, char **roles, char
     req->rpc.msgs[0].target = "ehr.get_patient";
     req->rpc.msgs[0].arguments = json_object_get(json_object_get(msg, "params"), "arguments");
     req->deciding_stage = GW_STAGE_NONE;
-    req->findings.n = 1;
-    snprintf(req->findings.items[0].type, sizeof req->findings.items[0].type, "ssn");
-    snprintf(req->findings.items[0].path, sizeof req->findings.items[0].path, "/note");
-    req->findings.items[0].count = 1;
-    req->findings.items[0].action = GW_PII_REDACT;
+    /* The finding is the caller's (the request is on its stack and never freed). */
+    memset(finding, 0, sizeof *finding);
+    snprintf(finding->type, sizeof finding->type, "ssn");
+    snprintf(finding->path, sizeof finding->path, "/note");
+    finding->count = 1;
+    finding->action = GW_PII_REDACT;
+    req->findings.items = finding;
+    req->findings.n = req->findings.cap = 1;
     for (int s = 0; s < GW_STAGE_AUDIT; s++)
         req->timing.stage_ns[s] = 1500 + (uint64_t)s * 100;
 }
@@ -96,8 +100,9 @@ static void *produce(void *arg)
                   "method", "tools/call", "params", "name", "ehr.get_patient", "arguments",
                   "patient_id", "P12345", "note", "[REDACTED:ssn]", "limit", 10);
     struct gw_request req;
+    struct gw_finding finding;
     for (uint64_t i = 0; i < p->n; i++) {
-        fill_request(&req, msg, roles, scopes);
+        fill_request(&req, msg, roles, scopes, &finding);
         /* A refused item is freed: after back-pressure (the benchmark measures the writer)
          * the record is built afresh, as the layer builds it from the request. */
         struct audit_item *it = audit_record_decision_item(&req, &rc);

@@ -163,15 +163,17 @@ int audit_gen_run(const struct audit_gen_opts *o, char *err, size_t errlen)
             gw_decision_deny(&req.decision[stage], status, -32001, reason, "denied");
             snprintf(req.decision[stage].rule_id, sizeof req.decision[stage].rule_id, "%s", rule);
         }
+        struct gw_finding found[2];
         if (roll % 7 == 0) {
-            req.findings.n = 1 + roll % 2;
+            /* The request is on the stack and never freed: the findings are too. */
+            memset(found, 0, sizeof found);
+            req.findings.items = found;
+            req.findings.n = req.findings.cap = 1 + roll % 2;
             for (size_t f = 0; f < req.findings.n; f++) {
-                snprintf(req.findings.items[f].type, sizeof req.findings.items[f].type, "%s",
-                         f ? "phone" : "ssn");
-                snprintf(req.findings.items[f].path, sizeof req.findings.items[f].path,
-                         "/params/arguments/note");
-                req.findings.items[f].count = 1;
-                req.findings.items[f].action = GW_PII_REDACT;
+                snprintf(found[f].type, sizeof found[f].type, "%s", f ? "phone" : "ssn");
+                snprintf(found[f].path, sizeof found[f].path, "/params/arguments/note");
+                found[f].count = 1;
+                found[f].action = GW_PII_REDACT;
             }
             req.findings.redactions = (int)req.findings.n;
         }

@@ -72,7 +72,7 @@ static int deny_missing(struct gw_request *req, struct gw_decision *d, const cha
     gw_decision_deny(d, 401, IDENTITY_JSONRPC_UNAUTHORIZED, reason_code,
                      "This resource needs an OAuth access token.");
     scope_list(identity_config_of(req->cfg), scope, sizeof scope);
-    gw_challenge(req, NULL, NULL, scope, d->www_authenticate, sizeof d->www_authenticate);
+    gw_challenge(req, NULL, NULL, scope, req->www_authenticate, sizeof req->www_authenticate);
     return GW_DENY;
 }
 
@@ -80,8 +80,8 @@ static int deny_bad_request(struct gw_request *req, struct gw_decision *d, const
                             const char *text)
 {
     gw_decision_deny(d, 400, IDENTITY_JSONRPC_UNAUTHORIZED, reason_code, text);
-    gw_challenge(req, "invalid_request", text, NULL, d->www_authenticate,
-                 sizeof d->www_authenticate);
+    gw_challenge(req, "invalid_request", text, NULL, req->www_authenticate,
+                 sizeof req->www_authenticate);
     return GW_DENY;
 }
 
@@ -94,8 +94,8 @@ static int deny_token(struct gw_request *req, struct gw_decision *d, int err)
     }
     gw_decision_deny(d, 401, IDENTITY_JSONRPC_UNAUTHORIZED, jwt_error_code(err),
                      INVALID_TOKEN_TEXT);
-    gw_challenge(req, "invalid_token", INVALID_TOKEN_TEXT, NULL, d->www_authenticate,
-                 sizeof d->www_authenticate);
+    gw_challenge(req, "invalid_token", INVALID_TOKEN_TEXT, NULL, req->www_authenticate,
+                 sizeof req->www_authenticate);
     return GW_DENY;
 }
 

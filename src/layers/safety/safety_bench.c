@@ -108,6 +108,7 @@ static double throughput(const struct safety_config *sc, json_t *doc, int redact
         safety_scan_json(sc, d, "", &o, &f, &res);
         ns += gw_mono_ns() - t0;
         total += res.scanned;
+        gw_findings_free(&f);
         json_decref(d);
     }
     *bytes_out = (size_t)total;
@@ -160,6 +161,7 @@ int safety_bench_main(int argc, char **argv)
         uint64_t t0 = gw_mono_ns();
         safety_scan_json(sc, d, "/params/arguments", &o, &f, &res);
         lat[i] = gw_mono_ns() - t0;
+        gw_findings_free(&f);
         json_decref(d);
     }
     int rc = 0;

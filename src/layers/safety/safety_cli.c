@@ -146,6 +146,7 @@ static int cmd_scan(int argc, char **argv, int redact)
         }
     }
     const char *file = argv[optind];
+    struct gw_findings findings = {0};
     json_error_t jerr;
     doc = strcmp(file, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
                                  : json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
@@ -153,8 +154,6 @@ static int cmd_scan(int argc, char **argv, int redact)
         fprintf(stderr, "toolgate safety: %s:%d:%d: %s\n", file, jerr.line, jerr.column, jerr.text);
         goto out;
     }
-    struct gw_findings findings;
-    memset(&findings, 0, sizeof findings);
     size_t budget = sc->max_scan_bytes;
     struct safety_scan_opts o = {
         .direction = strcmp(dir, "response") == 0 ? GW_DIR_RESPONSE : GW_DIR_REQUEST,
@@ -187,6 +186,7 @@ static int cmd_scan(int argc, char **argv, int redact)
     }
     rc = res.block && !redact ? 1 : 0;
 out:
+    gw_findings_free(&findings);
     json_decref(doc);
     safety_config_free(own);
     gw_config_free(cfg);

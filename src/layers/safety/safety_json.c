@@ -72,14 +72,13 @@ static void add_finding(struct gw_findings *f, const char *type, const char *pat
             return;
         }
     }
-    if (f->n >= GW_MAX_FINDINGS) {
-        f->dropped++;
-        return;
-    }
+    struct gw_finding *slot = gw_findings_push(f);
+    if (!slot)
+        return; /* counted as dropped */
     tmp.count = 1;
     tmp.action = action;
     tmp.direction = dir;
-    f->items[f->n++] = tmp;
+    *slot = tmp;
 }
 
 /* ---- replacement text --------------------------------------------------------------------- */

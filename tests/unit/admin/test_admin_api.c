@@ -102,7 +102,7 @@ static void test_request_event_has_no_values(void **state)
     json_decref(j);
 
     /* PII found in the tool's name: the name is not shown. */
-    struct gw_finding *f = &req->findings.items[req->findings.n++];
+    struct gw_finding *f = gw_findings_push(&req->findings);
     snprintf(f->type, sizeof f->type, "ssn");
     snprintf(f->path, sizeof f->path, "/params/name");
     f->count = 1;

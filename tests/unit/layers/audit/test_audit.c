@@ -293,7 +293,7 @@ static struct gw_request *make_request(json_t **msg_out)
                   "method", "tools/call", "params", "name", "ehr.get_patient", "arguments",
                   "patient_id", "P0012345", "note", "SSN 123-45-6789 call me", "limit", 5);
     struct gw_request *req = fx_audit_request(msg, roles);
-    struct gw_finding *fd = &req->findings.items[req->findings.n++];
+    struct gw_finding *fd = gw_findings_push(&req->findings);
     snprintf(fd->type, sizeof fd->type, "ssn");
     snprintf(fd->path, sizeof fd->path, "/params/arguments/note");
     fd->count = 1;
@@ -397,7 +397,7 @@ static void test_record_target_with_pii(void **state)
     assert_null(json_object_get(rec, "tool_sha256"));
     json_decref(rec);
     req->rpc.msgs[0].target = "ehr://patients/123-45-6789";
-    struct gw_finding *fd = &req->findings.items[req->findings.n++];
+    struct gw_finding *fd = gw_findings_push(&req->findings);
     snprintf(fd->type, sizeof fd->type, "ssn");
     snprintf(fd->path, sizeof fd->path, "/params/uri");
     fd->direction = GW_DIR_REQUEST;

@@ -45,7 +45,7 @@ static struct gw_request *base_request(json_t **msg_out)
 static void add_finding(struct gw_request *req, const char *type, const char *path,
                         enum gw_pii_action action, enum gw_direction dir, unsigned count)
 {
-    struct gw_finding *fd = &req->findings.items[req->findings.n++];
+    struct gw_finding *fd = gw_findings_push(&req->findings);
     snprintf(fd->type, sizeof fd->type, "%s", type);
     snprintf(fd->path, sizeof fd->path, "%s", path);
     fd->count = count;

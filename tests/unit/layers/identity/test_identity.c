@@ -203,10 +203,10 @@ static void test_missing_token_challenge(void **state)
     assert_int_equal(d->http_status, 401);
     assert_int_equal(d->jsonrpc_code, IDENTITY_JSONRPC_UNAUTHORIZED);
     assert_string_equal(d->reason_code, "identity.missing_token");
-    assert_string_equal(d->www_authenticate,
+    assert_string_equal(r->req->www_authenticate,
                         "Bearer resource_metadata=\"http://127.0.0.1:8080/.well-known/"
                         "oauth-protected-resource/mcp\", scope=\"tools.read tools.write\"");
-    assert_null(strstr(d->www_authenticate, "error="));
+    assert_null(strstr(r->req->www_authenticate, "error="));
     fx_request_free(r);
 
     /* Another scheme counts as no bearer token: same bare challenge. */
@@ -214,11 +214,11 @@ static void test_missing_token_challenge(void **state)
     assert_int_equal(run_check(r), GW_DENY);
     assert_int_equal(decision(r)->http_status, 401);
     assert_string_equal(decision(r)->reason_code, "identity.bad_scheme");
-    assert_null(strstr(decision(r)->www_authenticate, "error="));
+    assert_null(strstr(r->req->www_authenticate, "error="));
     fx_request_free(r);
     r = fx_request(fx, NULL, "Authorization", "Bearer", NULL);
     assert_int_equal(run_check(r), GW_DENY);
-    assert_non_null(strstr(decision(r)->www_authenticate, "error=\"invalid_token\""));
+    assert_non_null(strstr(r->req->www_authenticate, "error=\"invalid_token\""));
     fx_request_free(r);
     identity_stop();
     fx_config_free(fx);
@@ -280,9 +280,9 @@ static void expect_invalid(struct fx_config *fx, const char *header_value, const
     assert_int_equal(d->jsonrpc_code, IDENTITY_JSONRPC_UNAUTHORIZED);
     /* The client sees one text whatever failed. */
     assert_string_equal(d->reason, "The access token is missing, invalid or expired.");
-    assert_non_null(strstr(d->www_authenticate, "error=\"invalid_token\""));
-    assert_non_null(strstr(d->www_authenticate, "error_description=\"The access token is "
-                                                "missing, invalid or expired.\""));
+    assert_non_null(strstr(r->req->www_authenticate, "error=\"invalid_token\""));
+    assert_non_null(strstr(r->req->www_authenticate, "error_description=\"The access token is "
+                                                     "missing, invalid or expired.\""));
     assert_false(r->req->identity.verified);
     assert_null(r->req->identity.subject);
     fx_request_free(r);
@@ -440,7 +440,7 @@ static void test_request_level_refusals(void **state)
         assert_int_equal(run_check(r), GW_DENY);
         assert_int_equal(decision(r)->http_status, 400);
         assert_string_equal(decision(r)->reason_code, "identity.token_in_query");
-        assert_non_null(strstr(decision(r)->www_authenticate, "error=\"invalid_request\""));
+        assert_non_null(strstr(r->req->www_authenticate, "error=\"invalid_request\""));
         fx_request_free(r);
     }
     /* Harmless look-alikes pass. */

@@ -64,7 +64,7 @@ static int check_token(struct fx_config *fx, const char *tok, char *reason, size
     if (reason)
         snprintf(reason, len, "%s", v == GW_DENY ? d->reason_code : "");
     if (v == GW_DENY && d->http_status == 401)
-        assert_non_null(strstr(d->www_authenticate, "Bearer "));
+        assert_non_null(strstr(r->req->www_authenticate, "Bearer "));
     fx_request_free(r);
     return v;
 }

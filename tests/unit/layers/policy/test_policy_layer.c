@@ -186,9 +186,9 @@ static void test_insufficient_scope_403(void **state)
     assert_int_equal(d->http_status, 403);
     assert_string_equal(d->reason_code, "policy.insufficient_scope");
     assert_string_equal(d->rule_id, "note");
-    assert_non_null(strstr(d->www_authenticate, "error=\"insufficient_scope\""));
-    assert_non_null(strstr(d->www_authenticate, "scope=\"patients.write\""));
-    assert_non_null(strstr(d->www_authenticate,
+    assert_non_null(strstr(f->req->www_authenticate, "error=\"insufficient_scope\""));
+    assert_non_null(strstr(f->req->www_authenticate, "scope=\"patients.write\""));
+    assert_non_null(strstr(f->req->www_authenticate,
                            "http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp"));
 }
 

@@ -796,12 +796,14 @@ static int scan_types(const struct safety_config *sc, json_t *args, int want)
     memset(&res, 0, sizeof res);
     safety_scan_json(sc, args, "/params/arguments", &o, &f, &res);
     assert_false(res.error);
+    int r = 0;
     if (want < 0)
-        return (int)f.n;
-    for (size_t i = 0; i < f.n; i++)
+        r = (int)f.n;
+    for (size_t i = 0; want >= 0 && !r && i < f.n; i++)
         if (strcmp(f.items[i].type, tname[want]) == 0)
-            return 1;
-    return 0;
+            r = 1;
+    gw_findings_free(&f);
+    return r;
 }
 
 static void test_corpus(void **state)

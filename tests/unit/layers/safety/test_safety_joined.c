@@ -143,6 +143,8 @@ static void compare(struct safety_config *sc, const json_t *doc)
         with_findings += a.res.findings > 0;
         free(a.doc);
         free(b.doc);
+        gw_findings_free(&a.f);
+        gw_findings_free(&b.f);
         assert_true(same);
     }
 }
@@ -375,6 +377,7 @@ static void test_unjoinable_config_scans_alone(void **state)
     assert_int_equal(res.findings, 1);
     assert_int_equal(res.block, 1);
     assert_string_equal(res.block_path, "/b/1");
+    gw_findings_free(&f);
     json_decref(doc);
     safety_config_free(sc);
 }
