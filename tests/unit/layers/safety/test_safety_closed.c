@@ -831,9 +831,58 @@ static int teardown(void **state)
     return 0;
 }
 
+/* More findings than are itemised: the first GW_MAX_FINDINGS are listed (their room grows as
+ * they come), the rest counted as dropped, and every value is redacted all the same. */
+static void test_findings_beyond_the_itemised(void **state)
+{
+    (void)state;
+    struct gw_config *cfg = fx_load_ok("server: {}\n");
+    enum { N = GW_MAX_FINDINGS + 16 };
+    struct gw_buf args = {0};
+    gw_buf_append_str(&args, "{");
+    for (int i = 0; i < N; i++)
+        gw_buf_printf(&args, "%s\"c%d\":\"4111111111111111\"", i ? "," : "", i);
+    gw_buf_append_str(&args, "}");
+    char *body = NULL;
+    assert_true(asprintf(&body,
+                         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+                         "{\"name\":\"ehr.note\",\"arguments\":%s}}",
+                         args.data) > 0);
+    struct gw_request *req = decoded(cfg, body);
+    struct gw_decision d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(safety_layer.check(req, &d), GW_PASS);
+    assert_int_equal(req->findings.n, GW_MAX_FINDINGS);
+    assert_int_equal(req->findings.dropped, N - GW_MAX_FINDINGS);
+    assert_true(req->findings.cap >= req->findings.n);
+    for (size_t i = 0; i < req->findings.n; i++) {
+        const struct gw_finding *f = &req->findings.items[i];
+        assert_string_equal(f->type, "credit_card");
+        assert_int_equal(strncmp(f->path, "/params/arguments/c", 19), 0);
+        assert_int_equal(f->count, 1);
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(f->path, req->findings.items[j].path);
+    }
+    struct gw_slice up = gw_request_upstream_body(req);
+    char *sent = strndup(up.ptr, up.len);
+    assert_null(strstr(sent, "4111111111111111"));
+    free(sent);
+    /* The set is emptied by its free and works again. */
+    gw_findings_free(&req->findings);
+    assert_null(req->findings.items);
+    assert_int_equal(req->findings.n + req->findings.cap + req->findings.dropped, 0);
+    assert_non_null(gw_findings_push(&req->findings));
+    assert_int_equal(req->findings.n, 1);
+    gw_request_free(req);
+    free(body);
+    gw_buf_free(&args);
+    gw_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_findings_beyond_the_itemised),
         cmocka_unit_test(test_numbers_request),
         cmocka_unit_test(test_numbers_response),
         cmocka_unit_test(test_every_part_response),
