@@ -13,7 +13,11 @@
 #endif
 
 static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;
+#ifdef __SANITIZE_ADDRESS__
+static char alloc_name[64] = "sanitizer"; /* ASan's allocator serves malloc */
+#else
 static char alloc_name[64] = "libc";
+#endif
 
 bool gw_allocator_owns(const void *p)
 {

@@ -4,9 +4,10 @@
 
 #include <stdbool.h>
 
-/* "mimalloc 2.0.9" when mimalloc serves malloc in this process, "libc" for glibc's. A build
- * linked with mimalloc in which malloc still reaches libc (a preloaded allocator, a sanitizer)
- * says "libc (mimalloc linked, not in use)". The text is static. */
+/* "mimalloc 2.0.9" when mimalloc serves malloc in this process, "libc" for glibc's,
+ * "sanitizer" in an ASan build. A build linked with mimalloc in which malloc still reaches
+ * libc (a preloaded allocator) says "libc (mimalloc linked, not in use)". The text is
+ * static. */
 const char *gw_allocator(void);
 
 /* Whether P, from malloc, was allocated by mimalloc (false in a build without it). */

@@ -54,6 +54,8 @@ static void test_allocator_named(void **state)
     /* "mimalloc M.m.p": the interposition worked, for this file's malloc at least. */
     assert_int_equal(strncmp(name, "mimalloc ", 9), 0);
     assert_true(strlen(name) >= strlen("mimalloc 1.0.0"));
+#elif defined(__SANITIZE_ADDRESS__)
+    assert_string_equal(name, "sanitizer");
 #else
     assert_string_equal(name, "libc");
 #endif
@@ -103,7 +105,12 @@ static void test_collect_returns_memory(void **state)
     usleep(100 * 1000);
     gw_allocator_collect();
     long after = rss_kib();
+#ifndef __SANITIZE_ADDRESS__ /* ASan's allocator holds freed memory in its quarantine */
     assert_true(live - after >= 48 * 1024);
+#else
+    (void)live;
+    (void)after;
+#endif
 }
 
 /* In lean mode memory freed goes back at once, without a collect; leaving it restores
