@@ -461,6 +461,7 @@ void gw_server_release_signals(void)
     uv_loop_close(&main_loop);
 }
 
+
 static void worker_thread(void *arg)
 {
     struct gw_worker *w = arg;
@@ -559,8 +560,8 @@ int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_
         gw_buf_free(&roles);
         gw_log(GW_LOG_INFO, "startup", NULL, fields, "toolgate %s listening", TOOLGATE_VERSION);
     }
-    /* What start-up allocated and freed goes back to the system; from here freed memory is
-     * kept for reuse (gw_allocator_lean). */
+    /* The modules' start-up ran lean (cmd_serve); from here freed memory is kept for reuse,
+     * and what this thread still holds free goes back. */
     gw_allocator_lean(false);
     gw_allocator_collect();
     uv_run(&main_loop, UV_RUN_DEFAULT);

@@ -15,11 +15,13 @@ bool gw_allocator_owns(const void *p);
 
 /* Gives the memory this thread's allocator holds free back to the system (mimalloc's
  * mi_collect; glibc's malloc_trim). For a thread that has gone idle: it costs a pass over the
- * thread's pages (mimalloc) or every arena (glibc). */
+ * thread's pages (mimalloc) or every arena (glibc). mimalloc keeps what was freed within its
+ * decommit delay (25 ms) for reuse even so. */
 void gw_allocator_collect(void);
 
 /* While LEAN is set, memory freed is returned to the system at once instead of kept for reuse
- * (mimalloc's decommit delay at 0): for start-up, whose peak is freed before serving. */
+ * (mimalloc's decommit delay at 0; nothing with glibc's allocator). For start-up, whose
+ * threads free what they set up and then wait. Every free costs a system call meanwhile. */
 void gw_allocator_lean(bool lean);
 
 #endif
