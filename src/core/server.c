@@ -461,7 +461,6 @@ void gw_server_release_signals(void)
     uv_loop_close(&main_loop);
 }
 
-
 static void worker_thread(void *arg)
 {
     struct gw_worker *w = arg;

@@ -1,6 +1,7 @@
 /* The process's memory allocator. With TOOLGATE_MIMALLOC the binary is linked against
- * mimalloc, which replaces malloc and free for every library in the process; this file only
- * reports which allocator is serving malloc, for --version and the build-info metric. */
+ * mimalloc, which replaces malloc and free for every library in the process; this file says
+ * which allocator is serving malloc (for --version and the build-info metric) and asks it to
+ * give free memory back: a collection for a quiet thread, lean mode for start-up. */
 #include "lib/alloc.h"
 
 #include <malloc.h>

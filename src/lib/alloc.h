@@ -21,7 +21,8 @@ void gw_allocator_collect(void);
 
 /* While LEAN is set, memory freed is returned to the system at once instead of kept for reuse
  * (mimalloc's decommit delay at 0; nothing with glibc's allocator). For start-up, whose
- * threads free what they set up and then wait. Every free costs a system call meanwhile. */
+ * threads free what they set up and then wait. Every free costs a system call meanwhile.
+ * Process-wide; set and cleared from one thread (the main one). */
 void gw_allocator_lean(bool lean);
 
 #endif
