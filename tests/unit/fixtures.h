@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ftw.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -65,6 +67,27 @@ static inline void fx_rmtree(const char *dir)
 {
     if (dir && dir[0])
         nftw(dir, fx_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- processes --------------------------------------------------------------------------- */
+
+/* Kills the child PID with SIGKILL and asserts it died of that signal. */
+static inline void fx_kill9(pid_t pid)
+{
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* The parent's side of a kill -9 test: waits for the child's one byte on FD (written once what
+ * it did is durable), closes FD, then kills the child (fx_kill9). */
+static inline void fx_kill9_when_ready(pid_t pid, int fd)
+{
+    char c = 0;
+    assert_int_equal(read(fd, &c, 1), 1);
+    close(fd);
+    fx_kill9(pid);
 }
 
 /* Runs fn(argc, argv) with stdout captured; returns what it printed (malloc'd), *rc its exit. */

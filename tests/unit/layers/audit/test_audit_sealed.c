@@ -324,10 +324,7 @@ static void test_crash_leaves_store_signed(void **state)
         read_acks(fds[0], acked, max, &count, count + 1, 5000);
         clock_gettime(CLOCK_MONOTONIC, &t);
     } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 60);
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    fx_kill9(pid);
     read_acks(fds[0], acked, max, &count, -1, 5000);
     close(fds[0]);
     assert_true(count > before_load); /* records were flowing when it died */

@@ -1745,13 +1745,7 @@ static void test_ledger_survives_kill(void **state)
             pause();
     }
     close(fds[1]);
-    char c = 0;
-    assert_int_equal(read(fds[0], &c, 1), 1);
-    close(fds[0]);
-    kill(pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    assert_true(WIFSIGNALED(status));
+    fx_kill9_when_ready(pid, fds[0]);
     assert_int_equal(limits_start(cfg), 0);
     /* 0.50 recorded: one more 0.30 call fits, the next does not. */
     struct gw_request *req = call(cfg, "gil", "t", "{}");

@@ -97,6 +97,16 @@ static int verdict(const struct gw_request *req)
     return req->pipeline_early_verdict;
 }
 
+/* Begins a call for USER, turns the loop once (its reservation's batch) and asserts it passed. */
+static struct gw_request *passed_call(struct gw_config *cfg, const char *user)
+{
+    struct gw_request *r = call(cfg, user);
+    assert_int_equal(begin(r), GW_ASYNC);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(verdict(r), GW_PASS);
+    return r;
+}
+
 /* The response and completion of a call that was sent; cost reported when >= 0. */
 static void respond(struct gw_request *req, double cost)
 {
@@ -120,11 +130,17 @@ static void respond(struct gw_request *req, double cost)
     limits_layer.on_complete(req);
 }
 
+/* The path of the test's database DB (with SUFFIX, e.g. "-wal") into path[128]. */
+static void db_path(char path[128], const char *db, const char *suffix)
+{
+    snprintf(path, 128, "%s/%s%s", tmpdir, db, suffix);
+}
+
 /* What another connection reads from the ledger: the row's amount, -1 when there is none. */
 static long long stored(const char *db, const char *key)
 {
     char path[128];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, db);
+    db_path(path, db, "");
     sqlite3 *h = NULL;
     sqlite3_stmt *st = NULL;
     long long v = -1;
@@ -145,7 +161,7 @@ static long long stored(const char *db, const char *key)
 static long long wal_size(const char *db)
 {
     char path[128];
-    snprintf(path, sizeof path, "%s/%s-wal", tmpdir, db);
+    db_path(path, db, "-wal");
     struct stat sb;
     return stat(path, &sb) == 0 ? (long long)sb.st_size : 0;
 }
@@ -153,7 +169,7 @@ static long long wal_size(const char *db)
 static void exec_sql(const char *db, const char *sql)
 {
     char path[128];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, db);
+    db_path(path, db, "");
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
     assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
@@ -169,10 +185,7 @@ static void test_one_commit_per_turn(void **state)
 {
     (void)state;
     struct gw_config *cfg = config("turn.db", "100.00");
-    struct gw_request *warm = call(cfg, "ann");
-    assert_int_equal(begin(warm), GW_ASYNC);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(verdict(warm), GW_PASS);
+    struct gw_request *warm = passed_call(cfg, "ann");
     assert_int_equal(stored("turn.db", "ann"), 100000);
     long long wal0 = wal_size("turn.db");
 
@@ -232,10 +245,7 @@ static void test_settlements_ride_along(void **state)
     assert_int_equal(stored("settle.db", "cy"), 0);
 
     /* A reservation and its refund in the same batch: the row does not move. */
-    struct gw_request *d = call(cfg, "cy");
-    assert_int_equal(begin(d), GW_ASYNC);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(verdict(d), GW_PASS);
+    struct gw_request *d = passed_call(cfg, "cy");
     struct gw_request *e = call(cfg, "cy");
     assert_int_equal(begin(e), GW_ASYNC);
     limits_layer.on_complete(d); /* d never left: refunded in e's batch */
@@ -292,10 +302,7 @@ static void test_unwritable_batch_refuses_all(void **state)
 {
     (void)state;
     struct gw_config *cfg = config("fail.db", "0.30");
-    struct gw_request *ok = call(cfg, "dee");
-    assert_int_equal(begin(ok), GW_ASYNC);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(verdict(ok), GW_PASS);
+    struct gw_request *ok = passed_call(cfg, "dee");
     limits_layer.on_complete(ok); /* never sent: refunded */
     uv_run(&loop, UV_RUN_NOWAIT);
 
@@ -389,13 +396,7 @@ static void test_kill_after_turn(void **state)
             pause();
     }
     close(fds[1]);
-    char c = 0;
-    assert_int_equal(read(fds[0], &c, 1), 1);
-    close(fds[0]);
-    kill(pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    assert_true(WIFSIGNALED(status));
+    fx_kill9_when_ready(pid, fds[0]);
     assert_int_equal(stored("kill.db", "fay"), 300000);
     assert_int_equal(limits_start(cfg), 0);
     /* 0.30 recorded: two more 0.10 calls fit, the third does not. */
