@@ -22,6 +22,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +56,9 @@ struct lbatch_wait {
  */
 struct lbatch {
     uv_idle_t idle;
-    struct limits_ledger *l; /* NULL once written by limits_ledger_close */
+    /* NULL once written by limits_ledger_close; atomic, since the batch's thread reads it
+     * without the ledger's lock to know whether the batch is still this ledger's */
+    _Atomic(struct limits_ledger *) l;
     uv_loop_t *loop;
     struct lbatch_op *ops;
     size_t n_ops, cap_ops;
@@ -85,7 +88,7 @@ void limits_ledger_close(struct limits_ledger *l)
     pthread_mutex_lock(&l->mu);
     for (struct lbatch *b = l->open; b; b = b->next) {
         b->written_rc = write_batch(l, b);
-        b->l = NULL;
+        atomic_store(&b->l, NULL);
     }
     l->open = NULL;
     pthread_mutex_unlock(&l->mu);
@@ -276,7 +279,7 @@ static void batch_run(uv_idle_t *h)
     if (tl_batch == b)
         tl_batch = NULL; /* what the callbacks below queue goes into the next batch */
     int rc = b->written_rc;
-    struct limits_ledger *l = b->l;
+    struct limits_ledger *l = atomic_load(&b->l);
     if (l) {
         pthread_mutex_lock(&l->mu);
         rc = write_batch(l, b);
@@ -300,7 +303,7 @@ static void batch_run(uv_idle_t *h)
 static struct lbatch *batch_for(struct limits_ledger *l, uv_loop_t *loop)
 {
     struct lbatch *b = tl_batch;
-    if (b && b->loop == loop && b->l == l)
+    if (b && b->loop == loop && atomic_load(&b->l) == l)
         return b;
     if (!(b = calloc(1, sizeof *b)))
         return NULL;
@@ -308,7 +311,7 @@ static struct lbatch *batch_for(struct limits_ledger *l, uv_loop_t *loop)
         free(b);
         return NULL;
     }
-    b->l = l;
+    atomic_store(&b->l, l);
     b->loop = loop;
     uv_idle_start(&b->idle, batch_run);
     pthread_mutex_lock(&l->mu);
@@ -344,7 +347,8 @@ int limits_ledger_queue(struct limits_ledger *l, void *loop, const struct limits
         return -1;
     pthread_mutex_lock(&l->mu);
     int rc = -1;
-    if (!b->l || grow((void **)&b->ops, &b->cap_ops, b->n_ops + n, sizeof *b->ops) != 0 ||
+    if (!atomic_load(&b->l) ||
+        grow((void **)&b->ops, &b->cap_ops, b->n_ops + n, sizeof *b->ops) != 0 ||
         (done && grow((void **)&b->waits, &b->cap_waits, b->n_waits + 1, sizeof *b->waits) != 0))
         goto out;
     size_t n_ops = b->n_ops, text_len = b->text.len;
