@@ -90,6 +90,41 @@ static inline void fx_kill9_when_ready(pid_t pid, int fd)
     fx_kill9(pid);
 }
 
+/* ---- memory ------------------------------------------------------------------------------ */
+
+/* This process's resident memory in KiB (/proc/self/statm), -1 when it cannot be read. */
+static inline long fx_rss_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Allocates 64 MiB in 1,024 blocks of 64 KiB, touches every byte, frees them all; returns the
+ * resident KiB while they were live. For tests of what the allocator gives back. */
+static inline long fx_churn_64mib(void)
+{
+    enum { FX_BLOCKS = 1024, FX_BLOCK = 64 * 1024 };
+    char **blocks = calloc(FX_BLOCKS, sizeof *blocks);
+    if (!blocks)
+        abort();
+    for (int i = 0; i < FX_BLOCKS; i++) {
+        if (!(blocks[i] = malloc(FX_BLOCK)))
+            abort();
+        memset(blocks[i], i & 0xff, FX_BLOCK);
+    }
+    long live = fx_rss_kib();
+    for (int i = 0; i < FX_BLOCKS; i++)
+        free(blocks[i]);
+    free(blocks);
+    return live;
+}
+
 /* Runs fn(argc, argv) with stdout captured; returns what it printed (malloc'd), *rc its exit. */
 static inline char *fx_capture_stdout(int (*fn)(int, char **), int argc, char **argv, int *rc)
 {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "fixtures.h"
 #include "core/config.h"
 #include "core/server.h"
 #include "lib/log.h"
@@ -78,42 +79,15 @@ static void on_delay(uv_timer_t *t)
     uv_close((uv_handle_t *)t, delayed_closed);
 }
 
-/* Resident memory of this process in KiB. */
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, resident = 0;
-    if (!f)
-        return -1;
-    if (fscanf(f, "%ld %ld", &size, &resident) != 2)
-        resident = -1;
-    fclose(f);
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* /burst: 64 MiB allocated on the worker, touched and freed; RSS while it was live. */
 static atomic_long burst_rss;
-
-static void burst(void)
-{
-    enum { BLOCKS = 1024, BLOCK = 64 * 1024 };
-    static char *blocks[BLOCKS];
-    for (int i = 0; i < BLOCKS; i++) {
-        blocks[i] = malloc(BLOCK);
-        if (blocks[i])
-            memset(blocks[i], i & 0xff, BLOCK);
-    }
-    atomic_store(&burst_rss, rss_kib());
-    for (int i = 0; i < BLOCKS; i++)
-        free(blocks[i]);
-}
 
 static void stub_handle(void *ctx, struct gw_conn *c, struct http1_parser *p)
 {
     (void)ctx;
     atomic_fetch_add(&handled, 1);
     if (gw_slice_eq(p->path, "/burst"))
-        burst();
+        atomic_store(&burst_rss, fx_churn_64mib());
     if (gw_slice_eq(p->path, "/slow") || gw_slice_eq(p->path, "/stream")) {
         struct delayed *d = calloc(1, sizeof *d);
         d->conn = c;
@@ -424,7 +398,7 @@ static void test_quiet_worker_returns_memory(void **state)
     /* A tick sees the request, the next finds a quiet second: within about 2 s. */
     for (int i = 0; i < 40; i++) {
         usleep(100 * 1000);
-        quiet = rss_kib();
+        quiet = fx_rss_kib();
         if (live - quiet >= 48 * 1024)
             break;
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "fixtures.h"
 #include "lib/alloc.h"
 
 #include <curl/curl.h>
@@ -15,36 +16,6 @@
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <unistd.h>
-
-/* Resident memory of this process in KiB. */
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, resident = 0;
-    assert_non_null(f);
-    assert_int_equal(fscanf(f, "%ld %ld", &size, &resident), 2);
-    fclose(f);
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-#define BLOCKS 1024
-#define BLOCK (64 * 1024) /* 64 MiB in all */
-
-/* Allocates and touches 64 MiB in blocks, frees them, and returns the resident KiB while
- * they were live. */
-static long churn(void)
-{
-    static char *blocks[BLOCKS];
-    for (int i = 0; i < BLOCKS; i++) {
-        blocks[i] = malloc(BLOCK);
-        assert_non_null(blocks[i]);
-        memset(blocks[i], i & 0xff, BLOCK);
-    }
-    long live = rss_kib();
-    for (int i = 0; i < BLOCKS; i++)
-        free(blocks[i]);
-    return live;
-}
 
 static void test_allocator_named(void **state)
 {
@@ -101,10 +72,10 @@ static void test_libraries_share_it(void **state)
 static void test_collect_returns_memory(void **state)
 {
     (void)state;
-    long live = churn();
+    long live = fx_churn_64mib();
     usleep(100 * 1000);
     gw_allocator_collect();
-    long after = rss_kib();
+    long after = fx_rss_kib();
 #ifndef __SANITIZE_ADDRESS__ /* ASan's allocator holds freed memory in its quarantine */
     assert_true(live - after >= 48 * 1024);
 #else
@@ -120,22 +91,22 @@ static void test_lean_mode(void **state)
     (void)state;
     gw_allocator_lean(true);
     gw_allocator_lean(true); /* entered twice: the kept setting is the original one */
-    long live = churn();
-    long after = rss_kib();
+    long live = fx_churn_64mib();
+    long after = fx_rss_kib();
     gw_allocator_lean(false);
     gw_allocator_lean(false);
 #ifdef TOOLGATE_MIMALLOC
     assert_true(live - after >= 48 * 1024);
     /* Out of lean mode, freed memory is kept for reuse again (the decommit delay is back). */
-    long live2 = churn();
-    long kept = rss_kib();
+    long live2 = fx_churn_64mib();
+    long kept = fx_rss_kib();
     assert_true(live2 - kept < 16 * 1024);
 #else
     (void)live;
     (void)after;
 #endif
     /* Allocation still works after leaving lean mode. */
-    churn();
+    fx_churn_64mib();
     gw_allocator_collect();
 }
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "mcp/session.h"
 
 #define ISS "https://idp.test/"
@@ -502,18 +503,6 @@ static void test_shared_session_never_dropped(void **state)
     mcp_session_shutdown();
 }
 
-static long resident_kib(void)
-{
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f)
-        return -1;
-    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-        resident = -1;
-    fclose(f);
-    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /*
  * The table grows with its sessions instead of being allocated for its bound: 4,000 sessions
  * in a table bounded at 100,000 take well under the 5 MiB a table of the bound would be
@@ -524,12 +513,12 @@ static void test_table_grows_with_sessions(void **state)
     (void)state;
     assert_int_equal(mcp_session_configure(100000, 600000), 0);
     uint64_t evicted = mcp_session_evictions();
-    long before = resident_kib();
+    long before = fx_rss_kib();
     enum { N = 4000 };
     static char ids[N][MCP_SESSION_ID_LEN + 1];
     for (int i = 0; i < N; i++)
         assert_int_equal(mcp_session_create(ISS, "alice", "ehr", 1, NULL, ids[i], NULL), 0);
-    long grew = resident_kib() - before;
+    long grew = fx_rss_kib() - before;
     print_message("      %d sessions: resident memory grew by %ld KiB\n", N, grew);
 #ifndef __SANITIZE_ADDRESS__ /* its shadow memory and quarantine grow with every allocation */
     assert_true(before > 0 && grew < 2048);
