@@ -53,8 +53,8 @@
 #   BENCH_OPENLOOP_TARGETS="direct nginx h2o toolgate"   targets of openloop
 #   BENCH_WORKERS_TARGETS="nginx toolgate"               targets of workers
 #   BENCH_KEEP=1             keep the temp directory (configs, logs) for inspection
-#   BENCH_PERF=1             record a perf profile of toolgate in each pass-through run
-#                            (BUILD_DIR/bench/perf-<section>.toolgate.data)
+#   BENCH_PERF=1             record a perf profile of each toolgate target in each pass-through run
+#                            (BUILD_DIR/bench/perf-<section>.<target>.data)
 #
 # Adding a measurement: write `section_NAME` (it may use the helpers below and writes its part
 # of the report with `report`), and add NAME to SECTIONS. A layer micro-benchmark is one line
@@ -503,7 +503,7 @@ run_wrk() {
             die "wrk warm-up against $name failed: $(tail -3 "$TMP/wrk-$name-warmup.out")"
     fi
     local perf_pid="" perf_out=$BUILD_DIR/bench/perf-$name.data
-    if [[ $BENCH_PERF == 1 && $name == *.toolgate ]] && command -v perf >/dev/null; then
+    if [[ $BENCH_PERF == 1 && $name == *.toolgate* ]] && command -v perf >/dev/null; then
         # Samples toolgate during the measured run (DWARF unwinding: the build keeps frame
         # pointers out); `perf report -i FILE` reads it afterwards.
         mkdir -p "$BUILD_DIR/bench"

@@ -8,6 +8,7 @@
 #include "core/reload.h"
 #include "core/server-int.h"
 #include "core/upstream.h"
+#include "core/upstream_h1.h"
 #include "lib/alloc.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
@@ -492,7 +493,15 @@ int gw_server_run_listeners(const struct gw_config *cfg, const struct gw_server_
     listener_specs = ls;
     n_listener_specs = n_ls;
     signal(SIGPIPE, SIG_IGN);
-    http_parser_set_max_header_size((uint32_t)cfg->server.limits.max_header);
+    /*
+     * http_parser's bound is one for the whole process, and backends' answers are parsed with
+     * it too (core/upstream_h1.c): it is the larger of the two. Requests keep their own,
+     * max_header, which core/http1.c counts itself.
+     */
+    uint64_t parser_bound = cfg->server.limits.max_header;
+    if (parser_bound < UPSTREAM_H1_MAX_HEAD + 1024)
+        parser_bound = UPSTREAM_H1_MAX_HEAD + 1024;
+    http_parser_set_max_header_size((uint32_t)parser_bound);
     n_workers = cfg->server.workers;
     if (n_workers <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);

@@ -1,4 +1,5 @@
 #include "core/upstream.h"
+#include "core/upstream_h1.h"
 #include "lib/log.h"
 
 #include <curl/curl.h>
@@ -14,6 +15,7 @@
 
 struct upstream_multi {
     uv_loop_t *loop;
+    struct upstream_h1_pool *h1; /* plain-http exchanges that need nothing of libcurl */
     CURLM *multi;
     uv_timer_t timer;
     size_t active;
@@ -37,7 +39,14 @@ struct sock_ctx {
     struct upstream_multi *m;
 };
 
+/*
+ * A call is libcurl's (below) or the own client's (struct upstream_h1_call). Both begin with
+ * an int that says which, so the public functions can tell what they were given.
+ */
+#define CALL_CURL 1
+
 struct upstream_call {
+    int kind; /* CALL_CURL */
     struct upstream_multi *m;
     CURL *easy;
     struct curl_slist *headers;
@@ -56,6 +65,13 @@ struct upstream_call {
     int canceled;
     char errbuf[CURL_ERROR_SIZE];
 };
+
+static int kind_of(const void *call)
+{
+    int kind;
+    memcpy(&kind, call, sizeof kind);
+    return kind;
+}
 
 static void call_free(struct upstream_call *c)
 {
@@ -233,8 +249,12 @@ struct upstream_multi *upstream_multi_new(uv_loop_t *loop)
     if (!m)
         return NULL;
     m->loop = loop;
+    m->h1 = upstream_h1_pool_new(loop);
     m->multi = curl_multi_init();
-    if (!m->multi) {
+    if (!m->multi || !m->h1) {
+        if (m->multi)
+            curl_multi_cleanup(m->multi);
+        upstream_h1_pool_close(m->h1);
         free(m);
         return NULL;
     }
@@ -263,6 +283,8 @@ void upstream_multi_close(struct upstream_multi *m)
     if (!m)
         return;
     m->closing = 1;
+    upstream_h1_pool_close(m->h1);
+    m->h1 = NULL;
     while (m->n_spare > 0)
         curl_easy_cleanup(m->spare[--m->n_spare]);
     /* curl_multi_cleanup closes pooled connections, removing their sockets via sock_cb. */
@@ -283,7 +305,7 @@ void upstream_multi_close(struct upstream_multi *m)
 
 size_t upstream_multi_active(const struct upstream_multi *m)
 {
-    return m->active;
+    return m->active + upstream_h1_pool_active(m->h1);
 }
 
 /* Records one header line; on the blank line that ends a final head, reports it. */
@@ -369,9 +391,15 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 struct upstream_call *upstream_start(struct upstream_multi *m, const struct upstream_request *r,
                                      const struct upstream_callbacks *cb, void *arg)
 {
+    if (!m->closing && m->h1) {
+        struct upstream_h1_target t;
+        if (upstream_h1_target(r, &t))
+            return (struct upstream_call *)upstream_h1_start(m->h1, r, &t, cb, arg);
+    }
     struct upstream_call *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    c->kind = CALL_CURL;
     c->m = m;
     c->cb = *cb;
     c->arg = arg;
@@ -479,6 +507,10 @@ fail:
 
 void upstream_resume(struct upstream_call *c)
 {
+    if (c && kind_of(c) == UPSTREAM_H1_KIND) {
+        upstream_h1_resume((struct upstream_h1_call *)c);
+        return;
+    }
     if (!c || !c->paused || c->canceled)
         return;
     c->paused = 0;
@@ -488,6 +520,10 @@ void upstream_resume(struct upstream_call *c)
 
 void upstream_cancel(struct upstream_call *c)
 {
+    if (c && kind_of(c) == UPSTREAM_H1_KIND) {
+        upstream_h1_cancel((struct upstream_h1_call *)c);
+        return;
+    }
     if (!c || c->canceled)
         return;
     c->canceled = 1;
