@@ -1,10 +1,13 @@
 /*
- * upstream: HTTP requests to backends through libcurl's multi interface, driven by the
- * worker's libuv loop (socket and timer callbacks), so thousands of exchanges share one
- * thread and each backend's keep-alive connections are reused from curl's pool.
+ * upstream: HTTP requests to backends, driven by the worker's libuv loop, so thousands of
+ * exchanges share one thread and each backend's keep-alive connections are reused. A
+ * plain-http request whose address is known (a pin, an address literal, a unix socket) goes
+ * through toolgate's own HTTP/1.1 client (core/upstream_h1.c); anything else (https, a name
+ * to resolve) through libcurl's multi interface (socket and timer callbacks on the loop).
  *
  * The response streams back through callbacks as it arrives. on_data may ask for a pause
- * (the client is slow); upstream_resume() continues, and curl delivers the same bytes again.
+ * (the client is slow); upstream_resume() continues, and the same bytes are delivered again.
+ * No callback is made from inside upstream_start.
  */
 #ifndef GW_UPSTREAM_H
 #define GW_UPSTREAM_H

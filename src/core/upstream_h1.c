@@ -375,7 +375,6 @@ struct h1_conn {
     char *key;
     uint64_t idle_since_ms;
     struct gw_buf out; /* the request head being written */
-    int connected;
     int writing;
     int reused; /* it carried a request before this one */
     int closing;
@@ -849,7 +848,6 @@ static void on_connected(uv_connect_t *req, int status)
         call_end(c, UPSTREAM_ECONNECT, why);
         return;
     }
-    k->connected = 1;
     if (k->h.handle.type == UV_TCP)
         uv_tcp_nodelay(&k->h.tcp, 1);
     int rc = uv_read_start(&k->h.stream, on_alloc, on_read);
@@ -972,11 +970,6 @@ void upstream_h1_pool_close(struct upstream_h1_pool *p)
 size_t upstream_h1_pool_active(const struct upstream_h1_pool *p)
 {
     return p ? p->active : 0;
-}
-
-size_t upstream_h1_pool_idle(const struct upstream_h1_pool *p)
-{
-    return p ? p->n_idle : 0;
 }
 
 /* Refuses a header that would end its line early or that this client writes itself. */

@@ -103,7 +103,6 @@ struct upstream_h1_pool *upstream_h1_pool_new(uv_loop_t *loop);
 /* Closes every connection; calls still running are dropped with no callback. Frees itself. */
 void upstream_h1_pool_close(struct upstream_h1_pool *p);
 size_t upstream_h1_pool_active(const struct upstream_h1_pool *p);
-size_t upstream_h1_pool_idle(const struct upstream_h1_pool *p);
 
 /* As upstream_start, for a request upstream_h1_target took. NULL when it cannot start. */
 struct upstream_h1_call *upstream_h1_start(struct upstream_h1_pool *p,
