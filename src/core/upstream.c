@@ -453,15 +453,10 @@ struct upstream_call *upstream_start(struct upstream_multi *m, const struct upst
     }
     struct gw_buf line = {0};
     for (size_t i = 0; i < r->n_headers; i++) {
-        /* A header line is one line: a CR, LF or NUL anywhere would start another. */
         const struct gw_header *hd = &r->headers[i];
         if (!r->unix_socket && gw_slice_casecmp_eq(hd->name, GW_LOCAL_PRINCIPAL_HEADER))
             continue; /* a local backend's key: never to a network backend */
-        if (memchr(hd->name.ptr, '\r', hd->name.len) || memchr(hd->name.ptr, '\n', hd->name.len) ||
-            memchr(hd->name.ptr, '\0', hd->name.len) ||
-            memchr(hd->value.ptr, '\r', hd->value.len) ||
-            memchr(hd->value.ptr, '\n', hd->value.len) ||
-            memchr(hd->value.ptr, '\0', hd->value.len)) {
+        if (!upstream_h1_header_ok(hd)) {
             gw_buf_free(&line);
             curl_slist_free_all(h);
             goto fail;

@@ -972,13 +972,12 @@ size_t upstream_h1_pool_active(const struct upstream_h1_pool *p)
     return p ? p->active : 0;
 }
 
-/* Refuses a header that would end its line early or that this client writes itself. */
-static int header_ok(const struct gw_header *h)
+int upstream_h1_header_ok(const struct gw_header *h)
 {
-    return !memchr(h->name.ptr, '\r', h->name.len) && !memchr(h->name.ptr, '\n', h->name.len) &&
-           !memchr(h->name.ptr, '\0', h->name.len) && !memchr(h->name.ptr, ':', h->name.len) &&
-           !memchr(h->value.ptr, '\r', h->value.len) && !memchr(h->value.ptr, '\n', h->value.len) &&
-           !memchr(h->value.ptr, '\0', h->value.len);
+    return h->name.len > 0 && !memchr(h->name.ptr, '\r', h->name.len) &&
+           !memchr(h->name.ptr, '\n', h->name.len) && !memchr(h->name.ptr, '\0', h->name.len) &&
+           !memchr(h->name.ptr, ':', h->name.len) && !memchr(h->value.ptr, '\r', h->value.len) &&
+           !memchr(h->value.ptr, '\n', h->value.len) && !memchr(h->value.ptr, '\0', h->value.len);
 }
 
 static int build_head(struct upstream_h1_call *c, const struct upstream_request *r,
@@ -1004,7 +1003,7 @@ static int build_head(struct upstream_h1_call *c, const struct upstream_request 
         const struct gw_header *h = &r->headers[i];
         if (!r->unix_socket && gw_slice_casecmp_eq(h->name, GW_LOCAL_PRINCIPAL_HEADER))
             continue; /* a local backend's key: never to a network backend */
-        if (h->name.len == 0 || !header_ok(h))
+        if (!upstream_h1_header_ok(h))
             return -1;
         /* The framing is this client's: the caller's would contradict the body it sends. */
         if (gw_slice_casecmp_eq(h->name, "Content-Length") ||

@@ -104,6 +104,11 @@ struct upstream_h1_pool *upstream_h1_pool_new(uv_loop_t *loop);
 void upstream_h1_pool_close(struct upstream_h1_pool *p);
 size_t upstream_h1_pool_active(const struct upstream_h1_pool *p);
 
+/* 1 when a header can go on one request line as given: a name with no ':' and neither name
+ * nor value holding CR, LF or NUL (either would end the line early and start another). Both
+ * upstream clients refuse a request with a header that fails it. */
+int upstream_h1_header_ok(const struct gw_header *h);
+
 /* As upstream_start, for a request upstream_h1_target took. NULL when it cannot start. */
 struct upstream_h1_call *upstream_h1_start(struct upstream_h1_pool *p,
                                            const struct upstream_request *r,

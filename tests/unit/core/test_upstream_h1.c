@@ -718,6 +718,23 @@ static void test_refuses_header_injection_and_strips_local_key(void **state)
     const struct gw_header nul[] = {{GW_SLICE_LIT("X-A"), {"a\0b", 3}}};
     r.headers = nul;
     assert_null(upstream_start(cl.m, &r, &cbs, &o));
+    const struct gw_header colon[] = {{GW_SLICE_LIT("X-A: b"), GW_SLICE_LIT("c")}};
+    r.headers = colon;
+    assert_null(upstream_start(cl.m, &r, &cbs, &o));
+    const struct gw_header empty[] = {{GW_SLICE_LIT(""), GW_SLICE_LIT("c")}};
+    r.headers = empty;
+    assert_null(upstream_start(cl.m, &r, &cbs, &o));
+    /* libcurl's path (a name to resolve) refuses the same headers before any connection. */
+    const struct upstream_request named_base = {.url = "http://backend.invalid:1/mcp",
+                                                .method = GW_HTTP_POST,
+                                                .body = GW_SLICE_LIT("{}"),
+                                                .n_headers = 1};
+    const struct gw_header *const refused[] = {bad, bad_name, nul, colon, empty};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        struct upstream_request named = named_base;
+        named.headers = refused[i];
+        assert_null(upstream_start(cl.m, &named, &cbs, &o));
+    }
     /* The local backend's key never goes to a network backend; framing is the client's. */
     const struct gw_header mixed[] = {
         {GW_SLICE_LIT(GW_LOCAL_PRINCIPAL_HEADER), GW_SLICE_LIT("someone")},
