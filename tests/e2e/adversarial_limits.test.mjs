@@ -15,7 +15,7 @@
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startToolgate, killAll, freePort, waitUntil, waitForPort, withLogs, tempDir, Child } from "./lib/harness.mjs";
+import { startToolgate, killAll, freePort, refusedPort, waitUntil, waitForPort, withLogs, tempDir, Child } from "./lib/harness.mjs";
 import { startBackend } from "./lib/backend.mjs";
 
 let backend, tg, tgRedis, deadPort;
@@ -68,7 +68,7 @@ const routes = () => [
 
 before(async () => {
     backend = await startBackend(handler);
-    deadPort = await freePort(); // nothing listens here: connections are refused
+    deadPort = await refusedPort(); // nothing listens here: connections are refused
     const redisPort = await freePort();
     const redis = new Child("redis-server", "redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--dir", tempDir(), "--save", "", "--appendonly", "no"]);
     await waitForPort(redisPort, 10000, redis);

@@ -21,7 +21,7 @@ import path from "node:path";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { startToolgate, startEhr, killAll, withTimeout, waitUntil, freePort, REPO_DIR } from "./lib/harness.mjs";
+import { startToolgate, startEhr, killAll, withTimeout, waitUntil, freePort, refusedPort, REPO_DIR } from "./lib/harness.mjs";
 import { underLoad } from "./lib/reload.mjs";
 
 const KEYS = path.join(REPO_DIR, "tests", "keys");
@@ -221,7 +221,7 @@ describe("identity reload", () => {
     });
 
     test("a new issuer whose JWKS cannot be fetched refuses the reload; the running one serves", async () => {
-        const closed = await freePort(); /* nothing listens there */
+        const closed = await refusedPort(); /* nothing listens there */
         const gen = (await (await fetch(`${tg.adminBase}/admin/status`)).json()).reload.generation;
         const t0 = Date.now();
         const r = await reloadWith({

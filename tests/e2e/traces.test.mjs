@@ -12,7 +12,7 @@
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
-import { startToolgate, killAll, freePort, waitUntil, sleep } from "./lib/harness.mjs";
+import { startToolgate, killAll, refusedPort, waitUntil, sleep } from "./lib/harness.mjs";
 import { startBackend } from "./lib/backend.mjs";
 import { exchange, postJson, jsonBody } from "./lib/raw.mjs";
 import { openSession } from "./lib/session.mjs";
@@ -440,7 +440,7 @@ describe("a collector that is down", () => {
     let tg, backend, sid;
     before(async () => {
         backend = await startBackend();
-        const dead = await freePort(); // nothing listens there
+        const dead = await refusedPort(); // nothing listens there
         tg = await startToolgate({
             routes: [{ url: backend.url }],
             policy: POLICY,

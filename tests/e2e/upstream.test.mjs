@@ -1,7 +1,7 @@
 // Backend failures as the client sees them: unreachable, silent, cut mid-stream, slow streams.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startToolgate, killAll, freePort, sleep } from "./lib/harness.mjs";
+import { startToolgate, killAll, refusedPort, sleep } from "./lib/harness.mjs";
 import { startBackend, startRawBackend, sseEvent } from "./lib/backend.mjs";
 import { RawConn, postJson, exchange, jsonBody, parseSse } from "./lib/raw.mjs";
 
@@ -22,7 +22,7 @@ const note = (i) => ({
 });
 
 before(async () => {
-    closedPort = await freePort(); // nothing listens here
+    closedPort = await refusedPort(); // nothing listens here
     silent = await startRawBackend(() => {});
     cut = await startRawBackend((s) => {
         const body = sseEvent(note(1), "1") + sseEvent(note(2), "2");

@@ -75,6 +75,36 @@ export function freePort() {
     });
 }
 
+/*
+ * A loopback port where connections are refused, and stay refused for the test. A port freePort
+ * handed out and released can be handed out again to the next server a test starts (a Redis, a
+ * toolgate), which would then answer for the "dead" backend. So this one is taken below the
+ * kernel's ephemeral range, where binding port 0 never lands and no test binds a fixed port,
+ * and a connection to it is tried to confirm that it is refused.
+ */
+export async function refusedPort() {
+    let low = 32768;
+    try {
+        low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || low;
+    } catch {
+        /* not Linux: the usual default */
+    }
+    const base = Math.max(1024, Math.min(20000, low - 2000));
+    for (let attempt = 0; attempt < 50; attempt++) {
+        const port = base + Math.floor(Math.random() * Math.max(1, low - base));
+        const refused = await new Promise((resolve) => {
+            const sock = net.connect(port, "127.0.0.1");
+            sock.once("connect", () => {
+                sock.destroy();
+                resolve(false);
+            });
+            sock.once("error", (e) => resolve(e.code === "ECONNREFUSED"));
+        });
+        if (refused) return port;
+    }
+    throw new Error(`no refused loopback port found below ${low}`);
+}
+
 const tempDirs = [];
 export function tempDir() {
     const d = mkdtempSync(path.join(os.tmpdir(), "toolgate-e2e-"));
