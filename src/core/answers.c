@@ -7,6 +7,7 @@
 #include "core/exchange.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
+#include "mcp/json_write.h"
 #include "mcp/jsonrpc.h"
 
 #include <stdio.h>
@@ -107,7 +108,7 @@ static char *denial_body(const struct gw_request *req, const struct gw_decision 
     } else {
         body = denial_for(req, req->rpc.n ? &req->rpc.msgs[0] : NULL, d);
     }
-    char *s = json_dumps(body, JSON_COMPACT);
+    char *s = mcp_json_dumps(body, 0);
     json_decref(body);
     *len = s ? strlen(s) : 0;
     return s;
@@ -164,7 +165,7 @@ void answer_error(struct exchange *x, int status, int code, const char *message,
                          "code", code, "message", message, "data", data);
     }
     json_decref(data);
-    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *s = body ? mcp_json_dumps(body, 0) : NULL;
     json_decref(body);
     len = s ? strlen(s) : 0;
     answer_json(x, status, s ? s : "", len, NULL, 0);
@@ -212,7 +213,7 @@ void answer_result(struct exchange *x, json_t *result, const struct gw_header *e
     int modified = 0;
     struct gw_decision d = {0};
     msg = relay_hooks(x, msg, &modified, &d);
-    char *out = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    char *out = msg ? mcp_json_dumps(msg, 0) : NULL;
     json_decref(msg);
     if (!out) {
         answer_error(x, 503, JSONRPC_INTERNAL_ERROR, "Out of memory", "internal.memory");

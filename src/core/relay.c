@@ -9,6 +9,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
+#include "mcp/json_write.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/methods.h"
 #include "mcp/modern.h"
@@ -239,7 +240,7 @@ static int on_sse_event(void *arg, const struct sse_event *ev)
      */
     if (is_final_response(msg) && x->req->method != GW_HTTP_GET)
         x->holding_stream = 1;
-    char *s = modified ? json_dumps(msg, JSON_COMPACT) : NULL;
+    char *s = modified ? mcp_json_dumps(msg, 0) : NULL;
     struct gw_slice data = s ? (struct gw_slice){s, strlen(s)} : ev->data;
     if ((!modified || s) && sse_encode(&out, ev->event, ev->id, ev->has_id, ev->retry, data) == 0)
         rc = write_to_client(x, out.data, out.len) == 0 ? 0 : 1;
@@ -296,11 +297,6 @@ static int on_up_data(void *arg, const char *data, size_t len)
 
 /* ---- a whole answer ---- */
 
-static int dump_append(const char *buf, size_t size, void *data)
-{
-    return gw_buf_append(data, buf, size) == 0 ? 0 : -1;
-}
-
 /* Every message of a JSON answer through the response hooks, then to the client. */
 static void finish_buffered(struct exchange *x)
 {
@@ -335,7 +331,7 @@ static void finish_buffered(struct exchange *x)
         }
         /* Written into room for about the answer it replaces: no growth by doubling. */
         if (modified && (gw_buf_reserve(&rewritten, x->resp.len + 256) != 0 ||
-                         json_dump_callback(body, dump_append, &rewritten, JSON_COMPACT) != 0))
+                         mcp_json_write(&rewritten, body, 0) != 0))
             gw_buf_free(&rewritten);
         json_decref(body);
         if (modified && !rewritten.data) {

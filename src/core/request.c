@@ -1,6 +1,7 @@
 #include "core/request.h"
 #include "core/module.h"
 #include "lib/timeutil.h"
+#include "mcp/json_write.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,7 +240,7 @@ int gw_request_reserialize(struct gw_request *req)
     }
     if (!body)
         return -1;
-    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    char *s = mcp_json_dumps(body, 17);
     json_decref(body);
     if (!s)
         return -1;

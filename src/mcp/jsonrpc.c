@@ -1,5 +1,6 @@
 #include "mcp/jsonrpc.h"
 #include "mcp/json_parse.h"
+#include "mcp/json_write.h"
 #include "lib/uri.h"
 #include "mcp/methods.h"
 
@@ -531,15 +532,7 @@ int mcp_parse_message(const char *buf, size_t len, size_t max_depth, json_t **ou
 /* Appends the compact encoding of a value (any type). */
 static int append_json(struct gw_buf *out, const json_t *value)
 {
-    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-    size_t n = json_dumpb(value, NULL, 0, flags);
-    if (n == 0 || gw_buf_reserve(out, n) != 0)
-        return -1;
-    if (json_dumpb(value, out->data + out->len, n, flags) != n)
-        return -1;
-    out->len += n;
-    out->data[out->len] = '\0';
-    return 0;
+    return mcp_json_write(out, value, 0);
 }
 
 static int append_envelope(struct gw_buf *out, const json_t *id)

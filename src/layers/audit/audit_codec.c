@@ -34,6 +34,8 @@ struct audit_codec {
     int dctx_magicless;     /* the decompression context is set for version 2 frames */
 };
 
+_Static_assert(AUDIT_CUT_MAX <= 32, "the cut codes are bits of a uint32_t");
+
 static const char *const cut_keys[AUDIT_CUT_MAX] = {
     [AUDIT_CUT_PREV_HASH] = "\"prev_hash\":", [AUDIT_CUT_TIME_NS] = "\"time_ns\":",
     [AUDIT_CUT_TIME] = "\"time\":",           [AUDIT_CUT_REQUEST_ID] = "\"request_id\":",
@@ -376,21 +378,44 @@ static int cut_cmp(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-/* Finds `"key":VALUE` in canon; returns the offset of VALUE or -1. */
-static long find_value(const char *canon, size_t len, const char *key, const char *val, size_t vlen)
+/*
+ * Finds each wanted `"key":VALUE` in canon, in one pass: every key starts with a quote, so only
+ * the quotes are candidates, and a quote is tried against the keys whose first letter follows
+ * it. For each code the first place in the text wins, as a search from the start for it alone
+ * would find. pos[code] gets the offset of VALUE, or -1.
+ */
+static void find_values(const char *canon, size_t len, const struct audit_cut_values *cv,
+                        long pos[AUDIT_CUT_MAX])
 {
-    size_t klen = strlen(key);
-    const char *p = canon, *end = canon + len;
-    while (p < end) {
-        const char *k = memmem(p, (size_t)(end - p), key, klen);
-        if (!k)
-            return -1;
-        const char *v = k + klen;
-        if ((size_t)(end - v) >= vlen && memcmp(v, val, vlen) == 0)
-            return (long)(v - canon);
-        p = k + 1;
+    uint32_t by_letter[26] = {0}, pending = 0;
+    size_t klen[AUDIT_CUT_MAX];
+    for (int code = 1; code < AUDIT_CUT_MAX; code++) {
+        pos[code] = -1;
+        if (!cv->v[code])
+            continue;
+        klen[code] = strlen(cut_keys[code]);
+        by_letter[cut_keys[code][1] - 'a'] |= 1u << code;
+        pending |= 1u << code;
     }
-    return -1;
+    const char *p = canon, *end = canon + len;
+    while (pending && p < end) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q || q + 1 >= end)
+            return;
+        p = q + 1;
+        unsigned letter = (unsigned char)q[1] - 'a';
+        if (letter >= 26)
+            continue;
+        for (uint32_t m = by_letter[letter] & pending; m; m &= m - 1) {
+            int code = __builtin_ctz(m);
+            size_t kl = klen[code], vl = cv->len[code];
+            if ((size_t)(end - q) >= kl + vl && memcmp(q, cut_keys[code], kl) == 0 &&
+                memcmp(q + kl, cv->v[code], vl) == 0) {
+                pos[code] = (long)(q + kl - canon);
+                pending &= ~(1u << code);
+            }
+        }
+    }
 }
 
 /* Appends the header: version, flags, cuts, dictionary id, the prefix reference when set. */
@@ -429,12 +454,12 @@ int audit_codec_encode(struct audit_codec *c, const char *canon, size_t len,
     size_t at[AUDIT_CUT_MAX];
     int n = 0;
     gw_buf_reset(out);
-    for (int code = 1; cv && code < AUDIT_CUT_MAX; code++) {
-        if (!cv->v[code])
-            continue;
-        long pos = find_value(canon, len, cut_keys[code], cv->v[code], cv->len[code]);
-        if (pos >= 0)
-            cuts[n++] = (struct cut){(size_t)pos, cv->len[code], code};
+    if (cv) {
+        long pos[AUDIT_CUT_MAX];
+        find_values(canon, len, cv, pos);
+        for (int code = 1; code < AUDIT_CUT_MAX; code++)
+            if (pos[code] >= 0)
+                cuts[n++] = (struct cut){(size_t)pos[code], cv->len[code], code};
     }
     qsort(cuts, (size_t)n, sizeof cuts[0], cut_cmp);
     for (int i = 1; i < n; i++)
