@@ -56,11 +56,8 @@ int gw_buf_printf(struct gw_buf *b, const char *fmt, ...)
     return rc;
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
- * nothing above U+10FFFF), or 0 when the bytes there are not one.
- */
-static size_t utf8_sequence_len(const unsigned char *p, size_t avail)
+/* The rules are RFC 3629's, the same as jansson's own check (buf.h). */
+size_t gw_utf8_seq_len(const unsigned char *p, size_t avail)
 {
     unsigned char c = p[0];
     size_t len;
@@ -104,7 +101,7 @@ int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n)
              * JSON text must be UTF-8 (RFC 8259 §8.1): bytes that do not form a character are
              * written as U+FFFD so that a hostile input cannot make the output unparseable.
              */
-            size_t seq = utf8_sequence_len((const unsigned char *)s + i, n - i);
+            size_t seq = gw_utf8_seq_len((const unsigned char *)s + i, n - i);
             if (seq > 0) {
                 i += seq - 1;
                 continue;

@@ -54,6 +54,11 @@ int gw_buf_append_str(struct gw_buf *b, const char *s);
 int gw_buf_printf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0 when the bytes there (at most avail) are not one.
+ */
+size_t gw_utf8_seq_len(const unsigned char *p, size_t avail);
 /* Appends s as the inside of a JSON string (quotes not included), escaping as RFC 8259 asks.
  * Bytes that are not well-formed UTF-8 are written as \ufffd, so the result is always valid. */
 int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n);

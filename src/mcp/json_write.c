@@ -1,7 +1,8 @@
 /*
  * json_write: compact JSON text of a jansson tree, as jansson's own dump writes it (see
  * json_write.h). Strings are scanned once: ASCII that needs no escape is copied in runs, an
- * escape is written in place, and each non-ASCII sequence is checked as jansson checks it.
+ * escape is written in place, and each non-ASCII sequence is checked by gw_utf8_seq_len (the
+ * rules of jansson's own check).
  */
 #include "mcp/json_write.h"
 
@@ -22,40 +23,6 @@ static const unsigned char plain_byte[256] = {
     R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0),
 #undef R16
 };
-
-/*
- * The length of the well-formed UTF-8 sequence at s (at most n bytes), or 0: the rules of
- * jansson's check (no overlong forms, no surrogates, nothing above U+10FFFF).
- */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    uint32_t v;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        v = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        v = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        v = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff) || (len == 3 && v < 0x800) ||
-        (len == 4 && v < 0x10000))
-        return 0;
-    return len;
-}
 
 static const char hex_upper[] = "0123456789ABCDEF";
 
@@ -109,7 +76,7 @@ static int put_string(struct gw_buf *b, const char *str, size_t n)
             continue;
         }
         if (s[i] >= 0x80) {
-            size_t k = utf8_seq(s + i, n - i);
+            size_t k = gw_utf8_seq_len(s + i, n - i);
             if (k == 0)
                 return -1;
             i += k;
