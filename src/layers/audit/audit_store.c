@@ -333,8 +333,8 @@ struct audit_store *audit_sqlite_open_format(const char *path, int create,
     /*
      * A whole batch (up to 4096 records) fits the page cache, so pages are written once at
      * commit instead of spilling mid-transaction. The WAL is folded back into the file every
-     * 1000 pages: larger checkpoints are rarer but stall the writer long enough to show in
-     * the answers' tail latency (they wait for their records).
+     * 1000 pages; the compact format's writer does that from a thread of its own
+     * (audit_wal.h), since a fold inside a commit stalls every answer waiting for it.
      */
     if (sq_exec(s, "PRAGMA journal_mode=WAL") || sq_exec(s, "PRAGMA synchronous=FULL") ||
         sq_exec(s, "PRAGMA cache_size=-65536") || sq_exec(s, "PRAGMA wal_autocheckpoint=1000") ||

@@ -9,7 +9,9 @@
 #include "layers/audit/audit_compact.h"
 #include "layers/audit/audit_rollup.h"
 #include "layers/audit/audit_store.h"
+#include "layers/audit/audit_wal.h"
 #include "lib/digest.h"
+#include "lib/log.h"
 
 #include <fnmatch.h>
 #include <sqlite3.h>
@@ -52,6 +54,8 @@ struct lite_store {
     sqlite3_stmt *rollup_add, *rollup_head;
     /* BEGIN IMMEDIATE and COMMIT, prepared once instead of parsed again every transaction. */
     sqlite3_stmt *tx_begin, *tx_commit;
+    /* Writer side: folds the write-ahead log from its own thread (audit_wal.h). */
+    struct audit_wal_folder *folder;
 };
 
 struct rollup_head {
@@ -764,6 +768,8 @@ static void lite_close(struct audit_store *st)
     struct lite_store *s = (struct lite_store *)st;
     if (!s)
         return;
+    /* First: the last connection to close (this one) folds what is left and removes the log. */
+    audit_wal_folder_stop(s->folder);
     sqlite3_finalize(s->insert);
     sqlite3_finalize(s->insert_name);
     sqlite3_finalize(s->prev_hash);
@@ -1229,6 +1235,13 @@ struct audit_store *audit_lite_adopt(sqlite3 *db, const char *path, int create, 
         if (!s->base.err[0])
             lite_fail(s, "preparing the stats counters");
         goto fail;
+    }
+    if (writer) {
+        char why[300];
+        s->folder = audit_wal_folder_start(db, path, why, sizeof why);
+        if (!s->folder)
+            gw_log(GW_LOG_WARN, "audit_wal_folder", NULL, NULL,
+                   "%s; the write-ahead log is folded back inside commits instead", why);
     }
     return &s->base;
 fail:

@@ -1,0 +1,200 @@
+/*
+ * The write-ahead log's folder (audit_wal.h) on real SQLite files: the log is folded from the
+ * folder's thread and starts over, stays bounded while a writer keeps committing, loses no
+ * row; a reader holding an old snapshot makes the log grow without a failure and without the
+ * folder spinning, and once it is done the log starts over again; a folder that cannot start
+ * says why.
+ */
+#include <setjmp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "fixtures.h"
+#include "layers/audit/audit_wal.h"
+
+/* Rows of this many bytes take two overflow pages and a leaf: three frames a commit. */
+#define ROW_BYTES 6000
+
+static char dir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    fx_mkdtemp(dir, sizeof dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fx_rmtree(dir);
+    return 0;
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err ? err : "?");
+}
+
+static sqlite3 *open_wal(const char *path)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    exec_ok(db, "PRAGMA journal_mode=WAL");
+    exec_ok(db, "PRAGMA synchronous=NORMAL");
+    exec_ok(db, "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)");
+    return db;
+}
+
+/* One transaction per row, as the audit writer's group commits at low load. */
+static void commit_rows(sqlite3 *db, int n, int pause_us)
+{
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO t (v) VALUES (randomblob(?1))", -1, &q, NULL),
+        SQLITE_OK);
+    for (int i = 0; i < n; i++) {
+        sqlite3_bind_int(q, 1, ROW_BYTES);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            fail_msg("commit %d: %s", i, sqlite3_errmsg(db));
+        sqlite3_reset(q);
+        if (pause_us)
+            usleep((useconds_t)pause_us);
+    }
+    sqlite3_finalize(q);
+}
+
+static int64_t count_rows(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "ok");
+    sqlite3_finalize(q);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+static long long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+static void test_log_folded_and_started_over(void **state)
+{
+    (void)state;
+    char path[128], wal[140], err[300];
+    snprintf(path, sizeof path, "%s/fold.db", dir);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    sqlite3 *db = open_wal(path);
+    struct audit_wal_folder *f = audit_wal_folder_start(db, path, err, sizeof err);
+    if (!f)
+        fail_msg("folder: %s", err);
+    /* About 12,000 frames in all: without folds the log would hold every one of them. */
+    commit_rows(db, 4000, 100);
+    struct audit_wal_stats st;
+    audit_wal_folder_stats(f, &st);
+    print_message(
+        "folds %llu by the folder, %llu by the writer; log at most %llu pages, now %llu\n",
+        (unsigned long long)st.folds, (unsigned long long)st.inline_folds,
+        (unsigned long long)st.pages_max, (unsigned long long)st.pages);
+    assert_true(st.folds >= 2);
+    assert_true(st.inline_folds >= 2);
+    assert_int_equal(st.failures, 0);
+    /* The log started over each time: it never held much more than one fold's worth. */
+    assert_true(st.pages_max >= AUDIT_WAL_FOLD_PAGES);
+    assert_true(st.pages_max < 3 * AUDIT_WAL_FOLD_PAGES);
+    assert_true(file_size(wal) < 3LL * AUDIT_WAL_FOLD_PAGES * 4200);
+    audit_wal_folder_stop(f);
+    sqlite3_close(db);
+    /* The last connection closed folds the rest and removes the log. */
+    assert_int_equal(file_size(wal), -1);
+    assert_int_equal(count_rows(path), 4000);
+}
+
+static void test_reader_holds_the_log(void **state)
+{
+    (void)state;
+    char path[128], err[300];
+    snprintf(path, sizeof path, "%s/reader.db", dir);
+    sqlite3 *db = open_wal(path);
+    commit_rows(db, 10, 0);
+    struct audit_wal_folder *f = audit_wal_folder_start(db, path, err, sizeof err);
+    if (!f)
+        fail_msg("folder: %s", err);
+    /* A reader keeps the snapshot of the first ten rows: no later frame can be copied. */
+    sqlite3 *reader = NULL;
+    assert_int_equal(sqlite3_open(path, &reader), SQLITE_OK);
+    exec_ok(reader, "BEGIN");
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(reader, "SELECT count(*) FROM t", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(q, 0), 10);
+    sqlite3_finalize(q);
+
+    commit_rows(db, 1500, 0);
+    struct audit_wal_stats held;
+    audit_wal_folder_stats(f, &held);
+    print_message("held: folds %llu + %llu, log %llu pages\n", (unsigned long long)held.folds,
+                  (unsigned long long)held.inline_folds, (unsigned long long)held.pages);
+    /* Every commit went through; the log only grew, and the folder did not spin on it. */
+    assert_int_equal(held.failures, 0);
+    assert_true(held.pages >= 4000);
+    assert_int_equal(held.pages, held.pages_max);
+    assert_true(held.folds <= AUDIT_WAL_ROUNDS * (held.pages / AUDIT_WAL_FOLD_PAGES + 1));
+
+    exec_ok(reader, "COMMIT");
+    sqlite3_close(reader);
+    commit_rows(db, 1500, 100);
+    struct audit_wal_stats after;
+    audit_wal_folder_stats(f, &after);
+    print_message("after: folds %llu + %llu, log %llu pages\n", (unsigned long long)after.folds,
+                  (unsigned long long)after.inline_folds, (unsigned long long)after.pages);
+    assert_true(after.folds > held.folds);
+    assert_true(after.pages < held.pages);
+    assert_true(after.pages < 3 * AUDIT_WAL_FOLD_PAGES);
+    assert_int_equal(after.failures, 0);
+    audit_wal_folder_stop(f);
+    sqlite3_close(db);
+    assert_int_equal(count_rows(path), 3010);
+}
+
+static void test_cannot_start(void **state)
+{
+    (void)state;
+    char path[128], missing[160], err[300] = "";
+    snprintf(path, sizeof path, "%s/start.db", dir);
+    snprintf(missing, sizeof missing, "%s/no-such-dir/start.db", dir);
+    sqlite3 *db = open_wal(path);
+    assert_null(audit_wal_folder_start(db, missing, err, sizeof err));
+    assert_non_null(strstr(err, "cannot open a second connection"));
+    assert_non_null(strstr(err, missing));
+    /* The connection keeps SQLite's own checkpoint: commits go on and stay bounded. */
+    commit_rows(db, 1500, 0);
+    sqlite3_close(db);
+    assert_int_equal(count_rows(path), 1500);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_log_folded_and_started_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_holds_the_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cannot_start, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
