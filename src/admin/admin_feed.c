@@ -81,7 +81,7 @@ int admin_feed_subscribers(void)
 /* Copies at most cap-1 bytes of s; NULL copies as "". */
 static void put(char *dst, size_t cap, const char *s)
 {
-    snprintf(dst, cap, "%s", s ? s : "");
+    gw_strlcpy(dst, s ? s : "", cap);
 }
 
 /* The same rule as the audit record: a target the safety layer found PII in is not shown. */

@@ -178,12 +178,21 @@ int conn_write_raw(struct gw_conn *c, const char *data, size_t len)
     return 0;
 }
 
-static void http_date(char *out, size_t len)
+/* The Date header's value, formatted once a second per thread. */
+static const char *http_date(size_t *len)
 {
+    static __thread time_t at = (time_t)-1;
+    static __thread char text[40];
+    static __thread size_t text_len;
     time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(out, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (now != at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        text_len = strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        at = now;
+    }
+    *len = text_len;
+    return text;
 }
 
 int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_header *headers,
@@ -191,42 +200,48 @@ int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_header *he
 {
     if (c->closed || c->shutting || c->head_sent)
         return -1;
-    struct gw_buf h = {0};
-    char date[64];
-    http_date(date, sizeof date);
+    if (status < 100 || status > 999)
+        status = 500;
+    size_t date_len;
+    const char *date = http_date(&date_len);
     c->keep_alive = c->parser->keep_alive && !c->w->stopping;
     c->streaming = content_length < 0;
     c->chunked = c->streaming && c->parser->http_minor >= 1;
     if (c->streaming && !c->chunked)
         c->keep_alive = 0; /* an HTTP/1.0 stream ends when the connection closes */
-    int rc = gw_buf_printf(&h, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: toolgate\r\n", status,
-                           http1_reason(status), date);
+    /* Built where it waits for its body: the connection's buffer, kept from the last head. */
+    struct gw_buf *h = &c->head_buf;
+    gw_buf_reset(h);
+    char code[4] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), ' '};
+    int rc = gw_buf_append(h, "HTTP/1.1 ", 9) | gw_buf_append(h, code, 4) |
+             gw_buf_append_str(h, http1_reason(status)) | gw_buf_append(h, "\r\nDate: ", 8) |
+             gw_buf_append(h, date, date_len) | gw_buf_append(h, "\r\nServer: toolgate\r\n", 20);
     for (size_t i = 0; i < n_headers && rc == 0; i++) {
-        rc |= gw_buf_append(&h, headers[i].name.ptr, headers[i].name.len);
-        rc |= gw_buf_append(&h, ": ", 2);
-        rc |= gw_buf_append(&h, headers[i].value.ptr, headers[i].value.len);
-        rc |= gw_buf_append(&h, "\r\n", 2);
+        rc |= gw_buf_append(h, headers[i].name.ptr, headers[i].name.len);
+        rc |= gw_buf_append(h, ": ", 2);
+        rc |= gw_buf_append(h, headers[i].value.ptr, headers[i].value.len);
+        rc |= gw_buf_append(h, "\r\n", 2);
     }
     if (content_length >= 0)
-        rc |= gw_buf_printf(&h, "Content-Length: %lld\r\n", (long long)content_length);
+        rc |= gw_buf_append(h, "Content-Length: ", 16) |
+              gw_buf_append_u64(h, (uint64_t)content_length) | gw_buf_append(h, "\r\n", 2);
     else if (c->chunked)
-        rc |= gw_buf_append_str(&h, "Transfer-Encoding: chunked\r\n");
+        rc |= gw_buf_append_str(h, "Transfer-Encoding: chunked\r\n");
     if (!c->keep_alive)
-        rc |= gw_buf_append_str(&h, "Connection: close\r\n");
+        rc |= gw_buf_append_str(h, "Connection: close\r\n");
     else if (c->parser->http_minor == 0)
-        rc |= gw_buf_append_str(&h, "Connection: keep-alive\r\n");
-    rc |= gw_buf_append(&h, "\r\n", 2);
+        rc |= gw_buf_append_str(h, "Connection: keep-alive\r\n");
+    rc |= gw_buf_append(h, "\r\n", 2);
     if (rc == 0 && c->streaming) {
         /* A stream's head goes at once: the client may wait long for the first event. */
-        rc = conn_write(c, h.data, h.len);
-        gw_buf_free(&h);
+        rc = conn_write(c, h->data, h->len);
+        gw_buf_reset(h);
     } else if (rc == 0) {
         /* A fixed-length head leaves with the body, in one write. */
-        gw_buf_free(&c->head_buf);
-        c->head_buf = h;
         c->head_pending = 1;
     } else {
-        gw_buf_free(&h);
+        gw_buf_reset(h);
     }
     if (rc == 0)
         c->head_sent = 1;

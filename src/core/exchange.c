@@ -75,6 +75,8 @@ static void exchange_closed(uv_handle_t *h)
 static void log_request(const struct exchange *x)
 {
     const struct gw_request *req = x->req;
+    if (!gw_log_enabled(GW_LOG_INFO))
+        return; /* formatted for nobody otherwise */
     char fields[768];
     const struct gw_decision *d = gw_request_denial(req);
     const char *layer = gw_request_denial_layer(req);

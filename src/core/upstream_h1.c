@@ -237,18 +237,10 @@ static int plain_bytes(const char *s, size_t len)
     return 1;
 }
 
-int upstream_h1_target(const struct upstream_request *r, struct upstream_h1_target *t)
+/* Host, pool key and addresses of an authority ("name", "name:port", "[v6]", "[v6]:port"). */
+static int target_endpoint(const struct upstream_request *r, const char *auth, size_t auth_len,
+                           struct upstream_h1_target *t)
 {
-    const char *url = r->url;
-    if (!url || strncasecmp(url, "http://", 7) != 0)
-        return 0;
-    const char *auth = url + 7;
-    size_t auth_len = strcspn(auth, "/?#");
-    const char *rest = auth + auth_len;
-    if (auth_len == 0 || memchr(auth, '@', auth_len) || strchr(rest, '#') ||
-        !plain_bytes(auth, auth_len) || !plain_bytes(rest, strlen(rest)))
-        return 0;
-    /* host and port: "name", "name:port", "[v6]", "[v6]:port" */
     const char *host = auth;
     size_t host_len;
     const char *port_s = NULL;
@@ -289,17 +281,6 @@ int upstream_h1_target(const struct upstream_request *r, struct upstream_h1_targ
                         : snprintf(t->host, sizeof t->host, "%.*s:%d", (int)host_len, host, port);
     if (hl < 0 || (size_t)hl >= sizeof t->host)
         return 0;
-    size_t rest_len = strlen(rest);
-    if (rest_len + 2 > sizeof t->target)
-        return 0;
-    if (rest[0] == '?') {
-        t->target[0] = '/';
-        memcpy(t->target + 1, rest, rest_len + 1);
-    } else if (rest_len == 0) {
-        memcpy(t->target, "/", 2);
-    } else {
-        memcpy(t->target, rest, rest_len + 1);
-    }
     t->n_addrs = 0;
     t->unix_socket = NULL;
     if (r->unix_socket) {
@@ -354,6 +335,95 @@ int upstream_h1_target(const struct upstream_request *r, struct upstream_h1_targ
         uv_ip4_name((const struct sockaddr_in *)sa, a, sizeof a);
     int kl = snprintf(t->key, sizeof t->key, "tcp:%s|%d|%s", a, port, t->host);
     return kl > 0 && (size_t)kl < sizeof t->key;
+}
+
+/*
+ * The endpoint of the last URL this thread took apart. It is a function of the authority, the
+ * pin and the socket path alone, and a route sends every call to the same ones: taking it
+ * apart again (a pool key and a Host value formatted, an address parsed and written back)
+ * was most of this client's own work per call.
+ */
+struct endpoint_memo {
+    int valid, has_pin, has_unix;
+    size_t auth_len;
+    char auth[272];
+    char pin[512];
+    char unix_socket[256];
+    char host[sizeof((struct upstream_h1_target *)0)->host];
+    char key[sizeof((struct upstream_h1_target *)0)->key];
+    struct sockaddr_storage addrs[UPSTREAM_H1_MAX_ADDRS];
+    size_t n_addrs;
+};
+static __thread struct endpoint_memo memo;
+
+/* Whether an optional string is the one remembered (NULL and "" differ). */
+static int memo_same(const char *kept, int has, const char *s)
+{
+    return s ? has && strcmp(kept, s) == 0 : !has;
+}
+
+/* Copies an optional string to be remembered; 0 when it does not fit. */
+static int memo_keep(char *kept, size_t cap, int *has, const char *s)
+{
+    *has = s != NULL;
+    if (!s) {
+        kept[0] = '\0';
+        return 1;
+    }
+    size_t n = strlen(s);
+    if (n >= cap)
+        return 0;
+    memcpy(kept, s, n + 1);
+    return 1;
+}
+
+int upstream_h1_target(const struct upstream_request *r, struct upstream_h1_target *t)
+{
+    const char *url = r->url;
+    if (!url || strncasecmp(url, "http://", 7) != 0)
+        return 0;
+    const char *auth = url + 7;
+    size_t auth_len = strcspn(auth, "/?#");
+    const char *rest = auth + auth_len;
+    if (auth_len == 0 || memchr(auth, '@', auth_len) || strchr(rest, '#') ||
+        !plain_bytes(auth, auth_len) || !plain_bytes(rest, strlen(rest)))
+        return 0;
+    size_t rest_len = strlen(rest);
+    if (rest_len + 2 > sizeof t->target)
+        return 0;
+    if (rest[0] == '?') {
+        t->target[0] = '/';
+        memcpy(t->target + 1, rest, rest_len + 1);
+    } else if (rest_len == 0) {
+        memcpy(t->target, "/", 2);
+    } else {
+        memcpy(t->target, rest, rest_len + 1);
+    }
+    if (memo.valid && memo.auth_len == auth_len && memcmp(memo.auth, auth, auth_len) == 0 &&
+        memo_same(memo.pin, memo.has_pin, r->pin) &&
+        memo_same(memo.unix_socket, memo.has_unix, r->unix_socket)) {
+        memcpy(t->host, memo.host, sizeof t->host);
+        memcpy(t->key, memo.key, sizeof t->key);
+        memcpy(t->addrs, memo.addrs, memo.n_addrs * sizeof t->addrs[0]);
+        t->n_addrs = memo.n_addrs;
+        t->unix_socket = memo.has_unix ? r->unix_socket : NULL;
+        return 1;
+    }
+    if (!target_endpoint(r, auth, auth_len, t))
+        return 0;
+    memo.valid = 0;
+    if (auth_len < sizeof memo.auth &&
+        memo_keep(memo.pin, sizeof memo.pin, &memo.has_pin, r->pin) &&
+        memo_keep(memo.unix_socket, sizeof memo.unix_socket, &memo.has_unix, r->unix_socket)) {
+        memcpy(memo.auth, auth, auth_len);
+        memo.auth_len = auth_len;
+        memcpy(memo.host, t->host, sizeof memo.host);
+        memcpy(memo.key, t->key, sizeof memo.key);
+        memcpy(memo.addrs, t->addrs, t->n_addrs * sizeof t->addrs[0]);
+        memo.n_addrs = t->n_addrs;
+        memo.valid = 1;
+    }
+    return 1;
 }
 
 /* ---- connections and calls ---- */
@@ -1014,7 +1084,8 @@ static int build_head(struct upstream_h1_call *c, const struct upstream_request 
               gw_buf_append(b, h->value.ptr, h->value.len) | gw_buf_append(b, "\r\n", 2);
     }
     if (r->method == GW_HTTP_POST)
-        rc |= gw_buf_printf(b, "Content-Length: %zu\r\n", r->body.len);
+        rc |= gw_buf_append(b, "Content-Length: ", 16) | gw_buf_append_u64(b, r->body.len) |
+              gw_buf_append(b, "\r\n", 2);
     rc |= gw_buf_append(b, "\r\n", 2);
     return rc ? -1 : 0;
 }

@@ -32,6 +32,28 @@ int gw_buf_append_str(struct gw_buf *b, const char *s)
     return gw_buf_append(b, s, strlen(s));
 }
 
+size_t gw_strlcpy(char *dst, const char *src, size_t cap)
+{
+    size_t n = strlen(src);
+    if (cap) {
+        size_t k = n < cap ? n : cap - 1;
+        memcpy(dst, src, k);
+        dst[k] = '\0';
+    }
+    return n;
+}
+
+int gw_buf_append_u64(struct gw_buf *b, uint64_t v)
+{
+    char d[20];
+    size_t n = sizeof d;
+    do {
+        d[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return gw_buf_append(b, d + n, sizeof d - n);
+}
+
 int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap)
 {
     va_list ap2;

@@ -51,6 +51,13 @@ static inline int gw_buf_append(struct gw_buf *b, const void *p, size_t n)
     return 0;
 }
 int gw_buf_append_str(struct gw_buf *b, const char *s);
+/*
+ * Copies src into dst of cap bytes as snprintf(dst, cap, "%s", src) does (at most cap - 1
+ * bytes, always terminated when cap > 0) without printf; returns strlen(src).
+ */
+size_t gw_strlcpy(char *dst, const char *src, size_t cap);
+/* v in decimal, as printf's %llu writes it (no printf on the request path). */
+int gw_buf_append_u64(struct gw_buf *b, uint64_t v);
 int gw_buf_printf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));

@@ -130,7 +130,11 @@ static const struct gw_backend *backend_of(const struct gw_request *req, const c
 
 static void key_of(const struct gw_request *req, const struct gw_backend *be, char *out, size_t len)
 {
-    snprintf(out, len, "%s/%s", req->route ? req->route->name : "", be ? be->name : "");
+    size_t n = gw_strlcpy(out, req->route ? req->route->name : "", len);
+    if (n + 1 < len) {
+        out[n] = '/';
+        gw_strlcpy(out + n + 1, be ? be->name : "", len - n - 1);
+    }
 }
 
 static enum integrity_mode mode_of(const struct integrity_config *ic, const struct gw_request *req,

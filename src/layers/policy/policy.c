@@ -80,7 +80,7 @@ static int deny_hidden(const struct gw_request *req, struct gw_decision *out,
         break;
     }
     gw_decision_deny(out, 200, code, "policy.hidden", reason);
-    snprintf(out->rule_id, sizeof out->rule_id, "%s", rule_id);
+    gw_strlcpy(out->rule_id, rule_id, sizeof out->rule_id);
     return GW_DENY;
 }
 
@@ -112,7 +112,7 @@ static int deny_result(struct gw_request *req, struct gw_decision *out,
                          "Invalid params: missing or oversized name.");
         break;
     }
-    snprintf(out->rule_id, sizeof out->rule_id, "%s", res->rule_id);
+    gw_strlcpy(out->rule_id, res->rule_id, sizeof out->rule_id);
     return GW_DENY;
 }
 
@@ -259,11 +259,11 @@ static int policy_check(struct gw_request *req, struct gw_decision *out)
         append_ids(allowed_ids, sizeof allowed_ids, res.rule_id);
     }
     out->verdict = GW_PASS;
-    snprintf(out->reason_code, sizeof out->reason_code, "%s",
-             governed ? "policy.permit" : "policy.not_governed");
-    snprintf(out->rule_id, sizeof out->rule_id, "%s", allowed_ids);
-    snprintf(out->reason, sizeof out->reason, "%s",
-             governed ? "Allowed by policy." : "Not an action the policy governs.");
+    gw_strlcpy(out->reason_code, governed ? "policy.permit" : "policy.not_governed",
+               sizeof out->reason_code);
+    gw_strlcpy(out->rule_id, allowed_ids, sizeof out->rule_id);
+    gw_strlcpy(out->reason, governed ? "Allowed by policy." : "Not an action the policy governs.",
+               sizeof out->reason);
     return GW_PASS;
 }
 

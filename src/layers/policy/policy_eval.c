@@ -594,7 +594,9 @@ static void append_id(char *buf, size_t len, const char *id)
     size_t need = strlen(id) + (used ? 1 : 0);
     if (used + need + 1 > len)
         return; /* keep whole ids only */
-    snprintf(buf + used, len - used, "%s%s", used ? "," : "", id);
+    if (used)
+        buf[used++] = ',';
+    memcpy(buf + used, id, strlen(id) + 1);
 }
 
 static void explainf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -878,6 +878,73 @@ static void test_target_choice(void **state)
     assert_int_equal(upstream_h1_target(&r, &t), 0);
 }
 
+/*
+ * Each thread keeps the endpoint of the last URL it took apart: whatever order URLs, pins and
+ * sockets come in, every answer is the one a first look gives, and nothing of one endpoint
+ * (a pinned address, a socket) is handed to a request for another.
+ */
+static void test_target_memo(void **state)
+{
+    (void)state;
+    struct {
+        const char *url, *pin, *sock;
+        int ok;
+        const char *host, *target;
+        int port; /* of the first address; 0 for a socket or a refusal */
+    } cases[] = {
+        {"http://127.0.0.1:9001/mcp", NULL, NULL, 1, "127.0.0.1:9001", "/mcp", 9001},
+        {"http://127.0.0.1:9001/other?q", NULL, NULL, 1, "127.0.0.1:9001", "/other?q", 9001},
+        {"http://127.0.0.1:9002/mcp", NULL, NULL, 1, "127.0.0.1:9002", "/mcp", 9002},
+        {"http://backend.example:9001/mcp", "backend.example:9001:10.0.0.7", NULL, 1,
+         "backend.example:9001", "/mcp", 9001},
+        {"http://backend.example:9001/mcp", "backend.example:9001:10.0.0.8,10.0.0.9", NULL, 1,
+         "backend.example:9001", "/mcp", 9001},
+        {"http://backend.example:9001/mcp", NULL, NULL, 0, NULL, NULL, 0},
+        {"http://backend.example:9001/mcp", NULL, "/run/a.sock", 1, "backend.example:9001", "/mcp",
+         0},
+        {"http://backend.example:9001/mcp", NULL, "/run/b.sock", 1, "backend.example:9001", "/mcp",
+         0},
+        {"http://backend.example:9001/mcp", NULL, "", 0, NULL, NULL, 0},
+    };
+    size_t n = sizeof cases / sizeof cases[0];
+    unsigned seed = 7;
+    for (int round = 0; round < 400; round++) {
+        size_t i =
+            (size_t)(round < (int)n ? round
+                                    : (int)((seed = seed * 1103515245u + 12345u) >> 8) % (int)n);
+        struct upstream_request r = {0};
+        r.url = cases[i].url;
+        r.pin = cases[i].pin;
+        r.unix_socket = cases[i].sock;
+        struct upstream_h1_target t;
+        memset(&t, 0x5a, sizeof t);
+        int ok = upstream_h1_target(&r, &t);
+        assert_int_equal(ok, cases[i].ok);
+        if (!ok)
+            continue;
+        assert_string_equal(t.host, cases[i].host);
+        assert_string_equal(t.target, cases[i].target);
+        if (cases[i].sock) {
+            assert_ptr_equal(t.unix_socket, cases[i].sock);
+            assert_non_null(strstr(t.key, cases[i].sock));
+            continue;
+        }
+        assert_null(t.unix_socket);
+        char a[INET6_ADDRSTRLEN];
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&t.addrs[0];
+        uv_ip4_name(sin, a, sizeof a);
+        assert_int_equal(ntohs(sin->sin_port), cases[i].port);
+        if (cases[i].pin) {
+            assert_non_null(strstr(cases[i].pin, a));
+            assert_int_equal(t.n_addrs, strchr(cases[i].pin, ',') ? 2 : 1);
+        } else {
+            assert_string_equal(a, "127.0.0.1");
+            assert_int_equal(t.n_addrs, 1);
+        }
+        assert_non_null(strstr(t.key, a));
+    }
+}
+
 /* The reader alone: every split of an answer gives the same head and body. */
 struct rd_seen {
     int heads, status;
@@ -950,6 +1017,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unix_socket_backend, setup_unix, teardown),
         cmocka_unit_test_setup_teardown(test_pin_tries_addresses_in_order, setup, teardown),
         cmocka_unit_test(test_target_choice),
+        cmocka_unit_test(test_target_memo),
         cmocka_unit_test(test_reader_any_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

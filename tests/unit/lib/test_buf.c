@@ -220,12 +220,50 @@ static void test_slices(void **state)
     free(d);
 }
 
+/* The decimal writer writes what printf's %llu writes, for every width of number. */
+static void test_append_u64(void **state)
+{
+    (void)state;
+    uint64_t v[] = {0,
+                    1,
+                    9,
+                    10,
+                    99,
+                    100,
+                    12345,
+                    4294967295ull,
+                    4294967296ull,
+                    9999999999999999999ull,
+                    10000000000000000000ull,
+                    UINT64_MAX};
+    struct gw_buf b = {0};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%llu", (unsigned long long)v[i]);
+        gw_buf_reset(&b);
+        assert_int_equal(gw_buf_append(&b, "x", 1), 0);
+        assert_int_equal(gw_buf_append_u64(&b, v[i]), 0);
+        assert_int_equal(b.len, 1 + strlen(want));
+        assert_memory_equal(b.data + 1, want, strlen(want));
+    }
+    for (uint64_t x = 1; x < UINT64_MAX / 3; x = x * 3 + 1) {
+        char want[32];
+        snprintf(want, sizeof want, "%llu", (unsigned long long)x);
+        gw_buf_reset(&b);
+        assert_int_equal(gw_buf_append_u64(&b, x), 0);
+        assert_int_equal(b.len, strlen(want));
+        assert_memory_equal(b.data, want, b.len);
+    }
+    gw_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_and_growth),
         cmocka_unit_test(test_reserve_overflow),
         cmocka_unit_test(test_printf),
+        cmocka_unit_test(test_append_u64),
         cmocka_unit_test(test_json_escaping),
         cmocka_unit_test(test_json_escaping_invalid_utf8),
         cmocka_unit_test(test_consume_reset_steal),
