@@ -53,6 +53,7 @@
 #   BENCH_OPENLOOP_TARGETS="direct nginx h2o toolgate"   targets of openloop
 #   BENCH_WORKERS_TARGETS="nginx toolgate"               targets of workers
 #   BENCH_KEEP=1             keep the temp directory (configs, logs) for inspection
+#   BENCH_START_TIMEOUT=10   seconds a server may take to listen (more under valgrind)
 #   BENCH_PERF=1             record a perf profile of each toolgate target in each pass-through run
 #                            (BUILD_DIR/bench/perf-<section>.<target>.data)
 #
@@ -234,10 +235,11 @@ pick_port() {
     die "no free loopback port found"
 }
 
-# wait_port PORT PID LOGFILE: until something accepts on PORT (10 s), or the process died.
+# wait_port PORT PID LOGFILE: until something accepts on PORT (BENCH_START_TIMEOUT s, 10 by
+# default; more for a server run under a profiler), or the process died.
 wait_port() {
     local port=$1 pid=$2 logfile=$3 i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < ${BENCH_START_TIMEOUT:-10} * 10; i++)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             sed 's/^/    /' "$logfile" >&2 || true
             die "process $pid exited before listening on port $port (log above)"
@@ -246,7 +248,7 @@ wait_port() {
         sleep 0.1
     done
     sed 's/^/    /' "$logfile" >&2 || true
-    die "nothing listens on port $port after 10 s (log above)"
+    die "nothing listens on port $port after ${BENCH_START_TIMEOUT:-10} s (log above)"
 }
 
 # The process and its direct children (nginx's master and workers).

@@ -10,6 +10,7 @@
  * first flag (gw_word_first) is always exact, and only the first may be trusted.
  */
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -49,6 +50,26 @@ static inline uint64_t gw_word_high(uint64_t w)
 static inline unsigned gw_word_first(uint64_t m)
 {
     return (unsigned)__builtin_ctzll(m) >> 3;
+}
+
+/*
+ * The offset of the first byte from i on in s[0..n) that JSON string text cannot carry as it
+ * is: a control byte, '"', '\\', or 0x80 and above (the start of a sequence to check); n when
+ * there is none. Writers copy the run before it whole; readers skip it.
+ */
+static inline size_t gw_json_plain_end(const unsigned char *s, size_t i, size_t n)
+{
+    while (n - i >= 8) {
+        uint64_t w = gw_word_load(s + i);
+        uint64_t m =
+            gw_word_below(w, 0x20) | gw_word_high(w) | gw_word_eq(w, '"') | gw_word_eq(w, '\\');
+        if (m)
+            return i + gw_word_first(m);
+        i += 8;
+    }
+    while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+        i++;
+    return i;
 }
 
 #endif

@@ -1,5 +1,7 @@
 #include "mcp/json_parse.h"
 
+#include "lib/bytescan.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -104,8 +106,7 @@ static int parse_string(struct jp *j, const char **s, size_t *n)
 {
     const unsigned char *start = ++j->p, *p = start, *end = j->end;
     for (;;) {
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
+        p = start + gw_json_plain_end(start, (size_t)(p - start), (size_t)(end - start));
         if (p >= end || *p < 0x20)
             return -1;
         if (*p == '"') {
@@ -147,8 +148,11 @@ static int parse_string(struct jp *j, const char **s, size_t *n)
             continue;
         }
         if (c != '\\') {
-            out[o++] = (char)c;
-            p++;
+            /* A run of plain bytes up to the next quote, escape or sequence. */
+            size_t r = gw_json_plain_end(p, 1, (size_t)(end - p));
+            memcpy(out + o, p, r);
+            o += r;
+            p += r;
             continue;
         }
         if (++p >= end)

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/bytescan.h"
+
 /* 1: an ASCII byte that goes out as it is. 0: an escape (a control, '"', '\\'), or not ASCII. */
 static const unsigned char plain_byte[256] = {
 #define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
@@ -72,7 +74,7 @@ static int put_string(struct gw_buf *b, const char *str, size_t n)
     size_t run = 0, i = 0;
     while (i < n) {
         if (plain_byte[s[i]]) {
-            i++;
+            i = gw_json_plain_end(s, i + 1, n);
             continue;
         }
         if (s[i] >= 0x80) {

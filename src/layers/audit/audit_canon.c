@@ -1,5 +1,7 @@
 #include "layers/audit/audit_canon.h"
 
+#include "lib/bytescan.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -156,9 +158,7 @@ static int append_string(struct gw_buf *out, const char *s, size_t len)
             continue;
         }
         if (c >= 0x20 && c != '"' && c != '\\') {
-            size_t j = i + 1;
-            while (j < len && u[j] >= 0x20 && u[j] < 0x80 && u[j] != '"' && u[j] != '\\')
-                j++;
+            size_t j = gw_json_plain_end(u, i + 1, len);
             run += j - i;
             i = j;
             continue;

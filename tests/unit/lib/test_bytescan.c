@@ -106,12 +106,56 @@ static void test_load_unaligned(void **state)
     }
 }
 
+static size_t plain_end_naive(const unsigned char *s, size_t i, size_t n)
+{
+    while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+        i++;
+    return i;
+}
+
+/*
+ * The JSON plain-run scan stops where a byte-at-a-time scan stops: every byte value at every
+ * position of every length (a borrow from a stop byte must never hide it), from every start,
+ * and random mixes of plain text with the bytes that stop it.
+ */
+static void test_json_plain_end(void **state)
+{
+    (void)state;
+    unsigned char buf[40];
+    for (int c = 0; c < 256; c++)
+        for (size_t n = 0; n <= 24; n++)
+            for (size_t at = 0; at < n; at++) {
+                memset(buf, 'a', sizeof buf);
+                buf[at] = (unsigned char)c;
+                if (at + 1 < n)
+                    buf[at + 1] = (unsigned char)(c ^ 0x80); /* a borrow's neighbour */
+                for (size_t from = 0; from <= n; from++)
+                    assert_int_equal(gw_json_plain_end(buf, from, n),
+                                     plain_end_naive(buf, from, n));
+            }
+    const unsigned char mix[] = {'a',  'Z', ' ', '~', 0x7f, '"',  '\\', 0x1f, 0x00, 0x80,
+                                 0xff, '!', '#', '[', ']',  0x20, 0x21, 0x5b, 0x5d, 0xc3};
+    unsigned seed = 12345;
+    for (int round = 0; round < 20000; round++) {
+        size_t n = (size_t)(round % 37);
+        for (size_t k = 0; k < n; k++) {
+            seed = seed * 1103515245u + 12345u;
+            /* Mostly plain, as real text is. */
+            buf[k] = (seed >> 16) % 8 ? (unsigned char)(' ' + 1 + (seed >> 20) % 60)
+                                      : mix[(seed >> 8) % sizeof mix];
+        }
+        for (size_t from = 0; from <= n; from++)
+            assert_int_equal(gw_json_plain_end(buf, from, n), plain_end_naive(buf, from, n));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_naive),
         cmocka_unit_test(test_every_byte_every_offset),
         cmocka_unit_test(test_load_unaligned),
+        cmocka_unit_test(test_json_plain_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
