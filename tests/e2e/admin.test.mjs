@@ -127,6 +127,8 @@ describe("admin listener", () => {
             "toolgate_audit_queue_depth",
             "toolgate_audit_last_checkpoint_seq",
             "toolgate_audit_commit_duration_seconds",
+            "toolgate_audit_wal_folds_total",
+            "toolgate_audit_wal_pages",
         ])
             assert.ok(families[name], `${name} is exposed`);
         assert.equal(families.toolgate_build_info.type, "GAUGE");

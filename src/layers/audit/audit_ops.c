@@ -5,6 +5,7 @@
  */
 #include "layers/audit/audit.h"
 #include "layers/audit/audit_sink.h"
+#include "layers/audit/audit_wal.h"
 #include "layers/audit/audit_writer.h"
 #include "lib/metrics.h"
 #include "lib/probe.h"
@@ -85,5 +86,20 @@ void audit_metrics(const struct gw_config *cfg, struct gw_metrics_out *out)
                    "Time one group commit of the audit writer took.");
     metrics_histogram_write(out, "toolgate_audit_commit_duration_seconds", NULL, 0,
                             audit_writer_commit_histogram());
+    struct audit_wal_stats wal;
+    audit_wal_totals(&wal);
+    metrics_single_u64(out, "toolgate_audit_wal_folds_total", "counter",
+                       "Folds of the SQLite audit store's write-ahead log by its own thread.",
+                       wal.folds);
+    metrics_single_u64(out, "toolgate_audit_wal_writer_folds_total", "counter",
+                       "Folds of the few pages left after one, by the writer between commits.",
+                       wal.inline_folds);
+    metrics_single_u64(out, "toolgate_audit_wal_fold_failures_total", "counter",
+                       "Folds of the write-ahead log that failed other than busy (logged).",
+                       wal.failures);
+    metrics_single_u64(out, "toolgate_audit_wal_pages", "gauge",
+                       "Pages (4 KiB) in the SQLite audit store's write-ahead log after the last "
+                       "commit; 0 without an SQLite store.",
+                       wal.pages);
     audit_sinks_metrics(out);
 }

@@ -1,6 +1,7 @@
 #include "layers/audit/audit_wal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,6 +20,9 @@ struct audit_wal_folder {
     struct audit_wal_stats stats;
 };
 
+/* Over every folder of the process, for metrics (read from any thread). */
+static _Atomic uint64_t total_folds, total_inline, total_failures, now_pages, now_pages_max;
+
 /* Busy or locked: another checkpoint (the other side, a command-line tool) holds the log. */
 static int is_busy(int rc)
 {
@@ -28,6 +32,7 @@ static int is_busy(int rc)
 static void note_failure(struct audit_wal_folder *f, int rc, const char *who)
 {
     f->stats.failures++;
+    atomic_fetch_add(&total_failures, 1);
     gw_log(GW_LOG_WARN, "audit_wal_fold_failed", NULL, NULL,
            "folding the audit store's write-ahead log back into the file failed (%s): %s; "
            "the log grows until a fold succeeds",
@@ -40,8 +45,11 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int pages)
     struct audit_wal_folder *f = arg;
     pthread_mutex_lock(&f->mu);
     uint64_t n = pages > 0 ? (uint64_t)pages : 0;
-    if (n > f->stats.pages_max)
+    if (n > f->stats.pages_max) {
         f->stats.pages_max = n;
+        atomic_store(&now_pages_max, n);
+    }
+    atomic_store(&now_pages, n);
     if (n < f->last_pages)
         f->next_at = AUDIT_WAL_FOLD_PAGES; /* the log started over */
     f->last_pages = n;
@@ -55,9 +63,10 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int pages)
              */
             f->caught_up = 0;
             int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-            if (rc == SQLITE_OK)
+            if (rc == SQLITE_OK) {
                 f->stats.inline_folds++;
-            else if (!is_busy(rc))
+                atomic_fetch_add(&total_inline, 1);
+            } else if (!is_busy(rc))
                 note_failure(f, rc, "by the writer");
         } else if (n >= f->next_at && !f->want) {
             f->next_at = n + AUDIT_WAL_FOLD_PAGES;
@@ -94,6 +103,7 @@ static void *fold_main(void *arg)
             continue;
         }
         f->stats.folds++;
+        atomic_fetch_add(&total_folds, 1);
         /*
          * What was committed while this fold ran is left. Fold again while that is more than
          * the writer should copy and sync inside its loop; then hand it the rest.
@@ -177,6 +187,8 @@ void audit_wal_folder_stop(struct audit_wal_folder *f)
            (unsigned long long)f->stats.folds, (unsigned long long)f->stats.inline_folds,
            (unsigned long long)f->stats.failures, (unsigned long long)f->stats.pages_max);
     sqlite3_wal_autocheckpoint(f->writer, AUDIT_WAL_FOLD_PAGES);
+    atomic_store(&now_pages, 0);
+    atomic_store(&now_pages_max, 0);
     sqlite3_close(f->own);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
@@ -189,4 +201,13 @@ void audit_wal_folder_stats(struct audit_wal_folder *f, struct audit_wal_stats *
     *out = f->stats;
     out->pages = f->last_pages;
     pthread_mutex_unlock(&f->mu);
+}
+
+void audit_wal_totals(struct audit_wal_stats *out)
+{
+    out->folds = atomic_load(&total_folds);
+    out->inline_folds = atomic_load(&total_inline);
+    out->failures = atomic_load(&total_failures);
+    out->pages = atomic_load(&now_pages);
+    out->pages_max = atomic_load(&now_pages_max);
 }

@@ -52,5 +52,10 @@ struct audit_wal_folder *audit_wal_folder_start(sqlite3 *db, const char *path, c
 /* Stops the thread and closes its connection; `db`'s automatic checkpoint is put back. */
 void audit_wal_folder_stop(struct audit_wal_folder *f);
 void audit_wal_folder_stats(struct audit_wal_folder *f, struct audit_wal_stats *out);
+/*
+ * The same counted over every folder of the process (stores rotate; each file has its own),
+ * for metrics; `pages` and `pages_max` are those of the folder running now (0 when none).
+ */
+void audit_wal_totals(struct audit_wal_stats *out);
 
 #endif

@@ -101,6 +101,8 @@ static void test_log_folded_and_started_over(void **state)
     snprintf(path, sizeof path, "%s/fold.db", dir);
     snprintf(wal, sizeof wal, "%s-wal", path);
     sqlite3 *db = open_wal(path);
+    struct audit_wal_stats before;
+    audit_wal_totals(&before);
     struct audit_wal_folder *f = audit_wal_folder_start(db, path, err, sizeof err);
     if (!f)
         fail_msg("folder: %s", err);
@@ -119,7 +121,16 @@ static void test_log_folded_and_started_over(void **state)
     assert_true(st.pages_max >= AUDIT_WAL_FOLD_PAGES);
     assert_true(st.pages_max < 3 * AUDIT_WAL_FOLD_PAGES);
     assert_true(file_size(wal) < 3LL * AUDIT_WAL_FOLD_PAGES * 4200);
+    /* The process-wide totals (metrics) count this folder's work, and show its log now. */
+    struct audit_wal_stats total;
+    audit_wal_totals(&total);
+    assert_int_equal(total.folds - before.folds, st.folds);
+    assert_int_equal(total.inline_folds - before.inline_folds, st.inline_folds);
+    assert_int_equal(total.failures, before.failures);
+    assert_int_equal(total.pages, st.pages);
     audit_wal_folder_stop(f);
+    audit_wal_totals(&total);
+    assert_int_equal(total.pages, 0);
     sqlite3_close(db);
     /* The last connection closed folds the rest and removes the log. */
     assert_int_equal(file_size(wal), -1);
