@@ -54,6 +54,50 @@ int gw_buf_append_u64(struct gw_buf *b, uint64_t v)
     return gw_buf_append(b, d + n, sizeof d - n);
 }
 
+int gw_buf_append_i64(struct gw_buf *b, int64_t v)
+{
+    if (v >= 0)
+        return gw_buf_append_u64(b, (uint64_t)v);
+    /* In unsigned arithmetic, so that the most negative value has a magnitude too. */
+    return gw_buf_append(b, "-", 1) | gw_buf_append_u64(b, 0 - (uint64_t)v);
+}
+
+size_t gw_json_escape_byte(unsigned char c, char e[6], int upper_hex)
+{
+    const char *hex = upper_hex ? "0123456789ABCDEF" : "0123456789abcdef";
+    e[0] = '\\';
+    switch (c) {
+    case '"':
+        e[1] = '"';
+        return 2;
+    case '\\':
+        e[1] = '\\';
+        return 2;
+    case '\b':
+        e[1] = 'b';
+        return 2;
+    case '\f':
+        e[1] = 'f';
+        return 2;
+    case '\n':
+        e[1] = 'n';
+        return 2;
+    case '\r':
+        e[1] = 'r';
+        return 2;
+    case '\t':
+        e[1] = 't';
+        return 2;
+    default:
+        e[1] = 'u';
+        e[2] = '0';
+        e[3] = '0';
+        e[4] = hex[c >> 4];
+        e[5] = hex[c & 15];
+        return 6;
+    }
+}
+
 int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap)
 {
     va_list ap2;
@@ -110,7 +154,6 @@ size_t gw_utf8_seq_len(const unsigned char *p, size_t avail)
 
 int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     if (gw_buf_reserve(b, n) != 0)
         return -1;
     size_t run = 0;
@@ -135,38 +178,8 @@ int gw_buf_append_json_escaped(struct gw_buf *b, const char *s, size_t n)
         }
         if (gw_buf_append(b, s + run, i - run) != 0)
             return -1;
-        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
-        size_t elen = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
-        }
+        char esc[6];
+        size_t elen = gw_json_escape_byte(c, esc, 0);
         if (gw_buf_append(b, esc, elen) != 0)
             return -1;
         run = i + 1;

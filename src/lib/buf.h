@@ -56,8 +56,14 @@ int gw_buf_append_str(struct gw_buf *b, const char *s);
  * bytes, always terminated when cap > 0) without printf; returns strlen(src).
  */
 size_t gw_strlcpy(char *dst, const char *src, size_t cap);
-/* v in decimal, as printf's %llu writes it (no printf on the request path). */
+/* v in decimal, as printf's %llu / %lld write it (no printf on the request path). */
 int gw_buf_append_u64(struct gw_buf *b, uint64_t v);
+int gw_buf_append_i64(struct gw_buf *b, int64_t v);
+/*
+ * The JSON escape of an ASCII byte that needs one (a control byte, '"' or '\\') into e:
+ * \" \\ \b \f \n \r \t, else \u00XX with upper- or lower-case hex digits; its length (2 or 6).
+ */
+size_t gw_json_escape_byte(unsigned char c, char e[6], int upper_hex);
 int gw_buf_printf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int gw_buf_vprintf(struct gw_buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));

@@ -26,44 +26,6 @@ static const unsigned char plain_byte[256] = {
 #undef R16
 };
 
-static const char hex_upper[] = "0123456789ABCDEF";
-
-/* The escape of an ASCII byte that needs one, into e; its length. */
-static size_t escape_of(unsigned char c, char e[6])
-{
-    e[0] = '\\';
-    switch (c) {
-    case '"':
-        e[1] = '"';
-        return 2;
-    case '\\':
-        e[1] = '\\';
-        return 2;
-    case '\b':
-        e[1] = 'b';
-        return 2;
-    case '\f':
-        e[1] = 'f';
-        return 2;
-    case '\n':
-        e[1] = 'n';
-        return 2;
-    case '\r':
-        e[1] = 'r';
-        return 2;
-    case '\t':
-        e[1] = 't';
-        return 2;
-    default:
-        e[1] = 'u';
-        e[2] = '0';
-        e[3] = '0';
-        e[4] = hex_upper[c >> 4];
-        e[5] = hex_upper[c & 15];
-        return 6;
-    }
-}
-
 static int put_string(struct gw_buf *b, const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -85,7 +47,7 @@ static int put_string(struct gw_buf *b, const char *str, size_t n)
             continue;
         }
         char e[6];
-        size_t el = escape_of(s[i], e);
+        size_t el = gw_json_escape_byte(s[i], e, 1);
         if (gw_buf_append(b, s + run, i - run) != 0 || gw_buf_append(b, e, el) != 0)
             return -1;
         run = ++i;
@@ -101,17 +63,7 @@ static int put_string(struct gw_buf *b, const char *str, size_t n)
 
 static int put_integer(struct gw_buf *b, json_int_t v)
 {
-    char tmp[24];
-    size_t at = sizeof tmp;
-    /* In unsigned arithmetic, so that the most negative value has a magnitude too. */
-    unsigned long long m = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[--at] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m);
-    if (v < 0)
-        tmp[--at] = '-';
-    return gw_buf_append(b, tmp + at, sizeof tmp - at);
+    return gw_buf_append_i64(b, (int64_t)v);
 }
 
 /* Reals are rare in messages: jansson formats them, so the digits are its own exactly. */

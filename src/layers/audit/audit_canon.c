@@ -166,35 +166,8 @@ static int append_string(struct gw_buf *out, const char *s, size_t len)
         if (run && gw_buf_append(out, s + i - run, run) != 0)
             return -1;
         run = 0;
-        char esc[8];
-        size_t n = 2;
-        esc[0] = '\\';
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c);
-            break;
-        }
+        char esc[6];
+        size_t n = gw_json_escape_byte(c, esc, 0);
         if (gw_buf_append(out, esc, n) != 0)
             return -1;
         i++;
@@ -208,14 +181,7 @@ int audit_canon_int(struct gw_buf *out, int64_t v)
 {
     /* Integers within the exactly representable range print as themselves. */
     if (v >= -(1ll << 53) && v <= (1ll << 53)) {
-        char num[24], *p = num + sizeof num;
-        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-        do
-            *--p = (char)('0' + u % 10);
-        while (u /= 10);
-        if (v < 0)
-            *--p = '-';
-        return gw_buf_append(out, p, (size_t)(num + sizeof num - p));
+        return gw_buf_append_i64(out, v);
     }
     char num[40];
     int n = audit_canon_number((double)v, num, sizeof num);

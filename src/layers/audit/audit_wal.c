@@ -21,7 +21,7 @@ struct audit_wal_folder {
 };
 
 /* Over every folder of the process, for metrics (read from any thread). */
-static _Atomic uint64_t total_folds, total_inline, total_failures, now_pages, now_pages_max;
+static _Atomic uint64_t total_folds, total_inline, total_failures, now_pages;
 
 /* Busy or locked: another checkpoint (the other side, a command-line tool) holds the log. */
 static int is_busy(int rc)
@@ -45,10 +45,8 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int pages)
     struct audit_wal_folder *f = arg;
     pthread_mutex_lock(&f->mu);
     uint64_t n = pages > 0 ? (uint64_t)pages : 0;
-    if (n > f->stats.pages_max) {
+    if (n > f->stats.pages_max)
         f->stats.pages_max = n;
-        atomic_store(&now_pages_max, n);
-    }
     atomic_store(&now_pages, n);
     if (n < f->last_pages)
         f->next_at = AUDIT_WAL_FOLD_PAGES; /* the log started over */
@@ -188,7 +186,6 @@ void audit_wal_folder_stop(struct audit_wal_folder *f)
            (unsigned long long)f->stats.failures, (unsigned long long)f->stats.pages_max);
     sqlite3_wal_autocheckpoint(f->writer, AUDIT_WAL_FOLD_PAGES);
     atomic_store(&now_pages, 0);
-    atomic_store(&now_pages_max, 0);
     sqlite3_close(f->own);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
@@ -209,5 +206,5 @@ void audit_wal_totals(struct audit_wal_stats *out)
     out->inline_folds = atomic_load(&total_inline);
     out->failures = atomic_load(&total_failures);
     out->pages = atomic_load(&now_pages);
-    out->pages_max = atomic_load(&now_pages_max);
+    out->pages_max = 0; /* per folder only */
 }

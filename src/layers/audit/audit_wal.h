@@ -54,7 +54,7 @@ void audit_wal_folder_stop(struct audit_wal_folder *f);
 void audit_wal_folder_stats(struct audit_wal_folder *f, struct audit_wal_stats *out);
 /*
  * The same counted over every folder of the process (stores rotate; each file has its own),
- * for metrics; `pages` and `pages_max` are those of the folder running now (0 when none).
+ * for metrics; `pages` is the running folder's log now (0 when none); `pages_max` stays 0.
  */
 void audit_wal_totals(struct audit_wal_stats *out);
 

@@ -257,6 +257,39 @@ static void test_append_u64(void **state)
     gw_buf_free(&b);
 }
 
+/* Signed decimals as %lld writes them, and the JSON escape of every ASCII byte that needs one. */
+static void test_append_i64_and_escape(void **state)
+{
+    (void)state;
+    int64_t v[] = {0, 1, -1, 9, -10, 4294967296ll, -9007199254740993ll, INT64_MAX, INT64_MIN};
+    struct gw_buf b = {0};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%lld", (long long)v[i]);
+        gw_buf_reset(&b);
+        assert_int_equal(gw_buf_append_i64(&b, v[i]), 0);
+        assert_int_equal(b.len, strlen(want));
+        assert_memory_equal(b.data, want, b.len);
+    }
+    gw_buf_free(&b);
+    const char *shorts = "\"\\\b\f\n\r\t", *names = "\"\\bfnrt";
+    for (int c = 0; c < 0x80; c++) {
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        char e[6], want[8];
+        const char *at = c ? strchr(shorts, c) : NULL;
+        for (int upper = 0; upper < 2; upper++) {
+            size_t n = gw_json_escape_byte((unsigned char)c, e, upper);
+            if (at)
+                snprintf(want, sizeof want, "\\%c", names[at - shorts]);
+            else
+                snprintf(want, sizeof want, upper ? "\\u%04X" : "\\u%04x", c);
+            assert_int_equal(n, strlen(want));
+            assert_memory_equal(e, want, n);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_reserve_overflow),
         cmocka_unit_test(test_printf),
         cmocka_unit_test(test_append_u64),
+        cmocka_unit_test(test_append_i64_and_escape),
         cmocka_unit_test(test_json_escaping),
         cmocka_unit_test(test_json_escaping_invalid_utf8),
         cmocka_unit_test(test_consume_reset_steal),
