@@ -43,7 +43,7 @@ size_t gw_strlcpy(char *dst, const char *src, size_t cap)
     return n;
 }
 
-int gw_buf_append_u64(struct gw_buf *b, uint64_t v)
+size_t gw_fmt_u64(char out[20], uint64_t v)
 {
     char d[20];
     size_t n = sizeof d;
@@ -51,15 +51,29 @@ int gw_buf_append_u64(struct gw_buf *b, uint64_t v)
         d[--n] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    return gw_buf_append(b, d + n, sizeof d - n);
+    memcpy(out, d + n, sizeof d - n);
+    return sizeof d - n;
+}
+
+size_t gw_fmt_i64(char out[21], int64_t v)
+{
+    if (v >= 0)
+        return gw_fmt_u64(out, (uint64_t)v);
+    /* In unsigned arithmetic, so that the most negative value has a magnitude too. */
+    out[0] = '-';
+    return 1 + gw_fmt_u64(out + 1, 0 - (uint64_t)v);
+}
+
+int gw_buf_append_u64(struct gw_buf *b, uint64_t v)
+{
+    char d[20];
+    return gw_buf_append(b, d, gw_fmt_u64(d, v));
 }
 
 int gw_buf_append_i64(struct gw_buf *b, int64_t v)
 {
-    if (v >= 0)
-        return gw_buf_append_u64(b, (uint64_t)v);
-    /* In unsigned arithmetic, so that the most negative value has a magnitude too. */
-    return gw_buf_append(b, "-", 1) | gw_buf_append_u64(b, 0 - (uint64_t)v);
+    char d[21];
+    return gw_buf_append(b, d, gw_fmt_i64(d, v));
 }
 
 size_t gw_json_escape_byte(unsigned char c, char e[6], int upper_hex)

@@ -56,7 +56,12 @@ int gw_buf_append_str(struct gw_buf *b, const char *s);
  * bytes, always terminated when cap > 0) without printf; returns strlen(src).
  */
 size_t gw_strlcpy(char *dst, const char *src, size_t cap);
-/* v in decimal, as printf's %llu / %lld write it (no printf on the request path). */
+/*
+ * v in decimal, as printf's %llu / %lld write it (no printf on the request path): into out,
+ * unterminated, returning the length (at most 20, or 21 with a minus sign); or appended.
+ */
+size_t gw_fmt_u64(char out[20], uint64_t v);
+size_t gw_fmt_i64(char out[21], int64_t v);
 int gw_buf_append_u64(struct gw_buf *b, uint64_t v);
 int gw_buf_append_i64(struct gw_buf *b, int64_t v);
 /*

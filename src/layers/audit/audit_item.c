@@ -2,9 +2,38 @@
 #include "lib/buf.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 const char *const audit_col_keys[COL_COUNT] = {"kind", "request_id", "subject", "tenant",
                                                "tool", "decision",   "layer"};
+int audit_col_of(const char *key)
+{
+    int c;
+    switch (key[0]) {
+    case 'k':
+        c = COL_KIND;
+        break;
+    case 'r':
+        c = COL_REQUEST_ID;
+        break;
+    case 's':
+        c = COL_SUBJECT;
+        break;
+    case 't':
+        c = key[1] == 'e' ? COL_TENANT : COL_TOOL;
+        break;
+    case 'd':
+        c = COL_DECISION;
+        break;
+    case 'l':
+        c = COL_LAYER;
+        break;
+    default:
+        return -1;
+    }
+    return strcmp(key, audit_col_keys[c]) == 0 ? c : -1;
+}
+
 /* The chain's own fields, which the writer adds. */
 static const char *const chain_keys[] = {"seq",       "instance", "time_ns", "time",
                                          "prev_hash", "hash",     NULL};

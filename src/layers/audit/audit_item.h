@@ -24,6 +24,9 @@ enum {
 
 /* The record member each indexed column holds, by COL_*. */
 extern const char *const audit_col_keys[COL_COUNT];
+/* The COL_* a record member names, or -1: one comparison at most (a record's builder asks for
+ * every top-level string member). */
+int audit_col_of(const char *key);
 
 struct audit_item {
     struct audit_members body;

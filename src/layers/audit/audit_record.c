@@ -29,13 +29,12 @@ static int put_strn(struct obj *o, const char *key, const char *s, size_t len)
         return -1;
     if (!o->cols)
         return 0;
-    for (int c = 0; c < COL_COUNT; c++)
-        if (strcmp(key, audit_col_keys[c]) == 0) {
-            o->col_off[c] = (ssize_t)o->cols->len;
-            if (gw_buf_append(o->cols, s, len) != 0 || gw_buf_append(o->cols, "", 1) != 0)
-                return -1;
-            break;
-        }
+    int c = audit_col_of(key);
+    if (c >= 0) {
+        o->col_off[c] = (ssize_t)o->cols->len;
+        if (gw_buf_append(o->cols, s, len) != 0 || gw_buf_append(o->cols, "", 1) != 0)
+            return -1;
+    }
     return 0;
 }
 

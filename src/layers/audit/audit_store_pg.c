@@ -318,6 +318,9 @@ static int pg_format_of(struct pg_store *s)
 
 static int pg_compact_setup(struct pg_store *s, int create, int writer);
 
+/* Pages a reader's bitmap scans ask for ahead (effective_io_concurrency). */
+#define PG_READ_PREFETCH "64"
+
 struct audit_store *audit_pg_open_format(const char *conninfo, int create,
                                          enum audit_store_format format, char *err, size_t errlen)
 {
@@ -336,6 +339,15 @@ struct audit_store *audit_pg_open_format(const char *conninfo, int create,
     PQsetNoticeProcessor(s->conn, pg_quiet, NULL);
     if (pg_cmd(s, "SET synchronous_commit = on"))
         goto fail;
+    /*
+     * A reader's filtered scans take rows from all over the table (a user's calls of a month
+     * lie one to a page): with prefetching the server asks for many of those pages at once
+     * instead of one after another. At 10 million calls with the operating system's cache
+     * dropped, a user's month went from 0.71-0.82 s to 0.35 s (16: 0.40 s, 256: 0.34 s). A
+     * server that cannot prefetch (no posix_fadvise) refuses the setting: it reads as before.
+     */
+    if (!create)
+        PQclear(PQexec(s->conn, "SET effective_io_concurrency = " PG_READ_PREFETCH));
     int existing = pg_format_of(s);
     if (existing == -2)
         goto fail;

@@ -7,6 +7,7 @@
  * forbid and never earns a permit.
  */
 #include "layers/policy/policy-int.h"
+#include "lib/buf.h"
 #include "lib/url.h"
 
 #include <arpa/inet.h>
@@ -786,19 +787,19 @@ enum policy_outcome policy_decide(const struct policy_config *pc, const struct p
     res->visible = visible_permit && !unconditional_forbid;
     if (!res->visible) {
         res->outcome = POLICY_DENY_HIDDEN;
-        snprintf(res->rule_id, sizeof res->rule_id, "%s", forbid_ids);
+        gw_strlcpy(res->rule_id, forbid_ids, sizeof res->rule_id);
     } else if (forbid_hit) {
         res->outcome = POLICY_DENY_FORBIDDEN;
-        snprintf(res->rule_id, sizeof res->rule_id, "%s", forbid_ids);
+        gw_strlcpy(res->rule_id, forbid_ids, sizeof res->rule_id);
         if (forbid_msg)
             copy_utf8(res->message, sizeof res->message, forbid_msg);
     } else if (permit_hit) {
         res->outcome = POLICY_ALLOW;
-        snprintf(res->rule_id, sizeof res->rule_id, "%s", permit_ids);
+        gw_strlcpy(res->rule_id, permit_ids, sizeof res->rule_id);
     } else if (scope_near >= 0) {
         const struct policy_rule *r = &pc->rules[scope_near];
         res->outcome = POLICY_DENY_SCOPE;
-        snprintf(res->rule_id, sizeof res->rule_id, "%s", r->id);
+        gw_strlcpy(res->rule_id, r->id, sizeof res->rule_id);
         /*
          * Every scope the operation needs, in one challenge: the rule's scopes_all (held, or
          * it would not be near) and its required_scopes, each once.

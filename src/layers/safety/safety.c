@@ -10,6 +10,7 @@
  */
 #include "layers/safety/safety-int.h"
 #include "layers/layer.h"
+#include "lib/buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,7 +169,7 @@ static int safety_check(struct gw_request *req, struct gw_decision *out)
     unsigned redactions = 0;
     if (!sc || !sc->enabled) {
         out->verdict = GW_PASS;
-        snprintf(out->reason_code, sizeof out->reason_code, "safety.off");
+        gw_strlcpy(out->reason_code, "safety.off", sizeof out->reason_code);
         return GW_PASS;
     }
     for (size_t i = 0; i < req->rpc.n; i++) {
@@ -198,10 +199,11 @@ static int safety_check(struct gw_request *req, struct gw_decision *out)
                                 "An internal error stopped this request.");
     }
     out->verdict = GW_PASS;
-    snprintf(out->reason_code, sizeof out->reason_code, "%s",
-             redactions        ? "safety.redacted"
-             : req->findings.n ? "safety.logged"
-                               : "safety.clean");
+    gw_strlcpy(out->reason_code,
+               redactions        ? "safety.redacted"
+               : req->findings.n ? "safety.logged"
+                                 : "safety.clean",
+               sizeof out->reason_code);
     return GW_PASS;
 }
 

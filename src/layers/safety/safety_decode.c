@@ -249,7 +249,11 @@ size_t safety_number_text(const json_t *n, char *buf, size_t cap)
 {
     int k;
     if (json_is_integer(n)) {
-        k = snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(n));
+        char d[21];
+        size_t dl = gw_fmt_i64(d, json_integer_value(n));
+        if (dl < cap)
+            memcpy(buf, d, dl);
+        k = (int)dl; /* too long for buf: refused below */
     } else if (json_is_real(n)) {
         /* Integral values in full (4111111111111111, however it was written: %g would
          * switch to an exponent); others in the shortest of 15, 16 or 17 digits that reads

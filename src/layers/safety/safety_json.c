@@ -90,7 +90,8 @@ static int is_alnum(int c)
 
 static int append_placeholder(struct gw_buf *b, const struct safety_detector *d)
 {
-    return gw_buf_printf(b, "[REDACTED:%s]", d->label);
+    return gw_buf_append(b, "[REDACTED:", 10) | gw_buf_append_str(b, d->label) |
+           gw_buf_append(b, "]", 1);
 }
 
 /* HMAC-SHA256(key, tenant NUL label NUL value): equal values give equal tokens per tenant. */
@@ -128,14 +129,15 @@ static int append_hash(struct gw_buf *b, const struct safety_config *sc,
                    in.len, md, sizeof md, &mdlen) ||
         mdlen != 32)
         goto out;
-    char hex[17];
+    char hex[17]; /* 16 digits and the closing bracket */
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 8; i++) {
         hex[2 * i] = digits[md[i] >> 4];
         hex[2 * i + 1] = digits[md[i] & 15];
     }
-    hex[16] = '\0';
-    rc = gw_buf_printf(b, "[%s:%s]", d->label, hex);
+    hex[16] = ']';
+    rc = gw_buf_append(b, "[", 1) | gw_buf_append_str(b, d->label) | gw_buf_append(b, ":", 1) |
+         gw_buf_append(b, hex, 17);
 out:
     gw_buf_free(&in);
     if (norm != s)
@@ -256,11 +258,15 @@ static size_t path_push_key(struct walk *w, const char *key, size_t klen)
 static size_t path_push_index(struct walk *w, size_t i)
 {
     size_t saved = w->plen;
-    int n = snprintf(w->path + w->plen, sizeof w->path - w->plen, "/%zu", i);
-    if (n > 0 && (size_t)n < sizeof w->path - w->plen)
-        w->plen += (size_t)n;
-    else
-        w->path[w->plen] = '\0';
+    char d[20];
+    size_t n = gw_fmt_u64(d, i);
+    /* As snprintf("/%zu") did: an index that does not fit in whole is left out. */
+    if (n + 1 < sizeof w->path - w->plen) {
+        w->path[w->plen++] = '/';
+        memcpy(w->path + w->plen, d, n);
+        w->plen += n;
+    }
+    w->path[w->plen] = '\0';
     return saved;
 }
 

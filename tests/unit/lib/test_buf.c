@@ -270,7 +270,24 @@ static void test_append_i64_and_escape(void **state)
         assert_int_equal(gw_buf_append_i64(&b, v[i]), 0);
         assert_int_equal(b.len, strlen(want));
         assert_memory_equal(b.data, want, b.len);
+        /* The unterminated forms: exactly the digits, nothing written past them. */
+        char out[24];
+        memset(out, '#', sizeof out);
+        size_t n = gw_fmt_i64(out, v[i]);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(out, want, n);
+        assert_int_equal(out[n], '#');
+        if (v[i] >= 0) {
+            memset(out, '#', sizeof out);
+            assert_int_equal(gw_fmt_u64(out, (uint64_t)v[i]), strlen(want));
+            assert_memory_equal(out, want, strlen(want));
+            assert_int_equal(out[strlen(want)], '#');
+        }
     }
+    char out[24];
+    memset(out, '#', sizeof out);
+    assert_int_equal(gw_fmt_u64(out, UINT64_MAX), 20);
+    assert_memory_equal(out, "18446744073709551615#", 21);
     gw_buf_free(&b);
     const char *shorts = "\"\\\b\f\n\r\t", *names = "\"\\bfnrt";
     for (int c = 0; c < 0x80; c++) {

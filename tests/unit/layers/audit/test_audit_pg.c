@@ -1022,6 +1022,56 @@ static void test_pg_least_privilege_writer(void **state)
     fx_rmtree(keydir);
 }
 
+/* How many times the server's log holds s (the log of this test's server, read whole). */
+static size_t server_log_count(const char *s)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/pg.log", PG.dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    struct gw_buf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        assert_int_equal(gw_buf_append(&b, chunk, n), 0);
+    fclose(f);
+    size_t c = b.data ? fx_count_substr(b.data, s) : 0;
+    gw_buf_free(&b);
+    return c;
+}
+
+/*
+ * A reader's session asks the server to prefetch the pages of its bitmap scans (a user's month
+ * lies one call to a page); the writer's does not (it reads nothing at random).
+ */
+static void test_pg_reader_prefetches(void **state)
+{
+    REQUIRE_PG();
+    char dir[64], key[128], pub[160], url[256], err[512];
+    static const char set[] = "SET effective_io_concurrency = 64";
+    fx_mkdtemp(dir, sizeof dir);
+    new_key(dir, "k.pem", key, sizeof key, pub, sizeof pub);
+    pg_exec("CREATE DATABASE prefetch");
+    pg_exec("ALTER DATABASE prefetch SET log_statement = 'all'");
+    db_url("prefetch", url, sizeof url);
+    size_t before = server_log_count(set);
+    struct audit_gen_opts o = {.store = url, .key = key, .calls = 40, .days = 2};
+    assert_int_equal(audit_gen_run(&o, err, sizeof err), 0);
+    assert_int_equal(server_log_count(set), before);
+    int rc;
+    char *out = cli(&rc, "query", url, "--user", "user00001@clinic-1.example", NULL, NULL);
+    assert_int_equal(rc, 0);
+    free(out);
+    assert_int_equal(server_log_count(set), before + 1);
+    /* A store opened to read through the API asks for it too. */
+    char msg[256];
+    struct audit_store *st = audit_store_open(url, 0, msg, sizeof msg);
+    assert_non_null(st);
+    st->ops->close(st);
+    assert_int_equal(server_log_count(set), before + 2);
+    fx_rmtree(dir);
+}
+
 static void test_pg_unreachable_fails_start(void **state)
 {
     REQUIRE_PG();
@@ -1048,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_pg_rollup_edits_found),
         cmocka_unit_test(test_pg_copy_batches),
         cmocka_unit_test(test_pg_least_privilege_writer),
+        cmocka_unit_test(test_pg_reader_prefetches),
         cmocka_unit_test(test_pg_unreachable_fails_start),
     };
     return cmocka_run_group_tests(tests, pg_setup, pg_teardown);

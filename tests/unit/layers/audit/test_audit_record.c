@@ -373,6 +373,21 @@ static void test_shapes_carry_no_secret(void **state)
 }
 
 /* A value that is not UTF-8 cannot be recorded: the record is refused, never written broken. */
+/* Each column's member name is found, and nothing else is taken for one. */
+static void test_col_of(void **state)
+{
+    (void)state;
+    for (int c = 0; c < COL_COUNT; c++)
+        assert_int_equal(audit_col_of(audit_col_keys[c]), c);
+    static const char *const others[] = {
+        "",     "k",         "kinds",  "kin",      "request", "request_id_", "r",       "subjects",
+        "s",    "session",   "t",      "te",       "tenant2", "tool_",       "tools",   "to",
+        "time", "decision_", "d",      "detail",   "layers",  "l",           "latency", "Kind",
+        "TOOL", "xkind",     "status", "identity", "tenant\n"};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        assert_int_equal(audit_col_of(others[i]), -1);
+}
+
 static void test_invalid_utf8_refused(void **state)
 {
     (void)state;
@@ -395,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_shapes_match_file),
         cmocka_unit_test(test_shapes_carry_no_secret),
         cmocka_unit_test(test_invalid_utf8_refused),
+        cmocka_unit_test(test_col_of),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -592,6 +592,42 @@ static void test_generated_corpus(void **state)
     assert_true(with_findings > compared / 4);
 }
 
+/*
+ * The same value again and again in one string, far apart and close together: a rule's search
+ * ends at the last end of its prefilter's hits in the joined pass, and must still find every
+ * one (the pass over one string, which knows only the first hit, searches to the end).
+ */
+static void test_repeats_far_apart(void **state)
+{
+    (void)state;
+    static const size_t gaps[] = {0, 1, 7, 8, 9, 31, 200, 1500};
+    unsigned before = compared;
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+            struct gw_buf b = {0};
+            size_t times = 2 + (i + g) % 4;
+            for (size_t k = 0; k < times; k++) {
+                if (k) {
+                    assert_int_equal(gw_buf_append(&b, " ", 1), 0);
+                    for (size_t n = 0; n < gaps[g]; n++)
+                        assert_int_equal(gw_buf_append(&b, n % 5 == 4 ? " " : "w", 1), 0);
+                    assert_int_equal(gw_buf_append(&b, " ", 1), 0);
+                }
+                assert_int_equal(gw_buf_append(&b, samples[i], strlen(samples[i])), 0);
+            }
+            /* Two strings at least, so the joined pass runs; the repeats in the second and in
+             * an object's member. */
+            json_t *doc = json_pack("{s:s, s:s#, s:[s, s#]}", "id", "P42", "note", b.data, b.len,
+                                    "more", "ok", b.data, b.len);
+            assert_non_null(doc);
+            compare(i % 3 ? dflt : custom, doc);
+            json_decref(doc);
+            gw_buf_free(&b);
+        }
+    }
+    assert_true(compared - before == 2 * 8 * sizeof samples / sizeof samples[0]);
+}
+
 /* Many tiny values, a huge one between them, and one over the message's byte budget. */
 static void test_sizes(void **state)
 {
@@ -651,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_hits_generated),
         cmocka_unit_test(test_split_samples),
         cmocka_unit_test(test_generated_corpus),
+        cmocka_unit_test(test_repeats_far_apart),
         cmocka_unit_test(test_sizes),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
