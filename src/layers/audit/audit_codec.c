@@ -495,11 +495,14 @@ int audit_codec_encode(struct audit_codec *c, const char *canon, size_t len,
         return rc;
     }
     /*
-     * A completion may be compressed against its decision record instead of the store's
-     * dictionary: each way is tried, the smaller kept.
+     * A completion may be compressed against its decision record instead: before the store
+     * has a dictionary, both ways are tried and the smaller kept. Once it has one, the
+     * dictionary alone: it was the smaller for 99.7% of the completions of the gateway's bench
+     * and 95% of the generator's, so the second try (a third of the writer's compression)
+     * saved about half a byte a call.
      */
     struct codec_dict *d = c->in_use ? find_dict(c, c->in_use) : NULL;
-    int ways = cv && cv->prefix && cv->prefix_delta ? 2 : 1;
+    int ways = cv && cv->prefix && cv->prefix_delta && !d ? 2 : 1;
     size_t best = 0;
     for (int way = 0; way < ways; way++) {
         int prefixed = way == 1;
