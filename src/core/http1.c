@@ -1,5 +1,6 @@
 #include "core/http1.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/types.h>
@@ -97,11 +98,11 @@ static int value_is_clean(struct gw_slice v)
     return 1;
 }
 
+/* RFC 9110 tchar: DIGIT / ALPHA / "!#$%&'*+-.^_`|~", one bit per byte value. */
 static int is_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    static const uint64_t bits[2] = {UINT64_C(0x03ff6cfa00000000), UINT64_C(0x57ffffffc7fffffe)};
+    return c < 128 && ((bits[c >> 6] >> (c & 63)) & 1);
 }
 
 /* Length of the line starting at s (without its CRLF or LF), or -1 when none ends in n. */

@@ -237,18 +237,6 @@ char *gw_buf_steal(struct gw_buf *b, size_t *len)
     return p;
 }
 
-int gw_slice_eq(struct gw_slice a, const char *lit)
-{
-    size_t n = strlen(lit);
-    return a.len == n && (n == 0 || memcmp(a.ptr, lit, n) == 0);
-}
-
-int gw_slice_casecmp_eq(struct gw_slice a, const char *lit)
-{
-    size_t n = strlen(lit);
-    return a.len == n && (n == 0 || strncasecmp(a.ptr, lit, n) == 0);
-}
-
 char *gw_slice_dup(struct gw_slice s)
 {
     char *p = malloc(s.len + 1);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
 
 struct gw_slice {
     const char *ptr;
@@ -87,8 +88,21 @@ void gw_buf_free(struct gw_buf *b);
 /* Hands the storage to the caller (who frees it with free()) and empties the buffer. */
 char *gw_buf_steal(struct gw_buf *b, size_t *len);
 
-int gw_slice_eq(struct gw_slice a, const char *lit);
-int gw_slice_casecmp_eq(struct gw_slice a, const char *lit);
+/*
+ * Whether a is lit, exactly or without regard to ASCII case. Inline: for a literal the
+ * compiler knows its length, so a slice of another length costs one comparison (header
+ * lookups ask dozens of these a request).
+ */
+static inline int gw_slice_eq(struct gw_slice a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.len == n && (n == 0 || memcmp(a.ptr, lit, n) == 0);
+}
+static inline int gw_slice_casecmp_eq(struct gw_slice a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.len == n && (n == 0 || strncasecmp(a.ptr, lit, n) == 0);
+}
 /* Returns a malloc'd NUL-terminated copy, or NULL. */
 char *gw_slice_dup(struct gw_slice s);
 

@@ -188,6 +188,30 @@ static void test_control_chars_in_value(void **state)
     http1_free(&p);
 }
 
+/* Every byte value in a header's name: accepted exactly when RFC 9110 makes it a tchar. */
+static void test_header_name_bytes(void **state)
+{
+    (void)state;
+    static const char punct[] = "!#$%&'*+-.^_`|~";
+    for (int c = 0; c < 256; c++) {
+        /* ':' ends the name: "X:Y: v" is X with the value "Y: v". */
+        int tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c && strchr(punct, c) != NULL) || c == ':';
+        char req[128];
+        int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: a\r\nX%cY: v\r\n\r\n", 'Q');
+        assert_true(n > 0 && (size_t)n < sizeof req);
+        req[strchr(req, 'Q') - req] = (char)c;
+        struct http1_parser p;
+        http1_init(&p, 16 * KB, KB);
+        http1_feed(&p, req, (size_t)n);
+        if (tchar != (p.state == HTTP1_DONE))
+            fail_msg("byte 0x%02x in a header name: %s", c, tchar ? "refused" : "accepted");
+        if (!tchar && c != '\r' && c != '\n')
+            assert_int_equal(p.error_status, 400);
+        http1_free(&p);
+    }
+}
+
 static void test_reason_phrases(void **state)
 {
     (void)state;
@@ -207,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_expect_continue_and_http10),
         cmocka_unit_test(test_upgrade_is_ignored_and_closes),
         cmocka_unit_test(test_control_chars_in_value),
+        cmocka_unit_test(test_header_name_bytes),
         cmocka_unit_test(test_reason_phrases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
