@@ -1,4 +1,5 @@
 #include "core/http1.h"
+#include "lib/bytescan.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -90,12 +91,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 /* Header values may not carry control characters other than tab (RFC 9110 §5.5). */
 static int value_is_clean(struct gw_slice v)
 {
-    for (size_t i = 0; i < v.len; i++) {
-        unsigned char c = (unsigned char)v.ptr[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return 0;
-    }
-    return 1;
+    return gw_field_value_end((const unsigned char *)v.ptr, 0, v.len) == v.len;
 }
 
 /* RFC 9110 tchar: DIGIT / ALPHA / "!#$%&'*+-.^_`|~", one bit per byte value. */
@@ -178,11 +174,8 @@ static int check_head_grammar(struct http1_parser *p)
             i++;
         if (i == 0 || i >= len || s[i] != ':')
             return fail(p, 400, "Malformed header");
-        for (i++; i < len; i++) {
-            unsigned char c = (unsigned char)s[i];
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return fail(p, 400, "Malformed header");
-        }
+        if (gw_field_value_end((const unsigned char *)s, i + 1, len) != len)
+            return fail(p, 400, "Malformed header");
         s += len + eol;
         n -= len + eol;
     }

@@ -72,4 +72,26 @@ static inline size_t gw_json_plain_end(const unsigned char *s, size_t i, size_t 
     return i;
 }
 
+/*
+ * The offset of the first byte from i on in s[0..n) that an HTTP field value may not hold
+ * (RFC 9110 §5.5: a control byte other than HTAB, or DEL); n when there is none.
+ */
+static inline size_t gw_field_value_end(const unsigned char *s, size_t i, size_t n)
+{
+    while (n - i >= 8) {
+        uint64_t w = gw_word_load(s + i);
+        if (gw_word_below(w, 0x20) | gw_word_eq(w, 0x7f)) {
+            /* A tab (or the false flags after a true one): this word a byte at a time. */
+            for (size_t e = i + 8; i < e; i++)
+                if ((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
+                    return i;
+            continue;
+        }
+        i += 8;
+    }
+    while (i < n && !((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f))
+        i++;
+    return i;
+}
+
 #endif

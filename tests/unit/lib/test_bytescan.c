@@ -149,13 +149,52 @@ static void test_json_plain_end(void **state)
     }
 }
 
+static size_t field_value_end_naive(const unsigned char *s, size_t i, size_t n)
+{
+    while (i < n && !((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f))
+        i++;
+    return i;
+}
+
+/* Every byte value at every place, beside a tab or a borrow's neighbour, and random mixes. */
+static void test_field_value_end(void **state)
+{
+    (void)state;
+    unsigned char buf[40];
+    for (int c = 0; c < 256; c++)
+        for (size_t n = 0; n <= 24; n++)
+            for (size_t at = 0; at < n; at++) {
+                memset(buf, 'a', sizeof buf);
+                buf[at] = (unsigned char)c;
+                if (at + 1 < n)
+                    buf[at + 1] = (unsigned char)(c ^ 0x80);
+                if (at > 0)
+                    buf[at - 1] = '\t';
+                for (size_t from = 0; from <= n; from++)
+                    assert_int_equal(gw_field_value_end(buf, from, n),
+                                     field_value_end_naive(buf, from, n));
+            }
+    const unsigned char mix[] = {'a',  '\t', '\t', ' ',  '~',  0x7f, 0x7e, 0x80, 0x1f,
+                                 0x00, 0x0a, 0x0d, 0x08, 0x09, 0xff, 0x20, 0x21, 0xfe};
+    unsigned seed = 777;
+    for (int round = 0; round < 20000; round++) {
+        size_t n = (size_t)(round % 37);
+        for (size_t k = 0; k < n; k++) {
+            seed = seed * 1103515245u + 12345u;
+            buf[k] = (seed >> 16) % 6 ? (unsigned char)(' ' + (seed >> 20) % 95)
+                                      : mix[(seed >> 8) % sizeof mix];
+        }
+        for (size_t from = 0; from <= n; from++)
+            assert_int_equal(gw_field_value_end(buf, from, n), field_value_end_naive(buf, from, n));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matches_naive),
-        cmocka_unit_test(test_every_byte_every_offset),
-        cmocka_unit_test(test_load_unaligned),
-        cmocka_unit_test(test_json_plain_end),
+        cmocka_unit_test(test_matches_naive),   cmocka_unit_test(test_every_byte_every_offset),
+        cmocka_unit_test(test_load_unaligned),  cmocka_unit_test(test_json_plain_end),
+        cmocka_unit_test(test_field_value_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
