@@ -28,7 +28,9 @@
 #                    BENCH_AUDIT_BACKEND=postgres generates it in a throwaway loopback
 #                    PostgreSQL cluster instead of SQLite; a postgres:// BENCH_AUDIT_STORE is
 #                    measured where it is; BENCH_AUDIT_PUBKEY: its checkpoints' public key
-#                    (BENCH_AUDIT_GEN_S: the seconds its generation took, for the report)
+#                    (BENCH_AUDIT_GEN_S: the seconds its generation took, for the report);
+#                    BENCH_AUDIT_COLD=1 (root, SQLite): the user query once more with the
+#                    operating system's page cache dropped first (the whole machine's)
 #
 # Settings (environment):
 #   BENCH_DURATION=10        seconds of each measured wrk run
@@ -1438,6 +1440,13 @@ section_audit_scale() {
     timed "query --tool 'ehr.get_*' --since 30d --limit 1000" "$TOOLGATE" audit query "$store" --tool 'ehr.get_*' --since 30d --limit 1000
     timed "query --tool 'ehr.get_*' --since 30d (all rows)" "$TOOLGATE" audit query "$store" --tool 'ehr.get_*' --since 30d --format csv
     timed "query --user user00042@clinic-42.example --since 30d" "$TOOLGATE" audit query "$store" --user user00042@clinic-42.example --since 30d
+    if [[ ${BENCH_AUDIT_COLD:-0} == 1 && $backend == sqlite ]]; then
+        if [[ $EUID == 0 ]] && sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
+            timed "query --user user00042@clinic-42.example --since 30d (page cache dropped)" "$TOOLGATE" audit query "$store" --user user00042@clinic-42.example --since 30d
+        else
+            report "| query --user (page cache dropped) | — | — | not run: dropping the page cache needs root |"
+        fi
+    fi
     timed "stats --since 30d" "$TOOLGATE" audit stats "$store" --since 30d
     timed "stats --since 30d --from-rows" "$TOOLGATE" audit stats "$store" --since 30d --from-rows
     report ""

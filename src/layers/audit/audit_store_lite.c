@@ -9,6 +9,7 @@
 #include "layers/audit/audit_compact.h"
 #include "layers/audit/audit_rollup.h"
 #include "layers/audit/audit_store.h"
+#include "layers/audit/audit_prefetch.h"
 #include "layers/audit/audit_wal.h"
 #include "lib/digest.h"
 #include "lib/log.h"
@@ -631,12 +632,53 @@ static int add_name_cond(struct lite_store *s, char *sql, size_t len, const char
     return 1;
 }
 
+/* Most ids a scan hands the prefetcher (32 MiB); the rows after them are read unhelped. */
+#define LITE_PREFETCH_MAX_IDS (4u << 20)
+
+/*
+ * A scan for one user's records reads rows from all over the table: their ids, from the
+ * index alone (the same conditions as the scan's sql, in its order), go to the prefetcher.
+ * NULL when there are too few or the store is not a plain file.
+ */
+static struct audit_prefetch *lite_prefetch(struct lite_store *s, const char *sql)
+{
+    struct stat sb;
+    const char *where = strstr(sql, " WHERE 1");
+    if (!where || stat(s->path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return NULL;
+    size_t len = strlen("SELECT id FROM audit_log") + strlen(where) + 1;
+    char *idsql = malloc(len);
+    sqlite3_stmt *q = NULL;
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    if (!idsql)
+        return NULL;
+    snprintf(idsql, len, "SELECT id FROM audit_log%s", where);
+    if (sqlite3_prepare_v2(s->db, idsql, -1, &q, NULL) == SQLITE_OK) {
+        while (n < LITE_PREFETCH_MAX_IDS && sqlite3_step(q) == SQLITE_ROW) {
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 1024;
+                int64_t *v = realloc(ids, nc * sizeof *v);
+                if (!v)
+                    break;
+                ids = v;
+                cap = nc;
+            }
+            ids[n++] = sqlite3_column_int64(q, 0);
+        }
+    }
+    sqlite3_finalize(q);
+    free(idsql);
+    return audit_prefetch_start(s->path, ids, n); /* takes ids, NULL or not */
+}
+
 static int lite_scan(struct audit_store *st, const struct audit_filter *f, audit_row_cb cb,
                      void *arg)
 {
     struct lite_store *s = (struct lite_store *)st;
     static const struct audit_filter none = {0};
     sqlite3_stmt *q = NULL;
+    struct audit_prefetch *pf = NULL;
     uint32_t *tools = NULL;
     int ret = -1;
     if (!f)
@@ -653,7 +695,7 @@ static int lite_scan(struct audit_store *st, const struct audit_filter *f, audit
     if (f->from_seq && !f->instance) {
         snprintf(s->base.err, sizeof s->base.err,
                  "audit store %s: a scan from a seq needs an instance", s->path);
-        return -1;
+        goto out;
     }
     int with_record = !(f->flags & AUDIT_SCAN_NO_RECORD);
     /* Stats read only what the time index holds, so it answers without the table. */
@@ -708,11 +750,17 @@ static int lite_scan(struct audit_store *st, const struct audit_filter *f, audit
         lite_fail(s, "scan");
         goto out;
     }
+    /* A user's decisions: the ids come from the user index alone (kind = 1 is its part). */
+    if (with_record && f->subject && f->kind &&
+        audit_names_id(&s->names, f->kind) == AUDIT_NAME_DECISION)
+        pf = lite_prefetch(s, sql);
     int rc;
     uint64_t prev_id = 0;
     char prev_hash[65] = "";
+    size_t rows = 0;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         uint64_t id = (uint64_t)sqlite3_column_int64(q, 0);
+        audit_prefetch_progress(pf, ++rows);
         struct audit_row r;
         const char *known = !filtered && prev_id && prev_id + 1 == id ? prev_hash : NULL;
         if (lite_row(s, q, known, with_record, &r) != 0) {
@@ -737,6 +785,7 @@ static int lite_scan(struct audit_store *st, const struct audit_filter *f, audit
     }
     ret = 0;
 out:
+    audit_prefetch_stop(pf);
     sqlite3_finalize(q);
     free(tools);
     free(sql);
