@@ -74,16 +74,23 @@ static int keep_row(const struct audit_row *r, void *arg)
     return c->stop_after && c->n == c->stop_after ? 7 : 0;
 }
 
+/* The store, with every row read into *all (and its users named). */
+static struct audit_store *open_all(struct rows *all)
+{
+    char err[256];
+    struct audit_store *st = audit_sqlite_open(db, 0, err, sizeof err);
+    assert_non_null(st);
+    assert_int_equal(st->ops->scan(st, NULL, keep_row, all), 0);
+    assert_true(all->n_subjects >= 2);
+    return st;
+}
+
 /* Every user: the indexed scan (read ahead) gives the brute-force answer, row for row. */
 static void test_user_scans_read_ahead(void **state)
 {
     (void)state;
-    char err[256];
-    struct audit_store *st = audit_sqlite_open(db, 0, err, sizeof err);
-    assert_non_null(st);
     struct rows all = {0};
-    assert_int_equal(st->ops->scan(st, NULL, keep_row, &all), 0);
-    assert_true(all.n_subjects >= 2);
+    struct audit_store *st = open_all(&all);
     size_t helped = 0;
     for (size_t u = 0; u < all.n_subjects; u++) {
         struct rows brute = {.subject = all.subjects[u]}, indexed = {0};
@@ -117,11 +124,8 @@ static void test_user_scans_read_ahead(void **state)
 static void test_stopped_scan_stops_them(void **state)
 {
     (void)state;
-    char err[256];
-    struct audit_store *st = audit_sqlite_open(db, 0, err, sizeof err);
-    assert_non_null(st);
     struct rows all = {0};
-    assert_int_equal(st->ops->scan(st, NULL, keep_row, &all), 0);
+    struct audit_store *st = open_all(&all);
     for (size_t u = 0; u < all.n_subjects; u++) {
         struct rows first = {.stop_after = 10};
         struct audit_filter f = {.kind = "decision", .subject = all.subjects[u]};
