@@ -73,7 +73,7 @@ $(REV_STAMP):
 	@mkdir -p $(BUILD)
 	@rm -f $(BUILD)/.rev-*
 	@touch $@
-$(BUILD)/obj/src/main.o $(BUILD)/obj/src/core/stats.o: $(REV_STAMP)
+$(BUILD)/obj/src/main.o $(BUILD)/obj/src/core/stats.o $(BUILD)/obj/src/admin/admin.o: $(REV_STAMP)
 
 $(UI_GEN): $(UI_ASSETS) scripts/embed-assets.sh
 	@scripts/embed-assets.sh $@ $(UI_ASSETS)
