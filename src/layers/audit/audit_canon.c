@@ -398,13 +398,22 @@ void audit_members_sort(struct audit_members *ms)
         qsort(ms->m, ms->n, sizeof *ms->m, amember_cmp);
         return;
     }
-    /* A record's few dozen members: insertion sort, no call per comparison. */
-    const char *keys = ms->keys.data;
+    /* A record's few dozen members: insertion sort. Keys that differ in their first byte, both
+     * ASCII, compare by it (UTF-16 order is byte order there) without a call. */
+    const unsigned char *keys = (const unsigned char *)ms->keys.data;
     for (size_t i = 1; i < ms->n; i++) {
         struct audit_member x = ms->m[i];
+        unsigned char x0 = x.key_len ? keys[x.key_off] : 0;
         size_t j = i;
-        while (j > 0 && audit_canon_keycmp(keys + ms->m[j - 1].key_off, ms->m[j - 1].key_len,
-                                           keys + x.key_off, x.key_len) > 0) {
+        while (j > 0) {
+            const struct audit_member *y = &ms->m[j - 1];
+            unsigned char y0 = y->key_len ? keys[y->key_off] : 0;
+            int after = y0 != x0 && y0 < 0x80 && x0 < 0x80 && y->key_len && x.key_len
+                            ? y0 > x0
+                            : audit_canon_keycmp((const char *)keys + y->key_off, y->key_len,
+                                                 (const char *)keys + x.key_off, x.key_len) > 0;
+            if (!after)
+                break;
             ms->m[j] = ms->m[j - 1];
             j--;
         }

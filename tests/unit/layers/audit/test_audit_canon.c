@@ -147,6 +147,52 @@ static void test_rfc8785_sorting(void **state)
     assert_true(audit_canon_keycmp("\xe2\x82\xac", 3, "\xc3\xb6", 2) > 0);
 }
 
+/* Members added in random orders come out in RFC 8785 order, by both of the sort's paths
+ * (insertion for a record's few dozen, qsort beyond): ASCII, empty and multi-byte keys,
+ * including those whose UTF-16 order is not their byte order. */
+static void test_members_sort_orders(void **state)
+{
+    (void)state;
+    static const char *const pool[] = {"",
+                                       "a",
+                                       "A",
+                                       "b",
+                                       "ab",
+                                       "abc",
+                                       "Z",
+                                       "_",
+                                       "~",
+                                       "1",
+                                       "10",
+                                       "\xc3\xb6",
+                                       "\xe2\x82\xac",
+                                       "\xef\xac\xb3",
+                                       "\xee\x80\x80",
+                                       "\xf0\x9f\x98\x80",
+                                       "a\xf0\x9f\x98\x80",
+                                       "a\xef\xac\xb3",
+                                       "tool",
+                                       "tenant",
+                                       "request_id",
+                                       "route"};
+    size_t np = sizeof pool / sizeof pool[0];
+    unsigned seed = 99;
+    for (int round = 0; round < 3000; round++) {
+        struct audit_members ms = {0};
+        size_t n = 1 + (size_t)round % 48;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            assert_int_equal(audit_members_add_raw(&ms, pool[(seed >> 16) % np], "1", 1), 0);
+        }
+        audit_members_sort(&ms);
+        assert_int_equal(ms.n, n);
+        for (size_t i = 1; i < ms.n; i++)
+            assert_true(audit_canon_keycmp(ms.keys.data + ms.m[i - 1].key_off, ms.m[i - 1].key_len,
+                                           ms.keys.data + ms.m[i].key_off, ms.m[i].key_len) <= 0);
+        audit_members_free(&ms);
+    }
+}
+
 static void test_escapes_and_integers(void **state)
 {
     char *c = canon_text("[\"\\u0000\\u001f\\u007f\\b\\f\\t\", 9007199254740993, -12, 0, "
@@ -393,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_numbers_round_trip),
         cmocka_unit_test(test_rfc8785_example),
         cmocka_unit_test(test_rfc8785_sorting),
+        cmocka_unit_test(test_members_sort_orders),
         cmocka_unit_test(test_escapes_and_integers),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_members_merge),
