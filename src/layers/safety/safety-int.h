@@ -109,6 +109,8 @@ struct safety_config {
      * member name runs without a hit (none of them disabled). */
     int rule_masks;
     uint64_t rules_always, rules_keyctx;
+    /* Per detector: the rules of rules_keyctx that are its own. */
+    uint64_t keyctx_rules_of[64];
     uint64_t generation; /* tells thread-local scratch which database it was sized for */
     pcre2_match_context *match_ctx;
     size_t max_scan_bytes;

@@ -488,8 +488,11 @@ int safety_compile(struct safety_config *sc, char *why, size_t why_len)
         if (i < 64 && on && !sc->rules[i].hs_expr)
             sc->rules_always |= UINT64_C(1) << i;
         if (i < 64 && on && sc->rules[i].hs_expr && sc->rules[i].need_context &&
-            sc->rules[i].keyword_filter)
+            sc->rules[i].keyword_filter) {
             sc->rules_keyctx |= UINT64_C(1) << i;
+            if (det < 64)
+                sc->keyctx_rules_of[det] |= UINT64_C(1) << i;
+        }
         if (!sc->rules[i].hs_expr || sc->rules[i].disabled)
             continue;
         exprs[n] = sc->rules[i].hs_expr;

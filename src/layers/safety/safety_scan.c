@@ -230,8 +230,10 @@ struct scan_ctx {
     const char *t;
     size_t tlen;
     struct key_view *kv;  /* NULL: no member name; built on first use */
-    signed char *key_ctx; /* per detector: -1 unknown, 0/1 */
+    signed char *key_ctx; /* per detector: -1 unknown, 0/1 (when key_mask_known is not set) */
     int key_ctx_filled;
+    int key_mask_known; /* key_mask holds every detector's answer (at most 64 of them) */
+    uint64_t key_mask;
     const char *key;
     size_t key_len;
     unsigned *flags;
@@ -273,8 +275,8 @@ static int key_context_compute(struct scan_ctx *x, int det)
     return 0;
 }
 
-/* Fills key_ctx for every detector from the cache (or computes and caches the mask) and
- * returns 0 with the mask; -1 when the name is not cached (too long, out of memory). */
+/* Sets key_mask for every detector from the cache (or computes and caches it) and returns 0
+ * with the mask; -1 when the name is not cached (too long, out of memory). */
 static int key_context_all(struct scan_ctx *x, uint64_t *out)
 {
     const struct safety_config *sc = x->sc;
@@ -308,8 +310,8 @@ static int key_context_all(struct scan_ctx *x, uint64_t *out)
         memcpy(e->key, x->key, n);
         e->mask = mask;
     }
-    for (size_t d = 0; d < sc->n_detectors; d++)
-        x->key_ctx[d] = (signed char)((e->mask >> d) & 1);
+    x->key_mask = e->mask;
+    x->key_mask_known = 1;
     *out = e->mask;
     return 0;
 }
@@ -323,6 +325,8 @@ static int key_context(struct scan_ctx *x, int det)
         x->key_ctx_filled = 1;
         (void)key_context_all(x, &mask);
     }
+    if (x->key_mask_known)
+        return (int)((x->key_mask >> det) & 1);
     if (x->key_ctx[det] < 0)
         x->key_ctx[det] = (signed char)key_context_compute(x, det);
     return x->key_ctx[det];
@@ -788,11 +792,16 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
         if (pending && x.kv) {
             int cached = !x.key_ctx_filled && key_context_all(&x, &mask) == 0;
             x.key_ctx_filled = 1;
-            for (; pending; pending &= pending - 1) {
-                int i = __builtin_ctzll(pending);
-                int det = sc->rules[i].detector;
-                if (cached ? (int)((mask >> det) & 1) : key_context(&x, det))
-                    todo |= UINT64_C(1) << i;
+            if (cached) {
+                /* The detectors the name gives context to (mostly none), their rules. */
+                for (; mask; mask &= mask - 1)
+                    todo |= sc->keyctx_rules_of[__builtin_ctzll(mask)] & pending;
+            } else {
+                for (; pending; pending &= pending - 1) {
+                    int i = __builtin_ctzll(pending);
+                    if (key_context(&x, sc->rules[i].detector))
+                        todo |= UINT64_C(1) << i;
+                }
             }
         }
         for (; todo; todo &= todo - 1) {
