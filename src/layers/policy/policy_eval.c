@@ -591,13 +591,12 @@ static const char *const op_names[POLICY_OP_COUNT] = {
 
 static void append_id(char *buf, size_t len, const char *id)
 {
-    size_t used = strlen(buf);
-    size_t need = strlen(id) + (used ? 1 : 0);
-    if (used + need + 1 > len)
+    size_t used = strlen(buf), idl = strlen(id);
+    if (used + (used ? 1 : 0) + idl + 1 > len)
         return; /* keep whole ids only */
     if (used)
         buf[used++] = ',';
-    memcpy(buf + used, id, strlen(id) + 1);
+    memcpy(buf + used, id, idl + 1);
 }
 
 static void explainf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -54,6 +54,16 @@ static sqlite3 *open_wal(const char *path)
 }
 
 /* One transaction per row, as the audit writer's group commits at low load. */
+/* The folder's counts now, printed under a label. */
+static void folder_stats(struct audit_wal_folder *f, const char *label, struct audit_wal_stats *st)
+{
+    audit_wal_folder_stats(f, st);
+    print_message("%s: folds %llu by the folder, %llu by the writer; log %llu pages (at most "
+                  "%llu)\n",
+                  label, (unsigned long long)st->folds, (unsigned long long)st->inline_folds,
+                  (unsigned long long)st->pages, (unsigned long long)st->pages_max);
+}
+
 static void commit_rows(sqlite3 *db, int n, int pause_us)
 {
     sqlite3_stmt *q = NULL;
@@ -109,11 +119,7 @@ static void test_log_folded_and_started_over(void **state)
     /* About 12,000 frames in all: without folds the log would hold every one of them. */
     commit_rows(db, 4000, 100);
     struct audit_wal_stats st;
-    audit_wal_folder_stats(f, &st);
-    print_message(
-        "folds %llu by the folder, %llu by the writer; log at most %llu pages, now %llu\n",
-        (unsigned long long)st.folds, (unsigned long long)st.inline_folds,
-        (unsigned long long)st.pages_max, (unsigned long long)st.pages);
+    folder_stats(f, "after 4000 commits", &st);
     assert_true(st.folds >= 2);
     assert_true(st.inline_folds >= 2);
     assert_int_equal(st.failures, 0);
@@ -159,9 +165,7 @@ static void test_reader_holds_the_log(void **state)
 
     commit_rows(db, 1500, 0);
     struct audit_wal_stats held;
-    audit_wal_folder_stats(f, &held);
-    print_message("held: folds %llu + %llu, log %llu pages\n", (unsigned long long)held.folds,
-                  (unsigned long long)held.inline_folds, (unsigned long long)held.pages);
+    folder_stats(f, "held", &held);
     /* Every commit went through; the log only grew, and the folder did not spin on it. */
     assert_int_equal(held.failures, 0);
     assert_true(held.pages >= 4000);
@@ -172,9 +176,7 @@ static void test_reader_holds_the_log(void **state)
     sqlite3_close(reader);
     commit_rows(db, 1500, 100);
     struct audit_wal_stats after;
-    audit_wal_folder_stats(f, &after);
-    print_message("after: folds %llu + %llu, log %llu pages\n", (unsigned long long)after.folds,
-                  (unsigned long long)after.inline_folds, (unsigned long long)after.pages);
+    folder_stats(f, "after", &after);
     assert_true(after.folds > held.folds);
     assert_true(after.pages < held.pages);
     assert_true(after.pages < 3 * AUDIT_WAL_FOLD_PAGES);
