@@ -4,7 +4,7 @@
 // the right labels. Everything listens on loopback and is stopped at the end.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import net from "node:net";
@@ -22,6 +22,7 @@ import {
     waitForPort,
     httpGet,
     withTimeout,
+    TOOLGATE_BIN,
 } from "./lib/harness.mjs";
 
 const POLICY = { rules: [{ id: "read-only", effect: "permit", tools: ["get_patient"] }] };
@@ -132,8 +133,14 @@ describe("admin listener", () => {
         ])
             assert.ok(families[name], `${name} is exposed`);
         assert.equal(families.toolgate_build_info.type, "GAUGE");
-        /* The allocator serving malloc is the one the default build links (mimalloc). */
-        assert.match(families.toolgate_build_info.metrics[0].labels.allocator, /^mimalloc \d+\.\d+\.\d+$/);
+        /*
+         * The allocator serving malloc is the one the build links: mimalloc by default, the
+         * sanitizer's own in an ASan build (as `toolgate --version` says).
+         */
+        const version = execFileSync(TOOLGATE_BIN, ["--version"], { timeout: 10000 }).toString();
+        const linked = /\(([^,()]+), (.+)\)\s*$/.exec(version)?.[2];
+        assert.match(linked ?? version, /^(mimalloc \d+\.\d+\.\d+|sanitizer)$/);
+        assert.equal(families.toolgate_build_info.metrics[0].labels.allocator, linked);
         assert.equal(families.toolgate_request_duration_seconds.type, "HISTOGRAM");
         assert.ok(families.toolgate_open_connections.metrics[0].value >= 1);
     });

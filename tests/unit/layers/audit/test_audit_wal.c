@@ -123,10 +123,16 @@ static void test_log_folded_and_started_over(void **state)
     assert_true(st.folds >= 2);
     assert_true(st.inline_folds >= 2);
     assert_int_equal(st.failures, 0);
-    /* The log started over each time: it never held much more than one fold's worth. */
+    /*
+     * The log started over each time: it held a few folds' worth at most, not the 12,000
+     * frames of all the commits. How many depends on how far the writer gets while the
+     * folder copies: about 1.1 folds' worth on a quiet machine, up to 3.5 seen under ASan with
+     * the machine busy; 6 (half of all the frames) still tells a log that starts over from one
+     * that only grows.
+     */
     assert_true(st.pages_max >= AUDIT_WAL_FOLD_PAGES);
-    assert_true(st.pages_max < 3 * AUDIT_WAL_FOLD_PAGES);
-    assert_true(file_size(wal) < 3LL * AUDIT_WAL_FOLD_PAGES * 4200);
+    assert_true(st.pages_max < 6 * AUDIT_WAL_FOLD_PAGES);
+    assert_true(file_size(wal) < 6LL * AUDIT_WAL_FOLD_PAGES * 4200);
     /* The process-wide totals (metrics) count this folder's work, and show its log now. */
     struct audit_wal_stats total;
     audit_wal_totals(&total);
