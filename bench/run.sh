@@ -58,6 +58,10 @@
 #   BENCH_START_TIMEOUT=10   seconds a server may take to listen (more under valgrind)
 #   BENCH_PERF=1             record a perf profile of each toolgate target in each pass-through run
 #                            (BUILD_DIR/bench/perf-<section>.<target>.data)
+#   BENCH_CALLGRIND=1        run each toolgate target of the pass-through runs under callgrind
+#                            (its worker and audit writer threads) and report the instructions
+#                            a call of each stage and layer (BUILD_DIR/bench/callgrind/...);
+#                            throughput and CPU of such a run are not results
 #
 # Adding a measurement: write `section_NAME` (it may use the helpers below and writes its part
 # of the report with `report`), and add NAME to SECTIONS. A layer micro-benchmark is one line
@@ -97,6 +101,9 @@ BENCH_ONLY=${BENCH_ONLY:-}
 BENCH_MICRO_TIMEOUT=${BENCH_MICRO_TIMEOUT:-60}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 BENCH_PERF=${BENCH_PERF:-0}
+BENCH_CALLGRIND=${BENCH_CALLGRIND:-0}
+# Under valgrind toolgate starts and stops tens of times slower.
+if [[ $BENCH_CALLGRIND == 1 ]]; then BENCH_START_TIMEOUT=${BENCH_START_TIMEOUT:-60}; fi
 BENCH_OPENLOOP_LOAD=${BENCH_OPENLOOP_LOAD:-0.5}
 BENCH_OPENLOOP_RATE=${BENCH_OPENLOOP_RATE:-}
 BENCH_OPENLOOP_TARGETS=${BENCH_OPENLOOP_TARGETS:-direct nginx h2o toolgate}
@@ -121,16 +128,16 @@ die() {
     exit 1
 }
 
-# Stops one process we started: SIGTERM, up to 5 s, then SIGKILL.
+# stop_pid PID [SECONDS]: stops one process we started: SIGTERM, up to SECONDS (5), then SIGKILL.
 stop_pid() {
-    local pid=$1 i
+    local pid=$1 secs=${2:-5} i
     [[ -n $pid ]] || return 0
     kill -0 "$pid" 2>/dev/null || {
         wait "$pid" 2>/dev/null || true
         return 0
     }
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
+    for ((i = 0; i < secs * 10; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -192,9 +199,9 @@ forget_pid() {
     PIDS=("${keep[@]+"${keep[@]}"}")
 }
 
-# stop_bg PID: stops it now (instead of at exit).
+# stop_bg PID [SECONDS]: stops it now (instead of at exit).
 stop_bg() {
-    stop_pid "$1"
+    stop_pid "$1" "${2:-5}"
     forget_pid "$1"
 }
 
@@ -440,7 +447,16 @@ start_toolgate() { # start_toolgate [MODE] [VARIANT]
         "LIMITS_SECTION=$limits" "TELEMETRY_SECTION=$telemetry" "DURABILITY=$durability" "INJECT=$inject" "INTEGRITY_MODE=$integrity" "BACKENDS=$backends" \
         "DIR=$TMP/$variant" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS" \
         "KEYS=$TMP/keys"
-    start_bg TARGET_PID "$TMP/$variant/toolgate.log" "$TOOLGATE" serve --config "$TMP/$variant/toolgate.yaml"
+    local run=("$TOOLGATE")
+    if [[ $BENCH_CALLGRIND == 1 ]]; then
+        # One directory per start; callgrind writes a file per thread when toolgate exits.
+        CALLGRIND_DIR=$BUILD_DIR/bench/callgrind/$variant.$((++CALLGRIND_STARTS))
+        rm -rf "$CALLGRIND_DIR"
+        mkdir -p "$CALLGRIND_DIR"
+        run=(valgrind --tool=callgrind --separate-threads=yes --toggle-collect=worker_thread
+            --toggle-collect=writer_main --callgrind-out-file="$CALLGRIND_DIR/cg.out" "$TOOLGATE")
+    fi
+    start_bg TARGET_PID "$TMP/$variant/toolgate.log" "${run[@]}" serve --config "$TMP/$variant/toolgate.yaml"
     wait_port "$port" "$TARGET_PID" "$TMP/$variant/toolgate.log"
     TARGET_URL="http://127.0.0.1:$port/mcp"
 }
@@ -490,6 +506,133 @@ target_missing() {
         echo "BENCH_BASELINE does not name a toolgate binary" ;;
     *) echo "unknown target" ;;
     esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# Callgrind (BENCH_CALLGRIND=1): instructions a call, by stage and by layer. Instruction counts
+# repeat from run to run whatever else the machine does, so they compare two builds where
+# wall-clock numbers on a shared machine cannot.
+
+CALLGRIND_STARTS=0 CALLGRIND_DIR=""
+declare -A CG_REPORT
+# "function|what": inclusive instructions, divided by the calls (the worker's stages) or by
+# the records (the writer's). A function the compiler inlined into its caller has no entry of
+# its own in the profile and shows as "—".
+# shellcheck disable=SC2034 # read through cg_rows' nameref
+CG_WORKER_STAGES=(
+    "worker_thread|the worker thread, everything"
+    "http1_feed|the client's request read and parsed (HTTP/1.1)"
+    "mcp_decode|the request decoded (JSON-RPC, MCP)"
+    "gw_pipeline_start|the request's layers, together"
+    "identity_check|- identity"
+    "safety_check|- safety, arguments"
+    "policy_check|- policy"
+    "limits_check|- limits"
+    "routing_check|- routing (egress check, identity injection)"
+    "audit_check|- audit, the decision record built and queued"
+    "upstream_start|the request sent to the backend"
+    "upstream_h1_reader_feed|the backend's answer read"
+    "mcp_parse_message|the answer parsed"
+    "gw_pipeline_response|the answer's layers, together"
+    "safety_on_response|- safety, result"
+    "limits_on_response|- limits"
+    "audit_on_response|- audit, the result's hash"
+    "mcp_json_write|a changed message written"
+    "gw_pipeline_complete|completion (audit's completion record)"
+)
+# shellcheck disable=SC2034 # read through cg_rows' nameref
+CG_WRITER_STAGES=(
+    "writer_main|the audit writer thread, everything"
+    "audit_codec_encode|- the record packed (codec, zstd)"
+    "audit_chain_hash_with|- the chain hash"
+    "lite_append|- the SQLite insert"
+    "audit_codec_train|- the zstd dictionary's training (once per store: leave it out to compare)"
+)
+
+# cg_calls FILE FUNCTION: the calls FUNCTION received, from a raw callgrind file (names are
+# compressed: "(id) name" the first time, "(id)" after).
+cg_calls() {
+    awk -v want="$2" '
+        function nm(s,   p, id, rest) {
+            p = index(s, ")")
+            id = substr(s, 2, p - 2)
+            rest = substr(s, p + 2)
+            if (rest != "") names[id] = rest
+            return names[id]
+        }
+        /^fn=\(/ { nm(substr($0, 4)) }
+        /^cfn=\(/ { target = nm(substr($0, 5)) }
+        /^calls=/ { if (target == want) { split(substr($0, 7), a, " "); n += a[1] } }
+        END { print n + 0 }' "$1"
+}
+
+# cg_inclusive FILE...: "function instructions" (inclusive, summed over the files) for every
+# function callgrind_annotate lists with its object.
+cg_inclusive() {
+    local f
+    for f in "$@"; do
+        callgrind_annotate --inclusive=yes --threshold=100 "$f" 2>/dev/null | awk '
+            /^ *[0-9,]+ +\(/ && / \[/ {
+                n = $1
+                gsub(",", "", n)
+                fn = $0
+                sub(/ \[.*$/, "", fn)
+                sub(/.*:/, "", fn)
+                if (!(fn in seen)) { seen[fn] = 1; print fn, n }
+            }'
+    done | awk '{ sum[$1] += $2 } END { for (f in sum) print f, sum[f] }'
+}
+
+# cg_rows STAGES_ARRAY_NAME INCLUSIVE_FILE DIVISOR: the table rows of those stages.
+cg_rows() {
+    local -n stages=$1
+    local entry fn what v
+    for entry in "${stages[@]}"; do
+        fn=${entry%%|*} what=${entry#*|}
+        v=$(awk -v f="$fn" -v d="$3" '$1 == f && d > 0 { printf "%.1fk", $2 / d / 1000; found = 1 }
+            END { if (!found) print "—" }' "$2")
+        printf '| %s | `%s` | %s |\n' "$what" "$fn" "$v"
+    done
+}
+
+# callgrind_summary NAME DIR: CG_REPORT[NAME], the table of one toolgate run under callgrind
+# (the last round's, when there are several: the counts repeat).
+callgrind_summary() {
+    local name=$1 dir=$2 f workers=() writers=() calls=0 records=0 signatures=0 inc text v
+    for f in "$dir"/cg.out-*; do
+        [[ -s $f ]] || continue
+        if grep -Eq '^c?fn=\([0-9]+\) worker_thread$' "$f"; then
+            workers+=("$f")
+        elif grep -Eq '^c?fn=\([0-9]+\) writer_main$' "$f"; then
+            writers+=("$f")
+        fi
+    done
+    if ((${#workers[@]} == 0)); then
+        CG_REPORT[$name]="- $name: no callgrind profile of the worker in $dir (see the toolgate log)"
+        return 0
+    fi
+    for f in "${workers[@]}"; do calls=$((calls + $(cg_calls "$f" upstream_start))); done
+    for f in "${writers[@]}"; do
+        records=$((records + $(cg_calls "$f" audit_codec_encode)))
+        signatures=$((signatures + $(cg_calls "$f" audit_sign_with)))
+    done
+    inc=$dir/inclusive.txt
+    cg_inclusive "${workers[@]}" >"$inc.worker"
+    cg_inclusive "${writers[@]+"${writers[@]}"}" </dev/null >"$inc.writer"
+    text="#### ${name#*.} under callgrind: instructions a call"$'\n\n'
+    text+="$calls calls (calls into \`upstream_start\`), $records audit records (into \`audit_codec_encode\`),"
+    text+=" $signatures checkpoint signatures; profiles in $dir"$'\n\n'
+    text+="| stage | function | instructions |"$'\n'"|---|---|---:|"$'\n'
+    text+=$(cg_rows CG_WORKER_STAGES "$inc.worker" "$calls")$'\n'
+    if ((${#writers[@]} > 0 && records > 0)); then
+        text+="| **a record, in the audit writer** | | |"$'\n'
+        text+=$(cg_rows CG_WRITER_STAGES "$inc.writer" "$records")$'\n'
+        v=$(awk -v d="$signatures" '$1 == "audit_sign_with" && d > 0 { printf "%.1fk", $2 / d / 1000; found = 1 }
+            END { if (!found) print "—" }' "$inc.writer")
+        text+="| a checkpoint's signature, each | \`audit_sign_with\` | $v |"$'\n'
+    fi
+    CG_REPORT[$name]=$text
+    log "callgrind of $name: $calls calls, worker $(awk '$1 == "worker_thread" { print $2 }' "$inc.worker") instructions, profiles in $dir"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -588,7 +731,12 @@ passthrough_run() {
             "start_$target" "$mode"
             mcp_session "$TARGET_URL"
             run_wrk "$key.$target" "$TARGET_URL" "$TARGET_PID"
-            [[ $target == direct ]] || stop_bg "$TARGET_PID"
+            if [[ $BENCH_CALLGRIND == 1 && ($target == toolgate* || $target == baseline) ]]; then
+                stop_bg "$TARGET_PID" 120 # callgrind writes its files as toolgate exits
+                callgrind_summary "$key.$target" "$CALLGRIND_DIR"
+            else
+                [[ $target == direct ]] || stop_bg "$TARGET_PID"
+            fi
         done
     done
     stop_bg "$BACKEND_PID"
@@ -606,6 +754,13 @@ passthrough_run() {
         report "(medians of $BENCH_ROUNDS rounds)"
     fi
     report ""
+    if [[ $BENCH_CALLGRIND == 1 ]]; then
+        report "(under callgrind: the req/s and CPU above are valgrind's, not results)"
+        report ""
+        for target in $BENCH_TARGETS; do
+            [[ -n ${CG_REPORT[$key.$target]:-} ]] && report "${CG_REPORT[$key.$target]}"
+        done
+    fi
     local peer
     local v
     for v in "${VARIANTS[@]}"; do
@@ -1512,6 +1667,10 @@ main() {
     [[ -x $BACKEND ]] || die "$BACKEND is missing; run \`make bench\`"
     command -v wrk >/dev/null || die "wrk is not installed (scripts/install-deps.sh installs it)"
     command -v curl >/dev/null || die "curl is not installed"
+    if [[ $BENCH_CALLGRIND == 1 ]]; then
+        command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null ||
+            die "BENCH_CALLGRIND=1 needs valgrind (scripts/install-deps.sh installs it)"
+    fi
 
     if [[ -n $BENCH_ONLY ]]; then
         IFS=', ' read -r -a selected <<<"$BENCH_ONLY"

@@ -13,7 +13,7 @@ PACKAGES=(
     redis-server postgresql sqlite3 openssl curl ca-certificates iproute2
     libseccomp-dev bubblewrap
     nodejs npm
-    wrk nginx-light h2o
+    wrk nginx-light h2o valgrind
     chromium
     dpkg-dev lintian man-db
 )
