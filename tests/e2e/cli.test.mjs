@@ -53,6 +53,7 @@ test("a mistake exits 2 with the usage on stderr", () => {
         ["bench", "policy", "not-a-number"],
         ["bench", "safety", "--no-such-option"],
         ["bench", "safety", "--rounds", "5"],
+        ["bench", "safety", "--rounds", "20000"],
         ["bench", "safety", "--file", "x.json", "--rounds", "0"],
         ["status"],
         ["status", "--no-such-option"],

@@ -181,6 +181,7 @@ int safety_bench_main(int argc, char **argv)
 {
     const char *file = NULL;
     long rounds = 20000;
+    int rounds_given = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout);
@@ -189,13 +190,14 @@ int safety_bench_main(int argc, char **argv)
         } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
             char *end = NULL;
             rounds = strtol(argv[++i], &end, 10);
+            rounds_given = 1;
             if (!end || *end || rounds < 1 || rounds > 100000000)
                 return usage(stderr);
         } else {
             return usage(stderr);
         }
     }
-    if (!file && rounds != 20000)
+    if (!file && rounds_given) /* the built-in measurements have rounds of their own */
         return usage(stderr);
     struct safety_config *sc = safety_config_default();
     if (!sc) {
