@@ -448,7 +448,7 @@ start_toolgate() { # start_toolgate [MODE] [VARIANT]
         "DIR=$TMP/$variant" "PORT=$port" "BACKEND_PORT=$BACKEND_PORT" "WORKERS=$BENCH_WORKERS" \
         "KEYS=$TMP/keys"
     local run=("$TOOLGATE")
-    if [[ $BENCH_CALLGRIND == 1 ]]; then
+    if [[ $CALLGRIND_RUN == 1 ]]; then
         # One directory per start; callgrind writes a file per thread when toolgate exits.
         CALLGRIND_DIR=$BUILD_DIR/bench/callgrind/$variant.$((++CALLGRIND_STARTS))
         rm -rf "$CALLGRIND_DIR"
@@ -513,7 +513,8 @@ target_missing() {
 # repeat from run to run whatever else the machine does, so they compare two builds where
 # wall-clock numbers on a shared machine cannot.
 
-CALLGRIND_STARTS=0 CALLGRIND_DIR=""
+# CALLGRIND_RUN: set by passthrough_run, so only the pass-through runs go under valgrind.
+CALLGRIND_RUN=0 CALLGRIND_STARTS=0 CALLGRIND_DIR=""
 declare -A CG_REPORT
 # "function|what": inclusive instructions, divided by the calls (the worker's stages) or by
 # the records (the writer's). A function the compiler inlined into its caller has no entry of
@@ -583,22 +584,27 @@ cg_inclusive() {
     done | awk '{ sum[$1] += $2 } END { for (f in sum) print f, sum[f] }'
 }
 
+# cg_per INCLUSIVE_FILE FUNCTION DIVISOR: FUNCTION's instructions / DIVISOR, in thousands
+# ("—" when the profile has no entry for it or there is nothing to divide by).
+cg_per() {
+    awk -v f="$2" -v d="$3" '$1 == f && d > 0 { printf "%.1fk", $2 / d / 1000; found = 1 }
+        END { if (!found) print "—" }' "$1"
+}
+
 # cg_rows STAGES_ARRAY_NAME INCLUSIVE_FILE DIVISOR: the table rows of those stages.
 cg_rows() {
     local -n stages=$1
-    local entry fn what v
+    local entry fn
     for entry in "${stages[@]}"; do
-        fn=${entry%%|*} what=${entry#*|}
-        v=$(awk -v f="$fn" -v d="$3" '$1 == f && d > 0 { printf "%.1fk", $2 / d / 1000; found = 1 }
-            END { if (!found) print "—" }' "$2")
-        printf '| %s | `%s` | %s |\n' "$what" "$fn" "$v"
+        fn=${entry%%|*}
+        printf '| %s | `%s` | %s |\n' "${entry#*|}" "$fn" "$(cg_per "$2" "$fn" "$3")"
     done
 }
 
 # callgrind_summary NAME DIR: CG_REPORT[NAME], the table of one toolgate run under callgrind
 # (the last round's, when there are several: the counts repeat).
 callgrind_summary() {
-    local name=$1 dir=$2 f workers=() writers=() calls=0 records=0 signatures=0 inc text v
+    local name=$1 dir=$2 f workers=() writers=() calls=0 records=0 signatures=0 inc text
     for f in "$dir"/cg.out-*; do
         [[ -s $f ]] || continue
         if grep -Eq '^c?fn=\([0-9]+\) worker_thread$' "$f"; then
@@ -627,9 +633,7 @@ callgrind_summary() {
     if ((${#writers[@]} > 0 && records > 0)); then
         text+="| **a record, in the audit writer** | | |"$'\n'
         text+=$(cg_rows CG_WRITER_STAGES "$inc.writer" "$records")$'\n'
-        v=$(awk -v d="$signatures" '$1 == "audit_sign_with" && d > 0 { printf "%.1fk", $2 / d / 1000; found = 1 }
-            END { if (!found) print "—" }' "$inc.writer")
-        text+="| a checkpoint's signature, each | \`audit_sign_with\` | $v |"$'\n'
+        text+="| a checkpoint's signature, each | \`audit_sign_with\` | $(cg_per "$inc.writer" audit_sign_with "$signatures") |"$'\n'
     fi
     CG_REPORT[$name]=$text
     log "callgrind of $name: $calls calls, worker $(awk '$1 == "worker_thread" { print $2 }' "$inc.worker") instructions, profiles in $dir"
@@ -718,6 +722,7 @@ summarize() {
 # one table of medians.
 passthrough_run() {
     local mode=$1 key=$2 title=$3 target why round
+    CALLGRIND_RUN=$BENCH_CALLGRIND
     start_backend "$mode"
     report ""
     report "### $title"
@@ -731,7 +736,7 @@ passthrough_run() {
             "start_$target" "$mode"
             mcp_session "$TARGET_URL"
             run_wrk "$key.$target" "$TARGET_URL" "$TARGET_PID"
-            if [[ $BENCH_CALLGRIND == 1 && ($target == toolgate* || $target == baseline) ]]; then
+            if [[ $CALLGRIND_RUN == 1 && ($target == toolgate* || $target == baseline) ]]; then
                 stop_bg "$TARGET_PID" 120 # callgrind writes its files as toolgate exits
                 callgrind_summary "$key.$target" "$CALLGRIND_DIR"
             else
@@ -739,6 +744,7 @@ passthrough_run() {
             fi
         done
     done
+    CALLGRIND_RUN=0
     stop_bg "$BACKEND_PID"
     for target in $BENCH_TARGETS; do
         why=$(target_missing "$target")
