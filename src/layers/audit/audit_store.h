@@ -106,6 +106,12 @@ struct audit_store_ops {
      * (a sentence in problem, naming no value), -1 on error (st->err).
      */
     int (*check_counters)(struct audit_store *st, char *problem, size_t len);
+    /*
+     * Optional (NULL: nothing to do): the writer calls it between two commits, once what
+     * waited for the last one is released, for upkeep no answer should wait for (SQLite:
+     * folding the rest of its write-ahead log, so the next commit starts the log over).
+     */
+    void (*idle)(struct audit_store *st);
 };
 
 struct audit_store {

@@ -1198,7 +1198,13 @@ out:
     return ret;
 }
 
+static void lite_idle(struct audit_store *st)
+{
+    audit_wal_folder_idle(((struct lite_store *)st)->folder);
+}
+
 static const struct audit_store_ops lite_ops = {
+    .idle = lite_idle,
     .check_counters = lite_check_counters,
     .tally = lite_tally,
     .set_sync = lite_set_sync,

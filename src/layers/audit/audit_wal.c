@@ -39,9 +39,28 @@ static void note_failure(struct audit_wal_folder *f, int rc, const char *who)
            who, sqlite3_errstr(rc));
 }
 
+/*
+ * The folder copied and synced the log as it was when it began: what is left is what was
+ * committed since, a few pages. Folding those on the writer's connection, between two
+ * commits (the folder cannot start meanwhile: it takes the lock to), lets the next commit
+ * start the log over. Under f->mu, on the writer's thread.
+ */
+static void fold_rest(struct audit_wal_folder *f)
+{
+    f->caught_up = 0;
+    int rc = sqlite3_wal_checkpoint_v2(f->writer, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        f->stats.inline_folds++;
+        atomic_fetch_add(&total_inline, 1);
+    } else if (!is_busy(rc))
+        note_failure(f, rc, "by the writer");
+}
+
 /* Runs after every commit on the writer's connection, on the writer's thread. */
 static int on_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
+    (void)db;
+    (void)name;
     struct audit_wal_folder *f = arg;
     pthread_mutex_lock(&f->mu);
     uint64_t n = pages > 0 ? (uint64_t)pages : 0;
@@ -51,29 +70,32 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int pages)
     if (n < f->last_pages)
         f->next_at = AUDIT_WAL_FOLD_PAGES; /* the log started over */
     f->last_pages = n;
-    if (!f->running && !f->stop) {
-        if (f->caught_up) {
-            /*
-             * The folder copied and synced the log as it was when it began: what is left is
-             * what was committed since, a few pages. Folding those here, between two commits
-             * (the folder cannot start meanwhile: it takes the lock to), lets the next commit
-             * start the log over.
-             */
-            f->caught_up = 0;
-            int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-            if (rc == SQLITE_OK) {
-                f->stats.inline_folds++;
-                atomic_fetch_add(&total_inline, 1);
-            } else if (!is_busy(rc))
-                note_failure(f, rc, "by the writer");
-        } else if (n >= f->next_at && !f->want) {
-            f->next_at = n + AUDIT_WAL_FOLD_PAGES;
-            f->want = 1;
-            pthread_cond_signal(&f->cv);
-        }
+    /*
+     * The rest after the folder's fold is not folded here: this runs inside the commit, and
+     * the answers held for it would wait for that fold's two syncs. audit_wal_folder_idle
+     * folds it once they are released. Only for a connection whose owner does not call that
+     * (a fold's worth of log committed since the folder caught up) is it folded here, so
+     * that log still starts over.
+     */
+    if (f->caught_up && !f->running && !f->stop && n >= f->next_at)
+        fold_rest(f);
+    else if (!f->running && !f->stop && !f->caught_up && n >= f->next_at && !f->want) {
+        f->next_at = n + AUDIT_WAL_FOLD_PAGES;
+        f->want = 1;
+        pthread_cond_signal(&f->cv);
     }
     pthread_mutex_unlock(&f->mu);
     return SQLITE_OK;
+}
+
+void audit_wal_folder_idle(struct audit_wal_folder *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    if (f->caught_up && !f->running && !f->stop)
+        fold_rest(f);
+    pthread_mutex_unlock(&f->mu);
 }
 
 static void *fold_main(void *arg)

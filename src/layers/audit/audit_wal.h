@@ -12,11 +12,12 @@
  * SQLite starts the log over from its beginning only when a write begins while everything
  * in it has been copied, which a folder running beside a busy writer rarely sees. So the
  * folder folds again while more than a few pages were committed during its last fold, and
- * then the writer folds those few itself, between two commits, and the next commit starts the log
- * over: the log stays near AUDIT_WAL_FOLD_PAGES, and the writer's own folds are short (the folder
- * copied and synced the rest). A reader that keeps an old snapshot open holds the log from starting
- * over, as it does with SQLite's own checkpoint; the folder then runs once every
- * AUDIT_WAL_FOLD_PAGES.
+ * then the writer folds those few itself, between two commits (audit_wal_folder_idle, once the
+ * answers held for the last commit are released: that fold syncs the log and the file), and the
+ * next commit starts the log over: the log stays near AUDIT_WAL_FOLD_PAGES, and the writer's own
+ * folds are short (the folder copied and synced the rest). A reader that keeps an old snapshot open
+ * holds the log from starting over, as it does with SQLite's own checkpoint; the folder then runs
+ * once every AUDIT_WAL_FOLD_PAGES.
  */
 #ifndef AUDIT_WAL_H
 #define AUDIT_WAL_H
@@ -49,6 +50,12 @@ struct audit_wal_stats {
  */
 struct audit_wal_folder *audit_wal_folder_start(sqlite3 *db, const char *path, char *err,
                                                 size_t errlen);
+/*
+ * The writer, between two commits, after releasing what waited for the last one: folds the
+ * few pages committed during the folder's last fold, when it has just finished one, so the
+ * next commit starts the log over. Cheap when there is nothing to fold. NULL: nothing.
+ */
+void audit_wal_folder_idle(struct audit_wal_folder *f);
 /* Stops the thread and closes its connection; `db`'s automatic checkpoint is put back. */
 void audit_wal_folder_stop(struct audit_wal_folder *f);
 void audit_wal_folder_stats(struct audit_wal_folder *f, struct audit_wal_stats *out);

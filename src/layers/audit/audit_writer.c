@@ -441,6 +441,9 @@ static void *writer_main(void *arg)
             W.stats.lost += n;
         pthread_cond_broadcast(&W.done);
         pthread_mutex_unlock(&W.mu);
+        /* Upkeep that would hold answers (a fold's syncs), now that this commit's are out. */
+        if (ok && !stopping && W.store->ops->idle)
+            W.store->ops->idle(W.store);
         if (ok && !stopping)
             rotate_if_due();
         if (stopping || !batch)

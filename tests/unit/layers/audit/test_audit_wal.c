@@ -53,7 +53,6 @@ static sqlite3 *open_wal(const char *path)
     return db;
 }
 
-/* One transaction per row, as the audit writer's group commits at low load. */
 /* The folder's counts now, printed under a label. */
 static void folder_stats(struct audit_wal_folder *f, const char *label, struct audit_wal_stats *st)
 {
@@ -64,7 +63,11 @@ static void folder_stats(struct audit_wal_folder *f, const char *label, struct a
                   (unsigned long long)st->pages, (unsigned long long)st->pages_max);
 }
 
-static void commit_rows(sqlite3 *db, int n, int pause_us)
+/*
+ * One transaction per row, as the audit writer's group commits at low load; like the writer,
+ * hands the folder its time between two commits after each (f may be NULL: no folder).
+ */
+static void commit_rows(sqlite3 *db, struct audit_wal_folder *f, int n, int pause_us)
 {
     sqlite3_stmt *q = NULL;
     assert_int_equal(
@@ -75,6 +78,7 @@ static void commit_rows(sqlite3 *db, int n, int pause_us)
         if (sqlite3_step(q) != SQLITE_DONE)
             fail_msg("commit %d: %s", i, sqlite3_errmsg(db));
         sqlite3_reset(q);
+        audit_wal_folder_idle(f);
         if (pause_us)
             usleep((useconds_t)pause_us);
     }
@@ -117,7 +121,7 @@ static void test_log_folded_and_started_over(void **state)
     if (!f)
         fail_msg("folder: %s", err);
     /* About 12,000 frames in all: without folds the log would hold every one of them. */
-    commit_rows(db, 4000, 100);
+    commit_rows(db, f, 4000, 100);
     struct audit_wal_stats st;
     folder_stats(f, "after 4000 commits", &st);
     assert_true(st.folds >= 2);
@@ -155,7 +159,7 @@ static void test_reader_holds_the_log(void **state)
     char path[128], err[300];
     snprintf(path, sizeof path, "%s/reader.db", dir);
     sqlite3 *db = open_wal(path);
-    commit_rows(db, 10, 0);
+    commit_rows(db, NULL, 10, 0);
     struct audit_wal_folder *f = audit_wal_folder_start(db, path, err, sizeof err);
     if (!f)
         fail_msg("folder: %s", err);
@@ -169,7 +173,7 @@ static void test_reader_holds_the_log(void **state)
     assert_int_equal(sqlite3_column_int64(q, 0), 10);
     sqlite3_finalize(q);
 
-    commit_rows(db, 1500, 0);
+    commit_rows(db, f, 1500, 0);
     struct audit_wal_stats held;
     folder_stats(f, "held", &held);
     /* Every commit went through; the log only grew, and the folder did not spin on it. */
@@ -180,7 +184,7 @@ static void test_reader_holds_the_log(void **state)
 
     exec_ok(reader, "COMMIT");
     sqlite3_close(reader);
-    commit_rows(db, 1500, 100);
+    commit_rows(db, f, 1500, 100);
     struct audit_wal_stats after;
     folder_stats(f, "after", &after);
     assert_true(after.folds > held.folds);
@@ -190,6 +194,65 @@ static void test_reader_holds_the_log(void **state)
     audit_wal_folder_stop(f);
     sqlite3_close(db);
     assert_int_equal(count_rows(path), 3010);
+}
+
+/*
+ * A commit never folds on its own: the rest after the folder's fold (two syncs) would hold
+ * the answers waiting for that commit. The writer folds it between commits, once they are
+ * out, and the next commit starts the log over.
+ */
+static void test_commit_does_not_fold(void **state)
+{
+    (void)state;
+    char path[128], err[300];
+    snprintf(path, sizeof path, "%s/idle.db", dir);
+    sqlite3 *db = open_wal(path);
+    struct audit_wal_folder *f = audit_wal_folder_start(db, path, err, sizeof err);
+    if (!f)
+        fail_msg("folder: %s", err);
+    /* Past the mark (three frames a commit), then on until the folder has folded once. */
+    int64_t rows = AUDIT_WAL_FOLD_PAGES / 3 + 10;
+    commit_rows(db, NULL, (int)rows, 0);
+    struct audit_wal_stats st = {0};
+    for (int i = 0; i < 20000 && st.folds == 0; i++, rows++) {
+        commit_rows(db, NULL, 1, 100);
+        audit_wal_folder_stats(f, &st);
+    }
+    assert_true(st.folds >= 1);
+    /* More commits, with no time between them given to the folder: nothing folded inline. */
+    commit_rows(db, NULL, 50, 0);
+    rows += 50;
+    folder_stats(f, "commits alone", &st);
+    assert_int_equal(st.inline_folds, 0);
+    uint64_t grown = st.pages;
+    assert_true(grown >= AUDIT_WAL_FOLD_PAGES);
+    /* Once the writer is idle it folds the rest, and the next commit starts the log over. */
+    for (int i = 0; i < 5000 && st.inline_folds == 0; i++) {
+        audit_wal_folder_idle(f);
+        audit_wal_folder_stats(f, &st);
+        if (!st.inline_folds)
+            usleep(1000); /* the folder may still be on another round */
+    }
+    assert_int_equal(st.inline_folds, 1);
+    commit_rows(db, NULL, 1, 0);
+    rows++;
+    folder_stats(f, "after the idle fold", &st);
+    assert_true(st.pages < grown);
+    assert_true(st.pages < 16); /* one commit: three frames, a few more when a page splits */
+    assert_int_equal(st.failures, 0);
+    /*
+     * A connection whose owner never gives the folder that time (no idle calls) still has its
+     * log start over: after a fold's worth more, the commit folds the rest itself.
+     */
+    commit_rows(db, NULL, 4 * AUDIT_WAL_FOLD_PAGES / 3, 100);
+    rows += 4 * AUDIT_WAL_FOLD_PAGES / 3;
+    folder_stats(f, "commits without idle", &st);
+    assert_true(st.inline_folds >= 2);
+    assert_true(st.pages < 3 * AUDIT_WAL_FOLD_PAGES);
+    assert_int_equal(st.failures, 0);
+    audit_wal_folder_stop(f);
+    sqlite3_close(db);
+    assert_int_equal(count_rows(path), rows);
 }
 
 static void test_cannot_start(void **state)
@@ -203,7 +266,7 @@ static void test_cannot_start(void **state)
     assert_non_null(strstr(err, "cannot open a second connection"));
     assert_non_null(strstr(err, missing));
     /* The connection keeps SQLite's own checkpoint: commits go on and stay bounded. */
-    commit_rows(db, 1500, 0);
+    commit_rows(db, NULL, 1500, 0);
     sqlite3_close(db);
     assert_int_equal(count_rows(path), 1500);
 }
@@ -213,6 +276,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_log_folded_and_started_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_holds_the_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_does_not_fold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cannot_start, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
