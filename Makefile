@@ -15,7 +15,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libuv jansson libcurl yaml-0.1 openssl libpcre2-8 libhs sqlite3 hiredis libpq libseccomp libzstd
+PKGS     := libuv jansson libcurl yaml-0.1 openssl libpcre2-8 libhs sqlite3 hiredis libpq libseccomp libzstd libsodium
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 GIT_REV  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 

@@ -9,7 +9,7 @@ PACKAGES=(
     build-essential pkg-config clang libclang-rt-14-dev
     libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev
     libpcre2-dev libvectorscan-dev libsqlite3-dev libzstd-dev libhiredis-dev libpq-dev libcmocka-dev
-    libmimalloc-dev
+    libmimalloc-dev libsodium-dev
     redis-server postgresql sqlite3 openssl curl ca-certificates iproute2
     libseccomp-dev bubblewrap
     nodejs npm

@@ -9,6 +9,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,40 +307,45 @@ int audit_sign(EVP_PKEY *key, const void *data, size_t len, char sig_hex[129])
 
 int audit_signer_init(struct audit_signer *s, EVP_PKEY *key)
 {
+    memset(s, 0, sizeof *s);
     s->key = key;
-    s->ready = EVP_MD_CTX_new();
-    s->work = EVP_MD_CTX_new();
-    s->copy = 0;
-    if (!s->ready || !s->work || EVP_DigestSignInit(s->ready, NULL, NULL, NULL, key) != 1) {
-        ERR_clear_error();
+    unsigned char seed[32], pk[32], want_pk[32];
+    size_t seed_len = sizeof seed, pk_len = sizeof want_pk;
+    int ok = sodium_init() >= 0 && key && EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 &&
+             EVP_PKEY_get_raw_private_key(key, seed, &seed_len) == 1 && seed_len == 32 &&
+             EVP_PKEY_get_raw_public_key(key, want_pk, &pk_len) == 1 && pk_len == 32 &&
+             crypto_sign_seed_keypair(pk, s->sk, seed) == 0 && memcmp(pk, want_pk, 32) == 0;
+    sodium_memzero(seed, sizeof seed);
+    ERR_clear_error();
+    if (!ok) {
+        sodium_memzero(s->sk, sizeof s->sk);
         return -1;
     }
-    /* Copying a set-up context is what saves the work; where it fails, set up each time. */
-    s->copy = EVP_MD_CTX_copy_ex(s->work, s->ready) == 1;
-    ERR_clear_error();
+    /* One signature made both ways must be the same bytes, and must verify. */
+    static const char probe[] = "toolgate audit signer self-check";
+    char mine[129], theirs[129];
+    s->ready = 1;
+    if (audit_sign_with(s, probe, sizeof probe - 1, mine) != 0 ||
+        audit_sign(key, probe, sizeof probe - 1, theirs) != 0 || strcmp(mine, theirs) != 0 ||
+        !audit_sig_ok(key, probe, sizeof probe - 1, mine, 128)) {
+        s->ready = 0;
+        sodium_memzero(s->sk, sizeof s->sk);
+        return -1;
+    }
     return 0;
 }
 
 void audit_signer_free(struct audit_signer *s)
 {
-    EVP_MD_CTX_free(s->ready);
-    EVP_MD_CTX_free(s->work);
-    memset(s, 0, sizeof *s);
+    sodium_memzero(s, sizeof *s);
 }
 
 int audit_sign_with(struct audit_signer *s, const void *data, size_t len, char sig_hex[129])
 {
     unsigned char sig[64];
-    size_t siglen = sizeof sig;
-    if (!s->work)
+    unsigned long long siglen = 0;
+    if (!s->ready || crypto_sign_detached(sig, &siglen, data, len, s->sk) != 0 || siglen != 64)
         return -1;
-    int set = s->copy ? EVP_MD_CTX_copy_ex(s->work, s->ready)
-                      : EVP_MD_CTX_reset(s->work) == 1 &&
-                            EVP_DigestSignInit(s->work, NULL, NULL, NULL, s->key);
-    if (set != 1 || EVP_DigestSign(s->work, sig, &siglen, data, len) != 1 || siglen != 64) {
-        ERR_clear_error();
-        return -1;
-    }
     gw_hex(sig, 64, sig_hex);
     return 0;
 }

@@ -622,7 +622,9 @@ static int load_key(void)
             return -1;
     }
     if (audit_signer_init(&W.signer, W.key) != 0 || audit_chain_hasher_init(&W.hasher) != 0) {
-        gw_log_error("audit_key", "cannot set up signing and hashing for the audit chain");
+        gw_log_error("audit_key",
+                     "cannot set up signing and hashing for the audit chain (an Ed25519 "
+                     "private key is needed, and its signatures must match OpenSSL's)");
         return -1;
     }
     return audit_key_id(W.key, W.key_id);

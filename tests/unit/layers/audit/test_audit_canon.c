@@ -400,7 +400,10 @@ static void test_time_text(void **state)
     assert_int_equal(audit_time_text(&c, -1, out, sizeof out), -1);
 }
 
-/* One signing context copied per signature signs as a context set up each time does. */
+/*
+ * The writer's signer (libsodium) makes the bytes OpenSSL makes and verifies, for messages of
+ * every length a checkpoint can have and more, and the RFC 8032 vectors.
+ */
 static void test_signer(void **state)
 {
     (void)state;
@@ -409,27 +412,77 @@ static void test_signer(void **state)
     assert_non_null(key);
     struct audit_signer s;
     assert_int_equal(audit_signer_init(&s, key), 0);
-    char msg[64];
-    for (int i = 0; i < 50; i++) {
-        int n = snprintf(msg, sizeof msg, "{\"head_seq\":%d}", i);
+    char msg[2048];
+    for (size_t n = 0; n <= sizeof msg; n += n < 80 ? 1 : 97) {
+        for (size_t i = 0; i < n; i++)
+            msg[i] = (char)('a' + (i * 7 + n) % 26);
         char a[129], b[129];
-        assert_int_equal(audit_sign_with(&s, msg, (size_t)n, a), 0);
-        assert_int_equal(audit_sign(key, msg, (size_t)n, b), 0);
+        assert_int_equal(audit_sign_with(&s, msg, n, a), 0);
+        assert_int_equal(audit_sign(key, msg, n, b), 0);
         assert_string_equal(a, b); /* Ed25519 is deterministic */
-        assert_int_equal(audit_sig_ok(key, msg, (size_t)n, a, 128), 1);
-        msg[n - 2] ^= 1;
-        assert_int_equal(audit_sig_ok(key, msg, (size_t)n, a, 128), 0);
+        assert_int_equal(audit_sig_ok(key, msg, n, a, 128), 1);
+        if (n) {
+            msg[n / 2] ^= 1;
+            assert_int_equal(audit_sig_ok(key, msg, n, a, 128), 0);
+        }
     }
-    /* Set up again per signature, where copying is not available: the same signatures. */
-    s.copy = 0;
-    char a[129], b[129];
-    assert_int_equal(audit_sign_with(&s, "abc", 3, a), 0);
-    assert_int_equal(audit_sign(key, "abc", 3, b), 0);
-    assert_string_equal(a, b);
     audit_signer_free(&s);
     char c[129];
     assert_int_equal(audit_sign_with(&s, "abc", 3, c), -1); /* freed: refuses */
+    for (size_t i = 0; i < sizeof s.sk; i++)
+        assert_int_equal(s.sk[i], 0); /* and its copy of the secret is gone */
     EVP_PKEY_free(key);
+
+    /* RFC 8032, section 7.1, tests 1 and 2. */
+    static const struct {
+        const char *sk, *msg, *sig;
+    } v[] = {
+        {"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", "",
+         "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+         "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"},
+        {"4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb", "\x72",
+         "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+         "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"},
+    };
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+        unsigned char seed[32];
+        for (size_t i = 0; i < 32; i++) {
+            unsigned int byte;
+            assert_int_equal(sscanf(v[k].sk + 2 * i, "%2x", &byte), 1);
+            seed[i] = (unsigned char)byte;
+        }
+        EVP_PKEY *rk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof seed);
+        assert_non_null(rk);
+        assert_int_equal(audit_signer_init(&s, rk), 0);
+        char got[129];
+        assert_int_equal(audit_sign_with(&s, v[k].msg, strlen(v[k].msg), got), 0);
+        assert_string_equal(got, v[k].sig);
+        audit_signer_free(&s);
+        EVP_PKEY_free(rk);
+    }
+
+    /* Keys it cannot sign with are refused, and leave a signer that refuses to sign. */
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    assert_non_null(ec);
+    assert_int_equal(audit_signer_init(&s, ec), -1);
+    assert_int_equal(audit_sign_with(&s, "abc", 3, c), -1);
+    audit_signer_free(&s);
+    EVP_PKEY_free(ec);
+    /* A public key alone has no secret to sign with. */
+    key = audit_key_load_private("tests/keys/test-ed25519.pem", err, sizeof err);
+    assert_non_null(key);
+    unsigned char raw[32];
+    size_t raw_len = sizeof raw;
+    assert_int_equal(EVP_PKEY_get_raw_public_key(key, raw, &raw_len), 1);
+    EVP_PKEY *pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, raw_len);
+    assert_non_null(pub);
+    assert_int_equal(audit_signer_init(&s, pub), -1);
+    assert_int_equal(audit_sign_with(&s, "abc", 3, c), -1);
+    audit_signer_free(&s);
+    EVP_PKEY_free(pub);
+    EVP_PKEY_free(key);
+    assert_int_equal(audit_signer_init(&s, NULL), -1);
+    audit_signer_free(&s);
 }
 
 int main(void)
