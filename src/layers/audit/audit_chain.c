@@ -308,7 +308,6 @@ int audit_sign(EVP_PKEY *key, const void *data, size_t len, char sig_hex[129])
 int audit_signer_init(struct audit_signer *s, EVP_PKEY *key)
 {
     memset(s, 0, sizeof *s);
-    s->key = key;
     unsigned char seed[32], pk[32], want_pk[32];
     size_t seed_len = sizeof seed, pk_len = sizeof want_pk;
     int ok = sodium_init() >= 0 && key && EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 &&

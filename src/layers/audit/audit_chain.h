@@ -88,12 +88,10 @@ int audit_time_text(struct audit_time_text *c, int64_t ns, char *out, size_t out
  * taken out of OpenSSL once and each signature is made with libsodium's Ed25519, which signs
  * in about 40% of OpenSSL 3's time here. Ed25519 signatures are deterministic (RFC 8032), so
  * they are the bytes OpenSSL would make, and every reader verifies them with OpenSSL as
- * before; init checks that on one signature and refuses the key otherwise. The key is
- * borrowed: it must outlive the signer. The copy of its secret half is zeroed by
- * audit_signer_free.
+ * before; init checks that on one signature and refuses the key otherwise. The signer
+ * keeps its own copy of the key's secret half, zeroed by audit_signer_free.
  */
 struct audit_signer {
-    EVP_PKEY *key;
     unsigned char sk[64]; /* libsodium's secret key: the seed, then the public key */
     int ready;
 };
