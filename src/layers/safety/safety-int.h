@@ -125,6 +125,43 @@ struct safety_config {
     int db_from_cache;   /* the database came from the cache, not a compile */
 };
 
+/* Custom detectors a configuration may name (safety.custom). */
+#define SAFETY_MAX_CUSTOM 256
+
+/*
+ * Context from a member's siblings (docs/safety.md, "Context"): the labels among the other
+ * members of the object that holds it. A label is a string value of at most SAFETY_LABEL_MAX
+ * bytes once normalized (and SAFETY_LABEL_MAX_RAW as written) in at most SAFETY_LABEL_WORDS
+ * words separated by white space, with a letter and no digit; its context words are read as a
+ * member name's are. An object's labels are read at most once per scan, when a member first
+ * needs them (safety_scan.c asks only when a weak shape could be there), and before any of
+ * its members is rewritten, so what a redaction writes is never read as a label.
+ */
+#define SAFETY_LABEL_MAX 64
+#define SAFETY_LABEL_MAX_RAW 256
+#define SAFETY_LABEL_WORDS 4
+/* Bits for every detector a configuration can have: the built-in ones and the custom ones. */
+#define SAFETY_SIBLING_WORDS ((SB_COUNT + SAFETY_MAX_CUSTOM + 63) / 64)
+
+struct safety_siblings {
+    const json_t *object; /* borrowed */
+    int state;            /* 0: not read yet; 1: read; -1: out of memory while reading */
+    /* Per detector: some label gives it context; two labels or more do (so that a member's
+     * own value, when it is a label, can be left out without reading the others again). */
+    uint64_t any[SAFETY_SIBLING_WORDS], multi[SAFETY_SIBLING_WORDS];
+};
+
+/* What a member's scan passes down: the set of its object and its own value. Items of an
+ * array take the array's (as they take its member name); members of a nested object do not. */
+struct safety_sibling_ref {
+    struct safety_siblings *set;
+    const json_t *self; /* its own value: not its own sibling */
+};
+
+/* Reads the labels of set->object unless they were read. Returns 0, or -1 when out of memory
+ * (the scan fails closed). */
+int safety_siblings_read(const struct safety_config *sc, struct safety_siblings *set);
+
 /* Compiles every rule's PCRE2 code and the vectorscan database. Returns 0 or -1 with why. */
 int safety_compile(struct safety_config *sc, char *why, size_t why_len);
 
@@ -235,12 +272,12 @@ void safety_prescan_free(struct safety_prescan *p);
 /* This thread's vectorscan scratch for sc's databases; NULL when out of memory. */
 hs_scratch_t *safety_thread_scratch(const struct safety_config *sc);
 /* safety_scan_text_as with the prefilter hits and normalized text of a prescan entry (e may
- * be NULL: the ordinary path). */
+ * be NULL: the ordinary path) and the member's siblings as context (sib may be NULL: none). */
 int safety_scan_text_pre(const struct safety_config *sc, const struct safety_prescan *p,
                          const struct safety_prescan_entry *e, const char *s, size_t len,
-                         const char *key, size_t key_len, enum gw_direction dir,
-                         const enum safety_action (*actions)[2], struct safety_match *out,
-                         size_t max, unsigned *flags);
+                         const char *key, size_t key_len, const struct safety_sibling_ref *sib,
+                         enum gw_direction dir, const enum safety_action (*actions)[2],
+                         struct safety_match *out, size_t max, unsigned *flags);
 
 /* Frees this thread's scanning state (threads that end free it themselves). */
 void safety_thread_cleanup(void);

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SAFETY_MAX_CUSTOM 256
 #define SAFETY_MAX_PATTERNS 64
 #define SAFETY_MAX_PATTERN_LEN 4096
 #define SAFETY_MAX_CONTEXT 64

@@ -306,7 +306,7 @@ static enum safety_action action_for(const struct walk *w, int detector)
  * are recorded on the way. In a fixed value a redaction cannot be made: it blocks.
  */
 static int scan_one(struct walk *w, const char *s, size_t len, const char *key, size_t klen,
-                    int fixed, char **out, size_t *out_len)
+                    const struct safety_sibling_ref *sib, int fixed, char **out, size_t *out_len)
 {
     struct safety_match m[SAFETY_MAX_MATCHES];
     unsigned flags = 0;
@@ -321,7 +321,7 @@ static int scan_one(struct walk *w, const char *s, size_t len, const char *key, 
     *w->o->budget -= len;
     w->res->scanned += len;
     const struct safety_prescan_entry *pe = safety_prescan_take(w->pre, s, len);
-    int n = safety_scan_text_pre(w->sc, w->pre, pe, s, len, key, klen, dir, w->o->actions, m,
+    int n = safety_scan_text_pre(w->sc, w->pre, pe, s, len, key, klen, sib, dir, w->o->actions, m,
                                  SAFETY_MAX_MATCHES, &flags);
     if (n < 0) {
         set_error(w, "safety.error");
@@ -393,13 +393,13 @@ oom:
  * readings redact, neither rewrite would keep the other's, so the whole value is replaced.
  */
 static int scan_value(struct walk *w, const char *s, size_t len, const char *key, size_t klen,
-                      int fixed, char **out, size_t *out_len)
+                      const struct safety_sibling_ref *sib, int fixed, char **out, size_t *out_len)
 {
     char *lit = NULL, *dec = NULL;
     size_t lit_len = 0, dec_len = 0;
     struct safety_b64 b;
     *out = NULL;
-    if (scan_one(w, s, len, key, klen, fixed, &lit, &lit_len) != 0)
+    if (scan_one(w, s, len, key, klen, sib, fixed, &lit, &lit_len) != 0)
         return -1;
     int d = w->stop ? 0 : safety_base64_text(s, len, &b);
     if (d < 0) {
@@ -408,7 +408,7 @@ static int scan_value(struct walk *w, const char *s, size_t len, const char *key
         return -1;
     }
     if (d > 0) {
-        int rc = scan_one(w, b.text, b.len, key, klen, fixed, &dec, &dec_len);
+        int rc = scan_one(w, b.text, b.len, key, klen, sib, fixed, &dec, &dec_len);
         if (rc == 0 && dec) {
             struct gw_buf e = {0};
             int bad = lit ? gw_buf_append(&e, "[REDACTED]", 10) != 0
@@ -437,7 +437,17 @@ static int scan_value(struct walk *w, const char *s, size_t len, const char *key
     return 0;
 }
 
-static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t klen, size_t depth);
+static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t klen,
+                         const struct safety_sibling_ref *sib, size_t depth);
+
+/* Before a member's value is rewritten, the object's labels are read as they were written:
+ * a redaction's text ("[REDACTED:SSN]") must not become context for the members after it. */
+static void siblings_before_rewrite(struct walk *w, const struct safety_sibling_ref *sib,
+                                    const json_t *node)
+{
+    if (sib && sib->set && sib->self == node && safety_siblings_read(w->sc, sib->set) != 0)
+        set_error(w, "safety.error");
+}
 
 static void walk_object(struct walk *w, json_t *obj, size_t depth)
 {
@@ -450,6 +460,8 @@ static void walk_object(struct walk *w, json_t *obj, size_t depth)
     void *tmp;
     /* The protocol's own member names (envelope; params, result, error) stay as they are. */
     int names_fixed = w->o->envelope && depth <= 1 ? FIXED : 0;
+    /* The members' labels, read when a member first needs them (safety_scan.c). */
+    struct safety_siblings sibs = {.object = obj};
     json_object_foreach_safe(obj, tmp, k, v)
     {
         if (w->stop)
@@ -459,8 +471,11 @@ static void walk_object(struct walk *w, json_t *obj, size_t depth)
         char *nk = NULL;
         size_t nkl = 0;
         /* The member name itself may hold a value ({"123-45-6789": {...}}). */
-        scan_value(w, k, klen, NULL, 0, names_fixed, &nk, &nkl);
-        json_t *rep = walk_node(w, v, k, klen, depth + 1);
+        scan_value(w, k, klen, NULL, 0, NULL, names_fixed, &nk, &nkl);
+        struct safety_sibling_ref ref = {.set = &sibs, .self = v};
+        json_t *rep = walk_node(w, v, k, klen, &ref, depth + 1);
+        if (rep)
+            siblings_before_rewrite(w, &ref, v);
         /* Replacing the value of an existing member keeps the member (and k) in place. */
         if (rep && json_object_set_new(obj, k, rep) != 0)
             set_error(w, "safety.error");
@@ -502,7 +517,8 @@ static void walk_object(struct walk *w, json_t *obj, size_t depth)
  * Walks one value. Returns a new value to put in its place (a number that was redacted
  * becomes the redaction string), or NULL when it stays (strings are rewritten in place).
  */
-static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t klen, size_t depth)
+static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t klen,
+                         const struct safety_sibling_ref *sib, size_t depth)
 {
     if (w->stop || !node)
         return NULL;
@@ -514,9 +530,10 @@ static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t k
     case JSON_STRING: {
         char *rep = NULL;
         size_t rl = 0;
-        scan_value(w, json_string_value(node), json_string_length(node), key, klen,
+        scan_value(w, json_string_value(node), json_string_length(node), key, klen, sib,
                    value_fixed(w, depth), &rep, &rl);
         if (rep) {
+            siblings_before_rewrite(w, sib, node);
             if (json_string_setn(node, rep, rl) != 0)
                 set_error(w, "safety.error");
             free(rep);
@@ -540,7 +557,7 @@ static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t k
         /* The root cannot be replaced by its parent: it is fixed. */
         int fixed = depth == 0 ? FIXED : value_fixed(w, depth);
         json_t *out = NULL;
-        if (scan_one(w, text, nl, key, klen, fixed, &rep, &rl) == 0 && rep &&
+        if (scan_one(w, text, nl, key, klen, sib, fixed, &rep, &rl) == 0 && rep &&
             !(out = json_stringn(rep, rl)))
             set_error(w, "safety.error");
         free(rep);
@@ -552,8 +569,9 @@ static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t k
     case JSON_ARRAY:
         for (size_t i = 0; i < json_array_size(node) && !w->stop; i++) {
             size_t saved = path_push_index(w, i);
-            /* Items of an array keep the array's member name as context ("phones": [...]). */
-            json_t *rep = walk_node(w, json_array_get(node, i), key, klen, depth + 1);
+            /* Items of an array keep the array's member name and siblings as context
+             * ("phones": [...]). */
+            json_t *rep = walk_node(w, json_array_get(node, i), key, klen, sib, depth + 1);
             if (rep && json_array_set_new(node, i, rep) != 0)
                 set_error(w, "safety.error");
             path_pop(w, saved);
@@ -621,7 +639,7 @@ void safety_scan_json(const struct safety_config *sc, json_t *node, const char *
     collect(&pre, sc, node, 0);
     safety_prescan_run(&pre);
     w.pre = &pre;
-    json_t *rep = walk_node(&w, node, NULL, 0, 0);
+    json_t *rep = walk_node(&w, node, NULL, 0, NULL, 0);
     json_decref(rep); /* never set: a root number is fixed */
     safety_prescan_free(&pre);
     if (findings)

@@ -173,12 +173,25 @@ struct key_view {
     size_t jl;
     char tokens[16][32];
     size_t nt;
+    uint64_t starts[2], ends[2]; /* offsets in joined where a token starts, ends */
 };
+
+static void mark(uint64_t *bits, size_t at)
+{
+    bits[at / 64 % 2] |= UINT64_C(1) << (at % 64);
+}
+
+static int marked(const uint64_t *bits, size_t at)
+{
+    return at < 128 && ((bits[at / 64] >> (at % 64)) & 1);
+}
 
 static void key_view_init(struct key_view *kv, const char *key, size_t key_len)
 {
     kv->jl = 0;
     kv->nt = 0;
+    memset(kv->starts, 0, sizeof kv->starts);
+    memset(kv->ends, 0, sizeof kv->ends);
     size_t tl = 0;
     for (size_t i = 0; i < key_len && i < 256; i++) {
         int c = (unsigned char)key[i];
@@ -189,9 +202,12 @@ static void key_view_init(struct key_view *kv, const char *key, size_t key_len)
             if (kv->nt < 15)
                 kv->nt++;
             tl = 0;
+            mark(kv->ends, kv->jl);
         }
         if (!alnum(c))
             continue;
+        if (tl == 0)
+            mark(kv->starts, kv->jl);
         if (kv->jl < sizeof kv->joined - 1)
             kv->joined[kv->jl++] = (char)lower(c);
         if (tl < 31)
@@ -200,6 +216,7 @@ static void key_view_init(struct key_view *kv, const char *key, size_t key_len)
     if (tl > 0) {
         kv->tokens[kv->nt][tl] = '\0';
         kv->nt++;
+        mark(kv->ends, kv->jl);
     }
     kv->joined[kv->jl] = '\0';
 }
@@ -223,6 +240,27 @@ static int key_has(struct key_view *kv, const char *word)
     return strstr(kv->joined, w) != NULL;
 }
 
+/* As key_has, for a sibling's label: a longer word must be a run of whole tokens ("social
+ * security" in "Social Security Number", "born" not in "newborns"): a label is text, where a
+ * word inside another word is another word. */
+static int label_has(struct key_view *kv, const char *word)
+{
+    char w[64];
+    size_t n = 0;
+    for (const char *p = word; *p && n < sizeof w - 1; p++)
+        if (alnum((unsigned char)*p))
+            w[n++] = *p;
+    w[n] = '\0';
+    if (n < 4)
+        return key_has(kv, word);
+    for (const char *p = kv->joined; (p = strstr(p, w)) != NULL; p++) {
+        size_t at = (size_t)(p - kv->joined);
+        if (marked(kv->starts, at) && marked(kv->ends, at + n))
+            return 1;
+    }
+    return 0;
+}
+
 struct scan_ctx {
     const struct safety_config *sc;
     enum gw_direction dir;
@@ -238,7 +276,12 @@ struct scan_ctx {
     size_t key_len;
     unsigned *flags;
     struct tls_state *ts;
-    uint64_t hit; /* rules the prefilter hit (with sc->rule_masks) */
+    uint64_t hit;                         /* rules the prefilter hit (with sc->rule_masks) */
+    const struct safety_sibling_ref *sib; /* NULL: no siblings (not a member, or a name) */
+    int self_known;                       /* self_bits holds the member's own label */
+    uint64_t self_bits[SAFETY_SIBLING_WORDS];
+    int digit;  /* -1 unknown; whether the text holds a digit */
+    int failed; /* out of memory while reading the siblings: the scan fails */
 };
 
 /*
@@ -253,6 +296,7 @@ struct key_cache_entry {
     uint64_t generation;
     uint64_t mask;
     uint8_t len;
+    uint8_t label; /* read as a sibling's label (label_has), not as a member name */
     char key[KEY_CACHE_LEN];
 };
 
@@ -264,37 +308,45 @@ static uint32_t key_hash(const char *k, size_t n)
     return h;
 }
 
-static int key_context_compute(struct scan_ctx *x, int det)
+/* Whether the name (or, with label, the sibling's label) key[0, n), its view kv built on
+ * first use, gives detector det context. */
+static int name_gives(const struct safety_config *sc, struct key_view *kv, const char *key,
+                      size_t n, int det, int label)
 {
-    if (x->kv->nt == SIZE_MAX)
-        key_view_init(x->kv, x->key, x->key_len);
-    const struct safety_detector *d = &x->sc->detectors[det];
+    if (kv->nt == SIZE_MAX)
+        key_view_init(kv, key, n);
+    const struct safety_detector *d = &sc->detectors[det];
     for (size_t i = 0; i < d->n_context; i++)
-        if (key_has(x->kv, d->context[i]))
+        if (label ? label_has(kv, d->context[i]) : key_has(kv, d->context[i]))
             return 1;
     return 0;
 }
 
-/* Sets key_mask for every detector from the cache (or computes and caches it) and returns 0
- * with the mask; -1 when the name is not cached (too long, out of memory). */
-static int key_context_all(struct scan_ctx *x, uint64_t *out)
+static int key_context_compute(struct scan_ctx *x, int det)
 {
-    const struct safety_config *sc = x->sc;
-    size_t n = x->key_len;
+    return name_gives(x->sc, x->kv, x->key, x->key_len, det, 0);
+}
+
+/* The detectors the name key[0, n) gives context to, from this thread's cache (or computed
+ * and cached) in *out: 0, or -1 when it is not cached (too long, out of memory). */
+static int name_mask_cached(const struct safety_config *sc, struct tls_state *ts,
+                            struct key_view *kv, const char *key, size_t n, int label,
+                            uint64_t *out)
+{
     if (sc->n_detectors > 64 || n >= KEY_CACHE_LEN)
         return -1;
-    struct tls_state *ts = x->ts;
     if (!ts->key_cache && !(ts->key_cache = calloc(KEY_CACHE, sizeof *ts->key_cache)))
         return -1;
     /* Two places per name (two hashes' worth of bits): two names of one message that share
      * a place would otherwise evict each other on every call. A miss takes a place that is
      * free or stale, else the second one. */
-    uint32_t h = key_hash(x->key, n);
+    uint32_t h = key_hash(key, n) ^ (label ? 0x9e3779b9u : 0);
     struct key_cache_entry *e = &ts->key_cache[h % KEY_CACHE],
                            *alt = &ts->key_cache[(h >> 16) % KEY_CACHE];
-    int hit = e->generation == sc->generation && e->len == n && memcmp(e->key, x->key, n) == 0;
-    if (!hit && alt->generation == sc->generation && alt->len == n &&
-        memcmp(alt->key, x->key, n) == 0) {
+    int hit = e->generation == sc->generation && e->len == n && e->label == label &&
+              memcmp(e->key, key, n) == 0;
+    if (!hit && alt->generation == sc->generation && alt->len == n && alt->label == label &&
+        memcmp(alt->key, key, n) == 0) {
         e = alt;
         hit = 1;
     }
@@ -303,16 +355,26 @@ static int key_context_all(struct scan_ctx *x, uint64_t *out)
     if (!hit) {
         uint64_t mask = 0;
         for (size_t d = 0; d < sc->n_detectors; d++)
-            if (sc->detectors[d].n_context && key_context_compute(x, (int)d))
+            if (sc->detectors[d].n_context && name_gives(sc, kv, key, n, (int)d, label))
                 mask |= UINT64_C(1) << d;
         e->generation = sc->generation;
         e->len = (uint8_t)n;
-        memcpy(e->key, x->key, n);
+        e->label = (uint8_t)label;
+        memcpy(e->key, key, n);
         e->mask = mask;
     }
-    x->key_mask = e->mask;
-    x->key_mask_known = 1;
     *out = e->mask;
+    return 0;
+}
+
+/* Sets key_mask for every detector from the cache (or computes and caches it) and returns 0
+ * with the mask; -1 when the name is not cached (too long, out of memory). */
+static int key_context_all(struct scan_ctx *x, uint64_t *out)
+{
+    if (name_mask_cached(x->sc, x->ts, x->kv, x->key, x->key_len, 0, out) != 0)
+        return -1;
+    x->key_mask = *out;
+    x->key_mask_known = 1;
     return 0;
 }
 
@@ -332,6 +394,181 @@ static int key_context(struct scan_ctx *x, int det)
     return x->key_ctx[det];
 }
 
+/* ---- siblings' labels as context ---------------------------------------------------------- */
+
+static int is_space(int c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Whether the normalized text t is a label (safety-int.h): short, a few words, a letter, no
+ * digit (a value such as MRN-17876879 is data, not a label). */
+static int is_label(const char *t, size_t n)
+{
+    size_t words = 0;
+    int letter = 0, in_word = 0;
+    if (n == 0 || n > SAFETY_LABEL_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)t[i];
+        if (c >= '0' && c <= '9')
+            return 0;
+        if (is_space(c)) {
+            in_word = 0;
+            continue;
+        }
+        if (!in_word && ++words > SAFETY_LABEL_WORDS)
+            return 0;
+        in_word = 1;
+        letter |= (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+    }
+    return letter;
+}
+
+/*
+ * The detectors a string gives context to as a label, into bits (zero when it is not one):
+ * read as a member name (same normalization, tokens and cache), so "Social Security Number"
+ * gives what "socialSecurityNumber" gives, except that a longer context word must be whole
+ * words (label_has). Returns 0, or -1 when out of memory.
+ */
+static int label_bits(const struct safety_config *sc, struct tls_state *ts, const char *s,
+                      size_t len, uint64_t *bits)
+{
+    char *t = NULL;
+    size_t tlen = 0;
+    uint32_t *map = NULL;
+    int ascii = 1;
+    memset(bits, 0, SAFETY_SIBLING_WORDS * sizeof *bits);
+    if (len < 2 || len > SAFETY_LABEL_MAX_RAW || sc->n_detectors > 64 * SAFETY_SIBLING_WORDS)
+        return 0;
+    /* Digits stay digits when normalized: most values are rejected here, and pure ASCII needs
+     * no normalizing. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= '0' && c <= '9')
+            return 0;
+        ascii &= c < 0x80;
+    }
+    if (ascii) {
+        t = (char *)s;
+        tlen = len;
+    } else if (safety_normalize(s, len, &t, &tlen, &map) != 0) {
+        return -1;
+    }
+    free(map);
+    if (is_label(t, tlen)) {
+        struct key_view kv;
+        uint64_t mask;
+        kv.nt = SIZE_MAX;
+        if (name_mask_cached(sc, ts, &kv, t, tlen, 1, &mask) == 0) {
+            bits[0] = mask;
+        } else {
+            for (size_t d = 0; d < sc->n_detectors; d++)
+                if (sc->detectors[d].n_context && name_gives(sc, &kv, t, tlen, (int)d, 1))
+                    bits[d / 64] |= UINT64_C(1) << (d % 64);
+        }
+    }
+    if (t != s)
+        free(t);
+    return 0;
+}
+
+static int siblings_read(const struct safety_config *sc, struct tls_state *ts,
+                         struct safety_siblings *set)
+{
+    const char *k;
+    json_t *v;
+    uint64_t bits[SAFETY_SIBLING_WORDS];
+    if (set->state != 0)
+        return set->state < 0 ? -1 : 0;
+    memset(set->any, 0, sizeof set->any);
+    memset(set->multi, 0, sizeof set->multi);
+    /* Every member once: the cost is linear in the object, however many members it has. */
+    json_object_foreach((json_t *)set->object, k, v)
+    {
+        (void)k;
+        if (!json_is_string(v))
+            continue;
+        if (label_bits(sc, ts, json_string_value(v), json_string_length(v), bits) != 0) {
+            set->state = -1;
+            return -1;
+        }
+        for (size_t i = 0; i < SAFETY_SIBLING_WORDS; i++) {
+            set->multi[i] |= set->any[i] & bits[i];
+            set->any[i] |= bits[i];
+        }
+    }
+    set->state = 1;
+    return 0;
+}
+
+int safety_siblings_read(const struct safety_config *sc, struct safety_siblings *set)
+{
+    if (set->state != 0)
+        return set->state < 0 ? -1 : 0;
+    struct tls_state *ts = tls_get(sc);
+    return ts ? siblings_read(sc, ts, set) : -1;
+}
+
+/* Word w of the detectors the member's siblings give context to: those two labels give, and
+ * those one label gives unless it is the member's own value. */
+static uint64_t sibling_word(struct scan_ctx *x, size_t w)
+{
+    struct safety_siblings *set = x->sib->set;
+    uint64_t one = set->any[w] & ~set->multi[w];
+    if (one && !x->self_known) {
+        const json_t *self = x->sib->self;
+        if (self && json_is_string(self) &&
+            label_bits(x->sc, x->ts, json_string_value(self), json_string_length(self),
+                       x->self_bits) != 0) {
+            x->failed = 1;
+            return 0;
+        }
+        if (!self || !json_is_string(self))
+            memset(x->self_bits, 0, sizeof x->self_bits);
+        x->self_known = 1;
+    }
+    return set->multi[w] | (one & ~x->self_bits[w]);
+}
+
+/* Reads the siblings' labels when they were not read; 0 when there are none to read. */
+static int siblings_ready(struct scan_ctx *x)
+{
+    if (!x->sib || !x->sib->set || x->failed)
+        return 0;
+    if (siblings_read(x->sc, x->ts, x->sib->set) != 0) {
+        x->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int sibling_context(struct scan_ctx *x, int det)
+{
+    if (!siblings_ready(x))
+        return 0;
+    return (int)((sibling_word(x, (size_t)det / 64) >> (det % 64)) & 1);
+}
+
+/*
+ * Whether the text holds a digit. Every built-in weak shape does (bare numbers, dates,
+ * licences, secrets with their required digits); a rule whose prefilter found no context
+ * word runs for the siblings' sake only then (a custom rule's prefilter is its own shape, so
+ * it runs only when that hit anyway, and its context is asked for when it matched).
+ */
+static int text_has_digit(struct scan_ctx *x)
+{
+    if (x->digit < 0) {
+        x->digit = 0;
+        for (size_t i = 0; i < x->tlen; i++)
+            if (x->t[i] >= '0' && x->t[i] <= '9') {
+                x->digit = 1;
+                break;
+            }
+    }
+    return x->digit;
+}
+
 static int has_context(struct scan_ctx *x, int det, size_t start, size_t end)
 {
     if (key_context(x, det))
@@ -344,7 +581,8 @@ static int has_context(struct scan_ctx *x, int det, size_t start, size_t end)
             window_has(x->t, x->tlen, end, end + w, d->context[i]))
             return 1;
     }
-    return 0;
+    /* Last, as it may read the object: a label among the member's siblings. */
+    return sibling_context(x, det);
 }
 
 /* ---- confirmation ------------------------------------------------------------------------- */
@@ -718,9 +956,9 @@ static int names_cluster(const struct cand *a, const struct cand *b)
 
 int safety_scan_text_pre(const struct safety_config *sc, const struct safety_prescan *p,
                          const struct safety_prescan_entry *pe, const char *s, size_t len,
-                         const char *key, size_t key_len, enum gw_direction dir,
-                         const enum safety_action (*actions)[2], struct safety_match *out,
-                         size_t max, unsigned *flags)
+                         const char *key, size_t key_len, const struct safety_sibling_ref *sib,
+                         enum gw_direction dir, const enum safety_action (*actions)[2],
+                         struct safety_match *out, size_t max, unsigned *flags)
 {
     char *t = NULL, *nkey = NULL;
     size_t tlen = 0, nkey_len = 0;
@@ -766,7 +1004,9 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
                          .key = nkey,
                          .key_len = nkey_len,
                          .flags = flags,
-                         .ts = ts};
+                         .ts = ts,
+                         .sib = sib && sib->set ? sib : NULL,
+                         .digit = -1};
     /* With rule masks, first_end[i] is read only for the rules in x.hit. */
     if (!sc->rule_masks)
         for (size_t i = 0; i < 2 * sc->n_rules; i++)
@@ -804,6 +1044,14 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
                 }
             }
         }
+        /* The rules still waiting for a context word: the labels beside the member may give
+         * it, when the text could hold a weak shape at all (most texts of a message do not
+         * get this far: no member, no digit, or a name that gave the context already). */
+        pending = sc->rules_keyctx & ~x.hit & ~todo;
+        if (pending && x.sib && text_has_digit(&x) && siblings_ready(&x)) {
+            for (uint64_t sm = sibling_word(&x, 0); sm; sm &= sm - 1)
+                todo |= sc->keyctx_rules_of[__builtin_ctzll(sm)] & pending;
+        }
         for (; todo; todo &= todo - 1) {
             int i = __builtin_ctzll(todo);
             const struct safety_rule *r = &sc->rules[i];
@@ -827,7 +1075,9 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
             size_t fe = ts->first_end[i];
             if (!r->keyword_filter && r->max_width)
                 from = fe > r->max_width + 8 ? fe - r->max_width - 8 : 0;
-        } else if (r->need_context && r->keyword_filter && x.kv && key_context(&x, r->detector)) {
+        } else if (r->need_context && r->keyword_filter &&
+                   ((x.kv && key_context(&x, r->detector)) ||
+                    (x.sib && text_has_digit(&x) && sibling_context(&x, r->detector)))) {
             from = 0;
         } else {
             continue;
@@ -835,6 +1085,8 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
         run_rule(&x, (int)i, from);
     }
 resolve:
+    if (x.failed)
+        goto out;
     /*
      * Overlapping candidates become one span, the union of theirs (a redaction covers all
      * that any detector found there), named by the strictest of them (block over redact over
@@ -918,7 +1170,7 @@ int safety_scan_text_as(const struct safety_config *sc, const char *s, size_t le
                         const enum safety_action (*actions)[2], struct safety_match *out,
                         size_t max, unsigned *flags)
 {
-    return safety_scan_text_pre(sc, NULL, NULL, s, len, key, key_len, dir, actions, out, max,
+    return safety_scan_text_pre(sc, NULL, NULL, s, len, key, key_len, NULL, dir, actions, out, max,
                                 flags);
 }
 

@@ -613,6 +613,7 @@ enum ntype {
     N_DATE_NOCTX,
     N_PROSE,
     N_WEAK,
+    N_LABELLED,
     N_COUNT
 };
 
@@ -628,7 +629,58 @@ static const char *const nname[N_COUNT] = {"order numbers",
                                            "plain numbers",
                                            "dates without context",
                                            "prose",
-                                           "weak shapes without context"};
+                                           "weak shapes without context",
+                                           "weak shapes beside other labels"};
+
+/* Shapes that are PII only with a context word: bare 9 and 10 digit numbers (SSN, NPI,
+ * phone), a letter and 8 digits (passport), DEA-shaped codes with a valid checksum, 7-digit
+ * numbers (MRN, licence), a valid date. */
+static void weak_shape(char *v)
+{
+    switch (in(0, 5)) {
+    case 0:
+        gen_ssn_digits(v);
+        break;
+    case 1:
+        gen_npi(v);
+        break;
+    case 2:
+        sprintf(v, "%c%08d", pickc(UP), in(0, 99999999));
+        break;
+    case 3:
+        gen_dea(v);
+        break;
+    case 4:
+        sprintf(v, "%07d", in(1000000, 9999999));
+        break;
+    default:
+        gen_date(v);
+        break;
+    }
+}
+
+/* Sibling labels that name no type (or hold a context word only inside another word), and
+ * free text too long to be a label. */
+static const char *const other_labels[] = {"order",
+                                           "invoice number",
+                                           "ticket",
+                                           "tracking",
+                                           "confirmation code",
+                                           "customer",
+                                           "SKU",
+                                           "lessn",
+                                           "ssnx",
+                                           "mrna",
+                                           "adobe",
+                                           "newborns",
+                                           "created",
+                                           "updated at",
+                                           "quantity",
+                                           "zip",
+                                           "call me about my ssn tomorrow",
+                                           "reference",
+                                           "Order Number",
+                                           "itinerary"};
 
 static void make_negative(enum ntype t, char *out)
 {
@@ -754,33 +806,15 @@ static void make_negative(enum ntype t, char *out)
         sprintf(out, "%s; %s", PICK(filler), PICK(filler));
         break;
     case N_WEAK: {
-        /* Shapes that are PII only with a context word: bare 9 and 10 digit numbers (SSN,
-         * NPI, phone), a letter and 8 digits (passport), DEA-shaped codes with a valid
-         * checksum, 7-digit numbers (MRN, licence), a valid date. */
         char v[32];
-        switch (in(0, 5)) {
-        case 0:
-            gen_ssn_digits(v);
-            break;
-        case 1:
-            gen_npi(v);
-            break;
-        case 2:
-            sprintf(v, "%c%08d", pickc(UP), in(0, 99999999));
-            break;
-        case 3:
-            gen_dea(v);
-            break;
-        case 4:
-            sprintf(v, "%07d", in(1000000, 9999999));
-            break;
-        default:
-            gen_date(v);
-            break;
-        }
+        weak_shape(v);
         sprintf(out, "%s %s", PICK(filler), v);
         break;
     }
+    case N_LABELLED:
+        /* The bare shape; its sibling label is added where it is placed. */
+        weak_shape(out);
+        break;
     case N_COUNT:
         break;
     }
@@ -838,7 +872,10 @@ static void test_corpus(void **state)
             char text[256];
             make_negative((enum ntype)t, text);
             json_t *args =
-                json_pack("{s:s, s:s}", rnd() % 2 ? "note" : "reference", text, "id", "P123");
+                t == N_LABELLED
+                    ? json_pack("{s:s, s:s, s:s}", "type", PICK(other_labels), "value", text, "id",
+                                "P123")
+                    : json_pack("{s:s, s:s}", rnd() % 2 ? "note" : "reference", text, "id", "P123");
             int n = scan_types(sc, args, -1);
             if (n) {
                 fp[t]++;
