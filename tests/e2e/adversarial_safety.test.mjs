@@ -3,6 +3,8 @@
 // links, loggers, progress tokens, initialize, member names, base64 text, digits of other
 // scripts, invisible characters between digits, dotted separators) must be found in both
 // directions. Class 7: a weaker detector must not win over a stricter one that overlaps it.
+// Class 8: a weak shape whose context is a label in a sibling member ({"type": "ssn", "value":
+// "134677626"}) is found; labels that name no type, or sit anywhere but beside it, give none.
 // For the client's side, every case says whether anything reached the backend and what; for
 // the backend's side, what the client got.
 import { test, before, after, describe } from "node:test";
@@ -381,5 +383,77 @@ describe("class 7: a weaker detector does not win", () => {
         }
         // One value redacts, another blocks: the call blocks.
         assertBlocked(await post(call({ a: "4111 1111 1111 1111", b: "134-67-7626" })), "ssn", "redact and block");
+    });
+});
+
+describe("class 8: a label beside the value is its context", () => {
+    test("on the way in: a sibling's label names the type; other labels and other places do not", async () => {
+        for (const args of [
+            { type: "ssn", value: "134677626" },
+            { value: "134677626", type: "SSN" },
+            { field: "Social Security Number", value: "134 67 7626" },
+            { kind: "ssn", value: 134677626 },
+            { rows: [{ name: "mrn", value: "00412345" }, { name: "ssn", value: "134677626" }] },
+            { type: "ssn", values: ["219099991", "134677626"] },
+            { kind: "\uff53\uff53\uff4e", id: "134677626" },
+        ]) {
+            assertBlocked(await post(call(args)), "ssn", JSON.stringify(args));
+        }
+        // A medical record number only redacts: the rest of the call goes on.
+        const r = await post(call({ kind: "Medical Record", id: "00412345", note: "follow up" }));
+        const msg = assertForwardedWithout(r, ["00412345"], "mrn beside its label");
+        assert.deepEqual(msg.params.arguments, { kind: "Medical Record", id: "[REDACTED:MRN]", note: "follow up" });
+        // Labels naming no type, labels elsewhere, sentences and near-words give no context.
+        const benign = [
+            { type: "order", value: "134677626" },
+            { type: "ssnx", value: "134677626" },
+            { ward: "newborns", value: "1984-03-05" },
+            { type: "ssn", inner: { value: "134677626" } },
+            { meta: { type: "ssn" }, value: "134677626" },
+            { list: [{ type: "ssn" }, { value: "134677626" }] },
+            { labels: ["ssn"], value: "134677626" },
+            { note: "call me about my ssn tomorrow", id: "134677626" },
+            { a: "ssn 1", b: "134677626" },
+        ];
+        for (const args of benign) {
+            const b = await post(call(args));
+            assert.equal(b.reached.length, 1, JSON.stringify(args));
+            assert.deepEqual(b.reached[0].msg.params.arguments, args, JSON.stringify(args));
+        }
+    });
+
+    test("on the way out: a labelled value is redacted in the answer; an unlabelled one is not", async () => {
+        script = (msg, res) => {
+            if (msg?.method !== "tools/call") return false;
+            send(res, 200, {
+                jsonrpc: "2.0",
+                id: msg.id,
+                result: {
+                    content: [{ type: "text", text: "fields" }],
+                    structuredContent: {
+                        fields: [
+                            { label: "SSN", value: "134677626" },
+                            { label: "Date of birth", value: "1966-04-08" },
+                            { label: "Order", value: "555123456" },
+                            { a: "134-67-7626", b: "219099991" },
+                        ],
+                    },
+                },
+            });
+            return true;
+        };
+        try {
+            const r = await post(call({ q: "x" }));
+            assert.equal(r.res.status, 200, r.text);
+            assert.ok(!r.text.includes("134677626") && !r.text.includes("1966-04-08"), r.text);
+            const f = r.json.result.structuredContent.fields;
+            assert.deepEqual(f[0], { label: "SSN", value: "[REDACTED:SSN]" });
+            assert.deepEqual(f[1], { label: "Date of birth", value: "[REDACTED:DOB]" });
+            assert.deepEqual(f[2], { label: "Order", value: "555123456" });
+            // What toolgate writes in place of the first is not read as a label for the second.
+            assert.deepEqual(f[3], { a: "[REDACTED:SSN]", b: "219099991" });
+        } finally {
+            script = null;
+        }
     });
 });
