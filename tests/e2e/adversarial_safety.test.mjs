@@ -413,7 +413,14 @@ describe("class 8: a label beside the value is its context", () => {
             { list: [{ type: "ssn" }, { value: "134677626" }] },
             { labels: ["ssn"], value: "134677626" },
             { note: "call me about my ssn tomorrow", id: "134677626" },
-            { a: "ssn 1", b: "134677626" },
+            { a: "ssn 1", value: "134677626" },
+            // A label says what a value-holding member is, not what the others are.
+            { type: "integer", description: "Driver ID", minimum: 100000, maximum: 99999999 },
+            { role: "driver", zip: "94110", employee_id: "12345678" },
+            { type: "ssn", ticket: "134677626" },
+            // What toolgate wrote in an earlier answer, sent back by the model.
+            { a: "[REDACTED:SSN]", value: "134677626" },
+            { t: "tools/call", value: "134677626" },
         ];
         for (const args of benign) {
             const b = await post(call(args));
@@ -435,7 +442,8 @@ describe("class 8: a label beside the value is its context", () => {
                             { label: "SSN", value: "134677626" },
                             { label: "Date of birth", value: "1966-04-08" },
                             { label: "Order", value: "555123456" },
-                            { a: "134-67-7626", b: "219099991" },
+                            { a: "134-67-7626", value: "219099991" },
+                            { description: "Driver ID", minimum: 1000000, maximum: 9999999 },
                         ],
                     },
                 },
@@ -451,7 +459,9 @@ describe("class 8: a label beside the value is its context", () => {
             assert.deepEqual(f[1], { label: "Date of birth", value: "[REDACTED:DOB]" });
             assert.deepEqual(f[2], { label: "Order", value: "555123456" });
             // What toolgate writes in place of the first is not read as a label for the second.
-            assert.deepEqual(f[3], { a: "[REDACTED:SSN]", b: "219099991" });
+            assert.deepEqual(f[3], { a: "[REDACTED:SSN]", value: "219099991" });
+            // A schema's limits beside a description stay numbers.
+            assert.deepEqual(f[4], { description: "Driver ID", minimum: 1000000, maximum: 9999999 });
         } finally {
             script = null;
         }

@@ -129,13 +129,16 @@ struct safety_config {
 #define SAFETY_MAX_CUSTOM 256
 
 /*
- * Context from a member's siblings (docs/safety.md, "Context"): the labels among the other
- * members of the object that holds it. A label is a string value of at most SAFETY_LABEL_MAX
- * bytes once normalized (and SAFETY_LABEL_MAX_RAW as written) in at most SAFETY_LABEL_WORDS
- * words separated by white space, with a letter and no digit; its context words are read as a
- * member name's are. An object's labels are read at most once per scan, when a member first
- * needs them (safety_scan.c asks only when a weak shape could be there), and before any of
- * its members is rewritten, so what a redaction writes is never read as a label.
+ * Context from a member's siblings (docs/safety.md, "Siblings' labels"): a member whose name
+ * holds a value of a type named beside it ("value", "id", "number"...: safety_scan.c,
+ * holder_name) takes as context the labels among the other members of its object. A label
+ * is a string value of at most SAFETY_LABEL_MAX bytes once normalized (and
+ * SAFETY_LABEL_MAX_RAW as written): letters in at most SAFETY_LABEL_WORDS words, split as a
+ * member name is, with no digit and no other punctuation than `_ - . ' #`; its context words
+ * are read as a member name's are. An object's labels are read at most once per scan, when a
+ * member first needs them (safety_scan.c asks only when a weak shape could be there), and
+ * before any of its members is rewritten; a redaction's text ("[REDACTED:SSN]") is not a
+ * label either, in this message or when it comes back in the next.
  */
 #define SAFETY_LABEL_MAX 64
 #define SAFETY_LABEL_MAX_RAW 256
@@ -157,6 +160,10 @@ struct safety_sibling_ref {
     struct safety_siblings *set;
     const json_t *self; /* its own value: not its own sibling */
 };
+
+/* Whether a string could be a label (a cheap test, true for some that are not): a value that
+ * cannot be one may be rewritten before its object's labels are read. */
+int safety_label_shaped(const char *s, size_t len);
 
 /* Reads the labels of set->object unless they were read. Returns 0, or -1 when out of memory
  * (the scan fails closed). */

@@ -440,12 +440,19 @@ static int scan_value(struct walk *w, const char *s, size_t len, const char *key
 static json_t *walk_node(struct walk *w, json_t *node, const char *key, size_t klen,
                          const struct safety_sibling_ref *sib, size_t depth);
 
-/* Before a member's value is rewritten, the object's labels are read as they were written:
- * a redaction's text ("[REDACTED:SSN]") must not become context for the members after it. */
+/*
+ * Before a member's string is rewritten, the object's labels are read as they were written,
+ * when that string could be one of them: what the members see as labels does not depend on
+ * which of them came first. (What a rewrite writes is never a label: a placeholder, a hash
+ * and a mask all hold a bracket or an asterisk. A value with a digit, as nearly every
+ * redacted one has, is not a label either, so its rewrite changes no label and reads none.)
+ */
 static void siblings_before_rewrite(struct walk *w, const struct safety_sibling_ref *sib,
                                     const json_t *node)
 {
-    if (sib && sib->set && sib->self == node && safety_siblings_read(w->sc, sib->set) != 0)
+    if (sib && sib->set && sib->self == node &&
+        safety_label_shaped(json_string_value(node), json_string_length(node)) &&
+        safety_siblings_read(w->sc, sib->set) != 0)
         set_error(w, "safety.error");
 }
 
@@ -473,9 +480,8 @@ static void walk_object(struct walk *w, json_t *obj, size_t depth)
         /* The member name itself may hold a value ({"123-45-6789": {...}}). */
         scan_value(w, k, klen, NULL, 0, NULL, names_fixed, &nk, &nkl);
         struct safety_sibling_ref ref = {.set = &sibs, .self = v};
+        /* A number that is redacted becomes a string: a number is no label, so neither. */
         json_t *rep = walk_node(w, v, k, klen, &ref, depth + 1);
-        if (rep)
-            siblings_before_rewrite(w, &ref, v);
         /* Replacing the value of an existing member keeps the member (and k) in place. */
         if (rep && json_object_set_new(obj, k, rep) != 0)
             set_error(w, "safety.error");

@@ -281,6 +281,7 @@ struct scan_ctx {
     int self_known;                       /* self_bits holds the member's own label */
     uint64_t self_bits[SAFETY_SIBLING_WORDS];
     int digit;  /* -1 unknown; whether the text holds a digit */
+    int holder; /* -1 unknown; whether the member's name holds a value (holder_name) */
     int failed; /* out of memory while reading the siblings: the scan fails */
 };
 
@@ -401,28 +402,88 @@ static int is_space(int c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-/* Whether the normalized text t is a label (safety-int.h): short, a few words, a letter, no
- * digit (a value such as MRN-17876879 is data, not a label). */
+static int is_letter(int c)
+{
+    return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+}
+
+/*
+ * Whether the normalized text t is a label (safety-int.h): short; letters (and what is not
+ * ASCII) in at most SAFETY_LABEL_WORDS words, split as a member name is (at white space, at
+ * `_ - . ' #` and at camelCase); nothing else. A digit makes it data (MRN-17876879); a
+ * bracket, a colon or a slash makes it something other than a name of a type: a redaction
+ * echoed back ("[REDACTED:SSN]"), a method ("tools/call"), a URL, a sentence's punctuation.
+ */
 static int is_label(const char *t, size_t n)
 {
     size_t words = 0;
-    int letter = 0, in_word = 0;
+    int letter = 0, in_word = 0, prev = 0;
     if (n == 0 || n > SAFETY_LABEL_MAX)
         return 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; prev = (unsigned char)t[i], i++) {
         int c = (unsigned char)t[i];
-        if (c >= '0' && c <= '9')
-            return 0;
-        if (is_space(c)) {
+        if (is_space(c) || c == '_' || c == '-' || c == '.' || c == '\'' || c == '#') {
             in_word = 0;
             continue;
         }
+        if (c < 0x80 && !is_letter(c))
+            return 0;
+        if (in_word && c >= 'A' && c <= 'Z' && prev >= 'a' && prev <= 'z')
+            in_word = 0;
         if (!in_word && ++words > SAFETY_LABEL_WORDS)
             return 0;
         in_word = 1;
-        letter |= (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+        letter |= c < 0x80;
     }
     return letter;
+}
+
+/*
+ * Whether a member's name is one that holds a value whose type a sibling names ({"type":
+ * "ssn", "value": ...}, {"kind": "mrn", "id": ...}, {"question": "Date of birth", "answer":
+ * ...}): only such members take their siblings' labels as context. Any other name is a type
+ * of its own ("minimum", "zip", "updated", "employee_id"), which a label beside it does not
+ * change: in a tool's input schema {"description": "Driver ID", "minimum": 100000} the
+ * minimum is not a licence number.
+ */
+static int holder_name(const char *key, size_t len)
+{
+    static const struct {
+        char s[12];
+        unsigned char n;
+    } names[] = {{"value", 5},  {"values", 6},  {"val", 3},         {"v", 1},
+                 {"id", 2},     {"ids", 3},     {"identifier", 10}, {"identifiers", 11},
+                 {"number", 6}, {"numbers", 7}, {"num", 3},         {"no", 2},
+                 {"nr", 2},     {"answer", 6}};
+    char w[12];
+    size_t wl = 0;
+    for (size_t k = 0; k < len; k++) {
+        int c = (unsigned char)key[k];
+        if (!alnum(c))
+            continue;
+        if (wl == sizeof w)
+            return 0;
+        w[wl++] = (char)lower(c);
+    }
+    for (size_t i = 0; wl && i < sizeof names / sizeof names[0]; i++)
+        if (names[i].n == wl && names[i].s[0] == w[0] && memcmp(names[i].s, w, wl) == 0)
+            return 1;
+    return 0;
+}
+
+int safety_label_shaped(const char *s, size_t len)
+{
+    if (len < 2 || len > SAFETY_LABEL_MAX_RAW)
+        return 0;
+    int ascii = 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= '0' && c <= '9')
+            return 0;
+        ascii &= c < 0x80;
+    }
+    /* Text that is not ASCII may normalize to a label: counted as one. */
+    return !ascii || is_label(s, len);
 }
 
 /*
@@ -535,6 +596,10 @@ static uint64_t sibling_word(struct scan_ctx *x, size_t w)
 static int siblings_ready(struct scan_ctx *x)
 {
     if (!x->sib || !x->sib->set || x->failed)
+        return 0;
+    if (x->holder < 0)
+        x->holder = holder_name(x->key, x->key_len);
+    if (!x->holder)
         return 0;
     if (siblings_read(x->sc, x->ts, x->sib->set) != 0) {
         x->failed = 1;
@@ -1005,7 +1070,8 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
                          .key_len = nkey_len,
                          .flags = flags,
                          .ts = ts,
-                         .sib = sib && sib->set ? sib : NULL,
+                         .sib = sib && sib->set && nkey_len && nkey_len < 16 ? sib : NULL,
+                         .holder = -1,
                          .digit = -1};
     /* With rule masks, first_end[i] is read only for the rules in x.hit. */
     if (!sc->rule_masks)

@@ -614,6 +614,7 @@ enum ntype {
     N_PROSE,
     N_WEAK,
     N_LABELLED,
+    N_BESIDE,
     N_COUNT
 };
 
@@ -630,7 +631,8 @@ static const char *const nname[N_COUNT] = {"order numbers",
                                            "dates without context",
                                            "prose",
                                            "weak shapes without context",
-                                           "weak shapes beside other labels"};
+                                           "weak shapes beside other labels",
+                                           "weak shapes that a label does not hold"};
 
 /* Shapes that are PII only with a context word: bare 9 and 10 digit numbers (SSN, NPI,
  * phone), a letter and 8 digits (passport), DEA-shaped codes with a valid checksum, 7-digit
@@ -681,6 +683,16 @@ static const char *const other_labels[] = {"order",
                                            "reference",
                                            "Order Number",
                                            "itinerary"};
+
+/* Labels that do name a type, beside a member whose name is a type of its own (a schema's
+ * limits, a record's other fields): the label says what another member is, not this one. */
+static const char *const type_labels[] = {
+    "driver",        "chart", "passport", "Birthday party", "auth", "ssn",
+    "Date of birth", "phone", "SSN",      "medical record", "dob",  "npi",
+    "mobile",        "token"};
+static const char *const other_names[] = {
+    "minimum", "maximum", "zip",     "updated",    "employee_id", "count",    "page",
+    "total",   "ticket",  "default", "request_id", "quantity",    "order_id", "version"};
 
 static void make_negative(enum ntype t, char *out)
 {
@@ -812,6 +824,7 @@ static void make_negative(enum ntype t, char *out)
         break;
     }
     case N_LABELLED:
+    case N_BESIDE:
         /* The bare shape; its sibling label is added where it is placed. */
         weak_shape(out);
         break;
@@ -872,9 +885,11 @@ static void test_corpus(void **state)
             char text[256];
             make_negative((enum ntype)t, text);
             json_t *args =
-                t == N_LABELLED
-                    ? json_pack("{s:s, s:s, s:s}", "type", PICK(other_labels), "value", text, "id",
-                                "P123")
+                t == N_LABELLED ? json_pack("{s:s, s:s, s:s}", "type", PICK(other_labels), "value",
+                                            text, "id", "P123")
+                : t == N_BESIDE
+                    ? json_pack("{s:s, s:s, s:s}", "type", PICK(type_labels), PICK(other_names),
+                                text, "id", "P123")
                     : json_pack("{s:s, s:s}", rnd() % 2 ? "note" : "reference", text, "id", "P123");
             int n = scan_types(sc, args, -1);
             if (n) {

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cmocka.h>
 
@@ -186,13 +185,12 @@ static void test_negatives(void **state)
                "\"id\":\"427450619\"}",
                "ssn");
     /* A value with a digit is data, not a label (MRN-17876879 does not make 97243123 an MRN). */
-    expect_not_at("{\"mrn\":\"MRN-17876879\",\"zip\":\"972431234\"}", "mrn", "/zip");
-    expect_not("{\"a\":\"ssn 1\",\"b\":\"427450619\"}", "ssn");
+    expect_not_at("{\"mrn\":\"MRN-17876879\",\"value\":\"972431234\"}", "mrn", "/value");
+    expect_not("{\"a\":\"ssn 1\",\"value\":\"427450619\"}", "ssn");
     /* Sibling member names are not context: in a record every member would lend its type to
      * every other one. */
-    expect_not("{\"ssn\":\"***-**-0619\",\"account\":\"427450619\"}", "ssn");
-    expect_not_at("{\"date_of_birth\":\"1966-04-08\",\"admitted\":\"2024-03-05\"}", "dob",
-                  "/admitted");
+    expect_not("{\"ssn\":\"***-**-0619\",\"value\":\"427450619\"}", "ssn");
+    expect_not_at("{\"date_of_birth\":\"1966-04-08\",\"value\":\"2024-03-05\"}", "dob", "/value");
     /* A member's own value is not its own sibling. */
     expect_not("{\"value\":\"427450619\",\"other\":\"x\"}", "ssn");
 }
@@ -225,13 +223,17 @@ static void test_redaction_is_not_a_label(void **state)
 {
     (void)state;
     /* "[REDACTED:SSN]" written into the first member must not make the second one an SSN. */
-    struct scanned s = scan(GW_DIR_RESPONSE, "{\"a\":\"427-45-0619\",\"b\":\"427450619\"}");
-    assert_string_equal(s.out, "{\"a\":\"[REDACTED:SSN]\",\"b\":\"427450619\"}");
+    struct scanned s = scan(GW_DIR_RESPONSE, "{\"a\":\"427-45-0619\",\"value\":\"427450619\"}");
+    assert_string_equal(s.out, "{\"a\":\"[REDACTED:SSN]\",\"value\":\"427450619\"}");
     assert_int_equal(s.f.n, 1);
     scanned_free(&s);
-    s = scan(GW_DIR_RESPONSE, "{\"a\":\"MRN-00412345\",\"b\":\"00412346\"}");
-    assert_string_equal(s.out, "{\"a\":\"[REDACTED:MRN]\",\"b\":\"00412346\"}");
+    s = scan(GW_DIR_RESPONSE, "{\"a\":\"MRN-00412345\",\"id\":\"00412346\"}");
+    assert_string_equal(s.out, "{\"a\":\"[REDACTED:MRN]\",\"id\":\"00412346\"}");
     scanned_free(&s);
+    /* Nor when it comes back in the next message (a model echoes what it was shown). */
+    expect_not("{\"a\":\"[REDACTED:SSN]\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"label\":\"[REDACTED:DOB]\",\"value\":\"2024-03-05\"}", "dob");
+    expect_not("{\"label\":\"[REDACTED]\",\"id\":\"00412345\"}", "mrn");
 }
 
 static void test_what_was_found_stays_found(void **state)
@@ -243,66 +245,72 @@ static void test_what_was_found_stays_found(void **state)
     expect_found("{\"type\":\"mrn\",\"value\":\"SSN 427450619\"}", "ssn", "/value");
 }
 
-static double seconds(void)
+/* Members that hold a value of a type named beside them: only those take labels. */
+static void test_only_holders_take_labels(void **state)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    (void)state;
+    /* A tool's input schema: a description beside numbers that are limits, not licences. */
+    expect_not("{\"type\":\"integer\",\"description\":\"Driver ID\",\"minimum\":100000,"
+               "\"maximum\":99999999}",
+               "drivers_license");
+    expect_not("{\"type\":\"chart\",\"updated\":1712345678,\"points\":[1200345,1300456]}", "mrn");
+    expect_not("{\"role\":\"driver\",\"zip\":\"94110\",\"employee_id\":\"12345678\"}",
+               "drivers_license");
+    expect_not("{\"method\":\"auth\",\"request_id\":\"a8Fk2LmQ9xZ3pQ7w\"}", "generic_secret");
+    expect_not("{\"event\":\"Birthday party\",\"date\":\"2024-06-01\"}", "dob");
+    expect_not("{\"title\":\"Passport renewal\",\"ticket\":\"C03005988\"}", "passport");
+    /* The names that do, however they are written. */
+    expect_found("{\"type\":\"ssn\",\"Value\":\"427450619\"}", "ssn", "/Value");
+    expect_found("{\"type\":\"ssn\",\"ID\":\"427450619\"}", "ssn", "/ID");
+    expect_found("{\"type\":\"ssn\",\"identifier\":\"427450619\"}", "ssn", "/identifier");
+    expect_found("{\"type\":\"ssn\",\"no\":\"427450619\"}", "ssn", "/no");
+    expect_found("{\"question\":\"Date of birth\",\"answer\":\"1984-03-05\"}", "dob", "/answer");
+    expect_not("{\"type\":\"ssn\",\"value_id\":\"427450619\"}", "ssn");
 }
 
-/* An object of n members, each a label and a nine-digit value alternately. */
-static char *big_object(size_t n)
+/* What is not a label: punctuation other than a name's, too many words however joined. */
+static void test_label_shape(void **state)
 {
-    size_t cap = n * 40 + 16, len = 0;
+    (void)state;
+    /* The envelope's method is not a label for its id. */
+    expect_not("{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"id\":2125550143}", "phone");
+    expect_not("{\"t\":\"call/phone\",\"value\":\"2125550143\"}", "phone");
+    expect_not("{\"t\":\"see: ssn\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"https://example.com/ssn\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"call-me-about-my-ssn-tomorrow\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"callMeAboutMySsnTomorrow\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"a\",\"value\":\"427450619\"}", "ssn");
+    /* A name's own punctuation is fine. */
+    expect_found("{\"t\":\"SSN #\",\"value\":\"427450619\"}", "ssn", "/value");
+    expect_found("{\"t\":\"Soc. Sec. No.\",\"value\":\"427450619\"}", "ssn", "/value");
+    expect_found("{\"t\":\"patient's ssn\",\"value\":\"427450619\"}", "ssn", "/value");
+}
+
+/* An object of n members: labels that name nothing, then one that names the type. */
+static char *big_object(size_t n, const char *last)
+{
+    size_t cap = n * 40 + 64, len = 0;
     char *b = malloc(cap);
     assert_non_null(b);
     b[len++] = '{';
     for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(b + len, cap - len, "%s\"k%zu\":\"%s\"", i ? "," : "", i,
-                                i % 2 ? "427450619" : "ssn");
-    b[len++] = '}';
-    b[len] = '\0';
+        len += (size_t)snprintf(b + len, cap - len, "\"k%zu\":\"%s\",", i,
+                                i + 1 == n ? last : "order");
+    len += (size_t)snprintf(b + len, cap - len, "\"value\":\"427450619\",\"id\":\"219099991\"}");
     return b;
 }
 
-static double time_scan(const char *text)
-{
-    double best = 1e9;
-    for (int r = 0; r < 3; r++) {
-        double t0 = seconds();
-        struct scanned s = scan(GW_DIR_RESPONSE, text);
-        double t = seconds() - t0;
-        assert_true(s.res.findings > 0);
-        scanned_free(&s);
-        if (t < best)
-            best = t;
-    }
-    return best;
-}
-
-static void test_many_siblings_linear(void **state)
+static void test_many_siblings(void **state)
 {
     (void)state;
-    /* Every member is read once as a label, however many there are: ten times the members
-     * cost about ten times as much, not a hundred. */
-    char *small = big_object(1000), *large = big_object(10000);
-    double ts = time_scan(small), tl = time_scan(large);
-    if (tl > 40 * ts + 0.05)
-        fail_msg("10,000 members took %.4fs, 1,000 took %.4fs", tl, ts);
-    /* And the labels all count: every value is found. */
-    struct scanned s = scan(GW_DIR_RESPONSE, large);
-    assert_int_equal(s.res.findings, 5000);
+    /* Every member is consulted: a label behind 10,000 others counts, for each holder. */
+    char *b = big_object(10000, "ssn");
+    struct scanned s = scan(GW_DIR_RESPONSE, b);
+    assert_int_equal(s.res.findings, 2);
     scanned_free(&s);
-    free(small);
-    free(large);
+    free(b);
     /* Many labels that name nothing: no finding. */
-    size_t cap = 200000, len = 0;
-    char *b = malloc(cap);
-    assert_non_null(b);
-    b[len++] = '{';
-    for (size_t i = 0; i < 3000; i++)
-        len += (size_t)snprintf(b + len, cap - len, "\"k%zu\":\"%s\",", i, "order");
-    len += (size_t)snprintf(b + len, cap - len, "\"v\":\"427450619\"}");
+    b = big_object(3000, "order");
     s = scan(GW_DIR_RESPONSE, b);
     assert_int_equal(s.res.findings, 0);
     scanned_free(&s);
@@ -319,7 +327,9 @@ int main(void)
         cmocka_unit_test(test_redaction_on_the_member),
         cmocka_unit_test(test_redaction_is_not_a_label),
         cmocka_unit_test(test_what_was_found_stays_found),
-        cmocka_unit_test(test_many_siblings_linear),
+        cmocka_unit_test(test_only_holders_take_labels),
+        cmocka_unit_test(test_label_shape),
+        cmocka_unit_test(test_many_siblings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
