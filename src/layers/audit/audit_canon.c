@@ -142,18 +142,24 @@ int audit_canon_keycmp(const char *a, size_t alen, const char *b, size_t blen)
     return x < y ? -1 : 1;
 }
 
-static int append_string(struct gw_buf *out, const char *s, size_t len)
+/* Strings up to this long are written in place, in room for their worst case reserved once
+ * (six bytes for each: \u00XX); longer ones piece by piece, so that a large answer does not
+ * reserve six times its size. */
+#define CANON_STRING_IN_PLACE 4096
+
+static int append_string_pieces(struct gw_buf *out, const char *s, size_t len, size_t i)
 {
     const unsigned char *u = (const unsigned char *)s;
+    size_t start = out->len;
     if (gw_buf_reserve(out, len + 2) != 0 || gw_buf_append(out, "\"", 1) != 0)
-        return -1;
-    size_t i = 0, run = 0;
+        goto fail;
+    size_t run = i;
     while (i < len) {
         unsigned char c = u[i];
         if (c >= 0x80) {
             size_t at = i;
             if (utf8_next(u, len, &i) < 0)
-                return -1;
+                goto fail;
             run += i - at;
             continue;
         }
@@ -164,17 +170,63 @@ static int append_string(struct gw_buf *out, const char *s, size_t len)
             continue;
         }
         if (run && gw_buf_append(out, s + i - run, run) != 0)
-            return -1;
+            goto fail;
         run = 0;
         char esc[6];
         size_t n = gw_json_escape_byte(c, esc, 0);
         if (gw_buf_append(out, esc, n) != 0)
-            return -1;
+            goto fail;
         i++;
     }
-    if (run && gw_buf_append(out, s + len - run, run) != 0)
+    if ((run && gw_buf_append(out, s + len - run, run) != 0) || gw_buf_append(out, "\"", 1) != 0)
+        goto fail;
+    return 0;
+fail:
+    /* Nothing of a string that cannot be written is left behind. */
+    if (out->data) {
+        out->len = start;
+        out->data[start] = '\0';
+    }
+    return -1;
+}
+
+static int append_string(struct gw_buf *out, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    /* Most strings are plain ASCII that needs no escape: copied between quotes at once. */
+    size_t i = gw_json_plain_end(u, 0, len);
+    if (len > CANON_STRING_IN_PLACE)
+        return append_string_pieces(out, s, len, i);
+    if (gw_buf_reserve(out, i == len ? len + 2 : 6 * len + 2) != 0)
         return -1;
-    return gw_buf_append(out, "\"", 1);
+    char *d = out->data + out->len;
+    *d++ = '"';
+    memcpy(d, s, i);
+    d += i;
+    while (i < len) {
+        unsigned char c = u[i];
+        if (c >= 0x80) {
+            size_t at = i;
+            if (utf8_next(u, len, &i) < 0) {
+                out->data[out->len] = '\0';
+                return -1;
+            }
+            memcpy(d, s + at, i - at);
+            d += i - at;
+        } else if (c >= 0x20 && c != '"' && c != '\\') {
+            size_t j = gw_json_plain_end(u, i + 1, len);
+            memcpy(d, s + i, j - i);
+            d += j - i;
+            i = j;
+        } else {
+            d += gw_json_escape_byte(c, d, 0);
+            i++;
+        }
+    }
+    *d++ = '"';
+    out->len = (size_t)(d - out->data);
+    out->data[out->len] = '\0';
+    return 0;
 }
 
 int audit_canon_int(struct gw_buf *out, int64_t v)
@@ -198,6 +250,34 @@ static int member_cmp(const void *a, const void *b)
 {
     const struct member *x = a, *y = b;
     return audit_canon_keycmp(x->key, x->key_len, y->key, y->key_len);
+}
+
+/* An answer's objects have a few dozen members at most: insertion sort, the first bytes
+ * compared inline where both are ASCII and differ (UTF-16 order is byte order there); qsort
+ * past 32, where insertion sort's quadratic worst case would start to tell. */
+static void sort_members(struct member *m, size_t n)
+{
+    if (n > 32) {
+        qsort(m, n, sizeof *m, member_cmp);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        struct member x = m[i];
+        unsigned char x0 = x.key_len ? (unsigned char)x.key[0] : 0;
+        size_t j = i;
+        while (j > 0) {
+            const struct member *y = &m[j - 1];
+            unsigned char y0 = y->key_len ? (unsigned char)y->key[0] : 0;
+            int after = y0 != x0 && y0 < 0x80 && x0 < 0x80 && y->key_len && x.key_len
+                            ? y0 > x0
+                            : audit_canon_keycmp(y->key, y->key_len, x.key, x.key_len) > 0;
+            if (!after)
+                break;
+            m[j] = m[j - 1];
+            j--;
+        }
+        m[j] = x;
+    }
 }
 
 static int append_value(struct gw_buf *out, const json_t *v, int depth)
@@ -248,7 +328,7 @@ static int append_value(struct gw_buf *out, const json_t *v, int depth)
             m[k].key_len = json_object_iter_key_len(it);
             m[k].value = json_object_iter_value(it);
         }
-        qsort(m, k, sizeof *m, member_cmp);
+        sort_members(m, k);
         int rc = gw_buf_append(out, "{", 1);
         for (size_t i = 0; rc == 0 && i < k; i++) {
             if (i)

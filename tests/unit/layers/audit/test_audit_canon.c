@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -224,6 +225,142 @@ static void test_bad_input(void **state)
     assert_null(canon_of(deep));
     json_decref(deep);
     assert_int_equal(audit_canon_append(&(struct gw_buf){0}, NULL), -1);
+}
+
+/* A plain per-byte escaper, as RFC 8785 writes a string of valid UTF-8. */
+static void reference_string(struct gw_buf *b, const unsigned char *s, size_t n)
+{
+    gw_buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        char e[8];
+        if (c == '"' || c == '\\') {
+            e[0] = '\\';
+            e[1] = (char)c;
+            gw_buf_append(b, e, 2);
+        } else if (c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') {
+            e[0] = '\\';
+            e[1] = c == '\b' ? 'b' : c == '\f' ? 'f' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+            gw_buf_append(b, e, 2);
+        } else if (c < 0x20) {
+            snprintf(e, sizeof e, "\\u%04x", c);
+            gw_buf_append(b, e, 6);
+        } else {
+            gw_buf_append(b, (const char *)&c, 1);
+        }
+    }
+    gw_buf_append(b, "\"", 1);
+}
+
+/* Strings written in place (up to 4096 bytes) and piece by piece (longer) give the same
+ * bytes as the reference, for plain text, escapes, control bytes and multi-byte characters
+ * at every position; invalid UTF-8 is refused by both, leaving what was written before. */
+static void test_strings_both_paths(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {
+        "a",    "\"",   "\\",       "\n",           "\x01",
+        "\x1f", "\x7f", "\xc3\xb6", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+        "xyz/"};
+    static const size_t lens[] = {0, 1, 7, 8, 9, 63, 500, 4090, 4095, 4096, 4097, 4100, 9000};
+    unsigned seed = 7;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        for (int kind = 0; kind < 4; kind++) {
+            struct gw_buf in = {0};
+            while (in.len < lens[li]) {
+                seed = seed * 1103515245u + 12345u;
+                /* kind 0: plain only; 1: one escape at the end; 2: at the start; 3: mixed */
+                size_t k = kind == 0 ? 0 : kind == 3 ? (seed >> 16) % 11 : 0;
+                if (kind == 2 && in.len == 0)
+                    k = 1;
+                if (kind == 1 && in.len + 1 == lens[li])
+                    k = 4;
+                gw_buf_append_str(&in, pieces[k]);
+            }
+            json_t *v = json_stringn(in.data ? in.data : "", in.len);
+            assert_non_null(v);
+            struct gw_buf want = {0}, got = {0};
+            gw_buf_append(&got, "x", 1);
+            gw_buf_append(&want, "x", 1);
+            reference_string(&want, (const unsigned char *)in.data, in.len);
+            assert_int_equal(audit_canon_append(&got, v), 0);
+            assert_int_equal(got.len, want.len);
+            assert_memory_equal(got.data, want.data, want.len);
+            assert_int_equal(got.data[got.len], '\0');
+            json_decref(v);
+            /* The same text with a broken sequence at its end: refused, nothing kept. */
+            gw_buf_append(&in, "\xc3", 1);
+            v = json_stringn_nocheck(in.data, in.len);
+            size_t before = got.len;
+            assert_int_equal(audit_canon_append(&got, v), -1);
+            assert_int_equal(got.len, before);
+            assert_int_equal(got.data[got.len], '\0');
+            json_decref(v);
+            gw_buf_free(&in);
+            gw_buf_free(&want);
+            gw_buf_free(&got);
+        }
+    }
+}
+
+/* An object's members come out in RFC 8785 order by both of the sort's paths (insertion up
+ * to 32 members, qsort beyond), whatever order they were added in. */
+static void test_object_sort_both_paths(void **state)
+{
+    (void)state;
+    static const char *const pool[] = {"",
+                                       "a",
+                                       "A",
+                                       "b",
+                                       "ab",
+                                       "abc",
+                                       "Z",
+                                       "_",
+                                       "~",
+                                       "1",
+                                       "10",
+                                       "\xc3\xb6",
+                                       "\xe2\x82\xac",
+                                       "\xef\xac\xb3",
+                                       "\xee\x80\x80",
+                                       "\xf0\x9f\x98\x80",
+                                       "a\xf0\x9f\x98\x80",
+                                       "a\xef\xac\xb3"};
+    size_t np = sizeof pool / sizeof pool[0];
+    unsigned seed = 3;
+    for (int round = 0; round < 400; round++) {
+        json_t *o = json_object();
+        size_t n = 1 + (size_t)round % 60;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            char key[32];
+            snprintf(key, sizeof key, "%s%u", pool[(seed >> 16) % np], (seed >> 8) % 7);
+            json_object_set_new(o, key, json_integer((json_int_t)i));
+        }
+        char *c = canon_of(o);
+        assert_non_null(c);
+        /* Parse it back and check the order of the keys as written. */
+        json_error_t e;
+        json_t *back = json_loads(c, JSON_PRESERVE_ORDER, &e);
+        assert_non_null(back);
+        assert_true(json_equal(back, o));
+        const char *prev = NULL;
+        size_t prev_len = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(back, k, v)
+        {
+            (void)v;
+            size_t kl = strlen(k);
+            if (prev)
+                assert_true(audit_canon_keycmp(prev, prev_len, k, kl) < 0);
+            prev = k;
+            prev_len = kl;
+        }
+        json_decref(back);
+        json_decref(o);
+        free(c);
+    }
 }
 
 /* Members prepared apart and merged give the same bytes as canonicalizing the whole. */
@@ -495,6 +632,8 @@ int main(void)
         cmocka_unit_test(test_members_sort_orders),
         cmocka_unit_test(test_escapes_and_integers),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_strings_both_paths),
+        cmocka_unit_test(test_object_sort_both_paths),
         cmocka_unit_test(test_members_merge),
         cmocka_unit_test(test_redact_copy),
         cmocka_unit_test(test_checkpoint_payload_direct),
