@@ -281,7 +281,6 @@ struct scan_ctx {
     int self_known;                       /* self_bits holds the member's own label */
     uint64_t self_bits[SAFETY_SIBLING_WORDS];
     int digit;  /* -1 unknown; whether the text holds a digit */
-    int holder; /* -1 unknown; whether the member's name holds a value (holder_name) */
     int failed; /* out of memory while reading the siblings: the scan fails */
 };
 
@@ -455,6 +454,10 @@ static int holder_name(const char *key, size_t len)
                  {"id", 2},     {"ids", 3},     {"identifier", 10}, {"identifiers", 11},
                  {"number", 6}, {"numbers", 7}, {"num", 3},         {"no", 2},
                  {"nr", 2},     {"answer", 6}};
+    /* Most names are none of these: told by their first byte or their length at once. */
+    int c0 = len ? lower((unsigned char)key[0]) : 0;
+    if (len == 0 || len > 16 || (alnum(c0) && c0 != 'v' && c0 != 'i' && c0 != 'n' && c0 != 'a'))
+        return 0;
     char w[12];
     size_t wl = 0;
     for (size_t k = 0; k < len; k++) {
@@ -596,10 +599,6 @@ static uint64_t sibling_word(struct scan_ctx *x, size_t w)
 static int siblings_ready(struct scan_ctx *x)
 {
     if (!x->sib || !x->sib->set || x->failed)
-        return 0;
-    if (x->holder < 0)
-        x->holder = holder_name(x->key, x->key_len);
-    if (!x->holder)
         return 0;
     if (siblings_read(x->sc, x->ts, x->sib->set) != 0) {
         x->failed = 1;
@@ -1070,8 +1069,7 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
                          .key_len = nkey_len,
                          .flags = flags,
                          .ts = ts,
-                         .sib = sib && sib->set && nkey_len && nkey_len < 16 ? sib : NULL,
-                         .holder = -1,
+                         .sib = sib && sib->set && holder_name(nkey, nkey_len) ? sib : NULL,
                          .digit = -1};
     /* With rule masks, first_end[i] is read only for the rules in x.hit. */
     if (!sc->rule_masks)
