@@ -26,7 +26,7 @@ static int relay_claims(const char *name, size_t n_backends)
 struct relay_state {
     void *bridge; /* either way round (core/bridge.h), freed with bridge_free */
     void (*bridge_free)(void *state);
-    uint64_t order_key;  /* the session's, when the request names one */
+    uint64_t order_key;  /* the session's (0: not made yet; a POST's only when needed) */
     uint64_t get_handle; /* a GET on its way upstream (stream_order) */
     uint64_t wait_until_ns;
 };
@@ -38,6 +38,15 @@ static void relay_free_state(void *state)
     if (st->bridge_free)
         st->bridge_free(st->bridge);
     free(st);
+}
+
+/* The key of the request's place in its session's stream order: its session id and its
+ * credentials as the client sent them (the layers add upstream headers, never change these). */
+static uint64_t order_key_of(struct gw_request *req)
+{
+    struct gw_slice sid = gw_request_header(req, "Mcp-Session-Id");
+    struct gw_slice auth = gw_request_header(req, "Authorization");
+    return stream_order_key(sid.ptr ? sid.ptr : "", sid.len, auth.ptr ? auth.ptr : "", auth.len);
 }
 
 static void relay_prepare(struct exchange *x)
@@ -52,10 +61,11 @@ static void relay_prepare(struct exchange *x)
     struct relay_state *st = calloc(1, sizeof *st);
     if (!st)
         return;
-    struct gw_slice auth = gw_request_header(req, "Authorization");
-    st->order_key = stream_order_key(sid.ptr, sid.len, auth.ptr ? auth.ptr : "", auth.len);
-    if (req->method == GW_HTTP_GET)
+    /* A POST's key is made only when some GET is on its way (relay_forward): most never wait. */
+    if (req->method == GW_HTTP_GET) {
+        st->order_key = order_key_of(req);
         st->get_handle = stream_order_get_started(st->order_key, gw_mono_ns());
+    }
     x->kind_state = st;
 }
 
@@ -92,7 +102,8 @@ static void relay_forward(struct exchange *x)
         return;
     }
     uint64_t until = 0;
-    if (st && x->req->method == GW_HTTP_POST && x->req->session_valid &&
+    if (st && x->req->method == GW_HTTP_POST && x->req->session_valid && stream_order_any() &&
+        (st->order_key || (st->order_key = order_key_of(x->req))) &&
         stream_order_pending(st->order_key, gw_mono_ns(), &until)) {
         st->wait_until_ns = until;
         uv_update_time(x->timer.loop);

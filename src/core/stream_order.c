@@ -68,6 +68,11 @@ void stream_order_done(uint64_t handle)
     pthread_mutex_unlock(&lock);
 }
 
+int stream_order_any(void)
+{
+    return atomic_load(&in_use) != 0;
+}
+
 int stream_order_pending(uint64_t key, uint64_t now_ns, uint64_t *until_ns)
 {
     if (atomic_load(&in_use) == 0)

@@ -40,5 +40,8 @@ void stream_order_done(uint64_t handle);
  * set off less than STREAM_ORDER_MAX_WAIT_MS ago. *until_ns: when the wait ends at the latest.
  */
 int stream_order_pending(uint64_t key, uint64_t now_ns, uint64_t *until_ns);
+/* Whether any GET is noted: when none is, no POST waits, and a POST's key need not be made
+ * (hashing a bearer token of a kilobyte a byte at a time is not free). Without the lock. */
+int stream_order_any(void);
 
 #endif

@@ -26,13 +26,17 @@ static void test_get_makes_its_session_wait(void **state)
     uint64_t k = key("session-a", "Bearer one");
     uint64_t t0 = 1000 * MS;
     assert_int_equal(stream_order_pending(k, t0, NULL), 0);
+    /* No GET noted: a POST needs no key made at all. */
+    assert_int_equal(stream_order_any(), 0);
     uint64_t h = stream_order_get_started(k, t0);
     assert_true(h != 0);
+    assert_int_equal(stream_order_any(), 1);
     uint64_t until = 0;
     assert_int_equal(stream_order_pending(k, t0 + 5 * MS, &until), 1);
     assert_true(until == t0 + (uint64_t)STREAM_ORDER_MAX_WAIT_MS * MS);
     stream_order_done(h);
     assert_int_equal(stream_order_pending(k, t0 + 6 * MS, NULL), 0);
+    assert_int_equal(stream_order_any(), 0);
     stream_order_done(h); /* idempotent */
     stream_order_done(0);
     assert_int_equal(stream_order_pending(k, t0 + 7 * MS, NULL), 0);
