@@ -221,14 +221,22 @@ static void key_view_init(struct key_view *kv, const char *key, size_t key_len)
     kv->joined[kv->jl] = '\0';
 }
 
-static int key_has(struct key_view *kv, const char *word)
+/* A context word with what is not a letter or a digit left out ("social security" ->
+ * "socialsecurity"), into w; its length. */
+static size_t word_joined(const char *word, char w[64])
 {
-    char w[64];
     size_t n = 0;
-    for (const char *p = word; *p && n < sizeof w - 1; p++)
+    for (const char *p = word; *p && n < 63; p++)
         if (alnum((unsigned char)*p))
             w[n++] = *p;
     w[n] = '\0';
+    return n;
+}
+
+static int key_has(struct key_view *kv, const char *word)
+{
+    char w[64];
+    size_t n = word_joined(word, w);
     if (n == 0)
         return 0;
     if (n < 4) {
@@ -246,11 +254,7 @@ static int key_has(struct key_view *kv, const char *word)
 static int label_has(struct key_view *kv, const char *word)
 {
     char w[64];
-    size_t n = 0;
-    for (const char *p = word; *p && n < sizeof w - 1; p++)
-        if (alnum((unsigned char)*p))
-            w[n++] = *p;
-    w[n] = '\0';
+    size_t n = word_joined(word, w);
     if (n < 4)
         return key_has(kv, word);
     for (const char *p = kv->joined; (p = strstr(p, w)) != NULL; p++) {
