@@ -396,6 +396,8 @@ describe("class 8: a label beside the value is its context", () => {
             { rows: [{ name: "mrn", value: "00412345" }, { name: "ssn", value: "134677626" }] },
             { type: "ssn", values: ["219099991", "134677626"] },
             { kind: "\uff53\uff53\uff4e", id: "134677626" },
+            // A FHIR identifier: the system's last path segment is the label.
+            { identifier: [{ system: "http://hl7.org/fhir/sid/us-ssn", value: "134677626" }] },
         ]) {
             assertBlocked(await post(call(args)), "ssn", JSON.stringify(args));
         }
@@ -444,6 +446,7 @@ describe("class 8: a label beside the value is its context", () => {
                             { label: "Order", value: "555123456" },
                             { a: "134-67-7626", value: "219099991" },
                             { description: "Driver ID", minimum: 1000000, maximum: 9999999 },
+                            { system: "http://hl7.org/fhir/sid/us-ssn", value: "219099991" },
                         ],
                     },
                 },
@@ -462,6 +465,7 @@ describe("class 8: a label beside the value is its context", () => {
             assert.deepEqual(f[3], { a: "[REDACTED:SSN]", value: "219099991" });
             // A schema's limits beside a description stay numbers.
             assert.deepEqual(f[4], { description: "Driver ID", minimum: 1000000, maximum: 9999999 });
+            assert.deepEqual(f[5], { system: "http://hl7.org/fhir/sid/us-ssn", value: "[REDACTED:SSN]" });
         } finally {
             script = null;
         }

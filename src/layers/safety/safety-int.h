@@ -134,7 +134,8 @@ struct safety_config {
  * holder_name) takes as context the labels among the other members of its object. A label
  * is a string value of at most SAFETY_LABEL_MAX bytes once normalized (and
  * SAFETY_LABEL_MAX_RAW as written): letters in at most SAFETY_LABEL_WORDS words, split as a
- * member name is, with no digit and no other punctuation than `_ - . ' #`; its context words
+ * member name is, with no digit and no other punctuation than `_ - . ' #` (or an http(s) URL
+ * whose last path segment is one: a FHIR identifier's system); its context words
  * are read as a member name's are. An object's labels are read at most once per scan, when a
  * member first needs them (safety_scan.c asks only when a weak shape could be there), and
  * before any of its members is rewritten; a redaction's text ("[REDACTED:SSN]") is not a

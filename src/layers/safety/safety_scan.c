@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- per-thread state ----------------------------------------------------------------------- */
 
@@ -478,9 +479,32 @@ static int holder_name(const char *key, size_t len)
     return 0;
 }
 
+/*
+ * Where the label in s starts: a URL (http, https) names what it identifies in its last path
+ * segment, so a FHIR identifier's system "http://hl7.org/fhir/sid/us-ssn" is the label
+ * "us-ssn". 0 for text that is not such a URL, len for a URL without a path.
+ */
+static size_t label_start(const char *s, size_t len)
+{
+    size_t scheme = len > 7 && strncasecmp(s, "http://", 7) == 0    ? 7
+                    : len > 8 && strncasecmp(s, "https://", 8) == 0 ? 8
+                                                                    : 0;
+    if (!scheme)
+        return 0;
+    size_t i = len;
+    while (i > scheme && s[i - 1] != '/')
+        i--;
+    return i > scheme ? i : len;
+}
+
 int safety_label_shaped(const char *s, size_t len)
 {
-    if (len < 2 || len > SAFETY_LABEL_MAX_RAW)
+    if (len > SAFETY_LABEL_MAX_RAW)
+        return 0;
+    size_t from = label_start(s, len);
+    s += from;
+    len -= from;
+    if (len < 2)
         return 0;
     int ascii = 1;
     for (size_t i = 0; i < len; i++) {
@@ -507,7 +531,12 @@ static int label_bits(const struct safety_config *sc, struct tls_state *ts, cons
     uint32_t *map = NULL;
     int ascii = 1;
     memset(bits, 0, SAFETY_SIBLING_WORDS * sizeof *bits);
-    if (len < 2 || len > SAFETY_LABEL_MAX_RAW || sc->n_detectors > 64 * SAFETY_SIBLING_WORDS)
+    if (len > SAFETY_LABEL_MAX_RAW || sc->n_detectors > 64 * SAFETY_SIBLING_WORDS)
+        return 0;
+    size_t from = label_start(s, len);
+    s += from;
+    len -= from;
+    if (len < 2)
         return 0;
     /* Digits stay digits when normalized: most values are rejected here, and pure ASCII needs
      * no normalizing. */

@@ -276,7 +276,16 @@ static void test_label_shape(void **state)
     expect_not("{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"id\":2125550143}", "phone");
     expect_not("{\"t\":\"call/phone\",\"value\":\"2125550143\"}", "phone");
     expect_not("{\"t\":\"see: ssn\",\"value\":\"427450619\"}", "ssn");
-    expect_not("{\"t\":\"https://example.com/ssn\",\"value\":\"427450619\"}", "ssn");
+    /* A URL is a label by its last path segment only (a FHIR identifier's system). */
+    expect_found("{\"system\":\"http://hl7.org/fhir/sid/us-ssn\",\"value\":\"427450619\"}", "ssn",
+                 "/value");
+    expect_found("{\"system\":\"HTTPS://example.org/ids/mrn\",\"value\":\"00412345\"}", "mrn",
+                 "/value");
+    expect_not("{\"t\":\"https://example.com/ssn/lookup?id=1\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"https://ssn.example.com\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"https://example.com/ssn/\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"ftp://example.com/ssn\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"https://example.com/order\",\"value\":\"427450619\"}", "ssn");
     expect_not("{\"t\":\"call-me-about-my-ssn-tomorrow\",\"value\":\"427450619\"}", "ssn");
     expect_not("{\"t\":\"callMeAboutMySsnTomorrow\",\"value\":\"427450619\"}", "ssn");
     expect_not("{\"t\":\"a\",\"value\":\"427450619\"}", "ssn");
