@@ -197,7 +197,7 @@ static int append_string(struct gw_buf *out, const char *s, size_t len)
     size_t i = gw_json_plain_end(u, 0, len);
     if (len > CANON_STRING_IN_PLACE)
         return append_string_pieces(out, s, len, i);
-    if (gw_buf_reserve(out, i == len ? len + 2 : 6 * len + 2) != 0)
+    if (gw_buf_reserve(out, i + 6 * (len - i) + 2) != 0)
         return -1;
     char *d = out->data + out->len;
     *d++ = '"';

@@ -461,7 +461,7 @@ static int holder_name(const char *key, size_t len)
                  {"nr", 2},     {"answer", 6}};
     /* Most names are none of these: told by their first byte or their length at once. */
     int c0 = len ? lower((unsigned char)key[0]) : 0;
-    if (len == 0 || len > 16 || (alnum(c0) && c0 != 'v' && c0 != 'i' && c0 != 'n' && c0 != 'a'))
+    if (len == 0 || len >= 16 || (alnum(c0) && c0 != 'v' && c0 != 'i' && c0 != 'n' && c0 != 'a'))
         return 0;
     char w[12];
     size_t wl = 0;
@@ -480,28 +480,37 @@ static int holder_name(const char *key, size_t len)
 }
 
 /*
- * Where the label in s starts: a URL (http, https) names what it identifies in its last path
- * segment, so a FHIR identifier's system "http://hl7.org/fhir/sid/us-ssn" is the label
- * "us-ssn". 0 for text that is not such a URL, len for a URL without a path.
+ * Where the label in s[0, *len) is: a URL (http, https) names what it identifies in the last
+ * segment of its path, so a FHIR identifier's system "http://hl7.org/fhir/sid/us-ssn" is the
+ * label "us-ssn" (a trailing slash aside; the query and the fragment are not read). Returns
+ * where it starts and sets *len to where it ends: s itself for text that is not such a URL,
+ * nothing (start == *len) for a URL without a path.
  */
-static size_t label_start(const char *s, size_t len)
+static size_t label_span(const char *s, size_t *len)
 {
-    size_t scheme = len > 7 && strncasecmp(s, "http://", 7) == 0    ? 7
-                    : len > 8 && strncasecmp(s, "https://", 8) == 0 ? 8
-                                                                    : 0;
+    size_t n = *len;
+    size_t scheme = n > 7 && strncasecmp(s, "http://", 7) == 0    ? 7
+                    : n > 8 && strncasecmp(s, "https://", 8) == 0 ? 8
+                                                                  : 0;
     if (!scheme)
         return 0;
-    size_t i = len;
+    size_t path_end = scheme;
+    while (path_end < n && s[path_end] != '?' && s[path_end] != '#')
+        path_end++;
+    while (path_end > scheme && s[path_end - 1] == '/')
+        path_end--;
+    size_t i = path_end;
     while (i > scheme && s[i - 1] != '/')
         i--;
-    return i > scheme ? i : len;
+    *len = i > scheme ? path_end : 0;
+    return i > scheme ? i : 0;
 }
 
 int safety_label_shaped(const char *s, size_t len)
 {
     if (len > SAFETY_LABEL_MAX_RAW)
         return 0;
-    size_t from = label_start(s, len);
+    size_t from = label_span(s, &len);
     s += from;
     len -= from;
     if (len < 2)
@@ -533,7 +542,7 @@ static int label_bits(const struct safety_config *sc, struct tls_state *ts, cons
     memset(bits, 0, SAFETY_SIBLING_WORDS * sizeof *bits);
     if (len > SAFETY_LABEL_MAX_RAW || sc->n_detectors > 64 * SAFETY_SIBLING_WORDS)
         return 0;
-    size_t from = label_start(s, len);
+    size_t from = label_span(s, &len);
     s += from;
     len -= from;
     if (len < 2)

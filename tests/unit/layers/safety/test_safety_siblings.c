@@ -283,9 +283,17 @@ static void test_label_shape(void **state)
                  "/value");
     expect_not("{\"t\":\"https://example.com/ssn/lookup?id=1\",\"value\":\"427450619\"}", "ssn");
     expect_not("{\"t\":\"https://ssn.example.com\",\"value\":\"427450619\"}", "ssn");
-    expect_not("{\"t\":\"https://example.com/ssn/\",\"value\":\"427450619\"}", "ssn");
     expect_not("{\"t\":\"ftp://example.com/ssn\",\"value\":\"427450619\"}", "ssn");
     expect_not("{\"t\":\"https://example.com/order\",\"value\":\"427450619\"}", "ssn");
+    /* The path's last segment, not the query's or the fragment's; a trailing slash aside. */
+    expect_not("{\"t\":\"https://x.example/search?next=/ssn\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"https://x.example/page#ssn\",\"value\":\"427450619\"}", "ssn");
+    expect_found("{\"t\":\"https://x.example/ids/ssn?v=2#top\",\"value\":\"427450619\"}", "ssn",
+                 "/value");
+    expect_found("{\"t\":\"http://hl7.org/fhir/sid/us-ssn/\",\"value\":\"427450619\"}", "ssn",
+                 "/value");
+    expect_not("{\"t\":\"https://\",\"value\":\"427450619\"}", "ssn");
+    expect_not("{\"t\":\"https://x.example//\",\"value\":\"427450619\"}", "ssn");
     expect_not("{\"t\":\"call-me-about-my-ssn-tomorrow\",\"value\":\"427450619\"}", "ssn");
     expect_not("{\"t\":\"callMeAboutMySsnTomorrow\",\"value\":\"427450619\"}", "ssn");
     expect_not("{\"t\":\"a\",\"value\":\"427450619\"}", "ssn");
