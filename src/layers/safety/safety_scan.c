@@ -220,6 +220,22 @@ static void key_view_init(struct key_view *kv, const char *key, size_t key_len)
         mark(kv->ends, kv->jl);
     }
     kv->joined[kv->jl] = '\0';
+    /* Initials ("D.O.B.", "S_S_N"): a run of two or more one-letter tokens is also a token of
+     * the word they spell, so that a short context word ("dob", "ssn") finds it. */
+    size_t nt = kv->nt;
+    for (size_t i = 0; i < nt;) {
+        size_t j = i;
+        while (j < nt && kv->tokens[j][0] && !kv->tokens[j][1])
+            j++;
+        if (j - i >= 2 && kv->nt < 16) {
+            size_t n = 0;
+            for (size_t k = i; k < j && n < 31; k++)
+                kv->tokens[kv->nt][n++] = kv->tokens[k][0];
+            kv->tokens[kv->nt][n] = '\0';
+            kv->nt++;
+        }
+        i = j > i ? j : i + 1;
+    }
 }
 
 /* A context word with what is not a letter or a digit left out ("social security" ->

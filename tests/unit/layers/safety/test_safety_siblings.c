@@ -268,6 +268,21 @@ static void test_only_holders_take_labels(void **state)
     expect_not("{\"type\":\"ssn\",\"value_id\":\"427450619\"}", "ssn");
 }
 
+/* Initials spell their word, in a member name and in a label: "D.O.B.", "S_S_N". */
+static void test_initials(void **state)
+{
+    (void)state;
+    expect_found("{\"D.O.B.\":\"1984-03-05\"}", "dob", "/D.O.B.");
+    expect_found("{\"patient_s_s_n\":\"427450619\"}", "ssn", "/patient_s_s_n");
+    expect_found("{\"label\":\"D.O.B.\",\"value\":\"1984-03-05\"}", "dob", "/value");
+    expect_found("{\"field\":\"S.S.N.\",\"value\":\"427450619\"}", "ssn", "/value");
+    /* Other initials spell other words; one letter is no word. */
+    expect_not("{\"a.b.c\":\"1984-03-05\"}", "dob");
+    expect_not("{\"d.o\":\"1984-03-05\"}", "dob");
+    expect_not("{\"d\":\"1984-03-05\"}", "dob");
+    expect_not("{\"label\":\"U.S.A.\",\"value\":\"427450619\"}", "ssn");
+}
+
 /* What is not a label: punctuation other than a name's, too many words however joined. */
 static void test_label_shape(void **state)
 {
@@ -346,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_what_was_found_stays_found),
         cmocka_unit_test(test_only_holders_take_labels),
         cmocka_unit_test(test_label_shape),
+        cmocka_unit_test(test_initials),
         cmocka_unit_test(test_many_siblings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
