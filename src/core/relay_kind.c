@@ -49,6 +49,14 @@ static uint64_t order_key_of(struct gw_request *req)
     return stream_order_key(sid.ptr ? sid.ptr : "", sid.len, auth.ptr ? auth.ptr : "", auth.len);
 }
 
+/* The request's key, made on first use. */
+static uint64_t order_key(struct relay_state *st, struct gw_request *req)
+{
+    if (!st->order_key)
+        st->order_key = order_key_of(req);
+    return st->order_key;
+}
+
 static void relay_prepare(struct exchange *x)
 {
     struct gw_request *req = x->req;
@@ -63,8 +71,7 @@ static void relay_prepare(struct exchange *x)
         return;
     /* A POST's key is made only when some GET is on its way (relay_forward): most never wait. */
     if (req->method == GW_HTTP_GET) {
-        st->order_key = order_key_of(req);
-        st->get_handle = stream_order_get_started(st->order_key, gw_mono_ns());
+        st->get_handle = stream_order_get_started(order_key(st, req), gw_mono_ns());
     }
     x->kind_state = st;
 }
@@ -103,8 +110,7 @@ static void relay_forward(struct exchange *x)
     }
     uint64_t until = 0;
     if (st && x->req->method == GW_HTTP_POST && x->req->session_valid && stream_order_any() &&
-        (st->order_key || (st->order_key = order_key_of(x->req))) &&
-        stream_order_pending(st->order_key, gw_mono_ns(), &until)) {
+        stream_order_pending(order_key(st, x->req), gw_mono_ns(), &until)) {
         st->wait_until_ns = until;
         uv_update_time(x->timer.loop);
         uv_timer_start(&x->timer, on_order_poll, 2, 2);

@@ -142,91 +142,61 @@ int audit_canon_keycmp(const char *a, size_t alen, const char *b, size_t blen)
     return x < y ? -1 : 1;
 }
 
-/* Strings up to this long are written in place, in room for their worst case reserved once
- * (six bytes for each: \u00XX); longer ones piece by piece, so that a large answer does not
- * reserve six times its size. */
-#define CANON_STRING_IN_PLACE 4096
-
-static int append_string_pieces(struct gw_buf *out, const char *s, size_t len, size_t i)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t start = out->len;
-    if (gw_buf_reserve(out, len + 2) != 0 || gw_buf_append(out, "\"", 1) != 0)
-        goto fail;
-    size_t run = i;
-    while (i < len) {
-        unsigned char c = u[i];
-        if (c >= 0x80) {
-            size_t at = i;
-            if (utf8_next(u, len, &i) < 0)
-                goto fail;
-            run += i - at;
-            continue;
-        }
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            size_t j = gw_json_plain_end(u, i + 1, len);
-            run += j - i;
-            i = j;
-            continue;
-        }
-        if (run && gw_buf_append(out, s + i - run, run) != 0)
-            goto fail;
-        run = 0;
-        char esc[6];
-        size_t n = gw_json_escape_byte(c, esc, 0);
-        if (gw_buf_append(out, esc, n) != 0)
-            goto fail;
-        i++;
-    }
-    if ((run && gw_buf_append(out, s + len - run, run) != 0) || gw_buf_append(out, "\"", 1) != 0)
-        goto fail;
-    return 0;
-fail:
-    /* Nothing of a string that cannot be written is left behind. */
-    if (out->data) {
-        out->len = start;
-        out->data[start] = '\0';
-    }
-    return -1;
-}
+/* What needs a look is written in slices of this many bytes, each in place in room for its
+ * worst case (six bytes for each: \u00XX), so that a large answer never reserves six times
+ * its size. */
+#define CANON_SLICE 4096
 
 static int append_string(struct gw_buf *out, const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
+    size_t start = out->len;
     /* Most strings are plain ASCII that needs no escape: copied between quotes at once. */
     size_t i = gw_json_plain_end(u, 0, len);
-    if (len > CANON_STRING_IN_PLACE)
-        return append_string_pieces(out, s, len, i);
-    if (gw_buf_reserve(out, i + 6 * (len - i) + 2) != 0)
+    if (gw_buf_reserve(out, i + 2) != 0)
         return -1;
     char *d = out->data + out->len;
     *d++ = '"';
     memcpy(d, s, i);
     d += i;
     while (i < len) {
-        unsigned char c = u[i];
-        if (c >= 0x80) {
-            size_t at = i;
-            if (utf8_next(u, len, &i) < 0) {
-                out->data[out->len] = '\0';
-                return -1;
+        /* A slice ends after the character it would cut (at most three bytes more). */
+        size_t end = len - i > CANON_SLICE ? i + CANON_SLICE : len;
+        for (int k = 0; k < 3 && end < len && (u[end] & 0xc0) == 0x80; k++)
+            end++;
+        out->len = (size_t)(d - out->data);
+        if (gw_buf_reserve(out, 6 * (end - i) + 4) != 0)
+            goto fail;
+        d = out->data + out->len;
+        while (i < end) {
+            unsigned char c = u[i];
+            if (c >= 0x80) {
+                size_t at = i;
+                if (utf8_next(u, len, &i) < 0)
+                    goto fail;
+                memcpy(d, s + at, i - at);
+                d += i - at;
+            } else if (c >= 0x20 && c != '"' && c != '\\') {
+                size_t j = gw_json_plain_end(u, i + 1, end);
+                memcpy(d, s + i, j - i);
+                d += j - i;
+                i = j;
+            } else {
+                d += gw_json_escape_byte(c, d, 0);
+                i++;
             }
-            memcpy(d, s + at, i - at);
-            d += i - at;
-        } else if (c >= 0x20 && c != '"' && c != '\\') {
-            size_t j = gw_json_plain_end(u, i + 1, len);
-            memcpy(d, s + i, j - i);
-            d += j - i;
-            i = j;
-        } else {
-            d += gw_json_escape_byte(c, d, 0);
-            i++;
         }
     }
+    /* Every reserve above kept room for the closing quote and the NUL. */
     *d++ = '"';
     out->len = (size_t)(d - out->data);
     out->data[out->len] = '\0';
     return 0;
+fail:
+    /* Nothing of a string that cannot be written is left behind. */
+    out->len = start;
+    out->data[start] = '\0';
+    return -1;
 }
 
 int audit_canon_int(struct gw_buf *out, int64_t v)

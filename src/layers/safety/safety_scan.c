@@ -522,24 +522,37 @@ static size_t label_span(const char *s, size_t *len)
     return i > scheme ? i : 0;
 }
 
-int safety_label_shaped(const char *s, size_t len)
+/*
+ * The part of s[0, *len) that could be a label, by the cheap tests: the URL's last segment
+ * (label_span), of two bytes or more, at most SAFETY_LABEL_MAX_RAW as written, without a
+ * digit (digits stay digits when normalized: most values stop here). Moves *s and *len to it
+ * and returns 1, with *ascii set when it is pure ASCII (no normalizing needed); 0 when it
+ * cannot be a label.
+ */
+static int label_candidate(const char **s, size_t *len, int *ascii)
 {
-    if (len > SAFETY_LABEL_MAX_RAW)
+    if (*len > SAFETY_LABEL_MAX_RAW)
         return 0;
-    size_t from = label_span(s, &len);
-    s += from;
-    len -= from;
-    if (len < 2)
+    size_t from = label_span(*s, len);
+    *s += from;
+    *len -= from;
+    if (*len < 2)
         return 0;
-    int ascii = 1;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+    *ascii = 1;
+    for (size_t i = 0; i < *len; i++) {
+        unsigned char c = (unsigned char)(*s)[i];
         if (c >= '0' && c <= '9')
             return 0;
-        ascii &= c < 0x80;
+        *ascii &= c < 0x80;
     }
+    return 1;
+}
+
+int safety_label_shaped(const char *s, size_t len)
+{
+    int ascii;
     /* Text that is not ASCII may normalize to a label: counted as one. */
-    return !ascii || is_label(s, len);
+    return label_candidate(&s, &len, &ascii) && (!ascii || is_label(s, len));
 }
 
 /*
@@ -554,23 +567,10 @@ static int label_bits(const struct safety_config *sc, struct tls_state *ts, cons
     char *t = NULL;
     size_t tlen = 0;
     uint32_t *map = NULL;
-    int ascii = 1;
+    int ascii;
     memset(bits, 0, SAFETY_SIBLING_WORDS * sizeof *bits);
-    if (len > SAFETY_LABEL_MAX_RAW || sc->n_detectors > 64 * SAFETY_SIBLING_WORDS)
+    if (sc->n_detectors > 64 * SAFETY_SIBLING_WORDS || !label_candidate(&s, &len, &ascii))
         return 0;
-    size_t from = label_span(s, &len);
-    s += from;
-    len -= from;
-    if (len < 2)
-        return 0;
-    /* Digits stay digits when normalized: most values are rejected here, and pure ASCII needs
-     * no normalizing. */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= '0' && c <= '9')
-            return 0;
-        ascii &= c < 0x80;
-    }
     if (ascii) {
         t = (char *)s;
         tlen = len;
@@ -656,7 +656,7 @@ static uint64_t sibling_word(struct scan_ctx *x, size_t w)
 /* Reads the siblings' labels when they were not read; 0 when there are none to read. */
 static int siblings_ready(struct scan_ctx *x)
 {
-    if (!x->sib || !x->sib->set || x->failed)
+    if (!x->sib || x->failed)
         return 0;
     if (siblings_read(x->sc, x->ts, x->sib->set) != 0) {
         x->failed = 1;

@@ -256,9 +256,10 @@ static void reference_string(struct gw_buf *b, const unsigned char *s, size_t n)
     gw_buf_append(b, "\"", 1);
 }
 
-/* Strings written in place (up to 4096 bytes) and piece by piece (longer) give the same
- * bytes as the reference, for plain text, escapes, control bytes and multi-byte characters
- * at every position; invalid UTF-8 is refused by both, leaving what was written before. */
+/* Strings written in one slice (up to 4096 bytes) and in several (longer, a character
+ * across a slice's end) give the same bytes as the reference, for plain text, escapes,
+ * control bytes and multi-byte characters at every position; invalid UTF-8 is refused,
+ * leaving what was written before. */
 static void test_strings_both_paths(void **state)
 {
     (void)state;
@@ -299,6 +300,34 @@ static void test_strings_both_paths(void **state)
             assert_int_equal(audit_canon_append(&got, v), -1);
             assert_int_equal(got.len, before);
             assert_int_equal(got.data[got.len], '\0');
+            json_decref(v);
+            gw_buf_free(&in);
+            gw_buf_free(&want);
+            gw_buf_free(&got);
+        }
+    }
+}
+
+/* A character that starts in one slice's last bytes and ends in the next: written whole,
+ * once, for every offset of its lead byte around the end of the first slice. */
+static void test_string_slice_boundary(void **state)
+{
+    (void)state;
+    static const char *const chars[] = {"\xc3\xb6", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    for (size_t c = 0; c < 3; c++) {
+        for (size_t lead = 4092; lead <= 4097; lead++) {
+            struct gw_buf in = {0}, want = {0}, got = {0};
+            gw_buf_append(&in, "\n", 1); /* not plain: the slices start at 0 */
+            while (in.len < lead)
+                gw_buf_append(&in, "a", 1);
+            gw_buf_append_str(&in, chars[c]);
+            gw_buf_append(&in, "\"z", 2);
+            json_t *v = json_stringn(in.data, in.len);
+            assert_non_null(v);
+            reference_string(&want, (const unsigned char *)in.data, in.len);
+            assert_int_equal(audit_canon_append(&got, v), 0);
+            assert_int_equal(got.len, want.len);
+            assert_memory_equal(got.data, want.data, want.len);
             json_decref(v);
             gw_buf_free(&in);
             gw_buf_free(&want);
@@ -620,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_escapes_and_integers),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_strings_both_paths),
+        cmocka_unit_test(test_string_slice_boundary),
         cmocka_unit_test(test_object_sort_both_paths),
         cmocka_unit_test(test_members_merge),
         cmocka_unit_test(test_redact_copy),
