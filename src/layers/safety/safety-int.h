@@ -78,7 +78,14 @@ struct safety_rule {
     int need_context;   /* reported only with a context word near it or in the member name */
     int keyword_filter; /* the expression finds a context word, not the value: scan from 0 */
     unsigned max_width; /* of the vectorscan expression; 0 when unbounded */
-    int disabled;       /* its detector is off in both directions: never run */
+    /* The anchor: every match holds anchor_digits digits in a row (or, with anchor_byte,
+     * that byte) starting at most anchor_lead bytes after the match's start, so a search
+     * begins anchor_lead bytes before the next one and stops where none is left. Both 0:
+     * none (custom rules). */
+    unsigned char anchor_digits;
+    char anchor_byte;
+    unsigned char anchor_lead;
+    int disabled; /* its detector is off in both directions: never run */
     enum safety_check check;
 };
 
@@ -193,6 +200,8 @@ struct safety_rule_spec {
     unsigned hs_flags;
     int keyword_filter;
     enum safety_check check;
+    unsigned char anchor_digits, anchor_lead; /* struct safety_rule's anchor */
+    char anchor_byte;
 };
 
 /* Adds a rule (patterns copied, PCRE2 compiled and JIT-compiled). Returns 0, or -1 with why
@@ -286,6 +295,32 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
                          const char *key, size_t key_len, const struct safety_sibling_ref *sib,
                          enum gw_direction dir, const enum safety_action (*actions)[2],
                          struct safety_match *out, size_t max, unsigned *flags);
+
+/* The runs of digits of one text, found once for all its rules' anchors (up to
+ * SAFETY_DIGIT_RUNS of them; past covered the text is read again when asked). */
+#define SAFETY_DIGIT_RUNS 48
+struct safety_digit_runs {
+    int ready;
+    unsigned n;
+    size_t covered; /* every run that starts before it is listed */
+    struct {
+        uint32_t start, len;
+    } run[SAFETY_DIGIT_RUNS];
+};
+
+/*
+ * Every match of rule r in the normalized text t[0, tlen) that starts at from or after, left to
+ * right as the scan takes them (a search resumes where the last match ended): fn(arg, start,
+ * end) for each, with the match's whole span; a non-zero return stops the search. anchored 0
+ * searches as if the rule had no anchor (the scan always passes 1; the tests compare both).
+ * runs: the text's digit runs, zeroed before the first call for a text and kept for its
+ * other rules (NULL: the text is read for each anchor).
+ * Returns 0, or -1 when PCRE2 failed (its match limit).
+ */
+int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, size_t from,
+                     int anchored, struct safety_digit_runs *runs, pcre2_match_data *md,
+                     pcre2_match_context *mc, int (*fn)(void *arg, size_t start, size_t end),
+                     void *arg);
 
 /* Frees this thread's scanning state (threads that end free it themselves). */
 void safety_thread_cleanup(void);

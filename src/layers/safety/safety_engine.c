@@ -140,82 +140,94 @@ struct builtin_rule {
     unsigned hs_flags;
     int keyword_filter;
     enum safety_check check;
+    unsigned char anchor_digits; /* struct safety_rule's anchor (ANCHOR_DIGITS, ANCHOR_BYTE) */
+    char anchor_byte;
+    unsigned char anchor_lead;
 };
+
+/* Every match holds n digits in a row (or the byte c) starting at most lead bytes after the
+ * match's start: the longest way into each of the pattern's alternatives, counted by hand and
+ * checked against every match of generated texts (test_safety_anchors.c). */
+#define ANCHOR_DIGITS(n, lead) n, 0, lead
+#define ANCHOR_BYTE(c, lead) 0, c, lead
+#define NO_ANCHOR 0, 0, 0
 
 static const struct builtin_rule builtin_rules[] = {
     {SB_PRIVATE_KEY, "-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----", 0, 0,
-     "-----BEGIN [A-Z0-9 ]*PRIVATE KEY", 0, 1, SC_PEM},
+     "-----BEGIN [A-Z0-9 ]*PRIVATE KEY", 0, 1, SC_PEM, NO_ANCHOR},
     {SB_AWS_ACCESS_KEY,
      "(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])", 0, 0,
-     "(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}", 0, 0, SC_NONE},
+     "(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}", 0, 0, SC_NONE, NO_ANCHOR},
     {SB_AWS_SECRET_KEY, "(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", 0, 1,
-     "aws|secret.?access", CI, 1, SC_SECRET},
+     "aws|secret.?access", CI, 1, SC_SECRET, NO_ANCHOR},
     {SB_GITHUB_TOKEN,
      "(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,255}+|github_pat_[A-Za-z0-9_]{22,255}+)(?![A-Za-"
      "z0-9_])",
-     0, 0, "gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22}", 0, 0, SC_NONE},
+     0, 0, "gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22}", 0, 0, SC_NONE, NO_ANCHOR},
     {SB_GITLAB_TOKEN, "(?<![A-Za-z0-9_-])glpat-[A-Za-z0-9_-]{20,255}+", 0, 0,
-     "glpat-[A-Za-z0-9_\\-]{20}", 0, 0, SC_NONE},
+     "glpat-[A-Za-z0-9_\\-]{20}", 0, 0, SC_NONE, NO_ANCHOR},
     {SB_SLACK_TOKEN, "(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,250}+", 0, 0,
-     "xox[abposr]-[A-Za-z0-9\\-]{10}", 0, 0, SC_NONE},
+     "xox[abposr]-[A-Za-z0-9\\-]{10}", 0, 0, SC_NONE, NO_ANCHOR},
     {SB_SLACK_TOKEN,
      "https://hooks\\.slack\\.com/services/T[A-Za-z0-9_]{1,40}+/B[A-Za-z0-9_]{1,40}+/"
      "[A-Za-z0-9_]{1,80}+",
-     0, 0, "hooks\\.slack\\.com/services/T", 0, 1, SC_NONE},
+     0, 0, "hooks\\.slack\\.com/services/T", 0, 1, SC_NONE, NO_ANCHOR},
     {SB_STRIPE_KEY, "(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}+", 0, 0,
-     "(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16}", 0, 0, SC_NONE},
+     "(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16}", 0, 0, SC_NONE, NO_ANCHOR},
     {SB_GOOGLE_API_KEY, "(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", 0, 0,
-     "AIza[0-9A-Za-z_\\-]{35}", 0, 0, SC_NONE},
+     "AIza[0-9A-Za-z_\\-]{35}", 0, 0, SC_NONE, NO_ANCHOR},
     {SB_JWT, "(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{2,}+\\.eyJ[A-Za-z0-9_-]{2,}+\\.[A-Za-z0-9_-]*+", 0,
-     0, "eyJ[A-Za-z0-9_\\-]{2}[A-Za-z0-9_\\-]*\\.eyJ", 0, 1, SC_JWT},
+     0, "eyJ[A-Za-z0-9_\\-]{2}[A-Za-z0-9_\\-]*\\.eyJ", 0, 1, SC_JWT, NO_ANCHOR},
     {SB_GENERIC_SECRET,
      "(?i)(?:api[_-]?key|secret|token|passw(?:or)?d|pwd|access[_-]?key|credential|auth)[a-z_-]{0,"
      "20}+"
      "[\"']?\\s{0,3}+[:=]\\s{0,3}+[\"']?(?-i)([A-Za-z0-9+/=_.~-]{12,256}+)",
      1, 0, "api[_\\-]?key|secret|token|passw(or)?d|pwd|access[_\\-]?key|credential|auth", CI, 1,
-     SC_SECRET},
+     SC_SECRET, NO_ANCHOR},
     {SB_GENERIC_SECRET, "^\\s*+([A-Za-z0-9+/=_.~-]{12,256}+)\\s*+$", 1, 1,
      "api[_\\-]?key|secret|token|passw(or)?d|pwd|access[_\\-]?key|credential|auth|bearer", CI, 1,
-     SC_SECRET},
+     SC_SECRET, NO_ANCHOR},
     /* Dashes or dots (536.22.8411) need no context; one kind in a number. */
     {SB_SSN, NB "(?<![0-9]\\.)[0-9]{3}([-.])[0-9]{2}\\1[0-9]{4}" NA, 0, 0,
-     "[0-9]{3}[\\-.][0-9]{2}[\\-.][0-9]{4}", 0, 0, SC_SSN},
+     "[0-9]{3}[\\-.][0-9]{2}[\\-.][0-9]{4}", 0, 0, SC_SSN, ANCHOR_DIGITS(4, 7)},
     {SB_SSN, NB "(?:[0-9]{3} [0-9]{2} [0-9]{4}|[0-9]{9})" NA, 0, 1,
-     "ssn|social.?security|soc\\.? ?sec|ss ?#|ss ?no", CI, 1, SC_SSN},
+     "ssn|social.?security|soc\\.? ?sec|ss ?#|ss ?no", CI, 1, SC_SSN, ANCHOR_DIGITS(4, 7)},
     {SB_ITIN, NB "(?<![0-9]\\.)9[0-9]{2}([-.])[0-9]{2}\\1[0-9]{4}" NA, 0, 0,
-     "9[0-9]{2}[\\-.][0-9]{2}[\\-.][0-9]{4}", 0, 0, SC_ITIN},
+     "9[0-9]{2}[\\-.][0-9]{2}[\\-.][0-9]{4}", 0, 0, SC_ITIN, ANCHOR_DIGITS(4, 7)},
     {SB_ITIN, NB "9(?:[0-9]{2} [0-9]{2} [0-9]{4}|[0-9]{8})" NA, 0, 1,
-     "itin|taxpayer|tax id|\\btin\\b", CI, 1, SC_ITIN},
+     "itin|taxpayer|tax id|\\btin\\b", CI, 1, SC_ITIN, ANCHOR_DIGITS(4, 7)},
     {SB_CREDIT_CARD, "(?<![A-Za-z0-9_])(?<![0-9][ -])[0-9](?:[ -]?[0-9])*+(?![A-Za-z_])", 0, 0,
-     "[0-9](?:[ \\-]?[0-9]){11}", 0, 0, SC_CARD},
+     "[0-9](?:[ \\-]?[0-9]){11}", 0, 0, SC_CARD, ANCHOR_DIGITS(1, 0)},
     /* Dotted groups (4111.1111.1111.1111, 3782.822463.10005): a rule of its own, so that the
      * digits after a decimal point never start a card. */
     {SB_CREDIT_CARD,
      "(?<![A-Za-z0-9_.])[0-9]{4}\\.(?:[0-9]{4}\\.[0-9]{4}\\.[0-9]{1,4}(?:\\.[0-9]{1,3})?|[0-9]{6}"
      "\\.[0-9]{4,5})(?![A-Za-z0-9_]|\\.[0-9])",
-     0, 0, "[0-9]{4}\\.[0-9]{4,6}\\.[0-9]{4}", 0, 0, SC_CARD},
+     0, 0, "[0-9]{4}\\.[0-9]{4,6}\\.[0-9]{4}", 0, 0, SC_CARD, ANCHOR_DIGITS(4, 0)},
     {SB_IBAN,
      "(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])", 0,
-     0, "[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}", 0, 0, SC_IBAN},
+     0, "[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}", 0, 0, SC_IBAN, ANCHOR_DIGITS(2, 2)},
     {SB_EMAIL, "(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}+", 0, 0,
-     "@[A-Za-z0-9\\-]+\\.[A-Za-z0-9.\\-]*[A-Za-z]{2}", 0, 1, SC_EMAIL},
+     "@[A-Za-z0-9\\-]+\\.[A-Za-z0-9.\\-]*[A-Za-z]{2}", 0, 1, SC_EMAIL, ANCHOR_BYTE('@', 64)},
     {SB_PHONE, "(?<![A-Za-z0-9+])\\+[1-9](?:[ .-]?\\(?[0-9]\\)?){7,14}+(?![A-Za-z0-9])", 0, 0,
-     "\\+[1-9](?:[ .\\-]?\\(?[0-9]\\)?){7}", 0, 0, SC_PHONE},
+     "\\+[1-9](?:[ .\\-]?\\(?[0-9]\\)?){7}", 0, 0, SC_PHONE, ANCHOR_BYTE('+', 0)},
     {SB_PHONE,
      "(?<![A-Za-z0-9+(.-])(?:1[ .-]?)?(?:\\([0-9]{3}\\)[ .-]?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}"
      "(?![A-Za-z0-9]|[.-][0-9])",
-     0, 0, "(?:[0-9]{3}[ .\\-]|\\([0-9]{3}\\)[ .\\-]?)[0-9]{3}[ .\\-][0-9]{4}", 0, 0, SC_PHONE},
+     0, 0, "(?:[0-9]{3}[ .\\-]|\\([0-9]{3}\\)[ .\\-]?)[0-9]{3}[ .\\-][0-9]{4}", 0, 0, SC_PHONE,
+     ANCHOR_DIGITS(3, 3)},
     {SB_IP_ADDRESS, "(?<![0-9.])(?:[0-9]{1,3}\\.){3}[0-9]{1,3}(?![0-9]|\\.[0-9])", 0, 0,
-     "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}", 0, 0, SC_IPV4},
+     "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}", 0, 0, SC_IPV4, ANCHOR_DIGITS(1, 0)},
     {SB_IP_ADDRESS,
      "(?<![A-Za-z0-9:.])(?:[0-9A-Fa-f]{0,4}:){2,7}+(?:(?:[0-9]{1,3}\\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,"
      "4})?"
      "(?![A-Za-z0-9:])",
-     0, 0, "[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}", 0, 0, SC_IPV6},
+     0, 0, "[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}", 0, 0, SC_IPV6,
+     ANCHOR_BYTE(':', 4)},
     {SB_NPI, "(?<![A-Za-z0-9])[12][0-9]{9}(?![A-Za-z0-9])", 0, 1,
-     "\\bnpi\\b|national provider|provider|prescriber", CI, 1, SC_NPI},
+     "\\bnpi\\b|national provider|provider|prescriber", CI, 1, SC_NPI, ANCHOR_DIGITS(10, 0)},
     {SB_DEA, "(?<![A-Za-z0-9])[ABCDEFGHJKLMPRSTUX][A-Z9][0-9]{7}(?![A-Za-z0-9])", 0, 1,
-     "\\bdea\\b|registration|prescriber|controlled substance", CI, 1, SC_DEA},
+     "\\bdea\\b|registration|prescriber|controlled substance", CI, 1, SC_DEA, ANCHOR_DIGITS(7, 2)},
     {SB_DOB,
      "(?<![A-Za-z0-9])(?:[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}|[0-9]{1,2}([/.-])[0-9]{1,2}\\1[0-9]{4}"
      "|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]{0,6}+\\.? "
@@ -223,23 +235,23 @@ static const struct builtin_rule builtin_rules[] = {
      "|[0-9]{1,2}(?:st|nd|rd|th)? "
      "(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]{0,6}+\\.?,? [0-9]{4})"
      "(?![A-Za-z0-9])",
-     0, 1, "\\bdob\\b|d\\.o\\.b|birth|\\bborn\\b", CI, 1, SC_DATE},
+     0, 1, "\\bdob\\b|d\\.o\\.b|birth|\\bborn\\b", CI, 1, SC_DATE, ANCHOR_DIGITS(4, 17)},
     {SB_PASSPORT, "(?<![A-Za-z0-9])(?:[A-Z][0-9]{8}|[0-9]{9})(?![A-Za-z0-9])", 0, 1, "passport", CI,
-     1, SC_NONE},
+     1, SC_NONE, ANCHOR_DIGITS(8, 1)},
     {SB_DRIVERS_LICENSE,
      "(?<![A-Za-z0-9-])(?:[A-Z]{1,2}[0-9]{4,14}|[0-9]{5,13}|[A-Z][0-9]{3}-[0-9]{3}-[0-9]{2}-[0-9]{"
      "3}-[0-9]"
      "|[A-Z]{1,2}-[0-9]{3,8}(?:-[0-9]{2,6}){0,3})(?![A-Za-z0-9]|-[0-9])",
-     0, 1, "driv|licen[cs]e|\\bdln?\\b", CI, 1, SC_NONE},
+     0, 1, "driv|licen[cs]e|\\bdln?\\b", CI, 1, SC_NONE, ANCHOR_DIGITS(3, 3)},
     {SB_MRN, "(?<![A-Za-z0-9])MRN[-:# ]{0,3}+[0-9]{6,10}(?![A-Za-z0-9])", 0, 0,
-     "MRN[\\-:# ]{0,3}[0-9]{6}", 0, 0, SC_NONE},
+     "MRN[\\-:# ]{0,3}[0-9]{6}", 0, 0, SC_NONE, ANCHOR_DIGITS(6, 6)},
     {SB_MRN, "(?<![A-Za-z0-9-])[A-Z]{0,3}[0-9]{6,10}(?![A-Za-z0-9]|-[0-9])", 0, 1,
      "\\bmrn\\b|medical record|record (number|no)|\\bchart\\b|patient (number|no|id)", CI, 1,
-     SC_NONE},
+     SC_NONE, ANCHOR_DIGITS(6, 3)},
     /* Last: on equal spans a more specific type wins over a bare ten-digit number. */
     {SB_PHONE, "(?<![A-Za-z0-9])1?[0-9]{10}(?![A-Za-z0-9])", 0, 1,
      "phone|\\btel\\b|telephone|mobile|\\bcell|\\bfax\\b|contact|\\bcall|\\bsms\\b", CI, 1,
-     SC_PHONE},
+     SC_PHONE, ANCHOR_DIGITS(10, 0)},
 };
 
 static atomic_uint_fast64_t generation_counter;
@@ -311,6 +323,9 @@ int safety_add_rule(struct safety_config *sc, const struct safety_rule_spec *spe
     r->keyword_filter = spec->keyword_filter;
     r->check = spec->check;
     r->hs_flags = spec->hs_flags;
+    r->anchor_digits = spec->anchor_digits;
+    r->anchor_byte = spec->anchor_byte;
+    r->anchor_lead = spec->anchor_lead;
     if (spec->hs) {
         hs_expr_info_t *info = NULL;
         hs_compile_error_t *cerr = NULL;
@@ -377,6 +392,9 @@ int safety_add_builtins(struct safety_config *sc)
             .hs_flags = br->hs_flags,
             .keyword_filter = br->keyword_filter,
             .check = br->check,
+            .anchor_digits = br->anchor_digits,
+            .anchor_lead = br->anchor_lead,
+            .anchor_byte = br->anchor_byte,
         };
         if (safety_add_rule(sc, &spec, why, sizeof why) != 0) {
             fprintf(stderr, "safety: built-in rule %zu (%s): %s\n", i, safety_builtin_names[br->b],

@@ -301,8 +301,9 @@ struct scan_ctx {
     const struct safety_sibling_ref *sib; /* NULL: no siblings (not a member, or a name) */
     int self_known;                       /* self_bits holds the member's own label */
     uint64_t self_bits[SAFETY_SIBLING_WORDS];
-    int digit;  /* -1 unknown; whether the text holds a digit */
-    int failed; /* out of memory while reading the siblings: the scan fails */
+    int digit;                      /* -1 unknown; whether the text holds a digit */
+    struct safety_digit_runs *runs; /* for the rules' anchors (read on first use) */
+    int failed;                     /* out of memory while reading the siblings: the scan fails */
 };
 
 /*
@@ -1029,28 +1030,126 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
     return 0;
 }
 
-static void run_rule(struct scan_ctx *x, int rule, size_t from)
+/* Where the next window of n digits in a row starts, at off or after; SIZE_MAX: none. */
+static size_t next_digits(const char *t, size_t tlen, size_t off, unsigned n)
 {
-    const struct safety_rule *r = &x->sc->rules[rule];
-    pcre2_match_data *md = x->ts->md;
-    size_t off = from;
-    while (off <= x->tlen) {
-        int rc = pcre2_match(r->re, (PCRE2_SPTR)x->t, x->tlen, off, 0, md, x->sc->match_ctx);
-        if (rc == PCRE2_ERROR_NOMATCH)
-            return;
-        if (rc < 0) {
-            *x->flags |= SAFETY_SCAN_LIMIT;
+    unsigned run = 0;
+    for (size_t i = off; i < tlen; i++) {
+        if (t[i] < '0' || t[i] > '9')
+            run = 0;
+        else if (++run == n)
+            return i + 1 - n;
+    }
+    return SIZE_MAX;
+}
+
+static void digit_runs_fill(struct safety_digit_runs *d, const char *t, size_t tlen)
+{
+    d->ready = 1;
+    d->n = 0;
+    size_t i = 0;
+    while (i < tlen) {
+        if (t[i] < '0' || t[i] > '9') {
+            i++;
+            continue;
+        }
+        if (d->n == SAFETY_DIGIT_RUNS || i > UINT32_MAX) {
+            d->covered = i;
             return;
         }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        size_t s = ov[2 * r->group], e = ov[2 * r->group + 1];
-        if (s != PCRE2_UNSET && e > s)
-            confirm(x, rule, s, e);
-        size_t next = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
-        if (next <= off)
-            next = off + 1;
-        off = next;
+        size_t s = i;
+        while (i < tlen && t[i] >= '0' && t[i] <= '9')
+            i++;
+        d->run[d->n].start = (uint32_t)s;
+        d->run[d->n].len = (uint32_t)(i - s > UINT32_MAX ? UINT32_MAX : i - s);
+        d->n++;
     }
+    d->covered = tlen;
+}
+
+/* next_digits from the text's runs (read once). */
+static size_t next_digits_in(struct safety_digit_runs *d, const char *t, size_t tlen, size_t off,
+                             unsigned n)
+{
+    if (!d->ready)
+        digit_runs_fill(d, t, tlen);
+    for (unsigned i = 0; i < d->n; i++) {
+        size_t s = d->run[i].start, e = s + d->run[i].len;
+        if (e <= off)
+            continue;
+        size_t q = s > off ? s : off;
+        if (e - q >= n)
+            return q;
+    }
+    if (d->covered >= tlen)
+        return SIZE_MAX;
+    return next_digits(t, tlen, d->covered > off ? d->covered : off, n);
+}
+
+int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, size_t from,
+                     int anchored, struct safety_digit_runs *runs, pcre2_match_data *md,
+                     pcre2_match_context *mc, int (*fn)(void *arg, size_t start, size_t end),
+                     void *arg)
+{
+    anchored = anchored && (r->anchor_digits || r->anchor_byte);
+    size_t off = from;
+    while (off <= tlen) {
+        size_t start = off;
+        if (anchored) {
+            /* A match starting at off or after holds its anchor at a >= off, and starts at
+             * a - anchor_lead or after: the positions before cannot start one. */
+            size_t a = SIZE_MAX;
+            if (r->anchor_byte) {
+                const char *p = off < tlen ? memchr(t + off, r->anchor_byte, tlen - off) : NULL;
+                a = p ? (size_t)(p - t) : SIZE_MAX;
+            } else {
+                a = runs ? next_digits_in(runs, t, tlen, off, r->anchor_digits)
+                         : next_digits(t, tlen, off, r->anchor_digits);
+            }
+            if (a == SIZE_MAX)
+                return 0;
+            if (a - off > r->anchor_lead)
+                start = a - r->anchor_lead;
+        }
+        int rc = pcre2_match(r->re, (PCRE2_SPTR)t, tlen, start, 0, md, mc);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            return 0;
+        if (rc < 0)
+            return -1;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        if (fn(arg, ov[0], ov[1]))
+            return 0;
+        size_t next = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+        off = next > off ? next : off + 1;
+    }
+    return 0;
+}
+
+struct rule_run {
+    struct scan_ctx *x;
+    int rule;
+    pcre2_match_data *md;
+};
+
+static int rule_matched(void *arg, size_t start, size_t end)
+{
+    (void)start;
+    (void)end;
+    struct rule_run *rr = arg;
+    const struct safety_rule *r = &rr->x->sc->rules[rr->rule];
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(rr->md);
+    size_t s = ov[2 * r->group], e = ov[2 * r->group + 1];
+    if (s != PCRE2_UNSET && e > s)
+        confirm(rr->x, rr->rule, s, e);
+    return 0;
+}
+
+static void run_rule(struct scan_ctx *x, int rule, size_t from)
+{
+    struct rule_run rr = {.x = x, .rule = rule, .md = x->ts->md};
+    if (safety_rule_each(&x->sc->rules[rule], x->t, x->tlen, from, 1, x->runs, rr.md,
+                         x->sc->match_ctx, rule_matched, &rr) != 0)
+        *x->flags |= SAFETY_SCAN_LIMIT;
 }
 
 static int cand_cmp(const void *a, const void *b)
@@ -1116,7 +1215,10 @@ int safety_scan_text_pre(const struct safety_config *sc, const struct safety_pre
     }
     memset(key_ctx, -1, sc->n_detectors);
     kv.nt = SIZE_MAX; /* built on first use */
+    struct safety_digit_runs runs;
+    runs.ready = 0;
     struct scan_ctx x = {.sc = sc,
+                         .runs = &runs,
                          .dir = dir,
                          .actions = actions,
                          .t = t,
