@@ -314,7 +314,8 @@ struct safety_digit_runs {
  * end) for each, with the match's whole span; a non-zero return stops the search. anchored 0
  * searches as if the rule had no anchor (the scan always passes 1; the tests compare both).
  * runs: the text's digit runs, zeroed before the first call for a text and kept for its
- * other rules (NULL: the text is read for each anchor).
+ * other rules (NULL: the text is read for each anchor). mc is the caller's own (a copy of the
+ * configuration's match context): its offset limit is set for each search.
  * Returns 0, or -1 when PCRE2 failed (its match limit).
  */
 int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, size_t from,

@@ -290,8 +290,12 @@ int safety_add_rule(struct safety_config *sc, const struct safety_rule_spec *spe
 {
     int errcode;
     PCRE2_SIZE erroff;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)spec->re, PCRE2_ZERO_TERMINATED, spec->re_flags,
-                                   &errcode, &erroff, NULL);
+    /* An anchored search limits where a match may start (pcre2_set_offset_limit). */
+    uint32_t flags = spec->re_flags;
+    if (spec->anchor_digits || spec->anchor_byte)
+        flags |= PCRE2_USE_OFFSET_LIMIT;
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)spec->re, PCRE2_ZERO_TERMINATED, flags, &errcode, &erroff, NULL);
     if (!re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(errcode, msg, sizeof msg);

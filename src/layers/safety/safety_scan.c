@@ -37,6 +37,10 @@ struct tls_state {
     hs_scratch_t *scratch;
     uint64_t generation;
     pcre2_match_data *md;
+    /* A copy of the configuration's match context (its limits), for the offset limit each
+     * anchored search sets; mc_generation: the configuration it was copied from. */
+    pcre2_match_context *mc;
+    uint64_t mc_generation;
     size_t *first_end;
     size_t first_cap;
     struct cand *cands;
@@ -62,6 +66,7 @@ static void tls_destroy(void *p)
         hs_free_scratch(t->scratch);
     if (t->md)
         pcre2_match_data_free(t->md);
+    pcre2_match_context_free(t->mc);
     free(t->first_end);
     free(t->cands);
     free(t->key_cache);
@@ -97,6 +102,14 @@ static struct tls_state *tls_get(const struct safety_config *sc)
         if (e != HS_SUCCESS)
             return NULL;
         tls->generation = sc->generation;
+    }
+    if (tls->mc_generation != sc->generation || !tls->mc) {
+        pcre2_match_context *mc = pcre2_match_context_copy(sc->match_ctx);
+        if (!mc)
+            return NULL;
+        pcre2_match_context_free(tls->mc);
+        tls->mc = mc;
+        tls->mc_generation = sc->generation;
     }
     if (tls->first_cap < 2 * sc->n_rules) {
         size_t *f = realloc(tls->first_end, 2 * sc->n_rules * sizeof *f);
@@ -1030,15 +1043,21 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
     return 0;
 }
 
-/* Where the next window of n digits in a row starts, at off or after; SIZE_MAX: none. */
-static size_t next_digits(const char *t, size_t tlen, size_t off, unsigned n)
+/* Where the next window of n digits in a row starts, at off or after (SIZE_MAX: none); *last:
+ * where the last window of its run starts. */
+static size_t next_digits(const char *t, size_t tlen, size_t off, unsigned n, size_t *last)
 {
     unsigned run = 0;
     for (size_t i = off; i < tlen; i++) {
-        if (t[i] < '0' || t[i] > '9')
+        if (t[i] < '0' || t[i] > '9') {
             run = 0;
-        else if (++run == n)
+        } else if (++run == n) {
+            size_t e = i + 1;
+            while (e < tlen && t[e] >= '0' && t[e] <= '9')
+                e++;
+            *last = e - n;
             return i + 1 - n;
+        }
     }
     return SIZE_MAX;
 }
@@ -1060,8 +1079,12 @@ static void digit_runs_fill(struct safety_digit_runs *d, const char *t, size_t t
         size_t s = i;
         while (i < tlen && t[i] >= '0' && t[i] <= '9')
             i++;
+        if (i - s > UINT32_MAX) {
+            d->covered = s;
+            return;
+        }
         d->run[d->n].start = (uint32_t)s;
-        d->run[d->n].len = (uint32_t)(i - s > UINT32_MAX ? UINT32_MAX : i - s);
+        d->run[d->n].len = (uint32_t)(i - s);
         d->n++;
     }
     d->covered = tlen;
@@ -1069,21 +1092,30 @@ static void digit_runs_fill(struct safety_digit_runs *d, const char *t, size_t t
 
 /* next_digits from the text's runs (read once). */
 static size_t next_digits_in(struct safety_digit_runs *d, const char *t, size_t tlen, size_t off,
-                             unsigned n)
+                             unsigned n, size_t *last)
 {
     if (!d->ready)
         digit_runs_fill(d, t, tlen);
-    for (unsigned i = 0; i < d->n; i++) {
+    /* The first run that ends past off (the runs are in order). */
+    unsigned lo = 0, hi = d->n;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        if ((size_t)d->run[mid].start + d->run[mid].len <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (unsigned i = lo; i < d->n; i++) {
         size_t s = d->run[i].start, e = s + d->run[i].len;
-        if (e <= off)
-            continue;
         size_t q = s > off ? s : off;
-        if (e - q >= n)
+        if (e - q >= n) {
+            *last = e - n;
             return q;
+        }
     }
     if (d->covered >= tlen)
         return SIZE_MAX;
-    return next_digits(t, tlen, d->covered > off ? d->covered : off, n);
+    return next_digits(t, tlen, d->covered > off ? d->covered : off, n, last);
 }
 
 int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, size_t from,
@@ -1092,28 +1124,40 @@ int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, si
                      void *arg)
 {
     anchored = anchored && (r->anchor_digits || r->anchor_byte);
+    if (pcre2_set_offset_limit(mc, PCRE2_UNSET) != 0)
+        return -1;
     size_t off = from;
     while (off <= tlen) {
-        size_t start = off;
+        size_t start = off, last = SIZE_MAX;
         if (anchored) {
-            /* A match starting at off or after holds its anchor at a >= off, and starts at
-             * a - anchor_lead or after: the positions before cannot start one. */
-            size_t a = SIZE_MAX;
+            /*
+             * A match starting at off or after holds an anchor at a >= off, and starts at
+             * a - anchor_lead or after: the positions before cannot start one. One search
+             * tries the starts up to the last window of a's run (the byte itself); past
+             * them a match needs a later anchor, found by the next turn.
+             */
+            size_t a;
             if (r->anchor_byte) {
                 const char *p = off < tlen ? memchr(t + off, r->anchor_byte, tlen - off) : NULL;
-                a = p ? (size_t)(p - t) : SIZE_MAX;
+                a = last = p ? (size_t)(p - t) : SIZE_MAX;
             } else {
-                a = runs ? next_digits_in(runs, t, tlen, off, r->anchor_digits)
-                         : next_digits(t, tlen, off, r->anchor_digits);
+                a = runs ? next_digits_in(runs, t, tlen, off, r->anchor_digits, &last)
+                         : next_digits(t, tlen, off, r->anchor_digits, &last);
             }
             if (a == SIZE_MAX)
                 return 0;
             if (a - off > r->anchor_lead)
                 start = a - r->anchor_lead;
+            if (pcre2_set_offset_limit(mc, last) != 0)
+                return -1;
         }
         int rc = pcre2_match(r->re, (PCRE2_SPTR)t, tlen, start, 0, md, mc);
-        if (rc == PCRE2_ERROR_NOMATCH)
-            return 0;
+        if (rc == PCRE2_ERROR_NOMATCH) {
+            if (!anchored)
+                return 0;
+            off = last >= off ? last + 1 : off + 1; /* last >= a >= off: always the first */
+            continue;
+        }
         if (rc < 0)
             return -1;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -1147,8 +1191,8 @@ static int rule_matched(void *arg, size_t start, size_t end)
 static void run_rule(struct scan_ctx *x, int rule, size_t from)
 {
     struct rule_run rr = {.x = x, .rule = rule, .md = x->ts->md};
-    if (safety_rule_each(&x->sc->rules[rule], x->t, x->tlen, from, 1, x->runs, rr.md,
-                         x->sc->match_ctx, rule_matched, &rr) != 0)
+    if (safety_rule_each(&x->sc->rules[rule], x->t, x->tlen, from, 1, x->runs, rr.md, x->ts->mc,
+                         rule_matched, &rr) != 0)
         *x->flags |= SAFETY_SCAN_LIMIT;
 }
 
