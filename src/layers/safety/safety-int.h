@@ -80,8 +80,9 @@ struct safety_rule {
     unsigned max_width; /* of the vectorscan expression; 0 when unbounded */
     /* The anchor: every match holds anchor_digits digits in a row (or, with anchor_byte,
      * that byte) starting at most anchor_lead bytes after the match's start, so a search
-     * begins anchor_lead bytes before the next one and stops where none is left. Both 0:
-     * none (custom rules). */
+     * begins anchor_lead bytes before the next one, tries the starts up to the end of its
+     * run (PCRE2_USE_OFFSET_LIMIT), and stops where none is left. Both 0: none (custom
+     * rules). */
     unsigned char anchor_digits;
     char anchor_byte;
     unsigned char anchor_lead;
