@@ -1306,8 +1306,11 @@ section_openloop() {
             log "openloop: $target at $OPENLOOP_RATE req/s (round $round of $BENCH_ROUNDS)"
             "start_$target" json
             mcp_session "$TARGET_URL"
+            local t0
+            t0=$(date +%s)
             run_loadgen "ol.$target" "$TARGET_URL" "$TARGET_PID" "$OPENLOOP_RATE"
             [[ $target == direct ]] || stop_bg "$TARGET_PID"
+            [[ $target != toolgate* ]] || openloop_stages "$target" $((t0 + BENCH_WARMUP)) "$(date +%s)"
         done
     done
     stop_bg "$BACKEND_PID"
@@ -1326,6 +1329,44 @@ section_openloop() {
         report ""
     fi
     openloop_ratios ol toolgate nginx h2o direct
+    openloop_stages_report
+}
+
+# openloop_stages TARGET FROM TO: the latency of each stage of the calls toolgate TARGET answered
+# between the epoch seconds FROM and TO (the measured part of its last round), from the
+# latency_ns of its own completion records (bench/stages.mjs), into OS_LINES[TARGET]. The wait
+# for a record's commit comes after its completion record is made, so it is in no stage: the
+# gap between the load generator's latency and "total" is that wait and the client's side.
+declare -A OS_LINES=()
+openloop_stages() {
+    local target=$1 from=$2 to=$3 store=$TMP/$1/audit.db out
+    [[ -f $store ]] && command -v node >/dev/null || return 0
+    out=$("$TOOLGATE" audit export "sqlite:$store" --format jsonl \
+        --since "$(date -u -d "@$from" +%Y-%m-%dT%H:%M:%SZ)" \
+        --until "$(date -u -d "@$to" +%Y-%m-%dT%H:%M:%SZ)" 2>/dev/null |
+        node "$BENCH_DIR/stages.mjs") || {
+        log "openloop: no stage latencies for $target (the export or bench/stages.mjs failed)"
+        return 0
+    }
+    OS_LINES[$target]=$out
+}
+
+openloop_stages_report() {
+    local target line key
+    [[ ${#OS_LINES[@]} -gt 0 ]] || return 0
+    report ""
+    report "Where a toolgate call's time went at this rate (its completion records' \`latency_ns\`, the measured part of the last round; the wait for the record's commit is after them):"
+    report ""
+    report "| target | stage | calls | p50 ms | p99 ms | p99.9 ms | max ms |"
+    report "|---|---|---:|---:|---:|---:|---:|"
+    for target in $BENCH_OPENLOOP_TARGETS; do
+        [[ -n ${OS_LINES[$target]:-} ]] || continue
+        while read -r line; do
+            key=$(sed -n 's/.*key=\([^ ]*\).*/\1/p' <<<"$line")
+            report "| $target | $key | $(wrk_field "$line" n) | $(fmt_ms "$(wrk_field "$line" p50_us)") |" \
+                "$(fmt_ms "$(wrk_field "$line" p99_us)") | $(fmt_ms "$(wrk_field "$line" p999_us)") | $(fmt_ms "$(wrk_field "$line" max_us)") |"
+        done <<<"${OS_LINES[$target]}"
+    done
 }
 
 # ---------------------------------------------------------------------------------------------
