@@ -311,18 +311,17 @@ struct safety_digit_runs {
 
 /*
  * Every match of rule r in the normalized text t[0, tlen) that starts at from or after, left to
- * right as the scan takes them (a search resumes where the last match ended): fn(arg, start,
- * end) for each, with the match's whole span; a non-zero return stops the search. anchored 0
- * searches as if the rule had no anchor (the scan always passes 1; the tests compare both).
- * runs: the text's digit runs, zeroed before the first call for a text and kept for its
- * other rules (NULL: the text is read for each anchor). mc is the caller's own (a copy of the
- * configuration's match context): its offset limit is set for each search.
- * Returns 0, or -1 when PCRE2 failed (its match limit).
+ * right as the scan takes them (a search resumes where the last match ended): fn(arg, ovector)
+ * for each (pairs of offsets: the whole match, then its groups); a non-zero return stops the
+ * search. A rule without an anchor is searched as before anchors (the tests compare a rule
+ * with its anchor cleared). runs: the text's digit runs, zeroed before the first call for a
+ * text and kept for its other rules (NULL: the text is read for each anchor). mc is the
+ * caller's own (a copy of the configuration's match context): its offset limit is set for
+ * each search. Returns 0, or -1 when PCRE2 failed (its match limit).
  */
 int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, size_t from,
-                     int anchored, struct safety_digit_runs *runs, pcre2_match_data *md,
-                     pcre2_match_context *mc, int (*fn)(void *arg, size_t start, size_t end),
-                     void *arg);
+                     struct safety_digit_runs *runs, pcre2_match_data *md, pcre2_match_context *mc,
+                     int (*fn)(void *arg, const PCRE2_SIZE *ov), void *arg);
 
 /* Frees this thread's scanning state (threads that end free it themselves). */
 void safety_thread_cleanup(void);

@@ -1119,11 +1119,10 @@ static size_t next_digits_in(struct safety_digit_runs *d, const char *t, size_t 
 }
 
 int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, size_t from,
-                     int anchored, struct safety_digit_runs *runs, pcre2_match_data *md,
-                     pcre2_match_context *mc, int (*fn)(void *arg, size_t start, size_t end),
-                     void *arg)
+                     struct safety_digit_runs *runs, pcre2_match_data *md, pcre2_match_context *mc,
+                     int (*fn)(void *arg, const PCRE2_SIZE *ov), void *arg)
 {
-    anchored = anchored && (r->anchor_digits || r->anchor_byte);
+    int anchored = r->anchor_digits || r->anchor_byte;
     if (pcre2_set_offset_limit(mc, PCRE2_UNSET) != 0)
         return -1;
     size_t off = from;
@@ -1161,7 +1160,7 @@ int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, si
         if (rc < 0)
             return -1;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        if (fn(arg, ov[0], ov[1]))
+        if (fn(arg, ov))
             return 0;
         size_t next = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
         off = next > off ? next : off + 1;
@@ -1172,16 +1171,12 @@ int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, si
 struct rule_run {
     struct scan_ctx *x;
     int rule;
-    pcre2_match_data *md;
 };
 
-static int rule_matched(void *arg, size_t start, size_t end)
+static int rule_matched(void *arg, const PCRE2_SIZE *ov)
 {
-    (void)start;
-    (void)end;
     struct rule_run *rr = arg;
     const struct safety_rule *r = &rr->x->sc->rules[rr->rule];
-    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(rr->md);
     size_t s = ov[2 * r->group], e = ov[2 * r->group + 1];
     if (s != PCRE2_UNSET && e > s)
         confirm(rr->x, rr->rule, s, e);
@@ -1190,8 +1185,8 @@ static int rule_matched(void *arg, size_t start, size_t end)
 
 static void run_rule(struct scan_ctx *x, int rule, size_t from)
 {
-    struct rule_run rr = {.x = x, .rule = rule, .md = x->ts->md};
-    if (safety_rule_each(&x->sc->rules[rule], x->t, x->tlen, from, 1, x->runs, rr.md, x->ts->mc,
+    struct rule_run rr = {.x = x, .rule = rule};
+    if (safety_rule_each(&x->sc->rules[rule], x->t, x->tlen, from, x->runs, x->ts->md, x->ts->mc,
                          rule_matched, &rr) != 0)
         *x->flags |= SAFETY_SCAN_LIMIT;
 }
