@@ -44,9 +44,17 @@ async function waitFor(what, fn, ms = 10000) {
     try {
       if (await fn()) return;
     } catch { /* not up yet */ }
-    if (Date.now() > end) throw new Error(`${what} did not come up`);
+    if (Date.now() > end) throw new Error(`${what} did not come up${whyNot()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+// What the processes started so far say about a start that failed: whichever exited, and
+// everyone's last stderr (toolgate logs why it refused to start, or what it waits for).
+function whyNot() {
+  return procs.map((p) => `\n  ${p.name}: ${p.exitCode !== null || p.signalCode
+    ? `exited (${p.exitCode ?? p.signalCode})` : 'running'}${p.stderrText
+    ? `, stderr: ${p.stderrText.slice(-600)}` : ''}`).join('');
 }
 
 function tcpOpen(port) {
@@ -90,6 +98,10 @@ limits:
   costs: {default: 0, charge_card: 0.40}
   budgets:
     - {name: daily, per: user, cap: 1.00, period: day}
+# The two instances share one pins store, as a deployment's would; not the working directory's
+# default file, which other tests' instances use too.
+integrity:
+  store: "sqlite:${join(dir, 'pins.db')}"
 audit:
   store: "sqlite:${join(dir, `audit-${port}.db`)}"
 `;
