@@ -575,6 +575,21 @@ int cfg_get_duration_ms(const struct cfg_doc *doc, const struct cfg_node *map, c
     return 0;
 }
 
+int cfg_get_duration_ns(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
+                        const char *key, uint64_t *out, struct cfg_error *err)
+{
+    char p[256];
+    const struct cfg_node *n = NULL;
+    int rc = get_scalar(doc, map, path, key, &n, p, sizeof p, err);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    if (gw_parse_duration_ns(n->scalar, out) != 0)
+        return cfg_errorf(err, doc, n, p,
+                          "\"%s\" is not a duration (write it like 200us, 1ms, 250ms, 30s)",
+                          n->scalar);
+    return 0;
+}
+
 int cfg_get_size(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
                  const char *key, uint64_t *out, struct cfg_error *err)
 {

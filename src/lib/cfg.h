@@ -89,6 +89,9 @@ int cfg_get_double(const struct cfg_doc *doc, const struct cfg_node *map, const 
                    const char *key, double *out, struct cfg_error *err);
 int cfg_get_duration_ms(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
                         const char *key, uint64_t *out, struct cfg_error *err);
+/* The same in nanoseconds, for durations below a millisecond ("200us"). */
+int cfg_get_duration_ns(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
+                        const char *key, uint64_t *out, struct cfg_error *err);
 int cfg_get_size(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
                  const char *key, uint64_t *out, struct cfg_error *err);
 /* A string or a list of strings -> NULL-terminated malloc'd array (free with cfg_strv_free). */

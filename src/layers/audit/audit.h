@@ -36,6 +36,10 @@ enum audit_args_mode {
 
 enum audit_durability { AUDIT_DURABLE_COMMIT = 0, AUDIT_DURABLE_QUEUED };
 
+/* audit.commit_delay: the default and the largest allowed. */
+#define AUDIT_COMMIT_DELAY_DEFAULT_NS 200000ull
+#define AUDIT_COMMIT_DELAY_MAX_NS 100000000ull
+
 struct audit_config {
     char *store;       /* "sqlite:PATH" or "postgres://..." */
     char *mirror;      /* NULL, "stdout" or "jsonl:PATH" */
@@ -48,6 +52,13 @@ struct audit_config {
      */
     uint64_t checkpoint_every;
     uint64_t checkpoint_interval_ms;
+    /*
+     * How long a small commit (fewer than 64 records) whose records are waited for lets more
+     * records arrive before it is written (200us; 0 to 100ms): longer shares each commit's
+     * fixed cost (the signature, the transaction) among more calls at the price of that much
+     * latency on the answers that wait for it.
+     */
+    uint64_t commit_delay_ns;
     enum audit_args_mode arguments;
     /*
      * commit (default): an answer reaches the client only after its completion record is

@@ -144,7 +144,7 @@ int audit_bench_main(int argc, char **argv)
 {
     uint64_t records = 0;
     int threads = 2, rc = 1, wait = 0;
-    const char *dir = NULL;
+    const char *dir = NULL, *delay = NULL;
     if (argc >= 2 && strcmp(argv[1], "gen") == 0)
         return audit_gen_main(argc - 1, argv + 1);
     char tmpl[] = "/tmp/toolgate-audit-bench-XXXXXX", store[4200];
@@ -157,11 +157,13 @@ int audit_bench_main(int argc, char **argv)
             dir = argv[++i];
         else if (strcmp(argv[i], "--wait") == 0)
             wait = 1;
+        else if (strcmp(argv[i], "--commit-delay") == 0 && i + 1 < argc)
+            delay = argv[++i];
         else {
             int help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
             fprintf(help ? stdout : stderr,
                     "usage: toolgate bench audit [--records N] [--threads T] [--wait] "
-                    "[--dir D]\n");
+                    "[--commit-delay DURATION] [--dir D]\n");
             return help ? 0 : 2;
         }
     }
@@ -177,6 +179,12 @@ int audit_bench_main(int argc, char **argv)
     struct audit_config ac;
     if (audit_config_defaults(&ac) != 0)
         return 1;
+    if (delay && (gw_parse_duration_ns(delay, &ac.commit_delay_ns) != 0 ||
+                  ac.commit_delay_ns > AUDIT_COMMIT_DELAY_MAX_NS)) {
+        fprintf(stderr, "bench audit: --commit-delay \"%s\": write a duration from 0 to 100ms\n",
+                delay);
+        return 2;
+    }
     free(ac.store);
     ac.store = strdup(store);
     ac.instance_id[0] = ac.instance_id[0] ? ac.instance_id[0] : 'b';
@@ -219,11 +227,12 @@ int audit_bench_main(int argc, char **argv)
         qsort(waits, records, sizeof *waits, cmp_u64);
         double per_commit = st.batches ? (double)st.writer_cpu_ns / 1e3 / (double)st.batches : 0;
         printf("audit --wait: %llu records in %.2f s = %.0f records/s into SQLite "
-               "(synchronous=%s), %d producer threads each waiting for its record's commit: "
-               "%llu group commits (%.1f records each), %llu signed; wait for the commit p50 "
-               "%.0f us, p99 %.0f us; writer thread %.1f us CPU/commit, %.1f us CPU/record)\n",
-               (unsigned long long)st.committed, secs, (double)st.committed / secs, sync, threads,
-               (unsigned long long)st.batches,
+               "(synchronous=%s, commit_delay %.0f us), %d producer threads each waiting for its "
+               "record's commit: %llu group commits (%.1f records each), %llu signed; wait for "
+               "the commit p50 %.0f us, p99 %.0f us; writer thread %.1f us CPU/commit, %.1f us "
+               "CPU/record)\n",
+               (unsigned long long)st.committed, secs, (double)st.committed / secs, sync,
+               (double)ac.commit_delay_ns / 1e3, threads, (unsigned long long)st.batches,
                st.batches ? (double)st.committed / (double)st.batches : 0,
                (unsigned long long)st.checkpoints, (double)waits[records / 2] / 1e3,
                (double)waits[records - 1 - records / 100] / 1e3, per_commit, us);

@@ -18,6 +18,7 @@ int audit_config_defaults(struct audit_config *ac)
     ac->instance_id = strdup(host);
     ac->checkpoint_every = 1000;
     ac->checkpoint_interval_ms = 1000;
+    ac->commit_delay_ns = AUDIT_COMMIT_DELAY_DEFAULT_NS;
     ac->arguments = AUDIT_ARGS_REDACTED;
     ac->queue = 65536;
     return ac->store && ac->instance_id ? 0 : -1;
@@ -48,8 +49,8 @@ int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section
                        struct audit_config **out, struct cfg_error *err)
 {
     static const char *const keys[] = {
-        "store", "mirror", "signing_key", "instance_id", "checkpoint", "arguments", "durability",
-        "sync",  "queue",  "rotate",      "retention",   "sinks",      NULL};
+        "store", "mirror", "signing_key", "instance_id", "checkpoint",   "arguments", "durability",
+        "sync",  "queue",  "rotate",      "retention",   "commit_delay", "sinks",     NULL};
     static const char *const cp_keys[] = {"every", "interval", NULL};
     static const char *const rot_keys[] = {"max_records", "max_bytes", NULL};
     const char *P = "audit";
@@ -152,6 +153,13 @@ int audit_config_parse(const struct cfg_doc *doc, const struct cfg_node *section
                        "must be between 1ms and 1h");
             goto fail;
         }
+    }
+    if (cfg_get_duration_ns(doc, section, P, "commit_delay", &ac->commit_delay_ns, err))
+        goto fail;
+    if (ac->commit_delay_ns > AUDIT_COMMIT_DELAY_MAX_NS) {
+        cfg_errorf(err, doc, cfg_map_get(section, "commit_delay"), "audit.commit_delay",
+                   "must be between 0 (commit at once) and 100ms");
+        goto fail;
     }
     queue = (int64_t)ac->queue;
     if (cfg_get_int(doc, section, P, "queue", 16, 16777216, &queue, err))

@@ -23,9 +23,8 @@
 #include <unistd.h>
 
 #define WRITER_BATCH 4096
-/* Fewer queued records than this wait WRITER_GATHER_NS for company before a commit. */
+/* Fewer queued records than this wait audit.commit_delay for company before a commit. */
 #define WRITER_GATHER_BELOW 64
-#define WRITER_GATHER_NS 200000L
 /*
  * When no queued record holds an answer (durability: queued, the usual records of denials
  * and of events), nobody waits for the commit: gather for up to this long or this many
@@ -404,9 +403,11 @@ static void *writer_main(void *arg)
                 gw_cond_wait_until_ms(&W.work, &W.mu, until);
             W.gathering = 0;
         }
-        if (!W.stopping && W.count > 0 && W.count < WRITER_GATHER_BELOW && W.flushers == 0) {
+        if (!W.stopping && W.count > 0 && W.count < WRITER_GATHER_BELOW && W.flushers == 0 &&
+            W.ac.commit_delay_ns) {
             pthread_mutex_unlock(&W.mu);
-            struct timespec pause = {0, WRITER_GATHER_NS};
+            struct timespec pause = {(time_t)(W.ac.commit_delay_ns / 1000000000ull),
+                                     (long)(W.ac.commit_delay_ns % 1000000000ull)};
             nanosleep(&pause, NULL);
             pthread_mutex_lock(&W.mu);
         }

@@ -630,6 +630,92 @@ static void test_completion_held_until_durable(void **state)
     f->ac->durability = AUDIT_DURABLE_COMMIT;
 }
 
+/* ---- audit.commit_delay ---- */
+
+struct delay_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, ok;
+};
+
+static void on_delay_commit(void *arg, int ok)
+{
+    struct delay_wait *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    w->ok = ok;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/*
+ * One waited record at a time, `n` times: the wall time it took (ns) and the commits made.
+ * Each record is alone in the queue, so each one is a small commit the delay applies to.
+ */
+static uint64_t one_by_one(int n, uint64_t *commits)
+{
+    struct audit_writer_stats before, after;
+    audit_writer_stats(&before);
+    uint64_t t0 = gw_mono_ns();
+    for (int i = 0; i < n; i++) {
+        struct delay_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+        assert_int_equal(
+            audit_submit_notify(simple_record("alice", "t", "allow", i), on_delay_commit, &w), 0);
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        assert_true(w.ok);
+    }
+    uint64_t took = gw_mono_ns() - t0;
+    audit_writer_stats(&after);
+    *commits = after.batches - before.batches;
+    return took;
+}
+
+static void test_commit_delay(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 10 };
+    const uint64_t delay = 20000000ull; /* 20 ms */
+    uint64_t commits;
+
+    /* A delay holds every small commit at least that long: N of them take N delays or more. */
+    f->ac->commit_delay_ns = delay;
+    assert_int_equal(audit_writer_start(f->ac, NULL), 0);
+    one_by_one(1, &commits); /* the first may share the commit of the start record */
+    uint64_t delayed = one_by_one(N, &commits);
+    assert_int_equal(commits, N);
+    if (delayed < N * delay)
+        fail_msg("%d commits with a 20 ms delay took %.1f ms", N, (double)delayed / 1e6);
+    /* A flush asks for what is queued now: it is not held for the delay. */
+    assert_int_equal(audit_submit(simple_record("alice", "t", "allow", 0)), 0);
+    uint64_t t0 = gw_mono_ns();
+    assert_int_equal(audit_flush(), 0);
+    uint64_t flushed = gw_mono_ns() - t0;
+    audit_stop();
+
+    /* 0 commits at once: the same N commits finish well inside what the delay alone cost. */
+    f->ac->commit_delay_ns = 0;
+    assert_int_equal(audit_writer_start(f->ac, NULL), 0);
+    one_by_one(1, &commits);
+    uint64_t prompt = one_by_one(N, &commits);
+    assert_int_equal(commits, N);
+    audit_stop();
+    f->ac->commit_delay_ns = AUDIT_COMMIT_DELAY_DEFAULT_NS;
+    if (prompt >= N * delay)
+        fail_msg("%d commits without a delay took %.1f ms, as long as %d delays", N,
+                 (double)prompt / 1e6, N);
+    if (flushed >= delay && flushed >= prompt)
+        fail_msg("a flush waited %.1f ms, the length of the delay", (double)flushed / 1e6);
+
+    /* Every record of both runs is in the store and the chain verifies. */
+    assert_int_equal(count_rows(f->db, "WHERE kind = 'decision'"), 2 * N + 3);
+    char problem[512];
+    if (verify_one(f, f->db, FX_VERIFY_CLOSED, problem, sizeof problem) != 0)
+        fail_msg("%s", problem);
+}
+
 /* ---- verification against tampering ---- */
 
 static void build_store(struct fixture *f, int n)
@@ -1053,6 +1139,7 @@ static void test_config(void **state)
     assert_int_equal(ac->checkpoint_interval_ms, 1000);
     assert_int_equal(ac->arguments, AUDIT_ARGS_REDACTED);
     assert_int_equal(ac->queue, 65536);
+    assert_int_equal(ac->commit_delay_ns, 200000);
     assert_null(ac->mirror);
     assert_non_null(ac->instance_id);
     audit_config_free(ac);
@@ -1062,7 +1149,7 @@ static void test_config(void **state)
                                 "  checkpoint: {every: 10, interval: 250ms}\n"
                                 "  arguments: hash\n  queue: 1024\n"
                                 "  rotate: {max_records: 5000, max_bytes: 1MiB}\n"
-                                "  retention: 30d\n",
+                                "  retention: 30d\n  commit_delay: 1500us\n",
                                 &ac, &err),
                      0);
     assert_string_equal(ac->store, "sqlite:/var/x.db");
@@ -1076,7 +1163,23 @@ static void test_config(void **state)
     assert_int_equal(ac->rotate_max_records, 5000);
     assert_int_equal(ac->rotate_max_bytes, 1048576);
     assert_int_equal(ac->retention_ms, 30ull * 86400000);
+    assert_int_equal(ac->commit_delay_ns, 1500000);
     audit_config_free(ac);
+
+    /* commit_delay: 0 commits at once; the largest is 100ms; a bare number has no unit. */
+    static const struct {
+        const char *text;
+        uint64_t ns;
+    } delays[] = {{"0", 0}, {"0us", 0}, {"200us", 200000}, {"1ms", 1000000}, {"100ms", 100000000}};
+    for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
+        char yaml[96];
+        snprintf(yaml, sizeof yaml, "audit:\n  commit_delay: %s\n", delays[i].text);
+        ac = NULL;
+        if (parse_yaml(yaml, &ac, &err) != 0)
+            fail_msg("refused commit_delay %s: %s", delays[i].text, err.msg);
+        assert_int_equal(ac->commit_delay_ns, delays[i].ns);
+        audit_config_free(ac);
+    }
 
     assert_int_equal(parse_yaml("audit:\n  store: \"postgres://u@127.0.0.1/db\"\n", &ac, &err), 0);
     audit_config_free(ac);
@@ -1094,6 +1197,12 @@ static void test_config(void **state)
         "audit:\n  rotate: {}\n",
         "audit:\n  store: \"postgres://x\"\n  rotate: {max_records: 5000}\n",
         "audit:\n  retention: 30d\n",
+        "audit:\n  commit_delay: 101ms\n",
+        "audit:\n  commit_delay: 1s\n",
+        "audit:\n  commit_delay: -1ms\n",
+        "audit:\n  commit_delay: 200\n",
+        "audit:\n  commit_delay: soon\n",
+        "audit:\n  commit_delay: [1ms]\n",
         "audit: [1, 2]\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1119,6 +1228,7 @@ int main(void)
         cmocka_unit_test(test_record_target_with_pii),
         cmocka_unit_test_setup_teardown(test_queue_full_denies_503, setup, teardown),
         cmocka_unit_test_setup_teardown(test_completion_held_until_durable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_catches_tampering, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_catches_rehashed_chain, setup, teardown),
