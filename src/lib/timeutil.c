@@ -54,6 +54,16 @@ void gw_cond_wait_until_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t unt
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
+void gw_cond_wait_until_ns(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t until_ns)
+{
+    /* The condition variable follows CLOCK_MONOTONIC, gw_mono_ns()'s clock: no conversion. */
+    if (until_ns <= gw_mono_ns())
+        return;
+    struct timespec ts = {.tv_sec = (time_t)(until_ns / 1000000000ull),
+                          .tv_nsec = (long)(until_ns % 1000000000ull)};
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 void gw_time_rfc3339(uint64_t ns, char *out, size_t outlen)
 {
     time_t secs = (time_t)(ns / 1000000000ull);

@@ -17,6 +17,8 @@ int gw_cond_init_monotonic(pthread_cond_t *cv);
 /* Waits on cv (made by gw_cond_init_monotonic, mu held) until the gw_mono_ms() time until_ms,
  * a signal or a spurious wake-up; returns at once when until_ms has passed. */
 void gw_cond_wait_until_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t until_ms);
+/* The same to the gw_mono_ns() time until_ns. */
+void gw_cond_wait_until_ns(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t until_ns);
 /* Formats ns-since-epoch as 2026-01-02T03:04:05.123456789Z (UTC); out needs >= 32 bytes. */
 void gw_time_rfc3339(uint64_t ns, char *out, size_t outlen);
 

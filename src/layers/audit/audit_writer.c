@@ -44,7 +44,7 @@ struct writer {
     size_t cap, head, count;
     uint64_t queued_bytes;
     size_t waited;   /* queued records whose submitter waits for their commit (notify) */
-    int gathering;   /* the writer waits for more records before committing */
+    int gathering;   /* the writer waits for more records before committing (GATHER_*) */
     size_t flushers; /* callers of audit_flush waiting: nothing is gathered for them */
     int running, stopping, failed, inject_failure, hold;
     uint64_t finished; /* records taken from the queue whose notice has been delivered */
@@ -82,6 +82,13 @@ struct writer {
     } * lines;
     size_t n_lines, cap_lines;
     int sinks; /* audit.sinks run: lines are built for them too */
+};
+
+/* What the writer is gathering for; a flush or a stop ends either at once. */
+enum {
+    GATHER_NONE,
+    GATHER_QUEUED, /* nobody waits: a waited record or enough of them end it too */
+    GATHER_DELAY,  /* audit.commit_delay before a small commit */
 };
 
 static struct writer W = {
@@ -397,19 +404,20 @@ static void *writer_main(void *arg)
             W.count < WRITER_QUEUED_GATHER_RECORDS) {
             /* Nobody waits: gather longer, until a waiting record, enough records or stop. */
             uint64_t until = gw_mono_ms() + WRITER_QUEUED_GATHER_MS;
-            W.gathering = 1;
+            W.gathering = GATHER_QUEUED;
             while (!W.stopping && !W.hold && W.waited == 0 && W.flushers == 0 &&
                    W.count < WRITER_QUEUED_GATHER_RECORDS && gw_mono_ms() < until)
                 gw_cond_wait_until_ms(&W.work, &W.mu, until);
-            W.gathering = 0;
+            W.gathering = GATHER_NONE;
         }
         if (!W.stopping && W.count > 0 && W.count < WRITER_GATHER_BELOW && W.flushers == 0 &&
             W.ac.commit_delay_ns) {
-            pthread_mutex_unlock(&W.mu);
-            struct timespec pause = {(time_t)(W.ac.commit_delay_ns / 1000000000ull),
-                                     (long)(W.ac.commit_delay_ns % 1000000000ull)};
-            nanosleep(&pause, NULL);
-            pthread_mutex_lock(&W.mu);
+            /* Records arriving meanwhile do not wake the writer: the delay is the point. */
+            uint64_t until = gw_mono_ns() + W.ac.commit_delay_ns;
+            W.gathering = GATHER_DELAY;
+            while (!W.stopping && W.flushers == 0 && gw_mono_ns() < until)
+                gw_cond_wait_until_ns(&W.work, &W.mu, until);
+            W.gathering = GATHER_NONE;
         }
         size_t n = 0;
         while (batch && W.count && n < WRITER_BATCH && (!W.hold || W.stopping)) {
@@ -500,7 +508,8 @@ int audit_submit_item(struct audit_item *it, void (*notify)(void *arg, int ok), 
         W.stats.submitted++;
         if (notify)
             W.waited++;
-        if (W.count == 1 || (W.gathering && (notify || W.count == WRITER_QUEUED_GATHER_RECORDS)))
+        if (W.count == 1 ||
+            (W.gathering == GATHER_QUEUED && (notify || W.count == WRITER_QUEUED_GATHER_RECORDS)))
             pthread_cond_signal(&W.work);
     } else {
         W.stats.rejected++;
