@@ -560,34 +560,36 @@ int cfg_get_double(const struct cfg_doc *doc, const struct cfg_node *map, const 
     return 0;
 }
 
-int cfg_get_duration_ms(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
-                        const char *key, uint64_t *out, struct cfg_error *err)
+/* A duration in nanoseconds; `like` shows how to write one in the error. */
+static int get_duration(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
+                        const char *key, uint64_t *out_ns, const char *like, struct cfg_error *err)
 {
     char p[256];
     const struct cfg_node *n = NULL;
     int rc = get_scalar(doc, map, path, key, &n, p, sizeof p, err);
     if (rc != 0)
-        return rc < 0 ? -1 : 0;
-    if (gw_parse_duration_ms(n->scalar, out) != 0)
-        return cfg_errorf(err, doc, n, p,
-                          "\"%s\" is not a duration (write it like 250ms, 30s, 5m, 1h, 1d)",
-                          n->scalar);
+        return rc < 0 ? -1 : 1;
+    if (gw_parse_duration_ns(n->scalar, out_ns) != 0)
+        return cfg_errorf(err, doc, n, p, "\"%s\" is not a duration (write it like %s)", n->scalar,
+                          like);
     return 0;
+}
+
+int cfg_get_duration_ms(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
+                        const char *key, uint64_t *out, struct cfg_error *err)
+{
+    uint64_t ns;
+    int rc = get_duration(doc, map, path, key, &ns, "250ms, 30s, 5m, 1h, 1d", err);
+    if (rc == 0) /* as gw_parse_duration_ms: a part of a millisecond counts as one */
+        *out = ns / 1000000ull + (ns % 1000000ull ? 1 : 0);
+    return rc < 0 ? -1 : 0;
 }
 
 int cfg_get_duration_ns(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
                         const char *key, uint64_t *out, struct cfg_error *err)
 {
-    char p[256];
-    const struct cfg_node *n = NULL;
-    int rc = get_scalar(doc, map, path, key, &n, p, sizeof p, err);
-    if (rc != 0)
-        return rc < 0 ? -1 : 0;
-    if (gw_parse_duration_ns(n->scalar, out) != 0)
-        return cfg_errorf(err, doc, n, p,
-                          "\"%s\" is not a duration (write it like 200us, 1ms, 250ms, 30s)",
-                          n->scalar);
-    return 0;
+    int rc = get_duration(doc, map, path, key, out, "200us, 1ms, 250ms, 30s", err);
+    return rc < 0 ? -1 : 0;
 }
 
 int cfg_get_size(const struct cfg_doc *doc, const struct cfg_node *map, const char *path,
