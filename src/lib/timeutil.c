@@ -41,19 +41,6 @@ int gw_cond_init_monotonic(pthread_cond_t *cv)
     return rc;
 }
 
-void gw_cond_wait_until_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t until_ms)
-{
-    uint64_t now = gw_mono_ms();
-    if (until_ms <= now)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (until_ms - now) * 1000000ull;
-    ts.tv_sec += (time_t)(ns / 1000000000ull);
-    ts.tv_nsec = (long)(ns % 1000000000ull);
-    pthread_cond_timedwait(cv, mu, &ts);
-}
-
 void gw_cond_wait_until_ns(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t until_ns)
 {
     /* The condition variable follows CLOCK_MONOTONIC, gw_mono_ns()'s clock: no conversion. */
@@ -62,6 +49,12 @@ void gw_cond_wait_until_ns(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t unt
     struct timespec ts = {.tv_sec = (time_t)(until_ns / 1000000000ull),
                           .tv_nsec = (long)(until_ns % 1000000000ull)};
     pthread_cond_timedwait(cv, mu, &ts);
+}
+
+void gw_cond_wait_until_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t until_ms)
+{
+    gw_cond_wait_until_ns(cv, mu,
+                          until_ms > UINT64_MAX / 1000000ull ? UINT64_MAX : until_ms * 1000000ull);
 }
 
 void gw_time_rfc3339(uint64_t ns, char *out, size_t outlen)

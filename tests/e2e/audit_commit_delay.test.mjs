@@ -9,34 +9,16 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { writeFileSync } from "node:fs";
 import { startToolgate, startEhr, killAll, tempDir, TOOLGATE_BIN } from "./lib/harness.mjs";
+import { post, openSession } from "./lib/mcp-fetch.mjs";
 
 after(killAll);
 
-const HEADERS = { "Content-Type": "application/json", Accept: "application/json, text/event-stream" };
 const CALLS = 5;
 const DELAY_MS = 100;
 
-async function post(url, body, session) {
-    const headers = { ...HEADERS };
-    if (session) {
-        headers["Mcp-Session-Id"] = session;
-        headers["MCP-Protocol-Version"] = "2025-06-18";
-    }
-    const res = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
-    return { res, text: await res.text() };
-}
-
 // Opens a session, then makes CALLS tools/call one after another: the ms each answer took.
 async function timedCalls(url) {
-    const { res } = await post(url, {
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "delay", version: "1" } },
-    });
-    assert.equal(res.status, 200);
-    const session = res.headers.get("mcp-session-id");
-    await post(url, { jsonrpc: "2.0", method: "notifications/initialized" }, session);
+    const session = await openSession(url, "delay");
     const took = [];
     for (let i = 0; i < CALLS; i++) {
         const t0 = performance.now();

@@ -12,34 +12,9 @@ import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import path from "node:path";
 import { startToolgate, startEhr, killAll, tempDir, sleep, TOOLGATE_BIN } from "./lib/harness.mjs";
+import { post, openSession } from "./lib/mcp-fetch.mjs";
 
 after(killAll);
-
-const HEADERS = { "Content-Type": "application/json", Accept: "application/json, text/event-stream" };
-
-async function post(url, body, session) {
-    const headers = { ...HEADERS };
-    if (session) {
-        headers["Mcp-Session-Id"] = session;
-        headers["MCP-Protocol-Version"] = "2025-06-18";
-    }
-    const res = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
-    const text = await res.text(); // the whole answer reached this client
-    return { res, text };
-}
-
-async function openSession(url) {
-    const { res } = await post(url, {
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "crash", version: "1" } },
-    });
-    assert.equal(res.status, 200);
-    const session = res.headers.get("mcp-session-id");
-    await post(url, { jsonrpc: "2.0", method: "notifications/initialized" }, session);
-    return session;
-}
 
 test("kill -9 under load: the store as left verifies, and every answered call is recorded and signed", async () => {
     const dir = tempDir();
@@ -51,7 +26,7 @@ test("kill -9 under load: the store as left verifies, and every answered call is
         extra: { audit: { store: `sqlite:${db}`, durability: "commit" } },
     };
     let tg = await startToolgate(opts);
-    const session = await openSession(tg.url);
+    const session = await openSession(tg.url, "crash");
 
     // Eight clients call tools as fast as they can; each answer that arrives whole is noted.
     const answered = new Set();
@@ -139,7 +114,7 @@ test("kill -9 under load: the store as left verifies, and every answered call is
 
     // Start again on the same store; it picks up the chain and records the restart.
     tg = await startToolgate({ ...opts, port: undefined });
-    const s2 = await openSession(tg.url);
+    const s2 = await openSession(tg.url, "crash");
     const { res } = await post(tg.url, {
         jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "get_patient", arguments: { patient_id: "P7" } },
     }, s2);

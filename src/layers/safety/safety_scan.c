@@ -1123,7 +1123,8 @@ int safety_rule_each(const struct safety_rule *r, const char *t, size_t tlen, si
                      int (*fn)(void *arg, const PCRE2_SIZE *ov), void *arg)
 {
     int anchored = r->anchor_digits || r->anchor_byte;
-    if (pcre2_set_offset_limit(mc, PCRE2_UNSET) != 0)
+    /* An anchored search sets its own limit below; without, one left set would be refused. */
+    if (!anchored && pcre2_set_offset_limit(mc, PCRE2_UNSET) != 0)
         return -1;
     size_t off = from;
     while (off <= tlen) {
